@@ -1,0 +1,37 @@
+# The set-up: every pip call uses pip (not uv) with constraints.txt.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+EXTRAS ?= dev,torch,sklearn-models
+STAMP  := $(VENV)/.installed
+
+.PHONY: install system test demo claims bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --disable-pip-version-check -q -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(STAMP)
+
+# System packages the tests need (idempotent; installs only what is missing).
+system:
+	bash scripts/system-deps.sh
+
+test: install system
+	$(PY) -m pytest -q -m "not claims"
+
+demo: install
+	$(VENV)/bin/miaudit demo --out demo-results
+
+# Every statistical and performance claim at full size; writes docs/benchmarks.md.
+claims: install system
+	$(PY) -m pytest -q -m claims
+	$(PY) -m benchmarks run all --write docs/benchmarks.md
+
+bench: install
+	$(PY) -m benchmarks list
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info
