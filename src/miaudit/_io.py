@@ -1,0 +1,61 @@
+"""Atomic, permission-aware file writing.
+
+Every file miaudit writes is first written to a temporary file in the destination folder and
+then renamed, so a failed run never leaves a partial file behind. Restricted files (per-record
+scores with membership, i.e. the training roster) are created 0600 from the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from miaudit.errors import InputError
+
+RESTRICTED_MODE = 0o600
+SHARED_MODE = 0o644
+
+
+def ensure_writable_dir(path: Path, field: str = "--out") -> Path:
+    """Create ``path`` if needed and check that files can be written there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(field, f"cannot create output directory {str(path)!r} ({exc.strerror})") from None
+    if not path.is_dir():
+        raise InputError(field, f"{str(path)!r} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(field, f"output directory {str(path)!r} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path, *, restricted: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` if the block succeeds."""
+    dest = Path(dest)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        os.fchmod(fd, RESTRICTED_MODE if restricted else SHARED_MODE)
+        os.close(fd)
+        yield tmp
+        # Writers such as pyarrow may recreate the file: enforce the mode again before publishing.
+        os.chmod(tmp, RESTRICTED_MODE if restricted else SHARED_MODE)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_text_atomic(dest: Path, text: str, *, restricted: bool = False) -> None:
+    with atomic_path(dest, restricted=restricted) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes_atomic(dest: Path, data: bytes, *, restricted: bool = False) -> None:
+    with atomic_path(dest, restricted=restricted) as tmp:
+        tmp.write_bytes(data)

@@ -1,0 +1,152 @@
+"""The multi-model signals format: many models' outputs on one pool of records.
+
+Written by the training engine, read by reference-model attacks (LiRA, RMIA, shadow models).
+A team that trained its reference models elsewhere writes the same file and gets the same
+attacks.
+
+Arrays (stored in ``.npz`` or ``.parquet``; schema ``SIGNALS_SCHEMA``):
+
+==============  ==========================  =================================================
+name            shape / dtype               meaning
+==============  ==========================  =================================================
+``logits``      (K, n, C) or (K, n, A, C)   model k's logits on record i (A augmentation
+                float32                     queries, the un-augmented query first)
+``label``       (n,) int64                  true class
+``keep``        (K, n) bool                 record i was in model k's training set
+``population``  (n,) bool                   record no model trained on (RMIA's z records)
+``record_id``   (n,) int64 or str           stable, unique record ids
+==============  ==========================  =================================================
+
+Metadata: ``schema`` (format version), ``target`` (index of the audited model, or null when
+every model takes a turn as target), free-form ``info`` (dataset, recipe hash…).
+In Parquet, one row per record: ``logits`` and ``keep`` are list columns (flattened K·A·C and
+K values) and the shape lives in the file's ``miaudit`` metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from miaudit.data import _validate as v
+from miaudit.data._tables import RawTable, read_table
+from miaudit.errors import InputError
+
+SIGNALS_SCHEMA = "miaudit.signals/1"
+
+
+@dataclass(frozen=True, eq=False)
+class SignalsStore:
+    logits: np.ndarray
+    label: np.ndarray
+    keep: np.ndarray
+    population: np.ndarray
+    record_id: np.ndarray
+    target: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_models(self) -> int:
+        return int(self.logits.shape[0])
+
+    @property
+    def n_records(self) -> int:
+        return int(self.logits.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.logits.shape[-1])
+
+    @property
+    def n_queries(self) -> int:
+        """Augmentation queries per record (1 when the logits have no query axis)."""
+        return int(self.logits.shape[2]) if self.logits.ndim == 4 else 1
+
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        logits: np.ndarray,
+        label: np.ndarray,
+        keep: np.ndarray,
+        population: np.ndarray | None = None,
+        record_id: np.ndarray | None = None,
+        target: int | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> SignalsStore:
+        logits = np.asarray(logits)
+        if logits.ndim not in (3, 4):
+            raise InputError("logits", f"must be (models × records × classes) or (models × records × queries × classes), got shape {logits.shape}")
+        k, n = logits.shape[:2]
+        if k == 0 or n == 0:
+            raise InputError("logits", f"no models or no records (shape {logits.shape})")
+        if logits.shape[-1] < 2:
+            raise InputError("logits", f"need at least 2 classes, got {logits.shape[-1]}")
+        logits = v.finite_float("logits", logits, np.float32)
+        keep_arr = np.asarray(keep)
+        if keep_arr.shape != (k, n):
+            raise InputError("keep", f"keep matrix has shape {keep_arr.shape}, expected (models, records) = {(k, n)}")
+        keep_arr = v.binary("keep", keep_arr, need_both=False).astype(bool)
+        n_label = v.same_length({"logits (records axis)": n, "label": len(label)})
+        labels = v.integer_labels("label", label, logits.shape[-1])
+        pop = np.zeros(n, dtype=bool) if population is None else np.asarray(population)
+        if pop.shape != (n_label,):
+            raise InputError("population", f"has shape {pop.shape}, expected ({n},)")
+        pop = v.binary("population", pop, need_both=False).astype(bool)
+        if (keep_arr[:, pop]).any():
+            i = int(np.argmax(keep_arr[:, pop].any(axis=0)))
+            raise InputError("population", f"population record at position {i} of the mask is in some model's training set (keep)")
+        if target is not None and not (0 <= int(target) < k):
+            raise InputError("target", f"target model {target} is outside [0, {k})")
+        ids = v.record_ids("record_id", record_id, n)
+        return cls(logits, labels, keep_arr, pop, ids, None if target is None else int(target), dict(info or {}))
+
+    @classmethod
+    def from_table(cls, table: RawTable) -> SignalsStore:
+        arrays, meta = table.arrays, table.meta
+        schema = meta.get("schema")
+        if schema is not None and schema != SIGNALS_SCHEMA:
+            raise InputError("schema", f"unsupported signals schema {schema!r}; this miaudit reads {SIGNALS_SCHEMA!r}")
+        logits = v.require(arrays, "logits")
+        keep = v.require(arrays, "keep")
+        if table.format == "parquet":  # one row per record: unflatten with the stored shape
+            shape = meta.get("logits_shape")
+            if not isinstance(shape, list):
+                raise InputError("logits", "Parquet signals need 'logits_shape' in the file's miaudit metadata")
+            n = logits.shape[0]
+            per_record = [int(s) for s in shape[2:]]
+            k = int(shape[0])
+            if logits.size != n * k * int(np.prod(per_record)):
+                raise InputError("logits", f"list column holds {logits.shape[1] if logits.ndim == 2 else '?'} values per record, metadata says {k}×{per_record}")
+            logits = np.moveaxis(logits.reshape(n, k, *per_record), 0, 1)
+            keep = np.asarray(keep).T
+        target = meta.get("target")
+        return cls.from_arrays(
+            logits=logits,
+            label=v.require(arrays, "label"),
+            keep=keep,
+            population=arrays.get("population"),
+            record_id=arrays.get("record_id"),
+            target=None if target is None else int(target),  # type: ignore[arg-type]
+            info=dict(meta.get("info") or {}),  # type: ignore[arg-type]
+        )
+
+    def meta(self) -> dict[str, Any]:
+        return {"schema": SIGNALS_SCHEMA, "target": self.target, "logits_shape": list(self.logits.shape), "info": self.info}
+
+    def save(self, path: str | Path) -> None:
+        """Write as .npz or .parquet (atomically; restricted 0600: it holds the keep matrix)."""
+        from miaudit.data._writers import write_signals
+
+        write_signals(self, Path(path))
+
+
+def load_signals(path: str | Path) -> SignalsStore:
+    """Load a multi-model signals file (.npz or .parquet) and validate it."""
+    table = read_table(path, "signals")
+    if table.format == "csv":
+        raise InputError("signals", "multi-model signals are stored as .npz or .parquet, not .csv")
+    return SignalsStore.from_table(table)

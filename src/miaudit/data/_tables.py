@@ -1,0 +1,126 @@
+"""Reading arrays out of .npz, .parquet and .csv files: the one loader behind every format.
+
+A file becomes a mapping ``name -> numpy array`` plus metadata. 2-D arrays (``logits``,
+``probs``) may be stored as one array (npz), as a fixed-size list column (Parquet), or as wide
+numbered columns ``logit_0 … logit_{C-1}`` / ``prob_0 …`` (Parquet and CSV).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from miaudit.errors import InputError
+
+SUFFIXES = (".npz", ".parquet", ".csv")
+_WIDE = {"logits": re.compile(r"^logit_(\d+)$"), "probs": re.compile(r"^prob_(\d+)$")}
+META_KEY = "miaudit"
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """Arrays read from one file, before any validation of their meaning."""
+
+    path: Path
+    format: str
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+def read_table(path: str | Path, field_name: str = "input") -> RawTable:
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(field_name, f"unknown file type {p.suffix or '(none)'!r} of {str(p)!r}; expected one of {', '.join(SUFFIXES)}")
+    if not p.is_file():
+        raise InputError(field_name, f"cannot read {str(p)!r}: no such file")
+    try:
+        if suffix == ".npz":
+            return _read_npz(p)
+        if suffix == ".parquet":
+            return _read_parquet(p)
+        return _read_csv(p)
+    except InputError:
+        raise
+    except Exception as exc:  # any parser failure is a bad file, reported in one line
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(field_name, f"cannot read {str(p)!r} as {suffix[1:]}: {msg}") from None
+
+
+def _read_npz(p: Path) -> RawTable:
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise InputError("input", f"cannot read {str(p)!r} as npz: {exc}") from None
+    meta: dict[str, object] = {}
+    if META_KEY in arrays:
+        meta = json.loads(str(arrays.pop(META_KEY)))
+    return RawTable(p, "npz", arrays, meta)
+
+
+def _read_parquet(p: Path) -> RawTable:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(p)
+    meta: dict[str, object] = {}
+    md = table.schema.metadata or {}
+    if META_KEY.encode() in md:
+        meta = json.loads(md[META_KEY.encode()].decode())
+    arrays: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            arrays[name] = _list_column_to_2d(name, col)
+        else:
+            arrays[name] = col.to_numpy(zero_copy_only=False)
+    return RawTable(p, "parquet", _gather_wide(arrays), meta)
+
+
+def _list_column_to_2d(name: str, col: object) -> np.ndarray:
+    import pyarrow as pa
+
+    if pa.types.is_fixed_size_list(col.type):  # type: ignore[attr-defined]
+        width = col.type.list_size  # type: ignore[attr-defined]
+        flat = col.flatten().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
+        return flat.reshape(len(col), width)  # type: ignore[arg-type]
+    lengths = col.value_lengths().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
+    if len(lengths) and (lengths != lengths[0]).any():
+        raise InputError(name, "rows have differing numbers of values")
+    flat = col.flatten().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
+    return flat.reshape(len(col), int(lengths[0]) if len(lengths) else 0)  # type: ignore[arg-type]
+
+
+def _read_csv(p: Path) -> RawTable:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        raise InputError("input", f"{str(p)!r} is empty") from None
+    arrays = {str(c): frame[c].to_numpy() for c in frame.columns}
+    return RawTable(p, "csv", _gather_wide(arrays), {})
+
+
+def _gather_wide(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fold ``logit_0 … logit_{C-1}`` columns into one ``logits`` array (likewise ``prob_*``)."""
+    out = dict(arrays)
+    for name, pattern in _WIDE.items():
+        cols = sorted(((int(m.group(1)), k) for k in arrays if (m := pattern.match(k))), key=lambda t: t[0])
+        if not cols:
+            continue
+        idx = [i for i, _ in cols]
+        if idx != list(range(len(idx))):
+            raise InputError(name, f"wide columns must be numbered 0..C-1 without gaps, got {idx[:5]}…")
+        if name in out:
+            raise InputError(name, "given both as one column and as numbered columns")
+        out[name] = np.column_stack([np.asarray(arrays[k], dtype=np.float64) for _, k in cols])
+        for _, k in cols:
+            del out[k]
+    return out

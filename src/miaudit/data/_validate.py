@@ -1,0 +1,100 @@
+"""Checks shared by every input format; each raises InputError naming the field."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from miaudit.errors import InputError
+
+#: A row of probabilities may differ from a sum of 1 by at most this much (absolute). Loose
+#: enough for float32 softmax output of 1000 classes written to CSV with 6 significant digits.
+PROB_SUM_TOL = 1e-3
+
+
+def require(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
+    if name not in arrays:
+        raise InputError(name, "missing column or array")
+    return arrays[name]
+
+
+def finite_float(name: str, values: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    try:
+        out = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError):
+        raise InputError(name, "values are not numeric") from None
+    if not np.isfinite(out).all():
+        bad = np.argwhere(~np.isfinite(out))[0]
+        raise InputError(name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+    return out
+
+
+def check_probabilities(name: str, probs: np.ndarray) -> None:
+    if (probs < 0).any():
+        row = int(np.argwhere(probs < 0)[0][0])
+        raise InputError(name, f"negative probability in row {row}")
+    sums = probs.sum(axis=-1)
+    off = np.abs(sums - 1.0) > PROB_SUM_TOL
+    if off.any():
+        row = np.unravel_index(int(np.argmax(off)), off.shape)
+        raise InputError(name, f"row {tuple(int(i) for i in row)} sums to {float(sums[row]):.6g}, not 1 (tolerance {PROB_SUM_TOL})")
+
+
+def integer_labels(name: str, values: np.ndarray, n_classes: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise InputError(name, "contains NaN or inf")
+        if (arr != np.round(arr)).any():
+            raise InputError(name, "labels must be integers")
+    elif arr.dtype.kind not in "iub":
+        raise InputError(name, f"labels must be integers, got {arr.dtype}")
+    labels = arr.astype(np.int64)
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(name, f"label {int(labels[i])} at row {i} is outside [0, {n_classes})")
+    return labels
+
+
+def binary(name: str, values: np.ndarray, *, need_both: bool) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind == "b":
+        out = arr.astype(np.int8)
+    else:
+        try:
+            f = np.asarray(arr, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(name, "values must be 0 or 1") from None
+        if not np.isin(f, (0.0, 1.0)).all():
+            raise InputError(name, "values must be 0 or 1")
+        out = f.astype(np.int8)
+    if need_both and (out.min() == out.max()):
+        which = "members" if out[0] == 1 else "non-members"
+        raise InputError(name, f"only one membership class present (all {which}); need both members and non-members")
+    return out
+
+
+def same_length(lengths: dict[str, int]) -> int:
+    values = set(lengths.values())
+    if len(values) > 1:
+        desc = ", ".join(f"{k}={v}" for k, v in lengths.items())
+        raise InputError("input", f"columns have differing lengths ({desc})")
+    (n,) = values
+    if n == 0:
+        raise InputError("input", "no records (empty input)")
+    return n
+
+
+def record_ids(name: str, values: np.ndarray | None, n: int) -> np.ndarray:
+    if values is None:
+        return np.arange(n, dtype=np.int64)
+    ids = np.asarray(values)
+    if ids.dtype.kind == "O":
+        ids = ids.astype(str)
+    if ids.dtype.kind == "f":
+        if not np.isfinite(ids).all() or (ids != np.round(ids)).any():
+            raise InputError(name, "record ids must be integers or strings")
+        ids = ids.astype(np.int64)
+    if len(np.unique(ids)) != len(ids):
+        raise InputError(name, "record ids are not unique")
+    return ids

@@ -1,0 +1,14 @@
+"""Signals: per-record quantities computed from a model's output (ALGORITHMS.md §1)."""
+
+from miaudit.signals._compute import (
+    SIGNALS,
+    compute_signals,
+    confidence,
+    correctness,
+    entropy,
+    loss,
+    modified_entropy,
+    scaled_logit,
+)
+
+__all__ = ["SIGNALS", "compute_signals", "confidence", "correctness", "entropy", "loss", "modified_entropy", "scaled_logit"]
