@@ -1,0 +1,106 @@
+"""Run one or all benchmarks and record their results.
+
+    python -m benchmarks list
+    python -m benchmarks run NAME|all [--size small|full] [--write docs/benchmarks.md]
+
+Each benchmark is a module ``benchmarks/bench_<name>.py`` defining ``CLAIM`` (one line) and
+``run(size) -> BenchResult``. Each runs in its own subprocess, so peak-memory figures are its
+own. Results are stored as JSON in ``.bench/<name>.json``; ``--write`` rebuilds the Markdown
+page from every stored result, so a page always holds each benchmark's latest measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+STORE = ROOT.parent / ".bench"
+
+
+def names() -> list[str]:
+    return sorted(m.name[len("bench_") :] for m in pkgutil.iter_modules([str(ROOT)]) if m.name.startswith("bench_"))
+
+
+def run_one(name: str, size: str) -> dict:
+    module = importlib.import_module(f"benchmarks.bench_{name}")
+    result = module.run(size)
+    command = f"python -m benchmarks run {name} --size {size}"
+    return result.to_record(command=command, size=size)
+
+
+def render(records: list[dict]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Every figure below was measured by the command shown, on the machine shown; rerun one with",
+        "`python -m benchmarks run NAME --size full` or all of them with `make claims`.",
+        "",
+    ]
+    for rec in records:
+        m = rec["machine"]
+        status = {True: "met", False: "NOT MET", None: "reported"}[rec.get("passed")]
+        lines += [
+            f"## {rec['name']}",
+            "",
+            f"- Claim: {rec['claim']} — **{status}**",
+            f"- Command: `{rec['command']}`",
+            f"- Date: {rec['date']}; machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB; commit {m.get('commit') or '?'}",
+            f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
+            "",
+            rec["table"].rstrip(),
+            "",
+        ]
+        lines += [f"- {n}" for n in rec.get("notes", [])]
+        if rec.get("notes"):
+            lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list")
+    p_run = sub.add_parser("run")
+    p_run.add_argument("name")
+    p_run.add_argument("--size", choices=("small", "full"), default="full")
+    p_run.add_argument("--write", type=Path, default=None, help="rebuild this Markdown page from all stored results")
+    p_run.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.cmd == "list":
+        for name in names():
+            print(f"{name}: {importlib.import_module(f'benchmarks.bench_{name}').CLAIM}")
+        return 0
+
+    todo = names() if args.name == "all" else [args.name]
+    unknown = [n for n in todo if n not in names()]
+    if unknown:
+        print(f"benchmark: unknown benchmark {unknown[0]!r}; known: {', '.join(names())}", file=sys.stderr)
+        return 2
+    STORE.mkdir(exist_ok=True)
+    failed = False
+    for name in todo:
+        if args.in_process:
+            rec = run_one(name, args.size)
+            (STORE / f"{name}.json").write_text(json.dumps(rec, indent=2), encoding="utf-8")
+            print(rec["table"])
+            continue
+        proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", name, "--size", args.size, "--in-process"], cwd=ROOT.parent, check=False)
+        failed |= proc.returncode != 0
+    if args.write:
+        records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(STORE.glob("*.json"))]
+        records = [r for r in records if r.get("size") == "full"] or records
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(render(records), encoding="utf-8")
+        print(f"wrote {args.write}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

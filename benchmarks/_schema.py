@@ -1,0 +1,75 @@
+"""The one result schema every benchmark returns, and the machine description."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+BENCH_SCHEMA = "miaudit.benchmark/1"
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """What a benchmark measured.
+
+    ``figures`` are the named numbers (seconds, GB, ratios…); ``table`` is the Markdown table
+    quoted in docs/benchmarks.md; ``claim`` states what is asserted and ``passed`` whether the
+    measurement met it (None when the benchmark only reports).
+    """
+
+    name: str
+    claim: str
+    figures: dict[str, Any]
+    table: str
+    passed: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_record(self, *, command: str, size: str) -> dict[str, Any]:
+        return {
+            "schema": BENCH_SCHEMA,
+            **asdict(self),
+            "command": command,
+            "size": size,
+            "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+        }
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    versions = {"python": sys.version.split()[0]}
+    for mod in ("numpy", "scipy", "sklearn", "torch", "pandas", "pyarrow"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:
+            continue
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb, "platform": platform.platform(), "versions": versions, "commit": commit}
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
