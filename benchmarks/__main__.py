@@ -5,7 +5,7 @@
 
 Each benchmark is a module ``benchmarks/bench_<name>.py`` defining ``CLAIM`` (one line) and
 ``run(size) -> BenchResult``. Each runs in its own subprocess, so peak-memory figures are its
-own. Results are stored as JSON in ``.bench/<name>.json``; ``--write`` rebuilds the Markdown
+own. Results are stored as JSON in ``benchmarks/results/<name>.json`` (committed); ``--write`` rebuilds the Markdown
 page from every stored result, so a page always holds each benchmark's latest measurement.
 """
 
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-STORE = ROOT.parent / ".bench"
+STORE = ROOT / "results"  # committed: docs/benchmarks.md is rebuilt from these
 
 
 def names() -> list[str]:
