@@ -1,0 +1,233 @@
+"""Intervals by resampling records, and paired comparisons of attacks (ALGORITHMS.md §0).
+
+Each bootstrap replicate draws records with replacement and re-weights them by their counts;
+because resampling never changes the order of the scores, every attack is sorted once
+(:class:`~miaudit.metrics._roc.Ranking`) and a replicate costs O(n) per attack. The same
+replicate weights serve every attack, so differences between attacks are paired.
+
+Without ``groups`` members and non-members are resampled separately (stratified), so n1 and
+n0 stay fixed. With ``groups`` (several scored pairs per record, e.g. leave-one-model-out)
+whole records are resampled and keep all their pairs together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from miaudit.errors import InputError
+from miaudit.metrics._estimate import Estimate, ppv_key, tpr_key
+from miaudit.metrics._roc import _RATE_SLACK, Curve, Ranking, check_targets
+
+DEFAULT_FPRS = (0.1, 0.01, 0.001)
+#: FPRs of the stored ROC grid: log-spaced from 1e-5 to 1 (enough for a log–log plot).
+ROC_GRID = tuple(float(x) for x in np.logspace(-5, 0, 51))
+#: TPR-at-α intervals need at least this many non-members at that rate (n0·α).
+MIN_NEGATIVES_AT_RATE = 10
+
+
+@dataclass(frozen=True, eq=False)
+class _Split:
+    g1: np.ndarray
+    g0: np.ndarray
+    n_groups: int
+
+    def curve(self, w1: np.ndarray | None, w0: np.ndarray | None) -> Curve:
+        if w1 is None or w0 is None:
+            a = np.bincount(self.g1, minlength=self.n_groups).astype(np.float64)
+            b = np.bincount(self.g0, minlength=self.n_groups).astype(np.float64)
+        else:
+            a = np.bincount(self.g1, weights=w1, minlength=self.n_groups)
+            b = np.bincount(self.g0, weights=w0, minlength=self.n_groups)
+        return Curve.from_groups(a, b)
+
+
+def _metrics(c: Curve, fprs: Sequence[float], prior: float, ppv_fpr: float) -> np.ndarray:
+    """[auc, advantage, ppv, tpr@fprs..., roc grid...] for one (weighted) curve."""
+    n = c.negatives
+    idx = np.searchsorted(c.fp, np.asarray(list(fprs) + list(ROC_GRID)) * n * (1 + _RATE_SLACK), side="right") - 1
+    tprs = c.tp[idx] / c.positives
+    gap = float(np.max(c.tp / c.positives - c.fp / n))
+    return np.concatenate(([c.auc(), gap, c.ppv_at(ppv_fpr, prior)], tprs))
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Point values and bootstrap replicates of every metric for several attacks on the same records."""
+
+    names: tuple[str, ...]
+    fprs: tuple[float, ...]
+    prior: float
+    ppv_fpr: float
+    n_members: int
+    n_nonmembers: int
+    n_resamples: int
+    confidence: float
+    points: dict[str, np.ndarray]
+    replicates: dict[str, np.ndarray]  # (B, metrics)
+    resampling: str = "records, stratified by membership"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("auc", "advantage", ppv_key(self.ppv_fpr), *(tpr_key(f) for f in self.fprs), *(f"roc@{f:.3g}" for f in ROC_GRID))
+
+    def _col(self, metric: str) -> int:
+        aliases = {"balanced_accuracy": "advantage"}
+        try:
+            return self.columns.index(aliases.get(metric, metric))
+        except ValueError:
+            raise InputError("metric", f"unknown metric {metric!r}; known: {', '.join(self.columns[:3 + len(self.fprs)])}, balanced_accuracy") from None
+
+    def _status_for(self, metric: str) -> str:
+        if metric.startswith("tpr@") or metric.startswith("ppv@"):
+            alpha = self.fprs[self.columns.index(metric) - 3] if metric.startswith("tpr@") else self.ppv_fpr
+            if alpha * self.n_nonmembers < 1 - _RATE_SLACK:
+                return "not_measurable"
+            if alpha * self.n_nonmembers < MIN_NEGATIVES_AT_RATE - _RATE_SLACK:
+                return "interval_not_reliable"
+        return "ok"
+
+    def _interval(self, point: float, reps: np.ndarray, status: str) -> Estimate:
+        if status == "not_measurable":
+            return Estimate(point=None, status="not_measurable")
+        if status == "interval_not_reliable" or self.n_resamples == 0:
+            return Estimate(point=point, status=status if status != "ok" else "ok")  # type: ignore[arg-type]
+        reps = reps[np.isfinite(reps)]
+        if reps.size == 0:
+            return Estimate(point=point if np.isfinite(point) else None)
+        tail = (1 - self.confidence) / 2
+        lo, hi = np.quantile(reps, [tail, 1 - tail])
+        return Estimate(point=float(point) if np.isfinite(point) else None, lower=float(lo), upper=float(hi))
+
+    def estimate(self, name: str, metric: str) -> Estimate:
+        """Point and percentile interval of ``metric`` for attack ``name``."""
+        j = self._col(metric)
+        point, reps = self.points[name][j], self.replicates[name][:, j]
+        if metric == "balanced_accuracy":
+            point, reps = 0.5 * (1 + point), 0.5 * (1 + reps)
+        base = "balanced_accuracy" if metric == "balanced_accuracy" else self.columns[j]
+        return self._interval(float(point), reps, self._status_for(base))
+
+    def difference(self, a: str, b: str, metric: str) -> Estimate:
+        """Paired estimate of metric(a) − metric(b): same resampled records for both."""
+        j = self._col(metric)
+        point = float(self.points[a][j] - self.points[b][j])
+        reps = self.replicates[a][:, j] - self.replicates[b][:, j]
+        if metric == "balanced_accuracy":
+            point, reps = point / 2, reps / 2
+        return self._interval(point, reps, self._status_for(self.columns[j] if metric != "balanced_accuracy" else metric))
+
+    def roc_grid(self, name: str) -> tuple[list[float], list[float], list[float], list[float]]:
+        """(fpr grid, tpr, lower, upper) on :data:`ROC_GRID`, grid points below 1/n0 dropped."""
+        k = 3 + len(self.fprs)
+        fpr, tpr, lo, hi = [], [], [], []
+        tail = (1 - self.confidence) / 2
+        for i, f in enumerate(ROC_GRID):
+            if f * self.n_nonmembers < 1 - _RATE_SLACK:
+                continue
+            fpr.append(f)
+            tpr.append(float(self.points[name][k + i]))
+            if self.n_resamples:
+                q = np.quantile(self.replicates[name][:, k + i], [tail, 1 - tail])
+                lo.append(float(q[0]))
+                hi.append(float(q[1]))
+        return fpr, tpr, lo, hi
+
+
+def evaluate(
+    y_true: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    *,
+    fprs: Sequence[float] = DEFAULT_FPRS,
+    prior: float = 0.5,
+    ppv_fpr: float = 0.01,
+    n_resamples: int = 200,
+    confidence: float = 0.95,
+    groups: np.ndarray | None = None,
+    rng: np.random.Generator | int | None = 0,
+) -> Evaluation:
+    """Every metric of every attack with record-resampling bootstrap replicates.
+
+    Args:
+        y_true: (n,) 1 = member.
+        scores: attack name → (n,) scores, higher = more likely a member.
+        fprs: FPRs at which to report the TPR.
+        prior: member prior for the PPV.
+        n_resamples: bootstrap replicates (0: points only).
+        groups: (n,) record index of each scored pair when records are scored several times.
+        rng: seed or Generator; replicates are reproducible bit for bit.
+    """
+    if not scores:
+        raise InputError("attacks", "no attack scores to evaluate")
+    if not 0 < prior < 1:
+        raise InputError("prior", f"must be in (0, 1), got {prior}")
+    if n_resamples < 0:
+        raise InputError("n_resamples", f"must be ≥ 0, got {n_resamples}")
+    y = None
+    splits: dict[str, _Split] = {}
+    for name, s in scores.items():
+        y, s64 = check_targets(y_true, s, name)
+        r = Ranking.of(s64)
+        yb = y.astype(bool)
+        splits[name] = _Split(r.group[yb], r.group[~yb], r.n_groups)
+    assert y is not None
+    yb = y.astype(bool)
+    n1, n0 = int(yb.sum()), int((~yb).sum())
+    gen = np.random.default_rng(rng)
+    names = tuple(scores)
+    points = {name: _metrics(splits[name].curve(None, None), fprs, prior, ppv_fpr) for name in names}
+    width = len(next(iter(points.values())))
+    reps = {name: np.empty((n_resamples, width)) for name in names}
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != y.shape:
+            raise InputError("groups", f"has shape {groups.shape}, expected {y.shape}")
+        _, gidx = np.unique(groups, return_inverse=True)
+        n_rec = int(gidx.max()) + 1
+        g1, g0 = gidx[yb], gidx[~yb]
+    for b in range(n_resamples):
+        if groups is None:
+            w1 = np.bincount(gen.integers(0, n1, n1), minlength=n1).astype(np.float64)
+            w0 = np.bincount(gen.integers(0, n0, n0), minlength=n0).astype(np.float64)
+        else:
+            counts = np.bincount(gen.integers(0, n_rec, n_rec), minlength=n_rec).astype(np.float64)
+            w1, w0 = counts[g1], counts[g0]
+        for name in names:
+            c = splits[name].curve(w1, w0)
+            if c.positives == 0 or c.negatives == 0:  # possible only with tiny grouped inputs
+                reps[name][b] = np.nan
+                continue
+            reps[name][b] = _metrics(c, fprs, prior, ppv_fpr)
+    return Evaluation(
+        names=names, fprs=tuple(float(f) for f in fprs), prior=prior, ppv_fpr=ppv_fpr,
+        n_members=n1, n_nonmembers=n0, n_resamples=n_resamples, confidence=confidence,
+        points=points, replicates=reps,
+        resampling="records, stratified by membership" if groups is None else "records (all pairs of a record together)",
+    )
+
+
+def paired_difference(
+    y_true: np.ndarray,
+    score_a: np.ndarray,
+    score_b: np.ndarray,
+    *,
+    metric: str = "auc",
+    n_resamples: int = 200,
+    confidence: float = 0.95,
+    groups: np.ndarray | None = None,
+    rng: np.random.Generator | int | None = 0,
+) -> Estimate:
+    """metric(a) − metric(b) with a paired record-resampling interval.
+
+    Example:
+        >>> y = np.array([0, 0, 1, 1] * 50); a = y + 0.1 * np.arange(200) % 1
+        >>> paired_difference(y, a, a).point
+        0.0
+    """
+    fprs = DEFAULT_FPRS
+    if metric.startswith("tpr@"):
+        fprs = tuple(sorted(set(DEFAULT_FPRS) | {float(metric[4:].split("%")[0]) / 100}, reverse=True))
+    ev = evaluate(y_true, {"a": score_a, "b": score_b}, fprs=fprs, n_resamples=n_resamples, confidence=confidence, groups=groups, rng=rng)
+    return ev.difference("a", "b", metric)
