@@ -1,0 +1,96 @@
+"""Class-dependent threshold attacks (Song & Mittal, USENIX Security 2021; ALGORITHMS.md §2).
+
+Song and Mittal choose one threshold per class. A set of thresholds is one decision rule (one
+ROC point), so to get a score with a whole ROC each record's score becomes a per-class p-value:
+the fraction of non-member calibration records *of its class* whose score is ≤ its own. The
+calibration records come from the other folds (cross-fitting), so no record is scored by a rule
+fitted on itself; the per-class Song–Mittal thresholds, fitted the same way, give the operating
+point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from miaudit.errors import InputError
+
+
+@dataclass(frozen=True, eq=False)
+class ClassDependentResult:
+    """Cross-fitted per-class p-value scores and the Song–Mittal operating point."""
+
+    score: np.ndarray  # (n,) in [0, 1], higher = member
+    operating_tpr: float
+    operating_fpr: float
+    n_folds: int
+
+
+def _best_threshold(s: np.ndarray, m: np.ndarray) -> float:
+    """Threshold (flag s ≥ t) maximising ½(TPR + TNR) on one class's records."""
+    pos, neg = s[m == 1], s[m == 0]
+    if pos.size == 0 or neg.size == 0:
+        return np.inf if pos.size == 0 else -np.inf
+    cand = np.unique(s)
+    pos_sorted, neg_sorted = np.sort(pos), np.sort(neg)
+    tpr = (pos.size - np.searchsorted(pos_sorted, cand, side="left")) / pos.size
+    tnr = np.searchsorted(neg_sorted, cand, side="left") / neg.size
+    return float(cand[int(np.argmax(tpr + tnr))])
+
+
+def class_dependent_scores(
+    score: np.ndarray,
+    labels: np.ndarray,
+    member: np.ndarray,
+    *,
+    n_folds: int = 5,
+    rng: np.random.Generator | int | None = 0,
+) -> ClassDependentResult:
+    """Turn a threshold attack's score into cross-fitted per-class p-values.
+
+    Args:
+        score: (n,) base attack score, higher = member.
+        labels: (n,) true class of each record.
+        member: (n,) 1 = member; used only on calibration folds, never on the scored fold.
+        n_folds: folds of the cross-fitting (stratified by class and membership).
+        rng: seed or Generator for the fold assignment.
+
+    Returns:
+        :class:`ClassDependentResult`. A class with no non-member calibration records in the
+        other folds falls back to all classes' non-members for that fold.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    labels = np.asarray(labels)
+    member = np.asarray(member).astype(np.int8)
+    n = score.shape[0]
+    if labels.shape != (n,) or member.shape != (n,):
+        raise InputError("labels/member", f"must have shape ({n},)")
+    if n_folds < 2:
+        raise InputError("n_folds", f"must be ≥ 2, got {n_folds}")
+    gen = np.random.default_rng(rng)
+    fold = np.empty(n, dtype=np.int64)
+    strata = labels.astype(np.int64) * 2 + member
+    for key in np.unique(strata):
+        idx = np.flatnonzero(strata == key)
+        fold[gen.permutation(idx)] = np.arange(idx.size) % n_folds
+    out = np.empty(n, dtype=np.float64)
+    flagged = np.zeros(n, dtype=bool)
+    classes = np.unique(labels)
+    for f in range(n_folds):
+        test = fold == f
+        train = ~test
+        calib_all = np.sort(score[train & (member == 0)])
+        for c in classes:
+            rows = test & (labels == c)
+            if not rows.any():
+                continue
+            calib = np.sort(score[train & (member == 0) & (labels == c)])
+            ref = calib if calib.size else calib_all
+            out[rows] = np.searchsorted(ref, score[rows], side="right") / max(ref.size, 1)
+            cls_train = train & (labels == c)
+            t = _best_threshold(score[cls_train], member[cls_train])
+            flagged[rows] = score[rows] >= t
+    tpr = float(flagged[member == 1].mean()) if (member == 1).any() else float("nan")
+    fpr = float(flagged[member == 0].mean()) if (member == 0).any() else float("nan")
+    return ClassDependentResult(out, tpr, fpr, n_folds)
