@@ -1,0 +1,50 @@
+"""The public audit functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from miaudit.audit._attack import DEFAULT_ATTACKS, run_attacks
+from miaudit.audit._results import AuditResult
+from miaudit.audit._writer import prepare_out, write_run
+from miaudit.data import ModelOutputs
+from miaudit.metrics import DEFAULT_FPRS
+
+
+def attack(
+    outputs: ModelOutputs | str | Path,
+    *,
+    attacks: Sequence[str] = DEFAULT_ATTACKS,
+    slices: Sequence[str] = (),
+    n_resamples: int = 200,
+    seed: int = 0,
+    prior: float = 0.5,
+    fprs: Sequence[float] = DEFAULT_FPRS,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    raw_ids: bool = False,
+    quiet: bool = False,
+) -> AuditResult:
+    """Audit one model from its outputs on known members and non-members.
+
+    Args:
+        outputs: :class:`~miaudit.data.ModelOutputs` or a path to .npz/.parquet/.csv outputs.
+        attacks: names from :data:`miaudit.attacks.OUTPUT_ATTACKS`.
+        slices: extra columns of the outputs to break results down by.
+        n_resamples: bootstrap replicates (records resampled) for every interval.
+        seed: makes the run reproducible bit for bit.
+        prior: member prior for the PPV.
+        out: folder for ``results.json`` (shareable) and ``scores.parquet`` (restricted, 0600).
+        overwrite: replace results already in ``out``.
+        raw_ids: show raw record ids instead of keyed pseudonyms in shareable outputs.
+
+    Returns:
+        The immutable :class:`AuditResult` (what ``results.json`` holds).
+    """
+    out_dir = Path(out) if out is not None else None
+    key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
+    run = run_attacks(outputs, attacks=attacks, slices=slices, n_resamples=n_resamples, seed=seed, prior=prior, fprs=fprs, pseudonym_key=key, raw_ids=raw_ids)
+    if out_dir is not None and key is not None:
+        write_run(out_dir, key, run.result.to_json(), run.record_id, run.member, run.label, run.scores, quiet=quiet)
+    return run.result

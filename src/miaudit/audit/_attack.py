@@ -1,0 +1,220 @@
+"""Audit one model from its saved outputs: ``miaudit attack`` and :func:`miaudit.attack`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from miaudit._version import __version__
+from miaudit.attacks import OUTPUT_ATTACKS, THRESHOLD_SPECS, class_dependent_scores, threshold_score
+from miaudit.audit._pseudonyms import key_id, load_or_create_key, pseudonymise
+from miaudit.audit._results import (
+    AttackResult,
+    AuditResult,
+    BootstrapInfo,
+    Comparison,
+    ExposedRecord,
+    ImpliedEpsilonResult,
+    InputDescription,
+    OperatingPoint,
+    Pseudonymisation,
+    RocCurve,
+    SliceAttack,
+    SliceResult,
+)
+from miaudit.data import ModelOutputs, load_outputs
+from miaudit.errors import InputError
+from miaudit.metrics import DEFAULT_FPRS, Evaluation, evaluate, implied_epsilon, ppv_key, tpr_key
+from miaudit.signals import compute_signals
+
+DEFAULT_ATTACKS = OUTPUT_ATTACKS
+MAX_SLICE_VALUES = 50
+MOST_EXPOSED = 20
+#: A slice value needs this many members and non-members to be reported.
+MIN_SLICE_CLASS = 20
+
+
+@dataclass(frozen=True, eq=False)
+class AttackRun:
+    """Shareable results plus the restricted per-record scores (the training roster)."""
+
+    result: AuditResult
+    record_id: np.ndarray
+    member: np.ndarray
+    label: np.ndarray
+    scores: dict[str, np.ndarray]
+
+
+def _check_attacks(attacks: Sequence[str]) -> tuple[str, ...]:
+    if not attacks:
+        raise InputError("--attacks", "no attack given")
+    for a in attacks:
+        if a not in OUTPUT_ATTACKS:
+            raise InputError("--attacks", f"unknown attack {a!r}; known: {', '.join(OUTPUT_ATTACKS)}")
+    return tuple(dict.fromkeys(attacks))
+
+
+def _slice_groups(outputs: ModelOutputs, column: str) -> list[tuple[str, np.ndarray]]:
+    if column not in outputs.columns:
+        have = ", ".join(outputs.columns) or "none"
+        raise InputError("--slices", f"no column {column!r} in the outputs (extra columns: {have})")
+    values = np.asarray(outputs.columns[column])
+    uniq = np.unique(values.astype(str)) if values.dtype.kind in "OUSb" else np.unique(values)
+    if values.dtype.kind in "if" and uniq.size > 20:
+        edges = np.unique(np.quantile(values, [0.25, 0.5, 0.75]))
+        bins = np.digitize(values, edges)
+        labels = [f"≤{edges[0]:.4g}"] + [f"({a:.4g}, {b:.4g}]" for a, b in zip(edges[:-1], edges[1:], strict=True)] + [f">{edges[-1]:.4g}"]
+        return [(labels[i], bins == i) for i in range(len(edges) + 1)]
+    if uniq.size > MAX_SLICE_VALUES:
+        raise InputError("--slices", f"column {column!r} has {uniq.size} distinct values; at most {MAX_SLICE_VALUES} can be sliced")
+    as_str = values.astype(str)
+    return [(str(u), as_str == str(u)) for u in uniq]
+
+
+def _attack_result(name: str, ev: Evaluation, extra: dict[str, object]) -> AttackResult:
+    base = name.removesuffix("_by_class")
+    spec = THRESHOLD_SPECS[base]
+    fpr, tpr, lo, hi = ev.roc_grid(name)
+    by_class = name.endswith("_by_class")
+    return AttackResult(
+        name=name,
+        description=(f"per-class p-value of: {spec.description} (cross-fitted)" if by_class else spec.description),
+        paper=spec.paper,
+        auc=ev.estimate(name, "auc"),
+        tpr_at_fpr={tpr_key(f): ev.estimate(name, tpr_key(f)) for f in ev.fprs},
+        balanced_accuracy=ev.estimate(name, "balanced_accuracy"),
+        advantage=ev.estimate(name, "advantage"),
+        ppv=ev.estimate(name, ppv_key(ev.ppv_fpr)),
+        ppv_prior=ev.prior,
+        ppv_fpr=ev.ppv_fpr,
+        roc=RocCurve(fpr=fpr, tpr=tpr, tpr_lower=lo, tpr_upper=hi),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def run_attacks(
+    outputs: ModelOutputs | str | Path,
+    *,
+    attacks: Sequence[str] = DEFAULT_ATTACKS,
+    slices: Sequence[str] = (),
+    n_resamples: int = 200,
+    seed: int = 0,
+    prior: float = 0.5,
+    fprs: Sequence[float] = DEFAULT_FPRS,
+    pseudonym_key: bytes | None = None,
+    raw_ids: bool = False,
+) -> AttackRun:
+    """Run attacks on one model's outputs and evaluate them; see :func:`attack`."""
+    source: Path | None = None
+    if not isinstance(outputs, ModelOutputs):
+        source = Path(outputs)
+        outputs = load_outputs(source)
+    names = _check_attacks(attacks)
+    slice_groups = {col: _slice_groups(outputs, col) for col in dict.fromkeys(slices)}
+    if not 0 < prior < 1:
+        raise InputError("--prior", f"must be in (0, 1), got {prior}")
+    if n_resamples < 0:
+        raise InputError("--resamples", f"must be ≥ 0, got {n_resamples}")
+    ss = np.random.SeedSequence(seed)
+    boot_seed, fold_seed, eps_seed, slice_seed = ss.spawn(4)
+
+    needed = tuple(dict.fromkeys(THRESHOLD_SPECS[n.removesuffix("_by_class")].signal for n in names))
+    signals = compute_signals(outputs.values, outputs.label, kind=outputs.kind, which=needed)
+    member = outputs.member
+    scores: dict[str, np.ndarray] = {}
+    extras: dict[str, dict[str, object]] = {}
+    for name in names:
+        base = name.removesuffix("_by_class")
+        raw = threshold_score(base, signals)  # type: ignore[arg-type]
+        if name.endswith("_by_class"):
+            cd = class_dependent_scores(raw, outputs.label, member, rng=np.random.default_rng(fold_seed))
+            scores[name] = cd.score
+            op = OperatingPoint(rule=f"Song–Mittal per-class thresholds ({cd.n_folds}-fold cross-fitted)", tpr=cd.operating_tpr, fpr=cd.operating_fpr)
+            extras[name] = {"operating_point": op}
+        else:
+            scores[name] = raw
+            extras[name] = {}
+        ie = implied_epsilon(member, scores[name], rng=np.random.default_rng(eps_seed))
+        extras[name]["implied_epsilon"] = ImpliedEpsilonResult(point=ie.point, lower_bound=ie.lower_bound, alpha=ie.alpha, note=ie.note)
+
+    ev = evaluate(member, scores, fprs=fprs, prior=prior, n_resamples=n_resamples, rng=np.random.default_rng(boot_seed))
+    results = [_attack_result(n, ev, extras[n]) for n in names]
+    comparisons = []
+    if "loss" in names:
+        for n in names:
+            if n != "loss":
+                for metric in ("auc", tpr_key(0.01)):
+                    if metric == "auc" or 0.01 in ev.fprs:
+                        comparisons.append(Comparison(attack=n, baseline="loss", metric=metric, difference=ev.difference(n, "loss", metric)))
+
+    slice_results = _slices(slice_groups, member, scores, n_resamples, slice_seed)
+
+    key = pseudonym_key if pseudonym_key is not None else load_or_create_key(None)
+    strongest = max(results, key=lambda a: a.auc.point or 0.0).name
+    top = np.argsort(-scores[strongest], kind="stable")[:MOST_EXPOSED]
+    ranks = scores[strongest].argsort(kind="stable").argsort(kind="stable")
+    top_ids = outputs.record_id[top]
+    shown = [str(i) for i in top_ids.tolist()] if raw_ids else pseudonymise(top_ids, key)
+    exposed = [ExposedRecord(pseudonym=p, rank=r + 1, score_percentile=float(ranks[i] + 1) / member.size * 100) for r, (p, i) in enumerate(zip(shown, top, strict=True))]
+
+    desc = InputDescription(
+        name=source.name if source else "(in memory)",
+        format=source.suffix.lstrip(".") if source else "arrays",
+        sha256=_sha256(source) if source else None,
+        kind=outputs.kind,
+        n_records=outputs.n_records,
+        n_members=int(member.sum()),
+        n_nonmembers=int((member == 0).sum()),
+        n_classes=outputs.n_classes,
+    )
+    notes = [
+        "Intervals: percentile bootstrap over records; TPR at FPR α has no interval when n0·α < 10 and no value when α < 1/n0.",
+        "implied_epsilon is descriptive (one model's outputs, not independent training runs): it is not a DP audit.",
+    ]
+    if outputs.has_record_id is False:
+        notes.append("The input had no record_id column: records are identified by row number.")
+    result = AuditResult(
+        tool_version=__version__,
+        created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        seed=seed,
+        input=desc,
+        bootstrap=BootstrapInfo(replicates=n_resamples, confidence=ev.confidence, resampling=ev.resampling),
+        attacks=results,
+        comparisons=comparisons,
+        slices=slice_results,
+        exposure_attack=strongest,
+        most_exposed=exposed,
+        pseudonymisation=Pseudonymisation(method="HMAC-SHA-256, first 64 bits", key_id=key_id(key), raw_ids=raw_ids),
+        notes=notes,
+    )
+    return AttackRun(result, outputs.record_id, member, outputs.label, scores)
+
+
+def _slices(groups: dict[str, list[tuple[str, np.ndarray]]], member: np.ndarray, scores: dict[str, np.ndarray], n_resamples: int, seed: np.random.SeedSequence) -> list[SliceResult]:
+    out = []
+    seeds = iter(seed.spawn(sum(len(g) for g in groups.values())))
+    for column, parts in groups.items():
+        for value, mask in parts:
+            s_seed = next(seeds)
+            m = member[mask]
+            n1, n0 = int(m.sum()), int((m == 0).sum())
+            if n1 < MIN_SLICE_CLASS or n0 < MIN_SLICE_CLASS:
+                out.append(SliceResult(column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=[]))
+                continue
+            ev = evaluate(m, {k: v[mask] for k, v in scores.items()}, fprs=(0.01,), n_resamples=n_resamples, rng=np.random.default_rng(s_seed))
+            attacks = [SliceAttack(attack=k, auc=ev.estimate(k, "auc"), tpr_at_1pct_fpr=ev.estimate(k, tpr_key(0.01))) for k in scores]
+            out.append(SliceResult(column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=attacks))
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

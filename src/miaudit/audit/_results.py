@@ -1,0 +1,157 @@
+"""Audit results: immutable, schema-versioned records that round-trip through JSON.
+
+What is in here is shareable: aggregates with intervals, slices, and record ids only as keyed
+pseudonyms. Never a membership column. The meaning of an existing field never changes; a
+change of meaning is a new field and a new schema version.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from miaudit.errors import InputError
+from miaudit.metrics import Estimate
+
+RESULTS_SCHEMA = "miaudit.results/1"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class InputDescription(_Record):
+    name: str
+    format: str
+    sha256: str | None
+    kind: str
+    n_records: int
+    n_members: int
+    n_nonmembers: int
+    n_classes: int
+
+
+class BootstrapInfo(_Record):
+    replicates: int
+    confidence: float
+    resampling: str
+
+
+class RocCurve(_Record):
+    """TPR at log-spaced FPRs (the upper envelope of the full ROC) with pointwise intervals."""
+
+    fpr: list[float]
+    tpr: list[float]
+    tpr_lower: list[float]
+    tpr_upper: list[float]
+
+
+class OperatingPoint(_Record):
+    rule: str
+    tpr: float
+    fpr: float
+
+
+class ImpliedEpsilonResult(_Record):
+    point: float | None
+    lower_bound: float
+    alpha: float
+    note: str
+
+
+class AttackResult(_Record):
+    name: str
+    description: str
+    paper: str
+    auc: Estimate
+    tpr_at_fpr: dict[str, Estimate]
+    balanced_accuracy: Estimate
+    advantage: Estimate
+    ppv: Estimate
+    ppv_prior: float
+    ppv_fpr: float
+    implied_epsilon: ImpliedEpsilonResult | None = None
+    operating_point: OperatingPoint | None = None
+    roc: RocCurve
+
+    def metric(self, name: str) -> Estimate:
+        """Look a metric up by its report name: ``auc``, ``tpr@1%fpr``, ``advantage``…"""
+        if name in self.tpr_at_fpr:
+            return self.tpr_at_fpr[name]
+        if name in ("auc", "advantage", "balanced_accuracy", "ppv"):
+            return getattr(self, name)  # type: ignore[no-any-return]
+        raise InputError("metric", f"unknown metric {name!r}; known: auc, advantage, balanced_accuracy, ppv, {', '.join(self.tpr_at_fpr)}")
+
+
+class Comparison(_Record):
+    """Paired difference metric(attack) − metric(baseline) on the same resampled records."""
+
+    attack: str
+    baseline: str
+    metric: str
+    difference: Estimate
+
+
+class SliceAttack(_Record):
+    attack: str
+    auc: Estimate
+    tpr_at_1pct_fpr: Estimate
+
+
+class SliceResult(_Record):
+    column: str
+    value: str
+    n_members: int
+    n_nonmembers: int
+    attacks: list[SliceAttack]
+
+
+class ExposedRecord(_Record):
+    pseudonym: str
+    rank: int
+    score_percentile: float
+
+
+class Pseudonymisation(_Record):
+    method: str
+    key_id: str
+    raw_ids: bool = False
+
+
+class AuditResult(_Record):
+    """Everything shareable about one audit of one model."""
+
+    schema_version: Literal["miaudit.results/1"] = RESULTS_SCHEMA
+    tool_version: str
+    created_at: str
+    seed: int
+    input: InputDescription
+    bootstrap: BootstrapInfo
+    attacks: list[AttackResult]
+    comparisons: list[Comparison] = []
+    slices: list[SliceResult] = []
+    exposure_attack: str | None = None
+    most_exposed: list[ExposedRecord] = []
+    pseudonymisation: Pseudonymisation
+    notes: list[str] = []
+
+    def attack(self, name: str) -> AttackResult:
+        for a in self.attacks:
+            if a.name == name:
+                return a
+        raise InputError("attack", f"no attack {name!r} in these results; have: {', '.join(a.name for a in self.attacks)}")
+
+    def strongest(self, metric: str = "auc") -> AttackResult:
+        """The attack with the highest point value of ``metric`` (measurable ones only)."""
+        ranked = [a for a in self.attacks if a.metric(metric).point is not None]
+        if not ranked:
+            raise InputError("metric", f"{metric} is not measurable for any attack")
+        return max(ranked, key=lambda a: a.metric(metric).point or 0.0)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> AuditResult:
+        return cls.model_validate_json(text)

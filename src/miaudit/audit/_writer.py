@@ -1,0 +1,52 @@
+"""Writing an audit's files, split by who may see them.
+
+- ``results.json`` — shareable aggregates (0644).
+- ``scores.parquet`` — restricted (0600): one row per record with membership, the training roster.
+- ``pseudonym.key`` — restricted (0600): the key behind the pseudonyms in results.json.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from miaudit._io import atomic_path, ensure_writable_dir, write_bytes_atomic, write_text_atomic
+from miaudit.audit._pseudonyms import KEY_FILE
+from miaudit.errors import InputError
+
+RESULTS_FILE = "results.json"
+SCORES_FILE = "scores.parquet"
+
+
+def prepare_out(out: Path, *, overwrite: bool) -> bytes:
+    """Check the output folder before any work, and return its pseudonym key (new or existing)."""
+    ensure_writable_dir(out)
+    if (out / RESULTS_FILE).exists() and not overwrite:
+        raise InputError("--out", f"{str(out / RESULTS_FILE)!r} already exists; choose another folder or pass --overwrite")
+    key_path = out / KEY_FILE
+    return key_path.read_bytes() if key_path.exists() else secrets.token_bytes(32)
+
+
+def write_scores(path: Path, record_id: np.ndarray, member: np.ndarray, label: np.ndarray, scores: dict[str, np.ndarray]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"record_id": record_id, "member": member.astype(np.int8), "label": label, **{f"score_{k}": v for k, v in scores.items()}})
+    with atomic_path(path, restricted=True) as tmp:
+        pq.write_table(table, tmp)
+
+
+def write_run(out: Path, key: bytes, results_json: str, record_id: np.ndarray, member: np.ndarray, label: np.ndarray, scores: dict[str, np.ndarray], *, quiet: bool = False) -> None:
+    if not (out / KEY_FILE).exists():
+        write_bytes_atomic(out / KEY_FILE, key, restricted=True)
+    write_scores(out / SCORES_FILE, record_id, member, label, scores)
+    write_text_atomic(out / RESULTS_FILE, results_json)
+    if not quiet:
+        print(
+            f"warning: {out / SCORES_FILE} holds per-record membership (the training roster): it was created 0600; "
+            "share only results.json and reports.",
+            file=sys.stderr,
+        )
