@@ -1,0 +1,99 @@
+"""The ``miaudit`` command line: a thin layer over the public API.
+
+Bad input prints one line naming the input and the problem and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from miaudit.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure how much a model reveals about its training data.")
+err = Console(stderr=True)
+# Tables stay readable when the output is a pipe or a CI log (rich assumes 80 columns there).
+out = Console() if Console().is_terminal else Console(width=160)
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+@app.command("attack")
+def attack_cmd(
+    outputs: Annotated[Path, typer.Argument(help="Model outputs (.npz, .parquet or .csv): logits or probs, label, member.")],
+    attacks: Annotated[str | None, typer.Option(help="Comma-separated attacks (default: all output attacks).")] = None,
+    slices: Annotated[str | None, typer.Option(help="Comma-separated extra columns to break results down by.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for results.json and scores.parquet.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice (bootstrap, folds).")] = 0,
+    resamples: Annotated[int, typer.Option(help="Bootstrap replicates (records resampled).")] = 200,
+    prior: Annotated[float, typer.Option(help="Member prior for the PPV.")] = 0.5,
+    raw_ids: Annotated[bool, typer.Option("--raw-ids", help="Show raw record ids instead of keyed pseudonyms.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results already in --out.")] = False,
+) -> None:
+    """Audit one model from its saved outputs on known members and non-members."""
+    from miaudit.audit import DEFAULT_ATTACKS, attack
+    from miaudit.cli._summary import print_summary
+
+    result = attack(
+        outputs,
+        attacks=_split(attacks) or DEFAULT_ATTACKS,
+        slices=_split(slices),
+        n_resamples=resamples,
+        seed=seed,
+        prior=prior,
+        out=out_dir,
+        overwrite=overwrite,
+        raw_ids=raw_ids,
+    )
+    print_summary(result, out)
+    if out_dir is not None:
+        out.print(f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted)")
+
+
+@app.command("demo")
+def demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's results.")] = Path("demo-results"),
+    seed: Annotated[int, typer.Option(help="Seed of the demo.")] = 20261128,
+) -> None:
+    """Audit a deliberately overfit model on bundled UCI Adult (no network needed)."""
+    from miaudit.audit._demo import run_demo
+    from miaudit.cli._summary import print_summary
+
+    with out.status("training an overfit random forest on UCI Adult and auditing it…"):
+        result = run_demo(out_dir, seed=seed)
+    print_summary(result, out)
+    out.print(f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted, 0600)")
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print miaudit's version."""
+    from miaudit import __version__
+
+    out.print(__version__)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except InputError as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except typer.Abort:
+        raise SystemExit(1) from None
+    except (typer.BadParameter, typer.Exit) as exc:
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            raise SystemExit(2) from None
+        if isinstance(exc, click.exceptions.Exit):
+            raise SystemExit(exc.exit_code) from None
+        raise

@@ -1,0 +1,52 @@
+"""Terminal summary of audit results (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from miaudit.audit import AuditResult
+from miaudit.metrics import Estimate
+
+
+def fmt(e: Estimate, pct: bool = False) -> str:
+    if e.status == "not_measurable" or e.point is None:
+        return "n/m"
+    scale, unit = (100.0, "%") if pct else (1.0, "")
+    text = f"{e.point * scale:.3g}{unit}" if pct else f"{e.point:.3f}"
+    if e.lower is not None and e.upper is not None:
+        text += f" [{e.lower * scale:.3g}, {e.upper * scale:.3g}]" if pct else f" [{e.lower:.3f}, {e.upper:.3f}]"
+    elif e.status == "interval_not_reliable":
+        text += " (no CI)"
+    return text
+
+
+def print_summary(result: AuditResult, console: Console | None = None) -> None:
+    console = console or Console()
+    inp = result.input
+    console.print(
+        f"[bold]{inp.name}[/]: {inp.n_records:,} records ({inp.n_members:,} members, {inp.n_nonmembers:,} non-members), "
+        f"{inp.n_classes} classes; {result.bootstrap.replicates} bootstrap replicates, seed {result.seed}"
+    )
+    table = Table(title="Membership inference (95% intervals; n/m = not measurable)")
+    table.add_column("attack")
+    table.add_column("AUC")
+    tpr_keys = list(result.attacks[0].tpr_at_fpr)
+    for k in tpr_keys:
+        table.add_column(k.upper().replace("@", " @ "))
+    table.add_column("advantage")
+    for a in result.attacks:
+        table.add_row(a.name, fmt(a.auc), *(fmt(a.tpr_at_fpr[k], pct=True) for k in tpr_keys), fmt(a.advantage))
+    console.print(table)
+    if result.slices:
+        strongest = result.exposure_attack
+        st = Table(title=f"Slices ({strongest})")
+        for col in ("slice", "members", "non-members", "AUC", "TPR @ 1% FPR"):
+            st.add_column(col)
+        for s in result.slices:
+            match = [a for a in s.attacks if a.attack == strongest]
+            if match:
+                st.add_row(f"{s.column}={s.value}", str(s.n_members), str(s.n_nonmembers), fmt(match[0].auc), fmt(match[0].tpr_at_1pct_fpr, pct=True))
+            else:
+                st.add_row(f"{s.column}={s.value}", str(s.n_members), str(s.n_nonmembers), "too few records", "")
+        console.print(st)
