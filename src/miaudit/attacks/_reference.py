@@ -1,0 +1,303 @@
+"""Run a reference-model attack on a multi-model signals store (ALGORITHMS.md §3, §4).
+
+Two ways to score, both pure (a :class:`~miaudit.data.SignalsStore` in, a
+:class:`PairedScores` out, no file I/O):
+
+- :func:`score_target`: one audited model (``store.target`` or an explicit index) against the
+  other models as references;
+- :func:`leave_one_model_out`: every model takes a turn as the target and the others serve as
+  references (the evaluation trick of the LiRA and RMIA reference code), giving K × n scored
+  (model, record) pairs, enough to measure TPR at low FPR on small data.
+
+Records in the store's population mask are RMIA's z records: they enter RMIA's comparison and
+are excluded from the evaluated pairs of every attack. Signals come from the stored logits:
+φ (scaled logit) for LiRA with every augmentation query; p_y at the attack's temperature for
+RMIA, and the logits for the shadow attacks, from the first (un-augmented) query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from miaudit.attacks._lira import OfflineStatistic, Variance, lira_offline, lira_online
+from miaudit.attacks._rmia import calibrate_rmia_a, rmia_offline, rmia_online, rmia_probability
+from miaudit.attacks._shadow import ml_leaks, shadow_attack
+from miaudit.data import SignalsStore
+from miaudit.errors import InputError
+from miaudit.signals import compute_signals
+
+Setting = Literal["online", "offline"]
+
+
+@dataclass(frozen=True)
+class LiraAttack:
+    """LiRA (Carlini et al., S&P 2022); see :func:`lira_online` and :func:`lira_offline`.
+
+    ``statistic`` applies to the offline setting only.
+    """
+
+    mode: Setting = "online"
+    variance: Variance = "global"
+    statistic: OfflineStatistic = "z"
+
+
+@dataclass(frozen=True)
+class RmiaAttack:
+    """RMIA (Zarifzadeh, Liu, Shokri, ICML 2024); see :func:`rmia_online`, :func:`rmia_offline`.
+
+    Offline with ``a=None`` calibrates ``a`` for each target by :func:`calibrate_rmia_a`, the
+    first model of that target's reference set playing the target.
+    """
+
+    mode: Setting = "offline"
+    a: float | None = None
+    gamma: float = 1.0
+    trim: float = 0.0
+    temperature: float = 1.0
+
+
+@dataclass(frozen=True)
+class ShadowAttack:
+    """Shokri et al. (S&P 2017); the references are the shadow models. See :func:`shadow_attack`."""
+
+    seed: int = 0
+    max_iter: int = 100
+
+
+@dataclass(frozen=True)
+class MlLeaksAttack:
+    """ML-Leaks (Salem et al., NDSS 2019); the first model of the reference set is the shadow."""
+
+    seed: int = 0
+    max_iter: int = 100
+
+
+ReferenceAttack = LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack
+
+
+@dataclass(frozen=True, eq=False)
+class PairedScores:
+    """Scores of (target model, record) pairs, with their membership.
+
+    Attributes
+    ----------
+    scores : ndarray of shape (T, m), float64
+        ``scores[t, j]``: the attack's score of record ``records[j]`` against model
+        ``targets[t]``; higher means more likely a member.
+    member : ndarray of shape (T, m), bool
+        Whether model ``targets[t]`` trained on record ``records[j]`` (the store's keep).
+    targets : ndarray of shape (T,), int64
+        Model indices in the store.
+    records : ndarray of shape (m,), int64
+        Positions in the store of the evaluated records (the non-population records).
+    """
+
+    scores: np.ndarray
+    member: np.ndarray
+    targets: np.ndarray
+    records: np.ndarray
+
+    def pooled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flatten to ``(scores, member, record)`` of length T·m for pooled evaluation.
+
+        ``record`` is the store position of each pair's record, so a bootstrap can resample
+        records and keep all of a record's pairs together (ALGORITHMS.md §0).
+        """
+        t = self.scores.shape[0]
+        return self.scores.reshape(-1), self.member.reshape(-1), np.tile(self.records, t)
+
+
+class _Signals:
+    """Signals derived from the store once and shared by every target."""
+
+    def __init__(self, store: SignalsStore) -> None:
+        self.store = store
+        self._phi: np.ndarray | None = None
+        self._p: dict[float, np.ndarray] = {}
+
+    def first_query_logits(self) -> np.ndarray:
+        lg = self.store.logits
+        return lg[:, :, 0, :] if lg.ndim == 4 else lg
+
+    def phi(self) -> np.ndarray:
+        """(K, n) or (K, n, A) scaled logits."""
+        if self._phi is None:
+            lg = self.store.logits
+            y = np.broadcast_to(self.store.label[:, None] if lg.ndim == 4 else self.store.label, lg.shape[:-1])
+            self._phi = compute_signals(lg, y, which=("scaled_logit",))["scaled_logit"]
+        return self._phi
+
+    def p(self, temperature: float) -> np.ndarray:
+        """(K, n) p_y of the first query at a temperature."""
+        if temperature not in self._p:
+            self._p[temperature] = rmia_probability(self.first_query_logits(), self.store.label, temperature=temperature)
+        return self._p[temperature]
+
+
+def _score_one(sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Scores of the pool records against model ``target`` with ``refs`` as references."""
+    store = sig.store
+    keep = store.keep
+    if isinstance(attack, LiraAttack):
+        phi = sig.phi()
+        t_phi, r_phi, r_keep = phi[target][pool], phi[refs][:, pool], keep[refs][:, pool]
+        if attack.mode == "online":
+            return lira_online(t_phi, r_phi, r_keep, variance=attack.variance)
+        return lira_offline(t_phi, r_phi, r_keep, variance=attack.variance, statistic=attack.statistic)
+    if isinstance(attack, RmiaAttack):
+        p = sig.p(attack.temperature)
+        r_p = p[refs]
+        if attack.mode == "online":
+            full = rmia_online(p[target], r_p, store.population, gamma=attack.gamma, trim=attack.trim)
+        else:
+            a = attack.a
+            if a is None:
+                a = calibrate_rmia_a(r_p[:, pool], keep[refs][:, pool], model=0, trim=attack.trim)
+            full = rmia_offline(p[target], r_p, keep[refs], store.population, a=a, gamma=attack.gamma, trim=attack.trim)
+        return full[pool]
+    logits = sig.first_query_logits()
+    if isinstance(attack, ShadowAttack):
+        labels = store.label[pool]
+        return shadow_attack(
+            logits[target][pool], labels, logits[refs][:, pool], labels, keep[refs][:, pool], seed=attack.seed, max_iter=attack.max_iter
+        )
+    if isinstance(attack, MlLeaksAttack):
+        shadow = int(refs[0])
+        return ml_leaks(logits[target][pool], logits[shadow][pool], keep[shadow][pool], seed=attack.seed, max_iter=attack.max_iter)
+    raise InputError("attack", f"unknown reference attack {attack!r}")
+
+
+def _check_attack(attack: object) -> None:
+    if not isinstance(attack, (LiraAttack, RmiaAttack, ShadowAttack, MlLeaksAttack)):
+        raise InputError("attack", f"must be LiraAttack, RmiaAttack, ShadowAttack or MlLeaksAttack, got {type(attack).__name__}")
+    mode = getattr(attack, "mode", "online")
+    if mode not in ("online", "offline"):
+        raise InputError("attack.mode", f"must be 'online' or 'offline', got {mode!r}")
+
+
+def _reference_set(store: SignalsStore, target: int, references: Sequence[int] | None) -> np.ndarray:
+    k = store.n_models
+    if not (0 <= target < k):
+        raise InputError("target", f"model {target} is outside [0, {k})")
+    refs = np.delete(np.arange(k), target) if references is None else np.asarray(list(references), dtype=np.int64)
+    if refs.size == 0:
+        raise InputError("references", f"target model {target} has no reference models")
+    if refs.min() < 0 or refs.max() >= k:
+        raise InputError("references", f"reference indices must lie in [0, {k})")
+    if np.unique(refs).size != refs.size:
+        raise InputError("references", "reference indices repeat")
+    if (refs == target).any():
+        raise InputError("references", f"target model {target} cannot be its own reference")
+    return refs
+
+
+def _pool(store: SignalsStore) -> np.ndarray:
+    pool = np.flatnonzero(~store.population)
+    if pool.size == 0:
+        raise InputError("population", "every record is a population record; nothing to evaluate")
+    return pool
+
+
+def score_target(
+    store: SignalsStore,
+    attack: ReferenceAttack,
+    *,
+    target: int | None = None,
+    references: Sequence[int] | None = None,
+) -> PairedScores:
+    """Score the non-population records against one audited model.
+
+    Parameters
+    ----------
+    store : SignalsStore
+        Every model's logits on the records, the keep matrix and the population mask.
+    attack : LiraAttack, RmiaAttack, ShadowAttack or MlLeaksAttack
+    target : int, optional
+        The audited model; by default ``store.target``.
+    references : sequence of int, optional
+        Reference models; by default every other model.
+
+    Returns
+    -------
+    PairedScores
+        With T = 1.
+
+    Raises
+    ------
+    InputError
+        When no target is given or stored, on bad indices, or as the attack itself raises
+        (e.g. a record without an OUT reference).
+    """
+    _check_attack(attack)
+    if target is None:
+        if store.target is None:
+            raise InputError("target", "the store names no target model; pass target=")
+        target = store.target
+    refs = _reference_set(store, int(target), references)
+    pool = _pool(store)
+    scores = _score_one(_Signals(store), attack, int(target), refs, pool)
+    return PairedScores(scores[None, :], store.keep[int(target), pool][None, :], np.array([int(target)]), pool)
+
+
+def leave_one_model_out(
+    store: SignalsStore,
+    attack: ReferenceAttack,
+    *,
+    targets: Sequence[int] | None = None,
+    reference_sets: Sequence[Sequence[int]] | None = None,
+) -> PairedScores:
+    """Each model in turn is the target; the others (or a given set) are its references.
+
+    The evaluation used by the LiRA (Carlini et al., S&P 2022) and RMIA (Zarifzadeh et al.,
+    ICML 2024) reference code: K targets × n records scored pairs for pooled evaluation.
+    Bootstrap intervals should resample records (:meth:`PairedScores.pooled`).
+
+    Parameters
+    ----------
+    store : SignalsStore
+    attack : LiraAttack, RmiaAttack, ShadowAttack or MlLeaksAttack
+    targets : sequence of int, optional
+        Models that take a turn; by default all of them.
+    reference_sets : sequence of sequences of int, optional
+        ``reference_sets[t]``: the references of ``targets[t]`` (e.g. k complementary pairs
+        for "k references"); by default every model other than the target.
+
+    Returns
+    -------
+    PairedScores
+        With T = len(targets).
+
+    Raises
+    ------
+    InputError
+        On bad indices or lengths, or as the attack itself raises.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> half = rng.random((2, 40)) < 0.5
+    >>> keep = np.stack([half[0], ~half[0], half[1], ~half[1]])  # two complementary pairs
+    >>> logits = rng.normal(size=(4, 40, 3)).astype(np.float32) + 2.0 * keep[..., None] * np.eye(3)[rng.integers(0, 3, 40)]
+    >>> store = SignalsStore.from_arrays(logits=logits, label=np.argmax(logits[0], axis=1), keep=keep)
+    >>> leave_one_model_out(store, LiraAttack(mode="offline")).scores.shape
+    (4, 40)
+    """
+    _check_attack(attack)
+    k = store.n_models
+    tlist = list(range(k)) if targets is None else [int(t) for t in targets]
+    if not tlist:
+        raise InputError("targets", "no target models")
+    if reference_sets is not None and len(reference_sets) != len(tlist):
+        raise InputError("reference_sets", f"has {len(reference_sets)} entries for {len(tlist)} targets")
+    refs = [_reference_set(store, t, None if reference_sets is None else reference_sets[i]) for i, t in enumerate(tlist)]
+    pool = _pool(store)
+    sig = _Signals(store)
+    scores = np.empty((len(tlist), pool.size), dtype=np.float64)
+    for i, t in enumerate(tlist):
+        scores[i] = _score_one(sig, attack, t, refs[i], pool)
+    member = store.keep[np.asarray(tlist)][:, pool]
+    return PairedScores(scores, member, np.asarray(tlist, dtype=np.int64), pool)
