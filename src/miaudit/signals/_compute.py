@@ -20,10 +20,17 @@ _CHUNK_ELEMENTS = 1 << 22  # ~32 MB of float64 per chunk
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
-    m = z.max(axis=-1, keepdims=True)
-    shifted = z - m
-    with np.errstate(divide="ignore"):
-        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    """log p = z − max − log1p(Σ_{j ≠ argmax} e^{z_j − max}).
+
+    The log1p form keeps the top class's log-probability exact when it is within 1e-16 of 0
+    (p_top rounds to 1.0): the loss of a confidently correct record stays informative instead of
+    tying at 0.
+    """
+    top = z.argmax(axis=-1)[..., None]
+    shifted = z - np.take_along_axis(z, top, axis=-1)
+    rest = np.exp(shifted)
+    np.put_along_axis(rest, top, 0.0, axis=-1)
+    return shifted - np.log1p(rest.sum(axis=-1, keepdims=True))
 
 
 def _logsumexp_except(lp: np.ndarray, idx: np.ndarray) -> np.ndarray:
