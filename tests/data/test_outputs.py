@@ -1,0 +1,182 @@
+"""One loader, one validation: every format loads the same outputs; every bad input is named."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from miaudit.data import ModelOutputs, SignalsStore, load_outputs, load_signals
+from miaudit.errors import InputError
+from tests.conftest import simulated_outputs
+
+
+def _frame(o: ModelOutputs) -> pd.DataFrame:
+    cols = {f"logit_{j}": o.values[:, j] for j in range(o.n_classes)}
+    return pd.DataFrame({**cols, "label": o.label, "member": o.member, "record_id": o.record_id, **o.columns})
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".parquet", ".csv"])
+def test_every_format_loads_the_same_outputs(tmp_path, suffix):
+    o = simulated_outputs(n=50)
+    path = tmp_path / f"out{suffix}"
+    if suffix == ".csv":
+        _frame(o).to_csv(path, index=False)
+    else:
+        o.save(path)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # membership: restricted
+    back = load_outputs(path)
+    np.testing.assert_allclose(back.values, o.values, rtol=1e-15)
+    np.testing.assert_array_equal(back.label, o.label)
+    np.testing.assert_array_equal(back.member, o.member)
+    np.testing.assert_array_equal(back.record_id, o.record_id)
+    assert list(back.columns) == ["group"]
+    assert back.kind == "logits"
+
+
+def test_parquet_wide_columns_and_probs(tmp_path):
+    p = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+    df = pd.DataFrame({"prob_0": p[:, 0], "prob_1": p[:, 1], "label": [1, 0, 1], "member": [1, 0, 0]})
+    df.to_parquet(tmp_path / "w.parquet")
+    o = load_outputs(tmp_path / "w.parquet")
+    assert o.kind == "probs" and o.n_classes == 2 and not o.has_record_id
+    np.testing.assert_array_equal(o.record_id, [0, 1, 2])
+
+
+def _write_csv(path, **cols):
+    pd.DataFrame(cols).to_csv(path, index=False)
+
+
+GOOD = {"logit_0": [0.1, 0.2, 0.3], "logit_1": [0.3, 0.1, 0.0], "label": [0, 1, 1], "member": [1, 0, 1]}
+
+
+def _bad(**changes):
+    cols = {**GOOD, **changes}
+    return {k: v for k, v in cols.items() if v is not None}
+
+
+BAD_CSV = [
+    (_bad(label=None), "label: missing column"),
+    (_bad(member=None), "member: missing column"),
+    (_bad(logit_0=None, logit_1=None), "need 'logits' or 'probs'"),
+    (_bad(logit_0=[0.1, float("nan"), 0.3]), "logits: contains NaN or inf"),
+    (_bad(logit_1=[0.1, float("inf"), 0.3]), "logits: contains NaN or inf"),
+    (_bad(label=[0, 2, 1]), "label: label 2 at row 1 is outside \\[0, 2\\)"),
+    (_bad(label=[0, -1, 1]), "outside"),
+    (_bad(label=[0, 0.5, 1]), "labels must be integers"),
+    (_bad(member=[1, 1, 1]), "only one membership class"),
+    (_bad(member=[1, 2, 0]), "member: values must be 0 or 1"),
+    (_bad(record_id=[4, 4, 5]), "record_id: record ids are not unique"),
+    ({"prob_0": [0.5, -0.1, 0.3], "prob_1": [0.5, 1.1, 0.7], "label": [0, 1, 1], "member": [1, 0, 1]}, "probs: negative probability in row 1"),
+    ({"prob_0": [0.5, 0.2, 0.3], "prob_1": [0.5, 0.2, 0.7], "label": [0, 1, 1], "member": [1, 0, 1]}, "probs: row \\(1,\\) sums to 0.4"),
+    ({"logit_0": [], "logit_1": [], "label": [], "member": []}, "empty input"),
+    ({"logit_0": [0.1, 0.2], "logit_2": [0.1, 0.2], "label": [0, 1], "member": [0, 1]}, "without gaps"),
+]
+
+
+@pytest.mark.parametrize("cols,message", BAD_CSV)
+def test_bad_csv_inputs(tmp_path, cols, message):
+    path = tmp_path / "bad.csv"
+    _write_csv(path, **cols)
+    with pytest.raises(InputError, match=message):
+        load_outputs(path)
+
+
+def test_differing_lengths_in_npz(tmp_path):
+    np.savez(tmp_path / "d.npz", logits=np.zeros((3, 2)), label=np.zeros(2, int), member=np.array([0, 1, 0]))
+    with pytest.raises(InputError, match="differing lengths"):
+        load_outputs(tmp_path / "d.npz")
+
+
+def test_both_logits_and_probs(tmp_path):
+    np.savez(tmp_path / "b.npz", logits=np.zeros((2, 2)), probs=np.full((2, 2), 0.5), label=[0, 1], member=[0, 1])
+    with pytest.raises(InputError, match="exactly one"):
+        load_outputs(tmp_path / "b.npz")
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("x.json", b"{}", "unknown file type '.json'"),
+        ("x.npz", b"not a zip", "cannot read"),
+        ("x.parquet", b"PAR1garbage", "cannot read"),
+        ("x.csv", b"", "is empty"),
+    ],
+)
+def test_unreadable_files(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        load_outputs(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_outputs(tmp_path / "nope.parquet")
+
+
+def _store(k=4, n=6, c=3, queries=None):
+    rng = np.random.default_rng(0)
+    shape = (k, n, c) if queries is None else (k, n, queries, c)
+    keep = np.zeros((k, n), bool)
+    keep[0::2, :4:2] = True
+    keep[1::2, 1:4:2] = True
+    pop = np.zeros(n, bool)
+    pop[4:] = True
+    return SignalsStore.from_arrays(
+        logits=rng.normal(size=shape).astype(np.float32), label=rng.integers(0, c, n), keep=keep, population=pop,
+        record_id=np.array([f"r{i}" for i in range(n)]), target=0, info={"dataset": "test"},
+    )
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".parquet"])
+@pytest.mark.parametrize("queries", [None, 2])
+def test_signals_round_trip(tmp_path, suffix, queries):
+    s = _store(queries=queries)
+    path = tmp_path / f"sig{suffix}"
+    s.save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    back = load_signals(path)
+    np.testing.assert_array_equal(back.logits, s.logits)
+    assert back.logits.dtype == np.float32
+    np.testing.assert_array_equal(back.keep, s.keep)
+    np.testing.assert_array_equal(back.population, s.population)
+    np.testing.assert_array_equal(back.record_id, s.record_id)
+    assert back.target == 0 and back.info == {"dataset": "test"} and back.n_queries == (queries or 1)
+
+
+def test_signals_validation():
+    s = _store()
+    with pytest.raises(InputError, match="keep: keep matrix has shape \\(3, 6\\), expected"):
+        SignalsStore.from_arrays(logits=s.logits, label=s.label, keep=s.keep[:3])
+    keep = s.keep.copy()
+    keep[0, 5] = True
+    with pytest.raises(InputError, match="population"):
+        SignalsStore.from_arrays(logits=s.logits, label=s.label, keep=keep, population=s.population)
+    with pytest.raises(InputError, match="target"):
+        SignalsStore.from_arrays(logits=s.logits, label=s.label, keep=s.keep, target=9)
+    bad = s.logits.copy()
+    bad[1, 2, 0] = np.nan
+    with pytest.raises(InputError, match="logits: contains NaN"):
+        SignalsStore.from_arrays(logits=bad, label=s.label, keep=s.keep)
+
+
+def test_outputs_loader_points_to_signals_loader(tmp_path):
+    _store().save(tmp_path / "s.npz")
+    with pytest.raises(InputError, match="load_signals"):
+        load_outputs(tmp_path / "s.npz")
+
+
+def test_no_partial_file_on_failure(tmp_path, monkeypatch):
+    import miaudit.data._writers as w
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(w, "_write_parquet", boom)
+    with pytest.raises(RuntimeError):
+        simulated_outputs(n=20).save(tmp_path / "o.parquet")
+    assert list(tmp_path.iterdir()) == []
