@@ -1,0 +1,102 @@
+"""miaudit.attack: shareable vs restricted outputs, pseudonyms, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import miaudit
+from miaudit.audit import AuditResult
+from miaudit.errors import InputError
+from tests.conftest import simulated_outputs
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    out = tmp_path_factory.mktemp("audit")
+    o = simulated_outputs(n=3000, shift=1.5, seed=11)
+    result = miaudit.attack(o, slices=["group"], n_resamples=100, seed=3, out=out, quiet=True)
+    return o, out, result
+
+
+def test_results_round_trip_and_schema(audited):
+    _, out, result = audited
+    text = (out / "results.json").read_text()
+    back = AuditResult.from_json(text)
+    assert back == result
+    data = json.loads(text)
+    assert data["schema_version"] == "miaudit.results/1"
+    assert data["seed"] == 3 and data["bootstrap"]["replicates"] == 100
+    assert {a["name"] for a in data["attacks"]} == set(miaudit.audit.DEFAULT_ATTACKS)
+    with pytest.raises(Exception):
+        result.seed = 4  # frozen
+
+
+def test_shareable_file_holds_no_membership_or_raw_ids(audited):
+    o, out, _ = audited
+    text = (out / "results.json").read_text()
+    assert '"member"' not in text
+    raw = {str(i) for i in o.record_id.tolist()}
+    data = json.loads(text)
+    shown = [r["pseudonym"] for r in data["most_exposed"]]
+    assert len(shown) == 20 and all(p.startswith("p-") for p in shown)
+    assert not raw & set(shown)
+    assert stat.S_IMODE(os.stat(out / "results.json").st_mode) == 0o644
+
+
+def test_restricted_files_are_0600_and_complete(audited):
+    o, out, result = audited
+    for name in ("scores.parquet", "pseudonym.key"):
+        assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o600
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert len(scores) == o.n_records
+    np.testing.assert_array_equal(scores["member"], o.member)
+    # the key holder can link the top pseudonym back to its record
+    from miaudit.audit._pseudonyms import pseudonymise
+
+    key = (out / "pseudonym.key").read_bytes()
+    top = scores.sort_values(f"score_{result.exposure_attack}", ascending=False, kind="stable")["record_id"].iloc[0]
+    assert pseudonymise(np.array([top]), key)[0] == result.most_exposed[0].pseudonym
+
+
+def test_same_seed_same_numbers_and_stable_pseudonyms(audited, tmp_path):
+    o, out, result = audited
+    again = miaudit.attack(o, slices=["group"], n_resamples=100, seed=3, out=out, overwrite=True, quiet=True)
+    assert again.model_copy(update={"created_at": result.created_at}) == result
+
+
+def test_existing_results_are_not_overwritten_silently(audited):
+    o, out, _ = audited
+    before = (out / "results.json").read_bytes()
+    with pytest.raises(InputError, match="already exists"):
+        miaudit.attack(o, out=out, n_resamples=0)
+    assert (out / "results.json").read_bytes() == before
+
+
+def test_raw_ids_only_when_asked(tmp_path):
+    o = simulated_outputs(n=400)
+    r = miaudit.attack(o, attacks=["loss"], n_resamples=0, raw_ids=True)
+    assert r.pseudonymisation.raw_ids and r.most_exposed[0].pseudonym in {str(i) for i in o.record_id.tolist()}
+
+
+def test_slices_and_comparisons(audited):
+    _, _, result = audited
+    values = {(s.column, s.value) for s in result.slices}
+    assert values == {("group", "a"), ("group", "b")}
+    comp = [c for c in result.comparisons if c.attack == "modified_entropy" and c.metric == "auc"]
+    assert len(comp) == 1 and comp[0].baseline == "loss"
+    # strongest attack's AUC is clearly above chance with shift 1.5
+    assert result.strongest().auc.lower > 0.6
+
+
+def test_bad_attack_and_slice_names():
+    o = simulated_outputs(n=100)
+    with pytest.raises(InputError, match="unknown attack 'lira2'"):
+        miaudit.attack(o, attacks=["lira2"])
+    with pytest.raises(InputError, match="no column 'age'"):
+        miaudit.attack(o, slices=["age"])

@@ -1,0 +1,112 @@
+"""The CLI end to end: real processes for the main path, in-process for every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from miaudit.cli import main
+from tests.conftest import simulated_outputs
+
+MIAUDIT = [sys.executable, "-c", "from miaudit.cli import main; main()"]
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["miaudit", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+@pytest.fixture(scope="module")
+def outputs_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("in") / "outputs.parquet"
+    simulated_outputs(n=1500, shift=1.0, seed=4).save(path)
+    return path
+
+
+def test_attack_end_to_end_in_a_real_process(outputs_file, tmp_path):
+    out = tmp_path / "res"
+    proc = subprocess.run([*MIAUDIT, "attack", str(outputs_file), "--out", str(out), "--slices", "group", "--seed", "7", "--resamples", "50"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "modified_entropy" in proc.stdout and "AUC" in proc.stdout
+    assert "restricted" in proc.stderr  # the 0600 warning about scores.parquet
+    data = json.loads((out / "results.json").read_text())
+    assert data["seed"] == 7 and data["input"]["name"] == "outputs.parquet"
+    assert len(data["input"]["sha256"]) == 64
+
+
+def test_version(monkeypatch, capsys):
+    code, out, _ = run_main(monkeypatch, capsys, "version")
+    assert code == 0 and out.strip()
+
+
+def _csv(tmp_path, **cols):
+    path = tmp_path / "in.csv"
+    pd.DataFrame(cols).to_csv(path, index=False)
+    return path
+
+
+BAD = {
+    "nan": dict(logit_0=[0.1, np.nan, 0.2, 0.3], logit_1=[0, 0, 0, 0], label=[0, 1, 0, 1], member=[0, 1, 0, 1]),
+    "one_class": dict(logit_0=[0.1, 0.2, 0.2, 0.3], logit_1=[0, 0, 0, 0], label=[0, 1, 0, 1], member=[1, 1, 1, 1]),
+    "label_range": dict(logit_0=[0.1, 0.2, 0.2, 0.3], logit_1=[0, 0, 0, 0], label=[0, 5, 0, 1], member=[0, 1, 0, 1]),
+    "prob_sum": dict(prob_0=[0.1, 0.2, 0.2, 0.3], prob_1=[0.1, 0.8, 0.8, 0.7], label=[0, 1, 0, 1], member=[0, 1, 0, 1]),
+    "neg_prob": dict(prob_0=[-0.1, 0.2, 0.2, 0.3], prob_1=[1.1, 0.8, 0.8, 0.7], label=[0, 1, 0, 1], member=[0, 1, 0, 1]),
+    "no_member": dict(logit_0=[0.1, 0.2, 0.2, 0.3], logit_1=[0, 0, 0, 0], label=[0, 1, 0, 1]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(monkeypatch, capsys, tmp_path, case):
+    path = _csv(tmp_path, **BAD[case])
+    out = tmp_path / "res"
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(path), "--out", str(out))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--attacks", "loss,telepathy"], "unknown attack 'telepathy'"),
+        (["--slices", "zipcode"], "no column 'zipcode'"),
+        (["--prior", "1.5"], "--prior"),
+    ],
+)
+def test_bad_options(monkeypatch, capsys, outputs_file, tmp_path, args, message):
+    out = tmp_path / "res"
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert list(out.iterdir()) == []  # the folder may exist; no file was written
+
+
+def test_unwritable_output_directory(monkeypatch, capsys, outputs_file, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(blocker / "sub"))
+    assert code == 2 and "--out" in err and "cannot create output directory" in err
+
+
+def test_unknown_file_type_in_a_real_process(tmp_path):
+    bad = tmp_path / "outputs.xlsx"
+    bad.write_bytes(b"x")
+    proc = subprocess.run([*MIAUDIT, "attack", str(bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: outputs: unknown file type '.xlsx' of '{bad}'; expected one of .npz, .parquet, .csv"
+
+
+def test_usage_error_exits_2(monkeypatch, capsys):
+    code, _, _ = run_main(monkeypatch, capsys, "attack")
+    assert code == 2
