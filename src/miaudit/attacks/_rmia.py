@@ -26,7 +26,8 @@ score is therefore a strictly increasing function of ratio_x and its ROC equals 
 ratio_x. (The tie-break resolves relative differences in ratio_x down to about 1e-16·|z|.)
 
 Probabilities are floored at the smallest positive float64 in the denominator, so ratios are
-finite and ≥ 0; p_y = 0 for the target gives ratio 0.
+finite and ≥ 0; p_y = 0 for the target gives ratio 0, and a z with ratio 0 counts as
+dominated by every x, including one with ratio 0 (the dense form's 0/0 would be NaN).
 """
 
 from __future__ import annotations

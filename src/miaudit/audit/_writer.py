@@ -46,7 +46,7 @@ def write_run(out: Path, key: bytes, results_json: str, record_id: np.ndarray, m
     write_text_atomic(out / RESULTS_FILE, results_json)
     if not quiet:
         print(
-            f"warning: {out / SCORES_FILE} holds per-record membership (the training roster): it was created 0600; "
+            f"warning: {out / SCORES_FILE} holds per-record membership (the training roster): it was created restricted (0600); "
             "share only results.json and reports.",
             file=sys.stderr,
         )
