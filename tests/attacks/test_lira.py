@@ -1,0 +1,209 @@
+"""LiRA (Carlini et al., S&P 2022): closed forms, brute force, regimes, simulation, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+
+from miaudit.attacks._lira import lira_offline, lira_online
+from miaudit.errors import InputError
+
+RTOL = 1e-10  # float64 arithmetic on both sides; only summation order differs
+
+
+def simulate(n: int = 3000, k: int = 16, shift: float = 1.5, queries: int | None = None, seed: int = 0):
+    """φ = record difficulty + shift·IN + noise, for references and the target."""
+    rng = np.random.default_rng(seed)
+    half = rng.random((k // 2, n)) < 0.5
+    keep = np.empty((k, n), dtype=bool)
+    keep[0::2], keep[1::2] = half, ~half  # complementary pairs: every record has k/2 IN, k/2 OUT
+    member = rng.random(n) < 0.5
+    extra = () if queries is None else (queries,)
+    base = rng.normal(0.0, 2.0, size=(n, *extra))
+    noise_scale = rng.uniform(0.5, 1.5, size=(n, *extra))
+    ref = base + shift * keep.reshape(k, n, *(1,) * len(extra)) + noise_scale * rng.normal(size=(k, n, *extra))
+    tgt = base + shift * member.reshape(n, *(1,) * len(extra)) + noise_scale * rng.normal(size=(n, *extra))
+    return tgt, ref, keep, member
+
+
+def brute_online(tgt, ref, keep, variance):
+    """One record at a time, with scipy's normal density, as the public code does."""
+    n = tgt.shape[0]
+    stats = {}
+    for side, sel in (("in", keep), ("out", ~keep)):
+        mu = np.array([np.median(ref[sel[:, i], i]) for i in range(n)])
+        sd = np.array([np.std(ref[sel[:, i], i]) for i in range(n)])
+        ss = np.array([((ref[sel[:, i], i] - ref[sel[:, i], i].mean()) ** 2).sum() for i in range(n)])
+        pooled = np.sqrt(ss.sum() / sel.sum())
+        stats[side] = (mu, np.full(n, pooled) if variance == "global" else sd)
+    (mi, si), (mo, so) = stats["in"], stats["out"]
+    return norm.logpdf(tgt, mi, si) - norm.logpdf(tgt, mo, so)
+
+
+@pytest.mark.parametrize("variance", ["per_record", "global"])
+def test_online_matches_brute_force(variance):
+    tgt, ref, keep, _ = simulate(n=200, k=8)
+    got = lira_online(tgt, ref, keep, variance=variance)
+    np.testing.assert_allclose(got, brute_online(tgt, ref, keep, variance), rtol=RTOL, atol=1e-9)
+
+
+@pytest.mark.parametrize("variance", ["per_record", "global"])
+def test_offline_matches_closed_form(variance):
+    tgt, ref, keep, _ = simulate(n=200, k=8)
+    out = ~keep
+    mu = np.array([np.median(ref[out[:, i], i]) for i in range(200)])
+    if variance == "per_record":
+        sd = np.array([np.std(ref[out[:, i], i]) for i in range(200)])
+    else:
+        ss = sum(((ref[out[:, i], i] - ref[out[:, i], i].mean()) ** 2).sum() for i in range(200))
+        sd = np.sqrt(ss / out.sum())
+    z = (tgt - mu) / sd
+    np.testing.assert_allclose(lira_offline(tgt, ref, keep, variance=variance), z, rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(lira_offline(tgt, ref, keep, variance=variance, statistic="logcdf"), norm.logcdf(z), rtol=1e-9, atol=1e-12)
+
+
+def test_median_not_mean_for_mu():
+    # One wild OUT reference moves the mean but not the median.
+    ref = np.array([[0.0], [1.0], [2.0], [1000.0], [1.5]])
+    keep = np.zeros((5, 1), dtype=bool)
+    z = lira_offline(np.array([1.5]), ref, keep)
+    assert z[0] == pytest.approx(0.0)
+
+
+def test_offline_stays_informative_where_phi_saturates():
+    # z = 9, 12, 20, 30: Φ(z) rounds to exactly 1.0 for all (they would tie); the scores do not.
+    ref = np.array([[-1.0, -1.0, -1.0, -1.0], [1.0, 1.0, 1.0, 1.0]])
+    keep = np.zeros((2, 4), dtype=bool)
+    zs = np.array([9.0, 12.0, 20.0, 30.0])
+    assert (norm.cdf(zs) == 1.0).all()
+    for statistic in ("z", "logcdf"):
+        s = lira_offline(zs, ref, keep, variance="global", statistic=statistic)
+        assert (np.diff(s) > 0).all(), statistic
+    np.testing.assert_allclose(lira_offline(zs, ref, keep, variance="global"), zs)
+    # far beyond any float's CDF resolution the standardised score still ranks
+    s = lira_offline(np.array([100.0, 200.0, 400.0]), ref[:, :3], keep[:, :3], variance="global")
+    assert (np.diff(s) > 0).all()
+
+
+def test_augmentation_queries_average_per_query_scores():
+    tgt, ref, keep, _ = simulate(n=150, k=8, queries=3)
+    for variance in ("per_record", "global"):
+        per_query = [lira_online(tgt[:, q], ref[:, :, q], keep, variance=variance) for q in range(3)]
+        np.testing.assert_allclose(lira_online(tgt, ref, keep, variance=variance), np.mean(per_query, axis=0), rtol=1e-12)
+        per_query = [lira_offline(tgt[:, q], ref[:, :, q], keep, variance=variance, statistic="logcdf") for q in range(3)]
+        np.testing.assert_allclose(
+            lira_offline(tgt, ref, keep, variance=variance, statistic="logcdf"), np.mean(per_query, axis=0), rtol=1e-12
+        )
+
+
+def test_one_query_axis_equals_no_query_axis():
+    tgt, ref, keep, _ = simulate(n=100, k=6)
+    np.testing.assert_array_equal(lira_online(tgt, ref, keep), lira_online(tgt[:, None], ref[..., None], keep))
+
+
+def test_float32_references_accepted():
+    tgt, ref, keep, _ = simulate(n=100, k=6)
+    r32 = ref.astype(np.float32)
+    np.testing.assert_allclose(lira_online(tgt, r32, keep), lira_online(tgt, r32.astype(np.float64), keep), rtol=1e-12)
+
+
+def test_row_order_invariance():
+    tgt, ref, keep, _ = simulate(n=300, k=8)
+    perm = np.random.default_rng(5).permutation(300)
+    for fn in (lira_online, lira_offline):
+        for variance in ("per_record", "global"):
+            base = fn(tgt, ref, keep, variance=variance)
+            np.testing.assert_allclose(fn(tgt[perm], ref[:, perm], keep[:, perm], variance=variance), base[perm], rtol=1e-12, atol=1e-12)
+    kperm = np.random.default_rng(6).permutation(8)
+    np.testing.assert_allclose(lira_online(tgt, ref[kperm], keep[kperm]), lira_online(tgt, ref, keep), rtol=1e-12, atol=1e-12)
+
+
+def test_monotone_in_target_phi_and_shift_scale_invariant():
+    tgt, ref, keep, _ = simulate(n=100, k=8)
+    lo = lira_offline(tgt, ref, keep)
+    assert (lira_offline(tgt + 0.5, ref, keep) > lo).all()
+    # global variance, online: the log-ratio is affine in φ with slope (μ_in−μ_out)/σ² when σ_in = σ_out:
+    # an affine map of all φ (target and references) leaves offline z unchanged
+    np.testing.assert_allclose(lira_offline(3 * tgt + 7, 3 * ref + 7, keep), lo, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(lira_online(3 * tgt + 7, 3 * ref + 7, keep), lira_online(tgt, ref, keep), rtol=1e-9, atol=1e-9)
+
+
+def test_zero_spread_falls_back_to_global_variance():
+    # record 1's and 2's references agree exactly (σ = 0): per-record σ falls back to the pooled σ,
+    # so scores stay finite and equal the global-variance scores for those records.
+    ref = np.array([[1.2, 1.0, 1.0], [0.8, 1.0, 1.0], [0.2, 0.0, 0.0], [-0.2, 0.0, 0.0]])
+    keep = np.array([[1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0]], dtype=bool)
+    tgt = np.array([1.0, 0.5, 0.0])
+    for fn in (lira_online, lira_offline):
+        own, glob = fn(tgt, ref, keep), fn(tgt, ref, keep, variance="global")
+        assert np.isfinite(own).all()
+        np.testing.assert_allclose(own[1:], glob[1:], rtol=1e-12)
+
+
+def test_fallback_equals_global_sigma_for_that_record():
+    # record 0: one IN reference, so its σ_in is the pooled σ_in; σ_out is its own.
+    ref = np.array([[1.0, 1.0], [0.0, 1.4], [0.5, 0.0], [-0.5, 0.4]])
+    keep = np.array([[1, 1], [0, 1], [0, 0], [0, 0]], dtype=bool)
+    tgt = np.array([0.7, 0.9])
+    pooled_in = np.sqrt(((1.0 - 1.2) ** 2 + (1.4 - 1.2) ** 2) / 3)  # record 0 adds 0 around its own mean
+    mu_out0 = np.median([0.0, 0.5, -0.5])
+    sd_out0 = np.std([0.0, 0.5, -0.5])
+    want0 = norm.logpdf(0.7, 1.0, pooled_in) - norm.logpdf(0.7, mu_out0, sd_out0)
+    assert lira_online(tgt, ref, keep)[0] == pytest.approx(want0, rel=1e-12)
+
+
+@pytest.mark.parametrize("fn", [lira_online, lira_offline])
+def test_record_without_out_reference_is_an_error(fn):
+    ref = np.zeros((3, 4))
+    keep = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 1]], dtype=bool)  # record 0: IN for all
+    with pytest.raises(InputError, match="no OUT reference.*position 0"):
+        fn(np.zeros(4), ref, keep)
+
+
+def test_online_record_without_in_reference_is_an_error():
+    with pytest.raises(InputError, match="no IN reference"):
+        lira_online(np.zeros(2), np.zeros((2, 2)), np.array([[1, 0], [0, 0]], dtype=bool))
+
+
+@pytest.mark.parametrize(
+    ("tgt", "ref", "keep", "field"),
+    [
+        (np.zeros(5), np.zeros((3, 4)), np.zeros((3, 4), bool), "ref_phi"),
+        (np.zeros(4), np.zeros((3, 4)), np.zeros((3, 5), bool), "keep"),
+        (np.zeros((4, 2)), np.zeros((3, 4)), np.zeros((3, 4), bool), "ref_phi"),
+        (np.zeros((4, 2)), np.zeros((3, 4, 3)), np.zeros((3, 4), bool), "ref_phi"),
+        (np.zeros((4, 2, 2)), np.zeros((3, 4, 2, 2)), np.zeros((3, 4), bool), "target_phi"),
+        (np.array([0.0, np.nan]), np.zeros((3, 2)), np.zeros((3, 2), bool), "target_phi"),
+        (np.zeros(2), np.full((3, 2), np.inf), np.zeros((3, 2), bool), "ref_phi"),
+        (np.zeros(2), np.zeros((3, 2)), np.full((3, 2), 2), "keep"),
+        (np.zeros(2), np.zeros((0, 2)), np.zeros((0, 2), bool), "ref_phi"),
+    ],
+)
+def test_bad_input(tgt, ref, keep, field):
+    for fn in (lira_online, lira_offline):
+        with pytest.raises(InputError) as err:
+            fn(tgt, ref, keep)
+        assert err.value.field == field
+
+
+def test_bad_modes():
+    tgt, ref, keep, _ = simulate(n=10, k=4)
+    with pytest.raises(InputError, match="variance"):
+        lira_online(tgt, ref, keep, variance="fixed")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="statistic"):
+        lira_offline(tgt, ref, keep, statistic="cdf")  # type: ignore[arg-type]
+
+
+def test_simulation_detects_members_and_null_does_not():
+    tgt, ref, keep, member = simulate(n=4000, k=16, shift=1.5, seed=1)
+    for variance in ("per_record", "global"):
+        assert roc_auc_score(member, lira_online(tgt, ref, keep, variance=variance)) > 0.7
+        assert roc_auc_score(member, lira_offline(tgt, ref, keep, variance=variance)) > 0.65
+    # null: the target's "members" carry no shift
+    tgt0, ref0, keep0, member0 = simulate(n=4000, k=16, shift=1.5, seed=2)
+    tgt0 = tgt0 - 1.5 * member0  # remove the target's member shift; references keep theirs
+    for variance in ("per_record", "global"):
+        assert abs(roc_auc_score(member0, lira_online(tgt0, ref0, keep0, variance=variance)) - 0.5) < 0.03
+        assert abs(roc_auc_score(member0, lira_offline(tgt0, ref0, keep0, variance=variance)) - 0.5) < 0.03
