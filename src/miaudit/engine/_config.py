@@ -1,0 +1,106 @@
+"""The training config: data, recipe, plan, engine. Loaded from TOML or YAML, typed, and
+validated with errors that name the field (``model.hidden.1``, ``plan.models``…)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from miaudit.datasets import DataConfig
+from miaudit.errors import InputError
+from miaudit.models import MLPRecipe, Recipe, validation_error
+
+
+class PlanConfig(BaseModel):
+    """How many models, on which records, in which training units.
+
+    ``kind``: "complementary" pairs (default), "independent" random halves, or "user" with
+    ``keep`` a .npy file holding a (models × records) 0/1 matrix in data order.
+    ``unit_size`` (B) models train together as one unit, the cache's unit too.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: int = Field(16, ge=1)
+    pool_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    kind: Literal["complementary", "independent", "user"] = "complementary"
+    keep: Path | None = None
+    unit_size: int = Field(16, ge=1)
+
+
+class EngineConfig(BaseModel):
+    """Where and how units train. ``workers`` processes (0: in this process), each with
+    ``threads`` torch threads; ``threads`` is part of the cache key (it can change the bits),
+    ``workers`` is not. ``cache`` defaults to ``<out>/models``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workers: int = Field(2, ge=0)
+    threads: int = Field(1, ge=1)
+    cache: Path | None = None
+    progress: bool = True
+
+
+class TrainConfig(BaseModel):
+    """Everything ``miaudit train`` needs: ``[data]``, ``[model]``, ``[plan]``, ``[engine]``, ``seed``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: DataConfig
+    model: Recipe = Field(default_factory=MLPRecipe)
+    plan: PlanConfig = PlanConfig()
+    engine: EngineConfig = EngineConfig()
+    seed: int = Field(0, ge=0)
+
+
+def parse_config(raw: dict[str, Any]) -> TrainConfig:
+    """Validate a config mapping; the InputError names the first bad field."""
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, "") from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML (.toml) or YAML (.yaml/.yml) config file; relative paths in it are taken
+    relative to the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config", f"no such file: {str(path)!r}")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            raw = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text)
+        else:
+            raise InputError("config", f"unsupported config type {suffix or '(none)'!r}; use .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError("config", f"cannot parse {path.name}: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError has no common base with the others
+        raise InputError("config", f"cannot parse {path.name}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InputError("config", f"{path.name} must hold a table/mapping at the top level")
+    cfg = parse_config(raw)
+    return _resolve_paths(cfg, path.parent)
+
+
+def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else base / p
+
+    return cfg.model_copy(
+        update={
+            "data": cfg.data.model_copy(update={"path": fix(cfg.data.path)}),
+            "plan": cfg.plan.model_copy(update={"keep": fix(cfg.plan.keep)}),
+            "engine": cfg.engine.model_copy(update={"cache": fix(cfg.engine.cache)}),
+        }
+    )

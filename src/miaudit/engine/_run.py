@@ -1,0 +1,207 @@
+"""``train``: data + recipe + plan → trained (or verified cached) units → a SignalsStore."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from miaudit._io import ensure_writable_dir, write_text_atomic
+from miaudit.data import SignalsStore
+from miaudit.datasets import Dataset, load_dataset
+from miaudit.engine import _cache
+from miaudit.engine._config import TrainConfig, load_config
+from miaudit.engine._executor import Executor, LocalExecutor
+from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
+from miaudit.engine._progress import UnitProgress
+from miaudit.engine._unit import Event, UnitJob
+from miaudit.errors import InputError
+from miaudit.models import CNNRecipe, SklearnRecipe, check_recipe_for_data
+
+SIGNALS_FILE = "signals.npz"
+
+
+@dataclass(frozen=True, eq=False)
+class TrainRun:
+    """What a training run produced and what it reused.
+
+    ``signals`` (also saved at ``signals_path``) holds every model's float32 logits on every
+    record, the keep matrix and the population mask. ``reused`` units were taken from the
+    cache after verification; ``refused`` maps units whose cached files failed verification to
+    the reason (they were retrained).
+    """
+
+    config: TrainConfig
+    signals: SignalsStore
+    signals_path: Path
+    out: Path
+    cache: Path
+    plan: MembershipPlan
+    trained: tuple[int, ...]
+    reused: tuple[int, ...]
+    refused: dict[int, str]
+    seconds: float
+
+    def summary(self) -> str:
+        k, n = self.signals.keep.shape
+        parts = [f"{k} models on {n} records: trained {len(self.trained)} unit(s), reused {len(self.reused)} verified unit(s) from {self.cache}"]
+        parts += [f"unit {u}: cached files refused ({why}); retrained" for u, why in sorted(self.refused.items())]
+        parts.append(f"signals: {self.signals_path}")
+        return "\n".join(parts)
+
+
+def n_queries(recipe: object) -> int:
+    """Augmentation queries per record (1: no query axis in the logits)."""
+    if not isinstance(recipe, CNNRecipe) or not recipe.augment:
+        return 1
+    return (1 + ("hflip" in recipe.augment)) * (1 + 4 * ("shift" in recipe.augment))
+
+
+def make_plan(cfg: TrainConfig, n_records: int, keep: np.ndarray | None = None) -> MembershipPlan:
+    p = cfg.plan
+    if keep is not None or p.kind == "user":
+        if keep is None:
+            if p.keep is None:
+                raise InputError("plan.keep", "kind = \"user\" needs 'keep', a .npy file with the keep matrix")
+            if p.keep.suffix.lower() != ".npy" or not p.keep.is_file():
+                raise InputError("plan.keep", f"{str(p.keep)!r} is not an existing .npy file")
+            keep = np.load(p.keep, allow_pickle=False)
+        plan = user_plan(keep, n_records, unit_size=p.unit_size)
+        if plan.n_models != p.models:
+            raise InputError("plan.models", f"is {p.models} but the keep matrix has {plan.n_models} rows")
+        return plan
+    make = complementary_plan if p.kind == "complementary" else independent_plan
+    return make(n_records, p.models, seed=cfg.seed, pool_fraction=p.pool_fraction, unit_size=p.unit_size)
+
+
+def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path) -> list[UnitJob]:
+    fingerprint = data.fingerprint()
+    versions = _cache.library_versions()
+    recipe_json = json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True)
+    a = n_queries(cfg.model)
+    jobs = []
+    for unit in range(plan.n_units):
+        models = tuple(plan.unit_models(unit))
+        rows = plan.keep[list(models)]
+        parts = _cache.KeyParts(
+            data=fingerprint,
+            recipe=recipe_json,
+            seed=cfg.seed,
+            members=_cache.members_digest(rows),
+            layout=f"unit {unit} of size {plan.unit_size}: models {models[0]}..{models[-1]}",
+            threads=cfg.engine.threads,
+            versions=versions,
+        )
+        shape = (len(models), data.n_records, *((a,) if a > 1 else ()), data.n_classes)
+        jobs.append(UnitJob(unit, models, rows, cfg.model, data, cfg.seed, cfg.engine.threads, parts, cache, shape))
+    return jobs
+
+
+def train(
+    config: TrainConfig | str | Path,
+    out: str | Path,
+    *,
+    keep: np.ndarray | None = None,
+    executor: Executor | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    console: Console | None = None,
+) -> TrainRun:
+    """Train (or reuse) every unit of the plan and write ``<out>/signals/signals.npz``.
+
+    ``config`` is a ``TrainConfig`` or a TOML/YAML file; ``keep`` overrides the plan with a
+    user keep matrix (models × records); ``executor`` defaults to a ``LocalExecutor`` with the
+    config's workers and threads; ``on_event`` sees every progress event ``(kind, unit, done,
+    total)``. Files: ``<out>/train.json`` (the config as run), ``<out>/signals/`` and the cache
+    (``engine.cache``, default ``<out>/models``). Restricted files are 0600.
+    """
+    start = time.perf_counter()
+    cfg = config if isinstance(config, TrainConfig) else load_config(config)
+    out = ensure_writable_dir(Path(out))
+    cache = ensure_writable_dir(cfg.engine.cache or out / "models", field="engine.cache")
+    data = load_dataset(cfg.data)
+    check_recipe_for_data(cfg.model, image_shape=data.image_shape, mirror_invariant=data.mirror_invariant, dataset=data.name)
+    if isinstance(cfg.model, SklearnRecipe):
+        from miaudit.models._sklearn import make_estimator
+
+        make_estimator(cfg.model)  # refuse a bad estimator or params before any work
+    plan = make_plan(cfg, data.n_records, keep)
+    console = console or Console(stderr=True)
+    _cache.clean_stale_staging(cache)
+    jobs = unit_jobs(cfg, data, plan, cache)
+    todo, reused, refused = [], [], {}
+    for job in jobs:
+        ok, why = _cache.verify(cache, job.key, job.logits_shape)
+        if ok:
+            reused.append(job.unit)
+        else:
+            if why != "not cached":
+                refused[job.unit] = why
+            todo.append(job)
+    if reused:
+        console.print(f"reusing {len(reused)} of {len(jobs)} unit(s) from {cache} (keys and file hashes verified): units {_ranges(reused)}")
+    for unit, why in refused.items():
+        console.print(f"unit {unit}: cached files refused ({why}); retraining")
+    write_text_atomic(out / "train.json", cfg.model_dump_json(indent=2))
+    if todo:
+        _run_jobs(todo, cfg, executor, on_event, console)
+    store = _assemble(jobs, cache, data, plan, cfg)
+    signals_dir = ensure_writable_dir(out / "signals")
+    store.save(signals_dir / SIGNALS_FILE)
+    return TrainRun(cfg, store, signals_dir / SIGNALS_FILE, out, cache, plan, tuple(j.unit for j in todo), tuple(reused), refused, time.perf_counter() - start)
+
+
+def _run_jobs(todo: list[UnitJob], cfg: TrainConfig, executor: Executor | None, on_event: Callable[[Event], None] | None, console: Console) -> None:
+    step = "model" if isinstance(cfg.model, SklearnRecipe) else "epoch"
+    own = executor is None
+    ex = executor or LocalExecutor(workers=min(cfg.engine.workers, len(todo)), threads=cfg.engine.threads)
+    with UnitProgress(len(todo), step, console, enabled=cfg.engine.progress) as bars:
+
+        def events(event: Event) -> None:
+            bars(event)
+            if on_event is not None:
+                on_event(event)
+
+        ex.start(events)
+        try:
+            futures = [ex.submit(job) for job in todo]
+            for fut in futures:
+                fut.result()
+        finally:
+            if own:
+                ex.close()
+
+
+def _assemble(jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipPlan, cfg: TrainConfig) -> SignalsStore:
+    parts = []
+    for job in jobs:
+        ok, why = _cache.verify(cache, job.key, job.logits_shape)
+        if not ok:  # written by this run a moment ago: something else is touching the cache
+            raise RuntimeError(f"unit {job.unit} failed verification right after training: {why}")
+        parts.append(np.load(_cache.unit_dir(cache, job.key) / _cache.LOGITS))
+    info = {
+        "dataset": data.name,
+        "data_fingerprint": data.fingerprint(),
+        "recipe": cfg.model.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "plan": plan.kind,
+        "pool_fraction": cfg.plan.pool_fraction,
+        "unit_size": plan.unit_size,
+        "units": [j.key for j in jobs],
+        "versions": _cache.library_versions(),
+        "threads": cfg.engine.threads,
+    }
+    return SignalsStore.from_arrays(logits=np.concatenate(parts), label=data.label, keep=plan.keep, population=plan.population, record_id=data.record_id, info=info)
+
+
+def _ranges(units: list[int]) -> str:
+    out, start = [], units[0]
+    for prev, cur in zip(units, [*units[1:], None], strict=True):
+        if cur != prev + 1 if cur is not None else True:
+            out.append(f"{start}" if start == prev else f"{start}–{prev}")
+            start = cur  # type: ignore[assignment]
+    return ", ".join(out)

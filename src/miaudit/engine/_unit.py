@@ -1,0 +1,96 @@
+"""One training unit: the job description that crosses process boundaries, and the function
+a worker runs on it (train, write the files, publish them to the cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from miaudit.datasets import Dataset, fit_affine
+from miaudit.engine import _cache
+from miaudit.models import CNNRecipe, MLPRecipe, ModelStreams, SklearnRecipe, save_sklearn, save_torch_state
+
+Event = tuple[str, int, int, int]  # (kind, unit, done, total)
+Emit = Callable[[Event], None]
+
+
+@dataclass(frozen=True, eq=False)
+class UnitJob:
+    """Everything needed to train unit ``unit`` (models ``models``) and publish it under ``key``."""
+
+    unit: int
+    models: tuple[int, ...]
+    keep_rows: np.ndarray
+    recipe: MLPRecipe | CNNRecipe | SklearnRecipe
+    data: Dataset
+    seed: int
+    threads: int
+    parts: _cache.KeyParts
+    cache: Path
+    logits_shape: tuple[int, ...]
+
+    @property
+    def key(self) -> str:
+        return self.parts.key()
+
+
+@dataclass(frozen=True)
+class UnitOutcome:
+    unit: int
+    key: str
+    path: Path
+    seconds: float
+
+
+def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
+    """Train ``job``'s models, write their logits and weights, publish the unit atomically."""
+    start = time.perf_counter()
+    emit = emit or (lambda _e: None)
+    staging = _cache.staging_dir(job.cache, job.key)
+    train_sets = [np.flatnonzero(row) for row in job.keep_rows]
+    affines = [fit_affine(job.data, t) for t in train_sets]
+    streams = [ModelStreams.of(job.seed, k) for k in job.models]
+    if isinstance(job.recipe, SklearnRecipe):
+        from miaudit.models._sklearn import train_sklearn
+
+        outs = []
+        for i, (k, t, a, s) in enumerate(zip(job.models, train_sets, affines, streams, strict=True)):
+            est, logits = train_sklearn(job.recipe, job.data, t, a, s.sklearn_seed)
+            save_sklearn(staging / f"model_{k}.skops", est)
+            outs.append(logits)
+            emit(("step", job.unit, i + 1, len(job.models)))
+        logits = np.stack(outs)
+        save_torch_state(staging / "preprocess.safetensors", _preprocess_state(affines))
+    else:
+        import torch
+
+        from miaudit.models._torch_train import train_stacked
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(job.threads)
+        try:
+            epochs = job.recipe.epochs
+            result = train_stacked(job.recipe, job.data, train_sets, affines, streams, on_epoch=lambda e: emit(("step", job.unit, e + 1, epochs)))
+        finally:
+            torch.set_num_threads(before)
+        logits = result.logits
+        state = {**result.state, **_preprocess_state(affines)}
+        meta = {"models": json.dumps(list(job.models)), "recipe": job.recipe.model_dump_json(), "kept_epoch": json.dumps(result.kept_epoch)}
+        save_torch_state(staging / "weights.safetensors", state, meta)
+    path = staging / _cache.LOGITS
+    np.save(path, np.ascontiguousarray(logits, dtype=np.float32))
+    os.chmod(path, 0o600)
+    info = {"unit": job.unit, "models": list(job.models), "recipe": job.recipe.model_dump(mode="json"), "seconds": round(time.perf_counter() - start, 3)}
+    final = _cache.publish(staging, job.cache, job.key, job.parts, info)
+    emit(("done", job.unit, 1, 1))
+    return UnitOutcome(job.unit, job.key, final, time.perf_counter() - start)
+
+
+def _preprocess_state(affines: list) -> dict[str, np.ndarray]:  # noqa: ANN001
+    return {"preprocess.scale": np.stack([a.scale for a in affines]), "preprocess.shift": np.stack([a.shift for a in affines])}

@@ -1,0 +1,184 @@
+"""Several small torch models as one computation: stacked weights, batched matmuls.
+
+Model b of a stack owns slice ``[b]`` of every parameter tensor. Its forward pass reads only its
+own slice and its own minibatch, so stacking changes how fast models train, not what they
+compute. Initial weights follow ``torch.nn.Linear``/``Conv2d`` defaults (uniform in
+±1/sqrt(fan_in)), drawn from each model's own generator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from miaudit.models._recipe import CNNRecipe, MLPRecipe
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def uniform_init(shape: tuple[int, ...], fan_in: int, gen: torch.Generator) -> torch.Tensor:
+    bound = 1.0 / math.sqrt(fan_in)
+    return torch.empty(shape).uniform_(-bound, bound, generator=gen)
+
+
+def mlp_layer_params(sizes: list[int], gen: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One model's initial (weight (out, in), bias (out,)) per layer, in nn.Linear's layout."""
+    return [(uniform_init((o, i), i, gen), uniform_init((o,), i, gen)) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+
+
+class StackedNet:
+    """Base: a list of stacked leaf parameters and a precision."""
+
+    params: list[torch.Tensor]
+    names: list[str]
+
+    def __init__(self, precision: str, dropout: float) -> None:
+        self.dtype = DTYPES[precision]
+        self.dropout = dropout
+
+    @property
+    def n_models(self) -> int:
+        return int(self.params[0].shape[0])
+
+    def cast(self) -> list[torch.Tensor]:
+        # bfloat16 mode: low-precision copies in the graph, float32 master weights for the
+        # optimizer (the gradient flows back through the cast in float32).
+        if self.dtype == torch.float32:
+            return self.params
+        return [p.to(self.dtype) for p in self.params]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in zip(self.names, self.params, strict=True)}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for n, p in zip(self.names, self.params, strict=True):
+                p.copy_(state[n])
+
+    def _drop(self, h: torch.Tensor, masks: list[torch.Tensor] | None) -> torch.Tensor:
+        if masks is None:
+            return h
+        return h * masks.pop(0).to(h.dtype)
+
+    def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def dropout_shapes(self, bs: int) -> list[tuple[int, int]]:
+        """Shapes (per model) of the dropout masks of one step with ``bs`` records."""
+        raise NotImplementedError
+
+
+class StackedMLP(StackedNet):
+    """``n_models`` MLPs in_dim → hidden… → n_classes with ReLU (and dropout after each hidden)."""
+
+    def __init__(self, recipe: MLPRecipe, in_dim: int, n_classes: int, gens: list[torch.Generator]) -> None:
+        super().__init__(recipe.precision, recipe.dropout)
+        self.sizes = [in_dim, *recipe.hidden, n_classes]
+        per_model = [mlp_layer_params(self.sizes, g) for g in gens]
+        self.params, self.names = [], []
+        for layer in range(len(self.sizes) - 1):
+            # bmm wants (in, out): store the transpose of nn.Linear's weight.
+            w = torch.stack([m[layer][0].t() for m in per_model]).contiguous()
+            b = torch.stack([m[layer][1] for m in per_model]).unsqueeze(1).contiguous()
+            self.params += [w.requires_grad_(), b.requires_grad_()]
+            self.names += [f"layer{layer}.weight", f"layer{layer}.bias"]
+
+    def dropout_shapes(self, bs: int) -> list[tuple[int, int]]:
+        return [(bs, h) for h in self.sizes[1:-1]] if self.dropout > 0 else []
+
+    def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """x (models, records, in_dim) float32 → logits (models, records, classes) float32."""
+        ps = self.cast()
+        h = x.to(self.dtype)
+        last = len(ps) // 2 - 1
+        for layer in range(last + 1):
+            h = torch.baddbmm(ps[2 * layer + 1], h, ps[2 * layer])
+            if layer < last:
+                h = self._drop(torch.relu(h), masks)
+        return h.float()
+
+
+class StackedCNN(StackedNet):
+    """Small CNNs on (C, H, W) images, stacked as one grouped convolution (groups = models)."""
+
+    def __init__(self, recipe: CNNRecipe, image_shape: tuple[int, int, int], n_classes: int, gens: list[torch.Generator]) -> None:
+        super().__init__(recipe.precision, recipe.dropout)
+        c, h, w = image_shape
+        self.image_shape = image_shape
+        convs = []
+        chans = [c, *recipe.channels]
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+            convs.append((cin, cout))
+            h, w = h // 2, w // 2
+        if h < 1 or w < 1:
+            from miaudit.errors import InputError
+
+            raise InputError("model.channels", f"{len(recipe.channels)} pooled conv layers shrink a {image_shape[1]}×{image_shape[2]} image to nothing")
+        flat = chans[-1] * h * w
+        self.dense_sizes = [flat, recipe.hidden, n_classes]
+        self.n_convs = len(convs)
+        per_model = []
+        for g in gens:
+            ps = []
+            for cin, cout in convs:
+                fan = cin * 9
+                ps += [uniform_init((cout, cin, 3, 3), fan, g), uniform_init((cout,), fan, g)]
+            for wt, b in mlp_layer_params(self.dense_sizes, g):
+                ps += [wt.t().contiguous(), b.unsqueeze(0)]
+            per_model.append(ps)
+        self.params = [torch.stack([m[i] for m in per_model]).contiguous().requires_grad_() for i in range(len(per_model[0]))]
+        self.names = [f"conv{i}.{t}" for i in range(self.n_convs) for t in ("weight", "bias")] + [f"dense{i}.{t}" for i in range(2) for t in ("weight", "bias")]
+
+    def dropout_shapes(self, bs: int) -> list[tuple[int, int]]:
+        return [(bs, self.dense_sizes[1])] if self.dropout > 0 else []
+
+    def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """x (models, records, C·H·W) float32 → logits (models, records, classes) float32."""
+        ps = self.cast()
+        m, n = x.shape[:2]
+        c, hh, ww = self.image_shape
+        # (records, models·channels, H, W): model b's images sit in channel group b.
+        h = x.to(self.dtype).view(m, n, c, hh, ww).transpose(0, 1).reshape(n, m * c, hh, ww)
+        for i in range(self.n_convs):
+            wt, b = ps[2 * i], ps[2 * i + 1]
+            h = F.conv2d(h, wt.reshape(-1, *wt.shape[2:]), b.reshape(-1), padding=1, groups=m)
+            h = F.max_pool2d(torch.relu(h), 2)
+        h = h.reshape(n, m, -1).transpose(0, 1)
+        w1, b1, w2, b2 = ps[2 * self.n_convs :]
+        h = self._drop(torch.relu(torch.baddbmm(b1, h, w1)), masks)
+        return torch.baddbmm(b2, h, w2).float()
+
+
+def shift_images(x: torch.Tensor, shape: tuple[int, int, int], dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Shift each image of x (..., C·H·W) by (dy, dx) ∈ {-1, 0, 1}² pixels, zero-filled."""
+    c, h, w = shape
+    lead = x.shape[:-1]
+    img = F.pad(x.reshape(-1, c, h, w), (1, 1, 1, 1))
+    dy, dx = dy.reshape(-1), dx.reshape(-1)
+    out = torch.zeros(img.shape[0], c, h, w, dtype=x.dtype)
+    for sy in (-1, 0, 1):
+        for sx in (-1, 0, 1):
+            sel = (dy == sy) & (dx == sx)
+            if sel.any():
+                out[sel] = img[sel, :, 1 - sy : 1 - sy + h, 1 - sx : 1 - sx + w]
+    return out.reshape(*lead, c * h * w)
+
+
+def flip_images(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    c, h, w = shape
+    return x.reshape(*x.shape[:-1], c, h, w).flip(-1).reshape(x.shape)
+
+
+def query_views(x: torch.Tensor, shape: tuple[int, int, int], augment: list[str]) -> list[torch.Tensor]:
+    """The inference queries of a recipe that trains with ``augment``: the image itself first,
+    then its mirror (hflip), then one-pixel shifts (of the image, and of the mirror)."""
+    bases = [x] + ([flip_images(x, shape)] if "hflip" in augment else [])
+    out = list(bases)
+    if "shift" in augment:
+        n = x.shape[:-1].numel()
+        for base in bases:
+            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                out.append(shift_images(base, shape, torch.full((n,), dy), torch.full((n,), dx)))
+    return out

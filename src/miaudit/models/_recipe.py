@@ -1,0 +1,135 @@
+"""Typed training recipes. Every field is validated; a bad value names its field.
+
+A recipe says *how* a model is trained, not on what: the membership plan says on what.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from miaudit.errors import InputError
+
+Precision = Literal["float32", "bfloat16"]
+Augmentation = Literal["shift", "hflip"]
+
+
+class EarlyStopping(BaseModel):
+    """Hold out ``validation_fraction`` of a model's own training half; keep the weights of the
+    epoch with the lowest validation loss; stop after ``patience`` epochs without improvement."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    patience: int = Field(5, ge=1)
+
+
+class _TorchRecipe(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    #: float32, or bfloat16 weights and activations with float32 master weights, loss and
+    #: optimizer state. Always an explicit choice: its effect on attack power is measured
+    #: (benchmarks/bench_precision.py), never assumed.
+    precision: Precision = "float32"
+    early_stopping: EarlyStopping | None = None
+
+    @model_validator(mode="after")
+    def _momentum_needs_sgd(self) -> _TorchRecipe:
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError("'momentum' applies to optimizer = \"sgd\" only")
+        return self
+
+
+class MLPRecipe(_TorchRecipe):
+    """A fully connected network with ReLU: input → ``hidden`` layers → classes."""
+
+    kind: Literal["torch-mlp"] = "torch-mlp"
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [256, 256])
+
+
+class CNNRecipe(_TorchRecipe):
+    """A small CNN for small images: 3×3 conv + ReLU per entry of ``channels`` (a 2×2 max-pool
+    after each), then a hidden layer of ``hidden`` units.
+
+    ``augment`` lists the augmentations the model trains with, and the same ones become the
+    queries whose logits the engine records (un-augmented first): "shift" (random shifts of
+    up to one pixel; queries: the four one-pixel shifts), "hflip" (mirror; refused for data
+    that a mirror changes, such as digits).
+    """
+
+    kind: Literal["torch-cnn"] = "torch-cnn"
+    channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32])
+    hidden: int = Field(64, ge=1)
+    augment: list[Augmentation] = Field(default_factory=list)
+
+    @field_validator("augment")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists an augmentation twice")
+        return sorted(v)
+
+
+class SklearnRecipe(BaseModel):
+    """Any scikit-learn classifier by dotted name, with constructor ``params``; cloned per model.
+
+    Where the estimator takes ``random_state`` the engine sets it from the model's own seed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["sklearn"] = "sklearn"
+    estimator: str = "sklearn.linear_model.LogisticRegression"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("estimator")
+    @classmethod
+    def _dotted(cls, v: str) -> str:
+        if "." not in v or not all(part.isidentifier() for part in v.split(".")):
+            raise ValueError(f"{v!r} is not a dotted name such as 'sklearn.ensemble.RandomForestClassifier'")
+        return v
+
+
+Recipe = Annotated[MLPRecipe | CNNRecipe | SklearnRecipe, Field(discriminator="kind")]
+TorchRecipe = MLPRecipe | CNNRecipe
+_ADAPTER: TypeAdapter[MLPRecipe | CNNRecipe | SklearnRecipe] = TypeAdapter(Recipe)
+
+
+def parse_recipe(raw: dict[str, Any], *, field: str = "model") -> MLPRecipe | CNNRecipe | SklearnRecipe:
+    """Validate a recipe from a config table; the error names the offending field."""
+    try:
+        return _ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, field) from None
+
+
+def validation_error(exc: ValidationError, prefix: str) -> InputError:
+    """The first problem of a pydantic error as one-line InputError naming the field path."""
+    err = exc.errors()[0]
+    # Union members appear in the location ('torch-mlp'): the user never wrote that.
+    loc = [str(p) for p in err["loc"] if p not in ("torch-mlp", "torch-cnn", "sklearn")]
+    name = ".".join([prefix, *loc]) if prefix else ".".join(loc) or "config"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (check its spelling)"
+    elif err["type"] == "union_tag_invalid":
+        msg = f"unknown kind {err.get('input')!r}; use 'torch-mlp', 'torch-cnn' or 'sklearn'"
+    return InputError(name, msg)
+
+
+def check_recipe_for_data(recipe: MLPRecipe | CNNRecipe | SklearnRecipe, *, image_shape: tuple[int, int, int] | None, mirror_invariant: bool, dataset: str) -> None:
+    """Refuse recipes the data cannot take (InputError naming the recipe field)."""
+    if isinstance(recipe, CNNRecipe):
+        if image_shape is None:
+            raise InputError("model.kind", f"'torch-cnn' needs image data; {dataset!r} is tabular (use 'torch-mlp')")
+        if "hflip" in recipe.augment and not mirror_invariant:
+            raise InputError("model.augment", f"'hflip' changes the class of {dataset!r} records (a mirrored digit is another digit)")

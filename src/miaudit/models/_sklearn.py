@@ -1,0 +1,61 @@
+"""scikit-learn recipes: resolve the estimator by dotted name, clone it per model, train."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from miaudit.datasets import Affine, Dataset
+from miaudit.errors import InputError
+from miaudit.models._recipe import SklearnRecipe
+
+#: log(p) of a class the model gives probability 0: keeps logits finite (the signals format
+#: refuses inf) while ranking below any probability a float32 can hold.
+LOG_FLOOR = float(np.log(1e-30))
+
+
+def estimator_class(recipe: SklearnRecipe) -> type:
+    """The classifier class named by ``recipe.estimator`` (InputError naming model.estimator)."""
+    from sklearn.base import is_classifier
+
+    module_name, _, cls_name = recipe.estimator.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError):
+        raise InputError("model.estimator", f"cannot import {recipe.estimator!r}") from None
+    if not isinstance(cls, type) or not is_classifier(cls):
+        raise InputError("model.estimator", f"{recipe.estimator!r} is not a scikit-learn classifier")
+    if not hasattr(cls, "predict_proba"):
+        raise InputError("model.estimator", f"{recipe.estimator!r} has no predict_proba; the signals need class probabilities")
+    return cls
+
+
+def make_estimator(recipe: SklearnRecipe, seed: int | None = None) -> Any:
+    """A fresh estimator (clone of the template) with ``random_state`` set from ``seed``."""
+    from sklearn.base import clone
+
+    cls = estimator_class(recipe)
+    try:
+        template = cls(**recipe.params)
+    except TypeError as exc:
+        raise InputError("model.params", f"{recipe.estimator}: {exc}") from None
+    est = clone(template)
+    if seed is not None and "random_state" in est.get_params():
+        est.set_params(random_state=seed)
+    return est
+
+
+def train_sklearn(recipe: SklearnRecipe, data: Dataset, train_idx: np.ndarray, affine: Affine, seed: int) -> tuple[Any, np.ndarray]:
+    """Fit one model on ``train_idx``; return it and its logits, log-probabilities (n, C)
+    float32 (a class missing from the training half gets the floor)."""
+    est = make_estimator(recipe, seed)
+    x = affine.apply(data.features)
+    est.fit(x[train_idx], data.label[train_idx])
+    proba = est.predict_proba(x)
+    full = np.zeros((data.n_records, data.n_classes), dtype=np.float64)
+    full[:, np.asarray(est.classes_, dtype=np.int64)] = proba
+    with np.errstate(divide="ignore"):
+        logits = np.maximum(np.log(full), LOG_FLOOR)
+    return est, logits.astype(np.float32)

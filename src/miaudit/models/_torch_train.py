@@ -1,0 +1,242 @@
+"""Train a stack of torch models (one training unit) and record their logits on every record.
+
+Each model keeps its own minibatch order, dropout masks, augmentations and optimizer state
+(step counts included), so the stack computes what training each model alone would compute;
+the 1-epoch equality with a plain one-model loop is tested (tests/models) and benchmarked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from miaudit.datasets import Affine, Dataset
+from miaudit.models._nets import StackedCNN, StackedMLP, StackedNet, flip_images, query_views, shift_images
+from miaudit.models._recipe import CNNRecipe, MLPRecipe
+from miaudit.models._streams import ModelStreams
+
+#: Records per forward pass when computing logits on the whole dataset.
+EVAL_CHUNK = 2048
+
+
+@dataclass(frozen=True, eq=False)
+class TorchUnitResult:
+    """Stacked weights (tensor name → (models, …)), logits (models, n, [queries,] classes)
+    float32, and the epoch whose weights each model kept."""
+
+    state: dict[str, torch.Tensor]
+    logits: np.ndarray
+    kept_epoch: list[int]
+
+
+def build_net(recipe: MLPRecipe | CNNRecipe, data: Dataset, gens: list[torch.Generator]) -> StackedNet:
+    if isinstance(recipe, CNNRecipe):
+        assert data.image_shape is not None
+        return StackedCNN(recipe, data.image_shape, data.n_classes, gens)
+    return StackedMLP(recipe, data.n_features, data.n_classes, gens)
+
+
+def split_validation(recipe: MLPRecipe | CNNRecipe, train_idx: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(records to fit on, validation records), both from the model's own training half."""
+    if recipe.early_stopping is None:
+        return train_idx, train_idx[:0]
+    perm = rng.permutation(train_idx)
+    n_val = max(1, round(recipe.early_stopping.validation_fraction * len(perm)))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def make_optimizer(recipe: MLPRecipe | CNNRecipe, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+
+
+def augment_batch(x: torch.Tensor, shape: tuple[int, int, int], augment: list[str], gen: torch.Generator) -> torch.Tensor:
+    """Random training augmentation of one model's batch x (records, C·H·W)."""
+    n = x.shape[0]
+    if "hflip" in augment:
+        flip = torch.rand(n, generator=gen) < 0.5
+        x = torch.where(flip[:, None], flip_images(x, shape), x)
+    if "shift" in augment:
+        d = torch.randint(-1, 2, (2, n), generator=gen)
+        x = shift_images(x, shape, d[0], d[1])
+    return x
+
+
+class _Batcher:
+    """Gathers each model's minibatch into one (models, rows, features) tensor."""
+
+    def __init__(self, data: Dataset, affines: list[Affine]) -> None:
+        self.x = torch.from_numpy(np.ascontiguousarray(data.features))
+        scale = np.stack([a.scale for a in affines])
+        shift = np.stack([a.shift for a in affines])
+        # Fixed-column data (binary, pixels) needs no per-model map: skip two passes per step.
+        self.identity = bool((scale == 1).all() and (shift == 0).all())
+        self.scale = torch.from_numpy(scale).unsqueeze(1)
+        self.shift = torch.from_numpy(shift).unsqueeze(1)
+
+    def gather(self, idx: np.ndarray) -> torch.Tensor:
+        xb = self.x[torch.from_numpy(idx)]
+        return xb if self.identity else torch.addcmul(self.shift, xb, self.scale)
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        xb = self.x[start:stop].unsqueeze(0)
+        return xb.expand(self.scale.shape[0], -1, -1) if self.identity else torch.addcmul(self.shift, xb, self.scale)
+
+
+def train_stacked(
+    recipe: MLPRecipe | CNNRecipe,
+    data: Dataset,
+    train_sets: list[np.ndarray],
+    affines: list[Affine],
+    streams: list[ModelStreams],
+    on_epoch: Callable[[int], None] | None = None,
+) -> TorchUnitResult:
+    """Train one model per entry of ``train_sets`` (record positions in ``data``), stacked."""
+    m = len(train_sets)
+    gens = [s.torch_generator() for s in streams]
+    net = build_net(recipe, data, gens)
+    splits = [split_validation(recipe, np.asarray(t), s.numpy) for t, s in zip(train_sets, streams, strict=True)]
+    fit_sets = [f for f, _ in splits]
+    batcher = _Batcher(data, affines)
+    y = torch.from_numpy(data.label)
+    # Per-model views of the stacked weights as the optimizer's parameters: each model gets its
+    # own Adam state and step count, and a model with no batch this step is skipped, exactly as
+    # if it trained alone.
+    views = [[p.detach()[k] for p in net.params] for k in range(m)]
+    opt = make_optimizer(recipe, [v for vs in views for v in vs])
+    augment = recipe.augment if isinstance(recipe, CNNRecipe) else []
+    bs = recipe.batch_size
+    stopper = _EarlyStopper(recipe, net, [v for _, v in splits], batcher, y)
+    for epoch in range(recipe.epochs):
+        perms = [s.numpy.permutation(f) for s, f in zip(streams, fit_sets, strict=True)]
+        steps = max(math.ceil(len(p) / bs) for p in perms)
+        for step in range(steps):
+            chunks = [p[step * bs : (step + 1) * bs] for p in perms]
+            active = [k for k in range(m) if len(chunks[k]) and not stopper.stopped[k]]
+            if not active:
+                continue
+            _train_step(net, opt, views, batcher, y, chunks, active, gens, recipe, augment, data)
+        stopper.after_epoch(epoch)
+        if on_epoch is not None:
+            on_epoch(epoch)
+        if stopper.all_stopped:
+            break
+    kept = stopper.restore_best(recipe.epochs)
+    logits = predict_stacked(net, batcher, data, augment)
+    return TorchUnitResult(net.state_dict(), logits, kept)
+
+
+def _train_step(net, opt, views, batcher, y, chunks, active, gens, recipe, augment, data) -> None:  # noqa: ANN001 - internal hot loop
+    m = len(chunks)
+    width = max(len(c) for c in chunks)
+    idx = np.zeros((m, width), dtype=np.int64)
+    weight = np.zeros((m, width), dtype=np.float32)
+    for k in active:
+        c = chunks[k]
+        idx[k, : len(c)] = c
+        weight[k, : len(c)] = 1.0 / len(c)
+    xb = batcher.gather(idx)
+    if augment:
+        assert data.image_shape is not None
+        xb = xb.clone()
+        for k in active:
+            n_k = len(chunks[k])
+            xb[k, :n_k] = augment_batch(xb[k, :n_k], data.image_shape, augment, gens[k])
+    masks = None
+    shapes = net.dropout_shapes(width)
+    if shapes:
+        keep = 1.0 - recipe.dropout
+        masks = []
+        for rows, cols in shapes:
+            mk = torch.zeros(m, rows, cols)
+            for k in active:
+                mk[k, : len(chunks[k])] = torch.empty(len(chunks[k]), cols).bernoulli_(keep, generator=gens[k]) / keep
+            masks.append(mk)
+    logits = net.forward(xb, masks)
+    yb = y[torch.from_numpy(idx)]
+    per_record = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none", label_smoothing=recipe.label_smoothing)
+    loss = (per_record * torch.from_numpy(weight).reshape(-1)).sum()
+    loss.backward()
+    on = set(active)
+    for k in range(m):
+        for v, p in zip(views[k], net.params, strict=True):
+            v.grad = p.grad[k] if k in on else None  # type: ignore[index]
+    opt.step()
+    for p in net.params:
+        p.grad = None
+
+
+
+
+class _EarlyStopper:
+    """Per-model early stopping on the model's own validation records (no-op when off)."""
+
+    def __init__(self, recipe: MLPRecipe | CNNRecipe, net: StackedNet, val_sets: list[np.ndarray], batcher: _Batcher, y: torch.Tensor) -> None:
+        self.cfg = recipe.early_stopping
+        self.net, self.val_sets, self.batcher, self.y = net, val_sets, batcher, y
+        m = len(val_sets)
+        self.stopped = [False] * m
+        self.best = [math.inf] * m
+        self.best_epoch = [-1] * m
+        self.bad = [0] * m
+        self.best_state: list[list[torch.Tensor] | None] = [None] * m
+
+    @property
+    def all_stopped(self) -> bool:
+        return self.cfg is not None and all(self.stopped)
+
+    def after_epoch(self, epoch: int) -> None:
+        if self.cfg is None:
+            return
+        losses = self._val_losses()
+        for k, loss in enumerate(losses):
+            if self.stopped[k]:
+                continue
+            if loss < self.best[k]:
+                self.best[k], self.best_epoch[k], self.bad[k] = loss, epoch, 0
+                self.best_state[k] = [p.detach()[k].clone() for p in self.net.params]
+            else:
+                self.bad[k] += 1
+                self.stopped[k] = self.bad[k] >= self.cfg.patience
+
+    def restore_best(self, epochs: int) -> list[int]:
+        if self.cfg is None:
+            return [epochs - 1] * len(self.val_sets)
+        with torch.no_grad():
+            for k, state in enumerate(self.best_state):
+                assert state is not None
+                for p, s in zip(self.net.params, state, strict=True):
+                    p[k].copy_(s)
+        return list(self.best_epoch)
+
+    @torch.no_grad()
+    def _val_losses(self) -> list[float]:
+        m = len(self.val_sets)
+        width = max(len(v) for v in self.val_sets)
+        idx = np.zeros((m, width), dtype=np.int64)
+        for k, v in enumerate(self.val_sets):
+            idx[k, : len(v)] = v
+        logits = self.net.forward(self.batcher.gather(idx))
+        ce = F.cross_entropy(logits.transpose(1, 2), self.y[torch.from_numpy(idx)], reduction="none")
+        return [float(ce[k, : len(v)].mean()) for k, v in enumerate(self.val_sets)]
+
+
+@torch.no_grad()
+def predict_stacked(net: StackedNet, batcher: _Batcher, data: Dataset, augment: list[str]) -> np.ndarray:
+    """Logits of every model on every record: (models, n, classes), or (models, n, queries,
+    classes) when the recipe trains with augmentations."""
+    outs = []
+    for start in range(0, data.n_records, EVAL_CHUNK):
+        xb = batcher.rows(start, min(start + EVAL_CHUNK, data.n_records))
+        if augment:
+            assert data.image_shape is not None
+            outs.append(torch.stack([net.forward(q) for q in query_views(xb, data.image_shape, augment)], dim=2))
+        else:
+            outs.append(net.forward(xb))
+    return torch.cat(outs, dim=1).numpy().astype(np.float32, copy=False)
