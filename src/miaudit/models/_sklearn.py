@@ -18,15 +18,15 @@ LOG_FLOOR = float(np.log(1e-30))
 
 def estimator_class(recipe: SklearnRecipe) -> type:
     """The classifier class named by ``recipe.estimator`` (InputError naming model.estimator)."""
-    from sklearn.base import is_classifier
+    from sklearn.base import BaseEstimator
 
     module_name, _, cls_name = recipe.estimator.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), cls_name)
     except (ImportError, AttributeError):
         raise InputError("model.estimator", f"cannot import {recipe.estimator!r}") from None
-    if not isinstance(cls, type) or not is_classifier(cls):
-        raise InputError("model.estimator", f"{recipe.estimator!r} is not a scikit-learn classifier")
+    if not isinstance(cls, type) or not issubclass(cls, BaseEstimator):
+        raise InputError("model.estimator", f"{recipe.estimator!r} is not a scikit-learn estimator")
     if not hasattr(cls, "predict_proba"):
         raise InputError("model.estimator", f"{recipe.estimator!r} has no predict_proba; the signals need class probabilities")
     return cls
@@ -34,13 +34,15 @@ def estimator_class(recipe: SklearnRecipe) -> type:
 
 def make_estimator(recipe: SklearnRecipe, seed: int | None = None) -> Any:
     """A fresh estimator (clone of the template) with ``random_state`` set from ``seed``."""
-    from sklearn.base import clone
+    from sklearn.base import clone, is_classifier
 
     cls = estimator_class(recipe)
     try:
         template = cls(**recipe.params)
     except TypeError as exc:
         raise InputError("model.params", f"{recipe.estimator}: {exc}") from None
+    if not is_classifier(template):
+        raise InputError("model.estimator", f"{recipe.estimator!r} is not a classifier")
     est = clone(template)
     if seed is not None and "random_state" in est.get_params():
         est.set_params(random_state=seed)

@@ -1,0 +1,39 @@
+"""``miaudit train CONFIG --out DIR``: train (or reuse) the models of a config's plan.
+
+Register with ``app.command("train")(train)``. Bad input raises InputError (exit 2 in main).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config (.toml, .yaml or .yml): [data], [model], [plan], [engine], seed.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for train.json, signals/ and (by default) the model cache models/.")],
+    workers: Annotated[int | None, typer.Option(help="Worker processes (0: train in this process); overrides engine.workers.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch threads per worker; part of the cache key; overrides engine.threads.")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Model cache folder; overrides engine.cache (default: OUT/models).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+) -> None:
+    """Train reference models on a membership plan and write their signals (multi-model format)."""
+    from miaudit.engine import load_config
+    from miaudit.engine import train as run_train
+    from miaudit.models import validation_error
+
+    cfg = load_config(config)
+    updates = {k: v for k, v in {"workers": workers, "threads": threads, "cache": cache}.items() if v is not None}
+    updates["progress"] = progress and cfg.engine.progress
+    try:
+        engine = type(cfg.engine).model_validate({**cfg.engine.model_dump(), **updates})
+    except ValidationError as exc:
+        raise validation_error(exc, "engine") from None
+    cfg = cfg.model_copy(update={"engine": engine})
+    console = Console(stderr=True)
+    result = run_train(cfg, out, console=console)
+    Console().print(result.summary(), highlight=False, soft_wrap=True)

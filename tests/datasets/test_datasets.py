@@ -1,0 +1,115 @@
+"""Built-in datasets, user files and leakage-free preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from miaudit.data import load_adult
+from miaudit.datasets import DataConfig, adult, breast_cancer, digits, fit_affine, load_dataset, purchase_like
+from miaudit.engine import parse_config
+from miaudit.errors import InputError
+
+
+def test_adult_keeps_bundled_ids_and_encodes_columns() -> None:
+    data = adult()
+    frame = load_adult()
+    np.testing.assert_array_equal(data.record_id, frame["record_id"].to_numpy())
+    np.testing.assert_array_equal(data.label, frame["income"].to_numpy())
+    assert len(data.numeric) == 6
+    # Each categorical column is one-hot: exactly one 1 per record per column group.
+    groups = {name.split("=")[0] for name in np.asarray(data.feature_names)[data.onehot]}
+    assert len(groups) == 8
+    assert np.allclose(data.features[:, data.onehot].sum(axis=1), 8)
+
+
+def test_sklearn_bundled_sets_are_offline_and_shaped() -> None:
+    d = digits()
+    assert d.features.shape == (1797, 64) and d.image_shape == (1, 8, 8) and not d.mirror_invariant
+    assert d.features.max() <= 1.0 and d.numeric.size == 0  # fixed scale: nothing fitted
+    b = breast_cancer()
+    assert b.features.shape == (569, 30) and b.n_classes == 2
+
+
+def test_purchase_like_is_deterministic_and_flips_at_the_rate() -> None:
+    a = purchase_like(n_records=2000, n_features=300, n_classes=20, flip_rate=0.1, seed=5)
+    b = purchase_like(n_records=2000, n_features=300, n_classes=20, flip_rate=0.1, seed=5)
+    c = purchase_like(n_records=2000, n_features=300, n_classes=20, flip_rate=0.1, seed=6)
+    np.testing.assert_array_equal(a.features, b.features)
+    assert not np.array_equal(a.features, c.features)
+    # Records of one class differ from each other in about 2·p·(1−p) = 18% of bits.
+    same = a.features[a.label == 0]
+    frac = (same[0] != same[1:]).mean()
+    assert abs(frac - 0.18) < 0.02
+
+
+def test_preprocessing_is_fit_on_training_records_only() -> None:
+    data = adult()
+    train = np.arange(0, 1000)
+    aff = fit_affine(data, train)
+    # Changing every non-training record leaves the fitted map unchanged.
+    from dataclasses import replace
+
+    x = data.features.copy()
+    x[1000:, data.numeric] *= 7.0
+    x[1000:, data.onehot] = 1.0
+    aff2 = fit_affine(replace(data, features=x), train)
+    np.testing.assert_array_equal(aff.scale, aff2.scale)
+    np.testing.assert_array_equal(aff.shift, aff2.shift)
+    z = aff.apply(data.features[train])[:, data.numeric]
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-3)
+
+
+def test_category_unseen_in_training_is_zeroed() -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "colour": ["red", "red", "blue", "green"], "y": [0, 1, 0, 1]})
+    from miaudit.datasets._tabular import from_frame
+
+    data = from_frame(frame, name="t", label="y", record_id=np.arange(4), field="data")
+    aff = fit_affine(data, np.array([0, 1, 2]))  # "green" only in record 3
+    green = data.feature_names.index("colour=green")
+    assert aff.apply(data.features)[3, green] == 0.0
+    assert aff.apply(data.features)[2, data.feature_names.index("colour=blue")] == 1.0
+
+
+def test_user_csv_with_label_and_ids(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"pid": [10, 11, 12, 13], "age": [30, 40, 50, 60], "city": ["a", "b", "a", "b"], "sick": ["no", "yes", "no", "yes"]}).to_csv(path, index=False)
+    data = load_dataset(DataConfig(path=path, label="sick", id_column="pid"))
+    np.testing.assert_array_equal(data.record_id, [10, 11, 12, 13])
+    np.testing.assert_array_equal(data.label, [0, 1, 0, 1])
+    assert data.feature_names == ("age", "city=a", "city=b")
+
+
+@pytest.mark.parametrize(
+    ("columns", "cfg", "field"),
+    [
+        ({"a": [1, 2], "y": [0, 1]}, {"label": "z"}, "data.label"),
+        ({"a": [1, None], "y": [0, 1]}, {"label": "y"}, "data.a"),
+        ({"a": [1, 2], "y": [1, 1]}, {"label": "y"}, "data.label"),
+        ({"a": [1, 2], "y": [0, 1]}, {"label": "y", "id_column": "pid"}, "data.id_column"),
+    ],
+)
+def test_user_file_errors_name_the_field(tmp_path, columns, cfg, field) -> None:  # noqa: ANN001
+    path = tmp_path / "d.parquet"
+    pd.DataFrame(columns).to_parquet(path)
+    with pytest.raises(InputError) as info:
+        load_dataset(DataConfig(path=path, **cfg))
+    assert info.value.field == field
+
+
+def test_data_config_needs_exactly_one_source() -> None:
+    with pytest.raises(InputError) as info:
+        parse_config({"data": {"dataset": "adult", "path": "x.csv", "label": "y"}})
+    assert info.value.field == "data"
+    with pytest.raises(InputError) as info:
+        parse_config({"data": {"dataset": "mnist"}})
+    assert info.value.field == "data.dataset"
+
+
+def test_max_records_keeps_ids() -> None:
+    data = load_dataset(DataConfig(dataset="breast-cancer", max_records=100, subset_seed=1))
+    assert data.n_records == 100 and np.all(np.diff(data.record_id) > 0)
+    again = load_dataset(DataConfig(dataset="breast-cancer", max_records=100, subset_seed=1))
+    np.testing.assert_array_equal(data.record_id, again.record_id)
