@@ -10,12 +10,18 @@ log-probabilities, and log-probabilities keep their resolution where p rounds to
 Log-probabilities are accepted in place of logits (softmax of log p is p).
 
 No training of the *shadow models* happens here: their outputs are inputs.
+
+The attack classifiers are small, so they are fit and applied with one OpenMP thread
+(``threadpoolctl``, a scikit-learn dependency): on the shared 2-core development machine,
+OpenMP's default threads made the same fits up to 80× slower (21 s against 0.25 s for one
+test), the oversubscription pitfall of PERFORMANCE.md.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from miaudit.attacks._lira import _as_float, _as_keep
 from miaudit.errors import InputError
@@ -125,8 +131,16 @@ def shadow_attack(
     c_s = np.broadcast_to(y_s, sh.shape[:2]).reshape(-1)
     x_t = _shokri_features(tgt, y_t)
 
-    scores = np.empty(tgt.shape[0], dtype=np.float64)
-    fallback = np.zeros(tgt.shape[0], dtype=bool)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _per_class_scores(x_s, m_s, c_s, x_t, y_t, seed, max_iter)
+
+
+def _per_class_scores(
+    x_s: np.ndarray, m_s: np.ndarray, c_s: np.ndarray, x_t: np.ndarray, y_t: np.ndarray, seed: int, max_iter: int
+) -> np.ndarray:
+    """Score the target rows class by class; classes with too little shadow data share one classifier."""
+    scores = np.empty(x_t.shape[0], dtype=np.float64)
+    fallback = np.zeros(x_t.shape[0], dtype=bool)
     for c in np.unique(y_t):
         rows_t = y_t == c
         sel = c_s == c
@@ -193,5 +207,6 @@ def ml_leaks(
     member = _as_keep(shadow_member, (sh.shape[0],), "shadow_member")
     if member.all() or not member.any():
         raise InputError("shadow_member", "shadow data need both members and non-members")
-    clf = _classifier(seed, max_iter).fit(_top3(sh), member)
-    return clf.predict_proba(_top3(tgt))[:, 1].astype(np.float64)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        clf = _classifier(seed, max_iter).fit(_top3(sh), member)
+        return clf.predict_proba(_top3(tgt))[:, 1].astype(np.float64)

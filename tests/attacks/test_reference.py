@@ -1,0 +1,191 @@
+"""Leave-one-model-out and single-target scoring on a signals store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from miaudit.attacks._lira import lira_offline, lira_online
+from miaudit.attacks._reference import (
+    LiraAttack,
+    MlLeaksAttack,
+    PairedScores,
+    RmiaAttack,
+    ShadowAttack,
+    leave_one_model_out,
+    score_target,
+)
+from miaudit.attacks._rmia import calibrate_rmia_a, rmia_offline, rmia_online, rmia_probability
+from miaudit.data import SignalsStore
+from miaudit.errors import InputError
+from miaudit.signals import compute_signals
+
+
+def make_store(
+    n: int = 600, n_pop: int = 200, k: int = 8, classes: int = 3, shift: float = 2.0, queries: int | None = None, seed: int = 0, target=None,
+    null_model: int | None = None,
+) -> SignalsStore:
+    """Models on complementary halves of the pool; members get a larger true-class logit."""
+    rng = np.random.default_rng(seed)
+    total = n + n_pop
+    half = rng.random((k // 2, total)) < 0.5
+    keep = np.empty((k, total), dtype=bool)
+    keep[0::2], keep[1::2] = half, ~half
+    pop = np.zeros(total, dtype=bool)
+    pop[rng.permutation(total)[:n_pop]] = True  # population records scattered among the pool
+    keep[:, pop] = False
+    y = rng.integers(0, classes, total)
+    difficulty = rng.normal(0.0, 1.5, total)
+    extra = () if queries is None else (queries,)
+    logits = rng.normal(size=(k, total, *extra, classes))
+    bump = difficulty[None, :] + shift * keep
+    if null_model is not None:  # this model's outputs carry no trace of its training set
+        bump[null_model] = difficulty + shift * (rng.random(total) < 0.5)
+    onehot = np.eye(classes)[y]
+    if queries is None:
+        logits += bump[..., None] * onehot[None]
+    else:
+        logits += bump[..., None, None] * onehot[None, :, None, :]
+    return SignalsStore.from_arrays(logits=logits.astype(np.float32), label=y, keep=keep, population=pop, target=target)
+
+
+def phi_of(store: SignalsStore) -> np.ndarray:
+    lg = store.logits
+    y = np.broadcast_to(store.label[:, None] if lg.ndim == 4 else store.label, lg.shape[:-1])
+    return compute_signals(lg, y, which=("scaled_logit",))["scaled_logit"]
+
+
+def test_lomo_shapes_membership_and_records():
+    store = make_store()
+    res = leave_one_model_out(store, LiraAttack())
+    pool = np.flatnonzero(~store.population)
+    assert isinstance(res, PairedScores)
+    assert res.scores.shape == (8, pool.size) and res.member.shape == (8, pool.size)
+    np.testing.assert_array_equal(res.records, pool)
+    np.testing.assert_array_equal(res.targets, np.arange(8))
+    np.testing.assert_array_equal(res.member, store.keep[:, pool])
+    s, m, r = res.pooled()
+    assert s.shape == m.shape == r.shape == (8 * pool.size,)
+    np.testing.assert_array_equal(r[: pool.size], pool)
+    np.testing.assert_array_equal(s.reshape(8, -1), res.scores)
+
+
+@pytest.mark.parametrize("attack", [LiraAttack(mode="online", variance="per_record"), LiraAttack(mode="offline", statistic="logcdf")])
+def test_lomo_lira_equals_direct_call(attack):
+    store = make_store(queries=2)
+    phi = phi_of(store)
+    pool = ~store.population
+    res = leave_one_model_out(store, attack, targets=[3, 0])
+    for row, t in enumerate([3, 0]):
+        refs = [j for j in range(8) if j not in (t, t ^ 1)]  # t ^ 1: the complementary partner
+        if attack.mode == "online":
+            want = lira_online(phi[t][pool], phi[refs][:, pool], store.keep[refs][:, pool], variance=attack.variance)
+        else:
+            want = lira_offline(phi[t][pool], phi[refs][:, pool], store.keep[refs][:, pool], variance=attack.variance, statistic="logcdf")
+        np.testing.assert_array_equal(res.scores[row], want)
+
+
+def test_lomo_rmia_equals_direct_call_and_uses_population():
+    store = make_store()
+    p = rmia_probability(store.logits, store.label, temperature=2.0)
+    pool = ~store.population
+    refs = [0, 1, 4, 5, 6, 7]  # not 3 (the target) nor 2 (its complementary partner)
+    res = score_target(store, RmiaAttack(mode="offline", a=0.3, gamma=2.0, temperature=2.0), target=3)
+    want = rmia_offline(p[3], p[refs], store.keep[refs], store.population, a=0.3, gamma=2.0)[pool]
+    np.testing.assert_array_equal(res.scores[0], want)
+    res = score_target(store, RmiaAttack(mode="online", temperature=2.0), target=3)
+    np.testing.assert_array_equal(res.scores[0], rmia_online(p[3], p[refs], store.population)[pool])
+    # a=None: calibrated on the pool by the first reference playing the target
+    res = score_target(store, RmiaAttack(mode="offline"), target=3)
+    p1 = rmia_probability(store.logits, store.label)
+    a = calibrate_rmia_a(p1[refs][:, pool], store.keep[refs][:, pool], model=0)
+    np.testing.assert_array_equal(res.scores[0], rmia_offline(p1[3], p1[refs], store.keep[refs], store.population, a=a)[pool])
+
+
+def test_score_target_uses_store_target_or_complains():
+    store = make_store(target=5)
+    res = score_target(store, LiraAttack(mode="offline"))
+    np.testing.assert_array_equal(res.targets, [5])
+    np.testing.assert_array_equal(res.scores, leave_one_model_out(store, LiraAttack(mode="offline"), targets=[5]).scores)
+    with pytest.raises(InputError, match="target"):
+        score_target(make_store(), LiraAttack())
+
+
+def test_explicit_reference_sets():
+    store = make_store()
+    # target 0 against the pair (2, 3) only: every record has exactly one OUT reference
+    res = leave_one_model_out(store, LiraAttack(mode="offline"), targets=[0], reference_sets=[[2, 3]])
+    phi = phi_of(store)
+    pool = ~store.population
+    np.testing.assert_array_equal(res.scores[0], lira_offline(phi[0][pool], phi[[2, 3]][:, pool], store.keep[[2, 3]][:, pool]))
+    for bad, match in ([[[0, 2]], "own reference"], [[[2, 2]], "repeat"], [[[9]], "lie in"], [[[]], "no reference"], [[[2], [3]], "entries"]):
+        with pytest.raises(InputError, match=match):
+            leave_one_model_out(store, LiraAttack(), targets=[0], reference_sets=bad)
+    with pytest.raises(InputError, match="outside"):
+        leave_one_model_out(store, LiraAttack(), targets=[8])
+    with pytest.raises(InputError, match="attack"):
+        leave_one_model_out(store, "lira")  # type: ignore[arg-type]
+
+
+def test_row_order_invariance():
+    store = make_store(n=300, n_pop=100)
+    perm = np.random.default_rng(3).permutation(store.n_records)
+    shuffled = SignalsStore.from_arrays(
+        logits=store.logits[:, perm], label=store.label[perm], keep=store.keep[:, perm], population=store.population[perm]
+    )
+    for attack in (LiraAttack(), LiraAttack(mode="offline", variance="per_record"), RmiaAttack(a=0.5), RmiaAttack(mode="online"), ShadowAttack(max_iter=20)):
+        a = leave_one_model_out(store, attack, targets=[1])
+        b = leave_one_model_out(shuffled, attack, targets=[1])
+        # map each evaluated record of the shuffled store back to its original position
+        back = {int(r): j for j, r in enumerate(a.records)}
+        order = [back[int(perm[r])] for r in b.records]
+        if isinstance(attack, ShadowAttack):  # a classifier fit on reordered rows: equal up to rounding
+            np.testing.assert_allclose(b.scores[0], a.scores[0][order], atol=1e-6)
+        else:
+            np.testing.assert_allclose(b.scores[0], a.scores[0][order], rtol=1e-12, atol=1e-12)
+
+
+def test_augmented_store():
+    store = make_store(queries=3)
+    for attack in (LiraAttack(), RmiaAttack(a=0.5), MlLeaksAttack(max_iter=20)):
+        res = leave_one_model_out(store, attack, targets=[0, 1])
+        assert res.scores.shape == (2, int((~store.population).sum()))
+        assert np.isfinite(res.scores).all()
+
+
+def test_simulated_pooled_auc_and_null():
+    store = make_store(n=1500, n_pop=500, k=8, seed=4)
+    for attack in (LiraAttack(mode="online"), RmiaAttack(mode="offline"), RmiaAttack(mode="online")):
+        s, m, _ = leave_one_model_out(store, attack).pooled()
+        assert roc_auc_score(m, s) > 0.7, attack
+    # null: no model's outputs carry a trace of its training set
+    null = make_store(n=1500, n_pop=500, k=8, seed=5, shift=0.0)
+    for attack in (LiraAttack(mode="online"), RmiaAttack(mode="offline", a=0.5), RmiaAttack(mode="online")):
+        s, m, _ = leave_one_model_out(null, attack).pooled()
+        assert abs(roc_auc_score(m, s) - 0.5) < 0.03, attack
+
+
+def test_complementary_partner_is_not_a_default_reference():
+    store = make_store(n=3000, n_pop=500, k=8, seed=0, null_model=0)
+    others = list(range(1, 8))
+    res = score_target(store, RmiaAttack(mode="online"), target=0)
+    np.testing.assert_array_equal(res.scores, score_target(store, RmiaAttack(mode="online"), target=0, references=others[1:]).scores)
+    # model 1 trains exactly where model 0 does not: as a reference it leaks model 0's labels
+    leaky = score_target(store, RmiaAttack(mode="online"), target=0, references=others)
+    auc, auc_leaky = roc_auc_score(res.member[0], res.scores[0]), roc_auc_score(leaky.member[0], leaky.scores[0])
+    assert abs(auc - 0.5) < 0.03
+    assert auc_leaky > auc + 0.02
+
+
+def test_shadow_attacks_run_leave_one_model_out():
+    store = make_store(n=400, n_pop=0, k=4, seed=6)
+    for attack in (ShadowAttack(max_iter=20), MlLeaksAttack(max_iter=20)):
+        s, m, _ = leave_one_model_out(store, attack).pooled()
+        assert roc_auc_score(m, s) > 0.6
+
+
+def test_all_population_is_an_error():
+    store = make_store(n=0, n_pop=50)
+    with pytest.raises(InputError, match="population"):
+        leave_one_model_out(store, LiraAttack())
