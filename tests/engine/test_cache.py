@@ -1,0 +1,99 @@
+"""The unit cache: every key part invalidates, reuse is verified and reported, bits match."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from miaudit.engine import KeyParts, train
+from miaudit.engine import _cache
+
+from .conftest import small_config
+
+
+def test_every_key_part_changes_the_key() -> None:
+    base = KeyParts(data="d", recipe="r", seed=1, members="m", layout="l", threads=1, versions="v")
+    keys = {base.key()}
+    for f in dataclasses.fields(KeyParts):
+        value = getattr(base, f.name)
+        changed = dataclasses.replace(base, **{f.name: value + 1 if isinstance(value, int) else value + "x"})
+        keys.add(changed.key())
+    assert len(keys) == 1 + len(dataclasses.fields(KeyParts))
+
+
+def test_rerun_reuses_verified_units_with_identical_bits(tmp_path, capsys) -> None:  # noqa: ANN001
+    first = train(small_config(), tmp_path)
+    assert first.trained == (0, 1) and first.reused == ()
+    again = train(small_config(), tmp_path)
+    assert again.trained == () and again.reused == (0, 1)
+    np.testing.assert_array_equal(first.signals.logits, again.signals.logits)
+    assert "reusing 2 of 2 unit(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model__lr": 2e-3},
+        {"model__precision": "bfloat16"},
+        {"seed": 8},
+        {"engine__threads": 2},
+        {"plan__unit_size": 4},
+        {"data": {"dataset": "breast-cancer", "max_records": 500}},
+        {"plan__pool_fraction": 0.6},
+    ],
+    ids=["recipe", "precision", "seed", "threads", "layout", "data", "members"],
+)
+def test_any_key_part_change_retrains(tmp_path, change) -> None:  # noqa: ANN001
+    train(small_config(), tmp_path)
+    run = train(small_config(**change), tmp_path)
+    assert run.reused == () and len(run.trained) == run.plan.n_units
+
+
+def test_library_version_change_retrains(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    train(small_config(), tmp_path)
+    monkeypatch.setattr(_cache, "library_versions", lambda: "torch=99;sklearn=99;numpy=99")
+    assert train(small_config(), tmp_path).reused == ()
+
+
+def test_changed_members_of_one_unit_retrain_that_unit_only(tmp_path) -> None:  # noqa: ANN001
+    first = train(small_config(), tmp_path)
+    keep = first.plan.keep.copy()
+    i = int(np.flatnonzero(keep[3])[0])
+    keep[3, i] = False  # model 3 (unit 1) loses one record
+    run = train(small_config(plan__kind="user"), tmp_path, keep=keep)
+    assert run.reused == (0,) and run.trained == (1,)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda d: (d / "logits.npy").write_bytes((d / "logits.npy").read_bytes()[:-10]), "wrong size"),
+        (lambda d: _flip_byte(d / "weights.safetensors"), "does not match its recorded hash"),
+        (lambda d: (d / "manifest.json").unlink(), "manifest missing"),
+        (lambda d: (d / "weights.safetensors").unlink(), "weights.safetensors missing"),
+    ],
+    ids=["truncated", "corrupted", "no-manifest", "missing-file"],
+)
+def test_damaged_units_are_refused_and_retrained(tmp_path, damage, reason) -> None:  # noqa: ANN001
+    first = train(small_config(), tmp_path)
+    damage(_cache.unit_dir(first.cache, first.signals.info["units"][1]))
+    run = train(small_config(), tmp_path)
+    assert run.reused == (0,) and run.trained == (1,)
+    assert reason in run.refused[1] and "refused" in run.summary()
+    np.testing.assert_array_equal(first.signals.logits, run.signals.logits)
+
+
+def _flip_byte(path) -> None:  # noqa: ANN001
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_manifest_records_the_key_parts(tmp_path) -> None:  # noqa: ANN001
+    run = train(small_config(), tmp_path)
+    manifest = json.loads((_cache.unit_dir(run.cache, run.signals.info["units"][0]) / "manifest.json").read_text())
+    assert manifest["parts"]["seed"] == 7 and manifest["parts"]["threads"] == 1
+    assert set(manifest["files"]) == {"logits.npy", "weights.safetensors"}

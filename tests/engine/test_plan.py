@@ -1,0 +1,62 @@
+"""Membership plans: balance, complementary pairs, population, fixed units, user plans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from miaudit.engine import complementary_plan, independent_plan, user_plan
+from miaudit.errors import InputError
+
+
+@pytest.mark.parametrize("n", [101, 1000])
+def test_complementary_pairs_balance_every_pool_record(n: int) -> None:
+    plan = complementary_plan(n, 8, seed=1, pool_fraction=0.5, unit_size=3)
+    pool = ~plan.population
+    assert pool.sum() == round(0.5 * n)
+    for j in range(0, 8, 2):
+        pair = plan.keep[j : j + 2]
+        # Complementary halves: every pool record in exactly one model of the pair.
+        np.testing.assert_array_equal(pair.sum(axis=0), pool.astype(int))
+    for k in range(1, 5):  # any 2k models of whole pairs: exactly k IN and k OUT
+        np.testing.assert_array_equal(plan.keep[: 2 * k, pool].sum(axis=0), k)
+    assert not plan.keep[:, plan.population].any()
+
+
+def test_plan_depends_on_the_seed_only() -> None:
+    a = complementary_plan(500, 4, seed=3)
+    b = complementary_plan(500, 4, seed=3, unit_size=1)
+    c = complementary_plan(500, 4, seed=4)
+    np.testing.assert_array_equal(a.keep, b.keep)
+    assert not np.array_equal(a.keep, c.keep)
+    # More models extend the plan: the first models keep their halves.
+    np.testing.assert_array_equal(complementary_plan(500, 6, seed=3).keep[:4], a.keep)
+
+
+def test_units_are_fixed_by_the_plan() -> None:
+    plan = complementary_plan(100, 10, seed=0, unit_size=4)
+    assert plan.n_units == 3
+    assert [list(plan.unit_models(c)) for c in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_independent_halves() -> None:
+    plan = independent_plan(400, 6, seed=0, pool_fraction=1.0)
+    np.testing.assert_array_equal(plan.keep.sum(axis=1), 200)
+
+
+def test_user_plan_is_validated() -> None:
+    keep = np.zeros((2, 5), dtype=int)
+    keep[0, :2] = 1
+    keep[1, 2:4] = 1
+    plan = user_plan(keep, 5)
+    np.testing.assert_array_equal(plan.population, [False, False, False, False, True])
+    for bad, problem in [(keep[:, :4], "shape"), (keep * 2, "0 or 1"), (np.zeros((2, 5)), "no record")]:
+        with pytest.raises(InputError, match=problem) as info:
+            user_plan(bad, 5)
+        assert info.value.field == "plan.keep"
+
+
+def test_pool_too_small() -> None:
+    with pytest.raises(InputError) as info:
+        complementary_plan(3, 2, seed=0, pool_fraction=0.2)
+    assert info.value.field == "plan.pool_fraction"

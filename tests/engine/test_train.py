@@ -1,0 +1,118 @@
+"""End to end: configs, determinism, the signals file, the CLI command function."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from miaudit.data import load_signals
+from miaudit.engine import load_config, train
+from miaudit.errors import InputError
+
+from .conftest import small_config
+
+TOML = """
+seed = 7
+[data]
+dataset = "breast-cancer"
+[model]
+kind = "torch-mlp"
+hidden = [16]
+epochs = 3
+batch_size = 32
+[plan]
+models = 4
+unit_size = 2
+[engine]
+workers = 0
+progress = false
+"""
+
+YAML = """
+seed: 7
+data: {dataset: breast-cancer}
+model: {kind: torch-mlp, hidden: [16], epochs: 3, batch_size: 32}
+plan: {models: 4, unit_size: 2}
+engine: {workers: 0, progress: false}
+"""
+
+
+def test_toml_and_yaml_give_the_same_config(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "a.toml").write_text(TOML)
+    (tmp_path / "a.yaml").write_text(YAML)
+    assert load_config(tmp_path / "a.toml") == load_config(tmp_path / "a.yaml") == small_config()
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (TOML.replace("hidden = [16]", "hidden = [16, 0]"), "model.hidden.1"),
+        (TOML.replace("models = 4", "models = 0"), "plan.models"),
+        (TOML.replace("[engine]", "[engine]\ncores = 3"), "engine.cores"),
+        (TOML.replace("seed = 7", "seed = -1"), "seed"),
+        ("seed = [", "config"),
+    ],
+)
+def test_config_errors_name_the_field(tmp_path, text, field) -> None:  # noqa: ANN001
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(InputError) as info:
+        load_config(tmp_path / "c.toml")
+    assert info.value.field == field
+
+
+def test_relative_paths_are_relative_to_the_config(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "c.toml").write_text('[data]\npath = "d.csv"\nlabel = "y"\n')
+    assert load_config(tmp_path / "c.toml").data.path == tmp_path / "d.csv"
+
+
+def test_fresh_runs_are_bit_identical_and_signals_round_trip(tmp_path) -> None:  # noqa: ANN001
+    a = train(small_config(), tmp_path / "a")
+    b = train(small_config(), tmp_path / "b")
+    np.testing.assert_array_equal(a.signals.logits, b.signals.logits)
+    back = load_signals(a.signals_path)
+    np.testing.assert_array_equal(back.logits, a.signals.logits)
+    np.testing.assert_array_equal(back.keep, a.plan.keep)
+    np.testing.assert_array_equal(back.population, a.plan.population)
+    assert back.logits.dtype == np.float32 and back.n_models == 4
+    assert a.signals_path.stat().st_mode & 0o777 == 0o600
+    assert back.info["recipe"]["precision"] == "float32"
+    # The models learned something: training accuracy well above chance.
+    assert (back.logits.argmax(-1) == back.label)[back.keep].mean() > 0.85
+
+
+def test_worker_processes_give_the_same_bits(tmp_path) -> None:  # noqa: ANN001
+    inline = train(small_config(), tmp_path / "a")
+    pooled = train(small_config(engine__workers=2), tmp_path / "b")
+    np.testing.assert_array_equal(inline.signals.logits, pooled.signals.logits)
+
+
+def test_sklearn_and_cnn_recipes(tmp_path) -> None:  # noqa: ANN001
+    sk = train(small_config(model={"kind": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 500}}), tmp_path / "s")
+    assert sk.signals.logits.shape == (4, 569, 2)
+    assert len(list(sk.cache.glob("units/*/model_*.skops"))) == 4
+    cnn = train(
+        small_config(data={"dataset": "digits", "max_records": 300}, model={"kind": "torch-cnn", "channels": [4], "hidden": 8, "epochs": 1, "augment": ["shift"]}),
+        tmp_path / "c",
+    )
+    assert cnn.signals.logits.shape == (4, 300, 5, 10)
+    with pytest.raises(InputError) as info:
+        train(small_config(data={"dataset": "digits"}, model={"kind": "torch-cnn", "augment": ["hflip"]}), tmp_path / "x")
+    assert info.value.field == "model.augment"
+
+
+def test_cli_train_command(tmp_path) -> None:  # noqa: ANN001
+    from miaudit.cli._train import train as train_cmd
+
+    app = typer.Typer()
+    app.command("train")(train_cmd)
+    app.command("other")(lambda: None)  # keeps "train" a subcommand
+    (tmp_path / "c.toml").write_text(TOML)
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "trained 2 unit(s)" in result.output
+    again = CliRunner().invoke(app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert "reused 2 verified unit(s)" in again.output
+    bad = CliRunner().invoke(app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--workers", "-1"])
+    assert isinstance(bad.exception, InputError) and bad.exception.field == "engine.workers"
