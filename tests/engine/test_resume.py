@@ -1,0 +1,81 @@
+"""SIGKILL a real training subprocess mid-unit and between units; the resumed run reuses the
+finished units only and ends bit-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from miaudit.engine import train
+
+from .conftest import small_config
+
+# A training process that stops (sleeps) at a chosen progress event, so the test can kill it
+# there from outside with SIGKILL.
+SCRIPT = r"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from engine.conftest import small_config
+from miaudit.engine import train
+
+kind, unit, done = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+marker = Path(sys.argv[5])
+
+def hook(event):
+    if event[0] == kind and event[1] == unit and event[2] == done:
+        marker.write_text(str(event))
+        time.sleep(600)
+
+train(small_config(model={{"kind": "torch-mlp", "hidden": [32], "epochs": 6, "batch_size": 16}}, plan__models=6), sys.argv[1], on_event=hook)
+"""
+
+
+def _config():  # noqa: ANN202
+    return small_config(model={"kind": "torch-mlp", "hidden": [32], "epochs": 6, "batch_size": 16}, plan__models=6)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> np.ndarray:  # noqa: ANN001
+    return train(_config(), tmp_path_factory.mktemp("full")).signals.logits
+
+
+@pytest.mark.parametrize(
+    ("event", "reused"),
+    [(("done", 0, 1), (0,)), (("step", 1, 3), (0,)), (("done", 1, 1), (0, 1))],
+    ids=["between-units-0-1", "mid-unit-1", "between-units-1-2"],
+)
+def test_sigkill_then_resume_is_bit_identical(tmp_path: Path, uninterrupted: np.ndarray, event, reused) -> None:  # noqa: ANN001
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).resolve().parents[1])))
+    marker = tmp_path / "paused"
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(script), str(out), event[0], str(event[1]), str(event[2]), str(marker)])
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, "training subprocess ended before reaching the kill point"
+            assert time.monotonic() < deadline, "kill point not reached within 120 s"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    units = out / "models" / "units"
+    if event[0] == "step":  # killed mid-unit: a staging folder, no published unit 1
+        assert any(p.name.startswith(".tmp-") for p in units.iterdir())
+    assert not (out / "signals").exists()
+    resumed = train(_config(), out)
+    assert resumed.reused == reused
+    assert resumed.trained == tuple(u for u in range(3) if u not in reused)
+    assert not any(p.name.startswith(".tmp-") for p in units.iterdir())
+    np.testing.assert_array_equal(resumed.signals.logits, uninterrupted)
