@@ -170,13 +170,15 @@ def test_calibration_picks_grid_argmax():
     tgt, ref, keep, pop, _ = simulate(n=1500, n_pop=0, k=6, seed=8)
     got = calibrate_rmia_a(ref, keep, model=2)
     assert got in A_GRID
-    others = [0, 1, 3, 4, 5]
+    others = [0, 1, 4, 5]  # not 3: the complementary partner of model 2 is left out
     aucs = [roc_auc_score(keep[2], rmia_ratio(ref[2], ref[others], keep[others], a=a)) for a in A_GRID]
     assert got == A_GRID[int(np.argmax(aucs))]
 
 
 def test_calibration_errors():
     _, ref, keep, _, _ = simulate(n=100, n_pop=0, k=4, seed=9)
+    with pytest.raises(InputError, match="complement"):
+        calibrate_rmia_a(ref[:2], keep[:2])
     with pytest.raises(InputError, match="two reference"):
         calibrate_rmia_a(ref[:1], keep[:1])
     with pytest.raises(InputError, match="model"):

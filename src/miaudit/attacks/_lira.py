@@ -133,12 +133,12 @@ def _masked_median(sorted_vals: np.ndarray, count: np.ndarray) -> np.ndarray:
 def _masked_mean_ss(values: np.ndarray, mask: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-record mean and sum of squared deviations of the selected references: (m, A) each."""
     w = mask[..., None]
-    x = values.astype(np.float64)
-    total = np.where(w, x, 0.0).sum(axis=0)
-    c = np.maximum(count, 1)[:, None]
-    mean = total / c
-    dev = np.where(w, x - mean, 0.0)
-    return mean, np.einsum("kma,kma->ma", dev, dev)
+    x = values.astype(np.float64)  # one working copy, zeroed outside the mask in place
+    x *= w
+    mean = x.sum(axis=0) / np.maximum(count, 1)[:, None]
+    x -= mean
+    x *= w
+    return mean, np.einsum("kma,kma->ma", x, x)
 
 
 def _fit_side(refs: np.ndarray, mask: np.ndarray, variance: Variance, side: str) -> _SideFit:

@@ -415,8 +415,11 @@ def calibrate_rmia_a(
     its training records are the members, and the remaining references serve as OUT references
     for the offline approximation. For one target and a fixed population the RMIA score ranks
     records as ratio_x does, so each ``a`` is judged by the AUC of ratio_x (no population
-    needed). Records without an OUT reference among the others are skipped. Ties in AUC go to
-    the smallest ``a``.
+    needed). A reference whose keep row is the exact complement of ``model``'s (its partner in
+    complementary pairs) is left out of the others: its membership is a function of the
+    calibration target's and would bias the choice (see ``miaudit.attacks._reference``).
+    Records without an OUT reference among the others are skipped. Ties in AUC go to the
+    smallest ``a``.
 
     Parameters
     ----------
@@ -453,6 +456,10 @@ def calibrate_rmia_a(
         raise InputError("grid", "must be a non-empty sequence of values in [0, 1]")
     _check_trim(trim)
     others = np.delete(np.arange(refs.shape[0]), model)
+    partner = (mask[others] == ~mask[model]).all(axis=1)
+    if partner.all():
+        raise InputError("keep", f"every other reference is the complement of reference {model}; calibration needs one that is not")
+    others = others[~partner]
     out_mask = ~mask[others]
     usable = out_mask.any(axis=0)
     member = mask[model, usable]
