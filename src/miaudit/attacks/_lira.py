@@ -249,8 +249,9 @@ def lira_offline(
     offline variant: the one-sided test Pr[Z < φ] with Z ~ N(μ_out, σ_out²). The score is the
     standardised z = (φ − μ_out)/σ_out (``statistic="z"``) or ``log Φ(z)``
     (``statistic="logcdf"``, via ``scipy.special.log_ndtr``); both rank like Φ(z) but, unlike
-    Φ, stay strictly increasing where Φ rounds to 1.0 (z ≳ 8.3). Only references with
-    ``keep[k, i] == False`` are used for record i.
+    Φ, stay strictly increasing where Φ rounds to 1.0 (z ≳ 8.3). ``log Φ(z)`` itself rounds to
+    0.0 beyond z ≈ 38 (float64), so ``"z"``, which never saturates, is the default. Only
+    references with ``keep[k, i] == False`` are used for record i.
 
     Parameters
     ----------

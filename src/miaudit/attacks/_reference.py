@@ -74,7 +74,10 @@ class RmiaAttack:
 
 @dataclass(frozen=True)
 class ShadowAttack:
-    """Shokri et al. (S&P 2017); the references are the shadow models. See :func:`shadow_attack`."""
+    """Shokri et al. (S&P 2017); the references are the shadow models. See :func:`shadow_attack`.
+
+    Costs one set of per-class classifiers per target, fit on (references × records) rows.
+    """
 
     seed: int = 0
     max_iter: int = 100
@@ -205,7 +208,8 @@ def _reference_set(store: SignalsStore, target: int, references: Sequence[int] |
         raise InputError("target", f"model {target} is outside [0, {k})")
     refs = _default_references(store, target) if references is None else np.asarray(list(references), dtype=np.int64)
     if refs.size == 0:
-        raise InputError("references", f"target model {target} has no reference models")
+        hint = " (its complementary partner is never a default reference)" if references is None else ""
+        raise InputError("references", f"target model {target} has no reference models{hint}")
     if refs.min() < 0 or refs.max() >= k:
         raise InputError("references", f"reference indices must lie in [0, {k})")
     if np.unique(refs).size != refs.size:

@@ -380,6 +380,14 @@ def rmia_ratio(
     Returns
     -------
     ndarray of shape (n,), float64
+
+    Examples
+    --------
+    >>> refs = np.array([[0.2, 0.6], [0.4, 0.6]])
+    >>> rmia_ratio(np.array([0.6, 0.3]), refs, None, a=None)
+    array([2. , 0.5])
+    >>> rmia_ratio(np.array([0.6, 0.3]), refs, np.array([[0, 1], [1, 0]], dtype=bool), a=0.0)
+    array([1.   , 0.375])
     """
     target, refs, _ = _check_common(target_p, ref_p, np.ones(np.shape(target_p), dtype=bool))
     _check_trim(trim)
@@ -443,6 +451,14 @@ def calibrate_rmia_a(
     InputError
         With fewer than two references, an out-of-range ``model``, or when the chosen model's
         scored records are not both members and non-members.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> keep = rng.random((4, 500)) < 0.5
+    >>> ref_p = 1 / (1 + np.exp(-(rng.normal(size=(4, 500)) + 2.0 * keep)))
+    >>> calibrate_rmia_a(ref_p, keep) in A_GRID
+    True
     """
     refs = _check_probs("ref_p", ref_p)
     if refs.ndim != 2:
