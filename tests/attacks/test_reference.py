@@ -13,7 +13,9 @@ from miaudit.attacks._reference import (
     PairedScores,
     RmiaAttack,
     ShadowAttack,
+    complementary_pairs,
     leave_one_model_out,
+    paired_reference_sets,
     score_target,
 )
 from miaudit.attacks._rmia import calibrate_rmia_a, rmia_offline, rmia_online, rmia_probability
@@ -189,3 +191,30 @@ def test_all_population_is_an_error():
     store = make_store(n=0, n_pop=50)
     with pytest.raises(InputError, match="population"):
         leave_one_model_out(store, LiraAttack())
+
+
+def test_paired_reference_sets_give_exactly_k_in_and_k_out():
+    store = make_store(n=300, n_pop=50, k=8)
+    assert complementary_pairs(store) == [(0, 1), (2, 3), (4, 5), (6, 7)]
+    pool = ~store.population
+    for k in (1, 2, 3):
+        sets = paired_reference_sets(store, k)
+        for t, refs in enumerate(sets):
+            assert len(refs) == 2 * k and t not in refs and (t ^ 1) not in refs
+            n_in = store.keep[refs][:, pool].sum(axis=0)
+            np.testing.assert_array_equal(n_in, k)
+        res = leave_one_model_out(store, RmiaAttack(mode="offline", a=0.5), reference_sets=sets)
+        assert np.isfinite(res.scores).all()
+    # k = 1 offline: every record has exactly one OUT reference
+    res = leave_one_model_out(store, LiraAttack(mode="offline"), reference_sets=paired_reference_sets(store, 1))
+    assert res.scores.shape == (8, int(pool.sum()))
+
+
+def test_paired_reference_sets_errors():
+    store = make_store(n=100, n_pop=0, k=4)
+    with pytest.raises(InputError, match="k"):
+        paired_reference_sets(store, 2)
+    rng = np.random.default_rng(0)
+    unpaired = SignalsStore.from_arrays(logits=store.logits, label=store.label, keep=rng.random((4, 100)) < 0.5)
+    with pytest.raises(InputError, match="partner"):
+        paired_reference_sets(unpaired, 1)

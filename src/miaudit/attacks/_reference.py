@@ -327,3 +327,75 @@ def leave_one_model_out(
         scores[i] = _score_one(sig, attack, t, refs[i], pool)
     member = store.keep[np.asarray(tlist)][:, pool]
     return PairedScores(scores, member, np.asarray(tlist, dtype=np.int64), pool)
+
+
+def complementary_pairs(store: SignalsStore) -> list[tuple[int, int]]:
+    """The store's complementary pairs: models i < j whose keep rows are each other's negation.
+
+    On the evaluated (non-population) records; each model is in at most one pair (the first
+    match). ALGORITHMS.md §3: with pairs, any k of them give every record exactly k IN and k
+    OUT models.
+
+    Examples
+    --------
+    >>> keep = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)
+    >>> store = SignalsStore.from_arrays(logits=np.zeros((4, 3, 2)), label=np.zeros(3, int), keep=keep)
+    >>> complementary_pairs(store)
+    [(0, 1), (2, 3)]
+    """
+    pool = _pool(store)
+    keep = store.keep[:, pool]
+    taken: set[int] = set()
+    pairs: list[tuple[int, int]] = []
+    for i in range(store.n_models):
+        if i in taken:
+            continue
+        for j in range(i + 1, store.n_models):
+            if j not in taken and bool((keep[j] == ~keep[i]).all()):
+                pairs.append((i, j))
+                taken.update((i, j))
+                break
+    return pairs
+
+
+def paired_reference_sets(store: SignalsStore, k: int, *, targets: Sequence[int] | None = None) -> list[list[int]]:
+    """Reference sets of k complementary pairs per target, for "k references" (ALGORITHMS.md §3).
+
+    Each target's references are the k pairs that follow its own pair, cyclically in the order
+    of :func:`complementary_pairs` (deterministic; the target's own pair is never used). Every
+    evaluated record then has exactly k OUT references (offline "k references") and k IN ones
+    (online, 2k models). Pass the result as ``reference_sets`` to :func:`leave_one_model_out`.
+
+    Parameters
+    ----------
+    store : SignalsStore
+        Every model must belong to a complementary pair.
+    k : int
+        Pairs per target, 1 ≤ k ≤ (number of pairs − 1).
+    targets : sequence of int, optional
+        By default every model.
+
+    Returns
+    -------
+    list of list of int
+        ``result[t]``: the 2k reference models of ``targets[t]``.
+
+    Raises
+    ------
+    InputError
+        When a model has no complementary partner or k is out of range.
+    """
+    pairs = complementary_pairs(store)
+    pair_of = {m: p for p, pair in enumerate(pairs) for m in pair}
+    tlist = list(range(store.n_models)) if targets is None else [int(t) for t in targets]
+    missing = [t for t in tlist if t not in pair_of]
+    if missing:
+        raise InputError("keep", f"model {missing[0]} has no complementary partner; paired reference sets need complementary pairs")
+    if not (1 <= k <= len(pairs) - 1):
+        raise InputError("k", f"must be between 1 and {len(pairs) - 1} (pairs other than the target's), got {k}")
+    out = []
+    for t in tlist:
+        p = pair_of[t]
+        chosen = [pairs[(p + step) % len(pairs)] for step in range(1, k + 1)]
+        out.append([m for pair in chosen for m in pair])
+    return out
