@@ -124,8 +124,8 @@ def test_monotone_in_target_phi_and_shift_scale_invariant():
     tgt, ref, keep, _ = simulate(n=100, k=8)
     lo = lira_offline(tgt, ref, keep)
     assert (lira_offline(tgt + 0.5, ref, keep) > lo).all()
-    # global variance, online: the log-ratio is affine in φ with slope (μ_in−μ_out)/σ² when σ_in = σ_out:
-    # an affine map of all φ (target and references) leaves offline z unchanged
+    # an increasing affine map of every φ (target and references) leaves z and log σ_out/σ_in,
+    # hence both scores, unchanged
     np.testing.assert_allclose(lira_offline(3 * tgt + 7, 3 * ref + 7, keep), lo, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(lira_online(3 * tgt + 7, 3 * ref + 7, keep), lira_online(tgt, ref, keep), rtol=1e-9, atol=1e-9)
 
@@ -137,7 +137,7 @@ def test_zero_spread_falls_back_to_global_variance():
     keep = np.array([[1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0]], dtype=bool)
     tgt = np.array([1.0, 0.5, 0.0])
     for fn in (lira_online, lira_offline):
-        own, glob = fn(tgt, ref, keep), fn(tgt, ref, keep, variance="global")
+        own, glob = fn(tgt, ref, keep, variance="per_record"), fn(tgt, ref, keep, variance="global")
         assert np.isfinite(own).all()
         np.testing.assert_allclose(own[1:], glob[1:], rtol=1e-12)
 
@@ -151,7 +151,7 @@ def test_fallback_equals_global_sigma_for_that_record():
     mu_out0 = np.median([0.0, 0.5, -0.5])
     sd_out0 = np.std([0.0, 0.5, -0.5])
     want0 = norm.logpdf(0.7, 1.0, pooled_in) - norm.logpdf(0.7, mu_out0, sd_out0)
-    assert lira_online(tgt, ref, keep)[0] == pytest.approx(want0, rel=1e-12)
+    assert lira_online(tgt, ref, keep, variance="per_record")[0] == pytest.approx(want0, rel=1e-12)
 
 
 @pytest.mark.parametrize("fn", [lira_online, lira_offline])

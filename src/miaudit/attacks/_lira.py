@@ -105,14 +105,10 @@ def _check_lira(target_phi: np.ndarray, ref_phi: np.ndarray, keep: np.ndarray) -
 
 
 def _masked_sorted(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sort each record's selected reference values; NaN pads the unselected ones.
+    """Sort each record's selected reference values, NaN padding the unselected ones.
 
-    Args:
-        values: (K, m, A) reference values.
-        mask: (K, m) which references to keep for each record.
-
-    Returns:
-        ``(sorted, count)``: (m, A, K) values, ascending then NaN, and (m,) counts.
+    ``values`` (K, m, A) and ``mask`` (K, m) give ``(sorted, count)``: (m, A, K) values in
+    ascending order then NaN, and (m,) counts.
     """
     x = np.moveaxis(values, 0, -1)  # (m, A, K) view
     fill = np.array(np.nan, dtype=values.dtype)
@@ -187,7 +183,7 @@ def lira_online(
     ref_phi: np.ndarray,
     keep: np.ndarray,
     *,
-    variance: Variance = "per_record",
+    variance: Variance = "global",
 ) -> np.ndarray:
     """Online LiRA score of each record: log N(φ; μ_in, σ_in²) − log N(φ; μ_out, σ_out²).
 
@@ -205,8 +201,9 @@ def lira_online(
         Reference models' φ on the same records and queries.
     keep : ndarray of shape (K, n), bool
         ``keep[k, i]``: reference k trained on record i (IN).
-    variance : {"per_record", "global"}
-        Per-record σ, or one σ per side and query shared by all records.
+    variance : {"global", "per_record"}
+        One σ per side and query shared by all records (default: better below about 16–64
+        references, ALGORITHMS.md §3), or per-record σ.
 
     Returns
     -------
@@ -240,7 +237,7 @@ def lira_offline(
     ref_phi: np.ndarray,
     keep: np.ndarray,
     *,
-    variance: Variance = "per_record",
+    variance: Variance = "global",
     statistic: OfflineStatistic = "z",
 ) -> np.ndarray:
     """Offline LiRA score of each record from OUT references only.
@@ -261,8 +258,8 @@ def lira_offline(
         Reference models' φ on the same records and queries.
     keep : ndarray of shape (K, n), bool
         ``keep[k, i]``: reference k trained on record i; those pairs are ignored.
-    variance : {"per_record", "global"}
-        Per-record σ_out, or one pooled σ_out per query.
+    variance : {"global", "per_record"}
+        One pooled σ_out per query (default), or per-record σ_out.
     statistic : {"z", "logcdf"}
         The standardised score or its log normal CDF.
 
