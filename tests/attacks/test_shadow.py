@@ -82,6 +82,7 @@ def test_rare_class_uses_the_all_class_classifier():
     tgt, y_t, _, sh, y_sh, keep = simulate(n=600, classes=4)
     y_sh = np.where(y_sh == 3, 0, y_sh)  # class 3 never appears in the shadow data
     y_sh[:2] = 3  # ... except twice: fewer than MIN_PER_CLASS examples of each membership
+    assert 2 * sh.shape[0] < 2 * MIN_PER_CLASS  # 8 (shadow, record) pairs: one side has < 5
     s = shadow_attack(tgt, y_t, sh, y_sh, keep, seed=0, max_iter=ITERS)
     assert np.isfinite(s).all() and ((s >= 0) & (s <= 1)).all()
 
