@@ -101,3 +101,27 @@ def test_bad_arguments():
         evaluate(y, {})
     with pytest.raises(InputError, match="metric"):
         evaluate(y, {"s": s}, n_resamples=2).estimate("s", "precision")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_weighted_metrics_equal_brute_force_on_the_resampled_records(seed):
+    """A replicate's weights must give exactly the metrics of the duplicated-records dataset."""
+    from miaudit.metrics import membership_advantage, ppv_at_fpr, tpr_at_fpr
+    from miaudit.metrics._sorted import SortedScores
+
+    rng = np.random.default_rng(seed)
+    n = 120
+    y = rng.integers(0, 2, n)
+    s = np.round(rng.normal(size=n) + y, 1)  # many ties
+    w = rng.poisson(1.0, n).astype(float)  # zero weights included
+    w[np.flatnonzero(y == 1)[0]] = w[np.flatnonzero(y == 0)[0]] = 1.0
+    got = SortedScores(y, s).metrics(w[y == 1], w[y == 0], [0.05, 0.2], 0.3, 0.2)
+    rep = np.repeat(np.arange(n), w.astype(int))
+    yr, sr = y[rep], s[rep]
+    assert got[0] == pytest.approx(roc_auc_score(yr, sr), abs=1e-12)
+    assert got[1] == pytest.approx(membership_advantage(yr, sr), abs=1e-12)
+    assert got[3] == pytest.approx(tpr_at_fpr(yr, sr, fpr=0.05), abs=1e-12)
+    assert got[4] == pytest.approx(tpr_at_fpr(yr, sr, fpr=0.2), abs=1e-12)
+    assert np.isnan(got[2]) == np.isnan(ppv_at_fpr(yr, sr, fpr=0.2, prior=0.3))
+    if not np.isnan(got[2]):
+        assert got[2] == pytest.approx(ppv_at_fpr(yr, sr, fpr=0.2, prior=0.3), abs=1e-12)

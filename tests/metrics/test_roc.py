@@ -151,3 +151,15 @@ def test_invariances(name):
 def test_bad_input_names_the_problem(y, s, problem):
     with pytest.raises(InputError, match=problem):
         roc_auc_score(np.asarray(y), np.asarray(s, dtype=float))
+
+
+@pytest.mark.parametrize("y,s", cases())
+def test_ppv_brute_force(y, s):
+    """PPV at the threshold reaching TPR@α with the smallest FPR."""
+    alpha, prior = 0.25, 0.2
+    pts = brute_points(y, s)
+    best_tpr = max(t for f, t in pts if f <= alpha + 1e-15)
+    fpr = min(f for f, t in pts if t == best_tpr and f <= alpha + 1e-15)
+    expect = float("nan") if best_tpr == 0 else prior * best_tpr / (prior * best_tpr + (1 - prior) * fpr)
+    got = ppv_at_fpr(y, s, fpr=alpha, prior=prior)
+    assert (math.isnan(got) and math.isnan(expect)) or got == pytest.approx(expect, abs=TOL)

@@ -21,7 +21,7 @@ class ModelOutputs:
     """One model's outputs on n records.
 
     Attributes:
-        values: (n, C) logits or probabilities, float64 (float32 accepted on input).
+        values: (n, C) logits or probabilities (float32 input stays float32, else float64).
         kind: whether ``values`` are ``"logits"`` or ``"probs"``.
         label: (n,) true class in [0, C).
         member: (n,) 1 = in the model's training set, 0 = not.
@@ -71,7 +71,9 @@ class ModelOutputs:
         n = v.same_length(lengths)
         if raw.shape[1] < 2:
             raise InputError(kind, f"need at least 2 classes, got {raw.shape[1]}")
-        values = v.finite_float(kind, raw)
+        # float32 stays float32 (a 1,000,000 × 1,000 input would double in float64); signals
+        # are computed in float64 chunk by chunk anyway.
+        values = v.finite_float(kind, raw, np.float32 if raw.dtype == np.float32 else np.float64)
         if kind == "probs":
             v.check_probabilities(kind, values)
         labels = v.integer_labels("label", label, raw.shape[1])

@@ -2,7 +2,7 @@
 
 Each bootstrap replicate draws records with replacement and re-weights them by their counts;
 because resampling never changes the order of the scores, every attack is sorted once
-(:class:`~miaudit.metrics._roc.Ranking`) and a replicate costs O(n) per attack. The same
+(:class:`~miaudit.metrics._sorted.SortedScores`) and a replicate costs O(n) per attack. The same
 replicate weights serve every attack, so differences between attacks are paired.
 
 Without ``groups`` members and non-members are resampled separately (stratified), so n1 and
@@ -19,7 +19,9 @@ import numpy as np
 
 from miaudit.errors import InputError
 from miaudit.metrics._estimate import Estimate, ppv_key, tpr_key
-from miaudit.metrics._roc import _RATE_SLACK, Curve, Ranking, check_targets
+from miaudit.metrics._roc import check_targets
+from miaudit.metrics._sorted import RATE_SLACK as _RATE_SLACK
+from miaudit.metrics._sorted import SortedScores
 
 DEFAULT_FPRS = (0.1, 0.01, 0.001)
 #: FPRs of the stored ROC grid: log-spaced from 1e-5 to 1 (enough for a log–log plot).
@@ -28,29 +30,9 @@ ROC_GRID = tuple(float(x) for x in np.logspace(-5, 0, 51))
 MIN_NEGATIVES_AT_RATE = 10
 
 
-@dataclass(frozen=True, eq=False)
-class _Split:
-    g1: np.ndarray
-    g0: np.ndarray
-    n_groups: int
-
-    def curve(self, w1: np.ndarray | None, w0: np.ndarray | None) -> Curve:
-        if w1 is None or w0 is None:
-            a = np.bincount(self.g1, minlength=self.n_groups).astype(np.float64)
-            b = np.bincount(self.g0, minlength=self.n_groups).astype(np.float64)
-        else:
-            a = np.bincount(self.g1, weights=w1, minlength=self.n_groups)
-            b = np.bincount(self.g0, weights=w0, minlength=self.n_groups)
-        return Curve.from_groups(a, b)
-
-
-def _metrics(c: Curve, fprs: Sequence[float], prior: float, ppv_fpr: float) -> np.ndarray:
-    """[auc, advantage, ppv, tpr@fprs..., roc grid...] for one (weighted) curve."""
-    n = c.negatives
-    idx = np.searchsorted(c.fp, np.asarray(list(fprs) + list(ROC_GRID)) * n * (1 + _RATE_SLACK), side="right") - 1
-    tprs = c.tp[idx] / c.positives
-    gap = float(np.max(c.tp / c.positives - c.fp / n))
-    return np.concatenate(([c.auc(), gap, c.ppv_at(ppv_fpr, prior)], tprs))
+def _metrics(ss: SortedScores, w1: np.ndarray | None, w0: np.ndarray | None, fprs: Sequence[float], prior: float, ppv_fpr: float) -> np.ndarray:
+    """[auc, advantage, ppv, tpr@fprs..., roc grid...] for one weighting of the records."""
+    return ss.metrics(w1, w0, [*fprs, *ROC_GRID], prior, ppv_fpr)
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,18 +148,16 @@ def evaluate(
     if n_resamples < 0:
         raise InputError("n_resamples", f"must be ≥ 0, got {n_resamples}")
     y = None
-    splits: dict[str, _Split] = {}
+    splits: dict[str, SortedScores] = {}
     for name, s in scores.items():
         y, s64 = check_targets(y_true, s, name)
-        r = Ranking.of(s64)
-        yb = y.astype(bool)
-        splits[name] = _Split(r.group[yb], r.group[~yb], r.n_groups)
+        splits[name] = SortedScores(y, s64)
     assert y is not None
     yb = y.astype(bool)
     n1, n0 = int(yb.sum()), int((~yb).sum())
     gen = np.random.default_rng(rng)
     names = tuple(scores)
-    points = {name: _metrics(splits[name].curve(None, None), fprs, prior, ppv_fpr) for name in names}
+    points = {name: _metrics(splits[name], None, None, fprs, prior, ppv_fpr) for name in names}
     width = len(next(iter(points.values())))
     reps = {name: np.empty((n_resamples, width)) for name in names}
     if groups is not None:
@@ -194,12 +174,12 @@ def evaluate(
         else:
             counts = np.bincount(gen.integers(0, n_rec, n_rec), minlength=n_rec).astype(np.float64)
             w1, w0 = counts[g1], counts[g0]
-        for name in names:
-            c = splits[name].curve(w1, w0)
-            if c.positives == 0 or c.negatives == 0:  # possible only with tiny grouped inputs
+        if w1.sum() == 0 or w0.sum() == 0:  # possible only with tiny grouped inputs
+            for name in names:
                 reps[name][b] = np.nan
-                continue
-            reps[name][b] = _metrics(c, fprs, prior, ppv_fpr)
+            continue
+        for name in names:
+            reps[name][b] = _metrics(splits[name], w1, w0, fprs, prior, ppv_fpr)
     return Evaluation(
         names=names, fprs=tuple(float(f) for f in fprs), prior=prior, ppv_fpr=ppv_fpr,
         n_members=n1, n_nonmembers=n0, n_resamples=n_resamples, confidence=confidence,

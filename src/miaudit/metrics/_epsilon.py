@@ -42,14 +42,18 @@ def epsilon_lower_bound(tp: int, fn: int, fp: int, tn: int, *, alpha: float = 0.
         raise InputError("counts", "need at least one member and one non-member")
     if not 0 < alpha < 1:
         raise InputError("alpha", f"must be in (0, 1), got alpha={alpha}")
-    tpr_lo, _ = clopper_pearson(tp, tp + fn, alpha)
-    _, fpr_hi = clopper_pearson(fp, fp + tn, alpha)
-    tnr_lo, _ = clopper_pearson(tn, fp + tn, alpha)
-    _, fnr_hi = clopper_pearson(fn, tp + fn, alpha)
-    best = 0.0
-    for num, den in ((float(tpr_lo) - delta, float(fpr_hi)), (float(tnr_lo) - delta, float(fnr_hi))):
-        if num > 0 and den > 0:
-            best = max(best, math.log(num / den))
+    return float(_bounds(np.array([tp]), np.array([fn]), np.array([fp]), np.array([tn]), alpha, delta)[0])
+
+
+def _bounds(tp: np.ndarray, fn: np.ndarray, fp: np.ndarray, tn: np.ndarray, alpha: float, delta: float) -> np.ndarray:
+    """Vectorised :func:`epsilon_lower_bound` over arrays of counts."""
+    tpr_lo, fnr_hi = clopper_pearson(tp, tp + fn, alpha)[0], clopper_pearson(fn, tp + fn, alpha)[1]
+    tnr_lo, fpr_hi = clopper_pearson(tn, fp + tn, alpha)[0], clopper_pearson(fp, fp + tn, alpha)[1]
+    best = np.zeros(np.shape(tp))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for num, den in ((tpr_lo - delta, fpr_hi), (tnr_lo - delta, fnr_hi)):
+            ok = (num > 0) & (den > 0)
+            best = np.where(ok, np.maximum(best, np.log(np.where(ok, num, 1.0) / np.where(ok, den, 1.0))), best)
     return best
 
 
@@ -79,7 +83,7 @@ def implied_epsilon(
     order = np.sort(sel_s[sel_y == 1]), np.sort(sel_s[sel_y == 0])
     tp = order[0].size - np.searchsorted(order[0], cand, side="left")
     fp = order[1].size - np.searchsorted(order[1], cand, side="left")
-    bounds = [epsilon_lower_bound(int(a), order[0].size - int(a), int(b), order[1].size - int(b), alpha=alpha) for a, b in zip(tp, fp, strict=True)]
+    bounds = _bounds(tp, order[0].size - tp, fp, order[1].size - fp, alpha, 0.0)
     thr = float(cand[int(np.argmax(bounds))])
     ev_y, ev_s = y[~half], s[~half]
     if ev_y.min() == ev_y.max():

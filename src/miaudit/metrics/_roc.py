@@ -1,23 +1,19 @@
 """ROC-based membership metrics (ALGORITHMS.md §0), ``sklearn.metrics`` style, 1 = member.
 
-All metrics are computed from one ranking of the scores: records with equal scores form one
-threshold (one ROC point), no point is dropped, and weights (bootstrap counts) enter as
-per-record multiplicities. :class:`Ranking` holds the sort, so many weightings of the same
-scores (bootstrap replicates) never sort again: resampling records never changes the order.
+Records with equal scores form one threshold (one ROC point) and no point is dropped. The
+scalar metrics come from :class:`~miaudit.metrics._sorted.SortedScores`, the same code the
+bootstrap runs on every replicate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from miaudit.errors import InputError
+from miaudit.metrics._sorted import RATE_SLACK, SortedScores
 
-#: Comparisons of a count of false positives with α·N allow this relative slack, so that
-#: FPR = α exactly (e.g. 10 of 1000 at α = 1 %) is not lost to rounding of α·N.
-_RATE_SLACK = 1e-9
 
 
 def check_targets(y_true: np.ndarray, y_score: np.ndarray, name: str = "y_score") -> tuple[np.ndarray, np.ndarray]:
@@ -52,71 +48,9 @@ class Ranking:
         return cls(inverse.astype(np.int32 if thresholds.size < 2**31 else np.int64), int(thresholds.size), thresholds)
 
 
-@dataclass(frozen=True, eq=False)
-class Curve:
-    """Cumulative (weighted) counts at every threshold, from the highest score down.
-
-    ``tp[j]``/``fp[j]``: members/non-members with score ≥ the j-th highest distinct score;
-    index 0 is the threshold +inf (nothing flagged).
-    """
-
-    tp: np.ndarray
-    fp: np.ndarray
-    w1: np.ndarray  # per tie group (ascending score): member weight
-    w0: np.ndarray
-
-    @property
-    def positives(self) -> float:
-        return float(self.tp[-1])
-
-    @property
-    def negatives(self) -> float:
-        return float(self.fp[-1])
-
-    @classmethod
-    def from_groups(cls, w1: np.ndarray, w0: np.ndarray) -> Curve:
-        tp = np.concatenate(([0.0], np.cumsum(w1[::-1], dtype=np.float64)))
-        fp = np.concatenate(([0.0], np.cumsum(w0[::-1], dtype=np.float64)))
-        return cls(tp, fp, w1, w0)
-
-    def auc(self) -> float:
-        below = np.cumsum(self.w0, dtype=np.float64) - self.w0
-        return float(np.dot(self.w1, below + 0.5 * self.w0) / (self.positives * self.negatives))
-
-    def tpr_at(self, fpr: float) -> float:
-        j = int(np.searchsorted(self.fp, fpr * self.negatives * (1 + _RATE_SLACK), side="right")) - 1
-        return float(self.tp[j] / self.positives)
-
-    def fpr_index(self, fpr: float) -> int:
-        return int(np.searchsorted(self.fp, fpr * self.negatives * (1 + _RATE_SLACK), side="right")) - 1
-
-    def max_gap(self) -> float:
-        """max over thresholds of TPR − FPR (membership advantage)."""
-        return float(np.max(self.tp / self.positives - self.fp / self.negatives))
-
-    def ppv_at(self, fpr: float, prior: float) -> float:
-        j = self.fpr_index(fpr)
-        tpr, fpr_j = self.tp[j] / self.positives, self.fp[j] / self.negatives
-        denom = prior * tpr + (1 - prior) * fpr_j
-        return float(prior * tpr / denom) if denom > 0 else float("nan")
-
-
-def curve(y_true: np.ndarray, ranking: Ranking, weights: np.ndarray | None = None) -> Curve:
-    y = np.asarray(y_true).astype(bool)
-    g = ranking.group
-    if weights is None:
-        w1 = np.bincount(g[y], minlength=ranking.n_groups).astype(np.float64)
-        w0 = np.bincount(g[~y], minlength=ranking.n_groups).astype(np.float64)
-    else:
-        w1 = np.bincount(g[y], weights=weights[y], minlength=ranking.n_groups)
-        w0 = np.bincount(g[~y], weights=weights[~y], minlength=ranking.n_groups)
-    return Curve.from_groups(w1, w0)
-
-
-def _curve(y_true: np.ndarray, y_score: np.ndarray) -> tuple[Curve, Ranking]:
+def _scalar(y_true: np.ndarray, y_score: np.ndarray, fpr: float = 0.01, prior: float = 0.5) -> np.ndarray:
     y, s = check_targets(y_true, y_score)
-    r = Ranking.of(s)
-    return curve(y, r), r
+    return SortedScores(y, s).metrics(None, None, [fpr], prior, fpr)
 
 
 def roc_curve(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,27 +66,33 @@ def roc_curve(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.n
         >>> fpr.tolist(), tpr.tolist()
         ([0.0, 0.0, 1.0], [0.0, 0.5, 1.0])
     """
-    c, r = _curve(y_true, y_score)
+    y, s = check_targets(y_true, y_score)
+    r = Ranking.of(s)
+    yb = y.astype(bool)
+    w1 = np.bincount(r.group[yb], minlength=r.n_groups)[::-1]
+    w0 = np.bincount(r.group[~yb], minlength=r.n_groups)[::-1]
+    tp = np.concatenate(([0], np.cumsum(w1)))
+    fp = np.concatenate(([0], np.cumsum(w0)))
     thresholds = np.concatenate(([np.inf], r.thresholds[::-1]))
-    return c.fp / c.negatives, c.tp / c.positives, thresholds
+    return fp / fp[-1], tp / tp[-1], thresholds
 
 
 def roc_auc_score(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Area under the ROC; a tie between a member and a non-member counts ½."""
-    return _curve(y_true, y_score)[0].auc()
+    return float(_scalar(y_true, y_score)[0])
 
 
 def tpr_at_fpr(y_true: np.ndarray, y_score: np.ndarray, *, fpr: float) -> float:
     """Largest TPR over thresholds with FPR ≤ ``fpr``; NaN when ``fpr`` < 1/n0 (not measurable)."""
-    c, _ = _curve(y_true, y_score)
-    if fpr * c.negatives < 1 - _RATE_SLACK:
+    y, _ = check_targets(y_true, y_score)
+    if fpr * int((y == 0).sum()) < 1 - RATE_SLACK:
         return float("nan")
-    return c.tpr_at(fpr)
+    return float(_scalar(y_true, y_score, fpr)[3])
 
 
 def membership_advantage(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """max over thresholds of TPR − FPR (Yeom et al. 2018)."""
-    return _curve(y_true, y_score)[0].max_gap()
+    return float(_scalar(y_true, y_score)[1])
 
 
 def balanced_accuracy_best(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -161,16 +101,12 @@ def balanced_accuracy_best(y_true: np.ndarray, y_score: np.ndarray) -> float:
 
 
 def ppv_at_fpr(y_true: np.ndarray, y_score: np.ndarray, *, fpr: float, prior: float) -> float:
-    """Precision of the "member" guess at the TPR-at-``fpr`` threshold, for a member ``prior``.
+    """Precision of the "member" guess at the TPR-at-``fpr`` operating point, for a member ``prior``.
 
     PPV = π·TPR / (π·TPR + (1 − π)·FPR): how often a flagged record really is a member when a
-    fraction π of the people the attacker looks at are members. NaN when nothing is flagged.
+    fraction π of the people the attacker looks at are members; the operating point is the
+    threshold reaching TPR at ``fpr`` with the smallest FPR. NaN when nothing is flagged.
     """
     if not 0 < prior < 1:
         raise InputError("prior", f"must be in (0, 1), got {prior}")
-    return _curve(y_true, y_score)[0].ppv_at(fpr, prior)
-
-
-def log_grid_roc(c: Curve, points: Sequence[float]) -> list[float]:
-    """TPR at each FPR of ``points`` (the step function's upper envelope): a lossless plot grid."""
-    return [c.tpr_at(f) for f in points]
+    return float(_scalar(y_true, y_score, fpr, prior)[2])

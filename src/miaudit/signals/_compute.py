@@ -44,12 +44,6 @@ def _logsumexp_except(lp: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _log1mexp(x: np.ndarray) -> np.ndarray:
-    """log(1 − e^x) for x ≤ 0, accurate on both ends (Mächler 2012)."""
-    with np.errstate(divide="ignore"):
-        return np.where(x > -np.log(2.0), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
-
-
 def _chunk_signals(values: np.ndarray, kind: Kind, labels: np.ndarray, which: tuple[str, ...]) -> dict[str, np.ndarray]:
     if kind == "probs":
         # A saved probability of 0 means "underflowed in the producer's dtype": read it as that
@@ -76,9 +70,10 @@ def _chunk_signals(values: np.ndarray, kind: Kind, labels: np.ndarray, which: tu
             out["entropy"] = 0.0 - np.where(p > 0, p * lp, 0.0).sum(axis=-1)
     if "modified_entropy" in which:
         # log(1 − p_i): the complement of the row's largest class is summed directly; every
-        # other class has p_i ≤ ½, where log1mexp is accurate.
+        # other class has p_i ≤ ½, where log1p(−p_i) is accurate (Mächler 2012, log1mexp).
         top = lp.argmax(axis=-1)
-        log_1m = _log1mexp(np.minimum(lp, 0.0))
+        with np.errstate(divide="ignore"):  # the top class's −inf is replaced just below
+            log_1m = np.log1p(-p)
         np.put_along_axis(log_1m, top[..., None], _logsumexp_except(lp, top)[..., None], axis=-1)
         term_y = np.where(lp_y < 0, -np.exp(lse_other) * lp_y, 0.0)  # −(1 − p_y) log p_y
         with np.errstate(invalid="ignore"):
