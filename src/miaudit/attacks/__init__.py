@@ -1,6 +1,28 @@
 """Membership-inference attacks: pure functions from signal arrays to scores (higher = member)."""
 
 from miaudit.attacks._class_dependent import ClassDependentResult, class_dependent_scores
+from miaudit.attacks._lira import lira_offline, lira_online
+from miaudit.attacks._reference import (
+    LiraAttack,
+    MlLeaksAttack,
+    PairedScores,
+    ReferenceAttack,
+    RmiaAttack,
+    ShadowAttack,
+    complementary_pairs,
+    leave_one_model_out,
+    paired_reference_sets,
+    score_target,
+)
+from miaudit.attacks._rmia import (
+    calibrate_rmia_a,
+    rmia_offline,
+    rmia_online,
+    rmia_probability,
+    rmia_ratio,
+    rmia_scores_from_ratios,
+)
+from miaudit.attacks._shadow import ml_leaks, shadow_attack
 from miaudit.attacks._threshold import (
     SPECS as THRESHOLD_SPECS,
     THRESHOLD_ATTACKS,
@@ -14,6 +36,10 @@ from miaudit.attacks._threshold import (
 OUTPUT_ATTACKS: tuple[str, ...] = THRESHOLD_ATTACKS + tuple(f"{a}_by_class" for a in THRESHOLD_ATTACKS)
 
 __all__ = [
-    "OUTPUT_ATTACKS", "THRESHOLD_ATTACKS", "THRESHOLD_SPECS", "ClassDependentResult", "ThresholdAttack",
-    "class_dependent_scores", "gap_attack", "loss_attack", "threshold_score",
+    "OUTPUT_ATTACKS", "THRESHOLD_ATTACKS", "THRESHOLD_SPECS", "ClassDependentResult", "LiraAttack",
+    "MlLeaksAttack", "PairedScores", "ReferenceAttack", "RmiaAttack", "ShadowAttack", "ThresholdAttack",
+    "calibrate_rmia_a", "class_dependent_scores", "complementary_pairs", "gap_attack", "leave_one_model_out",
+    "lira_offline", "lira_online", "loss_attack", "ml_leaks", "paired_reference_sets", "rmia_offline",
+    "rmia_online", "rmia_probability", "rmia_ratio", "rmia_scores_from_ratios", "score_target",
+    "shadow_attack", "threshold_score",
 ]
