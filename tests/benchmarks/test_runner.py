@@ -1,0 +1,48 @@
+"""The benchmark runner at small size: every benchmark runs and records the one schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MIAUDIT_BENCH_STORE": str(tmp_path / "store")}
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_list_names_every_benchmark(tmp_path):
+    proc = _run(tmp_path, "list")
+    assert proc.returncode == 0 and "attack_scale:" in proc.stdout
+
+
+def test_attack_scale_small_instance(tmp_path):
+    proc = _run(tmp_path, "run", "attack_scale", "--size", "small", "--write", str(tmp_path / "bench.md"))
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads((tmp_path / "store" / "attack_scale.json").read_text())
+    assert rec["schema"] == "miaudit.benchmark/1" and rec["size"] == "small"
+    assert rec["figures"]["records"] == 50_000 and rec["figures"]["wall_s"] > 0 and 0 < rec["figures"]["peak_gb"] < 4
+    assert rec["machine"]["cores"] and rec["date"]
+    page = (tmp_path / "bench.md").read_text()
+    assert "## attack_scale" in page and "python -m benchmarks run attack_scale" in page
+
+
+def test_unknown_benchmark(tmp_path):
+    proc = _run(tmp_path, "run", "nope")
+    assert proc.returncode == 2 and "unknown benchmark 'nope'" in proc.stderr
+
+
+@pytest.mark.claims
+def test_attack_scale_full_claim(tmp_path):
+    """Issue 2: 1,000,000 × 100, 5 attacks × 200 replicates in < 60 s and < 4 GB."""
+    proc = _run(tmp_path, "run", "attack_scale", "--size", "full")
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads((tmp_path / "store" / "attack_scale.json").read_text())
+    assert rec["figures"]["wall_s"] < 60 and rec["figures"]["peak_gb"] < 4
