@@ -199,9 +199,11 @@ def _assemble(jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipP
 
 
 def _ranges(units: list[int]) -> str:
-    out, start = [], units[0]
-    for prev, cur in zip(units, [*units[1:], None], strict=True):
-        if cur != prev + 1 if cur is not None else True:
-            out.append(f"{start}" if start == prev else f"{start}–{prev}")
-            start = cur  # type: ignore[assignment]
-    return ", ".join(out)
+    """[0, 1, 2, 5] → "0–2, 5"."""
+    runs: list[list[int]] = []
+    for u in units:
+        if runs and u == runs[-1][-1] + 1:
+            runs[-1].append(u)
+        else:
+            runs.append([u])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs)
