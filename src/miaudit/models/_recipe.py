@@ -17,7 +17,11 @@ Augmentation = Literal["shift", "hflip"]
 
 class EarlyStopping(BaseModel):
     """Hold out ``validation_fraction`` of a model's own training half; keep the weights of the
-    epoch with the lowest validation loss; stop after ``patience`` epochs without improvement."""
+    epoch with the lowest validation loss; stop after ``patience`` epochs without improvement.
+
+    The held-out records stay members in the keep matrix: they belong to the model's training
+    half and they chose its weights, though no gradient step used them.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -71,12 +71,16 @@ def augment_batch(x: torch.Tensor, shape: tuple[int, int, int], augment: list[st
 class _Batcher:
     """Gathers each model's minibatch into one (models, rows, features) tensor."""
 
-    def __init__(self, data: Dataset, affines: list[Affine]) -> None:
+    def __init__(self, data: Dataset, affines: list[Affine], dtype: torch.dtype = torch.float32) -> None:
         self.x = torch.from_numpy(np.ascontiguousarray(data.features))
         scale = np.stack([a.scale for a in affines])
         shift = np.stack([a.shift for a in affines])
-        # Fixed-column data (binary, pixels) needs no per-model map: skip two passes per step.
+        # Fixed-column data (binary, pixels) needs no per-model map: skip two passes per step,
+        # and hold the records in the compute dtype once (a cast commutes with the gather, so
+        # the bits are those of casting every batch).
         self.identity = bool((scale == 1).all() and (shift == 0).all())
+        if self.identity:
+            self.x = self.x.to(dtype)
         self.scale = torch.from_numpy(scale).unsqueeze(1)
         self.shift = torch.from_numpy(shift).unsqueeze(1)
 
@@ -103,7 +107,7 @@ def train_stacked(
     net = build_net(recipe, data, gens)
     splits = [split_validation(recipe, np.asarray(t), s.numpy) for t, s in zip(train_sets, streams, strict=True)]
     fit_sets = [f for f, _ in splits]
-    batcher = _Batcher(data, affines)
+    batcher = _Batcher(data, affines, net.dtype)
     y = torch.from_numpy(data.label)
     # Per-model views of the stacked weights as the optimizer's parameters: each model gets its
     # own Adam state and step count, and a model with no batch this step is skipped, exactly as
@@ -132,7 +136,20 @@ def train_stacked(
     return TorchUnitResult(net.state_dict(), logits, kept)
 
 
-def _train_step(net, opt, views, batcher, y, chunks, active, gens, recipe, augment, data) -> None:  # noqa: ANN001 - internal hot loop
+def _train_step(
+    net: StackedNet,
+    opt: torch.optim.Optimizer,
+    views: list[list[torch.Tensor]],
+    batcher: _Batcher,
+    y: torch.Tensor,
+    chunks: list[np.ndarray],
+    active: list[int],
+    gens: list[torch.Generator],
+    recipe: MLPRecipe | CNNRecipe,
+    augment: list[str],
+    data: Dataset,
+) -> None:
+    """One optimizer step of every active model on its own minibatch ``chunks[k]``."""
     m = len(chunks)
     width = max(len(c) for c in chunks)
     idx = np.zeros((m, width), dtype=np.int64)
