@@ -116,3 +116,14 @@ def test_cli_train_command(tmp_path) -> None:  # noqa: ANN001
     assert "reused 2 verified unit(s)" in again.output
     bad = CliRunner().invoke(app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--workers", "-1"])
     assert isinstance(bad.exception, InputError) and bad.exception.field == "engine.workers"
+
+
+def test_model_location_points_at_the_weights(tmp_path) -> None:  # noqa: ANN001
+    from miaudit.models import load_torch_state
+
+    run = train(small_config(), tmp_path)
+    folder, pos = run.model_location(3)
+    state = load_torch_state(folder / "weights.safetensors")
+    assert pos == 1 and state["layer0.weight"].shape[0] == 2
+    with pytest.raises(InputError):
+        run.model_location(4)

@@ -47,6 +47,15 @@ class TrainRun:
     refused: dict[int, str]
     seconds: float
 
+    def model_location(self, model: int) -> tuple[Path, int]:
+        """(unit folder, position in the unit) of model ``model``: the unit's
+        ``weights.safetensors`` holds stacked tensors (index the first axis by the position)
+        and the model's preprocessing; scikit-learn units hold ``model_<model>.skops``."""
+        if not (0 <= model < self.plan.n_models):
+            raise InputError("model", f"model {model} is outside [0, {self.plan.n_models})")
+        unit = model // self.plan.unit_size
+        return _cache.unit_dir(self.cache, self.signals.info["units"][unit]), model - unit * self.plan.unit_size
+
     def summary(self) -> str:
         k, n = self.signals.keep.shape
         parts = [f"{k} models on {n} records: trained {len(self.trained)} unit(s), reused {len(self.reused)} verified unit(s) from {self.cache}"]
