@@ -1,0 +1,380 @@
+"""Label-only membership attacks through an :class:`~miaudit.attacks._oracle.Oracle` (ALGORITHMS.md §5).
+
+These attacks need only the predicted label, so they work under every output policy, label-only
+included: output restriction does not stop them (Choquette-Choo, Tramèr, Carlini & Papernot,
+"Label-Only Membership Inference Attacks", ICML 2021; Li & Zhang, "Membership Leakage in
+Label-Only Exposures", CCS 2021). Every attack returns one :class:`QueryAttackResult`: a score
+per record (higher = member) and the queries it spent on each record, tagged on the oracle too.
+
+- ``gap``: correct or not, one query (Yeom et al., CSF 2018).
+- ``noise_robustness``: fraction of x + N(0, σ²·diag(scale²)) draws still classified y (tabular).
+- ``augmentation_robustness``: fraction of the recipe's augmentations of x still classified y
+  (images: shifts, flips).
+- ``boundary_distance``: estimated L2 distance from x to the nearest label flip, from a
+  HopSkipJump-style search (Chen, Jordan & Wainwright, IEEE S&P 2020) under a hard per-record query
+  budget. Members sit further from the boundary.
+
+Distances and noise are measured in *scaled* units, x = x₀ + scale ⊙ z, ‖z‖₂: pass each feature's
+standard deviation as ``scale`` for tabular data (0 freezes a feature, e.g. a one-hot column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from miaudit.attacks._oracle import Oracle
+from miaudit.errors import InputError
+
+QueryAttack = Literal["gap", "noise_robustness", "augmentation_robustness", "boundary_distance"]
+QUERY_ATTACKS: tuple[QueryAttack, ...] = ("gap", "noise_robustness", "augmentation_robustness", "boundary_distance")
+_ROWS_PER_CALL = 65536  # rows sent to the oracle at once by the robustness attacks
+_MAX_HALVINGS = 8  # step-size halvings per HopSkipJump iteration before giving up on that step
+
+
+@dataclass(frozen=True, eq=False)
+class QueryAttackResult:
+    """Scores (n,) float64, higher = member, and queries (n,) int64 spent on each record."""
+
+    attack: QueryAttack
+    scores: np.ndarray
+    queries: np.ndarray
+    paper: str
+
+    @property
+    def total_queries(self) -> int:
+        return int(self.queries.sum())
+
+
+def _check(records: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(records)
+    y = np.asarray(labels)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise InputError("records", f"must be a non-empty (n, ...) array of records, got shape {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise InputError("labels", f"has shape {y.shape}, expected ({x.shape[0]},)")
+    if y.dtype.kind not in "iu":
+        if y.dtype.kind != "f" or not np.all(np.mod(y, 1) == 0):
+            raise InputError("labels", "must be integer class indices")
+    return x, y.astype(np.int64)
+
+
+def _scale(scale: np.ndarray | float | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The per-feature scale flattened to (dim,); checked non-negative, finite, not all 0."""
+    dim = int(np.prod(shape))
+    if scale is None:
+        return np.ones(dim)
+    s = np.asarray(scale, dtype=np.float64)
+    try:
+        s = np.broadcast_to(s, shape).reshape(dim).copy()
+    except ValueError:
+        raise InputError("scale", f"has shape {s.shape}, which does not broadcast to a record's shape {shape}") from None
+    if not np.all(np.isfinite(s)) or np.any(s < 0) or not np.any(s > 0):
+        raise InputError("scale", "must be finite, ≥ 0, and positive for at least one feature")
+    return s
+
+
+def gap_query_attack(oracle: Oracle, records: np.ndarray, labels: np.ndarray) -> QueryAttackResult:
+    """Member iff classified correctly: one query per record (Yeom et al., CSF 2018).
+
+    Parameters
+    ----------
+    oracle : Oracle
+        The model behind its output policy.
+    records : ndarray of shape (n, ...)
+    labels : ndarray of shape (n,)
+        True classes.
+
+    Returns
+    -------
+    QueryAttackResult
+        Scores in {0, 1}; one query per record.
+    """
+    x, y = _check(records, labels)
+    idx = np.arange(y.size)
+    out = oracle.query(x, tags=idx)
+    return QueryAttackResult("gap", (out.labels == y).astype(np.float64), np.ones(y.size, dtype=np.int64), "Yeom et al., CSF 2018")
+
+
+def _fraction_correct(
+    oracle: Oracle, y: np.ndarray, copies: int, make: Callable[[np.ndarray, int], np.ndarray]
+) -> np.ndarray:
+    """Fraction of ``copies`` queries per record classified y; ``make(idx, j)`` builds copy j of records idx."""
+    n = y.size
+    correct = np.zeros(n)
+    per_call = max(1, _ROWS_PER_CALL // max(1, copies))
+    for start in range(0, n, per_call):
+        idx = np.arange(start, min(n, start + per_call))
+        batch = np.concatenate([make(idx, j) for j in range(copies)])
+        tags = np.tile(idx, copies)
+        got = oracle.query(batch, tags=tags).labels == y[tags]
+        correct[idx] = got.reshape(copies, idx.size).sum(axis=0)
+    return correct / copies
+
+
+def noise_robustness_attack(
+    oracle: Oracle,
+    records: np.ndarray,
+    labels: np.ndarray,
+    *,
+    sigma: float,
+    n_draws: int = 50,
+    scale: np.ndarray | float | None = None,
+    rng: np.random.Generator | int,
+) -> QueryAttackResult:
+    """Fraction of noisy copies x + σ·scale⊙N(0, I) still classified y (Choquette-Choo et al., ICML 2021).
+
+    Members sit deeper inside their class region, so more of their noisy copies keep the label.
+    The tabular analogue of augmentation robustness (ALGORITHMS.md §5).
+
+    Parameters
+    ----------
+    oracle : Oracle
+    records : ndarray of shape (n, ...)
+        Numeric records.
+    labels : ndarray of shape (n,)
+    sigma : float
+        Noise standard deviation in units of ``scale``.
+    n_draws : int
+        Noisy copies (= queries) per record.
+    scale : ndarray or float, optional
+        Per-feature scale (e.g. the features' standard deviations; 0 keeps a feature fixed).
+    rng : Generator or int
+        Source of the noise.
+
+    Returns
+    -------
+    QueryAttackResult
+        Scores in [0, 1] (multiples of 1/n_draws); ``n_draws`` queries per record.
+    """
+    x, y = _check(records, labels)
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise InputError("sigma", f"must be finite and > 0, got sigma={sigma}")
+    if isinstance(n_draws, bool) or int(n_draws) != n_draws or n_draws < 1:
+        raise InputError("n_draws", f"must be an integer ≥ 1, got n_draws={n_draws!r}")
+    s = _scale(scale, x.shape[1:]).reshape(x.shape[1:])
+    gen = np.random.default_rng(rng)
+    xf = x.astype(np.float64)
+
+    def make(idx: np.ndarray, _j: int) -> np.ndarray:
+        return xf[idx] + sigma * s * gen.normal(size=(idx.size, *x.shape[1:]))
+
+    scores = _fraction_correct(oracle, y, int(n_draws), make)
+    return QueryAttackResult(
+        "noise_robustness", scores, np.full(y.size, int(n_draws), dtype=np.int64), "Choquette-Choo et al., ICML 2021"
+    )
+
+
+def augmentation_robustness_attack(
+    oracle: Oracle,
+    records: np.ndarray,
+    labels: np.ndarray,
+    augmentations: Sequence[Callable[[np.ndarray], np.ndarray]],
+) -> QueryAttackResult:
+    """Fraction of augmented copies still classified y (Choquette-Choo et al., ICML 2021).
+
+    Pass the training recipe's own augmentations as deterministic batch functions (n, ...) →
+    (n, ...), e.g. each shift by ±1..±d pixels and the horizontal flip; include the identity to
+    count the original query. A random augmentation must carry its own seeded Generator.
+
+    Parameters
+    ----------
+    oracle : Oracle
+    records : ndarray of shape (n, ...)
+    labels : ndarray of shape (n,)
+    augmentations : sequence of callables
+        Each maps a batch of records to a batch of the same shape.
+
+    Returns
+    -------
+    QueryAttackResult
+        Scores in [0, 1]; ``len(augmentations)`` queries per record.
+    """
+    x, y = _check(records, labels)
+    if len(augmentations) == 0:
+        raise InputError("augmentations", "needs at least one augmentation")
+
+    def make(idx: np.ndarray, j: int) -> np.ndarray:
+        out = np.asarray(augmentations[j](x[idx]))
+        if out.shape != (idx.size, *x.shape[1:]):
+            raise InputError("augmentations", f"augmentation {j} returned shape {out.shape}, expected {(idx.size, *x.shape[1:])}")
+        return out
+
+    scores = _fraction_correct(oracle, y, len(augmentations), make)
+    return QueryAttackResult(
+        "augmentation_robustness", scores, np.full(y.size, len(augmentations), dtype=np.int64), "Choquette-Choo et al., ICML 2021"
+    )
+
+
+def _unit(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Rows of v restricted to the movable features (mask) and scaled to unit L2 norm."""
+    v = v * mask
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(norm > 0, norm, 1.0)
+
+
+def boundary_distance_attack(
+    oracle: Oracle,
+    records: np.ndarray,
+    labels: np.ndarray,
+    *,
+    max_queries: int = 1000,
+    scale: np.ndarray | float | None = None,
+    max_distance: float | None = None,
+    n_directions: int = 10,
+    ladder_steps: int = 12,
+    search_steps: int = 12,
+    grad_queries: int = 50,
+    rng: np.random.Generator | int,
+) -> QueryAttackResult:
+    """Estimated L2 distance to the nearest label flip, HopSkipJump-style, at most ``max_queries`` per record.
+
+    Choquette-Choo et al. (ICML 2021) and Li & Zhang (CCS 2021) score a record by its distance to
+    the decision boundary, found with HopSkipJump (Chen, Jordan & Wainwright, IEEE S&P 2020):
+
+    1. one query: a misclassified record scores 0 (already across the boundary);
+    2. a flipped start: along ``n_directions`` random directions, radii doubling up to
+       ``max_distance`` (``ladder_steps`` rungs, stopping at the first flip), then a binary search
+       (``search_steps`` queries) between the last unflipped and the first flipped radius of the
+       best direction; no flip within ``max_distance`` scores ``max_distance``;
+    3. HopSkipJump iterations while a whole iteration fits in the budget: estimate the boundary's
+       normal from ``grad_queries`` sign queries at distance δ = d/dim around the boundary point
+       (mean-baselined), step along it by d/√t (halving up to 8 times until the step stays
+       flipped), and binary-search back to the boundary on the segment from x.
+
+    The score is the smallest distance found (an upper bound on the true distance that tightens
+    with the budget). Higher = member.
+
+    Parameters
+    ----------
+    oracle : Oracle
+    records : ndarray of shape (n, ...)
+    labels : ndarray of shape (n,)
+    max_queries : int
+        Hard cap on queries per record; must cover steps 1–2 (1 + n_directions·ladder_steps +
+        search_steps). ALGORITHMS.md §5: about 10³–10⁴ for a tight estimate.
+    scale : ndarray or float, optional
+        Per-feature scale of the distance (0 keeps a feature fixed).
+    max_distance : float, optional
+        Largest distance searched, in scaled units; default 4·√dim.
+    n_directions, ladder_steps, search_steps, grad_queries : int
+        Search sizes (see above).
+    rng : Generator or int
+        Source of the random directions.
+
+    Returns
+    -------
+    QueryAttackResult
+        Distances ≥ 0; queries spent per record (never above ``max_queries``).
+    """
+    x, y = _check(records, labels)
+    for name, value, least in (
+        ("n_directions", n_directions, 1), ("ladder_steps", ladder_steps, 1), ("search_steps", search_steps, 1), ("grad_queries", grad_queries, 2)
+    ):
+        if isinstance(value, bool) or int(value) != value or value < least:
+            raise InputError(name, f"must be an integer ≥ {least}, got {name}={value!r}")
+    start_cost = 1 + n_directions * ladder_steps + search_steps
+    if isinstance(max_queries, bool) or int(max_queries) != max_queries or max_queries < start_cost:
+        raise InputError(
+            "max_queries",
+            f"must be an integer ≥ {start_cost} (1 + n_directions·ladder_steps + search_steps), got max_queries={max_queries!r}",
+        )
+    shape = x.shape[1:]
+    n = y.size
+    s = _scale(scale, shape)
+    dim = s.size
+    movable = (s > 0).astype(np.float64)
+    d_max = 4.0 * np.sqrt(movable.sum()) if max_distance is None else float(max_distance)
+    if not (np.isfinite(d_max) and d_max > 0):
+        raise InputError("max_distance", f"must be finite and > 0, got max_distance={max_distance}")
+    gen = np.random.default_rng(rng)
+    flat = x.reshape(n, dim).astype(np.float64)
+    used = np.zeros(n, dtype=np.int64)
+
+    def flipped(idx: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Query x₀[idx] + scale⊙z; True where the label is no longer y."""
+        if idx.size == 0:  # every record already done (misclassified or censored)
+            return np.zeros(0, dtype=bool)
+        out = oracle.query((flat[idx] + z * s).reshape((idx.size, *shape)), tags=idx)
+        np.add.at(used, idx, 1)
+        return out.labels != y[idx]
+
+    all_idx = np.arange(n)
+    score = np.zeros(n)
+    wrong = flipped(all_idx, np.zeros((n, dim)))
+    act = all_idx[~wrong]  # misclassified records keep score 0
+
+    # Step 2: a flipped starting point along random directions, radii doubling up to d_max.
+    k = act.size
+    radii = d_max * 2.0 ** (np.arange(ladder_steps) - (ladder_steps - 1))
+    dirs = _unit(gen.normal(size=(k, n_directions, dim)), movable)
+    first = np.full((k, n_directions), ladder_steps)  # rung of the first flip; ladder_steps = none
+    for i in range(ladder_steps):
+        rec, dn = np.nonzero(first == ladder_steps)
+        if rec.size == 0:
+            break
+        hit = flipped(act[rec], radii[i] * dirs[rec, dn])
+        first[rec[hit], dn[hit]] = i  # a direction that flipped stops climbing
+    best_dir = first.argmin(axis=1)
+    best_rung = first[np.arange(k), best_dir]
+    found = best_rung < ladder_steps
+    score[act[~found]] = d_max  # censored: no flip within the searched radius
+    act, u = act[found], dirs[np.arange(k), best_dir][found]
+    rung = best_rung[found]
+    hi = radii[rung]
+    lo = np.where(rung > 0, radii[np.maximum(rung - 1, 0)], 0.0)
+    for _ in range(search_steps):
+        mid = 0.5 * (lo + hi)
+        hit = flipped(act, mid[:, None] * u)
+        hi, lo = np.where(hit, mid, hi), np.where(hit, lo, mid)
+    point = hi[:, None] * u  # on the flipped side, in scaled units relative to x₀
+    dist = hi.copy()
+    best = dist.copy()
+
+    # Step 3: HopSkipJump iterations while a whole one fits in every remaining budget.
+    iter_cost = grad_queries + _MAX_HALVINGS + search_steps
+    t = 0
+    while True:
+        keep = used[act] + iter_cost <= max_queries
+        if not keep.any():
+            break
+        t += 1
+        sel = np.flatnonzero(keep)
+        rec, z, d = act[sel], point[sel], dist[sel]
+        m = sel.size
+        # Sign queries around the boundary point; +1 where flipped.
+        delta = np.maximum(d / max(1.0, movable.sum()), 1e-12)
+        probes = _unit(gen.normal(size=(m, grad_queries, dim)), movable)
+        pts = z[:, None, :] + delta[:, None, None] * probes
+        phi = np.where(flipped(np.repeat(rec, grad_queries), pts.reshape(-1, dim)), 1.0, -1.0).reshape(m, grad_queries)
+        mean = phi.mean(axis=1, keepdims=True)
+        weights = np.where(np.abs(mean) == 1.0, phi, phi - mean)
+        grad = _unit((weights[:, :, None] * probes).mean(axis=1), movable)
+        # Geometric step along the estimated normal, halved until the step stays flipped.
+        step = d / np.sqrt(t)
+        cand = z.copy()
+        pending = np.ones(m, dtype=bool)
+        for _ in range(_MAX_HALVINGS):
+            j = np.flatnonzero(pending)
+            if j.size == 0:
+                break
+            trial = z[j] + step[j, None] * grad[j]
+            hit = flipped(rec[j], trial)
+            cand[j[hit]] = trial[hit]
+            pending[j[hit]] = False
+            step[j[~hit]] *= 0.5
+        # Binary search back to the boundary on the segment x₀ → cand (cand is flipped).
+        a_lo, a_hi = np.zeros(m), np.ones(m)
+        for _ in range(search_steps):
+            mid = 0.5 * (a_lo + a_hi)
+            hit = flipped(rec, mid[:, None] * cand)
+            a_hi, a_lo = np.where(hit, mid, a_hi), np.where(hit, a_lo, mid)
+        new_point = a_hi[:, None] * cand
+        point[sel] = new_point
+        dist[sel] = np.linalg.norm(new_point * movable, axis=1)
+        best[sel] = np.minimum(best[sel], dist[sel])
+    score[act] = best
+    return QueryAttackResult("boundary_distance", score, used, "Choquette-Choo et al., ICML 2021; Li & Zhang, CCS 2021")
