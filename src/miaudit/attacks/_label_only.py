@@ -160,7 +160,8 @@ def noise_robustness_attack(
     xf = x.astype(np.float64)
 
     def make(idx: np.ndarray, _j: int) -> np.ndarray:
-        return xf[idx] + sigma * s * gen.normal(size=(idx.size, *x.shape[1:]))
+        noisy: np.ndarray = xf[idx] + sigma * s * gen.normal(size=(idx.size, *x.shape[1:]))
+        return noisy
 
     scores = _fraction_correct(oracle, y, int(n_draws), make)
     return QueryAttackResult(
@@ -300,7 +301,8 @@ def boundary_distance_attack(
             return np.zeros(0, dtype=bool)
         out = oracle.query((flat[idx] + z * s).reshape((idx.size, *shape)), tags=idx)
         np.add.at(used, idx, 1)
-        return out.labels != y[idx]
+        hit: np.ndarray = out.labels != y[idx]
+        return hit
 
     all_idx = np.arange(n)
     score = np.zeros(n)

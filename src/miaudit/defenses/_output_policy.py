@@ -212,7 +212,8 @@ def parse_policy(spec: str | OutputPolicy, *, field: str = "output") -> OutputPo
 
 def predicted_labels(probs: np.ndarray) -> np.ndarray:
     """(n,) int64 argmax of each row (first index on exact ties)."""
-    return np.asarray(probs).argmax(axis=-1).astype(np.int64)
+    labels: np.ndarray = np.asarray(probs).argmax(axis=-1).astype(np.int64)
+    return labels
 
 
 def full(probs: np.ndarray) -> np.ndarray:
@@ -257,7 +258,8 @@ def project_to_simplex(v: np.ndarray) -> np.ndarray:
     idx = np.arange(1, v.shape[-1] + 1)
     rho = np.count_nonzero(u - css / idx > 0, axis=-1)  # ≥ 1 always: u₁ − (u₁ − 1) = 1 > 0
     theta = np.take_along_axis(css, (rho - 1)[..., None], axis=-1) / rho[..., None]
-    return np.maximum(v - theta, 0.0)
+    out: np.ndarray = np.maximum(v - theta, 0.0)
+    return out
 
 
 def noise(probs: np.ndarray, sigma: float, rng: np.random.Generator | int) -> np.ndarray:

@@ -381,7 +381,7 @@ def multi_run_audit(
     0.81
     """
     s, inc = _check_canaries(scores, included)
-    grid = [float(thresholds)] if np.ndim(thresholds) == 0 else [float(t) for t in thresholds]  # type: ignore[arg-type]
+    grid = [float(thresholds)] if isinstance(thresholds, (int, float, np.number)) else [float(t) for t in thresholds]
     if not grid:
         raise InputError("thresholds", "needs at least one threshold")
     if not all(math.isfinite(t) for t in grid):
