@@ -76,15 +76,13 @@ def _slice_groups(outputs: ModelOutputs, column: str) -> list[tuple[str, np.ndar
     return [(str(u), as_str == str(u)) for u in uniq]
 
 
-def _attack_result(name: str, ev: Evaluation, extra: dict[str, object]) -> AttackResult:
-    base = name.removesuffix("_by_class")
-    spec = THRESHOLD_SPECS[base]
+def attack_result(name: str, ev: Evaluation, description: str, paper: str, **extra: object) -> AttackResult:
+    """One attack's shareable record from an evaluation."""
     fpr, tpr, lo, hi = ev.roc_grid(name)
-    by_class = name.endswith("_by_class")
     return AttackResult(
         name=name,
-        description=(f"per-class p-value of: {spec.description} (cross-fitted)" if by_class else spec.description),
-        paper=spec.paper,
+        description=description,
+        paper=paper,
         auc=ev.estimate(name, "auc"),
         tpr_at_fpr={tpr_key(f): ev.estimate(name, tpr_key(f)) for f in ev.fprs},
         balanced_accuracy=ev.estimate(name, "balanced_accuracy"),
@@ -95,6 +93,13 @@ def _attack_result(name: str, ev: Evaluation, extra: dict[str, object]) -> Attac
         roc=RocCurve(fpr=fpr, tpr=tpr, tpr_lower=lo, tpr_upper=hi),
         **extra,  # type: ignore[arg-type]
     )
+
+
+def _output_attack_result(name: str, ev: Evaluation, extra: dict[str, object]) -> AttackResult:
+    spec = THRESHOLD_SPECS[name.removesuffix("_by_class")]
+    by_class = name.endswith("_by_class")
+    description = f"per-class p-value of: {spec.description} (cross-fitted)" if by_class else spec.description
+    return attack_result(name, ev, description, spec.paper, **extra)
 
 
 def run_attacks(
@@ -143,7 +148,7 @@ def run_attacks(
         extras[name]["implied_epsilon"] = ImpliedEpsilonResult(point=ie.point, lower_bound=ie.lower_bound, alpha=ie.alpha, note=ie.note)
 
     ev = evaluate(member, scores, fprs=fprs, prior=prior, n_resamples=n_resamples, rng=np.random.default_rng(boot_seed))
-    results = [_attack_result(n, ev, extras[n]) for n in names]
+    results = [_output_attack_result(n, ev, extras[n]) for n in names]
     comparisons = []
     if "loss" in names:
         for n in names:

@@ -113,6 +113,27 @@ class ExposedRecord(_Record):
     score_percentile: float
 
 
+class ReferenceSetup(_Record):
+    """How the reference-model audit was run (``miaudit audit``)."""
+
+    dataset: str
+    recipe: dict[str, object]
+    models: int
+    references: int
+    targets: int
+    pool_records: int
+    population_records: int
+    pairs: int
+
+
+class Utility(_Record):
+    """Accuracy of the audited models on their members (train) and non-members (test)."""
+
+    train_accuracy: float
+    test_accuracy: float
+    generalization_gap: float
+
+
 class Pseudonymisation(_Record):
     method: str
     key_id: str
@@ -134,6 +155,9 @@ class AuditResult(_Record):
     exposure_attack: str | None = None
     most_exposed: list[ExposedRecord] = []
     pseudonymisation: Pseudonymisation
+    reference: ReferenceSetup | None = None
+    utility: Utility | None = None
+    config_sha256: str | None = None
     notes: list[str] = []
 
     def attack(self, name: str) -> AttackResult:

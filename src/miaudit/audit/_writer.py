@@ -21,28 +21,45 @@ RESULTS_FILE = "results.json"
 SCORES_FILE = "scores.parquet"
 
 
-def prepare_out(out: Path, *, overwrite: bool) -> bytes:
-    """Check the output folder before any work, and return its pseudonym key (new or existing)."""
+def prepare_out(out: Path, *, overwrite: bool, same_config: str | None = None) -> bytes:
+    """Check the output folder before any work, and return its pseudonym key (new or existing).
+
+    Existing results are replaced only with ``overwrite``, or when they came from the same
+    config (``same_config``: its digest), i.e. a re-run.
+    """
     ensure_writable_dir(out)
-    if (out / RESULTS_FILE).exists() and not overwrite:
-        raise InputError("--out", f"{str(out / RESULTS_FILE)!r} already exists; choose another folder or pass --overwrite")
+    existing = out / RESULTS_FILE
+    if existing.exists() and not overwrite and not (same_config and _config_of(existing) == same_config):
+        raise InputError("--out", f"{str(existing)!r} already exists (from another run); choose another folder or pass --overwrite")
     key_path = out / KEY_FILE
     return key_path.read_bytes() if key_path.exists() else secrets.token_bytes(32)
 
 
-def write_scores(path: Path, record_id: np.ndarray, member: np.ndarray, label: np.ndarray, scores: dict[str, np.ndarray]) -> None:
+def _config_of(results: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads(results.read_text(encoding="utf-8")).get("config_sha256")
+    except (OSError, ValueError):
+        return None
+
+
+def write_scores(path: Path, record_id: np.ndarray, member: np.ndarray, label: np.ndarray, scores: dict[str, np.ndarray], extra: dict[str, np.ndarray] | None = None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({"record_id": record_id, "member": member.astype(np.int8), "label": label, **{f"score_{k}": v for k, v in scores.items()}})
+    table = pa.table({**(extra or {}), "record_id": record_id, "member": member.astype(np.int8), "label": label, **{f"score_{k}": v for k, v in scores.items()}})
     with atomic_path(path, restricted=True) as tmp:
         pq.write_table(table, tmp)
 
 
-def write_run(out: Path, key: bytes, results_json: str, record_id: np.ndarray, member: np.ndarray, label: np.ndarray, scores: dict[str, np.ndarray], *, quiet: bool = False) -> None:
+def write_run(
+    out: Path, key: bytes, results_json: str, record_id: np.ndarray, member: np.ndarray, label: np.ndarray, scores: dict[str, np.ndarray],
+    *, extra: dict[str, np.ndarray] | None = None, quiet: bool = False,
+) -> None:
     if not (out / KEY_FILE).exists():
         write_bytes_atomic(out / KEY_FILE, key, restricted=True)
-    write_scores(out / SCORES_FILE, record_id, member, label, scores)
+    write_scores(out / SCORES_FILE, record_id, member, label, scores, extra)
     write_text_atomic(out / RESULTS_FILE, results_json)
     if not quiet:
         print(

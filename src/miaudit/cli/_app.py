@@ -55,6 +55,54 @@ def attack_cmd(
         out.print(f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted)")
 
 
+@app.command("audit")
+def audit_cmd(
+    config: Annotated[Path, typer.Argument(help="Audit config (.toml/.yaml): [data], [model], [plan], [engine], [audit], seed.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, scores.parquet, signals/ and models/.")],
+    fail_on: Annotated[list[str] | None, typer.Option("--fail-on", help='Exit 1 when a rule holds for any attack, e.g. "tpr@1%fpr.upper>0.05" (bound: point, lower or upper; default upper).')] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results of another config already in --out.")] = False,
+) -> None:
+    """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate."""
+    from miaudit.audit import audit
+    from miaudit.audit._fail_on import failures, parse_rule
+    from miaudit.cli._summary import print_summary
+
+    rules = [parse_rule(r) for r in fail_on or []]
+    result = audit(config, out_dir, overwrite=overwrite)
+    print_summary(result, out)
+    out.print(f"results: {out_dir / 'results.json'} (shareable); scores, signals, models: restricted (0600)")
+    broken = failures(result, rules)
+    if broken:
+        err.print(f"FAILED --fail-on: {broken[0]}" + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""), highlight=False, soft_wrap=True)
+        raise SystemExit(1)
+
+
+@app.command("check-record")
+def check_record_cmd(
+    results: Annotated[Path, typer.Argument(help="Folder of a `miaudit audit` run.")],
+    ids: Annotated[list[str], typer.Option("--id", help="Record id to check (repeat for several).")],
+    target: Annotated[int | None, typer.Option(help="Index of the audited model (default: the run's target, else 0).")] = None,
+) -> None:
+    """Was this record in the training data? LiRA's likelihood ratio and p-value against OUT references."""
+    from rich.table import Table
+
+    from miaudit.audit._check_record import check_record
+
+    rows = check_record(results, ids, target=target)
+    table = Table(title=f"Model {rows[0].target}: was the record in its training data?")
+    for col in ("record", "p-value", "log LR", "OUT refs", "IN refs", "verdict", "in plan"):
+        table.add_column(col)
+    for r in rows:
+        llr = "n/a" if r.log_likelihood_ratio is None else f"{r.log_likelihood_ratio:.3g}"
+        table.add_row(r.record_id, f"{r.p_value:.3g}", llr, str(r.n_out_references), str(r.n_in_references), r.verdict, "member" if r.member_in_plan else "non-member")
+    out.print(table)
+    out.print(
+        "p-value: the chance that a model which never saw the record scores it at least this high (one-sided LiRA offline test). "
+        f"Checking many records? Compare each p-value with 0.05 / (number of records checked) (Bonferroni); here {len(rows)} record(s): "
+        f"{0.05 / len(rows):.2g}. 'in plan' is the audit's own ground truth (restricted)."
+    )
+
+
 @app.command("demo")
 def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's results.")] = Path("demo-results"),
@@ -76,6 +124,11 @@ def version_cmd() -> None:
     from miaudit import __version__
 
     out.print(__version__)
+
+
+from miaudit.cli._train import train as _train  # noqa: E402
+
+app.command("train")(_train)
 
 
 def main() -> None:

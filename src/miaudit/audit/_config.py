@@ -1,0 +1,123 @@
+"""The audit config: what to train (data, recipe, plan, engine) and how to attack it."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from miaudit.engine import EngineConfig, TrainConfig
+from miaudit.engine._config import PlanConfig
+from miaudit.errors import InputError
+from miaudit.datasets import DataConfig
+from miaudit.metrics import DEFAULT_FPRS
+from miaudit.models import MLPRecipe, Recipe, validation_error
+
+THRESHOLD_NAMES = ("loss", "confidence", "entropy", "modified_entropy", "gap")
+REFERENCE_NAMES = ("lira_online", "lira_offline", "rmia_online", "rmia_offline", "shadow", "ml_leaks")
+AUDIT_ATTACKS = THRESHOLD_NAMES + REFERENCE_NAMES
+DEFAULT_AUDIT_ATTACKS = ("loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline")
+
+
+class AttackSection(BaseModel):
+    """``[audit]``: how many references, which attacks, how to evaluate.
+
+    ``references`` = k: every record gets exactly k OUT references (offline attacks) and k IN
+    ones (online attacks use all 2k models), from k complementary pairs. The plan therefore
+    trains 2k + 2 models: the target, its complementary partner (never its reference: its
+    membership mirrors the target's), and k pairs. ``targets``: how many models take a turn as
+    the audited model (leave-one-model-out; default all), pooled for evaluation.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    references: int = Field(4, ge=1, le=512)
+    attacks: list[str] = Field(default_factory=lambda: list(DEFAULT_AUDIT_ATTACKS))
+    targets: int | None = Field(None, ge=1)
+    resamples: int = Field(200, ge=0)
+    prior: float = Field(0.5, gt=0.0, lt=1.0)
+    fprs: list[float] = Field(default_factory=lambda: list(DEFAULT_FPRS))
+    lira_variance: Literal["global", "per_record"] = "global"
+    rmia_gamma: float = Field(1.0, gt=0.0)
+    rmia_a: float | None = Field(None, ge=0.0, le=1.0)
+
+    @field_validator("attacks")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one attack")
+        for a in v:
+            if a not in AUDIT_ATTACKS:
+                raise ValueError(f"unknown attack {a!r}; known: {', '.join(AUDIT_ATTACKS)}")
+        return list(dict.fromkeys(v))
+
+    @field_validator("fprs")
+    @classmethod
+    def _rates(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < f < 1 for f in v):
+            raise ValueError("FPRs must lie in (0, 1)")
+        return sorted(set(v), reverse=True)
+
+
+class AuditConfig(BaseModel):
+    """Everything ``miaudit audit`` needs. ``[plan].models`` follows from ``[audit].references``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: DataConfig
+    model: Recipe = Field(default_factory=MLPRecipe)
+    plan: PlanConfig = PlanConfig(models=10)
+    engine: EngineConfig = EngineConfig()
+    audit: AttackSection = AttackSection()
+    seed: int = Field(0, ge=0)
+
+    def n_models(self) -> int:
+        return 2 * self.audit.references + 2
+
+    def train_config(self) -> TrainConfig:
+        if self.plan.kind != "complementary":
+            raise InputError("plan.kind", "an audit trains complementary pairs (k references need them); remove 'kind' or set it to \"complementary\"")
+        plan = self.plan.model_copy(update={"models": self.n_models()})
+        return TrainConfig(data=self.data, model=self.model, plan=plan, engine=self.engine, seed=self.seed)
+
+
+def parse_audit_config(raw: dict[str, Any]) -> AuditConfig:
+    plan = raw.get("plan")
+    if isinstance(plan, dict) and "models" in plan:
+        raise InputError("plan.models", "is set by [audit].references (2k + 2 models); remove it")
+    try:
+        return AuditConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, "") from None
+
+
+def load_audit_config(path: str | Path) -> AuditConfig:
+    """Read a TOML or YAML audit config; relative paths are taken from the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config", f"no such file: {str(path)!r}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            raw = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text)
+        else:
+            raise InputError("config", f"unsupported config type {path.suffix or '(none)'!r}; use .toml, .yaml or .yml")
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError("config", f"cannot parse {path.name}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise InputError("config", f"{path.name} must hold a table at the top level")
+    cfg = parse_audit_config(raw)
+    base = path.parent
+
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else base / p
+
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": fix(cfg.data.path)}), "engine": cfg.engine.model_copy(update={"cache": fix(cfg.engine.cache)})})

@@ -1,0 +1,203 @@
+"""``miaudit audit``: train the target's recipe on complementary halves, attack every model with
+the others as references (leave-one-model-out), evaluate the pooled pairs by resampling records.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from miaudit._version import __version__
+from miaudit.attacks import (
+    LiraAttack,
+    MlLeaksAttack,
+    RmiaAttack,
+    ShadowAttack,
+    leave_one_model_out,
+    paired_reference_sets,
+    threshold_score,
+)
+from miaudit.audit._attack import attack_result
+from miaudit.audit._config import AuditConfig, THRESHOLD_NAMES, load_audit_config
+from miaudit.audit._pseudonyms import key_id, pseudonymise
+from miaudit.audit._results import (
+    AuditResult,
+    BootstrapInfo,
+    Comparison,
+    ExposedRecord,
+    InputDescription,
+    Pseudonymisation,
+    ReferenceSetup,
+    Utility,
+)
+from miaudit.audit._writer import prepare_out, write_run
+from miaudit.data import SignalsStore
+from miaudit.errors import InputError
+from miaudit.metrics import evaluate, tpr_key
+from miaudit.signals import compute_signals
+
+ATTACK_INFO: dict[str, tuple[str, str]] = {
+    "lira_online": ("likelihood ratio of φ under IN and OUT Gaussians fitted on reference models", "Carlini et al., S&P 2022"),
+    "lira_offline": ("one-sided test of φ against OUT reference models (standardised score)", "Carlini et al., S&P 2022"),
+    "rmia_online": ("fraction of population records z with Pr(x|θ)/Pr(x) ≥ γ·Pr(z|θ)/Pr(z), IN and OUT references", "Zarifzadeh, Liu, Shokri, ICML 2024"),
+    "rmia_offline": ("RMIA with OUT references only, Pr(x) ≈ ½[(1+a)·Pr_OUT(x) + (1−a)]", "Zarifzadeh, Liu, Shokri, ICML 2024"),
+    "shadow": ("per-class attack classifiers trained on reference (shadow) models' sorted outputs", "Shokri et al., S&P 2017"),
+    "ml_leaks": ("one shadow model, top-3 sorted probabilities", "Salem et al., NDSS 2019"),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceRun:
+    result: AuditResult
+    targets: np.ndarray
+    record_id: np.ndarray  # per pair
+    member: np.ndarray  # per pair
+    label: np.ndarray  # per pair
+    scores: dict[str, np.ndarray]  # per pair
+
+
+def _reference_attack(name: str, cfg: AuditConfig) -> LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack:
+    a = cfg.audit
+    if name.startswith("lira_"):
+        return LiraAttack(mode=name.removeprefix("lira_"), variance=a.lira_variance)  # type: ignore[arg-type]
+    if name.startswith("rmia_"):
+        return RmiaAttack(mode=name.removeprefix("rmia_"), gamma=a.rmia_gamma, a=a.rmia_a)  # type: ignore[arg-type]
+    if name == "shadow":
+        return ShadowAttack(seed=cfg.seed)
+    return MlLeaksAttack(seed=cfg.seed)
+
+
+def attack_store(store: SignalsStore, cfg: AuditConfig, *, source: str = "(in memory)", pseudonym_key: bytes | None = None, config_sha256: str | None = None) -> ReferenceRun:
+    """Attack a multi-model signals store leave-one-model-out and evaluate the pooled pairs."""
+    k = cfg.audit.references
+    n_targets = store.n_models if cfg.audit.targets is None else min(cfg.audit.targets, store.n_models)
+    targets = list(range(n_targets))
+    refs = paired_reference_sets(store, k, targets=targets)
+    logits = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
+    per_attack: dict[str, np.ndarray] = {}
+    member = records = None
+    for name in cfg.audit.attacks:
+        if name in THRESHOLD_NAMES:
+            continue
+        paired = leave_one_model_out(store, _reference_attack(name, cfg), targets=targets, reference_sets=refs)
+        per_attack[name] = paired.scores
+        member, records = paired.member, paired.records
+    if records is None:  # threshold attacks only: the same pairs as the reference attacks would use
+        records = np.flatnonzero(~store.population)
+        member = store.keep[np.asarray(targets)][:, records]
+    assert member is not None
+    needed = tuple(dict.fromkeys({"gap": "correctness", "loss": "loss", "confidence": "confidence", "entropy": "entropy", "modified_entropy": "modified_entropy"}[n] for n in cfg.audit.attacks if n in THRESHOLD_NAMES))
+    labels = np.broadcast_to(store.label[records], (len(targets), records.size))
+    sig = compute_signals(logits[np.asarray(targets)][:, records], labels, which=tuple(dict.fromkeys(needed + ("correctness",))))
+    for name in cfg.audit.attacks:
+        if name in THRESHOLD_NAMES:
+            per_attack[name] = threshold_score(name, sig)  # type: ignore[arg-type]
+    order = list(cfg.audit.attacks)
+    pooled = {n: per_attack[n].reshape(-1) for n in order}
+    y = member.reshape(-1).astype(np.int8)
+    groups = np.tile(records, len(targets))
+    ss = np.random.SeedSequence(cfg.seed)
+    boot_seed, _ = ss.spawn(2)
+    ev = evaluate(y, pooled, fprs=cfg.audit.fprs, prior=cfg.audit.prior, n_resamples=cfg.audit.resamples, groups=groups, rng=np.random.default_rng(boot_seed))
+    results = [attack_result(n, ev, *_info(n)) for n in order]
+    comparisons = []
+    if "loss" in order:
+        for n in order:
+            if n != "loss":
+                for metric in ("auc", tpr_key(0.01)):
+                    if metric == "auc" or 0.01 in ev.fprs:
+                        comparisons.append(Comparison(attack=n, baseline="loss", metric=metric, difference=ev.difference(n, "loss", metric)))
+
+    # Per-record exposure: how often a record is flagged, at the strongest attack's 1 % FPR
+    # threshold, among the models that trained on it.
+    strongest = max(results, key=lambda a: a.auc.point or 0.0).name
+    s = pooled[strongest]
+    non = np.sort(s[y == 0])
+    thr = non[min(non.size - 1, int(np.ceil(0.99 * non.size)))] if non.size else np.inf
+    flagged = (s > thr) & (y == 1)
+    pos = np.tile(np.arange(records.size), len(targets))  # pair → position of its record
+    in_count = np.bincount(pos, weights=y, minlength=records.size)
+    hit = np.bincount(pos, weights=flagged, minlength=records.size)
+    exposure = np.divide(hit, in_count, out=np.zeros_like(hit), where=in_count > 0)
+    top = np.lexsort((-in_count, -exposure))[:20]
+    key = pseudonym_key if pseudonym_key is not None else hashlib.sha256(b"ephemeral").digest()
+    shown = pseudonymise(store.record_id[records[top]], key)
+    exposed = [ExposedRecord(pseudonym=p, rank=i + 1, score_percentile=float(exposure[j]) * 100) for i, (p, j) in enumerate(zip(shown, top, strict=True))]
+
+    correct = sig["correctness"]
+    train_acc = float(correct[member].mean()) if member.any() else float("nan")
+    test_acc = float(correct[~member].mean()) if (~member).any() else float("nan")
+    info = store.info
+    setup = ReferenceSetup(
+        dataset=str(info.get("dataset", source)),
+        recipe=info.get("recipe", {}),
+        models=store.n_models,
+        references=k,
+        targets=len(targets),
+        pool_records=int(records.size),
+        population_records=int(store.population.sum()),
+        pairs=int(y.size),
+    )
+    result = AuditResult(
+        tool_version=__version__,
+        created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        seed=cfg.seed,
+        input=InputDescription(name=source, format="signals", sha256=None, kind="logits", n_records=int(y.size), n_members=int(y.sum()), n_nonmembers=int((y == 0).sum()), n_classes=store.n_classes),
+        bootstrap=BootstrapInfo(replicates=cfg.audit.resamples, confidence=ev.confidence, resampling=ev.resampling),
+        attacks=results,
+        comparisons=comparisons,
+        exposure_attack=strongest,
+        most_exposed=exposed,
+        pseudonymisation=Pseudonymisation(method="HMAC-SHA-256, first 64 bits", key_id=key_id(key)),
+        reference=setup,
+        utility=Utility(train_accuracy=train_acc, test_accuracy=test_acc, generalization_gap=train_acc - test_acc),
+        config_sha256=config_sha256,
+        notes=[
+            "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled.",
+            "Intervals: percentile bootstrap resampling records, all pairs of a record together.",
+            "most_exposed: percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
+        ],
+    )
+    return ReferenceRun(result, np.asarray(targets), store.record_id[groups], y, labels.reshape(-1), pooled)
+
+
+def _info(name: str) -> tuple[str, str]:
+    if name in ATTACK_INFO:
+        return ATTACK_INFO[name]
+    from miaudit.attacks import THRESHOLD_SPECS
+
+    spec = THRESHOLD_SPECS[name]
+    return f"{spec.description} (the target's own output)", spec.paper
+
+
+def config_digest(cfg: AuditConfig) -> str:
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
+
+
+def audit(config: AuditConfig | str | Path, out: str | Path, *, overwrite: bool = False, quiet: bool = False) -> AuditResult:
+    """Run a full audit: train (or reuse) the plan, attack it, write results.
+
+    Files in ``out``: ``audit.json`` (the config as run), ``results.json`` (shareable),
+    ``scores.parquet`` (restricted: per (model, record) pair), ``signals/`` and ``models/``
+    (restricted, from the engine). Re-running the same config reuses verified cached models and
+    replaces its own results; a different config's results are kept unless ``overwrite``.
+    """
+    from miaudit._io import ensure_writable_dir, write_text_atomic
+    from miaudit.engine import train
+
+    cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
+    out_dir = ensure_writable_dir(Path(out))
+    digest = config_digest(cfg)
+    key = prepare_out(out_dir, overwrite=overwrite, same_config=digest)
+    run = train(cfg.train_config(), out_dir)
+    if not quiet:
+        print(run.summary())
+    write_text_atomic(out_dir / "audit.json", cfg.model_dump_json(indent=2))
+    ref = attack_store(run.signals, cfg, source=str(run.signals.info.get("dataset", "signals")), pseudonym_key=key, config_sha256=digest)
+    write_run(out_dir, key, ref.result.to_json(), ref.record_id, ref.member, ref.label, ref.scores, extra={"target": np.repeat(ref.targets, ref.member.size // max(1, ref.targets.size))}, quiet=quiet)
+    return ref.result
+
