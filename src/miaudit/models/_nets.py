@@ -85,11 +85,72 @@ class StackedMLP(StackedNet):
             self.params += [w.requires_grad_(), b.requires_grad_()]
             self.names += [f"layer{layer}.weight", f"layer{layer}.bias"]
 
+        # Training computes gradients by hand (grad_step): no autograd graph, and every large
+        # tensor of a step (low-precision weight copies, activations, gradients) lives in a
+        # buffer reused from step to step. Fresh allocations of that size cost page faults
+        # comparable to the matmuls themselves on one thread.
+        for p in self.params:
+            p.requires_grad_(False)
+        self.grads = [torch.zeros_like(p) for p in self.params]
+        self._low = [torch.empty(p.shape, dtype=self.dtype) for p in self.params] if self.dtype != torch.float32 else None
+        self._low_grads = [torch.empty(p.shape, dtype=self.dtype) for p in self.params[::2]] if self.dtype != torch.float32 else None
+        self._acts: dict[int, list[torch.Tensor]] = {}
+
     def dropout_shapes(self, bs: int) -> list[tuple[int, int]]:
         return [(bs, h) for h in self.sizes[1:-1]] if self.dropout > 0 else []
 
+    def _activations(self, n: int) -> list[torch.Tensor]:
+        if n not in self._acts:
+            self._acts[n] = [torch.empty(self.n_models, n, o, dtype=self.dtype) for o in self.sizes[1:]]
+        return self._acts[n]
+
+    @torch.no_grad()
+    def grad_step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, masks: list[torch.Tensor] | None, label_smoothing: float) -> None:
+        """Gradient of Σ_k Σ_i weight[k, i] · CE(model k on x[k, i], y[k, i]) into ``self.grads``.
+
+        x (models, records, in_dim); y (models, records) int64; weight (models, records)
+        float32 (1/batch size, 0 for padding); masks: dropout multipliers (0 or 1/keep) per
+        hidden layer. Cross-entropy with label smoothing ε has gradient softmax − q with
+        q = (1 − ε)·onehot + ε/C with respect to the logits.
+        """
+        n_layers = len(self.sizes) - 1
+        if self._low is not None:
+            for low, p in zip(self._low, self.params, strict=True):
+                low.copy_(p)
+            ps = self._low
+        else:
+            ps = self.params
+        acts = [x if x.dtype == self.dtype else x.to(self.dtype)]
+        for layer, z in enumerate(self._activations(x.shape[1])):
+            torch.baddbmm(ps[2 * layer + 1], acts[-1], ps[2 * layer], out=z)
+            if layer < n_layers - 1:
+                z.relu_()
+                if masks:
+                    z.mul_(masks[layer])
+            acts.append(z)
+        g = torch.softmax(acts[-1].float(), dim=-1)
+        if label_smoothing:
+            g.sub_(label_smoothing / g.shape[-1])
+        g.scatter_add_(2, y.unsqueeze(-1), torch.full((*y.shape, 1), label_smoothing - 1.0))
+        g.mul_(weight.unsqueeze(-1))
+        gz = g.to(self.dtype)
+        for layer in range(n_layers - 1, -1, -1):
+            gw, gb = self.grads[2 * layer], self.grads[2 * layer + 1]
+            if self._low_grads is None:
+                torch.bmm(acts[layer].transpose(1, 2), gz, out=gw)
+            else:
+                torch.bmm(acts[layer].transpose(1, 2), gz, out=self._low_grads[layer])
+                gw.copy_(self._low_grads[layer])
+            torch.sum(gz, dim=1, keepdim=True, dtype=torch.float32, out=gb)
+            if layer > 0:
+                gh = torch.bmm(gz, ps[2 * layer].transpose(1, 2))
+                if masks:
+                    gh.mul_(masks[layer - 1])
+                # ReLU's gradient: acts[layer] > 0 exactly where the unit was on (and kept).
+                gz = torch.ops.aten.threshold_backward(gh, acts[layer], 0)
+
     def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """x (models, records, in_dim) float32 → logits (models, records, classes) float32."""
+        """x (models, records, in_dim) → logits (models, records, classes) float32."""
         ps = self.cast()
         h = x.to(self.dtype)
         last = len(ps) // 2 - 1

@@ -174,16 +174,21 @@ def _train_step(
             mk = torch.zeros(m, rows, cols)
             for k in active:
                 mk[k, : len(chunks[k])] = torch.empty(len(chunks[k]), cols).bernoulli_(keep, generator=gens[k]) / keep
-            masks.append(mk)
-    logits = net.forward(xb, masks)
+            masks.append(mk.to(net.dtype))
     yb = y[torch.from_numpy(idx)]
-    per_record = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none", label_smoothing=recipe.label_smoothing)
-    loss = (per_record * torch.from_numpy(weight).reshape(-1)).sum()
-    loss.backward()
+    w = torch.from_numpy(weight)
+    if isinstance(net, StackedMLP):
+        net.grad_step(xb, yb, w, masks, recipe.label_smoothing)
+        grads = net.grads
+    else:
+        logits = net.forward(xb, masks)
+        per_record = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none", label_smoothing=recipe.label_smoothing)
+        (per_record * w.reshape(-1)).sum().backward()
+        grads = [p.grad for p in net.params]  # type: ignore[misc]
     on = set(active)
     for k in range(m):
-        for v, p in zip(views[k], net.params, strict=True):
-            v.grad = p.grad[k] if k in on else None  # type: ignore[index]
+        for v, g in zip(views[k], grads, strict=True):
+            v.grad = g[k] if k in on else None  # type: ignore[index]
     opt.step()
     for p in net.params:
         p.grad = None
