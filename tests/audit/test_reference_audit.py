@@ -1,0 +1,134 @@
+"""miaudit audit end to end at small size: engine → LOMO attacks → results; re-runs; check-record; gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from miaudit.audit import AuditResult, audit, load_audit_config
+from miaudit.audit._check_record import check_record
+from miaudit.errors import InputError
+
+CONFIG = """
+seed = 3
+[data]
+dataset = "digits"
+[model]
+kind = "torch-mlp"
+hidden = [64]
+epochs = 30
+batch_size = 32
+[plan]
+pool_fraction = 0.8
+[engine]
+workers = 0
+progress = false
+[audit]
+references = 2
+resamples = 100
+attacks = ["loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline", "ml_leaks"]
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("audit")
+    (d / "audit.toml").write_text(CONFIG)
+    result = audit(d / "audit.toml", d / "out", quiet=True)
+    return d, result
+
+
+def test_results_and_files(run):
+    d, result = run
+    out = d / "out"
+    assert AuditResult.from_json((out / "results.json").read_text()) == result
+    assert result.reference.models == 6 and result.reference.references == 2 and result.reference.targets == 6
+    assert result.input.n_records == result.reference.pairs == 6 * result.reference.pool_records
+    assert {a.name for a in result.attacks} == {"loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline", "ml_leaks"}
+    assert 0.9 < result.utility.train_accuracy <= 1.0 and result.utility.generalization_gap > 0
+    for name in ("scores.parquet", "signals/signals.npz", "pseudonym.key"):
+        assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o600, name
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert len(scores) == result.reference.pairs and set(scores["target"]) == set(range(6))
+    text = (out / "results.json").read_text()
+    assert '"member"' not in text and all(r.pseudonym.startswith("p-") for r in result.most_exposed)
+
+
+def test_reference_attacks_beat_loss_at_low_fpr(run):
+    """Small instance of issue 4's first claim: paired TPR@1 %FPR(best of LiRA, RMIA) − loss > 0."""
+    _, result = run
+    best = max(("lira_online", "lira_offline", "rmia_online", "rmia_offline"), key=lambda n: result.attack(n).tpr_at_fpr["tpr@1%fpr"].point)
+    diff = next(c for c in result.comparisons if c.attack == best and c.metric == "tpr@1%fpr").difference
+    assert diff.lower > 0, diff
+
+
+def test_rerun_reuses_the_cache_and_replaces_its_own_results(run, capsys):
+    d, first = run
+    again = audit(d / "audit.toml", d / "out", quiet=False)
+    said = capsys.readouterr().out + capsys.readouterr().err
+    assert "reused 1 verified unit" in said or "reusing" in said
+    assert again.model_copy(update={"created_at": first.created_at}) == first  # bit-identical numbers
+
+
+def test_other_config_does_not_overwrite(run):
+    d, _ = run
+    (d / "other.toml").write_text(CONFIG.replace("seed = 3", "seed = 4"))
+    before = (d / "out" / "results.json").read_bytes()
+    with pytest.raises(InputError, match="already exists"):
+        audit(d / "other.toml", d / "out", quiet=True)
+    assert (d / "out" / "results.json").read_bytes() == before
+
+
+def test_check_record_gives_calibrated_evidence(run):
+    """Non-members' p-values are calibrated (≈5 % below 0.05); members' are smaller."""
+    d, _ = run
+    scores = pd.read_parquet(d / "out" / "scores.parquet")
+    ids = [str(i) for i in scores[scores["target"] == 0]["record_id"]]
+    rows = check_record(d / "out", ids, target=0)
+    assert all(r.n_out_references == 2 and r.n_in_references == 2 for r in rows)  # k = 2 pairs
+    non = np.array([r.p_value for r in rows if not r.member_in_plan])
+    mem = np.array([r.p_value for r in rows if r.member_in_plan])
+    # ~700 non-members: binomial SD of the 5 % rate is 0.8 points; [2 %, 9 %] allows the
+    # approximation of pooling one variance over records.
+    assert 0.02 <= (non < 0.05).mean() <= 0.09, (non < 0.05).mean()
+    assert (mem < 0.05).mean() > (non < 0.05).mean() + 0.03
+    with pytest.raises(InputError, match="not among"):
+        check_record(d / "out", ["no-such-id"])
+
+
+def test_cli_gate_and_check_record(run):
+    d, result = run
+    miaudit = [sys.executable, "-c", "from miaudit.cli import main; main()"]
+    gate = subprocess.run([*miaudit, "audit", str(d / "audit.toml"), "--out", str(d / "out"), "--fail-on", "tpr@1%fpr.upper>0.01"], capture_output=True, text=True, timeout=300)
+    assert gate.returncode == 1 and "FAILED --fail-on" in gate.stderr
+    ok = subprocess.run([*miaudit, "audit", str(d / "audit.toml"), "--out", str(d / "out"), "--fail-on", "auc.lower>0.99"], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([*miaudit, "audit", str(d / "audit.toml"), "--out", str(d / "out"), "--fail-on", "auc>>1"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --fail-on")
+    rid = str(pd.read_parquet(d / "out" / "scores.parquet")["record_id"].iloc[0])
+    cr = subprocess.run([*miaudit, "check-record", str(d / "out"), "--id", rid], capture_output=True, text=True, timeout=60)
+    assert cr.returncode == 0 and "p-value" in cr.stdout and "Bonferroni" in cr.stdout
+
+
+@pytest.mark.parametrize(
+    "patch,message",
+    [
+        (("references = 2", "references = 0"), "audit.references"),
+        (('"ml_leaks"]', '"telepathy"]'), "unknown attack 'telepathy'"),
+        (("[plan]", "[plan]\nmodels = 8"), "plan.models"),
+        (("hidden = [64]", "hidden = [0]"), "model.hidden"),
+    ],
+)
+def test_bad_configs_name_the_field(tmp_path, patch, message):
+    p = tmp_path / "bad.toml"
+    p.write_text(CONFIG.replace(*patch))
+    with pytest.raises(InputError, match=message):
+        load_audit_config(p)
