@@ -237,3 +237,36 @@ def test_labels_shape_checked():
         exposed_signals(apply_policy("full", _probs(n=4)), np.zeros(3, dtype=int))
     with pytest.raises(InputError, match="which"):
         exposed_signals(apply_policy("full", _probs(n=4)), np.zeros(4, dtype=int), which=("bogus",))
+
+
+# --- surface and layering -------------------------------------------------------------------------
+
+
+def test_public_names_are_pinned():
+    import miaudit.defenses
+
+    assert set(miaudit.defenses.__all__) >= {
+        "OutputPolicy", "Full", "TopK", "Round", "LabelOnly", "Noise", "parse_policy", "apply_policy", "Exposed",
+        "ExposedScores", "ExposedLabels", "top_k", "round_probs", "label_only", "noise", "full",
+        "computable_signals", "exposed_signals",
+    }
+    for name in miaudit.defenses.__all__:
+        assert hasattr(miaudit.defenses, name), name
+
+
+def test_layering_policies_are_numpy_only():
+    """Attacks and the prediction service import the policies: they must not import upward."""
+    import ast
+    from pathlib import Path
+
+    import miaudit.defenses
+
+    root = Path(miaudit.defenses.__file__).parent
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        for upper in ("miaudit.attacks", "miaudit.metrics", "miaudit.audit", "miaudit.cli", "miaudit.engine", "miaudit.models"):
+            assert not any(m.startswith(upper) for m in mods), f"{path.name} imports {upper}"
+    policy_mods = {n.module for n in ast.walk(ast.parse((root / "_output_policy.py").read_text())) if isinstance(n, ast.ImportFrom)}
+    assert policy_mods <= {"__future__", "dataclasses", "typing", "miaudit.errors"}
