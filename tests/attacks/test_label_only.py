@@ -176,3 +176,25 @@ def test_boundary_distance_when_every_record_is_misclassified():
     np.testing.assert_array_equal(r.scores, 0.0)
     np.testing.assert_array_equal(r.queries, 1)
     assert o.queries == 3
+
+
+def test_threshold_attacks_run_on_what_the_policy_exposes():
+    from miaudit.attacks import THRESHOLD_ATTACKS
+    from miaudit.attacks._label_only import exposed_threshold_scores, threshold_attacks_under
+    from miaudit.attacks._threshold import threshold_score
+    from miaudit.signals import compute_signals
+
+    assert threshold_attacks_under("label-only") == ("gap",)
+    assert threshold_attacks_under("top-1") == THRESHOLD_ATTACKS
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 4))
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y = rng.integers(0, 4, 300)
+    full = exposed_threshold_scores(LocalOracle(lambda x: x, "full").query(p), y)
+    sig = compute_signals(p, y, kind="probs")
+    for a in THRESHOLD_ATTACKS:
+        np.testing.assert_allclose(full[a], threshold_score(a, sig), rtol=1e-12, atol=1e-12)
+    labels_only = LocalOracle(lambda x: x, "label-only").query(p)
+    assert list(exposed_threshold_scores(labels_only, y)) == ["gap"]
+    with pytest.raises(InputError, match="loss cannot run under label-only"):
+        exposed_threshold_scores(labels_only, y, ["loss"])

@@ -27,6 +27,8 @@ from typing import Literal
 import numpy as np
 
 from miaudit.attacks._oracle import Oracle
+from miaudit.attacks._threshold import SPECS, THRESHOLD_ATTACKS, ThresholdAttack, threshold_score
+from miaudit.defenses import Exposed, OutputPolicy, computable_signals, exposed_signals
 from miaudit.errors import InputError
 
 QueryAttack = Literal["gap", "noise_robustness", "augmentation_robustness", "boundary_distance"]
@@ -380,3 +382,50 @@ def boundary_distance_attack(
         best[sel] = np.minimum(best[sel], dist[sel])
     score[act] = best
     return QueryAttackResult("boundary_distance", score, used, "Choquette-Choo et al., ICML 2021; Li & Zhang, CCS 2021")
+
+
+# --- threshold attacks on what a policy exposes ---------------------------------------------------
+
+
+def threshold_attacks_under(policy: OutputPolicy | str) -> tuple[ThresholdAttack, ...]:
+    """The threshold attacks whose signal survives ``policy`` (label-only: the gap attack only).
+
+    Examples
+    --------
+    >>> threshold_attacks_under("label-only")
+    ('gap',)
+    """
+    allowed = set(computable_signals(policy))
+    return tuple(a for a in THRESHOLD_ATTACKS if SPECS[a].signal in allowed)
+
+
+def exposed_threshold_scores(
+    exposed: Exposed, labels: np.ndarray, attacks: Sequence[ThresholdAttack] | None = None
+) -> dict[str, np.ndarray]:
+    """Threshold-attack scores computed from what a policy exposed (ALGORITHMS.md §1, §2).
+
+    Parameters
+    ----------
+    exposed : ExposedScores or ExposedLabels
+        An oracle's answer for n records.
+    labels : ndarray of shape (n,)
+        True classes.
+    attacks : sequence of str, optional
+        Default: every attack the policy allows (:func:`threshold_attacks_under`); asking for one
+        it does not allow raises an :class:`~miaudit.errors.InputError` naming ``attacks``.
+
+    Returns
+    -------
+    dict of str to ndarray of shape (n,)
+        Scores, higher = member.
+    """
+    allowed = threshold_attacks_under(exposed.policy)
+    wanted = tuple(allowed if attacks is None else attacks)
+    unknown = [a for a in wanted if a not in THRESHOLD_ATTACKS]
+    if unknown:
+        raise InputError("attacks", f"unknown threshold attacks {unknown}; known: {', '.join(THRESHOLD_ATTACKS)}")
+    hidden = [a for a in wanted if a not in allowed]
+    if hidden:
+        raise InputError("attacks", f"{', '.join(hidden)} cannot run under {exposed.policy}; allowed: {', '.join(allowed)}")
+    sig = exposed_signals(exposed, labels, which=tuple(dict.fromkeys(SPECS[a].signal for a in wanted)))
+    return {a: threshold_score(a, sig) for a in wanted}
