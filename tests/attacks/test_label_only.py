@@ -198,3 +198,24 @@ def test_threshold_attacks_run_on_what_the_policy_exposes():
     assert list(exposed_threshold_scores(labels_only, y)) == ["gap"]
     with pytest.raises(InputError, match="loss cannot run under label-only"):
         exposed_threshold_scores(labels_only, y, ["loss"])
+
+
+def test_recipe_augmentations_match_the_engines_query_views():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from miaudit.attacks._label_only import recipe_augmentations
+    from miaudit.models._nets import query_views
+
+    shape = (2, 5, 4)
+    x = np.random.default_rng(0).normal(size=(3, 40)).astype(np.float32)
+    for augment in ([], ["hflip"], ["shift"], ["hflip", "shift"]):
+        ours = [f(x) for f in recipe_augmentations(shape, augment)]
+        theirs = [v.numpy() for v in query_views(torch.from_numpy(x), shape, list(augment))]
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a, b)
+    img = x.reshape(3, *shape)
+    four_d = recipe_augmentations(shape, ["shift"])[1](img)  # (n, C, H, W) records work too
+    assert four_d.shape == img.shape
+    with pytest.raises(InputError, match="augment"):
+        recipe_augmentations(shape, ["rotate"])  # type: ignore[list-item]

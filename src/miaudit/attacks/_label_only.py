@@ -212,6 +212,55 @@ def augmentation_robustness_attack(
     )
 
 
+ImageAugment = Literal["hflip", "shift"]
+
+
+def _shift(shape: tuple[int, int, int], dy: int, dx: int) -> Callable[[np.ndarray], np.ndarray]:
+    c, h, w = shape
+
+    def shift(batch: np.ndarray) -> np.ndarray:
+        img = np.pad(batch.reshape(-1, c, h, w), ((0, 0), (0, 0), (1, 1), (1, 1)))
+        return img[:, :, 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w].reshape(batch.shape)
+
+    return shift
+
+
+def _then(first: Callable[[np.ndarray], np.ndarray], second: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda batch: second(first(batch))
+
+
+def recipe_augmentations(image_shape: tuple[int, int, int], augment: Sequence[ImageAugment]) -> list[Callable[[np.ndarray], np.ndarray]]:
+    """The query views of a recipe that trains with ``augment``, as batch functions on flattened images.
+
+    The same views the engine queries (:func:`miaudit.models._nets.query_views`): the image
+    itself, its mirror (``"hflip"``), then one-pixel shifts up, down, left and right, zero-filled
+    (``"shift"``), of the image and of its mirror. Records are (n, C·H·W) or (n, C, H, W).
+
+    Examples
+    --------
+    >>> len(recipe_augmentations((1, 8, 8), ["hflip", "shift"]))
+    10
+    """
+    c, h, w = image_shape
+
+    def identity(batch: np.ndarray) -> np.ndarray:
+        return batch
+
+    def flip(batch: np.ndarray) -> np.ndarray:
+        return batch.reshape(-1, c, h, w)[..., ::-1].reshape(batch.shape)
+
+    unknown = set(augment) - {"hflip", "shift"}
+    if unknown:
+        raise InputError("augment", f"unknown augmentations {sorted(unknown)}; known: hflip, shift")
+    bases: list[Callable[[np.ndarray], np.ndarray]] = [identity] + ([flip] if "hflip" in augment else [])
+    out = list(bases)
+    if "shift" in augment:
+        for base in bases:
+            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                out.append(_then(base, _shift(image_shape, dy, dx)))
+    return out
+
+
 def _unit(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Rows of v restricted to the movable features (mask) and scaled to unit L2 norm."""
     v = v * mask
