@@ -270,3 +270,13 @@ def test_layering_policies_are_numpy_only():
             assert not any(m.startswith(upper) for m in mods), f"{path.name} imports {upper}"
     policy_mods = {n.module for n in ast.walk(ast.parse((root / "_output_policy.py").read_text())) if isinstance(n, ast.ImportFrom)}
     assert policy_mods <= {"__future__", "dataclasses", "typing", "miaudit.errors"}
+
+
+def test_top_k_matches_a_stable_sort_with_many_ties():
+    """Brute force: a stable sort of −p keeps the lower class index first among equal values."""
+    p = np.random.default_rng(5).integers(0, 4, size=(400, 7)) / 4.0  # many exact ties
+    for k in (1, 2, 3, 6):
+        keep = np.argsort(-p, axis=1, kind="stable")[:, :k]
+        want = np.zeros_like(p)
+        np.put_along_axis(want, keep, np.take_along_axis(p, keep, axis=1), axis=1)
+        np.testing.assert_array_equal(top_k(p, k), want)

@@ -233,10 +233,19 @@ def top_k(probs: np.ndarray, k: int) -> np.ndarray:
     c = p.shape[-1]
     if k >= c:
         return p.copy()
-    # A stable sort of −p keeps the lower class index first among ties at the k-th place.
-    keep = np.argsort(-p, axis=-1, kind="stable")[..., :k]
-    out = np.zeros_like(p)
-    np.put_along_axis(out, keep, np.take_along_axis(p, keep, axis=-1), axis=-1)
+    # O(C) per row: everything above the k-th largest value, then as many entries equal to it
+    # as are still needed, lowest class index first (the tie rule).
+    kth = -np.partition(-p, k - 1, axis=-1)[..., k - 1 : k]
+    above = p > kth
+    tied = p == kth
+    need = k - above.sum(axis=-1, keepdims=True)
+    keep = above | tied
+    crowded = np.flatnonzero((tied.sum(axis=-1, keepdims=True) > need).reshape(-1))
+    if crowded.size:  # rows with more values tied at the k-th place than places left
+        flat_keep, flat_above, flat_tied = keep.reshape(-1, c), above.reshape(-1, c), tied.reshape(-1, c)
+        t = flat_tied[crowded]
+        flat_keep[crowded] = flat_above[crowded] | (t & (np.cumsum(t, axis=-1) <= need.reshape(-1, 1)[crowded]))
+    out: np.ndarray = np.where(keep, p, 0.0)
     return out
 
 
