@@ -101,3 +101,33 @@ def test_counter_grows_and_reads_past_the_end():
     assert c.total == 3
     counts = c.per_record(200)
     assert counts[100] == 2 and counts[2] == 1 and counts.sum() == 3
+
+
+def check_oracle_contract(oracle: Oracle, records: np.ndarray, expected_labels: np.ndarray) -> None:
+    """What every Oracle must do (LocalOracle here; the service's HttpOracle can call this too).
+
+    ``oracle`` must be fresh (no queries yet); ``records`` has at least 3 rows and
+    ``expected_labels`` are the model's predicted labels on them.
+    """
+    assert isinstance(oracle, Oracle)
+    assert oracle.queries == 0
+    n = records.shape[0]
+    out = oracle.query(records, tags=np.arange(n))
+    assert len(out) == n
+    assert isinstance(out, ExposedLabels) == (str(oracle.policy) == "label-only")
+    assert out.policy == oracle.policy
+    np.testing.assert_array_equal(out.labels, expected_labels)
+    assert out.labels.dtype == np.int64
+    if isinstance(out, ExposedScores):
+        assert out.values.shape[0] == n and out.values.dtype == np.float64
+    oracle.query(records[:2], tags=np.array([2, 2]))
+    oracle.query(records[:1])
+    assert oracle.queries == n + 3
+    per = oracle.queries_per_record(n)
+    assert per[2] == 3 and per.sum() == n + 2
+
+
+@pytest.mark.parametrize("spec", ["full", "top-2", "round:1", "label-only", "noise:0.1"])
+def test_local_oracle_passes_the_contract(spec):
+    m = _Model()
+    check_oracle_contract(LocalOracle(m.predict_proba, spec, rng=0), X, m.predict_proba(X).argmax(axis=1))
