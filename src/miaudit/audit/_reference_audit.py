@@ -14,6 +14,8 @@ import numpy as np
 from miaudit._version import __version__
 from miaudit.attacks import (
     LiraAttack,
+    calibrate_rmia_a,
+    rmia_probability,
     MlLeaksAttack,
     RmiaAttack,
     ShadowAttack,
@@ -60,12 +62,27 @@ class ReferenceRun:
     scores: dict[str, np.ndarray]  # per pair
 
 
-def _reference_attack(name: str, cfg: AuditConfig) -> LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack:
+def store_rmia_a(store: SignalsStore) -> float:
+    """Offline RMIA's ``a``, calibrated once per store by attacking its last model with the others.
+
+    ``a`` describes the recipe, not a target, so one calibration serves every target; it also
+    works with one reference pair, where a per-target calibration has no model left to use.
+    """
+    lg = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
+    p = rmia_probability(lg, np.broadcast_to(store.label, lg.shape[:-1]))
+    pool = ~store.population
+    return calibrate_rmia_a(p[:, pool], store.keep[:, pool], model=store.n_models - 1)
+
+
+def _reference_attack(name: str, cfg: AuditConfig, store: SignalsStore | None = None) -> LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack:
     a = cfg.audit
     if name.startswith("lira_"):
         return LiraAttack(mode=name.removeprefix("lira_"), variance=a.lira_variance)  # type: ignore[arg-type]
     if name.startswith("rmia_"):
-        return RmiaAttack(mode=name.removeprefix("rmia_"), gamma=a.rmia_gamma, a=a.rmia_a)  # type: ignore[arg-type]
+        rmia_a = a.rmia_a
+        if name == "rmia_offline" and rmia_a is None and store is not None:
+            rmia_a = store_rmia_a(store)
+        return RmiaAttack(mode=name.removeprefix("rmia_"), gamma=a.rmia_gamma, a=rmia_a)  # type: ignore[arg-type]
     if name == "shadow":
         return ShadowAttack(seed=cfg.seed)
     return MlLeaksAttack(seed=cfg.seed)
@@ -83,7 +100,7 @@ def attack_store(store: SignalsStore, cfg: AuditConfig, *, source: str = "(in me
     for name in cfg.audit.attacks:
         if name in THRESHOLD_NAMES:
             continue
-        paired = leave_one_model_out(store, _reference_attack(name, cfg), targets=targets, reference_sets=refs)
+        paired = leave_one_model_out(store, _reference_attack(name, cfg, store), targets=targets, reference_sets=refs)
         per_attack[name] = paired.scores
         member, records = paired.member, paired.records
     if records is None:  # threshold attacks only: the same pairs as the reference attacks would use
