@@ -17,6 +17,7 @@ from miaudit.metrics._one_run import (
     one_run_epsilon_lower_bound,
     one_run_max_certifiable_epsilon,
     one_run_p_value,
+    pooled_one_run_audit,
 )
 
 REF_TOL = 5e-4  # the sheet states 3 decimals: |ours − stated| ≤ half a unit of the last place
@@ -180,3 +181,19 @@ def test_bad_inputs_name_the_field(call, field):
     with pytest.raises(InputError) as err:
         call()
     assert err.value.field == field
+
+
+def test_pooled_runs_sum_the_counts():
+    rng = np.random.default_rng(9)
+    runs = []
+    for _ in range(3):
+        inc = rng.random(400) < 0.5
+        runs.append((inc * 1.0 + rng.normal(size=400), inc))
+    pooled = pooled_one_run_audit(runs, k_plus=40, k_minus=40, delta=1e-5)
+    single = [one_run_audit(s, i, k_plus=40, k_minus=40) for s, i in runs]
+    assert (pooled.m, pooled.r, pooled.v, pooled.n_runs) == (1200, sum(a.r for a in single), sum(a.v for a in single), 3)
+    assert pooled.epsilon_lower_bound == one_run_epsilon_lower_bound(1200, pooled.r, pooled.v, delta=1e-5)
+    assert pooled.max_certifiable_epsilon == one_run_max_certifiable_epsilon(1200, 240, delta=1e-5)
+    assert pooled.max_certifiable_epsilon > single[0].max_certifiable_epsilon  # more runs, higher ceiling
+    with pytest.raises(InputError, match="runs"):
+        pooled_one_run_audit([], k_plus=1, k_minus=1)

@@ -14,6 +14,7 @@ statistics, not DP accounting: the ε a DP-SGD run spends comes from a maintaine
       p  = β + 2mδ·α',
 
   and ε_LB is the largest ε with p < significance (bisection, as in the paper's Algorithm).
+  :func:`pooled_one_run_audit` pools several runs, each with fresh canaries, into one test.
 - :func:`multi_run_audit`: Jagielski, Ullman & Oprea, "Auditing Differentially Private Machine
   Learning: How Private is Private SGD?", NeurIPS 2020, and Nasr et al., S&P 2021: one canary,
   N independent training runs each with or without it, one guess per run from a threshold fixed
@@ -178,6 +179,8 @@ class OneRunAudit:
     ``k_plus``/``k_minus`` are the design (fixed before scoring); ``r`` can be below
     k₊ + k₋ when tied scores straddle a cut (those canaries are abstained on).
     ``epsilon_lower_bound`` is at ``significance`` / ``n_designs`` when a grid was tried.
+    With ``n_runs`` > 1 (:func:`pooled_one_run_audit`), m, r and v are totals over the runs and
+    k₊, k₋ are per run.
     """
 
     m: int
@@ -191,6 +194,7 @@ class OneRunAudit:
     epsilon_lower_bound: float
     max_certifiable_epsilon: float
     method: str = "one run (Steinke, Nasr & Jagielski, NeurIPS 2023)"
+    n_runs: int = 1
 
     def testable(self, claimed_epsilon: float) -> bool:
         """False when the claim is above what the design could ever certify."""
@@ -318,6 +322,51 @@ def one_run_audit(
     (100, 100, 3.493)
     """
     return one_run_audit_grid(scores, included, [(k_plus, k_minus)], delta=delta, significance=significance)
+
+
+def pooled_one_run_audit(
+    runs: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    k_plus: int,
+    k_minus: int,
+    delta: float = 0.0,
+    significance: float = 0.05,
+) -> OneRunAudit:
+    """One-run audit pooled over several training runs, each with its own fresh canaries.
+
+    Each canary is in exactly one run, so the runs together are one mechanism that is (ε, δ)-DP
+    in every canary's inclusion whenever each run is: Steinke et al.'s theorem applies to it with
+    m = Σ mᵢ canaries, r = Σ rᵢ guesses and v = Σ vᵢ correct (guessing IN for the top k₊ and OUT
+    for the bottom k₋ of each run, fixed before scoring).
+
+    Parameters
+    ----------
+    runs : sequence of (scores, included)
+        Per run: (mᵢ,) canary scores and (mᵢ,) coin flips.
+    k_plus, k_minus : int
+        Guesses per run.
+    delta, significance : float
+
+    Returns
+    -------
+    OneRunAudit
+        Totals over the runs, ``n_runs`` = len(runs).
+    """
+    if len(runs) == 0:
+        raise InputError("runs", "needs at least one run")
+    m = r = v = 0
+    for scores, included in runs:
+        s, inc = _check_canaries(scores, included)
+        _check_design(s.size, k_plus, k_minus)
+        ri, vi = _guesses(s, inc, int(k_plus), int(k_minus))
+        m, r, v = m + s.size, r + ri, v + vi
+    _check_delta_significance(delta, significance)
+    return OneRunAudit(
+        m=m, k_plus=int(k_plus), k_minus=int(k_minus), r=r, v=v, delta=float(delta), significance=float(significance),
+        n_designs=1, epsilon_lower_bound=one_run_epsilon_lower_bound(m, r, v, delta=delta, significance=significance) if r else 0.0,
+        max_certifiable_epsilon=one_run_max_certifiable_epsilon(m, len(runs) * (int(k_plus) + int(k_minus)), delta=delta, significance=significance),
+        n_runs=len(runs),
+    )
 
 
 @dataclass(frozen=True)
