@@ -1,7 +1,21 @@
 """Membership-inference attacks: pure functions from signal arrays to scores (higher = member)."""
 
 from miaudit.attacks._class_dependent import ClassDependentResult, class_dependent_scores
+from miaudit.attacks._label_only import (
+    QUERY_ATTACKS,
+    ImageAugment,
+    QueryAttack,
+    QueryAttackResult,
+    augmentation_robustness_attack,
+    boundary_distance_attack,
+    exposed_threshold_scores,
+    gap_query_attack,
+    noise_robustness_attack,
+    recipe_augmentations,
+    threshold_attacks_under,
+)
 from miaudit.attacks._lira import lira_offline, lira_online
+from miaudit.attacks._oracle import LocalOracle, Oracle, QueryCounter
 from miaudit.attacks._reference import (
     LiraAttack,
     MlLeaksAttack,
@@ -36,6 +50,9 @@ from miaudit.attacks._threshold import (
 OUTPUT_ATTACKS: tuple[str, ...] = THRESHOLD_ATTACKS + tuple(f"{a}_by_class" for a in THRESHOLD_ATTACKS)
 
 __all__ = [
+    "QUERY_ATTACKS", "ImageAugment", "LocalOracle", "Oracle", "QueryAttack", "QueryAttackResult", "QueryCounter",
+    "augmentation_robustness_attack", "boundary_distance_attack", "exposed_threshold_scores", "gap_query_attack",
+    "noise_robustness_attack", "recipe_augmentations", "threshold_attacks_under",
     "OUTPUT_ATTACKS", "THRESHOLD_ATTACKS", "THRESHOLD_SPECS", "ClassDependentResult", "LiraAttack",
     "MlLeaksAttack", "PairedScores", "ReferenceAttack", "RmiaAttack", "ShadowAttack", "ThresholdAttack",
     "calibrate_rmia_a", "class_dependent_scores", "complementary_pairs", "gap_attack", "leave_one_model_out",
