@@ -1,0 +1,43 @@
+"""The prediction service (``miaudit serve``): a model behind API keys, per-role output policies,
+record budgets, an audit log and probing detectors (ALGORITHMS.md §7, §10).
+
+An outer layer, like the CLI: it imports the library, nothing in the library imports it.
+Needs the ``serve`` extra (FastAPI, uvicorn, SQLAlchemy, httpx, psycopg).
+"""
+
+from miaudit.serve._app import create_app
+from miaudit.serve._client import HttpOracle, ServiceError, asgi_client
+from miaudit.serve._config import DEFAULT_ROLES, Role, ServeConfig, ServeSpec, load_roles, parse_roles
+from miaudit.serve._keys import load_server_secret, new_key, record_hashes
+from miaudit.serve._monitor import DetectorConfig, Monitor, calibrate_knn_threshold, default_knn_threshold
+from miaudit.serve._predictor import EstimatorPredictor, Predictor, TorchMLPPredictor, UpstreamPredictor, load_predictor
+from miaudit.serve._store import Alert, Charge, KeyInfo, Store
+
+__all__ = [
+    "DEFAULT_ROLES",
+    "Alert",
+    "Charge",
+    "DetectorConfig",
+    "EstimatorPredictor",
+    "HttpOracle",
+    "KeyInfo",
+    "Monitor",
+    "Predictor",
+    "Role",
+    "ServeConfig",
+    "ServeSpec",
+    "ServiceError",
+    "Store",
+    "TorchMLPPredictor",
+    "UpstreamPredictor",
+    "asgi_client",
+    "calibrate_knn_threshold",
+    "create_app",
+    "default_knn_threshold",
+    "load_predictor",
+    "load_roles",
+    "load_server_secret",
+    "new_key",
+    "parse_roles",
+    "record_hashes",
+]

@@ -1,0 +1,326 @@
+"""Probing detectors (ALGORITHMS.md §10): what query patterns reveal, and what they cannot.
+
+Four detectors look at every answered record, in the order it arrived:
+
+- ``repeat`` — the same record (exact keyed hash) queried again and again by one key.
+- ``perturbation`` — many near-identical queries around one point by one key: the stateful
+  detector of Chen, Carlini & Wagner (2020). Each key keeps its last ``knn_buffer`` records
+  (standardised); a record whose mean distance to its ``knn_k`` nearest neighbours in that buffer
+  falls below ``knn_threshold`` is *suspicious*; ``knn_alarm`` suspicious records since the key's
+  last alarm raise an alert, and the buffer is then cleared (as in the paper). Noise-robustness
+  and boundary-distance attacks (§5) walk around one record and are caught within tens of
+  queries.
+- ``near_duplicate`` / ``spread`` — Blacklight-style fingerprints shared *across keys* (Li et al.,
+  USENIX Security 2022): each standardised record is quantised (step ``quantum``), windows of
+  ``window`` consecutive quantised features are hashed (keyed), and the ``fingerprint_size``
+  smallest hashes are its fingerprint. A record sharing ``match_threshold`` of them with an
+  earlier record joins that record's cluster; a cluster of ``cluster_alarm`` records queried by
+  two or more keys raises ``spread`` (an attack split over accounts); by one key,
+  ``near_duplicate``.
+- ``enumeration`` — one key querying ``enumeration_threshold`` distinct records (broad sweeps,
+  model extraction, scoring a whole candidate list).
+
+What cannot be detected: attacks that need one query per record (the loss, LiRA and RMIA attacks
+after offline reference training) look exactly like benign scoring of distinct records. The only
+signal left is their volume (``enumeration``), which honest bulk users share. Against them, the
+output policy and the budget are the controls.
+
+State is in memory, per server process, bounded (``max_keys`` keys, ``max_fingerprints``
+fingerprints). Alerts are stored in the database (all processes) and optionally posted to a
+webhook; each (detector, key) pair alerts at most once per ``cooldown_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("miaudit.serve")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Thresholds of the detectors (distances in standardised units: see ``center``/``scale``)."""
+
+    center: tuple[float, ...] | None = None
+    scale: tuple[float, ...] | None = None
+    repeat_threshold: int = 5
+    knn_k: int = 5
+    knn_buffer: int = 1000
+    knn_threshold: float | None = None  # None: 0.05·√d, see :func:`default_knn_threshold`
+    knn_alarm: int = 10
+    quantum: float = 0.25
+    window: int = 4
+    fingerprint_size: int = 16
+    match_threshold: int = 12
+    cluster_alarm: int = 20
+    max_fingerprints: int = 200_000
+    enumeration_threshold: int = 10_000
+    max_rows_per_request: int = 512
+    max_keys: int = 10_000
+    cooldown_s: float = 300.0
+    enabled: bool = True
+
+    def public(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("center", "scale")}
+
+
+def default_knn_threshold(n_features: int) -> float:
+    """0.05·√d standardised units: far below the spacing of natural records (≈ √(2d) apart for
+    independent standardised features), far above the noise of perturbation probes."""
+    return 0.05 * float(np.sqrt(max(1, n_features)))
+
+
+def calibrate_knn_threshold(benign: np.ndarray, *, k: int = 5, buffer: int = 1000, quantile: float = 1e-3, config: DetectorConfig | None = None) -> float:
+    """The ``quantile`` of mean k-NN distances of benign records to the records before them.
+
+    Chen et al. set the threshold at a target false-positive rate on benign traffic: feed a
+    benign stream (n, d) in arrival order.
+    """
+    cfg = config or DetectorConfig()
+    z = _standardise(np.asarray(benign, dtype=np.float64), cfg)
+    dists = []
+    for i in range(k, z.shape[0]):
+        past = z[max(0, i - buffer) : i]
+        d = np.sqrt(((past - z[i]) ** 2).sum(axis=1))
+        dists.append(np.sort(d)[:k].mean())
+    if not dists:
+        return default_knn_threshold(z.shape[1])
+    return float(np.quantile(np.asarray(dists), quantile))
+
+
+def _standardise(x: np.ndarray, cfg: DetectorConfig) -> np.ndarray:
+    if cfg.center is not None:
+        x = x - np.asarray(cfg.center)
+    if cfg.scale is not None:
+        s = np.asarray(cfg.scale, dtype=np.float64)
+        x = x / np.where(s > 0, s, 1.0)
+    return x
+
+
+@dataclass
+class _KeyState:
+    buffer: np.ndarray
+    filled: int = 0
+    pos: int = 0
+    suspicious: int = 0
+    queries: int = 0
+    repeats: Counter[str] = field(default_factory=Counter)
+    distinct: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Cluster:
+    count: int = 0
+    keys: set[str] = field(default_factory=set)
+    live: int = 1  # members still in the fingerprint table
+
+
+AlertSink = Callable[[str, str | None, list[str], dict[str, Any]], None]
+
+
+class Monitor:
+    """The detectors' state; ``observe`` is called with each answered request's records."""
+
+    def __init__(self, config: DetectorConfig, n_features: int, secret: bytes, sink: AlertSink) -> None:
+        self.cfg = config
+        self.d = int(n_features)
+        self.threshold = config.knn_threshold if config.knn_threshold is not None else default_knn_threshold(self.d)
+        self._sink = sink
+        self._hash_key = hmac.new(secret, b"fingerprint", hashlib.sha256).digest()
+        self._keys: OrderedDict[str, _KeyState] = OrderedDict()
+        self._table: dict[int, list[int]] = {}  # fingerprint hash → query numbers
+        self._fps: deque[tuple[int, tuple[int, ...]]] = deque()  # (query number, its hashes), oldest first
+        self._cluster_of: dict[int, int] = {}
+        self._clusters: dict[int, _Cluster] = {}
+        self._next = 0
+        self._last_alert: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._rng = np.random.default_rng(0)
+        w = min(config.window, max(1, self.d))
+        self._windows = max(1, self.d - w + 1)
+        self._w = w
+
+    # --- entry point -----------------------------------------------------------------------
+
+    def observe(self, key_id: str, records: np.ndarray, hashes: list[str], now: float | None = None) -> None:
+        if not self.cfg.enabled:
+            return
+        now = time.time() if now is None else now
+        x = np.asarray(records, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] == 0:
+            return
+        n = x.shape[0]
+        # Bounded work per request: a large batch is sampled (in order) for the geometric detectors.
+        rows = np.arange(n)
+        if n > self.cfg.max_rows_per_request:
+            rows = np.sort(self._rng.choice(n, self.cfg.max_rows_per_request, replace=False))
+        with self._lock:
+            st = self._state(key_id)
+            st.queries += n
+            self._repeats_and_enumeration(key_id, st, hashes, now)
+            z = _standardise(x[rows], self.cfg)
+            self._knn(key_id, st, z, now)
+            self._fingerprints(key_id, z, now)
+
+    # --- detectors ---------------------------------------------------------------------------
+
+    def _repeats_and_enumeration(self, key_id: str, st: _KeyState, hashes: list[str], now: float) -> None:
+        cap = self.cfg.enumeration_threshold + 1
+        for h in hashes:
+            if h not in st.repeats and len(st.repeats) >= 4 * cap:
+                continue  # bounded memory: a key past 4× the enumeration threshold has alerted already
+            c = st.repeats[h] = st.repeats[h] + 1
+            if c == self.cfg.repeat_threshold:
+                self._alert("repeat", key_id, [key_id], {"times": c, "queries": st.queries}, now)
+            if len(st.distinct) < cap:
+                st.distinct.add(h)
+            if len(st.distinct) >= self.cfg.enumeration_threshold:
+                self._alert("enumeration", key_id, [key_id], {"distinct_records": len(st.distinct), "queries": st.queries}, now)
+
+    def _knn(self, key_id: str, st: _KeyState, z: np.ndarray, now: float) -> None:
+        k = self.cfg.knn_k
+        for row in z:
+            if st.filled >= k:
+                past = st.buffer[: st.filled]
+                d = np.sqrt(((past - row) ** 2).sum(axis=1))
+                mean_knn = float(np.partition(d, k - 1)[:k].mean()) if d.size > k else float(d.mean())
+                if mean_knn < self.threshold:
+                    st.suspicious += 1
+                    if st.suspicious >= self.cfg.knn_alarm:
+                        fired = self._alert(
+                            "perturbation", key_id, [key_id],
+                            {"mean_knn_distance": round(mean_knn, 6), "threshold": round(self.threshold, 6), "suspicious": st.suspicious, "queries": st.queries},
+                            now,
+                        )
+                        if fired:
+                            st.suspicious = 0
+                            st.filled = st.pos = 0  # Chen et al.: clear the buffer after an alarm
+            st.buffer[st.pos] = row
+            st.pos = (st.pos + 1) % st.buffer.shape[0]
+            st.filled = min(st.filled + 1, st.buffer.shape[0])
+
+    def _fingerprint(self, row: np.ndarray) -> tuple[int, ...]:
+        q = np.floor(row / self.cfg.quantum).astype(np.int64)
+        hs = set()
+        for s in range(self._windows):
+            digest = hmac.new(self._hash_key, s.to_bytes(4, "little") + q[s : s + self._w].tobytes(), hashlib.blake2b).digest()
+            hs.add(int.from_bytes(digest[:8], "little"))
+        return tuple(sorted(hs)[: self.cfg.fingerprint_size])
+
+    def _fingerprints(self, key_id: str, z: np.ndarray, now: float) -> None:
+        cfg = self.cfg
+        for row in z:
+            fp = self._fingerprint(row)
+            matches: Counter[int] = Counter()
+            for h in fp:
+                for qn in self._table.get(h, ()):
+                    matches[qn] += 1
+            qn_new = self._next
+            self._next += 1
+            need = min(cfg.match_threshold, len(fp))
+            best = next(((qn, c) for qn, c in matches.most_common(1) if c >= need), None)
+            if best is not None:
+                cid = self._cluster_of.get(best[0], best[0])
+                cl = self._clusters.setdefault(cid, _Cluster(1, set()))
+                cl.count += 1
+                cl.live += 1
+                cl.keys.add(key_id)
+                self._cluster_of[qn_new] = cid
+                if cl.count >= cfg.cluster_alarm:
+                    keys = sorted(cl.keys)
+                    detector = "spread" if len(keys) > 1 else "near_duplicate"
+                    detail = {"cluster_queries": cl.count, "keys": len(keys)}
+                    for k in keys if detector == "spread" else [key_id]:
+                        self._alert(detector, k, keys, detail, now)
+            else:
+                self._clusters[qn_new] = _Cluster(1, {key_id})
+                self._cluster_of[qn_new] = qn_new
+            for h in fp:
+                self._table.setdefault(h, []).append(qn_new)
+            self._fps.append((qn_new, fp))
+            while len(self._fps) > cfg.max_fingerprints:
+                old, old_fp = self._fps.popleft()
+                for h in old_fp:
+                    lst = self._table.get(h)
+                    if lst:
+                        if lst[0] == old:
+                            lst.pop(0)
+                        if not lst:
+                            del self._table[h]
+                cid = self._cluster_of.pop(old, None)
+                cl_old = self._clusters.get(cid) if cid is not None else None
+                if cl_old is not None:
+                    cl_old.live -= 1
+                    if cl_old.live <= 0:
+                        del self._clusters[cid]
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _state(self, key_id: str) -> _KeyState:
+        st = self._keys.get(key_id)
+        if st is None:
+            st = _KeyState(buffer=np.zeros((self.cfg.knn_buffer, self.d)))
+            self._keys[key_id] = st
+            while len(self._keys) > self.cfg.max_keys:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(key_id)
+        return st
+
+    def _alert(self, detector: str, key_id: str, keys: list[str], detail: dict[str, Any], now: float) -> bool:
+        last = self._last_alert.get((detector, key_id))
+        if last is not None and now - last < self.cfg.cooldown_s:
+            return False
+        self._last_alert[(detector, key_id)] = now
+        try:
+            self._sink(detector, key_id, keys, detail)
+        except Exception:  # an alert that cannot be stored must not fail the answer already logged
+            log.exception("could not store a %s alert", detector)
+        return True
+
+
+class Webhook:
+    """Posts each alert as JSON to ``url`` from one background thread (never blocks an answer)."""
+
+    def __init__(self, url: str, *, timeout: float = 2.0, max_queue: int = 1000) -> None:
+        self.url = url
+        self._timeout = timeout
+        self._queue: deque[dict[str, Any]] = deque(maxlen=max_queue)
+        self._event = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="miaudit-webhook", daemon=True)
+        self._thread.start()
+
+    def post(self, alert: dict[str, Any]) -> None:
+        self._queue.append(alert)
+        self._event.set()
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=self._timeout) as client:
+            while not self._stop:
+                self._event.wait(0.5)
+                self._event.clear()
+                while self._queue:
+                    item = self._queue.popleft()
+                    try:
+                        client.post(self.url, content=json.dumps(item), headers={"content-type": "application/json"})
+                    except httpx.HTTPError:
+                        log.warning("webhook %s unreachable; alert %s kept in the database only", self.url, item.get("id"))
+
+    def close(self) -> None:
+        self._stop = True
+        self._event.set()
+        self._thread.join(timeout=self._timeout + 1)

@@ -1,0 +1,219 @@
+"""What the service asks for predictions: a :class:`Predictor`, with three adapters.
+
+- :class:`EstimatorPredictor`: any in-process object with ``predict_proba`` (an sklearn
+  estimator, for tests and embedding);
+- :func:`load_predictor`: a model saved by miaudit, from its safe format only (skops for
+  scikit-learn, safetensors for torch MLPs; never pickle, never ``torch.load``);
+- :class:`UpstreamPredictor`: an upstream HTTP prediction endpoint, proxied with httpx.
+
+Records reach a predictor as an (n, d) float64 array; the service converts records given as
+objects (``{"age": 39, ...}``) through ``feature_names`` before that.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from miaudit.errors import InputError
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """A model as the service sees it: (n, d) records → (n, C) class probabilities."""
+
+    @property
+    def n_features(self) -> int | None:
+        """Numbers per record, or None when the predictor does not know (an upstream)."""
+        ...
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """Names of the record's fields, in order, when records may be sent as objects."""
+        ...
+
+    def predict_proba(self, records: np.ndarray) -> np.ndarray:
+        ...
+
+
+class EstimatorPredictor:
+    """An in-process estimator with ``predict_proba`` (scikit-learn or alike).
+
+    ``affine`` (scale, shift), when given, is applied first (``x * scale + shift``), as miaudit's
+    engine preprocesses the records of the model it trained.
+    """
+
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        n_features: int | None = None,
+        feature_names: Sequence[str] | None = None,
+        affine: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        if not callable(getattr(estimator, "predict_proba", None)):
+            raise InputError("model", "the estimator has no predict_proba")
+        self._est = estimator
+        if n_features is None:
+            n_features = getattr(estimator, "n_features_in_", None)
+        self._n = None if n_features is None else int(n_features)
+        self._names = tuple(feature_names) if feature_names is not None else None
+        if self._names is not None and self._n is not None and len(self._names) != self._n:
+            raise InputError("feature_names", f"has {len(self._names)} names for {self._n} features")
+        self._affine = affine
+
+    @property
+    def n_features(self) -> int | None:
+        return self._n
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        return self._names
+
+    def predict_proba(self, records: np.ndarray) -> np.ndarray:
+        x = np.asarray(records, dtype=np.float64)
+        if self._affine is not None:
+            x = x * self._affine[0] + self._affine[1]
+        return np.asarray(self._est.predict_proba(x), dtype=np.float64)
+
+
+class TorchMLPPredictor:
+    """One model of a stacked torch MLP saved by miaudit's engine (``weights.safetensors``).
+
+    The forward pass is done in numpy from the saved tensors (ReLU MLP, softmax output), so
+    serving needs neither the training code nor pickle.
+    """
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], affine: tuple[np.ndarray, np.ndarray]) -> None:
+        self._layers = layers
+        self._affine = affine
+
+    @property
+    def n_features(self) -> int | None:
+        return int(self._layers[0][0].shape[0])
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        return None
+
+    def predict_proba(self, records: np.ndarray) -> np.ndarray:
+        h = np.asarray(records, dtype=np.float32) * self._affine[0] + self._affine[1]
+        for i, (w, b) in enumerate(self._layers):
+            h = h @ w + b
+            if i < len(self._layers) - 1:
+                h = np.maximum(h, 0.0)
+        h = h.astype(np.float64)
+        h -= h.max(axis=1, keepdims=True)
+        e = np.exp(h)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[str] | None = None) -> Predictor:
+    """Load a model saved by miaudit, from a safe format only.
+
+    Parameters
+    ----------
+    path : path
+        A ``.skops`` file (a scikit-learn estimator), or a trained unit folder of miaudit's
+        engine cache (``model_<k>.skops`` + ``preprocess.safetensors``, or a torch MLP's
+        ``weights.safetensors``).
+    index : int
+        Which model of the unit to serve (``k`` for sklearn units; the position in the stack
+        for torch units).
+    feature_names : sequence of str, optional
+        Field names, so that records may be sent as objects.
+
+    Raises
+    ------
+    InputError
+        Naming ``--model`` when the path holds no loadable model.
+    """
+    from miaudit.models import load_sklearn, load_torch_state
+
+    p = Path(path)
+    if p.is_file() and p.suffix == ".skops":
+        return EstimatorPredictor(load_sklearn(p), feature_names=feature_names)
+    if not p.is_dir():
+        raise InputError("--model", f"{str(p)!r} is neither a .skops file nor a model folder")
+    if (p / f"model_{index}.skops").is_file():
+        est = load_sklearn(p / f"model_{index}.skops")
+        pre = load_torch_state(p / "preprocess.safetensors") if (p / "preprocess.safetensors").is_file() else None
+        affine = None
+        if pre is not None:
+            models = sorted(int(f.stem.split("_", 1)[1]) for f in p.glob("model_*.skops"))
+            pos = models.index(index)
+            affine = (pre["preprocess.scale"][pos].numpy().astype(np.float64), pre["preprocess.shift"][pos].numpy().astype(np.float64))
+        return EstimatorPredictor(est, feature_names=feature_names, affine=affine)
+    weights = p / "weights.safetensors"
+    if weights.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="np") as fh:
+            meta = fh.metadata() or {}
+            recipe = json.loads(meta.get("recipe", "{}"))
+            if recipe.get("kind") not in (None, "torch-mlp", "mlp"):
+                raise InputError("--model", f"serving a {recipe.get('kind')!r} model is not supported (torch MLPs and sklearn only)")
+            models = json.loads(meta.get("models", "[0]"))
+            pos = models.index(index) if index in models else None
+            if pos is None:
+                raise InputError("--model-index", f"model {index} is not in this unit (it holds {models})")
+            names = sorted({k for k in fh.keys() if k.startswith("layer")}, key=lambda k: (int(k[5:].split(".")[0]), k))
+            n_layers = len(names) // 2
+            layers = []
+            for i in range(n_layers):
+                w = fh.get_tensor(f"layer{i}.weight")[pos]
+                b = fh.get_tensor(f"layer{i}.bias")[pos].reshape(-1)
+                layers.append((w.astype(np.float32), b.astype(np.float32)))
+            affine = (fh.get_tensor("preprocess.scale")[pos].astype(np.float32), fh.get_tensor("preprocess.shift")[pos].astype(np.float32))
+        if not layers:
+            raise InputError("--model", f"{weights.name} holds no MLP layers")
+        return TorchMLPPredictor(layers, affine)
+    raise InputError("--model", f"{str(p)!r} holds no model_{index}.skops and no weights.safetensors")
+
+
+class UpstreamError(RuntimeError):
+    """The upstream prediction endpoint failed (the caller sees a 502 without details)."""
+
+
+class UpstreamPredictor:
+    """Proxy an upstream HTTP prediction endpoint.
+
+    The upstream receives ``{"records": [[...], ...]}`` by POST and answers
+    ``{"probabilities": [[...], ...]}`` (the unguarded shape that ``create_app(..., guard=False)``
+    also serves, so that miaudit can sit in front of any such service).
+    """
+
+    def __init__(self, url: str, *, n_features: int | None = None, timeout: float = 10.0, headers: dict[str, str] | None = None) -> None:
+        import httpx
+
+        self._url = url
+        self._n = n_features
+        self._client = httpx.Client(timeout=timeout, headers=headers or {})
+
+    @property
+    def n_features(self) -> int | None:
+        return self._n
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        return None
+
+    def predict_proba(self, records: np.ndarray) -> np.ndarray:
+        import httpx
+
+        try:
+            resp = self._client.post(self._url, json={"records": np.asarray(records, dtype=np.float64).tolist()})
+            resp.raise_for_status()
+            probs = np.asarray(resp.json()["probabilities"], dtype=np.float64)
+        except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError(type(exc).__name__) from None
+        if probs.ndim != 2 or probs.shape[0] != len(records):
+            raise UpstreamError("upstream answered with the wrong shape")
+        return probs
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,349 @@
+"""The service's database: keys, budgets, the audit log and alerts (SQLAlchemy Core).
+
+SQLite by default (WAL, ``BEGIN IMMEDIATE`` for every transaction, so that concurrent writers
+in several worker processes queue instead of failing), PostgreSQL by URL.
+
+Budgets are exact across worker processes because they live only in the database: one
+conditional ``UPDATE`` (``... WHERE used + n <= budget AND <rate window holds n more>``) charges
+a request, and the request's log entry (key, time, keyed hash of every record, policy, status)
+is inserted in the same transaction. The answer is sent only after that commit, so every answer
+a client received has its entry, and the budget counters equal the sum of the logged records.
+
+Durability: SQLite runs with ``synchronous=NORMAL`` by default, which survives a crash of the
+server process (kill -9); ``sqlite_synchronous="FULL"`` also survives power loss, at the cost
+of one fsync per answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from miaudit.errors import InputError
+from miaudit.serve._keys import NewKey, new_key
+
+metadata = sa.MetaData()
+
+api_keys = sa.Table(
+    "miaudit_api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(16), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("label", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("budget", sa.BigInteger, nullable=True),  # total records; NULL = no cap
+    sa.Column("used", sa.BigInteger, nullable=False, default=0),
+    sa.Column("rate", sa.BigInteger, nullable=True),  # records per window; NULL = no cap
+    sa.Column("window_s", sa.Integer, nullable=False, default=60),
+    sa.Column("window_id", sa.BigInteger, nullable=False, default=0),
+    sa.Column("window_used", sa.BigInteger, nullable=False, default=0),
+)
+
+requests = sa.Table(
+    "miaudit_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key_id", sa.String(16), nullable=True, index=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("endpoint", sa.String(32), nullable=False),
+    sa.Column("n_records", sa.Integer, nullable=False),
+    sa.Column("policy", sa.String(32), nullable=True),
+    sa.Column("status", sa.Integer, nullable=False),
+)
+
+request_records = sa.Table(
+    "miaudit_request_records",
+    metadata,
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("miaudit_requests.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("record_hash", sa.String(32), nullable=False),
+)
+
+alerts = sa.Table(
+    "miaudit_alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("detector", sa.String(32), nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=True),
+    sa.Column("keys", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+Denial = Literal["revoked", "budget", "rate"]
+BUDGET_RETRY_AFTER_S = 86400  # a spent total budget comes back only when an admin raises it
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key as the store holds it (never the token)."""
+
+    key_id: str
+    role: str
+    label: str | None
+    created_at: float
+    revoked_at: float | None
+    budget: int | None
+    used: int
+    rate: int | None
+    window_s: int
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "role": self.role,
+            "label": self.label,
+            "created_at": self.created_at,
+            "revoked": self.revoked_at is not None,
+            "budget": self.budget,
+            "used": self.used,
+            "rate": self.rate,
+            "window_s": self.window_s,
+        }
+
+
+@dataclass(frozen=True)
+class Charge:
+    """Outcome of charging a request: ``request_id`` when admitted, else why and when to retry."""
+
+    request_id: int | None
+    denial: Denial | None = None
+    retry_after_s: int = 0
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    ts: float
+    detector: str
+    key_id: str | None
+    keys: list[str]
+    detail: dict[str, Any]
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "ts": self.ts, "detector": self.detector, "key_id": self.key_id, "keys": self.keys, "detail": self.detail}
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` → the psycopg 3 driver; anything else unchanged."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
+    url = normalise_url(url)
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise InputError("--db", f"not a database URL: {url!r} (e.g. sqlite:///guard.db or postgresql://user@host/db)") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise InputError("--db", "an in-memory SQLite database cannot be shared by workers; give a file (sqlite:///guard.db)")
+        if sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
+            raise InputError("sqlite_synchronous", f"must be NORMAL or FULL, got {sqlite_synchronous!r}")
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    raise InputError("--db", f"unsupported database {parsed.get_backend_name()!r}; use sqlite:/// or postgresql://")
+
+
+class Store:
+    """Keys, budgets, log and alerts in one SQL database."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
+        self.url = normalise_url(url)
+        self.engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def create_key(
+        self,
+        server_secret: bytes,
+        role: str,
+        *,
+        budget: int | None = None,
+        rate: int | None = None,
+        window_s: int = 60,
+        label: str | None = None,
+    ) -> NewKey:
+        _check_limits(budget, rate, window_s)
+        key = new_key(server_secret)
+        with self.engine.begin() as conn:
+            conn.execute(
+                api_keys.insert().values(
+                    key_id=key.key_id, digest=key.digest, role=role, label=label, created_at=time.time(), revoked_at=None,
+                    budget=budget, used=0, rate=rate, window_s=window_s, window_id=0, window_used=0,
+                )
+            )
+        return key
+
+    def key_row(self, key_id: str) -> tuple[KeyInfo, str] | None:
+        """(info, digest) of ``key_id``, or None."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id)).mappings().first()
+        return None if row is None else (_info(row), row["digest"])
+
+    def get_key(self, key_id: str) -> KeyInfo | None:
+        got = self.key_row(key_id)
+        return None if got is None else got[0]
+
+    def list_keys(self) -> list[KeyInfo]:
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)).mappings().all()
+        return [_info(r) for r in rows]
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                api_keys.update().where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=time.time())
+            )
+            if res.rowcount == 0:
+                return conn.execute(sa.select(api_keys.c.key_id).where(api_keys.c.key_id == key_id)).first() is not None
+        return True
+
+    def set_limits(self, key_id: str, *, budget: int | None, rate: int | None, window_s: int = 60) -> bool:
+        """Replace a key's total budget and rate limit (None = no cap). False: no such key."""
+        _check_limits(budget, rate, window_s)
+        with self.engine.begin() as conn:
+            res = conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(budget=budget, rate=rate, window_s=window_s))
+        return res.rowcount == 1
+
+    # --- charging and the log -----------------------------------------------------------------
+
+    def charge(
+        self,
+        key_id: str,
+        n: int,
+        *,
+        endpoint: str,
+        policy: str | None,
+        hashes: Sequence[str],
+        now: float | None = None,
+    ) -> Charge:
+        """Charge ``n`` records to ``key_id`` and log the request, in one transaction.
+
+        Admitted only if the key is not revoked, its total budget holds ``n`` more records and
+        its current rate window holds ``n`` more. On denial nothing is charged.
+        """
+        now = time.time() if now is None else now
+        k = api_keys.c
+        wid_now = sa.literal(int(now), sa.BigInteger) // k.window_s
+        in_window = sa.case((k.window_id == wid_now, k.window_used + n), else_=sa.literal(n))
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                api_keys.update()
+                .where(
+                    k.key_id == key_id,
+                    k.revoked_at.is_(None),
+                    sa.or_(k.budget.is_(None), k.used + n <= k.budget),
+                    sa.or_(k.rate.is_(None), in_window <= k.rate),
+                )
+                .values(used=k.used + n, window_used=in_window, window_id=wid_now)
+            )
+            if res.rowcount == 1:
+                rid = conn.execute(
+                    requests.insert().values(key_id=key_id, ts=now, endpoint=endpoint, n_records=n, policy=policy, status=200)
+                ).inserted_primary_key[0]
+                if hashes:
+                    conn.execute(request_records.insert(), [{"request_id": rid, "position": i, "record_hash": h} for i, h in enumerate(hashes)])
+                return Charge(int(rid))
+            row = conn.execute(sa.select(api_keys).where(k.key_id == key_id)).mappings().first()
+        if row is None or row["revoked_at"] is not None:
+            return Charge(None, "revoked")
+        if row["budget"] is not None and row["used"] + n > row["budget"]:
+            return Charge(None, "budget", BUDGET_RETRY_AFTER_S)
+        window = int(row["window_s"])
+        return Charge(None, "rate", max(1, math.ceil((math.floor(now / window) + 1) * window - now)))
+
+    def log_denied(self, key_id: str | None, *, endpoint: str, n: int, policy: str | None, status: int) -> None:
+        """Log a refused request (no record hashes: nothing was answered)."""
+        with self.engine.begin() as conn:
+            conn.execute(requests.insert().values(key_id=key_id, ts=time.time(), endpoint=endpoint, n_records=n, policy=policy, status=status))
+
+    def log_entries(self, *, key_id: str | None = None, limit: int = 100, with_hashes: bool = False) -> list[dict[str, Any]]:
+        q = sa.select(requests).order_by(requests.c.id.desc()).limit(limit)
+        if key_id is not None:
+            q = q.where(requests.c.key_id == key_id)
+        with self.engine.begin() as conn:
+            rows = [dict(r) for r in conn.execute(q).mappings().all()]
+            if with_hashes and rows:
+                ids = [r["id"] for r in rows]
+                hs = conn.execute(
+                    sa.select(request_records).where(request_records.c.request_id.in_(ids)).order_by(request_records.c.request_id, request_records.c.position)
+                ).mappings().all()
+                by: dict[int, list[str]] = {}
+                for h in hs:
+                    by.setdefault(h["request_id"], []).append(h["record_hash"])
+                for r in rows:
+                    r["record_hashes"] = by.get(r["id"], [])
+        return rows
+
+    def answered_records(self) -> dict[str, int]:
+        """Records logged as answered (status 200), per key: what budgets must equal."""
+        q = sa.select(requests.c.key_id, sa.func.sum(requests.c.n_records)).where(requests.c.status == 200).group_by(requests.c.key_id)
+        with self.engine.begin() as conn:
+            return {k: int(v) for k, v in conn.execute(q).all()}
+
+    # --- alerts -------------------------------------------------------------------------------
+
+    def add_alert(self, detector: str, key_id: str | None, keys: Sequence[str], detail: dict[str, Any], *, now: float | None = None) -> Alert:
+        ts = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            aid = conn.execute(
+                alerts.insert().values(ts=ts, detector=detector, key_id=key_id, keys=json.dumps(sorted(keys)), detail=json.dumps(detail, sort_keys=True))
+            ).inserted_primary_key[0]
+        return Alert(int(aid), ts, detector, key_id, sorted(keys), detail)
+
+    def list_alerts(self, *, since_id: int = 0, limit: int = 100, key_id: str | None = None) -> list[Alert]:
+        q = sa.select(alerts).where(alerts.c.id > since_id).order_by(alerts.c.id).limit(limit)
+        if key_id is not None:
+            q = q.where(alerts.c.key_id == key_id)
+        with self.engine.begin() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [Alert(r["id"], r["ts"], r["detector"], r["key_id"], json.loads(r["keys"]), json.loads(r["detail"])) for r in rows]
+
+
+def _check_limits(budget: int | None, rate: int | None, window_s: int) -> None:
+    if budget is not None and (isinstance(budget, bool) or budget < 0):
+        raise InputError("budget", f"must be a number of records ≥ 0, got {budget!r}")
+    if rate is not None and (isinstance(rate, bool) or rate < 1):
+        raise InputError("rate", f"must be a number of records ≥ 1 per window, got {rate!r}")
+    if isinstance(window_s, bool) or window_s < 1:
+        raise InputError("window_s", f"must be ≥ 1 second, got {window_s!r}")
+
+
+def _info(row: Any) -> KeyInfo:
+    return KeyInfo(
+        key_id=row["key_id"], role=row["role"], label=row["label"], created_at=row["created_at"], revoked_at=row["revoked_at"],
+        budget=row["budget"], used=int(row["used"]), rate=row["rate"], window_s=int(row["window_s"]),
+    )
