@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -195,6 +196,12 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.config = config
     app.state.monitor = lambda: monitor
     bearer = HTTPBearer(auto_error=False, description="API key: mia_<id>_<secret>")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name the field and the problem; never echo the input back (it may not even be JSON: NaN).
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(_Denied)
     async def _denied(_req: Request, exc: _Denied) -> JSONResponse:

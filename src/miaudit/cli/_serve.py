@@ -1,0 +1,213 @@
+"""``miaudit serve``, ``miaudit keys …`` and ``miaudit alerts``: thin commands over
+:mod:`miaudit.serve`.
+
+Registered on the main app with::
+
+    app.command("serve")(serve_cmd)
+    app.add_typer(keys_app, name="keys")
+    app.command("alerts")(alerts_cmd)
+
+``keys`` and ``alerts`` work on the database directly (no running server needed); the first
+admin key is made with ``miaudit keys create --role admin``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from miaudit.errors import InputError
+
+SECRET_HELP = "Server secret file (created 0600 if missing; default: beside a SQLite db). Or set MIAUDIT_SERVE_SECRET (hex)."
+DB_HELP = "Database URL: sqlite:///guard.db (default) or postgresql://user@host:port/db."
+
+keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Create, list and revoke API keys; set their budgets.")
+
+
+def _secret_path(db: str, secret_file: Path | None) -> Path | None:
+    if secret_file is not None or os.environ.get("MIAUDIT_SERVE_SECRET"):
+        return secret_file
+    if db.startswith("sqlite:///"):
+        return Path(db[len("sqlite:///") :] + ".secret")
+    raise InputError("--secret-file", "needed with a non-SQLite database (or set MIAUDIT_SERVE_SECRET)")
+
+
+def _limit(value: str | None, field: str) -> int | None:
+    if value is None or value.strip().lower() in ("none", "unlimited", ""):
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise InputError(field, f"must be a number of records or 'none', got {value!r}") from None
+    return n
+
+
+def _store(db: str):  # noqa: ANN202
+    from miaudit.serve import Store
+
+    return Store(db)
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def serve_cmd(
+    model: Annotated[Path | None, typer.Option(help="A model saved by miaudit: a .skops file or a trained unit folder.")] = None,
+    model_index: Annotated[int, typer.Option(help="Which model of a unit folder to serve.")] = 0,
+    upstream: Annotated[str | None, typer.Option(help="Proxy this upstream prediction URL instead of --model.")] = None,
+    n_features: Annotated[int | None, typer.Option(help="Numbers per record (upstream mode).")] = None,
+    db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
+    secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
+    roles: Annotated[Path | None, typer.Option(help="Roles file (TOML: [roles.NAME] policy, endpoints).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (budgets stay exact: they live in the database).")] = 1,
+    max_batch: Annotated[int, typer.Option(help="Most records in one request.")] = 10_000,
+    webhook: Annotated[str | None, typer.Option(help="URL that receives each alert as JSON.")] = None,
+    sqlite_sync: Annotated[str, typer.Option(help="SQLite synchronous mode: NORMAL (survives a crash) or FULL (also power loss).")] = "NORMAL",
+    no_guard: Annotated[bool, typer.Option("--no-guard", help="Serve the bare model (no keys, budgets or log): for benchmarks only.", hidden=True)] = False,
+) -> None:
+    """Serve a model behind API keys, output policies, record budgets, an audit log and probing detectors."""
+    import uvicorn
+
+    from miaudit.serve import ServeSpec
+
+    if workers < 1:
+        raise InputError("--workers", f"must be ≥ 1, got {workers}")
+    spec = ServeSpec(
+        db=db, model=str(model) if model else None, model_index=model_index, upstream=upstream, n_features=n_features,
+        secret_file=str(_secret_path(db, secret_file)) if _secret_path(db, secret_file) else None,
+        roles_file=str(roles) if roles else None, max_batch=max_batch, webhook=webhook, guard=not no_guard,
+        sqlite_synchronous=sqlite_sync,
+    )
+    spec.build()  # fail here, with a one-line error, rather than in every worker
+    os.environ["MIAUDIT_SERVE_SPEC"] = spec.to_json()
+    typer.echo(f"serving on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); OpenAPI at /docs", err=True)
+    uvicorn.run("miaudit.serve._app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="Role of the key (admin, trusted, analyst, public, or one from --roles).")],
+    budget: Annotated[str | None, typer.Option(help="Total records the key may query ('none': no cap).")] = None,
+    rate: Annotated[str | None, typer.Option(help="Records per window ('none': no cap).")] = None,
+    window: Annotated[int, typer.Option(help="Rate window in seconds.")] = 60,
+    label: Annotated[str | None, typer.Option(help="A note, e.g. who holds the key.")] = None,
+    db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
+    secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
+    roles: Annotated[Path | None, typer.Option(help="Roles file; the role must be in it.")] = None,
+) -> None:
+    """Create a key and print its token (shown once; only its keyed hash is stored)."""
+    from miaudit.serve import DEFAULT_ROLES, load_roles, load_server_secret
+
+    known = load_roles(roles) if roles else DEFAULT_ROLES
+    if role not in known:
+        raise InputError("--role", f"unknown role {role!r}; roles: {', '.join(sorted(known))}")
+    secret = load_server_secret(_secret_path(db, secret_file), create=True)
+    store = _store(db)
+    try:
+        new = store.create_key(secret, role, budget=_limit(budget, "--budget"), rate=_limit(rate, "--rate"), window_s=window, label=label)
+    finally:
+        store.close()
+    typer.echo(f"key {new.key_id} (role {role}) created; its token, shown only now:", err=True)
+    typer.echo(new.token)
+
+
+@keys_app.command("list")
+def keys_list(
+    db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List keys: id, role, use against budget, rate limit, state (never tokens)."""
+    store = _store(db)
+    try:
+        keys = store.list_keys()
+    finally:
+        store.close()
+    if as_json:
+        for k in keys:
+            typer.echo(json.dumps(k.public()))
+        return
+    typer.echo(f"{'key id':<18}{'role':<10}{'used':>12}{'budget':>12}{'rate/window':>16}  {'state':<8}created")
+    for k in keys:
+        rate = "-" if k.rate is None else f"{k.rate}/{k.window_s}s"
+        state = "revoked" if k.revoked_at is not None else "active"
+        budget = "-" if k.budget is None else str(k.budget)
+        typer.echo(f"{k.key_id:<18}{k.role:<10}{k.used:>12}{budget:>12}{rate:>16}  {state:<8}{_when(k.created_at)}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's public id.")],
+    db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
+) -> None:
+    """Revoke a key: it answers 401 from the next request on."""
+    store = _store(db)
+    try:
+        ok = store.revoke_key(key_id)
+    finally:
+        store.close()
+    if not ok:
+        raise InputError("key_id", f"no key {key_id!r}")
+    typer.echo(f"key {key_id} revoked")
+
+
+@keys_app.command("budget")
+def keys_budget(
+    key_id: Annotated[str, typer.Argument(help="The key's public id.")],
+    budget: Annotated[str | None, typer.Option(help="Total records ('none': no cap).")] = None,
+    rate: Annotated[str | None, typer.Option(help="Records per window ('none': no cap).")] = None,
+    window: Annotated[int, typer.Option(help="Rate window in seconds.")] = 60,
+    db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
+) -> None:
+    """Set a key's total record budget and rate limit (both replaced; omitted = no cap)."""
+    store = _store(db)
+    try:
+        ok = store.set_limits(key_id, budget=_limit(budget, "--budget"), rate=_limit(rate, "--rate"), window_s=window)
+        info = store.get_key(key_id) if ok else None
+    finally:
+        store.close()
+    if info is None:
+        raise InputError("key_id", f"no key {key_id!r}")
+    typer.echo(f"key {key_id}: budget {info.budget if info.budget is not None else 'none'}, used {info.used}, rate {info.rate if info.rate is not None else 'none'} per {info.window_s}s")
+
+
+def alerts_cmd(
+    db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
+    since: Annotated[int, typer.Option(help="Only alerts with an id above this.")] = 0,
+    limit: Annotated[int, typer.Option(help="Most alerts to show.")] = 100,
+    key_id: Annotated[str | None, typer.Option("--key", help="Only this key's alerts.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List the probing detectors' alerts, oldest first."""
+    if limit < 1:
+        raise InputError("--limit", f"must be ≥ 1, got {limit}")
+    store = _store(db)
+    try:
+        found = store.list_alerts(since_id=since, limit=limit, key_id=key_id)
+    finally:
+        store.close()
+    if as_json:
+        for a in found:
+            typer.echo(json.dumps(a.public(), sort_keys=True))
+        return
+    if not found:
+        typer.echo("no alerts")
+        return
+    for a in found:
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(a.detail.items()))
+        keys = f" keys {','.join(a.keys)}" if len(a.keys) > 1 else ""
+        typer.echo(f"#{a.id} {_when(a.ts)} {a.detector:<15} key {a.key_id or '-'}{keys}  {detail}")
+
+
+#: A stand-alone app with the three commands, for tests until (and after) the main app registers them.
+serve_app = typer.Typer(add_completion=False, no_args_is_help=True)
+serve_app.command("serve")(serve_cmd)
+serve_app.add_typer(keys_app, name="keys")
+serve_app.command("alerts")(alerts_cmd)
