@@ -32,13 +32,14 @@ class PlanConfig(BaseModel):
 
 
 class EngineConfig(BaseModel):
-    """Where and how units train. ``workers`` processes (0: in this process), each with
-    ``threads`` torch threads; ``threads`` is part of the cache key (it can change the bits),
-    ``workers`` is not. ``cache`` defaults to ``<out>/models``."""
+    """Where and how units train. ``workers`` processes (0: in this process; default: one per
+    core, at most one per unit), each with ``threads`` torch threads; ``threads`` is part of
+    the cache key (it can change the bits), ``workers`` is not. ``cache`` defaults to
+    ``<out>/models``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    workers: int = Field(2, ge=0)
+    workers: int | None = Field(None, ge=0)
     threads: int = Field(1, ge=1)
     cache: Path | None = None
     progress: bool = True

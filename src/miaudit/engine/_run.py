@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,7 +168,8 @@ def train(
 def _run_jobs(todo: list[UnitJob], cfg: TrainConfig, executor: Executor | None, on_event: Callable[[Event], None] | None, console: Console) -> None:
     step = "model" if isinstance(cfg.model, SklearnRecipe) else "epoch"
     own = executor is None
-    ex = executor or LocalExecutor(workers=min(cfg.engine.workers, len(todo)), threads=cfg.engine.threads)
+    workers = cfg.engine.workers if cfg.engine.workers is not None else max(1, (os.cpu_count() or 1) // cfg.engine.threads)
+    ex = executor or LocalExecutor(workers=min(workers, len(todo)), threads=cfg.engine.threads)
     with UnitProgress(len(todo), step, console, enabled=cfg.engine.progress) as bars:
 
         def events(event: Event) -> None:
