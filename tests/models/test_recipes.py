@@ -20,7 +20,8 @@ from miaudit.models._sklearn import LOG_FLOOR, make_estimator, train_sklearn
         ({"kind": "torch-mlp", "momentum": 0.9}, "model"),
         ({"kind": "torch-cnn", "augment": ["shift", "shift"]}, "model.augment"),
         ({"kind": "torch-mlp", "early_stopping": {"patience": 0}}, "model.early_stopping.patience"),
-        ({"kind": "xgboost"}, "model"),
+        ({"kind": "xgboost"}, "model.kind"),
+        ({"hidden": [3]}, "model.kind"),
         ({"kind": "sklearn", "estimator": "not a name"}, "model.estimator"),
     ],
 )

@@ -126,7 +126,12 @@ def validation_error(exc: ValidationError, prefix: str) -> InputError:
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check its spelling)"
     elif err["type"] == "union_tag_invalid":
-        msg = f"unknown kind {err.get('input')!r}; use 'torch-mlp', 'torch-cnn' or 'sklearn'"
+        tag = (err.get("ctx") or {}).get("tag", err.get("input"))
+        msg = f"unknown kind {tag!r}; use 'torch-mlp', 'torch-cnn' or 'sklearn'"
+        name = f"{name}.kind"
+    elif err["type"] == "union_tag_not_found":
+        msg = "missing; use 'torch-mlp', 'torch-cnn' or 'sklearn'"
+        name = f"{name}.kind"
     return InputError(name, msg)
 
 
