@@ -93,8 +93,14 @@ def publish(staging: Path, cache: Path, key: str, parts: KeyParts, info: dict[st
     os.chmod(tmp, 0o600)
     os.replace(tmp, staging / MANIFEST)
     final = unit_dir(cache, key)
-    if final.exists():  # a unit that failed verification: replace it
-        shutil.rmtree(final)
+    if final.exists():
+        shape = np.load(staging / LOGITS, mmap_mode="r").shape
+        if verify(cache, key, tuple(shape))[0]:
+            # Another run published this unit meanwhile: same key, same bits; keep theirs so
+            # that a reader of it is never disturbed.
+            shutil.rmtree(staging)
+            return final
+        shutil.rmtree(final)  # a unit that failed verification: replace it
     os.replace(staging, final)
     return final
 
