@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -88,12 +89,32 @@ def _reference_attack(name: str, cfg: AuditConfig, store: SignalsStore | None = 
     return MlLeaksAttack(seed=cfg.seed)
 
 
-def attack_store(store: SignalsStore, cfg: AuditConfig, *, source: str = "(in memory)", pseudonym_key: bytes | None = None, config_sha256: str | None = None) -> ReferenceRun:
-    """Attack a multi-model signals store leave-one-model-out and evaluate the pooled pairs."""
+def attack_store(
+    store: SignalsStore,
+    cfg: AuditConfig,
+    *,
+    source: str = "(in memory)",
+    pseudonym_key: bytes | None = None,
+    config_sha256: str | None = None,
+    external_target: bool = False,
+) -> ReferenceRun:
+    """Attack a multi-model signals store and evaluate the pooled (target, record) pairs.
+
+    By default every model (or the first ``audit.targets``) takes a turn as the target with k
+    complementary pairs of the others as references (leave-one-model-out). With
+    ``external_target`` the store's ``target`` model alone is attacked, with every other model
+    as a reference (a model trained elsewhere, audited without retraining it).
+    """
     k = cfg.audit.references
-    n_targets = store.n_models if cfg.audit.targets is None else min(cfg.audit.targets, store.n_models)
-    targets = list(range(n_targets))
-    refs = paired_reference_sets(store, k, targets=targets)
+    if external_target:
+        if store.target is None:
+            raise InputError("target", "the store names no target model")
+        targets = [store.target]
+        refs = [[m for m in range(store.n_models) if m != store.target]]
+    else:
+        n_targets = store.n_models if cfg.audit.targets is None else min(cfg.audit.targets, store.n_models)
+        targets = list(range(n_targets))
+        refs = paired_reference_sets(store, k, targets=targets)
     logits = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
     per_attack: dict[str, np.ndarray] = {}
     member = records = None
@@ -155,6 +176,7 @@ def attack_store(store: SignalsStore, cfg: AuditConfig, *, source: str = "(in me
         models=store.n_models,
         references=k,
         targets=len(targets),
+        external_target=external_target,
         pool_records=int(records.size),
         population_records=int(store.population.sum()),
         pairs=int(y.size),
@@ -174,7 +196,9 @@ def attack_store(store: SignalsStore, cfg: AuditConfig, *, source: str = "(in me
         utility=Utility(train_accuracy=train_acc, test_accuracy=test_acc, generalization_gap=train_acc - test_acc),
         config_sha256=config_sha256,
         notes=[
-            "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled.",
+            ("An external target model (trained elsewhere, not retrained) was attacked with every engine-trained model as a reference."
+         if external_target else
+         "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled."),
             "Intervals: percentile bootstrap resampling records, all pairs of a record together.",
             "most_exposed: percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
         ],
@@ -195,13 +219,75 @@ def config_digest(cfg: AuditConfig) -> str:
     return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
 
 
-def audit(config: AuditConfig | str | Path, out: str | Path, *, overwrite: bool = False, quiet: bool = False) -> AuditResult:
+@dataclass(frozen=True, eq=False)
+class ExternalTarget:
+    """A model trained elsewhere, audited without retraining it.
+
+    ``outputs``: its logits (or probabilities) on every record of the config's dataset, in the
+    dataset's order (``miaudit.datasets.load_dataset(config.data)``); ``members``: the record
+    ids it trained on. Build it from a fitted model with :meth:`from_model`.
+    """
+
+    outputs: np.ndarray
+    members: np.ndarray
+    kind: Literal["logits", "probs"] = "logits"
+
+    @classmethod
+    def from_model(cls, model: object, features: np.ndarray, members: np.ndarray) -> ExternalTarget:
+        """A fitted scikit-learn classifier (``predict_proba``) or a torch module (logits)."""
+        if hasattr(model, "predict_proba"):
+            return cls(np.asarray(model.predict_proba(features), dtype=np.float64), np.asarray(members), "probs")
+        import torch
+
+        if isinstance(model, torch.nn.Module):
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                logits = model(torch.as_tensor(np.asarray(features), dtype=torch.float32)).double().numpy()
+            model.train(was_training)
+            return cls(logits, np.asarray(members), "logits")
+        raise InputError("target", f"cannot get outputs from {type(model).__name__}: need predict_proba (scikit-learn) or a torch.nn.Module")
+
+
+def _with_external_target(store: SignalsStore, target: ExternalTarget) -> SignalsStore:
+    from miaudit.data import ModelOutputs
+
+    n = store.n_records
+    out = np.asarray(target.outputs)
+    if out.shape != (n, store.n_classes):
+        raise InputError("target.outputs", f"has shape {out.shape}, expected (records, classes) = {(n, store.n_classes)} in the dataset's order")
+    index = {str(r): i for i, r in enumerate(store.record_id.tolist())}
+    unknown = [m for m in target.members.tolist() if str(m) not in index]
+    if unknown:
+        raise InputError("target.members", f"record id {unknown[0]!r} is not in the dataset")
+    member = np.zeros(n, dtype=bool)
+    member[[index[str(m)] for m in target.members.tolist()]] = True
+    checked = ModelOutputs.from_arrays(label=store.label, member=member.astype(np.int8), **{target.kind: out})
+    logits = checked.values if checked.kind == "logits" else np.log(np.maximum(checked.values, np.finfo(np.float64).tiny))
+    # Records the target trained on outside the pool have no IN/OUT references: drop them; the
+    # population (RMIA's z) must be records the target never saw.
+    cols = np.flatnonzero(~(member & store.population))
+    pool_members = member[cols] & ~store.population[cols]
+    if not pool_members.any():
+        raise InputError("target.members", "none of the target's training records is in the pool the references were trained on; raise plan.pool_fraction")
+    lg = store.logits[:, cols]
+    t = logits[cols].astype(np.float32)
+    t = np.broadcast_to(t[:, None, :], (cols.size, lg.shape[2], t.shape[-1])) if lg.ndim == 4 else t
+    return SignalsStore.from_arrays(
+        logits=np.concatenate([lg, t[None]]), label=store.label[cols], keep=np.concatenate([store.keep[:, cols], member[cols][None]]),
+        population=store.population[cols], record_id=store.record_id[cols], target=store.n_models, info={**store.info, "external_target": True},
+    )
+
+
+def audit(config: AuditConfig | str | Path, out: str | Path, *, target: ExternalTarget | None = None, overwrite: bool = False, quiet: bool = False) -> AuditResult:
     """Run a full audit: train (or reuse) the plan, attack it, write results.
 
     Files in ``out``: ``audit.json`` (the config as run), ``results.json`` (shareable),
     ``scores.parquet`` (restricted: per (model, record) pair), ``signals/`` and ``models/``
     (restricted, from the engine). Re-running the same config reuses verified cached models and
     replaces its own results; a different config's results are kept unless ``overwrite``.
+    With ``target`` a model trained elsewhere is audited (not retrained); the engine trains
+    its references with the config's recipe.
     """
     from miaudit._io import ensure_writable_dir, write_text_atomic
     from miaudit.engine import train
@@ -214,7 +300,8 @@ def audit(config: AuditConfig | str | Path, out: str | Path, *, overwrite: bool 
     if not quiet:
         print(run.summary())
     write_text_atomic(out_dir / "audit.json", cfg.model_dump_json(indent=2))
-    ref = attack_store(run.signals, cfg, source=str(run.signals.info.get("dataset", "signals")), pseudonym_key=key, config_sha256=digest)
+    store = run.signals if target is None else _with_external_target(run.signals, target)
+    ref = attack_store(store, cfg, source=str(store.info.get("dataset", "signals")), pseudonym_key=key, config_sha256=digest if target is None else None, external_target=target is not None)
     write_run(out_dir, key, ref.result.to_json(), ref.record_id, ref.member, ref.label, ref.scores, extra={"target": np.repeat(ref.targets, ref.member.size // max(1, ref.targets.size))}, quiet=quiet)
     return ref.result
 

@@ -121,6 +121,7 @@ class ReferenceSetup(_Record):
     models: int
     references: int
     targets: int
+    external_target: bool = False
     pool_records: int
     population_records: int
     pairs: int

@@ -1,0 +1,41 @@
+"""Auditing a model trained elsewhere, without retraining it; references from the recipe."""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pytest
+
+from miaudit.audit import ExternalTarget, audit, parse_audit_config
+from miaudit.datasets import load_dataset
+from miaudit.errors import InputError
+from tests.audit.conftest import CONFIG
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # overfitting is the point
+def test_fitted_sklearn_model_is_audited_as_is(tmp_path):
+    from sklearn.neural_network import MLPClassifier
+
+    cfg = parse_audit_config(tomllib.loads(CONFIG))
+    data = load_dataset(cfg.data)
+    rng = np.random.default_rng(0)
+    members = rng.permutation(data.n_records)[: data.n_records // 2]
+    model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=200, random_state=0).fit(data.features[members], data.label[members])
+    before = model.coefs_[0].copy()
+    target = ExternalTarget.from_model(model, data.features, data.record_id[members])
+    result = audit(cfg, tmp_path / "out", target=target, quiet=True)
+    np.testing.assert_array_equal(model.coefs_[0], before)  # not retrained
+    assert result.reference.external_target and result.reference.targets == 1
+    assert result.reference.models == 7  # 6 engine-trained references + the target
+    assert result.attack("lira_online").auc.lower > 0.5  # the memorising target leaks
+    assert result.input.n_members + result.input.n_nonmembers == result.reference.pool_records
+
+
+def test_bad_external_target(tmp_path):
+    cfg = parse_audit_config(tomllib.loads(CONFIG))
+    n = load_dataset(cfg.data).n_records
+    with pytest.raises(InputError, match="target.outputs"):
+        audit(cfg, tmp_path / "a", target=ExternalTarget(np.zeros((n, 3)), np.array([1, 2])), quiet=True)
+    with pytest.raises(InputError, match="target.members"):
+        audit(cfg, tmp_path / "b", target=ExternalTarget(np.zeros((n, 10)), np.array([10**9])), quiet=True)
