@@ -1,0 +1,288 @@
+"""Render an audit's results as one self-contained HTML file, or as a Markdown summary."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from markupsafe import Markup, escape
+from pydantic import BaseModel, ValidationError
+
+from miaudit.audit import AuditResult
+from miaudit.audit._results import SliceAttack, SliceResult
+from miaudit.errors import InputError
+from miaudit.metrics import Estimate
+from miaudit.report import _charts
+from miaudit.report._controls import attacker_profile, recommend
+from miaudit.report._inputs import DpAuditSummary, ScoreHistogram, TradeoffVariant
+from miaudit.report._verdict import RISK_THRESHOLDS, assess_risk
+
+REPORT_FILE = "report.html"
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v * 100:.3g}%"
+
+
+def format_estimate(e: Estimate | None, *, pct: bool = False, signed: bool = False) -> str:
+    """An estimate as plain text: ``0.623 [0.616, 0.631]``; statuses in words, never as 0."""
+    if e is None or e.status == "not_measurable":
+        return "not measurable"
+    if e.point is None:
+        return "n/a"
+
+    def f(v: float) -> str:
+        text = f"{v * 100:.3g}%" if pct else f"{v:.3f}"
+        return f"+{text}" if signed and v > 0 else text
+
+    text = f(e.point)
+    if e.status == "interval_not_reliable":
+        return f"{text} (interval not reliable)"
+    if e.lower is not None and e.upper is not None:
+        return f"{text} [{f(e.lower)}, {f(e.upper)}]"
+    return text
+
+
+def _est_html(e: Estimate | None, *, pct: bool = False, signed: bool = False) -> Markup:
+    text = format_estimate(e, pct=pct, signed=signed)
+    if text in ("not measurable", "n/a"):
+        return Markup('<span class="status">{}</span>').format(text)
+    if text.endswith("(interval not reliable)"):
+        return Markup('{} <span class="ci status">(interval not reliable)</span>').format(text.removesuffix(" (interval not reliable)"))
+    if " [" in text:
+        point, rest = text.split(" [", 1)
+        return Markup('{} <span class="ci">[{}</span>').format(point, rest)
+    return Markup(escape(text))
+
+
+def _tprname(key: str) -> str:
+    return key.replace("tpr@", "TPR at ").replace("%fpr", "% FPR")
+
+
+@functools.cache
+def _environment():  # type: ignore[no-untyped-def]
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(
+        loader=PackageLoader("miaudit.report", "templates"), autoescape=True, undefined=StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+    env.filters.update(est=_est_html, pct=_pct, num=_num, thousands=lambda v: f"{v:,}", tprname=_tprname)
+    return env
+
+
+def _coerce_list(value: object, model: type[_M], field: str) -> list[_M]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InputError(field, f"expected a list of {model.__name__}, got {type(value).__name__}")
+    return [_coerce(v, model, f"{field}[{i}]") for i, v in enumerate(value)]
+
+
+def _coerce(value: object, model: type[_M], field: str) -> _M:
+    if isinstance(value, model):
+        return value
+    if isinstance(value, dict):
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InputError(field, f"{where + ': ' if where else ''}{first['msg']}") from None
+    raise InputError(field, f"expected {model.__name__}, got {type(value).__name__}")
+
+
+def _check_result(result: object) -> AuditResult:
+    if not isinstance(result, AuditResult):
+        raise InputError("result", f"expected an AuditResult (load one with AuditResult.from_json), got {type(result).__name__}")
+    if not result.attacks:
+        raise InputError("result", "holds no attack results: nothing to report")
+    return result
+
+
+def _group_tables(result: AuditResult, classes: Sequence[SliceResult]) -> list[tuple[str, list[tuple[SliceResult, SliceAttack | None]]]]:
+    focus = result.exposure_attack or result.attacks[0].name
+    tables: dict[str, list[tuple[SliceResult, SliceAttack | None]]] = {}
+    for s in [*classes, *result.slices]:
+        a = next((x for x in s.attacks if x.attack == focus), None)
+        title = "Per class" if s.column in ("class", "label") else f"By {s.column}"
+        tables.setdefault(title, []).append((s, a))
+    return list(tables.items())
+
+
+def render_report(
+    result: AuditResult, *,
+    histograms: Sequence[ScoreHistogram] | None = None,
+    tradeoff: Sequence[TradeoffVariant] | None = None,
+    dp: DpAuditSummary | None = None,
+    classes: Sequence[SliceResult] | None = None,
+    scores_note: str | None = None,
+) -> str:
+    """The audit report as one self-contained HTML document (inline SVG charts, no scripts).
+
+    Args:
+        result: the audit's shareable results.
+        histograms: per-attack member/non-member score counts (see :func:`score_histograms`);
+            the distributions section says how to get them when absent.
+        tradeoff: variants of a trade-off run; the trade-off section is omitted when absent.
+        dp: a DP claim and its audit; the DP section is omitted when absent.
+        classes: per-class rows (slices of column ``class``), e.g. from scores.parquet.
+        scores_note: why score distributions are missing, shown in their place.
+    """
+    r = _check_result(result)
+    hist = _coerce_list(histograms, ScoreHistogram, "histograms")
+    variants = _coerce_list(tradeoff, TradeoffVariant, "tradeoff")
+    dp_ = None if dp is None else _coerce(dp, DpAuditSummary, "dp")
+    class_rows = _coerce_list(classes, SliceResult, "classes")
+    known = {a.name for a in r.attacks}
+    for h in hist:
+        if h.attack not in known:
+            raise InputError("histograms", f"attack {h.attack!r} is not in these results; have: {', '.join(sorted(known))}")
+    order = {a.name: i for i, a in enumerate(r.attacks)}
+    hist.sort(key=lambda h: order[h.attack])
+
+    risk = assess_risk(r)
+    charts: dict[str, Markup | None] = {
+        "attacks": _charts.attack_summary_chart(r.attacks),
+        "roc": _charts.roc_chart(r),
+        "scores": _charts.histogram_chart(hist) if hist else None,
+        "utility": _charts.utility_chart(r.utility.train_accuracy, r.utility.test_accuracy) if r.utility else None,
+        "tradeoff": _charts.tradeoff_chart(variants) if variants else None,
+        "dp": _charts.dp_chart(dp_) if dp_ else None,
+    }
+    toc = [("verdict", "Verdict"), ("threat-model", "Threat model"), ("roc", "ROC"), ("scores", "Score distributions"),
+           ("attacks", "Attacks"), ("utility", "Accuracy"), ("groups", "Groups"), ("exposed", "Most exposed")]
+    if variants:
+        toc.append(("tradeoff", "Trade-off"))
+    if dp_:
+        toc.append(("dp", "Differential privacy"))
+    toc += [("controls", "Controls"), ("method", "Method")]
+    tpr_keys = list(dict.fromkeys(k for a in r.attacks for k in a.tpr_at_fpr))
+    exposure_note = next((n.split(":", 1)[1].strip() for n in r.notes if n.startswith("most_exposed:")), None)
+    if exposure_note is None:
+        exposure_header = "score percentile"
+        exposure_note = f"Score percentile: where the record's {r.exposure_attack} score lies among all scored records."
+    else:
+        exposure_header = "% of models flagging it" if r.reference is not None else "percentage"
+        exposure_note = exposure_note[:1].upper() + exposure_note[1:]
+    context: dict[str, Any] = {
+        "r": r,
+        "risk": risk,
+        "thresholds": RISK_THRESHOLDS,
+        "conf": f"{r.bootstrap.confidence * 100:g}%",
+        "unit": "pairs" if r.reference is not None else "records",
+        "charts": charts,
+        "toc": toc,
+        "profiles": {a.name: attacker_profile(a.name) for a in r.attacks},
+        "fpr_floor": f"{1 / max(r.input.n_nonmembers, 1):.2g}",
+        "histograms": hist,
+        "clipped": any(h.clipped for h in hist),
+        "scores_note": scores_note,
+        "tpr_keys": tpr_keys,
+        "ppv_na": any(a.ppv.point is None for a in r.attacks),
+        "operating_points": [a for a in r.attacks if a.operating_point is not None],
+        "group_tables": _group_tables(r, class_rows),
+        "has_classes": bool(class_rows),
+        "exposure_note": exposure_note,
+        "exposure_header": exposure_header,
+        "tradeoff": variants,
+        "dp": dp_,
+        "controls": recommend(r, risk, tradeoff=variants, dp=dp_),
+    }
+    return str(_environment().get_template("report.html.j2").render(**context))
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(result: AuditResult) -> str:
+    """A short Markdown summary for a pull request: aggregates only, no ids or pseudonyms."""
+    r = _check_result(result)
+    risk = assess_risk(r)
+    conf = f"{r.bootstrap.confidence * 100:g}%"
+    tpr_keys = list(dict.fromkeys(k for a in r.attacks for k in a.tpr_at_fpr))
+    unit = "pairs" if r.reference is not None else "records"
+    lines = [
+        f"### Membership-inference audit: {_md_cell(r.input.name)}",
+        "",
+        f"**Risk: {risk.level.upper()}.** {_md_cell(risk.explanation)}",
+        "",
+        f"{r.input.n_records:,} {unit} ({r.input.n_members:,} members, {r.input.n_nonmembers:,} non-members); "
+        f"{conf} intervals from {r.bootstrap.replicates} bootstrap replicates; miaudit {r.tool_version}, seed {r.seed}.",
+        "",
+        "| attack | AUC | " + " | ".join(_tprname(k) for k in tpr_keys) + " | advantage |",
+        "|---|---|" + "---|" * len(tpr_keys) + "---|",
+    ]
+    for a in r.attacks:
+        cells = [format_estimate(a.auc), *(format_estimate(a.tpr_at_fpr.get(k), pct=True) for k in tpr_keys), format_estimate(a.advantage)]
+        lines.append(f"| `{_md_cell(a.name)}` | " + " | ".join(_md_cell(c) for c in cells) + " |")
+    lines.append("")
+    if r.utility is not None:
+        u = r.utility
+        lines.append(f"Train accuracy {u.train_accuracy * 100:.1f}%, test accuracy {u.test_accuracy * 100:.1f}%, generalisation gap {u.generalization_gap * 100:.1f} points.")
+        lines.append("")
+    if r.most_exposed:
+        lines.append(f"{len(r.most_exposed)} most exposed records are listed in the HTML report.")
+        lines.append("")
+    levels = "; ".join(f"{t.level}: AUC ≥ {t.auc:.2f} or TPR at 1% FPR ≥ {t.tpr * 100:g}%" for t in RISK_THRESHOLDS[:2])
+    lines.append(f"<sub>Risk levels use {conf} lower bounds ({levels}; low: any interval above chance). Not measurable / interval not reliable are never zero.</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def load_results(path: Path | str) -> tuple[AuditResult, Path]:
+    """Read results.json (or the folder holding it); returns the result and its folder."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.is_file():
+        raise InputError("results", f"{str(p)!r} not found: give a results folder or its results.json")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("results", f"cannot read {str(p)!r} ({exc.__class__.__name__})") from None
+    try:
+        result = AuditResult.from_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise InputError("results", f"{str(p)!r} is not miaudit results ({where + ': ' if where else ''}{first['msg']})") from None
+    return result, p.parent
+
+
+def write_report(
+    results_dir_or_json: Path | str, out_html: Path | str | None = None, *,
+    tradeoff: Sequence[TradeoffVariant] | None = None, dp: DpAuditSummary | None = None,
+) -> Path:
+    """Render the report of a results folder (or results.json) and write it atomically, 0644.
+
+    When the folder also holds the run's restricted scores.parquet, the report adds score
+    distributions and a per-class table computed from it: counts and aggregates only.
+    ``out_html`` defaults to report.html in the results folder. Returns the path written.
+    """
+    from miaudit._io import ensure_writable_dir, write_text_atomic
+    from miaudit.report._scores import aggregates_from_scores
+
+    result, folder = load_results(results_dir_or_json)
+    out = Path(out_html) if out_html is not None else folder / REPORT_FILE
+    if out.is_dir():
+        raise InputError("--out", f"{str(out)!r} is a folder; give the report's file name, e.g. {str(out / REPORT_FILE)!r}")
+    ensure_writable_dir(out.parent if str(out.parent) else Path("."), field="--out")
+    histograms: list[ScoreHistogram] = []
+    classes: list[SliceResult] = []
+    note = None
+    scores = folder / "scores.parquet"
+    if scores.is_file():
+        histograms, classes, note = aggregates_from_scores(scores, result)
+    html = render_report(result, histograms=histograms, tradeoff=tradeoff, dp=dp, classes=classes, scores_note=note)
+    write_text_atomic(out, html)
+    return out

@@ -1,0 +1,131 @@
+"""Aggregates the report may take from the restricted per-record scores (scores.parquet).
+
+Only counts and per-class metrics leave this module: the per-record rows (the training
+roster) are read, reduced and dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from miaudit.audit import AuditResult
+from miaudit.audit._results import SliceAttack, SliceResult
+from miaudit.errors import InputError
+from miaudit.metrics import evaluate, tpr_key
+from miaudit.report._inputs import ScoreHistogram
+
+#: A class needs this many members and non-members to get metrics (as slices do).
+MIN_CLASS_RECORDS = 20
+#: Classes beyond this many are not broken down (the table would not be read).
+MAX_CLASSES = 50
+
+
+def score_histograms(
+    member: np.ndarray, scores: Mapping[str, np.ndarray], *, bins: int = 40, tail: float = 0.005, unit: str = "records",
+) -> list[ScoreHistogram]:
+    """Member and non-member counts of each attack's scores on shared bins.
+
+    Args:
+        member: (n,) 1 = member.
+        scores: attack name → (n,) scores, higher = more likely a member.
+        bins: number of equal-width bins between the ``tail`` and ``1 - tail`` quantiles of all
+            finite scores; scores beyond them (infinities included) are counted in the end bins.
+        unit: what one row is: ``records`` or ``pairs``.
+    """
+    if bins < 1:
+        raise InputError("bins", f"must be ≥ 1, got {bins}")
+    member = np.asarray(member).astype(bool)
+    out = []
+    for name, s in scores.items():
+        s = np.asarray(s, dtype=np.float64)
+        if s.shape != member.shape:
+            raise InputError("scores", f"{name}: {s.shape[0]} scores for {member.shape[0]} records")
+        keep = ~np.isnan(s)
+        finite = s[np.isfinite(s)]
+        if finite.size == 0:
+            continue
+        lo, hi = (float(q) for q in np.quantile(finite, [tail, 1.0 - tail]))
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, bins + 1)
+        clipped_s = np.clip(s[keep], lo, hi)
+        clipped = bool(np.any((s[keep] < lo) | (s[keep] > hi)))
+        m = member[keep]
+        counts_m = np.histogram(clipped_s[m], bins=edges)[0]
+        counts_n = np.histogram(clipped_s[~m], bins=edges)[0]
+        out.append(ScoreHistogram(
+            attack=name, edges=[float(e) for e in edges], members=counts_m.tolist(), nonmembers=counts_n.tolist(),
+            clipped=clipped, unit="pairs" if unit == "pairs" else "records",
+        ))
+    return out
+
+
+def class_breakdown(
+    member: np.ndarray, label: np.ndarray, scores: Mapping[str, np.ndarray], *, attacks: Sequence[str],
+    n_resamples: int = 100, groups: np.ndarray | None = None, seed: int = 0,
+) -> list[SliceResult]:
+    """Per-class AUC and TPR at 1 % FPR of ``attacks``, as slices of column ``class``.
+
+    A class with fewer than ``MIN_CLASS_RECORDS`` members or non-members gets counts only.
+    ``groups``: the record of each scored pair, so that the bootstrap resamples records.
+    """
+    member = np.asarray(member).astype(np.int8)
+    label = np.asarray(label)
+    classes = np.unique(label)
+    if classes.size > MAX_CLASSES:
+        return []
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in classes:
+        mask = label == c
+        m = member[mask]
+        n1, n0 = int(m.sum()), int((m == 0).sum())
+        if n1 < MIN_CLASS_RECORDS or n0 < MIN_CLASS_RECORDS:
+            out.append(SliceResult(column="class", value=str(c), n_members=n1, n_nonmembers=n0, attacks=[]))
+            continue
+        ev = evaluate(
+            m, {a: np.asarray(scores[a])[mask] for a in attacks}, fprs=(0.01,), n_resamples=n_resamples,
+            groups=None if groups is None else np.unique(groups[mask], return_inverse=True)[1], rng=rng,
+        )
+        rows = [SliceAttack(attack=a, auc=ev.estimate(a, "auc"), tpr_at_1pct_fpr=ev.estimate(a, tpr_key(0.01))) for a in attacks]
+        out.append(SliceResult(column="class", value=str(c), n_members=n1, n_nonmembers=n0, attacks=rows))
+    return out
+
+
+def aggregates_from_scores(path: Path, result: AuditResult, *, bins: int = 40) -> tuple[list[ScoreHistogram], list[SliceResult], str | None]:
+    """Histograms and per-class rows from a run's scores.parquet, or why there are none.
+
+    Returns ``(histograms, classes, note)``; ``note`` explains a file that does not match the
+    results (then both lists are empty). Never raises on a mismatched file: the report is
+    still made from results.json alone.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:
+        return [], [], f"{path.name} could not be read ({exc.__class__.__name__}); score distributions are not shown"
+    cols = set(table.column_names)
+    names = [a.name for a in result.attacks if f"score_{a.name}" in cols]
+    if "member" not in cols or not names:
+        return [], [], f"{path.name} has no membership or attack score columns; score distributions are not shown"
+    if table.num_rows != result.input.n_records:
+        return [], [], f"{path.name} has {table.num_rows} rows but the results describe {result.input.n_records}; it belongs to another run, so score distributions are not shown"
+    member = table.column("member").to_numpy()
+    scores = {a: table.column(f"score_{a}").to_numpy() for a in names}
+    pairs = "target" in cols
+    hist = score_histograms(member, scores, bins=bins, unit="pairs" if pairs else "records")
+    classes: list[SliceResult] = []
+    if "label" in cols:
+        strongest = result.exposure_attack if result.exposure_attack in names else names[0]
+        groups = table.column("record_id").to_numpy() if pairs and "record_id" in cols else None
+        if groups is not None:
+            groups = np.unique(groups, return_inverse=True)[1]
+        classes = class_breakdown(
+            member, table.column("label").to_numpy(), scores, attacks=[strongest],
+            n_resamples=min(result.bootstrap.replicates, 100), groups=groups, seed=result.seed,
+        )
+    return hist, classes, None

@@ -1,0 +1,77 @@
+"""The report's verdict: a risk level from stated thresholds on the strongest evidence.
+
+The level rests on interval **lower bounds** only, so that it states what the measurement
+shows beyond sampling noise; a TPR without a reliable interval does not count towards it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from miaudit.audit import AuditResult
+
+RiskLevel = Literal["high", "moderate", "low", "not detected"]
+
+
+@dataclass(frozen=True)
+class RiskThreshold:
+    """Level ``level`` holds when any attack's AUC lower bound ≥ ``auc`` or TPR@1 % FPR lower bound ≥ ``tpr``."""
+
+    level: RiskLevel
+    auc: float
+    tpr: float
+    meaning: str
+
+
+#: Checked from the top; the first that holds is the level. Chance is AUC 0.5 and TPR 1 % at 1 % FPR.
+RISK_THRESHOLDS: tuple[RiskThreshold, ...] = (
+    RiskThreshold("high", 0.80, 0.10, "at 1 in 100 false alarms an attacker finds at least 10 times more members than guessing"),
+    RiskThreshold("moderate", 0.60, 0.03, "at 1 in 100 false alarms an attacker finds at least 3 times more members than guessing"),
+    RiskThreshold("low", 0.50, 0.01, "membership is detectable beyond noise, but barely above guessing"),
+)
+
+
+@dataclass(frozen=True)
+class RiskAssessment:
+    level: RiskLevel
+    attack: str | None
+    metric: str | None
+    lower_bound: float | None
+    explanation: str
+
+
+def assess_risk(result: AuditResult) -> RiskAssessment:
+    """The risk level of an audit: the highest level any attack's interval lower bound reaches.
+
+    ``low`` needs a lower bound strictly above chance (AUC > 0.5 or TPR > 1 % at 1 % FPR).
+    """
+    best: tuple[int, str, str, float] | None = None  # (rank, attack, metric, lower bound)
+    for a in result.attacks:
+        auc = a.auc.lower if a.auc.status == "ok" else None
+        tpr_e = a.tpr_at_fpr.get("tpr@1%fpr")
+        tpr = tpr_e.lower if tpr_e is not None and tpr_e.status == "ok" else None
+        for rank, t in enumerate(RISK_THRESHOLDS):
+            strict = t.level == "low"
+            hits = []
+            if auc is not None and (auc > t.auc if strict else auc >= t.auc):
+                hits.append(("AUC", auc))
+            if tpr is not None and (tpr > t.tpr if strict else tpr >= t.tpr):
+                hits.append(("TPR at 1% FPR", tpr))
+            if hits:
+                metric, value = hits[0]
+                if best is None or rank < best[0] or (rank == best[0] and metric == best[2] and value > best[3]):
+                    best = (rank, a.name, metric, value)
+                break
+    if best is None:
+        return RiskAssessment(
+            "not detected", None, None, None,
+            "No attack's interval lies above chance. This is not proof of safety: the intervals bound how much "
+            "leakage this audit could have missed (see the upper bounds below), and stronger attacks or more "
+            "reference models may find more.",
+        )
+    rank, attack, metric, value = best
+    t = RISK_THRESHOLDS[rank]
+    conf = f"{result.bootstrap.confidence * 100:g}%"
+    shown = f"{value * 100:.1f}%" if metric.startswith("TPR") else f"{value:.3f}"
+    return RiskAssessment(t.level, attack, metric, value, f"{attack}: {metric} is at least {shown} ({conf} lower bound); {t.meaning}.")
