@@ -1,0 +1,121 @@
+"""Probing detectors (ALGORITHMS.md §10) on controlled traffic, without HTTP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from miaudit.serve import DetectorConfig, Monitor, calibrate_knn_threshold, default_knn_threshold, record_hashes
+from tests.serve.conftest import SECRET
+
+D = 8
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.alerts: list[tuple[str, str | None, list[str], dict]] = []
+
+    def __call__(self, detector: str, key_id: str | None, keys: list[str], detail: dict) -> None:
+        self.alerts.append((detector, key_id, keys, detail))
+
+    def of(self, detector: str) -> list[tuple]:
+        return [a for a in self.alerts if a[0] == detector]
+
+
+def feed(monitor: Monitor, key: str, x: np.ndarray, batch: int = 1) -> None:
+    for s in range(0, len(x), batch):
+        chunk = x[s : s + batch]
+        monitor.observe(key, chunk, record_hashes(SECRET, chunk), now=1000.0 + s)
+
+
+def make(**kw: object) -> tuple[Monitor, Sink]:
+    sink = Sink()
+    return Monitor(DetectorConfig(**kw), D, SECRET, sink), sink  # type: ignore[arg-type]
+
+
+def test_benign_distinct_records_raise_nothing() -> None:
+    mon, sink = make()
+    rng = np.random.default_rng(0)
+    for k in range(5):
+        feed(mon, f"k{k}", rng.normal(size=(1500, D)), batch=7)
+    assert sink.alerts == []
+
+
+def test_repeated_record_raises_repeat_once_per_cooldown() -> None:
+    mon, sink = make(repeat_threshold=5)
+    x = np.random.default_rng(1).normal(size=(1, D))
+    feed(mon, "a", np.repeat(x, 4, axis=0))
+    assert sink.of("repeat") == []
+    feed(mon, "a", np.repeat(x, 10, axis=0))
+    assert len(sink.of("repeat")) == 1 and sink.of("repeat")[0][1] == "a"
+
+
+def test_perturbations_around_one_record_raise_perturbation_quickly() -> None:
+    mon, sink = make()
+    rng = np.random.default_rng(2)
+    feed(mon, "benign", rng.normal(size=(300, D)))  # warm, unrelated traffic of another key
+    x0 = rng.normal(size=D)
+    probes = x0 + 0.05 * rng.normal(size=(100, D))
+    for i in range(100):
+        feed(mon, "attacker", probes[i : i + 1])
+        if sink.of("perturbation"):
+            break
+    hit = sink.of("perturbation")
+    assert hit and hit[0][1] == "attacker"
+    assert i + 1 <= 20  # k + alarm count: caught within 20 queries
+    assert all(a[1] != "benign" for a in sink.alerts)
+
+
+def test_knn_threshold_calibration_sets_the_benign_false_positive_rate() -> None:
+    rng = np.random.default_rng(3)
+    benign = rng.normal(size=(2000, D))
+    t = calibrate_knn_threshold(benign, quantile=0.01)
+    assert 0 < t < np.sqrt(2 * D)
+    assert default_knn_threshold(D) < t  # the default sits far below natural spacing
+
+
+def test_split_over_keys_raises_spread_naming_the_keys() -> None:
+    mon, sink = make(knn_alarm=10_000, cluster_alarm=12)
+    rng = np.random.default_rng(4)
+    x0 = rng.normal(size=D)
+    for i in range(30):  # 30 tiny perturbations of one record, one per key in turn
+        feed(mon, f"acct{i % 6}", (x0 + 1e-4 * rng.normal(size=D))[None])
+    spread = sink.of("spread")
+    assert spread
+    assert set(spread[0][2]) == {f"acct{i}" for i in range(6)}
+    assert not sink.of("perturbation")
+
+
+def test_enumeration_of_many_distinct_records_by_one_key() -> None:
+    mon, sink = make(enumeration_threshold=500)
+    rng = np.random.default_rng(5)
+    feed(mon, "sweeper", rng.normal(size=(499, D)), batch=50)
+    assert not sink.of("enumeration")
+    feed(mon, "sweeper", rng.normal(size=(10, D)), batch=10)
+    assert len(sink.of("enumeration")) == 1
+
+
+def test_state_is_bounded() -> None:
+    mon, _ = make(max_keys=3, max_fingerprints=100)
+    rng = np.random.default_rng(6)
+    for k in range(10):
+        feed(mon, f"k{k}", rng.normal(size=(60, D)), batch=20)
+    assert len(mon._keys) == 3
+    assert len(mon._fps) == 100
+    assert sum(len(v) for v in mon._table.values()) <= 100 * mon.cfg.fingerprint_size
+
+
+def test_large_batches_are_sampled_for_the_geometric_detectors() -> None:
+    mon, sink = make(max_rows_per_request=64)
+    rng = np.random.default_rng(7)
+    x0 = rng.normal(size=D)
+    feed(mon, "a", x0 + 0.01 * rng.normal(size=(5000, D)), batch=5000)
+    assert sink.of("perturbation")
+    assert len(mon._fps) == 64
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, D)), np.zeros(D)])
+def test_empty_or_1d_input_is_ignored(bad: np.ndarray) -> None:
+    mon, sink = make()
+    mon.observe("a", bad, [])
+    assert sink.alerts == []
