@@ -6,10 +6,12 @@ installed into miaudit's own environment)::
     bash benchmarks/peer/setup.sh
     /tmp/miaudit-peer-venv/bin/python benchmarks/peer/art_compare.py --size full [--json out.json]
 
-For each dataset (UCI Adult, subsampled; synthetic Purchase-like):
+For each dataset (digits; UCI Adult, 8,000 records; synthetic Purchase-like, 6,000 records):
 
 1. **Targets.** ``miaudit.engine.train`` trains 2k + 2 overfit torch MLPs in complementary
-   pairs on a pool of records (the plan ``miaudit audit`` uses). Model 0 is *the* target. Its
+   pairs on a pool of records (the plan ``miaudit audit`` uses), with the data, recipes and
+   seed of the attack-power claims benchmark (``benchmarks/bench_attack_power.py``), whose
+   first models they are. Model 0 is *the* target. Its
    weights and its preprocessing (per-column affine, fitted on its own training records) are
    read back from the engine's cache into a plain ``torch.nn.Sequential``, checked to reproduce
    the engine's logits on every record, and wrapped in ART's ``PyTorchClassifier``. Both tools
@@ -17,7 +19,8 @@ For each dataset (UCI Adult, subsampled; synthetic Purchase-like):
 2. **Records.** The target's pool records (its members and its non-members) are split in two
    halves, stratified by membership: ART's attack-training half (known members and
    non-members, the standard black-box protocol) and the evaluation half. Every number in the
-   table is measured on the evaluation half only.
+   table is measured on the evaluation half only. (Digits has ~360 non-members there: too few
+   for an interval of TPR at 1 % FPR, which needs n0·α ≥ 10; the point is still shown.)
 3. **ART.** ``MembershipInferenceBlackBox`` on the target's predictions (logits, what
    ``PyTorchClassifier.predict`` returns) with the attack models ``rf``, ``gb`` and ``nn``
    (ART's defaults for each: scikit-learn defaults; 100 epochs, batch 100, lr 1e-4 for nn), and
@@ -74,38 +77,36 @@ ART_BLACK_BOX = (
 )
 ART_RULE = "rule-based"
 
-MLP = {"kind": "torch-mlp", "hidden": [256, 256], "batch_size": 64, "lr": 1e-3}
-SIZES: dict[str, dict[str, Any]] = {
-    "full": {
-        "references": 4,
-        "resamples": 200,
-        "datasets": {
-            "adult": {"data": {"dataset": "adult", "max_records": 10_000}, "model": {**MLP, "epochs": 40}},
-            "purchase": {"data": {"dataset": "purchase", "purchase": {"n_records": 10_000}}, "model": {**MLP, "epochs": 30}},
-        },
-    },
-    "small": {
-        "references": 2,
-        "resamples": 50,
-        "datasets": {
-            "adult": {"data": {"dataset": "adult", "max_records": 3_000}, "model": {**MLP, "epochs": 20}},
-            "purchase": {"data": {"dataset": "purchase", "purchase": {"n_records": 3_000}}, "model": {**MLP, "epochs": 15}},
-        },
-    },
+# The targets of the attack-power claims benchmark (benchmarks/bench_attack_power.py): same data,
+# recipe, seed, pool fraction and unit size. The complementary plan draws pair after pair and
+# every model has its own seed stream, so model 0 of this plan (and its k reference pairs, the
+# pairs that follow its own) are the very models that benchmark trains first.
+DATASETS: dict[str, dict[str, Any]] = {
+    "digits": {"data": {"dataset": "digits"}, "model": {"kind": "torch-mlp", "hidden": [256], "epochs": 60, "batch_size": 32}},
+    "adult": {"data": {"dataset": "adult", "max_records": 8000}, "model": {"kind": "torch-mlp", "hidden": [256, 256], "epochs": 40, "batch_size": 64}},
+    "purchase": {"data": {"dataset": "purchase", "purchase": {"n_records": 6000, "flip_rate": 0.15}}, "model": {"kind": "torch-mlp", "hidden": [256], "epochs": 30, "batch_size": 64}},
 }
+PLAN_SEED = 20261128
 POOL_FRACTION = 0.8
+UNIT_SIZE = 8
+SIZES: dict[str, dict[str, Any]] = {
+    "full": {"references": 4, "resamples": 200, "epoch_divisor": 1},
+    # a smoke run: the same data, a third of the epochs (at least 10), 2 reference pairs
+    "small": {"references": 2, "resamples": 50, "epoch_divisor": 3},
+}
 
 
-def audit_config(spec: dict[str, Any], references: int, resamples: int, seed: int):  # type: ignore[no-untyped-def]
+def audit_config(spec: dict[str, Any], size: dict[str, Any]):  # type: ignore[no-untyped-def]
     from miaudit.audit import parse_audit_config
 
+    model = {**spec["model"], "epochs": max(10, spec["model"]["epochs"] // size["epoch_divisor"]) if size["epoch_divisor"] > 1 else spec["model"]["epochs"]}
     return parse_audit_config({
-        "seed": seed,
-        "data": {**spec["data"], **({"subset_seed": seed} if "max_records" in spec["data"] else {})},
-        "model": spec["model"],
-        "plan": {"pool_fraction": POOL_FRACTION},
+        "seed": PLAN_SEED,
+        "data": spec["data"],
+        "model": model,
+        "plan": {"pool_fraction": POOL_FRACTION, "unit_size": UNIT_SIZE},
         "engine": {"workers": 0, "threads": 1, "progress": False},
-        "audit": {"references": references, "targets": 1, "resamples": resamples, "attacks": list(REFERENCE_ATTACKS)},
+        "audit": {"references": size["references"], "targets": 1, "resamples": size["resamples"], "attacks": list(REFERENCE_ATTACKS)},
     })
 
 
@@ -156,7 +157,7 @@ def run_dataset(name: str, spec: dict[str, Any], size: dict[str, Any], seed: int
     from miaudit.engine import train
 
     timings: dict[str, float] = {}
-    cfg = audit_config(spec, size["references"], size["resamples"], seed)
+    cfg = audit_config(spec, size)
     t0 = time.perf_counter()
     run = train(cfg.train_config(), work / name)
     timings["train_models"] = time.perf_counter() - t0
@@ -248,7 +249,7 @@ def run_dataset(name: str, spec: dict[str, Any], size: dict[str, Any], seed: int
     rows = []
     for key in scores:
         auc, tpr = evl.estimate(key, "auc"), evl.estimate(key, "tpr@1%fpr")
-        rows.append({"tool": tool[key], "attack": key.split(" ", 1)[1], "auc": est(auc), "tpr@1%fpr": est(tpr)})
+        rows.append({"tool": tool[key], "attack": key.split(" ", 1)[1], "auc": est(auc), "tpr@1%fpr": est(tpr), "nonmembers_tied_at_top": top_tie(scores[key], y_ev)})
     art_keys = [k for k in scores if k.startswith("ART")]
     mia_keys = [k for k in scores if k.startswith("miaudit")]
 
@@ -289,6 +290,18 @@ def run_dataset(name: str, spec: dict[str, Any], size: dict[str, Any], seed: int
     }
 
 
+def top_tie(score: np.ndarray, member: np.ndarray) -> float:
+    """Fraction of non-members that share the highest non-member score.
+
+    Above 1 %, no threshold has FPR ≤ 1 % except one above every member tied there too, so
+    TPR at 1 % FPR counts only members scored strictly higher (ties share a threshold): coarse
+    scores (a random forest's vote fractions, a 0/1 rule, probabilities or losses that round to
+    exactly 1 or 0 in floating point) lose their low-FPR power this way.
+    """
+    s0 = score[member == 0]
+    return round(float((s0 == s0.max()).mean()), 4)
+
+
 def est(e) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return {"point": e.point, "lower": e.lower, "upper": e.upper, "status": e.status}
 
@@ -306,18 +319,23 @@ def table(results: list[dict[str, Any]]) -> str:
         "| dataset (target) | tool | attack | AUC [95 % CI] | TPR@1 %FPR [95 % CI] |",
         "|---|---|---|---|---|",
     ]
+    tied = []
+    for r in results:
+        tied += [f"{r['dataset']} {row['tool'].split(' (')[0]} {row['attack']} {row['nonmembers_tied_at_top']:.0%}" for row in r["rows"] if row["nonmembers_tied_at_top"] > 0.01]
     for r in results:
         label = f"{r['dataset']} (train/test acc {r['target_train_accuracy']:.2f}/{r['target_test_accuracy']:.2f}; eval {r['eval_members']}+{r['eval_nonmembers']})"
         for row in r["rows"]:
             lines.append(f"| {label} | {row['tool']} | {row['attack']} | {fmt(row['auc'])} | {fmt(row['tpr@1%fpr'])} |")
+    if tied:
+        lines += ["", "Non-members tied at the top score (more than 1 %: TPR at 1 % FPR can count only members scored strictly higher): " + "; ".join(tied) + "."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=tuple(SIZES), default="full")
-    parser.add_argument("--seed", type=int, default=20261128)
-    parser.add_argument("--datasets", default="", help="comma-separated subset of the size's datasets")
+    parser.add_argument("--seed", type=int, default=1, help="seeds the record split, ART's attack models and the bootstrap (the targets use the plan seed)")
+    parser.add_argument("--datasets", default="", help="comma-separated subset of: " + ", ".join(DATASETS))
     parser.add_argument("--json", type=Path, default=None, help="write the measured rows here")
     parser.add_argument("--workdir", type=Path, default=None, help="engine output and model cache (default: a temporary folder)")
     args = parser.parse_args(argv)
@@ -329,7 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: this comparison is pinned to ART {ART_VERSION}; found {art.__version__}", file=sys.stderr)
         return 2
     size = SIZES[args.size]
-    names = [d for d in args.datasets.split(",") if d] or list(size["datasets"])
+    names = [d for d in args.datasets.split(",") if d] or list(DATASETS)
+    unknown = [d for d in names if d not in DATASETS]
+    if unknown:
+        print(f"error: unknown dataset {unknown[0]!r}; known: {', '.join(DATASETS)}", file=sys.stderr)
+        return 2
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -337,11 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="miaudit-peer-") as tmp:
         work = args.workdir or Path(tmp)
-        results = [run_dataset(n, size["datasets"][n], size, args.seed, work, log) for n in names]
+        results = [run_dataset(n, DATASETS[n], size, args.seed, work, log) for n in names]
     wall = time.perf_counter() - start
     out = {
         "size": args.size,
         "seed": args.seed,
+        "resamples": size["resamples"],
         "wall_s": round(wall, 1),
         "versions": {"art": art.__version__, "torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__, "python": sys.version.split()[0]},
         "datasets": results,
