@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,20 +25,20 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 def _num(v: float | None) -> str:
-    if v is None:
+    if v is None or not math.isfinite(v):
         return "n/a"
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
 def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v * 100:.3g}%"
+    return "n/a" if v is None or not math.isfinite(v) else f"{v * 100:.3g}%"
 
 
 def format_estimate(e: Estimate | None, *, pct: bool = False, signed: bool = False) -> str:
     """An estimate as plain text: ``0.623 [0.616, 0.631]``; statuses in words, never as 0."""
     if e is None or e.status == "not_measurable":
         return "not measurable"
-    if e.point is None:
+    if e.point is None or not math.isfinite(e.point):  # in memory an undefined rate is NaN; in JSON null
         return "n/a"
 
     def f(v: float) -> str:
@@ -47,7 +48,7 @@ def format_estimate(e: Estimate | None, *, pct: bool = False, signed: bool = Fal
     text = f(e.point)
     if e.status == "interval_not_reliable":
         return f"{text} (interval not reliable)"
-    if e.lower is not None and e.upper is not None:
+    if e.lower is not None and e.upper is not None and math.isfinite(e.lower) and math.isfinite(e.upper):
         return f"{text} [{f(e.lower)}, {f(e.upper)}]"
     return text
 
@@ -188,7 +189,7 @@ def render_report(
         "clipped": any(h.clipped for h in hist),
         "scores_note": scores_note,
         "tpr_keys": tpr_keys,
-        "ppv_na": any(a.ppv.point is None for a in r.attacks),
+        "ppv_na": any(format_estimate(a.ppv) == "n/a" for a in r.attacks),
         "operating_points": [a for a in r.attacks if a.operating_point is not None],
         "group_tables": _group_tables(r, class_rows),
         "has_classes": bool(class_rows),

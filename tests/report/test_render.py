@@ -1,0 +1,238 @@
+"""The HTML report and the Markdown summary: sections, statuses, privacy, bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import miaudit.report
+from miaudit.audit import AuditResult
+from miaudit.errors import InputError
+from miaudit.metrics import Estimate
+from miaudit.report import (
+    RISK_THRESHOLDS,
+    DpAuditSummary,
+    ScoreHistogram,
+    TradeoffVariant,
+    assess_risk,
+    format_estimate,
+    load_results,
+    render_markdown,
+    render_report,
+    score_histograms,
+    write_report,
+)
+
+from .conftest import ID_BASE, dp_summary
+
+PSEUDONYM = re.compile(r"p-[0-9a-f]{16}")
+RAW_ID = re.compile(rf"\b{str(ID_BASE)[:3]}\d{{4}}\b")
+
+
+def _sections(html: str) -> set[str]:
+    return set(re.findall(r'<section id="([^"]+)"', html))
+
+
+def _charts(html: str) -> set[str]:
+    return set(re.findall(r'data-chart="([^"]+)"', html))
+
+
+def test_public_names_are_pinned():
+    assert sorted(miaudit.report.__all__) == sorted([
+        "REPORT_FILE", "RISK_THRESHOLDS", "AttackerProfile", "Control", "DpAuditSummary", "RiskAssessment", "RiskLevel", "RiskThreshold",
+        "ScoreHistogram", "TradeoffVariant", "assess_risk", "attacker_profile", "class_breakdown", "format_estimate", "load_results",
+        "recommend", "render_markdown", "render_report", "score_histograms", "write_report",
+    ])
+    for name in miaudit.report.__all__:
+        assert hasattr(miaudit.report, name)
+
+
+def test_sections_from_results_alone(outputs_run):
+    _, result = outputs_run  # in memory: undefined rates are NaN here (null in results.json)
+    html = render_report(result)
+    assert _sections(html) == {"verdict", "threat-model", "roc", "scores", "attacks", "utility", "groups", "exposed", "controls", "method"}
+    assert _charts(html) == {"attacks", "roc"}
+    assert "Not available: results.json carries no score distributions" in html
+    assert "Not recorded: an audit from saved outputs" in html
+    assert not re.search(r"\bnan\b", re.sub(r"<svg.*?</svg>", "", html, flags=re.S), re.I)
+    for control in ("regularisation", "dp", "output", "access", "monitoring", "minimisation"):
+        assert f'id="control-{control}"' in html
+    assert "does not see attacks that need one query per record" in html
+    for t in RISK_THRESHOLDS:  # the thresholds are stated
+        assert t.meaning in html
+
+
+def test_optional_sections_render_when_present(full_report, outputs_run):
+    _, html = full_report
+    assert {"tradeoff", "dp"} <= _sections(html)
+    assert _charts(html) == {"attacks", "roc", "scores", "utility", "tradeoff", "dp"}
+    assert "Per class" in html and "class = 9" in html
+    assert "PASSED" in html and "can certify at most ε = 5.8" in html
+    assert "weight decay 5e-4" in html and "DP-SGD ε=4" in html
+    assert "reference-model audit" in html and "population records" in html
+    failed = render_report(outputs_run[1], dp=dp_summary(bound=4.5))
+    assert "FAILED" in failed and "has a bug" in failed
+    assert "dp" in _sections(failed) and "tradeoff" not in _sections(failed)
+
+
+def test_statuses_are_words_never_zero(outputs_run):
+    _, result = outputs_run
+    a = result.attacks[0]
+    # ~300 non-members: TPR at 0.1 % FPR cannot be measured, at 1 % it has no reliable interval
+    assert a.tpr_at_fpr["tpr@0.1%fpr"].status == "not_measurable"
+    assert a.tpr_at_fpr["tpr@1%fpr"].status == "interval_not_reliable"
+    html = render_report(result)
+    assert "not measurable" in html and "interval not reliable" in html
+    assert format_estimate(Estimate(point=None, status="not_measurable"), pct=True) == "not measurable"
+    assert format_estimate(Estimate(point=0.0, status="interval_not_reliable"), pct=True) == "0% (interval not reliable)"
+    assert format_estimate(Estimate(point=0.0, lower=0.0, upper=0.02), pct=True) == "0% [0%, 2%]"
+    md = render_markdown(result)
+    assert "not measurable" in md and "interval not reliable" in md
+    # the not-measurable rate is never drawn as 0 in a table cell of the attack table
+    attacks = html[html.index('<section id="attacks">'):]
+    row = re.search(r"<code>loss</code></td>(.*?)</tr>", attacks, re.S)
+    assert row is not None and row.group(1).count("not measurable") == 1
+
+
+def test_no_raw_ids_and_no_membership_column(outputs_run, outputs_report):
+    _, result = outputs_run
+    _, html = outputs_report
+    assert not RAW_ID.search(html), "a raw record id reached the report"
+    assert len(set(PSEUDONYM.findall(html))) == len(result.most_exposed) > 0
+    headers = {h.strip().lower() for h in re.findall(r"<th[^>]*>(.*?)</th>", html, re.S)}
+    assert not headers & {"member", "membership", "is_member", "in training", "record_id"}
+    assert "record id (raw)" not in html and "contains raw record ids" not in html
+    # raw ids asked for: shown, and flagged
+    raw = result.model_copy(update={"pseudonymisation": result.pseudonymisation.model_copy(update={"raw_ids": True})})
+    raw_html = render_report(raw)
+    assert "record id (raw)" in raw_html and "contains raw record ids" in raw_html
+
+
+def test_markdown_holds_aggregates_only(reference_run, outputs_run):
+    for _, result in (reference_run, outputs_run):
+        md = render_markdown(result)
+        assert not PSEUDONYM.search(md)
+        assert not RAW_ID.search(md)
+        assert f"{len(result.most_exposed)} most exposed records" in md
+        assert f"**Risk: {assess_risk(result).level.upper()}.**" in md
+        for a in result.attacks:
+            assert f"`{a.name}`" in md
+        assert "<svg" not in md and "member," not in md.split("|")[0][:0]  # plain text
+    assert "generalisation gap" in render_markdown(reference_run[1])
+
+
+@pytest.mark.parametrize("which", ["outputs_report", "full_report"])
+def test_self_contained_no_external_resources(which, request):
+    _, html = request.getfixturevalue(which)
+    assert "<script" not in html.lower()
+    assert "<link" not in html.lower() and "@import" not in html and "@font-face" not in html
+    assert not re.search(r"\s(src|srcset|poster|action)=", html)
+    assert re.findall(r"url\((?!#)", html) == []
+    # the only absolute URLs are XML namespace names, which browsers never fetch
+    assert set(re.findall(r"https?://[^\s\"'<>)]+", html)) <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    assert "default-src 'none'" in html
+    assert len(html) < 400_000
+
+
+def test_write_report_atomic_shareable_default_path(outputs_run, outputs_report):
+    folder, _ = outputs_run
+    out, html = outputs_report
+    assert out == folder / "report.html"
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
+    assert not [p for p in folder.iterdir() if p.name.startswith(".report.html")]
+    assert "scores" in _charts(html) and "Per class" in html and "By group" in html
+
+
+def test_scores_of_another_run_are_ignored_with_a_note(outputs_run, tmp_path):
+    folder, result = outputs_run
+    (tmp_path / "results.json").write_text(result.to_json())
+    import pyarrow.parquet as pq
+
+    pq.write_table(pq.read_table(folder / "scores.parquet").slice(0, 100), tmp_path / "scores.parquet")
+    html = write_report(tmp_path).read_text()
+    assert "scores" not in _charts(html)
+    assert "belongs to another run" in html
+
+
+def test_score_histograms_count_every_record():
+    rng = np.random.default_rng(0)
+    member = rng.integers(0, 2, 1000)
+    s = rng.normal(size=1000)
+    s[:3] = [np.inf, -np.inf, 50.0]
+    hist = score_histograms(member, {"a": s, "flat": np.ones(1000)}, bins=20)
+    for h in hist:
+        assert sum(h.members) == member.sum() and sum(h.nonmembers) == (member == 0).sum()
+        assert len(h.edges) == 21
+    assert hist[0].clipped and not hist[1].clipped
+    with pytest.raises(ValueError):
+        ScoreHistogram(attack="a", edges=[0, 1, 1], members=[1, 1], nonmembers=[1, 1])
+
+
+@pytest.mark.parametrize(("auc", "tpr", "level"), [
+    ((0.85, 0.82, 0.88), (0.02, 0.015, 0.03), "high"),
+    ((0.70, 0.65, 0.75), (0.12, 0.10, 0.14), "high"),
+    ((0.62, 0.60, 0.64), (0.02, 0.015, 0.03), "moderate"),
+    ((0.55, 0.52, 0.58), (0.02, 0.011, 0.03), "low"),
+    ((0.51, 0.49, 0.53), (0.012, 0.008, 0.02), "not detected"),
+])
+def test_risk_levels_follow_stated_thresholds(outputs_run, auc, tpr, level):
+    _, result = outputs_run
+    a = result.attacks[0].model_copy(update={
+        "auc": Estimate(point=auc[0], lower=auc[1], upper=auc[2]),
+        "tpr_at_fpr": {"tpr@1%fpr": Estimate(point=tpr[0], lower=tpr[1], upper=tpr[2])},
+    })
+    r = result.model_copy(update={"attacks": [a]})
+    assert assess_risk(r).level == level
+    # an unreliable TPR never raises the level
+    b = a.model_copy(update={"auc": Estimate(point=0.5, lower=0.45, upper=0.55), "tpr_at_fpr": {"tpr@1%fpr": Estimate(point=0.5, status="interval_not_reliable")}})
+    assert assess_risk(result.model_copy(update={"attacks": [b]})).level == "not detected"
+
+
+def test_bad_input_names_the_input(outputs_run, tmp_path):
+    folder, result = outputs_run
+    cases = [
+        (lambda: render_report("results.json"), "result"),  # type: ignore[arg-type]
+        (lambda: render_report(result.model_copy(update={"attacks": []})), "result"),
+        (lambda: render_markdown(None), "result"),  # type: ignore[arg-type]
+        (lambda: render_report(result, histograms=[ScoreHistogram(attack="nope", edges=[0, 1], members=[1], nonmembers=[1])]), "histograms"),
+        (lambda: render_report(result, tradeoff=[{"name": "x", "test_accuracy": 1.5}]), "tradeoff[0]"),
+        (lambda: render_report(result, dp={"claimed_epsilon": -1}), "dp"),
+        (lambda: render_report(result, dp="eps=4"), "dp"),  # type: ignore[arg-type]
+        (lambda: write_report(tmp_path / "missing"), "results"),
+        (lambda: write_report(folder, tmp_path), "--out"),
+    ]
+    (tmp_path / "bad.json").write_text('{"schema_version": "miaudit.results/1"}')
+    (tmp_path / "junk.json").write_text("not json")
+    cases += [(lambda: write_report(tmp_path / "bad.json"), "results"), (lambda: load_results(tmp_path / "junk.json"), "results")]
+    for call, field in cases:
+        with pytest.raises(InputError) as info:
+            call()
+        assert info.value.field == field, (field, str(info.value))
+
+
+def test_cli_report_writes_html_and_prints_markdown(outputs_run, tmp_path):
+    import typer
+
+    from miaudit.cli._report import report
+
+    app = typer.Typer()
+    app.command("report")(report)
+    app.command("noop")(lambda: None)  # a second command keeps `report` a subcommand
+    folder, result = outputs_run
+    out = tmp_path / "shared" / "audit.html"
+    res = CliRunner().invoke(app, ["report", str(folder), "--out", str(out), "--markdown"])
+    assert res.exit_code == 0, res.output
+    assert out.is_file() and "<!DOCTYPE html>" in out.read_text()
+    assert "### Membership-inference audit" in res.stdout and not PSEUDONYM.search(res.stdout)
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert isinstance(bad.exception, InputError) and bad.exception.field == "results"
+
+
+def test_markdown_is_the_same_after_a_json_round_trip(outputs_run):
+    _, result = outputs_run
+    assert render_markdown(AuditResult.from_json(result.to_json())) == render_markdown(result)
