@@ -4,13 +4,28 @@
 # cannot be installed fails the run instead of being skipped.
 set -euo pipefail
 
-# package:command-that-proves-it-is-installed
-REQUIRED=(${MIAUDIT_SYSTEM_PACKAGES:-})
+# package:probe — the probe proves the package is installed: a command name (found with
+# `command -v`), or a path, possibly a glob (any match counts; e.g. PostgreSQL's binaries are not on
+# PATH but under /usr/lib/postgresql/<version>/bin).
+# postgresql: the service's end-to-end tests start a real server (tests/serve, initdb + pg_ctl).
+REQUIRED=(
+  "postgresql:/usr/lib/postgresql/*/bin/initdb"
+  ${MIAUDIT_SYSTEM_PACKAGES:-}
+)
+
+probe_ok() {
+  local probe=$1
+  if [[ $probe == */* ]]; then
+    compgen -G "$probe" >/dev/null
+  else
+    command -v "$probe" >/dev/null 2>&1
+  fi
+}
 
 missing=()
 for entry in "${REQUIRED[@]}"; do
   pkg=${entry%%:*}; probe=${entry#*:}
-  if ! command -v "$probe" >/dev/null 2>&1 && ! dpkg -s "$pkg" >/dev/null 2>&1; then
+  if ! probe_ok "$probe"; then
     missing+=("$pkg")
   fi
 done
