@@ -98,8 +98,8 @@ def outputs_report(outputs_run):
 @pytest.fixture(scope="session")
 def full_report(reference_run, tmp_path_factory):
     """Every section: the reference run with score distributions, per-class rows, a trade-off and a DP audit."""
-    from miaudit.report._scores import aggregates_from_scores
     from miaudit.report import render_report
+    from miaudit.report._scores import aggregates_from_scores
 
     folder, result = reference_run
     hist, classes, note = aggregates_from_scores(folder / "scores.parquet", result)

@@ -16,9 +16,7 @@ from miaudit.errors import InputError
 from miaudit.metrics import Estimate
 from miaudit.report import (
     RISK_THRESHOLDS,
-    DpAuditSummary,
     ScoreHistogram,
-    TradeoffVariant,
     assess_risk,
     format_estimate,
     load_results,

@@ -238,6 +238,7 @@ def tradeoff_chart(variants: Sequence[TradeoffVariant]) -> Markup:
             p, dl, du = iv
             ax.errorbar([v.test_accuracy], [p], yerr=[[dl], [du]], fmt="s" if v.baseline else "o", color=_colour(i), capsize=2.5, ms=5)
             ax.annotate(v.name, (v.test_accuracy, p), textcoords="offset points", xytext=(5, 4), fontsize=7.5)
+        ax.margins(x=0.3, y=0.15)  # room for the variants' names
         ax.set_ylabel(label)
         ax.set_xlabel("test accuracy")
         ax.xaxis.set_major_formatter(_percent())

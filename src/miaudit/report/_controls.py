@@ -13,6 +13,7 @@ from typing import Literal
 
 from miaudit.audit import AuditResult
 from miaudit.audit._results import AttackResult
+from miaudit.report._format import _num
 from miaudit.report._inputs import DpAuditSummary, TradeoffVariant
 from miaudit.report._verdict import RiskAssessment
 
@@ -97,8 +98,8 @@ def recommend(
 
     # DP training.
     if dp is not None:
-        because = (f"The model was trained with a claimed ε = {dp.claimed_epsilon:g} (δ = {dp.delta:g}, {dp.accountant} accountant); the audit "
-                   f"measured a lower bound of {dp.empirical_epsilon_lower_bound:.3g}: {dp.verdict}.")
+        because = (f"The model was trained with a claimed ε = {dp.claimed_epsilon:g} (δ = {_num(dp.delta)}, {dp.accountant} accountant); the audit "
+                   f"measured a lower bound of {_num(dp.empirical_epsilon_lower_bound)}: {dp.verdict}.")
         prio = "recommended" if dp.verdict == "FAILED" else "consider"
     else:
         eps = [a.implied_epsilon.point for a in result.attacks if a.implied_epsilon is not None and a.implied_epsilon.point is not None]

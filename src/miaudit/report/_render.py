@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,40 +16,12 @@ from miaudit.errors import InputError
 from miaudit.metrics import Estimate
 from miaudit.report import _charts
 from miaudit.report._controls import attacker_profile, recommend
+from miaudit.report._format import _num, _pct, format_estimate
 from miaudit.report._inputs import DpAuditSummary, ScoreHistogram, TradeoffVariant
 from miaudit.report._verdict import RISK_THRESHOLDS, assess_risk
 
 REPORT_FILE = "report.html"
 _M = TypeVar("_M", bound=BaseModel)
-
-
-def _num(v: float | None) -> str:
-    if v is None or not math.isfinite(v):
-        return "n/a"
-    return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-
-
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None or not math.isfinite(v) else f"{v * 100:.3g}%"
-
-
-def format_estimate(e: Estimate | None, *, pct: bool = False, signed: bool = False) -> str:
-    """An estimate as plain text: ``0.623 [0.616, 0.631]``; statuses in words, never as 0."""
-    if e is None or e.status == "not_measurable":
-        return "not measurable"
-    if e.point is None or not math.isfinite(e.point):  # in memory an undefined rate is NaN; in JSON null
-        return "n/a"
-
-    def f(v: float) -> str:
-        text = f"{v * 100:.3g}%" if pct else f"{v:.3f}"
-        return f"+{text}" if signed and v > 0 else text
-
-    text = f(e.point)
-    if e.status == "interval_not_reliable":
-        return f"{text} (interval not reliable)"
-    if e.lower is not None and e.upper is not None and math.isfinite(e.lower) and math.isfinite(e.upper):
-        return f"{text} [{f(e.lower)}, {f(e.upper)}]"
-    return text
 
 
 def _est_html(e: Estimate | None, *, pct: bool = False, signed: bool = False) -> Markup:
@@ -206,6 +177,14 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _md_setup(r: AuditResult) -> str:
+    if r.reference is not None:
+        ref = r.reference
+        return (f"Reference-model audit of the recipe on {_md_cell(ref.dataset)}: {ref.models} models, {ref.references} reference pair(s) "
+                f"per target, {ref.targets} targets attacked; the attacker knows the recipe and holds {ref.population_records:,} population records.")
+    return f"Audit of one model's saved outputs ({r.input.kind}); no reference models, so LiRA and RMIA were not run."
+
+
 def render_markdown(result: AuditResult) -> str:
     """A short Markdown summary for a pull request: aggregates only, no ids or pseudonyms."""
     r = _check_result(result)
@@ -220,6 +199,8 @@ def render_markdown(result: AuditResult) -> str:
         "",
         f"{r.input.n_records:,} {unit} ({r.input.n_members:,} members, {r.input.n_nonmembers:,} non-members); "
         f"{conf} intervals from {r.bootstrap.replicates} bootstrap replicates; miaudit {r.tool_version}, seed {r.seed}.",
+        "",
+        _md_setup(r),
         "",
         "| attack | AUC | " + " | ".join(_tprname(k) for k in tpr_keys) + " | advantage |",
         "|---|---|" + "---|" * len(tpr_keys) + "---|",
