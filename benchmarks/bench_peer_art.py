@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent
 PEER = ROOT / "peer"
 VENV = Path(os.environ.get("MIAUDIT_PEER_VENV", "/tmp/miaudit-peer-venv"))
 TIME_LIMIT_S = 600
+SETUP_TIMEOUT_S = 900
 
 
 def _fmt(e: dict) -> str:
@@ -48,7 +49,10 @@ def _not_measured(why: str) -> BenchResult:
 
 def run(size: str) -> BenchResult:
     env = {**os.environ, "MIAUDIT_PEER_VENV": str(VENV), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    setup = subprocess.run(["bash", str(PEER / "setup.sh")], capture_output=True, text=True, check=False, env=env, cwd=ROOT.parent)
+    try:
+        setup = subprocess.run(["bash", str(PEER / "setup.sh")], capture_output=True, text=True, check=False, env=env, cwd=ROOT.parent, timeout=SETUP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return _not_measured(f"benchmarks/peer/setup.sh did not finish in {SETUP_TIMEOUT_S} s (package registry unreachable or slow?)")
     if setup.returncode != 0:
         tail = [line for line in (setup.stderr + setup.stdout).splitlines() if line.strip() and not line.startswith("WARNING: Location")][-3:]
         return _not_measured("benchmarks/peer/setup.sh failed: " + " | ".join(tail))
@@ -56,7 +60,7 @@ def run(size: str) -> BenchResult:
         out = Path(tmp) / "peer.json"
         cmd = [str(VENV / "bin" / "python"), str(PEER / "art_compare.py"), "--size", size, "--json", str(out), "--workdir", str(Path(tmp) / "work")]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, cwd=ROOT.parent)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, cwd=ROOT.parent, timeout=3 * TIME_LIMIT_S)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"art_compare.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
