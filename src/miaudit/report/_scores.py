@@ -88,7 +88,7 @@ def class_breakdown(
             continue
         ev = evaluate(
             m, {a: np.asarray(scores[a])[mask] for a in attacks}, fprs=(0.01,), n_resamples=n_resamples,
-            groups=None if groups is None else np.unique(groups[mask], return_inverse=True)[1], rng=rng,
+            groups=None if groups is None else groups[mask], rng=rng,
         )
         rows = [SliceAttack(attack=a, auc=ev.estimate(a, "auc"), tpr_at_1pct_fpr=ev.estimate(a, tpr_key(0.01))) for a in attacks]
         out.append(SliceResult(column="class", value=str(c), n_members=n1, n_nonmembers=n0, attacks=rows))
@@ -122,8 +122,6 @@ def aggregates_from_scores(path: Path, result: AuditResult, *, bins: int = 40) -
     if "label" in cols:
         strongest = result.exposure_attack if result.exposure_attack in names else names[0]
         groups = table.column("record_id").to_numpy() if pairs and "record_id" in cols else None
-        if groups is not None:
-            groups = np.unique(groups, return_inverse=True)[1]
         classes = class_breakdown(
             member, table.column("label").to_numpy(), scores, attacks=[strongest],
             n_resamples=min(result.bootstrap.replicates, 100), groups=groups, seed=result.seed,
