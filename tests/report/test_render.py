@@ -188,7 +188,8 @@ def test_risk_levels_follow_stated_thresholds(outputs_run, auc, tpr, level):
     assert assess_risk(r).level == level
     # an unreliable TPR never raises the level
     b = a.model_copy(update={"auc": Estimate(point=0.5, lower=0.45, upper=0.55), "tpr_at_fpr": {"tpr@1%fpr": Estimate(point=0.5, status="interval_not_reliable")}})
-    assert assess_risk(result.model_copy(update={"attacks": [b]})).level == "not detected"
+    none = assess_risk(result.model_copy(update={"attacks": [b]}))
+    assert none.level == "not detected" and "AUC up to 0.550" in none.explanation
 
 
 def test_bad_input_names_the_input(outputs_run, tmp_path):

@@ -64,11 +64,18 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
                     best = (rank, a.name, metric, value)
                 break
     if best is None:
+        aucs = [a.auc.upper for a in result.attacks if a.auc.status == "ok" and a.auc.upper is not None]
+        tprs = [e.upper for a in result.attacks if (e := a.tpr_at_fpr.get("tpr@1%fpr")) is not None and e.status == "ok" and e.upper is not None]
+        bounds = []
+        if aucs:
+            bounds.append(f"AUC up to {max(aucs):.3f}")
+        if tprs:
+            bounds.append(f"TPR at 1% FPR up to {max(tprs) * 100:.1f}%")
+        missed = f" ({' and '.join(bounds)} at the upper ends of the intervals)" if bounds else ""
         return RiskAssessment(
             "not detected", None, None, None,
             "No attack's interval lies above chance. This is not proof of safety: the intervals bound how much "
-            "leakage this audit could have missed (see the upper bounds below), and stronger attacks or more "
-            "reference models may find more.",
+            f"leakage this audit could have missed{missed}, and stronger attacks or more reference models may find more.",
         )
     rank, attack, metric, value = best
     t = RISK_THRESHOLDS[rank]
