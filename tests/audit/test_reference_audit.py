@@ -77,17 +77,31 @@ def test_check_record_gives_calibrated_evidence(run):
         check_record(d / "out", ["no-such-id"])
 
 
-def test_cli_gate_and_check_record(run):
-    d, result = run
-    miaudit = [sys.executable, "-c", "from miaudit.cli import main; main()"]
-    gate = subprocess.run([*miaudit, "audit", str(d / "audit.toml"), "--out", str(d / "out"), "--fail-on", "tpr@1%fpr.upper>0.01"], capture_output=True, text=True, timeout=300)
-    assert gate.returncode == 1 and "FAILED --fail-on" in gate.stderr
-    ok = subprocess.run([*miaudit, "audit", str(d / "audit.toml"), "--out", str(d / "out"), "--fail-on", "auc.lower>0.99"], capture_output=True, text=True, timeout=300)
-    assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run([*miaudit, "audit", str(d / "audit.toml"), "--out", str(d / "out"), "--fail-on", "auc>>1"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: --fail-on")
+def _main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from miaudit.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["miaudit", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_cli_gate_and_check_record(run, monkeypatch, capsys):
+    d, _ = run
+    cfg, out = str(d / "audit.toml"), str(d / "out")
+    code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "tpr@1%fpr.upper>0.01")
+    assert code == 1 and "FAILED --fail-on" in err
+    code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc.lower>0.99")
+    assert code == 0, err
+    code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc>>1")
+    assert code == 2 and err.startswith("error: --fail-on")
     rid = str(pd.read_parquet(d / "out" / "scores.parquet")["record_id"].iloc[0])
-    cr = subprocess.run([*miaudit, "check-record", str(d / "out"), "--id", rid], capture_output=True, text=True, timeout=60)
+    # one real process: the installed entry point end to end
+    cr = subprocess.run([sys.executable, "-c", "from miaudit.cli import main; main()", "check-record", out, "--id", rid], capture_output=True, text=True, timeout=120)
     assert cr.returncode == 0 and "p-value" in cr.stdout and "Bonferroni" in cr.stdout
 
 
