@@ -207,7 +207,11 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def _denied(_req: Request, exc: _Denied) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
-    def authenticate(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+    Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+    # Called inside each (sync) endpoint rather than as sync dependencies: each sync dependency
+    # would cost one more hop through the thread pool.
+    def authenticate(creds: HTTPAuthorizationCredentials | None) -> Caller:
         token = creds.credentials if creds is not None else ""
         key_id = parse_token(token)
         row = store.key_row(key_id) if key_id else None
@@ -221,17 +225,13 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise _Denied(403, "this key's role may not call this endpoint")
         return Caller(info, role)
 
-    def require(endpoint: str) -> Any:
-        assert endpoint in ENDPOINTS
-
-        def dep(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
-            if endpoint not in caller.role.endpoints:
-                if endpoint == "predict":
-                    store.log_denied(caller.key.key_id, endpoint=endpoint, n=0, policy=str(caller.role.policy), status=403)
-                raise _Denied(403, "this key's role may not call this endpoint")
-            return caller
-
-        return dep
+    def allowed(creds: HTTPAuthorizationCredentials | None, endpoint: str) -> Caller:
+        caller = authenticate(creds)
+        if endpoint not in caller.role.endpoints:
+            if endpoint == "predict":
+                store.log_denied(caller.key.key_id, endpoint=endpoint, n=0, policy=str(caller.role.policy), status=403)
+            raise _Denied(403, "this key's role may not call this endpoint")
+        return caller
 
     def to_array(body: PredictRequest) -> np.ndarray:
         if (body.record is None) == (body.records is None):
@@ -266,11 +266,12 @@ def create_app(config: ServeConfig) -> FastAPI:
         response_model_exclude_none=True,
         responses={401: {"description": UNAUTHORISED}, 403: {"description": "Role may not predict"}, 413: {"description": "Batch too large"}, 429: {"description": "Budget or rate limit exhausted (Retry-After)"}},
     )
-    def predict(body: PredictRequest, caller: Annotated[Caller, Depends(require("predict"))]) -> dict[str, Any]:
+    def predict(body: PredictRequest, creds: Creds) -> dict[str, Any]:
         """Predict one record or a batch; the answer follows the caller's role's output policy.
 
         Costs one budget unit per record.
         """
+        caller = allowed(creds, "predict")
         x = to_array(body)
         n = x.shape[0]
         policy = caller.role.policy
@@ -302,8 +303,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         return {"policy": str(policy), "predictions": preds}
 
     @app.get("/whoami", response_model=WhoAmI, responses={401: {"description": UNAUTHORISED}})
-    def whoami(caller: Annotated[Caller, Depends(authenticate)]) -> dict[str, Any]:
+    def whoami(creds: Creds) -> dict[str, Any]:
         """The calling key's role, output policy and limits."""
+        caller = authenticate(creds)
         k = caller.key
         return {
             "key_id": k.key_id, "role": k.role, "policy": str(caller.role.policy), "endpoints": sorted(caller.role.endpoints),
@@ -315,12 +317,12 @@ def create_app(config: ServeConfig) -> FastAPI:
         """Liveness (no key needed; says nothing about the model)."""
         return {"status": "ok"}
 
-    admin = Depends(require("admin"))
     admin_responses: dict[int | str, dict[str, Any]] = {401: {"description": UNAUTHORISED}, 403: {"description": "Not an admin key"}}
 
-    @app.post("/admin/keys", response_model=NewKeyOut, status_code=201, dependencies=[admin], responses=admin_responses)
-    def create_key(body: KeyCreate) -> dict[str, Any]:
+    @app.post("/admin/keys", response_model=NewKeyOut, status_code=201, responses=admin_responses)
+    def create_key(body: KeyCreate, creds: Creds) -> dict[str, Any]:
         """Create a key; its token is in this answer only."""
+        allowed(creds, "admin")
         if body.role not in config.roles:
             raise _Denied(422, f"unknown role {body.role!r}; roles: {', '.join(sorted(config.roles))}")
         new = store.create_key(config.secret, body.role, budget=body.budget, rate=body.rate, window_s=body.window_s, label=body.label)
@@ -328,45 +330,52 @@ def create_app(config: ServeConfig) -> FastAPI:
         assert info is not None
         return {**info.public(), "token": new.token}
 
-    @app.get("/admin/keys", response_model=list[KeyOut], dependencies=[admin], responses=admin_responses)
-    def list_keys() -> list[dict[str, Any]]:
+    @app.get("/admin/keys", response_model=list[KeyOut], responses=admin_responses)
+    def list_keys(creds: Creds) -> list[dict[str, Any]]:
         """Every key (ids, roles, limits and use; never tokens)."""
+        allowed(creds, "admin")
         return [k.public() for k in store.list_keys()]
 
-    @app.delete("/admin/keys/{key_id}", response_model=KeyOut, dependencies=[admin], responses={**admin_responses, 404: {"description": "No such key"}})
-    def revoke_key(key_id: str) -> dict[str, Any]:
+    @app.delete("/admin/keys/{key_id}", response_model=KeyOut, responses={**admin_responses, 404: {"description": "No such key"}})
+    def revoke_key(key_id: str, creds: Creds) -> dict[str, Any]:
         """Revoke a key (it answers 401 from now on)."""
+        allowed(creds, "admin")
         if not store.revoke_key(key_id):
             raise _Denied(404, "no such key")
         info = store.get_key(key_id)
         assert info is not None
         return info.public()
 
-    @app.put("/admin/keys/{key_id}/limits", response_model=KeyOut, dependencies=[admin], responses={**admin_responses, 404: {"description": "No such key"}})
-    def set_limits(key_id: str, body: KeyLimits) -> dict[str, Any]:
+    @app.put("/admin/keys/{key_id}/limits", response_model=KeyOut, responses={**admin_responses, 404: {"description": "No such key"}})
+    def set_limits(key_id: str, body: KeyLimits, creds: Creds) -> dict[str, Any]:
         """Replace a key's total record budget and rate limit (null = no cap)."""
+        allowed(creds, "admin")
         if not store.set_limits(key_id, budget=body.budget, rate=body.rate, window_s=body.window_s):
             raise _Denied(404, "no such key")
         info = store.get_key(key_id)
         assert info is not None
         return info.public()
 
-    @app.get("/admin/alerts", response_model=list[AlertOut], dependencies=[admin], responses=admin_responses)
+    @app.get("/admin/alerts", response_model=list[AlertOut], responses=admin_responses)
     def list_alerts(
         since_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         key_id: Annotated[str | None, Query(max_length=16)] = None,
+        creds: Creds = None,
     ) -> list[dict[str, Any]]:
         """Alerts raised by the probing detectors, oldest first."""
+        allowed(creds, "admin")
         return [a.public() for a in store.list_alerts(since_id=since_id, limit=limit, key_id=key_id)]
 
-    @app.get("/admin/log", response_model=list[LogEntry], response_model_exclude_none=True, dependencies=[admin], responses=admin_responses)
+    @app.get("/admin/log", response_model=list[LogEntry], response_model_exclude_none=True, responses=admin_responses)
     def read_log(
         key_id: Annotated[str | None, Query(max_length=16)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         hashes: bool = False,
+        creds: Creds = None,
     ) -> list[dict[str, Any]]:
         """The audit log, newest first (keyed record hashes on request)."""
+        allowed(creds, "admin")
         return store.log_entries(key_id=key_id, limit=limit, with_hashes=hashes)
 
     return app

@@ -1,0 +1,190 @@
+"""The prediction service's guard under load (issue 7): what keys, policy, budget, log and
+detectors cost per request.
+
+Two servers of the same model on 127.0.0.1, each ``miaudit serve`` with one worker process:
+the guarded service (SQLite WAL, ``synchronous=NORMAL``; keys, role policy ``round:2``, a record
+budget and a rate limit checked by the conditional UPDATE, the log entry with one keyed hash per
+record committed before the answer, all four detectors) and the same model with nothing in front
+of it (``--no-guard``). The model: scikit-learn logistic regression, 20 features, 5 classes.
+
+Load: open loop at a fixed rate (200 requests/s), one record per request, distinct records,
+4 keys in turn; latency is measured from each request's *scheduled* send time to its answer,
+so that a server falling behind shows up in the tail (no coordinated omission). The two
+servers are measured in alternating rounds to share the machine's background load. A closed loop
+(8 concurrent clients) gives each server's maximum throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._schema import BenchResult
+
+CLAIM = "At 200 requests/s (one record each, loopback), the guard adds at most 5 ms to /predict's p99 latency"
+
+SIZES = {"full": {"seconds": 15, "rounds": 2, "closed_s": 4}, "small": {"seconds": 2, "rounds": 1, "closed_s": 1}}
+RATE = 200
+FEATURES, CLASSES = 20, 5
+LIMIT_MS = 5.0
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    port = _port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", "from miaudit.cli._serve import serve_app; serve_app()", "serve", *args, "--port", str(port)]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(log.read_text()[-2000:])
+        try:
+            if httpx.post(url + "/predict", json={"record": [0.0] * FEATURES}, timeout=1).status_code in (200, 401):
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+async def _open_loop(url: str, tokens: list[str | None], seconds: float, seed: int) -> tuple[np.ndarray, int]:
+    import httpx
+
+    n = int(RATE * seconds)
+    x = np.random.default_rng(seed).normal(size=(n, FEATURES))
+    lat = np.full(n, np.nan)
+    errors = 0
+    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=httpx.Limits(max_connections=64)) as client:
+        # warm the connections and the server
+        for i in range(20):
+            tok = tokens[i % len(tokens)]
+            await client.post("/predict", json={"record": x[i].tolist()}, headers={"Authorization": f"Bearer {tok}"} if tok else {})
+        loop = asyncio.get_running_loop()
+        t0 = loop.time() + 0.05
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            start = t0 + i / RATE
+            await asyncio.sleep(max(0.0, start - loop.time()))
+            tok = tokens[i % len(tokens)]
+            r = await client.post("/predict", json={"record": x[i].tolist()}, headers={"Authorization": f"Bearer {tok}"} if tok else {})
+            if r.status_code != 200:
+                errors += 1
+            lat[i] = loop.time() - start
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return lat * 1000.0, errors
+
+
+async def _closed_loop(url: str, tokens: list[str | None], seconds: float) -> float:
+    import httpx
+
+    x = np.random.default_rng(9).normal(size=(4096, FEATURES)).tolist()
+    done = 0
+    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
+        end = time.monotonic() + seconds
+
+        async def worker(w: int) -> None:
+            nonlocal done
+            i = w
+            while time.monotonic() < end:
+                tok = tokens[i % len(tokens)]
+                await client.post("/predict", json={"record": x[i % 4096]}, headers={"Authorization": f"Bearer {tok}"} if tok else {})
+                done += 1
+                i += 8
+
+        t = time.monotonic()
+        await asyncio.gather(*(worker(w) for w in range(8)))
+        return done / (time.monotonic() - t)
+
+
+def run(size: str) -> BenchResult:
+    from sklearn.linear_model import LogisticRegression
+
+    from miaudit.models import save_sklearn
+    from miaudit.serve import Store, load_server_secret
+
+    p = SIZES[size]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_guard_"))
+    rng = np.random.default_rng(0)
+    xt = rng.normal(size=(5000, FEATURES))
+    yt = np.argmax(xt[:, :CLASSES] + 0.5 * rng.normal(size=(5000, CLASSES)), axis=1)
+    save_sklearn(tmp / "model.skops", LogisticRegression(max_iter=300).fit(xt, yt))
+    db = f"sqlite:///{tmp}/guard.db"
+    secret = load_server_secret(tmp / "guard.secret", create=True)
+    store = Store(db)
+    tokens: list[str | None] = [store.create_key(secret, "analyst", budget=10**9, rate=10**6).token for _ in range(4)]
+    store.close()
+
+    common = ["--model", str(tmp / "model.skops"), "--secret-file", str(tmp / "guard.secret")]
+    guarded, gurl = _start([*common, "--db", db], tmp / "guarded.log")
+    bare, burl = _start([*common, "--db", f"sqlite:///{tmp}/unused.db", "--no-guard"], tmp / "bare.log")
+    lat: dict[str, list[np.ndarray]] = {"guarded": [], "unguarded": []}
+    errs = {"guarded": 0, "unguarded": 0}
+    try:
+        for r in range(p["rounds"]):
+            for name, url, toks in (("unguarded", burl, [None]), ("guarded", gurl, tokens)) if r % 2 == 0 else (("guarded", gurl, tokens), ("unguarded", burl, [None])):
+                got, e = asyncio.run(_open_loop(url, toks, p["seconds"], seed=100 * r + (name == "guarded")))
+                lat[name].append(got)
+                errs[name] += e
+        tput = {
+            "unguarded": asyncio.run(_closed_loop(burl, [None], p["closed_s"])),
+            "guarded": asyncio.run(_closed_loop(gurl, tokens, p["closed_s"])),
+        }
+    finally:
+        for proc in (guarded, bare):
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=20)
+
+    figures: dict[str, float | int] = {"rate_rps": RATE, "requests_per_server": int(sum(a.size for a in lat["guarded"]))}
+    for name in ("unguarded", "guarded"):
+        a = np.concatenate(lat[name])
+        figures[f"{name}_p50_ms"] = round(float(np.percentile(a, 50)), 3)
+        figures[f"{name}_p99_ms"] = round(float(np.percentile(a, 99)), 3)
+        figures[f"{name}_max_rps"] = round(tput[name], 1)
+        figures[f"{name}_errors"] = errs[name]
+    overhead = figures["guarded_p99_ms"] - figures["unguarded_p99_ms"]
+    figures["p99_overhead_ms"] = round(overhead, 3)
+    figures["p50_overhead_ms"] = round(figures["guarded_p50_ms"] - figures["unguarded_p50_ms"], 3)
+    table = "\n".join(
+        [
+            "| server | p50 (ms) | p99 (ms) | max throughput (req/s, 8 clients) | errors |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {name} | {figures[f'{name}_p50_ms']} | {figures[f'{name}_p99_ms']} | {figures[f'{name}_max_rps']} | {figures[f'{name}_errors']} |"
+                for name in ("unguarded", "guarded")
+            ),
+            f"| **guard overhead** | {figures['p50_overhead_ms']} | {figures['p99_overhead_ms']} | | |",
+        ]
+    )
+    notes = [
+        f"open loop at {RATE} requests/s, one record per request, {p['seconds']} s × {p['rounds']} rounds per server, alternating; latency from the scheduled send time",
+        "guarded: SQLite WAL synchronous=NORMAL, role analyst (round:2), budget + rate limit, log with keyed record hashes, detectors on; 1 worker each",
+    ]
+    passed = overhead <= LIMIT_MS and errs["guarded"] == 0 and errs["unguarded"] == 0
+    return BenchResult(name="guard", claim=CLAIM, figures=figures, table=table, passed=passed, notes=notes)
+
+
+if __name__ == "__main__":
+    res = run(sys.argv[1] if len(sys.argv) > 1 else "small")
+    print(res.table)
+    print(res.figures)
