@@ -100,3 +100,24 @@ def test_bad_attack_and_slice_names():
         miaudit.attack(o, attacks=["lira2"])
     with pytest.raises(InputError, match="no column 'age'"):
         miaudit.attack(o, slices=["age"])
+
+
+def test_most_exposed_ties_do_not_follow_row_order():
+    """All records tied: the list (and percentiles) must not depend on how rows were written."""
+    from miaudit.data import ModelOutputs
+
+    n = 200
+    member = np.r_[np.ones(n // 2, int), np.zeros(n // 2, int)]  # members written first
+    probs = np.tile([1.0, 0.0], (n, 1))
+    ids = np.arange(n)
+    key = b"k" * 32
+    a = miaudit.attack(ModelOutputs.from_arrays(probs=probs, label=np.zeros(n, int), member=member, record_id=ids), attacks=["loss"], n_resamples=0)
+    perm = np.random.default_rng(0).permutation(n)
+    from miaudit.audit._attack import run_attacks
+
+    r1 = run_attacks(ModelOutputs.from_arrays(probs=probs, label=np.zeros(n, int), member=member, record_id=ids), attacks=["loss"], n_resamples=0, pseudonym_key=key)
+    r2 = run_attacks(ModelOutputs.from_arrays(probs=probs[perm], label=np.zeros(n, int), member=member[perm], record_id=ids[perm]), attacks=["loss"], n_resamples=0, pseudonym_key=key)
+    assert r1.result.most_exposed == r2.result.most_exposed
+    top = r1.result.most_exposed[0]
+    assert top.score_percentile == 100.0 and top.ties == n - 1
+    assert a.attack("loss").ppv.point is None or np.isfinite(a.attack("loss").ppv.point)

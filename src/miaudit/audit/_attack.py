@@ -161,11 +161,7 @@ def run_attacks(
 
     key = pseudonym_key if pseudonym_key is not None else load_or_create_key(None)
     strongest = max(results, key=lambda a: a.auc.point or 0.0).name
-    top = np.argsort(-scores[strongest], kind="stable")[:MOST_EXPOSED]
-    ranks = scores[strongest].argsort(kind="stable").argsort(kind="stable")
-    top_ids = outputs.record_id[top]
-    shown = [str(i) for i in top_ids.tolist()] if raw_ids else pseudonymise(top_ids, key)
-    exposed = [ExposedRecord(pseudonym=p, rank=r + 1, score_percentile=float(ranks[i] + 1) / member.size * 100) for r, (p, i) in enumerate(zip(shown, top, strict=True))]
+    exposed = most_exposed(scores[strongest], outputs.record_id, key, raw_ids=raw_ids)
 
     desc = InputDescription(
         name=source.name if source else "(in memory)",
@@ -198,6 +194,31 @@ def run_attacks(
         notes=notes,
     )
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)
+
+
+def most_exposed(score: np.ndarray, record_id: np.ndarray, key: bytes, *, raw_ids: bool = False, count: int = MOST_EXPOSED) -> list[ExposedRecord]:
+    """The ``count`` highest-scoring records, as keyed pseudonyms (raw ids only if asked).
+
+    Ties are ordered by pseudonym, a keyed hash: never by row order (saved outputs are often
+    written members first) and never by raw id. ``score_percentile`` is the percentage of
+    records scoring at most as high; ``ties`` how many others share the score.
+    """
+    s = np.asarray(score, dtype=np.float64)
+    if s.size == 0:
+        return []
+    cut = np.partition(s, s.size - min(count, s.size))[s.size - min(count, s.size)]
+    cand = np.flatnonzero(s >= cut)
+    names = pseudonymise(record_id[cand], key)
+    order = sorted(range(cand.size), key=lambda j: (-s[cand[j]], names[j]))[:count]
+    sorted_s = np.sort(s)
+    out = []
+    for rank, j in enumerate(order, start=1):
+        i = cand[j]
+        at_most = int(np.searchsorted(sorted_s, s[i], side="right"))
+        tied = at_most - int(np.searchsorted(sorted_s, s[i], side="left")) - 1
+        shown = str(record_id[i]) if raw_ids else names[j]
+        out.append(ExposedRecord(pseudonym=shown, rank=rank, score_percentile=100.0 * at_most / s.size, ties=tied))
+    return out
 
 
 def _slices(groups: dict[str, list[tuple[str, np.ndarray]]], member: np.ndarray, scores: dict[str, np.ndarray], n_resamples: int, seed: np.random.SeedSequence) -> list[SliceResult]:

@@ -111,6 +111,7 @@ class ExposedRecord(_Record):
     pseudonym: str
     rank: int
     score_percentile: float
+    ties: int = 0
 
 
 class ReferenceSetup(_Record):

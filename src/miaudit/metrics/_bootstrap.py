@@ -74,14 +74,15 @@ class Evaluation:
     def _interval(self, point: float, reps: np.ndarray, status: str) -> Estimate:
         if status == "not_measurable":
             return Estimate(point=None, status="not_measurable")
+        value = float(point) if np.isfinite(point) else None  # undefined (e.g. PPV with nothing flagged): null, never NaN
         if status == "interval_not_reliable" or self.n_resamples == 0:
-            return Estimate(point=point, status=status if status != "ok" else "ok")  # type: ignore[arg-type]
+            return Estimate(point=value, status=status)  # type: ignore[arg-type]
         reps = reps[np.isfinite(reps)]
         if reps.size == 0:
-            return Estimate(point=point if np.isfinite(point) else None)
+            return Estimate(point=value)
         tail = (1 - self.confidence) / 2
         lo, hi = np.quantile(reps, [tail, 1 - tail])
-        return Estimate(point=float(point) if np.isfinite(point) else None, lower=float(lo), upper=float(hi))
+        return Estimate(point=value, lower=float(lo), upper=float(hi))
 
     def estimate(self, name: str, metric: str) -> Estimate:
         """Point and percentile interval of ``metric`` for attack ``name``."""
