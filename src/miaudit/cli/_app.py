@@ -23,6 +23,13 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def _report_line(out_dir: Path) -> None:
+    from miaudit.report import write_report
+
+    path = write_report(out_dir)
+    out.print(f"[bold]report:[/] {path} (shareable, self-contained HTML)")
+
+
 @app.command("attack")
 def attack_cmd(
     outputs: Annotated[Path, typer.Argument(help="Model outputs (.npz, .parquet or .csv): logits or probs, label, member.")],
@@ -53,6 +60,7 @@ def attack_cmd(
     print_summary(result, out)
     if out_dir is not None:
         out.print(f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted)")
+        _report_line(out_dir)
 
 
 @app.command("audit")
@@ -71,6 +79,7 @@ def audit_cmd(
     result = audit(config, out_dir, overwrite=overwrite)
     print_summary(result, out)
     out.print(f"results: {out_dir / 'results.json'} (shareable); scores, signals, models: restricted (0600)")
+    _report_line(out_dir)
     broken = failures(result, rules)
     if broken:
         err.print(f"FAILED --fail-on: {broken[0]}" + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""), highlight=False, soft_wrap=True)
@@ -116,6 +125,7 @@ def demo_cmd(
         result = run_demo(out_dir, seed=seed)
     print_summary(result, out)
     out.print(f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted, 0600)")
+    _report_line(out_dir)
 
 
 @app.command("version")
@@ -129,6 +139,10 @@ def version_cmd() -> None:
 from miaudit.cli._train import train as _train  # noqa: E402
 
 app.command("train")(_train)
+
+from miaudit.cli._report import report as _report  # noqa: E402
+
+app.command("report")(_report)
 
 
 def main() -> None:
