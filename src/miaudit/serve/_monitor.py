@@ -149,6 +149,7 @@ class Monitor:
         self._cluster_of: dict[int, int] = {}
         self._clusters: dict[int, _Cluster] = {}
         self._next = 0
+        self._observed = 0  # records seen by this process, all keys
         self._last_alert: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(0)
@@ -171,6 +172,7 @@ class Monitor:
         if n > self.cfg.max_rows_per_request:
             rows = np.sort(self._rng.choice(n, self.cfg.max_rows_per_request, replace=False))
         with self._lock:
+            self._observed += n
             st = self._state(key_id)
             st.queries += n
             self._repeats_and_enumeration(key_id, st, hashes, now)
@@ -289,7 +291,7 @@ class Monitor:
             return False
         self._last_alert[(detector, key_id)] = now
         try:
-            self._sink(detector, key_id, keys, detail)
+            self._sink(detector, key_id, keys, {**detail, "observed": self._observed})
         except Exception:  # an alert that cannot be stored must not fail the answer already logged
             log.exception("could not store a %s alert", detector)
         return True
