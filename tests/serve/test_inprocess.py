@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import httpx
 import numpy as np
@@ -318,3 +319,45 @@ def test_detectors_can_be_switched_off(make_service) -> None:  # noqa: ANN001
     for _ in range(10):
         svc.post(tok, json={"records": [X[0].tolist()] * 10})
     assert svc.get(svc.admin, "/admin/alerts").json() == []
+
+
+def test_alerts_are_posted_to_a_webhook_on_loopback(make_service) -> None:  # noqa: ANN001
+    import http.server
+    import time
+
+    from tests.serve.conftest import free_port
+
+    got: list[dict] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    port = free_port()
+    receiver = http.server.HTTPServer(("127.0.0.1", port), Receiver)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        svc = make_service(webhook=f"http://127.0.0.1:{port}/alerts")
+        tok = svc.token("trusted")
+        svc.post(tok, json={"records": [X[0].tolist()] * 6})  # the same record 6 times: repeat
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got and got[0]["detector"] == "repeat" and got[0]["key_id"] == tok.split("_")[1]
+        assert set(got[0]) == {"id", "ts", "detector", "key_id", "keys", "detail"}
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+def test_a_detector_fault_never_fails_a_logged_answer(make_service) -> None:  # noqa: ANN001
+    svc = make_service(detectors=DetectorConfig(scale=(1.0, 2.0)))  # wrong width: the detector raises
+    tok = svc.token("trusted")
+    r = svc.post(tok, json={"record": X[0].tolist()})
+    assert r.status_code == 200

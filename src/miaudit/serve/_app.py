@@ -15,7 +15,9 @@ An answer is sent only after its log entry and budget decrement are committed to
 """
 
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -38,7 +40,9 @@ from miaudit.serve._store import KeyInfo, Store
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 RecordIn = list[FiniteFloat] | dict[str, FiniteFloat]
 _DUMMY_DIGEST = "0" * 64
+log = logging.getLogger("miaudit.serve")
 UNAUTHORISED = "invalid or missing API key"
+KEY_CACHE_S = 1.0
 
 
 class PredictRequest(BaseModel):
@@ -171,10 +175,13 @@ def create_app(config: ServeConfig) -> FastAPI:
         nonlocal monitor
         if not config.detectors.enabled:
             return
-        with monitor_lock:
-            if monitor is None:
-                monitor = Monitor(config.detectors, x.shape[1], config.secret, sink)
-        monitor.observe(key_id, x, hashes)
+        try:
+            with monitor_lock:
+                if monitor is None:
+                    monitor = Monitor(config.detectors, x.shape[1], config.secret, sink)
+            monitor.observe(key_id, x, hashes)
+        except Exception:  # the answer is logged and due: a detector fault must not turn it into a 500
+            log.exception("probing detectors failed on a request of key %s", key_id)
 
     rng = np.random.default_rng(config.noise_seed)
     rng_lock = threading.Lock()
@@ -211,10 +218,27 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     # Called inside each (sync) endpoint rather than as sync dependencies: each sync dependency
     # would cost one more hop through the thread pool.
+    # Key rows are cached for KEY_CACHE_S: an answer still needs the charging UPDATE, which
+    # re-checks revocation and budget in the database, so a revoked key gets no answer at once;
+    # only admin endpoints may accept a just-revoked admin key for up to KEY_CACHE_S.
+    key_cache: dict[str, tuple[float, tuple[KeyInfo, str]]] = {}
+
+    def key_row(key_id: str) -> tuple[KeyInfo, str] | None:
+        now = time.monotonic()
+        hit = key_cache.get(key_id)
+        if hit is not None and now - hit[0] < KEY_CACHE_S:
+            return hit[1]
+        row = store.key_row(key_id)
+        if row is not None:
+            if len(key_cache) > 100_000:
+                key_cache.clear()
+            key_cache[key_id] = (now, row)
+        return row
+
     def authenticate(creds: HTTPAuthorizationCredentials | None) -> Caller:
         token = creds.credentials if creds is not None else ""
         key_id = parse_token(token)
-        row = store.key_row(key_id) if key_id else None
+        row = key_row(key_id) if key_id else None
         stored = row[1] if row is not None else _DUMMY_DIGEST
         same = digests_match(key_digest(config.secret, token), stored)  # computed for every caller alike
         if row is None or not same or row[0].revoked_at is not None:
@@ -266,7 +290,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         response_model_exclude_none=True,
         responses={401: {"description": UNAUTHORISED}, 403: {"description": "Role may not predict"}, 413: {"description": "Batch too large"}, 429: {"description": "Budget or rate limit exhausted (Retry-After)"}},
     )
-    def predict(body: PredictRequest, creds: Creds) -> dict[str, Any]:
+    def predict(body: PredictRequest, creds: Creds) -> JSONResponse:
         """Predict one record or a batch; the answer follows the caller's role's output policy.
 
         Costs one budget unit per record.
@@ -296,11 +320,12 @@ def create_app(config: ServeConfig) -> FastAPI:
         observe(key.key_id, x, hashes)
         labels = exposed.labels.tolist()
         if isinstance(exposed, ExposedLabels):
-            preds = [{"label": int(lbl)} for lbl in labels]
+            preds: list[dict[str, Any]] = [{"label": int(lbl)} for lbl in labels]
         else:
             assert isinstance(exposed, ExposedScores)
             preds = [{"label": int(lbl), "scores": row} for lbl, row in zip(labels, exposed.values.tolist(), strict=True)]
-        return {"policy": str(policy), "predictions": preds}
+        # Built here, in the shape of PredictResponse (the schema), without a second validation pass.
+        return JSONResponse({"policy": str(policy), "predictions": preds})
 
     @app.get("/whoami", response_model=WhoAmI, responses={401: {"description": UNAUTHORISED}})
     def whoami(creds: Creds) -> dict[str, Any]:
@@ -342,6 +367,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         allowed(creds, "admin")
         if not store.revoke_key(key_id):
             raise _Denied(404, "no such key")
+        key_cache.pop(key_id, None)
         info = store.get_key(key_id)
         assert info is not None
         return info.public()
@@ -352,6 +378,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         allowed(creds, "admin")
         if not store.set_limits(key_id, budget=body.budget, rate=body.rate, window_s=body.window_s):
             raise _Denied(404, "no such key")
+        key_cache.pop(key_id, None)
         info = store.get_key(key_id)
         assert info is not None
         return info.public()

@@ -1,0 +1,28 @@
+"""The service's benchmarks: detection at small size in the ordinary suite; the guard's latency
+claim at full size in the claims tier."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_detection_benchmark_small() -> None:
+    from benchmarks.bench_detection import run
+
+    res = run("small")
+    f = res.figures
+    assert f["noise σ=0.1 (50/record)"]["detection_rate"] == 1.0
+    assert f["boundary distance (≤300/record)"]["detection_rate"] == 1.0
+    assert f["noise σ=0.01 split over 25 keys"]["detectors"] == ["spread"]
+    assert f["one query per record (gap, LiRA/RMIA traffic)"]["detection_rate"] == 0.0
+    assert f["benign"]["alerts"] == 0
+    assert res.passed is True
+
+
+@pytest.mark.claims
+def test_guard_p99_overhead_claim() -> None:
+    from benchmarks.bench_guard import run
+
+    res = run("full")
+    assert res.figures["guarded_errors"] == 0 and res.figures["unguarded_errors"] == 0
+    assert res.passed, res.table
