@@ -121,3 +121,18 @@ def test_most_exposed_ties_do_not_follow_row_order():
     top = r1.result.most_exposed[0]
     assert top.score_percentile == 100.0 and top.ties == n - 1
     assert a.attack("loss").ppv.point is None or np.isfinite(a.attack("loss").ppv.point)
+
+
+def test_attacks_see_only_what_the_policy_exposes():
+    o = simulated_outputs(n=2000, shift=1.5, seed=21)
+    full = miaudit.attack(o, attacks=["loss", "gap"], n_resamples=0)
+    rounded = miaudit.attack(o, attacks=["loss", "gap"], n_resamples=0, policy="round:1")
+    labels = miaudit.attack(o, attacks=["gap"], n_resamples=0, policy="label-only")
+    # coarser outputs cannot help the loss attack; the gap attack needs only the label
+    assert rounded.attack("loss").auc.point <= full.attack("loss").auc.point + 1e-12
+    assert labels.attack("gap").auc == full.attack("gap").auc
+    assert any("label-only" in n for n in labels.notes)
+    with pytest.raises(InputError, match="cannot run under the label-only policy"):
+        miaudit.attack(o, attacks=["loss"], policy="label-only")
+    with pytest.raises(InputError, match="--policy"):
+        miaudit.attack(o, attacks=["loss"], policy="top-zero")

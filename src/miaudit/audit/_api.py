@@ -24,6 +24,7 @@ def attack(
     out: str | Path | None = None,
     overwrite: bool = False,
     raw_ids: bool = False,
+    policy: str | None = None,
     quiet: bool = False,
 ) -> AuditResult:
     """Audit one model from its outputs on known members and non-members.
@@ -38,13 +39,15 @@ def attack(
         out: folder for ``results.json`` (shareable) and ``scores.parquet`` (restricted, 0600).
         overwrite: replace results already in ``out``.
         raw_ids: show raw record ids instead of keyed pseudonyms in shareable outputs.
+        policy: an output policy (``"top-1"``, ``"round:2"``, ``"label-only"``, ``"noise:0.05"``):
+            attacks then see only what it exposes, as a caller of a guarded API would.
 
     Returns:
         The immutable :class:`AuditResult` (what ``results.json`` holds).
     """
     out_dir = Path(out) if out is not None else None
     key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
-    run = run_attacks(outputs, attacks=attacks, slices=slices, n_resamples=n_resamples, seed=seed, prior=prior, fprs=fprs, pseudonym_key=key, raw_ids=raw_ids)
+    run = run_attacks(outputs, attacks=attacks, slices=slices, n_resamples=n_resamples, seed=seed, prior=prior, fprs=fprs, pseudonym_key=key, raw_ids=raw_ids, policy=policy)
     if out_dir is not None and key is not None:
         write_run(out_dir, key, run.result.to_json(), run.record_id, run.member, run.label, run.scores, quiet=quiet)
     return run.result

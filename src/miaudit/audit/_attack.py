@@ -113,6 +113,7 @@ def run_attacks(
     fprs: Sequence[float] = DEFAULT_FPRS,
     pseudonym_key: bytes | None = None,
     raw_ids: bool = False,
+    policy: str | None = None,
 ) -> AttackRun:
     """Run attacks on one model's outputs and evaluate them; see :func:`attack`."""
     source: Path | None = None
@@ -129,7 +130,10 @@ def run_attacks(
     boot_seed, fold_seed, eps_seed, slice_seed = ss.spawn(4)
 
     needed = tuple(dict.fromkeys(THRESHOLD_SPECS[n.removesuffix("_by_class")].signal for n in names))
-    signals = compute_signals(outputs.values, outputs.label, kind=outputs.kind, which=needed)
+    if policy is None:
+        signals = compute_signals(outputs.values, outputs.label, kind=outputs.kind, which=needed)
+    else:
+        signals = _signals_under_policy(outputs, policy, names, needed, seed)
     member = outputs.member
     scores: dict[str, np.ndarray] = {}
     extras: dict[str, dict[str, object]] = {}
@@ -173,7 +177,7 @@ def run_attacks(
         n_nonmembers=int((member == 0).sum()),
         n_classes=outputs.n_classes,
     )
-    notes = [
+    notes = ([f"Attacks saw only what the {policy} output policy exposes."] if policy else []) + [
         "Intervals: percentile bootstrap over records; TPR at FPR α has no interval when n0·α < 10 and no value when α < 1/n0.",
         "implied_epsilon is descriptive (one model's outputs, not independent training runs): it is not a DP audit.",
     ]
@@ -219,6 +223,30 @@ def most_exposed(score: np.ndarray, record_id: np.ndarray, key: bytes, *, raw_id
         shown = str(record_id[i]) if raw_ids else names[j]
         out.append(ExposedRecord(pseudonym=shown, rank=rank, score_percentile=100.0 * at_most / s.size, ties=tied))
     return out
+
+
+def _signals_under_policy(outputs: ModelOutputs, policy: str, names: tuple[str, ...], needed: tuple[str, ...], seed: int) -> dict[str, np.ndarray]:
+    """Signals computed from what ``policy`` lets out (ALGORITHMS.md §1): the attacker sees no more."""
+    from miaudit.defenses import apply_policy, computable_signals, exposed_signals, parse_policy
+
+    pol = parse_policy(policy, field="--policy")
+    allowed = set(computable_signals(pol))
+    blocked = [n for n in names if THRESHOLD_SPECS[n.removesuffix("_by_class")].signal not in allowed]
+    if blocked:
+        raise InputError("--attacks", f"{', '.join(blocked)} cannot run under the {pol} policy (it exposes only {', '.join(sorted(allowed))}); choose attacks from: {', '.join(n for n in OUTPUT_ATTACKS if THRESHOLD_SPECS[n.removesuffix('_by_class')].signal in allowed)}")
+    probs = compute_signals_probs(outputs)
+    exposed = apply_policy(pol, probs, rng=np.random.default_rng(np.random.SeedSequence([seed, 0x504F4C])))
+    return exposed_signals(exposed, outputs.label, which=needed)
+
+
+def compute_signals_probs(outputs: ModelOutputs) -> np.ndarray:
+    """The outputs as probabilities (a softmax of logits, computed stably)."""
+    if outputs.kind == "probs":
+        return np.asarray(outputs.values, dtype=np.float64)
+    z = np.asarray(outputs.values, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def _slices(groups: dict[str, list[tuple[str, np.ndarray]]], member: np.ndarray, scores: dict[str, np.ndarray], n_resamples: int, seed: np.random.SeedSequence) -> list[SliceResult]:

@@ -41,13 +41,20 @@ def attack_cmd(
     prior: Annotated[float, typer.Option(help="Member prior for the PPV.")] = 0.5,
     raw_ids: Annotated[bool, typer.Option("--raw-ids", help="Show raw record ids instead of keyed pseudonyms.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results already in --out.")] = False,
+    policy: Annotated[str | None, typer.Option(help='Attack only what an output policy exposes: full, top-K, round:D, label-only, noise:SIGMA.')] = None,
 ) -> None:
     """Audit one model from its saved outputs on known members and non-members."""
     from miaudit.audit import DEFAULT_ATTACKS, attack
     from miaudit.cli._summary import print_summary
 
+    if policy is not None and not attacks:
+        from miaudit.attacks import threshold_attacks_under
+
+        allowed = threshold_attacks_under(policy)
+        attacks = ",".join([*allowed, *(f"{a}_by_class" for a in allowed)])
     result = attack(
         outputs,
+        policy=policy,
         attacks=_split(attacks) or DEFAULT_ATTACKS,
         slices=_split(slices),
         n_resamples=resamples,
