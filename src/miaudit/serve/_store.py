@@ -16,11 +16,12 @@ of one fsync per answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -169,7 +170,8 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock at BEGIN (no deadlock on upgrade); readers never block in WAL.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("miaudit_read") else "BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql":
@@ -202,6 +204,11 @@ class Store:
         self._request_stmt = requests.insert()
         self._records_stmt = request_records.insert()
         self._key_stmt = sa.select(api_keys).where(k.key_id == sa.bindparam("key_id"))
+        # SQLite: one writer per process at a time, queued on a Python lock. Threads that met on
+        # SQLite's own lock would wait in its busy handler, which sleeps in steps of up to 100 ms
+        # and, under load, turns a short queue into seconds of latency.
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if self.engine.dialect.name == "sqlite":
@@ -219,6 +226,20 @@ class Store:
                     raw.close()
             except Exception:  # noqa: BLE001 - a missed checkpoint is retried next second
                 continue
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        if self._sqlite:
+            with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect().execution_options(miaudit_read=True) as conn, conn.begin():
+            yield conn
 
     def close(self) -> None:
         self._stop.set()
@@ -240,7 +261,7 @@ class Store:
     ) -> NewKey:
         _check_limits(budget, rate, window_s)
         key = new_key(server_secret)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(
                 api_keys.insert().values(
                     key_id=key.key_id, digest=key.digest, role=role, label=label, created_at=time.time(), revoked_at=None,
@@ -251,7 +272,7 @@ class Store:
 
     def key_row(self, key_id: str) -> tuple[KeyInfo, str] | None:
         """(info, digest) of ``key_id``, or None."""
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             row = conn.execute(self._key_stmt, {"key_id": key_id}).mappings().first()
         return None if row is None else (_info(row), row["digest"])
 
@@ -260,12 +281,12 @@ class Store:
         return None if got is None else got[0]
 
     def list_keys(self) -> list[KeyInfo]:
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)).mappings().all()
         return [_info(r) for r in rows]
 
     def revoke_key(self, key_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             res = conn.execute(
                 api_keys.update().where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=time.time())
             )
@@ -276,7 +297,7 @@ class Store:
     def set_limits(self, key_id: str, *, budget: int | None, rate: int | None, window_s: int = 60) -> bool:
         """Replace a key's total budget and rate limit (None = no cap). False: no such key."""
         _check_limits(budget, rate, window_s)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             res = conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(budget=budget, rate=rate, window_s=window_s))
         return res.rowcount == 1
 
@@ -299,7 +320,7 @@ class Store:
         """
         now = time.time() if now is None else now
         params = {"b_key_id": key_id, "n": int(n), "now_s": int(now)}
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             res = conn.execute(self._charge_stmt, params)
             if res.rowcount == 1:
                 rid = conn.execute(
@@ -318,14 +339,14 @@ class Store:
 
     def log_denied(self, key_id: str | None, *, endpoint: str, n: int, policy: str | None, status: int) -> None:
         """Log a refused request (no record hashes: nothing was answered)."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(requests.insert().values(key_id=key_id, ts=time.time(), endpoint=endpoint, n_records=n, policy=policy, status=status))
 
     def log_entries(self, *, key_id: str | None = None, limit: int = 100, with_hashes: bool = False) -> list[dict[str, Any]]:
         q = sa.select(requests).order_by(requests.c.id.desc()).limit(limit)
         if key_id is not None:
             q = q.where(requests.c.key_id == key_id)
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             rows = [dict(r) for r in conn.execute(q).mappings().all()]
             if with_hashes and rows:
                 ids = [r["id"] for r in rows]
@@ -342,14 +363,14 @@ class Store:
     def answered_records(self) -> dict[str, int]:
         """Records logged as answered (status 200), per key: what budgets must equal."""
         q = sa.select(requests.c.key_id, sa.func.sum(requests.c.n_records)).where(requests.c.status == 200).group_by(requests.c.key_id)
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             return {k: int(v) for k, v in conn.execute(q).all()}
 
     # --- alerts -------------------------------------------------------------------------------
 
     def add_alert(self, detector: str, key_id: str | None, keys: Sequence[str], detail: dict[str, Any], *, now: float | None = None) -> Alert:
         ts = time.time() if now is None else now
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             aid = conn.execute(
                 alerts.insert().values(ts=ts, detector=detector, key_id=key_id, keys=json.dumps(sorted(keys)), detail=json.dumps(detail, sort_keys=True))
             ).inserted_primary_key[0]
@@ -359,7 +380,7 @@ class Store:
         q = sa.select(alerts).where(alerts.c.id > since_id).order_by(alerts.c.id).limit(limit)
         if key_id is not None:
             q = q.where(alerts.c.key_id == key_id)
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             rows = conn.execute(q).mappings().all()
         return [Alert(r["id"], r["ts"], r["detector"], r["key_id"], json.loads(r["keys"]), json.loads(r["detail"])) for r in rows]
 
