@@ -51,7 +51,12 @@ def _run_in_worker(job: UnitJob) -> UnitOutcome:
 
 
 class LocalExecutor:
-    """``workers`` processes × ``threads`` torch threads each; ``workers == 0``: this process."""
+    """``workers`` processes × ``threads`` torch threads each; ``workers == 0``: this process.
+
+    Workers are started with "spawn", so a program that trains with workers must be importable
+    (a script with an ``if __name__ == "__main__":`` guard, a module, the CLI), not read from
+    standard input.
+    """
 
     def __init__(self, workers: int = 2, threads: int = 1) -> None:
         self.workers, self.threads = workers, threads
