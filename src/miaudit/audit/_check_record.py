@@ -96,8 +96,10 @@ def check_records(store: SignalsStore, ids: Sequence[str], *, target: int | None
     out = []
     for rid, i in zip(ids, rows, strict=True):
         n_out, n_in = int(n_out_all[i]), int(in_mask[:, i].sum())
-        if n_out < 1 or not np.isfinite(s_pooled):
-            raise InputError("--id", f"record {rid!r} has {n_out} OUT reference(s); at least 1 (and 2 overall) are needed for a p-value")
+        if not np.isfinite(s_pooled):
+            raise InputError("results", "too few reference models to estimate how OUT models vary: a p-value needs records with 2 or more OUT references ([audit].references ≥ 2)")
+        if n_out < 1:
+            raise InputError("--id", f"record {rid!r} has no OUT reference: no model left out of training on it")
         if n_out >= min_per_record:
             sd, dof = float(np.sqrt(dev2[i] / (n_out - 1))), n_out - 1
         else:

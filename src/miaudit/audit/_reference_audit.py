@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Literal
 from pathlib import Path
@@ -215,8 +216,14 @@ def _info(name: str) -> tuple[str, str]:
     return f"{spec.description} (the target's own output)", spec.paper
 
 
+#: Engine settings that change how fast, not what: a re-run differing only in these is the same run.
+_RUN_ONLY = {"workers", "progress", "executor", "address"}
+
+
 def config_digest(cfg: AuditConfig) -> str:
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
+    data = cfg.model_dump(mode="json")
+    data["engine"] = {k: v for k, v in data["engine"].items() if k not in _RUN_ONLY}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
