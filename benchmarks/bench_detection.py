@@ -94,6 +94,7 @@ def run(size: str) -> BenchResult:
         return app, asgi_client(app)
 
     def first_alert(app, key_ids: set[str]) -> tuple[bool, int | None, str | None]:  # noqa: ANN001
+        app.state.flush_detectors()
         found = [a for a in app.state.store.list_alerts(limit=10_000) if set(a.keys) & key_ids or a.key_id in key_ids]
         if not found:
             return False, None, None
@@ -161,6 +162,7 @@ def run(size: str) -> BenchResult:
                 r = client.post("/predict", json={"records": batch}, headers={"Authorization": f"Bearer {tok}"})
                 assert r.status_code == 200, r.text
                 sent[tok] += n
+        app.state.flush_detectors()
         benign_alerts = store.list_alerts(limit=10_000)
     finally:
         client.close()

@@ -300,6 +300,7 @@ def test_noise_robustness_attack_through_the_http_oracle_raises_a_perturbation_a
     local = noise_robustness_attack(LocalOracle(estimator.predict_proba, "label-only"), X[:10], Y[:10], sigma=0.02, n_draws=20, rng=0)
     np.testing.assert_array_equal(res.scores, local.scores)
     assert oracle.queries == 200 and oracle.queries_per_record(10).tolist() == [20] * 10
+    service.app.state.flush_detectors()
     alerts = service.get(service.admin, "/admin/alerts").json()
     assert any(a["detector"] == "perturbation" and a["key_id"] == oracle.key_id for a in alerts)
 
@@ -318,6 +319,7 @@ def test_detectors_can_be_switched_off(make_service) -> None:  # noqa: ANN001
     tok = svc.token("trusted")
     for _ in range(10):
         svc.post(tok, json={"records": [X[0].tolist()] * 10})
+    svc.app.state.flush_detectors()
     assert svc.get(svc.admin, "/admin/alerts").json() == []
 
 
@@ -361,3 +363,31 @@ def test_a_detector_fault_never_fails_a_logged_answer(make_service) -> None:  # 
     tok = svc.token("trusted")
     r = svc.post(tok, json={"record": X[0].tolist()})
     assert r.status_code == 200
+    svc.app.state.flush_detectors()
+    assert svc.post(tok, json={"record": X[1].tolist()}).status_code == 200  # the detectors' thread lives on
+
+
+def test_detectors_run_off_the_request_path_and_report_overload(make_service) -> None:  # noqa: ANN001
+    from miaudit.serve._monitor import Observer
+
+    got: list[tuple] = []
+    release = threading.Event()
+
+    def slow_sink(*alert: object) -> None:
+        got.append(alert)
+        if len(got) == 1:
+            release.wait(5)  # hold the detectors' thread on the first alert
+
+    obs = Observer(DetectorConfig(repeat_threshold=2), SECRET, slow_sink, max_pending=10)
+    x = np.repeat(X[:1], 2, axis=0)
+    obs.submit("a", x, record_hashes(SECRET, x))  # raises a repeat alert; the sink then blocks the thread
+    deadline = __import__("time").monotonic() + 5
+    while not got and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.01)
+    for _ in range(10):
+        obs.submit("a", X[:3], record_hashes(SECRET, X[:3]))  # 30 records > 10 pending: some dropped
+    assert obs.dropped > 0
+    assert [a[0] for a in got] == ["repeat", "overload"]
+    release.set()
+    obs.flush()
+    obs.close()

@@ -33,7 +33,7 @@ from miaudit.defenses import ExposedLabels, ExposedScores, apply_policy
 from miaudit.errors import InputError
 from miaudit.serve._config import ENDPOINTS, Role, ServeConfig
 from miaudit.serve._keys import digests_match, key_digest, parse_token, record_hashes
-from miaudit.serve._monitor import Monitor, Webhook
+from miaudit.serve._monitor import Observer, Webhook
 from miaudit.serve._predictor import UpstreamError
 from miaudit.serve._store import KeyInfo, Store
 
@@ -168,20 +168,11 @@ def create_app(config: ServeConfig) -> FastAPI:
         if webhook is not None:
             webhook.post(alert.public())
 
-    monitor: Monitor | None = None
-    monitor_lock = threading.Lock()
+    observer = Observer(config.detectors, config.secret, sink) if config.detectors.enabled else None
 
     def observe(key_id: str, x: np.ndarray, hashes: list[str]) -> None:
-        nonlocal monitor
-        if not config.detectors.enabled:
-            return
-        try:
-            with monitor_lock:
-                if monitor is None:
-                    monitor = Monitor(config.detectors, x.shape[1], config.secret, sink)
-            monitor.observe(key_id, x, hashes)
-        except Exception:  # the answer is logged and due: a detector fault must not turn it into a 500
-            log.exception("probing detectors failed on a request of key %s", key_id)
+        if observer is not None:
+            observer.submit(key_id, x, hashes)
 
     rng = np.random.default_rng(config.noise_seed)
     rng_lock = threading.Lock()
@@ -189,6 +180,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        if observer is not None:
+            observer.close()
         if webhook is not None:
             webhook.close()
         store.close()
@@ -201,7 +194,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     )
     app.state.store = store
     app.state.config = config
-    app.state.monitor = lambda: monitor
+    app.state.monitor = lambda: observer.monitor if observer is not None else None
+    # Wait until the detectors have seen every answered request (tests, benchmarks).
+    app.state.flush_detectors = observer.flush if observer is not None else (lambda: None)
     bearer = HTTPBearer(auto_error=False, description="API key: mia_<id>_<secret>")
 
     @app.exception_handler(RequestValidationError)

@@ -36,6 +36,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -331,3 +332,75 @@ class Webhook:
         self._stop = True
         self._event.set()
         self._thread.join(timeout=self._timeout + 1)
+
+
+class Observer:
+    """Runs a :class:`Monitor` on one background thread, off the request path.
+
+    Answers are never delayed by the detectors: a request's records are queued after its log
+    entry is committed. The queue is bounded (``max_pending`` records); when the detectors fall
+    that far behind, further records skip detection, are counted, and an ``overload`` alert is
+    raised (at most once per cooldown) so that flooding the service cannot hide probing quietly.
+    """
+
+    def __init__(self, config: DetectorConfig, secret: bytes, sink: AlertSink, *, max_pending: int = 1_000_000) -> None:
+        import queue
+
+        self.cfg = config
+        self._secret = secret
+        self._sink = sink
+        self.monitor: Monitor | None = None
+        self._queue: queue.Queue[tuple[str, np.ndarray, list[str], float] | None] = queue.Queue()
+        self._pending = 0
+        self._max_pending = max_pending
+        self.dropped = 0
+        self._last_overload = -math.inf
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="miaudit-detectors", daemon=True)
+        self._thread.start()
+
+    def submit(self, key_id: str, records: np.ndarray, hashes: list[str]) -> None:
+        n = int(records.shape[0])
+        now = time.time()
+        with self._lock:
+            if self._pending + n > self._max_pending:
+                self.dropped += n
+                overload = now - self._last_overload >= self.cfg.cooldown_s
+                if overload:
+                    self._last_overload = now
+            else:
+                self._pending += n
+                self._queue.put((key_id, records, hashes, now))
+                return
+        if overload:
+            try:
+                self._sink("overload", None, [], {"dropped_records": self.dropped})
+            except Exception:
+                log.exception("could not store an overload alert")
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                key_id, x, hashes, now = item
+                try:
+                    if self.monitor is None:
+                        self.monitor = Monitor(self.cfg, x.shape[1], self._secret, self._sink)
+                    self.monitor.observe(key_id, x, hashes, now)
+                except Exception:  # a detector fault must not stop the detectors
+                    log.exception("probing detectors failed on a request of key %s", key_id)
+                finally:
+                    with self._lock:
+                        self._pending -= x.shape[0]
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every submitted request has been through the detectors."""
+        self._queue.join()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=timeout)
