@@ -76,12 +76,18 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
         torch.set_num_threads(job.threads)
         try:
             epochs = job.recipe.epochs
-            result = train_stacked(job.recipe, job.data, train_sets, affines, streams, on_epoch=lambda e: emit(("step", job.unit, e + 1, epochs)))
+            trainer = train_stacked
+            if job.recipe.dp is not None:  # DP-SGD: one model at a time through Opacus
+                from miaudit.models._dp import train_dp as trainer
+            result = trainer(job.recipe, job.data, train_sets, affines, streams, on_epoch=lambda e: emit(("step", job.unit, e + 1, epochs)))
         finally:
             torch.set_num_threads(before)
         logits = result.logits
         state = {**result.state, **_preprocess_state(affines)}
         meta = {"models": json.dumps(list(job.models)), "recipe": job.recipe.model_dump_json(), "kept_epoch": json.dumps(result.kept_epoch)}
+        privacy = getattr(result, "privacy", None)  # per model: ε spent, δ, accountant (DP-SGD)
+        if privacy is not None:
+            meta["privacy"] = json.dumps(privacy)
         save_torch_state(staging / "weights.safetensors", state, meta)
     path = staging / _cache.LOGITS
     np.save(path, np.ascontiguousarray(logits, dtype=np.float32))
@@ -95,6 +101,8 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
         # of the work than wall time.
         "cpu_seconds": round(time.process_time() - cpu_start, 3),
     }
+    if getattr(job.recipe, "dp", None) is not None:
+        info["privacy"] = privacy
     final = _cache.publish(staging, job.cache, job.key, job.parts, info)
     emit(("done", job.unit, 1, 1))
     return UnitOutcome(job.unit, job.key, final, time.perf_counter() - start)

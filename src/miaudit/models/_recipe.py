@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_serializer, model_validator
 
 from miaudit.errors import InputError
 
@@ -29,6 +29,34 @@ class EarlyStopping(BaseModel):
     patience: int = Field(5, ge=1)
 
 
+class DPConfig(BaseModel):
+    """DP-SGD through Opacus (models/_dp.py): give ``epsilon`` (with ``delta``: Opacus finds σ)
+    or ``noise_multiplier``; per-sample clipping at ``max_grad_norm``; Poisson sampling;
+    accountant "rdp" or "prv"; ``ghost_clipping`` (fast gradient clipping, no per-sample
+    gradients stored). ``fault`` is a FAULT-INJECTION knob for auditing the auditor only:
+    "zero_noise" adds no noise, "no_clipping" never clips, while the accountant is still told
+    the configured σ, so the recorded ε is a lie that ``miaudit dp-audit`` must catch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epsilon: float | None = Field(None, gt=0.0)
+    delta: float = Field(1e-5, gt=0.0, lt=1.0)
+    noise_multiplier: float | None = Field(None, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    poisson_sampling: bool = True
+    accountant: Literal["rdp", "prv"] = "prv"
+    ghost_clipping: bool = False
+    fault: Literal["none", "zero_noise", "no_clipping"] = "none"
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> DPConfig:
+        if (self.epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("give exactly one of 'epsilon' (target budget) or 'noise_multiplier'")
+        if self.fault == "no_clipping" and self.ghost_clipping:
+            raise ValueError("fault = \"no_clipping\" is implemented for ghost_clipping = false only")
+        return self
+
+
 class _TorchRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,12 +73,23 @@ class _TorchRecipe(BaseModel):
     #: (benchmarks/bench_precision.py), never assumed.
     precision: Precision = "float32"
     early_stopping: EarlyStopping | None = None
+    dp: DPConfig | None = None
 
     @model_validator(mode="after")
     def _momentum_needs_sgd(self) -> _TorchRecipe:
         if self.momentum and self.optimizer != "sgd":
             raise ValueError("'momentum' applies to optimizer = \"sgd\" only")
+        if self.dp is not None and (self.early_stopping is not None or self.precision != "float32"):
+            raise ValueError("'dp' trains in float32 without early stopping (validation-chosen weights are not covered by the accountant)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_dp(self, handler):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+        # A recipe without DP serialises as before 'dp' existed: cache keys of such recipes stay.
+        out = handler(self)
+        if self.dp is None and isinstance(out, dict):
+            out.pop("dp", None)
+        return out
 
 
 class MLPRecipe(_TorchRecipe):
