@@ -6,11 +6,13 @@ Register with ``app.command("train")(train)``. Bad input raises InputError (exit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+
+Cfg = TypeVar("Cfg")
 
 
 def train(
@@ -20,20 +22,32 @@ def train(
     threads: Annotated[int | None, typer.Option(help="Torch threads per worker; part of the cache key; overrides engine.threads.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Model cache folder; overrides engine.cache (default: OUT/models).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    executor: Annotated[str | None, typer.Option(help='Where units train: "local" (worker processes) or "ray" (Ray tasks); overrides engine.executor.')] = None,
+    address: Annotated[str | None, typer.Option(help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.')] = None,
 ) -> None:
     """Train reference models on a membership plan and write their signals (multi-model format)."""
     from miaudit.engine import load_config
     from miaudit.engine import train as run_train
-    from miaudit.models import validation_error
 
     cfg = load_config(config)
     updates = {k: v for k, v in {"workers": workers, "threads": threads, "cache": cache}.items() if v is not None}
     updates["progress"] = progress and cfg.engine.progress
-    try:
-        engine = type(cfg.engine).model_validate({**cfg.engine.model_dump(), **updates})
-    except ValidationError as exc:
-        raise validation_error(exc, "engine") from None
-    cfg = cfg.model_copy(update={"engine": engine})
+    cfg = with_engine(cfg, executor=executor, address=address, **updates)
     console = Console(stderr=True)
     result = run_train(cfg, out, console=console)
     Console().print(result.summary(), highlight=False, soft_wrap=True)
+
+
+def with_engine(cfg: Cfg, **updates: object) -> Cfg:
+    """``cfg`` (a train or audit config) with ``[engine]`` fields replaced by the non-None
+    ``updates`` (command-line options), validated; an InputError names the bad field."""
+    from miaudit.models import validation_error
+
+    changed = {k: v for k, v in updates.items() if v is not None}
+    if not changed:
+        return cfg
+    try:
+        engine = type(cfg.engine).model_validate({**cfg.engine.model_dump(), **changed})  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        raise validation_error(exc, "engine") from None
+    return cfg.model_copy(update={"engine": engine})  # type: ignore[attr-defined]

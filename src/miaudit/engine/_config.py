@@ -43,6 +43,10 @@ class EngineConfig(BaseModel):
     threads: int = Field(1, ge=1)
     cache: Path | None = None
     progress: bool = True
+    # "ray": units run as Ray tasks (engine/_ray.py) on the cluster at ``address`` (None: a
+    # local one; "auto": the one this machine belongs to); ``workers`` is then Ray's business.
+    executor: Literal["local", "ray"] = "local"
+    address: str | None = None
 
 
 class TrainConfig(BaseModel):

@@ -169,7 +169,12 @@ def _run_jobs(todo: list[UnitJob], cfg: TrainConfig, executor: Executor | None, 
     step = "model" if isinstance(cfg.model, SklearnRecipe) else "epoch"
     own = executor is None
     workers = cfg.engine.workers if cfg.engine.workers is not None else max(1, (os.cpu_count() or 1) // cfg.engine.threads)
-    ex = executor or LocalExecutor(workers=min(workers, len(todo)), threads=cfg.engine.threads)
+    if executor is None and cfg.engine.executor == "ray":
+        from miaudit.engine._ray import RayExecutor
+
+        ex: Executor = RayExecutor(cfg.engine.address, threads=cfg.engine.threads)
+    else:
+        ex = executor or LocalExecutor(workers=min(workers, len(todo)), threads=cfg.engine.threads)
     with UnitProgress(len(todo), step, console, enabled=cfg.engine.progress) as bars:
 
         def events(event: Event) -> None:

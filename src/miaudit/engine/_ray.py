@@ -1,0 +1,96 @@
+"""A Ray executor: the same training units, run as Ray tasks on an existing cluster.
+
+Each unit is one Ray task (``num_cpus`` = the unit's torch threads) that runs
+:func:`~miaudit.engine._unit.run_unit`: it trains the unit and publishes it to the cache, exactly
+as a local worker does, so the cache, the signals and the bits are the same. Ray schedules the
+tasks; a task whose worker process or node dies is rerun by Ray (``max_retries``), and since a
+unit is published atomically and keyed by everything its bits depend on, a rerun cannot leave a
+half-written unit behind. A run that dies as a whole resumes like a local one: ``train`` reuses
+every verified unit in the cache.
+
+On a cluster of several machines the cache folder must be one shared file system (NFS, a
+mounted bucket…) seen at the same path by the driver and every worker.
+
+``ray`` is an optional dependency (``pip install 'miaudit[ray]'``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import Any
+
+from miaudit.engine._unit import Emit, UnitJob, UnitOutcome, run_unit
+from miaudit.errors import InputError
+
+RunUnit = Callable[[UnitJob], UnitOutcome]
+
+#: Reruns of a task whose worker died (Ray's own default for tasks).
+DEFAULT_RETRIES = 3
+
+
+def _train_unit(run: RunUnit, job: UnitJob, data: Any) -> UnitOutcome:  # noqa: ANN401 - a Dataset
+    """The task body: the dataset travels once through the object store, not with every job."""
+    return run(replace(job, data=data))
+
+
+class RayExecutor:
+    """Units as Ray tasks on the cluster at ``address`` (None: an existing ``ray.init`` of this
+    process, else a new local cluster; ``"auto"``: the cluster this machine belongs to).
+
+    ``max_retries``: how often Ray reruns a unit whose worker process died (OOM kill, lost
+    node). An exception raised by the training itself is not retried: it would fail the same
+    way again (training is deterministic), and is raised by ``train``. ``run`` is what a task
+    executes on a job (:func:`run_unit`; tests wrap it). Ray is connected in ``start`` and
+    disconnected in ``close`` only if this executor connected it.
+    """
+
+    def __init__(self, address: str | None = None, *, threads: int = 1, max_retries: int = DEFAULT_RETRIES, run: RunUnit = run_unit) -> None:
+        if max_retries < 0:
+            raise InputError("max_retries", f"must be non-negative, got {max_retries}")
+        self.address, self.threads, self.max_retries, self.run = address, threads, max_retries, run
+        self._ray: Any = None
+        self._remote: Any = None
+        self._owned = False
+        self._data_refs: dict[int, tuple[object, Any]] = {}
+        self._events: Emit = lambda _e: None
+        self._lock = threading.Lock()
+
+    def start(self, events: Emit) -> None:
+        self._events = events
+        if self._ray is not None:
+            return
+        try:
+            import ray
+        except ImportError:
+            raise InputError("engine.executor", "'ray' needs the ray package: pip install 'miaudit[ray]'") from None
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            self._owned = True
+        self._ray = ray
+        self._remote = ray.remote(_train_unit)
+
+    def submit(self, job: UnitJob) -> Future[UnitOutcome]:
+        if self._ray is None:
+            self.start(self._events)
+        ray = self._ray
+        with self._lock:
+            held = self._data_refs.get(id(job.data))
+            if held is None or held[0] is not job.data:
+                held = self._data_refs[id(job.data)] = (job.data, ray.put(job.data))
+        task = self._remote.options(num_cpus=self.threads, max_retries=self.max_retries, retry_exceptions=False)
+        ref = task.remote(self.run, replace(job, data=None), held[1])
+        fut: Future[UnitOutcome] = ref.future()
+        # Progress from the cluster: one event per finished unit (per-epoch events stay on the
+        # workers; forwarding them would need an actor for a progress bar).
+        fut.add_done_callback(lambda f: f.exception() is None and self._events(("done", job.unit, 1, 1)))
+        return fut
+
+    def close(self) -> None:
+        self._data_refs.clear()
+        if self._ray is not None and self._owned:
+            self._ray.shutdown()
+        self._ray = self._remote = None
+        self._owned = False

@@ -1,0 +1,130 @@
+"""The Ray executor on a real local Ray cluster: the same units, the same cache, the same bits
+as the local executor, also when a worker process is SIGKILLed mid-unit and Ray reruns the task.
+
+One session fixture starts the cluster (a local start takes ~9 s) and shuts it down. Its
+``_temp_dir`` is short: Ray's Unix socket paths must stay under 107 bytes, and pytest's
+temporary folders are longer.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from miaudit.audit import audit  # noqa: E402
+from miaudit.audit._config import parse_audit_config  # noqa: E402
+from miaudit.engine import UnitJob, UnitOutcome, train  # noqa: E402
+from miaudit.engine._ray import RayExecutor  # noqa: E402
+from miaudit.engine._unit import run_unit  # noqa: E402
+
+from .conftest import small_config  # noqa: E402
+
+# Tasks run this module's _die_once: ship it by value (workers cannot import test modules).
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _config():  # noqa: ANN202
+    return small_config(model={"kind": "torch-mlp", "hidden": [32], "epochs": 4, "batch_size": 16}, plan__models=6)
+
+
+@pytest.fixture(scope="module")
+def local_logits(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    return train(_config(), tmp_path_factory.mktemp("local")).signals.logits
+
+
+def _die_once(job: UnitJob, *, unit: int, marker: str) -> UnitOutcome:
+    """Train ``job``; on the first attempt at ``unit``, SIGKILL this worker process mid-unit."""
+    first = job.unit == unit and not os.path.exists(marker)
+
+    def emit(event: tuple[str, int, int, int]) -> None:
+        if first and event[0] == "step" and event[2] == 2:
+            Path(marker).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return run_unit(job, emit)
+
+
+def test_train_through_ray_is_bit_identical(ray_cluster: None, local_logits: np.ndarray, tmp_path: Path) -> None:
+    cfg = _config()
+    cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"executor": "ray"})})
+    run = train(cfg, tmp_path / "out")
+    assert run.trained == (0, 1, 2)
+    assert run.signals.logits.dtype == np.float32
+    assert np.array_equal(run.signals.logits, local_logits)
+    # resume: a second run through Ray reuses every verified unit
+    again = train(cfg, tmp_path / "out")
+    assert again.reused == (0, 1, 2) and again.trained == ()
+    assert ray.is_initialized()  # the executor did not shut down a cluster it did not start
+
+
+def test_killed_worker_is_retried_and_bit_identical(ray_cluster: None, local_logits: np.ndarray, tmp_path: Path) -> None:
+    marker = tmp_path / "killed"
+    ex = RayExecutor(run=functools.partial(_die_once, unit=1, marker=str(marker)), max_retries=2)
+    run = train(_config(), tmp_path / "out", executor=ex)
+    assert marker.exists(), "the worker was never killed"
+    assert run.trained == (0, 1, 2)
+    assert np.array_equal(run.signals.logits, local_logits)
+    # The killed attempt left a staging folder of a dead process; the next run removes it.
+    resumed = train(_config(), tmp_path / "out")
+    assert resumed.reused == (0, 1, 2)
+    assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "out" / "models" / "units").iterdir())
+
+
+def test_without_retries_a_killed_unit_fails_the_run(ray_cluster: None, tmp_path: Path) -> None:
+    marker = tmp_path / "killed"
+    ex = RayExecutor(run=functools.partial(_die_once, unit=0, marker=str(marker)), max_retries=0)
+    with pytest.raises(Exception, match="(?i)worker|died|crash|exit"):
+        train(_config(), tmp_path / "out", executor=ex)
+    assert marker.exists()
+
+
+AUDIT = {
+    "seed": 5,
+    "data": {"dataset": "breast-cancer"},
+    "model": {"kind": "torch-mlp", "hidden": [16], "epochs": 4, "batch_size": 32},
+    "plan": {"pool_fraction": 0.8, "unit_size": 2},
+    "engine": {"workers": 0, "progress": False},
+    "audit": {"references": 1, "resamples": 20, "attacks": ["loss", "lira_online", "rmia_offline"]},
+}
+
+
+def test_audit_through_ray_is_bit_identical(ray_cluster: None, tmp_path: Path) -> None:
+    local = parse_audit_config(AUDIT)
+    remote = parse_audit_config({**AUDIT, "engine": {**AUDIT["engine"], "executor": "ray"}})
+    a = audit(local, tmp_path / "local", quiet=True)
+    b = audit(remote, tmp_path / "ray", quiet=True)
+    ta, tb = pq.read_table(tmp_path / "local" / "scores.parquet"), pq.read_table(tmp_path / "ray" / "scores.parquet")
+    assert ta.equals(tb)
+    ja, jb = json.loads(a.to_json()), json.loads(b.to_json())
+    for j in (ja, jb):
+        j.pop("created_at")
+        j.pop("config_sha256", None)  # the configs differ in engine.executor only
+        j.pop("pseudonymisation")  # each output folder has its own pseudonym key
+        for row in j["most_exposed"]:
+            row.pop("pseudonym")
+    assert ja == jb
