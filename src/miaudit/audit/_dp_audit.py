@@ -1,0 +1,235 @@
+"""``miaudit dp-audit``: an empirical lower bound on ε for a training recipe, against its claim.
+
+ALGORITHMS.md §6, one training run (Steinke, Nasr & Jagielski, NeurIPS 2023), several runs
+pooled with fresh canaries per run:
+
+1. Before training, per run: m canaries (records of the dataset given a wrong label drawn at
+   random: an input canary), each included by an independent fair coin flip; the guesses
+   (IN for the k₊ highest scores, OUT for the k₋ lowest) are fixed now, and so is the largest
+   ε the design can certify (every guess right), which is stated before anything is trained.
+2. Train the recipe once per run on the base records plus the included canaries (preprocessing
+   fitted on the base records alone, so that only the DP-SGD step sees a canary).
+3. Score every canary black-box: minus the model's loss on the canary's (wrong) label.
+4. The bound from the guesses, at the stated significance and the claimed δ; the claim is the ε
+   that Opacus's accountant recorded for the run (the largest over runs).
+
+Verdict: "not testable by this design" when the claim is above the largest certifiable ε;
+otherwise FAILED when the bound exceeds the claim (a bug in training, accounting or the audit),
+else PASSED (this audit found no contradiction; it proves nothing above its ceiling).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from miaudit.audit._config import AuditConfig, load_audit_config
+from miaudit.errors import InputError
+from miaudit.metrics import one_run_max_certifiable_epsilon, pooled_one_run_audit
+
+DP_AUDIT_SCHEMA = "miaudit.dp_audit/1"
+DP_AUDIT_FILE = "dp_audit.json"
+Verdict = Literal["PASSED", "FAILED", "not testable by this design"]
+
+
+@dataclass(frozen=True)
+class DpAuditDesign:
+    """What is fixed before training: canaries per run, guesses, runs, significance."""
+
+    canaries: int = 1000
+    k_plus: int = 100
+    k_minus: int = 100
+    runs: int = 1
+    significance: float = 0.05
+    base_records: int | None = None  # None: the non-canary records but a held-out test set (≤ 1000, ≤ 1/5)
+
+    def check(self, n_records: int) -> None:
+        if self.canaries < 2:
+            raise InputError("canaries", f"must be at least 2, got {self.canaries}")
+        if self.k_plus < 0 or self.k_minus < 0 or self.k_plus + self.k_minus == 0 or self.k_plus + self.k_minus > self.canaries:
+            raise InputError("guesses", f"k_plus + k_minus must lie in [1, canaries = {self.canaries}], got {self.k_plus} + {self.k_minus}")
+        if self.runs < 1:
+            raise InputError("runs", f"must be at least 1, got {self.runs}")
+        if not 0 < self.significance < 1:
+            raise InputError("significance", f"must lie in (0, 1), got {self.significance}")
+        base = self.base_count(n_records)
+        if base < 1 or self.canaries + base > n_records:
+            raise InputError("canaries", f"{self.canaries} canaries + {base} base records exceed the dataset's {n_records} records")
+
+    def base_count(self, n_records: int) -> int:
+        rest = n_records - self.canaries
+        return rest - min(1000, rest // 5) if self.base_records is None else self.base_records
+
+    def max_certifiable(self, delta: float) -> float:
+        return one_run_max_certifiable_epsilon(self.runs * self.canaries, self.runs * (self.k_plus + self.k_minus), delta=delta, significance=self.significance)
+
+
+@dataclass(frozen=True)
+class DpAuditResult:
+    """An empirical ε lower bound against the accountant's claim (see the module docstring)."""
+
+    claimed_epsilon: float
+    delta: float
+    accountant: str
+    method: str
+    empirical_epsilon_lower_bound: float
+    significance: float
+    max_certifiable_epsilon: float
+    verdict: Verdict
+    design: DpAuditDesign
+    m: int
+    r: int
+    v: int
+    recipe: dict[str, Any]
+    dataset: str
+    seed: int
+    test_accuracy: list[float]
+    privacy: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["claimed_epsilon"] = None if math.isinf(self.claimed_epsilon) else self.claimed_epsilon
+        for p in d["privacy"]:
+            p["epsilon"] = None if p.get("epsilon") is None or math.isinf(p["epsilon"]) else p["epsilon"]
+        return {"schema": DP_AUDIT_SCHEMA, **d}
+
+    def summary(self) -> str:
+        claim = "∞ (not DP-trained)" if math.isinf(self.claimed_epsilon) else f"{self.claimed_epsilon:.3f}"
+        return (
+            f"claimed ε = {claim} (δ = {self.delta:g}, accountant {self.accountant}); empirical lower bound ε ≥ "
+            f"{self.empirical_epsilon_lower_bound:.3f} at significance {self.significance:g} ({self.v} of {self.r} guesses right on "
+            f"{self.m} canaries, {self.design.runs} run(s)); this design certifies at most ε = {self.max_certifiable_epsilon:.3f}: {self.verdict}"
+        )
+
+
+def verdict(claimed: float, bound: float, ceiling: float) -> Verdict:
+    """'not testable by this design' above the ceiling; FAILED when bound > claim; else PASSED."""
+    if claimed > ceiling:
+        return "not testable by this design"
+    return "FAILED" if bound > claimed else "PASSED"
+
+
+def _canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.random.SeedSequence, threads: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, float]:
+    """One training run: (scores, coin flips, privacy record or None, test accuracy)."""
+    import torch
+
+    from miaudit.datasets import fit_affine
+    from miaudit.models import ModelStreams
+    from miaudit.models._torch_train import train_stacked
+
+    plan_ss, model_ss = ss.spawn(2)
+    rng = np.random.default_rng(plan_ss)
+    n = data.n_records
+    perm = rng.permutation(n)
+    m = design.canaries
+    canaries = np.sort(perm[:m])
+    base_n = design.base_count(n)
+    base = np.sort(perm[m : m + base_n])
+    held = np.sort(perm[m + base_n :])
+    # Both made before training: the canaries' wrong labels and their coin flips.
+    label = np.asarray(data.label).astype(np.int64).copy()
+    label[canaries] = (label[canaries] + rng.integers(1, data.n_classes, size=m)) % data.n_classes
+    included = rng.random(m) < 0.5
+    canary_data = dataclasses.replace(data, label=label)
+    train_set = np.sort(np.concatenate([base, canaries[included]]))
+    affine = fit_affine(canary_data, base)  # never depends on a canary's inclusion
+    stream = ModelStreams.of(int(model_ss.generate_state(1, np.uint32)[0]), 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if cfg.model.dp is not None:  # type: ignore[union-attr]
+            from miaudit.models._dp import train_dp
+
+            res = train_dp(cfg.model, canary_data, [train_set], [affine], [stream])  # type: ignore[arg-type]
+            privacy = res.privacy[0] if res.privacy else None
+        else:
+            res = train_stacked(cfg.model, canary_data, [train_set], [affine], [stream])  # type: ignore[arg-type]
+            privacy = None
+    finally:
+        torch.set_num_threads(before)
+    logits = res.logits[0]
+    if logits.ndim == 3:  # augmentation queries: the un-augmented view
+        logits = logits[:, 0, :]
+    lg = logits[canaries].astype(np.float64)
+    lse = np.logaddexp.reduce(lg, axis=1)
+    scores = lg[np.arange(m), label[canaries]] - lse  # −loss on the canary's label
+    test = held if held.size else base[:0]
+    acc = float((logits[test].argmax(-1) == np.asarray(data.label)[test]).mean()) if test.size else float("nan")
+    return scores, included, privacy, acc
+
+
+def dp_audit(
+    config: AuditConfig | str | Path,
+    out: str | Path | None = None,
+    *,
+    design: DpAuditDesign | None = None,
+    seed: int | None = None,
+    say: Callable[[str], None] | None = None,
+) -> DpAuditResult:
+    """Audit a recipe's DP claim with input canaries (see the module docstring).
+
+    ``config``: an audit config (its ``[data]`` and ``[model]``; ``model.dp`` makes the claim;
+    without it the recipe claims nothing and the bound is reported as what an undefended recipe
+    reaches). ``out``: folder for ``dp_audit.json`` (shareable: aggregates only). ``say`` gets
+    progress lines; the first states the largest ε the design can certify.
+    """
+    from miaudit.datasets import load_dataset
+    from miaudit.models import CNNRecipe, MLPRecipe
+
+    cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
+    if not isinstance(cfg.model, (MLPRecipe, CNNRecipe)):
+        raise InputError("model.kind", "dp-audit trains torch recipes ('torch-mlp' or 'torch-cnn')")
+    design = design or DpAuditDesign()
+    say = say or (lambda _s: None)
+    data = load_dataset(cfg.data)
+    design.check(data.n_records)
+    dp = cfg.model.dp
+    delta = dp.delta if dp is not None else 0.0
+    ceiling = design.max_certifiable(delta)
+    say(
+        f"design: {design.runs} run(s) × {design.canaries} input canaries (each included with probability ½), "
+        f"guesses k₊ = {design.k_plus}, k₋ = {design.k_minus} fixed now; at significance {design.significance:g} and δ = {delta:g} "
+        f"this design can certify at most ε = {ceiling:.3f}"
+        + (f"; the target claim ε = {dp.epsilon:g} is {'within reach' if dp.epsilon <= ceiling else 'NOT testable by this design'}" if dp is not None and dp.epsilon is not None else "")
+    )
+    run_seed = cfg.seed if seed is None else seed
+    runs, privacy, accs = [], [], []
+    for i, ss in enumerate(np.random.SeedSequence(run_seed).spawn(design.runs)):
+        scores, inc, priv, acc = _canary_run(cfg, data, design, ss, cfg.engine.threads)
+        runs.append((scores, inc))
+        accs.append(acc)
+        if priv is not None:
+            privacy.append(priv)
+        say(f"run {i + 1}/{design.runs}: trained on {int(inc.sum())} of {design.canaries} canaries" + (f"; accountant ε = {priv['epsilon']:.3f}" if priv else ""))
+    res = pooled_one_run_audit(runs, k_plus=design.k_plus, k_minus=design.k_minus, delta=delta, significance=design.significance)
+    claimed = max((p["epsilon"] for p in privacy), default=math.inf)
+    accountant = privacy[0]["accountant"] if privacy else "none (not DP-trained)"
+    faults = sorted({p["fault_injection"] for p in privacy} - {"none"})
+    notes = [
+        "Input canaries: records given a random wrong label, scored black-box by minus the loss on that label; preprocessing fitted on the base records only.",
+        "Claimed ε: the largest ε Opacus's accountant recorded over the runs.",
+    ]
+    if faults:
+        notes.append(f"FAULT INJECTION was on ({', '.join(faults)}): the recorded ε is not what the training did.")
+    result = DpAuditResult(
+        claimed_epsilon=float(claimed), delta=float(delta), accountant=accountant,
+        method=f"one run per model, pooled over {design.runs} run(s) (Steinke, Nasr & Jagielski, NeurIPS 2023); input canaries, black-box",
+        empirical_epsilon_lower_bound=float(res.epsilon_lower_bound), significance=design.significance, max_certifiable_epsilon=float(ceiling),
+        verdict=verdict(float(claimed), float(res.epsilon_lower_bound), float(ceiling)), design=design, m=res.m, r=res.r, v=res.v,
+        recipe=cfg.model.model_dump(mode="json"), dataset=data.name, seed=run_seed, test_accuracy=accs, privacy=privacy, notes=notes,
+    )
+    say(result.summary())
+    if out is not None:
+        from miaudit._io import ensure_writable_dir, write_text_atomic
+
+        folder = ensure_writable_dir(Path(out))
+        write_text_atomic(folder / DP_AUDIT_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False))
+    return result
