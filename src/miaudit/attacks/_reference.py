@@ -39,6 +39,7 @@ from miaudit.attacks._lira import OfflineStatistic, Variance, lira_offline, lira
 from miaudit.attacks._rmia import calibrate_rmia_a, rmia_offline, rmia_online, rmia_probability
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
 from miaudit.data import SignalsStore
+from miaudit.data._tables import CHUNK_RECORDS, is_mapped, release
 from miaudit.errors import InputError
 from miaudit.signals import compute_signals
 
@@ -143,7 +144,14 @@ class _Signals:
         if self._phi is None:
             lg = self.store.logits
             y = np.broadcast_to(self.store.label[:, None] if lg.ndim == 4 else self.store.label, lg.shape[:-1])
-            self._phi = compute_signals(lg, y, which=("scaled_logit",))["scaled_logit"]
+            if is_mapped(lg):  # a store larger than memory: chunks of records, pages released
+                self._phi = np.empty(lg.shape[:-1], dtype=np.float64)
+                for lo in range(0, lg.shape[1], CHUNK_RECORDS):
+                    hi = lo + CHUNK_RECORDS
+                    self._phi[:, lo:hi] = compute_signals(lg[:, lo:hi], y[:, lo:hi], which=("scaled_logit",))["scaled_logit"]
+                    release(lg)
+            else:
+                self._phi = compute_signals(lg, y, which=("scaled_logit",))["scaled_logit"]
         return self._phi
 
     def p(self, temperature: float) -> np.ndarray:
@@ -159,7 +167,7 @@ def _score_one(sig: _Signals, attack: ReferenceAttack, target: int, refs: np.nda
     keep = store.keep
     if isinstance(attack, LiraAttack):
         phi = sig.phi()
-        t_phi, r_phi, r_keep = phi[target][pool], phi[refs][:, pool], keep[refs][:, pool]
+        t_phi, r_phi, r_keep = phi[target][pool], phi[np.ix_(refs, pool)], keep[np.ix_(refs, pool)]
         if attack.mode == "online":
             return lira_online(t_phi, r_phi, r_keep, variance=attack.variance)
         return lira_offline(t_phi, r_phi, r_keep, variance=attack.variance, statistic=attack.statistic)

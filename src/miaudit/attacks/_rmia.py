@@ -36,6 +36,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from miaudit.attacks._lira import _as_float, _as_keep, _masked_sorted
+from miaudit.data._tables import CHUNK_RECORDS, is_mapped, release
 from miaudit.errors import InputError
 from miaudit.signals import compute_signals
 
@@ -81,6 +82,14 @@ def rmia_probability(logits: np.ndarray, labels: np.ndarray, *, temperature: flo
         y = np.broadcast_to(np.asarray(labels), lead)
     except ValueError:
         raise InputError("labels", f"shape {np.shape(labels)} does not broadcast to the logits' leading shape {lead}") from None
+    if is_mapped(z) and z.ndim >= 2:  # larger than memory: chunks of records, pages released
+        out = np.empty(lead, dtype=np.float64)
+        for lo in range(0, z.shape[-2], CHUNK_RECORDS):
+            part = z[..., lo : lo + CHUNK_RECORDS, :]
+            part = part if temperature == 1.0 else np.asarray(part, dtype=np.float64) / temperature
+            out[..., lo : lo + CHUNK_RECORDS] = compute_signals(part, y[..., lo : lo + CHUNK_RECORDS], kind="logits", which=("confidence",))["confidence"]
+            release(z)
+        return out
     scaled = z if temperature == 1.0 else np.asarray(z, dtype=np.float64) / temperature
     return compute_signals(scaled, y, kind="logits", which=("confidence",))["confidence"]
 

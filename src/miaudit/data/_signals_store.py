@@ -21,6 +21,8 @@ Metadata: ``schema`` (format version), ``target`` (index of the audited model, o
 every model takes a turn as target), free-form ``info`` (dataset, recipe hash…).
 In Parquet, one row per record: ``logits`` and ``keep`` are list columns (flattened K·A·C and
 K values) and the shape lives in the file's ``miaudit`` metadata.
+For stores larger than memory, a folder (no suffix) holds one ``<name>.npy`` per array and the
+metadata in ``meta.json``; ``logits.npy`` is opened memory-mapped (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -138,14 +140,20 @@ class SignalsStore:
         return {"schema": SIGNALS_SCHEMA, "target": self.target, "logits_shape": list(self.logits.shape), "info": self.info}
 
     def save(self, path: str | Path) -> None:
-        """Write as .npz or .parquet (atomically; restricted 0600: it holds the keep matrix)."""
+        """Write as .npz or .parquet, or as a folder of .npy files when ``path`` has no suffix
+        (read back memory-mapped: the format for stores larger than memory). Atomically;
+        restricted 0600: it holds the keep matrix."""
         from miaudit.data._writers import write_signals
 
         write_signals(self, Path(path))
 
 
 def load_signals(path: str | Path) -> SignalsStore:
-    """Load a multi-model signals file (.npz or .parquet) and validate it."""
+    """Load a multi-model signals file (.npz or .parquet) or folder (.npy files, written by
+    ``save`` or :class:`~miaudit.data._writers.SignalsDirWriter`) and validate it.
+
+    From a folder the logits stay memory-mapped (validated chunk by chunk): attacks read them
+    in chunks of records, so a store larger than memory can be audited."""
     table = read_table(path, "signals")
     if table.format == "csv":
         raise InputError("signals", "multi-model signals are stored as .npz or .parquet, not .csv")

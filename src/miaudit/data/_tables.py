@@ -8,6 +8,7 @@ numbered columns ``logit_0 … logit_{C-1}`` / ``prob_0 …`` (Parquet and CSV).
 from __future__ import annotations
 
 import json
+import mmap
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ import numpy as np
 from miaudit.errors import InputError
 
 SUFFIXES = (".npz", ".parquet", ".csv")
+#: A folder of ``<name>.npy`` files plus ``meta.json``: the large-data format. Arrays are opened
+#: memory-mapped (``mmap_mode="r"``), so a store larger than memory can be read chunk by chunk.
+NPY_DIR_META = "meta.json"
+#: Records per chunk when memory-mapped arrays are read in pieces (validation, signals).
+CHUNK_RECORDS = 1 << 16
 _WIDE = {"logits": re.compile(r"^logit_(\d+)$"), "probs": re.compile(r"^prob_(\d+)$")}
 META_KEY = "miaudit"
 
@@ -35,6 +41,8 @@ class RawTable:
 def read_table(path: str | Path, field_name: str = "input") -> RawTable:
     p = Path(path)
     suffix = p.suffix.lower()
+    if p.is_dir():
+        return _read_npy_dir(p, field_name)
     if suffix not in SUFFIXES:
         raise InputError(field_name, f"unknown file type {p.suffix or '(none)'!r} of {str(p)!r}; expected one of {', '.join(SUFFIXES)}")
     if not p.is_file():
@@ -62,6 +70,44 @@ def _read_npz(p: Path) -> RawTable:
     if META_KEY in arrays:
         meta = json.loads(str(arrays.pop(META_KEY)))
     return RawTable(p, "npz", arrays, meta)
+
+
+def _read_npy_dir(p: Path, field_name: str) -> RawTable:
+    meta_path = p / NPY_DIR_META
+    if not meta_path.is_file():
+        raise InputError(field_name, f"{str(p)!r} is a folder without {NPY_DIR_META}: not a folder of .npy signals")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        arrays = {f.stem: np.load(f, mmap_mode="r", allow_pickle=False) for f in sorted(p.glob("*.npy"))}
+    except (OSError, ValueError) as exc:
+        raise InputError(field_name, f"cannot read {str(p)!r} as a folder of .npy files: {exc}") from None
+    return RawTable(p, "npy", arrays, meta)
+
+
+def is_mapped(array: object) -> bool:
+    """Whether ``array`` is (a view of) a memory-mapped file."""
+    return _mapping(array) is not None
+
+
+def release(array: object) -> None:
+    """Drop the pages of a memory-mapped array from this process's resident memory (they stay
+    in the OS page cache and are read back on the next access); a no-op for other arrays.
+
+    Without it, reading a mapped file chunk by chunk still grows the resident set to the whole
+    file: each page touched stays mapped.
+    """
+    mm = _mapping(array)
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _mapping(array: object) -> mmap.mmap | None:
+    obj, seen = array, 0
+    while obj is not None and seen < 64:  # views of views of a np.memmap, whose base is the mmap
+        if isinstance(obj, mmap.mmap):
+            return obj
+        obj, seen = getattr(obj, "base", None), seen + 1
+    return None
 
 
 def _read_parquet(p: Path) -> RawTable:

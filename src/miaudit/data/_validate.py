@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from miaudit.data._tables import CHUNK_RECORDS, is_mapped, release
 from miaudit.errors import InputError
 
 #: A row of probabilities may differ from a sum of 1 by at most this much (absolute). Loose
@@ -22,6 +23,16 @@ def finite_float(name: str, values: np.ndarray, dtype: type = np.float64) -> np.
         out = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError):
         raise InputError(name, "values are not numeric") from None
+    if is_mapped(out) and out.ndim >= 2:  # larger than memory, maybe: chunk over the records axis
+        for lo in range(0, out.shape[1], CHUNK_RECORDS):
+            part = out[:, lo : lo + CHUNK_RECORDS]
+            ok = bool(np.isfinite(part).all())
+            release(out)
+            if not ok:
+                bad = np.argwhere(~np.isfinite(part))[0]
+                bad[1] += lo
+                raise InputError(name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+        return out
     if not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))[0]
         raise InputError(name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})")

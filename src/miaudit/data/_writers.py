@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from miaudit._io import atomic_path
-from miaudit.data._tables import META_KEY
+from miaudit.data._tables import CHUNK_RECORDS, META_KEY, NPY_DIR_META, release
 from miaudit.errors import InputError
 
 if TYPE_CHECKING:
@@ -39,7 +41,13 @@ def write_outputs(outputs: ModelOutputs, path: Path) -> None:
 
 
 def write_signals(store: SignalsStore, path: Path) -> None:
-    suffix = _suffix(path, (".npz", ".parquet"))
+    if path.suffix == "":  # a folder of .npy files, read back memory-mapped
+        with SignalsDirWriter(path, store.logits.shape, target=store.target, info=store.info) as w:
+            for lo in range(0, store.n_records, CHUNK_RECORDS):
+                w.logits[:, lo : lo + CHUNK_RECORDS] = store.logits[:, lo : lo + CHUNK_RECORDS]
+            w.finish(label=store.label, keep=store.keep, population=store.population, record_id=store.record_id)
+        return
+    suffix = _suffix(path, (".npz", ".parquet", "(a folder: no suffix)"))
     arrays = {"logits": store.logits, "label": store.label, "keep": store.keep, "population": store.population, "record_id": store.record_id}
     if suffix == ".parquet":
         n = store.n_records
@@ -76,3 +84,61 @@ def _write_parquet(tmp: Path, arrays: dict[str, np.ndarray], meta: dict[str, obj
     if meta:
         table = table.replace_schema_metadata({META_KEY: json.dumps(meta)})
     pq.write_table(table, tmp)
+
+
+class SignalsDirWriter:
+    """Write a signals folder (``logits.npy``, ``label.npy``, ``keep.npy``, ``population.npy``,
+    ``record_id.npy``, ``meta.json``) without holding the logits in memory.
+
+    ``logits`` is a writable memory map of shape ``logits_shape`` (float32): fill it in chunks
+    of records, then call :meth:`finish` with the other arrays. The folder is built beside
+    ``path`` and renamed into place on success (0700, files 0600: it holds the keep matrix); on
+    an error it is removed. Example::
+
+        with SignalsDirWriter(path, (K, n, C)) as w:
+            for lo in range(0, n, 65536):
+                w.logits[:, lo:lo + 65536] = next_chunk()
+            w.finish(label=label, keep=keep, population=population)
+    """
+
+    def __init__(self, path: Path, logits_shape: tuple[int, ...], *, target: int | None = None, info: dict[str, object] | None = None) -> None:
+        from miaudit.data._signals_store import SIGNALS_SCHEMA
+
+        self.path = Path(path)
+        if len(logits_shape) not in (3, 4):
+            raise InputError("logits", f"must be (models × records × classes) or (models × records × queries × classes), got shape {logits_shape}")
+        self.meta = {"schema": SIGNALS_SCHEMA, "target": target, "logits_shape": [int(d) for d in logits_shape], "info": dict(info or {})}
+        self._tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.tmp"
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(mode=0o700, parents=True)
+        self.logits = np.lib.format.open_memmap(self._tmp / "logits.npy", mode="w+", dtype=np.float32, shape=tuple(logits_shape))
+        self._done = False
+
+    def finish(self, *, label: np.ndarray, keep: np.ndarray, population: np.ndarray | None = None, record_id: np.ndarray | None = None) -> None:
+        self.logits.flush()
+        release(self.logits)
+        arrays = {"label": label, "keep": keep, "population": population, "record_id": record_id}
+        for name, arr in arrays.items():
+            if arr is not None:
+                np.save(self._tmp / f"{name}.npy", np.asarray(arr), allow_pickle=False)
+        (self._tmp / NPY_DIR_META).write_text(json.dumps(self.meta), encoding="utf-8")
+        self._done = True
+
+    def __enter__(self) -> SignalsDirWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        del self.logits
+        if exc_type is not None or not self._done:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            return
+        for f in self._tmp.iterdir():
+            os.chmod(f, 0o600)
+        old = None
+        if self.path.exists():  # replace a previous folder: move it aside, then remove it
+            old = self.path.parent / f".{self.path.name}.{os.getpid()}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.path, old)
+        os.replace(self._tmp, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
