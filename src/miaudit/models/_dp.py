@@ -174,6 +174,23 @@ def train_one_dp(
     sampling rate, steps, ghost clipping, and the fault-injection setting.
     """
     require_opacus()
+    with warnings.catch_warnings():
+        # Opacus's advice (secure RNG off, backward hooks on inputs without grad, RDP order
+        # ranges) is about its defaults, not about this run: keep it out of users' logs.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _train_one_dp(recipe, module, x, y, stream, image_shape, on_epoch)
+
+
+def _train_one_dp(
+    recipe: MLPRecipe | CNNRecipe,
+    module: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    stream: ModelStreams,
+    image_shape: tuple[int, int, int] | None,
+    on_epoch: Callable[[int], None] | None,
+) -> dict[str, Any]:
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -194,12 +211,10 @@ def train_one_dp(
         "module": module, "optimizer": opt, "data_loader": loader, "criterion": criterion, "max_grad_norm": dp.max_grad_norm,
         "poisson_sampling": dp.poisson_sampling, "noise_generator": noise_gen, "grad_sample_mode": "ghost" if dp.ghost_clipping else "hooks",
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # secure-RNG and BatchNorm advice, not about this run
-        if dp.epsilon is not None:
-            made = engine.make_private_with_epsilon(target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=recipe.epochs, **common)
-        else:
-            made = engine.make_private(noise_multiplier=dp.noise_multiplier, **common)
+    if dp.epsilon is not None:
+        made = engine.make_private_with_epsilon(target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=recipe.epochs, **common)
+    else:
+        made = engine.make_private(noise_multiplier=dp.noise_multiplier, **common)
     if dp.ghost_clipping:
         model, optimizer, crit, dl = made
     else:

@@ -1,0 +1,138 @@
+"""``miaudit tradeoff CONFIG --out DIR`` and ``miaudit dp-audit CONFIG``.
+
+Register with ``app.command("tradeoff")(tradeoff)`` and ``app.command("dp-audit")(dp_audit)``.
+Bad input raises InputError (exit 2 in main); ``dp-audit`` exits 1 on FAILED.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from miaudit.errors import InputError
+
+
+def _floats(value: str, field: str) -> list[float]:
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(field, f"must be comma-separated numbers, got {value!r}") from None
+
+
+def _strings(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _console() -> Console:
+    return Console() if Console().is_terminal else Console(width=160)
+
+
+def tradeoff_variants_for_report(data: dict[str, Any]) -> list[Any]:
+    """``tradeoff.json`` → the report's :class:`~miaudit.report.TradeoffVariant` records."""
+    from miaudit.report import TradeoffVariant
+
+    return [
+        TradeoffVariant(
+            name=v["name"], description=v["description"], test_accuracy=v["test_accuracy"], train_accuracy=v["train_accuracy"],
+            generalization_gap=v["generalization_gap"], strongest_attack=v["strongest_attack"], auc=v["auc"], tpr_at_1pct_fpr=v["tpr_at_1pct_fpr"],
+            epsilon=v["epsilon"], baseline=v["baseline"],
+        )
+        for v in data["variants"]
+    ]
+
+
+def dp_summary_for_report(data: dict[str, Any]) -> Any:
+    """``dp_audit.json`` → the report's :class:`~miaudit.report.DpAuditSummary` (None when the
+    recipe claimed no ε: nothing to check)."""
+    from miaudit.report import DpAuditSummary
+
+    if data.get("claimed_epsilon") is None:
+        return None
+    return DpAuditSummary(
+        claimed_epsilon=data["claimed_epsilon"], delta=data["delta"], accountant=data["accountant"], method=data["method"],
+        empirical_epsilon_lower_bound=data["empirical_epsilon_lower_bound"], significance=data["significance"],
+        max_certifiable_epsilon=data["max_certifiable_epsilon"], trials=data["m"], trials_unit="canaries",
+        notes=[*data.get("notes", []), f"verdict of this design: {data['verdict']}"],
+    )
+
+
+def tradeoff(
+    config: Annotated[Path, typer.Argument(help="Audit config (.toml/.yaml) of the baseline recipe.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for tradeoff.json, report.html, variants/ and models/.")],
+    epsilons: Annotated[str, typer.Option(help="DP-SGD target budgets ε (comma-separated; empty: none).")] = "8,4,1",
+    weight_decays: Annotated[str, typer.Option("--weight-decays", help="L2 weight decays (comma-separated; empty: none).")] = "0.001,0.01",
+    early_stopping: Annotated[bool, typer.Option("--early-stopping/--no-early-stopping", help="Include an early-stopping variant.")] = True,
+    policies: Annotated[str, typer.Option(help="Output policies on the baseline's models (comma-separated).")] = "top-1,round:1,label-only",
+    delta: Annotated[float, typer.Option(help="δ of the DP variants.")] = 1e-5,
+    accountant: Annotated[str, typer.Option(help="Accountant of the DP variants: prv or rdp.")] = "prv",
+    ghost_clipping: Annotated[bool, typer.Option("--ghost-clipping/--no-ghost-clipping", help="Opacus fast gradient clipping for DP variants.")] = True,
+    policy_targets: Annotated[int, typer.Option(help="Baseline models attacked through the oracle per policy.")] = 4,
+    noise_sigma: Annotated[float, typer.Option(help="Noise-robustness σ, in per-column standard deviations.")] = 0.5,
+    dp_audit_json: Annotated[Path | None, typer.Option("--dp-audit", help="A dp_audit.json to show in the report's DP section.")] = None,
+) -> None:
+    """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all)."""
+    from miaudit.audit._tradeoff import default_variants
+    from miaudit.audit._tradeoff import tradeoff as run_tradeoff
+    from miaudit.report import write_report
+
+    if accountant not in ("prv", "rdp"):
+        raise InputError("--accountant", f"must be 'prv' or 'rdp', got {accountant!r}")
+    if policy_targets < 1:
+        raise InputError("--policy-targets", f"must be at least 1, got {policy_targets}")
+    err = Console(stderr=True)
+    variants = default_variants(_floats(epsilons, "--epsilons"), _floats(weight_decays, "--weight-decays"), early_stopping, _strings(policies),
+                                delta=delta, accountant=accountant, ghost_clipping=ghost_clipping)
+    result = run_tradeoff(config, out_dir, variants=variants, policy_targets=policy_targets, noise_sigma=noise_sigma, say=lambda s: err.print(s, highlight=False, soft_wrap=True))
+    out = _console()
+    table = Table(title="Privacy–utility trade-off (strongest attack per variant; 95 % intervals)")
+    for col in ("variant", "ε", "test acc", "gap", "strongest", "AUC", "TPR@1%FPR"):
+        table.add_column(col)
+    for v in result.variants:
+        eps = "∞" if v.epsilon is None else f"{v.epsilon:.2f}"
+        table.add_row(v.name, eps, f"{v.test_accuracy:.3f}", f"{v.generalization_gap:+.3f}", v.strongest_attack, _est(v.auc), _est(v.tpr_at_1pct_fpr))
+    out.print(table)
+    for c in result.comparisons:
+        out.print(f"{c['a']} − {c['b']} AUC ({c['variant']}): {_est(c['difference'], signed=True)}", highlight=False)
+    data = json.loads((out_dir / "tradeoff.json").read_text(encoding="utf-8"))
+    dp = dp_summary_for_report(json.loads(dp_audit_json.read_text(encoding="utf-8"))) if dp_audit_json is not None else None
+    path = write_report(out_dir / result.variants[0].folder, out_dir / "report.html", tradeoff=tradeoff_variants_for_report(data), dp=dp)
+    out.print(f"results: {out_dir / 'tradeoff.json'} (shareable); report: {path}; variants/, models/: restricted")
+
+
+def _est(e: Any, signed: bool = False) -> str:
+    if e.point is None:
+        return "n/m"
+    f = "{:+.3f}" if signed else "{:.3f}"
+    s = f.format(e.point)
+    if e.lower is not None and e.upper is not None:
+        s += f" [{f.format(e.lower)}, {f.format(e.upper)}]"
+    return s
+
+
+def dp_audit(
+    config: Annotated[Path, typer.Argument(help="Audit config (.toml/.yaml); [model].dp makes the claim.")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for dp_audit.json (shareable).")] = None,
+    canaries: Annotated[int, typer.Option(help="Canaries per run, each included by a fair coin flip.")] = 1000,
+    k_plus: Annotated[int, typer.Option("--k-plus", help="IN guesses per run (top scores), fixed before scoring.")] = 100,
+    k_minus: Annotated[int, typer.Option("--k-minus", help="OUT guesses per run (bottom scores), fixed before scoring.")] = 100,
+    runs: Annotated[int, typer.Option(help="Independent training runs, fresh canaries each, pooled.")] = 1,
+    significance: Annotated[float, typer.Option(help="Significance of the ε lower bound.")] = 0.05,
+    seed: Annotated[int | None, typer.Option(help="Seed of canaries, coin flips and training (default: the config's).")] = None,
+) -> None:
+    """Empirical ε lower bound for a DP recipe against its accountant's claim: PASSED, FAILED or not testable."""
+    from miaudit.audit._dp_audit import DpAuditDesign
+    from miaudit.audit._dp_audit import dp_audit as run_dp_audit
+
+    out = _console()
+    design = DpAuditDesign(canaries=canaries, k_plus=k_plus, k_minus=k_minus, runs=runs, significance=significance)
+    result = run_dp_audit(config, out_dir, design=design, seed=seed, say=lambda s: out.print(s, highlight=False, soft_wrap=True))
+    if out_dir is not None:
+        out.print(f"results: {out_dir / 'dp_audit.json'} (shareable)")
+    if result.verdict == "FAILED" and not math.isinf(result.claimed_epsilon):
+        raise SystemExit(1)

@@ -1,0 +1,136 @@
+"""DP-SGD as a recipe option (models/_dp.py): recipes, weights, accounting, fault injection."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("opacus")
+
+from miaudit.datasets import DataConfig, fit_affine, load_dataset  # noqa: E402
+from miaudit.errors import InputError  # noqa: E402
+from miaudit.models import ModelStreams, parse_recipe  # noqa: E402
+from miaudit.models._dp import require_opacus, single_model, train_dp  # noqa: E402
+from miaudit.models._torch_train import build_net  # noqa: E402
+
+TOL = 1e-5  # float32 forward passes of the same weights through two code paths
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return load_dataset(DataConfig(dataset="purchase", purchase={"n_records": 300, "n_features": 40, "n_classes": 5, "flip_rate": 0.1}))
+
+
+def _mlp(**dp):
+    return parse_recipe({"kind": "torch-mlp", "hidden": [16], "epochs": 2, "batch_size": 32, "dp": dp})
+
+
+def _train(recipe, data, seed=0):
+    idx = np.arange(0, data.n_records, 2)
+    return train_dp(recipe, data, [idx], [fit_affine(data, idx)], [ModelStreams.of(seed, 0)])
+
+
+def test_recipe_fields_and_errors():
+    with pytest.raises(InputError, match=r"model\.dp.*exactly one"):
+        parse_recipe({"kind": "torch-mlp", "dp": {}})
+    with pytest.raises(InputError, match=r"model\.dp.*exactly one"):
+        parse_recipe({"kind": "torch-mlp", "dp": {"epsilon": 1.0, "noise_multiplier": 1.0}})
+    with pytest.raises(InputError, match="model.dp.accountant"):
+        parse_recipe({"kind": "torch-mlp", "dp": {"epsilon": 1.0, "accountant": "gdp"}})
+    with pytest.raises(InputError, match="early stopping"):
+        parse_recipe({"kind": "torch-mlp", "early_stopping": {}, "dp": {"epsilon": 1.0}})
+    with pytest.raises(InputError, match="no_clipping"):
+        parse_recipe({"kind": "torch-mlp", "dp": {"epsilon": 1.0, "ghost_clipping": True, "fault": "no_clipping"}})
+    # A recipe without DP serialises exactly as before the field existed (cache keys unchanged).
+    assert "dp" not in json.loads(parse_recipe({"kind": "torch-mlp"}).model_dump_json())
+    assert json.loads(_mlp(epsilon=2.0).model_dump_json())["dp"]["epsilon"] == 2.0
+
+
+def test_missing_opacus_names_the_field(monkeypatch):
+    monkeypatch.setitem(sys.modules, "opacus", None)
+    with pytest.raises(InputError, match=r"model\.dp.*opacus"):
+        require_opacus()
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_single_model_computes_what_the_stack_computes(kind):
+    if kind == "mlp":
+        data = load_dataset(DataConfig(dataset="purchase", purchase={"n_records": 50, "n_features": 12, "n_classes": 3}))
+        recipe = parse_recipe({"kind": "torch-mlp", "hidden": [8, 6]})
+    else:
+        data = load_dataset(DataConfig(dataset="digits", max_records=50))
+        recipe = parse_recipe({"kind": "torch-cnn", "channels": [4], "hidden": 8})
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    net = build_net(recipe, data, gens)
+    x = torch.from_numpy(data.features[:20])
+    stacked = net.forward(x.expand(3, -1, -1))
+    for k in range(3):
+        with torch.no_grad():
+            single = single_model(recipe, net, k).eval()(x)
+        np.testing.assert_allclose(single.numpy(), stacked[k].numpy(), atol=TOL, rtol=TOL)
+
+
+@pytest.mark.parametrize("accountant", ["prv", "rdp"])
+def test_target_epsilon_is_spent_and_recorded(small, accountant):
+    res = _train(_mlp(epsilon=2.0, accountant=accountant), small)
+    (p,) = res.privacy
+    # Opacus searches σ so that the accountant's ε lands just under the target (its tolerance 0.01·ε).
+    assert 0.9 * 2.0 <= p["epsilon"] <= 2.0 + 1e-9
+    assert p["accountant"] == accountant and p["delta"] == 1e-5 and p["noise_multiplier"] > 0
+    assert p["steps"] > 0 and 0 < p["sample_rate"] < 1 and p["fault_injection"] == "none"
+    assert res.logits.shape == (1, small.n_records, 5) and np.all(np.isfinite(res.logits))
+
+
+def test_reproducible_and_ghost_clipping_trains(small):
+    a, b = _train(_mlp(noise_multiplier=1.0), small, seed=4), _train(_mlp(noise_multiplier=1.0), small, seed=4)
+    np.testing.assert_array_equal(a.logits, b.logits)
+    assert not np.array_equal(a.logits, _train(_mlp(noise_multiplier=1.0), small, seed=5).logits)
+    g = _train(_mlp(noise_multiplier=1.0, ghost_clipping=True), small, seed=4)
+    assert g.privacy[0]["ghost_clipping"] and g.privacy[0]["epsilon"] == pytest.approx(a.privacy[0]["epsilon"], rel=1e-9)
+
+
+def test_zero_noise_fault_is_exactly_no_noise_while_the_accountant_keeps_sigma(small):
+    honest_zero = _train(_mlp(noise_multiplier=0.0), small, seed=7)
+    faulty = _train(_mlp(noise_multiplier=1.0, fault="zero_noise"), small, seed=7)
+    noisy = _train(_mlp(noise_multiplier=1.0), small, seed=7)
+    # The faulty run computes what an honest σ = 0 run computes, bit for bit ...
+    np.testing.assert_array_equal(faulty.logits, honest_zero.logits)
+    assert not np.array_equal(faulty.logits, noisy.logits)
+    # ... but records the configured σ's ε, like the correct run; the honest σ = 0 run spends ∞.
+    assert faulty.privacy[0]["noise_multiplier"] == 1.0 and faulty.privacy[0]["fault_injection"] == "zero_noise"
+    assert faulty.privacy[0]["epsilon"] == pytest.approx(noisy.privacy[0]["epsilon"], rel=1e-12)
+    assert math.isinf(honest_zero.privacy[0]["epsilon"])
+
+
+def test_engine_dispatches_dp_and_records_privacy(tmp_path):
+    from miaudit.engine import TrainConfig, train
+    from miaudit.engine import _cache
+
+    cfg = TrainConfig.model_validate({
+        "data": {"dataset": "purchase", "purchase": {"n_records": 200, "n_features": 20, "n_classes": 4}},
+        "model": {"kind": "torch-mlp", "hidden": [8], "epochs": 1, "batch_size": 32, "dp": {"epsilon": 4.0, "accountant": "rdp"}},
+        "plan": {"models": 2, "unit_size": 2}, "engine": {"workers": 0, "threads": 1, "progress": False}, "seed": 3,
+    })
+    run = train(cfg, tmp_path)
+    folder = _cache.unit_dir(run.cache, run.signals.info["units"][0])
+    privacy = json.loads((folder / _cache.MANIFEST).read_text())["info"]["privacy"]
+    assert len(privacy) == 2 and all(p["accountant"] == "rdp" and 3.6 <= p["epsilon"] <= 4.0 for p in privacy)
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "weights.safetensors"), framework="np") as fh:
+        assert json.loads(fh.metadata()["privacy"]) == privacy
+    again = train(cfg, tmp_path)
+    assert again.reused == (0,)  # the DP recipe's key is stable
