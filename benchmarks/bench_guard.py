@@ -38,6 +38,15 @@ FEATURES, CLASSES = 20, 5
 LIMIT_MS = 5.0
 
 
+def _cpu_pressure() -> float | None:
+    """Share of the last 10 s in which some runnable task waited for a CPU (Linux PSI), in %."""
+    try:
+        with open("/proc/pressure/cpu", encoding="utf-8") as fh:
+            return float(fh.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,9 +151,11 @@ def run(size: str) -> BenchResult:
     bare, burl = _start([*common, "--db", f"sqlite:///{tmp}/unused.db", "--no-guard"], tmp / "bare.log")
     lat: dict[str, list[np.ndarray]] = {"guarded": [], "unguarded": []}
     errs = {"guarded": 0, "unguarded": 0}
+    pressure: list[float | None] = []
     try:
         for r in range(p["rounds"]):
             for name, url, toks in (("unguarded", burl, [None]), ("guarded", gurl, tokens)) if r % 2 == 0 else (("guarded", gurl, tokens), ("unguarded", burl, [None])):
+                pressure.append(_cpu_pressure())
                 got, e = asyncio.run(_open_loop(url, toks, p["seconds"], seed=100 * r + (name == "guarded")))
                 lat[name].append(got)
                 errs[name] += e
@@ -173,6 +184,7 @@ def run(size: str) -> BenchResult:
     figures["p99_overhead_ms_per_round"] = [round(d, 3) for d in diffs]  # type: ignore[assignment]
     figures["p50_overhead_ms"] = round(figures["guarded_p50_ms"] - figures["unguarded_p50_ms"], 3)
     figures["load_average_1m_before"] = load_before
+    figures["cpu_pressure_before_each_run_pct"] = pressure  # type: ignore[assignment]
     table = "\n".join(
         [
             "| server | p50 (ms, median of rounds) | p99 (ms, median of rounds) | max throughput (req/s, 8 clients) | errors |",
@@ -186,7 +198,7 @@ def run(size: str) -> BenchResult:
     )
     notes = [
         f"open loop at {RATE} requests/s, one record per request, {p['seconds']} s × {p['rounds']} rounds per server, alternating; latency from the scheduled send time",
-        f"per-round p99 differences (ms): {figures['p99_overhead_ms_per_round']}; pooled p99 unguarded {figures['unguarded_p99_ms_pooled']}, guarded {figures['guarded_p99_ms_pooled']}; 1-minute load average before the run {load_before} (2 shared cores)",
+        f"per-round p99 differences (ms): {figures['p99_overhead_ms_per_round']}; pooled p99 unguarded {figures['unguarded_p99_ms_pooled']}, guarded {figures['guarded_p99_ms_pooled']}; 1-minute load average before the run {load_before}; CPU pressure (PSI some avg10, %) before each measured run: {pressure} (2 shared cores: other work on the machine shows up as multi-second tails in both servers)",
         "guarded: SQLite WAL synchronous=NORMAL, role analyst (round:2), budget + rate limit, log with keyed record hashes, detectors on; 1 worker each",
     ]
     passed = overhead <= LIMIT_MS and errs["guarded"] == 0 and errs["unguarded"] == 0

@@ -113,7 +113,7 @@ class Server:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def start(self, timeout: float = 90.0) -> Server:
         s = self.spec
         args = [
             sys.executable, "-c", "from miaudit.cli._serve import serve_app; serve_app()", "serve",
