@@ -76,7 +76,8 @@ def test_single_model_computes_what_the_stack_computes(kind):
     gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
     net = build_net(recipe, data, gens)
     x = torch.from_numpy(data.features[:20])
-    stacked = net.forward(x.expand(3, -1, -1))
+    with torch.no_grad():
+        stacked = net.forward(x.expand(3, -1, -1))
     for k in range(3):
         with torch.no_grad():
             single = single_model(recipe, net, k).eval()(x)
