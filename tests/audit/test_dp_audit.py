@@ -1,0 +1,80 @@
+"""dp-audit: planted DP bugs are caught, correct DP-SGD passes (ALGORITHMS.md §6)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("opacus")
+
+from miaudit.audit import parse_audit_config  # noqa: E402
+from miaudit.audit._dp_audit import DpAuditDesign, dp_audit, verdict  # noqa: E402
+from miaudit.errors import InputError  # noqa: E402
+from miaudit.metrics import one_run_max_certifiable_epsilon  # noqa: E402
+
+CLAIM = 1.0  # the claimed ε of every DP recipe below (a target budget: the accountant records ≈ 0.99)
+
+
+def _cfg(dp: dict | None, seed: int, *, n: int = 700, epochs: int = 30) -> object:
+    model = {"kind": "torch-mlp", "hidden": [128], "epochs": epochs, "batch_size": 64, "lr": 0.003}
+    if dp is not None:
+        model["dp"] = {"epsilon": CLAIM, "ghost_clipping": True, **dp}
+    return parse_audit_config({
+        "data": {"dataset": "purchase", "purchase": {"n_records": n, "n_features": 100, "n_classes": 10, "flip_rate": 0.1}},
+        "model": model, "seed": seed, "engine": {"threads": 1, "progress": False},
+    })
+
+
+SMALL = DpAuditDesign(canaries=200, k_plus=25, k_minus=25)
+
+
+def test_verdict_rules():
+    assert verdict(1.0, 1.5, 3.0) == "FAILED"
+    assert verdict(1.0, 1.0, 3.0) == "PASSED"  # a bound equal to the claim contradicts nothing
+    assert verdict(1.0, 0.0, 3.0) == "PASSED"
+    assert verdict(4.0, 2.9, 3.0) == "not testable by this design"
+    assert verdict(math.inf, 2.9, 3.0) == "not testable by this design"
+
+
+def test_design_is_checked_and_its_ceiling_stated_before_training(tmp_path):
+    with pytest.raises(InputError, match="guesses"):
+        dp_audit(_cfg(None, 0), design=DpAuditDesign(canaries=10, k_plus=6, k_minus=6))
+    with pytest.raises(InputError, match="canaries"):
+        dp_audit(_cfg(None, 0, n=100), design=DpAuditDesign(canaries=200, k_plus=1, k_minus=1))
+    lines: list[str] = []
+    res = dp_audit(_cfg(None, 0, epochs=2), tmp_path, design=SMALL, say=lines.append)
+    ceiling = one_run_max_certifiable_epsilon(200, 50)
+    assert f"certify at most ε = {ceiling:.3f}" in lines[0] and "run 1/1" in lines[1]
+    assert res.max_certifiable_epsilon == pytest.approx(ceiling, abs=1e-12)
+    data = json.loads((tmp_path / "dp_audit.json").read_text())
+    assert data["schema"] == "miaudit.dp_audit/1" and data["claimed_epsilon"] is None
+    assert data["verdict"] == "not testable by this design" and data["m"] == 200 and data["r"] <= 50
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_zero_noise_is_caught_and_correct_dp_sgd_passes(seed):
+    undefended = dp_audit(_cfg(None, seed), design=SMALL)
+    correct = dp_audit(_cfg({}, seed), design=SMALL)
+    planted = dp_audit(_cfg({"fault": "zero_noise"}, seed), design=SMALL)
+    # The claim under audit is below what the undefended recipe reaches, so a bug is visible.
+    assert correct.claimed_epsilon <= CLAIM < undefended.empirical_epsilon_lower_bound
+    assert planted.claimed_epsilon == pytest.approx(correct.claimed_epsilon, rel=1e-12)  # the accountant was lied to
+    assert planted.verdict == "FAILED", planted.summary()
+    assert correct.verdict == "PASSED", correct.summary()
+    assert planted.privacy[0]["fault_injection"] == "zero_noise" and any("FAULT INJECTION" in n for n in planted.notes)
+
+
+@pytest.mark.claims
+@pytest.mark.parametrize("fault", ["zero_noise", "no_clipping"])
+def test_claims_planted_bugs_fail_on_every_seed_correct_recipe_passes(fault):
+    """Full size: 1000 canaries, k₊ = k₋ = 100, five seeds, each fault; the correct recipe passes."""
+    design = DpAuditDesign(canaries=1000, k_plus=100, k_minus=100)
+    for seed in range(5):
+        dp = {"fault": fault} if fault == "zero_noise" else {"fault": fault, "ghost_clipping": False}
+        planted = dp_audit(_cfg(dp, seed, n=3000, epochs=30), design=design)
+        assert planted.verdict == "FAILED", planted.summary()
+        correct = dp_audit(_cfg({}, seed, n=3000, epochs=30), design=design)
+        assert correct.verdict == "PASSED", correct.summary()
