@@ -40,7 +40,7 @@ D, CLASSES = 14, 4
 class _SplitOracle:
     """An attack's queries dealt row by row over several keys' oracles (one attack, many accounts)."""
 
-    def __init__(self, oracles: list, seed: int) -> None:  # noqa: ANN001
+    def __init__(self, oracles: list, seed: int) -> None:
         self._o = oracles
         self.policy = oracles[0].policy
         self._rng = np.random.default_rng(seed)
@@ -52,7 +52,7 @@ class _SplitOracle:
     def queries_per_record(self, n: int) -> np.ndarray:
         return sum(o.queries_per_record(n) for o in self._o)
 
-    def query(self, records: np.ndarray, *, tags: np.ndarray | None = None):  # noqa: ANN201
+    def query(self, records: np.ndarray, *, tags: np.ndarray | None = None):
         from miaudit.defenses import ExposedLabels
 
         x = np.asarray(records)
@@ -73,8 +73,19 @@ def _population(n: int, rng: np.random.Generator, centers: np.ndarray) -> tuple[
 def run(size: str) -> BenchResult:
     from sklearn.neural_network import MLPClassifier
 
-    from miaudit.attacks._label_only import boundary_distance_attack, gap_query_attack, noise_robustness_attack
-    from miaudit.serve import DetectorConfig, EstimatorPredictor, HttpOracle, ServeConfig, asgi_client, create_app
+    from miaudit.attacks._label_only import (
+        boundary_distance_attack,
+        gap_query_attack,
+        noise_robustness_attack,
+    )
+    from miaudit.serve import (
+        DetectorConfig,
+        EstimatorPredictor,
+        HttpOracle,
+        ServeConfig,
+        asgi_client,
+        create_app,
+    )
 
     p = SIZES[size]
     rng = np.random.default_rng(20261128)
@@ -88,12 +99,12 @@ def run(size: str) -> BenchResult:
     secret = bytes(range(32))
     counter = iter(range(10**6))
 
-    def service():  # noqa: ANN202
+    def service():
         cfg = ServeConfig(predictor=EstimatorPredictor(model), db=f"sqlite:///{tmp}/g{next(counter)}.db", secret=secret, detectors=detectors)
         app = create_app(cfg)
         return app, asgi_client(app)
 
-    def first_alert(app, key_ids: set[str]) -> tuple[bool, int | None, str | None]:  # noqa: ANN001
+    def first_alert(app, key_ids: set[str]) -> tuple[bool, int | None, str | None]:
         app.state.flush_detectors()
         found = [a for a in app.state.store.list_alerts(limit=10_000) if set(a.keys) & key_ids or a.key_id in key_ids]
         if not found:

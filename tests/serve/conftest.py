@@ -20,7 +20,14 @@ import httpx
 import numpy as np
 import pytest
 
-from miaudit.serve import EstimatorPredictor, ServeConfig, ServeSpec, Store, asgi_client, create_app
+from miaudit.serve import (
+    EstimatorPredictor,
+    ServeConfig,
+    ServeSpec,
+    Store,
+    asgi_client,
+    create_app,
+)
 
 SECRET = bytes(range(32))
 N_FEATURES = 6
@@ -34,7 +41,7 @@ def synthetic(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def estimator():  # noqa: ANN201
+def estimator():
     from sklearn.linear_model import LogisticRegression
 
     x, y = synthetic()
@@ -42,7 +49,7 @@ def estimator():  # noqa: ANN201
 
 
 @pytest.fixture(scope="session")
-def model_file(estimator, tmp_path_factory) -> Path:  # noqa: ANN001
+def model_file(estimator, tmp_path_factory) -> Path:
     from miaudit.models import save_sklearn
 
     path = tmp_path_factory.mktemp("model") / "target.skops"
@@ -71,7 +78,7 @@ class InProcess:
 
 
 @pytest.fixture
-def make_service(estimator, tmp_path) -> Iterator:  # noqa: ANN001
+def make_service(estimator, tmp_path) -> Iterator:
     made: list[InProcess] = []
 
     def make(**overrides: object) -> InProcess:
@@ -89,7 +96,7 @@ def make_service(estimator, tmp_path) -> Iterator:  # noqa: ANN001
 
 
 @pytest.fixture
-def service(make_service) -> InProcess:  # noqa: ANN001
+def service(make_service) -> InProcess:
     return make_service()
 
 
@@ -166,7 +173,7 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory) -> Iterator[str]:  # noqa: ANN001
+def postgres_url(tmp_path_factory) -> Iterator[str]:
     """A real PostgreSQL server on a free loopback port, for the session; stopped at the end."""
     bindir = postgres_bin()
     if bindir is None:

@@ -16,11 +16,11 @@ from miaudit.serve import Store
 runner = CliRunner()
 
 
-def invoke(*args: str):  # noqa: ANN201
+def invoke(*args: str):
     return runner.invoke(serve_app, list(args), catch_exceptions=True)
 
 
-def test_keys_create_list_budget_revoke(tmp_path) -> None:  # noqa: ANN001
+def test_keys_create_list_budget_revoke(tmp_path) -> None:
     db = f"sqlite:///{tmp_path}/g.db"
     r = invoke("keys", "create", "--role", "analyst", "--budget", "500", "--rate", "50", "--db", db)
     assert r.exit_code == 0, r.output
@@ -42,7 +42,7 @@ def test_keys_create_list_budget_revoke(tmp_path) -> None:  # noqa: ANN001
     assert "revoked" in invoke("keys", "list", "--db", db).stdout
 
 
-def test_bad_inputs_name_the_option(tmp_path) -> None:  # noqa: ANN001
+def test_bad_inputs_name_the_option(tmp_path) -> None:
     db = f"sqlite:///{tmp_path}/g.db"
     r = invoke("keys", "create", "--role", "wizard", "--db", db)
     assert isinstance(r.exception, InputError) and r.exception.field == "--role"
@@ -56,7 +56,7 @@ def test_bad_inputs_name_the_option(tmp_path) -> None:  # noqa: ANN001
     assert isinstance(r.exception, InputError) and r.exception.field == "--model"
 
 
-def test_alerts_lists_stored_alerts(tmp_path) -> None:  # noqa: ANN001
+def test_alerts_lists_stored_alerts(tmp_path) -> None:
     db = f"sqlite:///{tmp_path}/g.db"
     assert invoke("alerts", "--db", db).stdout.strip() == "no alerts"
     store = Store(db)
@@ -70,8 +70,14 @@ def test_alerts_lists_stored_alerts(tmp_path) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("role", ["admin", "public"])
-def test_created_key_authenticates_against_an_app_on_the_same_db(tmp_path, estimator, role) -> None:  # noqa: ANN001
-    from miaudit.serve import EstimatorPredictor, ServeConfig, asgi_client, create_app, load_server_secret
+def test_created_key_authenticates_against_an_app_on_the_same_db(tmp_path, estimator, role) -> None:
+    from miaudit.serve import (
+        EstimatorPredictor,
+        ServeConfig,
+        asgi_client,
+        create_app,
+        load_server_secret,
+    )
 
     db = f"sqlite:///{tmp_path}/g.db"
     token = invoke("keys", "create", "--role", role, "--db", db).stdout.strip().splitlines()[-1]

@@ -18,7 +18,7 @@ TIMEOUT = httpx.Timeout(10.0)
 
 
 @pytest.fixture(scope="module")
-def secret_file(tmp_path_factory):  # noqa: ANN201, ANN001
+def secret_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("secret") / "server.secret"
     path.write_bytes(SECRET)
     path.chmod(0o600)
@@ -26,7 +26,7 @@ def secret_file(tmp_path_factory):  # noqa: ANN201, ANN001
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def backend(request, tmp_path_factory) -> str:  # noqa: ANN001
+def backend(request, tmp_path_factory) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('db')}/guard.db"
     url = request.getfixturevalue("postgres_url")
@@ -35,7 +35,7 @@ def backend(request, tmp_path_factory) -> str:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def server(backend, model_file, secret_file, tmp_path_factory) -> Iterator[Server]:  # noqa: ANN001
+def server(backend, model_file, secret_file, tmp_path_factory) -> Iterator[Server]:
     spec = ServeSpec(db=backend, model=str(model_file), secret_file=str(secret_file), max_batch=200)
     srv = Server(spec, workers=2, log=tmp_path_factory.mktemp("log") / "server.log").start()
     yield srv
@@ -43,7 +43,7 @@ def server(backend, model_file, secret_file, tmp_path_factory) -> Iterator[Serve
 
 
 @pytest.fixture(scope="module")
-def store(backend) -> Iterator[Store]:  # noqa: ANN001
+def store(backend) -> Iterator[Store]:
     s = Store(backend)
     yield s
     s.close()
@@ -57,7 +57,7 @@ def _records(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, N_FEATURES))
 
 
-def test_auth_and_policies_over_the_network(server, store) -> None:  # noqa: ANN001
+def test_auth_and_policies_over_the_network(server, store) -> None:
     public = store.create_key(SECRET, "public").token
     analyst = store.create_key(SECRET, "analyst").token
     x = _records(20, 0)
@@ -76,7 +76,7 @@ def test_auth_and_policies_over_the_network(server, store) -> None:  # noqa: ANN
         assert c.get("/openapi.json").status_code == 200
 
 
-def test_concurrent_clients_budgets_exact_across_workers(server, store) -> None:  # noqa: ANN001
+def test_concurrent_clients_budgets_exact_across_workers(server, store) -> None:
     """8 clients on 2 workers share keys; no key ever answers more records than its budget."""
     fixed = store.create_key(SECRET, "public", budget=300)  # batches of 10: exactly 300 answered
     mixed = store.create_key(SECRET, "trusted", budget=257)  # batches of 1..13
@@ -111,7 +111,7 @@ def test_concurrent_clients_budgets_exact_across_workers(server, store) -> None:
     assert sum(n for s, n in got[mixed.key_id] if s == 200) >= 257 - 12
 
 
-def test_log_holds_each_answer_with_its_record_hashes(server, store) -> None:  # noqa: ANN001
+def test_log_holds_each_answer_with_its_record_hashes(server, store) -> None:
     key = store.create_key(SECRET, "trusted")
     sent = [_records(k + 1, 77 + k) for k in range(5)]
     with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
@@ -123,7 +123,7 @@ def test_log_holds_each_answer_with_its_record_hashes(server, store) -> None:  #
         assert e["record_hashes"] == record_hashes(SECRET, x) and e["status"] == 200 and e["policy"] == "full"
 
 
-def test_kill_9_under_load_loses_no_logged_answer(server, store) -> None:  # noqa: ANN001
+def test_kill_9_under_load_loses_no_logged_answer(server, store) -> None:
     """SIGKILL the server (master and both workers) under concurrent load, restart it on the same
     database: every 2xx a client received has its log entry, and every budget equals its entries.
 

@@ -9,8 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.serve.conftest import SECRET
-
 schemathesis = pytest.importorskip("schemathesis")
 
 DATA_MARKERS = ("predictions", "token", "key_id", "record_hashes", "detector", "probabilities")
@@ -26,7 +24,7 @@ def _floats(obj: object) -> bool:
     return False
 
 
-def test_fuzz_openapi_no_500_no_data_to_unauthorised(make_service) -> None:  # noqa: ANN001
+def test_fuzz_openapi_no_500_no_data_to_unauthorised(make_service) -> None:
     svc = make_service(max_batch=50)
     tokens = {
         "none": None,
@@ -45,7 +43,7 @@ def test_fuzz_openapi_no_500_no_data_to_unauthorised(make_service) -> None:  # n
 
     @settings(max_examples=400, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(case=strategy, who=st.sampled_from(sorted(tokens)))
-    def run(case, who: str) -> None:  # noqa: ANN001
+    def run(case, who: str) -> None:
         headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
         if tokens[who] is not None:
             headers["Authorization"] = f"Bearer {tokens[who]}"

@@ -31,7 +31,7 @@ def _no_floats(obj: object) -> bool:
 # --- auth ------------------------------------------------------------------------------------
 
 
-def test_missing_malformed_unknown_and_revoked_keys_get_one_identical_401(service) -> None:  # noqa: ANN001
+def test_missing_malformed_unknown_and_revoked_keys_get_one_identical_401(service) -> None:
     good = service.token("trusted")
     key_id = good.split("_")[1]
     wrong_secret = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
@@ -50,7 +50,7 @@ def test_missing_malformed_unknown_and_revoked_keys_get_one_identical_401(servic
     assert service.post(service.admin, json={"record": X[0].tolist()}).status_code == 200
 
 
-def test_keys_are_random_256_bit_tokens_stored_only_as_hmac(service) -> None:  # noqa: ANN001
+def test_keys_are_random_256_bit_tokens_stored_only_as_hmac(service) -> None:
     tokens = [service.token("public") for _ in range(3)]
     assert len(set(tokens)) == 3
     import sqlalchemy as sa
@@ -63,7 +63,7 @@ def test_keys_are_random_256_bit_tokens_stored_only_as_hmac(service) -> None:  #
         assert secret not in dump and t not in dump and key_id in dump
 
 
-def test_admin_endpoints_need_an_admin_key(service) -> None:  # noqa: ANN001
+def test_admin_endpoints_need_an_admin_key(service) -> None:
     analyst = service.token("analyst")
     for method, path in (("GET", "/admin/keys"), ("GET", "/admin/alerts"), ("GET", "/admin/log")):
         assert service.client.request(method, path).status_code == 401
@@ -75,7 +75,7 @@ def test_admin_endpoints_need_an_admin_key(service) -> None:  # noqa: ANN001
     assert r.status_code == 403
 
 
-def test_admin_key_lifecycle(service) -> None:  # noqa: ANN001
+def test_admin_key_lifecycle(service) -> None:
     r = service.post(service.admin, "/admin/keys", json={"role": "public", "budget": 3, "label": "partner"})
     assert r.status_code == 201
     made = r.json()
@@ -93,7 +93,7 @@ def test_admin_key_lifecycle(service) -> None:  # noqa: ANN001
     assert service.post(service.admin, "/admin/keys", json={"role": "nosuchrole"}).status_code == 422
 
 
-def test_role_without_predict_is_forbidden(make_service) -> None:  # noqa: ANN001
+def test_role_without_predict_is_forbidden(make_service) -> None:
     roles = {"admin": Role.of("admin", "full", ["predict", "admin"]), "auditor": Role.of("auditor", "full", ["admin"])}
     svc = make_service(roles=roles)
     auditor = svc.token("auditor")
@@ -107,7 +107,7 @@ def test_role_without_predict_is_forbidden(make_service) -> None:  # noqa: ANN00
 # --- policies --------------------------------------------------------------------------------
 
 
-def test_label_only_caller_never_receives_a_probability(service, estimator) -> None:  # noqa: ANN001
+def test_label_only_caller_never_receives_a_probability(service, estimator) -> None:
     public = service.token("public")
     r = service.post(public, json={"records": X.tolist()})
     assert r.status_code == 200
@@ -121,7 +121,7 @@ def test_label_only_caller_never_receives_a_probability(service, estimator) -> N
 
 
 @pytest.mark.parametrize(("role", "policy"), [("trusted", "full"), ("analyst", "round:2")])
-def test_score_policies_follow_the_defenses_functions(service, estimator, role, policy) -> None:  # noqa: ANN001
+def test_score_policies_follow_the_defenses_functions(service, estimator, role, policy) -> None:
     from miaudit.defenses import apply_policy
 
     token = service.token(role)
@@ -131,7 +131,7 @@ def test_score_policies_follow_the_defenses_functions(service, estimator, role, 
     np.testing.assert_array_equal(np.array([p["scores"] for p in body["predictions"]]), want.values)
 
 
-def test_top_k_and_noise_roles(make_service, estimator) -> None:  # noqa: ANN001
+def test_top_k_and_noise_roles(make_service, estimator) -> None:
     roles = {
         "admin": Role.of("admin", "full", ["predict", "admin"]),
         "top1": Role.of("top1", "top-1"),
@@ -147,7 +147,7 @@ def test_top_k_and_noise_roles(make_service, estimator) -> None:  # noqa: ANN001
     assert not np.allclose(noisy, p)
 
 
-def test_records_as_objects_by_feature_name(make_service, estimator) -> None:  # noqa: ANN001
+def test_records_as_objects_by_feature_name(make_service, estimator) -> None:
     from miaudit.serve import EstimatorPredictor
 
     names = [f"f{i}" for i in range(X.shape[1])]
@@ -181,21 +181,21 @@ def test_records_as_objects_by_feature_name(make_service, estimator) -> None:  #
         ({"record": ["x"] * 6}, 422),
     ],
 )
-def test_bad_requests_are_4xx_and_cost_nothing(service, body, status) -> None:  # noqa: ANN001
+def test_bad_requests_are_4xx_and_cost_nothing(service, body, status) -> None:
     tok = service.token("trusted", budget=100)
     r = service.post(tok, json=body)
     assert r.status_code == status
     assert service.store.get_key(tok.split("_")[1]).used == 0
 
 
-def test_non_finite_numbers_are_refused(service) -> None:  # noqa: ANN001
+def test_non_finite_numbers_are_refused(service) -> None:
     tok = service.token("trusted")
     h = {"content-type": "application/json", "Authorization": f"Bearer {tok}"}
     r = service.client.post("/predict", content=b'{"record": [NaN, 1, 1, 1, 1, 1]}', headers=h)
     assert r.status_code == 422
 
 
-def test_batch_cap_is_413(make_service) -> None:  # noqa: ANN001
+def test_batch_cap_is_413(make_service) -> None:
     svc = make_service(max_batch=10)
     tok = svc.token("trusted")
     assert svc.post(tok, json={"records": X[:11].tolist()}).status_code == 413
@@ -205,7 +205,7 @@ def test_batch_cap_is_413(make_service) -> None:  # noqa: ANN001
 # --- budgets ---------------------------------------------------------------------------------
 
 
-def test_budget_is_counted_in_records_and_429_has_retry_after(service) -> None:  # noqa: ANN001
+def test_budget_is_counted_in_records_and_429_has_retry_after(service) -> None:
     tok = service.token("public", budget=25)
     assert service.post(tok, json={"records": X[:20].tolist()}).status_code == 200
     r = service.post(tok, json={"records": X[:6].tolist()})  # 26 > 25: the whole batch is refused
@@ -217,7 +217,7 @@ def test_budget_is_counted_in_records_and_429_has_retry_after(service) -> None: 
     assert info.used == 25
 
 
-def test_rate_limit_window_in_records(service) -> None:  # noqa: ANN001
+def test_rate_limit_window_in_records(service) -> None:
     tok = service.token("trusted", rate=10, window_s=3600)
     assert service.post(tok, json={"records": X[:8].tolist()}).status_code == 200
     r = service.post(tok, json={"records": X[:3].tolist()})
@@ -226,7 +226,7 @@ def test_rate_limit_window_in_records(service) -> None:  # noqa: ANN001
     assert service.post(tok, json={"records": X[:2].tolist()}).status_code == 200
 
 
-def test_rate_window_rolls_over(service) -> None:  # noqa: ANN001
+def test_rate_window_rolls_over(service) -> None:
     tok = service.token("trusted", rate=4, window_s=60)
     key_id = tok.split("_")[1]
     t0 = 120.0 * 1e7
@@ -237,7 +237,7 @@ def test_rate_window_rolls_over(service) -> None:  # noqa: ANN001
     assert service.store.charge(key_id, 4, endpoint="predict", policy="full", hashes=hashes, now=t0 + 60).request_id is not None
 
 
-def test_concurrent_in_process_clients_never_exceed_the_budget(service) -> None:  # noqa: ANN001
+def test_concurrent_in_process_clients_never_exceed_the_budget(service) -> None:
     tok = service.token("public", budget=100)
 
     async def run() -> list[int]:
@@ -258,7 +258,7 @@ def test_concurrent_in_process_clients_never_exceed_the_budget(service) -> None:
 # --- the log ---------------------------------------------------------------------------------
 
 
-def test_every_answer_is_logged_with_keyed_record_hashes(service) -> None:  # noqa: ANN001
+def test_every_answer_is_logged_with_keyed_record_hashes(service) -> None:
     tok = service.token("analyst", budget=4)
     key_id = tok.split("_")[1]
     service.post(tok, json={"records": X[:3].tolist()})
@@ -274,13 +274,13 @@ def test_every_answer_is_logged_with_keyed_record_hashes(service) -> None:  # no
     assert record_hashes(b"another secret of 32 bytes......", X[:1])[0] != ok["record_hashes"][0]
 
 
-def test_whoami(service) -> None:  # noqa: ANN001
+def test_whoami(service) -> None:
     tok = service.token("public", budget=9)
     me = service.get(tok, "/whoami").json()
     assert me["policy"] == "label-only" and me["budget"] == 9 and me["endpoints"] == ["predict"]
 
 
-def test_openapi_is_published(service) -> None:  # noqa: ANN001
+def test_openapi_is_published(service) -> None:
     schema = service.client.get("/openapi.json").json()
     assert "/predict" in schema["paths"] and "/admin/keys" in schema["paths"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
@@ -289,7 +289,7 @@ def test_openapi_is_published(service) -> None:  # noqa: ANN001
 # --- detectors and the HTTP oracle -------------------------------------------------------------
 
 
-def test_noise_robustness_attack_through_the_http_oracle_raises_a_perturbation_alert(service, estimator) -> None:  # noqa: ANN001
+def test_noise_robustness_attack_through_the_http_oracle_raises_a_perturbation_alert(service, estimator) -> None:
     from miaudit.attacks import LocalOracle
     from miaudit.attacks._label_only import noise_robustness_attack
 
@@ -305,7 +305,7 @@ def test_noise_robustness_attack_through_the_http_oracle_raises_a_perturbation_a
     assert any(a["detector"] == "perturbation" and a["key_id"] == oracle.key_id for a in alerts)
 
 
-def test_http_oracle_raises_service_error_on_budget(service) -> None:  # noqa: ANN001
+def test_http_oracle_raises_service_error_on_budget(service) -> None:
     tok = service.token("public", budget=5)
     oracle = HttpOracle("http://unused", tok, client=service.client, batch_size=4)
     with pytest.raises(ServiceError) as err:
@@ -314,7 +314,7 @@ def test_http_oracle_raises_service_error_on_budget(service) -> None:  # noqa: A
     assert oracle.queries == 4
 
 
-def test_detectors_can_be_switched_off(make_service) -> None:  # noqa: ANN001
+def test_detectors_can_be_switched_off(make_service) -> None:
     svc = make_service(detectors=DetectorConfig(enabled=False))
     tok = svc.token("trusted")
     for _ in range(10):
@@ -323,7 +323,7 @@ def test_detectors_can_be_switched_off(make_service) -> None:  # noqa: ANN001
     assert svc.get(svc.admin, "/admin/alerts").json() == []
 
 
-def test_alerts_are_posted_to_a_webhook_on_loopback(make_service) -> None:  # noqa: ANN001
+def test_alerts_are_posted_to_a_webhook_on_loopback(make_service) -> None:
     import http.server
     import time
 
@@ -332,7 +332,7 @@ def test_alerts_are_posted_to_a_webhook_on_loopback(make_service) -> None:  # no
     got: list[dict] = []
 
     class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             got.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
             self.send_response(204)
             self.end_headers()
@@ -358,7 +358,7 @@ def test_alerts_are_posted_to_a_webhook_on_loopback(make_service) -> None:  # no
         receiver.server_close()
 
 
-def test_a_detector_fault_never_fails_a_logged_answer(make_service) -> None:  # noqa: ANN001
+def test_a_detector_fault_never_fails_a_logged_answer(make_service) -> None:
     svc = make_service(detectors=DetectorConfig(scale=(1.0, 2.0)))  # wrong width: the detector raises
     tok = svc.token("trusted")
     r = svc.post(tok, json={"record": X[0].tolist()})
@@ -367,7 +367,7 @@ def test_a_detector_fault_never_fails_a_logged_answer(make_service) -> None:  # 
     assert svc.post(tok, json={"record": X[1].tolist()}).status_code == 200  # the detectors' thread lives on
 
 
-def test_detectors_run_off_the_request_path_and_report_overload(make_service) -> None:  # noqa: ANN001
+def test_detectors_run_off_the_request_path_and_report_overload(make_service) -> None:
     from miaudit.serve._monitor import Observer
 
     got: list[tuple] = []

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from miaudit.serve import DetectorConfig, Monitor, calibrate_knn_threshold, default_knn_threshold, record_hashes
+from miaudit.serve import (
+    DetectorConfig,
+    Monitor,
+    calibrate_knn_threshold,
+    default_knn_threshold,
+    record_hashes,
+)
 from tests.serve.conftest import SECRET
 
 D = 8

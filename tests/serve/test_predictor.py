@@ -10,19 +10,26 @@ import numpy as np
 import pytest
 
 from miaudit.errors import InputError
-from miaudit.serve import EstimatorPredictor, ServeConfig, TorchMLPPredictor, UpstreamPredictor, create_app, load_predictor
+from miaudit.serve import (
+    EstimatorPredictor,
+    ServeConfig,
+    TorchMLPPredictor,
+    UpstreamPredictor,
+    create_app,
+    load_predictor,
+)
 from tests.serve.conftest import N_FEATURES, SECRET, free_port, synthetic
 
 X, _ = synthetic(30, seed=5)
 
 
-def test_skops_file(model_file, estimator) -> None:  # noqa: ANN001
+def test_skops_file(model_file, estimator) -> None:
     pred = load_predictor(model_file)
     np.testing.assert_array_equal(pred.predict_proba(X), estimator.predict_proba(X))
     assert pred.n_features == N_FEATURES
 
 
-def test_sklearn_unit_folder_applies_its_preprocessing(tmp_path, estimator) -> None:  # noqa: ANN001
+def test_sklearn_unit_folder_applies_its_preprocessing(tmp_path, estimator) -> None:
     from miaudit.models import save_sklearn, save_torch_state
 
     scale = np.stack([np.full(N_FEATURES, 2.0), np.full(N_FEATURES, 0.5)]).astype(np.float32)
@@ -36,7 +43,7 @@ def test_sklearn_unit_folder_applies_its_preprocessing(tmp_path, estimator) -> N
         load_predictor(tmp_path, index=5)
 
 
-def test_torch_mlp_unit_matches_the_stacked_net(tmp_path) -> None:  # noqa: ANN001
+def test_torch_mlp_unit_matches_the_stacked_net(tmp_path) -> None:
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     from miaudit.models import MLPRecipe, save_torch_state
@@ -60,12 +67,12 @@ def test_torch_mlp_unit_matches_the_stacked_net(tmp_path) -> None:  # noqa: ANN0
     np.testing.assert_allclose(pred.predict_proba(X), want, atol=1e-5)
 
 
-def test_no_model_is_a_named_input_error(tmp_path) -> None:  # noqa: ANN001
+def test_no_model_is_a_named_input_error(tmp_path) -> None:
     with pytest.raises(InputError) as err:
         load_predictor(tmp_path / "missing.pkl")
     assert err.value.field == "--model"
     (tmp_path / "evil.skops").write_bytes(b"not a zip")
-    with pytest.raises(Exception):  # noqa: B017,PT011 - skops refuses it; never unpickled
+    with pytest.raises(Exception):  # noqa: B017 - skops refuses it; never unpickled
         load_predictor(tmp_path / "evil.skops")
 
 
@@ -74,7 +81,7 @@ def test_estimator_without_predict_proba() -> None:
         EstimatorPredictor(object())
 
 
-def test_upstream_proxy_through_a_real_unguarded_server(estimator, tmp_path) -> None:  # noqa: ANN001
+def test_upstream_proxy_through_a_real_unguarded_server(estimator, tmp_path) -> None:
     import uvicorn
 
     app = create_app(ServeConfig(predictor=EstimatorPredictor(estimator), db=f"sqlite:///{tmp_path}/u.db", secret=SECRET, guard=False))

@@ -47,7 +47,7 @@ def _limit(value: str | None, field: str) -> int | None:
     return n
 
 
-def _store(db: str):  # noqa: ANN202
+def _store(db: str):
     from miaudit.serve import Store
 
     return Store(db)

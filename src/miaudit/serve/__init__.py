@@ -7,10 +7,28 @@ Needs the ``serve`` extra (FastAPI, uvicorn, SQLAlchemy, httpx, psycopg).
 
 from miaudit.serve._app import create_app
 from miaudit.serve._client import HttpOracle, ServiceError, asgi_client
-from miaudit.serve._config import DEFAULT_ROLES, Role, ServeConfig, ServeSpec, load_roles, parse_roles
+from miaudit.serve._config import (
+    DEFAULT_ROLES,
+    Role,
+    ServeConfig,
+    ServeSpec,
+    load_roles,
+    parse_roles,
+)
 from miaudit.serve._keys import load_server_secret, new_key, record_hashes
-from miaudit.serve._monitor import DetectorConfig, Monitor, calibrate_knn_threshold, default_knn_threshold
-from miaudit.serve._predictor import EstimatorPredictor, Predictor, TorchMLPPredictor, UpstreamPredictor, load_predictor
+from miaudit.serve._monitor import (
+    DetectorConfig,
+    Monitor,
+    calibrate_knn_threshold,
+    default_knn_threshold,
+)
+from miaudit.serve._predictor import (
+    EstimatorPredictor,
+    Predictor,
+    TorchMLPPredictor,
+    UpstreamPredictor,
+    load_predictor,
+)
 from miaudit.serve._store import Alert, Charge, KeyInfo, Store
 
 __all__ = [

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from miaudit.defenses import ExposedLabels, ExposedScores, apply_policy
 from miaudit.errors import InputError
-from miaudit.serve._config import ENDPOINTS, Role, ServeConfig
+from miaudit.serve._config import Role, ServeConfig
 from miaudit.serve._keys import digests_match, key_digest, parse_token, record_hashes
 from miaudit.serve._monitor import Observer, Webhook
 from miaudit.serve._predictor import UpstreamError

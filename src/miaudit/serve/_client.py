@@ -13,13 +13,20 @@ It sends records in batches to ``/predict``, rebuilds what the key's output poli
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import numpy as np
 
 from miaudit.attacks._oracle import QueryCounter
-from miaudit.defenses import Exposed, ExposedLabels, ExposedScores, OutputPolicy, concat_exposed, parse_policy
+from miaudit.defenses import (
+    Exposed,
+    ExposedLabels,
+    ExposedScores,
+    OutputPolicy,
+    concat_exposed,
+    parse_policy,
+)
 from miaudit.errors import InputError, MiauditError
 
 
@@ -144,7 +151,7 @@ class HttpOracle:
         if self._owns:
             self._client.close()
 
-    def __enter__(self) -> HttpOracle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -82,7 +82,7 @@ def parse_roles(table: Any) -> dict[str, Role]:
             raise InputError(f"roles.{name}", "needs a policy (e.g. policy = \"label-only\")")
         extra = set(spec) - {"policy", "endpoints"}
         if extra:
-            raise InputError(f"roles.{name}", f"unknown field {sorted(extra)[0]!r}; expected policy, endpoints")
+            raise InputError(f"roles.{name}", f"unknown field {min(extra)!r}; expected policy, endpoints")
         endpoints = spec.get("endpoints", ["predict"])
         if not isinstance(endpoints, list):
             raise InputError(f"roles.{name}.endpoints", "must be a list such as [\"predict\"]")

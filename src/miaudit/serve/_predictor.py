@@ -161,8 +161,7 @@ def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[
             pos = models.index(index) if index in models else None
             if pos is None:
                 raise InputError("--model-index", f"model {index} is not in this unit (it holds {models})")
-            names = sorted({k for k in fh.keys() if k.startswith("layer")}, key=lambda k: (int(k[5:].split(".")[0]), k))
-            n_layers = len(names) // 2
+            n_layers = sum(1 for k in fh.keys() if k.startswith("layer") and k.endswith(".weight"))  # noqa: SIM118 - safe_open has no __iter__
             layers = []
             for i in range(n_layers):
                 w = fh.get_tensor(f"layer{i}.weight")[pos]

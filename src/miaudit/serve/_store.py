@@ -137,7 +137,7 @@ class Alert:
 
 def normalise_url(url: str) -> str:
     """``postgresql://`` → the psycopg 3 driver; anything else unchanged."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
@@ -224,7 +224,7 @@ class Store:
                     raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 finally:
                     raw.close()
-            except Exception:  # noqa: BLE001 - a missed checkpoint is retried next second
+            except Exception:  # noqa: BLE001, S112 - a missed checkpoint is retried next second
                 continue
 
     @contextlib.contextmanager
