@@ -151,6 +151,16 @@ from miaudit.cli._report import report as _report  # noqa: E402
 
 app.command("report")(_report)
 
+from miaudit.cli._serve import alerts_cmd, keys_app, serve_cmd  # noqa: E402
+from miaudit.cli._tradeoff import dp_audit as _dp_audit  # noqa: E402
+from miaudit.cli._tradeoff import tradeoff as _tradeoff  # noqa: E402
+
+app.command("tradeoff")(_tradeoff)
+app.command("dp-audit")(_dp_audit)
+app.command("serve")(serve_cmd)
+app.add_typer(keys_app, name="keys")
+app.command("alerts")(alerts_cmd)
+
 
 def main() -> None:
     try:
