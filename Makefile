@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-EXTRAS ?= dev,torch,sklearn-models,serve
+EXTRAS ?= dev,torch,sklearn-models,serve,dp,ray
 STAMP  := $(VENV)/.installed
 
 .PHONY: install system test demo claims bench clean
