@@ -1,0 +1,126 @@
+"""miaudit tradeoff: every variant through the same audit; policies through an oracle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("opacus")
+
+from miaudit.attacks import threshold_attacks_under  # noqa: E402
+from miaudit.audit import parse_audit_config  # noqa: E402
+from miaudit.audit._tradeoff import VariantSpec, default_variants, model_predictor, tradeoff  # noqa: E402
+from miaudit.errors import InputError  # noqa: E402
+
+RAW = {
+    "data": {"dataset": "adult", "max_records": 600},
+    "model": {"kind": "torch-mlp", "hidden": [32], "epochs": 4, "batch_size": 64},
+    "plan": {"pool_fraction": 0.8},
+    "engine": {"workers": 0, "threads": 1, "progress": False},
+    "audit": {"references": 1, "attacks": ["loss", "lira_online"], "resamples": 30},
+    "seed": 5,
+}
+DRAWS = 8
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tradeoff")
+    variants = default_variants(epsilons=[2.0], weight_decays=[], early_stopping=False, policies=["top-1", "label-only"], accountant="rdp")
+    res = tradeoff(parse_audit_config(RAW), out, variants=variants, policy_targets=2, noise_draws=DRAWS)
+    return res, out
+
+
+def test_variants_and_json(run):
+    res, out = run
+    data = json.loads((out / "tradeoff.json").read_text())
+    assert data["schema"] == "miaudit.tradeoff/1"
+    assert [v["name"] for v in data["variants"]] == ["baseline", "dp-eps2", "policy-top-1", "policy-label-only"]
+    base, dp = res.variant("baseline"), res.variant("dp-eps2")
+    assert base.baseline and base.epsilon is None and base.policy is None
+    # The accountant's ε (largest over the 4 models), just under the target.
+    assert dp.accountant == "rdp" and dp.delta == 1e-5 and 1.8 <= dp.epsilon <= 2.0
+    for v in res.variants:
+        assert 0 <= v.test_accuracy <= 1 and v.generalization_gap == pytest.approx(v.train_accuracy - v.test_accuracy)
+        assert v.auc.lower is not None and v.auc.lower <= v.auc.point <= v.auc.upper
+        assert v.strongest_attack == max(v.attacks, key=lambda a: v.attacks[a]["auc"].point)
+
+
+def test_policies_only_see_what_they_expose(run):
+    res, _ = run
+    top1 = res.variant("policy-top-1")
+    assert set(top1.attacks) == set(threshold_attacks_under("top-1"))
+    lo = res.variant("policy-label-only")
+    assert set(lo.attacks) == {"gap", "noise_robustness"}
+    assert lo.attacks["noise_robustness"]["queries_per_record"] == DRAWS and lo.attacks["gap"]["queries_per_record"] == 1
+    # The same models as the baseline: a label is what the full output's argmax says.
+    base = res.variant("baseline")
+    assert lo.test_accuracy == pytest.approx(top1.test_accuracy)
+    assert abs(lo.test_accuracy - base.test_accuracy) < 0.05  # 2 of 4 targets vs all 4
+
+
+def test_paired_comparisons(run):
+    res, _ = run
+    kinds = {(c["kind"], c["variant"]) for c in res.comparisons}
+    assert kinds == {("baseline_vs_variant", "dp-eps2"), ("robustness_vs_gap", "policy-label-only")}
+    for c in res.comparisons:
+        d = c["difference"]
+        assert d.lower <= d.point <= d.upper
+    dp = next(c for c in res.comparisons if c["variant"] == "dp-eps2")
+    assert dp["difference"].point == pytest.approx(res.variant("baseline").auc.point - res.variant("dp-eps2").auc.point, abs=1e-12)
+
+
+def test_model_predictor_reproduces_the_engine_outputs(run):
+    from miaudit.engine import train
+
+    _, out = run
+    cfg = parse_audit_config(RAW)
+    cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"cache": out / "models"})})
+    tr = train(cfg.train_config(), out / "variants" / "baseline")
+    assert tr.trained == ()  # verified cache hits
+    from miaudit.datasets import load_dataset
+
+    x = load_dataset(cfg.data).features
+    for m in (0, 3):
+        got = model_predictor(tr, m)(x)
+        lg = tr.signals.logits[m].astype(np.float64)
+        want = np.exp(lg - lg.max(1, keepdims=True))
+        want /= want.sum(1, keepdims=True)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_bad_variants_are_refused(tmp_path):
+    with pytest.raises(InputError, match="baseline"):
+        tradeoff(parse_audit_config(RAW), tmp_path, variants=[VariantSpec("x", "", policy="label-only")])
+    with pytest.raises(InputError, match="unique"):
+        tradeoff(parse_audit_config(RAW), tmp_path, variants=[VariantSpec("a", ""), VariantSpec("a", "")])
+    with pytest.raises(InputError, match=r"variants\.bad"):
+        tradeoff(parse_audit_config(RAW), tmp_path, variants=[VariantSpec("b", ""), VariantSpec("bad", "", {"dp": {}})])
+
+
+def test_cli_commands_in_process(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from miaudit.cli._tradeoff import dp_audit, tradeoff as tradeoff_cmd
+
+    app = typer.Typer()
+    app.command("tradeoff")(tradeoff_cmd)
+    app.command("dp-audit")(dp_audit)
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text(
+        '[data]\ndataset = "adult"\nmax_records = 400\n[model]\nkind = "torch-mlp"\nhidden = [16]\nepochs = 2\n'
+        '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 20\n',
+        encoding="utf-8",
+    )
+    r = CliRunner().invoke(app, ["dp-audit", str(cfg), "--out", str(tmp_path / "dpa"), "--canaries", "100", "--k-plus", "10", "--k-minus", "10"])
+    assert r.exit_code == 0, r.output
+    assert "certify at most" in r.output and "not testable by this design" in r.output
+    r = CliRunner().invoke(app, ["tradeoff", str(cfg), "--out", str(tmp_path / "t"), "--epsilons", "", "--weight-decays", "0.01",
+                                 "--no-early-stopping", "--policies", "label-only", "--policy-targets", "1", "--dp-audit", str(tmp_path / "dpa" / "dp_audit.json")])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "t" / "report.html").read_text(encoding="utf-8")
+    assert "wd0.01" in html and "policy-label-only" in html
