@@ -12,6 +12,7 @@ import pytest
 from miaudit.attacks import LiraAttack, RmiaAttack, score_target
 from miaudit.audit import attack_store, parse_audit_config
 from miaudit.data import SignalsStore, load_signals
+from miaudit.data._signals_store import signals_to_folder
 from miaudit.data._tables import is_mapped
 from miaudit.data._writers import SignalsDirWriter
 from miaudit.errors import InputError
@@ -120,3 +121,19 @@ def test_failed_writer_leaves_nothing(tmp_path) -> None:  # noqa: ANN001
         w.logits[:] = 1.0
         raise RuntimeError("generator failed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_streams_both_ways(tmp_path, stores: tuple[SignalsStore, SignalsStore]) -> None:  # noqa: ANN001
+    memory, mapped = stores
+    mapped.save(tmp_path / "chunked.parquet")  # from a mapped store: one row group per chunk
+    memory.save(tmp_path / "whole.parquet")
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(tmp_path / "chunked.parquet").num_row_groups == -(-N // CHUNK)
+    for name in ("chunked", "whole"):
+        back = signals_to_folder(tmp_path / f"{name}.parquet", tmp_path / f"{name}-folder")  # read by batches
+        assert is_mapped(back.logits) and back.target == 0 and back.info == memory.info
+        again = load_signals(tmp_path / f"{name}.parquet")  # the in-memory reader agrees
+        for store in (back, again):
+            for field in ("logits", "label", "keep", "population", "record_id"):
+                assert np.array_equal(getattr(store, field), getattr(memory, field)), (name, field)

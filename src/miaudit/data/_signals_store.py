@@ -158,3 +158,60 @@ def load_signals(path: str | Path) -> SignalsStore:
     if table.format == "csv":
         raise InputError("signals", "multi-model signals are stored as .npz or .parquet, not .csv")
     return SignalsStore.from_table(table)
+
+
+def signals_to_folder(src: str | Path, dest: str | Path) -> SignalsStore:
+    """Convert a signals file to the memory-mapped folder format and open it.
+
+    A Parquet file is read in batches of records (row groups), so converting it needs memory
+    for one batch, not the store; an .npz file is loaded whole (a zip member cannot be mapped).
+    Returns ``load_signals(dest)``.
+    """
+    from miaudit.data._writers import SignalsDirWriter
+
+    src, dest = Path(src), Path(dest)
+    if src.suffix.lower() != ".parquet":
+        load_signals(src).save(dest)
+        return load_signals(dest)
+    import json
+
+    import pyarrow.parquet as pq
+
+    from miaudit.data._tables import CHUNK_RECORDS, META_KEY, _list_column_to_2d
+
+    try:
+        pf = pq.ParquetFile(src)
+        meta = json.loads((pf.schema_arrow.metadata or {})[META_KEY.encode()].decode())
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError("signals", f"cannot read {str(src)!r} as Parquet signals: {exc}") from None
+    shape = meta.get("logits_shape")
+    if not isinstance(shape, list) or len(shape) not in (3, 4):
+        raise InputError("logits", "Parquet signals need 'logits_shape' in the file's miaudit metadata")
+    k, n, per = int(shape[0]), int(shape[1]), [int(d) for d in shape[2:]]
+    columns: dict[str, list[np.ndarray]] = {"label": [], "keep": [], "population": [], "record_id": []}
+    with SignalsDirWriter(dest, tuple(int(d) for d in shape), target=meta.get("target"), info=dict(meta.get("info") or {})) as w:
+        lo = 0
+        for batch in pf.iter_batches(batch_size=CHUNK_RECORDS):
+            names = batch.schema.names
+            lg = _list_column_to_2d("logits", batch.column(names.index("logits")))
+            m = lg.shape[0]
+            if lo + m > n or lg.shape[1] != k * int(np.prod(per)):
+                raise InputError("logits", f"the list column does not match the metadata's shape {shape}")
+            w.logits[:, lo : lo + m] = np.moveaxis(lg.reshape(m, k, *per), 0, 1)
+            for name in columns:
+                if name in names:
+                    col = batch.column(names.index(name))
+                    columns[name].append(_list_column_to_2d(name, col).T if name == "keep" else col.to_numpy(zero_copy_only=False))
+            lo += m
+        if lo != n:
+            raise InputError("logits", f"the file holds {lo} records, its metadata says {n}")
+        if not columns["label"] or not columns["keep"]:
+            raise InputError("signals", "Parquet signals need 'label' and 'keep' columns")
+        w.finish(
+            label=np.concatenate(columns["label"]),
+            keep=np.concatenate(columns["keep"], axis=1),
+            population=np.concatenate(columns["population"]) if columns["population"] else None,
+            record_id=np.concatenate(columns["record_id"]) if columns["record_id"] else None,
+        )
+    return load_signals(dest)
+

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from miaudit._io import atomic_path
-from miaudit.data._tables import CHUNK_RECORDS, META_KEY, NPY_DIR_META, release
+from miaudit.data._tables import CHUNK_RECORDS, META_KEY, NPY_DIR_META, is_mapped, release
 from miaudit.errors import InputError
 
 if TYPE_CHECKING:
@@ -49,6 +49,10 @@ def write_signals(store: SignalsStore, path: Path) -> None:
         return
     suffix = _suffix(path, (".npz", ".parquet", "(a folder: no suffix)"))
     arrays = {"logits": store.logits, "label": store.label, "keep": store.keep, "population": store.population, "record_id": store.record_id}
+    if suffix == ".parquet" and is_mapped(store.logits):  # larger than memory: row groups of records
+        with atomic_path(path, restricted=True) as tmp:
+            _write_parquet_chunked(tmp, store)
+        return
     if suffix == ".parquet":
         n = store.n_records
         arrays["logits"] = np.moveaxis(store.logits, 1, 0).reshape(n, -1)
@@ -84,6 +88,31 @@ def _write_parquet(tmp: Path, arrays: dict[str, np.ndarray], meta: dict[str, obj
     if meta:
         table = table.replace_schema_metadata({META_KEY: json.dumps(meta)})
     pq.write_table(table, tmp)
+
+
+def _write_parquet_chunked(tmp: Path, store: SignalsStore) -> None:
+    """The Parquet layout of :func:`write_signals`, one row group per chunk of records."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def columns(lo: int, hi: int) -> dict[str, object]:
+        lg = np.ascontiguousarray(np.moveaxis(store.logits[:, lo:hi], 1, 0)).reshape(hi - lo, -1)
+        release(store.logits)
+        keep = np.ascontiguousarray(store.keep[:, lo:hi].T)
+        return {
+            "logits": pa.FixedSizeListArray.from_arrays(pa.array(lg.reshape(-1)), lg.shape[1]),
+            "label": pa.array(store.label[lo:hi]),
+            "keep": pa.FixedSizeListArray.from_arrays(pa.array(keep.reshape(-1)), keep.shape[1]),
+            "population": pa.array(store.population[lo:hi]),
+            "record_id": pa.array(store.record_id[lo:hi]),
+        }
+
+    first = pa.table(columns(0, min(store.n_records, CHUNK_RECORDS)))
+    schema = first.schema.with_metadata({META_KEY: json.dumps(store.meta())})
+    with pq.ParquetWriter(tmp, schema) as writer:
+        writer.write_table(first.cast(schema))
+        for lo in range(CHUNK_RECORDS, store.n_records, CHUNK_RECORDS):
+            writer.write_table(pa.table(columns(lo, min(store.n_records, lo + CHUNK_RECORDS))).cast(schema))
 
 
 class SignalsDirWriter:
