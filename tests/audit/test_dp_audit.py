@@ -10,10 +10,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("opacus")
 
-from miaudit.audit import parse_audit_config  # noqa: E402
-from miaudit.audit._dp_audit import DpAuditDesign, dp_audit, verdict  # noqa: E402
-from miaudit.errors import InputError  # noqa: E402
-from miaudit.metrics import one_run_max_certifiable_epsilon  # noqa: E402
+from miaudit.audit import parse_audit_config
+from miaudit.audit._dp_audit import DpAuditDesign, dp_audit, verdict
+from miaudit.errors import InputError
+from miaudit.metrics import one_run_max_certifiable_epsilon
 
 CLAIM = 1.0  # the claimed ε of every DP recipe below (a target budget: the accountant records ≈ 0.99)
 

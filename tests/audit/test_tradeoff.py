@@ -10,10 +10,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("opacus")
 
-from miaudit.attacks import threshold_attacks_under  # noqa: E402
-from miaudit.audit import parse_audit_config  # noqa: E402
-from miaudit.audit._tradeoff import VariantSpec, default_variants, model_predictor, tradeoff  # noqa: E402
-from miaudit.errors import InputError  # noqa: E402
+from miaudit.attacks import threshold_attacks_under
+from miaudit.audit import parse_audit_config
+from miaudit.audit._tradeoff import (
+    VariantSpec,
+    default_variants,
+    model_predictor,
+    tradeoff,
+)
+from miaudit.errors import InputError
 
 RAW = {
     "data": {"dataset": "adult", "max_records": 600},
@@ -105,7 +110,8 @@ def test_cli_commands_in_process(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from miaudit.cli._tradeoff import dp_audit, tradeoff as tradeoff_cmd
+    from miaudit.cli._tradeoff import dp_audit
+    from miaudit.cli._tradeoff import tradeoff as tradeoff_cmd
 
     app = typer.Typer()
     app.command("tradeoff")(tradeoff_cmd)

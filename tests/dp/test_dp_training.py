@@ -12,11 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("opacus")
 
-from miaudit.datasets import DataConfig, fit_affine, load_dataset  # noqa: E402
-from miaudit.errors import InputError  # noqa: E402
-from miaudit.models import ModelStreams, parse_recipe  # noqa: E402
-from miaudit.models._dp import require_opacus, single_model, train_dp  # noqa: E402
-from miaudit.models._torch_train import build_net  # noqa: E402
+from miaudit.datasets import DataConfig, fit_affine, load_dataset
+from miaudit.errors import InputError
+from miaudit.models import ModelStreams, parse_recipe
+from miaudit.models._dp import require_opacus, single_model, train_dp
+from miaudit.models._torch_train import build_net
 
 TOL = 1e-5  # float32 forward passes of the same weights through two code paths
 
@@ -117,8 +117,7 @@ def test_zero_noise_fault_is_exactly_no_noise_while_the_accountant_keeps_sigma(s
 
 
 def test_engine_dispatches_dp_and_records_privacy(tmp_path):
-    from miaudit.engine import TrainConfig, train
-    from miaudit.engine import _cache
+    from miaudit.engine import TrainConfig, _cache, train
 
     cfg = TrainConfig.model_validate({
         "data": {"dataset": "purchase", "purchase": {"n_records": 200, "n_features": 20, "n_classes": 4}},

@@ -17,6 +17,7 @@ norms without per-sample gradients; PERFORMANCE.md: ~1.7× plain SGD against ~38
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -32,7 +33,13 @@ from miaudit.errors import InputError
 from miaudit.models._nets import StackedCNN, StackedNet
 from miaudit.models._recipe import CNNRecipe, DPConfig, MLPRecipe
 from miaudit.models._streams import ModelStreams
-from miaudit.models._torch_train import TorchUnitResult, _Batcher, augment_batch, build_net, predict_stacked
+from miaudit.models._torch_train import (
+    TorchUnitResult,
+    _Batcher,
+    augment_batch,
+    build_net,
+    predict_stacked,
+)
 
 
 def require_opacus() -> Any:
@@ -55,7 +62,7 @@ class _MLP(nn.Module):
     def __init__(self, sizes: list[int], dropout: float) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU())
@@ -74,7 +81,7 @@ class _CNN(nn.Module):
         c, _, _ = stacked.image_shape
         self.shape = stacked.image_shape
         chans = [c] + [int(stacked.params[2 * i].shape[1]) for i in range(stacked.n_convs)]
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans[:-1], chans[1:], strict=True))
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in itertools.pairwise(chans))
         flat, hidden, classes = stacked.dense_sizes
         self.fc1, self.fc2 = nn.Linear(flat, hidden), nn.Linear(hidden, classes)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
