@@ -28,9 +28,9 @@ import numpy as np
 
 from benchmarks._schema import BenchResult
 
-CLAIM = "Scoring and evaluation cost grow about linearly with the input (time and memory exponents b ≤ 1.25 in cost ∝ nᵇ)"
+CLAIM = "Scoring and evaluation cost grow about linearly with the input: between the two largest sizes, time and memory exponents b ≤ 1.25 in cost ∝ nᵇ"
 SIZES = {
-    "full": {"cli": (62_500, 250_000, 1_000_000), "fn": (31_250, 125_000, 500_000)},
+    "full": {"cli": (62_500, 250_000, 1_000_000), "fn": (62_500, 250_000, 1_000_000)},
     "small": {"cli": (10_000, 40_000), "fn": (5_000, 20_000)},
 }
 REFERENCES, CLASSES, RESAMPLES = 16, 10, 100
@@ -62,6 +62,11 @@ finally:
 def exponent(sizes: list[int], costs: list[float]) -> float:
     """Least-squares slope of log(cost) on log(size)."""
     return float(np.polyfit(np.log(sizes), np.log(costs), 1)[0])
+
+
+def last_step(sizes: list[int], costs: list[float]) -> float:
+    """The exponent between the two largest sizes: how cost grows once fixed costs are small."""
+    return float(np.log(costs[-1] / costs[-2]) / np.log(sizes[-1] / sizes[-2]))
 
 
 def _measure(fn: Callable[[], object]) -> tuple[float, float]:
@@ -114,27 +119,32 @@ def run(size: str) -> BenchResult:
     with tempfile.TemporaryDirectory(prefix="miaudit-scaling-") as tmp:
         for n in sizes["cli"]:
             rows.setdefault("miaudit attack (process; peak RSS)", []).append((n, *_cli(n, Path(tmp))))
+    _functions(sizes["fn"][0] // 4)  # warm-up: first-call costs (imports, caches) are not growth
     for n in sizes["fn"]:
         for name, (sec, mib) in _functions(n).items():
             label = {"evaluate": f"evaluate (2 attacks, {RESAMPLES} replicates)", "rmia_online": f"rmia_online ({REFERENCES} references)", "lira_online": f"lira_online ({REFERENCES} references)"}[name]
             rows.setdefault(label, []).append((n, sec, mib))
-    lines = ["| what | records | time | memory (MiB) | time exponent b | memory exponent b |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| what | records | time | memory (MiB) | time b: fit / last step | memory b: fit / last step |", "|---|---:|---:|---:|---:|---:|"]
     figures: dict[str, object] = {}
     worst = 0.0
     for label, pts in rows.items():
         ns, secs, mems = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
         bt, bm = exponent(ns, secs), exponent(ns, mems)
+        lt, lm = last_step(ns, secs), last_step(ns, mems)
         # The process's memory has a fixed part (interpreter, libraries); its exponent is
         # reported but the claim is judged on the functions' own allocations and on time.
-        worst = max(worst, bt, bm if "process" not in label else 0.0)
-        figures[label] = {"records": ns, "seconds": [round(s, 4) for s in secs], "memory_mib": [round(m, 1) for m in mems], "time_exponent": round(bt, 3), "memory_exponent": round(bm, 3)}
+        worst = max(worst, lt, lm if "process" not in label else 0.0)
+        figures[label] = {
+            "records": ns, "seconds": [round(s, 4) for s in secs], "memory_mib": [round(m, 1) for m in mems],
+            "time_exponent": round(bt, 3), "memory_exponent": round(bm, 3), "time_exponent_last_step": round(lt, 3), "memory_exponent_last_step": round(lm, 3),
+        }
         for i, (n, sec, mib) in enumerate(pts):
-            tail = f"{bt:.2f} | {bm:.2f}" if i == 0 else " | "
+            tail = f"{bt:.2f} / {lt:.2f} | {bm:.2f} / {lm:.2f}" if i == 0 else " | "
             lines.append(f"| {label if i == 0 else ''} | {n:,} | {sec:.3f} s | {mib:.0f} | {tail} |")
     figures["worst_exponent"] = round(worst, 3)
     passed = worst <= MAX_EXPONENT if size == "full" else None
     notes = [
-        "b is the least-squares slope of log(cost) against log(records); each size is 4× the last.",
+        "b: the least-squares slope of log(cost) against log(records) over all sizes (fit), and between the two largest (last step, where fixed costs weigh least); each size is 4× the last. The claim is judged on the last step.",
         "`miaudit attack`'s peak RSS includes the interpreter and libraries (a fixed ~0.2–0.3 GB), so its memory exponent understates the growth of its data; the function rows count allocations only.",
         "One measurement per size on a shared machine: small sizes' times are noisy; quote exponents, not absolute times.",
     ]
