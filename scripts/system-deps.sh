@@ -8,9 +8,10 @@ set -euo pipefail
 # `command -v`), or a path, possibly a glob (any match counts; e.g. PostgreSQL's binaries are not on
 # PATH but under /usr/lib/postgresql/<version>/bin).
 # postgresql: the service's end-to-end tests start a real server (tests/serve, initdb + pg_ctl).
+# chromium: the report's browser test drives Debian's Chromium headless (tests/report).
 REQUIRED=(
   "postgresql:/usr/lib/postgresql/*/bin/initdb"
-  ${MIAUDIT_SYSTEM_PACKAGES:-}
+  "chromium:/usr/bin/chromium"
 )
 
 probe_ok() {
@@ -38,12 +39,19 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-for attempt in 1 2 3; do
-  if apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; then
-    exit 0
-  fi
-  echo "system-deps: attempt $attempt failed; retrying" >&2
-  sleep $((attempt * 5))
+retry() {
+  for attempt in 1 2 3; do
+    "$@" && return 0
+    echo "system-deps: '$*' failed (attempt $attempt); retrying" >&2
+    sleep $((attempt * 5))
+  done
+  return 1
+}
+echo "system-deps: installing ${missing[*]}" >&2
+retry apt-get update -q || { echo "system-deps: apt-get update failed" >&2; exit 1; }
+retry apt-get install -y -q "${missing[@]}" || { echo "system-deps: could not install ${missing[*]}" >&2; exit 1; }
+
+for entry in "${REQUIRED[@]}"; do
+  probe=${entry#*:}
+  probe_ok "$probe" || { echo "system-deps: ${entry%%:*} installed but $probe is missing" >&2; exit 1; }
 done
-echo "system-deps: could not install ${missing[*]}" >&2
-exit 1
