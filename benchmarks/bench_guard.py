@@ -7,7 +7,8 @@ budget and a rate limit checked by the conditional UPDATE, the log entry with on
 record committed before the answer, all four detectors) and the same model with nothing in front
 of it (``--no-guard``). The model: scikit-learn logistic regression, 20 features, 5 classes.
 
-Load: open loop at a fixed rate (200 requests/s), one record per request, distinct records,
+Load: open loop at a fixed rate (200 requests/s) from a minimal raw-socket HTTP/1.1 client (httpx
+itself costs as much CPU per request as the unguarded server), one record per request, distinct records,
 4 keys in turn; latency is measured from each request's *scheduled* send time to its answer,
 so that a server falling behind shows up in the tail (no coordinated omission). The two
 servers are measured in alternating rounds (8 × 5 s each) and the figures are medians over
@@ -18,6 +19,7 @@ rounds: the machine is shared, and one disturbed round must not decide the resul
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -76,55 +78,93 @@ def _start(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("server did not start")
 
 
-async def _open_loop(url: str, tokens: list[str | None], seconds: float, seed: int) -> tuple[np.ndarray, int]:
-    import httpx
+class _Pool:
+    """A minimal HTTP/1.1 keep-alive client on raw asyncio streams: the load generator shares the
+    machine with the servers, so it must cost far less CPU per request than they do (httpx costs
+    about as much as the unguarded server)."""
 
-    n = int(RATE * seconds)
+    def __init__(self, port: int, size: int) -> None:
+        self.port = port
+        self.size = size
+        self.opened = 0
+        self.free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def post(self, body: bytes, token: str | None) -> int:
+        if self.free.empty() and self.opened < self.size:
+            self.opened += 1
+            conn = await asyncio.open_connection("127.0.0.1", self.port)
+        else:
+            conn = await self.free.get()
+        reader, writer = conn
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        head = f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n{auth}\r\n"
+        writer.write(head.encode() + body)
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await reader.readexactly(length)
+        self.free.put_nowait(conn)
+        return status
+
+    async def close(self) -> None:
+        while not self.free.empty():
+            _r, w = self.free.get_nowait()
+            w.close()
+
+
+def _bodies(n: int, seed: int) -> list[bytes]:
     x = np.random.default_rng(seed).normal(size=(n, FEATURES))
+    return [json.dumps({"record": row}).encode() for row in x.tolist()]
+
+
+async def _open_loop(url: str, tokens: list[str | None], seconds: float, seed: int) -> tuple[np.ndarray, int]:
+    n = int(RATE * seconds)
+    bodies = _bodies(n + 20, seed)
     lat = np.full(n, np.nan)
     errors = 0
-    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=httpx.Limits(max_connections=64)) as client:
-        # warm the connections and the server
-        for i in range(20):
-            tok = tokens[i % len(tokens)]
-            await client.post("/predict", json={"record": x[i].tolist()}, headers={"Authorization": f"Bearer {tok}"} if tok else {})
-        loop = asyncio.get_running_loop()
-        t0 = loop.time() + 0.05
+    pool = _Pool(int(url.rsplit(":", 1)[1]), 64)
+    for i in range(20):  # warm the connections and the server
+        await pool.post(bodies[n + i], tokens[i % len(tokens)])
+    loop = asyncio.get_running_loop()
+    t0 = loop.time() + 0.05
 
-        async def one(i: int) -> None:
-            nonlocal errors
-            start = t0 + i / RATE
-            await asyncio.sleep(max(0.0, start - loop.time()))
-            tok = tokens[i % len(tokens)]
-            r = await client.post("/predict", json={"record": x[i].tolist()}, headers={"Authorization": f"Bearer {tok}"} if tok else {})
-            if r.status_code != 200:
-                errors += 1
-            lat[i] = loop.time() - start
+    async def one(i: int) -> None:
+        nonlocal errors
+        start = t0 + i / RATE
+        await asyncio.sleep(max(0.0, start - loop.time()))
+        if await pool.post(bodies[i], tokens[i % len(tokens)]) != 200:
+            errors += 1
+        lat[i] = loop.time() - start
 
-        await asyncio.gather(*(one(i) for i in range(n)))
+    await asyncio.gather(*(one(i) for i in range(n)))
+    await pool.close()
     return lat * 1000.0, errors
 
 
 async def _closed_loop(url: str, tokens: list[str | None], seconds: float) -> float:
-    import httpx
-
-    x = np.random.default_rng(9).normal(size=(4096, FEATURES)).tolist()
+    bodies = _bodies(4096, 9)
+    pool = _Pool(int(url.rsplit(":", 1)[1]), 8)
     done = 0
-    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
-        end = time.monotonic() + seconds
+    end = time.monotonic() + seconds
 
-        async def worker(w: int) -> None:
-            nonlocal done
-            i = w
-            while time.monotonic() < end:
-                tok = tokens[i % len(tokens)]
-                await client.post("/predict", json={"record": x[i % 4096]}, headers={"Authorization": f"Bearer {tok}"} if tok else {})
-                done += 1
-                i += 8
+    async def worker(w: int) -> None:
+        nonlocal done
+        i = w
+        while time.monotonic() < end:
+            await pool.post(bodies[i % 4096], tokens[i % len(tokens)])
+            done += 1
+            i += 8
 
-        t = time.monotonic()
-        await asyncio.gather(*(worker(w) for w in range(8)))
-        return done / (time.monotonic() - t)
+    t = time.monotonic()
+    await asyncio.gather(*(worker(w) for w in range(8)))
+    rate = done / (time.monotonic() - t)
+    await pool.close()
+    return rate
 
 
 def run(size: str) -> BenchResult:
