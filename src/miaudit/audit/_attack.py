@@ -95,6 +95,14 @@ def attack_result(name: str, ev: Evaluation, description: str, paper: str, **ext
     )
 
 
+def comparisons_with_loss(ev: Evaluation, baseline: str = "loss") -> list[Comparison]:
+    """Paired AUC and TPR@1 %FPR differences of every attack against the baseline (if run)."""
+    if baseline not in ev.names:
+        return []
+    metrics = ["auc"] + ([tpr_key(0.01)] if 0.01 in ev.fprs else [])
+    return [Comparison(attack=n, baseline=baseline, metric=m, difference=ev.difference(n, baseline, m)) for n in ev.names if n != baseline for m in metrics]
+
+
 def _output_attack_result(name: str, ev: Evaluation, extra: dict[str, object]) -> AttackResult:
     spec = THRESHOLD_SPECS[name.removesuffix("_by_class")]
     by_class = name.endswith("_by_class")
@@ -153,13 +161,7 @@ def run_attacks(
 
     ev = evaluate(member, scores, fprs=fprs, prior=prior, n_resamples=n_resamples, rng=np.random.default_rng(boot_seed))
     results = [_output_attack_result(n, ev, extras[n]) for n in names]
-    comparisons = []
-    if "loss" in names:
-        for n in names:
-            if n != "loss":
-                for metric in ("auc", tpr_key(0.01)):
-                    if metric == "auc" or 0.01 in ev.fprs:
-                        comparisons.append(Comparison(attack=n, baseline="loss", metric=metric, difference=ev.difference(n, "loss", metric)))
+    comparisons = comparisons_with_loss(ev)
 
     slice_results = _slices(slice_groups, member, scores, n_resamples, slice_seed)
 

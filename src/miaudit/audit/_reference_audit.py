@@ -25,13 +25,12 @@ from miaudit.attacks import (
     paired_reference_sets,
     threshold_score,
 )
-from miaudit.audit._attack import attack_result
+from miaudit.audit._attack import attack_result, comparisons_with_loss
 from miaudit.audit._config import AuditConfig, THRESHOLD_NAMES, load_audit_config
 from miaudit.audit._pseudonyms import key_id, pseudonymise
 from miaudit.audit._results import (
     AuditResult,
     BootstrapInfo,
-    Comparison,
     ExposedRecord,
     InputDescription,
     Pseudonymisation,
@@ -41,7 +40,7 @@ from miaudit.audit._results import (
 from miaudit.audit._writer import prepare_out, write_run
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
-from miaudit.metrics import evaluate, tpr_key
+from miaudit.metrics import evaluate
 from miaudit.signals import compute_signals
 
 ATTACK_INFO: dict[str, tuple[str, str]] = {
@@ -143,13 +142,7 @@ def attack_store(
     boot_seed, _ = ss.spawn(2)
     ev = evaluate(y, pooled, fprs=cfg.audit.fprs, prior=cfg.audit.prior, n_resamples=cfg.audit.resamples, groups=groups, rng=np.random.default_rng(boot_seed))
     results = [attack_result(n, ev, *_info(n)) for n in order]
-    comparisons = []
-    if "loss" in order:
-        for n in order:
-            if n != "loss":
-                for metric in ("auc", tpr_key(0.01)):
-                    if metric == "auc" or 0.01 in ev.fprs:
-                        comparisons.append(Comparison(attack=n, baseline="loss", metric=metric, difference=ev.difference(n, "loss", metric)))
+    comparisons = comparisons_with_loss(ev)
 
     # Per-record exposure: how often a record is flagged, at the strongest attack's 1 % FPR
     # threshold, among the models that trained on it.
