@@ -64,7 +64,7 @@ def serve_cmd(
     n_features: Annotated[int | None, typer.Option(help="Numbers per record (upstream mode).")] = None,
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
     secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
-    roles: Annotated[Path | None, typer.Option(help="Roles file (TOML: [roles.NAME] policy, endpoints).")] = None,
+    roles: Annotated[Path | None, typer.Option(help="Roles file (TOML: one table per role, roles.NAME, with policy and endpoints).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (budgets stay exact: they live in the database).")] = 1,
