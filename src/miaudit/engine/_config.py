@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from miaudit.datasets import DataConfig
 from miaudit.errors import InputError
@@ -47,6 +47,13 @@ class EngineConfig(BaseModel):
     # local one; "auto": the one this machine belongs to); ``workers`` is then Ray's business.
     executor: Literal["local", "ray"] = "local"
     address: str | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address_needs_ray(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("executor") != "ray":
+            raise ValueError('is the Ray cluster\'s address: set executor = "ray" too, or remove it')
+        return v
 
 
 class TrainConfig(BaseModel):
