@@ -224,6 +224,8 @@ def test_rate_limit_window_in_records(service) -> None:
     assert r.status_code == 429 and r.json()["detail"] == "rate limit reached"
     assert 1 <= int(r.headers["retry-after"]) <= 3600
     assert service.post(tok, json={"records": X[:2].tolist()}).status_code == 200
+    r = service.post(tok, json={"records": X[:11].tolist()})  # larger than the rate itself: 413, not a retry loop
+    assert r.status_code == 413 and "rate limit" in r.json()["detail"]
 
 
 def test_rate_window_rolls_over(service) -> None:

@@ -6,7 +6,7 @@ Status codes (bodies never say more than shown here):
 - 401 ``invalid or missing API key`` — no key, a malformed, unknown or revoked key: one answer
   for all, so that a caller learns nothing about which keys exist;
 - 403 ``this key's role may not call this endpoint``;
-- 413 ``too many records in one request``;
+- 413 ``too many records in one request`` (over ``max_batch``, or over the key's rate limit);
 - 422 the caller's own request is malformed (it names the field of *their* request);
 - 429 ``record budget exhausted`` or ``rate limit reached``, with ``Retry-After`` (seconds);
 - 502 ``upstream prediction failed`` (proxy mode).
@@ -295,6 +295,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         n = x.shape[0]
         policy = caller.role.policy
         key = caller.key
+        if key.rate is not None and n > key.rate:  # could never pass: waiting would not help
+            raise _Denied(413, f"more records in one request than this key's rate limit ({key.rate} per {key.window_s} s)")
         if key.budget is not None and key.used + n > key.budget:  # cheap early refusal; the UPDATE decides
             store.log_denied(key.key_id, endpoint="predict", n=n, policy=str(policy), status=429)
             raise _Denied(429, "record budget exhausted", {"Retry-After": str(86400)})
