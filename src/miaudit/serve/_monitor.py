@@ -143,7 +143,6 @@ class Monitor:
         self.d = int(n_features)
         self.threshold = config.knn_threshold if config.knn_threshold is not None else default_knn_threshold(self.d)
         self._sink = sink
-        self._hash_key = hmac.new(secret, b"fingerprint", hashlib.sha256).digest()
         self._keys: OrderedDict[str, _KeyState] = OrderedDict()
         self._table: dict[int, list[int]] = {}  # fingerprint hash → query numbers
         self._fps: deque[tuple[int, tuple[int, ...]]] = deque()  # (query number, its hashes), oldest first
@@ -157,6 +156,9 @@ class Monitor:
         w = min(config.window, max(1, self.d))
         self._windows = max(1, self.d - w + 1)
         self._w = w
+        keyed = np.random.default_rng(int.from_bytes(hmac.new(secret, b"fingerprint", hashlib.sha256).digest()[:16], "little"))
+        self._mult = keyed.integers(1, 2**63, size=w, dtype=np.uint64) | np.uint64(1)
+        self._salt = keyed.integers(0, 2**63, size=self._windows, dtype=np.uint64)
 
     # --- entry point -----------------------------------------------------------------------
 
@@ -218,18 +220,25 @@ class Monitor:
             st.pos = (st.pos + 1) % st.buffer.shape[0]
             st.filled = min(st.filled + 1, st.buffer.shape[0])
 
-    def _fingerprint(self, row: np.ndarray) -> tuple[int, ...]:
-        q = np.floor(row / self.cfg.quantum).astype(np.int64)
-        hs = set()
-        for s in range(self._windows):
-            digest = hmac.new(self._hash_key, s.to_bytes(4, "little") + q[s : s + self._w].tobytes(), hashlib.blake2b).digest()
-            hs.add(int.from_bytes(digest[:8], "little"))
-        return tuple(sorted(hs)[: self.cfg.fingerprint_size])
+    def _fingerprint_rows(self, z: np.ndarray) -> np.ndarray:
+        """(m, fingerprint_size) uint64: the smallest keyed hashes of each row's quantised windows.
+
+        A window's hash is a keyed linear combination of its quantised values (multipliers and
+        per-position salts drawn from the server secret), mixed by splitmix64; vectorised over
+        rows and windows.
+        """
+        q = np.floor(z / self.cfg.quantum).astype(np.int64).view(np.uint64)
+        win = np.lib.stride_tricks.sliding_window_view(q, self._w, axis=1)  # (m, windows, w)
+        h = (win * self._mult).sum(axis=2, dtype=np.uint64) ^ self._salt
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        h = h ^ (h >> np.uint64(31))
+        return np.sort(h, axis=1)[:, : self.cfg.fingerprint_size]
 
     def _fingerprints(self, key_id: str, z: np.ndarray, now: float) -> None:
         cfg = self.cfg
-        for row in z:
-            fp = self._fingerprint(row)
+        for fp_row in self._fingerprint_rows(z):
+            fp = tuple(fp_row.tolist())
             matches: Counter[int] = Counter()
             for h in fp:
                 for qn in self._table.get(h, ()):
