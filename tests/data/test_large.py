@@ -90,7 +90,7 @@ def test_streaming_audit_equals_in_memory(stores: tuple[SignalsStore, SignalsSto
     assert ja == jb
 
 
-def test_save_without_suffix_writes_a_folder(tmp_path, stores: tuple[SignalsStore, SignalsStore]) -> None:  # noqa: ANN001
+def test_save_without_suffix_writes_a_folder(tmp_path, stores: tuple[SignalsStore, SignalsStore]) -> None:
     memory, _ = stores
     memory.save(tmp_path / "again")
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["keep.npy", "label.npy", "logits.npy", "meta.json", "population.npy", "record_id.npy"]
@@ -100,7 +100,7 @@ def test_save_without_suffix_writes_a_folder(tmp_path, stores: tuple[SignalsStor
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_chunked_validation_names_the_bad_value(tmp_path) -> None:  # noqa: ANN001
+def test_chunked_validation_names_the_bad_value(tmp_path) -> None:
     arrays = _synthetic(1)
     arrays["logits"][3, 10_000, 2] = np.nan  # in the fourth chunk
     with SignalsDirWriter(tmp_path / "bad", (K, N, C)) as w:
@@ -110,20 +110,20 @@ def test_chunked_validation_names_the_bad_value(tmp_path) -> None:  # noqa: ANN0
         load_signals(tmp_path / "bad")
 
 
-def test_folder_without_meta_is_refused(tmp_path) -> None:  # noqa: ANN001
+def test_folder_without_meta_is_refused(tmp_path) -> None:
     (tmp_path / "x").mkdir()
     with pytest.raises(InputError, match="meta.json"):
         load_signals(tmp_path / "x")
 
 
-def test_failed_writer_leaves_nothing(tmp_path) -> None:  # noqa: ANN001
+def test_failed_writer_leaves_nothing(tmp_path) -> None:
     with pytest.raises(RuntimeError), SignalsDirWriter(tmp_path / "s", (2, 10, 3)) as w:
         w.logits[:] = 1.0
         raise RuntimeError("generator failed")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_parquet_streams_both_ways(tmp_path, stores: tuple[SignalsStore, SignalsStore]) -> None:  # noqa: ANN001
+def test_parquet_streams_both_ways(tmp_path, stores: tuple[SignalsStore, SignalsStore]) -> None:
     memory, mapped = stores
     mapped.save(tmp_path / "chunked.parquet")  # from a mapped store: one row group per chunk
     memory.save(tmp_path / "whole.parquet")

@@ -24,13 +24,13 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from miaudit.audit import audit  # noqa: E402
-from miaudit.audit._config import parse_audit_config  # noqa: E402
-from miaudit.engine import UnitJob, UnitOutcome, train  # noqa: E402
-from miaudit.engine._ray import RayExecutor  # noqa: E402
-from miaudit.engine._unit import run_unit  # noqa: E402
+from miaudit.audit import audit
+from miaudit.audit._config import parse_audit_config
+from miaudit.engine import UnitJob, UnitOutcome, train
+from miaudit.engine._ray import RayExecutor
+from miaudit.engine._unit import run_unit
 
-from .conftest import small_config  # noqa: E402
+from .conftest import small_config
 
 # Tasks run this module's _die_once: ship it by value (workers cannot import test modules).
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -48,7 +48,7 @@ def ray_cluster() -> Iterator[None]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _config():  # noqa: ANN202
+def _config():
     return small_config(model={"kind": "torch-mlp", "hidden": [32], "epochs": 4, "batch_size": 16}, plan__models=6)
 
 

@@ -198,10 +198,10 @@ def signals_to_folder(src: str | Path, dest: str | Path) -> SignalsStore:
             if lo + m > n or lg.shape[1] != k * int(np.prod(per)):
                 raise InputError("logits", f"the list column does not match the metadata's shape {shape}")
             w.logits[:, lo : lo + m] = np.moveaxis(lg.reshape(m, k, *per), 0, 1)
-            for name in columns:
+            for name, parts in columns.items():
                 if name in names:
                     col = batch.column(names.index(name))
-                    columns[name].append(_list_column_to_2d(name, col).T if name == "keep" else col.to_numpy(zero_copy_only=False))
+                    parts.append(_list_column_to_2d(name, col).T if name == "keep" else col.to_numpy(zero_copy_only=False))
             lo += m
         if lo != n:
             raise InputError("logits", f"the file holds {lo} records, its metadata says {n}")

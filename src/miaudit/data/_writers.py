@@ -7,12 +7,18 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
 from miaudit._io import atomic_path
-from miaudit.data._tables import CHUNK_RECORDS, META_KEY, NPY_DIR_META, is_mapped, release
+from miaudit.data._tables import (
+    CHUNK_RECORDS,
+    META_KEY,
+    NPY_DIR_META,
+    is_mapped,
+    release,
+)
 from miaudit.errors import InputError
 
 if TYPE_CHECKING:
@@ -153,7 +159,7 @@ class SignalsDirWriter:
         (self._tmp / NPY_DIR_META).write_text(json.dumps(self.meta), encoding="utf-8")
         self._done = True
 
-    def __enter__(self) -> SignalsDirWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:

@@ -31,7 +31,7 @@ RunUnit = Callable[[UnitJob], UnitOutcome]
 DEFAULT_RETRIES = 3
 
 
-def _train_unit(run: RunUnit, job: UnitJob, data: Any) -> UnitOutcome:  # noqa: ANN401 - a Dataset
+def _train_unit(run: RunUnit, job: UnitJob, data: Any) -> UnitOutcome:
     """The task body: the dataset travels once through the object store, not with every job."""
     return run(replace(job, data=data))
 
