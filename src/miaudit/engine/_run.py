@@ -194,11 +194,14 @@ def _run_jobs(todo: list[UnitJob], cfg: TrainConfig, executor: Executor | None, 
 
 def _assemble(jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipPlan, cfg: TrainConfig) -> SignalsStore:
     parts = []
+    privacy: list[dict] = []  # DP-SGD units: per model ε spent, δ, accountant (models/_dp.py)
     for job in jobs:
         ok, why = _cache.verify(cache, job.key, job.logits_shape)
         if not ok:  # written by this run a moment ago: something else is touching the cache
             raise RuntimeError(f"unit {job.unit} failed verification right after training: {why}")
         parts.append(np.load(_cache.unit_dir(cache, job.key) / _cache.LOGITS))
+        if getattr(cfg.model, "dp", None) is not None:
+            privacy += json.loads((_cache.unit_dir(cache, job.key) / _cache.MANIFEST).read_text(encoding="utf-8"))["info"].get("privacy") or []
     info = {
         "dataset": data.name,
         "data_fingerprint": data.fingerprint(),
@@ -210,6 +213,7 @@ def _assemble(jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipP
         "units": [j.key for j in jobs],
         "versions": _cache.library_versions(),
         "threads": cfg.engine.threads,
+        **({"privacy": privacy} if privacy else {}),
     }
     return SignalsStore.from_arrays(logits=np.concatenate(parts), label=data.label, keep=plan.keep, population=plan.population, record_id=data.record_id, info=info)
 
