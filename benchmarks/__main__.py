@@ -2,6 +2,7 @@
 
     python -m benchmarks list
     python -m benchmarks run NAME|all [--size small|full] [--write docs/benchmarks.md]
+    python -m benchmarks write [docs/benchmarks.md]
 
 Each benchmark is a module ``benchmarks/bench_<name>.py`` defining ``CLAIM`` (one line) and
 ``run(size) -> BenchResult``. Each runs in its own subprocess, so peak-memory figures are its
@@ -73,11 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--size", choices=("small", "full"), default="full")
     p_run.add_argument("--write", type=Path, default=None, help="rebuild this Markdown page from all stored results")
     p_run.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    p_write = sub.add_parser("write", help="rebuild the Markdown page from the stored results, without running anything")
+    p_write.add_argument("page", type=Path, nargs="?", default=Path("docs/benchmarks.md"))
     args = parser.parse_args(argv)
 
     if args.cmd == "list":
         for name in names():
             print(f"{name}: {importlib.import_module(f'benchmarks.bench_{name}').CLAIM}")
+        return 0
+
+    if args.cmd == "write":
+        _write_page(args.page)
         return 0
 
     todo = names() if args.name == "all" else [args.name]
@@ -96,12 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", name, "--size", args.size, "--in-process"], cwd=ROOT.parent, check=False)
         failed |= proc.returncode != 0
     if args.write:
-        records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(STORE.glob("*.json"))]
-        records = [r for r in records if r.get("size") == "full"] or records
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(render(records), encoding="utf-8")
-        print(f"wrote {args.write}")
+        _write_page(args.write)
     return 1 if failed else 0
+
+
+def _write_page(page: Path) -> None:
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(STORE.glob("*.json"))]
+    records = [r for r in records if r.get("size") == "full"] or records
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(render(records), encoding="utf-8")
+    print(f"wrote {page}")
 
 
 if __name__ == "__main__":

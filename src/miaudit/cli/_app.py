@@ -76,14 +76,17 @@ def audit_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, scores.parquet, signals/ and models/.")],
     fail_on: Annotated[list[str] | None, typer.Option("--fail-on", help='Exit 1 when a rule holds for any attack, e.g. "tpr@1%fpr.upper>0.05" (bound: point, lower or upper; default upper).')] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results of another config already in --out.")] = False,
+    executor: Annotated[str | None, typer.Option(help='Where units train: "local" (worker processes) or "ray" (Ray tasks); overrides engine.executor.')] = None,
+    address: Annotated[str | None, typer.Option(help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.')] = None,
 ) -> None:
     """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate."""
-    from miaudit.audit import audit
+    from miaudit.audit import audit, load_audit_config
+    from miaudit.cli._train import with_engine
     from miaudit.audit._fail_on import failures, parse_rule
     from miaudit.cli._summary import print_summary
 
     rules = [parse_rule(r) for r in fail_on or []]
-    result = audit(config, out_dir, overwrite=overwrite)
+    result = audit(with_engine(load_audit_config(config), executor=executor, address=address), out_dir, overwrite=overwrite)
     print_summary(result, out)
     out.print(f"results: {out_dir / 'results.json'} (shareable); scores, signals, models: restricted (0600)")
     _report_line(out_dir)
