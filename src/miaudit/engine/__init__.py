@@ -23,6 +23,7 @@ verifying it, and says so; a run killed at any point resumes where it stopped.
 from miaudit.engine._cache import CACHE_FORMAT, KeyParts
 from miaudit.engine._config import EngineConfig, PlanConfig, TrainConfig, load_config, parse_config
 from miaudit.engine._executor import Executor, LocalExecutor
+from miaudit.engine._ray import RayExecutor
 from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
 from miaudit.engine._run import TrainRun, make_plan, n_queries, train
 from miaudit.engine._unit import UnitJob, UnitOutcome
@@ -35,6 +36,7 @@ __all__ = [
     "LocalExecutor",
     "MembershipPlan",
     "PlanConfig",
+    "RayExecutor",
     "TrainConfig",
     "TrainRun",
     "UnitJob",
