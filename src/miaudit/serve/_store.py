@@ -188,22 +188,26 @@ class Store:
         metadata.create_all(self.engine)
         # Built once: building SQLAlchemy expressions costs more than running them (≈1 ms).
         k = api_keys.c
-        n = sa.bindparam("n", type_=sa.BigInteger)
-        wid_now = sa.bindparam("now_s", type_=sa.BigInteger) // k.window_s
-        in_window = sa.case((k.window_id == wid_now, k.window_used + n), else_=n)
-        self._charge_stmt = (
-            api_keys.update()
-            .where(
-                k.key_id == sa.bindparam("b_key_id"),
-                k.revoked_at.is_(None),
-                sa.or_(k.budget.is_(None), k.used + n <= k.budget),
-                sa.or_(k.rate.is_(None), in_window <= k.rate),
-            )
-            .values(used=k.used + n, window_used=in_window, window_id=wid_now)
-        )
-        self._request_stmt = requests.insert()
-        self._records_stmt = request_records.insert()
         self._key_stmt = sa.select(api_keys).where(k.key_id == sa.bindparam("key_id"))
+        # The hot path (one charge per answer) as driver-level SQL: SQLAlchemy's statement handling
+        # costs more than the database's work here. One conditional UPDATE: the key is live, its
+        # total budget holds n more records and so does its current rate window (window id =
+        # now // window_s; a new window starts from n). In an UPDATE every expression reads the
+        # row's old values (SQL standard).
+        ph = "?" if self.engine.dialect.name == "sqlite" else "%s"
+        wid = f"({ph} / window_s)"  # integer division in SQLite and PostgreSQL
+        self._sql_charge = (
+            f"UPDATE miaudit_api_keys SET "
+            f"window_used = CASE WHEN window_id = {wid} THEN window_used + {ph} ELSE {ph} END, "
+            f"window_id = {wid}, used = used + {ph} "
+            f"WHERE key_id = {ph} AND revoked_at IS NULL AND (budget IS NULL OR used + {ph} <= budget) "
+            f"AND (rate IS NULL OR (CASE WHEN window_id = {wid} THEN window_used + {ph} ELSE {ph} END) <= rate)"
+        )
+        self._sql_request = (
+            f"INSERT INTO miaudit_requests (key_id, ts, endpoint, n_records, policy, status) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, 200) RETURNING id"
+        )
+        self._sql_records = f"INSERT INTO miaudit_request_records (request_id, position, record_hash) VALUES ({ph}, {ph}, {ph})"
         # SQLite: one writer per process at a time, queued on a Python lock. Threads that met on
         # SQLite's own lock would wait in its busy handler, which sleeps in steps of up to 100 ms
         # and, under load, turns a short queue into seconds of latency.
@@ -319,16 +323,14 @@ class Store:
         its current rate window holds ``n`` more. On denial nothing is charged.
         """
         now = time.time() if now is None else now
-        params = {"b_key_id": key_id, "n": int(n), "now_s": int(now)}
+        n, now_s = int(n), int(now)
         with self._write() as conn:
-            res = conn.execute(self._charge_stmt, params)
+            res = conn.exec_driver_sql(self._sql_charge, (now_s, n, n, now_s, n, key_id, n, now_s, n, n))
             if res.rowcount == 1:
-                rid = conn.execute(
-                    self._request_stmt, {"key_id": key_id, "ts": now, "endpoint": endpoint, "n_records": n, "policy": policy, "status": 200}
-                ).inserted_primary_key[0]
+                rid = int(conn.exec_driver_sql(self._sql_request, (key_id, now, endpoint, n, policy)).scalar_one())
                 if hashes:
-                    conn.execute(self._records_stmt, [{"request_id": rid, "position": i, "record_hash": h} for i, h in enumerate(hashes)])
-                return Charge(int(rid))
+                    conn.exec_driver_sql(self._sql_records, [(rid, i, h) for i, h in enumerate(hashes)])
+                return Charge(rid)
             row = conn.execute(self._key_stmt, {"key_id": key_id}).mappings().first()
         if row is None or row["revoked_at"] is not None:
             return Charge(None, "revoked")
