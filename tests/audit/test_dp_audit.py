@@ -67,6 +67,17 @@ def test_zero_noise_is_caught_and_correct_dp_sgd_passes(seed):
     assert planted.privacy[0]["fault_injection"] == "zero_noise" and any("FAULT INJECTION" in n for n in planted.notes)
 
 
+def test_gradient_canaries_white_box():
+    design = DpAuditDesign(canaries=1000, k_plus=100, k_minus=100, canary_kind="gradient")
+    with pytest.raises(InputError, match="canary_kind"):
+        dp_audit(_cfg(None, 0), design=design)
+    planted = dp_audit(_cfg({"fault": "zero_noise"}, 1), design=design)
+    correct = dp_audit(_cfg({}, 1), design=design)
+    assert planted.verdict == "FAILED" and planted.v == planted.r == 200  # every guess right: the noise is gone
+    assert correct.verdict == "PASSED" and correct.empirical_epsilon_lower_bound <= CLAIM
+    assert "white-box" in correct.method and correct.max_certifiable_epsilon == pytest.approx(one_run_max_certifiable_epsilon(1000, 200, delta=1e-5))
+
+
 @pytest.mark.claims
 @pytest.mark.parametrize("fault", ["zero_noise", "no_clipping"])
 def test_claims_planted_bugs_fail_on_every_seed_correct_recipe_passes(fault):

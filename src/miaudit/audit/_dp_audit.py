@@ -49,6 +49,9 @@ class DpAuditDesign:
     runs: int = 1
     significance: float = 0.05
     base_records: int | None = None  # None: the non-canary records but a held-out test set (≤ 1000, ≤ 1/5)
+    #: "input": records with a wrong label, scored black-box by their loss; "gradient": Dirac
+    #: gradient canaries inserted in the DP-SGD step, scored white-box (DP recipes only).
+    canary_kind: Literal["input", "gradient"] = "input"
 
     def check(self, n_records: int) -> None:
         if self.canaries < 2:
@@ -60,11 +63,14 @@ class DpAuditDesign:
         if not 0 < self.significance < 1:
             raise InputError("significance", f"must lie in (0, 1), got {self.significance}")
         base = self.base_count(n_records)
-        if base < 1 or self.canaries + base > n_records:
+        if base < 1 or self._records_used() + base > n_records:
             raise InputError("canaries", f"{self.canaries} canaries + {base} base records exceed the dataset's {n_records} records")
 
+    def _records_used(self) -> int:
+        return self.canaries if self.canary_kind == "input" else 0  # gradient canaries are not records
+
     def base_count(self, n_records: int) -> int:
-        rest = n_records - self.canaries
+        rest = n_records - self._records_used()
         return rest - min(1000, rest // 5) if self.base_records is None else self.base_records
 
     def max_certifiable(self, delta: float) -> float:
@@ -117,9 +123,53 @@ def verdict(claimed: float, bound: float, ceiling: float) -> Verdict:
     return "FAILED" if bound > claimed else "PASSED"
 
 
+def _gradient_canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.random.SeedSequence, threads: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, float]:
+    """One DP-SGD run on the base records with white-box gradient canaries."""
+    import torch
+
+    from miaudit.datasets import fit_affine
+    from miaudit.models import ModelStreams
+    from miaudit.models._dp import GradientCanaries, single_model, train_one_dp
+    from miaudit.models._torch_train import build_net
+
+    plan_ss, model_ss = ss.spawn(2)
+    rng = np.random.default_rng(plan_ss)
+    n = data.n_records
+    perm = rng.permutation(n)
+    base_n = design.base_count(n)
+    base, held = np.sort(perm[:base_n]), np.sort(perm[base_n:])
+    stream = ModelStreams.of(int(model_ss.generate_state(1, np.uint32)[0]), 0)
+    net = build_net(cfg.model, data, [stream.torch_generator()])  # type: ignore[arg-type]
+    module = single_model(cfg.model, net, 0)  # type: ignore[arg-type]
+    n_params = sum(p.numel() for p in module.parameters())
+    if design.canaries > n_params:
+        raise InputError("canaries", f"{design.canaries} gradient canaries need as many coordinates; the model has {n_params} parameters")
+    # Both made before training: each canary's coordinate and its coin flip.
+    coords = np.sort(rng.choice(n_params, size=design.canaries, replace=False)).astype(np.int64)
+    included = rng.random(design.canaries) < 0.5
+    canaries = GradientCanaries(coords, included, int(rng.integers(2**62)))
+    affine = fit_affine(data, base)
+    x = torch.from_numpy(affine.apply(data.features[base]))
+    y = torch.from_numpy(np.asarray(data.label)[base].astype(np.int64))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        privacy = train_one_dp(cfg.model, module, x, y, stream, data.image_shape, canaries=canaries)  # type: ignore[arg-type]
+        with torch.no_grad():
+            pred = module(torch.from_numpy(affine.apply(data.features[held]))).argmax(-1).numpy() if held.size else np.zeros(0)
+    finally:
+        torch.set_num_threads(before)
+    acc = float((pred == np.asarray(data.label)[held]).mean()) if held.size else float("nan")
+    assert canaries.scores is not None
+    return canaries.scores, included, privacy, acc
+
+
 def _canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.random.SeedSequence, threads: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, float]:
     """One training run: (scores, coin flips, privacy record or None, test accuracy)."""
     import torch
+
+    if design.canary_kind == "gradient":
+        return _gradient_canary_run(cfg, data, design, ss, threads)
 
     from miaudit.datasets import fit_affine
     from miaudit.models import ModelStreams
@@ -192,10 +242,12 @@ def dp_audit(
     data = load_dataset(cfg.data)
     design.check(data.n_records)
     dp = cfg.model.dp
+    if design.canary_kind == "gradient" and dp is None:
+        raise InputError("canary_kind", "gradient canaries are inserted in the DP-SGD step: the recipe needs [model].dp")
     delta = dp.delta if dp is not None else 0.0
     ceiling = design.max_certifiable(delta)
     say(
-        f"design: {design.runs} run(s) × {design.canaries} input canaries (each included with probability ½), "
+        f"design: {design.runs} run(s) × {design.canaries} {design.canary_kind} canaries (each included with probability ½), "
         f"guesses k₊ = {design.k_plus}, k₋ = {design.k_minus} fixed now; at significance {design.significance:g} and δ = {delta:g} "
         f"this design can certify at most ε = {ceiling:.3f}"
         + (f"; the target claim ε = {dp.epsilon:g} is {'within reach' if dp.epsilon <= ceiling else 'NOT testable by this design'}" if dp is not None and dp.epsilon is not None else "")
@@ -214,14 +266,18 @@ def dp_audit(
     accountant = privacy[0]["accountant"] if privacy else "none (not DP-trained)"
     faults = sorted({p["fault_injection"] for p in privacy} - {"none"})
     notes = [
-        "Input canaries: records given a random wrong label, scored black-box by minus the loss on that label; preprocessing fitted on the base records only.",
+        ("Input canaries: records given a random wrong label, scored black-box by minus the loss on that label; preprocessing fitted on the base records only."
+         if design.canary_kind == "input" else
+         "Gradient canaries (white-box): Dirac gradients of norm C on random parameter coordinates, Poisson-sampled into every DP-SGD step when included; "
+         "scored by the sum over steps of the released noisy gradient on their coordinate."),
         "Claimed ε: the largest ε Opacus's accountant recorded over the runs.",
     ]
     if faults:
         notes.append(f"FAULT INJECTION was on ({', '.join(faults)}): the recorded ε is not what the training did.")
     result = DpAuditResult(
         claimed_epsilon=float(claimed), delta=float(delta), accountant=accountant,
-        method=f"one run per model, pooled over {design.runs} run(s) (Steinke, Nasr & Jagielski, NeurIPS 2023); input canaries, black-box",
+        method=f"one run per model, pooled over {design.runs} run(s) (Steinke, Nasr & Jagielski, NeurIPS 2023); "
+        + ("input canaries, black-box" if design.canary_kind == "input" else "gradient canaries, white-box"),
         empirical_epsilon_lower_bound=float(res.epsilon_lower_bound), significance=design.significance, max_certifiable_epsilon=float(ceiling),
         verdict=verdict(float(claimed), float(res.epsilon_lower_bound), float(ceiling)), design=design, m=res.m, r=res.r, v=res.v,
         recipe=cfg.model.model_dump(mode="json"), dataset=data.name, seed=run_seed, test_accuracy=accs, privacy=privacy, notes=notes,

@@ -158,6 +158,50 @@ def _inject_fault(optimizer: Any, fault: str) -> None:
         optimizer.clip_and_accumulate = unclipped
 
 
+@dataclass(eq=False)
+class GradientCanaries:
+    """White-box Dirac gradient canaries for auditing DP-SGD (ALGORITHMS.md §6; Steinke, Nasr &
+    Jagielski, NeurIPS 2023; Nasr et al., USENIX Security 2023).
+
+    Canary i is a record whose clipped gradient is ``max_grad_norm`` · e_{coords[i]} (a unit
+    vector along one flattened parameter coordinate). When ``included`` (its coin flip, made
+    before training) it is Poisson-sampled into each step with the data's sampling rate, its
+    gradient added to the clipped sum before the noise — exactly as DP-SGD treats a record.
+    ``scores[i]`` accumulates, over steps, coordinate coords[i] of the released noisy gradient
+    sum: what a white-box observer of every update sees. Higher = included.
+    """
+
+    coords: np.ndarray
+    included: np.ndarray
+    seed: int
+    scores: np.ndarray | None = None
+
+
+def _attach_canaries(optimizer: Any, canaries: GradientCanaries, sample_rate: float) -> None:
+    params = list(optimizer.params)
+    offsets = np.cumsum([0] + [p.numel() for p in params])
+    owner = np.searchsorted(offsets, canaries.coords, side="right") - 1
+    local = canaries.coords - offsets[owner]
+    rng = np.random.default_rng(canaries.seed)
+    canaries.scores = np.zeros(canaries.coords.size)
+    release = optimizer.add_noise
+    norm = float(optimizer.max_grad_norm)
+
+    def add_noise_with_canaries() -> None:
+        sampled = canaries.included & (rng.random(canaries.coords.size) < sample_rate)
+        for k, p in enumerate(params):
+            sel = sampled & (owner == k)
+            if sel.any():
+                p.summed_grad.view(-1).index_add_(0, torch.from_numpy(local[sel]), torch.full((int(sel.sum()),), norm, dtype=p.summed_grad.dtype))
+        release()
+        for k, p in enumerate(params):
+            mine = np.flatnonzero(owner == k)
+            if mine.size:
+                canaries.scores[mine] += p.grad.reshape(-1)[torch.from_numpy(local[mine])].double().numpy()  # type: ignore[index]
+
+    optimizer.add_noise = add_noise_with_canaries
+
+
 def _epsilon(engine: Any, delta: float) -> float:
     try:
         eps = float(engine.get_epsilon(delta))
@@ -174,8 +218,11 @@ def train_one_dp(
     stream: ModelStreams,
     image_shape: tuple[int, int, int] | None,
     on_epoch: Callable[[int], None] | None = None,
+    canaries: GradientCanaries | None = None,
 ) -> dict[str, Any]:
     """Train ``module`` in place with DP-SGD on records ``x`` (already preprocessed), labels ``y``.
+
+    ``canaries``: white-box gradient canaries inserted in every step (their scores are filled in).
 
     Returns the privacy record: ε spent (the accountant's), δ, accountant, σ, clipping norm,
     sampling rate, steps, ghost clipping, and the fault-injection setting.
@@ -186,7 +233,7 @@ def train_one_dp(
         # ranges) is about its defaults, not about this run: keep it out of users' logs.
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _train_one_dp(recipe, module, x, y, stream, image_shape, on_epoch)
+        return _train_one_dp(recipe, module, x, y, stream, image_shape, on_epoch, canaries)
 
 
 def _train_one_dp(
@@ -197,6 +244,7 @@ def _train_one_dp(
     stream: ModelStreams,
     image_shape: tuple[int, int, int] | None,
     on_epoch: Callable[[int], None] | None,
+    canaries: GradientCanaries | None,
 ) -> dict[str, Any]:
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
@@ -228,6 +276,9 @@ def _train_one_dp(
         (model, optimizer, dl), crit = made, criterion
     sigma = float(optimizer.noise_multiplier)
     _inject_fault(optimizer, dp.fault)
+    sample_rate = float(getattr(dl, "sample_rate", recipe.batch_size / len(x)) if dp.poisson_sampling else min(1.0, recipe.batch_size / len(x)))
+    if canaries is not None:
+        _attach_canaries(optimizer, canaries, sample_rate)
     augment = recipe.augment if isinstance(recipe, CNNRecipe) else []
     aug_gen = torch.Generator().manual_seed(int(seeds[2]))
     steps = 0
@@ -249,7 +300,6 @@ def _train_one_dp(
             if on_epoch is not None:
                 on_epoch(epoch)
     model.eval()
-    sample_rate = float(getattr(dl, "sample_rate", recipe.batch_size / len(x)) if dp.poisson_sampling else min(1.0, recipe.batch_size / len(x)))
     return {
         "epsilon": _epsilon(engine, dp.delta),
         "delta": dp.delta,
@@ -304,4 +354,4 @@ def privacy_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-__all__ = ["DPConfig", "DPUnitResult", "privacy_summary", "require_opacus", "single_model", "train_dp", "train_one_dp"]
+__all__ = ["DPConfig", "DPUnitResult", "GradientCanaries", "privacy_summary", "require_opacus", "single_model", "train_dp", "train_one_dp"]
