@@ -117,11 +117,12 @@ class TradeoffResult:
 # --- running a trained model again (the policy variants' oracle) ----------------------------------
 
 
-def model_predictor(run: Any, model: int) -> Callable[[np.ndarray], np.ndarray]:
+def model_predictor(run: Any, model: int, data: Any = None) -> Callable[[np.ndarray], np.ndarray]:
     """``predict_proba`` of model ``model`` of an engine run, on raw records (n, d).
 
     Torch units: the engine's own network code on the saved stacked weights (safetensors);
-    scikit-learn units: the skops file. The model's preprocessing is applied first.
+    scikit-learn units: the skops file. The model's preprocessing is applied first. ``data``:
+    the run's dataset when already loaded (else it is loaded from the run's config).
     """
     from miaudit.models import SklearnRecipe, load_sklearn, load_torch_state
 
@@ -138,7 +139,7 @@ def model_predictor(run: Any, model: int) -> Callable[[np.ndarray], np.ndarray]:
     from miaudit.models._torch_train import build_net
 
     state = load_torch_state(folder / "weights.safetensors")
-    data = load_dataset(run.config.data)
+    data = data if data is not None else load_dataset(run.config.data)
     net = build_net(recipe, data, [torch.Generator().manual_seed(0)])
     net.load({n: state[n][pos : pos + 1] for n in net.names})
     scale = state["preprocess.scale"][pos].float()
@@ -203,7 +204,7 @@ def _policy_variant(
     member, correct = [], []
     ss = np.random.SeedSequence([seed, 7])
     for t, child in zip(range(min(targets, store.n_models)), ss.spawn(min(targets, store.n_models)), strict=True):
-        oracle = LocalOracle(model_predictor(run, t), pol, rng=np.random.default_rng(child))
+        oracle = LocalOracle(model_predictor(run, t, data), pol, rng=np.random.default_rng(child))
         exposed = oracle.query(x)
         scores = exposed_threshold_scores(exposed, y)
         if label_only:
