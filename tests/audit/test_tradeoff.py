@@ -130,3 +130,23 @@ def test_cli_commands_in_process(tmp_path):
     assert r.exit_code == 0, r.output
     html = (tmp_path / "t" / "report.html").read_text(encoding="utf-8")
     assert "wd0.01" in html and "policy-label-only" in html
+
+
+def test_images_use_augmentation_robustness_and_the_cnn_loader(tmp_path):
+    from miaudit.engine import train
+
+    raw = {**RAW, "data": {"dataset": "digits", "max_records": 300}, "model": {"kind": "torch-cnn", "channels": [4], "hidden": 16, "epochs": 2, "augment": ["shift"]}}
+    cfg = parse_audit_config(raw)
+    res = tradeoff(cfg, tmp_path, variants=default_variants(epsilons=[], weight_decays=[], early_stopping=False, policies=["label-only"]), policy_targets=1)
+    lo = res.variant("policy-label-only")
+    assert set(lo.attacks) == {"gap", "augmentation_robustness"}
+    assert lo.attacks["augmentation_robustness"]["queries_per_record"] == 5  # the image and its four one-pixel shifts
+    assert [c["a"] for c in res.comparisons] == ["augmentation_robustness"]
+    cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"cache": tmp_path / "models"})})
+    tr = train(cfg.train_config(), tmp_path / "variants" / "baseline")
+    from miaudit.datasets import load_dataset
+
+    got = model_predictor(tr, 1)(load_dataset(cfg.data).features)
+    lg = tr.signals.logits[1][:, 0, :].astype(np.float64)  # the un-augmented query
+    want = np.exp(lg - lg.max(1, keepdims=True))
+    np.testing.assert_allclose(got, want / want.sum(1, keepdims=True), atol=1e-5)
