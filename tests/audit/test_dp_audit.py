@@ -94,3 +94,25 @@ def test_claims_planted_bugs_fail_on_every_seed_correct_recipe_passes(fault):
         assert planted.verdict == "FAILED", planted.summary()
         correct = dp_audit(_cfg({}, seed, n=3000, epochs=30), design=design)
         assert correct.verdict == "PASSED", correct.summary()
+
+
+def test_cli_exits_1_on_failed(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from miaudit.cli._tradeoff import dp_audit as dp_audit_cmd
+
+    app = typer.Typer()
+    app.command("dp-audit")(dp_audit_cmd)
+    app.command("unused")(lambda: None)  # two commands: the name is part of the command line
+    cfg = tmp_path / "dp.toml"
+    cfg.write_text(
+        'seed = 1\n[data]\ndataset = "purchase"\npurchase = { n_records = 700, n_features = 100, n_classes = 10 }\n'
+        '[model]\nkind = "torch-mlp"\nhidden = [128]\nepochs = 30\nbatch_size = 64\nlr = 0.003\n'
+        'dp = { epsilon = 1.0, ghost_clipping = true, fault = "zero_noise" }\n',
+        encoding="utf-8",
+    )
+    r = CliRunner().invoke(app, ["dp-audit", str(cfg), "--canaries", "1000", "--canary-kind", "gradient", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1, r.output
+    assert "FAILED" in r.output and "certify at most" in r.output.splitlines()[0]
+    assert json.loads((tmp_path / "o" / "dp_audit.json").read_text())["verdict"] == "FAILED"
