@@ -3,6 +3,7 @@ classifiers; safe model files."""
 
 from miaudit.models._recipe import (
     CNNRecipe,
+    DPConfig,
     EarlyStopping,
     MLPRecipe,
     Precision,
@@ -17,6 +18,7 @@ from miaudit.models._streams import ModelStreams, model_seed_sequence, plan_seed
 
 __all__ = [
     "CNNRecipe",
+    "DPConfig",
     "EarlyStopping",
     "MLPRecipe",
     "ModelStreams",
