@@ -274,7 +274,7 @@ def tradeoff(
     if len(set(names)) != len(names):
         raise InputError("variants", "variant names must be unique")
     cache = cfg.engine.cache or out_dir / "models"
-    base_cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"cache": cache, "progress": False})})
+    base_cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"cache": cache})})
     outcomes: list[VariantOutcome] = []
     strongest_scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     comparisons: list[dict[str, Any]] = []

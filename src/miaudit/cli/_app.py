@@ -124,18 +124,29 @@ def check_record_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's results.")] = Path("demo-results"),
-    seed: Annotated[int, typer.Option(help="Seed of the demo.")] = 20261128,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's results and report.")] = Path("demo-results"),
+    outputs_only: Annotated[bool, typer.Option("--outputs-only", help="The 10-second version: audit a random forest from its saved outputs only.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the --outputs-only demo (the full demo's seed is in its config).")] = 20261128,
 ) -> None:
-    """Audit a deliberately overfit model on bundled UCI Adult (no network needed)."""
-    from miaudit.audit._demo import run_demo
-    from miaudit.cli._summary import print_summary
+    """Audit a deliberately overfit model on bundled UCI Adult and compare DP-SGD, weight decay and a label-only policy."""
+    if outputs_only:
+        from miaudit.audit._demo import run_demo
+        from miaudit.cli._summary import print_summary
 
-    with out.status("training an overfit random forest on UCI Adult and auditing it…"):
-        result = run_demo(out_dir, seed=seed)
-    print_summary(result, out)
-    out.print(f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted, 0600)")
-    _report_line(out_dir)
+        with out.status("training an overfit random forest on UCI Adult and auditing its saved outputs…"):
+            result = run_demo(out_dir, seed=seed)
+        print_summary(result, out)
+        out.print(f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted, 0600)")
+        _report_line(out_dir)
+        return
+    from importlib import resources
+
+    from miaudit.cli._tradeoff import tradeoff
+
+    config = resources.files("miaudit.audit") / "_bundled" / "demo.toml"
+    with resources.as_file(config) as path:
+        out.print(f"[bold]miaudit demo[/]: the config {path.name} (overfit MLP on UCI Adult, 10 models) and three controls beside it")
+        tradeoff(path, out_dir, epsilons="4", weight_decays="0.001", early_stopping=False, policies="label-only", noise_sigma=0.1)
 
 
 @app.command("version")
