@@ -65,3 +65,17 @@ def test_lesson4_one_record(lesson1):
     ids = pd.read_parquet(out / "scores.parquet")["record_id"].astype(str).unique()[:5].tolist()
     rows = check_record(out, ids)
     assert len(rows) == 5 and all(0 <= r.p_value <= 1 and r.n_out_references == 2 for r in rows)
+
+
+def test_lesson3_dp_budget(tmp_path):
+    from miaudit.audit import VariantSpec, tradeoff
+
+    raw = _small(LESSONS / "overfitting.toml")
+    raw["data"]["max_records"] = 1000
+    cfg = parse_audit_config(raw)
+    dp = {"epsilon": 1.0, "delta": 1e-5, "accountant": "prv", "ghost_clipping": True}
+    result = tradeoff(cfg, tmp_path / "dp", variants=[VariantSpec("baseline", "as given"), VariantSpec("dp-eps1", "DP-SGD ε = 1", {"dp": dp})])
+    base, priv = result.variants
+    assert priv.epsilon is not None and priv.epsilon <= 1.0 + 1e-6  # the accountant's ε, spent
+    assert base.epsilon is None
+    assert priv.auc.point < base.auc.point  # DP at ε = 1 leaks less than the overfit baseline
