@@ -110,3 +110,12 @@ def test_unknown_file_type_in_a_real_process(tmp_path):
 def test_usage_error_exits_2(monkeypatch, capsys):
     code, _, _ = run_main(monkeypatch, capsys, "attack")
     assert code == 2
+
+
+def test_attack_gate_on_auc_and_epsilon(monkeypatch, capsys, outputs_file, tmp_path):
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--attacks", "loss", "--resamples", "50", "--fail-on", "auc.lower>0.55")
+    assert code == 1 and err.startswith("FAILED --fail-on: loss: auc.lower")
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--attacks", "loss", "--resamples", "50", "--fail-on", "epsilon.lower>50")
+    assert code == 0, err
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--attacks", "loss", "--fail-on", "epsilon.lower>0.01")
+    assert code == 1 and "epsilon.lower" in err

@@ -81,7 +81,13 @@ class AttackResult(_Record):
             return self.tpr_at_fpr[name]
         if name in ("auc", "advantage", "balanced_accuracy", "ppv"):
             return getattr(self, name)  # type: ignore[no-any-return]
-        raise InputError("metric", f"unknown metric {name!r}; known: auc, advantage, balanced_accuracy, ppv, {', '.join(self.tpr_at_fpr)}")
+        if name == "epsilon":
+            # the descriptive ε implied by the ROC: its Clopper–Pearson bound is the "lower" end
+            ie = self.implied_epsilon
+            if ie is None:
+                return Estimate(point=None, status="not_measurable")
+            return Estimate(point=ie.point, lower=ie.lower_bound, upper=ie.point, status="ok")
+        raise InputError("metric", f"unknown metric {name!r}; known: auc, advantage, balanced_accuracy, ppv, epsilon, {', '.join(self.tpr_at_fpr)}")
 
 
 class Comparison(_Record):

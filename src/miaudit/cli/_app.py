@@ -23,6 +23,16 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def _gate(result: object, fail_on: list[str] | None) -> None:
+    """The CI gate: exit 1 with a one-line reason when any ``--fail-on`` rule holds."""
+    from miaudit.audit._fail_on import failures, parse_rule
+
+    broken = failures(result, [parse_rule(r) for r in fail_on or []])  # type: ignore[arg-type]
+    if broken:
+        err.print(f"FAILED --fail-on: {broken[0]}" + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""), highlight=False, soft_wrap=True)
+        raise SystemExit(1)
+
+
 def _report_line(out_dir: Path) -> None:
     from miaudit.report import write_report
 
@@ -41,6 +51,7 @@ def attack_cmd(
     prior: Annotated[float, typer.Option(help="Member prior for the PPV.")] = 0.5,
     raw_ids: Annotated[bool, typer.Option("--raw-ids", help="Show raw record ids instead of keyed pseudonyms.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results already in --out.")] = False,
+    fail_on: Annotated[list[str] | None, typer.Option("--fail-on", help='Exit 1 when a rule holds for any attack, e.g. "auc.lower>0.6" or "epsilon.lower>1".')] = None,
     policy: Annotated[str | None, typer.Option(help='Attack only what an output policy exposes: full, top-K, round:D, label-only, noise:SIGMA.')] = None,
 ) -> None:
     """Audit one model from its saved outputs on known members and non-members."""
@@ -68,6 +79,7 @@ def attack_cmd(
     if out_dir is not None:
         out.print(f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted)")
         _report_line(out_dir)
+    _gate(result, fail_on)
 
 
 @app.command("audit")
@@ -82,18 +94,16 @@ def audit_cmd(
     """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate."""
     from miaudit.audit import audit, load_audit_config
     from miaudit.cli._train import with_engine
-    from miaudit.audit._fail_on import failures, parse_rule
+    from miaudit.audit._fail_on import parse_rule
     from miaudit.cli._summary import print_summary
 
-    rules = [parse_rule(r) for r in fail_on or []]
+    for r in fail_on or []:
+        parse_rule(r)  # a bad rule is refused before any training
     result = audit(with_engine(load_audit_config(config), executor=executor, address=address), out_dir, overwrite=overwrite)
     print_summary(result, out)
     out.print(f"results: {out_dir / 'results.json'} (shareable); scores, signals, models: restricted (0600)")
     _report_line(out_dir)
-    broken = failures(result, rules)
-    if broken:
-        err.print(f"FAILED --fail-on: {broken[0]}" + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""), highlight=False, soft_wrap=True)
-        raise SystemExit(1)
+    _gate(result, fail_on)
 
 
 @app.command("check-record")
