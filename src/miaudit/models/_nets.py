@@ -8,6 +8,8 @@ compute. Initial weights follow ``torch.nn.Linear``/``Conv2d`` defaults (uniform
 
 from __future__ import annotations
 
+import abc
+
 import math
 
 import torch
@@ -28,7 +30,7 @@ def mlp_layer_params(sizes: list[int], gen: torch.Generator) -> list[tuple[torch
     return [(uniform_init((o, i), i, gen), uniform_init((o,), i, gen)) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
 
 
-class StackedNet:
+class StackedNet(abc.ABC):
     """Base: a list of stacked leaf parameters and a precision."""
 
     params: list[torch.Tensor]
@@ -62,12 +64,13 @@ class StackedNet:
             return h
         return h * masks.pop(0).to(h.dtype)
 
+    @abc.abstractmethod
     def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
-        raise NotImplementedError
+        """Logits of every model: (n_models, batch, n_classes)."""
 
+    @abc.abstractmethod
     def dropout_shapes(self, bs: int) -> list[tuple[int, int]]:
         """Shapes (per model) of the dropout masks of one step with ``bs`` records."""
-        raise NotImplementedError
 
 
 class StackedMLP(StackedNet):
