@@ -73,3 +73,13 @@ def peak_rss_gb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def fmt_signed(e: object) -> str:
+    """A signed estimate with its interval, e.g. ``+0.062 [+0.052, +0.070]`` (``n/m``: not measurable)."""
+    point, lower, upper = getattr(e, "point", None), getattr(e, "lower", None), getattr(e, "upper", None)
+    if point is None:
+        return "n/m"
+    if lower is None or upper is None:
+        return f"{point:+.3f} (no CI)"
+    return f"{point:+.3f} [{lower:+.3f}, {upper:+.3f}]"

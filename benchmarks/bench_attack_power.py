@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from benchmarks._schema import BenchResult
+from benchmarks._schema import fmt_signed as _fmt
 
 CLAIM = "LiRA/RMIA beat the loss attack at 1 % FPR; offline RMIA beats offline LiRA at k = 1, 2; doubling k (1…32) never costs > 0.01 AUC (paired intervals) — digits, Adult, Purchase"
 
@@ -29,12 +29,6 @@ DATASETS = {
 ATTACKS = ["lira_online", "lira_offline", "rmia_online", "rmia_offline"]
 
 
-def _fmt(e) -> str:  # type: ignore[no-untyped-def]
-    if e.point is None:
-        return "n/m"
-    if e.lower is None:
-        return f"{e.point:+.3f} (no CI)"
-    return f"{e.point:+.3f} [{e.lower:+.3f}, {e.upper:+.3f}]"
 
 
 def run(size: str) -> BenchResult:

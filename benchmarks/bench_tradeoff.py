@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks._schema import BenchResult
+from benchmarks._schema import fmt_signed as _fmt
 
 CLAIM = "ε = ∞ vs ε = 1: paired ΔAUC of the strongest attack above 0; label-only: noise robustness beats the gap attack (paired ΔAUC above 0) — Adult, Purchase"
 
@@ -34,12 +35,6 @@ ATTACKS = ["loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline"]
 NOISE_SIGMA = {"adult": 0.1, "purchase": 4.0}
 
 
-def _fmt(e) -> str:  # type: ignore[no-untyped-def]
-    if e.point is None:
-        return "n/m"
-    if e.lower is None:
-        return f"{e.point:+.3f} (no CI)"
-    return f"{e.point:+.3f} [{e.lower:+.3f}, {e.upper:+.3f}]"
 
 
 def run(size: str) -> BenchResult:

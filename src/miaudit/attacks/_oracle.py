@@ -85,7 +85,25 @@ class Oracle(Protocol):
         ...
 
 
-class LocalOracle:
+class CountingOracle:
+    """What every oracle shares: its policy and its query counter (subclasses set both)."""
+
+    _policy: OutputPolicy
+    _counter: QueryCounter
+
+    @property
+    def policy(self) -> OutputPolicy:
+        return self._policy
+
+    @property
+    def queries(self) -> int:
+        return self._counter.total
+
+    def queries_per_record(self, n: int) -> np.ndarray:
+        return self._counter.per_record(n)
+
+
+class LocalOracle(CountingOracle):
     """A local model's ``predict_proba`` behind an output policy.
 
     Parameters
@@ -124,17 +142,6 @@ class LocalOracle:
             raise InputError("batch_size", f"must be ≥ 1, got {batch_size}")
         self._batch = int(batch_size)
         self._counter = QueryCounter()
-
-    @property
-    def policy(self) -> OutputPolicy:
-        return self._policy
-
-    @property
-    def queries(self) -> int:
-        return self._counter.total
-
-    def queries_per_record(self, n: int) -> np.ndarray:
-        return self._counter.per_record(n)
 
     def query(self, records: np.ndarray, *, tags: np.ndarray | None = None) -> Exposed:
         x = np.asarray(records)

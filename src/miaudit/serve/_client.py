@@ -18,12 +18,11 @@ from typing import Any, Self
 import httpx
 import numpy as np
 
-from miaudit.attacks._oracle import QueryCounter
+from miaudit.attacks._oracle import CountingOracle, QueryCounter
 from miaudit.defenses import (
     Exposed,
     ExposedLabels,
     ExposedScores,
-    OutputPolicy,
     concat_exposed,
     parse_policy,
 )
@@ -69,7 +68,7 @@ class ServiceError(MiauditError):
         super().__init__(f"HTTP {status}: {detail}")
 
 
-class HttpOracle:
+class HttpOracle(CountingOracle):
     """A served model behind its key's output policy, as an Oracle.
 
     Parameters
@@ -104,17 +103,6 @@ class HttpOracle:
         me = self._call("GET", "/whoami")
         self._policy = parse_policy(me["policy"], field="policy")
         self.key_id: str = me["key_id"]
-
-    @property
-    def policy(self) -> OutputPolicy:
-        return self._policy
-
-    @property
-    def queries(self) -> int:
-        return self._counter.total
-
-    def queries_per_record(self, n: int) -> np.ndarray:
-        return self._counter.per_record(n)
 
     def query(self, records: np.ndarray, *, tags: np.ndarray | None = None) -> Exposed:
         x = np.asarray(records, dtype=np.float64)
