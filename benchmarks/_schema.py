@@ -83,3 +83,18 @@ def fmt_signed(e: object) -> str:
     if lower is None or upper is None:
         return f"{point:+.3f} (no CI)"
     return f"{point:+.3f} [{lower:+.3f}, {upper:+.3f}]"
+
+
+#: ``python -c MIAUDIT_WITH_PEAK_RSS FILE <miaudit arguments>``: runs the CLI and writes the
+#: process's own peak RSS (ru_maxrss, KiB) to FILE on exit, so a benchmark measures the audit
+#: alone, not the data generator that ran before it.
+MIAUDIT_WITH_PEAK_RSS = """
+import resource, sys
+from pathlib import Path
+out = Path(sys.argv.pop(1))
+try:
+    from miaudit.cli import main
+    main()
+finally:
+    out.write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+"""

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._schema import BenchResult
+from benchmarks._schema import MIAUDIT_WITH_PEAK_RSS, BenchResult
 
 CLAIM = "`miaudit attack` on 1,000,000 records × 100 classes, 5 attacks × 200 bootstrap replicates: under 60 s and 4 GB peak"
 SIZES = {"full": 1_000_000, "small": 50_000}
@@ -34,26 +34,13 @@ np.savez(path, logits=logits, label=label, member=member)
 """
 
 
-# The audit process reports its own peak RSS (ru_maxrss, KiB) on exit.
-_AUDIT = """
-import resource, sys
-from pathlib import Path
-out = Path(sys.argv.pop(1))
-try:
-    from miaudit.cli import main
-    main()
-finally:
-    out.write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
-"""
-
-
 def run(size: str) -> BenchResult:
     n, c = SIZES[size], 100
     with tempfile.TemporaryDirectory(prefix="miaudit-bench-") as tmp:
         src = Path(tmp) / "outputs.npz"
         subprocess.run([sys.executable, "-c", _GENERATE, str(n), str(c), str(src)], check=True)
         rss_file = Path(tmp) / "peak_kib"
-        cmd = [sys.executable, "-c", _AUDIT, str(rss_file), "attack", str(src), "--attacks", ATTACKS, "--resamples", "200", "--seed", "1", "--out", str(Path(tmp) / "res")]
+        cmd = [sys.executable, "-c", MIAUDIT_WITH_PEAK_RSS, str(rss_file), "attack", str(src), "--attacks", ATTACKS, "--resamples", "200", "--seed", "1", "--out", str(Path(tmp) / "res")]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "160"})
         wall = time.perf_counter() - t0

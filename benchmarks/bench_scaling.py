@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._schema import BenchResult
+from benchmarks._schema import MIAUDIT_WITH_PEAK_RSS, BenchResult
 
 CLAIM = "Scoring and evaluation cost grow about linearly with the input: between the two largest sizes, time and memory exponents b ≤ 1.25 in cost ∝ nᵇ"
 SIZES = {
@@ -47,16 +47,6 @@ logits[np.arange(n), label] += 1.0 + member
 np.savez(path, logits=logits, label=label, member=member)
 """
 
-_CLI = """
-import resource, sys
-from pathlib import Path
-out = Path(sys.argv.pop(1))
-try:
-    from miaudit.cli import main
-    main()
-finally:
-    out.write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
-"""
 
 
 def exponent(sizes: list[int], costs: list[float]) -> float:
@@ -85,7 +75,7 @@ def _cli(n: int, tmp: Path) -> tuple[float, float]:
     src = tmp / f"outputs_{n}.npz"
     subprocess.run([sys.executable, "-c", _GENERATE, str(n), str(CLASSES), str(src)], check=True)
     rss = tmp / f"rss_{n}"
-    cmd = [sys.executable, "-c", _CLI, str(rss), "attack", str(src), "--attacks", "loss,confidence", "--resamples", str(RESAMPLES), "--out", str(tmp / f"res_{n}")]
+    cmd = [sys.executable, "-c", MIAUDIT_WITH_PEAK_RSS, str(rss), "attack", str(src), "--attacks", "loss,confidence", "--resamples", str(RESAMPLES), "--out", str(tmp / f"res_{n}")]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "160"})
     wall = time.perf_counter() - t0
