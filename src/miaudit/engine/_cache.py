@@ -61,7 +61,9 @@ def library_versions() -> str:
         torch_version = torch.__version__
     except ImportError:
         torch_version = "absent"
-    return f"torch={torch_version};sklearn={sklearn.__version__};numpy={np.__version__}"
+    from miaudit.models._revision import TRAINING_REVISION
+
+    return f"torch={torch_version};sklearn={sklearn.__version__};numpy={np.__version__};training={TRAINING_REVISION}"
 
 
 def sha256_file(path: Path) -> str:

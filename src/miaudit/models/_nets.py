@@ -94,10 +94,19 @@ class StackedMLP(StackedNet):
         # comparable to the matmuls themselves on one thread.
         for p in self.params:
             p.requires_grad_(False)
-        self.grads = [torch.zeros_like(p) for p in self.params]
-        self._low = [torch.empty(p.shape, dtype=self.dtype) for p in self.params] if self.dtype != torch.float32 else None
-        self._low_grads = [torch.empty(p.shape, dtype=self.dtype) for p in self.params[::2]] if self.dtype != torch.float32 else None
+        # Gradients in the compute dtype: bfloat16 mode hands bfloat16 gradients to the optimizer,
+        # which widens them chunk by chunk (StackedAdam) instead of in a separate pass.
+        self.grads = [torch.zeros(p.shape, dtype=self.dtype) for p in self.params]
+        # bfloat16 mode: the weights the matmuls use, refreshed by sync_low() or by the optimizer.
+        self.low = [p.to(self.dtype) for p in self.params] if self.dtype != torch.float32 else None
         self._acts: dict[int, list[torch.Tensor]] = {}
+        self._ones: dict[int, torch.Tensor] = {}
+
+    def sync_low(self) -> None:
+        """Refresh the low-precision weights from the float32 master weights."""
+        if self.low is not None:
+            for low, p in zip(self.low, self.params, strict=True):
+                low.copy_(p)
 
     def dropout_shapes(self, bs: int) -> list[tuple[int, int]]:
         return [(bs, h) for h in self.sizes[1:-1]] if self.dropout > 0 else []
@@ -109,7 +118,8 @@ class StackedMLP(StackedNet):
 
     @torch.no_grad()
     def grad_step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, masks: list[torch.Tensor] | None, label_smoothing: float) -> None:
-        """Gradient of Σ_k Σ_i weight[k, i] · CE(model k on x[k, i], y[k, i]) into ``self.grads``.
+        """Gradient of Σ_k Σ_i weight[k, i] · CE(model k on x[k, i], y[k, i]) into ``self.grads``
+        (compute dtype), using the low-precision weights as they are (see :meth:`sync_low`).
 
         x (models, records, in_dim); y (models, records) int64; weight (models, records)
         float32 (1/batch size, 0 for padding); masks: dropout multipliers (0 or 1/keep) per
@@ -117,12 +127,7 @@ class StackedMLP(StackedNet):
         q = (1 − ε)·onehot + ε/C with respect to the logits.
         """
         n_layers = len(self.sizes) - 1
-        if self._low is not None:
-            for low, p in zip(self._low, self.params, strict=True):
-                low.copy_(p)
-            ps = self._low
-        else:
-            ps = self.params
+        ps = self.params if self.low is None else self.low
         acts = [x if x.dtype == self.dtype else x.to(self.dtype)]
         for layer, z in enumerate(self._activations(x.shape[1])):
             torch.baddbmm(ps[2 * layer + 1], acts[-1], ps[2 * layer], out=z)
@@ -139,18 +144,24 @@ class StackedMLP(StackedNet):
         gz = g.to(self.dtype)
         for layer in range(n_layers - 1, -1, -1):
             gw, gb = self.grads[2 * layer], self.grads[2 * layer + 1]
-            if self._low_grads is None:
-                torch.bmm(acts[layer].transpose(1, 2), gz, out=gw)
+            torch.bmm(acts[layer].transpose(1, 2), gz, out=gw)
+            if self.low is None:
+                torch.sum(gz, dim=1, keepdim=True, out=gb)
             else:
-                torch.bmm(acts[layer].transpose(1, 2), gz, out=self._low_grads[layer])
-                gw.copy_(self._low_grads[layer])
-            torch.sum(gz, dim=1, keepdim=True, dtype=torch.float32, out=gb)
+                # Σ over records as a matmul with ones: a strided bfloat16 reduction is several
+                # times slower, and the result has the precision of the weight gradients.
+                torch.bmm(self._ones_row(gz.shape[1]), gz, out=gb)
             if layer > 0:
                 gh = torch.bmm(gz, ps[2 * layer].transpose(1, 2))
                 if masks:
                     gh.mul_(masks[layer - 1])
                 # ReLU's gradient: acts[layer] > 0 exactly where the unit was on (and kept).
                 gz = torch.ops.aten.threshold_backward(gh, acts[layer], 0)
+
+    def _ones_row(self, n: int) -> torch.Tensor:
+        if n not in self._ones:
+            self._ones[n] = torch.ones(self.n_models, 1, n, dtype=self.dtype)
+        return self._ones[n]
 
     def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
         """x (models, records, in_dim) → logits (models, records, classes) float32."""

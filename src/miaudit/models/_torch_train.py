@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from miaudit.datasets import Affine, Dataset
 from miaudit.models._nets import StackedCNN, StackedMLP, StackedNet, flip_images, query_views, shift_images
 from miaudit.models._recipe import CNNRecipe, MLPRecipe
+from miaudit.models._stacked_adam import StackedAdam
 from miaudit.models._streams import ModelStreams
 
 #: Records per forward pass when computing logits on the whole dataset.
@@ -50,10 +51,33 @@ def split_validation(recipe: MLPRecipe | CNNRecipe, train_idx: np.ndarray, rng: 
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def make_optimizer(recipe: MLPRecipe | CNNRecipe, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+class _ViewsOptimizer:
+    """A torch optimizer over per-model views of the stacked weights (SGD): each model gets
+    its own state, and a model with no batch this step is skipped, exactly as if it trained
+    alone."""
+
+    def __init__(self, opt: torch.optim.Optimizer, views: list[list[torch.Tensor]], net: StackedNet) -> None:
+        self.opt, self.views, self.net = opt, views, net
+
+    def step(self, grads: list[torch.Tensor], active: list[bool]) -> None:
+        for k, on in enumerate(active):
+            for v, g in zip(self.views[k], grads, strict=True):
+                v.grad = (g[k] if g.dtype == torch.float32 else g[k].float()) if on else None
+        self.opt.step()
+        for vs in self.views:
+            for v in vs:
+                v.grad = None
+        if isinstance(self.net, StackedMLP):
+            self.net.sync_low()
+
+
+def make_optimizer(recipe: MLPRecipe | CNNRecipe, net: StackedNet) -> StackedAdam | _ViewsOptimizer:
     if recipe.optimizer == "adam":
-        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
-    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        mirrors = net.low if isinstance(net, StackedMLP) else None
+        return StackedAdam(net.params, lr=recipe.lr, weight_decay=recipe.weight_decay, mirrors=mirrors)
+    views = [[p.detach()[k] for p in net.params] for k in range(net.n_models)]
+    sgd = torch.optim.SGD([v for vs in views for v in vs], lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    return _ViewsOptimizer(sgd, views, net)
 
 
 def augment_batch(x: torch.Tensor, shape: tuple[int, int, int], augment: list[str], gen: torch.Generator) -> torch.Tensor:
@@ -83,9 +107,19 @@ class _Batcher:
             self.x = self.x.to(dtype)
         self.scale = torch.from_numpy(scale).unsqueeze(1)
         self.shift = torch.from_numpy(shift).unsqueeze(1)
+        self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def gather(self, idx: np.ndarray) -> torch.Tensor:
-        xb = self.x[torch.from_numpy(idx)]
+    def gather(self, idx: np.ndarray, *, reuse: bool = False) -> torch.Tensor:
+        """Rows ``idx`` (models, rows) → (models, rows, features). With ``reuse`` the result
+        lives in a buffer that the next such call overwrites (no fresh pages every step)."""
+        flat = torch.from_numpy(idx).reshape(-1)
+        if reuse:
+            buf = self._buffers.get(idx.shape)
+            if buf is None:
+                buf = self._buffers[idx.shape] = torch.empty(flat.numel(), self.x.shape[1], dtype=self.x.dtype)
+            xb = torch.index_select(self.x, 0, flat, out=buf).view(*idx.shape, -1)
+        else:
+            xb = self.x.index_select(0, flat).view(*idx.shape, -1)
         return xb if self.identity else torch.addcmul(self.shift, xb, self.scale)
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
@@ -109,11 +143,9 @@ def train_stacked(
     fit_sets = [f for f, _ in splits]
     batcher = _Batcher(data, affines, net.dtype)
     y = torch.from_numpy(data.label)
-    # Per-model views of the stacked weights as the optimizer's parameters: each model gets its
-    # own Adam state and step count, and a model with no batch this step is skipped, exactly as
-    # if it trained alone.
-    views = [[p.detach()[k] for p in net.params] for k in range(m)]
-    opt = make_optimizer(recipe, [v for vs in views for v in vs])
+    # Each model has its own optimizer state and step count; a model with no batch this step
+    # is skipped, exactly as if it trained alone.
+    opt = make_optimizer(recipe, net)
     augment = recipe.augment if isinstance(recipe, CNNRecipe) else []
     bs = recipe.batch_size
     stopper = _EarlyStopper(recipe, net, [v for _, v in splits], batcher, y)
@@ -125,7 +157,7 @@ def train_stacked(
             active = [k for k in range(m) if len(chunks[k]) and not stopper.stopped[k]]
             if not active:
                 continue
-            _train_step(net, opt, views, batcher, y, chunks, active, gens, recipe, augment, data)
+            _train_step(net, opt, batcher, y, chunks, active, gens, recipe, augment, data)
         stopper.after_epoch(epoch)
         if on_epoch is not None:
             on_epoch(epoch)
@@ -138,8 +170,7 @@ def train_stacked(
 
 def _train_step(
     net: StackedNet,
-    opt: torch.optim.Optimizer,
-    views: list[list[torch.Tensor]],
+    opt: StackedAdam | _ViewsOptimizer,
     batcher: _Batcher,
     y: torch.Tensor,
     chunks: list[np.ndarray],
@@ -158,7 +189,7 @@ def _train_step(
         c = chunks[k]
         idx[k, : len(c)] = c
         weight[k, : len(c)] = 1.0 / len(c)
-    xb = batcher.gather(idx)
+    xb = batcher.gather(idx, reuse=True)
     if augment:
         assert data.image_shape is not None
         xb = xb.clone()
@@ -186,14 +217,10 @@ def _train_step(
         (per_record * w.reshape(-1)).sum().backward()
         grads = [p.grad for p in net.params]  # type: ignore[misc]
     on = set(active)
-    for k in range(m):
-        for v, g in zip(views[k], grads, strict=True):
-            v.grad = g[k] if k in on else None  # type: ignore[index]
-    opt.step()
-    for p in net.params:
-        p.grad = None
-
-
+    opt.step(grads, [k in on for k in range(m)])
+    if not isinstance(net, StackedMLP):
+        for p in net.params:
+            p.grad = None
 
 
 class _EarlyStopper:

@@ -1,0 +1,9 @@
+"""The revision of the training arithmetic, part of every cache key.
+
+Raise it whenever a change makes the same recipe, data and seed train to different bits (an
+optimizer rewritten, a reduction reordered), so a cache never serves models the current code
+would not produce. 2: one fused Adam call per step over all models (StackedAdam), bias
+gradients in the compute dtype.
+"""
+
+TRAINING_REVISION = 2
