@@ -6,7 +6,7 @@ each (complementary halves of 10,000), 20 epochs. Measured in one run:
 * (a) a plain loop: ``nn.Sequential`` + ``torch.optim.Adam``, one model after another, torch's
   default threads;
 * (b) the same plain loop in 2 processes × 1 thread;
-* the engine (2 worker processes × 1 thread, 2 units of 32 stacked models) in float32 and in
+* the engine (2 worker processes × 1 thread, 8 units of 8 stacked models) in float32 and in
   bfloat16, wall time of ``miaudit.engine.train`` including process start, logits on all
   10,000 records and the signals file;
 * 1-epoch equality: the engine's float32 logits against the plain loop's, same seeds;
@@ -39,7 +39,7 @@ CLAIM = (
 )
 
 SIZES = {
-    "full": {"models": 64, "records": 10_000, "hidden": [256, 256], "epochs": 20, "plain_models": 8, "unit": 32, "targets": 16},
+    "full": {"models": 64, "records": 10_000, "hidden": [256, 256], "epochs": 20, "plain_models": 8, "unit": 8, "targets": 16},
     "small": {"models": 8, "records": 2_000, "hidden": [64, 64], "epochs": 3, "plain_models": 2, "unit": 4, "targets": 4},
 }
 FEATURES, CLASSES, BATCH, SEED = 600, 100, 128, 20261128

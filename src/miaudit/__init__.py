@@ -1,8 +1,35 @@
 """miaudit: measure how much a trained model reveals about its training data, and close the leak."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from miaudit._version import __version__
-from miaudit.audit import AuditResult, attack
-from miaudit.data import ModelOutputs, SignalsStore, load_outputs, load_signals
 from miaudit.errors import InputError, MiauditError
+
+if TYPE_CHECKING:
+    from miaudit.audit import AuditResult, attack
+    from miaudit.data import ModelOutputs, SignalsStore, load_outputs, load_signals
+
+# Imported on first use: a training worker imports miaudit.models, and should not pay for the
+# attack and audit layers (scipy.stats, scikit-learn) it never calls.
+_LAZY = {
+    "AuditResult": "miaudit.audit",
+    "attack": "miaudit.audit",
+    "ModelOutputs": "miaudit.data",
+    "SignalsStore": "miaudit.data",
+    "load_outputs": "miaudit.data",
+    "load_signals": "miaudit.data",
+}
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - PEP 562 module attribute
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'miaudit' has no attribute {name!r}")
+
 
 __all__ = ["AuditResult", "InputError", "MiauditError", "ModelOutputs", "SignalsStore", "__version__", "attack", "load_outputs", "load_signals"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -69,12 +68,11 @@ def write_signals(store: SignalsStore, path: Path) -> None:
 def _write(path: Path, suffix: str, arrays: dict[str, np.ndarray], meta: dict[str, object], *, restricted: bool) -> None:
     with atomic_path(path, restricted=restricted) as tmp:
         if suffix == ".npz":
-            buf = io.BytesIO()
             payload = dict(arrays)
             if meta:
                 payload[META_KEY] = np.array(json.dumps(meta))
-            np.savez(buf, **payload)  # type: ignore[arg-type]
-            tmp.write_bytes(buf.getbuffer())
+            with tmp.open("wb") as fh:  # streamed: no second in-memory copy of the arrays
+                np.savez(fh, **payload)  # type: ignore[arg-type]
         else:
             _write_parquet(tmp, arrays, meta)
 

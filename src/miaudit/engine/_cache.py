@@ -53,17 +53,26 @@ def members_digest(keep_rows: np.ndarray) -> str:
 
 
 def library_versions() -> str:
-    import sklearn
+    """The library versions that can change a unit's bits (part of every cache key).
 
-    try:
-        import torch
+    Read from the installed distributions rather than by importing torch: the coordinating
+    process only hashes keys and gathers logits, and importing torch there would cost every run
+    over a second before the first worker starts.
+    """
+    import importlib.metadata as metadata
+    import sys
 
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = "absent"
     from miaudit.models._revision import TRAINING_REVISION
 
-    return f"torch={torch_version};sklearn={sklearn.__version__};numpy={np.__version__};training={TRAINING_REVISION}"
+    torch_mod = sys.modules.get("torch")
+    if torch_mod is not None:
+        torch_version = torch_mod.__version__
+    else:
+        try:
+            torch_version = metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            torch_version = "absent"
+    return f"torch={torch_version};sklearn={metadata.version('scikit-learn')};numpy={np.__version__};training={TRAINING_REVISION}"
 
 
 def sha256_file(path: Path) -> str:

@@ -106,7 +106,9 @@ class LocalExecutor:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            # Every result is in (or the run failed): let the workers exit in the background
+            # instead of waiting for torch's teardown in each of them.
+            self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         if self._queue is not None:
             self._queue.put(None)

@@ -199,7 +199,8 @@ def _assemble(jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipP
         ok, why = _cache.verify(cache, job.key, job.logits_shape)
         if not ok:  # written by this run a moment ago: something else is touching the cache
             raise RuntimeError(f"unit {job.unit} failed verification right after training: {why}")
-        parts.append(np.load(_cache.unit_dir(cache, job.key) / _cache.LOGITS))
+        # memory-mapped: concatenate reads each file once instead of loading, then copying it
+        parts.append(np.load(_cache.unit_dir(cache, job.key) / _cache.LOGITS, mmap_mode="r"))
         if getattr(cfg.model, "dp", None) is not None:
             privacy += json.loads((_cache.unit_dir(cache, job.key) / _cache.MANIFEST).read_text(encoding="utf-8"))["info"].get("privacy") or []
     info = {

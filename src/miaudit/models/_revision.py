@@ -3,7 +3,7 @@
 Raise it whenever a change makes the same recipe, data and seed train to different bits (an
 optimizer rewritten, a reduction reordered), so a cache never serves models the current code
 would not produce. 2: one fused Adam call per step over all models (StackedAdam), bias
-gradients in the compute dtype.
+gradients in the compute dtype, subnormals flushed to zero while training.
 """
 
 TRAINING_REVISION = 2
