@@ -43,3 +43,29 @@ def test_low_precision_gradients_are_widened_and_mirrors_refreshed() -> None:
     for p, r, m in zip(params, ref, mirrors, strict=True):
         assert torch.equal(p, r)
         assert torch.equal(m, p.to(torch.bfloat16))
+
+
+def test_flat_buffers_give_the_bits_of_per_model_views() -> None:
+    from miaudit.models._nets import flat_views
+    from miaudit.models._stacked_adam import FlatBuffers
+
+    start = _stack(2)
+    shapes = [p.shape for p in start]
+    flat_p, params = flat_views(shapes, torch.float32)
+    flat_g, grads = flat_views(shapes, torch.bfloat16)
+    flat_low, mirrors = flat_views(shapes, torch.bfloat16)
+    for p, s in zip(params, start, strict=True):
+        p.copy_(s)
+    fast = StackedAdam(params, lr=0.01, weight_decay=0.01, mirrors=mirrors, flat=FlatBuffers(flat_p, flat_g, flat_low))
+    ref = [s.clone() for s in start]
+    slow = StackedAdam(ref, lr=0.01, weight_decay=0.01)
+    # all models active (one flat call), then one model benched (per-model views), then all again
+    # (steps now differ: per-model views again)
+    for step, active in enumerate([[True] * 3, [True, False, True], [True] * 3]):
+        for g, s in zip(grads, _stack(200 + step), strict=True):
+            g.copy_(s)
+        fast.step(grads, active)
+        slow.step([g.float() for g in grads], active)
+        for p, r, m in zip(params, ref, mirrors, strict=True):
+            assert torch.equal(p, r)
+            assert torch.equal(m, p.to(torch.bfloat16))

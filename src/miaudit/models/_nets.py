@@ -25,6 +25,16 @@ def uniform_init(shape: tuple[int, ...], fan_in: int, gen: torch.Generator) -> t
     return torch.empty(shape).uniform_(-bound, bound, generator=gen)
 
 
+def flat_views(shapes: list[torch.Size], dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One zeroed buffer and contiguous views of it with ``shapes``, back to back."""
+    flat = torch.zeros(sum(s.numel() for s in shapes), dtype=dtype)
+    views, start = [], 0
+    for s in shapes:
+        views.append(flat[start : start + s.numel()].view(s))
+        start += s.numel()
+    return flat, views
+
+
 def mlp_layer_params(sizes: list[int], gen: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One model's initial (weight (out, in), bias (out,)) per layer, in nn.Linear's layout."""
     return [(uniform_init((o, i), i, gen), uniform_init((o,), i, gen)) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
@@ -80,25 +90,27 @@ class StackedMLP(StackedNet):
         super().__init__(recipe.precision, recipe.dropout)
         self.sizes = [in_dim, *recipe.hidden, n_classes]
         per_model = [mlp_layer_params(self.sizes, g) for g in gens]
-        self.params, self.names = [], []
+        stacked, self.names = [], []
         for layer in range(len(self.sizes) - 1):
             # bmm wants (in, out): store the transpose of nn.Linear's weight.
-            w = torch.stack([m[layer][0].t() for m in per_model]).contiguous()
-            b = torch.stack([m[layer][1] for m in per_model]).unsqueeze(1).contiguous()
-            self.params += [w.requires_grad_(), b.requires_grad_()]
+            stacked.append(torch.stack([m[layer][0].t() for m in per_model]))
+            stacked.append(torch.stack([m[layer][1] for m in per_model]).unsqueeze(1))
             self.names += [f"layer{layer}.weight", f"layer{layer}.bias"]
-
         # Training computes gradients by hand (grad_step): no autograd graph, and every large
         # tensor of a step (low-precision weight copies, activations, gradients) lives in a
         # buffer reused from step to step. Fresh allocations of that size cost page faults
-        # comparable to the matmuls themselves on one thread.
-        for p in self.params:
-            p.requires_grad_(False)
-        # Gradients in the compute dtype: bfloat16 mode hands bfloat16 gradients to the optimizer,
-        # which widens them chunk by chunk (StackedAdam) instead of in a separate pass.
-        self.grads = [torch.zeros(p.shape, dtype=self.dtype) for p in self.params]
+        # comparable to the matmuls themselves on one thread. Parameters, gradients and the
+        # low-precision weights are each views of one flat buffer, so the optimizer can update,
+        # widen and narrow them in one call each (StackedAdam).
+        shapes = [t.shape for t in stacked]
+        self.flat_params, self.params = flat_views(shapes, torch.float32)
+        for p, t in zip(self.params, stacked, strict=True):
+            p.copy_(t)
+        # Gradients in the compute dtype: bfloat16 mode hands bfloat16 gradients to the optimizer.
+        self.flat_grads, self.grads = flat_views(shapes, self.dtype)
         # bfloat16 mode: the weights the matmuls use, refreshed by sync_low() or by the optimizer.
-        self.low = [p.to(self.dtype) for p in self.params] if self.dtype != torch.float32 else None
+        self.flat_low, self.low = flat_views(shapes, self.dtype) if self.dtype != torch.float32 else (None, None)
+        self.sync_low()
         self._acts: dict[int, list[torch.Tensor]] = {}
         self._ones: dict[int, torch.Tensor] = {}
 

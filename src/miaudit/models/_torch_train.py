@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from miaudit.datasets import Affine, Dataset
 from miaudit.models._nets import StackedCNN, StackedMLP, StackedNet, flip_images, query_views, shift_images
 from miaudit.models._recipe import CNNRecipe, MLPRecipe
-from miaudit.models._stacked_adam import StackedAdam
+from miaudit.models._stacked_adam import FlatBuffers, StackedAdam
 from miaudit.models._streams import ModelStreams
 
 #: Records per forward pass when computing logits on the whole dataset.
@@ -74,8 +74,10 @@ class _ViewsOptimizer:
 
 def make_optimizer(recipe: MLPRecipe | CNNRecipe, net: StackedNet) -> StackedAdam | _ViewsOptimizer:
     if recipe.optimizer == "adam":
-        mirrors = net.low if isinstance(net, StackedMLP) else None
-        return StackedAdam(net.params, lr=recipe.lr, weight_decay=recipe.weight_decay, mirrors=mirrors)
+        if isinstance(net, StackedMLP):
+            flat = FlatBuffers(net.flat_params, net.flat_grads, net.flat_low)
+            return StackedAdam(net.params, lr=recipe.lr, weight_decay=recipe.weight_decay, mirrors=net.low, flat=flat)
+        return StackedAdam(net.params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     views = [[p.detach()[k] for p in net.params] for k in range(net.n_models)]
     sgd = torch.optim.SGD([v for vs in views for v in vs], lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     return _ViewsOptimizer(sgd, views, net)
