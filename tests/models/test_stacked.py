@@ -41,10 +41,20 @@ def test_one_epoch_matches_the_plain_loop() -> None:
         assert np.abs(stacked.logits[k] - plain).max() < LOGIT_TOL
 
 
-def test_a_model_does_not_depend_on_its_unit_mates() -> None:
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"dropout": 0.2},
+        {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "precision": "bfloat16"},
+        {"precision": "bfloat16", "weight_decay": 1e-3},
+    ],
+    ids=["adam-f32-dropout", "sgd-bf16", "adam-bf16"],
+)
+def test_a_model_does_not_depend_on_its_unit_mates(options: dict) -> None:
     data = purchase_like(n_records=400, n_features=50, n_classes=5, seed=2)
-    recipe = MLPRecipe(hidden=[16], epochs=2, batch_size=50, dropout=0.2)
-    sets = _sets(400, [200, 200, 200])
+    recipe = MLPRecipe(hidden=[16], epochs=2, batch_size=50, **options)
+    # Unequal sets: the fast one-call update runs while every model steps, per-model views after.
+    sets = _sets(400, [200, 140, 200])
     affines = [fit_affine(data, s) for s in sets]
     together = train_stacked(recipe, data, sets, affines, [ModelStreams.of(4, k) for k in range(3)])
     alone = train_stacked(recipe, data, sets[1:2], affines[1:2], [ModelStreams.of(4, 1)])
