@@ -218,3 +218,20 @@ def test_paired_reference_sets_errors():
     unpaired = SignalsStore.from_arrays(logits=store.logits, label=store.label, keep=rng.random((4, 100)) < 0.5)
     with pytest.raises(InputError, match="partner"):
         paired_reference_sets(unpaired, 1)
+
+
+def test_attacks_sharing_signals_score_as_each_alone() -> None:
+    from miaudit.attacks import leave_one_model_out_each
+
+    rng = np.random.default_rng(5)
+    half = rng.random((2, 60)) < 0.5
+    population = np.arange(60) >= 50  # RMIA's z: records no model trained on
+    keep = np.stack([half[0], ~half[0], half[1], ~half[1]]) & ~population
+    logits = rng.normal(size=(4, 60, 3)).astype(np.float32) + 2.0 * keep[..., None] * np.eye(3)[rng.integers(0, 3, 60)]
+    store = SignalsStore.from_arrays(logits=logits, label=np.argmax(logits[0], axis=1), keep=keep, population=population)
+    attacks = {"lira": LiraAttack(mode="offline"), "rmia": RmiaAttack(mode="online"), "lira_on": LiraAttack(mode="online")}
+    shared = leave_one_model_out_each(store, attacks)
+    for name, attack in attacks.items():
+        alone = leave_one_model_out(store, attack)
+        np.testing.assert_array_equal(shared[name].scores, alone.scores)
+        np.testing.assert_array_equal(shared[name].member, alone.member)

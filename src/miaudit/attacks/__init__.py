@@ -25,6 +25,7 @@ from miaudit.attacks._reference import (
     ShadowAttack,
     complementary_pairs,
     leave_one_model_out,
+    leave_one_model_out_each,
     paired_reference_sets,
     score_target,
 )
@@ -55,7 +56,7 @@ __all__ = [
     "noise_robustness_attack", "recipe_augmentations", "threshold_attacks_under",
     "OUTPUT_ATTACKS", "THRESHOLD_ATTACKS", "THRESHOLD_SPECS", "ClassDependentResult", "LiraAttack",
     "MlLeaksAttack", "PairedScores", "ReferenceAttack", "RmiaAttack", "ShadowAttack", "ThresholdAttack",
-    "calibrate_rmia_a", "class_dependent_scores", "complementary_pairs", "gap_attack", "leave_one_model_out",
+    "calibrate_rmia_a", "class_dependent_scores", "complementary_pairs", "gap_attack", "leave_one_model_out", "leave_one_model_out_each",
     "lira_offline", "lira_online", "loss_attack", "ml_leaks", "paired_reference_sets", "rmia_offline",
     "rmia_online", "rmia_probability", "rmia_ratio", "rmia_scores_from_ratios", "score_target",
     "shadow_attack", "threshold_score",

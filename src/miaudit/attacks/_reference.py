@@ -29,7 +29,7 @@ RMIA, and the logits for the shadow attacks, from the first (un-augmented) query
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -320,7 +320,21 @@ def leave_one_model_out(
     >>> leave_one_model_out(store, LiraAttack(mode="offline")).scores.shape
     (4, 40)
     """
-    _check_attack(attack)
+    return leave_one_model_out_each(store, {"attack": attack}, targets=targets, reference_sets=reference_sets)["attack"]
+
+
+def leave_one_model_out_each(
+    store: SignalsStore,
+    attacks: Mapping[str, ReferenceAttack],
+    *,
+    targets: Sequence[int] | None = None,
+    reference_sets: Sequence[Sequence[int]] | None = None,
+) -> dict[str, PairedScores]:
+    """:func:`leave_one_model_out` for several attacks (name → attack) on the same targets and
+    references: the signals they derive from the store (LiRA's scaled logits, RMIA's p_y) are
+    computed once and shared, which is most of the work on a large store."""
+    for attack in attacks.values():
+        _check_attack(attack)
     k = store.n_models
     tlist = list(range(k)) if targets is None else [int(t) for t in targets]
     if not tlist:
@@ -330,11 +344,14 @@ def leave_one_model_out(
     pool = _pool(store)
     refs = [_reference_set(store, t, None if reference_sets is None else reference_sets[i]) for i, t in enumerate(tlist)]
     sig = _Signals(store)
-    scores = np.empty((len(tlist), pool.size), dtype=np.float64)
-    for i, t in enumerate(tlist):
-        scores[i] = _score_one(sig, attack, t, refs[i], pool)
     member = store.keep[np.asarray(tlist)][:, pool]
-    return PairedScores(scores, member, np.asarray(tlist, dtype=np.int64), pool)
+    out = {}
+    for name, attack in attacks.items():
+        scores = np.empty((len(tlist), pool.size), dtype=np.float64)
+        for i, t in enumerate(tlist):
+            scores[i] = _score_one(sig, attack, t, refs[i], pool)
+        out[name] = PairedScores(scores, member, np.asarray(tlist, dtype=np.int64), pool)
+    return out
 
 
 def complementary_pairs(store: SignalsStore) -> list[tuple[int, int]]:

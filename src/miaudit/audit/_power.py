@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit.attacks import leave_one_model_out, paired_reference_sets, score_target, threshold_score
+from miaudit.attacks import leave_one_model_out_each, paired_reference_sets, score_target, threshold_score
 from miaudit.audit._config import THRESHOLD_NAMES, AuditConfig
 from miaudit.audit._reference_audit import _reference_attack, store_rmia_a
 from miaudit.data import SignalsStore
@@ -43,8 +43,7 @@ def reference_power(store: SignalsStore, cfg: AuditConfig, ks: Sequence[int], at
     made = {name: _reference_attack(name, cfg, store) for name in attacks if name not in THRESHOLD_NAMES}
     for k in ks:
         refs = paired_reference_sets(store, k, targets=tlist)
-        for name, attack in made.items():
-            paired = leave_one_model_out(store, attack, targets=tlist, reference_sets=refs)
+        for name, paired in leave_one_model_out_each(store, made, targets=tlist, reference_sets=refs).items():
             scores[f"{name}@k={k}"] = paired.scores.reshape(-1)
             member, records = paired.member, paired.records
     if records is None or member is None:

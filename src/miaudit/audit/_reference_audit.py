@@ -21,7 +21,7 @@ from miaudit.attacks import (
     MlLeaksAttack,
     RmiaAttack,
     ShadowAttack,
-    leave_one_model_out,
+    leave_one_model_out_each,
     paired_reference_sets,
     threshold_score,
 )
@@ -118,10 +118,8 @@ def attack_store(
     logits = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
     per_attack: dict[str, np.ndarray] = {}
     member = records = None
-    for name in cfg.audit.attacks:
-        if name in THRESHOLD_NAMES:
-            continue
-        paired = leave_one_model_out(store, _reference_attack(name, cfg, store), targets=targets, reference_sets=refs)
+    reference = {name: _reference_attack(name, cfg, store) for name in cfg.audit.attacks if name not in THRESHOLD_NAMES}
+    for name, paired in leave_one_model_out_each(store, reference, targets=targets, reference_sets=refs).items():
         per_attack[name] = paired.scores
         member, records = paired.member, paired.records
     if records is None:  # threshold attacks only: the same pairs as the reference attacks would use
