@@ -24,12 +24,19 @@ _LAZY = {
 }
 
 
+#: Subpackages reachable as attributes after a plain ``import miaudit`` (``miaudit.metrics.…``).
+_SUBPACKAGES = frozenset({"attacks", "audit", "cli", "data", "datasets", "defenses", "engine", "metrics", "models", "report", "serve", "signals"})
+
+
 def __getattr__(name: str) -> Any:  # noqa: ANN401 - PEP 562 module attribute
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'miaudit' has no attribute {name!r}")
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"miaudit.{name}")
+    else:
+        raise AttributeError(f"module 'miaudit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 __all__ = ["AuditResult", "InputError", "MiauditError", "ModelOutputs", "SignalsStore", "__version__", "attack", "load_outputs", "load_signals"]

@@ -45,11 +45,16 @@ def test_low_precision_gradients_are_widened_and_mirrors_refreshed() -> None:
         assert torch.equal(m, p.to(torch.bfloat16))
 
 
-def test_flat_buffers_give_the_bits_of_per_model_views() -> None:
+def test_flat_buffers_match_per_model_views() -> None:
+    """The one-call path over flat buffers against the per-model path. The fused kernel rounds
+    each tensor's last (numel mod vector width) elements in scalar code, so the paths may differ
+    in the last bit of a few elements (module docstring): equal within 1e-6 relative, and the
+    bfloat16 mirrors always equal the float32 weights rounded."""
     from miaudit.models._nets import flat_views
     from miaudit.models._stacked_adam import FlatBuffers
 
-    start = _stack(2)
+    g = torch.Generator().manual_seed(2)
+    start = [torch.randn(3, 7, 5, generator=g), torch.randn(3, 1, 5, generator=g), torch.randn(3, 5, 3, generator=g)]
     shapes = [p.shape for p in start]
     flat_p, params = flat_views(shapes, torch.float32)
     flat_g, grads = flat_views(shapes, torch.bfloat16)
@@ -59,13 +64,15 @@ def test_flat_buffers_give_the_bits_of_per_model_views() -> None:
     fast = StackedAdam(params, lr=0.01, weight_decay=0.01, mirrors=mirrors, flat=FlatBuffers(flat_p, flat_g, flat_low))
     ref = [s.clone() for s in start]
     slow = StackedAdam(ref, lr=0.01, weight_decay=0.01)
-    # all models active (one flat call), then one model benched (per-model views), then all again
-    # (steps now differ: per-model views again)
-    for step, active in enumerate([[True] * 3, [True, False, True], [True] * 3]):
-        for g, s in zip(grads, _stack(200 + step), strict=True):
-            g.copy_(s)
+    # five steps of every model (one flat call each), one with model 1 benched (per-model views),
+    # then every model again (step counts now differ: per-model views)
+    schedule = [[True] * 3] * 5 + [[True, False, True]] + [[True] * 3] * 2
+    for step, active in enumerate(schedule):
+        for gr in grads:
+            gr.copy_(torch.randn(gr.shape, generator=g))
         fast.step(grads, active)
-        slow.step([g.float() for g in grads], active)
+        slow.step([gr.float() for gr in grads], active)
         for p, r, m in zip(params, ref, mirrors, strict=True):
-            assert torch.equal(p, r)
+            torch.testing.assert_close(p, r, rtol=1e-6, atol=1e-7)
             assert torch.equal(m, p.to(torch.bfloat16))
+    assert fast.counts == [8, 7, 8]

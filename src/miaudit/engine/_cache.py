@@ -64,14 +64,13 @@ def library_versions() -> str:
 
     from miaudit.models._revision import TRAINING_REVISION
 
-    torch_mod = sys.modules.get("torch")
-    if torch_mod is not None:
-        torch_version = torch_mod.__version__
-    else:
-        try:
-            torch_version = metadata.version("torch")
-        except metadata.PackageNotFoundError:
-            torch_version = "absent"
+    # One source whether or not torch is imported yet (a source build without metadata
+    # falls back to the module), so a run never computes two keys for one installation.
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_mod = sys.modules.get("torch")
+        torch_version = torch_mod.__version__ if torch_mod is not None else "absent"
     return f"torch={torch_version};sklearn={metadata.version('scikit-learn')};numpy={np.__version__};training={TRAINING_REVISION}"
 
 

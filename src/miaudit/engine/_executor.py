@@ -64,6 +64,9 @@ class LocalExecutor:
         self._queue: mp.Queue | None = None
         self._drain: threading.Thread | None = None
         self._events: Emit = lambda _e: None
+        self._futures: list[Future[UnitOutcome]] = []
+        self._done_events = 0
+        self._done_seen = threading.Condition()
 
     def start(self, events: Emit) -> None:
         self._events = events
@@ -90,6 +93,10 @@ class LocalExecutor:
             if event is None:
                 return
             self._events(event)
+            if event[0] == "done":
+                with self._done_seen:
+                    self._done_events += 1
+                    self._done_seen.notify_all()
 
     def submit(self, job: UnitJob) -> Future[UnitOutcome]:
         if self.workers == 0:
@@ -102,14 +109,25 @@ class LocalExecutor:
         if self._pool is None:
             self.start(self._events)
         assert self._pool is not None
-        return self._pool.submit(_run_in_worker, job)
+        fut = self._pool.submit(_run_in_worker, job)
+        self._futures.append(fut)
+        return fut
 
     def close(self) -> None:
         if self._pool is not None:
-            # Every result is in (or the run failed): let the workers exit in the background
-            # instead of waiting for torch's teardown in each of them.
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            ok = all(f.done() and not f.cancelled() and f.exception() is None for f in self._futures)
+            if ok:
+                # Every unit is published: once its last progress events have arrived (they
+                # travel apart from the results), the idle workers may exit in the background
+                # rather than being waited for through torch's teardown.
+                with self._done_seen:
+                    self._done_seen.wait_for(lambda: self._done_events >= len(self._futures), timeout=10)
+            # A failed run waits for the units already running, so none is published after
+            # train() has returned.
+            self._pool.shutdown(wait=not ok, cancel_futures=True)
             self._pool = None
+            self._futures = []
+            self._done_events = 0
         if self._queue is not None:
             self._queue.put(None)
             if self._drain is not None:

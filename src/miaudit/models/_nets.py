@@ -2,8 +2,9 @@
 
 Model b of a stack owns slice ``[b]`` of every parameter tensor. Its forward pass reads only its
 own slice and its own minibatch, so stacking changes how fast models train, not what they
-compute. Initial weights follow ``torch.nn.Linear``/``Conv2d`` defaults (uniform in
-±1/sqrt(fan_in)), drawn from each model's own generator.
+compute (up to the last bits of a few values: batched kernels block and round differently).
+Initial weights follow ``torch.nn.Linear``/``Conv2d`` defaults (uniform in ±1/sqrt(fan_in)),
+drawn from each model's own generator.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class StackedNet(abc.ABC):
         with torch.no_grad():
             for n, p in zip(self.names, self.params, strict=True):
                 p.copy_(state[n])
+        self.sync_low()
+
+    def sync_low(self) -> None:
+        """Refresh low-precision copies of the weights kept between steps (none by default)."""
 
     def _drop(self, h: torch.Tensor, masks: list[torch.Tensor] | None) -> torch.Tensor:
         if masks is None:

@@ -10,8 +10,11 @@ bfloat16 copies of the weights the next forward pass multiplies with are refresh
 When the parameters are views of one flat buffer (``flat``) and every model takes the same step,
 as they do unless training sets differ in size or early stopping benched a model, the update,
 the widening and the narrowing are one call each over the whole buffer. The kernel is
-elementwise, so both paths give the same bits. A model without a batch this step is left
-untouched, exactly as if it trained alone.
+elementwise but rounds the last ``numel mod vector width`` elements of each tensor in scalar code,
+so this path and the per-model one can differ in the last bit of a few elements: a model's bits
+depend on its unit's layout (as the batched matmuls' blocking already makes them), and are
+reproducible for a given layout, which the cache key fixes. A model without a batch this step
+is left untouched, exactly as if it trained alone.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class StackedAdam:
         )
 
     def _views(self, ks: list[int], grads: list[torch.Tensor]) -> tuple[list[torch.Tensor], ...]:
-        if len(ks) < self.n_models:
+        if len(ks) < self.n_models or self.flat is None:  # without flat buffers, gradients are new each step
             return self._lists(ks, grads)
         # Built once for the usual step: the cached gradient views keep their storage alive,
         # so equal addresses mean equal buffers.

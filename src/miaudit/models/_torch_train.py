@@ -138,6 +138,9 @@ def flush_denormals() -> Iterator[None]:
     feature absent from the batch) shrinks by β1 every step and turns subnormal after some
     700 steps; subnormal arithmetic is so slow on x86 that it doubled the time of Adam's
     update late in a 20-epoch run. Values below 1.2e-38 change no update in float32 or bfloat16.
+    The flag is per thread: with ``engine.threads`` > 1, torch's other intra-op threads keep
+    subnormals (slower, and another reason the thread count is part of the cache key). torch
+    offers no way to read the flag, so it is switched off afterwards.
     """
     supported = torch.set_flush_denormal(True)
     try:
@@ -294,6 +297,7 @@ class _EarlyStopper:
                 assert state is not None
                 for p, s in zip(self.net.params, state, strict=True):
                     p[k].copy_(s)
+        self.net.sync_low()
         return list(self.best_epoch)
 
     @torch.no_grad()
