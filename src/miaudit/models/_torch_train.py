@@ -68,8 +68,7 @@ class _ViewsOptimizer:
         for vs in self.views:
             for v in vs:
                 v.grad = None
-        if isinstance(self.net, StackedMLP):
-            self.net.sync_low()
+        self.net.sync_low()
 
 
 def make_optimizer(recipe: MLPRecipe | CNNRecipe, net: StackedNet) -> StackedAdam | _ViewsOptimizer:
@@ -150,6 +149,7 @@ def flush_denormals() -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
+@flush_denormals()
 def train_stacked(
     recipe: MLPRecipe | CNNRecipe,
     data: Dataset,
@@ -159,18 +159,6 @@ def train_stacked(
     on_epoch: Callable[[int], None] | None = None,
 ) -> TorchUnitResult:
     """Train one model per entry of ``train_sets`` (record positions in ``data``), stacked."""
-    with flush_denormals():
-        return _train_stacked(recipe, data, train_sets, affines, streams, on_epoch)
-
-
-def _train_stacked(
-    recipe: MLPRecipe | CNNRecipe,
-    data: Dataset,
-    train_sets: list[np.ndarray],
-    affines: list[Affine],
-    streams: list[ModelStreams],
-    on_epoch: Callable[[int], None] | None,
-) -> TorchUnitResult:
     m = len(train_sets)
     gens = [s.torch_generator() for s in streams]
     net = build_net(recipe, data, gens)
