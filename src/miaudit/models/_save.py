@@ -38,11 +38,13 @@ def save_sklearn(path: Path, estimator: Any) -> None:
 
 
 def load_sklearn(path: Path) -> Any:
-    """Load a skops file, trusting only scikit-learn, numpy and scipy types."""
-    import skops.io as sio
+    """Load a skops file whose every node is an allow-listed class (models/_skops_policy.py);
+    anything else is refused with an InputError naming the file and the untrusted types."""
+    from miaudit.models._skops_policy import load_checked
 
-    untrusted = sio.get_untrusted_types(file=path)
-    bad = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
-    if bad:
-        raise InputError("model", f"{path.name} holds types outside scikit-learn/numpy/scipy: {', '.join(bad[:3])}")
-    return sio.load(path, trusted=untrusted)
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError("model", f"cannot read {str(path)!r} ({exc.strerror})") from None
+    return load_checked(data, path.name)

@@ -1,0 +1,287 @@
+"""What a ``.skops`` file may contain before miaudit loads it: an allow-list of concrete classes.
+
+A skops file is a zip holding ``schema.json``, a tree of nodes, each naming a loader (how skops
+rebuilds it) and a ``module.class`` that skops imports and, for several loaders, *calls* while
+loading (``ConstructorFromReduceNode``, ``ReduceNode``/``LossNode``, ``NdArrayNode`` of a
+non-ndarray type, containers, random states), or hands back as an object that the model calls
+later (``FunctionNode``, ``PartialNode``, ``MethodNode``, ``OperatorFuncNode``). skops' own
+check trusts some types by default and lets the caller trust more by name; a prefix rule such as
+"anything under ``numpy.``" trusts functions that evaluate strings.
+
+So miaudit reads ``schema.json`` itself, from the same bytes it then hands to skops (no second
+read of the file), and refuses the file unless
+
+- every node's loader is one that rebuilds data (never one whose result is a callable), and
+- every node's ``module.class`` — including the constructor of reduce nodes and the bit
+  generator a random-generator node names in its state — is in :func:`allowed_types`: scikit-learn
+  classifiers, transformers and the internal classes their fitted state holds, numpy array,
+  scalar and random-state classes, scipy sparse classes and Python's data builtins, each by full
+  name. There is no prefix rule and no function anywhere in the list.
+
+After loading, the arrays that scikit-learn's compiled code indexes without bounds checks (decision
+trees' node tables, histogram-gradient-boosting predictors' nodes) are checked, so a crafted
+index cannot make the model read or write outside its arrays.
+
+docs/security.md states the trust model this implements.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from miaudit.errors import InputError
+
+#: skops versions whose node kinds this module has been reviewed against (pyproject pins the same).
+TESTED_SKOPS = ">=0.16,<0.17"
+
+#: Loaders that rebuild data from the file. Left out on purpose: ``FunctionNode`` (a function
+#: object), ``PartialNode`` (functools.partial), ``MethodNode`` (a bound method, by attribute
+#: name), ``OperatorFuncNode`` (operator.attrgetter/methodcaller…), ``DefaultDictNode`` (its
+#: factory is a callable), and any loader a later skops adds until it is reviewed here.
+DATA_LOADERS = frozenset({
+    "DictNode", "ListNode", "TupleNode", "SetNode", "JsonNode", "SliceNode", "BytesNode", "BytearrayNode",
+    "NdArrayNode", "MaskedArrayNode", "DTypeNode", "TypeNode", "SparseMatrixNode",
+    "RandomStateNode", "RandomGeneratorNode",
+    "ObjectNode", "ConstructorFromReduceNode", "TreeNode", "LossNode", "CachedNode",
+})
+
+_BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "str", "int", "float", "bool", "complex", "slice", "bytes", "bytearray", "NoneType")
+
+_NUMPY = (
+    "numpy.ndarray", "numpy.dtype", "numpy.ma.core.MaskedArray",
+    "numpy.random.mtrand.RandomState", "numpy.random._generator.Generator",
+    *(f"numpy.{t}" for t in (
+        "bool", "bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+        "float16", "float32", "float64", "longdouble", "complex64", "complex128", "str_", "bytes_", "object_",
+    )),
+    # The dtype classes numpy 2 names in dtype nodes.
+    *(f"numpy.dtypes.{t}DType" for t in (
+        "Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+        "Float16", "Float32", "Float64", "Complex64", "Complex128", "Str", "Bytes", "Object",
+    )),
+)
+
+#: Bit generators a ``numpy.random.Generator`` may be rebuilt with (named inside its state).
+BIT_GENERATORS = frozenset({"PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"})
+
+_SCIPY = tuple(
+    f"scipy.sparse._{fmt}.{fmt}_{kind}"
+    for fmt in ("csr", "csc", "coo", "bsr", "dia", "lil", "dok")
+    for kind in ("matrix", "array")
+)
+
+#: Classes inside fitted scikit-learn estimators that are not estimators themselves: losses and
+#: links (gradient boosting, SGD), tree structures, calibrators, optimisers, binning.
+_SKLEARN_INTERNALS = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.gaussian_process._gpc._BinaryGaussianProcessClassifierLaplace",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.tree._classes.DecisionTreeRegressor",
+    "sklearn.tree._classes.ExtraTreeRegressor",
+    "sklearn.dummy.DummyRegressor",
+    "sklearn.isotonic.IsotonicRegression",
+    *(f"sklearn._loss.link.{c}" for c in ("Interval", "IdentityLink", "LogLink", "LogitLink", "HalfLogitLink", "MultinomialLogit")),
+    *(f"sklearn._loss.loss.{c}" for c in (
+        "HalfSquaredError", "AbsoluteError", "PinballLoss", "HuberLoss", "HalfPoissonLoss", "HalfGammaLoss",
+        "HalfTweedieLoss", "HalfTweedieLossIdentity", "HalfBinomialLoss", "HalfMultinomialLoss", "ExponentialLoss",
+    )),
+    *(f"sklearn._loss._loss.Cy{c}" for c in (
+        "HalfSquaredError", "AbsoluteError", "PinballLoss", "HuberLoss", "HalfPoissonLoss", "HalfGammaLoss",
+        "HalfTweedieLoss", "HalfTweedieLossIdentity", "HalfBinomialLoss", "HalfMultinomialLoss", "ExponentialLoss",
+    )),
+    *(f"sklearn.linear_model._sgd_fast.{c}" for c in (
+        "Hinge", "SquaredHinge", "ModifiedHuber", "Log", "SquaredLoss", "Huber", "EpsilonInsensitive", "SquaredEpsilonInsensitive",
+    )),
+    *(f"sklearn.gaussian_process.kernels.{c}" for c in (
+        "ConstantKernel", "WhiteKernel", "RBF", "Matern", "RationalQuadratic", "ExpSineSquared", "DotProduct",
+        "Sum", "Product", "Exponentiation", "Hyperparameter", "PairwiseKernel", "CompoundKernel",
+    )),
+)
+
+#: Estimators whose fitted state holds compiled structures this module cannot check (neighbour
+#: search trees index their arrays without bounds checks): refused, though scikit-learn classes.
+_REFUSED_ESTIMATORS = frozenset({
+    "sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree",
+})
+
+
+@functools.cache
+def allowed_types() -> frozenset[str]:
+    """Every ``module.class`` a ``.skops`` file may name, by full name."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.utils import all_estimators
+
+    estimators = {cls for _, cls in all_estimators(type_filter=["classifier", "transformer"])}
+    estimators |= {Pipeline, FeatureUnion, ColumnTransformer}
+    names = {f"{cls.__module__}.{cls.__qualname__}" for cls in estimators}
+    names |= {f"builtins.{b}" for b in _BUILTINS}
+    names |= set(_NUMPY) | set(_SCIPY) | set(_SKLEARN_INTERNALS)
+    return frozenset(names - _REFUSED_ESTIMATORS)
+
+
+#: The largest ``schema.json`` read (a zip bomb's inflated size is refused before inflating).
+MAX_SCHEMA_BYTES = 256 * 2**20
+
+
+def read_schema(data: bytes, name: str) -> dict[str, Any]:
+    """The parsed ``schema.json`` of a skops file's bytes (InputError naming the file)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            info = zf.getinfo("schema.json")
+            if info.file_size > MAX_SCHEMA_BYTES:
+                raise InputError("model", f"{name}: schema.json of {info.file_size} bytes is larger than any model miaudit loads")
+            schema = json.loads(zf.read(info))
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, RuntimeError) as exc:
+        raise InputError("model", f"{name} is not a skops file ({type(exc).__name__})") from None
+    if not isinstance(schema, dict):
+        raise InputError("model", f"{name} is not a skops file (schema.json is not an object)")
+    return schema
+
+
+def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
+    """Every node of a schema: any JSON object with a ``__loader__``, at any depth (skops nests
+    nodes under ``content``, ``attrs``, ``__reduce__``… — every key is searched, not only those)."""
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "__loader__" in item:
+                yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _bit_generator(node: dict[str, Any]) -> Any:
+    try:
+        return json.loads(node["content"]["bit_generator"]["content"]["bit_generator"]["content"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def untrusted_types(schema: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(the ``module.class`` names the schema uses, those outside the allow-list)."""
+    allowed = allowed_types()
+    used: set[str] = set()
+    bad: set[str] = set()
+    for node in _nodes(schema):
+        loader, module, cls = node.get("__loader__"), node.get("__module__"), node.get("__class__")
+        name = f"{module}.{cls}"
+        if not (isinstance(loader, str) and isinstance(module, str) and isinstance(cls, str)):
+            bad.add(f"{name} (malformed node)")
+            continue
+        if loader not in DATA_LOADERS:
+            bad.add(f"{name} ({loader})")
+        elif name not in allowed:
+            bad.add(name)
+        if loader == "RandomGeneratorNode":
+            gen = _bit_generator(node)
+            if gen not in BIT_GENERATORS:
+                bad.add(f"numpy.random.{gen} (bit generator)")
+        used.add(name)
+    return used, bad
+
+
+def load_checked(data: bytes, name: str) -> Any:
+    """Load a skops file's bytes after checking every node against the allow-list; then check
+    the loaded model's index arrays. InputError naming the file and the untrusted types."""
+    import skops.io as sio
+
+    schema = read_schema(data, name)
+    used, bad = untrusted_types(schema)
+    if bad:
+        listed = ", ".join(sorted(bad)[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise InputError("model", f"{name} holds types miaudit does not load (files are data, never code): {listed}")
+    try:
+        obj = sio.loads(data, trusted=sorted(used))
+    except Exception as exc:  # a malformed file fails inside skops in many ways; none is a model
+        raise InputError("model", f"{name} cannot be loaded as a scikit-learn model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    check_index_arrays(obj, name)
+    return obj
+
+
+def _children(obj: Any) -> Iterator[Any]:
+    if isinstance(obj, dict):
+        yield from obj.values()
+    elif isinstance(obj, (list, tuple)):
+        yield from obj
+    elif isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            yield from obj.ravel().tolist()
+    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("sklearn"):
+        yield from vars(obj).values()
+
+
+def check_index_arrays(root: Any, name: str) -> None:
+    """Refuse a loaded model whose tree node tables point outside themselves or outside the
+    features its estimator checks inputs against (``n_features_in_`` of the nearest owner)."""
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.tree._tree import Tree
+
+    seen: set[int] = set()
+    stack: list[tuple[Any, int | None]] = [(root, None)]
+    while stack:
+        obj, n_features = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        own = getattr(obj, "n_features_in_", None) if type(obj).__module__.startswith("sklearn") else None
+        if isinstance(own, (int, np.integer)):
+            n_features = int(own)
+        if isinstance(obj, Tree):
+            _check_tree(obj, name, n_features)
+        elif isinstance(obj, TreePredictor):
+            _check_predictor(obj, name, n_features)
+        stack.extend((child, n_features) for child in _children(obj))
+
+
+def _check_tree(tree: Any, name: str, n_features: int | None) -> None:
+    n = int(tree.node_count)
+    width = int(tree.n_features) if n_features is None else min(int(tree.n_features), n_features)
+    left, right, feature = tree.children_left, tree.children_right, tree.feature
+    leaf = left == -1
+    internal = ~leaf
+    ok = (
+        n >= 1 and left.shape == right.shape == feature.shape == (n,)
+        and np.array_equal(leaf, right == -1)
+        # Children come after their parent in scikit-learn's depth-first layout: no cycles.
+        and bool(np.all(left[internal] > np.flatnonzero(internal))) and bool(np.all(right[internal] > np.flatnonzero(internal)))
+        and bool(np.all(left[internal] < n)) and bool(np.all(right[internal] < n))
+        and bool(np.all((feature[internal] >= 0) & (feature[internal] < width)))
+        and tree.value.shape[0] == n
+    )
+    if not ok:
+        raise InputError("model", f"{name}: a decision tree's node table points outside itself (a crafted or corrupted file)")
+
+
+def _check_predictor(pred: Any, name: str, n_features: int | None) -> None:
+    nodes = pred.nodes
+    n = nodes.shape[0]
+    internal = nodes["is_leaf"] == 0
+    idx = np.flatnonzero(internal)
+    left, right = nodes["left"][internal].astype(np.int64), nodes["right"][internal].astype(np.int64)
+    ok = n >= 1 and bool(np.all((left > idx) & (left < n) & (right > idx) & (right < n)))
+    feature = nodes["feature_idx"][internal].astype(np.int64)
+    ok = ok and bool(np.all(feature >= 0)) and (n_features is None or bool(np.all(feature < n_features)))
+    bitsets = getattr(pred, "raw_left_cat_bitsets", None)
+    cat = nodes["is_categorical"][internal] != 0 if "is_categorical" in nodes.dtype.names else np.zeros(idx.size, bool)
+    if bitsets is not None and cat.any():
+        bidx = nodes["bitset_idx"][internal][cat].astype(np.int64)
+        ok = ok and bool(np.all((bidx >= 0) & (bidx < bitsets.shape[0])))
+    if not ok:
+        raise InputError("model", f"{name}: a gradient-boosting tree's node table points outside itself (a crafted or corrupted file)")

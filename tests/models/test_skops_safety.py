@@ -1,0 +1,295 @@
+"""Crafted ``.skops`` files: one per node kind skops has, each carrying a payload that leaves a
+trace (a file written by the payload's import or call). Every one is refused by every entry point
+that reads model files, with one line naming the file and the untrusted types; and every one is
+a real exploit: skops itself, told to trust what the file names, runs the payload (the control).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import sys
+import types
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sio = pytest.importorskip("skops.io")
+
+from miaudit.errors import InputError  # noqa: E402
+from miaudit.models import load_sklearn, save_sklearn  # noqa: E402
+from miaudit.models._skops_policy import allowed_types, untrusted_types  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    y = (x[:, 0] > 0).astype(int)
+    return LogisticRegression().fit(x, y), x
+
+
+@pytest.fixture
+def payload(tmp_path, monkeypatch):
+    """A module whose import, calls and instances write the trace file."""
+    name = f"mia_payload_{uuid.uuid4().hex[:8]}"
+    trace = tmp_path / "trace"
+    (tmp_path / f"{name}.py").write_text(
+        "import pathlib\n"
+        f"TRACE = pathlib.Path({str(trace)!r})\n"
+        "TRACE.write_text('import')\n"
+        "def run(*args, **kwargs):\n    TRACE.write_text('called')\n    return ()\n"
+        "class Evil:\n"
+        "    def __init__(self, *a, **k):\n        TRACE.write_text('init')\n"
+        "    def __setstate__(self, state):\n        TRACE.write_text('setstate')\n"
+        "    def __call__(self, *a, **k):\n        TRACE.write_text('call')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield types.SimpleNamespace(module=name, trace=trace)
+    sys.modules.pop(name, None)
+
+
+def _schema_and_files(est) -> tuple[dict, dict[str, bytes]]:
+    with zipfile.ZipFile(io.BytesIO(sio.dumps(est))) as zf:
+        return json.loads(zf.read("schema.json")), {n: zf.read(n) for n in zf.namelist() if n != "schema.json"}
+
+
+def _pack(schema: dict, files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("schema.json", json.dumps(schema))
+        for n, b in files.items():
+            zf.writestr(n, b)
+    return buf.getvalue()
+
+
+def _json(value) -> dict:
+    return {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode", "content": json.dumps(value), "is_json": True}
+
+
+def _tuple(*items) -> dict:
+    return {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode", "content": list(items)}
+
+
+def _dict(**items) -> dict:
+    return {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode", "content": items, "key_types": {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": [{"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"}] * len(items)}}
+
+
+def _node(loader: str, module: str, cls: str, **rest) -> dict:
+    return {"__class__": cls, "__module__": module, "__loader__": loader, **rest}
+
+
+def _array_node(files: dict[str, bytes], module: str = "numpy", cls: str = "ndarray") -> dict:
+    name = f"{uuid.uuid4()}.npy"
+    buf = io.BytesIO()
+    np.save(buf, np.arange(3.0), allow_pickle=False)
+    files[name] = buf.getvalue()
+    return _node("NdArrayNode", module, cls, type="numpy", file=name)
+
+
+def crafted_nodes(mod: str, files: dict[str, bytes]) -> dict[str, dict]:
+    """One crafted node per node kind: what is planted as an attribute of a working model."""
+    fn = _node("FunctionNode", mod, "run")
+    return {
+        "ObjectNode": _node("ObjectNode", mod, "Evil", content=_dict()),
+        "ConstructorFromReduceNode": _node("ConstructorFromReduceNode", mod, "run", content=_tuple()),
+        "FunctionNode": fn,
+        "PartialNode": _node("PartialNode", "functools", "partial", content={"func": fn, "args": _tuple(), "kwds": _dict(), "namespace": _dict()}),
+        "MethodNode": _node("MethodNode", mod, "Evil", content={"func": "__call__", "obj": _node("ObjectNode", mod, "Evil")}),
+        "OperatorFuncNode": _node("OperatorFuncNode", "operator", "methodcaller", attrs=_tuple(_json("run"))),
+        "TypeNode": _node("TypeNode", mod, "Evil"),
+        "NdArrayNode": _array_node(files, mod, "run"),
+        "DTypeNode": _node("DTypeNode", "numpy", "dtype", content=_array_node(files, mod, "run")),
+        "ListNode": _node("ListNode", mod, "run", content=[]),
+        "TupleNode": _node("TupleNode", mod, "Evil", content=[]),
+        "SetNode": _node("SetNode", mod, "run", content=[]),
+        "DictNode": {**_dict(), "__module__": mod, "__class__": "run"},
+        "DefaultDictNode": _node("DefaultDictNode", "collections", "defaultdict", content={"main": _dict(), "default_factory": fn}),
+        "RandomStateNode": _node("RandomStateNode", mod, "Evil", content=_dict()),
+        "LossNode": _node("LossNode", mod, "run", content=_dict(), __reduce__={"args": _tuple()}),
+        "TreeNode": _node("TreeNode", mod, "Evil", content=_dict(), __reduce__={"args": _tuple()}),
+        "MaskedArrayNode": _node("MaskedArrayNode", mod, "Evil", content={"data": _array_node(files), "mask": _array_node(files)}),
+        "SparseMatrixNode": _node("SparseMatrixNode", mod, "Evil", type="scipy", file="missing.npz"),
+        "BytesNode": _node("BytesNode", mod, "Evil", file="missing.bin"),
+        "BytearrayNode": _node("BytearrayNode", mod, "Evil", file="missing.bin"),
+        "SliceNode": _node("SliceNode", mod, "Evil", content={"start": 0, "stop": 1, "step": 1}),
+        "JsonNode": _node("JsonNode", mod, "Evil", content="1", is_json=True),
+        "UnknownNode": _node("EvilNode", mod, "Evil"),
+        # The reported exploit: a numpy *function* that evaluates a string, reached through
+        # the old "numpy." prefix rule; its payload writes the trace too (see _runstring).
+        "numpy-function": _node("ConstructorFromReduceNode", "numpy.testing._private.utils", "runstring", content=_tuple(_json("__import__('pathlib').Path(TRACE).write_text('runstring')"), _json(None))),
+    }
+
+
+NODE_KINDS = list(crafted_nodes("m", {}))
+
+
+def crafted_file(est, kind: str, mod: str, trace: Path) -> bytes:
+    schema, files = _schema_and_files(est)
+    node = crafted_nodes(mod, files)[kind]
+    if kind == "numpy-function":
+        # runstring(code, dict): the dict is the namespace the code runs in.
+        node["content"]["content"][1] = _dict(TRACE=_json(str(trace)))
+    schema["content"]["content"]["payload_"] = node
+    schema["content"]["key_types"]["content"].append({"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"})
+    return _pack(schema, files)
+
+
+def _control(data: bytes, trace: Path) -> None:
+    """What skops does with the file when told to trust what it names: load, then use any
+    callable the model now carries (as a FunctionTransformer would call its ``func``)."""
+    try:
+        obj = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+        planted = getattr(obj, "payload_", None)
+        if callable(planted):
+            planted(types.SimpleNamespace(run=lambda: trace.write_text("called")))
+    except Exception:  # noqa: BLE001 - a control that fails after the payload ran still counts
+        pass
+
+
+#: Node kinds whose loader ignores the class it names (it rebuilds a fixed type), or which fail
+#: before using it: no payload can run through them, but the allow-list refuses them all the same.
+NO_CODE_PATH = {"TreeNode", "MaskedArrayNode", "SparseMatrixNode", "BytesNode", "BytearrayNode", "SliceNode", "JsonNode", "UnknownNode"}
+
+
+@pytest.mark.parametrize("kind", NODE_KINDS)
+def test_crafted_file_is_refused_and_runs_nothing(kind, fitted, payload, tmp_path) -> None:
+    est, x = fitted
+    data = crafted_file(est, kind, payload.module, payload.trace)
+    path = tmp_path / "model.skops"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as err:
+        load_sklearn(path)
+    msg = str(err.value)
+    assert "\n" not in msg and "model.skops" in msg
+    assert any(name in msg for name in (payload.module, "runstring", "operator.methodcaller")), msg
+    assert not payload.trace.exists(), f"the payload ran: {payload.trace.read_text()}"
+    if kind not in NO_CODE_PATH:
+        _control(data, payload.trace)
+        assert payload.trace.exists(), "control: this crafted file does not run its payload under plain skops"
+
+
+def test_every_entry_point_refuses(fitted, payload, tmp_path, monkeypatch, capsys) -> None:
+    """serve --model (file and unit folder), the trade-off's cache read and the Python loader."""
+    from miaudit.audit._tradeoff import model_predictor
+    from miaudit.cli import main
+    from miaudit.models import SklearnRecipe, save_torch_state
+    from miaudit.serve import load_predictor
+
+    est, _ = fitted
+    data = crafted_file(est, "numpy-function", payload.module, payload.trace)
+    (tmp_path / "evil.skops").write_bytes(data)
+    unit = tmp_path / "unit"
+    unit.mkdir()
+    (unit / "model_0.skops").write_bytes(data)
+    save_torch_state(unit / "preprocess.safetensors", {"preprocess.scale": np.ones((1, 3), np.float32), "preprocess.shift": np.zeros((1, 3), np.float32)})
+    run = types.SimpleNamespace(model_location=lambda m: (unit, 0), config=types.SimpleNamespace(model=SklearnRecipe()))
+    calls = [
+        lambda: load_sklearn(tmp_path / "evil.skops"),
+        lambda: load_predictor(tmp_path / "evil.skops"),
+        lambda: load_predictor(unit),
+        lambda: model_predictor(run, 0),
+    ]
+    for call in calls:
+        with pytest.raises(InputError, match="runstring"):
+            call()
+    monkeypatch.setattr(sys, "argv", ["miaudit", "serve", "--model", str(tmp_path / "evil.skops"), "--db", f"sqlite:///{tmp_path / 'log.db'}", "--secret-file", str(tmp_path / "secret"), "--port", "0"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "runstring" in err and len(err.splitlines()) == 1
+    assert not payload.trace.exists()
+
+
+def test_crafted_tree_table_is_refused(tmp_path) -> None:
+    """A tree whose node table points outside itself: scikit-learn would index it unchecked."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 4))
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, (x[:, 0] + x[:, 1] > 0).astype(int))
+    schema, files = _schema_and_files(tree)
+    nodes_file = schema["content"]["content"]["tree_"]["content"]["content"]["nodes"]["file"]
+    nodes = np.load(io.BytesIO(files[nodes_file]), allow_pickle=False)
+    for field, value in (("left_child", 10**6), ("feature", 99), ("right_child", 0)):
+        bad = nodes.copy()
+        bad[field][0] = value
+        buf = io.BytesIO()
+        np.save(buf, bad, allow_pickle=False)
+        path = tmp_path / f"{field}.skops"
+        path.write_bytes(_pack(copy.deepcopy(schema), {**files, nodes_file: buf.getvalue()}))
+        with pytest.raises(InputError, match="node table"):
+            load_sklearn(path)
+    save_sklearn(tmp_path / "ok.skops", tree)
+    np.testing.assert_array_equal(load_sklearn(tmp_path / "ok.skops").predict_proba(x), tree.predict_proba(x))
+
+
+def test_random_generator_names_only_bit_generators(fitted, tmp_path) -> None:
+    est, _ = fitted
+    est = copy.deepcopy(est)
+    est.rng_ = np.random.default_rng(0)
+    schema, files = _schema_and_files(est)
+    node = schema["content"]["content"]["rng_"]
+    assert untrusted_types(schema)[1] == set()
+    node["content"]["bit_generator"]["content"]["bit_generator"]["content"] = json.dumps("seed")
+    assert untrusted_types(schema)[1] == {"numpy.random.seed (bit generator)"}
+
+
+def test_not_a_skops_file(tmp_path) -> None:
+    for name, data in (("zip.skops", b"not a zip"), ("empty.skops", _pack_raw({"x.txt": b""})), ("list.skops", _pack_raw({"schema.json": b"[]"}))):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError, match="not a skops file"):
+            load_sklearn(tmp_path / name)
+
+
+def _pack_raw(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for n, b in members.items():
+            zf.writestr(n, b)
+    return buf.getvalue()
+
+
+def test_allow_list_is_concrete_classes_only() -> None:
+    """No prefix, no function: every name resolves to a class (those importable here)."""
+    import importlib
+
+    names = allowed_types()
+    assert not any(n.endswith((".", "*")) for n in names)
+    checked = 0
+    for name in sorted(names):
+        module, _, cls = name.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError):
+            continue  # a name this scikit-learn/numpy version does not have
+        assert isinstance(obj, type), f"{name} is not a class"
+        checked += 1
+    assert checked > 100
+
+
+@pytest.mark.parametrize("estimator", [
+    "sklearn.linear_model.LogisticRegression", "sklearn.ensemble.RandomForestClassifier", "sklearn.ensemble.HistGradientBoostingClassifier",
+    "sklearn.ensemble.GradientBoostingClassifier", "sklearn.neural_network.MLPClassifier", "sklearn.naive_bayes.GaussianNB", "sklearn.tree.DecisionTreeClassifier",
+])
+def test_supported_models_round_trip(estimator, tmp_path) -> None:
+    import importlib
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    module, _, cls = estimator.rpartition(".")
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(120, 5))
+    y = (x[:, 0] + 0.5 * rng.normal(size=120) > 0).astype(int) + (x[:, 1] > 1)
+    params = {"max_iter": 2000} if cls == "MLPClassifier" else {}
+    model = make_pipeline(StandardScaler(), getattr(importlib.import_module(module), cls)(**params)).fit(x, y)
+    save_sklearn(tmp_path / "m.skops", model)
+    np.testing.assert_allclose(load_sklearn(tmp_path / "m.skops").predict_proba(x), model.predict_proba(x))
