@@ -9,11 +9,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from miaudit.engine import EngineConfig, TrainConfig
-from miaudit.engine._config import PlanConfig
+from miaudit.engine._config import PlanConfig, with_trust
 from miaudit.errors import InputError
 from miaudit.datasets import DataConfig
 from miaudit.metrics import DEFAULT_FPRS
-from miaudit.models import MLPRecipe, Recipe, validation_error
+from miaudit.models import MLPRecipe, Recipe, check_code_trust, validation_error
 
 THRESHOLD_NAMES = ("loss", "confidence", "entropy", "modified_entropy", "gap")
 REFERENCE_NAMES = ("lira_online", "lira_offline", "rmia_online", "rmia_offline", "shadow", "ml_leaks")
@@ -72,6 +72,8 @@ class AuditConfig(BaseModel):
     engine: EngineConfig = EngineConfig()
     audit: AttackSection = AttackSection()
     seed: int = Field(0, ge=0)
+    #: The config may name code to import and run (docs/security.md); ``--trust-code`` sets it.
+    trust_code: bool = False
 
     def n_models(self) -> int:
         return 2 * self.audit.references + 2
@@ -80,20 +82,24 @@ class AuditConfig(BaseModel):
         if self.plan.kind != "complementary":
             raise InputError("plan.kind", "an audit trains complementary pairs (k references need them); remove 'kind' or set it to \"complementary\"")
         plan = self.plan.model_copy(update={"models": self.n_models()})
-        return TrainConfig(data=self.data, model=self.model, plan=plan, engine=self.engine, seed=self.seed)
+        return TrainConfig(data=self.data, model=self.model, plan=plan, engine=self.engine, seed=self.seed, trust_code=self.trust_code)
 
 
-def parse_audit_config(raw: dict[str, Any]) -> AuditConfig:
+def parse_audit_config(raw: dict[str, Any], *, trust_code: bool = False) -> AuditConfig:
+    """Validate an audit config mapping; a config naming code is refused unless it or
+    ``trust_code`` (``--trust-code``) opts in."""
     plan = raw.get("plan")
     if isinstance(plan, dict) and "models" in plan:
         raise InputError("plan.models", "is set by [audit].references (2k + 2 models); remove it")
     try:
-        return AuditConfig.model_validate(raw)
+        cfg = AuditConfig.model_validate(with_trust(raw, trust_code))
     except ValidationError as exc:
         raise validation_error(exc, "") from None
+    check_code_trust(cfg.model, cfg.trust_code)
+    return cfg
 
 
-def load_audit_config(path: str | Path) -> AuditConfig:
+def load_audit_config(path: str | Path, *, trust_code: bool = False) -> AuditConfig:
     """Read a TOML or YAML audit config; relative paths are taken from the file's folder."""
     path = Path(path)
     if not path.is_file():
@@ -114,7 +120,7 @@ def load_audit_config(path: str | Path) -> AuditConfig:
         raise InputError("config", f"cannot parse {path.name}: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise InputError("config", f"{path.name} must hold a table at the top level")
-    cfg = parse_audit_config(raw)
+    cfg = parse_audit_config(raw, trust_code=trust_code)
     base = path.parent
 
     def fix(p: Path | None) -> Path | None:

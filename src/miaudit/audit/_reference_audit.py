@@ -214,6 +214,7 @@ _RUN_ONLY = {"workers", "progress", "executor", "address"}
 def config_digest(cfg: AuditConfig) -> str:
     data = cfg.model_dump(mode="json")
     data["engine"] = {k: v for k, v in data["engine"].items() if k not in _RUN_ONLY}
+    data.pop("trust_code", None)  # permission to run the config's code, not part of what it computes
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

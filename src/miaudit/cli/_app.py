@@ -90,6 +90,7 @@ def audit_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results of another config already in --out.")] = False,
     executor: Annotated[str | None, typer.Option(help='Where units train: "local" (worker processes) or "ray" (Ray tasks); overrides engine.executor.')] = None,
     address: Annotated[str | None, typer.Option(help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.')] = None,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.")] = False,
 ) -> None:
     """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate."""
     from miaudit.audit import audit, load_audit_config
@@ -99,7 +100,7 @@ def audit_cmd(
 
     for r in fail_on or []:
         parse_rule(r)  # a bad rule is refused before any training
-    result = audit(with_engine(load_audit_config(config), executor=executor, address=address), out_dir, overwrite=overwrite)
+    result = audit(with_engine(load_audit_config(config, trust_code=trust_code), executor=executor, address=address), out_dir, overwrite=overwrite)
     print_summary(result, out)
     out.print(f"results: {out_dir / 'results.json'} (shareable); scores, signals, models: restricted (0600)")
     _report_line(out_dir)

@@ -75,6 +75,7 @@ def tradeoff(
     policy_targets: Annotated[int, typer.Option(help="Baseline models attacked through the oracle per policy.")] = 4,
     noise_sigma: Annotated[float, typer.Option(help="Noise-robustness σ, in per-column standard deviations.")] = 0.5,
     dp_audit_json: Annotated[Path | None, typer.Option("--dp-audit", help="A dp_audit.json to show in the report's DP section.")] = None,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.")] = False,
 ) -> None:
     """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all)."""
     from miaudit.audit._tradeoff import default_variants
@@ -88,7 +89,9 @@ def tradeoff(
     err = Console(stderr=True)
     variants = default_variants(_floats(epsilons, "--epsilons"), _floats(weight_decays, "--weight-decays"), early_stopping, _strings(policies),
                                 delta=delta, accountant=accountant, ghost_clipping=ghost_clipping)
-    result = run_tradeoff(config, out_dir, variants=variants, policy_targets=policy_targets, noise_sigma=noise_sigma, say=lambda s: err.print(s, highlight=False, soft_wrap=True))
+    from miaudit.audit import load_audit_config
+
+    result = run_tradeoff(load_audit_config(config, trust_code=trust_code), out_dir, variants=variants, policy_targets=policy_targets, noise_sigma=noise_sigma, say=lambda s: err.print(s, highlight=False, soft_wrap=True))
     out = _console()
     table = Table(title="Privacy–utility trade-off (strongest attack per variant; 95 % intervals)")
     for col in ("variant", "ε", "test acc", "gap", "strongest", "AUC", "TPR@1%FPR"):
@@ -125,6 +128,7 @@ def dp_audit(
     significance: Annotated[float, typer.Option(help="Significance of the ε lower bound.")] = 0.05,
     seed: Annotated[int | None, typer.Option(help="Seed of canaries, coin flips and training (default: the config's).")] = None,
     canary_kind: Annotated[str, typer.Option("--canary-kind", help="input (records with a wrong label, black-box) or gradient (Dirac gradients in the DP-SGD step, white-box).")] = "input",
+    trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.")] = False,
 ) -> None:
     """Empirical ε lower bound for a DP recipe against its accountant's claim: PASSED, FAILED or not testable."""
     from miaudit.audit._dp_audit import DpAuditDesign
@@ -134,7 +138,9 @@ def dp_audit(
         raise InputError("--canary-kind", f"must be 'input' or 'gradient', got {canary_kind!r}")
     out = _console()
     design = DpAuditDesign(canaries=canaries, k_plus=k_plus, k_minus=k_minus, runs=runs, significance=significance, canary_kind=canary_kind)  # type: ignore[arg-type]
-    result = run_dp_audit(config, out_dir, design=design, seed=seed, say=lambda s: out.print(s, highlight=False, soft_wrap=True))
+    from miaudit.audit import load_audit_config
+
+    result = run_dp_audit(load_audit_config(config, trust_code=trust_code), out_dir, design=design, seed=seed, say=lambda s: out.print(s, highlight=False, soft_wrap=True))
     if out_dir is not None:
         out.print(f"results: {out_dir / 'dp_audit.json'} (shareable)")
     if result.verdict == "FAILED" and not math.isinf(result.claimed_epsilon):

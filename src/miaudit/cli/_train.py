@@ -24,12 +24,13 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
     executor: Annotated[str | None, typer.Option(help='Where units train: "local" (worker processes) or "ray" (Ray tasks); overrides engine.executor.')] = None,
     address: Annotated[str | None, typer.Option(help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.')] = None,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.")] = False,
 ) -> None:
     """Train reference models on a membership plan and write their signals (multi-model format)."""
     from miaudit.engine import load_config
     from miaudit.engine import train as run_train
 
-    cfg = load_config(config)
+    cfg = load_config(config, trust_code=trust_code)
     updates = {k: v for k, v in {"workers": workers, "threads": threads, "cache": cache}.items() if v is not None}
     updates["progress"] = progress and cfg.engine.progress
     cfg = with_engine(cfg, executor=executor, address=address, **updates)

@@ -18,7 +18,7 @@ from pydantic import (
 
 from miaudit.datasets import DataConfig
 from miaudit.errors import InputError
-from miaudit.models import MLPRecipe, Recipe, validation_error
+from miaudit.models import MLPRecipe, Recipe, check_code_trust, validation_error
 
 
 class PlanConfig(BaseModel):
@@ -64,7 +64,11 @@ class EngineConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    """Everything ``miaudit train`` needs: ``[data]``, ``[model]``, ``[plan]``, ``[engine]``, ``seed``."""
+    """Everything ``miaudit train`` needs: ``[data]``, ``[model]``, ``[plan]``, ``[engine]``, ``seed``.
+
+    ``trust_code``: the config may name code to import and run (an estimator outside
+    scikit-learn's classifiers); without it such a config is refused (docs/security.md).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,17 +77,26 @@ class TrainConfig(BaseModel):
     plan: PlanConfig = PlanConfig()
     engine: EngineConfig = EngineConfig()
     seed: int = Field(0, ge=0)
+    trust_code: bool = False
 
 
-def parse_config(raw: dict[str, Any]) -> TrainConfig:
-    """Validate a config mapping; the InputError names the first bad field."""
+def with_trust(raw: dict[str, Any], trust_code: bool) -> dict[str, Any]:
+    """The raw config with ``--trust-code`` applied (it can only add trust, never remove it)."""
+    return {**raw, "trust_code": True} if trust_code else raw
+
+
+def parse_config(raw: dict[str, Any], *, trust_code: bool = False) -> TrainConfig:
+    """Validate a config mapping; the InputError names the first bad field. A config naming
+    code is refused unless it or ``trust_code`` (``--trust-code``) opts in."""
     try:
-        return TrainConfig.model_validate(raw)
+        cfg = TrainConfig.model_validate(with_trust(raw, trust_code))
     except ValidationError as exc:
         raise validation_error(exc, "") from None
+    check_code_trust(cfg.model, cfg.trust_code)
+    return cfg
 
 
-def load_config(path: str | Path) -> TrainConfig:
+def load_config(path: str | Path, *, trust_code: bool = False) -> TrainConfig:
     """Read a TOML (.toml) or YAML (.yaml/.yml) config file; relative paths in it are taken
     relative to the file's folder."""
     path = Path(path)
@@ -108,7 +121,7 @@ def load_config(path: str | Path) -> TrainConfig:
         raise InputError("config", f"cannot parse {path.name}: {exc}") from None
     if not isinstance(raw, dict):
         raise InputError("config", f"{path.name} must hold a table/mapping at the top level")
-    cfg = parse_config(raw)
+    cfg = parse_config(raw, trust_code=trust_code)
     return _resolve_paths(cfg, path.parent)
 
 

@@ -108,7 +108,7 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
             versions=versions,
         )
         shape = (len(models), data.n_records, *((a,) if a > 1 else ()), data.n_classes)
-        jobs.append(UnitJob(unit, models, rows, cfg.model, data, cfg.seed, cfg.engine.threads, parts, cache, shape))
+        jobs.append(UnitJob(unit, models, rows, cfg.model, data, cfg.seed, cfg.engine.threads, parts, cache, shape, cfg.trust_code))
     return jobs
 
 
@@ -138,7 +138,7 @@ def train(
     if isinstance(cfg.model, SklearnRecipe):
         from miaudit.models._sklearn import make_estimator
 
-        make_estimator(cfg.model)  # refuse a bad estimator or params before any work
+        make_estimator(cfg.model, trust_code=cfg.trust_code)  # refuse a bad estimator or params before any work
     plan = make_plan(cfg, data.n_records, keep)
     console = console or Console(stderr=True)
     _cache.clean_stale_staging(cache)

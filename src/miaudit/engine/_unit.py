@@ -34,6 +34,8 @@ class UnitJob:
     parts: _cache.KeyParts
     cache: Path
     logits_shape: tuple[int, ...]
+    #: The config opted in to running code it names (not part of the key: it changes no bits).
+    trust_code: bool = False
 
     @property
     def key(self) -> str:
@@ -61,7 +63,7 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
 
         outs = []
         for i, (k, t, a, s) in enumerate(zip(job.models, train_sets, affines, streams, strict=True)):
-            est, logits = train_sklearn(job.recipe, job.data, t, a, s.sklearn_seed)
+            est, logits = train_sklearn(job.recipe, job.data, t, a, s.sklearn_seed, trust_code=job.trust_code)
             save_sklearn(staging / f"model_{k}.skops", est)
             outs.append(logits)
             emit(("step", job.unit, i + 1, len(job.models)))

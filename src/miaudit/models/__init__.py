@@ -13,6 +13,7 @@ from miaudit.models._recipe import (
     parse_recipe,
     validation_error,
 )
+from miaudit.models._sklearn import check_code_trust
 from miaudit.models._save import load_sklearn, load_torch_state, save_sklearn, save_torch_state
 from miaudit.models._streams import ModelStreams, model_seed_sequence, plan_seed_sequence
 
@@ -25,6 +26,7 @@ __all__ = [
     "Precision",
     "Recipe",
     "SklearnRecipe",
+    "check_code_trust",
     "check_recipe_for_data",
     "load_sklearn",
     "load_torch_state",

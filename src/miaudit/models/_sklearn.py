@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import itertools
 from typing import Any
 
 import numpy as np
@@ -16,15 +18,53 @@ from miaudit.models._recipe import SklearnRecipe
 LOG_FLOOR = float(np.log(1e-30))
 
 
-def estimator_class(recipe: SklearnRecipe) -> type:
-    """The classifier class named by ``recipe.estimator`` (InputError naming model.estimator)."""
+@functools.cache
+def builtin_classifiers() -> dict[str, type]:
+    """scikit-learn's own classifiers, by every name a config may use: the public path
+    (``sklearn.ensemble.RandomForestClassifier``) and the defining module's path."""
+    from sklearn.utils import all_estimators
+
+    names: dict[str, type] = {}
+    for name, cls in all_estimators(type_filter="classifier"):
+        names[f"{cls.__module__}.{name}"] = cls
+        parts = cls.__module__.split(".")
+        public = ".".join(itertools.takewhile(lambda p: not p.startswith("_"), parts))
+        if getattr(importlib.import_module(public), name, None) is cls:  # scikit-learn's own module
+            names[f"{public}.{name}"] = cls
+    return names
+
+
+def names_code(recipe: SklearnRecipe) -> bool:
+    """Whether the recipe's estimator is code outside scikit-learn's classifiers (decided from
+    the name alone: nothing is imported)."""
+    return recipe.estimator not in builtin_classifiers()
+
+
+def check_code_trust(recipe: object, trust_code: bool, field: str = "model.estimator") -> None:
+    """Refuse a recipe naming code unless the config or command line opted in (docs/security.md)."""
+    if isinstance(recipe, SklearnRecipe) and not trust_code and names_code(recipe):
+        raise InputError(
+            field,
+            f"{recipe.estimator!r} is not one of scikit-learn's classifiers; naming other code runs it: "
+            "set trust_code = true in the config or pass --trust-code if you trust it",
+        )
+
+
+def estimator_class(recipe: SklearnRecipe, *, trust_code: bool = False) -> type:
+    """The classifier class named by ``recipe.estimator`` (InputError naming model.estimator).
+
+    scikit-learn's classifiers are looked up by name; any other name is imported only with
+    ``trust_code`` (the name is checked before any import)."""
     from sklearn.base import BaseEstimator
 
-    module_name, _, cls_name = recipe.estimator.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError):
-        raise InputError("model.estimator", f"cannot import {recipe.estimator!r}") from None
+    check_code_trust(recipe, trust_code)
+    cls = builtin_classifiers().get(recipe.estimator)
+    if cls is None:
+        module_name, _, cls_name = recipe.estimator.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), cls_name)
+        except (ImportError, AttributeError):
+            raise InputError("model.estimator", f"cannot import {recipe.estimator!r}") from None
     if not isinstance(cls, type) or not issubclass(cls, BaseEstimator):
         raise InputError("model.estimator", f"{recipe.estimator!r} is not a scikit-learn estimator")
     if not hasattr(cls, "predict_proba"):
@@ -32,11 +72,11 @@ def estimator_class(recipe: SklearnRecipe) -> type:
     return cls
 
 
-def make_estimator(recipe: SklearnRecipe, seed: int | None = None) -> Any:
+def make_estimator(recipe: SklearnRecipe, seed: int | None = None, *, trust_code: bool = False) -> Any:
     """A fresh estimator (clone of the template) with ``random_state`` set from ``seed``."""
     from sklearn.base import clone, is_classifier
 
-    cls = estimator_class(recipe)
+    cls = estimator_class(recipe, trust_code=trust_code)
     try:
         template = cls(**recipe.params)
     except TypeError as exc:
@@ -49,10 +89,10 @@ def make_estimator(recipe: SklearnRecipe, seed: int | None = None) -> Any:
     return est
 
 
-def train_sklearn(recipe: SklearnRecipe, data: Dataset, train_idx: np.ndarray, affine: Affine, seed: int) -> tuple[Any, np.ndarray]:
+def train_sklearn(recipe: SklearnRecipe, data: Dataset, train_idx: np.ndarray, affine: Affine, seed: int, *, trust_code: bool = False) -> tuple[Any, np.ndarray]:
     """Fit one model on ``train_idx``; return it and its logits, log-probabilities (n, C)
     float32 (a class missing from the training half gets the floor)."""
-    est = make_estimator(recipe, seed)
+    est = make_estimator(recipe, seed, trust_code=trust_code)
     x = affine.apply(data.features)
     est.fit(x[train_idx], data.label[train_idx])
     proba = est.predict_proba(x)
