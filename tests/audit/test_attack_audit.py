@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import stat
 
 import numpy as np
@@ -30,7 +31,7 @@ def test_results_round_trip_and_schema(audited):
     back = AuditResult.from_json(text)
     assert back == result
     data = json.loads(text)
-    assert data["schema_version"] == "miaudit.results/1"
+    assert data["schema_version"] == "miaudit.results/2"
     assert data["seed"] == 3 and data["bootstrap"]["replicates"] == 100
     assert {a["name"] for a in data["attacks"]} == set(miaudit.audit.DEFAULT_ATTACKS)
     with pytest.raises(Exception):
@@ -110,7 +111,7 @@ def test_most_exposed_ties_do_not_follow_row_order():
     member = np.r_[np.ones(n // 2, int), np.zeros(n // 2, int)]  # members written first
     probs = np.tile([1.0, 0.0], (n, 1))
     ids = np.arange(n)
-    key = b"k" * 32
+    key = secrets.token_bytes(32)
     a = miaudit.attack(ModelOutputs.from_arrays(probs=probs, label=np.zeros(n, int), member=member, record_id=ids), attacks=["loss"], n_resamples=0)
     perm = np.random.default_rng(0).permutation(n)
     from miaudit.audit._attack import run_attacks

@@ -2,32 +2,128 @@
 
 HMAC-SHA-256(key, id): only the key holder (the model owner, whose output folder keeps the key
 in a 0600 file) can link a pseudonym back to a record; readers of a report cannot, and cannot
-test a guessed id without the key.
+test a guessed id without the key. That holds only while the key is secret and unguessable, so
+every key is at least :data:`MIN_KEY_BYTES` random bytes, made by :func:`secrets.token_bytes`,
+and a key file that is empty, short, not a regular file or readable by others is refused, never
+used. No code path has a default key: without a folder a run gets a fresh random key that is
+thrown away (its pseudonyms can be linked by nobody).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
+import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from miaudit._io import write_bytes_atomic
+from miaudit._io import RESTRICTED_MODE
+from miaudit.errors import InputError
 
 KEY_FILE = "pseudonym.key"
+KEY_BYTES = 32
+MIN_KEY_BYTES = 16
+#: A key file larger than this is not a key miaudit wrote.
+MAX_KEY_BYTES = 4096
+
+#: ``key_id``s of keys that are public knowledge: the empty key, and the fixed fallback key that
+#: miaudit 0.x used when ``attack_store`` was called without a key. Results carrying one of these
+#: ids have reversible pseudonyms (anyone can try candidate ids), and are flagged when read.
+KNOWN_WEAK_KEY_IDS = frozenset({"92d7533419e4", "02ac8466dee4"})
+
+
+def new_key() -> bytes:
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def check_key(key: object, source: str = "pseudonym_key") -> bytes:
+    """``key`` if it can key pseudonyms: bytes, at least 16 of them, not one repeated byte pattern."""
+    if not isinstance(key, (bytes, bytearray)):
+        raise InputError(source, f"must be bytes (at least {MIN_KEY_BYTES} random bytes), got {type(key).__name__}")
+    key = bytes(key)
+    if len(key) < MIN_KEY_BYTES:
+        raise InputError(source, f"is {len(key)} bytes; a pseudonym key needs at least {MIN_KEY_BYTES} random bytes (anyone could reverse its pseudonyms)")
+    if len(set(key)) < 4:
+        raise InputError(source, f"is {len(key)} bytes of at most 3 distinct values, not random bytes; remove it and rerun to get a fresh key")
+    if key_id(key) in KNOWN_WEAK_KEY_IDS:
+        raise InputError(source, "is a publicly known key; remove it and rerun to get a fresh key")
+    return key
+
+
+def read_key(path: Path) -> bytes:
+    """The key in ``path``: a regular file (not a link), not readable or writable by group or
+    others, holding at least 16 random bytes; else InputError naming the file. FileNotFoundError
+    when there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read the pseudonym key ({exc.strerror}; a link is refused)") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(str(path), "is not a regular file; a pseudonym key is one")
+        if info.st_mode & 0o077:
+            raise InputError(str(path), f"has mode {stat.S_IMODE(info.st_mode):04o}: others may read the pseudonym key, so its pseudonyms may already be reversible; make it 0600 (chmod 600) only if you are sure nobody read it, else remove it and rerun")
+        if info.st_size > MAX_KEY_BYTES:
+            raise InputError(str(path), f"is {info.st_size} bytes, not a pseudonym key")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_KEY_BYTES + 1)
+    finally:
+        os.close(fd)
+    return check_key(data, str(path))
+
+
+def existing_key(out: Path) -> bytes | None:
+    """The folder's key (checked), or None when it has none yet."""
+    try:
+        return read_key(out / KEY_FILE)
+    except FileNotFoundError:
+        return None
+
+
+def publish_key(out: Path, key: bytes) -> None:
+    """Write ``key`` as the folder's key (0600), unless it already holds this very key.
+
+    Created exclusively (a hard link of a finished temporary file): two runs racing on one
+    folder never replace each other's key; the loser is refused instead of writing results
+    whose pseudonyms no stored key can link.
+    """
+    path = out / KEY_FILE
+    key = check_key(key)
+    fd, tmp = tempfile.mkstemp(prefix=f".{KEY_FILE}.", suffix=".tmp", dir=out)
+    try:
+        os.fchmod(fd, RESTRICTED_MODE)
+        os.write(fd, key)
+        os.close(fd)
+        fd = -1
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+            return
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    if not hmac.compare_digest(read_key(path), key):
+        raise InputError(str(path), "another run created a different pseudonym key in this folder meanwhile; rerun with a folder of its own")
 
 
 def load_or_create_key(out: Path | None) -> bytes:
     """The output folder's key (created 0600 on first use), or a fresh one without a folder."""
     if out is None:
-        return secrets.token_bytes(32)
-    path = out / KEY_FILE
-    if path.exists():
-        return path.read_bytes()
-    key = secrets.token_bytes(32)
-    write_bytes_atomic(path, key, restricted=True)
+        return new_key()
+    key = existing_key(out)
+    if key is None:
+        key = new_key()
+        publish_key(out, key)
+        key = read_key(out / KEY_FILE)
     return key
 
 

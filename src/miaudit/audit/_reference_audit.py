@@ -27,7 +27,7 @@ from miaudit.attacks import (
 )
 from miaudit.audit._attack import attack_result, comparisons_with_loss
 from miaudit.audit._config import AuditConfig, THRESHOLD_NAMES, load_audit_config
-from miaudit.audit._pseudonyms import key_id, pseudonymise
+from miaudit.audit._pseudonyms import check_key, key_id, new_key, pseudonymise
 from miaudit.audit._results import (
     AuditResult,
     BootstrapInfo,
@@ -154,7 +154,7 @@ def attack_store(
     hit = np.bincount(pos, weights=flagged, minlength=records.size)
     exposure = np.divide(hit, in_count, out=np.zeros_like(hit), where=in_count > 0)
     top = np.lexsort((-in_count, -exposure))[:20]
-    key = pseudonym_key if pseudonym_key is not None else hashlib.sha256(b"ephemeral").digest()
+    key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
     shown = pseudonymise(store.record_id[records[top]], key)
     exposed = [ExposedRecord(pseudonym=p, rank=i + 1, score_percentile=float(exposure[j]) * 100) for i, (p, j) in enumerate(zip(shown, top, strict=True))]
 
@@ -183,7 +183,7 @@ def attack_store(
         comparisons=comparisons,
         exposure_attack=strongest,
         most_exposed=exposed,
-        pseudonymisation=Pseudonymisation(method="HMAC-SHA-256, first 64 bits", key_id=key_id(key)),
+        pseudonymisation=Pseudonymisation(method="HMAC-SHA-256, first 64 bits", key_id=key_id(key), key_bytes=len(key)),
         reference=setup,
         utility=Utility(train_accuracy=train_acc, test_accuracy=test_acc, generalization_gap=train_acc - test_acc),
         config_sha256=config_sha256,

@@ -14,7 +14,10 @@ from pydantic import BaseModel, ConfigDict
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate
 
-RESULTS_SCHEMA = "miaudit.results/1"
+RESULTS_SCHEMA = "miaudit.results/2"
+#: Schemas this version reads: /1 results (miaudit before the key checks) are read and flagged
+#: (:meth:`AuditResult.pseudonym_warning`), since their key's strength was never checked.
+READABLE_SCHEMAS = ("miaudit.results/1", RESULTS_SCHEMA)
 
 
 class _Record(BaseModel):
@@ -146,12 +149,14 @@ class Pseudonymisation(_Record):
     method: str
     key_id: str
     raw_ids: bool = False
+    #: Length of the key in bytes (≥ 16 since schema /2, checked when written); None in /1.
+    key_bytes: int | None = None
 
 
 class AuditResult(_Record):
     """Everything shareable about one audit of one model."""
 
-    schema_version: Literal["miaudit.results/1"] = RESULTS_SCHEMA
+    schema_version: Literal["miaudit.results/1", "miaudit.results/2"] = RESULTS_SCHEMA
     tool_version: str
     created_at: str
     seed: int
@@ -180,6 +185,24 @@ class AuditResult(_Record):
         if not ranked:
             raise InputError("metric", f"{metric} is not measurable for any attack")
         return max(ranked, key=lambda a: a.metric(metric).point or 0.0)
+
+    def pseudonym_warning(self) -> str | None:
+        """Why the pseudonyms of these results may be reversible, or None when their key was
+        checked (at least 16 random bytes, not a publicly known key)."""
+        from miaudit.audit._pseudonyms import KNOWN_WEAK_KEY_IDS, MIN_KEY_BYTES
+
+        p = self.pseudonymisation
+        if p.raw_ids or not self.most_exposed:
+            return None
+        if p.key_id in KNOWN_WEAK_KEY_IDS:
+            return ("pseudonyms were made with a publicly known key (an earlier miaudit's fixed fallback or an empty key): "
+                    "anyone can reverse them by trying candidate ids; treat them as record ids and do not share these results")
+        if p.key_bytes is None:
+            return ("pseudonyms were made by an earlier miaudit that did not check its key: if that pseudonym.key was empty, short "
+                    "or readable by others they can be reversed; rerun the audit to get checked pseudonyms")
+        if p.key_bytes < MIN_KEY_BYTES:
+            return f"pseudonyms were made with a {p.key_bytes}-byte key: they can be reversed by trying candidate ids"
+        return None
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

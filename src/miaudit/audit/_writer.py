@@ -7,14 +7,13 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from miaudit._io import atomic_path, ensure_writable_dir, write_bytes_atomic, write_text_atomic
-from miaudit.audit._pseudonyms import KEY_FILE
+from miaudit._io import atomic_path, ensure_writable_dir, write_text_atomic
+from miaudit.audit._pseudonyms import existing_key, new_key, publish_key
 from miaudit.errors import InputError
 
 RESULTS_FILE = "results.json"
@@ -22,7 +21,8 @@ SCORES_FILE = "scores.parquet"
 
 
 def prepare_out(out: Path, *, overwrite: bool, same_config: str | None = None) -> bytes:
-    """Check the output folder before any work, and return its pseudonym key (new or existing).
+    """Check the output folder before any work, and return its pseudonym key (new or existing;
+    an existing key that is short, empty or readable by others is refused).
 
     Existing results are replaced only with ``overwrite``, or when they came from the same
     config (``same_config``: its digest), i.e. a re-run.
@@ -31,8 +31,7 @@ def prepare_out(out: Path, *, overwrite: bool, same_config: str | None = None) -
     existing = out / RESULTS_FILE
     if existing.exists() and not overwrite and not (same_config and _config_of(existing) == same_config):
         raise InputError("--out", f"{str(existing)!r} already exists (from another run); choose another folder or pass --overwrite")
-    key_path = out / KEY_FILE
-    return key_path.read_bytes() if key_path.exists() else secrets.token_bytes(32)
+    return existing_key(out) or new_key()
 
 
 def _config_of(results: Path) -> str | None:
@@ -57,8 +56,7 @@ def write_run(
     out: Path, key: bytes, results_json: str, record_id: np.ndarray, member: np.ndarray, label: np.ndarray, scores: dict[str, np.ndarray],
     *, extra: dict[str, np.ndarray] | None = None, quiet: bool = False,
 ) -> None:
-    if not (out / KEY_FILE).exists():
-        write_bytes_atomic(out / KEY_FILE, key, restricted=True)
+    publish_key(out, key)
     write_scores(out / SCORES_FILE, record_id, member, label, scores, extra)
     write_text_atomic(out / RESULTS_FILE, results_json)
     if not quiet:

@@ -22,6 +22,9 @@ def report(
 
     path = write_report(results, out)
     err = Console(stderr=True)
+    warning = load_results(results)[0].pseudonym_warning()
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
     err.print(f"report: {path} (shareable: aggregates and pseudonyms only)", highlight=False, soft_wrap=True)
     if markdown:
         result, _ = load_results(results)
