@@ -48,7 +48,7 @@ with SignalsDirWriter(path, (k, n, c), target=0, info={"dataset": "synthetic-1M"
 
 # The audit process: load, attack, evaluate; prints its phases and its own peak RSS as JSON.
 _AUDIT = """
-import json, resource, sys, time
+import json, resource, secrets, sys, time
 t0 = time.perf_counter()
 from miaudit.audit import attack_store, parse_audit_config
 from miaudit.data import load_signals
@@ -56,7 +56,7 @@ t_import = time.perf_counter()
 store = load_signals(sys.argv[1])
 t_load = time.perf_counter()
 cfg = parse_audit_config({"seed": 1, "data": {"dataset": "adult"}, "audit": {"resamples": int(sys.argv[2])}})
-run = attack_store(store, cfg, source="synthetic-1M", external_target=True, pseudonym_key=b"b" * 32)
+run = attack_store(store, cfg, source="synthetic-1M", external_target=True, pseudonym_key=secrets.token_bytes(32))
 t_end = time.perf_counter()
 res = run.result
 print(json.dumps({
