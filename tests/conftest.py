@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -24,3 +26,25 @@ def simulated_outputs(n: int = 2000, classes: int = 3, shift: float = 1.0, seed:
 @pytest.fixture
 def outputs() -> ModelOutputs:
     return simulated_outputs()
+
+
+@pytest.fixture
+def plant_module(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+    """``plant_module(body)``: a module on sys.path whose import first writes its trace file;
+    returns (module name, trace path). For tests that an untrusted file or config runs nothing."""
+    import sys
+    import uuid
+
+    planted: list[str] = []
+
+    def plant(body: str) -> tuple[str, Path]:
+        name = f"mia_planted_{uuid.uuid4().hex[:8]}"
+        trace = tmp_path / f"{name}.trace"
+        (tmp_path / f"{name}.py").write_text(f"import pathlib\nTRACE = pathlib.Path({str(trace)!r})\nTRACE.write_text('import')\n{body}")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        planted.append(name)
+        return name, trace
+
+    yield plant
+    for name in planted:
+        sys.modules.pop(name, None)

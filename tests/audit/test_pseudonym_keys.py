@@ -12,7 +12,6 @@ import stat
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import miaudit

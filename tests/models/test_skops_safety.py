@@ -36,23 +36,16 @@ def fitted():
 
 
 @pytest.fixture
-def payload(tmp_path, monkeypatch):
+def payload(plant_module):
     """A module whose import, calls and instances write the trace file."""
-    name = f"mia_payload_{uuid.uuid4().hex[:8]}"
-    trace = tmp_path / "trace"
-    (tmp_path / f"{name}.py").write_text(
-        "import pathlib\n"
-        f"TRACE = pathlib.Path({str(trace)!r})\n"
-        "TRACE.write_text('import')\n"
+    name, trace = plant_module(
         "def run(*args, **kwargs):\n    TRACE.write_text('called')\n    return ()\n"
         "class Evil:\n"
         "    def __init__(self, *a, **k):\n        TRACE.write_text('init')\n"
         "    def __setstate__(self, state):\n        TRACE.write_text('setstate')\n"
         "    def __call__(self, *a, **k):\n        TRACE.write_text('call')\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield types.SimpleNamespace(module=name, trace=trace)
-    sys.modules.pop(name, None)
+    return types.SimpleNamespace(module=name, trace=trace)
 
 
 def _schema_and_files(est) -> tuple[dict, dict[str, bytes]]:

@@ -4,7 +4,6 @@ estimator names are checked against scikit-learn's classifiers before anything i
 from __future__ import annotations
 
 import sys
-import uuid
 
 import pytest
 
@@ -14,19 +13,9 @@ from miaudit.models._sklearn import estimator_class, make_estimator
 
 
 @pytest.fixture
-def user_module(tmp_path, monkeypatch):
+def user_module(plant_module):
     """A module whose import leaves a trace and which defines a scikit-learn-style classifier."""
-    name = f"mia_user_{uuid.uuid4().hex[:8]}"
-    trace = tmp_path / "imported"
-    (tmp_path / f"{name}.py").write_text(
-        "import pathlib\n"
-        f"pathlib.Path({str(trace)!r}).write_text('imported')\n"
-        "from sklearn.linear_model import LogisticRegression\n"
-        "class MyClassifier(LogisticRegression):\n    pass\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield name, trace
-    sys.modules.pop(name, None)
+    return plant_module("from sklearn.linear_model import LogisticRegression\nclass MyClassifier(LogisticRegression):\n    pass\n")
 
 
 def _toml(path, estimator: str, trust: bool | None = None, kind: str = "train") -> None:
