@@ -86,10 +86,13 @@ def test_statuses_for_low_fpr():
     s = np.random.default_rng(0).normal(size=1000) + y
     ev = evaluate(y, {"s": s}, n_resamples=20)
     assert ev.estimate("s", "tpr@10%fpr").status == "ok"  # 500 × 0.1 = 50 ≥ 10
-    unreliable = ev.estimate("s", "tpr@1%fpr")  # 500 × 0.01 = 5 < 10
-    assert unreliable.status == "interval_not_reliable" and unreliable.point is not None and unreliable.lower is None
-    nm = ev.estimate("s", "tpr@0.1%fpr")  # 500 × 0.001 < 1
-    assert nm.status == "not_measurable" and nm.point is None
+    for metric, needs in (("tpr@1%fpr", 1000), ("tpr@0.1%fpr", 10000), ("ppv@1%fpr", 1000)):  # 500 × 0.01 = 5 < 10
+        nm = ev.estimate("s", metric)
+        assert nm.status == "not_measurable" and nm.point is None and nm.lower is None and nm.needs_nonmembers == needs
+    # Exactly 10 non-members at the rate is measurable (1,000 × 1 %).
+    y2 = np.r_[np.zeros(1000, int), np.ones(500, int)]
+    ev2 = evaluate(y2, {"s": np.random.default_rng(1).normal(size=1500) + y2}, n_resamples=20)
+    assert ev2.estimate("s", "tpr@1%fpr").status == "ok"
 
 
 def test_bad_arguments():
@@ -125,3 +128,27 @@ def test_weighted_metrics_equal_brute_force_on_the_resampled_records(seed):
     assert np.isnan(got[2]) == np.isnan(ppv_at_fpr(yr, sr, fpr=0.2, prior=0.3))
     if not np.isnan(got[2]):
         assert got[2] == pytest.approx(ppv_at_fpr(yr, sr, fpr=0.2, prior=0.3), abs=1e-12)
+
+
+def test_intervals_on_pure_noise_exclude_chance_at_most_at_the_nominal_rate():
+    """100 pure-noise datasets (400 records, random membership): every headline metric's 95 %
+    interval excludes its chance value in at most 12 (the 0.999 quantile of Binomial(100, 0.05):
+    a nominal 5 % rate fails this with probability 0.001). The percentile interval of the
+    advantage, which the band replaced, fails it (it excluded chance in 78 of 100 before)."""
+    from scipy.stats import binom
+
+    rng = np.random.default_rng(0)
+    limit = int(binom.ppf(0.999, 100, 0.05))
+    chance = {"auc": 0.5, "advantage": 0.0, "balanced_accuracy": 0.5, "tpr@10%fpr": 0.1}
+    excluded = dict.fromkeys(chance, 0)
+    percentile_excluded = 0
+    for r in range(100):
+        y = rng.integers(0, 2, 400)
+        ev = evaluate(y, {"a": rng.normal(size=400)}, fprs=(0.1,), n_resamples=200, rng=r)
+        for metric, value in chance.items():
+            e = ev.estimate("a", metric)
+            excluded[metric] += not (e.lower <= value <= e.upper)
+        reps = ev.replicates["a"][:, ev.columns.index("advantage")]
+        percentile_excluded += np.quantile(reps, 0.025) > 0
+    assert all(v <= limit for v in excluded.values()), excluded
+    assert percentile_excluded > limit  # the test has the power to see the old interval's bias

@@ -81,20 +81,21 @@ def test_optional_sections_render_when_present(full_report, outputs_run):
 def test_statuses_are_words_never_zero(outputs_run):
     _, result = outputs_run
     a = result.attacks[0]
-    # ~300 non-members: TPR at 0.1 % FPR cannot be measured, at 1 % it has no reliable interval
+    # ~300 non-members: TPR at 1 % and 0.1 % FPR cannot be measured (n0·α < 10), and say what would do
     assert a.tpr_at_fpr["tpr@0.1%fpr"].status == "not_measurable"
-    assert a.tpr_at_fpr["tpr@1%fpr"].status == "interval_not_reliable"
+    assert a.tpr_at_fpr["tpr@1%fpr"].status == "not_measurable" and a.tpr_at_fpr["tpr@1%fpr"].needs_nonmembers == 1000
     html = render_report(result)
-    assert "not measurable" in html and "interval not reliable" in html
+    assert "not measurable (needs ≥ 1,000 non-members)" in html
     assert format_estimate(Estimate(point=None, status="not_measurable"), pct=True) == "not measurable"
     assert format_estimate(Estimate(point=0.0, status="interval_not_reliable"), pct=True) == "0% (interval not reliable)"
     assert format_estimate(Estimate(point=0.0, lower=0.0, upper=0.02), pct=True) == "0% [0%, 2%]"
     md = render_markdown(result)
-    assert "not measurable" in md and "interval not reliable" in md
+    assert "not measurable" in md
     # the not-measurable rate is never drawn as 0 in a table cell of the attack table
     attacks = html[html.index('<section id="attacks">'):]
     row = re.search(r"<code>loss</code></td>(.*?)</tr>", attacks, re.S)
-    assert row is not None and row.group(1).count("not measurable") == 1
+    # TPR at 1 % and 0.1 % FPR and the PPV at 1 % FPR: each in words, none drawn as 0
+    assert row is not None and row.group(1).count("not measurable") == 3
 
 
 def test_no_raw_ids_and_no_membership_column(outputs_run, outputs_report):

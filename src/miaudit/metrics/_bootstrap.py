@@ -12,8 +12,9 @@ whole records are resampled and keep all their pairs together.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,8 +27,12 @@ from miaudit.metrics._sorted import SortedScores
 DEFAULT_FPRS = (0.1, 0.01, 0.001)
 #: FPRs of the stored ROC grid: log-spaced from 1e-5 to 1 (enough for a log–log plot).
 ROC_GRID = tuple(float(x) for x in np.logspace(-5, 0, 51))
-#: TPR-at-α intervals need at least this many non-members at that rate (n0·α).
+#: A TPR (or PPV) at FPR α is reported only when at least this many non-members lie at that
+#: rate (n0·α ≥ 10): with fewer, one or two non-members decide the threshold and the figure is
+#: noise. Below it the metric is "not measurable at this size" and says how many would do.
 MIN_NEGATIVES_AT_RATE = 10
+#: Metrics that are maxima over thresholds: their intervals come from a uniform band (below).
+MAX_METRICS = ("advantage", "balanced_accuracy")
 
 
 def _metrics(ss: SortedScores, w1: np.ndarray | None, w0: np.ndarray | None, fprs: Sequence[float], prior: float, ppv_fpr: float) -> np.ndarray:
@@ -50,6 +55,9 @@ class Evaluation:
     points: dict[str, np.ndarray]
     replicates: dict[str, np.ndarray]  # (B, metrics)
     resampling: str = "records, stratified by membership"
+    #: per attack, (B,): sup over thresholds of |replicate's TPR − FPR − the data's| (see
+    #: SortedScores.advantage_deviation): the band that gives the advantage its interval.
+    deviations: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -62,20 +70,26 @@ class Evaluation:
         except ValueError:
             raise InputError("metric", f"unknown metric {metric!r}; known: {', '.join(self.columns[:3 + len(self.fprs)])}, balanced_accuracy") from None
 
+    def _rate_of(self, metric: str) -> float | None:
+        if metric.startswith("tpr@"):
+            return self.fprs[self.columns.index(metric) - 3]
+        if metric.startswith("ppv@"):
+            return self.ppv_fpr
+        return None
+
     def _status_for(self, metric: str) -> str:
-        if metric.startswith("tpr@") or metric.startswith("ppv@"):
-            alpha = self.fprs[self.columns.index(metric) - 3] if metric.startswith("tpr@") else self.ppv_fpr
-            if alpha * self.n_nonmembers < 1 - _RATE_SLACK:
-                return "not_measurable"
-            if alpha * self.n_nonmembers < MIN_NEGATIVES_AT_RATE - _RATE_SLACK:
-                return "interval_not_reliable"
+        alpha = self._rate_of(metric)
+        if alpha is not None and alpha * self.n_nonmembers < MIN_NEGATIVES_AT_RATE - _RATE_SLACK:
+            return "not_measurable"
         return "ok"
 
-    def _interval(self, point: float, reps: np.ndarray, status: str) -> Estimate:
+    def _interval(self, point: float, reps: np.ndarray, status: str, metric: str = "") -> Estimate:
         if status == "not_measurable":
-            return Estimate(point=None, status="not_measurable")
+            alpha = self._rate_of(metric)
+            needs = math.ceil(MIN_NEGATIVES_AT_RATE / alpha * (1 - _RATE_SLACK)) if alpha else None
+            return Estimate(point=None, status="not_measurable", needs_nonmembers=needs)
         value = float(point) if np.isfinite(point) else None  # undefined (e.g. PPV with nothing flagged): null, never NaN
-        if status == "interval_not_reliable" or self.n_resamples == 0:
+        if self.n_resamples == 0:
             return Estimate(point=value, status=status)  # type: ignore[arg-type]
         reps = reps[np.isfinite(reps)]
         if reps.size == 0:
@@ -84,23 +98,42 @@ class Evaluation:
         lo, hi = np.quantile(reps, [tail, 1 - tail])
         return Estimate(point=value, lower=float(lo), upper=float(hi))
 
+    def _band(self, point: float, deviation: np.ndarray, scale: float, lo_clip: float, hi_clip: float) -> Estimate:
+        """point ± the ``confidence`` quantile of the sup deviation (scaled), clipped."""
+        dev = deviation[np.isfinite(deviation)]
+        if self.n_resamples == 0 or dev.size == 0:
+            return Estimate(point=point)
+        c = scale * float(np.quantile(dev, self.confidence))
+        return Estimate(point=point, lower=max(lo_clip, point - c), upper=min(hi_clip, point + c))
+
     def estimate(self, name: str, metric: str) -> Estimate:
-        """Point and percentile interval of ``metric`` for attack ``name``."""
+        """Point and interval of ``metric`` for attack ``name``: percentile bootstrap, except for
+        maxima over thresholds (advantage, balanced accuracy), whose interval is point ± the
+        bootstrap quantile of the sup deviation of the TPR − FPR curve (a uniform band)."""
         j = self._col(metric)
         point, reps = self.points[name][j], self.replicates[name][:, j]
+        if metric in MAX_METRICS and name in self.deviations:
+            if metric == "balanced_accuracy":
+                return self._band(0.5 * (1 + float(point)), self.deviations[name], 0.5, 0.5, 1.0)
+            return self._band(float(point), self.deviations[name], 1.0, 0.0, 1.0)
         if metric == "balanced_accuracy":
             point, reps = 0.5 * (1 + point), 0.5 * (1 + reps)
         base = "balanced_accuracy" if metric == "balanced_accuracy" else self.columns[j]
-        return self._interval(float(point), reps, self._status_for(base))
+        return self._interval(float(point), reps, self._status_for(base), base)
 
     def difference(self, a: str, b: str, metric: str) -> Estimate:
-        """Paired estimate of metric(a) − metric(b): same resampled records for both."""
+        """Paired estimate of metric(a) − metric(b): same resampled records for both. For
+        maxima over thresholds the band is the sum of both attacks' sup deviations."""
         j = self._col(metric)
         point = float(self.points[a][j] - self.points[b][j])
         reps = self.replicates[a][:, j] - self.replicates[b][:, j]
+        if metric in MAX_METRICS and a in self.deviations and b in self.deviations:
+            scale = 0.5 if metric == "balanced_accuracy" else 1.0
+            return self._band(scale * point, self.deviations[a] + self.deviations[b], scale, -scale, scale)
         if metric == "balanced_accuracy":
             point, reps = point / 2, reps / 2
-        return self._interval(point, reps, self._status_for(self.columns[j] if metric != "balanced_accuracy" else metric))
+        base = self.columns[j] if metric != "balanced_accuracy" else metric
+        return self._interval(point, reps, self._status_for(base), base)
 
     def roc_grid(self, name: str) -> tuple[list[float], list[float], list[float], list[float]]:
         """(fpr grid, tpr, lower, upper) on :data:`ROC_GRID`, grid points below 1/n0 dropped."""
@@ -161,6 +194,7 @@ def evaluate(
     points = {name: _metrics(splits[name], None, None, fprs, prior, ppv_fpr) for name in names}
     width = len(next(iter(points.values())))
     reps = {name: np.empty((n_resamples, width)) for name in names}
+    devs = {name: np.empty(n_resamples) for name in names}
     if groups is not None:
         groups = np.asarray(groups)
         if groups.shape != y.shape:
@@ -178,13 +212,15 @@ def evaluate(
         if w1.sum() == 0 or w0.sum() == 0:  # possible only with tiny grouped inputs
             for name in names:
                 reps[name][b] = np.nan
+                devs[name][b] = np.nan
             continue
         for name in names:
             reps[name][b] = _metrics(splits[name], w1, w0, fprs, prior, ppv_fpr)
+            devs[name][b] = splits[name].advantage_deviation(w1, w0)
     return Evaluation(
         names=names, fprs=tuple(float(f) for f in fprs), prior=prior, ppv_fpr=ppv_fpr,
         n_members=n1, n_nonmembers=n0, n_resamples=n_resamples, confidence=confidence,
-        points=points, replicates=reps,
+        points=points, replicates=reps, deviations=devs,
         resampling="records, stratified by membership" if groups is None else "records (all pairs of a record together)",
     )
 

@@ -12,8 +12,10 @@ Status = Literal["ok", "not_measurable", "interval_not_reliable"]
 class Estimate(BaseModel):
     """A point estimate and its bootstrap interval.
 
-    ``status``: ``not_measurable`` — the rate asked for is below 1/n0 (no point, no interval);
-    ``interval_not_reliable`` — a TPR at FPR α with n0·α < 10 (point given, no interval).
+    ``status``: ``ok``; ``not_measurable`` — a TPR (or PPV) at FPR α with fewer than 10
+    non-members at that rate (n0·α < 10): no point, no interval, and ``needs_nonmembers`` says
+    how many non-members would make it measurable; ``interval_not_reliable`` — written by
+    schema /1 results (a point with n0·α < 10), read but no longer produced.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -22,6 +24,7 @@ class Estimate(BaseModel):
     lower: float | None = None
     upper: float | None = None
     status: Status = "ok"
+    needs_nonmembers: int | None = None
 
     def bound(self, which: Literal["point", "lower", "upper"]) -> float | None:
         return {"point": self.point, "lower": self.lower, "upper": self.upper}[which]

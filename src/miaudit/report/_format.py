@@ -23,7 +23,8 @@ def _pct(v: float | None) -> str:
 def format_estimate(e: Estimate | None, *, pct: bool = False, signed: bool = False) -> str:
     """An estimate as plain text: ``0.623 [0.616, 0.631]``; statuses in words, never as 0."""
     if e is None or e.status == "not_measurable":
-        return "not measurable"
+        needs = getattr(e, "needs_nonmembers", None)
+        return f"not measurable (needs ≥ {needs:,} non-members)" if needs else "not measurable"
     if e.point is None or not math.isfinite(e.point):  # in memory an undefined rate is NaN; in JSON null
         return "n/a"
 
