@@ -180,7 +180,7 @@ def run_attacks(
         n_classes=outputs.n_classes,
     )
     notes = ([f"Attacks saw only what the {policy} output policy exposes."] if policy else []) + [
-        "Intervals: percentile bootstrap over records; TPR at FPR α has no interval when n0·α < 10 and no value when α < 1/n0.",
+        "Intervals: percentile bootstrap over records (advantage and balanced accuracy: a uniform band of TPR − FPR); TPR and PPV at FPR α are not measurable when n0·α < 10.",
         "implied_epsilon is descriptive (one model's outputs, not independent training runs): it is not a DP audit.",
     ]
     if outputs.has_record_id is False:
