@@ -30,40 +30,76 @@ def test_scores_point_the_right_way():
         assert roc_auc_score(o.member, threshold_score(name, sig)) > 0.55, name
 
 
+def _folds(labels, member, n_folds, seed):
+    rng = np.random.default_rng(seed)
+    fold = np.empty(labels.size, int)
+    strata = labels * 2 + member
+    for key in np.unique(strata):
+        idx = np.flatnonzero(strata == key)
+        fold[rng.permutation(idx)] = np.arange(idx.size) % n_folds
+    return fold
+
+
 def test_class_dependent_is_out_of_fold():
-    """Changing the membership labels of one fold cannot change that fold's own scores."""
+    """Changing the membership labels of one fold cannot change that fold's own scores (a rule
+    fitted in-fold would move them), while it does move the other folds' scores."""
     rng = np.random.default_rng(0)
     n = 600
     score = rng.normal(size=n)
     labels = rng.integers(0, 3, n)
     member = rng.integers(0, 2, n)
-    a = class_dependent_scores(score, labels, member, n_folds=5, rng=1)
-    # p-values are fractions of class-y non-members of other folds with score ≤ own
-    assert ((a.score >= 0) & (a.score <= 1)).all()
-    # brute force for one record
-    i = 17
-    fold_rng = np.random.default_rng(1)
-    fold = np.empty(n, int)
-    strata = labels * 2 + member
-    for key in np.unique(strata):
-        idx = np.flatnonzero(strata == key)
-        fold[fold_rng.permutation(idx)] = np.arange(idx.size) % 5
-    calib = score[(fold != fold[i]) & (member == 0) & (labels == labels[i])]
-    assert a.score[i] == pytest.approx((calib <= score[i]).mean())
+    fold = _folds(labels, member, 5, 1)
+    a = class_dependent_scores(score, labels, member, n_folds=5, folds=fold)
+    np.testing.assert_array_equal(a.score, class_dependent_scores(score, labels, member, n_folds=5, rng=1).score)
+    flipped = member.copy()
+    flipped[fold == 0] = 1 - flipped[fold == 0]
+    b = class_dependent_scores(score, labels, flipped, n_folds=5, folds=fold)
+    np.testing.assert_array_equal(a.score[fold == 0], b.score[fold == 0])
+    assert (a.score[fold != 0] != b.score[fold != 0]).mean() > 0.5
+    # Brute force: the p-value is the fraction of class-y non-members of the other folds with
+    # score ≤ own, plus a tie-break smaller than half the p-values' resolution.
+    for i in (17, 123, 480):
+        calib = score[(fold != fold[i]) & (member == 0) & (labels == labels[i])]
+        p = (calib <= score[i]).mean()
+        assert 0 < a.score[i] - p < 0.5 / calib.size**2 * 1.0001
+
+
+def test_class_dependent_ties_are_broken_by_the_base_score():
+    """Records above every calibration non-member of their class all get p = 1: with 20 classes
+    a class has about 80 calibration non-members, so about 1/81 of the non-members (above 1 %)
+    tie at the top with the members, and TPR at 1 % FPR reads 0. The base score orders them, so
+    the members it ranks highest are found at low FPR."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    member = rng.integers(0, 2, n)
+    labels = rng.integers(0, 20, n)
+    score = rng.normal(size=n) + 4.0 * member * (rng.random(n) < 0.2)  # a fifth of members far out
+    cd = class_dependent_scores(score, labels, member, rng=0)
+    top = cd.score >= 1.0 - 1e-12
+    assert top.sum() > 0.05 * n  # the tie the p-value alone would leave
+    # Rounding to 4 decimals undoes the tie-break (δ < 1e-5 here): the p-values alone.
+    untied = np.round(cd.score, 4)
+    from miaudit.metrics import tpr_at_fpr
+
+    assert tpr_at_fpr(member, cd.score, fpr=0.01) > 0.1
+    assert tpr_at_fpr(member, untied, fpr=0.01) < 0.01
 
 
 def test_class_dependent_helps_when_classes_differ_in_scale():
-    """Per-class calibration removes a class effect that a global threshold confuses with membership."""
+    """Per-class calibration removes a class effect that a global threshold confuses with
+    membership: its AUC is above that of p-values calibrated on all classes (a class-blind
+    implementation), by a paired interval above 0."""
+    from miaudit.metrics import paired_difference
+
     rng = np.random.default_rng(4)
     n = 6000
     labels = rng.integers(0, 2, n)
     member = rng.integers(0, 2, n)
     score = 0.5 * member + 3.0 * labels + rng.normal(size=n)  # class 1 simply scores higher
-    labels[labels == 1] = 1
-    # global AUC is diluted by the class offset; per-class p-values recover the within-class signal
-    glob = roc_auc_score(member, score)
     cd = class_dependent_scores(score, labels, member, rng=0)
-    assert roc_auc_score(member, cd.score) >= glob - 0.01
+    blind = class_dependent_scores(score, np.zeros(n, int), member, rng=0)  # one class: class-blind
+    diff = paired_difference(member, cd.score, blind.score, n_resamples=200)
+    assert diff.lower > 0.02, diff
     assert 0 < cd.operating_fpr < cd.operating_tpr < 1
 
 

@@ -6,6 +6,13 @@ the fraction of non-member calibration records *of its class* whose score is ≤
 calibration records come from the other folds (cross-fitting), so no record is scored by a rule
 fitted on itself; the per-class Song–Mittal thresholds, fitted the same way, give the operating
 point.
+
+A p-value has only as many values as there are calibration records, and every record scoring
+above all of its class's calibration non-members gets p = 1: at low FPR such a tie hides the
+members the base score ranks above the rest (TPR 0 % at 1 % FPR where the plain score finds
+members). Ties of the p-value are therefore broken by the base score: the score is
+p + δ·u, with u ∈ (0, 1) the record's rank by base score and δ smaller than the smallest gap
+between two distinct p-values, so the p-value order is kept and only its ties are split.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from miaudit.errors import InputError
 class ClassDependentResult:
     """Cross-fitted per-class p-value scores and the Song–Mittal operating point."""
 
-    score: np.ndarray  # (n,) in [0, 1], higher = member
+    score: np.ndarray  # (n,) p-value in [0, 1] plus a tie-break below its resolution, higher = member
     operating_tpr: float
     operating_fpr: float
     n_folds: int
@@ -46,6 +53,7 @@ def class_dependent_scores(
     *,
     n_folds: int = 5,
     rng: np.random.Generator | int | None = 0,
+    folds: np.ndarray | None = None,
 ) -> ClassDependentResult:
     """Turn a threshold attack's score into cross-fitted per-class p-values.
 
@@ -55,6 +63,8 @@ def class_dependent_scores(
         member: (n,) 1 = member; used only on calibration folds, never on the scored fold.
         n_folds: folds of the cross-fitting (stratified by class and membership).
         rng: seed or Generator for the fold assignment.
+        folds: (n,) fold of each record in 0..n_folds−1, instead of the random assignment
+            (stratified by class and membership) that ``rng`` draws.
 
     Returns:
         :class:`ClassDependentResult`. A class with no non-member calibration records in the
@@ -68,15 +78,21 @@ def class_dependent_scores(
         raise InputError("labels/member", f"must have shape ({n},)")
     if n_folds < 2:
         raise InputError("n_folds", f"must be ≥ 2, got {n_folds}")
-    gen = np.random.default_rng(rng)
-    fold = np.empty(n, dtype=np.int64)
-    strata = labels.astype(np.int64) * 2 + member
-    for key in np.unique(strata):
-        idx = np.flatnonzero(strata == key)
-        fold[gen.permutation(idx)] = np.arange(idx.size) % n_folds
+    if folds is not None:
+        fold = np.asarray(folds, dtype=np.int64)
+        if fold.shape != (n,) or fold.min(initial=0) < 0 or fold.max(initial=0) >= n_folds:
+            raise InputError("folds", f"must hold ({n},) fold numbers in 0..{n_folds - 1}")
+    else:
+        gen = np.random.default_rng(rng)
+        fold = np.empty(n, dtype=np.int64)
+        strata = labels.astype(np.int64) * 2 + member
+        for key in np.unique(strata):
+            idx = np.flatnonzero(strata == key)
+            fold[gen.permutation(idx)] = np.arange(idx.size) % n_folds
     out = np.empty(n, dtype=np.float64)
     flagged = np.zeros(n, dtype=bool)
     classes = np.unique(labels)
+    largest_ref = 1
     for f in range(n_folds):
         test = fold == f
         train = ~test
@@ -88,9 +104,15 @@ def class_dependent_scores(
             calib = np.sort(score[train & (member == 0) & (labels == c)])
             ref = calib if calib.size else calib_all
             out[rows] = np.searchsorted(ref, score[rows], side="right") / max(ref.size, 1)
+            largest_ref = max(largest_ref, ref.size)
             cls_train = train & (labels == c)
             t = _best_threshold(score[cls_train], member[cls_train])
             flagged[rows] = score[rows] >= t
+    # Distinct p-values i/a and j/b differ by at least 1/(a·b) ≥ 1/largest_ref²: a tie-break
+    # of at most half that never reorders them.
+    from scipy.stats import rankdata
+
+    out += rankdata(score) / (n + 1) * (0.5 / largest_ref**2)
     tpr = float(flagged[member == 1].mean()) if (member == 1).any() else float("nan")
     fpr = float(flagged[member == 0].mean()) if (member == 0).any() else float("nan")
     return ClassDependentResult(out, tpr, fpr, n_folds)
