@@ -26,6 +26,7 @@ from miaudit.audit._results import (
     RocCurve,
     SliceAttack,
     SliceResult,
+    TopTie,
 )
 from miaudit.data import ModelOutputs, load_outputs
 from miaudit.errors import InputError
@@ -95,6 +96,19 @@ def attack_result(name: str, ev: Evaluation, description: str, paper: str, **ext
     )
 
 
+def top_tie(member: np.ndarray, score: np.ndarray) -> TopTie:
+    """How many records, members and non-members share the highest score."""
+    s = np.asarray(score, dtype=np.float64)
+    m = np.asarray(member).astype(bool)
+    at_top = s == s.max() if s.size else np.zeros(0, bool)
+    share = lambda mask: float(at_top[mask].mean()) if mask.any() else 0.0  # noqa: E731
+    return TopTie(records=float(at_top.mean()) if s.size else 0.0, members=share(m), nonmembers=share(~m))
+
+
+def tie_notes(results: Sequence[AttackResult], fprs: Sequence[float]) -> list[str]:
+    return [n for a in results if a.top_tie is not None and (n := a.top_tie.note(a.name, list(fprs))) is not None]
+
+
 def comparisons_with_loss(ev: Evaluation, baseline: str = "loss") -> list[Comparison]:
     """Paired AUC and TPR@1 %FPR differences of every attack against the baseline (if run)."""
     if baseline not in ev.names:
@@ -156,6 +170,7 @@ def run_attacks(
         else:
             scores[name] = raw
             extras[name] = {}
+        extras[name]["top_tie"] = top_tie(member, scores[name])
         ie = implied_epsilon(member, scores[name], rng=np.random.default_rng(eps_seed))
         extras[name]["implied_epsilon"] = ImpliedEpsilonResult(point=ie.point, lower_bound=ie.lower_bound, alpha=ie.alpha, note=ie.note)
 
@@ -167,7 +182,7 @@ def run_attacks(
 
     key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
     strongest = max(results, key=lambda a: a.auc.point or 0.0).name
-    exposed = most_exposed(scores[strongest], outputs.record_id, key, raw_ids=raw_ids)
+    exposed = most_exposed(scores[strongest], outputs.record_id, key, evidence=mean_rank(scores), raw_ids=raw_ids)
 
     desc = InputDescription(
         name=source.name if source else "(in memory)",
@@ -183,6 +198,10 @@ def run_attacks(
         "Intervals: percentile bootstrap over records (advantage and balanced accuracy: a uniform band of TPR − FPR); TPR and PPV at FPR α are not measurable when n0·α < 10.",
         "implied_epsilon is descriptive (one model's outputs, not independent training runs): it is not a DP audit.",
     ]
+    notes += tie_notes(results, ev.fprs)
+    if not exposed and outputs.n_records:
+        top = int((scores[strongest] == scores[strongest].max()).sum())
+        notes.append(f"most_exposed: none listed: {top} records share {strongest}'s top score and its other attacks' evidence, and which of them to name would be arbitrary.")
     if outputs.has_record_id is False:
         notes.append("The input had no record_id column: records are identified by row number.")
     result = AuditResult(
@@ -202,29 +221,59 @@ def run_attacks(
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)
 
 
-def most_exposed(score: np.ndarray, record_id: np.ndarray, key: bytes, *, raw_ids: bool = False, count: int = MOST_EXPOSED) -> list[ExposedRecord]:
+def exposure_ranking(score: np.ndarray, evidence: np.ndarray, count: int) -> list[tuple[int, int]]:
+    """(record index, rank) of the most exposed records: by score, then by ``evidence`` (the
+    other attacks' view of the record). Records equal in both share a rank (1, 2, 2, 4…); their
+    display order carries no meaning. A tie that straddles the cut is shown whole while the
+    list stays within 2 × ``count``, else left out: which of them to show would be arbitrary."""
+    s = np.asarray(score, dtype=np.float64)
+    e = np.asarray(evidence, dtype=np.float64)
+    order = np.lexsort((-e, -s))
+    out: list[tuple[int, int]] = []
+    start = 0
+    while start < order.size and len(out) < count:
+        i0 = order[start]
+        end = start + 1
+        while end < order.size and s[order[end]] == s[i0] and e[order[end]] == e[i0]:
+            end += 1
+        if len(out) + (end - start) > 2 * count:  # a tie straddling the cut, too large to show whole
+            break
+        out += [(int(i), start + 1) for i in order[start:end]]
+        start = end
+    return out
+
+
+def most_exposed(
+    score: np.ndarray, record_id: np.ndarray, key: bytes, *, evidence: np.ndarray | None = None, raw_ids: bool = False, count: int = MOST_EXPOSED,
+) -> list[ExposedRecord]:
     """The ``count`` highest-scoring records, as keyed pseudonyms (raw ids only if asked).
 
-    Ties are ordered by pseudonym, a keyed hash: never by row order (saved outputs are often
-    written members first) and never by raw id. ``score_percentile`` is the percentage of
-    records scoring at most as high; ``ties`` how many others share the score.
+    Ranked by score, then by ``evidence`` (e.g. the mean rank the other attacks give the
+    record), never by row order, id or pseudonym: records equal in both share a rank
+    (:func:`exposure_ranking`). ``score_percentile`` is the percentage of records scoring at
+    most as high; ``ties`` how many others share the score.
     """
     s = np.asarray(score, dtype=np.float64)
     if s.size == 0:
         return []
-    cut = np.partition(s, s.size - min(count, s.size))[s.size - min(count, s.size)]
-    cand = np.flatnonzero(s >= cut)
-    names = pseudonymise(record_id[cand], key)
-    order = sorted(range(cand.size), key=lambda j: (-s[cand[j]], names[j]))[:count]
+    ranked = exposure_ranking(s, np.zeros_like(s) if evidence is None else evidence, count)
+    idx = np.array([i for i, _ in ranked], dtype=np.int64)
+    names = pseudonymise(record_id[idx], key) if idx.size else []
     sorted_s = np.sort(s)
     out = []
-    for rank, j in enumerate(order, start=1):
-        i = cand[j]
+    for (i, rank), name in sorted(zip(ranked, names, strict=True), key=lambda t: (t[0][1], t[1])):
         at_most = int(np.searchsorted(sorted_s, s[i], side="right"))
         tied = at_most - int(np.searchsorted(sorted_s, s[i], side="left")) - 1
-        shown = str(record_id[i]) if raw_ids else names[j]
+        shown = str(record_id[i]) if raw_ids else name
         out.append(ExposedRecord(pseudonym=shown, rank=rank, score_percentile=100.0 * at_most / s.size, ties=tied))
     return out
+
+
+def mean_rank(scores: dict[str, np.ndarray]) -> np.ndarray:
+    """Each record's mean rank percentile over attacks: the evidence that orders score ties."""
+    from scipy.stats import rankdata
+
+    return np.mean([rankdata(v) / v.size for v in scores.values()], axis=0)
 
 
 def _signals_under_policy(outputs: ModelOutputs, policy: str, names: tuple[str, ...], needed: tuple[str, ...], seed: int) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ from miaudit.attacks import (
     paired_reference_sets,
     threshold_score,
 )
-from miaudit.audit._attack import attack_result, comparisons_with_loss
+from miaudit.audit._attack import attack_result, comparisons_with_loss, exposure_ranking, tie_notes, top_tie
 from miaudit.audit._config import AuditConfig, THRESHOLD_NAMES, load_audit_config
 from miaudit.audit._pseudonyms import check_key, key_id, new_key, pseudonymise
 from miaudit.audit._results import (
@@ -139,7 +139,7 @@ def attack_store(
     ss = np.random.SeedSequence(cfg.seed)
     boot_seed, _ = ss.spawn(2)
     ev = evaluate(y, pooled, fprs=cfg.audit.fprs, prior=cfg.audit.prior, n_resamples=cfg.audit.resamples, groups=groups, rng=np.random.default_rng(boot_seed))
-    results = [attack_result(n, ev, *_info(n)) for n in order]
+    results = [attack_result(n, ev, *_info(n), top_tie=top_tie(y, pooled[n])) for n in order]
     comparisons = comparisons_with_loss(ev)
 
     # Per-record exposure: how often a record is flagged, at the strongest attack's 1 % FPR
@@ -153,10 +153,14 @@ def attack_store(
     in_count = np.bincount(pos, weights=y, minlength=records.size)
     hit = np.bincount(pos, weights=flagged, minlength=records.size)
     exposure = np.divide(hit, in_count, out=np.zeros_like(hit), where=in_count > 0)
-    top = np.lexsort((-in_count, -exposure))[:20]
+    # Evidence that orders equal exposure: the record's mean score over the models it trained in.
+    score_sum = np.bincount(pos, weights=np.where(y == 1, s, 0.0), minlength=records.size)
+    evidence = np.divide(score_sum, in_count, out=np.full_like(score_sum, -np.inf), where=in_count > 0)
+    ranked = exposure_ranking(exposure, evidence, 20)
+    top = np.array([j for j, _ in ranked], dtype=np.int64)
     key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
-    shown = pseudonymise(store.record_id[records[top]], key)
-    exposed = [ExposedRecord(pseudonym=p, rank=i + 1, score_percentile=float(exposure[j]) * 100) for i, (p, j) in enumerate(zip(shown, top, strict=True))]
+    shown = pseudonymise(store.record_id[records[top]], key) if top.size else []
+    exposed = [ExposedRecord(pseudonym=p, rank=rank, score_percentile=float(exposure[j]) * 100) for p, (j, rank) in sorted(zip(shown, ranked, strict=True), key=lambda t: (t[1][1], t[0]))]
 
     correct = sig["correctness"]
     train_acc = float(correct[member].mean()) if member.any() else float("nan")
@@ -193,6 +197,7 @@ def attack_store(
          "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled."),
             "Intervals: percentile bootstrap resampling records, all pairs of a record together.",
             "most_exposed: percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
+            *tie_notes(results, ev.fprs),
         ],
     )
     return ReferenceRun(result, np.asarray(targets), store.record_id[groups], y, labels.reshape(-1), pooled)

@@ -63,6 +63,25 @@ class ImpliedEpsilonResult(_Record):
     note: str
 
 
+class TopTie(_Record):
+    """Shares of records, members and non-members that tie at an attack's top score. A
+    threshold cannot split a tie, so at every FPR below ``nonmembers`` the attack's TPR reads 0,
+    whatever it knows: the figure is a property of the score's resolution, not evidence that
+    nothing leaks."""
+
+    records: float
+    members: float
+    nonmembers: float
+
+    def note(self, attack: str, fprs: list[float]) -> str | None:
+        hidden = [f for f in fprs if f < self.nonmembers]
+        if self.records <= 0.001 or not hidden:
+            return None
+        return (f"ties: {self.records:.1%} of records ({self.members:.1%} of members, {self.nonmembers:.1%} of non-members) share "
+                f"{attack}'s top score; its TPR at any FPR below {self.nonmembers:.1%} is 0 because a threshold cannot split that tie, "
+                "not because nothing leaks (AUC still counts the tie)")
+
+
 class AttackResult(_Record):
     name: str
     description: str
@@ -77,6 +96,7 @@ class AttackResult(_Record):
     implied_epsilon: ImpliedEpsilonResult | None = None
     operating_point: OperatingPoint | None = None
     roc: RocCurve
+    top_tie: TopTie | None = None
 
     def metric(self, name: str) -> Estimate:
         """Look a metric up by its report name: ``auc``, ``tpr@1%fpr``, ``advantage``…"""
