@@ -47,6 +47,21 @@ def _bad_keys(folder: Path) -> dict[str, Path]:
     os.chmod(target, 0o600)
     (link / KEY_FILE).symlink_to(target)
     cases["link"] = link
+    fifo = folder / "fifo"  # opening it for reading would block forever
+    fifo.mkdir()
+    os.mkfifo(fifo / KEY_FILE, 0o600)
+    cases["fifo"] = fifo
+    hard = folder / "hardlink"  # another name elsewhere: someone else may hold it
+    hard.mkdir()
+    os.link(target, hard / KEY_FILE)
+    cases["hardlink"] = hard
+    if os.geteuid() == 0:  # only root can plant a file owned by someone else
+        other = folder / "other-owner"
+        other.mkdir()
+        (other / KEY_FILE).write_bytes(secrets.token_bytes(32))
+        os.chmod(other / KEY_FILE, 0o600)
+        os.chown(other / KEY_FILE, 12345, 12345)
+        cases["other-owner"] = other
     return cases
 
 

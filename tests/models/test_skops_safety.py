@@ -286,3 +286,122 @@ def test_supported_models_round_trip(estimator, tmp_path) -> None:
     model = make_pipeline(StandardScaler(), getattr(importlib.import_module(module), cls)(**params)).fit(x, y)
     save_sklearn(tmp_path / "m.skops", model)
     np.testing.assert_allclose(load_sklearn(tmp_path / "m.skops").predict_proba(x), model.predict_proba(x))
+
+
+def _walk_nodes(tree):
+    if isinstance(tree, dict):
+        yield tree
+        for v in tree.values():
+            yield from _walk_nodes(v)
+    elif isinstance(tree, list):
+        for v in tree:
+            yield from _walk_nodes(v)
+
+
+def _npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _int(value) -> dict:
+    return {"__class__": "int", "__module__": "builtins", "__loader__": "JsonNode", "content": json.dumps(value), "is_json": True}
+
+
+def _xy(n=80, d=2):
+    rng = np.random.default_rng(5)
+    x = rng.random((n, d))
+    return x, (x[:, 0] > 0.5).astype(int)
+
+
+def _tree_without_width():
+    from sklearn.tree import DecisionTreeClassifier
+
+    schema, files = _schema_and_files(DecisionTreeClassifier(max_depth=2, random_state=0).fit(*_xy()))
+    c = schema["content"]["content"]
+    del c["n_features_in_"]
+    schema["content"]["key_types"]["content"].pop()
+    tree = c["tree_"]
+    tree["__reduce__"]["args"]["content"][0] = _int(10**9)
+    nodes = np.load(io.BytesIO(files[tree["content"]["content"]["nodes"]["file"]]))
+    nodes["feature"][0] = 9 * 10**8
+    files[tree["content"]["content"]["nodes"]["file"]] = _npy(nodes)
+    return schema, files
+
+
+def _float_width():
+    from sklearn.tree import DecisionTreeClassifier
+
+    schema, files = _schema_and_files(DecisionTreeClassifier(max_depth=2, random_state=0).fit(*_xy()))
+    schema["content"]["content"]["n_features_in_"] = {"__class__": "float", "__module__": "builtins", "__loader__": "JsonNode", "content": "2.0", "is_json": True}
+    return schema, files
+
+
+def _boosting_stage_wider():
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    schema, files = _schema_and_files(GradientBoostingClassifier(n_estimators=2, max_depth=2, random_state=0).fit(*_xy()))
+    last = [n for n in _walk_nodes(schema) if n.get("__class__") == "DecisionTreeRegressor"][-1]
+    last["content"]["content"]["n_features_in_"] = _int(10**9)
+    tree = last["content"]["content"]["tree_"]
+    tree["__reduce__"]["args"]["content"][0] = _int(10**9)
+    return schema, files
+
+
+def _categorical_boosting():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = _xy(200)
+    x[:, 1] = np.arange(200) % 3
+    model = HistGradientBoostingClassifier(max_iter=2, categorical_features=[1], random_state=0).fit(x, y)
+    return _schema_and_files(model)
+
+
+def _sparse_indices():
+    from sklearn.linear_model import LogisticRegression
+
+    schema, files = _schema_and_files(LogisticRegression().fit(*_xy()).sparsify())
+    name = schema["content"]["content"]["coef_"]["file"]
+    parts = dict(np.load(io.BytesIO(files[name])))
+    parts["indices"] = np.array([0, 5 * 10**7], dtype=parts["indices"].dtype)
+    buf = io.BytesIO()
+    np.savez(buf, **parts)
+    files[name] = buf.getvalue()
+    return schema, files
+
+
+def _svc():
+    from sklearn.svm import LinearSVC, SVC  # noqa: F401 - SVC: libsvm tables indexed unchecked
+
+    return _schema_and_files(SVC().fit(*_xy()))
+
+
+@pytest.mark.parametrize("craft", [_tree_without_width, _float_width, _boosting_stage_wider, _categorical_boosting, _sparse_indices, _svc])
+def test_crafted_arrays_that_would_crash_predict_are_refused(craft, tmp_path) -> None:
+    """Files that pass the type allow-list but whose arrays scikit-learn's compiled code would
+    index outside memory at predict time (each crashed the process before; found by a red team)."""
+    schema, files = craft()
+    path = tmp_path / "m.skops"
+    path.write_bytes(_pack(schema, files))
+    with pytest.raises(InputError) as err:
+        load_sklearn(path)
+    assert "\n" not in str(err.value) and "m.skops" in str(err.value)
+
+
+def test_zip_bomb_is_refused_before_inflating(tmp_path) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    schema, files = _schema_and_files(DecisionTreeClassifier(max_depth=1).fit(*_xy()))
+    schema["content"]["content"]["zzz"] = {"__class__": "ndarray", "__module__": "numpy", "__loader__": "NdArrayNode", "type": "numpy", "file": "bomb.npy"}
+    schema["content"]["key_types"]["content"].append({"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("schema.json", json.dumps(schema))
+        for n, b in files.items():
+            zf.writestr(n, b)
+        zf.writestr("bomb.npy", bytes(64 * 2**20))  # 64 MiB of zeros deflate about 1,000-fold
+    path = tmp_path / "bomb.skops"
+    path.write_bytes(buf.getvalue())
+    assert path.stat().st_size < 2**20
+    with pytest.raises(InputError, match="zip bomb"):
+        load_sklearn(path)

@@ -87,5 +87,6 @@ def test_cli_refuses_without_opt_in_and_runs_with_it(user_module, tmp_path, monk
     sys.modules.pop(name, None)
     cfg_trusted = tmp_path / "trusted.toml"
     _toml(cfg_trusted, f"{name}.MyClassifier", trust=True)
-    assert run("train", str(cfg_trusted), "--out", str(tmp_path / "config")) == 0, capsys.readouterr().err
+    assert run("train", str(cfg_trusted), "--out", str(tmp_path / "config")) == 0
     assert trace.exists()
+    assert f"sets trust_code = true: it imports and runs '{name}.MyClassifier'" in capsys.readouterr().err

@@ -56,11 +56,12 @@ def check_key(key: object, source: str = "pseudonym_key") -> bytes:
 
 
 def read_key(path: Path) -> bytes:
-    """The key in ``path``: a regular file (not a link), not readable or writable by group or
-    others, holding at least 16 random bytes; else InputError naming the file. FileNotFoundError
-    when there is none."""
+    """The key in ``path``: a regular file (not a link, FIFO or device: opened without blocking),
+    owned by this user with one name (a key planted by someone else could be known to them), not
+    readable or writable by group or others, holding at least 16 random bytes; else InputError
+    naming the file. FileNotFoundError when there is none."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -69,6 +70,8 @@ def read_key(path: Path) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InputError(str(path), "is not a regular file; a pseudonym key is one")
+        if info.st_uid != os.geteuid() or info.st_nlink != 1:
+            raise InputError(str(path), "is owned by another user or has other names (hard links): someone else may know this key; remove it and rerun")
         if info.st_mode & 0o077:
             raise InputError(str(path), f"has mode {stat.S_IMODE(info.st_mode):04o}: others may read the pseudonym key, so its pseudonyms may already be reversible; make it 0600 (chmod 600) only if you are sure nobody read it, else remove it and rerun")
         if info.st_size > MAX_KEY_BYTES:

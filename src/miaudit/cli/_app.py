@@ -100,7 +100,11 @@ def audit_cmd(
 
     for r in fail_on or []:
         parse_rule(r)  # a bad rule is refused before any training
-    result = audit(with_engine(load_audit_config(config, trust_code=trust_code), executor=executor, address=address), out_dir, overwrite=overwrite)
+    from miaudit.cli._train import warn_self_trust
+
+    cfg = load_audit_config(config, trust_code=trust_code)
+    warn_self_trust(cfg, trust_code, config)
+    result = audit(with_engine(cfg, executor=executor, address=address), out_dir, overwrite=overwrite)
     print_summary(result, out)
     out.print(f"results: {out_dir / 'results.json'} (shareable); scores, signals, models: restricted (0600)")
     _report_line(out_dir)

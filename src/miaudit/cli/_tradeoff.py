@@ -90,8 +90,11 @@ def tradeoff(
     variants = default_variants(_floats(epsilons, "--epsilons"), _floats(weight_decays, "--weight-decays"), early_stopping, _strings(policies),
                                 delta=delta, accountant=accountant, ghost_clipping=ghost_clipping)
     from miaudit.audit import load_audit_config
+    from miaudit.cli._train import warn_self_trust
 
-    result = run_tradeoff(load_audit_config(config, trust_code=trust_code), out_dir, variants=variants, policy_targets=policy_targets, noise_sigma=noise_sigma, say=lambda s: err.print(s, highlight=False, soft_wrap=True))
+    cfg = load_audit_config(config, trust_code=trust_code)
+    warn_self_trust(cfg, trust_code, config)
+    result = run_tradeoff(cfg, out_dir, variants=variants, policy_targets=policy_targets, noise_sigma=noise_sigma, say=lambda s: err.print(s, highlight=False, soft_wrap=True))
     out = _console()
     table = Table(title="Privacy–utility trade-off (strongest attack per variant; 95 % intervals)")
     for col in ("variant", "ε", "test acc", "gap", "strongest", "AUC", "TPR@1%FPR"):
@@ -139,8 +142,11 @@ def dp_audit(
     out = _console()
     design = DpAuditDesign(canaries=canaries, k_plus=k_plus, k_minus=k_minus, runs=runs, significance=significance, canary_kind=canary_kind)  # type: ignore[arg-type]
     from miaudit.audit import load_audit_config
+    from miaudit.cli._train import warn_self_trust
 
-    result = run_dp_audit(load_audit_config(config, trust_code=trust_code), out_dir, design=design, seed=seed, say=lambda s: out.print(s, highlight=False, soft_wrap=True))
+    cfg = load_audit_config(config, trust_code=trust_code)
+    warn_self_trust(cfg, trust_code, config)
+    result = run_dp_audit(cfg, out_dir, design=design, seed=seed, say=lambda s: out.print(s, highlight=False, soft_wrap=True))
     if out_dir is not None:
         out.print(f"results: {out_dir / 'dp_audit.json'} (shareable)")
     if result.verdict == "FAILED" and not math.isinf(result.claimed_epsilon):

@@ -31,12 +31,24 @@ def train(
     from miaudit.engine import train as run_train
 
     cfg = load_config(config, trust_code=trust_code)
+    warn_self_trust(cfg, trust_code, config)
     updates = {k: v for k, v in {"workers": workers, "threads": threads, "cache": cache}.items() if v is not None}
     updates["progress"] = progress and cfg.engine.progress
     cfg = with_engine(cfg, executor=executor, address=address, **updates)
     console = Console(stderr=True)
     result = run_train(cfg, out, console=console)
     Console().print(result.summary(), highlight=False, soft_wrap=True)
+
+
+def warn_self_trust(cfg: object, flag: bool, path: Path) -> None:
+    """A config that grants itself ``trust_code`` runs the code it names: say so on stderr, so a
+    config from elsewhere cannot do it silently (``--trust-code`` is the caller's own word)."""
+    from miaudit.models import SklearnRecipe
+    from miaudit.models._sklearn import names_code
+
+    model = getattr(cfg, "model", None)
+    if not flag and getattr(cfg, "trust_code", False) and isinstance(model, SklearnRecipe) and names_code(model):
+        typer.echo(f"warning: {path} sets trust_code = true: it imports and runs {model.estimator!r}", err=True)
 
 
 def with_engine(cfg: Cfg, **updates: object) -> Cfg:

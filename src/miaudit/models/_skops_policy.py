@@ -110,10 +110,14 @@ _SKLEARN_INTERNALS = (
     )),
 )
 
-#: Estimators whose fitted state holds compiled structures this module cannot check (neighbour
-#: search trees index their arrays without bounds checks): refused, though scikit-learn classes.
+#: Estimators whose fitted state holds compiled structures this module does not check (neighbour
+#: search trees and libsvm's support-vector tables are indexed without bounds checks): refused,
+#: though scikit-learn classes.
 _REFUSED_ESTIMATORS = frozenset({
     "sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree",
+    # libsvm indexes its support-vector tables by counts stored in the file (_n_support…).
+    "sklearn.svm._classes.SVC", "sklearn.svm._classes.NuSVC", "sklearn.svm._classes.OneClassSVM",
+    "sklearn.svm._classes.SVR", "sklearn.svm._classes.NuSVR",
 })
 
 
@@ -132,14 +136,21 @@ def allowed_types() -> frozenset[str]:
     return frozenset(names - _REFUSED_ESTIMATORS)
 
 
-#: The largest ``schema.json`` read (a zip bomb's inflated size is refused before inflating).
-MAX_SCHEMA_BYTES = 256 * 2**20
+#: The largest ``schema.json`` read, and the largest inflated size of the whole file: both are
+#: read from the zip's directory and refused before anything is inflated.
+MAX_SCHEMA_BYTES = 16 * 2**20
+MAX_TOTAL_BYTES = 4 * 2**30
+#: A member larger than this inflated must compress less than :data:`MAX_RATIO` to one: model
+#: arrays (floats, indices) compress a few times, a zip bomb thousands of times.
+RATIO_FLOOR_BYTES = 16 * 2**20
+MAX_RATIO = 100
 
 
 def read_schema(data: bytes, name: str) -> dict[str, Any]:
     """The parsed ``schema.json`` of a skops file's bytes (InputError naming the file)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            _check_sizes(zf, name)
             info = zf.getinfo("schema.json")
             if info.file_size > MAX_SCHEMA_BYTES:
                 raise InputError("model", f"{name}: schema.json of {info.file_size} bytes is larger than any model miaudit loads")
@@ -151,6 +162,16 @@ def read_schema(data: bytes, name: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise InputError("model", f"{name} is not a skops file (schema.json is not an object)")
     return schema
+
+
+def _check_sizes(zf: zipfile.ZipFile, name: str) -> None:
+    total = 0
+    for member in zf.infolist():
+        total += member.file_size
+        if member.file_size > RATIO_FLOOR_BYTES and member.file_size > MAX_RATIO * max(member.compress_size, 1):
+            raise InputError("model", f"{name}: {member.filename} inflates {member.file_size // max(member.compress_size, 1)}-fold (a zip bomb, not model arrays)")
+    if total > MAX_TOTAL_BYTES:
+        raise InputError("model", f"{name} inflates to {total / 2**30:.1f} GiB, more than any model miaudit loads ({MAX_TOTAL_BYTES // 2**30} GiB)")
 
 
 def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
@@ -227,9 +248,57 @@ def _children(obj: Any) -> Iterator[Any]:
         yield from vars(obj).values()
 
 
+def _width(obj: Any, name: str) -> int | None:
+    """An estimator's ``n_features_in_``: absent (None) or a non-negative int, never anything
+    else (scikit-learn compares it with ``==``, so 2.0 would pass its own input check)."""
+    if "n_features_in_" not in getattr(obj, "__dict__", {}):
+        return None
+    nf = obj.__dict__["n_features_in_"]
+    if type(nf) not in (int, np.int64, np.int32) or int(nf) < 0:
+        raise InputError("model", f"{name}: {type(obj).__name__}.n_features_in_ is {nf!r}, not a count of features (a crafted or corrupted file)")
+    return int(nf)
+
+
+def _sub_estimators(obj: Any) -> list[Any]:
+    subs = obj.__dict__.get("estimators_")
+    if isinstance(subs, np.ndarray):
+        return [e for e in subs.ravel().tolist() if hasattr(e, "__dict__")]
+    if isinstance(subs, list):
+        return [e for e in subs if hasattr(e, "__dict__")]
+    return []
+
+
+def _check_estimator(obj: Any, name: str) -> None:
+    """Input widths that scikit-learn's compiled code relies on without checking them."""
+    from sklearn.base import BaseEstimator
+
+    if not isinstance(obj, BaseEstimator):
+        return
+    width = _width(obj, name)
+    tree = obj.__dict__.get("tree_")
+    if tree is not None and (width is None or int(tree.n_features) != width):
+        raise InputError("model", f"{name}: a decision tree's width ({getattr(tree, 'n_features', '?')}) is not its estimator's n_features_in_ ({width})")
+    subs = _sub_estimators(obj)
+    if width is None or not subs:
+        return
+    # Ensembles pass their validated input to every member unchecked (forests, boosting), or
+    # the columns ``estimators_features_`` selects (bagging).
+    features = obj.__dict__.get("estimators_features_")
+    for i, sub in enumerate(subs):
+        sub_width = _width(sub, name)
+        if features is not None:
+            cols = np.asarray(features[i]) if i < len(features) else np.empty(0)
+            ok = cols.dtype.kind in "iu" and cols.size == sub_width and bool(np.all((cols >= 0) & (cols < width)))
+        else:
+            ok = sub_width is None or sub_width == width
+        if not ok:
+            raise InputError("model", f"{name}: member {i} of {type(obj).__name__} expects another input width than the ensemble checks (a crafted or corrupted file)")
+
+
 def check_index_arrays(root: Any, name: str) -> None:
-    """Refuse a loaded model whose tree node tables point outside themselves or outside the
-    features its estimator checks inputs against (``n_features_in_`` of the nearest owner)."""
+    """Refuse a loaded model whose arrays point outside themselves or outside the input width
+    its estimators check: tree node tables, ensemble members, sparse matrices' indices."""
+    import scipy.sparse as sp
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.tree._tree import Tree
 
@@ -240,13 +309,21 @@ def check_index_arrays(root: Any, name: str) -> None:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        own = getattr(obj, "n_features_in_", None) if type(obj).__module__.startswith("sklearn") else None
-        if isinstance(own, (int, np.integer)):
-            n_features = int(own)
+        _check_estimator(obj, name)
+        own = _width(obj, name) if type(obj).__module__.startswith("sklearn") else None
+        if own is not None:
+            n_features = own
         if isinstance(obj, Tree):
             _check_tree(obj, name, n_features)
         elif isinstance(obj, TreePredictor):
             _check_predictor(obj, name, n_features)
+        elif sp.issparse(obj):
+            try:
+                obj.check_format(full_check=True)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise InputError("model", f"{name}: a sparse matrix's indices are invalid ({exc})") from None
+        elif type(obj).__name__ == "_BinMapper" and getattr(obj, "is_categorical_", None) is not None and bool(np.any(obj.is_categorical_)):
+            raise InputError("model", f"{name}: gradient boosting with categorical features is not loaded (its category tables are not checked here)")
         stack.extend((child, n_features) for child in _children(obj))
 
 
@@ -278,10 +355,7 @@ def _check_predictor(pred: Any, name: str, n_features: int | None) -> None:
     ok = n >= 1 and bool(np.all((left > idx) & (left < n) & (right > idx) & (right < n)))
     feature = nodes["feature_idx"][internal].astype(np.int64)
     ok = ok and bool(np.all(feature >= 0)) and (n_features is None or bool(np.all(feature < n_features)))
-    bitsets = getattr(pred, "raw_left_cat_bitsets", None)
-    cat = nodes["is_categorical"][internal] != 0 if "is_categorical" in nodes.dtype.names else np.zeros(idx.size, bool)
-    if bitsets is not None and cat.any():
-        bidx = nodes["bitset_idx"][internal][cat].astype(np.int64)
-        ok = ok and bool(np.all((bidx >= 0) & (bidx < bitsets.shape[0])))
+    if "is_categorical" in nodes.dtype.names and bool(np.any(nodes["is_categorical"][internal] != 0)):
+        raise InputError("model", f"{name}: gradient boosting with categorical splits is not loaded (its category tables are not checked here)")
     if not ok:
         raise InputError("model", f"{name}: a gradient-boosting tree's node table points outside itself (a crafted or corrupted file)")

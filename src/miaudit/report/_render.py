@@ -239,7 +239,7 @@ def load_results(path: Path | str) -> tuple[AuditResult, Path]:
         where = ".".join(str(x) for x in first["loc"])
         raise InputError("results", f"{str(p)!r} is not miaudit results ({where + ': ' if where else ''}{first['msg']})") from None
     warning = result.pseudonym_warning()
-    if warning and not any(n.startswith("pseudonyms:") for n in result.notes):
+    if warning and f"pseudonyms: {warning}" not in result.notes:
         # Shown in the report (and by `miaudit report`) so a reader knows before sharing it.
         result = result.model_copy(update={"notes": [*result.notes, f"pseudonyms: {warning}"]})
     return result, p.parent
