@@ -150,3 +150,54 @@ def test_images_use_augmentation_robustness_and_the_cnn_loader(tmp_path):
     lg = tr.signals.logits[1][:, 0, :].astype(np.float64)  # the un-augmented query
     want = np.exp(lg - lg.max(1, keepdims=True))
     np.testing.assert_allclose(got, want / want.sum(1, keepdims=True), atol=1e-5)
+
+
+def test_every_variant_has_paired_figures_and_a_verdict(run):
+    res, out = run
+    data = {v["name"]: v for v in json.loads((out / "tradeoff.json").read_text())["variants"]}
+    assert res.variant("baseline").recommendation == "baseline"
+    for v in res.variants[1:]:
+        assert v.recommendation in ("best", "recommended", "not recommended", "flagged") and v.reason
+        assert v.risk_reduction is not None and v.risk_reduction.lower is not None
+        assert v.accuracy_loss is not None and v.accuracy_loss.lower <= v.accuracy_loss.point <= v.accuracy_loss.upper
+        assert data[v.name]["risk_reduction"]["point"] == pytest.approx(v.risk_reduction.point)
+    # Policies that keep the top label cost no accuracy, exactly; they are compared with the same
+    # attacks on the same models' full outputs, not with the baseline's reference attacks.
+    for name in ("policy-top-1", "policy-label-only"):
+        v = res.variant(name)
+        assert v.accuracy_loss.point == v.accuracy_loss.lower == v.accuracy_loss.upper == 0.0
+        assert "full outputs" in v.compared_with and "lira" not in v.compared_with
+    assert "baseline's strongest" in res.variant("dp-eps2").compared_with
+
+
+def _variant(name, *, reduction, loss, acc=0.8, baseline=False):
+    from miaudit.audit._tradeoff import VariantOutcome
+    from miaudit.metrics import Estimate
+
+    est = lambda t: None if t is None else Estimate(point=t[0], lower=t[1], upper=t[2])  # noqa: E731
+    return VariantOutcome(
+        name=name, description="", test_accuracy=acc, train_accuracy=acc, generalization_gap=0.0, strongest_attack="rmia_online",
+        auc=Estimate(point=0.6), tpr_at_1pct_fpr=Estimate(point=0.01), epsilon=None, delta=None, accountant=None, policy=None,
+        attacks={}, folder="", baseline=baseline, risk_reduction=est(reduction), accuracy_loss=est(loss),
+    )
+
+
+def test_recommendation_rule_follows_the_intervals():
+    """The case the old rule got wrong: DP at ε = 8 raised accuracy and cut AUC 0.68 → 0.54, yet
+    regularisation was "recommended" and DP "consider"."""
+    from miaudit.audit._tradeoff import with_recommendations
+
+    variants = [
+        _variant("baseline", reduction=None, loss=None, baseline=True),
+        _variant("dp-eps8", reduction=(0.14, 0.12, 0.16), loss=(-0.004, -0.01, 0.002)),
+        _variant("wd0.01", reduction=(0.03, 0.01, 0.05), loss=(0.0, -0.003, 0.004)),
+        _variant("early-stopping", reduction=(0.02, -0.01, 0.05), loss=(0.0, -0.002, 0.002)),  # interval includes 0
+        _variant("dp-eps4", reduction=(0.16, 0.14, 0.18), loss=(0.012, 0.008, 0.016)),  # costs more than 1 point
+        _variant("dp-eps1", reduction=(0.2, 0.18, 0.22), loss=(0.05, 0.04, 0.06), acc=0.76),  # majority-class accuracy
+    ]
+    verdicts = {v.name: v.recommendation for v in with_recommendations(variants, tolerance=0.01, majority=0.76)}
+    assert verdicts == {"baseline": "baseline", "dp-eps8": "best", "wd0.01": "recommended", "early-stopping": "not recommended",
+                        "dp-eps4": "not recommended", "dp-eps1": "flagged"}
+    # A looser tolerance admits ε = 4, whose larger reduction then wins.
+    verdicts = {v.name: v.recommendation for v in with_recommendations(variants, tolerance=0.02, majority=0.76)}
+    assert verdicts["dp-eps4"] == "best" and verdicts["dp-eps8"] == "recommended"

@@ -85,10 +85,22 @@ class VariantOutcome:
     attacks: dict[str, dict[str, Any]]  # name → {"auc": Estimate, "tpr@1%fpr": Estimate, "queries_per_record": ...}
     folder: str
     baseline: bool = False
+    #: Paired AUC(comparator) − AUC(this variant's strongest), same (target, record) pairs.
+    risk_reduction: Estimate | None = None
+    #: Paired test accuracy(baseline) − test accuracy(this variant), same test pairs.
+    accuracy_loss: Estimate | None = None
+    #: "baseline", "best", "recommended", "not recommended" or "flagged" (see :func:`recommendation`).
+    recommendation: str = ""
+    reason: str = ""
+    #: What the risk reduction is measured against (for policies: the same attacks on full outputs).
+    compared_with: str = ""
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["auc"], d["tpr_at_1pct_fpr"] = self.auc.model_dump(), self.tpr_at_1pct_fpr.model_dump()
+        for k in ("risk_reduction", "accuracy_loss"):
+            est = getattr(self, k)
+            d[k] = est.model_dump() if est is not None else None
         d["attacks"] = {a: {k: (v.model_dump() if isinstance(v, Estimate) else v) for k, v in m.items()} for a, m in self.attacks.items()}
         return d
 
@@ -112,6 +124,84 @@ class TradeoffResult:
             if v.name == name:
                 return v
         raise KeyError(name)
+
+
+# --- the recommendation rule (docs/defenses.md) ----------------------------------------------------
+
+#: Default largest accuracy loss (upper end of its interval) a recommended control may cost.
+DEFAULT_ACCURACY_TOLERANCE = 0.01
+
+
+def recommendation(
+    v: VariantOutcome, *, tolerance: float = DEFAULT_ACCURACY_TOLERANCE, majority: float | None = None,
+) -> tuple[str, str]:
+    """(verdict, reason) for one variant. A control is *recommended* when its paired risk
+    reduction's interval lies above 0 and its paired accuracy loss's interval ends within
+    ``tolerance``; a model at or below the majority-class accuracy is *flagged* (it has stopped
+    predicting, so its low attack success means nothing) and never recommended."""
+    if v.baseline:
+        return "baseline", "the recipe as given"
+    if majority is not None and v.test_accuracy <= majority + 1e-12:
+        return "flagged", f"test accuracy {v.test_accuracy:.1%} is at or below the majority-class rate {majority:.1%}: the model predicts nothing, so its low attack success is no protection"
+    r, a = v.risk_reduction, v.accuracy_loss
+    if r is None or r.lower is None or r.point is None:
+        return "not recommended", "no paired risk reduction could be measured"
+    if r.lower <= 0:
+        return "not recommended", f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]: its interval does not lie above 0"
+    if a is None or a.upper is None or a.point is None:
+        return "not recommended", "no paired accuracy loss could be measured"
+    if a.upper > tolerance:
+        return "not recommended", f"accuracy loss {a.point * 100:+.1f} points, up to {a.upper * 100:.1f} (interval end), beyond the tolerance of {tolerance * 100:g}"
+    return "recommended", f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]; accuracy loss at most {max(a.upper, 0) * 100:.1f} points (tolerance {tolerance * 100:g})"
+
+
+def with_recommendations(variants: Sequence[VariantOutcome], *, tolerance: float, majority: float | None) -> list[VariantOutcome]:
+    """Every variant with its verdict; among the recommended, the larger risk reduction is "best"."""
+    from dataclasses import replace
+
+    judged = [replace(v, recommendation=(verdict := recommendation(v, tolerance=tolerance, majority=majority))[0], reason=verdict[1]) for v in variants]
+    picked = [v for v in judged if v.recommendation == "recommended"]
+    if picked:
+        best = max(picked, key=lambda v: v.risk_reduction.point or 0.0)  # type: ignore[union-attr]
+        judged = [replace(v, recommendation="best") if v is best else v for v in judged]
+    return judged
+
+
+def paired_accuracy_loss(c0: np.ndarray, c1: np.ndarray, groups: np.ndarray, *, n_resamples: int, confidence: float, rng: np.random.Generator) -> Estimate:
+    """mean(c0) − mean(c1) over the same test pairs, with a percentile interval resampling
+    records (all pairs of one record together), as every other interval here."""
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    d = np.bincount(g, weights=np.asarray(c0, dtype=np.float64) - np.asarray(c1, dtype=np.float64))
+    n = np.bincount(g).astype(np.float64)
+    if n.sum() == 0:
+        return Estimate(point=None, status="not_measurable")
+    point = float(d.sum() / n.sum())
+    if n_resamples == 0:
+        return Estimate(point=point)
+    reps = np.empty(n_resamples)
+    for b in range(n_resamples):
+        w = np.bincount(rng.integers(0, n.size, n.size), minlength=n.size)
+        reps[b] = (w @ d) / max(w @ n, 1.0)
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(reps, [tail, 1 - tail])
+    return Estimate(point=point, lower=float(lo), upper=float(hi))
+
+
+def _test_pairs(run: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, test): (models × records) whether each model labels each record right, and
+    which (model, record) pairs are test pairs (pool records the model did not train on)."""
+    store = run.signals
+    logits = np.asarray(store.logits)
+    if logits.ndim == 4:  # several queries per record: the un-augmented one
+        logits = logits[:, :, 0]
+    correct = logits.argmax(-1) == np.asarray(store.label)[None, :]
+    test = (~np.asarray(store.keep, dtype=bool)) & (~np.asarray(store.population, dtype=bool))[None, :]
+    return correct, test
+
+
+def _majority(run: Any) -> float:
+    label = np.asarray(run.signals.label)[~np.asarray(run.signals.population, dtype=bool)]
+    return float(np.bincount(label.astype(np.int64)).max() / max(label.size, 1))
 
 
 # --- running a trained model again (the policy variants' oracle) ----------------------------------
@@ -179,8 +269,9 @@ def _scores_table(folder: Path) -> dict[str, np.ndarray]:
 
 def _policy_variant(
     cfg: AuditConfig, run: Any, policy: str, *, targets: int, noise_sigma: float, draws: int, seed: int
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, int], float, float]:
-    """Attack ``targets`` models through a LocalOracle under ``policy``; pooled pair scores."""
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
+    """Attack ``targets`` models through a LocalOracle under ``policy``: pooled pair scores,
+    membership, record of each pair, queries per attack, whether each answer's label is right."""
     from miaudit.attacks import (
         LocalOracle,
         augmentation_robustness_attack,
@@ -232,9 +323,7 @@ def _policy_variant(
     cor = np.concatenate(correct)
     pooled = {n: np.concatenate(v) for n, v in per.items()}
     groups = np.tile(records, len(member))
-    train_acc = float(cor[mem].mean())
-    test_acc = float(cor[~mem].mean())
-    return pooled, mem.astype(np.int8), groups, queries, train_acc, test_acc
+    return pooled, mem.astype(np.int8), groups, queries, cor
 
 
 def tradeoff(
@@ -245,6 +334,7 @@ def tradeoff(
     policy_targets: int = 4,
     noise_sigma: float = 0.5,
     noise_draws: int = 50,
+    accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE,
     say: Callable[[str], None] | None = None,
 ) -> TradeoffResult:
     """Run every variant through the same audit; write ``<out>/tradeoff.json``.
@@ -255,6 +345,9 @@ def tradeoff(
     the oracle per policy. Returns a :class:`TradeoffResult`; its comparisons are paired
     (same (target, record) pairs) record-resampling differences of AUC: the baseline's strongest
     attack minus each DP variant's, and under label-only each robustness attack minus the gap.
+    Each variant gets a paired risk reduction and accuracy loss against the baseline and a
+    verdict by :func:`recommendation` (``accuracy_tolerance``: the largest accuracy loss, as a
+    fraction, that a recommended control may cost).
     """
     from rich.console import Console
 
@@ -275,9 +368,15 @@ def tradeoff(
         raise InputError("variants", "variant names must be unique")
     cache = cfg.engine.cache or out_dir / "models"
     base_cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"cache": cache})})
+    if not 0 <= accuracy_tolerance < 1:
+        raise InputError("accuracy_tolerance", f"must be a fraction in [0, 1), got {accuracy_tolerance}")
     outcomes: list[VariantOutcome] = []
     strongest_scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     comparisons: list[dict[str, Any]] = []
+    test_pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    full: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, int], np.ndarray] | None = None
+    majority: float | None = None
+    boot = np.random.default_rng([cfg.seed, 17])
     for spec in specs:
         folder = out_dir / "variants" / spec.name
         if spec.policy is None:
@@ -289,6 +388,9 @@ def tradeoff(
             res = audit(vcfg, folder, overwrite=True, quiet=True)
             run = train(vcfg.train_config(), folder, console=quiet)  # verified cache hits: the models just audited
             privacy = _privacy(run)
+            test_pairs[spec.name] = _test_pairs(run)
+            if majority is None:
+                majority = _majority(run)
             strongest = max(res.attacks, key=lambda a: a.auc.point or 0.0)
             table = _scores_table(folder)
             strongest_scores[spec.name] = (table[f"score_{strongest.name}"], table["member"], np.asarray(table["target"]) * (1 << 32) + _record_index(run, table["record_id"]))
@@ -303,16 +405,30 @@ def tradeoff(
         else:
             say(f"{spec.name}: attacking the baseline's models through an oracle under {spec.policy}")
             run = train(base_cfg.train_config(), out_dir / "variants" / specs[0].name, console=quiet)
-            pooled, mem, groups, queries, tr, te = _policy_variant(
+            pooled, mem, groups, queries, cor = _policy_variant(
                 base_cfg, run, spec.policy, targets=policy_targets, noise_sigma=noise_sigma, draws=noise_draws, seed=cfg.seed
             )
+            if full is None:  # the same targets and attacks on full outputs: the policy's comparator
+                full = _policy_variant(base_cfg, run, "full", targets=policy_targets, noise_sigma=noise_sigma, draws=noise_draws, seed=cfg.seed)
+            tr, te = float(cor[mem == 1].mean()), float(cor[mem == 0].mean())
             ev = evaluate(mem, pooled, fprs=cfg.audit.fprs, n_resamples=cfg.audit.resamples, groups=groups, rng=np.random.default_rng([cfg.seed, 11]))
             best = max(ev.names, key=lambda n: ev.estimate(n, "auc").point or 0.0)
             attacks = {n: {**_estimates(ev, n), **({"queries_per_record": queries[n]} if n in queries else {})} for n in ev.names}
+            # Comparator: the strongest of the same attacks on full outputs (label-only query
+            # attacks see the same labels either way), never the baseline's reference attacks,
+            # which are not run under a policy.
+            same = {**full[0], **{n: v for n, v in pooled.items() if n not in full[0]}}
+            ev_same = evaluate(mem, same, fprs=cfg.audit.fprs, n_resamples=0, groups=groups)
+            comparator = max(ev_same.names, key=lambda n: ev_same.estimate(n, "auc").point or 0.0)
+            ev_pair = evaluate(mem, {"full": same[comparator], "policy": pooled[best]}, fprs=cfg.audit.fprs, n_resamples=cfg.audit.resamples,
+                               groups=groups, rng=np.random.default_rng([cfg.seed, 19]))
             outcomes.append(VariantOutcome(
                 name=spec.name, description=spec.description, test_accuracy=te, train_accuracy=tr, generalization_gap=tr - te,
                 strongest_attack=best, auc=ev.estimate(best, "auc"), tpr_at_1pct_fpr=ev.estimate(best, TPR1), epsilon=None, delta=None, accountant=None,
                 policy=spec.policy, attacks=attacks, folder=str((out_dir / "variants" / specs[0].name).relative_to(out_dir)),
+                risk_reduction=ev_pair.difference("full", "policy", "auc"),
+                accuracy_loss=paired_accuracy_loss(full[4][mem == 0], cor[mem == 0], groups[mem == 0], n_resamples=cfg.audit.resamples, confidence=ev.confidence, rng=boot),
+                compared_with=f"{comparator} on the same {min(policy_targets, run.signals.n_models)} target models' full outputs (same access: no reference models)",
             ))
             for robust in ("noise_robustness", "augmentation_robustness"):
                 if robust in ev.names and "gap" in ev.names:
@@ -322,14 +438,42 @@ def tradeoff(
         say(f"{spec.name}: test accuracy {outcomes[-1].test_accuracy:.3f}, strongest {outcomes[-1].strongest_attack} AUC {_fmt(outcomes[-1].auc)}"
             + (f", ε = {outcomes[-1].epsilon:.2f} ({outcomes[-1].accountant})" if outcomes[-1].epsilon is not None else ""))
     comparisons = _dp_comparisons(specs, strongest_scores, cfg) + comparisons
+    outcomes = _with_training_pairs(outcomes, comparisons, test_pairs, specs[0].name, cfg, boot)
+    outcomes = with_recommendations(outcomes, tolerance=accuracy_tolerance, majority=majority)
     result = TradeoffResult(outcomes, comparisons, dataset=str(cfg.data.dataset or cfg.data.path), seed=cfg.seed, notes=[
         "Training variants: the same audit (same plan seed: the same (target, record) pairs), each variant's own reference models trained with its recipe.",
         "Policy variants: the baseline's models behind a LocalOracle; reference attacks are not run under a policy (threshold and query attacks only).",
         "epsilon: the largest ε that Opacus's accountant recorded over the variant's models.",
         f"Noise robustness: σ = {noise_sigma:g} per-column standard deviations of the population records on non-one-hot columns, {noise_draws} queries per record.",
+        f"Recommendation (docs/defenses.md): a control is recommended when its paired risk reduction's interval lies above 0 and its paired accuracy loss's "
+        f"interval ends within {accuracy_tolerance * 100:g} points; the larger risk reduction is best; a model at or below the majority-class accuracy "
+        f"({(majority or 0) * 100:.1f} %) is flagged and never recommended. Training variants are compared with the baseline's strongest attack; "
+        "policies with the strongest of the same attacks on the same models' full outputs.",
     ])
     write_text_atomic(out_dir / TRADEOFF_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False, default=_json_default))
     return result
+
+
+def _with_training_pairs(
+    outcomes: list[VariantOutcome], comparisons: list[dict[str, Any]], test_pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+    base: str, cfg: AuditConfig, rng: np.random.Generator,
+) -> list[VariantOutcome]:
+    """Training variants with their paired risk reduction (baseline's strongest − theirs, AUC)
+    and accuracy loss (baseline − theirs, on the same test pairs)."""
+    from dataclasses import replace
+
+    reduction = {c["variant"]: c["difference"] for c in comparisons if c["kind"] == "baseline_vs_variant"}
+    out = []
+    for v in outcomes:
+        if v.policy is None and not v.baseline and v.name in test_pairs and base in test_pairs:
+            (c0, t0), (c1, t1) = test_pairs[base], test_pairs[v.name]
+            loss = None
+            if np.array_equal(t0, t1):
+                groups = np.broadcast_to(np.arange(t0.shape[1]), t0.shape)[t0]
+                loss = paired_accuracy_loss(c0[t0], c1[t0], groups, n_resamples=cfg.audit.resamples, confidence=0.95, rng=rng)
+            v = replace(v, risk_reduction=reduction.get(v.name), accuracy_loss=loss, compared_with="the baseline's strongest attack (same audit, same (target, record) pairs)")
+        out.append(v)
+    return out
 
 
 def _record_index(run: Any, record_id: np.ndarray) -> np.ndarray:
