@@ -236,3 +236,24 @@ def test_cli_report_writes_html_and_prints_markdown(outputs_run, tmp_path):
 def test_markdown_is_the_same_after_a_json_round_trip(outputs_run):
     _, result = outputs_run
     assert render_markdown(AuditResult.from_json(result.to_json())) == render_markdown(result)
+
+
+def test_controls_follow_the_tradeoff_verdicts(outputs_run):
+    """DP best by the rule (larger paired risk reduction within the accuracy tolerance) makes the
+    DP control "recommended"; a regulariser whose reduction's interval includes 0 does not."""
+    from miaudit.metrics import Estimate
+    from miaudit.report import recommend
+    from miaudit.report._verdict import assess_risk
+    from tests.report.conftest import variants
+
+    _, result = outputs_run
+    base, wd, dp = variants()
+    wd = wd.model_copy(update={"recommendation": "not recommended", "reason": "risk reduction +0.010 AUC [-0.010, +0.030]: its interval does not lie above 0",
+                               "risk_reduction": Estimate(point=0.01, lower=-0.01, upper=0.03), "accuracy_loss": Estimate(point=0.0, lower=0.0, upper=0.0)})
+    dp = dp.model_copy(update={"recommendation": "best", "reason": "risk reduction +0.150 AUC [+0.130, +0.170]; accuracy loss at most 0.2 points (tolerance 1)",
+                               "risk_reduction": Estimate(point=0.15, lower=0.13, upper=0.17), "accuracy_loss": Estimate(point=-0.004, lower=-0.01, upper=0.002)})
+    controls = {c.key: c for c in recommend(result, assess_risk(result), tradeoff=[base, wd, dp])}
+    assert controls["dp"].priority == "recommended" and "DP-SGD ε=4 is best" in controls["dp"].because
+    assert controls["regularisation"].priority != "recommended" and "no variant of this kind met the rule" in controls["regularisation"].because
+    html = render_report(result, tradeoff=[base, wd, dp])
+    assert "not recommended" in html and "its interval does not lie above 0" in html and '0.150 <span class="ci">[0.130, 0.170]</span>' in html

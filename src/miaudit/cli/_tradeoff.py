@@ -41,7 +41,8 @@ def tradeoff_variants_for_report(data: dict[str, Any]) -> list[Any]:
         TradeoffVariant(
             name=v["name"], description=v["description"], test_accuracy=v["test_accuracy"], train_accuracy=v["train_accuracy"],
             generalization_gap=v["generalization_gap"], strongest_attack=v["strongest_attack"], auc=v["auc"], tpr_at_1pct_fpr=v["tpr_at_1pct_fpr"],
-            epsilon=v["epsilon"], baseline=v["baseline"],
+            epsilon=v["epsilon"], baseline=v["baseline"], risk_reduction=v.get("risk_reduction"), accuracy_loss=v.get("accuracy_loss"),
+            recommendation=v.get("recommendation", ""), reason=v.get("reason", ""), compared_with=v.get("compared_with", ""),
         )
         for v in data["variants"]
     ]
@@ -75,6 +76,7 @@ def tradeoff(
     policy_targets: Annotated[int, typer.Option(help="Baseline models attacked through the oracle per policy.")] = 4,
     noise_sigma: Annotated[float, typer.Option(help="Noise-robustness σ, in per-column standard deviations.")] = 0.5,
     dp_audit_json: Annotated[Path | None, typer.Option("--dp-audit", help="A dp_audit.json to show in the report's DP section.")] = None,
+    accuracy_tolerance: Annotated[float, typer.Option("--accuracy-tolerance", help="Largest accuracy loss, in points, a recommended control may cost (upper end of its interval).")] = 1.0,
     trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.")] = False,
 ) -> None:
     """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all)."""
@@ -86,6 +88,8 @@ def tradeoff(
         raise InputError("--accountant", f"must be 'prv' or 'rdp', got {accountant!r}")
     if policy_targets < 1:
         raise InputError("--policy-targets", f"must be at least 1, got {policy_targets}")
+    if not 0 <= accuracy_tolerance < 100:
+        raise InputError("--accuracy-tolerance", f"must be points of accuracy in [0, 100), got {accuracy_tolerance}")
     err = Console(stderr=True)
     variants = default_variants(_floats(epsilons, "--epsilons"), _floats(weight_decays, "--weight-decays"), early_stopping, _strings(policies),
                                 delta=delta, accountant=accountant, ghost_clipping=ghost_clipping)
@@ -94,15 +98,20 @@ def tradeoff(
 
     cfg = load_audit_config(config, trust_code=trust_code)
     warn_self_trust(cfg, trust_code, config)
-    result = run_tradeoff(cfg, out_dir, variants=variants, policy_targets=policy_targets, noise_sigma=noise_sigma, say=lambda s: err.print(s, highlight=False, soft_wrap=True))
+    result = run_tradeoff(cfg, out_dir, variants=variants, policy_targets=policy_targets, noise_sigma=noise_sigma, accuracy_tolerance=accuracy_tolerance / 100,
+                          say=lambda s: err.print(s, highlight=False, soft_wrap=True))
     out = _console()
     table = Table(title="Privacy–utility trade-off (strongest attack per variant; 95 % intervals)")
-    for col in ("variant", "ε", "test acc", "gap", "strongest", "AUC", "TPR@1%FPR"):
+    for col in ("variant", "ε", "test acc", "gap", "strongest", "AUC", "TPR@1%FPR", "risk reduction", "accuracy loss", "verdict"):
         table.add_column(col)
     for v in result.variants:
         eps = "∞" if v.epsilon is None else f"{v.epsilon:.2f}"
-        table.add_row(v.name, eps, f"{v.test_accuracy:.3f}", f"{v.generalization_gap:+.3f}", v.strongest_attack, _est(v.auc), _est(v.tpr_at_1pct_fpr))
+        reduction = _est(v.risk_reduction, signed=True) if v.risk_reduction is not None else "—"
+        loss = _est(v.accuracy_loss, signed=True) if v.accuracy_loss is not None else "—"
+        table.add_row(v.name, eps, f"{v.test_accuracy:.3f}", f"{v.generalization_gap:+.3f}", v.strongest_attack, _est(v.auc), _est(v.tpr_at_1pct_fpr), reduction, loss, v.recommendation)
     out.print(table)
+    for v in result.variants[1:]:
+        out.print(f"{v.name}: {v.recommendation}: {v.reason}", highlight=False, soft_wrap=True)
     for c in result.comparisons:
         out.print(f"{c['a']} − {c['b']} AUC ({c['variant']}): {_est(c['difference'], signed=True)}", highlight=False)
     data = json.loads((out_dir / "tradeoff.json").read_text(encoding="utf-8"))

@@ -67,6 +67,28 @@ def _get(result: AuditResult, name: str) -> AttackResult | None:
     return next((a for a in result.attacks if a.name == name), None)
 
 
+def _judged(tradeoff: Sequence[TradeoffVariant] | None, kind: str) -> tuple[Priority | None, str]:
+    """The trade-off run's verdict (audit/_tradeoff.py :func:`recommendation`) for the variants
+    of one kind of control: "recommended" when one of them met the rule, else a note on why not."""
+    def is_kind(v: TradeoffVariant) -> bool:
+        if kind == "dp":
+            return v.epsilon is not None
+        if kind == "output":
+            return v.name.startswith("policy-")
+        return v.epsilon is None and not v.name.startswith("policy-")
+
+    judged = [v for v in tradeoff or [] if not v.baseline and v.recommendation and is_kind(v)]
+    if not judged:
+        return None, ""
+    good = [v for v in judged if v.recommendation in ("best", "recommended")]
+    if good:
+        v = next((g for g in good if g.recommendation == "best"), good[0])
+        return "recommended", f" In the trade-off run, {v.name} is {v.recommendation}: {v.reason}."
+    flagged = [v.name for v in judged if v.recommendation == "flagged"]
+    why = "; ".join(f"{v.name}: {v.reason}" for v in judged)
+    return ("consider" if not flagged or len(flagged) < len(judged) else "lower priority"), f" In the trade-off run no variant of this kind met the rule ({why})."
+
+
 def recommend(
     result: AuditResult, risk: RiskAssessment, *, tradeoff: Sequence[TradeoffVariant] | None = None, dp: DpAuditSummary | None = None,
 ) -> list[Control]:
@@ -90,6 +112,8 @@ def recommend(
                    f"{loss.auc.point:.3f}." if loss is not None and loss.auc.point is not None else
                    "This audit recorded no train/test accuracy; the average-case leakage above is what regularisation reduces.")
         prio = "recommended" if serious else "consider"
+    judged, note = _judged(tradeoff, "regularisation")
+    prio, because = judged or prio, because + note
     controls.append(Control(
         "regularisation", "Regularise: weight decay, dropout, early stopping, label smoothing", prio, because,
         "Shrinks the gap between how the model treats training and unseen records, which lowers average-case leakage, usually at little accuracy cost.",
@@ -106,11 +130,8 @@ def recommend(
         because = f"The strongest attack ({strongest.name if strongest else 'n/a'}) reaches AUC {s_auc} and TPR {tpr1_text} at 1% FPR"
         because += (f"; its ROC implies ε ≈ {max(eps):.2g} (descriptive, not a DP audit)." if eps else ".")
         prio = "recommended" if risk.level == "high" else "consider" if serious else "lower priority"
-    tradeoff_note = ""
-    dp_variants = [v for v in tradeoff or [] if v.epsilon is not None]
-    if dp_variants:
-        best = max(dp_variants, key=lambda v: v.test_accuracy)
-        tradeoff_note = f" In the trade-off run, ε = {best.epsilon:g} kept test accuracy at {_pct(best.test_accuracy)}."
+    judged, tradeoff_note = _judged(tradeoff, "dp")
+    prio = judged or prio
     controls.append(Control(
         "dp", "Train with differential privacy (DP-SGD) at a stated budget", prio, because + tradeoff_note,
         "The only control with a guarantee: every attack, including ones not yet invented, is bounded by TPR ≤ e^ε·FPR + δ.",
@@ -128,6 +149,8 @@ def recommend(
     else:
         because = "This audit did not compare confidence-based with label-only attacks; the label-only attacks of miaudit measure what restriction leaves."
         prio = "consider"
+    judged, note = _judged(tradeoff, "output")
+    prio, because = judged or prio, because + note
     controls.append(Control(
         "output", "Restrict what the API returns: top-1 label, rounded or top-k probabilities", prio, because,
         "Cheap and costs no accuracy: attacks that read confidence scores lose most of their signal.",

@@ -66,6 +66,13 @@ class TradeoffVariant(_Input):
     tpr_at_1pct_fpr: Estimate
     epsilon: float | None = Field(None, ge=0.0)
     baseline: bool = False
+    #: Paired against the baseline (audit/_tradeoff.py): AUC reduction and accuracy loss.
+    risk_reduction: Estimate | None = None
+    accuracy_loss: Estimate | None = None
+    #: "baseline", "best", "recommended", "not recommended", "flagged" or "" (not judged).
+    recommendation: str = ""
+    reason: str = ""
+    compared_with: str = ""
 
 
 class DpAuditSummary(_Input):
