@@ -9,7 +9,6 @@ import pytest
 from scipy.stats import binom
 
 from miaudit.errors import InputError
-from miaudit.metrics import epsilon_lower_bound
 from miaudit.metrics._one_run import (
     multi_run_audit,
     one_run_audit,
@@ -152,7 +151,7 @@ def test_multi_run_counts_and_grid():
     a = multi_run_audit(score, inc, 0.5, alpha=0.05, delta=1e-5)
     tp, fp = int(((score >= 0.5) & inc).sum()), int(((score >= 0.5) & ~inc).sum())
     assert (a.tp, a.fp, a.fn + a.tp, a.fp + a.tn) == (tp, fp, inc.sum(), (~inc).sum())
-    assert a.epsilon_lower_bound == epsilon_lower_bound(tp, inc.sum() - tp, fp, (~inc).sum() - fp, alpha=0.05, delta=1e-5)
+    assert a.epsilon_lower_bound == pytest.approx(_cp_epsilon(tp, int(inc.sum()) - tp, fp, int((~inc).sum()) - fp, 0.05, 1e-5), abs=1e-9)
     g = multi_run_audit(score, inc, [0.0, 0.5, 1.0])
     assert g.n_thresholds == 3 and g.max_certifiable_epsilon < a.max_certifiable_epsilon
 
@@ -183,6 +182,47 @@ def test_bad_inputs_name_the_field(call, field):
     assert err.value.field == field
 
 
+def _cp_epsilon(tp: int, fn: int, fp: int, tn: int, alpha: float, delta: float) -> float:
+    """The one-threshold bound written out with scipy's exact binomial test intervals (not the
+    code's Clopper–Pearson): max(ln((TPR_lo − δ)/FPR_hi), ln((TNR_lo − δ)/FNR_hi), 0)."""
+    from scipy.stats import binomtest
+
+    def ci(k: int, n: int) -> tuple[float, float]:
+        c = binomtest(k, n).proportion_ci(confidence_level=1 - alpha, method="exact")
+        return c.low, c.high
+
+    (tpr_lo, _), (_, fpr_hi) = ci(tp, tp + fn), ci(fp, fp + tn)
+    (tnr_lo, _), (_, fnr_hi) = ci(tn, fp + tn), ci(fn, tp + fn)
+    best = 0.0
+    for num, den in ((tpr_lo - delta, fpr_hi), (tnr_lo - delta, fnr_hi)):
+        if num > 0 and den > 0:
+            best = max(best, math.log(num / den))
+    return best
+
+
+def _largest_rejected(m: int, r: int, v: int, delta: float, significance: float = 0.05) -> float:
+    """The largest ε whose claim the guesses reject (p ≤ significance), by bisection on the
+    paper's p-value written out in the test (pmf array, partial sums by slicing)."""
+    from scipy.stats import binom
+
+    def p(eps: float) -> float:
+        q = math.exp(eps) / (1 + math.exp(eps))
+        pmf = binom.pmf(np.arange(r + 1), r, q)
+        tail = pmf[v:].sum()
+        alpha = max((pmf[v - i:v].sum() / i for i in range(1, v + 1)), default=0.0)
+        return min(1.0, tail + 2 * m * delta * alpha)
+
+    if p(0.0) > significance:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while p(hi) <= significance:
+        hi *= 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if p(mid) <= significance else (lo, mid)
+    return lo
+
+
 def test_pooled_runs_sum_the_counts():
     rng = np.random.default_rng(9)
     runs = []
@@ -192,8 +232,8 @@ def test_pooled_runs_sum_the_counts():
     pooled = pooled_one_run_audit(runs, k_plus=40, k_minus=40, delta=1e-5)
     single = [one_run_audit(s, i, k_plus=40, k_minus=40) for s, i in runs]
     assert (pooled.m, pooled.r, pooled.v, pooled.n_runs) == (1200, sum(a.r for a in single), sum(a.v for a in single), 3)
-    assert pooled.epsilon_lower_bound == one_run_epsilon_lower_bound(1200, pooled.r, pooled.v, delta=1e-5)
-    assert pooled.max_certifiable_epsilon == one_run_max_certifiable_epsilon(1200, 240, delta=1e-5)
+    assert pooled.epsilon_lower_bound == pytest.approx(_largest_rejected(1200, pooled.r, pooled.v, 1e-5), abs=1e-6)
+    assert pooled.max_certifiable_epsilon == pytest.approx(_largest_rejected(1200, 240, 240, 1e-5), abs=1e-6)
     assert pooled.max_certifiable_epsilon > single[0].max_certifiable_epsilon  # more runs, higher ceiling
     with pytest.raises(InputError, match="runs"):
         pooled_one_run_audit([], k_plus=1, k_minus=1)
