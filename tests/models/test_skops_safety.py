@@ -282,7 +282,7 @@ def test_supported_models_round_trip(estimator, tmp_path) -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(size=(120, 5))
     y = (x[:, 0] + 0.5 * rng.normal(size=120) > 0).astype(int) + (x[:, 1] > 1)
-    params = {"max_iter": 2000} if cls == "MLPClassifier" else {}
+    params = {"MLPClassifier": {"max_iter": 2000}, "HistGradientBoostingClassifier": {"max_iter": 10}}.get(cls, {})
     model = make_pipeline(StandardScaler(), getattr(importlib.import_module(module), cls)(**params)).fit(x, y)
     save_sklearn(tmp_path / "m.skops", model)
     np.testing.assert_allclose(load_sklearn(tmp_path / "m.skops").predict_proba(x), model.predict_proba(x))
