@@ -216,7 +216,7 @@ def evaluate(
             continue
         for name in names:
             reps[name][b] = _metrics(splits[name], w1, w0, fprs, prior, ppv_fpr)
-            devs[name][b] = splits[name].advantage_deviation(w1, w0)
+            devs[name][b] = splits[name].advantage_deviation(w1, w0)  # reuses the prefix sums just computed
     return Evaluation(
         names=names, fprs=tuple(float(f) for f in fprs), prior=prior, ppv_fpr=ppv_fpr,
         n_members=n1, n_nonmembers=n0, n_resamples=n_resamples, confidence=confidence,

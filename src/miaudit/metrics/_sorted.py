@@ -52,37 +52,50 @@ class SortedScores:
         # per non-member k (descending): members scoring strictly above it
         self.m_gt = np.searchsorted(neg1, neg0, side="left").astype(idx)
         self._neg = (neg1, neg0)
-        self._curve: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._curve: tuple[np.ndarray, np.ndarray] | None = None
         self._point_gap: np.ndarray | None = None
 
-    def _gap_indices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _gap_positions(self) -> tuple[np.ndarray, np.ndarray]:
         """For every threshold a score can set (each member's and each non-member's score):
-        the member and non-member counts (prefix positions) at or above it."""
+        how many members and how many non-members (prefix lengths, descending) score ≥ it."""
         if self._curve is None:
             neg1, neg0 = self._neg
-            m_ge = np.searchsorted(neg1, neg0, side="right")  # members scoring ≥ each non-member
-            nm_end = np.searchsorted(neg0, neg0, side="right")  # non-members scoring ≥ each non-member
-            self._curve = (np.concatenate((self.end, m_ge)), np.concatenate((self.ge, nm_end)), self.o1, self.o0)
+            idx = self.end.dtype
+            m_ge = np.searchsorted(neg1, neg0, side="right").astype(idx)  # members scoring ≥ each non-member
+            nm_end = np.searchsorted(neg0, neg0, side="right").astype(idx)  # non-members scoring ≥ each non-member
+            self._curve = (np.concatenate((self.end, m_ge)), np.concatenate((self.ge, nm_end)))
         return self._curve
 
-    def _gap_curve(self, w1: np.ndarray | None, w0: np.ndarray | None) -> np.ndarray:
-        """TPR − FPR at every threshold a score can set, for these weights."""
-        pos1, pos0, o1, o0 = self._gap_indices()
-        c1 = np.concatenate(([0.0], np.cumsum(np.ones(self.n1) if w1 is None else np.asarray(w1, dtype=np.float64)[o1])))
-        c0 = np.concatenate(([0.0], np.cumsum(np.ones(self.n0) if w0 is None else np.asarray(w0, dtype=np.float64)[o0])))
-        return c1[pos1] / c1[-1] - c0[pos0] / c0[-1]
+    def _gap_curve(self, d1: np.ndarray, d0: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+        """TPR − FPR at every threshold, from the prefix sums of the weights (into ``out``)."""
+        pos1, pos0 = self._gap_positions()
+        np.take(d1, pos1, out=out, mode="clip")
+        out *= 1.0 / d1[-1]
+        np.take(d0, pos0, out=tmp, mode="clip")
+        tmp *= 1.0 / d0[-1]
+        out -= tmp
+        return out
 
-    def advantage_deviation(self, w1: np.ndarray, w0: np.ndarray) -> float:
+    def advantage_deviation(self, w1: np.ndarray | None, w0: np.ndarray | None) -> float:
         """sup over thresholds of |(TPR − FPR) under these weights − (TPR − FPR) of the data|.
 
         Its bootstrap distribution gives a uniform confidence band for the curve TPR − FPR and
         so an interval for its maximum, the advantage, that holds under the null too (a
         percentile interval of a maximum over thresholds is biased upwards: on pure noise it
-        excludes chance most of the time).
+        excludes chance most of the time). Call it right after :meth:`metrics` with the same
+        weights: it reuses that call's prefix sums.
         """
+        b = self._buffers()
+        if "curve" not in b:
+            b["curve"], b["tmp"] = np.empty(self.n1 + self.n0), np.empty(self.n1 + self.n0)
         if self._point_gap is None:
-            self._point_gap = self._gap_curve(None, None)
-        return float(np.max(np.abs(self._gap_curve(w1, w0) - self._point_gap), initial=0.0))
+            ones1, ones0 = np.arange(self.n1 + 1, dtype=np.float64), np.arange(self.n0 + 1, dtype=np.float64)
+            self._point_gap = self._gap_curve(ones1, ones0, np.empty(self.n1 + self.n0), b["tmp"])
+        if w1 is None or w0 is None:
+            return 0.0
+        curve = self._gap_curve(b["d1"], b["d0"], b["curve"], b["tmp"])
+        curve -= self._point_gap
+        return float(max(curve.max(initial=0.0), -curve.min(initial=0.0)))
 
     def _buffers(self) -> dict[str, np.ndarray]:
         """Work arrays reused by every call: fresh multi-MB arrays per replicate cost page faults."""
