@@ -79,7 +79,7 @@ def test_every_reader_refuses_a_bad_key(outputs, tmp_path, monkeypatch, capsys) 
             prepare_out(folder, overwrite=False)  # what attack(), audit() and the CLI call first
         with pytest.raises(InputError):
             miaudit.attack(outputs, out=folder, n_resamples=0, quiet=True)
-        monkeypatch.setattr(sys, "argv", ["miaudit", "attack", str(data), "--out", str(folder), "--resamples", "0"])
+        monkeypatch.setattr(sys, "argv", ["miaudit", "attack", str(data), "--out", str(folder), "--resamples", "10"])
         with pytest.raises(SystemExit) as exit_:
             main()
         assert exit_.value.code == 2, name
