@@ -48,6 +48,15 @@ class DPConfig(BaseModel):
     ghost_clipping: bool = False
     fault: Literal["none", "zero_noise", "no_clipping"] = "none"
 
+    @field_validator("poisson_sampling")
+    @classmethod
+    def _accounted_sampling(cls, v: bool) -> bool:
+        # Both accountants (Opacus's RDP and PRV) assume Poisson-sampled batches: shuffled
+        # fixed-size batches can be much less private than the ε they would record.
+        if not v:
+            raise ValueError('false is not covered by the accountant ("rdp" and "prv" both assume Poisson sampling); remove the field or set it to true')
+        return v
+
     @model_validator(mode="after")
     def _one_budget(self) -> DPConfig:
         if (self.epsilon is None) == (self.noise_multiplier is None):
