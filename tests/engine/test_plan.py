@@ -44,16 +44,31 @@ def test_independent_halves() -> None:
     np.testing.assert_array_equal(plan.keep.sum(axis=1), 200)
 
 
+def test_the_pool_is_drawn_before_membership_not_read_off_the_keep_matrix() -> None:
+    # 3 models on random halves of a 200-record pool: about 1/8 of the pool is drawn by none.
+    plan = independent_plan(400, 3, seed=2, pool_fraction=0.5)
+    assert plan.pool.sum() == 200 and not plan.keep[:, plan.population].any()
+    unused = plan.pool & ~plan.keep.any(axis=0)
+    assert unused.sum() > 10  # still pool (evaluated), not population
+    np.testing.assert_array_equal(plan.population, ~plan.pool)
+
+
 def test_user_plan_is_validated() -> None:
     keep = np.zeros((2, 5), dtype=int)
     keep[0, :2] = 1
     keep[1, 2:4] = 1
-    plan = user_plan(keep, 5)
+    # By default every record is in the pool: record 4, drawn by no model, is still evaluated.
+    assert not user_plan(keep, 5).population.any()
+    plan = user_plan(keep, 5, pool=np.array([1, 1, 1, 1, 0]))
     np.testing.assert_array_equal(plan.population, [False, False, False, False, True])
     for bad, problem in [(keep[:, :4], "shape"), (keep * 2, "0 or 1"), (np.zeros((2, 5)), "no record")]:
         with pytest.raises(InputError, match=problem) as info:
             user_plan(bad, 5)
         assert info.value.field == "plan.keep"
+    for pool, problem, field in [([1, 1, 1, 0, 0], "record 3 is outside the pool", "plan.keep"), ([1, 1], "shape", "plan.pool"), ([2, 1, 1, 1, 1], "0 or 1", "plan.pool")]:
+        with pytest.raises(InputError, match=problem) as info:
+            user_plan(keep, 5, pool=np.array(pool))
+        assert info.value.field == field
 
 
 def test_pool_too_small() -> None:

@@ -72,21 +72,30 @@ def n_queries(recipe: object) -> int:
     return (1 + ("hflip" in recipe.augment)) * (1 + 4 * ("shift" in recipe.augment))
 
 
-def make_plan(cfg: TrainConfig, n_records: int, keep: np.ndarray | None = None) -> MembershipPlan:
+def make_plan(cfg: TrainConfig, n_records: int, keep: np.ndarray | None = None, pool: np.ndarray | None = None) -> MembershipPlan:
     p = cfg.plan
     if keep is not None or p.kind == "user":
         if keep is None:
             if p.keep is None:
                 raise InputError("plan.keep", "kind = \"user\" needs 'keep', a .npy file with the keep matrix")
-            if p.keep.suffix.lower() != ".npy" or not p.keep.is_file():
-                raise InputError("plan.keep", f"{str(p.keep)!r} is not an existing .npy file")
-            keep = np.load(p.keep, allow_pickle=False)
-        plan = user_plan(keep, n_records, unit_size=p.unit_size)
+            keep = _load_npy(p.keep, "plan.keep")
+            if pool is None and p.pool is not None:
+                pool = _load_npy(p.pool, "plan.pool")
+        plan = user_plan(keep, n_records, pool=pool, unit_size=p.unit_size)
         if plan.n_models != p.models:
             raise InputError("plan.models", f"is {p.models} but the keep matrix has {plan.n_models} rows")
         return plan
     make = complementary_plan if p.kind == "complementary" else independent_plan
     return make(n_records, p.models, seed=cfg.seed, pool_fraction=p.pool_fraction, unit_size=p.unit_size)
+
+
+def _load_npy(path: Path, field: str) -> np.ndarray:
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        raise InputError(field, f"{str(path)!r} is not an existing .npy file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(field, f"cannot read {str(path)!r}: {exc}") from None
 
 
 def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path) -> list[UnitJob]:
@@ -117,6 +126,7 @@ def train(
     out: str | Path,
     *,
     keep: np.ndarray | None = None,
+    pool: np.ndarray | None = None,
     executor: Executor | None = None,
     on_event: Callable[[Event], None] | None = None,
     console: Console | None = None,
@@ -124,7 +134,8 @@ def train(
     """Train (or reuse) every unit of the plan and write ``<out>/signals/signals.npz``.
 
     ``config`` is a ``TrainConfig`` or a TOML/YAML file; ``keep`` overrides the plan with a
-    user keep matrix (models × records); ``executor`` defaults to a ``LocalExecutor`` with the
+    user keep matrix (models × records) and ``pool`` gives its pool (records,) mask (default:
+    every record; see :func:`~miaudit.engine.user_plan`); ``executor`` defaults to a ``LocalExecutor`` with the
     config's workers and threads; ``on_event`` sees every progress event ``(kind, unit, done,
     total)``. Files: ``<out>/train.json`` (the config as run), ``<out>/signals/`` and the cache
     (``engine.cache``, default ``<out>/models``). Restricted files are 0600.
@@ -139,7 +150,9 @@ def train(
         from miaudit.models._sklearn import make_estimator
 
         make_estimator(cfg.model)  # refuse a bad estimator or params before any work
-    plan = make_plan(cfg, data.n_records, keep)
+    if pool is not None and keep is None:
+        raise InputError("pool", "a pool goes with a user keep matrix (keep=)")
+    plan = make_plan(cfg, data.n_records, keep, pool)
     console = console or Console(stderr=True)
     _cache.clean_stale_staging(cache)
     jobs = unit_jobs(cfg, data, plan, cache)
