@@ -99,8 +99,9 @@ def test_cli_gate_and_check_record(run, monkeypatch, capsys):
     cfg, out = str(d / "audit.toml"), str(d / "out")
     code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "tpr@1%fpr.upper>0.01")
     assert code == 1 and "FAILED --fail-on" in err
-    code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc.lower>0.99")
+    code, stdout, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc.lower>0.99")
     assert code == 0, err
+    assert "offline RMIA a = " in stdout + err and "cross-fitted per target" in stdout + err
     code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc>>1")
     assert code == 2 and err.startswith("error: --fail-on")
     rid = str(pd.read_parquet(d / "out" / "scores.parquet")["record_id"].iloc[0])
