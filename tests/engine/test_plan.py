@@ -75,3 +75,22 @@ def test_pool_too_small() -> None:
     with pytest.raises(InputError) as info:
         complementary_plan(3, 2, seed=0, pool_fraction=0.2)
     assert info.value.field == "plan.pool_fraction"
+
+
+def test_config_pool_belongs_to_a_user_keep_matrix(tmp_path) -> None:
+    from miaudit.engine import make_plan, parse_config
+
+    with pytest.raises(InputError) as info:
+        parse_config({"data": {"dataset": "digits"}, "plan": {"pool": "pool.npy"}})
+    assert info.value.field == "plan.pool"
+    keep = np.zeros((2, 6), dtype=bool)
+    keep[0, :2] = keep[1, 2:4] = True
+    np.save(tmp_path / "keep.npy", keep)
+    np.save(tmp_path / "pool.npy", np.array([1, 1, 1, 1, 1, 0]))
+    cfg = parse_config({"data": {"dataset": "digits"}, "plan": {"models": 2, "kind": "user", "keep": str(tmp_path / "keep.npy"), "pool": str(tmp_path / "pool.npy")}})
+    plan = make_plan(cfg, 6)
+    np.testing.assert_array_equal(plan.population, [False] * 5 + [True])  # record 4: in the pool, drawn by no model
+    (tmp_path / "bad.npy").write_text("not numpy")
+    with pytest.raises(InputError) as info:
+        make_plan(cfg.model_copy(update={"plan": cfg.plan.model_copy(update={"pool": tmp_path / "bad.npy"})}), 6)
+    assert info.value.field == "plan.pool"
