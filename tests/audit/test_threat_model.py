@@ -131,7 +131,8 @@ def test_claims_null_target_intervals_cover_chance_in_90_percent_of_seeds(kind):
     """Issue 15: null targets under the independent plan and a user keep matrix; every reference
     attack's 95 % interval (200 record-resampling replicates) contains 0.5 in at least 90 % of
     200 seeds (the issue's 18 of 20, over more seeds: with exact 95 % coverage, 20 seeds alone
-    give fewer than 18 for some attack most of the time across 12 attack × plan checks)."""
+    give fewer than 18 for some attack most of the time across 12 attack × plan checks).
+    Measured 2026-12-06: independent 184–192 of 200, user 188–193 of 200 (every attack)."""
     from miaudit.metrics import evaluate
 
     cover = {name: 0 for name in REFERENCE_ATTACKS}
