@@ -75,4 +75,4 @@ def run(size: str) -> BenchResult:
         *rows,
     ])
     return BenchResult(name="attack_power", claim=CLAIM, figures=figures, table=table, passed=ok if size == "full" else None,
-                       notes=["Leave-one-model-out over every model; paired record-resampling intervals (200 replicates, 95 %).", "Offline RMIA's a is calibrated once per store on its last model."])
+                       notes=["Leave-one-model-out over every model; paired record-resampling intervals (200 replicates, 95 %).", "Offline RMIA's a is cross-fitted per target on the models outside its pair (never on an audited target's membership)."])

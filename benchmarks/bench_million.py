@@ -5,7 +5,7 @@ population and labels) is generated first, in its own process, chunk by chunk st
 as a folder of .npy files (the memory-mappable format, docs/scale.md). The audit then runs in a
 second process: load the folder (validated chunk by chunk, logits memory-mapped), attack model
 0 with the 63 others as references (loss, LiRA online and offline, RMIA online and offline with
-its ``a`` calibrated on the store), evaluate with a record bootstrap. That process reports its
+its ``a`` cross-fitted on the models outside the target's pair), evaluate with a record bootstrap. That process reports its
 own wall time and peak resident memory (ru_maxrss, which counts mapped file pages it holds).
 """
 

@@ -45,7 +45,7 @@ def run(size: str) -> BenchResult:
     rows, figures, ok, notes = [], {}, True, []
     for name, spec in DATASETS.items():
         raw = {**spec, "seed": 20261128, "plan": {"pool_fraction": 0.8, "unit_size": 3}, "engine": {"workers": 2, "threads": 1, "progress": False},
-               "audit": {"references": 2 if full else 1, "attacks": ATTACKS, "resamples": 200}}
+               "audit": {"references": 2, "attacks": ATTACKS, "resamples": 200}}
         if not full:
             raw["model"] = {**spec["model"], "epochs": max(10, spec["model"]["epochs"] // 3)}
             raw["data"] = {**spec["data"], "max_records": 3000} if name == "adult" else {"dataset": "purchase", "purchase": {"n_records": 3000, "flip_rate": 0.15}}

@@ -98,11 +98,17 @@ def test_lomo_rmia_equals_direct_call_and_uses_population():
     np.testing.assert_array_equal(res.scores[0], want)
     res = score_target(store, RmiaAttack(mode="online", temperature=2.0), target=3)
     np.testing.assert_array_equal(res.scores[0], rmia_online(p[3], p[refs], store.population)[pool])
-    # a=None: calibrated on the pool by the first reference playing the target
+    # a=None: cross-fitted on the models outside the target's pair (here the same models as
+    # the references), the first of them playing the target; reported per target
     res = score_target(store, RmiaAttack(mode="offline"), target=3)
     p1 = rmia_probability(store.logits, store.label)
     a = calibrate_rmia_a(p1[refs][:, pool], store.keep[refs][:, pool], model=0)
     np.testing.assert_array_equal(res.scores[0], rmia_offline(p1[3], p1[refs], store.keep[refs], store.population, a=a)[pool])
+    np.testing.assert_array_equal(res.rmia_a, [a])
+    # ... even when the references are fewer: one pair (4, 5) as references, a from 0, 1, 4–7
+    res = score_target(store, RmiaAttack(mode="offline"), target=3, references=[4, 5])
+    np.testing.assert_array_equal(res.scores[0], rmia_offline(p1[3], p1[[4, 5]], store.keep[[4, 5]], store.population, a=a)[pool])
+    assert res.rmia_a is not None and res.rmia_a[0] == a
 
 
 def test_score_target_uses_store_target_or_complains():

@@ -78,6 +78,29 @@ def test_gradient_canaries_white_box():
     assert "white-box" in correct.method and correct.max_certifiable_epsilon == pytest.approx(one_run_max_certifiable_epsilon(1000, 200, delta=1e-5))
 
 
+def test_rare_category_canaries_fail_a_recipe_whose_preprocessing_sees_its_training_records():
+    """Issue 15: each canary gets a category no other record has; scored by how much the logits
+    move when it is taken away. Fitted on the training records (fault injection: no DP recipe
+    accepts it otherwise), the category is a live column exactly when the canary was included:
+    every IN guess is right (the OUT cut falls among the excluded canaries' scores of exactly 0,
+    a tie the audit abstains on) and the claim ε ≈ 1 FAILS, whatever the noise (measured: 25 of
+    25 right, bound 2.055 against ε = 0.996, ceiling 2.779). Fitted where a DP recipe
+    fits it (the held-out records), the column is zero in every run: a canary and its twin are the
+    same input, their logits differ by float rounding at most (measured ≤ 7.5e-8, as often for included
+    canaries as for excluded ones), and the
+    audit PASSES (measured: 17 of 25 guesses right, bound 0)."""
+    design = DpAuditDesign(canaries=200, k_plus=25, k_minus=25, canary_kind="rare-category")
+    leaky = dp_audit(_cfg({"fault": "training_preprocessing"}, 3, epochs=2), design=design)
+    assert leaky.verdict == "FAILED" and leaky.v == leaky.r == 25, leaky.summary()
+    assert leaky.empirical_epsilon_lower_bound > 2 * leaky.claimed_epsilon and leaky.claimed_epsilon <= CLAIM
+    assert any("each run's training records" in n for n in leaky.notes)
+    correct = dp_audit(_cfg({}, 3, epochs=2), design=design)
+    assert correct.verdict == "PASSED" and correct.empirical_epsilon_lower_bound == 0.0, correct.summary()
+    assert "rare-category" in correct.method and any("held-out records" in n for n in correct.notes)
+    with pytest.raises(InputError, match="canary_kind.*tabular"):
+        dp_audit(parse_audit_config({"data": {"dataset": "digits"}, "model": {"kind": "torch-cnn"}}), design=design)
+
+
 @pytest.mark.claims
 @pytest.mark.parametrize("fault", ["zero_noise", "no_clipping"])
 def test_claims_planted_bugs_fail_on_every_seed_correct_recipe_passes(fault):

@@ -32,6 +32,10 @@ def test_results_and_files(run):
     assert len(scores) == result.reference.pairs and set(scores["target"]) == set(range(6))
     text = (out / "results.json").read_text()
     assert '"member"' not in text and all(r.pseudonym.startswith("p-") for r in result.most_exposed)
+    # offline RMIA's a, cross-fitted per target, is reported (one value per target, on the grid)
+    cal = json.loads(text)["reference"]["rmia_offline_a"]
+    assert cal["method"].startswith("cross-fitted") and len(cal["per_target"]) == 6
+    assert all(a in [round(0.1 * i, 1) for i in range(11)] for a in cal["per_target"])
 
 
 def test_reference_attacks_beat_loss_at_low_fpr(run):
@@ -95,8 +99,9 @@ def test_cli_gate_and_check_record(run, monkeypatch, capsys):
     cfg, out = str(d / "audit.toml"), str(d / "out")
     code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "tpr@1%fpr.upper>0.01")
     assert code == 1 and "FAILED --fail-on" in err
-    code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc.lower>0.99")
+    code, stdout, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc.lower>0.99")
     assert code == 0, err
+    assert "offline RMIA a = " in stdout + err and "cross-fitted per target" in stdout + err
     code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc>>1")
     assert code == 2 and err.startswith("error: --fail-on")
     rid = str(pd.read_parquet(d / "out" / "scores.parquet")["record_id"].iloc[0])

@@ -102,6 +102,21 @@ def test_save_without_suffix_writes_a_folder(tmp_path, stores: tuple[SignalsStor
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_schema_2_is_written_schema_1_still_read_and_others_refused(tmp_path, stores: tuple[SignalsStore, SignalsStore]) -> None:
+    memory, _ = stores
+    memory.save(tmp_path / "s")
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["schema"] == "miaudit.signals/2"  # the pool (~population) is the plan's, drawn before membership
+    np.testing.assert_array_equal(load_signals(tmp_path / "s").pool, ~memory.population)
+    for schema, ok in (("miaudit.signals/1", True), ("miaudit.signals/3", False)):
+        (tmp_path / "s" / "meta.json").write_text(json.dumps({**meta, "schema": schema}))
+        if ok:
+            assert load_signals(tmp_path / "s").n_records == memory.n_records
+        else:
+            with pytest.raises(InputError, match="unsupported signals schema 'miaudit.signals/3'"):
+                load_signals(tmp_path / "s")
+
+
 def test_chunked_validation_names_the_bad_value(tmp_path) -> None:
     arrays = _synthetic(1)
     arrays["logits"][3, 10_000, 2] = np.nan  # in the fourth chunk

@@ -138,3 +138,21 @@ def test_engine_dispatches_dp_and_records_privacy(tmp_path):
         assert json.loads(fh.metadata()["privacy"]) == privacy
     again = train(cfg, tmp_path)
     assert again.reused == (0,)  # the DP recipe's key is stable
+
+
+def test_shuffled_batches_are_refused_because_the_accountant_assumes_poisson_sampling(small, tmp_path, monkeypatch, capsys):
+    # Refused: from Python, naming the field ...
+    with pytest.raises(InputError, match=r"^model\.dp\.poisson_sampling: false is not covered by the accountant"):
+        _mlp(epsilon=1.0, poisson_sampling=False)
+    # ... and from the CLI: one line, exit 2, nothing written.
+    from tests.cli.test_cli import run_main
+
+    cfg = tmp_path / "train.toml"
+    cfg.write_text('[data]\ndataset = "breast-cancer"\n[model]\nkind = "torch-mlp"\ndp = { epsilon = 1.0, poisson_sampling = false }\n')
+    out = tmp_path / "out"
+    code, _, err = run_main(monkeypatch, capsys, "train", str(cfg), "--out", str(out))
+    assert code == 2 and "model.dp.poisson_sampling" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    # Accepted the other way (explicitly true, or by default), and recorded as Poisson-sampled.
+    res = _train(_mlp(noise_multiplier=1.0, poisson_sampling=True), small)
+    assert res.privacy[0]["poisson_sampling"] is True and 0 < res.privacy[0]["sample_rate"] < 1

@@ -44,19 +44,53 @@ def test_independent_halves() -> None:
     np.testing.assert_array_equal(plan.keep.sum(axis=1), 200)
 
 
+def test_the_pool_is_drawn_before_membership_not_read_off_the_keep_matrix() -> None:
+    # 3 models on random halves of a 200-record pool: about 1/8 of the pool is drawn by none.
+    plan = independent_plan(400, 3, seed=2, pool_fraction=0.5)
+    assert plan.pool.sum() == 200 and not plan.keep[:, plan.population].any()
+    unused = plan.pool & ~plan.keep.any(axis=0)
+    assert unused.sum() > 10  # still pool (evaluated), not population
+    np.testing.assert_array_equal(plan.population, ~plan.pool)
+
+
 def test_user_plan_is_validated() -> None:
     keep = np.zeros((2, 5), dtype=int)
     keep[0, :2] = 1
     keep[1, 2:4] = 1
-    plan = user_plan(keep, 5)
+    # By default every record is in the pool: record 4, drawn by no model, is still evaluated.
+    assert not user_plan(keep, 5).population.any()
+    plan = user_plan(keep, 5, pool=np.array([1, 1, 1, 1, 0]))
     np.testing.assert_array_equal(plan.population, [False, False, False, False, True])
     for bad, problem in [(keep[:, :4], "shape"), (keep * 2, "0 or 1"), (np.zeros((2, 5)), "no record")]:
         with pytest.raises(InputError, match=problem) as info:
             user_plan(bad, 5)
         assert info.value.field == "plan.keep"
+    for pool, problem, field in [([1, 1, 1, 0, 0], "record 3 is outside the pool", "plan.keep"), ([1, 1], "shape", "plan.pool"), ([2, 1, 1, 1, 1], "0 or 1", "plan.pool")]:
+        with pytest.raises(InputError, match=problem) as info:
+            user_plan(keep, 5, pool=np.array(pool))
+        assert info.value.field == field
 
 
 def test_pool_too_small() -> None:
     with pytest.raises(InputError) as info:
         complementary_plan(3, 2, seed=0, pool_fraction=0.2)
     assert info.value.field == "plan.pool_fraction"
+
+
+def test_config_pool_belongs_to_a_user_keep_matrix(tmp_path) -> None:
+    from miaudit.engine import make_plan, parse_config
+
+    with pytest.raises(InputError) as info:
+        parse_config({"data": {"dataset": "digits"}, "plan": {"pool": "pool.npy"}})
+    assert info.value.field == "plan.pool"
+    keep = np.zeros((2, 6), dtype=bool)
+    keep[0, :2] = keep[1, 2:4] = True
+    np.save(tmp_path / "keep.npy", keep)
+    np.save(tmp_path / "pool.npy", np.array([1, 1, 1, 1, 1, 0]))
+    cfg = parse_config({"data": {"dataset": "digits"}, "plan": {"models": 2, "kind": "user", "keep": str(tmp_path / "keep.npy"), "pool": str(tmp_path / "pool.npy")}})
+    plan = make_plan(cfg, 6)
+    np.testing.assert_array_equal(plan.population, [False] * 5 + [True])  # record 4: in the pool, drawn by no model
+    (tmp_path / "bad.npy").write_text("not numpy")
+    with pytest.raises(InputError) as info:
+        make_plan(cfg.model_copy(update={"plan": cfg.plan.model_copy(update={"pool": tmp_path / "bad.npy"})}), 6)
+    assert info.value.field == "plan.pool"

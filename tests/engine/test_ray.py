@@ -109,7 +109,7 @@ AUDIT = {
     "model": {"kind": "torch-mlp", "hidden": [16], "epochs": 4, "batch_size": 32},
     "plan": {"pool_fraction": 0.8, "unit_size": 2},
     "engine": {"workers": 0, "progress": False},
-    "audit": {"references": 1, "resamples": 20, "attacks": ["loss", "lira_online", "rmia_offline"]},
+    "audit": {"references": 2, "resamples": 20, "attacks": ["loss", "lira_online", "rmia_offline"]},
 }
 
 

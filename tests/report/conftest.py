@@ -26,7 +26,7 @@ pool_fraction = 0.8
 workers = 0
 progress = false
 [audit]
-references = 1
+references = 2
 resamples = 50
 attacks = ["loss", "lira_online", "rmia_offline"]
 """

@@ -62,8 +62,9 @@ class LiraAttack:
 class RmiaAttack:
     """RMIA (Zarifzadeh, Liu, Shokri, ICML 2024); see :func:`rmia_online`, :func:`rmia_offline`.
 
-    Offline with ``a=None`` calibrates ``a`` for each target by :func:`calibrate_rmia_a`, the
-    first model of that target's reference set playing the target.
+    Offline with ``a=None`` calibrates ``a`` for each target by cross-fitting
+    (:func:`cross_fitted_rmia_a`): on the store's models outside the target's complementary
+    pair, never on the target's own membership.
     """
 
     mode: Setting = "offline"
@@ -103,7 +104,9 @@ class PairedScores:
     ----------
     scores : ndarray of shape (T, m), float64
         ``scores[t, j]``: the attack's score of record ``records[j]`` against model
-        ``targets[t]``; higher means more likely a member.
+        ``targets[t]``; higher means more likely a member. NaN where the target's references
+        lack what the attack needs for that record (an IN model for online LiRA, an OUT model
+        for the offline attacks): never with complementary pairs.
     member : ndarray of shape (T, m), bool
         Whether model ``targets[t]`` trained on record ``records[j]`` (the store's keep).
     targets : ndarray of shape (T,), int64
@@ -116,15 +119,20 @@ class PairedScores:
     member: np.ndarray
     targets: np.ndarray
     records: np.ndarray
+    #: Offline RMIA with ``a=None``: the cross-fitted ``a`` used for each target (T,); else None.
+    rmia_a: np.ndarray | None = None
 
     def pooled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Flatten to ``(scores, member, record)`` of length T·m for pooled evaluation.
+        """Flatten the defined pairs to ``(scores, member, record)`` for pooled evaluation (T·m
+        of them when no score is NaN).
 
         ``record`` is the store position of each pair's record, so a bootstrap can resample
         records and keep all of a record's pairs together (ALGORITHMS.md §0).
         """
         t = self.scores.shape[0]
-        return self.scores.reshape(-1), self.member.reshape(-1), np.tile(self.records, t)
+        scores, member, record = self.scores.reshape(-1), self.member.reshape(-1), np.tile(self.records, t)
+        ok = ~np.isnan(scores)
+        return (scores, member, record) if ok.all() else (scores[ok], member[ok], record[ok])
 
 
 class _Signals:
@@ -134,6 +142,18 @@ class _Signals:
         self.store = store
         self._phi: np.ndarray | None = None
         self._p: dict[float, np.ndarray] = {}
+        self._a: dict[tuple[object, ...], float] = {}
+        self._pair: dict[int, tuple[int, ...]] = {}
+
+    def rmia_a(self, target: int, attack: RmiaAttack) -> float:
+        """Offline RMIA's cross-fitted ``a`` for ``target`` (cached: a pair's two models share it)."""
+        if target not in self._pair:
+            self._pair[target] = tuple(_own_pair(self.store, target).tolist())
+        excluded = self._pair[target]
+        key = (excluded, attack.trim, attack.temperature)
+        if key not in self._a:
+            self._a[key] = _calibrate_outside(self.store, self.p(attack.temperature), np.asarray(excluded), attack.trim)
+        return self._a[key]
 
     def first_query_logits(self) -> np.ndarray:
         lg = self.store.logits
@@ -161,8 +181,40 @@ class _Signals:
         return self._p[temperature]
 
 
+def _needs(attack: ReferenceAttack) -> tuple[bool, bool]:
+    """(needs an IN reference, needs an OUT reference) for every scored record."""
+    if isinstance(attack, LiraAttack):
+        return attack.mode == "online", True
+    if isinstance(attack, RmiaAttack):
+        return False, attack.mode == "offline"
+    return False, False
+
+
 def _score_one(sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray) -> np.ndarray:
-    """Scores of the pool records against model ``target`` with ``refs`` as references."""
+    """Scores of the pool records against model ``target`` with ``refs`` as references.
+
+    A record whose references lack what the attack needs (an IN model for online LiRA, an OUT
+    model for the offline attacks) gets NaN: undefined, left out of the evaluation. Which records
+    those are depends on the references' membership only, never on the target's, so leaving them
+    out cannot leak the target's membership. Complementary pairs never leave a record undefined.
+    """
+    need_in, need_out = _needs(attack)
+    if need_in or need_out:
+        r_keep = sig.store.keep[np.ix_(refs, pool)]
+        ok = np.ones(pool.size, dtype=bool)
+        if need_in:
+            ok &= r_keep.any(axis=0)
+        if need_out:
+            ok &= ~r_keep.all(axis=0)
+        if not ok.all():
+            out = np.full(pool.size, np.nan)
+            if ok.any():
+                out[ok] = _score_defined(sig, attack, target, refs, pool[ok])
+            return out
+    return _score_defined(sig, attack, target, refs, pool)
+
+
+def _score_defined(sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray) -> np.ndarray:
     store = sig.store
     keep = store.keep
     if isinstance(attack, LiraAttack):
@@ -173,15 +225,16 @@ def _score_one(sig: _Signals, attack: ReferenceAttack, target: int, refs: np.nda
         return lira_offline(t_phi, r_phi, r_keep, variance=attack.variance, statistic=attack.statistic)
     if isinstance(attack, RmiaAttack):
         p = sig.p(attack.temperature)
-        r_p = p[refs]
+        cols = slice(None)
+        if pool.size + int(store.population.sum()) < store.n_records:  # some pool records are left out
+            cols = np.sort(np.concatenate([pool, np.flatnonzero(store.population)]))
+        t_p, r_p, r_keep, pop = p[target][cols], p[refs][:, cols], keep[refs][:, cols], store.population[cols]
         if attack.mode == "online":
-            full = rmia_online(p[target], r_p, store.population, gamma=attack.gamma, trim=attack.trim)
+            full = rmia_online(t_p, r_p, pop, gamma=attack.gamma, trim=attack.trim)
         else:
-            a = attack.a
-            if a is None:
-                a = calibrate_rmia_a(r_p[:, pool], keep[refs][:, pool], model=0, trim=attack.trim)
-            full = rmia_offline(p[target], r_p, keep[refs], store.population, a=a, gamma=attack.gamma, trim=attack.trim)
-        return full[pool]
+            a = sig.rmia_a(target, attack) if attack.a is None else attack.a
+            full = rmia_offline(t_p, r_p, r_keep, pop, a=a, gamma=attack.gamma, trim=attack.trim)
+        return full[~pop]
     logits = sig.first_query_logits()
     if isinstance(attack, ShadowAttack):
         labels = store.label[pool]
@@ -192,6 +245,55 @@ def _score_one(sig: _Signals, attack: ReferenceAttack, target: int, refs: np.nda
         shadow = int(refs[0])
         return ml_leaks(logits[target][pool], logits[shadow][pool], keep[shadow][pool], seed=attack.seed, max_iter=attack.max_iter)
     raise InputError("attack", f"unknown reference attack {attack!r}")
+
+
+#: Calibration of ``a`` looks at no more pool records than this (an evenly spaced subset): ``a``
+#: is chosen on a grid of 11 values, which this many records rank as well as a million do.
+CALIBRATION_RECORDS = 100_000
+
+
+def _own_pair(store: SignalsStore, target: int) -> np.ndarray:
+    """The target and every model whose keep row is its complement on the pool (its partner)."""
+    pool = ~store.population
+    partner = (store.keep[:, pool] == ~store.keep[target, pool]).all(axis=1)
+    partner[target] = True
+    return np.flatnonzero(partner)
+
+
+def _calibrate_outside(store: SignalsStore, p: np.ndarray, excluded: np.ndarray, trim: float) -> float:
+    others = np.setdiff1d(np.arange(store.n_models), excluded)
+    pool = np.flatnonzero(~store.population)
+    if others.size < 2 or _own_pair(store, int(others[0])).size >= others.size:
+        raise InputError("rmia_a", "offline RMIA calibrates a on the models outside the target's pair, and there are too few (with complementary pairs: fewer than two pairs); give a, or train more models")
+    if pool.size > CALIBRATION_RECORDS:
+        pool = pool[np.linspace(0, pool.size - 1, CALIBRATION_RECORDS).round().astype(np.int64)]
+    # The first model outside the pair plays the target; calibrate_rmia_a leaves its own
+    # partner out of the references.
+    return calibrate_rmia_a(p[np.ix_(others, pool)], store.keep[np.ix_(others, pool)], model=0, trim=trim)
+
+
+def cross_fitted_rmia_a(store: SignalsStore, target: int, *, trim: float = 0.0, temperature: float = 1.0) -> float:
+    """Offline RMIA's ``a`` for ``target``, calibrated without the target's membership.
+
+    Cross-fitting: :func:`~miaudit.attacks.calibrate_rmia_a` on the store's models outside the
+    target's complementary pair (the target and its partner, whose membership mirrors the
+    target's); the first of them plays the calibration target, the others are its references.
+    Calibrating on a model that is itself audited with that ``a`` fits the choice to the noise
+    of its own membership: with no signal anywhere (6 models, 200 stores;
+    tests/audit/test_threat_model.py) the old calibration target's mean AUC was 0.5084 ± 0.0014
+    and its partner's 0.4937 ± 0.0015 instead of 0.5. At most :data:`CALIBRATION_RECORDS` pool records (evenly
+    spaced) are used.
+
+    Raises
+    ------
+    InputError
+        When fewer than two models lie outside the target's pair (complementary pairs: fewer
+        than three pairs), or as :func:`calibrate_rmia_a` raises.
+    """
+    k = store.n_models
+    if not (0 <= target < k):
+        raise InputError("target", f"model {target} is outside [0, {k})")
+    return _Signals(store).rmia_a(int(target), RmiaAttack(mode="offline", trim=trim, temperature=temperature))
 
 
 def _check_attack(attack: object) -> None:
@@ -270,10 +372,7 @@ def score_target(
         if store.target is None:
             raise InputError("target", "the store names no target model; pass target=")
         target = store.target
-    pool = _pool(store)
-    refs = _reference_set(store, int(target), references)
-    scores = _score_one(_Signals(store), attack, int(target), refs, pool)
-    return PairedScores(scores[None, :], store.keep[int(target), pool][None, :], np.array([int(target)]), pool)
+    return leave_one_model_out_each(store, {"attack": attack}, targets=[int(target)], reference_sets=None if references is None else [references])["attack"]
 
 
 def leave_one_model_out(
@@ -350,7 +449,9 @@ def leave_one_model_out_each(
         scores = np.empty((len(tlist), pool.size), dtype=np.float64)
         for i, t in enumerate(tlist):
             scores[i] = _score_one(sig, attack, t, refs[i], pool)
-        out[name] = PairedScores(scores, member, np.asarray(tlist, dtype=np.int64), pool)
+        cross_fitted = isinstance(attack, RmiaAttack) and attack.mode == "offline" and attack.a is None
+        a = np.array([sig.rmia_a(t, attack) for t in tlist]) if cross_fitted else None  # type: ignore[arg-type]
+        out[name] = PairedScores(scores, member, np.asarray(tlist, dtype=np.int64), pool, a)
     return out
 
 

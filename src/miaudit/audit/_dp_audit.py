@@ -7,9 +7,13 @@ pooled with fresh canaries per run:
    random: an input canary), each included by an independent fair coin flip; the guesses
    (IN for the k₊ highest scores, OUT for the k₋ lowest) are fixed now, and so is the largest
    ε the design can certify (every guess right), which is stated before anything is trained.
-2. Train the recipe once per run on the base records plus the included canaries (preprocessing
-   fitted on the base records alone, so that only the DP-SGD step sees a canary).
-3. Score every canary black-box: minus the model's loss on the canary's (wrong) label.
+2. Train the recipe once per run on the base records plus the included canaries, exactly as the
+   audited recipe trains (its preprocessing fitted where the recipe fits it: a DP recipe on the
+   held-out records, which no run trains on; a recipe that fits on its training records sees
+   the canaries there too, and the audit must then see the leak).
+3. Score every canary black-box: minus the model's loss on the canary's (wrong) label; or, for
+   rare-category canaries (records given a category no other record has), how much the outputs
+   move when the category is taken away (two queries).
 4. The bound from the guesses, at the stated significance and the claimed δ; the claim is the ε
    that Opacus's accountant recorded for the run (the largest over runs).
 
@@ -50,8 +54,10 @@ class DpAuditDesign:
     significance: float = 0.05
     base_records: int | None = None  # None: the non-canary records but a held-out test set (≤ 1000, ≤ 1/5)
     #: "input": records with a wrong label, scored black-box by their loss; "gradient": Dirac
-    #: gradient canaries inserted in the DP-SGD step, scored white-box (DP recipes only).
-    canary_kind: Literal["input", "gradient"] = "input"
+    #: gradient canaries inserted in the DP-SGD step, scored white-box (DP recipes only);
+    #: "rare-category": records given a category no other record has (a new one-hot column
+    #: each), scored black-box by how much the outputs change without it (tabular data).
+    canary_kind: Literal["input", "gradient", "rare-category"] = "input"
 
     def check(self, n_records: int) -> None:
         if self.canaries < 2:
@@ -67,7 +73,7 @@ class DpAuditDesign:
             raise InputError("canaries", f"{self.canaries} canaries + {base} base records exceed the dataset's {n_records} records")
 
     def _records_used(self) -> int:
-        return self.canaries if self.canary_kind == "input" else 0  # gradient canaries are not records
+        return 0 if self.canary_kind == "gradient" else self.canaries  # gradient canaries are not records
 
     def base_count(self, n_records: int) -> int:
         rest = n_records - self._records_used()
@@ -127,9 +133,9 @@ def _gradient_canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss:
     """One DP-SGD run on the base records with white-box gradient canaries."""
     import torch
 
-    from miaudit.datasets import fit_affine
     from miaudit.models import ModelStreams
     from miaudit.models._dp import GradientCanaries, single_model, train_one_dp
+    from miaudit.models._preprocessing import fit_preprocessing
     from miaudit.models._torch_train import build_net
 
     plan_ss, model_ss = ss.spawn(2)
@@ -148,7 +154,7 @@ def _gradient_canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss:
     coords = np.sort(rng.choice(n_params, size=design.canaries, replace=False)).astype(np.int64)
     included = rng.random(design.canaries) < 0.5
     canaries = GradientCanaries(coords, included, int(rng.integers(2**62)))
-    affine = fit_affine(data, base)
+    (affine,), _ = fit_preprocessing(cfg.model, data, [base], _mask(n, held))
     x = torch.from_numpy(affine.apply(data.features[base]))
     y = torch.from_numpy(np.asarray(data.label)[base].astype(np.int64))
     before = torch.get_num_threads()
@@ -171,8 +177,8 @@ def _canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.rando
     if design.canary_kind == "gradient":
         return _gradient_canary_run(cfg, data, design, ss, threads)
 
-    from miaudit.datasets import fit_affine
     from miaudit.models import ModelStreams
+    from miaudit.models._preprocessing import fit_preprocessing
     from miaudit.models._torch_train import train_stacked
 
     plan_ss, model_ss = ss.spawn(2)
@@ -184,13 +190,16 @@ def _canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.rando
     base_n = design.base_count(n)
     base = np.sort(perm[m : m + base_n])
     held = np.sort(perm[m + base_n :])
-    # Both made before training: the canaries' wrong labels and their coin flips.
+    rare = design.canary_kind == "rare-category"
+    # Both made before training: the canaries' wrong labels (or unique categories) and their coin flips.
     label = np.asarray(data.label).astype(np.int64).copy()
-    label[canaries] = (label[canaries] + rng.integers(1, data.n_classes, size=m)) % data.n_classes
+    if not rare:
+        label[canaries] = (label[canaries] + rng.integers(1, data.n_classes, size=m)) % data.n_classes
     included = rng.random(m) < 0.5
-    canary_data = dataclasses.replace(data, label=label)
+    canary_data = with_rare_categories(data, canaries) if rare else dataclasses.replace(data, label=label)
     train_set = np.sort(np.concatenate([base, canaries[included]]))
-    affine = fit_affine(canary_data, base)  # never depends on a canary's inclusion
+    # As the recipe does: fitted on the held-out records (never a canary) or on the training set.
+    (affine,), _ = fit_preprocessing(cfg.model, canary_data, [train_set], _mask(canary_data.n_records, held))
     stream = ModelStreams.of(int(model_ss.generate_state(1, np.uint32)[0]), 0)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -209,11 +218,38 @@ def _canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.rando
     if logits.ndim == 3:  # augmentation queries: the un-augmented view
         logits = logits[:, 0, :]
     lg = logits[canaries].astype(np.float64)
-    lse = np.logaddexp.reduce(lg, axis=1)
-    scores = lg[np.arange(m), label[canaries]] - lse  # −loss on the canary's label
+    if rare:  # the second query: the same record without its category (the twins after the data)
+        scores = np.abs(lg - logits[n : n + m].astype(np.float64)).sum(axis=1)
+    else:
+        lse = np.logaddexp.reduce(lg, axis=1)
+        scores = lg[np.arange(m), label[canaries]] - lse  # −loss on the canary's label
     test = held if held.size else base[:0]
     acc = float((logits[test].argmax(-1) == np.asarray(data.label)[test]).mean()) if test.size else float("nan")
     return scores, included, privacy, acc
+
+
+def _mask(n: int, rows: np.ndarray) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    out[rows] = True
+    return out
+
+
+def with_rare_categories(data: Any, canaries: np.ndarray) -> Any:
+    """``data`` with one new one-hot column per canary, set for that canary alone (a category no
+    other record has), followed by each canary's twin without it (never trained on: the second
+    query). Twins are records ``n .. n + m − 1`` in canary order."""
+    n, d, m = data.n_records, data.n_features, canaries.size
+    features = np.zeros((n + m, d + m), dtype=np.float32)
+    features[:n, :d] = data.features
+    features[n:, :d] = data.features[canaries]
+    features[canaries, d + np.arange(m)] = 1.0
+    ids = np.asarray(data.record_id)
+    twins = np.arange(m) + (int(ids.max()) + 1 if ids.dtype.kind in "iu" else 0)
+    twin_ids = twins if ids.dtype.kind in "iu" else np.array([f"canary-twin-{i}" for i in range(m)])
+    return dataclasses.replace(
+        data, features=features, label=np.concatenate([data.label, data.label[canaries]]), record_id=np.concatenate([ids, twin_ids]),
+        onehot=np.concatenate([data.onehot, d + np.arange(m)]), feature_names=(*data.feature_names, *(f"canary={i}" for i in range(m))),
+    )
 
 
 def dp_audit(
@@ -233,6 +269,7 @@ def dp_audit(
     """
     from miaudit.datasets import load_dataset
     from miaudit.models import CNNRecipe, MLPRecipe
+    from miaudit.models._preprocessing import preprocessing_fit
 
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
     if not isinstance(cfg.model, (MLPRecipe, CNNRecipe)):
@@ -244,6 +281,8 @@ def dp_audit(
     dp = cfg.model.dp
     if design.canary_kind == "gradient" and dp is None:
         raise InputError("canary_kind", "gradient canaries are inserted in the DP-SGD step: the recipe needs [model].dp")
+    if design.canary_kind == "rare-category" and (data.image_shape is not None or not isinstance(cfg.model, MLPRecipe)):
+        raise InputError("canary_kind", "rare-category canaries are tabular records with a one-hot category: they need tabular data and a 'torch-mlp' recipe")
     delta = dp.delta if dp is not None else 0.0
     ceiling = design.max_certifiable(delta)
     say(
@@ -266,10 +305,15 @@ def dp_audit(
     accountant = privacy[0]["accountant"] if privacy else "none (not DP-trained)"
     faults = sorted({p["fault_injection"] for p in privacy} - {"none"})
     notes = [
-        ("Input canaries: records given a random wrong label, scored black-box by minus the loss on that label; preprocessing fitted on the base records only."
-         if design.canary_kind == "input" else
-         "Gradient canaries (white-box): Dirac gradients of norm C on random parameter coordinates, Poisson-sampled into every DP-SGD step when included; "
-         "scored by the sum over steps of the released noisy gradient on their coordinate."),
+        {
+            "input": "Input canaries: records given a random wrong label, scored black-box by minus the loss on that label.",
+            "rare-category": "Rare-category canaries: records given a category no other record has (a one-hot column of its own), scored black-box by the "
+            "L1 change of the logits when the category is taken away (two queries).",
+            "gradient": "Gradient canaries (white-box): Dirac gradients of norm C on random parameter coordinates, Poisson-sampled into every DP-SGD step "
+            "when included; scored by the sum over steps of the released noisy gradient on their coordinate.",
+        }[design.canary_kind],
+        "Trained as the audited recipe trains: preprocessing fitted on "
+        + ("the held-out records, which no run trains on." if preprocessing_fit(cfg.model) == "population" else "each run's training records, canaries included."),
         "Claimed ε: the largest ε Opacus's accountant recorded over the runs.",
     ]
     if faults:
@@ -277,7 +321,7 @@ def dp_audit(
     result = DpAuditResult(
         claimed_epsilon=float(claimed), delta=float(delta), accountant=accountant,
         method=f"one run per model, pooled over {design.runs} run(s) (Steinke, Nasr & Jagielski, NeurIPS 2023); "
-        + ("input canaries, black-box" if design.canary_kind == "input" else "gradient canaries, white-box"),
+        + {"input": "input canaries, black-box", "rare-category": "rare-category canaries, black-box", "gradient": "gradient canaries, white-box"}[design.canary_kind],
         empirical_epsilon_lower_bound=float(res.epsilon_lower_bound), significance=design.significance, max_certifiable_epsilon=float(ceiling),
         verdict=verdict(float(claimed), float(res.epsilon_lower_bound), float(ceiling)), design=design, m=res.m, r=res.r, v=res.v,
         recipe=cfg.model.model_dump(mode="json"), dataset=data.name, seed=run_seed, test_accuracy=accs, privacy=privacy, notes=notes,

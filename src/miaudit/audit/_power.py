@@ -15,7 +15,7 @@ import numpy as np
 
 from miaudit.attacks import leave_one_model_out_each, paired_reference_sets, score_target, threshold_score
 from miaudit.audit._config import THRESHOLD_NAMES, AuditConfig
-from miaudit.audit._reference_audit import _reference_attack, store_rmia_a
+from miaudit.audit._reference_audit import _reference_attack
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate, Evaluation, evaluate
@@ -40,7 +40,7 @@ def reference_power(store: SignalsStore, cfg: AuditConfig, ks: Sequence[int], at
     tlist = list(range(store.n_models)) if targets is None else list(targets)
     scores: dict[str, np.ndarray] = {}
     member = records = None
-    made = {name: _reference_attack(name, cfg, store) for name in attacks if name not in THRESHOLD_NAMES}
+    made = {name: _reference_attack(name, cfg) for name in attacks if name not in THRESHOLD_NAMES}
     for k in ks:
         refs = paired_reference_sets(store, k, targets=tlist)
         for name, paired in leave_one_model_out_each(store, made, targets=tlist, reference_sets=refs).items():
@@ -96,7 +96,9 @@ def null_audit(cfg: AuditConfig, out: str | Path, *, seed: int, target_fraction:
     keep[2 * k, t_idx] = True
     plan = PlanConfig(models=2 * k + 1, kind="user", unit_size=cfg.plan.unit_size)
     tcfg = cfg.train_config().model_copy(update={"plan": plan})
-    run = train(tcfg, out, keep=keep)
+    trained_pool = np.zeros(n, dtype=bool)
+    trained_pool[pool] = trained_pool[t_idx] = True
+    run = train(tcfg, out, keep=keep, pool=trained_pool)
     store = run.signals
     cols = np.setdiff1d(np.arange(n), t_idx)
     fake = np.zeros(n, dtype=bool)
@@ -107,16 +109,12 @@ def null_audit(cfg: AuditConfig, out: str | Path, *, seed: int, target_fraction:
     null_store = SignalsStore.from_arrays(logits=store.logits[:, cols], label=store.label[cols], keep=new_keep, population=~in_pool, record_id=store.record_id[cols], target=2 * k)
     refs = list(range(2 * k))
     records = np.flatnonzero(in_pool)
-    if cfg.audit.rmia_a is None and "rmia_offline" in cfg.audit.attacks and k >= 2:
-        # calibrate a on the references alone: the target's (fake) membership must not choose it
-        ref_store = SignalsStore.from_arrays(logits=null_store.logits[:2 * k], label=null_store.label, keep=null_store.keep[:2 * k], population=null_store.population)
-        cfg = cfg.model_copy(update={"audit": cfg.audit.model_copy(update={"rmia_a": store_rmia_a(ref_store)})})
     scores = {}
     for name in cfg.audit.attacks:
         if name in THRESHOLD_NAMES:
             scores[name] = _threshold_scores(null_store, name, [2 * k], records).reshape(-1)
         else:
-            scores[name] = score_target(null_store, _reference_attack(name, cfg, null_store), target=2 * k, references=refs).scores.reshape(-1)
+            scores[name] = score_target(null_store, _reference_attack(name, cfg), target=2 * k, references=refs).scores.reshape(-1)
     y = null_store.keep[2 * k, records].astype(np.int8)
     conf = 1 - 0.05 / len(scores) if bonferroni else 0.95
     # A percentile interval needs replicates beyond each tail: ≥ 10 expected at (1 − conf)/2.

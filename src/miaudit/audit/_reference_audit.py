@@ -16,8 +16,6 @@ import numpy as np
 from miaudit._version import __version__
 from miaudit.attacks import (
     LiraAttack,
-    calibrate_rmia_a,
-    rmia_probability,
     MlLeaksAttack,
     RmiaAttack,
     ShadowAttack,
@@ -35,6 +33,7 @@ from miaudit.audit._results import (
     InputDescription,
     Pseudonymisation,
     ReferenceSetup,
+    RmiaCalibration,
     Utility,
 )
 from miaudit.audit._writer import prepare_out, write_run
@@ -63,27 +62,15 @@ class ReferenceRun:
     scores: dict[str, np.ndarray]  # per pair
 
 
-def store_rmia_a(store: SignalsStore) -> float:
-    """Offline RMIA's ``a``, calibrated once per store by attacking its last model with the others.
-
-    ``a`` describes the recipe, not a target, so one calibration serves every target; it also
-    works with one reference pair, where a per-target calibration has no model left to use.
-    """
-    lg = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
-    p = rmia_probability(lg, np.broadcast_to(store.label, lg.shape[:-1]))
-    pool = ~store.population
-    return calibrate_rmia_a(p[:, pool], store.keep[:, pool], model=store.n_models - 1)
-
-
-def _reference_attack(name: str, cfg: AuditConfig, store: SignalsStore | None = None) -> LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack:
+def _reference_attack(name: str, cfg: AuditConfig) -> LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack:
+    """The attack ``name`` as the config sets it up. Offline RMIA's ``a`` is the config's, or
+    (``rmia_a`` unset) cross-fitted per target on the models outside its pair, never on an
+    audited target's own membership (:func:`miaudit.attacks.cross_fitted_rmia_a`)."""
     a = cfg.audit
     if name.startswith("lira_"):
         return LiraAttack(mode=name.removeprefix("lira_"), variance=a.lira_variance)  # type: ignore[arg-type]
     if name.startswith("rmia_"):
-        rmia_a = a.rmia_a
-        if name == "rmia_offline" and rmia_a is None and store is not None:
-            rmia_a = store_rmia_a(store)
-        return RmiaAttack(mode=name.removeprefix("rmia_"), gamma=a.rmia_gamma, a=rmia_a)  # type: ignore[arg-type]
+        return RmiaAttack(mode=name.removeprefix("rmia_"), gamma=a.rmia_gamma, a=a.rmia_a)  # type: ignore[arg-type]
     if name == "shadow":
         return ShadowAttack(seed=cfg.seed)
     return MlLeaksAttack(seed=cfg.seed)
@@ -118,10 +105,13 @@ def attack_store(
     logits = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
     per_attack: dict[str, np.ndarray] = {}
     member = records = None
-    reference = {name: _reference_attack(name, cfg, store) for name in cfg.audit.attacks if name not in THRESHOLD_NAMES}
+    reference = {name: _reference_attack(name, cfg) for name in cfg.audit.attacks if name not in THRESHOLD_NAMES}
+    rmia_a = None
     for name, paired in leave_one_model_out_each(store, reference, targets=targets, reference_sets=refs).items():
         per_attack[name] = paired.scores
         member, records = paired.member, paired.records
+        if name == "rmia_offline":
+            rmia_a = rmia_calibration(cfg, paired.rmia_a)
     if records is None:  # threshold attacks only: the same pairs as the reference attacks would use
         records = np.flatnonzero(~store.population)
         member = store.keep[np.asarray(targets)][:, records]
@@ -176,6 +166,7 @@ def attack_store(
         pool_records=int(records.size),
         population_records=int(store.population.sum()),
         pairs=int(y.size),
+        rmia_offline_a=rmia_a,
     )
     result = AuditResult(
         tool_version=__version__,
@@ -201,6 +192,17 @@ def attack_store(
         ],
     )
     return ReferenceRun(result, np.asarray(targets), store.record_id[groups], y, labels.reshape(-1), pooled)
+
+
+def rmia_calibration(cfg: AuditConfig, per_target: np.ndarray | None) -> RmiaCalibration:
+    """What results.json says about offline RMIA's ``a``: given, or cross-fitted per target."""
+    if per_target is None:
+        assert cfg.audit.rmia_a is not None
+        return RmiaCalibration(method="given in the config (audit.rmia_a)", per_target=[float(cfg.audit.rmia_a)])
+    return RmiaCalibration(
+        method="cross-fitted: for each target, calibrated on the models outside its complementary pair (one plays the target, the others are its references)",
+        per_target=[float(v) for v in per_target],
+    )
 
 
 def _info(name: str) -> tuple[str, str]:

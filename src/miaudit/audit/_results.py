@@ -143,6 +143,13 @@ class ExposedRecord(_Record):
     ties: int = 0
 
 
+class RmiaCalibration(_Record):
+    """Offline RMIA's ``a``: how it was chosen and its value for each target (in target order)."""
+
+    method: str
+    per_target: list[float]
+
+
 class ReferenceSetup(_Record):
     """How the reference-model audit was run (``miaudit audit``)."""
 
@@ -155,6 +162,7 @@ class ReferenceSetup(_Record):
     pool_records: int
     population_records: int
     pairs: int
+    rmia_offline_a: RmiaCalibration | None = None
 
 
 class Utility(_Record):

@@ -32,6 +32,10 @@ def print_summary(result: AuditResult, console: Console | None = None) -> None:
             f"[bold]{ref.dataset}[/]: {ref.models} models ({'an external target + ' if ref.external_target else ''}k = {ref.references} reference pairs), "
             f"{ref.pool_records:,} pool records, {ref.population_records:,} population records; {ref.targets} target(s) attacked"
         )
+        if ref.rmia_offline_a is not None:
+            values = sorted(set(ref.rmia_offline_a.per_target))
+            how = "given" if ref.rmia_offline_a.method.startswith("given") else "cross-fitted per target on the models outside its pair"
+            console.print(f"offline RMIA a = {', '.join(f'{v:g}' for v in values)} ({how})")
     console.print(
         f"[bold]{inp.name}[/]: {inp.n_records:,} {unit} ({inp.n_members:,} members, {inp.n_nonmembers:,} non-members), "
         f"{inp.n_classes} classes; {result.bootstrap.replicates} bootstrap replicates, seed {result.seed}"

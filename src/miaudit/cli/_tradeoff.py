@@ -139,15 +139,15 @@ def dp_audit(
     runs: Annotated[int, typer.Option(help="Independent training runs, fresh canaries each, pooled.")] = 1,
     significance: Annotated[float, typer.Option(help="Significance of the ε lower bound.")] = 0.05,
     seed: Annotated[int | None, typer.Option(help="Seed of canaries, coin flips and training (default: the config's).")] = None,
-    canary_kind: Annotated[str, typer.Option("--canary-kind", help="input (records with a wrong label, black-box) or gradient (Dirac gradients in the DP-SGD step, white-box).")] = "input",
+    canary_kind: Annotated[str, typer.Option("--canary-kind", help="input (records with a wrong label, black-box), rare-category (records with a category no other record has, black-box: catches preprocessing that sees the training records) or gradient (Dirac gradients in the DP-SGD step, white-box).")] = "input",
     trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.")] = False,
 ) -> None:
     """Empirical ε lower bound for a DP recipe against its accountant's claim: PASSED, FAILED or not testable."""
     from miaudit.audit._dp_audit import DpAuditDesign
     from miaudit.audit._dp_audit import dp_audit as run_dp_audit
 
-    if canary_kind not in ("input", "gradient"):
-        raise InputError("--canary-kind", f"must be 'input' or 'gradient', got {canary_kind!r}")
+    if canary_kind not in ("input", "rare-category", "gradient"):
+        raise InputError("--canary-kind", f"must be 'input', 'rare-category' or 'gradient', got {canary_kind!r}")
     out = _console()
     design = DpAuditDesign(canaries=canaries, k_plus=k_plus, k_minus=k_minus, runs=runs, significance=significance, canary_kind=canary_kind)  # type: ignore[arg-type]
     from miaudit.audit import load_audit_config

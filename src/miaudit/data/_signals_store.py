@@ -13,9 +13,16 @@ name            shape / dtype               meaning
                 float32                     queries, the un-augmented query first)
 ``label``       (n,) int64                  true class
 ``keep``        (K, n) bool                 record i was in model k's training set
-``population``  (n,) bool                   record no model trained on (RMIA's z records)
+``population``  (n,) bool                   record outside the plan's pool: no model trained
+                                            on it (RMIA's z records)
 ``record_id``   (n,) int64 or str           stable, unique record ids
 ==============  ==========================  =================================================
+
+The pool (``~population``, :attr:`SignalsStore.pool`) is part of the store: the records the
+plan drew memberships from, fixed before any was drawn, and the records every attack evaluates.
+Schema 2 says so. Schema 1 files (still read) came from engines that inferred the population as
+"records no model trained on"; for plans other than complementary pairs that set depends on the
+models' own membership and leaks it into the evaluation (``miaudit.engine._plan``).
 
 Metadata: ``schema`` (format version), ``target`` (index of the audited model, or null when
 every model takes a turn as target), free-form ``info`` (dataset, recipe hash…).
@@ -37,7 +44,9 @@ from miaudit.data import _validate as v
 from miaudit.data._tables import RawTable, read_table
 from miaudit.errors import InputError
 
-SIGNALS_SCHEMA = "miaudit.signals/1"
+SIGNALS_SCHEMA = "miaudit.signals/2"
+#: Older schemas this version reads (their arrays have the same names and shapes).
+READABLE_SCHEMAS = ("miaudit.signals/1", SIGNALS_SCHEMA)
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +62,11 @@ class SignalsStore:
     @property
     def n_models(self) -> int:
         return int(self.logits.shape[0])
+
+    @property
+    def pool(self) -> np.ndarray:
+        """(n,) bool: the plan's pool, the records that are evaluated (``~population``)."""
+        return ~self.population
 
     @property
     def n_records(self) -> int:
@@ -110,8 +124,8 @@ class SignalsStore:
     def from_table(cls, table: RawTable) -> SignalsStore:
         arrays, meta = table.arrays, table.meta
         schema = meta.get("schema")
-        if schema is not None and schema != SIGNALS_SCHEMA:
-            raise InputError("schema", f"unsupported signals schema {schema!r}; this miaudit reads {SIGNALS_SCHEMA!r}")
+        if schema is not None and schema not in READABLE_SCHEMAS:
+            raise InputError("schema", f"unsupported signals schema {schema!r}; this miaudit reads {', '.join(map(repr, READABLE_SCHEMAS))}")
         logits = v.require(arrays, "logits")
         keep = v.require(arrays, "keep")
         if table.format == "parquet":  # one row per record: unflatten with the stored shape

@@ -25,7 +25,9 @@ class PlanConfig(BaseModel):
     """How many models, on which records, in which training units.
 
     ``kind``: "complementary" pairs (default), "independent" random halves, or "user" with
-    ``keep`` a .npy file holding a (models × records) 0/1 matrix in data order.
+    ``keep`` a .npy file holding a (models × records) 0/1 matrix in data order and, optionally,
+    ``pool`` a .npy file holding the (records,) 0/1 mask of the records that matrix was drawn
+    from (default: every record). The pool is what is evaluated; the rest is the population.
     ``unit_size`` (B) models train together as one unit, the cache's unit too.
     """
 
@@ -35,7 +37,15 @@ class PlanConfig(BaseModel):
     pool_fraction: float = Field(0.5, gt=0.0, le=1.0)
     kind: Literal["complementary", "independent", "user"] = "complementary"
     keep: Path | None = None
+    pool: Path | None = None
     unit_size: int = Field(16, ge=1)
+
+    @field_validator("keep", "pool")
+    @classmethod
+    def _user_only(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is not None and info.data.get("kind") != "user":
+            raise ValueError('belongs to a user keep matrix: set kind = "user" too, or remove it')
+        return v
 
 
 class EngineConfig(BaseModel):
@@ -132,7 +142,7 @@ def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
     return cfg.model_copy(
         update={
             "data": cfg.data.model_copy(update={"path": fix(cfg.data.path)}),
-            "plan": cfg.plan.model_copy(update={"keep": fix(cfg.plan.keep)}),
+            "plan": cfg.plan.model_copy(update={"keep": fix(cfg.plan.keep), "pool": fix(cfg.plan.pool)}),
             "engine": cfg.engine.model_copy(update={"cache": fix(cfg.engine.cache)}),
         }
     )

@@ -5,6 +5,14 @@ in two halves per pair; model 2j trains on one half and model 2j+1 on the other,
 models of k whole pairs give every pool record exactly k IN and k OUT models (ALGORITHMS.md §3).
 The records outside the pool are trained on by no model: the population (RMIA's z records).
 
+The pool is part of the plan, drawn before any membership: every plan kind is evaluated on its
+pool, whether or not some model happens to train on a pool record. Inferring it as "the records
+some model trained on" would make the evaluated set depend on each target's own membership (a
+pool record that no other model drew is evaluated only when the target drew it), which leaks
+membership into the evaluation: measured with a target whose outputs carry no trace of its
+training set (independent plan, 3 models, 20 seeds; tests/audit/test_threat_model.py), online
+RMIA's mean AUC was 0.549 against 0.498 on the plan's real pool.
+
 Training units are fixed by the plan: unit c holds models [cB, (c+1)B) with B = ``unit_size``,
 whatever remains to be trained, so a model's bits never depend on what it was batched with.
 """
@@ -21,12 +29,18 @@ from miaudit.models import plan_seed_sequence
 
 @dataclass(frozen=True, eq=False)
 class MembershipPlan:
-    """``keep`` (models, records) bool; ``population`` (records,) bool; ``unit_size`` B."""
+    """``keep`` (models, records) bool; ``pool`` (records,) bool, the records the plan draws
+    members from (and the evaluated ones); ``unit_size`` B. The population is everything else."""
 
     keep: np.ndarray
-    population: np.ndarray
+    pool: np.ndarray
     unit_size: int
     kind: str
+
+    @property
+    def population(self) -> np.ndarray:
+        """(records,) bool: the records outside the pool, trained on by no model (RMIA's z)."""
+        return ~self.pool
 
     @property
     def n_models(self) -> int:
@@ -54,7 +68,7 @@ def complementary_plan(n_records: int, n_models: int, *, seed: int, pool_fractio
         keep[j, perm[:half]] = True
         if j + 1 < n_models:
             keep[j + 1, perm[half:]] = True
-    return _finish(keep, unit_size, "complementary")
+    return _finish(keep, pool, unit_size, "complementary")
 
 
 def independent_plan(n_records: int, n_models: int, *, seed: int, pool_fraction: float = 0.5, unit_size: int = 16) -> MembershipPlan:
@@ -64,22 +78,39 @@ def independent_plan(n_records: int, n_models: int, *, seed: int, pool_fraction:
     keep = np.zeros((n_models, n_records), dtype=bool)
     for k in range(n_models):
         keep[k, rng.choice(pool, size=len(pool) // 2, replace=False)] = True
-    return _finish(keep, unit_size, "independent")
+    return _finish(keep, pool, unit_size, "independent")
 
 
-def user_plan(keep: np.ndarray, n_records: int, *, unit_size: int = 16, field: str = "plan.keep") -> MembershipPlan:
-    """A plan from a user's keep matrix (models × records, 0/1 or bool, records in data order)."""
-    arr = np.asarray(keep)
+def user_plan(keep: np.ndarray, n_records: int, *, pool: np.ndarray | None = None, unit_size: int = 16, field: str = "plan.keep", pool_field: str = "plan.pool") -> MembershipPlan:
+    """A plan from a user's keep matrix (models × records, 0/1 or bool, records in data order).
+
+    ``pool`` (records,) 0/1 or bool: the records the keep matrix was drawn from, which are the
+    evaluated ones; the rest is the population. By default every record (then there is no
+    population, which RMIA needs). It must be fixed independently of the matrix: a pool read
+    off the matrix ("records some model trains on") leaks membership (module docstring).
+    """
+    arr = _mask(keep, field, "keep matrix")
     if arr.ndim != 2 or arr.shape[1] != n_records:
         raise InputError(field, f"keep matrix has shape {arr.shape}, expected (models, {n_records})")
-    if arr.dtype.kind != "b":
-        if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
-            raise InputError(field, "keep matrix values must be 0 or 1")
-        arr = arr.astype(bool)
     empty = ~arr.any(axis=1)
     if empty.any():
         raise InputError(field, f"model {int(np.argmax(empty))} trains on no record")
-    return _finish(arr, unit_size, "user")
+    in_pool = np.ones(n_records, dtype=bool) if pool is None else _mask(pool, pool_field, "pool mask")
+    if in_pool.shape != (n_records,):
+        raise InputError(pool_field, f"pool mask has shape {in_pool.shape}, expected ({n_records},)")
+    outside = arr[:, ~in_pool].any(axis=0)
+    if outside.any():
+        raise InputError(field, f"record {int(np.flatnonzero(~in_pool)[np.argmax(outside)])} is outside the pool ({pool_field}) but some model trains on it")
+    return _finish(arr, in_pool, unit_size, "user")
+
+
+def _mask(values: np.ndarray, field: str, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind != "b":
+        if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
+            raise InputError(field, f"{what} values must be 0 or 1")
+        arr = arr.astype(bool)
+    return arr
 
 
 def _pool(n_records: int, pool_fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -89,7 +120,9 @@ def _pool(n_records: int, pool_fraction: float, rng: np.random.Generator) -> np.
     return np.sort(rng.choice(n_records, size=size, replace=False))
 
 
-def _finish(keep: np.ndarray, unit_size: int, kind: str) -> MembershipPlan:
+def _finish(keep: np.ndarray, pool: np.ndarray, unit_size: int, kind: str) -> MembershipPlan:
     if unit_size < 1:
         raise InputError("plan.unit_size", f"must be at least 1, got {unit_size}")
-    return MembershipPlan(keep=keep, population=~keep.any(axis=0), unit_size=unit_size, kind=kind)
+    mask = np.zeros(keep.shape[1], dtype=bool)
+    mask[pool] = True  # pool: record indices or a boolean mask
+    return MembershipPlan(keep=keep, pool=mask, unit_size=unit_size, kind=kind)

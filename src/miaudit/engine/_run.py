@@ -23,6 +23,7 @@ from miaudit.engine._progress import UnitProgress
 from miaudit.engine._unit import Event, UnitJob
 from miaudit.errors import InputError
 from miaudit.models import CNNRecipe, SklearnRecipe, check_recipe_for_data
+from miaudit.models._preprocessing import fits_anything, population_digest, preprocessing_fit
 
 SIGNALS_FILE = "signals.npz"
 
@@ -72,21 +73,30 @@ def n_queries(recipe: object) -> int:
     return (1 + ("hflip" in recipe.augment)) * (1 + 4 * ("shift" in recipe.augment))
 
 
-def make_plan(cfg: TrainConfig, n_records: int, keep: np.ndarray | None = None) -> MembershipPlan:
+def make_plan(cfg: TrainConfig, n_records: int, keep: np.ndarray | None = None, pool: np.ndarray | None = None) -> MembershipPlan:
     p = cfg.plan
     if keep is not None or p.kind == "user":
         if keep is None:
             if p.keep is None:
                 raise InputError("plan.keep", "kind = \"user\" needs 'keep', a .npy file with the keep matrix")
-            if p.keep.suffix.lower() != ".npy" or not p.keep.is_file():
-                raise InputError("plan.keep", f"{str(p.keep)!r} is not an existing .npy file")
-            keep = np.load(p.keep, allow_pickle=False)
-        plan = user_plan(keep, n_records, unit_size=p.unit_size)
+            keep = _load_npy(p.keep, "plan.keep")
+            if pool is None and p.pool is not None:
+                pool = _load_npy(p.pool, "plan.pool")
+        plan = user_plan(keep, n_records, pool=pool, unit_size=p.unit_size)
         if plan.n_models != p.models:
             raise InputError("plan.models", f"is {p.models} but the keep matrix has {plan.n_models} rows")
         return plan
     make = complementary_plan if p.kind == "complementary" else independent_plan
     return make(n_records, p.models, seed=cfg.seed, pool_fraction=p.pool_fraction, unit_size=p.unit_size)
+
+
+def _load_npy(path: Path, field: str) -> np.ndarray:
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        raise InputError(field, f"{str(path)!r} is not an existing .npy file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(field, f"cannot read {str(path)!r}: {exc}") from None
 
 
 def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path) -> list[UnitJob]:
@@ -95,6 +105,8 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
     recipe_json = json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True)
     a = n_queries(cfg.model)
     jobs = []
+    # Preprocessing fitted on the population: the unit's bits depend on the population too.
+    fitted_on = f"|preprocessing fitted on {population_digest(plan.population)}" if preprocessing_fit(cfg.model) == "population" and fits_anything(data) else ""
     for unit in range(plan.n_units):
         models = tuple(plan.unit_models(unit))
         rows = plan.keep[list(models)]
@@ -102,13 +114,13 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
             data=fingerprint,
             recipe=recipe_json,
             seed=cfg.seed,
-            members=_cache.members_digest(rows),
+            members=_cache.members_digest(rows) + fitted_on,
             layout=f"unit {unit} of size {plan.unit_size}: models {models[0]}..{models[-1]}",
             threads=cfg.engine.threads,
             versions=versions,
         )
         shape = (len(models), data.n_records, *((a,) if a > 1 else ()), data.n_classes)
-        jobs.append(UnitJob(unit, models, rows, cfg.model, data, cfg.seed, cfg.engine.threads, parts, cache, shape, cfg.trust_code))
+        jobs.append(UnitJob(unit, models, rows, cfg.model, data, cfg.seed, cfg.engine.threads, parts, cache, shape, plan.population, cfg.trust_code))
     return jobs
 
 
@@ -117,6 +129,7 @@ def train(
     out: str | Path,
     *,
     keep: np.ndarray | None = None,
+    pool: np.ndarray | None = None,
     executor: Executor | None = None,
     on_event: Callable[[Event], None] | None = None,
     console: Console | None = None,
@@ -124,7 +137,8 @@ def train(
     """Train (or reuse) every unit of the plan and write ``<out>/signals/signals.npz``.
 
     ``config`` is a ``TrainConfig`` or a TOML/YAML file; ``keep`` overrides the plan with a
-    user keep matrix (models × records); ``executor`` defaults to a ``LocalExecutor`` with the
+    user keep matrix (models × records) and ``pool`` gives its pool (records,) mask (default:
+    every record; see :func:`~miaudit.engine.user_plan`); ``executor`` defaults to a ``LocalExecutor`` with the
     config's workers and threads; ``on_event`` sees every progress event ``(kind, unit, done,
     total)``. Files: ``<out>/train.json`` (the config as run), ``<out>/signals/`` and the cache
     (``engine.cache``, default ``<out>/models``). Restricted files are 0600.
@@ -139,7 +153,11 @@ def train(
         from miaudit.models._sklearn import make_estimator
 
         make_estimator(cfg.model, trust_code=cfg.trust_code)  # refuse a bad estimator or params before any work
-    plan = make_plan(cfg, data.n_records, keep)
+    if pool is not None and keep is None:
+        raise InputError("pool", "a pool goes with a user keep matrix (keep=)")
+    plan = make_plan(cfg, data.n_records, keep, pool)
+    if preprocessing_fit(cfg.model) == "population" and fits_anything(data) and not plan.population.any():
+        raise InputError("model.preprocessing", "is fitted on the population (records outside the plan's pool), and the population is empty: lower plan.pool_fraction below 1, or give a pool that leaves records out")
     console = console or Console(stderr=True)
     _cache.clean_stale_staging(cache)
     jobs = unit_jobs(cfg, data, plan, cache)
@@ -195,14 +213,17 @@ def _run_jobs(todo: list[UnitJob], cfg: TrainConfig, executor: Executor | None, 
 def _assemble(jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipPlan, cfg: TrainConfig) -> SignalsStore:
     parts = []
     privacy: list[dict] = []  # DP-SGD units: per model ε spent, δ, accountant (models/_dp.py)
+    seen: list[dict] = []  # per model: what its preprocessing was fitted on
     for job in jobs:
         ok, why = _cache.verify(cache, job.key, job.logits_shape)
         if not ok:  # written by this run a moment ago: something else is touching the cache
             raise RuntimeError(f"unit {job.unit} failed verification right after training: {why}")
         # memory-mapped: concatenate reads each file once instead of loading, then copying it
         parts.append(np.load(_cache.unit_dir(cache, job.key) / _cache.LOGITS, mmap_mode="r"))
+        info = json.loads((_cache.unit_dir(cache, job.key) / _cache.MANIFEST).read_text(encoding="utf-8"))["info"]
+        seen += info.get("preprocessing") or []
         if getattr(cfg.model, "dp", None) is not None:
-            privacy += json.loads((_cache.unit_dir(cache, job.key) / _cache.MANIFEST).read_text(encoding="utf-8"))["info"].get("privacy") or []
+            privacy += info.get("privacy") or []
     info = {
         "dataset": data.name,
         "data_fingerprint": data.fingerprint(),
@@ -215,8 +236,21 @@ def _assemble(jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipP
         "versions": _cache.library_versions(),
         "threads": cfg.engine.threads,
         **({"privacy": privacy} if privacy else {}),
+        **({"preprocessing": _preprocessing_summary(seen)} if seen else {}),
     }
     return SignalsStore.from_arrays(logits=np.concatenate(parts), label=data.label, keep=plan.keep, population=plan.population, record_id=data.record_id, info=info)
+
+
+def _preprocessing_summary(seen: list[dict]) -> dict:
+    """What the models' preprocessing saw, in short: one entry when every model saw the same."""
+    fits = sorted({s["fit"] for s in seen})
+    digests = {s["records_sha256"] for s in seen}
+    out: dict = {"fit": fits[0] if len(fits) == 1 else fits, "fitted_columns": seen[0]["fitted_columns"]}
+    if len(digests) == 1:
+        out |= {"records": seen[0]["records"], "records_sha256": seen[0]["records_sha256"]}
+    else:
+        out["records"] = [s["records"] for s in seen]
+    return out
 
 
 def _ranges(units: list[int]) -> str:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit.datasets import Dataset, fit_affine
+from miaudit.datasets import Dataset
 from miaudit.engine import _cache
 from miaudit.models import CNNRecipe, MLPRecipe, ModelStreams, SklearnRecipe, save_sklearn, save_torch_state
+from miaudit.models._preprocessing import fit_preprocessing
 
 Event = tuple[str, int, int, int]  # (kind, unit, done, total)
 Emit = Callable[[Event], None]
@@ -34,6 +35,8 @@ class UnitJob:
     parts: _cache.KeyParts
     cache: Path
     logits_shape: tuple[int, ...]
+    #: (records,) bool: the records outside the plan's pool (what population preprocessing is fitted on)
+    population: np.ndarray
     #: The config opted in to running code it names (not part of the key: it changes no bits).
     trust_code: bool = False
 
@@ -56,7 +59,7 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
     emit = emit or (lambda _e: None)
     staging = _cache.staging_dir(job.cache, job.key)
     train_sets = [np.flatnonzero(row) for row in job.keep_rows]
-    affines = [fit_affine(job.data, t) for t in train_sets]
+    affines, seen = fit_preprocessing(job.recipe, job.data, train_sets, job.population)
     streams = [ModelStreams.of(job.seed, k) for k in job.models]
     if isinstance(job.recipe, SklearnRecipe):
         from miaudit.models._sklearn import train_sklearn
@@ -102,6 +105,8 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
         # CPU time of this process (all its threads): on a shared machine, a steadier measure
         # of the work than wall time.
         "cpu_seconds": round(time.process_time() - cpu_start, 3),
+        # What each model's preprocessing was fitted on (models/_preprocessing.py).
+        "preprocessing": seen,
     }
     if getattr(job.recipe, "dp", None) is not None:
         info["privacy"] = privacy

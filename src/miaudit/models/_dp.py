@@ -276,7 +276,7 @@ def _train_one_dp(
         (model, optimizer, dl), crit = made, criterion
     sigma = float(optimizer.noise_multiplier)
     _inject_fault(optimizer, dp.fault)
-    sample_rate = float(getattr(dl, "sample_rate", recipe.batch_size / len(x)) if dp.poisson_sampling else min(1.0, recipe.batch_size / len(x)))
+    sample_rate = float(dl.sample_rate)  # Poisson sampling: the only kind DPConfig accepts (the accountants assume it)
     if canaries is not None:
         _attach_canaries(optimizer, canaries, sample_rate)
     augment = recipe.augment if isinstance(recipe, CNNRecipe) else []

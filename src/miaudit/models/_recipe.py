@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_serializer, model_validator
 
 from miaudit.errors import InputError
 
 Precision = Literal["float32", "bfloat16"]
+#: What a model's preprocessing (numeric mean/std, which one-hot categories exist) is fitted on:
+#: "training": the model's own training records (per model; what a deployment usually does);
+#: "population": the records outside the plan's pool, which no audited model trains on.
+PreprocessingFit = Literal["training", "population"]
 Augmentation = Literal["shift", "hflip"]
 
 
@@ -35,7 +39,10 @@ class DPConfig(BaseModel):
     accountant "rdp" or "prv"; ``ghost_clipping`` (fast gradient clipping, no per-sample
     gradients stored). ``fault`` is a FAULT-INJECTION knob for auditing the auditor only:
     "zero_noise" adds no noise, "no_clipping" never clips, while the accountant is still told
-    the configured σ, so the recorded ε is a lie that ``miaudit dp-audit`` must catch."""
+    the configured σ, so the recorded ε is a lie that ``miaudit dp-audit`` must catch;
+    "training_preprocessing" fits the preprocessing on each model's own training records, outside
+    the accounting (a category no training record has becomes an all-zero column: membership
+    leaks through the input, whatever the noise)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,7 +53,16 @@ class DPConfig(BaseModel):
     poisson_sampling: bool = True
     accountant: Literal["rdp", "prv"] = "prv"
     ghost_clipping: bool = False
-    fault: Literal["none", "zero_noise", "no_clipping"] = "none"
+    fault: Literal["none", "zero_noise", "no_clipping", "training_preprocessing"] = "none"
+
+    @field_validator("poisson_sampling")
+    @classmethod
+    def _accounted_sampling(cls, v: bool) -> bool:
+        # Both accountants (Opacus's RDP and PRV) assume Poisson-sampled batches: shuffled
+        # fixed-size batches can be much less private than the ε they would record.
+        if not v:
+            raise ValueError('false is not covered by the accountant ("rdp" and "prv" both assume Poisson sampling); remove the field or set it to true')
+        return v
 
     @model_validator(mode="after")
     def _one_budget(self) -> DPConfig:
@@ -74,6 +90,10 @@ class _TorchRecipe(BaseModel):
     precision: Precision = "float32"
     early_stopping: EarlyStopping | None = None
     dp: DPConfig | None = None
+    #: What preprocessing is fitted on (``PreprocessingFit``). Default: "population" for a DP
+    #: recipe (the only choice it accepts: the accounting covers the gradient steps, not the
+    #: preprocessing), "training" otherwise.
+    preprocessing: PreprocessingFit | None = None
 
     @model_validator(mode="after")
     def _momentum_needs_sgd(self) -> _TorchRecipe:
@@ -83,12 +103,37 @@ class _TorchRecipe(BaseModel):
             raise ValueError("'dp' trains in float32 without early stopping (validation-chosen weights are not covered by the accountant)")
         return self
 
+    @field_validator("preprocessing")
+    @classmethod
+    def _dp_preprocessing(cls, v: PreprocessingFit | None, info: ValidationInfo) -> PreprocessingFit | None:
+        if v == "training" and info.data.get("dp") is not None:
+            raise ValueError(
+                'a DP recipe cannot fit it on each model\'s training records: that happens outside the privacy accounting (a category only a member has '
+                'becomes a column only members see); remove the field or set it to "population"'
+            )
+        return v
+
+    @property
+    def preprocessing_fit(self) -> PreprocessingFit:
+        """What preprocessing is fitted on, the default resolved; DP fault injection may override
+        it (``fault = "training_preprocessing"``)."""
+        if self.dp is not None:
+            return "training" if self.dp.fault == "training_preprocessing" else "population"
+        return self.preprocessing or "training"
+
     @model_serializer(mode="wrap")
     def _omit_no_dp(self, handler):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
         # A recipe without DP serialises as before 'dp' existed: cache keys of such recipes stay.
+        # A DP recipe always names its preprocessing, so DP units trained before the field
+        # existed (fitted on their training records) are never reused.
         out = handler(self)
-        if self.dp is None and isinstance(out, dict):
-            out.pop("dp", None)
+        if isinstance(out, dict):
+            if self.dp is None:
+                out.pop("dp", None)
+                if self.preprocessing is None:
+                    out.pop("preprocessing", None)
+            elif out.get("preprocessing") is None:
+                out["preprocessing"] = "population"
         return out
 
 
