@@ -101,15 +101,18 @@ class TorchMLPPredictor:
         return None
 
     def predict_proba(self, records: np.ndarray) -> np.ndarray:
-        h = np.asarray(records, dtype=np.float32) * self._affine[0] + self._affine[1]
-        for i, (w, b) in enumerate(self._layers):
-            h = h @ w + b
-            if i < len(self._layers) - 1:
-                h = np.maximum(h, 0.0)
-        h = h.astype(np.float64)
-        h -= h.max(axis=1, keepdims=True)
-        e = np.exp(h)
-        return e / e.sum(axis=1, keepdims=True)
+        """Probabilities; NaN rows where float32 overflows inside the network (the service answers
+        those with a 500, never a label)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            h = np.asarray(records, dtype=np.float32) * self._affine[0] + self._affine[1]
+            for i, (w, b) in enumerate(self._layers):
+                h = h @ w + b
+                if i < len(self._layers) - 1:
+                    h = np.maximum(h, 0.0)
+            h = h.astype(np.float64)
+            h -= h.max(axis=1, keepdims=True)
+            e = np.exp(h)
+            return e / e.sum(axis=1, keepdims=True)
 
 
 def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[str] | None = None) -> Predictor:
