@@ -22,18 +22,18 @@ def fmt(e: Estimate, pct: bool = False) -> str:
 
 
 def print_summary(result: AuditResult, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(markup=False, highlight=False)
     inp = result.input
     ref = result.reference
     unit = "records"
     if ref is not None:
         unit = "(model, record) pairs"
         console.print(
-            f"[bold]{ref.dataset}[/]: {ref.models} models ({'an external target + ' if ref.external_target else ''}k = {ref.references} reference pairs), "
+            f"{ref.dataset}: {ref.models} models ({'an external target + ' if ref.external_target else ''}k = {ref.references} reference pairs), "
             f"{ref.pool_records:,} pool records, {ref.population_records:,} population records; {ref.targets} target(s) attacked"
         )
     console.print(
-        f"[bold]{inp.name}[/]: {inp.n_records:,} {unit} ({inp.n_members:,} members, {inp.n_nonmembers:,} non-members), "
+        f"{inp.name}: {inp.n_records:,} {unit} ({inp.n_members:,} members, {inp.n_nonmembers:,} non-members), "
         f"{inp.n_classes} classes; {result.bootstrap.replicates} bootstrap replicates, seed {result.seed}"
     )
     if result.utility is not None:

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from miaudit.cli._console import console
 from miaudit.errors import InputError
 
 
@@ -30,7 +31,7 @@ def _strings(value: str) -> list[str]:
 
 
 def _console() -> Console:
-    return Console() if Console().is_terminal else Console(width=160)
+    return console()
 
 
 def tradeoff_variants_for_report(data: dict[str, Any]) -> list[Any]:
@@ -85,7 +86,7 @@ def tradeoff(
         raise InputError("--accountant", f"must be 'prv' or 'rdp', got {accountant!r}")
     if policy_targets < 1:
         raise InputError("--policy-targets", f"must be at least 1, got {policy_targets}")
-    err = Console(stderr=True)
+    err = console(stderr=True)
     variants = default_variants(_floats(epsilons, "--epsilons"), _floats(weight_decays, "--weight-decays"), early_stopping, _strings(policies),
                                 delta=delta, accountant=accountant, ghost_clipping=ghost_clipping)
     result = run_tradeoff(config, out_dir, variants=variants, policy_targets=policy_targets, noise_sigma=noise_sigma, say=lambda s: err.print(s, highlight=False, soft_wrap=True))
