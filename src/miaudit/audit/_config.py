@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from miaudit.engine import EngineConfig, TrainConfig
 from miaudit.engine._config import PlanConfig
+from miaudit.engine._size import check_finite
 from miaudit.errors import InputError
 from miaudit.datasets import DataConfig
 from miaudit.metrics import DEFAULT_FPRS
@@ -84,6 +85,7 @@ class AuditConfig(BaseModel):
 
 
 def parse_audit_config(raw: dict[str, Any]) -> AuditConfig:
+    check_finite(raw)
     plan = raw.get("plan")
     if isinstance(plan, dict) and "models" in plan:
         raise InputError("plan.models", "is set by [audit].references (2k + 2 models); remove it")

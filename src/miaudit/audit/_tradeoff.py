@@ -56,7 +56,24 @@ def default_variants(
     accountant: str = "prv",
     ghost_clipping: bool = True,
 ) -> list[VariantSpec]:
-    """Baseline (ε = ∞) first, then DP at each ε, weight decay, early stopping, each policy."""
+    """Baseline (ε = ∞) first, then DP at each ε, weight decay, early stopping, each policy.
+
+    Every value is checked here, before any training: InputError names the option.
+    """
+    from miaudit.defenses import parse_policy
+
+    for e in epsilons:
+        if not (math.isfinite(e) and e > 0):
+            raise InputError("--epsilons", f"each ε must be a finite number > 0, got {e!r}")
+    for w in weight_decays:
+        if not (math.isfinite(w) and w >= 0):
+            raise InputError("--weight-decays", f"each weight decay must be a finite number ≥ 0, got {w!r}")
+    for p in policies:
+        parse_policy(p, field="--policies")
+    if not (math.isfinite(delta) and 0 < delta < 1):
+        raise InputError("--delta", f"must lie in (0, 1), got {delta!r}")
+    if accountant not in ("prv", "rdp"):
+        raise InputError("--accountant", f"must be 'prv' or 'rdp', got {accountant!r}")
     out = [VariantSpec("baseline", "the recipe as given (no DP: ε = ∞), full outputs")]
     for e in epsilons:
         dp = {"epsilon": float(e), "delta": delta, "accountant": accountant, "ghost_clipping": ghost_clipping}

@@ -34,6 +34,22 @@ def _gate(result: object, fail_on: list[str] | None) -> None:
         raise SystemExit(1)
 
 
+def _check_before_work(*, fail_on: list[str] | None = None, policy: str | None = None, seed: int | None = None, resamples: int | None = None) -> None:
+    """Options checked before any work starts, so that a bad one leaves nothing behind."""
+    from miaudit.audit._fail_on import parse_rule
+
+    for r in fail_on or []:
+        parse_rule(r)
+    if policy is not None:
+        from miaudit.defenses import parse_policy
+
+        parse_policy(policy, field="--policy")
+    if seed is not None and seed < 0:
+        raise InputError("--seed", f"must be ≥ 0, got {seed}")
+    if resamples is not None and resamples < 1:
+        raise InputError("--resamples", f"must be ≥ 1, got {resamples}")
+
+
 def _report_line(out_dir: Path) -> None:
     from miaudit.report import write_report
 
@@ -59,6 +75,7 @@ def attack_cmd(
     from miaudit.audit import DEFAULT_ATTACKS, attack
     from miaudit.cli._summary import print_summary
 
+    _check_before_work(fail_on=fail_on, policy=policy, seed=seed, resamples=resamples)
     if policy is not None and not attacks:
         from miaudit.attacks import threshold_attacks_under
 
@@ -95,11 +112,9 @@ def audit_cmd(
     """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate."""
     from miaudit.audit import audit, load_audit_config
     from miaudit.cli._train import with_engine
-    from miaudit.audit._fail_on import parse_rule
     from miaudit.cli._summary import print_summary
 
-    for r in fail_on or []:
-        parse_rule(r)  # a bad rule is refused before any training
+    _check_before_work(fail_on=fail_on)  # a bad rule is refused before any training
     result = audit(with_engine(load_audit_config(config), executor=executor, address=address), out_dir, overwrite=overwrite)
     print_summary(result, out)
     out.print(f"results: {out_dir / 'results.json'} (shareable); scores, signals, models: restricted (0600)")

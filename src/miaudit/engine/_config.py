@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from miaudit.datasets import DataConfig
+from miaudit.engine._size import check_finite
 from miaudit.errors import InputError
 from miaudit.models import MLPRecipe, Recipe, validation_error
 
@@ -77,6 +78,7 @@ class TrainConfig(BaseModel):
 
 def parse_config(raw: dict[str, Any]) -> TrainConfig:
     """Validate a config mapping; the InputError names the first bad field."""
+    check_finite(raw)
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:

@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from miaudit.engine._config import TrainConfig, load_config
 from miaudit.engine._executor import Executor, LocalExecutor
 from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
 from miaudit.engine._progress import UnitProgress
+from miaudit.engine._size import check_train_size
 from miaudit.engine._unit import Event, UnitJob
 from miaudit.errors import InputError
 from miaudit.models import CNNRecipe, SklearnRecipe, check_recipe_for_data
@@ -138,7 +140,12 @@ def train(
     if isinstance(cfg.model, SklearnRecipe):
         from miaudit.models._sklearn import make_estimator
 
-        make_estimator(cfg.model)  # refuse a bad estimator or params before any work
+        _check_params(make_estimator(cfg.model))  # refuse a bad estimator or params before any work
+    check_train_size(cfg, data.n_records, data.n_features, data.n_classes)  # before any array is allocated
+    if executor is None and cfg.engine.executor == "ray":
+        from miaudit.engine._ray import probe_address
+
+        probe_address(cfg.engine.address)  # an unreachable cluster is refused now, not waited on forever
     plan = make_plan(cfg, data.n_records, keep)
     console = console or Console(stderr=True)
     _cache.clean_stale_staging(cache)
@@ -163,6 +170,17 @@ def train(
     signals_dir = ensure_writable_dir(out / "signals")
     store.save(signals_dir / SIGNALS_FILE)
     return TrainRun(cfg, store, signals_dir / SIGNALS_FILE, out, cache, plan, tuple(j.unit for j in todo), tuple(reused), refused, time.perf_counter() - start)
+
+
+def _check_params(estimator: Any) -> None:
+    """scikit-learn checks constructor parameters only in ``fit``; check them now."""
+    validate = getattr(estimator, "_validate_params", None)
+    if not callable(validate):
+        return
+    try:
+        validate()
+    except (ValueError, TypeError) as exc:
+        raise InputError("model.params", str(exc).splitlines()[0]) from None
 
 
 def _run_jobs(todo: list[UnitJob], cfg: TrainConfig, executor: Executor | None, on_event: Callable[[Event], None] | None, console: Console) -> None:

@@ -153,17 +153,35 @@ def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[
         return EstimatorPredictor(est, feature_names=feature_names, affine=affine)
     weights = p / "weights.safetensors"
     if weights.is_file():
-        from safetensors import safe_open
+        return _torch_mlp(weights, index)
+    raise InputError("--model", f"{str(p)!r} holds no model_{index}.skops and no weights.safetensors")
 
+
+def _meta_list(meta: dict[str, str], key: str, default: str) -> Any:
+    try:
+        return json.loads(meta.get(key, default))
+    except (TypeError, ValueError):
+        raise InputError("--model", f"weights.safetensors: metadata {key!r} is not JSON") from None
+
+
+def _torch_mlp(weights: Path, index: int) -> TorchMLPPredictor:
+    """A torch MLP unit's model ``index`` from its safetensors file (every field checked: the file
+    is untrusted)."""
+    from safetensors import safe_open
+
+    try:
         with safe_open(str(weights), framework="np") as fh:
             meta = fh.metadata() or {}
-            recipe = json.loads(meta.get("recipe", "{}"))
-            if recipe.get("kind") not in (None, "torch-mlp", "mlp"):
-                raise InputError("--model", f"serving a {recipe.get('kind')!r} model is not supported (torch MLPs and sklearn only)")
-            models = json.loads(meta.get("models", "[0]"))
-            pos = models.index(index) if index in models else None
-            if pos is None:
-                raise InputError("--model-index", f"model {index} is not in this unit (it holds {models})")
+            recipe = _meta_list(meta, "recipe", "{}")
+            kind = recipe.get("kind") if isinstance(recipe, dict) else "?"
+            if kind not in (None, "torch-mlp", "mlp"):
+                raise InputError("--model", f"serving a {str(kind)[:40]!r} model is not supported (torch MLPs and sklearn only)")
+            models = _meta_list(meta, "models", "[0]")
+            if not isinstance(models, list) or not all(isinstance(m, int) for m in models):
+                raise InputError("--model", "weights.safetensors: metadata 'models' must be a list of model indices")
+            if index not in models:
+                raise InputError("--model-index", f"model {index} is not in this unit (it holds {models[:20]})")
+            pos = models.index(index)
             n_layers = sum(1 for k in fh.keys() if k.startswith("layer") and k.endswith(".weight"))  # noqa: SIM118 - safe_open has no __iter__
             layers = []
             for i in range(n_layers):
@@ -171,10 +189,19 @@ def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[
                 b = fh.get_tensor(f"layer{i}.bias")[pos].reshape(-1)
                 layers.append((w.astype(np.float32), b.astype(np.float32)))
             affine = (fh.get_tensor("preprocess.scale")[pos].astype(np.float32), fh.get_tensor("preprocess.shift")[pos].astype(np.float32))
-        if not layers:
-            raise InputError("--model", f"{weights.name} holds no MLP layers")
-        return TorchMLPPredictor(layers, affine)
-    raise InputError("--model", f"{str(p)!r} holds no model_{index}.skops and no weights.safetensors")
+    except InputError:
+        raise
+    except Exception as exc:  # a malformed file: safetensors' own errors, missing tensors, bad shapes
+        raise InputError("--model", f"{str(weights)!r} is not a readable torch MLP unit ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not layers:
+        raise InputError("--model", f"{weights.name} holds no MLP layers")
+    widths = [layers[0][0].shape[0]] + [w.shape[1] for w, _ in layers]
+    shapes_ok = all(w.ndim == 2 and b.shape == (w.shape[1],) for w, b in layers) and all(
+        layers[i][0].shape[1] == layers[i + 1][0].shape[0] for i in range(len(layers) - 1)
+    ) and affine[0].shape == affine[1].shape == (widths[0],)
+    if not shapes_ok:
+        raise InputError("--model", f"{weights.name}: layer shapes do not chain into one MLP")
+    return TorchMLPPredictor(layers, affine)
 
 
 class UpstreamError(RuntimeError):

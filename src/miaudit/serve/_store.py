@@ -189,7 +189,12 @@ class Store:
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as exc:  # not a database file, a server that does not answer, no rights
+            self.engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+            raise InputError("--db", f"cannot open the database {_redacted(self.url)!r}: {reason}") from None
         # Built once: building SQLAlchemy expressions costs more than running them (≈1 ms).
         k = api_keys.c
         self._key_stmt = sa.select(api_keys).where(k.key_id == sa.bindparam("key_id"))
@@ -435,6 +440,14 @@ class Store:
         with self._as(actor) as conn:
             rows = conn.execute(q).mappings().all()
         return [Alert(r["id"], r["ts"], r["detector"], r["key_id"], json.loads(r["keys"]), json.loads(r["detail"])) for r in rows]
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password (it may be printed)."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "?"
 
 
 def _check_limits(budget: int | None, rate: int | None, window_s: int) -> None:
