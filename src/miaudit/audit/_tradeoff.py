@@ -278,6 +278,7 @@ def tradeoff(
     from miaudit._io import ensure_writable_dir, write_text_atomic
     from miaudit.audit._reference_audit import audit
     from miaudit.engine import train
+    from miaudit.engine._run import check_before_training
 
     quiet = Console(stderr=True, quiet=True)
 
@@ -292,6 +293,7 @@ def tradeoff(
         raise InputError("variants", "variant names must be unique")
     cache = cfg.engine.cache or out_dir / "models"
     base_cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"cache": cache})})
+    check_before_training(base_cfg.train_config())  # a bad config is refused before the first variant starts
     outcomes: list[VariantOutcome] = []
     strongest_scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     comparisons: list[dict[str, Any]] = []

@@ -155,6 +155,9 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the --outputs-only demo (the full demo's seed is in its config).")] = 20261128,
 ) -> None:
     """Audit a deliberately overfit model on bundled UCI Adult and compare DP-SGD, weight decay and a label-only policy."""
+    from miaudit._io import ensure_writable_dir
+
+    ensure_writable_dir(out_dir)  # an unusable --out is refused before minutes of work
     if outputs_only:
         from miaudit.audit._demo import run_demo
         from miaudit.cli._summary import print_summary

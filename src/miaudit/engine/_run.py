@@ -135,17 +135,7 @@ def train(
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     out = ensure_writable_dir(Path(out))
     cache = ensure_writable_dir(cfg.engine.cache or out / "models", field="engine.cache")
-    data = load_dataset(cfg.data)
-    check_recipe_for_data(cfg.model, image_shape=data.image_shape, mirror_invariant=data.mirror_invariant, dataset=data.name)
-    if isinstance(cfg.model, SklearnRecipe):
-        from miaudit.models._sklearn import make_estimator
-
-        _check_params(make_estimator(cfg.model))  # refuse a bad estimator or params before any work
-    check_train_size(cfg, data.n_records, data.n_features, data.n_classes)  # before any array is allocated
-    if executor is None and cfg.engine.executor == "ray":
-        from miaudit.engine._ray import probe_address
-
-        probe_address(cfg.engine.address)  # an unreachable cluster is refused now, not waited on forever
+    data = check_before_training(cfg, own_executor=executor is None)
     plan = make_plan(cfg, data.n_records, keep)
     console = console or Console(stderr=True)
     _cache.clean_stale_staging(cache)
@@ -170,6 +160,25 @@ def train(
     signals_dir = ensure_writable_dir(out / "signals")
     store.save(signals_dir / SIGNALS_FILE)
     return TrainRun(cfg, store, signals_dir / SIGNALS_FILE, out, cache, plan, tuple(j.unit for j in todo), tuple(reused), refused, time.perf_counter() - start)
+
+
+def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dataset:
+    """What :func:`train` checks before any work, so that callers running several trainings can
+    check first too: the data, the recipe against it, an estimator's parameters, the memory the
+    plan needs, and (``own_executor`` with ``executor = "ray"``) the cluster's address. Returns
+    the data."""
+    data = load_dataset(cfg.data)
+    check_recipe_for_data(cfg.model, image_shape=data.image_shape, mirror_invariant=data.mirror_invariant, dataset=data.name)
+    if isinstance(cfg.model, SklearnRecipe):
+        from miaudit.models._sklearn import make_estimator
+
+        _check_params(make_estimator(cfg.model))  # refuse a bad estimator or params before any work
+    check_train_size(cfg, data.n_records, data.n_features, data.n_classes)  # before any array is allocated
+    if own_executor and cfg.engine.executor == "ray":
+        from miaudit.engine._ray import probe_address
+
+        probe_address(cfg.engine.address)  # an unreachable cluster is refused now, not waited on forever
+    return data
 
 
 def _check_params(estimator: Any) -> None:

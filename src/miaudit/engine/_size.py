@@ -47,15 +47,21 @@ def check_train_size(cfg: Any, n_records: int, n_features: int, n_classes: int, 
     """
     limit = memory_limit() if limit is None else limit
     models = int(cfg.plan.models)
-    estimates = {
-        "plan.models": models * n_records * (1 + 4 * n_classes),
-    }
-    hidden = getattr(cfg.model, "hidden", None)
-    if isinstance(hidden, list):
-        unit = min(int(cfg.plan.unit_size), models)
-        params = mlp_parameters(n_features, hidden, n_classes)
-        batch = min(int(getattr(cfg.model, "batch_size", 1)), n_records)
-        estimates["model.hidden"] = unit * (params * BYTES_PER_PARAMETER + batch * sum(hidden) * 4 * 2)
-    for field, size in estimates.items():
-        if size > limit:
-            raise InputError(field, f"needs at least {size / 2**30:,.1f} GiB of memory, more than this machine's {limit / 2**30:,.1f} GiB; reduce it")
+    _refuse("plan.models", models * n_records * (1 + 4 * n_classes), limit)
+    check_model_size(cfg.model, n_features, n_classes, n_records, stacked=min(int(cfg.plan.unit_size), models), limit=limit)
+
+
+def check_model_size(recipe: Any, n_features: int, n_classes: int, n_records: int, *, stacked: int = 1, limit: int | None = None) -> None:
+    """Refuse a torch MLP recipe whose ``stacked`` models (one unit) cannot fit in memory."""
+    hidden = getattr(recipe, "hidden", None)
+    if not isinstance(hidden, list):
+        return
+    params = mlp_parameters(n_features, hidden, n_classes)
+    batch = min(int(getattr(recipe, "batch_size", 1)), max(1, n_records))
+    size = stacked * (params * BYTES_PER_PARAMETER + batch * sum(hidden) * 4 * 2)
+    _refuse("model.hidden", size, memory_limit() if limit is None else limit)
+
+
+def _refuse(field: str, size: int, limit: int) -> None:
+    if size > limit:
+        raise InputError(field, f"needs at least {size / 2**30:,.1f} GiB of memory, more than this machine's {limit / 2**30:,.1f} GiB; reduce it")

@@ -183,11 +183,14 @@ class ServeSpec:
             detectors = DetectorConfig(**self.detectors)
         except TypeError as exc:
             raise InputError("detectors", str(exc)) from None
+        roles = load_roles(self.roles_file) if self.roles_file else dict(DEFAULT_ROLES)  # before the secret file is created
+        if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
+            raise InputError("--sqlite-sync", f"must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
         return ServeConfig(
             predictor=predictor,
             db=self.db,
             secret=load_server_secret(Path(self.secret_file) if self.secret_file else None, create=True),
-            roles=load_roles(self.roles_file) if self.roles_file else dict(DEFAULT_ROLES),
+            roles=roles,
             max_batch=self.max_batch,
             detectors=detectors,
             webhook=self.webhook,

@@ -138,12 +138,21 @@ def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[
     from miaudit.models import load_sklearn, load_torch_state
 
     p = Path(path)
+
+    def sklearn(file: Path) -> Any:
+        try:
+            return load_sklearn(file)
+        except InputError:
+            raise
+        except Exception as exc:  # a malformed or hostile file: one line naming it
+            raise InputError("--model", f"cannot load {str(file)!r} ({type(exc).__name__}: {str(exc)[:120]})") from None
+
     if p.is_file() and p.suffix == ".skops":
-        return EstimatorPredictor(load_sklearn(p), feature_names=feature_names)
+        return EstimatorPredictor(sklearn(p), feature_names=feature_names)
     if not p.is_dir():
         raise InputError("--model", f"{str(p)!r} is neither a .skops file nor a model folder")
     if (p / f"model_{index}.skops").is_file():
-        est = load_sklearn(p / f"model_{index}.skops")
+        est = sklearn(p / f"model_{index}.skops")
         pre = load_torch_state(p / "preprocess.safetensors") if (p / "preprocess.safetensors").is_file() else None
         affine = None
         if pre is not None:

@@ -285,7 +285,7 @@ class Store:
     ) -> NewKey:
         """A new key. ``actor``: the admin key acting; :class:`KeyRevoked` when it is revoked by
         the time this transaction holds its row (no key is created then)."""
-        _check_limits(budget, rate, window_s)
+        check_limits(budget, rate, window_s)
         key = new_key(server_secret)
         with self._write() as conn:
             self._check_actor(conn, actor)
@@ -350,7 +350,7 @@ class Store:
 
     def set_limits(self, key_id: str, *, budget: int | None, rate: int | None, window_s: int = 60, actor: str | None = None) -> bool:
         """Replace a key's total budget and rate limit (None = no cap). False: no such key."""
-        _check_limits(budget, rate, window_s)
+        check_limits(budget, rate, window_s)
         with self._write() as conn:
             self._lock(conn, key_id, actor)
             res = conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(budget=budget, rate=rate, window_s=window_s))
@@ -450,7 +450,7 @@ def _redacted(url: str) -> str:
         return "?"
 
 
-def _check_limits(budget: int | None, rate: int | None, window_s: int) -> None:
+def check_limits(budget: int | None, rate: int | None, window_s: int) -> None:
     if budget is not None and (isinstance(budget, bool) or budget < 0):
         raise InputError("budget", f"must be a number of records ≥ 0, got {budget!r}")
     if rate is not None and (isinstance(rate, bool) or rate < 1):
