@@ -233,6 +233,16 @@ def _usage(exc: typer.TyperException) -> NoReturn:
     _fail(f"{where}: {exc.format_message()} (see: {where} --help)", int(getattr(exc, "exit_code", 2) or 2))
 
 
+# The optional dependencies (pyproject.toml's extras), by the module that a command imports.
+_EXTRA_OF = {
+    **dict.fromkeys(("fastapi", "starlette", "uvicorn", "sqlalchemy", "httpx", "psycopg", "anyio"), "serve"),
+    **dict.fromkeys(("torch", "safetensors"), "torch"),
+    "skops": "sklearn-models",
+    "opacus": "dp",
+    "ray": "ray",
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """The ``miaudit`` command: exit 0 on success, 1 when a --fail-on rule or a DP audit fails,
     2 with one line ``error: <input>: <problem>`` on bad input or usage."""
@@ -252,6 +262,13 @@ def main(argv: list[str] | None = None) -> None:
             typer.echo(ctx.get_help() if ctx is not None else "miaudit --help")
             raise SystemExit(0) from None
         _usage(exc)
+    except ImportError as exc:  # an optional dependency this command needs is not installed
+        extra = _EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            if os.environ.get("MIAUDIT_DEBUG"):
+                raise
+            _fail(f"internal error (ImportError: {exc}); please report it (MIAUDIT_DEBUG=1 shows the traceback)", 1)
+        _fail(f"{exc.name}: this command needs the optional dependency {exc.name!r}: pip install 'miaudit[{extra}]'")
     except MemoryError:
         _fail("out of memory: reduce the sizes in the config or the input (the estimate before the run did not catch this)")
     except OSError as exc:  # a full disk, a file that vanished, a permission: name the file

@@ -167,6 +167,8 @@ def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dat
     check first too: the data, the recipe against it, an estimator's parameters, the memory the
     plan needs, and (``own_executor`` with ``executor = "ray"``) the cluster's address. Returns
     the data."""
+    if not isinstance(cfg.model, SklearnRecipe):
+        _require("torch")  # workers would fail on it one by one
     data = load_dataset(cfg.data)
     check_recipe_for_data(cfg.model, image_shape=data.image_shape, mirror_invariant=data.mirror_invariant, dataset=data.name)
     if isinstance(cfg.model, SklearnRecipe):
@@ -179,6 +181,17 @@ def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dat
 
         probe_address(cfg.engine.address)  # an unreachable cluster is refused now, not waited on forever
     return data
+
+
+def _require(module: str) -> None:
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
 
 def _check_params(estimator: Any) -> None:
