@@ -49,6 +49,10 @@ def test_bad_inputs_name_the_option(tmp_path) -> None:
     r = invoke("keys", "create", "--role", "public", "--budget", "lots", "--db", db)
     assert isinstance(r.exception, InputError) and r.exception.field == "--budget"
     r = invoke("keys", "revoke", "ffffffffffffffff", "--db", db)
+    assert isinstance(r.exception, InputError) and r.exception.field == "--db"  # no database there: none is created
+    assert not (tmp_path / "g.db").exists()
+    assert invoke("keys", "create", "--role", "public", "--db", db).exit_code == 0
+    r = invoke("keys", "revoke", "ffffffffffffffff", "--db", db)
     assert isinstance(r.exception, InputError) and r.exception.field == "key_id"
     r = invoke("keys", "create", "--role", "public", "--db", "postgresql://u@127.0.0.1:1/x")
     assert isinstance(r.exception, InputError) and r.exception.field == "--secret-file"
