@@ -427,6 +427,12 @@ for _cmd in COMMANDS:
     add(f"config/{_cmd}/yaml-list", lambda t, c=_cmd: [(t / "c.yaml").write_text("- 1\n- 2\n"), *COMMANDS[c](t / "c.yaml", t)][1:], "config")
     add(f"config/{_cmd}/toml-nan", lambda t, c=_cmd: [(t / "c.toml").write_text('seed = 1\n[data]\ndataset = "digits"\n[model]\nlr = nan\n' + ("[audit]\nreferences = 1\n" if c != "train" else "")), *COMMANDS[c](t / "c.toml", t)][1:], "model.lr")
 
+add(
+    "config/train/training-diverges",  # a finite but absurd lr: no verified cache unit of NaN logits is published
+    lambda t: [(t / "c.yaml").write_text(yaml.safe_dump(_set(_set(BASE, "model.lr", 1e30), "data.max_records", 300))), "train", str(t / "c.yaml"), "--out", str(t / "o"), "--workers", "0", "--no-progress"][1:],
+    "training diverged",
+)
+
 TRADEOFF_OPTIONS = {
     "negative-epsilon": (["--epsilons=-1"], "--epsilons"),
     "epsilon-inf": (["--epsilons", "inf"], "--epsilons"),
@@ -577,6 +583,15 @@ def _files(root: Path) -> set[Path]:
 
 def test_the_suite_is_large() -> None:
     assert len(CASES) >= 200, len(CASES)
+
+
+def test_input_errors_cross_process_boundaries() -> None:
+    import pickle
+
+    from miaudit.errors import InputError
+
+    err = pickle.loads(pickle.dumps(InputError("model.lr", "must be finite")))
+    assert (err.field, err.problem, str(err)) == ("model.lr", "must be finite", "model.lr: must be finite")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -153,9 +153,9 @@ def train(
         console.print(f"reusing {len(reused)} of {len(jobs)} unit(s) from {cache} (keys and file hashes verified): units {_ranges(reused)}")
     for unit, why in refused.items():
         console.print(f"unit {unit}: cached files refused ({why}); retraining")
-    write_text_atomic(out / "train.json", cfg.model_dump_json(indent=2))
     if todo:
         _run_jobs(todo, cfg, executor, on_event, console)
+    write_text_atomic(out / "train.json", cfg.model_dump_json(indent=2))  # after training: a failed run leaves no record of itself
     store = _assemble(jobs, cache, data, plan, cfg)
     signals_dir = ensure_writable_dir(out / "signals")
     store.save(signals_dir / SIGNALS_FILE)
