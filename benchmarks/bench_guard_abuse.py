@@ -75,7 +75,7 @@ class _RssSampler:
         self._t.join()
 
 
-def _send(port: int, headers: dict[str, str], size: int, *, chunked: bool = False) -> tuple[int, float]:
+def send_body(port: int, headers: dict[str, str], size: int, *, chunked: bool = False) -> tuple[int, float]:
     """(status, ms to the status line) of a POST /predict with a body of ``size`` spaces."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -97,16 +97,21 @@ def _send(port: int, headers: dict[str, str], size: int, *, chunked: bool = Fals
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
+    data = _status_line(sock)
+    ms = (time.perf_counter() - t0) * 1000
+    sock.close()
+    writer.join(timeout=30)
+    return int(data.split(b" ", 2)[1]), ms
+
+
+def _status_line(sock: socket.socket) -> bytes:
     data = b""
     while b"\r\n" not in data:
         got = sock.recv(4096)
         if not got:
             break
         data += got
-    ms = (time.perf_counter() - t0) * 1000
-    sock.close()
-    writer.join(timeout=30)
-    return int(data.split(b" ", 2)[1]), ms
+    return data
 
 
 def _health_while(port: int, stop: threading.Event, out: list[float]) -> None:
@@ -127,12 +132,7 @@ def _one_401(port: int, body: bytes, token: str) -> float:
            f"Authorization: Bearer {token}\r\n\r\n").encode() + body
     t0 = time.perf_counter()
     sock.sendall(req)
-    data = b""
-    while b"\r\n" not in data:
-        got = sock.recv(4096)
-        if not got:
-            break
-        data += got
+    data = _status_line(sock)
     ms = (time.perf_counter() - t0) * 1000
     sock.close()
     if not data.startswith(b"HTTP/1.1 401"):
@@ -199,7 +199,7 @@ def run(size: str) -> BenchResult:
     try:
         rss0 = _rss_kb(proc.pid)
         with _RssSampler(proc.pid) as s:
-            got = [_send(port, {}, BODY) for _ in range(p["big_tries"])]
+            got = [send_body(port, {}, BODY) for _ in range(p["big_tries"])]
         assert {st for st, _ in got} == {401}, got
         ms = [m for _, m in got]
         figures["no_key_status"] = 401
@@ -215,7 +215,7 @@ def run(size: str) -> BenchResult:
             h.start()
             time.sleep(0.05)
             out: list[tuple[int, float]] = []
-            ts = [threading.Thread(target=lambda: out.append(_send(port, {}, BODY))) for _ in range(3)]
+            ts = [threading.Thread(target=lambda: out.append(send_body(port, {}, BODY))) for _ in range(3)]
             for t in ts:
                 t.start()
             for t in ts:
@@ -228,11 +228,11 @@ def run(size: str) -> BenchResult:
         figures["health_max_ms_meanwhile"] = round(max(health), 2)
         # with a key: Content-Length over the cap, and chunked past the cap
         auth = {"Authorization": f"Bearer {live}"}
-        st, m = _send(port, auth, BODY)
+        st, m = send_body(port, auth, BODY)
         figures["keyed_content_length_status"], figures["keyed_content_length_ms"] = st, round(m, 2)
         rss2 = _rss_kb(proc.pid)
         with _RssSampler(proc.pid) as s4:
-            st, m = _send(port, auth, BODY, chunked=True)
+            st, m = send_body(port, auth, BODY, chunked=True)
         figures["keyed_chunked_status"], figures["keyed_chunked_ms"] = st, round(m, 2)
         figures["keyed_chunked_rss_growth_mb"] = round((s4.peak - rss2) / 1024, 2)
         bad = live[:-4] + ("AAAA" if not live.endswith("AAAA") else "BBBB")
