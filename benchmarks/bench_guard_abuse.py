@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._schema import BenchResult
-from benchmarks.bench_guard import _start
+from benchmarks.bench_guard import _cpu_pressure, _start
 
 CLAIM = (
     "A 22 MB body without a key is answered in < 50 ms with < 20 MB server memory growth; "
@@ -195,7 +195,7 @@ def run(size: str) -> BenchResult:
     store.close()
     proc, url = _start(["--model", str(tmp / "model.skops"), "--secret-file", str(tmp / "guard.secret"), "--db", db], tmp / "server.log")
     port = int(url.rsplit(":", 1)[1])
-    figures: dict[str, object] = {"body_bytes": BODY}
+    figures: dict[str, object] = {"body_bytes": BODY, "load_average_1m_before": round(os.getloadavg()[0], 2), "cpu_pressure_before_pct": _cpu_pressure()}
     try:
         rss0 = _rss_kb(proc.pid)
         with _RssSampler(proc.pid) as s:
@@ -265,6 +265,7 @@ def run(size: str) -> BenchResult:
         "one worker, SQLite WAL; scikit-learn logistic regression, 20 features, --max-batch 10000 (body cap 6.6 MB); raw-socket client on the same 2 shared cores",
         "401 requests on fresh connections (a refused request closes its connection), classes in random order; accuracy: 10-fold cross-validation, the better of a stump and a depth-3 tree, Wilson 95 % interval over all requests",
         "the time claim is judged on the median of 20 tries (the maximum is shown beside it: single tries on the shared machine can stall)",
+        f"1-minute load average before the run {figures['load_average_1m_before']}, CPU pressure (PSI some avg10) {figures['cpu_pressure_before_pct']} %: other work on the 2 shared cores adds noise to the latencies, which makes the timing classifier's task harder, not easier",
     ]
     return BenchResult(name="guard_abuse", claim=CLAIM, figures=figures, table=table, passed=bool(passed), notes=notes)
 
