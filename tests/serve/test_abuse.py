@@ -4,6 +4,7 @@ made, revocation without delay, and the same work for every 401."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import anyio
@@ -205,6 +206,8 @@ def test_every_401_does_the_same_work_whether_the_id_exists_or_not(service) -> N
         statements.append(" ".join(statement.split()))
 
     sa.event.listen(service.store.engine, "before_cursor_execute", spy)
+    for raw in service.store._readers:  # the event loop's own SQLite connection
+        raw.set_trace_callback(lambda sql: statements.append(re.sub(r"'[^']*'", "?", " ".join(sql.split()))))  # bound values shown as ?
     try:
         seen = {}
         for name, token in {"missing": None, "malformed": "nonsense", "unknown": "mia_0123456789abcdef_" + "A" * 43, "known id": known_wrong}.items():
@@ -214,5 +217,7 @@ def test_every_401_does_the_same_work_whether_the_id_exists_or_not(service) -> N
             seen[name] = list(statements)
     finally:
         sa.event.remove(service.store.engine, "before_cursor_execute", spy)
+        for raw in service.store._readers:
+            raw.set_trace_callback(None)
     assert len({tuple(v) for v in seen.values()}) == 1, seen
     assert [s for s in seen["known id"] if s.startswith("SELECT")] == [seen["known id"][-1]] and "FROM miaudit_api_keys WHERE key_id" in seen["known id"][-1]

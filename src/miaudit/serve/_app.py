@@ -248,10 +248,12 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]  # documents the scheme; the gate checks it
 
-    def authenticate(token: str) -> Caller:
+    fast_read = store.key_reader()  # SQLite: read on the event loop, no thread hop
+
+    def authenticate(token: str, read: Callable[[str], tuple[KeyInfo, str] | None] = store.key_row) -> Caller:
         """The caller of ``token``: the same work (one read, one HMAC) whether its id exists or not."""
         key_id = parse_token(token)
-        row = store.key_row(key_id or _NO_ID)
+        row = read(key_id or _NO_ID)
         stored = row[1] if row is not None else _DUMMY_DIGEST
         same = digests_match(key_digest(config.secret, token), stored)
         if row is None or not same or row[0].revoked_at is not None:
@@ -263,7 +265,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return Caller(info, role)
 
     predict_cap = config.max_body_bytes or predict_body_cap(config.max_batch, n_features, names)
-    app.add_middleware(_Gate, authenticate=authenticate, cap=lambda path: predict_cap if path == "/predict" else SMALL_BODY)
+    app.add_middleware(_Gate, authenticate=authenticate, fast_read=fast_read, cap=lambda path: predict_cap if path == "/predict" else SMALL_BODY)
 
     def allowed(request: Request, endpoint: str) -> Caller:
         caller: Caller = request.scope[_CALLER]
@@ -478,9 +480,10 @@ class _Gate:
     only then does the route parse it. The caller goes to the route in ``scope["miaudit.caller"]``.
     """
 
-    def __init__(self, app: Any, *, authenticate: Callable[[str], Caller], cap: Callable[[str], int]) -> None:
+    def __init__(self, app: Any, *, authenticate: Callable[..., Caller], fast_read: Callable[[str], Any] | None, cap: Callable[[str], int]) -> None:
         self.app = app
         self.authenticate = authenticate
+        self.fast_read = fast_read
         self.cap = cap
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -497,7 +500,10 @@ class _Gate:
         token = token.strip() if scheme.lower() == "bearer" else ""
         started = time.perf_counter()
         try:
-            caller = await anyio.to_thread.run_sync(self.authenticate, token)
+            if self.fast_read is not None:
+                caller = self.authenticate(token, self.fast_read)
+            else:
+                caller = await anyio.to_thread.run_sync(self.authenticate, token)
         except _Denied as exc:
             if exc.status == 401:  # the same time for every refused key, whatever the database had to do
                 await anyio.sleep(max(0.0, started + UNAUTHORISED_FLOOR_S - time.perf_counter()))

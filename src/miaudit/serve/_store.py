@@ -21,7 +21,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -233,6 +233,7 @@ class Store:
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
+        self._readers: list[Any] = []
         self._checkpointer: threading.Thread | None = None
         if self.engine.dialect.name == "sqlite":
             self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="miaudit-wal-checkpoint", daemon=True)
@@ -266,6 +267,8 @@ class Store:
 
     def close(self) -> None:
         self._stop.set()
+        for raw in self._readers:
+            raw.close()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
         self.engine.dispose()
@@ -309,6 +312,26 @@ class Store:
         with self._read() as conn:
             row = conn.exec_driver_sql(self._sql_key, (key_id,)).first()
         return None if row is None else (_info(dict(zip(KEY_COLUMNS, row, strict=False))), row[-1])
+
+    def key_reader(self) -> Callable[[str], tuple[KeyInfo, str] | None] | None:
+        """For SQLite, :meth:`key_row` on a connection of its own, for one thread only (the
+        service's event loop): a local read without a pool, a transaction or a thread hop. In
+        WAL mode readers never wait for writers. None for other databases (a network read does
+        not belong on an event loop)."""
+        if not self._sqlite:
+            return None
+        import sqlite3
+
+        raw = sqlite3.connect(self.engine.url.database or "", timeout=30, isolation_level=None, check_same_thread=False)
+        raw.execute("PRAGMA query_only=ON")
+        self._readers.append(raw)
+        sql = self._sql_key
+
+        def read(key_id: str) -> tuple[KeyInfo, str] | None:
+            row = raw.execute(sql, (key_id,)).fetchone()
+            return None if row is None else (_info(dict(zip(KEY_COLUMNS, row, strict=False))), row[-1])
+
+        return read
 
     def get_key(self, key_id: str) -> KeyInfo | None:
         got = self.key_row(key_id)
