@@ -146,3 +146,22 @@ def test_a_manifest_cannot_name_files_outside_its_folder(monkeypatch, capsys, ou
     code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), "--attacks", "loss", "--resamples", "20", "--overwrite")
     assert code == 0, err
     assert victim.read_text() == "keep me"
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_file(monkeypatch, capsys, outputs_file, tmp_path):
+    import errno
+
+    from miaudit.audit import _writer
+
+    real = _writer.write_text_atomic
+
+    def full(dest, text, **kw):
+        if dest.name == "results.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+        return real(dest, text, **kw)
+
+    monkeypatch.setattr(_writer, "write_text_atomic", full)
+    out = tmp_path / "res"
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), "--attacks", "loss", "--resamples", "20")
+    assert code == 2 and err.strip() == f"error: {out / 'results.json'}: No space left on device"
+    assert list(out.iterdir()) == []

@@ -104,11 +104,17 @@ def write_run(
         elif path.exists() or path.is_symlink():
             path.unlink()
     files = [*RUN_FILES[kind]]
-    write_text_atomic(out / MANIFEST_FILE, json.dumps({"kind": kind, "files": files}, indent=1))
-    if not (out / KEY_FILE).exists():
-        write_bytes_atomic(out / KEY_FILE, key, restricted=True)
-    write_scores(out / SCORES_FILE, record_id, member, label, scores, extra)
-    write_text_atomic(out / RESULTS_FILE, results_json)
+    new = [p for p in (out / KEY_FILE, out / SCORES_FILE, out / RESULTS_FILE, out / MANIFEST_FILE) if not p.exists()]
+    try:
+        if not (out / KEY_FILE).exists():
+            write_bytes_atomic(out / KEY_FILE, key, restricted=True)
+        write_scores(out / SCORES_FILE, record_id, member, label, scores, extra)
+        write_text_atomic(out / RESULTS_FILE, results_json)
+        write_text_atomic(out / MANIFEST_FILE, json.dumps({"kind": kind, "files": files}, indent=1))
+    except BaseException:  # a full disk, say: no file of this run stays half-made beside the others
+        for p in new:
+            p.unlink(missing_ok=True)
+        raise
     if not quiet:
         print(
             f"warning: {out / SCORES_FILE} holds per-record membership (the training roster): it was created restricted (0600); "
