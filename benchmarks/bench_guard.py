@@ -49,6 +49,13 @@ def _cpu_pressure() -> float | None:
         return None
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -191,12 +198,16 @@ def run(size: str) -> BenchResult:
     bare, burl = _start([*common, "--db", f"sqlite:///{tmp}/unused.db", "--no-guard"], tmp / "bare.log")
     lat: dict[str, list[np.ndarray]] = {"guarded": [], "unguarded": []}
     errs = {"guarded": 0, "unguarded": 0}
+    cpu_us: dict[str, list[float]] = {"guarded": [], "unguarded": []}
     pressure: list[float | None] = []
     try:
         for r in range(p["rounds"]):
             for name, url, toks in (("unguarded", burl, [None]), ("guarded", gurl, tokens)) if r % 2 == 0 else (("guarded", gurl, tokens), ("unguarded", burl, [None])):
                 pressure.append(_cpu_pressure())
+                pid = (guarded if name == "guarded" else bare).pid
+                cpu0 = _cpu_seconds(pid)
                 got, e = asyncio.run(_open_loop(url, toks, p["seconds"], seed=100 * r + (name == "guarded")))
+                cpu_us[name].append(1e6 * (_cpu_seconds(pid) - cpu0) / (got.size + 20))
                 lat[name].append(got)
                 errs[name] += e
         tput = {
@@ -223,6 +234,11 @@ def run(size: str) -> BenchResult:
     figures["p99_overhead_ms"] = round(overhead, 3)
     figures["p99_overhead_ms_per_round"] = [round(d, 3) for d in diffs]  # type: ignore[assignment]
     figures["p50_overhead_ms"] = round(figures["guarded_p50_ms"] - figures["unguarded_p50_ms"], 3)
+    # CPU time the server process spent per request: what the guard costs, little disturbed by
+    # other work on the machine (unlike the latency tail).
+    for name in ("unguarded", "guarded"):
+        figures[f"{name}_cpu_us_per_request"] = round(float(np.median(cpu_us[name])), 1)
+    figures["cpu_overhead_us_per_request"] = round(figures["guarded_cpu_us_per_request"] - figures["unguarded_cpu_us_per_request"], 1)
     figures["load_average_1m_before"] = load_before
     figures["cpu_pressure_before_each_run_pct"] = pressure  # type: ignore[assignment]
     table = "\n".join(
@@ -234,6 +250,8 @@ def run(size: str) -> BenchResult:
                 for name in ("unguarded", "guarded")
             ),
             f"| **guard overhead** | {figures['p50_overhead_ms']} | {figures['p99_overhead_ms']} (median of per-round differences) | | |",
+            "",
+            f"Server CPU time per request (median of rounds): unguarded {figures['unguarded_cpu_us_per_request']} µs, guarded {figures['guarded_cpu_us_per_request']} µs (+{figures['cpu_overhead_us_per_request']} µs).",
         ]
     )
     notes = [

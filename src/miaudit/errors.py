@@ -17,3 +17,7 @@ class InputError(MiauditError, ValueError):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}")
+
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
+        # Pickled as (field, problem): it crosses process boundaries (training workers, Ray).
+        return (type(self), (self.field, self.problem))

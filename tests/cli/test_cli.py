@@ -119,3 +119,49 @@ def test_attack_gate_on_auc_and_epsilon(monkeypatch, capsys, outputs_file, tmp_p
     assert code == 0, err
     code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--attacks", "loss", "--fail-on", "epsilon.lower>0.01")
     assert code == 1 and "epsilon.lower" in err
+
+
+def test_overwrite_removes_what_the_earlier_run_wrote(monkeypatch, capsys, outputs_file, tmp_path):
+    out = tmp_path / "res"
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), "--attacks", "loss", "--resamples", "20")
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "attack" and {"results.json", "scores.parquet", "report.html"} <= set(manifest["files"])
+    (out / "stale.bin").write_text("from an earlier version of the run")
+    manifest["files"].append("stale.bin")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "mine.txt").write_text("not the run's: stays")
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), "--attacks", "loss", "--resamples", "20", "--overwrite")
+    assert code == 0, err
+    assert not (out / "stale.bin").exists() and (out / "mine.txt").exists() and (out / "results.json").is_file()
+
+
+def test_a_manifest_cannot_name_files_outside_its_folder(monkeypatch, capsys, outputs_file, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    (out / "manifest.json").write_text(json.dumps({"kind": "attack", "files": ["../victim.txt", "results.json"]}))
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), "--attacks", "loss", "--resamples", "20", "--overwrite")
+    assert code == 0, err
+    assert victim.read_text() == "keep me"
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_file(monkeypatch, capsys, outputs_file, tmp_path):
+    import errno
+
+    from miaudit.audit import _writer
+
+    real = _writer.write_text_atomic
+
+    def full(dest, text, **kw):
+        if dest.name == "results.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+        return real(dest, text, **kw)
+
+    monkeypatch.setattr(_writer, "write_text_atomic", full)
+    out = tmp_path / "res"
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), "--attacks", "loss", "--resamples", "20")
+    assert code == 2 and err.strip() == f"error: {out / 'results.json'}: No space left on device"
+    assert list(out.iterdir()) == []

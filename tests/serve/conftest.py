@@ -82,7 +82,8 @@ def make_service(estimator, tmp_path) -> Iterator:
     made: list[InProcess] = []
 
     def make(**overrides: object) -> InProcess:
-        cfg = ServeConfig(predictor=EstimatorPredictor(estimator), db=f"sqlite:///{tmp_path}/guard{len(made)}.db", secret=SECRET, **overrides)  # type: ignore[arg-type]
+        overrides.setdefault("predictor", EstimatorPredictor(estimator))
+        cfg = ServeConfig(db=f"sqlite:///{tmp_path}/guard{len(made)}.db", secret=SECRET, **overrides)  # type: ignore[arg-type]
         app = create_app(cfg)
         store = app.state.store
         svc = InProcess(app, store, asgi_client(app), store.create_key(SECRET, "admin").token, cfg)

@@ -49,6 +49,10 @@ def test_bad_inputs_name_the_option(tmp_path) -> None:
     r = invoke("keys", "create", "--role", "public", "--budget", "lots", "--db", db)
     assert isinstance(r.exception, InputError) and r.exception.field == "--budget"
     r = invoke("keys", "revoke", "ffffffffffffffff", "--db", db)
+    assert isinstance(r.exception, InputError) and r.exception.field == "--db"  # no database there: none is created
+    assert not (tmp_path / "g.db").exists()
+    assert invoke("keys", "create", "--role", "public", "--db", db).exit_code == 0
+    r = invoke("keys", "revoke", "ffffffffffffffff", "--db", db)
     assert isinstance(r.exception, InputError) and r.exception.field == "key_id"
     r = invoke("keys", "create", "--role", "public", "--db", "postgresql://u@127.0.0.1:1/x")
     assert isinstance(r.exception, InputError) and r.exception.field == "--secret-file"
@@ -58,8 +62,10 @@ def test_bad_inputs_name_the_option(tmp_path) -> None:
 
 def test_alerts_lists_stored_alerts(tmp_path) -> None:
     db = f"sqlite:///{tmp_path}/g.db"
-    assert invoke("alerts", "--db", db).stdout.strip() == "no alerts"
+    r = invoke("alerts", "--db", db)  # a mistyped path is not "no alerts"
+    assert isinstance(r.exception, InputError) and r.exception.field == "--db"
     store = Store(db)
+    assert invoke("alerts", "--db", db).stdout.strip() == "no alerts"
     store.add_alert("perturbation", "0123456789abcdef", ["0123456789abcdef"], {"queries": 17})
     store.add_alert("spread", "aaaaaaaaaaaaaaaa", ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"], {"cluster_queries": 20})
     store.close()

@@ -1,8 +1,10 @@
 """End to end: ``miaudit serve`` (real uvicorn, 2 worker processes) on 127.0.0.1, over SQLite and
-over a real PostgreSQL server; concurrent clients; a kill -9 under load; a bounded fuzz run."""
+over a real PostgreSQL server; concurrent clients; abuse (revocation racing with traffic in both
+workers and the CLI, huge bodies without a key, numbers beyond float32); a kill -9 under load."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks.bench_guard_abuse import send_body
+from miaudit.cli import main
 from miaudit.serve import ServeSpec, Store, record_hashes
 from tests.serve.conftest import N_FEATURES, SECRET, Server, free_port, reset_postgres
 
@@ -121,6 +125,83 @@ def test_log_holds_each_answer_with_its_record_hashes(server, store) -> None:
     assert [e["n_records"] for e in entries] == [1, 2, 3, 4, 5]
     for e, x in zip(entries, sent, strict=True):
         assert e["record_hashes"] == record_hashes(SECRET, x) and e["status"] == 200 and e["policy"] == "full"
+
+
+def test_revocation_race_two_workers_and_the_cli(server, store, backend, monkeypatch) -> None:
+    """An admin key creates keys and gets answers from 6 clients on 2 workers while ``miaudit keys
+    revoke`` revokes it: nothing is created, answered or charged after the revocation commits."""
+    admin = store.create_key(SECRET, "admin")
+    label = f"race-{admin.key_id}"
+    calls: list[tuple[float, str, int]] = []  # (time sent, what, status)
+    lock = threading.Lock()
+    stop = threading.Event()
+    x = np.random.default_rng(0).normal(size=(3, N_FEATURES)).tolist()
+
+    def client(i: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+            j = 0
+            while not stop.is_set():
+                what = ("create", "predict", "list")[(i + j) % 3]
+                j += 1
+                t = time.time()
+                if what == "create":
+                    r = c.post("/admin/keys", json={"role": "admin", "label": label}, headers=_h(admin.token))
+                elif what == "predict":
+                    r = c.post("/predict", json={"records": x}, headers=_h(admin.token))
+                else:
+                    r = c.get("/admin/keys", headers=_h(admin.token))
+                with lock:
+                    calls.append((t, what, r.status_code))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while sum(1 for c in calls if c[2] == 201) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    monkeypatch.setattr(sys, "argv", ["miaudit", "keys", "revoke", admin.key_id, "--db", backend])
+    main()  # the CLI, in this process, while the clients keep going
+    done = time.time()
+    time.sleep(1.2)  # longer than the key cache the service used to keep (1 s)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+
+    revoked_at = store.get_key(admin.key_id).revoked_at
+    assert revoked_at is not None and revoked_at <= done
+    created = [k for k in store.list_keys() if k.label == label]
+    statuses = {s for _t, _w, s in calls}
+    assert statuses <= {200, 201, 401}, statuses
+    assert len(created) == sum(1 for _t, w, s in calls if w == "create" and s == 201) >= 20
+    assert max(k.created_at for k in created) < revoked_at  # no key created after the revocation
+    log = store.log_entries(key_id=admin.key_id, limit=100_000)
+    answered = [e for e in log if e["status"] == 200]
+    assert answered and max(e["ts"] for e in answered) < revoked_at  # no answer charged after it
+    assert store.get_key(admin.key_id).used == 3 * len(answered) == 3 * sum(1 for _t, w, s in calls if w == "predict" and s == 200)
+    after = [s for t, _w, s in calls if t > done]
+    assert len(after) >= 30 and set(after) == {401}  # every call sent after the CLI returned
+
+
+def test_a_huge_body_without_a_key_is_refused_unread(server, store) -> None:
+    status, ms = send_body(server.port, {}, 22 * 2**20)
+    assert status == 401 and ms < 5000  # generous: the benchmark measures it (< 50 ms)
+    trusted = store.create_key(SECRET, "trusted")
+    status, _ = send_body(server.port, _h(trusted.token), 22 * 2**20)
+    assert status == 413
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+        assert c.get("/health").status_code == 200
+        assert c.post("/predict", json={"record": [0.1] * N_FEATURES}, headers=_h(trusted.token)).status_code == 200
+    assert store.get_key(trusted.key_id).used == 1
+
+
+def test_numbers_beyond_float32_are_422_and_cost_nothing(server, store) -> None:
+    key = store.create_key(SECRET, "public", budget=10)
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+        for v in (1e300, -3.5e38):
+            r = c.post("/predict", json={"record": [v] + [0.0] * (N_FEATURES - 1)}, headers=_h(key.token))
+            assert r.status_code == 422 and "float32" in r.text
+        assert c.post("/predict", content=b'{"record": [1e999, 0, 0, 0, 0, 0]}', headers={**_h(key.token), "content-type": "application/json"}).status_code == 422
+    assert store.get_key(key.key_id).used == 0 and store.log_entries(key_id=key.key_id) == []
 
 
 def test_kill_9_under_load_loses_no_logged_answer(server, store) -> None:

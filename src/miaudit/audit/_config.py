@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from miaudit.engine import EngineConfig, TrainConfig
 from miaudit.engine._config import PlanConfig, with_trust
+from miaudit.engine._size import check_finite
 from miaudit.errors import InputError
 from miaudit.datasets import DataConfig
 from miaudit.metrics import DEFAULT_FPRS
@@ -97,6 +98,7 @@ class AuditConfig(BaseModel):
 def parse_audit_config(raw: dict[str, Any], *, trust_code: bool = False) -> AuditConfig:
     """Validate an audit config mapping; a config naming code is refused unless it or
     ``trust_code`` (``--trust-code``) opts in."""
+    check_finite(raw)
     plan = raw.get("plan")
     if isinstance(plan, dict) and "models" in plan:
         raise InputError("plan.models", "is set by [audit].references (2k + 2 models); remove it")

@@ -268,6 +268,7 @@ def dp_audit(
     progress lines; the first states the largest ε the design can certify.
     """
     from miaudit.datasets import load_dataset
+    from miaudit.engine._size import check_model_size
     from miaudit.models import CNNRecipe, MLPRecipe
     from miaudit.models._preprocessing import preprocessing_fit
 
@@ -276,8 +277,11 @@ def dp_audit(
         raise InputError("model.kind", "dp-audit trains torch recipes ('torch-mlp' or 'torch-cnn')")
     design = design or DpAuditDesign()
     say = say or (lambda _s: None)
+    if seed is not None and (isinstance(seed, bool) or seed < 0):
+        raise InputError("--seed", f"must be ≥ 0, got {seed!r}")
     data = load_dataset(cfg.data)
     design.check(data.n_records)
+    check_model_size(cfg.model, data.n_features, data.n_classes, data.n_records)  # before any allocation
     dp = cfg.model.dp
     if design.canary_kind == "gradient" and dp is None:
         raise InputError("canary_kind", "gradient canaries are inserted in the DP-SGD step: the recipe needs [model].dp")

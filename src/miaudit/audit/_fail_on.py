@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from miaudit.audit._results import AuditResult
 from miaudit.errors import InputError
 
+SCALAR_METRICS = ("auc", "advantage", "balanced_accuracy", "ppv", "epsilon")
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 _RULE = re.compile(r"^\s*(?P<metric>[a-z_]+(?:@[0-9.]+%fpr)?)(?:\.(?P<bound>point|lower|upper))?\s*(?P<op>>=|<=|>|<)\s*(?P<value>[0-9.eE+-]+)\s*$")
 
@@ -27,9 +28,25 @@ class GateRule:
 def parse_rule(text: str) -> GateRule:
     """``METRIC[.point|.lower|.upper] OP VALUE``; the bound defaults to ``upper`` (cautious)."""
     m = _RULE.match(text)
-    if not m:
+    try:
+        value = float(m["value"]) if m else None
+    except ValueError:
+        value = None
+    if not m or value is None or value != value:
         raise InputError("--fail-on", f"cannot parse {text!r}; expected e.g. \"tpr@1%fpr.upper>0.05\" or \"auc>0.6\"")
-    return GateRule(m["metric"], m["bound"] or "upper", m["op"], float(m["value"]))
+    metric = m["metric"]
+    tpr = re.fullmatch(r"tpr@([0-9.]+)%fpr", metric)
+    known = metric in SCALAR_METRICS or (tpr is not None and _positive_percent(tpr.group(1)))
+    if not known:
+        raise InputError("--fail-on", f"unknown metric {metric!r} in {text!r}; known: {', '.join(SCALAR_METRICS)}, tpr@<X>%fpr")
+    return GateRule(metric, m["bound"] or "upper", m["op"], value)
+
+
+def _positive_percent(text: str) -> bool:
+    try:
+        return 0 < float(text) < 100
+    except ValueError:
+        return False
 
 
 def failures(result: AuditResult, rules: list[GateRule]) -> list[str]:

@@ -301,13 +301,13 @@ def audit(config: AuditConfig | str | Path, out: str | Path, *, target: External
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
     out_dir = ensure_writable_dir(Path(out))
     digest = config_digest(cfg)
-    key = prepare_out(out_dir, overwrite=overwrite, same_config=digest)
+    key = prepare_out(out_dir, overwrite=overwrite, same_config=digest, kind="audit")
     run = train(cfg.train_config(), out_dir)
     if not quiet:
         print(run.summary())
     write_text_atomic(out_dir / "audit.json", cfg.model_dump_json(indent=2))
     store = run.signals if target is None else _with_external_target(run.signals, target)
     ref = attack_store(store, cfg, source=str(store.info.get("dataset", "signals")), pseudonym_key=key, config_sha256=digest if target is None else None, external_target=target is not None)
-    write_run(out_dir, key, ref.result.to_json(), ref.record_id, ref.member, ref.label, ref.scores, extra={"target": np.repeat(ref.targets, ref.member.size // max(1, ref.targets.size))}, quiet=quiet)
+    write_run(out_dir, key, ref.result.to_json(), ref.record_id, ref.member, ref.label, ref.scores, extra={"target": np.repeat(ref.targets, ref.member.size // max(1, ref.targets.size))}, quiet=quiet, kind="audit")
     return ref.result
 

@@ -56,7 +56,24 @@ def default_variants(
     accountant: str = "prv",
     ghost_clipping: bool = True,
 ) -> list[VariantSpec]:
-    """Baseline (ε = ∞) first, then DP at each ε, weight decay, early stopping, each policy."""
+    """Baseline (ε = ∞) first, then DP at each ε, weight decay, early stopping, each policy.
+
+    Every value is checked here, before any training: InputError names the option.
+    """
+    from miaudit.defenses import parse_policy
+
+    for e in epsilons:
+        if not (math.isfinite(e) and e > 0):
+            raise InputError("--epsilons", f"each ε must be a finite number > 0, got {e!r}")
+    for w in weight_decays:
+        if not (math.isfinite(w) and w >= 0):
+            raise InputError("--weight-decays", f"each weight decay must be a finite number ≥ 0, got {w!r}")
+    for p in policies:
+        parse_policy(p, field="--policies")
+    if not (math.isfinite(delta) and 0 < delta < 1):
+        raise InputError("--delta", f"must lie in (0, 1), got {delta!r}")
+    if accountant not in ("prv", "rdp"):
+        raise InputError("--accountant", f"must be 'prv' or 'rdp', got {accountant!r}")
     out = [VariantSpec("baseline", "the recipe as given (no DP: ε = ∞), full outputs")]
     for e in epsilons:
         dp = {"epsilon": float(e), "delta": delta, "accountant": accountant, "ghost_clipping": ghost_clipping}
@@ -354,6 +371,7 @@ def tradeoff(
     from miaudit._io import ensure_writable_dir, write_text_atomic
     from miaudit.audit._reference_audit import audit
     from miaudit.engine import train
+    from miaudit.engine._run import check_before_training
 
     quiet = Console(stderr=True, quiet=True)
 
@@ -370,6 +388,7 @@ def tradeoff(
     base_cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"cache": cache})})
     if not 0 <= accuracy_tolerance < 1:
         raise InputError("accuracy_tolerance", f"must be a fraction in [0, 1), got {accuracy_tolerance}")
+    check_before_training(base_cfg.train_config())  # a bad config is refused before the first variant starts
     outcomes: list[VariantOutcome] = []
     strongest_scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     comparisons: list[dict[str, Any]] = []

@@ -13,22 +13,53 @@ from pathlib import Path
 import numpy as np
 
 from miaudit._io import atomic_path, ensure_writable_dir, write_text_atomic
-from miaudit.audit._pseudonyms import existing_key, new_key, publish_key
+from miaudit.audit._pseudonyms import KEY_FILE, existing_key, new_key, publish_key
 from miaudit.errors import InputError
 
 RESULTS_FILE = "results.json"
 SCORES_FILE = "scores.parquet"
+MANIFEST_FILE = "manifest.json"
+# What each kind of run writes into its folder (folders of runs older than the manifest are
+# recognised by their marker file: audit.json, tradeoff.json, train.json, else results.json).
+RUN_FILES = {
+    "attack": (RESULTS_FILE, SCORES_FILE, "report.html"),
+    "audit": (RESULTS_FILE, SCORES_FILE, "report.html", "audit.json", "train.json", "signals"),
+}
+COMPATIBLE = {("audit", "train")}  # an audit trains too: it may follow `miaudit train` into its folder
+MARKERS = (("audit.json", "audit"), ("tradeoff.json", "tradeoff"), ("dp_audit.json", "dp-audit"), ("train.json", "train"), (RESULTS_FILE, "attack"))
 
 
-def prepare_out(out: Path, *, overwrite: bool, same_config: str | None = None) -> bytes:
+def folder_kind(out: Path) -> tuple[str | None, tuple[str, ...]]:
+    """(kind of the run whose files are in ``out``, the files it wrote), from its manifest."""
+    import json
+
+    try:
+        manifest = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
+        kind, files = str(manifest["kind"]), tuple(str(f) for f in manifest["files"])
+        if all("/" not in f and f not in ("", ".", "..") for f in files):
+            return kind, files
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for marker, kind in MARKERS:
+        if (out / marker).exists():
+            return kind, RUN_FILES.get(kind, ())
+    return None, ()
+
+
+def prepare_out(out: Path, *, overwrite: bool, same_config: str | None = None, kind: str = "attack") -> bytes:
     """Check the output folder before any work, and return its pseudonym key (new or existing;
     an existing key that is short, empty or readable by others is refused).
 
     Existing results are replaced only with ``overwrite``, or when they came from the same
-    config (``same_config``: its digest), i.e. a re-run.
+    config (``same_config``: its digest), i.e. a re-run. A folder holding another kind of run
+    (an audit's, when this is an attack) is refused even with ``overwrite``: its other files
+    (``signals/``…) would stay beside the new results and be read as theirs.
     """
     ensure_writable_dir(out)
     existing = out / RESULTS_FILE
+    found, _files = folder_kind(out)
+    if found is not None and found != kind and (kind, found) not in COMPATIBLE:
+        raise InputError("--out", f"{str(out)!r} holds a `miaudit {found}` run; --overwrite replaces only a `miaudit {kind}` run's files: choose another folder")
     if existing.exists() and not overwrite and not (same_config and _config_of(existing) == same_config):
         raise InputError("--out", f"{str(existing)!r} already exists (from another run); choose another folder or pass --overwrite")
     return existing_key(out) or new_key()
@@ -54,11 +85,34 @@ def write_scores(path: Path, record_id: np.ndarray, member: np.ndarray, label: n
 
 def write_run(
     out: Path, key: bytes, results_json: str, record_id: np.ndarray, member: np.ndarray, label: np.ndarray, scores: dict[str, np.ndarray],
-    *, extra: dict[str, np.ndarray] | None = None, quiet: bool = False,
+    *, extra: dict[str, np.ndarray] | None = None, quiet: bool = False, kind: str = "attack",
 ) -> None:
-    publish_key(out, key)
-    write_scores(out / SCORES_FILE, record_id, member, label, scores, extra)
-    write_text_atomic(out / RESULTS_FILE, results_json)
+    """Write a run's files; first remove what the folder's earlier run of the same kind wrote
+    (its manifest says what), so that nothing of it stays beside the new results."""
+    import json
+    import shutil
+
+    _, earlier = folder_kind(out)
+    keep = {"signals", "audit.json", "train.json"} if kind == "audit" else set()  # written by this run already
+    for name in earlier:
+        path = out / name
+        if name in keep or name == KEY_FILE:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    files = [*RUN_FILES[kind]]
+    new = [p for p in (out / KEY_FILE, out / SCORES_FILE, out / RESULTS_FILE, out / MANIFEST_FILE) if not p.exists()]
+    try:
+        publish_key(out, key)
+        write_scores(out / SCORES_FILE, record_id, member, label, scores, extra)
+        write_text_atomic(out / RESULTS_FILE, results_json)
+        write_text_atomic(out / MANIFEST_FILE, json.dumps({"kind": kind, "files": files}, indent=1))
+    except BaseException:  # a full disk, say: no file of this run stays half-made beside the others
+        for p in new:
+            p.unlink(missing_ok=True)
+        raise
     if not quiet:
         print(
             f"warning: {out / SCORES_FILE} holds per-record membership (the training roster): it was created restricted (0600); "

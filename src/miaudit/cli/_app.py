@@ -5,18 +5,19 @@ Bad input prints one line naming the input and the problem and exits with status
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
 
+from miaudit.cli._console import console
 from miaudit.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure how much a model reveals about its training data.")
-err = Console(stderr=True)
-# Tables stay readable when the output is a pipe or a CI log (rich assumes 80 columns there).
-out = Console() if Console().is_terminal else Console(width=160)
+err = console(stderr=True)
+out = console()
 
 
 def _split(value: str | None) -> list[str]:
@@ -33,11 +34,27 @@ def _gate(result: object, fail_on: list[str] | None) -> None:
         raise SystemExit(1)
 
 
+def _check_before_work(*, fail_on: list[str] | None = None, policy: str | None = None, seed: int | None = None, resamples: int | None = None) -> None:
+    """Options checked before any work starts, so that a bad one leaves nothing behind."""
+    from miaudit.audit._fail_on import parse_rule
+
+    for r in fail_on or []:
+        parse_rule(r)
+    if policy is not None:
+        from miaudit.defenses import parse_policy
+
+        parse_policy(policy, field="--policy")
+    if seed is not None and seed < 0:
+        raise InputError("--seed", f"must be ≥ 0, got {seed}")
+    if resamples is not None and resamples < 1:
+        raise InputError("--resamples", f"must be ≥ 1, got {resamples}")
+
+
 def _report_line(out_dir: Path) -> None:
     from miaudit.report import write_report
 
     path = write_report(out_dir)
-    out.print(f"[bold]report:[/] {path} (shareable, self-contained HTML)")
+    out.print(f"report: {path} (shareable, self-contained HTML)")
 
 
 @app.command("attack")
@@ -58,6 +75,7 @@ def attack_cmd(
     from miaudit.audit import DEFAULT_ATTACKS, attack
     from miaudit.cli._summary import print_summary
 
+    _check_before_work(fail_on=fail_on, policy=policy, seed=seed, resamples=resamples)
     if policy is not None and not attacks:
         from miaudit.attacks import threshold_attacks_under
 
@@ -95,11 +113,9 @@ def audit_cmd(
     """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate."""
     from miaudit.audit import audit, load_audit_config
     from miaudit.cli._train import with_engine
-    from miaudit.audit._fail_on import parse_rule
     from miaudit.cli._summary import print_summary
 
-    for r in fail_on or []:
-        parse_rule(r)  # a bad rule is refused before any training
+    _check_before_work(fail_on=fail_on)  # a bad rule is refused before any training
     from miaudit.cli._train import warn_self_trust
 
     cfg = load_audit_config(config, trust_code=trust_code)
@@ -144,6 +160,9 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the --outputs-only demo (the full demo's seed is in its config).")] = 20261128,
 ) -> None:
     """Audit a deliberately overfit model on bundled UCI Adult and compare DP-SGD, weight decay and a label-only policy."""
+    from miaudit._io import ensure_writable_dir
+
+    ensure_writable_dir(out_dir)  # an unusable --out is refused before minutes of work
     if outputs_only:
         from miaudit.audit._demo import run_demo
         from miaudit.cli._summary import print_summary
@@ -160,16 +179,14 @@ def demo_cmd(
 
     config = resources.files("miaudit.audit") / "_bundled" / "demo.toml"
     with resources.as_file(config) as path:
-        out.print(f"[bold]miaudit demo[/]: the config {path.name} (overfit MLP on UCI Adult, 10 models) and three controls beside it")
+        out.print(f"miaudit demo: the config {path.name} (overfit MLP on UCI Adult, 10 models) and three controls beside it")
         tradeoff(path, out_dir, epsilons="4", weight_decays="0.001", early_stopping=False, policies="label-only", noise_sigma=0.1)
 
 
 @app.command("version")
 def version_cmd() -> None:
-    """Print miaudit's version."""
-    from miaudit import __version__
-
-    out.print(__version__)
+    """Print miaudit's version (also: miaudit --version)."""
+    _version(True)
 
 
 from miaudit.cli._train import train as _train  # noqa: E402
@@ -191,22 +208,80 @@ app.add_typer(keys_app, name="keys")
 app.command("alerts")(alerts_cmd)
 
 
-def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except InputError as exc:
-        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
-        raise SystemExit(2) from None
-    except typer.Abort:
-        raise SystemExit(1) from None
-    except (typer.BadParameter, typer.Exit) as exc:
-        raise SystemExit(getattr(exc, "exit_code", 2)) from None
-    except Exception as exc:  # click's usage errors
-        import click
+def _version(value: bool) -> None:
+    if value:
+        from miaudit import __version__
 
-        if isinstance(exc, click.exceptions.UsageError):
-            exc.show()
-            raise SystemExit(2) from None
-        if isinstance(exc, click.exceptions.Exit):
-            raise SystemExit(exc.exit_code) from None
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print miaudit's version and exit.")] = False,
+) -> None:
+    """Measure how much a model reveals about its training data."""
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One plain-text line on stderr (no markup, no traceback), then exit ``code``."""
+    line = " ".join(str(message).split())
+    sys.stderr.write(f"error: {line}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def _usage(exc: typer.TyperException) -> NoReturn:
+    """Typer's own usage errors (it vendors click: no ``click`` import needed or wanted)."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "miaudit"
+    _fail(f"{where}: {exc.format_message()} (see: {where} --help)", int(getattr(exc, "exit_code", 2) or 2))
+
+
+# The optional dependencies (pyproject.toml's extras), by the module that a command imports.
+_EXTRA_OF = {
+    **dict.fromkeys(("fastapi", "starlette", "uvicorn", "sqlalchemy", "httpx", "psycopg", "anyio"), "serve"),
+    **dict.fromkeys(("torch", "safetensors"), "torch"),
+    "skops": "sklearn-models",
+    "opacus": "dp",
+    "ray": "ray",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``miaudit`` command: exit 0 on success, 1 when a --fail-on rule or a DP audit fails,
+    2 with one line ``error: <input>: <problem>`` on bad input or usage."""
+    try:
+        code = app(args=argv, prog_name="miaudit", standalone_mode=False)
+    except SystemExit:
         raise
+    except InputError as exc:
+        _fail(str(exc))
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `miaudit` or `miaudit keys` alone: the help
+            ctx = getattr(exc, "ctx", None)
+            typer.echo(ctx.get_help() if ctx is not None else "miaudit --help")
+            raise SystemExit(0) from None
+        _usage(exc)
+    except ImportError as exc:  # an optional dependency this command needs is not installed
+        extra = _EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            if os.environ.get("MIAUDIT_DEBUG"):
+                raise
+            _fail(f"internal error (ImportError: {exc}); please report it (MIAUDIT_DEBUG=1 shows the traceback)", 1)
+        _fail(f"{exc.name}: this command needs the optional dependency {exc.name!r}: pip install 'miaudit[{extra}]'")
+    except MemoryError:
+        _fail("out of memory: reduce the sizes in the config or the input (the estimate before the run did not catch this)")
+    except OSError as exc:  # a full disk, a file that vanished, a permission: name the file
+        name = exc.filename if exc.filename is not None else "I/O"
+        _fail(f"{name}: {exc.strerror or exc}")
+    except Exception as exc:  # noqa: BLE001 - a bug, not bad input: one line, exit 1
+        if os.environ.get("MIAUDIT_DEBUG"):
+            raise
+        _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (MIAUDIT_DEBUG=1 shows the traceback)", 1)
+    if isinstance(code, int) and code != 0:
+        raise SystemExit(code)

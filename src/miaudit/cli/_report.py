@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from miaudit.cli._console import console
 
 
 def report(
@@ -21,7 +22,7 @@ def report(
     from miaudit.report import load_results, render_markdown, write_report
 
     path = write_report(results, out)
-    err = Console(stderr=True)
+    err = console(stderr=True)
     warning = load_results(results)[0].pseudonym_warning()
     if warning:
         typer.echo(f"warning: {warning}", err=True)

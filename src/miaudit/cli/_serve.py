@@ -47,10 +47,33 @@ def _limit(value: str | None, field: str) -> int | None:
     return n
 
 
-def _store(db: str):
+def _limits(budget: str | None, rate: str | None, window: int) -> dict[str, int | None]:
+    from miaudit.serve._store import check_limits
+
+    out = {"budget": _limit(budget, "--budget"), "rate": _limit(rate, "--rate"), "window_s": window}
+    try:
+        check_limits(out["budget"], out["rate"], window)
+    except InputError as exc:
+        raise InputError({"budget": "--budget", "rate": "--rate", "window_s": "--window"}[exc.field], exc.problem) from None
+    return out
+
+
+def make_engine(db: str):
+    from miaudit.serve._store import make_engine as make
+
+    return make(db)
+
+
+def _store(db: str, *, create: bool = False, sqlite_sync: str = "NORMAL"):
+    """The store at ``db``; a SQLite file that does not exist is refused unless ``create`` (a
+    command that only reads or changes keys must not leave an empty database behind a typo)."""
     from miaudit.serve import Store
 
-    return Store(db)
+    if not create and db.startswith("sqlite:///"):
+        path = Path(db[len("sqlite:///") :])
+        if not path.is_file():
+            raise InputError("--db", f"no database at {str(path)!r} (keys create makes one)")
+    return Store(db, sqlite_synchronous=sqlite_sync)
 
 
 def _when(ts: float | None) -> str:
@@ -80,6 +103,12 @@ def serve_cmd(
 
     if workers < 1:
         raise InputError("--workers", f"must be ≥ 1, got {workers}")
+    if not 0 <= port <= 65535:
+        raise InputError("--port", f"must be a TCP port (0 to 65535), got {port}")
+    if max_batch < 1:
+        raise InputError("--max-batch", f"must be ≥ 1, got {max_batch}")
+    if model_index < 0:
+        raise InputError("--model-index", f"must be ≥ 0, got {model_index}")
     spec = ServeSpec(
         db=db, model=str(model) if model else None, model_index=model_index, upstream=upstream, n_features=n_features,
         secret_file=str(_secret_path(db, secret_file)) if _secret_path(db, secret_file) else None,
@@ -87,6 +116,7 @@ def serve_cmd(
         sqlite_synchronous=sqlite_sync,
     )
     spec.build()  # fail here, with a one-line error, rather than in every worker
+    _store(db, create=True, sqlite_sync=sqlite_sync).close()  # likewise the database: reachable, and a database
     os.environ["MIAUDIT_SERVE_SPEC"] = spec.to_json()
     typer.echo(f"serving on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); OpenAPI at /docs", err=True)
     uvicorn.run("miaudit.serve._app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
@@ -109,10 +139,12 @@ def keys_create(
     known = load_roles(roles) if roles else DEFAULT_ROLES
     if role not in known:
         raise InputError("--role", f"unknown role {role!r}; roles: {', '.join(sorted(known))}")
+    limits = _limits(budget, rate, window)  # every option checked before the secret or the database is touched
+    make_engine(db).dispose()
     secret = load_server_secret(_secret_path(db, secret_file), create=True)
-    store = _store(db)
+    store = _store(db, create=True)
     try:
-        new = store.create_key(secret, role, budget=_limit(budget, "--budget"), rate=_limit(rate, "--rate"), window_s=window, label=label)
+        new = store.create_key(secret, role, **limits, label=label)
     finally:
         store.close()
     typer.echo(f"key {new.key_id} (role {role}) created; its token, shown only now:", err=True)
@@ -167,9 +199,10 @@ def keys_budget(
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
 ) -> None:
     """Set a key's total record budget and rate limit (both replaced; omitted = no cap)."""
+    limits = _limits(budget, rate, window)
     store = _store(db)
     try:
-        ok = store.set_limits(key_id, budget=_limit(budget, "--budget"), rate=_limit(rate, "--rate"), window_s=window)
+        ok = store.set_limits(key_id, **limits)
         info = store.get_key(key_id) if ok else None
     finally:
         store.close()

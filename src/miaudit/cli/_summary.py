@@ -22,14 +22,14 @@ def fmt(e: Estimate, pct: bool = False) -> str:
 
 
 def print_summary(result: AuditResult, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(markup=False, highlight=False)
     inp = result.input
     ref = result.reference
     unit = "records"
     if ref is not None:
         unit = "(model, record) pairs"
         console.print(
-            f"[bold]{ref.dataset}[/]: {ref.models} models ({'an external target + ' if ref.external_target else ''}k = {ref.references} reference pairs), "
+            f"{ref.dataset}: {ref.models} models ({'an external target + ' if ref.external_target else ''}k = {ref.references} reference pairs), "
             f"{ref.pool_records:,} pool records, {ref.population_records:,} population records; {ref.targets} target(s) attacked"
         )
         if ref.rmia_offline_a is not None:
@@ -37,7 +37,7 @@ def print_summary(result: AuditResult, console: Console | None = None) -> None:
             how = "given" if ref.rmia_offline_a.method.startswith("given") else "cross-fitted per target on the models outside its pair"
             console.print(f"offline RMIA a = {', '.join(f'{v:g}' for v in values)} ({how})")
     console.print(
-        f"[bold]{inp.name}[/]: {inp.n_records:,} {unit} ({inp.n_members:,} members, {inp.n_nonmembers:,} non-members), "
+        f"{inp.name}: {inp.n_records:,} {unit} ({inp.n_members:,} members, {inp.n_nonmembers:,} non-members), "
         f"{inp.n_classes} classes; {result.bootstrap.replicates} bootstrap replicates, seed {result.seed}"
     )
     if result.utility is not None:

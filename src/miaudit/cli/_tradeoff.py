@@ -15,14 +15,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from miaudit.cli._console import console
 from miaudit.errors import InputError
 
 
 def _floats(value: str, field: str) -> list[float]:
     try:
-        return [float(v) for v in value.split(",") if v.strip()]
+        out = [float(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise InputError(field, f"must be comma-separated numbers, got {value!r}") from None
+    bad = [v for v in out if not math.isfinite(v)]
+    if bad:
+        raise InputError(field, f"must be finite numbers, got {bad[0]!r}")
+    return out
 
 
 def _strings(value: str) -> list[str]:
@@ -30,7 +35,7 @@ def _strings(value: str) -> list[str]:
 
 
 def _console() -> Console:
-    return Console() if Console().is_terminal else Console(width=160)
+    return console()
 
 
 def tradeoff_variants_for_report(data: dict[str, Any]) -> list[Any]:
@@ -90,7 +95,10 @@ def tradeoff(
         raise InputError("--policy-targets", f"must be at least 1, got {policy_targets}")
     if not 0 <= accuracy_tolerance < 100:
         raise InputError("--accuracy-tolerance", f"must be points of accuracy in [0, 100), got {accuracy_tolerance}")
-    err = Console(stderr=True)
+    if not (math.isfinite(noise_sigma) and noise_sigma > 0):
+        raise InputError("--noise-sigma", f"must be a finite number > 0, got {noise_sigma!r}")
+    dp = _dp_audit_file(dp_audit_json)  # read and checked before any training
+    err = console(stderr=True)
     variants = default_variants(_floats(epsilons, "--epsilons"), _floats(weight_decays, "--weight-decays"), early_stopping, _strings(policies),
                                 delta=delta, accountant=accountant, ghost_clipping=ghost_clipping)
     from miaudit.audit import load_audit_config
@@ -115,9 +123,26 @@ def tradeoff(
     for c in result.comparisons:
         out.print(f"{c['a']} − {c['b']} AUC ({c['variant']}): {_est(c['difference'], signed=True)}", highlight=False)
     data = json.loads((out_dir / "tradeoff.json").read_text(encoding="utf-8"))
-    dp = dp_summary_for_report(json.loads(dp_audit_json.read_text(encoding="utf-8"))) if dp_audit_json is not None else None
     path = write_report(out_dir / result.variants[0].folder, out_dir / "report.html", tradeoff=tradeoff_variants_for_report(data), dp=dp)
     out.print(f"results: {out_dir / 'tradeoff.json'} (shareable); report: {path}; variants/, models/: restricted")
+
+
+def _dp_audit_file(path: Path | None) -> Any:
+    """The report's DP section from a ``dp_audit.json`` (None without one); InputError names it."""
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError("--dp-audit", f"cannot read {str(path)!r} ({exc.strerror})") from None
+    except ValueError:
+        raise InputError("--dp-audit", f"{str(path)!r} is not JSON") from None
+    if not isinstance(data, dict):
+        raise InputError("--dp-audit", f"{str(path)!r} is not a dp_audit.json (no object at the top)")
+    try:
+        return dp_summary_for_report(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError("--dp-audit", f"{str(path)!r} is not a dp_audit.json (field {exc} missing or malformed)") from None
 
 
 def _est(e: Any, signed: bool = False) -> str:

@@ -10,7 +10,8 @@ from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
+
+from miaudit.cli._console import console
 
 Cfg = TypeVar("Cfg")
 
@@ -35,9 +36,8 @@ def train(
     updates = {k: v for k, v in {"workers": workers, "threads": threads, "cache": cache}.items() if v is not None}
     updates["progress"] = progress and cfg.engine.progress
     cfg = with_engine(cfg, executor=executor, address=address, **updates)
-    console = Console(stderr=True)
-    result = run_train(cfg, out, console=console)
-    Console().print(result.summary(), highlight=False, soft_wrap=True)
+    result = run_train(cfg, out, console=console(stderr=True))
+    console().print(result.summary(), soft_wrap=True)
 
 
 def warn_self_trust(cfg: object, flag: bool, path: Path) -> None:

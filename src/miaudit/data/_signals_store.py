@@ -122,16 +122,11 @@ class SignalsStore:
 
     @classmethod
     def from_table(cls, table: RawTable) -> SignalsStore:
-        arrays, meta = table.arrays, table.meta
-        schema = meta.get("schema")
-        if schema is not None and schema not in READABLE_SCHEMAS:
-            raise InputError("schema", f"unsupported signals schema {schema!r}; this miaudit reads {', '.join(map(repr, READABLE_SCHEMAS))}")
+        arrays, meta = table.arrays, checked_meta(table.meta, need_shape=table.format == "parquet")
         logits = v.require(arrays, "logits")
         keep = v.require(arrays, "keep")
         if table.format == "parquet":  # one row per record: unflatten with the stored shape
-            shape = meta.get("logits_shape")
-            if not isinstance(shape, list):
-                raise InputError("logits", "Parquet signals need 'logits_shape' in the file's miaudit metadata")
+            shape = meta["logits_shape"]
             n = logits.shape[0]
             per_record = [int(s) for s in shape[2:]]
             k = int(shape[0])
@@ -160,6 +155,27 @@ class SignalsStore:
         from miaudit.data._writers import write_signals
 
         write_signals(self, Path(path))
+
+
+def checked_meta(meta: Any, *, need_shape: bool) -> dict[str, Any]:
+    """The signals metadata, checked field by field (it comes from the file: untrusted)."""
+    if not isinstance(meta, dict):
+        raise InputError("metadata", "the signals metadata must be a JSON object")
+    schema = meta.get("schema")
+    if schema is not None and schema not in READABLE_SCHEMAS:
+        raise InputError("schema", f"unsupported signals schema {str(schema)[:80]!r}; this miaudit reads {', '.join(map(repr, READABLE_SCHEMAS))}")
+    target = meta.get("target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int) or target < 0):
+        raise InputError("metadata.target", f"must be a model index ≥ 0 or null, got {str(target)[:80]!r}")
+    info = meta.get("info")
+    if info is not None and not isinstance(info, dict):
+        raise InputError("metadata.info", "must be a JSON object")
+    shape = meta.get("logits_shape")
+    if need_shape or shape is not None:
+        ok = isinstance(shape, list) and len(shape) in (3, 4) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
+        if not ok:
+            raise InputError("metadata.logits_shape", "must be [models, records, (queries,) classes] as positive integers (the file's miaudit metadata)")
+    return meta
 
 
 def load_signals(path: str | Path) -> SignalsStore:
@@ -198,9 +214,7 @@ def signals_to_folder(src: str | Path, dest: str | Path) -> SignalsStore:
         meta = json.loads((pf.schema_arrow.metadata or {})[META_KEY.encode()].decode())
     except (OSError, ValueError, KeyError) as exc:
         raise InputError("signals", f"cannot read {str(src)!r} as Parquet signals: {exc}") from None
-    shape = meta.get("logits_shape")
-    if not isinstance(shape, list) or len(shape) not in (3, 4):
-        raise InputError("logits", "Parquet signals need 'logits_shape' in the file's miaudit metadata")
+    shape = checked_meta(meta, need_shape=True)["logits_shape"]
     k, n, per = int(shape[0]), int(shape[1]), [int(d) for d in shape[2:]]
     columns: dict[str, list[np.ndarray]] = {"label": [], "keep": [], "population": [], "record_id": []}
     with SignalsDirWriter(dest, tuple(int(d) for d in shape), target=meta.get("target"), info=dict(meta.get("info") or {})) as w:

@@ -68,16 +68,27 @@ def _read_npz(p: Path) -> RawTable:
         raise InputError("input", f"cannot read {str(p)!r} as npz: {exc}") from None
     meta: dict[str, object] = {}
     if META_KEY in arrays:
-        meta = json.loads(str(arrays.pop(META_KEY)))
+        meta = _meta_json(p, str(arrays.pop(META_KEY)))
     return RawTable(p, "npz", arrays, meta)
+
+
+def _meta_json(p: Path, text: str | bytes) -> dict[str, object]:
+    """The file's miaudit metadata: a JSON object, or an InputError naming the file."""
+    try:
+        meta = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise InputError("metadata", f"the miaudit metadata of {str(p)!r} is not JSON") from None
+    if not isinstance(meta, dict):
+        raise InputError("metadata", f"the miaudit metadata of {str(p)!r} is not a JSON object")
+    return meta
 
 
 def _read_npy_dir(p: Path, field_name: str) -> RawTable:
     meta_path = p / NPY_DIR_META
     if not meta_path.is_file():
         raise InputError(field_name, f"{str(p)!r} is a folder without {NPY_DIR_META}: not a folder of .npy signals")
+    meta = _meta_json(meta_path, meta_path.read_bytes())
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         arrays = {f.stem: np.load(f, mmap_mode="r", allow_pickle=False) for f in sorted(p.glob("*.npy"))}
     except (OSError, ValueError) as exc:
         raise InputError(field_name, f"cannot read {str(p)!r} as a folder of .npy files: {exc}") from None
@@ -118,7 +129,7 @@ def _read_parquet(p: Path) -> RawTable:
     meta: dict[str, object] = {}
     md = table.schema.metadata or {}
     if META_KEY.encode() in md:
-        meta = json.loads(md[META_KEY.encode()].decode())
+        meta = _meta_json(p, md[META_KEY.encode()])
     arrays: dict[str, np.ndarray] = {}
     for name in table.column_names:
         col = table.column(name).combine_chunks()
@@ -146,10 +157,21 @@ def _list_column_to_2d(name: str, col: object) -> np.ndarray:
 def _read_csv(p: Path) -> RawTable:
     import pandas as pd
 
+    import csv
+
     try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
         frame = pd.read_csv(p)
     except pd.errors.EmptyDataError:
         raise InputError("input", f"{str(p)!r} is empty") from None
+    except (pd.errors.ParserError, csv.Error, UnicodeDecodeError) as exc:
+        raise InputError("input", f"{str(p)!r} is not a readable UTF-8 CSV file ({str(exc).splitlines()[0][:200]})") from None
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:  # pandas would rename the second one and it would be silently ignored
+            raise InputError("input", f"{str(p)!r} has the column {name!r} twice")
+        seen.add(name)
     arrays = {str(c): frame[c].to_numpy() for c in frame.columns}
     return RawTable(p, "csv", _gather_wide(arrays), {})
 

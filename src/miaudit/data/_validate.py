@@ -19,6 +19,8 @@ def require(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
 
 
 def finite_float(name: str, values: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    if np.iscomplexobj(values):  # a cast would silently drop the imaginary part
+        raise InputError(name, "values are complex numbers; give real numbers")
     try:
         out = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError):

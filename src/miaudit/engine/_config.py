@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from miaudit.datasets import DataConfig
+from miaudit.engine._size import check_finite
 from miaudit.errors import InputError
 from miaudit.models import MLPRecipe, Recipe, check_code_trust, validation_error
 
@@ -98,6 +99,7 @@ def with_trust(raw: dict[str, Any], trust_code: bool) -> dict[str, Any]:
 def parse_config(raw: dict[str, Any], *, trust_code: bool = False) -> TrainConfig:
     """Validate a config mapping; the InputError names the first bad field. A config naming
     code is refused unless it or ``trust_code`` (``--trust-code``) opts in."""
+    check_finite(raw)
     try:
         cfg = TrainConfig.model_validate(with_trust(raw, trust_code))
     except ValidationError as exc:

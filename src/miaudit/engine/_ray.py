@@ -16,6 +16,8 @@ mounted bucket…) seen at the same path by the driver and every worker.
 
 from __future__ import annotations
 
+import os
+
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -34,6 +36,26 @@ DEFAULT_RETRIES = 3
 def _train_unit(run: RunUnit, job: UnitJob, data: Any) -> UnitOutcome:
     """The task body: the dataset travels once through the object store, not with every job."""
     return run(replace(job, data=data))
+
+
+ADDRESS_TIMEOUT_S = float(os.environ.get("MIAUDIT_RAY_TIMEOUT_S", "10"))
+
+
+def probe_address(address: str | None, timeout: float = ADDRESS_TIMEOUT_S) -> None:
+    """Refuse a Ray address (``host:port`` or ``ray://host:port``) that does not accept a TCP
+    connection within ``timeout`` seconds. None and "auto" are Ray's own business."""
+    import socket
+
+    if address is None or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError("engine.address", f"{address!r} is not a Ray address (host:port, ray://host:port or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InputError("engine.address", f"no Ray cluster answers at {address!r} within {timeout:g} s ({exc.strerror or type(exc).__name__})") from None
 
 
 class RayExecutor:
@@ -67,6 +89,7 @@ class RayExecutor:
         except ImportError:
             raise InputError("engine.executor", "'ray' needs the ray package: pip install 'miaudit[ray]'") from None
         if not ray.is_initialized():
+            probe_address(self.address)  # ray.init waits forever on an address nobody answers
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
             self._owned = True
         self._ray = ray

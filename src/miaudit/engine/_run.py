@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from miaudit.engine._config import TrainConfig, load_config
 from miaudit.engine._executor import Executor, LocalExecutor
 from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
 from miaudit.engine._progress import UnitProgress
+from miaudit.engine._size import check_train_size
 from miaudit.engine._unit import Event, UnitJob
 from miaudit.errors import InputError
 from miaudit.models import CNNRecipe, SklearnRecipe, check_recipe_for_data
@@ -147,12 +149,7 @@ def train(
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     out = ensure_writable_dir(Path(out))
     cache = ensure_writable_dir(cfg.engine.cache or out / "models", field="engine.cache")
-    data = load_dataset(cfg.data)
-    check_recipe_for_data(cfg.model, image_shape=data.image_shape, mirror_invariant=data.mirror_invariant, dataset=data.name)
-    if isinstance(cfg.model, SklearnRecipe):
-        from miaudit.models._sklearn import make_estimator
-
-        make_estimator(cfg.model, trust_code=cfg.trust_code)  # refuse a bad estimator or params before any work
+    data = check_before_training(cfg, own_executor=executor is None)
     if pool is not None and keep is None:
         raise InputError("pool", "a pool goes with a user keep matrix (keep=)")
     plan = make_plan(cfg, data.n_records, keep, pool)
@@ -174,13 +171,56 @@ def train(
         console.print(f"reusing {len(reused)} of {len(jobs)} unit(s) from {cache} (keys and file hashes verified): units {_ranges(reused)}")
     for unit, why in refused.items():
         console.print(f"unit {unit}: cached files refused ({why}); retraining")
-    write_text_atomic(out / "train.json", cfg.model_dump_json(indent=2))
     if todo:
         _run_jobs(todo, cfg, executor, on_event, console)
+    write_text_atomic(out / "train.json", cfg.model_dump_json(indent=2))  # after training: a failed run leaves no record of itself
     store = _assemble(jobs, cache, data, plan, cfg)
     signals_dir = ensure_writable_dir(out / "signals")
     store.save(signals_dir / SIGNALS_FILE)
     return TrainRun(cfg, store, signals_dir / SIGNALS_FILE, out, cache, plan, tuple(j.unit for j in todo), tuple(reused), refused, time.perf_counter() - start)
+
+
+def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dataset:
+    """What :func:`train` checks before any work, so that callers running several trainings can
+    check first too: the data, the recipe against it, an estimator's parameters, the memory the
+    plan needs, and (``own_executor`` with ``executor = "ray"``) the cluster's address. Returns
+    the data."""
+    if not isinstance(cfg.model, SklearnRecipe):
+        _require("torch")  # workers would fail on it one by one
+    data = load_dataset(cfg.data)
+    check_recipe_for_data(cfg.model, image_shape=data.image_shape, mirror_invariant=data.mirror_invariant, dataset=data.name)
+    if isinstance(cfg.model, SklearnRecipe):
+        from miaudit.models._sklearn import make_estimator
+
+        _check_params(make_estimator(cfg.model, trust_code=cfg.trust_code))  # refuse a bad estimator or params before any work
+    check_train_size(cfg, data.n_records, data.n_features, data.n_classes)  # before any array is allocated
+    if own_executor and cfg.engine.executor == "ray":
+        from miaudit.engine._ray import probe_address
+
+        probe_address(cfg.engine.address)  # an unreachable cluster is refused now, not waited on forever
+    return data
+
+
+def _require(module: str) -> None:
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+
+def _check_params(estimator: Any) -> None:
+    """scikit-learn checks constructor parameters only in ``fit``; check them now."""
+    validate = getattr(estimator, "_validate_params", None)
+    if not callable(validate):
+        return
+    try:
+        validate()
+    except (ValueError, TypeError) as exc:
+        raise InputError("model.params", str(exc).splitlines()[0]) from None
 
 
 def _run_jobs(todo: list[UnitJob], cfg: TrainConfig, executor: Executor | None, on_event: Callable[[Event], None] | None, console: Console) -> None:

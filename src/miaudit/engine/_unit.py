@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import numpy as np
 
 from miaudit.datasets import Dataset
 from miaudit.engine import _cache
+from miaudit.errors import InputError
 from miaudit.models import CNNRecipe, MLPRecipe, ModelStreams, SklearnRecipe, save_sklearn, save_torch_state
 from miaudit.models._preprocessing import fit_preprocessing
 
@@ -94,8 +96,13 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
         if privacy is not None:
             meta["privacy"] = json.dumps(privacy)
         save_torch_state(staging / "weights.safetensors", state, meta)
+    logits = np.ascontiguousarray(logits, dtype=np.float32)
+    if not np.isfinite(logits).all():  # diverged (a huge lr, say): never publish it as a verified unit
+        shutil.rmtree(staging, ignore_errors=True)
+        bad = sorted({int(job.models[i]) for i in np.flatnonzero(~np.isfinite(logits).reshape(len(job.models), -1).all(axis=1))})
+        raise InputError("model", f"training diverged: models {bad[:5]} of unit {job.unit} give non-finite logits; lower model.lr or check the data")
     path = staging / _cache.LOGITS
-    np.save(path, np.ascontiguousarray(logits, dtype=np.float32))
+    np.save(path, logits)
     os.chmod(path, 0o600)
     info = {
         "unit": job.unit,

@@ -115,6 +115,9 @@ class ServeConfig:
         False serves the same model with no keys, budgets, policy, log or detectors
         (``{"probabilities": …}``): the baseline of the load benchmark and the upstream shape.
     sqlite_synchronous : "NORMAL" or "FULL"
+    max_body_bytes : int, optional
+        Most bytes of a ``/predict`` body (default: derived from ``max_batch`` and the model's
+        width, see :func:`miaudit.serve._app.predict_body_cap`).
     """
 
     predictor: Predictor
@@ -127,12 +130,15 @@ class ServeConfig:
     noise_seed: int | None = None
     guard: bool = True
     sqlite_synchronous: str = "NORMAL"
+    max_body_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.secret) < 32:
             raise InputError("secret", "must hold at least 32 bytes")
         if isinstance(self.max_batch, bool) or self.max_batch < 1:
             raise InputError("max_batch", f"must be ≥ 1, got {self.max_batch!r}")
+        if self.max_body_bytes is not None and (isinstance(self.max_body_bytes, bool) or self.max_body_bytes < 1):
+            raise InputError("max_body_bytes", f"must be ≥ 1, got {self.max_body_bytes!r}")
 
 
 @dataclass(frozen=True)
@@ -177,11 +183,14 @@ class ServeSpec:
             detectors = DetectorConfig(**self.detectors)
         except TypeError as exc:
             raise InputError("detectors", str(exc)) from None
+        roles = load_roles(self.roles_file) if self.roles_file else dict(DEFAULT_ROLES)  # before the secret file is created
+        if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
+            raise InputError("--sqlite-sync", f"must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
         return ServeConfig(
             predictor=predictor,
             db=self.db,
             secret=load_server_secret(Path(self.secret_file) if self.secret_file else None, create=True),
-            roles=load_roles(self.roles_file) if self.roles_file else dict(DEFAULT_ROLES),
+            roles=roles,
             max_batch=self.max_batch,
             detectors=detectors,
             webhook=self.webhook,

@@ -85,14 +85,17 @@ def load_server_secret(path: Path | None = None, *, create: bool = False) -> byt
     if path is None:
         raise InputError("--secret-file", f"give a server secret file or set {SECRET_ENV}")
     p = Path(path)
-    if not p.exists():
-        if not create:
-            raise InputError("--secret-file", f"{str(p)!r} does not exist")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(MIN_SERVER_SECRET))
-    value = p.read_bytes()
+    try:
+        if not p.exists():
+            if not create:
+                raise InputError("--secret-file", f"{str(p)!r} does not exist")
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(MIN_SERVER_SECRET))
+        value = p.read_bytes()
+    except OSError as exc:
+        raise InputError("--secret-file", f"cannot {'create' if create else 'read'} {str(p)!r} ({exc.strerror or type(exc).__name__})") from None
     if len(value) < MIN_SERVER_SECRET:
         raise InputError("--secret-file", f"{str(p)!r} must hold at least {MIN_SERVER_SECRET} bytes")
     return value

@@ -101,15 +101,18 @@ class TorchMLPPredictor:
         return None
 
     def predict_proba(self, records: np.ndarray) -> np.ndarray:
-        h = np.asarray(records, dtype=np.float32) * self._affine[0] + self._affine[1]
-        for i, (w, b) in enumerate(self._layers):
-            h = h @ w + b
-            if i < len(self._layers) - 1:
-                h = np.maximum(h, 0.0)
-        h = h.astype(np.float64)
-        h -= h.max(axis=1, keepdims=True)
-        e = np.exp(h)
-        return e / e.sum(axis=1, keepdims=True)
+        """Probabilities; NaN rows where float32 overflows inside the network (the service answers
+        those with a 500, never a label)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            h = np.asarray(records, dtype=np.float32) * self._affine[0] + self._affine[1]
+            for i, (w, b) in enumerate(self._layers):
+                h = h @ w + b
+                if i < len(self._layers) - 1:
+                    h = np.maximum(h, 0.0)
+            h = h.astype(np.float64)
+            h -= h.max(axis=1, keepdims=True)
+            e = np.exp(h)
+            return e / e.sum(axis=1, keepdims=True)
 
 
 def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[str] | None = None) -> Predictor:
@@ -135,12 +138,21 @@ def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[
     from miaudit.models import load_sklearn, load_torch_state
 
     p = Path(path)
+
+    def sklearn(file: Path) -> Any:
+        try:
+            return load_sklearn(file)
+        except InputError:
+            raise
+        except Exception as exc:  # a malformed or hostile file: one line naming it
+            raise InputError("--model", f"cannot load {str(file)!r} ({type(exc).__name__}: {str(exc)[:120]})") from None
+
     if p.is_file() and p.suffix == ".skops":
-        return EstimatorPredictor(load_sklearn(p), feature_names=feature_names)
+        return EstimatorPredictor(sklearn(p), feature_names=feature_names)
     if not p.is_dir():
         raise InputError("--model", f"{str(p)!r} is neither a .skops file nor a model folder")
     if (p / f"model_{index}.skops").is_file():
-        est = load_sklearn(p / f"model_{index}.skops")
+        est = sklearn(p / f"model_{index}.skops")
         pre = load_torch_state(p / "preprocess.safetensors") if (p / "preprocess.safetensors").is_file() else None
         affine = None
         if pre is not None:
@@ -150,17 +162,35 @@ def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[
         return EstimatorPredictor(est, feature_names=feature_names, affine=affine)
     weights = p / "weights.safetensors"
     if weights.is_file():
-        from safetensors import safe_open
+        return _torch_mlp(weights, index)
+    raise InputError("--model", f"{str(p)!r} holds no model_{index}.skops and no weights.safetensors")
 
+
+def _meta_list(meta: dict[str, str], key: str, default: str) -> Any:
+    try:
+        return json.loads(meta.get(key, default))
+    except (TypeError, ValueError):
+        raise InputError("--model", f"weights.safetensors: metadata {key!r} is not JSON") from None
+
+
+def _torch_mlp(weights: Path, index: int) -> TorchMLPPredictor:
+    """A torch MLP unit's model ``index`` from its safetensors file (every field checked: the file
+    is untrusted)."""
+    from safetensors import safe_open
+
+    try:
         with safe_open(str(weights), framework="np") as fh:
             meta = fh.metadata() or {}
-            recipe = json.loads(meta.get("recipe", "{}"))
-            if recipe.get("kind") not in (None, "torch-mlp", "mlp"):
-                raise InputError("--model", f"serving a {recipe.get('kind')!r} model is not supported (torch MLPs and sklearn only)")
-            models = json.loads(meta.get("models", "[0]"))
-            pos = models.index(index) if index in models else None
-            if pos is None:
-                raise InputError("--model-index", f"model {index} is not in this unit (it holds {models})")
+            recipe = _meta_list(meta, "recipe", "{}")
+            kind = recipe.get("kind") if isinstance(recipe, dict) else "?"
+            if kind not in (None, "torch-mlp", "mlp"):
+                raise InputError("--model", f"serving a {str(kind)[:40]!r} model is not supported (torch MLPs and sklearn only)")
+            models = _meta_list(meta, "models", "[0]")
+            if not isinstance(models, list) or not all(isinstance(m, int) for m in models):
+                raise InputError("--model", "weights.safetensors: metadata 'models' must be a list of model indices")
+            if index not in models:
+                raise InputError("--model-index", f"model {index} is not in this unit (it holds {models[:20]})")
+            pos = models.index(index)
             n_layers = sum(1 for k in fh.keys() if k.startswith("layer") and k.endswith(".weight"))  # noqa: SIM118 - safe_open has no __iter__
             layers = []
             for i in range(n_layers):
@@ -168,10 +198,19 @@ def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[
                 b = fh.get_tensor(f"layer{i}.bias")[pos].reshape(-1)
                 layers.append((w.astype(np.float32), b.astype(np.float32)))
             affine = (fh.get_tensor("preprocess.scale")[pos].astype(np.float32), fh.get_tensor("preprocess.shift")[pos].astype(np.float32))
-        if not layers:
-            raise InputError("--model", f"{weights.name} holds no MLP layers")
-        return TorchMLPPredictor(layers, affine)
-    raise InputError("--model", f"{str(p)!r} holds no model_{index}.skops and no weights.safetensors")
+    except InputError:
+        raise
+    except Exception as exc:  # a malformed file: safetensors' own errors, missing tensors, bad shapes
+        raise InputError("--model", f"{str(weights)!r} is not a readable torch MLP unit ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not layers:
+        raise InputError("--model", f"{weights.name} holds no MLP layers")
+    widths = [layers[0][0].shape[0]] + [w.shape[1] for w, _ in layers]
+    shapes_ok = all(w.ndim == 2 and b.shape == (w.shape[1],) for w, b in layers) and all(
+        layers[i][0].shape[1] == layers[i + 1][0].shape[0] for i in range(len(layers) - 1)
+    ) and affine[0].shape == affine[1].shape == (widths[0],)
+    if not shapes_ok:
+        raise InputError("--model", f"{weights.name}: layer shapes do not chain into one MLP")
+    return TorchMLPPredictor(layers, affine)
 
 
 class UpstreamError(RuntimeError):

@@ -21,7 +21,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -82,6 +82,10 @@ alerts = sa.Table(
 )
 
 Denial = Literal["revoked", "budget", "rate"]
+
+
+class KeyRevoked(Exception):
+    """The acting key was revoked (or deleted) before the action's transaction took its lock."""
 BUDGET_RETRY_AFTER_S = 86400  # a spent total budget comes back only when an admin raises it
 
 
@@ -185,16 +189,31 @@ class Store:
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as exc:  # not a database file, a server that does not answer, no rights
+            self.engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+            raise InputError("--db", f"cannot open the database {_redacted(self.url)!r}: {reason}") from None
         # Built once: building SQLAlchemy expressions costs more than running them (≈1 ms).
         k = api_keys.c
         self._key_stmt = sa.select(api_keys).where(k.key_id == sa.bindparam("key_id"))
+        ph = "?" if self.engine.dialect.name == "sqlite" else "%s"
+        cols = ", ".join(KEY_COLUMNS)
+        self._sql_key = f"SELECT {cols}, digest FROM miaudit_api_keys WHERE key_id = {ph}"
+        # The acting key's row, locked until the action commits: a revocation (which locks the row
+        # for update) either commits first, and the action sees it, or waits for the action.
+        # SQLite needs no row lock: every write transaction holds the database's write lock.
+        self._sql_actor = f"SELECT revoked_at FROM miaudit_api_keys WHERE key_id = {ph}"
+        self._sql_lock = f"SELECT key_id FROM miaudit_api_keys WHERE key_id IN ({ph}, {ph}) ORDER BY key_id"
+        if self.engine.dialect.name != "sqlite":
+            self._sql_actor += " FOR SHARE"
+            self._sql_lock += " FOR UPDATE"
         # The hot path (one charge per answer) as driver-level SQL: SQLAlchemy's statement handling
         # costs more than the database's work here. One conditional UPDATE: the key is live, its
         # total budget holds n more records and so does its current rate window (window id =
         # now // window_s; a new window starts from n). In an UPDATE every expression reads the
         # row's old values (SQL standard).
-        ph = "?" if self.engine.dialect.name == "sqlite" else "%s"
         wid = f"({ph} / window_s)"  # integer division in SQLite and PostgreSQL
         self._sql_charge = (
             f"UPDATE miaudit_api_keys SET "
@@ -205,7 +224,7 @@ class Store:
         )
         self._sql_request = (
             f"INSERT INTO miaudit_requests (key_id, ts, endpoint, n_records, policy, status) "
-            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, 200) RETURNING id"
+            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) RETURNING id"
         )
         self._sql_records = f"INSERT INTO miaudit_request_records (request_id, position, record_hash) VALUES ({ph}, {ph}, {ph})"
         # SQLite: one writer per process at a time, queued on a Python lock. Threads that met on
@@ -214,6 +233,7 @@ class Store:
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
+        self._readers: list[Any] = []
         self._checkpointer: threading.Thread | None = None
         if self.engine.dialect.name == "sqlite":
             self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="miaudit-wal-checkpoint", daemon=True)
@@ -247,6 +267,8 @@ class Store:
 
     def close(self) -> None:
         self._stop.set()
+        for raw in self._readers:
+            raw.close()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
         self.engine.dispose()
@@ -262,10 +284,14 @@ class Store:
         rate: int | None = None,
         window_s: int = 60,
         label: str | None = None,
+        actor: str | None = None,
     ) -> NewKey:
-        _check_limits(budget, rate, window_s)
+        """A new key. ``actor``: the admin key acting; :class:`KeyRevoked` when it is revoked by
+        the time this transaction holds its row (no key is created then)."""
+        check_limits(budget, rate, window_s)
         key = new_key(server_secret)
         with self._write() as conn:
+            self._check_actor(conn, actor)
             conn.execute(
                 api_keys.insert().values(
                     key_id=key.key_id, digest=key.digest, role=role, label=label, created_at=time.time(), revoked_at=None,
@@ -274,23 +300,65 @@ class Store:
             )
         return key
 
+    def _check_actor(self, conn: sa.Connection, actor: str | None) -> None:
+        if actor is None:
+            return
+        row = conn.exec_driver_sql(self._sql_actor, (actor,)).first()
+        if row is None or row[0] is not None:
+            raise KeyRevoked(actor)
+
     def key_row(self, key_id: str) -> tuple[KeyInfo, str] | None:
-        """(info, digest) of ``key_id``, or None."""
+        """(info, digest) of ``key_id``, or None: one indexed read, the same for every id."""
         with self._read() as conn:
-            row = conn.execute(self._key_stmt, {"key_id": key_id}).mappings().first()
-        return None if row is None else (_info(row), row["digest"])
+            row = conn.exec_driver_sql(self._sql_key, (key_id,)).first()
+        return None if row is None else (_info(dict(zip(KEY_COLUMNS, row, strict=False))), row[-1])
+
+    def key_reader(self) -> Callable[[str], tuple[KeyInfo, str] | None] | None:
+        """For SQLite, :meth:`key_row` on a connection of its own, for one thread only (the
+        service's event loop): a local read without a pool, a transaction or a thread hop. In
+        WAL mode readers never wait for writers. None for other databases (a network read does
+        not belong on an event loop)."""
+        if not self._sqlite:
+            return None
+        import sqlite3
+
+        raw = sqlite3.connect(self.engine.url.database or "", timeout=30, isolation_level=None, check_same_thread=False)
+        raw.execute("PRAGMA query_only=ON")
+        self._readers.append(raw)
+        sql = self._sql_key
+
+        def read(key_id: str) -> tuple[KeyInfo, str] | None:
+            row = raw.execute(sql, (key_id,)).fetchone()
+            return None if row is None else (_info(dict(zip(KEY_COLUMNS, row, strict=False))), row[-1])
+
+        return read
 
     def get_key(self, key_id: str) -> KeyInfo | None:
         got = self.key_row(key_id)
         return None if got is None else got[0]
 
-    def list_keys(self) -> list[KeyInfo]:
-        with self._read() as conn:
+    @contextlib.contextmanager
+    def _as(self, actor: str | None) -> Iterator[sa.Connection]:
+        """A read as ``actor``: in one transaction with the actor's live row (locked), so that no
+        answer is read after the actor's revocation commits."""
+        if actor is None:
+            with self._read() as conn:
+                yield conn
+        else:
+            with self._write() as conn:
+                self._check_actor(conn, actor)
+                yield conn
+
+    def list_keys(self, *, actor: str | None = None) -> list[KeyInfo]:
+        with self._as(actor) as conn:
             rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)).mappings().all()
         return [_info(r) for r in rows]
 
-    def revoke_key(self, key_id: str) -> bool:
+    def revoke_key(self, key_id: str, *, actor: str | None = None) -> bool:
+        """Revoke ``key_id``; False when there is no such key. The revocation time is taken after
+        the row is locked, so every action that committed before it is earlier."""
         with self._write() as conn:
+            self._lock(conn, key_id, actor)
             res = conn.execute(
                 api_keys.update().where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=time.time())
             )
@@ -298,10 +366,16 @@ class Store:
                 return conn.execute(sa.select(api_keys.c.key_id).where(api_keys.c.key_id == key_id)).first() is not None
         return True
 
-    def set_limits(self, key_id: str, *, budget: int | None, rate: int | None, window_s: int = 60) -> bool:
+    def _lock(self, conn: sa.Connection, key_id: str, actor: str | None) -> None:
+        """Lock the target's and the actor's rows (in key order: no deadlock), then check the actor."""
+        conn.exec_driver_sql(self._sql_lock, (key_id, actor if actor is not None else key_id)).all()
+        self._check_actor(conn, actor)
+
+    def set_limits(self, key_id: str, *, budget: int | None, rate: int | None, window_s: int = 60, actor: str | None = None) -> bool:
         """Replace a key's total budget and rate limit (None = no cap). False: no such key."""
-        _check_limits(budget, rate, window_s)
+        check_limits(budget, rate, window_s)
         with self._write() as conn:
+            self._lock(conn, key_id, actor)
             res = conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(budget=budget, rate=rate, window_s=window_s))
         return res.rowcount == 1
 
@@ -316,18 +390,21 @@ class Store:
         policy: str | None,
         hashes: Sequence[str],
         now: float | None = None,
+        status: int = 200,
     ) -> Charge:
-        """Charge ``n`` records to ``key_id`` and log the request, in one transaction.
+        """Charge ``n`` records to ``key_id`` and log the request with ``status``, in one transaction.
 
         Admitted only if the key is not revoked, its total budget holds ``n`` more records and
-        its current rate window holds ``n`` more. On denial nothing is charged.
+        its current rate window holds ``n`` more. On denial nothing is charged. ``status`` is
+        what the caller gets: 200, or 500 when the records reached the model but no answer could
+        be made (they are charged all the same: the model saw them).
         """
         now = time.time() if now is None else now
         n, now_s = int(n), int(now)
         with self._write() as conn:
             res = conn.exec_driver_sql(self._sql_charge, (now_s, n, n, now_s, n, key_id, n, now_s, n, n))
             if res.rowcount == 1:
-                rid = int(conn.exec_driver_sql(self._sql_request, (key_id, now, endpoint, n, policy)).scalar_one())
+                rid = int(conn.exec_driver_sql(self._sql_request, (key_id, now, endpoint, n, policy, status)).scalar_one())
                 if hashes:
                     conn.exec_driver_sql(self._sql_records, [(rid, i, h) for i, h in enumerate(hashes)])
                 return Charge(rid)
@@ -344,11 +421,11 @@ class Store:
         with self._write() as conn:
             conn.execute(requests.insert().values(key_id=key_id, ts=time.time(), endpoint=endpoint, n_records=n, policy=policy, status=status))
 
-    def log_entries(self, *, key_id: str | None = None, limit: int = 100, with_hashes: bool = False) -> list[dict[str, Any]]:
+    def log_entries(self, *, key_id: str | None = None, limit: int = 100, with_hashes: bool = False, actor: str | None = None) -> list[dict[str, Any]]:
         q = sa.select(requests).order_by(requests.c.id.desc()).limit(limit)
         if key_id is not None:
             q = q.where(requests.c.key_id == key_id)
-        with self._read() as conn:
+        with self._as(actor) as conn:
             rows = [dict(r) for r in conn.execute(q).mappings().all()]
             if with_hashes and rows:
                 ids = [r["id"] for r in rows]
@@ -363,8 +440,9 @@ class Store:
         return rows
 
     def answered_records(self) -> dict[str, int]:
-        """Records logged as answered (status 200), per key: what budgets must equal."""
-        q = sa.select(requests.c.key_id, sa.func.sum(requests.c.n_records)).where(requests.c.status == 200).group_by(requests.c.key_id)
+        """Records charged (logged with status 200, or 500: they reached the model), per key:
+        what budgets must equal."""
+        q = sa.select(requests.c.key_id, sa.func.sum(requests.c.n_records)).where(requests.c.status.in_((200, 500))).group_by(requests.c.key_id)
         with self._read() as conn:
             return {k: int(v) for k, v in conn.execute(q).all()}
 
@@ -378,22 +456,33 @@ class Store:
             ).inserted_primary_key[0]
         return Alert(int(aid), ts, detector, key_id, sorted(keys), detail)
 
-    def list_alerts(self, *, since_id: int = 0, limit: int = 100, key_id: str | None = None) -> list[Alert]:
+    def list_alerts(self, *, since_id: int = 0, limit: int = 100, key_id: str | None = None, actor: str | None = None) -> list[Alert]:
         q = sa.select(alerts).where(alerts.c.id > since_id).order_by(alerts.c.id).limit(limit)
         if key_id is not None:
             q = q.where(alerts.c.key_id == key_id)
-        with self._read() as conn:
+        with self._as(actor) as conn:
             rows = conn.execute(q).mappings().all()
         return [Alert(r["id"], r["ts"], r["detector"], r["key_id"], json.loads(r["keys"]), json.loads(r["detail"])) for r in rows]
 
 
-def _check_limits(budget: int | None, rate: int | None, window_s: int) -> None:
+def _redacted(url: str) -> str:
+    """The URL without its password (it may be printed)."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "?"
+
+
+def check_limits(budget: int | None, rate: int | None, window_s: int) -> None:
     if budget is not None and (isinstance(budget, bool) or budget < 0):
         raise InputError("budget", f"must be a number of records ≥ 0, got {budget!r}")
     if rate is not None and (isinstance(rate, bool) or rate < 1):
         raise InputError("rate", f"must be a number of records ≥ 1 per window, got {rate!r}")
     if isinstance(window_s, bool) or window_s < 1:
         raise InputError("window_s", f"must be ≥ 1 second, got {window_s!r}")
+
+
+KEY_COLUMNS = ("key_id", "role", "label", "created_at", "revoked_at", "budget", "used", "rate", "window_s")
 
 
 def _info(row: Any) -> KeyInfo:
