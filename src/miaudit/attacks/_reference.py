@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 
 from miaudit.attacks._lira import OfflineStatistic, Variance, lira_offline, lira_online
-from miaudit.attacks._rmia import calibrate_rmia_a, rmia_offline, rmia_online, rmia_probability
+from miaudit.attacks._rmia import DEFAULT_A, calibrate_rmia_a, can_calibrate_rmia_a, rmia_offline, rmia_online, rmia_probability
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
 from miaudit.data import SignalsStore
 from miaudit.data._tables import CHUNK_RECORDS, is_mapped, release
@@ -63,7 +63,9 @@ class RmiaAttack:
     """RMIA (Zarifzadeh, Liu, Shokri, ICML 2024); see :func:`rmia_online`, :func:`rmia_offline`.
 
     Offline with ``a=None`` calibrates ``a`` for each target by :func:`calibrate_rmia_a`, the
-    first model of that target's reference set playing the target.
+    first model of that target's reference set playing the target; with one reference pair
+    (k = 1), where nothing is left to calibrate on, ``a`` is the stated default
+    :data:`~miaudit.attacks._rmia.DEFAULT_A` (0.33).
     """
 
     mode: Setting = "offline"
@@ -178,8 +180,9 @@ def _score_one(sig: _Signals, attack: ReferenceAttack, target: int, refs: np.nda
             full = rmia_online(p[target], r_p, store.population, gamma=attack.gamma, trim=attack.trim)
         else:
             a = attack.a
-            if a is None:
-                a = calibrate_rmia_a(r_p[:, pool], keep[refs][:, pool], model=0, trim=attack.trim)
+            if a is None:  # calibrated, or the stated default with one reference pair (k = 1)
+                r_keep = keep[refs][:, pool]
+                a = calibrate_rmia_a(r_p[:, pool], r_keep, model=0, trim=attack.trim) if can_calibrate_rmia_a(r_keep) else DEFAULT_A
             full = rmia_offline(p[target], r_p, keep[refs], store.population, a=a, gamma=attack.gamma, trim=attack.trim)
         return full[pool]
     logits = sig.first_query_logits()
