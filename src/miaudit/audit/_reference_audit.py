@@ -302,5 +302,17 @@ def audit(config: AuditConfig | str | Path, out: str | Path, *, target: External
     store = run.signals if target is None else _with_external_target(run.signals, target)
     ref = attack_store(store, cfg, source=str(store.info.get("dataset", "signals")), pseudonym_key=key, config_sha256=digest if target is None else None, external_target=target is not None)
     write_run(out_dir, key, ref.result.to_json(), ref.record_id, ref.member, ref.label, ref.scores, extra={"target": np.repeat(ref.targets, ref.member.size // max(1, ref.targets.size))}, quiet=quiet)
+    _keep_target_for_check_record(out_dir, store if target is not None else None)
     return ref.result
+
+
+def _keep_target_for_check_record(out_dir: Path, store: SignalsStore | None) -> None:
+    """check-record answers about the audited model: an external target's outputs and training
+    set are kept (restricted) beside the engine's signals; a run without one removes a stale file."""
+    from miaudit.audit._check_record import TARGET_PATH, save_external_target
+
+    if store is not None:
+        save_external_target(out_dir, store)
+    else:
+        (out_dir / TARGET_PATH).unlink(missing_ok=True)
 
