@@ -19,7 +19,9 @@ Paths (each with every attack it runs):
   random classifier, pooled over targets as the trade-off pools them (its training-variant rows
   are ``audit`` runs);
 - ``check-record``: per-record p-values of a target with no signal, records whose OUT variances
-  differ several-fold (σ² inverse-gamma across records).
+  differ several-fold (σ² inverse-gamma across records); and, on trained models (full size), the
+  non-members of real MLPs trained on digits with k = 8 reference pairs — each record is checked
+  against one model that did not train on it (chosen at random), so that no record counts twice.
 
 Criterion. For each (path, attack): a one-sided binomial test of "coverage of AUC 0.5 by the 95 %
 interval is ≥ 0.95" at 0.05 / (number of pairs) (Bonferroni); a failure is coverage significantly
@@ -53,12 +55,14 @@ class Size:
     replicates: int
     check_records: int
     check_seeds: int
+    #: Trained digits plans for the real-model check-record deciles (0: skipped).
+    real_plans: int = 0
 
 
 SIZES = {
     "test": Size(seeds=3, records=160, population=60, replicates=60, check_records=2000, check_seeds=1),
     "small": Size(seeds=20, records=300, population=100, replicates=100, check_records=3000, check_seeds=1),
-    "full": Size(seeds=200, records=400, population=150, replicates=200, check_records=4000, check_seeds=10),
+    "full": Size(seeds=200, records=400, population=150, replicates=200, check_records=4000, check_seeds=10, real_plans=6),
 }
 
 
@@ -216,6 +220,50 @@ def check_record_null(size: Size, seed: int) -> tuple[list[tuple[int, int]], lis
     out_mask = ~keep[refs]
     vals = store.logits[refs, :, 0].astype(np.float64)
     s2 = np.array([vals[out_mask[:, i], i].var(ddof=1) for i in range(n)])
+    return decile_counts(p, s2)
+
+
+def check_record_real(plan_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(p-values, sample OUT variances) of the non-members of MLPs trained on digits (k = 8): each
+    pool record checked once, against a random one of the models that did not train on it."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from miaudit.attacks import complementary_pairs
+    from miaudit.audit import parse_audit_config
+    from miaudit.audit._check_record import _phi, check_records
+    from miaudit.engine import train
+
+    torch.set_num_threads(1)
+    cfg = parse_audit_config({
+        "seed": 1000 + plan_seed, "data": {"dataset": "digits"},
+        "model": {"kind": "torch-mlp", "hidden": [64], "epochs": 30, "batch_size": 32},
+        "plan": {"pool_fraction": 0.8}, "engine": {"workers": 0, "progress": False}, "audit": {"references": 8},
+    })
+    with tempfile.TemporaryDirectory(prefix="miaudit-null-cr-") as tmp:
+        store = train(cfg.train_config(), Path(tmp)).signals
+    rng = np.random.default_rng([plan_seed, 0xC4EC])
+    pool = np.flatnonzero(~store.population)
+    phi = _phi(store)
+    ps, s2 = [], []
+    # Each record: one of the models that left it out (complementary pairs: half of them).
+    choice = np.array([rng.choice(np.flatnonzero(~store.keep[:, i])) for i in pool])
+    partner = {a: b for pair in complementary_pairs(store) for a, b in (pair, pair[::-1])}
+    for t in range(store.n_models):
+        recs = pool[choice == t]
+        if recs.size == 0:
+            continue
+        refs = [m for m in range(store.n_models) if m not in (t, partner.get(t))]  # as check_records chooses them
+        rows = check_records(store, [str(store.record_id[i]) for i in recs], target=t)
+        out = ~store.keep[refs]
+        ps += [r.p_value for r in rows]
+        s2 += [float(phi[refs][out[:, i], i].var(ddof=1)) for i in recs]
+    return np.array(ps), np.array(s2)
+
+
+def decile_counts(p: np.ndarray, s2: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     dec = np.digitize(s2, np.quantile(s2, np.linspace(0.1, 0.9, 9)))
     return ([(int((p[dec == j] < 0.05).sum()), int((dec == j).sum())) for j in range(10)],
             [(int((p[dec == j] < 0.01).sum()), int((dec == j).sum())) for j in range(10)])
@@ -256,7 +304,10 @@ def null_suite(size: Size, workers: int = 1) -> dict:
     tests, level = coverage_tests(covered, size.seeds)
     pairs = len(tests)
     deciles = [check_record_null(size, s) for s in range(size.check_seeds)]
-    d_level = 0.05 / (20 * size.check_seeds)
+    if size.real_plans:
+        real = [check_record_real(s) for s in range(size.real_plans)]
+        deciles.append(decile_counts(np.concatenate([r[0] for r in real]), np.concatenate([r[1] for r in real])))
+    d_level = 0.05 / (20 * len(deciles))
     d_fail = []
     for s, (r05, r01) in enumerate(deciles):
         for alpha, rates in ((0.05, r05), (0.01, r01)):
@@ -278,25 +329,35 @@ def run(size: str) -> BenchResult:
         path, attack = key.split(" | ")
         flag = " **below**" if t["fail"] else (" (over)" if t["over"] else "")
         lines.append(f"| {path} | {attack} | {t['covered']} / {t['seeds']} | {t['covered'] / t['seeds']:.3f}{flag} | {t['p_below']:.3g} |")
-    r05 = np.array([[h for h, _ in d[0]] for d in res["deciles"]]).sum(axis=0)
-    r01 = np.array([[h for h, _ in d[1]] for d in res["deciles"]]).sum(axis=0)
-    m = np.array([[c for _, c in d[0]] for d in res["deciles"]]).sum(axis=0)
-    lines += ["", "| check-record: OUT-variance decile | " + " | ".join(str(j + 1) for j in range(10)) + " |", "|---|" + "---:|" * 10,
-              "| rate of p < 0.05 | " + " | ".join(f"{h / c:.3f}" for h, c in zip(r05, m, strict=True)) + " |",
-              "| rate of p < 0.01 | " + " | ".join(f"{h / c:.3f}" for h, c in zip(r01, m, strict=True)) + " |"]
+    synthetic = res["deciles"][: sz.check_seeds]
+    groups = [(f"synthetic ({sz.check_seeds} × {sz.check_records} records)", synthetic)]
+    if sz.real_plans:
+        groups.append((f"digits MLPs ({sz.real_plans} plans, k = 8)", res["deciles"][sz.check_seeds :]))
+    rates: dict[str, dict[str, list[float]]] = {}
+    lines += ["", "| check-record: rate of p < α per decile of the OUT variance | α | " + " | ".join(str(j + 1) for j in range(10)) + " | records |",
+              "|---|---:|" + "---:|" * 11]
+    for label, ds in groups:
+        m = np.array([[c for _, c in d[0]] for d in ds]).sum(axis=0)
+        rates[label] = {}
+        for alpha, idx in (("0.05", 0), ("0.01", 1)):
+            hits = np.array([[h for h, _ in d[idx]] for d in ds]).sum(axis=0)
+            rates[label][alpha] = (hits / m).round(4).tolist()
+            lines.append(f"| {label} | {alpha} | " + " | ".join(f"{h / c:.3f}" for h, c in zip(hits, m, strict=True)) + f" | {int(m.sum())} |")
     return BenchResult(
         name="null_suite", claim=CLAIM,
         figures={"seeds": sz.seeds, "records": sz.records, "replicates": sz.replicates, "pairs": res["pairs"], "bonferroni_level": res["level"],
                  "below_nominal": fails, "above_nominal": overs, "coverage": res["covered"],
-                 "check_record": {"records_per_seed": sz.check_records, "seeds": sz.check_seeds, "rate05_by_decile": (r05 / m).round(4).tolist(),
-                                  "rate01_by_decile": (r01 / m).round(4).tolist(), "failures": res["decile_failures"], "level": res["decile_level"]}},
+                 "check_record": {"records_per_seed": sz.check_records, "seeds": sz.check_seeds, "real_plans": sz.real_plans, "rates_by_decile": rates,
+                                  "failures": res["decile_failures"], "level": res["decile_level"]}},
         table="\n".join(lines), passed=bool(res["passed"]),
         notes=[
             f"{sz.seeds} seeds × {len(res['covered'])} paths; {sz.records} evaluated records and {sz.population} population records per store; "
             f"{sz.replicates} bootstrap replicates per interval; {workers} worker processes. A (path, attack) fails when coverage is below 0.95 "
             f"at one-sided level 0.05 / {res['pairs']} = {res['level']:.2g}; coverage above 0.95 at that level is marked (over), not failed.",
-            f"check-record: {sz.check_seeds} stores × {sz.check_records} records, k = 4 OUT references each, σ² inverse-gamma(3, 3) across records; "
-            f"per decile of the sample OUT variance, a one-sided binomial test that the rate of p < α is not above α, at 0.05 / {20 * sz.check_seeds}.",
+            f"check-record: {sz.check_seeds} synthetic stores × {sz.check_records} records, k = 4 OUT references each, σ² inverse-gamma(3, 3) across records"
+            + (f"; and {sz.real_plans} digits plans (MLP 64, 30 epochs, k = 8: 18 models), each pool record checked once against a random model that left it out, "
+               "deciles over all of them" if sz.real_plans else "")
+            + f". Per decile of the sample OUT variance (and group), a one-sided binomial test that the rate of p < α is not above α, at 0.05 / (20 × groups) = {res['decile_level']:.2g}.",
             "Below nominal: " + (", ".join(fails) if fails else "none") + ". Over nominal: " + (", ".join(overs) if overs else "none") + ".",
         ],
     )

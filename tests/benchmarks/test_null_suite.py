@@ -3,8 +3,17 @@ membership signal (the full size is ``python -m benchmarks run null_suite``)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from benchmarks.bench_null_suite import SIZES, coverage_tests, null_suite
 
+ROOT = Path(__file__).resolve().parents[2]
 PATHS = {
     "attack", "attack --policy top-1", "attack --policy round:2", "attack --policy label-only", "attack --policy noise:0.05",
     "audit (k = 2)", "audit (k = 1)", "audit + ExternalTarget", "plan independent", "plan user",
@@ -30,3 +39,15 @@ def test_coverage_criterion_fails_below_nominal_and_only_reports_over_coverage()
     assert level == 0.05 / 3
     assert tests["p | low"]["fail"] and not tests["p | ok"]["fail"] and not tests["p | all"]["fail"]
     assert tests["p | all"]["over"] and not tests["p | ok"]["over"]
+
+
+@pytest.mark.claims
+def test_null_suite_full_claim(tmp_path):
+    """Issue 16's null suite at full size (200 seeds × every path and attack; check-record on
+    10 × 4,000 records), through the runner: no (path, attack) below nominal coverage, no
+    check-record decile above its nominal rate (one-sided, Bonferroni)."""
+    env = {**os.environ, "MIAUDIT_BENCH_STORE": str(tmp_path / "store")}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", "null_suite", "--size", "full"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads((tmp_path / "store" / "null_suite.json").read_text())
+    assert rec["passed"] is True, (rec["figures"]["below_nominal"], rec["figures"]["check_record"]["failures"])
