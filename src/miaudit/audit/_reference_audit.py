@@ -193,9 +193,18 @@ def attack_store(
          "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled."),
             "Intervals: percentile bootstrap resampling records, all pairs of a record together.",
             "most_exposed: percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
+            *_small_k_notes(cfg, external_target),
         ],
     )
     return ReferenceRun(result, np.asarray(targets), store.record_id[groups], y, labels.reshape(-1), pooled)
+
+
+def _small_k_notes(cfg: AuditConfig, external_target: bool) -> list[str]:
+    """What one reference pair (k = 1) changes, stated where it applies."""
+    if external_target or cfg.audit.references != 1 or not any(a.startswith("lira_") for a in cfg.audit.attacks):
+        return []
+    return ["k = 1: each record has one IN and one OUT reference, so LiRA's σ is the spread of the references' φ across records "
+            "(no within-record spread can be measured; it overstates σ, which scales the scores but leaves the ranking as with any common σ)."]
 
 
 def _info(name: str) -> tuple[str, str]:
