@@ -1,9 +1,11 @@
 """Issue 16's null suite: every attack through every path on targets with no membership signal.
 
-Each seed builds synthetic outputs in which nothing depends on membership: every model's logits
-are a per-record difficulty on the true class plus independent noise, and "members" are a coin
-flip (the target's) or a plan's keep matrix (the references'). Nothing can be learned, so an
-honest interval for AUC contains 0.5 in ≥ 95 % of seeds and a per-record p-value is uniform.
+Each seed builds synthetic outputs in which the audited model's outputs do not depend on its
+membership: every model's logits are a per-record difficulty on the true class plus independent
+noise; the reference models leak (their members' true-class logit is larger by ``LEAK``), as
+trained models do, while the audited models' "members" are a coin flip or a keep row their
+outputs ignore. Nothing about the target can be learned, so an honest interval for AUC contains
+0.5 in ≥ 95 % of seeds and a per-record p-value is uniform.
 
 Paths (each with every attack it runs):
 
@@ -97,9 +99,14 @@ def _store(rng: np.random.Generator, kind: str, k: int, n: int, n_pop: int):  # 
             keep[:, bad] = rng.random((16, int(bad.sum()))) < rate
     keep[:, pop] = False
     lg, y = _logits(rng, keep.shape[0], total)
+    # The references leak (their members get a larger true-class logit, as trained models do);
+    # the audited models — the first TARGETS, a complementary pair in that plan — do not.
+    lg[TARGETS:, np.arange(total), y] += LEAK * keep[TARGETS:]
     return SignalsStore.from_arrays(logits=lg, label=y, keep=keep, population=pop, record_id=np.arange(total))
 
 
+#: How much the reference models' members stand out (true-class logit); the targets: not at all.
+LEAK = 1.0
 #: Models that take a turn as the target in the leave-one-model-out paths (pooled, as an audit
 #: pools them); two keep the suite's cost (the shadow attacks' classifiers) within budget.
 TARGETS = 2
