@@ -207,3 +207,29 @@ def test_simulation_detects_members_and_null_does_not():
     for variance in ("per_record", "global"):
         assert abs(roc_auc_score(member0, lira_online(tgt0, ref0, keep0, variance=variance)) - 0.5) < 0.03
         assert abs(roc_auc_score(member0, lira_offline(tgt0, ref0, keep0, variance=variance)) - 0.5) < 0.03
+
+
+# --------------------------------------------------------------------------- small k (issue 16, item 6)
+
+
+@pytest.mark.parametrize("variance", ["global", "per_record"])
+def test_one_reference_pair_uses_the_spread_across_records_not_a_floor(variance):
+    """k = 1: one IN and one OUT value per record, so no within-record spread exists. σ is then
+    the spread of that side's φ across records (closed form below), not 1e-30: scores stay on
+    the scale of φ (the old floor gave |z| ≈ 1e30 and online scores ≈ 1e61)."""
+    tgt, ref, keep, _ = simulate(n=500, k=2, seed=3)
+    z = lira_offline(tgt, ref, keep, variance=variance)
+    mu_in, mu_out = np.where(keep[0], ref[0], ref[1]), np.where(keep[0], ref[1], ref[0])  # the single value per side
+    sd_out = np.sqrt(((mu_out - mu_out.mean()) ** 2).mean())
+    np.testing.assert_allclose(z, (tgt - mu_out) / sd_out, rtol=RTOL)
+    llr = lira_online(tgt, ref, keep, variance=variance)
+    common = np.sqrt((((mu_in - mu_in.mean()) ** 2).sum() + ((mu_out - mu_out.mean()) ** 2).sum()) / 1000)
+    np.testing.assert_allclose(llr, 0.5 * ((tgt - mu_out) ** 2 - (tgt - mu_in) ** 2) / common**2, rtol=1e-9)
+    assert np.abs(z).max() < 20 and np.abs(llr).max() < 100  # |φ| ≲ 10 here: scores of that order
+
+
+def test_identical_references_give_unit_sigma_not_a_floor():
+    keep = np.array([[True, False], [False, True], [True, False], [False, True]])
+    ref = np.full((4, 2), 2.0)
+    np.testing.assert_allclose(lira_offline(np.array([3.0, 1.0]), ref, keep), [1.0, -1.0])
+    np.testing.assert_allclose(lira_online(np.array([3.0, 1.0]), ref, keep), [0.0, 0.0])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 
 import numpy as np
 import pytest
 
 from miaudit.audit import ExternalTarget, audit, parse_audit_config
+from miaudit.audit._check_record import check_record
 from miaudit.datasets import load_dataset
 from miaudit.errors import InputError
 from tests.audit.conftest import CONFIG
@@ -30,6 +33,23 @@ def test_fitted_sklearn_model_is_audited_as_is(tmp_path):
     assert result.reference.models == 7  # 6 engine-trained references + the target
     assert result.attack("lira_online").auc.lower > 0.5  # the memorising target leaks
     assert result.input.n_members + result.input.n_nonmembers == result.reference.pool_records
+    # Issue 16, item 2: check-record answers about *this* model (it used to answer about the
+    # engine's model 0, calling the user's training records "non-members" half the time).
+    pool_members = [str(r) for r in data.record_id[members] if str(r) in set(map(str, _pool_ids(tmp_path / "out")))][:200]
+    rows = check_record(tmp_path / "out", pool_members)
+    assert all(r.member_in_plan for r in rows)
+    assert all(r.model.startswith("your model") and r.target == 6 for r in rows)  # the store's 7th model, after the 6 references
+    others = [str(r) for r in _pool_ids(tmp_path / "out") if str(r) not in set(map(str, data.record_id[members]))][:200]
+    non = check_record(tmp_path / "out", others)
+    assert not any(r.member_in_plan for r in non)
+    assert np.median([r.p_value for r in rows]) < np.median([r.p_value for r in non])  # the memorising model's members stand out
+    assert stat.S_IMODE(os.stat(tmp_path / "out" / "signals" / "target.npz").st_mode) == 0o600
+
+
+def _pool_ids(out):
+    import pandas as pd
+
+    return pd.read_parquet(out / "scores.parquet")["record_id"].tolist()
 
 
 def test_bad_external_target(tmp_path):

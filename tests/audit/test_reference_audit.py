@@ -124,3 +124,26 @@ def test_bad_configs_name_the_field(tmp_path, patch, message):
     p.write_text(CONFIG.replace(*patch))
     with pytest.raises(InputError, match=message):
         load_audit_config(p)
+
+
+def test_one_reference_pair_audits_every_attack_and_says_what_k_1_changes():
+    """Issue 16, item 6, through the audit: k = 1 (4 models) runs LiRA and offline RMIA — no
+    refusal, LiRA scores on φ's scale (the old σ floor gave ~1e61) — and states what k = 1 does."""
+    from miaudit.audit import parse_audit_config
+    from miaudit.audit._reference_audit import attack_store
+    from miaudit.data import SignalsStore
+
+    rng = np.random.default_rng(0)
+    half = rng.random((2, 500)) < 0.5
+    keep = np.stack([half[0], ~half[0], half[1], ~half[1]])
+    pop = np.zeros(500, dtype=bool)
+    pop[:100] = True
+    keep[:, pop] = False
+    y = rng.integers(0, 3, 500)
+    logits = rng.normal(size=(4, 500, 3)) + 2.0 * keep[..., None] * np.eye(3)[y][None]
+    store = SignalsStore.from_arrays(logits=logits.astype(np.float32), label=y, keep=keep, population=pop)
+    cfg = parse_audit_config({"data": {"dataset": "digits"}, "audit": {"references": 1, "resamples": 20, "attacks": ["lira_online", "lira_offline", "rmia_offline"]}})
+    run = attack_store(store, cfg)
+    assert all(np.abs(s).max() < 1e3 for s in run.scores.values())
+    assert all(run.result.attack(a).auc.lower > 0.6 for a in ("lira_online", "lira_offline", "rmia_offline"))
+    assert any(n.startswith("k = 1:") for n in run.result.notes)

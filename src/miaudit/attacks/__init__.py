@@ -30,6 +30,7 @@ from miaudit.attacks._reference import (
     paired_reference_sets,
     score_target,
 )
+from miaudit.attacks._rmia import DEFAULT_A as RMIA_DEFAULT_A
 from miaudit.attacks._rmia import (
     calibrate_rmia_a,
     rmia_offline,
@@ -52,6 +53,7 @@ from miaudit.attacks._threshold import (
 OUTPUT_ATTACKS: tuple[str, ...] = THRESHOLD_ATTACKS + tuple(f"{a}_by_class" for a in THRESHOLD_ATTACKS)
 
 __all__ = [
+    "RMIA_DEFAULT_A",
     "QUERY_ATTACKS", "ImageAugment", "LocalOracle", "Oracle", "QueryAttack", "QueryAttackResult", "QueryCounter",
     "augmentation_robustness_attack", "boundary_distance_attack", "exposed_threshold_scores", "gap_query_attack",
     "noise_robustness_attack", "recipe_augmentations", "threshold_attacks_under",

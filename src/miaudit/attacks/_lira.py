@@ -26,8 +26,14 @@ Too few references, the policy (explicit and NaN-free):
   :class:`~miaudit.errors.InputError` naming how many records and the first position.
 - With per-record variance, a record with a single reference on a side, or whose references
   all give the same φ (σ = 0), uses that side's global (pooled) σ instead.
-- A global σ of exactly 0 (every reference agrees with its record's mean) is floored at
-  ``1e-30``, as the public code adds ``1e-30``.
+- Small k: when no record has two references on a side (one reference pair, k = 1), or every
+  record's references agree exactly, the within-record spread cannot be measured (it would be
+  0). That side's σ is then the spread of all its references' φ around their common mean —
+  the public code's fixed variance, which also counts how records differ, so it overstates σ
+  and understates how extreme a score is. Online, when both sides fall back, one σ (pooled
+  over both) serves both, so the ranking is that of any common σ and no log σ_out/σ_in term
+  is made up. If even that spread is 0 (every value identical), σ = 1. (This replaces a floor
+  of ``1e-30``, which turned σ = 0 into scores up to 1e61.)
 """
 
 from __future__ import annotations
@@ -43,7 +49,6 @@ from miaudit.errors import InputError
 Variance = Literal["per_record", "global"]
 OfflineStatistic = Literal["z", "logcdf"]
 
-_SD_FLOOR = 1e-30
 # Records per chunk when the references are sorted for medians: (chunk × K × A) values at a
 # time, ~16 MB of float32 for K = 64 and A = 1.
 _CHUNK_RECORDS = 1 << 16
@@ -56,6 +61,11 @@ class _SideFit:
     mu: np.ndarray
     sd: np.ndarray
     count: np.ndarray
+    #: False when σ fell back to the spread across records (no within-record spread measurable).
+    within: bool = True
+    #: Sum of squared deviations of all values around the side's common mean, (A,), and their number.
+    total_ss: np.ndarray | None = None
+    total_n: int = 0
 
 
 # --------------------------------------------------------------------------- validation
@@ -142,6 +152,7 @@ def _fit_side(refs: np.ndarray, mask: np.ndarray, variance: Variance, side: str)
     _, n, a = refs.shape
     mu = np.empty((n, a), dtype=np.float64)
     ss = np.empty((n, a), dtype=np.float64)
+    mean = np.empty((n, a), dtype=np.float64)
     count = np.empty(n, dtype=np.int64)
     for lo in range(0, n, _CHUNK_RECORDS):
         hi = min(n, lo + _CHUNK_RECORDS)
@@ -149,7 +160,7 @@ def _fit_side(refs: np.ndarray, mask: np.ndarray, variance: Variance, side: str)
         srt, c = _masked_sorted(part, m)
         mu[lo:hi] = _masked_median(srt, c)
         del srt
-        _, ss[lo:hi] = _masked_mean_ss(part, m, c)
+        mean[lo:hi], ss[lo:hi] = _masked_mean_ss(part, m, c)
         count[lo:hi] = c
     empty = count == 0
     if empty.any():
@@ -159,7 +170,14 @@ def _fit_side(refs: np.ndarray, mask: np.ndarray, variance: Variance, side: str)
             f"LiRA needs at least one {side} reference per record (use complementary pairs, ALGORITHMS.md §3)",
         )
     pooled = np.sqrt(ss.sum(axis=0) / count.sum())  # (A,)
-    pooled = np.maximum(pooled, _SD_FLOOR)
+    # Small k (module docstring): no within-record spread → the spread across records.
+    total_n = int(count.sum())
+    grand = (mean * count[:, None]).sum(axis=0) / total_n
+    total_ss = ss.sum(axis=0) + (count[:, None] * (mean - grand) ** 2).sum(axis=0)
+    within = bool((count >= 2).any() and (pooled > 0).all())
+    if not within:
+        pooled = np.sqrt(total_ss / total_n)
+        pooled = np.where(pooled > 0, pooled, 1.0)
     if variance == "global":
         sd = np.broadcast_to(pooled, (n, a)).copy()
     else:
@@ -167,7 +185,17 @@ def _fit_side(refs: np.ndarray, mask: np.ndarray, variance: Variance, side: str)
             own = np.sqrt(ss / count[:, None])
         usable = (count[:, None] >= 2) & (own > 0)
         sd = np.where(usable, own, pooled)
-    return _SideFit(mu, sd, count)
+    return _SideFit(mu, sd, count, within, total_ss, total_n)
+
+
+def _common_fallback(fin: _SideFit, fout: _SideFit) -> tuple[_SideFit, _SideFit]:
+    """Online with no within-record spread on either side: one σ pooled over both sides."""
+    if fin.within or fout.within or fin.total_ss is None or fout.total_ss is None:
+        return fin, fout
+    sd = np.sqrt((fin.total_ss + fout.total_ss) / (fin.total_n + fout.total_n))
+    sd = np.where(sd > 0, sd, 1.0)
+    return (_SideFit(fin.mu, np.broadcast_to(sd, fin.mu.shape).copy(), fin.count, False, fin.total_ss, fin.total_n),
+            _SideFit(fout.mu, np.broadcast_to(sd, fout.mu.shape).copy(), fout.count, False, fout.total_ss, fout.total_n))
 
 
 def _check_variance(variance: str) -> None:
@@ -226,6 +254,7 @@ def lira_online(
     target, refs, mask = _check_lira(target_phi, ref_phi, keep)
     fin = _fit_side(refs, mask, variance, "IN")
     fout = _fit_side(refs, ~mask, variance, "OUT")
+    fin, fout = _common_fallback(fin, fout)
     z_in = (target - fin.mu) / fin.sd
     z_out = (target - fout.mu) / fout.sd
     llr = np.log(fout.sd) - np.log(fin.sd) + 0.5 * (z_out * z_out - z_in * z_in)

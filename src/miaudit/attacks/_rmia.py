@@ -43,6 +43,13 @@ from miaudit.signals import compute_signals
 #: The grid on which offline ``a`` is calibrated (the RMIA paper's 0, 0.1, …, 1).
 A_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 
+#: Offline ``a`` where it cannot be calibrated: when the references are a single complementary
+#: pair (k = 1), no reference is left to play the target that is not its partner. 0.33 is the
+#: default of LeakPro's RMIA (``offline_a``); with a calibrated ``a`` unavailable, a fixed
+#: documented value is better than a refusal, and under the null any ``a`` is calibrated (the
+#: null suite checks it). Pass ``a`` to choose another.
+DEFAULT_A = 0.33
+
 _TINY = np.finfo(np.float64).tiny
 _CHUNK_RECORDS = 1 << 16
 
@@ -416,6 +423,16 @@ def _auc(score: np.ndarray, member: np.ndarray) -> float:
     n1 = int(member.sum())
     n0 = member.size - n1
     return float((ranks[member].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def can_calibrate_rmia_a(keep: np.ndarray, *, model: int = 0) -> bool:
+    """Whether :func:`calibrate_rmia_a` has a reference to use besides ``model`` and its
+    complementary partner (False for one reference pair: then use :data:`DEFAULT_A`)."""
+    mask = np.asarray(keep, dtype=bool)
+    if mask.ndim != 2 or mask.shape[0] < 2 or not (0 <= model < mask.shape[0]):
+        return False
+    others = np.delete(mask, model, axis=0)
+    return not (others == ~mask[model]).all(axis=1).all()
 
 
 def calibrate_rmia_a(

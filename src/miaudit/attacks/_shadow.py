@@ -168,6 +168,7 @@ def ml_leaks(
     *,
     seed: int,
     max_iter: int = 100,
+    folds: int = 1,
 ) -> np.ndarray:
     """ML-Leaks: one shadow model, one classifier on the top-3 sorted probabilities.
 
@@ -186,6 +187,13 @@ def ml_leaks(
         Whether the shadow model trained on each of its records.
     seed : int
     max_iter : int
+    folds : int
+        1: one classifier on every shadow record. ≥ 2: the target's records *are* the shadow's
+        records (row i is the same record), and each is scored by a classifier fitted on the
+        other folds only (cross-fitting, folds drawn with ``seed``): a boosted classifier
+        memorises the shadow's membership of its training records, and scoring the same record
+        through a model whose output resembles the shadow's (the record's difficulty is shared)
+        carries that membership over to the score.
 
     Returns
     -------
@@ -195,7 +203,8 @@ def ml_leaks(
     Raises
     ------
     InputError
-        On bad shapes, or shadow records that are all members or all non-members.
+        On bad shapes, or shadow records (in any training fold) that are all members or all
+        non-members.
     """
     _check_seed(seed)
     tgt = _as_float("target_logits", target_logits)
@@ -207,6 +216,22 @@ def ml_leaks(
     member = _as_keep(shadow_member, (sh.shape[0],), "shadow_member")
     if member.all() or not member.any():
         raise InputError("shadow_member", "shadow data need both members and non-members")
+    if folds < 1:
+        raise InputError("folds", f"must be ≥ 1, got {folds}")
+    if folds == 1:
+        with threadpool_limits(limits=1, user_api="openmp"):
+            clf = _classifier(seed, max_iter).fit(_top3(sh), member)
+            return clf.predict_proba(_top3(tgt))[:, 1].astype(np.float64)
+    if tgt.shape[0] != sh.shape[0]:
+        raise InputError("shadow_logits", f"cross-fitting scores the shadow's own records: {sh.shape[0]} shadow records for {tgt.shape[0]} target records")
+    fold = np.random.default_rng([seed, 0x4D4C]).permutation(tgt.shape[0]) % folds
+    out = np.empty(tgt.shape[0], dtype=np.float64)
+    x_sh, x_t = _top3(sh), _top3(tgt)
     with threadpool_limits(limits=1, user_api="openmp"):
-        clf = _classifier(seed, max_iter).fit(_top3(sh), member)
-        return clf.predict_proba(_top3(tgt))[:, 1].astype(np.float64)
+        for f in range(folds):
+            train = fold != f
+            if member[train].all() or not member[train].any():
+                raise InputError("shadow_member", "a cross-fitting fold's training records are all members or all non-members")
+            clf = _classifier(seed, max_iter).fit(x_sh[train], member[train])
+            out[~train] = clf.predict_proba(x_t[~train])[:, 1]
+    return out

@@ -1,10 +1,38 @@
 """"Was this record in the training data?" — calibrated evidence for one record and one model.
 
-LiRA's offline test (Carlini et al., S&P 2022), made a calibrated prediction test: fit a
-Gaussian to the record's scaled logit φ under the reference models that did *not* train on it;
-the one-sided p-value is the chance that a model which never saw the record gives it a φ at
-least as high as the audited model does (Student's t, accounting for the estimated mean).
-Where references that trained on the record exist, the online likelihood ratio is given too.
+**After an audit with reference models** (``miaudit audit``): LiRA's offline test (Carlini et
+al., S&P 2022) made a calibrated prediction test *for this record*. Under "the record was not in
+the training data" the audited model's scaled logit φ is one more draw from the record's own
+OUT distribution (the φ of reference models that did not train on it). A Gaussian with the
+record's sample variance from a handful of references is not calibrated, and one variance pooled
+over all records is calibrated only on average (records whose references vary more got
+p < 0.05 in 11 % of null cases): the variance is therefore the record's own, shrunk toward the
+pooled one by empirical Bayes (ALGORITHMS.md §11), and the null distribution is the Student-t
+predictive that follows:
+
+- prior: σ²ᵢ ~ scaled inverse χ²(ν₀, σ₀²) across records; given σ²ᵢ the record's n OUT values
+  are normal. ν₀ and σ₀² are fitted by marginal likelihood: sᵢ²/σ₀² ~ F(nᵢ − 1, ν₀) (the
+  "moderated variance" of Smyth, 2004);
+- posterior variance σ̃ᵢ² = (ν₀σ₀² + (nᵢ − 1)sᵢ²) / (ν₀ + nᵢ − 1);
+- predictive: (φ − x̄ᵢ) / (σ̃ᵢ·√(1 + 1/nᵢ)) ~ Student-t with ν₀ + nᵢ − 1 degrees of freedom;
+  the one-sided p-value is its upper tail. Given the record's references the p-value is then
+  uniform under the null whatever the record's variance (checked per variance decile by the null
+  suite).
+
+The minimum is :data:`MIN_OUT` = 2 OUT references for the records that fit the prior ([audit]
+``references`` ≥ 2): with one, no record's variance can be measured. Where references that
+trained on the record exist, LiRA's online likelihood ratio is given too.
+
+**The audited model**: the store's target (a model trained elsewhere and audited with
+:class:`~miaudit.audit.ExternalTarget`: its outputs and training set are kept, restricted, in
+``signals/target.npz``), else model 0 of the leave-one-model-out audit.
+
+**After an audit from saved outputs** (``miaudit attack``): no reference model exists, so the
+answer is a rank test against the same model's known non-members: p = (1 + #{non-members
+scoring at least as high}) / (1 + #non-members), the record itself left out. It is valid when the
+record is exchangeable with those non-members (drawn from the same distribution), and it cannot
+go below 1 / (1 + #non-members); it says how unusual the record's score is for a non-member of
+this model, not how this record behaves in models that never saw it.
 """
 
 from __future__ import annotations
@@ -22,22 +50,50 @@ from miaudit.errors import InputError
 from miaudit.signals import compute_signals
 
 SIGNALS_PATH = Path("signals") / "signals.npz"
-#: With at least this many OUT references a record's own variance is used, else the pooled one.
-PER_RECORD_MIN = 16
+#: The external target's outputs and training set (restricted): written by an audit with
+#: :class:`~miaudit.audit.ExternalTarget`, read by :func:`check_record`.
+TARGET_PATH = Path("signals") / "target.npz"
+#: OUT references a record needs for its own variance to enter (records with fewer use the prior).
+MIN_OUT = 2
+#: The prior's degrees of freedom are fitted in [ν_min, ν_max]; ν_max is "one pooled variance".
+_NU_BOUNDS = (0.5, 1e4)
+#: The prior is fitted on at most this many records (evenly spaced): two parameters.
+_FIT_RECORDS = 100_000
+
+
+@dataclass(frozen=True)
+class VariancePrior:
+    """Empirical-Bayes prior of the records' OUT variances: σ² ~ scaled-inv-χ²(``dof``, ``scale2``)."""
+
+    dof: float
+    scale2: float
+    n_records: int
+
+    def describe(self) -> str:
+        pooled = " (at its upper bound: effectively one pooled variance)" if self.dof >= _NU_BOUNDS[1] * 0.999 else ""
+        return f"prior ν₀ = {self.dof:.3g}{pooled}, σ₀ = {np.sqrt(self.scale2):.3g}, fitted on {self.n_records} records"
 
 
 @dataclass(frozen=True)
 class RecordEvidence:
     record_id: str
-    target: int
-    phi: float
-    z: float
+    target: int | None
+    phi: float | None
+    z: float | None
     p_value: float
     log_likelihood_ratio: float | None
     n_out_references: int
     n_in_references: int
     member_in_plan: bool
     verdict: str
+    #: Which model the answer is about, in words.
+    model: str = ""
+    #: How the p-value was computed (the null distribution and its minimum requirements).
+    method: str = ""
+    #: Saved-outputs answers: the attack whose score was ranked, its score, and the non-members.
+    attack: str | None = None
+    score: float | None = None
+    n_nonmembers: int | None = None
 
 
 def verdict(p: float) -> str:
@@ -58,19 +114,53 @@ def _phi(store: SignalsStore) -> np.ndarray:
     return phi.mean(axis=2) if lg.ndim == 4 else phi
 
 
-def check_records(store: SignalsStore, ids: Sequence[str], *, target: int | None = None, min_per_record: int = PER_RECORD_MIN) -> list[RecordEvidence]:
-    """Evidence for each id against the audited model (``target``, default the store's or 0).
+def fit_variance_prior(s2: np.ndarray, dof: np.ndarray) -> VariancePrior:
+    """Marginal-likelihood fit of (ν₀, σ₀²) to sample variances ``s2`` with ``dof`` = n − 1 each.
 
-    References are every model except the target and its complementary partner. The p-value
-    is a calibrated prediction test: under "the record was not in the training data" the
-    target's φ is one more draw from the record's OUT distribution, so
-    (φ − mean_OUT) / (s·√(1 + 1/n_OUT)) follows Student's t. ``s`` is pooled over all records
-    (LiRA's fixed variance, better with few references) unless the record has at least
-    ``min_per_record`` OUT references, when its own standard deviation is used.
+    sᵢ²/σ₀² ~ F(dofᵢ, ν₀) when σᵢ² ~ scaled-inv-χ²(ν₀, σ₀²) (Smyth, 2004). Records with no
+    degrees of freedom or a zero variance carry no information about the prior and are skipped.
     """
+    from scipy.optimize import minimize
+    from scipy.stats import f as f_dist
+
+    ok = (dof > 0) & (s2 > 0) & np.isfinite(s2)
+    if int(ok.sum()) < 2:
+        raise InputError("results", f"too few reference models to estimate how OUT models vary: a per-record p-value needs records with {MIN_OUT} or more OUT references ([audit].references ≥ {MIN_OUT})")
+    x, d = s2[ok], dof[ok].astype(np.float64)
+    if x.size > _FIT_RECORDS:
+        pick = np.linspace(0, x.size - 1, _FIT_RECORDS).round().astype(np.int64)
+        x, d = x[pick], d[pick]
+    pooled = float((x * d).sum() / d.sum())
+    lo, hi = np.log(_NU_BOUNDS[0]), np.log(_NU_BOUNDS[1])
+
+    def nll(theta: np.ndarray) -> float:
+        log_s0, log_nu = float(theta[0]), float(np.clip(theta[1], lo, hi))
+        return float(-(f_dist.logpdf(x / np.exp(log_s0), d, np.exp(log_nu)) - log_s0).sum())
+
+    best = min(
+        (minimize(nll, np.array([np.log(pooled), start]), method="L-BFGS-B", bounds=[(np.log(pooled) - 5, np.log(pooled) + 5), (lo, hi)]) for start in (np.log(4.0), np.log(100.0))),
+        key=lambda r: r.fun,
+    )
+    return VariancePrior(dof=float(np.exp(best.x[1])), scale2=float(np.exp(best.x[0])), n_records=int(x.size))
+
+
+def _audited(store: SignalsStore, target: int | None) -> tuple[int, str]:
     t = target if target is not None else (store.target if store.target is not None else 0)
     if not 0 <= t < store.n_models:
         raise InputError("--target", f"model {t} is outside [0, {store.n_models})")
+    if store.info.get("external_target") and t == store.target:
+        return t, "your model (the external target, audited without retraining)"
+    return t, f"model {t} of the {store.n_models} trained with the recipe (leave-one-model-out: each took a turn as the target)"
+
+
+def check_records(store: SignalsStore, ids: Sequence[str], *, target: int | None = None) -> list[RecordEvidence]:
+    """Evidence for each id against the audited model (``target``, default the store's or 0).
+
+    References are every model except the target and its complementary partner. The p-value
+    is the upper tail of the record's Student-t predictive OUT distribution with an
+    empirical-Bayes shrunk variance (module docstring); the prior is fitted on every pool record.
+    """
+    t, model = _audited(store, target)
     partner = {a: b for p in complementary_pairs(store) for a, b in (p, p[::-1])}.get(t)
     refs = [m for m in range(store.n_models) if m not in (t, partner)]
     if len(refs) < 2:
@@ -90,32 +180,132 @@ def check_records(store: SignalsStore, ids: Sequence[str], *, target: int | None
     n_out_all = out_mask.sum(axis=0)
     mean_out = np.where(n_out_all > 0, (ref_phi * out_mask).sum(axis=0) / np.maximum(n_out_all, 1), 0.0)
     dev2 = ((ref_phi - mean_out) ** 2 * out_mask).sum(axis=0)
-    dof_pooled = int(np.maximum(n_out_all - 1, 0).sum())
-    s_pooled = float(np.sqrt(dev2.sum() / dof_pooled)) if dof_pooled > 0 else float("nan")
+    dof_own = np.maximum(n_out_all - 1, 0)
+    s2 = np.divide(dev2, dof_own, out=np.zeros_like(dev2), where=dof_own > 0)
+    prior = fit_variance_prior(s2[~store.population], dof_own[~store.population])
+    method = (
+        f"one-sided test against this record's OUT references (models that did not train on it): Student-t predictive, "
+        f"their mean, variance shrunk toward the pooled one by empirical Bayes ({prior.describe()}); minimum {MIN_OUT} OUT references"
+    )
     in_mask = keep & ~store.population
     out = []
     for rid, i in zip(ids, rows, strict=True):
         n_out, n_in = int(n_out_all[i]), int(in_mask[:, i].sum())
-        if not np.isfinite(s_pooled):
-            raise InputError("results", "too few reference models to estimate how OUT models vary: a p-value needs records with 2 or more OUT references ([audit].references ≥ 2)")
         if n_out < 1:
             raise InputError("--id", f"record {rid!r} has no OUT reference: no model left out of training on it")
-        if n_out >= min_per_record:
-            sd, dof = float(np.sqrt(dev2[i] / (n_out - 1))), n_out - 1
-        else:
-            sd, dof = s_pooled, dof_pooled
-        z = float((phi[t, i] - mean_out[i]) / (max(sd, 1e-12) * np.sqrt(1 + 1 / n_out)))
-        p = float(student_t.sf(z, dof))
+        d = int(dof_own[i])
+        var = (prior.dof * prior.scale2 + d * s2[i]) / (prior.dof + d)
+        z = float((phi[t, i] - mean_out[i]) / np.sqrt(var * (1 + 1 / n_out)))
+        p = float(student_t.sf(z, prior.dof + d))
         llr = None
         if n_in >= 2:
             llr = float(lira_online(phi[t, i : i + 1], ref_phi[:, i : i + 1], keep[:, i : i + 1], variance="per_record")[0])
-        out.append(RecordEvidence(str(rid), t, float(phi[t, i]), z, p, llr, n_out, n_in, bool(store.keep[t, i]), verdict(p)))
+        out.append(RecordEvidence(str(rid), t, float(phi[t, i]), z, p, llr, n_out, n_in, bool(store.keep[t, i]), verdict(p), model=model, method=method))
     return out
 
 
-def check_record(results_dir: str | Path, ids: Sequence[str], *, target: int | None = None) -> list[RecordEvidence]:
-    """:func:`check_records` on an audit folder (its restricted ``signals/signals.npz``)."""
-    path = Path(results_dir) / SIGNALS_PATH
+def check_saved_outputs(record_id: np.ndarray, member: np.ndarray, scores: np.ndarray, ids: Sequence[str], *, attack: str) -> list[RecordEvidence]:
+    """Per-record answers from one model's saved outputs: the rank of each record's ``attack``
+    score among the model's known non-members, the record itself left out (module docstring)."""
+    index = {str(r): i for i, r in enumerate(np.asarray(record_id).tolist())}
+    s = np.asarray(scores, dtype=np.float64)
+    m = np.asarray(member).astype(bool)
+    non = np.sort(s[~m])
+    method = (
+        f"rank of the record's {attack} score among the model's known non-members (no reference models in an audit from saved outputs): "
+        "p = (1 + non-members scoring at least as high) / (1 + non-members), the record left out; valid when the record is "
+        "exchangeable with those non-members, and never below 1 / (1 + non-members)"
+    )
+    out = []
+    for rid in ids:
+        if str(rid) not in index:
+            raise InputError("--id", f"record {rid!r} is not among the audited records")
+        i = index[str(rid)]
+        at_least = int(non.size - np.searchsorted(non, s[i], side="left"))
+        n0 = int(non.size)
+        if not m[i]:  # leave the record itself out of its own reference set
+            at_least -= 1
+            n0 -= 1
+        p = (1 + at_least) / (1 + n0)
+        out.append(RecordEvidence(str(rid), None, None, None, p, None, 0, 0, bool(m[i]), verdict(p), model="the model whose outputs were audited",
+                                  method=method, attack=attack, score=float(s[i]), n_nonmembers=n0))
+    return out
+
+
+def save_external_target(out_dir: Path, store: SignalsStore) -> None:
+    """Keep the external target's outputs and training set (its row of ``store``) for
+    check-record, restricted like every signals file."""
+    t = store.target
+    assert t is not None
+    row = SignalsStore.from_arrays(
+        logits=store.logits[t : t + 1], label=store.label, keep=store.keep[t : t + 1], population=store.population,
+        record_id=store.record_id, target=0, info={"external_target": True},
+    )
+    (out_dir / TARGET_PATH).parent.mkdir(parents=True, exist_ok=True)
+    row.save(out_dir / TARGET_PATH)
+
+
+def _with_saved_target(engine: SignalsStore, row: SignalsStore) -> SignalsStore:
+    index = {str(r): i for i, r in enumerate(engine.record_id.tolist())}
+    missing = [r for r in row.record_id.tolist() if str(r) not in index]
+    if missing:
+        raise InputError("results", f"{TARGET_PATH} names record {missing[0]!r}, which is not in the audit's signals: the folder mixes two runs")
+    cols = np.array([index[str(r)] for r in row.record_id.tolist()], dtype=np.int64)
+    lg = engine.logits[:, cols]
+    return SignalsStore.from_arrays(
+        logits=np.concatenate([lg, row.logits.astype(lg.dtype)]), label=engine.label[cols], keep=np.concatenate([engine.keep[:, cols], row.keep]),
+        population=engine.population[cols], record_id=engine.record_id[cols], target=engine.n_models, info={**engine.info, "external_target": True},
+    )
+
+
+def _results_kind(results_dir: Path) -> dict[str, object]:
+    import json
+
+    path = results_dir / "results.json"
     if not path.is_file():
-        raise InputError("results", f"{str(path)!r} not found: check-record needs the folder of a `miaudit audit` run")
-    return check_records(load_signals(path), ids, target=target)
+        raise InputError("results", f"{str(path)!r} not found: check-record needs the folder of a `miaudit audit` or `miaudit attack` run")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError("results", f"cannot read {str(path)!r}: {exc}") from None
+
+
+def check_record(results_dir: str | Path, ids: Sequence[str], *, target: int | None = None, attack: str | None = None) -> list[RecordEvidence]:
+    """Per-record evidence from a results folder.
+
+    An audit with reference models (``signals/signals.npz``): :func:`check_records` against the
+    audited model — the external target when the audit had one (``signals/target.npz``).
+    An audit from saved outputs (``scores.parquet`` only): :func:`check_saved_outputs` with
+    ``attack`` (default: the results' strongest attack).
+    """
+    d = Path(results_dir)
+    results = _results_kind(d)
+    reference = results.get("reference")
+    if isinstance(reference, dict):  # an audit with reference models
+        path = d / SIGNALS_PATH
+        if not path.is_file():
+            raise InputError("results", f"{str(path)!r} not found (restricted signals): check-record needs the audit's signals/ folder")
+        if attack is not None:
+            raise InputError("--attack", "applies to audits from saved outputs; an audit with reference models answers with LiRA's per-record test")
+        store = load_signals(path)
+        if reference.get("external_target"):
+            if not (d / TARGET_PATH).is_file():
+                raise InputError("results", f"the audit had an external target but {str(d / TARGET_PATH)!r} is missing")
+            store = _with_saved_target(store, load_signals(d / TARGET_PATH))
+            if target is not None and target != store.target:
+                raise InputError("--target", f"this audit's audited model is the external target (model {store.target}); the engine's models were its references")
+        return check_records(store, ids, target=target)
+    scores_path = d / "scores.parquet"
+    if not scores_path.is_file():
+        raise InputError("results", f"{str(scores_path)!r} not found (restricted per-record scores): check-record needs the folder of a `miaudit audit` or `miaudit attack` run")
+    if target is not None:
+        raise InputError("--target", "an audit from saved outputs has one model; --target applies to audits with reference models")
+    import pandas as pd
+
+    table = pd.read_parquet(scores_path)
+    name = attack or str(results.get("exposure_attack") or "")
+    col = f"score_{name}"
+    if col not in table.columns:
+        have = ", ".join(c.removeprefix("score_") for c in table.columns if c.startswith("score_"))
+        raise InputError("--attack", f"no scores of attack {name!r} in this folder (it has: {have})")
+    return check_saved_outputs(table["record_id"].to_numpy(), table["member"].to_numpy(), table[col].to_numpy(), ids, attack=name)

@@ -15,6 +15,7 @@ import numpy as np
 
 from miaudit._version import __version__
 from miaudit.attacks import (
+    RMIA_DEFAULT_A,
     LiraAttack,
     MlLeaksAttack,
     RmiaAttack,
@@ -189,6 +190,7 @@ def attack_store(
             "Intervals: percentile bootstrap resampling records, all pairs of a record together.",
             "most_exposed: percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
             *tie_notes(results, ev.fprs),
+            *_small_k_notes(cfg, external_target),
         ],
     )
     return ReferenceRun(result, np.asarray(targets), store.record_id[groups], y, labels.reshape(-1), pooled)
@@ -200,9 +202,18 @@ def rmia_calibration(cfg: AuditConfig, per_target: np.ndarray | None) -> RmiaCal
         assert cfg.audit.rmia_a is not None
         return RmiaCalibration(method="given in the config (audit.rmia_a)", per_target=[float(cfg.audit.rmia_a)])
     return RmiaCalibration(
-        method="cross-fitted: for each target, calibrated on the models outside its complementary pair (one plays the target, the others are its references)",
+        method=("cross-fitted: for each target, calibrated on the models outside its complementary pair (one plays the target, the others are its references); "
+                f"where fewer than two pairs lie outside it (k = 1), the stated default a = {RMIA_DEFAULT_A}"),
         per_target=[float(v) for v in per_target],
     )
+
+
+def _small_k_notes(cfg: AuditConfig, external_target: bool) -> list[str]:
+    """What one reference pair (k = 1) changes, stated where it applies."""
+    if external_target or cfg.audit.references != 1 or not any(a.startswith("lira_") for a in cfg.audit.attacks):
+        return []
+    return ["k = 1: each record has one IN and one OUT reference, so LiRA's σ is the spread of the references' φ across records "
+            "(no within-record spread can be measured; it overstates σ, which scales the scores but leaves the ranking as with any common σ)."]
 
 
 def _info(name: str) -> tuple[str, str]:
@@ -309,5 +320,17 @@ def audit(config: AuditConfig | str | Path, out: str | Path, *, target: External
     store = run.signals if target is None else _with_external_target(run.signals, target)
     ref = attack_store(store, cfg, source=str(store.info.get("dataset", "signals")), pseudonym_key=key, config_sha256=digest if target is None else None, external_target=target is not None)
     write_run(out_dir, key, ref.result.to_json(), ref.record_id, ref.member, ref.label, ref.scores, extra={"target": np.repeat(ref.targets, ref.member.size // max(1, ref.targets.size))}, quiet=quiet, kind="audit")
+    _keep_target_for_check_record(out_dir, store if target is not None else None)
     return ref.result
+
+
+def _keep_target_for_check_record(out_dir: Path, store: SignalsStore | None) -> None:
+    """check-record answers about the audited model: an external target's outputs and training
+    set are kept (restricted) beside the engine's signals; a run without one removes a stale file."""
+    from miaudit.audit._check_record import TARGET_PATH, save_external_target
+
+    if store is not None:
+        save_external_target(out_dir, store)
+    else:
+        (out_dir / TARGET_PATH).unlink(missing_ok=True)
 

@@ -129,27 +129,35 @@ def audit_cmd(
 
 @app.command("check-record")
 def check_record_cmd(
-    results: Annotated[Path, typer.Argument(help="Folder of a `miaudit audit` run.")],
+    results: Annotated[Path, typer.Argument(help="Folder of a `miaudit audit` or `miaudit attack` run.")],
     ids: Annotated[list[str], typer.Option("--id", help="Record id to check (repeat for several).")],
-    target: Annotated[int | None, typer.Option(help="Index of the audited model (default: the run's target, else 0).")] = None,
+    target: Annotated[int | None, typer.Option(help="Index of the audited model (default: the run's target — an external target when the audit had one — else 0).")] = None,
+    attack: Annotated[str | None, typer.Option(help="Audits from saved outputs: the attack whose score is ranked (default: the strongest).")] = None,
 ) -> None:
-    """Was this record in the training data? LiRA's likelihood ratio and p-value against OUT references."""
+    """Was this record in the training data? A per-record p-value (and LiRA's likelihood ratio where references allow)."""
     from rich.table import Table
 
     from miaudit.audit._check_record import check_record
 
-    rows = check_record(results, ids, target=target)
-    table = Table(title=f"Model {rows[0].target}: was the record in its training data?")
-    for col in ("record", "p-value", "log LR", "OUT refs", "IN refs", "verdict", "in plan"):
+    rows = check_record(results, ids, target=target, attack=attack)
+    first = rows[0]
+    table = Table(title=f"{first.model[:1].upper()}{first.model[1:]}: was the record in its training data?")
+    saved = first.attack is not None
+    cols = ("record", "p-value", f"{first.attack} score", "non-members", "verdict", "in the input") if saved else ("record", "p-value", "log LR", "OUT refs", "IN refs", "verdict", "in plan")
+    for col in cols:
         table.add_column(col)
     for r in rows:
-        llr = "n/a" if r.log_likelihood_ratio is None else f"{r.log_likelihood_ratio:.3g}"
-        table.add_row(r.record_id, f"{r.p_value:.3g}", llr, str(r.n_out_references), str(r.n_in_references), r.verdict, "member" if r.member_in_plan else "non-member")
+        if saved:
+            table.add_row(r.record_id, f"{r.p_value:.3g}", f"{r.score:.4g}", str(r.n_nonmembers), r.verdict, "member" if r.member_in_plan else "non-member")
+        else:
+            llr = "n/a" if r.log_likelihood_ratio is None else f"{r.log_likelihood_ratio:.3g}"
+            table.add_row(r.record_id, f"{r.p_value:.3g}", llr, str(r.n_out_references), str(r.n_in_references), r.verdict, "member" if r.member_in_plan else "non-member")
     out.print(table)
     out.print(
-        "p-value: the chance that a model which never saw the record scores it at least this high (one-sided LiRA offline test). "
+        f"p-value: the chance, for a record that was not in the training data, of a score at least this high; method: {first.method}. "
         f"Checking many records? Compare each p-value with 0.05 / (number of records checked) (Bonferroni); here {len(rows)} record(s): "
-        f"{0.05 / len(rows):.2g}. 'in plan' is the audit's own ground truth (restricted)."
+        f"{0.05 / len(rows):.2g}. '{'in the input' if saved else 'in plan'}' is the audit's own ground truth (restricted).",
+        soft_wrap=True,
     )
 
 

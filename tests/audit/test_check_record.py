@@ -1,0 +1,120 @@
+"""check-record (issue 16, items 1 and 2): calibrated per record, about the audited model, and
+from saved outputs too."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from miaudit.audit import attack
+from miaudit.audit._check_record import MIN_OUT, check_record, check_records
+from miaudit.data import ModelOutputs, SignalsStore
+from miaudit.errors import InputError
+
+
+def null_store(n: int = 3000, k: int = 4, seed: int = 0, shape: float = 3.0) -> tuple[SignalsStore, np.ndarray]:
+    """2k + 2 models in complementary pairs whose outputs carry no membership signal; each
+    record's φ has its own mean and its own spread (σ² inverse-gamma across records, so some
+    records vary several times more than others). Two classes with logits (φ, 0) give φ exactly."""
+    rng = np.random.default_rng(seed)
+    half = rng.random((k + 1, n)) < 0.5
+    keep = np.empty((2 * k + 2, n), dtype=bool)
+    keep[0::2], keep[1::2] = half, ~half
+    mu = rng.normal(0.0, 2.0, n)
+    sd = np.sqrt(1.0 / rng.gamma(shape, 1.0 / shape, n))
+    phi = mu + sd * rng.normal(size=(2 * k + 2, n))
+    logits = np.stack([phi, np.zeros_like(phi)], axis=-1).astype(np.float32)
+    return SignalsStore.from_arrays(logits=logits, label=np.zeros(n, dtype=np.int64), keep=keep, record_id=np.arange(n)), sd
+
+
+def decile_rates(p: np.ndarray, spread: np.ndarray, alpha: float) -> list[tuple[int, int]]:
+    dec = np.digitize(spread, np.quantile(spread, np.linspace(0.1, 0.9, 9)))
+    return [(int((p[dec == j] < alpha).sum()), int((dec == j).sum())) for j in range(10)]
+
+
+def test_p_values_are_uniform_in_every_variance_decile():
+    """Null records of model 0 (all 3,000: nothing carries membership) grouped by the deciles of
+    their references' sample OUT variance. Criterion, for α = 0.05 and 0.01 in each decile: a
+    one-sided binomial test that the rate of p < α is not above α, at 0.05 / 20 (Bonferroni over
+    20 tests). The old pooled-variance test fails it in the top deciles (about 0.11 at α = 0.05,
+    the issue's measurement); a 300-record decile rejects above ≈ 0.095."""
+    store, _ = null_store()
+    rows = check_records(store, [str(i) for i in range(store.n_records)], target=0)
+    p = np.array([r.p_value for r in rows])
+    refs = list(range(2, store.n_models))
+    phi = store.logits[refs, :, 0].astype(np.float64)
+    out = ~store.keep[refs]
+    s2 = np.array([phi[out[:, i], i].var(ddof=1) for i in range(store.n_records)])
+    for alpha in (0.05, 0.01):
+        for j, (hits, size) in enumerate(decile_rates(p, s2, alpha)):
+            test = binomtest(hits, size, alpha, alternative="greater")
+            assert test.pvalue >= 0.05 / 20, (alpha, j, hits, size)
+    assert all(r.n_out_references == 4 for r in rows)
+    assert "empirical Bayes" in rows[0].method and f"minimum {MIN_OUT} OUT references" in rows[0].method
+
+
+def test_power_remains_on_a_leaky_record():
+    store, sd = null_store(n=2000, seed=1)
+    logits = store.logits.copy()
+    rec = int(np.argmin(sd))  # a record whose references agree: a shift of 6 σ is unmistakable
+    logits[0, rec, 0] += 6 * sd[rec]
+    leaky = SignalsStore.from_arrays(logits=logits, label=store.label, keep=store.keep, record_id=store.record_id)
+    (row,) = check_records(leaky, [str(rec)], target=0)
+    assert row.p_value < 0.01, row
+
+
+def test_one_out_reference_is_refused_with_the_minimum():
+    store, _ = null_store(n=200, k=1)
+    with pytest.raises(InputError, match=f"{MIN_OUT} or more OUT references"):
+        check_records(store, ["0"], target=0)
+
+
+def _outputs(n: int = 600, seed: int = 0) -> ModelOutputs:
+    rng = np.random.default_rng(seed)
+    member = rng.random(n) < 0.5
+    label = rng.integers(0, 3, n)
+    logits = rng.normal(size=(n, 3))
+    logits[np.arange(n), label] += 1.5 * member  # members get a larger true-class logit
+    return ModelOutputs.from_arrays(label=label, member=member.astype(np.int8), logits=logits, record_id=np.array([f"r{i}" for i in range(n)]))
+
+
+def test_saved_outputs_get_a_rank_test_against_non_members(tmp_path):
+    """An audit from saved outputs used to give no per-record answer. Now: the rank of the
+    record's score among the model's non-members, the record itself left out — checked against
+    a brute-force count, and exactly uniform for non-members (each p is (1 + r)/(n0) with r the
+    rank among the n0 − 1 others)."""
+    outputs = _outputs()
+    attack(outputs, attacks=["loss", "confidence"], out=tmp_path / "r", n_resamples=20, quiet=True)
+    ids = [f"r{i}" for i in range(outputs.n_records)]
+    rows = check_record(tmp_path / "r", ids, attack="loss")
+    score = np.array([r.score for r in rows])
+    m = outputs.member.astype(bool)
+    for i in (0, 1, 2, 3, 4, 5):
+        others = np.delete(np.arange(outputs.n_records), i)
+        non = score[others][~m[others]]
+        assert rows[i].p_value == pytest.approx((1 + (non >= score[i]).sum()) / (1 + non.size))
+        assert rows[i].member_in_plan == m[i] and rows[i].attack == "loss"
+    p_non = np.array([r.p_value for r, mm in zip(rows, m, strict=True) if not mm])
+    assert (p_non < 0.05).mean() <= 0.05 + 1e-12  # at most α by construction (ties only make it smaller)
+    p_mem = np.array([r.p_value for r, mm in zip(rows, m, strict=True) if mm])
+    assert np.median(p_mem) < 0.25 < np.median(p_non)
+    assert "non-members" in rows[0].method and rows[0].model == "the model whose outputs were audited"
+    strongest = check_record(tmp_path / "r", ["r0"])[0]  # default: the results' strongest attack
+    assert strongest.attack in ("loss", "confidence")
+    with pytest.raises(InputError, match="--attack"):
+        check_record(tmp_path / "r", ["r0"], attack="entropy")
+    with pytest.raises(InputError, match="--target"):
+        check_record(tmp_path / "r", ["r0"], target=1)
+
+
+def test_cli_check_record_on_saved_outputs(tmp_path, monkeypatch, capsys):
+    from miaudit.cli import main
+
+    attack(_outputs(n=300), attacks=["loss"], out=tmp_path / "r", n_resamples=20, quiet=True)
+    monkeypatch.setattr(sys, "argv", ["miaudit", "check-record", str(tmp_path / "r"), "--id", "r3"])
+    main()
+    said = capsys.readouterr().out
+    assert "loss score" in said and "known non-members" in said and "Bonferroni" in said
