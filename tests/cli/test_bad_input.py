@@ -304,6 +304,7 @@ def _signals_folder(tmp: Path, *, models: int = 6, metadata: dict | None = None)
     store = SignalsStore.from_arrays(logits=rng.normal(size=(models, n, 3)), label=rng.integers(0, 3, n), keep=keep, record_id=np.arange(100, 100 + n))
     res = tmp / "res"
     (res / "signals").mkdir(parents=True)
+    (res / "results.json").write_text('{"reference": {}}')  # an audit with reference models: check-record reads its signals
     store.save(res / "signals" / "signals.npz")
     if metadata is not None:
         with np.load(res / "signals" / "signals.npz") as z:
@@ -320,7 +321,7 @@ CHECK_RECORD = {
     "empty-id": (lambda t: ["check-record", str(_signals_folder(t)), "--id", ""], "--id"),
     "negative-target": (lambda t: ["check-record", str(_signals_folder(t)), "--id", "101", "--target", "-1"], "target"),
     "target-out-of-range": (lambda t: ["check-record", str(_signals_folder(t)), "--id", "101", "--target", "99"], "target"),
-    "garbage-signals": (lambda t: [(t / "res" / "signals").mkdir(parents=True), (t / "res" / "signals" / "signals.npz").write_bytes(b"junk"), "check-record", str(t / "res"), "--id", "1"][2:], "signals"),
+    "garbage-signals": (lambda t: [(t / "res" / "signals").mkdir(parents=True), (t / "res" / "results.json").write_text('{"reference": {}}'), (t / "res" / "signals" / "signals.npz").write_bytes(b"junk"), "check-record", str(t / "res"), "--id", "1"][3:], "signals"),
     "metadata-shape-not-numbers": (lambda t: ["check-record", str(_signals_folder(t, metadata={"logits_shape": ["a", 2, 3]})), "--id", "101"], "logits_shape"),
     "metadata-target-a-string": (lambda t: ["check-record", str(_signals_folder(t, metadata={"target": "zero"})), "--id", "101"], "metadata.target"),
     "metadata-info-a-list": (lambda t: ["check-record", str(_signals_folder(t, metadata={"info": [1, 2]})), "--id", "101"], "metadata.info"),
