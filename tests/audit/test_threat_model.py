@@ -56,12 +56,20 @@ def test_every_target_of_a_null_audit_is_at_chance_including_the_old_calibration
     assert len(chosen) > 1  # a really is calibrated (the grid is not stuck at one value)
 
 
-def test_offline_rmia_with_one_reference_pair_needs_a_given_a():
-    with pytest.raises(InputError, match=r"audit.*rmia_offline calibrates a on models outside each target's pair"):
-        from miaudit.audit._config import parse_audit_config
+def test_offline_rmia_with_one_reference_pair_takes_the_stated_default_a():
+    """k = 1 leaves no pair outside the target's to cross-fit a on: the stated default is used
+    (issue 16), never a calibration on the target's own membership."""
+    from miaudit.attacks import RMIA_DEFAULT_A
+    from miaudit.attacks._reference import _calibrate_outside
+    from miaudit.audit._config import parse_audit_config
 
-        parse_audit_config({"data": {"dataset": "digits"}, "audit": {"references": 1, "attacks": ["rmia_offline"]}})
-    AuditConfig.model_validate({"data": {"dataset": "digits"}, "audit": {"references": 1, "attacks": ["rmia_offline"], "rmia_a": 0.3}})
+    parse_audit_config({"data": {"dataset": "digits"}, "audit": {"references": 1, "attacks": ["rmia_offline"]}})
+    rng = np.random.default_rng(0)
+    half = rng.random((2, 300)) < 0.5
+    keep = np.stack([half[0], ~half[0], half[1], ~half[1]])  # two complementary pairs: k = 1
+    store = SignalsStore.from_arrays(logits=rng.normal(size=(4, 300, 2)).astype(np.float32), label=rng.integers(0, 2, 300), keep=keep)
+    p = rng.random((4, 300))
+    assert _calibrate_outside(store, p, np.array([0, 1]), 0.0) == RMIA_DEFAULT_A
 
 
 REFERENCE_ATTACKS = {
