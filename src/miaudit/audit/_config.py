@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from miaudit.engine import EngineConfig, TrainConfig
 from miaudit.engine._config import PlanConfig, with_trust
@@ -53,15 +53,6 @@ class AttackSection(BaseModel):
             if a not in AUDIT_ATTACKS:
                 raise ValueError(f"unknown attack {a!r}; known: {', '.join(AUDIT_ATTACKS)}")
         return list(dict.fromkeys(v))
-
-    @model_validator(mode="after")
-    def _calibratable(self) -> AttackSection:
-        # Offline RMIA's a is cross-fitted on the models outside each target's pair: with one
-        # reference pair those are the target's own references' pair alone, too few to calibrate
-        # on without the target's membership.
-        if "rmia_offline" in self.attacks and self.rmia_a is None and self.references < 2:
-            raise ValueError("rmia_offline calibrates a on models outside each target's pair, which needs references >= 2; raise references or give rmia_a")
-        return self
 
     @field_validator("fprs")
     @classmethod
