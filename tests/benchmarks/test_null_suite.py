@@ -42,6 +42,7 @@ def test_coverage_criterion_fails_below_nominal_and_only_reports_over_coverage()
 
 
 @pytest.mark.claims
+@pytest.mark.timeout(3600)  # about 18 minutes on the 2-core machine; the suite's 300 s default would kill it
 def test_null_suite_full_claim(tmp_path):
     """Issue 16's null suite at full size (200 seeds × every path and attack; check-record on
     10 × 4,000 records), through the runner: no (path, attack) below nominal coverage, no
