@@ -125,8 +125,7 @@ def load_or_create_key(out: Path | None) -> bytes:
     key = existing_key(out)
     if key is None:
         key = new_key()
-        publish_key(out, key)
-        key = read_key(out / KEY_FILE)
+        publish_key(out, key)  # refuses rather than return a key the folder does not hold
     return key
 
 

@@ -23,10 +23,10 @@ def report(
 
     path = write_report(results, out)
     err = console(stderr=True)
-    warning = load_results(results)[0].pseudonym_warning()
+    result, _ = load_results(results)  # once, for the warning and the Markdown summary
+    warning = result.pseudonym_warning()
     if warning:
         typer.echo(f"warning: {warning}", err=True)
     err.print(f"report: {path} (shareable: aggregates and pseudonyms only)", highlight=False, soft_wrap=True)
     if markdown:
-        result, _ = load_results(results)
         typer.echo(render_markdown(result), nl=False)

@@ -268,19 +268,20 @@ def _sub_estimators(obj: Any) -> list[Any]:
     return []
 
 
-def _check_estimator(obj: Any, name: str) -> None:
-    """Input widths that scikit-learn's compiled code relies on without checking them."""
+def _check_estimator(obj: Any, name: str) -> int | None:
+    """Input widths that scikit-learn's compiled code relies on without checking them; returns
+    the estimator's own width (None for anything else)."""
     from sklearn.base import BaseEstimator
 
     if not isinstance(obj, BaseEstimator):
-        return
+        return _width(obj, name) if type(obj).__module__.startswith("sklearn") else None
     width = _width(obj, name)
     tree = obj.__dict__.get("tree_")
     if tree is not None and (width is None or int(tree.n_features) != width):
         raise InputError("model", f"{name}: a decision tree's width ({getattr(tree, 'n_features', '?')}) is not its estimator's n_features_in_ ({width})")
     subs = _sub_estimators(obj)
     if width is None or not subs:
-        return
+        return width
     # Ensembles pass their validated input to every member unchecked (forests, boosting), or
     # the columns ``estimators_features_`` selects (bagging).
     features = obj.__dict__.get("estimators_features_")
@@ -293,6 +294,7 @@ def _check_estimator(obj: Any, name: str) -> None:
             ok = sub_width is None or sub_width == width
         if not ok:
             raise InputError("model", f"{name}: member {i} of {type(obj).__name__} expects another input width than the ensemble checks (a crafted or corrupted file)")
+    return width
 
 
 def check_index_arrays(root: Any, name: str) -> None:
@@ -309,8 +311,7 @@ def check_index_arrays(root: Any, name: str) -> None:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        _check_estimator(obj, name)
-        own = _width(obj, name) if type(obj).__module__.startswith("sklearn") else None
+        own = _check_estimator(obj, name)
         if own is not None:
             n_features = own
         if isinstance(obj, Tree):
