@@ -27,7 +27,11 @@ STORE = Path(os.environ.get("MIAUDIT_BENCH_STORE", ROOT / "results"))
 
 
 def names() -> list[str]:
-    return sorted(m.name[len("bench_") :] for m in pkgutil.iter_modules([str(ROOT)]) if m.name.startswith("bench_"))
+    return sorted(
+        m.name[len("bench_") :]
+        for m in pkgutil.iter_modules([str(ROOT)])
+        if m.name.startswith("bench_")
+    )
 
 
 def run_one(name: str, size: str) -> dict:
@@ -72,9 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run")
     p_run.add_argument("name")
     p_run.add_argument("--size", choices=("small", "full"), default="full")
-    p_run.add_argument("--write", type=Path, default=None, help="rebuild this Markdown page from all stored results")
+    p_run.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        help="rebuild this Markdown page from all stored results",
+    )
     p_run.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
-    p_write = sub.add_parser("write", help="rebuild the Markdown page from the stored results, without running anything")
+    p_write = sub.add_parser(
+        "write", help="rebuild the Markdown page from the stored results, without running anything"
+    )
     p_write.add_argument("page", type=Path, nargs="?", default=Path("docs/benchmarks.md"))
     args = parser.parse_args(argv)
 
@@ -90,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     todo = names() if args.name == "all" else [args.name]
     unknown = [n for n in todo if n not in names()]
     if unknown:
-        print(f"benchmark: unknown benchmark {unknown[0]!r}; known: {', '.join(names())}", file=sys.stderr)
+        print(
+            f"benchmark: unknown benchmark {unknown[0]!r}; known: {', '.join(names())}",
+            file=sys.stderr,
+        )
         return 2
     STORE.mkdir(exist_ok=True)
     failed = False
@@ -100,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             (STORE / f"{name}.json").write_text(json.dumps(rec, indent=2), encoding="utf-8")
             print(rec["table"])
             continue
-        proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", name, "--size", args.size, "--in-process"], cwd=ROOT.parent, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "run", name, "--size", args.size, "--in-process"],
+            cwd=ROOT.parent,
+            check=False,
+        )
         failed |= proc.returncode != 0
     if args.write:
         _write_page(args.write)

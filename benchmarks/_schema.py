@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
@@ -51,21 +52,28 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     mem_gb = None
-    try:
+    with contextlib.suppress(ValueError, OSError):
         mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     versions = {"python": sys.version.split()[0]}
     for mod in ("numpy", "scipy", "sklearn", "torch", "pandas", "pyarrow"):
         try:
             versions[mod] = __import__(mod).__version__
-        except Exception:
+        except Exception:  # noqa: BLE001, S112 - a broken optional package is simply not listed
             continue
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         commit = ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb, "platform": platform.platform(), "versions": versions, "commit": commit}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "platform": platform.platform(),
+        "versions": versions,
+        "commit": commit,
+    }
 
 
 def peak_rss_gb() -> float:
@@ -77,7 +85,11 @@ def peak_rss_gb() -> float:
 
 def fmt_signed(e: object) -> str:
     """A signed estimate with its interval, e.g. ``+0.062 [+0.052, +0.070]`` (``n/m``: not measurable)."""
-    point, lower, upper = getattr(e, "point", None), getattr(e, "lower", None), getattr(e, "upper", None)
+    point, lower, upper = (
+        getattr(e, "point", None),
+        getattr(e, "lower", None),
+        getattr(e, "upper", None),
+    )
     if point is None:
         return "n/m"
     if lower is None or upper is None:

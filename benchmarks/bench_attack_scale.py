@@ -40,22 +40,52 @@ def run(size: str) -> BenchResult:
         src = Path(tmp) / "outputs.npz"
         subprocess.run([sys.executable, "-c", _GENERATE, str(n), str(c), str(src)], check=True)
         rss_file = Path(tmp) / "peak_kib"
-        cmd = [sys.executable, "-c", MIAUDIT_WITH_PEAK_RSS, str(rss_file), "attack", str(src), "--attacks", ATTACKS, "--resamples", "200", "--seed", "1", "--out", str(Path(tmp) / "res")]
+        cmd = [
+            sys.executable,
+            "-c",
+            MIAUDIT_WITH_PEAK_RSS,
+            str(rss_file),
+            "attack",
+            str(src),
+            "--attacks",
+            ATTACKS,
+            "--resamples",
+            "200",
+            "--seed",
+            "1",
+            "--out",
+            str(Path(tmp) / "res"),
+        ]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "160"})
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "160"}
+        )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"miaudit attack failed: {proc.stderr.strip()}")
         peak_gb = int(rss_file.read_text()) / 2**20
         file_gb = src.stat().st_size / 2**30
     passed = (wall < 60 and peak_gb < 4) if size == "full" else None
-    table = "\n".join([
-        "| records | classes | attacks | replicates | input (npz) | wall time | peak memory |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {n:,} | {c} | 5 | 200 | {file_gb:.2f} GB | {wall:.1f} s | {peak_gb:.2f} GB |",
-    ])
+    table = "\n".join(
+        [
+            "| records | classes | attacks | replicates | input (npz) | wall time | peak memory |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {n:,} | {c} | 5 | 200 | {file_gb:.2f} GB | {wall:.1f} s | {peak_gb:.2f} GB |",
+        ]
+    )
     return BenchResult(
-        name="attack_scale", claim=CLAIM, figures={"records": n, "classes": c, "wall_s": round(wall, 2), "peak_gb": round(peak_gb, 3), "input_gb": round(file_gb, 3)},
-        table=table, passed=passed,
-        notes=["Wall time and peak RSS of the whole `miaudit attack` process (start-up, loading, signals, attacks, bootstrap, writing results.json and scores.parquet)."],
+        name="attack_scale",
+        claim=CLAIM,
+        figures={
+            "records": n,
+            "classes": c,
+            "wall_s": round(wall, 2),
+            "peak_gb": round(peak_gb, 3),
+            "input_gb": round(file_gb, 3),
+        },
+        table=table,
+        passed=passed,
+        notes=[
+            "Wall time and peak RSS of the whole `miaudit attack` process (start-up, loading, signals, attacks, bootstrap, writing results.json and scores.parquet)."
+        ],
     )

@@ -15,13 +15,31 @@ CLAIM = "`miaudit demo` (overfit MLP on Adult, 10 models, DP-SGD ε = 4, weight 
 
 def run(size: str) -> BenchResult:
     with tempfile.TemporaryDirectory(prefix="miaudit-demo-") as tmp:
-        args = ["demo", "--out", str(Path(tmp) / "demo")] + ([] if size == "full" else ["--outputs-only"])
+        args = ["demo", "--out", str(Path(tmp) / "demo")] + (
+            [] if size == "full" else ["--outputs-only"]
+        )
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", "from miaudit.cli import main; main()", *args], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", "from miaudit.cli import main; main()", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"miaudit demo failed: {proc.stderr.strip()[-500:]}")
         report = (Path(tmp) / "demo" / "report.html").is_file()
-    table = "\n".join(["| command | wall time | report written |", "|---|---:|---|", f"| `miaudit {' '.join(args[:1] + args[3:])}` | {wall:.0f} s | {'yes' if report else 'no'} |"])
-    return BenchResult(name="demo", claim=CLAIM, figures={"wall_s": round(wall, 1), "report": report}, table=table,
-                       passed=(wall < 600 and report) if size == "full" else None)
+    table = "\n".join(
+        [
+            "| command | wall time | report written |",
+            "|---|---:|---|",
+            f"| `miaudit {' '.join(args[:1] + args[3:])}` | {wall:.0f} s | {'yes' if report else 'no'} |",
+        ]
+    )
+    return BenchResult(
+        name="demo",
+        claim=CLAIM,
+        figures={"wall_s": round(wall, 1), "report": report},
+        table=table,
+        passed=(wall < 600 and report) if size == "full" else None,
+    )

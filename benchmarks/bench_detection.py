@@ -33,7 +33,10 @@ import numpy as np
 from benchmarks._schema import BenchResult
 
 CLAIM = "Query-hungry label-only attacks are detected, one-query-per-record traffic is not, benign keys raise no alert (reported)"
-SIZES = {"full": {"trials": 10, "benign_keys": 20, "benign_records": 500}, "small": {"trials": 2, "benign_keys": 5, "benign_records": 200}}
+SIZES = {
+    "full": {"trials": 10, "benign_keys": 20, "benign_records": 500},
+    "small": {"trials": 2, "benign_keys": 5, "benign_records": 200},
+}
 D, CLASSES = 14, 4
 
 
@@ -61,11 +64,15 @@ class _SplitOracle:
         for j, o in enumerate(self._o):
             idx = np.flatnonzero(owner == j)
             if idx.size:
-                labels[idx] = o.query(x[idx], tags=None if tags is None else np.asarray(tags)[idx]).labels
+                labels[idx] = o.query(
+                    x[idx], tags=None if tags is None else np.asarray(tags)[idx]
+                ).labels
         return ExposedLabels(labels=labels, policy=self.policy)
 
 
-def _population(n: int, rng: np.random.Generator, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _population(
+    n: int, rng: np.random.Generator, centers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     y = rng.integers(0, CLASSES, n)
     return centers[y] + rng.normal(size=(n, D)), y
 
@@ -91,7 +98,9 @@ def run(size: str) -> BenchResult:
     rng = np.random.default_rng(20261128)
     centers = rng.normal(scale=1.2, size=(CLASSES, D))
     x_train, y_train = _population(500, rng, centers)
-    model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=0).fit(x_train, y_train)
+    model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=0).fit(
+        x_train, y_train
+    )
     pop, _ = _population(20_000, rng, centers)
     mean, std = pop.mean(axis=0), pop.std(axis=0)
     detectors = DetectorConfig(center=tuple(mean.tolist()), scale=tuple(std.tolist()))
@@ -100,25 +109,42 @@ def run(size: str) -> BenchResult:
     counter = iter(range(10**6))
 
     def service():
-        cfg = ServeConfig(predictor=EstimatorPredictor(model), db=f"sqlite:///{tmp}/g{next(counter)}.db", secret=secret, detectors=detectors)
+        cfg = ServeConfig(
+            predictor=EstimatorPredictor(model),
+            db=f"sqlite:///{tmp}/g{next(counter)}.db",
+            secret=secret,
+            detectors=detectors,
+        )
         app = create_app(cfg)
         return app, asgi_client(app)
 
     def first_alert(app, key_ids: set[str]) -> tuple[bool, int | None, str | None]:
         app.state.flush_detectors()
-        found = [a for a in app.state.store.list_alerts(limit=10_000) if set(a.keys) & key_ids or a.key_id in key_ids]
+        found = [
+            a
+            for a in app.state.store.list_alerts(limit=10_000)
+            if set(a.keys) & key_ids or a.key_id in key_ids
+        ]
         if not found:
             return False, None, None
         a = found[0]
         return True, int(a.detail.get("observed", 0)), a.detector
 
     scenarios = {
-        "noise σ=0.1 (50/record)": lambda o, x, y, s: noise_robustness_attack(o, x[:20], y[:20], sigma=0.1, n_draws=50, scale=std, rng=s),
-        "noise σ=0.5 (50/record)": lambda o, x, y, s: noise_robustness_attack(o, x[:20], y[:20], sigma=0.5, n_draws=50, scale=std, rng=s),
-        "boundary distance (≤300/record)": lambda o, x, y, s: boundary_distance_attack(o, x[:5], y[:5], max_queries=300, scale=std, rng=s),
+        "noise σ=0.1 (50/record)": lambda o, x, y, s: noise_robustness_attack(
+            o, x[:20], y[:20], sigma=0.1, n_draws=50, scale=std, rng=s
+        ),
+        "noise σ=0.5 (50/record)": lambda o, x, y, s: noise_robustness_attack(
+            o, x[:20], y[:20], sigma=0.5, n_draws=50, scale=std, rng=s
+        ),
+        "boundary distance (≤300/record)": lambda o, x, y, s: boundary_distance_attack(
+            o, x[:5], y[:5], max_queries=300, scale=std, rng=s
+        ),
         "noise σ=0.1 split over 5 keys": (5, 0.1),
         "noise σ=0.01 split over 25 keys": (25, 0.01),
-        "one query per record (gap, LiRA/RMIA traffic)": lambda o, x, y, s: gap_query_attack(o, pop[s * 2000 % 18000 :][:2000], np.zeros(2000, dtype=np.int64)),
+        "one query per record (gap, LiRA/RMIA traffic)": lambda o, x, y, s: gap_query_attack(
+            o, pop[s * 2000 % 18000 :][:2000], np.zeros(2000, dtype=np.int64)
+        ),
     }
     rows = []
     figures: dict[str, object] = {}
@@ -132,11 +158,32 @@ def run(size: str) -> BenchResult:
                 x, y = x_train[idx], y_train[idx]
                 if isinstance(attack, tuple):
                     n_keys, sigma = attack
-                    oracles = [HttpOracle("http://x", store.create_key(secret, "public").token, client=client, batch_size=50) for _ in range(n_keys)]
-                    noise_robustness_attack(_SplitOracle(oracles, t), x[:20], y[:20], sigma=sigma, n_draws=50, scale=std, rng=t)
+                    oracles = [
+                        HttpOracle(
+                            "http://x",
+                            store.create_key(secret, "public").token,
+                            client=client,
+                            batch_size=50,
+                        )
+                        for _ in range(n_keys)
+                    ]
+                    noise_robustness_attack(
+                        _SplitOracle(oracles, t),
+                        x[:20],
+                        y[:20],
+                        sigma=sigma,
+                        n_draws=50,
+                        scale=std,
+                        rng=t,
+                    )
                     keys = {o.key_id for o in oracles}
                 else:
-                    oracle = HttpOracle("http://x", store.create_key(secret, "public").token, client=client, batch_size=50)
+                    oracle = HttpOracle(
+                        "http://x",
+                        store.create_key(secret, "public").token,
+                        client=client,
+                        batch_size=50,
+                    )
                     attack(oracle, x, y, t)
                     keys = {oracle.key_id}
                 hit, q, det = first_alert(app, keys)
@@ -149,8 +196,14 @@ def run(size: str) -> BenchResult:
                 store.close()
         rate = detected / p["trials"]
         med = int(np.median(qtd)) if qtd else None
-        figures[name] = {"detection_rate": rate, "median_queries_to_detection": med, "detectors": sorted(which)}
-        rows.append(f"| {name} | {detected}/{p['trials']} | {med if med is not None else '—'} | {', '.join(sorted(which)) or '—'} |")
+        figures[name] = {
+            "detection_rate": rate,
+            "median_queries_to_detection": med,
+            "detectors": sorted(which),
+        }
+        rows.append(
+            f"| {name} | {detected}/{p['trials']} | {med if med is not None else '—'} | {', '.join(sorted(which)) or '—'} |"
+        )
 
     # benign traffic: many keys at once on one service
     app, client = service()
@@ -159,7 +212,7 @@ def run(size: str) -> BenchResult:
         brng = np.random.default_rng(7)
         tokens = [store.create_key(secret, "public").token for _ in range(p["benign_keys"])]
         history: dict[str, list[list[float]]] = {t: [] for t in tokens}
-        sent = {t: 0 for t in tokens}
+        sent = dict.fromkeys(tokens, 0)
         while any(v < p["benign_records"] for v in sent.values()):
             for tok in tokens:
                 if sent[tok] >= p["benign_records"]:
@@ -170,7 +223,9 @@ def run(size: str) -> BenchResult:
                     if history[tok] and brng.random() < 0.02:
                         batch[i] = history[tok][int(brng.integers(len(history[tok])))]
                 history[tok].extend(batch)
-                r = client.post("/predict", json={"records": batch}, headers={"Authorization": f"Bearer {tok}"})
+                r = client.post(
+                    "/predict", json={"records": batch}, headers={"Authorization": f"Bearer {tok}"}
+                )
                 assert r.status_code == 200, r.text
                 sent[tok] += n
         app.state.flush_detectors()
@@ -179,10 +234,23 @@ def run(size: str) -> BenchResult:
         client.close()
         store.close()
     false_alarms = len(benign_alerts) / p["benign_keys"]
-    figures["benign"] = {"keys": p["benign_keys"], "records_per_key": p["benign_records"], "alerts": len(benign_alerts), "alerts_per_key": false_alarms,
-                         "detectors": sorted({a.detector for a in benign_alerts})}
-    rows.append(f"| benign ({p['benign_keys']} keys × {p['benign_records']} records, 2% re-scored) | false alarms: {len(benign_alerts)} ({false_alarms:.2f} per key) | | {', '.join(sorted({a.detector for a in benign_alerts})) or '—'} |")
-    table = "\n".join(["| traffic | detected (trials) | median records to first alert | detectors that fired |", "|---|---|---|---|", *rows])
+    figures["benign"] = {
+        "keys": p["benign_keys"],
+        "records_per_key": p["benign_records"],
+        "alerts": len(benign_alerts),
+        "alerts_per_key": false_alarms,
+        "detectors": sorted({a.detector for a in benign_alerts}),
+    }
+    rows.append(
+        f"| benign ({p['benign_keys']} keys × {p['benign_records']} records, 2% re-scored) | false alarms: {len(benign_alerts)} ({false_alarms:.2f} per key) | | {', '.join(sorted({a.detector for a in benign_alerts})) or '—'} |"
+    )
+    table = "\n".join(
+        [
+            "| traffic | detected (trials) | median records to first alert | detectors that fired |",
+            "|---|---|---|---|",
+            *rows,
+        ]
+    )
     notes = [
         "records to first alert = records the attacker's keys had sent when the first alert was raised (granularity: one request of ≤ 50 records)",
         "one-query-per-record traffic is indistinguishable from benign scoring of distinct records; only volume (the enumeration detector, 10,000 distinct records per key by default) or the budget bounds it",
@@ -190,7 +258,9 @@ def run(size: str) -> BenchResult:
     onequery = figures["one query per record (gap, LiRA/RMIA traffic)"]["detection_rate"]  # type: ignore[index]
     noisy = figures["noise σ=0.1 (50/record)"]["detection_rate"]  # type: ignore[index]
     passed = bool(noisy == 1.0 and onequery == 0.0 and len(benign_alerts) == 0)
-    return BenchResult(name="detection", claim=CLAIM, figures=figures, table=table, passed=passed, notes=notes)
+    return BenchResult(
+        name="detection", claim=CLAIM, figures=figures, table=table, passed=passed, notes=notes
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ record count, so the time per model is the same).
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
 import tempfile
@@ -39,21 +40,52 @@ CLAIM = (
 )
 
 SIZES = {
-    "full": {"models": 64, "records": 10_000, "hidden": [256, 256], "epochs": 20, "plain_models": 8, "unit": 8, "targets": 16},
-    "small": {"models": 8, "records": 2_000, "hidden": [64, 64], "epochs": 3, "plain_models": 2, "unit": 4, "targets": 4},
+    "full": {
+        "models": 64,
+        "records": 10_000,
+        "hidden": [256, 256],
+        "epochs": 20,
+        "plain_models": 8,
+        "unit": 8,
+        "targets": 16,
+    },
+    "small": {
+        "models": 8,
+        "records": 2_000,
+        "hidden": [64, 64],
+        "epochs": 3,
+        "plain_models": 2,
+        "unit": 4,
+        "targets": 4,
+    },
 }
 FEATURES, CLASSES, BATCH, SEED = 600, 100, 128, 20261128
 EQUAL_TOL = 1e-4
 
 
-def _config(p: dict, *, precision: str, epochs: int, models: int, workers: int, unit: int):  # noqa: ANN202
+def _config(p: dict, *, precision: str, epochs: int, models: int, workers: int, unit: int):
     from miaudit.engine import parse_config
 
     return parse_config(
         {
             "seed": SEED,
-            "data": {"dataset": "purchase", "purchase": {"n_records": p["records"], "n_features": FEATURES, "n_classes": CLASSES}},
-            "model": {"kind": "torch-mlp", "hidden": p["hidden"], "epochs": epochs, "batch_size": BATCH, "optimizer": "adam", "lr": 1e-3, "precision": precision},
+            "data": {
+                "dataset": "purchase",
+                "purchase": {
+                    "n_records": p["records"],
+                    "n_features": FEATURES,
+                    "n_classes": CLASSES,
+                },
+            },
+            "model": {
+                "kind": "torch-mlp",
+                "hidden": p["hidden"],
+                "epochs": epochs,
+                "batch_size": BATCH,
+                "optimizer": "adam",
+                "lr": 1e-3,
+                "precision": precision,
+            },
             "plan": {"models": models, "pool_fraction": 1.0, "unit_size": unit},
             "engine": {"workers": workers, "threads": 1, "progress": False},
         }
@@ -63,7 +95,7 @@ def _config(p: dict, *, precision: str, epochs: int, models: int, workers: int, 
 _LOADED: dict[str, tuple] = {}
 
 
-def _load(cfg):  # noqa: ANN001, ANN202
+def _load(cfg):
     from miaudit.datasets import load_dataset
     from miaudit.engine import make_plan
 
@@ -74,7 +106,7 @@ def _load(cfg):  # noqa: ANN001, ANN202
     return _LOADED[key]
 
 
-def _plain_worker(args: tuple) -> np.ndarray:  # noqa: ANN001
+def _plain_worker(args: tuple) -> np.ndarray:
     import torch
 
     from miaudit.datasets import fit_affine
@@ -86,10 +118,12 @@ def _plain_worker(args: tuple) -> np.ndarray:  # noqa: ANN001
         torch.set_num_threads(threads)
     data, plan = _load(cfg)
     idx = plan.train_set(model)
-    return train_plain_mlp(cfg.model, data, idx, fit_affine(data, idx), ModelStreams.of(cfg.seed, model))
+    return train_plain_mlp(
+        cfg.model, data, idx, fit_affine(data, idx), ModelStreams.of(cfg.seed, model)
+    )
 
 
-def _plain_cpu(args: tuple) -> float:  # noqa: ANN001
+def _plain_cpu(args: tuple) -> float:
     """CPU seconds one plain-loop model takes in this process."""
     start = time.process_time()
     _plain_worker(args)
@@ -100,12 +134,15 @@ def _unit_cpu(cache: Path) -> float:
     """CPU seconds the engine's workers spent, from the units' manifests."""
     import json
 
-    return sum(json.loads(m.read_text())["info"]["cpu_seconds"] for m in cache.glob("units/*/manifest.json"))
+    return sum(
+        json.loads(m.read_text())["info"]["cpu_seconds"]
+        for m in cache.glob("units/*/manifest.json")
+    )
 
 
 def _flop(p: dict, models: int, epochs: int) -> float:
     sizes = [FEATURES, *p["hidden"], CLASSES]
-    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    weights = sum(a * b for a, b in itertools.pairwise(sizes))
     return 6.0 * weights * (p["records"] // 2) * epochs * models
 
 
@@ -122,7 +159,9 @@ def run(size: str) -> BenchResult:
     torch.set_num_threads(cores)  # torch's default, stated explicitly
     notes: list[str] = []
     load_start = os.getloadavg()
-    cfg32 = _config(p, precision="float32", epochs=p["epochs"], models=p["models"], workers=2, unit=p["unit"])
+    cfg32 = _config(
+        p, precision="float32", epochs=p["epochs"], models=p["models"], workers=2, unit=p["unit"]
+    )
     flop_all = _flop(p, p["models"], p["epochs"])
     nplain = p["plain_models"]
 
@@ -146,9 +185,15 @@ def run(size: str) -> BenchResult:
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
         warm = _config(p, precision="float32", epochs=1, models=2, workers=0, unit=2)
-        pool.map(_plain_worker, [(warm, 0, 1)] * 2, chunksize=1)  # start-up and imports outside the timing
+        pool.map(
+            _plain_worker, [(warm, 0, 1)] * 2, chunksize=1
+        )  # start-up and imports outside the timing
         t = time.perf_counter()
-        two_proc_cpu = sum(pool.map(_plain_cpu, [(cfg32, k, 1) for k in range(nplain)], chunksize=1)) * p["models"] / nplain
+        two_proc_cpu = (
+            sum(pool.map(_plain_cpu, [(cfg32, k, 1) for k in range(nplain)], chunksize=1))
+            * p["models"]
+            / nplain
+        )
         two_proc_s = (time.perf_counter() - t) * p["models"] / nplain
 
     # The engine, float32 and bfloat16, into fresh caches (nothing reused).
@@ -157,7 +202,18 @@ def run(size: str) -> BenchResult:
     engine_cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("float32", "bfloat16"):
-            cfg = cfg32 if precision == "float32" else _config(p, precision=precision, epochs=p["epochs"], models=p["models"], workers=2, unit=p["unit"])
+            cfg = (
+                cfg32
+                if precision == "float32"
+                else _config(
+                    p,
+                    precision=precision,
+                    epochs=p["epochs"],
+                    models=p["models"],
+                    workers=2,
+                    unit=p["unit"],
+                )
+            )
             t = time.perf_counter()
             run_ = train(cfg, Path(tmp) / precision)
             engine_s[precision] = time.perf_counter() - t
@@ -178,7 +234,11 @@ def run(size: str) -> BenchResult:
     s32, s16 = stores["float32"], stores["bfloat16"]
     k = s32.n_models
     both = SignalsStore.from_arrays(
-        logits=np.concatenate([s32.logits, s16.logits]), label=s32.label, keep=np.concatenate([s32.keep, s16.keep]), population=s32.population, record_id=s32.record_id
+        logits=np.concatenate([s32.logits, s16.logits]),
+        label=s32.label,
+        keep=np.concatenate([s32.keep, s16.keep]),
+        population=s32.population,
+        record_id=s32.record_id,
     )
     targets = list(range(p["targets"]))
     refs32 = [[r for r in range(k) if r not in (t, t ^ 1)] for t in targets]
@@ -191,7 +251,9 @@ def run(size: str) -> BenchResult:
     from miaudit.metrics import roc_auc_score
 
     auc32, auc16 = float(roc_auc_score(a[1], a[0])), float(roc_auc_score(b[1], b[0]))
-    contains0 = diff.lower is not None and diff.upper is not None and diff.lower <= 0.0 <= diff.upper
+    contains0 = (
+        diff.lower is not None and diff.upper is not None and diff.lower <= 0.0 <= diff.upper
+    )
 
     gf = {m: flop_all / s / 1e9 for m, s in engine_s.items()}
     figures = {
@@ -211,7 +273,10 @@ def run(size: str) -> BenchResult:
         "lira_auc_float32_refs": round(auc32, 4),
         "lira_auc_bfloat16_refs": round(auc16, 4),
         "auc_diff_bf16_minus_f32": None if diff.point is None else round(diff.point, 5),
-        "auc_diff_interval": [None if diff.lower is None else round(diff.lower, 5), None if diff.upper is None else round(diff.upper, 5)],
+        "auc_diff_interval": [
+            None if diff.lower is None else round(diff.lower, 5),
+            None if diff.upper is None else round(diff.upper, 5),
+        ],
         "plain_loop_cpu_s": round(plain_cpu, 1),
         "plain_loop_seconds_per_model_before_after_engine": per_model_s,
         "two_procs_one_thread_cpu_s": round(two_proc_cpu, 1),
@@ -243,7 +308,9 @@ def run(size: str) -> BenchResult:
         f"(a) and (b) timed {nplain} of the {p['models']} models and were scaled to {p['models']} (identical shapes and record counts); "
         f"(a) timed {half} models before the engine runs and {nplain - half} after: {per_model_s[0]} s and {per_model_s[1]} s per model."
     )
-    notes.append("Engine times are wall times of miaudit.engine.train into an empty cache: worker start-up, training, logits on every record, signals file.")
+    notes.append(
+        "Engine times are wall times of miaudit.engine.train into an empty cache: worker start-up, training, logits on every record, signals file."
+    )
     notes.append(
         f"1-minute load average {load_start[0]:.1f} at the start and {os.getloadavg()[0]:.1f} at the end on {cores} cores: above {cores} the machine was shared "
         "and wall times (hence ratios) are distorted; CPU seconds (engine: from the units' manifests) are steadier."
@@ -251,4 +318,6 @@ def run(size: str) -> BenchResult:
     passed = max(diffs) < EQUAL_TOL and contains0 and plain_s / engine_s["bfloat16"] >= 4.0
     if size != "full":
         passed = None  # the claim is about the full workload
-    return BenchResult(name="engine", claim=CLAIM, figures=figures, table=table, passed=passed, notes=notes)
+    return BenchResult(
+        name="engine", claim=CLAIM, figures=figures, table=table, passed=passed, notes=notes
+    )

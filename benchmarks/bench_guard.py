@@ -34,7 +34,10 @@ from benchmarks._schema import BenchResult
 
 CLAIM = "At 200 requests/s (one record each, loopback), the guard adds at most 5 ms to /predict's p99 latency"
 
-SIZES = {"full": {"seconds": 5, "rounds": 8, "closed_s": 4}, "small": {"seconds": 2, "rounds": 1, "closed_s": 1}}
+SIZES = {
+    "full": {"seconds": 5, "rounds": 8, "closed_s": 4},
+    "small": {"seconds": 2, "rounds": 1, "closed_s": 1},
+}
 RATE = 200
 FEATURES, CLASSES = 20, 5
 LIMIT_MS = 5.0
@@ -67,16 +70,28 @@ def _start(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
 
     port = _port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-c", "from miaudit.cli._serve import serve_app; serve_app()", "serve", *args, "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from miaudit.cli._serve import serve_app; serve_app()",
+        "serve",
+        *args,
+        "--port",
+        str(port),
+    ]
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(log.read_text()[-2000:])
         try:
-            if httpx.post(url + "/predict", json={"record": [0.0] * FEATURES}, timeout=1).status_code in (200, 401):
+            if httpx.post(
+                url + "/predict", json={"record": [0.0] * FEATURES}, timeout=1
+            ).status_code in (200, 401):
                 return proc, url
         except httpx.HTTPError:
             pass
@@ -94,7 +109,9 @@ class _Pool:
         self.port = port
         self.size = size
         self.opened = 0
-        self.free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        self.free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
 
     async def post(self, body: bytes, token: str | None) -> int:
         if self.free.empty() and self.opened < self.size:
@@ -129,7 +146,9 @@ def _bodies(n: int, seed: int) -> list[bytes]:
     return [json.dumps({"record": row}).encode() for row in x.tolist()]
 
 
-async def _open_loop(url: str, tokens: list[str | None], seconds: float, seed: int) -> tuple[np.ndarray, int]:
+async def _open_loop(
+    url: str, tokens: list[str | None], seconds: float, seed: int
+) -> tuple[np.ndarray, int]:
     n = int(RATE * seconds)
     bodies = _bodies(n + 20, seed)
     lat = np.full(n, np.nan)
@@ -190,23 +209,33 @@ def run(size: str) -> BenchResult:
     db = f"sqlite:///{tmp}/guard.db"
     secret = load_server_secret(tmp / "guard.secret", create=True)
     store = Store(db)
-    tokens: list[str | None] = [store.create_key(secret, "analyst", budget=10**9, rate=10**6).token for _ in range(4)]
+    tokens: list[str | None] = [
+        store.create_key(secret, "analyst", budget=10**9, rate=10**6).token for _ in range(4)
+    ]
     store.close()
 
     common = ["--model", str(tmp / "model.skops"), "--secret-file", str(tmp / "guard.secret")]
     guarded, gurl = _start([*common, "--db", db], tmp / "guarded.log")
-    bare, burl = _start([*common, "--db", f"sqlite:///{tmp}/unused.db", "--no-guard"], tmp / "bare.log")
+    bare, burl = _start(
+        [*common, "--db", f"sqlite:///{tmp}/unused.db", "--no-guard"], tmp / "bare.log"
+    )
     lat: dict[str, list[np.ndarray]] = {"guarded": [], "unguarded": []}
     errs = {"guarded": 0, "unguarded": 0}
     cpu_us: dict[str, list[float]] = {"guarded": [], "unguarded": []}
     pressure: list[float | None] = []
     try:
         for r in range(p["rounds"]):
-            for name, url, toks in (("unguarded", burl, [None]), ("guarded", gurl, tokens)) if r % 2 == 0 else (("guarded", gurl, tokens), ("unguarded", burl, [None])):
+            for name, url, toks in (
+                (("unguarded", burl, [None]), ("guarded", gurl, tokens))
+                if r % 2 == 0
+                else (("guarded", gurl, tokens), ("unguarded", burl, [None]))
+            ):
                 pressure.append(_cpu_pressure())
                 pid = (guarded if name == "guarded" else bare).pid
                 cpu0 = _cpu_seconds(pid)
-                got, e = asyncio.run(_open_loop(url, toks, p["seconds"], seed=100 * r + (name == "guarded")))
+                got, e = asyncio.run(
+                    _open_loop(url, toks, p["seconds"], seed=100 * r + (name == "guarded"))
+                )
                 cpu_us[name].append(1e6 * (_cpu_seconds(pid) - cpu0) / (got.size + 20))
                 lat[name].append(got)
                 errs[name] += e
@@ -221,12 +250,21 @@ def run(size: str) -> BenchResult:
 
     # The machine is shared: each round pairs the two servers back to back, and the figures are
     # medians over rounds, so that one round disturbed by other work does not decide the result.
-    figures: dict[str, float | int] = {"rate_rps": RATE, "requests_per_server": int(sum(a.size for a in lat["guarded"])), "rounds": p["rounds"]}
-    per_round = {name: [(float(np.percentile(a, 50)), float(np.percentile(a, 99))) for a in lat[name]] for name in lat}
+    figures: dict[str, float | int] = {
+        "rate_rps": RATE,
+        "requests_per_server": int(sum(a.size for a in lat["guarded"])),
+        "rounds": p["rounds"],
+    }
+    per_round = {
+        name: [(float(np.percentile(a, 50)), float(np.percentile(a, 99))) for a in lat[name]]
+        for name in lat
+    }
     for name in ("unguarded", "guarded"):
         figures[f"{name}_p50_ms"] = round(float(np.median([r[0] for r in per_round[name]])), 3)
         figures[f"{name}_p99_ms"] = round(float(np.median([r[1] for r in per_round[name]])), 3)
-        figures[f"{name}_p99_ms_pooled"] = round(float(np.percentile(np.concatenate(lat[name]), 99)), 3)
+        figures[f"{name}_p99_ms_pooled"] = round(
+            float(np.percentile(np.concatenate(lat[name]), 99)), 3
+        )
         figures[f"{name}_max_rps"] = round(tput[name], 1)
         figures[f"{name}_errors"] = errs[name]
     diffs = [g[1] - u[1] for g, u in zip(per_round["guarded"], per_round["unguarded"], strict=True)]
@@ -238,7 +276,9 @@ def run(size: str) -> BenchResult:
     # other work on the machine (unlike the latency tail).
     for name in ("unguarded", "guarded"):
         figures[f"{name}_cpu_us_per_request"] = round(float(np.median(cpu_us[name])), 1)
-    figures["cpu_overhead_us_per_request"] = round(figures["guarded_cpu_us_per_request"] - figures["unguarded_cpu_us_per_request"], 1)
+    figures["cpu_overhead_us_per_request"] = round(
+        figures["guarded_cpu_us_per_request"] - figures["unguarded_cpu_us_per_request"], 1
+    )
     figures["load_average_1m_before"] = load_before
     figures["cpu_pressure_before_each_run_pct"] = pressure  # type: ignore[assignment]
     table = "\n".join(
@@ -260,7 +300,9 @@ def run(size: str) -> BenchResult:
         "guarded: SQLite WAL synchronous=NORMAL, role analyst (round:2), budget + rate limit, log with keyed record hashes, detectors on; 1 worker each",
     ]
     passed = overhead <= LIMIT_MS and errs["guarded"] == 0 and errs["unguarded"] == 0
-    return BenchResult(name="guard", claim=CLAIM, figures=figures, table=table, passed=passed, notes=notes)
+    return BenchResult(
+        name="guard", claim=CLAIM, figures=figures, table=table, passed=passed, notes=notes
+    )
 
 
 if __name__ == "__main__":

@@ -72,14 +72,31 @@ def run(size: str) -> BenchResult:
     with tempfile.TemporaryDirectory(prefix="miaudit-million-") as tmp:
         store = Path(tmp) / "signals"
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", _GENERATE, str(MODELS), str(n), str(CLASSES), str(store)], check=True)
+        subprocess.run(
+            [sys.executable, "-c", _GENERATE, str(MODELS), str(n), str(CLASSES), str(store)],
+            check=True,
+        )
         generate_s = time.perf_counter() - t0
         disk_gb = sum(f.stat().st_size for f in store.iterdir()) / 2**30
-        proc = subprocess.run([sys.executable, "-c", _AUDIT, str(store), str(RESAMPLES)], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", _AUDIT, str(store), str(RESAMPLES)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"audit process failed:\n{proc.stderr[-3000:]}")
         fig = json.loads(proc.stdout.strip().splitlines()[-1])
-    fig.update({"records": n, "models": MODELS, "classes": CLASSES, "resamples": RESAMPLES, "store_gb_on_disk": round(disk_gb, 3), "generate_s": round(generate_s, 1)})
+    fig.update(
+        {
+            "records": n,
+            "models": MODELS,
+            "classes": CLASSES,
+            "resamples": RESAMPLES,
+            "store_gb_on_disk": round(disk_gb, 3),
+            "generate_s": round(generate_s, 1),
+        }
+    )
     passed = fig["peak_rss_gb"] < LIMIT_GB
     aucs = ", ".join(f"{k} {v:.3f}" for k, v in fig["auc"].items())
     table = "\n".join(
@@ -94,4 +111,6 @@ def run(size: str) -> BenchResult:
         "Logits stay memory-mapped; validation and signals run over chunks of 65,536 records and release each chunk's pages, so the peak is the working arrays (φ and p_y of 64 models in float64, 0.5 GB each), not the 2.4 GiB store.",
         f"Generating the store (its own process, not measured for memory) took {generate_s:.0f} s.",
     ]
-    return BenchResult(name="million", claim=CLAIM, figures=fig, table=table, passed=passed, notes=notes)
+    return BenchResult(
+        name="million", claim=CLAIM, figures=fig, table=table, passed=passed, notes=notes
+    )

@@ -62,13 +62,27 @@ class Size:
 
 
 SIZES = {
-    "test": Size(seeds=3, records=160, population=60, replicates=60, check_records=2000, check_seeds=1),
-    "small": Size(seeds=20, records=300, population=100, replicates=100, check_records=3000, check_seeds=1),
-    "full": Size(seeds=200, records=400, population=150, replicates=200, check_records=4000, check_seeds=10, real_plans=6),
+    "test": Size(
+        seeds=3, records=160, population=60, replicates=60, check_records=2000, check_seeds=1
+    ),
+    "small": Size(
+        seeds=20, records=300, population=100, replicates=100, check_records=3000, check_seeds=1
+    ),
+    "full": Size(
+        seeds=200,
+        records=400,
+        population=150,
+        replicates=200,
+        check_records=4000,
+        check_seeds=10,
+        real_plans=6,
+    ),
 }
 
 
-def _logits(rng: np.random.Generator, models: int, n: int, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def _logits(
+    rng: np.random.Generator, models: int, n: int, classes: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
     """(models, n, classes) logits carrying no membership: difficulty on the true class + noise."""
     y = rng.integers(0, classes, n)
     difficulty = rng.normal(1.0, 1.5, n)
@@ -77,7 +91,7 @@ def _logits(rng: np.random.Generator, models: int, n: int, classes: int = 3) -> 
     return lg.astype(np.float32), y
 
 
-def _store(rng: np.random.Generator, kind: str, k: int, n: int, n_pop: int):  # noqa: ANN202
+def _store(rng: np.random.Generator, kind: str, k: int, n: int, n_pop: int):
     from miaudit.data import SignalsStore
 
     total = n + n_pop
@@ -102,7 +116,9 @@ def _store(rng: np.random.Generator, kind: str, k: int, n: int, n_pop: int):  # 
     # The references leak (their members get a larger true-class logit, as trained models do);
     # the audited models — the first TARGETS, a complementary pair in that plan — do not.
     lg[TARGETS:, np.arange(total), y] += LEAK * keep[TARGETS:]
-    return SignalsStore.from_arrays(logits=lg, label=y, keep=keep, population=pop, record_id=np.arange(total))
+    return SignalsStore.from_arrays(
+        logits=lg, label=y, keep=keep, population=pop, record_id=np.arange(total)
+    )
 
 
 #: How much the reference models' members stand out (true-class logit); the targets: not at all.
@@ -112,17 +128,31 @@ LEAK = 1.0
 TARGETS = 2
 
 
-def _cfg(attacks: list[str], k: int, replicates: int, seed: int):  # noqa: ANN202
+def _cfg(attacks: list[str], k: int, replicates: int, seed: int):
     from miaudit.audit import parse_audit_config
 
-    return parse_audit_config({"seed": seed, "data": {"dataset": "digits"}, "audit": {"references": k, "attacks": attacks, "resamples": replicates, "targets": TARGETS}})
+    return parse_audit_config(
+        {
+            "seed": seed,
+            "data": {"dataset": "digits"},
+            "audit": {
+                "references": k,
+                "attacks": attacks,
+                "resamples": replicates,
+                "targets": TARGETS,
+            },
+        }
+    )
 
 
-def _covers(result) -> dict[str, bool]:  # noqa: ANN001
-    return {a.name: a.auc.lower is not None and a.auc.lower <= 0.5 <= a.auc.upper for a in result.attacks}
+def _covers(result) -> dict[str, bool]:
+    return {
+        a.name: a.auc.lower is not None and a.auc.lower <= 0.5 <= a.auc.upper
+        for a in result.attacks
+    }
 
 
-def _covers_ev(ev) -> dict[str, bool]:  # noqa: ANN001
+def _covers_ev(ev) -> dict[str, bool]:
     out = {}
     for name in ev.names:
         e = ev.estimate(name, "auc")
@@ -133,8 +163,18 @@ def _covers_ev(ev) -> dict[str, bool]:  # noqa: ANN001
 def one_seed(args: tuple[int, Size]) -> dict[str, dict[str, bool]]:
     """Does each (path, attack)'s 95 % AUC interval contain 0.5, for one seed."""
     seed, size = args
-    from miaudit.attacks import LiraAttack, LocalOracle, MlLeaksAttack, OUTPUT_ATTACKS, RmiaAttack, ShadowAttack
-    from miaudit.attacks import exposed_threshold_scores, gap_query_attack, leave_one_model_out_each, noise_robustness_attack
+    from miaudit.attacks import (
+        OUTPUT_ATTACKS,
+        LiraAttack,
+        LocalOracle,
+        MlLeaksAttack,
+        RmiaAttack,
+        ShadowAttack,
+        exposed_threshold_scores,
+        gap_query_attack,
+        leave_one_model_out_each,
+        noise_robustness_attack,
+    )
     from miaudit.audit import ExternalTarget
     from miaudit.audit._attack import run_attacks
     from miaudit.audit._config import AUDIT_ATTACKS
@@ -148,19 +188,27 @@ def one_seed(args: tuple[int, Size]) -> dict[str, dict[str, bool]]:
 
     # attack: saved outputs of one model, random membership
     lg, y = _logits(rng, 1, n)
-    outputs = ModelOutputs.from_arrays(label=y, member=(rng.random(n) < 0.5).astype(np.int8), logits=lg[0].astype(np.float64))
-    out["attack"] = _covers(run_attacks(outputs, attacks=OUTPUT_ATTACKS, n_resamples=reps, seed=seed).result)
+    outputs = ModelOutputs.from_arrays(
+        label=y, member=(rng.random(n) < 0.5).astype(np.int8), logits=lg[0].astype(np.float64)
+    )
+    out["attack"] = _covers(
+        run_attacks(outputs, attacks=OUTPUT_ATTACKS, n_resamples=reps, seed=seed).result
+    )
     for policy in POLICIES:
         from miaudit.attacks import threshold_attacks_under
 
         allowed = threshold_attacks_under(policy)
         names = [*allowed, *(f"{a}_by_class" for a in allowed)]
-        out[f"attack --policy {policy}"] = _covers(run_attacks(outputs, attacks=names, n_resamples=reps, seed=seed, policy=policy).result)
+        out[f"attack --policy {policy}"] = _covers(
+            run_attacks(outputs, attacks=names, n_resamples=reps, seed=seed, policy=policy).result
+        )
 
     # audit: leave-one-model-out on a complementary plan, k = 2 and k = 1
     for k in (2, 1):
         store = _store(rng, "complementary", k, n, size.population)
-        out[f"audit (k = {k})"] = _covers(attack_store(store, _cfg(list(AUDIT_ATTACKS), k, reps, seed)).result)
+        out[f"audit (k = {k})"] = _covers(
+            attack_store(store, _cfg(list(AUDIT_ATTACKS), k, reps, seed)).result
+        )
 
     # audit with an external target: a model trained elsewhere, random members among the pool
     store = _store(rng, "complementary", 2, n, size.population)
@@ -168,17 +216,31 @@ def one_seed(args: tuple[int, Size]) -> dict[str, dict[str, bool]]:
     ext_lg[np.arange(store.n_records), store.label] += rng.normal(1.0, 1.5, store.n_records)
     members = store.record_id[(rng.random(store.n_records) < 0.5) & ~store.population]
     ext = _with_external_target(store, ExternalTarget(ext_lg, members))
-    out["audit + ExternalTarget"] = _covers(attack_store(ext, _cfg(list(AUDIT_ATTACKS), 2, reps, seed), external_target=True).result)
+    out["audit + ExternalTarget"] = _covers(
+        attack_store(ext, _cfg(list(AUDIT_ATTACKS), 2, reps, seed), external_target=True).result
+    )
 
     # the other plan kinds: every reference attack, default references, pooled over the targets
-    attacks = {"lira_online": LiraAttack("online"), "lira_offline": LiraAttack("offline"), "rmia_online": RmiaAttack("online"),
-               "rmia_offline": RmiaAttack("offline"), "shadow": ShadowAttack(seed=seed), "ml_leaks": MlLeaksAttack(seed=seed)}
+    attacks = {
+        "lira_online": LiraAttack("online"),
+        "lira_offline": LiraAttack("offline"),
+        "rmia_online": RmiaAttack("online"),
+        "rmia_offline": RmiaAttack("offline"),
+        "shadow": ShadowAttack(seed=seed),
+        "ml_leaks": MlLeaksAttack(seed=seed),
+    }
     for kind in ("independent", "user"):
         store = _store(rng, kind, 0, n, size.population)
         paired = leave_one_model_out_each(store, attacks, targets=range(TARGETS))
         first = next(iter(paired.values()))
         groups = np.tile(first.records, TARGETS)
-        ev = evaluate(first.member.reshape(-1).astype(np.int8), {a: p.scores.reshape(-1) for a, p in paired.items()}, n_resamples=reps, groups=groups, rng=seed)
+        ev = evaluate(
+            first.member.reshape(-1).astype(np.int8),
+            {a: p.scores.reshape(-1) for a, p in paired.items()},
+            n_resamples=reps,
+            groups=groups,
+            rng=seed,
+        )
         out[f"plan {kind}"] = _covers_ev(ev)
 
     # tradeoff's policy rows: a fixed random classifier behind an oracle, 4 targets pooled
@@ -200,11 +262,19 @@ def one_seed(args: tuple[int, Size]) -> dict[str, dict[str, bool]]:
             scores = exposed_threshold_scores(oracle.query(x), yq)
             if policy == "label-only":
                 scores["gap"] = gap_query_attack(oracle, x, yq).scores
-                scores["noise_robustness"] = noise_robustness_attack(oracle, x, yq, sigma=0.5, n_draws=20, rng=np.random.default_rng([seed, t, 1])).scores
+                scores["noise_robustness"] = noise_robustness_attack(
+                    oracle, x, yq, sigma=0.5, n_draws=20, rng=np.random.default_rng([seed, t, 1])
+                ).scores
             for name, s in scores.items():
                 per.setdefault(name, []).append(np.asarray(s, dtype=np.float64))
             member.append(rng.random(n) < 0.5)
-        ev = evaluate(np.concatenate(member).astype(np.int8), {k2: np.concatenate(v) for k2, v in per.items()}, n_resamples=reps, groups=np.tile(np.arange(n), 4), rng=seed)
+        ev = evaluate(
+            np.concatenate(member).astype(np.int8),
+            {k2: np.concatenate(v) for k2, v in per.items()},
+            n_resamples=reps,
+            groups=np.tile(np.arange(n), 4),
+            rng=seed,
+        )
         out[f"tradeoff policy {policy}"] = _covers_ev(ev)
     return out
 
@@ -221,7 +291,12 @@ def check_record_null(size: Size, seed: int) -> tuple[list[tuple[int, int]], lis
     keep[0::2], keep[1::2] = half, ~half
     sd = np.sqrt(1.0 / rng.gamma(3.0, 1.0 / 3.0, n))
     phi = rng.normal(0.0, 2.0, n) + sd * rng.normal(size=(2 * k + 2, n))
-    store = SignalsStore.from_arrays(logits=np.stack([phi, np.zeros_like(phi)], axis=-1).astype(np.float32), label=np.zeros(n, dtype=np.int64), keep=keep, record_id=np.arange(n))
+    store = SignalsStore.from_arrays(
+        logits=np.stack([phi, np.zeros_like(phi)], axis=-1).astype(np.float32),
+        label=np.zeros(n, dtype=np.int64),
+        keep=keep,
+        record_id=np.arange(n),
+    )
     p = np.array([r.p_value for r in check_records(store, [str(i) for i in range(n)], target=0)])
     refs = np.arange(2, 2 * k + 2)
     out_mask = ~keep[refs]
@@ -244,11 +319,16 @@ def check_record_real(plan_seed: int) -> tuple[np.ndarray, np.ndarray]:
     from miaudit.engine import train
 
     torch.set_num_threads(1)
-    cfg = parse_audit_config({
-        "seed": 1000 + plan_seed, "data": {"dataset": "digits"},
-        "model": {"kind": "torch-mlp", "hidden": [64], "epochs": 30, "batch_size": 32},
-        "plan": {"pool_fraction": 0.8}, "engine": {"workers": 0, "progress": False}, "audit": {"references": 8},
-    })
+    cfg = parse_audit_config(
+        {
+            "seed": 1000 + plan_seed,
+            "data": {"dataset": "digits"},
+            "model": {"kind": "torch-mlp", "hidden": [64], "epochs": 30, "batch_size": 32},
+            "plan": {"pool_fraction": 0.8},
+            "engine": {"workers": 0, "progress": False},
+            "audit": {"references": 8},
+        }
+    )
     with tempfile.TemporaryDirectory(prefix="miaudit-null-cr-") as tmp:
         store = train(cfg.train_config(), Path(tmp)).signals
     rng = np.random.default_rng([plan_seed, 0xC4EC])
@@ -262,7 +342,9 @@ def check_record_real(plan_seed: int) -> tuple[np.ndarray, np.ndarray]:
         recs = pool[choice == t]
         if recs.size == 0:
             continue
-        refs = [m for m in range(store.n_models) if m not in (t, partner.get(t))]  # as check_records chooses them
+        refs = [
+            m for m in range(store.n_models) if m not in (t, partner.get(t))
+        ]  # as check_records chooses them
         rows = check_records(store, [str(store.record_id[i]) for i in recs], target=t)
         out = ~store.keep[refs]
         ps += [r.p_value for r in rows]
@@ -270,13 +352,19 @@ def check_record_real(plan_seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ps), np.array(s2)
 
 
-def decile_counts(p: np.ndarray, s2: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def decile_counts(
+    p: np.ndarray, s2: np.ndarray
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     dec = np.digitize(s2, np.quantile(s2, np.linspace(0.1, 0.9, 9)))
-    return ([(int((p[dec == j] < 0.05).sum()), int((dec == j).sum())) for j in range(10)],
-            [(int((p[dec == j] < 0.01).sum()), int((dec == j).sum())) for j in range(10)])
+    return (
+        [(int((p[dec == j] < 0.05).sum()), int((dec == j).sum())) for j in range(10)],
+        [(int((p[dec == j] < 0.01).sum()), int((dec == j).sum())) for j in range(10)],
+    )
 
 
-def coverage_tests(covered: dict[str, dict[str, int]], seeds: int, nominal: float = 0.95) -> tuple[dict[str, dict], float]:
+def coverage_tests(
+    covered: dict[str, dict[str, int]], seeds: int, nominal: float = 0.95
+) -> tuple[dict[str, dict], float]:
     """The criterion per (path, attack): one-sided binomial tests of the coverage against
     ``nominal`` at 0.05 / (number of pairs). ``fail``: significantly below; ``over``: above."""
     from scipy.stats import binomtest
@@ -288,7 +376,13 @@ def coverage_tests(covered: dict[str, dict[str, int]], seeds: int, nominal: floa
         for attack, c in per.items():
             below = binomtest(c, seeds, nominal, alternative="less").pvalue
             above = binomtest(c, seeds, nominal, alternative="greater").pvalue
-            tests[f"{path} | {attack}"] = {"covered": c, "seeds": seeds, "p_below": below, "fail": bool(below < level), "over": bool(above < level)}
+            tests[f"{path} | {attack}"] = {
+                "covered": c,
+                "seeds": seeds,
+                "p_below": below,
+                "fail": bool(below < level),
+                "over": bool(above < level),
+            }
     return tests, level
 
 
@@ -313,7 +407,11 @@ def null_suite(size: Size, workers: int = 1) -> dict:
     deciles = [check_record_null(size, s) for s in range(size.check_seeds)]
     if size.real_plans:
         real = [check_record_real(s) for s in range(size.real_plans)]
-        deciles.append(decile_counts(np.concatenate([r[0] for r in real]), np.concatenate([r[1] for r in real])))
+        deciles.append(
+            decile_counts(
+                np.concatenate([r[0] for r in real]), np.concatenate([r[1] for r in real])
+            )
+        )
     d_level = 0.05 / (20 * len(deciles))
     d_fail = []
     for s, (r05, r01) in enumerate(deciles):
@@ -321,8 +419,16 @@ def null_suite(size: Size, workers: int = 1) -> dict:
             for j, (hits, m) in enumerate(rates):
                 if binomtest(hits, m, alpha, alternative="greater").pvalue < d_level:
                     d_fail.append((s, alpha, j, hits, m))
-    return {"covered": covered, "tests": tests, "level": level, "pairs": pairs, "deciles": deciles, "decile_level": d_level, "decile_failures": d_fail,
-            "passed": not any(t["fail"] for t in tests.values()) and not d_fail}
+    return {
+        "covered": covered,
+        "tests": tests,
+        "level": level,
+        "pairs": pairs,
+        "deciles": deciles,
+        "decile_level": d_level,
+        "decile_failures": d_fail,
+        "passed": not any(t["fail"] for t in tests.values()) and not d_fail,
+    }
 
 
 def run(size: str) -> BenchResult:
@@ -331,40 +437,80 @@ def run(size: str) -> BenchResult:
     res = null_suite(sz, workers=workers)
     fails = [k for k, t in res["tests"].items() if t["fail"]]
     overs = [k for k, t in res["tests"].items() if t["over"]]
-    lines = ["| path | attack | seeds whose 95 % interval contains 0.5 | coverage | one-sided p (below 0.95) |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "| path | attack | seeds whose 95 % interval contains 0.5 | coverage | one-sided p (below 0.95) |",
+        "|---|---|---:|---:|---:|",
+    ]
     for key, t in res["tests"].items():
         path, attack = key.split(" | ")
         flag = " **below**" if t["fail"] else (" (over)" if t["over"] else "")
-        lines.append(f"| {path} | {attack} | {t['covered']} / {t['seeds']} | {t['covered'] / t['seeds']:.3f}{flag} | {t['p_below']:.3g} |")
+        lines.append(
+            f"| {path} | {attack} | {t['covered']} / {t['seeds']} | {t['covered'] / t['seeds']:.3f}{flag} | {t['p_below']:.3g} |"
+        )
     synthetic = res["deciles"][: sz.check_seeds]
     groups = [(f"synthetic ({sz.check_seeds} × {sz.check_records} records)", synthetic)]
     if sz.real_plans:
-        groups.append((f"digits MLPs ({sz.real_plans} plans, k = 8)", res["deciles"][sz.check_seeds :]))
+        groups.append(
+            (f"digits MLPs ({sz.real_plans} plans, k = 8)", res["deciles"][sz.check_seeds :])
+        )
     rates: dict[str, dict[str, list[float]]] = {}
-    lines += ["", "| check-record: rate of p < α per decile of the OUT variance | α | " + " | ".join(str(j + 1) for j in range(10)) + " | records |",
-              "|---|---:|" + "---:|" * 11]
+    lines += [
+        "",
+        "| check-record: rate of p < α per decile of the OUT variance | α | "
+        + " | ".join(str(j + 1) for j in range(10))
+        + " | records |",
+        "|---|---:|" + "---:|" * 11,
+    ]
     for label, ds in groups:
         m = np.array([[c for _, c in d[0]] for d in ds]).sum(axis=0)
         rates[label] = {}
         for alpha, idx in (("0.05", 0), ("0.01", 1)):
             hits = np.array([[h for h, _ in d[idx]] for d in ds]).sum(axis=0)
             rates[label][alpha] = (hits / m).round(4).tolist()
-            lines.append(f"| {label} | {alpha} | " + " | ".join(f"{h / c:.3f}" for h, c in zip(hits, m, strict=True)) + f" | {int(m.sum())} |")
+            lines.append(
+                f"| {label} | {alpha} | "
+                + " | ".join(f"{h / c:.3f}" for h, c in zip(hits, m, strict=True))
+                + f" | {int(m.sum())} |"
+            )
     return BenchResult(
-        name="null_suite", claim=CLAIM,
-        figures={"seeds": sz.seeds, "records": sz.records, "replicates": sz.replicates, "pairs": res["pairs"], "bonferroni_level": res["level"],
-                 "below_nominal": fails, "above_nominal": overs, "coverage": res["covered"],
-                 "check_record": {"records_per_seed": sz.check_records, "seeds": sz.check_seeds, "real_plans": sz.real_plans, "rates_by_decile": rates,
-                                  "failures": res["decile_failures"], "level": res["decile_level"]}},
-        table="\n".join(lines), passed=bool(res["passed"]),
+        name="null_suite",
+        claim=CLAIM,
+        figures={
+            "seeds": sz.seeds,
+            "records": sz.records,
+            "replicates": sz.replicates,
+            "pairs": res["pairs"],
+            "bonferroni_level": res["level"],
+            "below_nominal": fails,
+            "above_nominal": overs,
+            "coverage": res["covered"],
+            "check_record": {
+                "records_per_seed": sz.check_records,
+                "seeds": sz.check_seeds,
+                "real_plans": sz.real_plans,
+                "rates_by_decile": rates,
+                "failures": res["decile_failures"],
+                "level": res["decile_level"],
+            },
+        },
+        table="\n".join(lines),
+        passed=bool(res["passed"]),
         notes=[
             f"{sz.seeds} seeds × {len(res['covered'])} paths; {sz.records} evaluated records and {sz.population} population records per store; "
             f"{sz.replicates} bootstrap replicates per interval; {workers} worker processes. A (path, attack) fails when coverage is below 0.95 "
             f"at one-sided level 0.05 / {res['pairs']} = {res['level']:.2g}; coverage above 0.95 at that level is marked (over), not failed.",
             f"check-record: {sz.check_seeds} synthetic stores × {sz.check_records} records, k = 4 OUT references each, σ² inverse-gamma(3, 3) across records"
-            + (f"; and {sz.real_plans} digits plans (MLP 64, 30 epochs, k = 8: 18 models), each pool record checked once against a random model that left it out, "
-               "deciles over all of them" if sz.real_plans else "")
+            + (
+                f"; and {sz.real_plans} digits plans (MLP 64, 30 epochs, k = 8: 18 models), each pool record checked once against a random model that left it out, "
+                "deciles over all of them"
+                if sz.real_plans
+                else ""
+            )
             + f". Per decile of the sample OUT variance (and group), a one-sided binomial test that the rate of p < α is not above α, at 0.05 / (20 × groups) = {res['decile_level']:.2g}.",
-            "Below nominal: " + (", ".join(fails) if fails else "none") + ". Over nominal: " + (", ".join(overs) if overs else "none") + ".",
+            "Below nominal: "
+            + (", ".join(fails) if fails else "none")
+            + ". Over nominal: "
+            + (", ".join(overs) if overs else "none")
+            + ".",
         ],
     )

@@ -42,45 +42,112 @@ def _fmt(e: dict) -> str:
 
 def _not_measured(why: str) -> BenchResult:
     return BenchResult(
-        name="peer_art", claim=CLAIM, figures={}, table="(not measured: the peer venv with ART 1.20.1 could not be made)",
-        passed=None, notes=[why, f"Make it by hand with `bash benchmarks/peer/setup.sh` (venv at {VENV}), then rerun."],
+        name="peer_art",
+        claim=CLAIM,
+        figures={},
+        table="(not measured: the peer venv with ART 1.20.1 could not be made)",
+        passed=None,
+        notes=[
+            why,
+            f"Make it by hand with `bash benchmarks/peer/setup.sh` (venv at {VENV}), then rerun.",
+        ],
     )
 
 
 def run(size: str) -> BenchResult:
-    env = {**os.environ, "MIAUDIT_PEER_VENV": str(VENV), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "MIAUDIT_PEER_VENV": str(VENV),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
     try:
-        setup = subprocess.run(["bash", str(PEER / "setup.sh")], capture_output=True, text=True, check=False, env=env, cwd=ROOT.parent, timeout=SETUP_TIMEOUT_S)
+        setup = subprocess.run(
+            ["bash", str(PEER / "setup.sh")],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            cwd=ROOT.parent,
+            timeout=SETUP_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
-        return _not_measured(f"benchmarks/peer/setup.sh did not finish in {SETUP_TIMEOUT_S} s (package registry unreachable or slow?)")
+        return _not_measured(
+            f"benchmarks/peer/setup.sh did not finish in {SETUP_TIMEOUT_S} s (package registry unreachable or slow?)"
+        )
     if setup.returncode != 0:
-        tail = [line for line in (setup.stderr + setup.stdout).splitlines() if line.strip() and not line.startswith("WARNING: Location")][-3:]
+        tail = [
+            line
+            for line in (setup.stderr + setup.stdout).splitlines()
+            if line.strip() and not line.startswith("WARNING: Location")
+        ][-3:]
         return _not_measured("benchmarks/peer/setup.sh failed: " + " | ".join(tail))
     with tempfile.TemporaryDirectory(prefix="miaudit-peer-") as tmp:
         out = Path(tmp) / "peer.json"
-        cmd = [str(VENV / "bin" / "python"), str(PEER / "art_compare.py"), "--size", size, "--json", str(out), "--workdir", str(Path(tmp) / "work")]
+        cmd = [
+            str(VENV / "bin" / "python"),
+            str(PEER / "art_compare.py"),
+            "--size",
+            size,
+            "--json",
+            str(out),
+            "--workdir",
+            str(Path(tmp) / "work"),
+        ]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, cwd=ROOT.parent, timeout=3 * TIME_LIMIT_S)
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            cwd=ROOT.parent,
+            timeout=3 * TIME_LIMIT_S,
+        )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise RuntimeError(f"art_compare.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+            raise RuntimeError(
+                f"art_compare.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}"
+            )
         rec = json.loads(out.read_text(encoding="utf-8"))
 
-    figures: dict = {"wall_s": round(wall, 1), "peer_versions": rec["versions"], "seed": rec["seed"]}
+    figures: dict = {
+        "wall_s": round(wall, 1),
+        "peer_versions": rec["versions"],
+        "seed": rec["seed"],
+    }
     lines = [rec["table"], ""]
     for d in rec["datasets"]:
         c = d["comparison"]
         figures[d["dataset"]] = {
-            k: d[k] for k in ("models", "references", "records", "classes", "pool_records", "target_train_accuracy", "target_test_accuracy",
-                              "art_fit_members", "art_fit_nonmembers", "eval_members", "eval_nonmembers", "rebuilt_target_max_abs_logit_diff",
-                              "art_rule_equals_miaudit_gap", "timings_s")
+            k: d[k]
+            for k in (
+                "models",
+                "references",
+                "records",
+                "classes",
+                "pool_records",
+                "target_train_accuracy",
+                "target_test_accuracy",
+                "art_fit_members",
+                "art_fit_nonmembers",
+                "eval_members",
+                "eval_nonmembers",
+                "rebuilt_target_max_abs_logit_diff",
+                "art_rule_equals_miaudit_gap",
+                "timings_s",
+            )
         } | {"rows": d["rows"], "comparison": c}
         lines.append(
             f"- {d['dataset']}: strongest by TPR@1 %FPR, miaudit `{c['best_miaudit'].split(' ', 1)[1]}` − ART `{c['best_art'].split(' ', 1)[1]}` "
             f"(paired; chosen on these records): ΔTPR@1 %FPR {_fmt(c['tpr@1%fpr_difference'])}, ΔAUC {_fmt(c['auc_difference'])}"
         )
     art_notes = sorted({n for d in rec["datasets"] for n in d["notes"]})
-    checks_ok = all(d["rebuilt_target_max_abs_logit_diff"] < 1e-3 and d["art_rule_equals_miaudit_gap"] for d in rec["datasets"])
+    checks_ok = all(
+        d["rebuilt_target_max_abs_logit_diff"] < 1e-3 and d["art_rule_equals_miaudit_gap"]
+        for d in rec["datasets"]
+    )
     notes = [
         f"Peer venv: ART {rec['versions']['art']}, torch {rec['versions']['torch']}, scikit-learn {rec['versions']['sklearn']}, numpy {rec['versions']['numpy']} "
         f"(python {rec['versions']['python']}); made by benchmarks/peer/setup.sh; rerun by hand: "
@@ -101,7 +168,14 @@ def run(size: str) -> BenchResult:
     ]
     if wall > TIME_LIMIT_S:
         notes.append(f"Took {wall:.0f} s, over the {TIME_LIMIT_S} s budget.")
-    return BenchResult(name="peer_art", claim=CLAIM, figures=figures, table="\n".join(lines), passed=None, notes=notes)
+    return BenchResult(
+        name="peer_art",
+        claim=CLAIM,
+        figures=figures,
+        table="\n".join(lines),
+        passed=None,
+        notes=notes,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience

@@ -61,7 +61,15 @@ def _generate(n_targets: int, n_pop: int, k: int, seed: int = 20261128) -> dict[
     t_p = (1.0 / (1.0 + np.exp(-t_phi))).astype(np.float32)
     population = np.zeros(n, dtype=bool)
     population[n_targets:] = True
-    return {"phi": phi, "p": p, "keep": keep, "t_phi": t_phi, "t_p": t_p, "population": population, "member": member}
+    return {
+        "phi": phi,
+        "p": p,
+        "keep": keep,
+        "t_phi": t_phi,
+        "t_p": t_p,
+        "population": population,
+        "member": member,
+    }
 
 
 def dense_counts(rx: np.ndarray, rz: np.ndarray, gamma: float, chunk: int = 1_000) -> np.ndarray:
@@ -91,11 +99,19 @@ def run(size: str) -> BenchResult:
 
     times: dict[str, float] = {}
     scores: dict[str, np.ndarray] = {}
-    scores["rmia_offline"], times["rmia_offline"] = _timed(lambda: rmia_offline(d["t_p"], d["p"], d["keep"], d["population"], a=0.3))
-    scores["rmia_online"], times["rmia_online"] = _timed(lambda: rmia_online(d["t_p"], d["p"], d["population"]))
+    scores["rmia_offline"], times["rmia_offline"] = _timed(
+        lambda: rmia_offline(d["t_p"], d["p"], d["keep"], d["population"], a=0.3)
+    )
+    scores["rmia_online"], times["rmia_online"] = _timed(
+        lambda: rmia_online(d["t_p"], d["p"], d["population"])
+    )
     phi_t, keep_t = d["phi"][:, targets], d["keep"][:, targets]
-    scores["lira_online"], times["lira_online"] = _timed(lambda: lira_online(d["t_phi"][targets], phi_t, keep_t, variance="per_record"))
-    scores["lira_offline"], times["lira_offline"] = _timed(lambda: lira_offline(d["t_phi"][targets], phi_t, keep_t, variance="per_record"))
+    scores["lira_online"], times["lira_online"] = _timed(
+        lambda: lira_online(d["t_phi"][targets], phi_t, keep_t, variance="per_record")
+    )
+    scores["lira_offline"], times["lira_offline"] = _timed(
+        lambda: lira_offline(d["t_phi"][targets], phi_t, keep_t, variance="per_record")
+    )
     peak = peak_rss_gb()
     total = sum(times.values())
 
@@ -109,7 +125,10 @@ def run(size: str) -> BenchResult:
     dense_full_s = t_dense * pairs_full / pairs_dense
 
     member = d["member"][targets]
-    aucs = {name: float(roc_auc_score(member, s[targets] if s.size > n_t else s)) for name, s in scores.items()}
+    aucs = {
+        name: float(roc_auc_score(member, s[targets] if s.size > n_t else s))
+        for name, s in scores.items()
+    }
     passed = total <= TIME_LIMIT_S and peak <= MEMORY_LIMIT_GB if size == "full" else None
     figures = {
         "targets": n_t,
@@ -127,14 +146,19 @@ def run(size: str) -> BenchResult:
             "speedup_same_size": round(t_dense / t_sorted, 1),
             "counts_agree": agree,
             "dense_extrapolated_full_seconds": round(dense_full_s, 3),
-            "speedup_full_vs_dense_extrapolated": round(dense_full_s / max(times["rmia_offline"], 1e-9), 1),
+            "speedup_full_vs_dense_extrapolated": round(
+                dense_full_s / max(times["rmia_offline"], 1e-9), 1
+            ),
         },
     }
     table = "\n".join(
         [
             "| step | seconds | AUC (simulated members) |",
             "|---|---:|---:|",
-            *[f"| {name.replace('_', ' ')} | {times[name]:.2f} | {aucs[name]:.3f} |" for name in times],
+            *[
+                f"| {name.replace('_', ' ')} | {times[name]:.2f} | {aucs[name]:.3f} |"
+                for name in times
+            ],
             f"| **total** | **{total:.2f}** | |",
             "",
             f"Peak resident memory {peak:.2f} GB (inputs alone {mem_inputs:.2f} GB); {n_t:,} targets × {n_z:,} population, K = {k}.",
@@ -153,4 +177,11 @@ def run(size: str) -> BenchResult:
         "The dense extrapolation assumes linear cost in pairs; the dense form needs the n × |z| comparisons that the sorted form replaces by one sort and n binary searches.",
         f"Sorted and dense counts agree exactly on the baseline ratios: {agree}.",
     ]
-    return BenchResult(name="reference_scoring", claim=CLAIM, figures=figures, table=table, passed=passed, notes=notes)
+    return BenchResult(
+        name="reference_scoring",
+        claim=CLAIM,
+        figures=figures,
+        table=table,
+        passed=passed,
+        notes=notes,
+    )

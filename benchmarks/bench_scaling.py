@@ -48,7 +48,6 @@ np.savez(path, logits=logits, label=label, member=member)
 """
 
 
-
 def exponent(sizes: list[int], costs: list[float]) -> float:
     """Least-squares slope of log(cost) on log(size)."""
     return float(np.polyfit(np.log(sizes), np.log(costs), 1)[0])
@@ -75,9 +74,24 @@ def _cli(n: int, tmp: Path) -> tuple[float, float]:
     src = tmp / f"outputs_{n}.npz"
     subprocess.run([sys.executable, "-c", _GENERATE, str(n), str(CLASSES), str(src)], check=True)
     rss = tmp / f"rss_{n}"
-    cmd = [sys.executable, "-c", MIAUDIT_WITH_PEAK_RSS, str(rss), "attack", str(src), "--attacks", "loss,confidence", "--resamples", str(RESAMPLES), "--out", str(tmp / f"res_{n}")]
+    cmd = [
+        sys.executable,
+        "-c",
+        MIAUDIT_WITH_PEAK_RSS,
+        str(rss),
+        "attack",
+        str(src),
+        "--attacks",
+        "loss,confidence",
+        "--resamples",
+        str(RESAMPLES),
+        "--out",
+        str(tmp / f"res_{n}"),
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "160"})
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "160"}
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"miaudit attack failed: {proc.stderr.strip()[-2000:]}")
@@ -97,7 +111,9 @@ def _functions(n: int) -> dict[str, tuple[float, float]]:
     y = rng.random(n) < 0.5
     s1, s2 = rng.standard_normal(n) + y, rng.standard_normal(n) + 0.5 * y
     return {
-        "evaluate": _measure(lambda: evaluate(y.astype(np.int8), {"a": s1, "b": s2}, n_resamples=RESAMPLES, rng=1)),
+        "evaluate": _measure(
+            lambda: evaluate(y.astype(np.int8), {"a": s1, "b": s2}, n_resamples=RESAMPLES, rng=1)
+        ),
         "rmia_online": _measure(lambda: rmia_online(p[0], p[1:], population)),
         "lira_online": _measure(lambda: lira_online(phi[0], phi[1:], keep)),
     }
@@ -108,13 +124,22 @@ def run(size: str) -> BenchResult:
     rows: dict[str, list[tuple[int, float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="miaudit-scaling-") as tmp:
         for n in sizes["cli"]:
-            rows.setdefault("miaudit attack (process; peak RSS)", []).append((n, *_cli(n, Path(tmp))))
+            rows.setdefault("miaudit attack (process; peak RSS)", []).append(
+                (n, *_cli(n, Path(tmp)))
+            )
     _functions(sizes["fn"][0] // 4)  # warm-up: first-call costs (imports, caches) are not growth
     for n in sizes["fn"]:
         for name, (sec, mib) in _functions(n).items():
-            label = {"evaluate": f"evaluate (2 attacks, {RESAMPLES} replicates)", "rmia_online": f"rmia_online ({REFERENCES} references)", "lira_online": f"lira_online ({REFERENCES} references)"}[name]
+            label = {
+                "evaluate": f"evaluate (2 attacks, {RESAMPLES} replicates)",
+                "rmia_online": f"rmia_online ({REFERENCES} references)",
+                "lira_online": f"lira_online ({REFERENCES} references)",
+            }[name]
             rows.setdefault(label, []).append((n, sec, mib))
-    lines = ["| what | records | time | memory (MiB) | time b: fit / last step | memory b: fit / last step |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| what | records | time | memory (MiB) | time b: fit / last step | memory b: fit / last step |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     figures: dict[str, object] = {}
     worst = 0.0
     for label, pts in rows.items():
@@ -125,12 +150,19 @@ def run(size: str) -> BenchResult:
         # reported but the claim is judged on the functions' own allocations and on time.
         worst = max(worst, lt, lm if "process" not in label else 0.0)
         figures[label] = {
-            "records": ns, "seconds": [round(s, 4) for s in secs], "memory_mib": [round(m, 1) for m in mems],
-            "time_exponent": round(bt, 3), "memory_exponent": round(bm, 3), "time_exponent_last_step": round(lt, 3), "memory_exponent_last_step": round(lm, 3),
+            "records": ns,
+            "seconds": [round(s, 4) for s in secs],
+            "memory_mib": [round(m, 1) for m in mems],
+            "time_exponent": round(bt, 3),
+            "memory_exponent": round(bm, 3),
+            "time_exponent_last_step": round(lt, 3),
+            "memory_exponent_last_step": round(lm, 3),
         }
         for i, (n, sec, mib) in enumerate(pts):
             tail = f"{bt:.2f} / {lt:.2f} | {bm:.2f} / {lm:.2f}" if i == 0 else " | "
-            lines.append(f"| {label if i == 0 else ''} | {n:,} | {sec:.3f} s | {mib:.0f} | {tail} |")
+            lines.append(
+                f"| {label if i == 0 else ''} | {n:,} | {sec:.3f} s | {mib:.0f} | {tail} |"
+            )
     figures["worst_exponent"] = round(worst, 3)
     passed = worst <= MAX_EXPONENT if size == "full" else None
     notes = [
@@ -138,4 +170,11 @@ def run(size: str) -> BenchResult:
         "`miaudit attack`'s peak RSS includes the interpreter and libraries (a fixed ~0.2–0.3 GB), so its memory exponent understates the growth of its data; the function rows count allocations only.",
         "One measurement per size on a shared machine: small sizes' times are noisy; quote exponents, not absolute times.",
     ]
-    return BenchResult(name="scaling", claim=CLAIM, figures=figures, table="\n".join(lines), passed=passed, notes=notes)
+    return BenchResult(
+        name="scaling",
+        claim=CLAIM,
+        figures=figures,
+        table="\n".join(lines),
+        passed=passed,
+        notes=notes,
+    )

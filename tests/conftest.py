@@ -10,7 +10,9 @@ import pytest
 from miaudit.data import ModelOutputs
 
 
-def simulated_outputs(n: int = 2000, classes: int = 3, shift: float = 1.0, seed: int = 0) -> ModelOutputs:
+def simulated_outputs(
+    n: int = 2000, classes: int = 3, shift: float = 1.0, seed: int = 0
+) -> ModelOutputs:
     """Logits whose true-class entry is larger for members by ``shift`` (0 = no leak)."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, classes, n)
@@ -19,7 +21,11 @@ def simulated_outputs(n: int = 2000, classes: int = 3, shift: float = 1.0, seed:
     z = rng.normal(size=(n, classes))
     z[np.arange(n), y] += 1.0 + shift * m
     return ModelOutputs.from_arrays(
-        logits=z, label=y, member=m, record_id=np.arange(1000, 1000 + n), columns={"group": rng.choice(["a", "b"], n)}
+        logits=z,
+        label=y,
+        member=m,
+        record_id=np.arange(1000, 1000 + n),
+        columns={"group": rng.choice(["a", "b"], n)},
     )
 
 
@@ -29,7 +35,7 @@ def outputs() -> ModelOutputs:
 
 
 @pytest.fixture
-def plant_module(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+def plant_module(tmp_path, monkeypatch):
     """``plant_module(body)``: a module on sys.path whose import first writes its trace file;
     returns (module name, trace path). For tests that an untrusted file or config runs nothing."""
     import sys
@@ -40,7 +46,9 @@ def plant_module(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     def plant(body: str) -> tuple[str, Path]:
         name = f"mia_planted_{uuid.uuid4().hex[:8]}"
         trace = tmp_path / f"{name}.trace"
-        (tmp_path / f"{name}.py").write_text(f"import pathlib\nTRACE = pathlib.Path({str(trace)!r})\nTRACE.write_text('import')\n{body}")
+        (tmp_path / f"{name}.py").write_text(
+            f"import pathlib\nTRACE = pathlib.Path({str(trace)!r})\nTRACE.write_text('import')\n{body}"
+        )
         monkeypatch.syspath_prepend(str(tmp_path))
         planted.append(name)
         return name, trace

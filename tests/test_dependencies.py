@@ -38,7 +38,9 @@ def _dist(requirement: str) -> str:
 def _declared() -> tuple[set[str], dict[str, set[str]]]:
     project = PYPROJECT["project"]
     base = {_dist(r) for r in project["dependencies"]}
-    extras = {name: {_dist(r) for r in reqs} for name, reqs in project["optional-dependencies"].items()}
+    extras = {
+        name: {_dist(r) for r in reqs} for name, reqs in project["optional-dependencies"].items()
+    }
     return base, extras
 
 
@@ -55,7 +57,9 @@ def _imports(tree: ast.Module) -> list[tuple[str, bool]]:
             elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
                 continue  # never runs
             else:
-                inner = top and not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+                inner = top and not isinstance(
+                    child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+                )
                 visit(child, inner)
 
     visit(tree, True)
@@ -65,28 +69,43 @@ def _imports(tree: ast.Module) -> list[tuple[str, bool]]:
 def test_the_package_imports_only_declared_dependencies() -> None:
     base, extras = _declared()
     every_extra = set().union(*extras.values())
-    dists = {k: {d.lower().replace("_", "-") for d in v} for k, v in packages_distributions().items()}
+    dists = {
+        k: {d.lower().replace("_", "-") for d in v} for k, v in packages_distributions().items()
+    }
     stdlib = set(sys.stdlib_module_names)
     problems = []
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC).as_posix()
-        allowed_extra = next((extra for prefix, extra in MODULE_LEVEL_EXTRAS.items() if rel.startswith(prefix)), None)
+        allowed_extra = next(
+            (extra for prefix, extra in MODULE_LEVEL_EXTRAS.items() if rel.startswith(prefix)), None
+        )
         for name, top in _imports(ast.parse(path.read_text(encoding="utf-8"))):
             if name in stdlib or name == "miaudit" or name == "__future__":
                 continue
             provided = dists.get(name)
             if not provided:
-                problems.append(f"{rel}: imports {name!r}, which no installed distribution provides")
+                problems.append(
+                    f"{rel}: imports {name!r}, which no installed distribution provides"
+                )
                 continue
-            if top and not provided & base and not (allowed_extra and provided & extras[allowed_extra]):
-                problems.append(f"{rel}: imports {name!r} ({', '.join(sorted(provided))}) at module level, not a base dependency")
+            if (
+                top
+                and not provided & base
+                and not (allowed_extra and provided & extras[allowed_extra])
+            ):
+                problems.append(
+                    f"{rel}: imports {name!r} ({', '.join(sorted(provided))}) at module level, not a base dependency"
+                )
             elif not provided & (base | every_extra):
-                problems.append(f"{rel}: imports {name!r} ({', '.join(sorted(provided))}), declared nowhere in pyproject.toml")
+                problems.append(
+                    f"{rel}: imports {name!r} ({', '.join(sorted(provided))}), declared nowhere in pyproject.toml"
+                )
     assert problems == [], "\n".join(problems)
 
 
 def test_the_ast_check_sees_imports_inside_functions_and_skips_type_checking() -> None:
-    tree = ast.parse(textwrap.dedent("""
+    tree = ast.parse(
+        textwrap.dedent("""
         import numpy
         from typing import TYPE_CHECKING
         if TYPE_CHECKING:
@@ -95,13 +114,37 @@ def test_the_ast_check_sees_imports_inside_functions_and_skips_type_checking() -
             import fastapi
         class C:
             import scipy.stats
-    """))
-    assert _imports(tree) == [("numpy", True), ("typing", True), ("fastapi", False), ("scipy", True)]
+    """)
+    )
+    assert _imports(tree) == [
+        ("numpy", True),
+        ("typing", True),
+        ("fastapi", False),
+        ("scipy", True),
+    ]
 
 
 # --- the CLI with every optional dependency blocked -------------------------------------------------
 
-BLOCKED = sorted({"torch", "safetensors", "skops", "opacus", "ray", "fastapi", "starlette", "uvicorn", "sqlalchemy", "httpx", "psycopg", "click", "pytest", "hypothesis", "schemathesis"})
+BLOCKED = sorted(
+    {
+        "torch",
+        "safetensors",
+        "skops",
+        "opacus",
+        "ray",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "sqlalchemy",
+        "httpx",
+        "psycopg",
+        "click",
+        "pytest",
+        "hypothesis",
+        "schemathesis",
+    }
+)
 PRELUDE = f"""
 import sys
 class _Blocked:
@@ -116,7 +159,9 @@ main()
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", PRELUDE, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-c", PRELUDE, *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +171,9 @@ def no_extras(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("noextras")
     simulated_outputs(n=400, seed=2).save(tmp / "outputs.parquet")
     (tmp / "bad.csv").write_text("logit_0,logit_1,label,member\n0.1,nan,0,1\n0.2,0,1,0\n")
-    (tmp / "mlp.yaml").write_text("seed: 1\ndata: {dataset: digits}\nmodel: {kind: torch-mlp, hidden: [8], epochs: 1}\nplan: {models: 2}\n")
+    (tmp / "mlp.yaml").write_text(
+        "seed: 1\ndata: {dataset: digits}\nmodel: {kind: torch-mlp, hidden: [8], epochs: 1}\nplan: {models: 2}\n"
+    )
     return tmp
 
 
@@ -147,16 +194,25 @@ def no_extras(tmp_path_factory) -> Path:
         (["train", "mlp.yaml", "--out", "o"], 2, "miaudit[torch]"),
     ],
 )
-def test_cli_usage_and_errors_with_every_optional_dependency_blocked(no_extras, args, code, expect) -> None:
+def test_cli_usage_and_errors_with_every_optional_dependency_blocked(
+    no_extras, args, code, expect
+) -> None:
     proc = _run(args, no_extras)
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr
     if expect is not None:
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], proc.stderr
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], (
+            proc.stderr
+        )
 
 
 def test_an_attack_runs_with_every_optional_dependency_blocked(no_extras) -> None:
-    proc = _run(["attack", "outputs.parquet", "--out", "res", "--resamples", "20", "--attacks", "loss"], no_extras)
+    proc = _run(
+        ["attack", "outputs.parquet", "--out", "res", "--resamples", "20", "--attacks", "loss"],
+        no_extras,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert (no_extras / "res" / "results.json").is_file() and (no_extras / "res" / "report.html").is_file()
+    assert (no_extras / "res" / "results.json").is_file() and (
+        no_extras / "res" / "report.html"
+    ).is_file()

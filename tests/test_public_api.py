@@ -9,7 +9,17 @@ import miaudit.signals
 
 def test_top_level_names():
     assert sorted(miaudit.__all__) == sorted(
-        ["AuditResult", "InputError", "MiauditError", "ModelOutputs", "SignalsStore", "__version__", "attack", "load_outputs", "load_signals"]
+        [
+            "AuditResult",
+            "InputError",
+            "MiauditError",
+            "ModelOutputs",
+            "SignalsStore",
+            "__version__",
+            "attack",
+            "load_outputs",
+            "load_signals",
+        ]
     )
 
 
@@ -20,5 +30,12 @@ def test_every_exported_name_exists():
 
 
 def test_metric_names_follow_sklearn():
-    for name in ("roc_auc_score", "roc_curve", "tpr_at_fpr", "membership_advantage", "balanced_accuracy_best", "ppv_at_fpr"):
+    for name in (
+        "roc_auc_score",
+        "roc_curve",
+        "tpr_at_fpr",
+        "membership_advantage",
+        "balanced_accuracy_best",
+        "ppv_at_fpr",
+    ):
         assert name in miaudit.metrics.__all__

@@ -82,9 +82,18 @@ ART_RULE = "rule-based"
 # every model has its own seed stream, so model 0 of this plan (and its k reference pairs, the
 # pairs that follow its own) are the very models that benchmark trains first.
 DATASETS: dict[str, dict[str, Any]] = {
-    "digits": {"data": {"dataset": "digits"}, "model": {"kind": "torch-mlp", "hidden": [256], "epochs": 60, "batch_size": 32}},
-    "adult": {"data": {"dataset": "adult", "max_records": 8000}, "model": {"kind": "torch-mlp", "hidden": [256, 256], "epochs": 40, "batch_size": 64}},
-    "purchase": {"data": {"dataset": "purchase", "purchase": {"n_records": 6000, "flip_rate": 0.15}}, "model": {"kind": "torch-mlp", "hidden": [256], "epochs": 30, "batch_size": 64}},
+    "digits": {
+        "data": {"dataset": "digits"},
+        "model": {"kind": "torch-mlp", "hidden": [256], "epochs": 60, "batch_size": 32},
+    },
+    "adult": {
+        "data": {"dataset": "adult", "max_records": 8000},
+        "model": {"kind": "torch-mlp", "hidden": [256, 256], "epochs": 40, "batch_size": 64},
+    },
+    "purchase": {
+        "data": {"dataset": "purchase", "purchase": {"n_records": 6000, "flip_rate": 0.15}},
+        "model": {"kind": "torch-mlp", "hidden": [256], "epochs": 30, "batch_size": 64},
+    },
 }
 PLAN_SEED = 20261128
 POOL_FRACTION = 0.8
@@ -99,15 +108,27 @@ SIZES: dict[str, dict[str, Any]] = {
 def audit_config(spec: dict[str, Any], size: dict[str, Any]):  # type: ignore[no-untyped-def]
     from miaudit.audit import parse_audit_config
 
-    model = {**spec["model"], "epochs": max(10, spec["model"]["epochs"] // size["epoch_divisor"]) if size["epoch_divisor"] > 1 else spec["model"]["epochs"]}
-    return parse_audit_config({
-        "seed": PLAN_SEED,
-        "data": spec["data"],
-        "model": model,
-        "plan": {"pool_fraction": POOL_FRACTION, "unit_size": UNIT_SIZE},
-        "engine": {"workers": 0, "threads": 1, "progress": False},
-        "audit": {"references": size["references"], "targets": 1, "resamples": size["resamples"], "attacks": list(REFERENCE_ATTACKS)},
-    })
+    model = {
+        **spec["model"],
+        "epochs": max(10, spec["model"]["epochs"] // size["epoch_divisor"])
+        if size["epoch_divisor"] > 1
+        else spec["model"]["epochs"],
+    }
+    return parse_audit_config(
+        {
+            "seed": PLAN_SEED,
+            "data": spec["data"],
+            "model": model,
+            "plan": {"pool_fraction": POOL_FRACTION, "unit_size": UNIT_SIZE},
+            "engine": {"workers": 0, "threads": 1, "progress": False},
+            "audit": {
+                "references": size["references"],
+                "targets": 1,
+                "resamples": size["resamples"],
+                "attacks": list(REFERENCE_ATTACKS),
+            },
+        }
+    )
 
 
 class TargetNet(nn.Module):
@@ -143,12 +164,19 @@ def load_target(run, n_hidden: int) -> TargetNet:  # type: ignore[no-untyped-def
 
 
 def seed_all(seed: int) -> None:
-    np.random.seed(seed % 2**32)  # scikit-learn estimators built without random_state draw from here
+    np.random.seed(  # noqa: NPY002 - ART and sklearn draw from the global state
+        seed % 2**32
+    )  # scikit-learn estimators built without random_state draw from here
     torch.manual_seed(seed)
 
 
-def run_dataset(name: str, spec: dict[str, Any], size: dict[str, Any], seed: int, work: Path, log) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from art.attacks.inference.membership_inference import MembershipInferenceBlackBox, MembershipInferenceBlackBoxRuleBased
+def run_dataset(
+    name: str, spec: dict[str, Any], size: dict[str, Any], seed: int, work: Path, log
+) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from art.attacks.inference.membership_inference import (
+        MembershipInferenceBlackBox,
+        MembershipInferenceBlackBoxRuleBased,
+    )
     from art.estimators.classification import PyTorchClassifier
 
     from miaudit.audit import attack_store, run_attacks
@@ -168,7 +196,9 @@ def run_dataset(name: str, spec: dict[str, Any], size: dict[str, Any], seed: int
     pool = np.flatnonzero(~store.population)
     member_all = store.keep[TARGET].astype(bool)
     logits_engine = np.asarray(store.logits[TARGET], dtype=np.float32)
-    log(f"[{name}] {store.n_models} models on {n} records ({pool.size} in the pool) trained in {timings['train_models']:.1f} s")
+    log(
+        f"[{name}] {store.n_models} models on {n} records ({pool.size} in the pool) trained in {timings['train_models']:.1f} s"
+    )
 
     # The same target for ART: the engine's model 0, rebuilt from its cached weights.
     net = load_target(run, len(spec["model"]["hidden"]))
@@ -177,8 +207,16 @@ def run_dataset(name: str, spec: dict[str, Any], size: dict[str, Any], seed: int
         logits_net = net(torch.from_numpy(x)).numpy()
     max_diff = float(np.abs(logits_net - logits_engine).max())
     if max_diff > 1e-3:
-        raise RuntimeError(f"[{name}] the rebuilt target does not reproduce the engine's logits (max |diff| {max_diff:.3g})")
-    clf = PyTorchClassifier(model=net, loss=nn.CrossEntropyLoss(), input_shape=(x.shape[1],), nb_classes=c, device_type="cpu")
+        raise RuntimeError(
+            f"[{name}] the rebuilt target does not reproduce the engine's logits (max |diff| {max_diff:.3g})"
+        )
+    clf = PyTorchClassifier(
+        model=net,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=(x.shape[1],),
+        nb_classes=c,
+        device_type="cpu",
+    )
     y1h = np.eye(c, dtype=np.float32)[data.label]
 
     # Split the target's pool records: ART's attack training half / the evaluation half.
@@ -193,7 +231,10 @@ def run_dataset(name: str, spec: dict[str, Any], size: dict[str, Any], seed: int
     ev = np.sort(np.concatenate(eval_idx))
     y_ev = member_all[ev].astype(np.int8)
     pred_correct = logits_engine.argmax(1) == data.label
-    train_acc, test_acc = float(pred_correct[pool][member_all[pool]].mean()), float(pred_correct[pool][~member_all[pool]].mean())
+    train_acc, test_acc = (
+        float(pred_correct[pool][member_all[pool]].mean()),
+        float(pred_correct[pool][~member_all[pool]].mean()),
+    )
 
     scores: dict[str, np.ndarray] = {}
     tool: dict[str, str] = {}
@@ -226,7 +267,12 @@ def run_dataset(name: str, spec: dict[str, Any], size: dict[str, Any], seed: int
 
     # miaudit: threshold attacks on the target's outputs for the evaluation records.
     t0 = time.perf_counter()
-    outputs = ModelOutputs.from_arrays(logits=logits_engine[ev], label=data.label[ev], member=y_ev, record_id=np.asarray(data.record_id)[ev])
+    outputs = ModelOutputs.from_arrays(
+        logits=logits_engine[ev],
+        label=data.label[ev],
+        member=y_ev,
+        record_id=np.asarray(data.record_id)[ev],
+    )
     own = run_attacks(outputs, attacks=THRESHOLD_ATTACKS, n_resamples=0, seed=seed)
     for a in THRESHOLD_ATTACKS:
         key = f"miaudit {a}"
@@ -240,16 +286,33 @@ def run_dataset(name: str, spec: dict[str, Any], size: dict[str, Any], seed: int
     assert np.array_equal(np.asarray(ref.member)[take].astype(bool), y_ev.astype(bool))
     for a in REFERENCE_ATTACKS:
         key = f"miaudit {a}"
-        scores[key], tool[key] = np.asarray(ref.scores[a], dtype=np.float64)[take], f"miaudit (k = {size['references']})"
+        scores[key], tool[key] = (
+            np.asarray(ref.scores[a], dtype=np.float64)[take],
+            f"miaudit (k = {size['references']})",
+        )
     timings["miaudit_attacks"] = time.perf_counter() - t0
 
     from miaudit.metrics import evaluate
 
-    evl = evaluate(y_ev, scores, fprs=(0.1, 0.01), n_resamples=size["resamples"], rng=np.random.default_rng(np.random.SeedSequence([seed, 2])))
+    evl = evaluate(
+        y_ev,
+        scores,
+        fprs=(0.1, 0.01),
+        n_resamples=size["resamples"],
+        rng=np.random.default_rng(np.random.SeedSequence([seed, 2])),
+    )
     rows = []
     for key in scores:
         auc, tpr = evl.estimate(key, "auc"), evl.estimate(key, "tpr@1%fpr")
-        rows.append({"tool": tool[key], "attack": key.split(" ", 1)[1], "auc": est(auc), "tpr@1%fpr": est(tpr), "nonmembers_tied_at_top": top_tie(scores[key], y_ev)})
+        rows.append(
+            {
+                "tool": tool[key],
+                "attack": key.split(" ", 1)[1],
+                "auc": est(auc),
+                "tpr@1%fpr": est(tpr),
+                "nonmembers_tied_at_top": top_tie(scores[key], y_ev),
+            }
+        )
     art_keys = [k for k in scores if k.startswith("ART")]
     mia_keys = [k for k in scores if k.startswith("miaudit")]
 
@@ -265,7 +328,10 @@ def run_dataset(name: str, spec: dict[str, Any], size: dict[str, Any], seed: int
     }
     # Sanity: ART's rule and miaudit's gap attack are the same rule on the same model.
     rule, gap = scores[f"ART {ART_RULE}"], scores["miaudit gap"]
-    same_rule = bool(np.array_equal(rule.astype(bool), pred_correct[ev]) and np.array_equal(np.argsort(rule, kind="stable"), np.argsort(gap, kind="stable")))
+    same_rule = bool(
+        np.array_equal(rule.astype(bool), pred_correct[ev])
+        and np.array_equal(np.argsort(rule, kind="stable"), np.argsort(gap, kind="stable"))
+    )
     return {
         "dataset": name,
         "data": cfg.data.model_dump(mode="json", exclude_defaults=True),
@@ -321,36 +387,64 @@ def table(results: list[dict[str, Any]]) -> str:
     ]
     tied = []
     for r in results:
-        tied += [f"{r['dataset']} {row['tool'].split(' (')[0]} {row['attack']} {row['nonmembers_tied_at_top']:.0%}" for row in r["rows"] if row["nonmembers_tied_at_top"] > 0.01]
+        tied += [
+            f"{r['dataset']} {row['tool'].split(' (')[0]} {row['attack']} {row['nonmembers_tied_at_top']:.0%}"
+            for row in r["rows"]
+            if row["nonmembers_tied_at_top"] > 0.01
+        ]
     for r in results:
         label = f"{r['dataset']} (train/test acc {r['target_train_accuracy']:.2f}/{r['target_test_accuracy']:.2f}; eval {r['eval_members']}+{r['eval_nonmembers']})"
         for row in r["rows"]:
-            lines.append(f"| {label} | {row['tool']} | {row['attack']} | {fmt(row['auc'])} | {fmt(row['tpr@1%fpr'])} |")
+            lines.append(
+                f"| {label} | {row['tool']} | {row['attack']} | {fmt(row['auc'])} | {fmt(row['tpr@1%fpr'])} |"
+            )
     if tied:
-        lines += ["", "Non-members tied at the top score (more than 1 %: TPR at 1 % FPR can count only members scored strictly higher): " + "; ".join(tied) + "."]
+        lines += [
+            "",
+            "Non-members tied at the top score (more than 1 %: TPR at 1 % FPR can count only members scored strictly higher): "
+            + "; ".join(tied)
+            + ".",
+        ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=tuple(SIZES), default="full")
-    parser.add_argument("--seed", type=int, default=1, help="seeds the record split, ART's attack models and the bootstrap (the targets use the plan seed)")
-    parser.add_argument("--datasets", default="", help="comma-separated subset of: " + ", ".join(DATASETS))
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="seeds the record split, ART's attack models and the bootstrap (the targets use the plan seed)",
+    )
+    parser.add_argument(
+        "--datasets", default="", help="comma-separated subset of: " + ", ".join(DATASETS)
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the measured rows here")
-    parser.add_argument("--workdir", type=Path, default=None, help="engine output and model cache (default: a temporary folder)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="engine output and model cache (default: a temporary folder)",
+    )
     args = parser.parse_args(argv)
 
     import art
     import sklearn
 
     if art.__version__ != ART_VERSION:
-        print(f"error: this comparison is pinned to ART {ART_VERSION}; found {art.__version__}", file=sys.stderr)
+        print(
+            f"error: this comparison is pinned to ART {ART_VERSION}; found {art.__version__}",
+            file=sys.stderr,
+        )
         return 2
     size = SIZES[args.size]
     names = [d for d in args.datasets.split(",") if d] or list(DATASETS)
     unknown = [d for d in names if d not in DATASETS]
     if unknown:
-        print(f"error: unknown dataset {unknown[0]!r}; known: {', '.join(DATASETS)}", file=sys.stderr)
+        print(
+            f"error: unknown dataset {unknown[0]!r}; known: {', '.join(DATASETS)}", file=sys.stderr
+        )
         return 2
 
     def log(msg: str) -> None:
@@ -366,7 +460,13 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "resamples": size["resamples"],
         "wall_s": round(wall, 1),
-        "versions": {"art": art.__version__, "torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__, "python": sys.version.split()[0]},
+        "versions": {
+            "art": art.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "sklearn": sklearn.__version__,
+            "python": sys.version.split()[0],
+        },
         "datasets": results,
         "table": table(results),
     }
@@ -375,8 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     print(out["table"])
     for r in results:
         c = r["comparison"]
-        print(f"\n{r['dataset']}: strongest by TPR@1%FPR — miaudit {c['best_miaudit']!r} minus ART {c['best_art']!r}: "
-              f"ΔTPR@1%FPR {fmt(c['tpr@1%fpr_difference'])}, ΔAUC {fmt(c['auc_difference'])} (paired)")
+        print(
+            f"\n{r['dataset']}: strongest by TPR@1%FPR — miaudit {c['best_miaudit']!r} minus ART {c['best_art']!r}: "
+            f"ΔTPR@1%FPR {fmt(c['tpr@1%fpr_difference'])}, ΔAUC {fmt(c['auc_difference'])} (paired)"
+        )
     print(f"\nwall time {wall:.0f} s", file=sys.stderr)
     return 0
 

@@ -25,10 +25,25 @@ _LAZY = {
 
 
 #: Subpackages reachable as attributes after a plain ``import miaudit`` (``miaudit.metrics.…``).
-_SUBPACKAGES = frozenset({"attacks", "audit", "cli", "data", "datasets", "defenses", "engine", "metrics", "models", "report", "serve", "signals"})
+_SUBPACKAGES = frozenset(
+    {
+        "attacks",
+        "audit",
+        "cli",
+        "data",
+        "datasets",
+        "defenses",
+        "engine",
+        "metrics",
+        "models",
+        "report",
+        "serve",
+        "signals",
+    }
+)
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - PEP 562 module attribute
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
     elif name in _SUBPACKAGES:
@@ -39,4 +54,14 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - PEP 562 module attribute
     return value
 
 
-__all__ = ["AuditResult", "InputError", "MiauditError", "ModelOutputs", "SignalsStore", "__version__", "attack", "load_outputs", "load_signals"]
+__all__ = [
+    "AuditResult",
+    "InputError",
+    "MiauditError",
+    "ModelOutputs",
+    "SignalsStore",
+    "__version__",
+    "attack",
+    "load_outputs",
+    "load_signals",
+]

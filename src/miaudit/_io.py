@@ -24,7 +24,9 @@ def ensure_writable_dir(path: Path, field: str = "--out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(field, f"cannot create output directory {str(path)!r} ({exc.strerror})") from None
+        raise InputError(
+            field, f"cannot create output directory {str(path)!r} ({exc.strerror})"
+        ) from None
     if not path.is_dir():
         raise InputError(field, f"{str(path)!r} is not a directory")
     if not os.access(path, os.W_OK | os.X_OK):

@@ -48,7 +48,9 @@ def test_gap_is_correctness_with_one_query_each():
     np.testing.assert_array_equal(r.queries, [1, 1, 1, 1])
     np.testing.assert_array_equal(o.queries_per_record(4), r.queries)
     # The same attack under a score policy sees the same labels.
-    np.testing.assert_array_equal(gap_query_attack(LocalOracle(_threshold_model, "top-1"), x, y).scores, r.scores)
+    np.testing.assert_array_equal(
+        gap_query_attack(LocalOracle(_threshold_model, "top-1"), x, y).scores, r.scores
+    )
 
 
 def test_noise_robustness_matches_the_normal_cdf():
@@ -63,13 +65,23 @@ def test_noise_robustness_matches_the_normal_cdf():
     np.testing.assert_array_equal(r.queries, 4000)
     np.testing.assert_array_equal(o.queries_per_record(4), r.queries)
     # Seeded: the same seed gives the same scores bit for bit.
-    again = noise_robustness_attack(LocalOracle(_threshold_model, "label-only"), x, y, sigma=0.4, n_draws=4000, rng=0)
+    again = noise_robustness_attack(
+        LocalOracle(_threshold_model, "label-only"), x, y, sigma=0.4, n_draws=4000, rng=0
+    )
     np.testing.assert_array_equal(again.scores, r.scores)
 
 
 def test_zero_scale_freezes_a_feature():
     x = np.array([[0.01, 5.0], [-0.01, 5.0]])
-    r = noise_robustness_attack(LocalOracle(_threshold_model, "label-only"), x, np.array([1, 0]), sigma=10.0, n_draws=200, scale=np.array([0.0, 1.0]), rng=1)
+    r = noise_robustness_attack(
+        LocalOracle(_threshold_model, "label-only"),
+        x,
+        np.array([1, 0]),
+        sigma=10.0,
+        n_draws=200,
+        scale=np.array([0.0, 1.0]),
+        rng=1,
+    )
     np.testing.assert_array_equal(r.scores, [1.0, 1.0])  # only the irrelevant feature moved
 
 
@@ -98,14 +110,18 @@ def test_boundary_distance_on_a_linear_model():
     y = (x @ w + b > 0).astype(int)
     y[:20] = 1 - y[:20]  # misclassified records
     truth = np.abs(x @ w + b) / np.linalg.norm(w)
-    small = boundary_distance_attack(LocalOracle(predict, "label-only"), x, y, max_queries=150, rng=2)
+    small = boundary_distance_attack(
+        LocalOracle(predict, "label-only"), x, y, max_queries=150, rng=2
+    )
     o = LocalOracle(predict, "label-only")
     big = boundary_distance_attack(o, x, y, max_queries=400, rng=2)
     ok = np.arange(200) >= 20
     for r in (small, big):
         assert (r.scores[ok] >= truth[ok] * (1 - 1e-9)).all()
         np.testing.assert_array_equal(r.scores[~ok], 0.0)
-        np.testing.assert_array_equal(r.queries[~ok], 1)  # one query shows the record is misclassified
+        np.testing.assert_array_equal(
+            r.queries[~ok], 1
+        )  # one query shows the record is misclassified
     rel = big.scores[ok] / truth[ok]
     assert np.median(rel) <= 1.03
     assert np.median(rel) < np.median(small.scores[ok] / truth[ok])  # more queries, tighter
@@ -127,7 +143,17 @@ def test_boundary_distance_respects_its_budget(budget):
 
 def test_boundary_distance_censors_at_max_distance():
     const = lambda x: np.tile([1.0, 0.0], (x.shape[0], 1))  # noqa: E731 — never flips
-    r = boundary_distance_attack(LocalOracle(const, "label-only"), np.zeros((3, 2)), np.zeros(3, dtype=int), max_distance=7.0, n_directions=4, ladder_steps=5, search_steps=3, max_queries=100, rng=0)
+    r = boundary_distance_attack(
+        LocalOracle(const, "label-only"),
+        np.zeros((3, 2)),
+        np.zeros(3, dtype=int),
+        max_distance=7.0,
+        n_directions=4,
+        ladder_steps=5,
+        search_steps=3,
+        max_queries=100,
+        rng=0,
+    )
     np.testing.assert_array_equal(r.scores, 7.0)
     np.testing.assert_array_equal(r.queries, 1 + 4 * 5)
 
@@ -156,7 +182,15 @@ def test_noise_robustness_beats_gap_on_an_overfit_model_under_label_only():
     """1-NN on synthetic tabular data (train accuracy 1): members are their own nearest neighbour,
     so their noisy copies keep the label more often than a correctly classified non-member's.
     The paired 95 % interval of AUC(noise) − AUC(gap) lies above 0 (measured ≈ +0.2 at n = 1200)."""
-    x, y = make_classification(n_samples=1200, n_features=10, n_informative=6, n_redundant=2, n_classes=3, flip_y=0.1, random_state=0)
+    x, y = make_classification(
+        n_samples=1200,
+        n_features=10,
+        n_informative=6,
+        n_redundant=2,
+        n_classes=3,
+        flip_y=0.1,
+        random_state=0,
+    )
     member = np.zeros(1200, dtype=int)
     member[np.random.default_rng(0).permutation(1200)[:600]] = 1
     model = KNeighborsClassifier(n_neighbors=1, n_jobs=1).fit(x[member == 1], y[member == 1])
@@ -166,7 +200,9 @@ def test_noise_robustness_beats_gap_on_an_overfit_model_under_label_only():
     ev = evaluate(member, {"gap": gap.scores, "noise": robust.scores}, n_resamples=200, rng=0)
     diff = ev.difference("noise", "gap", "auc")
     assert diff.lower is not None and diff.lower > 0
-    assert ev.estimate("gap", "auc").point == pytest.approx(0.5 * (1 + 1.0 - model.score(x[member == 0], y[member == 0])), abs=1e-9)
+    assert ev.estimate("gap", "auc").point == pytest.approx(
+        0.5 * (1 + 1.0 - model.score(x[member == 0], y[member == 0])), abs=1e-9
+    )
     assert o.queries == 1200 * 31
 
 

@@ -13,7 +13,9 @@ from miaudit.errors import InputError
 RTOL = 1e-10  # float64 arithmetic on both sides; only summation order differs
 
 
-def simulate(n: int = 3000, k: int = 16, shift: float = 1.5, queries: int | None = None, seed: int = 0):
+def simulate(
+    n: int = 3000, k: int = 16, shift: float = 1.5, queries: int | None = None, seed: int = 0
+):
     """φ = record difficulty + shift·IN + noise, for references and the target."""
     rng = np.random.default_rng(seed)
     half = rng.random((k // 2, n)) < 0.5
@@ -23,8 +25,16 @@ def simulate(n: int = 3000, k: int = 16, shift: float = 1.5, queries: int | None
     extra = () if queries is None else (queries,)
     base = rng.normal(0.0, 2.0, size=(n, *extra))
     noise_scale = rng.uniform(0.5, 1.5, size=(n, *extra))
-    ref = base + shift * keep.reshape(k, n, *(1,) * len(extra)) + noise_scale * rng.normal(size=(k, n, *extra))
-    tgt = base + shift * member.reshape(n, *(1,) * len(extra)) + noise_scale * rng.normal(size=(n, *extra))
+    ref = (
+        base
+        + shift * keep.reshape(k, n, *(1,) * len(extra))
+        + noise_scale * rng.normal(size=(k, n, *extra))
+    )
+    tgt = (
+        base
+        + shift * member.reshape(n, *(1,) * len(extra))
+        + noise_scale * rng.normal(size=(n, *extra))
+    )
     return tgt, ref, keep, member
 
 
@@ -35,7 +45,9 @@ def brute_online(tgt, ref, keep, variance):
     for side, sel in (("in", keep), ("out", ~keep)):
         mu = np.array([np.median(ref[sel[:, i], i]) for i in range(n)])
         sd = np.array([np.std(ref[sel[:, i], i]) for i in range(n)])
-        ss = np.array([((ref[sel[:, i], i] - ref[sel[:, i], i].mean()) ** 2).sum() for i in range(n)])
+        ss = np.array(
+            [((ref[sel[:, i], i] - ref[sel[:, i], i].mean()) ** 2).sum() for i in range(n)]
+        )
         pooled = np.sqrt(ss.sum() / sel.sum())
         stats[side] = (mu, np.full(n, pooled) if variance == "global" else sd)
     (mi, si), (mo, so) = stats["in"], stats["out"]
@@ -60,8 +72,15 @@ def test_offline_matches_closed_form(variance):
         ss = sum(((ref[out[:, i], i] - ref[out[:, i], i].mean()) ** 2).sum() for i in range(200))
         sd = np.sqrt(ss / out.sum())
     z = (tgt - mu) / sd
-    np.testing.assert_allclose(lira_offline(tgt, ref, keep, variance=variance), z, rtol=RTOL, atol=1e-12)
-    np.testing.assert_allclose(lira_offline(tgt, ref, keep, variance=variance, statistic="logcdf"), norm.logcdf(z), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        lira_offline(tgt, ref, keep, variance=variance), z, rtol=RTOL, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        lira_offline(tgt, ref, keep, variance=variance, statistic="logcdf"),
+        norm.logcdf(z),
+        rtol=1e-9,
+        atol=1e-12,
+    )
 
 
 def test_median_not_mean_for_mu():
@@ -90,23 +109,36 @@ def test_offline_stays_informative_where_phi_saturates():
 def test_augmentation_queries_average_per_query_scores():
     tgt, ref, keep, _ = simulate(n=150, k=8, queries=3)
     for variance in ("per_record", "global"):
-        per_query = [lira_online(tgt[:, q], ref[:, :, q], keep, variance=variance) for q in range(3)]
-        np.testing.assert_allclose(lira_online(tgt, ref, keep, variance=variance), np.mean(per_query, axis=0), rtol=1e-12)
-        per_query = [lira_offline(tgt[:, q], ref[:, :, q], keep, variance=variance, statistic="logcdf") for q in range(3)]
+        per_query = [
+            lira_online(tgt[:, q], ref[:, :, q], keep, variance=variance) for q in range(3)
+        ]
         np.testing.assert_allclose(
-            lira_offline(tgt, ref, keep, variance=variance, statistic="logcdf"), np.mean(per_query, axis=0), rtol=1e-12
+            lira_online(tgt, ref, keep, variance=variance), np.mean(per_query, axis=0), rtol=1e-12
+        )
+        per_query = [
+            lira_offline(tgt[:, q], ref[:, :, q], keep, variance=variance, statistic="logcdf")
+            for q in range(3)
+        ]
+        np.testing.assert_allclose(
+            lira_offline(tgt, ref, keep, variance=variance, statistic="logcdf"),
+            np.mean(per_query, axis=0),
+            rtol=1e-12,
         )
 
 
 def test_one_query_axis_equals_no_query_axis():
     tgt, ref, keep, _ = simulate(n=100, k=6)
-    np.testing.assert_array_equal(lira_online(tgt, ref, keep), lira_online(tgt[:, None], ref[..., None], keep))
+    np.testing.assert_array_equal(
+        lira_online(tgt, ref, keep), lira_online(tgt[:, None], ref[..., None], keep)
+    )
 
 
 def test_float32_references_accepted():
     tgt, ref, keep, _ = simulate(n=100, k=6)
     r32 = ref.astype(np.float32)
-    np.testing.assert_allclose(lira_online(tgt, r32, keep), lira_online(tgt, r32.astype(np.float64), keep), rtol=1e-12)
+    np.testing.assert_allclose(
+        lira_online(tgt, r32, keep), lira_online(tgt, r32.astype(np.float64), keep), rtol=1e-12
+    )
 
 
 def test_row_order_invariance():
@@ -115,9 +147,19 @@ def test_row_order_invariance():
     for fn in (lira_online, lira_offline):
         for variance in ("per_record", "global"):
             base = fn(tgt, ref, keep, variance=variance)
-            np.testing.assert_allclose(fn(tgt[perm], ref[:, perm], keep[:, perm], variance=variance), base[perm], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(
+                fn(tgt[perm], ref[:, perm], keep[:, perm], variance=variance),
+                base[perm],
+                rtol=1e-12,
+                atol=1e-12,
+            )
     kperm = np.random.default_rng(6).permutation(8)
-    np.testing.assert_allclose(lira_online(tgt, ref[kperm], keep[kperm]), lira_online(tgt, ref, keep), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        lira_online(tgt, ref[kperm], keep[kperm]),
+        lira_online(tgt, ref, keep),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_monotone_in_target_phi_and_shift_scale_invariant():
@@ -126,8 +168,15 @@ def test_monotone_in_target_phi_and_shift_scale_invariant():
     assert (lira_offline(tgt + 0.5, ref, keep) > lo).all()
     # an increasing affine map of every φ (target and references) leaves z and log σ_out/σ_in,
     # hence both scores, unchanged
-    np.testing.assert_allclose(lira_offline(3 * tgt + 7, 3 * ref + 7, keep), lo, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(lira_online(3 * tgt + 7, 3 * ref + 7, keep), lira_online(tgt, ref, keep), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        lira_offline(3 * tgt + 7, 3 * ref + 7, keep), lo, rtol=1e-9, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        lira_online(3 * tgt + 7, 3 * ref + 7, keep),
+        lira_online(tgt, ref, keep),
+        rtol=1e-9,
+        atol=1e-9,
+    )
 
 
 def test_zero_spread_falls_back_to_global_variance():
@@ -147,7 +196,9 @@ def test_fallback_equals_global_sigma_for_that_record():
     ref = np.array([[1.0, 1.0], [0.0, 1.4], [0.5, 0.0], [-0.5, 0.4]])
     keep = np.array([[1, 1], [0, 1], [0, 0], [0, 0]], dtype=bool)
     tgt = np.array([0.7, 0.9])
-    pooled_in = np.sqrt(((1.0 - 1.2) ** 2 + (1.4 - 1.2) ** 2) / 3)  # record 0 adds 0 around its own mean
+    pooled_in = np.sqrt(
+        ((1.0 - 1.2) ** 2 + (1.4 - 1.2) ** 2) / 3
+    )  # record 0 adds 0 around its own mean
     mu_out0 = np.median([0.0, 0.5, -0.5])
     sd_out0 = np.std([0.0, 0.5, -0.5])
     want0 = norm.logpdf(0.7, 1.0, pooled_in) - norm.logpdf(0.7, mu_out0, sd_out0)
@@ -158,12 +209,12 @@ def test_fallback_equals_global_sigma_for_that_record():
 def test_record_without_out_reference_is_an_error(fn):
     ref = np.zeros((3, 4))
     keep = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 1]], dtype=bool)  # record 0: IN for all
-    with pytest.raises(InputError, match="no OUT reference.*position 0"):
+    with pytest.raises(InputError, match=r"no OUT reference.*position 0"):
         fn(np.zeros(4), ref, keep)
 
 
 def test_online_record_without_in_reference_is_an_error():
-    with pytest.raises(InputError, match="no IN reference"):
+    with pytest.raises(InputError, match=r"no IN reference"):
         lira_online(np.zeros(2), np.zeros((2, 2)), np.array([[1, 0], [0, 0]], dtype=bool))
 
 
@@ -190,9 +241,9 @@ def test_bad_input(tgt, ref, keep, field):
 
 def test_bad_modes():
     tgt, ref, keep, _ = simulate(n=10, k=4)
-    with pytest.raises(InputError, match="variance"):
+    with pytest.raises(InputError, match=r"variance"):
         lira_online(tgt, ref, keep, variance="fixed")  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="statistic"):
+    with pytest.raises(InputError, match=r"statistic"):
         lira_offline(tgt, ref, keep, statistic="cdf")  # type: ignore[arg-type]
 
 
@@ -205,8 +256,14 @@ def test_simulation_detects_members_and_null_does_not():
     tgt0, ref0, keep0, member0 = simulate(n=4000, k=16, shift=1.5, seed=2)
     tgt0 = tgt0 - 1.5 * member0  # remove the target's member shift; references keep theirs
     for variance in ("per_record", "global"):
-        assert abs(roc_auc_score(member0, lira_online(tgt0, ref0, keep0, variance=variance)) - 0.5) < 0.03
-        assert abs(roc_auc_score(member0, lira_offline(tgt0, ref0, keep0, variance=variance)) - 0.5) < 0.03
+        assert (
+            abs(roc_auc_score(member0, lira_online(tgt0, ref0, keep0, variance=variance)) - 0.5)
+            < 0.03
+        )
+        assert (
+            abs(roc_auc_score(member0, lira_offline(tgt0, ref0, keep0, variance=variance)) - 0.5)
+            < 0.03
+        )
 
 
 # --------------------------------------------------------------------------- small k (issue 16, item 6)
@@ -219,12 +276,19 @@ def test_one_reference_pair_uses_the_spread_across_records_not_a_floor(variance)
     the scale of φ (the old floor gave |z| ≈ 1e30 and online scores ≈ 1e61)."""
     tgt, ref, keep, _ = simulate(n=500, k=2, seed=3)
     z = lira_offline(tgt, ref, keep, variance=variance)
-    mu_in, mu_out = np.where(keep[0], ref[0], ref[1]), np.where(keep[0], ref[1], ref[0])  # the single value per side
+    mu_in, mu_out = (
+        np.where(keep[0], ref[0], ref[1]),
+        np.where(keep[0], ref[1], ref[0]),
+    )  # the single value per side
     sd_out = np.sqrt(((mu_out - mu_out.mean()) ** 2).mean())
     np.testing.assert_allclose(z, (tgt - mu_out) / sd_out, rtol=RTOL)
     llr = lira_online(tgt, ref, keep, variance=variance)
-    common = np.sqrt((((mu_in - mu_in.mean()) ** 2).sum() + ((mu_out - mu_out.mean()) ** 2).sum()) / 1000)
-    np.testing.assert_allclose(llr, 0.5 * ((tgt - mu_out) ** 2 - (tgt - mu_in) ** 2) / common**2, rtol=1e-9)
+    common = np.sqrt(
+        (((mu_in - mu_in.mean()) ** 2).sum() + ((mu_out - mu_out.mean()) ** 2).sum()) / 1000
+    )
+    np.testing.assert_allclose(
+        llr, 0.5 * ((tgt - mu_out) ** 2 - (tgt - mu_in) ** 2) / common**2, rtol=1e-9
+    )
     assert np.abs(z).max() < 20 and np.abs(llr).max() < 100  # |φ| ≲ 10 here: scores of that order
 
 

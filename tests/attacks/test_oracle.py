@@ -80,7 +80,11 @@ def test_noise_oracle_fresh_per_query_reproducible_per_seed():
     a = LocalOracle(_Model().predict_proba, "noise:0.1", rng=3)
     b = LocalOracle(_Model().predict_proba, "noise:0.1", rng=3)
     a1, a2, b1 = a.query(X), a.query(X), b.query(X)
-    assert isinstance(a1, ExposedScores) and isinstance(a2, ExposedScores) and isinstance(b1, ExposedScores)
+    assert (
+        isinstance(a1, ExposedScores)
+        and isinstance(a2, ExposedScores)
+        and isinstance(b1, ExposedScores)
+    )
     assert not np.array_equal(a1.values, a2.values)  # fresh noise each query
     np.testing.assert_array_equal(a1.values, b1.values)
     with pytest.raises(InputError, match="rng"):
@@ -130,4 +134,6 @@ def check_oracle_contract(oracle: Oracle, records: np.ndarray, expected_labels: 
 @pytest.mark.parametrize("spec", ["full", "top-2", "round:1", "label-only", "noise:0.1"])
 def test_local_oracle_passes_the_contract(spec):
     m = _Model()
-    check_oracle_contract(LocalOracle(m.predict_proba, spec, rng=0), X, m.predict_proba(X).argmax(axis=1))
+    check_oracle_contract(
+        LocalOracle(m.predict_proba, spec, rng=0), X, m.predict_proba(X).argmax(axis=1)
+    )

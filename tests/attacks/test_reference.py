@@ -25,7 +25,14 @@ from miaudit.signals import compute_signals
 
 
 def make_store(
-    n: int = 600, n_pop: int = 200, k: int = 8, classes: int = 3, shift: float = 2.0, queries: int | None = None, seed: int = 0, target=None,
+    n: int = 600,
+    n_pop: int = 200,
+    k: int = 8,
+    classes: int = 3,
+    shift: float = 2.0,
+    queries: int | None = None,
+    seed: int = 0,
+    target=None,
     null_model: int | None = None,
 ) -> SignalsStore:
     """Models on complementary halves of the pool; members get a larger true-class logit."""
@@ -49,7 +56,9 @@ def make_store(
         logits += bump[..., None] * onehot[None]
     else:
         logits += bump[..., None, None] * onehot[None, :, None, :]
-    return SignalsStore.from_arrays(logits=logits.astype(np.float32), label=y, keep=keep, population=pop, target=target)
+    return SignalsStore.from_arrays(
+        logits=logits.astype(np.float32), label=y, keep=keep, population=pop, target=target
+    )
 
 
 def phi_of(store: SignalsStore) -> np.ndarray:
@@ -73,7 +82,13 @@ def test_lomo_shapes_membership_and_records():
     np.testing.assert_array_equal(s.reshape(8, -1), res.scores)
 
 
-@pytest.mark.parametrize("attack", [LiraAttack(mode="online", variance="per_record"), LiraAttack(mode="offline", statistic="logcdf")])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        LiraAttack(mode="online", variance="per_record"),
+        LiraAttack(mode="offline", statistic="logcdf"),
+    ],
+)
 def test_lomo_lira_equals_direct_call(attack):
     store = make_store(queries=2)
     phi = phi_of(store)
@@ -82,9 +97,20 @@ def test_lomo_lira_equals_direct_call(attack):
     for row, t in enumerate([3, 0]):
         refs = [j for j in range(8) if j not in (t, t ^ 1)]  # t ^ 1: the complementary partner
         if attack.mode == "online":
-            want = lira_online(phi[t][pool], phi[refs][:, pool], store.keep[refs][:, pool], variance=attack.variance)
+            want = lira_online(
+                phi[t][pool],
+                phi[refs][:, pool],
+                store.keep[refs][:, pool],
+                variance=attack.variance,
+            )
         else:
-            want = lira_offline(phi[t][pool], phi[refs][:, pool], store.keep[refs][:, pool], variance=attack.variance, statistic="logcdf")
+            want = lira_offline(
+                phi[t][pool],
+                phi[refs][:, pool],
+                store.keep[refs][:, pool],
+                variance=attack.variance,
+                statistic="logcdf",
+            )
         np.testing.assert_array_equal(res.scores[row], want)
 
 
@@ -93,7 +119,9 @@ def test_lomo_rmia_equals_direct_call_and_uses_population():
     p = rmia_probability(store.logits, store.label, temperature=2.0)
     pool = ~store.population
     refs = [0, 1, 4, 5, 6, 7]  # not 3 (the target) nor 2 (its complementary partner)
-    res = score_target(store, RmiaAttack(mode="offline", a=0.3, gamma=2.0, temperature=2.0), target=3)
+    res = score_target(
+        store, RmiaAttack(mode="offline", a=0.3, gamma=2.0, temperature=2.0), target=3
+    )
     want = rmia_offline(p[3], p[refs], store.keep[refs], store.population, a=0.3, gamma=2.0)[pool]
     np.testing.assert_array_equal(res.scores[0], want)
     res = score_target(store, RmiaAttack(mode="online", temperature=2.0), target=3)
@@ -103,11 +131,16 @@ def test_lomo_rmia_equals_direct_call_and_uses_population():
     res = score_target(store, RmiaAttack(mode="offline"), target=3)
     p1 = rmia_probability(store.logits, store.label)
     a = calibrate_rmia_a(p1[refs][:, pool], store.keep[refs][:, pool], model=0)
-    np.testing.assert_array_equal(res.scores[0], rmia_offline(p1[3], p1[refs], store.keep[refs], store.population, a=a)[pool])
+    np.testing.assert_array_equal(
+        res.scores[0], rmia_offline(p1[3], p1[refs], store.keep[refs], store.population, a=a)[pool]
+    )
     np.testing.assert_array_equal(res.rmia_a, [a])
     # ... even when the references are fewer: one pair (4, 5) as references, a from 0, 1, 4–7
     res = score_target(store, RmiaAttack(mode="offline"), target=3, references=[4, 5])
-    np.testing.assert_array_equal(res.scores[0], rmia_offline(p1[3], p1[[4, 5]], store.keep[[4, 5]], store.population, a=a)[pool])
+    np.testing.assert_array_equal(
+        res.scores[0],
+        rmia_offline(p1[3], p1[[4, 5]], store.keep[[4, 5]], store.population, a=a)[pool],
+    )
     assert res.rmia_a is not None and res.rmia_a[0] == a
 
 
@@ -115,7 +148,9 @@ def test_score_target_uses_store_target_or_complains():
     store = make_store(target=5)
     res = score_target(store, LiraAttack(mode="offline"))
     np.testing.assert_array_equal(res.targets, [5])
-    np.testing.assert_array_equal(res.scores, leave_one_model_out(store, LiraAttack(mode="offline"), targets=[5]).scores)
+    np.testing.assert_array_equal(
+        res.scores, leave_one_model_out(store, LiraAttack(mode="offline"), targets=[5]).scores
+    )
     with pytest.raises(InputError, match="target"):
         score_target(make_store(), LiraAttack())
 
@@ -123,11 +158,21 @@ def test_score_target_uses_store_target_or_complains():
 def test_explicit_reference_sets():
     store = make_store()
     # target 0 against the pair (2, 3) only: every record has exactly one OUT reference
-    res = leave_one_model_out(store, LiraAttack(mode="offline"), targets=[0], reference_sets=[[2, 3]])
+    res = leave_one_model_out(
+        store, LiraAttack(mode="offline"), targets=[0], reference_sets=[[2, 3]]
+    )
     phi = phi_of(store)
     pool = ~store.population
-    np.testing.assert_array_equal(res.scores[0], lira_offline(phi[0][pool], phi[[2, 3]][:, pool], store.keep[[2, 3]][:, pool]))
-    for bad, match in ([[[0, 2]], "own reference"], [[[2, 2]], "repeat"], [[[9]], "lie in"], [[[]], "no reference"], [[[2], [3]], "entries"]):
+    np.testing.assert_array_equal(
+        res.scores[0], lira_offline(phi[0][pool], phi[[2, 3]][:, pool], store.keep[[2, 3]][:, pool])
+    )
+    for bad, match in (
+        [[[0, 2]], "own reference"],
+        [[[2, 2]], "repeat"],
+        [[[9]], "lie in"],
+        [[[]], "no reference"],
+        [[[2], [3]], "entries"],
+    ):
         with pytest.raises(InputError, match=match):
             leave_one_model_out(store, LiraAttack(), targets=[0], reference_sets=bad)
     with pytest.raises(InputError, match="outside"):
@@ -140,15 +185,26 @@ def test_row_order_invariance():
     store = make_store(n=300, n_pop=100)
     perm = np.random.default_rng(3).permutation(store.n_records)
     shuffled = SignalsStore.from_arrays(
-        logits=store.logits[:, perm], label=store.label[perm], keep=store.keep[:, perm], population=store.population[perm]
+        logits=store.logits[:, perm],
+        label=store.label[perm],
+        keep=store.keep[:, perm],
+        population=store.population[perm],
     )
-    for attack in (LiraAttack(), LiraAttack(mode="offline", variance="per_record"), RmiaAttack(a=0.5), RmiaAttack(mode="online"), ShadowAttack(max_iter=20)):
+    for attack in (
+        LiraAttack(),
+        LiraAttack(mode="offline", variance="per_record"),
+        RmiaAttack(a=0.5),
+        RmiaAttack(mode="online"),
+        ShadowAttack(max_iter=20),
+    ):
         a = leave_one_model_out(store, attack, targets=[1])
         b = leave_one_model_out(shuffled, attack, targets=[1])
         # map each evaluated record of the shuffled store back to its original position
         back = {int(r): j for j, r in enumerate(a.records)}
         order = [back[int(perm[r])] for r in b.records]
-        if isinstance(attack, ShadowAttack):  # a classifier fit on reordered rows: equal up to rounding
+        if isinstance(
+            attack, ShadowAttack
+        ):  # a classifier fit on reordered rows: equal up to rounding
             np.testing.assert_allclose(b.scores[0], a.scores[0][order], atol=1e-6)
         else:
             np.testing.assert_allclose(b.scores[0], a.scores[0][order], rtol=1e-12, atol=1e-12)
@@ -164,12 +220,20 @@ def test_augmented_store():
 
 def test_simulated_pooled_auc_and_null():
     store = make_store(n=1500, n_pop=500, k=8, seed=4)
-    for attack in (LiraAttack(mode="online"), RmiaAttack(mode="offline"), RmiaAttack(mode="online")):
+    for attack in (
+        LiraAttack(mode="online"),
+        RmiaAttack(mode="offline"),
+        RmiaAttack(mode="online"),
+    ):
         s, m, _ = leave_one_model_out(store, attack).pooled()
         assert roc_auc_score(m, s) > 0.7, attack
     # null: no model's outputs carry a trace of its training set
     null = make_store(n=1500, n_pop=500, k=8, seed=5, shift=0.0)
-    for attack in (LiraAttack(mode="online"), RmiaAttack(mode="offline", a=0.5), RmiaAttack(mode="online")):
+    for attack in (
+        LiraAttack(mode="online"),
+        RmiaAttack(mode="offline", a=0.5),
+        RmiaAttack(mode="online"),
+    ):
         s, m, _ = leave_one_model_out(null, attack).pooled()
         assert abs(roc_auc_score(m, s) - 0.5) < 0.03, attack
 
@@ -178,10 +242,16 @@ def test_complementary_partner_is_not_a_default_reference():
     store = make_store(n=3000, n_pop=500, k=8, seed=0, null_model=0)
     others = list(range(1, 8))
     res = score_target(store, RmiaAttack(mode="online"), target=0)
-    np.testing.assert_array_equal(res.scores, score_target(store, RmiaAttack(mode="online"), target=0, references=others[1:]).scores)
+    np.testing.assert_array_equal(
+        res.scores,
+        score_target(store, RmiaAttack(mode="online"), target=0, references=others[1:]).scores,
+    )
     # model 1 trains exactly where model 0 does not: as a reference it leaks model 0's labels
     leaky = score_target(store, RmiaAttack(mode="online"), target=0, references=others)
-    auc, auc_leaky = roc_auc_score(res.member[0], res.scores[0]), roc_auc_score(leaky.member[0], leaky.scores[0])
+    auc, auc_leaky = (
+        roc_auc_score(res.member[0], res.scores[0]),
+        roc_auc_score(leaky.member[0], leaky.scores[0]),
+    )
     assert abs(auc - 0.5) < 0.03
     assert auc_leaky > auc + 0.02
 
@@ -212,7 +282,9 @@ def test_paired_reference_sets_give_exactly_k_in_and_k_out():
         res = leave_one_model_out(store, RmiaAttack(mode="offline", a=0.5), reference_sets=sets)
         assert np.isfinite(res.scores).all()
     # k = 1 offline: every record has exactly one OUT reference
-    res = leave_one_model_out(store, LiraAttack(mode="offline"), reference_sets=paired_reference_sets(store, 1))
+    res = leave_one_model_out(
+        store, LiraAttack(mode="offline"), reference_sets=paired_reference_sets(store, 1)
+    )
     assert res.scores.shape == (8, int(pool.sum()))
 
 
@@ -221,7 +293,9 @@ def test_paired_reference_sets_errors():
     with pytest.raises(InputError, match="k"):
         paired_reference_sets(store, 2)
     rng = np.random.default_rng(0)
-    unpaired = SignalsStore.from_arrays(logits=store.logits, label=store.label, keep=rng.random((4, 100)) < 0.5)
+    unpaired = SignalsStore.from_arrays(
+        logits=store.logits, label=store.label, keep=rng.random((4, 100)) < 0.5
+    )
     with pytest.raises(InputError, match="partner"):
         paired_reference_sets(unpaired, 1)
 
@@ -233,9 +307,18 @@ def test_attacks_sharing_signals_score_as_each_alone() -> None:
     half = rng.random((2, 60)) < 0.5
     population = np.arange(60) >= 50  # RMIA's z: records no model trained on
     keep = np.stack([half[0], ~half[0], half[1], ~half[1]]) & ~population
-    logits = rng.normal(size=(4, 60, 3)).astype(np.float32) + 2.0 * keep[..., None] * np.eye(3)[rng.integers(0, 3, 60)]
-    store = SignalsStore.from_arrays(logits=logits, label=np.argmax(logits[0], axis=1), keep=keep, population=population)
-    attacks = {"lira": LiraAttack(mode="offline"), "rmia": RmiaAttack(mode="online"), "lira_on": LiraAttack(mode="online")}
+    logits = (
+        rng.normal(size=(4, 60, 3)).astype(np.float32)
+        + 2.0 * keep[..., None] * np.eye(3)[rng.integers(0, 3, 60)]
+    )
+    store = SignalsStore.from_arrays(
+        logits=logits, label=np.argmax(logits[0], axis=1), keep=keep, population=population
+    )
+    attacks = {
+        "lira": LiraAttack(mode="offline"),
+        "rmia": RmiaAttack(mode="online"),
+        "lira_on": LiraAttack(mode="online"),
+    }
     shared = leave_one_model_out_each(store, attacks)
     for name, attack in attacks.items():
         alone = leave_one_model_out(store, attack)
@@ -274,7 +357,11 @@ def test_ml_leaks_targets_are_never_each_others_shadow():
 
     rng = np.random.default_rng(1)
     keep = rng.random((8, 300)) < 0.5
-    store = SignalsStore.from_arrays(logits=rng.normal(size=(8, 300, 3)).astype(np.float32), label=rng.integers(0, 3, 300), keep=keep)
+    store = SignalsStore.from_arrays(
+        logits=rng.normal(size=(8, 300, 3)).astype(np.float32),
+        label=rng.integers(0, 3, 300),
+        keep=keep,
+    )
     shadow = {t: _next_after(t, _default_references(store, t), 8) for t in range(8)}
     assert all(shadow[shadow[t]] != t for t in range(8)), shadow
     assert shadow[0] == 1 and shadow[7] == 0

@@ -31,7 +31,14 @@ def counts_of(score: np.ndarray, m: int) -> np.ndarray:
     return np.floor(score * m).astype(np.int64)
 
 
-def simulate(n: int = 3000, n_pop: int = 1000, k: int = 16, shift: float = 1.5, seed: int = 0, null: bool = False):
+def simulate(
+    n: int = 3000,
+    n_pop: int = 1000,
+    k: int = 16,
+    shift: float = 1.5,
+    seed: int = 0,
+    null: bool = False,
+):
     """p_y = sigmoid(difficulty + shift·IN + noise); population records are OUT everywhere."""
     rng = np.random.default_rng(seed)
     total = n + n_pop
@@ -69,7 +76,10 @@ def test_sorted_equals_dense_on_continuous_ratios():
     rng = np.random.default_rng(2)
     rx, rz = rng.lognormal(size=2000), rng.lognormal(size=1500)
     for gamma in (1.0, 2.0, 0.8):
-        np.testing.assert_array_equal(counts_of(rmia_scores_from_ratios(rx, rz, gamma=gamma), 1500), dense_counts(rx, rz, gamma))
+        np.testing.assert_array_equal(
+            counts_of(rmia_scores_from_ratios(rx, rz, gamma=gamma), 1500),
+            dense_counts(rx, rz, gamma),
+        )
 
 
 def test_ties_broken_by_ratio_only():
@@ -99,7 +109,10 @@ def test_single_target_roc_equals_roc_of_ratio():
         if mode == "online":
             score, ratio = rmia_online(tgt, ref, pop), rmia_ratio(tgt, ref, None, a=None)
         else:
-            score, ratio = rmia_offline(tgt, ref, keep, pop, a=0.4), rmia_ratio(tgt, ref, keep, a=0.4)
+            score, ratio = (
+                rmia_offline(tgt, ref, keep, pop, a=0.4),
+                rmia_ratio(tgt, ref, keep, a=0.4),
+            )
         f1, t1, _ = roc_curve(member[ev], score[ev], drop_intermediate=False)
         f2, t2, _ = roc_curve(member[ev], ratio[ev], drop_intermediate=False)
         np.testing.assert_array_equal(f1, f2)
@@ -111,15 +124,20 @@ def test_row_order_invariance():
     tgt, ref, keep, pop, _ = simulate(n=800, n_pop=300, seed=4)
     perm = np.random.default_rng(0).permutation(tgt.size)
     base = rmia_offline(tgt, ref, keep, pop, a=0.3, gamma=2.0, trim=0.1)
-    np.testing.assert_array_equal(rmia_offline(tgt[perm], ref[:, perm], keep[:, perm], pop[perm], a=0.3, gamma=2.0, trim=0.1), base[perm])
+    np.testing.assert_array_equal(
+        rmia_offline(tgt[perm], ref[:, perm], keep[:, perm], pop[perm], a=0.3, gamma=2.0, trim=0.1),
+        base[perm],
+    )
     base = rmia_online(tgt, ref, pop, trim=0.1)
-    np.testing.assert_array_equal(rmia_online(tgt[perm], ref[:, perm], pop[perm], trim=0.1), base[perm])
+    np.testing.assert_array_equal(
+        rmia_online(tgt[perm], ref[:, perm], pop[perm], trim=0.1), base[perm]
+    )
     kperm = np.random.default_rng(1).permutation(ref.shape[0])
     np.testing.assert_allclose(rmia_online(tgt, ref[kperm], pop, trim=0.1), base, rtol=1e-13)
 
 
 def test_offline_pr_closed_form_and_trimmed_mean():
-    tgt, ref, keep, pop, _ = simulate(n=60, n_pop=20, k=10, seed=5)
+    tgt, ref, keep, _pop, _ = simulate(n=60, n_pop=20, k=10, seed=5)
     out = ~keep
     for trim in (0.0, 0.2):
         pr_out = np.array([trim_mean(ref[out[:, i], i], trim) for i in range(tgt.size)])
@@ -127,7 +145,9 @@ def test_offline_pr_closed_form_and_trimmed_mean():
         want = tgt / (0.5 * ((1 + a) * pr_out + (1 - a)))
         np.testing.assert_allclose(rmia_ratio(tgt, ref, keep, a=a, trim=trim), want, rtol=1e-12)
         pr_all = np.array([trim_mean(ref[:, i], trim) for i in range(tgt.size)])
-        np.testing.assert_allclose(rmia_ratio(tgt, ref, None, a=None, trim=trim), tgt / pr_all, rtol=1e-12)
+        np.testing.assert_allclose(
+            rmia_ratio(tgt, ref, None, a=None, trim=trim), tgt / pr_all, rtol=1e-12
+        )
     # a = 1 uses Pr_OUT itself
     pr_out = np.array([ref[out[:, i], i].mean() for i in range(tgt.size)])
     np.testing.assert_allclose(rmia_ratio(tgt, ref, keep, a=1.0), tgt / pr_out, rtol=1e-12)
@@ -159,7 +179,9 @@ def test_probability_with_temperature():
     for t in (1.0, 2.5):
         e = np.exp(logits / t)
         want = (e / e.sum(-1, keepdims=True))[0, [0, 1], labels][None, :]
-        np.testing.assert_allclose(rmia_probability(logits, labels, temperature=t), want, rtol=1e-12)
+        np.testing.assert_allclose(
+            rmia_probability(logits, labels, temperature=t), want, rtol=1e-12
+        )
     with pytest.raises(InputError, match="temperature"):
         rmia_probability(logits, labels, temperature=0.0)
     with pytest.raises(InputError, match="labels"):
@@ -167,11 +189,13 @@ def test_probability_with_temperature():
 
 
 def test_calibration_picks_grid_argmax():
-    tgt, ref, keep, pop, _ = simulate(n=1500, n_pop=0, k=6, seed=8)
+    _tgt, ref, keep, _pop, _ = simulate(n=1500, n_pop=0, k=6, seed=8)
     got = calibrate_rmia_a(ref, keep, model=2)
     assert got in A_GRID
     others = [0, 1, 4, 5]  # not 3: the complementary partner of model 2 is left out
-    aucs = [roc_auc_score(keep[2], rmia_ratio(ref[2], ref[others], keep[others], a=a)) for a in A_GRID]
+    aucs = [
+        roc_auc_score(keep[2], rmia_ratio(ref[2], ref[others], keep[others], a=a)) for a in A_GRID
+    ]
     assert got == A_GRID[int(np.argmax(aucs))]
 
 
@@ -197,7 +221,9 @@ def test_simulation_detects_members_and_null_does_not():
     assert roc_auc_score(member[ev], rmia_offline(tgt, ref, keep, pop, a=a)[ev]) > 0.65
     tgt0, ref0, keep0, pop0, member0 = simulate(n=4000, n_pop=2000, k=16, seed=11, null=True)
     assert abs(roc_auc_score(member0[ev], rmia_online(tgt0, ref0, pop0)[ev]) - 0.5) < 0.03
-    assert abs(roc_auc_score(member0[ev], rmia_offline(tgt0, ref0, keep0, pop0, a=a)[ev]) - 0.5) < 0.03
+    assert (
+        abs(roc_auc_score(member0[ev], rmia_offline(tgt0, ref0, keep0, pop0, a=a)[ev]) - 0.5) < 0.03
+    )
 
 
 def test_bad_input():

@@ -12,7 +12,14 @@ from miaudit.errors import InputError
 ITERS = 30  # boosting rounds in tests: enough to learn the simulated signal, fast
 
 
-def outputs(n: int, classes: int, member: np.ndarray, shift: float, rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
+def outputs(
+    n: int,
+    classes: int,
+    member: np.ndarray,
+    shift: float,
+    rng: np.random.Generator,
+    labels: np.ndarray,
+) -> np.ndarray:
     """Logits whose true-class entry is larger for members by ``shift``."""
     z = rng.normal(size=(n, classes))
     z[np.arange(n), labels] += 1.0 + shift * member
@@ -46,19 +53,41 @@ def test_ml_leaks_detects_members():
 
 def test_null_is_near_chance():
     tgt, y_t, _, sh, y_sh, keep = simulate(n=2000, shift=2.0, seed=1)
-    random_member = np.random.default_rng(9).random(tgt.shape[0]) < 0.5  # unrelated to the target's outputs
-    assert abs(roc_auc_score(random_member, shadow_attack(tgt, y_t, sh, y_sh, keep, seed=0, max_iter=ITERS)) - 0.5) < 0.05
-    assert abs(roc_auc_score(random_member, ml_leaks(tgt, sh[0], keep[0], seed=0, max_iter=ITERS)) - 0.5) < 0.05
+    random_member = (
+        np.random.default_rng(9).random(tgt.shape[0]) < 0.5
+    )  # unrelated to the target's outputs
+    assert (
+        abs(
+            roc_auc_score(
+                random_member, shadow_attack(tgt, y_t, sh, y_sh, keep, seed=0, max_iter=ITERS)
+            )
+            - 0.5
+        )
+        < 0.05
+    )
+    assert (
+        abs(
+            roc_auc_score(random_member, ml_leaks(tgt, sh[0], keep[0], seed=0, max_iter=ITERS))
+            - 0.5
+        )
+        < 0.05
+    )
 
 
 def test_seeded_and_target_row_order_invariant():
     tgt, y_t, _, sh, y_sh, keep = simulate(n=600)
     a = shadow_attack(tgt, y_t, sh, y_sh, keep, seed=3, max_iter=ITERS)
-    np.testing.assert_array_equal(a, shadow_attack(tgt, y_t, sh, y_sh, keep, seed=3, max_iter=ITERS))
+    np.testing.assert_array_equal(
+        a, shadow_attack(tgt, y_t, sh, y_sh, keep, seed=3, max_iter=ITERS)
+    )
     perm = np.random.default_rng(0).permutation(tgt.shape[0])
-    np.testing.assert_array_equal(shadow_attack(tgt[perm], y_t[perm], sh, y_sh, keep, seed=3, max_iter=ITERS), a[perm])
+    np.testing.assert_array_equal(
+        shadow_attack(tgt[perm], y_t[perm], sh, y_sh, keep, seed=3, max_iter=ITERS), a[perm]
+    )
     b = ml_leaks(tgt, sh[0], keep[0], seed=3, max_iter=ITERS)
-    np.testing.assert_array_equal(ml_leaks(tgt[perm], sh[0], keep[0], seed=3, max_iter=ITERS), b[perm])
+    np.testing.assert_array_equal(
+        ml_leaks(tgt[perm], sh[0], keep[0], seed=3, max_iter=ITERS), b[perm]
+    )
 
 
 def test_invariant_to_relabelling_classes():
@@ -75,7 +104,9 @@ def test_invariant_to_relabelling_classes():
 def test_adding_a_constant_to_logits_changes_nothing():
     tgt, y_t, _, sh, y_sh, keep = simulate(n=400)
     a = shadow_attack(tgt, y_t, sh, y_sh, keep, seed=0, max_iter=ITERS)
-    np.testing.assert_allclose(shadow_attack(tgt + 5.0, y_t, sh - 3.0, y_sh, keep, seed=0, max_iter=ITERS), a, rtol=1e-9)
+    np.testing.assert_allclose(
+        shadow_attack(tgt + 5.0, y_t, sh - 3.0, y_sh, keep, seed=0, max_iter=ITERS), a, rtol=1e-9
+    )
 
 
 def test_rare_class_uses_the_all_class_classifier():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conftest import simulated_outputs
 
 from miaudit.attacks import OUTPUT_ATTACKS, THRESHOLD_SPECS, class_dependent_scores, threshold_score
 from miaudit.audit import run_attacks
 from miaudit.metrics import roc_auc_score, tpr_at_fpr
 from miaudit.signals import compute_signals
-from tests.conftest import simulated_outputs
 
 
 def test_gap_attack_accuracy_identity():
@@ -50,7 +50,9 @@ def test_class_dependent_is_out_of_fold():
     member = rng.integers(0, 2, n)
     fold = _folds(labels, member, 5, 1)
     a = class_dependent_scores(score, labels, member, n_folds=5, folds=fold)
-    np.testing.assert_array_equal(a.score, class_dependent_scores(score, labels, member, n_folds=5, rng=1).score)
+    np.testing.assert_array_equal(
+        a.score, class_dependent_scores(score, labels, member, n_folds=5, rng=1).score
+    )
     flipped = member.copy()
     flipped[fold == 0] = 1 - flipped[fold == 0]
     b = class_dependent_scores(score, labels, flipped, n_folds=5, folds=fold)
@@ -116,11 +118,18 @@ def test_contract_every_output_attack(name):
         perm = np.random.default_rng(0).permutation(800)
         from miaudit.data import ModelOutputs
 
-        p = ModelOutputs.from_arrays(logits=o.values[perm], label=o.label[perm], member=o.member[perm], record_id=o.record_id[perm])
+        p = ModelOutputs.from_arrays(
+            logits=o.values[perm],
+            label=o.label[perm],
+            member=o.member[perm],
+            record_id=o.record_id[perm],
+        )
         r2 = run_attacks(p, attacks=[name], n_resamples=0, seed=5)
         np.testing.assert_array_equal(r2.scores[name], s[perm])
         assert r2.result.attack(name).auc == run.result.attack(name).auc
-    null = run_attacks(simulated_outputs(n=800, shift=0.0, seed=9), attacks=[name], n_resamples=200, seed=1)
+    null = run_attacks(
+        simulated_outputs(n=800, shift=0.0, seed=9), attacks=[name], n_resamples=200, seed=1
+    )
     auc = null.result.attack(name).auc
     assert auc.lower <= 0.5 <= auc.upper or abs(auc.point - 0.5) < 0.05
 

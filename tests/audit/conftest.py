@@ -33,5 +33,3 @@ def run(tmp_path_factory):
     (d / "audit.toml").write_text(CONFIG)
     result = audit(d / "audit.toml", d / "out", quiet=True)
     return d, result
-
-

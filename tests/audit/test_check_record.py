@@ -15,7 +15,9 @@ from miaudit.data import ModelOutputs, SignalsStore
 from miaudit.errors import InputError
 
 
-def null_store(n: int = 3000, k: int = 4, seed: int = 0, shape: float = 3.0) -> tuple[SignalsStore, np.ndarray]:
+def null_store(
+    n: int = 3000, k: int = 4, seed: int = 0, shape: float = 3.0
+) -> tuple[SignalsStore, np.ndarray]:
     """2k + 2 models in complementary pairs whose outputs carry no membership signal; each
     record's φ has its own mean and its own spread (σ² inverse-gamma across records, so some
     records vary several times more than others). Two classes with logits (φ, 0) give φ exactly."""
@@ -27,7 +29,9 @@ def null_store(n: int = 3000, k: int = 4, seed: int = 0, shape: float = 3.0) -> 
     sd = np.sqrt(1.0 / rng.gamma(shape, 1.0 / shape, n))
     phi = mu + sd * rng.normal(size=(2 * k + 2, n))
     logits = np.stack([phi, np.zeros_like(phi)], axis=-1).astype(np.float32)
-    return SignalsStore.from_arrays(logits=logits, label=np.zeros(n, dtype=np.int64), keep=keep, record_id=np.arange(n)), sd
+    return SignalsStore.from_arrays(
+        logits=logits, label=np.zeros(n, dtype=np.int64), keep=keep, record_id=np.arange(n)
+    ), sd
 
 
 def decile_rates(p: np.ndarray, spread: np.ndarray, alpha: float) -> list[tuple[int, int]]:
@@ -53,7 +57,10 @@ def test_p_values_are_uniform_in_every_variance_decile():
             test = binomtest(hits, size, alpha, alternative="greater")
             assert test.pvalue >= 0.05 / 20, (alpha, j, hits, size)
     assert all(r.n_out_references == 4 for r in rows)
-    assert "empirical Bayes" in rows[0].method and f"minimum {MIN_OUT} OUT references" in rows[0].method
+    assert (
+        "empirical Bayes" in rows[0].method
+        and f"minimum {MIN_OUT} OUT references" in rows[0].method
+    )
 
 
 def test_power_remains_on_a_leaky_record():
@@ -61,7 +68,9 @@ def test_power_remains_on_a_leaky_record():
     logits = store.logits.copy()
     rec = int(np.argmin(sd))  # a record whose references agree: a shift of 6 σ is unmistakable
     logits[0, rec, 0] += 6 * sd[rec]
-    leaky = SignalsStore.from_arrays(logits=logits, label=store.label, keep=store.keep, record_id=store.record_id)
+    leaky = SignalsStore.from_arrays(
+        logits=logits, label=store.label, keep=store.keep, record_id=store.record_id
+    )
     (row,) = check_records(leaky, [str(rec)], target=0)
     assert row.p_value < 0.01, row
 
@@ -78,7 +87,12 @@ def _outputs(n: int = 600, seed: int = 0) -> ModelOutputs:
     label = rng.integers(0, 3, n)
     logits = rng.normal(size=(n, 3))
     logits[np.arange(n), label] += 1.5 * member  # members get a larger true-class logit
-    return ModelOutputs.from_arrays(label=label, member=member.astype(np.int8), logits=logits, record_id=np.array([f"r{i}" for i in range(n)]))
+    return ModelOutputs.from_arrays(
+        label=label,
+        member=member.astype(np.int8),
+        logits=logits,
+        record_id=np.array([f"r{i}" for i in range(n)]),
+    )
 
 
 def test_saved_outputs_get_a_rank_test_against_non_members(tmp_path):
@@ -98,10 +112,14 @@ def test_saved_outputs_get_a_rank_test_against_non_members(tmp_path):
         assert rows[i].p_value == pytest.approx((1 + (non >= score[i]).sum()) / (1 + non.size))
         assert rows[i].member_in_plan == m[i] and rows[i].attack == "loss"
     p_non = np.array([r.p_value for r, mm in zip(rows, m, strict=True) if not mm])
-    assert (p_non < 0.05).mean() <= 0.05 + 1e-12  # at most α by construction (ties only make it smaller)
+    assert (
+        p_non < 0.05
+    ).mean() <= 0.05 + 1e-12  # at most α by construction (ties only make it smaller)
     p_mem = np.array([r.p_value for r, mm in zip(rows, m, strict=True) if mm])
     assert np.median(p_mem) < 0.25 < np.median(p_non)
-    assert "non-members" in rows[0].method and rows[0].model == "the model whose outputs were audited"
+    assert (
+        "non-members" in rows[0].method and rows[0].model == "the model whose outputs were audited"
+    )
     strongest = check_record(tmp_path / "r", ["r0"])[0]  # default: the results' strongest attack
     assert strongest.attack in ("loss", "confidence")
     with pytest.raises(InputError, match="--attack"):

@@ -15,17 +15,26 @@ from miaudit.audit._dp_audit import DpAuditDesign, dp_audit, verdict
 from miaudit.errors import InputError
 from miaudit.metrics import one_run_max_certifiable_epsilon
 
-CLAIM = 1.0  # the claimed ε of every DP recipe below (a target budget: the accountant records ≈ 0.99)
+CLAIM = (
+    1.0  # the claimed ε of every DP recipe below (a target budget: the accountant records ≈ 0.99)
+)
 
 
 def _cfg(dp: dict | None, seed: int, *, n: int = 700, epochs: int = 30) -> object:
     model = {"kind": "torch-mlp", "hidden": [128], "epochs": epochs, "batch_size": 64, "lr": 0.003}
     if dp is not None:
         model["dp"] = {"epsilon": CLAIM, "ghost_clipping": True, **dp}
-    return parse_audit_config({
-        "data": {"dataset": "purchase", "purchase": {"n_records": n, "n_features": 100, "n_classes": 10, "flip_rate": 0.1}},
-        "model": model, "seed": seed, "engine": {"threads": 1, "progress": False},
-    })
+    return parse_audit_config(
+        {
+            "data": {
+                "dataset": "purchase",
+                "purchase": {"n_records": n, "n_features": 100, "n_classes": 10, "flip_rate": 0.1},
+            },
+            "model": model,
+            "seed": seed,
+            "engine": {"threads": 1, "progress": False},
+        }
+    )
 
 
 SMALL = DpAuditDesign(canaries=200, k_plus=25, k_minus=25)
@@ -40,9 +49,9 @@ def test_verdict_rules():
 
 
 def test_design_is_checked_and_its_ceiling_stated_before_training(tmp_path):
-    with pytest.raises(InputError, match="guesses"):
+    with pytest.raises(InputError, match=r"guesses"):
         dp_audit(_cfg(None, 0), design=DpAuditDesign(canaries=10, k_plus=6, k_minus=6))
-    with pytest.raises(InputError, match="canaries"):
+    with pytest.raises(InputError, match=r"canaries"):
         dp_audit(_cfg(None, 0, n=100), design=DpAuditDesign(canaries=200, k_plus=1, k_minus=1))
     lines: list[str] = []
     res = dp_audit(_cfg(None, 0, epochs=2), tmp_path, design=SMALL, say=lines.append)
@@ -61,21 +70,29 @@ def test_zero_noise_is_caught_and_correct_dp_sgd_passes(seed):
     planted = dp_audit(_cfg({"fault": "zero_noise"}, seed), design=SMALL)
     # The claim under audit is below what the undefended recipe reaches, so a bug is visible.
     assert correct.claimed_epsilon <= CLAIM < undefended.empirical_epsilon_lower_bound
-    assert planted.claimed_epsilon == pytest.approx(correct.claimed_epsilon, rel=1e-12)  # the accountant was lied to
+    assert planted.claimed_epsilon == pytest.approx(
+        correct.claimed_epsilon, rel=1e-12
+    )  # the accountant was lied to
     assert planted.verdict == "FAILED", planted.summary()
     assert correct.verdict == "PASSED", correct.summary()
-    assert planted.privacy[0]["fault_injection"] == "zero_noise" and any("FAULT INJECTION" in n for n in planted.notes)
+    assert planted.privacy[0]["fault_injection"] == "zero_noise" and any(
+        "FAULT INJECTION" in n for n in planted.notes
+    )
 
 
 def test_gradient_canaries_white_box():
     design = DpAuditDesign(canaries=1000, k_plus=100, k_minus=100, canary_kind="gradient")
-    with pytest.raises(InputError, match="canary_kind"):
+    with pytest.raises(InputError, match=r"canary_kind"):
         dp_audit(_cfg(None, 0), design=design)
     planted = dp_audit(_cfg({"fault": "zero_noise"}, 1), design=design)
     correct = dp_audit(_cfg({}, 1), design=design)
-    assert planted.verdict == "FAILED" and planted.v == planted.r == 200  # every guess right: the noise is gone
+    assert (
+        planted.verdict == "FAILED" and planted.v == planted.r == 200
+    )  # every guess right: the noise is gone
     assert correct.verdict == "PASSED" and correct.empirical_epsilon_lower_bound <= CLAIM
-    assert "white-box" in correct.method and correct.max_certifiable_epsilon == pytest.approx(one_run_max_certifiable_epsilon(1000, 200, delta=1e-5))
+    assert "white-box" in correct.method and correct.max_certifiable_epsilon == pytest.approx(
+        one_run_max_certifiable_epsilon(1000, 200, delta=1e-5)
+    )
 
 
 def test_rare_category_canaries_fail_a_recipe_whose_preprocessing_sees_its_training_records():
@@ -92,13 +109,21 @@ def test_rare_category_canaries_fail_a_recipe_whose_preprocessing_sees_its_train
     design = DpAuditDesign(canaries=200, k_plus=25, k_minus=25, canary_kind="rare-category")
     leaky = dp_audit(_cfg({"fault": "training_preprocessing"}, 3, epochs=2), design=design)
     assert leaky.verdict == "FAILED" and leaky.v == leaky.r == 25, leaky.summary()
-    assert leaky.empirical_epsilon_lower_bound > 2 * leaky.claimed_epsilon and leaky.claimed_epsilon <= CLAIM
+    assert (
+        leaky.empirical_epsilon_lower_bound > 2 * leaky.claimed_epsilon
+        and leaky.claimed_epsilon <= CLAIM
+    )
     assert any("each run's training records" in n for n in leaky.notes)
     correct = dp_audit(_cfg({}, 3, epochs=2), design=design)
-    assert correct.verdict == "PASSED" and correct.empirical_epsilon_lower_bound == 0.0, correct.summary()
+    assert correct.verdict == "PASSED" and correct.empirical_epsilon_lower_bound == 0.0, (
+        correct.summary()
+    )
     assert "rare-category" in correct.method and any("held-out records" in n for n in correct.notes)
-    with pytest.raises(InputError, match="canary_kind.*tabular"):
-        dp_audit(parse_audit_config({"data": {"dataset": "digits"}, "model": {"kind": "torch-cnn"}}), design=design)
+    with pytest.raises(InputError, match=r"canary_kind.*tabular"):
+        dp_audit(
+            parse_audit_config({"data": {"dataset": "digits"}, "model": {"kind": "torch-cnn"}}),
+            design=design,
+        )
 
 
 @pytest.mark.claims
@@ -112,7 +137,9 @@ def test_claims_planted_bugs_fail_on_every_seed_correct_recipe_passes(fault):
     """
     design = DpAuditDesign(canaries=1000, k_plus=100, k_minus=100)
     for seed in range(5):
-        dp = {"fault": fault} if fault == "zero_noise" else {"fault": fault, "ghost_clipping": False}
+        dp = (
+            {"fault": fault} if fault == "zero_noise" else {"fault": fault, "ghost_clipping": False}
+        )
         planted = dp_audit(_cfg(dp, seed, n=3000, epochs=30), design=design)
         assert planted.verdict == "FAILED", planted.summary()
         correct = dp_audit(_cfg({}, seed, n=3000, epochs=30), design=design)
@@ -135,7 +162,19 @@ def test_cli_exits_1_on_failed(tmp_path):
         'dp = { epsilon = 1.0, ghost_clipping = true, fault = "zero_noise" }\n',
         encoding="utf-8",
     )
-    r = CliRunner().invoke(app, ["dp-audit", str(cfg), "--canaries", "1000", "--canary-kind", "gradient", "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "dp-audit",
+            str(cfg),
+            "--canaries",
+            "1000",
+            "--canary-kind",
+            "gradient",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert r.exit_code == 1, r.output
     assert "FAILED" in r.output and "certify at most" in r.output.splitlines()[0]
     assert json.loads((tmp_path / "o" / "dp_audit.json").read_text())["verdict"] == "FAILED"

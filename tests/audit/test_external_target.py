@@ -8,15 +8,17 @@ import tomllib
 
 import numpy as np
 import pytest
+from tests.audit.conftest import CONFIG
 
 from miaudit.audit import ExternalTarget, audit, parse_audit_config
 from miaudit.audit._check_record import check_record
 from miaudit.datasets import load_dataset
 from miaudit.errors import InputError
-from tests.audit.conftest import CONFIG
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # overfitting is the point
+@pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)  # overfitting is the point
 def test_fitted_sklearn_model_is_audited_as_is(tmp_path):
     from sklearn.neural_network import MLPClassifier
 
@@ -24,7 +26,9 @@ def test_fitted_sklearn_model_is_audited_as_is(tmp_path):
     data = load_dataset(cfg.data)
     rng = np.random.default_rng(0)
     members = rng.permutation(data.n_records)[: data.n_records // 2]
-    model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=200, random_state=0).fit(data.features[members], data.label[members])
+    model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=200, random_state=0).fit(
+        data.features[members], data.label[members]
+    )
     before = model.coefs_[0].copy()
     target = ExternalTarget.from_model(model, data.features, data.record_id[members])
     result = audit(cfg, tmp_path / "out", target=target, quiet=True)
@@ -35,14 +39,26 @@ def test_fitted_sklearn_model_is_audited_as_is(tmp_path):
     assert result.input.n_members + result.input.n_nonmembers == result.reference.pool_records
     # Issue 16, item 2: check-record answers about *this* model (it used to answer about the
     # engine's model 0, calling the user's training records "non-members" half the time).
-    pool_members = [str(r) for r in data.record_id[members] if str(r) in set(map(str, _pool_ids(tmp_path / "out")))][:200]
+    pool_members = [
+        str(r)
+        for r in data.record_id[members]
+        if str(r) in set(map(str, _pool_ids(tmp_path / "out")))
+    ][:200]
     rows = check_record(tmp_path / "out", pool_members)
     assert all(r.member_in_plan for r in rows)
-    assert all(r.model.startswith("your model") and r.target == 6 for r in rows)  # the store's 7th model, after the 6 references
-    others = [str(r) for r in _pool_ids(tmp_path / "out") if str(r) not in set(map(str, data.record_id[members]))][:200]
+    assert all(
+        r.model.startswith("your model") and r.target == 6 for r in rows
+    )  # the store's 7th model, after the 6 references
+    others = [
+        str(r)
+        for r in _pool_ids(tmp_path / "out")
+        if str(r) not in set(map(str, data.record_id[members]))
+    ][:200]
     non = check_record(tmp_path / "out", others)
     assert not any(r.member_in_plan for r in non)
-    assert np.median([r.p_value for r in rows]) < np.median([r.p_value for r in non])  # the memorising model's members stand out
+    assert np.median([r.p_value for r in rows]) < np.median(
+        [r.p_value for r in non]
+    )  # the memorising model's members stand out
     assert stat.S_IMODE(os.stat(tmp_path / "out" / "signals" / "target.npz").st_mode) == 0o600
 
 
@@ -55,7 +71,17 @@ def _pool_ids(out):
 def test_bad_external_target(tmp_path):
     cfg = parse_audit_config(tomllib.loads(CONFIG))
     n = load_dataset(cfg.data).n_records
-    with pytest.raises(InputError, match="target.outputs"):
-        audit(cfg, tmp_path / "a", target=ExternalTarget(np.zeros((n, 3)), np.array([1, 2])), quiet=True)
-    with pytest.raises(InputError, match="target.members"):
-        audit(cfg, tmp_path / "b", target=ExternalTarget(np.zeros((n, 10)), np.array([10**9])), quiet=True)
+    with pytest.raises(InputError, match=r"target.outputs"):
+        audit(
+            cfg,
+            tmp_path / "a",
+            target=ExternalTarget(np.zeros((n, 3)), np.array([1, 2])),
+            quiet=True,
+        )
+    with pytest.raises(InputError, match=r"target.members"):
+        audit(
+            cfg,
+            tmp_path / "b",
+            target=ExternalTarget(np.zeros((n, 10)), np.array([10**9])),
+            quiet=True,
+        )

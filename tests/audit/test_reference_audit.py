@@ -7,24 +7,35 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from tests.audit.conftest import CONFIG
 
 from miaudit.audit import AuditResult, audit, load_audit_config
-from tests.audit.conftest import CONFIG
 from miaudit.audit._check_record import check_record
 from miaudit.errors import InputError
+
 
 def test_results_and_files(run):
     d, result = run
     out = d / "out"
     assert AuditResult.from_json((out / "results.json").read_text()) == result
-    assert result.reference.models == 6 and result.reference.references == 2 and result.reference.targets == 6
+    assert (
+        result.reference.models == 6
+        and result.reference.references == 2
+        and result.reference.targets == 6
+    )
     assert result.input.n_records == result.reference.pairs == 6 * result.reference.pool_records
-    assert {a.name for a in result.attacks} == {"loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline", "ml_leaks"}
+    assert {a.name for a in result.attacks} == {
+        "loss",
+        "lira_online",
+        "lira_offline",
+        "rmia_online",
+        "rmia_offline",
+        "ml_leaks",
+    }
     assert 0.9 < result.utility.train_accuracy <= 1.0 and result.utility.generalization_gap > 0
     for name in ("scores.parquet", "signals/signals.npz", "pseudonym.key"):
         assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o600, name
@@ -41,8 +52,13 @@ def test_results_and_files(run):
 def test_reference_attacks_beat_loss_at_low_fpr(run):
     """Small instance of issue 4's first claim: paired TPR@1 %FPR(best of LiRA, RMIA) − loss > 0."""
     _, result = run
-    best = max(("lira_online", "lira_offline", "rmia_online", "rmia_offline"), key=lambda n: result.attack(n).tpr_at_fpr["tpr@1%fpr"].point)
-    diff = next(c for c in result.comparisons if c.attack == best and c.metric == "tpr@1%fpr").difference
+    best = max(
+        ("lira_online", "lira_offline", "rmia_online", "rmia_offline"),
+        key=lambda n: result.attack(n).tpr_at_fpr["tpr@1%fpr"].point,
+    )
+    diff = next(
+        c for c in result.comparisons if c.attack == best and c.metric == "tpr@1%fpr"
+    ).difference
     assert diff.lower > 0, diff
 
 
@@ -51,7 +67,9 @@ def test_rerun_reuses_the_cache_and_replaces_its_own_results(run, capsys):
     again = audit(d / "audit.toml", d / "out", quiet=False)
     said = capsys.readouterr().out + capsys.readouterr().err
     assert "reused 1 verified unit" in said or "reusing" in said
-    assert again.model_copy(update={"created_at": first.created_at}) == first  # bit-identical numbers
+    assert (
+        again.model_copy(update={"created_at": first.created_at}) == first
+    )  # bit-identical numbers
 
 
 def test_other_config_does_not_overwrite(run):
@@ -97,16 +115,33 @@ def _main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 def test_cli_gate_and_check_record(run, monkeypatch, capsys):
     d, _ = run
     cfg, out = str(d / "audit.toml"), str(d / "out")
-    code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "tpr@1%fpr.upper>0.01")
+    code, _, err = _main(
+        monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "tpr@1%fpr.upper>0.01"
+    )
     assert code == 1 and "FAILED --fail-on" in err
-    code, stdout, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc.lower>0.99")
+    code, stdout, err = _main(
+        monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc.lower>0.99"
+    )
     assert code == 0, err
     assert "offline RMIA a = " in stdout + err and "cross-fitted per target" in stdout + err
     code, _, err = _main(monkeypatch, capsys, "audit", cfg, "--out", out, "--fail-on", "auc>>1")
     assert code == 2 and err.startswith("error: --fail-on")
     rid = str(pd.read_parquet(d / "out" / "scores.parquet")["record_id"].iloc[0])
     # one real process: the installed entry point end to end
-    cr = subprocess.run([sys.executable, "-c", "from miaudit.cli import main; main()", "check-record", out, "--id", rid], capture_output=True, text=True, timeout=120)
+    cr = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from miaudit.cli import main; main()",
+            "check-record",
+            out,
+            "--id",
+            rid,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cr.returncode == 0 and "p-value" in cr.stdout and "Bonferroni" in cr.stdout
 
 
@@ -141,9 +176,23 @@ def test_one_reference_pair_audits_every_attack_and_says_what_k_1_changes():
     keep[:, pop] = False
     y = rng.integers(0, 3, 500)
     logits = rng.normal(size=(4, 500, 3)) + 2.0 * keep[..., None] * np.eye(3)[y][None]
-    store = SignalsStore.from_arrays(logits=logits.astype(np.float32), label=y, keep=keep, population=pop)
-    cfg = parse_audit_config({"data": {"dataset": "digits"}, "audit": {"references": 1, "resamples": 20, "attacks": ["lira_online", "lira_offline", "rmia_offline"]}})
+    store = SignalsStore.from_arrays(
+        logits=logits.astype(np.float32), label=y, keep=keep, population=pop
+    )
+    cfg = parse_audit_config(
+        {
+            "data": {"dataset": "digits"},
+            "audit": {
+                "references": 1,
+                "resamples": 20,
+                "attacks": ["lira_online", "lira_offline", "rmia_offline"],
+            },
+        }
+    )
     run = attack_store(store, cfg)
     assert all(np.abs(s).max() < 1e3 for s in run.scores.values())
-    assert all(run.result.attack(a).auc.lower > 0.6 for a in ("lira_online", "lira_offline", "rmia_offline"))
+    assert all(
+        run.result.attack(a).auc.lower > 0.6
+        for a in ("lira_online", "lira_offline", "rmia_offline")
+    )
     assert any(n.startswith("k = 1:") for n in run.result.notes)

@@ -10,12 +10,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from miaudit.attacks import LiraAttack, MlLeaksAttack, RmiaAttack, ShadowAttack, leave_one_model_out_each
+from miaudit.attacks import (
+    LiraAttack,
+    MlLeaksAttack,
+    RmiaAttack,
+    ShadowAttack,
+    leave_one_model_out_each,
+)
 from miaudit.audit._config import AuditConfig
 from miaudit.audit._reference_audit import attack_store
 from miaudit.data import SignalsStore
 from miaudit.engine import complementary_plan, independent_plan, user_plan
-from miaudit.errors import InputError
 
 
 def _auc(score: np.ndarray, member: np.ndarray) -> float:
@@ -30,8 +35,12 @@ def _no_signal_store(seed: int, n: int = 1000, models: int = 6) -> SignalsStore:
     """Complementary pairs whose outputs ignore their training sets entirely."""
     plan = complementary_plan(n, models, seed=seed, pool_fraction=0.8)
     rng = np.random.default_rng(seed)
-    logits = (rng.normal(size=(models, n, 3)) + rng.normal(size=(1, n, 3))).astype(np.float32)  # a per-record difficulty shared by all
-    return SignalsStore.from_arrays(logits=logits, label=rng.integers(0, 3, n), keep=plan.keep, population=plan.population)
+    logits = (rng.normal(size=(models, n, 3)) + rng.normal(size=(1, n, 3))).astype(
+        np.float32
+    )  # a per-record difficulty shared by all
+    return SignalsStore.from_arrays(
+        logits=logits, label=rng.integers(0, 3, n), keep=plan.keep, population=plan.population
+    )
 
 
 def test_every_target_of_a_null_audit_is_at_chance_including_the_old_calibration_target():
@@ -43,7 +52,12 @@ def test_every_target_of_a_null_audit_is_at_chance_including_the_old_calibration
     calibrated on model 5): model 5 0.5084 ± 0.0014 (6.0 standard errors) and its partner,
     model 4, 0.4937 ± 0.0015 (−4.2); after: every target within 1.4 standard errors.
     """
-    cfg = AuditConfig.model_validate({"data": {"dataset": "digits"}, "audit": {"references": 2, "attacks": ["rmia_offline"], "resamples": 0}})
+    cfg = AuditConfig.model_validate(
+        {
+            "data": {"dataset": "digits"},
+            "audit": {"references": 2, "attacks": ["rmia_offline"], "resamples": 0},
+        }
+    )
     aucs, chosen = [], set()
     for seed in range(200):
         run = attack_store(_no_signal_store(seed), cfg)
@@ -63,22 +77,34 @@ def test_offline_rmia_with_one_reference_pair_takes_the_stated_default_a():
     from miaudit.attacks._reference import _calibrate_outside
     from miaudit.audit._config import parse_audit_config
 
-    parse_audit_config({"data": {"dataset": "digits"}, "audit": {"references": 1, "attacks": ["rmia_offline"]}})
+    parse_audit_config(
+        {"data": {"dataset": "digits"}, "audit": {"references": 1, "attacks": ["rmia_offline"]}}
+    )
     rng = np.random.default_rng(0)
     half = rng.random((2, 300)) < 0.5
     keep = np.stack([half[0], ~half[0], half[1], ~half[1]])  # two complementary pairs: k = 1
-    store = SignalsStore.from_arrays(logits=rng.normal(size=(4, 300, 2)).astype(np.float32), label=rng.integers(0, 2, 300), keep=keep)
+    store = SignalsStore.from_arrays(
+        logits=rng.normal(size=(4, 300, 2)).astype(np.float32),
+        label=rng.integers(0, 2, 300),
+        keep=keep,
+    )
     p = rng.random((4, 300))
     assert _calibrate_outside(store, p, np.array([0, 1]), 0.0) == RMIA_DEFAULT_A
 
 
 REFERENCE_ATTACKS = {
-    "lira_online": LiraAttack(mode="online"), "lira_offline": LiraAttack(mode="offline"), "rmia_online": RmiaAttack(mode="online"),
-    "rmia_offline": RmiaAttack(mode="offline"), "shadow": ShadowAttack(), "ml_leaks": MlLeaksAttack(),
+    "lira_online": LiraAttack(mode="online"),
+    "lira_offline": LiraAttack(mode="offline"),
+    "rmia_online": RmiaAttack(mode="online"),
+    "rmia_offline": RmiaAttack(mode="offline"),
+    "shadow": ShadowAttack(),
+    "ml_leaks": MlLeaksAttack(),
 }
 
 
-def null_target_store(kind: str, seed: int, *, inferred_pool: bool = False, n: int = 600, models: int = 3) -> SignalsStore:
+def null_target_store(
+    kind: str, seed: int, *, inferred_pool: bool = False, n: int = 600, models: int = 3
+) -> SignalsStore:
     """A plan of ``kind`` whose model 0 is a null target: its outputs follow a training set
     unrelated to its keep row, while the references' outputs follow theirs (a shift of 1 in φ).
 
@@ -96,16 +122,29 @@ def null_target_store(kind: str, seed: int, *, inferred_pool: bool = False, n: i
     phi = rng.normal(size=n) + trained + 0.5 * rng.normal(size=(models, n))
     label = rng.integers(0, 2, n)
     logits = np.zeros((models, n, 2), dtype=np.float32)
-    np.put_along_axis(logits, np.broadcast_to(label[None, :, None], (models, n, 1)), phi[..., None].astype(np.float32), axis=2)
+    np.put_along_axis(
+        logits,
+        np.broadcast_to(label[None, :, None], (models, n, 1)),
+        phi[..., None].astype(np.float32),
+        axis=2,
+    )
     population = ~plan.keep.any(axis=0) if inferred_pool else plan.population
-    return SignalsStore.from_arrays(logits=logits, label=label, keep=plan.keep, population=population)
+    return SignalsStore.from_arrays(
+        logits=logits, label=label, keep=plan.keep, population=population
+    )
 
 
-def _null_target_aucs(kind: str, seeds: range, attacks: dict, **kw: object) -> dict[str, np.ndarray]:
+def _null_target_aucs(
+    kind: str, seeds: range, attacks: dict, **kw: object
+) -> dict[str, np.ndarray]:
     aucs: dict[str, list[float]] = {name: [] for name in attacks}
     for seed in seeds:
-        for name, paired in leave_one_model_out_each(null_target_store(kind, seed, **kw), attacks, targets=[0]).items():
-            score, member, _ = paired.pooled()  # records whose references cannot score them are left out
+        for name, paired in leave_one_model_out_each(
+            null_target_store(kind, seed, **kw), attacks, targets=[0]
+        ).items():
+            score, member, _ = (
+                paired.pooled()
+            )  # records whose references cannot score them are left out
             aucs[name].append(_auc(score, member))
     return {name: np.asarray(v) for name, v in aucs.items()}
 
@@ -129,7 +168,9 @@ def test_null_target_is_at_chance_under_independent_and_user_plans(kind):
     aucs = _null_target_aucs(kind, range(20), REFERENCE_ATTACKS)
     z = {name: round(_z(a), 2) for name, a in aucs.items()}
     assert all(abs(v) < 3.3 for v in z.values()), z
-    leaky = _null_target_aucs(kind, range(20), {"rmia_online": REFERENCE_ATTACKS["rmia_online"]}, inferred_pool=True)
+    leaky = _null_target_aucs(
+        kind, range(20), {"rmia_online": REFERENCE_ATTACKS["rmia_online"]}, inferred_pool=True
+    )
     assert _z(leaky["rmia_online"]) > 3.3
 
 
@@ -143,10 +184,14 @@ def test_claims_null_target_intervals_cover_chance_in_90_percent_of_seeds(kind):
     Measured 2026-12-06: independent 184–192 of 200, user 188–193 of 200 (every attack)."""
     from miaudit.metrics import evaluate
 
-    cover = {name: 0 for name in REFERENCE_ATTACKS}
+    cover = dict.fromkeys(REFERENCE_ATTACKS, 0)
     for seed in range(1000, 1200):
-        for name, paired in leave_one_model_out_each(null_target_store(kind, seed), REFERENCE_ATTACKS, targets=[0]).items():
+        for name, paired in leave_one_model_out_each(
+            null_target_store(kind, seed), REFERENCE_ATTACKS, targets=[0]
+        ).items():
             score, member, record = paired.pooled()
-            e = evaluate(member.astype(np.int8), {name: score}, n_resamples=200, groups=record, rng=seed).estimate(name, "auc")
+            e = evaluate(
+                member.astype(np.int8), {name: score}, n_resamples=200, groups=record, rng=seed
+            ).estimate(name, "auc")
             cover[name] += int(e.lower <= 0.5 <= e.upper)
     assert all(c >= 180 for c in cover.values()), cover

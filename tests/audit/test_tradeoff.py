@@ -34,8 +34,16 @@ DRAWS = 8
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tradeoff")
-    variants = default_variants(epsilons=[2.0], weight_decays=[], early_stopping=False, policies=["top-1", "label-only"], accountant="rdp")
-    res = tradeoff(parse_audit_config(RAW), out, variants=variants, policy_targets=2, noise_draws=DRAWS)
+    variants = default_variants(
+        epsilons=[2.0],
+        weight_decays=[],
+        early_stopping=False,
+        policies=["top-1", "label-only"],
+        accountant="rdp",
+    )
+    res = tradeoff(
+        parse_audit_config(RAW), out, variants=variants, policy_targets=2, noise_draws=DRAWS
+    )
     return res, out
 
 
@@ -43,13 +51,20 @@ def test_variants_and_json(run):
     res, out = run
     data = json.loads((out / "tradeoff.json").read_text())
     assert data["schema"] == "miaudit.tradeoff/1"
-    assert [v["name"] for v in data["variants"]] == ["baseline", "dp-eps2", "policy-top-1", "policy-label-only"]
+    assert [v["name"] for v in data["variants"]] == [
+        "baseline",
+        "dp-eps2",
+        "policy-top-1",
+        "policy-label-only",
+    ]
     base, dp = res.variant("baseline"), res.variant("dp-eps2")
     assert base.baseline and base.epsilon is None and base.policy is None
     # The accountant's ε (largest over the 4 models), just under the target.
     assert dp.accountant == "rdp" and dp.delta == 1e-5 and 1.8 <= dp.epsilon <= 2.0
     for v in res.variants:
-        assert 0 <= v.test_accuracy <= 1 and v.generalization_gap == pytest.approx(v.train_accuracy - v.test_accuracy)
+        assert 0 <= v.test_accuracy <= 1 and v.generalization_gap == pytest.approx(
+            v.train_accuracy - v.test_accuracy
+        )
         assert v.auc.lower is not None and v.auc.lower <= v.auc.point <= v.auc.upper
         assert v.strongest_attack == max(v.attacks, key=lambda a: v.attacks[a]["auc"].point)
 
@@ -60,7 +75,10 @@ def test_policies_only_see_what_they_expose(run):
     assert set(top1.attacks) == set(threshold_attacks_under("top-1"))
     lo = res.variant("policy-label-only")
     assert set(lo.attacks) == {"gap", "noise_robustness"}
-    assert lo.attacks["noise_robustness"]["queries_per_record"] == DRAWS and lo.attacks["gap"]["queries_per_record"] == 1
+    assert (
+        lo.attacks["noise_robustness"]["queries_per_record"] == DRAWS
+        and lo.attacks["gap"]["queries_per_record"] == 1
+    )
     # The same models as the baseline: a label is what the full output's argmax says.
     base = res.variant("baseline")
     assert lo.test_accuracy == pytest.approx(top1.test_accuracy)
@@ -75,7 +93,9 @@ def test_paired_comparisons(run):
         d = c["difference"]
         assert d.lower <= d.point <= d.upper
     dp = next(c for c in res.comparisons if c["variant"] == "dp-eps2")
-    assert dp["difference"].point == pytest.approx(res.variant("baseline").auc.point - res.variant("dp-eps2").auc.point, abs=1e-12)
+    assert dp["difference"].point == pytest.approx(
+        res.variant("baseline").auc.point - res.variant("dp-eps2").auc.point, abs=1e-12
+    )
 
 
 def test_model_predictor_reproduces_the_engine_outputs(run):
@@ -99,11 +119,19 @@ def test_model_predictor_reproduces_the_engine_outputs(run):
 
 def test_bad_variants_are_refused(tmp_path):
     with pytest.raises(InputError, match="baseline"):
-        tradeoff(parse_audit_config(RAW), tmp_path, variants=[VariantSpec("x", "", policy="label-only")])
+        tradeoff(
+            parse_audit_config(RAW), tmp_path, variants=[VariantSpec("x", "", policy="label-only")]
+        )
     with pytest.raises(InputError, match="unique"):
-        tradeoff(parse_audit_config(RAW), tmp_path, variants=[VariantSpec("a", ""), VariantSpec("a", "")])
+        tradeoff(
+            parse_audit_config(RAW), tmp_path, variants=[VariantSpec("a", ""), VariantSpec("a", "")]
+        )
     with pytest.raises(InputError, match=r"variants\.bad"):
-        tradeoff(parse_audit_config(RAW), tmp_path, variants=[VariantSpec("b", ""), VariantSpec("bad", "", {"dp": {}})])
+        tradeoff(
+            parse_audit_config(RAW),
+            tmp_path,
+            variants=[VariantSpec("b", ""), VariantSpec("bad", "", {"dp": {}})],
+        )
 
 
 def test_cli_commands_in_process(tmp_path):
@@ -122,11 +150,43 @@ def test_cli_commands_in_process(tmp_path):
         '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 20\n',
         encoding="utf-8",
     )
-    r = CliRunner().invoke(app, ["dp-audit", str(cfg), "--out", str(tmp_path / "dpa"), "--canaries", "100", "--k-plus", "10", "--k-minus", "10"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "dp-audit",
+            str(cfg),
+            "--out",
+            str(tmp_path / "dpa"),
+            "--canaries",
+            "100",
+            "--k-plus",
+            "10",
+            "--k-minus",
+            "10",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "certify at most" in r.output and "not testable by this design" in r.output
-    r = CliRunner().invoke(app, ["tradeoff", str(cfg), "--out", str(tmp_path / "t"), "--epsilons", "", "--weight-decays", "0.01",
-                                 "--no-early-stopping", "--policies", "label-only", "--policy-targets", "1", "--dp-audit", str(tmp_path / "dpa" / "dp_audit.json")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "tradeoff",
+            str(cfg),
+            "--out",
+            str(tmp_path / "t"),
+            "--epsilons",
+            "",
+            "--weight-decays",
+            "0.01",
+            "--no-early-stopping",
+            "--policies",
+            "label-only",
+            "--policy-targets",
+            "1",
+            "--dp-audit",
+            str(tmp_path / "dpa" / "dp_audit.json"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     html = (tmp_path / "t" / "report.html").read_text(encoding="utf-8")
     assert "wd0.01" in html and "policy-label-only" in html
@@ -135,14 +195,35 @@ def test_cli_commands_in_process(tmp_path):
 def test_images_use_augmentation_robustness_and_the_cnn_loader(tmp_path):
     from miaudit.engine import train
 
-    raw = {**RAW, "data": {"dataset": "digits", "max_records": 300}, "model": {"kind": "torch-cnn", "channels": [4], "hidden": 16, "epochs": 2, "augment": ["shift"]}}
+    raw = {
+        **RAW,
+        "data": {"dataset": "digits", "max_records": 300},
+        "model": {
+            "kind": "torch-cnn",
+            "channels": [4],
+            "hidden": 16,
+            "epochs": 2,
+            "augment": ["shift"],
+        },
+    }
     cfg = parse_audit_config(raw)
-    res = tradeoff(cfg, tmp_path, variants=default_variants(epsilons=[], weight_decays=[], early_stopping=False, policies=["label-only"]), policy_targets=1)
+    res = tradeoff(
+        cfg,
+        tmp_path,
+        variants=default_variants(
+            epsilons=[], weight_decays=[], early_stopping=False, policies=["label-only"]
+        ),
+        policy_targets=1,
+    )
     lo = res.variant("policy-label-only")
     assert set(lo.attacks) == {"gap", "augmentation_robustness"}
-    assert lo.attacks["augmentation_robustness"]["queries_per_record"] == 5  # the image and its four one-pixel shifts
+    assert (
+        lo.attacks["augmentation_robustness"]["queries_per_record"] == 5
+    )  # the image and its four one-pixel shifts
     assert [c["a"] for c in res.comparisons] == ["augmentation_robustness"]
-    cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"cache": tmp_path / "models"})})
+    cfg = cfg.model_copy(
+        update={"engine": cfg.engine.model_copy(update={"cache": tmp_path / "models"})}
+    )
     tr = train(cfg.train_config(), tmp_path / "variants" / "baseline")
     from miaudit.datasets import load_dataset
 
@@ -157,9 +238,14 @@ def test_every_variant_has_paired_figures_and_a_verdict(run):
     data = {v["name"]: v for v in json.loads((out / "tradeoff.json").read_text())["variants"]}
     assert res.variant("baseline").recommendation == "baseline"
     for v in res.variants[1:]:
-        assert v.recommendation in ("best", "recommended", "not recommended", "flagged") and v.reason
+        assert (
+            v.recommendation in ("best", "recommended", "not recommended", "flagged") and v.reason
+        )
         assert v.risk_reduction is not None and v.risk_reduction.lower is not None
-        assert v.accuracy_loss is not None and v.accuracy_loss.lower <= v.accuracy_loss.point <= v.accuracy_loss.upper
+        assert (
+            v.accuracy_loss is not None
+            and v.accuracy_loss.lower <= v.accuracy_loss.point <= v.accuracy_loss.upper
+        )
         assert data[v.name]["risk_reduction"]["point"] == pytest.approx(v.risk_reduction.point)
     # Policies that keep the top label cost no accuracy, exactly; they are compared with the same
     # attacks on the same models' full outputs, not with the baseline's reference attacks.
@@ -176,9 +262,23 @@ def _variant(name, *, reduction, loss, acc=0.8, baseline=False):
 
     est = lambda t: None if t is None else Estimate(point=t[0], lower=t[1], upper=t[2])  # noqa: E731
     return VariantOutcome(
-        name=name, description="", test_accuracy=acc, train_accuracy=acc, generalization_gap=0.0, strongest_attack="rmia_online",
-        auc=Estimate(point=0.6), tpr_at_1pct_fpr=Estimate(point=0.01), epsilon=None, delta=None, accountant=None, policy=None,
-        attacks={}, folder="", baseline=baseline, risk_reduction=est(reduction), accuracy_loss=est(loss),
+        name=name,
+        description="",
+        test_accuracy=acc,
+        train_accuracy=acc,
+        generalization_gap=0.0,
+        strongest_attack="rmia_online",
+        auc=Estimate(point=0.6),
+        tpr_at_1pct_fpr=Estimate(point=0.01),
+        epsilon=None,
+        delta=None,
+        accountant=None,
+        policy=None,
+        attacks={},
+        folder="",
+        baseline=baseline,
+        risk_reduction=est(reduction),
+        accuracy_loss=est(loss),
     )
 
 
@@ -191,13 +291,31 @@ def test_recommendation_rule_follows_the_intervals():
         _variant("baseline", reduction=None, loss=None, baseline=True),
         _variant("dp-eps8", reduction=(0.14, 0.12, 0.16), loss=(-0.004, -0.01, 0.002)),
         _variant("wd0.01", reduction=(0.03, 0.01, 0.05), loss=(0.0, -0.003, 0.004)),
-        _variant("early-stopping", reduction=(0.02, -0.01, 0.05), loss=(0.0, -0.002, 0.002)),  # interval includes 0
-        _variant("dp-eps4", reduction=(0.16, 0.14, 0.18), loss=(0.012, 0.008, 0.016)),  # costs more than 1 point
-        _variant("dp-eps1", reduction=(0.2, 0.18, 0.22), loss=(0.05, 0.04, 0.06), acc=0.76),  # majority-class accuracy
+        _variant(
+            "early-stopping", reduction=(0.02, -0.01, 0.05), loss=(0.0, -0.002, 0.002)
+        ),  # interval includes 0
+        _variant(
+            "dp-eps4", reduction=(0.16, 0.14, 0.18), loss=(0.012, 0.008, 0.016)
+        ),  # costs more than 1 point
+        _variant(
+            "dp-eps1", reduction=(0.2, 0.18, 0.22), loss=(0.05, 0.04, 0.06), acc=0.76
+        ),  # majority-class accuracy
     ]
-    verdicts = {v.name: v.recommendation for v in with_recommendations(variants, tolerance=0.01, majority=0.76)}
-    assert verdicts == {"baseline": "baseline", "dp-eps8": "best", "wd0.01": "recommended", "early-stopping": "not recommended",
-                        "dp-eps4": "not recommended", "dp-eps1": "flagged"}
+    verdicts = {
+        v.name: v.recommendation
+        for v in with_recommendations(variants, tolerance=0.01, majority=0.76)
+    }
+    assert verdicts == {
+        "baseline": "baseline",
+        "dp-eps8": "best",
+        "wd0.01": "recommended",
+        "early-stopping": "not recommended",
+        "dp-eps4": "not recommended",
+        "dp-eps1": "flagged",
+    }
     # A looser tolerance admits ε = 4, whose larger reduction then wins.
-    verdicts = {v.name: v.recommendation for v in with_recommendations(variants, tolerance=0.02, majority=0.76)}
+    verdicts = {
+        v.name: v.recommendation
+        for v in with_recommendations(variants, tolerance=0.02, majority=0.76)
+    }
     assert verdicts["dp-eps4"] == "best" and verdicts["dp-eps8"] == "recommended"

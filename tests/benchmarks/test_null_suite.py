@@ -15,9 +15,18 @@ from benchmarks.bench_null_suite import SIZES, coverage_tests, null_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = {
-    "attack", "attack --policy top-1", "attack --policy round:2", "attack --policy label-only", "attack --policy noise:0.05",
-    "audit (k = 2)", "audit (k = 1)", "audit + ExternalTarget", "plan independent", "plan user",
-    "tradeoff policy top-1", "tradeoff policy label-only",
+    "attack",
+    "attack --policy top-1",
+    "attack --policy round:2",
+    "attack --policy label-only",
+    "attack --policy noise:0.05",
+    "audit (k = 2)",
+    "audit (k = 1)",
+    "audit + ExternalTarget",
+    "plan independent",
+    "plan user",
+    "tradeoff policy top-1",
+    "tradeoff policy label-only",
 }
 
 
@@ -29,7 +38,10 @@ def test_null_suite_small_instance():
     res = null_suite(SIZES["test"])
     assert set(res["covered"]) == PATHS
     assert len(res["covered"]["audit (k = 2)"]) == 11 and len(res["covered"]["attack"]) == 10
-    assert res["passed"], ([k for k, t in res["tests"].items() if t["fail"]], res["decile_failures"])
+    assert res["passed"], (
+        [k for k, t in res["tests"].items() if t["fail"]],
+        res["decile_failures"],
+    )
 
 
 def test_coverage_criterion_fails_below_nominal_and_only_reports_over_coverage():
@@ -42,13 +54,26 @@ def test_coverage_criterion_fails_below_nominal_and_only_reports_over_coverage()
 
 
 @pytest.mark.claims
-@pytest.mark.timeout(3600)  # about 18 minutes on the 2-core machine; the suite's 300 s default would kill it
+@pytest.mark.timeout(
+    3600
+)  # about 18 minutes on the 2-core machine; the suite's 300 s default would kill it
 def test_null_suite_full_claim(tmp_path):
     """Issue 16's null suite at full size (200 seeds × every path and attack; check-record on
     10 × 4,000 records), through the runner: no (path, attack) below nominal coverage, no
     check-record decile above its nominal rate (one-sided, Bonferroni)."""
     env = {**os.environ, "MIAUDIT_BENCH_STORE": str(tmp_path / "store")}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", "null_suite", "--size", "full"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "null_suite", "--size", "full"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     rec = json.loads((tmp_path / "store" / "null_suite.json").read_text())
-    assert rec["passed"] is True, (rec["figures"]["below_nominal"], rec["figures"]["check_record"]["failures"])
+    assert rec["passed"] is True, (
+        rec["figures"]["below_nominal"],
+        rec["figures"]["check_record"]["failures"],
+    )

@@ -15,7 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MIAUDIT_BENCH_STORE": str(tmp_path / "store")}
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_list_names_every_benchmark(tmp_path):
@@ -24,11 +31,17 @@ def test_list_names_every_benchmark(tmp_path):
 
 
 def test_attack_scale_small_instance(tmp_path):
-    proc = _run(tmp_path, "run", "attack_scale", "--size", "small", "--write", str(tmp_path / "bench.md"))
+    proc = _run(
+        tmp_path, "run", "attack_scale", "--size", "small", "--write", str(tmp_path / "bench.md")
+    )
     assert proc.returncode == 0, proc.stderr
     rec = json.loads((tmp_path / "store" / "attack_scale.json").read_text())
     assert rec["schema"] == "miaudit.benchmark/1" and rec["size"] == "small"
-    assert rec["figures"]["records"] == 50_000 and rec["figures"]["wall_s"] > 0 and 0 < rec["figures"]["peak_gb"] < 4
+    assert (
+        rec["figures"]["records"] == 50_000
+        and rec["figures"]["wall_s"] > 0
+        and 0 < rec["figures"]["peak_gb"] < 4
+    )
     assert rec["machine"]["cores"] and rec["date"]
     page = (tmp_path / "bench.md").read_text()
     assert "## attack_scale" in page and "python -m benchmarks run attack_scale" in page
@@ -56,5 +69,9 @@ def test_engine_small_instance(tmp_path):
     rec = json.loads((tmp_path / "store" / "engine.json").read_text())
     fig = rec["figures"]
     assert fig["one_epoch_max_abs_logit_diff"] < 1e-4
-    assert fig["engine_bfloat16_s"] > 0 and fig["plain_loop_s"] > 0 and len(fig["auc_diff_interval"]) == 2
+    assert (
+        fig["engine_bfloat16_s"] > 0
+        and fig["plain_loop_s"] > 0
+        and len(fig["auc_diff_interval"]) == 2
+    )
     assert rec["passed"] is None  # the speed claim is about the full workload

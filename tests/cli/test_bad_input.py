@@ -59,12 +59,21 @@ USAGE = {
     "keys-create-without-role": (["keys", "create"], "--role"),
     "keys-revoke-without-id": (["keys", "revoke"], "Missing argument"),
     "keys-unknown-subcommand": (["keys", "rotate"], "rotate"),
-    "keys-window-not-a-number": (["keys", "create", "--role", "admin", "--window", "abc"], "--window"),
+    "keys-window-not-a-number": (
+        ["keys", "create", "--role", "admin", "--window", "abc"],
+        "--window",
+    ),
     "serve-port-not-a-number": (["serve", "--port", "http"], "--port"),
     "alerts-limit-not-a-number": (["alerts", "--limit", "all"], "--limit"),
     "demo-seed-not-a-number": (["demo", "--seed", "x"], "--seed"),
-    "train-workers-not-a-number": (["train", "c.toml", "--out", "o", "--workers", "two"], "--workers"),
-    "tradeoff-delta-not-a-number": (["tradeoff", "c.toml", "--out", "o", "--delta", "small"], "--delta"),
+    "train-workers-not-a-number": (
+        ["train", "c.toml", "--out", "o", "--workers", "two"],
+        "--workers",
+    ),
+    "tradeoff-delta-not-a-number": (
+        ["tradeoff", "c.toml", "--out", "o", "--delta", "small"],
+        "--delta",
+    ),
     "flag-given-a-value": (["attack", "x.npz", "--raw-ids=yes"], "--raw-ids"),
 }
 for _name, (_argv, _expect) in USAGE.items():
@@ -76,7 +85,11 @@ for _name, (_argv, _expect) in USAGE.items():
 N = 8
 LABEL = [0, 1, 0, 1, 2, 0, 1, 2]
 MEMBER = [0, 1, 0, 1, 0, 1, 0, 1]
-LOGIT = {"logit_0": [0.1, 0.2, 0.3, 0.1, 0.0, 0.5, 0.2, 0.1], "logit_1": [0.0] * N, "logit_2": [0.3] * N}
+LOGIT = {
+    "logit_0": [0.1, 0.2, 0.3, 0.1, 0.0, 0.5, 0.2, 0.1],
+    "logit_1": [0.0] * N,
+    "logit_2": [0.3] * N,
+}
 
 
 def _cols(**over: object) -> dict[str, list]:
@@ -95,7 +108,7 @@ def _probs(p0: list[float]) -> dict[str, list]:
 
 
 OUTPUT_DEFECTS: dict[str, tuple[dict[str, list], str]] = {
-    "nan-logit": (_cols(logit_0=[np.nan] + LOGIT["logit_0"][1:]), "logits"),
+    "nan-logit": (_cols(logit_0=[np.nan, *LOGIT["logit_0"][1:]]), "logits"),
     "inf-logit": (_cols(logit_1=[np.inf] + [0.0] * (N - 1)), "logits"),
     "members-only": (_cols(member=[1] * N), "member"),
     "non-members-only": (_cols(member=[0] * N), "member"),
@@ -106,9 +119,23 @@ OUTPUT_DEFECTS: dict[str, tuple[dict[str, list], str]] = {
     "no-member-column": (_cols(member=None), "member"),
     "no-label-column": (_cols(label=None), "label"),
     "no-logits-or-probs": ({"label": LABEL, "member": MEMBER}, "logits"),
-    "probs-do-not-sum-to-1": ({**_probs([0.1] * N), "prob_0": [0.9] * N, "label": LABEL, "member": MEMBER}, "probs"),
-    "negative-prob": ({**_probs([-0.1] + [0.2] * (N - 1)), "label": LABEL, "member": MEMBER}, "probs"),
-    "wide-columns-with-a-gap": ({"logit_0": LOGIT["logit_0"], "logit_2": LOGIT["logit_2"], "label": [0, 1] * 4, "member": MEMBER}, "logits"),
+    "probs-do-not-sum-to-1": (
+        {**_probs([0.1] * N), "prob_0": [0.9] * N, "label": LABEL, "member": MEMBER},
+        "probs",
+    ),
+    "negative-prob": (
+        {**_probs([-0.1] + [0.2] * (N - 1)), "label": LABEL, "member": MEMBER},
+        "probs",
+    ),
+    "wide-columns-with-a-gap": (
+        {
+            "logit_0": LOGIT["logit_0"],
+            "logit_2": LOGIT["logit_2"],
+            "label": [0, 1] * 4,
+            "member": MEMBER,
+        },
+        "logits",
+    ),
     "string-logits": (_cols(logit_0=["a"] * N), "logit"),
 }
 
@@ -127,9 +154,15 @@ def _write_outputs(path: Path, cols: dict[str, list]) -> None:
                     arrays[name] = np.column_stack([np.asarray(cols[k]) for k in ks])
                 except ValueError:
                     arrays[name] = np.asarray([cols[k] for k in ks], dtype=object).T
-        arrays.update({k: np.asarray(v) for k, v in cols.items() if not k.startswith(("logit_", "prob_"))})
+        arrays.update(
+            {k: np.asarray(v) for k, v in cols.items() if not k.startswith(("logit_", "prob_"))}
+        )
         if "wide-columns" in path.stem:  # npz holds one array: the gap becomes a bad second axis
-            arrays = {"logits": np.zeros((N, 2, 2)), "label": np.asarray(LABEL), "member": np.asarray(MEMBER)}
+            arrays = {
+                "logits": np.zeros((N, 2, 2)),
+                "label": np.asarray(LABEL),
+                "member": np.asarray(MEMBER),
+            }
         np.savez(path, **arrays)
 
 
@@ -146,7 +179,11 @@ for _name, (_cols_, _expect) in OUTPUT_DEFECTS.items():
     for _suffix in (".csv", ".parquet", ".npz"):
         if _name == "string-logits" and _suffix == ".npz":
             continue  # npz cannot hold strings without pickle (refused: see below)
-        add(f"outputs/{_suffix[1:]}/{_name}", _outputs_case(_cols_, _suffix, _name), "logits" if _suffix == ".npz" and _expect == "logit" else _expect)
+        add(
+            f"outputs/{_suffix[1:]}/{_name}",
+            _outputs_case(_cols_, _suffix, _name),
+            "logits" if _suffix == ".npz" and _expect == "logit" else _expect,
+        )
 
 
 def _raw_file(name: str, content: bytes) -> Build:
@@ -160,16 +197,48 @@ def _raw_file(name: str, content: bytes) -> Build:
 
 for _suffix in (".csv", ".parquet", ".npz"):
     add(f"outputs/{_suffix[1:]}/empty-file", _raw_file(f"empty{_suffix}", b""), "empty")
-    add(f"outputs/{_suffix[1:]}/garbage-bytes", _raw_file(f"garbage{_suffix}", os.urandom(64) + b"\x00\xff"), "garbage")
-    add(f"outputs/{_suffix[1:]}/missing-file", lambda t, s=_suffix: ["attack", str(t / f"missing{s}")], "no such file")
-    add(f"outputs/{_suffix[1:]}/a-folder", lambda t, s=_suffix: [(t / f"dir{s}").mkdir(), "attack", str(t / f"dir{s}")][1:], "dir")
+    add(
+        f"outputs/{_suffix[1:]}/garbage-bytes",
+        _raw_file(f"garbage{_suffix}", os.urandom(64) + b"\x00\xff"),
+        "garbage",
+    )
+    add(
+        f"outputs/{_suffix[1:]}/missing-file",
+        lambda t, s=_suffix: ["attack", str(t / f"missing{s}")],
+        "no such file",
+    )
+    add(
+        f"outputs/{_suffix[1:]}/a-folder",
+        lambda t, s=_suffix: [(t / f"dir{s}").mkdir(), "attack", str(t / f"dir{s}")][1:],
+        "dir",
+    )
 add("outputs/xlsx/unknown-type", _raw_file("outputs.xlsx", b"PK"), "unknown file type")
 add("outputs/none/no-suffix", _raw_file("outputs", b"x"), "unknown file type")
-add("outputs/csv/header-only", _raw_file("header.csv", b"logit_0,logit_1,label,member\n"), "no records")
-add("outputs/csv/duplicated-column", _raw_file("dup.csv", b"logit_0,logit_1,label,member,label\n0.1,0,0,0,1\n0.2,0,1,1,0\n"), "'label' twice")
-add("outputs/csv/not-utf8", _raw_file("latin.csv", "logit_0,logit_1,label,member,caf\xe9\n0.1,0,0,0,1\n".encode("latin-1")), "latin.csv")
-add("outputs/csv/ragged-rows", _raw_file("ragged.csv", b"logit_0,logit_1,label,member\n0.1,0,0,0\n0.2,0,1,1,7,8,9\n"), "ragged.csv")
-add("outputs/csv/one-row", _raw_file("one.csv", b"logit_0,logit_1,label,member\n0.1,0,0,0\n"), "member")
+add(
+    "outputs/csv/header-only",
+    _raw_file("header.csv", b"logit_0,logit_1,label,member\n"),
+    "no records",
+)
+add(
+    "outputs/csv/duplicated-column",
+    _raw_file("dup.csv", b"logit_0,logit_1,label,member,label\n0.1,0,0,0,1\n0.2,0,1,1,0\n"),
+    "'label' twice",
+)
+add(
+    "outputs/csv/not-utf8",
+    _raw_file("latin.csv", "logit_0,logit_1,label,member,caf\xe9\n0.1,0,0,0,1\n".encode("latin-1")),
+    "latin.csv",
+)
+add(
+    "outputs/csv/ragged-rows",
+    _raw_file("ragged.csv", b"logit_0,logit_1,label,member\n0.1,0,0,0\n0.2,0,1,1,7,8,9\n"),
+    "ragged.csv",
+)
+add(
+    "outputs/csv/one-row",
+    _raw_file("one.csv", b"logit_0,logit_1,label,member\n0.1,0,0,0\n"),
+    "member",
+)
 
 
 @case("outputs/npz/complex-logits", "logits")
@@ -182,7 +251,12 @@ def _complex(tmp: Path) -> list[str]:
 @case("outputs/npz/object-array-needs-pickle", "obj.npz")
 def _pickled(tmp: Path) -> list[str]:
     path = tmp / "obj.npz"
-    np.savez(path, logits=np.asarray([[1, "a"]] * N, dtype=object), label=np.asarray(LABEL), member=np.asarray(MEMBER))
+    np.savez(
+        path,
+        logits=np.asarray([[1, "a"]] * N, dtype=object),
+        label=np.asarray(LABEL),
+        member=np.asarray(MEMBER),
+    )
     return ["attack", str(path)]
 
 
@@ -196,7 +270,13 @@ def _lengths(tmp: Path) -> list[str]:
 @case("outputs/npz/bad-metadata", "metadata")
 def _npz_meta(tmp: Path) -> list[str]:
     path = tmp / "meta.npz"
-    np.savez(path, logits=np.ones((N, 3)), label=np.asarray(LABEL), member=np.asarray(MEMBER), miaudit=np.asarray("{not json"))
+    np.savez(
+        path,
+        logits=np.ones((N, 3)),
+        label=np.asarray(LABEL),
+        member=np.asarray(MEMBER),
+        miaudit=np.asarray("{not json"),
+    )
     return ["attack", str(path)]
 
 
@@ -210,7 +290,13 @@ def _one_d(tmp: Path) -> list[str]:
 @case("outputs/npz/duplicate-record-ids", "record_id")
 def _dup_ids(tmp: Path) -> list[str]:
     path = tmp / "ids.npz"
-    np.savez(path, logits=np.ones((N, 3)), label=np.asarray(LABEL), member=np.asarray(MEMBER), record_id=np.asarray([1, 1, 2, 3, 4, 5, 6, 7]))
+    np.savez(
+        path,
+        logits=np.ones((N, 3)),
+        label=np.asarray(LABEL),
+        member=np.asarray(MEMBER),
+        record_id=np.asarray([1, 1, 2, 3, 4, 5, 6, 7]),
+    )
     return ["attack", str(path)]
 
 
@@ -246,7 +332,11 @@ ATTACK_OPTIONS = {
     "second-fail-on-bad": (["--fail-on", "auc.lower>0.9", "--fail-on", "auc>>1"], "--fail-on"),
 }
 for _name, (_opts, _expect) in ATTACK_OPTIONS.items():
-    add(f"attack-options/{_name}", lambda t, o=_opts: ["attack", GOOD, "--out", str(t / "res"), *o], _expect)
+    add(
+        f"attack-options/{_name}",
+        lambda t, o=_opts: ["attack", GOOD, "--out", str(t / "res"), *o],
+        _expect,
+    )
 
 
 @case("attack-options/out-under-a-file", "--out")
@@ -286,7 +376,11 @@ def _tradeoff_folder(tmp: Path) -> list[str]:
 
 
 add("attack-options/markup-in-a-path", lambda t: ["attack", str(t / "x[/].npz")], "x[/].npz")
-add("attack-options/markup-that-would-style", lambda t: ["attack", str(t / "[red]x.npz")], "[red]x.npz")
+add(
+    "attack-options/markup-that-would-style",
+    lambda t: ["attack", str(t / "[red]x.npz")],
+    "[red]x.npz",
+)
 add("attack-options/newline-in-a-path", lambda t: ["attack", str(t / "a\nb.npz")], "b.npz")
 
 
@@ -301,10 +395,17 @@ def _signals_folder(tmp: Path, *, models: int = 6, metadata: dict | None = None)
     keep = np.zeros((models, n), dtype=bool)
     keep[::2, : n // 2] = True
     keep[1::2, n // 2 :] = True
-    store = SignalsStore.from_arrays(logits=rng.normal(size=(models, n, 3)), label=rng.integers(0, 3, n), keep=keep, record_id=np.arange(100, 100 + n))
+    store = SignalsStore.from_arrays(
+        logits=rng.normal(size=(models, n, 3)),
+        label=rng.integers(0, 3, n),
+        keep=keep,
+        record_id=np.arange(100, 100 + n),
+    )
     res = tmp / "res"
     (res / "signals").mkdir(parents=True)
-    (res / "results.json").write_text('{"reference": {}}')  # an audit with reference models: check-record reads its signals
+    (res / "results.json").write_text(
+        '{"reference": {}}'
+    )  # an audit with reference models: check-record reads its signals
     store.save(res / "signals" / "signals.npz")
     if metadata is not None:
         with np.load(res / "signals" / "signals.npz") as z:
@@ -316,27 +417,109 @@ def _signals_folder(tmp: Path, *, models: int = 6, metadata: dict | None = None)
 
 CHECK_RECORD = {
     "no-such-folder": (lambda t: ["check-record", str(t / "nope"), "--id", "1"], "results"),
-    "folder-without-signals": (lambda t: [(t / "res").mkdir(), "check-record", str(t / "res"), "--id", "1"][1:], "results"),
+    "folder-without-signals": (
+        lambda t: [(t / "res").mkdir(), "check-record", str(t / "res"), "--id", "1"][1:],
+        "results",
+    ),
     "unknown-id": (lambda t: ["check-record", str(_signals_folder(t)), "--id", "99999"], "--id"),
     "empty-id": (lambda t: ["check-record", str(_signals_folder(t)), "--id", ""], "--id"),
-    "negative-target": (lambda t: ["check-record", str(_signals_folder(t)), "--id", "101", "--target", "-1"], "target"),
-    "target-out-of-range": (lambda t: ["check-record", str(_signals_folder(t)), "--id", "101", "--target", "99"], "target"),
-    "garbage-signals": (lambda t: [(t / "res" / "signals").mkdir(parents=True), (t / "res" / "results.json").write_text('{"reference": {}}'), (t / "res" / "signals" / "signals.npz").write_bytes(b"junk"), "check-record", str(t / "res"), "--id", "1"][3:], "signals"),
-    "metadata-shape-not-numbers": (lambda t: ["check-record", str(_signals_folder(t, metadata={"logits_shape": ["a", 2, 3]})), "--id", "101"], "logits_shape"),
-    "metadata-target-a-string": (lambda t: ["check-record", str(_signals_folder(t, metadata={"target": "zero"})), "--id", "101"], "metadata.target"),
-    "metadata-info-a-list": (lambda t: ["check-record", str(_signals_folder(t, metadata={"info": [1, 2]})), "--id", "101"], "metadata.info"),
-    "metadata-wrong-schema": (lambda t: ["check-record", str(_signals_folder(t, metadata={"schema": "v0"})), "--id", "101"], "schema"),
-    "metadata-a-list": (lambda t: ["check-record", str(_signals_folder(t, metadata=[1])), "--id", "101"], "metadata"),  # type: ignore[arg-type]
+    "negative-target": (
+        lambda t: ["check-record", str(_signals_folder(t)), "--id", "101", "--target", "-1"],
+        "target",
+    ),
+    "target-out-of-range": (
+        lambda t: ["check-record", str(_signals_folder(t)), "--id", "101", "--target", "99"],
+        "target",
+    ),
+    "garbage-signals": (
+        lambda t: [
+            (t / "res" / "signals").mkdir(parents=True),
+            (t / "res" / "results.json").write_text('{"reference": {}}'),
+            (t / "res" / "signals" / "signals.npz").write_bytes(b"junk"),
+            "check-record",
+            str(t / "res"),
+            "--id",
+            "1",
+        ][3:],
+        "signals",
+    ),
+    "metadata-shape-not-numbers": (
+        lambda t: [
+            "check-record",
+            str(_signals_folder(t, metadata={"logits_shape": ["a", 2, 3]})),
+            "--id",
+            "101",
+        ],
+        "logits_shape",
+    ),
+    "metadata-target-a-string": (
+        lambda t: [
+            "check-record",
+            str(_signals_folder(t, metadata={"target": "zero"})),
+            "--id",
+            "101",
+        ],
+        "metadata.target",
+    ),
+    "metadata-info-a-list": (
+        lambda t: [
+            "check-record",
+            str(_signals_folder(t, metadata={"info": [1, 2]})),
+            "--id",
+            "101",
+        ],
+        "metadata.info",
+    ),
+    "metadata-wrong-schema": (
+        lambda t: [
+            "check-record",
+            str(_signals_folder(t, metadata={"schema": "v0"})),
+            "--id",
+            "101",
+        ],
+        "schema",
+    ),
+    "metadata-a-list": (
+        lambda t: ["check-record", str(_signals_folder(t, metadata=[1])), "--id", "101"],
+        "metadata",
+    ),  # type: ignore[arg-type]
 }
 for _name, (_b, _expect) in CHECK_RECORD.items():
     add(f"check-record/{_name}", _b, _expect)
 
 REPORT = {
     "no-such-folder": (lambda t: ["report", str(t / "nope")], "nope"),
-    "folder-without-results": (lambda t: [(t / "res").mkdir(), "report", str(t / "res")][1:], "results"),
-    "results-not-json": (lambda t: [(t / "res").mkdir(), (t / "res" / "results.json").write_text("{oops"), "report", str(t / "res")][2:], "results"),
-    "results-a-list": (lambda t: [(t / "res").mkdir(), (t / "res" / "results.json").write_text("[]"), "report", str(t / "res")][2:], "results"),
-    "results-wrong-schema": (lambda t: [(t / "res").mkdir(), (t / "res" / "results.json").write_text('{"schema": "x"}'), "report", str(t / "res")][2:], "results"),
+    "folder-without-results": (
+        lambda t: [(t / "res").mkdir(), "report", str(t / "res")][1:],
+        "results",
+    ),
+    "results-not-json": (
+        lambda t: [
+            (t / "res").mkdir(),
+            (t / "res" / "results.json").write_text("{oops"),
+            "report",
+            str(t / "res"),
+        ][2:],
+        "results",
+    ),
+    "results-a-list": (
+        lambda t: [
+            (t / "res").mkdir(),
+            (t / "res" / "results.json").write_text("[]"),
+            "report",
+            str(t / "res"),
+        ][2:],
+        "results",
+    ),
+    "results-wrong-schema": (
+        lambda t: [
+            (t / "res").mkdir(),
+            (t / "res" / "results.json").write_text('{"schema": "x"}'),
+            "report",
+            str(t / "res"),
+        ][2:],
+        "results",
+    ),
 }
 for _name, (_b, _expect) in REPORT.items():
     add(f"report/{_name}", _b, _expect)
@@ -344,7 +527,12 @@ for _name, (_b, _expect) in REPORT.items():
 
 # --- configs: defects × the four commands that read one --------------------------------------------------
 
-BASE = {"seed": 1, "data": {"dataset": "digits"}, "model": {"kind": "torch-mlp", "hidden": [8], "epochs": 1}, "plan": {"pool_fraction": 0.5}}
+BASE = {
+    "seed": 1,
+    "data": {"dataset": "digits"},
+    "model": {"kind": "torch-mlp", "hidden": [8], "epochs": 1},
+    "plan": {"pool_fraction": 0.5},
+}
 
 
 def _set(cfg: dict, dotted: str, value: object) -> dict:
@@ -384,12 +572,27 @@ CONFIG_DEFECTS: dict[str, tuple[str, object, str]] = {
     "threads-zero": ("engine.threads", 0, "engine.threads"),
     "address-without-ray": ("engine.address", "127.0.0.1:1", "engine.address"),
     "unreachable-ray": ("engine", {"executor": "ray", "address": "127.0.0.1:1"}, "engine.address"),
-    "ray-address-malformed": ("engine", {"executor": "ray", "address": "nowhere"}, "engine.address"),
+    "ray-address-malformed": (
+        "engine",
+        {"executor": "ray", "address": "nowhere"},
+        "engine.address",
+    ),
     "batch-size-zero": ("model.batch_size", 0, "model.batch_size"),
-    "bad-sklearn-params": ("model", {"kind": "sklearn", "estimator": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": -3}}, "model."),
+    "bad-sklearn-params": (
+        "model",
+        {
+            "kind": "sklearn",
+            "estimator": "sklearn.ensemble.RandomForestClassifier",
+            "params": {"n_estimators": -3},
+        },
+        "model.",
+    ),
     "max-records-negative": ("data.max_records", -10, "data.max_records"),
 }
-TRAIN_ONLY = {"models-absurd": ("plan.models", 1_000_000_000, "plan.models"), "models-float-inf": ("plan.models", float("inf"), "plan.models")}
+TRAIN_ONLY = {
+    "models-absurd": ("plan.models", 1_000_000_000, "plan.models"),
+    "models-float-inf": ("plan.models", float("inf"), "plan.models"),
+}
 AUDIT_ONLY = {
     "plan-models-in-an-audit": ("plan.models", 4, "plan.models"),
     "references-absurd": ("audit.references", 500_000_000, "audit.references"),
@@ -399,14 +602,30 @@ AUDIT_ONLY = {
 COMMANDS = {
     "train": lambda cfg, t: ["train", str(cfg), "--out", str(t / "out")],
     "audit": lambda cfg, t: ["audit", str(cfg), "--out", str(t / "out")],
-    "tradeoff": lambda cfg, t: ["tradeoff", str(cfg), "--out", str(t / "out"), "--epsilons", "", "--weight-decays", "", "--no-early-stopping", "--policies", "label-only"],
+    "tradeoff": lambda cfg, t: [
+        "tradeoff",
+        str(cfg),
+        "--out",
+        str(t / "out"),
+        "--epsilons",
+        "",
+        "--weight-decays",
+        "",
+        "--no-early-stopping",
+        "--policies",
+        "label-only",
+    ],
     "dp-audit": lambda cfg, t: ["dp-audit", str(cfg), "--out", str(t / "out")],
 }
 
 
 def _config_case(command: str, raw: dict, expect_name: str) -> Build:
     def build(tmp: Path) -> list[str]:
-        cfg = raw if command == "train" else _set(raw, "audit.references", raw.get("audit", {}).get("references", 1))
+        cfg = (
+            raw
+            if command == "train"
+            else _set(raw, "audit.references", raw.get("audit", {}).get("references", 1))
+        )
         path = tmp / "config.yaml"
         path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
         return COMMANDS[command](path, tmp)
@@ -414,23 +633,74 @@ def _config_case(command: str, raw: dict, expect_name: str) -> Build:
     return build
 
 
-RAY = ("unreachable-ray", "ray-address-malformed")  # dp-audit trains in this process: no executor to reach
+RAY = (
+    "unreachable-ray",
+    "ray-address-malformed",
+)  # dp-audit trains in this process: no executor to reach
 for _cmd in COMMANDS:
     defects = {**CONFIG_DEFECTS, **(TRAIN_ONLY if _cmd == "train" else AUDIT_ONLY)}
     if _cmd == "dp-audit":
         defects = {k: v for k, v in defects.items() if k not in RAY}
     for _name, (_field, _value, _expect) in defects.items():
-        add(f"config/{_cmd}/{_name}", _config_case(_cmd, _set(BASE, _field, _value), _expect), _expect)
+        add(
+            f"config/{_cmd}/{_name}",
+            _config_case(_cmd, _set(BASE, _field, _value), _expect),
+            _expect,
+        )
     add(f"config/{_cmd}/missing-file", lambda t, c=_cmd: COMMANDS[c](t / "nope.toml", t), "config")
-    add(f"config/{_cmd}/unknown-suffix", lambda t, c=_cmd: [(t / "c.ini").write_text("x"), *COMMANDS[c](t / "c.ini", t)][1:], "config")
-    add(f"config/{_cmd}/bad-toml", lambda t, c=_cmd: [(t / "c.toml").write_text("[data\nx = "), *COMMANDS[c](t / "c.toml", t)][1:], "config")
-    add(f"config/{_cmd}/bad-yaml", lambda t, c=_cmd: [(t / "c.yaml").write_text("a: [1, 2\nb: {"), *COMMANDS[c](t / "c.yaml", t)][1:], "config")
-    add(f"config/{_cmd}/yaml-list", lambda t, c=_cmd: [(t / "c.yaml").write_text("- 1\n- 2\n"), *COMMANDS[c](t / "c.yaml", t)][1:], "config")
-    add(f"config/{_cmd}/toml-nan", lambda t, c=_cmd: [(t / "c.toml").write_text('seed = 1\n[data]\ndataset = "digits"\n[model]\nlr = nan\n' + ("[audit]\nreferences = 1\n" if c != "train" else "")), *COMMANDS[c](t / "c.toml", t)][1:], "model.lr")
+    add(
+        f"config/{_cmd}/unknown-suffix",
+        lambda t, c=_cmd: [(t / "c.ini").write_text("x"), *COMMANDS[c](t / "c.ini", t)][1:],
+        "config",
+    )
+    add(
+        f"config/{_cmd}/bad-toml",
+        lambda t, c=_cmd: [(t / "c.toml").write_text("[data\nx = "), *COMMANDS[c](t / "c.toml", t)][
+            1:
+        ],
+        "config",
+    )
+    add(
+        f"config/{_cmd}/bad-yaml",
+        lambda t, c=_cmd: [
+            (t / "c.yaml").write_text("a: [1, 2\nb: {"),
+            *COMMANDS[c](t / "c.yaml", t),
+        ][1:],
+        "config",
+    )
+    add(
+        f"config/{_cmd}/yaml-list",
+        lambda t, c=_cmd: [(t / "c.yaml").write_text("- 1\n- 2\n"), *COMMANDS[c](t / "c.yaml", t)][
+            1:
+        ],
+        "config",
+    )
+    add(
+        f"config/{_cmd}/toml-nan",
+        lambda t, c=_cmd: [
+            (t / "c.toml").write_text(
+                'seed = 1\n[data]\ndataset = "digits"\n[model]\nlr = nan\n'
+                + ("[audit]\nreferences = 1\n" if c != "train" else "")
+            ),
+            *COMMANDS[c](t / "c.toml", t),
+        ][1:],
+        "model.lr",
+    )
 
 add(
     "config/train/training-diverges",  # a finite but absurd lr: no verified cache unit of NaN logits is published
-    lambda t: [(t / "c.yaml").write_text(yaml.safe_dump(_set(_set(BASE, "model.lr", 1e30), "data.max_records", 300))), "train", str(t / "c.yaml"), "--out", str(t / "o"), "--workers", "0", "--no-progress"][1:],
+    lambda t: [
+        (t / "c.yaml").write_text(
+            yaml.safe_dump(_set(_set(BASE, "model.lr", 1e30), "data.max_records", 300))
+        ),
+        "train",
+        str(t / "c.yaml"),
+        "--out",
+        str(t / "o"),
+        "--workers",
+        "0",
+        "--no-progress",
+    ][1:],
     "training diverged",
 )
 
@@ -457,7 +727,16 @@ def _tradeoff_case(opts: list[str]) -> Build:
         path.write_text(yaml.safe_dump(_set(BASE, "audit.references", 1)), encoding="utf-8")
         (tmp / "garbage.json").write_text("{oops")
         (tmp / "wrong.json").write_text('{"claimed_epsilon": 1.0}')
-        fixed = [str(tmp / "garbage.json") if o == "<garbage>" else str(tmp / "wrong.json") if o == "<wrong>" else str(tmp / o) if o == "nope.json" else o for o in opts]
+        fixed = [
+            str(tmp / "garbage.json")
+            if o == "<garbage>"
+            else str(tmp / "wrong.json")
+            if o == "<wrong>"
+            else str(tmp / o)
+            if o == "nope.json"
+            else o
+            for o in opts
+        ]
         return ["tradeoff", str(path), "--out", str(tmp / "out"), *fixed]
 
     return build
@@ -475,7 +754,16 @@ DP_AUDIT_OPTIONS = {
     "negative-seed": (["--seed", "-1"], "seed"),
 }
 for _name, (_opts, _expect) in DP_AUDIT_OPTIONS.items():
-    add(f"dp-audit-options/{_name}", lambda t, o=_opts: [(t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))), "dp-audit", str(t / "c.yaml"), *o][1:], _expect)
+    add(
+        f"dp-audit-options/{_name}",
+        lambda t, o=_opts: [
+            (t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))),
+            "dp-audit",
+            str(t / "c.yaml"),
+            *o,
+        ][1:],
+        _expect,
+    )
 
 TRAIN_OPTIONS = {
     "negative-workers": (["--workers", "-1"], "workers"),
@@ -486,13 +774,65 @@ TRAIN_OPTIONS = {
 for _name, (_opts, _expect) in TRAIN_OPTIONS.items():
     add(
         f"train-options/{_name}",
-        lambda t, o=_opts: [(t / "c.yaml").write_text(yaml.safe_dump(BASE)), (t / "f").write_text("x"), "train", str(t / "c.yaml"), "--out", str(t / "out"), *[x.replace("<file>", str(t / "f")) for x in o]][2:],
+        lambda t, o=_opts: [
+            (t / "c.yaml").write_text(yaml.safe_dump(BASE)),
+            (t / "f").write_text("x"),
+            "train",
+            str(t / "c.yaml"),
+            "--out",
+            str(t / "out"),
+            *[x.replace("<file>", str(t / "f")) for x in o],
+        ][2:],
         _expect,
     )
-add("audit-options/unknown-executor", lambda t: [(t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))), "audit", str(t / "c.yaml"), "--out", str(t / "o"), "--executor", "slurm"][1:], "executor")
-add("audit-options/bad-fail-on", lambda t: [(t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))), "audit", str(t / "c.yaml"), "--out", str(t / "o"), "--fail-on", "x"][1:], "--fail-on")
-add("audit-options/unreachable-address", lambda t: [(t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))), "audit", str(t / "c.yaml"), "--out", str(t / "o"), "--executor", "ray", "--address", "127.0.0.1:1"][1:], "engine.address")
-add("demo/out-under-a-file", lambda t: [(t / "f").write_text("x"), "demo", "--outputs-only", "--out", str(t / "f" / "demo")][1:], "--out")
+add(
+    "audit-options/unknown-executor",
+    lambda t: [
+        (t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))),
+        "audit",
+        str(t / "c.yaml"),
+        "--out",
+        str(t / "o"),
+        "--executor",
+        "slurm",
+    ][1:],
+    "executor",
+)
+add(
+    "audit-options/bad-fail-on",
+    lambda t: [
+        (t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))),
+        "audit",
+        str(t / "c.yaml"),
+        "--out",
+        str(t / "o"),
+        "--fail-on",
+        "x",
+    ][1:],
+    "--fail-on",
+)
+add(
+    "audit-options/unreachable-address",
+    lambda t: [
+        (t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))),
+        "audit",
+        str(t / "c.yaml"),
+        "--out",
+        str(t / "o"),
+        "--executor",
+        "ray",
+        "--address",
+        "127.0.0.1:1",
+    ][1:],
+    "engine.address",
+)
+add(
+    "demo/out-under-a-file",
+    lambda t: [(t / "f").write_text("x"), "demo", "--outputs-only", "--out", str(t / "f" / "demo")][
+        1:
+    ],
+    "--out",
+)
 
 
 # --- the service's commands ---------------------------------------------------------------------------------
@@ -510,28 +850,168 @@ def _empty_db(t: Path) -> None:
 
 KEYS = {
     "unknown-role": (lambda t: ["keys", "create", "--role", "emperor", "--db", _db(t)], "--role"),
-    "negative-budget": (lambda t: ["keys", "create", "--role", "public", "--budget", "-1", "--db", _db(t)], "--budget"),
-    "budget-not-a-number": (lambda t: ["keys", "create", "--role", "public", "--budget", "lots", "--db", _db(t)], "--budget"),
-    "zero-rate": (lambda t: ["keys", "create", "--role", "public", "--rate", "0", "--db", _db(t)], "--rate"),
-    "zero-window": (lambda t: ["keys", "create", "--role", "public", "--rate", "5", "--window", "0", "--db", _db(t)], "--window"),
-    "unsupported-database": (lambda t: ["keys", "create", "--role", "admin", "--db", "mysql://u:pw@h/x"], "--db"),
+    "negative-budget": (
+        lambda t: ["keys", "create", "--role", "public", "--budget", "-1", "--db", _db(t)],
+        "--budget",
+    ),
+    "budget-not-a-number": (
+        lambda t: ["keys", "create", "--role", "public", "--budget", "lots", "--db", _db(t)],
+        "--budget",
+    ),
+    "zero-rate": (
+        lambda t: ["keys", "create", "--role", "public", "--rate", "0", "--db", _db(t)],
+        "--rate",
+    ),
+    "zero-window": (
+        lambda t: [
+            "keys",
+            "create",
+            "--role",
+            "public",
+            "--rate",
+            "5",
+            "--window",
+            "0",
+            "--db",
+            _db(t),
+        ],
+        "--window",
+    ),
+    "unsupported-database": (
+        lambda t: ["keys", "create", "--role", "admin", "--db", "mysql://u:pw@h/x"],
+        "--db",
+    ),
     "not-a-url": (lambda t: ["keys", "list", "--db", "::::"], "--db"),
     "in-memory-sqlite": (lambda t: ["keys", "list", "--db", "sqlite://"], "--db"),
-    "not-a-sqlite-file": (lambda t: [(t / "x.db").write_text("hello"), "keys", "list", "--db", f"sqlite:///{t}/x.db"][1:], "--db"),
-    "db-under-a-file": (lambda t: [(t / "f").write_text("x"), "keys", "list", "--db", f"sqlite:///{t}/f/guard.db"][1:], "--db"),
-    "postgres-not-answering": (lambda t: ["keys", "list", "--db", "postgresql://u@127.0.0.1:1/x"], "--db"),
-    "secret-file-unwritable": (lambda t: [(t / "f").write_text("x"), "keys", "create", "--role", "admin", "--db", _db(t), "--secret-file", str(t / "f" / "s")][1:], "--secret-file"),
-    "secret-file-too-short": (lambda t: [(t / "s").write_bytes(b"short"), "keys", "create", "--role", "admin", "--db", _db(t), "--secret-file", str(t / "s")][1:], "--secret-file"),
-    "roles-file-missing": (lambda t: ["keys", "create", "--role", "admin", "--roles", str(t / "r.toml"), "--db", _db(t)], "--roles"),
-    "roles-file-bad-toml": (lambda t: [(t / "r.toml").write_text("[roles"), "keys", "create", "--role", "admin", "--roles", str(t / "r.toml"), "--db", _db(t)][1:], "--roles"),
-    "roles-bad-policy": (lambda t: [(t / "r.toml").write_text('[roles.x]\npolicy = "top-0"\n'), "keys", "create", "--role", "x", "--roles", str(t / "r.toml"), "--db", _db(t)][1:], "roles.x.policy"),
-    "roles-unknown-endpoint": (lambda t: [(t / "r.toml").write_text('[roles.x]\npolicy = "full"\nendpoints = ["root"]\n'), "keys", "create", "--role", "x", "--roles", str(t / "r.toml"), "--db", _db(t)][1:], "roles.x.endpoints"),
-    "revoke-no-database": (lambda t: ["keys", "revoke", "ffffffffffffffff", "--db", _db(t)], "--db"),
-    "budget-no-database": (lambda t: ["keys", "budget", "ffffffffffffffff", "--budget", "5", "--db", _db(t)], "--db"),
+    "not-a-sqlite-file": (
+        lambda t: [(t / "x.db").write_text("hello"), "keys", "list", "--db", f"sqlite:///{t}/x.db"][
+            1:
+        ],
+        "--db",
+    ),
+    "db-under-a-file": (
+        lambda t: [(t / "f").write_text("x"), "keys", "list", "--db", f"sqlite:///{t}/f/guard.db"][
+            1:
+        ],
+        "--db",
+    ),
+    "postgres-not-answering": (
+        lambda t: ["keys", "list", "--db", "postgresql://u@127.0.0.1:1/x"],
+        "--db",
+    ),
+    "secret-file-unwritable": (
+        lambda t: [
+            (t / "f").write_text("x"),
+            "keys",
+            "create",
+            "--role",
+            "admin",
+            "--db",
+            _db(t),
+            "--secret-file",
+            str(t / "f" / "s"),
+        ][1:],
+        "--secret-file",
+    ),
+    "secret-file-too-short": (
+        lambda t: [
+            (t / "s").write_bytes(b"short"),
+            "keys",
+            "create",
+            "--role",
+            "admin",
+            "--db",
+            _db(t),
+            "--secret-file",
+            str(t / "s"),
+        ][1:],
+        "--secret-file",
+    ),
+    "roles-file-missing": (
+        lambda t: [
+            "keys",
+            "create",
+            "--role",
+            "admin",
+            "--roles",
+            str(t / "r.toml"),
+            "--db",
+            _db(t),
+        ],
+        "--roles",
+    ),
+    "roles-file-bad-toml": (
+        lambda t: [
+            (t / "r.toml").write_text("[roles"),
+            "keys",
+            "create",
+            "--role",
+            "admin",
+            "--roles",
+            str(t / "r.toml"),
+            "--db",
+            _db(t),
+        ][1:],
+        "--roles",
+    ),
+    "roles-bad-policy": (
+        lambda t: [
+            (t / "r.toml").write_text('[roles.x]\npolicy = "top-0"\n'),
+            "keys",
+            "create",
+            "--role",
+            "x",
+            "--roles",
+            str(t / "r.toml"),
+            "--db",
+            _db(t),
+        ][1:],
+        "roles.x.policy",
+    ),
+    "roles-unknown-endpoint": (
+        lambda t: [
+            (t / "r.toml").write_text('[roles.x]\npolicy = "full"\nendpoints = ["root"]\n'),
+            "keys",
+            "create",
+            "--role",
+            "x",
+            "--roles",
+            str(t / "r.toml"),
+            "--db",
+            _db(t),
+        ][1:],
+        "roles.x.endpoints",
+    ),
+    "revoke-no-database": (
+        lambda t: ["keys", "revoke", "ffffffffffffffff", "--db", _db(t)],
+        "--db",
+    ),
+    "budget-no-database": (
+        lambda t: ["keys", "budget", "ffffffffffffffff", "--budget", "5", "--db", _db(t)],
+        "--db",
+    ),
     "list-no-database": (lambda t: ["keys", "list", "--db", _db(t)], "--db"),
-    "revoke-unknown-key": (lambda t: [_empty_db(t), "keys", "revoke", "ffffffffffffffff", "--db", _db(t)][1:], "key_id"),
-    "budget-unknown-key": (lambda t: [_empty_db(t), "keys", "budget", "ffffffffffffffff", "--budget", "5", "--db", _db(t)][1:], "key_id"),
-    "budget-negative": (lambda t: ["keys", "budget", "ffffffffffffffff", "--budget", "-5", "--db", _db(t)], "--budget"),
+    "revoke-unknown-key": (
+        lambda t: [_empty_db(t), "keys", "revoke", "ffffffffffffffff", "--db", _db(t)][1:],
+        "key_id",
+    ),
+    "budget-unknown-key": (
+        lambda t: [
+            _empty_db(t),
+            "keys",
+            "budget",
+            "ffffffffffffffff",
+            "--budget",
+            "5",
+            "--db",
+            _db(t),
+        ][1:],
+        "key_id",
+    ),
+    "budget-negative": (
+        lambda t: ["keys", "budget", "ffffffffffffffff", "--budget", "-5", "--db", _db(t)],
+        "--budget",
+    ),
     "alerts-zero-limit": (lambda t: ["alerts", "--limit", "0", "--db", _db(t)], "--limit"),
     "alerts-bad-db": (lambda t: ["alerts", "--db", "mysql://h/x"], "--db"),
 }
@@ -544,32 +1024,191 @@ def _unit_with_metadata(t: Path, metadata: dict[str, str]) -> Path:
 
     unit = t / "unit"
     unit.mkdir()
-    tensors = {"layer0.weight": np.ones((1, 3, 2), np.float32), "layer0.bias": np.zeros((1, 1, 2), np.float32),
-               "preprocess.scale": np.ones((1, 3), np.float32), "preprocess.shift": np.zeros((1, 3), np.float32)}
+    tensors = {
+        "layer0.weight": np.ones((1, 3, 2), np.float32),
+        "layer0.bias": np.zeros((1, 1, 2), np.float32),
+        "preprocess.scale": np.ones((1, 3), np.float32),
+        "preprocess.shift": np.zeros((1, 3), np.float32),
+    }
     save_file(tensors, str(unit / "weights.safetensors"), metadata=metadata)
     return unit
 
 
 SERVE = {
-    "model-missing": (lambda t: ["serve", "--model", str(t / "m.skops"), "--db", _db(t)], "--model"),
-    "model-not-a-model": (lambda t: [(t / "m.txt").write_text("x"), "serve", "--model", str(t / "m.txt"), "--db", _db(t)][1:], "--model"),
-    "model-folder-empty": (lambda t: [(t / "unit").mkdir(), "serve", "--model", str(t / "unit"), "--db", _db(t)][1:], "--model"),
-    "skops-garbage": (lambda t: [(t / "m.skops").write_bytes(b"PK\x03\x04junk"), "serve", "--model", str(t / "m.skops"), "--db", _db(t)][1:], "m.skops"),
-    "safetensors-garbage": (lambda t: [(t / "unit").mkdir(), (t / "unit" / "weights.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad}"), "serve", "--model", str(t / "unit"), "--db", _db(t)][2:], "--model"),
-    "safetensors-metadata-not-json": (lambda t: ["serve", "--model", str(_unit_with_metadata(t, {"models": "[0"})), "--db", _db(t)], "'models'"),
-    "safetensors-models-not-indices": (lambda t: ["serve", "--model", str(_unit_with_metadata(t, {"models": '["a"]'})), "--db", _db(t)], "'models'"),
-    "safetensors-recipe-not-mlp": (lambda t: ["serve", "--model", str(_unit_with_metadata(t, {"recipe": '{"kind": "torch-cnn"}'})), "--db", _db(t)], "torch-cnn"),
-    "model-index-not-in-unit": (lambda t: ["serve", "--model", str(_unit_with_metadata(t, {"models": "[0]"})), "--model-index", "3", "--db", _db(t)], "--model-index"),
-    "negative-model-index": (lambda t: ["serve", "--model", str(t / "m.skops"), "--model-index", "-1", "--db", _db(t)], "--model-index"),
-    "model-and-upstream": (lambda t: ["serve", "--model", str(t / "m.skops"), "--upstream", "http://127.0.0.1:1/", "--db", _db(t)], "--model"),
+    "model-missing": (
+        lambda t: ["serve", "--model", str(t / "m.skops"), "--db", _db(t)],
+        "--model",
+    ),
+    "model-not-a-model": (
+        lambda t: [
+            (t / "m.txt").write_text("x"),
+            "serve",
+            "--model",
+            str(t / "m.txt"),
+            "--db",
+            _db(t),
+        ][1:],
+        "--model",
+    ),
+    "model-folder-empty": (
+        lambda t: [(t / "unit").mkdir(), "serve", "--model", str(t / "unit"), "--db", _db(t)][1:],
+        "--model",
+    ),
+    "skops-garbage": (
+        lambda t: [
+            (t / "m.skops").write_bytes(b"PK\x03\x04junk"),
+            "serve",
+            "--model",
+            str(t / "m.skops"),
+            "--db",
+            _db(t),
+        ][1:],
+        "m.skops",
+    ),
+    "safetensors-garbage": (
+        lambda t: [
+            (t / "unit").mkdir(),
+            (t / "unit" / "weights.safetensors").write_bytes(
+                b"\x08\x00\x00\x00\x00\x00\x00\x00{bad}"
+            ),
+            "serve",
+            "--model",
+            str(t / "unit"),
+            "--db",
+            _db(t),
+        ][2:],
+        "--model",
+    ),
+    "safetensors-metadata-not-json": (
+        lambda t: [
+            "serve",
+            "--model",
+            str(_unit_with_metadata(t, {"models": "[0"})),
+            "--db",
+            _db(t),
+        ],
+        "'models'",
+    ),
+    "safetensors-models-not-indices": (
+        lambda t: [
+            "serve",
+            "--model",
+            str(_unit_with_metadata(t, {"models": '["a"]'})),
+            "--db",
+            _db(t),
+        ],
+        "'models'",
+    ),
+    "safetensors-recipe-not-mlp": (
+        lambda t: [
+            "serve",
+            "--model",
+            str(_unit_with_metadata(t, {"recipe": '{"kind": "torch-cnn"}'})),
+            "--db",
+            _db(t),
+        ],
+        "torch-cnn",
+    ),
+    "model-index-not-in-unit": (
+        lambda t: [
+            "serve",
+            "--model",
+            str(_unit_with_metadata(t, {"models": "[0]"})),
+            "--model-index",
+            "3",
+            "--db",
+            _db(t),
+        ],
+        "--model-index",
+    ),
+    "negative-model-index": (
+        lambda t: ["serve", "--model", str(t / "m.skops"), "--model-index", "-1", "--db", _db(t)],
+        "--model-index",
+    ),
+    "model-and-upstream": (
+        lambda t: [
+            "serve",
+            "--model",
+            str(t / "m.skops"),
+            "--upstream",
+            "http://127.0.0.1:1/",
+            "--db",
+            _db(t),
+        ],
+        "--model",
+    ),
     "neither-model-nor-upstream": (lambda t: ["serve", "--db", _db(t)], "--model"),
-    "zero-workers": (lambda t: ["serve", "--upstream", "http://127.0.0.1:1/", "--workers", "0", "--db", _db(t)], "--workers"),
-    "port-out-of-range": (lambda t: ["serve", "--upstream", "http://127.0.0.1:1/", "--port", "70000", "--db", _db(t)], "--port"),
-    "zero-max-batch": (lambda t: ["serve", "--upstream", "http://127.0.0.1:1/", "--max-batch", "0", "--db", _db(t)], "--max-batch"),
-    "bad-roles-file": (lambda t: [(t / "r.toml").write_text("x = "), "serve", "--upstream", "http://127.0.0.1:1/", "--roles", str(t / "r.toml"), "--db", _db(t)][1:], "--roles"),
-    "bad-sqlite-sync": (lambda t: ["serve", "--upstream", "http://127.0.0.1:1/", "--sqlite-sync", "OFF", "--db", _db(t), "--secret-file", str(t / "s")], "sqlite"),
-    "db-not-a-database": (lambda t: [(t / "x.db").write_text("hello"), (t / "s").write_bytes(b"s" * 32), "serve", "--upstream", "http://127.0.0.1:1/", "--db", f"sqlite:///{t}/x.db", "--secret-file", str(t / "s")][2:], "--db"),
-    "non-sqlite-db-without-secret": (lambda t: ["serve", "--upstream", "http://127.0.0.1:1/", "--db", "postgresql://u@127.0.0.1:1/x"], "--secret-file"),
+    "zero-workers": (
+        lambda t: ["serve", "--upstream", "http://127.0.0.1:1/", "--workers", "0", "--db", _db(t)],
+        "--workers",
+    ),
+    "port-out-of-range": (
+        lambda t: ["serve", "--upstream", "http://127.0.0.1:1/", "--port", "70000", "--db", _db(t)],
+        "--port",
+    ),
+    "zero-max-batch": (
+        lambda t: [
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:1/",
+            "--max-batch",
+            "0",
+            "--db",
+            _db(t),
+        ],
+        "--max-batch",
+    ),
+    "bad-roles-file": (
+        lambda t: [
+            (t / "r.toml").write_text("x = "),
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:1/",
+            "--roles",
+            str(t / "r.toml"),
+            "--db",
+            _db(t),
+        ][1:],
+        "--roles",
+    ),
+    "bad-sqlite-sync": (
+        lambda t: [
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:1/",
+            "--sqlite-sync",
+            "OFF",
+            "--db",
+            _db(t),
+            "--secret-file",
+            str(t / "s"),
+        ],
+        "sqlite",
+    ),
+    "db-not-a-database": (
+        lambda t: [
+            (t / "x.db").write_text("hello"),
+            (t / "s").write_bytes(b"s" * 32),
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:1/",
+            "--db",
+            f"sqlite:///{t}/x.db",
+            "--secret-file",
+            str(t / "s"),
+        ][2:],
+        "--db",
+    ),
+    "non-sqlite-db-without-secret": (
+        lambda t: [
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:1/",
+            "--db",
+            "postgresql://u@127.0.0.1:1/x",
+        ],
+        "--secret-file",
+    ),
 }
 for _name, (_b, _expect) in SERVE.items():
     add(f"serve/{_name}", _b, _expect)
@@ -592,7 +1231,11 @@ def test_input_errors_cross_process_boundaries() -> None:
     from miaudit.errors import InputError
 
     err = pickle.loads(pickle.dumps(InputError("model.lr", "must be finite")))
-    assert (err.field, err.problem, str(err)) == ("model.lr", "must be finite", "model.lr: must be finite")
+    assert (err.field, err.problem, str(err)) == (
+        "model.lr",
+        "must be finite",
+        "model.lr: must be finite",
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

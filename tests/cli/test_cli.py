@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from tests.conftest import simulated_outputs
 
 from miaudit.cli import main
-from tests.conftest import simulated_outputs
 
 MIAUDIT = [sys.executable, "-c", "from miaudit.cli import main; main()"]
 
@@ -36,7 +36,24 @@ def outputs_file(tmp_path_factory):
 
 def test_attack_end_to_end_in_a_real_process(outputs_file, tmp_path):
     out = tmp_path / "res"
-    proc = subprocess.run([*MIAUDIT, "attack", str(outputs_file), "--out", str(out), "--slices", "group", "--seed", "7", "--resamples", "50"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            *MIAUDIT,
+            "attack",
+            str(outputs_file),
+            "--out",
+            str(out),
+            "--slices",
+            "group",
+            "--seed",
+            "7",
+            "--resamples",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "modified_entropy" in proc.stdout and "AUC" in proc.stdout
     assert "restricted" in proc.stderr  # the 0600 warning about scores.parquet
@@ -57,12 +74,37 @@ def _csv(tmp_path, **cols):
 
 
 BAD = {
-    "nan": dict(logit_0=[0.1, np.nan, 0.2, 0.3], logit_1=[0, 0, 0, 0], label=[0, 1, 0, 1], member=[0, 1, 0, 1]),
-    "one_class": dict(logit_0=[0.1, 0.2, 0.2, 0.3], logit_1=[0, 0, 0, 0], label=[0, 1, 0, 1], member=[1, 1, 1, 1]),
-    "label_range": dict(logit_0=[0.1, 0.2, 0.2, 0.3], logit_1=[0, 0, 0, 0], label=[0, 5, 0, 1], member=[0, 1, 0, 1]),
-    "prob_sum": dict(prob_0=[0.1, 0.2, 0.2, 0.3], prob_1=[0.1, 0.8, 0.8, 0.7], label=[0, 1, 0, 1], member=[0, 1, 0, 1]),
-    "neg_prob": dict(prob_0=[-0.1, 0.2, 0.2, 0.3], prob_1=[1.1, 0.8, 0.8, 0.7], label=[0, 1, 0, 1], member=[0, 1, 0, 1]),
-    "no_member": dict(logit_0=[0.1, 0.2, 0.2, 0.3], logit_1=[0, 0, 0, 0], label=[0, 1, 0, 1]),
+    "nan": {
+        "logit_0": [0.1, np.nan, 0.2, 0.3],
+        "logit_1": [0, 0, 0, 0],
+        "label": [0, 1, 0, 1],
+        "member": [0, 1, 0, 1],
+    },
+    "one_class": {
+        "logit_0": [0.1, 0.2, 0.2, 0.3],
+        "logit_1": [0, 0, 0, 0],
+        "label": [0, 1, 0, 1],
+        "member": [1, 1, 1, 1],
+    },
+    "label_range": {
+        "logit_0": [0.1, 0.2, 0.2, 0.3],
+        "logit_1": [0, 0, 0, 0],
+        "label": [0, 5, 0, 1],
+        "member": [0, 1, 0, 1],
+    },
+    "prob_sum": {
+        "prob_0": [0.1, 0.2, 0.2, 0.3],
+        "prob_1": [0.1, 0.8, 0.8, 0.7],
+        "label": [0, 1, 0, 1],
+        "member": [0, 1, 0, 1],
+    },
+    "neg_prob": {
+        "prob_0": [-0.1, 0.2, 0.2, 0.3],
+        "prob_1": [1.1, 0.8, 0.8, 0.7],
+        "label": [0, 1, 0, 1],
+        "member": [0, 1, 0, 1],
+    },
+    "no_member": {"logit_0": [0.1, 0.2, 0.2, 0.3], "logit_1": [0, 0, 0, 0], "label": [0, 1, 0, 1]},
 }
 
 
@@ -87,7 +129,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(monkeypatch, capsys,
 )
 def test_bad_options(monkeypatch, capsys, outputs_file, tmp_path, args, message):
     out = tmp_path / "res"
-    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), *args)
+    code, _, err = run_main(
+        monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), *args
+    )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert list(out.iterdir()) == []  # the folder may exist; no file was written
 
@@ -95,16 +139,23 @@ def test_bad_options(monkeypatch, capsys, outputs_file, tmp_path, args, message)
 def test_unwritable_output_directory(monkeypatch, capsys, outputs_file, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(blocker / "sub"))
+    code, _, err = run_main(
+        monkeypatch, capsys, "attack", str(outputs_file), "--out", str(blocker / "sub")
+    )
     assert code == 2 and "--out" in err and "cannot create output directory" in err
 
 
 def test_unknown_file_type_in_a_real_process(tmp_path):
     bad = tmp_path / "outputs.xlsx"
     bad.write_bytes(b"x")
-    proc = subprocess.run([*MIAUDIT, "attack", str(bad)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*MIAUDIT, "attack", str(bad)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"error: outputs: unknown file type '.xlsx' of '{bad}'; expected one of .npz, .parquet, .csv"
+    assert (
+        proc.stderr.strip()
+        == f"error: outputs: unknown file type '.xlsx' of '{bad}'; expected one of .npz, .parquet, .csv"
+    )
 
 
 def test_usage_error_exits_2(monkeypatch, capsys):
@@ -113,37 +164,115 @@ def test_usage_error_exits_2(monkeypatch, capsys):
 
 
 def test_attack_gate_on_auc_and_epsilon(monkeypatch, capsys, outputs_file, tmp_path):
-    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--attacks", "loss", "--resamples", "50", "--fail-on", "auc.lower>0.55")
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "attack",
+        str(outputs_file),
+        "--attacks",
+        "loss",
+        "--resamples",
+        "50",
+        "--fail-on",
+        "auc.lower>0.55",
+    )
     assert code == 1 and err.startswith("FAILED --fail-on: loss: auc.lower")
-    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--attacks", "loss", "--resamples", "50", "--fail-on", "epsilon.lower>50")
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "attack",
+        str(outputs_file),
+        "--attacks",
+        "loss",
+        "--resamples",
+        "50",
+        "--fail-on",
+        "epsilon.lower>50",
+    )
     assert code == 0, err
-    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--attacks", "loss", "--fail-on", "epsilon.lower>0.01")
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "attack",
+        str(outputs_file),
+        "--attacks",
+        "loss",
+        "--fail-on",
+        "epsilon.lower>0.01",
+    )
     assert code == 1 and "epsilon.lower" in err
 
 
 def test_overwrite_removes_what_the_earlier_run_wrote(monkeypatch, capsys, outputs_file, tmp_path):
     out = tmp_path / "res"
-    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), "--attacks", "loss", "--resamples", "20")
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "attack",
+        str(outputs_file),
+        "--out",
+        str(out),
+        "--attacks",
+        "loss",
+        "--resamples",
+        "20",
+    )
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["kind"] == "attack" and {"results.json", "scores.parquet", "report.html"} <= set(manifest["files"])
+    assert manifest["kind"] == "attack" and {
+        "results.json",
+        "scores.parquet",
+        "report.html",
+    } <= set(manifest["files"])
     (out / "stale.bin").write_text("from an earlier version of the run")
     manifest["files"].append("stale.bin")
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "mine.txt").write_text("not the run's: stays")
-    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), "--attacks", "loss", "--resamples", "20", "--overwrite")
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "attack",
+        str(outputs_file),
+        "--out",
+        str(out),
+        "--attacks",
+        "loss",
+        "--resamples",
+        "20",
+        "--overwrite",
+    )
     assert code == 0, err
-    assert not (out / "stale.bin").exists() and (out / "mine.txt").exists() and (out / "results.json").is_file()
+    assert (
+        not (out / "stale.bin").exists()
+        and (out / "mine.txt").exists()
+        and (out / "results.json").is_file()
+    )
 
 
-def test_a_manifest_cannot_name_files_outside_its_folder(monkeypatch, capsys, outputs_file, tmp_path):
+def test_a_manifest_cannot_name_files_outside_its_folder(
+    monkeypatch, capsys, outputs_file, tmp_path
+):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     out = tmp_path / "res"
     out.mkdir()
     (out / "results.json").write_text("{}")
-    (out / "manifest.json").write_text(json.dumps({"kind": "attack", "files": ["../victim.txt", "results.json"]}))
-    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), "--attacks", "loss", "--resamples", "20", "--overwrite")
+    (out / "manifest.json").write_text(
+        json.dumps({"kind": "attack", "files": ["../victim.txt", "results.json"]})
+    )
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "attack",
+        str(outputs_file),
+        "--out",
+        str(out),
+        "--attacks",
+        "loss",
+        "--resamples",
+        "20",
+        "--overwrite",
+    )
     assert code == 0, err
     assert victim.read_text() == "keep me"
 
@@ -162,6 +291,17 @@ def test_a_full_disk_is_one_line_and_leaves_no_file(monkeypatch, capsys, outputs
 
     monkeypatch.setattr(_writer, "write_text_atomic", full)
     out = tmp_path / "res"
-    code, _, err = run_main(monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), "--attacks", "loss", "--resamples", "20")
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "attack",
+        str(outputs_file),
+        "--out",
+        str(out),
+        "--attacks",
+        "loss",
+        "--resamples",
+        "20",
+    )
     assert code == 2 and err.strip() == f"error: {out / 'results.json'}: No space left on device"
     assert list(out.iterdir()) == []

@@ -37,7 +37,9 @@ def _synthetic(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     label = rng.integers(0, C, N)
     population = rng.random(N) < 0.2
-    half = rng.random((K // 2, N)) < 0.5  # complementary pairs on the pool: no record lacks IN or OUT
+    half = (
+        rng.random((K // 2, N)) < 0.5
+    )  # complementary pairs on the pool: no record lacks IN or OUT
     keep = np.repeat(half, 2, axis=0)
     keep[1::2] = ~keep[1::2]
     keep &= ~population
@@ -69,10 +71,26 @@ def test_folder_is_memory_mapped_and_equal(stores: tuple[SignalsStore, SignalsSt
 
 @pytest.mark.parametrize(
     "attack",
-    [LiraAttack("online"), LiraAttack("offline"), LiraAttack("online", variance="per_record"), RmiaAttack("online"), RmiaAttack("offline", a=0.3), RmiaAttack("offline", temperature=2.0)],
-    ids=["lira-online", "lira-offline", "lira-per-record", "rmia-online", "rmia-offline", "rmia-offline-T2-calibrated"],
+    [
+        LiraAttack("online"),
+        LiraAttack("offline"),
+        LiraAttack("online", variance="per_record"),
+        RmiaAttack("online"),
+        RmiaAttack("offline", a=0.3),
+        RmiaAttack("offline", temperature=2.0),
+    ],
+    ids=[
+        "lira-online",
+        "lira-offline",
+        "lira-per-record",
+        "rmia-online",
+        "rmia-offline",
+        "rmia-offline-T2-calibrated",
+    ],
 )
-def test_streaming_scores_equal_in_memory(stores: tuple[SignalsStore, SignalsStore], attack: LiraAttack | RmiaAttack) -> None:
+def test_streaming_scores_equal_in_memory(
+    stores: tuple[SignalsStore, SignalsStore], attack: LiraAttack | RmiaAttack
+) -> None:
     memory, mapped = stores
     a, b = score_target(memory, attack), score_target(mapped, attack)
     assert np.array_equal(a.scores, b.scores)  # bit for bit
@@ -92,28 +110,41 @@ def test_streaming_audit_equals_in_memory(stores: tuple[SignalsStore, SignalsSto
     assert ja == jb
 
 
-def test_save_without_suffix_writes_a_folder(tmp_path, stores: tuple[SignalsStore, SignalsStore]) -> None:
+def test_save_without_suffix_writes_a_folder(
+    tmp_path, stores: tuple[SignalsStore, SignalsStore]
+) -> None:
     memory, _ = stores
     memory.save(tmp_path / "again")
-    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["keep.npy", "label.npy", "logits.npy", "meta.json", "population.npy", "record_id.npy"]
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [
+        "keep.npy",
+        "label.npy",
+        "logits.npy",
+        "meta.json",
+        "population.npy",
+        "record_id.npy",
+    ]
     assert all((p.stat().st_mode & 0o777) == 0o600 for p in (tmp_path / "again").iterdir())
     assert np.array_equal(load_signals(tmp_path / "again").logits, memory.logits)
     memory.save(tmp_path / "again")  # replaces the folder
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_schema_2_is_written_schema_1_still_read_and_others_refused(tmp_path, stores: tuple[SignalsStore, SignalsStore]) -> None:
+def test_schema_2_is_written_schema_1_still_read_and_others_refused(
+    tmp_path, stores: tuple[SignalsStore, SignalsStore]
+) -> None:
     memory, _ = stores
     memory.save(tmp_path / "s")
     meta = json.loads((tmp_path / "s" / "meta.json").read_text())
-    assert meta["schema"] == "miaudit.signals/2"  # the pool (~population) is the plan's, drawn before membership
+    assert (
+        meta["schema"] == "miaudit.signals/2"
+    )  # the pool (~population) is the plan's, drawn before membership
     np.testing.assert_array_equal(load_signals(tmp_path / "s").pool, ~memory.population)
     for schema, ok in (("miaudit.signals/1", True), ("miaudit.signals/3", False)):
         (tmp_path / "s" / "meta.json").write_text(json.dumps({**meta, "schema": schema}))
         if ok:
             assert load_signals(tmp_path / "s").n_records == memory.n_records
         else:
-            with pytest.raises(InputError, match="unsupported signals schema 'miaudit.signals/3'"):
+            with pytest.raises(InputError, match=r"unsupported signals schema 'miaudit.signals/3'"):
                 load_signals(tmp_path / "s")
 
 
@@ -129,14 +160,18 @@ def test_chunked_validation_names_the_bad_value(tmp_path) -> None:
 
 def test_folder_without_meta_is_refused(tmp_path) -> None:
     (tmp_path / "x").mkdir()
-    with pytest.raises(InputError, match="meta.json"):
+    with pytest.raises(InputError, match=r"meta.json"):
         load_signals(tmp_path / "x")
 
 
 def test_failed_writer_leaves_nothing(tmp_path) -> None:
-    with pytest.raises(RuntimeError), SignalsDirWriter(tmp_path / "s", (2, 10, 3)) as w:
-        w.logits[:] = 1.0
-        raise RuntimeError("generator failed")
+    def write_then_fail() -> None:
+        with SignalsDirWriter(tmp_path / "s", (2, 10, 3)) as w:
+            w.logits[:] = 1.0
+            raise RuntimeError("generator failed")
+
+    with pytest.raises(RuntimeError, match="generator failed"):
+        write_then_fail()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -148,7 +183,9 @@ def test_parquet_streams_both_ways(tmp_path, stores: tuple[SignalsStore, Signals
 
     assert pq.ParquetFile(tmp_path / "chunked.parquet").num_row_groups == -(-N // CHUNK)
     for name in ("chunked", "whole"):
-        back = signals_to_folder(tmp_path / f"{name}.parquet", tmp_path / f"{name}-folder")  # read by batches
+        back = signals_to_folder(
+            tmp_path / f"{name}.parquet", tmp_path / f"{name}-folder"
+        )  # read by batches
         assert is_mapped(back.logits) and back.target == 0 and back.info == memory.info
         again = load_signals(tmp_path / f"{name}.parquet")  # the in-memory reader agrees
         for store in (back, again):

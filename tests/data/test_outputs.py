@@ -8,15 +8,17 @@ import stat
 import numpy as np
 import pandas as pd
 import pytest
+from tests.conftest import simulated_outputs
 
 from miaudit.data import ModelOutputs, SignalsStore, load_outputs, load_signals
 from miaudit.errors import InputError
-from tests.conftest import simulated_outputs
 
 
 def _frame(o: ModelOutputs) -> pd.DataFrame:
     cols = {f"logit_{j}": o.values[:, j] for j in range(o.n_classes)}
-    return pd.DataFrame({**cols, "label": o.label, "member": o.member, "record_id": o.record_id, **o.columns})
+    return pd.DataFrame(
+        {**cols, "label": o.label, "member": o.member, "record_id": o.record_id, **o.columns}
+    )
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".parquet", ".csv"])
@@ -39,7 +41,9 @@ def test_every_format_loads_the_same_outputs(tmp_path, suffix):
 
 def test_parquet_wide_columns_and_probs(tmp_path):
     p = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
-    df = pd.DataFrame({"prob_0": p[:, 0], "prob_1": p[:, 1], "label": [1, 0, 1], "member": [1, 0, 0]})
+    df = pd.DataFrame(
+        {"prob_0": p[:, 0], "prob_1": p[:, 1], "label": [1, 0, 1], "member": [1, 0, 0]}
+    )
     df.to_parquet(tmp_path / "w.parquet")
     o = load_outputs(tmp_path / "w.parquet")
     assert o.kind == "probs" and o.n_classes == 2 and not o.has_record_id
@@ -50,7 +54,12 @@ def _write_csv(path, **cols):
     pd.DataFrame(cols).to_csv(path, index=False)
 
 
-GOOD = {"logit_0": [0.1, 0.2, 0.3], "logit_1": [0.3, 0.1, 0.0], "label": [0, 1, 1], "member": [1, 0, 1]}
+GOOD = {
+    "logit_0": [0.1, 0.2, 0.3],
+    "logit_1": [0.3, 0.1, 0.0],
+    "label": [0, 1, 1],
+    "member": [1, 0, 1],
+}
 
 
 def _bad(**changes):
@@ -70,10 +79,29 @@ BAD_CSV = [
     (_bad(member=[1, 1, 1]), "only one membership class"),
     (_bad(member=[1, 2, 0]), "member: values must be 0 or 1"),
     (_bad(record_id=[4, 4, 5]), "record_id: record ids are not unique"),
-    ({"prob_0": [0.5, -0.1, 0.3], "prob_1": [0.5, 1.1, 0.7], "label": [0, 1, 1], "member": [1, 0, 1]}, "probs: negative probability in row 1"),
-    ({"prob_0": [0.5, 0.2, 0.3], "prob_1": [0.5, 0.2, 0.7], "label": [0, 1, 1], "member": [1, 0, 1]}, "probs: row \\(1,\\) sums to 0.4"),
+    (
+        {
+            "prob_0": [0.5, -0.1, 0.3],
+            "prob_1": [0.5, 1.1, 0.7],
+            "label": [0, 1, 1],
+            "member": [1, 0, 1],
+        },
+        "probs: negative probability in row 1",
+    ),
+    (
+        {
+            "prob_0": [0.5, 0.2, 0.3],
+            "prob_1": [0.5, 0.2, 0.7],
+            "label": [0, 1, 1],
+            "member": [1, 0, 1],
+        },
+        "probs: row \\(1,\\) sums to 0.4",
+    ),
     ({"logit_0": [], "logit_1": [], "label": [], "member": []}, "empty input"),
-    ({"logit_0": [0.1, 0.2], "logit_2": [0.1, 0.2], "label": [0, 1], "member": [0, 1]}, "without gaps"),
+    (
+        {"logit_0": [0.1, 0.2], "logit_2": [0.1, 0.2], "label": [0, 1], "member": [0, 1]},
+        "without gaps",
+    ),
 ]
 
 
@@ -86,13 +114,24 @@ def test_bad_csv_inputs(tmp_path, cols, message):
 
 
 def test_differing_lengths_in_npz(tmp_path):
-    np.savez(tmp_path / "d.npz", logits=np.zeros((3, 2)), label=np.zeros(2, int), member=np.array([0, 1, 0]))
+    np.savez(
+        tmp_path / "d.npz",
+        logits=np.zeros((3, 2)),
+        label=np.zeros(2, int),
+        member=np.array([0, 1, 0]),
+    )
     with pytest.raises(InputError, match="differing lengths"):
         load_outputs(tmp_path / "d.npz")
 
 
 def test_both_logits_and_probs(tmp_path):
-    np.savez(tmp_path / "b.npz", logits=np.zeros((2, 2)), probs=np.full((2, 2), 0.5), label=[0, 1], member=[0, 1])
+    np.savez(
+        tmp_path / "b.npz",
+        logits=np.zeros((2, 2)),
+        probs=np.full((2, 2), 0.5),
+        label=[0, 1],
+        member=[0, 1],
+    )
     with pytest.raises(InputError, match="exactly one"):
         load_outputs(tmp_path / "b.npz")
 
@@ -127,8 +166,13 @@ def _store(k=4, n=6, c=3, queries=None):
     pop = np.zeros(n, bool)
     pop[4:] = True
     return SignalsStore.from_arrays(
-        logits=rng.normal(size=shape).astype(np.float32), label=rng.integers(0, c, n), keep=keep, population=pop,
-        record_id=np.array([f"r{i}" for i in range(n)]), target=0, info={"dataset": "test"},
+        logits=rng.normal(size=shape).astype(np.float32),
+        label=rng.integers(0, c, n),
+        keep=keep,
+        population=pop,
+        record_id=np.array([f"r{i}" for i in range(n)]),
+        target=0,
+        info={"dataset": "test"},
     )
 
 
@@ -145,7 +189,9 @@ def test_signals_round_trip(tmp_path, suffix, queries):
     np.testing.assert_array_equal(back.keep, s.keep)
     np.testing.assert_array_equal(back.population, s.population)
     np.testing.assert_array_equal(back.record_id, s.record_id)
-    assert back.target == 0 and back.info == {"dataset": "test"} and back.n_queries == (queries or 1)
+    assert (
+        back.target == 0 and back.info == {"dataset": "test"} and back.n_queries == (queries or 1)
+    )
 
 
 def test_signals_validation():

@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from miaudit.data import load_adult
-from miaudit.datasets import DataConfig, adult, breast_cancer, digits, fit_affine, load_dataset, purchase_like
+from miaudit.datasets import (
+    DataConfig,
+    adult,
+    breast_cancer,
+    digits,
+    fit_affine,
+    load_dataset,
+    purchase_like,
+)
 from miaudit.engine import parse_config
 from miaudit.errors import InputError
 
@@ -63,7 +71,9 @@ def test_preprocessing_is_fit_on_training_records_only() -> None:
 
 
 def test_category_unseen_in_training_is_zeroed() -> None:
-    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "colour": ["red", "red", "blue", "green"], "y": [0, 1, 0, 1]})
+    frame = pd.DataFrame(
+        {"x": [1.0, 2.0, 3.0, 4.0], "colour": ["red", "red", "blue", "green"], "y": [0, 1, 0, 1]}
+    )
     from miaudit.datasets._tabular import from_frame
 
     data = from_frame(frame, name="t", label="y", record_id=np.arange(4), field="data")
@@ -73,9 +83,16 @@ def test_category_unseen_in_training_is_zeroed() -> None:
     assert aff.apply(data.features)[2, data.feature_names.index("colour=blue")] == 1.0
 
 
-def test_user_csv_with_label_and_ids(tmp_path) -> None:  # noqa: ANN001
+def test_user_csv_with_label_and_ids(tmp_path) -> None:
     path = tmp_path / "d.csv"
-    pd.DataFrame({"pid": [10, 11, 12, 13], "age": [30, 40, 50, 60], "city": ["a", "b", "a", "b"], "sick": ["no", "yes", "no", "yes"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "pid": [10, 11, 12, 13],
+            "age": [30, 40, 50, 60],
+            "city": ["a", "b", "a", "b"],
+            "sick": ["no", "yes", "no", "yes"],
+        }
+    ).to_csv(path, index=False)
     data = load_dataset(DataConfig(path=path, label="sick", id_column="pid"))
     np.testing.assert_array_equal(data.record_id, [10, 11, 12, 13])
     np.testing.assert_array_equal(data.label, [0, 1, 0, 1])
@@ -91,7 +108,7 @@ def test_user_csv_with_label_and_ids(tmp_path) -> None:  # noqa: ANN001
         ({"a": [1, 2], "y": [0, 1]}, {"label": "y", "id_column": "pid"}, "data.id_column"),
     ],
 )
-def test_user_file_errors_name_the_field(tmp_path, columns, cfg, field) -> None:  # noqa: ANN001
+def test_user_file_errors_name_the_field(tmp_path, columns, cfg, field) -> None:
     path = tmp_path / "d.parquet"
     pd.DataFrame(columns).to_parquet(path)
     with pytest.raises(InputError) as info:

@@ -45,7 +45,15 @@ ALL_POLICIES = ["full", "top-1", "top-3", "round:0", "round:2", "label-only", "n
 
 @pytest.mark.parametrize(
     "spec,expected",
-    [("full", Full()), ("top-3", TopK(3)), ("TOP-1", TopK(1)), (" round:2 ", Round(2)), ("label-only", LabelOnly()), ("noise:0.05", Noise(0.05)), ("noise:1", Noise(1.0))],
+    [
+        ("full", Full()),
+        ("top-3", TopK(3)),
+        ("TOP-1", TopK(1)),
+        (" round:2 ", Round(2)),
+        ("label-only", LabelOnly()),
+        ("noise:0.05", Noise(0.05)),
+        ("noise:1", Noise(1.0)),
+    ],
 )
 def test_parse_and_round_trip(spec, expected):
     policy = parse_policy(spec)
@@ -55,7 +63,27 @@ def test_parse_and_round_trip(spec, expected):
 
 
 @pytest.mark.parametrize(
-    "spec", ["", "bogus", "top-0", "top-", "top-x", "top-2.5", "top--1", "round:", "round:-1", "round:16", "round:1.5", "label_only", "noise:", "noise:0", "noise:-0.1", "noise:nan", "noise:inf", "noise:x"]
+    "spec",
+    [
+        "",
+        "bogus",
+        "top-0",
+        "top-",
+        "top-x",
+        "top-2.5",
+        "top--1",
+        "round:",
+        "round:-1",
+        "round:16",
+        "round:1.5",
+        "label_only",
+        "noise:",
+        "noise:0",
+        "noise:-0.1",
+        "noise:nan",
+        "noise:inf",
+        "noise:x",
+    ],
 )
 def test_bad_specs_name_the_field(spec):
     with pytest.raises(InputError) as err:
@@ -65,15 +93,15 @@ def test_bad_specs_name_the_field(spec):
 
 
 def test_bad_direct_construction_and_non_strings():
-    with pytest.raises(InputError, match="output.k"):
+    with pytest.raises(InputError, match=r"output.k"):
         TopK(0)
-    with pytest.raises(InputError, match="output.k"):
+    with pytest.raises(InputError, match=r"output.k"):
         TopK(True)  # a bool is not a count
-    with pytest.raises(InputError, match="output.decimals"):
+    with pytest.raises(InputError, match=r"output.decimals"):
         Round(16)
-    with pytest.raises(InputError, match="output.sigma"):
+    with pytest.raises(InputError, match=r"output.sigma"):
         Noise(float("nan"))
-    with pytest.raises(InputError, match="output"):
+    with pytest.raises(InputError, match=r"output"):
         parse_policy(3)  # type: ignore[arg-type]
 
 
@@ -135,28 +163,42 @@ def test_noise_rows_are_on_the_simplex_and_seeded():
     a = apply_policy("noise:0.1", p, rng=5)
     b = apply_policy("noise:0.1", p, rng=5)
     c = apply_policy("noise:0.1", p, rng=6)
-    assert isinstance(a, ExposedScores) and isinstance(b, ExposedScores) and isinstance(c, ExposedScores)
+    assert (
+        isinstance(a, ExposedScores)
+        and isinstance(b, ExposedScores)
+        and isinstance(c, ExposedScores)
+    )
     assert (a.values >= 0).all()
     np.testing.assert_allclose(a.values.sum(axis=1), 1.0, atol=1e-12)
     np.testing.assert_array_equal(a.values, b.values)
     assert not np.array_equal(a.values, c.values)
-    with pytest.raises(InputError, match="rng"):
+    with pytest.raises(InputError, match=r"rng"):
         apply_policy("noise:0.1", p)
 
 
 def test_simplex_projection_closed_forms_and_brute_force():
     p = _probs(n=50, c=5)
     np.testing.assert_allclose(project_to_simplex(p), p, atol=EXACT)  # already on it
-    np.testing.assert_allclose(project_to_simplex(p + 0.37), p, atol=EXACT)  # a shift along 1 is the normal
+    np.testing.assert_allclose(
+        project_to_simplex(p + 0.37), p, atol=EXACT
+    )  # a shift along 1 is the normal
     rng = np.random.default_rng(2)
     for v in rng.normal(size=(5, 4)):
-        res = minimize(lambda x: ((x - v) ** 2).sum(), np.full(4, 0.25), method="SLSQP", bounds=[(0, 1)] * 4,
-                       constraints=({"type": "eq", "fun": lambda x: x.sum() - 1},), options={"ftol": 1e-14, "maxiter": 500})
-        np.testing.assert_allclose(project_to_simplex(v[None])[0], res.x, atol=1e-6)  # SLSQP's own accuracy
+        res = minimize(
+            lambda x, v=v: ((x - v) ** 2).sum(),
+            np.full(4, 0.25),
+            method="SLSQP",
+            bounds=[(0, 1)] * 4,
+            constraints=({"type": "eq", "fun": lambda x: x.sum() - 1},),
+            options={"ftol": 1e-14, "maxiter": 500},
+        )
+        np.testing.assert_allclose(
+            project_to_simplex(v[None])[0], res.x, atol=1e-6
+        )  # SLSQP's own accuracy
 
 
 def test_bad_probs_shape():
-    with pytest.raises(InputError, match="probs"):
+    with pytest.raises(InputError, match=r"probs"):
         apply_policy("full", np.ones(3))
 
 
@@ -184,7 +226,7 @@ def test_label_only_leaves_correctness_only():
     sig = exposed_signals(out, y)
     assert list(sig) == ["correctness"]
     np.testing.assert_array_equal(sig["correctness"], (p.argmax(axis=1) == y).astype(float))
-    with pytest.raises(InputError, match="loss cannot be computed under label-only"):
+    with pytest.raises(InputError, match=r"loss cannot be computed under label-only"):
         exposed_signals(out, y, which=("loss",))
 
 
@@ -220,22 +262,25 @@ def test_round_signals_read_zero_as_a_quarter_unit():
 
 def test_threshold_signals_still_rank_members_under_restriction():
     """Confidence under top-1 and round:1 keeps most of the full-output ranking (a sanity direction)."""
-    from miaudit.metrics import roc_auc_score
     from tests.conftest import simulated_outputs
+
+    from miaudit.metrics import roc_auc_score
 
     o = simulated_outputs(n=3000, classes=4, shift=1.5, seed=2)
     z = o.values - o.values.max(axis=1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    full_auc = roc_auc_score(o.member, exposed_signals(apply_policy("full", p), o.label)["confidence"])
+    full_auc = roc_auc_score(
+        o.member, exposed_signals(apply_policy("full", p), o.label)["confidence"]
+    )
     for spec in ("top-1", "round:1"):
         auc = roc_auc_score(o.member, exposed_signals(apply_policy(spec, p), o.label)["confidence"])
         assert 0.55 < auc <= full_auc + 0.01, spec
 
 
 def test_labels_shape_checked():
-    with pytest.raises(InputError, match="labels"):
+    with pytest.raises(InputError, match=r"labels"):
         exposed_signals(apply_policy("full", _probs(n=4)), np.zeros(3, dtype=int))
-    with pytest.raises(InputError, match="which"):
+    with pytest.raises(InputError, match=r"which"):
         exposed_signals(apply_policy("full", _probs(n=4)), np.zeros(4, dtype=int), which=("bogus",))
 
 
@@ -246,9 +291,24 @@ def test_public_names_are_pinned():
     import miaudit.defenses
 
     assert set(miaudit.defenses.__all__) >= {
-        "OutputPolicy", "Full", "TopK", "Round", "LabelOnly", "Noise", "parse_policy", "apply_policy", "Exposed",
-        "ExposedScores", "ExposedLabels", "top_k", "round_probs", "label_only", "noise", "full",
-        "computable_signals", "exposed_signals",
+        "OutputPolicy",
+        "Full",
+        "TopK",
+        "Round",
+        "LabelOnly",
+        "Noise",
+        "parse_policy",
+        "apply_policy",
+        "Exposed",
+        "ExposedScores",
+        "ExposedLabels",
+        "top_k",
+        "round_probs",
+        "label_only",
+        "noise",
+        "full",
+        "computable_signals",
+        "exposed_signals",
     }
     for name in miaudit.defenses.__all__:
         assert hasattr(miaudit.defenses, name), name
@@ -266,9 +326,20 @@ def test_layering_policies_are_numpy_only():
         tree = ast.parse(path.read_text())
         mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        for upper in ("miaudit.attacks", "miaudit.metrics", "miaudit.audit", "miaudit.cli", "miaudit.engine", "miaudit.models"):
+        for upper in (
+            "miaudit.attacks",
+            "miaudit.metrics",
+            "miaudit.audit",
+            "miaudit.cli",
+            "miaudit.engine",
+            "miaudit.models",
+        ):
             assert not any(m.startswith(upper) for m in mods), f"{path.name} imports {upper}"
-    policy_mods = {n.module for n in ast.walk(ast.parse((root / "_output_policy.py").read_text())) if isinstance(n, ast.ImportFrom)}
+    policy_mods = {
+        n.module
+        for n in ast.walk(ast.parse((root / "_output_policy.py").read_text()))
+        if isinstance(n, ast.ImportFrom)
+    }
     assert policy_mods <= {"__future__", "dataclasses", "typing", "miaudit.errors"}
 
 

@@ -29,10 +29,14 @@ N, POOL, MODELS = 240, 180, 8
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("rare")
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "age": rng.normal(40, 10, N).round(), "hours": rng.normal(40, 8, N).round(),
-        "country": rng.choice(["A", "B", "C"], N), "y": rng.integers(0, 2, N),
-    })
+    frame = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, N).round(),
+            "hours": rng.normal(40, 8, N).round(),
+            "country": rng.choice(["A", "B", "C"], N),
+            "y": rng.integers(0, 2, N),
+        }
+    )
     frame.loc[0, "country"] = "only-R"
     frame.loc[1, ["age", "hours", "y"]] = frame.loc[0, ["age", "hours", "y"]].to_numpy()
     frame.loc[1, "country"] = "only-T"  # R's twin, trained on by no model
@@ -48,12 +52,27 @@ def files(tmp_path_factory):
 
 def _train(files, out: str, **dp):
     d, _ = files
-    cfg = parse_config({
-        "seed": 4, "data": {"path": str(d / "data.csv"), "label": "y"},
-        "model": {"kind": "torch-mlp", "hidden": [8], "epochs": 2, "batch_size": 32, "dp": {"noise_multiplier": 1.0, "accountant": "rdp", **dp}},
-        "plan": {"models": MODELS, "kind": "user", "keep": str(d / "keep.npy"), "pool": str(d / "pool.npy"), "unit_size": MODELS},
-        "engine": {"workers": 0, "threads": 1, "progress": False},
-    })
+    cfg = parse_config(
+        {
+            "seed": 4,
+            "data": {"path": str(d / "data.csv"), "label": "y"},
+            "model": {
+                "kind": "torch-mlp",
+                "hidden": [8],
+                "epochs": 2,
+                "batch_size": 32,
+                "dp": {"noise_multiplier": 1.0, "accountant": "rdp", **dp},
+            },
+            "plan": {
+                "models": MODELS,
+                "kind": "user",
+                "keep": str(d / "keep.npy"),
+                "pool": str(d / "pool.npy"),
+                "unit_size": MODELS,
+            },
+            "engine": {"workers": 0, "threads": 1, "progress": False},
+        }
+    )
     return train(cfg, d / out)
 
 
@@ -71,10 +90,17 @@ def test_the_two_query_distinguisher_no_longer_separates_members(files):
     np.testing.assert_array_equal(gap, 0.0)
     assert set(gap[member]) == set(gap[~member])
     # The manifest says what preprocessing saw: the 60 population records, for every model.
-    manifest = json.loads((_cache.unit_dir(run.cache, run.signals.info["units"][0]) / _cache.MANIFEST).read_text())
+    manifest = json.loads(
+        (_cache.unit_dir(run.cache, run.signals.info["units"][0]) / _cache.MANIFEST).read_text()
+    )
     seen = manifest["info"]["preprocessing"]
-    assert len(seen) == MODELS and all(s["fit"] == "population" and s["records"] == N - POOL for s in seen)
-    assert run.signals.info["preprocessing"]["fit"] == "population" and run.signals.info["preprocessing"]["records"] == N - POOL
+    assert len(seen) == MODELS and all(
+        s["fit"] == "population" and s["records"] == N - POOL for s in seen
+    )
+    assert (
+        run.signals.info["preprocessing"]["fit"] == "population"
+        and run.signals.info["preprocessing"]["records"] == N - POOL
+    )
 
 
 def test_control_preprocessing_fitted_on_training_records_separates_them_perfectly(files):
@@ -84,19 +110,37 @@ def test_control_preprocessing_fitted_on_training_records_separates_them_perfect
     gap = _two_query_gap(run)
     member = np.arange(MODELS) < MODELS // 2
     assert np.all(gap[member] > 0) and np.all(gap[~member] == 0)
-    seen = json.loads((_cache.unit_dir(run.cache, run.signals.info["units"][0]) / _cache.MANIFEST).read_text())["info"]["preprocessing"]
-    assert [s["records"] for s in seen] == files[1].sum(axis=1).tolist() and all(s["fit"] == "training" for s in seen)
+    seen = json.loads(
+        (_cache.unit_dir(run.cache, run.signals.info["units"][0]) / _cache.MANIFEST).read_text()
+    )["info"]["preprocessing"]
+    assert [s["records"] for s in seen] == files[1].sum(axis=1).tolist() and all(
+        s["fit"] == "training" for s in seen
+    )
     # per-model fitting is refused for a DP recipe unless injected as a fault
-    with pytest.raises(InputError, match=r"^model\.preprocessing: a DP recipe cannot fit it on each model's training records"):
-        parse_config({"data": {"dataset": "adult"}, "model": {"kind": "torch-mlp", "preprocessing": "training", "dp": {"epsilon": 1.0}}})
+    with pytest.raises(
+        InputError,
+        match=r"^model\.preprocessing: a DP recipe cannot fit it on each model's training records",
+    ):
+        parse_config(
+            {
+                "data": {"dataset": "adult"},
+                "model": {"kind": "torch-mlp", "preprocessing": "training", "dp": {"epsilon": 1.0}},
+            }
+        )
 
 
 def test_population_preprocessing_needs_a_population(files):
     d, _ = files
-    cfg = parse_config({
-        "data": {"path": str(d / "data.csv"), "label": "y"}, "model": {"kind": "torch-mlp", "dp": {"epsilon": 1.0}},
-        "plan": {"models": 2, "pool_fraction": 1.0}, "engine": {"workers": 0, "progress": False},
-    })
-    with pytest.raises(InputError, match=r"^model\.preprocessing: is fitted on the population.*empty"):
+    cfg = parse_config(
+        {
+            "data": {"path": str(d / "data.csv"), "label": "y"},
+            "model": {"kind": "torch-mlp", "dp": {"epsilon": 1.0}},
+            "plan": {"models": 2, "pool_fraction": 1.0},
+            "engine": {"workers": 0, "progress": False},
+        }
+    )
+    with pytest.raises(
+        InputError, match=r"^model\.preprocessing: is fitted on the population.*empty"
+    ):
         train(cfg, d / "nopop")
     assert not (d / "nopop" / "signals").exists()

@@ -26,5 +26,5 @@ def small_config(**over: Any) -> TrainConfig:
 
 
 @pytest.fixture
-def config_factory():  # noqa: ANN201
+def config_factory():
     return small_config

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from miaudit.engine import KeyParts, train
-from miaudit.engine import _cache
+from miaudit.engine import KeyParts, _cache, train
 
 from .conftest import small_config
 
@@ -19,12 +18,14 @@ def test_every_key_part_changes_the_key() -> None:
     keys = {base.key()}
     for f in dataclasses.fields(KeyParts):
         value = getattr(base, f.name)
-        changed = dataclasses.replace(base, **{f.name: value + 1 if isinstance(value, int) else value + "x"})
+        changed = dataclasses.replace(
+            base, **{f.name: value + 1 if isinstance(value, int) else value + "x"}
+        )
         keys.add(changed.key())
     assert len(keys) == 1 + len(dataclasses.fields(KeyParts))
 
 
-def test_rerun_reuses_verified_units_with_identical_bits(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_rerun_reuses_verified_units_with_identical_bits(tmp_path, capsys) -> None:
     first = train(small_config(), tmp_path)
     assert first.trained == (0, 1) and first.reused == ()
     again = train(small_config(), tmp_path)
@@ -46,19 +47,19 @@ def test_rerun_reuses_verified_units_with_identical_bits(tmp_path, capsys) -> No
     ],
     ids=["recipe", "precision", "seed", "threads", "layout", "data", "members"],
 )
-def test_any_key_part_change_retrains(tmp_path, change) -> None:  # noqa: ANN001
+def test_any_key_part_change_retrains(tmp_path, change) -> None:
     train(small_config(), tmp_path)
     run = train(small_config(**change), tmp_path)
     assert run.reused == () and len(run.trained) == run.plan.n_units
 
 
-def test_library_version_change_retrains(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_library_version_change_retrains(tmp_path, monkeypatch) -> None:
     train(small_config(), tmp_path)
     monkeypatch.setattr(_cache, "library_versions", lambda: "torch=99;sklearn=99;numpy=99")
     assert train(small_config(), tmp_path).reused == ()
 
 
-def test_changed_members_of_one_unit_retrain_that_unit_only(tmp_path) -> None:  # noqa: ANN001
+def test_changed_members_of_one_unit_retrain_that_unit_only(tmp_path) -> None:
     first = train(small_config(), tmp_path)
     keep = first.plan.keep.copy()
     i = int(np.flatnonzero(keep[3])[0])
@@ -70,14 +71,17 @@ def test_changed_members_of_one_unit_retrain_that_unit_only(tmp_path) -> None:  
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
-        (lambda d: (d / "logits.npy").write_bytes((d / "logits.npy").read_bytes()[:-10]), "wrong size"),
+        (
+            lambda d: (d / "logits.npy").write_bytes((d / "logits.npy").read_bytes()[:-10]),
+            "wrong size",
+        ),
         (lambda d: _flip_byte(d / "weights.safetensors"), "does not match its recorded hash"),
         (lambda d: (d / "manifest.json").unlink(), "manifest missing"),
         (lambda d: (d / "weights.safetensors").unlink(), "weights.safetensors missing"),
     ],
     ids=["truncated", "corrupted", "no-manifest", "missing-file"],
 )
-def test_damaged_units_are_refused_and_retrained(tmp_path, damage, reason) -> None:  # noqa: ANN001
+def test_damaged_units_are_refused_and_retrained(tmp_path, damage, reason) -> None:
     first = train(small_config(), tmp_path)
     damage(_cache.unit_dir(first.cache, first.signals.info["units"][1]))
     run = train(small_config(), tmp_path)
@@ -86,14 +90,16 @@ def test_damaged_units_are_refused_and_retrained(tmp_path, damage, reason) -> No
     np.testing.assert_array_equal(first.signals.logits, run.signals.logits)
 
 
-def _flip_byte(path) -> None:  # noqa: ANN001
+def _flip_byte(path) -> None:
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
-def test_manifest_records_the_key_parts(tmp_path) -> None:  # noqa: ANN001
+def test_manifest_records_the_key_parts(tmp_path) -> None:
     run = train(small_config(), tmp_path)
-    manifest = json.loads((_cache.unit_dir(run.cache, run.signals.info["units"][0]) / "manifest.json").read_text())
+    manifest = json.loads(
+        (_cache.unit_dir(run.cache, run.signals.info["units"][0]) / "manifest.json").read_text()
+    )
     assert manifest["parts"]["seed"] == 7 and manifest["parts"]["threads"] == 1
     assert set(manifest["files"]) == {"logits.npy", "weights.safetensors"}

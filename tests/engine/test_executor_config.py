@@ -23,7 +23,10 @@ def test_ray_with_address() -> None:
 
 @pytest.mark.parametrize(
     ("engine", "match"),
-    [({"executor": "dask"}, r"^engine\.executor: Input should be 'local' or 'ray'"), ({"address": "auto"}, r"^engine\.address: .*executor = \"ray\"")],
+    [
+        ({"executor": "dask"}, r"^engine\.executor: Input should be 'local' or 'ray'"),
+        ({"address": "auto"}, r"^engine\.address: .*executor = \"ray\""),
+    ],
 )
 def test_bad_engine_fields_are_named(engine: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
@@ -34,6 +37,10 @@ def test_command_line_overrides() -> None:
     cfg = parse_config(BASE)
     assert with_engine(cfg) is cfg  # nothing given: unchanged
     over = with_engine(cfg, executor="ray", address="10.0.0.1:6379", workers=None)
-    assert (over.engine.executor, over.engine.address, over.engine.workers) == ("ray", "10.0.0.1:6379", None)
+    assert (over.engine.executor, over.engine.address, over.engine.workers) == (
+        "ray",
+        "10.0.0.1:6379",
+        None,
+    )
     with pytest.raises(InputError, match=r"^engine\.executor"):
         with_engine(cfg, executor="spark")

@@ -61,11 +61,19 @@ def test_user_plan_is_validated() -> None:
     assert not user_plan(keep, 5).population.any()
     plan = user_plan(keep, 5, pool=np.array([1, 1, 1, 1, 0]))
     np.testing.assert_array_equal(plan.population, [False, False, False, False, True])
-    for bad, problem in [(keep[:, :4], "shape"), (keep * 2, "0 or 1"), (np.zeros((2, 5)), "no record")]:
+    for bad, problem in [
+        (keep[:, :4], "shape"),
+        (keep * 2, "0 or 1"),
+        (np.zeros((2, 5)), "no record"),
+    ]:
         with pytest.raises(InputError, match=problem) as info:
             user_plan(bad, 5)
         assert info.value.field == "plan.keep"
-    for pool, problem, field in [([1, 1, 1, 0, 0], "record 3 is outside the pool", "plan.keep"), ([1, 1], "shape", "plan.pool"), ([2, 1, 1, 1, 1], "0 or 1", "plan.pool")]:
+    for pool, problem, field in [
+        ([1, 1, 1, 0, 0], "record 3 is outside the pool", "plan.keep"),
+        ([1, 1], "shape", "plan.pool"),
+        ([2, 1, 1, 1, 1], "0 or 1", "plan.pool"),
+    ]:
         with pytest.raises(InputError, match=problem) as info:
             user_plan(keep, 5, pool=np.array(pool))
         assert info.value.field == field
@@ -87,10 +95,27 @@ def test_config_pool_belongs_to_a_user_keep_matrix(tmp_path) -> None:
     keep[0, :2] = keep[1, 2:4] = True
     np.save(tmp_path / "keep.npy", keep)
     np.save(tmp_path / "pool.npy", np.array([1, 1, 1, 1, 1, 0]))
-    cfg = parse_config({"data": {"dataset": "digits"}, "plan": {"models": 2, "kind": "user", "keep": str(tmp_path / "keep.npy"), "pool": str(tmp_path / "pool.npy")}})
+    cfg = parse_config(
+        {
+            "data": {"dataset": "digits"},
+            "plan": {
+                "models": 2,
+                "kind": "user",
+                "keep": str(tmp_path / "keep.npy"),
+                "pool": str(tmp_path / "pool.npy"),
+            },
+        }
+    )
     plan = make_plan(cfg, 6)
-    np.testing.assert_array_equal(plan.population, [False] * 5 + [True])  # record 4: in the pool, drawn by no model
+    np.testing.assert_array_equal(
+        plan.population, [False] * 5 + [True]
+    )  # record 4: in the pool, drawn by no model
     (tmp_path / "bad.npy").write_text("not numpy")
     with pytest.raises(InputError) as info:
-        make_plan(cfg.model_copy(update={"plan": cfg.plan.model_copy(update={"pool": tmp_path / "bad.npy"})}), 6)
+        make_plan(
+            cfg.model_copy(
+                update={"plan": cfg.plan.model_copy(update={"pool": tmp_path / "bad.npy"})}
+            ),
+            6,
+        )
     assert info.value.field == "plan.pool"

@@ -8,9 +8,33 @@ import miaudit.models
 
 
 def test_public_names_are_pinned() -> None:
-    assert set(miaudit.engine.__all__) >= {"train", "TrainConfig", "TrainRun", "load_config", "parse_config", "Executor", "LocalExecutor", "PlanConfig", "EngineConfig", "MembershipPlan"}
-    assert set(miaudit.models.__all__) >= {"MLPRecipe", "CNNRecipe", "SklearnRecipe", "Recipe", "parse_recipe", "ModelStreams"}
-    assert set(miaudit.datasets.__all__) >= {"DataConfig", "Dataset", "load_dataset", "fit_affine", "purchase_like"}
+    assert set(miaudit.engine.__all__) >= {
+        "train",
+        "TrainConfig",
+        "TrainRun",
+        "load_config",
+        "parse_config",
+        "Executor",
+        "LocalExecutor",
+        "PlanConfig",
+        "EngineConfig",
+        "MembershipPlan",
+    }
+    assert set(miaudit.models.__all__) >= {
+        "MLPRecipe",
+        "CNNRecipe",
+        "SklearnRecipe",
+        "Recipe",
+        "parse_recipe",
+        "ModelStreams",
+    }
+    assert set(miaudit.datasets.__all__) >= {
+        "DataConfig",
+        "Dataset",
+        "load_dataset",
+        "fit_affine",
+        "purchase_like",
+    }
     for module in (miaudit.engine, miaudit.models, miaudit.datasets):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"

@@ -40,7 +40,13 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 def ray_cluster() -> Iterator[None]:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False, configure_logging=False)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=temp,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     try:
         yield
     finally:
@@ -49,7 +55,9 @@ def ray_cluster() -> Iterator[None]:
 
 
 def _config():
-    return small_config(model={"kind": "torch-mlp", "hidden": [32], "epochs": 4, "batch_size": 16}, plan__models=6)
+    return small_config(
+        model={"kind": "torch-mlp", "hidden": [32], "epochs": 4, "batch_size": 16}, plan__models=6
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +77,9 @@ def _die_once(job: UnitJob, *, unit: int, marker: str) -> UnitOutcome:
     return run_unit(job, emit)
 
 
-def test_train_through_ray_is_bit_identical(ray_cluster: None, local_logits: np.ndarray, tmp_path: Path) -> None:
+def test_train_through_ray_is_bit_identical(
+    ray_cluster: None, local_logits: np.ndarray, tmp_path: Path
+) -> None:
     cfg = _config()
     cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"executor": "ray"})})
     run = train(cfg, tmp_path / "out")
@@ -82,7 +92,9 @@ def test_train_through_ray_is_bit_identical(ray_cluster: None, local_logits: np.
     assert ray.is_initialized()  # the executor did not shut down a cluster it did not start
 
 
-def test_killed_worker_is_retried_and_bit_identical(ray_cluster: None, local_logits: np.ndarray, tmp_path: Path) -> None:
+def test_killed_worker_is_retried_and_bit_identical(
+    ray_cluster: None, local_logits: np.ndarray, tmp_path: Path
+) -> None:
     marker = tmp_path / "killed"
     ex = RayExecutor(run=functools.partial(_die_once, unit=1, marker=str(marker)), max_retries=2)
     run = train(_config(), tmp_path / "out", executor=ex)
@@ -92,13 +104,15 @@ def test_killed_worker_is_retried_and_bit_identical(ray_cluster: None, local_log
     # The killed attempt left a staging folder of a dead process; the next run removes it.
     resumed = train(_config(), tmp_path / "out")
     assert resumed.reused == (0, 1, 2)
-    assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "out" / "models" / "units").iterdir())
+    assert not any(
+        p.name.startswith(".tmp-") for p in (tmp_path / "out" / "models" / "units").iterdir()
+    )
 
 
 def test_without_retries_a_killed_unit_fails_the_run(ray_cluster: None, tmp_path: Path) -> None:
     marker = tmp_path / "killed"
     ex = RayExecutor(run=functools.partial(_die_once, unit=0, marker=str(marker)), max_retries=0)
-    with pytest.raises(Exception, match="(?i)worker|died|crash|exit"):
+    with pytest.raises(Exception, match=r"(?i)worker|died|crash|exit"):
         train(_config(), tmp_path / "out", executor=ex)
     assert marker.exists()
 
@@ -131,7 +145,11 @@ def test_audit_through_ray_is_bit_identical(ray_cluster: None, tmp_path: Path) -
     # The same audit whose training lost a worker mid-unit: Ray reran the task, the audit then
     # reuses the verified units (resume) and attacks them.
     marker = tmp_path / "killed"
-    train(remote.train_config(), tmp_path / "killed-run", executor=RayExecutor(run=functools.partial(_die_once, unit=1, marker=str(marker))))
+    train(
+        remote.train_config(),
+        tmp_path / "killed-run",
+        executor=RayExecutor(run=functools.partial(_die_once, unit=1, marker=str(marker))),
+    )
     assert marker.exists()
     c = audit(remote, tmp_path / "killed-run", quiet=True)
     reference = pq.read_table(tmp_path / "local" / "scores.parquet")

@@ -38,12 +38,14 @@ train(small_config(model={{"kind": "torch-mlp", "hidden": [32], "epochs": 6, "ba
 """
 
 
-def _config():  # noqa: ANN202
-    return small_config(model={"kind": "torch-mlp", "hidden": [32], "epochs": 6, "batch_size": 16}, plan__models=6)
+def _config():
+    return small_config(
+        model={"kind": "torch-mlp", "hidden": [32], "epochs": 6, "batch_size": 16}, plan__models=6
+    )
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> np.ndarray:  # noqa: ANN001
+def uninterrupted(tmp_path_factory) -> np.ndarray:
     return train(_config(), tmp_path_factory.mktemp("full")).signals.logits
 
 
@@ -52,12 +54,16 @@ def uninterrupted(tmp_path_factory) -> np.ndarray:  # noqa: ANN001
     [(("done", 0, 1), (0,)), (("step", 1, 3), (0,)), (("done", 1, 1), (0, 1))],
     ids=["between-units-0-1", "mid-unit-1", "between-units-1-2"],
 )
-def test_sigkill_then_resume_is_bit_identical(tmp_path: Path, uninterrupted: np.ndarray, event, reused) -> None:  # noqa: ANN001
+def test_sigkill_then_resume_is_bit_identical(
+    tmp_path: Path, uninterrupted: np.ndarray, event, reused
+) -> None:
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(tests=str(Path(__file__).resolve().parents[1])))
     marker = tmp_path / "paused"
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, str(script), str(out), event[0], str(event[1]), str(event[2]), str(marker)])
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out), event[0], str(event[1]), str(event[2]), str(marker)]
+    )
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():

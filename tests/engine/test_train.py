@@ -39,7 +39,7 @@ engine: {workers: 0, progress: false}
 """
 
 
-def test_toml_and_yaml_give_the_same_config(tmp_path) -> None:  # noqa: ANN001
+def test_toml_and_yaml_give_the_same_config(tmp_path) -> None:
     (tmp_path / "a.toml").write_text(TOML)
     (tmp_path / "a.yaml").write_text(YAML)
     assert load_config(tmp_path / "a.toml") == load_config(tmp_path / "a.yaml") == small_config()
@@ -55,19 +55,19 @@ def test_toml_and_yaml_give_the_same_config(tmp_path) -> None:  # noqa: ANN001
         ("seed = [", "config"),
     ],
 )
-def test_config_errors_name_the_field(tmp_path, text, field) -> None:  # noqa: ANN001
+def test_config_errors_name_the_field(tmp_path, text, field) -> None:
     (tmp_path / "c.toml").write_text(text)
     with pytest.raises(InputError) as info:
         load_config(tmp_path / "c.toml")
     assert info.value.field == field
 
 
-def test_relative_paths_are_relative_to_the_config(tmp_path) -> None:  # noqa: ANN001
+def test_relative_paths_are_relative_to_the_config(tmp_path) -> None:
     (tmp_path / "c.toml").write_text('[data]\npath = "d.csv"\nlabel = "y"\n')
     assert load_config(tmp_path / "c.toml").data.path == tmp_path / "d.csv"
 
 
-def test_fresh_runs_are_bit_identical_and_signals_round_trip(tmp_path) -> None:  # noqa: ANN001
+def test_fresh_runs_are_bit_identical_and_signals_round_trip(tmp_path) -> None:
     a = train(small_config(), tmp_path / "a")
     b = train(small_config(), tmp_path / "b")
     np.testing.assert_array_equal(a.signals.logits, b.signals.logits)
@@ -82,43 +82,72 @@ def test_fresh_runs_are_bit_identical_and_signals_round_trip(tmp_path) -> None: 
     assert (back.logits.argmax(-1) == back.label)[back.keep].mean() > 0.85
 
 
-def test_worker_processes_give_the_same_bits(tmp_path) -> None:  # noqa: ANN001
+def test_worker_processes_give_the_same_bits(tmp_path) -> None:
     inline = train(small_config(), tmp_path / "a")
     pooled = train(small_config(engine__workers=2), tmp_path / "b")
     np.testing.assert_array_equal(inline.signals.logits, pooled.signals.logits)
 
 
-def test_sklearn_and_cnn_recipes(tmp_path) -> None:  # noqa: ANN001
-    sk = train(small_config(model={"kind": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 500}}), tmp_path / "s")
+def test_sklearn_and_cnn_recipes(tmp_path) -> None:
+    sk = train(
+        small_config(
+            model={
+                "kind": "sklearn",
+                "estimator": "sklearn.linear_model.LogisticRegression",
+                "params": {"max_iter": 500},
+            }
+        ),
+        tmp_path / "s",
+    )
     assert sk.signals.logits.shape == (4, 569, 2)
     assert len(list(sk.cache.glob("units/*/model_*.skops"))) == 4
     cnn = train(
-        small_config(data={"dataset": "digits", "max_records": 300}, model={"kind": "torch-cnn", "channels": [4], "hidden": 8, "epochs": 1, "augment": ["shift"]}),
+        small_config(
+            data={"dataset": "digits", "max_records": 300},
+            model={
+                "kind": "torch-cnn",
+                "channels": [4],
+                "hidden": 8,
+                "epochs": 1,
+                "augment": ["shift"],
+            },
+        ),
         tmp_path / "c",
     )
     assert cnn.signals.logits.shape == (4, 300, 5, 10)
     with pytest.raises(InputError) as info:
-        train(small_config(data={"dataset": "digits"}, model={"kind": "torch-cnn", "augment": ["hflip"]}), tmp_path / "x")
+        train(
+            small_config(
+                data={"dataset": "digits"}, model={"kind": "torch-cnn", "augment": ["hflip"]}
+            ),
+            tmp_path / "x",
+        )
     assert info.value.field == "model.augment"
 
 
-def test_cli_train_command(tmp_path) -> None:  # noqa: ANN001
+def test_cli_train_command(tmp_path) -> None:
     from miaudit.cli._train import train as train_cmd
 
     app = typer.Typer()
     app.command("train")(train_cmd)
     app.command("other")(lambda: None)  # keeps "train" a subcommand
     (tmp_path / "c.toml").write_text(TOML)
-    result = CliRunner().invoke(app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--no-progress"])
+    result = CliRunner().invoke(
+        app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     assert "trained 2 unit(s)" in result.output
-    again = CliRunner().invoke(app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--no-progress"])
+    again = CliRunner().invoke(
+        app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--no-progress"]
+    )
     assert "reused 2 verified unit(s)" in again.output
-    bad = CliRunner().invoke(app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--workers", "-1"])
+    bad = CliRunner().invoke(
+        app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--workers", "-1"]
+    )
     assert isinstance(bad.exception, InputError) and bad.exception.field == "engine.workers"
 
 
-def test_model_location_points_at_the_weights(tmp_path) -> None:  # noqa: ANN001
+def test_model_location_points_at_the_weights(tmp_path) -> None:
     from miaudit.models import load_torch_state
 
     run = train(small_config(), tmp_path)

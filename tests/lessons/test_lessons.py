@@ -57,7 +57,9 @@ def test_lesson2_output_policies(tmp_path):
     rounded = miaudit.attack(outputs, attacks=["loss", "gap"], n_resamples=20, policy="round:1")
     label = miaudit.attack(outputs, attacks=["gap"], n_resamples=20, policy="label-only")
     assert rounded.attack("loss").auc.point > 0.5  # rounding keeps most of the signal
-    assert label.attack("gap").auc == full.attack("gap").auc  # label-only leaves exactly the gap attack
+    assert (
+        label.attack("gap").auc == full.attack("gap").auc
+    )  # label-only leaves exactly the gap attack
 
 
 def test_lesson4_one_record(lesson1):
@@ -74,7 +76,14 @@ def test_lesson3_dp_budget(tmp_path):
     raw["data"]["max_records"] = 1000
     cfg = parse_audit_config(raw)
     dp = {"epsilon": 1.0, "delta": 1e-5, "accountant": "prv", "ghost_clipping": True}
-    result = tradeoff(cfg, tmp_path / "dp", variants=[VariantSpec("baseline", "as given"), VariantSpec("dp-eps1", "DP-SGD ε = 1", {"dp": dp})])
+    result = tradeoff(
+        cfg,
+        tmp_path / "dp",
+        variants=[
+            VariantSpec("baseline", "as given"),
+            VariantSpec("dp-eps1", "DP-SGD ε = 1", {"dp": dp}),
+        ],
+    )
     base, priv = result.variants
     assert priv.epsilon is not None and priv.epsilon <= 1.0 + 1e-6  # the accountant's ε, spent
     assert base.epsilon is None

@@ -86,9 +86,18 @@ def test_statuses_for_low_fpr():
     s = np.random.default_rng(0).normal(size=1000) + y
     ev = evaluate(y, {"s": s}, n_resamples=20)
     assert ev.estimate("s", "tpr@10%fpr").status == "ok"  # 500 × 0.1 = 50 ≥ 10
-    for metric, needs in (("tpr@1%fpr", 1000), ("tpr@0.1%fpr", 10000), ("ppv@1%fpr", 1000)):  # 500 × 0.01 = 5 < 10
+    for metric, needs in (
+        ("tpr@1%fpr", 1000),
+        ("tpr@0.1%fpr", 10000),
+        ("ppv@1%fpr", 1000),
+    ):  # 500 × 0.01 = 5 < 10
         nm = ev.estimate("s", metric)
-        assert nm.status == "not_measurable" and nm.point is None and nm.lower is None and nm.needs_nonmembers == needs
+        assert (
+            nm.status == "not_measurable"
+            and nm.point is None
+            and nm.lower is None
+            and nm.needs_nonmembers == needs
+        )
     # Exactly 10 non-members at the rate is measurable (1,000 × 1 %).
     y2 = np.r_[np.zeros(1000, int), np.ones(500, int)]
     ev2 = evaluate(y2, {"s": np.random.default_rng(1).normal(size=1500) + y2}, n_resamples=20)

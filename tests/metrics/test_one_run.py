@@ -35,20 +35,34 @@ REF_TOL = 5e-4  # the sheet states 3 decimals: |ours − stated| ≤ half a unit
     ],
 )
 def test_reference_values(m, r, v, delta, expected):
-    assert one_run_epsilon_lower_bound(m, r, v, delta=delta, significance=0.05) == pytest.approx(expected, abs=REF_TOL)
+    assert one_run_epsilon_lower_bound(m, r, v, delta=delta, significance=0.05) == pytest.approx(
+        expected, abs=REF_TOL
+    )
 
 
 def _p_brute(m: int, r: int, v: int, eps: float, delta: float) -> float:
     """The paper's formula written out term by term (no cumulative sums)."""
     q = math.exp(eps) / (1 + math.exp(eps))
     beta = sum(binom.pmf(j, r, q) for j in range(v, r + 1))
-    alpha = max((sum(binom.pmf(j, r, q) for j in range(v - i, v)) / i for i in range(1, v + 1)), default=0.0)
+    alpha = max(
+        (sum(binom.pmf(j, r, q) for j in range(v - i, v)) / i for i in range(1, v + 1)), default=0.0
+    )
     return min(1.0, beta + 2 * m * delta * alpha)
 
 
-@pytest.mark.parametrize("m,r,v,eps,delta", [(50, 20, 15, 0.7, 1e-3), (1000, 100, 90, 1.6, 1e-5), (30, 30, 30, 2.0, 0.0), (40, 10, 0, 0.3, 1e-2)])
+@pytest.mark.parametrize(
+    "m,r,v,eps,delta",
+    [
+        (50, 20, 15, 0.7, 1e-3),
+        (1000, 100, 90, 1.6, 1e-5),
+        (30, 30, 30, 2.0, 0.0),
+        (40, 10, 0, 0.3, 1e-2),
+    ],
+)
 def test_p_value_matches_brute_force(m, r, v, eps, delta):
-    assert one_run_p_value(m, r, v, eps, delta=delta) == pytest.approx(_p_brute(m, r, v, eps, delta), rel=1e-9, abs=1e-15)
+    assert one_run_p_value(m, r, v, eps, delta=delta) == pytest.approx(
+        _p_brute(m, r, v, eps, delta), rel=1e-9, abs=1e-15
+    )
 
 
 def test_all_right_closed_form_and_bisection_edge():
@@ -56,19 +70,29 @@ def test_all_right_closed_form_and_bisection_edge():
     q = 0.05 ** (1 / 10)
     assert one_run_epsilon_lower_bound(10, 10, 10) == pytest.approx(math.log(q / (1 - q)), abs=1e-9)
     lb = one_run_epsilon_lower_bound(1000, 100, 90, delta=1e-5)
-    assert one_run_p_value(1000, 100, 90, lb, delta=1e-5) < 0.05 <= one_run_p_value(1000, 100, 90, lb + 1e-6, delta=1e-5)
+    assert (
+        one_run_p_value(1000, 100, 90, lb, delta=1e-5)
+        < 0.05
+        <= one_run_p_value(1000, 100, 90, lb + 1e-6, delta=1e-5)
+    )
 
 
 def test_bound_moves_the_right_way():
     assert one_run_epsilon_lower_bound(1000, 100, 95) > one_run_epsilon_lower_bound(1000, 100, 90)
-    assert one_run_epsilon_lower_bound(1000, 100, 90, delta=1e-3) < one_run_epsilon_lower_bound(1000, 100, 90, delta=1e-5)
-    assert one_run_epsilon_lower_bound(1000, 100, 90, significance=0.01) < one_run_epsilon_lower_bound(1000, 100, 90)
+    assert one_run_epsilon_lower_bound(1000, 100, 90, delta=1e-3) < one_run_epsilon_lower_bound(
+        1000, 100, 90, delta=1e-5
+    )
+    assert one_run_epsilon_lower_bound(
+        1000, 100, 90, significance=0.01
+    ) < one_run_epsilon_lower_bound(1000, 100, 90)
     assert one_run_epsilon_lower_bound(1000, 100, 50) == 0.0  # chance accuracy certifies nothing
     assert one_run_epsilon_lower_bound(10, 0, 0) == 0.0
 
 
 def test_max_certifiable_is_the_all_right_bound():
-    assert one_run_max_certifiable_epsilon(1000, 1000, delta=1e-5) == pytest.approx(5.782, abs=REF_TOL)
+    assert one_run_max_certifiable_epsilon(1000, 1000, delta=1e-5) == pytest.approx(
+        5.782, abs=REF_TOL
+    )
     assert one_run_max_certifiable_epsilon(1000, 200) == one_run_epsilon_lower_bound(1000, 200, 200)
 
 
@@ -87,7 +111,9 @@ def test_randomized_response_is_not_accused():
     for _ in range(trials):
         inc = rng.random(m) < 0.5
         bit = np.where(rng.random(m) < q, inc, ~inc)
-        score = bit + rng.random(m) * 0.5  # the randomized-response bit, ties broken by independent noise
+        score = (
+            bit + rng.random(m) * 0.5
+        )  # the randomized-response bit, ties broken by independent noise
         a = one_run_audit(score, inc, k_plus=k, k_minus=k)
         rejected += one_run_p_value(m, a.r, a.v, eps) < 0.05
     assert rejected / trials <= 0.083
@@ -100,7 +126,9 @@ def test_audit_counts_and_perfect_attack_reaches_the_ceiling():
     a = one_run_audit(score, inc, k_plus=100, k_minus=100, delta=1e-5)
     assert (a.r, a.v) == (200, 200)
     assert a.epsilon_lower_bound == pytest.approx(a.max_certifiable_epsilon, abs=1e-9)
-    assert a.testable(a.max_certifiable_epsilon) and not a.testable(a.max_certifiable_epsilon + 0.01)
+    assert a.testable(a.max_certifiable_epsilon) and not a.testable(
+        a.max_certifiable_epsilon + 0.01
+    )
     # Brute-force (r, v): sort, take the ends.
     order = np.argsort(score)
     v = inc[order[-100:]].sum() + (~inc[order[:100]]).sum()
@@ -132,7 +160,9 @@ def test_grid_is_bonferroni_corrected():
         one_run_epsilon_lower_bound(1000, chosen.r, chosen.v, significance=0.05 / 3), abs=1e-9
     )
     assert g.epsilon_lower_bound <= chosen.epsilon_lower_bound
-    assert one_run_audit_grid(score, inc, [(100, 100)]) == one_run_audit(score, inc, k_plus=100, k_minus=100)
+    assert one_run_audit_grid(score, inc, [(100, 100)]) == one_run_audit(
+        score, inc, k_plus=100, k_minus=100
+    )
 
 
 @pytest.mark.parametrize("runs,expected", [(20, 0.81), (100, 2.57), (1000, 4.91)])
@@ -151,7 +181,9 @@ def test_multi_run_counts_and_grid():
     a = multi_run_audit(score, inc, 0.5, alpha=0.05, delta=1e-5)
     tp, fp = int(((score >= 0.5) & inc).sum()), int(((score >= 0.5) & ~inc).sum())
     assert (a.tp, a.fp, a.fn + a.tp, a.fp + a.tn) == (tp, fp, inc.sum(), (~inc).sum())
-    assert a.epsilon_lower_bound == pytest.approx(_cp_epsilon(tp, int(inc.sum()) - tp, fp, int((~inc).sum()) - fp, 0.05, 1e-5), abs=1e-9)
+    assert a.epsilon_lower_bound == pytest.approx(
+        _cp_epsilon(tp, int(inc.sum()) - tp, fp, int((~inc).sum()) - fp, 0.05, 1e-5), abs=1e-9
+    )
     g = multi_run_audit(score, inc, [0.0, 0.5, 1.0])
     assert g.n_thresholds == 3 and g.max_certifiable_epsilon < a.max_certifiable_epsilon
 
@@ -209,7 +241,7 @@ def _largest_rejected(m: int, r: int, v: int, delta: float, significance: float 
         q = math.exp(eps) / (1 + math.exp(eps))
         pmf = binom.pmf(np.arange(r + 1), r, q)
         tail = pmf[v:].sum()
-        alpha = max((pmf[v - i:v].sum() / i for i in range(1, v + 1)), default=0.0)
+        alpha = max((pmf[v - i : v].sum() / i for i in range(1, v + 1)), default=0.0)
         return min(1.0, tail + 2 * m * delta * alpha)
 
     if p(0.0) > significance:
@@ -231,9 +263,20 @@ def test_pooled_runs_sum_the_counts():
         runs.append((inc * 1.0 + rng.normal(size=400), inc))
     pooled = pooled_one_run_audit(runs, k_plus=40, k_minus=40, delta=1e-5)
     single = [one_run_audit(s, i, k_plus=40, k_minus=40) for s, i in runs]
-    assert (pooled.m, pooled.r, pooled.v, pooled.n_runs) == (1200, sum(a.r for a in single), sum(a.v for a in single), 3)
-    assert pooled.epsilon_lower_bound == pytest.approx(_largest_rejected(1200, pooled.r, pooled.v, 1e-5), abs=1e-6)
-    assert pooled.max_certifiable_epsilon == pytest.approx(_largest_rejected(1200, 240, 240, 1e-5), abs=1e-6)
-    assert pooled.max_certifiable_epsilon > single[0].max_certifiable_epsilon  # more runs, higher ceiling
+    assert (pooled.m, pooled.r, pooled.v, pooled.n_runs) == (
+        1200,
+        sum(a.r for a in single),
+        sum(a.v for a in single),
+        3,
+    )
+    assert pooled.epsilon_lower_bound == pytest.approx(
+        _largest_rejected(1200, pooled.r, pooled.v, 1e-5), abs=1e-6
+    )
+    assert pooled.max_certifiable_epsilon == pytest.approx(
+        _largest_rejected(1200, 240, 240, 1e-5), abs=1e-6
+    )
+    assert (
+        pooled.max_certifiable_epsilon > single[0].max_certifiable_epsilon
+    )  # more runs, higher ceiling
     with pytest.raises(InputError, match="runs"):
         pooled_one_run_audit([], k_plus=1, k_minus=1)

@@ -63,11 +63,13 @@ def test_auc_matches_brute_force_and_sklearn(y, s):
 @pytest.mark.parametrize("y,s", cases())
 def test_roc_keeps_every_threshold_like_sklearn_without_dropping(y, s):
     fpr, tpr, thr = roc_curve(y, s)
-    sf, st, sthr = sk_roc(y, s, drop_intermediate=False)
+    sf, st, _sthr = sk_roc(y, s, drop_intermediate=False)
     np.testing.assert_allclose(fpr, sf, atol=TOL)
     np.testing.assert_allclose(tpr, st, atol=TOL)
     assert len(thr) == np.unique(s).size + 1  # every distinct score is one point
-    assert sorted(zip(fpr, tpr)) == sorted(brute_points(y, s)) or np.allclose(sorted(zip(fpr, tpr)), sorted(brute_points(y, s)))
+    assert sorted(zip(fpr, tpr, strict=True)) == sorted(brute_points(y, s)) or np.allclose(
+        sorted(zip(fpr, tpr, strict=True)), sorted(brute_points(y, s))
+    )
 
 
 @pytest.mark.parametrize("y,s", cases())
@@ -160,6 +162,8 @@ def test_ppv_brute_force(y, s):
     pts = brute_points(y, s)
     best_tpr = max(t for f, t in pts if f <= alpha + 1e-15)
     fpr = min(f for f, t in pts if t == best_tpr and f <= alpha + 1e-15)
-    expect = float("nan") if best_tpr == 0 else prior * best_tpr / (prior * best_tpr + (1 - prior) * fpr)
+    expect = (
+        float("nan") if best_tpr == 0 else prior * best_tpr / (prior * best_tpr + (1 - prior) * fpr)
+    )
     got = ppv_at_fpr(y, s, fpr=alpha, prior=prior)
     assert (math.isnan(got) and math.isnan(expect)) or got == pytest.approx(expect, abs=TOL)

@@ -20,9 +20,9 @@ import pytest
 
 sio = pytest.importorskip("skops.io")
 
-from miaudit.errors import InputError  # noqa: E402
-from miaudit.models import load_sklearn, save_sklearn  # noqa: E402
-from miaudit.models._skops_policy import allowed_types, untrusted_types  # noqa: E402
+from miaudit.errors import InputError
+from miaudit.models import load_sklearn, save_sklearn
+from miaudit.models._skops_policy import allowed_types, untrusted_types
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,9 @@ def payload(plant_module):
 
 def _schema_and_files(est) -> tuple[dict, dict[str, bytes]]:
     with zipfile.ZipFile(io.BytesIO(sio.dumps(est))) as zf:
-        return json.loads(zf.read("schema.json")), {n: zf.read(n) for n in zf.namelist() if n != "schema.json"}
+        return json.loads(zf.read("schema.json")), {
+            n: zf.read(n) for n in zf.namelist() if n != "schema.json"
+        }
 
 
 def _pack(schema: dict, files: dict[str, bytes]) -> bytes:
@@ -63,15 +65,38 @@ def _pack(schema: dict, files: dict[str, bytes]) -> bytes:
 
 
 def _json(value) -> dict:
-    return {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode", "content": json.dumps(value), "is_json": True}
+    return {
+        "__class__": "str",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(value),
+        "is_json": True,
+    }
 
 
 def _tuple(*items) -> dict:
-    return {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode", "content": list(items)}
+    return {
+        "__class__": "tuple",
+        "__module__": "builtins",
+        "__loader__": "TupleNode",
+        "content": list(items),
+    }
 
 
 def _dict(**items) -> dict:
-    return {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode", "content": items, "key_types": {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": [{"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"}] * len(items)}}
+    return {
+        "__class__": "dict",
+        "__module__": "builtins",
+        "__loader__": "DictNode",
+        "content": items,
+        "key_types": {
+            "__class__": "list",
+            "__module__": "builtins",
+            "__loader__": "ListNode",
+            "content": [{"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"}]
+            * len(items),
+        },
+    }
 
 
 def _node(loader: str, module: str, cls: str, **rest) -> dict:
@@ -91,11 +116,25 @@ def crafted_nodes(mod: str, files: dict[str, bytes]) -> dict[str, dict]:
     fn = _node("FunctionNode", mod, "run")
     return {
         "ObjectNode": _node("ObjectNode", mod, "Evil", content=_dict()),
-        "ConstructorFromReduceNode": _node("ConstructorFromReduceNode", mod, "run", content=_tuple()),
+        "ConstructorFromReduceNode": _node(
+            "ConstructorFromReduceNode", mod, "run", content=_tuple()
+        ),
         "FunctionNode": fn,
-        "PartialNode": _node("PartialNode", "functools", "partial", content={"func": fn, "args": _tuple(), "kwds": _dict(), "namespace": _dict()}),
-        "MethodNode": _node("MethodNode", mod, "Evil", content={"func": "__call__", "obj": _node("ObjectNode", mod, "Evil")}),
-        "OperatorFuncNode": _node("OperatorFuncNode", "operator", "methodcaller", attrs=_tuple(_json("run"))),
+        "PartialNode": _node(
+            "PartialNode",
+            "functools",
+            "partial",
+            content={"func": fn, "args": _tuple(), "kwds": _dict(), "namespace": _dict()},
+        ),
+        "MethodNode": _node(
+            "MethodNode",
+            mod,
+            "Evil",
+            content={"func": "__call__", "obj": _node("ObjectNode", mod, "Evil")},
+        ),
+        "OperatorFuncNode": _node(
+            "OperatorFuncNode", "operator", "methodcaller", attrs=_tuple(_json("run"))
+        ),
         "TypeNode": _node("TypeNode", mod, "Evil"),
         "NdArrayNode": _array_node(files, mod, "run"),
         "DTypeNode": _node("DTypeNode", "numpy", "dtype", content=_array_node(files, mod, "run")),
@@ -103,12 +142,24 @@ def crafted_nodes(mod: str, files: dict[str, bytes]) -> dict[str, dict]:
         "TupleNode": _node("TupleNode", mod, "Evil", content=[]),
         "SetNode": _node("SetNode", mod, "run", content=[]),
         "DictNode": {**_dict(), "__module__": mod, "__class__": "run"},
-        "DefaultDictNode": _node("DefaultDictNode", "collections", "defaultdict", content={"main": _dict(), "default_factory": fn}),
+        "DefaultDictNode": _node(
+            "DefaultDictNode",
+            "collections",
+            "defaultdict",
+            content={"main": _dict(), "default_factory": fn},
+        ),
         "RandomStateNode": _node("RandomStateNode", mod, "Evil", content=_dict()),
         "LossNode": _node("LossNode", mod, "run", content=_dict(), __reduce__={"args": _tuple()}),
         "TreeNode": _node("TreeNode", mod, "Evil", content=_dict(), __reduce__={"args": _tuple()}),
-        "MaskedArrayNode": _node("MaskedArrayNode", mod, "Evil", content={"data": _array_node(files), "mask": _array_node(files)}),
-        "SparseMatrixNode": _node("SparseMatrixNode", mod, "Evil", type="scipy", file="missing.npz"),
+        "MaskedArrayNode": _node(
+            "MaskedArrayNode",
+            mod,
+            "Evil",
+            content={"data": _array_node(files), "mask": _array_node(files)},
+        ),
+        "SparseMatrixNode": _node(
+            "SparseMatrixNode", mod, "Evil", type="scipy", file="missing.npz"
+        ),
         "BytesNode": _node("BytesNode", mod, "Evil", file="missing.bin"),
         "BytearrayNode": _node("BytearrayNode", mod, "Evil", file="missing.bin"),
         "SliceNode": _node("SliceNode", mod, "Evil", content={"start": 0, "stop": 1, "step": 1}),
@@ -116,7 +167,14 @@ def crafted_nodes(mod: str, files: dict[str, bytes]) -> dict[str, dict]:
         "UnknownNode": _node("EvilNode", mod, "Evil"),
         # The reported exploit: a numpy *function* that evaluates a string, reached through
         # the old "numpy." prefix rule; its payload writes the trace too (see _runstring).
-        "numpy-function": _node("ConstructorFromReduceNode", "numpy.testing._private.utils", "runstring", content=_tuple(_json("__import__('pathlib').Path(TRACE).write_text('runstring')"), _json(None))),
+        "numpy-function": _node(
+            "ConstructorFromReduceNode",
+            "numpy.testing._private.utils",
+            "runstring",
+            content=_tuple(
+                _json("__import__('pathlib').Path(TRACE).write_text('runstring')"), _json(None)
+            ),
+        ),
     }
 
 
@@ -130,7 +188,9 @@ def crafted_file(est, kind: str, mod: str, trace: Path) -> bytes:
         # runstring(code, dict): the dict is the namespace the code runs in.
         node["content"]["content"][1] = _dict(TRACE=_json(str(trace)))
     schema["content"]["content"]["payload_"] = node
-    schema["content"]["key_types"]["content"].append({"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"})
+    schema["content"]["key_types"]["content"].append(
+        {"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"}
+    )
     return _pack(schema, files)
 
 
@@ -142,18 +202,27 @@ def _control(data: bytes, trace: Path) -> None:
         planted = getattr(obj, "payload_", None)
         if callable(planted):
             planted(types.SimpleNamespace(run=lambda: trace.write_text("called")))
-    except Exception:  # noqa: BLE001 - a control that fails after the payload ran still counts
+    except Exception:  # noqa: S110 - the payload only has to run, not succeed
         pass
 
 
 #: Node kinds whose loader ignores the class it names (it rebuilds a fixed type), or which fail
 #: before using it: no payload can run through them, but the allow-list refuses them all the same.
-NO_CODE_PATH = {"TreeNode", "MaskedArrayNode", "SparseMatrixNode", "BytesNode", "BytearrayNode", "SliceNode", "JsonNode", "UnknownNode"}
+NO_CODE_PATH = {
+    "TreeNode",
+    "MaskedArrayNode",
+    "SparseMatrixNode",
+    "BytesNode",
+    "BytearrayNode",
+    "SliceNode",
+    "JsonNode",
+    "UnknownNode",
+}
 
 
 @pytest.mark.parametrize("kind", NODE_KINDS)
 def test_crafted_file_is_refused_and_runs_nothing(kind, fitted, payload, tmp_path) -> None:
-    est, x = fitted
+    est, _x = fitted
     data = crafted_file(est, kind, payload.module, payload.trace)
     path = tmp_path / "model.skops"
     path.write_bytes(data)
@@ -165,7 +234,9 @@ def test_crafted_file_is_refused_and_runs_nothing(kind, fitted, payload, tmp_pat
     assert not payload.trace.exists(), f"the payload ran: {payload.trace.read_text()}"
     if kind not in NO_CODE_PATH:
         _control(data, payload.trace)
-        assert payload.trace.exists(), "control: this crafted file does not run its payload under plain skops"
+        assert payload.trace.exists(), (
+            "control: this crafted file does not run its payload under plain skops"
+        )
 
 
 def test_every_entry_point_refuses(fitted, payload, tmp_path, monkeypatch, capsys) -> None:
@@ -181,8 +252,16 @@ def test_every_entry_point_refuses(fitted, payload, tmp_path, monkeypatch, capsy
     unit = tmp_path / "unit"
     unit.mkdir()
     (unit / "model_0.skops").write_bytes(data)
-    save_torch_state(unit / "preprocess.safetensors", {"preprocess.scale": np.ones((1, 3), np.float32), "preprocess.shift": np.zeros((1, 3), np.float32)})
-    run = types.SimpleNamespace(model_location=lambda m: (unit, 0), config=types.SimpleNamespace(model=SklearnRecipe()))
+    save_torch_state(
+        unit / "preprocess.safetensors",
+        {
+            "preprocess.scale": np.ones((1, 3), np.float32),
+            "preprocess.shift": np.zeros((1, 3), np.float32),
+        },
+    )
+    run = types.SimpleNamespace(
+        model_location=lambda m: (unit, 0), config=types.SimpleNamespace(model=SklearnRecipe())
+    )
     calls = [
         lambda: load_sklearn(tmp_path / "evil.skops"),
         lambda: load_predictor(tmp_path / "evil.skops"),
@@ -192,7 +271,22 @@ def test_every_entry_point_refuses(fitted, payload, tmp_path, monkeypatch, capsy
     for call in calls:
         with pytest.raises(InputError, match="runstring"):
             call()
-    monkeypatch.setattr(sys, "argv", ["miaudit", "serve", "--model", str(tmp_path / "evil.skops"), "--db", f"sqlite:///{tmp_path / 'log.db'}", "--secret-file", str(tmp_path / "secret"), "--port", "0"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "miaudit",
+            "serve",
+            "--model",
+            str(tmp_path / "evil.skops"),
+            "--db",
+            f"sqlite:///{tmp_path / 'log.db'}",
+            "--secret-file",
+            str(tmp_path / "secret"),
+            "--port",
+            "0",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2
@@ -207,7 +301,9 @@ def test_crafted_tree_table_is_refused(tmp_path) -> None:
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(80, 4))
-    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, (x[:, 0] + x[:, 1] > 0).astype(int))
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(
+        x, (x[:, 0] + x[:, 1] > 0).astype(int)
+    )
     schema, files = _schema_and_files(tree)
     nodes_file = schema["content"]["content"]["tree_"]["content"]["content"]["nodes"]["file"]
     nodes = np.load(io.BytesIO(files[nodes_file]), allow_pickle=False)
@@ -221,14 +317,16 @@ def test_crafted_tree_table_is_refused(tmp_path) -> None:
         with pytest.raises(InputError, match="node table"):
             load_sklearn(path)
     save_sklearn(tmp_path / "ok.skops", tree)
-    np.testing.assert_array_equal(load_sklearn(tmp_path / "ok.skops").predict_proba(x), tree.predict_proba(x))
+    np.testing.assert_array_equal(
+        load_sklearn(tmp_path / "ok.skops").predict_proba(x), tree.predict_proba(x)
+    )
 
 
 def test_random_generator_names_only_bit_generators(fitted, tmp_path) -> None:
     est, _ = fitted
     est = copy.deepcopy(est)
     est.rng_ = np.random.default_rng(0)
-    schema, files = _schema_and_files(est)
+    schema, _files = _schema_and_files(est)
     node = schema["content"]["content"]["rng_"]
     assert untrusted_types(schema)[1] == set()
     node["content"]["bit_generator"]["content"]["bit_generator"]["content"] = json.dumps("seed")
@@ -236,7 +334,11 @@ def test_random_generator_names_only_bit_generators(fitted, tmp_path) -> None:
 
 
 def test_not_a_skops_file(tmp_path) -> None:
-    for name, data in (("zip.skops", b"not a zip"), ("empty.skops", _pack_raw({"x.txt": b""})), ("list.skops", _pack_raw({"schema.json": b"[]"}))):
+    for name, data in (
+        ("zip.skops", b"not a zip"),
+        ("empty.skops", _pack_raw({"x.txt": b""})),
+        ("list.skops", _pack_raw({"schema.json": b"[]"})),
+    ):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(InputError, match="not a skops file"):
             load_sklearn(tmp_path / name)
@@ -268,10 +370,18 @@ def test_allow_list_is_concrete_classes_only() -> None:
     assert checked > 100
 
 
-@pytest.mark.parametrize("estimator", [
-    "sklearn.linear_model.LogisticRegression", "sklearn.ensemble.RandomForestClassifier", "sklearn.ensemble.HistGradientBoostingClassifier",
-    "sklearn.ensemble.GradientBoostingClassifier", "sklearn.neural_network.MLPClassifier", "sklearn.naive_bayes.GaussianNB", "sklearn.tree.DecisionTreeClassifier",
-])
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        "sklearn.linear_model.LogisticRegression",
+        "sklearn.ensemble.RandomForestClassifier",
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        "sklearn.ensemble.GradientBoostingClassifier",
+        "sklearn.neural_network.MLPClassifier",
+        "sklearn.naive_bayes.GaussianNB",
+        "sklearn.tree.DecisionTreeClassifier",
+    ],
+)
 def test_supported_models_round_trip(estimator, tmp_path) -> None:
     import importlib
 
@@ -282,10 +392,17 @@ def test_supported_models_round_trip(estimator, tmp_path) -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(size=(120, 5))
     y = (x[:, 0] + 0.5 * rng.normal(size=120) > 0).astype(int) + (x[:, 1] > 1)
-    params = {"MLPClassifier": {"max_iter": 2000}, "HistGradientBoostingClassifier": {"max_iter": 10}}.get(cls, {})
-    model = make_pipeline(StandardScaler(), getattr(importlib.import_module(module), cls)(**params)).fit(x, y)
+    params = {
+        "MLPClassifier": {"max_iter": 2000},
+        "HistGradientBoostingClassifier": {"max_iter": 10},
+    }.get(cls, {})
+    model = make_pipeline(
+        StandardScaler(), getattr(importlib.import_module(module), cls)(**params)
+    ).fit(x, y)
     save_sklearn(tmp_path / "m.skops", model)
-    np.testing.assert_allclose(load_sklearn(tmp_path / "m.skops").predict_proba(x), model.predict_proba(x))
+    np.testing.assert_allclose(
+        load_sklearn(tmp_path / "m.skops").predict_proba(x), model.predict_proba(x)
+    )
 
 
 def _walk_nodes(tree):
@@ -305,7 +422,13 @@ def _npy(array) -> bytes:
 
 
 def _int(value) -> dict:
-    return {"__class__": "int", "__module__": "builtins", "__loader__": "JsonNode", "content": json.dumps(value), "is_json": True}
+    return {
+        "__class__": "int",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(value),
+        "is_json": True,
+    }
 
 
 def _xy(n=80, d=2):
@@ -317,7 +440,9 @@ def _xy(n=80, d=2):
 def _tree_without_width():
     from sklearn.tree import DecisionTreeClassifier
 
-    schema, files = _schema_and_files(DecisionTreeClassifier(max_depth=2, random_state=0).fit(*_xy()))
+    schema, files = _schema_and_files(
+        DecisionTreeClassifier(max_depth=2, random_state=0).fit(*_xy())
+    )
     c = schema["content"]["content"]
     del c["n_features_in_"]
     schema["content"]["key_types"]["content"].pop()
@@ -332,15 +457,25 @@ def _tree_without_width():
 def _float_width():
     from sklearn.tree import DecisionTreeClassifier
 
-    schema, files = _schema_and_files(DecisionTreeClassifier(max_depth=2, random_state=0).fit(*_xy()))
-    schema["content"]["content"]["n_features_in_"] = {"__class__": "float", "__module__": "builtins", "__loader__": "JsonNode", "content": "2.0", "is_json": True}
+    schema, files = _schema_and_files(
+        DecisionTreeClassifier(max_depth=2, random_state=0).fit(*_xy())
+    )
+    schema["content"]["content"]["n_features_in_"] = {
+        "__class__": "float",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": "2.0",
+        "is_json": True,
+    }
     return schema, files
 
 
 def _boosting_stage_wider():
     from sklearn.ensemble import GradientBoostingClassifier
 
-    schema, files = _schema_and_files(GradientBoostingClassifier(n_estimators=2, max_depth=2, random_state=0).fit(*_xy()))
+    schema, files = _schema_and_files(
+        GradientBoostingClassifier(n_estimators=2, max_depth=2, random_state=0).fit(*_xy())
+    )
     last = [n for n in _walk_nodes(schema) if n.get("__class__") == "DecisionTreeRegressor"][-1]
     last["content"]["content"]["n_features_in_"] = _int(10**9)
     tree = last["content"]["content"]["tree_"]
@@ -353,7 +488,9 @@ def _categorical_boosting():
 
     x, y = _xy(200)
     x[:, 1] = np.arange(200) % 3
-    model = HistGradientBoostingClassifier(max_iter=2, categorical_features=[1], random_state=0).fit(x, y)
+    model = HistGradientBoostingClassifier(
+        max_iter=2, categorical_features=[1], random_state=0
+    ).fit(x, y)
     return _schema_and_files(model)
 
 
@@ -371,12 +508,22 @@ def _sparse_indices():
 
 
 def _svc():
-    from sklearn.svm import LinearSVC, SVC  # noqa: F401 - SVC: libsvm tables indexed unchecked
+    from sklearn.svm import SVC, LinearSVC  # noqa: F401 - SVC: libsvm tables indexed unchecked
 
     return _schema_and_files(SVC().fit(*_xy()))
 
 
-@pytest.mark.parametrize("craft", [_tree_without_width, _float_width, _boosting_stage_wider, _categorical_boosting, _sparse_indices, _svc])
+@pytest.mark.parametrize(
+    "craft",
+    [
+        _tree_without_width,
+        _float_width,
+        _boosting_stage_wider,
+        _categorical_boosting,
+        _sparse_indices,
+        _svc,
+    ],
+)
 def test_crafted_arrays_that_would_crash_predict_are_refused(craft, tmp_path) -> None:
     """Files that pass the type allow-list but whose arrays scikit-learn's compiled code would
     index outside memory at predict time (each crashed the process before; found by a red team)."""
@@ -392,8 +539,16 @@ def test_zip_bomb_is_refused_before_inflating(tmp_path) -> None:
     from sklearn.tree import DecisionTreeClassifier
 
     schema, files = _schema_and_files(DecisionTreeClassifier(max_depth=1).fit(*_xy()))
-    schema["content"]["content"]["zzz"] = {"__class__": "ndarray", "__module__": "numpy", "__loader__": "NdArrayNode", "type": "numpy", "file": "bomb.npy"}
-    schema["content"]["key_types"]["content"].append({"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"})
+    schema["content"]["content"]["zzz"] = {
+        "__class__": "ndarray",
+        "__module__": "numpy",
+        "__loader__": "NdArrayNode",
+        "type": "numpy",
+        "file": "bomb.npy",
+    }
+    schema["content"]["key_types"]["content"].append(
+        {"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"}
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("schema.json", json.dumps(schema))

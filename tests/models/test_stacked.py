@@ -17,7 +17,7 @@ LOGIT_TOL = 1e-4
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():  # noqa: ANN202
+def _one_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -67,7 +67,14 @@ def test_bfloat16_and_early_stopping_learn() -> None:
     data = purchase_like(n_records=600, n_features=80, n_classes=4, flip_rate=0.3, seed=3)
     sets = _sets(600, [300, 300])
     affines = [fit_affine(data, s) for s in sets]
-    recipe = MLPRecipe(hidden=[64], epochs=30, batch_size=32, lr=1e-2, precision="bfloat16", early_stopping={"validation_fraction": 0.2, "patience": 2})
+    recipe = MLPRecipe(
+        hidden=[64],
+        epochs=30,
+        batch_size=32,
+        lr=1e-2,
+        precision="bfloat16",
+        early_stopping={"validation_fraction": 0.2, "patience": 2},
+    )
     res = train_stacked(recipe, data, sets, affines, [ModelStreams.of(5, k) for k in range(2)])
     acc = (res.logits.argmax(-1) == data.label).mean()
     assert acc > 0.9  # 4 well-separated classes: chance is 0.25
@@ -90,6 +97,12 @@ def test_cnn_with_shift_queries_learns_digits() -> None:
     data = digits()
     sets = _sets(data.n_records, [900, 900])
     affines = [fit_affine(data, s) for s in sets]
-    res = train_stacked(CNNRecipe(channels=[8], hidden=32, epochs=8, batch_size=32, lr=5e-3, augment=["shift"]), data, sets, affines, [ModelStreams.of(1, k) for k in range(2)])
+    res = train_stacked(
+        CNNRecipe(channels=[8], hidden=32, epochs=8, batch_size=32, lr=5e-3, augment=["shift"]),
+        data,
+        sets,
+        affines,
+        [ModelStreams.of(1, k) for k in range(2)],
+    )
     assert res.logits.shape == (2, data.n_records, 5, 10)
     assert (res.logits[:, :, 0].argmax(-1) == data.label).mean() > 0.8

@@ -54,20 +54,30 @@ def test_flat_buffers_match_per_model_views() -> None:
     from miaudit.models._stacked_adam import FlatBuffers
 
     g = torch.Generator().manual_seed(2)
-    start = [torch.randn(3, 7, 5, generator=g), torch.randn(3, 1, 5, generator=g), torch.randn(3, 5, 3, generator=g)]
+    start = [
+        torch.randn(3, 7, 5, generator=g),
+        torch.randn(3, 1, 5, generator=g),
+        torch.randn(3, 5, 3, generator=g),
+    ]
     shapes = [p.shape for p in start]
     flat_p, params = flat_views(shapes, torch.float32)
     flat_g, grads = flat_views(shapes, torch.bfloat16)
     flat_low, mirrors = flat_views(shapes, torch.bfloat16)
     for p, s in zip(params, start, strict=True):
         p.copy_(s)
-    fast = StackedAdam(params, lr=0.01, weight_decay=0.01, mirrors=mirrors, flat=FlatBuffers(flat_p, flat_g, flat_low))
+    fast = StackedAdam(
+        params,
+        lr=0.01,
+        weight_decay=0.01,
+        mirrors=mirrors,
+        flat=FlatBuffers(flat_p, flat_g, flat_low),
+    )
     ref = [s.clone() for s in start]
     slow = StackedAdam(ref, lr=0.01, weight_decay=0.01)
     # five steps of every model (one flat call each), one with model 1 benched (per-model views),
     # then every model again (step counts now differ: per-model views)
     schedule = [[True] * 3] * 5 + [[True, False, True]] + [[True] * 3] * 2
-    for step, active in enumerate(schedule):
+    for _step, active in enumerate(schedule):
         for gr in grads:
             gr.copy_(torch.randn(gr.shape, generator=g))
         fast.step(grads, active)

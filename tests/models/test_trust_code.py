@@ -15,12 +15,22 @@ from miaudit.models._sklearn import estimator_class, make_estimator
 @pytest.fixture
 def user_module(plant_module):
     """A module whose import leaves a trace and which defines a scikit-learn-style classifier."""
-    return plant_module("from sklearn.linear_model import LogisticRegression\nclass MyClassifier(LogisticRegression):\n    pass\n")
+    return plant_module(
+        "from sklearn.linear_model import LogisticRegression\nclass MyClassifier(LogisticRegression):\n    pass\n"
+    )
 
 
 def _toml(path, estimator: str, trust: bool | None = None, kind: str = "train") -> None:
     lines = [] if trust is None else [f"trust_code = {str(trust).lower()}"]
-    lines += ["seed = 3", "[data]", 'dataset = "breast-cancer"', "[model]", 'kind = "sklearn"', f'estimator = "{estimator}"', "params = { max_iter = 300 }"]
+    lines += [
+        "seed = 3",
+        "[data]",
+        'dataset = "breast-cancer"',
+        "[model]",
+        'kind = "sklearn"',
+        f'estimator = "{estimator}"',
+        "params = { max_iter = 300 }",
+    ]
     lines += ["[engine]", "workers = 0", "progress = false"]
     if kind == "train":
         lines += ["[plan]", "models = 2", "unit_size = 2"]
@@ -40,7 +50,11 @@ def test_estimator_outside_sklearn_is_refused_before_import(user_module, tmp_pat
             _toml(path, f"{name}.MyClassifier", trust, kind)
             with pytest.raises(InputError) as err:
                 loader(path)
-            assert str(err.value).startswith("model.estimator:") and "trust_code" in str(err.value) and "--trust-code" in str(err.value)
+            assert (
+                str(err.value).startswith("model.estimator:")
+                and "trust_code" in str(err.value)
+                and "--trust-code" in str(err.value)
+            )
     with pytest.raises(InputError, match="trust_code"):
         estimator_class(SklearnRecipe(estimator=f"{name}.MyClassifier"))
     with pytest.raises(InputError, match="trust_code"):
@@ -51,14 +65,22 @@ def test_estimator_outside_sklearn_is_refused_before_import(user_module, tmp_pat
 def test_sklearn_classifiers_need_no_trust() -> None:
     from sklearn.ensemble import RandomForestClassifier
 
-    assert estimator_class(SklearnRecipe(estimator="sklearn.ensemble.RandomForestClassifier")) is RandomForestClassifier
-    assert estimator_class(SklearnRecipe(estimator="sklearn.ensemble._forest.RandomForestClassifier")) is RandomForestClassifier
+    assert (
+        estimator_class(SklearnRecipe(estimator="sklearn.ensemble.RandomForestClassifier"))
+        is RandomForestClassifier
+    )
+    assert (
+        estimator_class(SklearnRecipe(estimator="sklearn.ensemble._forest.RandomForestClassifier"))
+        is RandomForestClassifier
+    )
     # A scikit-learn name that is not a classifier is code too: refused without trust.
     with pytest.raises(InputError, match="not one of scikit-learn's classifiers"):
         estimator_class(SklearnRecipe(estimator="sklearn.utils._testing.ignore_warnings"))
 
 
-def test_cli_refuses_without_opt_in_and_runs_with_it(user_module, tmp_path, monkeypatch, capsys) -> None:
+def test_cli_refuses_without_opt_in_and_runs_with_it(
+    user_module, tmp_path, monkeypatch, capsys
+) -> None:
     from miaudit.cli import main
 
     name, trace = user_module
@@ -79,7 +101,9 @@ def test_cli_refuses_without_opt_in_and_runs_with_it(user_module, tmp_path, monk
     assert not trace.exists() and not (tmp_path / "refused" / "signals").exists()
 
     # The command-line opt-in: the named code is imported and trains the models.
-    assert run("train", str(cfg), "--out", str(tmp_path / "flag"), "--trust-code") == 0, capsys.readouterr().err
+    assert run("train", str(cfg), "--out", str(tmp_path / "flag"), "--trust-code") == 0, (
+        capsys.readouterr().err
+    )
     assert trace.exists() and (tmp_path / "flag" / "signals").is_dir()
 
     # The config's own opt-in does the same.
@@ -89,4 +113,7 @@ def test_cli_refuses_without_opt_in_and_runs_with_it(user_module, tmp_path, monk
     _toml(cfg_trusted, f"{name}.MyClassifier", trust=True)
     assert run("train", str(cfg_trusted), "--out", str(tmp_path / "config")) == 0
     assert trace.exists()
-    assert f"sets trust_code = true: it imports and runs '{name}.MyClassifier'" in capsys.readouterr().err
+    assert (
+        f"sets trust_code = true: it imports and runs '{name}.MyClassifier'"
+        in capsys.readouterr().err
+    )

@@ -41,7 +41,13 @@ def synthetic_outputs(n: int = 600, seed: int = 0) -> ModelOutputs:
     logits = rng.normal(0.0, 1.0, (n, 3))
     boost = 1.0 + 1.5 * member + 1.5 * member * (group == "rare")
     logits[np.arange(n), label] += boost
-    return ModelOutputs.from_arrays(logits=logits, label=label, member=member, record_id=ID_BASE + np.arange(n), columns={"group": group})
+    return ModelOutputs.from_arrays(
+        logits=logits,
+        label=label,
+        member=member,
+        record_id=ID_BASE + np.arange(n),
+        columns={"group": group},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -72,17 +78,47 @@ def variants():
         return Estimate(point=p, lower=p - w, upper=p + w)
 
     return [
-        TradeoffVariant(name="baseline", test_accuracy=0.84, generalization_gap=0.12, strongest_attack="rmia_online", auc=est(0.66, 0.01), tpr_at_1pct_fpr=est(0.08, 0.01), baseline=True),
-        TradeoffVariant(name="weight decay 5e-4", test_accuracy=0.85, generalization_gap=0.04, strongest_attack="rmia_online", auc=est(0.58, 0.01), tpr_at_1pct_fpr=est(0.03, 0.01)),
-        TradeoffVariant(name="DP-SGD ε=4", test_accuracy=0.80, generalization_gap=0.01, strongest_attack="lira_online", auc=est(0.51, 0.01), tpr_at_1pct_fpr=Estimate(point=0.012, status="interval_not_reliable"), epsilon=4.0),
+        TradeoffVariant(
+            name="baseline",
+            test_accuracy=0.84,
+            generalization_gap=0.12,
+            strongest_attack="rmia_online",
+            auc=est(0.66, 0.01),
+            tpr_at_1pct_fpr=est(0.08, 0.01),
+            baseline=True,
+        ),
+        TradeoffVariant(
+            name="weight decay 5e-4",
+            test_accuracy=0.85,
+            generalization_gap=0.04,
+            strongest_attack="rmia_online",
+            auc=est(0.58, 0.01),
+            tpr_at_1pct_fpr=est(0.03, 0.01),
+        ),
+        TradeoffVariant(
+            name="DP-SGD ε=4",
+            test_accuracy=0.80,
+            generalization_gap=0.01,
+            strongest_attack="lira_online",
+            auc=est(0.51, 0.01),
+            tpr_at_1pct_fpr=Estimate(point=0.012, status="interval_not_reliable"),
+            epsilon=4.0,
+        ),
     ]
 
 
 def dp_summary(bound: float = 1.6):
     from miaudit.report import DpAuditSummary
 
-    return DpAuditSummary(claimed_epsilon=4.0, delta=1e-5, accountant="PRV", method="one training run (Steinke et al., 2023)",
-                          empirical_epsilon_lower_bound=bound, max_certifiable_epsilon=5.8, trials=1000)
+    return DpAuditSummary(
+        claimed_epsilon=4.0,
+        delta=1e-5,
+        accountant="PRV",
+        method="one training run (Steinke et al., 2023)",
+        empirical_epsilon_lower_bound=bound,
+        max_certifiable_epsilon=5.8,
+        trials=1000,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +140,9 @@ def full_report(reference_run, tmp_path_factory):
     folder, result = reference_run
     hist, classes, note = aggregates_from_scores(folder / "scores.parquet", result)
     assert note is None
-    html = render_report(result, histograms=hist, classes=classes, tradeoff=variants(), dp=dp_summary())
+    html = render_report(
+        result, histograms=hist, classes=classes, tradeoff=variants(), dp=dp_summary()
+    )
     path = tmp_path_factory.mktemp("full_report") / "report.html"
     path.write_text(html, encoding="utf-8")
     return path, html

@@ -17,8 +17,15 @@ import pytest
 CHROMIUM = os.environ.get("MIAUDIT_CHROMIUM", "/usr/bin/chromium")
 #: Playwright adds --headless itself; these keep Chromium off the network and quiet.
 FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-default-browser-check",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--no-default-browser-check",
 ]
 
 
@@ -39,7 +46,11 @@ def browser_context(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh --user-data-dir
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1100, "height": 900},
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1100, "height": 900},
             offline=True,
         )
         try:
@@ -48,10 +59,13 @@ def browser_context(tmp_path_factory):
             context.close()
 
 
-@pytest.mark.parametrize(("which", "charts"), [
-    ("outputs_report", {"attacks", "roc", "scores"}),
-    ("full_report", {"attacks", "roc", "scores", "utility", "tradeoff", "dp"}),
-])
+@pytest.mark.parametrize(
+    ("which", "charts"),
+    [
+        ("outputs_report", {"attacks", "roc", "scores"}),
+        ("full_report", {"attacks", "roc", "scores", "utility", "tradeoff", "dp"}),
+    ],
+)
 def test_report_in_headless_chromium(browser_context, which, charts, request):
     path, _ = request.getfixturevalue(which)
     url = Path(path).resolve().as_uri()

@@ -14,7 +14,9 @@ def test_report_parses_strictly_as_html5(which, request):
     parser = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False)
     doc = parser.parse(html)  # raises html5lib.html5parser.ParseError on the first error
     assert parser.errors == []
-    assert doc.find("head/title") is not None and doc.find("head/title").text.startswith("Membership-inference audit")
+    assert doc.find("head/title") is not None and doc.find("head/title").text.startswith(
+        "Membership-inference audit"
+    )
     assert doc.get("lang") == "en"
     ids = [el.get("id") for el in doc.iter() if el.get("id")]
     dupes = {i for i in ids if ids.count(i) > 1}

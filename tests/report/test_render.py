@@ -41,11 +41,30 @@ def _charts(html: str) -> set[str]:
 
 
 def test_public_names_are_pinned():
-    assert sorted(miaudit.report.__all__) == sorted([
-        "REPORT_FILE", "RISK_THRESHOLDS", "AttackerProfile", "Control", "DpAuditSummary", "RiskAssessment", "RiskLevel", "RiskThreshold",
-        "ScoreHistogram", "TradeoffVariant", "assess_risk", "attacker_profile", "class_breakdown", "format_estimate", "load_results",
-        "recommend", "render_markdown", "render_report", "score_histograms", "write_report",
-    ])
+    assert sorted(miaudit.report.__all__) == sorted(
+        [
+            "REPORT_FILE",
+            "RISK_THRESHOLDS",
+            "AttackerProfile",
+            "Control",
+            "DpAuditSummary",
+            "RiskAssessment",
+            "RiskLevel",
+            "RiskThreshold",
+            "ScoreHistogram",
+            "TradeoffVariant",
+            "assess_risk",
+            "attacker_profile",
+            "class_breakdown",
+            "format_estimate",
+            "load_results",
+            "recommend",
+            "render_markdown",
+            "render_report",
+            "score_histograms",
+            "write_report",
+        ]
+    )
     for name in miaudit.report.__all__:
         assert hasattr(miaudit.report, name)
 
@@ -53,7 +72,18 @@ def test_public_names_are_pinned():
 def test_sections_from_results_alone(outputs_run):
     _, result = outputs_run  # in memory: undefined rates are NaN here (null in results.json)
     html = render_report(result)
-    assert _sections(html) == {"verdict", "threat-model", "roc", "scores", "attacks", "utility", "groups", "exposed", "controls", "method"}
+    assert _sections(html) == {
+        "verdict",
+        "threat-model",
+        "roc",
+        "scores",
+        "attacks",
+        "utility",
+        "groups",
+        "exposed",
+        "controls",
+        "method",
+    }
     assert _charts(html) == {"attacks", "roc"}
     assert "Not available: results.json carries no score distributions" in html
     assert "Not recorded: an audit from saved outputs" in html
@@ -83,16 +113,24 @@ def test_statuses_are_words_never_zero(outputs_run):
     a = result.attacks[0]
     # ~300 non-members: TPR at 1 % and 0.1 % FPR cannot be measured (n0·α < 10), and say what would do
     assert a.tpr_at_fpr["tpr@0.1%fpr"].status == "not_measurable"
-    assert a.tpr_at_fpr["tpr@1%fpr"].status == "not_measurable" and a.tpr_at_fpr["tpr@1%fpr"].needs_nonmembers == 1000
+    assert (
+        a.tpr_at_fpr["tpr@1%fpr"].status == "not_measurable"
+        and a.tpr_at_fpr["tpr@1%fpr"].needs_nonmembers == 1000
+    )
     html = render_report(result)
     assert "not measurable (needs ≥ 1,000 non-members)" in html
-    assert format_estimate(Estimate(point=None, status="not_measurable"), pct=True) == "not measurable"
-    assert format_estimate(Estimate(point=0.0, status="interval_not_reliable"), pct=True) == "0% (interval not reliable)"
+    assert (
+        format_estimate(Estimate(point=None, status="not_measurable"), pct=True) == "not measurable"
+    )
+    assert (
+        format_estimate(Estimate(point=0.0, status="interval_not_reliable"), pct=True)
+        == "0% (interval not reliable)"
+    )
     assert format_estimate(Estimate(point=0.0, lower=0.0, upper=0.02), pct=True) == "0% [0%, 2%]"
     md = render_markdown(result)
     assert "not measurable" in md
     # the not-measurable rate is never drawn as 0 in a table cell of the attack table
-    attacks = html[html.index('<section id="attacks">'):]
+    attacks = html[html.index('<section id="attacks">') :]
     row = re.search(r"<code>loss</code></td>(.*?)</tr>", attacks, re.S)
     # TPR at 1 % and 0.1 % FPR and the PPV at 1 % FPR: each in words, none drawn as 0
     assert row is not None and row.group(1).count("not measurable") == 3
@@ -107,7 +145,9 @@ def test_no_raw_ids_and_no_membership_column(outputs_run, outputs_report):
     assert not headers & {"member", "membership", "is_member", "in training", "record_id"}
     assert "record id (raw)" not in html and "contains raw record ids" not in html
     # raw ids asked for: shown, and flagged
-    raw = result.model_copy(update={"pseudonymisation": result.pseudonymisation.model_copy(update={"raw_ids": True})})
+    raw = result.model_copy(
+        update={"pseudonymisation": result.pseudonymisation.model_copy(update={"raw_ids": True})}
+    )
     raw_html = render_report(raw)
     assert "record id (raw)" in raw_html and "contains raw record ids" in raw_html
 
@@ -133,7 +173,10 @@ def test_self_contained_no_external_resources(which, request):
     assert not re.search(r"\s(src|srcset|poster|action)=", html)
     assert re.findall(r"url\((?!#)", html) == []
     # the only absolute URLs are XML namespace names, which browsers never fetch
-    assert set(re.findall(r"https?://[^\s\"'<>)]+", html)) <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    assert set(re.findall(r"https?://[^\s\"'<>)]+", html)) <= {
+        "http://www.w3.org/2000/svg",
+        "http://www.w3.org/1999/xlink",
+    }
     assert "default-src 'none'" in html
     assert len(html) < 400_000
 
@@ -152,7 +195,9 @@ def test_scores_of_another_run_are_ignored_with_a_note(outputs_run, tmp_path):
     (tmp_path / "results.json").write_text(result.to_json())
     import pyarrow.parquet as pq
 
-    pq.write_table(pq.read_table(folder / "scores.parquet").slice(0, 100), tmp_path / "scores.parquet")
+    pq.write_table(
+        pq.read_table(folder / "scores.parquet").slice(0, 100), tmp_path / "scores.parquet"
+    )
     html = write_report(tmp_path).read_text()
     assert "scores" not in _charts(html)
     assert "belongs to another run" in html
@@ -168,27 +213,37 @@ def test_score_histograms_count_every_record():
         assert sum(h.members) == member.sum() and sum(h.nonmembers) == (member == 0).sum()
         assert len(h.edges) == 21
     assert hist[0].clipped and not hist[1].clipped
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="strictly increasing"):
         ScoreHistogram(attack="a", edges=[0, 1, 1], members=[1, 1], nonmembers=[1, 1])
 
 
-@pytest.mark.parametrize(("auc", "tpr", "level"), [
-    ((0.85, 0.82, 0.88), (0.02, 0.015, 0.03), "high"),
-    ((0.70, 0.65, 0.75), (0.12, 0.10, 0.14), "high"),
-    ((0.62, 0.60, 0.64), (0.02, 0.015, 0.03), "moderate"),
-    ((0.55, 0.52, 0.58), (0.02, 0.011, 0.03), "low"),
-    ((0.51, 0.49, 0.53), (0.012, 0.008, 0.02), "not detected"),
-])
+@pytest.mark.parametrize(
+    ("auc", "tpr", "level"),
+    [
+        ((0.85, 0.82, 0.88), (0.02, 0.015, 0.03), "high"),
+        ((0.70, 0.65, 0.75), (0.12, 0.10, 0.14), "high"),
+        ((0.62, 0.60, 0.64), (0.02, 0.015, 0.03), "moderate"),
+        ((0.55, 0.52, 0.58), (0.02, 0.011, 0.03), "low"),
+        ((0.51, 0.49, 0.53), (0.012, 0.008, 0.02), "not detected"),
+    ],
+)
 def test_risk_levels_follow_stated_thresholds(outputs_run, auc, tpr, level):
     _, result = outputs_run
-    a = result.attacks[0].model_copy(update={
-        "auc": Estimate(point=auc[0], lower=auc[1], upper=auc[2]),
-        "tpr_at_fpr": {"tpr@1%fpr": Estimate(point=tpr[0], lower=tpr[1], upper=tpr[2])},
-    })
+    a = result.attacks[0].model_copy(
+        update={
+            "auc": Estimate(point=auc[0], lower=auc[1], upper=auc[2]),
+            "tpr_at_fpr": {"tpr@1%fpr": Estimate(point=tpr[0], lower=tpr[1], upper=tpr[2])},
+        }
+    )
     r = result.model_copy(update={"attacks": [a]})
     assert assess_risk(r).level == level
     # an unreliable TPR never raises the level
-    b = a.model_copy(update={"auc": Estimate(point=0.5, lower=0.45, upper=0.55), "tpr_at_fpr": {"tpr@1%fpr": Estimate(point=0.5, status="interval_not_reliable")}})
+    b = a.model_copy(
+        update={
+            "auc": Estimate(point=0.5, lower=0.45, upper=0.55),
+            "tpr_at_fpr": {"tpr@1%fpr": Estimate(point=0.5, status="interval_not_reliable")},
+        }
+    )
     none = assess_risk(result.model_copy(update={"attacks": [b]}))
     assert none.level == "not detected" and "AUC up to 0.550" in none.explanation
 
@@ -199,8 +254,19 @@ def test_bad_input_names_the_input(outputs_run, tmp_path):
         (lambda: render_report("results.json"), "result"),  # type: ignore[arg-type]
         (lambda: render_report(result.model_copy(update={"attacks": []})), "result"),
         (lambda: render_markdown(None), "result"),  # type: ignore[arg-type]
-        (lambda: render_report(result, histograms=[ScoreHistogram(attack="nope", edges=[0, 1], members=[1], nonmembers=[1])]), "histograms"),
-        (lambda: render_report(result, tradeoff=[{"name": "x", "test_accuracy": 1.5}]), "tradeoff[0]"),
+        (
+            lambda: render_report(
+                result,
+                histograms=[
+                    ScoreHistogram(attack="nope", edges=[0, 1], members=[1], nonmembers=[1])
+                ],
+            ),
+            "histograms",
+        ),
+        (
+            lambda: render_report(result, tradeoff=[{"name": "x", "test_accuracy": 1.5}]),
+            "tradeoff[0]",
+        ),
         (lambda: render_report(result, dp={"claimed_epsilon": -1}), "dp"),
         (lambda: render_report(result, dp="eps=4"), "dp"),  # type: ignore[arg-type]
         (lambda: write_report(tmp_path / "missing"), "results"),
@@ -208,7 +274,10 @@ def test_bad_input_names_the_input(outputs_run, tmp_path):
     ]
     (tmp_path / "bad.json").write_text('{"schema_version": "miaudit.results/1"}')
     (tmp_path / "junk.json").write_text("not json")
-    cases += [(lambda: write_report(tmp_path / "bad.json"), "results"), (lambda: load_results(tmp_path / "junk.json"), "results")]
+    cases += [
+        (lambda: write_report(tmp_path / "bad.json"), "results"),
+        (lambda: load_results(tmp_path / "junk.json"), "results"),
+    ]
     for call, field in cases:
         with pytest.raises(InputError) as info:
             call()
@@ -223,7 +292,7 @@ def test_cli_report_writes_html_and_prints_markdown(outputs_run, tmp_path):
     app = typer.Typer()
     app.command("report")(report)
     app.command("noop")(lambda: None)  # a second command keeps `report` a subcommand
-    folder, result = outputs_run
+    folder, _result = outputs_run
     out = tmp_path / "shared" / "audit.html"
     res = CliRunner().invoke(app, ["report", str(folder), "--out", str(out), "--markdown"])
     assert res.exit_code == 0, res.output
@@ -241,19 +310,41 @@ def test_markdown_is_the_same_after_a_json_round_trip(outputs_run):
 def test_controls_follow_the_tradeoff_verdicts(outputs_run):
     """DP best by the rule (larger paired risk reduction within the accuracy tolerance) makes the
     DP control "recommended"; a regulariser whose reduction's interval includes 0 does not."""
+    from tests.report.conftest import variants
+
     from miaudit.metrics import Estimate
     from miaudit.report import recommend
     from miaudit.report._verdict import assess_risk
-    from tests.report.conftest import variants
 
     _, result = outputs_run
     base, wd, dp = variants()
-    wd = wd.model_copy(update={"recommendation": "not recommended", "reason": "risk reduction +0.010 AUC [-0.010, +0.030]: its interval does not lie above 0",
-                               "risk_reduction": Estimate(point=0.01, lower=-0.01, upper=0.03), "accuracy_loss": Estimate(point=0.0, lower=0.0, upper=0.0)})
-    dp = dp.model_copy(update={"recommendation": "best", "reason": "risk reduction +0.150 AUC [+0.130, +0.170]; accuracy loss at most 0.2 points (tolerance 1)",
-                               "risk_reduction": Estimate(point=0.15, lower=0.13, upper=0.17), "accuracy_loss": Estimate(point=-0.004, lower=-0.01, upper=0.002)})
+    wd = wd.model_copy(
+        update={
+            "recommendation": "not recommended",
+            "reason": "risk reduction +0.010 AUC [-0.010, +0.030]: its interval does not lie above 0",
+            "risk_reduction": Estimate(point=0.01, lower=-0.01, upper=0.03),
+            "accuracy_loss": Estimate(point=0.0, lower=0.0, upper=0.0),
+        }
+    )
+    dp = dp.model_copy(
+        update={
+            "recommendation": "best",
+            "reason": "risk reduction +0.150 AUC [+0.130, +0.170]; accuracy loss at most 0.2 points (tolerance 1)",
+            "risk_reduction": Estimate(point=0.15, lower=0.13, upper=0.17),
+            "accuracy_loss": Estimate(point=-0.004, lower=-0.01, upper=0.002),
+        }
+    )
     controls = {c.key: c for c in recommend(result, assess_risk(result), tradeoff=[base, wd, dp])}
-    assert controls["dp"].priority == "recommended" and "DP-SGD ε=4 is best" in controls["dp"].because
-    assert controls["regularisation"].priority != "recommended" and "no variant of this kind met the rule" in controls["regularisation"].because
+    assert (
+        controls["dp"].priority == "recommended" and "DP-SGD ε=4 is best" in controls["dp"].because
+    )
+    assert (
+        controls["regularisation"].priority != "recommended"
+        and "no variant of this kind met the rule" in controls["regularisation"].because
+    )
     html = render_report(result, tradeoff=[base, wd, dp])
-    assert "not recommended" in html and "its interval does not lie above 0" in html and '0.150 <span class="ci">[0.130, 0.170]</span>' in html
+    assert (
+        "not recommended" in html
+        and "its interval does not lie above 0" in html
+        and '0.150 <span class="ci">[0.130, 0.170]</span>' in html
+    )

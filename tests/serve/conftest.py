@@ -83,7 +83,9 @@ def make_service(estimator, tmp_path) -> Iterator:
 
     def make(**overrides: object) -> InProcess:
         overrides.setdefault("predictor", EstimatorPredictor(estimator))
-        cfg = ServeConfig(db=f"sqlite:///{tmp_path}/guard{len(made)}.db", secret=SECRET, **overrides)  # type: ignore[arg-type]
+        cfg = ServeConfig(
+            db=f"sqlite:///{tmp_path}/guard{len(made)}.db", secret=SECRET, **overrides
+        )  # type: ignore[arg-type]
         app = create_app(cfg)
         store = app.state.store
         svc = InProcess(app, store, asgi_client(app), store.create_key(SECRET, "admin").token, cfg)
@@ -124,13 +126,33 @@ class Server:
     def start(self, timeout: float = 90.0) -> Server:
         s = self.spec
         args = [
-            sys.executable, "-c", "from miaudit.cli._serve import serve_app; serve_app()", "serve",
-            "--model", str(s.model), "--db", s.db, "--secret-file", str(s.secret_file),
-            "--port", str(self.port), "--workers", str(self.workers), "--max-batch", str(s.max_batch),
+            sys.executable,
+            "-c",
+            "from miaudit.cli._serve import serve_app; serve_app()",
+            "serve",
+            "--model",
+            str(s.model),
+            "--db",
+            s.db,
+            "--secret-file",
+            str(s.secret_file),
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--max-batch",
+            str(s.max_batch),
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+        }
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -160,7 +182,10 @@ class Server:
 
 def postgres_bin() -> Path | None:
     """The bin folder of the installed PostgreSQL (highest version), found from the package."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
@@ -194,14 +219,74 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
         for parent in list(root.parents)[:3]:
             os.chmod(parent, os.stat(parent).st_mode | 0o011)
     port = free_port()
-    subprocess.run(_as_postgres_user([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "miaudit", "--no-sync", "-E", "UTF8"]), check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        _as_postgres_user(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "miaudit",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=100"
-    subprocess.run(_as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "pg.log"), "-w", "-t", "30", "start"]), check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        _as_postgres_user(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                opts,
+                "-l",
+                str(root / "pg.log"),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     try:
-        subprocess.run(_as_postgres_user([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "miaudit", "guard"]), check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            _as_postgres_user(
+                [
+                    str(bindir / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "miaudit",
+                    "guard",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         yield f"postgresql://miaudit@127.0.0.1:{port}/guard"
     finally:
-        subprocess.run(_as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]), check=False, capture_output=True, timeout=60)
+        subprocess.run(
+            _as_postgres_user(
+                [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+            ),
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 def reset_postgres(url: str) -> None:

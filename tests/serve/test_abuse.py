@@ -11,16 +11,18 @@ import anyio
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from tests.serve.conftest import N_FEATURES, SECRET, synthetic
 
 from miaudit.serve import EstimatorPredictor, TorchMLPPredictor
 from miaudit.serve._app import predict_body_cap
 from miaudit.serve._store import KeyRevoked
-from tests.serve.conftest import N_FEATURES, SECRET, synthetic
 
 X, _ = synthetic(50, seed=3)
 
 
-def call_asgi(app: Any, path: str, headers: dict[str, str], chunks: list[bytes], method: str = "POST") -> tuple[int, bytes, int]:
+def call_asgi(
+    app: Any, path: str, headers: dict[str, str], chunks: list[bytes], method: str = "POST"
+) -> tuple[int, bytes, int]:
     """Call the ASGI app directly: (status, body, how many body bytes the app pulled in)."""
     pulled = 0
     pending = list(chunks)
@@ -41,10 +43,18 @@ def call_asgi(app: Any, path: str, headers: dict[str, str], chunks: list[bytes],
             out["body"] += message.get("body", b"")
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
     }
 
     async def main() -> None:
@@ -64,7 +74,9 @@ def test_unauthenticated_bodies_are_never_read(service, token) -> None:
     if token:
         headers["authorization"] = f"Bearer {token}"
     status, body, pulled = call_asgi(service.app, "/predict", headers, list(BIG))
-    assert (status, pulled) == (401, 0) and json.loads(body) == {"detail": "invalid or missing API key"}
+    assert (status, pulled) == (401, 0) and json.loads(body) == {
+        "detail": "invalid or missing API key"
+    }
     status, _, pulled = call_asgi(service.app, "/admin/keys", headers, list(BIG))
     assert (status, pulled) == (401, 0)
 
@@ -72,9 +84,15 @@ def test_unauthenticated_bodies_are_never_read(service, token) -> None:
 def test_content_length_over_the_cap_is_413_before_reading(make_service) -> None:
     svc = make_service(max_batch=100)
     cap = predict_body_cap(100, N_FEATURES, None)
-    assert 100 * N_FEATURES * 24 < cap < 100_000  # room for every float64 written out in full, no more
+    assert (
+        100 * N_FEATURES * 24 < cap < 100_000
+    )  # room for every float64 written out in full, no more
     tok = svc.token("trusted")
-    headers = {"content-type": "application/json", "authorization": f"Bearer {tok}", "content-length": str(cap + 1)}
+    headers = {
+        "content-type": "application/json",
+        "authorization": f"Bearer {tok}",
+        "content-length": str(cap + 1),
+    }
     status, body, pulled = call_asgi(svc.app, "/predict", headers, [b"x" * (cap + 1)])
     assert (status, pulled) == (413, 0) and b"too large" in body
     # the largest legitimate body in full float64 precision fits
@@ -87,7 +105,11 @@ def test_streamed_body_is_cut_at_the_cap(make_service) -> None:
     cap = predict_body_cap(100, N_FEATURES, None)
     tok = svc.token("trusted")
     chunk = b" " * 8192
-    headers = {"content-type": "application/json", "authorization": f"Bearer {tok}", "transfer-encoding": "chunked"}
+    headers = {
+        "content-type": "application/json",
+        "authorization": f"Bearer {tok}",
+        "transfer-encoding": "chunked",
+    }
     status, _, pulled = call_asgi(svc.app, "/predict", headers, [chunk] * (10 * cap // len(chunk)))
     assert status == 413 and cap < pulled <= cap + len(chunk)
     assert svc.store.get_key(tok.split("_")[1]).used == 0
@@ -131,28 +153,42 @@ class NaNModel:
 
 
 @pytest.mark.parametrize("role", ["trusted", "analyst", "public"])
-def test_an_answer_the_model_could_not_make_is_500_charged_and_logged_as_500(make_service, role) -> None:
+def test_an_answer_the_model_could_not_make_is_500_charged_and_logged_as_500(
+    make_service, role
+) -> None:
     svc = make_service(predictor=EstimatorPredictor(NaNModel()))
     tok = svc.token(role, budget=100)
     key_id = tok.split("_")[1]
     good, bad = np.ones((2, N_FEATURES)), -np.ones((3, N_FEATURES))
     r = svc.post(tok, json={"records": bad.tolist()})
-    assert r.status_code == 500 and r.json() == {"detail": "the model could not answer these records"}
+    assert r.status_code == 500 and r.json() == {
+        "detail": "the model could not answer these records"
+    }
     assert "label" not in r.text  # a label-only answer is never derived from NaN
     r = svc.post(tok, json={"records": good.tolist()})
     assert r.status_code == 200 and len(r.json()["predictions"]) == 2
     entries = svc.store.log_entries(key_id=key_id, with_hashes=True)[::-1]
-    assert [(e["status"], e["n_records"], len(e["record_hashes"])) for e in entries] == [(500, 3, 3), (200, 2, 2)]
+    assert [(e["status"], e["n_records"], len(e["record_hashes"])) for e in entries] == [
+        (500, 3, 3),
+        (200, 2, 2),
+    ]
     assert svc.store.get_key(key_id).used == 5 == svc.store.answered_records()[key_id]
 
 
 def test_float32_overflow_in_a_served_torch_mlp_is_never_a_200(make_service) -> None:
     rng = np.random.default_rng(0)
-    layers = [(rng.normal(size=(N_FEATURES, 8)).astype(np.float32) * 1e3, np.zeros(8, np.float32)), (rng.normal(size=(8, 3)).astype(np.float32), np.zeros(3, np.float32))]
-    mlp = TorchMLPPredictor(layers, (np.ones(N_FEATURES, np.float32), np.zeros(N_FEATURES, np.float32)))
+    layers = [
+        (rng.normal(size=(N_FEATURES, 8)).astype(np.float32) * 1e3, np.zeros(8, np.float32)),
+        (rng.normal(size=(8, 3)).astype(np.float32), np.zeros(3, np.float32)),
+    ]
+    mlp = TorchMLPPredictor(
+        layers, (np.ones(N_FEATURES, np.float32), np.zeros(N_FEATURES, np.float32))
+    )
     svc = make_service(predictor=mlp)
     tok = svc.token("public", budget=100)
-    r = svc.post(tok, json={"record": [3.0e38] * N_FEATURES})  # finite float32, overflows inside the model
+    r = svc.post(
+        tok, json={"record": [3.0e38] * N_FEATURES}
+    )  # finite float32, overflows inside the model
     assert r.status_code == 500
     assert svc.post(tok, json={"record": [0.5] * N_FEATURES}).status_code == 200
     assert [e["status"] for e in svc.store.log_entries(key_id=tok.split("_")[1])] == [200, 500]
@@ -170,7 +206,13 @@ def test_a_key_revoked_in_the_database_loses_every_right_at_once(service) -> Non
     for path in ("/admin/keys", "/admin/log", "/admin/alerts", "/whoami"):
         assert service.get(second, path).status_code == 401
     assert service.post(second, json={"record": X[0].tolist()}).status_code == 401
-    assert service.client.delete(f"/admin/keys/{service.admin.split('_')[1]}", headers={"Authorization": f"Bearer {second}"}).status_code == 401
+    assert (
+        service.client.delete(
+            f"/admin/keys/{service.admin.split('_')[1]}",
+            headers={"Authorization": f"Bearer {second}"},
+        ).status_code
+        == 401
+    )
 
 
 def test_admin_acts_check_the_actor_inside_their_transaction(service) -> None:
@@ -207,10 +249,17 @@ def test_every_401_does_the_same_work_whether_the_id_exists_or_not(service) -> N
 
     sa.event.listen(service.store.engine, "before_cursor_execute", spy)
     for raw in service.store._readers:  # the event loop's own SQLite connection
-        raw.set_trace_callback(lambda sql: statements.append(re.sub(r"'[^']*'", "?", " ".join(sql.split()))))  # bound values shown as ?
+        raw.set_trace_callback(
+            lambda sql: statements.append(re.sub(r"'[^']*'", "?", " ".join(sql.split())))
+        )  # bound values shown as ?
     try:
         seen = {}
-        for name, token in {"missing": None, "malformed": "nonsense", "unknown": "mia_0123456789abcdef_" + "A" * 43, "known id": known_wrong}.items():
+        for name, token in {
+            "missing": None,
+            "malformed": "nonsense",
+            "unknown": "mia_0123456789abcdef_" + "A" * 43,
+            "known id": known_wrong,
+        }.items():
             statements.clear()
             r = service.post(token, json={"record": X[0].tolist()})
             assert r.status_code == 401
@@ -220,4 +269,6 @@ def test_every_401_does_the_same_work_whether_the_id_exists_or_not(service) -> N
         for raw in service.store._readers:
             raw.set_trace_callback(None)
     assert len({tuple(v) for v in seen.values()}) == 1, seen
-    assert [s for s in seen["known id"] if s.startswith("SELECT")] == [seen["known id"][-1]] and "FROM miaudit_api_keys WHERE key_id" in seen["known id"][-1]
+    assert [s for s in seen["known id"] if s.startswith("SELECT")] == [
+        seen["known id"][-1]
+    ] and "FROM miaudit_api_keys WHERE key_id" in seen["known id"][-1]

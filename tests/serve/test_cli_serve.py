@@ -31,11 +31,23 @@ def test_keys_create_list_budget_revoke(tmp_path) -> None:
     assert secret.exists() and stat.S_IMODE(os.stat(secret).st_mode) == 0o600
     r = invoke("keys", "list", "--db", db, "--json")
     rows = [json.loads(line) for line in r.stdout.splitlines()]
-    assert rows == [{**rows[0], "key_id": key_id, "role": "analyst", "budget": 500, "rate": 50, "used": 0, "revoked": False}]
+    assert rows == [
+        {
+            **rows[0],
+            "key_id": key_id,
+            "role": "analyst",
+            "budget": 500,
+            "rate": 50,
+            "used": 0,
+            "revoked": False,
+        }
+    ]
     assert token not in r.stdout
     r = invoke("keys", "list", "--db", db)
     assert key_id in r.stdout and "active" in r.stdout
-    r = invoke("keys", "budget", key_id, "--budget", "none", "--rate", "10", "--window", "5", "--db", db)
+    r = invoke(
+        "keys", "budget", key_id, "--budget", "none", "--rate", "10", "--window", "5", "--db", db
+    )
     assert r.exit_code == 0 and "budget none" in r.stdout and "rate 10 per 5s" in r.stdout
     r = invoke("keys", "revoke", key_id, "--db", db)
     assert r.exit_code == 0
@@ -49,7 +61,9 @@ def test_bad_inputs_name_the_option(tmp_path) -> None:
     r = invoke("keys", "create", "--role", "public", "--budget", "lots", "--db", db)
     assert isinstance(r.exception, InputError) and r.exception.field == "--budget"
     r = invoke("keys", "revoke", "ffffffffffffffff", "--db", db)
-    assert isinstance(r.exception, InputError) and r.exception.field == "--db"  # no database there: none is created
+    assert (
+        isinstance(r.exception, InputError) and r.exception.field == "--db"
+    )  # no database there: none is created
     assert not (tmp_path / "g.db").exists()
     assert invoke("keys", "create", "--role", "public", "--db", db).exit_code == 0
     r = invoke("keys", "revoke", "ffffffffffffffff", "--db", db)
@@ -67,11 +81,19 @@ def test_alerts_lists_stored_alerts(tmp_path) -> None:
     store = Store(db)
     assert invoke("alerts", "--db", db).stdout.strip() == "no alerts"
     store.add_alert("perturbation", "0123456789abcdef", ["0123456789abcdef"], {"queries": 17})
-    store.add_alert("spread", "aaaaaaaaaaaaaaaa", ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"], {"cluster_queries": 20})
+    store.add_alert(
+        "spread",
+        "aaaaaaaaaaaaaaaa",
+        ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"],
+        {"cluster_queries": 20},
+    )
     store.close()
     out = invoke("alerts", "--db", db).stdout
     assert "perturbation" in out and "queries=17" in out and "bbbbbbbbbbbbbbbb" in out
-    rows = [json.loads(x) for x in invoke("alerts", "--db", db, "--json", "--since", "1").stdout.splitlines()]
+    rows = [
+        json.loads(x)
+        for x in invoke("alerts", "--db", db, "--json", "--since", "1").stdout.splitlines()
+    ]
     assert [a["detector"] for a in rows] == ["spread"]
 
 
@@ -87,7 +109,13 @@ def test_created_key_authenticates_against_an_app_on_the_same_db(tmp_path, estim
 
     db = f"sqlite:///{tmp_path}/g.db"
     token = invoke("keys", "create", "--role", role, "--db", db).stdout.strip().splitlines()[-1]
-    app = create_app(ServeConfig(predictor=EstimatorPredictor(estimator), db=db, secret=load_server_secret(tmp_path / "g.db.secret")))
+    app = create_app(
+        ServeConfig(
+            predictor=EstimatorPredictor(estimator),
+            db=db,
+            secret=load_server_secret(tmp_path / "g.db.secret"),
+        )
+    )
     with asgi_client(app) as client:
         r = client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
     app.state.store.close()

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+from tests.serve.conftest import N_FEATURES, SECRET, Server, free_port, reset_postgres
 
 from benchmarks.bench_guard_abuse import send_body
 from miaudit.cli import main
 from miaudit.serve import ServeSpec, Store, record_hashes
-from tests.serve.conftest import N_FEATURES, SECRET, Server, free_port, reset_postgres
 
 TIMEOUT = httpx.Timeout(10.0)
 
@@ -67,10 +67,17 @@ def test_auth_and_policies_over_the_network(server, store) -> None:
     x = _records(20, 0)
     with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
         assert c.post("/predict", json={"records": x.tolist()}).status_code == 401
-        assert c.post("/predict", json={"records": x.tolist()}, headers=_h(public[:-1] + "x")).status_code == 401
+        assert (
+            c.post(
+                "/predict", json={"records": x.tolist()}, headers=_h(public[:-1] + "x")
+            ).status_code
+            == 401
+        )
         r = c.post("/predict", json={"records": x.tolist()}, headers=_h(public))
         assert r.status_code == 200
-        assert b"." not in r.content.replace(b"label-only", b"")  # not one decimal point: no probability
+        assert b"." not in r.content.replace(
+            b"label-only", b""
+        )  # not one decimal point: no probability
         assert all(set(p) == {"label"} for p in r.json()["predictions"])
         r = c.post("/predict", json={"records": x.tolist()}, headers=_h(analyst))
         assert r.json()["policy"] == "round:2"
@@ -93,7 +100,11 @@ def test_concurrent_clients_budgets_exact_across_workers(server, store) -> None:
             for j in range(60):
                 key = fixed if (i + j) % 2 else mixed
                 n = 10 if key is fixed else int(rng.integers(1, 14))
-                r = c.post("/predict", json={"records": _records(n, 1000 * i + j).tolist()}, headers=_h(key.token))
+                r = c.post(
+                    "/predict",
+                    json={"records": _records(n, 1000 * i + j).tolist()},
+                    headers=_h(key.token),
+                )
                 assert r.status_code in (200, 429), r.text
                 if r.status_code == 429:
                     assert int(r.headers["retry-after"]) > 0
@@ -120,11 +131,18 @@ def test_log_holds_each_answer_with_its_record_hashes(server, store) -> None:
     sent = [_records(k + 1, 77 + k) for k in range(5)]
     with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
         for x in sent:
-            assert c.post("/predict", json={"records": x.tolist()}, headers=_h(key.token)).status_code == 200
+            assert (
+                c.post("/predict", json={"records": x.tolist()}, headers=_h(key.token)).status_code
+                == 200
+            )
     entries = store.log_entries(key_id=key.key_id, with_hashes=True)[::-1]
     assert [e["n_records"] for e in entries] == [1, 2, 3, 4, 5]
     for e, x in zip(entries, sent, strict=True):
-        assert e["record_hashes"] == record_hashes(SECRET, x) and e["status"] == 200 and e["policy"] == "full"
+        assert (
+            e["record_hashes"] == record_hashes(SECRET, x)
+            and e["status"] == 200
+            and e["policy"] == "full"
+        )
 
 
 def test_revocation_race_two_workers_and_the_cli(server, store, backend, monkeypatch) -> None:
@@ -145,7 +163,11 @@ def test_revocation_race_two_workers_and_the_cli(server, store, backend, monkeyp
                 j += 1
                 t = time.time()
                 if what == "create":
-                    r = c.post("/admin/keys", json={"role": "admin", "label": label}, headers=_h(admin.token))
+                    r = c.post(
+                        "/admin/keys",
+                        json={"role": "admin", "label": label},
+                        headers=_h(admin.token),
+                    )
                 elif what == "predict":
                     r = c.post("/predict", json={"records": x}, headers=_h(admin.token))
                 else:
@@ -177,7 +199,11 @@ def test_revocation_race_two_workers_and_the_cli(server, store, backend, monkeyp
     log = store.log_entries(key_id=admin.key_id, limit=100_000)
     answered = [e for e in log if e["status"] == 200]
     assert answered and max(e["ts"] for e in answered) < revoked_at  # no answer charged after it
-    assert store.get_key(admin.key_id).used == 3 * len(answered) == 3 * sum(1 for _t, w, s in calls if w == "predict" and s == 200)
+    assert (
+        store.get_key(admin.key_id).used
+        == 3 * len(answered)
+        == 3 * sum(1 for _t, w, s in calls if w == "predict" and s == 200)
+    )
     after = [s for t, _w, s in calls if t > done]
     assert len(after) >= 30 and set(after) == {401}  # every call sent after the CLI returned
 
@@ -190,7 +216,12 @@ def test_a_huge_body_without_a_key_is_refused_unread(server, store) -> None:
     assert status == 413
     with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
         assert c.get("/health").status_code == 200
-        assert c.post("/predict", json={"record": [0.1] * N_FEATURES}, headers=_h(trusted.token)).status_code == 200
+        assert (
+            c.post(
+                "/predict", json={"record": [0.1] * N_FEATURES}, headers=_h(trusted.token)
+            ).status_code
+            == 200
+        )
     assert store.get_key(trusted.key_id).used == 1
 
 
@@ -198,9 +229,18 @@ def test_numbers_beyond_float32_are_422_and_cost_nothing(server, store) -> None:
     key = store.create_key(SECRET, "public", budget=10)
     with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
         for v in (1e300, -3.5e38):
-            r = c.post("/predict", json={"record": [v] + [0.0] * (N_FEATURES - 1)}, headers=_h(key.token))
+            r = c.post(
+                "/predict", json={"record": [v] + [0.0] * (N_FEATURES - 1)}, headers=_h(key.token)
+            )
             assert r.status_code == 422 and "float32" in r.text
-        assert c.post("/predict", content=b'{"record": [1e999, 0, 0, 0, 0, 0]}', headers={**_h(key.token), "content-type": "application/json"}).status_code == 422
+        assert (
+            c.post(
+                "/predict",
+                content=b'{"record": [1e999, 0, 0, 0, 0, 0]}',
+                headers={**_h(key.token), "content-type": "application/json"},
+            ).status_code
+            == 422
+        )
     assert store.get_key(key.key_id).used == 0 and store.log_entries(key_id=key.key_id) == []
 
 

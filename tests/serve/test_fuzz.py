@@ -41,7 +41,13 @@ def test_fuzz_openapi_no_500_no_data_to_unauthorised(make_service) -> None:
     strategy = st.sampled_from(ops).flatmap(lambda op: op.as_strategy())
     seen: dict[tuple[str, int], int] = {}
 
-    @settings(max_examples=400, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=400,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=strategy, who=st.sampled_from(sorted(tokens)))
     def run(case, who: str) -> None:
         headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
@@ -51,20 +57,38 @@ def test_fuzz_openapi_no_500_no_data_to_unauthorised(make_service) -> None:
         method, url = kwargs.pop("method"), kwargs.pop("url")
         kwargs.pop("cookies", None)
         body = kwargs.pop("json", None)
-        resp = svc.client.request(method, url, headers=kwargs.get("headers"), params=kwargs.get("params"), json=body,
-                                  content=kwargs.get("data") if body is None else None)
+        resp = svc.client.request(
+            method,
+            url,
+            headers=kwargs.get("headers"),
+            params=kwargs.get("params"),
+            json=body,
+            content=kwargs.get("data") if body is None else None,
+        )
         seen[(who, resp.status_code)] = seen.get((who, resp.status_code), 0) + 1
         assert resp.status_code < 500, f"{method} {url} → {resp.status_code}: {resp.text[:300]}"
         text = resp.text
-        if who in ("none", "malformed", "unknown", "revoked") and case.path != "/health" and not case.path.startswith("/openapi"):
-            assert resp.status_code in (401, 404, 405, 422), f"{who} got {resp.status_code} on {method} {url}"
+        if (
+            who in ("none", "malformed", "unknown", "revoked")
+            and case.path != "/health"
+            and not case.path.startswith("/openapi")
+        ):
+            assert resp.status_code in (401, 404, 405, 422), (
+                f"{who} got {resp.status_code} on {method} {url}"
+            )
             assert not any(m in text for m in DATA_MARKERS), text[:300]
         if who == "public":
             if case.path.startswith("/admin"):
-                assert resp.status_code in (403, 404, 405, 422) and not any(m in text for m in DATA_MARKERS[1:])
+                assert resp.status_code in (403, 404, 405, 422) and not any(
+                    m in text for m in DATA_MARKERS[1:]
+                )
             if resp.status_code == 200 and case.path == "/predict":
-                assert not _floats(json.loads(text)), "a label-only key received a number with a fraction"
+                assert not _floats(json.loads(text)), (
+                    "a label-only key received a number with a fraction"
+                )
 
     run()
-    assert sum(v for (w, s), v in seen.items() if s == 200) > 20, seen  # the run reached real answers
+    assert sum(v for (w, s), v in seen.items() if s == 200) > 20, (
+        seen
+    )  # the run reached real answers
     assert any(s == 401 for (_w, s) in seen)

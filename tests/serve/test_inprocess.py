@@ -9,9 +9,9 @@ import threading
 import httpx
 import numpy as np
 import pytest
+from tests.serve.conftest import SECRET, synthetic
 
 from miaudit.serve import DetectorConfig, HttpOracle, Role, ServiceError, record_hashes
-from tests.serve.conftest import SECRET, synthetic
 
 X, Y = synthetic(50, seed=1)
 FLOAT_KEYS = ("scores", "probabilities", "probs", "values")
@@ -56,7 +56,9 @@ def test_keys_are_random_256_bit_tokens_stored_only_as_hmac(service) -> None:
     import sqlalchemy as sa
 
     with service.store.engine.begin() as conn:
-        dump = json.dumps([list(r) for r in conn.execute(sa.text("select * from miaudit_api_keys")).all()])
+        dump = json.dumps(
+            [list(r) for r in conn.execute(sa.text("select * from miaudit_api_keys")).all()]
+        )
     for t in tokens:
         prefix, key_id, secret = t.split("_", 2)
         assert prefix == "mia" and len(key_id) == 16 and len(secret) >= 43  # 32 bytes of base64
@@ -70,31 +72,54 @@ def test_admin_endpoints_need_an_admin_key(service) -> None:
         r = service.client.request(method, path, headers={"Authorization": f"Bearer {analyst}"})
         assert r.status_code == 403
         assert "key_id" not in r.text
-        assert service.client.request(method, path, headers={"Authorization": f"Bearer {service.admin}"}).status_code == 200
+        assert (
+            service.client.request(
+                method, path, headers={"Authorization": f"Bearer {service.admin}"}
+            ).status_code
+            == 200
+        )
     r = service.post(analyst, "/admin/keys", json={"role": "admin"})
     assert r.status_code == 403
 
 
 def test_admin_key_lifecycle(service) -> None:
-    r = service.post(service.admin, "/admin/keys", json={"role": "public", "budget": 3, "label": "partner"})
+    r = service.post(
+        service.admin, "/admin/keys", json={"role": "public", "budget": 3, "label": "partner"}
+    )
     assert r.status_code == 201
     made = r.json()
     assert made["token"].startswith("mia_") and made["budget"] == 3 and made["role"] == "public"
     listed = service.get(service.admin, "/admin/keys").json()
     assert made["key_id"] in {k["key_id"] for k in listed}
     assert all("token" not in k for k in listed)
-    r = service.client.put(f"/admin/keys/{made['key_id']}/limits", json={"budget": 10, "rate": 5}, headers={"Authorization": f"Bearer {service.admin}"})
+    r = service.client.put(
+        f"/admin/keys/{made['key_id']}/limits",
+        json={"budget": 10, "rate": 5},
+        headers={"Authorization": f"Bearer {service.admin}"},
+    )
     assert r.status_code == 200 and r.json()["budget"] == 10 and r.json()["rate"] == 5
     assert service.post(made["token"], json={"records": X[:5].tolist()}).status_code == 200
-    r = service.client.delete(f"/admin/keys/{made['key_id']}", headers={"Authorization": f"Bearer {service.admin}"})
+    r = service.client.delete(
+        f"/admin/keys/{made['key_id']}", headers={"Authorization": f"Bearer {service.admin}"}
+    )
     assert r.status_code == 200 and r.json()["revoked"] is True
     assert service.post(made["token"], json={"record": X[0].tolist()}).status_code == 401
-    assert service.client.delete("/admin/keys/ffffffffffffffff", headers={"Authorization": f"Bearer {service.admin}"}).status_code == 404
-    assert service.post(service.admin, "/admin/keys", json={"role": "nosuchrole"}).status_code == 422
+    assert (
+        service.client.delete(
+            "/admin/keys/ffffffffffffffff", headers={"Authorization": f"Bearer {service.admin}"}
+        ).status_code
+        == 404
+    )
+    assert (
+        service.post(service.admin, "/admin/keys", json={"role": "nosuchrole"}).status_code == 422
+    )
 
 
 def test_role_without_predict_is_forbidden(make_service) -> None:
-    roles = {"admin": Role.of("admin", "full", ["predict", "admin"]), "auditor": Role.of("auditor", "full", ["admin"])}
+    roles = {
+        "admin": Role.of("admin", "full", ["predict", "admin"]),
+        "auditor": Role.of("auditor", "full", ["admin"]),
+    }
     svc = make_service(roles=roles)
     auditor = svc.token("auditor")
     r = svc.post(auditor, json={"record": X[0].tolist()})
@@ -139,10 +164,22 @@ def test_top_k_and_noise_roles(make_service, estimator) -> None:
     }
     svc = make_service(roles=roles, noise_seed=3)
     p = estimator.predict_proba(X)
-    top = np.array([q["scores"] for q in svc.post(svc.token("top1"), json={"records": X.tolist()}).json()["predictions"]])
+    top = np.array(
+        [
+            q["scores"]
+            for q in svc.post(svc.token("top1"), json={"records": X.tolist()}).json()["predictions"]
+        ]
+    )
     assert ((top > 0).sum(axis=1) == 1).all()
     np.testing.assert_allclose(top.max(axis=1), p.max(axis=1))
-    noisy = np.array([q["scores"] for q in svc.post(svc.token("noisy"), json={"records": X.tolist()}).json()["predictions"]])
+    noisy = np.array(
+        [
+            q["scores"]
+            for q in svc.post(svc.token("noisy"), json={"records": X.tolist()}).json()[
+                "predictions"
+            ]
+        ]
+    )
     np.testing.assert_allclose(noisy.sum(axis=1), 1.0)
     assert not np.allclose(noisy, p)
 
@@ -154,15 +191,23 @@ def test_records_as_objects_by_feature_name(make_service, estimator) -> None:
     svc = make_service()
     from miaudit.serve import ServeConfig, create_app
 
-    cfg = ServeConfig(predictor=EstimatorPredictor(estimator, feature_names=names), db=svc.config.db.replace(".db", "n.db"), secret=SECRET)
+    cfg = ServeConfig(
+        predictor=EstimatorPredictor(estimator, feature_names=names),
+        db=svc.config.db.replace(".db", "n.db"),
+        secret=SECRET,
+    )
     app = create_app(cfg)
     from miaudit.serve import asgi_client
 
     with asgi_client(app) as client:
         tok = app.state.store.create_key(SECRET, "trusted").token
         h = {"Authorization": f"Bearer {tok}"}
-        r = client.post("/predict", json={"record": dict(zip(names, X[0].tolist(), strict=True))}, headers=h)
-        assert r.status_code == 200 and r.json()["predictions"][0]["label"] == int(estimator.predict(X[:1])[0])
+        r = client.post(
+            "/predict", json={"record": dict(zip(names, X[0].tolist(), strict=True))}, headers=h
+        )
+        assert r.status_code == 200 and r.json()["predictions"][0]["label"] == int(
+            estimator.predict(X[:1])[0]
+        )
         r = client.post("/predict", json={"record": {"f0": 1.0}}, headers=h)
         assert r.status_code == 422 and "missing field" in r.json()["detail"]
     app.state.store.close()
@@ -224,7 +269,9 @@ def test_rate_limit_window_in_records(service) -> None:
     assert r.status_code == 429 and r.json()["detail"] == "rate limit reached"
     assert 1 <= int(r.headers["retry-after"]) <= 3600
     assert service.post(tok, json={"records": X[:2].tolist()}).status_code == 200
-    r = service.post(tok, json={"records": X[:11].tolist()})  # larger than the rate itself: 413, not a retry loop
+    r = service.post(
+        tok, json={"records": X[:11].tolist()}
+    )  # larger than the rate itself: 413, not a retry loop
     assert r.status_code == 413 and "rate limit" in r.json()["detail"]
 
 
@@ -233,10 +280,22 @@ def test_rate_window_rolls_over(service) -> None:
     key_id = tok.split("_")[1]
     t0 = 120.0 * 1e7
     hashes = ["h"] * 4
-    assert service.store.charge(key_id, 4, endpoint="predict", policy="full", hashes=hashes, now=t0).request_id is not None
-    denied = service.store.charge(key_id, 1, endpoint="predict", policy="full", hashes=["h"], now=t0 + 59)
+    assert (
+        service.store.charge(
+            key_id, 4, endpoint="predict", policy="full", hashes=hashes, now=t0
+        ).request_id
+        is not None
+    )
+    denied = service.store.charge(
+        key_id, 1, endpoint="predict", policy="full", hashes=["h"], now=t0 + 59
+    )
     assert denied.denial == "rate" and denied.retry_after_s == 1
-    assert service.store.charge(key_id, 4, endpoint="predict", policy="full", hashes=hashes, now=t0 + 60).request_id is not None
+    assert (
+        service.store.charge(
+            key_id, 4, endpoint="predict", policy="full", hashes=hashes, now=t0 + 60
+        ).request_id
+        is not None
+    )
 
 
 def test_concurrent_in_process_clients_never_exceed_the_budget(service) -> None:
@@ -246,7 +305,12 @@ def test_concurrent_in_process_clients_never_exceed_the_budget(service) -> None:
         transport = httpx.ASGITransport(app=service.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             h = {"Authorization": f"Bearer {tok}"}
-            rs = await asyncio.gather(*[client.post("/predict", json={"records": X[: 1 + i % 7].tolist()}, headers=h) for i in range(60)])
+            rs = await asyncio.gather(
+                *[
+                    client.post("/predict", json={"records": X[: 1 + i % 7].tolist()}, headers=h)
+                    for i in range(60)
+                ]
+            )
         return [(r.status_code, 1 + i % 7) for i, r in enumerate(rs)]
 
     got = asyncio.run(run())
@@ -265,7 +329,9 @@ def test_every_answer_is_logged_with_keyed_record_hashes(service) -> None:
     key_id = tok.split("_")[1]
     service.post(tok, json={"records": X[:3].tolist()})
     service.post(tok, json={"records": X[3:5].tolist()})  # refused: 5 > 4
-    log = service.get(service.admin, "/admin/log", params={"key_id": key_id, "hashes": "true"}).json()
+    log = service.get(
+        service.admin, "/admin/log", params={"key_id": key_id, "hashes": "true"}
+    ).json()
     assert [e["status"] for e in log] == [429, 200]
     ok = log[1]
     assert ok["n_records"] == 3 and ok["policy"] == "round:2" and ok["endpoint"] == "predict"
@@ -291,7 +357,9 @@ def test_openapi_is_published(service) -> None:
 # --- detectors and the HTTP oracle -------------------------------------------------------------
 
 
-def test_noise_robustness_attack_through_the_http_oracle_raises_a_perturbation_alert(service, estimator) -> None:
+def test_noise_robustness_attack_through_the_http_oracle_raises_a_perturbation_alert(
+    service, estimator
+) -> None:
     from miaudit.attacks import LocalOracle
     from miaudit.attacks._label_only import noise_robustness_attack
 
@@ -299,7 +367,14 @@ def test_noise_robustness_attack_through_the_http_oracle_raises_a_perturbation_a
     oracle = HttpOracle("http://unused", tok, client=service.client, batch_size=64)
     assert str(oracle.policy) == "label-only"
     res = noise_robustness_attack(oracle, X[:10], Y[:10], sigma=0.02, n_draws=20, rng=0)
-    local = noise_robustness_attack(LocalOracle(estimator.predict_proba, "label-only"), X[:10], Y[:10], sigma=0.02, n_draws=20, rng=0)
+    local = noise_robustness_attack(
+        LocalOracle(estimator.predict_proba, "label-only"),
+        X[:10],
+        Y[:10],
+        sigma=0.02,
+        n_draws=20,
+        rng=0,
+    )
     np.testing.assert_array_equal(res.scores, local.scores)
     assert oracle.queries == 200 and oracle.queries_per_record(10).tolist() == [20] * 10
     service.app.state.flush_detectors()
@@ -361,12 +436,16 @@ def test_alerts_are_posted_to_a_webhook_on_loopback(make_service) -> None:
 
 
 def test_a_detector_fault_never_fails_a_logged_answer(make_service) -> None:
-    svc = make_service(detectors=DetectorConfig(scale=(1.0, 2.0)))  # wrong width: the detector raises
+    svc = make_service(
+        detectors=DetectorConfig(scale=(1.0, 2.0))
+    )  # wrong width: the detector raises
     tok = svc.token("trusted")
     r = svc.post(tok, json={"record": X[0].tolist()})
     assert r.status_code == 200
     svc.app.state.flush_detectors()
-    assert svc.post(tok, json={"record": X[1].tolist()}).status_code == 200  # the detectors' thread lives on
+    assert (
+        svc.post(tok, json={"record": X[1].tolist()}).status_code == 200
+    )  # the detectors' thread lives on
 
 
 def test_detectors_run_off_the_request_path_and_report_overload(make_service) -> None:
@@ -382,12 +461,16 @@ def test_detectors_run_off_the_request_path_and_report_overload(make_service) ->
 
     obs = Observer(DetectorConfig(repeat_threshold=2), SECRET, slow_sink, max_pending=10)
     x = np.repeat(X[:1], 2, axis=0)
-    obs.submit("a", x, record_hashes(SECRET, x))  # raises a repeat alert; the sink then blocks the thread
+    obs.submit(
+        "a", x, record_hashes(SECRET, x)
+    )  # raises a repeat alert; the sink then blocks the thread
     deadline = __import__("time").monotonic() + 5
     while not got and __import__("time").monotonic() < deadline:
         __import__("time").sleep(0.01)
     for _ in range(10):
-        obs.submit("a", X[:3], record_hashes(SECRET, X[:3]))  # 30 records > 10 pending: some dropped
+        obs.submit(
+            "a", X[:3], record_hashes(SECRET, X[:3])
+        )  # 30 records > 10 pending: some dropped
     assert obs.dropped > 0
     assert [a[0] for a in got] == ["repeat", "overload"]
     release.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.serve.conftest import SECRET
 
 from miaudit.serve import (
     DetectorConfig,
@@ -12,7 +13,6 @@ from miaudit.serve import (
     default_knn_threshold,
     record_hashes,
 )
-from tests.serve.conftest import SECRET
 
 D = 8
 

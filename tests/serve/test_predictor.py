@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from tests.serve.conftest import N_FEATURES, SECRET, free_port, synthetic
 
 from miaudit.errors import InputError
 from miaudit.serve import (
@@ -18,7 +19,6 @@ from miaudit.serve import (
     create_app,
     load_predictor,
 )
-from tests.serve.conftest import N_FEATURES, SECRET, free_port, synthetic
 
 X, _ = synthetic(30, seed=5)
 
@@ -36,9 +36,13 @@ def test_sklearn_unit_folder_applies_its_preprocessing(tmp_path, estimator) -> N
     shift = np.stack([np.zeros(N_FEATURES), np.ones(N_FEATURES)]).astype(np.float32)
     save_sklearn(tmp_path / "model_3.skops", estimator)
     save_sklearn(tmp_path / "model_7.skops", estimator)
-    save_torch_state(tmp_path / "preprocess.safetensors", {"preprocess.scale": scale, "preprocess.shift": shift})
+    save_torch_state(
+        tmp_path / "preprocess.safetensors", {"preprocess.scale": scale, "preprocess.shift": shift}
+    )
     pred = load_predictor(tmp_path, index=7)
-    np.testing.assert_allclose(pred.predict_proba(X), estimator.predict_proba(X * 0.5 + 1.0), rtol=1e-6)
+    np.testing.assert_allclose(
+        pred.predict_proba(X), estimator.predict_proba(X * 0.5 + 1.0), rtol=1e-6
+    )
     with pytest.raises(InputError, match="model_5"):
         load_predictor(tmp_path, index=5)
 
@@ -72,7 +76,7 @@ def test_no_model_is_a_named_input_error(tmp_path) -> None:
         load_predictor(tmp_path / "missing.pkl")
     assert err.value.field == "--model"
     (tmp_path / "evil.skops").write_bytes(b"not a zip")
-    with pytest.raises(Exception):  # noqa: B017 - skops refuses it; never unpickled
+    with pytest.raises(Exception):  # noqa: B017, PT011 - skops refuses it; never unpickled
         load_predictor(tmp_path / "evil.skops")
 
 
@@ -84,24 +88,44 @@ def test_estimator_without_predict_proba() -> None:
 def test_upstream_proxy_through_a_real_unguarded_server(estimator, tmp_path) -> None:
     import uvicorn
 
-    app = create_app(ServeConfig(predictor=EstimatorPredictor(estimator), db=f"sqlite:///{tmp_path}/u.db", secret=SECRET, guard=False))
+    app = create_app(
+        ServeConfig(
+            predictor=EstimatorPredictor(estimator),
+            db=f"sqlite:///{tmp_path}/u.db",
+            secret=SECRET,
+            guard=False,
+        )
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
-        up = UpstreamPredictor(f"http://127.0.0.1:{port}/predict", n_features=N_FEATURES, timeout=5.0)
+        up = UpstreamPredictor(
+            f"http://127.0.0.1:{port}/predict", n_features=N_FEATURES, timeout=5.0
+        )
         np.testing.assert_allclose(up.predict_proba(X), estimator.predict_proba(X))
-        guarded = create_app(ServeConfig(predictor=up, db=f"sqlite:///{tmp_path}/g.db", secret=SECRET))
+        guarded = create_app(
+            ServeConfig(predictor=up, db=f"sqlite:///{tmp_path}/g.db", secret=SECRET)
+        )
         from miaudit.serve import asgi_client
 
         tok = guarded.state.store.create_key(SECRET, "public").token
         with asgi_client(guarded) as c:
-            r = c.post("/predict", json={"records": X[:4].tolist()}, headers={"Authorization": f"Bearer {tok}"})
-        assert r.status_code == 200 and [p["label"] for p in r.json()["predictions"]] == estimator.predict(X[:4]).tolist()
+            r = c.post(
+                "/predict",
+                json={"records": X[:4].tolist()},
+                headers={"Authorization": f"Bearer {tok}"},
+            )
+        assert (
+            r.status_code == 200
+            and [p["label"] for p in r.json()["predictions"]] == estimator.predict(X[:4]).tolist()
+        )
         guarded.state.store.close()
         bad = UpstreamPredictor(f"http://127.0.0.1:{free_port()}/predict", timeout=1.0)
         from miaudit.serve._predictor import UpstreamError

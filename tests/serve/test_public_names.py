@@ -10,9 +10,24 @@ import miaudit.serve
 
 def test_public_names_are_pinned() -> None:
     assert set(miaudit.serve.__all__) >= {
-        "create_app", "ServeConfig", "ServeSpec", "Role", "DEFAULT_ROLES", "Store", "HttpOracle", "ServiceError",
-        "Predictor", "EstimatorPredictor", "TorchMLPPredictor", "UpstreamPredictor", "load_predictor",
-        "DetectorConfig", "Monitor", "calibrate_knn_threshold", "asgi_client", "load_server_secret",
+        "create_app",
+        "ServeConfig",
+        "ServeSpec",
+        "Role",
+        "DEFAULT_ROLES",
+        "Store",
+        "HttpOracle",
+        "ServiceError",
+        "Predictor",
+        "EstimatorPredictor",
+        "TorchMLPPredictor",
+        "UpstreamPredictor",
+        "load_predictor",
+        "DetectorConfig",
+        "Monitor",
+        "calibrate_knn_threshold",
+        "asgi_client",
+        "load_server_secret",
     }
     for name in miaudit.serve.__all__:
         assert hasattr(miaudit.serve, name), name
@@ -32,4 +47,6 @@ def test_nothing_below_the_service_imports_it() -> None:
         rel = path.relative_to(root)
         if rel.parts[0] in ("serve", "cli"):
             continue
-        assert "miaudit.serve" not in path.read_text(encoding="utf-8"), f"{rel} imports miaudit.serve"
+        assert "miaudit.serve" not in path.read_text(encoding="utf-8"), (
+            f"{rel} imports miaudit.serve"
+        )

@@ -42,6 +42,8 @@ from miaudit.attacks._rmia import (
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
 from miaudit.attacks._threshold import (
     SPECS as THRESHOLD_SPECS,
+)
+from miaudit.attacks._threshold import (
     THRESHOLD_ATTACKS,
     ThresholdAttack,
     gap_attack,
@@ -50,17 +52,55 @@ from miaudit.attacks._threshold import (
 )
 
 #: Attacks on a single model's outputs: the five thresholds and their class-dependent forms.
-OUTPUT_ATTACKS: tuple[str, ...] = THRESHOLD_ATTACKS + tuple(f"{a}_by_class" for a in THRESHOLD_ATTACKS)
+OUTPUT_ATTACKS: tuple[str, ...] = THRESHOLD_ATTACKS + tuple(
+    f"{a}_by_class" for a in THRESHOLD_ATTACKS
+)
 
 __all__ = [
+    "OUTPUT_ATTACKS",
+    "QUERY_ATTACKS",
     "RMIA_DEFAULT_A",
-    "QUERY_ATTACKS", "ImageAugment", "LocalOracle", "Oracle", "QueryAttack", "QueryAttackResult", "QueryCounter",
-    "augmentation_robustness_attack", "boundary_distance_attack", "exposed_threshold_scores", "gap_query_attack",
-    "noise_robustness_attack", "recipe_augmentations", "threshold_attacks_under",
-    "OUTPUT_ATTACKS", "THRESHOLD_ATTACKS", "THRESHOLD_SPECS", "ClassDependentResult", "LiraAttack",
-    "MlLeaksAttack", "PairedScores", "ReferenceAttack", "RmiaAttack", "ShadowAttack", "ThresholdAttack",
-    "calibrate_rmia_a", "class_dependent_scores", "complementary_pairs", "cross_fitted_rmia_a", "gap_attack", "leave_one_model_out", "leave_one_model_out_each",
-    "lira_offline", "lira_online", "loss_attack", "ml_leaks", "paired_reference_sets", "rmia_offline",
-    "rmia_online", "rmia_probability", "rmia_ratio", "rmia_scores_from_ratios", "score_target",
-    "shadow_attack", "threshold_score",
+    "THRESHOLD_ATTACKS",
+    "THRESHOLD_SPECS",
+    "ClassDependentResult",
+    "ImageAugment",
+    "LiraAttack",
+    "LocalOracle",
+    "MlLeaksAttack",
+    "Oracle",
+    "PairedScores",
+    "QueryAttack",
+    "QueryAttackResult",
+    "QueryCounter",
+    "ReferenceAttack",
+    "RmiaAttack",
+    "ShadowAttack",
+    "ThresholdAttack",
+    "augmentation_robustness_attack",
+    "boundary_distance_attack",
+    "calibrate_rmia_a",
+    "class_dependent_scores",
+    "complementary_pairs",
+    "cross_fitted_rmia_a",
+    "exposed_threshold_scores",
+    "gap_attack",
+    "gap_query_attack",
+    "leave_one_model_out",
+    "leave_one_model_out_each",
+    "lira_offline",
+    "lira_online",
+    "loss_attack",
+    "ml_leaks",
+    "noise_robustness_attack",
+    "paired_reference_sets",
+    "recipe_augmentations",
+    "rmia_offline",
+    "rmia_online",
+    "rmia_probability",
+    "rmia_ratio",
+    "rmia_scores_from_ratios",
+    "score_target",
+    "shadow_attack",
+    "threshold_attacks_under",
+    "threshold_score",
 ]

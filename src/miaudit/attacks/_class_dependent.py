@@ -28,7 +28,9 @@ from miaudit.errors import InputError
 class ClassDependentResult:
     """Cross-fitted per-class p-value scores and the Song–Mittal operating point."""
 
-    score: np.ndarray  # (n,) p-value in [0, 1] plus a tie-break below its resolution, higher = member
+    score: (
+        np.ndarray
+    )  # (n,) p-value in [0, 1] plus a tie-break below its resolution, higher = member
     operating_tpr: float
     operating_fpr: float
     n_folds: int

@@ -32,7 +32,12 @@ from miaudit.defenses import Exposed, OutputPolicy, computable_signals, exposed_
 from miaudit.errors import InputError
 
 QueryAttack = Literal["gap", "noise_robustness", "augmentation_robustness", "boundary_distance"]
-QUERY_ATTACKS: tuple[QueryAttack, ...] = ("gap", "noise_robustness", "augmentation_robustness", "boundary_distance")
+QUERY_ATTACKS: tuple[QueryAttack, ...] = (
+    "gap",
+    "noise_robustness",
+    "augmentation_robustness",
+    "boundary_distance",
+)
 _ROWS_PER_CALL = 65536  # rows sent to the oracle at once by the robustness attacks
 _MAX_HALVINGS = 8  # step-size halvings per HopSkipJump iteration before giving up on that step
 
@@ -55,12 +60,13 @@ def _check(records: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndar
     x = np.asarray(records)
     y = np.asarray(labels)
     if x.ndim < 2 or x.shape[0] == 0:
-        raise InputError("records", f"must be a non-empty (n, ...) array of records, got shape {x.shape}")
+        raise InputError(
+            "records", f"must be a non-empty (n, ...) array of records, got shape {x.shape}"
+        )
     if y.shape != (x.shape[0],):
         raise InputError("labels", f"has shape {y.shape}, expected ({x.shape[0]},)")
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind != "f" or not np.all(np.mod(y, 1) == 0):
-            raise InputError("labels", "must be integer class indices")
+    if y.dtype.kind not in "iu" and (y.dtype.kind != "f" or not np.all(np.mod(y, 1) == 0)):
+        raise InputError("labels", "must be integer class indices")
     return x, y.astype(np.int64)
 
 
@@ -73,7 +79,9 @@ def _scale(scale: np.ndarray | float | None, shape: tuple[int, ...]) -> np.ndarr
     try:
         s = np.broadcast_to(s, shape).reshape(dim).copy()
     except ValueError:
-        raise InputError("scale", f"has shape {s.shape}, which does not broadcast to a record's shape {shape}") from None
+        raise InputError(
+            "scale", f"has shape {s.shape}, which does not broadcast to a record's shape {shape}"
+        ) from None
     if not np.all(np.isfinite(s)) or np.any(s < 0) or not np.any(s > 0):
         raise InputError("scale", "must be finite, ≥ 0, and positive for at least one feature")
     return s
@@ -98,7 +106,12 @@ def gap_query_attack(oracle: Oracle, records: np.ndarray, labels: np.ndarray) ->
     x, y = _check(records, labels)
     idx = np.arange(y.size)
     out = oracle.query(x, tags=idx)
-    return QueryAttackResult("gap", (out.labels == y).astype(np.float64), np.ones(y.size, dtype=np.int64), "Yeom et al., CSF 2018")
+    return QueryAttackResult(
+        "gap",
+        (out.labels == y).astype(np.float64),
+        np.ones(y.size, dtype=np.int64),
+        "Yeom et al., CSF 2018",
+    )
 
 
 def _fraction_correct(
@@ -167,7 +180,10 @@ def noise_robustness_attack(
 
     scores = _fraction_correct(oracle, y, int(n_draws), make)
     return QueryAttackResult(
-        "noise_robustness", scores, np.full(y.size, int(n_draws), dtype=np.int64), "Choquette-Choo et al., ICML 2021"
+        "noise_robustness",
+        scores,
+        np.full(y.size, int(n_draws), dtype=np.int64),
+        "Choquette-Choo et al., ICML 2021",
     )
 
 
@@ -203,12 +219,18 @@ def augmentation_robustness_attack(
     def make(idx: np.ndarray, j: int) -> np.ndarray:
         out = np.asarray(augmentations[j](x[idx]))
         if out.shape != (idx.size, *x.shape[1:]):
-            raise InputError("augmentations", f"augmentation {j} returned shape {out.shape}, expected {(idx.size, *x.shape[1:])}")
+            raise InputError(
+                "augmentations",
+                f"augmentation {j} returned shape {out.shape}, expected {(idx.size, *x.shape[1:])}",
+            )
         return out
 
     scores = _fraction_correct(oracle, y, len(augmentations), make)
     return QueryAttackResult(
-        "augmentation_robustness", scores, np.full(y.size, len(augmentations), dtype=np.int64), "Choquette-Choo et al., ICML 2021"
+        "augmentation_robustness",
+        scores,
+        np.full(y.size, len(augmentations), dtype=np.int64),
+        "Choquette-Choo et al., ICML 2021",
     )
 
 
@@ -225,11 +247,15 @@ def _shift(shape: tuple[int, int, int], dy: int, dx: int) -> Callable[[np.ndarra
     return shift
 
 
-def _then(first: Callable[[np.ndarray], np.ndarray], second: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+def _then(
+    first: Callable[[np.ndarray], np.ndarray], second: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[np.ndarray], np.ndarray]:
     return lambda batch: second(first(batch))
 
 
-def recipe_augmentations(image_shape: tuple[int, int, int], augment: Sequence[ImageAugment]) -> list[Callable[[np.ndarray], np.ndarray]]:
+def recipe_augmentations(
+    image_shape: tuple[int, int, int], augment: Sequence[ImageAugment]
+) -> list[Callable[[np.ndarray], np.ndarray]]:
     """The query views of a recipe that trains with ``augment``, as batch functions on flattened images.
 
     The same views the engine queries (:func:`miaudit.models._nets.query_views`): the image
@@ -252,7 +278,9 @@ def recipe_augmentations(image_shape: tuple[int, int, int], augment: Sequence[Im
     unknown = set(augment) - {"hflip", "shift"}
     if unknown:
         raise InputError("augment", f"unknown augmentations {sorted(unknown)}; known: hflip, shift")
-    bases: list[Callable[[np.ndarray], np.ndarray]] = [identity] + ([flip] if "hflip" in augment else [])
+    bases: list[Callable[[np.ndarray], np.ndarray]] = [identity] + (
+        [flip] if "hflip" in augment else []
+    )
     out = list(bases)
     if "shift" in augment:
         for base in bases:
@@ -324,7 +352,10 @@ def boundary_distance_attack(
     """
     x, y = _check(records, labels)
     for name, value, least in (
-        ("n_directions", n_directions, 1), ("ladder_steps", ladder_steps, 1), ("search_steps", search_steps, 1), ("grad_queries", grad_queries, 2)
+        ("n_directions", n_directions, 1),
+        ("ladder_steps", ladder_steps, 1),
+        ("search_steps", search_steps, 1),
+        ("grad_queries", grad_queries, 2),
     ):
         if isinstance(value, bool) or int(value) != value or value < least:
             raise InputError(name, f"must be an integer ≥ {least}, got {name}={value!r}")
@@ -402,7 +433,9 @@ def boundary_distance_attack(
         delta = np.maximum(d / max(1.0, movable.sum()), 1e-12)
         probes = _unit(gen.normal(size=(m, grad_queries, dim)), movable)
         pts = z[:, None, :] + delta[:, None, None] * probes
-        phi = np.where(flipped(np.repeat(rec, grad_queries), pts.reshape(-1, dim)), 1.0, -1.0).reshape(m, grad_queries)
+        phi = np.where(
+            flipped(np.repeat(rec, grad_queries), pts.reshape(-1, dim)), 1.0, -1.0
+        ).reshape(m, grad_queries)
         mean = phi.mean(axis=1, keepdims=True)
         weights = np.where(np.abs(mean) == 1.0, phi, phi - mean)
         grad = _unit((weights[:, :, None] * probes).mean(axis=1), movable)
@@ -430,7 +463,9 @@ def boundary_distance_attack(
         dist[sel] = np.linalg.norm(new_point * movable, axis=1)
         best[sel] = np.minimum(best[sel], dist[sel])
     score[act] = best
-    return QueryAttackResult("boundary_distance", score, used, "Choquette-Choo et al., ICML 2021; Li & Zhang, CCS 2021")
+    return QueryAttackResult(
+        "boundary_distance", score, used, "Choquette-Choo et al., ICML 2021; Li & Zhang, CCS 2021"
+    )
 
 
 # --- threshold attacks on what a policy exposes ---------------------------------------------------
@@ -472,9 +507,16 @@ def exposed_threshold_scores(
     wanted = tuple(allowed if attacks is None else attacks)
     unknown = [a for a in wanted if a not in THRESHOLD_ATTACKS]
     if unknown:
-        raise InputError("attacks", f"unknown threshold attacks {unknown}; known: {', '.join(THRESHOLD_ATTACKS)}")
+        raise InputError(
+            "attacks", f"unknown threshold attacks {unknown}; known: {', '.join(THRESHOLD_ATTACKS)}"
+        )
     hidden = [a for a in wanted if a not in allowed]
     if hidden:
-        raise InputError("attacks", f"{', '.join(hidden)} cannot run under {exposed.policy}; allowed: {', '.join(allowed)}")
-    sig = exposed_signals(exposed, labels, which=tuple(dict.fromkeys(SPECS[a].signal for a in wanted)))
+        raise InputError(
+            "attacks",
+            f"{', '.join(hidden)} cannot run under {exposed.policy}; allowed: {', '.join(allowed)}",
+        )
+    sig = exposed_signals(
+        exposed, labels, which=tuple(dict.fromkeys(SPECS[a].signal for a in wanted))
+    )
     return {a: threshold_score(a, sig) for a in wanted}

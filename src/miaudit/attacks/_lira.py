@@ -94,15 +94,21 @@ def _as_keep(keep: np.ndarray, shape: tuple[int, ...], name: str = "keep") -> np
     return arr.astype(bool)
 
 
-def _check_lira(target_phi: np.ndarray, ref_phi: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_lira(
+    target_phi: np.ndarray, ref_phi: np.ndarray, keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate and bring inputs to (n, A), (K, n, A), (K, n)."""
     target = _as_float("target_phi", target_phi)
     refs = _as_float("ref_phi", ref_phi)
     if target.ndim not in (1, 2):
-        raise InputError("target_phi", f"must be (records,) or (records, queries), got shape {target.shape}")
+        raise InputError(
+            "target_phi", f"must be (records,) or (records, queries), got shape {target.shape}"
+        )
     if refs.ndim != target.ndim + 1 or refs.shape[1:] != target.shape:
         want = "(models, " + ", ".join(["records", "queries"][: target.ndim]) + ")"
-        raise InputError("ref_phi", f"has shape {refs.shape}, expected {want} matching target_phi {target.shape}")
+        raise InputError(
+            "ref_phi", f"has shape {refs.shape}, expected {want} matching target_phi {target.shape}"
+        )
     if refs.shape[0] == 0 or target.shape[0] == 0 or (target.ndim == 2 and target.shape[1] == 0):
         raise InputError("ref_phi", f"no reference models, records or queries (shape {refs.shape})")
     mask = _as_keep(keep, refs.shape[:2])
@@ -130,13 +136,19 @@ def _masked_sorted(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np
 def _masked_median(sorted_vals: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Median of the first ``count`` values of each sorted row; rows with count 0 give 0."""
     c = np.maximum(count, 1)[:, None, None]
-    lo = np.take_along_axis(sorted_vals, np.broadcast_to((c - 1) // 2, sorted_vals.shape[:-1] + (1,)), axis=-1)[..., 0]
-    hi = np.take_along_axis(sorted_vals, np.broadcast_to(c // 2, sorted_vals.shape[:-1] + (1,)), axis=-1)[..., 0]
+    lo = np.take_along_axis(
+        sorted_vals, np.broadcast_to((c - 1) // 2, (*sorted_vals.shape[:-1], 1)), axis=-1
+    )[..., 0]
+    hi = np.take_along_axis(
+        sorted_vals, np.broadcast_to(c // 2, (*sorted_vals.shape[:-1], 1)), axis=-1
+    )[..., 0]
     med = 0.5 * (lo.astype(np.float64) + hi.astype(np.float64))
     return np.where((count > 0)[:, None], med, 0.0)
 
 
-def _masked_mean_ss(values: np.ndarray, mask: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _masked_mean_ss(
+    values: np.ndarray, mask: np.ndarray, count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-record mean and sum of squared deviations of the selected references: (m, A) each."""
     w = mask[..., None]
     x = values.astype(np.float64)  # one working copy, zeroed outside the mask in place
@@ -194,8 +206,24 @@ def _common_fallback(fin: _SideFit, fout: _SideFit) -> tuple[_SideFit, _SideFit]
         return fin, fout
     sd = np.sqrt((fin.total_ss + fout.total_ss) / (fin.total_n + fout.total_n))
     sd = np.where(sd > 0, sd, 1.0)
-    return (_SideFit(fin.mu, np.broadcast_to(sd, fin.mu.shape).copy(), fin.count, False, fin.total_ss, fin.total_n),
-            _SideFit(fout.mu, np.broadcast_to(sd, fout.mu.shape).copy(), fout.count, False, fout.total_ss, fout.total_n))
+    return (
+        _SideFit(
+            fin.mu,
+            np.broadcast_to(sd, fin.mu.shape).copy(),
+            fin.count,
+            False,
+            fin.total_ss,
+            fin.total_n,
+        ),
+        _SideFit(
+            fout.mu,
+            np.broadcast_to(sd, fout.mu.shape).copy(),
+            fout.count,
+            False,
+            fout.total_ss,
+            fout.total_n,
+        ),
+    )
 
 
 def _check_variance(variance: str) -> None:

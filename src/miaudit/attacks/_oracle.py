@@ -17,7 +17,13 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from miaudit.defenses._output_policy import Exposed, OutputPolicy, apply_policy, concat_exposed, parse_policy
+from miaudit.defenses._output_policy import (
+    Exposed,
+    OutputPolicy,
+    apply_policy,
+    concat_exposed,
+    parse_policy,
+)
 from miaudit.errors import InputError
 
 
@@ -39,13 +45,17 @@ class QueryCounter:
             return
         t = np.asarray(tags)
         if t.shape != (n_rows,) or (t.size and (t.dtype.kind not in "iu" or t.min() < 0)):
-            raise InputError("tags", f"must be ({n_rows},) non-negative integers, one per queried row")
+            raise InputError(
+                "tags", f"must be ({n_rows},) non-negative integers, one per queried row"
+            )
         self._total += int(n_rows)
         if t.size == 0:
             return
         top = int(t.max()) + 1
         if top > self._per_tag.size:
-            self._per_tag = np.concatenate([self._per_tag, np.zeros(top - self._per_tag.size, dtype=np.int64)])
+            self._per_tag = np.concatenate(
+                [self._per_tag, np.zeros(top - self._per_tag.size, dtype=np.int64)]
+            )
         np.add.at(self._per_tag, t, 1)
 
     def per_record(self, n: int) -> np.ndarray:

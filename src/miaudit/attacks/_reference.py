@@ -36,7 +36,13 @@ from typing import Literal
 import numpy as np
 
 from miaudit.attacks._lira import OfflineStatistic, Variance, lira_offline, lira_online
-from miaudit.attacks._rmia import DEFAULT_A, calibrate_rmia_a, rmia_offline, rmia_online, rmia_probability
+from miaudit.attacks._rmia import (
+    DEFAULT_A,
+    calibrate_rmia_a,
+    rmia_offline,
+    rmia_online,
+    rmia_probability,
+)
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
 from miaudit.data import SignalsStore
 from miaudit.data._tables import CHUNK_RECORDS, is_mapped, release
@@ -133,7 +139,11 @@ class PairedScores:
         records and keep all of a record's pairs together (ALGORITHMS.md §0).
         """
         t = self.scores.shape[0]
-        scores, member, record = self.scores.reshape(-1), self.member.reshape(-1), np.tile(self.records, t)
+        scores, member, record = (
+            self.scores.reshape(-1),
+            self.member.reshape(-1),
+            np.tile(self.records, t),
+        )
         ok = ~np.isnan(scores)
         return (scores, member, record) if ok.all() else (scores[ok], member[ok], record[ok])
 
@@ -155,7 +165,9 @@ class _Signals:
         excluded = self._pair[target]
         key = (excluded, attack.trim, attack.temperature)
         if key not in self._a:
-            self._a[key] = _calibrate_outside(self.store, self.p(attack.temperature), np.asarray(excluded), attack.trim)
+            self._a[key] = _calibrate_outside(
+                self.store, self.p(attack.temperature), np.asarray(excluded), attack.trim
+            )
         return self._a[key]
 
     def first_query_logits(self) -> np.ndarray:
@@ -166,12 +178,16 @@ class _Signals:
         """(K, n) or (K, n, A) scaled logits."""
         if self._phi is None:
             lg = self.store.logits
-            y = np.broadcast_to(self.store.label[:, None] if lg.ndim == 4 else self.store.label, lg.shape[:-1])
+            y = np.broadcast_to(
+                self.store.label[:, None] if lg.ndim == 4 else self.store.label, lg.shape[:-1]
+            )
             if is_mapped(lg):  # a store larger than memory: chunks of records, pages released
                 self._phi = np.empty(lg.shape[:-1], dtype=np.float64)
                 for lo in range(0, lg.shape[1], CHUNK_RECORDS):
                     hi = lo + CHUNK_RECORDS
-                    self._phi[:, lo:hi] = compute_signals(lg[:, lo:hi], y[:, lo:hi], which=("scaled_logit",))["scaled_logit"]
+                    self._phi[:, lo:hi] = compute_signals(
+                        lg[:, lo:hi], y[:, lo:hi], which=("scaled_logit",)
+                    )["scaled_logit"]
                     release(lg)
             else:
                 self._phi = compute_signals(lg, y, which=("scaled_logit",))["scaled_logit"]
@@ -180,7 +196,9 @@ class _Signals:
     def p(self, temperature: float) -> np.ndarray:
         """(K, n) p_y of the first query at a temperature."""
         if temperature not in self._p:
-            self._p[temperature] = rmia_probability(self.first_query_logits(), self.store.label, temperature=temperature)
+            self._p[temperature] = rmia_probability(
+                self.first_query_logits(), self.store.label, temperature=temperature
+            )
         return self._p[temperature]
 
 
@@ -193,7 +211,9 @@ def _needs(attack: ReferenceAttack) -> tuple[bool, bool]:
     return False, False
 
 
-def _score_one(sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray) -> np.ndarray:
+def _score_one(
+    sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray
+) -> np.ndarray:
     """Scores of the pool records against model ``target`` with ``refs`` as references.
 
     A record whose references lack what the attack needs (an IN model for online LiRA, an OUT
@@ -217,7 +237,9 @@ def _score_one(sig: _Signals, attack: ReferenceAttack, target: int, refs: np.nda
     return _score_defined(sig, attack, target, refs, pool)
 
 
-def _score_defined(sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray) -> np.ndarray:
+def _score_defined(
+    sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray
+) -> np.ndarray:
     store = sig.store
     keep = store.keep
     if isinstance(attack, LiraAttack):
@@ -225,13 +247,22 @@ def _score_defined(sig: _Signals, attack: ReferenceAttack, target: int, refs: np
         t_phi, r_phi, r_keep = phi[target][pool], phi[np.ix_(refs, pool)], keep[np.ix_(refs, pool)]
         if attack.mode == "online":
             return lira_online(t_phi, r_phi, r_keep, variance=attack.variance)
-        return lira_offline(t_phi, r_phi, r_keep, variance=attack.variance, statistic=attack.statistic)
+        return lira_offline(
+            t_phi, r_phi, r_keep, variance=attack.variance, statistic=attack.statistic
+        )
     if isinstance(attack, RmiaAttack):
         p = sig.p(attack.temperature)
         cols = slice(None)
-        if pool.size + int(store.population.sum()) < store.n_records:  # some pool records are left out
+        if (
+            pool.size + int(store.population.sum()) < store.n_records
+        ):  # some pool records are left out
             cols = np.sort(np.concatenate([pool, np.flatnonzero(store.population)]))
-        t_p, r_p, r_keep, pop = p[target][cols], p[refs][:, cols], keep[refs][:, cols], store.population[cols]
+        t_p, r_p, r_keep, pop = (
+            p[target][cols],
+            p[refs][:, cols],
+            keep[refs][:, cols],
+            store.population[cols],
+        )
         if attack.mode == "online":
             full = rmia_online(t_p, r_p, pop, gamma=attack.gamma, trim=attack.trim)
         else:
@@ -242,12 +273,25 @@ def _score_defined(sig: _Signals, attack: ReferenceAttack, target: int, refs: np
     if isinstance(attack, ShadowAttack):
         labels = store.label[pool]
         return shadow_attack(
-            logits[target][pool], labels, logits[refs][:, pool], labels, keep[refs][:, pool], seed=attack.seed, max_iter=attack.max_iter
+            logits[target][pool],
+            labels,
+            logits[refs][:, pool],
+            labels,
+            keep[refs][:, pool],
+            seed=attack.seed,
+            max_iter=attack.max_iter,
         )
     if isinstance(attack, MlLeaksAttack):
         shadow = _next_after(target, refs, store.n_models)
         # The shadow's records are the target's: cross-fitted (see ml_leaks).
-        return ml_leaks(logits[target][pool], logits[shadow][pool], keep[shadow][pool], seed=attack.seed, max_iter=attack.max_iter, folds=2)
+        return ml_leaks(
+            logits[target][pool],
+            logits[shadow][pool],
+            keep[shadow][pool],
+            seed=attack.seed,
+            max_iter=attack.max_iter,
+            folds=2,
+        )
     raise InputError("attack", f"unknown reference attack {attack!r}")
 
 
@@ -264,7 +308,9 @@ def _own_pair(store: SignalsStore, target: int) -> np.ndarray:
     return np.flatnonzero(partner)
 
 
-def _calibrate_outside(store: SignalsStore, p: np.ndarray, excluded: np.ndarray, trim: float) -> float:
+def _calibrate_outside(
+    store: SignalsStore, p: np.ndarray, excluded: np.ndarray, trim: float
+) -> float:
     others = np.setdiff1d(np.arange(store.n_models), excluded)
     pool = np.flatnonzero(~store.population)
     if others.size < 2 or _own_pair(store, int(others[0])).size >= others.size:
@@ -273,10 +319,14 @@ def _calibrate_outside(store: SignalsStore, p: np.ndarray, excluded: np.ndarray,
         pool = pool[np.linspace(0, pool.size - 1, CALIBRATION_RECORDS).round().astype(np.int64)]
     # The first model outside the pair plays the target; calibrate_rmia_a leaves its own
     # partner out of the references.
-    return calibrate_rmia_a(p[np.ix_(others, pool)], store.keep[np.ix_(others, pool)], model=0, trim=trim)
+    return calibrate_rmia_a(
+        p[np.ix_(others, pool)], store.keep[np.ix_(others, pool)], model=0, trim=trim
+    )
 
 
-def cross_fitted_rmia_a(store: SignalsStore, target: int, *, trim: float = 0.0, temperature: float = 1.0) -> float:
+def cross_fitted_rmia_a(
+    store: SignalsStore, target: int, *, trim: float = 0.0, temperature: float = 1.0
+) -> float:
     """Offline RMIA's ``a`` for ``target``, calibrated without the target's membership.
 
     Cross-fitting: :func:`~miaudit.attacks.calibrate_rmia_a` on the store's models outside the
@@ -298,7 +348,9 @@ def cross_fitted_rmia_a(store: SignalsStore, target: int, *, trim: float = 0.0, 
     k = store.n_models
     if not (0 <= target < k):
         raise InputError("target", f"model {target} is outside [0, {k})")
-    return _Signals(store).rmia_a(int(target), RmiaAttack(mode="offline", trim=trim, temperature=temperature))
+    return _Signals(store).rmia_a(
+        int(target), RmiaAttack(mode="offline", trim=trim, temperature=temperature)
+    )
 
 
 def _next_after(target: int, refs: np.ndarray, n_models: int) -> int:
@@ -315,7 +367,10 @@ def _next_after(target: int, refs: np.ndarray, n_models: int) -> int:
 
 def _check_attack(attack: object) -> None:
     if not isinstance(attack, (LiraAttack, RmiaAttack, ShadowAttack, MlLeaksAttack)):
-        raise InputError("attack", f"must be LiraAttack, RmiaAttack, ShadowAttack or MlLeaksAttack, got {type(attack).__name__}")
+        raise InputError(
+            "attack",
+            f"must be LiraAttack, RmiaAttack, ShadowAttack or MlLeaksAttack, got {type(attack).__name__}",
+        )
     mode = getattr(attack, "mode", "online")
     if mode not in ("online", "offline"):
         raise InputError("attack.mode", f"must be 'online' or 'offline', got {mode!r}")
@@ -329,13 +384,23 @@ def _default_references(store: SignalsStore, target: int) -> np.ndarray:
     return others[~partner]
 
 
-def _reference_set(store: SignalsStore, target: int, references: Sequence[int] | None) -> np.ndarray:
+def _reference_set(
+    store: SignalsStore, target: int, references: Sequence[int] | None
+) -> np.ndarray:
     k = store.n_models
     if not (0 <= target < k):
         raise InputError("target", f"model {target} is outside [0, {k})")
-    refs = _default_references(store, target) if references is None else np.asarray(list(references), dtype=np.int64)
+    refs = (
+        _default_references(store, target)
+        if references is None
+        else np.asarray(list(references), dtype=np.int64)
+    )
     if refs.size == 0:
-        hint = " (its complementary partner is never a default reference)" if references is None else ""
+        hint = (
+            " (its complementary partner is never a default reference)"
+            if references is None
+            else ""
+        )
         raise InputError("references", f"target model {target} has no reference models{hint}")
     if refs.min() < 0 or refs.max() >= k:
         raise InputError("references", f"reference indices must lie in [0, {k})")
@@ -389,7 +454,12 @@ def score_target(
         if store.target is None:
             raise InputError("target", "the store names no target model; pass target=")
         target = store.target
-    return leave_one_model_out_each(store, {"attack": attack}, targets=[int(target)], reference_sets=None if references is None else [references])["attack"]
+    return leave_one_model_out_each(
+        store,
+        {"attack": attack},
+        targets=[int(target)],
+        reference_sets=None if references is None else [references],
+    )["attack"]
 
 
 def leave_one_model_out(
@@ -431,12 +501,19 @@ def leave_one_model_out(
     >>> rng = np.random.default_rng(0)
     >>> half = rng.random((2, 40)) < 0.5
     >>> keep = np.stack([half[0], ~half[0], half[1], ~half[1]])  # two complementary pairs
-    >>> logits = rng.normal(size=(4, 40, 3)).astype(np.float32) + 2.0 * keep[..., None] * np.eye(3)[rng.integers(0, 3, 40)]
-    >>> store = SignalsStore.from_arrays(logits=logits, label=np.argmax(logits[0], axis=1), keep=keep)
+    >>> logits = (
+    ...     rng.normal(size=(4, 40, 3)).astype(np.float32)
+    ...     + 2.0 * keep[..., None] * np.eye(3)[rng.integers(0, 3, 40)]
+    ... )
+    >>> store = SignalsStore.from_arrays(
+    ...     logits=logits, label=np.argmax(logits[0], axis=1), keep=keep
+    ... )
     >>> leave_one_model_out(store, LiraAttack(mode="offline")).scores.shape
     (4, 40)
     """
-    return leave_one_model_out_each(store, {"attack": attack}, targets=targets, reference_sets=reference_sets)["attack"]
+    return leave_one_model_out_each(
+        store, {"attack": attack}, targets=targets, reference_sets=reference_sets
+    )["attack"]
 
 
 def leave_one_model_out_each(
@@ -456,9 +533,14 @@ def leave_one_model_out_each(
     if not tlist:
         raise InputError("targets", "no target models")
     if reference_sets is not None and len(reference_sets) != len(tlist):
-        raise InputError("reference_sets", f"has {len(reference_sets)} entries for {len(tlist)} targets")
+        raise InputError(
+            "reference_sets", f"has {len(reference_sets)} entries for {len(tlist)} targets"
+        )
     pool = _pool(store)
-    refs = [_reference_set(store, t, None if reference_sets is None else reference_sets[i]) for i, t in enumerate(tlist)]
+    refs = [
+        _reference_set(store, t, None if reference_sets is None else reference_sets[i])
+        for i, t in enumerate(tlist)
+    ]
     sig = _Signals(store)
     member = store.keep[np.asarray(tlist)][:, pool]
     out = {}
@@ -466,7 +548,9 @@ def leave_one_model_out_each(
         scores = np.empty((len(tlist), pool.size), dtype=np.float64)
         for i, t in enumerate(tlist):
             scores[i] = _score_one(sig, attack, t, refs[i], pool)
-        cross_fitted = isinstance(attack, RmiaAttack) and attack.mode == "offline" and attack.a is None
+        cross_fitted = (
+            isinstance(attack, RmiaAttack) and attack.mode == "offline" and attack.a is None
+        )
         a = np.array([sig.rmia_a(t, attack) for t in tlist]) if cross_fitted else None  # type: ignore[arg-type]
         out[name] = PairedScores(scores, member, np.asarray(tlist, dtype=np.int64), pool, a)
     return out
@@ -482,7 +566,9 @@ def complementary_pairs(store: SignalsStore) -> list[tuple[int, int]]:
     Examples
     --------
     >>> keep = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)
-    >>> store = SignalsStore.from_arrays(logits=np.zeros((4, 3, 2)), label=np.zeros(3, int), keep=keep)
+    >>> store = SignalsStore.from_arrays(
+    ...     logits=np.zeros((4, 3, 2)), label=np.zeros(3, int), keep=keep
+    ... )
     >>> complementary_pairs(store)
     [(0, 1), (2, 3)]
     """
@@ -501,7 +587,9 @@ def complementary_pairs(store: SignalsStore) -> list[tuple[int, int]]:
     return pairs
 
 
-def paired_reference_sets(store: SignalsStore, k: int, *, targets: Sequence[int] | None = None) -> list[list[int]]:
+def paired_reference_sets(
+    store: SignalsStore, k: int, *, targets: Sequence[int] | None = None
+) -> list[list[int]]:
     """Reference sets of k complementary pairs per target, for "k references" (ALGORITHMS.md §3).
 
     Each target's references are the k pairs that follow its own pair, cyclically in the order
@@ -533,9 +621,14 @@ def paired_reference_sets(store: SignalsStore, k: int, *, targets: Sequence[int]
     tlist = list(range(store.n_models)) if targets is None else [int(t) for t in targets]
     missing = [t for t in tlist if t not in pair_of]
     if missing:
-        raise InputError("keep", f"model {missing[0]} has no complementary partner; paired reference sets need complementary pairs")
+        raise InputError(
+            "keep",
+            f"model {missing[0]} has no complementary partner; paired reference sets need complementary pairs",
+        )
     if not (1 <= k <= len(pairs) - 1):
-        raise InputError("k", f"must be between 1 and {len(pairs) - 1} (pairs other than the target's), got {k}")
+        raise InputError(
+            "k", f"must be between 1 and {len(pairs) - 1} (pairs other than the target's), got {k}"
+        )
     out = []
     for t in tlist:
         p = pair_of[t]

@@ -57,7 +57,9 @@ _CHUNK_RECORDS = 1 << 16
 # --------------------------------------------------------------------------- inputs
 
 
-def rmia_probability(logits: np.ndarray, labels: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
+def rmia_probability(
+    logits: np.ndarray, labels: np.ndarray, *, temperature: float = 1.0
+) -> np.ndarray:
     """Pr(x|θ) for RMIA: the softmax probability of the true label at a temperature.
 
     Zarifzadeh, Liu, Shokri, ICML 2024, §4 (Pr(x|θ) is the probability of the correct label;
@@ -88,13 +90,18 @@ def rmia_probability(logits: np.ndarray, labels: np.ndarray, *, temperature: flo
     try:
         y = np.broadcast_to(np.asarray(labels), lead)
     except ValueError:
-        raise InputError("labels", f"shape {np.shape(labels)} does not broadcast to the logits' leading shape {lead}") from None
+        raise InputError(
+            "labels",
+            f"shape {np.shape(labels)} does not broadcast to the logits' leading shape {lead}",
+        ) from None
     if is_mapped(z) and z.ndim >= 2:  # larger than memory: chunks of records, pages released
         out = np.empty(lead, dtype=np.float64)
         for lo in range(0, z.shape[-2], CHUNK_RECORDS):
             part = z[..., lo : lo + CHUNK_RECORDS, :]
             part = part if temperature == 1.0 else np.asarray(part, dtype=np.float64) / temperature
-            out[..., lo : lo + CHUNK_RECORDS] = compute_signals(part, y[..., lo : lo + CHUNK_RECORDS], kind="logits", which=("confidence",))["confidence"]
+            out[..., lo : lo + CHUNK_RECORDS] = compute_signals(
+                part, y[..., lo : lo + CHUNK_RECORDS], kind="logits", which=("confidence",)
+            )["confidence"]
             release(z)
         return out
     scaled = z if temperature == 1.0 else np.asarray(z, dtype=np.float64) / temperature
@@ -108,20 +115,30 @@ def _check_probs(name: str, values: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _check_common(target_p: np.ndarray, ref_p: np.ndarray, population: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_common(
+    target_p: np.ndarray, ref_p: np.ndarray, population: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     target = _check_probs("target_p", target_p)
     refs = _check_probs("ref_p", ref_p)
     if target.ndim != 1:
         raise InputError("target_p", f"must be (records,), got shape {target.shape}")
     if refs.ndim != 2 or refs.shape[1] != target.shape[0]:
-        raise InputError("ref_p", f"has shape {refs.shape}, expected (models, records) with {target.shape[0]} records")
+        raise InputError(
+            "ref_p",
+            f"has shape {refs.shape}, expected (models, records) with {target.shape[0]} records",
+        )
     if refs.shape[0] == 0 or target.shape[0] == 0:
         raise InputError("ref_p", f"no reference models or no records (shape {refs.shape})")
     pop = np.asarray(population)
     if pop.shape != target.shape or pop.dtype.kind != "b":
-        raise InputError("population", f"must be a boolean mask of shape {target.shape}, got {pop.dtype} {pop.shape}")
+        raise InputError(
+            "population",
+            f"must be a boolean mask of shape {target.shape}, got {pop.dtype} {pop.shape}",
+        )
     if not pop.any():
-        raise InputError("population", "no population records: RMIA needs records z that no model trained on")
+        raise InputError(
+            "population", "no population records: RMIA needs records z that no model trained on"
+        )
     return target, refs, pop
 
 
@@ -196,7 +213,9 @@ def _ratio(target: np.ndarray, pr: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- scores
 
 
-def rmia_scores_from_ratios(ratio_x: np.ndarray, ratio_z: np.ndarray, *, gamma: float = 1.0) -> np.ndarray:
+def rmia_scores_from_ratios(
+    ratio_x: np.ndarray, ratio_z: np.ndarray, *, gamma: float = 1.0
+) -> np.ndarray:
     """RMIA score of each x from the likelihood ratios, by sorting the population once.
 
     score(x) = #{z : ratio_z ≤ ratio_x / γ} / |z| + u(ratio_x) / (|z| + 1), where the second term
@@ -227,7 +246,9 @@ def rmia_scores_from_ratios(ratio_x: np.ndarray, ratio_z: np.ndarray, *, gamma: 
     rx = _as_float("ratio_x", ratio_x)
     rz = _as_float("ratio_z", ratio_z)
     if rx.ndim != 1 or rz.ndim != 1:
-        raise InputError("ratio_x", f"ratio_x and ratio_z must be 1-D, got shapes {rx.shape} and {rz.shape}")
+        raise InputError(
+            "ratio_x", f"ratio_x and ratio_z must be 1-D, got shapes {rx.shape} and {rz.shape}"
+        )
     if rz.size == 0:
         raise InputError("ratio_z", "no population records")
     if (rx < 0).any() or (rz < 0).any():
@@ -358,7 +379,9 @@ def rmia_offline(
     --------
     >>> refs = np.array([[0.5, 0.5, 0.5]])
     >>> keep = np.zeros((1, 3), dtype=bool)
-    >>> s = rmia_offline(np.array([0.9, 0.4, 0.5]), refs, keep, np.array([False, True, True]), a=1.0)
+    >>> s = rmia_offline(
+    ...     np.array([0.9, 0.4, 0.5]), refs, keep, np.array([False, True, True]), a=1.0
+    ... )
     >>> np.floor(s * 2).astype(int)
     array([2, 1, 2])
     """
@@ -490,7 +513,9 @@ def calibrate_rmia_a(
     if refs.ndim != 2:
         raise InputError("ref_p", f"must be (models, records), got shape {refs.shape}")
     if refs.shape[0] < 2:
-        raise InputError("ref_p", "calibrating a needs at least two reference models (one plays the target)")
+        raise InputError(
+            "ref_p", "calibrating a needs at least two reference models (one plays the target)"
+        )
     mask = _as_keep(keep, refs.shape)
     if not (0 <= model < refs.shape[0]):
         raise InputError("model", f"reference {model} is outside [0, {refs.shape[0]})")
@@ -500,13 +525,19 @@ def calibrate_rmia_a(
     others = np.delete(np.arange(refs.shape[0]), model)
     partner = (mask[others] == ~mask[model]).all(axis=1)
     if partner.all():
-        raise InputError("keep", f"every other reference is the complement of reference {model}; calibration needs one that is not")
+        raise InputError(
+            "keep",
+            f"every other reference is the complement of reference {model}; calibration needs one that is not",
+        )
     others = others[~partner]
     out_mask = ~mask[others]
     usable = out_mask.any(axis=0)
     member = mask[model, usable]
     if member.all() or not member.any():
-        raise InputError("keep", f"reference {model} has only {'members' if member.any() else 'non-members'} among the records it can be scored on")
+        raise InputError(
+            "keep",
+            f"reference {model} has only {'members' if member.any() else 'non-members'} among the records it can be scored on",
+        )
     pr_out = _trimmed_mean(refs[others][:, usable], out_mask[:, usable], trim)
     target = refs[model, usable]
     aucs = [_auc(_ratio(target, _offline_pr(pr_out, float(g))), member) for g in grid]

@@ -47,7 +47,9 @@ def _shokri_features(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _classifier(seed: int, max_iter: int) -> HistGradientBoostingClassifier:
-    return HistGradientBoostingClassifier(max_iter=max_iter, early_stopping=False, random_state=seed)
+    return HistGradientBoostingClassifier(
+        max_iter=max_iter, early_stopping=False, random_state=seed
+    )
 
 
 def _labels(name: str, labels: np.ndarray, n: int, n_classes: int) -> np.ndarray:
@@ -118,7 +120,10 @@ def shadow_attack(
     if tgt.ndim != 2:
         raise InputError("target_logits", f"must be (records, classes), got shape {tgt.shape}")
     if sh.ndim != 3 or sh.shape[2] != tgt.shape[1]:
-        raise InputError("shadow_logits", f"has shape {sh.shape}, expected (shadow models, records, {tgt.shape[1]} classes)")
+        raise InputError(
+            "shadow_logits",
+            f"has shape {sh.shape}, expected (shadow models, records, {tgt.shape[1]} classes)",
+        )
     n_classes = tgt.shape[1]
     y_t = _labels("target_labels", target_labels, tgt.shape[0], n_classes)
     y_s = _labels("shadow_labels", shadow_labels, sh.shape[1], n_classes)
@@ -136,7 +141,13 @@ def shadow_attack(
 
 
 def _per_class_scores(
-    x_s: np.ndarray, m_s: np.ndarray, c_s: np.ndarray, x_t: np.ndarray, y_t: np.ndarray, seed: int, max_iter: int
+    x_s: np.ndarray,
+    m_s: np.ndarray,
+    c_s: np.ndarray,
+    x_t: np.ndarray,
+    y_t: np.ndarray,
+    seed: int,
+    max_iter: int,
 ) -> np.ndarray:
     """Score the target rows class by class; classes with too little shadow data share one classifier."""
     scores = np.empty(x_t.shape[0], dtype=np.float64)
@@ -210,9 +221,15 @@ def ml_leaks(
     tgt = _as_float("target_logits", target_logits)
     sh = _as_float("shadow_logits", shadow_logits)
     if tgt.ndim != 2 or sh.ndim != 2:
-        raise InputError("target_logits", f"target and shadow logits must be (records, classes), got {tgt.shape} and {sh.shape}")
+        raise InputError(
+            "target_logits",
+            f"target and shadow logits must be (records, classes), got {tgt.shape} and {sh.shape}",
+        )
     if min(tgt.shape[1], 3) != min(sh.shape[1], 3):
-        raise InputError("shadow_logits", f"has {sh.shape[1]} classes; the top-3 features need as many as the target's {tgt.shape[1]} (up to 3)")
+        raise InputError(
+            "shadow_logits",
+            f"has {sh.shape[1]} classes; the top-3 features need as many as the target's {tgt.shape[1]} (up to 3)",
+        )
     member = _as_keep(shadow_member, (sh.shape[0],), "shadow_member")
     if member.all() or not member.any():
         raise InputError("shadow_member", "shadow data need both members and non-members")
@@ -223,7 +240,10 @@ def ml_leaks(
             clf = _classifier(seed, max_iter).fit(_top3(sh), member)
             return clf.predict_proba(_top3(tgt))[:, 1].astype(np.float64)
     if tgt.shape[0] != sh.shape[0]:
-        raise InputError("shadow_logits", f"cross-fitting scores the shadow's own records: {sh.shape[0]} shadow records for {tgt.shape[0]} target records")
+        raise InputError(
+            "shadow_logits",
+            f"cross-fitting scores the shadow's own records: {sh.shape[0]} shadow records for {tgt.shape[0]} target records",
+        )
     fold = np.random.default_rng([seed, 0x4D4C]).permutation(tgt.shape[0]) % folds
     out = np.empty(tgt.shape[0], dtype=np.float64)
     x_sh, x_t = _top3(sh), _top3(tgt)
@@ -231,7 +251,10 @@ def ml_leaks(
         for f in range(folds):
             train = fold != f
             if member[train].all() or not member[train].any():
-                raise InputError("shadow_member", "a cross-fitting fold's training records are all members or all non-members")
+                raise InputError(
+                    "shadow_member",
+                    "a cross-fitting fold's training records are all members or all non-members",
+                )
             clf = _classifier(seed, max_iter).fit(x_sh[train], member[train])
             out[~train] = clf.predict_proba(x_t[~train])[:, 1]
     return out

@@ -17,7 +17,13 @@ from typing import Literal
 import numpy as np
 
 ThresholdAttack = Literal["loss", "confidence", "entropy", "modified_entropy", "gap"]
-THRESHOLD_ATTACKS: tuple[ThresholdAttack, ...] = ("loss", "confidence", "entropy", "modified_entropy", "gap")
+THRESHOLD_ATTACKS: tuple[ThresholdAttack, ...] = (
+    "loss",
+    "confidence",
+    "entropy",
+    "modified_entropy",
+    "gap",
+)
 
 
 @dataclass(frozen=True)
@@ -30,10 +36,24 @@ class ThresholdSpec:
 
 SPECS: dict[str, ThresholdSpec] = {
     "loss": ThresholdSpec("loss", -1.0, "low cross-entropy loss ⇒ member", "Yeom et al., CSF 2018"),
-    "confidence": ThresholdSpec("confidence", 1.0, "high confidence in the true class ⇒ member", "Song & Mittal, USENIX Security 2021"),
-    "entropy": ThresholdSpec("entropy", -1.0, "low prediction entropy ⇒ member", "Song & Mittal, USENIX Security 2021"),
-    "modified_entropy": ThresholdSpec("modified_entropy", -1.0, "low modified entropy ⇒ member", "Song & Mittal, USENIX Security 2021"),
-    "gap": ThresholdSpec("correctness", 1.0, "correctly classified ⇒ member", "Yeom et al., CSF 2018"),
+    "confidence": ThresholdSpec(
+        "confidence",
+        1.0,
+        "high confidence in the true class ⇒ member",
+        "Song & Mittal, USENIX Security 2021",
+    ),
+    "entropy": ThresholdSpec(
+        "entropy", -1.0, "low prediction entropy ⇒ member", "Song & Mittal, USENIX Security 2021"
+    ),
+    "modified_entropy": ThresholdSpec(
+        "modified_entropy",
+        -1.0,
+        "low modified entropy ⇒ member",
+        "Song & Mittal, USENIX Security 2021",
+    ),
+    "gap": ThresholdSpec(
+        "correctness", 1.0, "correctly classified ⇒ member", "Yeom et al., CSF 2018"
+    ),
 }
 
 

@@ -47,7 +47,27 @@ def attack(
     """
     out_dir = Path(out) if out is not None else None
     key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
-    run = run_attacks(outputs, attacks=attacks, slices=slices, n_resamples=n_resamples, seed=seed, prior=prior, fprs=fprs, pseudonym_key=key, raw_ids=raw_ids, policy=policy)
+    run = run_attacks(
+        outputs,
+        attacks=attacks,
+        slices=slices,
+        n_resamples=n_resamples,
+        seed=seed,
+        prior=prior,
+        fprs=fprs,
+        pseudonym_key=key,
+        raw_ids=raw_ids,
+        policy=policy,
+    )
     if out_dir is not None and key is not None:
-        write_run(out_dir, key, run.result.to_json(), run.record_id, run.member, run.label, run.scores, quiet=quiet)
+        write_run(
+            out_dir,
+            key,
+            run.result.to_json(),
+            run.record_id,
+            run.member,
+            run.label,
+            run.scores,
+            quiet=quiet,
+        )
     return run.result

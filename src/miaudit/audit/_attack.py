@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,9 @@ def _check_attacks(attacks: Sequence[str]) -> tuple[str, ...]:
         raise InputError("--attacks", "no attack given")
     for a in attacks:
         if a not in OUTPUT_ATTACKS:
-            raise InputError("--attacks", f"unknown attack {a!r}; known: {', '.join(OUTPUT_ATTACKS)}")
+            raise InputError(
+                "--attacks", f"unknown attack {a!r}; known: {', '.join(OUTPUT_ATTACKS)}"
+            )
     return tuple(dict.fromkeys(attacks))
 
 
@@ -69,15 +72,24 @@ def _slice_groups(outputs: ModelOutputs, column: str) -> list[tuple[str, np.ndar
     if values.dtype.kind in "if" and uniq.size > 20:
         edges = np.unique(np.quantile(values, [0.25, 0.5, 0.75]))
         bins = np.digitize(values, edges)
-        labels = [f"≤{edges[0]:.4g}"] + [f"({a:.4g}, {b:.4g}]" for a, b in zip(edges[:-1], edges[1:], strict=True)] + [f">{edges[-1]:.4g}"]
+        labels = (
+            [f"≤{edges[0]:.4g}"]
+            + [f"({a:.4g}, {b:.4g}]" for a, b in itertools.pairwise(edges)]
+            + [f">{edges[-1]:.4g}"]
+        )
         return [(labels[i], bins == i) for i in range(len(edges) + 1)]
     if uniq.size > MAX_SLICE_VALUES:
-        raise InputError("--slices", f"column {column!r} has {uniq.size} distinct values; at most {MAX_SLICE_VALUES} can be sliced")
+        raise InputError(
+            "--slices",
+            f"column {column!r} has {uniq.size} distinct values; at most {MAX_SLICE_VALUES} can be sliced",
+        )
     as_str = values.astype(str)
     return [(str(u), as_str == str(u)) for u in uniq]
 
 
-def attack_result(name: str, ev: Evaluation, description: str, paper: str, **extra: object) -> AttackResult:
+def attack_result(
+    name: str, ev: Evaluation, description: str, paper: str, **extra: object
+) -> AttackResult:
     """One attack's shareable record from an evaluation."""
     fpr, tpr, lo, hi = ev.roc_grid(name)
     return AttackResult(
@@ -102,11 +114,17 @@ def top_tie(member: np.ndarray, score: np.ndarray) -> TopTie:
     m = np.asarray(member).astype(bool)
     at_top = s == s.max() if s.size else np.zeros(0, bool)
     share = lambda mask: float(at_top[mask].mean()) if mask.any() else 0.0  # noqa: E731
-    return TopTie(records=float(at_top.mean()) if s.size else 0.0, members=share(m), nonmembers=share(~m))
+    return TopTie(
+        records=float(at_top.mean()) if s.size else 0.0, members=share(m), nonmembers=share(~m)
+    )
 
 
 def tie_notes(results: Sequence[AttackResult], fprs: Sequence[float]) -> list[str]:
-    return [n for a in results if a.top_tie is not None and (n := a.top_tie.note(a.name, list(fprs))) is not None]
+    return [
+        n
+        for a in results
+        if a.top_tie is not None and (n := a.top_tie.note(a.name, list(fprs))) is not None
+    ]
 
 
 def comparisons_with_loss(ev: Evaluation, baseline: str = "loss") -> list[Comparison]:
@@ -114,13 +132,20 @@ def comparisons_with_loss(ev: Evaluation, baseline: str = "loss") -> list[Compar
     if baseline not in ev.names:
         return []
     metrics = ["auc"] + ([tpr_key(0.01)] if 0.01 in ev.fprs else [])
-    return [Comparison(attack=n, baseline=baseline, metric=m, difference=ev.difference(n, baseline, m)) for n in ev.names if n != baseline for m in metrics]
+    return [
+        Comparison(attack=n, baseline=baseline, metric=m, difference=ev.difference(n, baseline, m))
+        for n in ev.names
+        if n != baseline
+        for m in metrics
+    ]
 
 
 def _output_attack_result(name: str, ev: Evaluation, extra: dict[str, object]) -> AttackResult:
     spec = THRESHOLD_SPECS[name.removesuffix("_by_class")]
     by_class = name.endswith("_by_class")
-    description = f"per-class p-value of: {spec.description} (cross-fitted)" if by_class else spec.description
+    description = (
+        f"per-class p-value of: {spec.description} (cross-fitted)" if by_class else spec.description
+    )
     return attack_result(name, ev, description, spec.paper, **extra)
 
 
@@ -151,7 +176,9 @@ def run_attacks(
     ss = np.random.SeedSequence(seed)
     boot_seed, fold_seed, eps_seed, slice_seed = ss.spawn(4)
 
-    needed = tuple(dict.fromkeys(THRESHOLD_SPECS[n.removesuffix("_by_class")].signal for n in names))
+    needed = tuple(
+        dict.fromkeys(THRESHOLD_SPECS[n.removesuffix("_by_class")].signal for n in names)
+    )
     if policy is None:
         signals = compute_signals(outputs.values, outputs.label, kind=outputs.kind, which=needed)
     else:
@@ -163,18 +190,33 @@ def run_attacks(
         base = name.removesuffix("_by_class")
         raw = threshold_score(base, signals)  # type: ignore[arg-type]
         if name.endswith("_by_class"):
-            cd = class_dependent_scores(raw, outputs.label, member, rng=np.random.default_rng(fold_seed))
+            cd = class_dependent_scores(
+                raw, outputs.label, member, rng=np.random.default_rng(fold_seed)
+            )
             scores[name] = cd.score
-            op = OperatingPoint(rule=f"Song–Mittal per-class thresholds ({cd.n_folds}-fold cross-fitted)", tpr=cd.operating_tpr, fpr=cd.operating_fpr)
+            op = OperatingPoint(
+                rule=f"Song–Mittal per-class thresholds ({cd.n_folds}-fold cross-fitted)",
+                tpr=cd.operating_tpr,
+                fpr=cd.operating_fpr,
+            )
             extras[name] = {"operating_point": op}
         else:
             scores[name] = raw
             extras[name] = {}
         extras[name]["top_tie"] = top_tie(member, scores[name])
         ie = implied_epsilon(member, scores[name], rng=np.random.default_rng(eps_seed))
-        extras[name]["implied_epsilon"] = ImpliedEpsilonResult(point=ie.point, lower_bound=ie.lower_bound, alpha=ie.alpha, note=ie.note)
+        extras[name]["implied_epsilon"] = ImpliedEpsilonResult(
+            point=ie.point, lower_bound=ie.lower_bound, alpha=ie.alpha, note=ie.note
+        )
 
-    ev = evaluate(member, scores, fprs=fprs, prior=prior, n_resamples=n_resamples, rng=np.random.default_rng(boot_seed))
+    ev = evaluate(
+        member,
+        scores,
+        fprs=fprs,
+        prior=prior,
+        n_resamples=n_resamples,
+        rng=np.random.default_rng(boot_seed),
+    )
     results = [_output_attack_result(n, ev, extras[n]) for n in names]
     comparisons = comparisons_with_loss(ev)
 
@@ -182,7 +224,9 @@ def run_attacks(
 
     key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
     strongest = max(results, key=lambda a: a.auc.point or 0.0).name
-    exposed = most_exposed(scores[strongest], outputs.record_id, key, evidence=mean_rank(scores), raw_ids=raw_ids)
+    exposed = most_exposed(
+        scores[strongest], outputs.record_id, key, evidence=mean_rank(scores), raw_ids=raw_ids
+    )
 
     desc = InputDescription(
         name=source.name if source else "(in memory)",
@@ -201,7 +245,9 @@ def run_attacks(
     notes += tie_notes(results, ev.fprs)
     if not exposed and outputs.n_records:
         top = int((scores[strongest] == scores[strongest].max()).sum())
-        notes.append(f"most_exposed: none listed: {top} records share {strongest}'s top score and its other attacks' evidence, and which of them to name would be arbitrary.")
+        notes.append(
+            f"most_exposed: none listed: {top} records share {strongest}'s top score and its other attacks' evidence, and which of them to name would be arbitrary."
+        )
     if outputs.has_record_id is False:
         notes.append("The input had no record_id column: records are identified by row number.")
     result = AuditResult(
@@ -209,13 +255,20 @@ def run_attacks(
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         seed=seed,
         input=desc,
-        bootstrap=BootstrapInfo(replicates=n_resamples, confidence=ev.confidence, resampling=ev.resampling),
+        bootstrap=BootstrapInfo(
+            replicates=n_resamples, confidence=ev.confidence, resampling=ev.resampling
+        ),
         attacks=results,
         comparisons=comparisons,
         slices=slice_results,
         exposure_attack=strongest,
         most_exposed=exposed,
-        pseudonymisation=Pseudonymisation(method="HMAC-SHA-256, first 64 bits", key_id=key_id(key), key_bytes=len(key), raw_ids=raw_ids),
+        pseudonymisation=Pseudonymisation(
+            method="HMAC-SHA-256, first 64 bits",
+            key_id=key_id(key),
+            key_bytes=len(key),
+            raw_ids=raw_ids,
+        ),
         notes=notes,
     )
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)
@@ -236,7 +289,9 @@ def exposure_ranking(score: np.ndarray, evidence: np.ndarray, count: int) -> lis
         end = start + 1
         while end < order.size and s[order[end]] == s[i0] and e[order[end]] == e[i0]:
             end += 1
-        if len(out) + (end - start) > 2 * count:  # a tie straddling the cut, too large to show whole
+        if (
+            len(out) + (end - start) > 2 * count
+        ):  # a tie straddling the cut, too large to show whole
             break
         out += [(int(i), start + 1) for i in order[start:end]]
         start = end
@@ -244,7 +299,13 @@ def exposure_ranking(score: np.ndarray, evidence: np.ndarray, count: int) -> lis
 
 
 def most_exposed(
-    score: np.ndarray, record_id: np.ndarray, key: bytes, *, evidence: np.ndarray | None = None, raw_ids: bool = False, count: int = MOST_EXPOSED,
+    score: np.ndarray,
+    record_id: np.ndarray,
+    key: bytes,
+    *,
+    evidence: np.ndarray | None = None,
+    raw_ids: bool = False,
+    count: int = MOST_EXPOSED,
 ) -> list[ExposedRecord]:
     """The ``count`` highest-scoring records, as keyed pseudonyms (raw ids only if asked).
 
@@ -265,7 +326,11 @@ def most_exposed(
         at_most = int(np.searchsorted(sorted_s, s[i], side="right"))
         tied = at_most - int(np.searchsorted(sorted_s, s[i], side="left")) - 1
         shown = str(record_id[i]) if raw_ids else name
-        out.append(ExposedRecord(pseudonym=shown, rank=rank, score_percentile=100.0 * at_most / s.size, ties=tied))
+        out.append(
+            ExposedRecord(
+                pseudonym=shown, rank=rank, score_percentile=100.0 * at_most / s.size, ties=tied
+            )
+        )
     return out
 
 
@@ -276,17 +341,26 @@ def mean_rank(scores: dict[str, np.ndarray]) -> np.ndarray:
     return np.mean([rankdata(v) / v.size for v in scores.values()], axis=0)
 
 
-def _signals_under_policy(outputs: ModelOutputs, policy: str, names: tuple[str, ...], needed: tuple[str, ...], seed: int) -> dict[str, np.ndarray]:
+def _signals_under_policy(
+    outputs: ModelOutputs, policy: str, names: tuple[str, ...], needed: tuple[str, ...], seed: int
+) -> dict[str, np.ndarray]:
     """Signals computed from what ``policy`` lets out (ALGORITHMS.md §1): the attacker sees no more."""
     from miaudit.defenses import apply_policy, computable_signals, exposed_signals, parse_policy
 
     pol = parse_policy(policy, field="--policy")
     allowed = set(computable_signals(pol))
-    blocked = [n for n in names if THRESHOLD_SPECS[n.removesuffix("_by_class")].signal not in allowed]
+    blocked = [
+        n for n in names if THRESHOLD_SPECS[n.removesuffix("_by_class")].signal not in allowed
+    ]
     if blocked:
-        raise InputError("--attacks", f"{', '.join(blocked)} cannot run under the {pol} policy (it exposes only {', '.join(sorted(allowed))}); choose attacks from: {', '.join(n for n in OUTPUT_ATTACKS if THRESHOLD_SPECS[n.removesuffix('_by_class')].signal in allowed)}")
+        raise InputError(
+            "--attacks",
+            f"{', '.join(blocked)} cannot run under the {pol} policy (it exposes only {', '.join(sorted(allowed))}); choose attacks from: {', '.join(n for n in OUTPUT_ATTACKS if THRESHOLD_SPECS[n.removesuffix('_by_class')].signal in allowed)}",
+        )
     probs = compute_signals_probs(outputs)
-    exposed = apply_policy(pol, probs, rng=np.random.default_rng(np.random.SeedSequence([seed, 0x504F4C])))
+    exposed = apply_policy(
+        pol, probs, rng=np.random.default_rng(np.random.SeedSequence([seed, 0x504F4C]))
+    )
     return exposed_signals(exposed, outputs.label, which=needed)
 
 
@@ -300,7 +374,13 @@ def compute_signals_probs(outputs: ModelOutputs) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _slices(groups: dict[str, list[tuple[str, np.ndarray]]], member: np.ndarray, scores: dict[str, np.ndarray], n_resamples: int, seed: np.random.SeedSequence) -> list[SliceResult]:
+def _slices(
+    groups: dict[str, list[tuple[str, np.ndarray]]],
+    member: np.ndarray,
+    scores: dict[str, np.ndarray],
+    n_resamples: int,
+    seed: np.random.SeedSequence,
+) -> list[SliceResult]:
     out = []
     seeds = iter(seed.spawn(sum(len(g) for g in groups.values())))
     for column, parts in groups.items():
@@ -309,11 +389,32 @@ def _slices(groups: dict[str, list[tuple[str, np.ndarray]]], member: np.ndarray,
             m = member[mask]
             n1, n0 = int(m.sum()), int((m == 0).sum())
             if n1 < MIN_SLICE_CLASS or n0 < MIN_SLICE_CLASS:
-                out.append(SliceResult(column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=[]))
+                out.append(
+                    SliceResult(
+                        column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=[]
+                    )
+                )
                 continue
-            ev = evaluate(m, {k: v[mask] for k, v in scores.items()}, fprs=(0.01,), n_resamples=n_resamples, rng=np.random.default_rng(s_seed))
-            attacks = [SliceAttack(attack=k, auc=ev.estimate(k, "auc"), tpr_at_1pct_fpr=ev.estimate(k, tpr_key(0.01))) for k in scores]
-            out.append(SliceResult(column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=attacks))
+            ev = evaluate(
+                m,
+                {k: v[mask] for k, v in scores.items()},
+                fprs=(0.01,),
+                n_resamples=n_resamples,
+                rng=np.random.default_rng(s_seed),
+            )
+            attacks = [
+                SliceAttack(
+                    attack=k,
+                    auc=ev.estimate(k, "auc"),
+                    tpr_at_1pct_fpr=ev.estimate(k, tpr_key(0.01)),
+                )
+                for k in scores
+            ]
+            out.append(
+                SliceResult(
+                    column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=attacks
+                )
+            )
     return out
 
 

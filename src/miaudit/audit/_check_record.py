@@ -1,4 +1,4 @@
-""""Was this record in the training data?" — calibrated evidence for one record and one model.
+""" "Was this record in the training data?" — calibrated evidence for one record and one model.
 
 **After an audit with reference models** (``miaudit audit``): LiRA's offline test (Carlini et
 al., S&P 2022) made a calibrated prediction test *for this record*. Under "the record was not in
@@ -70,7 +70,11 @@ class VariancePrior:
     n_records: int
 
     def describe(self) -> str:
-        pooled = " (at its upper bound: effectively one pooled variance)" if self.dof >= _NU_BOUNDS[1] * 0.999 else ""
+        pooled = (
+            " (at its upper bound: effectively one pooled variance)"
+            if self.dof >= _NU_BOUNDS[1] * 0.999
+            else ""
+        )
         return f"prior ν₀ = {self.dof:.3g}{pooled}, σ₀ = {np.sqrt(self.scale2):.3g}, fitted on {self.n_records} records"
 
 
@@ -110,7 +114,9 @@ def _phi(store: SignalsStore) -> np.ndarray:
     """φ of every model on every record, (K, n); augmentation queries averaged."""
     lg = store.logits
     labels = np.broadcast_to(store.label[:, None] if lg.ndim == 4 else store.label, lg.shape[1:-1])
-    phi = compute_signals(lg, np.broadcast_to(labels, lg.shape[:-1]), which=("scaled_logit",))["scaled_logit"]
+    phi = compute_signals(lg, np.broadcast_to(labels, lg.shape[:-1]), which=("scaled_logit",))[
+        "scaled_logit"
+    ]
     return phi.mean(axis=2) if lg.ndim == 4 else phi
 
 
@@ -125,7 +131,10 @@ def fit_variance_prior(s2: np.ndarray, dof: np.ndarray) -> VariancePrior:
 
     ok = (dof > 0) & (s2 > 0) & np.isfinite(s2)
     if int(ok.sum()) < 2:
-        raise InputError("results", f"too few reference models to estimate how OUT models vary: a per-record p-value needs records with {MIN_OUT} or more OUT references ([audit].references ≥ {MIN_OUT})")
+        raise InputError(
+            "results",
+            f"too few reference models to estimate how OUT models vary: a per-record p-value needs records with {MIN_OUT} or more OUT references ([audit].references ≥ {MIN_OUT})",
+        )
     x, d = s2[ok], dof[ok].astype(np.float64)
     if x.size > _FIT_RECORDS:
         pick = np.linspace(0, x.size - 1, _FIT_RECORDS).round().astype(np.int64)
@@ -138,10 +147,20 @@ def fit_variance_prior(s2: np.ndarray, dof: np.ndarray) -> VariancePrior:
         return float(-(f_dist.logpdf(x / np.exp(log_s0), d, np.exp(log_nu)) - log_s0).sum())
 
     best = min(
-        (minimize(nll, np.array([np.log(pooled), start]), method="L-BFGS-B", bounds=[(np.log(pooled) - 5, np.log(pooled) + 5), (lo, hi)]) for start in (np.log(4.0), np.log(100.0))),
+        (
+            minimize(
+                nll,
+                np.array([np.log(pooled), start]),
+                method="L-BFGS-B",
+                bounds=[(np.log(pooled) - 5, np.log(pooled) + 5), (lo, hi)],
+            )
+            for start in (np.log(4.0), np.log(100.0))
+        ),
         key=lambda r: r.fun,
     )
-    return VariancePrior(dof=float(np.exp(best.x[1])), scale2=float(np.exp(best.x[0])), n_records=int(x.size))
+    return VariancePrior(
+        dof=float(np.exp(best.x[1])), scale2=float(np.exp(best.x[0])), n_records=int(x.size)
+    )
 
 
 def _audited(store: SignalsStore, target: int | None) -> tuple[int, str]:
@@ -150,10 +169,15 @@ def _audited(store: SignalsStore, target: int | None) -> tuple[int, str]:
         raise InputError("--target", f"model {t} is outside [0, {store.n_models})")
     if store.info.get("external_target") and t == store.target:
         return t, "your model (the external target, audited without retraining)"
-    return t, f"model {t} of the {store.n_models} trained with the recipe (leave-one-model-out: each took a turn as the target)"
+    return (
+        t,
+        f"model {t} of the {store.n_models} trained with the recipe (leave-one-model-out: each took a turn as the target)",
+    )
 
 
-def check_records(store: SignalsStore, ids: Sequence[str], *, target: int | None = None) -> list[RecordEvidence]:
+def check_records(
+    store: SignalsStore, ids: Sequence[str], *, target: int | None = None
+) -> list[RecordEvidence]:
     """Evidence for each id against the audited model (``target``, default the store's or 0).
 
     References are every model except the target and its complementary partner. The p-value
@@ -164,7 +188,9 @@ def check_records(store: SignalsStore, ids: Sequence[str], *, target: int | None
     partner = {a: b for p in complementary_pairs(store) for a, b in (p, p[::-1])}.get(t)
     refs = [m for m in range(store.n_models) if m not in (t, partner)]
     if len(refs) < 2:
-        raise InputError("signals", "fewer than 2 reference models besides the target and its partner")
+        raise InputError(
+            "signals", "fewer than 2 reference models besides the target and its partner"
+        )
     index = {str(r): i for i, r in enumerate(store.record_id.tolist())}
     rows = []
     for rid in ids:
@@ -172,13 +198,18 @@ def check_records(store: SignalsStore, ids: Sequence[str], *, target: int | None
             raise InputError("--id", f"record {rid!r} is not among the audited records")
         i = index[str(rid)]
         if store.population[i]:
-            raise InputError("--id", f"record {rid!r} is a population record: no model trained on it, so the audit has no IN/OUT references for it")
+            raise InputError(
+                "--id",
+                f"record {rid!r} is a population record: no model trained on it, so the audit has no IN/OUT references for it",
+            )
         rows.append(i)
     phi = _phi(store)
     ref_phi, keep = phi[refs], store.keep[refs]
     out_mask = ~keep & ~store.population
     n_out_all = out_mask.sum(axis=0)
-    mean_out = np.where(n_out_all > 0, (ref_phi * out_mask).sum(axis=0) / np.maximum(n_out_all, 1), 0.0)
+    mean_out = np.where(
+        n_out_all > 0, (ref_phi * out_mask).sum(axis=0) / np.maximum(n_out_all, 1), 0.0
+    )
     dev2 = ((ref_phi - mean_out) ** 2 * out_mask).sum(axis=0)
     dof_own = np.maximum(n_out_all - 1, 0)
     s2 = np.divide(dev2, dof_own, out=np.zeros_like(dev2), where=dof_own > 0)
@@ -192,19 +223,50 @@ def check_records(store: SignalsStore, ids: Sequence[str], *, target: int | None
     for rid, i in zip(ids, rows, strict=True):
         n_out, n_in = int(n_out_all[i]), int(in_mask[:, i].sum())
         if n_out < 1:
-            raise InputError("--id", f"record {rid!r} has no OUT reference: no model left out of training on it")
+            raise InputError(
+                "--id", f"record {rid!r} has no OUT reference: no model left out of training on it"
+            )
         d = int(dof_own[i])
         var = (prior.dof * prior.scale2 + d * s2[i]) / (prior.dof + d)
         z = float((phi[t, i] - mean_out[i]) / np.sqrt(var * (1 + 1 / n_out)))
         p = float(student_t.sf(z, prior.dof + d))
         llr = None
         if n_in >= 2:
-            llr = float(lira_online(phi[t, i : i + 1], ref_phi[:, i : i + 1], keep[:, i : i + 1], variance="per_record")[0])
-        out.append(RecordEvidence(str(rid), t, float(phi[t, i]), z, p, llr, n_out, n_in, bool(store.keep[t, i]), verdict(p), model=model, method=method))
+            llr = float(
+                lira_online(
+                    phi[t, i : i + 1],
+                    ref_phi[:, i : i + 1],
+                    keep[:, i : i + 1],
+                    variance="per_record",
+                )[0]
+            )
+        out.append(
+            RecordEvidence(
+                str(rid),
+                t,
+                float(phi[t, i]),
+                z,
+                p,
+                llr,
+                n_out,
+                n_in,
+                bool(store.keep[t, i]),
+                verdict(p),
+                model=model,
+                method=method,
+            )
+        )
     return out
 
 
-def check_saved_outputs(record_id: np.ndarray, member: np.ndarray, scores: np.ndarray, ids: Sequence[str], *, attack: str) -> list[RecordEvidence]:
+def check_saved_outputs(
+    record_id: np.ndarray,
+    member: np.ndarray,
+    scores: np.ndarray,
+    ids: Sequence[str],
+    *,
+    attack: str,
+) -> list[RecordEvidence]:
     """Per-record answers from one model's saved outputs: the rank of each record's ``attack``
     score among the model's known non-members, the record itself left out (module docstring)."""
     index = {str(r): i for i, r in enumerate(np.asarray(record_id).tolist())}
@@ -227,8 +289,25 @@ def check_saved_outputs(record_id: np.ndarray, member: np.ndarray, scores: np.nd
             at_least -= 1
             n0 -= 1
         p = (1 + at_least) / (1 + n0)
-        out.append(RecordEvidence(str(rid), None, None, None, p, None, 0, 0, bool(m[i]), verdict(p), model="the model whose outputs were audited",
-                                  method=method, attack=attack, score=float(s[i]), n_nonmembers=n0))
+        out.append(
+            RecordEvidence(
+                str(rid),
+                None,
+                None,
+                None,
+                p,
+                None,
+                0,
+                0,
+                bool(m[i]),
+                verdict(p),
+                model="the model whose outputs were audited",
+                method=method,
+                attack=attack,
+                score=float(s[i]),
+                n_nonmembers=n0,
+            )
+        )
     return out
 
 
@@ -238,8 +317,13 @@ def save_external_target(out_dir: Path, store: SignalsStore) -> None:
     t = store.target
     assert t is not None
     row = SignalsStore.from_arrays(
-        logits=store.logits[t : t + 1], label=store.label, keep=store.keep[t : t + 1], population=store.population,
-        record_id=store.record_id, target=0, info={"external_target": True},
+        logits=store.logits[t : t + 1],
+        label=store.label,
+        keep=store.keep[t : t + 1],
+        population=store.population,
+        record_id=store.record_id,
+        target=0,
+        info={"external_target": True},
     )
     (out_dir / TARGET_PATH).parent.mkdir(parents=True, exist_ok=True)
     row.save(out_dir / TARGET_PATH)
@@ -249,12 +333,20 @@ def _with_saved_target(engine: SignalsStore, row: SignalsStore) -> SignalsStore:
     index = {str(r): i for i, r in enumerate(engine.record_id.tolist())}
     missing = [r for r in row.record_id.tolist() if str(r) not in index]
     if missing:
-        raise InputError("results", f"{TARGET_PATH} names record {missing[0]!r}, which is not in the audit's signals: the folder mixes two runs")
+        raise InputError(
+            "results",
+            f"{TARGET_PATH} names record {missing[0]!r}, which is not in the audit's signals: the folder mixes two runs",
+        )
     cols = np.array([index[str(r)] for r in row.record_id.tolist()], dtype=np.int64)
     lg = engine.logits[:, cols]
     return SignalsStore.from_arrays(
-        logits=np.concatenate([lg, row.logits.astype(lg.dtype)]), label=engine.label[cols], keep=np.concatenate([engine.keep[:, cols], row.keep]),
-        population=engine.population[cols], record_id=engine.record_id[cols], target=engine.n_models, info={**engine.info, "external_target": True},
+        logits=np.concatenate([lg, row.logits.astype(lg.dtype)]),
+        label=engine.label[cols],
+        keep=np.concatenate([engine.keep[:, cols], row.keep]),
+        population=engine.population[cols],
+        record_id=engine.record_id[cols],
+        target=engine.n_models,
+        info={**engine.info, "external_target": True},
     )
 
 
@@ -263,14 +355,23 @@ def _results_kind(results_dir: Path) -> dict[str, object]:
 
     path = results_dir / "results.json"
     if not path.is_file():
-        raise InputError("results", f"{str(path)!r} not found: check-record needs the folder of a `miaudit audit` or `miaudit attack` run")
+        raise InputError(
+            "results",
+            f"{str(path)!r} not found: check-record needs the folder of a `miaudit audit` or `miaudit attack` run",
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise InputError("results", f"cannot read {str(path)!r}: {exc}") from None
 
 
-def check_record(results_dir: str | Path, ids: Sequence[str], *, target: int | None = None, attack: str | None = None) -> list[RecordEvidence]:
+def check_record(
+    results_dir: str | Path,
+    ids: Sequence[str],
+    *,
+    target: int | None = None,
+    attack: str | None = None,
+) -> list[RecordEvidence]:
     """Per-record evidence from a results folder.
 
     An audit with reference models (``signals/signals.npz``): :func:`check_records` against the
@@ -284,22 +385,40 @@ def check_record(results_dir: str | Path, ids: Sequence[str], *, target: int | N
     if isinstance(reference, dict):  # an audit with reference models
         path = d / SIGNALS_PATH
         if not path.is_file():
-            raise InputError("results", f"{str(path)!r} not found (restricted signals): check-record needs the audit's signals/ folder")
+            raise InputError(
+                "results",
+                f"{str(path)!r} not found (restricted signals): check-record needs the audit's signals/ folder",
+            )
         if attack is not None:
-            raise InputError("--attack", "applies to audits from saved outputs; an audit with reference models answers with LiRA's per-record test")
+            raise InputError(
+                "--attack",
+                "applies to audits from saved outputs; an audit with reference models answers with LiRA's per-record test",
+            )
         store = load_signals(path)
         if reference.get("external_target"):
             if not (d / TARGET_PATH).is_file():
-                raise InputError("results", f"the audit had an external target but {str(d / TARGET_PATH)!r} is missing")
+                raise InputError(
+                    "results",
+                    f"the audit had an external target but {str(d / TARGET_PATH)!r} is missing",
+                )
             store = _with_saved_target(store, load_signals(d / TARGET_PATH))
             if target is not None and target != store.target:
-                raise InputError("--target", f"this audit's audited model is the external target (model {store.target}); the engine's models were its references")
+                raise InputError(
+                    "--target",
+                    f"this audit's audited model is the external target (model {store.target}); the engine's models were its references",
+                )
         return check_records(store, ids, target=target)
     scores_path = d / "scores.parquet"
     if not scores_path.is_file():
-        raise InputError("results", f"{str(scores_path)!r} not found (restricted per-record scores): check-record needs the folder of a `miaudit audit` or `miaudit attack` run")
+        raise InputError(
+            "results",
+            f"{str(scores_path)!r} not found (restricted per-record scores): check-record needs the folder of a `miaudit audit` or `miaudit attack` run",
+        )
     if target is not None:
-        raise InputError("--target", "an audit from saved outputs has one model; --target applies to audits with reference models")
+        raise InputError(
+            "--target",
+            "an audit from saved outputs has one model; --target applies to audits with reference models",
+        )
     import pandas as pd
 
     table = pd.read_parquet(scores_path)
@@ -307,5 +426,13 @@ def check_record(results_dir: str | Path, ids: Sequence[str], *, target: int | N
     col = f"score_{name}"
     if col not in table.columns:
         have = ", ".join(c.removeprefix("score_") for c in table.columns if c.startswith("score_"))
-        raise InputError("--attack", f"no scores of attack {name!r} in this folder (it has: {have})")
-    return check_saved_outputs(table["record_id"].to_numpy(), table["member"].to_numpy(), table[col].to_numpy(), ids, attack=name)
+        raise InputError(
+            "--attack", f"no scores of attack {name!r} in this folder (it has: {have})"
+        )
+    return check_saved_outputs(
+        table["record_id"].to_numpy(),
+        table["member"].to_numpy(),
+        table[col].to_numpy(),
+        ids,
+        attack=name,
+    )

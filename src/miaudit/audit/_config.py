@@ -8,16 +8,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from miaudit.datasets import DataConfig
 from miaudit.engine import EngineConfig, TrainConfig
 from miaudit.engine._config import PlanConfig, with_trust
 from miaudit.engine._size import check_finite
 from miaudit.errors import InputError
-from miaudit.datasets import DataConfig
 from miaudit.metrics import DEFAULT_FPRS
 from miaudit.models import MLPRecipe, Recipe, check_code_trust, validation_error
 
 THRESHOLD_NAMES = ("loss", "confidence", "entropy", "modified_entropy", "gap")
-REFERENCE_NAMES = ("lira_online", "lira_offline", "rmia_online", "rmia_offline", "shadow", "ml_leaks")
+REFERENCE_NAMES = (
+    "lira_online",
+    "lira_offline",
+    "rmia_online",
+    "rmia_offline",
+    "shadow",
+    "ml_leaks",
+)
 AUDIT_ATTACKS = THRESHOLD_NAMES + REFERENCE_NAMES
 DEFAULT_AUDIT_ATTACKS = ("loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline")
 
@@ -81,9 +88,19 @@ class AuditConfig(BaseModel):
 
     def train_config(self) -> TrainConfig:
         if self.plan.kind != "complementary":
-            raise InputError("plan.kind", "an audit trains complementary pairs (k references need them); remove 'kind' or set it to \"complementary\"")
+            raise InputError(
+                "plan.kind",
+                "an audit trains complementary pairs (k references need them); remove 'kind' or set it to \"complementary\"",
+            )
         plan = self.plan.model_copy(update={"models": self.n_models()})
-        return TrainConfig(data=self.data, model=self.model, plan=plan, engine=self.engine, seed=self.seed, trust_code=self.trust_code)
+        return TrainConfig(
+            data=self.data,
+            model=self.model,
+            plan=plan,
+            engine=self.engine,
+            seed=self.seed,
+            trust_code=self.trust_code,
+        )
 
 
 def parse_audit_config(raw: dict[str, Any], *, trust_code: bool = False) -> AuditConfig:
@@ -115,11 +132,16 @@ def load_audit_config(path: str | Path, *, trust_code: bool = False) -> AuditCon
 
             raw = yaml.safe_load(text)
         else:
-            raise InputError("config", f"unsupported config type {path.suffix or '(none)'!r}; use .toml, .yaml or .yml")
+            raise InputError(
+                "config",
+                f"unsupported config type {path.suffix or '(none)'!r}; use .toml, .yaml or .yml",
+            )
     except InputError:
         raise
-    except Exception as exc:
-        raise InputError("config", f"cannot parse {path.name}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad config, one line
+        raise InputError(
+            "config", f"cannot parse {path.name}: {str(exc).splitlines()[0]}"
+        ) from None
     if not isinstance(raw, dict):
         raise InputError("config", f"{path.name} must hold a table at the top level")
     cfg = parse_audit_config(raw, trust_code=trust_code)
@@ -128,4 +150,9 @@ def load_audit_config(path: str | Path, *, trust_code: bool = False) -> AuditCon
     def fix(p: Path | None) -> Path | None:
         return p if p is None or p.is_absolute() else base / p
 
-    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": fix(cfg.data.path)}), "engine": cfg.engine.model_copy(update={"cache": fix(cfg.engine.cache)})})
+    return cfg.model_copy(
+        update={
+            "data": cfg.data.model_copy(update={"path": fix(cfg.data.path)}),
+            "engine": cfg.engine.model_copy(update={"cache": fix(cfg.engine.cache)}),
+        }
+    )

@@ -33,8 +33,16 @@ def demo_outputs(seed: int = 20261128, pool: int = DEMO_POOL) -> ModelOutputs:
     member = np.zeros(pool, dtype=np.int8)
     member[rng.permutation(pool)[: pool // 2]] = 1
     # Preprocessing is fitted on the members only: nothing about non-members leaks into the model.
-    prep = ColumnTransformer([("num", StandardScaler(), NUMERIC), ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL)])
-    model = make_pipeline(prep, RandomForestClassifier(n_estimators=100, min_samples_leaf=1, random_state=seed, n_jobs=1))
+    prep = ColumnTransformer(
+        [
+            ("num", StandardScaler(), NUMERIC),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+        ]
+    )
+    model = make_pipeline(
+        prep,
+        RandomForestClassifier(n_estimators=100, min_samples_leaf=1, random_state=seed, n_jobs=1),
+    )
     train = data[member == 1]
     model.fit(train[NUMERIC + CATEGORICAL], train[LABEL].to_numpy())
     probs = model.predict_proba(data[NUMERIC + CATEGORICAL])
@@ -47,9 +55,13 @@ def demo_outputs(seed: int = 20261128, pool: int = DEMO_POOL) -> ModelOutputs:
     )
 
 
-def run_demo(out: Path, *, seed: int = 20261128, n_resamples: int = 200, pool: int = DEMO_POOL) -> AuditResult:
+def run_demo(
+    out: Path, *, seed: int = 20261128, n_resamples: int = 200, pool: int = DEMO_POOL
+) -> AuditResult:
     out.mkdir(parents=True, exist_ok=True)
     outputs = demo_outputs(seed, pool)
     saved = out / "outputs.parquet"  # restricted (0600): it holds membership
     outputs.save(saved)
-    return attack(saved, slices=DEMO_SLICES, n_resamples=n_resamples, seed=seed, out=out, overwrite=True)
+    return attack(
+        saved, slices=DEMO_SLICES, n_resamples=n_resamples, seed=seed, out=out, overwrite=True
+    )

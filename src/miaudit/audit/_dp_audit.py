@@ -52,7 +52,9 @@ class DpAuditDesign:
     k_minus: int = 100
     runs: int = 1
     significance: float = 0.05
-    base_records: int | None = None  # None: the non-canary records but a held-out test set (≤ 1000, ≤ 1/5)
+    base_records: int | None = (
+        None  # None: the non-canary records but a held-out test set (≤ 1000, ≤ 1/5)
+    )
     #: "input": records with a wrong label, scored black-box by their loss; "gradient": Dirac
     #: gradient canaries inserted in the DP-SGD step, scored white-box (DP recipes only);
     #: "rare-category": records given a category no other record has (a new one-hot column
@@ -62,25 +64,43 @@ class DpAuditDesign:
     def check(self, n_records: int) -> None:
         if self.canaries < 2:
             raise InputError("canaries", f"must be at least 2, got {self.canaries}")
-        if self.k_plus < 0 or self.k_minus < 0 or self.k_plus + self.k_minus == 0 or self.k_plus + self.k_minus > self.canaries:
-            raise InputError("guesses", f"k_plus + k_minus must lie in [1, canaries = {self.canaries}], got {self.k_plus} + {self.k_minus}")
+        if (
+            self.k_plus < 0
+            or self.k_minus < 0
+            or self.k_plus + self.k_minus == 0
+            or self.k_plus + self.k_minus > self.canaries
+        ):
+            raise InputError(
+                "guesses",
+                f"k_plus + k_minus must lie in [1, canaries = {self.canaries}], got {self.k_plus} + {self.k_minus}",
+            )
         if self.runs < 1:
             raise InputError("runs", f"must be at least 1, got {self.runs}")
         if not 0 < self.significance < 1:
             raise InputError("significance", f"must lie in (0, 1), got {self.significance}")
         base = self.base_count(n_records)
         if base < 1 or self._records_used() + base > n_records:
-            raise InputError("canaries", f"{self.canaries} canaries + {base} base records exceed the dataset's {n_records} records")
+            raise InputError(
+                "canaries",
+                f"{self.canaries} canaries + {base} base records exceed the dataset's {n_records} records",
+            )
 
     def _records_used(self) -> int:
-        return 0 if self.canary_kind == "gradient" else self.canaries  # gradient canaries are not records
+        return (
+            0 if self.canary_kind == "gradient" else self.canaries
+        )  # gradient canaries are not records
 
     def base_count(self, n_records: int) -> int:
         rest = n_records - self._records_used()
         return rest - min(1000, rest // 5) if self.base_records is None else self.base_records
 
     def max_certifiable(self, delta: float) -> float:
-        return one_run_max_certifiable_epsilon(self.runs * self.canaries, self.runs * (self.k_plus + self.k_minus), delta=delta, significance=self.significance)
+        return one_run_max_certifiable_epsilon(
+            self.runs * self.canaries,
+            self.runs * (self.k_plus + self.k_minus),
+            delta=delta,
+            significance=self.significance,
+        )
 
 
 @dataclass(frozen=True)
@@ -110,11 +130,17 @@ class DpAuditResult:
         d = dataclasses.asdict(self)
         d["claimed_epsilon"] = None if math.isinf(self.claimed_epsilon) else self.claimed_epsilon
         for p in d["privacy"]:
-            p["epsilon"] = None if p.get("epsilon") is None or math.isinf(p["epsilon"]) else p["epsilon"]
+            p["epsilon"] = (
+                None if p.get("epsilon") is None or math.isinf(p["epsilon"]) else p["epsilon"]
+            )
         return {"schema": DP_AUDIT_SCHEMA, **d}
 
     def summary(self) -> str:
-        claim = "∞ (not DP-trained)" if math.isinf(self.claimed_epsilon) else f"{self.claimed_epsilon:.3f}"
+        claim = (
+            "∞ (not DP-trained)"
+            if math.isinf(self.claimed_epsilon)
+            else f"{self.claimed_epsilon:.3f}"
+        )
         return (
             f"claimed ε = {claim} (δ = {self.delta:g}, accountant {self.accountant}); empirical lower bound ε ≥ "
             f"{self.empirical_epsilon_lower_bound:.3f} at significance {self.significance:g} ({self.v} of {self.r} guesses right on "
@@ -129,7 +155,9 @@ def verdict(claimed: float, bound: float, ceiling: float) -> Verdict:
     return "FAILED" if bound > claimed else "PASSED"
 
 
-def _gradient_canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.random.SeedSequence, threads: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, float]:
+def _gradient_canary_run(
+    cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.random.SeedSequence, threads: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, float]:
     """One DP-SGD run on the base records with white-box gradient canaries."""
     import torch
 
@@ -149,7 +177,10 @@ def _gradient_canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss:
     module = single_model(cfg.model, net, 0)  # type: ignore[arg-type]
     n_params = sum(p.numel() for p in module.parameters())
     if design.canaries > n_params:
-        raise InputError("canaries", f"{design.canaries} gradient canaries need as many coordinates; the model has {n_params} parameters")
+        raise InputError(
+            "canaries",
+            f"{design.canaries} gradient canaries need as many coordinates; the model has {n_params} parameters",
+        )
     # Both made before training: each canary's coordinate and its coin flip.
     coords = np.sort(rng.choice(n_params, size=design.canaries, replace=False)).astype(np.int64)
     included = rng.random(design.canaries) < 0.5
@@ -162,7 +193,11 @@ def _gradient_canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss:
     try:
         privacy = train_one_dp(cfg.model, module, x, y, stream, data.image_shape, canaries=canaries)  # type: ignore[arg-type]
         with torch.no_grad():
-            pred = module(torch.from_numpy(affine.apply(data.features[held]))).argmax(-1).numpy() if held.size else np.zeros(0)
+            pred = (
+                module(torch.from_numpy(affine.apply(data.features[held]))).argmax(-1).numpy()
+                if held.size
+                else np.zeros(0)
+            )
     finally:
         torch.set_num_threads(before)
     acc = float((pred == np.asarray(data.label)[held]).mean()) if held.size else float("nan")
@@ -170,7 +205,9 @@ def _gradient_canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss:
     return canaries.scores, included, privacy, acc
 
 
-def _canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.random.SeedSequence, threads: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, float]:
+def _canary_run(
+    cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.random.SeedSequence, threads: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, float]:
     """One training run: (scores, coin flips, privacy record or None, test accuracy)."""
     import torch
 
@@ -194,12 +231,18 @@ def _canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.rando
     # Both made before training: the canaries' wrong labels (or unique categories) and their coin flips.
     label = np.asarray(data.label).astype(np.int64).copy()
     if not rare:
-        label[canaries] = (label[canaries] + rng.integers(1, data.n_classes, size=m)) % data.n_classes
+        label[canaries] = (
+            label[canaries] + rng.integers(1, data.n_classes, size=m)
+        ) % data.n_classes
     included = rng.random(m) < 0.5
-    canary_data = with_rare_categories(data, canaries) if rare else dataclasses.replace(data, label=label)
+    canary_data = (
+        with_rare_categories(data, canaries) if rare else dataclasses.replace(data, label=label)
+    )
     train_set = np.sort(np.concatenate([base, canaries[included]]))
     # As the recipe does: fitted on the held-out records (never a canary) or on the training set.
-    (affine,), _ = fit_preprocessing(cfg.model, canary_data, [train_set], _mask(canary_data.n_records, held))
+    (affine,), _ = fit_preprocessing(
+        cfg.model, canary_data, [train_set], _mask(canary_data.n_records, held)
+    )
     stream = ModelStreams.of(int(model_ss.generate_state(1, np.uint32)[0]), 0)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -224,7 +267,11 @@ def _canary_run(cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.rando
         lse = np.logaddexp.reduce(lg, axis=1)
         scores = lg[np.arange(m), label[canaries]] - lse  # −loss on the canary's label
     test = held if held.size else base[:0]
-    acc = float((logits[test].argmax(-1) == np.asarray(data.label)[test]).mean()) if test.size else float("nan")
+    acc = (
+        float((logits[test].argmax(-1) == np.asarray(data.label)[test]).mean())
+        if test.size
+        else float("nan")
+    )
     return scores, included, privacy, acc
 
 
@@ -247,8 +294,12 @@ def with_rare_categories(data: Any, canaries: np.ndarray) -> Any:
     twins = np.arange(m) + (int(ids.max()) + 1 if ids.dtype.kind in "iu" else 0)
     twin_ids = twins if ids.dtype.kind in "iu" else np.array([f"canary-twin-{i}" for i in range(m)])
     return dataclasses.replace(
-        data, features=features, label=np.concatenate([data.label, data.label[canaries]]), record_id=np.concatenate([ids, twin_ids]),
-        onehot=np.concatenate([data.onehot, d + np.arange(m)]), feature_names=(*data.feature_names, *(f"canary={i}" for i in range(m))),
+        data,
+        features=features,
+        label=np.concatenate([data.label, data.label[canaries]]),
+        record_id=np.concatenate([ids, twin_ids]),
+        onehot=np.concatenate([data.onehot, d + np.arange(m)]),
+        feature_names=(*data.feature_names, *(f"canary={i}" for i in range(m))),
     )
 
 
@@ -281,19 +332,33 @@ def dp_audit(
         raise InputError("--seed", f"must be ≥ 0, got {seed!r}")
     data = load_dataset(cfg.data)
     design.check(data.n_records)
-    check_model_size(cfg.model, data.n_features, data.n_classes, data.n_records)  # before any allocation
+    check_model_size(
+        cfg.model, data.n_features, data.n_classes, data.n_records
+    )  # before any allocation
     dp = cfg.model.dp
     if design.canary_kind == "gradient" and dp is None:
-        raise InputError("canary_kind", "gradient canaries are inserted in the DP-SGD step: the recipe needs [model].dp")
-    if design.canary_kind == "rare-category" and (data.image_shape is not None or not isinstance(cfg.model, MLPRecipe)):
-        raise InputError("canary_kind", "rare-category canaries are tabular records with a one-hot category: they need tabular data and a 'torch-mlp' recipe")
+        raise InputError(
+            "canary_kind",
+            "gradient canaries are inserted in the DP-SGD step: the recipe needs [model].dp",
+        )
+    if design.canary_kind == "rare-category" and (
+        data.image_shape is not None or not isinstance(cfg.model, MLPRecipe)
+    ):
+        raise InputError(
+            "canary_kind",
+            "rare-category canaries are tabular records with a one-hot category: they need tabular data and a 'torch-mlp' recipe",
+        )
     delta = dp.delta if dp is not None else 0.0
     ceiling = design.max_certifiable(delta)
     say(
         f"design: {design.runs} run(s) × {design.canaries} {design.canary_kind} canaries (each included with probability ½), "
         f"guesses k₊ = {design.k_plus}, k₋ = {design.k_minus} fixed now; at significance {design.significance:g} and δ = {delta:g} "
         f"this design can certify at most ε = {ceiling:.3f}"
-        + (f"; the target claim ε = {dp.epsilon:g} is {'within reach' if dp.epsilon <= ceiling else 'NOT testable by this design'}" if dp is not None and dp.epsilon is not None else "")
+        + (
+            f"; the target claim ε = {dp.epsilon:g} is {'within reach' if dp.epsilon <= ceiling else 'NOT testable by this design'}"
+            if dp is not None and dp.epsilon is not None
+            else ""
+        )
     )
     run_seed = cfg.seed if seed is None else seed
     runs, privacy, accs = [], [], []
@@ -303,8 +368,17 @@ def dp_audit(
         accs.append(acc)
         if priv is not None:
             privacy.append(priv)
-        say(f"run {i + 1}/{design.runs}: trained on {int(inc.sum())} of {design.canaries} canaries" + (f"; accountant ε = {priv['epsilon']:.3f}" if priv else ""))
-    res = pooled_one_run_audit(runs, k_plus=design.k_plus, k_minus=design.k_minus, delta=delta, significance=design.significance)
+        say(
+            f"run {i + 1}/{design.runs}: trained on {int(inc.sum())} of {design.canaries} canaries"
+            + (f"; accountant ε = {priv['epsilon']:.3f}" if priv else "")
+        )
+    res = pooled_one_run_audit(
+        runs,
+        k_plus=design.k_plus,
+        k_minus=design.k_minus,
+        delta=delta,
+        significance=design.significance,
+    )
     claimed = max((p["epsilon"] for p in privacy), default=math.inf)
     accountant = privacy[0]["accountant"] if privacy else "none (not DP-trained)"
     faults = sorted({p["fault_injection"] for p in privacy} - {"none"})
@@ -317,23 +391,48 @@ def dp_audit(
             "when included; scored by the sum over steps of the released noisy gradient on their coordinate.",
         }[design.canary_kind],
         "Trained as the audited recipe trains: preprocessing fitted on "
-        + ("the held-out records, which no run trains on." if preprocessing_fit(cfg.model) == "population" else "each run's training records, canaries included."),
+        + (
+            "the held-out records, which no run trains on."
+            if preprocessing_fit(cfg.model) == "population"
+            else "each run's training records, canaries included."
+        ),
         "Claimed ε: the largest ε Opacus's accountant recorded over the runs.",
     ]
     if faults:
-        notes.append(f"FAULT INJECTION was on ({', '.join(faults)}): the recorded ε is not what the training did.")
+        notes.append(
+            f"FAULT INJECTION was on ({', '.join(faults)}): the recorded ε is not what the training did."
+        )
     result = DpAuditResult(
-        claimed_epsilon=float(claimed), delta=float(delta), accountant=accountant,
+        claimed_epsilon=float(claimed),
+        delta=float(delta),
+        accountant=accountant,
         method=f"one run per model, pooled over {design.runs} run(s) (Steinke, Nasr & Jagielski, NeurIPS 2023); "
-        + {"input": "input canaries, black-box", "rare-category": "rare-category canaries, black-box", "gradient": "gradient canaries, white-box"}[design.canary_kind],
-        empirical_epsilon_lower_bound=float(res.epsilon_lower_bound), significance=design.significance, max_certifiable_epsilon=float(ceiling),
-        verdict=verdict(float(claimed), float(res.epsilon_lower_bound), float(ceiling)), design=design, m=res.m, r=res.r, v=res.v,
-        recipe=cfg.model.model_dump(mode="json"), dataset=data.name, seed=run_seed, test_accuracy=accs, privacy=privacy, notes=notes,
+        + {
+            "input": "input canaries, black-box",
+            "rare-category": "rare-category canaries, black-box",
+            "gradient": "gradient canaries, white-box",
+        }[design.canary_kind],
+        empirical_epsilon_lower_bound=float(res.epsilon_lower_bound),
+        significance=design.significance,
+        max_certifiable_epsilon=float(ceiling),
+        verdict=verdict(float(claimed), float(res.epsilon_lower_bound), float(ceiling)),
+        design=design,
+        m=res.m,
+        r=res.r,
+        v=res.v,
+        recipe=cfg.model.model_dump(mode="json"),
+        dataset=data.name,
+        seed=run_seed,
+        test_accuracy=accs,
+        privacy=privacy,
+        notes=notes,
     )
     say(result.summary())
     if out is not None:
         from miaudit._io import ensure_writable_dir, write_text_atomic
 
         folder = ensure_writable_dir(Path(out))
-        write_text_atomic(folder / DP_AUDIT_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False))
+        write_text_atomic(
+            folder / DP_AUDIT_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False)
+        )
     return result

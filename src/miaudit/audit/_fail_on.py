@@ -11,7 +11,9 @@ from miaudit.errors import InputError
 
 SCALAR_METRICS = ("auc", "advantage", "balanced_accuracy", "ppv", "epsilon")
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
-_RULE = re.compile(r"^\s*(?P<metric>[a-z_]+(?:@[0-9.]+%fpr)?)(?:\.(?P<bound>point|lower|upper))?\s*(?P<op>>=|<=|>|<)\s*(?P<value>[0-9.eE+-]+)\s*$")
+_RULE = re.compile(
+    r"^\s*(?P<metric>[a-z_]+(?:@[0-9.]+%fpr)?)(?:\.(?P<bound>point|lower|upper))?\s*(?P<op>>=|<=|>|<)\s*(?P<value>[0-9.eE+-]+)\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,17 @@ def parse_rule(text: str) -> GateRule:
     except ValueError:
         value = None
     if not m or value is None or value != value:
-        raise InputError("--fail-on", f"cannot parse {text!r}; expected e.g. \"tpr@1%fpr.upper>0.05\" or \"auc>0.6\"")
+        raise InputError(
+            "--fail-on", f'cannot parse {text!r}; expected e.g. "tpr@1%fpr.upper>0.05" or "auc>0.6"'
+        )
     metric = m["metric"]
     tpr = re.fullmatch(r"tpr@([0-9.]+)%fpr", metric)
     known = metric in SCALAR_METRICS or (tpr is not None and _positive_percent(tpr.group(1)))
     if not known:
-        raise InputError("--fail-on", f"unknown metric {metric!r} in {text!r}; known: {', '.join(SCALAR_METRICS)}, tpr@<X>%fpr")
+        raise InputError(
+            "--fail-on",
+            f"unknown metric {metric!r} in {text!r}; known: {', '.join(SCALAR_METRICS)}, tpr@<X>%fpr",
+        )
     return GateRule(metric, m["bound"] or "upper", m["op"], value)
 
 
@@ -59,7 +66,11 @@ def failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
             if value is None and rule.bound != "point":
                 value = est.point  # interval not reliable: judge on the point estimate
             if value is None:
-                out.append(f"{a.name}: {rule.metric} is not measurable, so {rule} cannot be shown to hold")
+                out.append(
+                    f"{a.name}: {rule.metric} is not measurable, so {rule} cannot be shown to hold"
+                )
             elif _OPS[rule.op](value, rule.value):
-                out.append(f"{a.name}: {rule.metric}.{rule.bound} = {value:.4g} {rule.op} {rule.value:g}")
+                out.append(
+                    f"{a.name}: {rule.metric}.{rule.bound} = {value:.4g} {rule.op} {rule.value:g}"
+                )
     return out

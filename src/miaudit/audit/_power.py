@@ -13,7 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit.attacks import leave_one_model_out_each, paired_reference_sets, score_target, threshold_score
+from miaudit.attacks import (
+    leave_one_model_out_each,
+    paired_reference_sets,
+    score_target,
+    threshold_score,
+)
 from miaudit.audit._config import THRESHOLD_NAMES, AuditConfig
 from miaudit.audit._reference_audit import _reference_attack
 from miaudit.data import SignalsStore
@@ -21,17 +26,34 @@ from miaudit.errors import InputError
 from miaudit.metrics import Estimate, Evaluation, evaluate
 from miaudit.signals import compute_signals
 
-_SIGNAL_OF = {"gap": "correctness", "loss": "loss", "confidence": "confidence", "entropy": "entropy", "modified_entropy": "modified_entropy"}
+_SIGNAL_OF = {
+    "gap": "correctness",
+    "loss": "loss",
+    "confidence": "confidence",
+    "entropy": "entropy",
+    "modified_entropy": "modified_entropy",
+}
 
 
-def _threshold_scores(store: SignalsStore, name: str, targets: Sequence[int], records: np.ndarray) -> np.ndarray:
+def _threshold_scores(
+    store: SignalsStore, name: str, targets: Sequence[int], records: np.ndarray
+) -> np.ndarray:
     lg = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
     lg = lg[np.asarray(targets)][:, records]
     labels = np.broadcast_to(store.label[records], lg.shape[:-1])
     return threshold_score(name, compute_signals(lg, labels, which=(_SIGNAL_OF[name],)))  # type: ignore[arg-type]
 
 
-def reference_power(store: SignalsStore, cfg: AuditConfig, ks: Sequence[int], attacks: Sequence[str], *, targets: Sequence[int] | None = None, n_resamples: int = 200, seed: int = 0) -> Evaluation:
+def reference_power(
+    store: SignalsStore,
+    cfg: AuditConfig,
+    ks: Sequence[int],
+    attacks: Sequence[str],
+    *,
+    targets: Sequence[int] | None = None,
+    n_resamples: int = 200,
+    seed: int = 0,
+) -> Evaluation:
     """Evaluate each attack with each number of references k on the same (target, record) pairs.
 
     Names in the evaluation are ``"<attack>@k=<k>"`` for reference attacks and the bare name
@@ -43,7 +65,9 @@ def reference_power(store: SignalsStore, cfg: AuditConfig, ks: Sequence[int], at
     made = {name: _reference_attack(name, cfg) for name in attacks if name not in THRESHOLD_NAMES}
     for k in ks:
         refs = paired_reference_sets(store, k, targets=tlist)
-        for name, paired in leave_one_model_out_each(store, made, targets=tlist, reference_sets=refs).items():
+        for name, paired in leave_one_model_out_each(
+            store, made, targets=tlist, reference_sets=refs
+        ).items():
             scores[f"{name}@k={k}"] = paired.scores.reshape(-1)
             member, records = paired.member, paired.records
     if records is None or member is None:
@@ -52,7 +76,9 @@ def reference_power(store: SignalsStore, cfg: AuditConfig, ks: Sequence[int], at
         if name in THRESHOLD_NAMES:
             scores[name] = _threshold_scores(store, name, tlist, records).reshape(-1)
     groups = np.tile(records, len(tlist))
-    return evaluate(member.reshape(-1).astype(np.int8), scores, n_resamples=n_resamples, groups=groups, rng=seed)
+    return evaluate(
+        member.reshape(-1).astype(np.int8), scores, n_resamples=n_resamples, groups=groups, rng=seed
+    )
 
 
 @dataclass(frozen=True)
@@ -65,10 +91,21 @@ class NullAudit:
     n_nonmembers: int
 
     def covers_chance(self) -> dict[str, bool]:
-        return {k: (e.lower is not None and e.upper is not None and e.lower <= 0.5 <= e.upper) for k, e in self.auc.items()}
+        return {
+            k: (e.lower is not None and e.upper is not None and e.lower <= 0.5 <= e.upper)
+            for k, e in self.auc.items()
+        }
 
 
-def null_audit(cfg: AuditConfig, out: str | Path, *, seed: int, target_fraction: float = 0.25, bonferroni: bool = True, n_resamples: int = 200) -> NullAudit:
+def null_audit(
+    cfg: AuditConfig,
+    out: str | Path,
+    *,
+    seed: int,
+    target_fraction: float = 0.25,
+    bonferroni: bool = True,
+    n_resamples: int = 200,
+) -> NullAudit:
     """The null check of ALGORITHMS.md §4.
 
     Records are split (by ``seed``) into the target's training set T (``target_fraction``), the
@@ -106,7 +143,14 @@ def null_audit(cfg: AuditConfig, out: str | Path, *, seed: int, target_fraction:
     new_keep = store.keep[:, cols].copy()
     new_keep[2 * k] = fake[cols]
     in_pool = np.isin(cols, pool)
-    null_store = SignalsStore.from_arrays(logits=store.logits[:, cols], label=store.label[cols], keep=new_keep, population=~in_pool, record_id=store.record_id[cols], target=2 * k)
+    null_store = SignalsStore.from_arrays(
+        logits=store.logits[:, cols],
+        label=store.label[cols],
+        keep=new_keep,
+        population=~in_pool,
+        record_id=store.record_id[cols],
+        target=2 * k,
+    )
     refs = list(range(2 * k))
     records = np.flatnonzero(in_pool)
     scores = {}
@@ -114,10 +158,14 @@ def null_audit(cfg: AuditConfig, out: str | Path, *, seed: int, target_fraction:
         if name in THRESHOLD_NAMES:
             scores[name] = _threshold_scores(null_store, name, [2 * k], records).reshape(-1)
         else:
-            scores[name] = score_target(null_store, _reference_attack(name, cfg), target=2 * k, references=refs).scores.reshape(-1)
+            scores[name] = score_target(
+                null_store, _reference_attack(name, cfg), target=2 * k, references=refs
+            ).scores.reshape(-1)
     y = null_store.keep[2 * k, records].astype(np.int8)
     conf = 1 - 0.05 / len(scores) if bonferroni else 0.95
     # A percentile interval needs replicates beyond each tail: ≥ 10 expected at (1 − conf)/2.
     replicates = max(n_resamples, int(np.ceil(10 / ((1 - conf) / 2))))
     ev = evaluate(y, scores, n_resamples=replicates, confidence=conf, rng=seed)
-    return NullAudit({name: ev.estimate(name, "auc") for name in scores}, conf, int(y.sum()), int((y == 0).sum()))
+    return NullAudit(
+        {name: ev.estimate(name, "auc") for name in scores}, conf, int(y.sum()), int((y == 0).sum())
+    )

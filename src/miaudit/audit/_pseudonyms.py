@@ -44,12 +44,21 @@ def new_key() -> bytes:
 def check_key(key: object, source: str = "pseudonym_key") -> bytes:
     """``key`` if it can key pseudonyms: bytes, at least 16 of them, not one repeated byte pattern."""
     if not isinstance(key, (bytes, bytearray)):
-        raise InputError(source, f"must be bytes (at least {MIN_KEY_BYTES} random bytes), got {type(key).__name__}")
+        raise InputError(
+            source,
+            f"must be bytes (at least {MIN_KEY_BYTES} random bytes), got {type(key).__name__}",
+        )
     key = bytes(key)
     if len(key) < MIN_KEY_BYTES:
-        raise InputError(source, f"is {len(key)} bytes; a pseudonym key needs at least {MIN_KEY_BYTES} random bytes (anyone could reverse its pseudonyms)")
+        raise InputError(
+            source,
+            f"is {len(key)} bytes; a pseudonym key needs at least {MIN_KEY_BYTES} random bytes (anyone could reverse its pseudonyms)",
+        )
     if len(set(key)) < 4:
-        raise InputError(source, f"is {len(key)} bytes of at most 3 distinct values, not random bytes; remove it and rerun to get a fresh key")
+        raise InputError(
+            source,
+            f"is {len(key)} bytes of at most 3 distinct values, not random bytes; remove it and rerun to get a fresh key",
+        )
     if key_id(key) in KNOWN_WEAK_KEY_IDS:
         raise InputError(source, "is a publicly known key; remove it and rerun to get a fresh key")
     return key
@@ -65,15 +74,23 @@ def read_key(path: Path) -> bytes:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise InputError(str(path), f"cannot read the pseudonym key ({exc.strerror}; a link is refused)") from None
+        raise InputError(
+            str(path), f"cannot read the pseudonym key ({exc.strerror}; a link is refused)"
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InputError(str(path), "is not a regular file; a pseudonym key is one")
         if info.st_uid != os.geteuid() or info.st_nlink != 1:
-            raise InputError(str(path), "is owned by another user or has other names (hard links): someone else may know this key; remove it and rerun")
+            raise InputError(
+                str(path),
+                "is owned by another user or has other names (hard links): someone else may know this key; remove it and rerun",
+            )
         if info.st_mode & 0o077:
-            raise InputError(str(path), f"has mode {stat.S_IMODE(info.st_mode):04o}: others may read the pseudonym key, so its pseudonyms may already be reversible; make it 0600 (chmod 600) only if you are sure nobody read it, else remove it and rerun")
+            raise InputError(
+                str(path),
+                f"has mode {stat.S_IMODE(info.st_mode):04o}: others may read the pseudonym key, so its pseudonyms may already be reversible; make it 0600 (chmod 600) only if you are sure nobody read it, else remove it and rerun",
+            )
         if info.st_size > MAX_KEY_BYTES:
             raise InputError(str(path), f"is {info.st_size} bytes, not a pseudonym key")
         with os.fdopen(fd, "rb", closefd=False) as fh:
@@ -115,7 +132,10 @@ def publish_key(out: Path, key: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     if not hmac.compare_digest(read_key(path), key):
-        raise InputError(str(path), "another run created a different pseudonym key in this folder meanwhile; rerun with a folder of its own")
+        raise InputError(
+            str(path),
+            "another run created a different pseudonym key in this folder meanwhile; rerun with a folder of its own",
+        )
 
 
 def load_or_create_key(out: Path | None) -> bytes:
@@ -134,4 +154,6 @@ def key_id(key: bytes) -> str:
 
 
 def pseudonymise(ids: np.ndarray, key: bytes) -> list[str]:
-    return ["p-" + hmac.new(key, str(i).encode(), hashlib.sha256).hexdigest()[:16] for i in ids.tolist()]
+    return [
+        "p-" + hmac.new(key, str(i).encode(), hashlib.sha256).hexdigest()[:16] for i in ids.tolist()
+    ]

@@ -8,8 +8,8 @@ import datetime as _dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -24,8 +24,14 @@ from miaudit.attacks import (
     paired_reference_sets,
     threshold_score,
 )
-from miaudit.audit._attack import attack_result, comparisons_with_loss, exposure_ranking, tie_notes, top_tie
-from miaudit.audit._config import AuditConfig, THRESHOLD_NAMES, load_audit_config
+from miaudit.audit._attack import (
+    attack_result,
+    comparisons_with_loss,
+    exposure_ranking,
+    tie_notes,
+    top_tie,
+)
+from miaudit.audit._config import THRESHOLD_NAMES, AuditConfig, load_audit_config
 from miaudit.audit._pseudonyms import check_key, key_id, new_key, pseudonymise
 from miaudit.audit._results import (
     AuditResult,
@@ -44,11 +50,26 @@ from miaudit.metrics import evaluate
 from miaudit.signals import compute_signals
 
 ATTACK_INFO: dict[str, tuple[str, str]] = {
-    "lira_online": ("likelihood ratio of φ under IN and OUT Gaussians fitted on reference models", "Carlini et al., S&P 2022"),
-    "lira_offline": ("one-sided test of φ against OUT reference models (standardised score)", "Carlini et al., S&P 2022"),
-    "rmia_online": ("fraction of population records z with Pr(x|θ)/Pr(x) ≥ γ·Pr(z|θ)/Pr(z), IN and OUT references", "Zarifzadeh, Liu, Shokri, ICML 2024"),
-    "rmia_offline": ("RMIA with OUT references only, Pr(x) ≈ ½[(1+a)·Pr_OUT(x) + (1−a)]", "Zarifzadeh, Liu, Shokri, ICML 2024"),
-    "shadow": ("per-class attack classifiers trained on reference (shadow) models' sorted outputs", "Shokri et al., S&P 2017"),
+    "lira_online": (
+        "likelihood ratio of φ under IN and OUT Gaussians fitted on reference models",
+        "Carlini et al., S&P 2022",
+    ),
+    "lira_offline": (
+        "one-sided test of φ against OUT reference models (standardised score)",
+        "Carlini et al., S&P 2022",
+    ),
+    "rmia_online": (
+        "fraction of population records z with Pr(x|θ)/Pr(x) ≥ γ·Pr(z|θ)/Pr(z), IN and OUT references",
+        "Zarifzadeh, Liu, Shokri, ICML 2024",
+    ),
+    "rmia_offline": (
+        "RMIA with OUT references only, Pr(x) ≈ ½[(1+a)·Pr_OUT(x) + (1−a)]",
+        "Zarifzadeh, Liu, Shokri, ICML 2024",
+    ),
+    "shadow": (
+        "per-class attack classifiers trained on reference (shadow) models' sorted outputs",
+        "Shokri et al., S&P 2017",
+    ),
     "ml_leaks": ("one shadow model, top-3 sorted probabilities", "Salem et al., NDSS 2019"),
 }
 
@@ -63,7 +84,9 @@ class ReferenceRun:
     scores: dict[str, np.ndarray]  # per pair
 
 
-def _reference_attack(name: str, cfg: AuditConfig) -> LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack:
+def _reference_attack(
+    name: str, cfg: AuditConfig
+) -> LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack:
     """The attack ``name`` as the config sets it up. Offline RMIA's ``a`` is the config's, or
     (``rmia_a`` unset) cross-fitted per target on the models outside its pair, never on an
     audited target's own membership (:func:`miaudit.attacks.cross_fitted_rmia_a`)."""
@@ -100,15 +123,23 @@ def attack_store(
         targets = [store.target]
         refs = [[m for m in range(store.n_models) if m != store.target]]
     else:
-        n_targets = store.n_models if cfg.audit.targets is None else min(cfg.audit.targets, store.n_models)
+        n_targets = (
+            store.n_models if cfg.audit.targets is None else min(cfg.audit.targets, store.n_models)
+        )
         targets = list(range(n_targets))
         refs = paired_reference_sets(store, k, targets=targets)
     logits = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
     per_attack: dict[str, np.ndarray] = {}
     member = records = None
-    reference = {name: _reference_attack(name, cfg) for name in cfg.audit.attacks if name not in THRESHOLD_NAMES}
+    reference = {
+        name: _reference_attack(name, cfg)
+        for name in cfg.audit.attacks
+        if name not in THRESHOLD_NAMES
+    }
     rmia_a = None
-    for name, paired in leave_one_model_out_each(store, reference, targets=targets, reference_sets=refs).items():
+    for name, paired in leave_one_model_out_each(
+        store, reference, targets=targets, reference_sets=refs
+    ).items():
         per_attack[name] = paired.scores
         member, records = paired.member, paired.records
         if name == "rmia_offline":
@@ -117,9 +148,25 @@ def attack_store(
         records = np.flatnonzero(~store.population)
         member = store.keep[np.asarray(targets)][:, records]
     assert member is not None
-    needed = tuple(dict.fromkeys({"gap": "correctness", "loss": "loss", "confidence": "confidence", "entropy": "entropy", "modified_entropy": "modified_entropy"}[n] for n in cfg.audit.attacks if n in THRESHOLD_NAMES))
+    needed = tuple(
+        dict.fromkeys(
+            {
+                "gap": "correctness",
+                "loss": "loss",
+                "confidence": "confidence",
+                "entropy": "entropy",
+                "modified_entropy": "modified_entropy",
+            }[n]
+            for n in cfg.audit.attacks
+            if n in THRESHOLD_NAMES
+        )
+    )
     labels = np.broadcast_to(store.label[records], (len(targets), records.size))
-    sig = compute_signals(logits[np.asarray(targets)][:, records], labels, which=tuple(dict.fromkeys(needed + ("correctness",))))
+    sig = compute_signals(
+        logits[np.asarray(targets)][:, records],
+        labels,
+        which=tuple(dict.fromkeys((*needed, "correctness"))),
+    )
     for name in cfg.audit.attacks:
         if name in THRESHOLD_NAMES:
             per_attack[name] = threshold_score(name, sig)  # type: ignore[arg-type]
@@ -129,7 +176,15 @@ def attack_store(
     groups = np.tile(records, len(targets))
     ss = np.random.SeedSequence(cfg.seed)
     boot_seed, _ = ss.spawn(2)
-    ev = evaluate(y, pooled, fprs=cfg.audit.fprs, prior=cfg.audit.prior, n_resamples=cfg.audit.resamples, groups=groups, rng=np.random.default_rng(boot_seed))
+    ev = evaluate(
+        y,
+        pooled,
+        fprs=cfg.audit.fprs,
+        prior=cfg.audit.prior,
+        n_resamples=cfg.audit.resamples,
+        groups=groups,
+        rng=np.random.default_rng(boot_seed),
+    )
     results = [attack_result(n, ev, *_info(n), top_tie=top_tie(y, pooled[n])) for n in order]
     comparisons = comparisons_with_loss(ev)
 
@@ -146,12 +201,17 @@ def attack_store(
     exposure = np.divide(hit, in_count, out=np.zeros_like(hit), where=in_count > 0)
     # Evidence that orders equal exposure: the record's mean score over the models it trained in.
     score_sum = np.bincount(pos, weights=np.where(y == 1, s, 0.0), minlength=records.size)
-    evidence = np.divide(score_sum, in_count, out=np.full_like(score_sum, -np.inf), where=in_count > 0)
+    evidence = np.divide(
+        score_sum, in_count, out=np.full_like(score_sum, -np.inf), where=in_count > 0
+    )
     ranked = exposure_ranking(exposure, evidence, 20)
     top = np.array([j for j, _ in ranked], dtype=np.int64)
     key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
     shown = pseudonymise(store.record_id[records[top]], key) if top.size else []
-    exposed = [ExposedRecord(pseudonym=p, rank=rank, score_percentile=float(exposure[j]) * 100) for p, (j, rank) in sorted(zip(shown, ranked, strict=True), key=lambda t: (t[1][1], t[0]))]
+    exposed = [
+        ExposedRecord(pseudonym=p, rank=rank, score_percentile=float(exposure[j]) * 100)
+        for p, (j, rank) in sorted(zip(shown, ranked, strict=True), key=lambda t: (t[1][1], t[0]))
+    ]
 
     correct = sig["correctness"]
     train_acc = float(correct[member].mean()) if member.any() else float("nan")
@@ -173,47 +233,78 @@ def attack_store(
         tool_version=__version__,
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         seed=cfg.seed,
-        input=InputDescription(name=source, format="signals", sha256=None, kind="logits", n_records=int(y.size), n_members=int(y.sum()), n_nonmembers=int((y == 0).sum()), n_classes=store.n_classes),
-        bootstrap=BootstrapInfo(replicates=cfg.audit.resamples, confidence=ev.confidence, resampling=ev.resampling),
+        input=InputDescription(
+            name=source,
+            format="signals",
+            sha256=None,
+            kind="logits",
+            n_records=int(y.size),
+            n_members=int(y.sum()),
+            n_nonmembers=int((y == 0).sum()),
+            n_classes=store.n_classes,
+        ),
+        bootstrap=BootstrapInfo(
+            replicates=cfg.audit.resamples, confidence=ev.confidence, resampling=ev.resampling
+        ),
         attacks=results,
         comparisons=comparisons,
         exposure_attack=strongest,
         most_exposed=exposed,
-        pseudonymisation=Pseudonymisation(method="HMAC-SHA-256, first 64 bits", key_id=key_id(key), key_bytes=len(key)),
+        pseudonymisation=Pseudonymisation(
+            method="HMAC-SHA-256, first 64 bits", key_id=key_id(key), key_bytes=len(key)
+        ),
         reference=setup,
-        utility=Utility(train_accuracy=train_acc, test_accuracy=test_acc, generalization_gap=train_acc - test_acc),
+        utility=Utility(
+            train_accuracy=train_acc,
+            test_accuracy=test_acc,
+            generalization_gap=train_acc - test_acc,
+        ),
         config_sha256=config_sha256,
         notes=[
-            ("An external target model (trained elsewhere, not retrained) was attacked with every engine-trained model as a reference."
-         if external_target else
-         "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled."),
+            (
+                "An external target model (trained elsewhere, not retrained) was attacked with every engine-trained model as a reference."
+                if external_target
+                else "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled."
+            ),
             "Intervals: percentile bootstrap resampling records, all pairs of a record together.",
             "most_exposed: percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
             *tie_notes(results, ev.fprs),
             *_small_k_notes(cfg, external_target),
         ],
     )
-    return ReferenceRun(result, np.asarray(targets), store.record_id[groups], y, labels.reshape(-1), pooled)
+    return ReferenceRun(
+        result, np.asarray(targets), store.record_id[groups], y, labels.reshape(-1), pooled
+    )
 
 
 def rmia_calibration(cfg: AuditConfig, per_target: np.ndarray | None) -> RmiaCalibration:
     """What results.json says about offline RMIA's ``a``: given, or cross-fitted per target."""
     if per_target is None:
         assert cfg.audit.rmia_a is not None
-        return RmiaCalibration(method="given in the config (audit.rmia_a)", per_target=[float(cfg.audit.rmia_a)])
+        return RmiaCalibration(
+            method="given in the config (audit.rmia_a)", per_target=[float(cfg.audit.rmia_a)]
+        )
     return RmiaCalibration(
-        method=("cross-fitted: for each target, calibrated on the models outside its complementary pair (one plays the target, the others are its references); "
-                f"where fewer than two pairs lie outside it (k = 1), the stated default a = {RMIA_DEFAULT_A}"),
+        method=(
+            "cross-fitted: for each target, calibrated on the models outside its complementary pair (one plays the target, the others are its references); "
+            f"where fewer than two pairs lie outside it (k = 1), the stated default a = {RMIA_DEFAULT_A}"
+        ),
         per_target=[float(v) for v in per_target],
     )
 
 
 def _small_k_notes(cfg: AuditConfig, external_target: bool) -> list[str]:
     """What one reference pair (k = 1) changes, stated where it applies."""
-    if external_target or cfg.audit.references != 1 or not any(a.startswith("lira_") for a in cfg.audit.attacks):
+    if (
+        external_target
+        or cfg.audit.references != 1
+        or not any(a.startswith("lira_") for a in cfg.audit.attacks)
+    ):
         return []
-    return ["k = 1: each record has one IN and one OUT reference, so LiRA's σ is the spread of the references' φ across records "
-            "(no within-record spread can be measured; it overstates σ, which scales the scores but leaves the ranking as with any common σ)."]
+    return [
+        "k = 1: each record has one IN and one OUT reference, so LiRA's σ is the spread of the references' φ across records "
+        "(no within-record spread can be measured; it overstates σ, which scales the scores but leaves the ranking as with any common σ)."
+    ]
 
 
 def _info(name: str) -> tuple[str, str]:
@@ -232,7 +323,9 @@ _RUN_ONLY = {"workers", "progress", "executor", "address"}
 def config_digest(cfg: AuditConfig) -> str:
     data = cfg.model_dump(mode="json")
     data["engine"] = {k: v for k, v in data["engine"].items() if k not in _RUN_ONLY}
-    data.pop("trust_code", None)  # permission to run the config's code, not part of what it computes
+    data.pop(
+        "trust_code", None
+    )  # permission to run the config's code, not part of what it computes
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -253,17 +346,28 @@ class ExternalTarget:
     def from_model(cls, model: object, features: np.ndarray, members: np.ndarray) -> ExternalTarget:
         """A fitted scikit-learn classifier (``predict_proba``) or a torch module (logits)."""
         if hasattr(model, "predict_proba"):
-            return cls(np.asarray(model.predict_proba(features), dtype=np.float64), np.asarray(members), "probs")
+            return cls(
+                np.asarray(model.predict_proba(features), dtype=np.float64),
+                np.asarray(members),
+                "probs",
+            )
         import torch
 
         if isinstance(model, torch.nn.Module):
             was_training = model.training
             model.eval()
             with torch.no_grad():
-                logits = model(torch.as_tensor(np.asarray(features), dtype=torch.float32)).double().numpy()
+                logits = (
+                    model(torch.as_tensor(np.asarray(features), dtype=torch.float32))
+                    .double()
+                    .numpy()
+                )
             model.train(was_training)
             return cls(logits, np.asarray(members), "logits")
-        raise InputError("target", f"cannot get outputs from {type(model).__name__}: need predict_proba (scikit-learn) or a torch.nn.Module")
+        raise InputError(
+            "target",
+            f"cannot get outputs from {type(model).__name__}: need predict_proba (scikit-learn) or a torch.nn.Module",
+        )
 
 
 def _with_external_target(store: SignalsStore, target: ExternalTarget) -> SignalsStore:
@@ -272,31 +376,55 @@ def _with_external_target(store: SignalsStore, target: ExternalTarget) -> Signal
     n = store.n_records
     out = np.asarray(target.outputs)
     if out.shape != (n, store.n_classes):
-        raise InputError("target.outputs", f"has shape {out.shape}, expected (records, classes) = {(n, store.n_classes)} in the dataset's order")
+        raise InputError(
+            "target.outputs",
+            f"has shape {out.shape}, expected (records, classes) = {(n, store.n_classes)} in the dataset's order",
+        )
     index = {str(r): i for i, r in enumerate(store.record_id.tolist())}
     unknown = [m for m in target.members.tolist() if str(m) not in index]
     if unknown:
         raise InputError("target.members", f"record id {unknown[0]!r} is not in the dataset")
     member = np.zeros(n, dtype=bool)
     member[[index[str(m)] for m in target.members.tolist()]] = True
-    checked = ModelOutputs.from_arrays(label=store.label, member=member.astype(np.int8), **{target.kind: out})
-    logits = checked.values if checked.kind == "logits" else np.log(np.maximum(checked.values, np.finfo(np.float64).tiny))
+    checked = ModelOutputs.from_arrays(
+        label=store.label, member=member.astype(np.int8), **{target.kind: out}
+    )
+    logits = (
+        checked.values
+        if checked.kind == "logits"
+        else np.log(np.maximum(checked.values, np.finfo(np.float64).tiny))
+    )
     # Records the target trained on outside the pool have no IN/OUT references: drop them; the
     # population (RMIA's z) must be records the target never saw.
     cols = np.flatnonzero(~(member & store.population))
     pool_members = member[cols] & ~store.population[cols]
     if not pool_members.any():
-        raise InputError("target.members", "none of the target's training records is in the pool the references were trained on; raise plan.pool_fraction")
+        raise InputError(
+            "target.members",
+            "none of the target's training records is in the pool the references were trained on; raise plan.pool_fraction",
+        )
     lg = store.logits[:, cols]
     t = logits[cols].astype(np.float32)
     t = np.broadcast_to(t[:, None, :], (cols.size, lg.shape[2], t.shape[-1])) if lg.ndim == 4 else t
     return SignalsStore.from_arrays(
-        logits=np.concatenate([lg, t[None]]), label=store.label[cols], keep=np.concatenate([store.keep[:, cols], member[cols][None]]),
-        population=store.population[cols], record_id=store.record_id[cols], target=store.n_models, info={**store.info, "external_target": True},
+        logits=np.concatenate([lg, t[None]]),
+        label=store.label[cols],
+        keep=np.concatenate([store.keep[:, cols], member[cols][None]]),
+        population=store.population[cols],
+        record_id=store.record_id[cols],
+        target=store.n_models,
+        info={**store.info, "external_target": True},
     )
 
 
-def audit(config: AuditConfig | str | Path, out: str | Path, *, target: ExternalTarget | None = None, overwrite: bool = False, quiet: bool = False) -> AuditResult:
+def audit(
+    config: AuditConfig | str | Path,
+    out: str | Path,
+    *,
+    target: ExternalTarget | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> AuditResult:
     """Run a full audit: train (or reuse) the plan, attack it, write results.
 
     Files in ``out``: ``audit.json`` (the config as run), ``results.json`` (shareable),
@@ -318,8 +446,26 @@ def audit(config: AuditConfig | str | Path, out: str | Path, *, target: External
         print(run.summary())
     write_text_atomic(out_dir / "audit.json", cfg.model_dump_json(indent=2))
     store = run.signals if target is None else _with_external_target(run.signals, target)
-    ref = attack_store(store, cfg, source=str(store.info.get("dataset", "signals")), pseudonym_key=key, config_sha256=digest if target is None else None, external_target=target is not None)
-    write_run(out_dir, key, ref.result.to_json(), ref.record_id, ref.member, ref.label, ref.scores, extra={"target": np.repeat(ref.targets, ref.member.size // max(1, ref.targets.size))}, quiet=quiet, kind="audit")
+    ref = attack_store(
+        store,
+        cfg,
+        source=str(store.info.get("dataset", "signals")),
+        pseudonym_key=key,
+        config_sha256=digest if target is None else None,
+        external_target=target is not None,
+    )
+    write_run(
+        out_dir,
+        key,
+        ref.result.to_json(),
+        ref.record_id,
+        ref.member,
+        ref.label,
+        ref.scores,
+        extra={"target": np.repeat(ref.targets, ref.member.size // max(1, ref.targets.size))},
+        quiet=quiet,
+        kind="audit",
+    )
     _keep_target_for_check_record(out_dir, store if target is not None else None)
     return ref.result
 
@@ -333,4 +479,3 @@ def _keep_target_for_check_record(out_dir: Path, store: SignalsStore | None) -> 
         save_external_target(out_dir, store)
     else:
         (out_dir / TARGET_PATH).unlink(missing_ok=True)
-

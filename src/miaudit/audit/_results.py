@@ -77,9 +77,11 @@ class TopTie(_Record):
         hidden = [f for f in fprs if f < self.nonmembers]
         if self.records <= 0.001 or not hidden:
             return None
-        return (f"ties: {self.records:.1%} of records ({self.members:.1%} of members, {self.nonmembers:.1%} of non-members) share "
-                f"{attack}'s top score; its TPR at any FPR below {self.nonmembers:.1%} is 0 because a threshold cannot split that tie, "
-                "not because nothing leaks (AUC still counts the tie)")
+        return (
+            f"ties: {self.records:.1%} of records ({self.members:.1%} of members, {self.nonmembers:.1%} of non-members) share "
+            f"{attack}'s top score; its TPR at any FPR below {self.nonmembers:.1%} is 0 because a threshold cannot split that tie, "
+            "not because nothing leaks (AUC still counts the tie)"
+        )
 
 
 class AttackResult(_Record):
@@ -110,7 +112,10 @@ class AttackResult(_Record):
             if ie is None:
                 return Estimate(point=None, status="not_measurable")
             return Estimate(point=ie.point, lower=ie.lower_bound, upper=ie.point, status="ok")
-        raise InputError("metric", f"unknown metric {name!r}; known: auc, advantage, balanced_accuracy, ppv, epsilon, {', '.join(self.tpr_at_fpr)}")
+        raise InputError(
+            "metric",
+            f"unknown metric {name!r}; known: auc, advantage, balanced_accuracy, ppv, epsilon, {', '.join(self.tpr_at_fpr)}",
+        )
 
 
 class Comparison(_Record):
@@ -205,7 +210,10 @@ class AuditResult(_Record):
         for a in self.attacks:
             if a.name == name:
                 return a
-        raise InputError("attack", f"no attack {name!r} in these results; have: {', '.join(a.name for a in self.attacks)}")
+        raise InputError(
+            "attack",
+            f"no attack {name!r} in these results; have: {', '.join(a.name for a in self.attacks)}",
+        )
 
     def strongest(self, metric: str = "auc") -> AttackResult:
         """The attack with the highest point value of ``metric`` (measurable ones only)."""
@@ -223,11 +231,15 @@ class AuditResult(_Record):
         if p.raw_ids or not self.most_exposed:
             return None
         if p.key_id in KNOWN_WEAK_KEY_IDS:
-            return ("pseudonyms were made with a publicly known key (an earlier miaudit's fixed fallback or an empty key): "
-                    "anyone can reverse them by trying candidate ids; treat them as record ids and do not share these results")
+            return (
+                "pseudonyms were made with a publicly known key (an earlier miaudit's fixed fallback or an empty key): "
+                "anyone can reverse them by trying candidate ids; treat them as record ids and do not share these results"
+            )
         if p.key_bytes is None:
-            return ("pseudonyms were made by an earlier miaudit that did not check its key: if that pseudonym.key was empty, short "
-                    "or readable by others they can be reversed; rerun the audit to get checked pseudonyms")
+            return (
+                "pseudonyms were made by an earlier miaudit that did not check its key: if that pseudonym.key was empty, short "
+                "or readable by others they can be reversed; rerun the audit to get checked pseudonyms"
+            )
         if p.key_bytes < MIN_KEY_BYTES:
             return f"pseudonyms were made with a {p.key_bytes}-byte key: they can be reversed by trying candidate ids"
         return None

@@ -67,7 +67,9 @@ def default_variants(
             raise InputError("--epsilons", f"each ε must be a finite number > 0, got {e!r}")
     for w in weight_decays:
         if not (math.isfinite(w) and w >= 0):
-            raise InputError("--weight-decays", f"each weight decay must be a finite number ≥ 0, got {w!r}")
+            raise InputError(
+                "--weight-decays", f"each weight decay must be a finite number ≥ 0, got {w!r}"
+            )
     for p in policies:
         parse_policy(p, field="--policies")
     if not (math.isfinite(delta) and 0 < delta < 1):
@@ -76,12 +78,37 @@ def default_variants(
         raise InputError("--accountant", f"must be 'prv' or 'rdp', got {accountant!r}")
     out = [VariantSpec("baseline", "the recipe as given (no DP: ε = ∞), full outputs")]
     for e in epsilons:
-        dp = {"epsilon": float(e), "delta": delta, "accountant": accountant, "ghost_clipping": ghost_clipping}
-        out.append(VariantSpec(f"dp-eps{e:g}", f"DP-SGD, target ε = {e:g}, δ = {delta:g} ({accountant})", {"dp": dp}))
-    out += [VariantSpec(f"wd{w:g}", f"L2 weight decay {w:g}", {"weight_decay": float(w)}) for w in weight_decays]
+        dp = {
+            "epsilon": float(e),
+            "delta": delta,
+            "accountant": accountant,
+            "ghost_clipping": ghost_clipping,
+        }
+        out.append(
+            VariantSpec(
+                f"dp-eps{e:g}",
+                f"DP-SGD, target ε = {e:g}, δ = {delta:g} ({accountant})",
+                {"dp": dp},
+            )
+        )
+    out += [
+        VariantSpec(f"wd{w:g}", f"L2 weight decay {w:g}", {"weight_decay": float(w)})
+        for w in weight_decays
+    ]
     if early_stopping:
-        out.append(VariantSpec("early-stopping", "early stopping on 10 % of each model's own training half", {"early_stopping": {}}))
-    out += [VariantSpec(f"policy-{p.replace(':', '')}", f"output policy {p} on the baseline's models", policy=p) for p in policies]
+        out.append(
+            VariantSpec(
+                "early-stopping",
+                "early stopping on 10 % of each model's own training half",
+                {"early_stopping": {}},
+            )
+        )
+    out += [
+        VariantSpec(
+            f"policy-{p.replace(':', '')}", f"output policy {p} on the baseline's models", policy=p
+        )
+        for p in policies
+    ]
     return out
 
 
@@ -99,7 +126,9 @@ class VariantOutcome:
     delta: float | None
     accountant: str | None
     policy: str | None
-    attacks: dict[str, dict[str, Any]]  # name → {"auc": Estimate, "tpr@1%fpr": Estimate, "queries_per_record": ...}
+    attacks: dict[
+        str, dict[str, Any]
+    ]  # name → {"auc": Estimate, "tpr@1%fpr": Estimate, "queries_per_record": ...}
     folder: str
     baseline: bool = False
     #: Paired AUC(comparator) − AUC(this variant's strongest), same (target, record) pairs.
@@ -118,7 +147,10 @@ class VariantOutcome:
         for k in ("risk_reduction", "accuracy_loss"):
             est = getattr(self, k)
             d[k] = est.model_dump() if est is not None else None
-        d["attacks"] = {a: {k: (v.model_dump() if isinstance(v, Estimate) else v) for k, v in m.items()} for a, m in self.attacks.items()}
+        d["attacks"] = {
+            a: {k: (v.model_dump() if isinstance(v, Estimate) else v) for k, v in m.items()}
+            for a, m in self.attacks.items()
+        }
         return d
 
 
@@ -132,8 +164,14 @@ class TradeoffResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "schema": TRADEOFF_SCHEMA, "dataset": self.dataset, "seed": self.seed, "variants": [v.to_json() for v in self.variants],
-            "comparisons": [{**c, "difference": c["difference"].model_dump()} for c in self.comparisons], "notes": self.notes,
+            "schema": TRADEOFF_SCHEMA,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "variants": [v.to_json() for v in self.variants],
+            "comparisons": [
+                {**c, "difference": c["difference"].model_dump()} for c in self.comparisons
+            ],
+            "notes": self.notes,
         }
 
     def variant(self, name: str) -> VariantOutcome:
@@ -150,7 +188,10 @@ DEFAULT_ACCURACY_TOLERANCE = 0.01
 
 
 def recommendation(
-    v: VariantOutcome, *, tolerance: float = DEFAULT_ACCURACY_TOLERANCE, majority: float | None = None,
+    v: VariantOutcome,
+    *,
+    tolerance: float = DEFAULT_ACCURACY_TOLERANCE,
+    majority: float | None = None,
 ) -> tuple[str, str]:
     """(verdict, reason) for one variant. A control is *recommended* when its paired risk
     reduction's interval lies above 0 and its paired accuracy loss's interval ends within
@@ -159,24 +200,47 @@ def recommendation(
     if v.baseline:
         return "baseline", "the recipe as given"
     if majority is not None and v.test_accuracy <= majority + 1e-12:
-        return "flagged", f"test accuracy {v.test_accuracy:.1%} is at or below the majority-class rate {majority:.1%}: the model predicts nothing, so its low attack success is no protection"
+        return (
+            "flagged",
+            f"test accuracy {v.test_accuracy:.1%} is at or below the majority-class rate {majority:.1%}: the model predicts nothing, so its low attack success is no protection",
+        )
     r, a = v.risk_reduction, v.accuracy_loss
     if r is None or r.lower is None or r.point is None:
         return "not recommended", "no paired risk reduction could be measured"
     if r.lower <= 0:
-        return "not recommended", f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]: its interval does not lie above 0"
+        return (
+            "not recommended",
+            f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]: its interval does not lie above 0",
+        )
     if a is None or a.upper is None or a.point is None:
         return "not recommended", "no paired accuracy loss could be measured"
     if a.upper > tolerance:
-        return "not recommended", f"accuracy loss {a.point * 100:+.1f} points, up to {a.upper * 100:.1f} (interval end), beyond the tolerance of {tolerance * 100:g}"
-    return "recommended", f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]; accuracy loss at most {max(a.upper, 0) * 100:.1f} points (tolerance {tolerance * 100:g})"
+        return (
+            "not recommended",
+            f"accuracy loss {a.point * 100:+.1f} points, up to {a.upper * 100:.1f} (interval end), beyond the tolerance of {tolerance * 100:g}",
+        )
+    return (
+        "recommended",
+        f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]; accuracy loss at most {max(a.upper, 0) * 100:.1f} points (tolerance {tolerance * 100:g})",
+    )
 
 
-def with_recommendations(variants: Sequence[VariantOutcome], *, tolerance: float, majority: float | None) -> list[VariantOutcome]:
+def with_recommendations(
+    variants: Sequence[VariantOutcome], *, tolerance: float, majority: float | None
+) -> list[VariantOutcome]:
     """Every variant with its verdict; among the recommended, the larger risk reduction is "best"."""
     from dataclasses import replace
 
-    judged = [replace(v, recommendation=(verdict := recommendation(v, tolerance=tolerance, majority=majority))[0], reason=verdict[1]) for v in variants]
+    judged = [
+        replace(
+            v,
+            recommendation=(verdict := recommendation(v, tolerance=tolerance, majority=majority))[
+                0
+            ],
+            reason=verdict[1],
+        )
+        for v in variants
+    ]
     picked = [v for v in judged if v.recommendation == "recommended"]
     if picked:
         best = max(picked, key=lambda v: v.risk_reduction.point or 0.0)  # type: ignore[union-attr]
@@ -184,7 +248,15 @@ def with_recommendations(variants: Sequence[VariantOutcome], *, tolerance: float
     return judged
 
 
-def paired_accuracy_loss(c0: np.ndarray, c1: np.ndarray, groups: np.ndarray, *, n_resamples: int, confidence: float, rng: np.random.Generator) -> Estimate:
+def paired_accuracy_loss(
+    c0: np.ndarray,
+    c1: np.ndarray,
+    groups: np.ndarray,
+    *,
+    n_resamples: int,
+    confidence: float,
+    rng: np.random.Generator,
+) -> Estimate:
     """mean(c0) − mean(c1) over the same test pairs, with a percentile interval resampling
     records (all pairs of one record together), as every other interval here."""
     _, g = np.unique(np.asarray(groups), return_inverse=True)
@@ -212,7 +284,9 @@ def _test_pairs(run: Any) -> tuple[np.ndarray, np.ndarray]:
     if logits.ndim == 4:  # several queries per record: the un-augmented one
         logits = logits[:, :, 0]
     correct = logits.argmax(-1) == np.asarray(store.label)[None, :]
-    test = (~np.asarray(store.keep, dtype=bool)) & (~np.asarray(store.population, dtype=bool))[None, :]
+    test = (~np.asarray(store.keep, dtype=bool)) & (~np.asarray(store.population, dtype=bool))[
+        None, :
+    ]
     return correct, test
 
 
@@ -239,7 +313,10 @@ def model_predictor(run: Any, model: int, data: Any = None) -> Callable[[np.ndar
         pre = load_torch_state(folder / "preprocess.safetensors")
         scale, shift = pre["preprocess.scale"][pos].numpy(), pre["preprocess.shift"][pos].numpy()
         est = load_sklearn(folder / f"model_{model}.skops")
-        return lambda x: np.asarray(est.predict_proba((np.asarray(x, dtype=np.float64) * scale + shift).astype(np.float32)), dtype=np.float64)
+        return lambda x: np.asarray(
+            est.predict_proba((np.asarray(x, dtype=np.float64) * scale + shift).astype(np.float32)),
+            dtype=np.float64,
+        )
     import torch
 
     from miaudit.datasets import load_dataset
@@ -272,7 +349,9 @@ def _privacy(run: Any) -> list[dict[str, Any]]:
 
     out: list[dict[str, Any]] = []
     for key in run.signals.info.get("units", []):
-        manifest = json.loads((_cache.unit_dir(run.cache, key) / _cache.MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads(
+            (_cache.unit_dir(run.cache, key) / _cache.MANIFEST).read_text(encoding="utf-8")
+        )
         out += manifest.get("info", {}).get("privacy") or []
     return out
 
@@ -285,7 +364,14 @@ def _scores_table(folder: Path) -> dict[str, np.ndarray]:
 
 
 def _policy_variant(
-    cfg: AuditConfig, run: Any, policy: str, *, targets: int, noise_sigma: float, draws: int, seed: int
+    cfg: AuditConfig,
+    run: Any,
+    policy: str,
+    *,
+    targets: int,
+    noise_sigma: float,
+    draws: int,
+    seed: int,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
     """Attack ``targets`` models through a LocalOracle under ``policy``: pooled pair scores,
     membership, record of each pair, queries per attack, whether each answer's label is right."""
@@ -311,7 +397,9 @@ def _policy_variant(
     queries: dict[str, int] = {}
     member, correct = [], []
     ss = np.random.SeedSequence([seed, 7])
-    for t, child in zip(range(min(targets, store.n_models)), ss.spawn(min(targets, store.n_models)), strict=True):
+    for t, child in zip(
+        range(min(targets, store.n_models)), ss.spawn(min(targets, store.n_models)), strict=True
+    ):
         oracle = LocalOracle(model_predictor(run, t, data), pol, rng=np.random.default_rng(child))
         exposed = oracle.query(x)
         scores = exposed_threshold_scores(exposed, y)
@@ -320,7 +408,14 @@ def _policy_variant(
             scores["gap"] = g.scores
             queries["gap"] = 1
             if data.image_shape is not None:
-                aug = recipe_augmentations(data.image_shape, (cfg.model.augment if isinstance(cfg.model, CNNRecipe) and cfg.model.augment else ["shift"]))  # type: ignore[arg-type]
+                aug = recipe_augmentations(
+                    data.image_shape,
+                    (
+                        cfg.model.augment
+                        if isinstance(cfg.model, CNNRecipe) and cfg.model.augment
+                        else ["shift"]
+                    ),
+                )  # type: ignore[arg-type]
                 r = augmentation_robustness_attack(oracle, x, y, aug)
             else:
                 # Noise on numeric columns in units of their spread; one-hot columns stay fixed.
@@ -329,7 +424,15 @@ def _policy_variant(
                 scale[cols] = data.features[np.flatnonzero(store.population)][:, cols].std(axis=0)
                 if not np.any(scale > 0):
                     scale[:] = 1.0
-                r = noise_robustness_attack(oracle, x, y, sigma=noise_sigma, n_draws=draws, scale=scale, rng=np.random.default_rng(child.spawn(1)[0]))
+                r = noise_robustness_attack(
+                    oracle,
+                    x,
+                    y,
+                    sigma=noise_sigma,
+                    n_draws=draws,
+                    scale=scale,
+                    rng=np.random.default_rng(child.spawn(1)[0]),
+                )
             scores[r.attack] = r.scores
             queries[r.attack] = int(r.queries[0])
         for name, s in scores.items():
@@ -380,20 +483,28 @@ def tradeoff(
     out_dir = ensure_writable_dir(Path(out))
     specs = list(variants) if variants is not None else default_variants()
     if not specs or specs[0].policy is not None or specs[0].model:
-        raise InputError("variants", "the first variant must be the baseline (no recipe change, no policy)")
+        raise InputError(
+            "variants", "the first variant must be the baseline (no recipe change, no policy)"
+        )
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise InputError("variants", "variant names must be unique")
     cache = cfg.engine.cache or out_dir / "models"
     base_cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"cache": cache})})
     if not 0 <= accuracy_tolerance < 1:
-        raise InputError("accuracy_tolerance", f"must be a fraction in [0, 1), got {accuracy_tolerance}")
-    check_before_training(base_cfg.train_config())  # a bad config is refused before the first variant starts
+        raise InputError(
+            "accuracy_tolerance", f"must be a fraction in [0, 1), got {accuracy_tolerance}"
+        )
+    check_before_training(
+        base_cfg.train_config()
+    )  # a bad config is refused before the first variant starts
     outcomes: list[VariantOutcome] = []
     strongest_scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     comparisons: list[dict[str, Any]] = []
     test_pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    full: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, int], np.ndarray] | None = None
+    full: (
+        tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, int], np.ndarray] | None
+    ) = None
     majority: float | None = None
     boot = np.random.default_rng([cfg.seed, 17])
     for spec in specs:
@@ -402,86 +513,196 @@ def tradeoff(
             raw = {**base_cfg.model.model_dump(mode="json"), **spec.model}
             from miaudit.models import parse_recipe
 
-            vcfg = base_cfg.model_copy(update={"model": parse_recipe(raw, field=f"variants.{spec.name}")})
+            vcfg = base_cfg.model_copy(
+                update={"model": parse_recipe(raw, field=f"variants.{spec.name}")}
+            )
             say(f"{spec.name}: training and auditing ({spec.description})")
             res = audit(vcfg, folder, overwrite=True, quiet=True)
-            run = train(vcfg.train_config(), folder, console=quiet)  # verified cache hits: the models just audited
+            run = train(
+                vcfg.train_config(), folder, console=quiet
+            )  # verified cache hits: the models just audited
             privacy = _privacy(run)
             test_pairs[spec.name] = _test_pairs(run)
             if majority is None:
                 majority = _majority(run)
             strongest = max(res.attacks, key=lambda a: a.auc.point or 0.0)
             table = _scores_table(folder)
-            strongest_scores[spec.name] = (table[f"score_{strongest.name}"], table["member"], np.asarray(table["target"]) * (1 << 32) + _record_index(run, table["record_id"]))
-            attacks = {a.name: {"auc": a.auc, TPR1: a.metric(TPR1)} for a in res.attacks}
-            outcomes.append(VariantOutcome(
-                name=spec.name, description=spec.description, test_accuracy=res.utility.test_accuracy, train_accuracy=res.utility.train_accuracy,
-                generalization_gap=res.utility.generalization_gap, strongest_attack=strongest.name, auc=strongest.auc, tpr_at_1pct_fpr=strongest.metric(TPR1),
-                epsilon=max(p["epsilon"] for p in privacy) if privacy else None, delta=privacy[0]["delta"] if privacy else None,
-                accountant=privacy[0]["accountant"] if privacy else None, policy=None, attacks=attacks, folder=str(folder.relative_to(out_dir)),
-                baseline=spec is specs[0],
-            ))
-        else:
-            say(f"{spec.name}: attacking the baseline's models through an oracle under {spec.policy}")
-            run = train(base_cfg.train_config(), out_dir / "variants" / specs[0].name, console=quiet)
-            pooled, mem, groups, queries, cor = _policy_variant(
-                base_cfg, run, spec.policy, targets=policy_targets, noise_sigma=noise_sigma, draws=noise_draws, seed=cfg.seed
+            strongest_scores[spec.name] = (
+                table[f"score_{strongest.name}"],
+                table["member"],
+                np.asarray(table["target"]) * (1 << 32) + _record_index(run, table["record_id"]),
             )
-            if full is None:  # the same targets and attacks on full outputs: the policy's comparator
-                full = _policy_variant(base_cfg, run, "full", targets=policy_targets, noise_sigma=noise_sigma, draws=noise_draws, seed=cfg.seed)
+            attacks = {a.name: {"auc": a.auc, TPR1: a.metric(TPR1)} for a in res.attacks}
+            outcomes.append(
+                VariantOutcome(
+                    name=spec.name,
+                    description=spec.description,
+                    test_accuracy=res.utility.test_accuracy,
+                    train_accuracy=res.utility.train_accuracy,
+                    generalization_gap=res.utility.generalization_gap,
+                    strongest_attack=strongest.name,
+                    auc=strongest.auc,
+                    tpr_at_1pct_fpr=strongest.metric(TPR1),
+                    epsilon=max(p["epsilon"] for p in privacy) if privacy else None,
+                    delta=privacy[0]["delta"] if privacy else None,
+                    accountant=privacy[0]["accountant"] if privacy else None,
+                    policy=None,
+                    attacks=attacks,
+                    folder=str(folder.relative_to(out_dir)),
+                    baseline=spec is specs[0],
+                )
+            )
+        else:
+            say(
+                f"{spec.name}: attacking the baseline's models through an oracle under {spec.policy}"
+            )
+            run = train(
+                base_cfg.train_config(), out_dir / "variants" / specs[0].name, console=quiet
+            )
+            pooled, mem, groups, queries, cor = _policy_variant(
+                base_cfg,
+                run,
+                spec.policy,
+                targets=policy_targets,
+                noise_sigma=noise_sigma,
+                draws=noise_draws,
+                seed=cfg.seed,
+            )
+            if (
+                full is None
+            ):  # the same targets and attacks on full outputs: the policy's comparator
+                full = _policy_variant(
+                    base_cfg,
+                    run,
+                    "full",
+                    targets=policy_targets,
+                    noise_sigma=noise_sigma,
+                    draws=noise_draws,
+                    seed=cfg.seed,
+                )
             tr, te = float(cor[mem == 1].mean()), float(cor[mem == 0].mean())
-            ev = evaluate(mem, pooled, fprs=cfg.audit.fprs, n_resamples=cfg.audit.resamples, groups=groups, rng=np.random.default_rng([cfg.seed, 11]))
+            ev = evaluate(
+                mem,
+                pooled,
+                fprs=cfg.audit.fprs,
+                n_resamples=cfg.audit.resamples,
+                groups=groups,
+                rng=np.random.default_rng([cfg.seed, 11]),
+            )
             best = max(ev.names, key=lambda n: ev.estimate(n, "auc").point or 0.0)
-            attacks = {n: {**_estimates(ev, n), **({"queries_per_record": queries[n]} if n in queries else {})} for n in ev.names}
+            attacks = {
+                n: {
+                    **_estimates(ev, n),
+                    **({"queries_per_record": queries[n]} if n in queries else {}),
+                }
+                for n in ev.names
+            }
             # Comparator: the strongest of the same attacks on full outputs (label-only query
             # attacks see the same labels either way), never the baseline's reference attacks,
             # which are not run under a policy.
             same = {**full[0], **{n: v for n, v in pooled.items() if n not in full[0]}}
             ev_same = evaluate(mem, same, fprs=cfg.audit.fprs, n_resamples=0, groups=groups)
             comparator = max(ev_same.names, key=lambda n: ev_same.estimate(n, "auc").point or 0.0)
-            ev_pair = evaluate(mem, {"full": same[comparator], "policy": pooled[best]}, fprs=cfg.audit.fprs, n_resamples=cfg.audit.resamples,
-                               groups=groups, rng=np.random.default_rng([cfg.seed, 19]))
-            outcomes.append(VariantOutcome(
-                name=spec.name, description=spec.description, test_accuracy=te, train_accuracy=tr, generalization_gap=tr - te,
-                strongest_attack=best, auc=ev.estimate(best, "auc"), tpr_at_1pct_fpr=ev.estimate(best, TPR1), epsilon=None, delta=None, accountant=None,
-                policy=spec.policy, attacks=attacks, folder=str((out_dir / "variants" / specs[0].name).relative_to(out_dir)),
-                risk_reduction=ev_pair.difference("full", "policy", "auc"),
-                accuracy_loss=paired_accuracy_loss(full[4][mem == 0], cor[mem == 0], groups[mem == 0], n_resamples=cfg.audit.resamples, confidence=ev.confidence, rng=boot),
-                compared_with=f"{comparator} on the same {min(policy_targets, run.signals.n_models)} target models' full outputs (same access: no reference models)",
-            ))
+            ev_pair = evaluate(
+                mem,
+                {"full": same[comparator], "policy": pooled[best]},
+                fprs=cfg.audit.fprs,
+                n_resamples=cfg.audit.resamples,
+                groups=groups,
+                rng=np.random.default_rng([cfg.seed, 19]),
+            )
+            outcomes.append(
+                VariantOutcome(
+                    name=spec.name,
+                    description=spec.description,
+                    test_accuracy=te,
+                    train_accuracy=tr,
+                    generalization_gap=tr - te,
+                    strongest_attack=best,
+                    auc=ev.estimate(best, "auc"),
+                    tpr_at_1pct_fpr=ev.estimate(best, TPR1),
+                    epsilon=None,
+                    delta=None,
+                    accountant=None,
+                    policy=spec.policy,
+                    attacks=attacks,
+                    folder=str((out_dir / "variants" / specs[0].name).relative_to(out_dir)),
+                    risk_reduction=ev_pair.difference("full", "policy", "auc"),
+                    accuracy_loss=paired_accuracy_loss(
+                        full[4][mem == 0],
+                        cor[mem == 0],
+                        groups[mem == 0],
+                        n_resamples=cfg.audit.resamples,
+                        confidence=ev.confidence,
+                        rng=boot,
+                    ),
+                    compared_with=f"{comparator} on the same {min(policy_targets, run.signals.n_models)} target models' full outputs (same access: no reference models)",
+                )
+            )
             for robust in ("noise_robustness", "augmentation_robustness"):
                 if robust in ev.names and "gap" in ev.names:
-                    comparisons.append({"kind": "robustness_vs_gap", "variant": spec.name, "a": robust, "b": "gap", "metric": "auc",
-                                        "difference": ev.difference(robust, "gap", "auc"), "tpr_at_1pct_fpr": ev.estimate(robust, TPR1).model_dump(),
-                                        "pairs": int(mem.size), "targets": int(mem.size // max(1, np.unique(groups).size))})
-        say(f"{spec.name}: test accuracy {outcomes[-1].test_accuracy:.3f}, strongest {outcomes[-1].strongest_attack} AUC {_fmt(outcomes[-1].auc)}"
-            + (f", ε = {outcomes[-1].epsilon:.2f} ({outcomes[-1].accountant})" if outcomes[-1].epsilon is not None else ""))
+                    comparisons.append(
+                        {
+                            "kind": "robustness_vs_gap",
+                            "variant": spec.name,
+                            "a": robust,
+                            "b": "gap",
+                            "metric": "auc",
+                            "difference": ev.difference(robust, "gap", "auc"),
+                            "tpr_at_1pct_fpr": ev.estimate(robust, TPR1).model_dump(),
+                            "pairs": int(mem.size),
+                            "targets": int(mem.size // max(1, np.unique(groups).size)),
+                        }
+                    )
+        say(
+            f"{spec.name}: test accuracy {outcomes[-1].test_accuracy:.3f}, strongest {outcomes[-1].strongest_attack} AUC {_fmt(outcomes[-1].auc)}"
+            + (
+                f", ε = {outcomes[-1].epsilon:.2f} ({outcomes[-1].accountant})"
+                if outcomes[-1].epsilon is not None
+                else ""
+            )
+        )
     comparisons = _dp_comparisons(specs, strongest_scores, cfg) + comparisons
     outcomes = _with_training_pairs(outcomes, comparisons, test_pairs, specs[0].name, cfg, boot)
     outcomes = with_recommendations(outcomes, tolerance=accuracy_tolerance, majority=majority)
-    result = TradeoffResult(outcomes, comparisons, dataset=str(cfg.data.dataset or cfg.data.path), seed=cfg.seed, notes=[
-        "Training variants: the same audit (same plan seed: the same (target, record) pairs), each variant's own reference models trained with its recipe.",
-        "Policy variants: the baseline's models behind a LocalOracle; reference attacks are not run under a policy (threshold and query attacks only).",
-        "epsilon: the largest ε that Opacus's accountant recorded over the variant's models.",
-        f"Noise robustness: σ = {noise_sigma:g} per-column standard deviations of the population records on non-one-hot columns, {noise_draws} queries per record.",
-        f"Recommendation (docs/defenses.md): a control is recommended when its paired risk reduction's interval lies above 0 and its paired accuracy loss's "
-        f"interval ends within {accuracy_tolerance * 100:g} points; the larger risk reduction is best; a model at or below the majority-class accuracy "
-        f"({(majority or 0) * 100:.1f} %) is flagged and never recommended. Training variants are compared with the baseline's strongest attack; "
-        "policies with the strongest of the same attacks on the same models' full outputs.",
-    ])
-    write_text_atomic(out_dir / TRADEOFF_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False, default=_json_default))
+    result = TradeoffResult(
+        outcomes,
+        comparisons,
+        dataset=str(cfg.data.dataset or cfg.data.path),
+        seed=cfg.seed,
+        notes=[
+            "Training variants: the same audit (same plan seed: the same (target, record) pairs), each variant's own reference models trained with its recipe.",
+            "Policy variants: the baseline's models behind a LocalOracle; reference attacks are not run under a policy (threshold and query attacks only).",
+            "epsilon: the largest ε that Opacus's accountant recorded over the variant's models.",
+            f"Noise robustness: σ = {noise_sigma:g} per-column standard deviations of the population records on non-one-hot columns, {noise_draws} queries per record.",
+            f"Recommendation (docs/defenses.md): a control is recommended when its paired risk reduction's interval lies above 0 and its paired accuracy loss's "
+            f"interval ends within {accuracy_tolerance * 100:g} points; the larger risk reduction is best; a model at or below the majority-class accuracy "
+            f"({(majority or 0) * 100:.1f} %) is flagged and never recommended. Training variants are compared with the baseline's strongest attack; "
+            "policies with the strongest of the same attacks on the same models' full outputs.",
+        ],
+    )
+    write_text_atomic(
+        out_dir / TRADEOFF_FILE,
+        json.dumps(result.to_json(), indent=2, allow_nan=False, default=_json_default),
+    )
     return result
 
 
 def _with_training_pairs(
-    outcomes: list[VariantOutcome], comparisons: list[dict[str, Any]], test_pairs: dict[str, tuple[np.ndarray, np.ndarray]],
-    base: str, cfg: AuditConfig, rng: np.random.Generator,
+    outcomes: list[VariantOutcome],
+    comparisons: list[dict[str, Any]],
+    test_pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+    base: str,
+    cfg: AuditConfig,
+    rng: np.random.Generator,
 ) -> list[VariantOutcome]:
     """Training variants with their paired risk reduction (baseline's strongest − theirs, AUC)
     and accuracy loss (baseline − theirs, on the same test pairs)."""
     from dataclasses import replace
 
-    reduction = {c["variant"]: c["difference"] for c in comparisons if c["kind"] == "baseline_vs_variant"}
+    reduction = {
+        c["variant"]: c["difference"] for c in comparisons if c["kind"] == "baseline_vs_variant"
+    }
     out = []
     for v in outcomes:
         if v.policy is None and not v.baseline and v.name in test_pairs and base in test_pairs:
@@ -489,8 +710,20 @@ def _with_training_pairs(
             loss = None
             if np.array_equal(t0, t1):
                 groups = np.broadcast_to(np.arange(t0.shape[1]), t0.shape)[t0]
-                loss = paired_accuracy_loss(c0[t0], c1[t0], groups, n_resamples=cfg.audit.resamples, confidence=0.95, rng=rng)
-            v = replace(v, risk_reduction=reduction.get(v.name), accuracy_loss=loss, compared_with="the baseline's strongest attack (same audit, same (target, record) pairs)")
+                loss = paired_accuracy_loss(
+                    c0[t0],
+                    c1[t0],
+                    groups,
+                    n_resamples=cfg.audit.resamples,
+                    confidence=0.95,
+                    rng=rng,
+                )
+            v = replace(
+                v,
+                risk_reduction=reduction.get(v.name),
+                accuracy_loss=loss,
+                compared_with="the baseline's strongest attack (same audit, same (target, record) pairs)",
+            )
         out.append(v)
     return out
 
@@ -500,7 +733,11 @@ def _record_index(run: Any, record_id: np.ndarray) -> np.ndarray:
     return np.asarray([index[str(r)] for r in np.asarray(record_id).tolist()], dtype=np.int64)
 
 
-def _dp_comparisons(specs: Sequence[VariantSpec], scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: AuditConfig) -> list[dict[str, Any]]:
+def _dp_comparisons(
+    specs: Sequence[VariantSpec],
+    scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    cfg: AuditConfig,
+) -> list[dict[str, Any]]:
     """Paired AUC(baseline's strongest) − AUC(variant's strongest) for every training variant."""
     base = specs[0].name
     if base not in scores:
@@ -513,20 +750,39 @@ def _dp_comparisons(specs: Sequence[VariantSpec], scores: dict[str, tuple[np.nda
             continue
         s1, y1, key1 = scores[spec.name]
         order1 = np.argsort(key1, kind="stable")
-        if not np.array_equal(key0[order0], key1[order1]) or not np.array_equal(y0[order0], y1[order1]):
+        if not np.array_equal(key0[order0], key1[order1]) or not np.array_equal(
+            y0[order0], y1[order1]
+        ):
             continue  # not the same pairs (cannot happen with one config seed)
         groups = (key0[order0] % (1 << 32)).astype(np.int64)
-        ev = evaluate(y0[order0].astype(np.int8), {base: s0[order0], spec.name: s1[order1]}, fprs=cfg.audit.fprs, n_resamples=cfg.audit.resamples,
-                      groups=groups, rng=np.random.default_rng([cfg.seed, 13]))
-        out.append({"kind": "baseline_vs_variant", "variant": spec.name, "a": base, "b": spec.name, "metric": "auc",
-                    "difference": ev.difference(base, spec.name, "auc"), "pairs": int(y0.size)})
+        ev = evaluate(
+            y0[order0].astype(np.int8),
+            {base: s0[order0], spec.name: s1[order1]},
+            fprs=cfg.audit.fprs,
+            n_resamples=cfg.audit.resamples,
+            groups=groups,
+            rng=np.random.default_rng([cfg.seed, 13]),
+        )
+        out.append(
+            {
+                "kind": "baseline_vs_variant",
+                "variant": spec.name,
+                "a": base,
+                "b": spec.name,
+                "metric": "auc",
+                "difference": ev.difference(base, spec.name, "auc"),
+                "pairs": int(y0.size),
+            }
+        )
     return out
 
 
 def _fmt(e: Estimate) -> str:
     if e.point is None:
         return "n/m"
-    return f"{e.point:.3f}" + (f" [{e.lower:.3f}, {e.upper:.3f}]" if e.lower is not None and e.upper is not None else "")
+    return f"{e.point:.3f}" + (
+        f" [{e.lower:.3f}, {e.upper:.3f}]" if e.lower is not None and e.upper is not None else ""
+    )
 
 
 def _json_default(o: Any) -> Any:

@@ -25,8 +25,16 @@ RUN_FILES = {
     "attack": (RESULTS_FILE, SCORES_FILE, "report.html"),
     "audit": (RESULTS_FILE, SCORES_FILE, "report.html", "audit.json", "train.json", "signals"),
 }
-COMPATIBLE = {("audit", "train")}  # an audit trains too: it may follow `miaudit train` into its folder
-MARKERS = (("audit.json", "audit"), ("tradeoff.json", "tradeoff"), ("dp_audit.json", "dp-audit"), ("train.json", "train"), (RESULTS_FILE, "attack"))
+COMPATIBLE = {
+    ("audit", "train")
+}  # an audit trains too: it may follow `miaudit train` into its folder
+MARKERS = (
+    ("audit.json", "audit"),
+    ("tradeoff.json", "tradeoff"),
+    ("dp_audit.json", "dp-audit"),
+    ("train.json", "train"),
+    (RESULTS_FILE, "attack"),
+)
 
 
 def folder_kind(out: Path) -> tuple[str | None, tuple[str, ...]]:
@@ -46,7 +54,9 @@ def folder_kind(out: Path) -> tuple[str | None, tuple[str, ...]]:
     return None, ()
 
 
-def prepare_out(out: Path, *, overwrite: bool, same_config: str | None = None, kind: str = "attack") -> bytes:
+def prepare_out(
+    out: Path, *, overwrite: bool, same_config: str | None = None, kind: str = "attack"
+) -> bytes:
     """Check the output folder before any work, and return its pseudonym key (new or existing;
     an existing key that is short, empty or readable by others is refused).
 
@@ -59,9 +69,19 @@ def prepare_out(out: Path, *, overwrite: bool, same_config: str | None = None, k
     existing = out / RESULTS_FILE
     found, _files = folder_kind(out)
     if found is not None and found != kind and (kind, found) not in COMPATIBLE:
-        raise InputError("--out", f"{str(out)!r} holds a `miaudit {found}` run; --overwrite replaces only a `miaudit {kind}` run's files: choose another folder")
-    if existing.exists() and not overwrite and not (same_config and _config_of(existing) == same_config):
-        raise InputError("--out", f"{str(existing)!r} already exists (from another run); choose another folder or pass --overwrite")
+        raise InputError(
+            "--out",
+            f"{str(out)!r} holds a `miaudit {found}` run; --overwrite replaces only a `miaudit {kind}` run's files: choose another folder",
+        )
+    if (
+        existing.exists()
+        and not overwrite
+        and not (same_config and _config_of(existing) == same_config)
+    ):
+        raise InputError(
+            "--out",
+            f"{str(existing)!r} already exists (from another run); choose another folder or pass --overwrite",
+        )
     return existing_key(out) or new_key()
 
 
@@ -74,18 +94,42 @@ def _config_of(results: Path) -> str | None:
         return None
 
 
-def write_scores(path: Path, record_id: np.ndarray, member: np.ndarray, label: np.ndarray, scores: dict[str, np.ndarray], extra: dict[str, np.ndarray] | None = None) -> None:
+def write_scores(
+    path: Path,
+    record_id: np.ndarray,
+    member: np.ndarray,
+    label: np.ndarray,
+    scores: dict[str, np.ndarray],
+    extra: dict[str, np.ndarray] | None = None,
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({**(extra or {}), "record_id": record_id, "member": member.astype(np.int8), "label": label, **{f"score_{k}": v for k, v in scores.items()}})
+    table = pa.table(
+        {
+            **(extra or {}),
+            "record_id": record_id,
+            "member": member.astype(np.int8),
+            "label": label,
+            **{f"score_{k}": v for k, v in scores.items()},
+        }
+    )
     with atomic_path(path, restricted=True) as tmp:
         pq.write_table(table, tmp)
 
 
 def write_run(
-    out: Path, key: bytes, results_json: str, record_id: np.ndarray, member: np.ndarray, label: np.ndarray, scores: dict[str, np.ndarray],
-    *, extra: dict[str, np.ndarray] | None = None, quiet: bool = False, kind: str = "attack",
+    out: Path,
+    key: bytes,
+    results_json: str,
+    record_id: np.ndarray,
+    member: np.ndarray,
+    label: np.ndarray,
+    scores: dict[str, np.ndarray],
+    *,
+    extra: dict[str, np.ndarray] | None = None,
+    quiet: bool = False,
+    kind: str = "attack",
 ) -> None:
     """Write a run's files; first remove what the folder's earlier run of the same kind wrote
     (its manifest says what), so that nothing of it stays beside the new results."""
@@ -93,7 +137,9 @@ def write_run(
     import shutil
 
     _, earlier = folder_kind(out)
-    keep = {"signals", "audit.json", "train.json"} if kind == "audit" else set()  # written by this run already
+    keep = (
+        {"signals", "audit.json", "train.json"} if kind == "audit" else set()
+    )  # written by this run already
     for name in earlier:
         path = out / name
         if name in keep or name == KEY_FILE:
@@ -103,7 +149,11 @@ def write_run(
         elif path.exists() or path.is_symlink():
             path.unlink()
     files = [*RUN_FILES[kind]]
-    new = [p for p in (out / KEY_FILE, out / SCORES_FILE, out / RESULTS_FILE, out / MANIFEST_FILE) if not p.exists()]
+    new = [
+        p
+        for p in (out / KEY_FILE, out / SCORES_FILE, out / RESULTS_FILE, out / MANIFEST_FILE)
+        if not p.exists()
+    ]
     try:
         publish_key(out, key)
         write_scores(out / SCORES_FILE, record_id, member, label, scores, extra)

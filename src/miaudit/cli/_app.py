@@ -15,7 +15,11 @@ import typer
 from miaudit.cli._console import console
 from miaudit.errors import InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure how much a model reveals about its training data.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Measure how much a model reveals about its training data.",
+)
 err = console(stderr=True)
 out = console()
 
@@ -30,11 +34,22 @@ def _gate(result: object, fail_on: list[str] | None) -> None:
 
     broken = failures(result, [parse_rule(r) for r in fail_on or []])  # type: ignore[arg-type]
     if broken:
-        err.print(f"FAILED --fail-on: {broken[0]}" + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""), highlight=False, soft_wrap=True)
+        err.print(
+            f"FAILED --fail-on: {broken[0]}"
+            + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
         raise SystemExit(1)
 
 
-def _check_before_work(*, fail_on: list[str] | None = None, policy: str | None = None, seed: int | None = None, resamples: int | None = None) -> None:
+def _check_before_work(
+    *,
+    fail_on: list[str] | None = None,
+    policy: str | None = None,
+    seed: int | None = None,
+    resamples: int | None = None,
+) -> None:
     """Options checked before any work starts, so that a bad one leaves nothing behind."""
     from miaudit.audit._fail_on import parse_rule
 
@@ -59,17 +74,43 @@ def _report_line(out_dir: Path) -> None:
 
 @app.command("attack")
 def attack_cmd(
-    outputs: Annotated[Path, typer.Argument(help="Model outputs (.npz, .parquet or .csv): logits or probs, label, member.")],
-    attacks: Annotated[str | None, typer.Option(help="Comma-separated attacks (default: all output attacks).")] = None,
-    slices: Annotated[str | None, typer.Option(help="Comma-separated extra columns to break results down by.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for results.json and scores.parquet.")] = None,
+    outputs: Annotated[
+        Path,
+        typer.Argument(
+            help="Model outputs (.npz, .parquet or .csv): logits or probs, label, member."
+        ),
+    ],
+    attacks: Annotated[
+        str | None, typer.Option(help="Comma-separated attacks (default: all output attacks).")
+    ] = None,
+    slices: Annotated[
+        str | None, typer.Option(help="Comma-separated extra columns to break results down by.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for results.json and scores.parquet.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice (bootstrap, folds).")] = 0,
     resamples: Annotated[int, typer.Option(help="Bootstrap replicates (records resampled).")] = 200,
     prior: Annotated[float, typer.Option(help="Member prior for the PPV.")] = 0.5,
-    raw_ids: Annotated[bool, typer.Option("--raw-ids", help="Show raw record ids instead of keyed pseudonyms.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results already in --out.")] = False,
-    fail_on: Annotated[list[str] | None, typer.Option("--fail-on", help='Exit 1 when a rule holds for any attack, e.g. "auc.lower>0.6" or "epsilon.lower>1".')] = None,
-    policy: Annotated[str | None, typer.Option(help='Attack only what an output policy exposes: full, top-K, round:D, label-only, noise:SIGMA.')] = None,
+    raw_ids: Annotated[
+        bool, typer.Option("--raw-ids", help="Show raw record ids instead of keyed pseudonyms.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace results already in --out.")
+    ] = False,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            help='Exit 1 when a rule holds for any attack, e.g. "auc.lower>0.6" or "epsilon.lower>1".',
+        ),
+    ] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="Attack only what an output policy exposes: full, top-K, round:D, label-only, noise:SIGMA."
+        ),
+    ] = None,
 ) -> None:
     """Audit one model from its saved outputs on known members and non-members."""
     from miaudit.audit import DEFAULT_ATTACKS, attack
@@ -95,44 +136,99 @@ def attack_cmd(
     )
     print_summary(result, out)
     if out_dir is not None:
-        out.print(f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted)")
+        out.print(
+            f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted)"
+        )
         _report_line(out_dir)
     _gate(result, fail_on)
 
 
 @app.command("audit")
 def audit_cmd(
-    config: Annotated[Path, typer.Argument(help="Audit config (.toml/.yaml): [data], [model], [plan], [engine], [audit], seed.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, scores.parquet, signals/ and models/.")],
-    fail_on: Annotated[list[str] | None, typer.Option("--fail-on", help='Exit 1 when a rule holds for any attack, e.g. "tpr@1%fpr.upper>0.05" (bound: point, lower or upper; default upper).')] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results of another config already in --out.")] = False,
-    executor: Annotated[str | None, typer.Option(help='Where units train: "local" (worker processes) or "ray" (Ray tasks); overrides engine.executor.')] = None,
-    address: Annotated[str | None, typer.Option(help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.')] = None,
-    trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.")] = False,
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="Audit config (.toml/.yaml): [data], [model], [plan], [engine], [audit], seed."
+        ),
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Folder for results.json, scores.parquet, signals/ and models/."
+        ),
+    ],
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            help='Exit 1 when a rule holds for any attack, e.g. "tpr@1%fpr.upper>0.05" (bound: point, lower or upper; default upper).',
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace results of another config already in --out."),
+    ] = False,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help='Where units train: "local" (worker processes) or "ray" (Ray tasks); overrides engine.executor.'
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.'
+        ),
+    ] = None,
+    trust_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-code",
+            help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.",
+        ),
+    ] = False,
 ) -> None:
     """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate."""
     from miaudit.audit import audit, load_audit_config
-    from miaudit.cli._train import with_engine
     from miaudit.cli._summary import print_summary
+    from miaudit.cli._train import with_engine
 
     _check_before_work(fail_on=fail_on)  # a bad rule is refused before any training
     from miaudit.cli._train import warn_self_trust
 
     cfg = load_audit_config(config, trust_code=trust_code)
     warn_self_trust(cfg, trust_code, config)
-    result = audit(with_engine(cfg, executor=executor, address=address), out_dir, overwrite=overwrite)
+    result = audit(
+        with_engine(cfg, executor=executor, address=address), out_dir, overwrite=overwrite
+    )
     print_summary(result, out)
-    out.print(f"results: {out_dir / 'results.json'} (shareable); scores, signals, models: restricted (0600)")
+    out.print(
+        f"results: {out_dir / 'results.json'} (shareable); scores, signals, models: restricted (0600)"
+    )
     _report_line(out_dir)
     _gate(result, fail_on)
 
 
 @app.command("check-record")
 def check_record_cmd(
-    results: Annotated[Path, typer.Argument(help="Folder of a `miaudit audit` or `miaudit attack` run.")],
-    ids: Annotated[list[str], typer.Option("--id", help="Record id to check (repeat for several).")],
-    target: Annotated[int | None, typer.Option(help="Index of the audited model (default: the run's target — an external target when the audit had one — else 0).")] = None,
-    attack: Annotated[str | None, typer.Option(help="Audits from saved outputs: the attack whose score is ranked (default: the strongest).")] = None,
+    results: Annotated[
+        Path, typer.Argument(help="Folder of a `miaudit audit` or `miaudit attack` run.")
+    ],
+    ids: Annotated[
+        list[str], typer.Option("--id", help="Record id to check (repeat for several).")
+    ],
+    target: Annotated[
+        int | None,
+        typer.Option(
+            help="Index of the audited model (default: the run's target — an external target when the audit had one — else 0)."
+        ),
+    ] = None,
+    attack: Annotated[
+        str | None,
+        typer.Option(
+            help="Audits from saved outputs: the attack whose score is ranked (default: the strongest)."
+        ),
+    ] = None,
 ) -> None:
     """Was this record in the training data? A per-record p-value (and LiRA's likelihood ratio where references allow)."""
     from rich.table import Table
@@ -141,17 +237,38 @@ def check_record_cmd(
 
     rows = check_record(results, ids, target=target, attack=attack)
     first = rows[0]
-    table = Table(title=f"{first.model[:1].upper()}{first.model[1:]}: was the record in its training data?")
+    table = Table(
+        title=f"{first.model[:1].upper()}{first.model[1:]}: was the record in its training data?"
+    )
     saved = first.attack is not None
-    cols = ("record", "p-value", f"{first.attack} score", "non-members", "verdict", "in the input") if saved else ("record", "p-value", "log LR", "OUT refs", "IN refs", "verdict", "in plan")
+    cols = (
+        ("record", "p-value", f"{first.attack} score", "non-members", "verdict", "in the input")
+        if saved
+        else ("record", "p-value", "log LR", "OUT refs", "IN refs", "verdict", "in plan")
+    )
     for col in cols:
         table.add_column(col)
     for r in rows:
         if saved:
-            table.add_row(r.record_id, f"{r.p_value:.3g}", f"{r.score:.4g}", str(r.n_nonmembers), r.verdict, "member" if r.member_in_plan else "non-member")
+            table.add_row(
+                r.record_id,
+                f"{r.p_value:.3g}",
+                f"{r.score:.4g}",
+                str(r.n_nonmembers),
+                r.verdict,
+                "member" if r.member_in_plan else "non-member",
+            )
         else:
             llr = "n/a" if r.log_likelihood_ratio is None else f"{r.log_likelihood_ratio:.3g}"
-            table.add_row(r.record_id, f"{r.p_value:.3g}", llr, str(r.n_out_references), str(r.n_in_references), r.verdict, "member" if r.member_in_plan else "non-member")
+            table.add_row(
+                r.record_id,
+                f"{r.p_value:.3g}",
+                llr,
+                str(r.n_out_references),
+                str(r.n_in_references),
+                r.verdict,
+                "member" if r.member_in_plan else "non-member",
+            )
     out.print(table)
     out.print(
         f"p-value: the chance, for a record that was not in the training data, of a score at least this high; method: {first.method}. "
@@ -163,9 +280,22 @@ def check_record_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's results and report.")] = Path("demo-results"),
-    outputs_only: Annotated[bool, typer.Option("--outputs-only", help="The 10-second version: audit a random forest from its saved outputs only.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the --outputs-only demo (the full demo's seed is in its config).")] = 20261128,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the demo's results and report.")
+    ] = Path("demo-results"),
+    outputs_only: Annotated[
+        bool,
+        typer.Option(
+            "--outputs-only",
+            help="The 10-second version: audit a random forest from its saved outputs only.",
+        ),
+    ] = False,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of the --outputs-only demo (the full demo's seed is in its config)."
+        ),
+    ] = 20261128,
 ) -> None:
     """Audit a deliberately overfit model on bundled UCI Adult and compare DP-SGD, weight decay and a label-only policy."""
     from miaudit._io import ensure_writable_dir
@@ -175,10 +305,14 @@ def demo_cmd(
         from miaudit.audit._demo import run_demo
         from miaudit.cli._summary import print_summary
 
-        with out.status("training an overfit random forest on UCI Adult and auditing its saved outputs…"):
+        with out.status(
+            "training an overfit random forest on UCI Adult and auditing its saved outputs…"
+        ):
             result = run_demo(out_dir, seed=seed)
         print_summary(result, out)
-        out.print(f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted, 0600)")
+        out.print(
+            f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted, 0600)"
+        )
         _report_line(out_dir)
         return
     from importlib import resources
@@ -187,8 +321,18 @@ def demo_cmd(
 
     config = resources.files("miaudit.audit") / "_bundled" / "demo.toml"
     with resources.as_file(config) as path:
-        out.print(f"miaudit demo: the config {path.name} (overfit MLP on UCI Adult, 10 models) and three controls beside it")
-        tradeoff(path, out_dir, epsilons="4", weight_decays="0.001", early_stopping=False, policies="label-only", noise_sigma=0.1)
+        out.print(
+            f"miaudit demo: the config {path.name} (overfit MLP on UCI Adult, 10 models) and three controls beside it"
+        )
+        tradeoff(
+            path,
+            out_dir,
+            epsilons="4",
+            weight_decays="0.001",
+            early_stopping=False,
+            policies="label-only",
+            noise_sigma=0.1,
+        )
 
 
 @app.command("version")
@@ -226,7 +370,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print miaudit's version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print miaudit's version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Measure how much a model reveals about its training data."""
 
@@ -243,12 +392,17 @@ def _usage(exc: typer.TyperException) -> NoReturn:
     """Typer's own usage errors (it vendors click: no ``click`` import needed or wanted)."""
     ctx = getattr(exc, "ctx", None)
     where = ctx.command_path if ctx is not None else "miaudit"
-    _fail(f"{where}: {exc.format_message()} (see: {where} --help)", int(getattr(exc, "exit_code", 2) or 2))
+    _fail(
+        f"{where}: {exc.format_message()} (see: {where} --help)",
+        int(getattr(exc, "exit_code", 2) or 2),
+    )
 
 
 # The optional dependencies (pyproject.toml's extras), by the module that a command imports.
 _EXTRA_OF = {
-    **dict.fromkeys(("fastapi", "starlette", "uvicorn", "sqlalchemy", "httpx", "psycopg", "anyio"), "serve"),
+    **dict.fromkeys(
+        ("fastapi", "starlette", "uvicorn", "sqlalchemy", "httpx", "psycopg", "anyio"), "serve"
+    ),
     **dict.fromkeys(("torch", "safetensors"), "torch"),
     "skops": "sklearn-models",
     "opacus": "dp",
@@ -280,16 +434,26 @@ def main(argv: list[str] | None = None) -> None:
         if extra is None:
             if os.environ.get("MIAUDIT_DEBUG"):
                 raise
-            _fail(f"internal error (ImportError: {exc}); please report it (MIAUDIT_DEBUG=1 shows the traceback)", 1)
-        _fail(f"{exc.name}: this command needs the optional dependency {exc.name!r}: pip install 'miaudit[{extra}]'")
+            _fail(
+                f"internal error (ImportError: {exc}); please report it (MIAUDIT_DEBUG=1 shows the traceback)",
+                1,
+            )
+        _fail(
+            f"{exc.name}: this command needs the optional dependency {exc.name!r}: pip install 'miaudit[{extra}]'"
+        )
     except MemoryError:
-        _fail("out of memory: reduce the sizes in the config or the input (the estimate before the run did not catch this)")
+        _fail(
+            "out of memory: reduce the sizes in the config or the input (the estimate before the run did not catch this)"
+        )
     except OSError as exc:  # a full disk, a file that vanished, a permission: name the file
         name = exc.filename if exc.filename is not None else "I/O"
         _fail(f"{name}: {exc.strerror or exc}")
-    except Exception as exc:  # noqa: BLE001 - a bug, not bad input: one line, exit 1
+    except Exception as exc:
         if os.environ.get("MIAUDIT_DEBUG"):
             raise
-        _fail(f"internal error ({type(exc).__name__}: {exc}); please report it (MIAUDIT_DEBUG=1 shows the traceback)", 1)
+        _fail(
+            f"internal error ({type(exc).__name__}: {exc}); please report it (MIAUDIT_DEBUG=1 shows the traceback)",
+            1,
+        )
     if isinstance(code, int) and code != 0:
         raise SystemExit(code)

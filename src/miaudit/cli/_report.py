@@ -14,9 +14,22 @@ from miaudit.cli._console import console
 
 
 def report(
-    results: Annotated[Path, typer.Argument(help="Results folder of an audit (or its results.json).")],
-    out: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: report.html in the results folder).")] = None,
-    markdown: Annotated[bool, typer.Option("--markdown", help="Also print a Markdown summary (aggregates only) for a pull request on stdout.")] = False,
+    results: Annotated[
+        Path, typer.Argument(help="Results folder of an audit (or its results.json).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="HTML file to write (default: report.html in the results folder)."
+        ),
+    ] = None,
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown",
+            help="Also print a Markdown summary (aggregates only) for a pull request on stdout.",
+        ),
+    ] = False,
 ) -> None:
     """Write the self-contained HTML report of an audit from its results (re-renders; shareable)."""
     from miaudit.report import load_results, render_markdown, write_report
@@ -27,6 +40,10 @@ def report(
     warning = result.pseudonym_warning()
     if warning:
         typer.echo(f"warning: {warning}", err=True)
-    err.print(f"report: {path} (shareable: aggregates and pseudonyms only)", highlight=False, soft_wrap=True)
+    err.print(
+        f"report: {path} (shareable: aggregates and pseudonyms only)",
+        highlight=False,
+        soft_wrap=True,
+    )
     if markdown:
         typer.echo(render_markdown(result), nl=False)

@@ -26,7 +26,11 @@ from miaudit.errors import InputError
 SECRET_HELP = "Server secret file (created 0600 if missing; default: beside a SQLite db). Or set MIAUDIT_SERVE_SECRET (hex)."
 DB_HELP = "Database URL: sqlite:///guard.db (default) or postgresql://user@host:port/db."
 
-keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Create, list and revoke API keys; set their budgets.")
+keys_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Create, list and revoke API keys; set their budgets.",
+)
 
 
 def _secret_path(db: str, secret_file: Path | None) -> Path | None:
@@ -34,7 +38,9 @@ def _secret_path(db: str, secret_file: Path | None) -> Path | None:
         return secret_file
     if db.startswith("sqlite:///"):
         return Path(db[len("sqlite:///") :] + ".secret")
-    raise InputError("--secret-file", "needed with a non-SQLite database (or set MIAUDIT_SERVE_SECRET)")
+    raise InputError(
+        "--secret-file", "needed with a non-SQLite database (or set MIAUDIT_SERVE_SECRET)"
+    )
 
 
 def _limit(value: str | None, field: str) -> int | None:
@@ -54,7 +60,9 @@ def _limits(budget: str | None, rate: str | None, window: int) -> dict[str, int 
     try:
         check_limits(out["budget"], out["rate"], window)
     except InputError as exc:
-        raise InputError({"budget": "--budget", "rate": "--rate", "window_s": "--window"}[exc.field], exc.problem) from None
+        raise InputError(
+            {"budget": "--budget", "rate": "--rate", "window_s": "--window"}[exc.field], exc.problem
+        ) from None
     return out
 
 
@@ -77,24 +85,56 @@ def _store(db: str, *, create: bool = False, sqlite_sync: str = "NORMAL"):
 
 
 def _when(ts: float | None) -> str:
-    return "-" if ts is None else _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        "-"
+        if ts is None
+        else _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    )
 
 
 def serve_cmd(
-    model: Annotated[Path | None, typer.Option(help="A model saved by miaudit: a .skops file or a trained unit folder.")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="A model saved by miaudit: a .skops file or a trained unit folder."),
+    ] = None,
     model_index: Annotated[int, typer.Option(help="Which model of a unit folder to serve.")] = 0,
-    upstream: Annotated[str | None, typer.Option(help="Proxy this upstream prediction URL instead of --model.")] = None,
-    n_features: Annotated[int | None, typer.Option(help="Numbers per record (upstream mode).")] = None,
+    upstream: Annotated[
+        str | None, typer.Option(help="Proxy this upstream prediction URL instead of --model.")
+    ] = None,
+    n_features: Annotated[
+        int | None, typer.Option(help="Numbers per record (upstream mode).")
+    ] = None,
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
     secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
-    roles: Annotated[Path | None, typer.Option(help="Roles file (TOML: one table per role, roles.NAME, with policy and endpoints).")] = None,
+    roles: Annotated[
+        Path | None,
+        typer.Option(
+            help="Roles file (TOML: one table per role, roles.NAME, with policy and endpoints)."
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (budgets stay exact: they live in the database).")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (budgets stay exact: they live in the database).")
+    ] = 1,
     max_batch: Annotated[int, typer.Option(help="Most records in one request.")] = 10_000,
-    webhook: Annotated[str | None, typer.Option(help="URL that receives each alert as JSON.")] = None,
-    sqlite_sync: Annotated[str, typer.Option(help="SQLite synchronous mode: NORMAL (survives a crash) or FULL (also power loss).")] = "NORMAL",
-    no_guard: Annotated[bool, typer.Option("--no-guard", help="Serve the bare model (no keys, budgets or log): for benchmarks only.", hidden=True)] = False,
+    webhook: Annotated[
+        str | None, typer.Option(help="URL that receives each alert as JSON.")
+    ] = None,
+    sqlite_sync: Annotated[
+        str,
+        typer.Option(
+            help="SQLite synchronous mode: NORMAL (survives a crash) or FULL (also power loss)."
+        ),
+    ] = "NORMAL",
+    no_guard: Annotated[
+        bool,
+        typer.Option(
+            "--no-guard",
+            help="Serve the bare model (no keys, budgets or log): for benchmarks only.",
+            hidden=True,
+        ),
+    ] = False,
 ) -> None:
     """Serve a model behind API keys, output policies, record budgets, an audit log and probing detectors."""
     import uvicorn
@@ -110,22 +150,48 @@ def serve_cmd(
     if model_index < 0:
         raise InputError("--model-index", f"must be ≥ 0, got {model_index}")
     spec = ServeSpec(
-        db=db, model=str(model) if model else None, model_index=model_index, upstream=upstream, n_features=n_features,
+        db=db,
+        model=str(model) if model else None,
+        model_index=model_index,
+        upstream=upstream,
+        n_features=n_features,
         secret_file=str(_secret_path(db, secret_file)) if _secret_path(db, secret_file) else None,
-        roles_file=str(roles) if roles else None, max_batch=max_batch, webhook=webhook, guard=not no_guard,
+        roles_file=str(roles) if roles else None,
+        max_batch=max_batch,
+        webhook=webhook,
+        guard=not no_guard,
         sqlite_synchronous=sqlite_sync,
     )
     spec.build()  # fail here, with a one-line error, rather than in every worker
-    _store(db, create=True, sqlite_sync=sqlite_sync).close()  # likewise the database: reachable, and a database
+    _store(
+        db, create=True, sqlite_sync=sqlite_sync
+    ).close()  # likewise the database: reachable, and a database
     os.environ["MIAUDIT_SERVE_SPEC"] = spec.to_json()
-    typer.echo(f"serving on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); OpenAPI at /docs", err=True)
-    uvicorn.run("miaudit.serve._app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    typer.echo(
+        f"serving on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); OpenAPI at /docs",
+        err=True,
+    )
+    uvicorn.run(
+        "miaudit.serve._app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
 
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="Role of the key (admin, trusted, analyst, public, or one from --roles).")],
-    budget: Annotated[str | None, typer.Option(help="Total records the key may query ('none': no cap).")] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="Role of the key (admin, trusted, analyst, public, or one from --roles)."
+        ),
+    ],
+    budget: Annotated[
+        str | None, typer.Option(help="Total records the key may query ('none': no cap).")
+    ] = None,
     rate: Annotated[str | None, typer.Option(help="Records per window ('none': no cap).")] = None,
     window: Annotated[int, typer.Option(help="Rate window in seconds.")] = 60,
     label: Annotated[str | None, typer.Option(help="A note, e.g. who holds the key.")] = None,
@@ -139,7 +205,9 @@ def keys_create(
     known = load_roles(roles) if roles else DEFAULT_ROLES
     if role not in known:
         raise InputError("--role", f"unknown role {role!r}; roles: {', '.join(sorted(known))}")
-    limits = _limits(budget, rate, window)  # every option checked before the secret or the database is touched
+    limits = _limits(
+        budget, rate, window
+    )  # every option checked before the secret or the database is touched
     make_engine(db).dispose()
     secret = load_server_secret(_secret_path(db, secret_file), create=True)
     store = _store(db, create=True)
@@ -166,12 +234,16 @@ def keys_list(
         for k in keys:
             typer.echo(json.dumps(k.public()))
         return
-    typer.echo(f"{'key id':<18}{'role':<10}{'used':>12}{'budget':>12}{'rate/window':>16}  {'state':<8}created")
+    typer.echo(
+        f"{'key id':<18}{'role':<10}{'used':>12}{'budget':>12}{'rate/window':>16}  {'state':<8}created"
+    )
     for k in keys:
         rate = "-" if k.rate is None else f"{k.rate}/{k.window_s}s"
         state = "revoked" if k.revoked_at is not None else "active"
         budget = "-" if k.budget is None else str(k.budget)
-        typer.echo(f"{k.key_id:<18}{k.role:<10}{k.used:>12}{budget:>12}{rate:>16}  {state:<8}{_when(k.created_at)}")
+        typer.echo(
+            f"{k.key_id:<18}{k.role:<10}{k.used:>12}{budget:>12}{rate:>16}  {state:<8}{_when(k.created_at)}"
+        )
 
 
 @keys_app.command("revoke")
@@ -208,7 +280,9 @@ def keys_budget(
         store.close()
     if info is None:
         raise InputError("key_id", f"no key {key_id!r}")
-    typer.echo(f"key {key_id}: budget {info.budget if info.budget is not None else 'none'}, used {info.used}, rate {info.rate if info.rate is not None else 'none'} per {info.window_s}s")
+    typer.echo(
+        f"key {key_id}: budget {info.budget if info.budget is not None else 'none'}, used {info.used}, rate {info.rate if info.rate is not None else 'none'} per {info.window_s}s"
+    )
 
 
 def alerts_cmd(

@@ -15,7 +15,11 @@ def fmt(e: Estimate, pct: bool = False) -> str:
     scale, unit = (100.0, "%") if pct else (1.0, "")
     text = f"{e.point * scale:.3g}{unit}" if pct else f"{e.point:.3f}"
     if e.lower is not None and e.upper is not None:
-        text += f" [{e.lower * scale:.3g}, {e.upper * scale:.3g}]" if pct else f" [{e.lower:.3f}, {e.upper:.3f}]"
+        text += (
+            f" [{e.lower * scale:.3g}, {e.upper * scale:.3g}]"
+            if pct
+            else f" [{e.lower:.3f}, {e.upper:.3f}]"
+        )
     elif e.status == "interval_not_reliable":
         text += " (no CI)"
     return text
@@ -34,7 +38,11 @@ def print_summary(result: AuditResult, console: Console | None = None) -> None:
         )
         if ref.rmia_offline_a is not None:
             values = sorted(set(ref.rmia_offline_a.per_target))
-            how = "given" if ref.rmia_offline_a.method.startswith("given") else "cross-fitted per target on the models outside its pair"
+            how = (
+                "given"
+                if ref.rmia_offline_a.method.startswith("given")
+                else "cross-fitted per target on the models outside its pair"
+            )
             console.print(f"offline RMIA a = {', '.join(f'{v:g}' for v in values)} ({how})")
     console.print(
         f"{inp.name}: {inp.n_records:,} {unit} ({inp.n_members:,} members, {inp.n_nonmembers:,} non-members), "
@@ -42,7 +50,9 @@ def print_summary(result: AuditResult, console: Console | None = None) -> None:
     )
     if result.utility is not None:
         u = result.utility
-        console.print(f"accuracy: train {u.train_accuracy:.3f}, test {u.test_accuracy:.3f} (generalisation gap {u.generalization_gap:+.3f})")
+        console.print(
+            f"accuracy: train {u.train_accuracy:.3f}, test {u.test_accuracy:.3f} (generalisation gap {u.generalization_gap:+.3f})"
+        )
     table = Table(title="Membership inference (95% intervals; n/m = not measurable)")
     table.add_column("attack")
     table.add_column("AUC")
@@ -51,7 +61,12 @@ def print_summary(result: AuditResult, console: Console | None = None) -> None:
         table.add_column(k.upper().replace("@", " @ "))
     table.add_column("advantage")
     for a in result.attacks:
-        table.add_row(a.name, fmt(a.auc), *(fmt(a.tpr_at_fpr[k], pct=True) for k in tpr_keys), fmt(a.advantage))
+        table.add_row(
+            a.name,
+            fmt(a.auc),
+            *(fmt(a.tpr_at_fpr[k], pct=True) for k in tpr_keys),
+            fmt(a.advantage),
+        )
     console.print(table)
     if result.slices:
         strongest = result.exposure_attack
@@ -61,7 +76,19 @@ def print_summary(result: AuditResult, console: Console | None = None) -> None:
         for s in result.slices:
             match = [a for a in s.attacks if a.attack == strongest]
             if match:
-                st.add_row(f"{s.column}={s.value}", str(s.n_members), str(s.n_nonmembers), fmt(match[0].auc), fmt(match[0].tpr_at_1pct_fpr, pct=True))
+                st.add_row(
+                    f"{s.column}={s.value}",
+                    str(s.n_members),
+                    str(s.n_nonmembers),
+                    fmt(match[0].auc),
+                    fmt(match[0].tpr_at_1pct_fpr, pct=True),
+                )
             else:
-                st.add_row(f"{s.column}={s.value}", str(s.n_members), str(s.n_nonmembers), "too few records", "")
+                st.add_row(
+                    f"{s.column}={s.value}",
+                    str(s.n_members),
+                    str(s.n_nonmembers),
+                    "too few records",
+                    "",
+                )
         console.print(st)

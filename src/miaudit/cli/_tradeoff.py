@@ -44,10 +44,21 @@ def tradeoff_variants_for_report(data: dict[str, Any]) -> list[Any]:
 
     return [
         TradeoffVariant(
-            name=v["name"], description=v["description"], test_accuracy=v["test_accuracy"], train_accuracy=v["train_accuracy"],
-            generalization_gap=v["generalization_gap"], strongest_attack=v["strongest_attack"], auc=v["auc"], tpr_at_1pct_fpr=v["tpr_at_1pct_fpr"],
-            epsilon=v["epsilon"], baseline=v["baseline"], risk_reduction=v.get("risk_reduction"), accuracy_loss=v.get("accuracy_loss"),
-            recommendation=v.get("recommendation", ""), reason=v.get("reason", ""), compared_with=v.get("compared_with", ""),
+            name=v["name"],
+            description=v["description"],
+            test_accuracy=v["test_accuracy"],
+            train_accuracy=v["train_accuracy"],
+            generalization_gap=v["generalization_gap"],
+            strongest_attack=v["strongest_attack"],
+            auc=v["auc"],
+            tpr_at_1pct_fpr=v["tpr_at_1pct_fpr"],
+            epsilon=v["epsilon"],
+            baseline=v["baseline"],
+            risk_reduction=v.get("risk_reduction"),
+            accuracy_loss=v.get("accuracy_loss"),
+            recommendation=v.get("recommendation", ""),
+            reason=v.get("reason", ""),
+            compared_with=v.get("compared_with", ""),
         )
         for v in data["variants"]
     ]
@@ -61,28 +72,78 @@ def dp_summary_for_report(data: dict[str, Any]) -> Any:
     if data.get("claimed_epsilon") is None:
         return None
     return DpAuditSummary(
-        claimed_epsilon=data["claimed_epsilon"], delta=data["delta"], accountant=data["accountant"], method=data["method"],
-        empirical_epsilon_lower_bound=data["empirical_epsilon_lower_bound"], significance=data["significance"],
-        max_certifiable_epsilon=data["max_certifiable_epsilon"], trials=data["m"], trials_unit="canaries",
+        claimed_epsilon=data["claimed_epsilon"],
+        delta=data["delta"],
+        accountant=data["accountant"],
+        method=data["method"],
+        empirical_epsilon_lower_bound=data["empirical_epsilon_lower_bound"],
+        significance=data["significance"],
+        max_certifiable_epsilon=data["max_certifiable_epsilon"],
+        trials=data["m"],
+        trials_unit="canaries",
         notes=[*data.get("notes", []), f"verdict of this design: {data['verdict']}"],
     )
 
 
 def tradeoff(
-    config: Annotated[Path, typer.Argument(help="Audit config (.toml/.yaml) of the baseline recipe.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for tradeoff.json, report.html, variants/ and models/.")],
-    epsilons: Annotated[str, typer.Option(help="DP-SGD target budgets ε (comma-separated; empty: none).")] = "8,4,1",
-    weight_decays: Annotated[str, typer.Option("--weight-decays", help="L2 weight decays (comma-separated; empty: none).")] = "0.001,0.01",
-    early_stopping: Annotated[bool, typer.Option("--early-stopping/--no-early-stopping", help="Include an early-stopping variant.")] = True,
-    policies: Annotated[str, typer.Option(help="Output policies on the baseline's models (comma-separated).")] = "top-1,round:1,label-only",
+    config: Annotated[
+        Path, typer.Argument(help="Audit config (.toml/.yaml) of the baseline recipe.")
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for tradeoff.json, report.html, variants/ and models/."),
+    ],
+    epsilons: Annotated[
+        str, typer.Option(help="DP-SGD target budgets ε (comma-separated; empty: none).")
+    ] = "8,4,1",
+    weight_decays: Annotated[
+        str,
+        typer.Option("--weight-decays", help="L2 weight decays (comma-separated; empty: none)."),
+    ] = "0.001,0.01",
+    early_stopping: Annotated[
+        bool,
+        typer.Option(
+            "--early-stopping/--no-early-stopping", help="Include an early-stopping variant."
+        ),
+    ] = True,
+    policies: Annotated[
+        str, typer.Option(help="Output policies on the baseline's models (comma-separated).")
+    ] = "top-1,round:1,label-only",
     delta: Annotated[float, typer.Option(help="δ of the DP variants.")] = 1e-5,
-    accountant: Annotated[str, typer.Option(help="Accountant of the DP variants: prv or rdp.")] = "prv",
-    ghost_clipping: Annotated[bool, typer.Option("--ghost-clipping/--no-ghost-clipping", help="Opacus fast gradient clipping for DP variants.")] = True,
-    policy_targets: Annotated[int, typer.Option(help="Baseline models attacked through the oracle per policy.")] = 4,
-    noise_sigma: Annotated[float, typer.Option(help="Noise-robustness σ, in per-column standard deviations.")] = 0.5,
-    dp_audit_json: Annotated[Path | None, typer.Option("--dp-audit", help="A dp_audit.json to show in the report's DP section.")] = None,
-    accuracy_tolerance: Annotated[float, typer.Option("--accuracy-tolerance", help="Largest accuracy loss, in points, a recommended control may cost (upper end of its interval).")] = 1.0,
-    trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.")] = False,
+    accountant: Annotated[
+        str, typer.Option(help="Accountant of the DP variants: prv or rdp.")
+    ] = "prv",
+    ghost_clipping: Annotated[
+        bool,
+        typer.Option(
+            "--ghost-clipping/--no-ghost-clipping",
+            help="Opacus fast gradient clipping for DP variants.",
+        ),
+    ] = True,
+    policy_targets: Annotated[
+        int, typer.Option(help="Baseline models attacked through the oracle per policy.")
+    ] = 4,
+    noise_sigma: Annotated[
+        float, typer.Option(help="Noise-robustness σ, in per-column standard deviations.")
+    ] = 0.5,
+    dp_audit_json: Annotated[
+        Path | None,
+        typer.Option("--dp-audit", help="A dp_audit.json to show in the report's DP section."),
+    ] = None,
+    accuracy_tolerance: Annotated[
+        float,
+        typer.Option(
+            "--accuracy-tolerance",
+            help="Largest accuracy loss, in points, a recommended control may cost (upper end of its interval).",
+        ),
+    ] = 1.0,
+    trust_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-code",
+            help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.",
+        ),
+    ] = False,
 ) -> None:
     """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all)."""
     from miaudit.audit._tradeoff import default_variants
@@ -94,37 +155,86 @@ def tradeoff(
     if policy_targets < 1:
         raise InputError("--policy-targets", f"must be at least 1, got {policy_targets}")
     if not 0 <= accuracy_tolerance < 100:
-        raise InputError("--accuracy-tolerance", f"must be points of accuracy in [0, 100), got {accuracy_tolerance}")
+        raise InputError(
+            "--accuracy-tolerance",
+            f"must be points of accuracy in [0, 100), got {accuracy_tolerance}",
+        )
     if not (math.isfinite(noise_sigma) and noise_sigma > 0):
         raise InputError("--noise-sigma", f"must be a finite number > 0, got {noise_sigma!r}")
     dp = _dp_audit_file(dp_audit_json)  # read and checked before any training
     err = console(stderr=True)
-    variants = default_variants(_floats(epsilons, "--epsilons"), _floats(weight_decays, "--weight-decays"), early_stopping, _strings(policies),
-                                delta=delta, accountant=accountant, ghost_clipping=ghost_clipping)
+    variants = default_variants(
+        _floats(epsilons, "--epsilons"),
+        _floats(weight_decays, "--weight-decays"),
+        early_stopping,
+        _strings(policies),
+        delta=delta,
+        accountant=accountant,
+        ghost_clipping=ghost_clipping,
+    )
     from miaudit.audit import load_audit_config
     from miaudit.cli._train import warn_self_trust
 
     cfg = load_audit_config(config, trust_code=trust_code)
     warn_self_trust(cfg, trust_code, config)
-    result = run_tradeoff(cfg, out_dir, variants=variants, policy_targets=policy_targets, noise_sigma=noise_sigma, accuracy_tolerance=accuracy_tolerance / 100,
-                          say=lambda s: err.print(s, highlight=False, soft_wrap=True))
+    result = run_tradeoff(
+        cfg,
+        out_dir,
+        variants=variants,
+        policy_targets=policy_targets,
+        noise_sigma=noise_sigma,
+        accuracy_tolerance=accuracy_tolerance / 100,
+        say=lambda s: err.print(s, highlight=False, soft_wrap=True),
+    )
     out = _console()
     table = Table(title="Privacy–utility trade-off (strongest attack per variant; 95 % intervals)")
-    for col in ("variant", "ε", "test acc", "gap", "strongest", "AUC", "TPR@1%FPR", "risk reduction", "accuracy loss", "verdict"):
+    for col in (
+        "variant",
+        "ε",
+        "test acc",
+        "gap",
+        "strongest",
+        "AUC",
+        "TPR@1%FPR",
+        "risk reduction",
+        "accuracy loss",
+        "verdict",
+    ):
         table.add_column(col)
     for v in result.variants:
         eps = "∞" if v.epsilon is None else f"{v.epsilon:.2f}"
         reduction = _est(v.risk_reduction, signed=True) if v.risk_reduction is not None else "—"
         loss = _est(v.accuracy_loss, signed=True) if v.accuracy_loss is not None else "—"
-        table.add_row(v.name, eps, f"{v.test_accuracy:.3f}", f"{v.generalization_gap:+.3f}", v.strongest_attack, _est(v.auc), _est(v.tpr_at_1pct_fpr), reduction, loss, v.recommendation)
+        table.add_row(
+            v.name,
+            eps,
+            f"{v.test_accuracy:.3f}",
+            f"{v.generalization_gap:+.3f}",
+            v.strongest_attack,
+            _est(v.auc),
+            _est(v.tpr_at_1pct_fpr),
+            reduction,
+            loss,
+            v.recommendation,
+        )
     out.print(table)
     for v in result.variants[1:]:
         out.print(f"{v.name}: {v.recommendation}: {v.reason}", highlight=False, soft_wrap=True)
     for c in result.comparisons:
-        out.print(f"{c['a']} − {c['b']} AUC ({c['variant']}): {_est(c['difference'], signed=True)}", highlight=False)
+        out.print(
+            f"{c['a']} − {c['b']} AUC ({c['variant']}): {_est(c['difference'], signed=True)}",
+            highlight=False,
+        )
     data = json.loads((out_dir / "tradeoff.json").read_text(encoding="utf-8"))
-    path = write_report(out_dir / result.variants[0].folder, out_dir / "report.html", tradeoff=tradeoff_variants_for_report(data), dp=dp)
-    out.print(f"results: {out_dir / 'tradeoff.json'} (shareable); report: {path}; variants/, models/: restricted")
+    path = write_report(
+        out_dir / result.variants[0].folder,
+        out_dir / "report.html",
+        tradeoff=tradeoff_variants_for_report(data),
+        dp=dp,
+    )
+    out.print(
+        f"results: {out_dir / 'tradeoff.json'} (shareable); report: {path}; variants/, models/: restricted"
+    )
 
 
 def _dp_audit_file(path: Path | None) -> Any:
@@ -138,11 +248,15 @@ def _dp_audit_file(path: Path | None) -> Any:
     except ValueError:
         raise InputError("--dp-audit", f"{str(path)!r} is not JSON") from None
     if not isinstance(data, dict):
-        raise InputError("--dp-audit", f"{str(path)!r} is not a dp_audit.json (no object at the top)")
+        raise InputError(
+            "--dp-audit", f"{str(path)!r} is not a dp_audit.json (no object at the top)"
+        )
     try:
         return dp_summary_for_report(data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError("--dp-audit", f"{str(path)!r} is not a dp_audit.json (field {exc} missing or malformed)") from None
+        raise InputError(
+            "--dp-audit", f"{str(path)!r} is not a dp_audit.json (field {exc} missing or malformed)"
+        ) from None
 
 
 def _est(e: Any, signed: bool = False) -> str:
@@ -156,31 +270,76 @@ def _est(e: Any, signed: bool = False) -> str:
 
 
 def dp_audit(
-    config: Annotated[Path, typer.Argument(help="Audit config (.toml/.yaml); [model].dp makes the claim.")],
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for dp_audit.json (shareable).")] = None,
-    canaries: Annotated[int, typer.Option(help="Canaries per run, each included by a fair coin flip.")] = 1000,
-    k_plus: Annotated[int, typer.Option("--k-plus", help="IN guesses per run (top scores), fixed before scoring.")] = 100,
-    k_minus: Annotated[int, typer.Option("--k-minus", help="OUT guesses per run (bottom scores), fixed before scoring.")] = 100,
-    runs: Annotated[int, typer.Option(help="Independent training runs, fresh canaries each, pooled.")] = 1,
+    config: Annotated[
+        Path, typer.Argument(help="Audit config (.toml/.yaml); [model].dp makes the claim.")
+    ],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for dp_audit.json (shareable).")
+    ] = None,
+    canaries: Annotated[
+        int, typer.Option(help="Canaries per run, each included by a fair coin flip.")
+    ] = 1000,
+    k_plus: Annotated[
+        int, typer.Option("--k-plus", help="IN guesses per run (top scores), fixed before scoring.")
+    ] = 100,
+    k_minus: Annotated[
+        int,
+        typer.Option(
+            "--k-minus", help="OUT guesses per run (bottom scores), fixed before scoring."
+        ),
+    ] = 100,
+    runs: Annotated[
+        int, typer.Option(help="Independent training runs, fresh canaries each, pooled.")
+    ] = 1,
     significance: Annotated[float, typer.Option(help="Significance of the ε lower bound.")] = 0.05,
-    seed: Annotated[int | None, typer.Option(help="Seed of canaries, coin flips and training (default: the config's).")] = None,
-    canary_kind: Annotated[str, typer.Option("--canary-kind", help="input (records with a wrong label, black-box), rare-category (records with a category no other record has, black-box: catches preprocessing that sees the training records) or gradient (Dirac gradients in the DP-SGD step, white-box).")] = "input",
-    trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.")] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of canaries, coin flips and training (default: the config's)."),
+    ] = None,
+    canary_kind: Annotated[
+        str,
+        typer.Option(
+            "--canary-kind",
+            help="input (records with a wrong label, black-box), rare-category (records with a category no other record has, black-box: catches preprocessing that sees the training records) or gradient (Dirac gradients in the DP-SGD step, white-box).",
+        ),
+    ] = "input",
+    trust_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-code",
+            help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.",
+        ),
+    ] = False,
 ) -> None:
     """Empirical ε lower bound for a DP recipe against its accountant's claim: PASSED, FAILED or not testable."""
     from miaudit.audit._dp_audit import DpAuditDesign
     from miaudit.audit._dp_audit import dp_audit as run_dp_audit
 
     if canary_kind not in ("input", "rare-category", "gradient"):
-        raise InputError("--canary-kind", f"must be 'input', 'rare-category' or 'gradient', got {canary_kind!r}")
+        raise InputError(
+            "--canary-kind", f"must be 'input', 'rare-category' or 'gradient', got {canary_kind!r}"
+        )
     out = _console()
-    design = DpAuditDesign(canaries=canaries, k_plus=k_plus, k_minus=k_minus, runs=runs, significance=significance, canary_kind=canary_kind)  # type: ignore[arg-type]
+    design = DpAuditDesign(
+        canaries=canaries,
+        k_plus=k_plus,
+        k_minus=k_minus,
+        runs=runs,
+        significance=significance,
+        canary_kind=canary_kind,
+    )  # type: ignore[arg-type]
     from miaudit.audit import load_audit_config
     from miaudit.cli._train import warn_self_trust
 
     cfg = load_audit_config(config, trust_code=trust_code)
     warn_self_trust(cfg, trust_code, config)
-    result = run_dp_audit(cfg, out_dir, design=design, seed=seed, say=lambda s: out.print(s, highlight=False, soft_wrap=True))
+    result = run_dp_audit(
+        cfg,
+        out_dir,
+        design=design,
+        seed=seed,
+        say=lambda s: out.print(s, highlight=False, soft_wrap=True),
+    )
     if out_dir is not None:
         out.print(f"results: {out_dir / 'dp_audit.json'} (shareable)")
     if result.verdict == "FAILED" and not math.isinf(result.claimed_epsilon):

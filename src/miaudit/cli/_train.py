@@ -17,15 +17,55 @@ Cfg = TypeVar("Cfg")
 
 
 def train(
-    config: Annotated[Path, typer.Argument(help="Training config (.toml, .yaml or .yml): [data], [model], [plan], [engine], seed.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for train.json, signals/ and (by default) the model cache models/.")],
-    workers: Annotated[int | None, typer.Option(help="Worker processes (0: train in this process); overrides engine.workers.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Torch threads per worker; part of the cache key; overrides engine.threads.")] = None,
-    cache: Annotated[Path | None, typer.Option(help="Model cache folder; overrides engine.cache (default: OUT/models).")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
-    executor: Annotated[str | None, typer.Option(help='Where units train: "local" (worker processes) or "ray" (Ray tasks); overrides engine.executor.')] = None,
-    address: Annotated[str | None, typer.Option(help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.')] = None,
-    trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.")] = False,
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="Training config (.toml, .yaml or .yml): [data], [model], [plan], [engine], seed."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Folder for train.json, signals/ and (by default) the model cache models/.",
+        ),
+    ],
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes (0: train in this process); overrides engine.workers."),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch threads per worker; part of the cache key; overrides engine.threads."
+        ),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Model cache folder; overrides engine.cache (default: OUT/models)."),
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
+    ] = True,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help='Where units train: "local" (worker processes) or "ray" (Ray tasks); overrides engine.executor.'
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.'
+        ),
+    ] = None,
+    trust_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-code",
+            help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.",
+        ),
+    ] = False,
 ) -> None:
     """Train reference models on a membership plan and write their signals (multi-model format)."""
     from miaudit.engine import load_config
@@ -33,7 +73,11 @@ def train(
 
     cfg = load_config(config, trust_code=trust_code)
     warn_self_trust(cfg, trust_code, config)
-    updates = {k: v for k, v in {"workers": workers, "threads": threads, "cache": cache}.items() if v is not None}
+    updates = {
+        k: v
+        for k, v in {"workers": workers, "threads": threads, "cache": cache}.items()
+        if v is not None
+    }
     updates["progress"] = progress and cfg.engine.progress
     cfg = with_engine(cfg, executor=executor, address=address, **updates)
     result = run_train(cfg, out, console=console(stderr=True))
@@ -47,8 +91,16 @@ def warn_self_trust(cfg: object, flag: bool, path: Path) -> None:
     from miaudit.models._sklearn import names_code
 
     model = getattr(cfg, "model", None)
-    if not flag and getattr(cfg, "trust_code", False) and isinstance(model, SklearnRecipe) and names_code(model):
-        typer.echo(f"warning: {path} sets trust_code = true: it imports and runs {model.estimator!r}", err=True)
+    if (
+        not flag
+        and getattr(cfg, "trust_code", False)
+        and isinstance(model, SklearnRecipe)
+        and names_code(model)
+    ):
+        typer.echo(
+            f"warning: {path} sets trust_code = true: it imports and runs {model.estimator!r}",
+            err=True,
+        )
 
 
 def with_engine(cfg: Cfg, **updates: object) -> Cfg:

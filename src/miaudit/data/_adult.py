@@ -11,9 +11,21 @@ from importlib import resources
 import pandas as pd
 
 COLUMNS = [
-    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
-    "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week",
-    "native_country", "income",
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital_gain",
+    "capital_loss",
+    "hours_per_week",
+    "native_country",
+    "income",
 ]
 NUMERIC = ["age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
 CATEGORICAL = [c for c in COLUMNS[:-1] if c not in NUMERIC]
@@ -32,7 +44,16 @@ def load_adult() -> pd.DataFrame:
     parts = []
     for name, skip in (("adult.data.gz", 0), ("adult.test.gz", 1)):
         with resources.as_file(base / name) as path:
-            parts.append(pd.read_csv(path, header=None, names=COLUMNS, skiprows=skip, skipinitialspace=True, compression="gzip"))
+            parts.append(
+                pd.read_csv(
+                    path,
+                    header=None,
+                    names=COLUMNS,
+                    skiprows=skip,
+                    skipinitialspace=True,
+                    compression="gzip",
+                )
+            )
     frame = pd.concat(parts, ignore_index=True)
     frame = frame.dropna(subset=[LABEL]).reset_index(drop=True)
     frame[LABEL] = frame[LABEL].str.rstrip(".").map({"<=50K": 0, ">50K": 1}).astype("int64")

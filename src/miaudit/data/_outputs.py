@@ -58,7 +58,12 @@ class ModelOutputs:
     ) -> ModelOutputs:
         """Validate arrays and build outputs; every problem raises :class:`InputError`."""
         if (logits is None) == (probs is None):
-            raise InputError("logits/probs", "give exactly one of 'logits' or 'probs'" if logits is not None else "missing column or array: need 'logits' or 'probs'")
+            raise InputError(
+                "logits/probs",
+                "give exactly one of 'logits' or 'probs'"
+                if logits is not None
+                else "missing column or array: need 'logits' or 'probs'",
+            )
         kind: Kind = "logits" if logits is not None else "probs"
         raw = np.asarray(logits if logits is not None else probs)
         if raw.ndim != 2:
@@ -85,8 +90,15 @@ class ModelOutputs:
     def from_table(cls, table: RawTable) -> ModelOutputs:
         arrays = table.arrays
         if "keep" in arrays:
-            raise InputError("input", f"{str(table.path)!r} holds multi-model signals (it has a keep matrix); load it with load_signals")
-        columns = {k: np.asarray(a) for k, a in arrays.items() if k not in _RESERVED and np.asarray(a).ndim == 1}
+            raise InputError(
+                "input",
+                f"{str(table.path)!r} holds multi-model signals (it has a keep matrix); load it with load_signals",
+            )
+        columns = {
+            k: np.asarray(a)
+            for k, a in arrays.items()
+            if k not in _RESERVED and np.asarray(a).ndim == 1
+        }
         return cls.from_arrays(
             label=v.require(arrays, "label"),
             member=v.require(arrays, "member"),

@@ -95,7 +95,10 @@ class SignalsStore:
     ) -> SignalsStore:
         logits = np.asarray(logits)
         if logits.ndim not in (3, 4):
-            raise InputError("logits", f"must be (models × records × classes) or (models × records × queries × classes), got shape {logits.shape}")
+            raise InputError(
+                "logits",
+                f"must be (models × records × classes) or (models × records × queries × classes), got shape {logits.shape}",
+            )
         k, n = logits.shape[:2]
         if k == 0 or n == 0:
             raise InputError("logits", f"no models or no records (shape {logits.shape})")
@@ -104,7 +107,10 @@ class SignalsStore:
         logits = v.finite_float("logits", logits, np.float32)
         keep_arr = np.asarray(keep)
         if keep_arr.shape != (k, n):
-            raise InputError("keep", f"keep matrix has shape {keep_arr.shape}, expected (models, records) = {(k, n)}")
+            raise InputError(
+                "keep",
+                f"keep matrix has shape {keep_arr.shape}, expected (models, records) = {(k, n)}",
+            )
         keep_arr = v.binary("keep", keep_arr, need_both=False).astype(bool)
         n_label = v.same_length({"logits (records axis)": n, "label": len(label)})
         labels = v.integer_labels("label", label, logits.shape[-1])
@@ -114,11 +120,22 @@ class SignalsStore:
         pop = v.binary("population", pop, need_both=False).astype(bool)
         if (keep_arr[:, pop]).any():
             i = int(np.argmax(keep_arr[:, pop].any(axis=0)))
-            raise InputError("population", f"population record at position {i} of the mask is in some model's training set (keep)")
+            raise InputError(
+                "population",
+                f"population record at position {i} of the mask is in some model's training set (keep)",
+            )
         if target is not None and not (0 <= int(target) < k):
             raise InputError("target", f"target model {target} is outside [0, {k})")
         ids = v.record_ids("record_id", record_id, n)
-        return cls(logits, labels, keep_arr, pop, ids, None if target is None else int(target), dict(info or {}))
+        return cls(
+            logits,
+            labels,
+            keep_arr,
+            pop,
+            ids,
+            None if target is None else int(target),
+            dict(info or {}),
+        )
 
     @classmethod
     def from_table(cls, table: RawTable) -> SignalsStore:
@@ -131,7 +148,10 @@ class SignalsStore:
             per_record = [int(s) for s in shape[2:]]
             k = int(shape[0])
             if logits.size != n * k * int(np.prod(per_record)):
-                raise InputError("logits", f"list column holds {logits.shape[1] if logits.ndim == 2 else '?'} values per record, metadata says {k}×{per_record}")
+                raise InputError(
+                    "logits",
+                    f"list column holds {logits.shape[1] if logits.ndim == 2 else '?'} values per record, metadata says {k}×{per_record}",
+                )
             logits = np.moveaxis(logits.reshape(n, k, *per_record), 0, 1)
             keep = np.asarray(keep).T
         target = meta.get("target")
@@ -146,7 +166,12 @@ class SignalsStore:
         )
 
     def meta(self) -> dict[str, Any]:
-        return {"schema": SIGNALS_SCHEMA, "target": self.target, "logits_shape": list(self.logits.shape), "info": self.info}
+        return {
+            "schema": SIGNALS_SCHEMA,
+            "target": self.target,
+            "logits_shape": list(self.logits.shape),
+            "info": self.info,
+        }
 
     def save(self, path: str | Path) -> None:
         """Write as .npz or .parquet, or as a folder of .npy files when ``path`` has no suffix
@@ -163,18 +188,32 @@ def checked_meta(meta: Any, *, need_shape: bool) -> dict[str, Any]:
         raise InputError("metadata", "the signals metadata must be a JSON object")
     schema = meta.get("schema")
     if schema is not None and schema not in READABLE_SCHEMAS:
-        raise InputError("schema", f"unsupported signals schema {str(schema)[:80]!r}; this miaudit reads {', '.join(map(repr, READABLE_SCHEMAS))}")
+        raise InputError(
+            "schema",
+            f"unsupported signals schema {str(schema)[:80]!r}; this miaudit reads {', '.join(map(repr, READABLE_SCHEMAS))}",
+        )
     target = meta.get("target")
-    if target is not None and (isinstance(target, bool) or not isinstance(target, int) or target < 0):
-        raise InputError("metadata.target", f"must be a model index ≥ 0 or null, got {str(target)[:80]!r}")
+    if target is not None and (
+        isinstance(target, bool) or not isinstance(target, int) or target < 0
+    ):
+        raise InputError(
+            "metadata.target", f"must be a model index ≥ 0 or null, got {str(target)[:80]!r}"
+        )
     info = meta.get("info")
     if info is not None and not isinstance(info, dict):
         raise InputError("metadata.info", "must be a JSON object")
     shape = meta.get("logits_shape")
     if need_shape or shape is not None:
-        ok = isinstance(shape, list) and len(shape) in (3, 4) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
+        ok = (
+            isinstance(shape, list)
+            and len(shape) in (3, 4)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
+        )
         if not ok:
-            raise InputError("metadata.logits_shape", "must be [models, records, (queries,) classes] as positive integers (the file's miaudit metadata)")
+            raise InputError(
+                "metadata.logits_shape",
+                "must be [models, records, (queries,) classes] as positive integers (the file's miaudit metadata)",
+            )
     return meta
 
 
@@ -216,20 +255,36 @@ def signals_to_folder(src: str | Path, dest: str | Path) -> SignalsStore:
         raise InputError("signals", f"cannot read {str(src)!r} as Parquet signals: {exc}") from None
     shape = checked_meta(meta, need_shape=True)["logits_shape"]
     k, n, per = int(shape[0]), int(shape[1]), [int(d) for d in shape[2:]]
-    columns: dict[str, list[np.ndarray]] = {"label": [], "keep": [], "population": [], "record_id": []}
-    with SignalsDirWriter(dest, tuple(int(d) for d in shape), target=meta.get("target"), info=dict(meta.get("info") or {})) as w:
+    columns: dict[str, list[np.ndarray]] = {
+        "label": [],
+        "keep": [],
+        "population": [],
+        "record_id": [],
+    }
+    with SignalsDirWriter(
+        dest,
+        tuple(int(d) for d in shape),
+        target=meta.get("target"),
+        info=dict(meta.get("info") or {}),
+    ) as w:
         lo = 0
         for batch in pf.iter_batches(batch_size=CHUNK_RECORDS):
             names = batch.schema.names
             lg = _list_column_to_2d("logits", batch.column(names.index("logits")))
             m = lg.shape[0]
             if lo + m > n or lg.shape[1] != k * int(np.prod(per)):
-                raise InputError("logits", f"the list column does not match the metadata's shape {shape}")
+                raise InputError(
+                    "logits", f"the list column does not match the metadata's shape {shape}"
+                )
             w.logits[:, lo : lo + m] = np.moveaxis(lg.reshape(m, k, *per), 0, 1)
             for name, parts in columns.items():
                 if name in names:
                     col = batch.column(names.index(name))
-                    parts.append(_list_column_to_2d(name, col).T if name == "keep" else col.to_numpy(zero_copy_only=False))
+                    parts.append(
+                        _list_column_to_2d(name, col).T
+                        if name == "keep"
+                        else col.to_numpy(zero_copy_only=False)
+                    )
             lo += m
         if lo != n:
             raise InputError("logits", f"the file holds {lo} records, its metadata says {n}")
@@ -242,4 +297,3 @@ def signals_to_folder(src: str | Path, dest: str | Path) -> SignalsStore:
             record_id=np.concatenate(columns["record_id"]) if columns["record_id"] else None,
         )
     return load_signals(dest)
-

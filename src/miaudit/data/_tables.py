@@ -44,7 +44,10 @@ def read_table(path: str | Path, field_name: str = "input") -> RawTable:
     if p.is_dir():
         return _read_npy_dir(p, field_name)
     if suffix not in SUFFIXES:
-        raise InputError(field_name, f"unknown file type {p.suffix or '(none)'!r} of {str(p)!r}; expected one of {', '.join(SUFFIXES)}")
+        raise InputError(
+            field_name,
+            f"unknown file type {p.suffix or '(none)'!r} of {str(p)!r}; expected one of {', '.join(SUFFIXES)}",
+        )
     if not p.is_file():
         raise InputError(field_name, f"cannot read {str(p)!r}: no such file")
     try:
@@ -55,7 +58,7 @@ def read_table(path: str | Path, field_name: str = "input") -> RawTable:
         return _read_csv(p)
     except InputError:
         raise
-    except Exception as exc:  # any parser failure is a bad file, reported in one line
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a bad file, reported in one line
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(field_name, f"cannot read {str(p)!r} as {suffix[1:]}: {msg}") from None
 
@@ -86,12 +89,19 @@ def _meta_json(p: Path, text: str | bytes) -> dict[str, object]:
 def _read_npy_dir(p: Path, field_name: str) -> RawTable:
     meta_path = p / NPY_DIR_META
     if not meta_path.is_file():
-        raise InputError(field_name, f"{str(p)!r} is a folder without {NPY_DIR_META}: not a folder of .npy signals")
+        raise InputError(
+            field_name,
+            f"{str(p)!r} is a folder without {NPY_DIR_META}: not a folder of .npy signals",
+        )
     meta = _meta_json(meta_path, meta_path.read_bytes())
     try:
-        arrays = {f.stem: np.load(f, mmap_mode="r", allow_pickle=False) for f in sorted(p.glob("*.npy"))}
+        arrays = {
+            f.stem: np.load(f, mmap_mode="r", allow_pickle=False) for f in sorted(p.glob("*.npy"))
+        }
     except (OSError, ValueError) as exc:
-        raise InputError(field_name, f"cannot read {str(p)!r} as a folder of .npy files: {exc}") from None
+        raise InputError(
+            field_name, f"cannot read {str(p)!r} as a folder of .npy files: {exc}"
+        ) from None
     return RawTable(p, "npy", arrays, meta)
 
 
@@ -133,7 +143,11 @@ def _read_parquet(p: Path) -> RawTable:
     arrays: dict[str, np.ndarray] = {}
     for name in table.column_names:
         col = table.column(name).combine_chunks()
-        if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        if (
+            pa.types.is_fixed_size_list(col.type)
+            or pa.types.is_list(col.type)
+            or pa.types.is_large_list(col.type)
+        ):
             arrays[name] = _list_column_to_2d(name, col)
         else:
             arrays[name] = col.to_numpy(zero_copy_only=False)
@@ -155,9 +169,9 @@ def _list_column_to_2d(name: str, col: object) -> np.ndarray:
 
 
 def _read_csv(p: Path) -> RawTable:
-    import pandas as pd
-
     import csv
+
+    import pandas as pd
 
     try:
         with open(p, newline="", encoding="utf-8") as fh:
@@ -166,7 +180,10 @@ def _read_csv(p: Path) -> RawTable:
     except pd.errors.EmptyDataError:
         raise InputError("input", f"{str(p)!r} is empty") from None
     except (pd.errors.ParserError, csv.Error, UnicodeDecodeError) as exc:
-        raise InputError("input", f"{str(p)!r} is not a readable UTF-8 CSV file ({str(exc).splitlines()[0][:200]})") from None
+        raise InputError(
+            "input",
+            f"{str(p)!r} is not a readable UTF-8 CSV file ({str(exc).splitlines()[0][:200]})",
+        ) from None
     seen: set[str] = set()
     for name in header:
         if name in seen:  # pandas would rename the second one and it would be silently ignored
@@ -180,12 +197,16 @@ def _gather_wide(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Fold ``logit_0 … logit_{C-1}`` columns into one ``logits`` array (likewise ``prob_*``)."""
     out = dict(arrays)
     for name, pattern in _WIDE.items():
-        cols = sorted(((int(m.group(1)), k) for k in arrays if (m := pattern.match(k))), key=lambda t: t[0])
+        cols = sorted(
+            ((int(m.group(1)), k) for k in arrays if (m := pattern.match(k))), key=lambda t: t[0]
+        )
         if not cols:
             continue
         idx = [i for i, _ in cols]
         if idx != list(range(len(idx))):
-            raise InputError(name, f"wide columns must be numbered 0..C-1 without gaps, got {idx[:5]}…")
+            raise InputError(
+                name, f"wide columns must be numbered 0..C-1 without gaps, got {idx[:5]}…"
+            )
         if name in out:
             raise InputError(name, "given both as one column and as numbered columns")
         out[name] = np.column_stack([np.asarray(arrays[k], dtype=np.float64) for _, k in cols])

@@ -33,7 +33,9 @@ def finite_float(name: str, values: np.ndarray, dtype: type = np.float64) -> np.
             if not ok:
                 bad = np.argwhere(~np.isfinite(part))[0]
                 bad[1] += lo
-                raise InputError(name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+                raise InputError(
+                    name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})"
+                )
         return out
     if not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))[0]
@@ -49,7 +51,10 @@ def check_probabilities(name: str, probs: np.ndarray) -> None:
     off = np.abs(sums - 1.0) > PROB_SUM_TOL
     if off.any():
         row = np.unravel_index(int(np.argmax(off)), off.shape)
-        raise InputError(name, f"row {tuple(int(i) for i in row)} sums to {float(sums[row]):.6g}, not 1 (tolerance {PROB_SUM_TOL})")
+        raise InputError(
+            name,
+            f"row {tuple(int(i) for i in row)} sums to {float(sums[row]):.6g}, not 1 (tolerance {PROB_SUM_TOL})",
+        )
 
 
 def integer_labels(name: str, values: np.ndarray, n_classes: int) -> np.ndarray:
@@ -83,7 +88,10 @@ def binary(name: str, values: np.ndarray, *, need_both: bool) -> np.ndarray:
         out = f.astype(np.int8)
     if need_both and (out.min() == out.max()):
         which = "members" if out[0] == 1 else "non-members"
-        raise InputError(name, f"only one membership class present (all {which}); need both members and non-members")
+        raise InputError(
+            name,
+            f"only one membership class present (all {which}); need both members and non-members",
+        )
     return out
 
 

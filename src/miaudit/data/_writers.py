@@ -50,11 +50,24 @@ def write_signals(store: SignalsStore, path: Path) -> None:
         with SignalsDirWriter(path, store.logits.shape, target=store.target, info=store.info) as w:
             for lo in range(0, store.n_records, CHUNK_RECORDS):
                 w.logits[:, lo : lo + CHUNK_RECORDS] = store.logits[:, lo : lo + CHUNK_RECORDS]
-            w.finish(label=store.label, keep=store.keep, population=store.population, record_id=store.record_id)
+            w.finish(
+                label=store.label,
+                keep=store.keep,
+                population=store.population,
+                record_id=store.record_id,
+            )
         return
     suffix = _suffix(path, (".npz", ".parquet", "(a folder: no suffix)"))
-    arrays = {"logits": store.logits, "label": store.label, "keep": store.keep, "population": store.population, "record_id": store.record_id}
-    if suffix == ".parquet" and is_mapped(store.logits):  # larger than memory: row groups of records
+    arrays = {
+        "logits": store.logits,
+        "label": store.label,
+        "keep": store.keep,
+        "population": store.population,
+        "record_id": store.record_id,
+    }
+    if suffix == ".parquet" and is_mapped(
+        store.logits
+    ):  # larger than memory: row groups of records
         with atomic_path(path, restricted=True) as tmp:
             _write_parquet_chunked(tmp, store)
         return
@@ -65,7 +78,14 @@ def write_signals(store: SignalsStore, path: Path) -> None:
     _write(path, suffix, arrays, store.meta(), restricted=True)
 
 
-def _write(path: Path, suffix: str, arrays: dict[str, np.ndarray], meta: dict[str, object], *, restricted: bool) -> None:
+def _write(
+    path: Path,
+    suffix: str,
+    arrays: dict[str, np.ndarray],
+    meta: dict[str, object],
+    *,
+    restricted: bool,
+) -> None:
     with atomic_path(path, restricted=restricted) as tmp:
         if suffix == ".npz":
             payload = dict(arrays)
@@ -85,7 +105,9 @@ def _write_parquet(tmp: Path, arrays: dict[str, np.ndarray], meta: dict[str, obj
     for name, arr in arrays.items():
         a = np.asarray(arr)
         if a.ndim == 2:
-            cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a).reshape(-1)), a.shape[1])
+            cols[name] = pa.FixedSizeListArray.from_arrays(
+                pa.array(np.ascontiguousarray(a).reshape(-1)), a.shape[1]
+            )
         else:
             cols[name] = pa.array(a)
     table = pa.table(cols)
@@ -116,7 +138,9 @@ def _write_parquet_chunked(tmp: Path, store: SignalsStore) -> None:
     with pq.ParquetWriter(tmp, schema) as writer:
         writer.write_table(first.cast(schema))
         for lo in range(CHUNK_RECORDS, store.n_records, CHUNK_RECORDS):
-            writer.write_table(pa.table(columns(lo, min(store.n_records, lo + CHUNK_RECORDS))).cast(schema))
+            writer.write_table(
+                pa.table(columns(lo, min(store.n_records, lo + CHUNK_RECORDS))).cast(schema)
+            )
 
 
 class SignalsDirWriter:
@@ -130,24 +154,48 @@ class SignalsDirWriter:
 
         with SignalsDirWriter(path, (K, n, C)) as w:
             for lo in range(0, n, 65536):
-                w.logits[:, lo:lo + 65536] = next_chunk()
+                w.logits[:, lo : lo + 65536] = next_chunk()
             w.finish(label=label, keep=keep, population=population)
     """
 
-    def __init__(self, path: Path, logits_shape: tuple[int, ...], *, target: int | None = None, info: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        logits_shape: tuple[int, ...],
+        *,
+        target: int | None = None,
+        info: dict[str, object] | None = None,
+    ) -> None:
         from miaudit.data._signals_store import SIGNALS_SCHEMA
 
         self.path = Path(path)
         if len(logits_shape) not in (3, 4):
-            raise InputError("logits", f"must be (models × records × classes) or (models × records × queries × classes), got shape {logits_shape}")
-        self.meta = {"schema": SIGNALS_SCHEMA, "target": target, "logits_shape": [int(d) for d in logits_shape], "info": dict(info or {})}
+            raise InputError(
+                "logits",
+                f"must be (models × records × classes) or (models × records × queries × classes), got shape {logits_shape}",
+            )
+        self.meta = {
+            "schema": SIGNALS_SCHEMA,
+            "target": target,
+            "logits_shape": [int(d) for d in logits_shape],
+            "info": dict(info or {}),
+        }
         self._tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.tmp"
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir(mode=0o700, parents=True)
-        self.logits = np.lib.format.open_memmap(self._tmp / "logits.npy", mode="w+", dtype=np.float32, shape=tuple(logits_shape))
+        self.logits = np.lib.format.open_memmap(
+            self._tmp / "logits.npy", mode="w+", dtype=np.float32, shape=tuple(logits_shape)
+        )
         self._done = False
 
-    def finish(self, *, label: np.ndarray, keep: np.ndarray, population: np.ndarray | None = None, record_id: np.ndarray | None = None) -> None:
+    def finish(
+        self,
+        *,
+        label: np.ndarray,
+        keep: np.ndarray,
+        population: np.ndarray | None = None,
+        record_id: np.ndarray | None = None,
+    ) -> None:
         self.logits.flush()
         release(self.logits)
         arrays = {"label": label, "keep": keep, "population": population, "record_id": record_id}

@@ -17,7 +17,15 @@ def adult() -> Dataset:
     """UCI Adult: 48,842 records, 6 numeric and 8 categorical columns, label ``income``."""
     frame = load_adult()
     ids = frame["record_id"].to_numpy(dtype=np.int64)
-    return from_frame(frame[[*NUMERIC, *CATEGORICAL, LABEL]], name="adult", label=LABEL, record_id=ids, field="data", numeric=NUMERIC, categorical=CATEGORICAL)
+    return from_frame(
+        frame[[*NUMERIC, *CATEGORICAL, LABEL]],
+        name="adult",
+        label=LABEL,
+        record_id=ids,
+        field="data",
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+    )
 
 
 def digits() -> Dataset:
@@ -63,7 +71,13 @@ def breast_cancer() -> Dataset:
     )
 
 
-def purchase_like(n_records: int = 10_000, n_features: int = 600, n_classes: int = 100, flip_rate: float = 0.1, seed: int = 0) -> Dataset:
+def purchase_like(
+    n_records: int = 10_000,
+    n_features: int = 600,
+    n_classes: int = 100,
+    flip_rate: float = 0.1,
+    seed: int = 0,
+) -> Dataset:
     """A synthetic stand-in for Purchase-100 (shopping baskets clustered into 100 classes).
 
     ``n_classes`` random binary prototypes over ``n_features`` items (each item present with

@@ -49,11 +49,15 @@ class DataConfig(BaseModel):
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         if (self.dataset is None) == (self.path is None):
-            raise ValueError("give exactly one of 'dataset' (built-in) or 'path' (CSV/Parquet file)")
+            raise ValueError(
+                "give exactly one of 'dataset' (built-in) or 'path' (CSV/Parquet file)"
+            )
         if self.path is not None and not self.label:
             raise ValueError("a data file needs 'label', the name of its label column")
         if self.dataset is not None and (self.label or self.id_column):
-            raise ValueError("'label' and 'id_column' apply to a data file ('path'), not to a built-in dataset")
+            raise ValueError(
+                "'label' and 'id_column' apply to a data file ('path'), not to a built-in dataset"
+            )
         return self
 
 
@@ -81,7 +85,9 @@ def subset(data: Dataset, rows: np.ndarray) -> Dataset:
     """The records ``rows`` of ``data`` (ids and column roles kept)."""
     from dataclasses import replace
 
-    return replace(data, features=data.features[rows], label=data.label[rows], record_id=data.record_id[rows])
+    return replace(
+        data, features=data.features[rows], label=data.label[rows], record_id=data.record_id[rows]
+    )
 
 
 def _load_file(path: Path, label: str, id_column: str | None, field: str) -> Dataset:
@@ -96,7 +102,10 @@ def _load_file(path: Path, label: str, id_column: str | None, field: str) -> Dat
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:
-            raise InputError(f"{field}.path", f"unsupported file type {suffix or '(none)'!r}; use .csv or .parquet")
+            raise InputError(
+                f"{field}.path",
+                f"unsupported file type {suffix or '(none)'!r}; use .csv or .parquet",
+            )
     except (ValueError, OSError) as exc:
         if isinstance(exc, InputError):
             raise

@@ -58,7 +58,17 @@ class Dataset:
             h.update(f"{a.dtype.str}{a.shape}".encode())
             h.update(a.tobytes())
         h.update(np.asarray(self.record_id).astype(str).tobytes())
-        h.update(repr((self.name, self.n_classes, self.feature_names, self.image_shape, self.mirror_invariant)).encode())
+        h.update(
+            repr(
+                (
+                    self.name,
+                    self.n_classes,
+                    self.feature_names,
+                    self.image_shape,
+                    self.mirror_invariant,
+                )
+            ).encode()
+        )
         return h.hexdigest()
 
 

@@ -25,17 +25,27 @@ def from_frame(
     the column) rather than imputed: imputing with pool statistics would leak non-members.
     """
     if label not in frame.columns:
-        raise InputError(f"{field}.label", f"no column {label!r}; columns are {', '.join(map(str, frame.columns))}")
+        raise InputError(
+            f"{field}.label",
+            f"no column {label!r}; columns are {', '.join(map(str, frame.columns))}",
+        )
     feats = [c for c in frame.columns if c != label]
     if numeric is None or categorical is None:
-        numeric = [c for c in feats if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+        numeric = [
+            c
+            for c in feats
+            if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+        ]
         categorical = [c for c in feats if c not in numeric]
     if not numeric and not categorical:
         raise InputError(field, "no feature columns besides the label")
     for col in [*numeric, *categorical, label]:
         missing = frame[col].isna().to_numpy()
         if missing.any():
-            raise InputError(f"{field}.{col}", f"missing value at row {int(np.argmax(missing))}; fill or drop it before auditing")
+            raise InputError(
+                f"{field}.{col}",
+                f"missing value at row {int(np.argmax(missing))}; fill or drop it before auditing",
+            )
     y_raw = frame[label].to_numpy()
     classes, y = np.unique(y_raw, return_inverse=True)
     if len(classes) < 2:

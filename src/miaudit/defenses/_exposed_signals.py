@@ -79,10 +79,14 @@ def completed_probabilities(exposed: ExposedScores) -> np.ndarray:
             return np.where(v > 0, v, 0.25 * 10.0 ** (-d))
         case Full() | Noise() | TopK():
             return v
-    raise InputError("exposed.policy", f"no signals defined for policy {exposed.policy}")  # pragma: no cover
+    raise InputError(
+        "exposed.policy", f"no signals defined for policy {exposed.policy}"
+    )  # pragma: no cover
 
 
-def exposed_signals(exposed: Exposed, labels: np.ndarray, *, which: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def exposed_signals(
+    exposed: Exposed, labels: np.ndarray, *, which: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """Compute the signals that ``exposed``'s policy lets an attacker compute.
 
     Parameters
@@ -121,7 +125,10 @@ def exposed_signals(exposed: Exposed, labels: np.ndarray, *, which: Sequence[str
         raise InputError("which", f"unknown signals {unknown}; known: {', '.join(SIGNALS)}")
     hidden = [s for s in wanted if s not in allowed]
     if hidden:
-        raise InputError("which", f"{', '.join(hidden)} cannot be computed under {exposed.policy}; computable: {', '.join(allowed)}")
+        raise InputError(
+            "which",
+            f"{', '.join(hidden)} cannot be computed under {exposed.policy}; computable: {', '.join(allowed)}",
+        )
     y = y.astype(np.int64)
     out: dict[str, np.ndarray] = {}
     if "correctness" in wanted:
@@ -131,4 +138,3 @@ def exposed_signals(exposed: Exposed, labels: np.ndarray, *, which: Sequence[str
         assert isinstance(exposed, ExposedScores)  # label-only allows correctness alone
         out.update(compute_signals(completed_probabilities(exposed), y, kind="probs", which=rest))
     return {name: out[name] for name in wanted}
-

@@ -83,8 +83,15 @@ class Round:
 
     def __post_init__(self) -> None:
         d = self.decimals
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 0 <= d <= MAX_DECIMALS:
-            raise InputError("output.decimals", f"round needs an integer number of decimals in [0, {MAX_DECIMALS}], got {d!r}")
+        if (
+            isinstance(d, bool)
+            or not isinstance(d, (int, np.integer))
+            or not 0 <= d <= MAX_DECIMALS
+        ):
+            raise InputError(
+                "output.decimals",
+                f"round needs an integer number of decimals in [0, {MAX_DECIMALS}], got {d!r}",
+            )
 
     def __str__(self) -> str:
         return f"round:{self.decimals}"
@@ -109,7 +116,11 @@ class Noise:
 
     def __post_init__(self) -> None:
         s = self.sigma
-        if isinstance(s, bool) or not isinstance(s, (int, float, np.floating, np.integer)) or not (0 < float(s) < math.inf):
+        if (
+            isinstance(s, bool)
+            or not isinstance(s, (int, float, np.floating, np.integer))
+            or not (0 < float(s) < math.inf)
+        ):
             raise InputError("output.sigma", f"noise needs a finite σ > 0, got sigma={s!r}")
         object.__setattr__(self, "sigma", float(s))
 
@@ -145,7 +156,9 @@ class ExposedLabels:
 
 Exposed: TypeAlias = ExposedScores | ExposedLabels
 
-_SPEC = re.compile(r"^(?:(?P<full>full)|top-(?P<k>[^:]*)|round:(?P<d>.*)|(?P<lo>label-only)|noise:(?P<s>.*))$")
+_SPEC = re.compile(
+    r"^(?:(?P<full>full)|top-(?P<k>[^:]*)|round:(?P<d>.*)|(?P<lo>label-only)|noise:(?P<s>.*))$"
+)
 GRAMMAR = "full | top-K (K ≥ 1) | round:D (0 ≤ D ≤ 15) | label-only | noise:SIGMA (σ > 0)"
 
 
@@ -194,7 +207,9 @@ def parse_policy(spec: str | OutputPolicy, *, field: str = "output") -> OutputPo
             return TopK(int(match["k"]))
         if match["d"] is not None:
             if not match["d"].isdigit():
-                raise InputError(field, f"round:D needs an integer D in [0, {MAX_DECIMALS}], got {spec!r}")
+                raise InputError(
+                    field, f"round:D needs an integer D in [0, {MAX_DECIMALS}], got {spec!r}"
+                )
             return Round(int(match["d"]))
         try:
             sigma = float(match["s"])
@@ -242,9 +257,15 @@ def top_k(probs: np.ndarray, k: int) -> np.ndarray:
     keep = above | tied
     crowded = np.flatnonzero((tied.sum(axis=-1, keepdims=True) > need).reshape(-1))
     if crowded.size:  # rows with more values tied at the k-th place than places left
-        flat_keep, flat_above, flat_tied = keep.reshape(-1, c), above.reshape(-1, c), tied.reshape(-1, c)
+        flat_keep, flat_above, flat_tied = (
+            keep.reshape(-1, c),
+            above.reshape(-1, c),
+            tied.reshape(-1, c),
+        )
         t = flat_tied[crowded]
-        flat_keep[crowded] = flat_above[crowded] | (t & (np.cumsum(t, axis=-1) <= need.reshape(-1, 1)[crowded]))
+        flat_keep[crowded] = flat_above[crowded] | (
+            t & (np.cumsum(t, axis=-1) <= need.reshape(-1, 1)[crowded])
+        )
     out: np.ndarray = np.where(keep, p, 0.0)
     return out
 
@@ -278,7 +299,9 @@ def noise(probs: np.ndarray, sigma: float, rng: np.random.Generator | int) -> np
     return project_to_simplex(p + gen.normal(scale=sigma, size=p.shape))
 
 
-def apply_policy(policy: OutputPolicy | str, probs: np.ndarray, *, rng: np.random.Generator | int | None = None) -> Exposed:
+def apply_policy(
+    policy: OutputPolicy | str, probs: np.ndarray, *, rng: np.random.Generator | int | None = None
+) -> Exposed:
     """Apply an output policy to (n, C) probabilities.
 
     Parameters
@@ -331,4 +354,8 @@ def concat_exposed(parts: list[Exposed]) -> Exposed:
     labels = np.concatenate([p.labels for p in parts])
     if isinstance(first, ExposedLabels):
         return ExposedLabels(labels=labels, policy=first.policy)
-    return ExposedScores(values=np.concatenate([p.values for p in parts if isinstance(p, ExposedScores)]), labels=labels, policy=first.policy)
+    return ExposedScores(
+        values=np.concatenate([p.values for p in parts if isinstance(p, ExposedScores)]),
+        labels=labels,
+        policy=first.policy,
+    )

@@ -5,14 +5,16 @@ Typical use (an audit trains its target and reference models this way)::
 
     from miaudit.engine import parse_config, train
 
-    cfg = parse_config({
-        "seed": 1,
-        "data": {"dataset": "adult"},
-        "model": {"kind": "torch-mlp", "hidden": [256, 256], "epochs": 30},
-        "plan": {"models": 16, "pool_fraction": 0.5},
-    })
-    run = train(cfg, "results")          # or train("train.toml", "results")
-    store = run.signals                  # also at results/signals/signals.npz (0600)
+    cfg = parse_config(
+        {
+            "seed": 1,
+            "data": {"dataset": "adult"},
+            "model": {"kind": "torch-mlp", "hidden": [256, 256], "epochs": 30},
+            "plan": {"models": 16, "pool_fraction": 0.5},
+        }
+    )
+    run = train(cfg, "results")  # or train("train.toml", "results")
+    store = run.signals  # also at results/signals/signals.npz (0600)
 
 ``store.logits`` is (models, records[, queries], classes) float32, ``store.keep`` the plan,
 ``store.population`` the records no model trained on; ``store.target`` is None (every model
@@ -23,8 +25,8 @@ verifying it, and says so; a run killed at any point resumes where it stopped.
 from miaudit.engine._cache import CACHE_FORMAT, KeyParts
 from miaudit.engine._config import EngineConfig, PlanConfig, TrainConfig, load_config, parse_config
 from miaudit.engine._executor import Executor, LocalExecutor
-from miaudit.engine._ray import RayExecutor
 from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
+from miaudit.engine._ray import RayExecutor
 from miaudit.engine._run import TrainRun, make_plan, n_queries, train
 from miaudit.engine._unit import UnitJob, UnitOutcome
 

@@ -96,8 +96,18 @@ def staging_dir(cache: Path, key: str) -> Path:
 
 def publish(staging: Path, cache: Path, key: str, parts: KeyParts, info: dict[str, object]) -> Path:
     """Write the manifest (file hashes) last, then move the unit into place atomically."""
-    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(staging.iterdir()) if p.is_file()}
-    manifest = {"format": CACHE_FORMAT, "key": key, "parts": asdict(parts), "files": files, "info": info}
+    files = {
+        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(staging.iterdir())
+        if p.is_file()
+    }
+    manifest = {
+        "format": CACHE_FORMAT,
+        "key": key,
+        "parts": asdict(parts),
+        "files": files,
+        "info": info,
+    }
     tmp = staging / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     os.chmod(tmp, 0o600)
@@ -165,8 +175,7 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    with contextlib.suppress(Exception):
-        # A zombie counts as dead.
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split()[2] != "Z"
+    # A zombie counts as dead.
+    with contextlib.suppress(Exception), open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        return fh.read().split()[2] != "Z"
     return True

@@ -70,7 +70,9 @@ class EngineConfig(BaseModel):
     @classmethod
     def _address_needs_ray(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is not None and info.data.get("executor") != "ray":
-            raise ValueError('is the Ray cluster\'s address: set executor = "ray" too, or remove it')
+            raise ValueError(
+                'is the Ray cluster\'s address: set executor = "ray" too, or remove it'
+            )
         return v
 
 
@@ -124,12 +126,15 @@ def load_config(path: str | Path, *, trust_code: bool = False) -> TrainConfig:
 
             raw = yaml.safe_load(text)
         else:
-            raise InputError("config", f"unsupported config type {suffix or '(none)'!r}; use .toml, .yaml or .yml")
+            raise InputError(
+                "config",
+                f"unsupported config type {suffix or '(none)'!r}; use .toml, .yaml or .yml",
+            )
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         if isinstance(exc, InputError):
             raise
         raise InputError("config", f"cannot parse {path.name}: {exc}") from None
-    except Exception as exc:  # yaml.YAMLError has no common base with the others
+    except Exception as exc:  # noqa: BLE001 - yaml.YAMLError has no common base with the others
         raise InputError("config", f"cannot parse {path.name}: {exc}") from None
     if not isinstance(raw, dict):
         raise InputError("config", f"{path.name} must hold a table/mapping at the top level")
@@ -144,7 +149,9 @@ def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
     return cfg.model_copy(
         update={
             "data": cfg.data.model_copy(update={"path": fix(cfg.data.path)}),
-            "plan": cfg.plan.model_copy(update={"keep": fix(cfg.plan.keep), "pool": fix(cfg.plan.pool)}),
+            "plan": cfg.plan.model_copy(
+                update={"keep": fix(cfg.plan.keep), "pool": fix(cfg.plan.pool)}
+            ),
             "engine": cfg.engine.model_copy(update={"cache": fix(cfg.engine.cache)}),
         }
     )

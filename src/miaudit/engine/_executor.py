@@ -75,7 +75,12 @@ class LocalExecutor:
         # spawn: a forked child would inherit torch's thread pools and locks mid-state.
         ctx = mp.get_context("spawn")
         self._queue = ctx.Queue()
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads, self._queue))
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(self.threads, self._queue),
+        )
         self._drain = threading.Thread(target=self._forward, daemon=True)
         self._drain.start()
 
@@ -115,13 +120,17 @@ class LocalExecutor:
 
     def close(self) -> None:
         if self._pool is not None:
-            ok = all(f.done() and not f.cancelled() and f.exception() is None for f in self._futures)
+            ok = all(
+                f.done() and not f.cancelled() and f.exception() is None for f in self._futures
+            )
             if ok:
                 # Every unit is published: once its last progress events have arrived (they
                 # travel apart from the results), the idle workers may exit in the background
                 # rather than being waited for through torch's teardown.
                 with self._done_seen:
-                    self._done_seen.wait_for(lambda: self._done_events >= len(self._futures), timeout=10)
+                    self._done_seen.wait_for(
+                        lambda: self._done_events >= len(self._futures), timeout=10
+                    )
             # A failed run waits for the units already running, so none is published after
             # train() has returned.
             self._pool.shutdown(wait=not ok, cancel_futures=True)

@@ -57,7 +57,9 @@ class MembershipPlan:
         return np.flatnonzero(self.keep[model])
 
 
-def complementary_plan(n_records: int, n_models: int, *, seed: int, pool_fraction: float = 0.5, unit_size: int = 16) -> MembershipPlan:
+def complementary_plan(
+    n_records: int, n_models: int, *, seed: int, pool_fraction: float = 0.5, unit_size: int = 16
+) -> MembershipPlan:
     """Complementary pairs over a random pool (an odd last model gets a random half)."""
     rng = np.random.default_rng(plan_seed_sequence(seed))
     pool = _pool(n_records, pool_fraction, rng)
@@ -71,7 +73,9 @@ def complementary_plan(n_records: int, n_models: int, *, seed: int, pool_fractio
     return _finish(keep, pool, unit_size, "complementary")
 
 
-def independent_plan(n_records: int, n_models: int, *, seed: int, pool_fraction: float = 0.5, unit_size: int = 16) -> MembershipPlan:
+def independent_plan(
+    n_records: int, n_models: int, *, seed: int, pool_fraction: float = 0.5, unit_size: int = 16
+) -> MembershipPlan:
     """Each model trains on its own random half of the pool (the public tools' default)."""
     rng = np.random.default_rng(plan_seed_sequence(seed))
     pool = _pool(n_records, pool_fraction, rng)
@@ -81,7 +85,15 @@ def independent_plan(n_records: int, n_models: int, *, seed: int, pool_fraction:
     return _finish(keep, pool, unit_size, "independent")
 
 
-def user_plan(keep: np.ndarray, n_records: int, *, pool: np.ndarray | None = None, unit_size: int = 16, field: str = "plan.keep", pool_field: str = "plan.pool") -> MembershipPlan:
+def user_plan(
+    keep: np.ndarray,
+    n_records: int,
+    *,
+    pool: np.ndarray | None = None,
+    unit_size: int = 16,
+    field: str = "plan.keep",
+    pool_field: str = "plan.pool",
+) -> MembershipPlan:
     """A plan from a user's keep matrix (models × records, 0/1 or bool, records in data order).
 
     ``pool`` (records,) 0/1 or bool: the records the keep matrix was drawn from, which are the
@@ -91,16 +103,25 @@ def user_plan(keep: np.ndarray, n_records: int, *, pool: np.ndarray | None = Non
     """
     arr = _mask(keep, field, "keep matrix")
     if arr.ndim != 2 or arr.shape[1] != n_records:
-        raise InputError(field, f"keep matrix has shape {arr.shape}, expected (models, {n_records})")
+        raise InputError(
+            field, f"keep matrix has shape {arr.shape}, expected (models, {n_records})"
+        )
     empty = ~arr.any(axis=1)
     if empty.any():
         raise InputError(field, f"model {int(np.argmax(empty))} trains on no record")
-    in_pool = np.ones(n_records, dtype=bool) if pool is None else _mask(pool, pool_field, "pool mask")
+    in_pool = (
+        np.ones(n_records, dtype=bool) if pool is None else _mask(pool, pool_field, "pool mask")
+    )
     if in_pool.shape != (n_records,):
-        raise InputError(pool_field, f"pool mask has shape {in_pool.shape}, expected ({n_records},)")
+        raise InputError(
+            pool_field, f"pool mask has shape {in_pool.shape}, expected ({n_records},)"
+        )
     outside = arr[:, ~in_pool].any(axis=0)
     if outside.any():
-        raise InputError(field, f"record {int(np.flatnonzero(~in_pool)[np.argmax(outside)])} is outside the pool ({pool_field}) but some model trains on it")
+        raise InputError(
+            field,
+            f"record {int(np.flatnonzero(~in_pool)[np.argmax(outside)])} is outside the pool ({pool_field}) but some model trains on it",
+        )
     return _finish(arr, in_pool, unit_size, "user")
 
 
@@ -116,7 +137,10 @@ def _mask(values: np.ndarray, field: str, what: str) -> np.ndarray:
 def _pool(n_records: int, pool_fraction: float, rng: np.random.Generator) -> np.ndarray:
     size = round(pool_fraction * n_records)
     if size < 2:
-        raise InputError("plan.pool_fraction", f"a pool of {size} record(s) out of {n_records} cannot be split into halves")
+        raise InputError(
+            "plan.pool_fraction",
+            f"a pool of {size} record(s) out of {n_records} cannot be split into halves",
+        )
     return np.sort(rng.choice(n_records, size=size, replace=False))
 
 

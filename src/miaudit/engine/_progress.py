@@ -5,13 +5,23 @@ from __future__ import annotations
 import threading
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from miaudit.engine._unit import Event
 
 
 class UnitProgress:
-    def __init__(self, n_units: int, step_name: str, console: Console | None = None, enabled: bool = True) -> None:
+    def __init__(
+        self, n_units: int, step_name: str, console: Console | None = None, enabled: bool = True
+    ) -> None:
         self.enabled = enabled
         self.step_name = step_name
         self._lock = threading.Lock()
@@ -41,7 +51,9 @@ class UnitProgress:
             if kind == "step":
                 task = self._tasks.get(unit)
                 if task is None:
-                    task = self._tasks[unit] = self.progress.add_task(f"unit {unit} {self.step_name}", total=total)
+                    task = self._tasks[unit] = self.progress.add_task(
+                        f"unit {unit} {self.step_name}", total=total
+                    )
                 self.progress.update(task, completed=done)
             elif kind == "done":
                 task = self._tasks.pop(unit, None)

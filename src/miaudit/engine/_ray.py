@@ -17,7 +17,6 @@ mounted bucket…) seen at the same path by the driver and every worker.
 from __future__ import annotations
 
 import os
-
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -51,11 +50,17 @@ def probe_address(address: str | None, timeout: float = ADDRESS_TIMEOUT_S) -> No
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError("engine.address", f"{address!r} is not a Ray address (host:port, ray://host:port or auto)")
+        raise InputError(
+            "engine.address",
+            f"{address!r} is not a Ray address (host:port, ray://host:port or auto)",
+        )
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise InputError("engine.address", f"no Ray cluster answers at {address!r} within {timeout:g} s ({exc.strerror or type(exc).__name__})") from None
+        raise InputError(
+            "engine.address",
+            f"no Ray cluster answers at {address!r} within {timeout:g} s ({exc.strerror or type(exc).__name__})",
+        ) from None
 
 
 class RayExecutor:
@@ -69,7 +74,14 @@ class RayExecutor:
     disconnected in ``close`` only if this executor connected it.
     """
 
-    def __init__(self, address: str | None = None, *, threads: int = 1, max_retries: int = DEFAULT_RETRIES, run: RunUnit = run_unit) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        threads: int = 1,
+        max_retries: int = DEFAULT_RETRIES,
+        run: RunUnit = run_unit,
+    ) -> None:
         if max_retries < 0:
             raise InputError("max_retries", f"must be non-negative, got {max_retries}")
         self.address, self.threads, self.max_retries, self.run = address, threads, max_retries, run
@@ -87,7 +99,9 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise InputError("engine.executor", "'ray' needs the ray package: pip install 'miaudit[ray]'") from None
+            raise InputError(
+                "engine.executor", "'ray' needs the ray package: pip install 'miaudit[ray]'"
+            ) from None
         if not ray.is_initialized():
             probe_address(self.address)  # ray.init waits forever on an address nobody answers
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
@@ -103,12 +117,16 @@ class RayExecutor:
             held = self._data_refs.get(id(job.data))
             if held is None or held[0] is not job.data:
                 held = self._data_refs[id(job.data)] = (job.data, ray.put(job.data))
-        task = self._remote.options(num_cpus=self.threads, max_retries=self.max_retries, retry_exceptions=False)
+        task = self._remote.options(
+            num_cpus=self.threads, max_retries=self.max_retries, retry_exceptions=False
+        )
         ref = task.remote(self.run, replace(job, data=None), held[1])
         fut: Future[UnitOutcome] = ref.future()
         # Progress from the cluster: one event per finished unit (per-epoch events stay on the
         # workers; forwarding them would need an actor for a progress bar).
-        fut.add_done_callback(lambda f: f.exception() is None and self._events(("done", job.unit, 1, 1)))
+        fut.add_done_callback(
+            lambda f: f.exception() is None and self._events(("done", job.unit, 1, 1))
+        )
         return fut
 
     def close(self) -> None:

@@ -6,9 +6,9 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -58,12 +58,19 @@ class TrainRun:
         if not (0 <= model < self.plan.n_models):
             raise InputError("model", f"model {model} is outside [0, {self.plan.n_models})")
         unit = model // self.plan.unit_size
-        return _cache.unit_dir(self.cache, self.signals.info["units"][unit]), model - unit * self.plan.unit_size
+        return _cache.unit_dir(
+            self.cache, self.signals.info["units"][unit]
+        ), model - unit * self.plan.unit_size
 
     def summary(self) -> str:
         k, n = self.signals.keep.shape
-        parts = [f"{k} models on {n} records: trained {len(self.trained)} unit(s), reused {len(self.reused)} verified unit(s) from {self.cache}"]
-        parts += [f"unit {u}: cached files refused ({why}); retrained" for u, why in sorted(self.refused.items())]
+        parts = [
+            f"{k} models on {n} records: trained {len(self.trained)} unit(s), reused {len(self.reused)} verified unit(s) from {self.cache}"
+        ]
+        parts += [
+            f"unit {u}: cached files refused ({why}); retrained"
+            for u, why in sorted(self.refused.items())
+        ]
         parts.append(f"signals: {self.signals_path}")
         return "\n".join(parts)
 
@@ -75,21 +82,29 @@ def n_queries(recipe: object) -> int:
     return (1 + ("hflip" in recipe.augment)) * (1 + 4 * ("shift" in recipe.augment))
 
 
-def make_plan(cfg: TrainConfig, n_records: int, keep: np.ndarray | None = None, pool: np.ndarray | None = None) -> MembershipPlan:
+def make_plan(
+    cfg: TrainConfig, n_records: int, keep: np.ndarray | None = None, pool: np.ndarray | None = None
+) -> MembershipPlan:
     p = cfg.plan
     if keep is not None or p.kind == "user":
         if keep is None:
             if p.keep is None:
-                raise InputError("plan.keep", "kind = \"user\" needs 'keep', a .npy file with the keep matrix")
+                raise InputError(
+                    "plan.keep", "kind = \"user\" needs 'keep', a .npy file with the keep matrix"
+                )
             keep = _load_npy(p.keep, "plan.keep")
             if pool is None and p.pool is not None:
                 pool = _load_npy(p.pool, "plan.pool")
         plan = user_plan(keep, n_records, pool=pool, unit_size=p.unit_size)
         if plan.n_models != p.models:
-            raise InputError("plan.models", f"is {p.models} but the keep matrix has {plan.n_models} rows")
+            raise InputError(
+                "plan.models", f"is {p.models} but the keep matrix has {plan.n_models} rows"
+            )
         return plan
     make = complementary_plan if p.kind == "complementary" else independent_plan
-    return make(n_records, p.models, seed=cfg.seed, pool_fraction=p.pool_fraction, unit_size=p.unit_size)
+    return make(
+        n_records, p.models, seed=cfg.seed, pool_fraction=p.pool_fraction, unit_size=p.unit_size
+    )
 
 
 def _load_npy(path: Path, field: str) -> np.ndarray:
@@ -108,7 +123,11 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
     a = n_queries(cfg.model)
     jobs = []
     # Preprocessing fitted on the population: the unit's bits depend on the population too.
-    fitted_on = f"|preprocessing fitted on {population_digest(plan.population)}" if preprocessing_fit(cfg.model) == "population" and fits_anything(data) else ""
+    fitted_on = (
+        f"|preprocessing fitted on {population_digest(plan.population)}"
+        if preprocessing_fit(cfg.model) == "population" and fits_anything(data)
+        else ""
+    )
     for unit in range(plan.n_units):
         models = tuple(plan.unit_models(unit))
         rows = plan.keep[list(models)]
@@ -122,7 +141,22 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
             versions=versions,
         )
         shape = (len(models), data.n_records, *((a,) if a > 1 else ()), data.n_classes)
-        jobs.append(UnitJob(unit, models, rows, cfg.model, data, cfg.seed, cfg.engine.threads, parts, cache, shape, plan.population, cfg.trust_code))
+        jobs.append(
+            UnitJob(
+                unit,
+                models,
+                rows,
+                cfg.model,
+                data,
+                cfg.seed,
+                cfg.engine.threads,
+                parts,
+                cache,
+                shape,
+                plan.population,
+                cfg.trust_code,
+            )
+        )
     return jobs
 
 
@@ -153,8 +187,15 @@ def train(
     if pool is not None and keep is None:
         raise InputError("pool", "a pool goes with a user keep matrix (keep=)")
     plan = make_plan(cfg, data.n_records, keep, pool)
-    if preprocessing_fit(cfg.model) == "population" and fits_anything(data) and not plan.population.any():
-        raise InputError("model.preprocessing", "is fitted on the population (records outside the plan's pool), and the population is empty: lower plan.pool_fraction below 1, or give a pool that leaves records out")
+    if (
+        preprocessing_fit(cfg.model) == "population"
+        and fits_anything(data)
+        and not plan.population.any()
+    ):
+        raise InputError(
+            "model.preprocessing",
+            "is fitted on the population (records outside the plan's pool), and the population is empty: lower plan.pool_fraction below 1, or give a pool that leaves records out",
+        )
     console = console or Console(stderr=True)
     _cache.clean_stale_staging(cache)
     jobs = unit_jobs(cfg, data, plan, cache)
@@ -168,16 +209,31 @@ def train(
                 refused[job.unit] = why
             todo.append(job)
     if reused:
-        console.print(f"reusing {len(reused)} of {len(jobs)} unit(s) from {cache} (keys and file hashes verified): units {_ranges(reused)}")
+        console.print(
+            f"reusing {len(reused)} of {len(jobs)} unit(s) from {cache} (keys and file hashes verified): units {_ranges(reused)}"
+        )
     for unit, why in refused.items():
         console.print(f"unit {unit}: cached files refused ({why}); retraining")
     if todo:
         _run_jobs(todo, cfg, executor, on_event, console)
-    write_text_atomic(out / "train.json", cfg.model_dump_json(indent=2))  # after training: a failed run leaves no record of itself
+    write_text_atomic(
+        out / "train.json", cfg.model_dump_json(indent=2)
+    )  # after training: a failed run leaves no record of itself
     store = _assemble(jobs, cache, data, plan, cfg)
     signals_dir = ensure_writable_dir(out / "signals")
     store.save(signals_dir / SIGNALS_FILE)
-    return TrainRun(cfg, store, signals_dir / SIGNALS_FILE, out, cache, plan, tuple(j.unit for j in todo), tuple(reused), refused, time.perf_counter() - start)
+    return TrainRun(
+        cfg,
+        store,
+        signals_dir / SIGNALS_FILE,
+        out,
+        cache,
+        plan,
+        tuple(j.unit for j in todo),
+        tuple(reused),
+        refused,
+        time.perf_counter() - start,
+    )
 
 
 def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dataset:
@@ -188,16 +244,27 @@ def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dat
     if not isinstance(cfg.model, SklearnRecipe):
         _require("torch")  # workers would fail on it one by one
     data = load_dataset(cfg.data)
-    check_recipe_for_data(cfg.model, image_shape=data.image_shape, mirror_invariant=data.mirror_invariant, dataset=data.name)
+    check_recipe_for_data(
+        cfg.model,
+        image_shape=data.image_shape,
+        mirror_invariant=data.mirror_invariant,
+        dataset=data.name,
+    )
     if isinstance(cfg.model, SklearnRecipe):
         from miaudit.models._sklearn import make_estimator
 
-        _check_params(make_estimator(cfg.model, trust_code=cfg.trust_code))  # refuse a bad estimator or params before any work
-    check_train_size(cfg, data.n_records, data.n_features, data.n_classes)  # before any array is allocated
+        _check_params(
+            make_estimator(cfg.model, trust_code=cfg.trust_code)
+        )  # refuse a bad estimator or params before any work
+    check_train_size(
+        cfg, data.n_records, data.n_features, data.n_classes
+    )  # before any array is allocated
     if own_executor and cfg.engine.executor == "ray":
         from miaudit.engine._ray import probe_address
 
-        probe_address(cfg.engine.address)  # an unreachable cluster is refused now, not waited on forever
+        probe_address(
+            cfg.engine.address
+        )  # an unreachable cluster is refused now, not waited on forever
     return data
 
 
@@ -223,10 +290,20 @@ def _check_params(estimator: Any) -> None:
         raise InputError("model.params", str(exc).splitlines()[0]) from None
 
 
-def _run_jobs(todo: list[UnitJob], cfg: TrainConfig, executor: Executor | None, on_event: Callable[[Event], None] | None, console: Console) -> None:
+def _run_jobs(
+    todo: list[UnitJob],
+    cfg: TrainConfig,
+    executor: Executor | None,
+    on_event: Callable[[Event], None] | None,
+    console: Console,
+) -> None:
     step = "model" if isinstance(cfg.model, SklearnRecipe) else "epoch"
     own = executor is None
-    workers = cfg.engine.workers if cfg.engine.workers is not None else max(1, (os.cpu_count() or 1) // cfg.engine.threads)
+    workers = (
+        cfg.engine.workers
+        if cfg.engine.workers is not None
+        else max(1, (os.cpu_count() or 1) // cfg.engine.threads)
+    )
     if executor is None and cfg.engine.executor == "ray":
         from miaudit.engine._ray import RayExecutor
 
@@ -250,7 +327,9 @@ def _run_jobs(todo: list[UnitJob], cfg: TrainConfig, executor: Executor | None, 
                 ex.close()
 
 
-def _assemble(jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipPlan, cfg: TrainConfig) -> SignalsStore:
+def _assemble(
+    jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipPlan, cfg: TrainConfig
+) -> SignalsStore:
     parts = []
     privacy: list[dict] = []  # DP-SGD units: per model ε spent, δ, accountant (models/_dp.py)
     seen: list[dict] = []  # per model: what its preprocessing was fitted on
@@ -260,7 +339,9 @@ def _assemble(jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipP
             raise RuntimeError(f"unit {job.unit} failed verification right after training: {why}")
         # memory-mapped: concatenate reads each file once instead of loading, then copying it
         parts.append(np.load(_cache.unit_dir(cache, job.key) / _cache.LOGITS, mmap_mode="r"))
-        info = json.loads((_cache.unit_dir(cache, job.key) / _cache.MANIFEST).read_text(encoding="utf-8"))["info"]
+        info = json.loads(
+            (_cache.unit_dir(cache, job.key) / _cache.MANIFEST).read_text(encoding="utf-8")
+        )["info"]
         seen += info.get("preprocessing") or []
         if getattr(cfg.model, "dp", None) is not None:
             privacy += info.get("privacy") or []
@@ -278,14 +359,24 @@ def _assemble(jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipP
         **({"privacy": privacy} if privacy else {}),
         **({"preprocessing": _preprocessing_summary(seen)} if seen else {}),
     }
-    return SignalsStore.from_arrays(logits=np.concatenate(parts), label=data.label, keep=plan.keep, population=plan.population, record_id=data.record_id, info=info)
+    return SignalsStore.from_arrays(
+        logits=np.concatenate(parts),
+        label=data.label,
+        keep=plan.keep,
+        population=plan.population,
+        record_id=data.record_id,
+        info=info,
+    )
 
 
 def _preprocessing_summary(seen: list[dict]) -> dict:
     """What the models' preprocessing saw, in short: one entry when every model saw the same."""
     fits = sorted({s["fit"] for s in seen})
     digests = {s["records_sha256"] for s in seen}
-    out: dict = {"fit": fits[0] if len(fits) == 1 else fits, "fitted_columns": seen[0]["fitted_columns"]}
+    out: dict = {
+        "fit": fits[0] if len(fits) == 1 else fits,
+        "fitted_columns": seen[0]["fitted_columns"],
+    }
     if len(digests) == 1:
         out |= {"records": seen[0]["records"], "records_sha256": seen[0]["records_sha256"]}
     else:

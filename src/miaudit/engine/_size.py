@@ -3,6 +3,7 @@ allocation, each refused with an error that names the field."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from typing import Any
@@ -35,10 +36,12 @@ def memory_limit() -> int:
 
 def mlp_parameters(n_features: int, hidden: list[int], n_classes: int) -> int:
     widths = [n_features, *hidden, n_classes]
-    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=False))
+    return sum(a * b + b for a, b in itertools.pairwise(widths))
 
 
-def check_train_size(cfg: Any, n_records: int, n_features: int, n_classes: int, *, limit: int | None = None) -> None:
+def check_train_size(
+    cfg: Any, n_records: int, n_features: int, n_classes: int, *, limit: int | None = None
+) -> None:
     """Refuse a plan or recipe whose arrays cannot fit in memory, before any is allocated.
 
     Counted: the keep matrix and the signals (models × records × classes, float32), and for a
@@ -48,10 +51,25 @@ def check_train_size(cfg: Any, n_records: int, n_features: int, n_classes: int, 
     limit = memory_limit() if limit is None else limit
     models = int(cfg.plan.models)
     _refuse("plan.models", models * n_records * (1 + 4 * n_classes), limit)
-    check_model_size(cfg.model, n_features, n_classes, n_records, stacked=min(int(cfg.plan.unit_size), models), limit=limit)
+    check_model_size(
+        cfg.model,
+        n_features,
+        n_classes,
+        n_records,
+        stacked=min(int(cfg.plan.unit_size), models),
+        limit=limit,
+    )
 
 
-def check_model_size(recipe: Any, n_features: int, n_classes: int, n_records: int, *, stacked: int = 1, limit: int | None = None) -> None:
+def check_model_size(
+    recipe: Any,
+    n_features: int,
+    n_classes: int,
+    n_records: int,
+    *,
+    stacked: int = 1,
+    limit: int | None = None,
+) -> None:
     """Refuse a torch MLP recipe whose ``stacked`` models (one unit) cannot fit in memory."""
     hidden = getattr(recipe, "hidden", None)
     if not isinstance(hidden, list):
@@ -64,4 +82,7 @@ def check_model_size(recipe: Any, n_features: int, n_classes: int, n_records: in
 
 def _refuse(field: str, size: int, limit: int) -> None:
     if size > limit:
-        raise InputError(field, f"needs at least {size / 2**30:,.1f} GiB of memory, more than this machine's {limit / 2**30:,.1f} GiB; reduce it")
+        raise InputError(
+            field,
+            f"needs at least {size / 2**30:,.1f} GiB of memory, more than this machine's {limit / 2**30:,.1f} GiB; reduce it",
+        )

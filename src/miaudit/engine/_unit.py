@@ -16,7 +16,14 @@ import numpy as np
 from miaudit.datasets import Dataset
 from miaudit.engine import _cache
 from miaudit.errors import InputError
-from miaudit.models import CNNRecipe, MLPRecipe, ModelStreams, SklearnRecipe, save_sklearn, save_torch_state
+from miaudit.models import (
+    CNNRecipe,
+    MLPRecipe,
+    ModelStreams,
+    SklearnRecipe,
+    save_sklearn,
+    save_torch_state,
+)
 from miaudit.models._preprocessing import fit_preprocessing
 
 Event = tuple[str, int, int, int]  # (kind, unit, done, total)
@@ -67,8 +74,12 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
         from miaudit.models._sklearn import train_sklearn
 
         outs = []
-        for i, (k, t, a, s) in enumerate(zip(job.models, train_sets, affines, streams, strict=True)):
-            est, logits = train_sklearn(job.recipe, job.data, t, a, s.sklearn_seed, trust_code=job.trust_code)
+        for i, (k, t, a, s) in enumerate(
+            zip(job.models, train_sets, affines, streams, strict=True)
+        ):
+            est, logits = train_sklearn(
+                job.recipe, job.data, t, a, s.sklearn_seed, trust_code=job.trust_code
+            )
             save_sklearn(staging / f"model_{k}.skops", est)
             outs.append(logits)
             emit(("step", job.unit, i + 1, len(job.models)))
@@ -86,21 +97,44 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
             trainer = train_stacked
             if job.recipe.dp is not None:  # DP-SGD: one model at a time through Opacus
                 from miaudit.models._dp import train_dp as trainer
-            result = trainer(job.recipe, job.data, train_sets, affines, streams, on_epoch=lambda e: emit(("step", job.unit, e + 1, epochs)))
+            result = trainer(
+                job.recipe,
+                job.data,
+                train_sets,
+                affines,
+                streams,
+                on_epoch=lambda e: emit(("step", job.unit, e + 1, epochs)),
+            )
         finally:
             torch.set_num_threads(before)
         logits = result.logits
         state = {**result.state, **_preprocess_state(affines)}
-        meta = {"models": json.dumps(list(job.models)), "recipe": job.recipe.model_dump_json(), "kept_epoch": json.dumps(result.kept_epoch)}
+        meta = {
+            "models": json.dumps(list(job.models)),
+            "recipe": job.recipe.model_dump_json(),
+            "kept_epoch": json.dumps(result.kept_epoch),
+        }
         privacy = getattr(result, "privacy", None)  # per model: ε spent, δ, accountant (DP-SGD)
         if privacy is not None:
             meta["privacy"] = json.dumps(privacy)
         save_torch_state(staging / "weights.safetensors", state, meta)
     logits = np.ascontiguousarray(logits, dtype=np.float32)
-    if not np.isfinite(logits).all():  # diverged (a huge lr, say): never publish it as a verified unit
+    if not np.isfinite(
+        logits
+    ).all():  # diverged (a huge lr, say): never publish it as a verified unit
         shutil.rmtree(staging, ignore_errors=True)
-        bad = sorted({int(job.models[i]) for i in np.flatnonzero(~np.isfinite(logits).reshape(len(job.models), -1).all(axis=1))})
-        raise InputError("model", f"training diverged: models {bad[:5]} of unit {job.unit} give non-finite logits; lower model.lr or check the data")
+        bad = sorted(
+            {
+                int(job.models[i])
+                for i in np.flatnonzero(
+                    ~np.isfinite(logits).reshape(len(job.models), -1).all(axis=1)
+                )
+            }
+        )
+        raise InputError(
+            "model",
+            f"training diverged: models {bad[:5]} of unit {job.unit} give non-finite logits; lower model.lr or check the data",
+        )
     path = staging / _cache.LOGITS
     np.save(path, logits)
     os.chmod(path, 0o600)
@@ -122,5 +156,8 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
     return UnitOutcome(job.unit, job.key, final, time.perf_counter() - start)
 
 
-def _preprocess_state(affines: list) -> dict[str, np.ndarray]:  # noqa: ANN001
-    return {"preprocess.scale": np.stack([a.scale for a in affines]), "preprocess.shift": np.stack([a.shift for a in affines])}
+def _preprocess_state(affines: list) -> dict[str, np.ndarray]:
+    return {
+        "preprocess.scale": np.stack([a.scale for a in affines]),
+        "preprocess.shift": np.stack([a.shift for a in affines]),
+    }

@@ -35,7 +35,14 @@ MIN_NEGATIVES_AT_RATE = 10
 MAX_METRICS = ("advantage", "balanced_accuracy")
 
 
-def _metrics(ss: SortedScores, w1: np.ndarray | None, w0: np.ndarray | None, fprs: Sequence[float], prior: float, ppv_fpr: float) -> np.ndarray:
+def _metrics(
+    ss: SortedScores,
+    w1: np.ndarray | None,
+    w0: np.ndarray | None,
+    fprs: Sequence[float],
+    prior: float,
+    ppv_fpr: float,
+) -> np.ndarray:
     """[auc, advantage, ppv, tpr@fprs..., roc grid...] for one weighting of the records."""
     return ss.metrics(w1, w0, [*fprs, *ROC_GRID], prior, ppv_fpr)
 
@@ -61,14 +68,23 @@ class Evaluation:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return ("auc", "advantage", ppv_key(self.ppv_fpr), *(tpr_key(f) for f in self.fprs), *(f"roc@{f:.3g}" for f in ROC_GRID))
+        return (
+            "auc",
+            "advantage",
+            ppv_key(self.ppv_fpr),
+            *(tpr_key(f) for f in self.fprs),
+            *(f"roc@{f:.3g}" for f in ROC_GRID),
+        )
 
     def _col(self, metric: str) -> int:
         aliases = {"balanced_accuracy": "advantage"}
         try:
             return self.columns.index(aliases.get(metric, metric))
         except ValueError:
-            raise InputError("metric", f"unknown metric {metric!r}; known: {', '.join(self.columns[:3 + len(self.fprs)])}, balanced_accuracy") from None
+            raise InputError(
+                "metric",
+                f"unknown metric {metric!r}; known: {', '.join(self.columns[: 3 + len(self.fprs)])}, balanced_accuracy",
+            ) from None
 
     def _rate_of(self, metric: str) -> float | None:
         if metric.startswith("tpr@"):
@@ -88,7 +104,9 @@ class Evaluation:
             alpha = self._rate_of(metric)
             needs = math.ceil(MIN_NEGATIVES_AT_RATE / alpha * (1 - _RATE_SLACK)) if alpha else None
             return Estimate(point=None, status="not_measurable", needs_nonmembers=needs)
-        value = float(point) if np.isfinite(point) else None  # undefined (e.g. PPV with nothing flagged): null, never NaN
+        value = (
+            float(point) if np.isfinite(point) else None
+        )  # undefined (e.g. PPV with nothing flagged): null, never NaN
         if self.n_resamples == 0:
             return Estimate(point=value, status=status)  # type: ignore[arg-type]
         reps = reps[np.isfinite(reps)]
@@ -98,7 +116,9 @@ class Evaluation:
         lo, hi = np.quantile(reps, [tail, 1 - tail])
         return Estimate(point=value, lower=float(lo), upper=float(hi))
 
-    def _band(self, point: float, deviation: np.ndarray, scale: float, lo_clip: float, hi_clip: float) -> Estimate:
+    def _band(
+        self, point: float, deviation: np.ndarray, scale: float, lo_clip: float, hi_clip: float
+    ) -> Estimate:
         """point ± the ``confidence`` quantile of the sup deviation (scaled), clipped."""
         dev = deviation[np.isfinite(deviation)]
         if self.n_resamples == 0 or dev.size == 0:
@@ -129,7 +149,9 @@ class Evaluation:
         reps = self.replicates[a][:, j] - self.replicates[b][:, j]
         if metric in MAX_METRICS and a in self.deviations and b in self.deviations:
             scale = 0.5 if metric == "balanced_accuracy" else 1.0
-            return self._band(scale * point, self.deviations[a] + self.deviations[b], scale, -scale, scale)
+            return self._band(
+                scale * point, self.deviations[a] + self.deviations[b], scale, -scale, scale
+            )
         if metric == "balanced_accuracy":
             point, reps = point / 2, reps / 2
         base = self.columns[j] if metric != "balanced_accuracy" else metric
@@ -216,12 +238,24 @@ def evaluate(
             continue
         for name in names:
             reps[name][b] = _metrics(splits[name], w1, w0, fprs, prior, ppv_fpr)
-            devs[name][b] = splits[name].advantage_deviation(w1, w0)  # reuses the prefix sums just computed
+            devs[name][b] = splits[name].advantage_deviation(
+                w1, w0
+            )  # reuses the prefix sums just computed
     return Evaluation(
-        names=names, fprs=tuple(float(f) for f in fprs), prior=prior, ppv_fpr=ppv_fpr,
-        n_members=n1, n_nonmembers=n0, n_resamples=n_resamples, confidence=confidence,
-        points=points, replicates=reps, deviations=devs,
-        resampling="records, stratified by membership" if groups is None else "records (all pairs of a record together)",
+        names=names,
+        fprs=tuple(float(f) for f in fprs),
+        prior=prior,
+        ppv_fpr=ppv_fpr,
+        n_members=n1,
+        n_nonmembers=n0,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        points=points,
+        replicates=reps,
+        deviations=devs,
+        resampling="records, stratified by membership"
+        if groups is None
+        else "records (all pairs of a record together)",
     )
 
 
@@ -239,12 +273,23 @@ def paired_difference(
     """metric(a) − metric(b) with a paired record-resampling interval.
 
     Example:
-        >>> y = np.array([0, 0, 1, 1] * 50); a = y + 0.1 * np.arange(200) % 1
+        >>> y = np.array([0, 0, 1, 1] * 50)
+        ... a = y + 0.1 * np.arange(200) % 1
         >>> paired_difference(y, a, a).point
         0.0
     """
     fprs = DEFAULT_FPRS
     if metric.startswith("tpr@"):
-        fprs = tuple(sorted(set(DEFAULT_FPRS) | {float(metric[4:].split("%")[0]) / 100}, reverse=True))
-    ev = evaluate(y_true, {"a": score_a, "b": score_b}, fprs=fprs, n_resamples=n_resamples, confidence=confidence, groups=groups, rng=rng)
+        fprs = tuple(
+            sorted(set(DEFAULT_FPRS) | {float(metric[4:].split("%")[0]) / 100}, reverse=True)
+        )
+    ev = evaluate(
+        y_true,
+        {"a": score_a, "b": score_b},
+        fprs=fprs,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        groups=groups,
+        rng=rng,
+    )
     return ev.difference("a", "b", metric)

@@ -18,7 +18,9 @@ from miaudit.errors import InputError
 from miaudit.metrics._roc import check_targets
 
 
-def clopper_pearson(k: int | np.ndarray, n: int | np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+def clopper_pearson(
+    k: int | np.ndarray, n: int | np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact two-sided (1 − α) binomial interval; each side has probability α/2."""
     k = np.asarray(k, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
@@ -28,7 +30,9 @@ def clopper_pearson(k: int | np.ndarray, n: int | np.ndarray, alpha: float) -> t
     return lo, hi
 
 
-def epsilon_lower_bound(tp: int, fn: int, fp: int, tn: int, *, alpha: float = 0.05, delta: float = 0.0) -> float:
+def epsilon_lower_bound(
+    tp: int, fn: int, fp: int, tn: int, *, alpha: float = 0.05, delta: float = 0.0
+) -> float:
     """ε ≥ max(ln((TPR_lo − δ)/FPR_hi), ln((TNR_lo − δ)/FNR_hi)) at confidence 1 − α.
 
     Example (ALGORITHMS.md §6: 1000 members all flagged, 1000 non-members none):
@@ -42,10 +46,14 @@ def epsilon_lower_bound(tp: int, fn: int, fp: int, tn: int, *, alpha: float = 0.
         raise InputError("counts", "need at least one member and one non-member")
     if not 0 < alpha < 1:
         raise InputError("alpha", f"must be in (0, 1), got alpha={alpha}")
-    return float(_bounds(np.array([tp]), np.array([fn]), np.array([fp]), np.array([tn]), alpha, delta)[0])
+    return float(
+        _bounds(np.array([tp]), np.array([fn]), np.array([fp]), np.array([tn]), alpha, delta)[0]
+    )
 
 
-def _bounds(tp: np.ndarray, fn: np.ndarray, fp: np.ndarray, tn: np.ndarray, alpha: float, delta: float) -> np.ndarray:
+def _bounds(
+    tp: np.ndarray, fn: np.ndarray, fp: np.ndarray, tn: np.ndarray, alpha: float, delta: float
+) -> np.ndarray:
     """Vectorised :func:`epsilon_lower_bound` over arrays of counts."""
     tpr_lo, fnr_hi = clopper_pearson(tp, tp + fn, alpha)[0], clopper_pearson(fn, tp + fn, alpha)[1]
     tnr_lo, fpr_hi = clopper_pearson(tn, fp + tn, alpha)[0], clopper_pearson(fp, fp + tn, alpha)[1]
@@ -53,7 +61,9 @@ def _bounds(tp: np.ndarray, fn: np.ndarray, fp: np.ndarray, tn: np.ndarray, alph
     with np.errstate(divide="ignore", invalid="ignore"):
         for num, den in ((tpr_lo - delta, fpr_hi), (tnr_lo - delta, fnr_hi)):
             ok = (num > 0) & (den > 0)
-            best = np.where(ok, np.maximum(best, np.log(np.where(ok, num, 1.0) / np.where(ok, den, 1.0))), best)
+            best = np.where(
+                ok, np.maximum(best, np.log(np.where(ok, num, 1.0) / np.where(ok, den, 1.0))), best
+            )
     return best
 
 
@@ -69,7 +79,12 @@ class ImpliedEpsilon:
 
 
 def implied_epsilon(
-    y_true: np.ndarray, y_score: np.ndarray, *, alpha: float = 0.05, candidates: int = 512, rng: np.random.Generator | int | None = 0
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    alpha: float = 0.05,
+    candidates: int = 512,
+    rng: np.random.Generator | int | None = 0,
 ) -> ImpliedEpsilon:
     """Choose the threshold that maximises the ε bound on a random half, report it on the other half."""
     y, s = check_targets(y_true, y_score)

@@ -108,7 +108,9 @@ def one_run_p_value(m: int, r: int, v: int, epsilon: float, *, delta: float = 0.
     return _p_value(int(m), int(r), int(v), float(epsilon), float(delta))
 
 
-def one_run_epsilon_lower_bound(m: int, r: int, v: int, *, delta: float = 0.0, significance: float = 0.05) -> float:
+def one_run_epsilon_lower_bound(
+    m: int, r: int, v: int, *, delta: float = 0.0, significance: float = 0.05
+) -> float:
     """The largest ε whose DP claim the guesses reject at ``significance`` (0 if none).
 
     Bisection on ε ∈ [0, ε_max] where p(ε_max) ≥ significance, as in Steinke et al.'s
@@ -158,7 +160,9 @@ def one_run_epsilon_lower_bound(m: int, r: int, v: int, *, delta: float = 0.0, s
     return lo
 
 
-def one_run_max_certifiable_epsilon(m: int, r: int, *, delta: float = 0.0, significance: float = 0.05) -> float:
+def one_run_max_certifiable_epsilon(
+    m: int, r: int, *, delta: float = 0.0, significance: float = 0.05
+) -> float:
     """The largest ε a one-run design can certify: the bound when every one of the r guesses is right.
 
     A claimed ε above this cannot be refuted by the design whatever the attack: state it before
@@ -207,7 +211,9 @@ def _check_canaries(scores: np.ndarray, included: np.ndarray) -> tuple[np.ndarra
     if s.ndim != 1 or s.size == 0:
         raise InputError("scores", f"must be a non-empty 1-D array, got shape {s.shape}")
     if inc.shape != s.shape:
-        raise InputError("included", f"has shape {inc.shape}, expected {s.shape} (one coin flip per canary)")
+        raise InputError(
+            "included", f"has shape {inc.shape}, expected {s.shape} (one coin flip per canary)"
+        )
     if not np.all(np.isfinite(s)):
         raise InputError("scores", "contains NaN or infinite values")
     if inc.dtype != bool:
@@ -250,7 +256,9 @@ def _check_design(m: int, k_plus: int, k_minus: int) -> None:
     if k_plus + k_minus == 0:
         raise InputError("k_plus", "k_plus + k_minus must be at least 1 (no guesses, no audit)")
     if k_plus + k_minus > m:
-        raise InputError("k_plus", f"k_plus + k_minus = {k_plus + k_minus} exceeds the {m} canaries")
+        raise InputError(
+            "k_plus", f"k_plus + k_minus = {k_plus + k_minus} exceeds the {m} canaries"
+        )
 
 
 def one_run_audit_grid(
@@ -291,11 +299,24 @@ def one_run_audit_grid(
     best: OneRunAudit | None = None
     for kp, km in designs:
         r, v = _guesses(s, inc, int(kp), int(km))
-        lb = one_run_epsilon_lower_bound(s.size, r, v, delta=delta, significance=level) if r > 0 else 0.0
+        lb = (
+            one_run_epsilon_lower_bound(s.size, r, v, delta=delta, significance=level)
+            if r > 0
+            else 0.0
+        )
         audit = OneRunAudit(
-            m=s.size, k_plus=int(kp), k_minus=int(km), r=r, v=v, delta=float(delta), significance=float(significance),
-            n_designs=len(designs), epsilon_lower_bound=lb,
-            max_certifiable_epsilon=one_run_max_certifiable_epsilon(s.size, int(kp) + int(km), delta=delta, significance=level),
+            m=s.size,
+            k_plus=int(kp),
+            k_minus=int(km),
+            r=r,
+            v=v,
+            delta=float(delta),
+            significance=float(significance),
+            n_designs=len(designs),
+            epsilon_lower_bound=lb,
+            max_certifiable_epsilon=one_run_max_certifiable_epsilon(
+                s.size, int(kp) + int(km), delta=delta, significance=level
+            ),
         )
         if best is None or audit.epsilon_lower_bound > best.epsilon_lower_bound:
             best = audit
@@ -316,12 +337,14 @@ def one_run_audit(
 
     Examples
     --------
-    >>> inc = np.arange(1000) % 2 == 0           # perfectly separated canaries, no ties
+    >>> inc = np.arange(1000) % 2 == 0  # perfectly separated canaries, no ties
     >>> a = one_run_audit(inc + np.linspace(0, 0.5, 1000), inc, k_plus=50, k_minus=50)
     >>> (a.r, a.v, round(a.epsilon_lower_bound, 3))
     (100, 100, 3.493)
     """
-    return one_run_audit_grid(scores, included, [(k_plus, k_minus)], delta=delta, significance=significance)
+    return one_run_audit_grid(
+        scores, included, [(k_plus, k_minus)], delta=delta, significance=significance
+    )
 
 
 def pooled_one_run_audit(
@@ -362,9 +385,22 @@ def pooled_one_run_audit(
         m, r, v = m + s.size, r + ri, v + vi
     _check_delta_significance(delta, significance)
     return OneRunAudit(
-        m=m, k_plus=int(k_plus), k_minus=int(k_minus), r=r, v=v, delta=float(delta), significance=float(significance),
-        n_designs=1, epsilon_lower_bound=one_run_epsilon_lower_bound(m, r, v, delta=delta, significance=significance) if r else 0.0,
-        max_certifiable_epsilon=one_run_max_certifiable_epsilon(m, len(runs) * (int(k_plus) + int(k_minus)), delta=delta, significance=significance),
+        m=m,
+        k_plus=int(k_plus),
+        k_minus=int(k_minus),
+        r=r,
+        v=v,
+        delta=float(delta),
+        significance=float(significance),
+        n_designs=1,
+        epsilon_lower_bound=one_run_epsilon_lower_bound(
+            m, r, v, delta=delta, significance=significance
+        )
+        if r
+        else 0.0,
+        max_certifiable_epsilon=one_run_max_certifiable_epsilon(
+            m, len(runs) * (int(k_plus) + int(k_minus)), delta=delta, significance=significance
+        ),
         n_runs=len(runs),
     )
 
@@ -388,7 +424,9 @@ class MultiRunAudit:
     n_thresholds: int
     epsilon_lower_bound: float
     max_certifiable_epsilon: float
-    method: str = "independent training runs (Jagielski et al., NeurIPS 2020; Nasr et al., S&P 2021)"
+    method: str = (
+        "independent training runs (Jagielski et al., NeurIPS 2020; Nasr et al., S&P 2021)"
+    )
 
     def testable(self, claimed_epsilon: float) -> bool:
         return claimed_epsilon <= self.max_certifiable_epsilon
@@ -425,12 +463,16 @@ def multi_run_audit(
 
     Examples
     --------
-    >>> inc = np.arange(20) % 2 == 0             # 10 runs with, 10 without; a perfect attack
+    >>> inc = np.arange(20) % 2 == 0  # 10 runs with, 10 without; a perfect attack
     >>> round(multi_run_audit(inc.astype(float), inc, 0.5).epsilon_lower_bound, 2)
     0.81
     """
     s, inc = _check_canaries(scores, included)
-    grid = [float(thresholds)] if isinstance(thresholds, (int, float, np.number)) else [float(t) for t in thresholds]
+    grid = (
+        [float(thresholds)]
+        if isinstance(thresholds, (int, float, np.number))
+        else [float(t) for t in thresholds]
+    )
     if not grid:
         raise InputError("thresholds", "needs at least one threshold")
     if not all(math.isfinite(t) for t in grid):
@@ -447,9 +489,19 @@ def multi_run_audit(
         tp, fp = int((guess & inc).sum()), int((guess & ~inc).sum())
         lb = epsilon_lower_bound(tp, n_in - tp, fp, n_out - fp, alpha=level, delta=delta)
         audit = MultiRunAudit(
-            n_runs=s.size, threshold=t, tp=tp, fn=n_in - tp, fp=fp, tn=n_out - fp, alpha=float(alpha), delta=float(delta),
-            n_thresholds=len(grid), epsilon_lower_bound=lb,
-            max_certifiable_epsilon=epsilon_lower_bound(n_in, 0, 0, n_out, alpha=level, delta=delta),
+            n_runs=s.size,
+            threshold=t,
+            tp=tp,
+            fn=n_in - tp,
+            fp=fp,
+            tn=n_out - fp,
+            alpha=float(alpha),
+            delta=float(delta),
+            n_thresholds=len(grid),
+            epsilon_lower_bound=lb,
+            max_certifiable_epsilon=epsilon_lower_bound(
+                n_in, 0, 0, n_out, alpha=level, delta=delta
+            ),
         )
         if best is None or audit.epsilon_lower_bound > best.epsilon_lower_bound:
             best = audit

@@ -15,12 +15,15 @@ from miaudit.errors import InputError
 from miaudit.metrics._sorted import RATE_SLACK, SortedScores
 
 
-
-def check_targets(y_true: np.ndarray, y_score: np.ndarray, name: str = "y_score") -> tuple[np.ndarray, np.ndarray]:
+def check_targets(
+    y_true: np.ndarray, y_score: np.ndarray, name: str = "y_score"
+) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true)
     s = np.asarray(y_score, dtype=np.float64)
     if y.ndim != 1 or s.ndim != 1:
-        raise InputError(name, f"y_true and y_score must be 1-D, got shapes {y.shape} and {s.shape}")
+        raise InputError(
+            name, f"y_true and y_score must be 1-D, got shapes {y.shape} and {s.shape}"
+        )
     if y.shape != s.shape:
         raise InputError(name, f"y_true has {y.shape[0]} records but {name} has {s.shape[0]}")
     if y.size == 0:
@@ -28,7 +31,9 @@ def check_targets(y_true: np.ndarray, y_score: np.ndarray, name: str = "y_score"
     if not np.isin(y, (0, 1)).all():
         raise InputError("y_true", "membership labels must be 0 or 1")
     if y.min() == y.max():
-        raise InputError("y_true", "only one membership class present; need members (1) and non-members (0)")
+        raise InputError(
+            "y_true", "only one membership class present; need members (1) and non-members (0)"
+        )
     if np.isnan(s).any():
         raise InputError(name, "scores contain NaN")
     return y.astype(np.int8), s
@@ -45,10 +50,16 @@ class Ranking:
     @classmethod
     def of(cls, y_score: np.ndarray) -> Ranking:
         thresholds, inverse = np.unique(np.asarray(y_score, dtype=np.float64), return_inverse=True)
-        return cls(inverse.astype(np.int32 if thresholds.size < 2**31 else np.int64), int(thresholds.size), thresholds)
+        return cls(
+            inverse.astype(np.int32 if thresholds.size < 2**31 else np.int64),
+            int(thresholds.size),
+            thresholds,
+        )
 
 
-def _scalar(y_true: np.ndarray, y_score: np.ndarray, fpr: float = 0.01, prior: float = 0.5) -> np.ndarray:
+def _scalar(
+    y_true: np.ndarray, y_score: np.ndarray, fpr: float = 0.01, prior: float = 0.5
+) -> np.ndarray:
     y, s = check_targets(y_true, y_score)
     return SortedScores(y, s).metrics(None, None, [fpr], prior, fpr)
 

@@ -61,12 +61,18 @@ class SortedScores:
         if self._curve is None:
             neg1, neg0 = self._neg
             idx = self.end.dtype
-            m_ge = np.searchsorted(neg1, neg0, side="right").astype(idx)  # members scoring ≥ each non-member
-            nm_end = np.searchsorted(neg0, neg0, side="right").astype(idx)  # non-members scoring ≥ each non-member
+            m_ge = np.searchsorted(neg1, neg0, side="right").astype(
+                idx
+            )  # members scoring ≥ each non-member
+            nm_end = np.searchsorted(neg0, neg0, side="right").astype(
+                idx
+            )  # non-members scoring ≥ each non-member
             self._curve = (np.concatenate((self.end, m_ge)), np.concatenate((self.ge, nm_end)))
         return self._curve
 
-    def _gap_curve(self, d1: np.ndarray, d0: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    def _gap_curve(
+        self, d1: np.ndarray, d0: np.ndarray, out: np.ndarray, tmp: np.ndarray
+    ) -> np.ndarray:
         """TPR − FPR at every threshold, from the prefix sums of the weights (into ``out``)."""
         pos1, pos0 = self._gap_positions()
         np.take(d1, pos1, out=out, mode="clip")
@@ -89,7 +95,10 @@ class SortedScores:
         if "curve" not in b:
             b["curve"], b["tmp"] = np.empty(self.n1 + self.n0), np.empty(self.n1 + self.n0)
         if self._point_gap is None:
-            ones1, ones0 = np.arange(self.n1 + 1, dtype=np.float64), np.arange(self.n0 + 1, dtype=np.float64)
+            ones1, ones0 = (
+                np.arange(self.n1 + 1, dtype=np.float64),
+                np.arange(self.n0 + 1, dtype=np.float64),
+            )
             self._point_gap = self._gap_curve(ones1, ones0, np.empty(self.n1 + self.n0), b["tmp"])
         if w1 is None or w0 is None:
             return 0.0
@@ -101,14 +110,27 @@ class SortedScores:
         """Work arrays reused by every call: fresh multi-MB arrays per replicate cost page faults."""
         if self._work is None:
             self._work = {
-                "w1d": np.empty(self.n1), "w0d": np.empty(self.n0), "ge": np.empty(self.n1), "gap": np.empty(self.n1),
-                "d1": np.zeros(self.n1 + 1), "d0": np.zeros(self.n0 + 1),
+                "w1d": np.empty(self.n1),
+                "w0d": np.empty(self.n0),
+                "ge": np.empty(self.n1),
+                "gap": np.empty(self.n1),
+                "d1": np.zeros(self.n1 + 1),
+                "d0": np.zeros(self.n0 + 1),
             }
         return self._work
 
-    def metrics(self, w1: np.ndarray | None, w0: np.ndarray | None, alphas: Sequence[float], prior: float, ppv_alpha: float) -> np.ndarray:
+    def metrics(
+        self,
+        w1: np.ndarray | None,
+        w0: np.ndarray | None,
+        alphas: Sequence[float],
+        prior: float,
+        ppv_alpha: float,
+    ) -> np.ndarray:
         """[AUC, advantage, PPV at ``ppv_alpha``, TPR at each of ``alphas``] for these weights."""
-        b = self._buffers()  # (np.take with out= and mode="clip": unbuffered; indices are valid by construction)
+        b = (
+            self._buffers()
+        )  # (np.take with out= and mode="clip": unbuffered; indices are valid by construction)
         w1d, w0d, d1, d0, at_or_above, gap = b["w1d"], b["w0d"], b["d1"], b["d0"], b["ge"], b["gap"]
         if w1 is None or w0 is None:
             w1d.fill(1.0)
@@ -119,7 +141,9 @@ class SortedScores:
         np.cumsum(w1d, out=d1[1:])
         np.cumsum(w0d, out=d0[1:])
         tot1, tot0 = d1[-1], d0[-1]
-        np.take(d0, self.ge, out=at_or_above, mode="clip")  # non-member weight scoring ≥ each member
+        np.take(
+            d0, self.ge, out=at_or_above, mode="clip"
+        )  # non-member weight scoring ≥ each member
         below = at_or_above if self.gt is None else 0.5 * (at_or_above + d0[self.gt])
         auc = (tot1 * tot0 - float(np.dot(below, w1d))) / (tot1 * tot0)
         # advantage = max_j TP_j/W1 − FP_j/W0, computed in place (scaled by W1·W0)
@@ -138,7 +162,9 @@ class SortedScores:
         if d1[c] == 0:
             ppv = float("nan")
         else:
-            lowest = int(np.searchsorted(d1, d1[c], side="left")) - 1  # lowest flagged member with weight
+            lowest = (
+                int(np.searchsorted(d1, d1[c], side="left")) - 1
+            )  # lowest flagged member with weight
             fpr = d0[self.ge[lowest]] / tot0
             denom = prior * tpr[0] + (1 - prior) * fpr
             ppv = float(prior * tpr[0] / denom) if denom > 0 else float("nan")

@@ -13,8 +13,8 @@ from miaudit.models._recipe import (
     parse_recipe,
     validation_error,
 )
-from miaudit.models._sklearn import check_code_trust
 from miaudit.models._save import load_sklearn, load_torch_state, save_sklearn, save_torch_state
+from miaudit.models._sklearn import check_code_trust
 from miaudit.models._streams import ModelStreams, model_seed_sequence, plan_seed_sequence
 
 __all__ = [

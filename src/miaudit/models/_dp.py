@@ -47,7 +47,9 @@ def require_opacus() -> Any:
     try:
         import opacus
     except ImportError:
-        raise InputError("model.dp", "DP-SGD needs Opacus: pip install 'miaudit[dp]' (opacus>=1.5)") from None
+        raise InputError(
+            "model.dp", "DP-SGD needs Opacus: pip install 'miaudit[dp]' (opacus>=1.5)"
+        ) from None
     return opacus
 
 
@@ -81,7 +83,9 @@ class _CNN(nn.Module):
         c, _, _ = stacked.image_shape
         self.shape = stacked.image_shape
         chans = [c] + [int(stacked.params[2 * i].shape[1]) for i in range(stacked.n_convs)]
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in itertools.pairwise(chans))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(a, b, 3, padding=1) for a, b in itertools.pairwise(chans)
+        )
         flat, hidden, classes = stacked.dense_sizes
         self.fc1, self.fc2 = nn.Linear(flat, hidden), nn.Linear(hidden, classes)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -93,7 +97,16 @@ class _CNN(nn.Module):
         return self.fc2(self.drop(torch.relu(self.fc1(h.flatten(1)))))
 
 
-def _pairs(module: nn.Module, stacked: StackedNet) -> list[tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]]:
+def _pairs(
+    module: nn.Module, stacked: StackedNet
+) -> list[
+    tuple[
+        torch.Tensor,
+        torch.Tensor,
+        Callable[[torch.Tensor], torch.Tensor],
+        Callable[[torch.Tensor], torch.Tensor],
+    ]
+]:
     """(module tensor, stacked tensor, stacked slice → module layout, module → stacked slice layout)."""
     out = []
     if isinstance(module, _MLP):
@@ -104,17 +117,31 @@ def _pairs(module: nn.Module, stacked: StackedNet) -> list[tuple[torch.Tensor, t
     else:
         assert isinstance(module, _CNN)
         for i, conv in enumerate(module.convs):
-            out += [(conv.weight, stacked.params[2 * i], lambda t: t, lambda t: t), (conv.bias, stacked.params[2 * i + 1], lambda t: t, lambda t: t)]
+            out += [
+                (conv.weight, stacked.params[2 * i], lambda t: t, lambda t: t),
+                (conv.bias, stacked.params[2 * i + 1], lambda t: t, lambda t: t),
+            ]
         k = 2 * len(module.convs)
         for j, lin in enumerate((module.fc1, module.fc2)):
             out.append((lin.weight, stacked.params[k + 2 * j], lambda t: t.t(), lambda t: t.t()))
-            out.append((lin.bias, stacked.params[k + 2 * j + 1], lambda t: t.reshape(-1), lambda t: t.reshape(1, -1)))
+            out.append(
+                (
+                    lin.bias,
+                    stacked.params[k + 2 * j + 1],
+                    lambda t: t.reshape(-1),
+                    lambda t: t.reshape(1, -1),
+                )
+            )
     return out
 
 
 def single_model(recipe: MLPRecipe | CNNRecipe, stacked: StackedNet, k: int) -> nn.Module:
     """Model ``k`` of a stack as a plain float32 ``nn.Module`` holding a copy of its weights."""
-    module: nn.Module = _CNN(stacked, recipe.dropout) if isinstance(stacked, StackedCNN) else _MLP(stacked.sizes, recipe.dropout)  # type: ignore[attr-defined]
+    module: nn.Module = (
+        _CNN(stacked, recipe.dropout)
+        if isinstance(stacked, StackedCNN)
+        else _MLP(stacked.sizes, recipe.dropout)
+    )  # type: ignore[attr-defined]
     with torch.no_grad():
         for mod_t, st, to_mod, _ in _pairs(module, stacked):
             mod_t.copy_(to_mod(st.detach()[k]))
@@ -192,12 +219,18 @@ def _attach_canaries(optimizer: Any, canaries: GradientCanaries, sample_rate: fl
         for k, p in enumerate(params):
             sel = sampled & (owner == k)
             if sel.any():
-                p.summed_grad.view(-1).index_add_(0, torch.from_numpy(local[sel]), torch.full((int(sel.sum()),), norm, dtype=p.summed_grad.dtype))
+                p.summed_grad.view(-1).index_add_(
+                    0,
+                    torch.from_numpy(local[sel]),
+                    torch.full((int(sel.sum()),), norm, dtype=p.summed_grad.dtype),
+                )
         release()
         for k, p in enumerate(params):
             mine = np.flatnonzero(owner == k)
             if mine.size:
-                canaries.scores[mine] += p.grad.reshape(-1)[torch.from_numpy(local[mine])].double().numpy()  # type: ignore[index]
+                canaries.scores[mine] += (
+                    p.grad.reshape(-1)[torch.from_numpy(local[mine])].double().numpy()
+                )  # type: ignore[index]
 
     optimizer.add_noise = add_noise_with_canaries
 
@@ -254,20 +287,37 @@ def _train_one_dp(
     seeds = stream.numpy.integers(0, 2**62, size=3)
     loader_gen = torch.Generator().manual_seed(int(seeds[0]))
     noise_gen = torch.Generator().manual_seed(int(seeds[1]))
-    loader = DataLoader(TensorDataset(x, y), batch_size=min(recipe.batch_size, len(x)), shuffle=True, generator=loader_gen)
+    loader = DataLoader(
+        TensorDataset(x, y),
+        batch_size=min(recipe.batch_size, len(x)),
+        shuffle=True,
+        generator=loader_gen,
+    )
     params = list(module.parameters())
     if recipe.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.Adam(
+            params, lr=recipe.lr, weight_decay=recipe.weight_decay
+        )
     else:
-        opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        opt = torch.optim.SGD(
+            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+        )
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     engine = PrivacyEngine(accountant=dp.accountant)
     common = {
-        "module": module, "optimizer": opt, "data_loader": loader, "criterion": criterion, "max_grad_norm": dp.max_grad_norm,
-        "poisson_sampling": dp.poisson_sampling, "noise_generator": noise_gen, "grad_sample_mode": "ghost" if dp.ghost_clipping else "hooks",
+        "module": module,
+        "optimizer": opt,
+        "data_loader": loader,
+        "criterion": criterion,
+        "max_grad_norm": dp.max_grad_norm,
+        "poisson_sampling": dp.poisson_sampling,
+        "noise_generator": noise_gen,
+        "grad_sample_mode": "ghost" if dp.ghost_clipping else "hooks",
     }
     if dp.epsilon is not None:
-        made = engine.make_private_with_epsilon(target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=recipe.epochs, **common)
+        made = engine.make_private_with_epsilon(
+            target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=recipe.epochs, **common
+        )
     else:
         made = engine.make_private(noise_multiplier=dp.noise_multiplier, **common)
     if dp.ghost_clipping:
@@ -276,7 +326,9 @@ def _train_one_dp(
         (model, optimizer, dl), crit = made, criterion
     sigma = float(optimizer.noise_multiplier)
     _inject_fault(optimizer, dp.fault)
-    sample_rate = float(dl.sample_rate)  # Poisson sampling: the only kind DPConfig accepts (the accountants assume it)
+    sample_rate = float(
+        dl.sample_rate
+    )  # Poisson sampling: the only kind DPConfig accepts (the accountants assume it)
     if canaries is not None:
         _attach_canaries(optimizer, canaries, sample_rate)
     augment = recipe.augment if isinstance(recipe, CNNRecipe) else []
@@ -354,4 +406,13 @@ def privacy_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-__all__ = ["DPConfig", "DPUnitResult", "GradientCanaries", "privacy_summary", "require_opacus", "single_model", "train_dp", "train_one_dp"]
+__all__ = [
+    "DPConfig",
+    "DPUnitResult",
+    "GradientCanaries",
+    "privacy_summary",
+    "require_opacus",
+    "single_model",
+    "train_dp",
+    "train_one_dp",
+]

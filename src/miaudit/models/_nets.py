@@ -10,7 +10,7 @@ drawn from each model's own generator.
 from __future__ import annotations
 
 import abc
-
+import itertools
 import math
 
 import torch
@@ -26,7 +26,9 @@ def uniform_init(shape: tuple[int, ...], fan_in: int, gen: torch.Generator) -> t
     return torch.empty(shape).uniform_(-bound, bound, generator=gen)
 
 
-def flat_views(shapes: list[torch.Size], dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def flat_views(
+    shapes: list[torch.Size], dtype: torch.dtype
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One zeroed buffer and contiguous views of it with ``shapes``, back to back."""
     flat = torch.zeros(sum(s.numel() for s in shapes), dtype=dtype)
     views, start = [], 0
@@ -36,9 +38,14 @@ def flat_views(shapes: list[torch.Size], dtype: torch.dtype) -> tuple[torch.Tens
     return flat, views
 
 
-def mlp_layer_params(sizes: list[int], gen: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def mlp_layer_params(
+    sizes: list[int], gen: torch.Generator
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One model's initial (weight (out, in), bias (out,)) per layer, in nn.Linear's layout."""
-    return [(uniform_init((o, i), i, gen), uniform_init((o,), i, gen)) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    return [
+        (uniform_init((o, i), i, gen), uniform_init((o,), i, gen))
+        for i, o in itertools.pairwise(sizes)
+    ]
 
 
 class StackedNet(abc.ABC):
@@ -71,7 +78,7 @@ class StackedNet(abc.ABC):
                 p.copy_(state[n])
         self.sync_low()
 
-    def sync_low(self) -> None:
+    def sync_low(self) -> None:  # noqa: B027 - an optional hook; most nets keep no copies
         """Refresh low-precision copies of the weights kept between steps (none by default)."""
 
     def _drop(self, h: torch.Tensor, masks: list[torch.Tensor] | None) -> torch.Tensor:
@@ -91,7 +98,9 @@ class StackedNet(abc.ABC):
 class StackedMLP(StackedNet):
     """``n_models`` MLPs in_dim → hidden… → n_classes with ReLU (and dropout after each hidden)."""
 
-    def __init__(self, recipe: MLPRecipe, in_dim: int, n_classes: int, gens: list[torch.Generator]) -> None:
+    def __init__(
+        self, recipe: MLPRecipe, in_dim: int, n_classes: int, gens: list[torch.Generator]
+    ) -> None:
         super().__init__(recipe.precision, recipe.dropout)
         self.sizes = [in_dim, *recipe.hidden, n_classes]
         per_model = [mlp_layer_params(self.sizes, g) for g in gens]
@@ -114,7 +123,9 @@ class StackedMLP(StackedNet):
         # Gradients in the compute dtype: bfloat16 mode hands bfloat16 gradients to the optimizer.
         self.flat_grads, self.grads = flat_views(shapes, self.dtype)
         # bfloat16 mode: the weights the matmuls use, refreshed by sync_low() or by the optimizer.
-        self.flat_low, self.low = flat_views(shapes, self.dtype) if self.dtype != torch.float32 else (None, None)
+        self.flat_low, self.low = (
+            flat_views(shapes, self.dtype) if self.dtype != torch.float32 else (None, None)
+        )
         self.sync_low()
         self._acts: dict[int, list[torch.Tensor]] = {}
         self._ones: dict[int, torch.Tensor] = {}
@@ -130,11 +141,20 @@ class StackedMLP(StackedNet):
 
     def _activations(self, n: int) -> list[torch.Tensor]:
         if n not in self._acts:
-            self._acts[n] = [torch.empty(self.n_models, n, o, dtype=self.dtype) for o in self.sizes[1:]]
+            self._acts[n] = [
+                torch.empty(self.n_models, n, o, dtype=self.dtype) for o in self.sizes[1:]
+            ]
         return self._acts[n]
 
     @torch.no_grad()
-    def grad_step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, masks: list[torch.Tensor] | None, label_smoothing: float) -> None:
+    def grad_step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        weight: torch.Tensor,
+        masks: list[torch.Tensor] | None,
+        label_smoothing: float,
+    ) -> None:
         """Gradient of Σ_k Σ_i weight[k, i] · CE(model k on x[k, i], y[k, i]) into ``self.grads``
         (compute dtype), using the low-precision weights as they are (see :meth:`sync_low`).
 
@@ -195,19 +215,28 @@ class StackedMLP(StackedNet):
 class StackedCNN(StackedNet):
     """Small CNNs on (C, H, W) images, stacked as one grouped convolution (groups = models)."""
 
-    def __init__(self, recipe: CNNRecipe, image_shape: tuple[int, int, int], n_classes: int, gens: list[torch.Generator]) -> None:
+    def __init__(
+        self,
+        recipe: CNNRecipe,
+        image_shape: tuple[int, int, int],
+        n_classes: int,
+        gens: list[torch.Generator],
+    ) -> None:
         super().__init__(recipe.precision, recipe.dropout)
         c, h, w = image_shape
         self.image_shape = image_shape
         convs = []
         chans = [c, *recipe.channels]
-        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+        for cin, cout in itertools.pairwise(chans):
             convs.append((cin, cout))
             h, w = h // 2, w // 2
         if h < 1 or w < 1:
             from miaudit.errors import InputError
 
-            raise InputError("model.channels", f"{len(recipe.channels)} pooled conv layers shrink a {image_shape[1]}×{image_shape[2]} image to nothing")
+            raise InputError(
+                "model.channels",
+                f"{len(recipe.channels)} pooled conv layers shrink a {image_shape[1]}×{image_shape[2]} image to nothing",
+            )
         flat = chans[-1] * h * w
         self.dense_sizes = [flat, recipe.hidden, n_classes]
         self.n_convs = len(convs)
@@ -220,8 +249,13 @@ class StackedCNN(StackedNet):
             for wt, b in mlp_layer_params(self.dense_sizes, g):
                 ps += [wt.t().contiguous(), b.unsqueeze(0)]
             per_model.append(ps)
-        self.params = [torch.stack([m[i] for m in per_model]).contiguous().requires_grad_() for i in range(len(per_model[0]))]
-        self.names = [f"conv{i}.{t}" for i in range(self.n_convs) for t in ("weight", "bias")] + [f"dense{i}.{t}" for i in range(2) for t in ("weight", "bias")]
+        self.params = [
+            torch.stack([m[i] for m in per_model]).contiguous().requires_grad_()
+            for i in range(len(per_model[0]))
+        ]
+        self.names = [f"conv{i}.{t}" for i in range(self.n_convs) for t in ("weight", "bias")] + [
+            f"dense{i}.{t}" for i in range(2) for t in ("weight", "bias")
+        ]
 
     def dropout_shapes(self, bs: int) -> list[tuple[int, int]]:
         return [(bs, self.dense_sizes[1])] if self.dropout > 0 else []
@@ -243,7 +277,9 @@ class StackedCNN(StackedNet):
         return torch.baddbmm(b2, h, w2).float()
 
 
-def shift_images(x: torch.Tensor, shape: tuple[int, int, int], dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+def shift_images(
+    x: torch.Tensor, shape: tuple[int, int, int], dy: torch.Tensor, dx: torch.Tensor
+) -> torch.Tensor:
     """Shift each image of x (..., C·H·W) by (dy, dx) ∈ {-1, 0, 1}² pixels, zero-filled."""
     c, h, w = shape
     lead = x.shape[:-1]
@@ -263,7 +299,9 @@ def flip_images(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     return x.reshape(*x.shape[:-1], c, h, w).flip(-1).reshape(x.shape)
 
 
-def query_views(x: torch.Tensor, shape: tuple[int, int, int], augment: list[str]) -> list[torch.Tensor]:
+def query_views(
+    x: torch.Tensor, shape: tuple[int, int, int], augment: list[str]
+) -> list[torch.Tensor]:
     """The inference queries of a recipe that trains with ``augment``: the image itself first,
     then its mirror (hflip), then one-pixel shifts (of the image, and of the mirror)."""
     bases = [x] + ([flip_images(x, shape)] if "hflip" in augment else [])

@@ -34,7 +34,10 @@ def fits_anything(data: Dataset) -> bool:
 
 
 def fit_preprocessing(
-    recipe: MLPRecipe | CNNRecipe | SklearnRecipe, data: Dataset, train_sets: list[np.ndarray], population: np.ndarray
+    recipe: MLPRecipe | CNNRecipe | SklearnRecipe,
+    data: Dataset,
+    train_sets: list[np.ndarray],
+    population: np.ndarray,
 ) -> tuple[list[Affine], list[dict[str, Any]]]:
     """Each model's preprocessing as the recipe says, and what it saw (for the manifest).
 
@@ -48,15 +51,25 @@ def fit_preprocessing(
     if fit == "population":
         rows = np.flatnonzero(population)
         if columns and rows.size == 0:
-            raise InputError("model.preprocessing", "is fitted on the population (records outside the plan's pool), and the population is empty: lower plan.pool_fraction below 1, or give a pool that leaves records out")
+            raise InputError(
+                "model.preprocessing",
+                "is fitted on the population (records outside the plan's pool), and the population is empty: lower plan.pool_fraction below 1, or give a pool that leaves records out",
+            )
         shared = fit_affine(data, rows)
         return [shared] * len(train_sets), [_seen(fit, rows, columns)] * len(train_sets)
-    return [fit_affine(data, t) for t in train_sets], [_seen(fit, np.asarray(t), columns) for t in train_sets]
+    return [fit_affine(data, t) for t in train_sets], [
+        _seen(fit, np.asarray(t), columns) for t in train_sets
+    ]
 
 
 def _seen(fit: PreprocessingFit, rows: np.ndarray, columns: int) -> dict[str, Any]:
     digest = hashlib.sha256(np.sort(rows).astype(np.int64).tobytes()).hexdigest()
-    return {"fit": fit, "records": int(rows.size), "records_sha256": digest, "fitted_columns": columns}
+    return {
+        "fit": fit,
+        "records": int(rows.size),
+        "records_sha256": digest,
+        "fitted_columns": columns,
+    }
 
 
 def population_digest(population: np.ndarray) -> str:

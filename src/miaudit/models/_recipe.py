@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from miaudit.errors import InputError
 
@@ -61,7 +71,9 @@ class DPConfig(BaseModel):
         # Both accountants (Opacus's RDP and PRV) assume Poisson-sampled batches: shuffled
         # fixed-size batches can be much less private than the ε they would record.
         if not v:
-            raise ValueError('false is not covered by the accountant ("rdp" and "prv" both assume Poisson sampling); remove the field or set it to true')
+            raise ValueError(
+                'false is not covered by the accountant ("rdp" and "prv" both assume Poisson sampling); remove the field or set it to true'
+            )
         return v
 
     @model_validator(mode="after")
@@ -69,7 +81,7 @@ class DPConfig(BaseModel):
         if (self.epsilon is None) == (self.noise_multiplier is None):
             raise ValueError("give exactly one of 'epsilon' (target budget) or 'noise_multiplier'")
         if self.fault == "no_clipping" and self.ghost_clipping:
-            raise ValueError("fault = \"no_clipping\" is implemented for ghost_clipping = false only")
+            raise ValueError('fault = "no_clipping" is implemented for ghost_clipping = false only')
         return self
 
 
@@ -100,15 +112,19 @@ class _TorchRecipe(BaseModel):
         if self.momentum and self.optimizer != "sgd":
             raise ValueError("'momentum' applies to optimizer = \"sgd\" only")
         if self.dp is not None and (self.early_stopping is not None or self.precision != "float32"):
-            raise ValueError("'dp' trains in float32 without early stopping (validation-chosen weights are not covered by the accountant)")
+            raise ValueError(
+                "'dp' trains in float32 without early stopping (validation-chosen weights are not covered by the accountant)"
+            )
         return self
 
     @field_validator("preprocessing")
     @classmethod
-    def _dp_preprocessing(cls, v: PreprocessingFit | None, info: ValidationInfo) -> PreprocessingFit | None:
+    def _dp_preprocessing(
+        cls, v: PreprocessingFit | None, info: ValidationInfo
+    ) -> PreprocessingFit | None:
         if v == "training" and info.data.get("dp") is not None:
             raise ValueError(
-                'a DP recipe cannot fit it on each model\'s training records: that happens outside the privacy accounting (a category only a member has '
+                "a DP recipe cannot fit it on each model's training records: that happens outside the privacy accounting (a category only a member has "
                 'becomes a column only members see); remove the field or set it to "population"'
             )
         return v
@@ -122,7 +138,7 @@ class _TorchRecipe(BaseModel):
         return self.preprocessing or "training"
 
     @model_serializer(mode="wrap")
-    def _omit_no_dp(self, handler):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    def _omit_no_dp(self, handler):  # type: ignore[no-untyped-def]
         # A recipe without DP serialises as before 'dp' existed: cache keys of such recipes stay.
         # A DP recipe always names its preprocessing, so DP units trained before the field
         # existed (fitted on their training records) are never reused.
@@ -183,7 +199,9 @@ class SklearnRecipe(BaseModel):
     @classmethod
     def _dotted(cls, v: str) -> str:
         if "." not in v or not all(part.isidentifier() for part in v.split(".")):
-            raise ValueError(f"{v!r} is not a dotted name such as 'sklearn.ensemble.RandomForestClassifier'")
+            raise ValueError(
+                f"{v!r} is not a dotted name such as 'sklearn.ensemble.RandomForestClassifier'"
+            )
         return v
 
 
@@ -192,7 +210,9 @@ TorchRecipe = MLPRecipe | CNNRecipe
 _ADAPTER: TypeAdapter[MLPRecipe | CNNRecipe | SklearnRecipe] = TypeAdapter(Recipe)
 
 
-def parse_recipe(raw: dict[str, Any], *, field: str = "model") -> MLPRecipe | CNNRecipe | SklearnRecipe:
+def parse_recipe(
+    raw: dict[str, Any], *, field: str = "model"
+) -> MLPRecipe | CNNRecipe | SklearnRecipe:
     """Validate a recipe from a config table; the error names the offending field."""
     try:
         return _ADAPTER.validate_python(raw)
@@ -219,10 +239,22 @@ def validation_error(exc: ValidationError, prefix: str) -> InputError:
     return InputError(name, msg)
 
 
-def check_recipe_for_data(recipe: MLPRecipe | CNNRecipe | SklearnRecipe, *, image_shape: tuple[int, int, int] | None, mirror_invariant: bool, dataset: str) -> None:
+def check_recipe_for_data(
+    recipe: MLPRecipe | CNNRecipe | SklearnRecipe,
+    *,
+    image_shape: tuple[int, int, int] | None,
+    mirror_invariant: bool,
+    dataset: str,
+) -> None:
     """Refuse recipes the data cannot take (InputError naming the recipe field)."""
     if isinstance(recipe, CNNRecipe):
         if image_shape is None:
-            raise InputError("model.kind", f"'torch-cnn' needs image data; {dataset!r} is tabular (use 'torch-mlp')")
+            raise InputError(
+                "model.kind",
+                f"'torch-cnn' needs image data; {dataset!r} is tabular (use 'torch-mlp')",
+            )
         if "hflip" in recipe.augment and not mirror_invariant:
-            raise InputError("model.augment", f"'hflip' changes the class of {dataset!r} records (a mirrored digit is another digit)")
+            raise InputError(
+                "model.augment",
+                f"'hflip' changes the class of {dataset!r} records (a mirrored digit is another digit)",
+            )

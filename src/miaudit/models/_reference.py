@@ -18,7 +18,9 @@ from miaudit.models._streams import ModelStreams
 from miaudit.models._torch_train import split_validation
 
 
-def plain_mlp(recipe: MLPRecipe, in_dim: int, n_classes: int, gen: torch.Generator) -> nn.Sequential:
+def plain_mlp(
+    recipe: MLPRecipe, in_dim: int, n_classes: int, gen: torch.Generator
+) -> nn.Sequential:
     sizes = [in_dim, *recipe.hidden, n_classes]
     layers: list[nn.Module] = []
     for i, (w, b) in enumerate(mlp_layer_params(sizes, gen)):
@@ -32,10 +34,19 @@ def plain_mlp(recipe: MLPRecipe, in_dim: int, n_classes: int, gen: torch.Generat
     return nn.Sequential(*layers)
 
 
-def train_plain_mlp(recipe: MLPRecipe, data: Dataset, train_idx: np.ndarray, affine: Affine, streams: ModelStreams) -> np.ndarray:
+def train_plain_mlp(
+    recipe: MLPRecipe, data: Dataset, train_idx: np.ndarray, affine: Affine, streams: ModelStreams
+) -> np.ndarray:
     """Train one MLP (no dropout, no early stopping) and return its logits on every record."""
-    if recipe.dropout or recipe.early_stopping or recipe.precision != "float32" or recipe.optimizer != "adam":
-        raise ValueError("the plain reference loop covers float32 Adam without dropout or early stopping")
+    if (
+        recipe.dropout
+        or recipe.early_stopping
+        or recipe.precision != "float32"
+        or recipe.optimizer != "adam"
+    ):
+        raise ValueError(
+            "the plain reference loop covers float32 Adam without dropout or early stopping"
+        )
     gen = streams.torch_generator()
     model = plain_mlp(recipe, data.n_features, data.n_classes, gen)
     fit, _ = split_validation(recipe, np.asarray(train_idx), streams.numpy)

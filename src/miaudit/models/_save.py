@@ -14,12 +14,19 @@ from miaudit._io import atomic_path
 from miaudit.errors import InputError
 
 
-def save_torch_state(path: Path, state: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+def save_torch_state(
+    path: Path, state: dict[str, Any], metadata: dict[str, str] | None = None
+) -> None:
     """Write tensors (torch or numpy) to ``path`` in safetensors format (restricted 0600)."""
     import torch
     from safetensors.torch import save_file
 
-    tensors = {k: (v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))).contiguous() for k, v in state.items()}
+    tensors = {
+        k: (
+            v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
+        ).contiguous()
+        for k, v in state.items()
+    }
     with atomic_path(path, restricted=True) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 

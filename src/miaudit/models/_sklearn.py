@@ -68,11 +68,16 @@ def estimator_class(recipe: SklearnRecipe, *, trust_code: bool = False) -> type:
     if not isinstance(cls, type) or not issubclass(cls, BaseEstimator):
         raise InputError("model.estimator", f"{recipe.estimator!r} is not a scikit-learn estimator")
     if not hasattr(cls, "predict_proba"):
-        raise InputError("model.estimator", f"{recipe.estimator!r} has no predict_proba; the signals need class probabilities")
+        raise InputError(
+            "model.estimator",
+            f"{recipe.estimator!r} has no predict_proba; the signals need class probabilities",
+        )
     return cls
 
 
-def make_estimator(recipe: SklearnRecipe, seed: int | None = None, *, trust_code: bool = False) -> Any:
+def make_estimator(
+    recipe: SklearnRecipe, seed: int | None = None, *, trust_code: bool = False
+) -> Any:
     """A fresh estimator (clone of the template) with ``random_state`` set from ``seed``."""
     from sklearn.base import clone, is_classifier
 
@@ -89,7 +94,15 @@ def make_estimator(recipe: SklearnRecipe, seed: int | None = None, *, trust_code
     return est
 
 
-def train_sklearn(recipe: SklearnRecipe, data: Dataset, train_idx: np.ndarray, affine: Affine, seed: int, *, trust_code: bool = False) -> tuple[Any, np.ndarray]:
+def train_sklearn(
+    recipe: SklearnRecipe,
+    data: Dataset,
+    train_idx: np.ndarray,
+    affine: Affine,
+    seed: int,
+    *,
+    trust_code: bool = False,
+) -> tuple[Any, np.ndarray]:
     """Fit one model on ``train_idx``; return it and its logits, log-probabilities (n, C)
     float32 (a class missing from the training half gets the floor)."""
     est = make_estimator(recipe, seed, trust_code=trust_code)

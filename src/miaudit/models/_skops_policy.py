@@ -45,27 +45,101 @@ TESTED_SKOPS = ">=0.16,<0.17"
 #: object), ``PartialNode`` (functools.partial), ``MethodNode`` (a bound method, by attribute
 #: name), ``OperatorFuncNode`` (operator.attrgetter/methodcaller…), ``DefaultDictNode`` (its
 #: factory is a callable), and any loader a later skops adds until it is reviewed here.
-DATA_LOADERS = frozenset({
-    "DictNode", "ListNode", "TupleNode", "SetNode", "JsonNode", "SliceNode", "BytesNode", "BytearrayNode",
-    "NdArrayNode", "MaskedArrayNode", "DTypeNode", "TypeNode", "SparseMatrixNode",
-    "RandomStateNode", "RandomGeneratorNode",
-    "ObjectNode", "ConstructorFromReduceNode", "TreeNode", "LossNode", "CachedNode",
-})
+DATA_LOADERS = frozenset(
+    {
+        "DictNode",
+        "ListNode",
+        "TupleNode",
+        "SetNode",
+        "JsonNode",
+        "SliceNode",
+        "BytesNode",
+        "BytearrayNode",
+        "NdArrayNode",
+        "MaskedArrayNode",
+        "DTypeNode",
+        "TypeNode",
+        "SparseMatrixNode",
+        "RandomStateNode",
+        "RandomGeneratorNode",
+        "ObjectNode",
+        "ConstructorFromReduceNode",
+        "TreeNode",
+        "LossNode",
+        "CachedNode",
+    }
+)
 
-_BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "str", "int", "float", "bool", "complex", "slice", "bytes", "bytearray", "NoneType")
+_BUILTINS = (
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "str",
+    "int",
+    "float",
+    "bool",
+    "complex",
+    "slice",
+    "bytes",
+    "bytearray",
+    "NoneType",
+)
 
 _NUMPY = (
-    "numpy.ndarray", "numpy.dtype", "numpy.ma.core.MaskedArray",
-    "numpy.random.mtrand.RandomState", "numpy.random._generator.Generator",
-    *(f"numpy.{t}" for t in (
-        "bool", "bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-        "float16", "float32", "float64", "longdouble", "complex64", "complex128", "str_", "bytes_", "object_",
-    )),
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.ma.core.MaskedArray",
+    "numpy.random.mtrand.RandomState",
+    "numpy.random._generator.Generator",
+    *(
+        f"numpy.{t}"
+        for t in (
+            "bool",
+            "bool_",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+            "float16",
+            "float32",
+            "float64",
+            "longdouble",
+            "complex64",
+            "complex128",
+            "str_",
+            "bytes_",
+            "object_",
+        )
+    ),
     # The dtype classes numpy 2 names in dtype nodes.
-    *(f"numpy.dtypes.{t}DType" for t in (
-        "Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
-        "Float16", "Float32", "Float64", "Complex64", "Complex128", "Str", "Bytes", "Object",
-    )),
+    *(
+        f"numpy.dtypes.{t}DType"
+        for t in (
+            "Bool",
+            "Int8",
+            "Int16",
+            "Int32",
+            "Int64",
+            "UInt8",
+            "UInt16",
+            "UInt32",
+            "UInt64",
+            "Float16",
+            "Float32",
+            "Float64",
+            "Complex64",
+            "Complex128",
+            "Str",
+            "Bytes",
+            "Object",
+        )
+    ),
 )
 
 #: Bit generators a ``numpy.random.Generator`` may be rebuilt with (named inside its state).
@@ -92,33 +166,97 @@ _SKLEARN_INTERNALS = (
     "sklearn.tree._classes.ExtraTreeRegressor",
     "sklearn.dummy.DummyRegressor",
     "sklearn.isotonic.IsotonicRegression",
-    *(f"sklearn._loss.link.{c}" for c in ("Interval", "IdentityLink", "LogLink", "LogitLink", "HalfLogitLink", "MultinomialLogit")),
-    *(f"sklearn._loss.loss.{c}" for c in (
-        "HalfSquaredError", "AbsoluteError", "PinballLoss", "HuberLoss", "HalfPoissonLoss", "HalfGammaLoss",
-        "HalfTweedieLoss", "HalfTweedieLossIdentity", "HalfBinomialLoss", "HalfMultinomialLoss", "ExponentialLoss",
-    )),
-    *(f"sklearn._loss._loss.Cy{c}" for c in (
-        "HalfSquaredError", "AbsoluteError", "PinballLoss", "HuberLoss", "HalfPoissonLoss", "HalfGammaLoss",
-        "HalfTweedieLoss", "HalfTweedieLossIdentity", "HalfBinomialLoss", "HalfMultinomialLoss", "ExponentialLoss",
-    )),
-    *(f"sklearn.linear_model._sgd_fast.{c}" for c in (
-        "Hinge", "SquaredHinge", "ModifiedHuber", "Log", "SquaredLoss", "Huber", "EpsilonInsensitive", "SquaredEpsilonInsensitive",
-    )),
-    *(f"sklearn.gaussian_process.kernels.{c}" for c in (
-        "ConstantKernel", "WhiteKernel", "RBF", "Matern", "RationalQuadratic", "ExpSineSquared", "DotProduct",
-        "Sum", "Product", "Exponentiation", "Hyperparameter", "PairwiseKernel", "CompoundKernel",
-    )),
+    *(
+        f"sklearn._loss.link.{c}"
+        for c in (
+            "Interval",
+            "IdentityLink",
+            "LogLink",
+            "LogitLink",
+            "HalfLogitLink",
+            "MultinomialLogit",
+        )
+    ),
+    *(
+        f"sklearn._loss.loss.{c}"
+        for c in (
+            "HalfSquaredError",
+            "AbsoluteError",
+            "PinballLoss",
+            "HuberLoss",
+            "HalfPoissonLoss",
+            "HalfGammaLoss",
+            "HalfTweedieLoss",
+            "HalfTweedieLossIdentity",
+            "HalfBinomialLoss",
+            "HalfMultinomialLoss",
+            "ExponentialLoss",
+        )
+    ),
+    *(
+        f"sklearn._loss._loss.Cy{c}"
+        for c in (
+            "HalfSquaredError",
+            "AbsoluteError",
+            "PinballLoss",
+            "HuberLoss",
+            "HalfPoissonLoss",
+            "HalfGammaLoss",
+            "HalfTweedieLoss",
+            "HalfTweedieLossIdentity",
+            "HalfBinomialLoss",
+            "HalfMultinomialLoss",
+            "ExponentialLoss",
+        )
+    ),
+    *(
+        f"sklearn.linear_model._sgd_fast.{c}"
+        for c in (
+            "Hinge",
+            "SquaredHinge",
+            "ModifiedHuber",
+            "Log",
+            "SquaredLoss",
+            "Huber",
+            "EpsilonInsensitive",
+            "SquaredEpsilonInsensitive",
+        )
+    ),
+    *(
+        f"sklearn.gaussian_process.kernels.{c}"
+        for c in (
+            "ConstantKernel",
+            "WhiteKernel",
+            "RBF",
+            "Matern",
+            "RationalQuadratic",
+            "ExpSineSquared",
+            "DotProduct",
+            "Sum",
+            "Product",
+            "Exponentiation",
+            "Hyperparameter",
+            "PairwiseKernel",
+            "CompoundKernel",
+        )
+    ),
 )
 
 #: Estimators whose fitted state holds compiled structures this module does not check (neighbour
 #: search trees and libsvm's support-vector tables are indexed without bounds checks): refused,
 #: though scikit-learn classes.
-_REFUSED_ESTIMATORS = frozenset({
-    "sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree",
-    # libsvm indexes its support-vector tables by counts stored in the file (_n_support…).
-    "sklearn.svm._classes.SVC", "sklearn.svm._classes.NuSVC", "sklearn.svm._classes.OneClassSVM",
-    "sklearn.svm._classes.SVR", "sklearn.svm._classes.NuSVR",
-})
+_REFUSED_ESTIMATORS = frozenset(
+    {
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        # libsvm indexes its support-vector tables by counts stored in the file (_n_support…).
+        "sklearn.svm._classes.SVC",
+        "sklearn.svm._classes.NuSVC",
+        "sklearn.svm._classes.OneClassSVM",
+        "sklearn.svm._classes.SVR",
+        "sklearn.svm._classes.NuSVR",
+    }
+)
 
 
 @functools.cache
@@ -153,7 +291,10 @@ def read_schema(data: bytes, name: str) -> dict[str, Any]:
             _check_sizes(zf, name)
             info = zf.getinfo("schema.json")
             if info.file_size > MAX_SCHEMA_BYTES:
-                raise InputError("model", f"{name}: schema.json of {info.file_size} bytes is larger than any model miaudit loads")
+                raise InputError(
+                    "model",
+                    f"{name}: schema.json of {info.file_size} bytes is larger than any model miaudit loads",
+                )
             schema = json.loads(zf.read(info))
     except InputError:
         raise
@@ -168,10 +309,18 @@ def _check_sizes(zf: zipfile.ZipFile, name: str) -> None:
     total = 0
     for member in zf.infolist():
         total += member.file_size
-        if member.file_size > RATIO_FLOOR_BYTES and member.file_size > MAX_RATIO * max(member.compress_size, 1):
-            raise InputError("model", f"{name}: {member.filename} inflates {member.file_size // max(member.compress_size, 1)}-fold (a zip bomb, not model arrays)")
+        if member.file_size > RATIO_FLOOR_BYTES and member.file_size > MAX_RATIO * max(
+            member.compress_size, 1
+        ):
+            raise InputError(
+                "model",
+                f"{name}: {member.filename} inflates {member.file_size // max(member.compress_size, 1)}-fold (a zip bomb, not model arrays)",
+            )
     if total > MAX_TOTAL_BYTES:
-        raise InputError("model", f"{name} inflates to {total / 2**30:.1f} GiB, more than any model miaudit loads ({MAX_TOTAL_BYTES // 2**30} GiB)")
+        raise InputError(
+            "model",
+            f"{name} inflates to {total / 2**30:.1f} GiB, more than any model miaudit loads ({MAX_TOTAL_BYTES // 2**30} GiB)",
+        )
 
 
 def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
@@ -227,11 +376,17 @@ def load_checked(data: bytes, name: str) -> Any:
     used, bad = untrusted_types(schema)
     if bad:
         listed = ", ".join(sorted(bad)[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise InputError("model", f"{name} holds types miaudit does not load (files are data, never code): {listed}")
+        raise InputError(
+            "model",
+            f"{name} holds types miaudit does not load (files are data, never code): {listed}",
+        )
     try:
         obj = sio.loads(data, trusted=sorted(used))
-    except Exception as exc:  # a malformed file fails inside skops in many ways; none is a model
-        raise InputError("model", f"{name} cannot be loaded as a scikit-learn model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed file fails inside skops in many ways; none is a model
+        raise InputError(
+            "model",
+            f"{name} cannot be loaded as a scikit-learn model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+        ) from None
     check_index_arrays(obj, name)
     return obj
 
@@ -255,7 +410,10 @@ def _width(obj: Any, name: str) -> int | None:
         return None
     nf = obj.__dict__["n_features_in_"]
     if type(nf) not in (int, np.int64, np.int32) or int(nf) < 0:
-        raise InputError("model", f"{name}: {type(obj).__name__}.n_features_in_ is {nf!r}, not a count of features (a crafted or corrupted file)")
+        raise InputError(
+            "model",
+            f"{name}: {type(obj).__name__}.n_features_in_ is {nf!r}, not a count of features (a crafted or corrupted file)",
+        )
     return int(nf)
 
 
@@ -278,7 +436,10 @@ def _check_estimator(obj: Any, name: str) -> int | None:
     width = _width(obj, name)
     tree = obj.__dict__.get("tree_")
     if tree is not None and (width is None or int(tree.n_features) != width):
-        raise InputError("model", f"{name}: a decision tree's width ({getattr(tree, 'n_features', '?')}) is not its estimator's n_features_in_ ({width})")
+        raise InputError(
+            "model",
+            f"{name}: a decision tree's width ({getattr(tree, 'n_features', '?')}) is not its estimator's n_features_in_ ({width})",
+        )
     subs = _sub_estimators(obj)
     if width is None or not subs:
         return width
@@ -289,11 +450,18 @@ def _check_estimator(obj: Any, name: str) -> int | None:
         sub_width = _width(sub, name)
         if features is not None:
             cols = np.asarray(features[i]) if i < len(features) else np.empty(0)
-            ok = cols.dtype.kind in "iu" and cols.size == sub_width and bool(np.all((cols >= 0) & (cols < width)))
+            ok = (
+                cols.dtype.kind in "iu"
+                and cols.size == sub_width
+                and bool(np.all((cols >= 0) & (cols < width)))
+            )
         else:
             ok = sub_width is None or sub_width == width
         if not ok:
-            raise InputError("model", f"{name}: member {i} of {type(obj).__name__} expects another input width than the ensemble checks (a crafted or corrupted file)")
+            raise InputError(
+                "model",
+                f"{name}: member {i} of {type(obj).__name__} expects another input width than the ensemble checks (a crafted or corrupted file)",
+            )
     return width
 
 
@@ -322,9 +490,18 @@ def check_index_arrays(root: Any, name: str) -> None:
             try:
                 obj.check_format(full_check=True)
             except (ValueError, TypeError, AttributeError) as exc:
-                raise InputError("model", f"{name}: a sparse matrix's indices are invalid ({exc})") from None
-        elif type(obj).__name__ == "_BinMapper" and getattr(obj, "is_categorical_", None) is not None and bool(np.any(obj.is_categorical_)):
-            raise InputError("model", f"{name}: gradient boosting with categorical features is not loaded (its category tables are not checked here)")
+                raise InputError(
+                    "model", f"{name}: a sparse matrix's indices are invalid ({exc})"
+                ) from None
+        elif (
+            type(obj).__name__ == "_BinMapper"
+            and getattr(obj, "is_categorical_", None) is not None
+            and bool(np.any(obj.is_categorical_))
+        ):
+            raise InputError(
+                "model",
+                f"{name}: gradient boosting with categorical features is not loaded (its category tables are not checked here)",
+            )
         stack.extend((child, n_features) for child in _children(obj))
 
 
@@ -335,16 +512,22 @@ def _check_tree(tree: Any, name: str, n_features: int | None) -> None:
     leaf = left == -1
     internal = ~leaf
     ok = (
-        n >= 1 and left.shape == right.shape == feature.shape == (n,)
+        n >= 1
+        and left.shape == right.shape == feature.shape == (n,)
         and np.array_equal(leaf, right == -1)
         # Children come after their parent in scikit-learn's depth-first layout: no cycles.
-        and bool(np.all(left[internal] > np.flatnonzero(internal))) and bool(np.all(right[internal] > np.flatnonzero(internal)))
-        and bool(np.all(left[internal] < n)) and bool(np.all(right[internal] < n))
+        and bool(np.all(left[internal] > np.flatnonzero(internal)))
+        and bool(np.all(right[internal] > np.flatnonzero(internal)))
+        and bool(np.all(left[internal] < n))
+        and bool(np.all(right[internal] < n))
         and bool(np.all((feature[internal] >= 0) & (feature[internal] < width)))
         and tree.value.shape[0] == n
     )
     if not ok:
-        raise InputError("model", f"{name}: a decision tree's node table points outside itself (a crafted or corrupted file)")
+        raise InputError(
+            "model",
+            f"{name}: a decision tree's node table points outside itself (a crafted or corrupted file)",
+        )
 
 
 def _check_predictor(pred: Any, name: str, n_features: int | None) -> None:
@@ -352,11 +535,26 @@ def _check_predictor(pred: Any, name: str, n_features: int | None) -> None:
     n = nodes.shape[0]
     internal = nodes["is_leaf"] == 0
     idx = np.flatnonzero(internal)
-    left, right = nodes["left"][internal].astype(np.int64), nodes["right"][internal].astype(np.int64)
+    left, right = (
+        nodes["left"][internal].astype(np.int64),
+        nodes["right"][internal].astype(np.int64),
+    )
     ok = n >= 1 and bool(np.all((left > idx) & (left < n) & (right > idx) & (right < n)))
     feature = nodes["feature_idx"][internal].astype(np.int64)
-    ok = ok and bool(np.all(feature >= 0)) and (n_features is None or bool(np.all(feature < n_features)))
-    if "is_categorical" in nodes.dtype.names and bool(np.any(nodes["is_categorical"][internal] != 0)):
-        raise InputError("model", f"{name}: gradient boosting with categorical splits is not loaded (its category tables are not checked here)")
+    ok = (
+        ok
+        and bool(np.all(feature >= 0))
+        and (n_features is None or bool(np.all(feature < n_features)))
+    )
+    if "is_categorical" in nodes.dtype.names and bool(
+        np.any(nodes["is_categorical"][internal] != 0)
+    ):
+        raise InputError(
+            "model",
+            f"{name}: gradient boosting with categorical splits is not loaded (its category tables are not checked here)",
+        )
     if not ok:
-        raise InputError("model", f"{name}: a gradient-boosting tree's node table points outside itself (a crafted or corrupted file)")
+        raise InputError(
+            "model",
+            f"{name}: a gradient-boosting tree's node table points outside itself (a crafted or corrupted file)",
+        )

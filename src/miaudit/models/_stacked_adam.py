@@ -56,7 +56,10 @@ class StackedAdam:
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.n_models = int(params[0].shape[0])
         if flat is not None:
-            self._m_flat, self._v_flat = torch.zeros_like(flat.params), torch.zeros_like(flat.params)
+            self._m_flat, self._v_flat = (
+                torch.zeros_like(flat.params),
+                torch.zeros_like(flat.params),
+            )
             self.exp_avg = [self._like(self._m_flat, p) for p in params]
             self.exp_avg_sq = [self._like(self._v_flat, p) for p in params]
         else:
@@ -87,7 +90,9 @@ class StackedAdam:
         )
 
     def _views(self, ks: list[int], grads: list[torch.Tensor]) -> tuple[list[torch.Tensor], ...]:
-        if len(ks) < self.n_models or self.flat is None:  # without flat buffers, gradients are new each step
+        if (
+            len(ks) < self.n_models or self.flat is None
+        ):  # without flat buffers, gradients are new each step
             return self._lists(ks, grads)
         # Built once for the usual step: the cached gradient views keep their storage alive,
         # so equal addresses mean equal buffers.
@@ -96,11 +101,28 @@ class StackedAdam:
             self._cached = (key, self._lists(ks, grads))
         return self._cached[1]
 
-    def _adam(self, params: list[torch.Tensor], grads: list[torch.Tensor], m: list[torch.Tensor], v: list[torch.Tensor], steps: list[torch.Tensor]) -> None:
+    def _adam(
+        self,
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        m: list[torch.Tensor],
+        v: list[torch.Tensor],
+        steps: list[torch.Tensor],
+    ) -> None:
         torch._fused_adam_(
-            params, grads, m, v, [], steps,
-            lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=self.weight_decay,
-            eps=self.eps, amsgrad=False, maximize=False,
+            params,
+            grads,
+            m,
+            v,
+            [],
+            steps,
+            lr=self.lr,
+            beta1=self.betas[0],
+            beta2=self.betas[1],
+            weight_decay=self.weight_decay,
+            eps=self.eps,
+            amsgrad=False,
+            maximize=False,
         )
 
     @torch.no_grad()
@@ -114,7 +136,12 @@ class StackedAdam:
         for k in ks:
             self.counts[k] += 1
         flat = self.flat
-        if flat is not None and len(ks) == self.n_models and len(set(self.counts)) == 1 and all(self._is_view(g, flat.grads) for g in grads):
+        if (
+            flat is not None
+            and len(ks) == self.n_models
+            and len(set(self.counts)) == 1
+            and all(self._is_view(g, flat.grads) for g in grads)
+        ):
             g = flat.grads
             if g.dtype != torch.float32:
                 if self._wide is None:

@@ -41,7 +41,7 @@ class ModelStreams:
         sk_seed = int(sk_ss.generate_state(1, np.uint32)[0] >> np.uint32(1))
         return cls(np.random.default_rng(np_ss), torch_seed, sk_seed)
 
-    def torch_generator(self):  # noqa: ANN201 - torch is an optional dependency
+    def torch_generator(self):
         import torch
 
         g = torch.Generator()

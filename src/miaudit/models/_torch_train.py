@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from miaudit.datasets import Affine, Dataset
-from miaudit.models._nets import StackedCNN, StackedMLP, StackedNet, flip_images, query_views, shift_images
+from miaudit.models._nets import (
+    StackedCNN,
+    StackedMLP,
+    StackedNet,
+    flip_images,
+    query_views,
+    shift_images,
+)
 from miaudit.models._recipe import CNNRecipe, MLPRecipe
 from miaudit.models._stacked_adam import FlatBuffers, StackedAdam
 from miaudit.models._streams import ModelStreams
@@ -36,14 +43,18 @@ class TorchUnitResult:
     kept_epoch: list[int]
 
 
-def build_net(recipe: MLPRecipe | CNNRecipe, data: Dataset, gens: list[torch.Generator]) -> StackedNet:
+def build_net(
+    recipe: MLPRecipe | CNNRecipe, data: Dataset, gens: list[torch.Generator]
+) -> StackedNet:
     if isinstance(recipe, CNNRecipe):
         assert data.image_shape is not None
         return StackedCNN(recipe, data.image_shape, data.n_classes, gens)
     return StackedMLP(recipe, data.n_features, data.n_classes, gens)
 
 
-def split_validation(recipe: MLPRecipe | CNNRecipe, train_idx: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def split_validation(
+    recipe: MLPRecipe | CNNRecipe, train_idx: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(records to fit on, validation records), both from the model's own training half."""
     if recipe.early_stopping is None:
         return train_idx, train_idx[:0]
@@ -57,7 +68,9 @@ class _ViewsOptimizer:
     its own state, and a model with no batch this step is skipped, exactly as if it trained
     alone."""
 
-    def __init__(self, opt: torch.optim.Optimizer, views: list[list[torch.Tensor]], net: StackedNet) -> None:
+    def __init__(
+        self, opt: torch.optim.Optimizer, views: list[list[torch.Tensor]], net: StackedNet
+    ) -> None:
         self.opt, self.views, self.net = opt, views, net
 
     def step(self, grads: list[torch.Tensor], active: list[bool]) -> None:
@@ -75,14 +88,27 @@ def make_optimizer(recipe: MLPRecipe | CNNRecipe, net: StackedNet) -> StackedAda
     if recipe.optimizer == "adam":
         if isinstance(net, StackedMLP):
             flat = FlatBuffers(net.flat_params, net.flat_grads, net.flat_low)
-            return StackedAdam(net.params, lr=recipe.lr, weight_decay=recipe.weight_decay, mirrors=net.low, flat=flat)
+            return StackedAdam(
+                net.params,
+                lr=recipe.lr,
+                weight_decay=recipe.weight_decay,
+                mirrors=net.low,
+                flat=flat,
+            )
         return StackedAdam(net.params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     views = [[p.detach()[k] for p in net.params] for k in range(net.n_models)]
-    sgd = torch.optim.SGD([v for vs in views for v in vs], lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    sgd = torch.optim.SGD(
+        [v for vs in views for v in vs],
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+    )
     return _ViewsOptimizer(sgd, views, net)
 
 
-def augment_batch(x: torch.Tensor, shape: tuple[int, int, int], augment: list[str], gen: torch.Generator) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, shape: tuple[int, int, int], augment: list[str], gen: torch.Generator
+) -> torch.Tensor:
     """Random training augmentation of one model's batch x (records, C·H·W)."""
     n = x.shape[0]
     if "hflip" in augment:
@@ -97,7 +123,9 @@ def augment_batch(x: torch.Tensor, shape: tuple[int, int, int], augment: list[st
 class _Batcher:
     """Gathers each model's minibatch into one (models, rows, features) tensor."""
 
-    def __init__(self, data: Dataset, affines: list[Affine], dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, data: Dataset, affines: list[Affine], dtype: torch.dtype = torch.float32
+    ) -> None:
         self.x = torch.from_numpy(np.ascontiguousarray(data.features))
         scale = np.stack([a.scale for a in affines])
         shift = np.stack([a.shift for a in affines])
@@ -118,7 +146,9 @@ class _Batcher:
         if reuse:
             buf = self._buffers.get(idx.shape)
             if buf is None:
-                buf = self._buffers[idx.shape] = torch.empty(flat.numel(), self.x.shape[1], dtype=self.x.dtype)
+                buf = self._buffers[idx.shape] = torch.empty(
+                    flat.numel(), self.x.shape[1], dtype=self.x.dtype
+                )
             xb = torch.index_select(self.x, 0, flat, out=buf).view(*idx.shape, -1)
         else:
             xb = self.x.index_select(0, flat).view(*idx.shape, -1)
@@ -126,7 +156,11 @@ class _Batcher:
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         xb = self.x[start:stop].unsqueeze(0)
-        return xb.expand(self.scale.shape[0], -1, -1) if self.identity else torch.addcmul(self.shift, xb, self.scale)
+        return (
+            xb.expand(self.scale.shape[0], -1, -1)
+            if self.identity
+            else torch.addcmul(self.shift, xb, self.scale)
+        )
 
 
 @contextmanager
@@ -162,7 +196,10 @@ def train_stacked(
     m = len(train_sets)
     gens = [s.torch_generator() for s in streams]
     net = build_net(recipe, data, gens)
-    splits = [split_validation(recipe, np.asarray(t), s.numpy) for t, s in zip(train_sets, streams, strict=True)]
+    splits = [
+        split_validation(recipe, np.asarray(t), s.numpy)
+        for t, s in zip(train_sets, streams, strict=True)
+    ]
     fit_sets = [f for f, _ in splits]
     batcher = _Batcher(data, affines, net.dtype)
     y = torch.from_numpy(data.label)
@@ -227,7 +264,9 @@ def _train_step(
         for rows, cols in shapes:
             mk = torch.zeros(m, rows, cols)
             for k in active:
-                mk[k, : len(chunks[k])] = torch.empty(len(chunks[k]), cols).bernoulli_(keep, generator=gens[k]) / keep
+                mk[k, : len(chunks[k])] = (
+                    torch.empty(len(chunks[k]), cols).bernoulli_(keep, generator=gens[k]) / keep
+                )
             masks.append(mk.to(net.dtype))
     yb = y[torch.from_numpy(idx)]
     w = torch.from_numpy(weight)
@@ -236,7 +275,12 @@ def _train_step(
         grads = net.grads
     else:
         logits = net.forward(xb, masks)
-        per_record = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none", label_smoothing=recipe.label_smoothing)
+        per_record = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            yb.reshape(-1),
+            reduction="none",
+            label_smoothing=recipe.label_smoothing,
+        )
         (per_record * w.reshape(-1)).sum().backward()
         grads = [p.grad for p in net.params]  # type: ignore[misc]
     on = set(active)
@@ -249,7 +293,14 @@ def _train_step(
 class _EarlyStopper:
     """Per-model early stopping on the model's own validation records (no-op when off)."""
 
-    def __init__(self, recipe: MLPRecipe | CNNRecipe, net: StackedNet, val_sets: list[np.ndarray], batcher: _Batcher, y: torch.Tensor) -> None:
+    def __init__(
+        self,
+        recipe: MLPRecipe | CNNRecipe,
+        net: StackedNet,
+        val_sets: list[np.ndarray],
+        batcher: _Batcher,
+        y: torch.Tensor,
+    ) -> None:
         self.cfg = recipe.early_stopping
         self.net, self.val_sets, self.batcher, self.y = net, val_sets, batcher, y
         m = len(val_sets)
@@ -296,12 +347,16 @@ class _EarlyStopper:
         for k, v in enumerate(self.val_sets):
             idx[k, : len(v)] = v
         logits = self.net.forward(self.batcher.gather(idx))
-        ce = F.cross_entropy(logits.transpose(1, 2), self.y[torch.from_numpy(idx)], reduction="none")
+        ce = F.cross_entropy(
+            logits.transpose(1, 2), self.y[torch.from_numpy(idx)], reduction="none"
+        )
         return [float(ce[k, : len(v)].mean()) for k, v in enumerate(self.val_sets)]
 
 
 @torch.no_grad()
-def predict_stacked(net: StackedNet, batcher: _Batcher, data: Dataset, augment: list[str]) -> np.ndarray:
+def predict_stacked(
+    net: StackedNet, batcher: _Batcher, data: Dataset, augment: list[str]
+) -> np.ndarray:
     """Logits of every model on every record: (models, n, classes), or (models, n, queries,
     classes) when the recipe trains with augmentations."""
     outs = []
@@ -309,7 +364,11 @@ def predict_stacked(net: StackedNet, batcher: _Batcher, data: Dataset, augment: 
         xb = batcher.rows(start, min(start + EVAL_CHUNK, data.n_records))
         if augment:
             assert data.image_shape is not None
-            outs.append(torch.stack([net.forward(q) for q in query_views(xb, data.image_shape, augment)], dim=2))
+            outs.append(
+                torch.stack(
+                    [net.forward(q) for q in query_views(xb, data.image_shape, augment)], dim=2
+                )
+            )
         else:
             outs.append(net.forward(xb))
     return torch.cat(outs, dim=1).numpy().astype(np.float32, copy=False)

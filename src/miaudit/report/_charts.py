@@ -35,7 +35,20 @@ _RC = {
 MEMBER = "#c0392b"
 NONMEMBER = "#2c7fb8"
 CHANCE = "#777777"
-_PALETTE = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b4", "#b15928", "#6a3d9a", "#33a02c", "#fb9a99")
+_PALETTE = (
+    "#1b9e77",
+    "#d95f02",
+    "#7570b3",
+    "#e7298a",
+    "#66a61e",
+    "#e6ab02",
+    "#a6761d",
+    "#1f78b4",
+    "#b15928",
+    "#6a3d9a",
+    "#33a02c",
+    "#fb9a99",
+)
 
 
 def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
@@ -51,7 +64,7 @@ def _svg(fig, chart: str, title: str) -> Markup:  # type: ignore[no-untyped-def]
     with matplotlib.rc_context(_RC):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
-    text = text[text.index("<svg"):]
+    text = text[text.index("<svg") :]
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
     text = _shrink(text)
     text = re.sub(r'\sid="([^"]+)"', lambda m: f' id="{chart}-{m.group(1)}"', text)
@@ -59,7 +72,9 @@ def _svg(fig, chart: str, title: str) -> Markup:  # type: ignore[no-untyped-def]
     # Scale with the page: keep the viewBox, drop the fixed size.
     text = re.sub(r'<svg([^>]*?)\swidth="[^"]+"\sheight="[^"]+"', r"<svg\1", text, count=1)
     safe_title = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = text.replace("<svg", f'<svg role="img" aria-label="{safe_title}" class="chart" data-chart="{chart}"', 1)
+    text = text.replace(
+        "<svg", f'<svg role="img" aria-label="{safe_title}" class="chart" data-chart="{chart}"', 1
+    )
     return Markup(text)
 
 
@@ -113,7 +128,13 @@ def roc_chart(result: AuditResult) -> Markup:
     ranked = sorted(result.attacks, key=lambda a: -(a.auc.point or 0.0))
     strongest = ranked[0].name if ranked else None
     for i, a in enumerate(ranked):
-        pts = [(f, t, lo, hi) for f, t, lo, hi in zip(a.roc.fpr, a.roc.tpr, a.roc.tpr_lower, a.roc.tpr_upper) if f >= 1.0 / n0 and math.isfinite(t)]
+        pts = [
+            (f, t, lo, hi)
+            for f, t, lo, hi in zip(
+                a.roc.fpr, a.roc.tpr, a.roc.tpr_lower, a.roc.tpr_upper, strict=True
+            )
+            if f >= 1.0 / n0 and math.isfinite(t)
+        ]
         if not pts:
             continue
         f = [p[0] for p in pts]
@@ -122,9 +143,21 @@ def roc_chart(result: AuditResult) -> Markup:
         lw = 2.2 if a.name == strongest else 1.2
         auc = f" (AUC {a.auc.point:.3f})" if a.auc.point is not None else ""
         ax.plot(f, t, color=colour, lw=lw, label=f"{a.name}{auc}", drawstyle="steps-post")
-        band = [(p[0], max(p[2], floor), max(p[3], floor)) for p in pts if n0 * p[0] >= 10 and math.isfinite(p[2]) and math.isfinite(p[3])]
+        band = [
+            (p[0], max(p[2], floor), max(p[3], floor))
+            for p in pts
+            if n0 * p[0] >= 10 and math.isfinite(p[2]) and math.isfinite(p[3])
+        ]
         if band:
-            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=colour, alpha=0.12, lw=0, step="post")
+            ax.fill_between(
+                [b[0] for b in band],
+                [b[1] for b in band],
+                [b[2] for b in band],
+                color=colour,
+                alpha=0.12,
+                lw=0,
+                step="post",
+            )
     ax.set_xlim(floor, 1.0)
     ax.set_ylim(floor, 1.05)
     ax.minorticks_off()  # minor log ticks cost most of the drawing time and add little
@@ -134,7 +167,9 @@ def roc_chart(result: AuditResult) -> Markup:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3)
     else:
         ax.legend(loc="lower right")
-    return _svg(fig, "roc", "ROC curves of every attack, log–log, with intervals and the chance line")
+    return _svg(
+        fig, "roc", "ROC curves of every attack, log–log, with intervals and the chance line"
+    )
 
 
 def _interval(e: Estimate) -> tuple[float, float, float] | None:
@@ -152,10 +187,17 @@ def attack_summary_chart(attacks: Sequence[AttackResult]) -> Markup:
     ax_auc, ax_tpr = fig.subplots(1, 2, sharey=True)
     names = [a.name for a in attacks]
     ys = list(range(len(attacks)))[::-1]
-    for ax, metric, chance, label in ((ax_auc, "auc", 0.5, "AUC"), (ax_tpr, "tpr@1%fpr", 0.01, "TPR at 1% FPR")):
+    for ax, metric, chance, label in (
+        (ax_auc, "auc", 0.5, "AUC"),
+        (ax_tpr, "tpr@1%fpr", 0.01, "TPR at 1% FPR"),
+    ):
         ax.axvline(chance, color=CHANCE, ls=":", lw=1.2)
-        for y, a in zip(ys, attacks):
-            e = a.auc if metric == "auc" else a.tpr_at_fpr.get(metric, Estimate(point=None, status="not_measurable"))
+        for y, a in zip(ys, attacks, strict=True):
+            e = (
+                a.auc
+                if metric == "auc"
+                else a.tpr_at_fpr.get(metric, Estimate(point=None, status="not_measurable"))
+            )
             iv = _interval(e)
             if iv is None:
                 ax.text(chance, y, "  not measurable", va="center", fontsize=8, color=CHANCE)
@@ -165,7 +207,9 @@ def attack_summary_chart(attacks: Sequence[AttackResult]) -> Markup:
                 ax.plot([p], [y], "o", mfc="white", color=_PALETTE[2])
                 ax.text(p, y + 0.3, "interval not reliable", fontsize=7, color=CHANCE, ha="center")
             else:
-                ax.errorbar([p], [y], xerr=[[dl], [du]], fmt="o", color=_PALETTE[2], capsize=2.5, ms=4)
+                ax.errorbar(
+                    [p], [y], xerr=[[dl], [du]], fmt="o", color=_PALETTE[2], capsize=2.5, ms=4
+                )
         ax.set_xlabel(label + ("" if metric == "auc" else " (chance: 1%)"))
         ax.grid(axis="y", visible=False)
     ax_tpr.xaxis.set_major_formatter(_percent())
@@ -190,9 +234,16 @@ def histogram_chart(histograms: Sequence[ScoreHistogram]) -> Markup:
     rows = math.ceil(n / cols)
     fig = _figure(7.2, 0.3 + 1.75 * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, h in zip(axes.flat, histograms):
+    for ax, h in zip(axes.flat, histograms, strict=False):
         tm, tn = max(sum(h.members), 1), max(sum(h.nonmembers), 1)
-        ax.stairs([c / tn for c in h.nonmembers], h.edges, fill=True, color=NONMEMBER, alpha=0.35, label="non-members")
+        ax.stairs(
+            [c / tn for c in h.nonmembers],
+            h.edges,
+            fill=True,
+            color=NONMEMBER,
+            alpha=0.35,
+            label="non-members",
+        )
         ax.stairs([c / tm for c in h.members], h.edges, color=MEMBER, lw=1.4, label="members")
         ax.set_title(h.attack, loc="left")
         ax.xaxis.set_major_locator(MaxNLocator(4))
@@ -228,7 +279,10 @@ def tradeoff_chart(variants: Sequence[TradeoffVariant]) -> Markup:
     """Test accuracy against the strongest attack's AUC and TPR at 1 % FPR, one point per variant."""
     fig = _figure(7.2, 3.0)
     ax_auc, ax_tpr = fig.subplots(1, 2, sharex=True)
-    for ax, which, chance, label in ((ax_auc, "auc", 0.5, "strongest attack AUC"), (ax_tpr, "tpr", 0.01, "strongest attack TPR at 1% FPR")):
+    for ax, which, chance, label in (
+        (ax_auc, "auc", 0.5, "strongest attack AUC"),
+        (ax_tpr, "tpr", 0.01, "strongest attack TPR at 1% FPR"),
+    ):
         ax.axhline(chance, color=CHANCE, ls=":", lw=1.2)
         for i, v in enumerate(variants):
             e = v.auc if which == "auc" else v.tpr_at_1pct_fpr
@@ -236,14 +290,32 @@ def tradeoff_chart(variants: Sequence[TradeoffVariant]) -> Markup:
             if iv is None:
                 continue
             p, dl, du = iv
-            ax.errorbar([v.test_accuracy], [p], yerr=[[dl], [du]], fmt="s" if v.baseline else "o", color=_colour(i), capsize=2.5, ms=5)
-            ax.annotate(v.name, (v.test_accuracy, p), textcoords="offset points", xytext=(5, 4), fontsize=7.5)
+            ax.errorbar(
+                [v.test_accuracy],
+                [p],
+                yerr=[[dl], [du]],
+                fmt="s" if v.baseline else "o",
+                color=_colour(i),
+                capsize=2.5,
+                ms=5,
+            )
+            ax.annotate(
+                v.name,
+                (v.test_accuracy, p),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=7.5,
+            )
         ax.margins(x=0.3, y=0.15)  # room for the variants' names
         ax.set_ylabel(label)
         ax.set_xlabel("test accuracy")
         ax.xaxis.set_major_formatter(_percent())
     ax_tpr.yaxis.set_major_formatter(_percent())
-    return _svg(fig, "tradeoff", "Privacy–utility trade-off: test accuracy against attack success per variant")
+    return _svg(
+        fig,
+        "tradeoff",
+        "Privacy–utility trade-off: test accuracy against attack success per variant",
+    )
 
 
 @_styled
@@ -251,15 +323,28 @@ def dp_chart(dp: DpAuditSummary) -> Markup:
     """Claimed ε against the empirical lower bound (and the most the design could certify)."""
     fig = _figure(7.2, 1.5)
     ax = fig.add_subplot()
-    bars = [("claimed ε", dp.claimed_epsilon, NONMEMBER), ("measured lower bound", dp.empirical_epsilon_lower_bound, MEMBER if dp.verdict == "FAILED" else _PALETTE[0])]
+    bars = [
+        ("claimed ε", dp.claimed_epsilon, NONMEMBER),
+        (
+            "measured lower bound",
+            dp.empirical_epsilon_lower_bound,
+            MEMBER if dp.verdict == "FAILED" else _PALETTE[0],
+        ),
+    ]
     ys = list(range(len(bars)))[::-1]
-    for y, (name, v, colour) in zip(ys, bars):
+    for y, (_name, v, colour) in zip(ys, bars, strict=True):
         ax.barh(y, v, color=colour, height=0.6)
         ax.text(v, y, f" {v:.3g}", va="center", fontsize=8.5)
     top = max(v for _, v, _ in bars)
     if dp.max_certifiable_epsilon is not None:
         ax.axvline(dp.max_certifiable_epsilon, color=CHANCE, ls="--", lw=1.2)
-        ax.text(dp.max_certifiable_epsilon, len(bars) - 0.45, " most this audit can certify", fontsize=7.5, color=CHANCE)
+        ax.text(
+            dp.max_certifiable_epsilon,
+            len(bars) - 0.45,
+            " most this audit can certify",
+            fontsize=7.5,
+            color=CHANCE,
+        )
         top = max(top, dp.max_certifiable_epsilon)
     ax.set_yticks(ys, [b[0] for b in bars])
     ax.set_xlim(0, top * 1.25 + 1e-9)

@@ -25,7 +25,9 @@ def format_estimate(e: Estimate | None, *, pct: bool = False, signed: bool = Fal
     if e is None or e.status == "not_measurable":
         needs = getattr(e, "needs_nonmembers", None)
         return f"not measurable (needs ≥ {needs:,} non-members)" if needs else "not measurable"
-    if e.point is None or not math.isfinite(e.point):  # in memory an undefined rate is NaN; in JSON null
+    if e.point is None or not math.isfinite(
+        e.point
+    ):  # in memory an undefined rate is NaN; in JSON null
         return "n/a"
 
     def f(v: float) -> str:
@@ -35,6 +37,11 @@ def format_estimate(e: Estimate | None, *, pct: bool = False, signed: bool = Fal
     text = f(e.point)
     if e.status == "interval_not_reliable":
         return f"{text} (interval not reliable)"
-    if e.lower is not None and e.upper is not None and math.isfinite(e.lower) and math.isfinite(e.upper):
+    if (
+        e.lower is not None
+        and e.upper is not None
+        and math.isfinite(e.lower)
+        and math.isfinite(e.upper)
+    ):
         return f"{text} [{f(e.lower)}, {f(e.upper)}]"
     return text

@@ -9,6 +9,7 @@ Small frozen records, each holding aggregates only (never a record id, never mem
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
@@ -41,8 +42,12 @@ class ScoreHistogram(_Input):
     def _shape(self) -> ScoreHistogram:
         n = len(self.edges) - 1
         if len(self.members) != n or len(self.nonmembers) != n:
-            raise ValueError(f"need {n} member and non-member counts for {n + 1} edges, got {len(self.members)} and {len(self.nonmembers)}")
-        if any(not math.isfinite(e) for e in self.edges) or any(b <= a for a, b in zip(self.edges, self.edges[1:])):
+            raise ValueError(
+                f"need {n} member and non-member counts for {n + 1} edges, got {len(self.members)} and {len(self.nonmembers)}"
+            )
+        if any(not math.isfinite(e) for e in self.edges) or any(
+            b <= a for a, b in itertools.pairwise(self.edges)
+        ):
             raise ValueError("edges must be finite and strictly increasing")
         if min(self.members + self.nonmembers) < 0:
             raise ValueError("counts must be non-negative")

@@ -29,7 +29,9 @@ def _est_html(e: Estimate | None, *, pct: bool = False, signed: bool = False) ->
     if text in ("not measurable", "n/a"):
         return Markup('<span class="status">{}</span>').format(text)
     if text.endswith("(interval not reliable)"):
-        return Markup('{} <span class="ci status">(interval not reliable)</span>').format(text.removesuffix(" (interval not reliable)"))
+        return Markup('{} <span class="ci status">(interval not reliable)</span>').format(
+            text.removesuffix(" (interval not reliable)")
+        )
     if " [" in text:
         point, rest = text.split(" [", 1)
         return Markup('{} <span class="ci">[{}</span>').format(point, rest)
@@ -45,10 +47,16 @@ def _environment():  # type: ignore[no-untyped-def]
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
     env = Environment(
-        loader=PackageLoader("miaudit.report", "templates"), autoescape=True, undefined=StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        loader=PackageLoader("miaudit.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
-    env.filters.update(est=_est_html, pct=_pct, num=_num, thousands=lambda v: f"{v:,}", tprname=_tprname)
+    env.filters.update(
+        est=_est_html, pct=_pct, num=_num, thousands=lambda v: f"{v:,}", tprname=_tprname
+    )
     return env
 
 
@@ -75,13 +83,18 @@ def _coerce(value: object, model: type[_M], field: str) -> _M:
 
 def _check_result(result: object) -> AuditResult:
     if not isinstance(result, AuditResult):
-        raise InputError("result", f"expected an AuditResult (load one with AuditResult.from_json), got {type(result).__name__}")
+        raise InputError(
+            "result",
+            f"expected an AuditResult (load one with AuditResult.from_json), got {type(result).__name__}",
+        )
     if not result.attacks:
         raise InputError("result", "holds no attack results: nothing to report")
     return result
 
 
-def _group_tables(result: AuditResult, classes: Sequence[SliceResult]) -> list[tuple[str, list[tuple[SliceResult, SliceAttack | None]]]]:
+def _group_tables(
+    result: AuditResult, classes: Sequence[SliceResult]
+) -> list[tuple[str, list[tuple[SliceResult, SliceAttack | None]]]]:
     focus = result.exposure_attack or result.attacks[0].name
     tables: dict[str, list[tuple[SliceResult, SliceAttack | None]]] = {}
     for s in [*classes, *result.slices]:
@@ -92,7 +105,8 @@ def _group_tables(result: AuditResult, classes: Sequence[SliceResult]) -> list[t
 
 
 def render_report(
-    result: AuditResult, *,
+    result: AuditResult,
+    *,
     histograms: Sequence[ScoreHistogram] | None = None,
     tradeoff: Sequence[TradeoffVariant] | None = None,
     dp: DpAuditSummary | None = None,
@@ -118,7 +132,10 @@ def render_report(
     known = {a.name for a in r.attacks}
     for h in hist:
         if h.attack not in known:
-            raise InputError("histograms", f"attack {h.attack!r} is not in these results; have: {', '.join(sorted(known))}")
+            raise InputError(
+                "histograms",
+                f"attack {h.attack!r} is not in these results; have: {', '.join(sorted(known))}",
+            )
     order = {a.name: i for i, a in enumerate(r.attacks)}
     hist.sort(key=lambda h: order[h.attack])
 
@@ -127,19 +144,31 @@ def render_report(
         "attacks": _charts.attack_summary_chart(r.attacks),
         "roc": _charts.roc_chart(r),
         "scores": _charts.histogram_chart(hist) if hist else None,
-        "utility": _charts.utility_chart(r.utility.train_accuracy, r.utility.test_accuracy) if r.utility else None,
+        "utility": _charts.utility_chart(r.utility.train_accuracy, r.utility.test_accuracy)
+        if r.utility
+        else None,
         "tradeoff": _charts.tradeoff_chart(variants) if variants else None,
         "dp": _charts.dp_chart(dp_) if dp_ else None,
     }
-    toc = [("verdict", "Verdict"), ("threat-model", "Threat model"), ("roc", "ROC"), ("scores", "Score distributions"),
-           ("attacks", "Attacks"), ("utility", "Accuracy"), ("groups", "Groups"), ("exposed", "Most exposed")]
+    toc = [
+        ("verdict", "Verdict"),
+        ("threat-model", "Threat model"),
+        ("roc", "ROC"),
+        ("scores", "Score distributions"),
+        ("attacks", "Attacks"),
+        ("utility", "Accuracy"),
+        ("groups", "Groups"),
+        ("exposed", "Most exposed"),
+    ]
     if variants:
         toc.append(("tradeoff", "Trade-off"))
     if dp_:
         toc.append(("dp", "Differential privacy"))
     toc += [("controls", "Controls"), ("method", "Method")]
     tpr_keys = list(dict.fromkeys(k for a in r.attacks for k in a.tpr_at_fpr))
-    exposure_note = next((n.split(":", 1)[1].strip() for n in r.notes if n.startswith("most_exposed:")), None)
+    exposure_note = next(
+        (n.split(":", 1)[1].strip() for n in r.notes if n.startswith("most_exposed:")), None
+    )
     if exposure_note is None:
         exposure_header = "score percentile"
         exposure_note = f"Score percentile: where the record's {r.exposure_attack} score lies among all scored records."
@@ -180,8 +209,10 @@ def _md_cell(text: str) -> str:
 def _md_setup(r: AuditResult) -> str:
     if r.reference is not None:
         ref = r.reference
-        return (f"Reference-model audit of the recipe on {_md_cell(ref.dataset)}: {ref.models} models, {ref.references} reference pair(s) "
-                f"per target, {ref.targets} targets attacked; the attacker knows the recipe and holds {ref.population_records:,} population records.")
+        return (
+            f"Reference-model audit of the recipe on {_md_cell(ref.dataset)}: {ref.models} models, {ref.references} reference pair(s) "
+            f"per target, {ref.targets} targets attacked; the attacker knows the recipe and holds {ref.population_records:,} population records."
+        )
     return f"Audit of one model's saved outputs ({r.input.kind}); no reference models, so LiRA and RMIA were not run."
 
 
@@ -206,18 +237,29 @@ def render_markdown(result: AuditResult) -> str:
         "|---|---|" + "---|" * len(tpr_keys) + "---|",
     ]
     for a in r.attacks:
-        cells = [format_estimate(a.auc), *(format_estimate(a.tpr_at_fpr.get(k), pct=True) for k in tpr_keys), format_estimate(a.advantage)]
+        cells = [
+            format_estimate(a.auc),
+            *(format_estimate(a.tpr_at_fpr.get(k), pct=True) for k in tpr_keys),
+            format_estimate(a.advantage),
+        ]
         lines.append(f"| `{_md_cell(a.name)}` | " + " | ".join(_md_cell(c) for c in cells) + " |")
     lines.append("")
     if r.utility is not None:
         u = r.utility
-        lines.append(f"Train accuracy {u.train_accuracy * 100:.1f}%, test accuracy {u.test_accuracy * 100:.1f}%, generalisation gap {u.generalization_gap * 100:.1f} points.")
+        lines.append(
+            f"Train accuracy {u.train_accuracy * 100:.1f}%, test accuracy {u.test_accuracy * 100:.1f}%, generalisation gap {u.generalization_gap * 100:.1f} points."
+        )
         lines.append("")
     if r.most_exposed:
         lines.append(f"{len(r.most_exposed)} most exposed records are listed in the HTML report.")
         lines.append("")
-    levels = "; ".join(f"{t.level}: AUC ≥ {t.auc:.2f} or TPR at 1% FPR ≥ {t.tpr * 100:g}%" for t in RISK_THRESHOLDS[:2])
-    lines.append(f"<sub>Risk levels use {conf} lower bounds ({levels}; low: any interval above chance). Not measurable / interval not reliable are never zero.</sub>")
+    levels = "; ".join(
+        f"{t.level}: AUC ≥ {t.auc:.2f} or TPR at 1% FPR ≥ {t.tpr * 100:g}%"
+        for t in RISK_THRESHOLDS[:2]
+    )
+    lines.append(
+        f"<sub>Risk levels use {conf} lower bounds ({levels}; low: any interval above chance). Not measurable / interval not reliable are never zero.</sub>"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -227,7 +269,9 @@ def load_results(path: Path | str) -> tuple[AuditResult, Path]:
     if p.is_dir():
         p = p / "results.json"
     if not p.is_file():
-        raise InputError("results", f"{str(p)!r} not found: give a results folder or its results.json")
+        raise InputError(
+            "results", f"{str(p)!r} not found: give a results folder or its results.json"
+        )
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -237,7 +281,10 @@ def load_results(path: Path | str) -> tuple[AuditResult, Path]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        raise InputError("results", f"{str(p)!r} is not miaudit results ({where + ': ' if where else ''}{first['msg']})") from None
+        raise InputError(
+            "results",
+            f"{str(p)!r} is not miaudit results ({where + ': ' if where else ''}{first['msg']})",
+        ) from None
     warning = result.pseudonym_warning()
     if warning and f"pseudonyms: {warning}" not in result.notes:
         # Shown in the report (and by `miaudit report`) so a reader knows before sharing it.
@@ -246,8 +293,11 @@ def load_results(path: Path | str) -> tuple[AuditResult, Path]:
 
 
 def write_report(
-    results_dir_or_json: Path | str, out_html: Path | str | None = None, *,
-    tradeoff: Sequence[TradeoffVariant] | None = None, dp: DpAuditSummary | None = None,
+    results_dir_or_json: Path | str,
+    out_html: Path | str | None = None,
+    *,
+    tradeoff: Sequence[TradeoffVariant] | None = None,
+    dp: DpAuditSummary | None = None,
 ) -> Path:
     """Render the report of a results folder (or results.json) and write it atomically, 0644.
 
@@ -261,7 +311,10 @@ def write_report(
     result, folder = load_results(results_dir_or_json)
     out = Path(out_html) if out_html is not None else folder / REPORT_FILE
     if out.is_dir():
-        raise InputError("--out", f"{str(out)!r} is a folder; give the report's file name, e.g. {str(out / REPORT_FILE)!r}")
+        raise InputError(
+            "--out",
+            f"{str(out)!r} is a folder; give the report's file name, e.g. {str(out / REPORT_FILE)!r}",
+        )
     ensure_writable_dir(out.parent if str(out.parent) else Path("."), field="--out")
     histograms: list[ScoreHistogram] = []
     classes: list[SliceResult] = []
@@ -269,6 +322,8 @@ def write_report(
     scores = folder / "scores.parquet"
     if scores.is_file():
         histograms, classes, note = aggregates_from_scores(scores, result)
-    html = render_report(result, histograms=histograms, tradeoff=tradeoff, dp=dp, classes=classes, scores_note=note)
+    html = render_report(
+        result, histograms=histograms, tradeoff=tradeoff, dp=dp, classes=classes, scores_note=note
+    )
     write_text_atomic(out, html)
     return out

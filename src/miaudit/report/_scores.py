@@ -24,7 +24,12 @@ MAX_CLASSES = 50
 
 
 def score_histograms(
-    member: np.ndarray, scores: Mapping[str, np.ndarray], *, bins: int = 40, tail: float = 0.005, unit: str = "records",
+    member: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    *,
+    bins: int = 40,
+    tail: float = 0.005,
+    unit: str = "records",
 ) -> list[ScoreHistogram]:
     """Member and non-member counts of each attack's scores on shared bins.
 
@@ -56,16 +61,28 @@ def score_histograms(
         m = member[keep]
         counts_m = np.histogram(clipped_s[m], bins=edges)[0]
         counts_n = np.histogram(clipped_s[~m], bins=edges)[0]
-        out.append(ScoreHistogram(
-            attack=name, edges=[float(e) for e in edges], members=counts_m.tolist(), nonmembers=counts_n.tolist(),
-            clipped=clipped, unit="pairs" if unit == "pairs" else "records",
-        ))
+        out.append(
+            ScoreHistogram(
+                attack=name,
+                edges=[float(e) for e in edges],
+                members=counts_m.tolist(),
+                nonmembers=counts_n.tolist(),
+                clipped=clipped,
+                unit="pairs" if unit == "pairs" else "records",
+            )
+        )
     return out
 
 
 def class_breakdown(
-    member: np.ndarray, label: np.ndarray, scores: Mapping[str, np.ndarray], *, attacks: Sequence[str],
-    n_resamples: int = 100, groups: np.ndarray | None = None, seed: int = 0,
+    member: np.ndarray,
+    label: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    *,
+    attacks: Sequence[str],
+    n_resamples: int = 100,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
 ) -> list[SliceResult]:
     """Per-class AUC and TPR at 1 % FPR of ``attacks``, as slices of column ``class``.
 
@@ -84,18 +101,33 @@ def class_breakdown(
         m = member[mask]
         n1, n0 = int(m.sum()), int((m == 0).sum())
         if n1 < MIN_CLASS_RECORDS or n0 < MIN_CLASS_RECORDS:
-            out.append(SliceResult(column="class", value=str(c), n_members=n1, n_nonmembers=n0, attacks=[]))
+            out.append(
+                SliceResult(column="class", value=str(c), n_members=n1, n_nonmembers=n0, attacks=[])
+            )
             continue
         ev = evaluate(
-            m, {a: np.asarray(scores[a])[mask] for a in attacks}, fprs=(0.01,), n_resamples=n_resamples,
-            groups=None if groups is None else groups[mask], rng=rng,
+            m,
+            {a: np.asarray(scores[a])[mask] for a in attacks},
+            fprs=(0.01,),
+            n_resamples=n_resamples,
+            groups=None if groups is None else groups[mask],
+            rng=rng,
         )
-        rows = [SliceAttack(attack=a, auc=ev.estimate(a, "auc"), tpr_at_1pct_fpr=ev.estimate(a, tpr_key(0.01))) for a in attacks]
-        out.append(SliceResult(column="class", value=str(c), n_members=n1, n_nonmembers=n0, attacks=rows))
+        rows = [
+            SliceAttack(
+                attack=a, auc=ev.estimate(a, "auc"), tpr_at_1pct_fpr=ev.estimate(a, tpr_key(0.01))
+            )
+            for a in attacks
+        ]
+        out.append(
+            SliceResult(column="class", value=str(c), n_members=n1, n_nonmembers=n0, attacks=rows)
+        )
     return out
 
 
-def aggregates_from_scores(path: Path, result: AuditResult, *, bins: int = 40) -> tuple[list[ScoreHistogram], list[SliceResult], str | None]:
+def aggregates_from_scores(
+    path: Path, result: AuditResult, *, bins: int = 40
+) -> tuple[list[ScoreHistogram], list[SliceResult], str | None]:
     """Histograms and per-class rows from a run's scores.parquet, or why there are none.
 
     Returns ``(histograms, classes, note)``; ``note`` explains a file that does not match the
@@ -107,13 +139,25 @@ def aggregates_from_scores(path: Path, result: AuditResult, *, bins: int = 40) -
     try:
         table = pq.read_table(path)
     except (OSError, ValueError) as exc:
-        return [], [], f"{path.name} could not be read ({exc.__class__.__name__}); score distributions are not shown"
+        return (
+            [],
+            [],
+            f"{path.name} could not be read ({exc.__class__.__name__}); score distributions are not shown",
+        )
     cols = set(table.column_names)
     names = [a.name for a in result.attacks if f"score_{a.name}" in cols]
     if "member" not in cols or not names:
-        return [], [], f"{path.name} has no membership or attack score columns; score distributions are not shown"
+        return (
+            [],
+            [],
+            f"{path.name} has no membership or attack score columns; score distributions are not shown",
+        )
     if table.num_rows != result.input.n_records:
-        return [], [], f"{path.name} has {table.num_rows} rows but the results describe {result.input.n_records}; it belongs to another run, so score distributions are not shown"
+        return (
+            [],
+            [],
+            f"{path.name} has {table.num_rows} rows but the results describe {result.input.n_records}; it belongs to another run, so score distributions are not shown",
+        )
     member = table.column("member").to_numpy()
     scores = {a: table.column(f"score_{a}").to_numpy() for a in names}
     pairs = "target" in cols
@@ -123,7 +167,12 @@ def aggregates_from_scores(path: Path, result: AuditResult, *, bins: int = 40) -
         strongest = result.exposure_attack if result.exposure_attack in names else names[0]
         groups = table.column("record_id").to_numpy() if pairs and "record_id" in cols else None
         classes = class_breakdown(
-            member, table.column("label").to_numpy(), scores, attacks=[strongest],
-            n_resamples=min(result.bootstrap.replicates, 100), groups=groups, seed=result.seed,
+            member,
+            table.column("label").to_numpy(),
+            scores,
+            attacks=[strongest],
+            n_resamples=min(result.bootstrap.replicates, 100),
+            groups=groups,
+            seed=result.seed,
         )
     return hist, classes, None

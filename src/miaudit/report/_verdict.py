@@ -26,9 +26,21 @@ class RiskThreshold:
 
 #: Checked from the top; the first that holds is the level. Chance is AUC 0.5 and TPR 1 % at 1 % FPR.
 RISK_THRESHOLDS: tuple[RiskThreshold, ...] = (
-    RiskThreshold("high", 0.80, 0.10, "at 1 in 100 false alarms an attacker finds at least 10 times more members than guessing"),
-    RiskThreshold("moderate", 0.60, 0.03, "at 1 in 100 false alarms an attacker finds at least 3 times more members than guessing"),
-    RiskThreshold("low", 0.50, 0.01, "membership is detectable beyond noise, but barely above guessing"),
+    RiskThreshold(
+        "high",
+        0.80,
+        0.10,
+        "at 1 in 100 false alarms an attacker finds at least 10 times more members than guessing",
+    ),
+    RiskThreshold(
+        "moderate",
+        0.60,
+        0.03,
+        "at 1 in 100 false alarms an attacker finds at least 3 times more members than guessing",
+    ),
+    RiskThreshold(
+        "low", 0.50, 0.01, "membership is detectable beyond noise, but barely above guessing"
+    ),
 )
 
 
@@ -60,12 +72,24 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
                 hits.append(("TPR at 1% FPR", tpr))
             if hits:
                 metric, value = hits[0]
-                if best is None or rank < best[0] or (rank == best[0] and metric == best[2] and value > best[3]):
+                if (
+                    best is None
+                    or rank < best[0]
+                    or (rank == best[0] and metric == best[2] and value > best[3])
+                ):
                     best = (rank, a.name, metric, value)
                 break
     if best is None:
-        aucs = [a.auc.upper for a in result.attacks if a.auc.status == "ok" and a.auc.upper is not None]
-        tprs = [e.upper for a in result.attacks if (e := a.tpr_at_fpr.get("tpr@1%fpr")) is not None and e.status == "ok" and e.upper is not None]
+        aucs = [
+            a.auc.upper for a in result.attacks if a.auc.status == "ok" and a.auc.upper is not None
+        ]
+        tprs = [
+            e.upper
+            for a in result.attacks
+            if (e := a.tpr_at_fpr.get("tpr@1%fpr")) is not None
+            and e.status == "ok"
+            and e.upper is not None
+        ]
         bounds = []
         if aucs:
             bounds.append(f"AUC up to {max(aucs):.3f}")
@@ -73,7 +97,10 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
             bounds.append(f"TPR at 1% FPR up to {max(tprs) * 100:.1f}%")
         missed = f" ({' and '.join(bounds)} at the upper ends of the intervals)" if bounds else ""
         return RiskAssessment(
-            "not detected", None, None, None,
+            "not detected",
+            None,
+            None,
+            None,
             "No attack's interval lies above chance. This is not proof of safety: the intervals bound how much "
             f"leakage this audit could have missed{missed}, and stronger attacks or more reference models may find more.",
         )
@@ -81,4 +108,10 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
     t = RISK_THRESHOLDS[rank]
     conf = f"{result.bootstrap.confidence * 100:g}%"
     shown = f"{value * 100:.1f}%" if metric.startswith("TPR") else f"{value:.3f}"
-    return RiskAssessment(t.level, attack, metric, value, f"{attack}: {metric} is at least {shown} ({conf} lower bound); {t.meaning}.")
+    return RiskAssessment(
+        t.level,
+        attack,
+        metric,
+        value,
+        f"{attack}: {metric} is at least {shown} ({conf} lower bound); {t.meaning}.",
+    )

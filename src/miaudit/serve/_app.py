@@ -75,10 +75,14 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def predict_body_cap(max_batch: int, n_features: int | None, feature_names: tuple[str, ...] | None) -> int:
+def predict_body_cap(
+    max_batch: int, n_features: int | None, feature_names: tuple[str, ...] | None
+) -> int:
     """Most bytes a ``/predict`` body may hold: ``max_batch`` records of the model's width."""
     width = n_features if n_features is not None else UNKNOWN_WIDTH
-    per_number = BYTES_PER_NUMBER + (max(len(json.dumps(n)) for n in feature_names) + 2 if feature_names else 0)
+    per_number = BYTES_PER_NUMBER + (
+        max(len(json.dumps(n)) for n in feature_names) + 2 if feature_names else 0
+    )
     return BODY_SLACK + max_batch * (width * per_number + BYTES_PER_RECORD)
 
 
@@ -93,7 +97,10 @@ class PredictRequest(BaseModel):
 
 class Prediction(BaseModel):
     label: int = Field(description="Predicted class index.")
-    scores: list[float] | None = Field(default=None, description="Per-class scores after the output policy; absent under label-only.")
+    scores: list[float] | None = Field(
+        default=None,
+        description="Per-class scores after the output policy; absent under label-only.",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -189,7 +196,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     >>> import httpx
     >>> from sklearn.linear_model import LogisticRegression
     >>> est = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
-    >>> cfg = ServeConfig(predictor=EstimatorPredictor(est), db="sqlite:///guard.db", secret=b"s" * 32)  # doctest: +SKIP
+    >>> cfg = ServeConfig(
+    ...     predictor=EstimatorPredictor(est), db="sqlite:///guard.db", secret=b"s" * 32
+    ... )  # doctest: +SKIP
     >>> app = create_app(cfg)  # doctest: +SKIP
     """
     if not config.guard:
@@ -239,18 +248,29 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
         # Name the field and the problem; never echo the input back (it may not even be JSON: NaN).
-        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+        errors = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
         return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(_Denied)
     async def _denied(_req: Request, exc: _Denied) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
-    Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]  # documents the scheme; the gate checks it
+    Creds = Annotated[
+        HTTPAuthorizationCredentials | None, Depends(bearer)
+    ]  # documents the scheme; the gate checks it
 
     fast_read = store.key_reader()  # SQLite: read on the event loop, no thread hop
 
-    def authenticate(token: str, read: Callable[[str], tuple[KeyInfo, str] | None] = store.key_row) -> Caller:
+    def authenticate(
+        token: str, read: Callable[[str], tuple[KeyInfo, str] | None] = store.key_row
+    ) -> Caller:
         """The caller of ``token``: the same work (one read, one HMAC) whether its id exists or not."""
         key_id = parse_token(token)
         row = read(key_id or _NO_ID)
@@ -265,13 +285,24 @@ def create_app(config: ServeConfig) -> FastAPI:
         return Caller(info, role)
 
     predict_cap = config.max_body_bytes or predict_body_cap(config.max_batch, n_features, names)
-    app.add_middleware(_Gate, authenticate=authenticate, fast_read=fast_read, cap=lambda path: predict_cap if path == "/predict" else SMALL_BODY)
+    app.add_middleware(
+        _Gate,
+        authenticate=authenticate,
+        fast_read=fast_read,
+        cap=lambda path: predict_cap if path == "/predict" else SMALL_BODY,
+    )
 
     def allowed(request: Request, endpoint: str) -> Caller:
         caller: Caller = request.scope[_CALLER]
         if endpoint not in caller.role.endpoints:
             if endpoint == "predict":
-                store.log_denied(caller.key.key_id, endpoint=endpoint, n=0, policy=str(caller.role.policy), status=403)
+                store.log_denied(
+                    caller.key.key_id,
+                    endpoint=endpoint,
+                    n=0,
+                    policy=str(caller.role.policy),
+                    status=403,
+                )
             raise _Denied(403, "this key's role may not call this endpoint")
         return caller
 
@@ -292,11 +323,17 @@ def create_app(config: ServeConfig) -> FastAPI:
         for i, r in enumerate(rows):
             if isinstance(r, dict):
                 if names is None:
-                    raise _Denied(422, f"records[{i}]: this model takes records as lists of numbers")
+                    raise _Denied(
+                        422, f"records[{i}]: this model takes records as lists of numbers"
+                    )
                 unknown = sorted(set(r) - set(names))
                 missing = [n for n in names if n not in r]
                 if unknown or missing:
-                    what = f"unknown field {unknown[0]!r}" if unknown else f"missing field {missing[0]!r}"
+                    what = (
+                        f"unknown field {unknown[0]!r}"
+                        if unknown
+                        else f"missing field {missing[0]!r}"
+                    )
                     raise _Denied(422, f"records[{i}]: {what}")
                 out.append([r[n] for n in names])
             else:
@@ -310,14 +347,22 @@ def create_app(config: ServeConfig) -> FastAPI:
         x = np.asarray(out, dtype=np.float64)
         big = np.flatnonzero(np.abs(x).max(axis=1) > FLOAT32_MAX)
         if big.size:
-            raise _Denied(422, f"records[{int(big[0])}]: numbers must lie within float32's range (±{FLOAT32_MAX:.4g})")
+            raise _Denied(
+                422,
+                f"records[{int(big[0])}]: numbers must lie within float32's range (±{FLOAT32_MAX:.4g})",
+            )
         return x
 
     @app.post(
         "/predict",
         response_model=PredictResponse,
         response_model_exclude_none=True,
-        responses={401: {"description": UNAUTHORISED}, 403: {"description": "Role may not predict"}, 413: {"description": "Batch too large"}, 429: {"description": "Budget or rate limit exhausted (Retry-After)"}},
+        responses={
+            401: {"description": UNAUTHORISED},
+            403: {"description": "Role may not predict"},
+            413: {"description": "Batch too large"},
+            429: {"description": "Budget or rate limit exhausted (Retry-After)"},
+        },
     )
     def predict(body: PredictRequest, request: Request, _creds: Creds) -> Response:
         """Predict one record or a batch; the answer follows the caller's role's output policy.
@@ -330,26 +375,37 @@ def create_app(config: ServeConfig) -> FastAPI:
         policy = caller.role.policy
         key = caller.key
         if key.rate is not None and n > key.rate:  # could never pass: waiting would not help
-            raise _Denied(413, f"more records in one request than this key's rate limit ({key.rate} per {key.window_s} s)")
-        if key.budget is not None and key.used + n > key.budget:  # cheap early refusal; the UPDATE decides
+            raise _Denied(
+                413,
+                f"more records in one request than this key's rate limit ({key.rate} per {key.window_s} s)",
+            )
+        if (
+            key.budget is not None and key.used + n > key.budget
+        ):  # cheap early refusal; the UPDATE decides
             store.log_denied(key.key_id, endpoint="predict", n=n, policy=str(policy), status=429)
             raise _Denied(429, "record budget exhausted", {"Retry-After": str(86400)})
         try:
             probs: np.ndarray | None = config.predictor.predict_proba(x)
         except UpstreamError:
             raise _Denied(502, "upstream prediction failed") from None
-        except Exception:  # noqa: BLE001 - the model failed on records it saw: a logged, charged 500
+        except Exception:
             log.exception("the model failed on a request of %d records", n)
             probs = None
-        content = None if probs is None else answer(policy, probs, n)  # None: the model gave no usable answer for these records
+        content = (
+            None if probs is None else answer(policy, probs, n)
+        )  # None: the model gave no usable answer for these records
         hashes = record_hashes(config.secret, x)
         status = 200 if content is not None else 500
-        charge = store.charge(key.key_id, n, endpoint="predict", policy=str(policy), hashes=hashes, status=status)
+        charge = store.charge(
+            key.key_id, n, endpoint="predict", policy=str(policy), hashes=hashes, status=status
+        )
         if charge.request_id is None:
             if charge.denial == "revoked":
                 raise _Denied(401, UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
             store.log_denied(key.key_id, endpoint="predict", n=n, policy=str(policy), status=429)
-            detail = "record budget exhausted" if charge.denial == "budget" else "rate limit reached"
+            detail = (
+                "record budget exhausted" if charge.denial == "budget" else "rate limit reached"
+            )
             raise _Denied(429, detail, {"Retry-After": str(charge.retry_after_s)})
         if content is None:
             raise _Denied(500, "the model could not answer these records")
@@ -360,7 +416,12 @@ def create_app(config: ServeConfig) -> FastAPI:
         """The encoded answer, or None when the model's output is not n finite probability rows
         (overflow, NaN): a label or score derived from it would be meaningless."""
         probs = np.asarray(probs)
-        if probs.ndim != 2 or probs.shape[0] != n or probs.shape[1] < 1 or not np.isfinite(probs).all():
+        if (
+            probs.ndim != 2
+            or probs.shape[0] != n
+            or probs.shape[1] < 1
+            or not np.isfinite(probs).all()
+        ):
             return None
         with rng_lock:
             exposed = apply_policy(policy, probs, rng=rng)
@@ -369,10 +430,17 @@ def create_app(config: ServeConfig) -> FastAPI:
             preds: list[dict[str, Any]] = [{"label": int(lbl)} for lbl in labels]
         else:
             assert isinstance(exposed, ExposedScores)
-            preds = [{"label": int(lbl), "scores": row} for lbl, row in zip(labels, exposed.values.tolist(), strict=True)]
+            preds = [
+                {"label": int(lbl), "scores": row}
+                for lbl, row in zip(labels, exposed.values.tolist(), strict=True)
+            ]
         # Built here, in the shape of PredictResponse (the schema), without a second validation pass.
         try:
-            return json.dumps({"policy": str(policy), "predictions": preds}, allow_nan=False, separators=(",", ":")).encode()
+            return json.dumps(
+                {"policy": str(policy), "predictions": preds},
+                allow_nan=False,
+                separators=(",", ":"),
+            ).encode()
         except ValueError:
             return None
 
@@ -382,8 +450,14 @@ def create_app(config: ServeConfig) -> FastAPI:
         caller: Caller = request.scope[_CALLER]
         k = caller.key
         return {
-            "key_id": k.key_id, "role": k.role, "policy": str(caller.role.policy), "endpoints": sorted(caller.role.endpoints),
-            "budget": k.budget, "used": k.used, "rate": k.rate, "window_s": k.window_s,
+            "key_id": k.key_id,
+            "role": k.role,
+            "policy": str(caller.role.policy),
+            "endpoints": sorted(caller.role.endpoints),
+            "budget": k.budget,
+            "used": k.used,
+            "rate": k.rate,
+            "window_s": k.window_s,
         }
 
     @app.get("/health")
@@ -391,16 +465,29 @@ def create_app(config: ServeConfig) -> FastAPI:
         """Liveness (no key needed; says nothing about the model)."""
         return {"status": "ok"}
 
-    admin_responses: dict[int | str, dict[str, Any]] = {401: {"description": UNAUTHORISED}, 403: {"description": "Not an admin key"}}
+    admin_responses: dict[int | str, dict[str, Any]] = {
+        401: {"description": UNAUTHORISED},
+        403: {"description": "Not an admin key"},
+    }
 
     @app.post("/admin/keys", response_model=NewKeyOut, status_code=201, responses=admin_responses)
     def create_key(body: KeyCreate, request: Request, _creds: Creds) -> dict[str, Any]:
         """Create a key; its token is in this answer only."""
         me = allowed(request, "admin").key.key_id
         if body.role not in config.roles:
-            raise _Denied(422, f"unknown role {body.role!r}; roles: {', '.join(sorted(config.roles))}")
+            raise _Denied(
+                422, f"unknown role {body.role!r}; roles: {', '.join(sorted(config.roles))}"
+            )
         with acting():
-            new = store.create_key(config.secret, body.role, budget=body.budget, rate=body.rate, window_s=body.window_s, label=body.label, actor=me)
+            new = store.create_key(
+                config.secret,
+                body.role,
+                budget=body.budget,
+                rate=body.rate,
+                window_s=body.window_s,
+                label=body.label,
+                actor=me,
+            )
         info = store.get_key(new.key_id)
         assert info is not None
         return {**info.public(), "token": new.token}
@@ -412,7 +499,11 @@ def create_app(config: ServeConfig) -> FastAPI:
         with acting():
             return [k.public() for k in store.list_keys(actor=me)]
 
-    @app.delete("/admin/keys/{key_id}", response_model=KeyOut, responses={**admin_responses, 404: {"description": "No such key"}})
+    @app.delete(
+        "/admin/keys/{key_id}",
+        response_model=KeyOut,
+        responses={**admin_responses, 404: {"description": "No such key"}},
+    )
     def revoke_key(key_id: str, request: Request, _creds: Creds) -> dict[str, Any]:
         """Revoke a key (it answers 401 from now on, in every worker)."""
         me = allowed(request, "admin").key.key_id
@@ -423,12 +514,18 @@ def create_app(config: ServeConfig) -> FastAPI:
         assert info is not None
         return info.public()
 
-    @app.put("/admin/keys/{key_id}/limits", response_model=KeyOut, responses={**admin_responses, 404: {"description": "No such key"}})
+    @app.put(
+        "/admin/keys/{key_id}/limits",
+        response_model=KeyOut,
+        responses={**admin_responses, 404: {"description": "No such key"}},
+    )
     def set_limits(key_id: str, body: KeyLimits, request: Request, _creds: Creds) -> dict[str, Any]:
         """Replace a key's total record budget and rate limit (null = no cap)."""
         me = allowed(request, "admin").key.key_id
         with acting():
-            if not store.set_limits(key_id, budget=body.budget, rate=body.rate, window_s=body.window_s, actor=me):
+            if not store.set_limits(
+                key_id, budget=body.budget, rate=body.rate, window_s=body.window_s, actor=me
+            ):
                 raise _Denied(404, "no such key")
         info = store.get_key(key_id)
         assert info is not None
@@ -445,9 +542,17 @@ def create_app(config: ServeConfig) -> FastAPI:
         """Alerts raised by the probing detectors, oldest first."""
         me = allowed(request, "admin").key.key_id
         with acting():
-            return [a.public() for a in store.list_alerts(since_id=since_id, limit=limit, key_id=key_id, actor=me)]
+            return [
+                a.public()
+                for a in store.list_alerts(since_id=since_id, limit=limit, key_id=key_id, actor=me)
+            ]
 
-    @app.get("/admin/log", response_model=list[LogEntry], response_model_exclude_none=True, responses=admin_responses)
+    @app.get(
+        "/admin/log",
+        response_model=list[LogEntry],
+        response_model_exclude_none=True,
+        responses=admin_responses,
+    )
     def read_log(
         request: Request,
         key_id: Annotated[str | None, Query(max_length=16)] = None,
@@ -469,7 +574,9 @@ _GUARDED = ("/predict", "/whoami", "/admin")
 
 def _plain(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
     # The body may be unread: the connection cannot carry another request after this answer.
-    return JSONResponse({"detail": detail}, status_code=status, headers={**(headers or {}), "Connection": "close"})
+    return JSONResponse(
+        {"detail": detail}, status_code=status, headers={**(headers or {}), "Connection": "close"}
+    )
 
 
 class _Gate:
@@ -480,7 +587,14 @@ class _Gate:
     only then does the route parse it. The caller goes to the route in ``scope["miaudit.caller"]``.
     """
 
-    def __init__(self, app: Any, *, authenticate: Callable[..., Caller], fast_read: Callable[[str], Any] | None, cap: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        authenticate: Callable[..., Caller],
+        fast_read: Callable[[str], Any] | None,
+        cap: Callable[[str], int],
+    ) -> None:
         self.app = app
         self.authenticate = authenticate
         self.fast_read = fast_read
@@ -518,7 +632,9 @@ class _Gate:
             else:
                 caller = await anyio.to_thread.run_sync(self.authenticate, token)
         except _Denied as exc:
-            if exc.status == 401:  # the same time for every refused key, whatever the database had to do
+            if (
+                exc.status == 401
+            ):  # the same time for every refused key, whatever the database had to do
                 await self._pad(started)
             await _plain(exc.status, exc.detail, exc.headers)(scope, receive, send)
             return
@@ -536,7 +652,9 @@ class _Gate:
             body += message.get("body", b"")
             more = bool(message.get("more_body", False))
             if len(body) > cap:
-                await _plain(413, f"request body too large (at most {cap} bytes)")(scope, receive, send)
+                await _plain(413, f"request body too large (at most {cap} bytes)")(
+                    scope, receive, send
+                )
                 return
         scope[_CALLER] = caller
         sent = False
@@ -561,9 +679,15 @@ def _unguarded_app(config: ServeConfig) -> FastAPI:
         rows = [body.record] if body.record is not None else list(body.records or [])
         if not rows or any(isinstance(r, dict) for r in rows) or len(rows) > config.max_batch:
             raise HTTPException(422, "give 'record' or 'records' as lists of numbers")
-        if len({len(r) for r in rows}) != 1 or (n_features is not None and len(rows[0]) != n_features):  # type: ignore[arg-type]
+        if len({len(r) for r in rows}) != 1 or (
+            n_features is not None and len(rows[0]) != n_features
+        ):  # type: ignore[arg-type]
             raise HTTPException(422, "every record must have the model's number of features")
-        return {"probabilities": config.predictor.predict_proba(np.asarray(rows, dtype=np.float64)).tolist()}
+        return {
+            "probabilities": config.predictor.predict_proba(
+                np.asarray(rows, dtype=np.float64)
+            ).tolist()
+        }
 
     return app
 

@@ -41,7 +41,9 @@ class _PortalTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         async def go() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-            req = httpx.Request(request.method, request.url, headers=request.headers, content=request.read())
+            req = httpx.Request(
+                request.method, request.url, headers=request.headers, content=request.read()
+            )
             resp = await self._inner.handle_async_request(req)
             body = b"".join([chunk async for chunk in resp.stream])  # type: ignore[union-attr]
             return resp.status_code, resp.headers.raw, body
@@ -114,7 +116,10 @@ class HttpOracle(CountingOracle):
             chunk = x[start : start + self._batch]
             body = self._call("POST", "/predict", json={"records": chunk.tolist()})
             # Counted once answered: a refused request (429) cost nothing.
-            self._counter.add(chunk.shape[0], None if tags is None else np.asarray(tags)[start : start + self._batch])
+            self._counter.add(
+                chunk.shape[0],
+                None if tags is None else np.asarray(tags)[start : start + self._batch],
+            )
             preds = body["predictions"]
             labels = np.asarray([p["label"] for p in preds], dtype=np.int64)
             if any("scores" in p for p in preds):

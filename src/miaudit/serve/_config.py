@@ -46,10 +46,18 @@ class Role:
     endpoints: frozenset[Endpoint]
 
     @classmethod
-    def of(cls, name: str, policy: str | OutputPolicy, endpoints: list[str] | tuple[str, ...] = ("predict",)) -> Role:
+    def of(
+        cls,
+        name: str,
+        policy: str | OutputPolicy,
+        endpoints: list[str] | tuple[str, ...] = ("predict",),
+    ) -> Role:
         bad = [e for e in endpoints if e not in ENDPOINTS]
         if bad:
-            raise InputError(f"roles.{name}.endpoints", f"unknown endpoint {bad[0]!r}; expected some of {', '.join(ENDPOINTS)}")
+            raise InputError(
+                f"roles.{name}.endpoints",
+                f"unknown endpoint {bad[0]!r}; expected some of {', '.join(ENDPOINTS)}",
+            )
         return cls(name, parse_policy(policy, field=f"roles.{name}.policy"), frozenset(endpoints))  # type: ignore[arg-type]
 
 
@@ -79,13 +87,15 @@ def parse_roles(table: Any) -> dict[str, Role]:
     out = {}
     for name, spec in table.items():
         if not isinstance(spec, dict) or "policy" not in spec:
-            raise InputError(f"roles.{name}", "needs a policy (e.g. policy = \"label-only\")")
+            raise InputError(f"roles.{name}", 'needs a policy (e.g. policy = "label-only")')
         extra = set(spec) - {"policy", "endpoints"}
         if extra:
-            raise InputError(f"roles.{name}", f"unknown field {min(extra)!r}; expected policy, endpoints")
+            raise InputError(
+                f"roles.{name}", f"unknown field {min(extra)!r}; expected policy, endpoints"
+            )
         endpoints = spec.get("endpoints", ["predict"])
         if not isinstance(endpoints, list):
-            raise InputError(f"roles.{name}.endpoints", "must be a list such as [\"predict\"]")
+            raise InputError(f"roles.{name}.endpoints", 'must be a list such as ["predict"]')
         out[name] = Role.of(name, spec["policy"], endpoints)
     return out
 
@@ -137,7 +147,9 @@ class ServeConfig:
             raise InputError("secret", "must hold at least 32 bytes")
         if isinstance(self.max_batch, bool) or self.max_batch < 1:
             raise InputError("max_batch", f"must be ≥ 1, got {self.max_batch!r}")
-        if self.max_body_bytes is not None and (isinstance(self.max_body_bytes, bool) or self.max_body_bytes < 1):
+        if self.max_body_bytes is not None and (
+            isinstance(self.max_body_bytes, bool) or self.max_body_bytes < 1
+        ):
             raise InputError("max_body_bytes", f"must be ≥ 1, got {self.max_body_bytes!r}")
 
 
@@ -175,7 +187,9 @@ class ServeSpec:
             raise InputError("--model", "give exactly one of --model and --upstream")
         predictor: Predictor
         if self.model is not None:
-            predictor = load_predictor(self.model, index=self.model_index, feature_names=self.feature_names)
+            predictor = load_predictor(
+                self.model, index=self.model_index, feature_names=self.feature_names
+            )
         else:
             assert self.upstream is not None
             predictor = UpstreamPredictor(self.upstream, n_features=self.n_features)
@@ -183,13 +197,19 @@ class ServeSpec:
             detectors = DetectorConfig(**self.detectors)
         except TypeError as exc:
             raise InputError("detectors", str(exc)) from None
-        roles = load_roles(self.roles_file) if self.roles_file else dict(DEFAULT_ROLES)  # before the secret file is created
+        roles = (
+            load_roles(self.roles_file) if self.roles_file else dict(DEFAULT_ROLES)
+        )  # before the secret file is created
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
-            raise InputError("--sqlite-sync", f"must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
+            raise InputError(
+                "--sqlite-sync", f"must be NORMAL or FULL, got {self.sqlite_synchronous!r}"
+            )
         return ServeConfig(
             predictor=predictor,
             db=self.db,
-            secret=load_server_secret(Path(self.secret_file) if self.secret_file else None, create=True),
+            secret=load_server_secret(
+                Path(self.secret_file) if self.secret_file else None, create=True
+            ),
             roles=roles,
             max_batch=self.max_batch,
             detectors=detectors,

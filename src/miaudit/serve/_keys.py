@@ -63,7 +63,9 @@ def digests_match(a: str, b: str) -> bool:
 
 def record_hashes(server_secret: bytes, records: np.ndarray) -> list[str]:
     """Keyed hash (HMAC-SHA-256, first 128 bits as hex) of each record's float64 bytes."""
-    x = np.ascontiguousarray(np.asarray(records, dtype=np.float64)) + 0.0  # + 0.0: −0.0 hashes as 0.0
+    x = (
+        np.ascontiguousarray(np.asarray(records, dtype=np.float64)) + 0.0
+    )  # + 0.0: −0.0 hashes as 0.0
     key = hmac.new(server_secret, b"record", hashlib.sha256).digest()
     return [hmac.new(key, row.tobytes(), hashlib.sha256).hexdigest()[:32] for row in x]
 
@@ -80,7 +82,9 @@ def load_server_secret(path: Path | None = None, *, create: bool = False) -> byt
         except ValueError:
             raise InputError(SECRET_ENV, "must be hex digits") from None
         if len(value) < MIN_SERVER_SECRET:
-            raise InputError(SECRET_ENV, f"must hold at least {MIN_SERVER_SECRET} bytes (64 hex digits)")
+            raise InputError(
+                SECRET_ENV, f"must hold at least {MIN_SERVER_SECRET} bytes (64 hex digits)"
+            )
         return value
     if path is None:
         raise InputError("--secret-file", f"give a server secret file or set {SECRET_ENV}")
@@ -95,7 +99,12 @@ def load_server_secret(path: Path | None = None, *, create: bool = False) -> byt
                 fh.write(secrets.token_bytes(MIN_SERVER_SECRET))
         value = p.read_bytes()
     except OSError as exc:
-        raise InputError("--secret-file", f"cannot {'create' if create else 'read'} {str(p)!r} ({exc.strerror or type(exc).__name__})") from None
+        raise InputError(
+            "--secret-file",
+            f"cannot {'create' if create else 'read'} {str(p)!r} ({exc.strerror or type(exc).__name__})",
+        ) from None
     if len(value) < MIN_SERVER_SECRET:
-        raise InputError("--secret-file", f"{str(p)!r} must hold at least {MIN_SERVER_SECRET} bytes")
+        raise InputError(
+            "--secret-file", f"{str(p)!r} must hold at least {MIN_SERVER_SECRET} bytes"
+        )
     return value

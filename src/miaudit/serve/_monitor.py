@@ -87,7 +87,14 @@ def default_knn_threshold(n_features: int) -> float:
     return 0.15 * float(np.sqrt(max(1, n_features)))
 
 
-def calibrate_knn_threshold(benign: np.ndarray, *, k: int = 5, buffer: int = 1000, quantile: float = 1e-3, config: DetectorConfig | None = None) -> float:
+def calibrate_knn_threshold(
+    benign: np.ndarray,
+    *,
+    k: int = 5,
+    buffer: int = 1000,
+    quantile: float = 1e-3,
+    config: DetectorConfig | None = None,
+) -> float:
     """The ``quantile`` of mean k-NN distances of benign records to the records before them.
 
     Chen et al. set the threshold at a target false-positive rate on benign traffic: feed a
@@ -138,14 +145,22 @@ AlertSink = Callable[[str, str | None, list[str], dict[str, Any]], None]
 class Monitor:
     """The detectors' state; ``observe`` is called with each answered request's records."""
 
-    def __init__(self, config: DetectorConfig, n_features: int, secret: bytes, sink: AlertSink) -> None:
+    def __init__(
+        self, config: DetectorConfig, n_features: int, secret: bytes, sink: AlertSink
+    ) -> None:
         self.cfg = config
         self.d = int(n_features)
-        self.threshold = config.knn_threshold if config.knn_threshold is not None else default_knn_threshold(self.d)
+        self.threshold = (
+            config.knn_threshold
+            if config.knn_threshold is not None
+            else default_knn_threshold(self.d)
+        )
         self._sink = sink
         self._keys: OrderedDict[str, _KeyState] = OrderedDict()
         self._table: dict[int, list[int]] = {}  # fingerprint hash → query numbers
-        self._fps: deque[tuple[int, tuple[int, ...]]] = deque()  # (query number, its hashes), oldest first
+        self._fps: deque[tuple[int, tuple[int, ...]]] = (
+            deque()
+        )  # (query number, its hashes), oldest first
         self._cluster_of: dict[int, int] = {}
         self._clusters: dict[int, _Cluster] = {}
         self._next = 0
@@ -156,13 +171,17 @@ class Monitor:
         w = min(config.window, max(1, self.d))
         self._windows = max(1, self.d - w + 1)
         self._w = w
-        keyed = np.random.default_rng(int.from_bytes(hmac.new(secret, b"fingerprint", hashlib.sha256).digest()[:16], "little"))
+        keyed = np.random.default_rng(
+            int.from_bytes(hmac.new(secret, b"fingerprint", hashlib.sha256).digest()[:16], "little")
+        )
         self._mult = keyed.integers(1, 2**63, size=w, dtype=np.uint64) | np.uint64(1)
         self._salt = keyed.integers(0, 2**63, size=self._windows, dtype=np.uint64)
 
     # --- entry point -----------------------------------------------------------------------
 
-    def observe(self, key_id: str, records: np.ndarray, hashes: list[str], now: float | None = None) -> None:
+    def observe(
+        self, key_id: str, records: np.ndarray, hashes: list[str], now: float | None = None
+    ) -> None:
         if not self.cfg.enabled:
             return
         now = time.time() if now is None else now
@@ -185,7 +204,9 @@ class Monitor:
 
     # --- detectors ---------------------------------------------------------------------------
 
-    def _repeats_and_enumeration(self, key_id: str, st: _KeyState, hashes: list[str], now: float) -> None:
+    def _repeats_and_enumeration(
+        self, key_id: str, st: _KeyState, hashes: list[str], now: float
+    ) -> None:
         cap = self.cfg.enumeration_threshold + 1
         for h in hashes:
             if h not in st.repeats and len(st.repeats) >= 4 * cap:
@@ -196,7 +217,13 @@ class Monitor:
             if len(st.distinct) < cap:
                 st.distinct.add(h)
             if len(st.distinct) >= self.cfg.enumeration_threshold:
-                self._alert("enumeration", key_id, [key_id], {"distinct_records": len(st.distinct), "queries": st.queries}, now)
+                self._alert(
+                    "enumeration",
+                    key_id,
+                    [key_id],
+                    {"distinct_records": len(st.distinct), "queries": st.queries},
+                    now,
+                )
 
     def _knn(self, key_id: str, st: _KeyState, z: np.ndarray, now: float) -> None:
         k = self.cfg.knn_k
@@ -204,13 +231,22 @@ class Monitor:
             if st.filled >= k:
                 past = st.buffer[: st.filled]
                 d = np.sqrt(((past - row) ** 2).sum(axis=1))
-                mean_knn = float(np.partition(d, k - 1)[:k].mean()) if d.size > k else float(d.mean())
+                mean_knn = (
+                    float(np.partition(d, k - 1)[:k].mean()) if d.size > k else float(d.mean())
+                )
                 if mean_knn < self.threshold:
                     st.suspicious += 1
                     if st.suspicious >= self.cfg.knn_alarm:
                         fired = self._alert(
-                            "perturbation", key_id, [key_id],
-                            {"mean_knn_distance": round(mean_knn, 6), "threshold": round(self.threshold, 6), "suspicious": st.suspicious, "queries": st.queries},
+                            "perturbation",
+                            key_id,
+                            [key_id],
+                            {
+                                "mean_knn_distance": round(mean_knn, 6),
+                                "threshold": round(self.threshold, 6),
+                                "suspicious": st.suspicious,
+                                "queries": st.queries,
+                            },
                             now,
                         )
                         if fired:
@@ -295,7 +331,9 @@ class Monitor:
             self._keys.move_to_end(key_id)
         return st
 
-    def _alert(self, detector: str, key_id: str, keys: list[str], detail: dict[str, Any], now: float) -> bool:
+    def _alert(
+        self, detector: str, key_id: str, keys: list[str], detail: dict[str, Any], now: float
+    ) -> bool:
         last = self._last_alert.get((detector, key_id))
         if last is not None and now - last < self.cfg.cooldown_s:
             return False
@@ -333,9 +371,17 @@ class Webhook:
                 while self._queue:
                     item = self._queue.popleft()
                     try:
-                        client.post(self.url, content=json.dumps(item), headers={"content-type": "application/json"})
+                        client.post(
+                            self.url,
+                            content=json.dumps(item),
+                            headers={"content-type": "application/json"},
+                        )
                     except httpx.HTTPError:
-                        log.warning("webhook %s unreachable; alert %s kept in the database only", self.url, item.get("id"))
+                        log.warning(
+                            "webhook %s unreachable; alert %s kept in the database only",
+                            self.url,
+                            item.get("id"),
+                        )
 
     def close(self) -> None:
         self._stop = True
@@ -352,7 +398,14 @@ class Observer:
     raised (at most once per cooldown) so that flooding the service cannot hide probing quietly.
     """
 
-    def __init__(self, config: DetectorConfig, secret: bytes, sink: AlertSink, *, max_pending: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        config: DetectorConfig,
+        secret: bytes,
+        sink: AlertSink,
+        *,
+        max_pending: int = 1_000_000,
+    ) -> None:
         import queue
 
         self.cfg = config

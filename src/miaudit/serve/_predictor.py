@@ -36,8 +36,7 @@ class Predictor(Protocol):
         """Names of the record's fields, in order, when records may be sent as objects."""
         ...
 
-    def predict_proba(self, records: np.ndarray) -> np.ndarray:
-        ...
+    def predict_proba(self, records: np.ndarray) -> np.ndarray: ...
 
 
 class EstimatorPredictor:
@@ -63,7 +62,9 @@ class EstimatorPredictor:
         self._n = None if n_features is None else int(n_features)
         self._names = tuple(feature_names) if feature_names is not None else None
         if self._names is not None and self._n is not None and len(self._names) != self._n:
-            raise InputError("feature_names", f"has {len(self._names)} names for {self._n} features")
+            raise InputError(
+                "feature_names", f"has {len(self._names)} names for {self._n} features"
+            )
         self._affine = affine
 
     @property
@@ -88,7 +89,9 @@ class TorchMLPPredictor:
     serving needs neither the training code nor pickle.
     """
 
-    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], affine: tuple[np.ndarray, np.ndarray]) -> None:
+    def __init__(
+        self, layers: list[tuple[np.ndarray, np.ndarray]], affine: tuple[np.ndarray, np.ndarray]
+    ) -> None:
         self._layers = layers
         self._affine = affine
 
@@ -115,7 +118,9 @@ class TorchMLPPredictor:
             return e / e.sum(axis=1, keepdims=True)
 
 
-def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[str] | None = None) -> Predictor:
+def load_predictor(
+    path: Path | str, *, index: int = 0, feature_names: Sequence[str] | None = None
+) -> Predictor:
     """Load a model saved by miaudit, from a safe format only.
 
     Parameters
@@ -144,8 +149,10 @@ def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[
             return load_sklearn(file)
         except InputError:
             raise
-        except Exception as exc:  # a malformed or hostile file: one line naming it
-            raise InputError("--model", f"cannot load {str(file)!r} ({type(exc).__name__}: {str(exc)[:120]})") from None
+        except Exception as exc:  # noqa: BLE001 - a malformed or hostile file: one line naming it
+            raise InputError(
+                "--model", f"cannot load {str(file)!r} ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
 
     if p.is_file() and p.suffix == ".skops":
         return EstimatorPredictor(sklearn(p), feature_names=feature_names)
@@ -153,17 +160,26 @@ def load_predictor(path: Path | str, *, index: int = 0, feature_names: Sequence[
         raise InputError("--model", f"{str(p)!r} is neither a .skops file nor a model folder")
     if (p / f"model_{index}.skops").is_file():
         est = sklearn(p / f"model_{index}.skops")
-        pre = load_torch_state(p / "preprocess.safetensors") if (p / "preprocess.safetensors").is_file() else None
+        pre = (
+            load_torch_state(p / "preprocess.safetensors")
+            if (p / "preprocess.safetensors").is_file()
+            else None
+        )
         affine = None
         if pre is not None:
             models = sorted(int(f.stem.split("_", 1)[1]) for f in p.glob("model_*.skops"))
             pos = models.index(index)
-            affine = (pre["preprocess.scale"][pos].numpy().astype(np.float64), pre["preprocess.shift"][pos].numpy().astype(np.float64))
+            affine = (
+                pre["preprocess.scale"][pos].numpy().astype(np.float64),
+                pre["preprocess.shift"][pos].numpy().astype(np.float64),
+            )
         return EstimatorPredictor(est, feature_names=feature_names, affine=affine)
     weights = p / "weights.safetensors"
     if weights.is_file():
         return _torch_mlp(weights, index)
-    raise InputError("--model", f"{str(p)!r} holds no model_{index}.skops and no weights.safetensors")
+    raise InputError(
+        "--model", f"{str(p)!r} holds no model_{index}.skops and no weights.safetensors"
+    )
 
 
 def _meta_list(meta: dict[str, str], key: str, default: str) -> Any:
@@ -184,12 +200,20 @@ def _torch_mlp(weights: Path, index: int) -> TorchMLPPredictor:
             recipe = _meta_list(meta, "recipe", "{}")
             kind = recipe.get("kind") if isinstance(recipe, dict) else "?"
             if kind not in (None, "torch-mlp", "mlp"):
-                raise InputError("--model", f"serving a {str(kind)[:40]!r} model is not supported (torch MLPs and sklearn only)")
+                raise InputError(
+                    "--model",
+                    f"serving a {str(kind)[:40]!r} model is not supported (torch MLPs and sklearn only)",
+                )
             models = _meta_list(meta, "models", "[0]")
             if not isinstance(models, list) or not all(isinstance(m, int) for m in models):
-                raise InputError("--model", "weights.safetensors: metadata 'models' must be a list of model indices")
+                raise InputError(
+                    "--model",
+                    "weights.safetensors: metadata 'models' must be a list of model indices",
+                )
             if index not in models:
-                raise InputError("--model-index", f"model {index} is not in this unit (it holds {models[:20]})")
+                raise InputError(
+                    "--model-index", f"model {index} is not in this unit (it holds {models[:20]})"
+                )
             pos = models.index(index)
             n_layers = sum(1 for k in fh.keys() if k.startswith("layer") and k.endswith(".weight"))  # noqa: SIM118 - safe_open has no __iter__
             layers = []
@@ -197,17 +221,26 @@ def _torch_mlp(weights: Path, index: int) -> TorchMLPPredictor:
                 w = fh.get_tensor(f"layer{i}.weight")[pos]
                 b = fh.get_tensor(f"layer{i}.bias")[pos].reshape(-1)
                 layers.append((w.astype(np.float32), b.astype(np.float32)))
-            affine = (fh.get_tensor("preprocess.scale")[pos].astype(np.float32), fh.get_tensor("preprocess.shift")[pos].astype(np.float32))
+            affine = (
+                fh.get_tensor("preprocess.scale")[pos].astype(np.float32),
+                fh.get_tensor("preprocess.shift")[pos].astype(np.float32),
+            )
     except InputError:
         raise
-    except Exception as exc:  # a malformed file: safetensors' own errors, missing tensors, bad shapes
-        raise InputError("--model", f"{str(weights)!r} is not a readable torch MLP unit ({type(exc).__name__}: {str(exc)[:120]})") from None
+    # A malformed file fails as safetensors' own errors, missing tensors or bad shapes.
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(
+            "--model",
+            f"{str(weights)!r} is not a readable torch MLP unit ({type(exc).__name__}: {str(exc)[:120]})",
+        ) from None
     if not layers:
         raise InputError("--model", f"{weights.name} holds no MLP layers")
     widths = [layers[0][0].shape[0]] + [w.shape[1] for w, _ in layers]
-    shapes_ok = all(w.ndim == 2 and b.shape == (w.shape[1],) for w, b in layers) and all(
-        layers[i][0].shape[1] == layers[i + 1][0].shape[0] for i in range(len(layers) - 1)
-    ) and affine[0].shape == affine[1].shape == (widths[0],)
+    shapes_ok = (
+        all(w.ndim == 2 and b.shape == (w.shape[1],) for w, b in layers)
+        and all(layers[i][0].shape[1] == layers[i + 1][0].shape[0] for i in range(len(layers) - 1))
+        and affine[0].shape == affine[1].shape == (widths[0],)
+    )
     if not shapes_ok:
         raise InputError("--model", f"{weights.name}: layer shapes do not chain into one MLP")
     return TorchMLPPredictor(layers, affine)
@@ -225,7 +258,14 @@ class UpstreamPredictor:
     also serves, so that miaudit can sit in front of any such service).
     """
 
-    def __init__(self, url: str, *, n_features: int | None = None, timeout: float = 10.0, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        n_features: int | None = None,
+        timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         import httpx
 
         self._url = url
@@ -244,7 +284,9 @@ class UpstreamPredictor:
         import httpx
 
         try:
-            resp = self._client.post(self._url, json={"records": np.asarray(records, dtype=np.float64).tolist()})
+            resp = self._client.post(
+                self._url, json={"records": np.asarray(records, dtype=np.float64).tolist()}
+            )
             resp.raise_for_status()
             probs = np.asarray(resp.json()["probabilities"], dtype=np.float64)
         except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:

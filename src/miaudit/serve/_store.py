@@ -86,6 +86,8 @@ Denial = Literal["revoked", "budget", "rate"]
 
 class KeyRevoked(Exception):
     """The acting key was revoked (or deleted) before the action's transaction took its lock."""
+
+
 BUDGET_RETRY_AFTER_S = 86400  # a spent total budget comes back only when an admin raises it
 
 
@@ -136,7 +138,14 @@ class Alert:
     detail: dict[str, Any]
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "ts": self.ts, "detector": self.detector, "key_id": self.key_id, "keys": self.keys, "detail": self.detail}
+        return {
+            "id": self.id,
+            "ts": self.ts,
+            "detector": self.detector,
+            "key_id": self.key_id,
+            "keys": self.keys,
+            "detail": self.detail,
+        }
 
 
 def normalise_url(url: str) -> str:
@@ -151,12 +160,20 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
-        raise InputError("--db", f"not a database URL: {url!r} (e.g. sqlite:///guard.db or postgresql://user@host/db)") from None
+        raise InputError(
+            "--db",
+            f"not a database URL: {url!r} (e.g. sqlite:///guard.db or postgresql://user@host/db)",
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
-            raise InputError("--db", "an in-memory SQLite database cannot be shared by workers; give a file (sqlite:///guard.db)")
+            raise InputError(
+                "--db",
+                "an in-memory SQLite database cannot be shared by workers; give a file (sqlite:///guard.db)",
+            )
         if sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
-            raise InputError("sqlite_synchronous", f"must be NORMAL or FULL, got {sqlite_synchronous!r}")
+            raise InputError(
+                "sqlite_synchronous", f"must be NORMAL or FULL, got {sqlite_synchronous!r}"
+            )
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -175,12 +192,17 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
             # Writers take the write lock at BEGIN (no deadlock on upgrade); readers never block in WAL.
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("miaudit_read") else "BEGIN IMMEDIATE")
+            conn.exec_driver_sql(
+                "BEGIN" if conn.get_execution_options().get("miaudit_read") else "BEGIN IMMEDIATE"
+            )
 
         return engine
     if parsed.get_backend_name() == "postgresql":
         return sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
-    raise InputError("--db", f"unsupported database {parsed.get_backend_name()!r}; use sqlite:/// or postgresql://")
+    raise InputError(
+        "--db",
+        f"unsupported database {parsed.get_backend_name()!r}; use sqlite:/// or postgresql://",
+    )
 
 
 class Store:
@@ -191,10 +213,14 @@ class Store:
         self.engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
         try:
             metadata.create_all(self.engine)
-        except sa.exc.SQLAlchemyError as exc:  # not a database file, a server that does not answer, no rights
+        except (
+            sa.exc.SQLAlchemyError
+        ) as exc:  # not a database file, a server that does not answer, no rights
             self.engine.dispose()
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-            raise InputError("--db", f"cannot open the database {_redacted(self.url)!r}: {reason}") from None
+            raise InputError(
+                "--db", f"cannot open the database {_redacted(self.url)!r}: {reason}"
+            ) from None
         # Built once: building SQLAlchemy expressions costs more than running them (≈1 ms).
         k = api_keys.c
         self._key_stmt = sa.select(api_keys).where(k.key_id == sa.bindparam("key_id"))
@@ -205,7 +231,9 @@ class Store:
         # for update) either commits first, and the action sees it, or waits for the action.
         # SQLite needs no row lock: every write transaction holds the database's write lock.
         self._sql_actor = f"SELECT revoked_at FROM miaudit_api_keys WHERE key_id = {ph}"
-        self._sql_lock = f"SELECT key_id FROM miaudit_api_keys WHERE key_id IN ({ph}, {ph}) ORDER BY key_id"
+        self._sql_lock = (
+            f"SELECT key_id FROM miaudit_api_keys WHERE key_id IN ({ph}, {ph}) ORDER BY key_id"
+        )
         if self.engine.dialect.name != "sqlite":
             self._sql_actor += " FOR SHARE"
             self._sql_lock += " FOR UPDATE"
@@ -236,7 +264,9 @@ class Store:
         self._readers: list[Any] = []
         self._checkpointer: threading.Thread | None = None
         if self.engine.dialect.name == "sqlite":
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="miaudit-wal-checkpoint", daemon=True)
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="miaudit-wal-checkpoint", daemon=True
+            )
             self._checkpointer.start()
 
     def _checkpoint_loop(self, every_s: float = 1.0) -> None:
@@ -294,8 +324,18 @@ class Store:
             self._check_actor(conn, actor)
             conn.execute(
                 api_keys.insert().values(
-                    key_id=key.key_id, digest=key.digest, role=role, label=label, created_at=time.time(), revoked_at=None,
-                    budget=budget, used=0, rate=rate, window_s=window_s, window_id=0, window_used=0,
+                    key_id=key.key_id,
+                    digest=key.digest,
+                    role=role,
+                    label=label,
+                    created_at=time.time(),
+                    revoked_at=None,
+                    budget=budget,
+                    used=0,
+                    rate=rate,
+                    window_s=window_s,
+                    window_id=0,
+                    window_used=0,
                 )
             )
         return key
@@ -322,14 +362,21 @@ class Store:
             return None
         import sqlite3
 
-        raw = sqlite3.connect(self.engine.url.database or "", timeout=30, isolation_level=None, check_same_thread=False)
+        raw = sqlite3.connect(
+            self.engine.url.database or "",
+            timeout=30,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         raw.execute("PRAGMA query_only=ON")
         self._readers.append(raw)
         sql = self._sql_key
 
         def read(key_id: str) -> tuple[KeyInfo, str] | None:
             row = raw.execute(sql, (key_id,)).fetchone()
-            return None if row is None else (_info(dict(zip(KEY_COLUMNS, row, strict=False))), row[-1])
+            return (
+                None if row is None else (_info(dict(zip(KEY_COLUMNS, row, strict=False))), row[-1])
+            )
 
         return read
 
@@ -351,7 +398,11 @@ class Store:
 
     def list_keys(self, *, actor: str | None = None) -> list[KeyInfo]:
         with self._as(actor) as conn:
-            rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)).mappings().all()
+            rows = (
+                conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id))
+                .mappings()
+                .all()
+            )
         return [_info(r) for r in rows]
 
     def revoke_key(self, key_id: str, *, actor: str | None = None) -> bool:
@@ -360,10 +411,17 @@ class Store:
         with self._write() as conn:
             self._lock(conn, key_id, actor)
             res = conn.execute(
-                api_keys.update().where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=time.time())
+                api_keys.update()
+                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
             )
             if res.rowcount == 0:
-                return conn.execute(sa.select(api_keys.c.key_id).where(api_keys.c.key_id == key_id)).first() is not None
+                return (
+                    conn.execute(
+                        sa.select(api_keys.c.key_id).where(api_keys.c.key_id == key_id)
+                    ).first()
+                    is not None
+                )
         return True
 
     def _lock(self, conn: sa.Connection, key_id: str, actor: str | None) -> None:
@@ -371,12 +429,24 @@ class Store:
         conn.exec_driver_sql(self._sql_lock, (key_id, actor if actor is not None else key_id)).all()
         self._check_actor(conn, actor)
 
-    def set_limits(self, key_id: str, *, budget: int | None, rate: int | None, window_s: int = 60, actor: str | None = None) -> bool:
+    def set_limits(
+        self,
+        key_id: str,
+        *,
+        budget: int | None,
+        rate: int | None,
+        window_s: int = 60,
+        actor: str | None = None,
+    ) -> bool:
         """Replace a key's total budget and rate limit (None = no cap). False: no such key."""
         check_limits(budget, rate, window_s)
         with self._write() as conn:
             self._lock(conn, key_id, actor)
-            res = conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(budget=budget, rate=rate, window_s=window_s))
+            res = conn.execute(
+                api_keys.update()
+                .where(api_keys.c.key_id == key_id)
+                .values(budget=budget, rate=rate, window_s=window_s)
+            )
         return res.rowcount == 1
 
     # --- charging and the log -----------------------------------------------------------------
@@ -402,11 +472,19 @@ class Store:
         now = time.time() if now is None else now
         n, now_s = int(n), int(now)
         with self._write() as conn:
-            res = conn.exec_driver_sql(self._sql_charge, (now_s, n, n, now_s, n, key_id, n, now_s, n, n))
+            res = conn.exec_driver_sql(
+                self._sql_charge, (now_s, n, n, now_s, n, key_id, n, now_s, n, n)
+            )
             if res.rowcount == 1:
-                rid = int(conn.exec_driver_sql(self._sql_request, (key_id, now, endpoint, n, policy, status)).scalar_one())
+                rid = int(
+                    conn.exec_driver_sql(
+                        self._sql_request, (key_id, now, endpoint, n, policy, status)
+                    ).scalar_one()
+                )
                 if hashes:
-                    conn.exec_driver_sql(self._sql_records, [(rid, i, h) for i, h in enumerate(hashes)])
+                    conn.exec_driver_sql(
+                        self._sql_records, [(rid, i, h) for i, h in enumerate(hashes)]
+                    )
                 return Charge(rid)
             row = conn.execute(self._key_stmt, {"key_id": key_id}).mappings().first()
         if row is None or row["revoked_at"] is not None:
@@ -414,14 +492,34 @@ class Store:
         if row["budget"] is not None and row["used"] + n > row["budget"]:
             return Charge(None, "budget", BUDGET_RETRY_AFTER_S)
         window = int(row["window_s"])
-        return Charge(None, "rate", max(1, math.ceil((math.floor(now / window) + 1) * window - now)))
+        return Charge(
+            None, "rate", max(1, math.ceil((math.floor(now / window) + 1) * window - now))
+        )
 
-    def log_denied(self, key_id: str | None, *, endpoint: str, n: int, policy: str | None, status: int) -> None:
+    def log_denied(
+        self, key_id: str | None, *, endpoint: str, n: int, policy: str | None, status: int
+    ) -> None:
         """Log a refused request (no record hashes: nothing was answered)."""
         with self._write() as conn:
-            conn.execute(requests.insert().values(key_id=key_id, ts=time.time(), endpoint=endpoint, n_records=n, policy=policy, status=status))
+            conn.execute(
+                requests.insert().values(
+                    key_id=key_id,
+                    ts=time.time(),
+                    endpoint=endpoint,
+                    n_records=n,
+                    policy=policy,
+                    status=status,
+                )
+            )
 
-    def log_entries(self, *, key_id: str | None = None, limit: int = 100, with_hashes: bool = False, actor: str | None = None) -> list[dict[str, Any]]:
+    def log_entries(
+        self,
+        *,
+        key_id: str | None = None,
+        limit: int = 100,
+        with_hashes: bool = False,
+        actor: str | None = None,
+    ) -> list[dict[str, Any]]:
         q = sa.select(requests).order_by(requests.c.id.desc()).limit(limit)
         if key_id is not None:
             q = q.where(requests.c.key_id == key_id)
@@ -429,9 +527,15 @@ class Store:
             rows = [dict(r) for r in conn.execute(q).mappings().all()]
             if with_hashes and rows:
                 ids = [r["id"] for r in rows]
-                hs = conn.execute(
-                    sa.select(request_records).where(request_records.c.request_id.in_(ids)).order_by(request_records.c.request_id, request_records.c.position)
-                ).mappings().all()
+                hs = (
+                    conn.execute(
+                        sa.select(request_records)
+                        .where(request_records.c.request_id.in_(ids))
+                        .order_by(request_records.c.request_id, request_records.c.position)
+                    )
+                    .mappings()
+                    .all()
+                )
                 by: dict[int, list[str]] = {}
                 for h in hs:
                     by.setdefault(h["request_id"], []).append(h["record_hash"])
@@ -442,27 +546,62 @@ class Store:
     def answered_records(self) -> dict[str, int]:
         """Records charged (logged with status 200, or 500: they reached the model), per key:
         what budgets must equal."""
-        q = sa.select(requests.c.key_id, sa.func.sum(requests.c.n_records)).where(requests.c.status.in_((200, 500))).group_by(requests.c.key_id)
+        q = (
+            sa.select(requests.c.key_id, sa.func.sum(requests.c.n_records))
+            .where(requests.c.status.in_((200, 500)))
+            .group_by(requests.c.key_id)
+        )
         with self._read() as conn:
             return {k: int(v) for k, v in conn.execute(q).all()}
 
     # --- alerts -------------------------------------------------------------------------------
 
-    def add_alert(self, detector: str, key_id: str | None, keys: Sequence[str], detail: dict[str, Any], *, now: float | None = None) -> Alert:
+    def add_alert(
+        self,
+        detector: str,
+        key_id: str | None,
+        keys: Sequence[str],
+        detail: dict[str, Any],
+        *,
+        now: float | None = None,
+    ) -> Alert:
         ts = time.time() if now is None else now
         with self._write() as conn:
             aid = conn.execute(
-                alerts.insert().values(ts=ts, detector=detector, key_id=key_id, keys=json.dumps(sorted(keys)), detail=json.dumps(detail, sort_keys=True))
+                alerts.insert().values(
+                    ts=ts,
+                    detector=detector,
+                    key_id=key_id,
+                    keys=json.dumps(sorted(keys)),
+                    detail=json.dumps(detail, sort_keys=True),
+                )
             ).inserted_primary_key[0]
         return Alert(int(aid), ts, detector, key_id, sorted(keys), detail)
 
-    def list_alerts(self, *, since_id: int = 0, limit: int = 100, key_id: str | None = None, actor: str | None = None) -> list[Alert]:
+    def list_alerts(
+        self,
+        *,
+        since_id: int = 0,
+        limit: int = 100,
+        key_id: str | None = None,
+        actor: str | None = None,
+    ) -> list[Alert]:
         q = sa.select(alerts).where(alerts.c.id > since_id).order_by(alerts.c.id).limit(limit)
         if key_id is not None:
             q = q.where(alerts.c.key_id == key_id)
         with self._as(actor) as conn:
             rows = conn.execute(q).mappings().all()
-        return [Alert(r["id"], r["ts"], r["detector"], r["key_id"], json.loads(r["keys"]), json.loads(r["detail"])) for r in rows]
+        return [
+            Alert(
+                r["id"],
+                r["ts"],
+                r["detector"],
+                r["key_id"],
+                json.loads(r["keys"]),
+                json.loads(r["detail"]),
+            )
+            for r in rows
+        ]
 
 
 def _redacted(url: str) -> str:
@@ -482,11 +621,28 @@ def check_limits(budget: int | None, rate: int | None, window_s: int) -> None:
         raise InputError("window_s", f"must be ≥ 1 second, got {window_s!r}")
 
 
-KEY_COLUMNS = ("key_id", "role", "label", "created_at", "revoked_at", "budget", "used", "rate", "window_s")
+KEY_COLUMNS = (
+    "key_id",
+    "role",
+    "label",
+    "created_at",
+    "revoked_at",
+    "budget",
+    "used",
+    "rate",
+    "window_s",
+)
 
 
 def _info(row: Any) -> KeyInfo:
     return KeyInfo(
-        key_id=row["key_id"], role=row["role"], label=row["label"], created_at=row["created_at"], revoked_at=row["revoked_at"],
-        budget=row["budget"], used=int(row["used"]), rate=row["rate"], window_s=int(row["window_s"]),
+        key_id=row["key_id"],
+        role=row["role"],
+        label=row["label"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        budget=row["budget"],
+        used=int(row["used"]),
+        rate=row["rate"],
+        window_s=int(row["window_s"]),
     )

@@ -11,4 +11,13 @@ from miaudit.signals._compute import (
     scaled_logit,
 )
 
-__all__ = ["SIGNALS", "compute_signals", "confidence", "correctness", "entropy", "loss", "modified_entropy", "scaled_logit"]
+__all__ = [
+    "SIGNALS",
+    "compute_signals",
+    "confidence",
+    "correctness",
+    "entropy",
+    "loss",
+    "modified_entropy",
+    "scaled_logit",
+]

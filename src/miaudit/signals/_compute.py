@@ -44,7 +44,9 @@ def _logsumexp_except(lp: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _chunk_signals(values: np.ndarray, kind: Kind, labels: np.ndarray, which: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _chunk_signals(
+    values: np.ndarray, kind: Kind, labels: np.ndarray, which: tuple[str, ...]
+) -> dict[str, np.ndarray]:
     if kind == "probs":
         # A saved probability of 0 means "underflowed in the producer's dtype": read it as that
         # dtype's smallest positive number, so φ, loss and Mentr stay finite when p_y = 1.0.
@@ -119,7 +121,9 @@ def compute_signals(
     rows = max(1, _CHUNK_ELEMENTS // max(1, values.shape[-1]))
     out = {name: np.empty(n, dtype=np.float64) for name in which}
     for start in range(0, n, rows):
-        part = _chunk_signals(flat_v[start : start + rows], kind, flat_y[start : start + rows], tuple(which))
+        part = _chunk_signals(
+            flat_v[start : start + rows], kind, flat_y[start : start + rows], tuple(which)
+        )
         for name in which:
             out[name][start : start + rows] = part[name]
     return {name: arr.reshape(lead) for name, arr in out.items()}
