@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.conftest import simulated_outputs
 
 from miaudit.attacks import OUTPUT_ATTACKS, THRESHOLD_SPECS, class_dependent_scores, threshold_score
 from miaudit.audit import run_attacks
 from miaudit.metrics import roc_auc_score, tpr_at_fpr
 from miaudit.signals import compute_signals
+from tests.conftest import simulated_outputs
 
 
 def test_gap_attack_accuracy_identity():

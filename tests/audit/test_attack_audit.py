@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pydantic
 import pytest
-from tests.conftest import simulated_outputs
 
 import miaudit
 from miaudit.audit import AuditResult
 from miaudit.errors import InputError
+from tests.conftest import simulated_outputs
 
 
 @pytest.fixture(scope="module")

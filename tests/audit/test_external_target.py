@@ -8,12 +8,12 @@ import tomllib
 
 import numpy as np
 import pytest
-from tests.audit.conftest import CONFIG
 
 from miaudit.audit import ExternalTarget, audit, parse_audit_config
 from miaudit.audit._check_record import check_record
 from miaudit.datasets import load_dataset
 from miaudit.errors import InputError
+from tests.audit.conftest import CONFIG
 
 
 @pytest.mark.filterwarnings(

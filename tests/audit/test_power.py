@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import tomllib
 
-from tests.audit.conftest import CONFIG
-
 from miaudit.audit import parse_audit_config
 from miaudit.audit._power import null_audit, reference_power
 from miaudit.data import load_signals
+from tests.audit.conftest import CONFIG
 
 
 def test_more_references_do_not_hurt_and_rmia_beats_lira_with_one(run):

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import simulated_outputs
 
 import miaudit
 from miaudit.audit._pseudonyms import (
@@ -27,6 +26,7 @@ from miaudit.audit._pseudonyms import (
 )
 from miaudit.audit._writer import prepare_out
 from miaudit.errors import InputError
+from tests.conftest import simulated_outputs
 
 SRC = Path(miaudit.__file__).parent
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"

@@ -11,11 +11,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from tests.audit.conftest import CONFIG
 
 from miaudit.audit import AuditResult, audit, load_audit_config
 from miaudit.audit._check_record import check_record
 from miaudit.errors import InputError
+from tests.audit.conftest import CONFIG
 
 
 def test_results_and_files(run):

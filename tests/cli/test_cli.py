@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import simulated_outputs
 
 from miaudit.cli import main
+from tests.conftest import simulated_outputs
 
 MIAUDIT = [sys.executable, "-c", "from miaudit.cli import main; main()"]
 

@@ -8,10 +8,10 @@ import stat
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import simulated_outputs
 
 from miaudit.data import ModelOutputs, SignalsStore, load_outputs, load_signals
 from miaudit.errors import InputError
+from tests.conftest import simulated_outputs
 
 
 def _frame(o: ModelOutputs) -> pd.DataFrame:

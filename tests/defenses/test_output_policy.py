@@ -262,9 +262,8 @@ def test_round_signals_read_zero_as_a_quarter_unit():
 
 def test_threshold_signals_still_rank_members_under_restriction():
     """Confidence under top-1 and round:1 keeps most of the full-output ranking (a sanity direction)."""
-    from tests.conftest import simulated_outputs
-
     from miaudit.metrics import roc_auc_score
+    from tests.conftest import simulated_outputs
 
     o = simulated_outputs(n=3000, classes=4, shift=1.5, seed=2)
     z = o.values - o.values.max(axis=1, keepdims=True)

@@ -89,7 +89,9 @@ def normalised(path: Path, root: Path) -> str:
     if path.suffix == ".json":
         return json.dumps(_strip(json.loads(text)), indent=1, sort_keys=True) + "\n"
     text = re.sub(r"miaudit \d+\.\d+\.\d+\S*", "miaudit <VERSION>", text)
-    return re.sub(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?", "<TIME>", text)
+    return re.sub(
+        r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?", "<TIME>", text
+    )
 
 
 def _with_key(out: Path) -> Path:

@@ -310,11 +310,10 @@ def test_markdown_is_the_same_after_a_json_round_trip(outputs_run):
 def test_controls_follow_the_tradeoff_verdicts(outputs_run):
     """DP best by the rule (larger paired risk reduction within the accuracy tolerance) makes the
     DP control "recommended"; a regulariser whose reduction's interval includes 0 does not."""
-    from tests.report.conftest import variants
-
     from miaudit.metrics import Estimate
     from miaudit.report import recommend
     from miaudit.report._verdict import assess_risk
+    from tests.report.conftest import variants
 
     _, result = outputs_run
     base, wd, dp = variants()

@@ -11,11 +11,11 @@ import anyio
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from tests.serve.conftest import N_FEATURES, SECRET, synthetic
 
 from miaudit.serve import EstimatorPredictor, TorchMLPPredictor
 from miaudit.serve._app import predict_body_cap
 from miaudit.serve._store import KeyRevoked
+from tests.serve.conftest import N_FEATURES, SECRET, synthetic
 
 X, _ = synthetic(50, seed=3)
 

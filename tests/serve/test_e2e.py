@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from tests.serve.conftest import N_FEATURES, SECRET, Server, free_port, reset_postgres
 
 from benchmarks.bench_guard_abuse import send_body
 from miaudit.cli import main
 from miaudit.serve import ServeSpec, Store, record_hashes
+from tests.serve.conftest import N_FEATURES, SECRET, Server, free_port, reset_postgres
 
 TIMEOUT = httpx.Timeout(10.0)
 

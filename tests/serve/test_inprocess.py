@@ -9,9 +9,9 @@ import threading
 import httpx
 import numpy as np
 import pytest
-from tests.serve.conftest import SECRET, synthetic
 
 from miaudit.serve import DetectorConfig, HttpOracle, Role, ServiceError, record_hashes
+from tests.serve.conftest import SECRET, synthetic
 
 X, Y = synthetic(50, seed=1)
 FLOAT_KEYS = ("scores", "probabilities", "probs", "values")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.serve.conftest import SECRET
 
 from miaudit.serve import (
     DetectorConfig,
@@ -13,6 +12,7 @@ from miaudit.serve import (
     default_knn_threshold,
     record_hashes,
 )
+from tests.serve.conftest import SECRET
 
 D = 8
 

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-from tests.serve.conftest import N_FEATURES, SECRET, free_port, synthetic
 
 from miaudit.errors import InputError
 from miaudit.serve import (
@@ -19,6 +18,7 @@ from miaudit.serve import (
     create_app,
     load_predictor,
 )
+from tests.serve.conftest import N_FEATURES, SECRET, free_port, synthetic
 
 X, _ = synthetic(30, seed=5)
 
