@@ -9,6 +9,38 @@ import pytest
 
 from miaudit.data import ModelOutputs
 
+# The slow tier: modules that train many models, start servers, browsers or clusters, or run a
+# claim's small instance. `make check` (the inner loop) leaves them out; `make test` and CI run them.
+# A module is listed when it costs more than about 3 s on the 2-core machine (pytest --durations).
+SLOW_MODULES = frozenset(
+    {
+        "tests/audit/test_dp_audit.py",  # trains DP models per case
+        "tests/audit/test_reference_audit.py",  # reference audits end to end, CLI gate
+        "tests/audit/test_threat_model.py",  # null audits under three plans
+        "tests/audit/test_tradeoff.py",  # trains every control's variant
+        "tests/benchmarks/test_null_suite.py",  # claim instances
+        "tests/benchmarks/test_runner.py",
+        "tests/benchmarks/test_scale_benches.py",
+        "tests/dp/test_dp_training.py",  # Opacus training
+        "tests/engine/test_ray.py",  # starts a Ray cluster
+        "tests/engine/test_resume.py",  # SIGKILLs and resumes training processes
+        "tests/golden/test_golden.py",  # five full fixed-seed runs
+        "tests/lessons/test_lessons.py",  # trains the lessons' models
+        "tests/report/test_browser.py",  # headless Chromium
+        "tests/serve/test_benchmarks.py",
+        "tests/serve/test_e2e.py",  # uvicorn workers against SQLite and PostgreSQL
+        "tests/serve/test_fuzz.py",  # schemathesis over the OpenAPI spec
+        "tests/test_dependencies.py",  # fresh interpreters with dependencies blocked
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(config.rootpath)
+    for item in items:
+        if Path(item.fspath).relative_to(root).as_posix() in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 def simulated_outputs(
     n: int = 2000, classes: int = 3, shift: float = 1.0, seed: int = 0

@@ -5,10 +5,10 @@ computed from a run's restricted scores) and writes files; nothing in miaudit im
 """
 
 from miaudit.report._controls import AttackerProfile, Control, attacker_profile, recommend
+from miaudit.report._format import format_estimate
 from miaudit.report._inputs import DpAuditSummary, ScoreHistogram, TradeoffVariant
 from miaudit.report._render import (
     REPORT_FILE,
-    format_estimate,
     load_results,
     render_markdown,
     render_report,

@@ -6,17 +6,22 @@ each SVG get a per-chart prefix, so several charts can share one HTML document.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from markupsafe import Markup
 
-from miaudit.audit import AuditResult
-from miaudit.audit._results import AttackResult
+from miaudit.audit import AttackResult, AuditResult
 from miaudit.metrics import Estimate
 from miaudit.report._inputs import DpAuditSummary, ScoreHistogram, TradeoffVariant
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
 _RC = {
     "svg.fonttype": "none",
@@ -57,11 +62,11 @@ def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _svg(fig, chart: str, title: str) -> Markup:  # type: ignore[no-untyped-def]
+def _svg(fig: Figure, chart: str, title: str) -> Markup:
     import matplotlib
 
     buf = io.StringIO()
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_rc()):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     text = text[text.index("<svg") :]
@@ -94,15 +99,24 @@ def _shrink(text: str) -> str:
     return re.sub(r">\s+<", "><", text)
 
 
-def _styled(build):  # type: ignore[no-untyped-def]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _rc() -> Any:
+    # matplotlib types rc_context's keys as a Literal of every rc name; ours are a plain dict.
+    return cast(Any, _RC)
+
+
+def _styled(build: Callable[_P, _R]) -> Callable[_P, _R]:
     """Run a figure builder under the report's rc settings (they apply when artists are made)."""
     import matplotlib
 
-    def run(*args, **kwargs):  # type: ignore[no-untyped-def]
-        with matplotlib.rc_context(_RC):
+    @functools.wraps(build)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with matplotlib.rc_context(_rc()):
             return build(*args, **kwargs)
 
-    run.__doc__ = build.__doc__
     return run
 
 
@@ -128,11 +142,12 @@ def roc_chart(result: AuditResult) -> Markup:
     ranked = sorted(result.attacks, key=lambda a: -(a.auc.point or 0.0))
     strongest = ranked[0].name if ranked else None
     for i, a in enumerate(ranked):
+        # Without resampling (resamples = 0) a curve has no bands: draw it without them.
+        nan = [math.nan] * len(a.roc.fpr)
+        lower, upper = a.roc.tpr_lower or nan, a.roc.tpr_upper or nan
         pts = [
             (f, t, lo, hi)
-            for f, t, lo, hi in zip(
-                a.roc.fpr, a.roc.tpr, a.roc.tpr_lower, a.roc.tpr_upper, strict=True
-            )
+            for f, t, lo, hi in zip(a.roc.fpr, a.roc.tpr, lower, upper, strict=True)
             if f >= 1.0 / n0 and math.isfinite(t)
         ]
         if not pts:
@@ -218,7 +233,7 @@ def attack_summary_chart(attacks: Sequence[AttackResult]) -> Markup:
     return _svg(fig, "attacks", "AUC and TPR at 1% FPR of each attack with intervals")
 
 
-def _percent():  # type: ignore[no-untyped-def]
+def _percent() -> FuncFormatter:
     from matplotlib.ticker import FuncFormatter
 
     return FuncFormatter(lambda v, _pos: f"{v * 100:g}%")
