@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 EXTRAS ?= dev,torch,sklearn-models,serve,dp,ray
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system lint format check test demo claims bench clean
+.PHONY: install system lint format doctest check test demo claims bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,10 +30,14 @@ format: install
 	$(VENV)/bin/ruff format src tests benchmarks
 
 # The inner loop: lint, then every test but the slow tier (≤ 90 s on the 2-core machine).
-check: lint
+check: lint doctest
 	$(PY) -m pytest -q -m "not claims and not slow" -p no:cacheprovider
 
-test: install system
+# The examples in docstrings run as written.
+doctest: install
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules src/miaudit
+
+test: install system lint doctest
 	$(PY) -m pytest -q -m "not claims"
 
 demo: install
