@@ -1,13 +1,16 @@
-"""Shared fixtures: small simulated model outputs with a known membership signal."""
+"""Shared fixtures: small simulated model outputs with a known membership signal (tests/simulate.py),
+a planted module, and the slow tier."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from miaudit.data import ModelOutputs
+from tests.simulate import simulated_outputs
+
+__all__ = ["simulated_outputs"]  # older tests import it from here
 
 # The slow tier: modules that train many models, start servers, browsers or clusters, or run a
 # claim's small instance. `make check` (the inner loop) leaves them out; `make test` and CI run them.
@@ -40,25 +43,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if Path(item.fspath).relative_to(root).as_posix() in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-
-
-def simulated_outputs(
-    n: int = 2000, classes: int = 3, shift: float = 1.0, seed: int = 0
-) -> ModelOutputs:
-    """Logits whose true-class entry is larger for members by ``shift`` (0 = no leak)."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, classes, n)
-    m = np.zeros(n, dtype=np.int8)
-    m[rng.permutation(n)[: n // 2]] = 1
-    z = rng.normal(size=(n, classes))
-    z[np.arange(n), y] += 1.0 + shift * m
-    return ModelOutputs.from_arrays(
-        logits=z,
-        label=y,
-        member=m,
-        record_id=np.arange(1000, 1000 + n),
-        columns={"group": rng.choice(["a", "b"], n)},
-    )
 
 
 @pytest.fixture

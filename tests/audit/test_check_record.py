@@ -13,6 +13,7 @@ from miaudit.audit import attack
 from miaudit.audit._check_record import MIN_OUT, check_record, check_records
 from miaudit.data import ModelOutputs, SignalsStore
 from miaudit.errors import InputError
+from tests.simulate import string_id_outputs
 
 
 def null_store(
@@ -82,17 +83,7 @@ def test_one_out_reference_is_refused_with_the_minimum():
 
 
 def _outputs(n: int = 600, seed: int = 0) -> ModelOutputs:
-    rng = np.random.default_rng(seed)
-    member = rng.random(n) < 0.5
-    label = rng.integers(0, 3, n)
-    logits = rng.normal(size=(n, 3))
-    logits[np.arange(n), label] += 1.5 * member  # members get a larger true-class logit
-    return ModelOutputs.from_arrays(
-        label=label,
-        member=member.astype(np.int8),
-        logits=logits,
-        record_id=np.array([f"r{i}" for i in range(n)]),
-    )
+    return string_id_outputs(n, seed, shift=1.5)  # members get a larger true-class logit
 
 
 def test_saved_outputs_get_a_rank_test_against_non_members(tmp_path):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from miaudit.audit import attack, audit
 from miaudit.data import ModelOutputs
+from tests.simulate import subgroup_outputs
 
 #: Record ids of the synthetic outputs: distinctive, so a test can prove none reaches a report.
 ID_BASE = 7_340_000
@@ -34,20 +34,7 @@ attacks = ["loss", "lira_online", "rmia_offline"]
 
 def synthetic_outputs(n: int = 600, seed: int = 0) -> ModelOutputs:
     """Three classes, members fitted better than non-members, a small rare group that leaks more."""
-    rng = np.random.default_rng(seed)
-    member = (rng.random(n) < 0.5).astype(np.int8)
-    label = rng.integers(0, 3, n)
-    group = np.where(rng.random(n) < 0.15, "rare", "common")
-    logits = rng.normal(0.0, 1.0, (n, 3))
-    boost = 1.0 + 1.5 * member + 1.5 * member * (group == "rare")
-    logits[np.arange(n), label] += boost
-    return ModelOutputs.from_arrays(
-        logits=logits,
-        label=label,
-        member=member,
-        record_id=ID_BASE + np.arange(n),
-        columns={"group": group},
-    )
+    return subgroup_outputs(n, seed, id_base=ID_BASE)
 
 
 @pytest.fixture(scope="session")
