@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from miaudit.audit import AuditResult
+from miaudit.audit import AttackResult, AuditResult
 
 RiskLevel = Literal["high", "moderate", "low", "not detected"]
 
@@ -53,57 +53,66 @@ class RiskAssessment:
     explanation: str
 
 
+def _attack_level(a: AttackResult) -> tuple[int, str, float] | None:
+    """(rank in RISK_THRESHOLDS, metric, lower bound) of the highest level one attack reaches."""
+    auc = a.auc.lower if a.auc.status == "ok" else None
+    tpr_e = a.tpr_at_fpr.get("tpr@1%fpr")
+    tpr = tpr_e.lower if tpr_e is not None and tpr_e.status == "ok" else None
+    for rank, t in enumerate(RISK_THRESHOLDS):
+        strict = t.level == "low"
+        if auc is not None and (auc > t.auc if strict else auc >= t.auc):
+            return rank, "AUC", auc
+        if tpr is not None and (tpr > t.tpr if strict else tpr >= t.tpr):
+            return rank, "TPR at 1% FPR", tpr
+    return None
+
+
+def _not_detected(result: AuditResult) -> RiskAssessment:
+    """No attack above chance: say how much leakage the intervals leave room for."""
+    aucs = [a.auc.upper for a in result.attacks if a.auc.status == "ok" and a.auc.upper is not None]
+    tprs = [
+        e.upper
+        for a in result.attacks
+        if (e := a.tpr_at_fpr.get("tpr@1%fpr")) is not None
+        and e.status == "ok"
+        and e.upper is not None
+    ]
+    bounds = []
+    if aucs:
+        bounds.append(f"AUC up to {max(aucs):.3f}")
+    if tprs:
+        bounds.append(f"TPR at 1% FPR up to {max(tprs) * 100:.1f}%")
+    missed = f" ({' and '.join(bounds)} at the upper ends of the intervals)" if bounds else ""
+    return RiskAssessment(
+        "not detected",
+        None,
+        None,
+        None,
+        "No attack's interval lies above chance. This is not proof of safety: the intervals bound how much "
+        f"leakage this audit could have missed{missed}, and stronger attacks or more reference models may find more.",
+    )
+
+
 def assess_risk(result: AuditResult) -> RiskAssessment:
     """The risk level of an audit: the highest level any attack's interval lower bound reaches.
 
     ``low`` needs a lower bound strictly above chance (AUC > 0.5 or TPR > 1 % at 1 % FPR).
+    Among attacks at the same level, the largest bound on the same metric names the attack.
     """
     best: tuple[int, str, str, float] | None = None  # (rank, attack, metric, lower bound)
     for a in result.attacks:
-        auc = a.auc.lower if a.auc.status == "ok" else None
-        tpr_e = a.tpr_at_fpr.get("tpr@1%fpr")
-        tpr = tpr_e.lower if tpr_e is not None and tpr_e.status == "ok" else None
-        for rank, t in enumerate(RISK_THRESHOLDS):
-            strict = t.level == "low"
-            hits = []
-            if auc is not None and (auc > t.auc if strict else auc >= t.auc):
-                hits.append(("AUC", auc))
-            if tpr is not None and (tpr > t.tpr if strict else tpr >= t.tpr):
-                hits.append(("TPR at 1% FPR", tpr))
-            if hits:
-                metric, value = hits[0]
-                if (
-                    best is None
-                    or rank < best[0]
-                    or (rank == best[0] and metric == best[2] and value > best[3])
-                ):
-                    best = (rank, a.name, metric, value)
-                break
+        level = _attack_level(a)
+        if level is None:
+            continue
+        rank, metric, value = level
+        if (
+            best is None
+            or rank < best[0]
+            or (rank == best[0] and metric == best[2] and value > best[3])
+        ):
+            best = (rank, a.name, metric, value)
     if best is None:
-        aucs = [
-            a.auc.upper for a in result.attacks if a.auc.status == "ok" and a.auc.upper is not None
-        ]
-        tprs = [
-            e.upper
-            for a in result.attacks
-            if (e := a.tpr_at_fpr.get("tpr@1%fpr")) is not None
-            and e.status == "ok"
-            and e.upper is not None
-        ]
-        bounds = []
-        if aucs:
-            bounds.append(f"AUC up to {max(aucs):.3f}")
-        if tprs:
-            bounds.append(f"TPR at 1% FPR up to {max(tprs) * 100:.1f}%")
-        missed = f" ({' and '.join(bounds)} at the upper ends of the intervals)" if bounds else ""
-        return RiskAssessment(
-            "not detected",
-            None,
-            None,
-            None,
-            "No attack's interval lies above chance. This is not proof of safety: the intervals bound how much "
-            f"leakage this audit could have missed{missed}, and stronger attacks or more reference models may find more.",
-        )
+        return _not_detected(result)
     rank, attack, metric, value = best
     t = RISK_THRESHOLDS[rank]
     conf = f"{result.bootstrap.confidence * 100:g}%"
