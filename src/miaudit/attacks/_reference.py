@@ -36,6 +36,7 @@ from typing import Literal
 import numpy as np
 
 from miaudit.attacks._lira import OfflineStatistic, Variance, lira_offline, lira_online
+from miaudit.attacks._partners import complementary_partners
 from miaudit.attacks._rmia import (
     DEFAULT_A,
     calibrate_rmia_a,
@@ -44,8 +45,7 @@ from miaudit.attacks._rmia import (
     rmia_probability,
 )
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
-from miaudit.data import SignalsStore
-from miaudit.data._tables import CHUNK_RECORDS, is_mapped, release
+from miaudit.data import CHUNK_RECORDS, SignalsStore, is_mapped, release
 from miaudit.errors import InputError
 from miaudit.signals import compute_signals
 
@@ -302,8 +302,7 @@ CALIBRATION_RECORDS = 100_000
 
 def _own_pair(store: SignalsStore, target: int) -> np.ndarray:
     """The target and every model whose keep row is its complement on the pool (its partner)."""
-    pool = ~store.population
-    partner = (store.keep[:, pool] == ~store.keep[target, pool]).all(axis=1)
+    partner = complementary_partners(store.keep[:, ~store.population], target)
     partner[target] = True
     return np.flatnonzero(partner)
 
@@ -365,7 +364,8 @@ def _next_after(target: int, refs: np.ndarray, n_models: int) -> int:
     return int(min(refs.tolist(), key=lambda m: (m - target) % n_models))
 
 
-def _check_attack(attack: object) -> None:
+def check_reference_attack(attack: object) -> ReferenceAttack:
+    """``attack`` if it is one of the reference attacks this module scores, else an InputError."""
     if not isinstance(attack, (LiraAttack, RmiaAttack, ShadowAttack, MlLeaksAttack)):
         raise InputError(
             "attack",
@@ -374,14 +374,14 @@ def _check_attack(attack: object) -> None:
     mode = getattr(attack, "mode", "online")
     if mode not in ("online", "offline"):
         raise InputError("attack.mode", f"must be 'online' or 'offline', got {mode!r}")
+    return attack
 
 
 def _default_references(store: SignalsStore, target: int) -> np.ndarray:
     """Every other model except the target's complementary partner(s)."""
-    others = np.delete(np.arange(store.n_models), target)
-    pool = ~store.population
-    partner = (store.keep[others][:, pool] == ~store.keep[target, pool]).all(axis=1)
-    return others[~partner]
+    partner = complementary_partners(store.keep[:, ~store.population], target)
+    partner[target] = True
+    return np.flatnonzero(~partner)
 
 
 def _reference_set(
@@ -449,7 +449,7 @@ def score_target(
         When no target is given or stored, on bad indices, or as the attack itself raises
         (e.g. a record without an OUT reference).
     """
-    _check_attack(attack)
+    check_reference_attack(attack)
     if target is None:
         if store.target is None:
             raise InputError("target", "the store names no target model; pass target=")
@@ -527,7 +527,7 @@ def leave_one_model_out_each(
     references: the signals they derive from the store (LiRA's scaled logits, RMIA's p_y) are
     computed once and shared, which is most of the work on a large store."""
     for attack in attacks.values():
-        _check_attack(attack)
+        check_reference_attack(attack)
     k = store.n_models
     tlist = list(range(k)) if targets is None else [int(t) for t in targets]
     if not tlist:
@@ -579,8 +579,9 @@ def complementary_pairs(store: SignalsStore) -> list[tuple[int, int]]:
     for i in range(store.n_models):
         if i in taken:
             continue
+        partners = complementary_partners(keep, i)
         for j in range(i + 1, store.n_models):
-            if j not in taken and bool((keep[j] == ~keep[i]).all()):
+            if j not in taken and bool(partners[j]):
                 pairs.append((i, j))
                 taken.update((i, j))
                 break

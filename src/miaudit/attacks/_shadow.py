@@ -25,22 +25,16 @@ from threadpoolctl import threadpool_limits
 
 from miaudit.attacks._lira import _as_float, _as_keep
 from miaudit.errors import InputError
+from miaudit.signals import log_softmax
 
 #: Fewer examples of either membership class than this in a class's shadow data and that class
 #: is scored by the classifier trained on all classes.
 MIN_PER_CLASS = 5
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    m = z.max(axis=-1, keepdims=True)
-    s = z - m
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
-
-
 def _shokri_features(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(…, C) logits and (…) labels → (…, C + 1): sorted log-probabilities, then log p_y."""
-    lp = _log_softmax(logits)
+    lp = log_softmax(logits)
     lp_y = np.take_along_axis(lp, labels[..., None], axis=-1)
     srt = -np.sort(-lp, axis=-1)
     return np.concatenate([srt, lp_y], axis=-1)
@@ -168,7 +162,7 @@ def _per_class_scores(
 
 
 def _top3(logits: np.ndarray) -> np.ndarray:
-    lp = _log_softmax(logits)
+    lp = log_softmax(logits)
     return -np.sort(-lp, axis=-1)[..., :3]
 
 
