@@ -34,6 +34,7 @@ from miaudit.attacks._reference import (
     score_target,
 )
 from miaudit.attacks._registry import (
+    BASELINE_ATTACK,
     AttackScores,
     AttackSpec,
     DecisionRule,
@@ -84,6 +85,7 @@ OUTPUT_ATTACKS: tuple[str, ...] = tuple(
 )
 
 __all__ = [
+    "BASELINE_ATTACK",
     "OUTPUT_ATTACKS",
     "QUERY_ATTACKS",
     "RMIA_DEFAULT_A",

@@ -85,6 +85,7 @@ def _register_thresholds() -> None:
                 attacker_knows=_KNOWS_LABEL if name == "gap" else _KNOWS_PER_CLASS,
                 needs=frozenset({Need.LABELS, Need.KNOWN_MEMBERS}),
                 signals=(spec.signal,),
+                order_invariant=False,  # folds are drawn by position
             )
         )
 
@@ -97,6 +98,7 @@ def _reference(
     citation: str,
     knows: str,
     needs: frozenset[Need] = _REFERENCE_NEEDS,
+    order_invariant: bool = True,
 ) -> None:
     register_attack(
         AttackSpec(
@@ -108,6 +110,7 @@ def _reference(
             citation=citation,
             attacker_knows=knows,
             needs=needs,
+            order_invariant=order_invariant,
         )
     )
 
@@ -167,6 +170,7 @@ def _register_reference_attacks() -> None:
         "one shadow model, top-3 sorted probabilities",
         "Salem et al., NDSS 2019",
         shadow,
+        order_invariant=False,  # cross-fitting folds are drawn by position
     )
 
 
@@ -188,7 +192,7 @@ def _register_query_attacks() -> None:
     perturbed = "predicted labels of perturbed copies of the record"
     tens = QueryCost("tens (one per perturbed copy)", hungry=True)
     choquette = "Choquette-Choo et al., ICML 2021"
-    for name, run, description, citation, knows, cost in (
+    for name, run, description, citation, knows, cost, invariant in (
         (
             "noise_robustness",
             _noise,
@@ -196,6 +200,7 @@ def _register_query_attacks() -> None:
             choquette,
             perturbed,
             tens,
+            False,  # noise is drawn by position
         ),
         (
             "augmentation_robustness",
@@ -204,6 +209,7 @@ def _register_query_attacks() -> None:
             choquette,
             perturbed,
             tens,
+            True,
         ),
         (
             "boundary_distance",
@@ -212,6 +218,7 @@ def _register_query_attacks() -> None:
             f"{choquette}; Li & Zhang, CCS 2021",
             "predicted labels only, searching for the nearest label flip",
             QueryCost("about 1,000–10,000", hungry=True),
+            False,  # random directions are drawn by position
         ),
     ):
         register_attack(
@@ -225,6 +232,7 @@ def _register_query_attacks() -> None:
                 attacker_knows=knows,
                 needs=_ORACLE_NEEDS,
                 query_cost=cost,
+                order_invariant=invariant,
             )
         )
 

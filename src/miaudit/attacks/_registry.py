@@ -35,6 +35,10 @@ from miaudit.defenses import OutputPolicy, computable_signals
 from miaudit.errors import InputError
 from miaudit.signals import SIGNALS
 
+#: The attack every other is compared with (paired differences) and the report's proxy of the
+#: generalisation gap: the loss attack (Yeom et al., CSF 2018).
+BASELINE_ATTACK = "loss"
+
 
 class Family(StrEnum):
     """How an attack decides (the report and the docs group attacks by it)."""
@@ -78,6 +82,9 @@ class AttackSpec:
     ``signals``: the per-record signals a ``MODEL_OUTPUTS`` attack reads (it is refused under an
     output policy that hides one of them). ``description`` and ``citation`` are the report's
     wording of the attack; ``attacker_knows`` what the simulated attacker must know.
+    ``order_invariant``: permuting the records permutes the scores exactly; False for attacks
+    whose randomness is drawn by record position (cross-fitting folds, noise draws), which are
+    invariant only in distribution.
     """
 
     name: str
@@ -90,6 +97,7 @@ class AttackSpec:
     needs: frozenset[Need] = frozenset({Need.LABELS})
     signals: tuple[str, ...] = ()
     query_cost: QueryCost = field(default_factory=QueryCost)
+    order_invariant: bool = True
 
     @property
     def label_only(self) -> bool:

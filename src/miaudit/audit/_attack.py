@@ -13,6 +13,7 @@ import numpy as np
 
 from miaudit._version import __version__
 from miaudit.attacks import (
+    BASELINE_ATTACK,
     OUTPUT_ATTACKS,
     AttackSpec,
     OutputSignals,
@@ -137,7 +138,7 @@ def tie_notes(results: Sequence[AttackResult], fprs: Sequence[float]) -> list[st
     ]
 
 
-def comparisons_with_loss(ev: Evaluation, baseline: str = "loss") -> list[Comparison]:
+def comparisons_with_loss(ev: Evaluation, baseline: str = BASELINE_ATTACK) -> list[Comparison]:
     """Paired AUC and TPR@1 %FPR differences of every attack against the baseline (if run)."""
     if baseline not in ev.names:
         return []
