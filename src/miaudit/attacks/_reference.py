@@ -252,7 +252,7 @@ def _score_defined(
         )
     if isinstance(attack, RmiaAttack):
         p = sig.p(attack.temperature)
-        cols = slice(None)
+        cols: slice | np.ndarray = slice(None)
         if (
             pool.size + int(store.population.sum()) < store.n_records
         ):  # some pool records are left out
@@ -268,7 +268,8 @@ def _score_defined(
         else:
             a = sig.rmia_a(target, attack) if attack.a is None else attack.a
             full = rmia_offline(t_p, r_p, r_keep, pop, a=a, gamma=attack.gamma, trim=attack.trim)
-        return full[~pop]
+        scored: np.ndarray = full[~pop]
+        return scored
     logits = sig.first_query_logits()
     if isinstance(attack, ShadowAttack):
         labels = store.label[pool]

@@ -266,7 +266,7 @@ def _checked_signals(spec: AttackSpec, inputs: OutputSignals) -> int:
     labels = np.asarray(inputs.labels)
     if labels.ndim != 1:
         raise InputError("labels", f"must be (records,), got shape {labels.shape}")
-    n = labels.shape[0]
+    n = int(labels.shape[0])
     for name in spec.signals:
         if name not in inputs.signals:
             raise InputError("signals", f"{spec.name} needs the {name!r} signal")

@@ -169,7 +169,8 @@ def _trimmed_mean(refs: np.ndarray, mask: np.ndarray | None, trim: float) -> np.
     k, n = refs.shape
     if trim == 0.0:
         if mask is None:
-            return refs.mean(axis=0, dtype=np.float64)
+            mean: np.ndarray = refs.mean(axis=0, dtype=np.float64)
+            return mean
         out = np.empty(n, dtype=np.float64)
         for lo in range(0, n, CHUNK_RECORDS):
             hi = min(n, lo + CHUNK_RECORDS)
@@ -207,7 +208,8 @@ def _require_out(mask_out: np.ndarray) -> None:
 
 
 def _ratio(target: np.ndarray, pr: np.ndarray) -> np.ndarray:
-    return target.astype(np.float64) / np.maximum(pr, _TINY)
+    ratio: np.ndarray = target.astype(np.float64) / np.maximum(pr, _TINY)
+    return ratio
 
 
 # --------------------------------------------------------------------------- scores

@@ -232,7 +232,8 @@ def ml_leaks(
     if folds == 1:
         with threadpool_limits(limits=1, user_api="openmp"):
             clf = _classifier(seed, max_iter).fit(_top3(sh), member)
-            return clf.predict_proba(_top3(tgt))[:, 1].astype(np.float64)
+            proba: np.ndarray = clf.predict_proba(_top3(tgt))[:, 1].astype(np.float64)
+            return proba
     if tgt.shape[0] != sh.shape[0]:
         raise InputError(
             "shadow_logits",

@@ -115,7 +115,7 @@ def attack_result(
         ppv_prior=ev.prior,
         ppv_fpr=ev.ppv_fpr,
         roc=RocCurve(fpr=fpr, tpr=tpr, tpr_lower=lo, tpr_upper=hi),
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
@@ -124,7 +124,10 @@ def top_tie(member: np.ndarray, score: np.ndarray) -> TopTie:
     s = np.asarray(score, dtype=np.float64)
     m = np.asarray(member).astype(bool)
     at_top = s == s.max() if s.size else np.zeros(0, bool)
-    share = lambda mask: float(at_top[mask].mean()) if mask.any() else 0.0  # noqa: E731
+
+    def share(mask: np.ndarray) -> float:
+        return float(at_top[mask].mean()) if mask.any() else 0.0
+
     return TopTie(
         records=float(at_top.mean()) if s.size else 0.0, members=share(m), nonmembers=share(~m)
     )
@@ -366,7 +369,8 @@ def mean_rank(scores: dict[str, np.ndarray]) -> np.ndarray:
     """Each record's mean rank percentile over attacks: the evidence that orders score ties."""
     from scipy.stats import rankdata
 
-    return np.mean([rankdata(v) / v.size for v in scores.values()], axis=0)
+    ranks: np.ndarray = np.mean([rankdata(v) / v.size for v in scores.values()], axis=0)
+    return ranks
 
 
 def _signals_under_policy(
@@ -397,7 +401,8 @@ def _signals_under_policy(
 def compute_signals_probs(outputs: ModelOutputs) -> np.ndarray:
     """The outputs as probabilities (a softmax of logits, computed stably)."""
     if outputs.kind == "probs":
-        return np.asarray(outputs.values, dtype=np.float64)
+        probs: np.ndarray = np.asarray(outputs.values, dtype=np.float64)
+        return probs
     return softmax(outputs.values)
 
 

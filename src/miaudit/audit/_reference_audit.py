@@ -431,7 +431,10 @@ def _with_external_target(store: SignalsStore, target: ExternalTarget) -> Signal
     member = np.zeros(n, dtype=bool)
     member[[index[str(m)] for m in target.members.tolist()]] = True
     checked = ModelOutputs.from_arrays(
-        label=store.label, member=member.astype(np.int8), **{target.kind: out}
+        label=store.label,
+        member=member.astype(np.int8),
+        logits=out if target.kind == "logits" else None,
+        probs=out if target.kind == "probs" else None,
     )
     logits = (
         checked.values

@@ -108,7 +108,7 @@ class Evaluation:
             float(point) if np.isfinite(point) else None
         )  # undefined (e.g. PPV with nothing flagged): null, never NaN
         if self.n_resamples == 0:
-            return Estimate(point=value, status=status)  # type: ignore[arg-type]
+            return Estimate(point=value, status=status)
         reps = reps[np.isfinite(reps)]
         if reps.size == 0:
             return Estimate(point=value)
@@ -278,7 +278,7 @@ def paired_difference(
         >>> paired_difference(y, a, a).point
         0.0
     """
-    fprs = DEFAULT_FPRS
+    fprs: tuple[float, ...] = DEFAULT_FPRS
     if metric.startswith("tpr@"):
         fprs = tuple(
             sorted(set(DEFAULT_FPRS) | {float(metric[4:].split("%")[0]) / 100}, reverse=True)

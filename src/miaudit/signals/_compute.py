@@ -36,7 +36,8 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     shifted = z - np.take_along_axis(z, top, axis=-1)
     rest = np.exp(shifted)
     np.put_along_axis(rest, top, 0.0, axis=-1)
-    return shifted - np.log1p(rest.sum(axis=-1, keepdims=True))
+    lp: np.ndarray = shifted - np.log1p(rest.sum(axis=-1, keepdims=True))
+    return lp
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -54,7 +55,7 @@ def _logsumexp_except(lp: np.ndarray, idx: np.ndarray) -> np.ndarray:
     m = masked.max(axis=-1, keepdims=True)
     finite_m = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(divide="ignore"):
-        out = np.log(np.exp(masked - finite_m).sum(axis=-1)) + finite_m[..., 0]
+        out: np.ndarray = np.log(np.exp(masked - finite_m).sum(axis=-1)) + finite_m[..., 0]
     return out
 
 
