@@ -62,6 +62,8 @@ def _check_seed(seed: int) -> None:
         raise InputError("seed", f"must be an integer, got {seed!r}")
 
 
+# Over 60 lines only through its numpydoc docstring (parameters, returns, the method);
+# the code itself is 24 lines.
 def shadow_attack(
     target_logits: np.ndarray,
     target_labels: np.ndarray,
@@ -166,6 +168,8 @@ def _top3(logits: np.ndarray) -> np.ndarray:
     return -np.sort(-lp, axis=-1)[..., :3]
 
 
+# Over 60 lines only through its numpydoc docstring (parameters, returns, the method);
+# the code itself is 29 lines.
 def ml_leaks(
     target_logits: np.ndarray,
     shadow_logits: np.ndarray,
@@ -239,9 +243,15 @@ def ml_leaks(
             "shadow_logits",
             f"cross-fitting scores the shadow's own records: {sh.shape[0]} shadow records for {tgt.shape[0]} target records",
         )
-    fold = np.random.default_rng([seed, 0x4D4C]).permutation(tgt.shape[0]) % folds
-    out = np.empty(tgt.shape[0], dtype=np.float64)
-    x_sh, x_t = _top3(sh), _top3(tgt)
+    return _cross_fitted(_top3(tgt), _top3(sh), member, seed, max_iter, folds)
+
+
+def _cross_fitted(
+    x_t: np.ndarray, x_sh: np.ndarray, member: np.ndarray, seed: int, max_iter: int, folds: int
+) -> np.ndarray:
+    """ML-Leaks on the shadow's own records: each scored by a classifier fitted on the other folds."""
+    fold = np.random.default_rng([seed, 0x4D4C]).permutation(x_t.shape[0]) % folds
+    out = np.empty(x_t.shape[0], dtype=np.float64)
     with threadpool_limits(limits=1, user_api="openmp"):
         for f in range(folds):
             train = fold != f

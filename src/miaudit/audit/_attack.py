@@ -119,6 +119,16 @@ def attack_result(
     )
 
 
+def pseudonymisation(key: bytes, *, raw_ids: bool = False) -> Pseudonymisation:
+    """How the shareable results name records: keyed pseudonyms (or, if asked, raw ids)."""
+    return Pseudonymisation(
+        method="HMAC-SHA-256, first 64 bits",
+        key_id=key_id(key),
+        key_bytes=len(key),
+        raw_ids=raw_ids,
+    )
+
+
 def top_tie(member: np.ndarray, score: np.ndarray) -> TopTie:
     """How many records, members and non-members share the highest score."""
     s = np.asarray(score, dtype=np.float64)
@@ -294,12 +304,7 @@ def run_attacks(
         slices=_slices(slice_groups, member, scores, n_resamples, seeds.slices),
         exposure_attack=strongest,
         most_exposed=exposed,
-        pseudonymisation=Pseudonymisation(
-            method="HMAC-SHA-256, first 64 bits",
-            key_id=key_id(key),
-            key_bytes=len(key),
-            raw_ids=raw_ids,
-        ),
+        pseudonymisation=pseudonymisation(key, raw_ids=raw_ids),
         notes=_run_notes(outputs, policy, results, ev, scores[strongest], strongest, exposed),
     )
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)

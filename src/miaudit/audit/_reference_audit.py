@@ -32,18 +32,18 @@ from miaudit.audit._attack import (
     attack_result,
     comparisons_with_loss,
     exposure_ranking,
+    pseudonymisation,
     tie_notes,
     top_tie,
 )
 from miaudit.audit._config import AuditConfig, load_audit_config, runs_on_target_outputs
-from miaudit.audit._pseudonyms import check_key, key_id, new_key, pseudonymise
+from miaudit.audit._pseudonyms import check_key, new_key, pseudonymise
 from miaudit.audit._results import (
     AttackResult,
     AuditResult,
     BootstrapInfo,
     ExposedRecord,
     InputDescription,
-    Pseudonymisation,
     ReferenceSetup,
     RmiaCalibration,
     Utility,
@@ -254,6 +254,35 @@ def _notes(
     ]
 
 
+def _evaluate(
+    cfg: AuditConfig, y: np.ndarray, pooled: dict[str, np.ndarray], groups: np.ndarray
+) -> Evaluation:
+    """Every attack's metrics on the pooled pairs, resampling records with all their pairs."""
+    boot_seed, _ = np.random.SeedSequence(cfg.seed).spawn(2)
+    return evaluate(
+        y,
+        pooled,
+        fprs=cfg.audit.fprs,
+        prior=cfg.audit.prior,
+        n_resamples=cfg.audit.resamples,
+        groups=groups,
+        rng=np.random.default_rng(boot_seed),
+    )
+
+
+def _describe_pairs(source: str, y: np.ndarray, n_classes: int) -> InputDescription:
+    return InputDescription(
+        name=source,
+        format="signals",
+        sha256=None,
+        kind="logits",
+        n_records=int(y.size),
+        n_members=int(y.sum()),
+        n_nonmembers=int((y == 0).sum()),
+        n_classes=n_classes,
+    )
+
+
 def attack_store(
     store: SignalsStore,
     cfg: AuditConfig,
@@ -276,16 +305,7 @@ def attack_store(
     pooled = {n: scored.scores[n].reshape(-1) for n in order}
     y = scored.member.reshape(-1).astype(np.int8)
     groups = np.tile(scored.records, len(targets))
-    boot_seed, _ = np.random.SeedSequence(cfg.seed).spawn(2)
-    ev = evaluate(
-        y,
-        pooled,
-        fprs=cfg.audit.fprs,
-        prior=cfg.audit.prior,
-        n_resamples=cfg.audit.resamples,
-        groups=groups,
-        rng=np.random.default_rng(boot_seed),
-    )
+    ev = _evaluate(cfg, y, pooled, groups)
     results = [attack_result(n, ev, *_description(n), top_tie=top_tie(y, pooled[n])) for n in order]
     strongest = max(results, key=lambda a: a.auc.point or 0.0).name
     key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
@@ -293,16 +313,7 @@ def attack_store(
         tool_version=__version__,
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         seed=cfg.seed,
-        input=InputDescription(
-            name=source,
-            format="signals",
-            sha256=None,
-            kind="logits",
-            n_records=int(y.size),
-            n_members=int(y.sum()),
-            n_nonmembers=int((y == 0).sum()),
-            n_classes=store.n_classes,
-        ),
+        input=_describe_pairs(source, y, store.n_classes),
         bootstrap=BootstrapInfo(
             replicates=cfg.audit.resamples, confidence=ev.confidence, resampling=ev.resampling
         ),
@@ -310,9 +321,7 @@ def attack_store(
         comparisons=comparisons_with_loss(ev),
         exposure_attack=strongest,
         most_exposed=_most_exposed(store, scored.records, len(targets), y, pooled[strongest], key),
-        pseudonymisation=Pseudonymisation(
-            method="HMAC-SHA-256, first 64 bits", key_id=key_id(key), key_bytes=len(key)
-        ),
+        pseudonymisation=pseudonymisation(key),
         reference=_setup(store, cfg, source, scored, len(targets), external_target),
         utility=_utility(scored.correct, scored.member),
         config_sha256=config_sha256,
