@@ -258,7 +258,7 @@ def recipe_augmentations(
 ) -> list[Callable[[np.ndarray], np.ndarray]]:
     """The query views of a recipe that trains with ``augment``, as batch functions on flattened images.
 
-    The same views the engine queries (:func:`miaudit.models._nets.query_views`): the image
+    The same views the engine queries (``query_views`` in :mod:`miaudit.models`): the image
     itself, its mirror (``"hflip"``), then one-pixel shifts up, down, left and right, zero-filled
     (``"shift"``), of the image and of its mirror. Records are (n, C·H·W) or (n, C, H, W).
 

@@ -36,10 +36,6 @@ def audit_attacks() -> tuple[str, ...]:
 
 #: The built-in audit attacks at import (:func:`audit_attacks` also lists later registrations).
 AUDIT_ATTACKS = audit_attacks()
-#: The built-in attacks a reference audit runs on the target's own outputs.
-THRESHOLD_NAMES = tuple(
-    s.name for s in registered_attacks() if runs_on_target_outputs(s) and s.name in AUDIT_ATTACKS
-)
 DEFAULT_AUDIT_ATTACKS = ("loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline")
 
 
