@@ -52,7 +52,8 @@ def toy() -> Iterator[AttackSpec]:
         )
     )
     yield spec
-    unregister_attack(TOY)
+    if TOY in {s.name for s in registered_attacks()}:
+        unregister_attack(TOY)
 
 
 def _config(attacks: list[str]) -> dict[str, object]:
@@ -89,6 +90,29 @@ def test_bad_specs_are_refused():
         with pytest.raises(InputError, match=named):
             register_attack(bad)
     assert "fresh" not in {s.name for s in registered_attacks()}
+
+
+def test_every_registered_attack_is_described_for_the_report():
+    for spec in registered_attacks():
+        profile = attacker_profile(spec.name)
+        assert profile is not None and profile.knows == spec.attacker_knows
+        assert spec.description and spec.citation
+        assert profile.query_hungry == spec.query_cost.hungry
+        assert profile.queries.endswith("(plus offline training)") == spec.trains_offline
+
+
+def test_the_built_in_lists_are_read_from_the_registry():
+    from miaudit.attacks import OUTPUT_ATTACKS
+    from miaudit.audit import AUDIT_ATTACKS, DEFAULT_ATTACKS
+    from miaudit.audit._config import audit_attacks
+
+    outputs = registered_attacks(signal_kind=SignalKind.MODEL_OUTPUTS)
+    assert OUTPUT_ATTACKS == DEFAULT_ATTACKS == tuple(s.name for s in outputs)
+    assert audit_attacks() == AUDIT_ATTACKS
+    assert {s.name for s in registered_attacks(signal_kind=SignalKind.REFERENCE_OUTPUTS)} <= set(
+        AUDIT_ATTACKS
+    )
+    assert not any(name.endswith("_by_class") for name in AUDIT_ATTACKS)
 
 
 def test_the_toy_passes_config_validation(toy):

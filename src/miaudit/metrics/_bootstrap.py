@@ -304,7 +304,7 @@ def paired_difference(
 
     Example:
         >>> y = np.array([0, 0, 1, 1] * 50)
-        ... a = y + 0.1 * np.arange(200) % 1
+        >>> a = y + 0.1 * np.arange(200) % 1
         >>> paired_difference(y, a, a).point
         0.0
     """
