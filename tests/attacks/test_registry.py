@@ -18,6 +18,7 @@ from miaudit.attacks import (
     attack_spec,
     register_attack,
     registered_attacks,
+    score_outputs,
     unregister_attack,
 )
 from miaudit.audit import attack_store, parse_audit_config
@@ -113,6 +114,20 @@ def test_the_built_in_lists_are_read_from_the_registry():
         AUDIT_ATTACKS
     )
     assert not any(name.endswith("_by_class") for name in AUDIT_ATTACKS)
+
+
+def test_membership_reaches_only_attacks_that_calibrate_on_it(toy):
+    seen = []
+
+    def spy(x: OutputSignals) -> AttackScores:
+        seen.append(x.member)
+        return AttackScores(np.zeros(x.labels.shape[0]))
+
+    register_attack(AttackSpec(**{**toy.__dict__, "run": spy}), replace=True)
+    member = np.array([0, 1, 0, 1], dtype=np.int8)
+    signals = {"confidence": np.full(4, 0.5)}
+    score_outputs(TOY, OutputSignals(signals, np.zeros(4, dtype=int), member=member))
+    assert seen == [None]
 
 
 def test_the_toy_passes_config_validation(toy):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -285,10 +285,15 @@ def _checked_signals(spec: AttackSpec, inputs: OutputSignals) -> int:
 
 
 def score_outputs(name: str, inputs: OutputSignals) -> AttackScores:
-    """Run the ``MODEL_OUTPUTS`` attack ``name`` on per-record signals; scores are (n,) float64."""
+    """Run the ``MODEL_OUTPUTS`` attack ``name`` on per-record signals; scores are (n,) float64.
+
+    ``inputs.member`` reaches only attacks that declare :attr:`Need.KNOWN_MEMBERS`.
+    """
     spec = attack_spec(name)
     _kind(spec, SignalKind.MODEL_OUTPUTS)
     n = _checked_signals(spec, inputs)
+    if Need.KNOWN_MEMBERS not in spec.needs:  # membership is the answer: only calibrators see it
+        inputs = replace(inputs, member=None)
     out = spec.run(inputs)
     if not isinstance(out, AttackScores):
         raise TypeError(f"attack {name!r} returned {type(out).__name__}, not AttackScores")
