@@ -4,6 +4,7 @@ validation, both audit runners, the CLI, the report and the contract suite with 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from miaudit.attacks import (
     AttackScores,
     AttackSpec,
     Family,
+    Need,
     OutputSignals,
     SignalKind,
     attack_spec,
@@ -27,10 +29,12 @@ from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.report import attacker_profile, recommend, render_report
 from miaudit.report._verdict import assess_risk
+from miaudit.signals import confidence
 from tests.attacks.test_contract import CONTRACT_CHECKS
 from tests.conftest import simulated_outputs
 
 TOY = "toy_squared_confidence"
+TOY_REF = "toy_reference_offset"
 
 
 def _squared_confidence(x: OutputSignals) -> AttackScores:
@@ -55,6 +59,41 @@ def toy() -> Iterator[AttackSpec]:
     yield spec
     if TOY in {s.name for s in registered_attacks()}:
         unregister_attack(TOY)
+
+
+@dataclass(frozen=True)
+class _Offset:
+    """A toy reference attack: the target's p_y minus the references' mean p_y."""
+
+    needs_in: bool = False
+    needs_out: bool = False
+
+    def score_pairs(
+        self, store: SignalsStore, target: int, references: np.ndarray, records: np.ndarray
+    ) -> np.ndarray:
+        lg = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
+        labels = np.broadcast_to(store.label[records], (store.n_models, records.size))
+        p = confidence(lg[:, records], labels)
+        return p[target] - p[references].mean(axis=0)
+
+
+@pytest.fixture
+def toy_ref() -> Iterator[AttackSpec]:
+    spec = register_attack(
+        AttackSpec(
+            name=TOY_REF,
+            family=Family.REFERENCE,
+            signal_kind=SignalKind.REFERENCE_OUTPUTS,
+            run=lambda settings: _Offset(),
+            description="the target's p_y above the references' mean (a toy)",
+            citation="the registry test",
+            attacker_knows="what the toy reference attacker knows",
+            needs=frozenset({Need.LABELS, Need.REFERENCES}),
+        )
+    )
+    yield spec
+    if TOY_REF in {s.name for s in registered_attacks()}:
+        unregister_attack(TOY_REF)
 
 
 def _config(attacks: list[str]) -> dict[str, object]:
@@ -160,7 +199,7 @@ def test_the_toy_runs_through_the_cli(toy, tmp_path, capsys):
     assert TOY in (out / "results.json").read_text()
 
 
-def test_the_toy_runs_in_a_reference_audit(toy):
+def _paired_store() -> SignalsStore:
     rng = np.random.default_rng(0)
     half = rng.random((2, 300)) < 0.5
     keep = np.stack([half[0], ~half[0], half[1], ~half[1]])
@@ -169,9 +208,13 @@ def test_the_toy_runs_in_a_reference_audit(toy):
     keep[:, pop] = False
     y = rng.integers(0, 3, 300)
     logits = rng.normal(size=(4, 300, 3)) + 2.0 * keep[..., None] * np.eye(3)[y][None]
-    store = SignalsStore.from_arrays(
+    return SignalsStore.from_arrays(
         logits=logits.astype(np.float32), label=y, keep=keep, population=pop
     )
+
+
+def test_the_toy_runs_in_a_reference_audit(toy):
+    store = _paired_store()
     cfg = parse_audit_config(
         {**_config([]), "audit": {"references": 1, "attacks": [TOY, "loss", "lira_offline"]}}
     )
@@ -182,6 +225,25 @@ def test_the_toy_runs_in_a_reference_audit(toy):
     assert run.scores[TOY].shape == run.member.shape
 
 
+def test_a_toy_reference_attack_runs_in_a_reference_audit_and_the_report(toy_ref):
+    cfg = parse_audit_config(
+        {**_config([]), "audit": {"references": 1, "attacks": [TOY_REF, "loss", "lira_online"]}}
+    )
+    run = attack_store(_paired_store(), cfg)
+    result = run.result.attack(TOY_REF)
+    assert result.description == toy_ref.description  # not on the target's own output
+    assert result.auc.point > 0.7  # members' p_y is planted 2 logits higher
+    profile = attacker_profile(TOY_REF)
+    assert profile is not None and profile.queries == "1 (plus offline training)"
+    html = render_report(run.result)
+    assert TOY_REF in html and toy_ref.attacker_knows in html
+
+
 @pytest.mark.parametrize("check", CONTRACT_CHECKS, ids=lambda c: c.__name__)
 def test_the_toy_keeps_the_attack_contract(toy, check):
     check(TOY)
+
+
+@pytest.mark.parametrize("check", CONTRACT_CHECKS, ids=lambda c: c.__name__)
+def test_the_toy_reference_attack_keeps_the_attack_contract(toy_ref, check):
+    check(TOY_REF)

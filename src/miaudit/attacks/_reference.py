@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -102,7 +102,25 @@ class MlLeaksAttack:
     max_iter: int = 100
 
 
-ReferenceAttack = LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack
+@runtime_checkable
+class PairScorer(Protocol):
+    """A reference attack beyond the built-in four (e.g. one registered by a plugin).
+
+    ``score_pairs`` scores ``records`` (store positions, never population records) against
+    model ``target`` with ``references`` as reference models, higher = member; it must not read
+    the target's keep row. ``needs_in`` / ``needs_out``: a record whose references include no
+    IN (OUT) model is left undefined (NaN) instead of being scored.
+    """
+
+    needs_in: bool
+    needs_out: bool
+
+    def score_pairs(
+        self, store: SignalsStore, target: int, references: np.ndarray, records: np.ndarray
+    ) -> np.ndarray: ...
+
+
+ReferenceAttack = LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack | PairScorer
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,6 +226,8 @@ def _needs(attack: ReferenceAttack) -> tuple[bool, bool]:
         return attack.mode == "online", True
     if isinstance(attack, RmiaAttack):
         return False, attack.mode == "offline"
+    if isinstance(attack, PairScorer):
+        return bool(attack.needs_in), bool(attack.needs_out)
     return False, False
 
 
@@ -240,6 +260,11 @@ def _score_one(
 def _score_defined(
     sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray
 ) -> np.ndarray:
+    if isinstance(attack, PairScorer):
+        out = np.asarray(attack.score_pairs(sig.store, target, refs, pool), dtype=np.float64)
+        if out.shape != pool.shape:
+            raise ValueError(f"{attack!r} returned shape {out.shape} for {pool.size} records")
+        return out
     store = sig.store
     keep = store.keep
     if isinstance(attack, LiraAttack):
@@ -367,10 +392,10 @@ def _next_after(target: int, refs: np.ndarray, n_models: int) -> int:
 
 def check_reference_attack(attack: object) -> ReferenceAttack:
     """``attack`` if it is one of the reference attacks this module scores, else an InputError."""
-    if not isinstance(attack, (LiraAttack, RmiaAttack, ShadowAttack, MlLeaksAttack)):
+    if not isinstance(attack, (LiraAttack, RmiaAttack, ShadowAttack, MlLeaksAttack, PairScorer)):
         raise InputError(
             "attack",
-            f"must be LiraAttack, RmiaAttack, ShadowAttack or MlLeaksAttack, got {type(attack).__name__}",
+            f"must be LiraAttack, RmiaAttack, ShadowAttack, MlLeaksAttack or a PairScorer, got {type(attack).__name__}",
         )
     mode = getattr(attack, "mode", "online")
     if mode not in ("online", "offline"):

@@ -8,8 +8,9 @@ its ``run`` callable computes the scores, with one calling convention per :class
 - ``MODEL_OUTPUTS``: ``run(OutputSignals) -> AttackScores``; the runner computes the per-record
   signals named in ``spec.signals`` (:data:`miaudit.signals.SIGNALS`) from one model's outputs
   (or from what an output policy exposes) and hands them over as (n,) arrays.
-- ``REFERENCE_OUTPUTS``: ``run(ReferenceSettings) -> ReferenceAttack``; the runner scores the
-  returned attack with :func:`~miaudit.attacks.leave_one_model_out_each` on a signals store.
+- ``REFERENCE_OUTPUTS``: ``run(ReferenceSettings) -> ReferenceAttack`` (a built-in LiRA, RMIA or
+  shadow attack, or any :class:`~miaudit.attacks.PairScorer`); the runner scores it with
+  :func:`~miaudit.attacks.leave_one_model_out_each` on a signals store.
 - ``ORACLE_QUERIES``: ``run(QueryInputs) -> QueryAttackResult``; the attack queries an
   :class:`~miaudit.attacks.Oracle` itself.
 
