@@ -1,5 +1,6 @@
 """Membership-inference attacks: pure functions from signal arrays to scores (higher = member)."""
 
+from miaudit.attacks._builtin import register_builtin_attacks
 from miaudit.attacks._class_dependent import ClassDependentResult, class_dependent_scores
 from miaudit.attacks._label_only import (
     QUERY_ATTACKS,
@@ -16,19 +17,43 @@ from miaudit.attacks._label_only import (
 )
 from miaudit.attacks._lira import lira_offline, lira_online
 from miaudit.attacks._oracle import LocalOracle, Oracle, QueryCounter
+from miaudit.attacks._partners import complementary_partners
 from miaudit.attacks._reference import (
     LiraAttack,
     MlLeaksAttack,
     PairedScores,
+    PairScorer,
     ReferenceAttack,
     RmiaAttack,
     ShadowAttack,
+    check_reference_attack,
     complementary_pairs,
     cross_fitted_rmia_a,
     leave_one_model_out,
     leave_one_model_out_each,
     paired_reference_sets,
     score_target,
+)
+from miaudit.attacks._registry import (
+    BASELINE_ATTACK,
+    AttackScores,
+    AttackSpec,
+    DecisionRule,
+    Family,
+    Need,
+    OutputSignals,
+    QueryCost,
+    QueryInputs,
+    ReferenceSettings,
+    SignalKind,
+    attack_spec,
+    output_attacks_under,
+    reference_attack,
+    register_attack,
+    registered_attacks,
+    score_outputs,
+    score_queries,
+    unregister_attack,
 )
 from miaudit.attacks._rmia import DEFAULT_A as RMIA_DEFAULT_A
 from miaudit.attacks._rmia import (
@@ -51,36 +76,55 @@ from miaudit.attacks._threshold import (
     threshold_score,
 )
 
-#: Attacks on a single model's outputs: the five thresholds and their class-dependent forms.
-OUTPUT_ATTACKS: tuple[str, ...] = THRESHOLD_ATTACKS + tuple(
-    f"{a}_by_class" for a in THRESHOLD_ATTACKS
+register_builtin_attacks()
+
+#: miaudit's own attacks on a single model's outputs (the five thresholds and their
+#: class-dependent forms); ``registered_attacks(signal_kind=SignalKind.MODEL_OUTPUTS)`` also
+#: lists attacks registered later.
+OUTPUT_ATTACKS: tuple[str, ...] = tuple(
+    s.name for s in registered_attacks(signal_kind=SignalKind.MODEL_OUTPUTS)
 )
 
 __all__ = [
+    "BASELINE_ATTACK",
     "OUTPUT_ATTACKS",
     "QUERY_ATTACKS",
     "RMIA_DEFAULT_A",
     "THRESHOLD_ATTACKS",
     "THRESHOLD_SPECS",
+    "AttackScores",
+    "AttackSpec",
     "ClassDependentResult",
+    "DecisionRule",
+    "Family",
     "ImageAugment",
     "LiraAttack",
     "LocalOracle",
     "MlLeaksAttack",
+    "Need",
     "Oracle",
+    "OutputSignals",
+    "PairScorer",
     "PairedScores",
     "QueryAttack",
     "QueryAttackResult",
+    "QueryCost",
     "QueryCounter",
+    "QueryInputs",
     "ReferenceAttack",
+    "ReferenceSettings",
     "RmiaAttack",
     "ShadowAttack",
+    "SignalKind",
     "ThresholdAttack",
+    "attack_spec",
     "augmentation_robustness_attack",
     "boundary_distance_attack",
     "calibrate_rmia_a",
+    "check_reference_attack",
     "class_dependent_scores",
     "complementary_pairs",
+    "complementary_partners",
     "cross_fitted_rmia_a",
     "exposed_threshold_scores",
     "gap_attack",
@@ -92,15 +136,22 @@ __all__ = [
     "loss_attack",
     "ml_leaks",
     "noise_robustness_attack",
+    "output_attacks_under",
     "paired_reference_sets",
     "recipe_augmentations",
+    "reference_attack",
+    "register_attack",
+    "registered_attacks",
     "rmia_offline",
     "rmia_online",
     "rmia_probability",
     "rmia_ratio",
     "rmia_scores_from_ratios",
+    "score_outputs",
+    "score_queries",
     "score_target",
     "shadow_attack",
     "threshold_attacks_under",
     "threshold_score",
+    "unregister_attack",
 ]

@@ -48,6 +48,29 @@ def _best_threshold(s: np.ndarray, m: np.ndarray) -> float:
     return float(cand[int(np.argmax(tpr + tnr))])
 
 
+def _assign_folds(
+    labels: np.ndarray,
+    member: np.ndarray,
+    n_folds: int,
+    rng: np.random.Generator | int | None,
+    folds: np.ndarray | None,
+) -> np.ndarray:
+    """The given folds (checked), else folds drawn within each (class, membership) stratum."""
+    n = labels.shape[0]
+    if folds is not None:
+        fold = np.asarray(folds, dtype=np.int64)
+        if fold.shape != (n,) or fold.min(initial=0) < 0 or fold.max(initial=0) >= n_folds:
+            raise InputError("folds", f"must hold ({n},) fold numbers in 0..{n_folds - 1}")
+        return fold
+    gen = np.random.default_rng(rng)
+    fold = np.empty(n, dtype=np.int64)
+    strata = labels.astype(np.int64) * 2 + member
+    for key in np.unique(strata):
+        idx = np.flatnonzero(strata == key)
+        fold[gen.permutation(idx)] = np.arange(idx.size) % n_folds
+    return fold
+
+
 def class_dependent_scores(
     score: np.ndarray,
     labels: np.ndarray,
@@ -80,17 +103,7 @@ def class_dependent_scores(
         raise InputError("labels/member", f"must have shape ({n},)")
     if n_folds < 2:
         raise InputError("n_folds", f"must be ≥ 2, got {n_folds}")
-    if folds is not None:
-        fold = np.asarray(folds, dtype=np.int64)
-        if fold.shape != (n,) or fold.min(initial=0) < 0 or fold.max(initial=0) >= n_folds:
-            raise InputError("folds", f"must hold ({n},) fold numbers in 0..{n_folds - 1}")
-    else:
-        gen = np.random.default_rng(rng)
-        fold = np.empty(n, dtype=np.int64)
-        strata = labels.astype(np.int64) * 2 + member
-        for key in np.unique(strata):
-            idx = np.flatnonzero(strata == key)
-            fold[gen.permutation(idx)] = np.arange(idx.size) % n_folds
+    fold = _assign_folds(labels, member, n_folds, rng, folds)
     out = np.empty(n, dtype=np.float64)
     flagged = np.zeros(n, dtype=bool)
     classes = np.unique(labels)

@@ -258,7 +258,7 @@ def recipe_augmentations(
 ) -> list[Callable[[np.ndarray], np.ndarray]]:
     """The query views of a recipe that trains with ``augment``, as batch functions on flattened images.
 
-    The same views the engine queries (:func:`miaudit.models._nets.query_views`): the image
+    The same views the engine queries (``query_views`` in :mod:`miaudit.models`): the image
     itself, its mirror (``"hflip"``), then one-pixel shifts up, down, left and right, zero-filled
     (``"shift"``), of the image and of its mirror. Records are (n, C·H·W) or (n, C, H, W).
 
@@ -296,6 +296,8 @@ def _unit(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return v / np.where(norm > 0, norm, 1.0)
 
 
+# Over 60 lines only through its numpydoc docstring (parameters, returns, the method);
+# the code itself is 23 lines.
 def boundary_distance_attack(
     oracle: Oracle,
     records: np.ndarray,
@@ -351,6 +353,33 @@ def boundary_distance_attack(
         Distances ≥ 0; queries spent per record (never above ``max_queries``).
     """
     x, y = _check(records, labels)
+    _check_search_sizes(max_queries, n_directions, ladder_steps, search_steps, grad_queries)
+    s = _scale(scale, x.shape[1:])
+    movable = (s > 0).astype(np.float64)
+    d_max = 4.0 * np.sqrt(movable.sum()) if max_distance is None else float(max_distance)
+    if not (np.isfinite(d_max) and d_max > 0):
+        raise InputError("max_distance", f"must be finite and > 0, got max_distance={max_distance}")
+    gen = np.random.default_rng(rng)
+    q = _BoundaryQueries(oracle, x, y, s)
+    n = y.size
+    score = np.zeros(n)
+    wrong = q.flipped(np.arange(n), np.zeros((n, s.size)))
+    act = np.arange(n)[~wrong]  # misclassified records keep score 0
+    start = _flipped_start(q, act, movable, d_max, n_directions, ladder_steps, search_steps, gen)
+    score[start.censored] = d_max  # no flip within the searched radius
+    best = _hop_skip_jump(q, start, movable, max_queries, grad_queries, search_steps, gen)
+    score[start.act] = best
+    return QueryAttackResult(
+        "boundary_distance",
+        score,
+        q.used,
+        "Choquette-Choo et al., ICML 2021; Li & Zhang, CCS 2021",
+    )
+
+
+def _check_search_sizes(
+    max_queries: int, n_directions: int, ladder_steps: int, search_steps: int, grad_queries: int
+) -> None:
     for name, value, least in (
         ("n_directions", n_directions, 1),
         ("ladder_steps", ladder_steps, 1),
@@ -365,34 +394,51 @@ def boundary_distance_attack(
             "max_queries",
             f"must be an integer ≥ {start_cost} (1 + n_directions·ladder_steps + search_steps), got max_queries={max_queries!r}",
         )
-    shape = x.shape[1:]
-    n = y.size
-    s = _scale(scale, shape)
-    dim = s.size
-    movable = (s > 0).astype(np.float64)
-    d_max = 4.0 * np.sqrt(movable.sum()) if max_distance is None else float(max_distance)
-    if not (np.isfinite(d_max) and d_max > 0):
-        raise InputError("max_distance", f"must be finite and > 0, got max_distance={max_distance}")
-    gen = np.random.default_rng(rng)
-    flat = x.reshape(n, dim).astype(np.float64)
-    used = np.zeros(n, dtype=np.int64)
 
-    def flipped(idx: np.ndarray, z: np.ndarray) -> np.ndarray:
+
+class _BoundaryQueries:
+    """The oracle seen in scaled units around each record, counting every record's queries."""
+
+    def __init__(self, oracle: Oracle, x: np.ndarray, y: np.ndarray, scale: np.ndarray) -> None:
+        self.oracle, self.y, self.scale = oracle, y, scale
+        self.shape = x.shape[1:]
+        self.flat = x.reshape(y.size, scale.size).astype(np.float64)
+        self.used = np.zeros(y.size, dtype=np.int64)
+
+    def flipped(self, idx: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Query x₀[idx] + scale⊙z; True where the label is no longer y."""
         if idx.size == 0:  # every record already done (misclassified or censored)
             return np.zeros(0, dtype=bool)
-        out = oracle.query((flat[idx] + z * s).reshape((idx.size, *shape)), tags=idx)
-        np.add.at(used, idx, 1)
-        hit: np.ndarray = out.labels != y[idx]
+        points = (self.flat[idx] + z * self.scale).reshape((idx.size, *self.shape))
+        out = self.oracle.query(points, tags=idx)
+        np.add.at(self.used, idx, 1)
+        hit: np.ndarray = out.labels != self.y[idx]
         return hit
 
-    all_idx = np.arange(n)
-    score = np.zeros(n)
-    wrong = flipped(all_idx, np.zeros((n, dim)))
-    act = all_idx[~wrong]  # misclassified records keep score 0
 
-    # Step 2: a flipped starting point along random directions, radii doubling up to d_max.
-    k = act.size
+@dataclass(frozen=True, eq=False)
+class _Start:
+    """Flipped starting points of the records still searched (``act``), in scaled units."""
+
+    act: np.ndarray  # record indices
+    point: np.ndarray  # (k, dim), on the flipped side
+    dist: np.ndarray  # (k,) its distance from x₀
+    censored: np.ndarray  # records with no flip within the largest radius
+
+
+def _flipped_start(
+    q: _BoundaryQueries,
+    act: np.ndarray,
+    movable: np.ndarray,
+    d_max: float,
+    n_directions: int,
+    ladder_steps: int,
+    search_steps: int,
+    gen: np.random.Generator,
+) -> _Start:
+    """Step 2: along random directions, radii doubling up to d_max (stopping at the first flip),
+    then a binary search between the last unflipped and first flipped radius of the best one."""
+    k, dim = act.size, movable.size
     radii = d_max * 2.0 ** (np.arange(ladder_steps) - (ladder_steps - 1))
     dirs = _unit(gen.normal(size=(k, n_directions, dim)), movable)
     first = np.full((k, n_directions), ladder_steps)  # rung of the first flip; ladder_steps = none
@@ -400,72 +446,97 @@ def boundary_distance_attack(
         rec, dn = np.nonzero(first == ladder_steps)
         if rec.size == 0:
             break
-        hit = flipped(act[rec], radii[i] * dirs[rec, dn])
+        hit = q.flipped(act[rec], radii[i] * dirs[rec, dn])
         first[rec[hit], dn[hit]] = i  # a direction that flipped stops climbing
     best_dir = first.argmin(axis=1)
     best_rung = first[np.arange(k), best_dir]
     found = best_rung < ladder_steps
-    score[act[~found]] = d_max  # censored: no flip within the searched radius
-    act, u = act[found], dirs[np.arange(k), best_dir][found]
+    searched, u = act[found], dirs[np.arange(k), best_dir][found]
     rung = best_rung[found]
     hi = radii[rung]
     lo = np.where(rung > 0, radii[np.maximum(rung - 1, 0)], 0.0)
     for _ in range(search_steps):
         mid = 0.5 * (lo + hi)
-        hit = flipped(act, mid[:, None] * u)
+        hit = q.flipped(searched, mid[:, None] * u)
         hi, lo = np.where(hit, mid, hi), np.where(hit, lo, mid)
-    point = hi[:, None] * u  # on the flipped side, in scaled units relative to x₀
-    dist = hi.copy()
-    best = dist.copy()
+    return _Start(searched, hi[:, None] * u, hi.copy(), act[~found])
 
-    # Step 3: HopSkipJump iterations while a whole one fits in every remaining budget.
+
+def _boundary_normal(
+    q: _BoundaryQueries,
+    rec: np.ndarray,
+    z: np.ndarray,
+    d: np.ndarray,
+    movable: np.ndarray,
+    grad_queries: int,
+    gen: np.random.Generator,
+) -> np.ndarray:
+    """The boundary's unit normal at z from sign queries at distance δ = d/dim (mean-baselined)."""
+    m, dim = z.shape
+    delta = np.maximum(d / max(1.0, movable.sum()), 1e-12)
+    probes = _unit(gen.normal(size=(m, grad_queries, dim)), movable)
+    pts = z[:, None, :] + delta[:, None, None] * probes
+    phi = np.where(
+        q.flipped(np.repeat(rec, grad_queries), pts.reshape(-1, dim)), 1.0, -1.0
+    ).reshape(m, grad_queries)
+    mean = phi.mean(axis=1, keepdims=True)
+    weights = np.where(np.abs(mean) == 1.0, phi, phi - mean)
+    return _unit((weights[:, :, None] * probes).mean(axis=1), movable)
+
+
+def _geometric_step(
+    q: _BoundaryQueries, rec: np.ndarray, z: np.ndarray, grad: np.ndarray, step: np.ndarray
+) -> np.ndarray:
+    """A step along the normal, halved (up to _MAX_HALVINGS times) until it stays flipped."""
+    cand = z.copy()
+    pending = np.ones(z.shape[0], dtype=bool)
+    for _ in range(_MAX_HALVINGS):
+        j = np.flatnonzero(pending)
+        if j.size == 0:
+            break
+        trial = z[j] + step[j, None] * grad[j]
+        hit = q.flipped(rec[j], trial)
+        cand[j[hit]] = trial[hit]
+        pending[j[hit]] = False
+        step[j[~hit]] *= 0.5
+    return cand
+
+
+def _hop_skip_jump(
+    q: _BoundaryQueries,
+    start: _Start,
+    movable: np.ndarray,
+    max_queries: int,
+    grad_queries: int,
+    search_steps: int,
+    gen: np.random.Generator,
+) -> np.ndarray:
+    """Step 3: HopSkipJump iterations while a whole one fits in every remaining budget; the
+    smallest distance found per searched record."""
+    act, point, dist = start.act, start.point, start.dist.copy()
+    best = dist.copy()
     iter_cost = grad_queries + _MAX_HALVINGS + search_steps
     t = 0
     while True:
-        keep = used[act] + iter_cost <= max_queries
+        keep = q.used[act] + iter_cost <= max_queries
         if not keep.any():
             break
         t += 1
         sel = np.flatnonzero(keep)
         rec, z, d = act[sel], point[sel], dist[sel]
-        m = sel.size
-        # Sign queries around the boundary point; +1 where flipped.
-        delta = np.maximum(d / max(1.0, movable.sum()), 1e-12)
-        probes = _unit(gen.normal(size=(m, grad_queries, dim)), movable)
-        pts = z[:, None, :] + delta[:, None, None] * probes
-        phi = np.where(
-            flipped(np.repeat(rec, grad_queries), pts.reshape(-1, dim)), 1.0, -1.0
-        ).reshape(m, grad_queries)
-        mean = phi.mean(axis=1, keepdims=True)
-        weights = np.where(np.abs(mean) == 1.0, phi, phi - mean)
-        grad = _unit((weights[:, :, None] * probes).mean(axis=1), movable)
-        # Geometric step along the estimated normal, halved until the step stays flipped.
-        step = d / np.sqrt(t)
-        cand = z.copy()
-        pending = np.ones(m, dtype=bool)
-        for _ in range(_MAX_HALVINGS):
-            j = np.flatnonzero(pending)
-            if j.size == 0:
-                break
-            trial = z[j] + step[j, None] * grad[j]
-            hit = flipped(rec[j], trial)
-            cand[j[hit]] = trial[hit]
-            pending[j[hit]] = False
-            step[j[~hit]] *= 0.5
+        grad = _boundary_normal(q, rec, z, d, movable, grad_queries, gen)
+        cand = _geometric_step(q, rec, z, grad, d / np.sqrt(t))
         # Binary search back to the boundary on the segment x₀ → cand (cand is flipped).
-        a_lo, a_hi = np.zeros(m), np.ones(m)
+        a_lo, a_hi = np.zeros(sel.size), np.ones(sel.size)
         for _ in range(search_steps):
             mid = 0.5 * (a_lo + a_hi)
-            hit = flipped(rec, mid[:, None] * cand)
+            hit = q.flipped(rec, mid[:, None] * cand)
             a_hi, a_lo = np.where(hit, mid, a_hi), np.where(hit, a_lo, mid)
         new_point = a_hi[:, None] * cand
         point[sel] = new_point
         dist[sel] = np.linalg.norm(new_point * movable, axis=1)
         best[sel] = np.minimum(best[sel], dist[sel])
-    score[act] = best
-    return QueryAttackResult(
-        "boundary_distance", score, used, "Choquette-Choo et al., ICML 2021; Li & Zhang, CCS 2021"
-    )
+    return best
 
 
 # --- threshold attacks on what a policy exposes ---------------------------------------------------

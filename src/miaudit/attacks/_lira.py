@@ -286,7 +286,8 @@ def lira_online(
     z_in = (target - fin.mu) / fin.sd
     z_out = (target - fout.mu) / fout.sd
     llr = np.log(fout.sd) - np.log(fin.sd) + 0.5 * (z_out * z_out - z_in * z_in)
-    return llr.mean(axis=1)
+    score: np.ndarray = llr.mean(axis=1)
+    return score
 
 
 def lira_offline(
@@ -345,4 +346,5 @@ def lira_offline(
     z = (target - fout.mu) / fout.sd
     if statistic == "logcdf":
         z = log_ndtr(z)
-    return z.mean(axis=1)
+    score: np.ndarray = z.mean(axis=1)
+    return score

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from miaudit.defenses._output_policy import (
+from miaudit.defenses import (
     Exposed,
     OutputPolicy,
     apply_policy,

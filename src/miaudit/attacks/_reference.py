@@ -31,11 +31,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from miaudit.attacks._lira import OfflineStatistic, Variance, lira_offline, lira_online
+from miaudit.attacks._partners import complementary_partners
 from miaudit.attacks._rmia import (
     DEFAULT_A,
     calibrate_rmia_a,
@@ -44,8 +45,7 @@ from miaudit.attacks._rmia import (
     rmia_probability,
 )
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
-from miaudit.data import SignalsStore
-from miaudit.data._tables import CHUNK_RECORDS, is_mapped, release
+from miaudit.data import CHUNK_RECORDS, SignalsStore, is_mapped, release
 from miaudit.errors import InputError
 from miaudit.signals import compute_signals
 
@@ -102,7 +102,25 @@ class MlLeaksAttack:
     max_iter: int = 100
 
 
-ReferenceAttack = LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack
+@runtime_checkable
+class PairScorer(Protocol):
+    """A reference attack beyond the built-in four (e.g. one registered by a plugin).
+
+    ``score_pairs`` scores ``records`` (store positions, never population records) against
+    model ``target`` with ``references`` as reference models, higher = member; it must not read
+    the target's keep row. ``needs_in`` / ``needs_out``: a record whose references include no
+    IN (OUT) model is left undefined (NaN) instead of being scored.
+    """
+
+    needs_in: bool
+    needs_out: bool
+
+    def score_pairs(
+        self, store: SignalsStore, target: int, references: np.ndarray, records: np.ndarray
+    ) -> np.ndarray: ...
+
+
+ReferenceAttack = LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack | PairScorer
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,6 +226,8 @@ def _needs(attack: ReferenceAttack) -> tuple[bool, bool]:
         return attack.mode == "online", True
     if isinstance(attack, RmiaAttack):
         return False, attack.mode == "offline"
+    if isinstance(attack, PairScorer):
+        return bool(attack.needs_in), bool(attack.needs_out)
     return False, False
 
 
@@ -240,6 +260,11 @@ def _score_one(
 def _score_defined(
     sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray
 ) -> np.ndarray:
+    if isinstance(attack, PairScorer):
+        out = np.asarray(attack.score_pairs(sig.store, target, refs, pool), dtype=np.float64)
+        if out.shape != pool.shape:
+            raise ValueError(f"{attack!r} returned shape {out.shape} for {pool.size} records")
+        return out
     store = sig.store
     keep = store.keep
     if isinstance(attack, LiraAttack):
@@ -252,7 +277,7 @@ def _score_defined(
         )
     if isinstance(attack, RmiaAttack):
         p = sig.p(attack.temperature)
-        cols = slice(None)
+        cols: slice | np.ndarray = slice(None)
         if (
             pool.size + int(store.population.sum()) < store.n_records
         ):  # some pool records are left out
@@ -268,7 +293,8 @@ def _score_defined(
         else:
             a = sig.rmia_a(target, attack) if attack.a is None else attack.a
             full = rmia_offline(t_p, r_p, r_keep, pop, a=a, gamma=attack.gamma, trim=attack.trim)
-        return full[~pop]
+        scored: np.ndarray = full[~pop]
+        return scored
     logits = sig.first_query_logits()
     if isinstance(attack, ShadowAttack):
         labels = store.label[pool]
@@ -302,8 +328,7 @@ CALIBRATION_RECORDS = 100_000
 
 def _own_pair(store: SignalsStore, target: int) -> np.ndarray:
     """The target and every model whose keep row is its complement on the pool (its partner)."""
-    pool = ~store.population
-    partner = (store.keep[:, pool] == ~store.keep[target, pool]).all(axis=1)
+    partner = complementary_partners(store.keep[:, ~store.population], target)
     partner[target] = True
     return np.flatnonzero(partner)
 
@@ -365,23 +390,24 @@ def _next_after(target: int, refs: np.ndarray, n_models: int) -> int:
     return int(min(refs.tolist(), key=lambda m: (m - target) % n_models))
 
 
-def _check_attack(attack: object) -> None:
-    if not isinstance(attack, (LiraAttack, RmiaAttack, ShadowAttack, MlLeaksAttack)):
+def check_reference_attack(attack: object) -> ReferenceAttack:
+    """``attack`` if it is one of the reference attacks this module scores, else an InputError."""
+    if not isinstance(attack, (LiraAttack, RmiaAttack, ShadowAttack, MlLeaksAttack, PairScorer)):
         raise InputError(
             "attack",
-            f"must be LiraAttack, RmiaAttack, ShadowAttack or MlLeaksAttack, got {type(attack).__name__}",
+            f"must be LiraAttack, RmiaAttack, ShadowAttack, MlLeaksAttack or a PairScorer, got {type(attack).__name__}",
         )
     mode = getattr(attack, "mode", "online")
     if mode not in ("online", "offline"):
         raise InputError("attack.mode", f"must be 'online' or 'offline', got {mode!r}")
+    return attack
 
 
 def _default_references(store: SignalsStore, target: int) -> np.ndarray:
     """Every other model except the target's complementary partner(s)."""
-    others = np.delete(np.arange(store.n_models), target)
-    pool = ~store.population
-    partner = (store.keep[others][:, pool] == ~store.keep[target, pool]).all(axis=1)
-    return others[~partner]
+    partner = complementary_partners(store.keep[:, ~store.population], target)
+    partner[target] = True
+    return np.flatnonzero(~partner)
 
 
 def _reference_set(
@@ -449,7 +475,7 @@ def score_target(
         When no target is given or stored, on bad indices, or as the attack itself raises
         (e.g. a record without an OUT reference).
     """
-    _check_attack(attack)
+    check_reference_attack(attack)
     if target is None:
         if store.target is None:
             raise InputError("target", "the store names no target model; pass target=")
@@ -527,7 +553,7 @@ def leave_one_model_out_each(
     references: the signals they derive from the store (LiRA's scaled logits, RMIA's p_y) are
     computed once and shared, which is most of the work on a large store."""
     for attack in attacks.values():
-        _check_attack(attack)
+        check_reference_attack(attack)
     k = store.n_models
     tlist = list(range(k)) if targets is None else [int(t) for t in targets]
     if not tlist:
@@ -579,8 +605,9 @@ def complementary_pairs(store: SignalsStore) -> list[tuple[int, int]]:
     for i in range(store.n_models):
         if i in taken:
             continue
+        partners = complementary_partners(keep, i)
         for j in range(i + 1, store.n_models):
-            if j not in taken and bool((keep[j] == ~keep[i]).all()):
+            if j not in taken and bool(partners[j]):
                 pairs.append((i, j))
                 taken.update((i, j))
                 break

@@ -12,7 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from miaudit._version import __version__
-from miaudit.attacks import OUTPUT_ATTACKS, THRESHOLD_SPECS, class_dependent_scores, threshold_score
+from miaudit.attacks import (
+    BASELINE_ATTACK,
+    OUTPUT_ATTACKS,
+    AttackSpec,
+    OutputSignals,
+    SignalKind,
+    output_attacks_under,
+    registered_attacks,
+    score_outputs,
+)
 from miaudit.audit._pseudonyms import check_key, key_id, new_key, pseudonymise
 from miaudit.audit._results import (
     AttackResult,
@@ -32,7 +41,7 @@ from miaudit.audit._results import (
 from miaudit.data import ModelOutputs, load_outputs
 from miaudit.errors import InputError
 from miaudit.metrics import DEFAULT_FPRS, Evaluation, evaluate, implied_epsilon, ppv_key, tpr_key
-from miaudit.signals import compute_signals
+from miaudit.signals import compute_signals, softmax
 
 DEFAULT_ATTACKS = OUTPUT_ATTACKS
 MAX_SLICE_VALUES = 50
@@ -52,15 +61,17 @@ class AttackRun:
     scores: dict[str, np.ndarray]
 
 
-def _check_attacks(attacks: Sequence[str]) -> tuple[str, ...]:
+def _check_attacks(attacks: Sequence[str]) -> tuple[AttackSpec, ...]:
     if not attacks:
         raise InputError("--attacks", "no attack given")
+    known = registered_attacks(signal_kind=SignalKind.MODEL_OUTPUTS)
+    names = {s.name: s for s in known}
     for a in attacks:
-        if a not in OUTPUT_ATTACKS:
+        if a not in names:
             raise InputError(
-                "--attacks", f"unknown attack {a!r}; known: {', '.join(OUTPUT_ATTACKS)}"
+                "--attacks", f"unknown attack {a!r}; known: {', '.join(s.name for s in known)}"
             )
-    return tuple(dict.fromkeys(attacks))
+    return tuple(names[a] for a in dict.fromkeys(attacks))
 
 
 def _slice_groups(outputs: ModelOutputs, column: str) -> list[tuple[str, np.ndarray]]:
@@ -104,7 +115,17 @@ def attack_result(
         ppv_prior=ev.prior,
         ppv_fpr=ev.ppv_fpr,
         roc=RocCurve(fpr=fpr, tpr=tpr, tpr_lower=lo, tpr_upper=hi),
-        **extra,  # type: ignore[arg-type]
+        **extra,
+    )
+
+
+def pseudonymisation(key: bytes, *, raw_ids: bool = False) -> Pseudonymisation:
+    """How the shareable results name records: keyed pseudonyms (or, if asked, raw ids)."""
+    return Pseudonymisation(
+        method="HMAC-SHA-256, first 64 bits",
+        key_id=key_id(key),
+        key_bytes=len(key),
+        raw_ids=raw_ids,
     )
 
 
@@ -113,7 +134,10 @@ def top_tie(member: np.ndarray, score: np.ndarray) -> TopTie:
     s = np.asarray(score, dtype=np.float64)
     m = np.asarray(member).astype(bool)
     at_top = s == s.max() if s.size else np.zeros(0, bool)
-    share = lambda mask: float(at_top[mask].mean()) if mask.any() else 0.0  # noqa: E731
+
+    def share(mask: np.ndarray) -> float:
+        return float(at_top[mask].mean()) if mask.any() else 0.0
+
     return TopTie(
         records=float(at_top.mean()) if s.size else 0.0, members=share(m), nonmembers=share(~m)
     )
@@ -127,7 +151,7 @@ def tie_notes(results: Sequence[AttackResult], fprs: Sequence[float]) -> list[st
     ]
 
 
-def comparisons_with_loss(ev: Evaluation, baseline: str = "loss") -> list[Comparison]:
+def comparisons_with_loss(ev: Evaluation, baseline: str = BASELINE_ATTACK) -> list[Comparison]:
     """Paired AUC and TPR@1 %FPR differences of every attack against the baseline (if run)."""
     if baseline not in ev.names:
         return []
@@ -140,13 +164,91 @@ def comparisons_with_loss(ev: Evaluation, baseline: str = "loss") -> list[Compar
     ]
 
 
-def _output_attack_result(name: str, ev: Evaluation, extra: dict[str, object]) -> AttackResult:
-    spec = THRESHOLD_SPECS[name.removesuffix("_by_class")]
-    by_class = name.endswith("_by_class")
-    description = (
-        f"per-class p-value of: {spec.description} (cross-fitted)" if by_class else spec.description
+@dataclass(frozen=True)
+class _Seeds:
+    """The run's independent streams of randomness, from its one seed."""
+
+    boot: np.random.SeedSequence
+    fold: np.random.SeedSequence
+    eps: np.random.SeedSequence
+    slices: np.random.SeedSequence
+
+    @classmethod
+    def of(cls, seed: int) -> _Seeds:
+        return cls(*np.random.SeedSequence(seed).spawn(4))
+
+
+def _check_options(prior: float, n_resamples: int) -> None:
+    if not 0 < prior < 1:
+        raise InputError("--prior", f"must be in (0, 1), got {prior}")
+    if n_resamples < 0:
+        raise InputError("--resamples", f"must be ≥ 0, got {n_resamples}")
+
+
+def _signals(
+    outputs: ModelOutputs, specs: tuple[AttackSpec, ...], policy: str | None, seed: int
+) -> dict[str, np.ndarray]:
+    """The signals the attacks read, from the outputs or from what ``policy`` exposes."""
+    needed = tuple(dict.fromkeys(sig for s in specs for sig in s.signals))
+    if policy is None:
+        return compute_signals(outputs.values, outputs.label, kind=outputs.kind, which=needed)
+    return _signals_under_policy(outputs, policy, specs, needed, seed)
+
+
+def _score(
+    spec: AttackSpec, outputs: ModelOutputs, signals: dict[str, np.ndarray], seeds: _Seeds
+) -> tuple[np.ndarray, dict[str, object]]:
+    """One attack's scores and what its result records beside the metrics."""
+    member = outputs.member
+    inputs = OutputSignals(signals, outputs.label, member=member, seed=seeds.fold)
+    out = score_outputs(spec.name, inputs)
+    extra: dict[str, object] = {}
+    if out.operating_point is not None:
+        op = out.operating_point
+        extra["operating_point"] = OperatingPoint(rule=op.rule, tpr=op.tpr, fpr=op.fpr)
+    extra["top_tie"] = top_tie(member, out.score)
+    ie = implied_epsilon(member, out.score, rng=np.random.default_rng(seeds.eps))
+    extra["implied_epsilon"] = ImpliedEpsilonResult(
+        point=ie.point, lower_bound=ie.lower_bound, alpha=ie.alpha, note=ie.note
     )
-    return attack_result(name, ev, description, spec.paper, **extra)
+    return out.score, extra
+
+
+def _describe_input(outputs: ModelOutputs, source: Path | None) -> InputDescription:
+    return InputDescription(
+        name=source.name if source else "(in memory)",
+        format=source.suffix.lstrip(".") if source else "arrays",
+        sha256=_sha256(source) if source else None,
+        kind=outputs.kind,
+        n_records=outputs.n_records,
+        n_members=int(outputs.member.sum()),
+        n_nonmembers=int((outputs.member == 0).sum()),
+        n_classes=outputs.n_classes,
+    )
+
+
+def _run_notes(
+    outputs: ModelOutputs,
+    policy: str | None,
+    results: list[AttackResult],
+    ev: Evaluation,
+    strongest: np.ndarray,
+    strongest_name: str,
+    exposed: list[ExposedRecord],
+) -> list[str]:
+    notes = ([f"Attacks saw only what the {policy} output policy exposes."] if policy else []) + [
+        "Intervals: percentile bootstrap over records (advantage and balanced accuracy: a uniform band of TPR − FPR); TPR and PPV at FPR α are not measurable when n0·α < 10.",
+        "implied_epsilon is descriptive (one model's outputs, not independent training runs): it is not a DP audit.",
+    ]
+    notes += tie_notes(results, ev.fprs)
+    if not exposed and outputs.n_records:
+        top = int((strongest == strongest.max()).sum())
+        notes.append(
+            f"most_exposed: none listed: {top} records share {strongest_name}'s top score and its other attacks' evidence, and which of them to name would be arbitrary."
+        )
+    if outputs.has_record_id is False:
+        notes.append("The input had no record_id column: records are identified by row number.")
+    return notes
 
 
 def run_attacks(
@@ -163,113 +265,47 @@ def run_attacks(
     policy: str | None = None,
 ) -> AttackRun:
     """Run attacks on one model's outputs and evaluate them; see :func:`attack`."""
-    source: Path | None = None
-    if not isinstance(outputs, ModelOutputs):
-        source = Path(outputs)
-        outputs = load_outputs(source)
-    names = _check_attacks(attacks)
+    source = None if isinstance(outputs, ModelOutputs) else Path(outputs)
+    outputs = outputs if isinstance(outputs, ModelOutputs) else load_outputs(Path(outputs))
+    specs = _check_attacks(attacks)
     slice_groups = {col: _slice_groups(outputs, col) for col in dict.fromkeys(slices)}
-    if not 0 < prior < 1:
-        raise InputError("--prior", f"must be in (0, 1), got {prior}")
-    if n_resamples < 0:
-        raise InputError("--resamples", f"must be ≥ 0, got {n_resamples}")
-    ss = np.random.SeedSequence(seed)
-    boot_seed, fold_seed, eps_seed, slice_seed = ss.spawn(4)
-
-    needed = tuple(
-        dict.fromkeys(THRESHOLD_SPECS[n.removesuffix("_by_class")].signal for n in names)
-    )
-    if policy is None:
-        signals = compute_signals(outputs.values, outputs.label, kind=outputs.kind, which=needed)
-    else:
-        signals = _signals_under_policy(outputs, policy, names, needed, seed)
+    _check_options(prior, n_resamples)
+    seeds = _Seeds.of(seed)
+    signals = _signals(outputs, specs, policy, seed)
+    scored = {s.name: _score(s, outputs, signals, seeds) for s in specs}
+    scores = {name: score for name, (score, _) in scored.items()}
     member = outputs.member
-    scores: dict[str, np.ndarray] = {}
-    extras: dict[str, dict[str, object]] = {}
-    for name in names:
-        base = name.removesuffix("_by_class")
-        raw = threshold_score(base, signals)  # type: ignore[arg-type]
-        if name.endswith("_by_class"):
-            cd = class_dependent_scores(
-                raw, outputs.label, member, rng=np.random.default_rng(fold_seed)
-            )
-            scores[name] = cd.score
-            op = OperatingPoint(
-                rule=f"Song–Mittal per-class thresholds ({cd.n_folds}-fold cross-fitted)",
-                tpr=cd.operating_tpr,
-                fpr=cd.operating_fpr,
-            )
-            extras[name] = {"operating_point": op}
-        else:
-            scores[name] = raw
-            extras[name] = {}
-        extras[name]["top_tie"] = top_tie(member, scores[name])
-        ie = implied_epsilon(member, scores[name], rng=np.random.default_rng(eps_seed))
-        extras[name]["implied_epsilon"] = ImpliedEpsilonResult(
-            point=ie.point, lower_bound=ie.lower_bound, alpha=ie.alpha, note=ie.note
-        )
-
     ev = evaluate(
         member,
         scores,
         fprs=fprs,
         prior=prior,
         n_resamples=n_resamples,
-        rng=np.random.default_rng(boot_seed),
+        rng=np.random.default_rng(seeds.boot),
     )
-    results = [_output_attack_result(n, ev, extras[n]) for n in names]
-    comparisons = comparisons_with_loss(ev)
-
-    slice_results = _slices(slice_groups, member, scores, n_resamples, slice_seed)
-
+    results = [
+        attack_result(s.name, ev, s.description, s.citation, **scored[s.name][1]) for s in specs
+    ]
     key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
     strongest = max(results, key=lambda a: a.auc.point or 0.0).name
     exposed = most_exposed(
         scores[strongest], outputs.record_id, key, evidence=mean_rank(scores), raw_ids=raw_ids
     )
-
-    desc = InputDescription(
-        name=source.name if source else "(in memory)",
-        format=source.suffix.lstrip(".") if source else "arrays",
-        sha256=_sha256(source) if source else None,
-        kind=outputs.kind,
-        n_records=outputs.n_records,
-        n_members=int(member.sum()),
-        n_nonmembers=int((member == 0).sum()),
-        n_classes=outputs.n_classes,
-    )
-    notes = ([f"Attacks saw only what the {policy} output policy exposes."] if policy else []) + [
-        "Intervals: percentile bootstrap over records (advantage and balanced accuracy: a uniform band of TPR − FPR); TPR and PPV at FPR α are not measurable when n0·α < 10.",
-        "implied_epsilon is descriptive (one model's outputs, not independent training runs): it is not a DP audit.",
-    ]
-    notes += tie_notes(results, ev.fprs)
-    if not exposed and outputs.n_records:
-        top = int((scores[strongest] == scores[strongest].max()).sum())
-        notes.append(
-            f"most_exposed: none listed: {top} records share {strongest}'s top score and its other attacks' evidence, and which of them to name would be arbitrary."
-        )
-    if outputs.has_record_id is False:
-        notes.append("The input had no record_id column: records are identified by row number.")
     result = AuditResult(
         tool_version=__version__,
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         seed=seed,
-        input=desc,
+        input=_describe_input(outputs, source),
         bootstrap=BootstrapInfo(
             replicates=n_resamples, confidence=ev.confidence, resampling=ev.resampling
         ),
         attacks=results,
-        comparisons=comparisons,
-        slices=slice_results,
+        comparisons=comparisons_with_loss(ev),
+        slices=_slices(slice_groups, member, scores, n_resamples, seeds.slices),
         exposure_attack=strongest,
         most_exposed=exposed,
-        pseudonymisation=Pseudonymisation(
-            method="HMAC-SHA-256, first 64 bits",
-            key_id=key_id(key),
-            key_bytes=len(key),
-            raw_ids=raw_ids,
-        ),
-        notes=notes,
+        pseudonymisation=pseudonymisation(key, raw_ids=raw_ids),
+        notes=_run_notes(outputs, policy, results, ev, scores[strongest], strongest, exposed),
     )
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)
 
@@ -338,24 +374,27 @@ def mean_rank(scores: dict[str, np.ndarray]) -> np.ndarray:
     """Each record's mean rank percentile over attacks: the evidence that orders score ties."""
     from scipy.stats import rankdata
 
-    return np.mean([rankdata(v) / v.size for v in scores.values()], axis=0)
+    ranks: np.ndarray = np.mean([rankdata(v) / v.size for v in scores.values()], axis=0)
+    return ranks
 
 
 def _signals_under_policy(
-    outputs: ModelOutputs, policy: str, names: tuple[str, ...], needed: tuple[str, ...], seed: int
+    outputs: ModelOutputs,
+    policy: str,
+    specs: tuple[AttackSpec, ...],
+    needed: tuple[str, ...],
+    seed: int,
 ) -> dict[str, np.ndarray]:
     """Signals computed from what ``policy`` lets out (ALGORITHMS.md §1): the attacker sees no more."""
     from miaudit.defenses import apply_policy, computable_signals, exposed_signals, parse_policy
 
     pol = parse_policy(policy, field="--policy")
     allowed = set(computable_signals(pol))
-    blocked = [
-        n for n in names if THRESHOLD_SPECS[n.removesuffix("_by_class")].signal not in allowed
-    ]
+    blocked = [s.name for s in specs if not set(s.signals) <= allowed]
     if blocked:
         raise InputError(
             "--attacks",
-            f"{', '.join(blocked)} cannot run under the {pol} policy (it exposes only {', '.join(sorted(allowed))}); choose attacks from: {', '.join(n for n in OUTPUT_ATTACKS if THRESHOLD_SPECS[n.removesuffix('_by_class')].signal in allowed)}",
+            f"{', '.join(blocked)} cannot run under the {pol} policy (it exposes only {', '.join(sorted(allowed))}); choose attacks from: {', '.join(output_attacks_under(pol))}",
         )
     probs = compute_signals_probs(outputs)
     exposed = apply_policy(
@@ -367,11 +406,9 @@ def _signals_under_policy(
 def compute_signals_probs(outputs: ModelOutputs) -> np.ndarray:
     """The outputs as probabilities (a softmax of logits, computed stably)."""
     if outputs.kind == "probs":
-        return np.asarray(outputs.values, dtype=np.float64)
-    z = np.asarray(outputs.values, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+        probs: np.ndarray = np.asarray(outputs.values, dtype=np.float64)
+        return probs
+    return softmax(outputs.values)
 
 
 def _slices(

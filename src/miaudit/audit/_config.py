@@ -8,24 +8,34 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from miaudit.attacks import AttackSpec, Need, SignalKind, registered_attacks
 from miaudit.datasets import DataConfig
-from miaudit.engine import EngineConfig, TrainConfig
-from miaudit.engine._config import PlanConfig, with_trust
-from miaudit.engine._size import check_finite
+from miaudit.engine import EngineConfig, PlanConfig, TrainConfig, check_finite, with_trust
 from miaudit.errors import InputError
 from miaudit.metrics import DEFAULT_FPRS
 from miaudit.models import MLPRecipe, Recipe, check_code_trust, validation_error
 
-THRESHOLD_NAMES = ("loss", "confidence", "entropy", "modified_entropy", "gap")
-REFERENCE_NAMES = (
-    "lira_online",
-    "lira_offline",
-    "rmia_online",
-    "rmia_offline",
-    "shadow",
-    "ml_leaks",
-)
-AUDIT_ATTACKS = THRESHOLD_NAMES + REFERENCE_NAMES
+
+def runs_on_target_outputs(spec: AttackSpec) -> bool:
+    """Whether a reference audit runs ``spec`` on each target's own outputs (no references).
+
+    Attacks that calibrate on records of known membership do not: the audit has no
+    membership to spare besides the target's own.
+    """
+    return spec.signal_kind is SignalKind.MODEL_OUTPUTS and Need.KNOWN_MEMBERS not in spec.needs
+
+
+def audit_attacks() -> tuple[str, ...]:
+    """The registered attacks a reference audit can run, in registry order."""
+    return tuple(
+        s.name
+        for s in registered_attacks()
+        if runs_on_target_outputs(s) or s.signal_kind is SignalKind.REFERENCE_OUTPUTS
+    )
+
+
+#: The built-in audit attacks at import (:func:`audit_attacks` also lists later registrations).
+AUDIT_ATTACKS = audit_attacks()
 DEFAULT_AUDIT_ATTACKS = ("loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline")
 
 
@@ -56,9 +66,10 @@ class AttackSection(BaseModel):
     def _known(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("at least one attack")
+        known = audit_attacks()
         for a in v:
-            if a not in AUDIT_ATTACKS:
-                raise ValueError(f"unknown attack {a!r}; known: {', '.join(AUDIT_ATTACKS)}")
+            if a not in known:
+                raise ValueError(f"unknown attack {a!r}; known: {', '.join(known)}")
         return list(dict.fromkeys(v))
 
     @field_validator("fprs")

@@ -14,34 +14,26 @@ from pathlib import Path
 import numpy as np
 
 from miaudit.attacks import (
+    attack_spec,
     leave_one_model_out_each,
     paired_reference_sets,
     score_target,
-    threshold_score,
 )
-from miaudit.audit._config import THRESHOLD_NAMES, AuditConfig
-from miaudit.audit._reference_audit import _reference_attack
+from miaudit.audit._config import AuditConfig, runs_on_target_outputs
+from miaudit.audit._reference_audit import _reference_attack, _score_target_outputs
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate, Evaluation, evaluate
-from miaudit.signals import compute_signals
 
-_SIGNAL_OF = {
-    "gap": "correctness",
-    "loss": "loss",
-    "confidence": "confidence",
-    "entropy": "entropy",
-    "modified_entropy": "modified_entropy",
-}
+
+def _own_output(name: str) -> bool:
+    return runs_on_target_outputs(attack_spec(name))
 
 
 def _threshold_scores(
     store: SignalsStore, name: str, targets: Sequence[int], records: np.ndarray
 ) -> np.ndarray:
-    lg = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
-    lg = lg[np.asarray(targets)][:, records]
-    labels = np.broadcast_to(store.label[records], lg.shape[:-1])
-    return threshold_score(name, compute_signals(lg, labels, which=(_SIGNAL_OF[name],)))  # type: ignore[arg-type]
+    return _score_target_outputs(store, [name], list(targets), records)[0][name]
 
 
 def reference_power(
@@ -62,7 +54,7 @@ def reference_power(
     tlist = list(range(store.n_models)) if targets is None else list(targets)
     scores: dict[str, np.ndarray] = {}
     member = records = None
-    made = {name: _reference_attack(name, cfg) for name in attacks if name not in THRESHOLD_NAMES}
+    made = {name: _reference_attack(name, cfg) for name in attacks if not _own_output(name)}
     for k in ks:
         refs = paired_reference_sets(store, k, targets=tlist)
         for name, paired in leave_one_model_out_each(
@@ -73,7 +65,7 @@ def reference_power(
     if records is None or member is None:
         raise InputError("attacks", "reference_power needs at least one reference attack")
     for name in attacks:
-        if name in THRESHOLD_NAMES:
+        if _own_output(name):
             scores[name] = _threshold_scores(store, name, tlist, records).reshape(-1)
     groups = np.tile(records, len(tlist))
     return evaluate(
@@ -155,7 +147,7 @@ def null_audit(
     records = np.flatnonzero(in_pool)
     scores = {}
     for name in cfg.audit.attacks:
-        if name in THRESHOLD_NAMES:
+        if _own_output(name):
             scores[name] = _threshold_scores(null_store, name, [2 * k], records).reshape(-1)
         else:
             scores[name] = score_target(

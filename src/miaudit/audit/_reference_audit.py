@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,28 +18,32 @@ from miaudit._version import __version__
 from miaudit.attacks import (
     RMIA_DEFAULT_A,
     LiraAttack,
-    MlLeaksAttack,
+    OutputSignals,
+    ReferenceAttack,
+    ReferenceSettings,
     RmiaAttack,
-    ShadowAttack,
+    attack_spec,
     leave_one_model_out_each,
     paired_reference_sets,
-    threshold_score,
+    reference_attack,
+    score_outputs,
 )
 from miaudit.audit._attack import (
     attack_result,
     comparisons_with_loss,
     exposure_ranking,
+    pseudonymisation,
     tie_notes,
     top_tie,
 )
-from miaudit.audit._config import THRESHOLD_NAMES, AuditConfig, load_audit_config
-from miaudit.audit._pseudonyms import check_key, key_id, new_key, pseudonymise
+from miaudit.audit._config import AuditConfig, load_audit_config, runs_on_target_outputs
+from miaudit.audit._pseudonyms import check_key, new_key, pseudonymise
 from miaudit.audit._results import (
+    AttackResult,
     AuditResult,
     BootstrapInfo,
     ExposedRecord,
     InputDescription,
-    Pseudonymisation,
     ReferenceSetup,
     RmiaCalibration,
     Utility,
@@ -46,32 +51,11 @@ from miaudit.audit._results import (
 from miaudit.audit._writer import prepare_out, write_run
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
-from miaudit.metrics import evaluate
+from miaudit.metrics import Evaluation, evaluate
 from miaudit.signals import compute_signals
 
-ATTACK_INFO: dict[str, tuple[str, str]] = {
-    "lira_online": (
-        "likelihood ratio of φ under IN and OUT Gaussians fitted on reference models",
-        "Carlini et al., S&P 2022",
-    ),
-    "lira_offline": (
-        "one-sided test of φ against OUT reference models (standardised score)",
-        "Carlini et al., S&P 2022",
-    ),
-    "rmia_online": (
-        "fraction of population records z with Pr(x|θ)/Pr(x) ≥ γ·Pr(z|θ)/Pr(z), IN and OUT references",
-        "Zarifzadeh, Liu, Shokri, ICML 2024",
-    ),
-    "rmia_offline": (
-        "RMIA with OUT references only, Pr(x) ≈ ½[(1+a)·Pr_OUT(x) + (1−a)]",
-        "Zarifzadeh, Liu, Shokri, ICML 2024",
-    ),
-    "shadow": (
-        "per-class attack classifiers trained on reference (shadow) models' sorted outputs",
-        "Shokri et al., S&P 2017",
-    ),
-    "ml_leaks": ("one shadow model, top-3 sorted probabilities", "Salem et al., NDSS 2019"),
-}
+#: How a reference audit words an attack on the target's own outputs (no references).
+OWN_OUTPUT_WORDING = " (the target's own output)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,20 +68,219 @@ class ReferenceRun:
     scores: dict[str, np.ndarray]  # per pair
 
 
-def _reference_attack(
-    name: str, cfg: AuditConfig
-) -> LiraAttack | RmiaAttack | ShadowAttack | MlLeaksAttack:
+@dataclass(frozen=True, eq=False)
+class _Scored:
+    """Every attack's (targets, records) scores and what the audit reports beside them."""
+
+    scores: dict[str, np.ndarray]  # name → (T, m)
+    member: np.ndarray  # (T, m) bool
+    records: np.ndarray  # (m,) store positions
+    labels: np.ndarray  # (T, m)
+    correct: np.ndarray  # (T, m) the target's correctness, for the utility
+    rmia_a: RmiaCalibration | None
+
+
+def _reference_attack(name: str, cfg: AuditConfig) -> ReferenceAttack:
     """The attack ``name`` as the config sets it up. Offline RMIA's ``a`` is the config's, or
     (``rmia_a`` unset) cross-fitted per target on the models outside its pair, never on an
     audited target's own membership (:func:`miaudit.attacks.cross_fitted_rmia_a`)."""
     a = cfg.audit
-    if name.startswith("lira_"):
-        return LiraAttack(mode=name.removeprefix("lira_"), variance=a.lira_variance)  # type: ignore[arg-type]
-    if name.startswith("rmia_"):
-        return RmiaAttack(mode=name.removeprefix("rmia_"), gamma=a.rmia_gamma, a=a.rmia_a)  # type: ignore[arg-type]
-    if name == "shadow":
-        return ShadowAttack(seed=cfg.seed)
-    return MlLeaksAttack(seed=cfg.seed)
+    settings = ReferenceSettings(
+        variance=a.lira_variance, gamma=a.rmia_gamma, a=a.rmia_a, seed=cfg.seed
+    )
+    return reference_attack(name, settings)
+
+
+def _targets_and_references(
+    store: SignalsStore, cfg: AuditConfig, external_target: bool
+) -> tuple[list[int], list[list[int]]]:
+    """The audited models and each one's reference models."""
+    if external_target:
+        if store.target is None:
+            raise InputError("target", "the store names no target model")
+        return [store.target], [[m for m in range(store.n_models) if m != store.target]]
+    n_targets = (
+        store.n_models if cfg.audit.targets is None else min(cfg.audit.targets, store.n_models)
+    )
+    targets = list(range(n_targets))
+    return targets, paired_reference_sets(store, cfg.audit.references, targets=targets)
+
+
+def _is_offline_rmia(attack: ReferenceAttack) -> bool:
+    return isinstance(attack, RmiaAttack) and attack.mode == "offline"
+
+
+def _score_with_references(
+    store: SignalsStore,
+    cfg: AuditConfig,
+    targets: list[int],
+    refs: list[list[int]],
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, RmiaCalibration | None]:
+    """Reference attacks' (T, m) scores, membership, evaluated records and offline RMIA's ``a``.
+
+    With no reference attack, the pairs the reference attacks would have scored.
+    """
+    made = {
+        name: _reference_attack(name, cfg)
+        for name in cfg.audit.attacks
+        if not runs_on_target_outputs(attack_spec(name))
+    }
+    scores: dict[str, np.ndarray] = {}
+    member = records = None
+    rmia_a = None
+    for name, paired in leave_one_model_out_each(
+        store, made, targets=targets, reference_sets=refs
+    ).items():
+        scores[name] = paired.scores
+        member, records = paired.member, paired.records
+        if _is_offline_rmia(made[name]):
+            rmia_a = rmia_calibration(cfg, paired.rmia_a)
+    if records is None or member is None:
+        records = np.flatnonzero(~store.population)
+        member = store.keep[np.asarray(targets)][:, records]
+    return scores, member, records, rmia_a
+
+
+def _score_target_outputs(
+    store: SignalsStore, names: Sequence[str], targets: list[int], records: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Attacks on each target's own outputs: (T, m) scores, the labels and the correctness."""
+    specs = [attack_spec(n) for n in names if runs_on_target_outputs(attack_spec(n))]
+    needed = tuple(dict.fromkeys(sig for s in specs for sig in s.signals))
+    logits = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
+    labels = np.broadcast_to(store.label[records], (len(targets), records.size))
+    sig = compute_signals(
+        logits[np.asarray(targets)][:, records],
+        labels,
+        which=tuple(dict.fromkeys((*needed, "correctness"))),
+    )
+    flat = OutputSignals(
+        signals={k: v.reshape(-1) for k, v in sig.items()}, labels=labels.reshape(-1)
+    )
+    scores = {s.name: score_outputs(s.name, flat).score.reshape(labels.shape) for s in specs}
+    return scores, labels, sig["correctness"]
+
+
+def _score_all(
+    store: SignalsStore, cfg: AuditConfig, targets: list[int], refs: list[list[int]]
+) -> _Scored:
+    scores, member, records, rmia_a = _score_with_references(store, cfg, targets, refs)
+    own, labels, correct = _score_target_outputs(store, cfg.audit.attacks, targets, records)
+    return _Scored({**scores, **own}, member, records, labels, correct, rmia_a)
+
+
+def _description(name: str) -> tuple[str, str]:
+    """The report's wording and citation of an attack in a reference audit."""
+    spec = attack_spec(name)
+    suffix = OWN_OUTPUT_WORDING if runs_on_target_outputs(spec) else ""
+    return spec.description + suffix, spec.citation
+
+
+def _most_exposed(
+    store: SignalsStore,
+    records: np.ndarray,
+    n_targets: int,
+    y: np.ndarray,
+    s: np.ndarray,
+    key: bytes,
+) -> list[ExposedRecord]:
+    """Per-record exposure: how often a record is flagged, at the strongest attack's 1 % FPR
+    threshold (scores ``s`` of the pooled pairs), among the models that trained on it."""
+    non = np.sort(s[y == 0])
+    thr = non[min(non.size - 1, int(np.ceil(0.99 * non.size)))] if non.size else np.inf
+    flagged = (s > thr) & (y == 1)
+    pos = np.tile(np.arange(records.size), n_targets)  # pair → position of its record
+    in_count = np.bincount(pos, weights=y, minlength=records.size)
+    hit = np.bincount(pos, weights=flagged, minlength=records.size)
+    exposure = np.divide(hit, in_count, out=np.zeros_like(hit), where=in_count > 0)
+    # Evidence that orders equal exposure: the record's mean score over the models it trained in.
+    score_sum = np.bincount(pos, weights=np.where(y == 1, s, 0.0), minlength=records.size)
+    evidence = np.divide(
+        score_sum, in_count, out=np.full_like(score_sum, -np.inf), where=in_count > 0
+    )
+    ranked = exposure_ranking(exposure, evidence, 20)
+    top = np.array([j for j, _ in ranked], dtype=np.int64)
+    shown = pseudonymise(store.record_id[records[top]], key) if top.size else []
+    return [
+        ExposedRecord(pseudonym=p, rank=rank, score_percentile=float(exposure[j]) * 100)
+        for p, (j, rank) in sorted(zip(shown, ranked, strict=True), key=lambda t: (t[1][1], t[0]))
+    ]
+
+
+def _utility(correct: np.ndarray, member: np.ndarray) -> Utility:
+    train_acc = float(correct[member].mean()) if member.any() else float("nan")
+    test_acc = float(correct[~member].mean()) if (~member).any() else float("nan")
+    return Utility(
+        train_accuracy=train_acc, test_accuracy=test_acc, generalization_gap=train_acc - test_acc
+    )
+
+
+def _setup(
+    store: SignalsStore,
+    cfg: AuditConfig,
+    source: str,
+    scored: _Scored,
+    n_targets: int,
+    external_target: bool,
+) -> ReferenceSetup:
+    info = store.info
+    return ReferenceSetup(
+        dataset=str(info.get("dataset", source)),
+        recipe=info.get("recipe", {}),
+        models=store.n_models,
+        references=cfg.audit.references,
+        targets=n_targets,
+        external_target=external_target,
+        pool_records=int(scored.records.size),
+        population_records=int(store.population.sum()),
+        pairs=int(scored.member.size),
+        rmia_offline_a=scored.rmia_a,
+    )
+
+
+def _notes(
+    cfg: AuditConfig, external_target: bool, results: list[AttackResult], ev: Evaluation
+) -> list[str]:
+    return [
+        (
+            "An external target model (trained elsewhere, not retrained) was attacked with every engine-trained model as a reference."
+            if external_target
+            else "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled."
+        ),
+        "Intervals: percentile bootstrap resampling records, all pairs of a record together.",
+        "most_exposed: percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
+        *tie_notes(results, ev.fprs),
+        *_small_k_notes(cfg, external_target),
+    ]
+
+
+def _evaluate(
+    cfg: AuditConfig, y: np.ndarray, pooled: dict[str, np.ndarray], groups: np.ndarray
+) -> Evaluation:
+    """Every attack's metrics on the pooled pairs, resampling records with all their pairs."""
+    boot_seed, _ = np.random.SeedSequence(cfg.seed).spawn(2)
+    return evaluate(
+        y,
+        pooled,
+        fprs=cfg.audit.fprs,
+        prior=cfg.audit.prior,
+        n_resamples=cfg.audit.resamples,
+        groups=groups,
+        rng=np.random.default_rng(boot_seed),
+    )
+
+
+def _describe_pairs(source: str, y: np.ndarray, n_classes: int) -> InputDescription:
+    return InputDescription(
+        name=source,
+        format="signals",
+        sha256=None,
+        kind="logits",
+        n_records=int(y.size),
+        n_members=int(y.sum()),
+        n_nonmembers=int((y == 0).sum()),
+        n_classes=n_classes,
+    )
 
 
 def attack_store(
@@ -116,171 +299,49 @@ def attack_store(
     ``external_target`` the store's ``target`` model alone is attacked, with every other model
     as a reference (a model trained elsewhere, audited without retraining it).
     """
-    k = cfg.audit.references
-    if external_target:
-        if store.target is None:
-            raise InputError("target", "the store names no target model")
-        targets = [store.target]
-        refs = [[m for m in range(store.n_models) if m != store.target]]
-    else:
-        n_targets = (
-            store.n_models if cfg.audit.targets is None else min(cfg.audit.targets, store.n_models)
-        )
-        targets = list(range(n_targets))
-        refs = paired_reference_sets(store, k, targets=targets)
-    logits = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
-    per_attack: dict[str, np.ndarray] = {}
-    member = records = None
-    reference = {
-        name: _reference_attack(name, cfg)
-        for name in cfg.audit.attacks
-        if name not in THRESHOLD_NAMES
-    }
-    rmia_a = None
-    for name, paired in leave_one_model_out_each(
-        store, reference, targets=targets, reference_sets=refs
-    ).items():
-        per_attack[name] = paired.scores
-        member, records = paired.member, paired.records
-        if name == "rmia_offline":
-            rmia_a = rmia_calibration(cfg, paired.rmia_a)
-    if records is None:  # threshold attacks only: the same pairs as the reference attacks would use
-        records = np.flatnonzero(~store.population)
-        member = store.keep[np.asarray(targets)][:, records]
-    assert member is not None
-    needed = tuple(
-        dict.fromkeys(
-            {
-                "gap": "correctness",
-                "loss": "loss",
-                "confidence": "confidence",
-                "entropy": "entropy",
-                "modified_entropy": "modified_entropy",
-            }[n]
-            for n in cfg.audit.attacks
-            if n in THRESHOLD_NAMES
-        )
-    )
-    labels = np.broadcast_to(store.label[records], (len(targets), records.size))
-    sig = compute_signals(
-        logits[np.asarray(targets)][:, records],
-        labels,
-        which=tuple(dict.fromkeys((*needed, "correctness"))),
-    )
-    for name in cfg.audit.attacks:
-        if name in THRESHOLD_NAMES:
-            per_attack[name] = threshold_score(name, sig)  # type: ignore[arg-type]
+    targets, refs = _targets_and_references(store, cfg, external_target)
+    scored = _score_all(store, cfg, targets, refs)
     order = list(cfg.audit.attacks)
-    pooled = {n: per_attack[n].reshape(-1) for n in order}
-    y = member.reshape(-1).astype(np.int8)
-    groups = np.tile(records, len(targets))
-    ss = np.random.SeedSequence(cfg.seed)
-    boot_seed, _ = ss.spawn(2)
-    ev = evaluate(
-        y,
-        pooled,
-        fprs=cfg.audit.fprs,
-        prior=cfg.audit.prior,
-        n_resamples=cfg.audit.resamples,
-        groups=groups,
-        rng=np.random.default_rng(boot_seed),
-    )
-    results = [attack_result(n, ev, *_info(n), top_tie=top_tie(y, pooled[n])) for n in order]
-    comparisons = comparisons_with_loss(ev)
-
-    # Per-record exposure: how often a record is flagged, at the strongest attack's 1 % FPR
-    # threshold, among the models that trained on it.
+    pooled = {n: scored.scores[n].reshape(-1) for n in order}
+    y = scored.member.reshape(-1).astype(np.int8)
+    groups = np.tile(scored.records, len(targets))
+    ev = _evaluate(cfg, y, pooled, groups)
+    results = [attack_result(n, ev, *_description(n), top_tie=top_tie(y, pooled[n])) for n in order]
     strongest = max(results, key=lambda a: a.auc.point or 0.0).name
-    s = pooled[strongest]
-    non = np.sort(s[y == 0])
-    thr = non[min(non.size - 1, int(np.ceil(0.99 * non.size)))] if non.size else np.inf
-    flagged = (s > thr) & (y == 1)
-    pos = np.tile(np.arange(records.size), len(targets))  # pair → position of its record
-    in_count = np.bincount(pos, weights=y, minlength=records.size)
-    hit = np.bincount(pos, weights=flagged, minlength=records.size)
-    exposure = np.divide(hit, in_count, out=np.zeros_like(hit), where=in_count > 0)
-    # Evidence that orders equal exposure: the record's mean score over the models it trained in.
-    score_sum = np.bincount(pos, weights=np.where(y == 1, s, 0.0), minlength=records.size)
-    evidence = np.divide(
-        score_sum, in_count, out=np.full_like(score_sum, -np.inf), where=in_count > 0
-    )
-    ranked = exposure_ranking(exposure, evidence, 20)
-    top = np.array([j for j, _ in ranked], dtype=np.int64)
     key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
-    shown = pseudonymise(store.record_id[records[top]], key) if top.size else []
-    exposed = [
-        ExposedRecord(pseudonym=p, rank=rank, score_percentile=float(exposure[j]) * 100)
-        for p, (j, rank) in sorted(zip(shown, ranked, strict=True), key=lambda t: (t[1][1], t[0]))
-    ]
-
-    correct = sig["correctness"]
-    train_acc = float(correct[member].mean()) if member.any() else float("nan")
-    test_acc = float(correct[~member].mean()) if (~member).any() else float("nan")
-    info = store.info
-    setup = ReferenceSetup(
-        dataset=str(info.get("dataset", source)),
-        recipe=info.get("recipe", {}),
-        models=store.n_models,
-        references=k,
-        targets=len(targets),
-        external_target=external_target,
-        pool_records=int(records.size),
-        population_records=int(store.population.sum()),
-        pairs=int(y.size),
-        rmia_offline_a=rmia_a,
-    )
     result = AuditResult(
         tool_version=__version__,
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         seed=cfg.seed,
-        input=InputDescription(
-            name=source,
-            format="signals",
-            sha256=None,
-            kind="logits",
-            n_records=int(y.size),
-            n_members=int(y.sum()),
-            n_nonmembers=int((y == 0).sum()),
-            n_classes=store.n_classes,
-        ),
+        input=_describe_pairs(source, y, store.n_classes),
         bootstrap=BootstrapInfo(
             replicates=cfg.audit.resamples, confidence=ev.confidence, resampling=ev.resampling
         ),
         attacks=results,
-        comparisons=comparisons,
+        comparisons=comparisons_with_loss(ev),
         exposure_attack=strongest,
-        most_exposed=exposed,
-        pseudonymisation=Pseudonymisation(
-            method="HMAC-SHA-256, first 64 bits", key_id=key_id(key), key_bytes=len(key)
-        ),
-        reference=setup,
-        utility=Utility(
-            train_accuracy=train_acc,
-            test_accuracy=test_acc,
-            generalization_gap=train_acc - test_acc,
-        ),
+        most_exposed=_most_exposed(store, scored.records, len(targets), y, pooled[strongest], key),
+        pseudonymisation=pseudonymisation(key),
+        reference=_setup(store, cfg, source, scored, len(targets), external_target),
+        utility=_utility(scored.correct, scored.member),
         config_sha256=config_sha256,
-        notes=[
-            (
-                "An external target model (trained elsewhere, not retrained) was attacked with every engine-trained model as a reference."
-                if external_target
-                else "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled."
-            ),
-            "Intervals: percentile bootstrap resampling records, all pairs of a record together.",
-            "most_exposed: percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
-            *tie_notes(results, ev.fprs),
-            *_small_k_notes(cfg, external_target),
-        ],
+        notes=_notes(cfg, external_target, results, ev),
     )
     return ReferenceRun(
-        result, np.asarray(targets), store.record_id[groups], y, labels.reshape(-1), pooled
+        result,
+        np.asarray(targets),
+        store.record_id[groups],
+        y,
+        scored.labels.reshape(-1),
+        pooled,
     )
 
 
 def rmia_calibration(cfg: AuditConfig, per_target: np.ndarray | None) -> RmiaCalibration:
     """What results.json says about offline RMIA's ``a``: given, or cross-fitted per target."""
     if per_target is None:
-        assert cfg.audit.rmia_a is not None
+        if cfg.audit.rmia_a is None:
+            raise InputError("audit.rmia_a", "offline RMIA reported no a of its own")
         return RmiaCalibration(
             method="given in the config (audit.rmia_a)", per_target=[float(cfg.audit.rmia_a)]
         )
@@ -295,25 +356,17 @@ def rmia_calibration(cfg: AuditConfig, per_target: np.ndarray | None) -> RmiaCal
 
 def _small_k_notes(cfg: AuditConfig, external_target: bool) -> list[str]:
     """What one reference pair (k = 1) changes, stated where it applies."""
-    if (
-        external_target
-        or cfg.audit.references != 1
-        or not any(a.startswith("lira_") for a in cfg.audit.attacks)
-    ):
+    lira = any(
+        isinstance(_reference_attack(a, cfg), LiraAttack)
+        for a in cfg.audit.attacks
+        if not runs_on_target_outputs(attack_spec(a))
+    )
+    if external_target or cfg.audit.references != 1 or not lira:
         return []
     return [
         "k = 1: each record has one IN and one OUT reference, so LiRA's σ is the spread of the references' φ across records "
         "(no within-record spread can be measured; it overstates σ, which scales the scores but leaves the ranking as with any common σ)."
     ]
-
-
-def _info(name: str) -> tuple[str, str]:
-    if name in ATTACK_INFO:
-        return ATTACK_INFO[name]
-    from miaudit.attacks import THRESHOLD_SPECS
-
-    spec = THRESHOLD_SPECS[name]
-    return f"{spec.description} (the target's own output)", spec.paper
 
 
 #: Engine settings that change how fast, not what: a re-run differing only in these is the same run.
@@ -387,7 +440,10 @@ def _with_external_target(store: SignalsStore, target: ExternalTarget) -> Signal
     member = np.zeros(n, dtype=bool)
     member[[index[str(m)] for m in target.members.tolist()]] = True
     checked = ModelOutputs.from_arrays(
-        label=store.label, member=member.astype(np.int8), **{target.kind: out}
+        label=store.label,
+        member=member.astype(np.int8),
+        logits=out if target.kind == "logits" else None,
+        probs=out if target.kind == "probs" else None,
     )
     logits = (
         checked.values

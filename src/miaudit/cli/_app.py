@@ -118,10 +118,9 @@ def attack_cmd(
 
     _check_before_work(fail_on=fail_on, policy=policy, seed=seed, resamples=resamples)
     if policy is not None and not attacks:
-        from miaudit.attacks import threshold_attacks_under
+        from miaudit.attacks import output_attacks_under
 
-        allowed = threshold_attacks_under(policy)
-        attacks = ",".join([*allowed, *(f"{a}_by_class" for a in allowed)])
+        attacks = ",".join(output_attacks_under(policy))
     result = attack(
         outputs,
         policy=policy,

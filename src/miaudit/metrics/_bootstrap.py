@@ -13,8 +13,9 @@ whole records are resampled and keep all their pairs together.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class Evaluation:
             float(point) if np.isfinite(point) else None
         )  # undefined (e.g. PPV with nothing flagged): null, never NaN
         if self.n_resamples == 0:
-            return Estimate(point=value, status=status)  # type: ignore[arg-type]
+            return Estimate(point=value, status=status)
         reps = reps[np.isfinite(reps)]
         if reps.size == 0:
             return Estimate(point=value)
@@ -174,6 +175,60 @@ class Evaluation:
         return fpr, tpr, lo, hi
 
 
+def _resampler(
+    y: np.ndarray, groups: np.ndarray | None
+) -> Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]:
+    """One bootstrap replicate's weights of the members and of the non-members: records drawn
+    with replacement within each class, or (``groups``) records drawn with all their pairs."""
+    yb = y.astype(bool)
+    n1, n0 = int(yb.sum()), int((~yb).sum())
+    if groups is None:
+
+        def stratified(gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+            w1 = np.bincount(gen.integers(0, n1, n1), minlength=n1).astype(np.float64)
+            w0 = np.bincount(gen.integers(0, n0, n0), minlength=n0).astype(np.float64)
+            return w1, w0
+
+        return stratified
+    groups = np.asarray(groups)
+    if groups.shape != y.shape:
+        raise InputError("groups", f"has shape {groups.shape}, expected {y.shape}")
+    _, gidx = np.unique(groups, return_inverse=True)
+    n_rec = int(gidx.max()) + 1
+    g1, g0 = gidx[yb], gidx[~yb]
+
+    def grouped(gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        counts = np.bincount(gen.integers(0, n_rec, n_rec), minlength=n_rec).astype(np.float64)
+        return counts[g1], counts[g0]
+
+    return grouped
+
+
+def _replicates(
+    splits: dict[str, SortedScores],
+    draw: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]],
+    gen: np.random.Generator,
+    n_resamples: int,
+    width: int,
+    metrics: Callable[[SortedScores, np.ndarray, np.ndarray], np.ndarray],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every attack's metrics and advantage deviation in each bootstrap replicate."""
+    reps = {name: np.empty((n_resamples, width)) for name in splits}
+    devs = {name: np.empty(n_resamples) for name in splits}
+    for b in range(n_resamples):
+        w1, w0 = draw(gen)
+        if w1.sum() == 0 or w0.sum() == 0:  # possible only with tiny grouped inputs
+            for name in splits:
+                reps[name][b] = np.nan
+                devs[name][b] = np.nan
+            continue
+        for name, split in splits.items():
+            reps[name][b] = metrics(split, w1, w0)
+            # reuses the prefix sums just computed
+            devs[name][b] = split.advantage_deviation(w1, w0)
+    return reps, devs
+
+
 def evaluate(
     y_true: np.ndarray,
     scores: Mapping[str, np.ndarray],
@@ -209,38 +264,13 @@ def evaluate(
         y, s64 = check_targets(y_true, s, name)
         splits[name] = SortedScores(y, s64)
     assert y is not None
-    yb = y.astype(bool)
-    n1, n0 = int(yb.sum()), int((~yb).sum())
+    n1, n0 = int(y.astype(bool).sum()), int((~y.astype(bool)).sum())
     gen = np.random.default_rng(rng)
     names = tuple(scores)
     points = {name: _metrics(splits[name], None, None, fprs, prior, ppv_fpr) for name in names}
     width = len(next(iter(points.values())))
-    reps = {name: np.empty((n_resamples, width)) for name in names}
-    devs = {name: np.empty(n_resamples) for name in names}
-    if groups is not None:
-        groups = np.asarray(groups)
-        if groups.shape != y.shape:
-            raise InputError("groups", f"has shape {groups.shape}, expected {y.shape}")
-        _, gidx = np.unique(groups, return_inverse=True)
-        n_rec = int(gidx.max()) + 1
-        g1, g0 = gidx[yb], gidx[~yb]
-    for b in range(n_resamples):
-        if groups is None:
-            w1 = np.bincount(gen.integers(0, n1, n1), minlength=n1).astype(np.float64)
-            w0 = np.bincount(gen.integers(0, n0, n0), minlength=n0).astype(np.float64)
-        else:
-            counts = np.bincount(gen.integers(0, n_rec, n_rec), minlength=n_rec).astype(np.float64)
-            w1, w0 = counts[g1], counts[g0]
-        if w1.sum() == 0 or w0.sum() == 0:  # possible only with tiny grouped inputs
-            for name in names:
-                reps[name][b] = np.nan
-                devs[name][b] = np.nan
-            continue
-        for name in names:
-            reps[name][b] = _metrics(splits[name], w1, w0, fprs, prior, ppv_fpr)
-            devs[name][b] = splits[name].advantage_deviation(
-                w1, w0
-            )  # reuses the prefix sums just computed
+    metrics = partial(_metrics, fprs=fprs, prior=prior, ppv_fpr=ppv_fpr)
+    reps, devs = _replicates(splits, _resampler(y, groups), gen, n_resamples, width, metrics)
     return Evaluation(
         names=names,
         fprs=tuple(float(f) for f in fprs),
@@ -278,7 +308,7 @@ def paired_difference(
         >>> paired_difference(y, a, a).point
         0.0
     """
-    fprs = DEFAULT_FPRS
+    fprs: tuple[float, ...] = DEFAULT_FPRS
     if metric.startswith("tpr@"):
         fprs = tuple(
             sorted(set(DEFAULT_FPRS) | {float(metric[4:].split("%")[0]) / 100}, reverse=True)

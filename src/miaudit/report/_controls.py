@@ -6,13 +6,13 @@ this audit makes it worth (or not worth) the cost.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from miaudit.audit import AuditResult
-from miaudit.audit._results import AttackResult
+from miaudit.attacks import BASELINE_ATTACK, AttackSpec, Family, Need, attack_spec
+from miaudit.audit import AttackResult, AuditResult
+from miaudit.errors import InputError
 from miaudit.report._format import _num
 from miaudit.report._inputs import DpAuditSummary, TradeoffVariant
 from miaudit.report._verdict import RiskAssessment
@@ -29,70 +29,23 @@ class AttackerProfile:
     query_hungry: bool = False
 
 
-_THRESHOLD = AttackerProfile(
-    "the model's output probabilities on the record and its true label; no training data", "1"
-)
-_PROFILES: tuple[tuple[str, AttackerProfile], ...] = (
-    (
-        r"^gap(_by_class)?$",
-        AttackerProfile(
-            "only whether the model labels the record correctly (works through label-only APIs)",
-            "1",
-        ),
-    ),
-    (
-        r"_by_class$",
-        AttackerProfile(
-            "the model's outputs and true label, plus a per-class threshold fitted on records of known membership",
-            "1",
-        ),
-    ),
-    (r"^(loss|confidence|entropy|modified_entropy)$", _THRESHOLD),
-    (
-        r"^(lira|rmia)_online$",
-        AttackerProfile(
-            "the training recipe and population data from the same distribution: trains reference models with and without each record (2k models)",
-            "1 (plus offline training)",
-        ),
-    ),
-    (
-        r"^(lira|rmia)_offline$",
-        AttackerProfile(
-            "the training recipe and population data from the same distribution: trains k reference models without the record",
-            "1 (plus offline training)",
-        ),
-    ),
-    (
-        r"^(shadow|ml_leaks)$",
-        AttackerProfile(
-            "population data: trains shadow models and an attack classifier on their outputs",
-            "1 (plus offline training)",
-        ),
-    ),
-    (
-        r"augmentation|noise",
-        AttackerProfile(
-            "predicted labels of perturbed copies of the record",
-            "tens (one per perturbed copy)",
-            query_hungry=True,
-        ),
-    ),
-    (
-        r"boundary",
-        AttackerProfile(
-            "predicted labels only, searching for the nearest label flip",
-            "about 1,000–10,000",
-            query_hungry=True,
-        ),
-    ),
-)
-
-
 def attacker_profile(name: str) -> AttackerProfile | None:
-    for pattern, profile in _PROFILES:
-        if re.search(pattern, name):
-            return profile
-    return None
+    """What the registered attack ``name`` needs (None for a name no attack is registered under)."""
+    try:
+        spec = attack_spec(name)
+    except InputError:
+        return None
+    queries = spec.query_cost.per_record
+    if spec.trains_offline:
+        queries += " (plus offline training)"
+    return AttackerProfile(spec.attacker_knows, queries, query_hungry=spec.query_cost.hungry)
+
+
+def _spec(name: str) -> AttackSpec | None:
+    try:
+        return attack_spec(name)
+    except InputError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -138,29 +91,35 @@ def _judged(tradeoff: Sequence[TradeoffVariant] | None, kind: str) -> tuple[Prio
     ), f" In the trade-off run no variant of this kind met the rule ({why})."
 
 
-def recommend(
-    result: AuditResult,
-    risk: RiskAssessment,
-    *,
-    tradeoff: Sequence[TradeoffVariant] | None = None,
-    dp: DpAuditSummary | None = None,
-) -> list[Control]:
-    """The six controls in a fixed order, with a priority that follows from this audit's numbers."""
-    serious = risk.level in ("high", "moderate")
-    strongest = max(result.attacks, key=lambda a: a.auc.point or 0.0) if result.attacks else None
-    s_auc = f"{strongest.auc.point:.3f}" if strongest and strongest.auc.point is not None else "n/a"
-    tpr1 = strongest.tpr_at_fpr.get("tpr@1%fpr") if strongest else None
-    tpr1_text = "not measurable" if tpr1 is None or tpr1.point is None else _pct(tpr1.point)
-    controls: list[Control] = []
+@dataclass(frozen=True)
+class _Strongest:
+    """The strongest attack's name and headline numbers, as the controls quote them."""
 
-    # Regularisation: the generalisation gap (or the loss attack, its proxy).
+    name: str
+    auc: str
+    tpr1: str
+
+    @classmethod
+    def of(cls, result: AuditResult) -> _Strongest:
+        best = max(result.attacks, key=lambda a: a.auc.point or 0.0) if result.attacks else None
+        auc = f"{best.auc.point:.3f}" if best and best.auc.point is not None else "n/a"
+        tpr1 = best.tpr_at_fpr.get("tpr@1%fpr") if best else None
+        tpr1_text = "not measurable" if tpr1 is None or tpr1.point is None else _pct(tpr1.point)
+        return cls(best.name if best else "n/a", auc, tpr1_text)
+
+
+def _regularisation(
+    result: AuditResult, serious: bool, tradeoff: Sequence[TradeoffVariant] | None
+) -> Control:
+    """Regularisation: the generalisation gap (or the loss attack, its proxy)."""
+    prio: Priority
     if result.utility is not None:
         gap = result.utility.generalization_gap
         because = (
             f"Train accuracy {_pct(result.utility.train_accuracy)} against test accuracy {_pct(result.utility.test_accuracy)}: "
             f"a generalisation gap of {gap * 100:.1f} points. Members are recognisable partly because the model fits them better."
         )
-        prio: Priority = (
+        prio = (
             "recommended"
             if gap >= 0.05 or serious
             else "consider"
@@ -168,7 +127,7 @@ def recommend(
             else "lower priority"
         )
     else:
-        loss = _get(result, "loss")
+        loss = _get(result, BASELINE_ATTACK)
         because = (
             f"The loss attack, which only exploits how much better the model fits its training records, reaches AUC "
             f"{loss.auc.point:.3f}."
@@ -177,19 +136,25 @@ def recommend(
         )
         prio = "recommended" if serious else "consider"
     judged, note = _judged(tradeoff, "regularisation")
-    prio, because = judged or prio, because + note
-    controls.append(
-        Control(
-            "regularisation",
-            "Regularise: weight decay, dropout, early stopping, label smoothing",
-            prio,
-            because,
-            "Shrinks the gap between how the model treats training and unseen records, which lowers average-case leakage, usually at little accuracy cost.",
-            "Gives no guarantee and does not stop the memorisation of rare, duplicated or outlying records: the most exposed records listed above can stay exposed.",
-        )
+    return Control(
+        "regularisation",
+        "Regularise: weight decay, dropout, early stopping, label smoothing",
+        judged or prio,
+        because + note,
+        "Shrinks the gap between how the model treats training and unseen records, which lowers average-case leakage, usually at little accuracy cost.",
+        "Gives no guarantee and does not stop the memorisation of rare, duplicated or outlying records: the most exposed records listed above can stay exposed.",
     )
 
-    # DP training.
+
+def _dp(
+    result: AuditResult,
+    risk: RiskAssessment,
+    strongest: _Strongest,
+    tradeoff: Sequence[TradeoffVariant] | None,
+    dp: DpAuditSummary | None,
+) -> Control:
+    """DP training: the DP audit's verdict, else the strongest attack and its implied ε."""
+    prio: Priority
     if dp is not None:
         because = (
             f"The model was trained with a claimed ε = {dp.claimed_epsilon:g} (δ = {_num(dp.delta)}, {dp.accountant} accountant); the audit "
@@ -202,34 +167,55 @@ def recommend(
             for a in result.attacks
             if a.implied_epsilon is not None and a.implied_epsilon.point is not None
         ]
-        because = f"The strongest attack ({strongest.name if strongest else 'n/a'}) reaches AUC {s_auc} and TPR {tpr1_text} at 1% FPR"
+        because = f"The strongest attack ({strongest.name}) reaches AUC {strongest.auc} and TPR {strongest.tpr1} at 1% FPR"
         because += (
             f"; its ROC implies ε ≈ {max(eps):.2g} (descriptive, not a DP audit)." if eps else "."
         )
+        serious = risk.level in ("high", "moderate")
         prio = (
             "recommended" if risk.level == "high" else "consider" if serious else "lower priority"
         )
     judged, tradeoff_note = _judged(tradeoff, "dp")
-    prio = judged or prio
-    controls.append(
-        Control(
-            "dp",
-            "Train with differential privacy (DP-SGD) at a stated budget",
-            prio,
-            because + tradeoff_note,
-            "The only control with a guarantee: every attack, including ones not yet invented, is bounded by TPR ≤ e^ε·FPR + δ.",
-            "Costs accuracy (more at small ε and on small or rare groups), and the guarantee covers only what the accountant assumed (sampling, clipping, the number of steps); a bug in any of them voids it.",
-        )
+    return Control(
+        "dp",
+        "Train with differential privacy (DP-SGD) at a stated budget",
+        judged or prio,
+        because + tradeoff_note,
+        "The only control with a guarantee: every attack, including ones not yet invented, is bounded by TPR ≤ e^ε·FPR + δ.",
+        "Costs accuracy (more at small ε and on small or rare groups), and the guarantee covers only what the accountant assumed (sampling, clipping, the number of steps); a bug in any of them voids it.",
     )
 
-    # Output restriction: confidence attacks vs the label-only floor.
-    gap_attack = _get(result, "gap") or _get(result, "gap_by_class")
-    conf = [
-        a
-        for a in result.attacks
-        if a.name in ("loss", "confidence", "entropy", "modified_entropy")
-        and a.auc.point is not None
+
+def _label_only_floor(result: AuditResult) -> AttackResult | None:
+    """The single-model label-only attack (the gap attack), preferring the plain threshold."""
+    found = [
+        (Need.KNOWN_MEMBERS in spec.needs, i, a)
+        for i, a in enumerate(result.attacks)
+        if (spec := _spec(a.name)) is not None
+        and spec.family is Family.THRESHOLD
+        and spec.label_only
     ]
+    return min(found, key=lambda t: t[:2])[2] if found else None
+
+
+def _reads_confidence(name: str) -> bool:
+    """A plain threshold attack on the confidence scores (not on the label alone)."""
+    spec = _spec(name)
+    return (
+        spec is not None
+        and spec.family is Family.THRESHOLD
+        and not spec.label_only
+        and Need.KNOWN_MEMBERS not in spec.needs
+    )
+
+
+def _output(
+    result: AuditResult, serious: bool, tradeoff: Sequence[TradeoffVariant] | None
+) -> Control:
+    """Output restriction: confidence attacks against the label-only floor."""
+    prio: Priority
+    gap_attack = _label_only_floor(result)
+    conf = [a for a in result.attacks if _reads_confidence(a.name) and a.auc.point is not None]
     if gap_attack is not None and gap_attack.auc.point is not None and conf:
         top = max(conf, key=lambda a: a.auc.point or 0.0)
         because = (
@@ -245,63 +231,78 @@ def recommend(
         because = "This audit did not compare confidence-based with label-only attacks; the label-only attacks of miaudit measure what restriction leaves."
         prio = "consider"
     judged, note = _judged(tradeoff, "output")
-    prio, because = judged or prio, because + note
-    controls.append(
-        Control(
-            "output",
-            "Restrict what the API returns: top-1 label, rounded or top-k probabilities",
-            prio,
-            because,
-            "Cheap and costs no accuracy: attacks that read confidence scores lose most of their signal.",
-            "Label-only attacks (correctness, robustness to perturbations, distance to the decision boundary) still work; confidence masking lowers attack success only modestly.",
-        )
+    return Control(
+        "output",
+        "Restrict what the API returns: top-1 label, rounded or top-k probabilities",
+        judged or prio,
+        because + note,
+        "Cheap and costs no accuracy: attacks that read confidence scores lose most of their signal.",
+        "Label-only attacks (correctness, robustness to perturbations, distance to the decision boundary) still work; confidence masking lowers attack success only modestly.",
     )
 
-    # Access control and query budgets: queries per record.
-    profiles = [(a.name, attacker_profile(a.name)) for a in result.attacks]
-    cheap = [n for n, p in profiles if p is not None and not p.query_hungry]
-    hungry = [n for n, p in profiles if p is not None and p.query_hungry]
-    offline = [n for n in cheap if "online" in n or "offline" in n or n in ("shadow", "ml_leaks")]
-    listed = f" ({', '.join(cheap[:4])}{'…' if len(cheap) > 4 else ''})" if cheap else ""
-    because = f"{len(cheap)} of the {len(result.attacks)} attacks measured here need a single query per record{listed}"
+
+@dataclass(frozen=True)
+class _QueryProfile:
+    """The measured attacks split by queries per record."""
+
+    cheap: list[str]
+    hungry: list[str]
+    offline: list[str]
+
+    @classmethod
+    def of(cls, result: AuditResult) -> _QueryProfile:
+        profiles = [(a.name, attacker_profile(a.name)) for a in result.attacks]
+        cheap = [n for n, p in profiles if p is not None and not p.query_hungry]
+        hungry = [n for n, p in profiles if p is not None and p.query_hungry]
+        offline = [n for n in cheap if (spec := _spec(n)) is not None and spec.trains_offline]
+        return cls(cheap, hungry, offline)
+
+    def listed(self) -> str:
+        c = self.cheap
+        return f" ({', '.join(c[:4])}{'…' if len(c) > 4 else ''})" if c else ""
+
+
+def _access(result: AuditResult, serious: bool, q: _QueryProfile) -> Control:
+    """Access control and query budgets: queries per record."""
+    because = f"{len(q.cheap)} of the {len(result.attacks)} attacks measured here need a single query per record{q.listed()}"
     because += (
-        f"; {', '.join(hungry)} need many queries per record."
-        if hungry
+        f"; {', '.join(q.hungry)} need many queries per record."
+        if q.hungry
         else "; none of them is query-hungry."
     )
     who = (
         "which is what the reference-model attacks here do"
-        if offline
+        if q.offline
         else "which is what every attack measured here does"
     )
-    controls.append(
-        Control(
-            "access",
-            "Control access and budget queries per account",
-            "consider" if serious else "lower priority",
-            because,
-            "Authenticated keys, roles and per-account query and record budgets make query-hungry attacks (boundary search needs thousands of queries per record) slow, costly and attributable.",
-            f"They barely affect attacks that need one query per record (after training reference models offline, if any), {who}: a budget large enough for normal use is large enough for them.",
-        )
+    return Control(
+        "access",
+        "Control access and budget queries per account",
+        "consider" if serious else "lower priority",
+        because,
+        "Authenticated keys, roles and per-account query and record budgets make query-hungry attacks (boundary search needs thousands of queries per record) slow, costly and attributable.",
+        f"They barely affect attacks that need one query per record (after training reference models offline, if any), {who}: a budget large enough for normal use is large enough for them.",
     )
 
-    # Monitoring: it sees repeated, near-identical queries, not one query per record.
-    if hungry:
-        watch = f"{', '.join(hungry)} send many near-identical queries per record: the kind of traffic monitoring catches. The other {len(cheap)} attacks here would look like normal use."
+
+def _monitoring(serious: bool, q: _QueryProfile) -> Control:
+    """Monitoring: it sees repeated, near-identical queries, not one query per record."""
+    if q.hungry:
+        watch = f"{', '.join(q.hungry)} send many near-identical queries per record: the kind of traffic monitoring catches. The other {len(q.cheap)} attacks here would look like normal use."
     else:
-        watch = f"Every attack measured here needs one query per record{listed}: monitoring would not have seen any of them. It still catches the query-hungry label-only attacks this audit did not run."
-    controls.append(
-        Control(
-            "monitoring",
-            "Monitor queries for probing",
-            "consider" if hungry or serious else "lower priority",
-            watch,
-            "Stateful detectors flag accounts that send many near-identical queries (boundary search, noise-robustness probes), and an audit log makes misuse attributable.",
-            "Query monitoring does not see attacks that need one query per record: each such query looks like normal use. It detects; it does not prevent.",
-        )
+        watch = f"Every attack measured here needs one query per record{q.listed()}: monitoring would not have seen any of them. It still catches the query-hungry label-only attacks this audit did not run."
+    return Control(
+        "monitoring",
+        "Monitor queries for probing",
+        "consider" if q.hungry or serious else "lower priority",
+        watch,
+        "Stateful detectors flag accounts that send many near-identical queries (boundary search, noise-robustness probes), and an audit log makes misuse attributable.",
+        "Query monitoring does not see attacks that need one query per record: each such query looks like normal use. It detects; it does not prevent.",
     )
 
-    # Data minimisation: the most exposed records and the most exposed slices.
+
+def _minimisation(result: AuditResult) -> Control:
+    """Data minimisation: the most exposed records and the most exposed slices."""
     parts = []
     if result.most_exposed:
         top = result.most_exposed[0].score_percentile
@@ -319,14 +320,31 @@ def recommend(
         parts.append(
             f"The most exposed group is {s.column} = {s.value} ({s.n_members} members) with AUC {a.auc.point:.3f}."
         )
-    controls.append(
-        Control(
-            "minimisation",
-            "Minimise the data: deduplicate, drop identifiers and unneeded features, review outliers",
-            "consider" if parts else "lower priority",
-            " ".join(parts) or "This audit listed no most-exposed records or groups.",
-            "Duplicated and outlying records are the most exposed; removing duplicates, identifiers and features the task does not need shrinks what can leak.",
-            "Does not protect the records that must stay, and dropping rare records can hurt the groups they represent; it lowers risk without bounding it.",
-        )
+    return Control(
+        "minimisation",
+        "Minimise the data: deduplicate, drop identifiers and unneeded features, review outliers",
+        "consider" if parts else "lower priority",
+        " ".join(parts) or "This audit listed no most-exposed records or groups.",
+        "Duplicated and outlying records are the most exposed; removing duplicates, identifiers and features the task does not need shrinks what can leak.",
+        "Does not protect the records that must stay, and dropping rare records can hurt the groups they represent; it lowers risk without bounding it.",
     )
-    return controls
+
+
+def recommend(
+    result: AuditResult,
+    risk: RiskAssessment,
+    *,
+    tradeoff: Sequence[TradeoffVariant] | None = None,
+    dp: DpAuditSummary | None = None,
+) -> list[Control]:
+    """The six controls in a fixed order, with a priority that follows from this audit's numbers."""
+    serious = risk.level in ("high", "moderate")
+    queries = _QueryProfile.of(result)
+    return [
+        _regularisation(result, serious, tradeoff),
+        _dp(result, risk, _Strongest.of(result), tradeoff, dp),
+        _output(result, serious, tradeoff),
+        _access(result, serious, queries),
+        _monitoring(serious, queries),
+        _minimisation(result),
+    ]

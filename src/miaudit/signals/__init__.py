@@ -6,9 +6,11 @@ from miaudit.signals._compute import (
     confidence,
     correctness,
     entropy,
+    log_softmax,
     loss,
     modified_entropy,
     scaled_logit,
+    softmax,
 )
 
 __all__ = [
@@ -17,7 +19,9 @@ __all__ = [
     "confidence",
     "correctness",
     "entropy",
+    "log_softmax",
     "loss",
     "modified_entropy",
     "scaled_logit",
+    "softmax",
 ]

@@ -19,18 +19,33 @@ SIGNALS = ("loss", "confidence", "scaled_logit", "entropy", "modified_entropy", 
 _CHUNK_ELEMENTS = 1 << 22  # ~32 MB of float64 per chunk
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    """log p = z − max − log1p(Σ_{j ≠ argmax} e^{z_j − max}).
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Log-probabilities of logits (..., C), float64: z − max − log1p(Σ_{j ≠ argmax} e^{z_j − max}).
 
     The log1p form keeps the top class's log-probability exact when it is within 1e-16 of 0
     (p_top rounds to 1.0): the loss of a confidently correct record stays informative instead of
-    tying at 0.
+    tying at 0. Log-probabilities map to themselves.
+
+    Examples
+    --------
+    >>> float(log_softmax(np.array([40.0, 0.0]))[0])
+    -4.248354255291589e-18
     """
+    z = np.asarray(z, dtype=np.float64)
     top = z.argmax(axis=-1)[..., None]
     shifted = z - np.take_along_axis(z, top, axis=-1)
     rest = np.exp(shifted)
     np.put_along_axis(rest, top, 0.0, axis=-1)
-    return shifted - np.log1p(rest.sum(axis=-1, keepdims=True))
+    lp: np.ndarray = shifted - np.log1p(rest.sum(axis=-1, keepdims=True))
+    return lp
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Probabilities of logits (..., C), float64: e^{z − max} normalised per row."""
+    x = np.asarray(z, dtype=np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    p: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return p
 
 
 def _logsumexp_except(lp: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -40,7 +55,7 @@ def _logsumexp_except(lp: np.ndarray, idx: np.ndarray) -> np.ndarray:
     m = masked.max(axis=-1, keepdims=True)
     finite_m = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(divide="ignore"):
-        out = np.log(np.exp(masked - finite_m).sum(axis=-1)) + finite_m[..., 0]
+        out: np.ndarray = np.log(np.exp(masked - finite_m).sum(axis=-1)) + finite_m[..., 0]
     return out
 
 
@@ -54,7 +69,7 @@ def _chunk_signals(
         z = np.log(np.maximum(np.asarray(values, dtype=np.float64), float(tiny)))
     else:
         z = np.asarray(values, dtype=np.float64)
-    lp = _log_softmax(z)
+    lp = log_softmax(z)
     y = labels[..., None]
     lp_y = np.take_along_axis(lp, y, axis=-1)[..., 0]
     out: dict[str, np.ndarray] = {}

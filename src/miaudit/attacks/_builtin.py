@@ -1,0 +1,244 @@
+"""miaudit's own attacks, registered in the order the runners, the report and the CLI list them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from miaudit.attacks._class_dependent import class_dependent_scores
+from miaudit.attacks._label_only import (
+    QueryAttackResult,
+    augmentation_robustness_attack,
+    boundary_distance_attack,
+    noise_robustness_attack,
+)
+from miaudit.attacks._reference import LiraAttack, MlLeaksAttack, RmiaAttack, ShadowAttack
+from miaudit.attacks._registry import (
+    AttackScores,
+    AttackSpec,
+    DecisionRule,
+    Family,
+    Need,
+    OutputSignals,
+    QueryCost,
+    QueryInputs,
+    ReferenceSettings,
+    SignalKind,
+    register_attack,
+)
+from miaudit.attacks._threshold import SPECS, THRESHOLD_ATTACKS, ThresholdAttack, threshold_score
+
+_KNOWS_OUTPUTS = (
+    "the model's output probabilities on the record and its true label; no training data"
+)
+_KNOWS_LABEL = "only whether the model labels the record correctly (works through label-only APIs)"
+_KNOWS_PER_CLASS = "the model's outputs and true label, plus a per-class threshold fitted on records of known membership"
+_KNOWS_RECIPE = "the training recipe and population data from the same distribution: "
+_REFERENCE_NEEDS = frozenset({Need.LABELS, Need.REFERENCES})
+_ORACLE_NEEDS = frozenset({Need.LABELS, Need.ORACLE})
+
+
+def _threshold(name: ThresholdAttack) -> Callable[[OutputSignals], AttackScores]:
+    def run(x: OutputSignals) -> AttackScores:
+        return AttackScores(threshold_score(name, dict(x.signals)))
+
+    return run
+
+
+def _by_class(name: ThresholdAttack) -> Callable[[OutputSignals], AttackScores]:
+    def run(x: OutputSignals) -> AttackScores:
+        assert x.member is not None  # the runner checks Need.KNOWN_MEMBERS
+        raw = threshold_score(name, dict(x.signals))
+        cd = class_dependent_scores(raw, x.labels, x.member, rng=np.random.default_rng(x.seed))
+        rule = f"Song–Mittal per-class thresholds ({cd.n_folds}-fold cross-fitted)"
+        return AttackScores(cd.score, DecisionRule(rule, cd.operating_tpr, cd.operating_fpr))
+
+    return run
+
+
+def _register_thresholds() -> None:
+    for name in THRESHOLD_ATTACKS:
+        spec = SPECS[name]
+        register_attack(
+            AttackSpec(
+                name=name,
+                family=Family.THRESHOLD,
+                signal_kind=SignalKind.MODEL_OUTPUTS,
+                run=_threshold(name),
+                description=spec.description,
+                citation=spec.paper,
+                attacker_knows=_KNOWS_LABEL if name == "gap" else _KNOWS_OUTPUTS,
+                signals=(spec.signal,),
+            )
+        )
+    for name in THRESHOLD_ATTACKS:
+        spec = SPECS[name]
+        register_attack(
+            AttackSpec(
+                name=f"{name}_by_class",
+                family=Family.THRESHOLD,
+                signal_kind=SignalKind.MODEL_OUTPUTS,
+                run=_by_class(name),
+                description=f"per-class p-value of: {spec.description} (cross-fitted)",
+                citation=spec.paper,
+                attacker_knows=_KNOWS_LABEL if name == "gap" else _KNOWS_PER_CLASS,
+                needs=frozenset({Need.LABELS, Need.KNOWN_MEMBERS}),
+                signals=(spec.signal,),
+                order_invariant=False,  # folds are drawn by position
+            )
+        )
+
+
+def _reference(
+    name: str,
+    family: Family,
+    run: Callable[[ReferenceSettings], object],
+    description: str,
+    citation: str,
+    knows: str,
+    needs: frozenset[Need] = _REFERENCE_NEEDS,
+    order_invariant: bool = True,
+) -> None:
+    register_attack(
+        AttackSpec(
+            name=name,
+            family=family,
+            signal_kind=SignalKind.REFERENCE_OUTPUTS,
+            run=run,
+            description=description,
+            citation=citation,
+            attacker_knows=knows,
+            needs=needs,
+            order_invariant=order_invariant,
+        )
+    )
+
+
+def _register_reference_attacks() -> None:
+    online = _KNOWS_RECIPE + "trains reference models with and without each record (2k models)"
+    offline = _KNOWS_RECIPE + "trains k reference models without the record"
+    shadow = "population data: trains shadow models and an attack classifier on their outputs"
+    lira, rmia = "Carlini et al., S&P 2022", "Zarifzadeh, Liu, Shokri, ICML 2024"
+    with_population = _REFERENCE_NEEDS | {Need.POPULATION}
+    _reference(
+        "lira_online",
+        Family.REFERENCE,
+        lambda s: LiraAttack(mode="online", variance=s.variance),
+        "likelihood ratio of φ under IN and OUT Gaussians fitted on reference models",
+        lira,
+        online,
+    )
+    _reference(
+        "lira_offline",
+        Family.REFERENCE,
+        lambda s: LiraAttack(mode="offline", variance=s.variance),
+        "one-sided test of φ against OUT reference models (standardised score)",
+        lira,
+        offline,
+    )
+    _reference(
+        "rmia_online",
+        Family.REFERENCE,
+        lambda s: RmiaAttack(mode="online", gamma=s.gamma, a=s.a),
+        "fraction of population records z with Pr(x|θ)/Pr(x) ≥ γ·Pr(z|θ)/Pr(z), IN and OUT references",
+        rmia,
+        online,
+        with_population,
+    )
+    _reference(
+        "rmia_offline",
+        Family.REFERENCE,
+        lambda s: RmiaAttack(mode="offline", gamma=s.gamma, a=s.a),
+        "RMIA with OUT references only, Pr(x) ≈ ½[(1+a)·Pr_OUT(x) + (1−a)]",
+        rmia,
+        offline,
+        with_population,
+    )
+    _reference(
+        "shadow",
+        Family.SHADOW,
+        lambda s: ShadowAttack(seed=s.seed),
+        "per-class attack classifiers trained on reference (shadow) models' sorted outputs",
+        "Shokri et al., S&P 2017",
+        shadow,
+    )
+    _reference(
+        "ml_leaks",
+        Family.SHADOW,
+        lambda s: MlLeaksAttack(seed=s.seed),
+        "one shadow model, top-3 sorted probabilities",
+        "Salem et al., NDSS 2019",
+        shadow,
+        order_invariant=False,  # cross-fitting folds are drawn by position
+    )
+
+
+def _noise(x: QueryInputs) -> QueryAttackResult:
+    return noise_robustness_attack(
+        x.oracle, x.records, x.labels, sigma=x.sigma, scale=x.scale, rng=x.rng
+    )
+
+
+def _augmentation(x: QueryInputs) -> QueryAttackResult:
+    return augmentation_robustness_attack(x.oracle, x.records, x.labels, x.augmentations)
+
+
+def _boundary(x: QueryInputs) -> QueryAttackResult:
+    return boundary_distance_attack(x.oracle, x.records, x.labels, scale=x.scale, rng=x.rng)
+
+
+def _register_query_attacks() -> None:
+    perturbed = "predicted labels of perturbed copies of the record"
+    tens = QueryCost("tens (one per perturbed copy)", hungry=True)
+    choquette = "Choquette-Choo et al., ICML 2021"
+    for name, run, description, citation, knows, cost, invariant in (
+        (
+            "noise_robustness",
+            _noise,
+            "fraction of noisy copies of the record still classified correctly",
+            choquette,
+            perturbed,
+            tens,
+            False,  # noise is drawn by position
+        ),
+        (
+            "augmentation_robustness",
+            _augmentation,
+            "fraction of the recipe's augmentations of the record still classified correctly",
+            choquette,
+            perturbed,
+            tens,
+            True,
+        ),
+        (
+            "boundary_distance",
+            _boundary,
+            "estimated distance to the nearest label flip (HopSkipJump-style search)",
+            f"{choquette}; Li & Zhang, CCS 2021",
+            "predicted labels only, searching for the nearest label flip",
+            QueryCost("about 1,000–10,000", hungry=True),
+            False,  # random directions are drawn by position
+        ),
+    ):
+        register_attack(
+            AttackSpec(
+                name=name,
+                family=Family.LABEL_ONLY,
+                signal_kind=SignalKind.ORACLE_QUERIES,
+                run=run,
+                description=description,
+                citation=citation,
+                attacker_knows=knows,
+                needs=_ORACLE_NEEDS,
+                query_cost=cost,
+                order_invariant=invariant,
+            )
+        )
+
+
+def register_builtin_attacks() -> None:
+    """Register miaudit's attacks (once, when :mod:`miaudit.attacks` is imported)."""
+    _register_thresholds()
+    _register_reference_attacks()
+    _register_query_attacks()
