@@ -34,12 +34,12 @@ from miaudit.models._nets import StackedCNN, StackedNet
 from miaudit.models._recipe import CNNRecipe, DPConfig, MLPRecipe
 from miaudit.models._streams import ModelStreams
 from miaudit.models._torch_train import (
-    TorchUnitResult,
     _Batcher,
     augment_batch,
     build_net,
     predict_stacked,
 )
+from miaudit.models._train import UnitResult
 
 
 def require_opacus() -> Any:
@@ -51,13 +51,6 @@ def require_opacus() -> Any:
             "model.dp", "DP-SGD needs Opacus: pip install 'miaudit[dp]' (opacus>=1.5)"
         ) from None
     return opacus
-
-
-@dataclass(frozen=True, eq=False)
-class DPUnitResult(TorchUnitResult):
-    """A :class:`TorchUnitResult` plus one privacy record per model (see :func:`train_dp`)."""
-
-    privacy: list[dict[str, Any]] | None = None
 
 
 class _MLP(nn.Module):
@@ -373,9 +366,10 @@ def train_dp(
     affines: list[Affine],
     streams: list[ModelStreams],
     on_epoch: Callable[[int], None] | None = None,
-) -> DPUnitResult:
+) -> UnitResult:
     """The engine's unit training for a recipe with ``dp``: each model alone through Opacus,
-    same inputs and outputs as :func:`~miaudit.models._torch_train.train_stacked`."""
+    same inputs and outputs as :func:`~miaudit.models._torch_train.train_stacked`
+    (:func:`~miaudit.models.train_unit` chooses between them)."""
     require_opacus()
     gens = [s.torch_generator() for s in streams]
     net = build_net(recipe, data, gens)
@@ -390,7 +384,7 @@ def train_dp(
     batcher = _Batcher(data, affines, net.dtype)
     augment = recipe.augment if isinstance(recipe, CNNRecipe) else []
     logits = predict_stacked(net, batcher, data, augment)
-    return DPUnitResult(net.state_dict(), logits, [recipe.epochs - 1] * len(train_sets), privacy)
+    return UnitResult(net.state_dict(), logits, [recipe.epochs - 1] * len(train_sets), privacy)
 
 
 def privacy_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -408,7 +402,6 @@ def privacy_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 __all__ = [
     "DPConfig",
-    "DPUnitResult",
     "GradientCanaries",
     "privacy_summary",
     "require_opacus",

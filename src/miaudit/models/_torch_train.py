@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,19 +27,10 @@ from miaudit.models._nets import (
 from miaudit.models._recipe import CNNRecipe, MLPRecipe
 from miaudit.models._stacked_adam import FlatBuffers, StackedAdam
 from miaudit.models._streams import ModelStreams
+from miaudit.models._train import UnitResult
 
 #: Records per forward pass when computing logits on the whole dataset.
 EVAL_CHUNK = 2048
-
-
-@dataclass(frozen=True, eq=False)
-class TorchUnitResult:
-    """Stacked weights (tensor name → (models, …)), logits (models, n, [queries,] classes)
-    float32, and the epoch whose weights each model kept."""
-
-    state: dict[str, torch.Tensor]
-    logits: np.ndarray
-    kept_epoch: list[int]
 
 
 def build_net(
@@ -191,7 +181,7 @@ def train_stacked(
     affines: list[Affine],
     streams: list[ModelStreams],
     on_epoch: Callable[[int], None] | None = None,
-) -> TorchUnitResult:
+) -> UnitResult:
     """Train one model per entry of ``train_sets`` (record positions in ``data``), stacked."""
     m = len(train_sets)
     gens = [s.torch_generator() for s in streams]
@@ -225,7 +215,7 @@ def train_stacked(
             break
     kept = stopper.restore_best(recipe.epochs)
     logits = predict_stacked(net, batcher, data, augment)
-    return TorchUnitResult(net.state_dict(), logits, kept)
+    return UnitResult(net.state_dict(), logits, kept)
 
 
 def _train_step(
