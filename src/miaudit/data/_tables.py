@@ -11,6 +11,7 @@ import json
 import mmap
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,8 @@ SUFFIXES = (".npz", ".parquet", ".csv")
 #: A folder of ``<name>.npy`` files plus ``meta.json``: the large-data format. Arrays are opened
 #: memory-mapped (``mmap_mode="r"``), so a store larger than memory can be read chunk by chunk.
 NPY_DIR_META = "meta.json"
-#: Records per chunk when memory-mapped arrays are read in pieces (validation, signals).
+#: Records per chunk when memory-mapped arrays are read in pieces (validation, signals, attacks):
+#: 65,536 records of a (models, records, classes) float32 store is a few MiB per model.
 CHUNK_RECORDS = 1 << 16
 _WIDE = {"logits": re.compile(r"^logit_(\d+)$"), "probs": re.compile(r"^prob_(\d+)$")}
 META_KEY = "miaudit"
@@ -120,6 +122,28 @@ def release(array: object) -> None:
     mm = _mapping(array)
     if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
         mm.madvise(mmap.MADV_DONTNEED)
+
+
+def record_chunks(array: np.ndarray, *, axis: int = 1, size: int | None = None) -> Iterator[slice]:
+    """Slices that cover axis ``axis`` (the records) of ``array`` in order, ``size`` records at a
+    time (default :data:`CHUNK_RECORDS`): the way to read an array larger than memory piece by
+    piece.
+
+    Each chunk's pages of a memory-mapped ``array`` are released (:func:`release`) once the
+    caller has used it (when the next slice is asked for, and after the last), so the resident
+    memory stays about one chunk; for an array in memory nothing is released. Typical use::
+
+        if is_mapped(logits):
+            for rows in record_chunks(logits, axis=1):
+                out[:, rows] = f(logits[:, rows])
+    """
+    step = CHUNK_RECORDS if size is None else size
+    if step < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    n = array.shape[axis]
+    for lo in range(0, n, step):
+        yield slice(lo, min(lo + step, n))
+        release(array)
 
 
 def _mapping(array: object) -> mmap.mmap | None:

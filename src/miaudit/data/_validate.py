@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from miaudit.data._tables import CHUNK_RECORDS, is_mapped, release
+from miaudit.data._tables import is_mapped, record_chunks
 from miaudit.errors import InputError
 
 #: A row of probabilities may differ from a sum of 1 by at most this much (absolute). Loose
@@ -26,13 +26,11 @@ def finite_float(name: str, values: np.ndarray, dtype: type = np.float64) -> np.
     except (TypeError, ValueError):
         raise InputError(name, "values are not numeric") from None
     if is_mapped(out) and out.ndim >= 2:  # larger than memory, maybe: chunk over the records axis
-        for lo in range(0, out.shape[1], CHUNK_RECORDS):
-            part = out[:, lo : lo + CHUNK_RECORDS]
-            ok = bool(np.isfinite(part).all())
-            release(out)
-            if not ok:
+        for rows in record_chunks(out, axis=1):
+            part = out[:, rows]
+            if not np.isfinite(part).all():
                 bad = np.argwhere(~np.isfinite(part))[0]
-                bad[1] += lo
+                bad[1] += rows.start
                 raise InputError(
                     name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})"
                 )
