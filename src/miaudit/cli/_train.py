@@ -87,8 +87,7 @@ def train(
 def warn_self_trust(cfg: object, flag: bool, path: Path) -> None:
     """A config that grants itself ``trust_code`` runs the code it names: say so on stderr, so a
     config from elsewhere cannot do it silently (``--trust-code`` is the caller's own word)."""
-    from miaudit.models import SklearnRecipe
-    from miaudit.models._sklearn import names_code
+    from miaudit.models import SklearnRecipe, names_code
 
     model = getattr(cfg, "model", None)
     if (

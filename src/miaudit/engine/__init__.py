@@ -23,11 +23,19 @@ verifying it, and says so; a run killed at any point resumes where it stopped.
 """
 
 from miaudit.engine._cache import CACHE_FORMAT, KeyParts
-from miaudit.engine._config import EngineConfig, PlanConfig, TrainConfig, load_config, parse_config
+from miaudit.engine._config import (
+    EngineConfig,
+    PlanConfig,
+    TrainConfig,
+    load_config,
+    parse_config,
+    with_trust,
+)
 from miaudit.engine._executor import Executor, LocalExecutor
 from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
 from miaudit.engine._ray import RayExecutor
-from miaudit.engine._run import TrainRun, make_plan, n_queries, train
+from miaudit.engine._run import TrainRun, check_before_training, make_plan, n_queries, train
+from miaudit.engine._size import check_finite, check_model_size
 from miaudit.engine._unit import UnitJob, UnitOutcome
 
 __all__ = [
@@ -43,6 +51,9 @@ __all__ = [
     "TrainRun",
     "UnitJob",
     "UnitOutcome",
+    "check_before_training",
+    "check_finite",
+    "check_model_size",
     "complementary_plan",
     "independent_plan",
     "load_config",
@@ -51,4 +62,5 @@ __all__ = [
     "parse_config",
     "train",
     "user_plan",
+    "with_trust",
 ]

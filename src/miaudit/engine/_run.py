@@ -24,8 +24,15 @@ from miaudit.engine._progress import UnitProgress
 from miaudit.engine._size import check_train_size
 from miaudit.engine._unit import Event, UnitJob
 from miaudit.errors import InputError
-from miaudit.models import CNNRecipe, SklearnRecipe, check_recipe_for_data
-from miaudit.models._preprocessing import fits_anything, population_digest, preprocessing_fit
+from miaudit.models import (
+    CNNRecipe,
+    SklearnRecipe,
+    check_recipe_for_data,
+    fits_anything,
+    make_estimator,
+    population_digest,
+    preprocessing_fit,
+)
 
 SIGNALS_FILE = "signals.npz"
 
@@ -61,6 +68,18 @@ class TrainRun:
         return _cache.unit_dir(
             self.cache, self.signals.info["units"][unit]
         ), model - unit * self.plan.unit_size
+
+    def privacy_records(self) -> list[dict[str, Any]]:
+        """One DP-SGD privacy record per model, in model order (ε spent by the accountant, δ,
+        σ, clipping norm, sampling rate, steps, …), as each unit's manifest holds them; empty
+        when the recipe has no ``dp``."""
+        out: list[dict[str, Any]] = []
+        for key in self.signals.info.get("units", []):
+            manifest = json.loads(
+                (_cache.unit_dir(self.cache, key) / _cache.MANIFEST).read_text(encoding="utf-8")
+            )
+            out += manifest.get("info", {}).get("privacy") or []
+        return out
 
     def summary(self) -> str:
         k, n = self.signals.keep.shape
@@ -251,8 +270,6 @@ def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dat
         dataset=data.name,
     )
     if isinstance(cfg.model, SklearnRecipe):
-        from miaudit.models._sklearn import make_estimator
-
         _check_params(
             make_estimator(cfg.model, trust_code=cfg.trust_code)
         )  # refuse a bad estimator or params before any work
