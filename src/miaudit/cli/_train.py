@@ -6,14 +6,19 @@ Register with ``app.command("train")(train)``. Bad input raises InputError (exit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
 
 from miaudit.cli._console import console
 
-Cfg = TypeVar("Cfg")
+if TYPE_CHECKING:
+    from miaudit.audit import AuditConfig
+    from miaudit.engine import TrainConfig
+
+#: The configs with an ``[engine]`` section.
+Cfg = TypeVar("Cfg", "TrainConfig", "AuditConfig")
 
 
 def train(
@@ -111,7 +116,7 @@ def with_engine(cfg: Cfg, **updates: object) -> Cfg:
     if not changed:
         return cfg
     try:
-        engine = type(cfg.engine).model_validate({**cfg.engine.model_dump(), **changed})  # type: ignore[attr-defined]
+        engine = type(cfg.engine).model_validate({**cfg.engine.model_dump(), **changed})
     except ValidationError as exc:
         raise validation_error(exc, "engine") from None
-    return cfg.model_copy(update={"engine": engine})  # type: ignore[attr-defined]
+    return cfg.model_copy(update={"engine": engine})

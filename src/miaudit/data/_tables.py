@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -178,18 +179,18 @@ def _read_parquet(p: Path) -> RawTable:
     return RawTable(p, "parquet", _gather_wide(arrays), meta)
 
 
-def _list_column_to_2d(name: str, col: object) -> np.ndarray:
+def _list_column_to_2d(name: str, col: Any) -> np.ndarray:
+    """A pyarrow list column (``col``: pyarrow has no type information) as a 2-D array."""
     import pyarrow as pa
 
-    if pa.types.is_fixed_size_list(col.type):  # type: ignore[attr-defined]
-        width = col.type.list_size  # type: ignore[attr-defined]
-        flat = col.flatten().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
-        return flat.reshape(len(col), width)  # type: ignore[arg-type]
-    lengths = col.value_lengths().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
+    if pa.types.is_fixed_size_list(col.type):
+        flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False))
+        return flat.reshape(len(col), col.type.list_size)
+    lengths = np.asarray(col.value_lengths().to_numpy(zero_copy_only=False))
     if len(lengths) and (lengths != lengths[0]).any():
         raise InputError(name, "rows have differing numbers of values")
-    flat = col.flatten().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
-    return flat.reshape(len(col), int(lengths[0]) if len(lengths) else 0)  # type: ignore[arg-type]
+    flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False))
+    return flat.reshape(len(col), int(lengths[0]) if len(lengths) else 0)
 
 
 def _read_csv(p: Path) -> RawTable:

@@ -22,7 +22,7 @@ def finite_float(name: str, values: np.ndarray, dtype: type = np.float64) -> np.
     if np.iscomplexobj(values):  # a cast would silently drop the imaginary part
         raise InputError(name, "values are complex numbers; give real numbers")
     try:
-        out = np.asarray(values, dtype=dtype)
+        out: np.ndarray = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError):
         raise InputError(name, "values are not numeric") from None
     if is_mapped(out) and out.ndim >= 2:  # larger than memory, maybe: chunk over the records axis
@@ -48,10 +48,10 @@ def check_probabilities(name: str, probs: np.ndarray) -> None:
     sums = probs.sum(axis=-1)
     off = np.abs(sums - 1.0) > PROB_SUM_TOL
     if off.any():
-        row = np.unravel_index(int(np.argmax(off)), off.shape)
+        where = np.unravel_index(int(np.argmax(off)), off.shape)
         raise InputError(
             name,
-            f"row {tuple(int(i) for i in row)} sums to {float(sums[row]):.6g}, not 1 (tolerance {PROB_SUM_TOL})",
+            f"row {tuple(int(i) for i in where)} sums to {float(sums[where]):.6g}, not 1 (tolerance {PROB_SUM_TOL})",
         )
 
 

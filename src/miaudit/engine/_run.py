@@ -130,9 +130,10 @@ def _load_npy(path: Path, field: str) -> np.ndarray:
     if path.suffix.lower() != ".npy" or not path.is_file():
         raise InputError(field, f"{str(path)!r} is not an existing .npy file")
     try:
-        return np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)  # numpy types np.load as Any
     except (OSError, ValueError) as exc:
         raise InputError(field, f"cannot read {str(path)!r}: {exc}") from None
+    return array
 
 
 def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path) -> list[UnitJob]:
@@ -348,8 +349,10 @@ def _assemble(
     jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipPlan, cfg: TrainConfig
 ) -> SignalsStore:
     parts = []
-    privacy: list[dict] = []  # DP-SGD units: per model ε spent, δ, accountant (models/_dp.py)
-    seen: list[dict] = []  # per model: what its preprocessing was fitted on
+    privacy: list[
+        dict[str, Any]
+    ] = []  # DP-SGD units: per model ε spent, δ, accountant (models/_dp.py)
+    seen: list[dict[str, Any]] = []  # per model: what its preprocessing was fitted on
     for job in jobs:
         ok, why = _cache.verify(cache, job.key, job.logits_shape)
         if not ok:  # written by this run a moment ago: something else is touching the cache
@@ -386,11 +389,11 @@ def _assemble(
     )
 
 
-def _preprocessing_summary(seen: list[dict]) -> dict:
+def _preprocessing_summary(seen: list[dict[str, Any]]) -> dict[str, Any]:
     """What the models' preprocessing saw, in short: one entry when every model saw the same."""
     fits = sorted({s["fit"] for s in seen})
     digests = {s["records_sha256"] for s in seen}
-    out: dict = {
+    out: dict[str, Any] = {
         "fit": fits[0] if len(fits) == 1 else fits,
         "fitted_columns": seen[0]["fitted_columns"],
     }

@@ -30,7 +30,7 @@ from torch import nn
 
 from miaudit.datasets import Affine, Dataset
 from miaudit.errors import InputError
-from miaudit.models._nets import StackedCNN, StackedNet
+from miaudit.models._nets import StackedCNN, StackedMLP, StackedNet
 from miaudit.models._recipe import CNNRecipe, DPConfig, MLPRecipe
 from miaudit.models._streams import ModelStreams
 from miaudit.models._torch_train import (
@@ -67,7 +67,8 @@ class _MLP(nn.Module):
         self.linears = [m for m in layers if isinstance(m, nn.Linear)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)  # nn.Module's __call__ is typed Any
+        return out
 
 
 class _CNN(nn.Module):
@@ -87,7 +88,8 @@ class _CNN(nn.Module):
         h = x.view(x.shape[0], *self.shape)
         for conv in self.convs:
             h = torch.max_pool2d(torch.relu(conv(h)), 2)
-        return self.fc2(self.drop(torch.relu(self.fc1(h.flatten(1)))))
+        out: torch.Tensor = self.fc2(self.drop(torch.relu(self.fc1(h.flatten(1)))))
+        return out
 
 
 def _pairs(
@@ -110,6 +112,7 @@ def _pairs(
     else:
         assert isinstance(module, _CNN)
         for i, conv in enumerate(module.convs):
+            assert isinstance(conv, nn.Conv2d) and conv.bias is not None  # ModuleList: Modules
             out += [
                 (conv.weight, stacked.params[2 * i], lambda t: t, lambda t: t),
                 (conv.bias, stacked.params[2 * i + 1], lambda t: t, lambda t: t),
@@ -130,11 +133,12 @@ def _pairs(
 
 def single_model(recipe: MLPRecipe | CNNRecipe, stacked: StackedNet, k: int) -> nn.Module:
     """Model ``k`` of a stack as a plain float32 ``nn.Module`` holding a copy of its weights."""
-    module: nn.Module = (
-        _CNN(stacked, recipe.dropout)
-        if isinstance(stacked, StackedCNN)
-        else _MLP(stacked.sizes, recipe.dropout)
-    )  # type: ignore[attr-defined]
+    module: nn.Module
+    if isinstance(stacked, StackedCNN):
+        module = _CNN(stacked, recipe.dropout)
+    else:
+        assert isinstance(stacked, StackedMLP)
+        module = _MLP(stacked.sizes, recipe.dropout)
     with torch.no_grad():
         for mod_t, st, to_mod, _ in _pairs(module, stacked):
             mod_t.copy_(to_mod(st.detach()[k]))
@@ -203,7 +207,7 @@ def _attach_canaries(optimizer: Any, canaries: GradientCanaries, sample_rate: fl
     owner = np.searchsorted(offsets, canaries.coords, side="right") - 1
     local = canaries.coords - offsets[owner]
     rng = np.random.default_rng(canaries.seed)
-    canaries.scores = np.zeros(canaries.coords.size)
+    scores = canaries.scores = np.zeros(canaries.coords.size)
     release = optimizer.add_noise
     norm = float(optimizer.max_grad_norm)
 
@@ -221,9 +225,7 @@ def _attach_canaries(optimizer: Any, canaries: GradientCanaries, sample_rate: fl
         for k, p in enumerate(params):
             mine = np.flatnonzero(owner == k)
             if mine.size:
-                canaries.scores[mine] += (
-                    p.grad.reshape(-1)[torch.from_numpy(local[mine])].double().numpy()
-                )  # type: ignore[index]
+                scores[mine] += p.grad.reshape(-1)[torch.from_numpy(local[mine])].double().numpy()
 
     optimizer.add_noise = add_noise_with_canaries
 

@@ -8,7 +8,7 @@ the 1-epoch equality with a plain one-model loop is tested (tests/models) and be
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -24,7 +24,7 @@ from miaudit.models._nets import (
     query_views,
     shift_images,
 )
-from miaudit.models._recipe import CNNRecipe, MLPRecipe
+from miaudit.models._recipe import Augmentation, CNNRecipe, MLPRecipe
 from miaudit.models._stacked_adam import FlatBuffers, StackedAdam
 from miaudit.models._streams import ModelStreams
 from miaudit.models._train import UnitResult
@@ -97,7 +97,10 @@ def make_optimizer(recipe: MLPRecipe | CNNRecipe, net: StackedNet) -> StackedAda
 
 
 def augment_batch(
-    x: torch.Tensor, shape: tuple[int, int, int], augment: list[str], gen: torch.Generator
+    x: torch.Tensor,
+    shape: tuple[int, int, int],
+    augment: Sequence[Augmentation],
+    gen: torch.Generator,
 ) -> torch.Tensor:
     """Random training augmentation of one model's batch x (records, C·H·W)."""
     n = x.shape[0]
@@ -227,7 +230,7 @@ def _train_step(
     active: list[int],
     gens: list[torch.Generator],
     recipe: MLPRecipe | CNNRecipe,
-    augment: list[str],
+    augment: Sequence[Augmentation],
     data: Dataset,
 ) -> None:
     """One optimizer step of every active model on its own minibatch ``chunks[k]``."""
@@ -271,7 +274,8 @@ def _train_step(
             reduction="none",
             label_smoothing=recipe.label_smoothing,
         )
-        (per_record * w.reshape(-1)).sum().backward()
+        # What Tensor.backward() calls; unlike that method, this function is typed.
+        torch.autograd.backward((per_record * w.reshape(-1)).sum())
         grads = [p.grad for p in net.params]  # type: ignore[misc]
     on = set(active)
     opt.step(grads, [k in on for k in range(m)])
@@ -345,7 +349,7 @@ class _EarlyStopper:
 
 @torch.no_grad()
 def predict_stacked(
-    net: StackedNet, batcher: _Batcher, data: Dataset, augment: list[str]
+    net: StackedNet, batcher: _Batcher, data: Dataset, augment: Sequence[Augmentation]
 ) -> np.ndarray:
     """Logits of every model on every record: (models, n, classes), or (models, n, queries,
     classes) when the recipe trains with augmentations."""
