@@ -207,33 +207,11 @@ def train(
     if pool is not None and keep is None:
         raise InputError("pool", "a pool goes with a user keep matrix (keep=)")
     plan = make_plan(cfg, data.n_records, keep, pool)
-    if (
-        preprocessing_fit(cfg.model) == "population"
-        and fits_anything(data)
-        and not plan.population.any()
-    ):
-        raise InputError(
-            "model.preprocessing",
-            "is fitted on the population (records outside the plan's pool), and the population is empty: lower plan.pool_fraction below 1, or give a pool that leaves records out",
-        )
+    _check_population(cfg, data, plan)
     console = console or Console(stderr=True)
     _cache.clean_stale_staging(cache)
     jobs = unit_jobs(cfg, data, plan, cache)
-    todo, reused, refused = [], [], {}
-    for job in jobs:
-        ok, why = _cache.verify(cache, job.key, job.logits_shape)
-        if ok:
-            reused.append(job.unit)
-        else:
-            if why != "not cached":
-                refused[job.unit] = why
-            todo.append(job)
-    if reused:
-        console.print(
-            f"reusing {len(reused)} of {len(jobs)} unit(s) from {cache} (keys and file hashes verified): units {_ranges(reused)}"
-        )
-    for unit, why in refused.items():
-        console.print(f"unit {unit}: cached files refused ({why}); retraining")
+    todo, reused, refused = _sort_by_cache(jobs, cache, console)
     if todo:
         _run_jobs(todo, cfg, executor, on_event, console)
     write_text_atomic(
@@ -254,6 +232,42 @@ def train(
         refused,
         time.perf_counter() - start,
     )
+
+
+def _check_population(cfg: TrainConfig, data: Dataset, plan: MembershipPlan) -> None:
+    """Preprocessing fitted on the population needs a population (records outside the pool)."""
+    if (
+        preprocessing_fit(cfg.model) == "population"
+        and fits_anything(data)
+        and not plan.population.any()
+    ):
+        raise InputError(
+            "model.preprocessing",
+            "is fitted on the population (records outside the plan's pool), and the population is empty: lower plan.pool_fraction below 1, or give a pool that leaves records out",
+        )
+
+
+def _sort_by_cache(
+    jobs: list[UnitJob], cache: Path, console: Console
+) -> tuple[list[UnitJob], list[int], dict[int, str]]:
+    """(jobs to train, units reused after verification, units whose cached files were refused
+    → why), each said on the console."""
+    todo, reused, refused = [], [], {}
+    for job in jobs:
+        ok, why = _cache.verify(cache, job.key, job.logits_shape)
+        if ok:
+            reused.append(job.unit)
+        else:
+            if why != "not cached":
+                refused[job.unit] = why
+            todo.append(job)
+    if reused:
+        console.print(
+            f"reusing {len(reused)} of {len(jobs)} unit(s) from {cache} (keys and file hashes verified): units {_ranges(reused)}"
+        )
+    for unit, why in refused.items():
+        console.print(f"unit {unit}: cached files refused ({why}); retraining")
+    return todo, reused, refused
 
 
 def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dataset:

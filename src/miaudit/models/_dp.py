@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from torch import nn
 from miaudit.datasets import Affine, Dataset
 from miaudit.errors import InputError
 from miaudit.models._nets import StackedCNN, StackedMLP, StackedNet
-from miaudit.models._recipe import CNNRecipe, DPConfig, MLPRecipe
+from miaudit.models._recipe import Augmentation, CNNRecipe, DPConfig, MLPRecipe
 from miaudit.models._streams import ModelStreams
 from miaudit.models._torch_train import (
     _Batcher,
@@ -275,50 +275,14 @@ def _train_one_dp(
     canaries: GradientCanaries | None,
 ) -> dict[str, Any]:
     from opacus import PrivacyEngine
-    from torch.utils.data import DataLoader, TensorDataset
 
     dp = recipe.dp
     assert dp is not None
-    seeds = stream.numpy.integers(0, 2**62, size=3)
-    loader_gen = torch.Generator().manual_seed(int(seeds[0]))
-    noise_gen = torch.Generator().manual_seed(int(seeds[1]))
-    loader = DataLoader(
-        TensorDataset(x, y),
-        batch_size=min(recipe.batch_size, len(x)),
-        shuffle=True,
-        generator=loader_gen,
-    )
-    params = list(module.parameters())
-    if recipe.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(
-            params, lr=recipe.lr, weight_decay=recipe.weight_decay
-        )
-    else:
-        opt = torch.optim.SGD(
-            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-        )
-    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    seeds = stream.numpy.integers(0, 2**62, size=3)  # data order, noise, augmentations
     engine = PrivacyEngine(accountant=dp.accountant)
-    common = {
-        "module": module,
-        "optimizer": opt,
-        "data_loader": loader,
-        "criterion": criterion,
-        "max_grad_norm": dp.max_grad_norm,
-        "poisson_sampling": dp.poisson_sampling,
-        "noise_generator": noise_gen,
-        "grad_sample_mode": "ghost" if dp.ghost_clipping else "hooks",
-    }
-    if dp.epsilon is not None:
-        made = engine.make_private_with_epsilon(
-            target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=recipe.epochs, **common
-        )
-    else:
-        made = engine.make_private(noise_multiplier=dp.noise_multiplier, **common)
-    if dp.ghost_clipping:
-        model, optimizer, crit, dl = made
-    else:
-        (model, optimizer, dl), crit = made, criterion
+    model, optimizer, crit, dl = _make_private(
+        engine, recipe, dp, module, x, y, int(seeds[0]), int(seeds[1])
+    )
     sigma = float(optimizer.noise_multiplier)
     _inject_fault(optimizer, dp.fault)
     sample_rate = float(
@@ -328,24 +292,12 @@ def _train_one_dp(
         _attach_canaries(optimizer, canaries, sample_rate)
     augment = recipe.augment if isinstance(recipe, CNNRecipe) else []
     aug_gen = torch.Generator().manual_seed(int(seeds[2]))
-    steps = 0
     model.train()
     with torch.random.fork_rng():
         torch.manual_seed(stream.torch_seed)  # dropout masks: the model's own stream
-        for epoch in range(recipe.epochs):
-            for xb, yb in dl:
-                if augment and len(xb):
-                    assert image_shape is not None
-                    xb = augment_batch(xb, image_shape, augment, aug_gen)
-                if len(xb) == 0:  # an empty Poisson batch: no step (and none accounted)
-                    continue
-                optimizer.zero_grad(set_to_none=True)
-                loss = crit(model(xb), yb)
-                loss.backward()
-                optimizer.step()
-                steps += 1
-            if on_epoch is not None:
-                on_epoch(epoch)
+        steps = _dp_epochs(
+            recipe.epochs, model, optimizer, crit, dl, augment, image_shape, aug_gen, on_epoch
+        )
     model.eval()
     return {
         "epsilon": _epsilon(engine, dp.delta),
@@ -359,6 +311,90 @@ def _train_one_dp(
         "ghost_clipping": dp.ghost_clipping,
         "fault_injection": dp.fault,
     }
+
+
+def _make_private(
+    engine: Any,
+    recipe: MLPRecipe | CNNRecipe,
+    dp: DPConfig,
+    module: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loader_seed: int,
+    noise_seed: int,
+) -> tuple[nn.Module, Any, Any, Any]:
+    """The module, its DP optimizer, the loss and the Poisson data loader, as Opacus's
+    ``engine`` makes them private (σ given, or found for the target ε). Under ghost clipping
+    the loss is Opacus's, whose ``backward()`` runs its two passes."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(
+        TensorDataset(x, y),
+        batch_size=min(recipe.batch_size, len(x)),
+        shuffle=True,
+        generator=torch.Generator().manual_seed(loader_seed),
+    )
+    params = list(module.parameters())
+    if recipe.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(
+            params, lr=recipe.lr, weight_decay=recipe.weight_decay
+        )
+    else:
+        opt = torch.optim.SGD(
+            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+        )
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    common = {
+        "module": module,
+        "optimizer": opt,
+        "data_loader": loader,
+        "criterion": criterion,
+        "max_grad_norm": dp.max_grad_norm,
+        "poisson_sampling": dp.poisson_sampling,
+        "noise_generator": torch.Generator().manual_seed(noise_seed),
+        "grad_sample_mode": "ghost" if dp.ghost_clipping else "hooks",
+    }
+    if dp.epsilon is not None:
+        made = engine.make_private_with_epsilon(
+            target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=recipe.epochs, **common
+        )
+    else:
+        made = engine.make_private(noise_multiplier=dp.noise_multiplier, **common)
+    if dp.ghost_clipping:  # ghost clipping wraps the loss too
+        model, optimizer, crit, dl = made
+    else:
+        (model, optimizer, dl), crit = made, criterion
+    return model, optimizer, crit, dl
+
+
+def _dp_epochs(
+    epochs: int,
+    model: nn.Module,
+    optimizer: Any,
+    crit: Any,
+    dl: Any,
+    augment: Sequence[Augmentation],
+    image_shape: tuple[int, int, int] | None,
+    aug_gen: torch.Generator,
+    on_epoch: Callable[[int], None] | None,
+) -> int:
+    """Train ``epochs`` epochs of DP-SGD steps; the number of steps taken."""
+    steps = 0
+    for epoch in range(epochs):
+        for xb, yb in dl:
+            if augment and len(xb):
+                assert image_shape is not None
+                xb = augment_batch(xb, image_shape, augment, aug_gen)
+            if len(xb) == 0:  # an empty Poisson batch: no step (and none accounted)
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            loss = crit(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return steps
 
 
 def train_dp(

@@ -249,18 +249,7 @@ def _train_step(
         for k in active:
             n_k = len(chunks[k])
             xb[k, :n_k] = augment_batch(xb[k, :n_k], data.image_shape, augment, gens[k])
-    masks = None
-    shapes = net.dropout_shapes(width)
-    if shapes:
-        keep = 1.0 - recipe.dropout
-        masks = []
-        for rows, cols in shapes:
-            mk = torch.zeros(m, rows, cols)
-            for k in active:
-                mk[k, : len(chunks[k])] = (
-                    torch.empty(len(chunks[k]), cols).bernoulli_(keep, generator=gens[k]) / keep
-                )
-            masks.append(mk.to(net.dtype))
+    masks = _dropout_masks(net, width, chunks, active, gens, recipe.dropout)
     yb = y[torch.from_numpy(idx)]
     w = torch.from_numpy(weight)
     if isinstance(net, StackedMLP):
@@ -282,6 +271,32 @@ def _train_step(
     if not isinstance(net, StackedMLP):
         for p in net.params:
             p.grad = None
+
+
+def _dropout_masks(
+    net: StackedNet,
+    width: int,
+    chunks: list[np.ndarray],
+    active: list[int],
+    gens: list[torch.Generator],
+    dropout: float,
+) -> list[torch.Tensor] | None:
+    """Each hidden layer's (models, width, units) inverted-dropout mask: each active model's
+    rows drawn from its own generator, zero elsewhere; None without dropout."""
+    shapes = net.dropout_shapes(width)
+    if not shapes:
+        return None
+    keep = 1.0 - dropout
+    m = len(chunks)
+    masks = []
+    for rows, cols in shapes:
+        mk = torch.zeros(m, rows, cols)
+        for k in active:
+            mk[k, : len(chunks[k])] = (
+                torch.empty(len(chunks[k]), cols).bernoulli_(keep, generator=gens[k]) / keep
+            )
+        masks.append(mk.to(net.dtype))
+    return masks
 
 
 class _EarlyStopper:
