@@ -8,7 +8,7 @@ import sys
 CODE = """
 import sys
 import miaudit
-from miaudit.models import _torch_train  # what a training worker imports
+from miaudit.models import build_net, train_unit  # what a training worker imports
 assert "miaudit.audit" not in sys.modules and "miaudit.attacks" not in sys.modules, sorted(m for m in sys.modules if m.startswith("miaudit"))
 assert callable(miaudit.attack) and miaudit.SignalsStore.__name__ == "SignalsStore"
 assert callable(miaudit.audit.audit) and miaudit.audit.ExternalTarget

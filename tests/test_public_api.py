@@ -2,6 +2,7 @@
 
 import miaudit
 import miaudit.attacks
+import miaudit.audit
 import miaudit.data
 import miaudit.metrics
 import miaudit.signals
@@ -23,10 +24,61 @@ def test_top_level_names():
     )
 
 
+def test_data_names():
+    assert sorted(miaudit.data.__all__) == sorted(
+        [
+            "ADULT_CATEGORICAL",
+            "ADULT_LABEL",
+            "ADULT_NUMERIC",
+            "CHUNK_RECORDS",
+            "SIGNALS_SCHEMA",
+            "ModelOutputs",
+            "SignalsStore",
+            "is_mapped",
+            "load_adult",
+            "load_outputs",
+            "load_signals",
+            "record_chunks",
+            "release",
+        ]
+    )
+
+
+def test_audit_exports_its_entry_points_and_result_types():
+    """What the CLI and the report use: every entry point, and the type of what it returns."""
+    assert set(miaudit.audit.__all__) >= {
+        "attack",
+        "audit",
+        "check_record",
+        "dp_audit",
+        "run_demo",
+        "tradeoff",
+        "parse_gate_rule",
+        "gate_failures",
+        "AuditResult",
+        "AttackResult",
+        "DpAuditResult",
+        "GateRule",
+        "RecordEvidence",
+        "SliceAttack",
+        "SliceResult",
+        "TradeoffResult",
+    }
+
+
 def test_every_exported_name_exists():
-    for module in (miaudit, miaudit.attacks, miaudit.data, miaudit.metrics, miaudit.signals):
+    modules = (
+        miaudit,
+        miaudit.attacks,
+        miaudit.audit,
+        miaudit.data,
+        miaudit.metrics,
+        miaudit.signals,
+    )
+    for module in modules:
+        assert len(module.__all__) == len(set(module.__all__)), module.__name__
         for name in module.__all__:
-            assert hasattr(module, name), f"{module.__name__}.{name}"
+            assert getattr(module, name, None) is not None, f"{module.__name__}.{name}"
 
 
 def test_metric_names_follow_sklearn():

@@ -26,10 +26,10 @@ CHUNK = 3_000  # records per chunk in the test: seven chunks, the last one parti
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     import miaudit.attacks._reference as ref
     import miaudit.attacks._rmia as rmia
-    import miaudit.data._validate as val
+    import miaudit.data._tables as tables
     import miaudit.data._writers as wr
 
-    for mod in (ref, rmia, val, wr):
+    for mod in (ref, rmia, tables, wr):
         monkeypatch.setattr(mod, "CHUNK_RECORDS", CHUNK)
 
 

@@ -16,7 +16,7 @@ from miaudit.attacks._label_only import (
     threshold_attacks_under,
 )
 from miaudit.attacks._lira import lira_offline, lira_online
-from miaudit.attacks._oracle import LocalOracle, Oracle, QueryCounter
+from miaudit.attacks._oracle import CountingOracle, LocalOracle, Oracle, QueryCounter
 from miaudit.attacks._partners import complementary_partners
 from miaudit.attacks._reference import (
     LiraAttack,
@@ -95,6 +95,7 @@ __all__ = [
     "AttackScores",
     "AttackSpec",
     "ClassDependentResult",
+    "CountingOracle",
     "DecisionRule",
     "Family",
     "ImageAugment",

@@ -13,8 +13,13 @@ import numpy as np
 
 from miaudit.audit._api import attack
 from miaudit.audit._results import AuditResult
-from miaudit.data import ModelOutputs, load_adult
-from miaudit.data._adult import CATEGORICAL, LABEL, NUMERIC
+from miaudit.data import (
+    ADULT_CATEGORICAL,
+    ADULT_LABEL,
+    ADULT_NUMERIC,
+    ModelOutputs,
+    load_adult,
+)
 
 DEMO_POOL = 20_000
 DEMO_SLICES = ("sex", "race")
@@ -35,8 +40,8 @@ def demo_outputs(seed: int = 20261128, pool: int = DEMO_POOL) -> ModelOutputs:
     # Preprocessing is fitted on the members only: nothing about non-members leaks into the model.
     prep = ColumnTransformer(
         [
-            ("num", StandardScaler(), NUMERIC),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+            ("num", StandardScaler(), ADULT_NUMERIC),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ADULT_CATEGORICAL),
         ]
     )
     model = make_pipeline(
@@ -44,11 +49,11 @@ def demo_outputs(seed: int = 20261128, pool: int = DEMO_POOL) -> ModelOutputs:
         RandomForestClassifier(n_estimators=100, min_samples_leaf=1, random_state=seed, n_jobs=1),
     )
     train = data[member == 1]
-    model.fit(train[NUMERIC + CATEGORICAL], train[LABEL].to_numpy())
-    probs = model.predict_proba(data[NUMERIC + CATEGORICAL])
+    model.fit(train[ADULT_NUMERIC + ADULT_CATEGORICAL], train[ADULT_LABEL].to_numpy())
+    probs = model.predict_proba(data[ADULT_NUMERIC + ADULT_CATEGORICAL])
     return ModelOutputs.from_arrays(
         probs=probs,
-        label=data[LABEL].to_numpy(),
+        label=data[ADULT_LABEL].to_numpy(),
         member=member,
         record_id=data["record_id"].to_numpy(),
         columns={c: data[c].to_numpy().astype(str) for c in DEMO_SLICES},

@@ -161,10 +161,14 @@ def _gradient_canary_run(
     """One DP-SGD run on the base records with white-box gradient canaries."""
     import torch
 
-    from miaudit.models import ModelStreams
-    from miaudit.models._dp import GradientCanaries, single_model, train_one_dp
-    from miaudit.models._preprocessing import fit_preprocessing
-    from miaudit.models._torch_train import build_net
+    from miaudit.models import (
+        GradientCanaries,
+        ModelStreams,
+        build_net,
+        fit_preprocessing,
+        single_model,
+        train_one_dp,
+    )
 
     plan_ss, model_ss = ss.spawn(2)
     rng = np.random.default_rng(plan_ss)
@@ -209,14 +213,10 @@ def _canary_run(
     cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.random.SeedSequence, threads: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, float]:
     """One training run: (scores, coin flips, privacy record or None, test accuracy)."""
-    import torch
-
     if design.canary_kind == "gradient":
         return _gradient_canary_run(cfg, data, design, ss, threads)
 
-    from miaudit.models import ModelStreams
-    from miaudit.models._preprocessing import fit_preprocessing
-    from miaudit.models._torch_train import train_stacked
+    from miaudit.models import ModelStreams, fit_preprocessing, train_unit
 
     plan_ss, model_ss = ss.spawn(2)
     rng = np.random.default_rng(plan_ss)
@@ -244,19 +244,8 @@ def _canary_run(
         cfg.model, canary_data, [train_set], _mask(canary_data.n_records, held)
     )
     stream = ModelStreams.of(int(model_ss.generate_state(1, np.uint32)[0]), 0)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        if cfg.model.dp is not None:  # type: ignore[union-attr]
-            from miaudit.models._dp import train_dp
-
-            res = train_dp(cfg.model, canary_data, [train_set], [affine], [stream])  # type: ignore[arg-type]
-            privacy = res.privacy[0] if res.privacy else None
-        else:
-            res = train_stacked(cfg.model, canary_data, [train_set], [affine], [stream])  # type: ignore[arg-type]
-            privacy = None
-    finally:
-        torch.set_num_threads(before)
+    res = train_unit(cfg.model, canary_data, [train_set], [affine], [stream], threads=threads)  # type: ignore[arg-type]
+    privacy = res.privacy[0] if res.privacy else None
     logits = res.logits[0]
     if logits.ndim == 3:  # augmentation queries: the un-augmented view
         logits = logits[:, 0, :]
@@ -319,9 +308,8 @@ def dp_audit(
     progress lines; the first states the largest ε the design can certify.
     """
     from miaudit.datasets import load_dataset
-    from miaudit.engine._size import check_model_size
-    from miaudit.models import CNNRecipe, MLPRecipe
-    from miaudit.models._preprocessing import preprocessing_fit
+    from miaudit.engine import check_model_size
+    from miaudit.models import CNNRecipe, MLPRecipe, preprocessing_fit
 
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
     if not isinstance(cfg.model, (MLPRecipe, CNNRecipe)):

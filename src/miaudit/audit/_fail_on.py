@@ -27,7 +27,7 @@ class GateRule:
         return f"{self.metric}.{self.bound}{self.op}{self.value:g}"
 
 
-def parse_rule(text: str) -> GateRule:
+def parse_gate_rule(text: str) -> GateRule:
     """``METRIC[.point|.lower|.upper] OP VALUE``; the bound defaults to ``upper`` (cautious)."""
     m = _RULE.match(text)
     try:
@@ -56,7 +56,7 @@ def _positive_percent(text: str) -> bool:
         return False
 
 
-def failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
+def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
     """One line per (rule, attack) that trips; a rule on an unmeasurable metric trips too."""
     out = []
     for rule in rules:

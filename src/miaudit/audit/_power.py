@@ -106,8 +106,7 @@ def null_audit(
     then *called* its members. With ``bonferroni`` the intervals are at 1 − 0.05/attacks.
     """
     from miaudit.datasets import load_dataset
-    from miaudit.engine import train
-    from miaudit.engine._config import PlanConfig
+    from miaudit.engine import PlanConfig, train
 
     k = cfg.audit.references
     data = load_dataset(cfg.data)

@@ -27,6 +27,14 @@ def fmt(e: Estimate, pct: bool = False) -> str:
 
 def print_summary(result: AuditResult, console: Console | None = None) -> None:
     console = console or Console(markup=False, highlight=False)
+    _print_setup(result, console)
+    console.print(_attack_table(result))
+    if result.slices:
+        console.print(_slice_table(result))
+
+
+def _print_setup(result: AuditResult, console: Console) -> None:
+    """What was audited: the reference models (if any), the records, the model's utility."""
     inp = result.input
     ref = result.reference
     unit = "records"
@@ -53,6 +61,9 @@ def print_summary(result: AuditResult, console: Console | None = None) -> None:
         console.print(
             f"accuracy: train {u.train_accuracy:.3f}, test {u.test_accuracy:.3f} (generalisation gap {u.generalization_gap:+.3f})"
         )
+
+
+def _attack_table(result: AuditResult) -> Table:
     table = Table(title="Membership inference (95% intervals; n/m = not measurable)")
     table.add_column("attack")
     table.add_column("AUC")
@@ -67,28 +78,31 @@ def print_summary(result: AuditResult, console: Console | None = None) -> None:
             *(fmt(a.tpr_at_fpr[k], pct=True) for k in tpr_keys),
             fmt(a.advantage),
         )
-    console.print(table)
-    if result.slices:
-        strongest = result.exposure_attack
-        st = Table(title=f"Slices ({strongest})")
-        for col in ("slice", "members", "non-members", "AUC", "TPR @ 1% FPR"):
-            st.add_column(col)
-        for s in result.slices:
-            match = [a for a in s.attacks if a.attack == strongest]
-            if match:
-                st.add_row(
-                    f"{s.column}={s.value}",
-                    str(s.n_members),
-                    str(s.n_nonmembers),
-                    fmt(match[0].auc),
-                    fmt(match[0].tpr_at_1pct_fpr, pct=True),
-                )
-            else:
-                st.add_row(
-                    f"{s.column}={s.value}",
-                    str(s.n_members),
-                    str(s.n_nonmembers),
-                    "too few records",
-                    "",
-                )
-        console.print(st)
+    return table
+
+
+def _slice_table(result: AuditResult) -> Table:
+    """Each slice under the attack that exposes most (the strongest)."""
+    strongest = result.exposure_attack
+    st = Table(title=f"Slices ({strongest})")
+    for col in ("slice", "members", "non-members", "AUC", "TPR @ 1% FPR"):
+        st.add_column(col)
+    for s in result.slices:
+        match = [a for a in s.attacks if a.attack == strongest]
+        if match:
+            st.add_row(
+                f"{s.column}={s.value}",
+                str(s.n_members),
+                str(s.n_nonmembers),
+                fmt(match[0].auc),
+                fmt(match[0].tpr_at_1pct_fpr, pct=True),
+            )
+        else:
+            st.add_row(
+                f"{s.column}={s.value}",
+                str(s.n_members),
+                str(s.n_nonmembers),
+                "too few records",
+                "",
+            )
+    return st

@@ -1,11 +1,15 @@
-"""Data layer: input formats, validation, bundled datasets."""
+"""Data layer: input formats, validation, bundled datasets, and reading arrays larger than
+memory in chunks of records (:func:`record_chunks`)."""
 
-from miaudit.data._adult import load_adult
+from miaudit.data._adult import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
 from miaudit.data._outputs import ModelOutputs, load_outputs
 from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsStore, load_signals
-from miaudit.data._tables import CHUNK_RECORDS, is_mapped, release
+from miaudit.data._tables import CHUNK_RECORDS, is_mapped, record_chunks, release
 
 __all__ = [
+    "ADULT_CATEGORICAL",
+    "ADULT_LABEL",
+    "ADULT_NUMERIC",
     "CHUNK_RECORDS",
     "SIGNALS_SCHEMA",
     "ModelOutputs",
@@ -14,5 +18,6 @@ __all__ = [
     "load_adult",
     "load_outputs",
     "load_signals",
+    "record_chunks",
     "release",
 ]

@@ -27,9 +27,9 @@ COLUMNS = [
     "native_country",
     "income",
 ]
-NUMERIC = ["age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
-CATEGORICAL = [c for c in COLUMNS[:-1] if c not in NUMERIC]
-LABEL = "income"
+ADULT_NUMERIC = ["age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
+ADULT_CATEGORICAL = [c for c in COLUMNS[:-1] if c not in ADULT_NUMERIC]
+ADULT_LABEL = "income"
 ATTRIBUTION = "UCI Adult (Becker & Kohavi, 1996), UCI Machine Learning Repository, CC BY 4.0"
 
 
@@ -55,9 +55,11 @@ def load_adult() -> pd.DataFrame:
                 )
             )
     frame = pd.concat(parts, ignore_index=True)
-    frame = frame.dropna(subset=[LABEL]).reset_index(drop=True)
-    frame[LABEL] = frame[LABEL].str.rstrip(".").map({"<=50K": 0, ">50K": 1}).astype("int64")
-    for col in CATEGORICAL:
+    frame = frame.dropna(subset=[ADULT_LABEL]).reset_index(drop=True)
+    frame[ADULT_LABEL] = (
+        frame[ADULT_LABEL].str.rstrip(".").map({"<=50K": 0, ">50K": 1}).astype("int64")
+    )
+    for col in ADULT_CATEGORICAL:
         frame[col] = frame[col].astype(str)
     frame.insert(0, "record_id", range(len(frame)))
     return frame

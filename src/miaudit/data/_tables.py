@@ -11,8 +11,10 @@ import json
 import mmap
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +24,8 @@ SUFFIXES = (".npz", ".parquet", ".csv")
 #: A folder of ``<name>.npy`` files plus ``meta.json``: the large-data format. Arrays are opened
 #: memory-mapped (``mmap_mode="r"``), so a store larger than memory can be read chunk by chunk.
 NPY_DIR_META = "meta.json"
-#: Records per chunk when memory-mapped arrays are read in pieces (validation, signals).
+#: Records per chunk when memory-mapped arrays are read in pieces (validation, signals, attacks):
+#: 65,536 records of a (models, records, classes) float32 store is a few MiB per model.
 CHUNK_RECORDS = 1 << 16
 _WIDE = {"logits": re.compile(r"^logit_(\d+)$"), "probs": re.compile(r"^prob_(\d+)$")}
 META_KEY = "miaudit"
@@ -122,6 +125,28 @@ def release(array: object) -> None:
         mm.madvise(mmap.MADV_DONTNEED)
 
 
+def record_chunks(array: np.ndarray, *, axis: int = 1, size: int | None = None) -> Iterator[slice]:
+    """Slices that cover axis ``axis`` (the records) of ``array`` in order, ``size`` records at a
+    time (default :data:`CHUNK_RECORDS`): the way to read an array larger than memory piece by
+    piece.
+
+    Each chunk's pages of a memory-mapped ``array`` are released (:func:`release`) once the
+    caller has used it (when the next slice is asked for, and after the last), so the resident
+    memory stays about one chunk; for an array in memory nothing is released. Typical use::
+
+        if is_mapped(logits):
+            for rows in record_chunks(logits, axis=1):
+                out[:, rows] = f(logits[:, rows])
+    """
+    step = CHUNK_RECORDS if size is None else size
+    if step < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    n = array.shape[axis]
+    for lo in range(0, n, step):
+        yield slice(lo, min(lo + step, n))
+        release(array)
+
+
 def _mapping(array: object) -> mmap.mmap | None:
     obj, seen = array, 0
     while obj is not None and seen < 64:  # views of views of a np.memmap, whose base is the mmap
@@ -154,18 +179,18 @@ def _read_parquet(p: Path) -> RawTable:
     return RawTable(p, "parquet", _gather_wide(arrays), meta)
 
 
-def _list_column_to_2d(name: str, col: object) -> np.ndarray:
+def _list_column_to_2d(name: str, col: Any) -> np.ndarray:
+    """A pyarrow list column (``col``: pyarrow has no type information) as a 2-D array."""
     import pyarrow as pa
 
-    if pa.types.is_fixed_size_list(col.type):  # type: ignore[attr-defined]
-        width = col.type.list_size  # type: ignore[attr-defined]
-        flat = col.flatten().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
-        return flat.reshape(len(col), width)  # type: ignore[arg-type]
-    lengths = col.value_lengths().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
+    if pa.types.is_fixed_size_list(col.type):
+        flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False))
+        return flat.reshape(len(col), col.type.list_size)
+    lengths = np.asarray(col.value_lengths().to_numpy(zero_copy_only=False))
     if len(lengths) and (lengths != lengths[0]).any():
         raise InputError(name, "rows have differing numbers of values")
-    flat = col.flatten().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
-    return flat.reshape(len(col), int(lengths[0]) if len(lengths) else 0)  # type: ignore[arg-type]
+    flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False))
+    return flat.reshape(len(col), int(lengths[0]) if len(lengths) else 0)
 
 
 def _read_csv(p: Path) -> RawTable:

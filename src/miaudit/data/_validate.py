@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from miaudit.data._tables import CHUNK_RECORDS, is_mapped, release
+from miaudit.data._tables import is_mapped, record_chunks
 from miaudit.errors import InputError
 
 #: A row of probabilities may differ from a sum of 1 by at most this much (absolute). Loose
@@ -22,17 +22,15 @@ def finite_float(name: str, values: np.ndarray, dtype: type = np.float64) -> np.
     if np.iscomplexobj(values):  # a cast would silently drop the imaginary part
         raise InputError(name, "values are complex numbers; give real numbers")
     try:
-        out = np.asarray(values, dtype=dtype)
+        out: np.ndarray = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError):
         raise InputError(name, "values are not numeric") from None
     if is_mapped(out) and out.ndim >= 2:  # larger than memory, maybe: chunk over the records axis
-        for lo in range(0, out.shape[1], CHUNK_RECORDS):
-            part = out[:, lo : lo + CHUNK_RECORDS]
-            ok = bool(np.isfinite(part).all())
-            release(out)
-            if not ok:
+        for rows in record_chunks(out, axis=1):
+            part = out[:, rows]
+            if not np.isfinite(part).all():
                 bad = np.argwhere(~np.isfinite(part))[0]
-                bad[1] += lo
+                bad[1] += rows.start
                 raise InputError(
                     name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})"
                 )
@@ -50,10 +48,10 @@ def check_probabilities(name: str, probs: np.ndarray) -> None:
     sums = probs.sum(axis=-1)
     off = np.abs(sums - 1.0) > PROB_SUM_TOL
     if off.any():
-        row = np.unravel_index(int(np.argmax(off)), off.shape)
+        where = np.unravel_index(int(np.argmax(off)), off.shape)
         raise InputError(
             name,
-            f"row {tuple(int(i) for i in row)} sums to {float(sums[row]):.6g}, not 1 (tolerance {PROB_SUM_TOL})",
+            f"row {tuple(int(i) for i in where)} sums to {float(sums[where]):.6g}, not 1 (tolerance {PROB_SUM_TOL})",
         )
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from miaudit.data import load_adult
-from miaudit.data._adult import CATEGORICAL, LABEL, NUMERIC
+from miaudit.data import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
 from miaudit.datasets._dataset import Dataset
 from miaudit.datasets._tabular import from_frame
 
@@ -18,13 +17,13 @@ def adult() -> Dataset:
     frame = load_adult()
     ids = frame["record_id"].to_numpy(dtype=np.int64)
     return from_frame(
-        frame[[*NUMERIC, *CATEGORICAL, LABEL]],
+        frame[[*ADULT_NUMERIC, *ADULT_CATEGORICAL, ADULT_LABEL]],
         name="adult",
-        label=LABEL,
+        label=ADULT_LABEL,
         record_id=ids,
         field="data",
-        numeric=NUMERIC,
-        categorical=CATEGORICAL,
+        numeric=ADULT_NUMERIC,
+        categorical=ADULT_CATEGORICAL,
     )
 
 

@@ -80,7 +80,7 @@ class Affine:
     shift: np.ndarray
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        return (x * self.scale + self.shift).astype(np.float32, copy=False)
+        return np.asarray(x * self.scale + self.shift, dtype=np.float32)
 
 
 def fit_affine(data: Dataset, train_idx: np.ndarray) -> Affine:

@@ -39,25 +39,12 @@ def from_frame(
         categorical = [c for c in feats if c not in numeric]
     if not numeric and not categorical:
         raise InputError(field, "no feature columns besides the label")
-    for col in [*numeric, *categorical, label]:
-        missing = frame[col].isna().to_numpy()
-        if missing.any():
-            raise InputError(
-                f"{field}.{col}",
-                f"missing value at row {int(np.argmax(missing))}; fill or drop it before auditing",
-            )
+    _refuse_missing(frame, [*numeric, *categorical, label], field)
     y_raw = frame[label].to_numpy()
     classes, y = np.unique(y_raw, return_inverse=True)
     if len(classes) < 2:
         raise InputError(f"{field}.label", f"column {label!r} has a single class {classes[0]!r}")
-    blocks = [frame[numeric].to_numpy(dtype=np.float64)] if numeric else []
-    names = [str(c) for c in numeric]
-    for col in categorical:
-        values = frame[col].astype(str).to_numpy()
-        vocab, codes = np.unique(values, return_inverse=True)
-        blocks.append(np.eye(len(vocab), dtype=np.float64)[codes])
-        names += [f"{col}={v}" for v in vocab]
-    x = np.concatenate(blocks, axis=1)
+    x, names = _encode(frame, numeric, categorical)
     if not np.isfinite(x).all():
         raise InputError(field, "a numeric column holds inf")
     n_num = len(numeric)
@@ -71,3 +58,28 @@ def from_frame(
         onehot=np.arange(n_num, x.shape[1], dtype=np.int64),
         feature_names=tuple(names),
     )
+
+
+def _refuse_missing(frame: pd.DataFrame, columns: list[str], field: str) -> None:
+    for col in columns:
+        missing = frame[col].isna().to_numpy()
+        if missing.any():
+            raise InputError(
+                f"{field}.{col}",
+                f"missing value at row {int(np.argmax(missing))}; fill or drop it before auditing",
+            )
+
+
+def _encode(
+    frame: pd.DataFrame, numeric: list[str], categorical: list[str]
+) -> tuple[np.ndarray, list[str]]:
+    """(float64 features: the numeric columns, then one one-hot block per categorical column
+    in sorted order of its values; their names)."""
+    blocks = [frame[numeric].to_numpy(dtype=np.float64)] if numeric else []
+    names = [str(c) for c in numeric]
+    for col in categorical:
+        values = frame[col].astype(str).to_numpy()
+        vocab, codes = np.unique(values, return_inverse=True)
+        blocks.append(np.eye(len(vocab), dtype=np.float64)[codes])
+        names += [f"{col}={v}" for v in vocab]
+    return np.concatenate(blocks, axis=1), names

@@ -34,8 +34,8 @@ from miaudit.engine._config import (
 from miaudit.engine._executor import Executor, LocalExecutor
 from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
 from miaudit.engine._ray import RayExecutor
-from miaudit.engine._run import TrainRun, make_plan, n_queries, train
-from miaudit.engine._size import check_finite
+from miaudit.engine._run import TrainRun, check_before_training, make_plan, n_queries, train
+from miaudit.engine._size import check_finite, check_model_size
 from miaudit.engine._unit import UnitJob, UnitOutcome
 
 __all__ = [
@@ -51,7 +51,9 @@ __all__ = [
     "TrainRun",
     "UnitJob",
     "UnitOutcome",
+    "check_before_training",
     "check_finite",
+    "check_model_size",
     "complementary_plan",
     "independent_plan",
     "load_config",

@@ -62,7 +62,7 @@ def library_versions() -> str:
     import importlib.metadata as metadata
     import sys
 
-    from miaudit.models._revision import TRAINING_REVISION
+    from miaudit.models import TRAINING_REVISION
 
     # One source whether or not torch is imported yet (a source build without metadata
     # falls back to the module), so a run never computes two keys for one installation.

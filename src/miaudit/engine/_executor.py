@@ -30,10 +30,10 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-_WORKER_QUEUE: mp.Queue | None = None  # set in each worker process by _init_worker
+_WORKER_QUEUE: mp.Queue[Event | None] | None = None  # set in each worker process by _init_worker
 
 
-def _init_worker(threads: int, events: mp.Queue) -> None:
+def _init_worker(threads: int, events: mp.Queue[Event | None]) -> None:
     global _WORKER_QUEUE
     import torch
 
@@ -61,7 +61,7 @@ class LocalExecutor:
     def __init__(self, workers: int = 2, threads: int = 1) -> None:
         self.workers, self.threads = workers, threads
         self._pool: ProcessPoolExecutor | None = None
-        self._queue: mp.Queue | None = None
+        self._queue: mp.Queue[Event | None] | None = None  # None: the drain thread stops
         self._drain: threading.Thread | None = None
         self._events: Emit = lambda _e: None
         self._futures: list[Future[UnitOutcome]] = []

@@ -20,9 +20,10 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import replace
+from dataclasses import fields
 from typing import Any
 
+from miaudit.datasets import Dataset
 from miaudit.engine._unit import Emit, UnitJob, UnitOutcome, run_unit
 from miaudit.errors import InputError
 
@@ -32,9 +33,15 @@ RunUnit = Callable[[UnitJob], UnitOutcome]
 DEFAULT_RETRIES = 3
 
 
-def _train_unit(run: RunUnit, job: UnitJob, data: Any) -> UnitOutcome:
-    """The task body: the dataset travels once through the object store, not with every job."""
-    return run(replace(job, data=data))
+def _without_data(job: UnitJob) -> dict[str, Any]:
+    """The job's fields but its dataset, which travels once through the object store rather
+    than with every job."""
+    return {f.name: getattr(job, f.name) for f in fields(job) if f.name != "data"}
+
+
+def _train_unit(run: RunUnit, job_fields: dict[str, Any], data: Dataset) -> UnitOutcome:
+    """The task body: the job put back together with the dataset from the object store."""
+    return run(UnitJob(**job_fields, data=data))
 
 
 ADDRESS_TIMEOUT_S = float(os.environ.get("MIAUDIT_RAY_TIMEOUT_S", "10"))
@@ -120,7 +127,7 @@ class RayExecutor:
         task = self._remote.options(
             num_cpus=self.threads, max_retries=self.max_retries, retry_exceptions=False
         )
-        ref = task.remote(self.run, replace(job, data=None), held[1])
+        ref = task.remote(self.run, _without_data(job), held[1])
         fut: Future[UnitOutcome] = ref.future()
         # Progress from the cluster: one event per finished unit (per-epoch events stay on the
         # workers; forwarding them would need an actor for a progress bar).

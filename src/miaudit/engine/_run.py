@@ -24,8 +24,15 @@ from miaudit.engine._progress import UnitProgress
 from miaudit.engine._size import check_train_size
 from miaudit.engine._unit import Event, UnitJob
 from miaudit.errors import InputError
-from miaudit.models import CNNRecipe, SklearnRecipe, check_recipe_for_data
-from miaudit.models._preprocessing import fits_anything, population_digest, preprocessing_fit
+from miaudit.models import (
+    CNNRecipe,
+    SklearnRecipe,
+    check_recipe_for_data,
+    fits_anything,
+    make_estimator,
+    population_digest,
+    preprocessing_fit,
+)
 
 SIGNALS_FILE = "signals.npz"
 
@@ -61,6 +68,18 @@ class TrainRun:
         return _cache.unit_dir(
             self.cache, self.signals.info["units"][unit]
         ), model - unit * self.plan.unit_size
+
+    def privacy_records(self) -> list[dict[str, Any]]:
+        """One DP-SGD privacy record per model, in model order (ε spent by the accountant, δ,
+        σ, clipping norm, sampling rate, steps, …), as each unit's manifest holds them; empty
+        when the recipe has no ``dp``."""
+        out: list[dict[str, Any]] = []
+        for key in self.signals.info.get("units", []):
+            manifest = json.loads(
+                (_cache.unit_dir(self.cache, key) / _cache.MANIFEST).read_text(encoding="utf-8")
+            )
+            out += manifest.get("info", {}).get("privacy") or []
+        return out
 
     def summary(self) -> str:
         k, n = self.signals.keep.shape
@@ -111,9 +130,10 @@ def _load_npy(path: Path, field: str) -> np.ndarray:
     if path.suffix.lower() != ".npy" or not path.is_file():
         raise InputError(field, f"{str(path)!r} is not an existing .npy file")
     try:
-        return np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)  # numpy types np.load as Any
     except (OSError, ValueError) as exc:
         raise InputError(field, f"cannot read {str(path)!r}: {exc}") from None
+    return array
 
 
 def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path) -> list[UnitJob]:
@@ -187,33 +207,11 @@ def train(
     if pool is not None and keep is None:
         raise InputError("pool", "a pool goes with a user keep matrix (keep=)")
     plan = make_plan(cfg, data.n_records, keep, pool)
-    if (
-        preprocessing_fit(cfg.model) == "population"
-        and fits_anything(data)
-        and not plan.population.any()
-    ):
-        raise InputError(
-            "model.preprocessing",
-            "is fitted on the population (records outside the plan's pool), and the population is empty: lower plan.pool_fraction below 1, or give a pool that leaves records out",
-        )
+    _check_population(cfg, data, plan)
     console = console or Console(stderr=True)
     _cache.clean_stale_staging(cache)
     jobs = unit_jobs(cfg, data, plan, cache)
-    todo, reused, refused = [], [], {}
-    for job in jobs:
-        ok, why = _cache.verify(cache, job.key, job.logits_shape)
-        if ok:
-            reused.append(job.unit)
-        else:
-            if why != "not cached":
-                refused[job.unit] = why
-            todo.append(job)
-    if reused:
-        console.print(
-            f"reusing {len(reused)} of {len(jobs)} unit(s) from {cache} (keys and file hashes verified): units {_ranges(reused)}"
-        )
-    for unit, why in refused.items():
-        console.print(f"unit {unit}: cached files refused ({why}); retraining")
+    todo, reused, refused = _sort_by_cache(jobs, cache, console)
     if todo:
         _run_jobs(todo, cfg, executor, on_event, console)
     write_text_atomic(
@@ -236,6 +234,42 @@ def train(
     )
 
 
+def _check_population(cfg: TrainConfig, data: Dataset, plan: MembershipPlan) -> None:
+    """Preprocessing fitted on the population needs a population (records outside the pool)."""
+    if (
+        preprocessing_fit(cfg.model) == "population"
+        and fits_anything(data)
+        and not plan.population.any()
+    ):
+        raise InputError(
+            "model.preprocessing",
+            "is fitted on the population (records outside the plan's pool), and the population is empty: lower plan.pool_fraction below 1, or give a pool that leaves records out",
+        )
+
+
+def _sort_by_cache(
+    jobs: list[UnitJob], cache: Path, console: Console
+) -> tuple[list[UnitJob], list[int], dict[int, str]]:
+    """(jobs to train, units reused after verification, units whose cached files were refused
+    → why), each said on the console."""
+    todo, reused, refused = [], [], {}
+    for job in jobs:
+        ok, why = _cache.verify(cache, job.key, job.logits_shape)
+        if ok:
+            reused.append(job.unit)
+        else:
+            if why != "not cached":
+                refused[job.unit] = why
+            todo.append(job)
+    if reused:
+        console.print(
+            f"reusing {len(reused)} of {len(jobs)} unit(s) from {cache} (keys and file hashes verified): units {_ranges(reused)}"
+        )
+    for unit, why in refused.items():
+        console.print(f"unit {unit}: cached files refused ({why}); retraining")
+    return todo, reused, refused
+
+
 def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dataset:
     """What :func:`train` checks before any work, so that callers running several trainings can
     check first too: the data, the recipe against it, an estimator's parameters, the memory the
@@ -251,8 +285,6 @@ def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dat
         dataset=data.name,
     )
     if isinstance(cfg.model, SklearnRecipe):
-        from miaudit.models._sklearn import make_estimator
-
         _check_params(
             make_estimator(cfg.model, trust_code=cfg.trust_code)
         )  # refuse a bad estimator or params before any work
@@ -331,8 +363,10 @@ def _assemble(
     jobs: list[UnitJob], cache: Path, data: Dataset, plan: MembershipPlan, cfg: TrainConfig
 ) -> SignalsStore:
     parts = []
-    privacy: list[dict] = []  # DP-SGD units: per model ε spent, δ, accountant (models/_dp.py)
-    seen: list[dict] = []  # per model: what its preprocessing was fitted on
+    privacy: list[
+        dict[str, Any]
+    ] = []  # DP-SGD units: per model ε spent, δ, accountant (models/_dp.py)
+    seen: list[dict[str, Any]] = []  # per model: what its preprocessing was fitted on
     for job in jobs:
         ok, why = _cache.verify(cache, job.key, job.logits_shape)
         if not ok:  # written by this run a moment ago: something else is touching the cache
@@ -369,11 +403,11 @@ def _assemble(
     )
 
 
-def _preprocessing_summary(seen: list[dict]) -> dict:
+def _preprocessing_summary(seen: list[dict[str, Any]]) -> dict[str, Any]:
     """What the models' preprocessing saw, in short: one entry when every model saw the same."""
     fits = sorted({s["fit"] for s in seen})
     digests = {s["records_sha256"] for s in seen}
-    out: dict = {
+    out: dict[str, Any] = {
         "fit": fits[0] if len(fits) == 1 else fits,
         "fitted_columns": seen[0]["fitted_columns"],
     }

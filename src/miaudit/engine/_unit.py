@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from miaudit.datasets import Dataset
+from miaudit.datasets import Affine, Dataset
 from miaudit.engine import _cache
 from miaudit.errors import InputError
 from miaudit.models import (
@@ -21,10 +22,12 @@ from miaudit.models import (
     MLPRecipe,
     ModelStreams,
     SklearnRecipe,
+    fit_preprocessing,
     save_sklearn,
     save_torch_state,
+    train_sklearn,
+    train_unit,
 )
-from miaudit.models._preprocessing import fit_preprocessing
 
 Event = tuple[str, int, int, int]  # (kind, unit, done, total)
 Emit = Callable[[Event], None]
@@ -70,71 +73,15 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
     train_sets = [np.flatnonzero(row) for row in job.keep_rows]
     affines, seen = fit_preprocessing(job.recipe, job.data, train_sets, job.population)
     streams = [ModelStreams.of(job.seed, k) for k in job.models]
+    privacy: list[dict[str, Any]] | None = None
     if isinstance(job.recipe, SklearnRecipe):
-        from miaudit.models._sklearn import train_sklearn
-
-        outs = []
-        for i, (k, t, a, s) in enumerate(
-            zip(job.models, train_sets, affines, streams, strict=True)
-        ):
-            est, logits = train_sklearn(
-                job.recipe, job.data, t, a, s.sklearn_seed, trust_code=job.trust_code
-            )
-            save_sklearn(staging / f"model_{k}.skops", est)
-            outs.append(logits)
-            emit(("step", job.unit, i + 1, len(job.models)))
-        logits = np.stack(outs)
-        save_torch_state(staging / "preprocess.safetensors", _preprocess_state(affines))
+        logits = _train_sklearn_models(job, job.recipe, staging, train_sets, affines, streams, emit)
     else:
-        import torch
-
-        from miaudit.models._torch_train import train_stacked
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(job.threads)
-        try:
-            epochs = job.recipe.epochs
-            trainer = train_stacked
-            if job.recipe.dp is not None:  # DP-SGD: one model at a time through Opacus
-                from miaudit.models._dp import train_dp as trainer
-            result = trainer(
-                job.recipe,
-                job.data,
-                train_sets,
-                affines,
-                streams,
-                on_epoch=lambda e: emit(("step", job.unit, e + 1, epochs)),
-            )
-        finally:
-            torch.set_num_threads(before)
-        logits = result.logits
-        state = {**result.state, **_preprocess_state(affines)}
-        meta = {
-            "models": json.dumps(list(job.models)),
-            "recipe": job.recipe.model_dump_json(),
-            "kept_epoch": json.dumps(result.kept_epoch),
-        }
-        privacy = getattr(result, "privacy", None)  # per model: ε spent, δ, accountant (DP-SGD)
-        if privacy is not None:
-            meta["privacy"] = json.dumps(privacy)
-        save_torch_state(staging / "weights.safetensors", state, meta)
+        logits, privacy = _train_torch_models(
+            job, job.recipe, staging, train_sets, affines, streams, emit
+        )
     logits = np.ascontiguousarray(logits, dtype=np.float32)
-    if not np.isfinite(
-        logits
-    ).all():  # diverged (a huge lr, say): never publish it as a verified unit
-        shutil.rmtree(staging, ignore_errors=True)
-        bad = sorted(
-            {
-                int(job.models[i])
-                for i in np.flatnonzero(
-                    ~np.isfinite(logits).reshape(len(job.models), -1).all(axis=1)
-                )
-            }
-        )
-        raise InputError(
-            "model",
-            f"training diverged: models {bad[:5]} of unit {job.unit} give non-finite logits; lower model.lr or check the data",
-        )
+    _refuse_divergence(job, staging, logits)
     path = staging / _cache.LOGITS
     np.save(path, logits)
     os.chmod(path, 0o600)
@@ -156,7 +103,75 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
     return UnitOutcome(job.unit, job.key, final, time.perf_counter() - start)
 
 
-def _preprocess_state(affines: list) -> dict[str, np.ndarray]:
+def _train_sklearn_models(
+    job: UnitJob,
+    recipe: SklearnRecipe,
+    staging: Path,
+    train_sets: list[np.ndarray],
+    affines: list[Affine],
+    streams: list[ModelStreams],
+    emit: Emit,
+) -> np.ndarray:
+    """Train the unit's estimators one by one, save each and the preprocessing; their logits."""
+    outs = []
+    for i, (k, t, a, s) in enumerate(zip(job.models, train_sets, affines, streams, strict=True)):
+        est, logits = train_sklearn(
+            recipe, job.data, t, a, s.sklearn_seed, trust_code=job.trust_code
+        )
+        save_sklearn(staging / f"model_{k}.skops", est)
+        outs.append(logits)
+        emit(("step", job.unit, i + 1, len(job.models)))
+    save_torch_state(staging / "preprocess.safetensors", _preprocess_state(affines))
+    return np.stack(outs)
+
+
+def _train_torch_models(
+    job: UnitJob,
+    recipe: MLPRecipe | CNNRecipe,
+    staging: Path,
+    train_sets: list[np.ndarray],
+    affines: list[Affine],
+    streams: list[ModelStreams],
+    emit: Emit,
+) -> tuple[np.ndarray, list[dict[str, Any]] | None]:
+    """Train the unit's torch models, save their stacked weights (and, under DP-SGD, each
+    model's privacy record in the file's metadata); (logits, privacy records or None)."""
+    epochs = recipe.epochs
+    result = train_unit(
+        recipe,
+        job.data,
+        train_sets,
+        affines,
+        streams,
+        on_epoch=lambda e: emit(("step", job.unit, e + 1, epochs)),
+        threads=job.threads,
+    )
+    state = {**result.state, **_preprocess_state(affines)}
+    meta = {
+        "models": json.dumps(list(job.models)),
+        "recipe": recipe.model_dump_json(),
+        "kept_epoch": json.dumps(result.kept_epoch),
+    }
+    if result.privacy is not None:  # per model: ε spent, δ, accountant (DP-SGD)
+        meta["privacy"] = json.dumps(result.privacy)
+    save_torch_state(staging / "weights.safetensors", state, meta)
+    return result.logits, result.privacy
+
+
+def _refuse_divergence(job: UnitJob, staging: Path, logits: np.ndarray) -> None:
+    """A unit whose logits are not all finite (a huge lr, say) is never published as verified."""
+    if np.isfinite(logits).all():
+        return
+    shutil.rmtree(staging, ignore_errors=True)
+    per_model = np.isfinite(logits).reshape(len(job.models), -1).all(axis=1)
+    bad = sorted({int(job.models[i]) for i in np.flatnonzero(~per_model)})
+    raise InputError(
+        "model",
+        f"training diverged: models {bad[:5]} of unit {job.unit} give non-finite logits; lower model.lr or check the data",
+    )
+
+
+def _preprocess_state(affines: list[Affine]) -> dict[str, np.ndarray]:
     return {
         "preprocess.scale": np.stack([a.scale for a in affines]),
         "preprocess.shift": np.stack([a.shift for a in affines]),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,16 +30,16 @@ from torch import nn
 
 from miaudit.datasets import Affine, Dataset
 from miaudit.errors import InputError
-from miaudit.models._nets import StackedCNN, StackedNet
-from miaudit.models._recipe import CNNRecipe, DPConfig, MLPRecipe
+from miaudit.models._nets import StackedCNN, StackedMLP, StackedNet
+from miaudit.models._recipe import Augmentation, CNNRecipe, DPConfig, MLPRecipe
 from miaudit.models._streams import ModelStreams
 from miaudit.models._torch_train import (
-    TorchUnitResult,
     _Batcher,
     augment_batch,
     build_net,
     predict_stacked,
 )
+from miaudit.models._train import UnitResult
 
 
 def require_opacus() -> Any:
@@ -51,13 +51,6 @@ def require_opacus() -> Any:
             "model.dp", "DP-SGD needs Opacus: pip install 'miaudit[dp]' (opacus>=1.5)"
         ) from None
     return opacus
-
-
-@dataclass(frozen=True, eq=False)
-class DPUnitResult(TorchUnitResult):
-    """A :class:`TorchUnitResult` plus one privacy record per model (see :func:`train_dp`)."""
-
-    privacy: list[dict[str, Any]] | None = None
 
 
 class _MLP(nn.Module):
@@ -74,7 +67,8 @@ class _MLP(nn.Module):
         self.linears = [m for m in layers if isinstance(m, nn.Linear)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)  # nn.Module's __call__ is typed Any
+        return out
 
 
 class _CNN(nn.Module):
@@ -94,7 +88,8 @@ class _CNN(nn.Module):
         h = x.view(x.shape[0], *self.shape)
         for conv in self.convs:
             h = torch.max_pool2d(torch.relu(conv(h)), 2)
-        return self.fc2(self.drop(torch.relu(self.fc1(h.flatten(1)))))
+        out: torch.Tensor = self.fc2(self.drop(torch.relu(self.fc1(h.flatten(1)))))
+        return out
 
 
 def _pairs(
@@ -117,6 +112,7 @@ def _pairs(
     else:
         assert isinstance(module, _CNN)
         for i, conv in enumerate(module.convs):
+            assert isinstance(conv, nn.Conv2d) and conv.bias is not None  # ModuleList: Modules
             out += [
                 (conv.weight, stacked.params[2 * i], lambda t: t, lambda t: t),
                 (conv.bias, stacked.params[2 * i + 1], lambda t: t, lambda t: t),
@@ -137,11 +133,12 @@ def _pairs(
 
 def single_model(recipe: MLPRecipe | CNNRecipe, stacked: StackedNet, k: int) -> nn.Module:
     """Model ``k`` of a stack as a plain float32 ``nn.Module`` holding a copy of its weights."""
-    module: nn.Module = (
-        _CNN(stacked, recipe.dropout)
-        if isinstance(stacked, StackedCNN)
-        else _MLP(stacked.sizes, recipe.dropout)
-    )  # type: ignore[attr-defined]
+    module: nn.Module
+    if isinstance(stacked, StackedCNN):
+        module = _CNN(stacked, recipe.dropout)
+    else:
+        assert isinstance(stacked, StackedMLP)
+        module = _MLP(stacked.sizes, recipe.dropout)
     with torch.no_grad():
         for mod_t, st, to_mod, _ in _pairs(module, stacked):
             mod_t.copy_(to_mod(st.detach()[k]))
@@ -210,7 +207,7 @@ def _attach_canaries(optimizer: Any, canaries: GradientCanaries, sample_rate: fl
     owner = np.searchsorted(offsets, canaries.coords, side="right") - 1
     local = canaries.coords - offsets[owner]
     rng = np.random.default_rng(canaries.seed)
-    canaries.scores = np.zeros(canaries.coords.size)
+    scores = canaries.scores = np.zeros(canaries.coords.size)
     release = optimizer.add_noise
     norm = float(optimizer.max_grad_norm)
 
@@ -228,9 +225,7 @@ def _attach_canaries(optimizer: Any, canaries: GradientCanaries, sample_rate: fl
         for k, p in enumerate(params):
             mine = np.flatnonzero(owner == k)
             if mine.size:
-                canaries.scores[mine] += (
-                    p.grad.reshape(-1)[torch.from_numpy(local[mine])].double().numpy()
-                )  # type: ignore[index]
+                scores[mine] += p.grad.reshape(-1)[torch.from_numpy(local[mine])].double().numpy()
 
     optimizer.add_noise = add_noise_with_canaries
 
@@ -280,50 +275,14 @@ def _train_one_dp(
     canaries: GradientCanaries | None,
 ) -> dict[str, Any]:
     from opacus import PrivacyEngine
-    from torch.utils.data import DataLoader, TensorDataset
 
     dp = recipe.dp
     assert dp is not None
-    seeds = stream.numpy.integers(0, 2**62, size=3)
-    loader_gen = torch.Generator().manual_seed(int(seeds[0]))
-    noise_gen = torch.Generator().manual_seed(int(seeds[1]))
-    loader = DataLoader(
-        TensorDataset(x, y),
-        batch_size=min(recipe.batch_size, len(x)),
-        shuffle=True,
-        generator=loader_gen,
-    )
-    params = list(module.parameters())
-    if recipe.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(
-            params, lr=recipe.lr, weight_decay=recipe.weight_decay
-        )
-    else:
-        opt = torch.optim.SGD(
-            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-        )
-    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    seeds = stream.numpy.integers(0, 2**62, size=3)  # data order, noise, augmentations
     engine = PrivacyEngine(accountant=dp.accountant)
-    common = {
-        "module": module,
-        "optimizer": opt,
-        "data_loader": loader,
-        "criterion": criterion,
-        "max_grad_norm": dp.max_grad_norm,
-        "poisson_sampling": dp.poisson_sampling,
-        "noise_generator": noise_gen,
-        "grad_sample_mode": "ghost" if dp.ghost_clipping else "hooks",
-    }
-    if dp.epsilon is not None:
-        made = engine.make_private_with_epsilon(
-            target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=recipe.epochs, **common
-        )
-    else:
-        made = engine.make_private(noise_multiplier=dp.noise_multiplier, **common)
-    if dp.ghost_clipping:
-        model, optimizer, crit, dl = made
-    else:
-        (model, optimizer, dl), crit = made, criterion
+    model, optimizer, crit, dl = _make_private(
+        engine, recipe, dp, module, x, y, int(seeds[0]), int(seeds[1])
+    )
     sigma = float(optimizer.noise_multiplier)
     _inject_fault(optimizer, dp.fault)
     sample_rate = float(
@@ -333,24 +292,12 @@ def _train_one_dp(
         _attach_canaries(optimizer, canaries, sample_rate)
     augment = recipe.augment if isinstance(recipe, CNNRecipe) else []
     aug_gen = torch.Generator().manual_seed(int(seeds[2]))
-    steps = 0
     model.train()
     with torch.random.fork_rng():
         torch.manual_seed(stream.torch_seed)  # dropout masks: the model's own stream
-        for epoch in range(recipe.epochs):
-            for xb, yb in dl:
-                if augment and len(xb):
-                    assert image_shape is not None
-                    xb = augment_batch(xb, image_shape, augment, aug_gen)
-                if len(xb) == 0:  # an empty Poisson batch: no step (and none accounted)
-                    continue
-                optimizer.zero_grad(set_to_none=True)
-                loss = crit(model(xb), yb)
-                loss.backward()
-                optimizer.step()
-                steps += 1
-            if on_epoch is not None:
-                on_epoch(epoch)
+        steps = _dp_epochs(
+            recipe.epochs, model, optimizer, crit, dl, augment, image_shape, aug_gen, on_epoch
+        )
     model.eval()
     return {
         "epsilon": _epsilon(engine, dp.delta),
@@ -366,6 +313,90 @@ def _train_one_dp(
     }
 
 
+def _make_private(
+    engine: Any,
+    recipe: MLPRecipe | CNNRecipe,
+    dp: DPConfig,
+    module: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loader_seed: int,
+    noise_seed: int,
+) -> tuple[nn.Module, Any, Any, Any]:
+    """The module, its DP optimizer, the loss and the Poisson data loader, as Opacus's
+    ``engine`` makes them private (σ given, or found for the target ε). Under ghost clipping
+    the loss is Opacus's, whose ``backward()`` runs its two passes."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(
+        TensorDataset(x, y),
+        batch_size=min(recipe.batch_size, len(x)),
+        shuffle=True,
+        generator=torch.Generator().manual_seed(loader_seed),
+    )
+    params = list(module.parameters())
+    if recipe.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(
+            params, lr=recipe.lr, weight_decay=recipe.weight_decay
+        )
+    else:
+        opt = torch.optim.SGD(
+            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+        )
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    common = {
+        "module": module,
+        "optimizer": opt,
+        "data_loader": loader,
+        "criterion": criterion,
+        "max_grad_norm": dp.max_grad_norm,
+        "poisson_sampling": dp.poisson_sampling,
+        "noise_generator": torch.Generator().manual_seed(noise_seed),
+        "grad_sample_mode": "ghost" if dp.ghost_clipping else "hooks",
+    }
+    if dp.epsilon is not None:
+        made = engine.make_private_with_epsilon(
+            target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=recipe.epochs, **common
+        )
+    else:
+        made = engine.make_private(noise_multiplier=dp.noise_multiplier, **common)
+    if dp.ghost_clipping:  # ghost clipping wraps the loss too
+        model, optimizer, crit, dl = made
+    else:
+        (model, optimizer, dl), crit = made, criterion
+    return model, optimizer, crit, dl
+
+
+def _dp_epochs(
+    epochs: int,
+    model: nn.Module,
+    optimizer: Any,
+    crit: Any,
+    dl: Any,
+    augment: Sequence[Augmentation],
+    image_shape: tuple[int, int, int] | None,
+    aug_gen: torch.Generator,
+    on_epoch: Callable[[int], None] | None,
+) -> int:
+    """Train ``epochs`` epochs of DP-SGD steps; the number of steps taken."""
+    steps = 0
+    for epoch in range(epochs):
+        for xb, yb in dl:
+            if augment and len(xb):
+                assert image_shape is not None
+                xb = augment_batch(xb, image_shape, augment, aug_gen)
+            if len(xb) == 0:  # an empty Poisson batch: no step (and none accounted)
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            loss = crit(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return steps
+
+
 def train_dp(
     recipe: MLPRecipe | CNNRecipe,
     data: Dataset,
@@ -373,9 +404,10 @@ def train_dp(
     affines: list[Affine],
     streams: list[ModelStreams],
     on_epoch: Callable[[int], None] | None = None,
-) -> DPUnitResult:
+) -> UnitResult:
     """The engine's unit training for a recipe with ``dp``: each model alone through Opacus,
-    same inputs and outputs as :func:`~miaudit.models._torch_train.train_stacked`."""
+    same inputs and outputs as :func:`~miaudit.models._torch_train.train_stacked`
+    (:func:`~miaudit.models.train_unit` chooses between them)."""
     require_opacus()
     gens = [s.torch_generator() for s in streams]
     net = build_net(recipe, data, gens)
@@ -390,7 +422,7 @@ def train_dp(
     batcher = _Batcher(data, affines, net.dtype)
     augment = recipe.augment if isinstance(recipe, CNNRecipe) else []
     logits = predict_stacked(net, batcher, data, augment)
-    return DPUnitResult(net.state_dict(), logits, [recipe.epochs - 1] * len(train_sets), privacy)
+    return UnitResult(net.state_dict(), logits, [recipe.epochs - 1] * len(train_sets), privacy)
 
 
 def privacy_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -408,7 +440,6 @@ def privacy_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 __all__ = [
     "DPConfig",
-    "DPUnitResult",
     "GradientCanaries",
     "privacy_summary",
     "require_opacus",

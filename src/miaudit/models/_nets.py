@@ -12,11 +12,12 @@ from __future__ import annotations
 import abc
 import itertools
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from miaudit.models._recipe import CNNRecipe, MLPRecipe
+from miaudit.models._recipe import Augmentation, CNNRecipe, MLPRecipe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -123,9 +124,10 @@ class StackedMLP(StackedNet):
         # Gradients in the compute dtype: bfloat16 mode hands bfloat16 gradients to the optimizer.
         self.flat_grads, self.grads = flat_views(shapes, self.dtype)
         # bfloat16 mode: the weights the matmuls use, refreshed by sync_low() or by the optimizer.
-        self.flat_low, self.low = (
-            flat_views(shapes, self.dtype) if self.dtype != torch.float32 else (None, None)
-        )
+        self.flat_low: torch.Tensor | None = None
+        self.low: list[torch.Tensor] | None = None
+        if self.dtype != torch.float32:
+            self.flat_low, self.low = flat_views(shapes, self.dtype)
         self.sync_low()
         self._acts: dict[int, list[torch.Tensor]] = {}
         self._ones: dict[int, torch.Tensor] = {}
@@ -300,7 +302,7 @@ def flip_images(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
 
 
 def query_views(
-    x: torch.Tensor, shape: tuple[int, int, int], augment: list[str]
+    x: torch.Tensor, shape: tuple[int, int, int], augment: Sequence[Augmentation]
 ) -> list[torch.Tensor]:
     """The inference queries of a recipe that trains with ``augment``: the image itself first,
     then its mirror (hflip), then one-pixel shifts (of the image, and of the mirror)."""

@@ -62,4 +62,5 @@ def train_plain_mlp(
             loss_fn(model(x[idx]), y[idx]).backward()
             opt.step()
     with torch.no_grad():
-        return model(x).numpy()
+        logits: torch.Tensor = model(x)  # nn.Module's __call__ is typed Any
+    return logits.numpy()

@@ -25,7 +25,8 @@ def builtin_classifiers() -> dict[str, type]:
     from sklearn.utils import all_estimators
 
     names: dict[str, type] = {}
-    for name, cls in all_estimators(type_filter="classifier"):
+    classifiers: list[tuple[str, type]] = all_estimators(type_filter="classifier")
+    for name, cls in classifiers:
         names[f"{cls.__module__}.{name}"] = cls
         parts = cls.__module__.split(".")
         public = ".".join(itertools.takewhile(lambda p: not p.startswith("_"), parts))

@@ -10,8 +10,12 @@ the run has, or on which unit trains it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 PLAN_KEY = 0
 MODEL_KEY = 1
@@ -41,7 +45,7 @@ class ModelStreams:
         sk_seed = int(sk_ss.generate_state(1, np.uint32)[0] >> np.uint32(1))
         return cls(np.random.default_rng(np_ss), torch_seed, sk_seed)
 
-    def torch_generator(self):
+    def torch_generator(self) -> torch.Generator:
         import torch
 
         g = torch.Generator()

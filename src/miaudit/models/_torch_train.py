@@ -8,9 +8,8 @@ the 1-epoch equality with a plain one-model loop is tested (tests/models) and be
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,22 +24,13 @@ from miaudit.models._nets import (
     query_views,
     shift_images,
 )
-from miaudit.models._recipe import CNNRecipe, MLPRecipe
+from miaudit.models._recipe import Augmentation, CNNRecipe, MLPRecipe
 from miaudit.models._stacked_adam import FlatBuffers, StackedAdam
 from miaudit.models._streams import ModelStreams
+from miaudit.models._train import UnitResult
 
 #: Records per forward pass when computing logits on the whole dataset.
 EVAL_CHUNK = 2048
-
-
-@dataclass(frozen=True, eq=False)
-class TorchUnitResult:
-    """Stacked weights (tensor name → (models, …)), logits (models, n, [queries,] classes)
-    float32, and the epoch whose weights each model kept."""
-
-    state: dict[str, torch.Tensor]
-    logits: np.ndarray
-    kept_epoch: list[int]
 
 
 def build_net(
@@ -107,7 +97,10 @@ def make_optimizer(recipe: MLPRecipe | CNNRecipe, net: StackedNet) -> StackedAda
 
 
 def augment_batch(
-    x: torch.Tensor, shape: tuple[int, int, int], augment: list[str], gen: torch.Generator
+    x: torch.Tensor,
+    shape: tuple[int, int, int],
+    augment: Sequence[Augmentation],
+    gen: torch.Generator,
 ) -> torch.Tensor:
     """Random training augmentation of one model's batch x (records, C·H·W)."""
     n = x.shape[0]
@@ -191,7 +184,7 @@ def train_stacked(
     affines: list[Affine],
     streams: list[ModelStreams],
     on_epoch: Callable[[int], None] | None = None,
-) -> TorchUnitResult:
+) -> UnitResult:
     """Train one model per entry of ``train_sets`` (record positions in ``data``), stacked."""
     m = len(train_sets)
     gens = [s.torch_generator() for s in streams]
@@ -225,7 +218,7 @@ def train_stacked(
             break
     kept = stopper.restore_best(recipe.epochs)
     logits = predict_stacked(net, batcher, data, augment)
-    return TorchUnitResult(net.state_dict(), logits, kept)
+    return UnitResult(net.state_dict(), logits, kept)
 
 
 def _train_step(
@@ -237,7 +230,7 @@ def _train_step(
     active: list[int],
     gens: list[torch.Generator],
     recipe: MLPRecipe | CNNRecipe,
-    augment: list[str],
+    augment: Sequence[Augmentation],
     data: Dataset,
 ) -> None:
     """One optimizer step of every active model on its own minibatch ``chunks[k]``."""
@@ -256,18 +249,7 @@ def _train_step(
         for k in active:
             n_k = len(chunks[k])
             xb[k, :n_k] = augment_batch(xb[k, :n_k], data.image_shape, augment, gens[k])
-    masks = None
-    shapes = net.dropout_shapes(width)
-    if shapes:
-        keep = 1.0 - recipe.dropout
-        masks = []
-        for rows, cols in shapes:
-            mk = torch.zeros(m, rows, cols)
-            for k in active:
-                mk[k, : len(chunks[k])] = (
-                    torch.empty(len(chunks[k]), cols).bernoulli_(keep, generator=gens[k]) / keep
-                )
-            masks.append(mk.to(net.dtype))
+    masks = _dropout_masks(net, width, chunks, active, gens, recipe.dropout)
     yb = y[torch.from_numpy(idx)]
     w = torch.from_numpy(weight)
     if isinstance(net, StackedMLP):
@@ -281,13 +263,40 @@ def _train_step(
             reduction="none",
             label_smoothing=recipe.label_smoothing,
         )
-        (per_record * w.reshape(-1)).sum().backward()
+        # What Tensor.backward() calls; unlike that method, this function is typed.
+        torch.autograd.backward((per_record * w.reshape(-1)).sum())
         grads = [p.grad for p in net.params]  # type: ignore[misc]
     on = set(active)
     opt.step(grads, [k in on for k in range(m)])
     if not isinstance(net, StackedMLP):
         for p in net.params:
             p.grad = None
+
+
+def _dropout_masks(
+    net: StackedNet,
+    width: int,
+    chunks: list[np.ndarray],
+    active: list[int],
+    gens: list[torch.Generator],
+    dropout: float,
+) -> list[torch.Tensor] | None:
+    """Each hidden layer's (models, width, units) inverted-dropout mask: each active model's
+    rows drawn from its own generator, zero elsewhere; None without dropout."""
+    shapes = net.dropout_shapes(width)
+    if not shapes:
+        return None
+    keep = 1.0 - dropout
+    m = len(chunks)
+    masks = []
+    for rows, cols in shapes:
+        mk = torch.zeros(m, rows, cols)
+        for k in active:
+            mk[k, : len(chunks[k])] = (
+                torch.empty(len(chunks[k]), cols).bernoulli_(keep, generator=gens[k]) / keep
+            )
+        masks.append(mk.to(net.dtype))
+    return masks
 
 
 class _EarlyStopper:
@@ -355,7 +364,7 @@ class _EarlyStopper:
 
 @torch.no_grad()
 def predict_stacked(
-    net: StackedNet, batcher: _Batcher, data: Dataset, augment: list[str]
+    net: StackedNet, batcher: _Batcher, data: Dataset, augment: Sequence[Augmentation]
 ) -> np.ndarray:
     """Logits of every model on every record: (models, n, classes), or (models, n, queries,
     classes) when the recipe trains with augmentations."""

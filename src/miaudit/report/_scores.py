@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit.audit import AuditResult
-from miaudit.audit._results import SliceAttack, SliceResult
+from miaudit.audit import AuditResult, SliceAttack, SliceResult
 from miaudit.errors import InputError
 from miaudit.metrics import evaluate, tpr_key
 from miaudit.report._inputs import ScoreHistogram
