@@ -15,7 +15,7 @@ from miaudit.attacks._label_only import (
     threshold_attacks_under,
 )
 from miaudit.attacks._lira import lira_offline, lira_online
-from miaudit.attacks._oracle import LocalOracle, Oracle, QueryCounter
+from miaudit.attacks._oracle import CountingOracle, LocalOracle, Oracle, QueryCounter
 from miaudit.attacks._reference import (
     LiraAttack,
     MlLeaksAttack,
@@ -63,6 +63,7 @@ __all__ = [
     "THRESHOLD_ATTACKS",
     "THRESHOLD_SPECS",
     "ClassDependentResult",
+    "CountingOracle",
     "ImageAugment",
     "LiraAttack",
     "LocalOracle",

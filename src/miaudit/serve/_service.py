@@ -304,7 +304,7 @@ class Service:
             feature_names=self.config.predictor.feature_names,
         )
         policy = caller.role.policy
-        self._check_limits(caller.key, x.shape[0], policy)
+        self._refuse_over_limits(caller.key, x.shape[0], policy)
         probs = self._model_output(x)
         content = None if probs is None else self.answer(policy, probs, x.shape[0])
         hashes = record_hashes(self.config.secret, x)
@@ -315,7 +315,7 @@ class Service:
             self.observer.submit(caller.key.key_id, x, hashes)
         return content
 
-    def _check_limits(self, key: KeyInfo, n: int, policy: OutputPolicy) -> None:
+    def _refuse_over_limits(self, key: KeyInfo, n: int, policy: OutputPolicy) -> None:
         """Refuse early what the key's limits cannot admit (the charge's UPDATE decides the rest)."""
         if key.rate is not None and n > key.rate:  # could never pass: waiting would not help
             raise Denied(
