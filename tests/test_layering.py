@@ -54,11 +54,9 @@ ALLOWED_PRIVATE: frozenset[tuple[str, str]] = frozenset(
         ("audit/_tradeoff.py", "miaudit.models._torch_train"),
         ("audit/_tradeoff.py", "miaudit.engine._cache"),
         ("audit/_tradeoff.py", "miaudit.engine._run"),
-        ("cli/_serve.py", "miaudit.serve._store"),
         ("cli/_tradeoff.py", "miaudit.audit._tradeoff"),
         ("cli/_tradeoff.py", "miaudit.audit._dp_audit"),
         ("report/_render.py", "miaudit.audit._results"),
-        ("serve/_client.py", "miaudit.attacks._oracle"),
     }
 )
 

@@ -17,11 +17,14 @@ import datetime as _dt
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypedDict
 
 import typer
 
 from miaudit.errors import InputError
+
+if TYPE_CHECKING:
+    from miaudit.serve import ServeSpec, Store
 
 SECRET_HELP = "Server secret file (created 0600 if missing; default: beside a SQLite db). Or set MIAUDIT_SERVE_SECRET (hex)."
 DB_HELP = "Database URL: sqlite:///guard.db (default) or postgresql://user@host:port/db."
@@ -53,10 +56,18 @@ def _limit(value: str | None, field: str) -> int | None:
     return n
 
 
-def _limits(budget: str | None, rate: str | None, window: int) -> dict[str, int | None]:
-    from miaudit.serve._store import check_limits
+class _Limits(TypedDict):
+    """A key's limits, as ``Store.create_key`` and ``Store.set_limits`` take them."""
 
-    out = {"budget": _limit(budget, "--budget"), "rate": _limit(rate, "--rate"), "window_s": window}
+    budget: int | None
+    rate: int | None
+    window_s: int
+
+
+def _limits(budget: str | None, rate: str | None, window: int) -> _Limits:
+    from miaudit.serve import check_limits
+
+    out = _Limits(budget=_limit(budget, "--budget"), rate=_limit(rate, "--rate"), window_s=window)
     try:
         check_limits(out["budget"], out["rate"], window)
     except InputError as exc:
@@ -66,13 +77,7 @@ def _limits(budget: str | None, rate: str | None, window: int) -> dict[str, int 
     return out
 
 
-def make_engine(db: str):
-    from miaudit.serve._store import make_engine as make
-
-    return make(db)
-
-
-def _store(db: str, *, create: bool = False, sqlite_sync: str = "NORMAL"):
+def _store(db: str, *, create: bool = False, sqlite_sync: str = "NORMAL") -> Store:
     """The store at ``db``; a SQLite file that does not exist is refused unless ``create`` (a
     command that only reads or changes keys must not leave an empty database behind a typo)."""
     from miaudit.serve import Store
@@ -137,10 +142,30 @@ def serve_cmd(
     ] = False,
 ) -> None:
     """Serve a model behind API keys, output policies, record budgets, an audit log and probing detectors."""
-    import uvicorn
-
+    # Long only in its signature: Typer reads one option from each parameter. The work is in
+    # _check_serve_options, _check_spec and _run_workers.
     from miaudit.serve import ServeSpec
 
+    _check_serve_options(workers=workers, port=port, max_batch=max_batch, model_index=model_index)
+    secret = _secret_path(db, secret_file)
+    spec = ServeSpec(
+        db=db,
+        model=str(model) if model else None,
+        model_index=model_index,
+        upstream=upstream,
+        n_features=n_features,
+        secret_file=str(secret) if secret else None,
+        roles_file=str(roles) if roles else None,
+        max_batch=max_batch,
+        webhook=webhook,
+        guard=not no_guard,
+        sqlite_synchronous=sqlite_sync,
+    )
+    _check_spec(spec)
+    _run_workers(spec, host=host, port=port, workers=workers)
+
+
+def _check_serve_options(*, workers: int, port: int, max_batch: int, model_index: int) -> None:
     if workers < 1:
         raise InputError("--workers", f"must be ≥ 1, got {workers}")
     if not 0 <= port <= 65535:
@@ -149,30 +174,26 @@ def serve_cmd(
         raise InputError("--max-batch", f"must be ≥ 1, got {max_batch}")
     if model_index < 0:
         raise InputError("--model-index", f"must be ≥ 0, got {model_index}")
-    spec = ServeSpec(
-        db=db,
-        model=str(model) if model else None,
-        model_index=model_index,
-        upstream=upstream,
-        n_features=n_features,
-        secret_file=str(_secret_path(db, secret_file)) if _secret_path(db, secret_file) else None,
-        roles_file=str(roles) if roles else None,
-        max_batch=max_batch,
-        webhook=webhook,
-        guard=not no_guard,
-        sqlite_synchronous=sqlite_sync,
-    )
-    spec.build()  # fail here, with a one-line error, rather than in every worker
-    _store(
-        db, create=True, sqlite_sync=sqlite_sync
-    ).close()  # likewise the database: reachable, and a database
+
+
+def _check_spec(spec: ServeSpec) -> None:
+    """Build the workers' spec once here (model, roles, secret) and reach its database, so that
+    a bad option fails with one line rather than in every worker."""
+    spec.build()
+    _store(spec.db, create=True, sqlite_sync=spec.sqlite_synchronous).close()
+
+
+def _run_workers(spec: ServeSpec, *, host: str, port: int, workers: int) -> None:
+    """Uvicorn's workers, each building the app from ``$MIAUDIT_SERVE_SPEC``."""
+    import uvicorn
+
     os.environ["MIAUDIT_SERVE_SPEC"] = spec.to_json()
     typer.echo(
         f"serving on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); OpenAPI at /docs",
         err=True,
     )
     uvicorn.run(
-        "miaudit.serve._app:app_from_env",
+        "miaudit.serve:app_from_env",
         factory=True,
         host=host,
         port=port,
@@ -200,7 +221,7 @@ def keys_create(
     roles: Annotated[Path | None, typer.Option(help="Roles file; the role must be in it.")] = None,
 ) -> None:
     """Create a key and print its token (shown once; only its keyed hash is stored)."""
-    from miaudit.serve import DEFAULT_ROLES, load_roles, load_server_secret
+    from miaudit.serve import DEFAULT_ROLES, load_roles, load_server_secret, make_engine
 
     known = load_roles(roles) if roles else DEFAULT_ROLES
     if role not in known:

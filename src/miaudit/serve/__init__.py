@@ -5,7 +5,7 @@ An outer layer, like the CLI: it imports the library, nothing in the library imp
 Needs the ``serve`` extra (FastAPI, uvicorn, SQLAlchemy, httpx, psycopg).
 """
 
-from miaudit.serve._app import create_app
+from miaudit.serve._app import app_from_env, create_app, predict_body_cap
 from miaudit.serve._client import HttpOracle, ServiceError, asgi_client
 from miaudit.serve._config import (
     DEFAULT_ROLES,
@@ -29,7 +29,7 @@ from miaudit.serve._predictor import (
     UpstreamPredictor,
     load_predictor,
 )
-from miaudit.serve._store import Alert, Charge, KeyInfo, Store
+from miaudit.serve._store import Alert, Charge, KeyInfo, Store, check_limits, make_engine
 
 __all__ = [
     "DEFAULT_ROLES",
@@ -48,14 +48,18 @@ __all__ = [
     "Store",
     "TorchMLPPredictor",
     "UpstreamPredictor",
+    "app_from_env",
     "asgi_client",
     "calibrate_knn_threshold",
+    "check_limits",
     "create_app",
     "default_knn_threshold",
     "load_predictor",
     "load_roles",
     "load_server_secret",
+    "make_engine",
     "new_key",
     "parse_roles",
+    "predict_body_cap",
     "record_hashes",
 ]

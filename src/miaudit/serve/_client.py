@@ -18,7 +18,7 @@ from typing import Any, Self
 import httpx
 import numpy as np
 
-from miaudit.attacks._oracle import CountingOracle, QueryCounter
+from miaudit.attacks import CountingOracle, QueryCounter
 from miaudit.defenses import (
     Exposed,
     ExposedLabels,

@@ -82,6 +82,8 @@ def load_roles(path: Path | str) -> dict[str, Role]:
 
 
 def parse_roles(table: Any) -> dict[str, Role]:
+    """Roles from a parsed ``roles`` table (``NAME → {policy, endpoints}``), checked field by
+    field."""
     if not isinstance(table, dict) or not table:
         raise InputError("roles", "needs at least one [roles.NAME] table with a policy")
     out = {}
@@ -127,7 +129,7 @@ class ServeConfig:
     sqlite_synchronous : "NORMAL" or "FULL"
     max_body_bytes : int, optional
         Most bytes of a ``/predict`` body (default: derived from ``max_batch`` and the model's
-        width, see :func:`miaudit.serve._app.predict_body_cap`).
+        width, see :func:`miaudit.serve.predict_body_cap`).
     """
 
     predictor: Predictor

@@ -42,6 +42,7 @@ class NewKey:
 
 
 def new_key(server_secret: bytes) -> NewKey:
+    """A random key ``mia_<id>_<secret>`` and its digest keyed by ``server_secret``."""
     key_id = secrets.token_hex(ID_BYTES)
     token = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
     return NewKey(key_id=key_id, token=token, digest=key_digest(server_secret, token))

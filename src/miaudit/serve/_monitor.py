@@ -311,12 +311,12 @@ class Monitor:
                             lst.pop(0)
                         if not lst:
                             del self._table[h]
-                cid = self._cluster_of.pop(old, None)
-                cl_old = self._clusters.get(cid) if cid is not None else None
-                if cl_old is not None:
+                old_cid = self._cluster_of.pop(old, None)
+                if old_cid is not None and old_cid in self._clusters:
+                    cl_old = self._clusters[old_cid]
                     cl_old.live -= 1
                     if cl_old.live <= 0:
-                        del self._clusters[cid]
+                        del self._clusters[old_cid]
 
     # --- helpers -----------------------------------------------------------------------------
 

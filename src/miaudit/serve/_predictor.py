@@ -115,7 +115,8 @@ class TorchMLPPredictor:
             h = h.astype(np.float64)
             h -= h.max(axis=1, keepdims=True)
             e = np.exp(h)
-            return e / e.sum(axis=1, keepdims=True)
+            probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+            return probs
 
 
 def load_predictor(
@@ -140,46 +141,52 @@ def load_predictor(
     InputError
         Naming ``--model`` when the path holds no loadable model.
     """
-    from miaudit.models import load_sklearn, load_torch_state
-
     p = Path(path)
-
-    def sklearn(file: Path) -> Any:
-        try:
-            return load_sklearn(file)
-        except InputError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a malformed or hostile file: one line naming it
-            raise InputError(
-                "--model", f"cannot load {str(file)!r} ({type(exc).__name__}: {str(exc)[:120]})"
-            ) from None
-
     if p.is_file() and p.suffix == ".skops":
-        return EstimatorPredictor(sklearn(p), feature_names=feature_names)
+        return EstimatorPredictor(_load_skops(p), feature_names=feature_names)
     if not p.is_dir():
         raise InputError("--model", f"{str(p)!r} is neither a .skops file nor a model folder")
     if (p / f"model_{index}.skops").is_file():
-        est = sklearn(p / f"model_{index}.skops")
-        pre = (
-            load_torch_state(p / "preprocess.safetensors")
-            if (p / "preprocess.safetensors").is_file()
-            else None
-        )
-        affine = None
-        if pre is not None:
-            models = sorted(int(f.stem.split("_", 1)[1]) for f in p.glob("model_*.skops"))
-            pos = models.index(index)
-            affine = (
-                pre["preprocess.scale"][pos].numpy().astype(np.float64),
-                pre["preprocess.shift"][pos].numpy().astype(np.float64),
-            )
-        return EstimatorPredictor(est, feature_names=feature_names, affine=affine)
+        return _sklearn_unit_model(p, index, feature_names)
     weights = p / "weights.safetensors"
     if weights.is_file():
         return _torch_mlp(weights, index)
     raise InputError(
         "--model", f"{str(p)!r} holds no model_{index}.skops and no weights.safetensors"
     )
+
+
+def _load_skops(file: Path) -> Any:
+    from miaudit.models import load_sklearn
+
+    try:
+        return load_sklearn(file)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed or hostile file: one line naming it
+        raise InputError(
+            "--model", f"cannot load {str(file)!r} ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
+
+
+def _sklearn_unit_model(
+    unit: Path, index: int, feature_names: Sequence[str] | None
+) -> EstimatorPredictor:
+    """Model ``index`` of an sklearn unit folder, with its own standardisation when the unit
+    stored one (``preprocess.safetensors`` holds one row per model, in model order)."""
+    from miaudit.models import load_torch_state
+
+    est = _load_skops(unit / f"model_{index}.skops")
+    affine = None
+    if (unit / "preprocess.safetensors").is_file():
+        pre = load_torch_state(unit / "preprocess.safetensors")
+        models = sorted(int(f.stem.split("_", 1)[1]) for f in unit.glob("model_*.skops"))
+        pos = models.index(index)
+        affine = (
+            pre["preprocess.scale"][pos].numpy().astype(np.float64),
+            pre["preprocess.shift"][pos].numpy().astype(np.float64),
+        )
+    return EstimatorPredictor(est, feature_names=feature_names, affine=affine)
 
 
 def _meta_list(meta: dict[str, str], key: str, default: str) -> Any:

@@ -156,6 +156,8 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
+    """A SQLAlchemy engine for the service's database at ``url`` (SQLite in WAL mode, or
+    PostgreSQL); :class:`InputError` naming ``--db`` for a URL the service cannot use."""
     url = normalise_url(url)
     try:
         parsed = sa.make_url(url)
@@ -567,7 +569,7 @@ class Store:
     ) -> Alert:
         ts = time.time() if now is None else now
         with self._write() as conn:
-            aid = conn.execute(
+            pk = conn.execute(
                 alerts.insert().values(
                     ts=ts,
                     detector=detector,
@@ -575,8 +577,10 @@ class Store:
                     keys=json.dumps(sorted(keys)),
                     detail=json.dumps(detail, sort_keys=True),
                 )
-            ).inserted_primary_key[0]
-        return Alert(int(aid), ts, detector, key_id, sorted(keys), detail)
+            ).inserted_primary_key
+        if pk is None:  # a single-row insert always has one; SQLAlchemy types it optional
+            raise RuntimeError("the database gave no id for a new alert")
+        return Alert(int(pk[0]), ts, detector, key_id, sorted(keys), detail)
 
     def list_alerts(
         self,
@@ -613,6 +617,8 @@ def _redacted(url: str) -> str:
 
 
 def check_limits(budget: int | None, rate: int | None, window_s: int) -> None:
+    """:class:`InputError` naming ``budget``, ``rate`` or ``window_s`` unless they are a key's
+    limits: records ≥ 0 in all, ≥ 1 per window of ≥ 1 second (None: no cap)."""
     if budget is not None and (isinstance(budget, bool) or budget < 0):
         raise InputError("budget", f"must be a number of records ≥ 0, got {budget!r}")
     if rate is not None and (isinstance(rate, bool) or rate < 1):

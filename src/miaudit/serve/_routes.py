@@ -1,0 +1,196 @@
+"""The guarded service's HTTP routes, one router per area, each route a thin call of
+:class:`~miaudit.serve._service.Service`.
+
+The service and the caller come in through dependencies (:func:`get_service`,
+:func:`get_caller`), so that a router can be mounted and tested on its own with
+``app.dependency_overrides``. The role check runs inside the service method, after FastAPI has
+validated the request: a malformed request is a 422 whatever the key's role.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from miaudit.serve._gate import CALLER
+from miaudit.serve._schemas import (
+    AlertOut,
+    KeyCreate,
+    KeyLimits,
+    KeyOut,
+    LogEntry,
+    NewKeyOut,
+    PredictRequest,
+    PredictResponse,
+    WhoAmI,
+)
+from miaudit.serve._service import UNAUTHORISED, Caller, Denied, Service, unauthorised
+
+bearer = HTTPBearer(auto_error=False, description="API key: mia_<id>_<secret>")
+
+
+async def get_service(request: Request) -> Service:
+    """The app's :class:`Service` (``app.state.service``)."""
+    service: Service = request.app.state.service
+    return service
+
+
+async def get_caller(
+    request: Request,
+    # Declares the bearer scheme in the OpenAPI document; the gate has already checked the key.
+    _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """The key the gate authenticated; 401 if the request did not come through the gate."""
+    caller: Caller | None = request.scope.get(CALLER)
+    if caller is None:
+        raise unauthorised()
+    return caller
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": UNAUTHORISED},
+    403: {"description": "Not an admin key"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such key"}}
+
+
+# --- predictions: what a key's holder calls ------------------------------------------------------
+
+predictions = APIRouter()
+
+
+@predictions.post(
+    "/predict",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+    responses={
+        401: {"description": UNAUTHORISED},
+        403: {"description": "Role may not predict"},
+        413: {"description": "Batch too large"},
+        429: {"description": "Budget or rate limit exhausted (Retry-After)"},
+    },
+)
+def predict(body: PredictRequest, service: ServiceDep, caller: CallerDep) -> Response:
+    """Predict one record or a batch; the answer follows the caller's role's output policy.
+
+    Costs one budget unit per record.
+    """
+    return Response(service.predict(caller, body), media_type="application/json")
+
+
+@predictions.get("/whoami", response_model=WhoAmI, responses={401: {"description": UNAUTHORISED}})
+def whoami(caller: CallerDep) -> dict[str, Any]:
+    """The calling key's role, output policy and limits."""
+    return Service.whoami(caller)
+
+
+# --- health --------------------------------------------------------------------------------------
+
+health_router = APIRouter()
+
+
+@health_router.get("/health")
+def health() -> dict[str, str]:
+    """Liveness (no key needed; says nothing about the model)."""
+    return {"status": "ok"}
+
+
+# --- keys: an admin's acts on keys ---------------------------------------------------------------
+
+keys = APIRouter()
+
+
+@keys.post("/admin/keys", response_model=NewKeyOut, status_code=201, responses=ADMIN_RESPONSES)
+def create_key(body: KeyCreate, service: ServiceDep, caller: CallerDep) -> dict[str, Any]:
+    """Create a key; its token is in this answer only."""
+    return service.create_key(caller, body)
+
+
+@keys.get("/admin/keys", response_model=list[KeyOut], responses=ADMIN_RESPONSES)
+def list_keys(service: ServiceDep, caller: CallerDep) -> list[dict[str, Any]]:
+    """Every key (ids, roles, limits and use; never tokens)."""
+    return service.list_keys(caller)
+
+
+@keys.delete(
+    "/admin/keys/{key_id}", response_model=KeyOut, responses={**ADMIN_RESPONSES, **NOT_FOUND}
+)
+def revoke_key(key_id: str, service: ServiceDep, caller: CallerDep) -> dict[str, Any]:
+    """Revoke a key (it answers 401 from now on, in every worker)."""
+    return service.revoke_key(caller, key_id)
+
+
+@keys.put(
+    "/admin/keys/{key_id}/limits",
+    response_model=KeyOut,
+    responses={**ADMIN_RESPONSES, **NOT_FOUND},
+)
+def set_limits(
+    key_id: str, body: KeyLimits, service: ServiceDep, caller: CallerDep
+) -> dict[str, Any]:
+    """Replace a key's total record budget and rate limit (null = no cap)."""
+    return service.set_limits(caller, key_id, body)
+
+
+# --- alerts and the audit log: what an admin reads -----------------------------------------------
+
+alerts = APIRouter()
+
+
+@alerts.get("/admin/alerts", response_model=list[AlertOut], responses=ADMIN_RESPONSES)
+def list_alerts(
+    service: ServiceDep,
+    caller: CallerDep,
+    since_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    key_id: Annotated[str | None, Query(max_length=16)] = None,
+) -> list[dict[str, Any]]:
+    """Alerts raised by the probing detectors, oldest first."""
+    return service.list_alerts(caller, since_id=since_id, limit=limit, key_id=key_id)
+
+
+@alerts.get(
+    "/admin/log",
+    response_model=list[LogEntry],
+    response_model_exclude_none=True,
+    responses=ADMIN_RESPONSES,
+)
+def read_log(
+    service: ServiceDep,
+    caller: CallerDep,
+    key_id: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    hashes: bool = False,
+) -> list[dict[str, Any]]:
+    """The audit log, newest first (keyed record hashes on request)."""
+    return service.read_log(caller, key_id=key_id, limit=limit, hashes=hashes)
+
+
+#: In the order of the OpenAPI document.
+ROUTERS = (predictions, health_router, keys, alerts)
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+async def invalid_request(_req: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each field and problem; never echoing the input back (it may not even be
+    JSON: NaN)."""
+    errors = [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def denied(_req: Request, exc: Denied) -> JSONResponse:
+    """A :class:`Denied` as its status, ``{"detail": …}`` and headers."""
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)

@@ -1,0 +1,101 @@
+"""The service's request and response bodies: the OpenAPI schema of ``miaudit serve``.
+
+``/predict`` answers are encoded by hand in :class:`PredictResponse`'s shape (one validation pass
+fewer on the hot path); the others are validated against these models by FastAPI.
+"""
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+RecordIn = list[FiniteFloat] | dict[str, FiniteFloat]
+
+
+class PredictRequest(BaseModel):
+    """One record (``record``) or a batch (``records``): lists of numbers, or objects keyed by
+    feature name when the model knows its feature names."""
+
+    model_config = ConfigDict(extra="forbid")
+    record: RecordIn | None = None
+    records: list[RecordIn] | None = Field(default=None, min_length=1)
+
+
+class Prediction(BaseModel):
+    label: int = Field(description="Predicted class index.")
+    scores: list[float] | None = Field(
+        default=None,
+        description="Per-class scores after the output policy; absent under label-only.",
+    )
+
+
+class PredictResponse(BaseModel):
+    policy: str
+    predictions: list[Prediction]
+
+
+class RawPredictResponse(BaseModel):
+    probabilities: list[list[float]]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str = Field(min_length=1, max_length=64)
+    budget: int | None = Field(default=None, ge=0, le=2**62)
+    rate: int | None = Field(default=None, ge=1, le=2**62)
+    window_s: int = Field(default=60, ge=1, le=86400 * 366)
+    label: str | None = Field(default=None, max_length=200)
+
+
+class KeyLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    budget: int | None = Field(default=None, ge=0, le=2**62)
+    rate: int | None = Field(default=None, ge=1, le=2**62)
+    window_s: int = Field(default=60, ge=1, le=86400 * 366)
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    role: str
+    label: str | None
+    created_at: float
+    revoked: bool
+    budget: int | None
+    used: int
+    rate: int | None
+    window_s: int
+
+
+class NewKeyOut(KeyOut):
+    token: str = Field(description="Shown once; the service keeps only its keyed hash.")
+
+
+class WhoAmI(BaseModel):
+    key_id: str
+    role: str
+    policy: str
+    endpoints: list[str]
+    budget: int | None
+    used: int
+    rate: int | None
+    window_s: int
+
+
+class AlertOut(BaseModel):
+    id: int
+    ts: float
+    detector: str
+    key_id: str | None
+    keys: list[str]
+    detail: dict[str, Any]
+
+
+class LogEntry(BaseModel):
+    id: int
+    key_id: str | None
+    ts: float
+    endpoint: str
+    n_records: int
+    policy: str | None
+    status: int
+    record_hashes: list[str] | None = None

@@ -1,0 +1,390 @@
+"""The service's acts one by one, without HTTP: :class:`Service` over a SQLite store and a stub
+model, and the pure steps of reading records and encoding answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from miaudit.defenses import apply_policy, parse_policy
+from miaudit.serve import DetectorConfig, Role, ServeConfig, Store
+from miaudit.serve._predictor import UpstreamError
+from miaudit.serve._schemas import KeyCreate, KeyLimits, PredictRequest
+from miaudit.serve._service import (
+    FLOAT32_MAX,
+    Caller,
+    Denied,
+    Service,
+    encode_answer,
+    records_array,
+    usable_probabilities,
+)
+
+SECRET = bytes(range(32))
+
+
+class StubModel:
+    """Two features; class 1 when the first is positive. ``fail`` makes it raise ``fail``."""
+
+    feature_names: tuple[str, ...] | None = ("a", "b")
+    n_features = 2
+
+    def __init__(self) -> None:
+        self.fail: Exception | None = None
+        self.calls = 0
+
+    def predict_proba(self, records: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.fail is not None:
+            raise self.fail
+        p = (records[:, 0] > 0).astype(np.float64) * 0.5 + 0.25
+        return np.column_stack([1 - p, p])
+
+
+@pytest.fixture
+def model() -> StubModel:
+    return StubModel()
+
+
+@pytest.fixture
+def service(tmp_path: Path, model: StubModel) -> Iterator[Service]:
+    roles = {
+        "admin": Role.of("admin", "full", ["predict", "admin"]),
+        "public": Role.of("public", "label-only"),
+        "watcher": Role.of("watcher", "full", ["admin"]),
+    }
+    cfg = ServeConfig(
+        predictor=model,
+        db=f"sqlite:///{tmp_path}/guard.db",
+        secret=SECRET,
+        roles=roles,
+        max_batch=3,
+        detectors=DetectorConfig(enabled=False),
+    )
+    svc = Service.open(cfg)
+    yield svc
+    svc.close()
+
+
+def caller_of(service: Service, role: str, **limits: int) -> tuple[Caller, str]:
+    token = service.store.create_key(SECRET, role, **limits).token  # type: ignore[arg-type]
+    return service.authenticate(token), token
+
+
+def denial(fn: object, *args: object, **kw: object) -> Denied:
+    with pytest.raises(Denied) as info:
+        fn(*args, **kw)  # type: ignore[operator]
+    return info.value
+
+
+# --- reading records -----------------------------------------------------------------------------
+
+
+def read(body: dict[str, object], names: tuple[str, ...] | None = ("a", "b")) -> np.ndarray:
+    return records_array(
+        PredictRequest.model_validate(body), max_batch=3, n_features=2, feature_names=names
+    )
+
+
+def test_records_as_objects_are_read_in_the_models_order() -> None:
+    x = read({"records": [{"b": 2.0, "a": 1.0}, [3.0, 4.0]]})
+    assert x.dtype == np.float64 and x.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert read({"record": [5.0, 6.0]}).tolist() == [[5.0, 6.0]]
+
+
+@pytest.mark.parametrize(
+    ("body", "names", "status", "detail"),
+    [
+        ({}, ("a", "b"), 422, "give exactly one of 'record' and 'records'"),
+        (
+            {"record": [1.0, 2.0], "records": [[1.0, 2.0]]},
+            ("a", "b"),
+            422,
+            "give exactly one of 'record' and 'records'",
+        ),
+        (
+            {"records": [[0.0, 0.0]] * 4},
+            ("a", "b"),
+            413,
+            "too many records in one request (at most 3)",
+        ),
+        (
+            {"records": [{"a": 1.0, "b": 2.0}]},
+            None,
+            422,
+            "records[0]: this model takes records as lists of numbers",
+        ),
+        (
+            {"records": [[1.0, 2.0], {"a": 1.0, "c": 2.0}]},
+            ("a", "b"),
+            422,
+            "records[1]: unknown field 'c'",
+        ),
+        ({"records": [{"a": 1.0}]}, ("a", "b"), 422, "records[0]: missing field 'b'"),
+        ({"records": [[1.0, 2.0], [1.0]]}, ("a", "b"), 422, "every record must have 2 numbers"),
+        ({"records": [[1.0, 2.0, 3.0]]}, ("a", "b"), 422, "every record must have 2 numbers"),
+        (
+            {"records": [[1.0, 2.0], [1e39, 0.0]]},
+            ("a", "b"),
+            422,
+            f"records[1]: numbers must lie within float32's range (±{FLOAT32_MAX:.4g})",
+        ),
+    ],
+)
+def test_bad_records_are_refused_from_the_input_alone(
+    body: dict[str, object], names: tuple[str, ...] | None, status: int, detail: str
+) -> None:
+    err = denial(read, body, names)
+    assert (err.status, err.detail) == (status, detail)
+
+
+def test_an_empty_record_is_refused_when_the_width_is_unknown() -> None:
+    body = PredictRequest.model_validate({"records": [[]]})
+    err = denial(records_array, body, max_batch=3, n_features=None, feature_names=None)
+    assert (err.status, err.detail) == (422, "records must not be empty")
+
+
+# --- encoding answers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("probs", "n", "usable"),
+    [
+        (np.array([[0.4, 0.6]]), 1, True),
+        (np.array([[0.4, 0.6]]), 2, False),
+        (np.array([0.4, 0.6]), 2, False),
+        (np.zeros((1, 0)), 1, False),
+        (np.array([[np.nan, 1.0]]), 1, False),
+        (np.array([[np.inf, 1.0]]), 1, False),
+    ],
+)
+def test_usable_probabilities(probs: np.ndarray, n: int, usable: bool) -> None:
+    assert usable_probabilities(probs, n) is usable
+
+
+def test_encoded_answers_follow_the_response_schema() -> None:
+    probs = np.array([[0.25, 0.75], [0.9, 0.1]])
+    full = parse_policy("full")
+    body = json.loads(encode_answer(full, apply_policy(full, probs)) or b"")
+    assert body == {
+        "policy": "full",
+        "predictions": [{"label": 1, "scores": [0.25, 0.75]}, {"label": 0, "scores": [0.9, 0.1]}],
+    }
+    lo = parse_policy("label-only")
+    assert json.loads(encode_answer(lo, apply_policy(lo, probs)) or b"") == {
+        "policy": "label-only",
+        "predictions": [{"label": 1}, {"label": 0}],
+    }
+
+
+# --- who calls -----------------------------------------------------------------------------------
+
+
+def test_authenticate_gives_the_key_and_its_role(service: Service) -> None:
+    caller, _ = caller_of(service, "public", budget=10)
+    assert caller.role.name == "public" and caller.key.budget == 10
+    assert Service.whoami(caller) == {
+        "key_id": caller.key.key_id,
+        "role": "public",
+        "policy": "label-only",
+        "endpoints": ["predict"],
+        "budget": 10,
+        "used": 0,
+        "rate": None,
+        "window_s": 60,
+    }
+
+
+def test_authenticate_refuses_alike_what_is_not_a_live_key(service: Service) -> None:
+    caller, token = caller_of(service, "public")
+    service.store.revoke_key(caller.key.key_id)
+    for bad in ("", "garbage", token[:-1] + ("A" if token[-1] != "A" else "B"), token):
+        err = denial(service.authenticate, bad)
+        assert (err.status, err.detail, err.headers) == (
+            401,
+            "invalid or missing API key",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+
+def test_a_key_whose_role_is_gone_is_forbidden(service: Service) -> None:
+    token = service.store.create_key(SECRET, "retired").token
+    err = denial(service.authenticate, token)
+    assert (err.status, err.detail) == (403, "this key's role may not call this endpoint")
+
+
+# --- predictions ---------------------------------------------------------------------------------
+
+
+def test_predict_charges_logs_and_answers_under_the_policy(service: Service) -> None:
+    caller, _ = caller_of(service, "public", budget=5)
+    out = service.predict(caller, PredictRequest(records=[[1.0, 0.0], [-1.0, 0.0]]))
+    assert json.loads(out) == {"policy": "label-only", "predictions": [{"label": 1}, {"label": 0}]}
+    [row] = service.store.log_entries(key_id=caller.key.key_id, with_hashes=True)
+    assert (row["status"], row["n_records"], row["policy"]) == (200, 2, "label-only")
+    assert len(row["record_hashes"]) == 2
+    assert service.store.get_key(caller.key.key_id).used == 2  # type: ignore[union-attr]
+
+
+def test_predict_over_budget_is_refused_before_the_model_and_logged(
+    service: Service, model: StubModel
+) -> None:
+    caller, _ = caller_of(service, "public", budget=1)
+    err = denial(service.predict, caller, PredictRequest(records=[[1.0, 0.0], [1.0, 0.0]]))
+    assert (err.status, err.detail, err.headers) == (
+        429,
+        "record budget exhausted",
+        {"Retry-After": "86400"},
+    )
+    assert model.calls == 0
+    [row] = service.store.log_entries(key_id=caller.key.key_id)
+    assert (row["status"], row["n_records"]) == (429, 2)
+
+
+def test_predict_over_the_rate_limit_in_one_request_is_a_413(service: Service) -> None:
+    caller, _ = caller_of(service, "public", rate=1, window_s=30)
+    err = denial(service.predict, caller, PredictRequest(records=[[1.0, 0.0], [1.0, 0.0]]))
+    assert (err.status, err.detail) == (
+        413,
+        "more records in one request than this key's rate limit (1 per 30 s)",
+    )
+    assert service.store.log_entries(key_id=caller.key.key_id) == []
+
+
+def test_a_failing_model_is_a_charged_500(service: Service, model: StubModel) -> None:
+    caller, _ = caller_of(service, "public")
+    model.fail = RuntimeError("boom")
+    err = denial(service.predict, caller, PredictRequest(record=[1.0, 0.0]))
+    assert (err.status, err.detail) == (500, "the model could not answer these records")
+    [row] = service.store.log_entries(key_id=caller.key.key_id)
+    assert (row["status"], row["n_records"]) == (500, 1)
+    assert service.store.get_key(caller.key.key_id).used == 1  # type: ignore[union-attr]
+
+
+def test_a_failing_upstream_is_an_uncharged_502(service: Service, model: StubModel) -> None:
+    caller, _ = caller_of(service, "public")
+    model.fail = UpstreamError("down")
+    err = denial(service.predict, caller, PredictRequest(record=[1.0, 0.0]))
+    assert (err.status, err.detail) == (502, "upstream prediction failed")
+    assert service.store.log_entries(key_id=caller.key.key_id) == []
+
+
+def test_a_role_without_predict_is_refused_and_logged(service: Service) -> None:
+    caller, _ = caller_of(service, "watcher")
+    err = denial(service.predict, caller, PredictRequest(record=[1.0, 0.0]))
+    assert (err.status, err.detail) == (403, "this key's role may not call this endpoint")
+    [row] = service.store.log_entries(key_id=caller.key.key_id)
+    assert (row["status"], row["n_records"], row["policy"]) == (403, 0, "full")
+
+
+def test_the_detectors_are_fed_only_answered_requests(tmp_path: Path, model: StubModel) -> None:
+    cfg = ServeConfig(
+        predictor=model,
+        db=f"sqlite:///{tmp_path}/g.db",
+        secret=SECRET,
+        detectors=DetectorConfig(repeat_threshold=4),
+    )
+    svc = Service.open(cfg)
+    record = PredictRequest(record=[1.0, 0.0])
+    try:
+        caller, token = caller_of(svc, "trusted", budget=3)
+        for _ in range(3):
+            svc.predict(caller, record)
+        assert denial(svc.predict, caller, record).status == 429  # not the 4th sighting
+        svc.flush_detectors()
+        assert svc.monitor() is not None and svc.store.list_alerts() == []
+        svc.store.set_limits(caller.key.key_id, budget=None, rate=None, window_s=60)
+        svc.predict(svc.authenticate(token), record)  # the 4th answered: the repeat alarm
+        svc.flush_detectors()
+        [alert] = svc.store.list_alerts()
+        assert (alert.detector, alert.key_id) == ("repeat", caller.key.key_id)
+        assert (alert.detail["times"], alert.detail["queries"]) == (4, 4)
+    finally:
+        svc.close()
+
+
+# --- admin acts ----------------------------------------------------------------------------------
+
+
+def test_admin_acts_need_the_admin_endpoint_and_are_not_logged(service: Service) -> None:
+    public, _ = caller_of(service, "public")
+    acts = [
+        lambda: service.create_key(public, KeyCreate(role="public")),
+        lambda: service.list_keys(public),
+        lambda: service.revoke_key(public, public.key.key_id),
+        lambda: service.set_limits(public, public.key.key_id, KeyLimits(budget=1)),
+        lambda: service.list_alerts(public, since_id=0, limit=10, key_id=None),
+        lambda: service.read_log(public, key_id=None, limit=10, hashes=False),
+    ]
+    for act in acts:
+        assert denial(act).status == 403
+    assert service.store.log_entries() == []
+    assert service.store.get_key(public.key.key_id).revoked_at is None  # type: ignore[union-attr]
+
+
+def test_admin_creates_limits_lists_and_revokes_keys(service: Service) -> None:
+    admin, _ = caller_of(service, "admin")
+    made = service.create_key(admin, KeyCreate(role="public", budget=7, label="ann"))
+    assert made["token"].startswith(f"mia_{made['key_id']}_")
+    assert (made["role"], made["budget"], made["label"], made["revoked"]) == (
+        "public",
+        7,
+        "ann",
+        False,
+    )
+    changed = service.set_limits(admin, made["key_id"], KeyLimits(budget=None, rate=4))
+    assert (changed["budget"], changed["rate"]) == (None, 4)
+    assert {k["key_id"] for k in service.list_keys(admin)} == {admin.key.key_id, made["key_id"]}
+    assert service.revoke_key(admin, made["key_id"])["revoked"] is True
+    assert denial(service.authenticate, made["token"]).status == 401
+
+
+def test_admin_acts_on_a_missing_key_or_role(service: Service) -> None:
+    admin, _ = caller_of(service, "admin")
+    err = denial(service.create_key, admin, KeyCreate(role="root"))
+    assert (err.status, err.detail) == (422, "unknown role 'root'; roles: admin, public, watcher")
+    assert denial(service.revoke_key, admin, "0" * 16).detail == "no such key"
+    assert denial(service.set_limits, admin, "0" * 16, KeyLimits()).status == 404
+
+
+def test_a_revoked_admin_cannot_act_on_a_stale_caller(service: Service) -> None:
+    admin, _ = caller_of(service, "admin")
+    service.store.revoke_key(admin.key.key_id)
+    err = denial(service.list_keys, admin)  # authenticated before the revocation committed
+    assert (err.status, err.headers) == (401, {"WWW-Authenticate": "Bearer"})
+    assert denial(service.create_key, admin, KeyCreate(role="public")).status == 401
+    assert len(service.store.list_keys()) == 1  # no key made
+
+
+def test_admin_reads_alerts_and_the_log(service: Service) -> None:
+    admin, _ = caller_of(service, "admin")
+    service.raise_alert("repeat", admin.key.key_id, [admin.key.key_id], {"n": 3})
+    [alert] = service.list_alerts(admin, since_id=0, limit=10, key_id=None)
+    assert (alert["detector"], alert["detail"]) == ("repeat", {"n": 3})
+    assert service.list_alerts(admin, since_id=alert["id"], limit=10, key_id=None) == []
+    service.predict(admin, PredictRequest(record=[1.0, 0.0]))
+    [entry] = service.read_log(admin, key_id=None, limit=10, hashes=True)
+    assert entry["status"] == 200 and len(entry["record_hashes"]) == 1
+
+
+def test_close_closes_the_store(
+    tmp_path: Path, model: StubModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(f"sqlite:///{tmp_path}/c.db")
+    closed = []
+    real_close = store.close
+    monkeypatch.setattr(store, "close", lambda: closed.append(real_close()))
+    cfg = ServeConfig(
+        predictor=model,
+        db=f"sqlite:///{tmp_path}/c.db",
+        secret=SECRET,
+        detectors=DetectorConfig(enabled=False),
+    )
+    svc = Service(cfg, store)
+    assert svc.observer is None and svc.monitor() is None
+    svc.close()
+    assert closed == [None]
