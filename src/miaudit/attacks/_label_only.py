@@ -296,7 +296,7 @@ def _unit(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return v / np.where(norm > 0, norm, 1.0)
 
 
-# Over 60 lines only through its numpydoc docstring (parameters, returns, the method);
+# Long: over 60 lines only through its numpydoc docstring (parameters, returns, the method);
 # the code itself is 23 lines.
 def boundary_distance_attack(
     oracle: Oracle,

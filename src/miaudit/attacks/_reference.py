@@ -265,37 +265,57 @@ def _score_defined(
         if out.shape != pool.shape:
             raise ValueError(f"{attack!r} returned shape {out.shape} for {pool.size} records")
         return out
-    store = sig.store
-    keep = store.keep
     if isinstance(attack, LiraAttack):
-        phi = sig.phi()
-        t_phi, r_phi, r_keep = phi[target][pool], phi[np.ix_(refs, pool)], keep[np.ix_(refs, pool)]
-        if attack.mode == "online":
-            return lira_online(t_phi, r_phi, r_keep, variance=attack.variance)
-        return lira_offline(
-            t_phi, r_phi, r_keep, variance=attack.variance, statistic=attack.statistic
-        )
+        return _score_lira(sig, attack, target, refs, pool)
     if isinstance(attack, RmiaAttack):
-        p = sig.p(attack.temperature)
-        cols: slice | np.ndarray = slice(None)
-        if (
-            pool.size + int(store.population.sum()) < store.n_records
-        ):  # some pool records are left out
-            cols = np.sort(np.concatenate([pool, np.flatnonzero(store.population)]))
-        t_p, r_p, r_keep, pop = (
-            p[target][cols],
-            p[refs][:, cols],
-            keep[refs][:, cols],
-            store.population[cols],
-        )
-        if attack.mode == "online":
-            full = rmia_online(t_p, r_p, pop, gamma=attack.gamma, trim=attack.trim)
-        else:
-            a = sig.rmia_a(target, attack) if attack.a is None else attack.a
-            full = rmia_offline(t_p, r_p, r_keep, pop, a=a, gamma=attack.gamma, trim=attack.trim)
-        scored: np.ndarray = full[~pop]
-        return scored
-    logits = sig.first_query_logits()
+        return _score_rmia(sig, attack, target, refs, pool)
+    if isinstance(attack, ShadowAttack | MlLeaksAttack):
+        return _score_shadow(sig, attack, target, refs, pool)
+    raise InputError("attack", f"unknown reference attack {attack!r}")
+
+
+def _score_lira(
+    sig: _Signals, attack: LiraAttack, target: int, refs: np.ndarray, pool: np.ndarray
+) -> np.ndarray:
+    phi, keep = sig.phi(), sig.store.keep
+    t_phi, r_phi, r_keep = phi[target][pool], phi[np.ix_(refs, pool)], keep[np.ix_(refs, pool)]
+    if attack.mode == "online":
+        return lira_online(t_phi, r_phi, r_keep, variance=attack.variance)
+    return lira_offline(t_phi, r_phi, r_keep, variance=attack.variance, statistic=attack.statistic)
+
+
+def _score_rmia(
+    sig: _Signals, attack: RmiaAttack, target: int, refs: np.ndarray, pool: np.ndarray
+) -> np.ndarray:
+    store = sig.store
+    p = sig.p(attack.temperature)
+    cols: slice | np.ndarray = slice(None)
+    if pool.size + int(store.population.sum()) < store.n_records:  # some pool records left out
+        cols = np.sort(np.concatenate([pool, np.flatnonzero(store.population)]))
+    t_p, r_p, r_keep, pop = (
+        p[target][cols],
+        p[refs][:, cols],
+        store.keep[refs][:, cols],
+        store.population[cols],
+    )
+    if attack.mode == "online":
+        full = rmia_online(t_p, r_p, pop, gamma=attack.gamma, trim=attack.trim)
+    else:
+        a = sig.rmia_a(target, attack) if attack.a is None else attack.a
+        full = rmia_offline(t_p, r_p, r_keep, pop, a=a, gamma=attack.gamma, trim=attack.trim)
+    scored: np.ndarray = full[~pop]
+    return scored
+
+
+def _score_shadow(
+    sig: _Signals,
+    attack: ShadowAttack | MlLeaksAttack,
+    target: int,
+    refs: np.ndarray,
+    pool: np.ndarray,
+) -> np.ndarray:
+    store, logits = sig.store, sig.first_query_logits()
+    keep = store.keep
     if isinstance(attack, ShadowAttack):
         labels = store.label[pool]
         return shadow_attack(
@@ -307,18 +327,16 @@ def _score_defined(
             seed=attack.seed,
             max_iter=attack.max_iter,
         )
-    if isinstance(attack, MlLeaksAttack):
-        shadow = _next_after(target, refs, store.n_models)
-        # The shadow's records are the target's: cross-fitted (see ml_leaks).
-        return ml_leaks(
-            logits[target][pool],
-            logits[shadow][pool],
-            keep[shadow][pool],
-            seed=attack.seed,
-            max_iter=attack.max_iter,
-            folds=2,
-        )
-    raise InputError("attack", f"unknown reference attack {attack!r}")
+    shadow = _next_after(target, refs, store.n_models)
+    # The shadow's records are the target's: cross-fitted (see ml_leaks).
+    return ml_leaks(
+        logits[target][pool],
+        logits[shadow][pool],
+        keep[shadow][pool],
+        seed=attack.seed,
+        max_iter=attack.max_iter,
+        folds=2,
+    )
 
 
 #: Calibration of ``a`` looks at no more pool records than this (an evenly spaced subset): ``a``

@@ -333,7 +333,7 @@ def rmia_online(
     return _finish(target, _trimmed_mean(refs, None, trim), pop, gamma)
 
 
-# Over 60 lines only through its numpydoc docstring (parameters, returns, the method);
+# Long: over 60 lines only through its numpydoc docstring (parameters, returns, the method);
 # the code itself is 7 lines.
 def rmia_offline(
     target_p: np.ndarray,
@@ -453,7 +453,7 @@ def can_calibrate_rmia_a(keep: np.ndarray, *, model: int = 0) -> bool:
     return not np.delete(complementary_partners(mask, model), model).all()
 
 
-# Over 60 lines only through its numpydoc docstring (parameters, returns, the method);
+# Long: over 60 lines only through its numpydoc docstring (parameters, returns, the method);
 # the code itself is 33 lines.
 def calibrate_rmia_a(
     ref_p: np.ndarray,

@@ -62,7 +62,7 @@ def _check_seed(seed: int) -> None:
         raise InputError("seed", f"must be an integer, got {seed!r}")
 
 
-# Over 60 lines only through its numpydoc docstring (parameters, returns, the method);
+# Long: over 60 lines only through its numpydoc docstring (parameters, returns, the method);
 # the code itself is 24 lines.
 def shadow_attack(
     target_logits: np.ndarray,
@@ -168,7 +168,7 @@ def _top3(logits: np.ndarray) -> np.ndarray:
     return -np.sort(-lp, axis=-1)[..., :3]
 
 
-# Over 60 lines only through its numpydoc docstring (parameters, returns, the method);
+# Long: over 60 lines only through its numpydoc docstring (parameters, returns, the method);
 # the code itself is 29 lines.
 def ml_leaks(
     target_logits: np.ndarray,

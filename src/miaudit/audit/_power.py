@@ -109,49 +109,16 @@ def null_audit(
     from miaudit.engine import PlanConfig, train
 
     k = cfg.audit.references
-    data = load_dataset(cfg.data)
-    n = data.n_records
+    n = load_dataset(cfg.data).n_records
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, seed, 0x4E55]))
-    perm = rng.permutation(n)
-    n_t = round(target_fraction * n)
-    t_idx, rest = perm[:n_t], perm[n_t:]
-    pool = np.sort(rng.choice(rest, size=round(cfg.plan.pool_fraction * rest.size), replace=False))
-    keep = np.zeros((2 * k + 1, n), dtype=bool)
-    for j in range(k):
-        half = rng.permutation(pool)
-        keep[2 * j, half[: pool.size // 2]] = True
-        keep[2 * j + 1, half[pool.size // 2 :]] = True
-    keep[2 * k, t_idx] = True
+    t_idx, pool, keep = _null_plan(n, k, target_fraction, cfg.plan.pool_fraction, rng)
     plan = PlanConfig(models=2 * k + 1, kind="user", unit_size=cfg.plan.unit_size)
     tcfg = cfg.train_config().model_copy(update={"plan": plan})
     trained_pool = np.zeros(n, dtype=bool)
     trained_pool[pool] = trained_pool[t_idx] = True
     run = train(tcfg, out, keep=keep, pool=trained_pool)
-    store = run.signals
-    cols = np.setdiff1d(np.arange(n), t_idx)
-    fake = np.zeros(n, dtype=bool)
-    fake[rng.permutation(pool)[: pool.size // 2]] = True
-    new_keep = store.keep[:, cols].copy()
-    new_keep[2 * k] = fake[cols]
-    in_pool = np.isin(cols, pool)
-    null_store = SignalsStore.from_arrays(
-        logits=store.logits[:, cols],
-        label=store.label[cols],
-        keep=new_keep,
-        population=~in_pool,
-        record_id=store.record_id[cols],
-        target=2 * k,
-    )
-    refs = list(range(2 * k))
-    records = np.flatnonzero(in_pool)
-    scores = {}
-    for name in cfg.audit.attacks:
-        if _own_output(name):
-            scores[name] = _threshold_scores(null_store, name, [2 * k], records).reshape(-1)
-        else:
-            scores[name] = score_target(
-                null_store, _reference_attack(name, cfg), target=2 * k, references=refs
-            ).scores.reshape(-1)
+    null_store, records = _called_members(run.signals, t_idx, pool, rng)
+    scores = _null_scores(null_store, cfg, records)
     y = null_store.keep[2 * k, records].astype(np.int8)
     conf = 1 - 0.05 / len(scores) if bonferroni else 0.95
     # A percentile interval needs replicates beyond each tail: ≥ 10 expected at (1 − conf)/2.
@@ -160,3 +127,61 @@ def null_audit(
     return NullAudit(
         {name: ev.estimate(name, "auc") for name in scores}, conf, int(y.sum()), int((y == 0).sum())
     )
+
+
+def _null_plan(
+    n: int, k: int, target_fraction: float, pool_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, pool, keep): the target (model 2k) trains on T; k complementary reference pairs on
+    the pool; the rest is population."""
+    perm = rng.permutation(n)
+    n_t = round(target_fraction * n)
+    t_idx, rest = perm[:n_t], perm[n_t:]
+    pool = np.sort(rng.choice(rest, size=round(pool_fraction * rest.size), replace=False))
+    keep = np.zeros((2 * k + 1, n), dtype=bool)
+    for j in range(k):
+        half = rng.permutation(pool)
+        keep[2 * j, half[: pool.size // 2]] = True
+        keep[2 * j + 1, half[pool.size // 2 :]] = True
+    keep[2 * k, t_idx] = True
+    return t_idx, pool, keep
+
+
+def _called_members(
+    store: SignalsStore, t_idx: np.ndarray, pool: np.ndarray, rng: np.random.Generator
+) -> tuple[SignalsStore, np.ndarray]:
+    """The store without T, a random half of the pool *called* the target's members; and the
+    pool's positions in it (the records scored)."""
+    target = store.n_models - 1
+    cols = np.setdiff1d(np.arange(store.n_records), t_idx)
+    fake = np.zeros(store.n_records, dtype=bool)
+    fake[rng.permutation(pool)[: pool.size // 2]] = True
+    new_keep = store.keep[:, cols].copy()
+    new_keep[target] = fake[cols]
+    in_pool = np.isin(cols, pool)
+    null_store = SignalsStore.from_arrays(
+        logits=store.logits[:, cols],
+        label=store.label[cols],
+        keep=new_keep,
+        population=~in_pool,
+        record_id=store.record_id[cols],
+        target=target,
+    )
+    return null_store, np.flatnonzero(in_pool)
+
+
+def _null_scores(
+    null_store: SignalsStore, cfg: AuditConfig, records: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Every configured attack's scores of the target on the pool records."""
+    target = null_store.n_models - 1
+    refs = list(range(target))
+    scores = {}
+    for name in cfg.audit.attacks:
+        if _own_output(name):
+            scores[name] = _threshold_scores(null_store, name, [target], records).reshape(-1)
+        else:
+            scores[name] = score_target(
+                null_store, _reference_attack(name, cfg), target=target, references=refs
+            ).scores.reshape(-1)
+    return scores

@@ -72,7 +72,7 @@ def _report_line(out_dir: Path) -> None:
     out.print(f"report: {path} (shareable, self-contained HTML)")
 
 
-# Over 60 lines only through its command-line option declarations; the body is short.
+# Long: over 60 lines only through its command-line option declarations; the body is short.
 @app.command("attack")
 def attack_cmd(
     outputs: Annotated[
@@ -143,7 +143,7 @@ def attack_cmd(
     _gate(result, fail_on)
 
 
-# Over 60 lines only through its command-line option declarations; the body is short.
+# Long: over 60 lines only through its command-line option declarations; the body is short.
 @app.command("audit")
 def audit_cmd(
     config: Annotated[
@@ -210,7 +210,7 @@ def audit_cmd(
     _gate(result, fail_on)
 
 
-# Over 60 lines only through its command-line option declarations; the body is short.
+# Long: over 60 lines only through its command-line option declarations; the body is short.
 @app.command("check-record")
 def check_record_cmd(
     results: Annotated[

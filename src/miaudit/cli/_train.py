@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 Cfg = TypeVar("Cfg", "TrainConfig", "AuditConfig")
 
 
-# Over 60 lines only through its command-line option declarations; the body is short.
+# Long: over 60 lines only through its command-line option declarations; the body is short.
 def train(
     config: Annotated[
         Path,

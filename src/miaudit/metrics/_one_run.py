@@ -261,7 +261,7 @@ def _check_design(m: int, k_plus: int, k_minus: int) -> None:
         )
 
 
-# Over 60 lines only through its numpydoc docstring (parameters, returns, the method);
+# Long: over 60 lines only through its numpydoc docstring (parameters, returns, the method);
 # the code itself is 33 lines.
 def one_run_audit_grid(
     scores: np.ndarray,
@@ -434,7 +434,7 @@ class MultiRunAudit:
         return claimed_epsilon <= self.max_certifiable_epsilon
 
 
-# Over 60 lines only through its numpydoc docstring (parameters, returns, the method);
+# Long: over 60 lines only through its numpydoc docstring (parameters, returns, the method);
 # the code itself is 40 lines.
 def multi_run_audit(
     scores: np.ndarray,

@@ -124,6 +124,39 @@ def _colour(i: int) -> str:
     return _PALETTE[i % len(_PALETTE)]
 
 
+def _roc_curve(ax: Any, a: AttackResult, n0: int, floor: float, colour: str, lw: float) -> None:
+    """One attack's ROC steps, and its interval band where n0·FPR ≥ 10."""
+    # Without resampling (resamples = 0) a curve has no bands: draw it without them.
+    nan = [math.nan] * len(a.roc.fpr)
+    lower, upper = a.roc.tpr_lower or nan, a.roc.tpr_upper or nan
+    pts = [
+        (f, t, lo, hi)
+        for f, t, lo, hi in zip(a.roc.fpr, a.roc.tpr, lower, upper, strict=True)
+        if f >= 1.0 / n0 and math.isfinite(t)
+    ]
+    if not pts:
+        return
+    f = [p[0] for p in pts]
+    t = [max(p[1], floor) for p in pts]
+    auc = f" (AUC {a.auc.point:.3f})" if a.auc.point is not None else ""
+    ax.plot(f, t, color=colour, lw=lw, label=f"{a.name}{auc}", drawstyle="steps-post")
+    band = [
+        (p[0], max(p[2], floor), max(p[3], floor))
+        for p in pts
+        if n0 * p[0] >= 10 and math.isfinite(p[2]) and math.isfinite(p[3])
+    ]
+    if band:
+        ax.fill_between(
+            [b[0] for b in band],
+            [b[1] for b in band],
+            [b[2] for b in band],
+            color=colour,
+            alpha=0.12,
+            lw=0,
+            step="post",
+        )
+
+
 @_styled
 def roc_chart(result: AuditResult) -> Markup:
     """Log–log ROC of every attack: TPR with its pointwise interval band, and the chance line.
@@ -142,37 +175,7 @@ def roc_chart(result: AuditResult) -> Markup:
     ranked = sorted(result.attacks, key=lambda a: -(a.auc.point or 0.0))
     strongest = ranked[0].name if ranked else None
     for i, a in enumerate(ranked):
-        # Without resampling (resamples = 0) a curve has no bands: draw it without them.
-        nan = [math.nan] * len(a.roc.fpr)
-        lower, upper = a.roc.tpr_lower or nan, a.roc.tpr_upper or nan
-        pts = [
-            (f, t, lo, hi)
-            for f, t, lo, hi in zip(a.roc.fpr, a.roc.tpr, lower, upper, strict=True)
-            if f >= 1.0 / n0 and math.isfinite(t)
-        ]
-        if not pts:
-            continue
-        f = [p[0] for p in pts]
-        t = [max(p[1], floor) for p in pts]
-        colour = _colour(i)
-        lw = 2.2 if a.name == strongest else 1.2
-        auc = f" (AUC {a.auc.point:.3f})" if a.auc.point is not None else ""
-        ax.plot(f, t, color=colour, lw=lw, label=f"{a.name}{auc}", drawstyle="steps-post")
-        band = [
-            (p[0], max(p[2], floor), max(p[3], floor))
-            for p in pts
-            if n0 * p[0] >= 10 and math.isfinite(p[2]) and math.isfinite(p[3])
-        ]
-        if band:
-            ax.fill_between(
-                [b[0] for b in band],
-                [b[1] for b in band],
-                [b[2] for b in band],
-                color=colour,
-                alpha=0.12,
-                lw=0,
-                step="post",
-            )
+        _roc_curve(ax, a, n0, floor, _colour(i), 2.2 if a.name == strongest else 1.2)
     ax.set_xlim(floor, 1.0)
     ax.set_ylim(floor, 1.05)
     ax.minorticks_off()  # minor log ticks cost most of the drawing time and add little
