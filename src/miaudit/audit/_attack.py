@@ -13,7 +13,7 @@ import numpy as np
 
 from miaudit._version import __version__
 from miaudit.attacks import OUTPUT_ATTACKS, THRESHOLD_SPECS, class_dependent_scores, threshold_score
-from miaudit.audit._pseudonyms import check_key, key_id, new_key, pseudonymise
+from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
 from miaudit.audit._results import (
     AttackResult,
     AuditResult,
@@ -23,7 +23,6 @@ from miaudit.audit._results import (
     ImpliedEpsilonResult,
     InputDescription,
     OperatingPoint,
-    Pseudonymisation,
     RocCurve,
     SliceAttack,
     SliceResult,
@@ -222,7 +221,7 @@ def run_attacks(
 
     slice_results = _slices(slice_groups, member, scores, n_resamples, slice_seed)
 
-    key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
+    key = key_or_fresh(pseudonym_key)
     strongest = max(results, key=lambda a: a.auc.point or 0.0).name
     exposed = most_exposed(
         scores[strongest], outputs.record_id, key, evidence=mean_rank(scores), raw_ids=raw_ids
@@ -263,12 +262,7 @@ def run_attacks(
         slices=slice_results,
         exposure_attack=strongest,
         most_exposed=exposed,
-        pseudonymisation=Pseudonymisation(
-            method="HMAC-SHA-256, first 64 bits",
-            key_id=key_id(key),
-            key_bytes=len(key),
-            raw_ids=raw_ids,
-        ),
+        pseudonymisation=describe_key(key, raw_ids=raw_ids),
         notes=notes,
     )
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)

@@ -32,13 +32,12 @@ from miaudit.audit._attack import (
     top_tie,
 )
 from miaudit.audit._config import THRESHOLD_NAMES, AuditConfig, load_audit_config
-from miaudit.audit._pseudonyms import check_key, key_id, new_key, pseudonymise
+from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
 from miaudit.audit._results import (
     AuditResult,
     BootstrapInfo,
     ExposedRecord,
     InputDescription,
-    Pseudonymisation,
     ReferenceSetup,
     RmiaCalibration,
     Utility,
@@ -206,10 +205,10 @@ def attack_store(
     )
     ranked = exposure_ranking(exposure, evidence, 20)
     top = np.array([j for j, _ in ranked], dtype=np.int64)
-    key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
+    key = key_or_fresh(pseudonym_key)
     shown = pseudonymise(store.record_id[records[top]], key) if top.size else []
     exposed = [
-        ExposedRecord(pseudonym=p, rank=rank, score_percentile=float(exposure[j]) * 100)
+        ExposedRecord(pseudonym=p, rank=rank, flagged_by_percent=float(exposure[j]) * 100)
         for p, (j, rank) in sorted(zip(shown, ranked, strict=True), key=lambda t: (t[1][1], t[0]))
     ]
 
@@ -250,9 +249,7 @@ def attack_store(
         comparisons=comparisons,
         exposure_attack=strongest,
         most_exposed=exposed,
-        pseudonymisation=Pseudonymisation(
-            method="HMAC-SHA-256, first 64 bits", key_id=key_id(key), key_bytes=len(key)
-        ),
+        pseudonymisation=describe_key(key),
         reference=setup,
         utility=Utility(
             train_accuracy=train_acc,

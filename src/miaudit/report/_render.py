@@ -104,6 +104,20 @@ def _group_tables(
     return list(tables.items())
 
 
+def _exposure_column(r: AuditResult) -> tuple[str, str]:
+    """(header, explanation) of the most-exposed table's figure: the score percentile after an
+    audit of saved outputs, the share of models flagging the record after a reference audit."""
+    if any(e.flagged_by_percent is not None for e in r.most_exposed):
+        return (
+            "% of models flagging it",
+            "Percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
+        )
+    return (
+        "score percentile",
+        f"Score percentile: where the record's {r.exposure_attack} score lies among all scored records.",
+    )
+
+
 def render_report(
     result: AuditResult,
     *,
@@ -166,15 +180,7 @@ def render_report(
         toc.append(("dp", "Differential privacy"))
     toc += [("controls", "Controls"), ("method", "Method")]
     tpr_keys = list(dict.fromkeys(k for a in r.attacks for k in a.tpr_at_fpr))
-    exposure_note = next(
-        (n.split(":", 1)[1].strip() for n in r.notes if n.startswith("most_exposed:")), None
-    )
-    if exposure_note is None:
-        exposure_header = "score percentile"
-        exposure_note = f"Score percentile: where the record's {r.exposure_attack} score lies among all scored records."
-    else:
-        exposure_header = "% of models flagging it" if r.reference is not None else "percentage"
-        exposure_note = exposure_note[:1].upper() + exposure_note[1:]
+    exposure_header, exposure_note = _exposure_column(r)
     context: dict[str, Any] = {
         "r": r,
         "risk": risk,
