@@ -9,13 +9,38 @@ from miaudit.audit._config import (
     load_audit_config,
     parse_audit_config,
 )
-from miaudit.audit._dp_audit import DpAuditDesign, DpAuditResult, dp_audit
-from miaudit.audit._reference_audit import ExternalTarget, ReferenceRun, attack_store, audit
-from miaudit.audit._results import RESULTS_SCHEMA, AttackResult, AuditResult
-from miaudit.audit._tradeoff import TradeoffResult, VariantSpec, default_variants, tradeoff
+from miaudit.audit._dp_audit import CANARY_KINDS, DpAuditDesign, DpAuditResult, dp_audit
+from miaudit.audit._reference_audit import (
+    AuditRun,
+    ExternalTarget,
+    ReferenceRun,
+    attack_store,
+    audit,
+    run_audit,
+)
+from miaudit.audit._results import (
+    RESULTS_SCHEMA,
+    AttackResult,
+    AuditResult,
+    ExposedRecord,
+    PrivacySpent,
+    SliceAttack,
+    SliceResult,
+)
+from miaudit.audit._tradeoff import (
+    RobustnessComparison,
+    TradeoffResult,
+    VariantComparison,
+    VariantOutcome,
+    VariantSpec,
+    default_variants,
+    model_predictor,
+    tradeoff,
+)
 
 __all__ = [
     "AUDIT_ATTACKS",
+    "CANARY_KINDS",
     "DEFAULT_ATTACKS",
     "RESULTS_SCHEMA",
     "AttackResult",
@@ -23,11 +48,19 @@ __all__ = [
     "AttackSection",
     "AuditConfig",
     "AuditResult",
+    "AuditRun",
     "DpAuditDesign",
     "DpAuditResult",
+    "ExposedRecord",
     "ExternalTarget",
+    "PrivacySpent",
     "ReferenceRun",
+    "RobustnessComparison",
+    "SliceAttack",
+    "SliceResult",
     "TradeoffResult",
+    "VariantComparison",
+    "VariantOutcome",
     "VariantSpec",
     "attack",
     "attack_store",
@@ -35,7 +68,9 @@ __all__ = [
     "default_variants",
     "dp_audit",
     "load_audit_config",
+    "model_predictor",
     "parse_audit_config",
     "run_attacks",
+    "run_audit",
     "tradeoff",
 ]

@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import evaluate
 from miaudit.signals import compute_signals
+
+if TYPE_CHECKING:  # the engine is imported when an audit trains, not with this module
+    from miaudit.engine import TrainRun
 
 ATTACK_INFO: dict[str, tuple[str, str]] = {
     "lira_online": (
@@ -217,8 +220,8 @@ def attack_store(
     test_acc = float(correct[~member].mean()) if (~member).any() else float("nan")
     info = store.info
     setup = ReferenceSetup(
-        dataset=str(info.get("dataset", source)),
-        recipe=info.get("recipe", {}),
+        dataset=info.dataset if info.dataset is not None else source,
+        recipe=info.recipe or {},
         models=store.n_models,
         references=k,
         targets=len(targets),
@@ -410,8 +413,18 @@ def _with_external_target(store: SignalsStore, target: ExternalTarget) -> Signal
         population=store.population[cols],
         record_id=store.record_id[cols],
         target=store.n_models,
-        info={**store.info, "external_target": True},
+        info=store.info.model_copy(update={"external_target": True}),
     )
+
+
+@dataclass(frozen=True, eq=False)
+class AuditRun:
+    """An audit as it ran, in memory: its results, the training run (models, signals) and the
+    attacked pairs with their scores (what ``scores.parquet`` holds)."""
+
+    result: AuditResult
+    train: TrainRun
+    pairs: ReferenceRun
 
 
 def audit(
@@ -431,6 +444,18 @@ def audit(
     With ``target`` a model trained elsewhere is audited (not retrained); the engine trains
     its references with the config's recipe.
     """
+    return run_audit(config, out, target=target, overwrite=overwrite, quiet=quiet).result
+
+
+def run_audit(
+    config: AuditConfig | str | Path,
+    out: str | Path,
+    *,
+    target: ExternalTarget | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> AuditRun:
+    """:func:`audit`, returning the run in memory too (the trade-off reuses it)."""
     from miaudit._io import ensure_writable_dir, write_text_atomic
     from miaudit.engine import train
 
@@ -446,7 +471,7 @@ def audit(
     ref = attack_store(
         store,
         cfg,
-        source=str(store.info.get("dataset", "signals")),
+        source=store.info.dataset or "signals",
         pseudonym_key=key,
         config_sha256=digest if target is None else None,
         external_target=target is not None,
@@ -464,7 +489,7 @@ def audit(
         kind="audit",
     )
     _keep_target_for_check_record(out_dir, store if target is not None else None)
-    return ref.result
+    return AuditRun(ref.result, run, ref)
 
 
 def _keep_target_for_check_record(out_dir: Path, store: SignalsStore | None) -> None:

@@ -7,9 +7,11 @@ change of meaning is a new field and a new schema version.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate
@@ -24,6 +26,9 @@ READABLE_SCHEMAS = ("miaudit.results/1", "miaudit.results/2", RESULTS_SCHEMA)
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_R = TypeVar("_R", bound=BaseModel)
 
 
 class InputDescription(_Record):
@@ -275,3 +280,65 @@ class AuditResult(_Record):
     @classmethod
     def from_json(cls, text: str) -> AuditResult:
         return cls.model_validate_json(text)
+
+
+class PrivacySpent(_Record):
+    """What DP-SGD spent on one model, as its accountant recorded it (models' ``train_dp``).
+
+    ``epsilon`` is ∞ when the accountant gave no finite bound (JSON has no ∞: written as null,
+    read back as ∞)."""
+
+    epsilon: float
+    delta: float
+    accountant: str
+    noise_multiplier: float
+    max_grad_norm: float
+    sample_rate: float
+    steps: int
+    poisson_sampling: bool
+    ghost_clipping: bool
+    fault_injection: str
+
+    @field_validator("epsilon", mode="before")
+    @classmethod
+    def _null_is_infinite(cls, v: object) -> object:
+        return math.inf if v is None else v
+
+
+def parse_record(
+    model: type[_R], text: str, schema: str, *, source: str, field: str | None = None
+) -> _R:
+    """``text`` (the JSON of ``source``, a file name) as a ``model`` record of schema ``schema``
+    (its ``"schema"`` key). Anything else (another schema, not JSON, a missing or bad field) is an
+    InputError naming ``source`` (under ``field``, e.g. the CLI option that gave the file)."""
+    import json
+
+    def refuse(problem: str) -> InputError:
+        return InputError(field or source, f"{source!r} {problem}" if field else problem)
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise refuse("is not JSON") from None
+    found = data.get("schema") if isinstance(data, dict) else None
+    if found != schema:
+        return_schema = str(found)[:80] if found is not None else "none"
+        raise refuse(f"has schema {return_schema!r}, not {schema!r}: not a file this miaudit reads")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise refuse(
+            f"is not a valid {schema} file ({where + ': ' if where else ''}{first['msg']})"
+        ) from None
+
+
+def read_record(model: type[_R], path: Path, schema: str, *, field: str | None = None) -> _R:
+    """:func:`parse_record` of the file ``path``; InputError when it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or type(exc).__name__
+        raise InputError(field or str(path), f"cannot read {str(path)!r} ({why})") from None
+    return parse_record(model, text, schema, source=str(path), field=field)

@@ -89,9 +89,11 @@ def _config_of(results: Path) -> str | None:
     import json
 
     try:
-        return json.loads(results.read_text(encoding="utf-8")).get("config_sha256")
+        data = json.loads(results.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    digest = data.get("config_sha256") if isinstance(data, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def write_scores(

@@ -27,7 +27,8 @@ from miaudit.engine._config import EngineConfig, PlanConfig, TrainConfig, load_c
 from miaudit.engine._executor import Executor, LocalExecutor
 from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
 from miaudit.engine._ray import RayExecutor
-from miaudit.engine._run import TrainRun, make_plan, n_queries, train
+from miaudit.engine._run import TrainRun, check_before_training, make_plan, n_queries, train
+from miaudit.engine._size import check_model_size
 from miaudit.engine._unit import UnitJob, UnitOutcome
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "TrainRun",
     "UnitJob",
     "UnitOutcome",
+    "check_before_training",
+    "check_model_size",
     "complementary_plan",
     "independent_plan",
     "load_config",

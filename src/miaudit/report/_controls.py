@@ -304,11 +304,11 @@ def recommend(
     # Data minimisation: the most exposed records and the most exposed slices.
     parts = []
     if result.most_exposed:
-        top, n = result.most_exposed[0], len(result.most_exposed)
-        if top.flagged_by_percent is None:
-            reach = f"reach score percentile {top.score_percentile:g}"
+        first, n = result.most_exposed[0], len(result.most_exposed)
+        if first.flagged_by_percent is None:
+            reach = f"reach score percentile {first.score_percentile:g}"
         else:
-            reach = f"are flagged by up to {top.flagged_by_percent:g}% of the models that trained on them"
+            reach = f"are flagged by up to {first.flagged_by_percent:g}% of the models that trained on them"
         parts.append(
             f"The {n} most exposed records {reach} at the strongest attack ({result.exposure_attack})."
         )
