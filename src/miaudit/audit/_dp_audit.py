@@ -483,6 +483,50 @@ def _runs(
     return runs
 
 
+def _result(
+    recipe: TorchRecipe,
+    design: DpAuditDesign,
+    dataset: str,
+    runs: list[CanaryRun],
+    delta: float,
+    ceiling: float,
+    run_seed: int,
+) -> DpAuditResult:
+    """The bound from the runs' guesses, pooled, against the largest ε any run's accountant
+    recorded (∞ when none was DP-trained)."""
+    res = pooled_one_run_audit(
+        [(r.scores, r.included) for r in runs],
+        k_plus=design.k_plus,
+        k_minus=design.k_minus,
+        delta=delta,
+        significance=design.significance,
+    )
+    privacy = [r.privacy for r in runs if r.privacy is not None]
+    claimed = max((p.epsilon for p in privacy), default=math.inf)
+    result = DpAuditResult(
+        claimed_epsilon=float(claimed),
+        delta=float(delta),
+        accountant=privacy[0].accountant if privacy else "none (not DP-trained)",
+        method=f"one run per model, pooled over {design.runs} run(s) (Steinke, Nasr & Jagielski, NeurIPS 2023); "
+        + _CANARY_METHODS[design.canary_kind],
+        empirical_epsilon_lower_bound=float(res.epsilon_lower_bound),
+        significance=design.significance,
+        max_certifiable_epsilon=float(ceiling),
+        verdict=verdict(float(claimed), float(res.epsilon_lower_bound), float(ceiling)),
+        design=design,
+        m=res.m,
+        r=res.r,
+        v=res.v,
+        recipe=recipe,
+        dataset=dataset,
+        seed=run_seed,
+        test_accuracy=[r.accuracy for r in runs],
+        privacy=privacy,
+        notes=_notes(design, recipe, privacy),
+    )
+    return result
+
+
 def dp_audit(
     config: AuditConfig | str | Path,
     out: str | Path | None = None,
@@ -514,36 +558,7 @@ def dp_audit(
     say(_design_line(design, recipe, delta, ceiling))
     run_seed = cfg.seed if seed is None else seed
     runs = _runs(recipe, data, design, run_seed, cfg.engine.threads, say)
-    res = pooled_one_run_audit(
-        [(r.scores, r.included) for r in runs],
-        k_plus=design.k_plus,
-        k_minus=design.k_minus,
-        delta=delta,
-        significance=design.significance,
-    )
-    privacy = [r.privacy for r in runs if r.privacy is not None]
-    claimed = max((p.epsilon for p in privacy), default=math.inf)
-    result = DpAuditResult(
-        claimed_epsilon=float(claimed),
-        delta=float(delta),
-        accountant=privacy[0].accountant if privacy else "none (not DP-trained)",
-        method=f"one run per model, pooled over {design.runs} run(s) (Steinke, Nasr & Jagielski, NeurIPS 2023); "
-        + _CANARY_METHODS[design.canary_kind],
-        empirical_epsilon_lower_bound=float(res.epsilon_lower_bound),
-        significance=design.significance,
-        max_certifiable_epsilon=float(ceiling),
-        verdict=verdict(float(claimed), float(res.epsilon_lower_bound), float(ceiling)),
-        design=design,
-        m=res.m,
-        r=res.r,
-        v=res.v,
-        recipe=recipe,
-        dataset=data.name,
-        seed=run_seed,
-        test_accuracy=[r.accuracy for r in runs],
-        privacy=privacy,
-        notes=_notes(design, recipe, privacy),
-    )
+    result = _result(recipe, design, data.name, runs, delta, ceiling, run_seed)
     say(result.summary())
     if out is not None:
         from miaudit._io import ensure_writable_dir, write_text_atomic
