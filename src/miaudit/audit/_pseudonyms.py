@@ -159,8 +159,10 @@ def load_or_create_key(out: Path | None) -> bytes:
     """The output folder's key (created 0600 on first use), or a fresh one without a folder."""
     if out is None:
         return new_key()
-    key = folder_key(out)
-    publish_key(out, key)  # refuses rather than return a key the folder does not hold
+    key = existing_key(out)
+    if key is None:
+        key = new_key()
+        publish_key(out, key)  # refuses rather than return a key the folder does not hold
     return key
 
 

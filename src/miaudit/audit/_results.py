@@ -322,8 +322,8 @@ def parse_record(
         raise refuse("is not JSON") from None
     found = data.get("schema") if isinstance(data, dict) else None
     if found != schema:
-        return_schema = str(found)[:80] if found is not None else "none"
-        raise refuse(f"has schema {return_schema!r}, not {schema!r}: not a file this miaudit reads")
+        shown = str(found)[:80] if found is not None else "none"
+        raise refuse(f"has schema {shown!r}, not {schema!r}: not a file this miaudit reads")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
