@@ -42,8 +42,7 @@ NOISE_SIGMA = {"adult": 0.1, "purchase": 4.0}
 
 
 def run(size: str) -> BenchResult:
-    from miaudit.audit import parse_audit_config
-    from miaudit.audit._tradeoff import default_variants, tradeoff
+    from miaudit.audit import RobustnessComparison, default_variants, parse_audit_config, tradeoff
 
     full = size == "full"
     rows, figures, ok, notes = [], {}, True, []
@@ -79,11 +78,13 @@ def run(size: str) -> BenchResult:
                 noise_sigma=NOISE_SIGMA[name],
             )
             seconds = time.perf_counter() - t0
-        comp = {(c["kind"], c["variant"]): c for c in res.comparisons}
-        d_inf_1 = comp[("baseline_vs_variant", "dp-eps1")]["difference"]
+        comp = {(c.kind, c.variant): c for c in res.comparisons}
+        d_inf_1 = comp[("baseline_vs_variant", "dp-eps1")].difference
         rob = comp[("robustness_vs_gap", "policy-label-only")]
+        assert isinstance(rob, RobustnessComparison)
+        rt = rob.tpr_at_1pct_fpr
         c1 = d_inf_1.lower is not None and d_inf_1.lower > 0
-        c2 = rob["difference"].lower is not None and rob["difference"].lower > 0
+        c2 = rob.difference.lower is not None and rob.difference.lower > 0
         ok &= c1 and c2
         figures[name] = {
             "seconds": round(seconds, 1),
@@ -100,24 +101,23 @@ def run(size: str) -> BenchResult:
                 for v in res.variants
             },
             "auc_inf_minus": {
-                c["variant"]: c["difference"].model_dump()
+                c.variant: c.difference.model_dump()
                 for c in res.comparisons
-                if c["kind"] == "baseline_vs_variant"
+                if c.kind == "baseline_vs_variant"
             },
-            "label_only_robustness_minus_gap": rob["difference"].model_dump(),
-            "label_only_robustness_tpr@1%fpr": rob["tpr_at_1pct_fpr"],
+            "label_only_robustness_minus_gap": rob.difference.model_dump(),
+            "label_only_robustness_tpr@1%fpr": rt.model_dump(),
         }
         for v in res.variants:
             eps = "∞" if v.epsilon is None else f"{v.epsilon:.2f}"
             d = comp.get(("baseline_vs_variant", v.name))
             rows.append(
                 f"| {name} | {v.name} | {eps} | {v.test_accuracy:.3f} | {v.generalization_gap:+.3f} | {v.strongest_attack} | {v.auc.point:.3f} [{v.auc.lower:.3f}, {v.auc.upper:.3f}] | "
-                f"{v.tpr_at_1pct_fpr.point:.3f} | {_fmt(d['difference']) if d else ''} |"
+                f"{v.tpr_at_1pct_fpr.point:.3f} | {_fmt(d.difference) if d else ''} |"
             )
-        rt = rob["tpr_at_1pct_fpr"]
         notes.append(
-            f"{name}: label-only, noise robustness − gap AUC {_fmt(rob['difference'])}; noise robustness TPR@1%FPR {rt['point']:.3f}"
-            + (f" [{rt['lower']:.3f}, {rt['upper']:.3f}]" if rt.get("lower") is not None else "")
+            f"{name}: label-only, noise robustness − gap AUC {_fmt(rob.difference)}; noise robustness TPR@1%FPR {rt.point:.3f}"
+            + (f" [{rt.lower:.3f}, {rt.upper:.3f}]" if rt.lower is not None else "")
             + f"; claims {'met' if c1 and c2 else 'NOT MET'}"
         )
     table = "\n".join(

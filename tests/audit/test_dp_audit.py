@@ -61,6 +61,15 @@ def test_design_is_checked_and_its_ceiling_stated_before_training(tmp_path):
     data = json.loads((tmp_path / "dp_audit.json").read_text())
     assert data["schema"] == "miaudit.dp_audit/1" and data["claimed_epsilon"] is None
     assert data["verdict"] == "not testable by this design" and data["m"] == 200 and data["r"] <= 50
+    # dp_audit.json reads back as the very result: the claim of a recipe without DP is ∞ in
+    # memory, null on disk; another schema is refused with an InputError naming the file.
+    from miaudit.audit import DpAuditResult
+
+    back = DpAuditResult.read(tmp_path / "dp_audit.json")
+    assert back == res and math.isinf(back.claimed_epsilon)
+    (tmp_path / "other.json").write_text(json.dumps({**data, "schema": "miaudit.dp_audit/2"}))
+    with pytest.raises(InputError, match=r"other\.json.*dp_audit/2"):
+        DpAuditResult.read(tmp_path / "other.json")
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -75,7 +84,7 @@ def test_zero_noise_is_caught_and_correct_dp_sgd_passes(seed):
     )  # the accountant was lied to
     assert planted.verdict == "FAILED", planted.summary()
     assert correct.verdict == "PASSED", correct.summary()
-    assert planted.privacy[0]["fault_injection"] == "zero_noise" and any(
+    assert planted.privacy[0].fault_injection == "zero_noise" and any(
         "FAULT INJECTION" in n for n in planted.notes
     )
 

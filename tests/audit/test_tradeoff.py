@@ -66,7 +66,34 @@ def test_variants_and_json(run):
             v.train_accuracy - v.test_accuracy
         )
         assert v.auc.lower is not None and v.auc.lower <= v.auc.point <= v.auc.upper
-        assert v.strongest_attack == max(v.attacks, key=lambda a: v.attacks[a]["auc"].point)
+        assert v.strongest_attack == max(v.attacks, key=lambda a: v.attacks[a].auc.point)
+
+
+def test_result_round_trips_through_its_json(run, tmp_path):
+    """tradeoff.json reads back as the very result; another schema or a bad field is refused
+    with an InputError naming the file."""
+    from miaudit.audit import TradeoffResult
+
+    res, out = run
+    assert TradeoffResult.read(out / "tradeoff.json") == res
+    assert TradeoffResult.from_json(res.to_json()) == res
+    data = json.loads(res.to_json())
+    # the layout of /1: TPR under "tpr@1%fpr", queries only for query attacks
+    base = data["variants"][0]["attacks"]["loss"]
+    assert set(base) == {"auc", "tpr@1%fpr"}
+    assert data["variants"][3]["attacks"]["gap"]["queries_per_record"] == 1
+    bad = tmp_path / "other.json"
+    for broken in (
+        {**data, "schema": "miaudit.tradeoff/2"},
+        {k: v for k, v in data.items() if k != "schema"},
+        {**data, "variants": [{**data["variants"][0], "auc": "high"}]},
+    ):
+        bad.write_text(json.dumps(broken))
+        with pytest.raises(InputError, match=r"other\.json"):
+            TradeoffResult.read(bad)
+    bad.write_text("{oops")
+    with pytest.raises(InputError, match=r"other\.json.*not JSON"):
+        TradeoffResult.read(bad)
 
 
 def test_policies_only_see_what_they_expose(run):
@@ -76,8 +103,8 @@ def test_policies_only_see_what_they_expose(run):
     lo = res.variant("policy-label-only")
     assert set(lo.attacks) == {"gap", "noise_robustness"}
     assert (
-        lo.attacks["noise_robustness"]["queries_per_record"] == DRAWS
-        and lo.attacks["gap"]["queries_per_record"] == 1
+        lo.attacks["noise_robustness"].queries_per_record == DRAWS
+        and lo.attacks["gap"].queries_per_record == 1
     )
     # The same models as the baseline: a label is what the full output's argmax says.
     base = res.variant("baseline")
@@ -87,13 +114,13 @@ def test_policies_only_see_what_they_expose(run):
 
 def test_paired_comparisons(run):
     res, _ = run
-    kinds = {(c["kind"], c["variant"]) for c in res.comparisons}
+    kinds = {(c.kind, c.variant) for c in res.comparisons}
     assert kinds == {("baseline_vs_variant", "dp-eps2"), ("robustness_vs_gap", "policy-label-only")}
     for c in res.comparisons:
-        d = c["difference"]
+        d = c.difference
         assert d.lower <= d.point <= d.upper
-    dp = next(c for c in res.comparisons if c["variant"] == "dp-eps2")
-    assert dp["difference"].point == pytest.approx(
+    dp = next(c for c in res.comparisons if c.variant == "dp-eps2")
+    assert dp.difference.point == pytest.approx(
         res.variant("baseline").auc.point - res.variant("dp-eps2").auc.point, abs=1e-12
     )
 
@@ -218,9 +245,9 @@ def test_images_use_augmentation_robustness_and_the_cnn_loader(tmp_path):
     lo = res.variant("policy-label-only")
     assert set(lo.attacks) == {"gap", "augmentation_robustness"}
     assert (
-        lo.attacks["augmentation_robustness"]["queries_per_record"] == 5
+        lo.attacks["augmentation_robustness"].queries_per_record == 5
     )  # the image and its four one-pixel shifts
-    assert [c["a"] for c in res.comparisons] == ["augmentation_robustness"]
+    assert [c.a for c in res.comparisons] == ["augmentation_robustness"]
     cfg = cfg.model_copy(
         update={"engine": cfg.engine.model_copy(update={"cache": tmp_path / "models"})}
     )

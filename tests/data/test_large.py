@@ -64,7 +64,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[SignalsStore, Sign
 def test_folder_is_memory_mapped_and_equal(stores: tuple[SignalsStore, SignalsStore]) -> None:
     memory, mapped = stores
     assert is_mapped(mapped.logits) and not is_mapped(memory.logits)
-    assert mapped.target == 0 and mapped.info == {"dataset": "synthetic"}
+    assert mapped.target == 0 and mapped.info.to_meta() == {"dataset": "synthetic"}
     for name in ("logits", "label", "keep", "population", "record_id"):
         assert np.array_equal(getattr(mapped, name), getattr(memory, name)), name
 

@@ -190,7 +190,9 @@ def test_signals_round_trip(tmp_path, suffix, queries):
     np.testing.assert_array_equal(back.population, s.population)
     np.testing.assert_array_equal(back.record_id, s.record_id)
     assert (
-        back.target == 0 and back.info == {"dataset": "test"} and back.n_queries == (queries or 1)
+        back.target == 0
+        and back.info.to_meta() == {"dataset": "test"}
+        and back.n_queries == (queries or 1)
     )
 
 

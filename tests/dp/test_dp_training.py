@@ -162,15 +162,15 @@ def test_engine_dispatches_dp_and_records_privacy(tmp_path):
         }
     )
     run = train(cfg, tmp_path)
-    folder = _cache.unit_dir(run.cache, run.signals.info["units"][0])
+    folder = _cache.unit_dir(run.cache, run.signals.info.units[0])
     privacy = json.loads((folder / _cache.MANIFEST).read_text())["info"]["privacy"]
     assert len(privacy) == 2 and all(
         p["accountant"] == "rdp" and 3.6 <= p["epsilon"] <= 4.0 for p in privacy
     )
-    assert run.signals.info["privacy"] == privacy  # and in the signals store, saved with it
+    assert run.signals.info.privacy == privacy  # and in the signals store, saved with it
     from miaudit.data import load_signals
 
-    assert load_signals(run.signals_path).info["privacy"] == privacy
+    assert load_signals(run.signals_path).info.privacy == privacy
     from safetensors import safe_open
 
     with safe_open(str(folder / "weights.safetensors"), framework="np") as fh:

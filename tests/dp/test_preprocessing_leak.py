@@ -91,15 +91,15 @@ def test_the_two_query_distinguisher_no_longer_separates_members(files):
     assert set(gap[member]) == set(gap[~member])
     # The manifest says what preprocessing saw: the 60 population records, for every model.
     manifest = json.loads(
-        (_cache.unit_dir(run.cache, run.signals.info["units"][0]) / _cache.MANIFEST).read_text()
+        (_cache.unit_dir(run.cache, run.signals.info.units[0]) / _cache.MANIFEST).read_text()
     )
     seen = manifest["info"]["preprocessing"]
     assert len(seen) == MODELS and all(
         s["fit"] == "population" and s["records"] == N - POOL for s in seen
     )
     assert (
-        run.signals.info["preprocessing"]["fit"] == "population"
-        and run.signals.info["preprocessing"]["records"] == N - POOL
+        run.signals.info.preprocessing["fit"] == "population"
+        and run.signals.info.preprocessing["records"] == N - POOL
     )
 
 
@@ -111,7 +111,7 @@ def test_control_preprocessing_fitted_on_training_records_separates_them_perfect
     member = np.arange(MODELS) < MODELS // 2
     assert np.all(gap[member] > 0) and np.all(gap[~member] == 0)
     seen = json.loads(
-        (_cache.unit_dir(run.cache, run.signals.info["units"][0]) / _cache.MANIFEST).read_text()
+        (_cache.unit_dir(run.cache, run.signals.info.units[0]) / _cache.MANIFEST).read_text()
     )["info"]["preprocessing"]
     assert [s["records"] for s in seen] == files[1].sum(axis=1).tolist() and all(
         s["fit"] == "training" for s in seen

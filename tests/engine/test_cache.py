@@ -83,7 +83,7 @@ def test_changed_members_of_one_unit_retrain_that_unit_only(tmp_path) -> None:
 )
 def test_damaged_units_are_refused_and_retrained(tmp_path, damage, reason) -> None:
     first = train(small_config(), tmp_path)
-    damage(_cache.unit_dir(first.cache, first.signals.info["units"][1]))
+    damage(_cache.unit_dir(first.cache, first.signals.info.units[1]))
     run = train(small_config(), tmp_path)
     assert run.reused == (0,) and run.trained == (1,)
     assert reason in run.refused[1] and "refused" in run.summary()
@@ -99,7 +99,7 @@ def _flip_byte(path) -> None:
 def test_manifest_records_the_key_parts(tmp_path) -> None:
     run = train(small_config(), tmp_path)
     manifest = json.loads(
-        (_cache.unit_dir(run.cache, run.signals.info["units"][0]) / "manifest.json").read_text()
+        (_cache.unit_dir(run.cache, run.signals.info.units[0]) / "manifest.json").read_text()
     )
     assert manifest["parts"]["seed"] == 7 and manifest["parts"]["threads"] == 1
     assert set(manifest["files"]) == {"logits.npy", "weights.safetensors"}

@@ -77,7 +77,7 @@ def test_fresh_runs_are_bit_identical_and_signals_round_trip(tmp_path) -> None:
     np.testing.assert_array_equal(back.population, a.plan.population)
     assert back.logits.dtype == np.float32 and back.n_models == 4
     assert a.signals_path.stat().st_mode & 0o777 == 0o600
-    assert back.info["recipe"]["precision"] == "float32"
+    assert back.info.recipe["precision"] == "float32"
     # The models learned something: training accuracy well above chance.
     assert (back.logits.argmax(-1) == back.label)[back.keep].mean() > 0.85
 

@@ -347,3 +347,58 @@ def test_controls_follow_the_tradeoff_verdicts(outputs_run):
         and "its interval does not lie above 0" in html
         and '0.150 <span class="ci">[0.130, 0.170]</span>' in html
     )
+
+
+def test_most_exposed_figure_is_named_by_its_meaning(reference_run, outputs_run):
+    """After a reference audit the exposure figure is the share of models flagging a record, not
+    a score percentile: the table header, its note and the minimisation control all say so (the
+    control used to print "score percentile" after an audit)."""
+    from miaudit.report._controls import recommend
+
+    _, ref = reference_run
+    _, out = outputs_run
+    assert ref.most_exposed and all(
+        e.score_percentile is None and e.flagged_by_percent is not None for e in ref.most_exposed
+    )
+    assert out.most_exposed and all(
+        e.flagged_by_percent is None and e.score_percentile is not None for e in out.most_exposed
+    )
+    for result, right, wrong in (
+        (ref, "% of models flagging it", "score percentile"),
+        (out, "score percentile", "% of models flagging it"),
+    ):
+        html = render_report(result)
+        exposed = html[html.index('<section id="exposed">') :]
+        exposed = exposed[: exposed.index("</section>")]
+        assert right in exposed and wrong not in exposed
+        minimisation = next(
+            c for c in recommend(result, assess_risk(result)) if c.key == "minimisation"
+        )
+        assert (right == "score percentile") == ("score percentile" in minimisation.because)
+    top = ref.most_exposed[0].flagged_by_percent
+    control = next(c for c in recommend(ref, assess_risk(ref)) if c.key == "minimisation")
+    assert f"flagged by up to {top:g}% of the models" in control.because
+
+
+def test_results_2_are_read_with_the_exposure_figure_split(reference_run, outputs_run):
+    """A /2 results file (one score_percentile for both meanings) reads as /3, the figure moved
+    to the field of its meaning by the kind of audit."""
+    import json
+
+    from miaudit.audit import AuditResult
+
+    for (_, result), field in (
+        (reference_run, "flagged_by_percent"),
+        (outputs_run, "score_percentile"),
+    ):
+        data = json.loads(result.to_json())
+        data["schema_version"] = "miaudit.results/2"
+        for e in data["most_exposed"]:  # as /2 wrote it: one field for both meanings
+            figure = e.pop(field)
+            e.pop("score_percentile", None), e.pop("flagged_by_percent", None)
+            e["score_percentile"] = figure
+        back = AuditResult.from_json(json.dumps(data))
+        assert back == result
+    data["schema_version"] = "miaudit.results/9"
+    with pytest.raises(ValueError, match="schema_version"):
+        AuditResult.from_json(json.dumps(data))

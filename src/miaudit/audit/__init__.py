@@ -11,20 +11,39 @@ from miaudit.audit._config import (
     parse_audit_config,
 )
 from miaudit.audit._demo import run_demo
-from miaudit.audit._dp_audit import DpAuditDesign, DpAuditResult, dp_audit
+from miaudit.audit._dp_audit import CANARY_KINDS, DpAuditDesign, DpAuditResult, dp_audit
 from miaudit.audit._fail_on import GateRule, gate_failures, parse_gate_rule
-from miaudit.audit._reference_audit import ExternalTarget, ReferenceRun, attack_store, audit
+from miaudit.audit._reference_audit import (
+    AuditRun,
+    ExternalTarget,
+    ReferenceRun,
+    attack_store,
+    audit,
+    run_audit,
+)
 from miaudit.audit._results import (
     RESULTS_SCHEMA,
     AttackResult,
     AuditResult,
+    ExposedRecord,
+    PrivacySpent,
     SliceAttack,
     SliceResult,
 )
-from miaudit.audit._tradeoff import TradeoffResult, VariantSpec, default_variants, tradeoff
+from miaudit.audit._tradeoff import (
+    RobustnessComparison,
+    TradeoffResult,
+    VariantComparison,
+    VariantOutcome,
+    VariantSpec,
+    default_variants,
+    model_predictor,
+    tradeoff,
+)
 
 __all__ = [
     "AUDIT_ATTACKS",
+    "CANARY_KINDS",
     "DEFAULT_ATTACKS",
     "RESULTS_SCHEMA",
     "AttackResult",
@@ -32,15 +51,21 @@ __all__ = [
     "AttackSection",
     "AuditConfig",
     "AuditResult",
+    "AuditRun",
     "DpAuditDesign",
     "DpAuditResult",
+    "ExposedRecord",
     "ExternalTarget",
     "GateRule",
+    "PrivacySpent",
     "RecordEvidence",
     "ReferenceRun",
+    "RobustnessComparison",
     "SliceAttack",
     "SliceResult",
     "TradeoffResult",
+    "VariantComparison",
+    "VariantOutcome",
     "VariantSpec",
     "attack",
     "attack_store",
@@ -50,9 +75,11 @@ __all__ = [
     "dp_audit",
     "gate_failures",
     "load_audit_config",
+    "model_predictor",
     "parse_audit_config",
     "parse_gate_rule",
     "run_attacks",
+    "run_audit",
     "run_demo",
     "tradeoff",
 ]

@@ -22,7 +22,7 @@ from miaudit.attacks import (
     registered_attacks,
     score_outputs,
 )
-from miaudit.audit._pseudonyms import check_key, key_id, new_key, pseudonymise
+from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
 from miaudit.audit._results import (
     AttackResult,
     AuditResult,
@@ -32,7 +32,6 @@ from miaudit.audit._results import (
     ImpliedEpsilonResult,
     InputDescription,
     OperatingPoint,
-    Pseudonymisation,
     RocCurve,
     SliceAttack,
     SliceResult,
@@ -116,16 +115,6 @@ def attack_result(
         ppv_fpr=ev.ppv_fpr,
         roc=RocCurve(fpr=fpr, tpr=tpr, tpr_lower=lo, tpr_upper=hi),
         **extra,
-    )
-
-
-def pseudonymisation(key: bytes, *, raw_ids: bool = False) -> Pseudonymisation:
-    """How the shareable results name records: keyed pseudonyms (or, if asked, raw ids)."""
-    return Pseudonymisation(
-        method="HMAC-SHA-256, first 64 bits",
-        key_id=key_id(key),
-        key_bytes=len(key),
-        raw_ids=raw_ids,
     )
 
 
@@ -286,7 +275,7 @@ def run_attacks(
     results = [
         attack_result(s.name, ev, s.description, s.citation, **scored[s.name][1]) for s in specs
     ]
-    key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
+    key = key_or_fresh(pseudonym_key)
     strongest = max(results, key=lambda a: a.auc.point or 0.0).name
     exposed = most_exposed(
         scores[strongest], outputs.record_id, key, evidence=mean_rank(scores), raw_ids=raw_ids
@@ -304,7 +293,7 @@ def run_attacks(
         slices=_slices(slice_groups, member, scores, n_resamples, seeds.slices),
         exposure_attack=strongest,
         most_exposed=exposed,
-        pseudonymisation=pseudonymisation(key, raw_ids=raw_ids),
+        pseudonymisation=describe_key(key, raw_ids=raw_ids),
         notes=_run_notes(outputs, policy, results, ev, scores[strongest], strongest, exposed),
     )
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)

@@ -167,11 +167,48 @@ def _audited(store: SignalsStore, target: int | None) -> tuple[int, str]:
     t = target if target is not None else (store.target if store.target is not None else 0)
     if not 0 <= t < store.n_models:
         raise InputError("--target", f"model {t} is outside [0, {store.n_models})")
-    if store.info.get("external_target") and t == store.target:
+    if store.info.external_target and t == store.target:
         return t, "your model (the external target, audited without retraining)"
     return (
         t,
         f"model {t} of the {store.n_models} trained with the recipe (leave-one-model-out: each took a turn as the target)",
+    )
+
+
+def _pool_rows(store: SignalsStore, ids: Sequence[str]) -> list[int]:
+    """The store's row of each id; InputError for an id not audited or outside the pool."""
+    index = {str(r): i for i, r in enumerate(store.record_id.tolist())}
+    rows = []
+    for rid in ids:
+        if str(rid) not in index:
+            raise InputError("--id", f"record {rid!r} is not among the audited records")
+        i = index[str(rid)]
+        if store.population[i]:
+            raise InputError(
+                "--id",
+                f"record {rid!r} is a population record: no model trained on it, so the audit has no IN/OUT references for it",
+            )
+        rows.append(i)
+    return rows
+
+
+def _out_moments(
+    ref_phi: np.ndarray, keep: np.ndarray, population: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per record, over its OUT references: (count, mean φ, degrees of freedom, sample variance)."""
+    out_mask = ~keep & ~population
+    n_out = out_mask.sum(axis=0)
+    mean = np.where(n_out > 0, (ref_phi * out_mask).sum(axis=0) / np.maximum(n_out, 1), 0.0)
+    dev2 = ((ref_phi - mean) ** 2 * out_mask).sum(axis=0)
+    dof = np.maximum(n_out - 1, 0)
+    s2 = np.divide(dev2, dof, out=np.zeros_like(dev2), where=dof > 0)
+    return n_out, mean, dof, s2
+
+
+def _online_llr(phi: float, ref_phi: np.ndarray, keep: np.ndarray) -> float:
+    """LiRA's online likelihood ratio of one record (its IN and OUT references' φ)."""
+    return float(
+        lira_online(np.array([phi]), ref_phi[:, None], keep[:, None], variance="per_record")[0]
     )
 
 
@@ -191,28 +228,10 @@ def check_records(
         raise InputError(
             "signals", "fewer than 2 reference models besides the target and its partner"
         )
-    index = {str(r): i for i, r in enumerate(store.record_id.tolist())}
-    rows = []
-    for rid in ids:
-        if str(rid) not in index:
-            raise InputError("--id", f"record {rid!r} is not among the audited records")
-        i = index[str(rid)]
-        if store.population[i]:
-            raise InputError(
-                "--id",
-                f"record {rid!r} is a population record: no model trained on it, so the audit has no IN/OUT references for it",
-            )
-        rows.append(i)
+    rows = _pool_rows(store, ids)
     phi = _phi(store)
     ref_phi, keep = phi[refs], store.keep[refs]
-    out_mask = ~keep & ~store.population
-    n_out_all = out_mask.sum(axis=0)
-    mean_out = np.where(
-        n_out_all > 0, (ref_phi * out_mask).sum(axis=0) / np.maximum(n_out_all, 1), 0.0
-    )
-    dev2 = ((ref_phi - mean_out) ** 2 * out_mask).sum(axis=0)
-    dof_own = np.maximum(n_out_all - 1, 0)
-    s2 = np.divide(dev2, dof_own, out=np.zeros_like(dev2), where=dof_own > 0)
+    n_out_all, mean_out, dof_own, s2 = _out_moments(ref_phi, keep, store.population)
     prior = fit_variance_prior(s2[~store.population], dof_own[~store.population])
     method = (
         f"one-sided test against this record's OUT references (models that did not train on it): Student-t predictive, "
@@ -230,16 +249,7 @@ def check_records(
         var = (prior.dof * prior.scale2 + d * s2[i]) / (prior.dof + d)
         z = float((phi[t, i] - mean_out[i]) / np.sqrt(var * (1 + 1 / n_out)))
         p = float(student_t.sf(z, prior.dof + d))
-        llr = None
-        if n_in >= 2:
-            llr = float(
-                lira_online(
-                    phi[t, i : i + 1],
-                    ref_phi[:, i : i + 1],
-                    keep[:, i : i + 1],
-                    variance="per_record",
-                )[0]
-            )
+        llr = _online_llr(phi[t, i], ref_phi[:, i], keep[:, i]) if n_in >= 2 else None
         out.append(
             RecordEvidence(
                 str(rid),
@@ -346,7 +356,7 @@ def _with_saved_target(engine: SignalsStore, row: SignalsStore) -> SignalsStore:
         population=engine.population[cols],
         record_id=engine.record_id[cols],
         target=engine.n_models,
-        info={**engine.info, "external_target": True},
+        info=engine.info.model_copy(update={"external_target": True}),
     )
 
 
@@ -360,9 +370,12 @@ def _results_kind(results_dir: Path) -> dict[str, object]:
             f"{str(path)!r} not found: check-record needs the folder of a `miaudit audit` or `miaudit attack` run",
         )
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise InputError("results", f"cannot read {str(path)!r}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError("results", f"{str(path)!r} is not miaudit results (no object at the top)")
+    return data
 
 
 def check_record(
@@ -383,46 +396,56 @@ def check_record(
     results = _results_kind(d)
     reference = results.get("reference")
     if isinstance(reference, dict):  # an audit with reference models
-        path = d / SIGNALS_PATH
-        if not path.is_file():
-            raise InputError(
-                "results",
-                f"{str(path)!r} not found (restricted signals): check-record needs the audit's signals/ folder",
-            )
         if attack is not None:
             raise InputError(
                 "--attack",
                 "applies to audits from saved outputs; an audit with reference models answers with LiRA's per-record test",
             )
-        store = load_signals(path)
-        if reference.get("external_target"):
-            if not (d / TARGET_PATH).is_file():
-                raise InputError(
-                    "results",
-                    f"the audit had an external target but {str(d / TARGET_PATH)!r} is missing",
-                )
-            store = _with_saved_target(store, load_signals(d / TARGET_PATH))
-            if target is not None and target != store.target:
-                raise InputError(
-                    "--target",
-                    f"this audit's audited model is the external target (model {store.target}); the engine's models were its references",
-                )
+        store = _audited_store(d, external=bool(reference.get("external_target")))
+        if reference.get("external_target") and target is not None and target != store.target:
+            raise InputError(
+                "--target",
+                f"this audit's audited model is the external target (model {store.target}); the engine's models were its references",
+            )
         return check_records(store, ids, target=target)
+    if target is not None:
+        raise InputError(
+            "--target",
+            "an audit from saved outputs has one model; --target applies to audits with reference models",
+        )
+    return _check_saved_folder(d, ids, attack or str(results.get("exposure_attack") or ""))
+
+
+def _audited_store(d: Path, *, external: bool) -> SignalsStore:
+    """A reference audit's signals, with its external target's row when it had one."""
+    path = d / SIGNALS_PATH
+    if not path.is_file():
+        raise InputError(
+            "results",
+            f"{str(path)!r} not found (restricted signals): check-record needs the audit's signals/ folder",
+        )
+    store = load_signals(path)
+    if not external:
+        return store
+    if not (d / TARGET_PATH).is_file():
+        raise InputError(
+            "results",
+            f"the audit had an external target but {str(d / TARGET_PATH)!r} is missing",
+        )
+    return _with_saved_target(store, load_signals(d / TARGET_PATH))
+
+
+def _check_saved_folder(d: Path, ids: Sequence[str], name: str) -> list[RecordEvidence]:
+    """:func:`check_saved_outputs` on the folder's restricted scores of attack ``name``."""
     scores_path = d / "scores.parquet"
     if not scores_path.is_file():
         raise InputError(
             "results",
             f"{str(scores_path)!r} not found (restricted per-record scores): check-record needs the folder of a `miaudit audit` or `miaudit attack` run",
         )
-    if target is not None:
-        raise InputError(
-            "--target",
-            "an audit from saved outputs has one model; --target applies to audits with reference models",
-        )
     import pandas as pd
 
     table = pd.read_parquet(scores_path)
-    name = attack or str(results.get("exposure_attack") or "")
     col = f"score_{name}"
     if col not in table.columns:
         have = ", ".join(c.removeprefix("score_") for c in table.columns if c.startswith("score_"))

@@ -24,27 +24,34 @@ else PASSED (this audit found no contradiction; it proves nothing above its ceil
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
+from pydantic import ConfigDict, Field, field_validator
 
 from miaudit.audit._config import AuditConfig, load_audit_config
+from miaudit.audit._results import PrivacySpent, _Record, parse_record, read_record
+from miaudit.datasets import Dataset
 from miaudit.errors import InputError
 from miaudit.metrics import one_run_max_certifiable_epsilon, pooled_one_run_audit
+from miaudit.models import CNNRecipe, MLPRecipe, Recipe
 
-DP_AUDIT_SCHEMA = "miaudit.dp_audit/1"
+TorchRecipe = MLPRecipe | CNNRecipe
+
+DP_AUDIT_SCHEMA: Literal["miaudit.dp_audit/1"] = "miaudit.dp_audit/1"
 DP_AUDIT_FILE = "dp_audit.json"
 Verdict = Literal["PASSED", "FAILED", "not testable by this design"]
+CanaryKind = Literal["input", "gradient", "rare-category"]
+CANARY_KINDS: tuple[CanaryKind, ...] = ("input", "rare-category", "gradient")
 
 
-@dataclass(frozen=True)
-class DpAuditDesign:
+class DpAuditDesign(_Record):
     """What is fixed before training: canaries per run, guesses, runs, significance."""
 
     canaries: int = 1000
@@ -59,7 +66,7 @@ class DpAuditDesign:
     #: gradient canaries inserted in the DP-SGD step, scored white-box (DP recipes only);
     #: "rare-category": records given a category no other record has (a new one-hot column
     #: each), scored black-box by how much the outputs change without it (tabular data).
-    canary_kind: Literal["input", "gradient", "rare-category"] = "input"
+    canary_kind: CanaryKind = "input"
 
     def check(self, n_records: int) -> None:
         if self.canaries < 2:
@@ -103,10 +110,18 @@ class DpAuditDesign:
         )
 
 
-@dataclass(frozen=True)
-class DpAuditResult:
-    """An empirical ε lower bound against the accountant's claim (see the module docstring)."""
+class DpAuditResult(_Record):
+    """An empirical ε lower bound against the accountant's claim (see the module docstring).
 
+    ``claimed_epsilon`` is ∞ when the recipe is not DP-trained (written as null in JSON, which
+    has no ∞; read back as ∞); a test accuracy that could not be measured is NaN (null).
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
+    )
+
+    schema_version: Literal["miaudit.dp_audit/1"] = Field(DP_AUDIT_SCHEMA, alias="schema")
     claimed_epsilon: float
     delta: float
     accountant: str
@@ -119,21 +134,37 @@ class DpAuditResult:
     m: int
     r: int
     v: int
-    recipe: dict[str, Any]
+    recipe: Recipe
     dataset: str
     seed: int
     test_accuracy: list[float]
-    privacy: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    privacy: list[PrivacySpent] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["claimed_epsilon"] = None if math.isinf(self.claimed_epsilon) else self.claimed_epsilon
-        for p in d["privacy"]:
-            p["epsilon"] = (
-                None if p.get("epsilon") is None or math.isinf(p["epsilon"]) else p["epsilon"]
-            )
-        return {"schema": DP_AUDIT_SCHEMA, **d}
+    @field_validator("claimed_epsilon", mode="before")
+    @classmethod
+    def _null_is_infinite(cls, v: object) -> object:
+        return math.inf if v is None else v
+
+    @field_validator("test_accuracy", mode="before")
+    @classmethod
+    def _null_is_nan(cls, v: object) -> object:
+        return [math.nan if a is None else a for a in v] if isinstance(v, list) else v
+
+    def to_json(self) -> str:
+        # Through json.dumps: the file keeps the float spelling (Python's) it always had; ∞ and
+        # NaN are written as null by pydantic first.
+        return json.dumps(json.loads(self.model_dump_json()), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = DP_AUDIT_FILE) -> DpAuditResult:
+        """InputError naming ``source`` unless ``text`` is a ``miaudit.dp_audit/1`` result."""
+        return parse_record(cls, text, DP_AUDIT_SCHEMA, source=source)
+
+    @classmethod
+    def read(cls, path: str | Path, *, field: str | None = None) -> DpAuditResult:
+        """A ``dp_audit.json``; InputError naming it (under ``field``) when it is not one."""
+        return read_record(cls, Path(path), DP_AUDIT_SCHEMA, field=field)
 
     def summary(self) -> str:
         claim = (
@@ -155,9 +186,37 @@ def verdict(claimed: float, bound: float, ceiling: float) -> Verdict:
     return "FAILED" if bound > claimed else "PASSED"
 
 
+@dataclasses.dataclass(frozen=True)
+class CanaryRun:
+    """One training run's canaries: scores, coin flips (included or not), what DP-SGD spent
+    (None: not DP-trained) and the model's test accuracy (NaN without held-out records)."""
+
+    scores: np.ndarray
+    included: np.ndarray
+    privacy: PrivacySpent | None
+    accuracy: float
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Torch's thread count set to ``n`` for a block, then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _gradient_canary_run(
-    cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.random.SeedSequence, threads: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, float]:
+    recipe: TorchRecipe,
+    data: Dataset,
+    design: DpAuditDesign,
+    ss: np.random.SeedSequence,
+    threads: int,
+) -> CanaryRun:
     """One DP-SGD run on the base records with white-box gradient canaries."""
     import torch
 
@@ -177,8 +236,8 @@ def _gradient_canary_run(
     base_n = design.base_count(n)
     base, held = np.sort(perm[:base_n]), np.sort(perm[base_n:])
     stream = ModelStreams.of(int(model_ss.generate_state(1, np.uint32)[0]), 0)
-    net = build_net(cfg.model, data, [stream.torch_generator()])  # type: ignore[arg-type]
-    module = single_model(cfg.model, net, 0)  # type: ignore[arg-type]
+    net = build_net(recipe, data, [torch.Generator().manual_seed(stream.torch_seed)])
+    module = single_model(recipe, net, 0)
     n_params = sum(p.numel() for p in module.parameters())
     if design.canaries > n_params:
         raise InputError(
@@ -189,40 +248,42 @@ def _gradient_canary_run(
     coords = np.sort(rng.choice(n_params, size=design.canaries, replace=False)).astype(np.int64)
     included = rng.random(design.canaries) < 0.5
     canaries = GradientCanaries(coords, included, int(rng.integers(2**62)))
-    (affine,), _ = fit_preprocessing(cfg.model, data, [base], _mask(n, held))
+    (affine,), _ = fit_preprocessing(recipe, data, [base], _mask(n, held))
     x = torch.from_numpy(affine.apply(data.features[base]))
     y = torch.from_numpy(np.asarray(data.label)[base].astype(np.int64))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        privacy = train_one_dp(cfg.model, module, x, y, stream, data.image_shape, canaries=canaries)  # type: ignore[arg-type]
+    with _threads(threads):
+        privacy = train_one_dp(recipe, module, x, y, stream, data.image_shape, canaries=canaries)
         with torch.no_grad():
             pred = (
                 module(torch.from_numpy(affine.apply(data.features[held]))).argmax(-1).numpy()
                 if held.size
                 else np.zeros(0)
             )
-    finally:
-        torch.set_num_threads(before)
     acc = float((pred == np.asarray(data.label)[held]).mean()) if held.size else float("nan")
     assert canaries.scores is not None
-    return canaries.scores, included, privacy, acc
+    return CanaryRun(canaries.scores, included, PrivacySpent.model_validate(privacy), acc)
 
 
-def _canary_run(
-    cfg: AuditConfig, data: Any, design: DpAuditDesign, ss: np.random.SeedSequence, threads: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, float]:
-    """One training run: (scores, coin flips, privacy record or None, test accuracy)."""
-    if design.canary_kind == "gradient":
-        return _gradient_canary_run(cfg, data, design, ss, threads)
+@dataclasses.dataclass(frozen=True)
+class _CanaryPlan:
+    """What one run fixes before training: which records are canaries, base and held out, the
+    canaries' labels (wrong ones for input canaries), their coin flips and the data trained on."""
 
-    from miaudit.models import ModelStreams, fit_preprocessing, train_unit
+    canaries: np.ndarray
+    base: np.ndarray
+    held: np.ndarray
+    label: np.ndarray
+    included: np.ndarray
+    data: Dataset
 
-    plan_ss, model_ss = ss.spawn(2)
-    rng = np.random.default_rng(plan_ss)
-    n = data.n_records
+    @property
+    def train_set(self) -> np.ndarray:
+        return np.sort(np.concatenate([self.base, self.canaries[self.included]]))
+
+
+def _canary_plan(data: Dataset, design: DpAuditDesign, rng: np.random.Generator) -> _CanaryPlan:
+    n, m = data.n_records, design.canaries
     perm = rng.permutation(n)
-    m = design.canaries
     canaries = np.sort(perm[:m])
     base_n = design.base_count(n)
     base = np.sort(perm[m : m + base_n])
@@ -238,30 +299,62 @@ def _canary_run(
     canary_data = (
         with_rare_categories(data, canaries) if rare else dataclasses.replace(data, label=label)
     )
-    train_set = np.sort(np.concatenate([base, canaries[included]]))
-    # As the recipe does: fitted on the held-out records (never a canary) or on the training set.
-    (affine,), _ = fit_preprocessing(
-        cfg.model, canary_data, [train_set], _mask(canary_data.n_records, held)
-    )
+    return _CanaryPlan(canaries, base, held, label, included, canary_data)
+
+
+def _train_once(
+    recipe: TorchRecipe,
+    plan: _CanaryPlan,
+    model_ss: np.random.SeedSequence,
+    threads: int,
+) -> tuple[np.ndarray, PrivacySpent | None]:
+    """Train the recipe once on the plan's training set, as the audited recipe trains (its
+    preprocessing fitted on the held-out records, never a canary, or on the training set):
+    (logits on every record of the plan's data, what DP-SGD spent)."""
+    from miaudit.models import ModelStreams, fit_preprocessing, train_unit
+
+    data, train_set = plan.data, plan.train_set
+    (affine,), _ = fit_preprocessing(recipe, data, [train_set], _mask(data.n_records, plan.held))
     stream = ModelStreams.of(int(model_ss.generate_state(1, np.uint32)[0]), 0)
-    res = train_unit(cfg.model, canary_data, [train_set], [affine], [stream], threads=threads)  # type: ignore[arg-type]
-    privacy = res.privacy[0] if res.privacy else None
-    logits = res.logits[0]
+    res = train_unit(recipe, data, [train_set], [affine], [stream], threads=threads)
+    privacy = PrivacySpent.model_validate(res.privacy[0]) if res.privacy else None
+    return res.logits[0], privacy
+
+
+def _canary_scores(logits: np.ndarray, plan: _CanaryPlan, n: int, rare: bool) -> np.ndarray:
+    """Black-box scores: minus the loss on the canary's label, or for rare-category canaries
+    the L1 change of the logits without the category (the twins follow the ``n`` records)."""
+    m = plan.canaries.size
+    lg = logits[plan.canaries].astype(np.float64)
+    if rare:
+        return np.asarray(np.abs(lg - logits[n : n + m].astype(np.float64)).sum(axis=1))
+    lse = np.logaddexp.reduce(lg, axis=1)
+    return np.asarray(lg[np.arange(m), plan.label[plan.canaries]] - lse)
+
+
+def _canary_run(
+    recipe: TorchRecipe,
+    data: Dataset,
+    design: DpAuditDesign,
+    ss: np.random.SeedSequence,
+    threads: int,
+) -> CanaryRun:
+    """One training run with fresh canaries, scored black-box."""
+    if design.canary_kind == "gradient":
+        return _gradient_canary_run(recipe, data, design, ss, threads)
+    plan_ss, model_ss = ss.spawn(2)
+    plan = _canary_plan(data, design, np.random.default_rng(plan_ss))
+    logits, privacy = _train_once(recipe, plan, model_ss, threads)
     if logits.ndim == 3:  # augmentation queries: the un-augmented view
         logits = logits[:, 0, :]
-    lg = logits[canaries].astype(np.float64)
-    if rare:  # the second query: the same record without its category (the twins after the data)
-        scores = np.abs(lg - logits[n : n + m].astype(np.float64)).sum(axis=1)
-    else:
-        lse = np.logaddexp.reduce(lg, axis=1)
-        scores = lg[np.arange(m), label[canaries]] - lse  # −loss on the canary's label
-    test = held if held.size else base[:0]
+    scores = _canary_scores(logits, plan, data.n_records, design.canary_kind == "rare-category")
+    test = plan.held if plan.held.size else plan.base[:0]
     acc = (
         float((logits[test].argmax(-1) == np.asarray(data.label)[test]).mean())
         if test.size
         else float("nan")
     )
-    return scores, included, privacy, acc
+    return CanaryRun(scores, plan.included, privacy, acc)
 
 
 def _mask(n: int, rows: np.ndarray) -> np.ndarray:
@@ -270,7 +363,7 @@ def _mask(n: int, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def with_rare_categories(data: Any, canaries: np.ndarray) -> Any:
+def with_rare_categories(data: Dataset, canaries: np.ndarray) -> Dataset:
     """``data`` with one new one-hot column per canary, set for that canary alone (a category no
     other record has), followed by each canary's twin without it (never trained on: the second
     query). Twins are records ``n .. n + m − 1`` in canary order."""
@@ -292,6 +385,145 @@ def with_rare_categories(data: Any, canaries: np.ndarray) -> Any:
     )
 
 
+_CANARY_NOTES = {
+    "input": "Input canaries: records given a random wrong label, scored black-box by minus the loss on that label.",
+    "rare-category": "Rare-category canaries: records given a category no other record has (a one-hot column of its own), scored black-box by the "
+    "L1 change of the logits when the category is taken away (two queries).",
+    "gradient": "Gradient canaries (white-box): Dirac gradients of norm C on random parameter coordinates, Poisson-sampled into every DP-SGD step "
+    "when included; scored by the sum over steps of the released noisy gradient on their coordinate.",
+}
+_CANARY_METHODS = {
+    "input": "input canaries, black-box",
+    "rare-category": "rare-category canaries, black-box",
+    "gradient": "gradient canaries, white-box",
+}
+
+
+def _checked_recipe(cfg: AuditConfig, design: DpAuditDesign, data: Dataset) -> TorchRecipe:
+    """The config's recipe if this design can audit it on ``data``; else InputError."""
+    from miaudit.engine import check_model_size
+
+    recipe = cfg.model
+    if not isinstance(recipe, (MLPRecipe, CNNRecipe)):
+        raise InputError("model.kind", "dp-audit trains torch recipes ('torch-mlp' or 'torch-cnn')")
+    design.check(data.n_records)
+    # before any allocation
+    check_model_size(recipe, data.n_features, data.n_classes, data.n_records)
+    if design.canary_kind == "gradient" and recipe.dp is None:
+        raise InputError(
+            "canary_kind",
+            "gradient canaries are inserted in the DP-SGD step: the recipe needs [model].dp",
+        )
+    if design.canary_kind == "rare-category" and (
+        data.image_shape is not None or not isinstance(recipe, MLPRecipe)
+    ):
+        raise InputError(
+            "canary_kind",
+            "rare-category canaries are tabular records with a one-hot category: they need tabular data and a 'torch-mlp' recipe",
+        )
+    return recipe
+
+
+def _design_line(design: DpAuditDesign, recipe: TorchRecipe, delta: float, ceiling: float) -> str:
+    """What the design can certify, said before anything is trained."""
+    dp = recipe.dp
+    claim = (
+        f"; the target claim ε = {dp.epsilon:g} is {'within reach' if dp.epsilon <= ceiling else 'NOT testable by this design'}"
+        if dp is not None and dp.epsilon is not None
+        else ""
+    )
+    return (
+        f"design: {design.runs} run(s) × {design.canaries} {design.canary_kind} canaries (each included with probability ½), "
+        f"guesses k₊ = {design.k_plus}, k₋ = {design.k_minus} fixed now; at significance {design.significance:g} and δ = {delta:g} "
+        f"this design can certify at most ε = {ceiling:.3f}" + claim
+    )
+
+
+def _notes(design: DpAuditDesign, recipe: TorchRecipe, privacy: list[PrivacySpent]) -> list[str]:
+    from miaudit.models import preprocessing_fit
+
+    notes = [
+        _CANARY_NOTES[design.canary_kind],
+        "Trained as the audited recipe trains: preprocessing fitted on "
+        + (
+            "the held-out records, which no run trains on."
+            if preprocessing_fit(recipe) == "population"
+            else "each run's training records, canaries included."
+        ),
+        "Claimed ε: the largest ε Opacus's accountant recorded over the runs.",
+    ]
+    faults = sorted({p.fault_injection for p in privacy} - {"none"})
+    if faults:
+        notes.append(
+            f"FAULT INJECTION was on ({', '.join(faults)}): the recorded ε is not what the training did."
+        )
+    return notes
+
+
+def _runs(
+    recipe: TorchRecipe,
+    data: Dataset,
+    design: DpAuditDesign,
+    seed: int,
+    threads: int,
+    say: Callable[[str], None],
+) -> list[CanaryRun]:
+    """The design's training runs, each with fresh canaries from its own seed."""
+    runs = []
+    for i, ss in enumerate(np.random.SeedSequence(seed).spawn(design.runs)):
+        run = _canary_run(recipe, data, design, ss, threads)
+        runs.append(run)
+        say(
+            f"run {i + 1}/{design.runs}: trained on {int(run.included.sum())} of {design.canaries} canaries"
+            + (f"; accountant ε = {run.privacy.epsilon:.3f}" if run.privacy else "")
+        )
+    return runs
+
+
+def _result(
+    recipe: TorchRecipe,
+    design: DpAuditDesign,
+    dataset: str,
+    runs: list[CanaryRun],
+    delta: float,
+    ceiling: float,
+    run_seed: int,
+) -> DpAuditResult:
+    """The bound from the runs' guesses, pooled, against the largest ε any run's accountant
+    recorded (∞ when none was DP-trained)."""
+    res = pooled_one_run_audit(
+        [(r.scores, r.included) for r in runs],
+        k_plus=design.k_plus,
+        k_minus=design.k_minus,
+        delta=delta,
+        significance=design.significance,
+    )
+    privacy = [r.privacy for r in runs if r.privacy is not None]
+    claimed = max((p.epsilon for p in privacy), default=math.inf)
+    result = DpAuditResult(
+        claimed_epsilon=float(claimed),
+        delta=float(delta),
+        accountant=privacy[0].accountant if privacy else "none (not DP-trained)",
+        method=f"one run per model, pooled over {design.runs} run(s) (Steinke, Nasr & Jagielski, NeurIPS 2023); "
+        + _CANARY_METHODS[design.canary_kind],
+        empirical_epsilon_lower_bound=float(res.epsilon_lower_bound),
+        significance=design.significance,
+        max_certifiable_epsilon=float(ceiling),
+        verdict=verdict(float(claimed), float(res.epsilon_lower_bound), float(ceiling)),
+        design=design,
+        m=res.m,
+        r=res.r,
+        v=res.v,
+        recipe=recipe,
+        dataset=dataset,
+        seed=run_seed,
+        test_accuracy=[r.accuracy for r in runs],
+        privacy=privacy,
+        notes=_notes(design, recipe, privacy),
+    )
+    return result
+
+
 def dp_audit(
     config: AuditConfig | str | Path,
     out: str | Path | None = None,
@@ -308,119 +540,26 @@ def dp_audit(
     progress lines; the first states the largest ε the design can certify.
     """
     from miaudit.datasets import load_dataset
-    from miaudit.engine import check_model_size
-    from miaudit.models import CNNRecipe, MLPRecipe, preprocessing_fit
 
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
-    if not isinstance(cfg.model, (MLPRecipe, CNNRecipe)):
+    if not isinstance(cfg.model, (MLPRecipe, CNNRecipe)):  # before the data is loaded
         raise InputError("model.kind", "dp-audit trains torch recipes ('torch-mlp' or 'torch-cnn')")
     design = design or DpAuditDesign()
     say = say or (lambda _s: None)
     if seed is not None and (isinstance(seed, bool) or seed < 0):
         raise InputError("--seed", f"must be ≥ 0, got {seed!r}")
     data = load_dataset(cfg.data)
-    design.check(data.n_records)
-    check_model_size(
-        cfg.model, data.n_features, data.n_classes, data.n_records
-    )  # before any allocation
-    dp = cfg.model.dp
-    if design.canary_kind == "gradient" and dp is None:
-        raise InputError(
-            "canary_kind",
-            "gradient canaries are inserted in the DP-SGD step: the recipe needs [model].dp",
-        )
-    if design.canary_kind == "rare-category" and (
-        data.image_shape is not None or not isinstance(cfg.model, MLPRecipe)
-    ):
-        raise InputError(
-            "canary_kind",
-            "rare-category canaries are tabular records with a one-hot category: they need tabular data and a 'torch-mlp' recipe",
-        )
-    delta = dp.delta if dp is not None else 0.0
+    recipe = _checked_recipe(cfg, design, data)
+    delta = recipe.dp.delta if recipe.dp is not None else 0.0
     ceiling = design.max_certifiable(delta)
-    say(
-        f"design: {design.runs} run(s) × {design.canaries} {design.canary_kind} canaries (each included with probability ½), "
-        f"guesses k₊ = {design.k_plus}, k₋ = {design.k_minus} fixed now; at significance {design.significance:g} and δ = {delta:g} "
-        f"this design can certify at most ε = {ceiling:.3f}"
-        + (
-            f"; the target claim ε = {dp.epsilon:g} is {'within reach' if dp.epsilon <= ceiling else 'NOT testable by this design'}"
-            if dp is not None and dp.epsilon is not None
-            else ""
-        )
-    )
+    say(_design_line(design, recipe, delta, ceiling))
     run_seed = cfg.seed if seed is None else seed
-    runs, privacy, accs = [], [], []
-    for i, ss in enumerate(np.random.SeedSequence(run_seed).spawn(design.runs)):
-        scores, inc, priv, acc = _canary_run(cfg, data, design, ss, cfg.engine.threads)
-        runs.append((scores, inc))
-        accs.append(acc)
-        if priv is not None:
-            privacy.append(priv)
-        say(
-            f"run {i + 1}/{design.runs}: trained on {int(inc.sum())} of {design.canaries} canaries"
-            + (f"; accountant ε = {priv['epsilon']:.3f}" if priv else "")
-        )
-    res = pooled_one_run_audit(
-        runs,
-        k_plus=design.k_plus,
-        k_minus=design.k_minus,
-        delta=delta,
-        significance=design.significance,
-    )
-    claimed = max((p["epsilon"] for p in privacy), default=math.inf)
-    accountant = privacy[0]["accountant"] if privacy else "none (not DP-trained)"
-    faults = sorted({p["fault_injection"] for p in privacy} - {"none"})
-    notes = [
-        {
-            "input": "Input canaries: records given a random wrong label, scored black-box by minus the loss on that label.",
-            "rare-category": "Rare-category canaries: records given a category no other record has (a one-hot column of its own), scored black-box by the "
-            "L1 change of the logits when the category is taken away (two queries).",
-            "gradient": "Gradient canaries (white-box): Dirac gradients of norm C on random parameter coordinates, Poisson-sampled into every DP-SGD step "
-            "when included; scored by the sum over steps of the released noisy gradient on their coordinate.",
-        }[design.canary_kind],
-        "Trained as the audited recipe trains: preprocessing fitted on "
-        + (
-            "the held-out records, which no run trains on."
-            if preprocessing_fit(cfg.model) == "population"
-            else "each run's training records, canaries included."
-        ),
-        "Claimed ε: the largest ε Opacus's accountant recorded over the runs.",
-    ]
-    if faults:
-        notes.append(
-            f"FAULT INJECTION was on ({', '.join(faults)}): the recorded ε is not what the training did."
-        )
-    result = DpAuditResult(
-        claimed_epsilon=float(claimed),
-        delta=float(delta),
-        accountant=accountant,
-        method=f"one run per model, pooled over {design.runs} run(s) (Steinke, Nasr & Jagielski, NeurIPS 2023); "
-        + {
-            "input": "input canaries, black-box",
-            "rare-category": "rare-category canaries, black-box",
-            "gradient": "gradient canaries, white-box",
-        }[design.canary_kind],
-        empirical_epsilon_lower_bound=float(res.epsilon_lower_bound),
-        significance=design.significance,
-        max_certifiable_epsilon=float(ceiling),
-        verdict=verdict(float(claimed), float(res.epsilon_lower_bound), float(ceiling)),
-        design=design,
-        m=res.m,
-        r=res.r,
-        v=res.v,
-        recipe=cfg.model.model_dump(mode="json"),
-        dataset=data.name,
-        seed=run_seed,
-        test_accuracy=accs,
-        privacy=privacy,
-        notes=notes,
-    )
+    runs = _runs(recipe, data, design, run_seed, cfg.engine.threads, say)
+    result = _result(recipe, design, data.name, runs, delta, ceiling, run_seed)
     say(result.summary())
     if out is not None:
         from miaudit._io import ensure_writable_dir, write_text_atomic
 
         folder = ensure_writable_dir(Path(out))
-        write_text_atomic(
-            folder / DP_AUDIT_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False)
-        )
+        write_text_atomic(folder / DP_AUDIT_FILE, result.to_json())
     return result

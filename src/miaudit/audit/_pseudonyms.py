@@ -7,6 +7,9 @@ every key is at least :data:`MIN_KEY_BYTES` random bytes, made by :func:`secrets
 and a key file that is empty, short, not a regular file or readable by others is refused, never
 used. No code path has a default key: without a folder a run gets a fresh random key that is
 thrown away (its pseudonyms can be linked by nobody).
+
+This module is the only one that knows the key file, its checks and its fallbacks
+(:func:`key_or_fresh`, :func:`folder_key`); the writers and audits ask it.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from miaudit._io import RESTRICTED_MODE
+from miaudit.audit._results import Pseudonymisation
 from miaudit.errors import InputError
 
 KEY_FILE = "pseudonym.key"
+#: How a pseudonym is made from a record id (see :func:`pseudonymise`), as results.json says it.
+METHOD = "HMAC-SHA-256, first 64 bits"
 KEY_BYTES = 32
 MIN_KEY_BYTES = 16
 #: A key file larger than this is not a key miaudit wrote.
@@ -138,6 +144,17 @@ def publish_key(out: Path, key: bytes) -> None:
         )
 
 
+def key_or_fresh(key: bytes | None) -> bytes:
+    """``key`` checked, or without one a fresh random key that nobody keeps (its pseudonyms can
+    be linked by nobody): the fallback of every run not writing into a folder."""
+    return check_key(key) if key is not None else new_key()
+
+
+def folder_key(out: Path) -> bytes:
+    """The folder's key (checked), or a fresh one for the run to publish with its results."""
+    return existing_key(out) or new_key()
+
+
 def load_or_create_key(out: Path | None) -> bytes:
     """The output folder's key (created 0600 on first use), or a fresh one without a folder."""
     if out is None:
@@ -149,8 +166,44 @@ def load_or_create_key(out: Path | None) -> bytes:
     return key
 
 
+def is_key_file(name: str) -> bool:
+    """Whether ``name`` (a file of an output folder) is its pseudonym key: never removed with a
+    run's other files, since the pseudonyms of every earlier result depend on it."""
+    return name == KEY_FILE
+
+
+def key_path(out: Path) -> Path:
+    return out / KEY_FILE
+
+
 def key_id(key: bytes) -> str:
     return hashlib.sha256(b"miaudit-key-id" + key).hexdigest()[:12]
+
+
+def describe_key(key: bytes, *, raw_ids: bool = False) -> Pseudonymisation:
+    """How the pseudonyms of a result were made, as results.json records it."""
+    return Pseudonymisation(method=METHOD, key_id=key_id(key), key_bytes=len(key), raw_ids=raw_ids)
+
+
+def key_warning(p: Pseudonymisation, *, lists_records: bool) -> str | None:
+    """Why pseudonyms made as ``p`` says may be reversible, or None when their key was checked
+    (at least 16 random bytes, not a publicly known key). ``lists_records``: whether the
+    result names any record (without one there is nothing to reverse)."""
+    if p.raw_ids or not lists_records:
+        return None
+    if p.key_id in KNOWN_WEAK_KEY_IDS:
+        return (
+            "pseudonyms were made with a publicly known key (an earlier miaudit's fixed fallback or an empty key): "
+            "anyone can reverse them by trying candidate ids; treat them as record ids and do not share these results"
+        )
+    if p.key_bytes is None:
+        return (
+            "pseudonyms were made by an earlier miaudit that did not check its key: if that pseudonym.key was empty, short "
+            "or readable by others they can be reversed; rerun the audit to get checked pseudonyms"
+        )
+    if p.key_bytes < MIN_KEY_BYTES:
+        return f"pseudonyms were made with a {p.key_bytes}-byte key: they can be reversed by trying candidate ids"
+    return None
 
 
 def pseudonymise(ids: np.ndarray, key: bytes) -> list[str]:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -32,12 +32,11 @@ from miaudit.audit._attack import (
     attack_result,
     comparisons_with_loss,
     exposure_ranking,
-    pseudonymisation,
     tie_notes,
     top_tie,
 )
 from miaudit.audit._config import AuditConfig, load_audit_config, runs_on_target_outputs
-from miaudit.audit._pseudonyms import check_key, new_key, pseudonymise
+from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
 from miaudit.audit._results import (
     AttackResult,
     AuditResult,
@@ -53,6 +52,9 @@ from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import Evaluation, evaluate
 from miaudit.signals import compute_signals
+
+if TYPE_CHECKING:  # the engine is imported when an audit trains, not with this module
+    from miaudit.engine import TrainRun
 
 #: How a reference audit words an attack on the target's own outputs (no references).
 OWN_OUTPUT_WORDING = " (the target's own output)"
@@ -202,7 +204,7 @@ def _most_exposed(
     top = np.array([j for j, _ in ranked], dtype=np.int64)
     shown = pseudonymise(store.record_id[records[top]], key) if top.size else []
     return [
-        ExposedRecord(pseudonym=p, rank=rank, score_percentile=float(exposure[j]) * 100)
+        ExposedRecord(pseudonym=p, rank=rank, flagged_by_percent=float(exposure[j]) * 100)
         for p, (j, rank) in sorted(zip(shown, ranked, strict=True), key=lambda t: (t[1][1], t[0]))
     ]
 
@@ -225,8 +227,8 @@ def _setup(
 ) -> ReferenceSetup:
     info = store.info
     return ReferenceSetup(
-        dataset=str(info.get("dataset", source)),
-        recipe=info.get("recipe", {}),
+        dataset=info.dataset if info.dataset is not None else source,
+        recipe=info.recipe or {},
         models=store.n_models,
         references=cfg.audit.references,
         targets=n_targets,
@@ -308,7 +310,7 @@ def attack_store(
     ev = _evaluate(cfg, y, pooled, groups)
     results = [attack_result(n, ev, *_description(n), top_tie=top_tie(y, pooled[n])) for n in order]
     strongest = max(results, key=lambda a: a.auc.point or 0.0).name
-    key = check_key(pseudonym_key) if pseudonym_key is not None else new_key()
+    key = key_or_fresh(pseudonym_key)
     result = AuditResult(
         tool_version=__version__,
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -321,7 +323,7 @@ def attack_store(
         comparisons=comparisons_with_loss(ev),
         exposure_attack=strongest,
         most_exposed=_most_exposed(store, scored.records, len(targets), y, pooled[strongest], key),
-        pseudonymisation=pseudonymisation(key),
+        pseudonymisation=describe_key(key),
         reference=_setup(store, cfg, source, scored, len(targets), external_target),
         utility=_utility(scored.correct, scored.member),
         config_sha256=config_sha256,
@@ -469,8 +471,18 @@ def _with_external_target(store: SignalsStore, target: ExternalTarget) -> Signal
         population=store.population[cols],
         record_id=store.record_id[cols],
         target=store.n_models,
-        info={**store.info, "external_target": True},
+        info=store.info.model_copy(update={"external_target": True}),
     )
+
+
+@dataclass(frozen=True, eq=False)
+class AuditRun:
+    """An audit as it ran, in memory: its results, the training run (models, signals) and the
+    attacked pairs with their scores (what ``scores.parquet`` holds)."""
+
+    result: AuditResult
+    train: TrainRun
+    pairs: ReferenceRun
 
 
 def audit(
@@ -490,6 +502,18 @@ def audit(
     With ``target`` a model trained elsewhere is audited (not retrained); the engine trains
     its references with the config's recipe.
     """
+    return run_audit(config, out, target=target, overwrite=overwrite, quiet=quiet).result
+
+
+def run_audit(
+    config: AuditConfig | str | Path,
+    out: str | Path,
+    *,
+    target: ExternalTarget | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> AuditRun:
+    """:func:`audit`, returning the run in memory too (the trade-off reuses it)."""
     from miaudit._io import ensure_writable_dir, write_text_atomic
     from miaudit.engine import train
 
@@ -505,7 +529,7 @@ def audit(
     ref = attack_store(
         store,
         cfg,
-        source=str(store.info.get("dataset", "signals")),
+        source=store.info.dataset or "signals",
         pseudonym_key=key,
         config_sha256=digest if target is None else None,
         external_target=target is not None,
@@ -523,7 +547,7 @@ def audit(
         kind="audit",
     )
     _keep_target_for_check_record(out_dir, store if target is not None else None)
-    return ref.result
+    return AuditRun(ref.result, run, ref)
 
 
 def _keep_target_for_check_record(out_dir: Path, store: SignalsStore | None) -> None:

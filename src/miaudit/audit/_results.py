@@ -7,21 +7,28 @@ change of meaning is a new field and a new schema version.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate
 
-RESULTS_SCHEMA = "miaudit.results/2"
+RESULTS_SCHEMA = "miaudit.results/3"
 #: Schemas this version reads: /1 results (miaudit before the key checks) are read and flagged
-#: (:meth:`AuditResult.pseudonym_warning`), since their key's strength was never checked.
-READABLE_SCHEMAS = ("miaudit.results/1", RESULTS_SCHEMA)
+#: (:meth:`AuditResult.pseudonym_warning`), since their key's strength was never checked; /1 and
+#: /2 results carry one ``score_percentile`` per exposed record whose meaning depended on the
+#: kind of audit, split on reading (:meth:`AuditResult._split_exposure`).
+READABLE_SCHEMAS = ("miaudit.results/1", "miaudit.results/2", RESULTS_SCHEMA)
 
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_R = TypeVar("_R", bound=BaseModel)
 
 
 class InputDescription(_Record):
@@ -142,10 +149,26 @@ class SliceResult(_Record):
 
 
 class ExposedRecord(_Record):
+    """One of the records an audit ranks most exposed. Exactly one of the two figures is set,
+    by the kind of audit (schema /3; before, one field carried either meaning):
+
+    - ``score_percentile`` (an audit of one model's saved outputs): the percentage of records
+      whose score under the exposure attack is at most this record's;
+    - ``flagged_by_percent`` (a reference-model audit): the percentage of the models that
+      trained on the record that flag it at the exposure attack's 1 % FPR threshold.
+    """
+
     pseudonym: str
     rank: int
-    score_percentile: float
+    score_percentile: float | None = None
+    flagged_by_percent: float | None = None
     ties: int = 0
+
+    @model_validator(mode="after")
+    def _one_figure(self) -> ExposedRecord:
+        if (self.score_percentile is None) == (self.flagged_by_percent is None):
+            raise ValueError("exactly one of score_percentile and flagged_by_percent is set")
+        return self
 
 
 class RmiaCalibration(_Record):
@@ -186,10 +209,19 @@ class Pseudonymisation(_Record):
     key_bytes: int | None = None
 
 
+def _renamed(entry: object, old: str, new: str) -> object:
+    if not isinstance(entry, dict) or old not in entry:
+        return entry
+    out = {k: v for k, v in entry.items() if k != old}
+    out[new] = entry[old]
+    return out
+
+
 class AuditResult(_Record):
     """Everything shareable about one audit of one model."""
 
-    schema_version: Literal["miaudit.results/1", "miaudit.results/2"] = RESULTS_SCHEMA
+    #: Older readable schemas are converted when read (:meth:`_split_exposure`).
+    schema_version: Literal["miaudit.results/3"] = "miaudit.results/3"
     tool_version: str
     created_at: str
     seed: int
@@ -205,6 +237,19 @@ class AuditResult(_Record):
     utility: Utility | None = None
     config_sha256: str | None = None
     notes: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_exposure(cls, data: Any) -> Any:
+        """Read /1 and /2 results as /3: their ``score_percentile`` is the percentage of models
+        flagging the record when the audit had reference models (the only writer of that
+        meaning), else the score percentile; it moves to the field of that meaning."""
+        if not isinstance(data, dict) or data.get("schema_version") not in READABLE_SCHEMAS[:2]:
+            return data
+        exposed = data.get("most_exposed")
+        if data.get("reference") is not None and isinstance(exposed, list):
+            exposed = [_renamed(e, "score_percentile", "flagged_by_percent") for e in exposed]
+        return {**data, "schema_version": RESULTS_SCHEMA, "most_exposed": exposed or []}
 
     def attack(self, name: str) -> AttackResult:
         for a in self.attacks:
@@ -225,24 +270,9 @@ class AuditResult(_Record):
     def pseudonym_warning(self) -> str | None:
         """Why the pseudonyms of these results may be reversible, or None when their key was
         checked (at least 16 random bytes, not a publicly known key)."""
-        from miaudit.audit._pseudonyms import KNOWN_WEAK_KEY_IDS, MIN_KEY_BYTES
+        from miaudit.audit._pseudonyms import key_warning
 
-        p = self.pseudonymisation
-        if p.raw_ids or not self.most_exposed:
-            return None
-        if p.key_id in KNOWN_WEAK_KEY_IDS:
-            return (
-                "pseudonyms were made with a publicly known key (an earlier miaudit's fixed fallback or an empty key): "
-                "anyone can reverse them by trying candidate ids; treat them as record ids and do not share these results"
-            )
-        if p.key_bytes is None:
-            return (
-                "pseudonyms were made by an earlier miaudit that did not check its key: if that pseudonym.key was empty, short "
-                "or readable by others they can be reversed; rerun the audit to get checked pseudonyms"
-            )
-        if p.key_bytes < MIN_KEY_BYTES:
-            return f"pseudonyms were made with a {p.key_bytes}-byte key: they can be reversed by trying candidate ids"
-        return None
+        return key_warning(self.pseudonymisation, lists_records=bool(self.most_exposed))
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -250,3 +280,65 @@ class AuditResult(_Record):
     @classmethod
     def from_json(cls, text: str) -> AuditResult:
         return cls.model_validate_json(text)
+
+
+class PrivacySpent(_Record):
+    """What DP-SGD spent on one model, as its accountant recorded it (models' ``train_dp``).
+
+    ``epsilon`` is ∞ when the accountant gave no finite bound (JSON has no ∞: written as null,
+    read back as ∞)."""
+
+    epsilon: float
+    delta: float
+    accountant: str
+    noise_multiplier: float
+    max_grad_norm: float
+    sample_rate: float
+    steps: int
+    poisson_sampling: bool
+    ghost_clipping: bool
+    fault_injection: str
+
+    @field_validator("epsilon", mode="before")
+    @classmethod
+    def _null_is_infinite(cls, v: object) -> object:
+        return math.inf if v is None else v
+
+
+def parse_record(
+    model: type[_R], text: str, schema: str, *, source: str, field: str | None = None
+) -> _R:
+    """``text`` (the JSON of ``source``, a file name) as a ``model`` record of schema ``schema``
+    (its ``"schema"`` key). Anything else (another schema, not JSON, a missing or bad field) is an
+    InputError naming ``source`` (under ``field``, e.g. the CLI option that gave the file)."""
+    import json
+
+    def refuse(problem: str) -> InputError:
+        return InputError(field or source, f"{source!r} {problem}" if field else problem)
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise refuse("is not JSON") from None
+    found = data.get("schema") if isinstance(data, dict) else None
+    if found != schema:
+        shown = str(found)[:80] if found is not None else "none"
+        raise refuse(f"has schema {shown!r}, not {schema!r}: not a file this miaudit reads")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise refuse(
+            f"is not a valid {schema} file ({where + ': ' if where else ''}{first['msg']})"
+        ) from None
+
+
+def read_record(model: type[_R], path: Path, schema: str, *, field: str | None = None) -> _R:
+    """:func:`parse_record` of the file ``path``; InputError when it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or type(exc).__name__
+        raise InputError(field or str(path), f"cannot read {str(path)!r} ({why})") from None
+    return parse_record(model, text, schema, source=str(path), field=field)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from miaudit._io import atomic_path, ensure_writable_dir, write_text_atomic
-from miaudit.audit._pseudonyms import KEY_FILE, existing_key, new_key, publish_key
+from miaudit.audit._pseudonyms import folder_key, is_key_file, key_path, publish_key
 from miaudit.errors import InputError
 
 RESULTS_FILE = "results.json"
@@ -82,16 +82,18 @@ def prepare_out(
             "--out",
             f"{str(existing)!r} already exists (from another run); choose another folder or pass --overwrite",
         )
-    return existing_key(out) or new_key()
+    return folder_key(out)
 
 
 def _config_of(results: Path) -> str | None:
     import json
 
     try:
-        return json.loads(results.read_text(encoding="utf-8")).get("config_sha256")
+        data = json.loads(results.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    digest = data.get("config_sha256") if isinstance(data, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def write_scores(
@@ -142,7 +144,7 @@ def write_run(
     )  # written by this run already
     for name in earlier:
         path = out / name
-        if name in keep or name == KEY_FILE:
+        if name in keep or is_key_file(name):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -151,7 +153,7 @@ def write_run(
     files = [*RUN_FILES[kind]]
     new = [
         p
-        for p in (out / KEY_FILE, out / SCORES_FILE, out / RESULTS_FILE, out / MANIFEST_FILE)
+        for p in (key_path(out), out / SCORES_FILE, out / RESULTS_FILE, out / MANIFEST_FILE)
         if not p.exists()
     ]
     try:

@@ -3,7 +3,7 @@ memory in chunks of records (:func:`record_chunks`)."""
 
 from miaudit.data._adult import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
 from miaudit.data._outputs import ModelOutputs, load_outputs
-from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsStore, load_signals
+from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsInfo, SignalsStore, load_signals
 from miaudit.data._tables import CHUNK_RECORDS, is_mapped, record_chunks, release
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "CHUNK_RECORDS",
     "SIGNALS_SCHEMA",
     "ModelOutputs",
+    "SignalsInfo",
     "SignalsStore",
     "is_mapped",
     "load_adult",

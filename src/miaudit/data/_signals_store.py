@@ -25,7 +25,8 @@ Schema 2 says so. Schema 1 files (still read) came from engines that inferred th
 models' own membership and leaks it into the evaluation (``miaudit.engine._plan``).
 
 Metadata: ``schema`` (format version), ``target`` (index of the audited model, or null when
-every model takes a turn as target), free-form ``info`` (dataset, recipe hash…).
+every model takes a turn as target), ``info`` (:class:`SignalsInfo`: dataset, recipe, plan…;
+a store written elsewhere may hold other keys too, kept as given).
 In Parquet, one row per record: ``logits`` and ``keep`` are list columns (flattened K·A·C and
 K values) and the shape lives in the file's ``miaudit`` metadata.
 For stores larger than memory, a folder (no suffix) holds one ``<name>.npy`` per array and the
@@ -34,11 +35,13 @@ metadata in ``meta.json``; ``logits.npy`` is opened memory-mapped (docs/scale.md
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from miaudit.data import _validate as v
 from miaudit.data._tables import RawTable, read_table
@@ -49,6 +52,50 @@ SIGNALS_SCHEMA = "miaudit.signals/2"
 READABLE_SCHEMAS = ("miaudit.signals/1", SIGNALS_SCHEMA)
 
 
+class SignalsInfo(BaseModel):
+    """How a signals store was made: what the engine records (every field optional, since a
+    store written elsewhere may give none of them; other keys are kept as given).
+
+    ``recipe`` and ``privacy`` are the models layer's records as it wrote them (the recipe's
+    fields; per DP-trained model, what its accountant spent), carried here without reading them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    dataset: str | None = None
+    data_fingerprint: str | None = None
+    recipe: dict[str, Any] | None = None
+    seed: int | None = None
+    plan: str | None = None
+    pool_fraction: float | None = None
+    unit_size: int | None = None
+    #: Cache keys of the units, in model order (model k is in unit k // unit_size).
+    units: list[str] = []
+    versions: str | None = None
+    threads: int | None = None
+    privacy: list[dict[str, Any]] = []
+    preprocessing: dict[str, Any] | None = None
+    #: The store's target is a model trained elsewhere (audited without retraining).
+    external_target: bool = False
+
+    @classmethod
+    def of(cls, info: SignalsInfo | Mapping[str, Any] | None) -> SignalsInfo:
+        """``info`` as a record; InputError naming the field that does not fit."""
+        if isinstance(info, SignalsInfo):
+            return info
+        try:
+            return cls.model_validate(dict(info or {}))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise InputError(f"metadata.info.{where}", first["msg"]) from None
+
+    def to_meta(self) -> dict[str, Any]:
+        """The JSON metadata: the fields that were given (a store read and written again keeps
+        its metadata as it was)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
 @dataclass(frozen=True, eq=False)
 class SignalsStore:
     logits: np.ndarray
@@ -57,7 +104,7 @@ class SignalsStore:
     population: np.ndarray
     record_id: np.ndarray
     target: int | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    info: SignalsInfo = field(default_factory=SignalsInfo)
 
     @property
     def n_models(self) -> int:
@@ -91,7 +138,7 @@ class SignalsStore:
         population: np.ndarray | None = None,
         record_id: np.ndarray | None = None,
         target: int | None = None,
-        info: dict[str, Any] | None = None,
+        info: SignalsInfo | Mapping[str, Any] | None = None,
     ) -> SignalsStore:
         logits = np.asarray(logits)
         if logits.ndim not in (3, 4):
@@ -134,7 +181,7 @@ class SignalsStore:
             pop,
             ids,
             None if target is None else int(target),
-            dict(info or {}),
+            SignalsInfo.of(info),
         )
 
     @classmethod
@@ -161,8 +208,8 @@ class SignalsStore:
             keep=keep,
             population=arrays.get("population"),
             record_id=arrays.get("record_id"),
-            target=None if target is None else int(target),  # type: ignore[arg-type]
-            info=dict(meta.get("info") or {}),  # type: ignore[arg-type]
+            target=None if target is None else int(target),
+            info=meta.get("info"),
         )
 
     def meta(self) -> dict[str, Any]:
@@ -170,7 +217,7 @@ class SignalsStore:
             "schema": SIGNALS_SCHEMA,
             "target": self.target,
             "logits_shape": list(self.logits.shape),
-            "info": self.info,
+            "info": self.info.to_meta(),
         }
 
     def save(self, path: str | Path) -> None:
@@ -229,6 +276,35 @@ def load_signals(path: str | Path) -> SignalsStore:
     return SignalsStore.from_table(table)
 
 
+def _copy_batch(
+    batch: Any,
+    logits: np.ndarray,
+    lo: int,
+    columns: dict[str, list[np.ndarray]],
+    shape: list[int],
+) -> int:
+    """One Parquet batch of records: its logits into ``logits`` from record ``lo`` on, its
+    other columns appended to ``columns``; returns how many records it held."""
+    from miaudit.data._tables import _list_column_to_2d
+
+    k, n, per = int(shape[0]), int(shape[1]), [int(d) for d in shape[2:]]
+    names = batch.schema.names
+    lg = _list_column_to_2d("logits", batch.column(names.index("logits")))
+    m = lg.shape[0]
+    if lo + m > n or lg.shape[1] != k * int(np.prod(per)):
+        raise InputError("logits", f"the list column does not match the metadata's shape {shape}")
+    logits[:, lo : lo + m] = np.moveaxis(lg.reshape(m, k, *per), 0, 1)
+    for name, parts in columns.items():
+        if name in names:
+            col = batch.column(names.index(name))
+            parts.append(
+                _list_column_to_2d(name, col).T
+                if name == "keep"
+                else col.to_numpy(zero_copy_only=False)
+            )
+    return int(m)
+
+
 def signals_to_folder(src: str | Path, dest: str | Path) -> SignalsStore:
     """Convert a signals file to the memory-mapped folder format and open it.
 
@@ -246,7 +322,7 @@ def signals_to_folder(src: str | Path, dest: str | Path) -> SignalsStore:
 
     import pyarrow.parquet as pq
 
-    from miaudit.data._tables import CHUNK_RECORDS, META_KEY, _list_column_to_2d
+    from miaudit.data._tables import CHUNK_RECORDS, META_KEY
 
     try:
         pf = pq.ParquetFile(src)
@@ -254,7 +330,7 @@ def signals_to_folder(src: str | Path, dest: str | Path) -> SignalsStore:
     except (OSError, ValueError, KeyError) as exc:
         raise InputError("signals", f"cannot read {str(src)!r} as Parquet signals: {exc}") from None
     shape = checked_meta(meta, need_shape=True)["logits_shape"]
-    k, n, per = int(shape[0]), int(shape[1]), [int(d) for d in shape[2:]]
+    n = int(shape[1])
     columns: dict[str, list[np.ndarray]] = {
         "label": [],
         "keep": [],
@@ -269,23 +345,7 @@ def signals_to_folder(src: str | Path, dest: str | Path) -> SignalsStore:
     ) as w:
         lo = 0
         for batch in pf.iter_batches(batch_size=CHUNK_RECORDS):
-            names = batch.schema.names
-            lg = _list_column_to_2d("logits", batch.column(names.index("logits")))
-            m = lg.shape[0]
-            if lo + m > n or lg.shape[1] != k * int(np.prod(per)):
-                raise InputError(
-                    "logits", f"the list column does not match the metadata's shape {shape}"
-                )
-            w.logits[:, lo : lo + m] = np.moveaxis(lg.reshape(m, k, *per), 0, 1)
-            for name, parts in columns.items():
-                if name in names:
-                    col = batch.column(names.index(name))
-                    parts.append(
-                        _list_column_to_2d(name, col).T
-                        if name == "keep"
-                        else col.to_numpy(zero_copy_only=False)
-                    )
-            lo += m
+            lo += _copy_batch(batch, w.logits, lo, columns, shape)
         if lo != n:
             raise InputError("logits", f"the file holds {lo} records, its metadata says {n}")
         if not columns["label"] or not columns["keep"]:

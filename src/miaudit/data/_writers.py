@@ -47,7 +47,9 @@ def write_outputs(outputs: ModelOutputs, path: Path) -> None:
 
 def write_signals(store: SignalsStore, path: Path) -> None:
     if path.suffix == "":  # a folder of .npy files, read back memory-mapped
-        with SignalsDirWriter(path, store.logits.shape, target=store.target, info=store.info) as w:
+        with SignalsDirWriter(
+            path, store.logits.shape, target=store.target, info=store.info.to_meta()
+        ) as w:
             for lo in range(0, store.n_records, CHUNK_RECORDS):
                 w.logits[:, lo : lo + CHUNK_RECORDS] = store.logits[:, lo : lo + CHUNK_RECORDS]
             w.finish(

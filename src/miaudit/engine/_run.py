@@ -66,7 +66,7 @@ class TrainRun:
             raise InputError("model", f"model {model} is outside [0, {self.plan.n_models})")
         unit = model // self.plan.unit_size
         return _cache.unit_dir(
-            self.cache, self.signals.info["units"][unit]
+            self.cache, self.signals.info.units[unit]
         ), model - unit * self.plan.unit_size
 
     def privacy_records(self) -> list[dict[str, Any]]:

@@ -305,9 +305,13 @@ def _minimisation(result: AuditResult) -> Control:
     """Data minimisation: the most exposed records and the most exposed slices."""
     parts = []
     if result.most_exposed:
-        top = result.most_exposed[0].score_percentile
+        first, n = result.most_exposed[0], len(result.most_exposed)
+        if first.flagged_by_percent is None:
+            reach = f"reach score percentile {first.score_percentile:g}"
+        else:
+            reach = f"are flagged by up to {first.flagged_by_percent:g}% of the models that trained on them"
         parts.append(
-            f"The {len(result.most_exposed)} most exposed records reach score percentile {top:g} at the strongest attack ({result.exposure_attack})."
+            f"The {n} most exposed records {reach} at the strongest attack ({result.exposure_attack})."
         )
     measured = [
         (s, a)

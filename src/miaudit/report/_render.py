@@ -10,8 +10,7 @@ from typing import Any, TypeVar
 from markupsafe import Markup, escape
 from pydantic import BaseModel, ValidationError
 
-from miaudit.audit import AuditResult
-from miaudit.audit._results import SliceAttack, SliceResult
+from miaudit.audit import AuditResult, SliceAttack, SliceResult
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate
 from miaudit.report import _charts
@@ -104,6 +103,71 @@ def _group_tables(
     return list(tables.items())
 
 
+def _exposure_column(r: AuditResult) -> tuple[str, str]:
+    """(header, explanation) of the most-exposed table's figure: the score percentile after an
+    audit of saved outputs, the share of models flagging the record after a reference audit."""
+    if any(e.flagged_by_percent is not None for e in r.most_exposed):
+        return (
+            "% of models flagging it",
+            "Percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
+        )
+    return (
+        "score percentile",
+        f"Score percentile: where the record's {r.exposure_attack} score lies among all scored records.",
+    )
+
+
+def _in_attack_order(hist: list[ScoreHistogram], r: AuditResult) -> list[ScoreHistogram]:
+    """The histograms in the results' attack order; InputError for an attack not in them."""
+    known = {a.name for a in r.attacks}
+    for h in hist:
+        if h.attack not in known:
+            raise InputError(
+                "histograms",
+                f"attack {h.attack!r} is not in these results; have: {', '.join(sorted(known))}",
+            )
+    order = {a.name: i for i, a in enumerate(r.attacks)}
+    return sorted(hist, key=lambda h: order[h.attack])
+
+
+def _charts_of(
+    r: AuditResult,
+    hist: list[ScoreHistogram],
+    variants: list[TradeoffVariant],
+    dp: DpAuditSummary | None,
+) -> dict[str, Markup | None]:
+    """Each section's chart (None: the section has none)."""
+    return {
+        "attacks": _charts.attack_summary_chart(r.attacks),
+        "roc": _charts.roc_chart(r),
+        "scores": _charts.histogram_chart(hist) if hist else None,
+        "utility": _charts.utility_chart(r.utility.train_accuracy, r.utility.test_accuracy)
+        if r.utility
+        else None,
+        "tradeoff": _charts.tradeoff_chart(variants) if variants else None,
+        "dp": _charts.dp_chart(dp) if dp else None,
+    }
+
+
+def _toc(tradeoff: bool, dp: bool) -> list[tuple[str, str]]:
+    toc = [
+        ("verdict", "Verdict"),
+        ("threat-model", "Threat model"),
+        ("roc", "ROC"),
+        ("scores", "Score distributions"),
+        ("attacks", "Attacks"),
+        ("utility", "Accuracy"),
+        ("groups", "Groups"),
+        ("exposed", "Most exposed"),
+    ]
+    if tradeoff:
+        toc.append(("tradeoff", "Trade-off"))
+    if dp:
+        toc.append(("dp", "Differential privacy"))
+    toc += [("controls", "Controls"), ("method", "Method")]
+    return toc
+
+
 def render_report(
     result: AuditResult,
     *,
@@ -129,52 +193,13 @@ def render_report(
     variants = _coerce_list(tradeoff, TradeoffVariant, "tradeoff")
     dp_ = None if dp is None else _coerce(dp, DpAuditSummary, "dp")
     class_rows = _coerce_list(classes, SliceResult, "classes")
-    known = {a.name for a in r.attacks}
-    for h in hist:
-        if h.attack not in known:
-            raise InputError(
-                "histograms",
-                f"attack {h.attack!r} is not in these results; have: {', '.join(sorted(known))}",
-            )
-    order = {a.name: i for i, a in enumerate(r.attacks)}
-    hist.sort(key=lambda h: order[h.attack])
+    hist = _in_attack_order(hist, r)
 
     risk = assess_risk(r)
-    charts: dict[str, Markup | None] = {
-        "attacks": _charts.attack_summary_chart(r.attacks),
-        "roc": _charts.roc_chart(r),
-        "scores": _charts.histogram_chart(hist) if hist else None,
-        "utility": _charts.utility_chart(r.utility.train_accuracy, r.utility.test_accuracy)
-        if r.utility
-        else None,
-        "tradeoff": _charts.tradeoff_chart(variants) if variants else None,
-        "dp": _charts.dp_chart(dp_) if dp_ else None,
-    }
-    toc = [
-        ("verdict", "Verdict"),
-        ("threat-model", "Threat model"),
-        ("roc", "ROC"),
-        ("scores", "Score distributions"),
-        ("attacks", "Attacks"),
-        ("utility", "Accuracy"),
-        ("groups", "Groups"),
-        ("exposed", "Most exposed"),
-    ]
-    if variants:
-        toc.append(("tradeoff", "Trade-off"))
-    if dp_:
-        toc.append(("dp", "Differential privacy"))
-    toc += [("controls", "Controls"), ("method", "Method")]
+    charts = _charts_of(r, hist, variants, dp_)
+    toc = _toc(bool(variants), dp_ is not None)
     tpr_keys = list(dict.fromkeys(k for a in r.attacks for k in a.tpr_at_fpr))
-    exposure_note = next(
-        (n.split(":", 1)[1].strip() for n in r.notes if n.startswith("most_exposed:")), None
-    )
-    if exposure_note is None:
-        exposure_header = "score percentile"
-        exposure_note = f"Score percentile: where the record's {r.exposure_attack} score lies among all scored records."
-    else:
-        exposure_header = "% of models flagging it" if r.reference is not None else "percentage"
-        exposure_note = exposure_note[:1].upper() + exposure_note[1:]
+    exposure_header, exposure_note = _exposure_column(r)
     context: dict[str, Any] = {
         "r": r,
         "risk": risk,
