@@ -46,20 +46,6 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 #: Top-level modules every package may import, private names aside.
 BASE = LAYERS[0]
 
-#: TEMPORARY, being removed by issue 13's other branches (registry, results, serve): private
-#: imports in files those branches own, each (importing file, imported private module or name).
-#: Every entry must still occur (a stale one fails the test): empty it as the branches merge.
-ALLOWED_PRIVATE: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("audit/_tradeoff.py", "miaudit.models._torch_train"),
-        ("audit/_tradeoff.py", "miaudit.engine._cache"),
-        ("audit/_tradeoff.py", "miaudit.engine._run"),
-        ("cli/_tradeoff.py", "miaudit.audit._tradeoff"),
-        ("cli/_tradeoff.py", "miaudit.audit._dp_audit"),
-        ("report/_render.py", "miaudit.audit._results"),
-    }
-)
-
 
 @dataclass(frozen=True)
 class Import:
@@ -156,13 +142,6 @@ def _all_modules(rels: list[str]) -> frozenset[str]:
     return frozenset(_module_name(r)[0] for r in rels)
 
 
-def _private_key(imp: Import) -> tuple[str, str]:
-    """The allow-list key of a private import: the private module, or the private name."""
-    parts = imp.target.split(".")
-    cut = next(i for i, p in enumerate(parts) if i >= 2 and _is_private(p))
-    return imp.file, ".".join(parts[: cut + 1])
-
-
 def _all_imports() -> list[Import]:
     sources = _sources()
     modules = _all_modules(list(sources))
@@ -187,19 +166,13 @@ def test_no_package_imports_a_higher_layer() -> None:
 
 
 def test_no_import_of_another_packages_private_module_or_name() -> None:
-    bad, used = [], set()
-    for imp in _all_imports():
-        if not any("private" in why for why in violations(imp)):
-            continue
-        key = _private_key(imp)
-        if key in ALLOWED_PRIVATE:
-            used.add(key)
-        else:
-            bad.append(f"{imp}  (import the public name from miaudit.{owner(imp.target)})")
+    bad = [
+        f"{imp}  (import the public name from miaudit.{owner(imp.target)})"
+        for imp in _all_imports()
+        if any("private" in why for why in violations(imp))
+    ]
     bad = list(dict.fromkeys(bad))
     assert not bad, "private imports across packages:\n" + "\n".join(bad)
-    stale = sorted(ALLOWED_PRIVATE - used)
-    assert not stale, f"fixed, remove from ALLOWED_PRIVATE: {stale}"
 
 
 # --- the checker itself, on made-up modules ---------------------------------------------------------
@@ -248,4 +221,3 @@ def test_a_failure_names_file_line_and_import() -> None:
         "audit/_x.py", "import numpy\n\nfrom miaudit.engine._cache import K\n", MODULES
     )
     assert str(imp) == "audit/_x.py:3: from miaudit.engine._cache import K"
-    assert _private_key(imp) == ("audit/_x.py", "miaudit.engine._cache")

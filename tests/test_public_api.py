@@ -33,6 +33,7 @@ def test_data_names():
             "CHUNK_RECORDS",
             "SIGNALS_SCHEMA",
             "ModelOutputs",
+            "SignalsInfo",
             "SignalsStore",
             "is_mapped",
             "load_adult",

@@ -69,18 +69,6 @@ class TrainRun:
             self.cache, self.signals.info.units[unit]
         ), model - unit * self.plan.unit_size
 
-    def privacy_records(self) -> list[dict[str, Any]]:
-        """One DP-SGD privacy record per model, in model order (ε spent by the accountant, δ,
-        σ, clipping norm, sampling rate, steps, …), as each unit's manifest holds them; empty
-        when the recipe has no ``dp``."""
-        out: list[dict[str, Any]] = []
-        for key in self.signals.info.get("units", []):
-            manifest = json.loads(
-                (_cache.unit_dir(self.cache, key) / _cache.MANIFEST).read_text(encoding="utf-8")
-            )
-            out += manifest.get("info", {}).get("privacy") or []
-        return out
-
     def summary(self) -> str:
         k, n = self.signals.keep.shape
         parts = [
