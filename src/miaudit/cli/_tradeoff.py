@@ -89,6 +89,23 @@ def dp_summary_for_report(result: DpAuditResult) -> DpAuditSummary | None:
     )
 
 
+def _check_tradeoff_options(
+    accountant: str, policy_targets: int, accuracy_tolerance: float, noise_sigma: float
+) -> None:
+    if accountant not in ("prv", "rdp"):
+        raise InputError("--accountant", f"must be 'prv' or 'rdp', got {accountant!r}")
+    if policy_targets < 1:
+        raise InputError("--policy-targets", f"must be at least 1, got {policy_targets}")
+    if not 0 <= accuracy_tolerance < 100:
+        raise InputError(
+            "--accuracy-tolerance",
+            f"must be points of accuracy in [0, 100), got {accuracy_tolerance}",
+        )
+    if not (math.isfinite(noise_sigma) and noise_sigma > 0):
+        raise InputError("--noise-sigma", f"must be a finite number > 0, got {noise_sigma!r}")
+
+
+# Long: over 60 lines through its typer option declarations; the work is in audit.tradeoff.
 def tradeoff(
     config: Annotated[
         Path, typer.Argument(help="Audit config (.toml/.yaml) of the baseline recipe.")
@@ -150,22 +167,11 @@ def tradeoff(
     ] = False,
 ) -> None:
     """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all)."""
-    # Long only by its typer option declarations above; the work is in audit.tradeoff.
     from miaudit.audit import default_variants
     from miaudit.audit import tradeoff as run_tradeoff
     from miaudit.report import write_report
 
-    if accountant not in ("prv", "rdp"):
-        raise InputError("--accountant", f"must be 'prv' or 'rdp', got {accountant!r}")
-    if policy_targets < 1:
-        raise InputError("--policy-targets", f"must be at least 1, got {policy_targets}")
-    if not 0 <= accuracy_tolerance < 100:
-        raise InputError(
-            "--accuracy-tolerance",
-            f"must be points of accuracy in [0, 100), got {accuracy_tolerance}",
-        )
-    if not (math.isfinite(noise_sigma) and noise_sigma > 0):
-        raise InputError("--noise-sigma", f"must be a finite number > 0, got {noise_sigma!r}")
+    _check_tradeoff_options(accountant, policy_targets, accuracy_tolerance, noise_sigma)
     dp = _dp_audit_file(dp_audit_json)  # read and checked before any training
     err = console(stderr=True)
     variants = default_variants(
@@ -264,6 +270,7 @@ def _est(e: Estimate, signed: bool = False) -> str:
     return s
 
 
+# Long: over 60 lines through its typer option declarations; the work is in audit.dp_audit.
 def dp_audit(
     config: Annotated[
         Path, typer.Argument(help="Audit config (.toml/.yaml); [model].dp makes the claim.")
@@ -307,7 +314,6 @@ def dp_audit(
     ] = False,
 ) -> None:
     """Empirical ε lower bound for a DP recipe against its accountant's claim: PASSED, FAILED or not testable."""
-    # Long only by its typer option declarations above; the work is in audit.dp_audit.
     from miaudit.audit import CANARY_KINDS, DpAuditDesign
     from miaudit.audit import dp_audit as run_dp_audit
 
