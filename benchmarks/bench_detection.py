@@ -1,4 +1,4 @@
-"""The service's probing detectors measured as classifiers (issue 7, ALGORITHMS.md §10).
+"""The service's probing detectors measured as classifiers (issue 7, docs/method.md §10).
 
 A fresh in-process service (the real app over httpx's ASGI transport, SQLite) per scenario; every
 attack runs through :class:`miaudit.serve.HttpOracle` against an API key whose role is

@@ -1,4 +1,4 @@
-"""dp-audit: planted DP bugs are caught, correct DP-SGD passes (ALGORITHMS.md §6)."""
+"""dp-audit: planted DP bugs are caught, correct DP-SGD passes (docs/method.md §6)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ def test_coverage_of_auc_and_tpr_intervals_on_binormal_scores():
 
     200 datasets → a binomial SD of 1.5 points around 95 %; the bound 0.90 is 3 SD below, so an
     honest implementation fails it with probability < 0.2 %, while intervals from resampling
-    the wrong unit or a bug in the weights would cover far less (e.g. 68 %, ALGORITHMS.md §0).
+    the wrong unit or a bug in the weights would cover far less (e.g. 68 %, docs/method.md §0).
     """
     d = 0.8
     true_auc = norm.cdf(d / np.sqrt(2))

@@ -1,4 +1,4 @@
-"""ε bounds: ALGORITHMS.md §6 reference values and the descriptive implied ε."""
+"""ε bounds: docs/method.md §6 reference values and the descriptive implied ε."""
 
 from __future__ import annotations
 

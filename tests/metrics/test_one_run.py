@@ -1,4 +1,4 @@
-"""DP audit statistics: ALGORITHMS.md §6 reference values, brute-force p-values, validity, designs."""
+"""DP audit statistics: docs/method.md §6 reference values, brute-force p-values, validity, designs."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_grid_is_bonferroni_corrected():
 
 @pytest.mark.parametrize("runs,expected", [(20, 0.81), (100, 2.57), (1000, 4.91)])
 def test_multi_run_ceiling(runs, expected):
-    # ALGORITHMS.md §6: N runs (half with the canary), a perfect attack: ε ≈ 0.81, 2.57, 4.91.
+    # docs/method.md §6: N runs (half with the canary), a perfect attack: ε ≈ 0.81, 2.57, 4.91.
     inc = np.arange(runs) % 2 == 0
     a = multi_run_audit(inc.astype(float), inc, 0.5)
     assert a.epsilon_lower_bound == pytest.approx(expected, abs=0.005)

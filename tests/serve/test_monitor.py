@@ -1,4 +1,4 @@
-"""Probing detectors (ALGORITHMS.md §10) on controlled traffic, without HTTP."""
+"""Probing detectors (docs/method.md §10) on controlled traffic, without HTTP."""
 
 from __future__ import annotations
 

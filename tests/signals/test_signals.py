@@ -1,4 +1,4 @@
-"""Signals against closed forms, and stable at the extremes (ALGORITHMS.md §1)."""
+"""Signals against closed forms, and stable at the extremes (docs/method.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Class-dependent threshold attacks (Song & Mittal, USENIX Security 2021; ALGORITHMS.md §2).
+"""Class-dependent threshold attacks (Song & Mittal, USENIX Security 2021; docs/method.md §2).
 
 Song and Mittal choose one threshold per class. A set of thresholds is one decision rule (one
 ROC point), so to get a score with a whole ROC each record's score becomes a per-class p-value:

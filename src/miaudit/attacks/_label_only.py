@@ -1,4 +1,4 @@
-"""Label-only membership attacks through an :class:`~miaudit.attacks._oracle.Oracle` (ALGORITHMS.md §5).
+"""Label-only membership attacks through an :class:`~miaudit.attacks._oracle.Oracle` (docs/method.md §5).
 
 These attacks need only the predicted label, so they work under every output policy, label-only
 included: output restriction does not stop them (Choquette-Choo, Tramèr, Carlini & Papernot,
@@ -143,7 +143,7 @@ def noise_robustness_attack(
     """Fraction of noisy copies x + σ·scale⊙N(0, I) still classified y (Choquette-Choo et al., ICML 2021).
 
     Members sit deeper inside their class region, so more of their noisy copies keep the label.
-    The tabular analogue of augmentation robustness (ALGORITHMS.md §5).
+    The tabular analogue of augmentation robustness (docs/method.md §5).
 
     Parameters
     ----------
@@ -337,7 +337,7 @@ def boundary_distance_attack(
     labels : ndarray of shape (n,)
     max_queries : int
         Hard cap on queries per record; must cover steps 1–2 (1 + n_directions·ladder_steps +
-        search_steps). ALGORITHMS.md §5: about 10³–10⁴ for a tight estimate.
+        search_steps). docs/method.md §5: about 10³–10⁴ for a tight estimate.
     scale : ndarray or float, optional
         Per-feature scale of the distance (0 keeps a feature fixed).
     max_distance : float, optional
@@ -557,7 +557,7 @@ def threshold_attacks_under(policy: OutputPolicy | str) -> tuple[ThresholdAttack
 def exposed_threshold_scores(
     exposed: Exposed, labels: np.ndarray, attacks: Sequence[ThresholdAttack] | None = None
 ) -> dict[str, np.ndarray]:
-    """Threshold-attack scores computed from what a policy exposed (ALGORITHMS.md §1, §2).
+    """Threshold-attack scores computed from what a policy exposed (docs/method.md §1, §2).
 
     Parameters
     ----------

@@ -1,5 +1,5 @@
 """LiRA, the likelihood-ratio attack (Carlini et al., "Membership Inference Attacks From First
-Principles", IEEE S&P 2022), on the scaled logit φ (ALGORITHMS.md §1, §3).
+Principles", IEEE S&P 2022), on the scaled logit φ (docs/method.md §1, §3).
 
 For each record the attack fits Gaussians to φ as produced by reference models that trained on
 the record (IN) and that did not (OUT), then asks which one better explains the target model's
@@ -179,7 +179,7 @@ def _fit_side(refs: np.ndarray, mask: np.ndarray, variance: Variance, side: str)
         raise InputError(
             "keep",
             f"{int(empty.sum())} record(s) have no {side} reference model (first at position {int(np.argmax(empty))}); "
-            f"LiRA needs at least one {side} reference per record (use complementary pairs, ALGORITHMS.md §3)",
+            f"LiRA needs at least one {side} reference per record (use complementary pairs, docs/method.md §3)",
         )
     pooled = np.sqrt(ss.sum(axis=0) / count.sum())  # (A,)
     # Small k (module docstring): no within-record spread → the spread across records.
@@ -259,7 +259,7 @@ def lira_online(
         ``keep[k, i]``: reference k trained on record i (IN).
     variance : {"global", "per_record"}
         One σ per side and query shared by all records (default: better below about 16–64
-        references, ALGORITHMS.md §3), or per-record σ.
+        references, docs/method.md §3), or per-record σ.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Oracles: records in, what an output policy lets out, with a query counter.
 
-Query attacks (label-only attacks, ALGORITHMS.md §5) see a model only through an :class:`Oracle`.
+Query attacks (label-only attacks, docs/method.md §5) see a model only through an :class:`Oracle`.
 :class:`LocalOracle` wraps a local model's ``predict_proba`` and an output policy; the prediction
 service's HTTP client implements the same protocol (sending records, parsing the policy's answer,
 counting with a :class:`QueryCounter`), so every attack runs unchanged against a served model.

@@ -1,4 +1,4 @@
-"""Complementary partners (ALGORITHMS.md §3): the one definition every attack and check uses."""
+"""Complementary partners (docs/method.md §3): the one definition every attack and check uses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run a reference-model attack on a multi-model signals store (ALGORITHMS.md §3, §4).
+"""Run a reference-model attack on a multi-model signals store (docs/method.md §3, §4).
 
 Two ways to score, both pure (a :class:`~miaudit.data.SignalsStore` in, a
 :class:`PairedScores` out, no file I/O):
@@ -11,7 +11,7 @@ Two ways to score, both pure (a :class:`~miaudit.data.SignalsStore` in, a
 
 **Default references.** By default a target's references are all other models *except its
 complementary partner*: a model whose keep row is the exact negation of the target's on the
-evaluated records (models 2j and 2j+1 of complementary pairs, ALGORITHMS.md §3). That model's
+evaluated records (models 2j and 2j+1 of complementary pairs, docs/method.md §3). That model's
 membership is a function of the target's, so keeping it leaks the label: every member of the
 target has one more OUT reference and one fewer IN reference than every non-member. Measured
 on simulated stores (8 models in 4 pairs, 1,500 records, 0.5 the truth): a target whose outputs
@@ -154,7 +154,7 @@ class PairedScores:
         of them when no score is NaN).
 
         ``record`` is the store position of each pair's record, so a bootstrap can resample
-        records and keep all of a record's pairs together (ALGORITHMS.md §0).
+        records and keep all of a record's pairs together (docs/method.md §0).
         """
         t = self.scores.shape[0]
         scores, member, record = (
@@ -604,7 +604,7 @@ def complementary_pairs(store: SignalsStore) -> list[tuple[int, int]]:
     """The store's complementary pairs: models i < j whose keep rows are each other's negation.
 
     On the evaluated (non-population) records; each model is in at most one pair (the first
-    match). ALGORITHMS.md §3: with pairs, any k of them give every record exactly k IN and k
+    match). docs/method.md §3: with pairs, any k of them give every record exactly k IN and k
     OUT models.
 
     Examples
@@ -635,7 +635,7 @@ def complementary_pairs(store: SignalsStore) -> list[tuple[int, int]]:
 def paired_reference_sets(
     store: SignalsStore, k: int, *, targets: Sequence[int] | None = None
 ) -> list[list[int]]:
-    """Reference sets of k complementary pairs per target, for "k references" (ALGORITHMS.md §3).
+    """Reference sets of k complementary pairs per target, for "k references" (docs/method.md §3).
 
     Each target's references are the k pairs that follow its own pair, cyclically in the order
     of :func:`complementary_pairs` (deterministic; the target's own pair is never used). Every

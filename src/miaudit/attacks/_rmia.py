@@ -1,5 +1,5 @@
 """RMIA, the robust membership-inference attack (Zarifzadeh, Liu, Shokri, "Low-Cost High-Power
-Membership Inference Attacks", ICML 2024), ALGORITHMS.md §3.
+Membership Inference Attacks", ICML 2024), docs/method.md §3.
 
 With Pr(x|θ) = p_y (the softmax probability of the true label, temperature allowed):
 

@@ -1,5 +1,5 @@
 """Shadow-model attacks: Shokri et al. (IEEE S&P 2017) and ML-Leaks (Salem et al., NDSS 2019),
-ALGORITHMS.md §3.
+docs/method.md §3.
 
 Both learn a binary in/out classifier from shadow models' outputs on records whose membership
 is known, then apply it to the audited model's outputs. Here the classifier is scikit-learn's

@@ -1,4 +1,4 @@
-"""Attacks without reference models (ALGORITHMS.md §2): one signal, one threshold.
+"""Attacks without reference models (docs/method.md §2): one signal, one threshold.
 
 Each score is higher for records more likely to be members.
 

@@ -374,7 +374,7 @@ def _signals_under_policy(
     needed: tuple[str, ...],
     seed: int,
 ) -> dict[str, np.ndarray]:
-    """Signals computed from what ``policy`` lets out (ALGORITHMS.md §1): the attacker sees no more."""
+    """Signals computed from what ``policy`` lets out (docs/method.md §1): the attacker sees no more."""
     from miaudit.defenses import apply_policy, computable_signals, exposed_signals, parse_policy
 
     pol = parse_policy(policy, field="--policy")

@@ -7,7 +7,7 @@ OUT distribution (the φ of reference models that did not train on it). A Gaussi
 record's sample variance from a handful of references is not calibrated, and one variance pooled
 over all records is calibrated only on average (records whose references vary more got
 p < 0.05 in 11 % of null cases): the variance is therefore the record's own, shrunk toward the
-pooled one by empirical Bayes (ALGORITHMS.md §11), and the null distribution is the Student-t
+pooled one by empirical Bayes (docs/method.md §11), and the null distribution is the Student-t
 predictive that follows:
 
 - prior: σ²ᵢ ~ scaled inverse χ²(ν₀, σ₀²) across records; given σ²ᵢ the record's n OUT values

@@ -1,6 +1,6 @@
 """``miaudit dp-audit``: an empirical lower bound on ε for a training recipe, against its claim.
 
-ALGORITHMS.md §6, one training run (Steinke, Nasr & Jagielski, NeurIPS 2023), several runs
+docs/method.md §6, one training run (Steinke, Nasr & Jagielski, NeurIPS 2023), several runs
 pooled with fresh canaries per run:
 
 1. Before training, per run: m canaries (records of the dataset given a wrong label drawn at

@@ -1,4 +1,4 @@
-"""Attack power against the number of references, and the null audit (ALGORITHMS.md §4).
+"""Attack power against the number of references, and the null audit (docs/method.md §4).
 
 Both are checks that an audit does not fool itself: more references must not make LiRA/RMIA
 worse beyond noise, RMIA should beat LiRA with few references, and a target whose training set
@@ -98,7 +98,7 @@ def null_audit(
     bonferroni: bool = True,
     n_resamples: int = 200,
 ) -> NullAudit:
-    """The null check of ALGORITHMS.md §4.
+    """The null check of docs/method.md §4.
 
     Records are split (by ``seed``) into the target's training set T (``target_fraction``), the
     pool (``plan.pool_fraction`` of the rest, k complementary pairs of references trained on it)

@@ -7,7 +7,7 @@ possible). Serving-time variants (output policies) reuse the baseline's trained 
 cache verifies and reuses them) and attack each target through a
 :class:`~miaudit.attacks.LocalOracle` under the policy: threshold attacks on what the policy
 exposes, and under label-only the query attacks too (gap, noise robustness for tabular data,
-augmentation robustness for images), ALGORITHMS.md §5.
+augmentation robustness for images), docs/method.md §5.
 
 Per variant: test accuracy, train–test gap, the strongest attack's AUC and TPR at 1 % FPR with
 record-resampling intervals, and the ε the accountant recorded (the largest over the models).

@@ -1,4 +1,4 @@
-"""Serving-time defenses: output policies and the signals that survive them (ALGORITHMS.md §7).
+"""Serving-time defenses: output policies and the signals that survive them (docs/method.md §7).
 
 Training-time defenses (weight decay, dropout, early stopping, label smoothing, DP-SGD) are recipe
 options of :mod:`miaudit.models`; this package holds what a prediction API applies to a model's

@@ -1,4 +1,4 @@
-"""Signals that survive an output policy, computed from what the policy exposes (ALGORITHMS.md §1).
+"""Signals that survive an output policy, computed from what the policy exposes (docs/method.md §1).
 
 A threshold attack against a restricted API can only use what the API returns. This module fills
 in what a policy hid with a stated estimate, then computes the signals with

@@ -1,6 +1,6 @@
 """Output policies: what a prediction API lets out of a model's probability vectors.
 
-ALGORITHMS.md §7 (output restriction: top-k, rounding, label-only, added noise). Each policy is a
+docs/method.md §7 (output restriction: top-k, rounding, label-only, added noise). Each policy is a
 frozen record (the description) and a pure function on an (n, C) array of probabilities (the
 computation), kept apart as in dp-accounting. Numpy only: the prediction service applies the same
 functions per caller role, and attacks import this module.

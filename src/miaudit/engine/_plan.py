@@ -2,7 +2,7 @@
 
 Default: complementary pairs. A random pool of records (``pool_fraction`` of the data) is split
 in two halves per pair; model 2j trains on one half and model 2j+1 on the other, so any 2k
-models of k whole pairs give every pool record exactly k IN and k OUT models (ALGORITHMS.md §3).
+models of k whole pairs give every pool record exactly k IN and k OUT models (docs/method.md §3).
 The records outside the pool are trained on by no model: the population (RMIA's z records).
 
 The pool is part of the plan, drawn before any membership: every plan kind is evaluated on its

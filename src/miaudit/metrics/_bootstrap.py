@@ -1,4 +1,4 @@
-"""Intervals by resampling records, and paired comparisons of attacks (ALGORITHMS.md §0).
+"""Intervals by resampling records, and paired comparisons of attacks (docs/method.md §0).
 
 Each bootstrap replicate draws records with replacement and re-weights them by their counts;
 because resampling never changes the order of the scores, every attack is sorted once

@@ -1,4 +1,4 @@
-"""ε from a membership test: Clopper–Pearson bounds (ALGORITHMS.md §6).
+"""ε from a membership test: Clopper–Pearson bounds (docs/method.md §6).
 
 :func:`epsilon_lower_bound` is the one-threshold bound of Jagielski et al. (NeurIPS 2020) and
 Nasr et al. (S&P 2021). Applied to one model's saved outputs it is *not* a DP audit (records
@@ -35,7 +35,7 @@ def epsilon_lower_bound(
 ) -> float:
     """ε ≥ max(ln((TPR_lo − δ)/FPR_hi), ln((TNR_lo − δ)/FNR_hi)) at confidence 1 − α.
 
-    Example (ALGORITHMS.md §6: 1000 members all flagged, 1000 non-members none):
+    Example (docs/method.md §6: 1000 members all flagged, 1000 non-members none):
         >>> round(epsilon_lower_bound(1000, 0, 0, 1000), 2)
         5.6
     """

@@ -1,6 +1,6 @@
 """DP audit statistics: one training run (Steinke et al.) and many runs (Jagielski et al.).
 
-ALGORITHMS.md §6. Both turn *guesses about canaries whose inclusion was an independent coin flip
+docs/method.md §6. Both turn *guesses about canaries whose inclusion was an independent coin flip
 made before training* into a lower bound on ε at a stated significance. They are test
 statistics, not DP accounting: the ε a DP-SGD run spends comes from a maintained accountant.
 
@@ -132,7 +132,7 @@ def one_run_epsilon_lower_bound(
 
     Examples
     --------
-    ALGORITHMS.md §6 reference values:
+    docs/method.md §6 reference values:
 
     >>> round(one_run_epsilon_lower_bound(100, 100, 100), 3)
     3.493

@@ -1,4 +1,4 @@
-"""ROC-based membership metrics (ALGORITHMS.md §0), ``sklearn.metrics`` style, 1 = member.
+"""ROC-based membership metrics (docs/method.md §0), ``sklearn.metrics`` style, 1 = member.
 
 Records with equal scores form one threshold (one ROC point) and no point is dropped. The
 scalar metrics come from :class:`~miaudit.metrics._sorted.SortedScores`, the same code the

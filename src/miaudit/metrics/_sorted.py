@@ -5,7 +5,7 @@ changes, so each attack's members and non-members are sorted once and every inde
 needs is precomputed. A replicate then costs two gathers and two cumulative sums of the
 weights plus a few gathers: O(n) with small constants, no sort, no pass over tie groups.
 
-Conventions (ALGORITHMS.md §0): a threshold t flags scores ≥ t; tied scores share a threshold;
+Conventions (docs/method.md §0): a threshold t flags scores ≥ t; tied scores share a threshold;
 TPR at FPR α is the largest TPR over thresholds with FPR ≤ α; the PPV at α is taken at the
 threshold that reaches that TPR with the smallest FPR.
 """

@@ -184,7 +184,7 @@ def _inject_fault(optimizer: Any, fault: str) -> None:
 
 @dataclass(eq=False)
 class GradientCanaries:
-    """White-box Dirac gradient canaries for auditing DP-SGD (ALGORITHMS.md §6; Steinke, Nasr &
+    """White-box Dirac gradient canaries for auditing DP-SGD (docs/method.md §6; Steinke, Nasr &
     Jagielski, NeurIPS 2023; Nasr et al., USENIX Security 2023).
 
     Canary i is a record whose clipped gradient is ``max_grad_norm`` · e_{coords[i]} (a unit

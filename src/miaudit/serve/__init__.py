@@ -1,5 +1,5 @@
 """The prediction service (``miaudit serve``): a model behind API keys, per-role output policies,
-record budgets, an audit log and probing detectors (ALGORITHMS.md §7, §10).
+record budgets, an audit log and probing detectors (docs/method.md §7, §10).
 
 An outer layer, like the CLI: it imports the library, nothing in the library imports it.
 Needs the ``serve`` extra (FastAPI, uvicorn, SQLAlchemy, httpx, psycopg).

@@ -1,4 +1,4 @@
-"""Probing detectors (ALGORITHMS.md §10): what query patterns reveal, and what they cannot.
+"""Probing detectors (docs/method.md §10): what query patterns reveal, and what they cannot.
 
 Four detectors look at every answered record, in the order it arrived:
 

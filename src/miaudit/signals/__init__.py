@@ -1,4 +1,4 @@
-"""Signals: per-record quantities computed from a model's output (ALGORITHMS.md §1)."""
+"""Signals: per-record quantities computed from a model's output (docs/method.md §1)."""
 
 from miaudit.signals._compute import (
     SIGNALS,

@@ -1,4 +1,4 @@
-"""Per-record signals from a model's output (ALGORITHMS.md §1), computed stably.
+"""Per-record signals from a model's output (docs/method.md §1), computed stably.
 
 Every function takes ``values`` of shape (..., C), logits or probabilities (``kind``), and
 ``labels`` of shape (...), and returns float64 arrays of shape (...). Probabilities are turned
@@ -149,7 +149,7 @@ def _one(name: str) -> Callable[..., np.ndarray]:
         return compute_signals(values, labels, kind=kind, which=(name,))[name]
 
     signal.__name__ = name
-    signal.__doc__ = f"The {name.replace('_', ' ')} signal of each record (ALGORITHMS.md §1); see :func:`compute_signals`."
+    signal.__doc__ = f"The {name.replace('_', ' ')} signal of each record (docs/method.md §1); see :func:`compute_signals`."
     return signal
 
 
