@@ -38,6 +38,7 @@ from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import roc_auc_score
 from miaudit.signals import SIGNALS, compute_signals
+from tests.simulate import complementary_keep, true_class_logits
 
 PLANTED_AUC = 0.6
 AUC_SHIFT = 0.06  # order-dependent attacks: permuted AUC within this of the original
@@ -60,8 +61,7 @@ def _outputs(n: int = 400, seed: int = 0) -> tuple[dict[str, np.ndarray], np.nda
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, n)
     member = (rng.permutation(n) < n // 2).astype(np.int8)
-    z = rng.normal(size=(n, 3))
-    z[np.arange(n), y] += 0.5 + 2.0 * member
+    z = true_class_logits(rng, y, 3, 0.5 + 2.0 * member)
     return compute_signals(z, y, which=SIGNALS), y, member
 
 
@@ -75,8 +75,7 @@ def _run_outputs(name: str, perm: np.ndarray | None = None, seed: int = 0) -> np
 def _store(seed: int = 0) -> SignalsStore:
     rng = np.random.default_rng(seed)
     n, pairs = 240, 3
-    half = rng.random((pairs, n)) < 0.5
-    keep = np.stack([row for h in half for row in (h, ~h)])
+    keep = complementary_keep(rng, 2 * pairs, n)
     pop = np.zeros(n, dtype=bool)
     pop[rng.permutation(n)[:60]] = True
     keep[:, pop] = False

@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from miaudit.attacks._lira import lira_offline, lira_online
 from miaudit.errors import InputError
+from tests.simulate import complementary_keep
 
 RTOL = 1e-10  # float64 arithmetic on both sides; only summation order differs
 
@@ -18,9 +19,7 @@ def simulate(
 ):
     """φ = record difficulty + shift·IN + noise, for references and the target."""
     rng = np.random.default_rng(seed)
-    half = rng.random((k // 2, n)) < 0.5
-    keep = np.empty((k, n), dtype=bool)
-    keep[0::2], keep[1::2] = half, ~half  # complementary pairs: every record has k/2 IN, k/2 OUT
+    keep = complementary_keep(rng, k, n)  # every record has k/2 IN, k/2 OUT
     member = rng.random(n) < 0.5
     extra = () if queries is None else (queries,)
     base = rng.normal(0.0, 2.0, size=(n, *extra))

@@ -22,6 +22,7 @@ from miaudit.attacks._rmia import calibrate_rmia_a, rmia_offline, rmia_online, r
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.signals import compute_signals
+from tests.simulate import complementary_keep
 
 
 def make_store(
@@ -38,9 +39,7 @@ def make_store(
     """Models on complementary halves of the pool; members get a larger true-class logit."""
     rng = np.random.default_rng(seed)
     total = n + n_pop
-    half = rng.random((k // 2, total)) < 0.5
-    keep = np.empty((k, total), dtype=bool)
-    keep[0::2], keep[1::2] = half, ~half
+    keep = complementary_keep(rng, k, total)
     pop = np.zeros(total, dtype=bool)
     pop[rng.permutation(total)[:n_pop]] = True  # population records scattered among the pool
     keep[:, pop] = False

@@ -19,6 +19,7 @@ from miaudit.attacks._rmia import (
     rmia_scores_from_ratios,
 )
 from miaudit.errors import InputError
+from tests.simulate import complementary_keep
 
 
 def dense_counts(rx: np.ndarray, rz: np.ndarray, gamma: float) -> np.ndarray:
@@ -42,9 +43,7 @@ def simulate(
     """p_y = sigmoid(difficulty + shift·IN + noise); population records are OUT everywhere."""
     rng = np.random.default_rng(seed)
     total = n + n_pop
-    half = rng.random((k // 2, total)) < 0.5
-    keep = np.empty((k, total), dtype=bool)
-    keep[0::2], keep[1::2] = half, ~half
+    keep = complementary_keep(rng, k, total)
     pop = np.zeros(total, dtype=bool)
     pop[n:] = True
     keep[:, pop] = False

@@ -8,6 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from miaudit.attacks._shadow import MIN_PER_CLASS, ml_leaks, shadow_attack
 from miaudit.errors import InputError
+from tests.simulate import true_class_logits
 
 ITERS = 30  # boosting rounds in tests: enough to learn the simulated signal, fast
 
@@ -21,9 +22,7 @@ def outputs(
     labels: np.ndarray,
 ) -> np.ndarray:
     """Logits whose true-class entry is larger for members by ``shift``."""
-    z = rng.normal(size=(n, classes))
-    z[np.arange(n), labels] += 1.0 + shift * member
-    return z
+    return true_class_logits(rng, labels, classes, 1.0 + shift * member)
 
 
 def simulate(n: int = 1500, s: int = 4, classes: int = 4, shift: float = 2.0, seed: int = 0):
