@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 EXTRAS ?= dev,torch,sklearn-models,serve,dp,ray
 STAMP  := $(VENV)/.installed
+# Test worker processes (pytest-xdist), one per core of the 2-core machine; 0 runs in-process.
+WORKERS ?= 2
 
 .PHONY: install system lint format doctest check test demo claims bench clean
 
@@ -31,16 +33,16 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 	$(VENV)/bin/ruff format src tests benchmarks
 
-# The inner loop: lint, then every test but the slow tier (≤ 90 s on the 2-core machine).
+# The inner loop: lint, doctests, then every test but the slow tier (≤ 90 s on the 2-core machine).
 check: lint doctest
-	$(PY) -m pytest -q -m "not claims and not slow" -p no:cacheprovider
+	$(PY) -m pytest -q -m "not claims and not slow" -p no:cacheprovider -n $(WORKERS)
 
 # The examples in docstrings run as written.
 doctest: install
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules src/miaudit
 
 test: install system lint doctest
-	$(PY) -m pytest -q -m "not claims"
+	$(PY) -m pytest -q -m "not claims" -n $(WORKERS)
 
 demo: install
 	$(VENV)/bin/miaudit demo --out demo-results
