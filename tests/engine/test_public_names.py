@@ -83,6 +83,7 @@ PINNED = {
         "save_sklearn",
         "save_torch_state",
         "single_model",
+        "torch_threads",
         "train_one_dp",
         "train_sklearn",
         "train_unit",

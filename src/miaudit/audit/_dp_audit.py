@@ -24,11 +24,10 @@ else PASSED (this audit found no contradiction; it proves nothing above its ceil
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +39,7 @@ from miaudit.audit._results import PrivacySpent, _Record, parse_record, read_rec
 from miaudit.datasets import Dataset
 from miaudit.errors import InputError
 from miaudit.metrics import one_run_max_certifiable_epsilon, pooled_one_run_audit
-from miaudit.models import CNNRecipe, MLPRecipe, Recipe
+from miaudit.models import CNNRecipe, MLPRecipe, Recipe, torch_threads
 
 TorchRecipe = MLPRecipe | CNNRecipe
 
@@ -197,19 +196,6 @@ class CanaryRun:
     accuracy: float
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """Torch's thread count set to ``n`` for a block, then restored."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _gradient_canary_run(
     recipe: TorchRecipe,
     data: Dataset,
@@ -251,7 +237,7 @@ def _gradient_canary_run(
     (affine,), _ = fit_preprocessing(recipe, data, [base], _mask(n, held))
     x = torch.from_numpy(affine.apply(data.features[base]))
     y = torch.from_numpy(np.asarray(data.label)[base].astype(np.int64))
-    with _threads(threads):
+    with torch_threads(threads):
         privacy = train_one_dp(recipe, module, x, y, stream, data.image_shape, canaries=canaries)
         with torch.no_grad():
             pred = (

@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from miaudit.cli._console import console
+from miaudit.cli._options import Address, Executor, TrustCode
 from miaudit.errors import InputError
 
 app = typer.Typer(
@@ -169,25 +170,9 @@ def audit_cmd(
         bool,
         typer.Option("--overwrite", help="Replace results of another config already in --out."),
     ] = False,
-    executor: Annotated[
-        str | None,
-        typer.Option(
-            help='Where units train: "local" (worker processes) or "ray" (Ray tasks); overrides engine.executor.'
-        ),
-    ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.'
-        ),
-    ] = None,
-    trust_code: Annotated[
-        bool,
-        typer.Option(
-            "--trust-code",
-            help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.",
-        ),
-    ] = False,
+    executor: Executor = None,
+    address: Address = None,
+    trust_code: TrustCode = False,
 ) -> None:
     """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate."""
     from miaudit.audit import audit, load_audit_config

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from miaudit.cli._console import console
+from miaudit.cli._options import TrustCode
 from miaudit.errors import InputError
 
 if TYPE_CHECKING:
@@ -158,13 +159,7 @@ def tradeoff(
             help="Largest accuracy loss, in points, a recommended control may cost (upper end of its interval).",
         ),
     ] = 1.0,
-    trust_code: Annotated[
-        bool,
-        typer.Option(
-            "--trust-code",
-            help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.",
-        ),
-    ] = False,
+    trust_code: TrustCode = False,
 ) -> None:
     """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all)."""
     from miaudit.audit import default_variants
@@ -305,13 +300,7 @@ def dp_audit(
             help="input (records with a wrong label, black-box), rare-category (records with a category no other record has, black-box: catches preprocessing that sees the training records) or gradient (Dirac gradients in the DP-SGD step, white-box).",
         ),
     ] = "input",
-    trust_code: Annotated[
-        bool,
-        typer.Option(
-            "--trust-code",
-            help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.",
-        ),
-    ] = False,
+    trust_code: TrustCode = False,
 ) -> None:
     """Empirical ε lower bound for a DP recipe against its accountant's claim: PASSED, FAILED or not testable."""
     from miaudit.audit import CANARY_KINDS, DpAuditDesign

@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from miaudit.cli._console import console
+from miaudit.cli._options import Address, Executor, TrustCode
 
 if TYPE_CHECKING:
     from miaudit.audit import AuditConfig
@@ -53,25 +54,9 @@ def train(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
     ] = True,
-    executor: Annotated[
-        str | None,
-        typer.Option(
-            help='Where units train: "local" (worker processes) or "ray" (Ray tasks); overrides engine.executor.'
-        ),
-    ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.'
-        ),
-    ] = None,
-    trust_code: Annotated[
-        bool,
-        typer.Option(
-            "--trust-code",
-            help="Allow the config to name code (e.g. an estimator outside scikit-learn), which is imported and run; see docs/security.md.",
-        ),
-    ] = False,
+    executor: Executor = None,
+    address: Address = None,
+    trust_code: TrustCode = False,
 ) -> None:
     """Train reference models on a membership plan and write their signals (multi-model format)."""
     from miaudit.engine import load_config

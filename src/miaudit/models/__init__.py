@@ -32,7 +32,7 @@ from miaudit.models._revision import TRAINING_REVISION
 from miaudit.models._save import load_sklearn, load_torch_state, save_sklearn, save_torch_state
 from miaudit.models._sklearn import check_code_trust, make_estimator, names_code, train_sklearn
 from miaudit.models._streams import ModelStreams, model_seed_sequence, plan_seed_sequence
-from miaudit.models._train import UnitResult, train_unit
+from miaudit.models._train import UnitResult, torch_threads, train_unit
 
 if TYPE_CHECKING:
     from miaudit.models._dp import GradientCanaries, single_model, train_one_dp
@@ -85,6 +85,7 @@ __all__ = [
     "save_sklearn",
     "save_torch_state",
     "single_model",
+    "torch_threads",
     "train_one_dp",
     "train_sklearn",
     "train_unit",

@@ -58,7 +58,7 @@ def train_unit(
     (0-based; once per model and epoch under DP-SGD). ``threads``: torch's intra-op threads
     while training (restored afterwards; part of what decides the bits).
     """
-    with _torch_threads(threads):
+    with torch_threads(threads):
         if recipe.dp is not None:
             from miaudit.models._dp import train_dp
 
@@ -69,7 +69,8 @@ def train_unit(
 
 
 @contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``threads`` for a block, then restored (None: as is)."""
     if threads is None:
         yield
         return
