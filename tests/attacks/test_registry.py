@@ -247,3 +247,18 @@ def test_the_toy_keeps_the_attack_contract(toy, check):
 @pytest.mark.parametrize("check", CONTRACT_CHECKS, ids=lambda c: c.__name__)
 def test_the_toy_reference_attack_keeps_the_attack_contract(toy_ref, check):
     check(TOY_REF)
+
+
+@pytest.mark.parametrize("name, budget", [("noise_robustness", 7), ("boundary_distance", 200)])
+def test_a_query_budget_reaches_the_attack(name, budget):
+    """QueryInputs.budget is what the trade-off uses to cap noise draws: it must be honoured."""
+    from miaudit.attacks import LocalOracle, QueryInputs, score_queries
+    from tests.attacks.test_contract import _linear, _queries
+
+    x, y, _ = _queries(60)
+    spent = score_queries(
+        name, QueryInputs(LocalOracle(_linear, "label-only"), x, y, rng=0, budget=budget)
+    ).queries
+    assert spent.max() <= budget and spent.max() >= budget // 2
+    default = score_queries(name, QueryInputs(LocalOracle(_linear, "label-only"), x, y, rng=0))
+    assert default.queries.max() > budget  # the default is larger: the budget changed something

@@ -175,8 +175,9 @@ def _register_reference_attacks() -> None:
 
 
 def _noise(x: QueryInputs) -> QueryAttackResult:
+    draws = {"n_draws": b} if (b := x.budget) is not None else {}
     return noise_robustness_attack(
-        x.oracle, x.records, x.labels, sigma=x.sigma, scale=x.scale, rng=x.rng
+        x.oracle, x.records, x.labels, sigma=x.sigma, scale=x.scale, rng=x.rng, **draws
     )
 
 
@@ -185,7 +186,10 @@ def _augmentation(x: QueryInputs) -> QueryAttackResult:
 
 
 def _boundary(x: QueryInputs) -> QueryAttackResult:
-    return boundary_distance_attack(x.oracle, x.records, x.labels, scale=x.scale, rng=x.rng)
+    budget = {"max_queries": b} if (b := x.budget) is not None else {}
+    return boundary_distance_attack(
+        x.oracle, x.records, x.labels, scale=x.scale, rng=x.rng, **budget
+    )
 
 
 def _register_query_attacks() -> None:

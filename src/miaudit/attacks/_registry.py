@@ -164,7 +164,8 @@ class QueryInputs:
     """Input of an ``ORACLE_QUERIES`` attack: the oracle, the records and their labels.
 
     ``scale``: per-feature scale of distances and noise (tabular); ``augmentations``: the
-    recipe's query views (images); ``sigma``: noise in units of ``scale``.
+    recipe's query views (images); ``sigma``: noise in units of ``scale``; ``budget``: queries
+    per record the attack may spend (noise draws, boundary-search queries), None for its default.
     """
 
     oracle: Oracle
@@ -174,6 +175,7 @@ class QueryInputs:
     scale: np.ndarray | float | None = None
     augmentations: Sequence[Callable[[np.ndarray], np.ndarray]] = ()
     sigma: float = 0.5
+    budget: int | None = None
 
 
 # --- the registry --------------------------------------------------------------------------------

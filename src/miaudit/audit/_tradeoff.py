@@ -388,24 +388,23 @@ def _query_attack(
 ) -> QueryAttackResult:
     """Label-only's robustness attack: augmentations for images, noise on numeric columns (in
     units of their spread over the population; one-hot columns stay fixed) for tabular data."""
-    from miaudit.attacks import (
-        augmentation_robustness_attack,
-        noise_robustness_attack,
-        recipe_augmentations,
-    )
+    from miaudit.attacks import QueryInputs, recipe_augmentations, score_queries
     from miaudit.models import CNNRecipe
 
     if data.image_shape is not None:
         names = cfg.model.augment if isinstance(cfg.model, CNNRecipe) and cfg.model.augment else []
         aug = recipe_augmentations(data.image_shape, names or ["shift"])
-        return augmentation_robustness_attack(oracle, x, y, aug)
+        return score_queries(
+            "augmentation_robustness", QueryInputs(oracle, x, y, augmentations=aug)
+        )
     scale = np.zeros(data.n_features)
     cols = np.setdiff1d(np.arange(data.n_features), data.onehot)
     scale[cols] = data.features[np.flatnonzero(store.population)][:, cols].std(axis=0)
     if not np.any(scale > 0):
         scale[:] = 1.0
-    return noise_robustness_attack(
-        oracle, x, y, sigma=noise_sigma, n_draws=draws, scale=scale, rng=rng
+    return score_queries(
+        "noise_robustness",
+        QueryInputs(oracle, x, y, rng=rng, scale=scale, sigma=noise_sigma, budget=draws),
     )
 
 
