@@ -25,13 +25,13 @@ system:
 # mypy takes about 25 s from a clean clone on the 2-core machine and 1-5 s with its cache;
 # the cap turns a pathological slow-down into a failure instead of a stalled CI.
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	timeout 180 $(VENV)/bin/mypy
 
 format: install
-	$(VENV)/bin/ruff check --fix src tests benchmarks
-	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
+	$(VENV)/bin/ruff format src tests benchmarks scripts
 
 # The inner loop: lint, doctests, then every test but the slow tier (≤ 90 s on the 2-core machine).
 check: lint doctest
