@@ -536,6 +536,7 @@ def _prepare(
 ) -> tuple[SignalsStore, _Plan, str | None]:
     """The store restricted to ``pool``, the plan of targets and references, the pool in words."""
     store, pool_words = _with_pool(store, pool)
+    _every_record_has_an_out_model(store)
     if external_target:
         if store.target is None:
             raise InputError("target", "the store names no target model")
@@ -628,6 +629,18 @@ def _small_k_notes(cfg: AuditConfig | SignalsAuditConfig, plan: _Plan, external:
         "k = 1: each record has one IN and one OUT reference, so LiRA's σ is the spread of the references' φ across records "
         "(no within-record spread can be measured; it overstates σ, which scales the scores but leaves the ranking as with any common σ)."
     ]
+
+
+def _every_record_has_an_out_model(store: SignalsStore) -> None:
+    """A pool record every model trained on has no OUT model anywhere: no attack can score it."""
+    pool = store.pool
+    every = store.keep[:, pool].all(axis=0)
+    if every.any():
+        rid = store.record_id[np.flatnonzero(pool)[int(np.argmax(every))]]
+        raise InputError(
+            "keep",
+            f"record {str(rid)!r} is in every model's training set: no model is OUT on it, so no attack can score it; drop it from the store or leave it out of some models",
+        )
 
 
 def _with_pool(
