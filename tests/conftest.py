@@ -19,6 +19,7 @@ SLOW_MODULES = frozenset(
     {
         "tests/audit/test_dp_audit.py",  # trains DP models per case
         "tests/audit/test_reference_audit.py",  # reference audits end to end, CLI gate
+        "tests/audit/test_signals_example.py",  # trains the docs' 8 models, audits them by CLI
         "tests/audit/test_threat_model.py",  # null audits under three plans
         "tests/audit/test_tradeoff.py",  # trains every control's variant
         "tests/benchmarks/test_null_suite.py",  # claim instances

@@ -35,6 +35,7 @@ def test_data_names():
             "ModelOutputs",
             "SignalsInfo",
             "SignalsStore",
+            "SignalsWriter",
             "is_mapped",
             "load_adult",
             "load_outputs",
@@ -50,6 +51,7 @@ def test_audit_exports_its_entry_points_and_result_types():
     assert set(miaudit.audit.__all__) >= {
         "attack",
         "audit",
+        "audit_signals",
         "check_record",
         "dp_audit",
         "run_demo",

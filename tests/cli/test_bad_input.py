@@ -49,7 +49,7 @@ USAGE = {
     "mistyped-command": (["atack", "x.npz"], "atack"),
     "unknown-root-option": (["--bogus"], "--bogus"),
     "check-record-without-id": (["check-record", "res"], "--id"),
-    "audit-without-config": (["audit", "--out", "o"], "Missing argument"),
+    "audit-without-config": (["audit", "--out", "o"], "config: missing argument"),
     "audit-without-out": (["audit", "c.toml"], "--out"),
     "train-without-out": (["train", "c.toml"], "--out"),
     "tradeoff-without-out": (["tradeoff", "c.toml"], "--out"),
@@ -523,6 +523,107 @@ REPORT = {
 }
 for _name, (_b, _expect) in REPORT.items():
     add(f"report/{_name}", _b, _expect)
+
+
+# --- audit --signals: a store trained elsewhere, its settings, its options ------------------------------
+
+
+def _raw_signals(tmp: Path, **over: object) -> Path:
+    """A valid signals .npz (6 models, each record in 3 of them, 20 population records), with
+    arrays replaced or removed (None) as given: written with numpy, so nothing checks them."""
+    rng = np.random.default_rng(0)
+    k, n = 6, 80
+    pop = np.zeros(n, dtype=bool)
+    pop[:20] = True
+    keep = (rng.random((k, n)).argsort(axis=0) < 3) & ~pop
+    y = rng.integers(0, 3, n)
+    arrays: dict[str, object] = {
+        "logits": (rng.normal(size=(k, n, 3)) + 2.0 * keep[..., None]).astype(np.float32),
+        "label": y,
+        "keep": keep,
+        "population": pop,
+        "record_id": np.arange(n),
+    }
+    for name, value in over.items():
+        if value is None:
+            arrays.pop(name)
+        else:
+            arrays[name] = value(arrays) if callable(value) else value
+    path = tmp / "signals.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def _nan_logits(a: dict) -> np.ndarray:
+    lg = np.array(a["logits"])
+    lg[2, 30, 1] = np.nan
+    return lg
+
+
+def _all_in(a: dict) -> np.ndarray:
+    keep = np.array(a["keep"])
+    keep[:, 40] = True
+    return keep
+
+
+def _signals_case(opts: list[str], *, config: str | None = None, **over: object) -> Build:
+    def build(tmp: Path) -> list[str]:
+        store = _raw_signals(tmp, **over)
+        argv = ["audit", "--signals", str(store), "--out", str(tmp / "out"), *opts]
+        if config is not None:
+            (tmp / "s.toml").write_text(config)
+            argv.insert(1, str(tmp / "s.toml"))
+        return argv
+
+    return build
+
+
+SIGNALS_AUDIT = {
+    "no-such-file": (
+        lambda t: ["audit", "--signals", str(t / "nope.npz"), "--out", str(t / "out")],
+        "signals",
+    ),
+    "nan-logits": (_signals_case([], logits=_nan_logits), "logits"),
+    "logits-2d": (_signals_case([], logits=lambda a: a["logits"][0]), "logits"),
+    "keep-wrong-shape": (_signals_case([], keep=lambda a: a["keep"][:, :-1]), "keep"),
+    "keep-missing": (_signals_case([], keep=None), "keep"),
+    "record-with-no-out-model": (_signals_case([], keep=_all_in), "keep"),
+    "no-population": (_signals_case([], population=None), "population"),
+    "label-out-of-range": (_signals_case([], label=lambda a: a["label"] + 3), "label"),
+    "references-a-word": (_signals_case(["--references", "many"]), "--references"),
+    "references-zero": (_signals_case(["--references", "0"]), "references"),
+    "k-pairs-without-pairs": (_signals_case(["--references", "2"]), "references"),
+    "reference-list-without-target": (_signals_case(["--references", "1,2"]), "references"),
+    "reference-is-the-target": (
+        _signals_case(["--target", "1", "--references", "1,2"]),
+        "references",
+    ),
+    "target-out-of-range": (_signals_case(["--target", "6"]), "target"),
+    "target-negative": (_signals_case(["--target", "-1"]), "--target"),
+    "unknown-attack": (_signals_case(["--attacks", "lira,bogus"]), "audit.attacks"),
+    "resamples-zero": (_signals_case(["--resamples", "0"]), "--resamples"),
+    "negative-seed": (_signals_case(["--seed", "-3"]), "--seed"),
+    "config-with-data": (
+        _signals_case([], config='[data]\ndataset = "digits"\n'),
+        "data: an audit of signals",
+    ),
+    "config-unknown-field": (_signals_case([], config="[audit]\nrefrences = 2\n"), "refrences"),
+    "config-bad-references": (_signals_case([], config="[audit]\nreferences = 0\n"), "references"),
+    "with-executor": (_signals_case(["--executor", "local"]), "--signals"),
+    "target-without-signals": (
+        lambda t: ["audit", "c.toml", "--out", str(t / "out"), "--target", "1"],
+        "--target",
+    ),
+    "out-is-a-file": (
+        lambda t: [
+            (t / "out").write_text("x"),
+            *_signals_case([])(t),
+        ][1:],
+        "--out",
+    ),
+}
+for _name, (_b, _expect) in SIGNALS_AUDIT.items():
+    add(f"audit-signals/{_name}", _b, _expect)
 
 
 # --- configs: defects × the four commands that read one --------------------------------------------------

@@ -7,8 +7,11 @@ from miaudit.audit._config import (
     AUDIT_ATTACKS,
     AttackSection,
     AuditConfig,
+    SignalsAuditConfig,
     load_audit_config,
+    load_signals_config,
     parse_audit_config,
+    signals_audit_config,
 )
 from miaudit.audit._demo import run_demo
 from miaudit.audit._dp_audit import CANARY_KINDS, DpAuditDesign, DpAuditResult, dp_audit
@@ -19,6 +22,8 @@ from miaudit.audit._reference_audit import (
     ReferenceRun,
     attack_store,
     audit,
+    audit_signals,
+    parse_references,
     run_audit,
 )
 from miaudit.audit._results import (
@@ -61,6 +66,7 @@ __all__ = [
     "RecordEvidence",
     "ReferenceRun",
     "RobustnessComparison",
+    "SignalsAuditConfig",
     "SliceAttack",
     "SliceResult",
     "TradeoffResult",
@@ -70,16 +76,20 @@ __all__ = [
     "attack",
     "attack_store",
     "audit",
+    "audit_signals",
     "check_record",
     "default_variants",
     "dp_audit",
     "gate_failures",
     "load_audit_config",
+    "load_signals_config",
     "model_predictor",
     "parse_audit_config",
     "parse_gate_rule",
+    "parse_references",
     "run_attacks",
     "run_audit",
     "run_demo",
+    "signals_audit_config",
     "tradeoff",
 ]

@@ -129,9 +129,47 @@ def parse_audit_config(raw: dict[str, Any], *, trust_code: bool = False) -> Audi
     return cfg
 
 
-def load_audit_config(path: str | Path, *, trust_code: bool = False) -> AuditConfig:
-    """Read a TOML or YAML audit config; relative paths are taken from the file's folder."""
-    path = Path(path)
+class SignalsAuditConfig(BaseModel):
+    """The config of an audit of signals trained elsewhere (``miaudit audit --signals``): only
+    ``[audit]`` (attacks, resamples, FPRs…) and ``seed``; there is nothing to train.
+
+    ``[audit].references`` = k, when set, picks k complementary pairs per target (the store must
+    be made of them); unset, a target's references are every other model except its
+    complementary partner(s) (docs/signals-elsewhere.md).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    audit: AttackSection = AttackSection()
+    seed: int = Field(0, ge=0)
+
+
+#: Sections of an audit config that say what to train: an audit of signals has no use for them.
+_TRAINING_SECTIONS = ("data", "model", "plan", "engine", "trust_code")
+
+
+def parse_signals_config(raw: dict[str, Any]) -> SignalsAuditConfig:
+    """Validate a signals audit config mapping (``[audit]`` and ``seed`` only)."""
+    check_finite(raw)
+    extra = [s for s in _TRAINING_SECTIONS if s in raw]
+    if extra:
+        raise InputError(
+            extra[0],
+            "an audit of signals trained elsewhere (--signals) trains nothing: remove this section (only [audit] and seed apply)",
+        )
+    try:
+        return SignalsAuditConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, "") from None
+
+
+def load_signals_config(path: str | Path) -> SignalsAuditConfig:
+    """Read the TOML or YAML config of an audit of signals (:class:`SignalsAuditConfig`)."""
+    return parse_signals_config(_read_config_file(Path(path)))
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The top-level table of a TOML or YAML config file; InputError naming what is wrong."""
     if not path.is_file():
         raise InputError("config", f"no such file: {str(path)!r}")
     text = path.read_text(encoding="utf-8")
@@ -155,7 +193,13 @@ def load_audit_config(path: str | Path, *, trust_code: bool = False) -> AuditCon
         ) from None
     if not isinstance(raw, dict):
         raise InputError("config", f"{path.name} must hold a table at the top level")
-    cfg = parse_audit_config(raw, trust_code=trust_code)
+    return raw
+
+
+def load_audit_config(path: str | Path, *, trust_code: bool = False) -> AuditConfig:
+    """Read a TOML or YAML audit config; relative paths are taken from the file's folder."""
+    path = Path(path)
+    cfg = parse_audit_config(_read_config_file(path), trust_code=trust_code)
     base = path.parent
 
     def fix(p: Path | None) -> Path | None:
@@ -167,3 +211,22 @@ def load_audit_config(path: str | Path, *, trust_code: bool = False) -> AuditCon
             "engine": cfg.engine.model_copy(update={"cache": fix(cfg.engine.cache)}),
         }
     )
+
+
+def signals_audit_config(
+    path: str | Path | None = None,
+    *,
+    attacks: list[str] | None = None,
+    resamples: int | None = None,
+    seed: int | None = None,
+) -> SignalsAuditConfig:
+    """A signals audit's settings: the config file's (if any), then the options given here
+    (``miaudit audit --signals … --attacks … --resamples … --seed …``) over them."""
+    base = load_signals_config(path) if path is not None else SignalsAuditConfig()
+    section = base.audit.model_dump(exclude_unset=True)
+    if attacks is not None:
+        section["attacks"] = attacks
+    if resamples is not None:
+        section["resamples"] = resamples
+    raw: dict[str, Any] = {"audit": section, "seed": base.seed if seed is None else seed}
+    return parse_signals_config(raw)

@@ -23,6 +23,8 @@ from miaudit.attacks import (
     ReferenceSettings,
     RmiaAttack,
     attack_spec,
+    complementary_pairs,
+    complementary_partners,
     leave_one_model_out_each,
     paired_reference_sets,
     reference_attack,
@@ -35,7 +37,13 @@ from miaudit.audit._attack import (
     tie_notes,
     top_tie,
 )
-from miaudit.audit._config import AuditConfig, load_audit_config, runs_on_target_outputs
+from miaudit.audit._config import (
+    AuditConfig,
+    SignalsAuditConfig,
+    load_audit_config,
+    load_signals_config,
+    runs_on_target_outputs,
+)
 from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
 from miaudit.audit._results import (
     AttackResult,
@@ -68,6 +76,23 @@ class ReferenceRun:
     member: np.ndarray  # per pair
     label: np.ndarray  # per pair
     scores: dict[str, np.ndarray]  # per pair
+    #: The audited model of each pair (pairs no attack could score are left out of every array).
+    pair_target: np.ndarray
+
+
+#: How a target's references are chosen: k complementary pairs, every other model except its
+#: complementary partner(s) (``"all"``), or the given model indices (one audited model only).
+References = int | Literal["all"] | Sequence[int]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Who is attacked with which references, and how that is stated in results.json."""
+
+    targets: list[int]
+    refs: list[list[int]]
+    k: int | None  # complementary pairs per target, when chosen so
+    choice: str  # the choice in words
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,7 +107,7 @@ class _Scored:
     rmia_a: RmiaCalibration | None
 
 
-def _reference_attack(name: str, cfg: AuditConfig) -> ReferenceAttack:
+def _reference_attack(name: str, cfg: AuditConfig | SignalsAuditConfig) -> ReferenceAttack:
     """The attack ``name`` as the config sets it up. Offline RMIA's ``a`` is the config's, or
     (``rmia_a`` unset) cross-fitted per target on the models outside its pair, never on an
     audited target's own membership (:func:`miaudit.attacks.cross_fitted_rmia_a`)."""
@@ -93,19 +118,118 @@ def _reference_attack(name: str, cfg: AuditConfig) -> ReferenceAttack:
     return reference_attack(name, settings)
 
 
-def _targets_and_references(
-    store: SignalsStore, cfg: AuditConfig, external_target: bool
-) -> tuple[list[int], list[list[int]]]:
-    """The audited models and each one's reference models."""
-    if external_target:
-        if store.target is None:
-            raise InputError("target", "the store names no target model")
-        return [store.target], [[m for m in range(store.n_models) if m != store.target]]
-    n_targets = (
-        store.n_models if cfg.audit.targets is None else min(cfg.audit.targets, store.n_models)
-    )
+def _partners_of(store: SignalsStore, target: int) -> set[int]:
+    """The target and its complementary partner(s): never its references (docs/method.md §3)."""
+    return {
+        int(m) for m in np.flatnonzero(complementary_partners(store.keep[:, store.pool], target))
+    } | {target}
+
+
+def _all_but_partner(store: SignalsStore, target: int) -> list[int]:
+    excluded = _partners_of(store, target)
+    return [m for m in range(store.n_models) if m not in excluded]
+
+
+def _pairs_for(store: SignalsStore, target: int, k: int) -> list[int]:
+    """k complementary pairs for one audited model: the first k that do not hold it or its partner."""
+    excluded = _partners_of(store, target)
+    pairs = [p for p in complementary_pairs(store) if not excluded & set(p)]
+    if not 1 <= k <= len(pairs):
+        raise InputError(
+            "references",
+            f"asks for {k} complementary pairs for model {target}; the store has {len(pairs)} besides its own",
+        )
+    return [m for pair in pairs[:k] for m in pair]
+
+
+def _given(store: SignalsStore, target: int, models: Sequence[int]) -> list[int]:
+    refs = [int(m) for m in models]
+    if not refs or len(set(refs)) != len(refs):
+        raise InputError("references", "give at least one model index, none repeated")
+    bad = [m for m in refs if not 0 <= m < store.n_models or m == target]
+    if bad:
+        raise InputError(
+            "references",
+            f"model {bad[0]} is not a reference of model {target} (outside [0, {store.n_models}) or the target)",
+        )
+    mirrored = sorted(_partners_of(store, target) & set(refs))
+    if mirrored:
+        raise InputError(
+            "references",
+            f"model {mirrored[0]} is the complementary partner of model {target}: its membership mirrors the target's, so it cannot be a reference",
+        )
+    return refs
+
+
+def _one_target(store: SignalsStore, target: int, references: References) -> _Plan:
+    if not 0 <= target < store.n_models:
+        raise InputError("target", f"model {target} is outside [0, {store.n_models})")
+    if references == "all":
+        refs = _all_but_partner(store, target)
+        if not refs:
+            raise InputError("references", f"model {target} has no model to serve as its reference")
+        return _Plan(
+            [target],
+            [refs],
+            None,
+            f"every other model except the target's complementary partner ({len(refs)} models)",
+        )
+    if isinstance(references, int):
+        return _Plan(
+            [target],
+            [_pairs_for(store, target, references)],
+            references,
+            f"{references} complementary pair(s)",
+        )
+    refs = _given(store, target, references)
+    return _Plan([target], [refs], None, f"given: models {', '.join(map(str, refs))}")
+
+
+def _leave_one_out(store: SignalsStore, n_targets: int, references: References) -> _Plan:
     targets = list(range(n_targets))
-    return targets, paired_reference_sets(store, cfg.audit.references, targets=targets)
+    if isinstance(references, int):
+        try:
+            refs = paired_reference_sets(store, references, targets=targets)
+        except InputError as exc:
+            raise InputError(
+                "references",
+                f"{references} complementary pairs per target: {exc.problem} (references 'all' works with any keep matrix)",
+            ) from None
+        return _Plan(targets, refs, references, f"{references} complementary pair(s) per target")
+    if references != "all":
+        raise InputError(
+            "references",
+            "a list of reference models applies to one audited model: name it (target=…, --target) or let every model take a turn with references 'all' or k",
+        )
+    refs = [_all_but_partner(store, t) for t in targets]
+    lonely = [t for t, r in zip(targets, refs, strict=True) if not r]
+    if lonely:
+        raise InputError("references", f"model {lonely[0]} has no model to serve as its reference")
+    return _Plan(targets, refs, None, "every other model except the target's complementary partner")
+
+
+def _reference_plan(
+    store: SignalsStore,
+    cfg: AuditConfig | SignalsAuditConfig,
+    target: int | None,
+    references: References | None,
+) -> _Plan:
+    """The audited models and each one's references. ``references`` None: the config's k when
+    its ``[audit]`` sets one, else every other model except the target's partner."""
+    if references is None:
+        references = cfg.audit.references if "references" in cfg.audit.model_fields_set else "all"
+    if isinstance(references, int) and (isinstance(references, bool) or references < 1):
+        raise InputError(
+            "references", f"a number of complementary pairs must be ≥ 1, got {references}"
+        )
+    if isinstance(references, str) and references != "all":
+        raise InputError(
+            "references", f"must be 'all', a number of pairs or model indices, got {references!r}"
+        )
+    if target is not None:
+        return _one_target(store, target, references)
+    n = store.n_models if cfg.audit.targets is None else min(cfg.audit.targets, store.n_models)
+    return _leave_one_out(store, n, references)
 
 
 def _is_offline_rmia(attack: ReferenceAttack) -> bool:
@@ -114,7 +238,7 @@ def _is_offline_rmia(attack: ReferenceAttack) -> bool:
 
 def _score_with_references(
     store: SignalsStore,
-    cfg: AuditConfig,
+    cfg: AuditConfig | SignalsAuditConfig,
     targets: list[int],
     refs: list[list[int]],
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, RmiaCalibration | None]:
@@ -164,7 +288,10 @@ def _score_target_outputs(
 
 
 def _score_all(
-    store: SignalsStore, cfg: AuditConfig, targets: list[int], refs: list[list[int]]
+    store: SignalsStore,
+    cfg: AuditConfig | SignalsAuditConfig,
+    targets: list[int],
+    refs: list[list[int]],
 ) -> _Scored:
     scores, member, records, rmia_a = _score_with_references(store, cfg, targets, refs)
     own, labels, correct = _score_target_outputs(store, cfg.audit.attacks, targets, records)
@@ -181,17 +308,17 @@ def _description(name: str) -> tuple[str, str]:
 def _most_exposed(
     store: SignalsStore,
     records: np.ndarray,
-    n_targets: int,
+    pos: np.ndarray,
     y: np.ndarray,
     s: np.ndarray,
     key: bytes,
 ) -> list[ExposedRecord]:
     """Per-record exposure: how often a record is flagged, at the strongest attack's 1 % FPR
-    threshold (scores ``s`` of the pooled pairs), among the models that trained on it."""
+    threshold (scores ``s`` of the pooled pairs; ``pos``: each pair's position in ``records``),
+    among the models that trained on it."""
     non = np.sort(s[y == 0])
     thr = non[min(non.size - 1, int(np.ceil(0.99 * non.size)))] if non.size else np.inf
     flagged = (s > thr) & (y == 1)
-    pos = np.tile(np.arange(records.size), n_targets)  # pair → position of its record
     in_count = np.bincount(pos, weights=y, minlength=records.size)
     hit = np.bincount(pos, weights=flagged, minlength=records.size)
     exposure = np.divide(hit, in_count, out=np.zeros_like(hit), where=in_count > 0)
@@ -219,45 +346,68 @@ def _utility(correct: np.ndarray, member: np.ndarray) -> Utility:
 
 def _setup(
     store: SignalsStore,
-    cfg: AuditConfig,
     source: str,
     scored: _Scored,
-    n_targets: int,
-    external_target: bool,
+    plan: _Plan,
+    pairs: _Pairs,
+    stated: _Stated | None,
 ) -> ReferenceSetup:
     info = store.info
     return ReferenceSetup(
         dataset=info.dataset if info.dataset is not None else source,
         recipe=info.recipe or {},
         models=store.n_models,
-        references=cfg.audit.references,
-        targets=n_targets,
-        external_target=external_target,
+        references=plan.k,
+        targets=len(plan.targets),
+        external_target=stated is not None and stated.external_target,
         pool_records=int(scored.records.size),
         population_records=int(store.population.sum()),
-        pairs=int(scored.member.size),
+        pairs=int(pairs.y.size),
         rmia_offline_a=scored.rmia_a,
+        reference_choice=None if stated is None else plan.choice,
+        reference_models=None if stated is None else [len(r) for r in plan.refs],
+        pool=None if stated is None else stated.pool,
+        undefined_pairs=None if stated is None else pairs.undefined,
     )
 
 
 def _notes(
-    cfg: AuditConfig, external_target: bool, results: list[AttackResult], ev: Evaluation
+    cfg: AuditConfig | SignalsAuditConfig,
+    plan: _Plan,
+    stated: _Stated | None,
+    pairs: _Pairs,
+    results: list[AttackResult],
+    ev: Evaluation,
 ) -> list[str]:
+    external = stated is not None and stated.external_target
+    if external:
+        first = f"An external target model (trained elsewhere, not retrained) was attacked; references: {plan.choice}."
+    elif stated is not None:
+        first = f"Models trained elsewhere (their signals given); {len(plan.targets)} audited, {'each taking a turn as the target' if len(plan.targets) > 1 else 'one target'}; references: {plan.choice}; pairs (model, record) are pooled."
+    else:
+        first = "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled."
+    undefined = (
+        [
+            f"{pairs.undefined:,} (model, record) pairs were left out: their references held no OUT model (offline attacks) or no IN model (online attacks) on the record; which pairs depends on the references' membership only."
+        ]
+        if pairs.undefined
+        else []
+    )
     return [
-        (
-            "An external target model (trained elsewhere, not retrained) was attacked with every engine-trained model as a reference."
-            if external_target
-            else "Leave-one-model-out: each target model is attacked with k complementary pairs of the other models as references; pairs (model, record) are pooled."
-        ),
+        first,
         "Intervals: percentile bootstrap resampling records, all pairs of a record together.",
         "most_exposed: percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",
+        *undefined,
         *tie_notes(results, ev.fprs),
-        *_small_k_notes(cfg, external_target),
+        *_small_k_notes(cfg, plan, external),
     ]
 
 
 def _evaluate(
-    cfg: AuditConfig, y: np.ndarray, pooled: dict[str, np.ndarray], groups: np.ndarray
+    cfg: AuditConfig | SignalsAuditConfig,
+    y: np.ndarray,
+    pooled: dict[str, np.ndarray],
+    groups: np.ndarray,
 ) -> Evaluation:
     """Every attack's metrics on the pooled pairs, resampling records with all their pairs."""
     boot_seed, _ = np.random.SeedSequence(cfg.seed).spawn(2)
@@ -285,61 +435,171 @@ def _describe_pairs(source: str, y: np.ndarray, n_classes: int) -> InputDescript
     )
 
 
+@dataclass(frozen=True)
+class _Stated:
+    """What an audit other than the engine's paired one states about its set-up (results.json
+    of the engine's paired audits stays as it was)."""
+
+    pool: str
+    external_target: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class _Pairs:
+    """The scored (target, record) pairs, flattened target by target; undefined pairs dropped."""
+
+    scores: dict[str, np.ndarray]
+    y: np.ndarray
+    pos: np.ndarray  # position of each pair's record in the evaluated records
+    target: np.ndarray
+    label: np.ndarray
+    undefined: int
+    defined: np.ndarray  # (T·m,) bool: the pairs kept, in target-major order
+
+
+def _pairs(scored: _Scored, targets: list[int], order: Sequence[str]) -> _Pairs:
+    """Flatten the (T, m) scores; a pair an attack could not score (NaN: its references lack an
+    IN or OUT model on the record) is left out of every attack, so that all are compared on the
+    same pairs. Complementary pairs leave none out."""
+    defined = np.ones(scored.member.shape, dtype=bool)
+    for n in order:
+        defined &= ~np.isnan(scored.scores[n])
+    flat = defined.reshape(-1)
+    if not flat.any():
+        raise InputError(
+            "keep",
+            "no (model, record) pair can be scored: every record lacks an IN or OUT reference model",
+        )
+    m = scored.records.size
+    return _Pairs(
+        scores={n: scored.scores[n].reshape(-1)[flat] for n in order},
+        y=scored.member.reshape(-1)[flat].astype(np.int8),
+        pos=np.tile(np.arange(m), len(targets))[flat],
+        target=np.repeat(np.asarray(targets, dtype=np.int64), m)[flat],
+        label=scored.labels.reshape(-1)[flat],
+        undefined=int(flat.size - flat.sum()),
+        defined=flat,
+    )
+
+
+def _checked_membership(y: np.ndarray) -> None:
+    if y.min() == y.max():
+        what = "member" if y.max() == 0 else "non-member"
+        raise InputError(
+            "keep",
+            f"the audited pairs hold no {what}: each target needs both members and non-members among the evaluated records",
+        )
+
+
 def attack_store(
     store: SignalsStore,
-    cfg: AuditConfig,
+    cfg: AuditConfig | SignalsAuditConfig | None = None,
     *,
     source: str = "(in memory)",
     pseudonym_key: bytes | None = None,
     config_sha256: str | None = None,
     external_target: bool = False,
+    target: int | None = None,
+    references: References | None = None,
+    pool: np.ndarray | Sequence[object] | None = None,
 ) -> ReferenceRun:
     """Attack a multi-model signals store and evaluate the pooled (target, record) pairs.
 
-    By default every model (or the first ``audit.targets``) takes a turn as the target with k
-    complementary pairs of the others as references (leave-one-model-out). With
-    ``external_target`` the store's ``target`` model alone is attacked, with every other model
-    as a reference (a model trained elsewhere, audited without retraining it).
+    ``cfg`` (default :class:`SignalsAuditConfig`): only its ``[audit]`` section and ``seed``
+    are read. Who is audited: ``target`` (default the store's target), else every model (or the
+    first ``audit.targets``) in turn, leave-one-model-out. ``references``: ``"all"`` (every
+    other model except the target's complementary partner), k (k complementary pairs) or, with
+    one target, the model indices; default the config's k when its ``[audit]`` sets
+    ``references``, else ``"all"``. ``pool``: record ids to evaluate (default: every record
+    outside ``store.population``). With ``external_target`` the store's ``target`` is a model
+    trained elsewhere whose references the engine trained (default references: ``"all"``).
+    Pairs whose references hold no IN (online) or no OUT (offline) model on the record are left
+    out and counted in results.json. Any keep matrix works, complementary or not.
     """
-    targets, refs = _targets_and_references(store, cfg, external_target)
-    scored = _score_all(store, cfg, targets, refs)
+    cfg = cfg if cfg is not None else SignalsAuditConfig()
+    store, plan, pool_words = _prepare(store, cfg, external_target, target, references, pool)
+    stated = _Stated(pool_words or _STORE_POOL, external_target)
+    return _run_plan(store, cfg, plan, stated, source, pseudonym_key, config_sha256)
+
+
+#: The pool in words when it is the store's own.
+_STORE_POOL = "the store's: every record outside store.population"
+
+
+def _prepare(
+    store: SignalsStore,
+    cfg: AuditConfig | SignalsAuditConfig,
+    external_target: bool,
+    target: int | None,
+    references: References | None,
+    pool: np.ndarray | Sequence[object] | None,
+) -> tuple[SignalsStore, _Plan, str | None]:
+    """The store restricted to ``pool``, the plan of targets and references, the pool in words."""
+    store, pool_words = _with_pool(store, pool)
+    _every_record_has_an_out_model(store)
+    if external_target:
+        if store.target is None:
+            raise InputError("target", "the store names no target model")
+        target, references = store.target, "all" if references is None else references
+    elif target is None:
+        target = store.target
+    return store, _reference_plan(store, cfg, target, references), pool_words
+
+
+def _run_plan(
+    store: SignalsStore,
+    cfg: AuditConfig | SignalsAuditConfig,
+    plan: _Plan,
+    stated: _Stated | None,
+    source: str,
+    pseudonym_key: bytes | None,
+    config_sha256: str | None,
+) -> ReferenceRun:
+    scored = _score_all(store, cfg, plan.targets, plan.refs)
     order = list(cfg.audit.attacks)
-    pooled = {n: scored.scores[n].reshape(-1) for n in order}
-    y = scored.member.reshape(-1).astype(np.int8)
-    groups = np.tile(scored.records, len(targets))
-    ev = _evaluate(cfg, y, pooled, groups)
-    results = [attack_result(n, ev, *_description(n), top_tie=top_tie(y, pooled[n])) for n in order]
+    pairs = _pairs(scored, plan.targets, order)
+    _checked_membership(pairs.y)
+    ev = _evaluate(cfg, pairs.y, pairs.scores, scored.records[pairs.pos])
+    results = [
+        attack_result(n, ev, *_description(n), top_tie=top_tie(pairs.y, pairs.scores[n]))
+        for n in order
+    ]
     strongest = max(results, key=lambda a: a.auc.point or 0.0).name
     key = key_or_fresh(pseudonym_key)
     result = AuditResult(
         tool_version=__version__,
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         seed=cfg.seed,
-        input=_describe_pairs(source, y, store.n_classes),
+        input=_describe_pairs(source, pairs.y, store.n_classes),
         bootstrap=BootstrapInfo(
             replicates=cfg.audit.resamples, confidence=ev.confidence, resampling=ev.resampling
         ),
         attacks=results,
         comparisons=comparisons_with_loss(ev),
         exposure_attack=strongest,
-        most_exposed=_most_exposed(store, scored.records, len(targets), y, pooled[strongest], key),
+        most_exposed=_most_exposed(
+            store, scored.records, pairs.pos, pairs.y, pairs.scores[strongest], key
+        ),
         pseudonymisation=describe_key(key),
-        reference=_setup(store, cfg, source, scored, len(targets), external_target),
-        utility=_utility(scored.correct, scored.member),
+        reference=_setup(store, source, scored, plan, pairs, stated),
+        utility=_utility(scored.correct.reshape(-1)[pairs.defined], pairs.y.astype(bool)),
         config_sha256=config_sha256,
-        notes=_notes(cfg, external_target, results, ev),
+        notes=_notes(cfg, plan, stated, pairs, results, ev),
     )
     return ReferenceRun(
         result,
-        np.asarray(targets),
-        store.record_id[groups],
-        y,
-        scored.labels.reshape(-1),
-        pooled,
+        np.asarray(plan.targets),
+        store.record_id[scored.records[pairs.pos]],
+        pairs.y,
+        pairs.label,
+        pairs.scores,
+        pairs.target,
     )
 
 
-def rmia_calibration(cfg: AuditConfig, per_target: np.ndarray | None) -> RmiaCalibration:
+def rmia_calibration(
+    cfg: AuditConfig | SignalsAuditConfig, per_target: np.ndarray | None
+) -> RmiaCalibration:
     """What results.json says about offline RMIA's ``a``: given, or cross-fitted per target."""
     if per_target is None:
         if cfg.audit.rmia_a is None:
@@ -356,19 +616,66 @@ def rmia_calibration(cfg: AuditConfig, per_target: np.ndarray | None) -> RmiaCal
     )
 
 
-def _small_k_notes(cfg: AuditConfig, external_target: bool) -> list[str]:
+def _small_k_notes(cfg: AuditConfig | SignalsAuditConfig, plan: _Plan, external: bool) -> list[str]:
     """What one reference pair (k = 1) changes, stated where it applies."""
     lira = any(
         isinstance(_reference_attack(a, cfg), LiraAttack)
         for a in cfg.audit.attacks
         if not runs_on_target_outputs(attack_spec(a))
     )
-    if external_target or cfg.audit.references != 1 or not lira:
+    if external or plan.k != 1 or not lira:
         return []
     return [
         "k = 1: each record has one IN and one OUT reference, so LiRA's σ is the spread of the references' φ across records "
         "(no within-record spread can be measured; it overstates σ, which scales the scores but leaves the ranking as with any common σ)."
     ]
+
+
+def _every_record_has_an_out_model(store: SignalsStore) -> None:
+    """A pool record every model trained on has no OUT model anywhere: no attack can score it."""
+    pool = store.pool
+    every = store.keep[:, pool].all(axis=0)
+    if every.any():
+        rid = store.record_id[np.flatnonzero(pool)[int(np.argmax(every))]]
+        raise InputError(
+            "keep",
+            f"record {str(rid)!r} is in every model's training set: no model is OUT on it, so no attack can score it; drop it from the store or leave it out of some models",
+        )
+
+
+def _with_pool(
+    store: SignalsStore, pool: np.ndarray | Sequence[object] | None
+) -> tuple[SignalsStore, str | None]:
+    """The store restricted to an explicit pool of record ids (plus its population, RMIA's z
+    records), and the pool in words for results.json; no pool: the store's own (its records
+    outside ``store.population``), in words None."""
+    if pool is None:
+        return store, None
+    ids = [str(r) for r in np.asarray(pool).reshape(-1).tolist()]
+    index = {str(r): i for i, r in enumerate(store.record_id.tolist())}
+    missing = [r for r in ids if r not in index]
+    if missing or not ids:
+        raise InputError(
+            "pool", f"record {missing[0]!r} is not in the store" if missing else "is empty"
+        )
+    if len(set(ids)) != len(ids):
+        raise InputError("pool", "record ids repeat")
+    chosen = np.zeros(store.n_records, dtype=bool)
+    chosen[[index[r] for r in ids]] = True
+    cols = np.flatnonzero(chosen | store.population)
+    restricted = SignalsStore.from_arrays(
+        logits=store.logits[:, cols],
+        label=store.label[cols],
+        keep=store.keep[:, cols],
+        population=~chosen[cols],
+        record_id=store.record_id[cols],
+        target=store.target,
+        info=store.info,
+    )
+    return (
+        restricted,
+        f"given: {len(ids):,} records (the rest of the store's records left out, its population kept as RMIA's z records)",
+    )
 
 
 #: Engine settings that change how fast, not what: a re-run differing only in these is the same run.
@@ -526,14 +833,19 @@ def run_audit(
         print(run.summary())
     write_text_atomic(out_dir / "audit.json", cfg.model_dump_json(indent=2))
     store = run.signals if target is None else _with_external_target(run.signals, target)
-    ref = attack_store(
-        store,
-        cfg,
-        source=store.info.dataset or "signals",
-        pseudonym_key=key,
-        config_sha256=digest if target is None else None,
-        external_target=target is not None,
-    )
+    source = store.info.dataset or "signals"
+    if target is None:  # the engine's paired plan: k pairs per target, results as they always were
+        _, plan, _ = _prepare(store, cfg, False, None, cfg.audit.references, None)
+        ref = _run_plan(store, cfg, plan, None, source, key, digest)
+    else:
+        ref = attack_store(store, cfg, source=source, pseudonym_key=key, external_target=True)
+    _write_pairs(out_dir, key, ref, quiet=quiet)
+    _keep_target_for_check_record(out_dir, store if target is not None else None)
+    return AuditRun(ref.result, run, ref)
+
+
+def _write_pairs(out_dir: Path, key: bytes, ref: ReferenceRun, *, quiet: bool) -> None:
+    """results.json and the restricted scores.parquet (one row per scored pair, with its target)."""
     write_run(
         out_dir,
         key,
@@ -542,12 +854,10 @@ def run_audit(
         ref.member,
         ref.label,
         ref.scores,
-        extra={"target": np.repeat(ref.targets, ref.member.size // max(1, ref.targets.size))},
+        extra={"target": ref.pair_target},
         quiet=quiet,
         kind="audit",
     )
-    _keep_target_for_check_record(out_dir, store if target is not None else None)
-    return AuditRun(ref.result, run, ref)
 
 
 def _keep_target_for_check_record(out_dir: Path, store: SignalsStore | None) -> None:
@@ -559,3 +869,91 @@ def _keep_target_for_check_record(out_dir: Path, store: SignalsStore | None) -> 
         save_external_target(out_dir, store)
     else:
         (out_dir / TARGET_PATH).unlink(missing_ok=True)
+
+
+def parse_references(text: str, *, field: str = "--references") -> References:
+    """``all``, a number of complementary pairs (``4``) or model indices (``1,2,5``; one model:
+    ``5,``), as ``--references`` takes them."""
+    value = text.strip()
+    try:
+        if value == "all":
+            return "all"
+        if "," not in value:
+            return int(value)
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(
+            field,
+            f"must be 'all', a number of complementary pairs or comma-separated model indices, got {text!r}",
+        ) from None
+
+
+def audit_signals(
+    signals: SignalsStore | str | Path,
+    out: str | Path,
+    *,
+    config: SignalsAuditConfig | str | Path | None = None,
+    target: int | None = None,
+    references: References | None = None,
+    pool: np.ndarray | Sequence[object] | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> ReferenceRun:
+    """Audit reference models trained anywhere, from their signals (``miaudit audit --signals``).
+
+    ``signals``: a multi-model store (.npz, .parquet or a folder; written e.g. with
+    :class:`miaudit.data.SignalsWriter`). ``config``: a :class:`SignalsAuditConfig` or its file
+    (``[audit]`` and ``seed`` only; default: the defaults). ``target``, ``references`` and
+    ``pool`` as in :func:`attack_store`, which computes exactly the same results.json.
+    Files in ``out``: ``results.json`` (shareable), ``scores.parquet`` (restricted, one row per
+    scored pair), ``signals/signals.npz`` (restricted: what ``miaudit check-record`` reads) and
+    ``audit.json`` (the settings as run). Existing results are replaced only with ``overwrite``.
+    Everything is checked before any file is written.
+    """
+    from miaudit._io import ensure_writable_dir, write_text_atomic
+    from miaudit.audit._check_record import SIGNALS_PATH, TARGET_PATH
+    from miaudit.data import load_signals
+
+    cfg = config if isinstance(config, SignalsAuditConfig) else SignalsAuditConfig()
+    if isinstance(config, str | Path):
+        cfg = load_signals_config(config)
+    source = (
+        signals.info.dataset or "signals"
+        if isinstance(signals, SignalsStore)
+        else Path(signals).name
+    )
+    store = signals if isinstance(signals, SignalsStore) else load_signals(signals)
+    store, plan, pool_words = _prepare(store, cfg, False, target, references, pool)
+    out_dir = ensure_writable_dir(Path(out))
+    key = prepare_out(out_dir, overwrite=overwrite, kind="audit")
+    ref = _run_plan(store, cfg, plan, _Stated(pool_words or _STORE_POOL), source, key, None)
+    audited = target if target is not None else store.target
+    (out_dir / SIGNALS_PATH).parent.mkdir(mode=0o700, exist_ok=True)
+    _as_audited(store, audited).save(out_dir / SIGNALS_PATH)
+    (out_dir / TARGET_PATH).unlink(missing_ok=True)
+    settings = {
+        "signals": str(signals) if not isinstance(signals, SignalsStore) else source,
+        "target": audited,
+        "references": plan.choice,
+        "pool": pool_words or _STORE_POOL,
+        "config": cfg.model_dump(mode="json"),
+    }
+    write_text_atomic(out_dir / "audit.json", json.dumps(settings, indent=2))
+    _write_pairs(out_dir, key, ref, quiet=quiet)
+    return ref
+
+
+def _as_audited(store: SignalsStore, target: int | None) -> SignalsStore:
+    """The store as check-record reads it: its audited model (one target) named and marked as
+    the user's own (trained elsewhere); a leave-one-model-out store as it was."""
+    if target is None or (target == store.target and store.info.external_target):
+        return store
+    return SignalsStore(
+        store.logits,
+        store.label,
+        store.keep,
+        store.population,
+        store.record_id,
+        target,
+        store.info.model_copy(update={"external_target": True}),
+    )

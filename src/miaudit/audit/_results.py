@@ -11,7 +11,14 @@ import math
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate
@@ -179,18 +186,37 @@ class RmiaCalibration(_Record):
 
 
 class ReferenceSetup(_Record):
-    """How the reference-model audit was run (``miaudit audit``)."""
+    """How the reference-model audit was run (``miaudit audit``).
+
+    ``references``: k, the complementary pairs each target was attacked with; None when the
+    references were not chosen as k pairs (then ``reference_choice`` says how, and
+    ``reference_models`` how many models each target had). ``pool``: where the evaluated
+    records came from. The last four fields are written only when set (audits of signals and of
+    external targets set them), so results of the engine's paired audits are unchanged.
+    """
 
     dataset: str
     recipe: dict[str, object]
     models: int
-    references: int
+    references: int | None
     targets: int
     external_target: bool = False
     pool_records: int
     population_records: int
     pairs: int
     rmia_offline_a: RmiaCalibration | None = None
+    reference_choice: str | None = None
+    reference_models: list[int] | None = None
+    pool: str | None = None
+    undefined_pairs: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, handler: Any) -> Any:
+        data = handler(self)
+        for name in ("reference_choice", "reference_models", "pool", "undefined_pairs"):
+            if isinstance(data, dict) and data.get(name) is None:
+                data.pop(name, None)
+        return data
 
 
 class Utility(_Record):

@@ -8,13 +8,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from miaudit.cli._console import console
 from miaudit.cli._options import Address, Executor, TrustCode
 from miaudit.errors import InputError
+
+if TYPE_CHECKING:
+    from miaudit.audit import AuditResult
 
 app = typer.Typer(
     add_completion=False,
@@ -147,18 +150,56 @@ def attack_cmd(
 # Long: over 60 lines only through its command-line option declarations; the body is short.
 @app.command("audit")
 def audit_cmd(
-    config: Annotated[
-        Path,
-        typer.Argument(
-            help="Audit config (.toml/.yaml): [data], [model], [plan], [engine], [audit], seed."
-        ),
-    ],
     out_dir: Annotated[
         Path,
         typer.Option(
-            "--out", help="Folder for results.json, scores.parquet, signals/ and models/."
+            "--out",
+            help="Folder for results.json, scores.parquet, report.html, signals/ and models/.",
         ),
     ],
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Audit config (.toml/.yaml) with the data, model, plan, engine and audit tables and the seed. "
+            "With --signals: optional, its audit table and seed only."
+        ),
+    ] = None,
+    signals: Annotated[
+        Path | None,
+        typer.Option(
+            "--signals",
+            help="Audit models trained elsewhere from their signals (.npz, .parquet or a folder, e.g. written by miaudit.data.SignalsWriter): nothing is trained.",
+        ),
+    ] = None,
+    target: Annotated[
+        int | None,
+        typer.Option(
+            help="With --signals: the one model to audit (default: the store's target if it names one, else every model in turn)."
+        ),
+    ] = None,
+    references: Annotated[
+        str | None,
+        typer.Option(
+            help="With --signals: 'all' (every other model except the target's complementary partner; the default), "
+            "K (K complementary pairs per target) or model indices such as 1,2,5 (one target; a single model: 5,)."
+        ),
+    ] = None,
+    attacks: Annotated[
+        str | None,
+        typer.Option(
+            help="With --signals: comma-separated attacks (default: the config's, else loss, LiRA and RMIA)."
+        ),
+    ] = None,
+    resamples: Annotated[
+        int | None,
+        typer.Option(
+            help="With --signals: bootstrap replicates (default: the config's, else 200)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="With --signals: seed of the bootstrap (default: the config's, else 0)."),
+    ] = None,
     fail_on: Annotated[
         list[str] | None,
         typer.Option(
@@ -174,25 +215,84 @@ def audit_cmd(
     address: Address = None,
     trust_code: TrustCode = False,
 ) -> None:
-    """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate."""
-    from miaudit.audit import audit, load_audit_config
+    """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate; or, with --signals, attack models trained elsewhere."""
     from miaudit.cli._summary import print_summary
-    from miaudit.cli._train import with_engine
 
-    _check_before_work(fail_on=fail_on)  # a bad rule is refused before any training
-    from miaudit.cli._train import warn_self_trust
-
-    cfg = load_audit_config(config, trust_code=trust_code)
-    warn_self_trust(cfg, trust_code, config)
-    result = audit(
-        with_engine(cfg, executor=executor, address=address), out_dir, overwrite=overwrite
-    )
+    _check_before_work(fail_on=fail_on, seed=seed, resamples=resamples)
+    signal_opts = {"--target": target, "--references": references, "--attacks": attacks}
+    signal_opts.update({"--resamples": resamples, "--seed": seed})
+    if signals is not None:
+        if executor is not None or address is not None or trust_code:
+            raise InputError(
+                "--signals",
+                "audits models already trained: --executor, --address and --trust-code do not apply",
+            )
+        result = _audit_signals(
+            config, out_dir, signals, target, references, attacks, resamples, seed, overwrite
+        )
+    else:
+        given = [name for name, value in signal_opts.items() if value is not None]
+        if given:
+            raise InputError(
+                given[0], "applies to audits of signals trained elsewhere (--signals FILE)"
+            )
+        if config is None:
+            raise InputError(
+                "config",
+                "missing argument: give an audit config, or --signals FILE to audit models trained elsewhere",
+            )
+        result = _audit_config(config, out_dir, overwrite, executor, address, trust_code)
     print_summary(result, out)
     out.print(
-        f"results: {out_dir / 'results.json'} (shareable); scores, signals, models: restricted (0600)"
+        f"results: {out_dir / 'results.json'} (shareable); scores, signals{', models' if signals is None else ''}: restricted (0600)"
     )
     _report_line(out_dir)
     _gate(result, fail_on)
+
+
+def _audit_config(
+    config: Path,
+    out_dir: Path,
+    overwrite: bool,
+    executor: str | None,
+    address: str | None,
+    trust_code: bool,
+) -> AuditResult:
+    """``miaudit audit CONFIG``: train the recipe's reference models and audit them."""
+    from miaudit.audit import audit, load_audit_config
+    from miaudit.cli._train import warn_self_trust, with_engine
+
+    cfg = load_audit_config(config, trust_code=trust_code)
+    warn_self_trust(cfg, trust_code, config)
+    return audit(with_engine(cfg, executor=executor, address=address), out_dir, overwrite=overwrite)
+
+
+def _audit_signals(
+    config: Path | None,
+    out_dir: Path,
+    signals: Path,
+    target: int | None,
+    references: str | None,
+    attacks: str | None,
+    resamples: int | None,
+    seed: int | None,
+    overwrite: bool,
+) -> AuditResult:
+    """``miaudit audit --signals FILE``: the same files from models trained anywhere."""
+    from miaudit.audit import audit_signals, parse_references, signals_audit_config
+
+    if target is not None and target < 0:
+        raise InputError("--target", f"must be a model index ≥ 0, got {target}")
+    cfg = signals_audit_config(
+        config,
+        attacks=_split(attacks) if attacks is not None else None,
+        resamples=resamples,
+        seed=seed,
+    )
+    refs = None if references is None else parse_references(references)
+    return audit_signals(
+        signals, out_dir, config=cfg, target=target, references=refs, overwrite=overwrite
+    ).result
 
 
 # Long: over 60 lines only through its command-line option declarations; the body is short.

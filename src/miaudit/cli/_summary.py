@@ -40,8 +40,13 @@ def _print_setup(result: AuditResult, console: Console) -> None:
     unit = "records"
     if ref is not None:
         unit = "(model, record) pairs"
+        refs = (
+            f"k = {ref.references} reference pairs"
+            if ref.reference_choice is None
+            else f"references: {ref.reference_choice}"
+        )
         console.print(
-            f"{ref.dataset}: {ref.models} models ({'an external target + ' if ref.external_target else ''}k = {ref.references} reference pairs), "
+            f"{ref.dataset}: {ref.models} models ({'an external target + ' if ref.external_target else ''}{refs}), "
             f"{ref.pool_records:,} pool records, {ref.population_records:,} population records; {ref.targets} target(s) attacked"
         )
         if ref.rmia_offline_a is not None:

@@ -5,6 +5,7 @@ from miaudit.data._adult import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, l
 from miaudit.data._outputs import ModelOutputs, load_outputs
 from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsInfo, SignalsStore, load_signals
 from miaudit.data._tables import CHUNK_RECORDS, is_mapped, record_chunks, release
+from miaudit.data._writers import SignalsWriter
 
 __all__ = [
     "ADULT_CATEGORICAL",
@@ -15,6 +16,7 @@ __all__ = [
     "ModelOutputs",
     "SignalsInfo",
     "SignalsStore",
+    "SignalsWriter",
     "is_mapped",
     "load_adult",
     "load_outputs",

@@ -225,3 +225,189 @@ class SignalsDirWriter:
         os.replace(self._tmp, self.path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+class SignalsWriter:
+    """Write a multi-model signals store from a training script, one model at a time.
+
+    For reference models trained anywhere (a GPU cluster, another framework): the script needs
+    numpy and this class only, never miaudit's engine. Give the records once (``label``,
+    ``record_id``, optionally ``population``: records no model may train on, RMIA's z records),
+    then, per model, its logits on every record and its keep row (which records it trained on).
+    On leaving the ``with`` block without an error the store is checked and written atomically,
+    restricted (0600: the keep matrix is the training roster); on an error nothing is left.
+    ``path``: ``.npz``, ``.parquet``, or no suffix for a folder read back memory-mapped. Each
+    model's logits wait on disk beside ``path`` until then, so memory holds one model at a time
+    (and, for .npz/.parquet, the store once at the end). Then audit it:
+    ``miaudit audit --signals PATH --out DIR`` (docs/signals-elsewhere.md). Example::
+
+        with SignalsWriter("signals.npz", label=y, record_id=ids) as w:
+            for k in range(8):
+                keep = rng.random(len(y)) < 0.5
+                model = train(x[keep], y[keep])
+                w.add_model(model_logits(model, x), keep=keep)
+
+    ``target``: the index of the one model to audit (default: none, every model takes a turn);
+    ``info``: free-form JSON metadata kept in the store (e.g. ``{"dataset": "my-data"}``).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        label: np.ndarray,
+        record_id: np.ndarray | None = None,
+        population: np.ndarray | None = None,
+        target: int | None = None,
+        info: dict[str, object] | None = None,
+    ) -> None:
+        from miaudit.data import _validate as v
+
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".npz", ".parquet", ""):
+            raise InputError(
+                "path",
+                f"cannot write signals as {self.path.suffix!r}; use .npz, .parquet or a folder (no suffix)",
+            )
+        self._label = np.asarray(label)
+        if self._label.ndim != 1 or self._label.size == 0:
+            raise InputError(
+                "label", f"must be one label per record, got shape {self._label.shape}"
+            )
+        n = self._label.size
+        self._record_id = v.record_ids("record_id", record_id, n)
+        if self._record_id.shape != (n,):
+            raise InputError("record_id", f"has shape {self._record_id.shape}, expected ({n},)")
+        pop = np.zeros(n, dtype=bool) if population is None else np.asarray(population)
+        if pop.shape != (n,):
+            raise InputError(
+                "population", f"has shape {pop.shape}, expected ({n},) (one per record)"
+            )
+        self._population = v.binary("population", pop, need_both=False).astype(bool)
+        self._target, self._info = target, dict(info or {})
+        self._keep: list[np.ndarray] = []
+        self._shape: tuple[int, ...] | None = None
+        self._tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.models"
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(mode=0o700, parents=True)
+        self._closed = False
+
+    @property
+    def n_models(self) -> int:
+        return len(self._keep)
+
+    def add_model(
+        self,
+        logits: np.ndarray,
+        *,
+        keep: np.ndarray | None = None,
+        members: np.ndarray | None = None,
+    ) -> int:
+        """Add the next model: its logits on every record, (records, classes) or (records,
+        queries, classes), and its training set as a ``keep`` mask or as ``members`` (record
+        ids). Returns the model's index."""
+        from miaudit.data import _validate as v
+
+        k = len(self._keep)
+        name = f"logits (model {k})"
+        arr = v.finite_float(name, logits, np.float32)
+        n = self._label.size
+        if arr.ndim not in (2, 3) or arr.shape[0] != n or arr.shape[-1] < 2:
+            raise InputError(
+                name,
+                f"has shape {arr.shape}, expected (records, classes) or (records, queries, classes) with {n} records and ≥ 2 classes",
+            )
+        if self._shape is not None and arr.shape != self._shape:
+            raise InputError(name, f"has shape {arr.shape}, the first model's was {self._shape}")
+        self._shape = arr.shape
+        row = self._keep_row(k, keep, members)
+        np.save(self._tmp / f"{k}.npy", arr, allow_pickle=False)
+        self._keep.append(row)
+        return k
+
+    def _keep_row(self, k: int, keep: np.ndarray | None, members: np.ndarray | None) -> np.ndarray:
+        from miaudit.data import _validate as v
+
+        n = self._label.size
+        if (keep is None) == (members is None):
+            raise InputError(
+                f"keep (model {k})", "give the model's training set as keep= or members=, not both"
+            )
+        if keep is not None:
+            arr = np.asarray(keep)
+            if arr.shape != (n,):
+                raise InputError(f"keep (model {k})", f"has shape {arr.shape}, expected ({n},)")
+            row = v.binary(f"keep (model {k})", arr, need_both=False).astype(bool)
+        else:
+            index = {str(r): i for i, r in enumerate(self._record_id.tolist())}
+            ids = [str(m) for m in np.asarray(members).reshape(-1).tolist()]
+            unknown = [m for m in ids if m not in index]
+            if unknown:
+                raise InputError(
+                    f"members (model {k})", f"record id {unknown[0]!r} is not among the records"
+                )
+            row = np.zeros(n, dtype=bool)
+            row[[index[m] for m in ids]] = True
+        if (row & self._population).any():
+            i = int(np.argmax(row & self._population))
+            raise InputError(
+                f"keep (model {k})",
+                f"record {self._record_id[i]!r} is a population record, which no model may train on",
+            )
+        return row
+
+    def _logits_shape(self) -> tuple[int, ...]:
+        if self._shape is None:
+            raise InputError("signals", "no model was added: call add_model once per model")
+        return (len(self._keep), *self._shape)
+
+    def _rows(self) -> dict[str, np.ndarray]:
+        from miaudit.data import _validate as v
+
+        assert self._shape is not None
+        return {
+            "label": v.integer_labels("label", self._label, self._shape[-1]),
+            "keep": np.stack(self._keep),
+            "population": self._population,
+            "record_id": self._record_id,
+        }
+
+    def close(self) -> Path:
+        """Check and write the store (the ``with`` block does this on a clean exit)."""
+        from miaudit.data._signals_store import SignalsStore
+
+        if self._closed:
+            return self.path
+        shape = self._logits_shape()
+        rows = self._rows()
+        if self._target is not None and not 0 <= self._target < shape[0]:
+            raise InputError("target", f"model {self._target} is outside [0, {shape[0]})")
+        if self.path.suffix == "":
+            with SignalsDirWriter(self.path, shape, target=self._target, info=self._info) as w:
+                for k in range(shape[0]):
+                    w.logits[k] = np.load(self._tmp / f"{k}.npy", allow_pickle=False)
+                w.finish(**rows)
+        else:
+            logits = np.stack([np.load(self._tmp / f"{k}.npy") for k in range(shape[0])])
+            store = SignalsStore.from_arrays(
+                logits=logits, target=self._target, info=self._info, **rows
+            )
+            write_signals(store, self.path)
+        self._discard()
+        return self.path
+
+    def _discard(self) -> None:
+        self._closed = True
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            self.close()
+        finally:
+            self._discard()

@@ -234,6 +234,11 @@ def _md_cell(text: str) -> str:
 def _md_setup(r: AuditResult) -> str:
     if r.reference is not None:
         ref = r.reference
+        if ref.reference_choice is not None:
+            return (
+                f"Reference-model audit of models trained elsewhere ({_md_cell(ref.dataset)}): {ref.models} models, {ref.targets} target(s) attacked; "
+                f"references: {_md_cell(ref.reference_choice)}; pool: {_md_cell(ref.pool or '')}."
+            )
         return (
             f"Reference-model audit of the recipe on {_md_cell(ref.dataset)}: {ref.models} models, {ref.references} reference pair(s) "
             f"per target, {ref.targets} targets attacked; the attacker knows the recipe and holds {ref.population_records:,} population records."
