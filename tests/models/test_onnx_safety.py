@@ -94,16 +94,17 @@ def _custom_op_in_subgraph() -> bytes:
 
 
 def _custom_function() -> bytes:
+    """A model-local function in the standard domain whose body calls a custom operator."""
     fn = helper.make_function(
-        "mia.local",
-        "Evil",
+        "",
+        "Wrapped",
         ["A"],
         ["B"],
-        [helper.make_node("Identity", ["A"], ["B"])],
-        OPSET,
+        [helper.make_node("Evil", ["A"], ["B"], domain="mia.local")],
+        [*OPSET, helper.make_opsetid("mia.local", 1)],
     )
     graph = helper.make_graph(
-        [helper.make_node("Evil", ["X"], ["Y"], domain="mia.local")],
+        [helper.make_node("Wrapped", ["X"], ["Y"], domain="")],
         "g",
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 3])],
