@@ -455,10 +455,7 @@ def load_onnx(
     InputError
         Naming ``field``, in one line, for a file that is not a checked, runnable classifier.
     """
-    if kind not in (None, "logits", "probs"):
-        raise InputError("kind", f"must be 'logits' or 'probs', got {kind!r}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InputError("threads", f"must be an integer ≥ 1, got {threads!r}")
+    _check_options(kind, threads)
     p = Path(path)
     data = _read_capped(p, field, max_bytes)
     try:
@@ -479,6 +476,13 @@ def load_onnx(
     )
     model.n_classes = _trial_classes(model, field, n_classes)
     return model
+
+
+def _check_options(kind: object, threads: object) -> None:
+    if kind not in (None, "logits", "probs"):
+        raise InputError("kind", f"must be 'logits' or 'probs', got {kind!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputError("threads", f"must be an integer ≥ 1, got {threads!r}")
 
 
 def _trial_classes(model: OnnxModel, field: str, n_classes: int | None) -> int:
