@@ -133,6 +133,10 @@ def test_factory_params_from_a_toml_file(factory, weights, tmp_path, monkeypatch
         "--trust-code",
     )
     assert spec.params == {"hidden": 5}
+    (tmp_path / "dated.toml").write_text("hidden = 5\nwhen = 2026-12-06\n")
+    with pytest.raises(SystemExit) as exit_:
+        _serve(monkeypatch, "--model", str(weights[0]), "--factory", name, "--params", "dated.toml")
+    assert exit_.value.code == 2
 
 
 @pytest.mark.parametrize(

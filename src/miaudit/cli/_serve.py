@@ -211,6 +211,10 @@ def _factory_params(value: str | None) -> dict[str, object]:
         ) from None
     if not isinstance(parsed, dict):
         raise InputError("--params", f"must be a JSON object of keyword arguments, got {value!r}")
+    try:  # the workers receive the spec as JSON (a TOML date would not survive the trip)
+        json.dumps(parsed)
+    except (TypeError, ValueError) as exc:
+        raise InputError("--params", f"holds a value JSON cannot carry ({exc})") from None
     return parsed
 
 
