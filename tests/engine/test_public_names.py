@@ -55,6 +55,13 @@ PINNED = {
         "with_trust",
     },
     miaudit.models: {
+        "MAX_ONNX_BYTES",
+        "OnnxModel",
+        "check_onnx_bytes",
+        "import_factory",
+        "load_onnx",
+        "load_torch_module",
+        "module_sizes",
         "TRAINING_REVISION",
         "CNNRecipe",
         "DPConfig",

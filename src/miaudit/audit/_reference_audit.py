@@ -731,6 +731,18 @@ class ExternalTarget:
             f"cannot get outputs from {type(model).__name__}: need predict_proba (scikit-learn) or a torch.nn.Module",
         )
 
+    @classmethod
+    def from_onnx(
+        cls, path: str | Path, features: np.ndarray, members: np.ndarray
+    ) -> ExternalTarget:
+        """An ONNX file, read as data (:func:`miaudit.models.load_onnx`): its logits (a torch
+        export) or probabilities (skl2onnx with ``zipmap=False``) on ``features``."""
+        from miaudit.models import load_onnx
+
+        features = np.asarray(features)
+        model = load_onnx(path, n_features=features.shape[1] if features.ndim == 2 else None)
+        return cls(model.outputs(features), np.asarray(members), model.kind)
+
 
 def _with_external_target(store: SignalsStore, target: ExternalTarget) -> SignalsStore:
     from miaudit.data import ModelOutputs

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, TypedDict
 
 import typer
 
+from miaudit.cli._options import TrustCode
 from miaudit.errors import InputError
 
 if TYPE_CHECKING:
@@ -101,15 +102,33 @@ def _when(ts: float | None) -> str:
 def serve_cmd(
     model: Annotated[
         Path | None,
-        typer.Option(help="A model saved by miaudit: a .skops file or a trained unit folder."),
+        typer.Option(
+            help="The model: a .skops or .onnx file, a trained unit folder, or a .safetensors file of weights (with --factory)."
+        ),
     ] = None,
     model_index: Annotated[int, typer.Option(help="Which model of a unit folder to serve.")] = 0,
     upstream: Annotated[
         str | None, typer.Option(help="Proxy this upstream prediction URL instead of --model.")
     ] = None,
     n_features: Annotated[
-        int | None, typer.Option(help="Numbers per record (upstream mode).")
+        int | None,
+        typer.Option(help="Numbers per record (upstream mode; --factory's n_features)."),
     ] = None,
+    factory: Annotated[
+        str | None,
+        typer.Option(
+            help="package.module:function building the torch module that --model's safetensors weights fill, called as function(n_features, n_classes, **params); runs your code (needs --trust-code). Imported with the current folder first on the path."
+        ),
+    ] = None,
+    params: Annotated[
+        str | None,
+        typer.Option(help="--factory's keyword arguments: a JSON object, or a .json/.toml file."),
+    ] = None,
+    n_classes: Annotated[
+        int | None,
+        typer.Option(help="--factory's n_classes (default: the weights file's metadata)."),
+    ] = None,
+    trust_code: TrustCode = False,
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
     secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
     roles: Annotated[
@@ -148,6 +167,8 @@ def serve_cmd(
     from miaudit.serve import ServeSpec
 
     _check_serve_options(workers=workers, port=port, max_batch=max_batch, model_index=model_index)
+    if factory is None and (params is not None or n_classes is not None):
+        raise InputError("--factory", "--params and --n-classes are --factory's; give --factory")
     secret = _secret_path(db, secret_file)
     spec = ServeSpec(
         db=db,
@@ -161,9 +182,40 @@ def serve_cmd(
         webhook=webhook,
         guard=not no_guard,
         sqlite_synchronous=sqlite_sync,
+        factory=factory,
+        params=_factory_params(params),
+        n_classes=n_classes,
+        trust_code=trust_code,
+        code_dir=str(Path.cwd()) if factory else None,
     )
     _check_spec(spec)
     _run_workers(spec, host=host, port=port, workers=workers)
+
+
+def _factory_params(value: str | None) -> dict[str, object]:
+    """``--params``: a JSON object, or a .json/.toml file holding one (values only: no code)."""
+    import tomllib
+
+    if value is None:
+        return {}
+    path = Path(value)
+    try:
+        if path.suffix in (".json", ".toml") and path.is_file():
+            text = path.read_text(encoding="utf-8")
+            parsed = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        else:
+            parsed = json.loads(value)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(
+            "--params", f"is not a JSON object or a .json/.toml file ({exc})"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise InputError("--params", f"must be a JSON object of keyword arguments, got {value!r}")
+    try:  # the workers receive the spec as JSON (a TOML date would not survive the trip)
+        json.dumps(parsed)
+    except (TypeError, ValueError) as exc:
+        raise InputError("--params", f"holds a value JSON cannot carry ({exc})") from None
+    return parsed
 
 
 def _check_serve_options(*, workers: int, port: int, max_batch: int, model_index: int) -> None:

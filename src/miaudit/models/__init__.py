@@ -1,5 +1,5 @@
 """Typed recipes and the code that trains them: stacked torch MLPs/CNNs, scikit-learn
-classifiers; safe model files.
+classifiers; safe model files; the user's own models (ONNX files, torch modules from a factory).
 
 Training a unit of torch models is :func:`train_unit` (stacked, or DP-SGD when the recipe has
 ``dp``), which returns a :class:`UnitResult`; a scikit-learn model is :func:`train_sklearn`.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from miaudit.models._onnx import MAX_ONNX_BYTES, OnnxModel, check_onnx_bytes, load_onnx
 from miaudit.models._preprocessing import (
     fit_preprocessing,
     fits_anything,
@@ -29,7 +30,15 @@ from miaudit.models._recipe import (
     validation_error,
 )
 from miaudit.models._revision import TRAINING_REVISION
-from miaudit.models._save import load_sklearn, load_torch_state, save_sklearn, save_torch_state
+from miaudit.models._save import (
+    import_factory,
+    load_sklearn,
+    load_torch_module,
+    load_torch_state,
+    module_sizes,
+    save_sklearn,
+    save_torch_state,
+)
 from miaudit.models._sklearn import check_code_trust, make_estimator, names_code, train_sklearn
 from miaudit.models._streams import ModelStreams, model_seed_sequence, plan_seed_sequence
 from miaudit.models._train import UnitResult, torch_threads, train_unit
@@ -57,6 +66,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "MAX_ONNX_BYTES",
     "TRAINING_REVISION",
     "CNNRecipe",
     "DPConfig",
@@ -64,19 +74,25 @@ __all__ = [
     "GradientCanaries",
     "MLPRecipe",
     "ModelStreams",
+    "OnnxModel",
     "Precision",
     "Recipe",
     "SklearnRecipe",
     "UnitResult",
     "build_net",
     "check_code_trust",
+    "check_onnx_bytes",
     "check_recipe_for_data",
     "fit_preprocessing",
     "fits_anything",
+    "import_factory",
+    "load_onnx",
     "load_sklearn",
+    "load_torch_module",
     "load_torch_state",
     "make_estimator",
     "model_seed_sequence",
+    "module_sizes",
     "names_code",
     "parse_recipe",
     "plan_seed_sequence",

@@ -1,5 +1,8 @@
 """Safe model files: safetensors for torch weights, skops for scikit-learn. Never pickle.
 
+A torch module of the user's own is rebuilt by their factory (trusted code) and filled from
+safetensors: :func:`load_torch_module`.
+
 Files are written atomically; integrity (sha256) is the engine cache's manifest's job.
 """
 
@@ -55,3 +58,114 @@ def load_sklearn(path: Path) -> Any:
     except OSError as exc:
         raise InputError("model", f"cannot read {str(path)!r} ({exc.strerror})") from None
     return load_checked(data, path.name)
+
+
+def import_factory(name: str, *, code_dir: Path | str | None, field: str) -> Any:
+    """The function named ``package.module:function``, imported with ``code_dir`` first on the
+    path (its module's top-level code runs: callers check trust first)."""
+    import importlib
+    import sys
+
+    module_name, sep, attr = name.partition(":")
+    if not sep or not module_name or not attr.isidentifier():
+        raise InputError(field, f"must be 'package.module:function', got {name!r}")
+    added = code_dir is not None and str(code_dir) not in sys.path
+    if added:
+        sys.path.insert(0, str(code_dir))
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(field, f"cannot import {name!r} ({type(exc).__name__}: {exc})") from None
+    finally:
+        if added:
+            sys.path.remove(str(code_dir))
+    if not callable(fn):
+        raise InputError(field, f"{name!r} is not callable")
+    return fn
+
+
+def module_sizes(
+    path: Path, field: str, n_features: int | None, n_classes: int | None
+) -> tuple[int, int]:
+    """(n_features, n_classes) of the module whose weights are at ``path``: as given, else from
+    the safetensors metadata (where the writer put them as whole numbers)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise InputError(field, f"no weights file at {str(path)!r}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - safetensors' errors for a malformed file vary
+        raise InputError(field, f"{path.name} is not a readable safetensors file ({exc})") from None
+    sizes: dict[str, int] = {}
+    for key, given in (("n_features", n_features), ("n_classes", n_classes)):
+        if given is not None:
+            sizes[key] = given
+        elif meta.get(key, "").isdigit():
+            sizes[key] = int(meta[key])
+        else:
+            raise InputError(
+                f"--{key.replace('_', '-')}" if field.startswith("--") else key,
+                f"{path.name} does not record it; give it (the factory is called with n_features, n_classes)",
+            )
+    return sizes["n_features"], sizes["n_classes"]
+
+
+def load_torch_module(
+    weights: Path | str,
+    factory: str | Any,
+    *,
+    params: dict[str, Any] | None = None,
+    n_features: int | None = None,
+    n_classes: int | None = None,
+    trust_code: bool = False,
+    code_dir: Path | str | None = None,
+    field: str = "model",
+    factory_field: str = "factory",
+) -> Any:
+    """A torch module built by the user's ``factory(n_features, n_classes, **params)`` and
+    filled from a safetensors file (data: tensors only, loaded strictly by name and shape).
+
+    ``factory`` is a callable, or ``"package.module:function"``, imported only with
+    ``trust_code`` (it runs code: docs/security.md). ``n_features``/``n_classes`` default to the
+    file's metadata. Returns the module in eval mode, checked to map (2, n_features) float32 to
+    (2, n_classes) logits.
+    """
+    import torch
+
+    if isinstance(factory, str):
+        if not trust_code:
+            raise InputError(
+                factory_field,
+                f"{factory!r} names code, which is imported and run: pass --trust-code "
+                "(trust_code=True in Python) if you trust it",
+            )
+        factory = import_factory(factory, code_dir=code_dir, field=factory_field)
+    path = Path(weights)
+    width, classes = module_sizes(path, field, n_features, n_classes)
+    try:
+        module = factory(width, classes, **(params or {}))
+    except TypeError as exc:
+        raise InputError(
+            "--params" if field.startswith("--") else "params",
+            f"the factory refused its arguments ({exc})",
+        ) from None
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(factory_field, f"returned {type(module).__name__}, not a torch.nn.Module")
+    try:
+        module.load_state_dict(load_torch_state(path), strict=True)
+    except Exception as exc:  # noqa: BLE001 - safetensors' and torch's errors vary by defect
+        detail = " ".join(str(exc).split())[:200]
+        raise InputError(
+            field, f"{path.name} does not fit the factory's module ({type(exc).__name__}: {detail})"
+        ) from None
+    module.eval()
+    with torch.no_grad():
+        out = module(torch.zeros(2, width))
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(
+            factory_field, f"the module maps (2, {width}) to {shape}, not (2, {classes}) logits"
+        )
+    return module

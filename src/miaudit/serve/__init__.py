@@ -24,8 +24,10 @@ from miaudit.serve._monitor import (
 )
 from miaudit.serve._predictor import (
     EstimatorPredictor,
+    ModuleSource,
     Predictor,
     TorchMLPPredictor,
+    TorchModulePredictor,
     UpstreamPredictor,
     load_predictor,
 )
@@ -39,6 +41,7 @@ __all__ = [
     "EstimatorPredictor",
     "HttpOracle",
     "KeyInfo",
+    "ModuleSource",
     "Monitor",
     "Predictor",
     "Role",
@@ -47,6 +50,7 @@ __all__ = [
     "ServiceError",
     "Store",
     "TorchMLPPredictor",
+    "TorchModulePredictor",
     "UpstreamPredictor",
     "app_from_env",
     "asgi_client",

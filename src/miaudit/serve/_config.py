@@ -173,6 +173,13 @@ class ServeSpec:
     guard: bool = True
     sqlite_synchronous: str = "NORMAL"
     detectors: dict[str, Any] = field(default_factory=dict)
+    #: ``--factory`` (with ``--params``, ``--n-classes``, ``--trust-code``): the user's code that
+    #: builds the torch module whose safetensors weights ``model`` names.
+    factory: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    n_classes: int | None = None
+    trust_code: bool = False
+    code_dir: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -183,14 +190,24 @@ class ServeSpec:
 
     def build(self) -> ServeConfig:
         from miaudit.serve._keys import load_server_secret
-        from miaudit.serve._predictor import UpstreamPredictor, load_predictor
+        from miaudit.serve._predictor import ModuleSource, UpstreamPredictor, load_predictor
 
         if (self.model is None) == (self.upstream is None):
             raise InputError("--model", "give exactly one of --model and --upstream")
         predictor: Predictor
         if self.model is not None:
+            module = None
+            if self.factory is not None:
+                module = ModuleSource(
+                    self.factory,
+                    self.params,
+                    self.n_features,
+                    self.n_classes,
+                    self.trust_code,
+                    self.code_dir,
+                )
             predictor = load_predictor(
-                self.model, index=self.model_index, feature_names=self.feature_names
+                self.model, index=self.model_index, feature_names=self.feature_names, module=module
             )
         else:
             assert self.upstream is not None

@@ -3,7 +3,9 @@
 - :class:`EstimatorPredictor`: any in-process object with ``predict_proba`` (an sklearn
   estimator, for tests and embedding);
 - :func:`load_predictor`: a model saved by miaudit, from its safe format only (skops for
-  scikit-learn, safetensors for torch MLPs; never pickle, never ``torch.load``);
+  scikit-learn, safetensors for torch MLPs; never pickle, never ``torch.load``), an ONNX file
+  (checked as data, run by onnxruntime), or the user's torch module rebuilt by their factory
+  (trusted code) from safetensors weights (:class:`TorchModulePredictor`);
 - :class:`UpstreamPredictor`: an upstream HTTP prediction endpoint, proxied with httpx.
 
 Records reach a predictor as an (n, d) float64 array; the service converts records given as
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -119,22 +122,70 @@ class TorchMLPPredictor:
             return probs
 
 
+class TorchModulePredictor:
+    """The user's torch module (built by their factory, weights from safetensors): softmax of
+    its logits, computed on one thread without gradients."""
+
+    def __init__(self, module: Any, n_features: int) -> None:
+        self._module = module
+        self._n = n_features
+
+    @property
+    def n_features(self) -> int | None:
+        return self._n
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        return None
+
+    def predict_proba(self, records: np.ndarray) -> np.ndarray:
+        import torch
+
+        from miaudit.models import torch_threads
+
+        with torch_threads(1), torch.no_grad():
+            logits = self._module(torch.as_tensor(np.asarray(records, dtype=np.float32)))
+            probs: np.ndarray = torch.softmax(logits.double(), dim=1).numpy()
+        return probs
+
+
+@dataclass(frozen=True)
+class ModuleSource:
+    """The user's code that builds a torch module for ``--model weights.safetensors``: run only
+    with ``trust_code`` (docs/security.md)."""
+
+    factory: str
+    params: dict[str, Any] = field(default_factory=dict)
+    n_features: int | None = None
+    n_classes: int | None = None
+    trust_code: bool = False
+    code_dir: str | None = None
+
+
 def load_predictor(
-    path: Path | str, *, index: int = 0, feature_names: Sequence[str] | None = None
+    path: Path | str,
+    *,
+    index: int = 0,
+    feature_names: Sequence[str] | None = None,
+    module: ModuleSource | None = None,
 ) -> Predictor:
-    """Load a model saved by miaudit, from a safe format only.
+    """Load a model from a safe format only.
 
     Parameters
     ----------
     path : path
-        A ``.skops`` file (a scikit-learn estimator), or a trained unit folder of miaudit's
-        engine cache (``model_<k>.skops`` + ``preprocess.safetensors``, or a torch MLP's
+        A ``.skops`` file (a scikit-learn estimator), an ``.onnx`` file (checked as data, run by
+        onnxruntime: :func:`miaudit.models.load_onnx`), a ``.safetensors`` file of the user's
+        torch module (with ``module``), or a trained unit folder of miaudit's engine cache
+        (``model_<k>.skops`` + ``preprocess.safetensors``, or a torch MLP's
         ``weights.safetensors``).
     index : int
         Which model of the unit to serve (``k`` for sklearn units; the position in the stack
         for torch units).
     feature_names : sequence of str, optional
         Field names, so that records may be sent as objects.
+    module : ModuleSource, optional
+        The factory that builds the torch module whose weights ``path`` holds.
 
     Raises
     ------
@@ -142,10 +193,20 @@ def load_predictor(
         Naming ``--model`` when the path holds no loadable model.
     """
     p = Path(path)
+    if module is not None or (p.is_file() and p.suffix == ".safetensors"):
+        return _torch_module(p, module, feature_names)
     if p.is_file() and p.suffix == ".skops":
         return EstimatorPredictor(_load_skops(p), feature_names=feature_names)
+    if p.is_file() and p.suffix == ".onnx":
+        from miaudit.models import load_onnx
+
+        onnx = load_onnx(p, field="--model")
+        return EstimatorPredictor(onnx, n_features=onnx.n_features, feature_names=feature_names)
     if not p.is_dir():
-        raise InputError("--model", f"{str(p)!r} is neither a .skops file nor a model folder")
+        raise InputError(
+            "--model",
+            f"{str(p)!r} is neither a .skops, .onnx or .safetensors file nor a model folder",
+        )
     if (p / f"model_{index}.skops").is_file():
         return _sklearn_unit_model(p, index, feature_names)
     weights = p / "weights.safetensors"
@@ -153,6 +214,39 @@ def load_predictor(
         return _torch_mlp(weights, index)
     raise InputError(
         "--model", f"{str(p)!r} holds no model_{index}.skops and no weights.safetensors"
+    )
+
+
+def _torch_module(
+    weights: Path, module: ModuleSource | None, feature_names: Sequence[str] | None
+) -> EstimatorPredictor:
+    from miaudit.models import load_torch_module, module_sizes
+
+    if module is None:
+        raise InputError(
+            "--factory",
+            f"{weights.name} holds weights only: give --factory package.module:function (and "
+            "--trust-code) to build the module they fill",
+        )
+    if not module.trust_code:  # before the weights are read: the refusal names the option only
+        raise InputError(
+            "--factory",
+            f"{module.factory!r} names code, which is imported and run: pass --trust-code if you trust it",
+        )
+    width, classes = module_sizes(weights, "--model", module.n_features, module.n_classes)
+    built = load_torch_module(
+        weights,
+        module.factory,
+        params=module.params,
+        n_features=width,
+        n_classes=classes,
+        trust_code=module.trust_code,
+        code_dir=module.code_dir,
+        field="--model",
+        factory_field="--factory",
+    )
+    return EstimatorPredictor(
+        TorchModulePredictor(built, width), n_features=width, feature_names=feature_names
     )
 
 
