@@ -12,6 +12,7 @@ from miaudit.audit._config import (
 )
 from miaudit.audit._demo import run_demo
 from miaudit.audit._dp_audit import CANARY_KINDS, DpAuditDesign, DpAuditResult, dp_audit
+from miaudit.audit._key_holder import AuditedRecord, audited_records, records_of_pseudonyms
 from miaudit.audit._fail_on import GateRule, gate_failures, parse_gate_rule
 from miaudit.audit._reference_audit import (
     AuditRun,
@@ -49,6 +50,7 @@ __all__ = [
     "AttackResult",
     "AttackRun",
     "AttackSection",
+    "AuditedRecord",
     "AuditConfig",
     "AuditResult",
     "AuditRun",
@@ -70,6 +72,7 @@ __all__ = [
     "attack",
     "attack_store",
     "audit",
+    "audited_records",
     "check_record",
     "default_variants",
     "dp_audit",
@@ -78,6 +81,7 @@ __all__ = [
     "model_predictor",
     "parse_audit_config",
     "parse_gate_rule",
+    "records_of_pseudonyms",
     "run_attacks",
     "run_audit",
     "run_demo",

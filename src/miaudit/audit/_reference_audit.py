@@ -47,7 +47,7 @@ from miaudit.audit._results import (
     RmiaCalibration,
     Utility,
 )
-from miaudit.audit._writer import prepare_out, write_run
+from miaudit.audit._writer import prepare_out, write_run, write_shareable_report
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import Evaluation, evaluate
@@ -492,17 +492,22 @@ def audit(
     target: ExternalTarget | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    report: bool = True,
 ) -> AuditResult:
     """Run a full audit: train (or reuse) the plan, attack it, write results.
 
-    Files in ``out``: ``audit.json`` (the config as run), ``results.json`` (shareable),
+    Files in ``out`` (those of ``miaudit audit``): ``audit.json`` (the config as run),
+    ``results.json`` and ``report.html`` (shareable; ``report=False``: no report),
     ``scores.parquet`` (restricted: per (model, record) pair), ``signals/`` and ``models/``
     (restricted, from the engine). Re-running the same config reuses verified cached models and
     replaces its own results; a different config's results are kept unless ``overwrite``.
     With ``target`` a model trained elsewhere is audited (not retrained); the engine trains
     its references with the config's recipe.
     """
-    return run_audit(config, out, target=target, overwrite=overwrite, quiet=quiet).result
+    result = run_audit(config, out, target=target, overwrite=overwrite, quiet=quiet).result
+    if report:
+        write_shareable_report(Path(out))
+    return result
 
 
 def run_audit(

@@ -1,0 +1,65 @@
+"""The Python API from a plain script (no ``if __name__ == "__main__":`` guard) with worker
+processes: it runs once, trains once, and writes what the CLI writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+CONFIG = """
+seed = 1
+[data]
+dataset = "digits"
+max_records = 300
+[model]
+kind = "torch-mlp"
+hidden = [16]
+epochs = 2
+batch_size = 64
+[plan]
+pool_fraction = 0.8
+[engine]
+workers = 2
+threads = 1
+progress = false
+[audit]
+references = 1
+resamples = 20
+attacks = ["loss", "lira_offline"]
+"""
+
+# No main guard: a worker that imported this script would run it (and train) again.
+SCRIPT = """
+from pathlib import Path
+import miaudit.audit
+
+here = Path(__file__).parent
+with open(here / "runs.txt", "a") as fh:
+    fh.write("ran\\n")
+result = miaudit.audit.audit(here / "audit.toml", here / "out", quiet=True)
+with open(here / "runs.txt", "a") as fh:
+    fh.write("trained\\n")
+print(repr(result))
+"""
+
+
+def test_a_plain_script_audits_with_workers_once(tmp_path: Path) -> None:
+    (tmp_path / "audit.toml").write_text(CONFIG)
+    script = tmp_path / "plain.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "runs.txt").read_text().split() == ["ran", "trained"]
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert {a["name"] for a in results["attacks"]} == {"loss", "lira_offline"}
+    assert (out / "report.html").is_file()
+    assert "BrokenProcessPool" not in done.stderr
+    # the repr is a summary, not arrays
+    assert "AuditResult(" in done.stdout and "AUC" in done.stdout
+    assert "array(" not in done.stdout
