@@ -63,3 +63,30 @@ def test_a_plain_script_audits_with_workers_once(tmp_path: Path) -> None:
     # the repr is a summary, not arrays
     assert "AuditResult(" in done.stdout and "AUC" in done.stdout
     assert "array(" not in done.stdout
+
+
+def test_cli_audit_json_in_a_log(tmp_path: Path) -> None:
+    """``miaudit audit --json`` in a pipe: stdout is the results' JSON alone, stderr has plain
+    progress lines (what a CI log shows) and the summary."""
+    (tmp_path / "audit.toml").write_text(
+        CONFIG.replace("progress = false", "progress = true").replace("workers = 2", "workers = 1")
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from miaudit.cli import main; main()",
+            "audit",
+            str(tmp_path / "audit.toml"),
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == json.loads((tmp_path / "out" / "results.json").read_text())
+    assert "unit 0 done: 1/" in done.stderr and "\x1b[" not in done.stderr
+    assert "AUC" in done.stderr

@@ -70,6 +70,8 @@ def _read_npz(p: Path) -> RawTable:
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: _npz_array(p, z, k) for k in z.files}
+    except InputError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise InputError("input", f"cannot read {str(p)!r} as npz: {exc}") from None
     meta: dict[str, object] = {}
