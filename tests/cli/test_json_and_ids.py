@@ -137,7 +137,10 @@ def test_integer_ids_keep_their_pseudonyms_as_text():
     ("ids", "expect"),
     [
         (np.array([b"a", b"b"]), ["a", "b"]),
-        (np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[D]"), ["2024-01-01", "2024-01-02"]),
+        (
+            np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[D]"),
+            ["2024-01-01", "2024-01-02"],
+        ),
         (np.array([1, "b"], dtype=object), ["1", "b"]),
     ],
 )

@@ -12,8 +12,8 @@ from miaudit.audit._config import (
 )
 from miaudit.audit._demo import run_demo
 from miaudit.audit._dp_audit import CANARY_KINDS, DpAuditDesign, DpAuditResult, dp_audit
-from miaudit.audit._key_holder import AuditedRecord, audited_records, records_of_pseudonyms
 from miaudit.audit._fail_on import GateRule, gate_failures, parse_gate_rule
+from miaudit.audit._key_holder import AuditedRecord, audited_records, records_of_pseudonyms
 from miaudit.audit._reference_audit import (
     AuditRun,
     ExternalTarget,
@@ -50,10 +50,10 @@ __all__ = [
     "AttackResult",
     "AttackRun",
     "AttackSection",
-    "AuditedRecord",
     "AuditConfig",
     "AuditResult",
     "AuditRun",
+    "AuditedRecord",
     "DpAuditDesign",
     "DpAuditResult",
     "ExposedRecord",

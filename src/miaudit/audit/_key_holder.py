@@ -73,10 +73,12 @@ def _audited_ids(d: Path) -> np.ndarray:
         if not path.is_file():
             raise InputError("results", f"{str(d / SIGNALS_PATH)!r} not found (restricted signals)")
         store = load_signals(path)
-        return np.asarray(store.record_id)[~np.asarray(store.population)]
+        pool: np.ndarray = np.asarray(store.record_id)[~np.asarray(store.population)]
+        return pool
     scores = d / "scores.parquet"
     if not scores.is_file():
         raise InputError("results", f"{str(scores)!r} not found (restricted per-record scores)")
     import pandas as pd
 
-    return np.asarray(pd.read_parquet(scores, columns=["record_id"])["record_id"].to_numpy())
+    ids: np.ndarray = pd.read_parquet(scores, columns=["record_id"])["record_id"].to_numpy()
+    return ids

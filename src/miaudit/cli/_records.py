@@ -7,13 +7,16 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from miaudit.cli._console import console
 from miaudit.cli._options import AsJson
 from miaudit.errors import InputError
+
+if TYPE_CHECKING:
+    from miaudit.audit import RecordEvidence
 
 RESTRICTED_NOTE = (
     "Record ids are personal data: only the holder of the run's pseudonym key "
@@ -67,7 +70,7 @@ def check_record_cmd(
     _print_table(rows)
 
 
-def _print_table(rows: list) -> None:  # type: ignore[type-arg]
+def _print_table(rows: list[RecordEvidence]) -> None:
     from rich.table import Table
 
     out = console()
@@ -85,6 +88,7 @@ def _print_table(rows: list) -> None:  # type: ignore[type-arg]
         table.add_column(col)
     for r in rows:
         member = "member" if r.member_in_plan else "non-member"
+        figures: tuple[str, ...]
         if saved:
             figures = (f"{r.score:.4g}", str(r.n_nonmembers))
         else:

@@ -51,7 +51,9 @@ def _main_script_hidden() -> Iterator[None]:
         yield
         return
     with _MAIN_LOCK:
-        saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+        saved: dict[str, Any] = {
+            k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
+        }
         main.__dict__.pop("__file__", None)
         main.__dict__["__spec__"] = None
         try:
@@ -65,13 +67,13 @@ class _WorkerProcess(mp_context.SpawnProcess):
     """A spawned process whose child leaves the caller's main module alone."""
 
     @staticmethod
-    def _Popen(process_obj: Any) -> Any:  # noqa: N802 - multiprocessing's own name
+    def _Popen(process_obj: Any) -> Any:
         with _main_script_hidden():
             return mp_context.SpawnProcess._Popen(process_obj)
 
 
 class _WorkerContext(mp_context.SpawnContext):
-    """"spawn" (a forked child would inherit torch's thread pools and locks mid-state), with
+    """ "spawn" (a forked child would inherit torch's thread pools and locks mid-state), with
     workers that never import the caller's main module."""
 
     Process = _WorkerProcess

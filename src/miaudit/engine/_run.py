@@ -126,7 +126,9 @@ def make_plan(
             keep = _load_npy(p.keep, "plan.keep")
             if pool is None and p.pool is not None:
                 pool = _load_npy(p.pool, "plan.pool")
-        plan = user_plan(keep, n_records, pool=pool, unit_size=unit_size(cfg, max(1, len(np.atleast_2d(keep)))))
+        plan = user_plan(
+            keep, n_records, pool=pool, unit_size=unit_size(cfg, max(1, len(np.atleast_2d(keep))))
+        )
         if plan.n_models != p.models:
             raise InputError(
                 "plan.models", f"is {p.models} but the keep matrix has {plan.n_models} rows"
