@@ -26,7 +26,7 @@ workers = 2
 threads = 1
 progress = false
 [audit]
-references = 1
+references = 2
 resamples = 20
 attacks = ["loss", "lira_offline"]
 """
@@ -63,6 +63,7 @@ def test_a_plain_script_audits_with_workers_once(tmp_path: Path) -> None:
     # the repr is a summary, not arrays
     assert "AuditResult(" in done.stdout and "AUC" in done.stdout
     assert "array(" not in done.stdout
+    _check_ids_of_a_reference_audit(out)
 
 
 def test_cli_audit_json_in_a_log(tmp_path: Path) -> None:
@@ -90,3 +91,17 @@ def test_cli_audit_json_in_a_log(tmp_path: Path) -> None:
     assert json.loads(done.stdout) == json.loads((tmp_path / "out" / "results.json").read_text())
     assert "unit 0 done: 1/" in done.stderr and "\x1b[" not in done.stderr
     assert "AUC" in done.stderr
+
+
+def _check_ids_of_a_reference_audit(out: Path) -> None:
+    """The key holder lists the pool's ids and maps the report's pseudonyms back to them."""
+    from miaudit.audit import audited_records, check_record, records_of_pseudonyms
+    from miaudit.data import load_signals
+
+    store = load_signals(out / "signals" / "signals.npz")
+    listed = audited_records(out)
+    assert [r.record_id for r in listed] == [str(i) for i in store.record_id[~store.population]]
+    results = json.loads((out / "results.json").read_text())
+    pseudonym = results["most_exposed"][0]["pseudonym"]
+    (record,) = records_of_pseudonyms(out, [pseudonym])
+    assert check_record(out, [record])[0].record_id == record

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from miaudit.audit._attack import DEFAULT_ATTACKS, run_attacks
+from miaudit.audit._attack import DEFAULT_ATTACKS, AttackRun, run_attacks
 from miaudit.audit._results import AuditResult
 from miaudit.audit._writer import prepare_out, write_run, write_shareable_report
 from miaudit.data import ModelOutputs
@@ -64,16 +64,21 @@ def attack(
         policy=policy,
     )
     if out_dir is not None and key is not None:
-        write_run(
-            out_dir,
-            key,
-            run.result.to_json(),
-            run.record_id,
-            run.member,
-            run.label,
-            run.scores,
-            quiet=quiet,
-        )
-        if report:
-            write_shareable_report(out_dir)
+        _write(out_dir, key, run, quiet=quiet, report=report)
     return run.result
+
+
+def _write(out_dir: Path, key: bytes, run: AttackRun, *, quiet: bool, report: bool) -> None:
+    """The files ``miaudit attack --out`` writes: results, restricted scores, the report."""
+    write_run(
+        out_dir,
+        key,
+        run.result.to_json(),
+        run.record_id,
+        run.member,
+        run.label,
+        run.scores,
+        quiet=quiet,
+    )
+    if report:
+        write_shareable_report(out_dir)
