@@ -75,6 +75,9 @@ class TrainRun:
             self.cache, self.signals.info.units[unit]
         ), model - unit * self.plan.unit_size
 
+    def __repr__(self) -> str:
+        return f"TrainRun({self.summary()}; {self.seconds:.1f} s)"
+
     def summary(self) -> str:
         k, n = self.signals.keep.shape
         parts = [
