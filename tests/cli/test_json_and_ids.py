@@ -42,14 +42,41 @@ def _string_id_outputs(tmp_path):
     return path, frame
 
 
-@pytest.fixture
-def attacked(monkeypatch, capsys, tmp_path):
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    """One ``attack --json`` run, shared (read only) by the tests of this module."""
+    tmp_path = tmp_path_factory.mktemp("attacked")
     path, frame = _string_id_outputs(tmp_path)
     out = tmp_path / "res"
-    code, stdout, stderr = run_main(
-        monkeypatch, capsys, "attack", str(path), "--out", str(out), "--resamples", "20", "--json"
-    )
-    return code, stdout, stderr, out, frame
+    with pytest.MonkeyPatch.context() as mp, _captured() as cap:
+        mp.setattr(
+            sys,
+            "argv",
+            ["miaudit", "attack", str(path), "--out", str(out), "--resamples", "20", "--json"],
+        )
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, cap.out.getvalue(), cap.err.getvalue(), out, frame
+
+
+class _captured:
+    """stdout and stderr of a block (capsys is per test; the module's run is shared)."""
+
+    def __enter__(self):
+        import contextlib
+        import io
+
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(contextlib.redirect_stdout(self.out))
+        self._stack.enter_context(contextlib.redirect_stderr(self.err))
+        return self
+
+    def __exit__(self, *exc):
+        self._stack.close()
 
 
 def test_attack_json_is_the_only_thing_on_stdout(attacked):
@@ -91,8 +118,11 @@ def test_the_key_holder_lists_ids_and_maps_pseudonyms(attacked, monkeypatch, cap
 
 
 @pytest.mark.parametrize("command", [["ids"], ["check-record", "--pseudonym", "p-0"]])
-def test_without_the_key_one_line_refusal(attacked, monkeypatch, capsys, command):
-    _, _, _, out, _ = attacked
+def test_without_the_key_one_line_refusal(attacked, monkeypatch, capsys, tmp_path, command):
+    import shutil
+
+    out = tmp_path / "res"
+    shutil.copytree(attacked[3], out)
     os.chmod(out / "pseudonym.key", 0o644)  # as if someone else could read it: not the holder's
     code, stdout, stderr = run_main(monkeypatch, capsys, command[0], str(out), *command[1:])
     assert code == 2 and stdout == ""
