@@ -18,6 +18,7 @@ __all__ = ["simulated_outputs"]  # older tests import it from here
 SLOW_MODULES = frozenset(
     {
         "tests/audit/test_dp_audit.py",  # trains DP models per case
+        "tests/audit/test_plain_script.py",  # real processes: a script with workers, the CLI
         "tests/audit/test_reference_audit.py",  # reference audits end to end, CLI gate
         "tests/audit/test_signals_example.py",  # trains the docs' 8 models, audits them by CLI
         "tests/audit/test_threat_model.py",  # null audits under three plans

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from miaudit import _io
 from miaudit._version import __version__
 from miaudit.errors import InputError, MiauditError
 
@@ -22,6 +24,17 @@ _LAZY = {
     "load_outputs": "miaudit.data",
     "load_signals": "miaudit.data",
 }
+
+
+def _write_report(folder: Path) -> Path:
+    """``report.html`` of a results folder: what the Python API's ``audit()`` and ``attack()``
+    write beside results.json, like the command line (the report layer is imported on use)."""
+    from miaudit.report import write_report
+
+    return write_report(folder)
+
+
+_io.report_writer = _write_report
 
 
 #: Subpackages reachable as attributes after a plain ``import miaudit`` (``miaudit.metrics.…``).

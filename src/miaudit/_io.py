@@ -10,13 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from miaudit.errors import InputError
 
 RESTRICTED_MODE = 0o600
 SHARED_MODE = 0o644
+
+#: Writes ``report.html`` into a results folder and returns its path. The report layer sits
+#: above the audit layer, so ``audit()`` and ``attack()`` reach it only through this slot, which
+#: the ``miaudit`` package (the facade above every layer) fills when it is imported.
+report_writer: Callable[[Path], Path] | None = None
 
 
 def ensure_writable_dir(path: Path, field: str = "--out") -> Path:

@@ -75,3 +75,12 @@ def test_engine_small_instance(tmp_path):
         and len(fig["auc_diff_interval"]) == 2
     )
     assert rec["passed"] is None  # the speed claim is about the full workload
+
+
+def test_unit_split_small_instance(tmp_path):
+    """Issue 17: 18 models on 2 workers split 9 + 9 by default (times are figures, not asserted)."""
+    proc = _run(tmp_path, "run", "unit_split", "--size", "small")
+    assert proc.returncode == 0, proc.stderr
+    fig = json.loads((tmp_path / "store" / "unit_split.json").read_text())["figures"]
+    assert fig["old_units"] == [16, 2] and fig["even_units"] == [9, 9]
+    assert fig["old_s"] > 0 and fig["even_s"] > 0

@@ -119,3 +119,55 @@ def test_config_pool_belongs_to_a_user_keep_matrix(tmp_path) -> None:
             6,
         )
     assert info.value.field == "plan.pool"
+
+
+@pytest.mark.parametrize(
+    ("models", "workers", "sizes"),
+    [
+        (18, 2, [9, 9]),  # a fixed 16 gave 16 + 2: one worker did eight ninths of the work
+        (40, 2, [10, 10, 10, 10]),
+        (18, 0, [9, 9]),  # in this process: the fewest units of at most 16
+        (16, 4, [4, 4, 4, 4]),
+        (5, 8, [1, 1, 1, 1, 1]),
+    ],
+)
+def test_default_units_spread_evenly_over_workers(models, workers, sizes) -> None:
+    from miaudit.engine import make_plan, parse_config
+
+    cfg = parse_config(
+        {
+            "data": {"dataset": "digits"},
+            "plan": {"models": models},
+            "engine": {"workers": workers},
+        }
+    )
+    plan = make_plan(cfg, 200)
+    assert [len(plan.unit_models(u)) for u in range(plan.n_units)] == sizes
+
+
+def test_an_explicit_unit_size_is_kept() -> None:
+    from miaudit.engine import make_plan, parse_config
+
+    cfg = parse_config(
+        {
+            "data": {"dataset": "digits"},
+            "plan": {"models": 18, "unit_size": 16},
+            "engine": {"workers": 2},
+        }
+    )
+    assert make_plan(cfg, 200).unit_size == 16
+
+
+def test_the_unit_size_is_in_the_cache_key(tmp_path) -> None:
+    from miaudit.datasets import load_dataset
+    from miaudit.engine import make_plan, parse_config
+    from miaudit.engine._run import unit_jobs
+
+    raw = {"data": {"dataset": "breast-cancer"}, "plan": {"models": 4}}
+    keys = []
+    for workers in (1, 2):
+        cfg = parse_config({**raw, "engine": {"workers": workers}})
+        data = load_dataset(cfg.data)
+        jobs = unit_jobs(cfg, data, make_plan(cfg, data.n_records), tmp_path)
+        keys.append({j.key for j in jobs})
+    assert keys[0].isdisjoint(keys[1])

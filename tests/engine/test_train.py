@@ -88,6 +88,16 @@ def test_worker_processes_give_the_same_bits(tmp_path) -> None:
     np.testing.assert_array_equal(inline.signals.logits, pooled.signals.logits)
 
 
+def test_the_default_unit_size_leaves_the_bits_alone(tmp_path) -> None:
+    """The default unit size follows the workers (so, by default, the cores); the models' bits
+    must not: a plain script gives the same signals on any machine."""
+    plan = {"models": 4}  # unit_size chosen: 4 in this process, 2 + 2 on 2 workers
+    inline = train(small_config(plan=plan), tmp_path / "a")
+    pooled = train(small_config(plan=plan, engine__workers=2), tmp_path / "b")
+    assert (inline.plan.unit_size, pooled.plan.unit_size) == (4, 2)
+    np.testing.assert_array_equal(inline.signals.logits, pooled.signals.logits)
+
+
 def test_sklearn_and_cnn_recipes(tmp_path) -> None:
     sk = train(
         small_config(

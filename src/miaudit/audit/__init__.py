@@ -16,6 +16,7 @@ from miaudit.audit._config import (
 from miaudit.audit._demo import run_demo
 from miaudit.audit._dp_audit import CANARY_KINDS, DpAuditDesign, DpAuditResult, dp_audit
 from miaudit.audit._fail_on import GateRule, gate_failures, parse_gate_rule
+from miaudit.audit._key_holder import AuditedRecord, audited_records, records_of_pseudonyms
 from miaudit.audit._reference_audit import (
     AuditRun,
     ExternalTarget,
@@ -57,6 +58,7 @@ __all__ = [
     "AuditConfig",
     "AuditResult",
     "AuditRun",
+    "AuditedRecord",
     "DpAuditDesign",
     "DpAuditResult",
     "ExposedRecord",
@@ -77,6 +79,7 @@ __all__ = [
     "attack_store",
     "audit",
     "audit_signals",
+    "audited_records",
     "check_record",
     "default_variants",
     "dp_audit",
@@ -87,6 +90,7 @@ __all__ = [
     "parse_audit_config",
     "parse_gate_rule",
     "parse_references",
+    "records_of_pseudonyms",
     "run_attacks",
     "run_audit",
     "run_demo",

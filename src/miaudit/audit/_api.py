@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from miaudit.audit._attack import DEFAULT_ATTACKS, run_attacks
+from miaudit.audit._attack import DEFAULT_ATTACKS, AttackRun, run_attacks
 from miaudit.audit._results import AuditResult
-from miaudit.audit._writer import prepare_out, write_run
+from miaudit.audit._writer import prepare_out, write_run, write_shareable_report
 from miaudit.data import ModelOutputs
 from miaudit.metrics import DEFAULT_FPRS
 
@@ -26,6 +26,7 @@ def attack(
     raw_ids: bool = False,
     policy: str | None = None,
     quiet: bool = False,
+    report: bool = True,
 ) -> AuditResult:
     """Audit one model from its outputs on known members and non-members.
 
@@ -36,11 +37,14 @@ def attack(
         n_resamples: bootstrap replicates (records resampled) for every interval.
         seed: makes the run reproducible bit for bit.
         prior: member prior for the PPV.
-        out: folder for ``results.json`` (shareable) and ``scores.parquet`` (restricted, 0600).
+        out: folder for ``results.json`` and ``report.html`` (shareable) and ``scores.parquet``
+            (restricted, 0600): the files ``miaudit attack --out`` writes.
         overwrite: replace results already in ``out``.
         raw_ids: show raw record ids instead of keyed pseudonyms in shareable outputs.
         policy: an output policy (``"top-1"``, ``"round:2"``, ``"label-only"``, ``"noise:0.05"``):
             attacks then see only what it exposes, as a caller of a guarded API would.
+        quiet: no warning about the restricted scores on stderr.
+        report: write ``report.html`` into ``out`` too.
 
     Returns:
         The immutable :class:`AuditResult` (what ``results.json`` holds).
@@ -60,14 +64,21 @@ def attack(
         policy=policy,
     )
     if out_dir is not None and key is not None:
-        write_run(
-            out_dir,
-            key,
-            run.result.to_json(),
-            run.record_id,
-            run.member,
-            run.label,
-            run.scores,
-            quiet=quiet,
-        )
+        _write(out_dir, key, run, quiet=quiet, report=report)
     return run.result
+
+
+def _write(out_dir: Path, key: bytes, run: AttackRun, *, quiet: bool, report: bool) -> None:
+    """The files ``miaudit attack --out`` writes: results, restricted scores, the report."""
+    write_run(
+        out_dir,
+        key,
+        run.result.to_json(),
+        run.record_id,
+        run.member,
+        run.label,
+        run.scores,
+        quiet=quiet,
+    )
+    if report:
+        write_shareable_report(out_dir)

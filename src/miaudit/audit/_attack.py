@@ -59,6 +59,12 @@ class AttackRun:
     label: np.ndarray
     scores: dict[str, np.ndarray]
 
+    def __repr__(self) -> str:
+        return (
+            f"AttackRun({len(self.record_id):,} records with restricted per-record scores of "
+            f"{', '.join(self.scores)};\n{self.result!r})"
+        )
+
 
 def _check_attacks(attacks: Sequence[str]) -> tuple[AttackSpec, ...]:
     if not attacks:

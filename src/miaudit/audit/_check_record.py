@@ -360,7 +360,7 @@ def _with_saved_target(engine: SignalsStore, row: SignalsStore) -> SignalsStore:
     )
 
 
-def _results_kind(results_dir: Path) -> dict[str, object]:
+def load_run_results(results_dir: Path) -> dict[str, object]:
     import json
 
     path = results_dir / "results.json"
@@ -393,7 +393,7 @@ def check_record(
     ``attack`` (default: the results' strongest attack).
     """
     d = Path(results_dir)
-    results = _results_kind(d)
+    results = load_run_results(d)
     reference = results.get("reference")
     if isinstance(reference, dict):  # an audit with reference models
         if attack is not None:

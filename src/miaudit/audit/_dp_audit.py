@@ -150,6 +150,16 @@ class DpAuditResult(_Record):
     def _null_is_nan(cls, v: object) -> object:
         return [math.nan if a is None else a for a in v] if isinstance(v, list) else v
 
+    def __repr__(self) -> str:
+        """A summary for a console or a notebook (``to_json`` has everything)."""
+        return (
+            f"DpAuditResult({self.verdict}: empirical ε ≥ {self.empirical_epsilon_lower_bound:.3g} "
+            f"against the claimed ε = {self.claimed_epsilon:.3g} (δ = {self.delta:g}, {self.accountant}); "
+            f"{self.m} canaries, {self.dataset}, seed {self.seed})"
+        )
+
+    __str__ = __repr__
+
     def to_json(self) -> str:
         # Through json.dumps: the file keeps the float spelling (Python's) it always had; ∞ and
         # NaN are written as null by pydantic first.

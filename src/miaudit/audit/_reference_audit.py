@@ -55,7 +55,7 @@ from miaudit.audit._results import (
     RmiaCalibration,
     Utility,
 )
-from miaudit.audit._writer import prepare_out, write_run
+from miaudit.audit._writer import prepare_out, write_run, write_shareable_report
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import Evaluation, evaluate
@@ -811,17 +811,22 @@ def audit(
     target: ExternalTarget | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    report: bool = True,
 ) -> AuditResult:
     """Run a full audit: train (or reuse) the plan, attack it, write results.
 
-    Files in ``out``: ``audit.json`` (the config as run), ``results.json`` (shareable),
+    Files in ``out`` (those of ``miaudit audit``): ``audit.json`` (the config as run),
+    ``results.json`` and ``report.html`` (shareable; ``report=False``: no report),
     ``scores.parquet`` (restricted: per (model, record) pair), ``signals/`` and ``models/``
     (restricted, from the engine). Re-running the same config reuses verified cached models and
     replaces its own results; a different config's results are kept unless ``overwrite``.
     With ``target`` a model trained elsewhere is audited (not retrained); the engine trains
     its references with the config's recipe.
     """
-    return run_audit(config, out, target=target, overwrite=overwrite, quiet=quiet).result
+    result = run_audit(config, out, target=target, overwrite=overwrite, quiet=quiet).result
+    if report:
+        write_shareable_report(Path(out))
+    return result
 
 
 def run_audit(
@@ -910,6 +915,7 @@ def audit_signals(
     pool: np.ndarray | Sequence[object] | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    report: bool = True,
 ) -> ReferenceRun:
     """Audit reference models trained anywhere, from their signals (``miaudit audit --signals``).
 
@@ -918,9 +924,10 @@ def audit_signals(
     (``[audit]`` and ``seed`` only; default: the defaults). ``target``, ``references`` and
     ``pool`` as in :func:`attack_store`, which computes exactly the same results.json.
     Files in ``out``: ``results.json`` (shareable), ``scores.parquet`` (restricted, one row per
-    scored pair), ``signals/signals.npz`` (restricted: what ``miaudit check-record`` reads) and
-    ``audit.json`` (the settings as run). Existing results are replaced only with ``overwrite``.
-    Everything is checked before any file is written.
+    scored pair), ``signals/signals.npz`` (restricted: what ``miaudit check-record`` reads),
+    ``audit.json`` (the settings as run) and ``report.html`` (shareable; ``report=False``: none).
+    Existing results are replaced only with ``overwrite``. Everything is checked before any file
+    is written.
     """
     from miaudit._io import ensure_writable_dir, write_text_atomic
     from miaudit.audit._check_record import SIGNALS_PATH, TARGET_PATH
@@ -952,6 +959,8 @@ def audit_signals(
     }
     write_text_atomic(out_dir / "audit.json", json.dumps(settings, indent=2))
     _write_pairs(out_dir, key, ref, quiet=quiet)
+    if report:
+        write_shareable_report(out_dir)
     return ref
 
 

@@ -132,6 +132,25 @@ class AttackResult(_Record):
         )
 
 
+def short(e: Estimate | None, *, pct: bool = False) -> str:
+    """An estimate in a few characters: ``0.712 [0.69, 0.74]``, ``3.1% [1.2%, 5%]``, ``n/m``."""
+    if e is None or e.point is None:
+        return "n/m"
+    scale, unit, fmt = (100.0, "%", ".3g") if pct else (1.0, "", ".3f")
+    text = f"{e.point * scale:{fmt}}{unit}"
+    if e.lower is not None and e.upper is not None:
+        text += f" [{e.lower * scale:{fmt}}{unit}, {e.upper * scale:{fmt}}{unit}]"
+    return text
+
+
+def attack_lines(attacks: list[AttackResult]) -> list[str]:
+    """One line per attack: its AUC and TPR at 1 % FPR with their intervals."""
+    return [
+        f"  {a.name}: AUC {short(a.auc)}, TPR@1%FPR {short(a.tpr_at_fpr.get('tpr@1%fpr'), pct=True)}"
+        for a in attacks
+    ]
+
+
 class Comparison(_Record):
     """Paired difference metric(attack) − metric(baseline) on the same resampled records."""
 
@@ -302,6 +321,25 @@ class AuditResult(_Record):
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
+
+    def __repr__(self) -> str:
+        """A summary for a console or a notebook (``to_json`` has everything)."""
+        inp = self.input
+        what = (
+            f"{self.reference.models} models on {self.reference.dataset}, "
+            if self.reference is not None
+            else ""
+        )
+        head = (
+            f"AuditResult({what}{inp.name}: {inp.n_records:,} records, {inp.n_members:,} members, "
+            f"{inp.n_nonmembers:,} non-members; {self.bootstrap.replicates} bootstrap replicates, "
+            f"{self.bootstrap.confidence:.0%} intervals, seed {self.seed}"
+        )
+        tail = [f"  {len(self.slices)} slice(s)"] if self.slices else []
+        tail += [f"  note: {n}" for n in self.notes[:3]]
+        return "\n".join([head, *attack_lines(self.attacks), *tail]) + ")"
+
+    __str__ = __repr__
 
     @classmethod
     def from_json(cls, text: str) -> AuditResult:

@@ -125,6 +125,21 @@ class TradeoffResult(_Record):
                 return v
         raise KeyError(name)
 
+    def __repr__(self) -> str:
+        """A summary for a console or a notebook (``to_json`` has everything)."""
+        from miaudit.audit._results import short
+
+        lines = [f"TradeoffResult({self.dataset}, seed {self.seed}: {len(self.variants)} variants"]
+        lines += [
+            f"  {v.name}: test accuracy {v.test_accuracy:.3f}, strongest {v.strongest_attack} "
+            f"AUC {short(v.auc)}, TPR@1%FPR {short(v.tpr_at_1pct_fpr, pct=True)}"
+            + (f" ({v.recommendation})" if v.recommendation else "")
+            for v in self.variants
+        ]
+        return "\n".join(lines) + ")"
+
+    __str__ = __repr__
+
     def to_json(self) -> str:
         # Through json.dumps: the file keeps the float spelling (Python's) it always had; ∞ is
         # written as null by pydantic first.

@@ -171,3 +171,11 @@ def write_run(
             "share only results.json and reports.",
             file=sys.stderr,
         )
+
+
+def write_shareable_report(out: Path) -> Path | None:
+    """``report.html`` in ``out`` (shareable), as the command line writes it; None when no report
+    writer is installed (the report layer was left out)."""
+    from miaudit import _io
+
+    return _io.report_writer(out) if _io.report_writer is not None else None

@@ -11,15 +11,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+from rich.console import Console
 
 from miaudit.cli._console import console
-from miaudit.cli._options import Address, Executor, TrustCode
+from miaudit.cli._options import Address, AsJson, Executor, TrustCode
 from miaudit.errors import InputError
 
 if TYPE_CHECKING:
     from miaudit.audit import AuditResult
 
+# Help texts are plain text: rich markup would eat their bracketed names ("[data], [model]").
 app = typer.Typer(
+    rich_markup_mode=None,
     add_completion=False,
     no_args_is_help=True,
     help="Measure how much a model reveals about its training data.",
@@ -69,11 +72,20 @@ def _check_before_work(
         raise InputError("--resamples", f"must be ≥ 1, got {resamples}")
 
 
-def _report_line(out_dir: Path) -> None:
-    from miaudit.report import write_report
+def _report_line(out_dir: Path, to: Console | None = None) -> None:
+    """Say where the run's report is (written by ``audit()``/``attack()``; else written now)."""
+    from miaudit.report import REPORT_FILE, write_report
 
-    path = write_report(out_dir)
-    out.print(f"report: {path} (shareable, self-contained HTML)")
+    path = out_dir / REPORT_FILE
+    if not path.is_file():
+        path = write_report(out_dir)
+    (to or out).print(f"report: {path} (shareable, self-contained HTML)")
+
+
+def _print_json(text: str) -> None:
+    """The machine-readable result: the only thing a ``--json`` command writes on stdout."""
+    sys.stdout.write(text.rstrip("\n") + "\n")
+    sys.stdout.flush()
 
 
 # Long: over 60 lines only through its command-line option declarations; the body is short.
@@ -116,6 +128,7 @@ def attack_cmd(
             help="Attack only what an output policy exposes: full, top-K, round:D, label-only, noise:SIGMA."
         ),
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Audit one model from its saved outputs on known members and non-members."""
     from miaudit.audit import DEFAULT_ATTACKS, attack
@@ -138,12 +151,15 @@ def attack_cmd(
         overwrite=overwrite,
         raw_ids=raw_ids,
     )
-    print_summary(result, out)
+    say = err if as_json else out
+    print_summary(result, say)
     if out_dir is not None:
-        out.print(
+        say.print(
             f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted)"
         )
-        _report_line(out_dir)
+        _report_line(out_dir, say)
+    if as_json:
+        _print_json(result.to_json())
     _gate(result, fail_on)
 
 
@@ -214,6 +230,7 @@ def audit_cmd(
     executor: Executor = None,
     address: Address = None,
     trust_code: TrustCode = False,
+    as_json: AsJson = False,
 ) -> None:
     """Train the recipe's reference models (or reuse verified cached ones), attack, and evaluate; or, with --signals, attack models trained elsewhere."""
     from miaudit.cli._summary import print_summary
@@ -241,12 +258,17 @@ def audit_cmd(
                 "config",
                 "missing argument: give an audit config, or --signals FILE to audit models trained elsewhere",
             )
-        result = _audit_config(config, out_dir, overwrite, executor, address, trust_code)
-    print_summary(result, out)
-    out.print(
+        result = _audit_config(
+            config, out_dir, overwrite, executor, address, trust_code, quiet=as_json
+        )
+    say = err if as_json else out
+    print_summary(result, say)
+    say.print(
         f"results: {out_dir / 'results.json'} (shareable); scores, signals{', models' if signals is None else ''}: restricted (0600)"
     )
-    _report_line(out_dir)
+    _report_line(out_dir, say)
+    if as_json:
+        _print_json(result.to_json())
     _gate(result, fail_on)
 
 
@@ -257,14 +279,22 @@ def _audit_config(
     executor: str | None,
     address: str | None,
     trust_code: bool,
+    *,
+    quiet: bool = False,
 ) -> AuditResult:
-    """``miaudit audit CONFIG``: train the recipe's reference models and audit them."""
+    """``miaudit audit CONFIG``: train the recipe's reference models and audit them (``quiet``:
+    no training summary on stdout, which ``--json`` keeps for the JSON)."""
     from miaudit.audit import audit, load_audit_config
     from miaudit.cli._train import warn_self_trust, with_engine
 
     cfg = load_audit_config(config, trust_code=trust_code)
     warn_self_trust(cfg, trust_code, config)
-    return audit(with_engine(cfg, executor=executor, address=address), out_dir, overwrite=overwrite)
+    return audit(
+        with_engine(cfg, executor=executor, address=address),
+        out_dir,
+        overwrite=overwrite,
+        quiet=quiet,
+    )
 
 
 def _audit_signals(
@@ -293,76 +323,6 @@ def _audit_signals(
     return audit_signals(
         signals, out_dir, config=cfg, target=target, references=refs, overwrite=overwrite
     ).result
-
-
-# Long: over 60 lines only through its command-line option declarations; the body is short.
-@app.command("check-record")
-def check_record_cmd(
-    results: Annotated[
-        Path, typer.Argument(help="Folder of a `miaudit audit` or `miaudit attack` run.")
-    ],
-    ids: Annotated[
-        list[str], typer.Option("--id", help="Record id to check (repeat for several).")
-    ],
-    target: Annotated[
-        int | None,
-        typer.Option(
-            help="Index of the audited model (default: the run's target — an external target when the audit had one — else 0)."
-        ),
-    ] = None,
-    attack: Annotated[
-        str | None,
-        typer.Option(
-            help="Audits from saved outputs: the attack whose score is ranked (default: the strongest)."
-        ),
-    ] = None,
-) -> None:
-    """Was this record in the training data? A per-record p-value (and LiRA's likelihood ratio where references allow)."""
-    from rich.table import Table
-
-    from miaudit.audit import check_record
-
-    rows = check_record(results, ids, target=target, attack=attack)
-    first = rows[0]
-    table = Table(
-        title=f"{first.model[:1].upper()}{first.model[1:]}: was the record in its training data?"
-    )
-    saved = first.attack is not None
-    cols = (
-        ("record", "p-value", f"{first.attack} score", "non-members", "verdict", "in the input")
-        if saved
-        else ("record", "p-value", "log LR", "OUT refs", "IN refs", "verdict", "in plan")
-    )
-    for col in cols:
-        table.add_column(col)
-    for r in rows:
-        if saved:
-            table.add_row(
-                r.record_id,
-                f"{r.p_value:.3g}",
-                f"{r.score:.4g}",
-                str(r.n_nonmembers),
-                r.verdict,
-                "member" if r.member_in_plan else "non-member",
-            )
-        else:
-            llr = "n/a" if r.log_likelihood_ratio is None else f"{r.log_likelihood_ratio:.3g}"
-            table.add_row(
-                r.record_id,
-                f"{r.p_value:.3g}",
-                llr,
-                str(r.n_out_references),
-                str(r.n_in_references),
-                r.verdict,
-                "member" if r.member_in_plan else "non-member",
-            )
-    out.print(table)
-    out.print(
-        f"p-value: the chance, for a record that was not in the training data, of a score at least this high; method: {first.method}. "
-        f"Checking many records? Compare each p-value with 0.05 / (number of records checked) (Bonferroni); here {len(rows)} record(s): "
-        f"{0.05 / len(rows):.2g}. '{'in the input' if saved else 'in plan'}' is the audit's own ground truth (restricted).",
-        soft_wrap=True,
-    )
 
 
 @app.command("demo")
@@ -435,6 +395,11 @@ app.command("train")(_train)
 from miaudit.cli._report import report as _report  # noqa: E402
 
 app.command("report")(_report)
+
+from miaudit.cli._records import check_record_cmd, ids_cmd  # noqa: E402
+
+app.command("check-record")(check_record_cmd)
+app.command("ids")(ids_cmd)
 
 from miaudit.cli._serve import alerts_cmd, keys_app, serve_cmd  # noqa: E402
 from miaudit.cli._tradeoff import dp_audit as _dp_audit  # noqa: E402

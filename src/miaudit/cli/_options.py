@@ -25,3 +25,10 @@ Address = Annotated[
         help='Ray cluster address ("auto": the cluster of this machine; default: a local one); overrides engine.address.'
     ),
 ]
+AsJson = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the results as JSON on stdout and nothing else there (summary, progress and notes go to stderr).",
+    ),
+]

@@ -69,13 +69,32 @@ def read_table(path: str | Path, field_name: str = "input") -> RawTable:
 def _read_npz(p: Path) -> RawTable:
     try:
         with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            arrays = {k: _npz_array(p, z, k) for k in z.files}
+    except InputError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise InputError("input", f"cannot read {str(p)!r} as npz: {exc}") from None
     meta: dict[str, object] = {}
     if META_KEY in arrays:
         meta = _meta_json(p, str(arrays.pop(META_KEY)))
     return RawTable(p, "npz", arrays, meta)
+
+
+def _npz_array(p: Path, z: Any, name: str) -> np.ndarray:
+    """One array of an npz file. An object array (numpy pickles it: ids taken from pandas, for
+    instance) is refused naming the array and the fix, since unpickling a file can run code."""
+    try:
+        array: np.ndarray = z[name]
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+        raise InputError(
+            name,
+            f"is stored in {str(p)!r} as a Python object array (pickled), which miaudit never loads "
+            f"(loading a pickle can run code); save it as strings or numbers instead, e.g. "
+            f"np.savez(..., {name}=np.asarray(values).astype(str)), or write the table to Parquet",
+        ) from None
+    return array
 
 
 def _meta_json(p: Path, text: str | bytes) -> dict[str, object]:

@@ -104,12 +104,30 @@ def same_length(lengths: dict[str, int]) -> int:
     return n
 
 
+def _as_text(name: str, ids: np.ndarray) -> np.ndarray:
+    if ids.dtype.kind == "S":
+        try:
+            return np.char.decode(ids, "utf-8")
+        except UnicodeDecodeError:
+            raise InputError(name, "record ids given as bytes must be UTF-8 text") from None
+    import pandas as pd
+
+    if ids.dtype.kind == "O" and bool(pd.isna(ids).any()):  # None, NaN, pandas.NA
+        raise InputError(name, "record ids have missing values (None or NaN)")
+    return ids.astype(str)
+
+
 def record_ids(name: str, values: np.ndarray | None, n: int) -> np.ndarray:
     if values is None:
         return np.arange(n, dtype=np.int64)
     ids = np.asarray(values)
-    if ids.dtype.kind == "O":
-        ids = ids.astype(str)
+    if ids.ndim != 1:
+        raise InputError(name, f"record ids must be one-dimensional, got shape {ids.shape}")
+    if ids.dtype.kind in "OSbMmc":
+        # Ids of any other type (pandas objects, bytes, dates...) are kept as their text: a
+        # fixed-width unicode array, never a pickle. Integer ids stay integers (their
+        # pseudonyms hash the same text either way).
+        ids = _as_text(name, ids)
     if ids.dtype.kind == "f":
         if not np.isfinite(ids).all() or (ids != np.round(ids)).any():
             raise InputError(name, "record ids must be integers or strings")

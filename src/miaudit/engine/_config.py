@@ -29,7 +29,10 @@ class PlanConfig(BaseModel):
     ``keep`` a .npy file holding a (models × records) 0/1 matrix in data order and, optionally,
     ``pool`` a .npy file holding the (records,) 0/1 mask of the records that matrix was drawn
     from (default: every record). The pool is what is evaluated; the rest is the population.
-    ``unit_size`` (B) models train together as one unit, the cache's unit too.
+    ``unit_size`` (B) models train together as one unit, the cache's unit too; by default it
+    is chosen from the models and the workers so that units spread evenly over the workers
+    (at most 16 models a unit; 18 models on 2 workers: 9 + 9). B is part of the cache key: set
+    it to reuse a cache on a machine with another number of workers.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,7 +42,7 @@ class PlanConfig(BaseModel):
     kind: Literal["complementary", "independent", "user"] = "complementary"
     keep: Path | None = None
     pool: Path | None = None
-    unit_size: int = Field(16, ge=1)
+    unit_size: int | None = Field(None, ge=1)
 
     @field_validator("keep", "pool")
     @classmethod

@@ -4,16 +4,25 @@
 (one by default: several processes each using torch's default threads oversubscribe the
 cores, PERFORMANCE.md), or in this process when ``workers == 0``. A cluster executor (Ray)
 implements the same protocol.
+
+Workers are spawned without the caller's main module: a plain script (no
+``if __name__ == "__main__":`` guard) or a notebook can train with workers, and a worker never
+re-runs the caller's script (which would train the user's model a second time, then fail when
+the re-run script starts workers of its own). Everything a worker runs is importable from
+miaudit or from the modules a config names.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.context as mp_context
 import queue
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Protocol, runtime_checkable
+from contextlib import contextmanager
+from typing import Any, Protocol, runtime_checkable
 
 from miaudit.engine._unit import Emit, Event, UnitJob, UnitOutcome, run_unit
 
@@ -28,6 +37,46 @@ class Executor(Protocol):
     def start(self, events: Emit) -> None: ...
 
     def close(self) -> None: ...
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """While a worker is launched, ``__main__`` has no file and no module name: multiprocessing
+    then tells the child not to import it (it would run an unguarded script again)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    with _MAIN_LOCK:
+        saved: dict[str, Any] = {
+            k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
+        }
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+        try:
+            yield
+        finally:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
+class _WorkerProcess(mp_context.SpawnProcess):
+    """A spawned process whose child leaves the caller's main module alone."""
+
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        with _main_script_hidden():
+            return mp_context.SpawnProcess._Popen(process_obj)
+
+
+class _WorkerContext(mp_context.SpawnContext):
+    """ "spawn" (a forked child would inherit torch's thread pools and locks mid-state), with
+    workers that never import the caller's main module."""
+
+    Process = _WorkerProcess
 
 
 _WORKER_QUEUE: mp.Queue[Event | None] | None = None  # set in each worker process by _init_worker
@@ -53,9 +102,8 @@ def _run_in_worker(job: UnitJob) -> UnitOutcome:
 class LocalExecutor:
     """``workers`` processes × ``threads`` torch threads each; ``workers == 0``: this process.
 
-    Workers are started with "spawn", so a program that trains with workers must be importable
-    (a script with an ``if __name__ == "__main__":`` guard, a module, the CLI), not read from
-    standard input.
+    Workers are spawned without importing the caller's main module (module docstring): a
+    plain script, a notebook, a module or the CLI can all train with workers.
     """
 
     def __init__(self, workers: int = 2, threads: int = 1) -> None:
@@ -72,8 +120,7 @@ class LocalExecutor:
         self._events = events
         if self.workers == 0 or self._pool is not None:
             return
-        # spawn: a forked child would inherit torch's thread pools and locks mid-state.
-        ctx = mp.get_context("spawn")
+        ctx = _WorkerContext()
         self._queue = ctx.Queue()
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,

@@ -15,6 +15,8 @@ RMIA's mean AUC was 0.549 against 0.498 on the plan's real pool.
 
 Training units are fixed by the plan: unit c holds models [cB, (c+1)B) with B = ``unit_size``,
 whatever remains to be trained, so a model's bits never depend on what it was batched with.
+By default B is chosen from the models and the workers (:func:`even_unit_size`) so that the
+units spread evenly over the workers; B is part of every unit's cache key.
 """
 
 from __future__ import annotations
@@ -55,6 +57,26 @@ class MembershipPlan:
 
     def train_set(self, model: int) -> np.ndarray:
         return np.flatnonzero(self.keep[model])
+
+
+#: The most models one unit stacks by default (the size the memory check was made for).
+MAX_UNIT_SIZE = 16
+
+
+def even_unit_size(n_models: int, workers: int, cap: int = MAX_UNIT_SIZE) -> int:
+    """The unit size that spreads ``n_models`` evenly over ``workers``: the fewest units of at
+    most ``cap`` models whose number is a multiple of the workers, filled evenly.
+
+    >>> even_unit_size(18, 2)  # 9 + 9 (a fixed 16 would give 16 + 2)
+    9
+    >>> even_unit_size(40, 2), even_unit_size(18, 1), even_unit_size(3, 8)
+    (10, 9, 1)
+    """
+    if n_models < 1 or cap < 1:
+        raise ValueError(f"need n_models ≥ 1 and cap ≥ 1, got {n_models} and {cap}")
+    w = max(1, workers)
+    units = min(n_models, -(-n_models // (w * cap)) * w)
+    return -(-n_models // units)
 
 
 def complementary_plan(

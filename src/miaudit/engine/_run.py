@@ -19,7 +19,13 @@ from miaudit.datasets import Dataset, load_dataset
 from miaudit.engine import _cache
 from miaudit.engine._config import TrainConfig, load_config
 from miaudit.engine._executor import Executor, LocalExecutor
-from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
+from miaudit.engine._plan import (
+    MembershipPlan,
+    complementary_plan,
+    even_unit_size,
+    independent_plan,
+    user_plan,
+)
 from miaudit.engine._progress import UnitProgress
 from miaudit.engine._size import check_train_size
 from miaudit.engine._unit import Event, UnitJob
@@ -69,6 +75,9 @@ class TrainRun:
             self.cache, self.signals.info.units[unit]
         ), model - unit * self.plan.unit_size
 
+    def __repr__(self) -> str:
+        return f"TrainRun({self.summary()}; {self.seconds:.1f} s)"
+
     def summary(self) -> str:
         k, n = self.signals.keep.shape
         parts = [
@@ -89,9 +98,27 @@ def n_queries(recipe: object) -> int:
     return (1 + ("hflip" in recipe.augment)) * (1 + 4 * ("shift" in recipe.augment))
 
 
+def default_workers(cfg: TrainConfig) -> int:
+    """Worker processes of a local run: ``engine.workers``, else one per core (each with
+    ``engine.threads`` threads). A Ray run counts as one: its workers are Ray's business."""
+    if cfg.engine.executor == "ray":
+        return 1
+    if cfg.engine.workers is not None:
+        return cfg.engine.workers
+    return max(1, (os.cpu_count() or 1) // cfg.engine.threads)
+
+
+def unit_size(cfg: TrainConfig, n_models: int) -> int:
+    """``plan.unit_size``, else the size that spreads the models evenly over the workers."""
+    if cfg.plan.unit_size is not None:
+        return cfg.plan.unit_size
+    return even_unit_size(n_models, default_workers(cfg))
+
+
 def make_plan(
     cfg: TrainConfig, n_records: int, keep: np.ndarray | None = None, pool: np.ndarray | None = None
 ) -> MembershipPlan:
+    """The membership plan of ``cfg`` (or of a user keep matrix ``keep`` with its ``pool``)."""
     p = cfg.plan
     if keep is not None or p.kind == "user":
         if keep is None:
@@ -102,7 +129,9 @@ def make_plan(
             keep = _load_npy(p.keep, "plan.keep")
             if pool is None and p.pool is not None:
                 pool = _load_npy(p.pool, "plan.pool")
-        plan = user_plan(keep, n_records, pool=pool, unit_size=p.unit_size)
+        plan = user_plan(
+            keep, n_records, pool=pool, unit_size=unit_size(cfg, max(1, len(np.atleast_2d(keep))))
+        )
         if plan.n_models != p.models:
             raise InputError(
                 "plan.models", f"is {p.models} but the keep matrix has {plan.n_models} rows"
@@ -110,7 +139,11 @@ def make_plan(
         return plan
     make = complementary_plan if p.kind == "complementary" else independent_plan
     return make(
-        n_records, p.models, seed=cfg.seed, pool_fraction=p.pool_fraction, unit_size=p.unit_size
+        n_records,
+        p.models,
+        seed=cfg.seed,
+        pool_fraction=p.pool_fraction,
+        unit_size=unit_size(cfg, p.models),
     )
 
 
@@ -319,11 +352,7 @@ def _run_jobs(
 ) -> None:
     step = "model" if isinstance(cfg.model, SklearnRecipe) else "epoch"
     own = executor is None
-    workers = (
-        cfg.engine.workers
-        if cfg.engine.workers is not None
-        else max(1, (os.cpu_count() or 1) // cfg.engine.threads)
-    )
+    workers = default_workers(cfg)
     if executor is None and cfg.engine.executor == "ray":
         from miaudit.engine._ray import RayExecutor
 

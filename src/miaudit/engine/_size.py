@@ -56,7 +56,8 @@ def check_train_size(
         n_features,
         n_classes,
         n_records,
-        stacked=min(int(cfg.plan.unit_size), models),
+        # the default unit size never exceeds 16 (engine/_plan.py's even_unit_size)
+        stacked=min(int(cfg.plan.unit_size or 16), models),
         limit=limit,
     )
 

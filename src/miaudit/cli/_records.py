@@ -1,0 +1,128 @@
+"""``miaudit check-record`` (was this record in the training data?) and ``miaudit ids`` (the
+records it can answer about, for the key holder). Register with ``app.command``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from miaudit.cli._console import console
+from miaudit.cli._options import AsJson
+from miaudit.errors import InputError
+
+if TYPE_CHECKING:
+    from miaudit.audit import RecordEvidence
+
+RESTRICTED_NOTE = (
+    "Record ids are personal data: only the holder of the run's pseudonym key "
+    "(pseudonym.key, 0600, in the run's folder) can list them or map pseudonyms to them; "
+    "anyone else is refused."
+)
+
+
+# Long: over 60 lines only through its command-line option declarations; the body is short.
+def check_record_cmd(
+    results: Annotated[
+        Path, typer.Argument(help="Folder of a `miaudit audit` or `miaudit attack` run.")
+    ],
+    ids: Annotated[
+        list[str] | None, typer.Option("--id", help="Record id to check (repeat for several).")
+    ] = None,
+    pseudonyms: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pseudonym",
+            help="A record's pseudonym from the run's report or results.json (repeat for several): key holder only. "
+            + RESTRICTED_NOTE,
+        ),
+    ] = None,
+    target: Annotated[
+        int | None,
+        typer.Option(
+            help="Index of the audited model (default: the run's target — an external target when the audit had one — else 0)."
+        ),
+    ] = None,
+    attack: Annotated[
+        str | None,
+        typer.Option(
+            help="Audits from saved outputs: the attack whose score is ranked (default: the strongest)."
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Was this record in the training data? A per-record p-value (and LiRA's likelihood ratio where references allow)."""
+    from miaudit.audit import check_record, records_of_pseudonyms
+
+    asked = list(ids or [])
+    if pseudonyms:
+        asked += records_of_pseudonyms(results, list(pseudonyms))
+    if not asked:
+        raise InputError("--id", "give at least one --id or --pseudonym")
+    rows = check_record(results, asked, target=target, attack=attack)
+    if as_json:
+        sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
+        return
+    _print_table(rows)
+
+
+def _print_table(rows: list[RecordEvidence]) -> None:
+    from rich.table import Table
+
+    out = console()
+    first = rows[0]
+    table = Table(
+        title=f"{first.model[:1].upper()}{first.model[1:]}: was the record in its training data?"
+    )
+    saved = first.attack is not None
+    cols = (
+        ("record", "p-value", f"{first.attack} score", "non-members", "verdict", "in the input")
+        if saved
+        else ("record", "p-value", "log LR", "OUT refs", "IN refs", "verdict", "in plan")
+    )
+    for col in cols:
+        table.add_column(col)
+    for r in rows:
+        member = "member" if r.member_in_plan else "non-member"
+        figures: tuple[str, ...]
+        if saved:
+            figures = (f"{r.score:.4g}", str(r.n_nonmembers))
+        else:
+            llr = "n/a" if r.log_likelihood_ratio is None else f"{r.log_likelihood_ratio:.3g}"
+            figures = (llr, str(r.n_out_references), str(r.n_in_references))
+        table.add_row(r.record_id, f"{r.p_value:.3g}", *figures, r.verdict, member)
+    out.print(table)
+    out.print(
+        f"p-value: the chance, for a record that was not in the training data, of a score at least this high; method: {first.method}. "
+        f"Checking many records? Compare each p-value with 0.05 / (number of records checked) (Bonferroni); here {len(rows)} record(s): "
+        f"{0.05 / len(rows):.2g}. '{'in the input' if saved else 'in plan'}' is the audit's own ground truth (restricted).",
+        soft_wrap=True,
+    )
+
+
+def ids_cmd(
+    results: Annotated[
+        Path, typer.Argument(help="Folder of a `miaudit audit` or `miaudit attack` run.")
+    ],
+    as_json: AsJson = False,
+) -> None:
+    """List the audited record ids that check-record answers about, with their pseudonyms (restricted: key holder only)."""
+    from miaudit.audit import audited_records
+
+    records = audited_records(results)
+    if as_json:
+        sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in records], indent=2) + "\n")
+        return
+    for r in records:
+        sys.stdout.write(f"{r.record_id}\t{r.pseudonym}\n")
+    console(stderr=True).print(
+        f"{len(records)} record(s): id, pseudonym. Restricted: record ids are personal data; keep this list with the run's restricted files.",
+        soft_wrap=True,
+    )
+
+
+ids_cmd.__doc__ = f"{ids_cmd.__doc__}\n\n{RESTRICTED_NOTE}"
