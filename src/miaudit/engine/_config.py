@@ -3,6 +3,7 @@ validated with errors that name the field (``model.hidden.1``, ``plan.models``â€
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from pydantic import (
 from miaudit.datasets import DataConfig
 from miaudit.engine._size import check_finite
 from miaudit.errors import InputError
-from miaudit.models import MLPRecipe, Recipe, check_code_trust, validation_error
+from miaudit.models import MLPRecipe, Recipe, check_code_trust, check_device, validation_error
 
 
 class PlanConfig(BaseModel):
@@ -51,14 +52,17 @@ class PlanConfig(BaseModel):
 
 class EngineConfig(BaseModel):
     """Where and how units train. ``workers`` processes (0: in this process; default: one per
-    core, at most one per unit), each with ``threads`` torch threads; ``threads`` is part of
-    the cache key (it can change the bits), ``workers`` is not. ``cache`` defaults to
-    ``<out>/models``."""
+    core, at most one per unit; one per GPU when ``device`` is a GPU), each with ``threads``
+    torch threads; ``threads`` is part of the cache key (it can change the bits), ``workers``
+    is not. ``device``: "cpu" (default), "cuda" or "cuda:N" for torch recipes, refused when
+    this machine has no such GPU; part of the cache key (docs/scale.md, "GPU"). ``cache``
+    defaults to ``<out>/models``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     workers: int | None = Field(None, ge=0)
     threads: int = Field(1, ge=1)
+    device: str = "cpu"
     cache: Path | None = None
     progress: bool = True
     # "ray": units run as Ray tasks (engine/_ray.py) on the cluster at ``address`` (None: a
@@ -74,6 +78,25 @@ class EngineConfig(BaseModel):
                 'is the Ray cluster\'s address: set executor = "ray" too, or remove it'
             )
         return v
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        try:
+            return check_device(v)
+        except InputError as exc:  # reported by validation_error as engine.device
+            raise ValueError(exc.problem) from None
+
+
+def default_workers(engine: EngineConfig) -> int:
+    """The local executor's workers when ``engine.workers`` is not set: one per core on the
+    CPU (``threads`` cores each); one on a GPU, which trains one unit at a time faster than
+    several processes sharing it (the GPU device names one GPU)."""
+    if engine.workers is not None:
+        return engine.workers
+    if engine.device != "cpu":
+        return 1
+    return max(1, (os.cpu_count() or 1) // engine.threads)
 
 
 class TrainConfig(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from miaudit._io import ensure_writable_dir, write_text_atomic
 from miaudit.data import SignalsStore
 from miaudit.datasets import Dataset, load_dataset
 from miaudit.engine import _cache
-from miaudit.engine._config import TrainConfig, load_config
+from miaudit.engine._config import TrainConfig, default_workers, load_config
 from miaudit.engine._executor import Executor, LocalExecutor
 from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
 from miaudit.engine._progress import UnitProgress
@@ -147,6 +146,7 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
             layout=f"unit {unit} of size {plan.unit_size}: models {models[0]}..{models[-1]}",
             threads=cfg.engine.threads,
             versions=versions,
+            device=cfg.engine.device,
         )
         shape = (len(models), data.n_records, *((a,) if a > 1 else ()), data.n_classes)
         jobs.append(
@@ -163,6 +163,7 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
                 shape,
                 plan.population,
                 cfg.trust_code,
+                device=cfg.engine.device,
             )
         )
     return jobs
@@ -319,11 +320,7 @@ def _run_jobs(
 ) -> None:
     step = "model" if isinstance(cfg.model, SklearnRecipe) else "epoch"
     own = executor is None
-    workers = (
-        cfg.engine.workers
-        if cfg.engine.workers is not None
-        else max(1, (os.cpu_count() or 1) // cfg.engine.threads)
-    )
+    workers = default_workers(cfg.engine)
     if executor is None and cfg.engine.executor == "ray":
         from miaudit.engine._ray import RayExecutor
 
@@ -378,6 +375,7 @@ def _assemble(
         "units": [j.key for j in jobs],
         "versions": _cache.library_versions(),
         "threads": cfg.engine.threads,
+        "device": cfg.engine.device,
         **({"privacy": privacy} if privacy else {}),
         **({"preprocessing": _preprocessing_summary(seen)} if seen else {}),
     }

@@ -378,7 +378,9 @@ class _EarlyStopper:
             idx[k, : len(v)] = v
         logits = self.net.forward(self.batcher.gather(idx))
         ce = F.cross_entropy(
-            logits.transpose(1, 2), self.y[torch.from_numpy(idx).to(self.y.device)], reduction="none"
+            logits.transpose(1, 2),
+            self.y[torch.from_numpy(idx).to(self.y.device)],
+            reduction="none",
         )
         return [float(ce[k, : len(v)].mean()) for k, v in enumerate(self.val_sets)]
 
