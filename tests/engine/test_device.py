@@ -14,8 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from miaudit.datasets import digits, fit_affine, purchase_like, subset
 from miaudit.data import load_signals
+from miaudit.datasets import digits, fit_affine, purchase_like, subset
 from miaudit.engine import KeyParts, load_config, parse_config, train
 from miaudit.engine._config import default_workers
 from miaudit.errors import InputError
