@@ -135,6 +135,8 @@ def test_a_gpu_index_beyond_the_visible_ones_is_refused(two_fake_gpus) -> None:
 def test_the_device_round_trips_through_config_files(tmp_path, two_fake_gpus, device) -> None:
     cfg = small_config(engine__device=device)
     assert parse_config(cfg.model_dump(mode="json")) == cfg
+    # The CPU, the default, is left out of dumps: configs naming no device hash as before.
+    assert ("device" in cfg.model_dump(mode="json")["engine"]) == (device != "cpu")
     path = tmp_path / "c.toml"
     path.write_text(
         f'seed = 7\n[data]\ndataset = "breast-cancer"\n'

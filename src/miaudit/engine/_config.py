@@ -12,9 +12,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
 )
 
 from miaudit.datasets import DataConfig
@@ -86,6 +88,16 @@ class EngineConfig(BaseModel):
             return check_device(v)
         except InputError as exc:  # reported by validation_error as engine.device
             raise ValueError(exc.problem) from None
+
+    @model_serializer(mode="wrap")
+    def _device_when_named(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The CPU (the default) is left out of dumps, so a config that names no device dumps
+        # and hashes as before devices existed (audit.json, config_sha256, reuse of an out
+        # folder); a GPU is dumped and changes the hash, as it changes the bits.
+        data: dict[str, Any] = handler(self)
+        if data.get("device") == "cpu":
+            del data["device"]
+        return data
 
 
 def default_workers(engine: EngineConfig) -> int:
