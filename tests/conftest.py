@@ -24,9 +24,11 @@ SLOW_MODULES = frozenset(
         "tests/audit/test_threat_model.py",  # null audits under three plans
         "tests/audit/test_tradeoff.py",  # trains every control's variant
         "tests/benchmarks/test_null_suite.py",  # claim instances
+        "tests/benchmarks/test_gpu_bench.py",  # two small audits (one on the GPU, if any)
         "tests/benchmarks/test_runner.py",
         "tests/benchmarks/test_scale_benches.py",
         "tests/dp/test_dp_training.py",  # Opacus training
+        "tests/engine/test_device_cuda.py",  # trains on the GPU (skipped without one)
         "tests/engine/test_ray.py",  # starts a Ray cluster
         "tests/engine/test_resume.py",  # SIGKILLs and resumes training processes
         "tests/golden/test_golden.py",  # five full fixed-seed runs

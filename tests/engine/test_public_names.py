@@ -75,6 +75,7 @@ PINNED = {
         "UnitResult",
         "build_net",
         "check_code_trust",
+        "check_device",
         "check_recipe_for_data",
         "fit_preprocessing",
         "fits_anything",

@@ -540,6 +540,8 @@ def dp_audit(
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
     if not isinstance(cfg.model, (MLPRecipe, CNNRecipe)):  # before the data is loaded
         raise InputError("model.kind", "dp-audit trains torch recipes ('torch-mlp' or 'torch-cnn')")
+    if cfg.engine.device != "cpu":  # its canary runs train on the CPU: never silently
+        raise InputError("engine.device", 'dp-audit trains on the CPU only; set "cpu" or remove it')
     design = design or DpAuditDesign()
     say = say or (lambda _s: None)
     if seed is not None and (isinstance(seed, bool) or seed < 0):

@@ -73,6 +73,8 @@ class SignalsInfo(BaseModel):
     units: list[str] = []
     versions: str | None = None
     threads: int | None = None
+    #: The torch device the models trained on ("cpu", "cuda", "cuda:N"; engine.device).
+    device: str | None = None
     privacy: list[dict[str, Any]] = []
     preprocessing: dict[str, Any] | None = None
     #: The store's target is a model trained elsewhere (audited without retraining).

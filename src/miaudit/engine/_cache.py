@@ -1,7 +1,7 @@
 """The model cache. Its unit is the training unit.
 
 A unit's key hashes everything its bits depend on: the data, the recipe (precision included),
-the seed, each model's member indices, the unit layout, the thread count, and the torch,
+the seed, each model's member indices, the unit layout, the thread count, the device, and the torch,
 scikit-learn and numpy versions. A unit is published atomically (trained into a temporary
 folder, its manifest of file hashes written last, then the folder renamed into place) and
 verified before any reuse: a missing, mismatched or truncated file means the unit is retrained,
@@ -37,6 +37,8 @@ class KeyParts:
     layout: str
     threads: int
     versions: str
+    # The torch device ("cpu", "cuda", "cuda:N"): a GPU rounds differently from the CPU.
+    device: str = "cpu"
     format: str = CACHE_FORMAT
 
     def key(self) -> str:

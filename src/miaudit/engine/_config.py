@@ -11,15 +11,17 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
 )
 
 from miaudit.datasets import DataConfig
 from miaudit.engine._size import check_finite
 from miaudit.errors import InputError
-from miaudit.models import MLPRecipe, Recipe, check_code_trust, validation_error
+from miaudit.models import MLPRecipe, Recipe, check_code_trust, check_device, validation_error
 
 
 class PlanConfig(BaseModel):
@@ -54,14 +56,17 @@ class PlanConfig(BaseModel):
 
 class EngineConfig(BaseModel):
     """Where and how units train. ``workers`` processes (0: in this process; default: one per
-    core, at most one per unit), each with ``threads`` torch threads; ``threads`` is part of
-    the cache key (it can change the bits), ``workers`` is not. ``cache`` defaults to
-    ``<out>/models``."""
+    core, at most one per unit; one per GPU when ``device`` is a GPU), each with ``threads``
+    torch threads; ``threads`` is part of the cache key (it can change the bits), ``workers``
+    is not. ``device``: "cpu" (default), "cuda" or "cuda:N" for torch recipes, refused when
+    this machine has no such GPU; part of the cache key (docs/scale.md, "GPU"). ``cache``
+    defaults to ``<out>/models``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     workers: int | None = Field(None, ge=0)
     threads: int = Field(1, ge=1)
+    device: str = "cpu"
     cache: Path | None = None
     progress: bool = True
     # "ray": units run as Ray tasks (engine/_ray.py) on the cluster at ``address`` (None: a
@@ -77,6 +82,24 @@ class EngineConfig(BaseModel):
                 'is the Ray cluster\'s address: set executor = "ray" too, or remove it'
             )
         return v
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        try:
+            return check_device(v)
+        except InputError as exc:  # reported by validation_error as engine.device
+            raise ValueError(exc.problem) from None
+
+    @model_serializer(mode="wrap")
+    def _device_when_named(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The CPU (the default) is left out of dumps, so a config that names no device dumps
+        # and hashes as before devices existed (audit.json, config_sha256, reuse of an out
+        # folder); a GPU is dumped and changes the hash, as it changes the bits.
+        data: dict[str, Any] = handler(self)
+        if data.get("device") == "cpu":
+            del data["device"]
+        return data
 
 
 class TrainConfig(BaseModel):

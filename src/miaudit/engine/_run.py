@@ -100,11 +100,15 @@ def n_queries(recipe: object) -> int:
 
 def default_workers(cfg: TrainConfig) -> int:
     """Worker processes of a local run: ``engine.workers``, else one per core (each with
-    ``engine.threads`` threads). A Ray run counts as one: its workers are Ray's business."""
+    ``engine.threads`` threads) on the CPU and one on a GPU, which trains one unit at a time
+    faster than several processes sharing it (the device names one GPU). A Ray run counts as
+    one: its workers are Ray's business."""
     if cfg.engine.executor == "ray":
         return 1
     if cfg.engine.workers is not None:
         return cfg.engine.workers
+    if cfg.engine.device != "cpu":
+        return 1
     return max(1, (os.cpu_count() or 1) // cfg.engine.threads)
 
 
@@ -180,6 +184,7 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
             layout=f"unit {unit} of size {plan.unit_size}: models {models[0]}..{models[-1]}",
             threads=cfg.engine.threads,
             versions=versions,
+            device=cfg.engine.device,
         )
         shape = (len(models), data.n_records, *((a,) if a > 1 else ()), data.n_classes)
         jobs.append(
@@ -196,6 +201,7 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
                 shape,
                 plan.population,
                 cfg.trust_code,
+                device=cfg.engine.device,
             )
         )
     return jobs
@@ -407,6 +413,7 @@ def _assemble(
         "units": [j.key for j in jobs],
         "versions": _cache.library_versions(),
         "threads": cfg.engine.threads,
+        "device": cfg.engine.device,
         **({"privacy": privacy} if privacy else {}),
         **({"preprocessing": _preprocessing_summary(seen)} if seen else {}),
     }

@@ -51,6 +51,8 @@ class UnitJob:
     population: np.ndarray
     #: The config opted in to running code it names (not part of the key: it changes no bits).
     trust_code: bool = False
+    #: The torch device the unit trains on (engine.device; in the key through ``parts``).
+    device: str = "cpu"
 
     @property
     def key(self) -> str:
@@ -145,6 +147,7 @@ def _train_torch_models(
         streams,
         on_epoch=lambda e: emit(("step", job.unit, e + 1, epochs)),
         threads=job.threads,
+        device=job.device,
     )
     state = {**result.state, **_preprocess_state(affines)}
     meta = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from miaudit.models._device import check_device
 from miaudit.models._onnx import MAX_ONNX_BYTES, OnnxModel, check_onnx_bytes, load_onnx
 from miaudit.models._preprocessing import (
     fit_preprocessing,
@@ -81,6 +82,7 @@ __all__ = [
     "UnitResult",
     "build_net",
     "check_code_trust",
+    "check_device",
     "check_onnx_bytes",
     "check_recipe_for_data",
     "fit_preprocessing",

@@ -13,6 +13,10 @@ norms without per-sample gradients; PERFORMANCE.md: ~1.7× plain SGD against ~38
 ``DPConfig.fault`` is FAULT INJECTION, to audit the auditor: "zero_noise" adds no noise and
 "no_clipping" does not clip, while the optimizer — and so the accountant — keep the configured
 σ. The recorded ε is then wrong, and ``miaudit dp-audit`` must say FAILED.
+
+On a GPU (``engine.device``) each model, its records and Opacus's noise live on the device; the
+data order and augmentations are drawn on the CPU as before, the noise by a generator of the
+device seeded from the model's stream (so a GPU run's noise differs from a CPU run's).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from miaudit.models._torch_train import (
     augment_batch,
     build_net,
     predict_stacked,
+    state_on_cpu,
 )
 from miaudit.models._train import UnitResult
 
@@ -142,7 +147,7 @@ def single_model(recipe: MLPRecipe | CNNRecipe, stacked: StackedNet, k: int) -> 
     with torch.no_grad():
         for mod_t, st, to_mod, _ in _pairs(module, stacked):
             mod_t.copy_(to_mod(st.detach()[k]))
-    return module
+    return module.to(stacked.device)
 
 
 def _write_back(module: nn.Module, stacked: StackedNet, k: int) -> None:
@@ -218,14 +223,20 @@ def _attach_canaries(optimizer: Any, canaries: GradientCanaries, sample_rate: fl
             if sel.any():
                 p.summed_grad.view(-1).index_add_(
                     0,
-                    torch.from_numpy(local[sel]),
-                    torch.full((int(sel.sum()),), norm, dtype=p.summed_grad.dtype),
+                    torch.from_numpy(local[sel]).to(p.summed_grad.device),
+                    torch.full(
+                        (int(sel.sum()),),
+                        norm,
+                        dtype=p.summed_grad.dtype,
+                        device=p.summed_grad.device,
+                    ),
                 )
         release()
         for k, p in enumerate(params):
             mine = np.flatnonzero(owner == k)
             if mine.size:
-                scores[mine] += p.grad.reshape(-1)[torch.from_numpy(local[mine])].double().numpy()
+                at = torch.from_numpy(local[mine]).to(p.grad.device)
+                scores[mine] += p.grad.reshape(-1)[at].double().cpu().numpy()
 
     optimizer.add_noise = add_noise_with_canaries
 
@@ -351,7 +362,8 @@ def _make_private(
         "criterion": criterion,
         "max_grad_norm": dp.max_grad_norm,
         "poisson_sampling": dp.poisson_sampling,
-        "noise_generator": torch.Generator().manual_seed(noise_seed),
+        # Opacus draws the noise on the parameters' device, with a generator of that device.
+        "noise_generator": torch.Generator(device=x.device).manual_seed(noise_seed),
         "grad_sample_mode": "ghost" if dp.ghost_clipping else "hooks",
     }
     if dp.epsilon is not None:
@@ -404,25 +416,28 @@ def train_dp(
     affines: list[Affine],
     streams: list[ModelStreams],
     on_epoch: Callable[[int], None] | None = None,
+    *,
+    device: torch.device | None = None,
 ) -> UnitResult:
     """The engine's unit training for a recipe with ``dp``: each model alone through Opacus,
     same inputs and outputs as :func:`~miaudit.models._torch_train.train_stacked`
-    (:func:`~miaudit.models.train_unit` chooses between them)."""
+    (:func:`~miaudit.models.train_unit` chooses between them), on ``device`` (default: the
+    CPU)."""
     require_opacus()
     gens = [s.torch_generator() for s in streams]
-    net = build_net(recipe, data, gens)
+    net = build_net(recipe, data, gens, device)
     privacy = []
     for k, (t, a, s) in enumerate(zip(train_sets, affines, streams, strict=True)):
         idx = np.asarray(t)
-        x = torch.from_numpy(a.apply(data.features[idx]))
-        y = torch.from_numpy(np.asarray(data.label)[idx].astype(np.int64))
+        x = torch.from_numpy(a.apply(data.features[idx])).to(net.device)
+        y = torch.from_numpy(np.asarray(data.label)[idx].astype(np.int64)).to(net.device)
         module = single_model(recipe, net, k)
         privacy.append(train_one_dp(recipe, module, x, y, s, data.image_shape, on_epoch))
         _write_back(module, net, k)
-    batcher = _Batcher(data, affines, net.dtype)
+    batcher = _Batcher(data, affines, net.dtype, net.device)
     augment = recipe.augment if isinstance(recipe, CNNRecipe) else []
     logits = predict_stacked(net, batcher, data, augment)
-    return UnitResult(net.state_dict(), logits, [recipe.epochs - 1] * len(train_sets), privacy)
+    return UnitResult(state_on_cpu(net), logits, [recipe.epochs - 1] * len(train_sets), privacy)
 
 
 def privacy_summary(records: list[dict[str, Any]]) -> dict[str, Any]:

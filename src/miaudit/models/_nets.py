@@ -5,6 +5,9 @@ own slice and its own minibatch, so stacking changes how fast models train, not 
 compute (up to the last bits of a few values: batched kernels block and round differently).
 Initial weights follow ``torch.nn.Linear``/``Conv2d`` defaults (uniform in ±1/sqrt(fan_in)),
 drawn from each model's own generator.
+
+A stack lives on one torch device (models/_device.py). Initial weights are drawn on the CPU from
+the models' CPU generators and then moved, so every device starts from the same weights.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ def uniform_init(shape: tuple[int, ...], fan_in: int, gen: torch.Generator) -> t
 
 
 def flat_views(
-    shapes: list[torch.Size], dtype: torch.dtype
+    shapes: list[torch.Size], dtype: torch.dtype, device: torch.device | None = None
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One zeroed buffer and contiguous views of it with ``shapes``, back to back."""
-    flat = torch.zeros(sum(s.numel() for s in shapes), dtype=dtype)
+    flat = torch.zeros(sum(s.numel() for s in shapes), dtype=dtype, device=device)
     views, start = [], 0
     for s in shapes:
         views.append(flat[start : start + s.numel()].view(s))
@@ -50,14 +53,15 @@ def mlp_layer_params(
 
 
 class StackedNet(abc.ABC):
-    """Base: a list of stacked leaf parameters and a precision."""
+    """Base: a list of stacked leaf parameters, a precision and the device they live on."""
 
     params: list[torch.Tensor]
     names: list[str]
 
-    def __init__(self, precision: str, dropout: float) -> None:
+    def __init__(self, precision: str, dropout: float, device: torch.device | None) -> None:
         self.dtype = DTYPES[precision]
         self.dropout = dropout
+        self.device = torch.device("cpu") if device is None else device
 
     @property
     def n_models(self) -> int:
@@ -100,9 +104,14 @@ class StackedMLP(StackedNet):
     """``n_models`` MLPs in_dim → hidden… → n_classes with ReLU (and dropout after each hidden)."""
 
     def __init__(
-        self, recipe: MLPRecipe, in_dim: int, n_classes: int, gens: list[torch.Generator]
+        self,
+        recipe: MLPRecipe,
+        in_dim: int,
+        n_classes: int,
+        gens: list[torch.Generator],
+        device: torch.device | None = None,
     ) -> None:
-        super().__init__(recipe.precision, recipe.dropout)
+        super().__init__(recipe.precision, recipe.dropout, device)
         self.sizes = [in_dim, *recipe.hidden, n_classes]
         per_model = [mlp_layer_params(self.sizes, g) for g in gens]
         stacked, self.names = [], []
@@ -118,16 +127,16 @@ class StackedMLP(StackedNet):
         # low-precision weights are each views of one flat buffer, so the optimizer can update,
         # widen and narrow them in one call each (StackedAdam).
         shapes = [t.shape for t in stacked]
-        self.flat_params, self.params = flat_views(shapes, torch.float32)
+        self.flat_params, self.params = flat_views(shapes, torch.float32, self.device)
         for p, t in zip(self.params, stacked, strict=True):
             p.copy_(t)
         # Gradients in the compute dtype: bfloat16 mode hands bfloat16 gradients to the optimizer.
-        self.flat_grads, self.grads = flat_views(shapes, self.dtype)
+        self.flat_grads, self.grads = flat_views(shapes, self.dtype, self.device)
         # bfloat16 mode: the weights the matmuls use, refreshed by sync_low() or by the optimizer.
         self.flat_low: torch.Tensor | None = None
         self.low: list[torch.Tensor] | None = None
         if self.dtype != torch.float32:
-            self.flat_low, self.low = flat_views(shapes, self.dtype)
+            self.flat_low, self.low = flat_views(shapes, self.dtype, self.device)
         self.sync_low()
         self._acts: dict[int, list[torch.Tensor]] = {}
         self._ones: dict[int, torch.Tensor] = {}
@@ -144,7 +153,8 @@ class StackedMLP(StackedNet):
     def _activations(self, n: int) -> list[torch.Tensor]:
         if n not in self._acts:
             self._acts[n] = [
-                torch.empty(self.n_models, n, o, dtype=self.dtype) for o in self.sizes[1:]
+                torch.empty(self.n_models, n, o, dtype=self.dtype, device=self.device)
+                for o in self.sizes[1:]
             ]
         return self._acts[n]
 
@@ -178,7 +188,7 @@ class StackedMLP(StackedNet):
         g = torch.softmax(acts[-1].float(), dim=-1)
         if label_smoothing:
             g.sub_(label_smoothing / g.shape[-1])
-        g.scatter_add_(2, y.unsqueeze(-1), torch.full((*y.shape, 1), label_smoothing - 1.0))
+        _add_at_labels(g, y, label_smoothing - 1.0)
         g.mul_(weight.unsqueeze(-1))
         gz = g.to(self.dtype)
         for layer in range(n_layers - 1, -1, -1):
@@ -199,7 +209,7 @@ class StackedMLP(StackedNet):
 
     def _ones_row(self, n: int) -> torch.Tensor:
         if n not in self._ones:
-            self._ones[n] = torch.ones(self.n_models, 1, n, dtype=self.dtype)
+            self._ones[n] = torch.ones(self.n_models, 1, n, dtype=self.dtype, device=self.device)
         return self._ones[n]
 
     def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -214,6 +224,21 @@ class StackedMLP(StackedNet):
         return h.float()
 
 
+def _add_at_labels(g: torch.Tensor, y: torch.Tensor, value: float) -> None:
+    """``g[k, i, y[k, i]] += value`` in place. On the CPU a scatter-add; on a GPU, where torch
+    has no deterministic scatter-add over several dimensions, the same sums as a one-hot add
+    (adding -0.0 elsewhere changes no value)."""
+    if g.device.type == "cpu":
+        g.scatter_add_(2, y.unsqueeze(-1), torch.full((*y.shape, 1), value))
+    else:
+        one_hot_add(g, y, value)
+
+
+def one_hot_add(g: torch.Tensor, y: torch.Tensor, value: float) -> None:
+    """``g[k, i, y[k, i]] += value`` in place through a one-hot tensor (any device)."""
+    g.add_(F.one_hot(y, g.shape[-1]).to(g.dtype) * value)
+
+
 class StackedCNN(StackedNet):
     """Small CNNs on (C, H, W) images, stacked as one grouped convolution (groups = models)."""
 
@@ -223,8 +248,9 @@ class StackedCNN(StackedNet):
         image_shape: tuple[int, int, int],
         n_classes: int,
         gens: list[torch.Generator],
+        device: torch.device | None = None,
     ) -> None:
-        super().__init__(recipe.precision, recipe.dropout)
+        super().__init__(recipe.precision, recipe.dropout, device)
         c, h, w = image_shape
         self.image_shape = image_shape
         convs = []
@@ -252,7 +278,7 @@ class StackedCNN(StackedNet):
                 ps += [wt.t().contiguous(), b.unsqueeze(0)]
             per_model.append(ps)
         self.params = [
-            torch.stack([m[i] for m in per_model]).contiguous().requires_grad_()
+            torch.stack([m[i] for m in per_model]).contiguous().to(self.device).requires_grad_()
             for i in range(len(per_model[0]))
         ]
         self.names = [f"conv{i}.{t}" for i in range(self.n_convs) for t in ("weight", "bias")] + [
@@ -286,8 +312,8 @@ def shift_images(
     c, h, w = shape
     lead = x.shape[:-1]
     img = F.pad(x.reshape(-1, c, h, w), (1, 1, 1, 1))
-    dy, dx = dy.reshape(-1), dx.reshape(-1)
-    out = torch.zeros(img.shape[0], c, h, w, dtype=x.dtype)
+    dy, dx = dy.reshape(-1).to(x.device), dx.reshape(-1).to(x.device)
+    out = torch.zeros(img.shape[0], c, h, w, dtype=x.dtype, device=x.device)
     for sy in (-1, 0, 1):
         for sx in (-1, 0, 1):
             sel = (dy == sy) & (dx == sx)
@@ -312,5 +338,6 @@ def query_views(
         n = x.shape[:-1].numel()
         for base in bases:
             for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-                out.append(shift_images(base, shape, torch.full((n,), dy), torch.full((n,), dx)))
+                dys, dxs = torch.full((n,), dy), torch.full((n,), dx)
+                out.append(shift_images(base, shape, dys, dxs))
     return out

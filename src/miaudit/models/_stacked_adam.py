@@ -67,7 +67,11 @@ class StackedAdam:
             self.exp_avg_sq = [torch.zeros_like(p) for p in params]
         # torch.optim.Adam(fused=True) keeps each step count as a float32 scalar tensor; the
         # tensors of one model share its count. ``counts`` mirrors them in Python.
-        self.steps = [torch.zeros((), dtype=torch.float32) for _ in range(self.n_models)]
+        # On the parameters' device, as the fused kernel wants them.
+        self.steps = [
+            torch.zeros((), dtype=torch.float32, device=params[0].device)
+            for _ in range(self.n_models)
+        ]
         self.counts = [0] * self.n_models
         self._wide: torch.Tensor | None = None
         self._cached: tuple[tuple[int, ...], tuple[list[torch.Tensor], ...]] | None = None

@@ -3,6 +3,10 @@
 Each model keeps its own minibatch order, dropout masks, augmentations and optimizer state
 (step counts included), so the stack computes what training each model alone would compute;
 the 1-epoch equality with a plain one-model loop is tested (tests/models) and benchmarked.
+
+The stack, the records and the labels live on the training device (models/_device.py); random
+draws are made on the CPU by the models' own generators and moved there, and the logits and
+weights come back to the CPU.
 """
 
 from __future__ import annotations
@@ -34,12 +38,15 @@ EVAL_CHUNK = 2048
 
 
 def build_net(
-    recipe: MLPRecipe | CNNRecipe, data: Dataset, gens: list[torch.Generator]
+    recipe: MLPRecipe | CNNRecipe,
+    data: Dataset,
+    gens: list[torch.Generator],
+    device: torch.device | None = None,
 ) -> StackedNet:
     if isinstance(recipe, CNNRecipe):
         assert data.image_shape is not None
-        return StackedCNN(recipe, data.image_shape, data.n_classes, gens)
-    return StackedMLP(recipe, data.n_features, data.n_classes, gens)
+        return StackedCNN(recipe, data.image_shape, data.n_classes, gens, device)
+    return StackedMLP(recipe, data.n_features, data.n_classes, gens, device)
 
 
 def split_validation(
@@ -105,10 +112,10 @@ def augment_batch(
     """Random training augmentation of one model's batch x (records, C·H·W)."""
     n = x.shape[0]
     if "hflip" in augment:
-        flip = torch.rand(n, generator=gen) < 0.5
+        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
         x = torch.where(flip[:, None], flip_images(x, shape), x)
     if "shift" in augment:
-        d = torch.randint(-1, 2, (2, n), generator=gen)
+        d = torch.randint(-1, 2, (2, n), generator=gen).to(x.device)
         x = shift_images(x, shape, d[0], d[1])
     return x
 
@@ -117,8 +124,13 @@ class _Batcher:
     """Gathers each model's minibatch into one (models, rows, features) tensor."""
 
     def __init__(
-        self, data: Dataset, affines: list[Affine], dtype: torch.dtype = torch.float32
+        self,
+        data: Dataset,
+        affines: list[Affine],
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
     ) -> None:
+        self.device = torch.device("cpu") if device is None else device
         self.x = torch.from_numpy(np.ascontiguousarray(data.features))
         scale = np.stack([a.scale for a in affines])
         shift = np.stack([a.shift for a in affines])
@@ -128,19 +140,20 @@ class _Batcher:
         self.identity = bool((scale == 1).all() and (shift == 0).all())
         if self.identity:
             self.x = self.x.to(dtype)
-        self.scale = torch.from_numpy(scale).unsqueeze(1)
-        self.shift = torch.from_numpy(shift).unsqueeze(1)
+        self.x = self.x.to(self.device)
+        self.scale = torch.from_numpy(scale).unsqueeze(1).to(self.device)
+        self.shift = torch.from_numpy(shift).unsqueeze(1).to(self.device)
         self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
 
     def gather(self, idx: np.ndarray, *, reuse: bool = False) -> torch.Tensor:
         """Rows ``idx`` (models, rows) → (models, rows, features). With ``reuse`` the result
         lives in a buffer that the next such call overwrites (no fresh pages every step)."""
-        flat = torch.from_numpy(idx).reshape(-1)
+        flat = torch.from_numpy(idx).reshape(-1).to(self.device)
         if reuse:
             buf = self._buffers.get(idx.shape)
             if buf is None:
                 buf = self._buffers[idx.shape] = torch.empty(
-                    flat.numel(), self.x.shape[1], dtype=self.x.dtype
+                    flat.numel(), self.x.shape[1], dtype=self.x.dtype, device=self.device
                 )
             xb = torch.index_select(self.x, 0, flat, out=buf).view(*idx.shape, -1)
         else:
@@ -184,18 +197,21 @@ def train_stacked(
     affines: list[Affine],
     streams: list[ModelStreams],
     on_epoch: Callable[[int], None] | None = None,
+    *,
+    device: torch.device | None = None,
 ) -> UnitResult:
-    """Train one model per entry of ``train_sets`` (record positions in ``data``), stacked."""
+    """Train one model per entry of ``train_sets`` (record positions in ``data``), stacked,
+    on ``device`` (default: the CPU)."""
     m = len(train_sets)
     gens = [s.torch_generator() for s in streams]
-    net = build_net(recipe, data, gens)
+    net = build_net(recipe, data, gens, device)
     splits = [
         split_validation(recipe, np.asarray(t), s.numpy)
         for t, s in zip(train_sets, streams, strict=True)
     ]
     fit_sets = [f for f, _ in splits]
-    batcher = _Batcher(data, affines, net.dtype)
-    y = torch.from_numpy(data.label)
+    batcher = _Batcher(data, affines, net.dtype, net.device)
+    y = torch.from_numpy(data.label).to(net.device)
     # Each model has its own optimizer state and step count; a model with no batch this step
     # is skipped, exactly as if it trained alone.
     opt = make_optimizer(recipe, net)
@@ -218,7 +234,12 @@ def train_stacked(
             break
     kept = stopper.restore_best(recipe.epochs)
     logits = predict_stacked(net, batcher, data, augment)
-    return UnitResult(net.state_dict(), logits, kept)
+    return UnitResult(state_on_cpu(net), logits, kept)
+
+
+def state_on_cpu(net: StackedNet) -> dict[str, torch.Tensor]:
+    """The stack's weights as CPU tensors (on the CPU already: the copy state_dict makes)."""
+    return {name: t.cpu() for name, t in net.state_dict().items()}
 
 
 def _train_step(
@@ -250,8 +271,8 @@ def _train_step(
             n_k = len(chunks[k])
             xb[k, :n_k] = augment_batch(xb[k, :n_k], data.image_shape, augment, gens[k])
     masks = _dropout_masks(net, width, chunks, active, gens, recipe.dropout)
-    yb = y[torch.from_numpy(idx)]
-    w = torch.from_numpy(weight)
+    yb = y[torch.from_numpy(idx).to(y.device)]
+    w = torch.from_numpy(weight).to(y.device)
     if isinstance(net, StackedMLP):
         net.grad_step(xb, yb, w, masks, recipe.label_smoothing)
         grads = net.grads
@@ -295,7 +316,7 @@ def _dropout_masks(
             mk[k, : len(chunks[k])] = (
                 torch.empty(len(chunks[k]), cols).bernoulli_(keep, generator=gens[k]) / keep
             )
-        masks.append(mk.to(net.dtype))
+        masks.append(mk.to(device=net.device, dtype=net.dtype))
     return masks
 
 
@@ -357,7 +378,9 @@ class _EarlyStopper:
             idx[k, : len(v)] = v
         logits = self.net.forward(self.batcher.gather(idx))
         ce = F.cross_entropy(
-            logits.transpose(1, 2), self.y[torch.from_numpy(idx)], reduction="none"
+            logits.transpose(1, 2),
+            self.y[torch.from_numpy(idx).to(self.y.device)],
+            reduction="none",
         )
         return [float(ce[k, : len(v)].mean()) for k, v in enumerate(self.val_sets)]
 
@@ -380,4 +403,4 @@ def predict_stacked(
             )
         else:
             outs.append(net.forward(xb))
-    return torch.cat(outs, dim=1).numpy().astype(np.float32, copy=False)
+    return torch.cat(outs, dim=1).cpu().numpy().astype(np.float32, copy=False)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from miaudit.datasets import Affine, Dataset
+from miaudit.models._device import training_device
 from miaudit.models._recipe import CNNRecipe, MLPRecipe
 from miaudit.models._streams import ModelStreams
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 class UnitResult:
     """What training one unit of torch models gives.
 
-    ``state``: stacked weights, tensor name → (models, …); ``logits``: (models, n[, queries],
+    ``state``: stacked weights, tensor name → (models, …), on the CPU; ``logits``: (models, n[, queries],
     classes) float32 on every record of the data; ``kept_epoch``: per model, the epoch whose
     weights it kept (early stopping); ``privacy``: per model, the DP-SGD privacy record (ε spent
     by the accountant, δ, σ, clipping norm, sampling rate, steps, …), or None for a recipe
@@ -48,6 +49,7 @@ def train_unit(
     *,
     on_epoch: Callable[[int], None] | None = None,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> UnitResult:
     """Train one torch model per entry of ``train_sets`` (record positions in ``data``).
 
@@ -56,16 +58,19 @@ def train_unit(
     models one at a time with DP-SGD (Opacus, the ``dp`` extra) and records their privacy;
     otherwise they train together, stacked. ``on_epoch(e)`` is called after epoch ``e``
     (0-based; once per model and epoch under DP-SGD). ``threads``: torch's intra-op threads
-    while training (restored afterwards; part of what decides the bits).
+    while training (restored afterwards; part of what decides the bits). ``device``: "cpu",
+    "cuda" or "cuda:N" (models/_device.py: deterministic settings on a GPU; the results come
+    back on the CPU either way); an unknown or absent device is an InputError naming
+    ``engine.device``.
     """
-    with torch_threads(threads):
+    with torch_threads(threads), training_device(device) as dev:
         if recipe.dp is not None:
             from miaudit.models._dp import train_dp
 
-            return train_dp(recipe, data, train_sets, affines, streams, on_epoch)
+            return train_dp(recipe, data, train_sets, affines, streams, on_epoch, device=dev)
         from miaudit.models._torch_train import train_stacked
 
-        return train_stacked(recipe, data, train_sets, affines, streams, on_epoch)
+        return train_stacked(recipe, data, train_sets, affines, streams, on_epoch, device=dev)
 
 
 @contextmanager
