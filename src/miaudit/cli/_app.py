@@ -176,8 +176,8 @@ def audit_cmd(
     config: Annotated[
         Path | None,
         typer.Argument(
-            help="Audit config (.toml/.yaml) with the data, model, plan, engine and audit tables and the seed. "
-            "With --signals: optional, its audit table and seed only."
+            help="Audit config (.toml/.yaml): [data], [model], [plan], [engine], [audit], seed. "
+            "With --signals: optional, its [audit] and seed only."
         ),
     ] = None,
     signals: Annotated[
