@@ -1,8 +1,10 @@
 """Typed recipes and the code that trains them: stacked torch MLPs/CNNs, scikit-learn
-classifiers; safe model files.
+classifiers, the user's own code (``python`` and ``torch-module`` kinds); safe model files.
 
 Training a unit of torch models is :func:`train_unit` (stacked, or DP-SGD when the recipe has
-``dp``), which returns a :class:`UnitResult`; a scikit-learn model is :func:`train_sklearn`.
+``dp``), which returns a :class:`UnitResult`; a scikit-learn model is :func:`train_sklearn`;
+a ``python`` recipe's model is :func:`train_python_model`; a ``torch-module`` recipe's unit is
+:func:`train_modules` (the generic per-model trainer).
 """
 
 from __future__ import annotations
@@ -16,26 +18,45 @@ from miaudit.models._preprocessing import (
     population_digest,
     preprocessing_fit,
 )
+from miaudit.models._python import fitted_logits, train_python_model
 from miaudit.models._recipe import (
+    AnyRecipe,
     CNNRecipe,
+    CodeRecipe,
     DPConfig,
     EarlyStopping,
     MLPRecipe,
     Precision,
+    PythonRecipe,
     Recipe,
     SklearnRecipe,
+    TorchModuleRecipe,
     check_recipe_for_data,
     parse_recipe,
     validation_error,
 )
 from miaudit.models._revision import TRAINING_REVISION
 from miaudit.models._save import load_sklearn, load_torch_state, save_sklearn, save_torch_state
-from miaudit.models._sklearn import check_code_trust, make_estimator, names_code, train_sklearn
+from miaudit.models._sklearn import make_estimator, names_code, train_sklearn
 from miaudit.models._streams import ModelStreams, model_seed_sequence, plan_seed_sequence
 from miaudit.models._train import UnitResult, torch_threads, train_unit
+from miaudit.models._user_code import (
+    check_code_trust,
+    code_digests,
+    code_folder,
+    code_names,
+    load_function,
+    resolve_code_folder,
+)
 
 if TYPE_CHECKING:
     from miaudit.models._dp import GradientCanaries, single_model, train_one_dp
+    from miaudit.models._generic_torch import (
+        ModuleCode,
+        build_module,
+        saved_module,
+        train_modules,
+    )
     from miaudit.models._torch_train import build_net
 
 # Names whose modules import torch (an extra): imported on first use, so that importing
@@ -45,6 +66,10 @@ _TORCH_NAMES = {
     "single_model": "miaudit.models._dp",
     "train_one_dp": "miaudit.models._dp",
     "build_net": "miaudit.models._torch_train",
+    "ModuleCode": "miaudit.models._generic_torch",
+    "build_module": "miaudit.models._generic_torch",
+    "train_modules": "miaudit.models._generic_torch",
+    "saved_module": "miaudit.models._generic_torch",
 }
 
 
@@ -58,21 +83,32 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "TRAINING_REVISION",
+    "AnyRecipe",
     "CNNRecipe",
+    "CodeRecipe",
     "DPConfig",
     "EarlyStopping",
     "GradientCanaries",
     "MLPRecipe",
     "ModelStreams",
+    "ModuleCode",
     "Precision",
+    "PythonRecipe",
     "Recipe",
     "SklearnRecipe",
+    "TorchModuleRecipe",
     "UnitResult",
+    "build_module",
     "build_net",
     "check_code_trust",
     "check_recipe_for_data",
+    "code_digests",
+    "code_folder",
+    "code_names",
     "fit_preprocessing",
     "fits_anything",
+    "fitted_logits",
+    "load_function",
     "load_sklearn",
     "load_torch_state",
     "make_estimator",
@@ -82,11 +118,15 @@ __all__ = [
     "plan_seed_sequence",
     "population_digest",
     "preprocessing_fit",
+    "resolve_code_folder",
     "save_sklearn",
     "save_torch_state",
+    "saved_module",
     "single_model",
     "torch_threads",
+    "train_modules",
     "train_one_dp",
+    "train_python_model",
     "train_sklearn",
     "train_unit",
     "validation_error",
