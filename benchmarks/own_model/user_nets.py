@@ -10,7 +10,7 @@ from torch import nn
 class DigitNet(nn.Module):
     def __init__(self, n_features: int, n_classes: int, channels: int = 16, hidden: int = 128):
         super().__init__()
-        self.side = int(round(n_features**0.5))
+        self.side = round(n_features**0.5)
         self.conv = nn.Sequential(
             nn.Conv2d(1, channels, 3, padding=1),
             nn.ReLU(),
@@ -19,7 +19,9 @@ class DigitNet(nn.Module):
             nn.MaxPool2d(2),
         )
         flat = 2 * channels * (self.side // 2) ** 2
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, n_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.conv(x.view(-1, 1, self.side, self.side)))
