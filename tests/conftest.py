@@ -19,14 +19,17 @@ SLOW_MODULES = frozenset(
     {
         "tests/audit/test_dp_audit.py",  # trains DP models per case
         "tests/audit/test_plain_script.py",  # real processes: a script with workers, the CLI
+        "tests/audit/test_own_model_audit.py",  # a LightGBM reference audit
         "tests/audit/test_reference_audit.py",  # reference audits end to end, CLI gate
         "tests/audit/test_signals_example.py",  # trains the docs' 8 models, audits them by CLI
         "tests/audit/test_threat_model.py",  # null audits under three plans
         "tests/audit/test_tradeoff.py",  # trains every control's variant
         "tests/benchmarks/test_null_suite.py",  # claim instances
         "tests/benchmarks/test_gpu_bench.py",  # two small audits (one on the GPU, if any)
+        "tests/benchmarks/test_own_model_bench.py",  # trains a CNN's and XGBoost's references
         "tests/benchmarks/test_runner.py",
         "tests/benchmarks/test_scale_benches.py",
+        "tests/docs/test_own_model_docs.py",  # three reference audits of the user's own code
         "tests/dp/test_dp_training.py",  # Opacus training
         "tests/engine/test_device_cuda.py",  # trains on the GPU (skipped without one)
         "tests/engine/test_ray.py",  # starts a Ray cluster

@@ -156,3 +156,42 @@ def test_audit_through_ray_is_bit_identical(ray_cluster: None, tmp_path: Path) -
     for out in ("ray", "killed-run"):
         assert pq.read_table(tmp_path / out / "scores.parquet").equals(reference), out
     assert _comparable(a) == _comparable(b) == _comparable(c)
+
+
+USER_CODE = """
+import torch
+from sklearn.tree import DecisionTreeClassifier
+
+
+def fit(features, labels, seed):
+    return DecisionTreeClassifier(max_depth=4, random_state=seed).fit(features, labels)
+
+
+def build(n_features, n_classes):
+    return torch.nn.Sequential(torch.nn.Linear(n_features, 8), torch.nn.ReLU(), torch.nn.Linear(8, n_classes))
+"""
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"kind": "python", "train": "own_ray_c0de:fit"},
+        {"kind": "torch-module", "factory": "own_ray_c0de:build", "epochs": 2},
+    ],
+    ids=["python", "torch-module"],
+)
+def test_the_users_own_code_trains_through_ray_bit_identically(
+    ray_cluster: None, tmp_path: Path, model: dict
+) -> None:
+    """Ray's workers find the user's module in the recipe's folder, as local workers do."""
+    (tmp_path / "own_ray_c0de.py").write_text(USER_CODE)
+    cfg = small_config(model={**model, "path": str(tmp_path)}, trust_code=True)
+    try:
+        local = train(cfg, tmp_path / "local").signals.logits
+        on_ray = cfg.model_copy(
+            update={"engine": cfg.engine.model_copy(update={"executor": "ray"})}
+        )
+        run = train(on_ray, tmp_path / "ray")
+    finally:
+        sys.modules.pop("own_ray_c0de", None)
+    assert run.trained == (0, 1) and np.array_equal(run.signals.logits, local)

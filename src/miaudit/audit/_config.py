@@ -13,7 +13,13 @@ from miaudit.datasets import DataConfig
 from miaudit.engine import EngineConfig, PlanConfig, TrainConfig, check_finite, with_trust
 from miaudit.errors import InputError
 from miaudit.metrics import DEFAULT_FPRS
-from miaudit.models import MLPRecipe, Recipe, check_code_trust, validation_error
+from miaudit.models import (
+    MLPRecipe,
+    Recipe,
+    check_code_trust,
+    resolve_code_folder,
+    validation_error,
+)
 
 
 def runs_on_target_outputs(spec: AttackSpec) -> bool:
@@ -209,6 +215,7 @@ def load_audit_config(path: str | Path, *, trust_code: bool = False) -> AuditCon
         update={
             "data": cfg.data.model_copy(update={"path": fix(cfg.data.path)}),
             "engine": cfg.engine.model_copy(update={"cache": fix(cfg.engine.cache)}),
+            "model": resolve_code_folder(cfg.model, base),
         }
     )
 

@@ -270,10 +270,23 @@ def model_predictor(
     scikit-learn units: the skops file. The model's preprocessing is applied first. ``data``:
     the run's dataset when already loaded (else it is loaded from the run's config).
     """
-    from miaudit.models import SklearnRecipe, build_net, load_sklearn, load_torch_state
+    from miaudit.models import (
+        PythonRecipe,
+        SklearnRecipe,
+        TorchModuleRecipe,
+        build_net,
+        load_sklearn,
+        load_torch_state,
+        saved_module,
+    )
 
     folder, pos = run.model_location(model)
     recipe = run.config.model
+    if isinstance(recipe, PythonRecipe):
+        raise InputError(
+            "model.kind",
+            "a 'python' recipe keeps its models' outputs, not the models: a policy that queries a model again needs another kind",
+        )
     if isinstance(recipe, SklearnRecipe):
         pre = load_torch_state(folder / "preprocess.safetensors")
         scale, shift = pre["preprocess.scale"][pos].numpy(), pre["preprocess.shift"][pos].numpy()
@@ -288,15 +301,24 @@ def model_predictor(
 
     state = load_torch_state(folder / "weights.safetensors")
     data = data if data is not None else load_dataset(run.config.data)
-    net = build_net(recipe, data, [torch.Generator().manual_seed(0)])
-    net.load({n: state[n][pos : pos + 1] for n in net.names})
     tscale = state["preprocess.scale"][pos].float()
     tshift = state["preprocess.shift"][pos].float()
+    if isinstance(recipe, TorchModuleRecipe):
+        module = saved_module(
+            recipe, state, pos, data.n_features, data.n_classes, trust_code=run.config.trust_code
+        )
+        forward: Callable[[torch.Tensor], torch.Tensor] = module
+    else:
+        net = build_net(recipe, data, [torch.Generator().manual_seed(0)])
+        net.load({n: state[n][pos : pos + 1] for n in net.names})
+
+        def forward(xt: torch.Tensor) -> torch.Tensor:
+            return net.forward(xt[None])[0]
 
     @torch.no_grad()
     def predict(x: np.ndarray) -> np.ndarray:
         xt = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(len(x), -1) * tscale + tshift
-        return np.asarray(torch.softmax(net.forward(xt[None])[0], dim=-1).double().numpy())
+        return np.asarray(torch.softmax(forward(xt), dim=-1).double().numpy())
 
     return predict
 

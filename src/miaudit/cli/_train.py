@@ -78,17 +78,12 @@ def train(
 def warn_self_trust(cfg: object, flag: bool, path: Path) -> None:
     """A config that grants itself ``trust_code`` runs the code it names: say so on stderr, so a
     config from elsewhere cannot do it silently (``--trust-code`` is the caller's own word)."""
-    from miaudit.models import SklearnRecipe, names_code
+    from miaudit.models import code_names
 
-    model = getattr(cfg, "model", None)
-    if (
-        not flag
-        and getattr(cfg, "trust_code", False)
-        and isinstance(model, SklearnRecipe)
-        and names_code(model)
-    ):
+    named = code_names(getattr(cfg, "model", None))
+    if not flag and getattr(cfg, "trust_code", False) and named:
         typer.echo(
-            f"warning: {path} sets trust_code = true: it imports and runs {model.estimator!r}",
+            f"warning: {path} sets trust_code = true: it imports and runs {', '.join(map(repr, named.values()))}",
             err=True,
         )
 

@@ -1,8 +1,9 @@
 """The model cache. Its unit is the training unit.
 
-A unit's key hashes everything its bits depend on: the data, the recipe (precision included),
-the seed, each model's member indices, the unit layout, the thread count, the device, and the torch,
-scikit-learn and numpy versions. A unit is published atomically (trained into a temporary
+A unit's key hashes everything its bits depend on: the data, the recipe (precision included;
+for a recipe naming the user's code, the sha256 of each file defining it, not the folder it was
+found in), the seed, each model's member indices, the unit layout, the thread count, the device,
+and the torch, scikit-learn and numpy versions. A unit is published atomically (trained into a temporary
 folder, its manifest of file hashes written last, then the folder renamed into place) and
 verified before any reuse: a missing, mismatched or truncated file means the unit is retrained,
 never used.
@@ -19,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from miaudit.models import AnyRecipe, PythonRecipe, TorchModuleRecipe, code_digests
 
 #: Bump when the files of a unit change meaning: old units are then keyed differently.
 CACHE_FORMAT = "miaudit.unit/1"
@@ -43,6 +46,23 @@ class KeyParts:
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def recipe_key(recipe: AnyRecipe) -> str:
+    """The recipe as its units' keys hash it. A recipe naming code adds the hash of each file
+    defining it (editing the code retrains) and leaves out ``path`` (the same code found in
+    another folder is the same model); other recipes hash as they always have."""
+    dumped = recipe.model_dump(mode="json")
+    if isinstance(recipe, PythonRecipe | TorchModuleRecipe):
+        dumped.pop("path", None)
+        dumped["code"] = code_digests(recipe)
+    return json.dumps(dumped, sort_keys=True)
+
+
+def recorded_code(parts: KeyParts) -> dict[str, str]:
+    """The code hashes a unit's key was computed with (field → sha256; empty for built-in kinds)."""
+    code: dict[str, str] = json.loads(parts.recipe).get("code") or {}
+    return code
 
 
 def members_digest(keep_rows: np.ndarray) -> str:

@@ -21,7 +21,14 @@ from pydantic import (
 from miaudit.datasets import DataConfig
 from miaudit.engine._size import check_finite
 from miaudit.errors import InputError
-from miaudit.models import MLPRecipe, Recipe, check_code_trust, check_device, validation_error
+from miaudit.models import (
+    MLPRecipe,
+    Recipe,
+    check_code_trust,
+    check_device,
+    resolve_code_folder,
+    validation_error,
+)
 
 
 class PlanConfig(BaseModel):
@@ -179,5 +186,6 @@ def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
                 update={"keep": fix(cfg.plan.keep), "pool": fix(cfg.plan.pool)}
             ),
             "engine": cfg.engine.model_copy(update={"cache": fix(cfg.engine.cache)}),
+            "model": resolve_code_folder(cfg.model, base),
         }
     )

@@ -32,6 +32,7 @@ from miaudit.engine._unit import Event, UnitJob
 from miaudit.errors import InputError
 from miaudit.models import (
     CNNRecipe,
+    PythonRecipe,
     SklearnRecipe,
     check_recipe_for_data,
     fits_anything,
@@ -107,6 +108,8 @@ def default_workers(cfg: TrainConfig) -> int:
         return 1
     if cfg.engine.workers is not None:
         return cfg.engine.workers
+    if isinstance(cfg.model, PythonRecipe):
+        return 0  # the user's own training code runs in this process unless workers are asked for
     if cfg.engine.device != "cpu":
         return 1
     return max(1, (os.cpu_count() or 1) // cfg.engine.threads)
@@ -164,7 +167,7 @@ def _load_npy(path: Path, field: str) -> np.ndarray:
 def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path) -> list[UnitJob]:
     fingerprint = data.fingerprint()
     versions = _cache.library_versions()
-    recipe_json = json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True)
+    recipe_json = _cache.recipe_key(cfg.model)
     a = n_queries(cfg.model)
     jobs = []
     # Preprocessing fitted on the population: the unit's bits depend on the population too.
@@ -302,7 +305,7 @@ def check_before_training(cfg: TrainConfig, *, own_executor: bool = True) -> Dat
     check first too: the data, the recipe against it, an estimator's parameters, the memory the
     plan needs, and (``own_executor`` with ``executor = "ray"``) the cluster's address. Returns
     the data."""
-    if not isinstance(cfg.model, SklearnRecipe):
+    if not isinstance(cfg.model, SklearnRecipe | PythonRecipe):
         _require("torch")  # workers would fail on it one by one
     data = load_dataset(cfg.data)
     check_recipe_for_data(
@@ -356,7 +359,7 @@ def _run_jobs(
     on_event: Callable[[Event], None] | None,
     console: Console,
 ) -> None:
-    step = "model" if isinstance(cfg.model, SklearnRecipe) else "epoch"
+    step = "model" if isinstance(cfg.model, SklearnRecipe | PythonRecipe) else "epoch"
     own = executor is None
     workers = default_workers(cfg)
     if executor is None and cfg.engine.executor == "ray":

@@ -71,7 +71,10 @@ def check_model_size(
     stacked: int = 1,
     limit: int | None = None,
 ) -> None:
-    """Refuse a torch MLP recipe whose ``stacked`` models (one unit) cannot fit in memory."""
+    """Refuse a torch MLP recipe whose ``stacked`` models (one unit) cannot fit in memory.
+
+    The size of a model built by the user's code (``torch-module``, ``python``) is unknown until
+    that code runs: for those only the signals are counted (:func:`check_train_size`)."""
     hidden = getattr(recipe, "hidden", None)
     if not isinstance(hidden, list):
         return

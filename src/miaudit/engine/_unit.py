@@ -18,13 +18,21 @@ from miaudit.datasets import Affine, Dataset
 from miaudit.engine import _cache
 from miaudit.errors import InputError
 from miaudit.models import (
+    AnyRecipe,
     CNNRecipe,
     MLPRecipe,
     ModelStreams,
+    PythonRecipe,
     SklearnRecipe,
+    TorchModuleRecipe,
+    check_code_trust,
+    code_folder,
     fit_preprocessing,
+    load_function,
     save_sklearn,
     save_torch_state,
+    torch_threads,
+    train_python_model,
     train_sklearn,
     train_unit,
 )
@@ -40,7 +48,7 @@ class UnitJob:
     unit: int
     models: tuple[int, ...]
     keep_rows: np.ndarray
-    recipe: MLPRecipe | CNNRecipe | SklearnRecipe
+    recipe: AnyRecipe
     data: Dataset
     seed: int
     threads: int
@@ -73,21 +81,20 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
     emit = emit or (lambda _e: None)
     staging = _cache.staging_dir(job.cache, job.key)
     train_sets = [np.flatnonzero(row) for row in job.keep_rows]
-    affines, seen = fit_preprocessing(job.recipe, job.data, train_sets, job.population)
     streams = [ModelStreams.of(job.seed, k) for k in job.models]
     privacy: list[dict[str, Any]] | None = None
-    if isinstance(job.recipe, SklearnRecipe):
-        logits = _train_sklearn_models(job, job.recipe, staging, train_sets, affines, streams, emit)
+    seen: list[dict[str, Any]] = []
+    if isinstance(job.recipe, PythonRecipe):  # the user's code owns its preprocessing
+        logits = _train_python_models(job, job.recipe, train_sets, streams, emit)
     else:
-        logits, privacy = _train_torch_models(
-            job, job.recipe, staging, train_sets, affines, streams, emit
-        )
+        affines, seen = fit_preprocessing(job.recipe, job.data, train_sets, job.population)
+        logits, privacy = _train_models(job, staging, train_sets, affines, streams, emit)
     logits = np.ascontiguousarray(logits, dtype=np.float32)
     _refuse_divergence(job, staging, logits)
     path = staging / _cache.LOGITS
     np.save(path, logits)
     os.chmod(path, 0o600)
-    info = {
+    info: dict[str, Any] = {
         "unit": job.unit,
         "models": list(job.models),
         "recipe": job.recipe.model_dump(mode="json"),
@@ -95,14 +102,34 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
         # CPU time of this process (all its threads): on a shared machine, a steadier measure
         # of the work than wall time.
         "cpu_seconds": round(time.process_time() - cpu_start, 3),
-        # What each model's preprocessing was fitted on (models/_preprocessing.py).
-        "preprocessing": seen,
     }
+    if seen:  # what each model's preprocessing was fitted on (models/_preprocessing.py)
+        info["preprocessing"] = seen
     if getattr(job.recipe, "dp", None) is not None:
         info["privacy"] = privacy
     final = _cache.publish(staging, job.cache, job.key, job.parts, info)
     emit(("done", job.unit, 1, 1))
     return UnitOutcome(job.unit, job.key, final, time.perf_counter() - start)
+
+
+def _train_models(
+    job: UnitJob,
+    staging: Path,
+    train_sets: list[np.ndarray],
+    affines: list[Affine],
+    streams: list[ModelStreams],
+    emit: Emit,
+) -> tuple[np.ndarray, list[dict[str, Any]] | None]:
+    """The unit's logits (and DP-SGD privacy records) from the trainer of its recipe's kind;
+    its weights written to ``staging``."""
+    recipe = job.recipe
+    if isinstance(recipe, SklearnRecipe):
+        return _train_sklearn_models(job, recipe, staging, train_sets, affines, streams, emit), None
+    if isinstance(recipe, TorchModuleRecipe):
+        logits = _train_module_models(job, recipe, staging, train_sets, affines, streams, emit)
+        return logits, None
+    assert isinstance(recipe, MLPRecipe | CNNRecipe)
+    return _train_torch_models(job, recipe, staging, train_sets, affines, streams, emit)
 
 
 def _train_sklearn_models(
@@ -159,6 +186,72 @@ def _train_torch_models(
         meta["privacy"] = json.dumps(result.privacy)
     save_torch_state(staging / "weights.safetensors", state, meta)
     return result.logits, result.privacy
+
+
+def _train_python_models(
+    job: UnitJob,
+    recipe: PythonRecipe,
+    train_sets: list[np.ndarray],
+    streams: list[ModelStreams],
+    emit: Emit,
+) -> np.ndarray:
+    """The user's ``train`` on each model's records, one by one: their logits (nothing else is
+    kept: no safe format holds every framework's fitted objects). ``engine.threads`` caps the
+    native thread pools (OpenMP, BLAS) the code uses, as it caps torch's for the built-in kinds."""
+    from threadpoolctl import threadpool_limits
+
+    check_code_trust(recipe, job.trust_code)
+    expected = _cache.recorded_code(job.parts)
+    train = load_function(recipe, "model.train", expected.get("model.train"))
+    outs = []
+    with code_folder(recipe.path), threadpool_limits(limits=job.threads):
+        for i, (t, s) in enumerate(zip(train_sets, streams, strict=True)):
+            outs.append(train_python_model(train, recipe.params, job.data, t, s.sklearn_seed))
+            emit(("step", job.unit, i + 1, len(job.models)))
+    return np.stack(outs)
+
+
+def _train_module_models(
+    job: UnitJob,
+    recipe: TorchModuleRecipe,
+    staging: Path,
+    train_sets: list[np.ndarray],
+    affines: list[Affine],
+    streams: list[ModelStreams],
+    emit: Emit,
+) -> np.ndarray:
+    """The user's modules, trained one by one by the generic trainer; their stacked weights
+    (and preprocessing) saved as the built-in kinds' are; their logits."""
+    from miaudit.models import ModuleCode, train_modules
+
+    check_code_trust(recipe, job.trust_code)
+    expected = _cache.recorded_code(job.parts)
+    code = ModuleCode(
+        load_function(recipe, "model.factory", expected.get("model.factory")),
+        load_function(recipe, "model.train_step", expected.get("model.train_step"))
+        if recipe.train_step
+        else None,
+    )
+    epochs, n = recipe.epochs, len(job.models)
+    with code_folder(recipe.path), torch_threads(job.threads):
+        result = train_modules(
+            recipe,
+            code,
+            job.data,
+            train_sets,
+            affines,
+            streams,
+            on_epoch=lambda i, e: emit(("step", job.unit, i * epochs + e + 1, n * epochs)),
+        )
+    state = {**result.state, **_preprocess_state(affines)}
+    meta = {
+        "models": json.dumps(list(job.models)),
+        "recipe": recipe.model_dump_json(),
+        "code": json.dumps(expected),
+        "kept_epoch": json.dumps(result.kept_epoch),
+    }
+    save_torch_state(staging / "weights.safetensors", state, meta)
+    return result.logits
 
 
 def _refuse_divergence(job: UnitJob, staging: Path, logits: np.ndarray) -> None:

@@ -1,8 +1,11 @@
 """Typed recipes and the code that trains them: stacked torch MLPs/CNNs, scikit-learn
-classifiers; safe model files; the user's own models (ONNX files, torch modules from a factory).
+classifiers, the user's own code (``python`` and ``torch-module`` kinds); safe model files; the
+user's own models (ONNX files, torch modules from a factory).
 
 Training a unit of torch models is :func:`train_unit` (stacked, or DP-SGD when the recipe has
-``dp``), which returns a :class:`UnitResult`; a scikit-learn model is :func:`train_sklearn`.
+``dp``), which returns a :class:`UnitResult`; a scikit-learn model is :func:`train_sklearn`;
+a ``python`` recipe's model is :func:`train_python_model`; a ``torch-module`` recipe's unit is
+:func:`train_modules` (the generic per-model trainer).
 """
 
 from __future__ import annotations
@@ -18,14 +21,19 @@ from miaudit.models._preprocessing import (
     population_digest,
     preprocessing_fit,
 )
+from miaudit.models._python import fitted_logits, train_python_model
 from miaudit.models._recipe import (
+    AnyRecipe,
     CNNRecipe,
+    CodeRecipe,
     DPConfig,
     EarlyStopping,
     MLPRecipe,
     Precision,
+    PythonRecipe,
     Recipe,
     SklearnRecipe,
+    TorchModuleRecipe,
     check_recipe_for_data,
     parse_recipe,
     validation_error,
@@ -40,12 +48,26 @@ from miaudit.models._save import (
     save_sklearn,
     save_torch_state,
 )
-from miaudit.models._sklearn import check_code_trust, make_estimator, names_code, train_sklearn
+from miaudit.models._sklearn import make_estimator, names_code, train_sklearn
 from miaudit.models._streams import ModelStreams, model_seed_sequence, plan_seed_sequence
 from miaudit.models._train import UnitResult, torch_threads, train_unit
+from miaudit.models._user_code import (
+    check_code_trust,
+    code_digests,
+    code_folder,
+    code_names,
+    load_function,
+    resolve_code_folder,
+)
 
 if TYPE_CHECKING:
     from miaudit.models._dp import GradientCanaries, single_model, train_one_dp
+    from miaudit.models._generic_torch import (
+        ModuleCode,
+        build_module,
+        saved_module,
+        train_modules,
+    )
     from miaudit.models._torch_train import build_net
 
 # Names whose modules import torch (an extra): imported on first use, so that importing
@@ -55,6 +77,10 @@ _TORCH_NAMES = {
     "single_model": "miaudit.models._dp",
     "train_one_dp": "miaudit.models._dp",
     "build_net": "miaudit.models._torch_train",
+    "ModuleCode": "miaudit.models._generic_torch",
+    "build_module": "miaudit.models._generic_torch",
+    "train_modules": "miaudit.models._generic_torch",
+    "saved_module": "miaudit.models._generic_torch",
 }
 
 
@@ -69,25 +95,36 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "MAX_ONNX_BYTES",
     "TRAINING_REVISION",
+    "AnyRecipe",
     "CNNRecipe",
+    "CodeRecipe",
     "DPConfig",
     "EarlyStopping",
     "GradientCanaries",
     "MLPRecipe",
     "ModelStreams",
+    "ModuleCode",
     "OnnxModel",
     "Precision",
+    "PythonRecipe",
     "Recipe",
     "SklearnRecipe",
+    "TorchModuleRecipe",
     "UnitResult",
+    "build_module",
     "build_net",
     "check_code_trust",
     "check_device",
     "check_onnx_bytes",
     "check_recipe_for_data",
+    "code_digests",
+    "code_folder",
+    "code_names",
     "fit_preprocessing",
     "fits_anything",
+    "fitted_logits",
     "import_factory",
+    "load_function",
     "load_onnx",
     "load_sklearn",
     "load_torch_module",
@@ -100,11 +137,15 @@ __all__ = [
     "plan_seed_sequence",
     "population_digest",
     "preprocessing_fit",
+    "resolve_code_folder",
     "save_sklearn",
     "save_torch_state",
+    "saved_module",
     "single_model",
     "torch_threads",
+    "train_modules",
     "train_one_dp",
+    "train_python_model",
     "train_sklearn",
     "train_unit",
     "validation_error",

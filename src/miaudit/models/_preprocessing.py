@@ -20,12 +20,16 @@ import numpy as np
 
 from miaudit.datasets import Affine, Dataset, fit_affine
 from miaudit.errors import InputError
-from miaudit.models._recipe import CNNRecipe, MLPRecipe, PreprocessingFit, SklearnRecipe
+from miaudit.models._recipe import AnyRecipe, PreprocessingFit, PythonRecipe, SklearnRecipe
 
 
-def preprocessing_fit(recipe: MLPRecipe | CNNRecipe | SklearnRecipe) -> PreprocessingFit:
-    """What the recipe's preprocessing is fitted on (scikit-learn recipes: their training records)."""
-    return "training" if isinstance(recipe, SklearnRecipe) else recipe.preprocessing_fit
+def preprocessing_fit(recipe: AnyRecipe) -> PreprocessingFit:
+    """What the recipe's preprocessing is fitted on (scikit-learn recipes: their training
+    records; ``python`` recipes fit none here: the user's code sees raw features and owns its
+    preprocessing, which can only see the training records it is given)."""
+    if isinstance(recipe, SklearnRecipe | PythonRecipe):
+        return "training"
+    return recipe.preprocessing_fit
 
 
 def fits_anything(data: Dataset) -> bool:
@@ -34,7 +38,7 @@ def fits_anything(data: Dataset) -> bool:
 
 
 def fit_preprocessing(
-    recipe: MLPRecipe | CNNRecipe | SklearnRecipe,
+    recipe: AnyRecipe,
     data: Dataset,
     train_sets: list[np.ndarray],
     population: np.ndarray,

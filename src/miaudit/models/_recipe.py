@@ -5,6 +5,8 @@ A recipe says *how* a model is trained, not on what: the membership plan says on
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -205,14 +207,96 @@ class SklearnRecipe(BaseModel):
         return v
 
 
-Recipe = Annotated[MLPRecipe | CNNRecipe | SklearnRecipe, Field(discriminator="kind")]
+#: "package.module:function" (the function may be an attribute path: "pkg.mod:Class.build").
+_CODE_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def _code_ref(v: str, example: str) -> str:
+    if not _CODE_REF.match(v):
+        raise ValueError(f"{v!r} is not a reference such as {example!r} (module, colon, function)")
+    return v
+
+
+class _UserCode(BaseModel):
+    """A recipe that names the user's own code: ``params`` are passed to it as keywords;
+    ``path`` is the folder searched first for its modules (a config file sets it to its own
+    folder when absent; relative: from the config's folder; None: ``sys.path`` as it is)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    path: Path | None = None
+
+
+class PythonRecipe(_UserCode):
+    """Your own training code: ``train = "package.module:function"`` is called per model as
+    ``function(features, labels, seed, **params)`` (float32 features of the model's training
+    records, their int64 labels, the model's own seed) and returns a fitted object with
+    ``predict_proba(features)``, or a callable returning logits. What becomes the model's
+    logits is documented in ``models/_python.py`` (raw margins where the framework has them).
+    The engine caches the models' outputs, not the fitted objects."""
+
+    kind: Literal["python"] = "python"
+    train: str
+
+    @field_validator("train")
+    @classmethod
+    def _reference(cls, v: str) -> str:
+        return _code_ref(v, "mypkg.models:train")
+
+
+class TorchModuleRecipe(_UserCode, _TorchRecipe):
+    """Your own ``torch.nn.Module``: ``factory = "package.module:function"`` is called as
+    ``function(n_features, n_classes, **params)`` and returns a module mapping a float32 batch
+    (rows, features) to logits (rows, classes). It is trained by the generic per-model trainer
+    (``models/_generic_torch.py``) with the typed fields of ``torch-mlp`` (optimizer, lr,
+    epochs, batch size, weight decay, label smoothing, early stopping, preprocessing), or with
+    your ``train_step = "package.module:function"``, called per minibatch as
+    ``function(module, features, labels, optimizer)``: it computes the loss, steps the
+    optimizer and returns the loss. Dropout and other layers belong to the module; DP-SGD and
+    bfloat16 are for the built-in networks."""
+
+    kind: Literal["torch-module"] = "torch-module"
+    factory: str
+    train_step: str | None = None
+
+    @field_validator("factory")
+    @classmethod
+    def _factory(cls, v: str) -> str:
+        return _code_ref(v, "mypkg.nets:build")
+
+    @field_validator("train_step")
+    @classmethod
+    def _step(cls, v: str | None) -> str | None:
+        return None if v is None else _code_ref(v, "mypkg.nets:train_step")
+
+    @model_validator(mode="after")
+    def _fields_it_reads(self) -> TorchModuleRecipe:
+        # A field the generic trainer would not read is refused, never silently ignored.
+        if self.dropout:
+            raise ValueError("'dropout' is a layer of your module: put it in the module (params)")
+        if self.dp is not None:
+            raise ValueError("'dp' (DP-SGD) trains 'torch-mlp' and 'torch-cnn' only")
+        if self.precision != "float32":
+            raise ValueError("'precision' = \"bfloat16\" is for 'torch-mlp' and 'torch-cnn' only")
+        if self.train_step is not None and self.label_smoothing:
+            raise ValueError(
+                "'label_smoothing' belongs to the built-in loss; with 'train_step' your step computes the loss"
+            )
+        return self
+
+
+#: Every recipe kind, by its ``kind``.
+AnyRecipe = MLPRecipe | CNNRecipe | SklearnRecipe | PythonRecipe | TorchModuleRecipe
+Recipe = Annotated[AnyRecipe, Field(discriminator="kind")]
 TorchRecipe = MLPRecipe | CNNRecipe
-_ADAPTER: TypeAdapter[MLPRecipe | CNNRecipe | SklearnRecipe] = TypeAdapter(Recipe)
+#: Recipes that name the user's code (``trust_code``).
+CodeRecipe = PythonRecipe | TorchModuleRecipe
+_ADAPTER: TypeAdapter[AnyRecipe] = TypeAdapter(Recipe)
+_KINDS = "'torch-mlp', 'torch-cnn', 'torch-module', 'sklearn' or 'python'"
 
 
-def parse_recipe(
-    raw: dict[str, Any], *, field: str = "model"
-) -> MLPRecipe | CNNRecipe | SklearnRecipe:
+def parse_recipe(raw: dict[str, Any], *, field: str = "model") -> AnyRecipe:
     """Validate a recipe from a config table; the error names the offending field."""
     try:
         return _ADAPTER.validate_python(raw)
@@ -224,23 +308,24 @@ def validation_error(exc: ValidationError, prefix: str) -> InputError:
     """The first problem of a pydantic error as one-line InputError naming the field path."""
     err = exc.errors()[0]
     # Union members appear in the location ('torch-mlp'): the user never wrote that.
-    loc = [str(p) for p in err["loc"] if p not in ("torch-mlp", "torch-cnn", "sklearn")]
+    kinds = ("torch-mlp", "torch-cnn", "torch-module", "sklearn", "python")
+    loc = [str(p) for p in err["loc"] if p not in kinds]
     name = ".".join([prefix, *loc]) if prefix else ".".join(loc) or "config"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check its spelling)"
     elif err["type"] == "union_tag_invalid":
         tag = (err.get("ctx") or {}).get("tag", err.get("input"))
-        msg = f"unknown kind {tag!r}; use 'torch-mlp', 'torch-cnn' or 'sklearn'"
+        msg = f"unknown kind {tag!r}; use {_KINDS}"
         name = f"{name}.kind"
     elif err["type"] == "union_tag_not_found":
-        msg = "missing; use 'torch-mlp', 'torch-cnn' or 'sklearn'"
+        msg = f"missing; use {_KINDS}"
         name = f"{name}.kind"
     return InputError(name, msg)
 
 
 def check_recipe_for_data(
-    recipe: MLPRecipe | CNNRecipe | SklearnRecipe,
+    recipe: AnyRecipe,
     *,
     image_shape: tuple[int, int, int] | None,
     mirror_invariant: bool,

@@ -12,6 +12,7 @@ import numpy as np
 from miaudit.datasets import Affine, Dataset
 from miaudit.errors import InputError
 from miaudit.models._recipe import SklearnRecipe
+from miaudit.models._user_code import check_code_trust
 
 #: log(p) of a class the model gives probability 0: keeps logits finite (the signals format
 #: refuses inf) while ranking below any probability a float32 can hold.
@@ -39,16 +40,6 @@ def names_code(recipe: SklearnRecipe) -> bool:
     """Whether the recipe's estimator is code outside scikit-learn's classifiers (decided from
     the name alone: nothing is imported)."""
     return recipe.estimator not in builtin_classifiers()
-
-
-def check_code_trust(recipe: object, trust_code: bool, field: str = "model.estimator") -> None:
-    """Refuse a recipe naming code unless the config or command line opted in (docs/security.md)."""
-    if isinstance(recipe, SklearnRecipe) and not trust_code and names_code(recipe):
-        raise InputError(
-            field,
-            f"{recipe.estimator!r} is not one of scikit-learn's classifiers; naming other code runs it: "
-            "set trust_code = true in the config or pass --trust-code if you trust it",
-        )
 
 
 def estimator_class(recipe: SklearnRecipe, *, trust_code: bool = False) -> type:

@@ -1,0 +1,197 @@
+"""The user's own code named by a recipe (``model.train``, ``model.factory``,
+``model.train_step``): found like a Python import with the recipe's folder first, hashed for
+the cache key, and imported only under ``trust_code`` (docs/security.md).
+
+Finding a module's file does not run it: the search walks ``importlib``'s path finder, package
+by package, without importing a package's ``__init__``. The key hashes the bytes of the file
+that defines each named function (with ``params``, which are part of the recipe), so editing
+that file retrains; a module it imports in turn is not hashed (see docs/own-model.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.machinery
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from miaudit.errors import InputError
+from miaudit.models._recipe import AnyRecipe, PythonRecipe, TorchModuleRecipe
+
+#: Module name → sha256 of its file when this module last imported it (a stale import of an
+#: edited file is re-imported, never run under the new file's key).
+_IMPORTED: dict[str, str] = {}
+
+
+def code_names(recipe: object) -> dict[str, str]:
+    """The code a recipe names, by field (``{"model.train": "pkg.mod:fit"}``); empty when it
+    names none. A scikit-learn estimator outside scikit-learn's classifiers is code too."""
+    if isinstance(recipe, PythonRecipe):
+        return {"model.train": recipe.train}
+    if isinstance(recipe, TorchModuleRecipe):
+        named = {"model.factory": recipe.factory}
+        return named | ({"model.train_step": recipe.train_step} if recipe.train_step else {})
+    from miaudit.models._recipe import SklearnRecipe
+    from miaudit.models._sklearn import names_code
+
+    if isinstance(recipe, SklearnRecipe) and names_code(recipe):
+        return {"model.estimator": recipe.estimator}
+    return {}
+
+
+def check_code_trust(recipe: object, trust_code: bool) -> None:
+    """Refuse a recipe naming code unless the config or command line opted in (docs/security.md):
+    one line naming the field, before anything is imported."""
+    named = code_names(recipe)
+    if trust_code or not named:
+        return
+    field, ref = next(iter(named.items()))
+    what = (
+        f"{ref!r} is not one of scikit-learn's classifiers"
+        if field == "model.estimator"
+        else f"{ref!r} is your own code"
+    )
+    raise InputError(
+        field,
+        f"{what}; naming code runs it: set trust_code = true in the config or pass --trust-code if you trust it",
+    )
+
+
+def resolve_code_folder(recipe: AnyRecipe, base: Path) -> AnyRecipe:
+    """A recipe read from a config file in folder ``base``: its code is looked for in ``base``
+    first (or in its ``path``, taken relative to ``base``). Other recipes are returned as is."""
+    if not isinstance(recipe, PythonRecipe | TorchModuleRecipe):
+        return recipe
+    folder = recipe.path if recipe.path is not None and recipe.path.is_absolute() else None
+    if folder is None:
+        folder = base / recipe.path if recipe.path is not None else base
+    return recipe.model_copy(update={"path": folder.resolve()})
+
+
+def search_path(folder: Path | None) -> list[str]:
+    """Where modules are looked for: ``folder`` first, then ``sys.path``."""
+    return [str(folder), *sys.path] if folder is not None else list(sys.path)
+
+
+def module_file(module: str, folder: Path | None) -> Path | None:
+    """The file that defines ``module`` (found as an import would, ``folder`` first), without
+    running any of its code; None if there is none. A module already imported from elsewhere
+    (a script run as ``__main__``) is found through its ``__file__``."""
+    if module == "__main__":  # the running script: never searched for (nor re-run)
+        main = getattr(sys.modules.get(module), "__file__", None)
+        return Path(main) if main else None
+    locations: list[str] | None = search_path(folder)
+    parts = module.split(".")
+    spec = None
+    for i in range(len(parts)):
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), locations)
+        if spec is None:
+            break
+        locations = list(spec.submodule_search_locations or [])
+    if spec is not None and spec.has_location and spec.origin:
+        return Path(spec.origin)
+    loaded = getattr(sys.modules.get(module), "__file__", None)
+    return Path(loaded) if loaded else None
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def code_digests(recipe: PythonRecipe | TorchModuleRecipe) -> dict[str, str]:
+    """Per field naming code, the sha256 of the file defining it (what the cache key hashes).
+    InputError naming the field when the module cannot be found."""
+    out = {}
+    for field, ref in code_names(recipe).items():
+        module = ref.partition(":")[0]
+        path = module_file(module, recipe.path)
+        if path is None:
+            where = f" (searched {str(recipe.path)!r} first)" if recipe.path else ""
+            raise InputError(field, f"cannot find module {module!r}{where}")
+        out[field] = file_digest(path)
+    return out
+
+
+@contextmanager
+def code_folder(folder: Path | None) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` for a block (imports the user's code makes while it
+    runs resolve as when it was loaded), then removed."""
+    entry = str(folder) if folder is not None else None
+    if entry is None or (sys.path and sys.path[0] == entry):
+        yield
+        return
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
+
+
+def load_function(
+    recipe: PythonRecipe | TorchModuleRecipe, field: str, expected: str | None = None
+) -> Callable[..., Any]:
+    """Import the function that ``field`` names (the caller has checked ``trust_code``).
+
+    ``expected``: the file's sha256 recorded in the cache key; a file edited since then is
+    refused (the unit would be published under a key that does not describe it).
+    """
+    ref = code_names(recipe)[field]
+    module_name, _, attr = ref.partition(":")
+    path = module_file(module_name, recipe.path)
+    if path is None:
+        raise InputError(field, f"cannot find module {module_name!r}")
+    digest = file_digest(path)
+    if expected is not None and digest != expected:
+        raise InputError(
+            field,
+            f"{str(path)!r} changed while the run was going (it is not the code its cache key names); run again",
+        )
+    with code_folder(recipe.path):
+        module = _import_fresh(module_name, path, digest, field)
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise InputError(field, f"module {module_name!r} has no {attr!r}")
+    if not callable(obj):
+        raise InputError(field, f"{ref!r} is not callable")
+    return obj  # type: ignore[no-any-return]  # checked callable above
+
+
+def _import_fresh(name: str, path: Path, digest: str, field: str) -> Any:
+    """The module ``name`` as defined by the bytes of ``path`` now: imported, or re-imported
+    when the loaded one came from another file or from older bytes of this one."""
+    loaded = sys.modules.get(name)
+    if loaded is not None and name != "__main__":
+        same_file = _same_file(getattr(loaded, "__file__", None), path)
+        if not same_file:
+            del sys.modules[name]  # another module of that name (another project's folder)
+            loaded = None
+        elif _IMPORTED.get(name) != digest:
+            loaded = _reload(loaded, field)
+    if loaded is None:
+        try:
+            loaded = importlib.import_module(name)
+        except ImportError as exc:
+            raise InputError(field, f"cannot import {name!r}: {exc}") from None
+    _IMPORTED[name] = digest
+    return loaded
+
+
+def _reload(module: Any, field: str) -> Any:
+    try:
+        return importlib.reload(module)
+    except ImportError as exc:
+        raise InputError(field, f"cannot import {module.__name__!r}: {exc}") from None
+
+
+def _same_file(a: str | None, b: Path) -> bool:
+    try:
+        return a is not None and Path(a).resolve() == b.resolve()
+    except OSError:
+        return False

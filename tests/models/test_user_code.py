@@ -1,0 +1,251 @@
+"""The user's own code as a recipe: validation, finding the code without running it, its hash,
+and how a fitted object's outputs become logits (models/_python.py)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from miaudit.datasets import DataConfig, load_dataset
+from miaudit.errors import InputError
+from miaudit.models import (
+    PythonRecipe,
+    TorchModuleRecipe,
+    check_code_trust,
+    code_digests,
+    code_names,
+    fitted_logits,
+    load_function,
+    parse_recipe,
+    resolve_code_folder,
+)
+from miaudit.models._python import MARGIN_TOLERANCE, raw_margins
+from miaudit.models._sklearn import LOG_FLOOR
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"kind": "python"}, "model.train"),
+        ({"kind": "python", "train": "no colon"}, "model.train"),
+        ({"kind": "python", "train": "pkg.mod:"}, "model.train"),
+        ({"kind": "python", "train": "a:b", "epochs": 3}, "model.epochs"),
+        ({"kind": "torch-module"}, "model.factory"),
+        ({"kind": "torch-module", "factory": "a.b:c", "train_step": "x"}, "model.train_step"),
+        ({"kind": "torch-module", "factory": "a:b", "dropout": 0.5}, "model"),
+        ({"kind": "torch-module", "factory": "a:b", "dp": {"noise_multiplier": 1.0}}, "model"),
+        ({"kind": "torch-module", "factory": "a:b", "precision": "bfloat16"}, "model"),
+        (
+            {"kind": "torch-module", "factory": "a:b", "train_step": "a:s", "label_smoothing": 0.1},
+            "model",
+        ),
+        ({"kind": "torch-module", "factory": "a:b", "augment": ["shift"]}, "model.augment"),
+        ({"kind": "keras"}, "model.kind"),
+    ],
+)
+def test_recipe_errors_name_the_field(raw, field) -> None:
+    with pytest.raises(InputError) as info:
+        parse_recipe(raw)
+    assert info.value.field == field
+
+
+def test_unknown_kind_lists_every_kind() -> None:
+    with pytest.raises(InputError, match="'torch-module', 'sklearn' or 'python'"):
+        parse_recipe({"kind": "keras"})
+
+
+def test_recipes_round_trip_and_name_their_code() -> None:
+    r = parse_recipe({"kind": "torch-module", "factory": "nets:build", "train_step": "nets:step"})
+    assert isinstance(r, TorchModuleRecipe) and r.epochs == 20 and r.optimizer == "adam"
+    assert parse_recipe(r.model_dump(mode="json")) == r
+    assert code_names(r) == {"model.factory": "nets:build", "model.train_step": "nets:step"}
+    p = parse_recipe({"kind": "python", "train": "pkg.fit:Trainer.fit", "params": {"C": 2}})
+    assert isinstance(p, PythonRecipe) and code_names(p) == {"model.train": "pkg.fit:Trainer.fit"}
+    assert code_names(parse_recipe({"kind": "torch-mlp"})) == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"kind": "python", "train": "m:f"}, "model.train"),
+        ({"kind": "torch-module", "factory": "m:f"}, "model.factory"),
+    ],
+)
+def test_code_is_refused_without_trust_in_one_line(raw, field) -> None:
+    recipe = parse_recipe(raw)
+    with pytest.raises(InputError) as err:
+        check_code_trust(recipe, trust_code=False)
+    msg = str(err.value)
+    assert err.value.field == field and "\n" not in msg
+    assert "trust_code = true" in msg and "--trust-code" in msg
+    check_code_trust(recipe, trust_code=True)
+
+
+def test_the_code_is_found_and_hashed_without_running_it(plant_module, tmp_path) -> None:
+    name, trace = plant_module("def train(x, y, seed):\n    return None\n")
+    recipe = PythonRecipe(train=f"{name}:train", path=tmp_path)
+    before = code_digests(recipe)
+    assert not trace.exists() and name not in sys.modules
+    with (tmp_path / f"{name}.py").open("a") as fh:
+        fh.write("# edited\n")
+    assert code_digests(recipe)["model.train"] != before["model.train"]
+    assert not trace.exists()
+
+
+def test_a_package_module_is_found_without_importing_the_package(tmp_path) -> None:
+    pkg = tmp_path / "own_pkg_c0de"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise RuntimeError('the package ran')\n")
+    (pkg / "nets.py").write_text("def build(n_features, n_classes):\n    return None\n")
+    recipe = TorchModuleRecipe(factory="own_pkg_c0de.nets:build", path=tmp_path)
+    assert set(code_digests(recipe)) == {"model.factory"}
+    assert "own_pkg_c0de" not in sys.modules
+
+
+def test_a_missing_module_is_refused_naming_the_field(tmp_path) -> None:
+    with pytest.raises(InputError) as err:
+        code_digests(PythonRecipe(train="no_such_module_c0de:train", path=tmp_path))
+    assert err.value.field == "model.train" and str(tmp_path) in str(err.value)
+
+
+def test_the_config_folder_comes_first(tmp_path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, value in ((a, 1), (b, 2)):
+        folder.mkdir()
+        (folder / "same_name_c0de.py").write_text(f"def train(*args):\n    return {value}\n")
+    try:
+        for folder, value in ((a, 1), (b, 2), (a, 1)):
+            recipe = resolve_code_folder(PythonRecipe(train="same_name_c0de:train"), folder)
+            assert recipe.path == folder.resolve()
+            assert load_function(recipe, "model.train")() == value
+        # Relative to the config's folder; absolute as given.
+        assert resolve_code_folder(PythonRecipe(train="m:f", path="b"), tmp_path).path == b
+        assert resolve_code_folder(PythonRecipe(train="m:f", path=a), b).path == a
+        assert str(a) not in sys.path and str(b) not in sys.path
+    finally:
+        sys.modules.pop("same_name_c0de", None)
+
+
+def test_an_edited_module_is_imported_again_and_a_stale_key_refused(tmp_path) -> None:
+    path = tmp_path / "edited_c0de.py"
+    path.write_text("def train(*args):\n    return 'old'\n")
+    recipe = PythonRecipe(train="edited_c0de:train", path=tmp_path)
+    try:
+        digest = code_digests(recipe)["model.train"]
+        assert load_function(recipe, "model.train", digest)() == "old"
+        path.write_text("def train(*args):\n    return 'new'\n")
+        with pytest.raises(InputError, match="changed while the run was going"):
+            load_function(recipe, "model.train", digest)
+        assert load_function(recipe, "model.train")() == "new"
+    finally:
+        sys.modules.pop("edited_c0de", None)
+
+
+# --- how a fitted object's outputs become its logits -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    data = load_dataset(DataConfig(dataset="breast-cancer"))
+    return data.features, data.label
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_logistic_regression_gives_its_exact_margins(cancer) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = cancer
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=1e4, max_iter=5000)).fit(x, y)
+    logits = fitted_logits(pipe, x, 2)
+    margin = pipe.decision_function(x)
+    # Binary: the log-odds are the margin itself, beyond where predict_proba rounds to 0 or 1.
+    assert np.allclose(logits[:, 1] - logits[:, 0], margin, rtol=1e-5, atol=1e-4)
+    assert (pipe.predict_proba(x).max(axis=1) == 1.0).any()  # saturated probabilities …
+    assert np.abs(margin).max() > 40  # … whose margins still differ
+
+
+def test_scores_that_are_not_logits_fall_back_to_log_probabilities() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    digits = load_dataset(DataConfig(dataset="digits"))
+    x, y = digits.features / 16.0, digits.label
+    ovr = OneVsRestClassifier(LogisticRegression(max_iter=300)).fit(x[:600], y[:600])
+    assert raw_margins(ovr, x) is not None  # one-vs-rest scores: not a softmax's logits …
+    logits = fitted_logits(ovr, x, 10)
+    assert np.allclose(logits, np.log(ovr.predict_proba(x)), atol=1e-5)  # … so log-probabilities
+
+
+def test_a_class_without_probability_ranks_below_every_other(cancer) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = cancer
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y)
+    logits = fitted_logits(forest, x, 3)  # a third class the forest never saw
+    assert logits.dtype == np.float32 and np.isfinite(logits).all()
+    with np.errstate(divide="ignore"):
+        finite = np.log(forest.predict_proba(x))
+    seen = np.isfinite(finite)
+    assert (~seen).any()  # some records get probability 0 for a class the forest knows
+    # Every class without probability (never seen, or given 0) gets the row's floor: at most
+    # LOG_FLOOR and below every class with probability.
+    floor = logits[:, 2]
+    assert (floor <= LOG_FLOOR).all()
+    assert np.array_equal(logits[:, :2][~seen], floor[np.nonzero(~seen)[0]])
+    assert (floor[:, None] < np.where(seen, logits[:, :2], np.inf)).all()
+    assert np.array_equal(logits[:, :2][seen], finite[seen].astype(np.float32))
+
+
+def test_a_callable_gives_its_logits_as_they_are(cancer) -> None:
+    x, _ = cancer
+    w = np.random.default_rng(0).normal(size=(x.shape[1], 2)).astype(np.float32)
+    assert np.array_equal(fitted_logits(lambda f: f @ w, x, 2), x @ w)
+    with pytest.raises(InputError, match=r"expected \(569, 3\)") as err:
+        fitted_logits(lambda f: f @ w, x, 3)
+    assert err.value.field == "model.train"
+    with pytest.raises(InputError, match="no predict_proba and is not callable"):
+        fitted_logits(object(), x, 2)
+
+
+def test_classes_outside_the_data_are_refused(cancer) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = cancer
+    est = DecisionTreeClassifier(max_depth=2).fit(x, y + 5)
+    with pytest.raises(InputError, match="classes") as err:
+        fitted_logits(est, x, 2)
+    assert err.value.field == "model.train"
+
+
+def test_xgboost_gives_its_raw_margins(cancer) -> None:
+    xgboost = pytest.importorskip("xgboost")
+    x, y = cancer
+    model = xgboost.XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0)
+    model.fit(x, y)
+    logits = fitted_logits(model, x, 2).astype(np.float64)
+    margin = model.predict(x, output_margin=True)
+    assert np.allclose(logits[:, 1] - logits[:, 0], margin, atol=1e-5)
+    digits = load_dataset(DataConfig(dataset="digits"))
+    multi = xgboost.XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1, random_state=0)
+    multi.fit(digits.features, digits.label)
+    logits = fitted_logits(multi, digits.features, 10).astype(np.float64)
+    margins = multi.predict(digits.features, output_margin=True)
+    assert np.allclose(_softmax(logits), _softmax(margins), atol=MARGIN_TOLERANCE)
+    assert np.allclose(logits - logits[:, :1], margins - margins[:, :1], atol=1e-5)
+
+
+def test_lightgbm_gives_its_raw_scores(cancer) -> None:
+    lightgbm = pytest.importorskip("lightgbm")
+    x, y = cancer
+    model = lightgbm.LGBMClassifier(n_estimators=30, n_jobs=1, random_state=0, verbose=-1)
+    model.fit(x, y)
+    logits = fitted_logits(model, x, 2).astype(np.float64)
+    assert np.allclose(logits[:, 1] - logits[:, 0], model.predict(x, raw_score=True), atol=1e-5)
