@@ -30,6 +30,7 @@ SLOW_MODULES = frozenset(
         "tests/benchmarks/test_runner.py",
         "tests/benchmarks/test_scale_benches.py",
         "tests/docs/test_own_model_docs.py",  # three reference audits of the user's own code
+        "tests/docs/test_own_model_scripts.py",  # the same three from plain scripts
         "tests/dp/test_dp_training.py",  # Opacus training
         "tests/engine/test_device_cuda.py",  # trains on the GPU (skipped without one)
         "tests/engine/test_ray.py",  # starts a Ray cluster
