@@ -25,7 +25,6 @@ else PASSED (this audit found no contradiction; it proves nothing above its ceil
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator
 
 from miaudit.audit._config import AuditConfig, load_audit_config
-from miaudit.audit._results import PrivacySpent, _Record, parse_record, read_record
+from miaudit.audit._results import PrivacySpent, _Record, dump_record, parse_record, read_record
 from miaudit.datasets import Dataset
 from miaudit.errors import InputError
 from miaudit.metrics import one_run_max_certifiable_epsilon, pooled_one_run_audit
@@ -161,9 +160,7 @@ class DpAuditResult(_Record):
     __str__ = __repr__
 
     def to_json(self) -> str:
-        # Through json.dumps: the file keeps the float spelling (Python's) it always had; ∞ and
-        # NaN are written as null by pydantic first.
-        return json.dumps(json.loads(self.model_dump_json()), indent=2, allow_nan=False)
+        return dump_record(self)
 
     @classmethod
     def from_json(cls, text: str, source: str = DP_AUDIT_FILE) -> DpAuditResult:

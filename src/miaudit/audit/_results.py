@@ -7,6 +7,7 @@ change of meaning is a new field and a new schema version.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -375,7 +376,6 @@ def parse_record(
     """``text`` (the JSON of ``source``, a file name) as a ``model`` record of schema ``schema``
     (its ``"schema"`` key). Anything else (another schema, not JSON, a missing or bad field) is an
     InputError naming ``source`` (under ``field``, e.g. the CLI option that gave the file)."""
-    import json
 
     def refuse(problem: str) -> InputError:
         return InputError(field or source, f"{source!r} {problem}" if field else problem)
@@ -396,6 +396,12 @@ def parse_record(
         raise refuse(
             f"is not a valid {schema} file ({where + ': ' if where else ''}{first['msg']})"
         ) from None
+
+
+def dump_record(record: BaseModel) -> str:
+    """A record as its file holds it, through ``json.dumps``: the float spelling (Python's) these
+    files always had; ∞ and NaN written as null by pydantic first."""
+    return json.dumps(json.loads(record.model_dump_json()), indent=2, allow_nan=False)
 
 
 def read_record(model: type[_R], path: Path, schema: str, *, field: str | None = None) -> _R:

@@ -8,13 +8,12 @@ for query attacks.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from miaudit.audit._results import _Record, parse_record, read_record
+from miaudit.audit._results import _Record, dump_record, parse_record, read_record
 from miaudit.metrics import Estimate, tpr_key
 
 TRADEOFF_SCHEMA: Literal["miaudit.tradeoff/1"] = "miaudit.tradeoff/1"
@@ -141,9 +140,7 @@ class TradeoffResult(_Record):
     __str__ = __repr__
 
     def to_json(self) -> str:
-        # Through json.dumps: the file keeps the float spelling (Python's) it always had; ∞ is
-        # written as null by pydantic first.
-        return json.dumps(json.loads(self.model_dump_json()), indent=2, allow_nan=False)
+        return dump_record(self)
 
     @classmethod
     def from_json(cls, text: str, source: str = TRADEOFF_FILE) -> TradeoffResult:

@@ -284,11 +284,10 @@ def _audit_config(
 ) -> AuditResult:
     """``miaudit audit CONFIG``: train the recipe's reference models and audit them (``quiet``:
     no training summary on stdout, which ``--json`` keeps for the JSON)."""
-    from miaudit.audit import audit, load_audit_config
-    from miaudit.cli._train import warn_self_trust, with_engine
+    from miaudit.audit import audit
+    from miaudit.cli._train import load_audit, with_engine
 
-    cfg = load_audit_config(config, trust_code=trust_code)
-    warn_self_trust(cfg, trust_code, config)
+    cfg = load_audit(config, trust_code)
     return audit(
         with_engine(cfg, executor=executor, address=address),
         out_dir,

@@ -178,11 +178,9 @@ def tradeoff(
         accountant=accountant,
         ghost_clipping=ghost_clipping,
     )
-    from miaudit.audit import load_audit_config
-    from miaudit.cli._train import warn_self_trust
+    from miaudit.cli._train import load_audit
 
-    cfg = load_audit_config(config, trust_code=trust_code)
-    warn_self_trust(cfg, trust_code, config)
+    cfg = load_audit(config, trust_code)
     result = run_tradeoff(
         cfg,
         out_dir,
@@ -320,11 +318,9 @@ def dp_audit(
         significance=significance,
         canary_kind=kind,
     )
-    from miaudit.audit import load_audit_config
-    from miaudit.cli._train import warn_self_trust
+    from miaudit.cli._train import load_audit
 
-    cfg = load_audit_config(config, trust_code=trust_code)
-    warn_self_trust(cfg, trust_code, config)
+    cfg = load_audit(config, trust_code)
     result = run_dp_audit(
         cfg,
         out_dir,

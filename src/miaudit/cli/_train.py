@@ -88,6 +88,16 @@ def warn_self_trust(cfg: object, flag: bool, path: Path) -> None:
         )
 
 
+def load_audit(config: Path, trust_code: bool) -> AuditConfig:
+    """The audit config at ``config`` (code it names allowed with ``trust_code``), with the
+    warning of :func:`warn_self_trust` when the file grants itself trust."""
+    from miaudit.audit import load_audit_config
+
+    cfg = load_audit_config(config, trust_code=trust_code)
+    warn_self_trust(cfg, trust_code, config)
+    return cfg
+
+
 def with_engine(cfg: Cfg, **updates: object) -> Cfg:
     """``cfg`` (a train or audit config) with ``[engine]`` fields replaced by the non-None
     ``updates`` (command-line options), validated; an InputError names the bad field."""

@@ -8,6 +8,7 @@ import math
 import os
 from typing import Any
 
+from miaudit.engine._plan import MAX_UNIT_SIZE
 from miaudit.errors import InputError
 
 # Weights, gradients and Adam's two moments: four float32 copies of every parameter.
@@ -56,8 +57,8 @@ def check_train_size(
         n_features,
         n_classes,
         n_records,
-        # the default unit size never exceeds 16 (engine/_plan.py's even_unit_size)
-        stacked=min(int(cfg.plan.unit_size or 16), models),
+        # the default unit size never exceeds the cap of even_unit_size
+        stacked=min(int(cfg.plan.unit_size or MAX_UNIT_SIZE), models),
         limit=limit,
     )
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy.special import logsumexp
 
 from miaudit.datasets import Dataset
 from miaudit.errors import InputError
@@ -120,7 +121,7 @@ def _margin_log_proba(fitted: Any, x: np.ndarray, proba: np.ndarray) -> np.ndarr
         margins = np.stack([np.zeros(len(x)), margins.reshape(-1)], axis=1)
     if margins.shape != proba.shape or not np.isfinite(margins).all():
         return None
-    log_p: np.ndarray = margins - _logsumexp(margins)
+    log_p: np.ndarray = margins - logsumexp(margins, axis=1, keepdims=True)
     if np.abs(np.exp(log_p) - proba).max() > MARGIN_TOLERANCE:
         return None
     return log_p
@@ -162,9 +163,3 @@ def _per_class(log_p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.nda
     row_min = np.where(finite, full, np.inf).min(axis=1, keepdims=True)
     floor = np.minimum(LOG_FLOOR, row_min - 1.0)
     return np.where(finite, full, floor).astype(np.float32)
-
-
-def _logsumexp(a: np.ndarray) -> np.ndarray:
-    top = a.max(axis=1, keepdims=True)
-    total: np.ndarray = top + np.log(np.exp(a - top).sum(axis=1, keepdims=True))
-    return total

@@ -151,6 +151,21 @@ _SCIPY = tuple(
     for kind in ("matrix", "array")
 )
 
+#: scikit-learn's loss classes, each in its Python (``loss``) and Cython (``_loss.Cy…``) form.
+_LOSSES = (
+    "HalfSquaredError",
+    "AbsoluteError",
+    "PinballLoss",
+    "HuberLoss",
+    "HalfPoissonLoss",
+    "HalfGammaLoss",
+    "HalfTweedieLoss",
+    "HalfTweedieLossIdentity",
+    "HalfBinomialLoss",
+    "HalfMultinomialLoss",
+    "ExponentialLoss",
+)
+
 #: Classes inside fitted scikit-learn estimators that are not estimators themselves: losses and
 #: links (gradient boosting, SGD), tree structures, calibrators, optimisers, binning.
 _SKLEARN_INTERNALS = (
@@ -177,38 +192,8 @@ _SKLEARN_INTERNALS = (
             "MultinomialLogit",
         )
     ),
-    *(
-        f"sklearn._loss.loss.{c}"
-        for c in (
-            "HalfSquaredError",
-            "AbsoluteError",
-            "PinballLoss",
-            "HuberLoss",
-            "HalfPoissonLoss",
-            "HalfGammaLoss",
-            "HalfTweedieLoss",
-            "HalfTweedieLossIdentity",
-            "HalfBinomialLoss",
-            "HalfMultinomialLoss",
-            "ExponentialLoss",
-        )
-    ),
-    *(
-        f"sklearn._loss._loss.Cy{c}"
-        for c in (
-            "HalfSquaredError",
-            "AbsoluteError",
-            "PinballLoss",
-            "HuberLoss",
-            "HalfPoissonLoss",
-            "HalfGammaLoss",
-            "HalfTweedieLoss",
-            "HalfTweedieLossIdentity",
-            "HalfBinomialLoss",
-            "HalfMultinomialLoss",
-            "ExponentialLoss",
-        )
-    ),
+    *(f"sklearn._loss.loss.{c}" for c in _LOSSES),
+    *(f"sklearn._loss._loss.Cy{c}" for c in _LOSSES),
     *(
         f"sklearn.linear_model._sgd_fast.{c}"
         for c in (
