@@ -17,6 +17,7 @@ from miaudit.audit import (
     parse_references,
     signals_audit_config,
 )
+from miaudit.audit._check_record import check_records
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 
@@ -196,3 +197,43 @@ def test_references_parse(text, value) -> None:
 def test_references_refuse_words() -> None:
     with pytest.raises(InputError, match=r"^--references: "):
         parse_references("two")
+
+
+def test_check_record_uses_the_reference_set_the_audit_was_given(tmp_path) -> None:
+    """Models 6 and 7 come from another recipe (their logits shifted by +3 everywhere): the user
+    leaves them out, so check-record must leave them out too."""
+    store = _store(_four_of_eight(), target=2)
+    shifted = store.logits.copy()
+    shifted[6:] += 3.0 * np.eye(3)[store.label][None]
+    store = SignalsStore.from_arrays(
+        logits=shifted,
+        label=store.label,
+        keep=store.keep,
+        population=store.population,
+        record_id=store.record_id,
+        target=2,
+    )
+    audit_signals(store, tmp_path / "out", config=CFG, references=[0, 1, 4, 5], report=False)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["reference"]["reference_set"] == [0, 1, 4, 5]
+    given_out = (~store.keep[[0, 1, 4, 5]]).sum(axis=0)
+    ids = [str(r) for r in store.record_id[store.pool & (given_out >= 2)]]
+    rows = check_record(tmp_path / "out", ids)
+    assert all(r.n_out_references + r.n_in_references == 4 for r in rows)
+    assert "given models 0, 1, 4, 5" in rows[0].method
+    member = np.array([r.member_in_plan for r in rows])
+    p_given = np.array([r.p_value for r in rows])
+    p_all = np.array([r.p_value for r in check_records(store, ids, target=2)])
+    # the shifted models raise the OUT mean, so using them would hide members
+    assert np.median(p_given[member]) < 0.5 * np.median(p_all[member])
+    assert np.median(p_given[~member]) > 0.3
+    with pytest.raises(InputError) as exc:
+        check_record(tmp_path / "out", ids[:1], target=3)
+    assert exc.value.field == "--target"
+
+
+def test_results_without_a_given_set_say_nothing_of_it(tmp_path) -> None:
+    store = _store(_four_of_eight(), target=3)
+    audit_signals(store, tmp_path / "out", config=CFG, report=False)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert "reference_set" not in results["reference"]

@@ -212,22 +212,48 @@ def _online_llr(phi: float, ref_phi: np.ndarray, keep: np.ndarray) -> float:
     )
 
 
+def _reference_models(store: SignalsStore, t: int, given: Sequence[int] | None) -> list[int]:
+    """The audited model's references: the ones the audit was given, else every model except
+    the target and its complementary partner."""
+    if given is None:
+        partner = {a: b for p in complementary_pairs(store) for a, b in (p, p[::-1])}.get(t)
+        refs = [m for m in range(store.n_models) if m not in (t, partner)]
+        if len(refs) < 2:
+            raise InputError(
+                "signals", "fewer than 2 reference models besides the target and its partner"
+            )
+        return refs
+    refs = [int(m) for m in given]
+    bad = [m for m in refs if not 0 <= m < store.n_models or m == t]
+    if bad or len(set(refs)) != len(refs):
+        raise InputError(
+            "results",
+            f"the audit's reference set {refs} does not fit its signals ({store.n_models} models, target {t}): the folder mixes two runs",
+        )
+    if len(refs) < 2:
+        raise InputError(
+            "results",
+            f"the audit was given {len(refs)} reference model: a per-record test needs at least 2",
+        )
+    return refs
+
+
 def check_records(
-    store: SignalsStore, ids: Sequence[str], *, target: int | None = None
+    store: SignalsStore,
+    ids: Sequence[str],
+    *,
+    target: int | None = None,
+    references: Sequence[int] | None = None,
 ) -> list[RecordEvidence]:
     """Evidence for each id against the audited model (``target``, default the store's or 0).
 
-    References are every model except the target and its complementary partner. The p-value
-    is the upper tail of the record's Student-t predictive OUT distribution with an
-    empirical-Bayes shrunk variance (module docstring); the prior is fitted on every pool record.
+    References are ``references`` when given (the set an audit was told to use), else every
+    model except the target and its complementary partner. The p-value is the upper tail of the
+    record's Student-t predictive OUT distribution with an empirical-Bayes shrunk variance
+    (module docstring); the prior is fitted on every pool record.
     """
     t, model = _audited(store, target)
-    partner = {a: b for p in complementary_pairs(store) for a, b in (p, p[::-1])}.get(t)
-    refs = [m for m in range(store.n_models) if m not in (t, partner)]
-    if len(refs) < 2:
-        raise InputError(
-            "signals", "fewer than 2 reference models besides the target and its partner"
-        )
+    refs = _reference_models(store, t, references)
     rows = _pool_rows(store, ids)
     phi = _phi(store)
     ref_phi, keep = phi[refs], store.keep[refs]
@@ -235,7 +261,12 @@ def check_records(
     prior = fit_variance_prior(s2[~store.population], dof_own[~store.population])
     method = (
         f"one-sided test against this record's OUT references (models that did not train on it): Student-t predictive, "
-        f"their mean, variance shrunk toward the pooled one by empirical Bayes ({prior.describe()}); minimum {MIN_OUT} OUT references"
+        f"their mean, variance shrunk toward the pooled one by empirical Bayes ({prior.describe()}); minimum {MIN_OUT} OUT references; "
+        + (
+            f"references: the audit's given models {', '.join(map(str, refs))}"
+            if references is not None
+            else "references: every model except the target and its complementary partner"
+        )
     )
     in_mask = keep & ~store.population
     out = []
@@ -407,7 +438,15 @@ def check_record(
                 "--target",
                 f"this audit's audited model is the external target (model {store.target}); the engine's models were its references",
             )
-        return check_records(store, ids, target=target)
+        given = reference.get("reference_set")
+        if isinstance(given, list) and target is not None and target != store.target:
+            raise InputError(
+                "--target",
+                f"this audit was given references for model {store.target} only; check-record answers for that model",
+            )
+        return check_records(
+            store, ids, target=target, references=given if isinstance(given, list) else None
+        )
     if target is not None:
         raise InputError(
             "--target",

@@ -93,6 +93,7 @@ class _Plan:
     refs: list[list[int]]
     k: int | None  # complementary pairs per target, when chosen so
     choice: str  # the choice in words
+    given: list[int] | None = None  # the one target's references, when the user named them
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,7 +183,7 @@ def _one_target(store: SignalsStore, target: int, references: References) -> _Pl
             f"{references} complementary pair(s)",
         )
     refs = _given(store, target, references)
-    return _Plan([target], [refs], None, f"given: models {', '.join(map(str, refs))}")
+    return _Plan([target], [refs], None, f"given: models {', '.join(map(str, refs))}", refs)
 
 
 def _leave_one_out(store: SignalsStore, n_targets: int, references: References) -> _Plan:
@@ -368,6 +369,7 @@ def _setup(
         reference_models=None if stated is None else [len(r) for r in plan.refs],
         pool=None if stated is None else stated.pool,
         undefined_pairs=None if stated is None else pairs.undefined,
+        reference_set=plan.given,
     )
 
 

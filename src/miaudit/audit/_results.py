@@ -211,8 +211,10 @@ class ReferenceSetup(_Record):
     ``references``: k, the complementary pairs each target was attacked with; None when the
     references were not chosen as k pairs (then ``reference_choice`` says how, and
     ``reference_models`` how many models each target had). ``pool``: where the evaluated
-    records came from. The last four fields are written only when set (audits of signals and of
-    external targets set them), so results of the engine's paired audits are unchanged.
+    records came from. ``reference_set``: the audited model's references when the user named
+    them (check-record answers against the same set). The last five fields are written only when
+    set (audits of signals and of external targets set them), so results of the engine's paired
+    audits are unchanged.
     """
 
     dataset: str
@@ -229,11 +231,18 @@ class ReferenceSetup(_Record):
     reference_models: list[int] | None = None
     pool: str | None = None
     undefined_pairs: int | None = None
+    reference_set: list[int] | None = None
 
     @model_serializer(mode="wrap")
     def _without_unset_additions(self, handler: Any) -> Any:
         data = handler(self)
-        for name in ("reference_choice", "reference_models", "pool", "undefined_pairs"):
+        for name in (
+            "reference_choice",
+            "reference_models",
+            "pool",
+            "undefined_pairs",
+            "reference_set",
+        ):
             if isinstance(data, dict) and data.get(name) is None:
                 data.pop(name, None)
         return data
