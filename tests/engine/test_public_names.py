@@ -110,6 +110,7 @@ PINNED = {
         "train_python_model",
         "train_sklearn",
         "train_unit",
+        "training_augmentations",
         "validation_error",
     },
 }

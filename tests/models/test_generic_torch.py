@@ -147,3 +147,58 @@ def test_a_module_that_does_not_fit_is_refused_before_training(data, factory, fi
     with pytest.raises(InputError, match=match) as err:
         _train(data, [0], RECIPE, ModuleCode(factory))
     assert err.value.field == field
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(DataConfig(dataset="digits"))
+
+
+def test_augmentations_train_each_batch_and_become_the_queries(digits) -> None:
+    """``augment`` as for torch-cnn: the logits gain the query axis (the image, then its four
+    one-pixel shifts), the first query is the plain prediction, and a seed still reproduces
+    every bit."""
+    from miaudit.engine import n_queries
+    from miaudit.models._nets import query_views
+
+    recipe = RECIPE.model_copy(update={"augment": ["shift"], "epochs": 1})
+    a = _train(digits, [1], recipe)
+    assert a.logits.shape == (1, digits.n_records, n_queries(recipe), 10) == (1, 1797, 5, 10)
+    assert np.array_equal(a.logits, _train(digits, [1], recipe).logits)
+    plain = _train(digits, [1], RECIPE.model_copy(update={"epochs": 1}))
+    assert not np.array_equal(a.logits[:, :, 0], plain.logits)  # the batches were augmented
+    sets = _halves(digits, range(2))
+    module = saved_module(
+        recipe.model_copy(update={"factory": f"{__name__}:build"}),
+        a.state,
+        0,
+        digits.n_features,
+        digits.n_classes,
+        trust_code=True,
+    )
+    x = torch.from_numpy(fit_affine(digits, sets[1]).apply(digits.features).astype(np.float32))
+    assert digits.image_shape is not None
+    with torch.no_grad():
+        for q, view in enumerate(query_views(x, digits.image_shape, ["shift"])):
+            assert np.allclose(module(view).numpy(), a.logits[0, :, q], atol=1e-5)
+
+
+def test_augmentations_are_refused_for_tabular_data_and_mirrors_for_digits(data, digits) -> None:
+    from miaudit.models import check_recipe_for_data
+
+    with pytest.raises(InputError, match=r"model\.augment: augmentations need image data"):
+        check_recipe_for_data(
+            RECIPE.model_copy(update={"augment": ["shift"]}),
+            image_shape=None,
+            mirror_invariant=True,
+            dataset="breast-cancer",
+        )
+    with pytest.raises(InputError, match=r"model\.augment: 'hflip' changes the class"):
+        check_recipe_for_data(
+            TorchModuleRecipe(factory="m:f", augment=["hflip"]),
+            image_shape=digits.image_shape,
+            mirror_invariant=False,
+            dataset="digits",
+        )
+    with pytest.raises(ValueError, match="lists an augmentation twice"):
+        TorchModuleRecipe(factory="m:f", augment=["shift", "shift"])

@@ -41,7 +41,10 @@ from miaudit.models._sklearn import LOG_FLOOR
             {"kind": "torch-module", "factory": "a:b", "train_step": "a:s", "label_smoothing": 0.1},
             "model",
         ),
-        ({"kind": "torch-module", "factory": "a:b", "augment": ["shift"]}, "model.augment"),
+        (
+            {"kind": "torch-module", "factory": "a:b", "augment": ["shift", "shift"]},
+            "model.augment",
+        ),
         ({"kind": "keras"}, "model.kind"),
     ],
 )

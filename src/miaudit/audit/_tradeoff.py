@@ -411,10 +411,10 @@ def _query_attack(
     """Label-only's robustness attack: augmentations for images, noise on numeric columns (in
     units of their spread over the population; one-hot columns stay fixed) for tabular data."""
     from miaudit.attacks import QueryInputs, recipe_augmentations, score_queries
-    from miaudit.models import CNNRecipe
+    from miaudit.models import training_augmentations
 
     if data.image_shape is not None:
-        names = cfg.model.augment if isinstance(cfg.model, CNNRecipe) and cfg.model.augment else []
+        names = training_augmentations(cfg.model)
         aug = recipe_augmentations(data.image_shape, names or ["shift"])
         return score_queries(
             "augmentation_robustness", QueryInputs(oracle, x, y, augmentations=aug)

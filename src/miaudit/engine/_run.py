@@ -31,7 +31,6 @@ from miaudit.engine._size import check_train_size
 from miaudit.engine._unit import Event, UnitJob
 from miaudit.errors import InputError
 from miaudit.models import (
-    CNNRecipe,
     PythonRecipe,
     SklearnRecipe,
     check_recipe_for_data,
@@ -39,6 +38,7 @@ from miaudit.models import (
     make_estimator,
     population_digest,
     preprocessing_fit,
+    training_augmentations,
 )
 
 SIGNALS_FILE = "signals.npz"
@@ -94,9 +94,8 @@ class TrainRun:
 
 def n_queries(recipe: object) -> int:
     """Augmentation queries per record (1: no query axis in the logits)."""
-    if not isinstance(recipe, CNNRecipe) or not recipe.augment:
-        return 1
-    return (1 + ("hflip" in recipe.augment)) * (1 + 4 * ("shift" in recipe.augment))
+    augment = training_augmentations(recipe)
+    return (1 + ("hflip" in augment)) * (1 + 4 * ("shift" in augment))
 
 
 def default_workers(cfg: TrainConfig) -> int:

@@ -36,6 +36,7 @@ from miaudit.models._recipe import (
     TorchModuleRecipe,
     check_recipe_for_data,
     parse_recipe,
+    training_augmentations,
     validation_error,
 )
 from miaudit.models._revision import TRAINING_REVISION
@@ -148,5 +149,6 @@ __all__ = [
     "train_python_model",
     "train_sklearn",
     "train_unit",
+    "training_augmentations",
     "validation_error",
 ]

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 
 from miaudit.datasets import Affine, Dataset
 from miaudit.errors import InputError
+from miaudit.models._nets import query_views
 from miaudit.models._recipe import TorchModuleRecipe
 from miaudit.models._streams import ModelStreams
-from miaudit.models._torch_train import EVAL_CHUNK, flush_denormals
+from miaudit.models._torch_train import EVAL_CHUNK, augment_batch, flush_denormals
 from miaudit.models._train import UnitResult
 
 #: ``train_step(module, features, labels, optimizer)``: one optimizer step on a minibatch.
@@ -68,7 +69,7 @@ def train_modules(
             x = torch.from_numpy(a.apply(data.features).astype(np.float32)).to(device)
             report = functools.partial(on_epoch, i) if on_epoch is not None else None
             state, out, epoch = _train_one(
-                recipe, code, x, y, np.asarray(t), s, data.n_classes, on_epoch=report
+                recipe, code, x, y, np.asarray(t), s, data, on_epoch=report
             )
             states.append(state)
             logits.append(out)
@@ -83,14 +84,18 @@ def _train_one(
     y: torch.Tensor,
     train_idx: np.ndarray,
     stream: ModelStreams,
-    n_classes: int,
+    data: Dataset,
     on_epoch: Callable[[int], None] | None,
 ) -> tuple[dict[str, torch.Tensor], np.ndarray, int]:
-    """One model: (its weights on CPU, its logits on every record, the epoch it kept)."""
+    """One model: (its weights on CPU, its logits on every record — per query when the recipe
+    augments — and the epoch it kept). Initialisation, random layers and augmentations draw
+    from torch's global generator seeded with the model's torch seed, in that order."""
+    n_classes = data.n_classes
     with torch.random.fork_rng(devices=_cuda_indices(x.device)):
         torch.manual_seed(stream.torch_seed)
         module = build_module(code.factory, recipe.params, x.shape[1], n_classes).to(x.device)
         _check_outputs(module, x[:2], n_classes)
+        views = _Views(recipe, data.image_shape)
         opt = make_optimizer(recipe, module)
         fit, val = split_validation(recipe, train_idx, stream.numpy)
         best = _Best(recipe, val)
@@ -100,15 +105,37 @@ def _train_one(
             perm = torch.from_numpy(stream.numpy.permutation(fit)).to(x.device)
             for start in range(0, len(perm), bs):
                 rows = perm[start : start + bs]
-                _step(recipe, code.train_step, module, x[rows], y[rows], opt)
+                _step(recipe, code.train_step, module, views.train(x[rows]), y[rows], opt)
             if on_epoch is not None:
                 on_epoch(epoch)
             if best.after_epoch(epoch, module, x, y):
                 break
         kept = best.restore(module, recipe.epochs)
-        logits = predict_module(module, x)
+        logits = views.predict(module, x)
     state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
     return state, logits, kept
+
+
+class _Views:
+    """The recipe's augmentations: random ones on each training batch (drawn from torch's
+    global generator, which the caller seeded), and the fixed query views at prediction
+    (the image first; models/_nets.py ``query_views``), as the stacked CNN does."""
+
+    def __init__(self, recipe: TorchModuleRecipe, shape: tuple[int, int, int] | None) -> None:
+        self.augment, self.shape = recipe.augment, shape
+        assert not self.augment or shape is not None  # check_recipe_for_data refused it
+
+    def train(self, xb: torch.Tensor) -> torch.Tensor:
+        if not self.augment or self.shape is None:
+            return xb
+        return augment_batch(xb, self.shape, self.augment, torch.default_generator)
+
+    def predict(self, module: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+        """(records, classes), or (records, queries, classes) with augmentations."""
+        if not self.augment or self.shape is None:
+            return predict_module(module, x)
+        queries = query_views(x, self.shape, self.augment)
+        return np.stack([predict_module(module, q) for q in queries], axis=1)
 
 
 def build_module(

@@ -179,10 +179,20 @@ class CNNRecipe(_TorchRecipe):
 
     @field_validator("augment")
     @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError("lists an augmentation twice")
-        return sorted(v)
+    def _unique(cls, v: list[Augmentation]) -> list[Augmentation]:
+        return unique_augmentations(v)
+
+
+def training_augmentations(recipe: object) -> list[Augmentation]:
+    """The augmentations a recipe trains with (and queries with); none for other kinds."""
+    return list(recipe.augment) if isinstance(recipe, CNNRecipe | TorchModuleRecipe) else []
+
+
+def unique_augmentations(v: list[Augmentation]) -> list[Augmentation]:
+    """A recipe's augmentations in their canonical (sorted) order, none listed twice."""
+    if len(set(v)) != len(v):
+        raise ValueError("lists an augmentation twice")
+    return sorted(v)
 
 
 class SklearnRecipe(BaseModel):
@@ -253,12 +263,20 @@ class TorchModuleRecipe(_UserCode, _TorchRecipe):
     epochs, batch size, weight decay, label smoothing, early stopping, preprocessing), or with
     your ``train_step = "package.module:function"``, called per minibatch as
     ``function(module, features, labels, optimizer)``: it computes the loss, steps the
-    optimizer and returns the loss. Dropout and other layers belong to the module; DP-SGD and
-    bfloat16 are for the built-in networks."""
+    optimizer and returns the loss. ``augment`` (image data) as for ``torch-cnn``: each
+    minibatch is augmented before the step (yours or the built-in one), and the augmented
+    views become the queries whose logits are recorded. Dropout and other layers belong to the
+    module; DP-SGD and bfloat16 are for the built-in networks."""
 
     kind: Literal["torch-module"] = "torch-module"
     factory: str
     train_step: str | None = None
+    augment: list[Augmentation] = Field(default_factory=list)
+
+    @field_validator("augment")
+    @classmethod
+    def _unique(cls, v: list[Augmentation]) -> list[Augmentation]:
+        return unique_augmentations(v)
 
     @field_validator("factory")
     @classmethod
@@ -332,14 +350,15 @@ def check_recipe_for_data(
     dataset: str,
 ) -> None:
     """Refuse recipes the data cannot take (InputError naming the recipe field)."""
-    if isinstance(recipe, CNNRecipe):
-        if image_shape is None:
-            raise InputError(
-                "model.kind",
-                f"'torch-cnn' needs image data; {dataset!r} is tabular (use 'torch-mlp')",
-            )
-        if "hflip" in recipe.augment and not mirror_invariant:
-            raise InputError(
-                "model.augment",
-                f"'hflip' changes the class of {dataset!r} records (a mirrored digit is another digit)",
-            )
+    if isinstance(recipe, TorchModuleRecipe) and recipe.augment and image_shape is None:
+        raise InputError("model.augment", f"augmentations need image data; {dataset!r} is tabular")
+    if isinstance(recipe, CNNRecipe) and image_shape is None:
+        raise InputError(
+            "model.kind",
+            f"'torch-cnn' needs image data; {dataset!r} is tabular (use 'torch-mlp')",
+        )
+    if "hflip" in training_augmentations(recipe) and not mirror_invariant:
+        raise InputError(
+            "model.augment",
+            f"'hflip' changes the class of {dataset!r} records (a mirrored digit is another digit)",
+        )
