@@ -16,6 +16,7 @@ from miaudit.attacks._label_only import (
     threshold_attacks_under,
 )
 from miaudit.attacks._lira import lira_offline, lira_online
+from miaudit.attacks._shrinkage import lira_shrunk_offline, lira_shrunk_online
 from miaudit.attacks._oracle import CountingOracle, LocalOracle, Oracle, QueryCounter
 from miaudit.attacks._partners import complementary_partners
 from miaudit.attacks._reference import (
@@ -134,6 +135,8 @@ __all__ = [
     "leave_one_model_out_each",
     "lira_offline",
     "lira_online",
+    "lira_shrunk_offline",
+    "lira_shrunk_online",
     "loss_attack",
     "ml_leaks",
     "noise_robustness_attack",

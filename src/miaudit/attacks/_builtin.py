@@ -172,6 +172,22 @@ def _register_reference_attacks() -> None:
         shadow,
         order_invariant=False,  # cross-fitting folds are drawn by position
     )
+    _reference(
+        "lira_shrunk_online",
+        Family.REFERENCE,
+        lambda s: LiraAttack(mode="online", shrink=True),
+        "LiRA online with each record's IN/OUT Gaussians shrunk toward class- and level-wise priors (empirical Bayes)",
+        lira + "; empirical-Bayes shrinkage as in Brännvall 2026 (BaVarIA)",
+        online,
+    )
+    _reference(
+        "lira_shrunk_offline",
+        Family.REFERENCE,
+        lambda s: LiraAttack(mode="offline", shrink=True),
+        "LiRA offline with each record's OUT Gaussian shrunk toward class- and level-wise priors (empirical Bayes)",
+        lira + "; empirical-Bayes shrinkage as in Brännvall 2026 (BaVarIA)",
+        offline,
+    )
 
 
 def _noise(x: QueryInputs) -> QueryAttackResult:

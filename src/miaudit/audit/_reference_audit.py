@@ -44,6 +44,7 @@ from miaudit.audit._config import (
     load_signals_config,
     runs_on_target_outputs,
 )
+from miaudit.audit._budget import BudgetCurve, budget_curve
 from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
 from miaudit.audit._results import (
     AttackResult,
@@ -585,6 +586,7 @@ def _run_plan(
         utility=_utility(scored.correct.reshape(-1)[pairs.defined], pairs.y.astype(bool)),
         config_sha256=config_sha256,
         notes=_notes(cfg, plan, stated, pairs, results, ev),
+        budget_curve=_budget(store, cfg, plan, stated),
     )
     return ReferenceRun(
         result,
@@ -594,6 +596,28 @@ def _run_plan(
         pairs.label,
         pairs.scores,
         pairs.target,
+    )
+
+
+def _budget(
+    store: SignalsStore, cfg: AuditConfig | SignalsAuditConfig, plan: _Plan, stated: _Stated | None
+) -> BudgetCurve | None:
+    """The reference-budget curve when each target had k complementary pairs (not for an
+    external target: its references are not chosen as pairs)."""
+    if plan.k is None or (stated is not None and stated.external_target):
+        return None
+    a = cfg.audit
+    own = [n for n in a.attacks if runs_on_target_outputs(attack_spec(n))]
+    _, budget_seed = np.random.SeedSequence(cfg.seed).spawn(2)
+    return budget_curve(
+        store,
+        ReferenceSettings(variance=a.lira_variance, gamma=a.rmia_gamma, a=a.rmia_a, seed=cfg.seed),
+        a.attacks,
+        plan.targets,
+        plan.refs,
+        zero=(own, lambda st, names, t, rec: _score_target_outputs(st, names, t, rec)[0]),
+        resamples=a.resamples,
+        seed=np.random.default_rng(budget_seed),
     )
 
 
