@@ -89,7 +89,9 @@ def run(size: str) -> BenchResult:
             mine = ev.estimate(f"{PRIMARY}@k={k}", "tpr@1%fpr").point or 0.0
             ratio = mine / tpr[best] if tpr[best] > 0 else float("inf")
             offline_best = max(("lira_offline", "rmia_offline"), key=lambda a: tpr[a])
-            d_off = ev.difference(f"lira_shrunk_offline@k={k}", f"{offline_best}@k={k}", "tpr@1%fpr")
+            d_off = ev.difference(
+                f"lira_shrunk_offline@k={k}", f"{offline_best}@k={k}", "tpr@1%fpr"
+            )
             if k <= 2:
                 wins.append(ratio >= 1.2 and d.lower is not None and d.lower > 0)
             else:

@@ -16,7 +16,6 @@ from miaudit.attacks._label_only import (
     threshold_attacks_under,
 )
 from miaudit.attacks._lira import lira_offline, lira_online
-from miaudit.attacks._shrinkage import lira_shrunk_offline, lira_shrunk_online
 from miaudit.attacks._oracle import CountingOracle, LocalOracle, Oracle, QueryCounter
 from miaudit.attacks._partners import complementary_partners
 from miaudit.attacks._reference import (
@@ -66,6 +65,7 @@ from miaudit.attacks._rmia import (
     rmia_scores_from_ratios,
 )
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
+from miaudit.attacks._shrinkage import lira_shrunk_offline, lira_shrunk_online
 from miaudit.attacks._threshold import (
     SPECS as THRESHOLD_SPECS,
 )

@@ -44,8 +44,8 @@ from miaudit.attacks._rmia import (
     rmia_online,
     rmia_probability,
 )
-from miaudit.attacks._shrinkage import lira_shrunk_offline, lira_shrunk_online
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
+from miaudit.attacks._shrinkage import lira_shrunk_offline, lira_shrunk_online
 from miaudit.data import CHUNK_RECORDS, SignalsStore, is_mapped, release
 from miaudit.errors import InputError
 from miaudit.signals import compute_signals

@@ -35,6 +35,7 @@ fall back one σ serves both, as in :func:`~miaudit.attacks.lira_online`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,7 @@ def trigamma_inverse(x: float) -> float:
     3.0
     """
     if x > 1e7:
-        return 1.0 / np.sqrt(x)
+        return 1.0 / math.sqrt(x)
     if x < 1e-6:
         return 1.0 / x
     y = 0.5 + 1.0 / x
@@ -133,7 +134,7 @@ def _mean_prior(
     mean: np.ndarray, count: np.ndarray, sigma0_sq: np.ndarray, cls: np.ndarray
 ) -> tuple[np.ndarray, float]:
     """μ₀ per class (the mean of its records' means) and κ₀ by moments over all records."""
-    codes, inverse = np.unique(cls, return_inverse=True)
+    _, inverse = np.unique(cls, return_inverse=True)
     mu0 = (np.bincount(inverse, weights=mean) / np.bincount(inverse))[inverse]
     inv_kappa = float(np.mean((mean - mu0) ** 2 / sigma0_sq - 1.0 / count))
     kappa0 = INFINITE if inv_kappa <= 1.0 / INFINITE else 1.0 / inv_kappa
@@ -187,7 +188,11 @@ def _fit_out(data: _Data, level: np.ndarray, a: int) -> tuple[_Prior, np.ndarray
     if data.pop_refs is not None:
         pm = np.ones(data.pop_refs.shape[:2], dtype=bool)
         pc, pmean, pss = _stats(data.pop_refs[..., a : a + 1], pm)
-        count, mean, ss = np.concatenate([count, pc]), np.vstack([mean, pmean]), np.vstack([ss, pss])
+        count, mean, ss = (
+            np.concatenate([count, pc]),
+            np.vstack([mean, pmean]),
+            np.vstack([ss, pss]),
+        )
     bins = level_bins(level, data.group, level.size)
     fitted = _variance_prior(ss[:, 0], count.astype(np.float64), bins, data.group)
     if fitted is None:
@@ -237,7 +242,8 @@ def _prepare(
         shape = np.shape(population_phi)
         if len(shape) != np.ndim(ref_phi) or shape[0] != k:
             raise InputError(
-                "population_phi", f"has shape {shape}, expected ({k}, records[, queries]) like ref_phi"
+                "population_phi",
+                f"has shape {shape}, expected ({k}, records[, queries]) like ref_phi",
             )
         _, pop, _ = _check_lira(
             np.zeros(np.shape(population_phi)[1:]),

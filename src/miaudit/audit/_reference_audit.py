@@ -37,6 +37,7 @@ from miaudit.audit._attack import (
     tie_notes,
     top_tie,
 )
+from miaudit.audit._budget import BudgetCurve, budget_curve
 from miaudit.audit._config import (
     AuditConfig,
     SignalsAuditConfig,
@@ -44,7 +45,6 @@ from miaudit.audit._config import (
     load_signals_config,
     runs_on_target_outputs,
 )
-from miaudit.audit._budget import BudgetCurve, budget_curve
 from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
 from miaudit.audit._results import (
     AttackResult,

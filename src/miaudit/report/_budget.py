@@ -31,12 +31,24 @@ def budget_chart(result: AuditResult) -> Markup:
             e = p.auc if label == "AUC" else p.tpr_at_fpr.get("tpr@1%fpr")
             iv = None if e is None else _interval(e)
             if iv is not None:
-                ax.errorbar([x], [iv[0]], yerr=[[iv[1]], [iv[2]]], fmt="o", color=_colour(2), capsize=2.5, ms=4)
+                ax.errorbar(
+                    [x],
+                    [iv[0]],
+                    yerr=[[iv[1]], [iv[2]]],
+                    fmt="o",
+                    color=_colour(2),
+                    capsize=2.5,
+                    ms=4,
+                )
         ax.set_xticks(xs, [str(k) for k in ks])
         ax.set_xlabel("reference pairs k")
         ax.set_ylabel(label)
     ax_tpr.yaxis.set_major_formatter(_percent())
-    return _svg(fig, "budget", "AUC and TPR at 1% FPR of the best attack against the number of reference pairs")
+    return _svg(
+        fig,
+        "budget",
+        "AUC and TPR at 1% FPR of the best attack against the number of reference pairs",
+    )
 
 
 def budget_section(result: AuditResult) -> dict[str, Any] | None:
