@@ -172,6 +172,13 @@ def _register_reference_attacks() -> None:
         shadow,
         order_invariant=False,  # cross-fitting folds are drawn by position
     )
+
+
+def _register_shrunk_lira() -> None:
+    """LiRA with empirical-Bayes shrinkage for few references (issue 18, docs/method.md §12)."""
+    online = _KNOWS_RECIPE + "trains reference models with and without each record (2k models)"
+    offline = _KNOWS_RECIPE + "trains k reference models without the record"
+    lira = "Carlini et al., S&P 2022"
     _reference(
         "lira_shrunk_online",
         Family.REFERENCE,
@@ -261,4 +268,5 @@ def register_builtin_attacks() -> None:
     """Register miaudit's attacks (once, when :mod:`miaudit.attacks` is imported)."""
     _register_thresholds()
     _register_reference_attacks()
+    _register_shrunk_lira()
     _register_query_attacks()
