@@ -92,6 +92,7 @@ def run(size: str) -> BenchResult:
             d_off = ev.difference(
                 f"lira_shrunk_offline@k={k}", f"{offline_best}@k={k}", "tpr@1%fpr"
             )
+            d_lira = ev.difference(f"{PRIMARY}@k={k}", f"lira_online@k={k}", "tpr@1%fpr")
             if k <= 2:
                 wins.append(ratio >= 1.2 and d.lower is not None and d.lower > 0)
             else:
@@ -104,10 +105,11 @@ def run(size: str) -> BenchResult:
                 "difference": d.model_dump(),
                 "offline_best": offline_best,
                 "offline_difference": d_off.model_dump(),
+                "minus_plain_lira_online": d_lira.model_dump(),
             }
             rows.append(
                 f"| {name} | {k} | {100 * mine:.2f} | {100 * tpr[best]:.2f} ({best}) | {ratio:.2f} | {_fmt(d)} | "
-                f"{_fmt(d_off)} (vs {offline_best}) |"
+                f"{_fmt(d_off)} (vs {offline_best}) | {_fmt(d_lira)} |"
             )
         small_ok += all(wins)
         figures[name] = {
@@ -121,8 +123,8 @@ def run(size: str) -> BenchResult:
     ok = small_ok >= 2 and large_ok
     table = "\n".join(
         [
-            "| dataset | k | shrunk online TPR@1% | best LiRA/RMIA TPR@1% | ratio | Δ paired (points) | Δ shrunk offline − best offline |",
-            "|---|---:|---:|---:|---:|---|---|",
+            "| dataset | k | shrunk online TPR@1% | best LiRA/RMIA TPR@1% | ratio | Δ paired | Δ shrunk offline − best offline | Δ shrunk online − lira_online |",
+            "|---|---:|---:|---:|---:|---|---|---|",
             *rows,
         ]
     )
