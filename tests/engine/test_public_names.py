@@ -56,6 +56,8 @@ PINNED = {
     },
     miaudit.models: {
         "MAX_ONNX_BYTES",
+        "Augmentation",
+        "query_views",
         "OnnxModel",
         "check_onnx_bytes",
         "import_factory",

@@ -98,7 +98,7 @@ def test_sections_from_results_alone(outputs_run):
 def test_optional_sections_render_when_present(full_report, outputs_run):
     _, html = full_report
     assert {"tradeoff", "dp"} <= _sections(html)
-    assert _charts(html) == {"attacks", "roc", "scores", "utility", "tradeoff", "dp"}
+    assert _charts(html) == {"attacks", "roc", "scores", "utility", "tradeoff", "dp", "budget"}
     assert "Per class" in html and "class = 9" in html
     assert "PASSED" in html and "can certify at most ε = 5.8" in html
     assert "weight decay 5e-4" in html and "DP-SGD ε=4" in html

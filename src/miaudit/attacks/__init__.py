@@ -65,6 +65,7 @@ from miaudit.attacks._rmia import (
     rmia_scores_from_ratios,
 )
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
+from miaudit.attacks._shrinkage import lira_shrunk_offline, lira_shrunk_online
 from miaudit.attacks._threshold import (
     SPECS as THRESHOLD_SPECS,
 )
@@ -134,6 +135,8 @@ __all__ = [
     "leave_one_model_out_each",
     "lira_offline",
     "lira_online",
+    "lira_shrunk_offline",
+    "lira_shrunk_online",
     "loss_attack",
     "ml_leaks",
     "noise_robustness_attack",

@@ -174,6 +174,29 @@ def _register_reference_attacks() -> None:
     )
 
 
+def _register_shrunk_lira() -> None:
+    """LiRA with empirical-Bayes shrinkage for few references (issue 18, docs/method.md §12)."""
+    online = _KNOWS_RECIPE + "trains reference models with and without each record (2k models)"
+    offline = _KNOWS_RECIPE + "trains k reference models without the record"
+    lira = "Carlini et al., S&P 2022"
+    _reference(
+        "lira_shrunk_online",
+        Family.REFERENCE,
+        lambda s: LiraAttack(mode="online", shrink=True),
+        "LiRA online with each record's IN/OUT Gaussians shrunk toward class- and level-wise priors (empirical Bayes)",
+        lira + "; empirical-Bayes shrinkage as in Brännvall 2026 (BaVarIA)",
+        online,
+    )
+    _reference(
+        "lira_shrunk_offline",
+        Family.REFERENCE,
+        lambda s: LiraAttack(mode="offline", shrink=True),
+        "LiRA offline with each record's OUT Gaussian shrunk toward class- and level-wise priors (empirical Bayes)",
+        lira + "; empirical-Bayes shrinkage as in Brännvall 2026 (BaVarIA)",
+        offline,
+    )
+
+
 def _noise(x: QueryInputs) -> QueryAttackResult:
     draws = {"n_draws": b} if (b := x.budget) is not None else {}
     return noise_robustness_attack(
@@ -245,4 +268,5 @@ def register_builtin_attacks() -> None:
     """Register miaudit's attacks (once, when :mod:`miaudit.attacks` is imported)."""
     _register_thresholds()
     _register_reference_attacks()
+    _register_shrunk_lira()
     _register_query_attacks()

@@ -45,6 +45,7 @@ from miaudit.attacks._rmia import (
     rmia_probability,
 )
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
+from miaudit.attacks._shrinkage import lira_shrunk_offline, lira_shrunk_online
 from miaudit.data import CHUNK_RECORDS, SignalsStore, is_mapped, release
 from miaudit.errors import InputError
 from miaudit.signals import compute_signals
@@ -62,6 +63,9 @@ class LiraAttack:
     mode: Setting = "online"
     variance: Variance = "global"
     statistic: OfflineStatistic = "z"
+    #: Empirical-Bayes shrinkage of each record's Gaussians (``variance`` and ``statistic`` then
+    #: unused): :func:`~miaudit.attacks.lira_shrunk_online`, docs/method.md §12.
+    shrink: bool = False
 
 
 @dataclass(frozen=True)
@@ -279,9 +283,30 @@ def _score_lira(
 ) -> np.ndarray:
     phi, keep = sig.phi(), sig.store.keep
     t_phi, r_phi, r_keep = phi[target][pool], phi[np.ix_(refs, pool)], keep[np.ix_(refs, pool)]
+    if attack.shrink:
+        return _score_shrunk(sig, attack, refs, pool, (t_phi, r_phi, r_keep))
     if attack.mode == "online":
         return lira_online(t_phi, r_phi, r_keep, variance=attack.variance)
     return lira_offline(t_phi, r_phi, r_keep, variance=attack.variance, statistic=attack.statistic)
+
+
+def _score_shrunk(
+    sig: _Signals,
+    attack: LiraAttack,
+    refs: np.ndarray,
+    pool: np.ndarray,
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Shrunk LiRA: the prior also sees the references on the population (all OUT there)."""
+    store, (t_phi, r_phi, r_keep) = sig.store, arrays
+    pop = np.flatnonzero(store.population)
+    extra = (
+        {"population_phi": sig.phi()[np.ix_(refs, pop)], "population_labels": store.label[pop]}
+        if pop.size
+        else {}
+    )
+    shrunk = lira_shrunk_online if attack.mode == "online" else lira_shrunk_offline
+    return shrunk(t_phi, r_phi, r_keep, labels=store.label[pool], **extra)
 
 
 def _score_rmia(

@@ -24,6 +24,7 @@ from miaudit.audit._reference_audit import (
     attack_store,
     audit,
     audit_signals,
+    augmented_queries,
     parse_references,
     run_audit,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "audit",
     "audit_signals",
     "audited_records",
+    "augmented_queries",
     "check_record",
     "default_variants",
     "dp_audit",

@@ -37,6 +37,7 @@ from miaudit.audit._attack import (
     tie_notes,
     top_tie,
 )
+from miaudit.audit._budget import BudgetCurve, budget_curve
 from miaudit.audit._config import (
     AuditConfig,
     SignalsAuditConfig,
@@ -59,6 +60,7 @@ from miaudit.audit._writer import prepare_out, write_run, write_shareable_report
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import Evaluation, evaluate
+from miaudit.models import Augmentation
 from miaudit.signals import compute_signals
 
 if TYPE_CHECKING:  # the engine is imported when an audit trains, not with this module
@@ -587,6 +589,7 @@ def _run_plan(
         utility=_utility(scored.correct.reshape(-1)[pairs.defined], pairs.y.astype(bool)),
         config_sha256=config_sha256,
         notes=_notes(cfg, plan, stated, pairs, results, ev),
+        budget_curve=_budget(store, cfg, plan, stated),
     )
     return ReferenceRun(
         result,
@@ -596,6 +599,28 @@ def _run_plan(
         pairs.label,
         pairs.scores,
         pairs.target,
+    )
+
+
+def _budget(
+    store: SignalsStore, cfg: AuditConfig | SignalsAuditConfig, plan: _Plan, stated: _Stated | None
+) -> BudgetCurve | None:
+    """The reference-budget curve when each target had k complementary pairs (not for an
+    external target: its references are not chosen as pairs)."""
+    if plan.k is None or (stated is not None and stated.external_target):
+        return None
+    a = cfg.audit
+    own = [n for n in a.attacks if runs_on_target_outputs(attack_spec(n))]
+    _, budget_seed = np.random.SeedSequence(cfg.seed).spawn(2)
+    return budget_curve(
+        store,
+        ReferenceSettings(variance=a.lira_variance, gamma=a.rmia_gamma, a=a.rmia_a, seed=cfg.seed),
+        a.attacks,
+        plan.targets,
+        plan.refs,
+        zero=(own, lambda st, names, t, rec: _score_target_outputs(st, names, t, rec)[0]),
+        resamples=a.resamples,
+        seed=np.random.default_rng(budget_seed),
     )
 
 
@@ -707,31 +732,26 @@ class ExternalTarget:
     kind: Literal["logits", "probs"] = "logits"
 
     @classmethod
-    def from_model(cls, model: object, features: np.ndarray, members: np.ndarray) -> ExternalTarget:
-        """A fitted scikit-learn classifier (``predict_proba``) or a torch module (logits)."""
-        if hasattr(model, "predict_proba"):
-            return cls(
-                np.asarray(model.predict_proba(features), dtype=np.float64),
-                np.asarray(members),
-                "probs",
-            )
-        import torch
+    def from_model(
+        cls,
+        model: object,
+        features: np.ndarray,
+        members: np.ndarray,
+        *,
+        augment: Sequence[Augmentation] = (),
+        image_shape: tuple[int, int, int] | None = None,
+    ) -> ExternalTarget:
+        """A fitted scikit-learn classifier (``predict_proba``) or a torch module (logits).
 
-        if isinstance(model, torch.nn.Module):
-            was_training = model.training
-            model.eval()
-            with torch.no_grad():
-                logits = (
-                    model(torch.as_tensor(np.asarray(features), dtype=torch.float32))
-                    .double()
-                    .numpy()
-                )
-            model.train(was_training)
-            return cls(logits, np.asarray(members), "logits")
-        raise InputError(
-            "target",
-            f"cannot get outputs from {type(model).__name__}: need predict_proba (scikit-learn) or a torch.nn.Module",
-        )
+        ``augment`` (images, with ``image_shape`` = (C, H, W) of the flat ``features``): ask
+        the model the same augmented queries the built-in CNN recipe records — the image, its
+        mirror ("hflip"), one-pixel shifts ("shift") — giving (records, queries, classes)
+        outputs for stores whose logits have that query axis (LiRA scores every query).
+        """
+        views = augmented_queries(features, augment, image_shape)
+        outs = [_model_outputs(model, v) for v in views]
+        stacked = outs[0][0] if len(outs) == 1 else np.stack([o[0] for o in outs], axis=1)
+        return cls(stacked, np.asarray(members), outs[0][1])
 
     @classmethod
     def from_onnx(
@@ -746,16 +766,96 @@ class ExternalTarget:
         return cls(model.outputs(features), np.asarray(members), model.kind)
 
 
+def augmented_queries(
+    features: np.ndarray,
+    augment: Sequence[Augmentation],
+    image_shape: tuple[int, int, int] | None,
+) -> list[np.ndarray]:
+    """The query views of flat images ``features`` (records, C·H·W) in the order the built-in
+    CNN recipe records them (:func:`miaudit.models.query_views`); ``[features]`` without
+    ``augment``."""
+    if not augment:
+        return [np.asarray(features)]
+    if image_shape is None or int(np.prod(image_shape)) != np.shape(features)[-1]:
+        raise InputError(
+            "image_shape",
+            f"augmented queries need the images' (channels, height, width) matching {np.shape(features)[-1]} features, got {image_shape}",
+        )
+    import torch
+
+    from miaudit.models import query_views
+
+    x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    return [v.numpy() for v in query_views(x, image_shape, list(augment))]
+
+
+def _model_outputs(
+    model: object, features: np.ndarray
+) -> tuple[np.ndarray, Literal["logits", "probs"]]:
+    if hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(features), dtype=np.float64), "probs"
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            logits = (
+                model(torch.as_tensor(np.asarray(features), dtype=torch.float32)).double().numpy()
+            )
+        model.train(was_training)
+        return logits, "logits"
+    raise InputError(
+        "target",
+        f"cannot get outputs from {type(model).__name__}: need predict_proba (scikit-learn) or a torch.nn.Module",
+    )
+
+
+def _target_queries(store: SignalsStore, out: np.ndarray) -> np.ndarray:
+    """The target's outputs as (records, queries, classes) when they carry a query axis (it
+    must match the store's), else as given."""
+    n, c = store.n_records, store.n_classes
+    if out.ndim == 3:
+        queries = store.logits.shape[2] if store.logits.ndim == 4 else 1
+        if out.shape != (n, queries, c):
+            raise InputError(
+                "target.outputs",
+                f"has shape {out.shape}, expected (records, queries, classes) = {(n, queries, c)} matching the references' queries",
+            )
+    elif out.shape != (n, c):
+        raise InputError(
+            "target.outputs",
+            f"has shape {out.shape}, expected (records, classes) = {(n, c)} in the dataset's order",
+        )
+    return out
+
+
+def _checked_queries(queries: np.ndarray, label: np.ndarray, member: np.ndarray, kind: str) -> None:
+    from miaudit.data import ModelOutputs
+
+    for a in range(queries.shape[1]):
+        ModelOutputs.from_arrays(
+            label=label,
+            member=member.astype(np.int8),
+            logits=queries[:, a] if kind == "logits" else None,
+            probs=queries[:, a] if kind == "probs" else None,
+        )
+
+
+def _as_logits(values: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "logits":
+        return values
+    logs: np.ndarray = np.log(np.maximum(values, np.finfo(np.float64).tiny))
+    return logs
+
+
 def _with_external_target(store: SignalsStore, target: ExternalTarget) -> SignalsStore:
     from miaudit.data import ModelOutputs
 
     n = store.n_records
-    out = np.asarray(target.outputs)
-    if out.shape != (n, store.n_classes):
-        raise InputError(
-            "target.outputs",
-            f"has shape {out.shape}, expected (records, classes) = {(n, store.n_classes)} in the dataset's order",
-        )
+    out = _target_queries(store, np.asarray(target.outputs))
+    queries = out if out.ndim == 3 else None
+    out = out[:, 0] if queries is not None else out
     index = {str(r): i for i, r in enumerate(store.record_id.tolist())}
     unknown = [m for m in target.members.tolist() if str(m) not in index]
     if unknown:
@@ -783,8 +883,16 @@ def _with_external_target(store: SignalsStore, target: ExternalTarget) -> Signal
             "none of the target's training records is in the pool the references were trained on; raise plan.pool_fraction",
         )
     lg = store.logits[:, cols]
+    if queries is not None:  # every query checked like the first, then converted alike
+        _checked_queries(queries, store.label, member, target.kind)
+        logits = _as_logits(queries, target.kind)
+        lg = lg if lg.ndim == 4 else lg[:, :, None, :]
     t = logits[cols].astype(np.float32)
-    t = np.broadcast_to(t[:, None, :], (cols.size, lg.shape[2], t.shape[-1])) if lg.ndim == 4 else t
+    t = (
+        np.broadcast_to(t[:, None, :], (cols.size, lg.shape[2], t.shape[-1]))
+        if t.ndim == 2 and lg.ndim == 4
+        else t
+    )
     return SignalsStore.from_arrays(
         logits=np.concatenate([lg, t[None]]),
         label=store.label[cols],

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from miaudit.audit._budget import BudgetCurve
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate
 
@@ -292,6 +293,15 @@ class AuditResult(_Record):
     utility: Utility | None = None
     config_sha256: str | None = None
     notes: list[str] = []
+    #: The reference-budget curve (issue 18): written only by audits with k reference pairs.
+    budget_curve: BudgetCurve | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_budget(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("budget_curve") is None:
+            data.pop("budget_curve", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from miaudit.models._preprocessing import (
 from miaudit.models._python import fitted_logits, train_python_model
 from miaudit.models._recipe import (
     AnyRecipe,
+    Augmentation,
     CNNRecipe,
     CodeRecipe,
     DPConfig,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
         saved_module,
         train_modules,
     )
+    from miaudit.models._nets import query_views
     from miaudit.models._torch_train import build_net
 
 # Names whose modules import torch (an extra): imported on first use, so that importing
@@ -78,6 +80,7 @@ _TORCH_NAMES = {
     "single_model": "miaudit.models._dp",
     "train_one_dp": "miaudit.models._dp",
     "build_net": "miaudit.models._torch_train",
+    "query_views": "miaudit.models._nets",
     "ModuleCode": "miaudit.models._generic_torch",
     "build_module": "miaudit.models._generic_torch",
     "train_modules": "miaudit.models._generic_torch",
@@ -97,6 +100,7 @@ __all__ = [
     "MAX_ONNX_BYTES",
     "TRAINING_REVISION",
     "AnyRecipe",
+    "Augmentation",
     "CNNRecipe",
     "CodeRecipe",
     "DPConfig",
@@ -138,6 +142,7 @@ __all__ = [
     "plan_seed_sequence",
     "population_digest",
     "preprocessing_fit",
+    "query_views",
     "resolve_code_folder",
     "save_sklearn",
     "save_torch_state",

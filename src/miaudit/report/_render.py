@@ -14,6 +14,7 @@ from miaudit.audit import AuditResult, SliceAttack, SliceResult
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate
 from miaudit.report import _charts
+from miaudit.report._budget import budget_section
 from miaudit.report._controls import attacker_profile, recommend
 from miaudit.report._format import _num, _pct, format_estimate
 from miaudit.report._inputs import DpAuditSummary, ScoreHistogram, TradeoffVariant
@@ -223,6 +224,7 @@ def render_report(
         "tradeoff": variants,
         "dp": dp_,
         "controls": recommend(r, risk, tradeoff=variants, dp=dp_),
+        "budget": budget_section(r),
     }
     return str(_environment().get_template("report.html.j2").render(**context))
 
