@@ -31,12 +31,14 @@ SLOW_MODULES = frozenset(
         "tests/benchmarks/test_scale_benches.py",
         "tests/docs/test_own_model_docs.py",  # three reference audits of the user's own code
         "tests/docs/test_own_model_scripts.py",  # the same three from plain scripts
+        "tests/docs/test_own_model_hf.py",  # trains a tiny BERT and audits it, in fresh interpreters
         "tests/dp/test_dp_training.py",  # Opacus training
         "tests/engine/test_device_cuda.py",  # trains on the GPU (skipped without one)
         "tests/engine/test_ray.py",  # starts a Ray cluster
         "tests/engine/test_resume.py",  # SIGKILLs and resumes training processes
         "tests/golden/test_golden.py",  # five full fixed-seed runs
         "tests/lessons/test_lessons.py",  # trains the lessons' models
+        "tests/models/test_hf_safety.py",  # imports transformers, builds two tiny models
         "tests/models/test_onnx_docs.py",  # trains the references of docs/own-model.md's ONNX audit
         "tests/models/test_train_unit.py",  # DP-SGD through the one training entry point
         "tests/report/test_browser.py",  # headless Chromium
