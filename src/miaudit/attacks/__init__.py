@@ -53,6 +53,7 @@ from miaudit.attacks._registry import (
     registered_attacks,
     score_outputs,
     score_queries,
+    score_sequences,
     unregister_attack,
 )
 from miaudit.attacks._rmia import DEFAULT_A as RMIA_DEFAULT_A
@@ -65,6 +66,13 @@ from miaudit.attacks._rmia import (
     rmia_scores_from_ratios,
 )
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
+from miaudit.attacks._text import (
+    MIN_K,
+    SequenceInputs,
+    lowest_fraction_mean,
+    mean_log_prob,
+    standardised_log_prob,
+)
 from miaudit.attacks._threshold import (
     SPECS as THRESHOLD_SPECS,
 )
@@ -87,6 +95,7 @@ OUTPUT_ATTACKS: tuple[str, ...] = tuple(
 
 __all__ = [
     "BASELINE_ATTACK",
+    "MIN_K",
     "OUTPUT_ATTACKS",
     "QUERY_ATTACKS",
     "RMIA_DEFAULT_A",
@@ -115,6 +124,7 @@ __all__ = [
     "ReferenceAttack",
     "ReferenceSettings",
     "RmiaAttack",
+    "SequenceInputs",
     "ShadowAttack",
     "SignalKind",
     "ThresholdAttack",
@@ -135,6 +145,8 @@ __all__ = [
     "lira_offline",
     "lira_online",
     "loss_attack",
+    "lowest_fraction_mean",
+    "mean_log_prob",
     "ml_leaks",
     "noise_robustness_attack",
     "output_attacks_under",
@@ -150,8 +162,10 @@ __all__ = [
     "rmia_scores_from_ratios",
     "score_outputs",
     "score_queries",
+    "score_sequences",
     "score_target",
     "shadow_attack",
+    "standardised_log_prob",
     "threshold_attacks_under",
     "threshold_score",
     "unregister_attack",

@@ -151,13 +151,14 @@ def _load(folder: Path, task: HfTask, field: str) -> tuple[Any, Any]:
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a per-file bar on stderr would interleave with miaudit's
     try:
-        model, info = auto.from_pretrained(
+        loaded: Any = auto.from_pretrained(
             str(folder),
             local_files_only=True,
             trust_remote_code=False,
             use_safetensors=True,
             output_loading_info=True,
         )
+        model, info = loaded
         tokenizer = PreTrainedTokenizerFast.from_pretrained(
             str(folder), local_files_only=True, trust_remote_code=False
         )
