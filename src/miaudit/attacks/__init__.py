@@ -73,6 +73,14 @@ from miaudit.attacks._text import (
     mean_log_prob,
     standardised_log_prob,
 )
+from miaudit.attacks._text_blind import (
+    BLIND_CITATION,
+    BLIND_DESCRIPTION,
+    BLIND_FOLDS,
+    BLIND_NAME,
+    blind_baseline_scores,
+    shifted_split_note,
+)
 from miaudit.attacks._threshold import (
     SPECS as THRESHOLD_SPECS,
 )
@@ -95,6 +103,10 @@ OUTPUT_ATTACKS: tuple[str, ...] = tuple(
 
 __all__ = [
     "BASELINE_ATTACK",
+    "BLIND_CITATION",
+    "BLIND_DESCRIPTION",
+    "BLIND_FOLDS",
+    "BLIND_NAME",
     "MIN_K",
     "OUTPUT_ATTACKS",
     "QUERY_ATTACKS",
@@ -130,6 +142,7 @@ __all__ = [
     "ThresholdAttack",
     "attack_spec",
     "augmentation_robustness_attack",
+    "blind_baseline_scores",
     "boundary_distance_attack",
     "calibrate_rmia_a",
     "check_reference_attack",
@@ -165,6 +178,7 @@ __all__ = [
     "score_sequences",
     "score_target",
     "shadow_attack",
+    "shifted_split_note",
     "standardised_log_prob",
     "threshold_attacks_under",
     "threshold_score",
