@@ -56,7 +56,20 @@ def tiny_gpt2(
     )
     model = GPT2LMHeadModel(config)
     if steps and train_on:
-        batch = tokenizer([f"<s> {t}" for t in train_on], padding=True, return_tensors="pt")
+        _train(model, tokenizer, train_on, steps)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _train(model, tokenizer, texts: Sequence[str], steps: int) -> None:  # type: ignore[no-untyped-def]
+    """Full-batch Adam on the texts, one torch thread (the 2-core machine is shared)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        batch = tokenizer([f"<s> {t}" for t in texts], padding=True, return_tensors="pt")
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         model.train()
@@ -65,9 +78,9 @@ def tiny_gpt2(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+        model.eval()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def tiny_bert_classifier(folder: Path, texts: Sequence[str] = (), *, seed: int = 0) -> Path:
