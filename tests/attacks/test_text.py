@@ -1,4 +1,4 @@
-"""The text attacks' numbers (attacks/_text.py, docs/method.md §23) against brute-force
+"""The text attacks' numbers (attacks/_text.py, docs/method.md §12) against brute-force
 references, the sequence-signals store's checks and file round trip, and the null: with no
 membership signal every text attack's AUC interval covers chance at about its nominal rate."""
 

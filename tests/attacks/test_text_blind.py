@@ -1,4 +1,4 @@
-"""The blind baseline (attacks/_text_blind.py, docs/method.md §23.3): on a random split of one
+"""The blind baseline (attacks/_text_blind.py, docs/method.md §12.3): on a random split of one
 distribution its AUC interval covers chance at about the nominal rate; on a deliberately shifted
 split (members and non-members written from different template families) it excludes chance,
 and the note says the split is shifted."""

@@ -1,4 +1,4 @@
-"""A language model audited end to end from Hugging Face folders (docs/method.md §23): a tiny
+"""A language model audited end to end from Hugging Face folders (docs/method.md §12): a tiny
 GPT-2 fine-tuned from a base on half of the pool, two reference fine-tunes on complementary
 halves, population texts; sequence signals computed from the folders, every applicable text
 attack and the blind baseline evaluated, the results folder written (results.json and

@@ -267,7 +267,7 @@ _TEXT_REFERENCES = (
 
 
 def _register_text_attacks() -> None:
-    """Language models on texts (docs/method.md §23): one score per pool record."""
+    """Language models on texts (docs/method.md §12): one score per pool record."""
     none: frozenset[Need] = frozenset()
     refs = frozenset({Need.REFERENCES})
     for name, score, description, citation, knows, needs in (

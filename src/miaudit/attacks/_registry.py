@@ -14,7 +14,7 @@ its ``run`` callable computes the scores, with one calling convention per :class
 - ``ORACLE_QUERIES``: ``run(QueryInputs) -> QueryAttackResult``; the attack queries an
   :class:`~miaudit.attacks.Oracle` itself.
 - ``SEQUENCE_SIGNALS``: ``run(SequenceInputs) -> AttackScores``, one score per pool record of a
-  :class:`~miaudit.signals.SequenceStore` (language models on texts, docs/method.md §23).
+  :class:`~miaudit.signals.SequenceStore` (language models on texts, docs/method.md §12).
 
 :func:`score_outputs`, :func:`reference_attack` and :func:`score_queries` are those runners'
 single entry points: they check the inputs (one-line :class:`~miaudit.errors.InputError` naming

@@ -1,4 +1,4 @@
-"""Attacks on causal language models from sequence signals (docs/method.md §23).
+"""Attacks on causal language models from sequence signals (docs/method.md §12).
 
 Each scores the records of a :class:`~miaudit.signals.SequenceStore`'s pool (the records that
 are not population records, in store order; higher = member) from the audited model's per-token

@@ -1,5 +1,5 @@
 """The blind baseline: membership guessed from the texts alone, never from the model
-(docs/method.md §23.3; Das, Zhang & Tramèr 2024).
+(docs/method.md §12.3; Das, Zhang & Tramèr 2024).
 
 A logistic regression on character n-grams (2–4, TF-IDF) is fitted to predict membership from
 the text, 5-fold cross-fitted (folds stratified by membership): each record is scored by a model

@@ -101,7 +101,7 @@ def audit_text(
     quiet: bool = False,
     report: bool = True,
 ) -> AuditResult:
-    """Audit a language model on texts from its sequence signals (docs/method.md §23).
+    """Audit a language model on texts from its sequence signals (docs/method.md §12).
 
     Args:
         signals: a :class:`~miaudit.signals.SequenceStore` (from

@@ -4,7 +4,7 @@ The text attacks (``SignalKind.SEQUENCE_SIGNALS``) score the store's pool record
 evaluated like every other audit (the same metrics, record-resampling intervals, paired
 comparisons with ``text_loss``, results files, report and ``check-record``). The blind baseline
 (texts alone, never the model) is evaluated beside them whenever the texts are given; when its
-interval excludes chance the results say the split is shifted (docs/method.md §23.3).
+interval excludes chance the results say the split is shifted (docs/method.md §12.3).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Signals: per-record quantities computed from a model's output (docs/method.md §1), and sequence
-signals of causal language models on texts (docs/method.md §23)."""
+signals of causal language models on texts (docs/method.md §12)."""
 
 from miaudit.signals._compute import (
     SIGNALS,

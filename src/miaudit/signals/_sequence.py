@@ -1,5 +1,5 @@
 """Sequence signals: what causal language models say about each text (docs/formats.md, "Sequence
-signals"), the input of the text attacks (docs/method.md §23).
+signals"), the input of the text attacks (docs/method.md §12).
 
 Per record and per model: the log-probability of every actual next token, and the mean μ and
 variance σ² of log p(z) for z drawn from the model's predicted next-token distribution at that
