@@ -222,8 +222,10 @@ class HfClassifier:
 
         rows = []
         limit = _max_tokens(self.model)
+        # Without a pad token (GPT-2's tokenizer) texts of different lengths cannot share a batch.
+        size = batch_size if self.tokenizer.pad_token is not None else 1
         with torch.no_grad():
-            for batch in _batches(_check_texts(texts), batch_size):
+            for batch in _batches(_check_texts(texts), size):
                 encoded = self.tokenizer(
                     batch, padding=True, truncation=True, max_length=limit, return_tensors="pt"
                 )
