@@ -17,12 +17,14 @@ __all__ = ["simulated_outputs"]  # older tests import it from here
 # A module is listed when it costs more than about 3 s on the 2-core machine (pytest --durations).
 SLOW_MODULES = frozenset(
     {
+        "tests/attacks/test_text_blind.py",  # 12 cross-fitted n-gram regressions of 5 folds
         "tests/audit/test_dp_audit.py",  # trains DP models per case
         "tests/audit/test_plain_script.py",  # real processes: a script with workers, the CLI
         "tests/audit/test_own_model_audit.py",  # a LightGBM reference audit
         "tests/audit/test_reference_audit.py",  # reference audits end to end, CLI gate
         "tests/audit/test_signals_example.py",  # trains the docs' 8 models, audits them by CLI
         "tests/audit/test_threat_model.py",  # null audits under three plans
+        "tests/audit/test_text_audit.py",  # tiny causal LMs fine-tuned, then audited end to end
         "tests/audit/test_tradeoff.py",  # trains every control's variant
         "tests/benchmarks/test_null_suite.py",  # claim instances
         "tests/benchmarks/test_gpu_bench.py",  # two small audits (one on the GPU, if any)
@@ -31,12 +33,14 @@ SLOW_MODULES = frozenset(
         "tests/benchmarks/test_scale_benches.py",
         "tests/docs/test_own_model_docs.py",  # three reference audits of the user's own code
         "tests/docs/test_own_model_scripts.py",  # the same three from plain scripts
+        "tests/docs/test_own_model_hf.py",  # trains a tiny BERT and audits it, in fresh interpreters
         "tests/dp/test_dp_training.py",  # Opacus training
         "tests/engine/test_device_cuda.py",  # trains on the GPU (skipped without one)
         "tests/engine/test_ray.py",  # starts a Ray cluster
         "tests/engine/test_resume.py",  # SIGKILLs and resumes training processes
         "tests/golden/test_golden.py",  # five full fixed-seed runs
         "tests/lessons/test_lessons.py",  # trains the lessons' models
+        "tests/models/test_hf_safety.py",  # imports transformers, builds two tiny models
         "tests/models/test_onnx_docs.py",  # trains the references of docs/own-model.md's ONNX audit
         "tests/models/test_train_unit.py",  # DP-SGD through the one training entry point
         "tests/report/test_browser.py",  # headless Chromium

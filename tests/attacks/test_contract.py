@@ -15,6 +15,7 @@ planted membership signal (members sit further from the decision boundary) and a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from miaudit.attacks import (
     OutputSignals,
     QueryInputs,
     ReferenceSettings,
+    SequenceInputs,
     SignalKind,
     attack_spec,
     leave_one_model_out,
@@ -33,12 +35,14 @@ from miaudit.attacks import (
     registered_attacks,
     score_outputs,
     score_queries,
+    score_sequences,
 )
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import roc_auc_score
 from miaudit.signals import SIGNALS, compute_signals
 from tests.simulate import complementary_keep, true_class_logits
+from tests.simulate_text import permuted, sequence_store
 
 PLANTED_AUC = 0.6
 AUC_SHIFT = 0.06  # order-dependent attacks: permuted AUC within this of the original
@@ -134,6 +138,13 @@ def _run_queries(name: str, perm: np.ndarray | None = None, seed: int = 0) -> np
     return score_queries(name, _query_inputs(x, y, seed)).scores
 
 
+def _run_sequences(name: str, perm: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    store = sequence_store()
+    if perm is not None:
+        store = permuted(store, perm)
+    return score_sequences(name, SequenceInputs(store, seed=seed)).score
+
+
 # --- scoring once, by kind -----------------------------------------------------------------------
 
 
@@ -149,6 +160,14 @@ def scored(name: str) -> Scored:
         _, _, member = _queries()
         perm = rng.permutation(member.size)
         return Scored(_run_queries(name), member, _run_queries(name, perm), perm)
+    if kind is SignalKind.SEQUENCE_SIGNALS:
+        text = sequence_store()
+        perm = rng.permutation(text.n_records)
+        pool = ~text.population
+        # Scores are per pool record in store order: the j-th pool record of the permuted store
+        # is the original pool's record at position back[j].
+        back = np.searchsorted(np.flatnonzero(pool), perm[pool[perm]])
+        return Scored(_run_sequences(name), text.member[pool], _run_sequences(name, perm), back)
     store = _store()
     perm = rng.permutation(store.n_records)
     score, records = _run_reference(name, store)
@@ -169,6 +188,8 @@ def _rerun(name: str, seed: int) -> np.ndarray:
         return _run_outputs(name, seed=seed)
     if kind is SignalKind.ORACLE_QUERIES:
         return _run_queries(name, seed=seed)
+    if kind is SignalKind.SEQUENCE_SIGNALS:
+        return _run_sequences(name, seed=seed)
     return _run_reference(name, _store(), seed=seed)[0].reshape(-1)
 
 
@@ -224,6 +245,17 @@ def check_refuses_bad_input(name: str) -> None:
             score_queries(name, _query_inputs(x, y, 0))
         with pytest.raises(InputError, match="labels"):
             score_queries(name, _query_inputs(np.nan_to_num(x), y[:-1], 0))
+    elif spec.signal_kind is SignalKind.SEQUENCE_SIGNALS:
+        text = sequence_store()
+        target = text.models[text.target]
+        bad = target.log_prob.copy()
+        bad[3] = np.nan
+        with pytest.raises(InputError, match="model 0 log_prob"):
+            dataclasses.replace(
+                text, models=(dataclasses.replace(target, log_prob=bad), *text.models[1:])
+            )
+        with pytest.raises(InputError, match="inputs"):
+            score_sequences(name, text)  # type: ignore[arg-type]
     else:
         store = _store()
         with pytest.raises(InputError, match="logits"):
@@ -260,4 +292,5 @@ def test_every_signal_kind_is_covered() -> None:
         SignalKind.MODEL_OUTPUTS,
         SignalKind.REFERENCE_OUTPUTS,
         SignalKind.ORACLE_QUERIES,
+        SignalKind.SEQUENCE_SIGNALS,
     }

@@ -53,6 +53,7 @@ from miaudit.attacks._registry import (
     registered_attacks,
     score_outputs,
     score_queries,
+    score_sequences,
     unregister_attack,
 )
 from miaudit.attacks._rmia import DEFAULT_A as RMIA_DEFAULT_A
@@ -66,6 +67,21 @@ from miaudit.attacks._rmia import (
 )
 from miaudit.attacks._shadow import ml_leaks, shadow_attack
 from miaudit.attacks._shrinkage import lira_shrunk_offline, lira_shrunk_online
+from miaudit.attacks._text import (
+    MIN_K,
+    SequenceInputs,
+    lowest_fraction_mean,
+    mean_log_prob,
+    standardised_log_prob,
+)
+from miaudit.attacks._text_blind import (
+    BLIND_CITATION,
+    BLIND_DESCRIPTION,
+    BLIND_FOLDS,
+    BLIND_NAME,
+    blind_baseline_scores,
+    shifted_split_note,
+)
 from miaudit.attacks._threshold import (
     SPECS as THRESHOLD_SPECS,
 )
@@ -88,6 +104,11 @@ OUTPUT_ATTACKS: tuple[str, ...] = tuple(
 
 __all__ = [
     "BASELINE_ATTACK",
+    "BLIND_CITATION",
+    "BLIND_DESCRIPTION",
+    "BLIND_FOLDS",
+    "BLIND_NAME",
+    "MIN_K",
     "OUTPUT_ATTACKS",
     "QUERY_ATTACKS",
     "RMIA_DEFAULT_A",
@@ -116,11 +137,13 @@ __all__ = [
     "ReferenceAttack",
     "ReferenceSettings",
     "RmiaAttack",
+    "SequenceInputs",
     "ShadowAttack",
     "SignalKind",
     "ThresholdAttack",
     "attack_spec",
     "augmentation_robustness_attack",
+    "blind_baseline_scores",
     "boundary_distance_attack",
     "calibrate_rmia_a",
     "check_reference_attack",
@@ -138,6 +161,8 @@ __all__ = [
     "lira_shrunk_offline",
     "lira_shrunk_online",
     "loss_attack",
+    "lowest_fraction_mean",
+    "mean_log_prob",
     "ml_leaks",
     "noise_robustness_attack",
     "output_attacks_under",
@@ -153,8 +178,11 @@ __all__ = [
     "rmia_scores_from_ratios",
     "score_outputs",
     "score_queries",
+    "score_sequences",
     "score_target",
     "shadow_attack",
+    "shifted_split_note",
+    "standardised_log_prob",
     "threshold_attacks_under",
     "threshold_score",
     "unregister_attack",

@@ -27,6 +27,16 @@ from miaudit.attacks._registry import (
     SignalKind,
     register_attack,
 )
+from miaudit.attacks._text import (
+    SequenceInputs,
+    lira_scores,
+    min_k_plus_scores,
+    min_k_scores,
+    reference_ratio_scores,
+    rmia_scores,
+    text_loss_scores,
+    zlib_scores,
+)
 from miaudit.attacks._threshold import SPECS, THRESHOLD_ATTACKS, ThresholdAttack, threshold_score
 
 _KNOWS_OUTPUTS = (
@@ -264,9 +274,123 @@ def _register_query_attacks() -> None:
         )
 
 
+def _scores(
+    score: Callable[[SequenceInputs], np.ndarray],
+) -> Callable[[SequenceInputs], AttackScores]:
+    def run(x: SequenceInputs) -> AttackScores:
+        return AttackScores(np.asarray(score(x), dtype=np.float64))
+
+    return run
+
+
+_KNOWS_TOKENS = "the language model's probabilities of the text's tokens; no training data"
+_TEXT_REFERENCES = (
+    "the fine-tuning recipe and the base model, and texts from the same distribution: "
+)
+
+
+_NONE: frozenset[Need] = frozenset()
+_REFS = frozenset({Need.REFERENCES})
+#: (name, scorer, description, citation, attacker knows, needs) of each text attack.
+_TEXT_ATTACKS: tuple[
+    tuple[str, Callable[[SequenceInputs], np.ndarray], str, str, str, frozenset[Need]], ...
+] = (
+    (
+        "text_loss",
+        text_loss_scores,
+        "high mean token log-probability (low perplexity) ⇒ member",
+        "Yeom et al., CSF 2018; Carlini et al., USENIX Security 2021",
+        _KNOWS_TOKENS,
+        _NONE,
+    ),
+    (
+        "zlib",
+        zlib_scores,
+        "low perplexity relative to the text's zlib-compressed length ⇒ member",
+        "Carlini et al., USENIX Security 2021",
+        _KNOWS_TOKENS + ", and the text",
+        _NONE,
+    ),
+    (
+        "min_k",
+        min_k_scores,
+        "high mean of the 20 % least likely tokens' log-probabilities ⇒ member",
+        "Shi et al., ICLR 2024",
+        _KNOWS_TOKENS,
+        _NONE,
+    ),
+    (
+        "min_k_plus",
+        min_k_plus_scores,
+        "min-k % on log-probabilities standardised by the next-token distribution ⇒ member",
+        "Zhang et al., Min-K%++, 2024",
+        "the language model's full next-token distributions on the text; no training data",
+        _NONE,
+    ),
+    (
+        "reference_ratio",
+        reference_ratio_scores,
+        "likelihood ratio of the fine-tuned model to its base model ⇒ member",
+        "Carlini et al., USENIX Security 2021; Mireshghallah et al., EMNLP 2022",
+        "the model's and its base model's token probabilities on the text",
+        _NONE,
+    ),
+    (
+        "text_lira_online",
+        lira_scores(True),
+        "LiRA (online) on the mean token log-probability, against reference fine-tunes with and without the text",
+        "Carlini et al., IEEE S&P 2022",
+        _TEXT_REFERENCES + "fine-tunes with and without each text",
+        _REFS,
+    ),
+    (
+        "text_lira_offline",
+        lira_scores(False),
+        "LiRA (offline) on the mean token log-probability, against reference fine-tunes without the text",
+        "Carlini et al., IEEE S&P 2022",
+        _TEXT_REFERENCES + "fine-tunes without each text",
+        _REFS,
+    ),
+    (
+        "text_rmia_online",
+        rmia_scores(True),
+        "RMIA (online) on the per-token geometric-mean likelihood, against reference fine-tunes and population texts",
+        "Zarifzadeh et al., ICML 2024",
+        _TEXT_REFERENCES + "fine-tunes and population texts",
+        _REFS | {Need.POPULATION},
+    ),
+    (
+        "text_rmia_offline",
+        rmia_scores(False),
+        "RMIA (offline) on the per-token geometric-mean likelihood, against reference fine-tunes without the text",
+        "Zarifzadeh et al., ICML 2024",
+        _TEXT_REFERENCES + "fine-tunes without each text and population texts",
+        _REFS | {Need.POPULATION},
+    ),
+)
+
+
+def _register_text_attacks() -> None:
+    """Language models on texts (docs/method.md §13): one score per pool record."""
+    for name, score, description, citation, knows, needs in _TEXT_ATTACKS:
+        register_attack(
+            AttackSpec(
+                name=name,
+                family=Family.REFERENCE if needs or name == "reference_ratio" else Family.THRESHOLD,
+                signal_kind=SignalKind.SEQUENCE_SIGNALS,
+                run=_scores(score),
+                description=description,
+                citation=citation,
+                attacker_knows=knows,
+                needs=needs,
+            )
+        )
+
+
 def register_builtin_attacks() -> None:
     """Register miaudit's attacks (once, when :mod:`miaudit.attacks` is imported)."""
     _register_thresholds()
     _register_reference_attacks()
     _register_shrunk_lira()
     _register_query_attacks()
+    _register_text_attacks()

@@ -13,6 +13,8 @@ its ``run`` callable computes the scores, with one calling convention per :class
   :func:`~miaudit.attacks.leave_one_model_out_each` on a signals store.
 - ``ORACLE_QUERIES``: ``run(QueryInputs) -> QueryAttackResult``; the attack queries an
   :class:`~miaudit.attacks.Oracle` itself.
+- ``SEQUENCE_SIGNALS``: ``run(SequenceInputs) -> AttackScores``, one score per pool record of a
+  :class:`~miaudit.signals.SequenceStore` (language models on texts, docs/method.md §13).
 
 :func:`score_outputs`, :func:`reference_attack` and :func:`score_queries` are those runners'
 single entry points: they check the inputs (one-line :class:`~miaudit.errors.InputError` naming
@@ -32,6 +34,7 @@ from miaudit.attacks._label_only import QueryAttackResult
 from miaudit.attacks._lira import Variance
 from miaudit.attacks._oracle import Oracle
 from miaudit.attacks._reference import ReferenceAttack, check_reference_attack
+from miaudit.attacks._text import SequenceInputs
 from miaudit.defenses import OutputPolicy, computable_signals
 from miaudit.errors import InputError
 from miaudit.signals import SIGNALS
@@ -56,6 +59,7 @@ class SignalKind(StrEnum):
     MODEL_OUTPUTS = "model outputs"  # one model's output vector per record
     REFERENCE_OUTPUTS = "reference-model outputs"  # the target's and reference models' outputs
     ORACLE_QUERIES = "oracle queries"  # many queries per record through an output policy
+    SEQUENCE_SIGNALS = "sequence signals"  # language models' per-token statistics on texts
 
 
 class Need(StrEnum):
@@ -326,4 +330,19 @@ def score_queries(name: str, inputs: QueryInputs) -> QueryAttackResult:
     out = spec.run(inputs)
     if not isinstance(out, QueryAttackResult):
         raise TypeError(f"attack {name!r} returned {type(out).__name__}, not QueryAttackResult")
+    return out
+
+
+def score_sequences(name: str, inputs: SequenceInputs) -> AttackScores:
+    """Run the ``SEQUENCE_SIGNALS`` attack ``name``: (pool records,) float64 scores."""
+    spec = attack_spec(name)
+    _kind(spec, SignalKind.SEQUENCE_SIGNALS)
+    if not isinstance(inputs, SequenceInputs):
+        raise InputError("inputs", f"must be SequenceInputs, got {type(inputs).__name__}")
+    n = int((~inputs.store.population).sum())
+    out = spec.run(inputs)
+    if not isinstance(out, AttackScores):
+        raise TypeError(f"attack {name!r} returned {type(out).__name__}, not AttackScores")
+    if np.shape(out.score) != (n,):
+        raise ValueError(f"attack {name!r} returned shape {np.shape(out.score)} for {n} records")
     return out

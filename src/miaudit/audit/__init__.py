@@ -1,6 +1,6 @@
 """Audit orchestration: run attacks, evaluate them, write shareable and restricted results."""
 
-from miaudit.audit._api import attack
+from miaudit.audit._api import attack, audit_text
 from miaudit.audit._attack import DEFAULT_ATTACKS, AttackRun, run_attacks
 from miaudit.audit._check_record import RecordEvidence, check_record
 from miaudit.audit._config import (
@@ -37,6 +37,7 @@ from miaudit.audit._results import (
     SliceAttack,
     SliceResult,
 )
+from miaudit.audit._text_audit import applicable_text_attacks, run_text_attacks
 from miaudit.audit._tradeoff import (
     RobustnessComparison,
     TradeoffResult,
@@ -76,10 +77,12 @@ __all__ = [
     "VariantComparison",
     "VariantOutcome",
     "VariantSpec",
+    "applicable_text_attacks",
     "attack",
     "attack_store",
     "audit",
     "audit_signals",
+    "audit_text",
     "audited_records",
     "augmented_queries",
     "check_record",
@@ -96,6 +99,7 @@ __all__ = [
     "run_attacks",
     "run_audit",
     "run_demo",
+    "run_text_attacks",
     "signals_audit_config",
     "tradeoff",
 ]

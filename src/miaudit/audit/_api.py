@@ -7,9 +7,11 @@ from pathlib import Path
 
 from miaudit.audit._attack import DEFAULT_ATTACKS, AttackRun, run_attacks
 from miaudit.audit._results import AuditResult
+from miaudit.audit._text_audit import run_text_attacks
 from miaudit.audit._writer import prepare_out, write_run, write_shareable_report
 from miaudit.data import ModelOutputs
 from miaudit.metrics import DEFAULT_FPRS
+from miaudit.signals import SequenceStore, load_sequence_signals
 
 
 def attack(
@@ -82,3 +84,53 @@ def _write(out_dir: Path, key: bytes, run: AttackRun, *, quiet: bool, report: bo
     )
     if report:
         write_shareable_report(out_dir)
+
+
+def audit_text(
+    signals: SequenceStore | str | Path,
+    *,
+    texts: Sequence[str] | None = None,
+    attacks: Sequence[str] | None = None,
+    n_resamples: int = 200,
+    seed: int = 0,
+    prior: float = 0.5,
+    fprs: Sequence[float] = DEFAULT_FPRS,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    raw_ids: bool = False,
+    quiet: bool = False,
+    report: bool = True,
+) -> AuditResult:
+    """Audit a language model on texts from its sequence signals (docs/method.md §13).
+
+    Args:
+        signals: a :class:`~miaudit.signals.SequenceStore` (from
+            :func:`miaudit.signals.sequence_signals`) or the path of one written by
+            :func:`miaudit.signals.write_sequence_signals`.
+        texts: the store's texts, in its record order: the blind baseline (texts alone, never
+            the model) runs beside the attacks and flags a shifted split. Texts are never
+            written or printed.
+        attacks: text attacks (``SignalKind.SEQUENCE_SIGNALS``); default every one the store
+            has the inputs of (a base model, reference fine-tunes, population texts).
+        out: folder for ``results.json``, ``report.html`` (shareable) and ``scores.parquet``
+            (restricted, 0600), as :func:`attack` writes; ``check_record`` reads it.
+
+    The other arguments are :func:`attack`'s.
+    """
+    store = signals if isinstance(signals, SequenceStore) else load_sequence_signals(signals)
+    out_dir = Path(out) if out is not None else None
+    key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
+    run = run_text_attacks(
+        store,
+        texts=texts,
+        attacks=attacks,
+        n_resamples=n_resamples,
+        seed=seed,
+        prior=prior,
+        fprs=fprs,
+        pseudonym_key=key,
+        raw_ids=raw_ids,
+    )
+    if out_dir is not None and key is not None:
+        _write(out_dir, key, run, quiet=quiet, report=report)
+    return run.result

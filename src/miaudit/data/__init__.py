@@ -5,6 +5,7 @@ from miaudit.data._adult import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, l
 from miaudit.data._outputs import ModelOutputs, load_outputs
 from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsInfo, SignalsStore, load_signals
 from miaudit.data._tables import CHUNK_RECORDS, is_mapped, record_chunks, release
+from miaudit.data._text_corpus import CORPUS_PACKAGE, CORPUS_VERSION, TextCorpus, load_text_corpus
 from miaudit.data._writers import SignalsWriter
 
 __all__ = [
@@ -12,15 +13,19 @@ __all__ = [
     "ADULT_LABEL",
     "ADULT_NUMERIC",
     "CHUNK_RECORDS",
+    "CORPUS_PACKAGE",
+    "CORPUS_VERSION",
     "SIGNALS_SCHEMA",
     "ModelOutputs",
     "SignalsInfo",
     "SignalsStore",
     "SignalsWriter",
+    "TextCorpus",
     "is_mapped",
     "load_adult",
     "load_outputs",
     "load_signals",
+    "load_text_corpus",
     "record_chunks",
     "release",
 ]

@@ -1,6 +1,6 @@
 """Typed recipes and the code that trains them: stacked torch MLPs/CNNs, scikit-learn
 classifiers, the user's own code (``python`` and ``torch-module`` kinds); safe model files; the
-user's own models (ONNX files, torch modules from a factory).
+user's own models (ONNX files, torch modules from a factory, Hugging Face folders).
 
 Training a unit of torch models is :func:`train_unit` (stacked, or DP-SGD when the recipe has
 ``dp``), which returns a :class:`UnitResult`; a scikit-learn model is :func:`train_sklearn`;
@@ -14,6 +14,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from miaudit.models._device import check_device
+from miaudit.models._hf import (
+    MAX_HF_JSON_BYTES,
+    MAX_HF_WEIGHT_BYTES,
+    HfCausalLM,
+    HfClassifier,
+    TokenStats,
+    check_hf_folder,
+    load_hf_causal_lm,
+    load_hf_classifier,
+)
 from miaudit.models._onnx import MAX_ONNX_BYTES, OnnxModel, check_onnx_bytes, load_onnx
 from miaudit.models._preprocessing import (
     fit_preprocessing,
@@ -97,6 +107,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "MAX_HF_JSON_BYTES",
+    "MAX_HF_WEIGHT_BYTES",
     "MAX_ONNX_BYTES",
     "TRAINING_REVISION",
     "AnyRecipe",
@@ -106,6 +118,8 @@ __all__ = [
     "DPConfig",
     "EarlyStopping",
     "GradientCanaries",
+    "HfCausalLM",
+    "HfClassifier",
     "MLPRecipe",
     "ModelStreams",
     "ModuleCode",
@@ -114,12 +128,14 @@ __all__ = [
     "PythonRecipe",
     "Recipe",
     "SklearnRecipe",
+    "TokenStats",
     "TorchModuleRecipe",
     "UnitResult",
     "build_module",
     "build_net",
     "check_code_trust",
     "check_device",
+    "check_hf_folder",
     "check_onnx_bytes",
     "check_recipe_for_data",
     "code_digests",
@@ -130,6 +146,8 @@ __all__ = [
     "fitted_logits",
     "import_factory",
     "load_function",
+    "load_hf_causal_lm",
+    "load_hf_classifier",
     "load_onnx",
     "load_sklearn",
     "load_torch_module",

@@ -1,0 +1,336 @@
+"""Hugging Face models from a local folder, read as data (docs/security.md's rules for files).
+
+A folder written by ``save_pretrained`` is checked before transformers sees it, and refused with
+one line naming the folder or the file when it
+
+- holds a pickle-based weights file (``pytorch_model.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``,
+  ``*.pkl``…): unpickling runs code; only safetensors weights are read;
+- has no ``model.safetensors`` (or sharded ``model-*.safetensors`` with their index);
+- names custom code (``auto_map`` in ``config.json`` or ``tokenizer_config.json``) or a model
+  type transformers does not know: such a model needs the folder's Python to run;
+- has no ``tokenizer.json``: only fast tokenizers (the ``tokenizers`` library's JSON format) are
+  read, never a sentencepiece or pickled vocabulary;
+- exceeds the size caps (:data:`MAX_HF_WEIGHT_BYTES` of weights, :data:`MAX_HF_JSON_BYTES` per
+  JSON file).
+
+Loading then passes ``local_files_only=True``, ``trust_remote_code=False`` and
+``use_safetensors=True``: nothing is downloaded and no code from the folder runs. The models run
+on the CPU in evaluation mode, batch by batch, without gradients.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from miaudit.errors import InputError
+
+#: Largest total size of a folder's safetensors weights (bytes): CPU audits of models that fit
+#: in a workstation's memory twice over.
+MAX_HF_WEIGHT_BYTES = 8 * 1024**3
+#: Largest JSON file read from the folder (config, tokenizer, index).
+MAX_HF_JSON_BYTES = 64 * 1024**2
+#: File endings of pickle-based checkpoints (loading one can run arbitrary code).
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
+#: Texts per forward pass by default.
+BATCH_TEXTS = 16
+
+HfTask = Literal["causal-lm", "sequence-classification"]
+
+
+def _read_json(path: Path, field: str) -> dict[str, Any]:
+    size = path.stat().st_size
+    if size > MAX_HF_JSON_BYTES:
+        raise InputError(field, f"{path.name} is {size} bytes, over the {MAX_HF_JSON_BYTES} cap")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(field, f"{path.name} is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise InputError(field, f"{path.name} must hold a JSON object")
+    return value
+
+
+def _weight_files(folder: Path, field: str) -> list[Path]:
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = _read_json(index, field).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise InputError(field, f"{index.name} has no weight_map")
+        names = sorted({str(v) for v in weight_map.values()})
+        bad = [n for n in names if "/" in n or "\\" in n or not n.endswith(".safetensors")]
+        if bad:
+            raise InputError(
+                field,
+                f"{index.name} names {bad[0]!r}: shards must be safetensors files in the folder",
+            )
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise InputError(field, f"shard {missing[0]} named in {index.name} is missing")
+        return [folder / n for n in names]
+    raise InputError(
+        field,
+        f"{folder} has no model.safetensors: save the model with safetensors (save_pretrained's default)",
+    )
+
+
+def check_hf_folder(folder: str | Path, field: str = "model folder") -> dict[str, Any]:
+    """Check a ``save_pretrained`` folder against the rules above; return its ``config.json``."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise InputError(
+            field, f"{path} is not a folder (a Hugging Face model is read from a local folder only)"
+        )
+    pickles = sorted(p.name for p in path.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise InputError(
+            field,
+            f"{pickles[0]} is a pickle-based weights file, which can run code when loaded: keep only safetensors weights in the folder",
+        )
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise InputError(field, f"{path} has no config.json")
+    config = _read_json(config_file, field)
+    for name, values in (
+        ("config.json", config),
+        ("tokenizer_config.json", _tokenizer_config(path, field)),
+    ):
+        if "auto_map" in values:
+            raise InputError(
+                field,
+                f"{name} names custom code (auto_map): miaudit never runs a model folder's code",
+            )
+    _check_model_type(config, field)
+    weights = _weight_files(path, field)
+    total = sum(w.stat().st_size for w in weights)
+    if total > MAX_HF_WEIGHT_BYTES:
+        raise InputError(field, f"weights are {total} bytes, over the {MAX_HF_WEIGHT_BYTES} cap")
+    tokenizer = path / "tokenizer.json"
+    if not tokenizer.is_file():
+        raise InputError(
+            field,
+            f"{path} has no tokenizer.json: only fast tokenizers (the tokenizers library's JSON) are read",
+        )
+    if tokenizer.stat().st_size > MAX_HF_JSON_BYTES:
+        raise InputError(field, f"tokenizer.json is over the {MAX_HF_JSON_BYTES}-byte cap")
+    return config
+
+
+def _tokenizer_config(folder: Path, field: str) -> dict[str, Any]:
+    path = folder / "tokenizer_config.json"
+    return _read_json(path, field) if path.is_file() else {}
+
+
+def _check_model_type(config: dict[str, Any], field: str) -> None:
+    from transformers import CONFIG_MAPPING
+
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        raise InputError(
+            field, f"config.json's model_type {model_type!r} is not a model type transformers knows"
+        )
+
+
+def _load(folder: Path, task: HfTask, field: str) -> tuple[Any, Any]:
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        PreTrainedTokenizerFast,
+    )
+    from transformers.utils import logging as hf_logging
+
+    auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a per-file bar on stderr would interleave with miaudit's
+    try:
+        loaded: Any = auto.from_pretrained(
+            str(folder),
+            local_files_only=True,
+            trust_remote_code=False,
+            use_safetensors=True,
+            output_loading_info=True,
+        )
+        model, info = loaded
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(
+            str(folder), local_files_only=True, trust_remote_code=False
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(field, f"cannot load it as a {task} model: {first}") from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers is untyped here
+    # transformers fills weights the file lacks with random ones (a warning, not an error): a
+    # classifier's folder read as a causal LM would give a random head's numbers.
+    missing = sorted(info.get("missing_keys", ()))
+    if missing:
+        raise InputError(
+            field,
+            f"its weights lack {len(missing)} tensor(s) a {task} model needs ({missing[0]}): it was not saved as one",
+        )
+    model.eval()
+    return model, tokenizer
+
+
+def _max_tokens(model: Any) -> int:
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 512
+
+
+def _batches(texts: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(texts), size):
+        yield list(texts[start : start + size])
+
+
+def _check_texts(texts: Sequence[str], field: str = "texts") -> list[str]:
+    values = list(texts)
+    if not values:
+        raise InputError(field, "is empty")
+    bad = next((i for i, t in enumerate(values) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InputError(field, f"item {bad} is not a string")
+    return values
+
+
+@dataclass(frozen=True)
+class HfClassifier:
+    """A sequence classifier from a local folder: :meth:`logits` on texts."""
+
+    folder: Path
+    model: Any
+    tokenizer: Any
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.model.config.num_labels)
+
+    def logits(self, texts: Sequence[str], batch_size: int = BATCH_TEXTS) -> np.ndarray:
+        """Logits (texts × classes, float64), truncated to the model's context."""
+        import torch
+
+        rows = []
+        limit = _max_tokens(self.model)
+        # Without a pad token (GPT-2's tokenizer) texts of different lengths cannot share a batch.
+        size = batch_size if self.tokenizer.pad_token is not None else 1
+        with torch.no_grad():
+            for batch in _batches(_check_texts(texts), size):
+                encoded = self.tokenizer(
+                    batch, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+                )
+                if "token_type_ids" not in _inputs(self.model):
+                    encoded.pop("token_type_ids", None)
+                rows.append(self.model(**encoded).logits.double().numpy())
+        return np.concatenate(rows)
+
+    def __repr__(self) -> str:
+        return f"HfClassifier({str(self.folder)!r}, n_classes={self.n_classes})"
+
+
+def _inputs(model: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+@dataclass(frozen=True)
+class TokenStats:
+    """One text's next-token statistics under a causal LM, one row per predicted token:
+    ``log_prob`` of the actual token, and the ``mean`` and ``var`` of log p(z) for z drawn from
+    the model's predicted distribution at that position (what min-k %++ standardises by)."""
+
+    token_ids: np.ndarray
+    log_prob: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+
+
+@dataclass(frozen=True)
+class HfCausalLM:
+    """A causal language model from a local folder: :meth:`token_stats` on texts."""
+
+    folder: Path
+    model: Any
+    tokenizer: Any
+
+    @property
+    def context(self) -> int:
+        return _max_tokens(self.model)
+
+    def encode(self, text: str) -> list[int]:
+        """The text's token ids as the model reads them: the BOS token first when the tokenizer
+        has one (so the first word is predicted too), truncated to the context."""
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        bos = self.tokenizer.bos_token_id
+        if bos is not None:
+            ids = [int(bos), *ids]
+        return ids[: self.context]
+
+    def token_stats(self, texts: Sequence[str], batch_size: int = BATCH_TEXTS) -> list[TokenStats]:
+        """Per text, the statistics of every token after the first (docs/formats.md)."""
+        import torch
+
+        out: list[TokenStats] = []
+        with torch.no_grad():
+            for batch in _batches(_check_texts(texts), batch_size):
+                encoded = [self.encode(t) for t in batch]
+                out.extend(self._batch_stats(encoded, torch))
+        return out
+
+    def _batch_stats(self, encoded: list[list[int]], torch: Any) -> list[TokenStats]:
+        width = max(max(len(e) for e in encoded), 1)
+        pad = self.tokenizer.pad_token_id
+        pad = 0 if pad is None else int(pad)
+        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, tokens in enumerate(encoded):
+            ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            mask[row, : len(tokens)] = 1
+        logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].double()
+        log_p = torch.log_softmax(logits, dim=-1)
+        p = log_p.exp()
+        mean = (p * log_p).sum(-1)
+        var = (p * log_p.square()).sum(-1) - mean.square()
+        actual = log_p.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        stats = []
+        for row, tokens in enumerate(encoded):
+            n = max(len(tokens) - 1, 0)
+            stats.append(
+                TokenStats(
+                    token_ids=np.asarray(tokens[1:], dtype=np.int64),
+                    log_prob=actual[row, :n].numpy(),
+                    mean=mean[row, :n].numpy(),
+                    var=np.maximum(var[row, :n].numpy(), 0.0),
+                )
+            )
+        return stats
+
+    def __repr__(self) -> str:
+        return f"HfCausalLM({str(self.folder)!r}, context={self.context})"
+
+
+def load_hf_classifier(folder: str | Path) -> HfClassifier:
+    """A sequence classifier saved with ``save_pretrained`` (safetensors, ``tokenizer.json``)."""
+    path = Path(folder)
+    check_hf_folder(path)
+    model, tokenizer = _load(path, "sequence-classification", "model folder")
+    return HfClassifier(path, model, tokenizer)
+
+
+def load_hf_causal_lm(folder: str | Path) -> HfCausalLM:
+    """A causal LM saved with ``save_pretrained`` (safetensors, ``tokenizer.json``)."""
+    path = Path(folder)
+    check_hf_folder(path)
+    model, tokenizer = _load(path, "causal-lm", "model folder")
+    return HfCausalLM(path, model, tokenizer)

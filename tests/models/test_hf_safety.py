@@ -1,0 +1,163 @@
+"""Hugging Face folders are data (models/_hf.py): a folder written by ``save_pretrained`` loads
+and its outputs are the model's own; crafted folders (pickle weights, no safetensors, custom code
+named by ``auto_map`` in either config, an unknown model type, no tokenizer.json, malformed JSON,
+a shard index pointing outside the folder, weights over the cap, a path that is not a folder) are
+refused with one line naming the input, and the folder's Python never runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from miaudit.errors import InputError
+from miaudit.models import (
+    check_hf_folder,
+    load_hf_causal_lm,
+    load_hf_classifier,
+)
+from tests.text_models import tiny_bert_classifier, tiny_gpt2
+
+TEXTS = ["the patient was seen today", "my order arrived late and the parcel was broken", "refund"]
+
+
+@pytest.fixture(scope="module")
+def lm_folder(tmp_path_factory) -> Path:
+    return tiny_gpt2(tmp_path_factory.mktemp("lm") / "lm", TEXTS)
+
+
+@pytest.fixture(scope="module")
+def clf_folder(tmp_path_factory) -> Path:
+    return tiny_bert_classifier(tmp_path_factory.mktemp("clf") / "clf", TEXTS)
+
+
+@pytest.fixture
+def copy(tmp_path):
+    def make(folder: Path) -> Path:
+        return Path(shutil.copytree(folder, tmp_path / folder.name))
+
+    return make
+
+
+def _edit_json(path: Path, **changes) -> None:
+    value = json.loads(path.read_text())
+    value.update(changes)
+    path.write_text(json.dumps(value))
+
+
+def test_a_causal_lms_token_statistics_are_its_own_next_token_distribution(lm_folder) -> None:
+    lm = load_hf_causal_lm(lm_folder)
+    stats = lm.token_stats(TEXTS, batch_size=2)  # padded batches give each text's own numbers
+    alone = lm.token_stats(TEXTS[1:2])[0]
+    np.testing.assert_allclose(stats[1].log_prob, alone.log_prob, atol=1e-6)
+    ids = lm.encode(TEXTS[1])
+    assert ids[0] == lm.tokenizer.bos_token_id and len(stats[1].log_prob) == len(ids) - 1
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([ids])).logits[0, :-1].double()
+    log_p = torch.log_softmax(logits, -1).numpy()
+    np.testing.assert_allclose(
+        stats[1].log_prob, log_p[np.arange(len(ids) - 1), ids[1:]], atol=1e-9
+    )
+    p = np.exp(log_p)
+    mean = (p * log_p).sum(1)
+    np.testing.assert_allclose(stats[1].mean, mean, atol=1e-9)
+    np.testing.assert_allclose(stats[1].var, (p * (log_p - mean[:, None]) ** 2).sum(1), atol=1e-9)
+    assert "lm" in repr(lm)
+
+
+def test_a_classifiers_logits_are_the_models(clf_folder) -> None:
+    clf = load_hf_classifier(clf_folder)
+    assert clf.n_classes == 3
+    logits = clf.logits(TEXTS, batch_size=2)
+    assert logits.shape == (3, 3) and logits.dtype == np.float64
+    with torch.no_grad():
+        direct = clf.model(**clf.tokenizer(TEXTS[:1], return_tensors="pt")).logits.double().numpy()
+    np.testing.assert_allclose(logits[:1], direct, atol=1e-5)
+    with pytest.raises(InputError, match="texts: item 1 is not a string"):
+        clf.logits(["ok", 3])  # type: ignore[list-item]
+
+
+def _refused(folder: Path, match: str) -> None:
+    with pytest.raises(InputError, match=match) as info:
+        load_hf_causal_lm(folder)
+    assert "\n" not in str(info.value) and str(info.value).startswith("model folder:")
+
+
+def test_pickle_weights_are_refused_naming_the_file(lm_folder, copy) -> None:
+    folder = copy(lm_folder)
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04 pickle")
+    _refused(folder, r"pytorch_model\.bin is a pickle-based weights file")
+    (folder / "pytorch_model.bin").unlink()
+    (folder / "sub").mkdir()
+    (folder / "sub" / "extra.pt").write_bytes(b"x")
+    _refused(folder, r"extra\.pt is a pickle-based")
+
+
+def test_a_folder_without_safetensors_is_refused(lm_folder, copy) -> None:
+    folder = copy(lm_folder)
+    (folder / "model.safetensors").unlink()
+    _refused(folder, "has no model.safetensors")
+
+
+@pytest.mark.parametrize("config", ["config.json", "tokenizer_config.json"])
+def test_custom_code_is_refused_and_never_runs(lm_folder, copy, config) -> None:
+    folder = copy(lm_folder)
+    trace = folder / "ran.trace"
+    (folder / "modeling_evil.py").write_text(f"open({str(trace)!r}, 'w').write('ran')\n")
+    _edit_json(folder / config, auto_map={"AutoModelForCausalLM": "modeling_evil.Evil"})
+    _refused(folder, rf"{config} names custom code \(auto_map\)")
+    assert not trace.exists()
+
+
+def test_an_unknown_model_type_is_refused(lm_folder, copy) -> None:
+    folder = copy(lm_folder)
+    _edit_json(folder / "config.json", model_type="my-secret-arch")
+    _refused(folder, "model_type 'my-secret-arch' is not a model type transformers knows")
+
+
+def test_a_folder_without_tokenizer_json_is_refused(lm_folder, copy) -> None:
+    folder = copy(lm_folder)
+    (folder / "tokenizer.json").unlink()
+    _refused(folder, "has no tokenizer.json")
+
+
+def test_malformed_files_and_paths_are_refused(lm_folder, copy, tmp_path) -> None:
+    folder = copy(lm_folder)
+    (folder / "config.json").write_text("{not json")
+    _refused(folder, "config.json is not valid JSON")
+    _refused(tmp_path / "nowhere", "is not a folder")
+    with pytest.raises(InputError, match=r"model folder: .* is not a folder"):
+        check_hf_folder(lm_folder / "config.json")
+
+
+def test_a_shard_index_naming_a_file_outside_the_folder_is_refused(lm_folder, copy) -> None:
+    folder = copy(lm_folder)
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00001.safetensors")
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"w": "../elsewhere.safetensors"}}))
+    _refused(folder, "shards must be safetensors files in the folder")
+    index.write_text(json.dumps({"weight_map": {"w": "model-00002-of-00002.safetensors"}}))
+    _refused(folder, "shard model-00002-of-00002.safetensors named in .* is missing")
+
+
+def test_weights_over_the_cap_are_refused(lm_folder, monkeypatch) -> None:
+    import miaudit.models._hf as hf
+
+    monkeypatch.setattr(hf, "MAX_HF_WEIGHT_BYTES", 100)
+    _refused(lm_folder, "over the 100 cap")
+
+
+def test_a_folder_of_another_task_is_refused(clf_folder, lm_folder) -> None:
+    # transformers would fill the missing language-model head with random weights.
+    with pytest.raises(
+        InputError, match=r"model folder: its weights lack \d+ tensor\(s\) a causal-lm model needs"
+    ):
+        load_hf_causal_lm(clf_folder)
+    with pytest.raises(InputError, match="a sequence-classification model needs"):
+        load_hf_classifier(lm_folder)
