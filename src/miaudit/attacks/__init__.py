@@ -15,9 +15,11 @@ from miaudit.attacks._label_only import (
     recipe_augmentations,
     threshold_attacks_under,
 )
+from miaudit.attacks._combined import CombinedAttack
 from miaudit.attacks._lira import lira_offline, lira_online
 from miaudit.attacks._oracle import CountingOracle, LocalOracle, Oracle, QueryCounter
 from miaudit.attacks._partners import complementary_partners
+from miaudit.attacks._qmia import QmiaModel, QmiaSettings, fit_qmia, qmia_scores
 from miaudit.attacks._reference import (
     LiraAttack,
     MlLeaksAttack,
@@ -42,6 +44,7 @@ from miaudit.attacks._registry import (
     Family,
     Need,
     OutputSignals,
+    PopulationSignals,
     QueryCost,
     QueryInputs,
     ReferenceSettings,
@@ -82,7 +85,9 @@ register_builtin_attacks()
 #: class-dependent forms); ``registered_attacks(signal_kind=SignalKind.MODEL_OUTPUTS)`` also
 #: lists attacks registered later.
 OUTPUT_ATTACKS: tuple[str, ...] = tuple(
-    s.name for s in registered_attacks(signal_kind=SignalKind.MODEL_OUTPUTS)
+    s.name
+    for s in registered_attacks(signal_kind=SignalKind.MODEL_OUTPUTS)
+    if not s.needs & {Need.POPULATION, Need.FEATURES}  # QMIA: only where a population is given
 )
 
 __all__ = [
@@ -95,6 +100,7 @@ __all__ = [
     "AttackScores",
     "AttackSpec",
     "ClassDependentResult",
+    "CombinedAttack",
     "CountingOracle",
     "DecisionRule",
     "Family",
@@ -105,8 +111,11 @@ __all__ = [
     "Need",
     "Oracle",
     "OutputSignals",
+    "PopulationSignals",
     "PairScorer",
     "PairedScores",
+    "QmiaModel",
+    "QmiaSettings",
     "QueryAttack",
     "QueryAttackResult",
     "QueryCost",
@@ -128,6 +137,7 @@ __all__ = [
     "complementary_partners",
     "cross_fitted_rmia_a",
     "exposed_threshold_scores",
+    "fit_qmia",
     "gap_attack",
     "gap_query_attack",
     "leave_one_model_out",
@@ -139,6 +149,7 @@ __all__ = [
     "noise_robustness_attack",
     "output_attacks_under",
     "paired_reference_sets",
+    "qmia_scores",
     "recipe_augmentations",
     "reference_attack",
     "register_attack",

@@ -28,6 +28,8 @@ from miaudit.attacks._registry import (
     register_attack,
 )
 from miaudit.attacks._threshold import SPECS, THRESHOLD_ATTACKS, ThresholdAttack, threshold_score
+from miaudit.attacks._combined import CombinedAttack
+from miaudit.attacks._qmia import qmia_scores
 
 _KNOWS_OUTPUTS = (
     "the model's output probabilities on the record and its true label; no training data"
@@ -241,8 +243,54 @@ def _register_query_attacks() -> None:
         )
 
 
+def _qmia(x: OutputSignals) -> AttackScores:
+    assert x.population is not None and x.features is not None  # the runner checks the needs
+    pop = x.population
+    assert pop.features is not None
+    return AttackScores(
+        qmia_scores(
+            x.signals["scaled_logit"],
+            x.features,
+            x.labels,
+            pop.signals["scaled_logit"],
+            pop.features,
+            pop.labels,
+            seed=x.seed,
+        )
+    )
+
+
+def _register_population_attacks() -> None:
+    register_attack(
+        AttackSpec(
+            name="qmia",
+            family=Family.THRESHOLD,
+            signal_kind=SignalKind.MODEL_OUTPUTS,
+            run=_qmia,
+            description="φ standardised by its non-member mean and scale, predicted from the record's features and label by gradient boosting fitted on population records",
+            citation="Bertran et al., NeurIPS 2023",
+            attacker_knows="the model's outputs and true label, the record's features, and the model's outputs on population records (known non-members); no reference model",
+            needs=frozenset({Need.LABELS, Need.FEATURES, Need.POPULATION}),
+            signals=("scaled_logit",),
+        )
+    )
+
+
+def _register_combined() -> None:
+    _reference(
+        "combined",
+        Family.REFERENCE,
+        lambda s: CombinedAttack(variance=s.variance),
+        "online and offline LiRA and offline RMIA combined by a logistic stacker fitted on the reference models' membership only (each reference playing the target in turn)",
+        "stacking as in Wolpert, Neural Networks 1992; components Carlini et al., S&P 2022 and Zarifzadeh, Liu, Shokri, ICML 2024",
+        _KNOWS_RECIPE + "trains reference models with and without each record (2k models)",
+    )
+
+
 def register_builtin_attacks() -> None:
     """Register miaudit's attacks (once, when :mod:`miaudit.attacks` is imported)."""
     _register_thresholds()
     _register_reference_attacks()
     _register_query_attacks()
+    _register_population_attacks()
+    _register_combined()

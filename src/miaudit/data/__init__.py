@@ -2,7 +2,7 @@
 memory in chunks of records (:func:`record_chunks`)."""
 
 from miaudit.data._adult import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
-from miaudit.data._outputs import ModelOutputs, load_outputs
+from miaudit.data._outputs import ModelOutputs, PopulationOutputs, load_outputs, load_population
 from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsInfo, SignalsStore, load_signals
 from miaudit.data._tables import CHUNK_RECORDS, is_mapped, record_chunks, release
 from miaudit.data._writers import SignalsWriter
@@ -14,12 +14,14 @@ __all__ = [
     "CHUNK_RECORDS",
     "SIGNALS_SCHEMA",
     "ModelOutputs",
+    "PopulationOutputs",
     "SignalsInfo",
     "SignalsStore",
     "SignalsWriter",
     "is_mapped",
     "load_adult",
     "load_outputs",
+    "load_population",
     "load_signals",
     "record_chunks",
     "release",
