@@ -267,16 +267,16 @@ def _refuses_bad_features(
     x, pop = _features(y), _population()
     nan = x.copy()
     nan[1, 0] = np.nan
-    with pytest.raises(InputError, match="^features"):
+    with pytest.raises(InputError, match=r"^features"):
         score_outputs(name, OutputSignals(signals, y, member=member, features=nan, population=pop))
-    with pytest.raises(InputError, match="^features"):
+    with pytest.raises(InputError, match=r"^features"):
         score_outputs(name, OutputSignals(signals, y, member=member, population=pop))
-    with pytest.raises(InputError, match="population.features.*columns"):
+    with pytest.raises(InputError, match=r"population.features.*columns"):
         score_outputs(
             name, OutputSignals(signals, y, member=member, features=x[:, :2], population=pop)
         )
     if Need.POPULATION in attack_spec(name).needs:
-        with pytest.raises(InputError, match="^population"):
+        with pytest.raises(InputError, match=r"^population"):
             score_outputs(name, OutputSignals(signals, y, member=member, features=x))
 
 

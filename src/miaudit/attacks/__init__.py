@@ -2,6 +2,7 @@
 
 from miaudit.attacks._builtin import register_builtin_attacks
 from miaudit.attacks._class_dependent import ClassDependentResult, class_dependent_scores
+from miaudit.attacks._combined import CombinedAttack
 from miaudit.attacks._label_only import (
     QUERY_ATTACKS,
     ImageAugment,
@@ -15,7 +16,6 @@ from miaudit.attacks._label_only import (
     recipe_augmentations,
     threshold_attacks_under,
 )
-from miaudit.attacks._combined import CombinedAttack
 from miaudit.attacks._lira import lira_offline, lira_online
 from miaudit.attacks._oracle import CountingOracle, LocalOracle, Oracle, QueryCounter
 from miaudit.attacks._partners import complementary_partners
@@ -111,9 +111,9 @@ __all__ = [
     "Need",
     "Oracle",
     "OutputSignals",
-    "PopulationSignals",
     "PairScorer",
     "PairedScores",
+    "PopulationSignals",
     "QmiaModel",
     "QmiaSettings",
     "QueryAttack",

@@ -7,12 +7,14 @@ from collections.abc import Callable
 import numpy as np
 
 from miaudit.attacks._class_dependent import class_dependent_scores
+from miaudit.attacks._combined import CombinedAttack
 from miaudit.attacks._label_only import (
     QueryAttackResult,
     augmentation_robustness_attack,
     boundary_distance_attack,
     noise_robustness_attack,
 )
+from miaudit.attacks._qmia import qmia_scores
 from miaudit.attacks._reference import LiraAttack, MlLeaksAttack, RmiaAttack, ShadowAttack
 from miaudit.attacks._registry import (
     AttackScores,
@@ -28,8 +30,6 @@ from miaudit.attacks._registry import (
     register_attack,
 )
 from miaudit.attacks._threshold import SPECS, THRESHOLD_ATTACKS, ThresholdAttack, threshold_score
-from miaudit.attacks._combined import CombinedAttack
-from miaudit.attacks._qmia import qmia_scores
 
 _KNOWS_OUTPUTS = (
     "the model's output probabilities on the record and its true label; no training data"
