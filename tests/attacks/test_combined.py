@@ -1,4 +1,4 @@
-"""The combined attack (docs/method.md §23): fitted on the references' membership only."""
+"""The combined attack (docs/method.md §12): fitted on the references' membership only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""QMIA's numbers (docs/method.md §22): calibration on fresh non-members, what its regressor
+"""QMIA's numbers (docs/method.md §12): calibration on fresh non-members, what its regressor
 removes, cross-fitting, determinism and its refusals."""
 
 from __future__ import annotations

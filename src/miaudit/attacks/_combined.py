@@ -5,7 +5,7 @@ turn, attacked by the components with R ∖ {r, r's complementary partners} as i
 r's own membership (its keep row, known: the attacker trained it) labels those rows. A
 logistic regression on the components' rank-Gaussianised scores, fitted on every r's rows,
 then scores t's records from t's components (attacked with all of R). Neither t's membership
-nor anything fitted on it enters (docs/method.md §Combined): the assumption is that the weights
+nor anything fitted on it enters (docs/method.md §12): the assumption is that the weights
 learnt on the references transfer to the target, which holds when the target is trained like
 them (the same recipe, its membership drawn alike).
 """

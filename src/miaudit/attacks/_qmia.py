@@ -6,7 +6,7 @@ the target), the distribution of the target's score φ on non-members: its mean 
 scale σ(x, y). A record is scored by its standardised residual (φ − μ)/σ: how far above its own
 predicted non-member distribution the target puts it. No reference model is trained.
 
-Cross-fitting (docs/method.md §QMIA): the scale is learnt from residuals that no mean model saw,
+Cross-fitting (docs/method.md §12): the scale is learnt from residuals that no mean model saw,
 the population split into folds, each fold's residuals taken from the mean model fitted on
 the others; the audited records are never in any fit.
 """
@@ -143,7 +143,7 @@ def fit_qmia(
 
     The mean regressor is fitted on every population record; the scale regressor on the
     absolute residuals |φ − μ₋f(x)|, each taken from the mean regressor fitted without the
-    record's fold f, so that no residual is shrunk by its own fit (docs/method.md §QMIA).
+    record's fold f, so that no residual is shrunk by its own fit (docs/method.md §12).
     Deterministic for a seed.
     """
     check_population(phi, features, labels)

@@ -870,6 +870,7 @@ def run_audit(
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
     out_dir = ensure_writable_dir(Path(out))
     digest = config_digest(cfg)
+    features = dataset_features(cfg)  # an attack that cannot run is refused before training
     key = prepare_out(out_dir, overwrite=overwrite, same_config=digest, kind="audit")
     run = train(cfg.train_config(), out_dir)
     if not quiet:
@@ -877,7 +878,6 @@ def run_audit(
     write_text_atomic(out_dir / "audit.json", cfg.model_dump_json(indent=2))
     store = run.signals if target is None else _with_external_target(run.signals, target)
     source = store.info.dataset or "signals"
-    features = dataset_features(cfg)
     if target is None:  # the engine's paired plan: k pairs per target, results as they always were
         _, plan, _ = _prepare(store, cfg, False, None, cfg.audit.references, None)
         ref = _run_plan(store, cfg, plan, None, source, key, digest, features)
@@ -967,13 +967,15 @@ def audit_signals(
     overwrite: bool = False,
     quiet: bool = False,
     report: bool = True,
+    features: np.ndarray | None = None,
 ) -> ReferenceRun:
     """Audit reference models trained anywhere, from their signals (``miaudit audit --signals``).
 
     ``signals``: a multi-model store (.npz, .parquet or a folder; written e.g. with
     :class:`miaudit.data.SignalsWriter`). ``config``: a :class:`SignalsAuditConfig` or its file
     (``[audit]`` and ``seed`` only; default: the defaults). ``target``, ``references`` and
-    ``pool`` as in :func:`attack_store`, which computes exactly the same results.json.
+    ``pool`` and ``features`` as in :func:`attack_store`, which computes exactly the same
+    results.json.
     Files in ``out``: ``results.json`` (shareable), ``scores.parquet`` (restricted, one row per
     scored pair), ``signals/signals.npz`` (restricted: what ``miaudit check-record`` reads),
     ``audit.json`` (the settings as run) and ``report.html`` (shareable; ``report=False``: none).
@@ -993,10 +995,12 @@ def audit_signals(
         else Path(signals).name
     )
     store = signals if isinstance(signals, SignalsStore) else load_signals(signals)
+    known = None if features is None else RecordFeatures.of(store.record_id, features)
     store, plan, pool_words = _prepare(store, cfg, False, target, references, pool)
     out_dir = ensure_writable_dir(Path(out))
     key = prepare_out(out_dir, overwrite=overwrite, kind="audit")
-    ref = _run_plan(store, cfg, plan, _Stated(pool_words or _STORE_POOL), source, key, None)
+    stated = _Stated(pool_words or _STORE_POOL)
+    ref = _run_plan(store, cfg, plan, stated, source, key, None, known)
     audited = target if target is not None else store.target
     (out_dir / SIGNALS_PATH).parent.mkdir(mode=0o700, exist_ok=True)
     _as_audited(store, audited).save(out_dir / SIGNALS_PATH)

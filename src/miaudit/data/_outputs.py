@@ -210,14 +210,18 @@ class PopulationOutputs:
         n = len(v.require(arrays, "label"))
         stand_in = np.zeros(n, dtype=np.int8)
         stand_in[:1] = 1  # validation wants both classes; the population has none of its own
-        checked = ModelOutputs.from_arrays(
-            label=arrays["label"],
-            member=stand_in,
-            logits=arrays.get("logits"),
-            probs=arrays.get("probs"),
-            record_id=arrays.get("record_id"),
-            features=table_features(arrays, feature_columns),
-        )
+        try:
+            checked = ModelOutputs.from_arrays(
+                label=arrays["label"],
+                member=stand_in,
+                logits=arrays.get("logits"),
+                probs=arrays.get("probs"),
+                record_id=arrays.get("record_id"),
+                features=table_features(arrays, feature_columns),
+            )
+        except InputError as exc:  # name the population's input, not the audited outputs'
+            field = exc.field if exc.field.startswith("-") else f"population.{exc.field}"
+            raise InputError(field, exc.problem) from None
         return cls(
             checked.values,
             checked.kind,
