@@ -68,8 +68,13 @@ def paired_scores(
 ) -> tuple[dict, np.ndarray, np.ndarray, float]:
     """Every attack's scores on the same (target, record) pairs, their membership and record
     positions (for the bootstrap's groups), and QMIA's fit-and-score time in seconds."""
-    from miaudit.attacks import CombinedAttack, LiraAttack, RmiaAttack, leave_one_model_out_each
-    from miaudit.attacks import paired_reference_sets
+    from miaudit.attacks import (
+        CombinedAttack,
+        LiraAttack,
+        RmiaAttack,
+        leave_one_model_out_each,
+        paired_reference_sets,
+    )
     from miaudit.audit._reference_audit import _score_target_outputs, dataset_features
 
     scores: dict[str, np.ndarray] = {}

@@ -54,14 +54,15 @@ def test_qmia_in_a_reference_audit_uses_the_population_and_beats_loss():
     # pool restriction keeps the features aligned by record id
     pool = store.record_id[~store.population][:150]
     sub = attack_store(store, _cfg(["qmia"]), features=x, pool=pool, references=1)
-    full = dict(zip(zip(run.pair_target, run.record_id), run.scores["qmia"], strict=True))
+    pairs = zip(run.pair_target, run.record_id, strict=True)
+    full = dict(zip(pairs, run.scores["qmia"], strict=True))
     for t, r, s in zip(sub.pair_target, sub.record_id, sub.scores["qmia"], strict=True):
         assert s == pytest.approx(full[(t, r)])
 
 
 def test_refusals(tmp_path):
     store, x = _store()
-    with pytest.raises(InputError, match="audit.attacks: qmia needs the records' features"):
+    with pytest.raises(InputError, match=r"audit\.attacks: qmia needs the records' features"):
         attack_store(store, _cfg(["qmia"]), references=1)
     with pytest.raises(InputError, match="features: must be"):
         attack_store(store, _cfg(["qmia"]), features=x[:10], references=1)
