@@ -24,17 +24,20 @@ from miaudit.errors import InputError
 MIN_POPULATION = 50
 #: Labels at most this many classes are a categorical column (HistGradientBoosting's bins).
 MAX_CATEGORICAL = 250
-#: Below this many rows a fit or prediction runs on one OpenMP thread: on a shared machine
-#: OpenMP's default threads made a 300-record fit 20× slower (21.9 s against 1.1 s for the
-#: contract test's seven fits), the oversubscription pitfall the shadow attack avoids likewise.
+#: Fits, and predictions below this many rows, run on one OpenMP thread: on the shared 2-core
+#: machine OpenMP's default threads made the contract test's seven 300-record fits 20× slower
+#: (21.9 s against 1.1 s) and seven 100,000-record fits 19× slower (494 s against 26 s), the
+#: oversubscription pitfall the shadow attack avoids likewise. Large predictions keep the
+#: library's threads (no loss measured there: 41 s against 46 s for 1,000,000 rows, load 16).
 ONE_THREAD_BELOW = 100_000
 
 
-def _threads(rows: int) -> Any:
-    """One OpenMP thread for small fits and predictions, the library's default above."""
+def _threads(rows: int, *, fit: bool = False) -> Any:
+    """One OpenMP thread for fits and small predictions, the library's default above."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=1 if rows < ONE_THREAD_BELOW else None, user_api="openmp")
+    one = fit or rows < ONE_THREAD_BELOW
+    return threadpool_limits(limits=1 if one else None, user_api="openmp")
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ def fit_qmia(
     fold = _folds(phi.size, settings.n_folds, rng)
     model_seed = int(rng.integers(2**31 - 1))
     residual = np.empty_like(phi)
-    with _threads(phi.size):
+    with _threads(phi.size, fit=True):
         for f in range(settings.n_folds):
             held = fold == f
             m = _regressor(settings, width, categorical, model_seed)
