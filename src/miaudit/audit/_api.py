@@ -12,6 +12,7 @@ from miaudit.data import ModelOutputs, PopulationOutputs
 from miaudit.metrics import DEFAULT_FPRS
 
 
+# Long: one keyword per `miaudit attack` option, each documented; the body is short.
 def attack(
     outputs: ModelOutputs | str | Path,
     *,

@@ -276,12 +276,7 @@ def run_attacks(
 ) -> AttackRun:
     """Run attacks on one model's outputs and evaluate them; see :func:`attack`."""
     source = None if isinstance(outputs, ModelOutputs) else Path(outputs)
-    outputs = (
-        outputs
-        if isinstance(outputs, ModelOutputs)
-        else load_outputs(Path(outputs), feature_columns)
-    )
-    pop = _load_population(population, feature_columns)
+    outputs, pop = _load_inputs(outputs, population, feature_columns)
     specs = _check_attacks(attacks)
     slice_groups = {col: _slice_groups(outputs, col) for col in dict.fromkeys(slices)}
     _check_options(prior, n_resamples)
@@ -326,12 +321,17 @@ def run_attacks(
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)
 
 
-def _load_population(
-    population: PopulationOutputs | str | Path | None, feature_columns: Sequence[str] | None
-) -> PopulationOutputs | None:
+def _load_inputs(
+    outputs: ModelOutputs | str | Path,
+    population: PopulationOutputs | str | Path | None,
+    feature_columns: Sequence[str] | None,
+) -> tuple[ModelOutputs, PopulationOutputs | None]:
+    """The audited outputs and the population records, loaded from files where given as paths."""
+    if not isinstance(outputs, ModelOutputs):
+        outputs = load_outputs(Path(outputs), feature_columns)
     if population is None or isinstance(population, PopulationOutputs):
-        return population
-    return load_population(Path(population), feature_columns)
+        return outputs, population
+    return outputs, load_population(Path(population), feature_columns)
 
 
 def _population_signals(

@@ -999,8 +999,7 @@ def audit_signals(
     store, plan, pool_words = _prepare(store, cfg, False, target, references, pool)
     out_dir = ensure_writable_dir(Path(out))
     key = prepare_out(out_dir, overwrite=overwrite, kind="audit")
-    stated = _Stated(pool_words or _STORE_POOL)
-    ref = _run_plan(store, cfg, plan, stated, source, key, None, known)
+    ref = _run_plan(store, cfg, plan, _Stated(pool_words or _STORE_POOL), source, key, None, known)
     audited = target if target is not None else store.target
     (out_dir / SIGNALS_PATH).parent.mkdir(mode=0o700, exist_ok=True)
     _as_audited(store, audited).save(out_dir / SIGNALS_PATH)
