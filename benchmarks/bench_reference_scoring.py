@@ -159,7 +159,9 @@ def run(size: str) -> BenchResult:
         for name, s in scores.items()
     }
     qmia_ok = qmia["score_seconds"] <= TIME_LIMIT_S and qmia["peak_rss_gb"] <= MEMORY_LIMIT_GB
-    passed = total <= TIME_LIMIT_S and peak <= MEMORY_LIMIT_GB and qmia_ok if size == "full" else None
+    passed = (
+        total <= TIME_LIMIT_S and peak <= MEMORY_LIMIT_GB and qmia_ok if size == "full" else None
+    )
     figures = {
         "targets": n_t,
         "population": n_z,
