@@ -40,6 +40,8 @@ DATASETS = {
 THRESHOLDS = ["loss", "confidence", "entropy", "modified_entropy"]
 TPR = "tpr@1%fpr"
 K_MAX = 4
+#: Records per dataset at small size (half of them population): the test instance stays cheap.
+SMALL_RECORDS = 1200
 
 
 def _config(spec: dict[str, Any], size: str) -> Any:
@@ -55,9 +57,9 @@ def _config(spec: dict[str, Any], size: str) -> Any:
     if size != "full":
         data = dict(spec["data"])
         if "max_records" in data:
-            data["max_records"] = 2000
+            data["max_records"] = SMALL_RECORDS
         else:
-            data["purchase"] = {**data["purchase"], "n_records": 2000}
+            data["purchase"] = {**data["purchase"], "n_records": SMALL_RECORDS}
         raw["data"] = data
         raw["model"] = {**spec["model"], "epochs": max(10, spec["model"]["epochs"] // 3)}
     return parse_audit_config(raw)

@@ -28,7 +28,7 @@ def test_qmia_small_instance(tmp_path: Path) -> None:
     assert rec["size"] == "small" and rec["passed"] is None
     for name in ("adult", "purchase"):
         fig = rec["figures"][name]
-        assert fig["models"] == 10 and fig["population_records"] == 1000
+        assert fig["models"] == 10 and fig["population_records"] == 600
         assert {
             "qmia",
             "loss",
