@@ -160,6 +160,32 @@ def _covers_ev(ev) -> dict[str, bool]:
     return out
 
 
+def _features(store, seed: int) -> np.ndarray:
+    """Features of the store's records (ids 0…n−1), for QMIA: their own random stream."""
+    rng = np.random.default_rng(np.random.SeedSequence([20261206, seed, 0xFEA7]))
+    return rng.normal(size=(store.n_records, 3))
+
+
+def _qmia_from_outputs(lg: np.ndarray, y: np.ndarray, member: np.ndarray, seed: int, size: Size):
+    """QMIA from saved outputs (``miaudit attack --population``): the audited model's outputs on
+    population records drawn like the audited ones, features with no bearing on membership."""
+    from miaudit.audit._attack import run_attacks
+    from miaudit.data import ModelOutputs, PopulationOutputs
+
+    rng = np.random.default_rng(np.random.SeedSequence([20261206, seed, 0x9019]))
+    pop_lg, pop_y = _logits(rng, 1, size.population)
+    x, x_pop = rng.normal(size=(y.size, 3)), rng.normal(size=(size.population, 3))
+    outputs = ModelOutputs.from_arrays(
+        label=y, member=member, logits=lg.astype(np.float64), features=x
+    )
+    pop = PopulationOutputs(
+        pop_lg[0].astype(np.float64), "logits", pop_y, np.arange(size.population), x_pop, False
+    )
+    return run_attacks(
+        outputs, attacks=["qmia"], n_resamples=size.replicates, seed=seed, population=pop
+    ).result
+
+
 def one_seed(args: tuple[int, Size]) -> dict[str, dict[str, bool]]:
     """Does each (path, attack)'s 95 % AUC interval contain 0.5, for one seed."""
     seed, size = args
@@ -194,6 +220,9 @@ def one_seed(args: tuple[int, Size]) -> dict[str, dict[str, bool]]:
     out["attack"] = _covers(
         run_attacks(outputs, attacks=OUTPUT_ATTACKS, n_resamples=reps, seed=seed).result
     )
+    # attack --population: QMIA fitted on the same model's outputs on population records, with
+    # features (drawn from their own stream, so that the other paths' draws are unchanged)
+    out["attack --population"] = _covers(_qmia_from_outputs(lg[0], y, outputs.member, seed, size))
     for policy in POLICIES:
         from miaudit.attacks import threshold_attacks_under
 
@@ -207,7 +236,9 @@ def one_seed(args: tuple[int, Size]) -> dict[str, dict[str, bool]]:
     for k in (2, 1):
         store = _store(rng, "complementary", k, n, size.population)
         out[f"audit (k = {k})"] = _covers(
-            attack_store(store, _cfg(list(AUDIT_ATTACKS), k, reps, seed)).result
+            attack_store(
+                store, _cfg(list(AUDIT_ATTACKS), k, reps, seed), features=_features(store, seed)
+            ).result
         )
 
     # audit with an external target: a model trained elsewhere, random members among the pool
@@ -217,7 +248,12 @@ def one_seed(args: tuple[int, Size]) -> dict[str, dict[str, bool]]:
     members = store.record_id[(rng.random(store.n_records) < 0.5) & ~store.population]
     ext = _with_external_target(store, ExternalTarget(ext_lg, members))
     out["audit + ExternalTarget"] = _covers(
-        attack_store(ext, _cfg(list(AUDIT_ATTACKS), 2, reps, seed), external_target=True).result
+        attack_store(
+            ext,
+            _cfg(list(AUDIT_ATTACKS), 2, reps, seed),
+            external_target=True,
+            features=_features(store, seed)[ext.record_id],
+        ).result
     )
 
     # the other plan kinds: every reference attack, default references, pooled over the targets

@@ -24,7 +24,9 @@ import pytest
 
 from miaudit.attacks import (
     LocalOracle,
+    Need,
     OutputSignals,
+    PopulationSignals,
     QueryInputs,
     ReferenceSettings,
     SequenceInputs,
@@ -69,11 +71,30 @@ def _outputs(n: int = 400, seed: int = 0) -> tuple[dict[str, np.ndarray], np.nda
     return compute_signals(z, y, which=SIGNALS), y, member
 
 
+def _features(y: np.ndarray, seed: int = 5) -> np.ndarray:
+    """Features of the records (attacks that need them, e.g. QMIA): noise and the label."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.normal(size=(y.size, 2)), y + rng.normal(0, 0.1, y.size)])
+
+
+def _population(n: int = 300, seed: int = 7) -> PopulationSignals:
+    """Known non-members of the same model (attacks that need a population, e.g. QMIA)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    z = true_class_logits(rng, y, 3, np.full(n, 0.5))
+    return PopulationSignals(compute_signals(z, y, which=SIGNALS), y, _features(y, seed + 1))
+
+
 def _run_outputs(name: str, perm: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
     signals, y, member = _outputs()
+    x = _features(y)
     if perm is not None:
         signals, y, member = {k: v[perm] for k, v in signals.items()}, y[perm], member[perm]
-    return score_outputs(name, OutputSignals(signals, y, member=member, seed=seed)).score
+        x = x[perm]
+    inputs = OutputSignals(
+        signals, y, member=member, seed=seed, features=x, population=_population()
+    )
+    return score_outputs(name, inputs).score
 
 
 def _store(seed: int = 0) -> SignalsStore:
@@ -238,6 +259,8 @@ def check_refuses_bad_input(name: str) -> None:
             score_outputs(name, OutputSignals(short, y, member=member))
         with pytest.raises(InputError, match="labels"):
             score_outputs(name, OutputSignals(signals, y[:, None], member=member))
+        if Need.FEATURES in spec.needs:
+            _refuses_bad_features(name, signals, y, member)
     elif spec.signal_kind is SignalKind.ORACLE_QUERIES:
         x, y, _ = _queries(n=20)
         x[2, 0] = np.nan
@@ -268,6 +291,25 @@ def check_refuses_bad_input(name: str) -> None:
         attack = reference_attack(name, ReferenceSettings())
         with pytest.raises(InputError, match="references"):
             leave_one_model_out(store, attack, targets=[0], reference_sets=[[0, 2, 3]])
+
+
+def _refuses_bad_features(
+    name: str, signals: dict[str, np.ndarray], y: np.ndarray, member: np.ndarray
+) -> None:
+    x, pop = _features(y), _population()
+    nan = x.copy()
+    nan[1, 0] = np.nan
+    with pytest.raises(InputError, match=r"^features"):
+        score_outputs(name, OutputSignals(signals, y, member=member, features=nan, population=pop))
+    with pytest.raises(InputError, match=r"^features"):
+        score_outputs(name, OutputSignals(signals, y, member=member, population=pop))
+    with pytest.raises(InputError, match=r"population.features.*columns"):
+        score_outputs(
+            name, OutputSignals(signals, y, member=member, features=x[:, :2], population=pop)
+        )
+    if Need.POPULATION in attack_spec(name).needs:
+        with pytest.raises(InputError, match=r"^population"):
+            score_outputs(name, OutputSignals(signals, y, member=member, features=x))
 
 
 CONTRACT_CHECKS: tuple[Callable[[str], None], ...] = (

@@ -16,6 +16,7 @@ from benchmarks.bench_null_suite import SIZES, coverage_tests, null_suite
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = {
     "attack",
+    "attack --population",
     "attack --policy top-1",
     "attack --policy round:2",
     "attack --policy label-only",
@@ -37,7 +38,7 @@ def test_null_suite_small_instance():
     power is checked below, and the deciles at full strength in tests/audit/test_check_record.py."""
     res = null_suite(SIZES["test"])
     assert set(res["covered"]) == PATHS
-    assert len(res["covered"]["audit (k = 2)"]) == 11 and len(res["covered"]["attack"]) == 10
+    assert len(res["covered"]["audit (k = 2)"]) == 13 and len(res["covered"]["attack"]) == 10
     assert res["passed"], (
         [k for k, t in res["tests"].items() if t["fail"]],
         res["decile_failures"],

@@ -2,6 +2,7 @@
 
 from miaudit.attacks._builtin import register_builtin_attacks
 from miaudit.attacks._class_dependent import ClassDependentResult, class_dependent_scores
+from miaudit.attacks._combined import CombinedAttack
 from miaudit.attacks._label_only import (
     QUERY_ATTACKS,
     ImageAugment,
@@ -18,6 +19,7 @@ from miaudit.attacks._label_only import (
 from miaudit.attacks._lira import lira_offline, lira_online
 from miaudit.attacks._oracle import CountingOracle, LocalOracle, Oracle, QueryCounter
 from miaudit.attacks._partners import complementary_partners
+from miaudit.attacks._qmia import QmiaModel, QmiaSettings, fit_qmia, qmia_scores
 from miaudit.attacks._reference import (
     LiraAttack,
     MlLeaksAttack,
@@ -42,6 +44,7 @@ from miaudit.attacks._registry import (
     Family,
     Need,
     OutputSignals,
+    PopulationSignals,
     QueryCost,
     QueryInputs,
     ReferenceSettings,
@@ -99,7 +102,9 @@ register_builtin_attacks()
 #: class-dependent forms); ``registered_attacks(signal_kind=SignalKind.MODEL_OUTPUTS)`` also
 #: lists attacks registered later.
 OUTPUT_ATTACKS: tuple[str, ...] = tuple(
-    s.name for s in registered_attacks(signal_kind=SignalKind.MODEL_OUTPUTS)
+    s.name
+    for s in registered_attacks(signal_kind=SignalKind.MODEL_OUTPUTS)
+    if not s.needs & {Need.POPULATION, Need.FEATURES}  # QMIA: only where a population is given
 )
 
 __all__ = [
@@ -117,6 +122,7 @@ __all__ = [
     "AttackScores",
     "AttackSpec",
     "ClassDependentResult",
+    "CombinedAttack",
     "CountingOracle",
     "DecisionRule",
     "Family",
@@ -129,6 +135,9 @@ __all__ = [
     "OutputSignals",
     "PairScorer",
     "PairedScores",
+    "PopulationSignals",
+    "QmiaModel",
+    "QmiaSettings",
     "QueryAttack",
     "QueryAttackResult",
     "QueryCost",
@@ -152,6 +161,7 @@ __all__ = [
     "complementary_partners",
     "cross_fitted_rmia_a",
     "exposed_threshold_scores",
+    "fit_qmia",
     "gap_attack",
     "gap_query_attack",
     "leave_one_model_out",
@@ -167,6 +177,7 @@ __all__ = [
     "noise_robustness_attack",
     "output_attacks_under",
     "paired_reference_sets",
+    "qmia_scores",
     "recipe_augmentations",
     "reference_attack",
     "register_attack",

@@ -7,12 +7,14 @@ from collections.abc import Callable
 import numpy as np
 
 from miaudit.attacks._class_dependent import class_dependent_scores
+from miaudit.attacks._combined import CombinedAttack
 from miaudit.attacks._label_only import (
     QueryAttackResult,
     augmentation_robustness_attack,
     boundary_distance_attack,
     noise_robustness_attack,
 )
+from miaudit.attacks._qmia import qmia_scores
 from miaudit.attacks._reference import LiraAttack, MlLeaksAttack, RmiaAttack, ShadowAttack
 from miaudit.attacks._registry import (
     AttackScores,
@@ -385,6 +387,48 @@ def _register_text_attacks() -> None:
                 needs=needs,
             )
         )
+def _qmia(x: OutputSignals) -> AttackScores:
+    assert x.population is not None and x.features is not None  # the runner checks the needs
+    pop = x.population
+    assert pop.features is not None
+    return AttackScores(
+        qmia_scores(
+            x.signals["scaled_logit"],
+            x.features,
+            x.labels,
+            pop.signals["scaled_logit"],
+            pop.features,
+            pop.labels,
+            seed=x.seed,
+        )
+    )
+
+
+def _register_population_attacks() -> None:
+    register_attack(
+        AttackSpec(
+            name="qmia",
+            family=Family.THRESHOLD,
+            signal_kind=SignalKind.MODEL_OUTPUTS,
+            run=_qmia,
+            description="φ standardised by its non-member mean and scale, predicted from the record's features and label by gradient boosting fitted on population records",
+            citation="Bertran et al., NeurIPS 2023",
+            attacker_knows="the model's outputs and true label, the record's features, and the model's outputs on population records (known non-members); no reference model",
+            needs=frozenset({Need.LABELS, Need.FEATURES, Need.POPULATION}),
+            signals=("scaled_logit",),
+        )
+    )
+
+
+def _register_combined() -> None:
+    _reference(
+        "combined",
+        Family.REFERENCE,
+        lambda s: CombinedAttack(variance=s.variance),
+        "online and offline LiRA and offline RMIA combined by a logistic stacker fitted on the reference models' membership only (each reference playing the target in turn)",
+        "stacking as in Wolpert, Neural Networks 1992; components Carlini et al., S&P 2022 and Zarifzadeh, Liu, Shokri, ICML 2024",
+        _KNOWS_RECIPE + "trains reference models with and without each record (2k models)",
+    )
 
 
 def register_builtin_attacks() -> None:
@@ -393,4 +437,6 @@ def register_builtin_attacks() -> None:
     _register_reference_attacks()
     _register_shrunk_lira()
     _register_query_attacks()
+    _register_population_attacks()
+    _register_combined()
     _register_text_attacks()

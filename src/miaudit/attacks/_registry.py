@@ -69,6 +69,7 @@ class Need(StrEnum):
     KNOWN_MEMBERS = "known members"  # records of known membership to calibrate on (cross-fitted)
     REFERENCES = "reference models"  # models trained offline with the target's recipe
     POPULATION = "population"  # records no model trained on
+    FEATURES = "features"  # the records' features (e.g. a regressor over them: QMIA)
     ORACLE = "oracle"  # query access to the model
 
 
@@ -134,6 +135,22 @@ class OutputSignals:
     labels: np.ndarray
     member: np.ndarray | None = None
     seed: np.random.SeedSequence | int = 0
+    #: (n, d) features of the records, for attacks that need :attr:`Need.FEATURES`.
+    features: np.ndarray | None = None
+    #: The same model's signals on known non-members, for attacks that need
+    #: :attr:`Need.POPULATION` (never records that are scored).
+    population: PopulationSignals | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PopulationSignals:
+    """One model's per-record signals on population records (known non-members of the model):
+    ``signals`` as in :class:`OutputSignals`, their ``labels`` and (for :attr:`Need.FEATURES`)
+    their (n_pop, d) ``features``."""
+
+    signals: Mapping[str, np.ndarray]
+    labels: np.ndarray
+    features: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -288,7 +305,52 @@ def _checked_signals(spec: AttackSpec, inputs: OutputSignals) -> int:
             raise InputError("member", f"{spec.name} calibrates on records of known membership")
         if np.shape(member) != (n,) or not np.isin(member, (0, 1)).all():
             raise InputError("member", f"must be ({n},) with values 0/1")
+    if Need.FEATURES in spec.needs:
+        _checked_features(spec, "features", inputs.features, n)
+    if Need.POPULATION in spec.needs:
+        _checked_population(spec, inputs)
     return n
+
+
+def _checked_features(spec: AttackSpec, what: str, features: np.ndarray | None, n: int) -> int:
+    """The features' width, after checking they are (n, d), numeric and finite."""
+    if features is None:
+        raise InputError(what, f"{spec.name} needs the records' features")
+    f = np.asarray(features)
+    if f.ndim != 2 or f.shape[0] != n:
+        raise InputError(what, f"must be (records, features) = ({n}, d), got shape {f.shape}")
+    if f.dtype.kind not in "biuf":
+        raise InputError(what, f"must be numeric, got dtype {f.dtype}")
+    if not np.isfinite(f).all():
+        raise InputError(what, "contains NaN or inf")
+    return int(f.shape[1])
+
+
+def _checked_population(spec: AttackSpec, inputs: OutputSignals) -> None:
+    pop = inputs.population
+    if pop is None:
+        raise InputError("population", f"{spec.name} needs population records (known non-members)")
+    labels = np.asarray(pop.labels)
+    if labels.ndim != 1 or labels.size == 0:
+        raise InputError(
+            "population.labels", f"must be (records,) and non-empty, got {labels.shape}"
+        )
+    m = int(labels.shape[0])
+    for name in spec.signals:
+        value = np.asarray(pop.signals.get(name, np.zeros(0)))
+        if value.shape != (m,):
+            raise InputError(
+                f"population.signals[{name!r}]", f"has shape {value.shape}, expected ({m},)"
+            )
+        if np.isnan(value).any():
+            raise InputError(f"population.signals[{name!r}]", "contains NaN")
+    if Need.FEATURES in spec.needs:
+        width = _checked_features(spec, "population.features", pop.features, m)
+        if inputs.features is not None and width != np.shape(inputs.features)[1]:
+            raise InputError(
+                "population.features",
+                f"has {width} columns, the audited records' features {np.shape(inputs.features)[1]}",
+            )
 
 
 def score_outputs(name: str, inputs: OutputSignals) -> AttackScores:
@@ -301,6 +363,8 @@ def score_outputs(name: str, inputs: OutputSignals) -> AttackScores:
     n = _checked_signals(spec, inputs)
     if Need.KNOWN_MEMBERS not in spec.needs:  # membership is the answer: only calibrators see it
         inputs = replace(inputs, member=None)
+    if Need.POPULATION not in spec.needs:
+        inputs = replace(inputs, population=None)
     out = spec.run(inputs)
     if not isinstance(out, AttackScores):
         raise TypeError(f"attack {name!r} returned {type(out).__name__}, not AttackScores")

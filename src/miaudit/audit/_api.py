@@ -9,11 +9,12 @@ from miaudit.audit._attack import DEFAULT_ATTACKS, AttackRun, run_attacks
 from miaudit.audit._results import AuditResult
 from miaudit.audit._text_audit import run_text_attacks
 from miaudit.audit._writer import prepare_out, write_run, write_shareable_report
-from miaudit.data import ModelOutputs
+from miaudit.data import ModelOutputs, PopulationOutputs
 from miaudit.metrics import DEFAULT_FPRS
 from miaudit.signals import SequenceStore, load_sequence_signals
 
 
+# Long: one keyword per `miaudit attack` option, each documented; the body is short.
 def attack(
     outputs: ModelOutputs | str | Path,
     *,
@@ -29,6 +30,8 @@ def attack(
     policy: str | None = None,
     quiet: bool = False,
     report: bool = True,
+    population: PopulationOutputs | str | Path | None = None,
+    feature_columns: Sequence[str] | None = None,
 ) -> AuditResult:
     """Audit one model from its outputs on known members and non-members.
 
@@ -47,6 +50,11 @@ def attack(
             attacks then see only what it exposes, as a caller of a guarded API would.
         quiet: no warning about the restricted scores on stderr.
         report: write ``report.html`` into ``out`` too.
+        population: the same model's outputs on population records (known non-members, none
+            of them audited), with their features: what ``qmia`` fits its regressor on
+            (:class:`~miaudit.data.PopulationOutputs` or a path; docs/formats.md).
+        feature_columns: the columns of ``outputs`` and ``population`` holding the records'
+            features (Parquet or CSV); by default their ``features`` array or list column.
 
     Returns:
         The immutable :class:`AuditResult` (what ``results.json`` holds).
@@ -64,6 +72,8 @@ def attack(
         pseudonym_key=key,
         raw_ids=raw_ids,
         policy=policy,
+        population=population,
+        feature_columns=feature_columns,
     )
     if out_dir is not None and key is not None:
         _write(out_dir, key, run, quiet=quiet, report=report)

@@ -16,7 +16,9 @@ from miaudit.attacks import (
     BASELINE_ATTACK,
     OUTPUT_ATTACKS,
     AttackSpec,
+    Need,
     OutputSignals,
+    PopulationSignals,
     SignalKind,
     output_attacks_under,
     registered_attacks,
@@ -37,7 +39,7 @@ from miaudit.audit._results import (
     SliceResult,
     TopTie,
 )
-from miaudit.data import ModelOutputs, load_outputs
+from miaudit.data import ModelOutputs, PopulationOutputs, load_outputs, load_population
 from miaudit.errors import InputError
 from miaudit.metrics import DEFAULT_FPRS, Evaluation, evaluate, implied_epsilon, ppv_key, tpr_key
 from miaudit.signals import compute_signals, softmax
@@ -191,11 +193,22 @@ def _signals(
 
 
 def _score(
-    spec: AttackSpec, outputs: ModelOutputs, signals: dict[str, np.ndarray], seeds: _Seeds
+    spec: AttackSpec,
+    outputs: ModelOutputs,
+    signals: dict[str, np.ndarray],
+    seeds: _Seeds,
+    population: PopulationSignals | None = None,
 ) -> tuple[np.ndarray, dict[str, object]]:
     """One attack's scores and what its result records beside the metrics."""
     member = outputs.member
-    inputs = OutputSignals(signals, outputs.label, member=member, seed=seeds.fold)
+    inputs = OutputSignals(
+        signals,
+        outputs.label,
+        member=member,
+        seed=seeds.fold,
+        features=outputs.features,
+        population=population,
+    )
     out = score_outputs(spec.name, inputs)
     extra: dict[str, object] = {}
     if out.operating_point is not None:
@@ -258,16 +271,19 @@ def run_attacks(
     pseudonym_key: bytes | None = None,
     raw_ids: bool = False,
     policy: str | None = None,
+    population: PopulationOutputs | str | Path | None = None,
+    feature_columns: Sequence[str] | None = None,
 ) -> AttackRun:
     """Run attacks on one model's outputs and evaluate them; see :func:`attack`."""
     source = None if isinstance(outputs, ModelOutputs) else Path(outputs)
-    outputs = outputs if isinstance(outputs, ModelOutputs) else load_outputs(Path(outputs))
+    outputs, pop = _load_inputs(outputs, population, feature_columns)
     specs = _check_attacks(attacks)
     slice_groups = {col: _slice_groups(outputs, col) for col in dict.fromkeys(slices)}
     _check_options(prior, n_resamples)
     seeds = _Seeds.of(seed)
     signals = _signals(outputs, specs, policy, seed)
-    scored = {s.name: _score(s, outputs, signals, seeds) for s in specs}
+    pop_signals = _population_signals(outputs, pop, specs, policy, seed)
+    scored = {s.name: _score(s, outputs, signals, seeds, pop_signals) for s in specs}
     scores = {name: score for name, (score, _) in scored.items()}
     member = outputs.member
     ev = evaluate(
@@ -303,6 +319,81 @@ def run_attacks(
         notes=_run_notes(outputs, policy, results, ev, scores[strongest], strongest, exposed),
     )
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)
+
+
+def _load_inputs(
+    outputs: ModelOutputs | str | Path,
+    population: PopulationOutputs | str | Path | None,
+    feature_columns: Sequence[str] | None,
+) -> tuple[ModelOutputs, PopulationOutputs | None]:
+    """The audited outputs and the population records, loaded from files where given as paths."""
+    if not isinstance(outputs, ModelOutputs):
+        outputs = load_outputs(Path(outputs), feature_columns)
+    if population is None or isinstance(population, PopulationOutputs):
+        return outputs, population
+    return outputs, load_population(Path(population), feature_columns)
+
+
+def _population_signals(
+    outputs: ModelOutputs,
+    pop: PopulationOutputs | None,
+    specs: tuple[AttackSpec, ...],
+    policy: str | None,
+    seed: int,
+) -> PopulationSignals | None:
+    """The population's signals (under the same output policy) for the attacks that need them,
+    after checking that it is the audited model's and shares no record with the audited ones."""
+    if not any(Need.POPULATION in s.needs for s in specs):
+        return None
+    if pop is None:
+        needing = next(s.name for s in specs if Need.POPULATION in s.needs)
+        raise InputError(
+            "--population",
+            f"{needing} needs the model's outputs on population records (known non-members)",
+        )
+    if pop.values.shape[1] != outputs.n_classes:
+        raise InputError(
+            "--population",
+            f"has {pop.values.shape[1]} classes, the audited outputs {outputs.n_classes}: give the same model's outputs",
+        )
+    check_disjoint(outputs, pop)
+    as_outputs = ModelOutputs(
+        pop.values, pop.kind, pop.label, np.zeros(pop.n_records, np.int8), pop.record_id
+    )
+    signals = _signals(as_outputs, specs, policy, seed)
+    return PopulationSignals(signals, pop.label, pop.features)
+
+
+def check_disjoint(outputs: ModelOutputs, pop: PopulationOutputs) -> None:
+    """Refuse a population that shares a record with the audited ones: by ``record_id`` when
+    both files carry ids, else by identical (features, label) rows (docs/formats.md)."""
+    if outputs.has_record_id and pop.has_record_id:
+        shared = np.intersect1d(outputs.record_id.astype(str), pop.record_id.astype(str))
+        if shared.size:
+            raise InputError(
+                "--population",
+                f"record {str(shared[0])!r} is also an audited record: population records must be known non-members outside the audited set",
+            )
+        return
+    if outputs.features is None or pop.features is None:
+        return  # nothing to compare: the attack refuses the missing features itself
+    if outputs.features.shape[1] != pop.features.shape[1]:
+        return  # the attack refuses the width itself, naming it
+    rows = _row_keys(outputs.features, outputs.label)
+    shared_rows = np.flatnonzero(np.isin(rows, _row_keys(pop.features, pop.label)))
+    if shared_rows.size:
+        raise InputError(
+            "--population",
+            f"audited row {int(shared_rows[0])} has the features and label of a population record (no record_id to tell them apart): population records must lie outside the audited set",
+        )
+
+
+def _row_keys(features: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """One hashable key per (features, label) row: the row's bytes."""
+    rows = np.ascontiguousarray(
+        np.column_stack([np.asarray(features, np.float64), np.asarray(label, np.float64)])
+    )
+    return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
 
 
 def exposure_ranking(score: np.ndarray, evidence: np.ndarray, count: int) -> list[tuple[int, int]]:

@@ -45,6 +45,11 @@ from miaudit.audit._config import (
     load_signals_config,
     runs_on_target_outputs,
 )
+from miaudit.audit._population_attacks import (
+    RecordFeatures,
+    needs_population,
+    population_attack_scores,
+)
 from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
 from miaudit.audit._results import (
     AttackResult,
@@ -271,10 +276,22 @@ def _score_with_references(
 
 
 def _score_target_outputs(
-    store: SignalsStore, names: Sequence[str], targets: list[int], records: np.ndarray
+    store: SignalsStore,
+    names: Sequence[str],
+    targets: list[int],
+    records: np.ndarray,
+    features: RecordFeatures | None = None,
+    seed: int = 0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Attacks on each target's own outputs: (T, m) scores, the labels and the correctness."""
-    specs = [attack_spec(n) for n in names if runs_on_target_outputs(attack_spec(n))]
+    """Attacks on each target's own outputs: (T, m) scores, the labels and the correctness.
+
+    Those that also fit on population records (QMIA) fit once per target
+    (:func:`population_attack_scores`)."""
+    specs = [
+        attack_spec(n)
+        for n in names
+        if runs_on_target_outputs(attack_spec(n)) and not needs_population(n)
+    ]
     needed = tuple(dict.fromkeys(sig for s in specs for sig in s.signals))
     logits = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
     labels = np.broadcast_to(store.label[records], (len(targets), records.size))
@@ -287,7 +304,8 @@ def _score_target_outputs(
         signals={k: v.reshape(-1) for k, v in sig.items()}, labels=labels.reshape(-1)
     )
     scores = {s.name: score_outputs(s.name, flat).score.reshape(labels.shape) for s in specs}
-    return scores, labels, sig["correctness"]
+    scores.update(population_attack_scores(store, names, targets, records, features, seed))
+    return {n: scores[n] for n in names if n in scores}, labels, sig["correctness"]
 
 
 def _score_all(
@@ -295,9 +313,12 @@ def _score_all(
     cfg: AuditConfig | SignalsAuditConfig,
     targets: list[int],
     refs: list[list[int]],
+    features: RecordFeatures | None = None,
 ) -> _Scored:
     scores, member, records, rmia_a = _score_with_references(store, cfg, targets, refs)
-    own, labels, correct = _score_target_outputs(store, cfg.audit.attacks, targets, records)
+    own, labels, correct = _score_target_outputs(
+        store, cfg.audit.attacks, targets, records, features, cfg.seed
+    )
     return _Scored({**scores, **own}, member, records, labels, correct, rmia_a)
 
 
@@ -506,6 +527,7 @@ def attack_store(
     target: int | None = None,
     references: References | None = None,
     pool: np.ndarray | Sequence[object] | None = None,
+    features: np.ndarray | None = None,
 ) -> ReferenceRun:
     """Attack a multi-model signals store and evaluate the pooled (target, record) pairs.
 
@@ -519,11 +541,14 @@ def attack_store(
     trained elsewhere whose references the engine trained (default references: ``"all"``).
     Pairs whose references hold no IN (online) or no OUT (offline) model on the record are left
     out and counted in results.json. Any keep matrix works, complementary or not.
+    ``features``: (records, d) features in the store's record order, for attacks that regress
+    on them (QMIA, fitted per target on the store's population records).
     """
     cfg = cfg if cfg is not None else SignalsAuditConfig()
+    known = None if features is None else RecordFeatures.of(store.record_id, features)
     store, plan, pool_words = _prepare(store, cfg, external_target, target, references, pool)
     stated = _Stated(pool_words or _STORE_POOL, external_target)
-    return _run_plan(store, cfg, plan, stated, source, pseudonym_key, config_sha256)
+    return _run_plan(store, cfg, plan, stated, source, pseudonym_key, config_sha256, known)
 
 
 #: The pool in words when it is the store's own.
@@ -558,8 +583,9 @@ def _run_plan(
     source: str,
     pseudonym_key: bytes | None,
     config_sha256: str | None,
+    features: RecordFeatures | None = None,
 ) -> ReferenceRun:
-    scored = _score_all(store, cfg, plan.targets, plan.refs)
+    scored = _score_all(store, cfg, plan.targets, plan.refs, features)
     order = list(cfg.audit.attacks)
     pairs = _pairs(scored, plan.targets, order)
     _checked_membership(pairs.y)
@@ -954,6 +980,7 @@ def run_audit(
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
     out_dir = ensure_writable_dir(Path(out))
     digest = config_digest(cfg)
+    features = dataset_features(cfg)  # an attack that cannot run is refused before training
     key = prepare_out(out_dir, overwrite=overwrite, same_config=digest, kind="audit")
     run = train(cfg.train_config(), out_dir)
     if not quiet:
@@ -963,12 +990,36 @@ def run_audit(
     source = store.info.dataset or "signals"
     if target is None:  # the engine's paired plan: k pairs per target, results as they always were
         _, plan, _ = _prepare(store, cfg, False, None, cfg.audit.references, None)
-        ref = _run_plan(store, cfg, plan, None, source, key, digest)
+        ref = _run_plan(store, cfg, plan, None, source, key, digest, features)
     else:
-        ref = attack_store(store, cfg, source=source, pseudonym_key=key, external_target=True)
+        ref = attack_store(
+            store,
+            cfg,
+            source=source,
+            pseudonym_key=key,
+            external_target=True,
+            features=None if features is None else features.rows(store.record_id),
+        )
     _write_pairs(out_dir, key, ref, quiet=quiet)
     _keep_target_for_check_record(out_dir, store if target is not None else None)
     return AuditRun(ref.result, run, ref)
+
+
+def dataset_features(cfg: AuditConfig) -> RecordFeatures | None:
+    """The dataset's features by record id, when an attack of the config regresses on them
+    (QMIA); None otherwise. Image data has no such regressor: refused, naming the attack."""
+    wanted = [a for a in cfg.audit.attacks if needs_population(a)]
+    if not wanted:
+        return None
+    from miaudit.datasets import load_dataset
+
+    data = load_dataset(cfg.data)
+    if data.image_shape is not None:
+        raise InputError(
+            "audit.attacks",
+            f"{wanted[0]} regresses on tabular features; {data.name} is image data, for which miaudit has no such regressor: remove it",
+        )
+    return RecordFeatures.of(data.record_id, data.features)
 
 
 def _write_pairs(out_dir: Path, key: bytes, ref: ReferenceRun, *, quiet: bool) -> None:
@@ -1026,13 +1077,15 @@ def audit_signals(
     overwrite: bool = False,
     quiet: bool = False,
     report: bool = True,
+    features: np.ndarray | None = None,
 ) -> ReferenceRun:
     """Audit reference models trained anywhere, from their signals (``miaudit audit --signals``).
 
     ``signals``: a multi-model store (.npz, .parquet or a folder; written e.g. with
     :class:`miaudit.data.SignalsWriter`). ``config``: a :class:`SignalsAuditConfig` or its file
     (``[audit]`` and ``seed`` only; default: the defaults). ``target``, ``references`` and
-    ``pool`` as in :func:`attack_store`, which computes exactly the same results.json.
+    ``pool`` and ``features`` as in :func:`attack_store`, which computes exactly the same
+    results.json.
     Files in ``out``: ``results.json`` (shareable), ``scores.parquet`` (restricted, one row per
     scored pair), ``signals/signals.npz`` (restricted: what ``miaudit check-record`` reads),
     ``audit.json`` (the settings as run) and ``report.html`` (shareable; ``report=False``: none).
@@ -1052,10 +1105,11 @@ def audit_signals(
         else Path(signals).name
     )
     store = signals if isinstance(signals, SignalsStore) else load_signals(signals)
+    known = None if features is None else RecordFeatures.of(store.record_id, features)
     store, plan, pool_words = _prepare(store, cfg, False, target, references, pool)
     out_dir = ensure_writable_dir(Path(out))
     key = prepare_out(out_dir, overwrite=overwrite, kind="audit")
-    ref = _run_plan(store, cfg, plan, _Stated(pool_words or _STORE_POOL), source, key, None)
+    ref = _run_plan(store, cfg, plan, _Stated(pool_words or _STORE_POOL), source, key, None, known)
     audited = target if target is not None else store.target
     (out_dir / SIGNALS_PATH).parent.mkdir(mode=0o700, exist_ok=True)
     _as_audited(store, audited).save(out_dir / SIGNALS_PATH)

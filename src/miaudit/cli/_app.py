@@ -128,6 +128,18 @@ def attack_cmd(
             help="Attack only what an output policy exposes: full, top-K, round:D, label-only, noise:SIGMA."
         ),
     ] = None,
+    population: Annotated[
+        Path | None,
+        typer.Option(
+            help="The same model's outputs on population records (known non-members, none audited), with their features: what --attacks qmia fits on."
+        ),
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated feature columns of OUTPUTS and --population (Parquet/CSV; default: their 'features' array)."
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Audit one model from its saved outputs on known members and non-members."""
@@ -138,7 +150,8 @@ def attack_cmd(
     if policy is not None and not attacks:
         from miaudit.attacks import output_attacks_under
 
-        attacks = ",".join(output_attacks_under(policy))
+        usable = set(DEFAULT_ATTACKS) if population is None else None
+        attacks = ",".join(a for a in output_attacks_under(policy) if usable is None or a in usable)
     result = attack(
         outputs,
         policy=policy,
@@ -150,6 +163,8 @@ def attack_cmd(
         out=out_dir,
         overwrite=overwrite,
         raw_ids=raw_ids,
+        population=population,
+        feature_columns=_split(features) or None,
     )
     say = err if as_json else out
     print_summary(result, say)

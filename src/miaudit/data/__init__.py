@@ -2,7 +2,7 @@
 memory in chunks of records (:func:`record_chunks`)."""
 
 from miaudit.data._adult import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
-from miaudit.data._outputs import ModelOutputs, load_outputs
+from miaudit.data._outputs import ModelOutputs, PopulationOutputs, load_outputs, load_population
 from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsInfo, SignalsStore, load_signals
 from miaudit.data._tables import CHUNK_RECORDS, is_mapped, record_chunks, release
 from miaudit.data._text_corpus import CORPUS_PACKAGE, CORPUS_VERSION, TextCorpus, load_text_corpus
@@ -17,6 +17,7 @@ __all__ = [
     "CORPUS_VERSION",
     "SIGNALS_SCHEMA",
     "ModelOutputs",
+    "PopulationOutputs",
     "SignalsInfo",
     "SignalsStore",
     "SignalsWriter",
@@ -24,6 +25,7 @@ __all__ = [
     "is_mapped",
     "load_adult",
     "load_outputs",
+    "load_population",
     "load_signals",
     "load_text_corpus",
     "record_chunks",

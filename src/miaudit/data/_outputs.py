@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -13,7 +14,7 @@ from miaudit.data._tables import RawTable, read_table
 from miaudit.errors import InputError
 
 Kind = Literal["logits", "probs"]
-_RESERVED = {"logits", "probs", "label", "member", "record_id"}
+_RESERVED = {"logits", "probs", "label", "member", "record_id", "features"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,6 +28,8 @@ class ModelOutputs:
         member: (n,) 1 = in the model's training set, 0 = not.
         record_id: (n,) unique ids (the row number when the input had none).
         columns: extra per-record columns, usable as slices.
+        features: (n, d) float64 features of the records, when given (attacks that regress on
+            them, e.g. QMIA); None otherwise.
     """
 
     values: np.ndarray
@@ -36,6 +39,7 @@ class ModelOutputs:
     record_id: np.ndarray
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     has_record_id: bool = True
+    features: np.ndarray | None = None
 
     @property
     def n_records(self) -> int:
@@ -55,6 +59,7 @@ class ModelOutputs:
         probs: np.ndarray | None = None,
         record_id: np.ndarray | None = None,
         columns: dict[str, np.ndarray] | None = None,
+        features: np.ndarray | None = None,
     ) -> ModelOutputs:
         """Validate arrays and build outputs; every problem raises :class:`InputError`."""
         if (logits is None) == (probs is None):
@@ -84,10 +89,22 @@ class ModelOutputs:
         labels = v.integer_labels("label", label, raw.shape[1])
         members = v.binary("member", member, need_both=True)
         ids = v.record_ids("record_id", record_id, n)
-        return cls(values, kind, labels, members, ids, columns, has_record_id=record_id is not None)
+        feats = checked_features(features, n)
+        return cls(
+            values,
+            kind,
+            labels,
+            members,
+            ids,
+            columns,
+            has_record_id=record_id is not None,
+            features=feats,
+        )
 
     @classmethod
-    def from_table(cls, table: RawTable) -> ModelOutputs:
+    def from_table(
+        cls, table: RawTable, feature_columns: Sequence[str] | None = None
+    ) -> ModelOutputs:
         arrays = table.arrays
         if "keep" in arrays:
             raise InputError(
@@ -106,6 +123,7 @@ class ModelOutputs:
             probs=arrays.get("probs"),
             record_id=arrays.get("record_id"),
             columns=columns,
+            features=table_features(arrays, feature_columns),
         )
 
     def save(self, path: str | Path) -> None:
@@ -115,6 +133,108 @@ class ModelOutputs:
         write_outputs(self, Path(path))
 
 
-def load_outputs(path: str | Path) -> ModelOutputs:
-    """Load single-model outputs from .npz, .parquet or .csv and validate them."""
-    return ModelOutputs.from_table(read_table(path, "outputs"))
+def load_outputs(path: str | Path, feature_columns: Sequence[str] | None = None) -> ModelOutputs:
+    """Load single-model outputs from .npz, .parquet or .csv and validate them.
+
+    ``feature_columns``: the columns holding the records' features (docs/formats.md); by
+    default the 2-D array or list column ``features``, if any.
+    """
+    return ModelOutputs.from_table(read_table(path, "outputs"), feature_columns)
+
+
+# --- features and population records (QMIA) ------------------------------------------------------
+
+
+def checked_features(
+    features: np.ndarray | None, n: int, name: str = "features"
+) -> np.ndarray | None:
+    """(n, d) finite float64 features, or None when none are given."""
+    if features is None:
+        return None
+    f = np.asarray(features)
+    if f.ndim != 2 or f.shape[0] != n:
+        raise InputError(name, f"must be (records, features) = ({n}, d), got shape {f.shape}")
+    if f.shape[1] == 0:
+        raise InputError(name, "has no columns")
+    return v.finite_float(name, f)
+
+
+def table_features(
+    arrays: dict[str, np.ndarray], feature_columns: Sequence[str] | None
+) -> np.ndarray | None:
+    """The features of a table: the named 1-D columns side by side, else its ``features``
+    array (npz) or list column (Parquet), else None."""
+    if not feature_columns:
+        return arrays.get("features")
+    missing = [c for c in feature_columns if c not in arrays]
+    if missing:
+        raise InputError("--features", f"no column {missing[0]!r} in the input")
+    cols = [np.asarray(arrays[c]) for c in feature_columns]
+    bad = [
+        c
+        for c, a in zip(feature_columns, cols, strict=True)
+        if a.ndim != 1 or a.dtype.kind not in "biuf"
+    ]
+    if bad:
+        raise InputError("--features", f"column {bad[0]!r} is not a numeric column")
+    return np.column_stack(cols)
+
+
+@dataclass(frozen=True, eq=False)
+class PopulationOutputs:
+    """The audited model's outputs on population records: records known to be outside its
+    training set (``miaudit attack --population``). As :class:`ModelOutputs`, without
+    membership (every record is a non-member)."""
+
+    values: np.ndarray
+    kind: Kind
+    label: np.ndarray
+    record_id: np.ndarray
+    features: np.ndarray | None
+    has_record_id: bool = True
+
+    @property
+    def n_records(self) -> int:
+        return int(self.label.shape[0])
+
+    @classmethod
+    def from_table(
+        cls, table: RawTable, feature_columns: Sequence[str] | None = None
+    ) -> PopulationOutputs:
+        arrays = table.arrays
+        if "member" in arrays and np.asarray(arrays["member"]).astype(np.float64).any():
+            raise InputError(
+                "population.member",
+                "population records are known non-members: member must be 0 throughout (or absent)",
+            )
+        n = len(v.require(arrays, "label"))
+        stand_in = np.zeros(n, dtype=np.int8)
+        stand_in[:1] = 1  # validation wants both classes; the population has none of its own
+        try:
+            checked = ModelOutputs.from_arrays(
+                label=arrays["label"],
+                member=stand_in,
+                logits=arrays.get("logits"),
+                probs=arrays.get("probs"),
+                record_id=arrays.get("record_id"),
+                features=table_features(arrays, feature_columns),
+            )
+        except InputError as exc:  # name the population's input, not the audited outputs'
+            field = exc.field if exc.field.startswith("-") else f"population.{exc.field}"
+            raise InputError(field, exc.problem) from None
+        return cls(
+            checked.values,
+            checked.kind,
+            checked.label,
+            checked.record_id,
+            checked.features,
+            checked.has_record_id,
+        )
+
+
+def load_population(
+    path: str | Path, feature_columns: Sequence[str] | None = None
+) -> PopulationOutputs:
+    """Load the audited model's outputs on population records (.npz, .parquet or .csv):
+    ``logits`` or ``probs``, ``label``, optional ``record_id`` and the features."""
+    return PopulationOutputs.from_table(read_table(path, "population"), feature_columns)

@@ -1,0 +1,85 @@
+"""QMIA's numbers (docs/method.md §14): calibration on fresh non-members, what its regressor
+removes, cross-fitting, determinism and its refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from miaudit.attacks import QmiaSettings, fit_qmia, qmia_scores
+from miaudit.errors import InputError
+from miaudit.metrics import roc_auc_score
+
+#: Small fits keep the module fast; the numbers below hold for the default settings too.
+FAST = QmiaSettings(max_iter=30, n_folds=3)
+
+
+def _records(n: int, rng: np.random.Generator, shift: np.ndarray | float = 0.0):
+    """Non-member φ with a mean and a scale that depend on the features: μ = 6·x₀, σ = 0.3 + x₁."""
+    x = rng.uniform(0, 1, size=(n, 2))
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    phi = 6 * x[:, 0] + (0.3 + x[:, 1]) * rng.normal(size=n) + shift
+    return phi, x, y
+
+
+def test_fresh_nonmembers_score_as_standard_normal():
+    """The standardised residual of non-members outside the fit has mean ≈ 0 and spread ≈ 1
+    (1,000 fresh records: a standard error of 0.03 for the mean; tolerance 0.1 / 0.12 for the
+    regressor's own error)."""
+    rng = np.random.default_rng(0)
+    pop, fresh = _records(2500, rng), _records(1000, rng)
+    z = qmia_scores(*fresh, *pop, seed=1, settings=FAST)
+    assert abs(z.mean()) < 0.1 and abs(z.std() - 1) < 0.12
+
+
+def test_regressing_out_the_record_beats_the_raw_score():
+    """Members sit 1 above their own non-member mean; across records μ spans 6, so the raw φ
+    hides them (AUC Φ(1/(1.93·√2)) ≈ 0.64) and QMIA finds them (≈ 0.8 at best)."""
+    rng = np.random.default_rng(1)
+    pop = _records(2500, rng)
+    member = (rng.permutation(1200) < 600).astype(np.int8)
+    phi, x, y = _records(1200, rng, shift=1.0 * member)
+    z = qmia_scores(phi, x, y, *pop, seed=0, settings=FAST)
+    raw, qmia = roc_auc_score(member, phi), roc_auc_score(member, z)
+    assert qmia > 0.75 and qmia > raw + 0.1, (raw, qmia)
+
+
+def test_audited_records_never_enter_the_fit():
+    """A record's score depends on the population and itself only, not on the other audited
+    records (they are never in the fit)."""
+    rng = np.random.default_rng(2)
+    pop, audited = _records(500, rng), _records(300, rng)
+    all_scores = qmia_scores(*audited, *pop, seed=3, settings=FAST)
+    first = qmia_scores(*(a[:10] for a in audited), *pop, seed=3, settings=FAST)
+    np.testing.assert_array_equal(first, all_scores[:10])
+
+
+def test_scale_is_fitted_on_residuals_outside_their_fold():
+    """Cross-fitted residuals are not shrunk by their own fit: their mean absolute value is
+    larger than the in-sample residuals of the mean regressor fitted on every record."""
+    rng = np.random.default_rng(4)
+    phi, x, y = _records(1500, rng)
+    model = fit_qmia(phi, x, y, seed=0, settings=FAST)
+    from miaudit.attacks._qmia import design_matrix
+
+    in_sample = np.abs(phi - model.mean.predict(design_matrix(x, y, True))).mean()
+    _, sigma = model.predict(x, y)
+    # σ = √(π/2)·E|r| of the cross-fitted residuals, above the in-sample residuals' spread
+    assert (sigma / np.sqrt(np.pi / 2)).mean() > in_sample
+
+
+def test_deterministic_for_a_seed():
+    rng = np.random.default_rng(5)
+    pop, audited = _records(400, rng), _records(100, rng)
+    a = qmia_scores(*audited, *pop, seed=7, settings=FAST)
+    np.testing.assert_array_equal(a, qmia_scores(*audited, *pop, seed=7, settings=FAST))
+    assert not np.array_equal(a, qmia_scores(*audited, *pop, seed=8, settings=FAST))
+
+
+def test_refusals_name_the_input():
+    rng = np.random.default_rng(6)
+    phi, x, y = _records(200, rng)
+    with pytest.raises(InputError, match="population: QMIA needs at least 50"):
+        qmia_scores(phi[:5], x[:5], y[:5], phi[:20], x[:20], y[:20])
+    with pytest.raises(InputError, match="features: has 1 columns, the population's 2"):
+        qmia_scores(phi, x[:, :1], y, phi, x, y, settings=FAST)

@@ -1,0 +1,110 @@
+"""``miaudit attack OUTPUTS --population POP --attacks qmia`` and the Python ``attack()``: the
+features in every format (docs/formats.md) and the one-line refusals (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from miaudit.audit import attack
+from miaudit.cli import main
+from miaudit.errors import InputError
+
+
+def _model(n: int, rng: np.random.Generator, member: np.ndarray) -> dict[str, np.ndarray]:
+    """Logits whose non-member φ depends on the features (μ = 4·x₀), members 1.5 higher."""
+    x = rng.uniform(0, 1, size=(n, 3))
+    y = (x[:, 1] > 0.5).astype(np.int64)
+    phi = 4 * x[:, 0] + 0.5 * rng.normal(size=n) + 1.5 * member
+    logits = np.zeros((n, 2))
+    logits[np.arange(n), y] = phi  # two classes: φ = z_y − z_other
+    return {"logits": logits, "label": y, "features": x}
+
+
+def _files(tmp: Path, fmt: str = "npz", ids: bool = True) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    member = (rng.permutation(400) < 200).astype(np.int8)
+    out = {**_model(400, rng, member), "member": member}
+    pop = _model(300, rng, np.zeros(300))
+    if ids:
+        out["record_id"] = np.arange(400)
+        pop["record_id"] = np.arange(1000, 1300)
+    paths = tmp / f"outputs.{fmt}", tmp / f"population.{fmt}"
+    for path, arrays in zip(paths, (out, pop), strict=True):
+        if fmt == "npz":
+            np.savez(path, **arrays)
+            continue
+        cols = {k: v for k, v in arrays.items() if k not in ("logits", "features")}
+        cols |= {f"logit_{c}": arrays["logits"][:, c] for c in range(2)}
+        cols |= {f"f{j}": arrays["features"][:, j] for j in range(3)}
+        frame = pd.DataFrame(cols)
+        frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
+    return paths
+
+
+def test_cli_qmia_from_saved_outputs(tmp_path, capsys):
+    outputs, pop = _files(tmp_path)
+    capsys.readouterr()
+    main(["attack", str(outputs), "--population", str(pop), "--attacks", "loss,qmia",
+          "--resamples", "20", "--json"])  # fmt: skip
+    res = json.loads(capsys.readouterr().out)
+    auc = {a["name"]: a["auc"]["point"] for a in res["attacks"]}
+    assert auc["qmia"] > auc["loss"] + 0.1 and auc["qmia"] > 0.8, auc
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_feature_columns_in_tables(tmp_path, fmt):
+    outputs, pop = _files(tmp_path, fmt)
+    res = attack(outputs, population=pop, attacks=["qmia"], feature_columns=["f0", "f1", "f2"],
+                 n_resamples=0)  # fmt: skip
+    assert res.attacks[0].name == "qmia" and res.attacks[0].auc.point > 0.8
+
+
+def _refused(argv: list[str], capsys) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_refusals_are_one_line(tmp_path, capsys):
+    outputs, pop = _files(tmp_path)
+    base = ["attack", str(outputs), "--attacks", "qmia"]
+    assert "--population" in _refused(base, capsys)
+    arrays = dict(np.load(pop))
+    # an audited record in the population, by id
+    np.savez(tmp_path / "shared.npz", **{**arrays, "record_id": np.arange(300)})
+    err = _refused([*base, "--population", str(tmp_path / "shared.npz")], capsys)
+    assert "--population" in err and "also an audited record" in err
+    # features: missing, non-finite, another width
+    np.savez(tmp_path / "nofeat.npz", **{k: v for k, v in arrays.items() if k != "features"})
+    assert "features" in _refused([*base, "--population", str(tmp_path / "nofeat.npz")], capsys)
+    bad = arrays["features"].copy()
+    bad[3, 1] = np.inf
+    np.savez(tmp_path / "inf.npz", **{**arrays, "features": bad})
+    err = _refused([*base, "--population", str(tmp_path / "inf.npz")], capsys)
+    assert "population.features: contains NaN or inf" in err
+    np.savez(tmp_path / "narrow.npz", **{**arrays, "features": arrays["features"][:, :2]})
+    err = _refused([*base, "--population", str(tmp_path / "narrow.npz")], capsys)
+    assert "population.features" in err and "columns" in err
+    np.savez(tmp_path / "members.npz", **{**arrays, "member": np.ones(300)})
+    assert "population.member" in _refused(
+        [*base, "--population", str(tmp_path / "members.npz")], capsys
+    )
+    err = _refused([*base, "--population", str(pop), "--features", "nope"], capsys)
+    assert "--features" in err
+
+
+def test_without_ids_identical_rows_are_refused(tmp_path):
+    outputs, pop = _files(tmp_path, ids=False)
+    o, p = dict(np.load(outputs)), dict(np.load(pop))
+    p["features"][5], p["label"][5] = o["features"][7], o["label"][7]
+    np.savez(tmp_path / "copy.npz", **p)
+    with pytest.raises(InputError, match="audited row 7 has the features and label"):
+        attack(outputs, population=tmp_path / "copy.npz", attacks=["qmia"], n_resamples=0)
