@@ -387,6 +387,8 @@ def _register_text_attacks() -> None:
                 needs=needs,
             )
         )
+
+
 def _qmia(x: OutputSignals) -> AttackScores:
     assert x.population is not None and x.features is not None  # the runner checks the needs
     pop = x.population
