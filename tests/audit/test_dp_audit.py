@@ -41,11 +41,13 @@ SMALL = DpAuditDesign(canaries=200, k_plus=25, k_minus=25)
 
 
 def test_verdict_rules():
-    assert verdict(1.0, 1.5, 3.0) == "FAILED"
-    assert verdict(1.0, 1.0, 3.0) == "PASSED"  # a bound equal to the claim contradicts nothing
-    assert verdict(1.0, 0.0, 3.0) == "PASSED"
-    assert verdict(4.0, 2.9, 3.0) == "not testable by this design"
-    assert verdict(math.inf, 2.9, 3.0) == "not testable by this design"
+    """One one-sided test of the claim: FAILED exactly when its p-value is below the significance."""
+    assert verdict(1.0, 0.01, 0.05, 3.0) == "FAILED"
+    assert verdict(1.0, 0.05, 0.05, 3.0) == "PASSED"  # p = significance rejects nothing
+    assert verdict(1.0, 0.9, 0.05, 3.0) == "PASSED"
+    assert verdict(1.0, None, 0.05, 3.0) == "PASSED"
+    assert verdict(4.0, 0.001, 0.05, 3.0) == "not testable by this design"
+    assert verdict(math.inf, None, 0.05, 3.0) == "not testable by this design"
 
 
 def test_design_is_checked_and_its_ceiling_stated_before_training(tmp_path):
@@ -59,7 +61,7 @@ def test_design_is_checked_and_its_ceiling_stated_before_training(tmp_path):
     assert f"certify at most ε = {ceiling:.3f}" in lines[0] and "run 1/1" in lines[1]
     assert res.max_certifiable_epsilon == pytest.approx(ceiling, abs=1e-12)
     data = json.loads((tmp_path / "dp_audit.json").read_text())
-    assert data["schema"] == "miaudit.dp_audit/1" and data["claimed_epsilon"] is None
+    assert data["schema"] == "miaudit.dp_audit/2" and data["claimed_epsilon"] is None
     assert data["verdict"] == "not testable by this design" and data["m"] == 200 and data["r"] <= 50
     # dp_audit.json reads back as the very result: the claim of a recipe without DP is ∞ in
     # memory, null on disk; another schema is refused with an InputError naming the file.
@@ -67,8 +69,8 @@ def test_design_is_checked_and_its_ceiling_stated_before_training(tmp_path):
 
     back = DpAuditResult.read(tmp_path / "dp_audit.json")
     assert back == res and math.isinf(back.claimed_epsilon)
-    (tmp_path / "other.json").write_text(json.dumps({**data, "schema": "miaudit.dp_audit/2"}))
-    with pytest.raises(InputError, match=r"other\.json.*dp_audit/2"):
+    (tmp_path / "other.json").write_text(json.dumps({**data, "schema": "miaudit.dp_audit/3"}))
+    with pytest.raises(InputError, match=r"other\.json.*dp_audit/3"):
         DpAuditResult.read(tmp_path / "other.json")
 
 
@@ -108,23 +110,24 @@ def test_rare_category_canaries_fail_a_recipe_whose_preprocessing_sees_its_train
     """Issue 15: each canary gets a category no other record has; scored by how much the logits
     move when it is taken away. Fitted on the training records (fault injection: no DP recipe
     accepts it otherwise), the category is a live column exactly when the canary was included:
-    every IN guess is right (the OUT cut falls among the excluded canaries' scores of exactly 0,
-    a tie the audit abstains on) and the claim ε ≈ 1 FAILS, whatever the noise (measured: 25 of
-    25 right, bound 2.055 against ε = 0.996, ceiling 2.779). Fitted where a DP recipe
+    every guess is right (the excluded canaries' scores are exactly 0, a tie now broken by
+    independent random draws, so the OUT guesses are made too) and the claim ε ≈ 1 FAILS,
+    whatever the noise (measured: 50 of 50 right, bound 2.779 = the ceiling, against
+    ε = 0.996; before ties were broken: 25 of 25, bound 2.055). Fitted where a DP recipe
     fits it (the held-out records), the column is zero in every run: a canary and its twin are the
     same input, their logits differ by float rounding at most (measured ≤ 7.5e-8, as often for included
     canaries as for excluded ones), and the
-    audit PASSES (measured: 17 of 25 guesses right, bound 0)."""
+    audit PASSES (ties now broken at random: the guesses are coin flips, the bound near 0)."""
     design = DpAuditDesign(canaries=200, k_plus=25, k_minus=25, canary_kind="rare-category")
     leaky = dp_audit(_cfg({"fault": "training_preprocessing"}, 3, epochs=2), design=design)
-    assert leaky.verdict == "FAILED" and leaky.v == leaky.r == 25, leaky.summary()
+    assert leaky.verdict == "FAILED" and leaky.v == leaky.r == 50, leaky.summary()
     assert (
         leaky.empirical_epsilon_lower_bound > 2 * leaky.claimed_epsilon
         and leaky.claimed_epsilon <= CLAIM
     )
     assert any("each run's training records" in n for n in leaky.notes)
     correct = dp_audit(_cfg({}, 3, epochs=2), design=design)
-    assert correct.verdict == "PASSED" and correct.empirical_epsilon_lower_bound == 0.0, (
+    assert correct.verdict == "PASSED" and correct.empirical_epsilon_lower_bound < 0.5, (
         correct.summary()
     )
     assert "rare-category" in correct.method and any("held-out records" in n for n in correct.notes)
