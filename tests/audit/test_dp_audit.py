@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +90,39 @@ def test_zero_noise_is_caught_and_correct_dp_sgd_passes(seed):
     assert planted.privacy[0].fault_injection == "zero_noise" and any(
         "FAULT INJECTION" in n for n in planted.notes
     )
+
+
+def test_defaults_are_gradient_canaries_with_power_printed():
+    """Issue 19: a DP recipe is audited by default with gradient canaries (as many as the design
+    allows, at most the model's coordinates), guesses from the rule, and every verdict printed
+    with its power: the simulated ideal bound and the smallest detectable ε."""
+    lines: list[str] = []
+    res = dp_audit(_cfg({"fault": "zero_noise"}, 0, epochs=3), say=lines.append)
+    assert res.design.canary_kind == "gradient" and res.design.canaries == 5000
+    assert "guess rule" not in res.guess_rule and "largest median ideal bound" in res.guess_rule
+    assert res.verdict == "FAILED" and res.p_value is not None and res.p_value < 0.05
+    assert res.power is not None and res.power.ideal_bound < res.empirical_epsilon_lower_bound
+    assert res.power.min_detectable_epsilon is not None and res.power.simulations == 9
+    assert "power: an ideal attacker" in lines[-1] and "Gaussian-DP estimate" in lines[-1]
+    assert res.score.startswith("per-step likelihood ratio")
+    # a correct recipe on the same seed: PASSED, in words that say what it does not prove
+    ok = dp_audit(_cfg({}, 0, epochs=3))
+    assert ok.verdict == "PASSED" and ok.verdict_text().startswith("PASSED: no contradiction found")
+
+
+def test_schema_1_files_still_read(tmp_path):
+    """dp_audit.json written before issue 19 (schema 1) reads back, its new fields None."""
+    from miaudit.audit import DpAuditResult
+
+    old = json.loads(
+        (Path(__file__).parents[1] / "dp" / "data" / "dp_audit_schema1.json").read_text()
+    )
+    (tmp_path / "dp_audit.json").write_text(json.dumps(old))
+    back = DpAuditResult.read(tmp_path / "dp_audit.json")
+    assert (
+        back.schema_version == "miaudit.dp_audit/1" and back.power is None and back.p_value is None
+    )
+    assert back.verdict == "PASSED" and back.design.canary_kind == "input"
 
 
 def test_gradient_canaries_white_box():
