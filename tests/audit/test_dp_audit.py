@@ -224,3 +224,31 @@ def test_cli_exits_1_on_failed(tmp_path):
     assert r.exit_code == 1, r.output
     assert "FAILED" in r.output and "certify at most" in r.output.splitlines()[0]
     assert json.loads((tmp_path / "o" / "dp_audit.json").read_text())["verdict"] == "FAILED"
+
+
+def test_ood_canaries_replace_only_the_canaries_inputs_from_held_out_marginals():
+    import numpy as np
+
+    from miaudit.audit._dp_audit import with_ood_inputs
+    from miaudit.datasets import load_dataset
+
+    data = load_dataset(
+        parse_audit_config(
+            {"data": {"dataset": "purchase", "purchase": {"n_records": 300, "n_features": 20}}}
+        ).data
+    )
+    canaries, held = np.arange(0, 50), np.arange(200, 300)
+    out = with_ood_inputs(data, canaries, held, np.random.default_rng(0))
+    assert np.array_equal(out.features[50:], data.features[50:])  # other records untouched
+    for j in range(data.n_features):  # every value comes from that column's held-out values
+        assert set(out.features[canaries, j]) <= set(data.features[held, j])
+    # an input unlike any record: no canary equals its original record
+    assert not np.any(np.all(out.features[canaries] == data.features[canaries], axis=1))
+
+
+def test_ood_canaries_catch_zero_noise():
+    design = DpAuditDesign(canaries=200, canary_kind="ood")
+    planted = dp_audit(_cfg({"fault": "zero_noise"}, 1), design=design)
+    assert planted.verdict == "FAILED" and "out-of-distribution" in planted.method, (
+        planted.summary()
+    )

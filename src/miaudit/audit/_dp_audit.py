@@ -60,8 +60,8 @@ DP_AUDIT_SCHEMA: Literal["miaudit.dp_audit/2"] = "miaudit.dp_audit/2"
 DP_AUDIT_SCHEMA_V1 = "miaudit.dp_audit/1"  # still read: the fields schema 2 added are None
 DP_AUDIT_FILE = "dp_audit.json"
 Verdict = Literal["PASSED", "FAILED", "not testable by this design"]
-CanaryKind = Literal["input", "gradient", "rare-category"]
-CANARY_KINDS: tuple[CanaryKind, ...] = ("input", "rare-category", "gradient")
+CanaryKind = Literal["input", "gradient", "rare-category", "ood"]
+CANARY_KINDS: tuple[CanaryKind, ...] = ("input", "rare-category", "gradient", "ood")
 
 
 class DpAuditDesign(_Record):
@@ -379,7 +379,22 @@ def _canary_plan(data: Dataset, design: DpAuditDesign, rng: np.random.Generator)
     canary_data = (
         with_rare_categories(data, canaries) if rare else dataclasses.replace(data, label=label)
     )
+    if design.canary_kind == "ood":  # drawn after the flips: the other kinds' streams unchanged
+        canary_data = with_ood_inputs(canary_data, canaries, held, rng)
     return _CanaryPlan(canaries, base, held, label, included, canary_data)
+
+
+def with_ood_inputs(
+    data: Dataset, canaries: np.ndarray, held: np.ndarray, rng: np.random.Generator
+) -> Dataset:
+    """``data`` with each canary's input replaced by an out-of-distribution one: every column
+    drawn independently from the held-out records' values (each column's marginal kept, the
+    joint destroyed: an input unlike any record, which a model fits only by memorising it)."""
+    source = data.features[held] if held.size else data.features
+    features = data.features.copy()
+    picks = rng.integers(0, source.shape[0], size=(canaries.size, source.shape[1]))
+    features[canaries] = source[picks, np.arange(source.shape[1])]
+    return dataclasses.replace(data, features=features)
 
 
 def _train_once(
@@ -466,6 +481,8 @@ def with_rare_categories(data: Dataset, canaries: np.ndarray) -> Dataset:
 
 
 _CANARY_NOTES = {
+    "ood": "Out-of-distribution input canaries: records whose every column is drawn independently from the held-out records' values, given a "
+    "random wrong label, scored black-box by minus the loss on that label.",
     "input": "Input canaries: records given a random wrong label, scored black-box by minus the loss on that label.",
     "rare-category": "Rare-category canaries: records given a category no other record has (a one-hot column of its own), scored black-box by the "
     "L1 change of the logits when the category is taken away (two queries).",
@@ -474,11 +491,13 @@ _CANARY_NOTES = {
     "there removed (the audit observes it), under the σ and sampling rate the accountant is told.",
 }
 _CANARY_METHODS = {
+    "ood": "out-of-distribution input canaries, black-box",
     "input": "input canaries, black-box",
     "rare-category": "rare-category canaries, black-box",
     "gradient": "gradient canaries, white-box",
 }
 _SCORES = {
+    "ood": "minus the loss on the canary's random label",
     "input": "minus the loss on the canary's wrong label",
     "rare-category": "L1 change of the logits without the canary's category",
     "gradient": "per-step likelihood ratio, other records' clipped sum removed",

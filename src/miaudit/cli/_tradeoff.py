@@ -321,7 +321,7 @@ def dp_audit(
         str,
         typer.Option(
             "--canary-kind",
-            help="auto (the strongest the recipe allows: gradient for a DP recipe, else input), input (records with a wrong label, black-box), rare-category (records with a category no other record has, black-box: catches preprocessing that sees the training records) or gradient (Dirac gradients in the DP-SGD step, white-box).",
+            help="auto (the strongest the recipe allows: gradient for a DP recipe, else input), input (records with a wrong label, black-box), rare-category (records with a category no other record has, black-box: catches preprocessing that sees the training records), ood (out-of-distribution inputs with wrong labels, black-box) or gradient (Dirac gradients in the DP-SGD step, white-box).",
         ),
     ] = "auto",
     trust_code: TrustCode = False,
@@ -334,7 +334,7 @@ def dp_audit(
     if kind is None and canary_kind != "auto":
         raise InputError(
             "--canary-kind",
-            f"must be 'auto', 'input', 'rare-category' or 'gradient', got {canary_kind!r}",
+            f"must be 'auto', 'input', 'ood', 'rare-category' or 'gradient', got {canary_kind!r}",
         )
     if (k_plus is None) != (k_minus is None):
         raise InputError(
