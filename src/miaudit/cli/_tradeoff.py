@@ -336,10 +336,8 @@ def dp_audit(
             "--canary-kind",
             f"must be 'auto', 'input', 'ood', 'rare-category' or 'gradient', got {canary_kind!r}",
         )
-    if (k_plus is None) != (k_minus is None):
-        raise InputError(
-            "--k-plus", "give both --k-plus and --k-minus, or neither (the guess rule)"
-        )
+    if (k_plus is None) != (k_minus is None):  # one given: the design guesses one side only
+        k_plus, k_minus = k_plus or 0, k_minus or 0
     out = _console()
     design = DpAuditDesign(
         canaries=canaries,
