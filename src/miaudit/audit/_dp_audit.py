@@ -1,25 +1,30 @@
-"""``miaudit dp-audit``: an empirical lower bound on ε for a training recipe, against its claim.
+"""``miaudit dp-audit``: a one-sided test of a training recipe's DP claim, with its power.
 
-docs/method.md §6, one training run (Steinke, Nasr & Jagielski, NeurIPS 2023), several runs
-pooled with fresh canaries per run:
+docs/dp.md and docs/method.md §6, §12; one training run (Steinke, Nasr & Jagielski, NeurIPS
+2023), several runs pooled with fresh canaries per run:
 
-1. Before training, per run: m canaries (records of the dataset given a wrong label drawn at
-   random: an input canary), each included by an independent fair coin flip; the guesses
-   (IN for the k₊ highest scores, OUT for the k₋ lowest) are fixed now, and so is the largest
-   ε the design can certify (every guess right), which is stated before anything is trained.
+1. Before training, per run: m canaries, each included by an independent fair coin flip — by
+   default the strongest the recipe allows: white-box Dirac gradient canaries for a DP recipe,
+   input canaries (records with a wrong label) otherwise; also rare-category and
+   out-of-distribution input canaries. The guesses (IN for the k₊ highest scores, OUT for the k₋
+   lowest) are fixed now — given, or by the guess rule from the claim alone
+   (:mod:`miaudit.audit._dp_audit_power`) — and so is the largest ε the design can certify.
 2. Train the recipe once per run on the base records plus the included canaries, exactly as the
    audited recipe trains (its preprocessing fitted where the recipe fits it: a DP recipe on the
    held-out records, which no run trains on; a recipe that fits on its training records sees
    the canaries there too, and the audit must then see the leak).
-3. Score every canary black-box: minus the model's loss on the canary's (wrong) label; or, for
-   rare-category canaries (records given a category no other record has), how much the outputs
-   move when the category is taken away (two queries).
-4. The bound from the guesses, at the stated significance and the claimed δ; the claim is the ε
-   that Opacus's accountant recorded for the run (the largest over runs).
+3. Score every canary: gradient canaries by the per-step likelihood ratio (the other records'
+   clipped sum removed); input canaries black-box by minus the loss on their label;
+   rare-category canaries by how much the outputs move without the category. Ties are broken by
+   independent random draws.
+4. Test the claim — the ε Opacus's accountant recorded (the largest over runs), at the recipe's
+   δ — with the one-run p-value, at the stated significance; report the bound, the power
+   (simulated ideal bound, smallest detectable ε) and a labelled μ-GDP estimate.
 
 Verdict: "not testable by this design" when the claim is above the largest certifiable ε;
-otherwise FAILED when the bound exceeds the claim (a bug in training, accounting or the audit),
-else PASSED (this audit found no contradiction; it proves nothing above its ceiling).
+otherwise FAILED when the test rejects the claim (a bug in training, accounting or the audit),
+else PASSED: no contradiction found (it proves nothing; the power line says how much it could
+have found).
 """
 
 from __future__ import annotations
@@ -670,20 +675,21 @@ def _tie_broken(runs: list[CanaryRun], seed: int) -> list[CanaryRun]:
 
 
 def _gaussian_dp(runs: list[CanaryRun], design: DpAuditDesign, delta: float) -> GaussianDp | None:
-    """The μ-GDP estimate from the pooled canaries (one run: its canaries)."""
+    """The μ-GDP estimate from the first run's canaries (ranks are not comparable across runs)."""
     if delta <= 0:
         return None
     kp, km = design.guesses
     est = gaussian_dp_estimate(
-        np.concatenate([r.scores for r in runs]) if len(runs) == 1 else runs[0].scores,
-        np.concatenate([r.included for r in runs]) if len(runs) == 1 else runs[0].included,
+        runs[0].scores,
+        runs[0].included,
         k_plus=kp,
         k_minus=km,
         delta=delta,
         significance=design.significance,
     )
+    label = est.label if len(runs) == 1 else est.label + ", first run"
     return GaussianDp(
-        mu=est.mu, epsilon=est.epsilon if math.isfinite(est.epsilon) else None, label=est.label
+        mu=est.mu, epsilon=est.epsilon if math.isfinite(est.epsilon) else None, label=label
     )
 
 
