@@ -38,7 +38,7 @@ def _cfg(dp: dict | None, seed: int, *, n: int = 700, epochs: int = 30) -> objec
     )
 
 
-SMALL = DpAuditDesign(canaries=200, k_plus=25, k_minus=25)
+SMALL = DpAuditDesign(canaries=200, k_plus=25, k_minus=25, canary_kind="input")
 
 
 def test_verdict_rules():
@@ -181,7 +181,7 @@ def test_claims_planted_bugs_fail_on_every_seed_correct_recipe_passes(fault):
     undefended recipe bound 3.22–4.19; correct 0.00–0.20 (PASSED); zero_noise 2.32–3.04 (FAILED);
     no_clipping 1.00–1.27 (FAILED, but by 0.002 on seed 2: a thin margin).
     """
-    design = DpAuditDesign(canaries=1000, k_plus=100, k_minus=100)
+    design = DpAuditDesign(canaries=1000, k_plus=100, k_minus=100, canary_kind="input")
     for seed in range(5):
         dp = (
             {"fault": fault} if fault == "zero_noise" else {"fault": fault, "ghost_clipping": False}

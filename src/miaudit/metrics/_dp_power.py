@@ -207,7 +207,7 @@ def min_detectable_epsilon(
     e^ε/(1 + e^ε)) rejects ``claim`` with probability ≥ ``power``; ∞ when no ε can.
 
     >>> round(min_detectable_epsilon(1000, 200, 1.0, delta=1e-5, significance=0.05), 2)
-    2.05
+    1.5
     """
     if r < 1 or not math.isfinite(claim):
         return math.inf
