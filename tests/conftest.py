@@ -32,7 +32,6 @@ SLOW_MODULES = frozenset(
         "tests/docs/test_own_model_docs.py",  # three reference audits of the user's own code
         "tests/docs/test_own_model_scripts.py",  # the same three from plain scripts
         "tests/dp/test_dp_training.py",  # Opacus training
-        "tests/dp/test_validity.py",  # 1,200 simulated one-run tests (issue 19)
         "tests/engine/test_device_cuda.py",  # trains on the GPU (skipped without one)
         "tests/engine/test_ray.py",  # starts a Ray cluster
         "tests/engine/test_resume.py",  # SIGKILLs and resumes training processes
