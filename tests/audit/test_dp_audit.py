@@ -252,3 +252,20 @@ def test_ood_canaries_catch_zero_noise():
     assert planted.verdict == "FAILED" and "out-of-distribution" in planted.method, (
         planted.summary()
     )
+
+
+def test_report_dp_section_gets_claim_bounds_ceiling_and_power():
+    """The report's DP section (miaudit tradeoff --dp-audit) shows the claim, the bound and the
+    ceiling as fields and, in its notes, the verdict in words, the power line and the labelled
+    μ-GDP estimate (the golden schema-2 file, read back)."""
+    from miaudit.audit import DpAuditResult
+    from miaudit.cli._tradeoff import dp_summary_for_report
+
+    res = DpAuditResult.read(Path(__file__).parents[1] / "golden" / "expected" / "dp_audit.json")
+    summary = dp_summary_for_report(res)
+    assert summary is not None and summary.max_certifiable_epsilon == res.max_certifiable_epsilon
+    assert summary.empirical_epsilon_lower_bound == res.empirical_epsilon_lower_bound
+    notes = "\n".join(summary.notes)
+    assert "PASSED: no contradiction found (LOW POWER" in notes
+    assert "power: an ideal attacker under the claimed mechanism" in notes
+    assert "Gaussian-DP estimate (assumes a Gaussian trade-off curve" in notes
