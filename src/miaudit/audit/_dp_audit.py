@@ -1,30 +1,36 @@
-"""``miaudit dp-audit``: an empirical lower bound on ε for a training recipe, against its claim.
+"""``miaudit dp-audit``: a one-sided test of a training recipe's DP claim, with its power.
 
-docs/method.md §6, one training run (Steinke, Nasr & Jagielski, NeurIPS 2023), several runs
-pooled with fresh canaries per run:
+docs/dp.md and docs/method.md §6, §15; one training run (Steinke, Nasr & Jagielski, NeurIPS
+2023), several runs pooled with fresh canaries per run:
 
-1. Before training, per run: m canaries (records of the dataset given a wrong label drawn at
-   random: an input canary), each included by an independent fair coin flip; the guesses
-   (IN for the k₊ highest scores, OUT for the k₋ lowest) are fixed now, and so is the largest
-   ε the design can certify (every guess right), which is stated before anything is trained.
+1. Before training, per run: m canaries, each included by an independent fair coin flip — by
+   default the strongest the recipe allows: white-box Dirac gradient canaries for a DP recipe,
+   input canaries (records with a wrong label) otherwise; also rare-category and
+   out-of-distribution input canaries. The guesses (IN for the k₊ highest scores, OUT for the k₋
+   lowest) are fixed now — given, or by the guess rule from the claim alone
+   (:mod:`miaudit.audit._dp_audit_power`) — and so is the largest ε the design can certify.
 2. Train the recipe once per run on the base records plus the included canaries, exactly as the
    audited recipe trains (its preprocessing fitted where the recipe fits it: a DP recipe on the
    held-out records, which no run trains on; a recipe that fits on its training records sees
    the canaries there too, and the audit must then see the leak).
-3. Score every canary black-box: minus the model's loss on the canary's (wrong) label; or, for
-   rare-category canaries (records given a category no other record has), how much the outputs
-   move when the category is taken away (two queries).
-4. The bound from the guesses, at the stated significance and the claimed δ; the claim is the ε
-   that Opacus's accountant recorded for the run (the largest over runs).
+3. Score every canary: gradient canaries by the per-step likelihood ratio (the other records'
+   clipped sum removed); input canaries black-box by minus the loss on their label;
+   rare-category canaries by how much the outputs move without the category. Ties are broken by
+   independent random draws.
+4. Test the claim — the ε Opacus's accountant recorded (the largest over runs), at the recipe's
+   δ — with the one-run p-value, at the stated significance; report the bound, the power
+   (simulated ideal bound, smallest detectable ε) and a labelled μ-GDP estimate.
 
 Verdict: "not testable by this design" when the claim is above the largest certifiable ε;
-otherwise FAILED when the bound exceeds the claim (a bug in training, accounting or the audit),
-else PASSED (this audit found no contradiction; it proves nothing above its ceiling).
+otherwise FAILED when the test rejects the claim (a bug in training, accounting or the audit),
+else PASSED: no contradiction found (it proves nothing; the power line says how much it could
+have found).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -34,27 +40,48 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator
 
 from miaudit.audit._config import AuditConfig, load_audit_config
+from miaudit.audit._dp_audit_power import (
+    DpAuditPower,
+    Mechanism,
+    design_power,
+    guess_rule,
+    planned_mechanism,
+    recorded_mechanism,
+)
 from miaudit.audit._results import PrivacySpent, _Record, dump_record, parse_record, read_record
 from miaudit.datasets import Dataset
 from miaudit.errors import InputError
-from miaudit.metrics import one_run_max_certifiable_epsilon, pooled_one_run_audit
-from miaudit.models import CNNRecipe, MLPRecipe, Recipe, torch_threads
+from miaudit.metrics import (
+    gaussian_dp_estimate,
+    one_run_max_certifiable_epsilon,
+    one_run_p_value,
+    pooled_one_run_audit,
+)
+from miaudit.models import CNNRecipe, DPConfig, MLPRecipe, Recipe, torch_threads
 
 TorchRecipe = MLPRecipe | CNNRecipe
 
-DP_AUDIT_SCHEMA: Literal["miaudit.dp_audit/1"] = "miaudit.dp_audit/1"
+DP_AUDIT_SCHEMA: Literal["miaudit.dp_audit/2"] = "miaudit.dp_audit/2"
+DP_AUDIT_SCHEMA_V1 = "miaudit.dp_audit/1"  # still read: the fields schema 2 added are None
 DP_AUDIT_FILE = "dp_audit.json"
 Verdict = Literal["PASSED", "FAILED", "not testable by this design"]
-CanaryKind = Literal["input", "gradient", "rare-category"]
-CANARY_KINDS: tuple[CanaryKind, ...] = ("input", "rare-category", "gradient")
+CanaryKind = Literal["input", "gradient", "rare-category", "ood"]
+CANARY_KINDS: tuple[CanaryKind, ...] = ("input", "rare-category", "gradient", "ood")
 
 
 class DpAuditDesign(_Record):
-    """What is fixed before training: canaries per run, guesses, runs, significance."""
+    """What is fixed before training: canaries per run, guesses, runs, significance.
 
-    canaries: int = 1000
-    k_plus: int = 100
-    k_minus: int = 100
+    ``None`` fields are resolved before training by :func:`resolve_design` (and written resolved
+    into the result): ``canary_kind`` the strongest the recipe allows (gradient canaries for a DP
+    recipe, input canaries otherwise), ``canaries`` 5,000 gradient canaries (at most the model's
+    coordinates) or 1,000 input canaries, and (k₊, k₋) by the guess rule of
+    :mod:`miaudit.audit._dp_audit_power` (a tenth of the canaries each without a DP claim).
+    """
+
+    canaries: int | None = None
+    k_plus: int | None = None
+    k_minus: int | None = None
     runs: int = 1
     significance: float = 0.05
     base_records: int | None = (
@@ -64,25 +91,29 @@ class DpAuditDesign(_Record):
     #: gradient canaries inserted in the DP-SGD step, scored white-box (DP recipes only);
     #: "rare-category": records given a category no other record has (a new one-hot column
     #: each), scored black-box by how much the outputs change without it (tabular data).
-    canary_kind: CanaryKind = "input"
+    canary_kind: CanaryKind | None = None
+
+    @property
+    def m(self) -> int:
+        assert self.canaries is not None, "resolve_design first"
+        return self.canaries
+
+    @property
+    def guesses(self) -> tuple[int, int]:
+        assert self.k_plus is not None and self.k_minus is not None, "resolve_design first"
+        return self.k_plus, self.k_minus
 
     def check(self, n_records: int) -> None:
-        if self.canaries < 2:
+        if self.canaries is not None and self.canaries < 2:
             raise InputError("canaries", f"must be at least 2, got {self.canaries}")
-        if (
-            self.k_plus < 0
-            or self.k_minus < 0
-            or self.k_plus + self.k_minus == 0
-            or self.k_plus + self.k_minus > self.canaries
-        ):
-            raise InputError(
-                "guesses",
-                f"k_plus + k_minus must lie in [1, canaries = {self.canaries}], got {self.k_plus} + {self.k_minus}",
-            )
+        if self.k_plus is not None and self.k_minus is not None:
+            self._check_guesses()
         if self.runs < 1:
             raise InputError("runs", f"must be at least 1, got {self.runs}")
         if not 0 < self.significance < 1:
             raise InputError("significance", f"must lie in (0, 1), got {self.significance}")
+        if self.canaries is None:
+            return
         base = self.base_count(n_records)
         if base < 1 or self._records_used() + base > n_records:
             raise InputError(
@@ -90,10 +121,16 @@ class DpAuditDesign(_Record):
                 f"{self.canaries} canaries + {base} base records exceed the dataset's {n_records} records",
             )
 
+    def _check_guesses(self) -> None:
+        kp, km = self.guesses
+        if kp < 0 or km < 0 or kp + km == 0 or (self.canaries and kp + km > self.canaries):
+            raise InputError(
+                "guesses",
+                f"k_plus + k_minus must lie in [1, canaries = {self.canaries}], got {kp} + {km}",
+            )
+
     def _records_used(self) -> int:
-        return (
-            0 if self.canary_kind == "gradient" else self.canaries
-        )  # gradient canaries are not records
+        return 0 if self.canary_kind == "gradient" else self.m  # gradient canaries are not records
 
     def base_count(self, n_records: int) -> int:
         rest = n_records - self._records_used()
@@ -101,11 +138,20 @@ class DpAuditDesign(_Record):
 
     def max_certifiable(self, delta: float) -> float:
         return one_run_max_certifiable_epsilon(
-            self.runs * self.canaries,
-            self.runs * (self.k_plus + self.k_minus),
+            self.runs * self.m,
+            self.runs * sum(self.guesses),
             delta=delta,
             significance=self.significance,
         )
+
+
+class GaussianDp(_Record):
+    """The μ-GDP estimate beside the bound (metrics' ``gaussian_dp_estimate``): labelled with its
+    family assumption, never the verdict. ``epsilon`` None: ∞ at the claimed δ."""
+
+    mu: float
+    epsilon: float | None
+    label: str
 
 
 class DpAuditResult(_Record):
@@ -113,13 +159,17 @@ class DpAuditResult(_Record):
 
     ``claimed_epsilon`` is ∞ when the recipe is not DP-trained (written as null in JSON, which
     has no ∞; read back as ∞); a test accuracy that could not be measured is NaN (null).
+    Schema 2 added the test's p-value, the power, the Gaussian-DP estimate, the guess rule and
+    the score; a schema-1 file reads back with them None (or empty).
     """
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
     )
 
-    schema_version: Literal["miaudit.dp_audit/1"] = Field(DP_AUDIT_SCHEMA, alias="schema")
+    schema_version: Literal["miaudit.dp_audit/1", "miaudit.dp_audit/2"] = Field(
+        DP_AUDIT_SCHEMA, alias="schema"
+    )
     claimed_epsilon: float
     delta: float
     accountant: str
@@ -138,6 +188,12 @@ class DpAuditResult(_Record):
     test_accuracy: list[float]
     privacy: list[PrivacySpent] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    #: p-value of "the training is (claimed ε, δ)-DP" (one-sided; None without a finite claim).
+    p_value: float | None = None
+    power: DpAuditPower | None = None
+    gaussian_dp: GaussianDp | None = None
+    guess_rule: str = ""
+    score: str = ""
 
     @field_validator("claimed_epsilon", mode="before")
     @classmethod
@@ -164,13 +220,32 @@ class DpAuditResult(_Record):
 
     @classmethod
     def from_json(cls, text: str, source: str = DP_AUDIT_FILE) -> DpAuditResult:
-        """InputError naming ``source`` unless ``text`` is a ``miaudit.dp_audit/1`` result."""
-        return parse_record(cls, text, DP_AUDIT_SCHEMA, source=source)
+        """InputError naming ``source`` unless ``text`` is a ``miaudit.dp_audit/2`` (or /1) result."""
+        return parse_record(cls, text, _schema_of(text), source=source)
 
     @classmethod
     def read(cls, path: str | Path, *, field: str | None = None) -> DpAuditResult:
         """A ``dp_audit.json``; InputError naming it (under ``field``) when it is not one."""
-        return read_record(cls, Path(path), DP_AUDIT_SCHEMA, field=field)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""  # read_record says why, naming the file
+        return read_record(cls, Path(path), _schema_of(text), field=field)
+
+    def verdict_text(self) -> str:
+        """The verdict in words: PASSED says what it does not prove, and when power is low."""
+        if self.verdict == "FAILED":
+            return "FAILED: the guesses reject the claim" + (
+                f" (p = {self.p_value:.2g} < {self.significance:g})"
+                if self.p_value is not None
+                else ""
+            )
+        if self.verdict == "not testable by this design":
+            return "not testable by this design: the claim is above the largest ε it can certify"
+        low = self.power is not None and self.power.low
+        return "PASSED: no contradiction found" + (
+            " (LOW POWER: only a large violation would have been caught)" if low else ""
+        )
 
     def summary(self) -> str:
         claim = (
@@ -178,18 +253,35 @@ class DpAuditResult(_Record):
             if math.isinf(self.claimed_epsilon)
             else f"{self.claimed_epsilon:.3f}"
         )
-        return (
+        lines = [
             f"claimed ε = {claim} (δ = {self.delta:g}, accountant {self.accountant}); empirical lower bound ε ≥ "
             f"{self.empirical_epsilon_lower_bound:.3f} at significance {self.significance:g} ({self.v} of {self.r} guesses right on "
-            f"{self.m} canaries, {self.design.runs} run(s)); this design certifies at most ε = {self.max_certifiable_epsilon:.3f}: {self.verdict}"
-        )
+            f"{self.m} canaries, {self.design.runs} run(s)); this design certifies at most ε = {self.max_certifiable_epsilon:.3f}: "
+            + self.verdict_text()
+        ]
+        if self.power is not None:
+            lines.append(self.power.line())
+        if self.gaussian_dp is not None:
+            eps = "∞" if self.gaussian_dp.epsilon is None else f"{self.gaussian_dp.epsilon:.3f}"
+            lines.append(f"{self.gaussian_dp.label}: μ ≥ {self.gaussian_dp.mu:.3f}, ε ≈ {eps}")
+        return "\n".join(lines)
 
 
-def verdict(claimed: float, bound: float, ceiling: float) -> Verdict:
-    """'not testable by this design' above the ceiling; FAILED when bound > claim; else PASSED."""
+def _schema_of(text: str) -> str:
+    """The schema this reader checks ``text`` against: /1 when the file says /1, else /2."""
+    try:
+        found = json.loads(text).get("schema")
+    except (ValueError, AttributeError):
+        found = None
+    return DP_AUDIT_SCHEMA_V1 if found == DP_AUDIT_SCHEMA_V1 else DP_AUDIT_SCHEMA
+
+
+def verdict(claimed: float, p_value: float | None, significance: float, ceiling: float) -> Verdict:
+    """'not testable by this design' above the ceiling; FAILED when the one-sided test of the
+    claim rejects it (p < significance); else PASSED. A single test: never the better of two."""
     if claimed > ceiling:
         return "not testable by this design"
-    return "FAILED" if bound > claimed else "PASSED"
+    return "FAILED" if p_value is not None and p_value < significance else "PASSED"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,14 +324,14 @@ def _gradient_canary_run(
     net = build_net(recipe, data, [torch.Generator().manual_seed(stream.torch_seed)])
     module = single_model(recipe, net, 0)
     n_params = sum(p.numel() for p in module.parameters())
-    if design.canaries > n_params:
+    if design.m > n_params:
         raise InputError(
             "canaries",
             f"{design.canaries} gradient canaries need as many coordinates; the model has {n_params} parameters",
         )
     # Both made before training: each canary's coordinate and its coin flip.
-    coords = np.sort(rng.choice(n_params, size=design.canaries, replace=False)).astype(np.int64)
-    included = rng.random(design.canaries) < 0.5
+    coords = np.sort(rng.choice(n_params, size=design.m, replace=False)).astype(np.int64)
+    included = rng.random(design.m) < 0.5
     canaries = GradientCanaries(coords, included, int(rng.integers(2**62)))
     (affine,), _ = fit_preprocessing(recipe, data, [base], _mask(n, held))
     x = torch.from_numpy(affine.apply(data.features[base]))
@@ -275,7 +367,7 @@ class _CanaryPlan:
 
 
 def _canary_plan(data: Dataset, design: DpAuditDesign, rng: np.random.Generator) -> _CanaryPlan:
-    n, m = data.n_records, design.canaries
+    n, m = data.n_records, design.m
     perm = rng.permutation(n)
     canaries = np.sort(perm[:m])
     base_n = design.base_count(n)
@@ -292,7 +384,22 @@ def _canary_plan(data: Dataset, design: DpAuditDesign, rng: np.random.Generator)
     canary_data = (
         with_rare_categories(data, canaries) if rare else dataclasses.replace(data, label=label)
     )
+    if design.canary_kind == "ood":  # drawn after the flips: the other kinds' streams unchanged
+        canary_data = with_ood_inputs(canary_data, canaries, held, rng)
     return _CanaryPlan(canaries, base, held, label, included, canary_data)
+
+
+def with_ood_inputs(
+    data: Dataset, canaries: np.ndarray, held: np.ndarray, rng: np.random.Generator
+) -> Dataset:
+    """``data`` with each canary's input replaced by an out-of-distribution one: every column
+    drawn independently from the held-out records' values (each column's marginal kept, the
+    joint destroyed: an input unlike any record, which a model fits only by memorising it)."""
+    source = data.features[held] if held.size else data.features
+    features = data.features.copy()
+    picks = rng.integers(0, source.shape[0], size=(canaries.size, source.shape[1]))
+    features[canaries] = source[picks, np.arange(source.shape[1])]
+    return dataclasses.replace(data, features=features)
 
 
 def _train_once(
@@ -379,17 +486,39 @@ def with_rare_categories(data: Dataset, canaries: np.ndarray) -> Dataset:
 
 
 _CANARY_NOTES = {
+    "ood": "Out-of-distribution input canaries: records whose every column is drawn independently from the held-out records' values, given a "
+    "random wrong label, scored black-box by minus the loss on that label.",
     "input": "Input canaries: records given a random wrong label, scored black-box by minus the loss on that label.",
     "rare-category": "Rare-category canaries: records given a category no other record has (a one-hot column of its own), scored black-box by the "
     "L1 change of the logits when the category is taken away (two queries).",
     "gradient": "Gradient canaries (white-box): Dirac gradients of norm C on random parameter coordinates, Poisson-sampled into every DP-SGD step "
-    "when included; scored by the sum over steps of the released noisy gradient on their coordinate.",
+    "when included; scored by the per-step likelihood ratio of the released noisy gradient on their coordinate, the other records' clipped sum "
+    "there removed (the audit observes it), under the σ and sampling rate the accountant is told.",
 }
 _CANARY_METHODS = {
+    "ood": "out-of-distribution input canaries, black-box",
     "input": "input canaries, black-box",
     "rare-category": "rare-category canaries, black-box",
     "gradient": "gradient canaries, white-box",
 }
+_SCORES = {
+    "ood": "minus the loss on the canary's random label",
+    "input": "minus the loss on the canary's wrong label",
+    "rare-category": "L1 change of the logits without the canary's category",
+    "gradient": "per-step likelihood ratio, other records' clipped sum removed",
+}
+#: Default canaries per run: gradient canaries (at most the model's coordinates), input canaries.
+DEFAULT_GRADIENT_CANARIES = 5000
+DEFAULT_INPUT_CANARIES = 1000
+
+
+def _n_params(recipe: TorchRecipe, data: Dataset) -> int:
+    import torch
+
+    from miaudit.models import build_net, single_model
+
+    net = build_net(recipe, data, [torch.Generator().manual_seed(0)])
+    return sum(p.numel() for p in single_model(recipe, net, 0).parameters())
 
 
 def _checked_recipe(cfg: AuditConfig, design: DpAuditDesign, data: Dataset) -> TorchRecipe:
@@ -417,7 +546,54 @@ def _checked_recipe(cfg: AuditConfig, design: DpAuditDesign, data: Dataset) -> T
     return recipe
 
 
-def _design_line(design: DpAuditDesign, recipe: TorchRecipe, delta: float, ceiling: float) -> str:
+def resolve_design(
+    design: DpAuditDesign, recipe: TorchRecipe, data: Dataset, seed: int
+) -> tuple[DpAuditDesign, str]:
+    """``design`` with its None fields resolved before training (see :class:`DpAuditDesign`), and
+    how the guesses were chosen. The guess rule sees the recipe's claim alone: never a score."""
+    kind: CanaryKind = design.canary_kind or ("gradient" if recipe.dp is not None else "input")
+    m = design.canaries
+    if m is None:
+        m = (
+            min(DEFAULT_GRADIENT_CANARIES, _n_params(recipe, data))
+            if kind == "gradient"
+            else DEFAULT_INPUT_CANARIES
+        )
+    out = design.model_copy(update={"canary_kind": kind, "canaries": m})
+    if design.k_plus is not None and design.k_minus is not None:
+        return out, "given"
+    out.check(data.n_records)
+    dp = recipe.dp
+    claim = dp.epsilon if dp is not None else None
+    if dp is None or (claim is None and not dp.noise_multiplier):
+        kp = km = max(1, m // 10)
+        rule = "a tenth of the canaries each (no DP claim to plan for)"
+    else:
+        mech = planned_mechanism(
+            dp, recipe.batch_size, recipe.epochs, out.base_count(data.n_records)
+        )
+        if claim is None:  # σ given: the claim is what the accountant will record
+            claim = _planned_epsilon(dp, mech)
+        kp, km = guess_rule(m * design.runs, mech, claim, dp.delta, design.significance, seed)
+        kp, km = max(1, kp // design.runs), km // design.runs
+        rule = (
+            "the grid design with the largest median ideal bound under the planned mechanism "
+            f"(σ = {mech.noise_multiplier:.3g}, q = {mech.sample_rate:.3g}, {mech.steps} steps) among those certifying at least twice the claim"
+        )
+    return out.model_copy(update={"k_plus": kp, "k_minus": km}), rule
+
+
+def _planned_epsilon(dp: DPConfig, mech: Mechanism) -> float:
+    from opacus.accountants import create_accountant
+
+    acc = create_accountant(dp.accountant)
+    acc.history = [(mech.noise_multiplier, mech.sample_rate, mech.steps)]
+    return float(acc.get_epsilon(dp.delta))
+
+
+def _design_line(
+    design: DpAuditDesign, recipe: TorchRecipe, delta: float, ceiling: float, rule: str
+) -> str:
     """What the design can certify, said before anything is trained."""
     dp = recipe.dp
     claim = (
@@ -425,9 +601,10 @@ def _design_line(design: DpAuditDesign, recipe: TorchRecipe, delta: float, ceili
         if dp is not None and dp.epsilon is not None
         else ""
     )
+    kp, km = design.guesses
     return (
-        f"design: {design.runs} run(s) × {design.canaries} {design.canary_kind} canaries (each included with probability ½), "
-        f"guesses k₊ = {design.k_plus}, k₋ = {design.k_minus} fixed now; at significance {design.significance:g} and δ = {delta:g} "
+        f"design: {design.runs} run(s) × {design.m} {design.canary_kind} canaries (each included with probability ½), "
+        f"guesses k₊ = {kp}, k₋ = {km} fixed now ({rule}); at significance {design.significance:g} and δ = {delta:g} "
         f"this design can certify at most ε = {ceiling:.3f}" + claim
     )
 
@@ -435,6 +612,7 @@ def _design_line(design: DpAuditDesign, recipe: TorchRecipe, delta: float, ceili
 def _notes(design: DpAuditDesign, recipe: TorchRecipe, privacy: list[PrivacySpent]) -> list[str]:
     from miaudit.models import preprocessing_fit
 
+    assert design.canary_kind is not None
     notes = [
         _CANARY_NOTES[design.canary_kind],
         "Trained as the audited recipe trains: preprocessing fitted on "
@@ -444,7 +622,13 @@ def _notes(design: DpAuditDesign, recipe: TorchRecipe, privacy: list[PrivacySpen
             else "each run's training records, canaries included."
         ),
         "Claimed ε: the largest ε Opacus's accountant recorded over the runs.",
+        'Verdict: one-sided test of "the training is (claimed ε, δ)-DP" (Steinke, Nasr & Jagielski) at the stated significance; '
+        "PASSED means no contradiction found, never that the claim is true.",
     ]
+    if design.canary_kind == "gradient":
+        notes.append(
+            "Gradient canaries are added already clipped: they cannot see a clipping bug (use input canaries for that)."
+        )
     faults = sorted({p.fault_injection for p in privacy} - {"none"})
     if faults:
         notes.append(
@@ -467,34 +651,96 @@ def _runs(
         run = _canary_run(recipe, data, design, ss, threads)
         runs.append(run)
         say(
-            f"run {i + 1}/{design.runs}: trained on {int(run.included.sum())} of {design.canaries} canaries"
+            f"run {i + 1}/{design.runs}: trained on {int(run.included.sum())} of {design.m} canaries"
             + (f"; accountant ε = {run.privacy.epsilon:.3f}" if run.privacy else "")
         )
     return runs
 
 
+def _tie_broken(runs: list[CanaryRun], seed: int) -> list[CanaryRun]:
+    """Each run's scores replaced by their ranks, ties broken by independent random draws.
+
+    Tied scores are common (a zero-noise run's likelihood ratios take few values): the test
+    abstains on ties across a cut, which can leave few guesses. Draws independent of the coin
+    flips keep the guesses a function of the scores and fresh randomness, so the test stays
+    valid; canary order never breaks a tie (it could leak the coin flips)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 29]))
+    out = []
+    for r in runs:
+        order = np.lexsort((rng.random(r.scores.size), r.scores))
+        ranks = np.empty(r.scores.size)
+        ranks[order] = np.arange(r.scores.size, dtype=np.float64)
+        out.append(dataclasses.replace(r, scores=ranks))
+    return out
+
+
+def _gaussian_dp(runs: list[CanaryRun], design: DpAuditDesign, delta: float) -> GaussianDp | None:
+    """The μ-GDP estimate from the first run's canaries (ranks are not comparable across runs)."""
+    if delta <= 0:
+        return None
+    kp, km = design.guesses
+    est = gaussian_dp_estimate(
+        runs[0].scores,
+        runs[0].included,
+        k_plus=kp,
+        k_minus=km,
+        delta=delta,
+        significance=design.significance,
+    )
+    label = est.label if len(runs) == 1 else est.label + ", first run"
+    return GaussianDp(
+        mu=est.mu, epsilon=est.epsilon if math.isfinite(est.epsilon) else None, label=label
+    )
+
+
+# Long: one record assembled field by field (30 fields); each step is one call.
 def _result(
     recipe: TorchRecipe,
     design: DpAuditDesign,
     dataset: str,
     runs: list[CanaryRun],
     delta: float,
-    ceiling: float,
     run_seed: int,
+    rule: str,
 ) -> DpAuditResult:
-    """The bound from the runs' guesses, pooled, against the largest ε any run's accountant
-    recorded (∞ when none was DP-trained)."""
+    """The test of the claim from the runs' guesses, pooled, against the largest ε any run's
+    accountant recorded (∞ when none was DP-trained), with the design's power beside it."""
+    kp, km = design.guesses
+    runs = _tie_broken(runs, run_seed)
     res = pooled_one_run_audit(
         [(r.scores, r.included) for r in runs],
-        k_plus=design.k_plus,
-        k_minus=design.k_minus,
+        k_plus=kp,
+        k_minus=km,
         delta=delta,
         significance=design.significance,
     )
+    ceiling = design.max_certifiable(delta)
     privacy = [r.privacy for r in runs if r.privacy is not None]
-    claimed = max((p.epsilon for p in privacy), default=math.inf)
-    result = DpAuditResult(
-        claimed_epsilon=float(claimed),
+    claimed = float(max((p.epsilon for p in privacy), default=math.inf))
+    p_value = (
+        one_run_p_value(res.m, res.r, res.v, claimed, delta=delta)
+        if math.isfinite(claimed)
+        else None
+    )
+    top = max(privacy, key=lambda p: p.epsilon) if privacy else None
+    power = (
+        design_power(
+            res.m,
+            kp * design.runs,
+            km * design.runs,
+            recorded_mechanism(top),
+            claimed,
+            delta=delta,
+            significance=design.significance,
+            seed=run_seed,
+            bound=float(res.epsilon_lower_bound),
+        )
+        if top is not None
+        else None
+    )
+    assert design.canary_kind is not None
+    return DpAuditResult(
+        claimed_epsilon=claimed,
         delta=float(delta),
         accountant=privacy[0].accountant if privacy else "none (not DP-trained)",
         method=f"one run per model, pooled over {design.runs} run(s) (Steinke, Nasr & Jagielski, NeurIPS 2023); "
@@ -502,7 +748,7 @@ def _result(
         empirical_epsilon_lower_bound=float(res.epsilon_lower_bound),
         significance=design.significance,
         max_certifiable_epsilon=float(ceiling),
-        verdict=verdict(float(claimed), float(res.epsilon_lower_bound), float(ceiling)),
+        verdict=verdict(claimed, p_value, design.significance, float(ceiling)),
         design=design,
         m=res.m,
         r=res.r,
@@ -513,8 +759,12 @@ def _result(
         test_accuracy=[r.accuracy for r in runs],
         privacy=privacy,
         notes=_notes(design, recipe, privacy),
+        p_value=p_value,
+        power=power,
+        gaussian_dp=_gaussian_dp(runs, design, delta) if privacy else None,
+        guess_rule=rule,
+        score=_SCORES[design.canary_kind],
     )
-    return result
 
 
 def dp_audit(
@@ -525,12 +775,14 @@ def dp_audit(
     seed: int | None = None,
     say: Callable[[str], None] | None = None,
 ) -> DpAuditResult:
-    """Audit a recipe's DP claim with input canaries (see the module docstring).
+    """Audit a recipe's DP claim with canaries (see the module docstring).
 
     ``config``: an audit config (its ``[data]`` and ``[model]``; ``model.dp`` makes the claim;
     without it the recipe claims nothing and the bound is reported as what an undefended recipe
-    reaches). ``out``: folder for ``dp_audit.json`` (shareable: aggregates only). ``say`` gets
-    progress lines; the first states the largest ε the design can certify.
+    reaches). ``design``: None fields resolved before training (:func:`resolve_design`).
+    ``out``: folder for ``dp_audit.json`` (shareable: aggregates only). ``say`` gets progress
+    lines; the first states the design and the largest ε it can certify, the last the verdict
+    and its power.
     """
     from miaudit.datasets import load_dataset
 
@@ -544,13 +796,14 @@ def dp_audit(
     if seed is not None and (isinstance(seed, bool) or seed < 0):
         raise InputError("--seed", f"must be ≥ 0, got {seed!r}")
     data = load_dataset(cfg.data)
+    design.check(data.n_records)
+    run_seed = cfg.seed if seed is None else seed
+    design, rule = resolve_design(design, cfg.model, data, run_seed)
     recipe = _checked_recipe(cfg, design, data)
     delta = recipe.dp.delta if recipe.dp is not None else 0.0
-    ceiling = design.max_certifiable(delta)
-    say(_design_line(design, recipe, delta, ceiling))
-    run_seed = cfg.seed if seed is None else seed
+    say(_design_line(design, recipe, delta, design.max_certifiable(delta), rule))
     runs = _runs(recipe, data, design, run_seed, cfg.engine.threads, say)
-    result = _result(recipe, design, data.name, runs, delta, ceiling, run_seed)
+    result = _result(recipe, design, data.name, runs, delta, run_seed, rule)
     say(result.summary())
     if out is not None:
         from miaudit._io import ensure_writable_dir, write_text_atomic

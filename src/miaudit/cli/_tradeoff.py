@@ -86,7 +86,23 @@ def dp_summary_for_report(result: DpAuditResult) -> DpAuditSummary | None:
         max_certifiable_epsilon=result.max_certifiable_epsilon,
         trials=result.m,
         trials_unit="canaries",
-        notes=[*result.notes, f"verdict of this design: {result.verdict}"],
+        notes=[
+            *result.notes,
+            f"verdict of this design: {result.verdict_text()}",
+            *([result.power.line()] if result.power is not None else []),
+            *(
+                [
+                    f"{result.gaussian_dp.label}: μ ≥ {result.gaussian_dp.mu:.3f}, ε ≈ "
+                    + (
+                        "∞"
+                        if result.gaussian_dp.epsilon is None
+                        else f"{result.gaussian_dp.epsilon:.3f}"
+                    )
+                ]
+                if result.gaussian_dp is not None
+                else []
+            ),
+        ],
     )
 
 
@@ -272,21 +288,31 @@ def dp_audit(
         Path | None, typer.Option("--out", help="Folder for dp_audit.json (shareable).")
     ] = None,
     canaries: Annotated[
-        int, typer.Option(help="Canaries per run, each included by a fair coin flip.")
-    ] = 1000,
-    k_plus: Annotated[
-        int, typer.Option("--k-plus", help="IN guesses per run (top scores), fixed before scoring.")
-    ] = 100,
-    k_minus: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--k-minus", help="OUT guesses per run (bottom scores), fixed before scoring."
+            help="Canaries per run, each included by a fair coin flip (default: 5,000 gradient canaries, at most the model's coordinates; 1,000 input canaries)."
         ),
-    ] = 100,
+    ] = None,
+    k_plus: Annotated[
+        int | None,
+        typer.Option(
+            "--k-plus",
+            help="IN guesses per run (top scores), fixed before scoring (default: the guess rule, from the claim alone).",
+        ),
+    ] = None,
+    k_minus: Annotated[
+        int | None,
+        typer.Option(
+            "--k-minus",
+            help="OUT guesses per run (bottom scores), fixed before scoring (default: the guess rule).",
+        ),
+    ] = None,
     runs: Annotated[
         int, typer.Option(help="Independent training runs, fresh canaries each, pooled.")
     ] = 1,
-    significance: Annotated[float, typer.Option(help="Significance of the ε lower bound.")] = 0.05,
+    significance: Annotated[
+        float, typer.Option(help="Significance of the one-sided test of the claim.")
+    ] = 0.05,
     seed: Annotated[
         int | None,
         typer.Option(help="Seed of canaries, coin flips and training (default: the config's)."),
@@ -295,9 +321,9 @@ def dp_audit(
         str,
         typer.Option(
             "--canary-kind",
-            help="input (records with a wrong label, black-box), rare-category (records with a category no other record has, black-box: catches preprocessing that sees the training records) or gradient (Dirac gradients in the DP-SGD step, white-box).",
+            help="auto (the strongest the recipe allows: gradient for a DP recipe, else input), input (records with a wrong label, black-box), rare-category (records with a category no other record has, black-box: catches preprocessing that sees the training records), ood (out-of-distribution inputs with wrong labels, black-box) or gradient (Dirac gradients in the DP-SGD step, white-box).",
         ),
-    ] = "input",
+    ] = "auto",
     trust_code: TrustCode = False,
 ) -> None:
     """Empirical ε lower bound for a DP recipe against its accountant's claim: PASSED, FAILED or not testable."""
@@ -305,10 +331,13 @@ def dp_audit(
     from miaudit.audit import dp_audit as run_dp_audit
 
     kind = next((k for k in CANARY_KINDS if k == canary_kind), None)
-    if kind is None:
+    if kind is None and canary_kind != "auto":
         raise InputError(
-            "--canary-kind", f"must be 'input', 'rare-category' or 'gradient', got {canary_kind!r}"
+            "--canary-kind",
+            f"must be 'auto', 'input', 'ood', 'rare-category' or 'gradient', got {canary_kind!r}",
         )
+    if (k_plus is None) != (k_minus is None):  # one given: the design guesses one side only
+        k_plus, k_minus = k_plus or 0, k_minus or 0
     out = _console()
     design = DpAuditDesign(
         canaries=canaries,

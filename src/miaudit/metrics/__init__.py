@@ -7,6 +7,15 @@ from miaudit.metrics._bootstrap import (
     evaluate,
     paired_difference,
 )
+from miaudit.metrics._dp_power import (
+    GUESS_GRID,
+    choose_guesses,
+    dirac_canary_llr,
+    grid_designs,
+    ideal_scores,
+    min_detectable_epsilon,
+    simulated_ideal_bounds,
+)
 from miaudit.metrics._epsilon import (
     ImpliedEpsilon,
     clopper_pearson,
@@ -14,6 +23,7 @@ from miaudit.metrics._epsilon import (
     implied_epsilon,
 )
 from miaudit.metrics._estimate import Estimate, ppv_key, tpr_key
+from miaudit.metrics._fdp import GDP_LABEL, GaussianDpEstimate, gaussian_dp_estimate
 from miaudit.metrics._one_run import (
     MultiRunAudit,
     OneRunAudit,
@@ -36,18 +46,27 @@ from miaudit.metrics._roc import (
 
 __all__ = [
     "DEFAULT_FPRS",
+    "GDP_LABEL",
+    "GUESS_GRID",
     "ROC_GRID",
     "Estimate",
     "Evaluation",
+    "GaussianDpEstimate",
     "ImpliedEpsilon",
     "MultiRunAudit",
     "OneRunAudit",
     "balanced_accuracy_best",
+    "choose_guesses",
     "clopper_pearson",
+    "dirac_canary_llr",
     "epsilon_lower_bound",
     "evaluate",
+    "gaussian_dp_estimate",
+    "grid_designs",
+    "ideal_scores",
     "implied_epsilon",
     "membership_advantage",
+    "min_detectable_epsilon",
     "multi_run_audit",
     "one_run_audit",
     "one_run_audit_grid",
@@ -60,6 +79,7 @@ __all__ = [
     "ppv_key",
     "roc_auc_score",
     "roc_curve",
+    "simulated_ideal_bounds",
     "tpr_at_fpr",
     "tpr_key",
 ]

@@ -12,7 +12,9 @@ norms without per-sample gradients; PERFORMANCE.md: ~1.7× plain SGD against ~38
 
 ``DPConfig.fault`` is FAULT INJECTION, to audit the auditor: "zero_noise" adds no noise and
 "no_clipping" does not clip, while the optimizer — and so the accountant — keep the configured
-σ. The recorded ε is then wrong, and ``miaudit dp-audit`` must say FAILED.
+σ; "undercounted_steps" tells the accountant one step in ten (σ calibrated, for a target ε, to a
+tenth of the epochs, so the recorded ε is about the target while the training takes ten times the
+steps). The recorded ε is then wrong, and ``miaudit dp-audit`` must say FAILED.
 
 On a GPU (``engine.device``) each model, its records and Opacus's noise live on the device; the
 data order and augmentations are drawn on the CPU as before, the noise by a generator of the
@@ -45,6 +47,9 @@ from miaudit.models._torch_train import (
     state_on_cpu,
 )
 from miaudit.models._train import UnitResult
+
+#: FAULT INJECTION "undercounted_steps": the accountant is told one step in this many.
+UNDERCOUNT = 10
 
 
 def require_opacus() -> Any:
@@ -185,6 +190,15 @@ def _inject_fault(optimizer: Any, fault: str) -> None:
                 optimizer.max_grad_norm = norm
 
         optimizer.clip_and_accumulate = unclipped
+    elif fault == "undercounted_steps":
+        told = optimizer.step_hook  # the accountant's hook, called once per step
+        count = itertools.count()
+
+        def every_tenth(opt: Any) -> None:
+            if next(count) % UNDERCOUNT == 0:
+                told(opt)
+
+        optimizer.step_hook = every_tenth
 
 
 @dataclass(eq=False)
@@ -196,14 +210,27 @@ class GradientCanaries:
     vector along one flattened parameter coordinate). When ``included`` (its coin flip, made
     before training) it is Poisson-sampled into each step with the data's sampling rate, its
     gradient added to the clipped sum before the noise — exactly as DP-SGD treats a record.
-    ``scores[i]`` accumulates, over steps, coordinate coords[i] of the released noisy gradient
-    sum: what a white-box observer of every update sees. Higher = included.
+
+    ``scores[i]`` is the per-step likelihood-ratio score: at each step the audit observes the
+    released noisy sum on coordinate coords[i] *and* the other records' clipped sum there (the
+    DP guarantee holds against an adversary who knows the other records and their sampling), so
+    x = (released − others) / C is b + N(0, σ²) with b ~ Bernoulli(q) when included, 0 when
+    not; the score sums log[(1 − q) + q·exp((2x − 1)/(2σ²))] over steps (σ, q: what the
+    accountant is told). ``sum_scores[i]`` is the older score, the released sum alone summed
+    over steps. Higher = included.
     """
 
     coords: np.ndarray
     included: np.ndarray
     seed: int
     scores: np.ndarray | None = None
+    sum_scores: np.ndarray | None = None
+
+
+def _step_llr(x: np.ndarray, sigma: float, q: float) -> np.ndarray:
+    """metrics' ``dirac_canary_llr`` (models sits below metrics and cannot import it)."""
+    z = (2.0 * x - 1.0) / (2.0 * sigma * sigma)
+    return z if q >= 1.0 else np.logaddexp(math.log1p(-q), math.log(q) + z)
 
 
 def _attach_canaries(optimizer: Any, canaries: GradientCanaries, sample_rate: float) -> None:
@@ -211,32 +238,41 @@ def _attach_canaries(optimizer: Any, canaries: GradientCanaries, sample_rate: fl
     offsets = np.cumsum([0] + [p.numel() for p in params])
     owner = np.searchsorted(offsets, canaries.coords, side="right") - 1
     local = canaries.coords - offsets[owner]
+    where = [
+        (k, mine, torch.from_numpy(local[mine]))
+        for k, mine in ((k, np.flatnonzero(owner == k)) for k in range(len(params)))
+        if mine.size
+    ]
     rng = np.random.default_rng(canaries.seed)
     scores = canaries.scores = np.zeros(canaries.coords.size)
+    sums = canaries.sum_scores = np.zeros(canaries.coords.size)
     release = optimizer.add_noise
     norm = float(optimizer.max_grad_norm)
+    sigma = float(optimizer.noise_multiplier)
+
+    def read(k: int, at: torch.Tensor, grad: torch.Tensor) -> np.ndarray:
+        return np.asarray(grad.reshape(-1)[at.to(grad.device)].double().cpu().numpy())
 
     def add_noise_with_canaries() -> None:
+        others = np.zeros(canaries.coords.size)
+        for k, mine, at in where:
+            others[mine] = read(k, at, params[k].summed_grad)
         sampled = canaries.included & (rng.random(canaries.coords.size) < sample_rate)
-        for k, p in enumerate(params):
-            sel = sampled & (owner == k)
+        for k, mine, at in where:
+            sel = sampled[mine]
             if sel.any():
-                p.summed_grad.view(-1).index_add_(
+                g = params[k].summed_grad
+                g.view(-1).index_add_(
                     0,
-                    torch.from_numpy(local[sel]).to(p.summed_grad.device),
-                    torch.full(
-                        (int(sel.sum()),),
-                        norm,
-                        dtype=p.summed_grad.dtype,
-                        device=p.summed_grad.device,
-                    ),
+                    at[sel].to(g.device),
+                    torch.full((int(sel.sum()),), norm, dtype=g.dtype, device=g.device),
                 )
         release()
-        for k, p in enumerate(params):
-            mine = np.flatnonzero(owner == k)
-            if mine.size:
-                at = torch.from_numpy(local[mine]).to(p.grad.device)
-                scores[mine] += p.grad.reshape(-1)[at].double().cpu().numpy()
+        released = np.zeros(canaries.coords.size)
+        for k, mine, at in where:
+            released[mine] = read(k, at, params[k].grad)
+        sums[:] += released
+        scores[:] += _step_llr((released - others) / norm, sigma, sample_rate)
 
     optimizer.add_noise = add_noise_with_canaries
 
@@ -367,8 +403,12 @@ def _make_private(
         "grad_sample_mode": "ghost" if dp.ghost_clipping else "hooks",
     }
     if dp.epsilon is not None:
+        # FAULT INJECTION "undercounted_steps": σ for a tenth of the epochs, as its accountant counts.
+        epochs = (
+            recipe.epochs if dp.fault != "undercounted_steps" else -(-recipe.epochs // UNDERCOUNT)
+        )
         made = engine.make_private_with_epsilon(
-            target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=recipe.epochs, **common
+            target_epsilon=dp.epsilon, target_delta=dp.delta, epochs=epochs, **common
         )
     else:
         made = engine.make_private(noise_multiplier=dp.noise_multiplier, **common)

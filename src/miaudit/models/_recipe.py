@@ -54,7 +54,8 @@ class DPConfig(BaseModel):
     the configured σ, so the recorded ε is a lie that ``miaudit dp-audit`` must catch;
     "training_preprocessing" fits the preprocessing on each model's own training records, outside
     the accounting (a category no training record has becomes an all-zero column: membership
-    leaks through the input, whatever the noise)."""
+    leaks through the input, whatever the noise); "undercounted_steps" tells the accountant one
+    step in ten (σ found for a tenth of the epochs)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,7 +66,9 @@ class DPConfig(BaseModel):
     poisson_sampling: bool = True
     accountant: Literal["rdp", "prv"] = "prv"
     ghost_clipping: bool = False
-    fault: Literal["none", "zero_noise", "no_clipping", "training_preprocessing"] = "none"
+    fault: Literal[
+        "none", "zero_noise", "no_clipping", "training_preprocessing", "undercounted_steps"
+    ] = "none"
 
     @field_validator("poisson_sampling")
     @classmethod

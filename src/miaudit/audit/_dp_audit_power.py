@@ -1,0 +1,193 @@
+"""What a DP audit's design can show, printed with its verdict (docs/dp.md, "Power").
+
+- The **claimed mechanism**: DP-SGD's subsampled Gaussian with the σ, sampling rate and steps
+  Opacus's accountant is told. Before training it is planned from the recipe (Opacus finds σ
+  for a target ε exactly as ``make_private_with_epsilon`` does); after training it is read from
+  the run's privacy record.
+- The **simulated ideal bound**: the one-run bound an ideal attacker reaches under the claimed
+  mechanism with this design (Dirac canaries in every step, likelihood-ratio scores, seeded
+  simulations): what the audit could show if its canaries and scores were the best possible.
+- The **smallest detectable ε**: the smallest true ε a planted bug must reach for the test to
+  reject the claim on 9 runs in 10, by an ideal attacker with these r guesses
+  (:func:`~miaudit.metrics.min_detectable_epsilon`).
+- The **guess rule** (k₊, k₋ when not given): among the grid designs whose ceiling is at least
+  twice the claim (all of them when none is), the one with the largest median simulated ideal
+  bound (5 simulations; the first, fewest guesses, of equals).
+  It sees the claim and the mechanism only — never a canary score or coin flip — so the
+  guesses are fixed before scoring, as the test requires.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from miaudit.audit._results import PrivacySpent, _Record
+from miaudit.metrics import (
+    choose_guesses,
+    min_detectable_epsilon,
+    one_run_max_certifiable_epsilon,
+    simulated_ideal_bounds,
+)
+from miaudit.models import DPConfig
+
+#: Simulations behind the printed ideal bound (its median; the range is shown too).
+POWER_SIMULATIONS = 9
+#: Simulations behind the guess rule's choice (the median over them per grid design).
+RULE_SIMULATIONS = 5
+#: The probability with which a bug at the smallest detectable ε is caught.
+DETECTION_PROBABILITY = 0.9
+#: Power is called low when only a true ε above this many times the claim would be caught.
+LOW_POWER_FACTOR = 2.0
+
+
+class Mechanism(_Record):
+    """The subsampled Gaussian the accountant is told about (σ in units of the clipping norm)."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+
+
+class DpAuditPower(_Record):
+    """The design's power against the claim (see the module docstring).
+
+    ``min_detectable_epsilon`` is None when no true ε could be caught (the claim is above the
+    design's ceiling); ``share_of_ideal`` is the bound over the median ideal bound (None when
+    that is 0)."""
+
+    mechanism: Mechanism
+    simulations: int
+    ideal_bound: float
+    ideal_bound_low: float
+    ideal_bound_high: float
+    min_detectable_epsilon: float | None
+    detection_probability: float
+    low: bool
+    share_of_ideal: float | None = None
+
+    def line(self) -> str:
+        detect = (
+            "no true ε could be caught by this design"
+            if self.min_detectable_epsilon is None
+            else f"a bug is caught on {self.detection_probability:.0%} of runs only if its true ε ≥ {self.min_detectable_epsilon:.2f}"
+        )
+        share = (
+            f" (this audit reached {self.share_of_ideal:.0%} of it)"
+            if self.share_of_ideal is not None
+            else ""
+        )
+        return (
+            f"power: an ideal attacker under the claimed mechanism (σ = {self.mechanism.noise_multiplier:.3g}, "
+            f"q = {self.mechanism.sample_rate:.3g}, {self.mechanism.steps} steps) reaches ε ≥ {self.ideal_bound:.3f} with this design "
+            f"(median of {self.simulations} simulations, {self.ideal_bound_low:.3f}–{self.ideal_bound_high:.3f}){share}; {detect}"
+            + ("; LOW POWER" if self.low else "")
+        )
+
+
+def planned_mechanism(dp: DPConfig, batch_size: int, epochs: int, n_train: int) -> Mechanism:
+    """The mechanism the accountant will be told, before training: Opacus's Poisson loader
+    samples at 1 / (batches per epoch) for epochs × batches steps; σ given or found by Opacus
+    for the target ε (``get_noise_multiplier``, as ``make_private_with_epsilon`` does)."""
+    batches = math.ceil(n_train / max(1, min(batch_size, n_train)))
+    q, steps = 1.0 / batches, epochs * batches
+    if dp.noise_multiplier is not None:
+        return Mechanism(noise_multiplier=dp.noise_multiplier, sample_rate=q, steps=steps)
+    from opacus.accountants.utils import get_noise_multiplier
+
+    assert dp.epsilon is not None
+    with warnings.catch_warnings():  # Opacus's RDP order-range advice: not about this audit
+        warnings.simplefilter("ignore", UserWarning)
+        sigma = get_noise_multiplier(
+            target_epsilon=dp.epsilon,
+            target_delta=dp.delta,
+            sample_rate=q,
+            epochs=epochs,
+            accountant=dp.accountant,
+        )
+    return Mechanism(noise_multiplier=float(sigma), sample_rate=q, steps=steps)
+
+
+def recorded_mechanism(privacy: PrivacySpent) -> Mechanism:
+    return Mechanism(
+        noise_multiplier=privacy.noise_multiplier,
+        sample_rate=privacy.sample_rate,
+        steps=privacy.steps,
+    )
+
+
+def guess_rule(
+    m: int, mech: Mechanism, claim: float, delta: float, significance: float, seed: int
+) -> tuple[int, int]:
+    """(k₊, k₋) by the documented rule (module docstring), from the claim and mechanism alone."""
+    if mech.noise_multiplier <= 0:  # a claimed σ of 0 claims nothing finite
+        return max(1, m // 10), max(1, m // 10)
+    seeds = [int(s) for s in np.random.SeedSequence([seed, 19]).generate_state(RULE_SIMULATIONS)]
+    kw = {
+        "noise_multiplier": mech.noise_multiplier,
+        "sample_rate": mech.sample_rate,
+        "steps": mech.steps,
+        "delta": delta,
+        "significance": significance,
+        "seeds": seeds,
+    }
+
+    def reaches_claim(design: tuple[int, int]) -> bool:
+        return (
+            one_run_max_certifiable_epsilon(m, sum(design), delta=delta, significance=significance)
+            > claim
+        )
+
+    design, _ = choose_guesses(m, **kw, admissible=reaches_claim)  # type: ignore[arg-type]
+    return design
+
+
+def design_power(
+    m: int,
+    k_plus: int,
+    k_minus: int,
+    mech: Mechanism,
+    claim: float,
+    *,
+    delta: float,
+    significance: float,
+    seed: int,
+    bound: float | None = None,
+) -> DpAuditPower | None:
+    """The power of this design against ``claim`` under ``mech`` (None for a claim of ∞ or a
+    mechanism without noise: nothing to simulate)."""
+    if not math.isfinite(claim) or mech.noise_multiplier <= 0:
+        return None
+    seeds = [int(s) for s in np.random.SeedSequence([seed, 23]).generate_state(POWER_SIMULATIONS)]
+    sims = simulated_ideal_bounds(
+        m,
+        [(k_plus, k_minus)],
+        noise_multiplier=mech.noise_multiplier,
+        sample_rate=mech.sample_rate,
+        steps=mech.steps,
+        delta=delta,
+        significance=significance,
+        seeds=seeds,
+    )[:, 0]
+    detect = min_detectable_epsilon(
+        m,
+        k_plus + k_minus,
+        claim,
+        delta=delta,
+        significance=significance,
+        power=DETECTION_PROBABILITY,
+    )
+    ideal = float(np.median(sims))
+    return DpAuditPower(
+        mechanism=mech,
+        simulations=len(seeds),
+        ideal_bound=ideal,
+        ideal_bound_low=float(sims.min()),
+        ideal_bound_high=float(sims.max()),
+        min_detectable_epsilon=detect if math.isfinite(detect) else None,
+        detection_probability=DETECTION_PROBABILITY,
+        low=not detect <= LOW_POWER_FACTOR * claim,
+        share_of_ideal=bound / ideal if bound is not None and ideal > 0 else None,
+    )
