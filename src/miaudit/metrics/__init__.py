@@ -2,6 +2,7 @@
 
 from miaudit.metrics._bootstrap import (
     DEFAULT_FPRS,
+    MIN_NEGATIVES_AT_RATE,
     ROC_GRID,
     Evaluation,
     evaluate,
@@ -36,6 +37,7 @@ from miaudit.metrics._roc import (
 
 __all__ = [
     "DEFAULT_FPRS",
+    "MIN_NEGATIVES_AT_RATE",
     "ROC_GRID",
     "Estimate",
     "Evaluation",
