@@ -145,7 +145,7 @@ def test_statuses_are_words_never_zero(outputs_run):
         format_estimate(Estimate(point=0.0, status="interval_not_reliable"), pct=True)
         == "0% (interval not reliable)"
     )
-    # an interval 2 points wide justifies 1 decimal (the rounding rule, docs/report.md)
+    # an interval 2 points wide justifies 1 decimal (the rounding rule, docs/method.md §12)
     assert (
         format_estimate(Estimate(point=0.0, lower=0.0, upper=0.02), pct=True) == "0.0% [0.0%, 2.0%]"
     )

@@ -1,6 +1,6 @@
 """Numbers and estimates as text: statuses in words, never as 0; NaN and None as n/a.
 
-Rounding rule (docs/report.md, "How numbers are rounded"): an estimate with an interval is
+Rounding rule (docs/method.md §12): an estimate with an interval is
 printed to the decimal place its interval justifies, one digit beyond the first significant
 digit of the interval's width (width 0.015 → 3 decimals; 3.1 percentage points → 1 decimal),
 with the point and both ends to the same place; a figure without an interval gets 3 significant
