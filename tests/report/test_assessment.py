@@ -72,14 +72,17 @@ def dp_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def every_report(
-    outputs_report, full_report, outputs_run, reference_run, tradeoff_folder, dp_folder
-):
+def written(tradeoff_folder, dp_folder):
+    """(trade-off, DP audit) reports as ``write_folder_report`` writes them."""
+    return write_folder_report(tradeoff_folder), write_folder_report(dp_folder)
+
+
+@pytest.fixture(scope="module")
+def every_report(outputs_report, full_report, outputs_run, reference_run, written):
     """name → rendered text of every kind of report, HTML and Markdown."""
     _, attack_result = outputs_run
     _, audit_result = reference_run
-    trade = write_folder_report(tradeoff_folder)
-    dp = write_folder_report(dp_folder)
+    trade, dp = written
     return {
         "attack.html": outputs_report[1],
         "audit.html": full_report[1],
@@ -147,24 +150,23 @@ def test_dp_report_assesses_the_claim_alone(dp_folder):
     assert "lower bound ε ≥" in _text(html)
 
 
-def test_tradeoff_folder_report_has_the_variants(tradeoff_folder):
-    written = write_folder_report(tradeoff_folder)
-    assert written.kind == "tradeoff" and written.path == tradeoff_folder / "report.html"
-    html = written.path.read_text(encoding="utf-8")
+def test_tradeoff_folder_report_has_the_variants(tradeoff_folder, written):
+    trade, _ = written
+    assert trade.kind == "tradeoff" and trade.path == tradeoff_folder / "report.html"
+    html = trade.path.read_text(encoding="utf-8")
     assert 'id="tradeoff"' in html and "dp-eps2" in html
-    assert "| dp-eps2 |" in written.markdown
+    assert "| dp-eps2 |" in trade.markdown
 
 
-def test_cli_report_renders_tradeoff_and_dp_folders(tradeoff_folder, dp_folder, tmp_path):
+def test_cli_report_renders_a_dp_folder_and_refuses_an_empty_one(dp_folder, tmp_path):
     from typer.testing import CliRunner
 
-    runner = CliRunner()
-    for folder in (tradeoff_folder, dp_folder):
-        out = tmp_path / f"{folder.name}.html"
-        res = runner.invoke(app, ["report", str(folder), "--out", str(out), "--markdown"])
-        assert res.exit_code == 0, res.output
-        assert out.is_file() and "#### Assessment" in res.stdout
-    code, err = run_main(["report", str(tmp_path)])
+    out = tmp_path / "dp.html"
+    res = CliRunner().invoke(app, ["report", str(dp_folder), "--out", str(out), "--markdown"])
+    assert res.exit_code == 0, res.output
+    assert out.is_file() and "#### Assessment" in res.stdout
+    (tmp_path / "empty").mkdir()
+    code, err = run_main(["report", str(tmp_path / "empty")])
     assert code == 2 and "holds none of" in err and len(err.strip().splitlines()) == 1
 
 
