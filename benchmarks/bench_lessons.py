@@ -8,6 +8,7 @@ them on a smaller config (1,500 records, 15 epochs, 2 reference pairs) as a quic
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -89,6 +90,7 @@ def run_lesson(page: str, root: Path) -> dict[str, float]:
 
 
 def run(size: str) -> BenchResult:
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="miaudit-lessons-") as tmp:
         root = Path(tmp)
         shutil.copytree(LESSONS, root / "docs" / "lessons")
@@ -110,4 +112,8 @@ def run(size: str) -> BenchResult:
         },
         table="\n".join(["| lesson | command | wall time |", "|---|---|---:|", *rows]),
         passed=True,
+        notes=[
+            f"1-minute load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+            "(a shared machine: times scale with the load)"
+        ],
     )

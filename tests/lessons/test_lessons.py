@@ -146,3 +146,21 @@ def test_pages_quote_the_benchmarked_times():
         run = (LESSONS / page).read_text(encoding="utf-8").split("\n\n", 2)[1]
         assert quoted(rec["figures"][f"lesson{page[0]}_s"]) in run, page
         assert rec["date"][:10] in run, page
+
+
+def test_readme_quotes_the_benchmarked_demo_times():
+    """The README's demo times are the demo and lessons benchmarks' figures."""
+    import json
+
+    from benchmarks.bench_lessons import quoted
+
+    root = LESSONS.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    demo = json.loads((root / "benchmarks" / "results" / "demo.json").read_text(encoding="utf-8"))
+    lessons = json.loads(
+        (root / "benchmarks" / "results" / "lessons.json").read_text(encoding="utf-8")
+    )
+    line = next(ln for ln in readme.splitlines() if "`--outputs-only`:" in ln)
+    assert f"({quoted(demo['figures']['wall_s'])}, `python -m benchmarks run demo`" in line
+    outputs_only = lessons["figures"]["commands_s"]["miaudit demo --outputs-only"]
+    assert f"`--outputs-only`: {quoted(outputs_only)}," in line

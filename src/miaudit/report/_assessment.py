@@ -123,6 +123,11 @@ def _lowest_measured(r: AuditResult) -> tuple[str, AttackResult] | None:
     return None
 
 
+def _rate_of(key: str) -> float:
+    """The FPR of a ``tpr@…%fpr`` key."""
+    return float(key.removeprefix("tpr@").removesuffix("%fpr")) / 100
+
+
 def _worst_case(r: AuditResult) -> str:
     lines = []
     lowest = _lowest_measured(r)
@@ -134,8 +139,15 @@ def _worst_case(r: AuditResult) -> str:
         key, a = lowest
         rate = key.removeprefix("tpr@").removesuffix("fpr").replace("%", "% FPR")
         lines.append(
-            f"Worst case, the members an attacker is surest of: at {rate}, {a.name} identifies {_tpr(a, key)} of members."
+            f"Worst case, the members an attacker is surest of, at the lowest rate this design measures ({rate}): "
+            f"{a.name} identifies {_tpr(a, key)} of members."
         )
+        lower = [m for m in design_limits(r).unmeasurable if m.fpr < _rate_of(key)]
+        if lower:
+            lines.append(
+                f"Rarer false alarms need more non-members ({lower[0].needs_nonmembers:,} for {_pct(lower[0].fpr)} FPR): "
+                "the most exposed records are not fully measured at this size."
+            )
     if r.most_exposed:
         top = r.most_exposed[0]
         if top.flagged_by_percent is not None:
@@ -177,6 +189,13 @@ def _sample_size(r: AuditResult) -> str:
 
 
 def _dp(dp: DpAuditSummary | None, variants: Sequence[TradeoffVariant]) -> str:
+    if dp is not None and (
+        dp.max_certifiable_epsilon is not None and dp.claimed_epsilon > dp.max_certifiable_epsilon
+    ):
+        return (
+            f"Claimed ε = {_num(dp.claimed_epsilon)} (δ = {_num(dp.delta)}, {dp.accountant}) is above the largest ε the "
+            f"DP audit's design can test ({_num(dp.max_certifiable_epsilon)}): the claim is not tested by it."
+        )
     if dp is not None:
         return (
             f"Claimed ε = {_num(dp.claimed_epsilon)} (δ = {_num(dp.delta)}, {dp.accountant}); the DP audit's "
