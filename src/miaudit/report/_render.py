@@ -27,8 +27,10 @@ _M = TypeVar("_M", bound=BaseModel)
 
 def _est_html(e: Estimate | None, *, pct: bool = False, signed: bool = False) -> Markup:
     text = format_estimate(e, pct=pct, signed=signed)
-    if text in ("not measurable", "n/a"):
-        return Markup('<span class="status">{}</span>').format(text)
+    if text.startswith("not measurable") or text == "n/a":
+        # short in a table cell; the non-members it needs are in "What this design can measure"
+        short = "n/a" if text == "n/a" else "not measurable"
+        return Markup('<span class="status" title="{}">{}</span>').format(text, short)
     if text.endswith("(interval not reliable)"):
         return Markup('{} <span class="ci status">(interval not reliable)</span>').format(
             text.removesuffix(" (interval not reliable)")
@@ -37,6 +39,11 @@ def _est_html(e: Estimate | None, *, pct: bool = False, signed: bool = False) ->
         point, rest = text.split(" [", 1)
         return Markup('{} <span class="ci">[{}</span>').format(point, rest)
     return Markup(escape(text))
+
+
+def _breakable(name: str) -> Markup:
+    """A snake_case name that may wrap after its underscores (long attack names in narrow tables)."""
+    return Markup("_<wbr>").join(escape(part) for part in name.split("_"))
 
 
 def _tprname(key: str) -> str:
@@ -62,6 +69,7 @@ def _environment():  # type: ignore[no-untyped-def]
         share=share,
         thousands=lambda v: f"{v:,}",
         tprname=_tprname,
+        breakable=_breakable,
     )
     return env
 
