@@ -8,10 +8,14 @@ set -euo pipefail
 # `command -v`), or a path, possibly a glob (any match counts; e.g. PostgreSQL's binaries are not on
 # PATH but under /usr/lib/postgresql/<version>/bin).
 # postgresql: the service's end-to-end tests start a real server (tests/serve, initdb + pg_ctl).
-# chromium: the report's browser test drives Debian's Chromium headless (tests/report).
+# chromium: the report's browser test drives Debian's Chromium headless, and `miaudit report
+#   --pdf` prints with it (tests/report).
+# poppler-utils: the PDF test renders the printed report's pages (pdftoppm) and reads its text
+#   (pdftotext, pdfinfo) (tests/report/test_pdf.py).
 REQUIRED=(
   "postgresql:/usr/lib/postgresql/*/bin/initdb"
   "chromium:/usr/bin/chromium"
+  "poppler-utils:pdftoppm"
 )
 
 probe_ok() {

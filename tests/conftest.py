@@ -46,6 +46,7 @@ SLOW_MODULES = frozenset(
         "tests/models/test_onnx_docs.py",  # trains the references of docs/own-model.md's ONNX audit
         "tests/models/test_train_unit.py",  # DP-SGD through the one training entry point
         "tests/report/test_browser.py",  # headless Chromium
+        "tests/report/test_pdf.py",  # headless Chromium prints, poppler renders the pages
         "tests/serve/test_benchmarks.py",
         "tests/serve/test_e2e.py",  # uvicorn workers against SQLite and PostgreSQL
         "tests/serve/test_fuzz.py",  # schemathesis over the OpenAPI spec

@@ -88,3 +88,79 @@ def test_lesson3_dp_budget(tmp_path):
     assert priv.epsilon is not None and priv.epsilon <= 1.0 + 1e-6  # the accountant's ε, spent
     assert base.epsilon is None
     assert priv.auc.point < base.auc.point  # DP at ε = 1 leaks less than the overfit baseline
+
+
+def _run_cli(args: list[str]) -> str:
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, (args, res.output)
+    return res.stdout
+
+
+def test_every_lesson_command_parses_as_printed():
+    """Each command of each page's **Run:** paragraph has options its command knows."""
+    import typer
+
+    from benchmarks.bench_lessons import PAGES, commands
+
+    group = typer.main.get_command(app)
+    for page in PAGES:
+        cmds = commands(LESSONS / page)
+        assert cmds, page
+        for args in cmds:
+            with group.make_context("miaudit", list(args)) as ctx:
+                cmd = group.get_command(ctx, args[0])
+                assert cmd is not None, (page, args[0])
+                cmd.make_context(args[0], ["1" if a == "ID" else a for a in args[1:]]).close()
+
+
+def test_lesson4_as_written_ids_then_check_record(lesson1):
+    """Lesson 4 as its page says: list the audited ids, then check two of them."""
+    from benchmarks.bench_lessons import commands
+
+    out, _ = lesson1
+    ids_cmd, check_cmd = commands(LESSONS / "4-one-record.md")
+    assert ids_cmd == ["ids", "lesson-overfit"] and check_cmd.count("ID") == 2
+    listed = [ln.split("\t")[0] for ln in _run_cli(["ids", str(out)]).splitlines()]
+    assert len(listed) >= 100 and len(set(listed)) == len(listed)
+    filled = iter(listed[:2])
+    args = [
+        str(out) if a == "lesson-overfit" else next(filled) if a == "ID" else a for a in check_cmd
+    ]
+    shown = _run_cli(args)
+    assert listed[0] in shown and listed[1] in shown
+
+
+def test_pages_quote_the_benchmarked_times():
+    """Each page's stated time is the lessons benchmark's (benchmarks/results/lessons.json)."""
+    import json
+
+    from benchmarks.bench_lessons import PAGES, quoted
+
+    rec = json.loads(
+        (LESSONS.parents[1] / "benchmarks" / "results" / "lessons.json").read_text(encoding="utf-8")
+    )
+    assert rec["size"] == "full"
+    for page in PAGES:
+        run = (LESSONS / page).read_text(encoding="utf-8").split("\n\n", 2)[1]
+        assert quoted(rec["figures"][f"lesson{page[0]}_s"]) in run, page
+        assert rec["date"][:10] in run, page
+
+
+def test_readme_quotes_the_benchmarked_demo_times():
+    """The README's demo times are the demo and lessons benchmarks' figures."""
+    import json
+
+    from benchmarks.bench_lessons import quoted
+
+    root = LESSONS.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    demo = json.loads((root / "benchmarks" / "results" / "demo.json").read_text(encoding="utf-8"))
+    lessons = json.loads(
+        (root / "benchmarks" / "results" / "lessons.json").read_text(encoding="utf-8")
+    )
+    line = next(ln for ln in readme.splitlines() if "`--outputs-only`:" in ln)
+    assert f"({quoted(demo['figures']['wall_s'])}, `python -m benchmarks run demo`" in line
+    outputs_only = lessons["figures"]["commands_s"]["miaudit demo --outputs-only"]
+    assert f"`--outputs-only`: {quoted(outputs_only)}," in line

@@ -43,25 +43,43 @@ def _charts(html: str) -> set[str]:
 def test_public_names_are_pinned():
     assert sorted(miaudit.report.__all__) == sorted(
         [
+            "CONTROLS",
             "REPORT_FILE",
             "RISK_THRESHOLDS",
+            "AssessmentRow",
             "AttackerProfile",
             "Control",
+            "DesignLimits",
             "DpAuditSummary",
+            "Framework",
             "RiskAssessment",
             "RiskLevel",
             "RiskThreshold",
             "ScoreHistogram",
             "TradeoffVariant",
+            "WrittenReport",
+            "assess_frameworks",
             "assess_risk",
             "attacker_profile",
             "class_breakdown",
+            "design_limits",
+            "dp_summary_from_audit",
+            "find_chromium",
+            "find_folder",
             "format_estimate",
+            "interval_decimals",
+            "load_frameworks",
             "load_results",
+            "needed_nonmembers",
+            "print_pdf",
             "recommend",
+            "render_dp_markdown",
+            "render_dp_report",
             "render_markdown",
             "render_report",
             "score_histograms",
+            "variants_from_tradeoff",
+            "write_folder_report",
             "write_report",
         ]
     )
@@ -82,6 +100,7 @@ def test_sections_from_results_alone(outputs_run):
         "groups",
         "exposed",
         "controls",
+        "assessment",
         "method",
     }
     assert _charts(html) == {"attacks", "roc"}
@@ -126,14 +145,18 @@ def test_statuses_are_words_never_zero(outputs_run):
         format_estimate(Estimate(point=0.0, status="interval_not_reliable"), pct=True)
         == "0% (interval not reliable)"
     )
-    assert format_estimate(Estimate(point=0.0, lower=0.0, upper=0.02), pct=True) == "0% [0%, 2%]"
+    # an interval 2 points wide justifies 1 decimal (the rounding rule, docs/method.md §16)
+    assert (
+        format_estimate(Estimate(point=0.0, lower=0.0, upper=0.02), pct=True) == "0.0% [0.0%, 2.0%]"
+    )
     md = render_markdown(result)
     assert "not measurable" in md
     # the not-measurable rate is never drawn as 0 in a table cell of the attack table
     attacks = html[html.index('<section id="attacks">') :]
     row = re.search(r"<code>loss</code></td>(.*?)</tr>", attacks, re.S)
     # TPR at 1 % and 0.1 % FPR and the PPV at 1 % FPR: each in words, none drawn as 0
-    assert row is not None and row.group(1).count("not measurable") == 3
+    # (the cell says "not measurable"; its title says how many non-members it needs)
+    assert row is not None and row.group(1).count(">not measurable</span>") == 3
 
 
 def test_no_raw_ids_and_no_membership_column(outputs_run, outputs_report):

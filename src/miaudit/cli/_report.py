@@ -1,6 +1,8 @@
-"""``miaudit report RESULTS [--out report.html] [--markdown]``: (re-)render an audit's report.
+"""``miaudit report DIR [--out report.html] [--markdown] [--pdf]``: (re-)render a run's report.
 
-Register with ``app.command("report")(report)``. Bad input raises InputError (exit 2 in main).
+DIR is the folder of an audit (results.json), a trade-off (tradeoff.json) or a DP audit
+(dp_audit.json). Register with ``app.command("report")(report)``. Bad input raises InputError
+(exit 2 in main), as does ``--pdf`` without a Chromium to print with.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from miaudit.cli._console import console
 
 def report(
     results: Annotated[
-        Path, typer.Argument(help="Results folder of an audit (or its results.json).")
+        Path,
+        typer.Argument(
+            help="Folder of an audit, a trade-off or a DP audit (or its results.json, tradeoff.json or dp_audit.json)."
+        ),
     ],
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out", help="HTML file to write (default: report.html in the results folder)."
-        ),
+        typer.Option("--out", help="HTML file to write (default: report.html in the folder)."),
     ] = None,
     markdown: Annotated[
         bool,
@@ -30,20 +33,35 @@ def report(
             help="Also print a Markdown summary (aggregates only) for a pull request on stdout.",
         ),
     ] = False,
+    pdf: Annotated[
+        bool,
+        typer.Option(
+            "--pdf",
+            help="Also print the report to PDF beside the HTML (headless Chromium's print-to-PDF).",
+        ),
+    ] = False,
 ) -> None:
-    """Write the self-contained HTML report of an audit from its results (re-renders; shareable)."""
-    from miaudit.report import load_results, render_markdown, write_report
+    """Write the self-contained HTML report of a run from its results (re-renders; shareable)."""
+    from miaudit.errors import InputError
+    from miaudit.report import find_chromium, print_pdf, write_folder_report
 
-    path = write_report(results, out)
+    if pdf and find_chromium() is None:
+        # checked first, so that a missing browser costs nothing
+        raise InputError(
+            "--pdf",
+            "needs Chromium and none was found (install Debian's chromium, e.g. scripts/system-deps.sh, or set MIAUDIT_CHROMIUM)",
+        )
+    written = write_folder_report(results, out)
     err = console(stderr=True)
-    result, _ = load_results(results)  # once, for the warning and the Markdown summary
-    warning = result.pseudonym_warning()
-    if warning:
-        typer.echo(f"warning: {warning}", err=True)
+    if written.warning:
+        typer.echo(f"warning: {written.warning}", err=True)
     err.print(
-        f"report: {path} (shareable: aggregates and pseudonyms only)",
+        f"report: {written.path} (shareable: aggregates and pseudonyms only)",
         highlight=False,
         soft_wrap=True,
     )
+    if pdf:
+        path = print_pdf(written.path)
+        err.print(f"pdf: {path}", highlight=False, soft_wrap=True)
     if markdown:
-        typer.echo(render_markdown(result), nl=False)
+        typer.echo(written.markdown, nl=False)

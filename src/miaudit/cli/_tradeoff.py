@@ -45,65 +45,17 @@ def _console() -> Console:
 
 def tradeoff_variants_for_report(result: TradeoffResult) -> list[TradeoffVariant]:
     """A trade-off's variants as the report's :class:`~miaudit.report.TradeoffVariant` records."""
-    from miaudit.report import TradeoffVariant
+    from miaudit.report import variants_from_tradeoff
 
-    return [
-        TradeoffVariant(
-            name=v.name,
-            description=v.description,
-            test_accuracy=v.test_accuracy,
-            train_accuracy=v.train_accuracy,
-            generalization_gap=v.generalization_gap,
-            strongest_attack=v.strongest_attack,
-            auc=v.auc,
-            tpr_at_1pct_fpr=v.tpr_at_1pct_fpr,
-            epsilon=v.epsilon,
-            baseline=v.baseline,
-            risk_reduction=v.risk_reduction,
-            accuracy_loss=v.accuracy_loss,
-            recommendation=v.recommendation,
-            reason=v.reason,
-            compared_with=v.compared_with,
-        )
-        for v in result.variants
-    ]
+    return variants_from_tradeoff(result)
 
 
 def dp_summary_for_report(result: DpAuditResult) -> DpAuditSummary | None:
     """A DP audit as the report's :class:`~miaudit.report.DpAuditSummary` (None when the recipe
     claimed no ε: nothing to check)."""
-    from miaudit.report import DpAuditSummary
+    from miaudit.report import dp_summary_from_audit
 
-    if math.isinf(result.claimed_epsilon):
-        return None
-    return DpAuditSummary(
-        claimed_epsilon=result.claimed_epsilon,
-        delta=result.delta,
-        accountant=result.accountant,
-        method=result.method,
-        empirical_epsilon_lower_bound=result.empirical_epsilon_lower_bound,
-        significance=result.significance,
-        max_certifiable_epsilon=result.max_certifiable_epsilon,
-        trials=result.m,
-        trials_unit="canaries",
-        notes=[
-            *result.notes,
-            f"verdict of this design: {result.verdict_text()}",
-            *([result.power.line()] if result.power is not None else []),
-            *(
-                [
-                    f"{result.gaussian_dp.label}: μ ≥ {result.gaussian_dp.mu:.3f}, ε ≈ "
-                    + (
-                        "∞"
-                        if result.gaussian_dp.epsilon is None
-                        else f"{result.gaussian_dp.epsilon:.3f}"
-                    )
-                ]
-                if result.gaussian_dp is not None
-                else []
-            ),
-        ],
-    )
+    return dp_summary_from_audit(result)
 
 
 def _check_tradeoff_options(

@@ -2,6 +2,7 @@
 
 from miaudit.metrics._bootstrap import (
     DEFAULT_FPRS,
+    MIN_NEGATIVES_AT_RATE,
     ROC_GRID,
     Evaluation,
     evaluate,
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_FPRS",
     "GDP_LABEL",
     "GUESS_GRID",
+    "MIN_NEGATIVES_AT_RATE",
     "ROC_GRID",
     "Estimate",
     "Evaluation",

@@ -254,17 +254,23 @@ def histogram_chart(histograms: Sequence[ScoreHistogram]) -> Markup:
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, h in zip(axes.flat, histograms, strict=False):
         tm, tn = max(sum(h.members), 1), max(sum(h.nonmembers), 1)
+        # quantile bins are drawn at equal widths, labelled with the scores at their edges
+        xs = h.edges if h.binning == "equal-width" else list(range(len(h.edges)))
         ax.stairs(
             [c / tn for c in h.nonmembers],
-            h.edges,
+            xs,
             fill=True,
             color=NONMEMBER,
             alpha=0.35,
             label="non-members",
         )
-        ax.stairs([c / tm for c in h.members], h.edges, color=MEMBER, lw=1.4, label="members")
-        ax.set_title(h.attack, loc="left")
-        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.stairs([c / tm for c in h.members], xs, color=MEMBER, lw=1.4, label="members")
+        ax.set_title(h.attack + (" (quantile bins)" if h.binning == "quantile" else ""), loc="left")
+        if h.binning == "quantile":
+            ticks = sorted({0, len(h.edges) // 2, len(h.edges) - 1})
+            ax.set_xticks(ticks, [f"{h.edges[i]:.3g}" for i in ticks])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.yaxis.set_major_locator(MaxNLocator(3))
         ax.yaxis.set_major_formatter(_percent())
         ax.tick_params(labelsize=7)
@@ -295,7 +301,7 @@ def utility_chart(train: float, test: float) -> Markup:
 @_styled
 def tradeoff_chart(variants: Sequence[TradeoffVariant]) -> Markup:
     """Test accuracy against the strongest attack's AUC and TPR at 1 % FPR, one point per variant."""
-    fig = _figure(7.2, 3.0)
+    fig = _figure(7.2, 3.0 + 0.22 * math.ceil(len(variants) / 3))
     ax_auc, ax_tpr = fig.subplots(1, 2, sharex=True)
     for ax, which, chance, label in (
         (ax_auc, "auc", 0.5, "strongest attack AUC"),
@@ -316,19 +322,16 @@ def tradeoff_chart(variants: Sequence[TradeoffVariant]) -> Markup:
                 color=_colour(i),
                 capsize=2.5,
                 ms=5,
+                label=v.name if which == "auc" else None,
             )
-            ax.annotate(
-                v.name,
-                (v.test_accuracy, p),
-                textcoords="offset points",
-                xytext=(5, 4),
-                fontsize=7.5,
-            )
-        ax.margins(x=0.3, y=0.15)  # room for the variants' names
+        ax.margins(x=0.15, y=0.15)
         ax.set_ylabel(label)
         ax.set_xlabel("test accuracy")
         ax.xaxis.set_major_formatter(_percent())
     ax_tpr.yaxis.set_major_formatter(_percent())
+    # Names in a legend below, not beside the points: variants of similar accuracy would
+    # otherwise print their names over one another.
+    fig.legend(loc="outside lower center", ncols=min(3, max(len(variants), 1)), fontsize=7.5)
     return _svg(
         fig,
         "tradeoff",

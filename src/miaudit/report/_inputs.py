@@ -22,6 +22,9 @@ class _Input(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+BinningKind = Literal["equal-width", "quantile"]
+
+
 class ScoreHistogram(_Input):
     """Counts of one attack's scores for members and non-members on the same bins.
 
@@ -37,6 +40,8 @@ class ScoreHistogram(_Input):
     nonmembers: list[int]
     clipped: bool = False
     unit: Literal["records", "pairs"] = "records"
+    #: "quantile": edges at quantiles of the pooled scores (a skewed score), drawn at equal widths.
+    binning: BinningKind = "equal-width"
 
     @model_validator(mode="after")
     def _shape(self) -> ScoreHistogram:

@@ -14,9 +14,11 @@ from miaudit.audit import AuditResult, SliceAttack, SliceResult
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate
 from miaudit.report import _charts
+from miaudit.report._assessment import AssessmentRow, assess_frameworks, load_frameworks
 from miaudit.report._budget import budget_section
 from miaudit.report._controls import attacker_profile, recommend
-from miaudit.report._format import _num, _pct, format_estimate
+from miaudit.report._design import design_limits
+from miaudit.report._format import _num, _pct, format_estimate, share
 from miaudit.report._inputs import DpAuditSummary, ScoreHistogram, TradeoffVariant
 from miaudit.report._verdict import RISK_THRESHOLDS, assess_risk
 
@@ -26,8 +28,10 @@ _M = TypeVar("_M", bound=BaseModel)
 
 def _est_html(e: Estimate | None, *, pct: bool = False, signed: bool = False) -> Markup:
     text = format_estimate(e, pct=pct, signed=signed)
-    if text in ("not measurable", "n/a"):
-        return Markup('<span class="status">{}</span>').format(text)
+    if text.startswith("not measurable") or text == "n/a":
+        # short in a table cell; the non-members it needs are in "What this design can measure"
+        short = "n/a" if text == "n/a" else "not measurable"
+        return Markup('<span class="status" title="{}">{}</span>').format(text, short)
     if text.endswith("(interval not reliable)"):
         return Markup('{} <span class="ci status">(interval not reliable)</span>').format(
             text.removesuffix(" (interval not reliable)")
@@ -36,6 +40,11 @@ def _est_html(e: Estimate | None, *, pct: bool = False, signed: bool = False) ->
         point, rest = text.split(" [", 1)
         return Markup('{} <span class="ci">[{}</span>').format(point, rest)
     return Markup(escape(text))
+
+
+def _breakable(name: str) -> Markup:
+    """A snake_case name that may wrap after its underscores (long attack names in narrow tables)."""
+    return Markup("_<wbr>").join(escape(part) for part in name.split("_"))
 
 
 def _tprname(key: str) -> str:
@@ -55,7 +64,13 @@ def _environment():  # type: ignore[no-untyped-def]
         keep_trailing_newline=True,
     )
     env.filters.update(
-        est=_est_html, pct=_pct, num=_num, thousands=lambda v: f"{v:,}", tprname=_tprname
+        est=_est_html,
+        pct=_pct,
+        num=_num,
+        share=share,
+        thousands=lambda v: f"{v:,}",
+        tprname=_tprname,
+        breakable=_breakable,
     )
     return env
 
@@ -165,7 +180,7 @@ def _toc(tradeoff: bool, dp: bool) -> list[tuple[str, str]]:
         toc.append(("tradeoff", "Trade-off"))
     if dp:
         toc.append(("dp", "Differential privacy"))
-    toc += [("controls", "Controls"), ("method", "Method")]
+    toc += [("controls", "Controls"), ("assessment", "Assessment"), ("method", "Method")]
     return toc
 
 
@@ -210,7 +225,7 @@ def render_report(
         "charts": charts,
         "toc": toc,
         "profiles": {a.name: attacker_profile(a.name) for a in r.attacks},
-        "fpr_floor": f"{1 / max(r.input.n_nonmembers, 1):.2g}",
+        "fpr_floor": _pct(1 / max(r.input.n_nonmembers, 1)),
         "histograms": hist,
         "clipped": any(h.clipped for h in hist),
         "scores_note": scores_note,
@@ -225,6 +240,9 @@ def render_report(
         "dp": dp_,
         "controls": recommend(r, risk, tradeoff=variants, dp=dp_),
         "budget": budget_section(r),
+        "design": design_limits(r),
+        "assessment": assess_frameworks(r, dp=dp_, tradeoff=variants),
+        "frameworks": load_frameworks(),
     }
     return str(_environment().get_template("report.html.j2").render(**context))
 
@@ -248,7 +266,67 @@ def _md_setup(r: AuditResult) -> str:
     return f"Audit of one model's saved outputs ({r.input.kind}); no reference models, so LiRA and RMIA were not run."
 
 
-def render_markdown(result: AuditResult) -> str:
+def _md_tradeoff(variants: Sequence[TradeoffVariant]) -> list[str]:
+    if not variants:
+        return []
+    out = [
+        "#### Privacy–utility trade-off (strongest attack per variant)",
+        "",
+        "| variant | claimed ε | test accuracy | AUC | TPR at 1% FPR | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        eps = "—" if v.epsilon is None else _num(v.epsilon)
+        cells = [
+            v.name,
+            eps,
+            _pct(v.test_accuracy),
+            format_estimate(v.auc),
+            format_estimate(v.tpr_at_1pct_fpr, pct=True),
+            v.recommendation or "—",
+        ]
+        out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    out.append("")
+    return out
+
+
+def _md_design(r: AuditResult) -> list[str]:
+    d = design_limits(r)
+    if not d.unmeasurable:
+        return []
+    needs = "; ".join(
+        f"TPR at {_pct(m.fpr)} FPR needs {m.needs_nonmembers:,}" for m in d.unmeasurable
+    )
+    return [
+        f"With {d.nonmembers:,} non-member {d.unit} the smallest FPR measured reliably is {_pct(d.smallest_reliable_fpr)}; {needs}.",
+        "",
+    ]
+
+
+def _md_assessment(rows: Sequence[AssessmentRow]) -> list[str]:
+    """One bullet per framework: what it asks, what this run shows, what it cannot show."""
+    out = [
+        "#### Assessment (evidence for your own assessment; no statement that the system meets these texts)",
+        "",
+    ]
+    for row in rows:
+        f = row.framework
+        scope = f" Applies to: {f.scope}." if f.scope else ""
+        out.append(
+            f"- **{_md_cell(f.name)}** ({_md_cell(f.edition)}). Asks: {_md_cell(f.asks)}{scope} "
+            f"Shows: {_md_cell(' '.join(row.shows))} Cannot show: {_md_cell(row.cannot)} "
+            f"Controls: {_md_cell('; '.join(f'{side}: {text}' for side, text in row.controls))}."
+        )
+    out.append("")
+    return out
+
+
+def render_markdown(
+    result: AuditResult,
+    *,
+    tradeoff: Sequence[TradeoffVariant] | None = None,
+    dp: DpAuditSummary | None = None,
+) -> str:
     """A short Markdown summary for a pull request: aggregates only, no ids or pseudonyms."""
     r = _check_result(result)
     risk = assess_risk(r)
@@ -285,6 +363,9 @@ def render_markdown(result: AuditResult) -> str:
     if r.most_exposed:
         lines.append(f"{len(r.most_exposed)} most exposed records are listed in the HTML report.")
         lines.append("")
+    lines += _md_tradeoff(tradeoff or ())
+    lines += _md_design(r)
+    lines += _md_assessment(assess_frameworks(r, dp=dp, tradeoff=tradeoff or ()))
     levels = "; ".join(
         f"{t.level}: AUC ≥ {t.auc:.2f} or TPR at 1% FPR ≥ {t.tpr * 100:g}%"
         for t in RISK_THRESHOLDS[:2]

@@ -14,12 +14,30 @@ import numpy as np
 from miaudit.audit import AuditResult, SliceAttack, SliceResult
 from miaudit.errors import InputError
 from miaudit.metrics import evaluate, tpr_key
-from miaudit.report._inputs import ScoreHistogram
+from miaudit.report._inputs import BinningKind, ScoreHistogram
 
 #: A class needs this many members and non-members to get metrics (as slices do).
 MIN_CLASS_RECORDS = 20
 #: Classes beyond this many are not broken down (the table would not be read).
 MAX_CLASSES = 50
+
+
+#: Equal-width bins are kept unless one of them would hold more than this share of the scores
+#: (a skewed score such as the loss, whose members pile up near 0): then the bins are quantiles.
+MAX_BIN_SHARE = 0.5
+
+
+def _edges(s: np.ndarray, lo: float, hi: float, bins: int) -> tuple[np.ndarray, BinningKind]:
+    """Bin edges for the (clipped) scores ``s``: equal widths, or quantiles of the pooled scores
+    when one equal-width bin would hold most of them (never a single visible bin)."""
+    edges = np.linspace(lo, hi, bins + 1)
+    counts = np.histogram(s, bins=edges)[0]
+    if s.size == 0 or counts.max() <= MAX_BIN_SHARE * s.size:
+        return edges, "equal-width"
+    q = np.unique(np.quantile(s, np.linspace(0.0, 1.0, bins + 1)))
+    if q.size < 3:  # (almost) one value: nothing to spread
+        return edges, "equal-width"
+    return q, "quantile"
 
 
 def score_histograms(
@@ -35,8 +53,10 @@ def score_histograms(
     Args:
         member: (n,) 1 = member.
         scores: attack name → (n,) scores, higher = more likely a member.
-        bins: number of equal-width bins between the ``tail`` and ``1 - tail`` quantiles of all
-            finite scores; scores beyond them (infinities included) are counted in the end bins.
+        bins: number of bins between the ``tail`` and ``1 - tail`` quantiles of all finite
+            scores; scores beyond them (infinities included) are counted in the end bins. Bins
+            have equal widths unless one would hold over half the scores; then they are
+            quantiles of the pooled scores (``binning="quantile"``, at most ``bins`` of them).
         unit: what one row is: ``records`` or ``pairs``.
     """
     if bins < 1:
@@ -54,8 +74,8 @@ def score_histograms(
         lo, hi = (float(q) for q in np.quantile(finite, [tail, 1.0 - tail]))
         if hi <= lo:
             lo, hi = lo - 0.5, hi + 0.5
-        edges = np.linspace(lo, hi, bins + 1)
         clipped_s = np.clip(s[keep], lo, hi)
+        edges, binning = _edges(clipped_s, lo, hi, bins)
         clipped = bool(np.any((s[keep] < lo) | (s[keep] > hi)))
         m = member[keep]
         counts_m = np.histogram(clipped_s[m], bins=edges)[0]
@@ -68,6 +88,7 @@ def score_histograms(
                 nonmembers=counts_n.tolist(),
                 clipped=clipped,
                 unit="pairs" if unit == "pairs" else "records",
+                binning=binning,
             )
         )
     return out

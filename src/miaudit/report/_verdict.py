@@ -122,5 +122,13 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
         attack,
         metric,
         value,
-        f"{attack}: {metric} is at least {shown} ({conf} lower bound); {t.meaning}.",
+        f"{attack}: {metric} is at least {shown} ({conf} lower bound); {_meaning(t, metric)}.",
     )
+
+
+def _meaning(t: RiskThreshold, metric: str) -> str:
+    """What the level means, stated only from the metric whose reliable interval set it: a
+    claim about members found at 1 in 100 false alarms needs a reliable TPR interval there."""
+    if metric.startswith("TPR") or t.level == "low":
+        return t.meaning
+    return f"AUC at least {t.auc:.2f} marks {t.level} risk: a random member outscores a random non-member at least {t.auc * 100:.0f}% of the time"

@@ -1,0 +1,269 @@
+"""The assessment section, sample-size guidance, honest headlines and rounding, over every kind
+of report: an attack (saved outputs), a reference audit, a trade-off folder and a DP-audit folder."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from miaudit.audit import DpAuditResult
+from miaudit.cli import app
+from miaudit.metrics import Estimate
+from miaudit.report import (
+    assess_frameworks,
+    design_limits,
+    format_estimate,
+    interval_decimals,
+    load_frameworks,
+    render_dp_markdown,
+    render_dp_report,
+    render_markdown,
+    write_folder_report,
+)
+from tests.report.conftest import dp_summary, variants
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "expected"
+#: No report may claim that a system meets a text: it gives evidence, never a verdict of law.
+BANNED = (
+    "compliant",
+    "compliance",
+    "anonymous",
+    "anonymised",
+    "anonymized",
+    "gdpr-ready",
+    "certified",
+    "conforms",
+    "meets the requirements",
+    "satisfies the",
+)
+FRAMEWORK_KEYS = {"edpb", "aisvs", "nist", "ico", "ai_act", "dpia"}
+
+
+def _text(html: str) -> str:
+    """Visible text of a report: tags and the style sheet removed."""
+    html = re.sub(r"<style>.*?</style>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def _banned_in(text: str) -> list[str]:
+    low = text.lower()
+    return [b for b in BANNED if re.search(rf"\b{re.escape(b)}\b", low)]
+
+
+@pytest.fixture(scope="module")
+def tradeoff_folder(outputs_run, tmp_path_factory):
+    """A trade-off folder as ``miaudit tradeoff`` leaves it: tradeoff.json (the golden one) and
+    its baseline's results under variants/baseline."""
+    folder, _ = outputs_run
+    root = tmp_path_factory.mktemp("tradeoff_folder")
+    shutil.copy(GOLDEN / "tradeoff.json", root / "tradeoff.json")
+    shutil.copytree(folder, root / "variants" / "baseline")
+    return root
+
+
+@pytest.fixture(scope="module")
+def dp_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dp_folder")
+    shutil.copy(GOLDEN / "dp_audit.json", root / "dp_audit.json")
+    return root
+
+
+@pytest.fixture(scope="module")
+def written(tradeoff_folder, dp_folder):
+    """(trade-off, DP audit) reports as ``write_folder_report`` writes them."""
+    return write_folder_report(tradeoff_folder), write_folder_report(dp_folder)
+
+
+@pytest.fixture(scope="module")
+def every_report(outputs_report, full_report, outputs_run, reference_run, written):
+    """name → rendered text of every kind of report, HTML and Markdown."""
+    _, attack_result = outputs_run
+    _, audit_result = reference_run
+    trade, dp = written
+    return {
+        "attack.html": outputs_report[1],
+        "audit.html": full_report[1],
+        "attack.md": render_markdown(attack_result),
+        "audit.md": render_markdown(audit_result, tradeoff=variants(), dp=dp_summary()),
+        "tradeoff.html": trade.path.read_text(encoding="utf-8"),
+        "tradeoff.md": trade.markdown,
+        "dp.html": dp.path.read_text(encoding="utf-8"),
+        "dp.md": dp.markdown,
+    }
+
+
+def test_frameworks_file_is_versioned_and_complete():
+    fw = load_frameworks()
+    assert fw.version >= 1 and re.fullmatch(r"\d{4}-\d{2}-\d{2}", fw.reviewed)
+    assert {f.key for f in fw.frameworks} == FRAMEWORK_KEYS
+    for f in fw.frameworks:
+        assert f.asks.endswith(".") and f.cannot and f.controls and f.reference and f.checked
+    ai_act = next(f for f in fw.frameworks if f.key == "ai_act")
+    assert "high-risk" in ai_act.scope and "15(5)" in ai_act.name
+    assert "E2025" in next(f for f in fw.frameworks if f.key == "nist").edition
+
+
+def test_no_report_claims_compliance(every_report):
+    for name, text in every_report.items():
+        visible = _text(text) if name.endswith(".html") else text
+        assert _banned_in(visible) == [], name
+
+
+def test_banned_phrase_check_catches_a_claim():
+    assert _banned_in("This model is GDPR-ready and anonymous.") == ["anonymous", "gdpr-ready"]
+
+
+def test_assessment_appears_in_every_report(every_report):
+    names = [f.name for f in load_frameworks().frameworks]
+    for name, text in every_report.items():
+        for fw in names:
+            assert fw.replace("&", "&amp;") in text or fw in text, (name, fw)
+        if name.endswith(".html"):
+            assert 'id="assessment"' in text and text.count('class="frame"') == len(names)
+
+
+def test_rows_are_filled_from_the_runs_own_figures(reference_run):
+    _, r = reference_run
+    rows = {
+        row.framework.key: row for row in assess_frameworks(r, dp=dp_summary(), tradeoff=variants())
+    }
+    strongest = r.strongest()
+    edpb = " ".join(rows["edpb"].shows)
+    # "any data subject": the worst case (the lowest FPR measured, the most exposed record) first
+    assert edpb.startswith("Worst case")
+    assert "most exposed record is flagged by" in edpb
+    assert format_estimate(strongest.auc) in " ".join(rows["aisvs"].shows)
+    assert "Claimed ε = 4" in " ".join(rows["nist"].shows)
+    assert "weight decay 5e-4" in " ".join(rows["aisvs"].shows)  # a control measured side by side
+    sides = {side for row in rows.values() for side, _ in row.controls}
+    assert sides == {"training", "serving"}
+
+
+def test_dp_report_assesses_the_claim_alone(dp_folder):
+    d = DpAuditResult.read(dp_folder / "dp_audit.json")
+    html, md = render_dp_report(d), render_dp_markdown(d)
+    assert d.verdict in html and d.verdict in md
+    assert html.count('class="frame"') == 6
+    assert "lower bound ε ≥" in _text(html)
+
+
+def test_tradeoff_folder_report_has_the_variants(tradeoff_folder, written):
+    trade, _ = written
+    assert trade.kind == "tradeoff" and trade.path == tradeoff_folder / "report.html"
+    html = trade.path.read_text(encoding="utf-8")
+    assert 'id="tradeoff"' in html and "dp-eps2" in html
+    assert "| dp-eps2 |" in trade.markdown
+
+
+def test_cli_report_renders_a_dp_folder_and_refuses_an_empty_one(dp_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    out = tmp_path / "dp.html"
+    res = CliRunner().invoke(app, ["report", str(dp_folder), "--out", str(out), "--markdown"])
+    assert res.exit_code == 0, res.output
+    assert out.is_file() and "#### Assessment" in res.stdout
+    (tmp_path / "empty").mkdir()
+    code, err = run_main(["report", str(tmp_path / "empty")])
+    assert code == 2 and "holds none of" in err and len(err.strip().splitlines()) == 1
+
+
+def run_main(argv: list[str]) -> tuple[int, str]:
+    """(exit status, stderr) of the ``miaudit`` command as a user runs it."""
+    import contextlib
+    import io
+
+    from miaudit.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, err.getvalue()
+
+
+def test_sample_size_guidance(outputs_run):
+    _, r = outputs_run
+    d = design_limits(r)
+    n0 = r.input.n_nonmembers
+    assert d.smallest_observable_fpr == pytest.approx(1 / n0)
+    assert d.smallest_reliable_fpr == pytest.approx(10 / n0)
+    by_key = {lim.key: lim for lim in d.rates}
+    assert by_key["tpr@0.1%fpr"].needs_nonmembers == 10_000
+    assert by_key["tpr@1%fpr"].needs_nonmembers == 1_000
+    for lim in d.rates:  # the guidance agrees with the results' own statuses
+        statuses = {a.tpr_at_fpr[lim.key].status for a in r.attacks}
+        assert lim.measurable == (statuses != {"not_measurable"})
+
+
+def test_report_says_what_the_design_cannot_measure(outputs_run, outputs_report):
+    _, r = outputs_run
+    text = _text(outputs_report[1])
+    n0 = r.input.n_nonmembers
+    assert n0 < 1000  # the fixture is small: TPR at 0.1 % FPR needs 10,000
+    assert (
+        f"TPR at 0.1% FPR cannot be measured with {n0:,} non-member records: 10,000 would be needed"
+        in text
+    )
+    assert "What this design can measure" in text
+
+
+def test_headline_never_rests_on_an_unreliable_rate(outputs_run):
+    """The level set by AUC must not claim how many members are found at 1 % FPR when that
+    rate has no reliable interval ("finds at least 3 times more members")."""
+    from miaudit.report import assess_risk
+
+    _, result = outputs_run
+    a = result.attacks[0].model_copy(
+        update={
+            "auc": Estimate(point=0.7, lower=0.65, upper=0.75),
+            "tpr_at_fpr": {
+                "tpr@1%fpr": Estimate(point=None, status="not_measurable", needs_nonmembers=1000)
+            },
+        }
+    )
+    risk = assess_risk(result.model_copy(update={"attacks": [a]}))
+    assert risk.level == "moderate" and risk.metric == "AUC"
+    assert "times more members" not in risk.explanation
+    assert "AUC at least 0.60" in risk.explanation
+
+
+@pytest.mark.parametrize(
+    ("e", "pct", "text"),
+    [
+        (Estimate(point=0.62345, lower=0.6161, upper=0.6312), False, "0.623 [0.616, 0.631]"),
+        (Estimate(point=0.62345, lower=0.57, upper=0.67), False, "0.62 [0.57, 0.67]"),
+        (Estimate(point=0.0799294, lower=0.065, upper=0.096), True, "8.0% [6.5%, 9.6%]"),
+        (Estimate(point=0.30, lower=0.18, upper=0.43), True, "30% [18%, 43%]"),
+        (Estimate(point=7.99294), False, "7.99"),
+        (Estimate(point=0.0, lower=-0.0001, upper=0.02), False, "0.000 [0.000, 0.020]"),
+    ],
+)
+def test_numbers_rounded_to_what_their_interval_justifies(e, pct, text):
+    assert format_estimate(e, pct=pct) == text
+
+
+def test_interval_decimals_rule():
+    assert interval_decimals(0.616, 0.631) == 3
+    assert interval_decimals(0.5, 0.9) == 2  # width 0.4: first digit at 1 decimal, one more
+    assert interval_decimals(0.5, 0.50001) == 4  # capped
+
+
+def test_no_unrounded_number_in_any_report(every_report):
+    """Six significant digits (7.99294) never reach a reader; geometry inside SVGs is exempt."""
+    for name, text in every_report.items():
+        if name.endswith(".html"):
+            text = _text(re.sub(r"<svg.*?</svg>", " ", text, flags=re.S))
+            text = re.sub(r"SHA-256 \S+", " ", text)
+        long = [n for n in re.findall(r"\d+\.\d+", text) if _significant(n) > 4]
+        assert long == [], (name, long[:5])
+
+
+def _significant(number: str) -> int:
+    """Significant digits of a decimal as printed: 7.99294 → 6, 0.00023 → 2, 0.620 → 3."""
+    return len(number.replace(".", "").lstrip("0"))
