@@ -20,7 +20,7 @@ from miaudit.report._controls import attacker_profile, recommend
 from miaudit.report._design import design_limits
 from miaudit.report._format import _num, _pct, format_estimate, share
 from miaudit.report._inputs import DpAuditSummary, ScoreHistogram, TradeoffVariant
-from miaudit.report._verdict import RISK_THRESHOLDS, assess_risk
+from miaudit.report._verdict import RISK_THRESHOLDS, RiskAssessment, assess_risk
 
 REPORT_FILE = "report.html"
 _M = TypeVar("_M", bound=BaseModel)
@@ -236,6 +236,20 @@ def render_report(
         "has_classes": bool(class_rows),
         "exposure_note": exposure_note,
         "exposure_header": exposure_header,
+        **_later_sections(r, risk, variants, dp_),
+    }
+    return str(_environment().get_template("report.html.j2").render(**context))
+
+
+def _later_sections(
+    r: AuditResult,
+    risk: RiskAssessment,
+    variants: list[TradeoffVariant],
+    dp_: DpAuditSummary | None,
+) -> dict[str, Any]:
+    """The context of the sections after the attacks: trade-off, DP, controls, the budget
+    curve, what the design can measure, and the assessment."""
+    return {
         "tradeoff": variants,
         "dp": dp_,
         "controls": recommend(r, risk, tradeoff=variants, dp=dp_),
@@ -244,7 +258,6 @@ def render_report(
         "assessment": assess_frameworks(r, dp=dp_, tradeoff=variants),
         "frameworks": load_frameworks(),
     }
-    return str(_environment().get_template("report.html.j2").render(**context))
 
 
 def _md_cell(text: str) -> str:
