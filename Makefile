@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-EXTRAS ?= dev,torch,sklearn-models,serve,dp,ray,onnx,frameworks
+EXTRAS ?= dev,torch,sklearn-models,serve,dp,ray,onnx,frameworks,text
 STAMP  := $(VENV)/.installed
 # Test worker processes (pytest-xdist), one per core of the 2-core machine; 0 runs in-process.
 WORKERS ?= 2

@@ -4,6 +4,14 @@ memory in chunks of records (:func:`record_chunks`)."""
 from miaudit.data._adult import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
 from miaudit.data._outputs import ModelOutputs, load_outputs
 from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsInfo, SignalsStore, load_signals
+from miaudit.data._synthetic_text import (
+    FAMILIES,
+    MAX_RECORD_CHARS,
+    TEMPLATE_FAMILIES,
+    SyntheticText,
+    fake_names,
+    synthetic_records,
+)
 from miaudit.data._tables import CHUNK_RECORDS, is_mapped, record_chunks, release
 from miaudit.data._writers import SignalsWriter
 
@@ -12,15 +20,21 @@ __all__ = [
     "ADULT_LABEL",
     "ADULT_NUMERIC",
     "CHUNK_RECORDS",
+    "FAMILIES",
+    "MAX_RECORD_CHARS",
     "SIGNALS_SCHEMA",
+    "TEMPLATE_FAMILIES",
     "ModelOutputs",
     "SignalsInfo",
     "SignalsStore",
     "SignalsWriter",
+    "SyntheticText",
+    "fake_names",
     "is_mapped",
     "load_adult",
     "load_outputs",
     "load_signals",
     "record_chunks",
     "release",
+    "synthetic_records",
 ]
