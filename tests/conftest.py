@@ -37,6 +37,7 @@ SLOW_MODULES = frozenset(
         "tests/engine/test_resume.py",  # SIGKILLs and resumes training processes
         "tests/golden/test_golden.py",  # five full fixed-seed runs
         "tests/lessons/test_lessons.py",  # trains the lessons' models
+        "tests/models/test_lm.py",  # pre-trains and fine-tunes tiny language models
         "tests/models/test_onnx_docs.py",  # trains the references of docs/own-model.md's ONNX audit
         "tests/models/test_train_unit.py",  # DP-SGD through the one training entry point
         "tests/report/test_browser.py",  # headless Chromium
