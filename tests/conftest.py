@@ -19,6 +19,7 @@ SLOW_MODULES = frozenset(
     {
         "tests/audit/test_dp_audit.py",  # trains DP models per case
         "tests/audit/test_plain_script.py",  # real processes: a script with workers, the CLI
+        "tests/audit/test_exposure.py",  # fine-tunes tiny LMs (plain, DP on LoRA) with canaries
         "tests/audit/test_own_model_audit.py",  # a LightGBM reference audit
         "tests/audit/test_reference_audit.py",  # reference audits end to end, CLI gate
         "tests/audit/test_signals_example.py",  # trains the docs' 8 models, audits them by CLI
