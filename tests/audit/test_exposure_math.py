@@ -28,9 +28,9 @@ def test_exact_rank_matches_a_sort() -> None:
         assert exact_rank(ll, secret) == int(np.flatnonzero(order == secret)[0]) + 1
 
 
-def test_ties_rank_in_the_secrets_favour_and_exclusions_drop_out() -> None:
+def test_ties_count_against_the_secret_and_exclusions_drop_out() -> None:
     ll = np.array([0.0, -1.0, -1.0, -3.0])
-    assert exact_rank(ll, 2) == 2  # the tie with index 1 does not push it down
+    assert exact_rank(ll, 2) == 3 and exact_rank(ll, 1) == 3  # as the paper counts: ≤ perplexity
     assert exact_rank(ll, 3) == 4
     assert exact_rank(ll, 3, exclude=np.array([0, 1])) == 2
 
@@ -100,3 +100,12 @@ def test_bad_config_names_the_field(raw: dict[str, object], field: str) -> None:
 def test_defaults_are_exact_up_to_a_million() -> None:
     assert CanarySection(digits=6).exact() and not CanarySection(digits=7).exact()
     assert not CanarySection(digits=3, method="estimate").exact()
+
+
+def test_text_demo_is_sized_as_promised() -> None:
+    from miaudit.audit import text_demo_config
+
+    cfg = text_demo_config()
+    assert cfg.data.records // 2 <= 2000 and cfg.model.pretrain.max_tokens <= 1_000_000
+    assert cfg.model.architecture.context == 64 and cfg.canaries.exact()
+    assert cfg.canaries.repetitions == [1, 4, 16] and cfg.canaries.per_level >= 10

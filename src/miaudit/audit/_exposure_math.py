@@ -17,15 +17,16 @@ import numpy as np
 
 
 def exact_rank(candidate_ll: np.ndarray, secret: int, exclude: np.ndarray | None = None) -> int:
-    """1 + the number of candidates strictly more likely than ``secret`` (index into
-    ``candidate_ll``), leaving out the candidates in ``exclude`` (the other inserted canaries'
-    secrets, which compete with it only because miaudit inserts several). Ties rank in the
-    secret's favour: the smallest rank, so the largest exposure."""
+    """The paper's rank: the number of candidates at least as likely as ``secret`` (an index
+    into ``candidate_ll``), the secret included, so 1 when it is the most likely. Candidates in
+    ``exclude`` (the other inserted canaries' secrets, which compete with it only because
+    miaudit inserts several at once) are left out. Ties count against the secret."""
     ll = np.asarray(candidate_ll, dtype=np.float64)
-    above = ll > ll[secret]
+    at_least = ll >= ll[secret]
     if exclude is not None and len(exclude):
-        above[np.asarray(exclude, dtype=np.int64)] = False
-    return 1 + int(np.count_nonzero(above))
+        others = np.asarray(exclude, dtype=np.int64)
+        at_least[others[others != secret]] = False
+    return int(np.count_nonzero(at_least))
 
 
 def exact_exposure(space: int, rank: int) -> float:
