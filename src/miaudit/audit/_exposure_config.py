@@ -157,17 +157,17 @@ def load_exposure_config(path: str | Path) -> ExposureConfig:
 
 
 def text_demo_config(seed: int = 20261206) -> ExposureConfig:
-    """``miaudit demo --text``: the default ≈ 2 M-parameter LM, 2,000 private records (1,000
-    members), 40 canaries of a 10^4 space, 2 reference fine-tunes; sized for ≤ 10 minutes on
-    the 2-core reference machine once the base is cached (docs/text.md gives the measured time)."""
+    """``miaudit demo --text``: the default ≈ 2 M-parameter LM pre-trained on 3,000 public
+    records (cached), 1,500 private records (750 members), 40 canaries of a 10^4 space, 2
+    reference fine-tunes; sized for ≤ 10 minutes on the 2-core reference machine."""
     return parse_exposure_config(
         {
             "seed": seed,
             "references": 2,
-            "data": {"records": 2000},
+            "data": {"records": 1500},
             "model": {
                 "kind": "causal-lm",
-                "pretrain": {"records": 4000, "epochs": 1},
+                "pretrain": {"records": 3000, "epochs": 1},
                 "finetune": {"method": "full", "epochs": 4, "learning_rate": 1e-3},
                 "threads": 2,
             },

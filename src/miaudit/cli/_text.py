@@ -94,6 +94,6 @@ def text_demo(out_dir: Path) -> None:
 
     out.print(
         "miaudit demo --text: a ≈ 2 M-parameter LM pre-trained on public synthetic records "
-        "(cached), fine-tuned on 1,000 private ones with 30 canaries; 10 never inserted"
+        "(cached), fine-tuned on 750 private ones with 30 canaries; 10 never inserted"
     )
     run_and_print(text_demo_config(), out_dir, overwrite=True)
