@@ -22,6 +22,7 @@ SLOW_MODULES = frozenset(
         "tests/audit/test_plain_script.py",  # real processes: a script with workers, the CLI
         "tests/audit/test_qmia_audit.py",  # QMIA's regressors per target and the stacker, twice
         "tests/benchmarks/test_qmia_bench.py",  # trains two plans of 10 MLPs
+        "tests/audit/test_exposure.py",  # fine-tunes tiny LMs (plain, DP on LoRA) with canaries
         "tests/audit/test_own_model_audit.py",  # a LightGBM reference audit
         "tests/audit/test_reference_audit.py",  # reference audits end to end, CLI gate
         "tests/audit/test_signals_example.py",  # trains the docs' 8 models, audits them by CLI
@@ -32,6 +33,7 @@ SLOW_MODULES = frozenset(
         "tests/benchmarks/test_gpu_bench.py",  # two small audits (one on the GPU, if any)
         "tests/benchmarks/test_own_model_bench.py",  # trains a CNN's and XGBoost's references
         "tests/benchmarks/test_runner.py",
+        "tests/benchmarks/test_text_exposure_bench.py",  # three tiny LM fine-tunes (one DP)
         "tests/benchmarks/test_scale_benches.py",
         "tests/docs/test_own_model_docs.py",  # three reference audits of the user's own code
         "tests/docs/test_own_model_scripts.py",  # the same three from plain scripts
@@ -43,6 +45,7 @@ SLOW_MODULES = frozenset(
         "tests/golden/test_golden.py",  # five full fixed-seed runs
         "tests/lessons/test_lessons.py",  # trains the lessons' models
         "tests/models/test_hf_safety.py",  # imports transformers, builds two tiny models
+        "tests/models/test_lm.py",  # pre-trains and fine-tunes tiny language models
         "tests/models/test_onnx_docs.py",  # trains the references of docs/own-model.md's ONNX audit
         "tests/models/test_train_unit.py",  # DP-SGD through the one training entry point
         "tests/report/test_browser.py",  # headless Chromium

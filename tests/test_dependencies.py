@@ -25,6 +25,9 @@ MODULE_LEVEL_EXTRAS = {
     "serve/": "serve",
     "models/_dp.py": "torch",
     "models/_generic_torch.py": "torch",
+    "models/_lm.py": "torch",
+    "models/_lm_candidates.py": "torch",
+    "models/_lm_dp.py": "torch",
     "models/_nets.py": "torch",
     "models/_reference.py": "torch",
     "models/_stacked_adam.py": "torch",
@@ -144,6 +147,10 @@ BLOCKED = sorted(
         "pytest",
         "hypothesis",
         "schemathesis",
+        "transformers",
+        "tokenizers",
+        "peft",
+        "faker",
     }
 )
 PRELUDE = f"""
@@ -175,6 +182,7 @@ def no_extras(tmp_path_factory) -> Path:
     (tmp / "mlp.yaml").write_text(
         "seed: 1\ndata: {dataset: digits}\nmodel: {kind: torch-mlp, hidden: [8], epochs: 1}\nplan: {models: 2}\n"
     )
+    (tmp / "text.toml").write_text("[data]\nrecords = 20\n")
     return tmp
 
 
@@ -193,6 +201,7 @@ def no_extras(tmp_path_factory) -> Path:
         (["keys", "list", "--db", "sqlite:///guard.db"], 2, "miaudit[serve]"),
         (["serve", "--model", "m.skops"], 2, "miaudit[serve]"),
         (["train", "mlp.yaml", "--out", "o"], 2, "miaudit[torch]"),
+        (["exposure", "text.toml", "--out", "o"], 2, "miaudit[torch]"),
     ],
 )
 def test_cli_usage_and_errors_with_every_optional_dependency_blocked(

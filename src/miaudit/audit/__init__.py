@@ -15,6 +15,26 @@ from miaudit.audit._config import (
 )
 from miaudit.audit._demo import run_demo
 from miaudit.audit._dp_audit import CANARY_KINDS, DpAuditDesign, DpAuditResult, dp_audit
+from miaudit.audit._exposure import (
+    EXPOSURE_FILE,
+    SUMMARY_FILE,
+    Canary,
+    ExposureRun,
+    group_privacy,
+    make_canaries,
+    run_exposure,
+)
+from miaudit.audit._exposure_config import (
+    EXACT_MAX_SPACE,
+    CanarySection,
+    DedupSection,
+    ExposureConfig,
+    TextDataSection,
+    load_exposure_config,
+    parse_exposure_config,
+    text_demo_config,
+)
+from miaudit.audit._exposure_math import exact_exposure, exact_rank, skewnorm_exposure
 from miaudit.audit._fail_on import GateRule, gate_failures, parse_gate_rule
 from miaudit.audit._key_holder import AuditedRecord, audited_records, records_of_pseudonyms
 from miaudit.audit._reference_audit import (
@@ -53,7 +73,10 @@ __all__ = [
     "AUDIT_ATTACKS",
     "CANARY_KINDS",
     "DEFAULT_ATTACKS",
+    "EXACT_MAX_SPACE",
+    "EXPOSURE_FILE",
     "RESULTS_SCHEMA",
+    "SUMMARY_FILE",
     "AttackResult",
     "AttackRun",
     "AttackSection",
@@ -61,9 +84,14 @@ __all__ = [
     "AuditResult",
     "AuditRun",
     "AuditedRecord",
+    "Canary",
+    "CanarySection",
+    "DedupSection",
     "DpAuditDesign",
     "DpAuditResult",
     "ExposedRecord",
+    "ExposureConfig",
+    "ExposureRun",
     "ExternalTarget",
     "GateRule",
     "PrivacySpent",
@@ -73,6 +101,7 @@ __all__ = [
     "SignalsAuditConfig",
     "SliceAttack",
     "SliceResult",
+    "TextDataSection",
     "TradeoffResult",
     "VariantComparison",
     "VariantOutcome",
@@ -88,11 +117,17 @@ __all__ = [
     "check_record",
     "default_variants",
     "dp_audit",
+    "exact_exposure",
+    "exact_rank",
     "gate_failures",
+    "group_privacy",
     "load_audit_config",
+    "load_exposure_config",
     "load_signals_config",
+    "make_canaries",
     "model_predictor",
     "parse_audit_config",
+    "parse_exposure_config",
     "parse_gate_rule",
     "parse_references",
     "records_of_pseudonyms",
@@ -100,6 +135,9 @@ __all__ = [
     "run_audit",
     "run_demo",
     "run_text_attacks",
+    "run_exposure",
     "signals_audit_config",
+    "skewnorm_exposure",
+    "text_demo_config",
     "tradeoff",
 ]

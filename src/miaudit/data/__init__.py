@@ -4,6 +4,14 @@ memory in chunks of records (:func:`record_chunks`)."""
 from miaudit.data._adult import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
 from miaudit.data._outputs import ModelOutputs, PopulationOutputs, load_outputs, load_population
 from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsInfo, SignalsStore, load_signals
+from miaudit.data._synthetic_text import (
+    FAMILIES,
+    MAX_RECORD_CHARS,
+    TEMPLATE_FAMILIES,
+    SyntheticText,
+    fake_names,
+    synthetic_records,
+)
 from miaudit.data._tables import CHUNK_RECORDS, is_mapped, record_chunks, release
 from miaudit.data._text_corpus import CORPUS_PACKAGE, CORPUS_VERSION, TextCorpus, load_text_corpus
 from miaudit.data._writers import SignalsWriter
@@ -15,13 +23,18 @@ __all__ = [
     "CHUNK_RECORDS",
     "CORPUS_PACKAGE",
     "CORPUS_VERSION",
+    "FAMILIES",
+    "MAX_RECORD_CHARS",
     "SIGNALS_SCHEMA",
+    "TEMPLATE_FAMILIES",
     "ModelOutputs",
     "PopulationOutputs",
     "SignalsInfo",
     "SignalsStore",
     "SignalsWriter",
     "TextCorpus",
+    "SyntheticText",
+    "fake_names",
     "is_mapped",
     "load_adult",
     "load_outputs",
@@ -30,4 +43,5 @@ __all__ = [
     "load_text_corpus",
     "record_chunks",
     "release",
+    "synthetic_records",
 ]

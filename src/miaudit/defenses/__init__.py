@@ -2,9 +2,11 @@
 
 Training-time defenses (weight decay, dropout, early stopping, label smoothing, DP-SGD) are recipe
 options of :mod:`miaudit.models`; this package holds what a prediction API applies to a model's
-output, as pure numpy functions shared by the audit and the prediction service.
+output, as pure numpy functions shared by the audit and the prediction service, and the
+deduplication of a language model's fine-tuning set (:func:`deduplicate`).
 """
 
+from miaudit.defenses._dedup import DedupResult, deduplicate, minhash_signatures, normalise
 from miaudit.defenses._exposed_signals import (
     LABEL_ONLY_SIGNALS,
     completed_probabilities,
@@ -38,6 +40,7 @@ from miaudit.defenses._output_policy import (
 __all__ = [
     "GRAMMAR",
     "LABEL_ONLY_SIGNALS",
+    "DedupResult",
     "Exposed",
     "ExposedLabels",
     "ExposedScores",
@@ -52,10 +55,13 @@ __all__ = [
     "completed_probabilities",
     "computable_signals",
     "concat_exposed",
+    "deduplicate",
     "exposed_signals",
     "full",
     "label_only",
+    "minhash_signatures",
     "noise",
+    "normalise",
     "parse_policy",
     "predicted_labels",
     "project_to_simplex",

@@ -5,7 +5,9 @@ user's own models (ONNX files, torch modules from a factory, Hugging Face folder
 Training a unit of torch models is :func:`train_unit` (stacked, or DP-SGD when the recipe has
 ``dp``), which returns a :class:`UnitResult`; a scikit-learn model is :func:`train_sklearn`;
 a ``python`` recipe's model is :func:`train_python_model`; a ``torch-module`` recipe's unit is
-:func:`train_modules` (the generic per-model trainer).
+:func:`train_modules` (the generic per-model trainer). miaudit's own small causal language
+model (:class:`CausalLMRecipe`) is pre-trained once by :func:`pretrained_base` and fine-tuned
+by :func:`finetune_lm` (Hugging Face folders; docs/text.md).
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ from miaudit.models._hf import (
     check_hf_folder,
     load_hf_causal_lm,
     load_hf_classifier,
+)
+from miaudit.models._lm_recipe import (
+    LMDP,
+    CausalLMRecipe,
+    LMArchitecture,
+    LMFinetune,
+    LMPretrain,
 )
 from miaudit.models._onnx import MAX_ONNX_BYTES, OnnxModel, check_onnx_bytes, load_onnx
 from miaudit.models._preprocessing import (
@@ -81,6 +90,20 @@ if TYPE_CHECKING:
         train_modules,
     )
     from miaudit.models._nets import query_views
+    from miaudit.models._lm import (
+        build_lm,
+        finetune_lm,
+        load_lm,
+        n_parameters,
+        pretrained_base,
+        record_log_likelihoods,
+        save_lm,
+    )
+    from miaudit.models._lm_candidates import (
+        all_digit_log_likelihoods,
+        digit_log_likelihoods,
+        greedy_digits,
+    )
     from miaudit.models._torch_train import build_net
 
 # Names whose modules import torch (an extra): imported on first use, so that importing
@@ -95,6 +118,22 @@ _TORCH_NAMES = {
     "build_module": "miaudit.models._generic_torch",
     "train_modules": "miaudit.models._generic_torch",
     "saved_module": "miaudit.models._generic_torch",
+    **dict.fromkeys(
+        (
+            "build_lm",
+            "finetune_lm",
+            "load_lm",
+            "n_parameters",
+            "pretrained_base",
+            "record_log_likelihoods",
+            "save_lm",
+        ),
+        "miaudit.models._lm",
+    ),
+    **dict.fromkeys(
+        ("all_digit_log_likelihoods", "digit_log_likelihoods", "greedy_digits"),
+        "miaudit.models._lm_candidates",
+    ),
 }
 
 
@@ -109,17 +148,22 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "MAX_HF_JSON_BYTES",
     "MAX_HF_WEIGHT_BYTES",
+    "LMDP",
     "MAX_ONNX_BYTES",
     "TRAINING_REVISION",
     "AnyRecipe",
     "Augmentation",
     "CNNRecipe",
+    "CausalLMRecipe",
     "CodeRecipe",
     "DPConfig",
     "EarlyStopping",
     "GradientCanaries",
     "HfCausalLM",
     "HfClassifier",
+    "LMArchitecture",
+    "LMFinetune",
+    "LMPretrain",
     "MLPRecipe",
     "ModelStreams",
     "ModuleCode",
@@ -131,6 +175,8 @@ __all__ = [
     "TokenStats",
     "TorchModuleRecipe",
     "UnitResult",
+    "all_digit_log_likelihoods",
+    "build_lm",
     "build_module",
     "build_net",
     "check_code_trust",
@@ -141,13 +187,17 @@ __all__ = [
     "code_digests",
     "code_folder",
     "code_names",
+    "digit_log_likelihoods",
+    "finetune_lm",
     "fit_preprocessing",
     "fits_anything",
     "fitted_logits",
+    "greedy_digits",
     "import_factory",
     "load_function",
     "load_hf_causal_lm",
     "load_hf_classifier",
+    "load_lm",
     "load_onnx",
     "load_sklearn",
     "load_torch_module",
@@ -155,13 +205,17 @@ __all__ = [
     "make_estimator",
     "model_seed_sequence",
     "module_sizes",
+    "n_parameters",
     "names_code",
     "parse_recipe",
     "plan_seed_sequence",
     "population_digest",
     "preprocessing_fit",
     "query_views",
+    "pretrained_base",
+    "record_log_likelihoods",
     "resolve_code_folder",
+    "save_lm",
     "save_sklearn",
     "save_torch_state",
     "saved_module",

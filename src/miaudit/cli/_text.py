@@ -1,0 +1,99 @@
+"""``miaudit exposure CONFIG --out DIR`` and ``miaudit demo --text``: secrets in a fine-tuned LM.
+
+Register with ``app.command("exposure")(exposure)``. Bad input raises InputError (exit 2 in
+main) before any training; a failed run leaves nothing in ``--out``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from miaudit.cli._console import console
+
+if TYPE_CHECKING:
+    from miaudit.audit import ExposureConfig, ExposureRun
+
+out = console()
+
+
+def print_exposure(run: ExposureRun) -> None:
+    """The per-level table (aggregates only: no canary text, no secret)."""
+    s = run.summary
+    out.print(
+        f"exposure ({s['method']}, candidate space {s['space']:,}; max {s['levels'][0]['max_possible']:.1f} bits)",
+        highlight=False,
+    )
+    for lv in s["levels"]:
+        label = "never inserted" if lv["repetitions"] == 0 else f"inserted {lv['repetitions']}×"
+        out.print(
+            f"  {label:>15}: mean {lv['mean_exposure']:5.2f} bits, max {lv['max_exposure']:5.2f}, "
+            f"extracted by greedy decoding {lv['extracted']}/{lv['canaries']}",
+            highlight=False,
+        )
+    if s["dp"] is not None:
+        out.print(
+            f"DP fine-tuning: ε = {s['dp']['epsilon']:.2f}, δ = {s['dp']['delta']:g}",
+            highlight=False,
+        )
+        for g in s["dp"]["group_privacy"]:
+            out.print(f"  {g['statement']}", highlight=False)
+    if s["dedup"] is not None:
+        d = s["dedup"]
+        out.print(
+            f"dedup: {d['before']} → {d['after']} texts ({d['exact_removed']} exact, {d['near_removed']} near duplicates)",
+            highlight=False,
+        )
+    out.print(
+        f"loss attack on the target's {s['members']} members of {s['pool']}: AUC {s['loss_attack_auc']:.3f} "
+        "(mean token log-probability; the sequence attacks run on models/ and membership.npz)",
+        highlight=False,
+    )
+    out.print(
+        f"results: {run.out / 'exposure.json'} (restricted, 0600: canary secrets); "
+        f"{run.out / 'exposure-summary.json'} (aggregates only)",
+        highlight=False,
+    )
+
+
+def run_and_print(cfg: ExposureConfig, out_dir: Path, overwrite: bool) -> None:
+    from miaudit.audit import run_exposure
+
+    with out.status("…") as status:
+        run = run_exposure(cfg, out_dir, overwrite=overwrite, progress=status.update)
+    print_exposure(run)
+
+
+def exposure(
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="Exposure config (.toml, .yaml or .yml): [data], [model] (causal-lm), [canaries], [dedup], references, seed."
+        ),
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for exposure.json, models/ and membership.npz."),
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace results already in --out.")
+    ] = False,
+) -> None:
+    """Insert secret canaries in a language model's fine-tuning set and measure their exposure."""
+    from miaudit.audit import load_exposure_config
+
+    cfg = load_exposure_config(config)
+    run_and_print(cfg, out_dir, overwrite)
+
+
+def text_demo(out_dir: Path) -> None:
+    """``miaudit demo --text``: :func:`miaudit.audit.text_demo_config` run into ``out_dir``."""
+    from miaudit.audit import text_demo_config
+
+    out.print(
+        "miaudit demo --text: a ≈ 2 M-parameter LM pre-trained on public synthetic records "
+        "(cached), fine-tuned on 750 private ones with 30 canaries; 10 never inserted"
+    )
+    run_and_print(text_demo_config(), out_dir, overwrite=True)

@@ -1,0 +1,304 @@
+"""miaudit's own small causal LM: build, pre-train once (cached), fine-tune, save, score.
+
+The two-stage scenario of a fine-tuned language model: a GPT-2-style decoder
+(``transformers.GPT2LMHeadModel`` from a ``GPT2Config``, no downloaded weights) is pre-trained
+on public text, cached by the content hash of its recipe and text, and then fine-tuned on the
+private records (the members), fully or through LoRA adapters (``peft``), plainly or under DP
+(:mod:`miaudit.models._lm_dp`). Every model is saved as an ordinary Hugging Face folder
+(``config.json``, ``model.safetensors``, ``tokenizer.json``; LoRA adapters merged), so anything
+that reads such folders can audit it.
+
+Training is plain torch loops on the CPU with dropout off, initial weights from
+``torch.manual_seed(seed)`` in a forked RNG and batch orders from ``numpy``'s generator: a seed
+gives the same weights bit for bit for a number of torch threads (``recipe.threads``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from miaudit.models._lm_recipe import CausalLMRecipe, LMArchitecture, LMFinetune
+from miaudit.models._lm_tokenizer import (
+    PAD,
+    encode_records,
+    fast_tokenizer,
+    load_tokenizer,
+    train_tokenizer,
+)
+from miaudit.models._train import torch_threads
+
+#: The modules LoRA adapts in a GPT-2 block (attention in/out, MLP in/out).
+LORA_TARGETS = ("c_attn", "c_proj", "c_fc")
+
+
+def build_lm(arch: LMArchitecture, seed: int) -> Any:
+    """A freshly initialised GPT-2-style model (dropout off), its weights a function of ``seed``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=arch.vocab_size,
+        n_positions=arch.context,
+        n_embd=arch.width,
+        n_layer=arch.layers,
+        n_head=arch.heads,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=1,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model: Any = GPT2LMHeadModel(config)
+    model.eval()
+    return model
+
+
+def n_parameters(model: Any) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """``(input_ids, attention_mask, labels)``: padded on the right, pads masked out of the loss."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return ids, mask, labels
+
+
+def token_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sequence mean next-token cross-entropy (shape: batch), pads excluded."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    target = ids[:, 1:]
+    keep = mask[:, 1:].to(logits.dtype)
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
+    ).view(target.shape)
+    per_seq: torch.Tensor = (nll * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+    return per_seq
+
+
+def _epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def train_steps(
+    model: Any,
+    seqs: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+) -> list[float]:
+    """Plain AdamW on the trainable parameters; returns the mean loss of each epoch."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    rng = np.random.default_rng([seed, 7])
+    model.train()
+    losses = []
+    for _ in range(epochs):
+        total, count = 0.0, 0
+        for rows in _epoch_batches(len(seqs), batch_size, rng):
+            ids, mask, _ = pad_batch([seqs[i] for i in rows], pad_id)
+            loss: Any = token_loss(model, ids, mask).mean()  # Tensor.backward is untyped
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, count = total + float(loss.detach()) * len(rows), count + len(rows)
+        losses.append(total / max(count, 1))
+    model.eval()
+    return losses
+
+
+def save_lm(model: Any, tok: Any, folder: Path) -> Path:
+    """Write an ordinary Hugging Face folder (safetensors weights, ``tokenizer.json``)."""
+    _quiet_transformers()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    fast_tokenizer(tok).save_pretrained(folder)
+    return folder
+
+
+def _quiet_transformers() -> None:
+    """No progress bars on stderr for loading and saving a 2 MB model."""
+    from transformers.utils import logging
+
+    hf_logging: Any = logging  # its functions are untyped
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def load_lm(folder: Path) -> tuple[Any, Any]:
+    """(model, tokenizer) of a folder miaudit wrote: safetensors only, no remote code."""
+    from transformers import GPT2LMHeadModel
+
+    _quiet_transformers()
+    model: Any = GPT2LMHeadModel.from_pretrained(
+        folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
+    )
+    model.eval()
+    return model, load_tokenizer(folder)
+
+
+def _digest(recipe: CausalLMRecipe, public: Sequence[str]) -> str:
+    import tokenizers
+    import transformers
+
+    h = hashlib.sha256()
+    parts = {
+        "architecture": recipe.architecture.model_dump(),
+        "pretrain": recipe.pretrain.model_dump(),
+        "threads": recipe.threads,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+    }
+    h.update(json.dumps(parts, sort_keys=True).encode())
+    for text in public:
+        h.update(hashlib.sha256(text.encode()).digest())
+    return h.hexdigest()[:20]
+
+
+def _cap_tokens(seqs: list[list[int]], max_tokens: int) -> list[list[int]]:
+    out, total = [], 0
+    for s in seqs:
+        if total + len(s) > max_tokens:
+            break
+        out.append(s)
+        total += len(s)
+    return out
+
+
+def pretrained_base(
+    recipe: CausalLMRecipe, public: Sequence[str], cache: Path, *, seed: int = 0
+) -> Path:
+    """The base model's folder in ``cache``, pre-trained on ``public`` once per content hash.
+
+    The tokenizer is trained on the public text only (a tokenizer trained on private records
+    would itself carry them). A finished base is published by an atomic rename; a folder that
+    exists is reused as is (its name is the hash of everything that made it).
+    """
+    final = cache / f"lm-base-{_digest(recipe, public)}-s{seed}"
+    if (final / "model.safetensors").is_file():
+        return final
+    arch, pre = recipe.architecture, recipe.pretrain
+    with torch_threads(recipe.threads):
+        tok = train_tokenizer(public, arch.vocab_size)
+        seqs = _cap_tokens(encode_records(tok, public, arch.context), pre.max_tokens)
+        model = build_lm(arch, seed)
+        train_steps(
+            model,
+            seqs,
+            pad_id=int(tok.token_to_id(PAD)),
+            epochs=pre.epochs,
+            learning_rate=pre.learning_rate,
+            batch_size=pre.batch_size,
+            seed=seed,
+        )
+    staging = cache / f".staging-{final.name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_lm(model, tok, staging)
+    try:
+        staging.rename(final)
+    except OSError:  # another process published the same base first: theirs is identical
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _with_lora(model: Any, ft: LMFinetune) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=ft.lora_rank,
+        lora_alpha=ft.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=list(LORA_TARGETS),
+        fan_in_fan_out=True,  # GPT-2's Conv1D stores weights transposed
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def finetune_lm(
+    base: Path,
+    ft: LMFinetune,
+    texts: Sequence[str],
+    out: Path,
+    *,
+    seed: int,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Fine-tune the base in ``base`` on ``texts`` (the members) and save it to ``out``.
+
+    LoRA adapters are merged into the weights before saving: ``out`` is a plain GPT-2 folder.
+    Returns what was done (losses; for DP, the privacy spent from Opacus's accountant).
+    """
+    model, tok = load_lm(base)
+    seqs = encode_records(tok, texts, model.config.n_positions)
+    pad_id = int(tok.token_to_id(PAD))
+    info: dict[str, Any] = {"method": ft.method, "records": len(seqs), "seed": seed}
+    with torch_threads(threads), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # peft reads attributes that transformers 5 deprecates: their business, not the user's.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+        torch.manual_seed(seed)
+        if ft.method == "lora":
+            model = _with_lora(model, ft)
+        if ft.dp is not None:
+            from miaudit.models._lm_dp import dp_finetune
+
+            info.update(dp_finetune(model, seqs, ft, pad_id=pad_id, seed=seed))
+        else:
+            info["losses"] = train_steps(
+                model,
+                seqs,
+                pad_id=pad_id,
+                epochs=ft.epochs,
+                learning_rate=ft.learning_rate,
+                batch_size=ft.batch_size,
+                seed=seed,
+            )
+        if ft.method == "lora":
+            model = model.merge_and_unload()
+    save_lm(model, tok, out)
+    return info
+
+
+@torch.no_grad()
+def record_log_likelihoods(
+    model: Any, tok: Any, texts: Sequence[str], *, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per text: the summed next-token log-probability and the number of tokens scored.
+
+    The text is scored as it was trained (``[BOS] + tokens + [BOS]``, cut to the context).
+    """
+    seqs = encode_records(tok, texts, model.config.n_positions)
+    pad_id = int(tok.token_to_id(PAD))
+    total = np.empty(len(seqs))
+    count = np.empty(len(seqs), dtype=np.int64)
+    for start in range(0, len(seqs), batch_size):
+        chunk = seqs[start : start + batch_size]
+        ids, mask, _ = pad_batch(chunk, pad_id)
+        mean_nll = token_loss(model, ids, mask).double().numpy()
+        n = np.array([len(s) - 1 for s in chunk])
+        total[start : start + len(chunk)] = -mean_nll * n
+        count[start : start + len(chunk)] = n
+    return total, count

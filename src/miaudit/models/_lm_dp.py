@@ -1,0 +1,107 @@
+"""DP fine-tuning of the LoRA adapters through Opacus.
+
+Only the adapters train (the base is frozen and public), so the per-sample gradients Opacus
+computes are those of the adapters' ``nn.Linear`` layers. Records are padded to the context so
+that Opacus's Poisson loader sees fixed shapes. The noise σ is Opacus's, found for the target ε
+over the fine-tuning's epochs by its accountant; the ε spent is read back from the accountant,
+never computed here.
+
+ε is per record. A text inserted n times in the fine-tuning set is n records to the
+accountant: by group privacy the guarantee for it is only (n·ε, n·e^{(n−1)ε}·δ)-DP
+(docs/method.md, "Secrets and exposure").
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from miaudit.models._dp import require_opacus
+from miaudit.models._lm import pad_batch, token_loss
+from miaudit.models._lm_recipe import LMFinetune
+
+
+def _padded(seqs: Sequence[Sequence[int]], pad_id: int, width: int) -> tuple[torch.Tensor, ...]:
+    ids, mask, _ = pad_batch([list(s) for s in seqs], pad_id)
+    if ids.shape[1] < width:
+        extra = width - ids.shape[1]
+        ids = torch.nn.functional.pad(ids, (0, extra), value=pad_id)
+        mask = torch.nn.functional.pad(mask, (0, extra), value=0)
+    return ids, mask
+
+
+def dp_finetune(
+    model: Any, seqs: Sequence[Sequence[int]], ft: LMFinetune, *, pad_id: int, seed: int
+) -> dict[str, Any]:
+    """Train ``model``'s trainable parameters (the LoRA adapters) with DP-SGD, in place.
+
+    Returns the privacy record: ε spent, δ, accountant, σ, clipping norm, sampling rate, steps.
+    """
+    require_opacus()
+    with warnings.catch_warnings():
+        # Opacus's advice about its defaults (secure RNG off, RDP orders) is not about this run.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _dp_finetune(model, seqs, ft, pad_id=pad_id, seed=seed)
+
+
+def _dp_finetune(
+    model: Any, seqs: Sequence[Sequence[int]], ft: LMFinetune, *, pad_id: int, seed: int
+) -> dict[str, Any]:
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    dp = ft.dp
+    assert dp is not None
+    ids, mask = _padded(seqs, pad_id, max(len(s) for s in seqs))
+    loader = DataLoader(
+        TensorDataset(ids, mask),
+        batch_size=min(ft.batch_size, len(seqs)),
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed + 1),
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=ft.learning_rate, weight_decay=0.0)
+    engine = PrivacyEngine(accountant=dp.accountant)
+    private, optimizer, dl = engine.make_private_with_epsilon(
+        module=model,
+        optimizer=opt,
+        data_loader=loader,
+        target_epsilon=dp.epsilon,
+        target_delta=dp.delta,
+        epochs=ft.epochs,
+        max_grad_norm=dp.max_grad_norm,
+        poisson_sampling=True,
+        noise_generator=torch.Generator().manual_seed(seed + 2),
+        grad_sample_mode="hooks",
+    )
+    private.train()
+    steps = 0
+    for _ in range(ft.epochs):
+        for batch_ids, batch_mask in dl:
+            if len(batch_ids) == 0:  # Poisson sampling can draw an empty batch
+                continue
+            loss: Any = token_loss(private, batch_ids, batch_mask).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    private.eval()
+    try:
+        eps = float(engine.get_epsilon(dp.delta))
+    except (ValueError, ZeroDivisionError, OverflowError, RuntimeError):
+        eps = math.inf
+    private._close()  # remove Opacus's hooks: the model is merged and saved as a plain one
+    return {
+        "epsilon": eps,
+        "delta": dp.delta,
+        "accountant": dp.accountant,
+        "noise_multiplier": float(optimizer.noise_multiplier),
+        "max_grad_norm": dp.max_grad_norm,
+        "sample_rate": float(dl.sample_rate),
+        "steps": steps,
+    }

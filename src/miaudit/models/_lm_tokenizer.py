@@ -1,0 +1,71 @@
+"""A small byte-level BPE tokenizer trained locally with ``tokenizers`` (no download).
+
+Digits are split one by one before BPE (``Digits(individual_digits=True)``), so that a number
+is always the same digit tokens whatever surrounds it: a canary's secret is then a fixed
+sequence of digit tokens after its prefix, and every candidate of its space is one path through
+ten digit tokens per position (what exposure's enumeration relies on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+BOS = "<|endoftext|>"
+PAD = "<pad>"
+DIGITS = "0123456789"
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
+    """A ``tokenizers.Tokenizer`` (byte-level BPE, digits split) trained on ``texts``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[BOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    return tok
+
+
+def fast_tokenizer(tok: Any) -> Any:
+    """The ``transformers`` wrapper saved beside the model (``tokenizer.json``)."""
+    from transformers import PreTrainedTokenizerFast
+
+    fast: Any = PreTrainedTokenizerFast  # untyped in transformers 5
+    return fast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=PAD, unk_token=None)
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """The ``tokenizers.Tokenizer`` of a saved model folder (``tokenizer.json``: data, no code)."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(folder / "tokenizer.json"))
+
+
+def digit_ids(tok: Any) -> list[int]:
+    """The token ids of ``0``…``9`` (each digit is one token by construction)."""
+    ids = [tok.token_to_id(d) for d in DIGITS]
+    if any(i is None for i in ids):
+        raise ValueError("the tokenizer lacks a digit token (train it on text with digits)")
+    return [int(i) for i in ids]
+
+
+def encode_records(tok: Any, texts: Sequence[str], context: int) -> list[list[int]]:
+    """Each text as ``[BOS] + tokens + [BOS]`` cut to ``context`` tokens (BOS also ends a text)."""
+    bos = int(tok.token_to_id(BOS))
+    out = []
+    for enc in tok.encode_batch(list(texts), add_special_tokens=False):
+        out.append(([bos, *enc.ids, bos])[:context])
+    return out

@@ -1,0 +1,121 @@
+"""miaudit's own small causal LM: recipe, tokenizer, cached pre-training, reproducible
+fine-tuning (full and LoRA), saved as plain Hugging Face folders; candidate enumeration
+against a brute-force reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+pytest.importorskip("faker")
+
+from pydantic import ValidationError
+
+from miaudit.data import synthetic_records
+from miaudit.models import (
+    CausalLMRecipe,
+    LMArchitecture,
+    LMFinetune,
+    LMPretrain,
+    all_digit_log_likelihoods,
+    build_lm,
+    digit_log_likelihoods,
+    finetune_lm,
+    greedy_digits,
+    load_lm,
+    n_parameters,
+    pretrained_base,
+    record_log_likelihoods,
+)
+from miaudit.models._lm_tokenizer import digit_ids
+
+TINY = CausalLMRecipe(
+    architecture=LMArchitecture(vocab_size=300, context=48, width=32, layers=1, heads=2),
+    pretrain=LMPretrain(records=200, epochs=1, batch_size=32),
+)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    public = synthetic_records(200, seed=11).texts
+    return pretrained_base(TINY, public, tmp_path_factory.mktemp("cache"))
+
+
+def test_defaults_are_about_two_million_parameters() -> None:
+    n = n_parameters(build_lm(LMArchitecture(), seed=0))
+    assert 1.8e6 <= n <= 2.2e6
+
+
+def test_recipe_refuses_bad_fields() -> None:
+    with pytest.raises(ValidationError, match="multiple of heads"):
+        LMArchitecture(width=30, heads=4)
+    with pytest.raises(ValidationError, match="method"):
+        LMFinetune(method="full", dp={"epsilon": 8})
+    with pytest.raises(ValidationError, match="max_tokens"):
+        LMPretrain(max_tokens=2_000_000)
+
+
+def test_base_is_a_plain_hf_folder_and_is_cached(base: Path) -> None:
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in base.iterdir()
+    }
+    stamp = (base / "model.safetensors").stat().st_mtime_ns
+    again = pretrained_base(TINY, synthetic_records(200, seed=11).texts, base.parent)
+    assert again == base and (base / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_digits_are_single_tokens_whatever_surrounds_them(base: Path) -> None:
+    _, tok = load_lm(base)
+    prefix = "Ann Lee's account number is "
+    ids = tok.encode(prefix + "90417", add_special_tokens=False).ids
+    lut = digit_ids(tok)
+    assert ids == tok.encode(prefix, add_special_tokens=False).ids + [lut[int(d)] for d in "90417"]
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_fine_tuning_is_reproducible_bit_for_bit(base: Path, tmp_path: Path, method: str) -> None:
+    texts = synthetic_records(40, seed=12).texts
+    ft = LMFinetune(method=method, epochs=2, batch_size=8)  # type: ignore[arg-type]
+    finetune_lm(base, ft, texts, tmp_path / "a", seed=5)
+    finetune_lm(base, ft, texts, tmp_path / "b", seed=5)
+    finetune_lm(base, ft, texts, tmp_path / "c", seed=6)
+    a, b, c = ((tmp_path / x / "model.safetensors").read_bytes() for x in "abc")
+    assert a == b and a != c
+    assert (tmp_path / "a" / "tokenizer.json").is_file()
+
+
+def test_fine_tuning_raises_the_members_likelihood(base: Path, tmp_path: Path) -> None:
+    members = synthetic_records(30, seed=13).texts
+    others = synthetic_records(30, seed=14).texts
+    finetune_lm(
+        base,
+        LMFinetune(epochs=6, batch_size=8, learning_rate=3e-3),
+        members,
+        tmp_path / "ft",
+        seed=0,
+    )
+    before, tok = load_lm(base)
+    after, _ = load_lm(tmp_path / "ft")
+
+    def gain(texts: tuple[str, ...]) -> float:
+        s0, n = record_log_likelihoods(before, tok, texts)
+        s1, _ = record_log_likelihoods(after, tok, texts)
+        return float(np.mean((s1 - s0) / n))
+
+    assert gain(members) > gain(others) + 0.05
+
+
+def test_enumeration_matches_full_sequence_scoring(base: Path) -> None:
+    model, tok = load_lm(base)
+    prefix = "Ann Lee's account number is "
+    every = all_digit_log_likelihoods(model, tok, prefix, 3, max_batch=30)  # forces chunking
+    sample = np.random.default_rng(0).choice(1000, size=60, replace=False)
+    ref = digit_log_likelihoods(model, tok, prefix, [f"{i:03d}" for i in sample])
+    np.testing.assert_allclose(every[sample], ref, atol=1e-5)  # float32 model, float64 sums
+    probs = np.exp(every).sum()
+    assert probs <= 1.0 + 1e-6  # a distribution over digit strings, less what is not digits
+    assert isinstance(greedy_digits(model, tok, prefix, 3), str)
