@@ -89,7 +89,6 @@ if TYPE_CHECKING:
         saved_module,
         train_modules,
     )
-    from miaudit.models._nets import query_views
     from miaudit.models._lm import (
         build_lm,
         finetune_lm,
@@ -104,6 +103,7 @@ if TYPE_CHECKING:
         digit_log_likelihoods,
         greedy_digits,
     )
+    from miaudit.models._nets import query_views
     from miaudit.models._torch_train import build_net
 
 # Names whose modules import torch (an extra): imported on first use, so that importing
@@ -146,9 +146,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "LMDP",
     "MAX_HF_JSON_BYTES",
     "MAX_HF_WEIGHT_BYTES",
-    "LMDP",
     "MAX_ONNX_BYTES",
     "TRAINING_REVISION",
     "AnyRecipe",
@@ -211,8 +211,8 @@ __all__ = [
     "plan_seed_sequence",
     "population_digest",
     "preprocessing_fit",
-    "query_views",
     "pretrained_base",
+    "query_views",
     "record_log_likelihoods",
     "resolve_code_folder",
     "save_lm",
