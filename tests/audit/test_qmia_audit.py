@@ -51,6 +51,10 @@ def test_qmia_in_a_reference_audit_uses_the_population_and_beats_loss():
     assert auc["qmia"] > auc["loss"] + 0.1 and auc["qmia"] > 0.8, auc
     assert auc["combined"] > 0.6
     assert set(run.scores) == {"loss", "qmia", "combined"}
+    # the budget curve's k = 0 (no reference model) has QMIA, with the audit's features
+    curve = run.result.budget_curve
+    assert curve is not None and "qmia" in curve.candidates["k=0"]
+    assert curve.points[0].references == 0 and curve.points[0].attack == "qmia"
     # pool restriction keeps the features aligned by record id
     pool = store.record_id[~store.population][:150]
     sub = attack_store(store, _cfg(["qmia"]), features=x, pool=pool, references=1)

@@ -615,7 +615,7 @@ def _run_plan(
         utility=_utility(scored.correct.reshape(-1)[pairs.defined], pairs.y.astype(bool)),
         config_sha256=config_sha256,
         notes=_notes(cfg, plan, stated, pairs, results, ev),
-        budget_curve=_budget(store, cfg, plan, stated),
+        budget_curve=_budget(store, cfg, plan, stated, features),
     )
     return ReferenceRun(
         result,
@@ -629,10 +629,15 @@ def _run_plan(
 
 
 def _budget(
-    store: SignalsStore, cfg: AuditConfig | SignalsAuditConfig, plan: _Plan, stated: _Stated | None
+    store: SignalsStore,
+    cfg: AuditConfig | SignalsAuditConfig,
+    plan: _Plan,
+    stated: _Stated | None,
+    features: RecordFeatures | None,
 ) -> BudgetCurve | None:
     """The reference-budget curve when each target had k complementary pairs (not for an
-    external target: its references are not chosen as pairs)."""
+    external target: its references are not chosen as pairs). k = 0 scores the attacks on the
+    target's own outputs, QMIA included (with the audit's features and seed)."""
     if plan.k is None or (stated is not None and stated.external_target):
         return None
     a = cfg.audit
@@ -644,7 +649,12 @@ def _budget(
         a.attacks,
         plan.targets,
         plan.refs,
-        zero=(own, lambda st, names, t, rec: _score_target_outputs(st, names, t, rec)[0]),
+        zero=(
+            own,
+            lambda st, names, t, rec: _score_target_outputs(st, names, t, rec, features, cfg.seed)[
+                0
+            ],
+        ),
         resamples=a.resamples,
         seed=np.random.default_rng(budget_seed),
     )
