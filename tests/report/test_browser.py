@@ -118,7 +118,7 @@ def _open(context, path: Path):
     ("which", "charts"),
     [
         ("outputs_report", {"attacks", "roc", "scores"}),
-        ("full_report", {"attacks", "roc", "scores", "utility", "tradeoff", "dp"}),
+        ("full_report", {"attacks", "roc", "scores", "utility", "tradeoff", "dp", "budget"}),
         ("dp_report_path", {"dp"}),
     ],
 )
