@@ -38,7 +38,7 @@ def test_null_suite_small_instance():
     power is checked below, and the deciles at full strength in tests/audit/test_check_record.py."""
     res = null_suite(SIZES["test"])
     assert set(res["covered"]) == PATHS
-    assert len(res["covered"]["audit (k = 2)"]) == 13 and len(res["covered"]["attack"]) == 10
+    assert len(res["covered"]["audit (k = 2)"]) == 15 and len(res["covered"]["attack"]) == 10
     assert res["passed"], (
         [k for k, t in res["tests"].items() if t["fail"]],
         res["decile_failures"],
