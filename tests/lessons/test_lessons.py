@@ -164,3 +164,20 @@ def test_readme_quotes_the_benchmarked_demo_times():
     assert f"({quoted(demo['figures']['wall_s'])}, `python -m benchmarks run demo`" in line
     outputs_only = lessons["figures"]["commands_s"]["miaudit demo --outputs-only"]
     assert f"`--outputs-only`: {quoted(outputs_only)}," in line
+
+
+def test_lessons_1_and_4_run_as_printed_in_a_real_process(tmp_path):
+    """The pages' commands as printed (a fresh interpreter each, as a reader types them) on the
+    lesson config at the benchmark's small size; lessons 2 and 3 are timed as printed by
+    bench_lessons at full size (their runs cost a minute and more)."""
+    import shutil
+
+    from benchmarks.bench_lessons import _shrink_config, run_lesson
+
+    shutil.copytree(LESSONS, tmp_path / "docs" / "lessons")
+    _shrink_config(tmp_path)
+    first = run_lesson("1-overfitting.md", tmp_path)
+    assert list(first) == ["miaudit audit docs/lessons/overfitting.toml --out lesson-overfit"]
+    assert (tmp_path / "lesson-overfit" / "report.html").is_file()
+    fourth = run_lesson("4-one-record.md", tmp_path)
+    assert len(fourth) == 2
