@@ -181,3 +181,28 @@ def test_lessons_1_and_4_run_as_printed_in_a_real_process(tmp_path):
     assert (tmp_path / "lesson-overfit" / "report.html").is_file()
     fourth = run_lesson("4-one-record.md", tmp_path)
     assert len(fourth) == 2
+
+
+def test_lessons_2_and_3_run_as_printed_in_a_real_process(tmp_path):
+    """Lesson 2's attack and lesson 3's trade-off as printed, in fresh interpreters: the demo's
+    outputs come from the demo's own code at a 2,000-record pool (the printed `miaudit demo
+    --outputs-only` is that code at 20,000, timed by bench_lessons), lesson 3 on the lesson
+    config shrunk further (600 records, 5 epochs) so that it costs seconds."""
+    import re
+    import shutil
+
+    from benchmarks.bench_lessons import _miaudit, _shrink_config, commands
+
+    shutil.copytree(LESSONS, tmp_path / "docs" / "lessons")
+    _shrink_config(tmp_path)
+    cfg = tmp_path / "docs" / "lessons" / "overfitting.toml"
+    text = re.sub(r"(?m)^max_records\s*=\s*\S+", "max_records = 600", cfg.read_text())
+    cfg.write_text(re.sub(r"(?m)^epochs\s*=\s*\S+", "epochs = 5", text))
+    demo, attack = commands(LESSONS / "2-confidence-and-output.md")
+    assert demo == ["demo", "--outputs-only"]
+    run_demo(tmp_path / "demo-results", pool=2000, n_resamples=20)
+    _miaudit(attack, tmp_path)
+    assert (tmp_path / "lesson-round" / "results.json").is_file()
+    (tradeoff_cmd,) = commands(LESSONS / "3-dp-budget.md")
+    _miaudit(tradeoff_cmd, tmp_path)
+    assert (tmp_path / "lesson-dp" / "tradeoff.json").is_file()
