@@ -615,7 +615,7 @@ def _run_plan(
         utility=_utility(scored.correct.reshape(-1)[pairs.defined], pairs.y.astype(bool)),
         config_sha256=config_sha256,
         notes=_notes(cfg, plan, stated, pairs, results, ev),
-        budget_curve=_budget(store, cfg, plan, stated, features),
+        budget_curve=_budget(store, cfg, plan, stated, features, scored),
     )
     return ReferenceRun(
         result,
@@ -634,27 +634,32 @@ def _budget(
     plan: _Plan,
     stated: _Stated | None,
     features: RecordFeatures | None,
+    scored: _Scored,
 ) -> BudgetCurve | None:
     """The reference-budget curve when each target had k complementary pairs (not for an
-    external target: its references are not chosen as pairs). k = 0 scores the attacks on the
-    target's own outputs, QMIA included (with the audit's features and seed)."""
+    external target: its references are not chosen as pairs). k = 0 takes the audit's own
+    scores of the attacks on the target's outputs (QMIA included) — they need no reference, so
+    they are not computed again; other records are scored with the audit's features and seed."""
     if plan.k is None or (stated is not None and stated.external_target):
         return None
     a = cfg.audit
     own = [n for n in a.attacks if runs_on_target_outputs(attack_spec(n))]
     _, budget_seed = np.random.SeedSequence(cfg.seed).spawn(2)
+
+    def zero_scores(
+        st: SignalsStore, names: Sequence[str], targets: list[int], records: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        if np.array_equal(records, scored.records):
+            return {n: scored.scores[n] for n in names}
+        return _score_target_outputs(st, names, targets, records, features, cfg.seed)[0]
+
     return budget_curve(
         store,
         ReferenceSettings(variance=a.lira_variance, gamma=a.rmia_gamma, a=a.rmia_a, seed=cfg.seed),
         a.attacks,
         plan.targets,
         plan.refs,
-        zero=(
-            own,
-            lambda st, names, t, rec: _score_target_outputs(st, names, t, rec, features, cfg.seed)[
-                0
-            ],
-        ),
+        zero=(own, zero_scores),
         resamples=a.resamples,
         seed=np.random.default_rng(budget_seed),
     )
