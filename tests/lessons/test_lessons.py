@@ -74,6 +74,7 @@ def test_lesson3_dp_budget(tmp_path):
 
     raw = _small(LESSONS / "overfitting.toml")
     raw["data"]["max_records"] = 1000
+    raw["audit"]["references"] = 1  # 4 models per variant instead of 6: DP's effect still shows
     cfg = parse_audit_config(raw)
     dp = {"epsilon": 1.0, "delta": 1e-5, "accountant": "prv", "ghost_clipping": True}
     result = tradeoff(
@@ -187,7 +188,7 @@ def test_lessons_2_and_3_run_as_printed_in_a_real_process(tmp_path):
     """Lesson 2's attack and lesson 3's trade-off as printed, in fresh interpreters: the demo's
     outputs come from the demo's own code at a 2,000-record pool (the printed `miaudit demo
     --outputs-only` is that code at 20,000, timed by bench_lessons), lesson 3 on the lesson
-    config shrunk further (600 records, 5 epochs) so that it costs seconds."""
+    config shrunk further (600 records, 5 epochs, one reference pair) so that it costs seconds."""
     import re
     import shutil
 
@@ -197,7 +198,8 @@ def test_lessons_2_and_3_run_as_printed_in_a_real_process(tmp_path):
     _shrink_config(tmp_path)
     cfg = tmp_path / "docs" / "lessons" / "overfitting.toml"
     text = re.sub(r"(?m)^max_records\s*=\s*\S+", "max_records = 600", cfg.read_text())
-    cfg.write_text(re.sub(r"(?m)^epochs\s*=\s*\S+", "epochs = 5", text))
+    text = re.sub(r"(?m)^epochs\s*=\s*\S+", "epochs = 5", text)
+    cfg.write_text(re.sub(r"(?m)^references\s*=\s*\S+", "references = 1", text))
     demo, attack = commands(LESSONS / "2-confidence-and-output.md")
     assert demo == ["demo", "--outputs-only"]
     run_demo(tmp_path / "demo-results", pool=2000, n_resamples=20)
