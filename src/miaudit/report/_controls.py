@@ -13,7 +13,7 @@ from typing import Literal
 from miaudit.attacks import BASELINE_ATTACK, AttackSpec, Family, Need, attack_spec
 from miaudit.audit import AttackResult, AuditResult
 from miaudit.errors import InputError
-from miaudit.report._format import _num
+from miaudit.report._format import _num, format_estimate
 from miaudit.report._inputs import DpAuditSummary, TradeoffVariant
 from miaudit.report._verdict import RiskAssessment
 
@@ -102,9 +102,9 @@ class _Strongest:
     @classmethod
     def of(cls, result: AuditResult) -> _Strongest:
         best = max(result.attacks, key=lambda a: a.auc.point or 0.0) if result.attacks else None
-        auc = f"{best.auc.point:.3f}" if best and best.auc.point is not None else "n/a"
+        auc = format_estimate(best.auc) if best else "n/a"
         tpr1 = best.tpr_at_fpr.get("tpr@1%fpr") if best else None
-        tpr1_text = "not measurable" if tpr1 is None or tpr1.point is None else _pct(tpr1.point)
+        tpr1_text = "not measurable" if tpr1 is None else format_estimate(tpr1, pct=True)
         return cls(best.name if best else "n/a", auc, tpr1_text)
 
 
@@ -130,7 +130,7 @@ def _regularisation(
         loss = _get(result, BASELINE_ATTACK)
         because = (
             f"The loss attack, which only exploits how much better the model fits its training records, reaches AUC "
-            f"{loss.auc.point:.3f}."
+            f"{format_estimate(loss.auc)}."
             if loss is not None and loss.auc.point is not None
             else "This audit recorded no train/test accuracy; the average-case leakage above is what regularisation reduces."
         )
@@ -219,8 +219,8 @@ def _output(
     if gap_attack is not None and gap_attack.auc.point is not None and conf:
         top = max(conf, key=lambda a: a.auc.point or 0.0)
         because = (
-            f"Attacks reading confidence scores reach AUC {top.auc.point:.3f} ({top.name}); the gap attack, which needs only "
-            f"the predicted label, still reaches {gap_attack.auc.point:.3f}. Restricting outputs can remove at most the difference."
+            f"Attacks reading confidence scores reach AUC {format_estimate(top.auc)} ({top.name}); the gap attack, which needs only "
+            f"the predicted label, still reaches {format_estimate(gap_attack.auc)}. Restricting outputs can remove at most the difference."
         )
         prio = (
             "recommended"
@@ -322,7 +322,7 @@ def _minimisation(result: AuditResult) -> Control:
     if measured:
         s, a = max(measured, key=lambda sa: sa[1].auc.point or 0.0)
         parts.append(
-            f"The most exposed group is {s.column} = {s.value} ({s.n_members} members) with AUC {a.auc.point:.3f}."
+            f"The most exposed group is {s.column} = {s.value} ({s.n_members} members) with AUC {format_estimate(a.auc)}."
         )
     return Control(
         "minimisation",
