@@ -252,3 +252,96 @@ def test_lightgbm_gives_its_raw_scores(cancer) -> None:
     model.fit(x, y)
     logits = fitted_logits(model, x, 2).astype(np.float64)
     assert np.allclose(logits[:, 1] - logits[:, 0], model.predict(x, raw_score=True), atol=1e-5)
+
+
+# --- the user's helper modules are in the key too -------------------------------------------------
+
+
+def _project(tmp_path, helper_value: str = "1"):
+    """A config folder: train.py imports a package helper at module level and another module
+    from inside its function (a lazy import), plus numpy (installed: not the user's code)."""
+    pkg = tmp_path / "helpers_c0de"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "values.py").write_text(f"VALUE = {helper_value}\n")
+    (tmp_path / "lazy_c0de.py").write_text("SCALE = 10\n")
+    (tmp_path / "train_c0de.py").write_text(
+        "import numpy as np\n"
+        "from helpers_c0de.values import VALUE\n"
+        "def train(*args):\n"
+        "    from lazy_c0de import SCALE\n"
+        "    return VALUE * SCALE\n"
+    )
+    return PythonRecipe(train="train_c0de:train", path=tmp_path)
+
+
+def _forget_project() -> None:
+    for name in ("train_c0de", "lazy_c0de", "helpers_c0de", "helpers_c0de.values"):
+        sys.modules.pop(name, None)
+
+
+def test_the_key_hashes_the_users_modules_the_code_imports(tmp_path) -> None:
+    from miaudit.models._local_imports import local_closure
+
+    recipe = _project(tmp_path)
+    closure = local_closure("train_c0de", tmp_path / "train_c0de.py", tmp_path)
+    # numpy is installed, not the user's code; the lazy import inside the function counts
+    assert set(closure) == {"train_c0de", "helpers_c0de", "helpers_c0de.values", "lazy_c0de"}
+    assert not any(n in sys.modules for n in closure)  # found by reading, nothing ran
+    before = code_digests(recipe)["model.train"]
+    for edited in ("helpers_c0de/values.py", "lazy_c0de.py", "helpers_c0de/__init__.py"):
+        with (tmp_path / edited).open("a") as fh:
+            fh.write("# edited\n")
+        after = code_digests(recipe)["model.train"]
+        assert after != before, edited
+        before = after
+    # an unrelated file in the folder is not part of the code
+    (tmp_path / "notes_c0de.py").write_text("X = 1\n")
+    assert code_digests(recipe)["model.train"] == before
+
+
+def test_a_single_file_keeps_the_key_it_always_had(plant_module, tmp_path) -> None:
+    from miaudit.models._user_code import file_digest
+
+    name, _ = plant_module("import os\ndef train(x, y, seed):\n    return None\n")
+    recipe = PythonRecipe(train=f"{name}:train", path=tmp_path)
+    assert code_digests(recipe)["model.train"] == file_digest(tmp_path / f"{name}.py")
+
+
+def test_an_edited_helper_is_imported_again_and_a_stale_key_refused(tmp_path) -> None:
+    from miaudit.models._user_code import code_folder
+
+    recipe = _project(tmp_path, helper_value="1")
+    try:
+        digest = code_digests(recipe)["model.train"]
+        with code_folder(tmp_path):  # as the engine runs the code: its folder importable
+            assert load_function(recipe, "model.train", digest)() == 10
+        (tmp_path / "helpers_c0de" / "values.py").write_text("VALUE = 2\n")
+        with pytest.raises(InputError, match="changed while the run was going"):
+            load_function(recipe, "model.train", digest)
+        with code_folder(tmp_path):
+            assert load_function(recipe, "model.train")() == 20  # the new helper, not the old
+            (tmp_path / "lazy_c0de.py").write_text("SCALE = 100\n")
+            assert load_function(recipe, "model.train")() == 200
+    finally:
+        _forget_project()
+
+
+def test_relative_imports_inside_a_package_are_followed(tmp_path) -> None:
+    from miaudit.models._local_imports import local_closure
+
+    pkg = tmp_path / "proj_c0de"
+    (pkg / "sub").mkdir(parents=True)
+    for f in ("__init__.py", "sub/__init__.py"):
+        (pkg / f).write_text("")
+    (pkg / "sub" / "nets.py").write_text("from . import blocks\nfrom ..config import WIDTH\n")
+    (pkg / "sub" / "blocks.py").write_text("")
+    (pkg / "config.py").write_text("WIDTH = 3\n")
+    closure = local_closure("proj_c0de.sub.nets", pkg / "sub" / "nets.py", None)
+    assert set(closure) == {
+        "proj_c0de",
+        "proj_c0de.sub",
+        "proj_c0de.sub.nets",
+        "proj_c0de.sub.blocks",
+        "proj_c0de.config",
+    }

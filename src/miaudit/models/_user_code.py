@@ -4,8 +4,9 @@ the cache key, and imported only under ``trust_code`` (docs/security.md).
 
 Finding a module's file does not run it: the search walks ``importlib``'s path finder, package
 by package, without importing a package's ``__init__``. The key hashes the bytes of the file
-that defines each named function (with ``params``, which are part of the recipe), so editing
-that file retrains; a module it imports in turn is not hashed (see docs/own-model.md).
+that defines each named function and of every module of the user's own code it imports
+(models/_local_imports.py; with ``params``, which are part of the recipe), so editing any of
+them retrains (docs/own-model.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from miaudit.errors import InputError
+from miaudit.models._local_imports import local_closure
 from miaudit.models._recipe import AnyRecipe, PythonRecipe, TorchModuleRecipe
 
 #: Module name → sha256 of its file when this module last imported it (a stale import of an
@@ -102,17 +104,36 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def closure_digest(files: dict[str, Path], module: str) -> str:
+    """The sha256 of ``module``'s file alone when it imports none of the user's modules (keys
+    made before helper modules were hashed stay valid), else of every (name, file hash) pair."""
+    if len(files) == 1:
+        return file_digest(files[module])
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(f"{name}\0{file_digest(files[name])}\n".encode())
+    return h.hexdigest()
+
+
+def _code_files(field: str, module: str, folder: Path | None) -> dict[str, Path]:
+    path = module_file(module, folder)
+    if path is None:
+        where = f" (searched {str(folder)!r} first)" if folder else ""
+        raise InputError(field, f"cannot find module {module!r}{where}")
+    try:
+        return local_closure(module, path, folder)
+    except ValueError as exc:
+        raise InputError(field, f"{module!r} {exc}") from None
+
+
 def code_digests(recipe: PythonRecipe | TorchModuleRecipe) -> dict[str, str]:
-    """Per field naming code, the sha256 of the file defining it (what the cache key hashes).
-    InputError naming the field when the module cannot be found."""
+    """Per field naming code, the hash of the file defining it and of the user's own modules it
+    imports (what the cache key hashes). InputError naming the field when the module cannot be
+    found."""
     out = {}
     for field, ref in code_names(recipe).items():
         module = ref.partition(":")[0]
-        path = module_file(module, recipe.path)
-        if path is None:
-            where = f" (searched {str(recipe.path)!r} first)" if recipe.path else ""
-            raise InputError(field, f"cannot find module {module!r}{where}")
-        out[field] = file_digest(path)
+        out[field] = closure_digest(_code_files(field, module, recipe.path), module)
     return out
 
 
@@ -142,16 +163,18 @@ def load_function(
     """
     ref = code_names(recipe)[field]
     module_name, _, attr = ref.partition(":")
-    path = module_file(module_name, recipe.path)
-    if path is None:
-        raise InputError(field, f"cannot find module {module_name!r}")
-    digest = file_digest(path)
+    files = _code_files(field, module_name, recipe.path)
+    path = files[module_name]
+    digest = closure_digest(files, module_name)
     if expected is not None and digest != expected:
         raise InputError(
             field,
-            f"{str(path)!r} changed while the run was going (it is not the code its cache key names); run again",
+            f"{str(path)!r} or a module of yours it imports changed while the run was going (it is not the code its cache key names); run again",
         )
     with code_folder(recipe.path):
+        stale = _drop_stale_imports({n: f for n, f in files.items() if n != module_name})
+        if stale and module_name != "__main__":
+            sys.modules.pop(module_name, None)  # it holds the old helpers' objects: run it again
         module = _import_fresh(module_name, path, digest, field)
     obj: Any = module
     for part in attr.split("."):
@@ -181,6 +204,23 @@ def _import_fresh(name: str, path: Path, digest: str, field: str) -> Any:
             raise InputError(field, f"cannot import {name!r}: {exc}") from None
     _IMPORTED[name] = digest
     return loaded
+
+
+def _drop_stale_imports(files: dict[str, Path]) -> bool:
+    """Forget the user's helper modules imported from other bytes (or another file) than they
+    have now, so that importing the named module imports them afresh; whether any was."""
+    stale = False
+    for name, path in files.items():
+        digest = file_digest(path)
+        loaded = sys.modules.get(name)
+        changed = loaded is not None and (
+            not _same_file(getattr(loaded, "__file__", None), path) or _IMPORTED.get(name) != digest
+        )
+        if changed and name != "__main__":
+            del sys.modules[name]
+            stale = True
+        _IMPORTED[name] = digest
+    return stale
 
 
 def _reload(module: Any, field: str) -> Any:
