@@ -50,7 +50,7 @@ def _imported_names(module: str, path: Path) -> set[str]:
     ``from x import y``, ``x.y`` in case ``y`` is a submodule). Unreadable source: none."""
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
-    except (SyntaxError, ValueError, OSError):
+    except (SyntaxError, ValueError, OSError, RecursionError, MemoryError):
         return set()  # its import fails at run time, naming the problem
     names: set[str] = set()
     for node in ast.walk(tree):
