@@ -72,7 +72,9 @@ SMALL = {"max_records": 600, "pairs": 3, "epoch_divisor": 5}
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get("MIAUDIT_BENCH_CACHE") or Path.home() / ".cache/miaudit/bench-stores")
+    return Path(
+        os.environ.get("MIAUDIT_BENCH_CACHE") or Path.home() / ".cache/miaudit/bench-stores"
+    )
 
 
 def image_config(name: str, size: str) -> Any:
@@ -177,9 +179,7 @@ def _one_dataset(name: str, size: str) -> tuple[dict[str, Any], list[str], bool 
     k = store.n_models // 2 - 1
     refs = paired_reference_sets(store, k)
     scores, member, records = query_scores(store, refs)
-    ev = evaluate(
-        member, scores, n_resamples=200, groups=np.tile(records, store.n_models), rng=1
-    )
+    ev = evaluate(member, scores, n_resamples=200, groups=np.tile(records, store.n_models), rng=1)
     queries = int(store.logits.shape[2])
     per_1000 = seconds_per_1000_queries(cfg)
     figures: dict[str, Any] = {

@@ -35,7 +35,9 @@ def _store(queries: int, seed: int) -> SignalsStore:
 def simulated(monkeypatch):
     cfg = bench.image_config("digits", "small")  # only its cost figure is read (stubbed below)
     # The claim's dataset only: the other is the same code on another store.
-    monkeypatch.setattr(bench, "DATASETS", {bench.CLAIM_DATASET: bench.DATASETS[bench.CLAIM_DATASET]})
+    monkeypatch.setattr(
+        bench, "DATASETS", {bench.CLAIM_DATASET: bench.DATASETS[bench.CLAIM_DATASET]}
+    )
     stores = {bench.CLAIM_DATASET: _store(5, 0)}
     monkeypatch.setattr(bench, "image_store", lambda name, size: (stores[name], cfg, 0.0))
     monkeypatch.setattr(bench, "seconds_per_1000_queries", lambda cfg: 0.5)
@@ -57,7 +59,9 @@ def test_every_attack_is_compared_and_the_verdict_is_the_claims(simulated, monke
         assert fig["queries"] == 5 and fig["k"] == 3
         for attack in bench.ATTACKS:
             d = fig[attack]["difference"]
-            assert d["point"] == pytest.approx(fig[attack]["tpr1_multi"] - fig[attack]["tpr1_single"])
+            assert d["point"] == pytest.approx(
+                fig[attack]["tpr1_multi"] - fig[attack]["tpr1_single"]
+            )
     claim = result.figures[bench.CLAIM_DATASET][bench.CLAIM_ATTACK]["difference"]
     # Five noisy looks at the same boost beat one: the planted gain is found.
     assert claim["lower"] > 0

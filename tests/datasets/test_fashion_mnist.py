@@ -53,7 +53,10 @@ def real():
 def test_real_files_give_70000_balanced_images_with_stable_ids(real) -> None:
     assert real.features.shape == (70_000, 784) and real.image_shape == (1, 28, 28)
     assert real.mirror_invariant and real.n_classes == len(FASHION_MNIST_CLASSES) == 10
-    assert real.features.dtype == np.float32 and 0.0 <= real.features.min() < real.features.max() <= 1.0
+    assert (
+        real.features.dtype == np.float32
+        and 0.0 <= real.features.min() < real.features.max() <= 1.0
+    )
     np.testing.assert_array_equal(real.record_id, np.arange(70_000))
     # 6,000 training and 1,000 test images per class (the published split).
     np.testing.assert_array_equal(np.bincount(real.label[:60_000]), np.full(10, 6000))
