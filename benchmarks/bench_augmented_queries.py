@@ -14,6 +14,11 @@ its first (un-augmented) query. Paired record-resampling intervals (200 replicat
   that is how the engine records the queries and the setting in which the LiRA paper reports the
   gain (Carlini et al., S&P 2022, §VI-C); a small training set so that the CNN overfits as a
   small-data model does. The claim's attack, named before measuring: online LiRA.
+- Fashion-MNIST, second recipe (``fashion-mnist-600``), stated after the first run showed that
+  its CNNs barely leak (TPR@1 %FPR ≈ 1.6 % with one query) and before this one was trained:
+  1,500 images, so each CNN trains on 600 for 50 epochs, otherwise the same. With two recipes
+  tried, each is judged on a 97.5 % paired interval (Bonferroni), and the claim holds if
+  either's is above 0.
 - digits (kept as measured before: NOT MET, its shift-trained CNN barely leaks): 18 CNNs
   (9 pairs, k = 8), shifts, 5 queries.
 
@@ -51,6 +56,20 @@ DATASETS: dict[str, dict[str, Any]] = {
         },
         "pairs": 6,
     },
+    # The second recipe, stated after the first barely leaked (TPR@1%FPR ≈ 1.6 % with one
+    # query), before it was trained: the same CNN on smaller training sets for longer.
+    "fashion-mnist-600": {
+        "data": {"dataset": "fashion-mnist", "max_records": 1500},
+        "model": {
+            "kind": "torch-cnn",
+            "channels": [8, 16],
+            "hidden": 64,
+            "augment": ["hflip", "shift"],
+            "epochs": 50,
+            "batch_size": 32,
+        },
+        "pairs": 6,
+    },
     "digits": {
         "data": {"dataset": "digits"},
         "model": {
@@ -64,7 +83,11 @@ DATASETS: dict[str, dict[str, Any]] = {
         "pairs": 9,
     },
 }
-CLAIM_DATASET, CLAIM_ATTACK = "fashion-mnist", "lira_online"
+#: The claim's plans, in the order their recipes were stated, and its attack (named before any
+#: was measured). Two recipes tried: each is judged on a 97.5 % paired interval (Bonferroni).
+CLAIM_DATASETS, CLAIM_ATTACK = ("fashion-mnist", "fashion-mnist-600"), "lira_online"
+CLAIM_DATASET = CLAIM_DATASETS[0]
+CONFIDENCE = {name: 1 - 0.05 / len(CLAIM_DATASETS) for name in CLAIM_DATASETS}
 ATTACKS = ("lira_online", "lira_offline", "rmia_online")
 TPR = "tpr@1%fpr"
 #: Small size: fewer records, pairs and epochs (exercises the code; no verdict).
@@ -179,7 +202,15 @@ def _one_dataset(name: str, size: str) -> tuple[dict[str, Any], list[str], bool 
     k = store.n_models // 2 - 1
     refs = paired_reference_sets(store, k)
     scores, member, records = query_scores(store, refs)
-    ev = evaluate(member, scores, n_resamples=200, groups=np.tile(records, store.n_models), rng=1)
+    level = CONFIDENCE.get(name, 0.95)
+    ev = evaluate(
+        member,
+        scores,
+        n_resamples=400 if level > 0.95 else 200,
+        confidence=level,
+        groups=np.tile(records, store.n_models),
+        rng=1,
+    )
     queries = int(store.logits.shape[2])
     per_1000 = seconds_per_1000_queries(cfg)
     figures: dict[str, Any] = {
@@ -189,6 +220,7 @@ def _one_dataset(name: str, size: str) -> tuple[dict[str, Any], list[str], bool 
         "k": k,
         "train_s": round(t_train, 1),
         "seconds_per_1000_queries": per_1000,
+        "confidence": level,
     }
     rows, verdict = [], None
     for attack in ATTACKS:
@@ -202,12 +234,13 @@ def _one_dataset(name: str, size: str) -> tuple[dict[str, Any], list[str], bool 
             "difference": d.model_dump(),
             "auc_difference": auc.model_dump(),
         }
-        if name == CLAIM_DATASET and attack == CLAIM_ATTACK:
+        if name in CLAIM_DATASETS and attack == CLAIM_ATTACK:
             verdict = d.lower is not None and d.lower > 0
+            figures["claim_met"] = verdict
         rows.append(
             f"| {name} | {attack} | {queries} | {100 * multi:.2f} | {100 * one:.2f} | {_fmt(d)} | {_fmt(auc)} |"
         )
-    if name == CLAIM_DATASET:
+    if name in CLAIM_DATASETS:
         from benchmarks.bench_budget_curve import one_curve
 
         figures["budget_curve"], figures["budget_rows"] = one_curve(f"{name} (CNN)", store, cfg)
@@ -215,21 +248,22 @@ def _one_dataset(name: str, size: str) -> tuple[dict[str, Any], list[str], bool 
 
 
 def run(size: str) -> BenchResult:
-    rows, figures, notes = [], {}, []
-    verdict = None
+    rows, figures, notes, verdicts = [], {}, [], []
     for name in DATASETS:
         fig, r, v = _one_dataset(name, size)
-        figures[name], verdict = fig, (v if name == CLAIM_DATASET else verdict)
+        figures[name] = fig
+        if v is not None:
+            verdicts.append(v)
         rows += r
         notes += _one_note(fig, name)
-    curve = figures[CLAIM_DATASET].pop("budget_rows")
+    curve = [row for fig in figures.values() for row in fig.pop("budget_rows", [])]
     table = "\n".join(
         [
             "| dataset | attack | queries | TPR@1%FPR, all queries (%) | TPR@1%FPR, 1 query (%) | Δ TPR@1%FPR paired | Δ AUC paired |",
             "|---|---|---:|---:|---:|---|---|",
             *rows,
             "",
-            "Reference-budget curve on the same Fashion-MNIST plan (bench_budget_curve.one_curve):",
+            "Reference-budget curve on the same Fashion-MNIST plans (bench_budget_curve.one_curve; 95 % intervals):",
             "",
             "| dataset | k | best attack | AUC | TPR@1%FPR (%) | TPR@0.1%FPR (%) |",
             "|---|---:|---|---|---|---|",
@@ -241,11 +275,12 @@ def run(size: str) -> BenchResult:
         claim=CLAIM,
         figures=figures,
         table=table,
-        passed=verdict if size == "full" else None,
+        passed=any(verdicts) if size == "full" else None,
         notes=[
             *notes,
             "rmia_online over several queries: the mean over queries of RMIA run on each query (this benchmark's score-level averaging; the stored-signals path reads the first query).",
-            "Paired record-resampling intervals (200 replicates, 95 %); train_s is wall time on the shared 2-core machine (load stated with the run).",
+            f"Two Fashion-MNIST recipes were stated, one after the other: {CLAIM_DATASETS[0]} first (1,200 training images per CNN, 20 epochs; NOT MET, its CNNs barely leak), then {CLAIM_DATASETS[1]} (600 training images, 50 epochs) before it was trained; the claim holds if either's paired interval is above 0 at 97.5 % (Bonferroni for two looks; 400 replicates). digits: 95 %, 200 replicates.",
+            "train_s is wall time on the shared 2-core machine (load stated with the run).",
         ],
     )
 

@@ -2,7 +2,7 @@
 
 The 34-model plans of bench_shrinkage (digits, Adult, Purchase-like; cached, so no training
 when that benchmark ran first) and, at full size, the 12-CNN Fashion-MNIST plan of
-bench_augmented_queries (k ≤ 5; LiRA scores its 10 augmented queries, RMIA the first). Every model takes a turn as the target with its first k
+bench_augmented_queries (two recipes, k ≤ 5; LiRA scores its 10 augmented queries, RMIA the first). Every model takes a turn as the target with its first k
 complementary pairs of 16 (one set of trained references, subsampled), k = 0, 1, 2, 4, 8, 16;
 at each k the attack with the highest TPR at 1 % FPR among the candidates (k = 0: threshold
 attacks on the target's own outputs; k ≥ 1: LiRA, RMIA and shrunk LiRA), with its AUC and TPR
@@ -34,11 +34,11 @@ def _fmt(e: dict, pct: bool) -> str:
 
 
 def image_stores(size: str) -> dict[str, tuple[object, object, float]]:
-    """The Fashion-MNIST CNN plan of bench_augmented_queries (12 models, 6 pairs: k ≤ 5; cached
-    by that benchmark, so no training when it ran first)."""
-    from benchmarks.bench_augmented_queries import CLAIM_DATASET, image_store
+    """The Fashion-MNIST CNN plans of bench_augmented_queries (12 models, 6 pairs: k ≤ 5;
+    cached by that benchmark, so no training when it ran first)."""
+    from benchmarks.bench_augmented_queries import CLAIM_DATASETS, image_store
 
-    return {f"{CLAIM_DATASET} (CNN)": image_store(CLAIM_DATASET, size)}
+    return {f"{name} (CNN)": image_store(name, size) for name in CLAIM_DATASETS}
 
 
 def one_curve(name: str, store: Any, cfg: Any, resamples: int = 200) -> tuple[dict, list[str]]:
