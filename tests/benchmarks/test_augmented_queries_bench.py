@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import benchmarks.bench_augmented_queries as bench
+import benchmarks.bench_budget_curve as budget_bench
 from miaudit.data import SignalsStore
 from tests.simulate import complementary_keep
 
@@ -41,6 +42,8 @@ def simulated(monkeypatch):
     stores = {bench.CLAIM_DATASET: _store(5, 0)}
     monkeypatch.setattr(bench, "image_store", lambda name, size: (stores[name], cfg, 0.0))
     monkeypatch.setattr(bench, "seconds_per_1000_queries", lambda cfg: 0.5)
+    # The curve's own arithmetic is tested in test_shrinkage_benches: one stub row here.
+    monkeypatch.setattr(budget_bench, "one_curve", lambda name, st, cfg: ({}, [f"| {name} |"]))
     return stores
 
 
@@ -65,5 +68,8 @@ def test_every_attack_is_compared_and_the_verdict_is_the_claims(simulated, monke
     claim = result.figures[bench.CLAIM_DATASET][bench.CLAIM_ATTACK]["difference"]
     # Five noisy looks at the same boost beat one: the planted gain is found.
     assert claim["lower"] > 0
+    fig = result.figures[bench.CLAIM_DATASET]
+    assert fig["confidence"] == 0.975 and fig["claim_met"] is True  # two recipes: Bonferroni
     assert result.passed is True
+    assert f"| {bench.CLAIM_DATASET} (CNN) |" in result.table
     assert "| fashion-mnist | lira_online | 5 |" in result.table
