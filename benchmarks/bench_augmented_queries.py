@@ -280,7 +280,7 @@ def run(size: str) -> BenchResult:
             *notes,
             "rmia_online over several queries: the mean over queries of RMIA run on each query (this benchmark's score-level averaging; the stored-signals path reads the first query).",
             f"Two Fashion-MNIST recipes were stated, one after the other: {CLAIM_DATASETS[0]} first (1,200 training images per CNN, 20 epochs; NOT MET, its CNNs barely leak), then {CLAIM_DATASETS[1]} (600 training images, 50 epochs) before it was trained; the claim holds if either's paired interval is above 0 at 97.5 % (Bonferroni for two looks; 400 replicates). digits: 95 %, 200 replicates.",
-            "train_s is wall time on the shared 2-core machine (load stated with the run).",
+            "train_s: wall time of this run's engine call on the shared 2-core machine; units reused from the cache (MIAUDIT_BENCH_CACHE) cost only their verification. First trainings of these plans (commit messages): fashion-mnist 568 s (load 15–22), fashion-mnist-600 565 s (load 16–20), digits 200 s.",
         ],
     )
 
