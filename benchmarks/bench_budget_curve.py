@@ -1,7 +1,8 @@
 """Issue 18's reference-budget curve: what each extra pair of reference models buys.
 
 The 34-model plans of bench_shrinkage (digits, Adult, Purchase-like; cached, so no training
-when that benchmark ran first). Every model takes a turn as the target with its first k
+when that benchmark ran first) and, at full size, the 12-CNN Fashion-MNIST plan of
+bench_augmented_queries (two recipes, k ≤ 5; LiRA scores its 10 augmented queries, RMIA the first). Every model takes a turn as the target with its first k
 complementary pairs of 16 (one set of trained references, subsampled), k = 0, 1, 2, 4, 8, 16;
 at each k the attack with the highest TPR at 1 % FPR among the candidates (k = 0: threshold
 attacks on the target's own outputs; k ≥ 1: LiRA, RMIA and shrunk LiRA), with its AUC and TPR
@@ -12,11 +13,12 @@ the audit's own :func:`miaudit.audit._budget.budget_curve`.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from benchmarks._schema import BenchResult
 from benchmarks.bench_shrinkage import BASE, SHRUNK, trained_stores
 
-CLAIM = "The reference-budget curve (k = 0…16 pairs, one set of trained references): the best attack's AUC and TPR at 1 % and 0.1 % FPR with intervals — digits, Adult, Purchase"
+CLAIM = "The reference-budget curve (k = 0…16 pairs, one set of trained references): the best attack's AUC and TPR at 1 % and 0.1 % FPR with intervals — digits, Adult, Purchase; the Fashion-MNIST CNN (k ≤ 5)"
 
 #: k = 0 candidates (QMIA joins here once registered).
 ZERO = ["loss", "gap", "confidence", "entropy", "modified_entropy"]
@@ -31,38 +33,57 @@ def _fmt(e: dict, pct: bool) -> str:
     return text + (f" [{lo * s:{f}}, {hi * s:{f}}]" if lo is not None and hi is not None else "")
 
 
-def run(size: str) -> BenchResult:
+def image_stores(size: str) -> dict[str, tuple[object, object, float]]:
+    """The Fashion-MNIST CNN plans of bench_augmented_queries (12 models, 6 pairs: k ≤ 5;
+    cached by that benchmark, so no training when it ran first)."""
+    from benchmarks.bench_augmented_queries import CLAIM_DATASETS, image_store
+
+    return {f"{name} (CNN)": image_store(name, size) for name in CLAIM_DATASETS}
+
+
+def one_curve(name: str, store: Any, cfg: Any, resamples: int = 200) -> tuple[dict, list[str]]:
+    """The curve of one leave-one-model-out plan (every model a target, up to all its other
+    pairs): its figure and its table rows."""
     from miaudit.attacks import ReferenceSettings, attack_spec, paired_reference_sets
     from miaudit.audit._budget import budget_curve
     from miaudit.audit._config import runs_on_target_outputs
     from miaudit.audit._reference_audit import _score_target_outputs
 
-    rows, figures = [], {}
-    for name, (store, cfg, _) in trained_stores(size).items():
-        k_max = store.n_models // 2 - 1  # type: ignore[attr-defined]
-        targets = list(range(store.n_models))  # type: ignore[attr-defined]
-        refs = paired_reference_sets(store, k_max, targets=targets)  # type: ignore[arg-type]
-        zero = [z for z in ZERO if runs_on_target_outputs(attack_spec(z))]
-        t0 = time.perf_counter()
-        curve = budget_curve(
-            store,  # type: ignore[arg-type]
-            ReferenceSettings(seed=cfg.seed),  # type: ignore[attr-defined]
-            [*BASE, *SHRUNK],
-            targets,
-            refs,
-            zero=(zero, lambda st, nm, t, rec: _score_target_outputs(st, nm, t, rec)[0]),
-            resamples=200,
-            seed=1,
+    k_max = store.n_models // 2 - 1
+    targets = list(range(store.n_models))
+    refs = paired_reference_sets(store, k_max, targets=targets)
+    zero = [z for z in ZERO if runs_on_target_outputs(attack_spec(z))]
+    t0 = time.perf_counter()
+    curve = budget_curve(
+        store,
+        ReferenceSettings(seed=cfg.seed),
+        [*BASE, *SHRUNK],
+        targets,
+        refs,
+        zero=(zero, lambda st, nm, t, rec: _score_target_outputs(st, nm, t, rec)[0]),
+        resamples=resamples,
+        seed=1,
+    )
+    assert curve is not None
+    figure = {"curve": curve.model_dump(), "rescoring_s": round(time.perf_counter() - t0, 1)}
+    rows = []
+    for p in curve.points:
+        d = p.model_dump()
+        rows.append(
+            f"| {name} | {p.references} | {p.attack} | {_fmt(d['auc'], False)} | "
+            f"{_fmt(d['tpr_at_fpr']['tpr@1%fpr'], True)} | {_fmt(d['tpr_at_fpr']['tpr@0.1%fpr'], True)} |"
         )
-        assert curve is not None
-        seconds = time.perf_counter() - t0
-        figures[name] = {"curve": curve.model_dump(), "rescoring_s": round(seconds, 1)}
-        for p in curve.points:
-            d = p.model_dump()
-            rows.append(
-                f"| {name} | {p.references} | {p.attack} | {_fmt(d['auc'], False)} | "
-                f"{_fmt(d['tpr_at_fpr']['tpr@1%fpr'], True)} | {_fmt(d['tpr_at_fpr']['tpr@0.1%fpr'], True)} |"
-            )
+    return figure, rows
+
+
+def run(size: str) -> BenchResult:
+    rows, figures = [], {}
+    stores = trained_stores(size)
+    if size == "full":
+        stores.update(image_stores(size))
+    for name, (store, cfg, _) in stores.items():
+        figures[name], r = one_curve(name, store, cfg)
+        rows += r
     table = "\n".join(
         [
             "| dataset | k | best attack | AUC | TPR@1%FPR (%) | TPR@0.1%FPR (%) |",

@@ -12,10 +12,13 @@ set -euo pipefail
 #   --pdf` prints with it (tests/report).
 # poppler-utils: the PDF test renders the printed report's pages (pdftoppm) and reads its text
 #   (pdftotext, pdfinfo) (tests/report/test_pdf.py).
+# dataset-fashion-mnist: the built-in dataset "fashion-mnist" reads its images from this package
+#   (tests/datasets/test_fashion_mnist.py, benchmarks/bench_augmented_queries.py).
 REQUIRED=(
   "postgresql:/usr/lib/postgresql/*/bin/initdb"
   "chromium:/usr/bin/chromium"
   "poppler-utils:pdftoppm"
+  "dataset-fashion-mnist:/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"
 )
 
 probe_ok() {

@@ -35,6 +35,7 @@ SLOW_MODULES = frozenset(
         "tests/benchmarks/test_runner.py",
         "tests/benchmarks/test_text_exposure_bench.py",  # three tiny LM fine-tunes (one DP)
         "tests/benchmarks/test_scale_benches.py",
+        "tests/datasets/test_fashion_mnist_recipes.py",  # an MLP and a CNN plan on Fashion-MNIST
         "tests/docs/test_own_model_docs.py",  # three reference audits of the user's own code
         "tests/docs/test_own_model_scripts.py",  # the same three from plain scripts
         "tests/docs/test_own_model_hf.py",  # trains a tiny BERT and audits it, in fresh interpreters

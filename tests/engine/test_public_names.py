@@ -23,6 +23,7 @@ PINNED = {
         "adult",
         "breast_cancer",
         "digits",
+        "fashion_mnist",
         "fit_affine",
         "load_dataset",
         "purchase_like",

@@ -2,6 +2,13 @@
 memory in chunks of records (:func:`record_chunks`)."""
 
 from miaudit.data._adult import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
+from miaudit.data._fashion_mnist import (
+    FASHION_MNIST_ATTRIBUTION,
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_PACKAGE,
+    load_fashion_mnist,
+    parse_idx,
+)
 from miaudit.data._outputs import ModelOutputs, PopulationOutputs, load_outputs, load_population
 from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsInfo, SignalsStore, load_signals
 from miaudit.data._synthetic_text import (
@@ -24,6 +31,9 @@ __all__ = [
     "CORPUS_PACKAGE",
     "CORPUS_VERSION",
     "FAMILIES",
+    "FASHION_MNIST_ATTRIBUTION",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_PACKAGE",
     "MAX_RECORD_CHARS",
     "SIGNALS_SCHEMA",
     "TEMPLATE_FAMILIES",
@@ -37,10 +47,12 @@ __all__ = [
     "fake_names",
     "is_mapped",
     "load_adult",
+    "load_fashion_mnist",
     "load_outputs",
     "load_population",
     "load_signals",
     "load_text_corpus",
+    "parse_idx",
     "record_chunks",
     "release",
     "synthetic_records",

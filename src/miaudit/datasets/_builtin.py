@@ -1,11 +1,18 @@
 """Built-in datasets, all offline: UCI Adult (bundled), scikit-learn's bundled digits and
-breast cancer, and a synthetic Purchase-like generator."""
+breast cancer, Fashion-MNIST (from Debian's ``dataset-fashion-mnist``), and a synthetic
+Purchase-like generator."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from miaudit.data import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
+from miaudit.data import (
+    ADULT_CATEGORICAL,
+    ADULT_LABEL,
+    ADULT_NUMERIC,
+    load_adult,
+    load_fashion_mnist,
+)
 from miaudit.datasets._dataset import Dataset
 from miaudit.datasets._tabular import from_frame
 
@@ -49,6 +56,29 @@ def digits() -> Dataset:
         feature_names=tuple(f"pixel_{i}" for i in range(64)),
         image_shape=(1, 8, 8),
         mirror_invariant=False,
+    )
+
+
+def fashion_mnist() -> Dataset:
+    """Fashion-MNIST: 70,000 grey 28×28 clothing images, 10 classes; ids are the row numbers
+    (training file, then test file), so they hold on any machine with the published files.
+
+    Pixels (0–255) are divided by 255, a fixed constant, so nothing is fitted. Mirror invariant:
+    a mirrored shoe, shirt or bag is still one (the classes are the kinds of garment).
+    """
+    images, labels = load_fashion_mnist()
+    n = len(images)
+    return Dataset(
+        name="fashion-mnist",
+        features=(images.reshape(n, -1).astype(np.float32) / np.float32(255.0)),
+        label=labels,
+        record_id=np.arange(n, dtype=np.int64),
+        n_classes=10,
+        numeric=EMPTY,
+        onehot=EMPTY,
+        feature_names=tuple(f"pixel_{i}" for i in range(28 * 28)),
+        image_shape=(1, 28, 28),
+        mirror_invariant=True,
     )
 
 

@@ -13,7 +13,7 @@ from miaudit.datasets._dataset import Dataset
 from miaudit.datasets._tabular import from_frame
 from miaudit.errors import InputError
 
-BuiltinName = Literal["adult", "digits", "breast-cancer", "purchase"]
+BuiltinName = Literal["adult", "digits", "fashion-mnist", "breast-cancer", "purchase"]
 
 
 class PurchaseOptions(BaseModel):
@@ -67,6 +67,8 @@ def load_dataset(cfg: DataConfig, *, field: str = "data") -> Dataset:
         data = _builtin.adult()
     elif cfg.dataset == "digits":
         data = _builtin.digits()
+    elif cfg.dataset == "fashion-mnist":
+        data = _builtin.fashion_mnist()
     elif cfg.dataset == "breast-cancer":
         data = _builtin.breast_cancer()
     elif cfg.dataset == "purchase":

@@ -1,0 +1,75 @@
+"""bench_augmented_queries' arithmetic on simulated 8-model stores with a query axis (its
+training is exercised by its full run): every attack compared over all queries and over the
+first, the claim's verdict stated at full size only, and the single-query view exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import benchmarks.bench_augmented_queries as bench
+import benchmarks.bench_budget_curve as budget_bench
+from miaudit.data import SignalsStore
+from tests.simulate import complementary_keep
+
+
+def _store(queries: int, seed: int) -> SignalsStore:
+    """Each query sees the member boost through its own noise, so averaging queries helps."""
+    rng = np.random.default_rng(seed)
+    n, k, c = 600, 8, 4
+    keep = complementary_keep(rng, k, n)
+    pop = np.zeros(n, dtype=bool)
+    pop[:100] = True
+    keep[:, pop] = False
+    y = rng.integers(0, c, n)
+    logits = rng.normal(size=(k, n, queries, c))
+    boost = 1.0 + rng.normal(0, 1, n)[None, :, None] + 1.5 * keep[:, :, None]
+    logits[np.arange(k)[:, None], np.arange(n)[None], :, y[None]] += boost + rng.normal(
+        0, 3.0, (k, n, queries)
+    )
+    return SignalsStore.from_arrays(
+        logits=logits.astype(np.float32), label=y, keep=keep, population=pop
+    )
+
+
+@pytest.fixture
+def simulated(monkeypatch):
+    cfg = bench.image_config("digits", "small")  # only its cost figure is read (stubbed below)
+    # The claim's dataset only: the other is the same code on another store.
+    monkeypatch.setattr(
+        bench, "DATASETS", {bench.CLAIM_DATASET: bench.DATASETS[bench.CLAIM_DATASET]}
+    )
+    stores = {bench.CLAIM_DATASET: _store(5, 0)}
+    monkeypatch.setattr(bench, "image_store", lambda name, size: (stores[name], cfg, 0.0))
+    monkeypatch.setattr(bench, "seconds_per_1000_queries", lambda cfg: 0.5)
+    # The curve's own arithmetic is tested in test_shrinkage_benches: one stub row here.
+    monkeypatch.setattr(budget_bench, "one_curve", lambda name, st, cfg: ({}, [f"| {name} |"]))
+    return stores
+
+
+def test_first_query_is_the_stores_first_slice(simulated):
+    store = simulated[bench.CLAIM_DATASET]
+    one = bench.first_query(store, 2)
+    assert one.logits.shape == (*store.logits.shape[:2], 1, store.logits.shape[3])
+    np.testing.assert_array_equal(one.logits[:, :, 0], store.logits[:, :, 2])
+    np.testing.assert_array_equal(one.keep, store.keep)
+
+
+def test_every_attack_is_compared_and_the_verdict_is_the_claims(simulated, monkeypatch):
+    result = bench.run("full")
+    for name in bench.DATASETS:
+        fig = result.figures[name]
+        assert fig["queries"] == 5 and fig["k"] == 3
+        for attack in bench.ATTACKS:
+            d = fig[attack]["difference"]
+            assert d["point"] == pytest.approx(
+                fig[attack]["tpr1_multi"] - fig[attack]["tpr1_single"]
+            )
+    claim = result.figures[bench.CLAIM_DATASET][bench.CLAIM_ATTACK]["difference"]
+    # Five noisy looks at the same boost beat one: the planted gain is found.
+    assert claim["lower"] > 0
+    fig = result.figures[bench.CLAIM_DATASET]
+    assert fig["confidence"] == 0.975 and fig["claim_met"] is True  # two recipes: Bonferroni
+    assert result.passed is True
+    assert f"| {bench.CLAIM_DATASET} (CNN) |" in result.table
+    assert "| fashion-mnist | lira_online | 5 |" in result.table
