@@ -160,8 +160,8 @@ def budget_curve(
         chosen[f"k={k}"], picked[f"k={k}"] = flat[best], best
     assert member is not None and records is not None
     if zero is not None and zero[0]:
-        own = zero[1](store, zero[0], targets, records)
-        flat = {n: np.asarray(s).reshape(-1) for n, s in own.items()}
+        at_zero = zero[1](store, zero[0], targets, records)
+        flat = {n: np.asarray(s).reshape(-1) for n, s in at_zero.items()}
         best = _best(member, flat)
         chosen = {"k=0": flat[best], **chosen}
         picked["k=0"] = best
