@@ -6,6 +6,17 @@ ART is a benchmark-only dependency: it lives in its own venv outside the reposit
 it is missing, runs ``benchmarks/peer/art_compare.py`` with its python, and returns the
 measured side-by-side table. When the venv cannot be made (no package registry), it reports
 that and measures nothing.
+
+miaudit's rows include issue 18's attacks on the same target, references and evaluation
+records: QMIA (k = 0), the shrunk LiRA (online, offline) and the combined stacker; each is
+also compared, paired, with the strongest ART row and the strongest plain LiRA/RMIA row.
+
+Privacy Meter is not compared: its v2 (RMIA and LiRA, the version the issue's figures came from)
+has no release on PyPI; PyPI's ``privacy-meter`` is 1.0.1 (July 2023, the v1 API), which declares
+no dependencies yet imports TensorFlow, opacus and torch at module level
+(``import privacy_meter.metric`` fails in the peer venv: no module named 'tensorflow'), and whose
+attacks are v1's population/reference/shadow threshold metrics rather than RMIA
+(benchmarks/peer/art_compare.py says more).
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from benchmarks._schema import BenchResult
 
 CLAIM = (
     "IBM ART 1.20.1's black-box (rf, gb, nn on predictions; nn on the loss) and rule-based membership attacks and "
-    "miaudit's attacks on the same target MLPs (digits, Adult, Purchase-like) and the same evaluation records: "
+    "miaudit's attacks (with issue 18's QMIA at k = 0, shrunk LiRA and the combined stacker) on the same target MLPs (digits, Adult, Purchase-like) and the same evaluation records: "
     "AUC and TPR at 1 % FPR side by side, one metric code, paired record-resampling intervals"
 )
 ROOT = Path(__file__).resolve().parent
@@ -143,6 +154,12 @@ def run(size: str) -> BenchResult:
             f"- {d['dataset']}: strongest by TPR@1 %FPR, miaudit `{c['best_miaudit'].split(' ', 1)[1]}` − ART `{c['best_art'].split(' ', 1)[1]}` "
             f"(paired; chosen on these records): ΔTPR@1 %FPR {_fmt(c['tpr@1%fpr_difference'])}, ΔAUC {_fmt(c['auc_difference'])}"
         )
+        for a, sides in c["new_attacks"].items():
+            lines.append(
+                f"  - `{a}` − ART `{c['best_art'].split(' ', 1)[1]}`: ΔTPR@1 %FPR {_fmt(sides['minus_best_art']['tpr@1%fpr'])}; "
+                f"− `{c['best_prior_reference'].split(' ', 1)[1]}`: ΔTPR@1 %FPR {_fmt(sides['minus_best_prior_reference']['tpr@1%fpr'])}, "
+                f"ΔAUC {_fmt(sides['minus_best_prior_reference']['auc'])}"
+            )
     art_notes = sorted({n for d in rec["datasets"] for n in d["notes"]})
     checks_ok = all(
         d["rebuilt_target_max_abs_logit_diff"] < 1e-3 and d["art_rule_equals_miaudit_gap"]
@@ -162,6 +179,12 @@ def run(size: str) -> BenchResult:
         "miaudit: threshold attacks (loss, confidence, modified entropy, gap) on the target's outputs; LiRA and RMIA online/offline with k complementary "
         "reference pairs from the same plan (the target's partner excluded). Different threat models: ART's attacks learn from known members of the target, "
         "LiRA/RMIA from reference models trained on the pool by the same recipe.",
+        "miaudit's issue 18 attacks in the same rows: QMIA (k = 0, gradient boosting fitted per target on the plan's population records, "
+        "outside the pool, with their features), lira_shrunk_online/offline (docs/method.md §12) and combined (stacker fitted on the "
+        "reference models' membership only), on the same target, references and evaluation records.",
+        "Privacy Meter not added: its v2 (RMIA/LiRA) has no PyPI release; PyPI's privacy-meter is 1.0.1 (v1 API, 2023-07), which declares "
+        "no dependencies but imports tensorflow, opacus and torch at module level (`import privacy_meter.metric` fails: no module "
+        "'tensorflow'), and whose attacks are v1's threshold metrics, not the RMIA the issue compares against.",
         f"All scores of both tools go through one miaudit.metrics.evaluate call: the same records and the same bootstrap replicates ({rec['resamples']}), so any two rows compare pairwise.",
         f"Consistency checks {'passed' if checks_ok else 'FAILED'}: rebuilt target reproduces the engine's logits; ART's rule-based predictions equal miaudit's gap rule.",
         *art_notes,

@@ -29,12 +29,25 @@ For each dataset (digits; UCI Adult, 8,000 records; synthetic Purchase-like, 6,0
    (member iff the prediction is correct) scores by its 0/1 prediction (its probabilities are
    that prediction one-hot for more than two classes, and wrong for two: see the notes).
 4. **miaudit.** The threshold attacks of ``miaudit.attack`` on the target's outputs for the
-   evaluation records; LiRA and RMIA (online and offline) from ``miaudit.audit.attack_store``
-   with k complementary pairs of reference models (the other models of the plan; the target's
-   own partner never serves), target = model 0, scores restricted to the evaluation records.
+   evaluation records; LiRA and RMIA (online and offline), the shrunk LiRA (online and offline,
+   docs/method.md §12) and the combined stacker from ``miaudit.audit.attack_store`` with k
+   complementary pairs of reference models (the other models of the plan; the target's own
+   partner never serves), target = model 0, scores restricted to the evaluation records; and
+   QMIA (k = 0: no reference model), fitted in the same call on the target's outputs on the
+   plan's population records (outside the pool, never an evaluation record) with their
+   features.
 5. **Metrics.** One call of ``miaudit.metrics.evaluate`` on all scores of both tools: AUC and
    TPR at 1 % FPR with 95 % percentile intervals from the same stratified record-resampling
    bootstrap replicates (so differences between any two rows are paired).
+
+Privacy Meter is not in the table. Its v2 (the current upstream, which runs RMIA and LiRA from
+YAML-configured scripts) has no release on PyPI, the only registry for Python packages here:
+``privacy-meter`` on PyPI is 1.0.1 (July 2023), the v1 API. Version 1.0.1 declares no
+dependencies yet imports TensorFlow, opacus and torch at module level (``privacy_meter.model``, reached
+from ``privacy_meter.metric``): ``import privacy_meter.metric`` fails with
+``ModuleNotFoundError: No module named 'tensorflow'`` in the peer venv. Its attacks are v1's
+population, reference and shadow threshold metrics, not v2's RMIA, so installing TensorFlow for it
+would still not measure the Privacy Meter the issue compares against (checked 2026-12-06).
 
 Seeded throughout (numpy, torch, scikit-learn's global RNG that ART's default attack models
 draw from); one thread per process.
@@ -67,7 +80,21 @@ torch.set_num_threads(1)
 ART_VERSION = "1.20.1"
 TARGET = 0
 THRESHOLD_ATTACKS = ("loss", "confidence", "modified_entropy", "gap")
-REFERENCE_ATTACKS = ("lira_online", "lira_offline", "rmia_online", "rmia_offline")
+REFERENCE_ATTACKS = (
+    "lira_online",
+    "lira_offline",
+    "rmia_online",
+    "rmia_offline",
+    # issue 18's attacks: the shrunk LiRA (docs/method.md §12) and the stacker over LiRA/RMIA
+    "lira_shrunk_online",
+    "lira_shrunk_offline",
+    "combined",
+)
+PRIOR_REFERENCE_ATTACKS = REFERENCE_ATTACKS[:4]
+NEW_ATTACKS = ("qmia", "combined", "lira_shrunk_online", "lira_shrunk_offline")
+#: Attacks on the target's own outputs that fit a regressor on population records (no
+#: reference model, k = 0): scored in the same attack_store call, reported as k = 0.
+POPULATION_ATTACKS = ("qmia",)
 # (row name, MembershipInferenceBlackBox keyword arguments)
 ART_BLACK_BOX = (
     ("black-box rf (prediction)", {"input_type": "prediction", "attack_model_type": "rf"}),
@@ -125,7 +152,7 @@ def audit_config(spec: dict[str, Any], size: dict[str, Any]):  # type: ignore[no
                 "references": size["references"],
                 "targets": 1,
                 "resamples": size["resamples"],
-                "attacks": list(REFERENCE_ATTACKS),
+                "attacks": [*REFERENCE_ATTACKS, *POPULATION_ATTACKS],
             },
         }
     )
@@ -278,7 +305,7 @@ def run_dataset(
         key = f"miaudit {a}"
         scores[key], tool[key] = np.asarray(own.scores[a], dtype=np.float64), "miaudit"
     # miaudit: LiRA and RMIA with k reference pairs, target = model 0.
-    ref = attack_store(store, cfg)
+    ref = attack_store(store, cfg, features=np.asarray(data.features))
     assert np.array_equal(ref.targets, [TARGET])
     pos = {rid: j for j, rid in enumerate(np.asarray(ref.record_id).tolist())}
     rid_ev = np.asarray(store.record_id)[ev].tolist()
@@ -289,6 +316,12 @@ def run_dataset(
         scores[key], tool[key] = (
             np.asarray(ref.scores[a], dtype=np.float64)[take],
             f"miaudit (k = {size['references']})",
+        )
+    for a in POPULATION_ATTACKS:
+        key = f"miaudit {a}"
+        scores[key], tool[key] = (
+            np.asarray(ref.scores[a], dtype=np.float64)[take],
+            "miaudit (k = 0)",
         )
     timings["miaudit_attacks"] = time.perf_counter() - t0
 
@@ -320,11 +353,26 @@ def run_dataset(
         return max(keys, key=lambda k: evl.estimate(k, "tpr@1%fpr").point or 0.0)
 
     ba, bm = best(art_keys), best(mia_keys)
+    prior = [f"miaudit {a}" for a in PRIOR_REFERENCE_ATTACKS]
+    bp = best(prior)
     comparison = {
         "best_art": ba,
         "best_miaudit": bm,
         "tpr@1%fpr_difference": est(evl.difference(bm, ba, "tpr@1%fpr")),
         "auc_difference": est(evl.difference(bm, ba, "auc")),
+        "best_prior_reference": bp,
+        # issue 18's attacks against the strongest ART row and the strongest LiRA/RMIA row
+        "new_attacks": {
+            a: {
+                f"minus_{side}": {
+                    "other": other,
+                    "tpr@1%fpr": est(evl.difference(f"miaudit {a}", other, "tpr@1%fpr")),
+                    "auc": est(evl.difference(f"miaudit {a}", other, "auc")),
+                }
+                for side, other in (("best_art", ba), ("best_prior_reference", bp))
+            }
+            for a in NEW_ATTACKS
+        },
     }
     # Sanity: ART's rule and miaudit's gap attack are the same rule on the same model.
     rule, gap = scores[f"ART {ART_RULE}"], scores["miaudit gap"]

@@ -5,15 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.special import polygamma
+from scipy.stats import norm
+from scipy.stats import t as student_t
 from sklearn.metrics import roc_auc_score
 
 from miaudit.attacks import lira_offline, lira_online, lira_shrunk_offline, lira_shrunk_online
 from miaudit.attacks._shrinkage import (
     INFINITE,
+    MIN_PER_BIN,
     _variance_prior,
     level_bins,
     shrunk_gaussians,
     trigamma_inverse,
+    variance_groups,
 )
 from miaudit.errors import InputError
 from tests.simulate import complementary_keep
@@ -36,8 +40,8 @@ def hetero(n: int = 2000, k: int = 4, seed: int = 0, shift: float = 1.0, pop: in
 
 
 def test_many_references_tend_to_each_records_own_estimates():
-    """The prior's weight is ν₀/(ν₀ + n): the gap to the record's own mean and ddof-0 σ
-    shrinks like 1/n."""
+    """The prior's weight is ν₀/(ν₀ + n − 1): the gap to the record's own mean and σ shrinks
+    like 1/n (the predictive's scale is σ̃·√(1 + 1/n), its location the record's mean)."""
     rng = np.random.default_rng(1)
     n = 300
     mu, sd = rng.normal(0, 3, n), rng.uniform(0.2, 3.0, n)
@@ -46,12 +50,16 @@ def test_many_references_tend_to_each_records_own_estimates():
         ref = mu + sd * rng.normal(size=(k, n))
         keep = np.zeros((k, n), dtype=bool)
         keep[: k // 2] = True
-        m_out, s_out, _, s_in, _ = shrunk_gaussians(np.zeros(n), ref, keep, online=True)
-        out = ref[k // 2 :]
-        assert s_in is not None
-        np.testing.assert_allclose(m_out[:, 0], out.mean(axis=0), atol=0.05)
-        np.testing.assert_allclose(s_in[:, 0], ref[: k // 2].std(axis=0), rtol=0.2)
-        gaps.append(np.max(np.abs(s_out[:, 0] / out.std(axis=0) - 1)))
+        out, inn, _ = shrunk_gaussians(np.zeros(n), ref, keep, online=True)
+        assert inn is not None
+        half = k // 2
+        own_out = ref[half:].std(axis=0, ddof=1) * np.sqrt(1 + 1 / half)
+        np.testing.assert_allclose(out.loc[:, 0], ref[half:].mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(
+            inn.scale[:, 0], ref[:half].std(axis=0, ddof=1) * np.sqrt(1 + 1 / half), rtol=0.2
+        )
+        assert np.all(out.dof[:, 0] > half - 1)
+        gaps.append(np.max(np.abs(out.scale[:, 0] / own_out - 1)))
     assert gaps[1] < 0.03
     assert gaps[1] < gaps[0] / 5
 
@@ -92,15 +100,46 @@ def test_equal_spreads_give_an_infinite_prior_weight():
     np.testing.assert_allclose(fitted[0], 3.0 * np.exp(np.euler_gamma), rtol=1e-12)
 
 
-def test_equal_means_shrink_fully_to_the_class_mean():
+def test_each_record_keeps_its_own_mean():
+    """Flat prior on the mean: the location is the record's own mean, however far from its
+    class's (only the variance is shrunk)."""
     rng = np.random.default_rng(3)
     n, k = 400, 6
     keep = np.zeros((k, n), dtype=bool)
-    noise = rng.normal(size=(k, n))
-    noise -= noise.mean(axis=0)  # every record's mean is exactly 5
-    ref = 5.0 + noise
-    m_out, *_ = shrunk_gaussians(np.zeros(n), ref, keep, online=False)
-    np.testing.assert_allclose(m_out, 5.0, atol=1e-6)
+    ref = rng.normal(0.0, 4.0, n) + rng.normal(size=(k, n))
+    out, _, _ = shrunk_gaussians(np.zeros(n), ref, keep, online=False)
+    np.testing.assert_allclose(out.loc[:, 0], ref.mean(axis=0), rtol=1e-12)
+
+
+def test_scores_are_the_student_t_predictives():
+    """k = 1 with a population: each side's predictive is t_ν₀(x, σ₀²(g)·2) (n = 1); the
+    online score is the log ratio of the two densities, offline the CDF on the normal scale."""
+    tgt, ref, keep, _, lab, pref, plab = hetero(n=800, k=2, pop=1500)
+    kw = {"labels": lab, "population_phi": pref, "population_labels": plab}
+    out, inn, _ = shrunk_gaussians(tgt, ref, keep, online=True, **kw)
+    assert inn is not None and np.isfinite(out.dof).all() and (out.dof < INFINITE).all()
+    np.testing.assert_allclose(out.loc[:, 0], (ref * ~keep).sum(axis=0), rtol=1e-12)
+    t_out = student_t(df=out.dof[:, 0], loc=out.loc[:, 0], scale=out.scale[:, 0])
+    t_in = student_t(df=inn.dof[:, 0], loc=inn.loc[:, 0], scale=inn.scale[:, 0])
+    np.testing.assert_allclose(
+        lira_shrunk_online(tgt, ref, keep, **kw),
+        t_in.logpdf(tgt) - t_out.logpdf(tgt),
+        rtol=1e-9,
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        lira_shrunk_offline(tgt, ref, keep, **kw), norm.isf(t_out.sf(tgt)), rtol=1e-9, atol=1e-9
+    )
+
+
+def test_classes_with_few_replicated_records_share_one_group():
+    cls = np.repeat([0, 1, 2], [600, 600, 300])
+    replicated = np.ones(cls.size, dtype=bool)
+    replicated[:400] = False  # class 0: 200 replicated records, fewer than MIN_PER_BIN
+    groups = variance_groups(cls, replicated)
+    assert set(groups[:600]) == {-1} and set(groups[600:1200]) == {1}
+    assert set(groups[1200:]) == {2}
+    assert MIN_PER_BIN == 250
 
 
 def test_trigamma_inverse_inverts():
@@ -111,7 +150,7 @@ def test_trigamma_inverse_inverts():
 def test_level_bins_are_class_wise_quantiles():
     level = np.arange(2000.0)
     group = np.repeat([0, 1], 1000)
-    bins = level_bins(level, group, 2000)
+    bins = level_bins(level, group, np.ones(2000, dtype=bool))
     assert np.unique(bins[:1000]).size == 4 and np.unique(bins[1000:]).size == 4
     assert set(np.unique(bins[:1000])).isdisjoint(np.unique(bins[1000:]))
 

@@ -86,3 +86,30 @@ def test_the_report_shows_the_curve_only_when_present(run):
     html = render_report(run.result)
     assert 'id="budget"' in html and 'data-chart="budget"' in html
     assert budget_section(run.result.model_copy(update={"budget_curve": None})) is None
+
+
+def test_the_audits_own_k_reuses_its_scores_not_a_rescoring(store, run, monkeypatch):
+    """At the audit's own k the curve takes the audit's scores (no third scoring pass) and
+    is the very curve a rescoring gives."""
+    import miaudit.audit._budget as budget
+
+    calls: list[int] = []
+    real = budget.leave_one_model_out_each
+
+    def counted(*args, **kwargs):
+        calls.append(len(kwargs["reference_sets"][0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(budget, "leave_one_model_out_each", counted)
+    again = attack_store(store, references=3).result.budget_curve
+    assert calls == [2, 4]  # k = 1, 2 rescored; k = 3 (the audit's 6 references) reused
+    assert again == run.result.budget_curve
+    monkeypatch.setattr(budget, "_scores_at", _never_reusing(budget._scores_at))
+    assert attack_store(store, references=3).result.budget_curve == run.result.budget_curve
+
+
+def _never_reusing(scores_at):
+    def rescored(store, made, targets, subset, own):
+        return scores_at(store, made, targets, subset, None)
+
+    return rescored

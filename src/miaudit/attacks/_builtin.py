@@ -195,7 +195,7 @@ def _register_shrunk_lira() -> None:
         "lira_shrunk_online",
         Family.REFERENCE,
         lambda s: LiraAttack(mode="online", shrink=True),
-        "LiRA online with each record's IN/OUT Gaussians shrunk toward class- and level-wise priors (empirical Bayes)",
+        "LiRA online with each record's IN/OUT variances shrunk toward level-wise priors (empirical Bayes), scored by Student-t predictives",
         lira + "; empirical-Bayes shrinkage as in Brännvall 2026 (BaVarIA)",
         online,
     )
@@ -203,7 +203,7 @@ def _register_shrunk_lira() -> None:
         "lira_shrunk_offline",
         Family.REFERENCE,
         lambda s: LiraAttack(mode="offline", shrink=True),
-        "LiRA offline with each record's OUT Gaussian shrunk toward class- and level-wise priors (empirical Bayes)",
+        "LiRA offline with each record's OUT variance shrunk toward level-wise priors (empirical Bayes), scored by its Student-t predictive",
         lira + "; empirical-Bayes shrinkage as in Brännvall 2026 (BaVarIA)",
         offline,
     )

@@ -1,36 +1,41 @@
-"""LiRA with empirical-Bayes shrinkage of each record's Gaussians, for few references
+"""LiRA with empirical-Bayes shrinkage of each record's variances, for few references
 (docs/method.md §12).
 
-With k references a record's own mean and variance of φ rest on k values (one, at k = 1), so
-plain LiRA either trusts them (per-record σ, noisy) or ignores them (one global σ, which treats a
-record whose φ barely moves across models like one whose φ swings by tens). Here each record's
-IN and OUT Gaussians are posterior estimates under a normal–inverse-gamma prior whose
-hyper-parameters are fitted across records (empirical Bayes, as in Brännvall's BaVarIA, 2026,
-and limma's moderated variances, Smyth 2004):
+With k references a record's own variance of φ rests on k values (one, at k = 1), so plain
+LiRA either trusts it (per-record σ, noisy) or ignores it (one global σ, which treats a record
+whose φ barely moves across models like one whose φ swings by tens). Here each record's IN and
+OUT variances are posterior estimates under a scaled-inverse-χ² prior whose hyper-parameters are
+fitted across records (empirical Bayes, as in Brännvall's BaVarIA, 2026, and limma's moderated
+variances, Smyth 2004), and each side is scored by its Student-t predictive (BaVarIA-t), the
+estimator ``check-record`` uses (docs/method.md §11):
 
-- σ² | prior ~ scaled-inv-χ²(ν₀, σ₀²(g)), μ | σ² ~ N(μ₀(c), σ²/κ₀(c)), where c is the record's
-  class and g = (class, level bin): records of a class are cut into up to :data:`LEVEL_BINS`
-  quantile bins of their *level*, the mean of their OUT references' φ, so σ₀² follows the
-  trend of φ's spread with its level (limma-trend; Law et al. 2014). φ near a saturated
-  softmax spreads far more than φ near 0.
+- σ² ~ scaled-inv-χ²(ν₀, σ₀²(g)), with a flat prior on the record's mean (its location is its
+  own mean x̄: the membership signal is a record's offset from records like it, so a class-mean
+  location would pull the atypical, most exposed records toward typical ones). g is a
+  (group, level bin): records are cut into up to :data:`LEVEL_BINS` quantile bins of their
+  *level*, the mean of their OUT references' φ, so σ₀² follows the trend of φ's spread with its
+  level (limma-trend; Law et al. 2014); φ near a saturated softmax spreads far more than φ near
+  0. A group is a class with at least :data:`MIN_PER_BIN` records that carry two values on the
+  side (the records the prior is fitted on); the other classes share one pooled group.
 - σ₀²(g) and ν₀ by Smyth's moments of log s² across records with ≥ 2 values on the side:
   e = log s² − ψ(d/2) + log(d/2) (d = n − 1); the bin mean ē_g of e gives log σ₀²(g) after the
   bias correction ψ(ν₀/2) − log(ν₀/2), and the spread of e around the bin means, less the
   mean ψ′(d/2), is ψ′(ν₀/2). Population records (no model trained on them) carry every
   reference as an OUT value, so even at k = 1 they give the OUT side's spread; the target is
   never read for any hyper-parameter.
-- μ₀(c) is the mean of the class's record means and 1/κ₀(c) = mean[(x̄ − μ₀)²/σ₀²(g) − 1/n]
-  (the moment identity E[(x̄ − μ₀)²/σ²] = 1/κ₀ + 1/n).
-- Posterior per record with n values, mean x̄ and sum of squares SS: κₙ = κ₀ + n,
-  μ̃ = (κ₀μ₀ + n x̄)/κₙ, σ̃² = (ν₀σ₀² + SS + κ₀n(x̄ − μ₀)²/κₙ)/(ν₀ + n). As n → ∞ these tend to
-  the record's own mean and ddof-0 variance; with ν₀ → ∞ σ̃² is σ₀²(g).
+- Posterior per record with n values, mean x̄ and sum of squares SS (one degree of freedom
+  spent on the mean): σ̃² = (ν₀σ₀² + SS)/(ν₀ + n − 1); predictive of a new value
+  t_{ν₀+n−1}(x̄, σ̃²(1 + 1/n)). As n → ∞ this tends to the record's own Gaussian; with
+  ν₀ → ∞ it is N(x̄, σ₀²(g)(1 + 1/n)).
+- Online: log t_in(φ) − log t_out(φ). Offline: the predictive's upper tail at φ on the normal
+  scale, z = Φ⁻¹(P(T ≤ φ)) (the t statistic itself where ν₀ = ∞).
 
 When nothing on a side has two values (k = 1 without a population), σ₀² cannot be separated
-from the spread between records: σ₀² is then plain LiRA's small-k fallback (the side's spread
-around its common mean), ν₀ = ∞, and the mean is not shrunk (κ₀ = 0), so the attack is exactly
-global-variance LiRA with mean in place of median. Online, an IN side without two values per
-record borrows the OUT side's σ₀²(g) and ν₀ (the spreads are assumed equal), and when both sides
-fall back one σ serves both, as in :func:`~miaudit.attacks.lira_online`.
+from the spread between records: σ is then plain LiRA's small-k fallback (the side's spread
+around its common mean), plugged in as a Gaussian, so the attack is exactly global-variance
+LiRA with mean in place of median. Online, an IN side without two values per record borrows
+the OUT side's σ₀²(g) and ν₀ (the spreads are assumed equal), and when both sides fall back one
+σ serves both, as in :func:`~miaudit.attacks.lira_online`.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import digamma, polygamma
+from scipy.special import digamma, gammaln, ndtri, polygamma, stdtr
 
 from miaudit.attacks._lira import _check_lira, _common_fallback, _fit_side
 from miaudit.errors import InputError
@@ -53,12 +58,22 @@ INFINITE = 1e8
 
 @dataclass(frozen=True)
 class _Prior:
-    """Hyper-parameters of one side and query: per record σ₀² (n,), μ₀ (n,); scalars κ₀, ν₀."""
+    """Hyper-parameters of one side and query: per record σ₀² (n,) and one ν₀; ``plug_in``:
+    nothing was replicated, σ₀ is plain LiRA's small-k σ used as a known Gaussian σ."""
 
     sigma0_sq: np.ndarray
-    mu0: np.ndarray
-    kappa0: float
     nu0: float
+    plug_in: bool = False
+
+
+@dataclass(frozen=True)
+class _Predictive:
+    """Each record's predictive for a new value: location, scale and degrees of freedom (n, A);
+    a dof of :data:`INFINITE` or more is a Gaussian."""
+
+    loc: np.ndarray
+    scale: np.ndarray
+    dof: np.ndarray
 
 
 def trigamma_inverse(x: float) -> float:
@@ -81,20 +96,32 @@ def trigamma_inverse(x: float) -> float:
     return y
 
 
-def level_bins(level: np.ndarray, group: np.ndarray, n_fit: int) -> np.ndarray:
-    """Bin index of every record: quantile bins of ``level`` within its class ``group``.
+def level_bins(level: np.ndarray, group: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """Bin index of every record: quantile bins of ``level`` within its ``group``.
 
-    Bin edges come from the first ``n_fit`` records' levels of each class (the records whose
-    values fit the prior); a class with fewer than 2·MIN_PER_BIN of them is one bin.
-    Returns (n,) int64 codes unique across classes.
+    Bin edges come from the levels of the records selected by ``fit`` (bool, those whose values
+    fit the prior); a group with fewer than 2·MIN_PER_BIN of them is one bin.
+    Returns (n,) int64 codes unique across groups.
     """
     out = np.zeros(level.size, dtype=np.int64)
     for code, c in enumerate(np.unique(group)):
         rows = group == c
-        fit = level[:n_fit][rows[:n_fit]]
-        bins = int(min(LEVEL_BINS, max(1, fit.size // MIN_PER_BIN)))
-        inner = np.quantile(fit, np.linspace(0, 1, bins + 1)[1:-1]) if bins > 1 else np.empty(0)
+        chosen = level[rows & fit]
+        bins = int(min(LEVEL_BINS, max(1, chosen.size // MIN_PER_BIN)))
+        inner = np.quantile(chosen, np.linspace(0, 1, bins + 1)[1:-1]) if bins > 1 else np.empty(0)
         out[rows] = code * LEVEL_BINS + np.searchsorted(inner, level[rows], side="right")
+    return out
+
+
+def variance_groups(cls: np.ndarray, replicated: np.ndarray) -> np.ndarray:
+    """Each record's variance group: its class where the class has at least MIN_PER_BIN
+    ``replicated`` records (two values on the side), else one pooled group (code −1), so that no
+    σ₀² rests on a handful of records."""
+    out = np.full(cls.size, -1, dtype=np.int64)
+    for c in np.unique(cls):
+        rows = cls == c
+        if int((rows & replicated).sum()) >= MIN_PER_BIN:
+            out[rows] = c
     return out
 
 
@@ -130,34 +157,44 @@ def _variance_prior(
     return np.exp(e_bin[bins] + correction), nu0
 
 
-def _mean_prior(
-    mean: np.ndarray, count: np.ndarray, sigma0_sq: np.ndarray, cls: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """μ₀ per class (the mean of its records' means) and κ₀ by moments over all records."""
-    _, inverse = np.unique(cls, return_inverse=True)
-    mu0 = (np.bincount(inverse, weights=mean) / np.bincount(inverse))[inverse]
-    inv_kappa = float(np.mean((mean - mu0) ** 2 / sigma0_sq - 1.0 / count))
-    kappa0 = INFINITE if inv_kappa <= 1.0 / INFINITE else 1.0 / inv_kappa
-    return mu0, kappa0
-
-
-def _posterior(
-    prior: _Prior, mean: np.ndarray, ss: np.ndarray, count: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(μ̃, σ̃) of each record from its own mean, sum of squares and count (an infinite κ₀ or ν₀
-    gives the prior's value exactly)."""
-    k0, nu0 = prior.kappa0, prior.nu0
-    if k0 >= INFINITE:
-        mu, dev = prior.mu0.copy(), np.zeros_like(mean)
-    else:
-        kn = k0 + count
-        mu = (k0 * prior.mu0 + count * mean) / kn
-        dev = k0 * count * (mean - prior.mu0) ** 2 / kn
+def _posterior(prior: _Prior, mean: np.ndarray, ss: np.ndarray, count: np.ndarray) -> _Predictive:
+    """Each record's Student-t predictive from its own mean, sum of squares and count (n,)
+    (module docstring); the small-k plug-in Gaussian when ``prior.plug_in``."""
+    n = count.astype(np.float64)
+    if prior.plug_in:
+        scale = np.sqrt(prior.sigma0_sq)
+        return _Predictive(mean, scale, np.full(mean.shape, INFINITE))
+    nu0 = prior.nu0
     if nu0 >= INFINITE:
-        var = prior.sigma0_sq.copy()
+        var, dof = prior.sigma0_sq.copy(), np.full(mean.shape, INFINITE)
     else:
-        var = (nu0 * prior.sigma0_sq + ss + dev) / (nu0 + count)
-    return mu, np.sqrt(np.maximum(var, np.finfo(np.float64).tiny))
+        dof = nu0 + n - 1.0
+        var = (nu0 * prior.sigma0_sq + ss) / dof
+    scale = np.sqrt(np.maximum(var * (1.0 + 1.0 / n), np.finfo(np.float64).tiny))
+    return _Predictive(mean, scale, dof)
+
+
+def _log_density(x: np.ndarray, p: _Predictive) -> np.ndarray:
+    """log of the predictive density at x (n,): Student-t, Gaussian where dof ≥ INFINITE."""
+    z = (x - p.loc) / p.scale
+    gauss = p.dof >= INFINITE
+    nu = np.where(gauss, 1.0, p.dof)
+    t = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
+    t = t - 0.5 * (nu + 1) * np.log1p(z * z / nu)
+    out: np.ndarray = np.where(gauss, -0.5 * np.log(2 * np.pi) - 0.5 * z * z, t) - np.log(p.scale)
+    return out
+
+
+def _upper_tail_z(x: np.ndarray, p: _Predictive) -> np.ndarray:
+    """Φ⁻¹ of the predictive CDF at x (n,): the t statistic on the normal scale (itself where
+    dof ≥ INFINITE, or where the tail probability underflows)."""
+    t = (x - p.loc) / p.scale
+    gauss = p.dof >= INFINITE
+    with np.errstate(divide="ignore"):
+        tail = stdtr(np.where(gauss, 1.0, p.dof), -t)
+        z = -ndtri(tail)
+    out: np.ndarray = np.where(gauss | ~np.isfinite(z), t, z)
+    return out
 
 
 def _stats(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,39 +221,32 @@ def _fit_out(data: _Data, level: np.ndarray, a: int) -> tuple[_Prior, np.ndarray
     """The OUT side's prior for query ``a`` and each scored record's bin; False as the last
     element when no within-record spread could be measured (the small-k fallback)."""
     n = data.refs.shape[1]
-    count, mean, ss = _stats(data.refs[..., a : a + 1], ~data.mask)
+    count, _, ss = _stats(data.refs[..., a : a + 1], ~data.mask)
     if data.pop_refs is not None:
         pm = np.ones(data.pop_refs.shape[:2], dtype=bool)
-        pc, pmean, pss = _stats(data.pop_refs[..., a : a + 1], pm)
-        count, mean, ss = (
-            np.concatenate([count, pc]),
-            np.vstack([mean, pmean]),
-            np.vstack([ss, pss]),
-        )
-    bins = level_bins(level, data.group, level.size)
-    fitted = _variance_prior(ss[:, 0], count.astype(np.float64), bins, data.group)
+        pc, _, pss = _stats(data.pop_refs[..., a : a + 1], pm)
+        count, ss = np.concatenate([count, pc]), np.vstack([ss, pss])
+    replicated = (count >= 2) & (ss[:, 0] > 0)
+    groups = variance_groups(data.group, replicated)
+    bins = level_bins(level, groups, replicated)
+    fitted = _variance_prior(ss[:, 0], count.astype(np.float64), bins, groups)
     if fitted is None:
         fb = _fit_side(data.refs[..., a : a + 1], ~data.mask, "global", "OUT")
-        s0 = np.full(level.size, float(fb.sd[0, 0]) ** 2)  # σ̃ = fb.sd up to one rounding
-        return _Prior(s0[:n], mean[:n, 0], 0.0, INFINITE), bins[:n], False
+        s0 = np.full(n, float(fb.sd[0, 0]) ** 2)  # σ̃ = fb.sd up to one rounding
+        return _Prior(s0, INFINITE, plug_in=True), bins[:n], False
     s0, nu0 = fitted
-    mu0, kappa0 = _mean_prior(mean[:, 0], count.astype(np.float64), s0, data.group)
-    return _Prior(s0[:n], mu0[:n], kappa0, nu0), bins[:n], True
+    return _Prior(s0[:n], nu0), bins[:n], True
 
 
-def _fit_in(
-    data: _Data, out_prior: _Prior, bins: np.ndarray, a: int, within_out: bool
-) -> tuple[_Prior, bool]:
-    """The IN side's prior: its own fit where records have two IN values, else the OUT side's
-    σ₀² and ν₀ (assumed equal spreads); when neither side has any, no shrinkage (κ₀ = 0)."""
-    count, mean, ss = _stats(data.refs[..., a : a + 1], data.mask)
-    cls = data.group[: count.size]
-    fitted = _variance_prior(ss[:, 0], count.astype(np.float64), bins, cls)
-    if fitted is None and not within_out:
-        return _Prior(out_prior.sigma0_sq, mean[:, 0], 0.0, INFINITE), False
-    s0, nu0 = fitted if fitted is not None else (out_prior.sigma0_sq, out_prior.nu0)
-    mu0, kappa0 = _mean_prior(mean[:, 0], count.astype(np.float64), s0, cls)
-    return _Prior(s0, mu0, kappa0, nu0), fitted is not None
+def _fit_in(data: _Data, out_prior: _Prior, bins: np.ndarray, a: int) -> tuple[_Prior, bool]:
+    """The IN side's prior, in the OUT side's bins: its own fit where records have two IN
+    values, else the OUT side's σ₀² and ν₀ (assumed equal spreads); when neither side has any,
+    the OUT side's plug-in σ (replaced by one σ pooled over both sides)."""
+    count, _, ss = _stats(data.refs[..., a : a + 1], data.mask)
+    fitted = _variance_prior(ss[:, 0], count.astype(np.float64), bins, bins // LEVEL_BINS)
+    if fitted is None:
+        return out_prior, False
+    return _Prior(fitted[0], fitted[1]), True
 
 
 def _levels(data: _Data) -> np.ndarray:
@@ -283,31 +313,35 @@ def shrunk_gaussians(
     labels: np.ndarray | None = None,
     population_phi: np.ndarray | None = None,
     population_labels: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """Posterior (μ̃_out, σ̃_out, μ̃_in, σ̃_in) per record and query, and the target's φ (n, A).
-
-    The IN pair is None offline. See the module docstring for the estimator.
-    """
+) -> tuple[_Predictive, _Predictive | None, np.ndarray]:
+    """Each record's OUT and IN predictives (location, scale, dof; each (n, A)) and the
+    target's φ (n, A). The IN predictive is None offline. See the module docstring."""
     target, data = _prepare(target_phi, ref_phi, keep, labels, population_phi, population_labels)
     _require(data.mask, online)
     level = _levels(data)
     n, n_q = target.shape
-    mu_out, sd_out = np.empty((n, n_q)), np.empty((n, n_q))
-    mu_in, sd_in = np.empty((n, n_q)), np.empty((n, n_q))
+    out = _Predictive(np.empty((n, n_q)), np.empty((n, n_q)), np.empty((n, n_q)))
+    inn = _Predictive(np.empty((n, n_q)), np.empty((n, n_q)), np.empty((n, n_q)))
     for a in range(n_q):
         prior_out, bins, within_out = _fit_out(data, level[:, a], a)
-        count, mean, ss = _stats(data.refs[..., a : a + 1], ~data.mask)
-        mu_out[:, a], sd_out[:, a] = _posterior(prior_out, mean[:, 0], ss[:, 0], count)
+        _put(out, a, _posterior(prior_out, *_side_stats(data, a, ~data.mask)))
         if not online:
             continue
-        prior_in, within_in = _fit_in(data, prior_out, bins, a, within_out)
-        count, mean, ss = _stats(data.refs[..., a : a + 1], data.mask)
-        mu_in[:, a], sd_in[:, a] = _posterior(prior_in, mean[:, 0], ss[:, 0], count)
+        prior_in, within_in = _fit_in(data, prior_out, bins, a)
+        _put(inn, a, _posterior(prior_in, *_side_stats(data, a, data.mask)))
         if not (within_out or within_in):
-            sd_in[:, a], sd_out[:, a] = _common_sd(data, a)
-    if not online:
-        return mu_out, sd_out, None, None, target
-    return mu_out, sd_out, mu_in, sd_in, target
+            inn.scale[:, a], out.scale[:, a] = _common_sd(data, a)
+    return out, (inn if online else None), target
+
+
+def _side_stats(data: _Data, a: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, SS, count) of the side's values for query ``a``, each (n,)."""
+    count, mean, ss = _stats(data.refs[..., a : a + 1], mask)
+    return mean[:, 0], ss[:, 0], count
+
+
+def _put(into: _Predictive, a: int, p: _Predictive) -> None:
+    into.loc[:, a], into.scale[:, a], into.dof[:, a] = p.loc, p.scale, p.dof
 
 
 def _common_sd(data: _Data, a: int) -> tuple[float, float]:
@@ -338,8 +372,8 @@ def lira_shrunk_online(
     population_phi: np.ndarray | None = None,
     population_labels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Online LiRA with shrunk Gaussians: log N(φ; μ̃_in, σ̃_in²) − log N(φ; μ̃_out, σ̃_out²),
-    averaged over queries (module docstring; docs/method.md §12).
+    """Online LiRA with shrunk variances: log t_in(φ) − log t_out(φ), each side's Student-t
+    predictive, averaged over queries (module docstring; docs/method.md §12).
 
     Parameters
     ----------
@@ -367,7 +401,7 @@ def lira_shrunk_online(
     >>> bool(s[0] > 0 > s[1])
     True
     """
-    mu_out, sd_out, mu_in, sd_in, target = shrunk_gaussians(
+    out, inn, target = shrunk_gaussians(
         target_phi,
         ref_phi,
         keep,
@@ -376,9 +410,8 @@ def lira_shrunk_online(
         population_phi=population_phi,
         population_labels=population_labels,
     )
-    assert mu_in is not None and sd_in is not None
-    z_in, z_out = (target - mu_in) / sd_in, (target - mu_out) / sd_out
-    llr = np.log(sd_out) - np.log(sd_in) + 0.5 * (z_out * z_out - z_in * z_in)
+    assert inn is not None
+    llr = _log_density(target, inn) - _log_density(target, out)
     score: np.ndarray = llr.mean(axis=1)
     return score
 
@@ -392,8 +425,9 @@ def lira_shrunk_offline(
     population_phi: np.ndarray | None = None,
     population_labels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Offline LiRA with a shrunk OUT Gaussian: z = (φ − μ̃_out)/σ̃_out averaged over queries
-    (module docstring; parameters as :func:`lira_shrunk_online`, IN references ignored).
+    """Offline LiRA with a shrunk OUT variance: the OUT predictive's CDF at φ on the normal
+    scale, averaged over queries (module docstring; parameters as :func:`lira_shrunk_online`,
+    IN references ignored).
 
     Examples
     --------
@@ -403,7 +437,7 @@ def lira_shrunk_offline(
     >>> bool(s[1] > s[0])
     True
     """
-    mu_out, sd_out, _, _, target = shrunk_gaussians(
+    out, _, target = shrunk_gaussians(
         target_phi,
         ref_phi,
         keep,
@@ -412,7 +446,7 @@ def lira_shrunk_offline(
         population_phi=population_phi,
         population_labels=population_labels,
     )
-    score: np.ndarray = ((target - mu_out) / sd_out).mean(axis=1)
+    score: np.ndarray = _upper_tail_z(target, out).mean(axis=1)
     return score
 
 
@@ -421,4 +455,5 @@ __all__ = [
     "lira_shrunk_online",
     "shrunk_gaussians",
     "trigamma_inverse",
+    "variance_groups",
 ]

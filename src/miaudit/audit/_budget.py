@@ -3,7 +3,8 @@
 From one set of trained references, each audited model is attacked again with its first k
 complementary pairs only, k = 1, 2, 4, 8, 16 (up to the audit's own k), and with no reference
 at all (k = 0: attacks on the target's own outputs). Nothing is trained: the curve rescoring the
-same signals costs a few seconds. At each k the attack with the highest TPR at 1 % FPR (ties:
+same signals costs a few seconds, and at the audit's own k (every reference) it takes the
+audit's scores as they are. At each k the attack with the highest TPR at 1 % FPR (ties:
 AUC) among those configured is shown, with its AUC and TPR at 1 % and 0.1 % FPR and intervals
 that resample records on the same pairs as the audit (all k share one set of replicates).
 """
@@ -11,12 +12,14 @@ that resample records on the same pairs as the audit (all k share one set of rep
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from miaudit.attacks import (
     Family,
+    ReferenceAttack,
     ReferenceSettings,
     attack_spec,
     leave_one_model_out_each,
@@ -28,6 +31,17 @@ from miaudit.metrics import Estimate, evaluate, roc_auc_score, tpr_at_fpr, tpr_k
 #: The numbers of reference pairs the curve visits (those up to the audit's own k).
 BUDGET_KS = (1, 2, 4, 8, 16)
 BUDGET_FPRS = (0.01, 0.001)
+
+
+@dataclass(frozen=True, eq=False)
+class AuditScores:
+    """The audit's own scores with all its references: name → (T, m), membership (T, m) and
+    the scored records (m,) — the curve's largest k when its references are the audit's."""
+
+    scores: Mapping[str, np.ndarray]
+    member: np.ndarray
+    records: np.ndarray
+
 
 #: Scores of the k = 0 candidates: (store, attack names, targets, records) → name → (T, m).
 ZeroReferenceScorer = Callable[
@@ -81,7 +95,32 @@ def _reference_candidates(names: Sequence[str]) -> list[str]:
     return out
 
 
-# Long: one pass over k, each step three lines (rescore, flatten, pick); split, the state
+def _scores_at(
+    store: SignalsStore,
+    made: Mapping[str, ReferenceAttack],
+    targets: list[int],
+    subset: list[list[int]],
+    own: AuditScores | None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """(name → flat scores, flat membership, records) with the references ``subset``: the
+    audit's own scores when it scored these very attacks with these very references (the same
+    settings give the same numbers), else a rescoring."""
+    if own is not None and all(n in own.scores for n in made):
+        return (
+            {n: np.asarray(own.scores[n]).reshape(-1) for n in made},
+            np.asarray(own.member).reshape(-1).astype(np.int8),
+            np.asarray(own.records),
+        )
+    scored = leave_one_model_out_each(store, made, targets=targets, reference_sets=subset)
+    first = next(iter(scored.values()))
+    return (
+        {n: p.scores.reshape(-1) for n, p in scored.items()},
+        first.member.reshape(-1).astype(np.int8),
+        first.records,
+    )
+
+
+# Long: one pass over k, each step three lines (score, check, pick); split, the state
 # (member, scores, chosen) would travel through four helpers.
 def budget_curve(
     store: SignalsStore,
@@ -93,12 +132,15 @@ def budget_curve(
     zero: tuple[Sequence[str], ZeroReferenceScorer] | None,
     resamples: int,
     seed: np.random.Generator | int,
+    own: AuditScores | None = None,
 ) -> BudgetCurve | None:
     """The curve for an audit whose targets each have k complementary pairs ``refs[t]`` (the
     models of pair 1, then pair 2, …); None without a reference attack to rescore.
 
     ``zero``: the k = 0 candidates and how to score them on the targets' own outputs
     (thresholds today; QMIA joins here when registered as a target-output attack).
+    ``own``: the audit's scores with all of ``refs``, taken as they are at the largest k
+    when that k uses every reference of every target (not rescored).
     """
     names = _reference_candidates(attacks)
     if not names or not refs or any(len(r) % 2 for r in refs):
@@ -110,18 +152,16 @@ def budget_curve(
     member = records = None
     for k in _budget_ks(k_max):
         subset = [r[: 2 * k] for r in refs]
-        scored = leave_one_model_out_each(store, made, targets=targets, reference_sets=subset)
-        flat = {n: p.scores.reshape(-1) for n, p in scored.items()}
+        reuse = own if subset == refs else None
+        flat, member, records = _scores_at(store, made, targets, subset, reuse)
         if any(np.isnan(s).any() for s in flat.values()):
             return None  # some pair is undefined: the k would not share pairs
-        first = next(iter(scored.values()))
-        member, records = first.member.reshape(-1).astype(np.int8), first.records
         best = _best(member, flat)
         chosen[f"k={k}"], picked[f"k={k}"] = flat[best], best
     assert member is not None and records is not None
     if zero is not None and zero[0]:
-        own = zero[1](store, zero[0], targets, records)
-        flat = {n: np.asarray(s).reshape(-1) for n, s in own.items()}
+        at_zero = zero[1](store, zero[0], targets, records)
+        flat = {n: np.asarray(s).reshape(-1) for n, s in at_zero.items()}
         best = _best(member, flat)
         chosen = {"k=0": flat[best], **chosen}
         picked["k=0"] = best

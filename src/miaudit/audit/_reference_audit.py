@@ -37,7 +37,7 @@ from miaudit.audit._attack import (
     tie_notes,
     top_tie,
 )
-from miaudit.audit._budget import BudgetCurve, budget_curve
+from miaudit.audit._budget import AuditScores, BudgetCurve, budget_curve
 from miaudit.audit._config import (
     AuditConfig,
     SignalsAuditConfig,
@@ -662,6 +662,7 @@ def _budget(
         zero=(own, zero_scores),
         resamples=a.resamples,
         seed=np.random.default_rng(budget_seed),
+        own=AuditScores(scored.scores, scored.member, scored.records),
     )
 
 
