@@ -201,8 +201,18 @@ def _row(ev: Any, name: str, tpr: str) -> dict[str, Any]:
     if name not in (BASELINE, "blind_ngram"):
         d = ev.difference(name, BASELINE, tpr)
         row["tpr_minus_loss"] = [d.point, d.lower, d.upper]
-        row["tpr_ratio_to_loss"] = list(_ratio(ev, name, BASELINE, tpr))
+        # a ratio of TPRs that cannot be measured (n0·α < 10) is not reported either
+        measurable = t.point is not None
+        row["tpr_ratio_to_loss"] = list(_ratio(ev, name, BASELINE, tpr)) if measurable else None
     return row
+
+
+def meets_claim(row: dict[str, Any]) -> bool:
+    """TPR at 1 % FPR measurable, at least 3× the loss attack's, paired difference above 0."""
+    ratio, diff = row.get("tpr_ratio_to_loss"), row.get("tpr_minus_loss")
+    if ratio is None or diff is None or diff[1] is None:
+        return False
+    return bool(ratio[0] >= 3.0 and diff[1] > 0)
 
 
 def _fmt(v: list[Any]) -> str:
@@ -220,11 +230,13 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
     ]
     for name, r in rows.items():
         diff = _fmt(r["tpr_minus_loss"]) if "tpr_minus_loss" in r else "—"
+        q = r.get("tpr_ratio_to_loss", "—")
         ratio = (
-            f"{r['tpr_ratio_to_loss'][0]:.1f} [{r['tpr_ratio_to_loss'][1]:.1f}, "
-            f"{r['tpr_ratio_to_loss'][2]:.1f}]"
-            if "tpr_ratio_to_loss" in r
-            else "—"
+            q
+            if q == "—"
+            else "not measurable"
+            if q is None
+            else f"{q[0]:.1f} [{q[1]:.1f}, {q[2]:.1f}]"
         )
         lines.append(f"| {name} | {_fmt(r['auc'])} | {_fmt(r['tpr_at_1pct'])} | {diff} | {ratio} |")
     return "\n".join(lines)
@@ -244,10 +256,12 @@ def run(size: str) -> BenchResult:
     rows = {name: _row(ev, name, tpr) for name in ev.names}
     times["total_s"] = time.perf_counter() - t_all
     primary = rows[PRIMARY]
-    diff_lo = primary["tpr_minus_loss"][1]
-    ratio = primary["tpr_ratio_to_loss"][0]
-    measurable = primary["tpr_at_1pct"][0] is not None
-    passed = bool(measurable and ratio >= 3.0 and diff_lo is not None and diff_lo > 0)
+    passed = meets_claim(primary)
+    secondary = {
+        name: meets_claim(rows[name])
+        for name in ATTACKS
+        if name.startswith(("text_lira", "text_rmia"))
+    }
     blind = rows["blind_ngram"]["auc"]
     notes = [
         f"size {size}: pool {s['pool']} ({int(member.sum())} members, "
@@ -256,6 +270,9 @@ def run(size: str) -> BenchResult:
         f"before any comparison: {RECIPE['finetune']}, pre-training {RECIPE['pretrain']}",
         f"intervals: percentile bootstrap over records (stratified), {RESAMPLES} replicates, 95 %; "
         "differences and ratios paired (the same resampled records for both attacks)",
+        "pass/fail is reference_ratio's (fixed before any run); the same criterion for the "
+        "reference fine-tunes' attacks: "
+        + ", ".join(f"{k} {'met' if v else 'not met'}" for k, v in secondary.items()),
         f"blind baseline (texts alone) AUC {_fmt(blind)}: "
         + ("at chance" if blind[1] <= 0.5 <= blind[2] else "NOT at chance: the split is shifted"),
         f"times (s): {', '.join(f'{k} {v:.0f}' for k, v in times.items())}; "
@@ -273,6 +290,7 @@ def run(size: str) -> BenchResult:
             "n_nonmembers": int((member == 0).sum()),
             "times_s": {k: round(v, 1) for k, v in times.items()},
             "load_start": load,
+            "secondary_meet_claim": secondary,
         },
         table=_table(rows),
         passed=passed,

@@ -42,7 +42,7 @@ SHIFT = ("clinical_note", "discharge_summary")  # members, non-members
 
 def sizes(size: str) -> dict[str, int]:
     if size == "full":
-        return {"seeds": 200, "shifted_seeds": 100, "pool": 1000}
+        return {"seeds": 200, "shifted_seeds": 20, "pool": 500}
     return {"seeds": 12, "shifted_seeds": 4, "pool": 200}
 
 
