@@ -72,7 +72,7 @@ def test_the_config_is_the_benchmarks(block: str | None, dp: bool, dedup: bool) 
 
 def test_the_page_quotes_the_exposure_benchmark() -> None:
     rec = _result("text_exposure")
-    page = PAGE.read_text(encoding="utf-8")
+    page = " ".join(PAGE.read_text(encoding="utf-8").split())  # the page wraps its lines
     assert rec["date"] in page
     means = rec["figures"]["mean_exposure"]
     for model in ("plain", "dp", "dedup"):
@@ -85,3 +85,22 @@ def test_the_page_quotes_the_exposure_benchmark() -> None:
 
 def test_the_page_has_no_placeholder_left() -> None:
     assert not re.search(r"[A-Z]+_[A-Z_]*PLACEHOLDER|EXPOSURE_[A-Z]+", PAGE.read_text("utf-8"))
+
+
+def test_the_page_quotes_the_membership_benchmark() -> None:
+    rec = _result("text_audit")
+    page = " ".join(PAGE.read_text(encoding="utf-8").split())  # the page wraps its lines
+    assert f"--size {rec['size']}`, {rec['date']}" in page
+    for name in ("text_loss", "zlib", "min_k_plus", "reference_ratio", "text_lira_online"):
+        point, lo, hi = rec["figures"]["attacks"][name]["auc"]
+        assert f"{point:.3f} [{lo:.3f}, {hi:.3f}]" in page, name
+
+
+def test_the_page_quotes_the_blind_baseline_benchmark() -> None:
+    rec = _result("text_blind")
+    f = rec["figures"]
+    lo, hi = f["fair_excluded_share_interval"]
+    page = " ".join(PAGE.read_text(encoding="utf-8").split())
+    assert f"excluded chance on {f['fair_excluded']} ({f['fair_excluded_share']:.1%}" in page
+    assert f"{lo:.1%}–{hi:.1%}" in page and rec["date"] in page
+    assert f"On {f['shifted_flagged']} of {f['shifted_seeds']} shifted splits" in page
