@@ -13,7 +13,12 @@ text attacks run through the attack registry.
 The recipe is fixed here, before any attack was compared, and never tuned: it is
 ``miaudit demo --text``'s (``text_demo_config``: the default architecture, pre-training on
 3,000 public records for one epoch, full fine-tuning for 4 epochs at learning rate 1e-3, batch
-16). Only the pool is larger at full size (4,000 records: 2,000 members, 2,000 non-members).
+16). Full size: that model (≈ 2 M parameters) on a 4,000-record pool (2,000 members, 2,000
+non-members) and 500 population texts. Small size (cheap, for a quick check): a 0.14 M-parameter
+architecture, a 600-record pool and 4 references; its 300 non-members cannot measure a TPR at
+1 % FPR (n0·α < 10), so it reports AUCs. Finished fine-tunes are kept in the cache
+(``text-audit-<key>`` in ``~/.cache/miaudit/lm`` or ``$MIAUDIT_CACHE/lm``, keyed by everything
+that makes them), so a killed full run resumes where it stopped.
 
 Intervals: percentile bootstrap over records, stratified by membership, 1,000 replicates, 95 %
 (docs/method.md §0); a comparison resamples the same records for both attacks (paired). Pass:
