@@ -34,6 +34,7 @@ SLOW_MODULES = frozenset(
         "tests/benchmarks/test_own_model_bench.py",  # trains a CNN's and XGBoost's references
         "tests/benchmarks/test_runner.py",
         "tests/benchmarks/test_text_exposure_bench.py",  # three tiny LM fine-tunes (one DP)
+        "tests/benchmarks/test_text_audit_bench.py",  # three tiny LM fine-tunes, 6 blind baselines
         "tests/benchmarks/test_scale_benches.py",
         "tests/datasets/test_fashion_mnist_recipes.py",  # an MLP and a CNN plan on Fashion-MNIST
         "tests/docs/test_own_model_docs.py",  # three reference audits of the user's own code
