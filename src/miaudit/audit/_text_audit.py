@@ -20,11 +20,12 @@ from miaudit.attacks import (
     BLIND_DESCRIPTION,
     BLIND_NAME,
     AttackSpec,
+    BlindBaseline,
     Need,
     SequenceInputs,
     SignalKind,
     attack_spec,
-    blind_baseline_scores,
+    blind_baseline,
     registered_attacks,
     score_sequences,
     shifted_split_note,
@@ -40,6 +41,7 @@ from miaudit.audit._attack import (
 )
 from miaudit.audit._pseudonyms import describe_key, key_or_fresh
 from miaudit.audit._results import (
+    AttackResult,
     AuditResult,
     BootstrapInfo,
     ImpliedEpsilonResult,
@@ -132,7 +134,8 @@ def run_text_attacks(
         if len(values) != store.n_records:
             raise InputError("texts", f"has {len(values)} texts for {store.n_records} records")
         pooled = [t for t, keep in zip(values, pool, strict=True) if keep]
-        scores[BLIND_NAME] = blind_baseline_scores(pooled, member, seed=fold)
+        blind_test = blind_baseline(pooled, member, seed=fold)
+        scores[BLIND_NAME] = blind_test.scores
         described[BLIND_NAME] = (BLIND_DESCRIPTION, BLIND_CITATION)
     ev = evaluate(
         member,
@@ -146,6 +149,11 @@ def run_text_attacks(
         attack_result(n, ev, described[n][0], described[n][1], **_extra(member, scores[n], eps))
         for n in scores
     ]
+    if texts is not None:  # the blind AUC's interval is its permutation test's (§13.3)
+        results = [
+            _with_permutation_interval(r, blind_test) if r.name == BLIND_NAME else r
+            for r in results
+        ]
     key = key_or_fresh(pseudonym_key)
     model_attacks = [r for r in results if r.name != BLIND_NAME]
     strongest = max(model_attacks, key=lambda a: a.auc.point or 0.0).name
@@ -163,11 +171,14 @@ def run_text_attacks(
         *tie_notes(results, ev.fprs),
     ]
     if BLIND_NAME in scores:
-        blind = ev.estimate(BLIND_NAME, "auc")
-        shifted = shifted_split_note(blind.lower, blind.upper, ev.confidence)
+        shifted = shifted_split_note(blind_test.lower, blind_test.upper, 0.95)
         notes.append(
-            shifted
-            or f"The blind baseline ({BLIND_NAME}, texts alone) is at chance: no sign that the split is shifted."
+            (
+                shifted
+                or f"The blind baseline ({BLIND_NAME}, texts alone) is at chance: no sign that the split is shifted."
+            )
+            + f" Its interval and p-value come from a permutation test ({blind_test.permutations} within-fold permutations, "
+            f"one-sided p = {blind_test.p_value:.3f}), not from the record bootstrap: a cross-fitted AUC varies more than resampling records shows."
         )
     else:
         notes.append(
@@ -198,3 +209,8 @@ def run_text_attacks(
         notes=notes,
     )
     return AttackRun(result, record_id, member, np.zeros(member.size, dtype=np.int64), scores)
+
+
+def _with_permutation_interval(result: AttackResult, blind: BlindBaseline) -> AttackResult:
+    auc = result.auc.model_copy(update={"lower": blind.lower, "upper": blind.upper})
+    return result.model_copy(update={"auc": auc})
