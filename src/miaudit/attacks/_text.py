@@ -16,7 +16,8 @@ statistics, and, for the calibrated ones, the base model's or reference fine-tun
 - ``text_lira_online`` / ``text_lira_offline`` / ``text_rmia_online`` / ``text_rmia_offline``:
   the existing LiRA and RMIA (:func:`~miaudit.attacks.lira_online`, …) on the per-sequence
   statistic s = mean token log-probability of the audited model and of reference fine-tunes
-  (RMIA's likelihood is the per-token geometric mean exp(s) ∈ (0, 1]).
+  (RMIA's likelihood is the per-token geometric mean exp(s) ∈ (0, 1]; offline RMIA's ``a``
+  calibrated on the references, never the tabular default).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from miaudit.attacks._lira import lira_offline, lira_online
-from miaudit.attacks._rmia import DEFAULT_A, rmia_offline, rmia_online
+from miaudit.attacks._rmia import (
+    DEFAULT_A,
+    calibrate_rmia_a,
+    can_calibrate_rmia_a,
+    rmia_offline,
+    rmia_online,
+)
 from miaudit.errors import InputError
 from miaudit.signals import ModelTokens, SequenceStore
 
@@ -143,6 +150,16 @@ def lira_scores(online: bool) -> Callable[[SequenceInputs], np.ndarray]:
     return run
 
 
+def _offline_a(ref_p: np.ndarray, keep: np.ndarray, pop: np.ndarray) -> float:
+    """Offline RMIA's ``a``, calibrated on the references (one plays the target, its partner
+    left out; the RMIA paper's offline recipe), as for tabular models. A sequence's
+    probability (its mean per-token probability, a few per cent) is far from a class
+    probability, so the tabular default would let the constant (1 − a)/2 swamp p_OUT."""
+    if not can_calibrate_rmia_a(keep):
+        return DEFAULT_A
+    return calibrate_rmia_a(ref_p[:, ~pop], keep[:, ~pop])
+
+
 def rmia_scores(online: bool) -> Callable[[SequenceInputs], np.ndarray]:
     def run(x: SequenceInputs) -> np.ndarray:
         target, refs, keep = _reference_statistics(x.store)
@@ -154,7 +171,9 @@ def rmia_scores(online: bool) -> Callable[[SequenceInputs], np.ndarray]:
             )
         p, ref_p = np.exp(target), np.exp(refs)
         score = (
-            rmia_online(p, ref_p, pop) if online else rmia_offline(p, ref_p, keep, pop, a=DEFAULT_A)
+            rmia_online(p, ref_p, pop)
+            if online
+            else rmia_offline(p, ref_p, keep, pop, a=_offline_a(ref_p, keep, pop))
         )
         out: np.ndarray = score[~pop]
         return out
