@@ -99,7 +99,7 @@ def test_defaults_are_gradient_canaries_with_power_printed():
     lines: list[str] = []
     res = dp_audit(_cfg({"fault": "zero_noise"}, 0, epochs=3), say=lines.append)
     assert res.design.canary_kind == "gradient" and res.design.canaries == 5000
-    assert "guess rule" not in res.guess_rule and "largest median ideal bound" in res.guess_rule
+    assert "guess rule" not in res.guess_rule and "largest mean ideal bound under a violation" in res.guess_rule
     assert res.verdict == "FAILED" and res.p_value is not None and res.p_value < 0.05
     assert res.power is not None and res.power.ideal_bound < res.empirical_epsilon_lower_bound
     assert res.power.min_detectable_epsilon is not None and res.power.simulations == 9
