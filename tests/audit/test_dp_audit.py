@@ -269,3 +269,40 @@ def test_report_dp_section_gets_claim_bounds_ceiling_and_power():
     assert "PASSED: no contradiction found (LOW POWER" in notes
     assert "power: an ideal attacker under the claimed mechanism" in notes
     assert "Gaussian-DP estimate (assumes a Gaussian trade-off curve" in notes
+
+
+def test_multi_run_mode_writes_schema_3_with_counts_ceiling_and_ideal(tmp_path):
+    """Issue 19: --multi-run trains R runs with one gradient canary each and tests the claim by
+    Clopper–Pearson over runs; its file (schema 3) reads back, and the CLI exposes it."""
+    import typer
+    from typer.testing import CliRunner
+
+    from miaudit.audit import DpAuditResult
+    from miaudit.cli._tradeoff import dp_audit as dp_audit_cmd
+
+    cfg = tmp_path / "dp.toml"
+    cfg.write_text(
+        'seed = 3\n[data]\ndataset = "purchase"\npurchase = { n_records = 300, n_features = 8, n_classes = 3 }\n'
+        '[model]\nkind = "torch-mlp"\nhidden = [4]\nepochs = 1\nbatch_size = 60\nlr = 0.003\n'
+        "dp = { epsilon = 2.0 }\n",
+        encoding="utf-8",
+    )
+    app = typer.Typer()
+    app.command("dp-audit")(dp_audit_cmd)
+    app.command("unused")(lambda: None)
+    r = CliRunner().invoke(
+        app, ["dp-audit", str(cfg), "--multi-run", "--runs", "24", "--out", str(tmp_path / "o")]
+    )
+    assert r.exit_code == 0, r.output
+    assert "multi-run:" in r.output and "Clopper–Pearson ceiling" in r.output
+    res = DpAuditResult.read(tmp_path / "o" / "dp_audit.json")
+    mr = res.multi_run
+    assert res.schema_version == "miaudit.dp_audit/3" and mr is not None
+    assert mr.runs == 24 and mr.runs_in + mr.runs_out == 24
+    assert res.max_certifiable_epsilon == mr.ceiling and res.verdict == "not testable by this design"
+    assert res.p_value is not None and 0 <= res.p_value <= 1
+    with pytest.raises(InputError, match="model.dp.fault"):
+        dp_audit(
+            _cfg({"fault": "no_clipping", "ghost_clipping": False}, 0, epochs=1),
+            design=DpAuditDesign(runs=4, multi_run=True),
+        )
