@@ -49,6 +49,7 @@ from miaudit.audit._dp_audit_power import (
     planned_mechanism,
     recorded_mechanism,
 )
+from miaudit.audit._dp_curve import CurveTest, curve_test
 from miaudit.audit._dp_multirun import MultiRun, check_multi_run_recipe, multi_run_test
 from miaudit.audit._results import PrivacySpent, _Record, dump_record, parse_record, read_record
 from miaudit.datasets import Dataset
@@ -100,6 +101,9 @@ class DpAuditDesign(_Record):
     #: Multi-run mode: ``runs`` runs with one Dirac gradient canary each, Clopper–Pearson over
     #: runs (:mod:`miaudit.audit._dp_multirun`); canaries and guesses do not apply.
     multi_run: bool = False
+    #: Test the accountant's whole ε(δ) curve (Bonferroni over a δ grid fixed in advance:
+    #: :mod:`miaudit.audit._dp_curve`) instead of the claimed point alone; one-run mode only.
+    curve: bool = False
 
     @property
     def m(self) -> int:
@@ -204,6 +208,8 @@ class DpAuditResult(_Record):
     score: str = ""
     #: Multi-run mode's counts, threshold, ceiling and ideal bound (schema 3; None otherwise).
     multi_run: MultiRun | None = None
+    #: The whole-curve test when the design asked for it (schema 3; None otherwise).
+    curve: CurveTest | None = None
 
     @field_validator("claimed_epsilon", mode="before")
     @classmethod
@@ -226,10 +232,11 @@ class DpAuditResult(_Record):
     __str__ = __repr__
 
     def to_json(self) -> str:
-        if self.multi_run is not None:
+        if self.multi_run is not None or self.curve is not None:
             return dump_record(self)
-        data = json.loads(dump_record(self))  # one run: schema 2 exactly as it always was
-        del data["multi_run"], data["design"]["multi_run"]
+        data = json.loads(dump_record(self))  # schema 2 exactly as it always was
+        for key in ("multi_run", "curve"):
+            del data[key], data["design"][key]
         return json.dumps(data, indent=2, allow_nan=False)
 
     @classmethod
@@ -248,6 +255,8 @@ class DpAuditResult(_Record):
 
     def verdict_text(self) -> str:
         """The verdict in words: PASSED says what it does not prove, and when power is low."""
+        if self.verdict == "FAILED" and self.curve is not None:
+            return f"FAILED: the guesses reject the accountant's curve (Bonferroni p = {self.curve.adjusted_p_value:.2g} < {self.significance:g})"
         if self.verdict == "FAILED":
             return "FAILED: the guesses reject the claim" + (
                 f" (p = {self.p_value:.2g} < {self.significance:g})"
@@ -275,6 +284,8 @@ class DpAuditResult(_Record):
         ]
         if self.multi_run is not None:
             lines.append(self.multi_run.line())
+        if self.curve is not None:
+            lines.append(self.curve.line())
         if self.power is not None:
             lines.append(self.power.line())
         if self.gaussian_dp is not None:
@@ -758,7 +769,16 @@ def _result(
         else None
     )
     assert design.canary_kind is not None
+    curve = (
+        curve_test(res.m, res.r, res.v, top, design.significance)
+        if design.curve and top is not None and math.isfinite(claimed)
+        else None
+    )
+    decided = verdict(claimed, p_value, design.significance, float(ceiling))
+    if curve is not None and decided != "not testable by this design":
+        decided = "FAILED" if curve.rejected else "PASSED"  # the curve test alone decides
     return DpAuditResult(
+        schema_version=DP_AUDIT_SCHEMA_MULTI_RUN if curve is not None else DP_AUDIT_SCHEMA,
         claimed_epsilon=claimed,
         delta=float(delta),
         accountant=privacy[0].accountant if privacy else "none (not DP-trained)",
@@ -767,7 +787,7 @@ def _result(
         empirical_epsilon_lower_bound=float(res.epsilon_lower_bound),
         significance=design.significance,
         max_certifiable_epsilon=float(ceiling),
-        verdict=verdict(claimed, p_value, design.significance, float(ceiling)),
+        verdict=decided,
         design=design,
         m=res.m,
         r=res.r,
@@ -783,6 +803,7 @@ def _result(
         gaussian_dp=_gaussian_dp(runs, design, delta) if privacy else None,
         guess_rule=rule,
         score=_SCORES[design.canary_kind],
+        curve=curve,
     )
 
 
@@ -849,6 +870,8 @@ def _multi_run_audit(
 ) -> DpAuditResult:
     """Multi-run mode (:mod:`miaudit.audit._dp_multirun`): R runs, one gradient canary each."""
     recipe = check_multi_run_recipe(cfg.model, design.runs)
+    if design.curve:
+        raise InputError("--curve", "the whole-curve test is for one-run mode, not --multi-run")
     if design.canary_kind not in (None, "gradient") or design.canaries is not None:
         raise InputError("--multi-run", "multi-run mode plants one gradient canary per run")
     design = design.model_copy(update={"canary_kind": "gradient", "canaries": 1})

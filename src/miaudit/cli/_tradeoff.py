@@ -272,6 +272,13 @@ def dp_audit(
             help="Multi-run mode for small DP 'torch-mlp' recipes: --runs R runs trained many at once, one Dirac gradient canary each (included in half the runs by a seeded coin), Clopper–Pearson over runs with its ceiling.",
         ),
     ] = False,
+    curve: Annotated[
+        bool,
+        typer.Option(
+            "--curve",
+            help="Test the accountant's whole ε(δ) curve (a fixed δ grid, Bonferroni) instead of the claimed point: the verdict is that one test.",
+        ),
+    ] = False,
     significance: Annotated[
         float, typer.Option(help="Significance of the one-sided test of the claim.")
     ] = 0.05,
@@ -309,6 +316,7 @@ def dp_audit(
         significance=significance,
         canary_kind=kind,
         multi_run=multi_run,
+        curve=curve,
     )
     from miaudit.cli._train import load_audit
 
