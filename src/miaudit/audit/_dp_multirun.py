@@ -1,4 +1,4 @@
-"""Multi-run mode of ``miaudit dp-audit`` (docs/dp.md, "Multi-run mode"; docs/method.md §16).
+"""Multi-run mode of ``miaudit dp-audit`` (docs/dp.md, "Multi-run mode"; docs/method.md §18).
 
 R DP-SGD runs of a small ``torch-mlp`` recipe, each with one Dirac gradient canary included by
 its own seeded fair coin, trained many at once (models' ``train_dp_runs``); each run's canary

@@ -1,4 +1,4 @@
-"""The multi-run DP audit's statistics (docs/method.md §16; docs/dp.md, "Multi-run mode").
+"""The multi-run DP audit's statistics (docs/method.md §18; docs/dp.md, "Multi-run mode").
 
 R training runs, each with one canary included by a fair coin; each run's canary gets a score
 and the guess "included" when the score exceeds a threshold t fixed before scoring. With TP of

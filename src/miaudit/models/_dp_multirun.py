@@ -1,5 +1,5 @@
 """Many small DP-SGD runs trained at once, for the multi-run DP audit (docs/dp.md, "Multi-run
-mode"; docs/method.md §16).
+mode"; docs/method.md §18).
 
 R copies of a small ``torch-mlp`` recipe are stacked (``torch.func.stack_module_state``) and
 trained together in chunks: per-sample gradients by ``vmap(vmap(grad))``, each clipped to C
