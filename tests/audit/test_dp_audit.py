@@ -99,7 +99,10 @@ def test_defaults_are_gradient_canaries_with_power_printed():
     lines: list[str] = []
     res = dp_audit(_cfg({"fault": "zero_noise"}, 0, epochs=3), say=lines.append)
     assert res.design.canary_kind == "gradient" and res.design.canaries == 5000
-    assert "guess rule" not in res.guess_rule and "largest mean ideal bound under a violation" in res.guess_rule
+    assert (
+        "guess rule" not in res.guess_rule
+        and "largest mean ideal bound under a violation" in res.guess_rule
+    )
     assert res.verdict == "FAILED" and res.p_value is not None and res.p_value < 0.05
     assert res.power is not None and res.power.ideal_bound < res.empirical_epsilon_lower_bound
     assert res.power.min_detectable_epsilon is not None and res.power.simulations == 9
@@ -299,9 +302,11 @@ def test_multi_run_mode_writes_schema_3_with_counts_ceiling_and_ideal(tmp_path):
     mr = res.multi_run
     assert res.schema_version == "miaudit.dp_audit/3" and mr is not None
     assert mr.runs == 24 and mr.runs_in + mr.runs_out == 24
-    assert res.max_certifiable_epsilon == mr.ceiling and res.verdict == "not testable by this design"
+    assert (
+        res.max_certifiable_epsilon == mr.ceiling and res.verdict == "not testable by this design"
+    )
     assert res.p_value is not None and 0 <= res.p_value <= 1
-    with pytest.raises(InputError, match="model.dp.fault"):
+    with pytest.raises(InputError, match=r"model\.dp\.fault"):
         dp_audit(
             _cfg({"fault": "no_clipping", "ghost_clipping": False}, 0, epochs=1),
             design=DpAuditDesign(runs=4, multi_run=True),

@@ -117,12 +117,12 @@ def null_thresholds(
         steps=steps,
         rng=np.random.default_rng(seed),
     )
-    return np.quantile(s, 1.0 - np.asarray(FPR_GRID))
+    return np.asarray(np.quantile(s, 1.0 - np.asarray(FPR_GRID)), dtype=np.float64)
 
 
 def simulated_multi_run_bounds(
     runs: int,
-    thresholds: Sequence[float],
+    thresholds: Sequence[float] | np.ndarray,
     *,
     true_sigma: float,
     claimed_sigma: float,

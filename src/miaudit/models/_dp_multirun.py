@@ -105,7 +105,7 @@ class _ChunkState:
     ) -> None:
         from torch.func import stack_module_state
 
-        params, _ = stack_module_state(modules)  # type: ignore[arg-type]
+        params, _ = stack_module_state(modules)
         self.params = {k: v.detach().requires_grad_(False) for k, v in params.items()}
         self.shapes = [v.shape[1:] for v in self.params.values()]
         self.runs = len(modules)
