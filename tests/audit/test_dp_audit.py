@@ -70,8 +70,8 @@ def test_design_is_checked_and_its_ceiling_stated_before_training(tmp_path):
 
     back = DpAuditResult.read(tmp_path / "dp_audit.json")
     assert back == res and math.isinf(back.claimed_epsilon)
-    (tmp_path / "other.json").write_text(json.dumps({**data, "schema": "miaudit.dp_audit/3"}))
-    with pytest.raises(InputError, match=r"other\.json.*dp_audit/3"):
+    (tmp_path / "other.json").write_text(json.dumps({**data, "schema": "miaudit.dp_audit/9"}))
+    with pytest.raises(InputError, match=r"other\.json.*dp_audit/9"):
         DpAuditResult.read(tmp_path / "other.json")
 
 
