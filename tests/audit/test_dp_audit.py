@@ -306,6 +306,10 @@ def test_multi_run_mode_writes_schema_3_with_counts_ceiling_and_ideal(tmp_path):
         res.max_certifiable_epsilon == mr.ceiling and res.verdict == "not testable by this design"
     )
     assert res.p_value is not None and 0 <= res.p_value <= 1
+    from miaudit.report import render_dp_report
+
+    html = render_dp_report(res)
+    assert "24 training runs, one gradient canary each" in html and "multi-run: " in html
     with pytest.raises(InputError, match=r"model\.dp\.fault"):
         dp_audit(
             _cfg({"fault": "no_clipping", "ghost_clipping": False}, 0, epochs=1),
