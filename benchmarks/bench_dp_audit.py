@@ -5,7 +5,7 @@ Recipe (as tests/audit/test_dp_audit.py): Purchase-like, 100 features, 10 classe
 0.1, 3,000 records; MLP 100-128-10 (14,218 coordinates), 30 epochs, batch 64, Adam 3e-3;
 DP-SGD through Opacus (ghost clipping, PRV accountant, δ = 1e-5). Design: the defaults — for a
 DP recipe 5,000 gradient canaries with the likelihood-ratio score and (k₊, k₋) from the guess
-rule; the black-box line: 500 input canaries, guesses by the same rule.
+rule; the black-box line: input canaries at their defaults (1,000), guesses by the same rule.
 
 Lines (full size; small runs two seeds of each, 1,500 records, 10 epochs):
 - Done when: a zero-noise recipe (claim ε = 1) FAILED at the defaults on ≥ 9 of 10 seeds.
@@ -98,12 +98,11 @@ def run(size: str) -> BenchResult:
             shape,
         ),
         "no_clipping_input": _line(
-            "no clipping (500 input canaries)",
+            "no clipping (input canaries, defaults: 1,000)",
             {"fault": "no_clipping", "ghost_clipping": False},
             range(5) if full else range(2),
             shape,
             canary_kind="input",
-            canaries=500,
         ),
         "correct_eps4": _line(
             "correct, claim ε = 4 (defaults)", {}, range(3) if full else range(1), shape, claim=4.0

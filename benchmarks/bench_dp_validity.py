@@ -20,6 +20,8 @@ def run(size: str) -> BenchResult:
     from miaudit.metrics._dp_validity import (
         gaussian_mechanism_rate,
         gdp_estimates_on_randomized_response,
+        multi_run_gaussian_rate,
+        multi_run_rr_rate,
         null_rate,
         randomized_response_rate,
     )
@@ -33,6 +35,17 @@ def run(size: str) -> BenchResult:
         randomized_response_rate(4.0, 1000, 200, 200, seeds=seeds),
         gaussian_mechanism_rate(1.0, 1e-5, 1000, 50, 50, seeds=seeds),
         gaussian_mechanism_rate(4.0, 1e-5, 5000, 50, 50, seeds=seeds),
+        # the designs the guess rule picks for bench_dp_audit's recipes (issue 19's new rule)
+        null_rate(1000, 100, 100, seeds=seeds, seed=2),
+        null_rate(5000, 125, 125, seeds=seeds, seed=3),
+        randomized_response_rate(1.0, 1000, 100, 100, seeds=seeds, seed=2),
+        gaussian_mechanism_rate(1.0, 1e-5, 5000, 125, 125, seeds=seeds, seed=2),
+        gaussian_mechanism_rate(4.0, 1e-5, 5000, 125, 125, seeds=seeds, seed=2),
+        # multi-run mode's Clopper–Pearson test, 1,000 runs per seed
+        multi_run_rr_rate(0.0, 1000, seeds=seeds),
+        multi_run_rr_rate(1.0, 1000, seeds=seeds),
+        multi_run_rr_rate(4.0, 1000, seeds=seeds),
+        multi_run_gaussian_rate(4.0, 1e-5, 1000, seeds=seeds),
     ]
     gdp = gdp_estimates_on_randomized_response(1.0, 1e-5, 2000, 500, seeds=min(seeds, 200))
     rows = [
@@ -65,6 +78,8 @@ def run(size: str) -> BenchResult:
     }
     notes = [
         "Designs (k₊, k₋): null 50/50 of 1,000 and 250/250 of 5,000; randomized response 50/50 and 500/0 of 1,000 at ε = 1, 200/200 at ε = 4; Gaussian 50/50 of 1,000 (ε = 1) and of 5,000 (ε = 4).",
+        "The guess rule's designs (issue 19): null 100/100 of 1,000 and 125/125 of 5,000; randomized response 100/100 of 1,000 at ε = 1; Gaussian 125/125 of 5,000 at ε = 1 and 4.",
+        "Multi-run: 1,000 runs per seed, Clopper–Pearson at 0.025 per side; randomized response at ε = 0 (the null), 1 and 4 (threshold 0.5: the test is tight there); Gaussian at (4, 1e-5) with threshold 0.5 + 2σ.",
         f"μ-GDP estimate on randomized response at ε = 1 (2,000 canaries, top 500): median ε ≈ {np.median(gdp):.2f}, above 1 on {(gdp > 1).mean():.0%} of seeds — the Gaussian family assumption fails for pure DP, so it never decides a verdict.",
     ]
     return BenchResult(

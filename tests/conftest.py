@@ -41,6 +41,7 @@ SLOW_MODULES = frozenset(
         "tests/docs/test_own_model_scripts.py",  # the same three from plain scripts
         "tests/docs/test_own_model_hf.py",  # trains a tiny BERT and audits it, in fresh interpreters
         "tests/dp/test_dp_training.py",  # Opacus training
+        "tests/dp/test_multi_run_training.py",  # trains 3 × 60 tiny DP-SGD runs (torch.func)
         "tests/engine/test_device_cuda.py",  # trains on the GPU (skipped without one)
         "tests/engine/test_ray.py",  # starts a Ray cluster
         "tests/engine/test_resume.py",  # SIGKILLs and resumes training processes

@@ -24,6 +24,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 MODULE_LEVEL_EXTRAS = {
     "serve/": "serve",
     "models/_dp.py": "torch",
+    "models/_dp_multirun.py": "torch",
     "models/_generic_torch.py": "torch",
     "models/_lm.py": "torch",
     "models/_lm_candidates.py": "torch",

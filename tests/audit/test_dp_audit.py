@@ -70,8 +70,8 @@ def test_design_is_checked_and_its_ceiling_stated_before_training(tmp_path):
 
     back = DpAuditResult.read(tmp_path / "dp_audit.json")
     assert back == res and math.isinf(back.claimed_epsilon)
-    (tmp_path / "other.json").write_text(json.dumps({**data, "schema": "miaudit.dp_audit/3"}))
-    with pytest.raises(InputError, match=r"other\.json.*dp_audit/3"):
+    (tmp_path / "other.json").write_text(json.dumps({**data, "schema": "miaudit.dp_audit/9"}))
+    with pytest.raises(InputError, match=r"other\.json.*dp_audit/9"):
         DpAuditResult.read(tmp_path / "other.json")
 
 
@@ -99,7 +99,10 @@ def test_defaults_are_gradient_canaries_with_power_printed():
     lines: list[str] = []
     res = dp_audit(_cfg({"fault": "zero_noise"}, 0, epochs=3), say=lines.append)
     assert res.design.canary_kind == "gradient" and res.design.canaries == 5000
-    assert "guess rule" not in res.guess_rule and "largest median ideal bound" in res.guess_rule
+    assert (
+        "guess rule" not in res.guess_rule
+        and "largest mean ideal bound under a violation" in res.guess_rule
+    )
     assert res.verdict == "FAILED" and res.p_value is not None and res.p_value < 0.05
     assert res.power is not None and res.power.ideal_bound < res.empirical_epsilon_lower_bound
     assert res.power.min_detectable_epsilon is not None and res.power.simulations == 9
@@ -269,3 +272,46 @@ def test_report_dp_section_gets_claim_bounds_ceiling_and_power():
     assert "PASSED: no contradiction found (LOW POWER" in notes
     assert "power: an ideal attacker under the claimed mechanism" in notes
     assert "Gaussian-DP estimate (assumes a Gaussian trade-off curve" in notes
+
+
+def test_multi_run_mode_writes_schema_3_with_counts_ceiling_and_ideal(tmp_path):
+    """Issue 19: --multi-run trains R runs with one gradient canary each and tests the claim by
+    Clopper–Pearson over runs; its file (schema 3) reads back, and the CLI exposes it."""
+    import typer
+    from typer.testing import CliRunner
+
+    from miaudit.audit import DpAuditResult
+    from miaudit.cli._tradeoff import dp_audit as dp_audit_cmd
+
+    cfg = tmp_path / "dp.toml"
+    cfg.write_text(
+        'seed = 3\n[data]\ndataset = "purchase"\npurchase = { n_records = 300, n_features = 8, n_classes = 3 }\n'
+        '[model]\nkind = "torch-mlp"\nhidden = [4]\nepochs = 1\nbatch_size = 60\nlr = 0.003\n'
+        "dp = { epsilon = 2.0 }\n",
+        encoding="utf-8",
+    )
+    app = typer.Typer()
+    app.command("dp-audit")(dp_audit_cmd)
+    app.command("unused")(lambda: None)
+    r = CliRunner().invoke(
+        app, ["dp-audit", str(cfg), "--multi-run", "--runs", "24", "--out", str(tmp_path / "o")]
+    )
+    assert r.exit_code == 0, r.output
+    assert "multi-run:" in r.output and "Clopper–Pearson ceiling" in r.output
+    res = DpAuditResult.read(tmp_path / "o" / "dp_audit.json")
+    mr = res.multi_run
+    assert res.schema_version == "miaudit.dp_audit/3" and mr is not None
+    assert mr.runs == 24 and mr.runs_in + mr.runs_out == 24
+    assert (
+        res.max_certifiable_epsilon == mr.ceiling and res.verdict == "not testable by this design"
+    )
+    assert res.p_value is not None and 0 <= res.p_value <= 1
+    from miaudit.report import render_dp_report
+
+    html = render_dp_report(res)
+    assert "24 training runs, one gradient canary each" in html and "multi-run: " in html
+    with pytest.raises(InputError, match=r"model\.dp\.fault"):
+        dp_audit(
+            _cfg({"fault": "no_clipping", "ghost_clipping": False}, 0, epochs=1),
+            design=DpAuditDesign(runs=4, multi_run=True),
+        )

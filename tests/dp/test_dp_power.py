@@ -62,6 +62,25 @@ def test_guess_rule_uses_the_claim_alone_and_is_reproducible():
     assert sum(only_large[0]) >= 200
 
 
+def test_guess_rule_is_fixed_by_the_design_alone_and_aims_at_a_violation():
+    """Issue 19: the audit's seed never moves the guesses (the old rule's choice at ε ≈ 1 changed
+    with it); the rule simulates the mechanism whose accountant records twice the claim."""
+    from miaudit.audit._dp_audit_power import Mechanism, guess_rule, violation_mechanism
+
+    mech = Mechanism(noise_multiplier=3.0, sample_rate=0.05, steps=60)
+    violation = violation_mechanism(mech, 1.0, 1e-5, "rdp")
+    assert violation.noise_multiplier < mech.noise_multiplier
+    assert (violation.sample_rate, violation.steps) == (mech.sample_rate, mech.steps)
+    from opacus.accountants import create_accountant
+
+    acc = create_accountant("rdp")
+    acc.history = [(violation.noise_multiplier, violation.sample_rate, violation.steps)]
+    assert acc.get_epsilon(1e-5) == pytest.approx(2.0, abs=0.05)
+    design = guess_rule(200, mech, 1.0, 1e-5, 0.05, "rdp")
+    assert design in grid_designs(200)
+    assert guess_rule(200, mech, 1.0, 1e-5, 0.05, "rdp") == design
+
+
 def test_min_detectable_epsilon_is_where_the_test_rejects_nine_times_in_ten():
     m, r, claim = 1000, 200, 1.0
     eps = min_detectable_epsilon(m, r, claim, delta=1e-5, significance=0.05)

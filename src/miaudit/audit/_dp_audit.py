@@ -41,6 +41,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from miaudit.audit._config import AuditConfig, load_audit_config
 from miaudit.audit._dp_audit_power import (
+    LOW_POWER_FACTOR,
     DpAuditPower,
     Mechanism,
     design_power,
@@ -48,6 +49,8 @@ from miaudit.audit._dp_audit_power import (
     planned_mechanism,
     recorded_mechanism,
 )
+from miaudit.audit._dp_curve import CurveTest, curve_test
+from miaudit.audit._dp_multirun import MultiRun, check_multi_run_recipe, multi_run_test
 from miaudit.audit._results import PrivacySpent, _Record, dump_record, parse_record, read_record
 from miaudit.datasets import Dataset
 from miaudit.errors import InputError
@@ -63,6 +66,9 @@ TorchRecipe = MLPRecipe | CNNRecipe
 
 DP_AUDIT_SCHEMA: Literal["miaudit.dp_audit/2"] = "miaudit.dp_audit/2"
 DP_AUDIT_SCHEMA_V1 = "miaudit.dp_audit/1"  # still read: the fields schema 2 added are None
+#: Multi-run results: schema 2 plus ``multi_run`` (and ``design.multi_run``). One-run results
+#: are still written as schema 2, byte for byte as before.
+DP_AUDIT_SCHEMA_MULTI_RUN: Literal["miaudit.dp_audit/3"] = "miaudit.dp_audit/3"
 DP_AUDIT_FILE = "dp_audit.json"
 Verdict = Literal["PASSED", "FAILED", "not testable by this design"]
 CanaryKind = Literal["input", "gradient", "rare-category", "ood"]
@@ -92,6 +98,12 @@ class DpAuditDesign(_Record):
     #: "rare-category": records given a category no other record has (a new one-hot column
     #: each), scored black-box by how much the outputs change without it (tabular data).
     canary_kind: CanaryKind | None = None
+    #: Multi-run mode: ``runs`` runs with one Dirac gradient canary each, Clopper–Pearson over
+    #: runs (:mod:`miaudit.audit._dp_multirun`); canaries and guesses do not apply.
+    multi_run: bool = False
+    #: Test the accountant's whole ε(δ) curve (Bonferroni over a δ grid fixed in advance:
+    #: :mod:`miaudit.audit._dp_curve`) instead of the claimed point alone; one-run mode only.
+    curve: bool = False
 
     @property
     def m(self) -> int:
@@ -167,8 +179,8 @@ class DpAuditResult(_Record):
         frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
     )
 
-    schema_version: Literal["miaudit.dp_audit/1", "miaudit.dp_audit/2"] = Field(
-        DP_AUDIT_SCHEMA, alias="schema"
+    schema_version: Literal["miaudit.dp_audit/1", "miaudit.dp_audit/2", "miaudit.dp_audit/3"] = (
+        Field(DP_AUDIT_SCHEMA, alias="schema")
     )
     claimed_epsilon: float
     delta: float
@@ -194,6 +206,10 @@ class DpAuditResult(_Record):
     gaussian_dp: GaussianDp | None = None
     guess_rule: str = ""
     score: str = ""
+    #: Multi-run mode's counts, threshold, ceiling and ideal bound (schema 3; None otherwise).
+    multi_run: MultiRun | None = None
+    #: The whole-curve test when the design asked for it (schema 3; None otherwise).
+    curve: CurveTest | None = None
 
     @field_validator("claimed_epsilon", mode="before")
     @classmethod
@@ -216,11 +232,16 @@ class DpAuditResult(_Record):
     __str__ = __repr__
 
     def to_json(self) -> str:
-        return dump_record(self)
+        if self.multi_run is not None or self.curve is not None:
+            return dump_record(self)
+        data = json.loads(dump_record(self))  # schema 2 exactly as it always was
+        for key in ("multi_run", "curve"):
+            del data[key], data["design"][key]
+        return json.dumps(data, indent=2, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str, source: str = DP_AUDIT_FILE) -> DpAuditResult:
-        """InputError naming ``source`` unless ``text`` is a ``miaudit.dp_audit/2`` (or /1) result."""
+        """InputError naming ``source`` unless ``text`` is a ``miaudit.dp_audit/2`` (or /3, /1) result."""
         return parse_record(cls, text, _schema_of(text), source=source)
 
     @classmethod
@@ -234,6 +255,8 @@ class DpAuditResult(_Record):
 
     def verdict_text(self) -> str:
         """The verdict in words: PASSED says what it does not prove, and when power is low."""
+        if self.verdict == "FAILED" and self.curve is not None:
+            return f"FAILED: the guesses reject the accountant's curve (Bonferroni p = {self.curve.adjusted_p_value:.2g} < {self.significance:g})"
         if self.verdict == "FAILED":
             return "FAILED: the guesses reject the claim" + (
                 f" (p = {self.p_value:.2g} < {self.significance:g})"
@@ -259,6 +282,10 @@ class DpAuditResult(_Record):
             f"{self.m} canaries, {self.design.runs} run(s)); this design certifies at most ε = {self.max_certifiable_epsilon:.3f}: "
             + self.verdict_text()
         ]
+        if self.multi_run is not None:
+            lines.append(self.multi_run.line())
+        if self.curve is not None:
+            lines.append(self.curve.line())
         if self.power is not None:
             lines.append(self.power.line())
         if self.gaussian_dp is not None:
@@ -268,12 +295,12 @@ class DpAuditResult(_Record):
 
 
 def _schema_of(text: str) -> str:
-    """The schema this reader checks ``text`` against: /1 when the file says /1, else /2."""
+    """The schema this reader checks ``text`` against: the older one the file says, else /3."""
     try:
         found = json.loads(text).get("schema")
     except (ValueError, AttributeError):
         found = None
-    return DP_AUDIT_SCHEMA_V1 if found == DP_AUDIT_SCHEMA_V1 else DP_AUDIT_SCHEMA
+    return found if found in (DP_AUDIT_SCHEMA_V1, DP_AUDIT_SCHEMA_MULTI_RUN) else DP_AUDIT_SCHEMA
 
 
 def verdict(claimed: float, p_value: float | None, significance: float, ceiling: float) -> Verdict:
@@ -574,11 +601,14 @@ def resolve_design(
         )
         if claim is None:  # σ given: the claim is what the accountant will record
             claim = _planned_epsilon(dp, mech)
-        kp, km = guess_rule(m * design.runs, mech, claim, dp.delta, design.significance, seed)
+        kp, km = guess_rule(
+            m * design.runs, mech, claim, dp.delta, design.significance, dp.accountant
+        )
         kp, km = max(1, kp // design.runs), km // design.runs
         rule = (
-            "the grid design with the largest median ideal bound under the planned mechanism "
-            f"(σ = {mech.noise_multiplier:.3g}, q = {mech.sample_rate:.3g}, {mech.steps} steps) among those certifying at least twice the claim"
+            f"the grid design with the largest mean ideal bound under a violation of the claim by {LOW_POWER_FACTOR:g}× "
+            f"(the planned q = {mech.sample_rate:.3g} and {mech.steps} steps, σ for ε = {LOW_POWER_FACTOR * claim:.3g}; "
+            f"claimed σ = {mech.noise_multiplier:.3g}) among those able to certify the claim; seeded by the design, not the audit"
         )
     return out.model_copy(update={"k_plus": kp, "k_minus": km}), rule
 
@@ -739,7 +769,16 @@ def _result(
         else None
     )
     assert design.canary_kind is not None
+    curve = (
+        curve_test(res.m, res.r, res.v, top, design.significance)
+        if design.curve and top is not None and math.isfinite(claimed)
+        else None
+    )
+    decided = verdict(claimed, p_value, design.significance, float(ceiling))
+    if curve is not None and decided != "not testable by this design":
+        decided = "FAILED" if curve.rejected else "PASSED"  # the curve test alone decides
     return DpAuditResult(
+        schema_version=DP_AUDIT_SCHEMA_MULTI_RUN if curve is not None else DP_AUDIT_SCHEMA,
         claimed_epsilon=claimed,
         delta=float(delta),
         accountant=privacy[0].accountant if privacy else "none (not DP-trained)",
@@ -748,7 +787,7 @@ def _result(
         empirical_epsilon_lower_bound=float(res.epsilon_lower_bound),
         significance=design.significance,
         max_certifiable_epsilon=float(ceiling),
-        verdict=verdict(claimed, p_value, design.significance, float(ceiling)),
+        verdict=decided,
         design=design,
         m=res.m,
         r=res.r,
@@ -764,6 +803,7 @@ def _result(
         gaussian_dp=_gaussian_dp(runs, design, delta) if privacy else None,
         guess_rule=rule,
         score=_SCORES[design.canary_kind],
+        curve=curve,
     )
 
 
@@ -798,6 +838,10 @@ def dp_audit(
     data = load_dataset(cfg.data)
     design.check(data.n_records)
     run_seed = cfg.seed if seed is None else seed
+    if design.multi_run:
+        result = _multi_run_audit(cfg, data, design, run_seed, say)
+        _write(result, out)
+        return result
     design, rule = resolve_design(design, cfg.model, data, run_seed)
     recipe = _checked_recipe(cfg, design, data)
     delta = recipe.dp.delta if recipe.dp is not None else 0.0
@@ -805,9 +849,73 @@ def dp_audit(
     runs = _runs(recipe, data, design, run_seed, cfg.engine.threads, say)
     result = _result(recipe, design, data.name, runs, delta, run_seed, rule)
     say(result.summary())
+    _write(result, out)
+    return result
+
+
+def _write(result: DpAuditResult, out: str | Path | None) -> None:
     if out is not None:
         from miaudit._io import ensure_writable_dir, write_text_atomic
 
         folder = ensure_writable_dir(Path(out))
         write_text_atomic(folder / DP_AUDIT_FILE, result.to_json())
+
+
+def _multi_run_audit(
+    cfg: AuditConfig,
+    data: Dataset,
+    design: DpAuditDesign,
+    seed: int,
+    say: Callable[[str], None],
+) -> DpAuditResult:
+    """Multi-run mode (:mod:`miaudit.audit._dp_multirun`): R runs, one gradient canary each."""
+    recipe = check_multi_run_recipe(cfg.model, design.runs)
+    if design.curve:
+        raise InputError("--curve", "the whole-curve test is for one-run mode, not --multi-run")
+    if design.canary_kind not in (None, "gradient") or design.canaries is not None:
+        raise InputError("--multi-run", "multi-run mode plants one gradient canary per run")
+    design = design.model_copy(update={"canary_kind": "gradient", "canaries": 1})
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 41])).permutation(data.n_records)
+    base_n = design.base_count(data.n_records)
+    split = (np.sort(perm[:base_n]), np.sort(perm[base_n:]))
+    threads = cfg.engine.threads
+    mr, bound, p, privacy, acc = multi_run_test(
+        recipe, data, design.runs, design.significance, split, seed, threads, say
+    )
+    design = design.model_copy(update={"k_plus": 1, "k_minus": 0})
+    claim = privacy.epsilon
+    result = DpAuditResult(
+        schema_version=DP_AUDIT_SCHEMA_MULTI_RUN,
+        claimed_epsilon=claim,
+        delta=privacy.delta,
+        accountant=privacy.accountant,
+        method="multi-run: one Dirac gradient canary per run, Clopper–Pearson over runs "
+        "(Jagielski et al. 2020; Nasr et al. 2021), one direction fixed in advance",
+        empirical_epsilon_lower_bound=bound,
+        significance=design.significance,
+        max_certifiable_epsilon=mr.ceiling,
+        verdict=verdict(claim, p, design.significance, mr.ceiling),
+        design=design,
+        m=design.runs,
+        r=design.runs,
+        v=mr.true_positives + mr.runs_out - mr.false_positives,
+        recipe=recipe,
+        dataset=data.name,
+        seed=seed,
+        test_accuracy=[float(np.mean(acc))],
+        privacy=[privacy],
+        notes=[
+            "Multi-run mode: each run trains the recipe with one Dirac gradient canary (included by its own coin), "
+            "many runs at once (per-sample gradients by torch.func); σ found and ε recorded by Opacus's accountant.",
+            "Test accuracy: the mean over the runs.",
+            _notes(design, recipe, [privacy])[-1]
+            if privacy.fault_injection != "none"
+            else "Gradient canaries are added already clipped: they cannot see a clipping bug.",
+        ],
+        p_value=p,
+        guess_rule=mr.threshold_rule,
+        score="per-step likelihood ratio of the canary's coordinate, the other records' clipped sum removed",
+        multi_run=mr,
+    )
+    say(result.summary())
     return result

@@ -260,8 +260,25 @@ def dp_audit(
         ),
     ] = None,
     runs: Annotated[
-        int, typer.Option(help="Independent training runs, fresh canaries each, pooled.")
+        int,
+        typer.Option(
+            help="Independent training runs: fresh canaries each, pooled; with --multi-run, R runs of one gradient canary each."
+        ),
     ] = 1,
+    multi_run: Annotated[
+        bool,
+        typer.Option(
+            "--multi-run",
+            help="Multi-run mode for small DP 'torch-mlp' recipes: --runs R runs trained many at once, one Dirac gradient canary each (included in half the runs by a seeded coin), Clopper–Pearson over runs with its ceiling.",
+        ),
+    ] = False,
+    curve: Annotated[
+        bool,
+        typer.Option(
+            "--curve",
+            help="Test the accountant's whole ε(δ) curve (a fixed δ grid, Bonferroni) instead of the claimed point: the verdict is that one test.",
+        ),
+    ] = False,
     significance: Annotated[
         float, typer.Option(help="Significance of the one-sided test of the claim.")
     ] = 0.05,
@@ -298,6 +315,8 @@ def dp_audit(
         runs=runs,
         significance=significance,
         canary_kind=kind,
+        multi_run=multi_run,
+        curve=curve,
     )
     from miaudit.cli._train import load_audit
 

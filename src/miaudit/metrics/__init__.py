@@ -25,6 +25,17 @@ from miaudit.metrics._epsilon import (
 )
 from miaudit.metrics._estimate import Estimate, ppv_key, tpr_key
 from miaudit.metrics._fdp import GDP_LABEL, GaussianDpEstimate, gaussian_dp_estimate
+from miaudit.metrics._multi_run import (
+    FPR_GRID,
+    bound_at_threshold,
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+    multi_run_ceiling,
+    multi_run_epsilon_lower_bound,
+    null_thresholds,
+    simulated_multi_run_bounds,
+    simulated_scores,
+)
 from miaudit.metrics._one_run import (
     MultiRunAudit,
     OneRunAudit,
@@ -47,6 +58,7 @@ from miaudit.metrics._roc import (
 
 __all__ = [
     "DEFAULT_FPRS",
+    "FPR_GRID",
     "GDP_LABEL",
     "GUESS_GRID",
     "MIN_NEGATIVES_AT_RATE",
@@ -58,8 +70,11 @@ __all__ = [
     "MultiRunAudit",
     "OneRunAudit",
     "balanced_accuracy_best",
+    "bound_at_threshold",
     "choose_guesses",
     "clopper_pearson",
+    "clopper_pearson_lower",
+    "clopper_pearson_upper",
     "dirac_canary_llr",
     "epsilon_lower_bound",
     "evaluate",
@@ -70,6 +85,9 @@ __all__ = [
     "membership_advantage",
     "min_detectable_epsilon",
     "multi_run_audit",
+    "multi_run_ceiling",
+    "multi_run_epsilon_lower_bound",
+    "null_thresholds",
     "one_run_audit",
     "one_run_audit_grid",
     "one_run_epsilon_lower_bound",
@@ -82,6 +100,8 @@ __all__ = [
     "roc_auc_score",
     "roc_curve",
     "simulated_ideal_bounds",
+    "simulated_multi_run_bounds",
+    "simulated_scores",
     "tpr_at_fpr",
     "tpr_key",
 ]

@@ -13,9 +13,10 @@ Opacus's accountant recorded, and the statistics are Steinke, Nasr & Jagielski's
   "included" against "excluded": the strongest score any attacker can compute.
 - :func:`simulated_ideal_bounds`: that attacker's one-run bounds under the claimed subsampled
   Gaussian mechanism, one per simulation seed (its median is "the simulated ideal bound").
-- :func:`choose_guesses`: (k₊, k₋) from a fixed grid maximising the median simulated ideal
-  bound; it sees only the claimed mechanism, never the audit's scores or coin flips, so the
-  guesses are fixed before scoring as the test requires.
+- :func:`choose_guesses`: (k₊, k₋) from a fixed grid maximising the mean simulated ideal
+  bound under a given mechanism (the guess rule passes the mechanism of a violation of the
+  claim); it sees only that mechanism, never the audit's scores or coin flips, so the guesses
+  are fixed before scoring as the test requires.
 - :func:`min_detectable_epsilon`: the smallest true ε at which an ideal attacker whose r guesses
   are each right with probability e^ε/(1 + e^ε) (ε-DP randomized response, the case the test is
   tight for) makes the test reject the claim with probability ``power``.
@@ -158,9 +159,10 @@ def choose_guesses(
     seeds: Sequence[int] = (0, 1, 2),
     admissible: Callable[[tuple[int, int]], bool] | None = None,
 ) -> tuple[tuple[int, int], float]:
-    """((k₊, k₋), its median simulated ideal bound): the grid design an ideal attacker does best
-    with under the claimed mechanism, among the ``admissible`` ones (all when none is). Uses no
-    audit data: fixed before scoring."""
+    """((k₊, k₋), its mean simulated ideal bound): the grid design an ideal attacker does best
+    with under the given mechanism, among the ``admissible`` ones (all when none is). The mean,
+    not the median: it moves less from one set of simulations to another, and every design is
+    scored on the same simulations (paired). Uses no audit data: fixed before scoring."""
     designs = grid_designs(m)
     if admissible is not None:
         designs = [d for d in designs if admissible(d)] or designs
@@ -174,9 +176,9 @@ def choose_guesses(
         significance=significance,
         seeds=seeds,
     )
-    median = np.median(bounds, axis=0)
-    best = int(np.argmax(median))  # first of equals: the fewest guesses
-    return designs[best], float(median[best])
+    mean = bounds.mean(axis=0)
+    best = int(np.argmax(mean))  # first of equals: the fewest guesses
+    return designs[best], float(mean[best])
 
 
 def _reject_threshold(m: int, r: int, claim: float, delta: float, significance: float) -> int:

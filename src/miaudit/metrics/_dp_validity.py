@@ -183,3 +183,75 @@ def gdp_estimates_on_randomized_response(
         scores = _rr(epsilon)(inc, rng) + rng.random(m) * 1e-9
         out.append(gaussian_dp_estimate(scores, inc, k_plus=k_plus, k_minus=0, delta=delta).epsilon)
     return np.asarray(out)
+
+
+def multi_run_rate(
+    name: str,
+    draw: Draw,
+    threshold: float,
+    *,
+    epsilon: float,
+    delta: float,
+    runs: int,
+    seeds: int,
+    significance: float = 0.05,
+    seed: int = 0,
+) -> RejectionRate:
+    """The multi-run test's rejections of a true claim: ``runs`` runs per seed, one canary each
+    (fair coins), guess IN when the drawn score exceeds ``threshold``; rejected when the
+    Clopper–Pearson bound (metrics' ``multi_run_epsilon_lower_bound``) exceeds the claim."""
+    from miaudit.metrics._multi_run import bound_at_threshold
+
+    rejected = 0
+    for ss in np.random.SeedSequence([seed, 43]).spawn(seeds):
+        rng = np.random.default_rng(ss)
+        inc = rng.random(runs) < 0.5
+        if inc.all() or not inc.any():
+            continue
+        bound, _, _ = bound_at_threshold(
+            draw(inc, rng), inc, threshold, delta=delta, significance=significance
+        )
+        rejected += bound > epsilon
+    lo, hi = clopper_pearson(rejected, seeds, 0.05)
+    return RejectionRate(
+        name,
+        epsilon,
+        delta,
+        seeds,
+        rejected,
+        rejected / seeds,
+        (float(lo), float(hi)),
+        significance,
+    )
+
+
+def multi_run_rr_rate(epsilon: float, runs: int, *, seeds: int, seed: int = 0) -> RejectionRate:
+    """Multi-run on ε-DP randomized response (each run releases its coin, kept with probability
+    e^ε/(1 + e^ε)): the claim (ε, 0) is exactly true, and its test is tight there."""
+    return multi_run_rate(
+        f"multi-run, randomized response at ε = {epsilon:g}",
+        _rr(epsilon),
+        0.5,
+        epsilon=epsilon,
+        delta=0.0,
+        runs=runs,
+        seeds=seeds,
+        seed=seed,
+    )
+
+
+def multi_run_gaussian_rate(
+    epsilon: float, delta: float, runs: int, *, seeds: int, seed: int = 0
+) -> RejectionRate:
+    """Multi-run on the Gaussian mechanism exactly at (ε, δ), threshold at its mid-point."""
+    sigma = gaussian_sigma_at(epsilon, delta)
+    return multi_run_rate(
+        f"multi-run, Gaussian mechanism at (ε = {epsilon:g}, δ = {delta:g})",
+        _gauss(sigma),
+        0.5 + 2.0 * sigma,
+        epsilon=epsilon,
+        delta=delta,
+        runs=runs,
+        seeds=seeds,
+        seed=seed,
+    )

@@ -83,6 +83,7 @@ from miaudit.models._user_code import (
 
 if TYPE_CHECKING:
     from miaudit.models._dp import GradientCanaries, single_model, train_one_dp
+    from miaudit.models._dp_multirun import BATCHED_FAULTS, BatchedMechanism, train_dp_runs
     from miaudit.models._generic_torch import (
         ModuleCode,
         build_module,
@@ -112,6 +113,9 @@ _TORCH_NAMES = {
     "GradientCanaries": "miaudit.models._dp",
     "single_model": "miaudit.models._dp",
     "train_one_dp": "miaudit.models._dp",
+    "BATCHED_FAULTS": "miaudit.models._dp_multirun",
+    "BatchedMechanism": "miaudit.models._dp_multirun",
+    "train_dp_runs": "miaudit.models._dp_multirun",
     "build_net": "miaudit.models._torch_train",
     "query_views": "miaudit.models._nets",
     "ModuleCode": "miaudit.models._generic_torch",
@@ -146,6 +150,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BATCHED_FAULTS",
     "LMDP",
     "MAX_HF_JSON_BYTES",
     "MAX_HF_WEIGHT_BYTES",
@@ -153,6 +158,7 @@ __all__ = [
     "TRAINING_REVISION",
     "AnyRecipe",
     "Augmentation",
+    "BatchedMechanism",
     "CNNRecipe",
     "CausalLMRecipe",
     "CodeRecipe",
@@ -221,6 +227,7 @@ __all__ = [
     "saved_module",
     "single_model",
     "torch_threads",
+    "train_dp_runs",
     "train_modules",
     "train_one_dp",
     "train_python_model",

@@ -82,10 +82,12 @@ def dp_summary_from_audit(result: DpAuditResult) -> DpAuditSummary | None:
         significance=result.significance,
         max_certifiable_epsilon=result.max_certifiable_epsilon,
         trials=result.m,
-        trials_unit="canaries",
+        trials_unit="runs" if result.multi_run is not None else "canaries",
         notes=[
             *result.notes,
             f"verdict of this design: {result.verdict_text()}",
+            *([result.multi_run.line()] if result.multi_run is not None else []),
+            *([result.curve.line()] if result.curve is not None else []),
             *([result.power.line()] if result.power is not None else []),
             *_gaussian_dp_note(result),
         ],

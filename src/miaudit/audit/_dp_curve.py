@@ -1,0 +1,94 @@
+"""The whole-curve test of ``miaudit dp-audit --curve`` (docs/dp.md, "Testing the whole curve";
+docs/method.md §18).
+
+A DP-SGD run is (ε(δ), δ)-DP for every δ on the accountant's privacy curve, not only at the
+claimed δ. The curve test asks Opacus's accountant (never miaudit's maths) for ε(δ) on a grid
+of δ fixed before training — ``CURVE_POINTS`` points from ``CURVE_DELTAS`` — computes the
+one-run p-value of each point from the same guesses, and rejects the curve when the smallest
+p-value is below significance / K (Bonferroni over the K points: valid whatever the
+dependence between them, so a correct implementation is accused at most with probability =
+significance). With ``--curve`` this is the verdict, in place of the single-point test: one
+test, chosen before training, never the better of two.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+from miaudit.audit._results import PrivacySpent, _Record
+from miaudit.metrics import one_run_p_value
+
+#: δ grid of the curve test (the claimed δ is added when it is not on it). Fixed here.
+CURVE_DELTAS: tuple[float, ...] = (1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+
+
+class CurvePoint(_Record):
+    delta: float
+    epsilon: float
+    p_value: float
+
+
+class CurveTest(_Record):
+    """The Bonferroni test of the accountant's curve: the points, the smallest p-value, its
+    adjusted value (K × smallest, at most 1) and whether the curve is rejected."""
+
+    points: list[CurvePoint]
+    smallest_p_value: float
+    adjusted_p_value: float
+    rejected: bool
+
+    def line(self) -> str:
+        worst = min(self.points, key=lambda p: p.p_value)
+        return (
+            f"whole-curve test ({len(self.points)} points of the accountant's ε(δ), δ = "
+            f"{self.points[0].delta:g}…{self.points[-1].delta:g}, Bonferroni): smallest p = {worst.p_value:.2g} at "
+            f"(ε = {worst.epsilon:.3f}, δ = {worst.delta:g}); adjusted p = {self.adjusted_p_value:.2g}"
+            + (
+                ": the curve is REJECTED"
+                if self.rejected
+                else ": no point of the curve is contradicted"
+            )
+        )
+
+
+def curve_deltas(claimed_delta: float) -> list[float]:
+    return sorted({*CURVE_DELTAS, float(claimed_delta)})
+
+
+def accountant_curve(privacy: PrivacySpent, deltas: list[float]) -> list[tuple[float, float]]:
+    """(δ, ε(δ)) from Opacus's accountant for the recorded σ, q and steps (∞ where it gives none)."""
+    from opacus.accountants import create_accountant
+
+    out = []
+    for d in deltas:
+        acc = create_accountant(privacy.accountant)
+        acc.history = [(privacy.noise_multiplier, privacy.sample_rate, privacy.steps)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                eps = float(acc.get_epsilon(d))
+            except (ValueError, ZeroDivisionError, OverflowError, RuntimeError):
+                eps = math.inf
+        out.append((d, eps if math.isfinite(eps) else math.inf))
+    return out
+
+
+def curve_test(m: int, r: int, v: int, privacy: PrivacySpent, significance: float) -> CurveTest:
+    """The Bonferroni test of every point of the accountant's curve from the guesses (m, r, v)."""
+    points = [
+        CurvePoint(
+            delta=d,
+            epsilon=e,
+            p_value=1.0 if math.isinf(e) else float(one_run_p_value(m, r, v, e, delta=d)),
+        )
+        for d, e in accountant_curve(privacy, curve_deltas(privacy.delta))
+    ]
+    smallest = min(p.p_value for p in points)
+    adjusted = min(1.0, smallest * len(points))
+    return CurveTest(
+        points=points,
+        smallest_p_value=smallest,
+        adjusted_p_value=adjusted,
+        rejected=adjusted < significance,
+    )

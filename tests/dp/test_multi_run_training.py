@@ -1,0 +1,59 @@
+"""Multi-run DP audit: the batched trainer scores like the ideal attacker and a zero-noise
+fault collapses its scores (models' ``train_dp_runs``; docs/dp.md, "Multi-run mode")."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from miaudit.metrics import simulated_scores
+
+torch = pytest.importorskip("torch")
+
+
+def test_batched_runs_score_like_the_ideal_and_zero_noise_collapses():
+    from torch import nn
+
+    from miaudit.models import BatchedMechanism, train_dp_runs
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(120, 6, generator=g), torch.randint(0, 3, (120,), generator=g)
+    runs = 60
+
+    def modules() -> list[nn.Module]:
+        torch.manual_seed(0)
+        return [nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)) for _ in range(runs)]
+
+    rng = np.random.default_rng(0)
+    coords, inc = rng.integers(0, 43, runs), rng.random(runs) < 0.5
+    mech = BatchedMechanism(
+        noise_multiplier=0.5,
+        max_grad_norm=1.0,
+        sample_rate=0.25,
+        steps=40,
+        optimizer="sgd",
+        lr=0.1,
+    )
+    res = train_dp_runs(modules(), x, y, x, y, coords, inc, mech, seed=0)
+    assert res.scores.shape == (runs,) and np.all((res.accuracy >= 0) & (res.accuracy <= 1))
+    ideal = simulated_scores(
+        inc, true_sigma=0.5, claimed_sigma=0.5, sample_rate=0.25, steps=40, rng=rng
+    )
+    for side in (inc, ~inc):  # the same distribution: means within 4 standard errors
+        se = math.sqrt(ideal[side].var() / side.sum() * 2)
+        assert abs(res.scores[side].mean() - ideal[side].mean()) < 4 * se
+    zero = train_dp_runs(
+        modules(),
+        x,
+        y,
+        x,
+        y,
+        coords,
+        inc,
+        BatchedMechanism(**{**mech.__dict__, "fault": "zero_noise"}),
+        seed=0,
+    )
+    assert np.ptp(zero.scores[~inc]) == pytest.approx(0.0, abs=1e-9)  # no noise: one value
+    assert zero.scores[inc].min() >= zero.scores[~inc].max()
