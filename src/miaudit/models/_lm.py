@@ -21,14 +21,17 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from miaudit.models._hf import HfCausalLM
 from miaudit.models._lm_recipe import CausalLMRecipe, LMArchitecture, LMFinetune
 from miaudit.models._lm_tokenizer import (
+    BOS,
     PAD,
     encode_records,
     fast_tokenizer,
@@ -302,3 +305,29 @@ def record_log_likelihoods(
         total[start : start + len(chunk)] = -mean_nll * n
         count[start : start + len(chunk)] = n
     return total, count
+
+
+@dataclass(frozen=True)
+class OwnCausalLM(HfCausalLM):
+    """A folder miaudit's own LM training wrote, read for the sequence signals.
+
+    It is scored as it was trained: ``[BOS] + tokens + [BOS]`` cut to the context, so the
+    closing BOS (the end of the text, which fine-tuning taught) is a scored token too. A generic
+    Hugging Face causal LM (:class:`HfCausalLM`) reads ``[BOS] + tokens`` only.
+    """
+
+    def encode(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        bos = int(self.tokenizer.convert_tokens_to_ids(BOS))
+        return [bos, *ids, bos][: self.context]
+
+    def __repr__(self) -> str:
+        return f"OwnCausalLM({str(self.folder)!r}, context={self.context})"
+
+
+def load_own_lm(folder: str | Path) -> OwnCausalLM:
+    """miaudit's own LM from the folder :func:`save_lm` wrote, for
+    :func:`miaudit.signals.sequence_signals` (safetensors only, no remote code)."""
+    path = Path(folder)
+    model, tok = load_lm(path)
+    return OwnCausalLM(path, model, fast_tokenizer(tok))
