@@ -1,8 +1,8 @@
 """``miaudit exposure`` end to end on a tiny LM: exposure rises with repetitions, outputs are
 restricted and complete (HF folders, keep matrix), the target's membership is audited through the
 shared sequence signals and text attacks (results, report, check-record), bad input leaves
-nothing, DP states the group-privacy bound, dedup collapses repeated canaries; ``miaudit demo
---text`` runs the same path."""
+nothing; ``miaudit demo --text`` runs the same path. DP fine-tuning and dedup run through
+``miaudit tradeoff`` (tests/audit/test_tradeoff_text.py)."""
 
 from __future__ import annotations
 
@@ -130,21 +130,6 @@ def test_a_failed_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
         main(["exposure", str(_config(tmp_path)), "--out", str(tmp_path / "out")])
     assert exc.value.code == 2
     assert list((tmp_path / "out").iterdir()) == []
-
-
-def test_dp_lora_states_group_privacy_and_dedup_collapses_canaries(tmp_path: Path) -> None:
-    path = _config(tmp_path, "\n[model.finetune.dp]\nepsilon = 8.0\n\n[dedup]\nthreshold = 0.8\n")
-    text = path.read_text().replace("references = 2", "references = 0")
-    path.write_text(text.replace("[model.finetune]\n", '[model.finetune]\nmethod = "lora"\n'))
-    main(["exposure", str(path), "--out", str(tmp_path / "out")])
-    summary = json.loads((tmp_path / "out" / "exposure-summary.json").read_text())
-    dp = summary["dp"]
-    assert 0 < dp["epsilon"] <= 8.0 + 1e-6
-    assert [g["epsilon"] for g in dp["group_privacy"]] == pytest.approx(
-        [dp["epsilon"], 16 * dp["epsilon"]]
-    )
-    # 3 canaries × 16 copies and 3 × 1: dedup keeps one copy of each.
-    assert summary["dedup"]["exact_removed"] == 3 * 15
 
 
 def test_membership_is_audited_by_the_text_attacks_on_the_shared_signals(run: Path) -> None:

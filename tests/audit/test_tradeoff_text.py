@@ -98,9 +98,12 @@ def test_dedup_collapses_the_repeated_canaries_and_lowers_their_exposure(
 ) -> None:
     from miaudit.audit import TextTradeoffResult
 
-    dedup = TextTradeoffResult.from_json(result[1]).variant("dedup")
-    # 30 members + 3 canaries × 1 + 3 × 16: at most one copy of each canary stays.
-    assert dedup.finetune_texts is not None and dedup.finetune_texts <= 30 + 3 + 3
+    out, text = result
+    dedup = TextTradeoffResult.from_json(text).variant("dedup")
+    summary = json.loads((out / dedup.folder / "exposure-summary.json").read_text())
+    # 3 canaries × 16 copies and 3 × 1 beside 30 members: dedup keeps one copy of each.
+    assert summary["dedup"]["exact_removed"] == 3 * 15
+    assert dedup.finetune_texts == summary["dedup"]["after"] <= 30 + 3 + 3
     top = dedup.exposure[-1]
     assert top.repetitions == 16 and top.reduction is not None
     assert top.reduction.point is not None and top.reduction.point > 0

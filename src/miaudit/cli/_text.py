@@ -92,18 +92,21 @@ def exposure(
     config: Annotated[
         Path,
         typer.Argument(
-            help="Exposure config (.toml, .yaml or .yml): [data], [model] (causal-lm), [canaries], [dedup], references, seed."
+            help="Text config (.toml, .yaml or .yml): [data], [model] (causal-lm), [canaries], [dedup], references, resamples, seed."
         ),
     ],
     out_dir: Annotated[
         Path,
-        typer.Option("--out", help="Folder for exposure.json, models/ and membership.npz."),
+        typer.Option(
+            "--out",
+            help="Folder for exposure.json, audit/ (the membership audit: results.json, report.html), models/ and the sequence signals.",
+        ),
     ],
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace results already in --out.")
     ] = False,
 ) -> None:
-    """Insert secret canaries in a language model's fine-tuning set and measure their exposure."""
+    """Fine-tune miaudit's small LM with secret canaries: their exposure, and a membership audit by the text attacks."""
     from miaudit.audit import load_exposure_config
 
     cfg = load_exposure_config(config)

@@ -77,7 +77,10 @@ def _check_tradeoff_options(
 # Long: over 60 lines through its typer option declarations; the work is in audit.tradeoff.
 def tradeoff(
     config: Annotated[
-        Path, typer.Argument(help="Audit config (.toml/.yaml) of the baseline recipe.")
+        Path,
+        typer.Argument(
+            help='Audit config (.toml/.yaml) of the baseline recipe, or a text config ([model] kind = "causal-lm"): plain, DP on LoRA at each --epsilons, dedup.'
+        ),
     ],
     out_dir: Annotated[
         Path,
@@ -129,7 +132,7 @@ def tradeoff(
     ] = 1.0,
     trust_code: TrustCode = False,
 ) -> None:
-    """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all)."""
+    """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all); for a text config, DP fine-tuning and deduplication."""
     from miaudit.audit import default_variants
     from miaudit.audit import tradeoff as run_tradeoff
     from miaudit.report import write_report
