@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from miaudit.models._hf import HfCausalLM
+from miaudit.models._hf import BATCH_TEXTS, HfCausalLM, TokenStats
+from miaudit.models._hf import _check_texts as check_texts
 from miaudit.models._lm_recipe import CausalLMRecipe, LMArchitecture, LMFinetune
 from miaudit.models._lm_tokenizer import (
     BOS,
@@ -320,6 +321,20 @@ class OwnCausalLM(HfCausalLM):
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         bos = int(self.tokenizer.convert_tokens_to_ids(BOS))
         return [bos, *ids, bos][: self.context]
+
+    def token_stats(self, texts: Sequence[str], batch_size: int = BATCH_TEXTS) -> list[TokenStats]:
+        """As :meth:`HfCausalLM.token_stats`, in batches of texts of similar length (less
+        padding to compute; right padding never changes a text's own statistics)."""
+        encoded = [self.encode(t) for t in check_texts(texts)]
+        order = np.argsort([len(e) for e in encoded], kind="stable")
+        out: list[TokenStats | None] = [None] * len(encoded)
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                stats = self._batch_stats([encoded[i] for i in rows], torch)
+                for i, st in zip(rows, stats, strict=True):
+                    out[i] = st
+        return [st for st in out if st is not None]
 
     def __repr__(self) -> str:
         return f"OwnCausalLM({str(self.folder)!r}, context={self.context})"
