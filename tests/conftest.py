@@ -22,7 +22,8 @@ SLOW_MODULES = frozenset(
         "tests/audit/test_plain_script.py",  # real processes: a script with workers, the CLI
         "tests/audit/test_qmia_audit.py",  # QMIA's regressors per target and the stacker, twice
         "tests/benchmarks/test_qmia_bench.py",  # trains two plans of 10 MLPs
-        "tests/audit/test_exposure.py",  # fine-tunes tiny LMs (plain, DP on LoRA) with canaries
+        "tests/audit/test_exposure.py",  # fine-tunes tiny LMs with canaries, audits membership
+        "tests/audit/test_tradeoff_text.py",  # three tiny LM runs (plain, DP on LoRA, dedup)
         "tests/audit/test_own_model_audit.py",  # a LightGBM reference audit
         "tests/audit/test_reference_audit.py",  # reference audits end to end, CLI gate
         "tests/audit/test_signals_example.py",  # trains the docs' 8 models, audits them by CLI

@@ -1,6 +1,8 @@
 """``miaudit exposure`` end to end on a tiny LM: exposure rises with repetitions, outputs are
-restricted and complete (HF folders, keep matrix), bad input leaves nothing, DP states the
-group-privacy bound, dedup collapses repeated canaries."""
+restricted and complete (HF folders, keep matrix), the target's membership is audited through the
+shared sequence signals and text attacks (results, report, check-record), bad input leaves
+nothing; ``miaudit demo --text`` runs the same path. DP fine-tuning and dedup run through
+``miaudit tradeoff`` (tests/audit/test_tradeoff_text.py)."""
 
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ from miaudit.cli import main
 
 TINY = """
 seed = 1
-references = 1
+references = 2
+resamples = 50
 cache = "cache"
 
 [data]
 records = 60
+population = 12
 
 [model.architecture]
 vocab_size = 300
@@ -67,23 +71,26 @@ def test_exposure_rises_with_repetitions(run: Path) -> None:
     mean = {lv["repetitions"]: lv["mean_exposure"] for lv in summary["levels"]}
     assert set(mean) == {0, 1, 16} and summary["method"] == "exact"
     assert mean[16] > mean[1] and mean[16] > mean[0] + 2.0
-    assert "text" not in json.dumps(summary)  # aggregates only: no canary text, no secret
+    shared = json.dumps(summary)  # aggregates only: no canary text, no secret, no record
+    canaries = json.loads((run / "exposure.json").read_text())["canaries"]
+    assert '"text"' not in shared and "canaries" not in summary
+    assert not any(c["prefix"] in shared or f'"{c["secret"]}"' in shared for c in canaries)
 
 
 def test_every_output_is_restricted_and_the_models_are_hf_folders(run: Path) -> None:
     for path in run.rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, (path, oct(mode))
-    for name in ("target", "reference-1"):
+    for name in ("target", "reference-1", "reference-2"):
         assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
             p.name for p in (run / "models" / name).iterdir()
         }
     record = json.loads((run / "exposure.json").read_text())
     assert len(record["canaries"]) == 9 and all(c["rank"] >= 1 for c in record["canaries"])
     with np.load(run / "membership.npz") as z:
-        assert z["keep"].shape == (2, 60) and z["keep"].sum(1).tolist() == [30, 30]
-        assert z["mean_token_logprob"].shape == (2, 60)
-    assert len((run / "records.jsonl").read_text().splitlines()) == 60
+        assert z["keep"].shape == (3, 60) and z["keep"].sum(1).tolist() == [30, 30, 30]
+        assert z["mean_token_logprob"].shape == (3, 60)
+    assert len((run / "records.jsonl").read_text().splitlines()) == 72
     assert not [p for p in run.iterdir() if p.name.startswith(".staging")]
 
 
@@ -125,16 +132,69 @@ def test_a_failed_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_dp_lora_states_group_privacy_and_dedup_collapses_canaries(tmp_path: Path) -> None:
-    path = _config(tmp_path, "\n[model.finetune.dp]\nepsilon = 8.0\n\n[dedup]\nthreshold = 0.8\n")
-    text = path.read_text().replace("references = 1", "references = 0")
-    path.write_text(text.replace("[model.finetune]\n", '[model.finetune]\nmethod = "lora"\n'))
-    main(["exposure", str(path), "--out", str(tmp_path / "out")])
-    summary = json.loads((tmp_path / "out" / "exposure-summary.json").read_text())
-    dp = summary["dp"]
-    assert 0 < dp["epsilon"] <= 8.0 + 1e-6
-    assert [g["epsilon"] for g in dp["group_privacy"]] == pytest.approx(
-        [dp["epsilon"], 16 * dp["epsilon"]]
+def test_membership_is_audited_by_the_text_attacks_on_the_shared_signals(run: Path) -> None:
+    from miaudit.audit import AuditResult
+    from miaudit.metrics import roc_auc_score
+    from miaudit.signals import load_sequence_signals
+
+    result = AuditResult.from_json((run / "audit" / "results.json").read_text())
+    names = [a.name for a in result.attacks]
+    assert names[0] == "text_loss" and names[-1] == "blind_ngram"
+    assert {
+        "zlib",
+        "min_k",
+        "min_k_plus",
+        "reference_ratio",
+        "text_lira_offline",
+        "text_rmia_offline",
+    } <= set(names)
+    assert result.input.n_records == 60 and result.input.n_members == 30  # population apart
+    store = load_sequence_signals(run / "sequence-signals.npz")
+    assert store.roles == ("target", "base", "reference", "reference")
+    assert int(store.population.sum()) == 12 and not store.keep[1].any()
+    # The loss attack's AUC is the roster's mean token log-probability's, as saved.
+    with np.load(run / "membership.npz") as z:
+        auc = roc_auc_score(z["keep"][0].astype(int), z["mean_token_logprob"][0])
+    assert result.attacks[0].auc.point == pytest.approx(auc, abs=1e-9)
+    summary = json.loads((run / "exposure-summary.json").read_text())
+    assert summary["loss_attack_auc"] == pytest.approx(auc, abs=1e-9)
+    assert summary["membership"]["strongest"] in names[:-1]
+    assert summary["heldout"]["records"] == 30 and summary["heldout"]["perplexity"] > 1
+    shared = (run / "audit" / "results.json").read_text() + (
+        run / "audit" / "report.html"
+    ).read_text()
+    record = json.loads((run / "exposure.json").read_text())
+    assert not any(c["prefix"] in shared for c in record["canaries"])
+    pool = [json.loads(line)["text"] for line in (run / "records.jsonl").read_text().splitlines()]
+    assert not any(t in shared for t in pool)  # texts are personal data: never in the results
+
+
+def test_check_record_places_a_fine_tuning_record(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with np.load(run / "membership.npz") as z:
+        member = int(np.flatnonzero(z["keep"][0])[0])
+    capsys.readouterr()
+    main(["check-record", str(run / "audit"), "--id", str(member), "--json"])
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["record_id"] == str(member) and row["member_in_plan"] is True
+    assert 0 < row["p_value"] <= 1 and row["n_nonmembers"] == 30
+
+
+def test_demo_text_runs_the_membership_audit(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``miaudit demo --text`` on the tiny config (the real one takes minutes): the text
+    attacks and the blind baseline are printed from the shared path's results."""
+    import miaudit.audit
+    from miaudit.audit import load_exposure_config, text_demo_config
+
+    assert text_demo_config().data.population > 0 and text_demo_config().references >= 2
+    tiny = load_exposure_config(_config(tmp_path)).model_copy(
+        update={"references": 0, "cache": run.parent / "cache"}  # the module run's cached base
     )
-    # 3 canaries × 16 copies and 3 × 1: dedup keeps one copy of each.
-    assert summary["dedup"]["exact_removed"] == 3 * 15
+    monkeypatch.setattr(miaudit.audit, "text_demo_config", lambda: tiny)
+    main(["demo", "--text", "--out", str(tmp_path / "demo")])
+    printed = capsys.readouterr().out
+    assert "text_loss" in printed and "min_k_plus" in printed and "blind_ngram" in printed
+    assert (tmp_path / "demo" / "audit" / "report.html").is_file()

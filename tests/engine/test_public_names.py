@@ -75,6 +75,8 @@ PINNED = {
         "finetune_lm",
         "greedy_digits",
         "load_lm",
+        "load_own_lm",
+        "OwnCausalLM",
         "n_parameters",
         "pretrained_base",
         "record_log_likelihoods",

@@ -119,3 +119,24 @@ def test_enumeration_matches_full_sequence_scoring(base: Path) -> None:
     probs = np.exp(every).sum()
     assert probs <= 1.0 + 1e-6  # a distribution over digit strings, less what is not digits
     assert isinstance(greedy_digits(model, tok, prefix, 3), str)
+
+
+def test_own_lm_sequence_signals_score_texts_as_trained(base: Path) -> None:
+    """The shared sequence signals read miaudit's own LM with [BOS] + tokens + [BOS], as it was
+    trained: the same per-text sums as the LM module's own scoring, one token more than a
+    generic Hugging Face reading of the same folder (which has no closing BOS)."""
+    from miaudit.models import load_hf_causal_lm, load_own_lm
+    from miaudit.signals import sequence_signals
+
+    texts = [*synthetic_records(12, seed=5).texts, "x"]
+    model, tok = load_lm(base)
+    total, count = record_log_likelihoods(model, tok, texts)
+    own = sequence_signals([load_own_lm(base)], ["target"], texts, np.zeros(len(texts)))
+    tokens = own.models[0]
+    sums = np.add.reduceat(tokens.log_prob, tokens.offsets[:-1])
+    np.testing.assert_array_equal(tokens.n_tokens, count)
+    np.testing.assert_allclose(sums, total, rtol=1e-5, atol=1e-4)
+    generic = sequence_signals([load_hf_causal_lm(base)], ["target"], texts, np.zeros(len(texts)))
+    whole = count < TINY.architecture.context - 1  # not cut at the context
+    assert whole.sum() >= 1
+    np.testing.assert_array_equal(generic.models[0].n_tokens[whole], count[whole] - 1)

@@ -68,6 +68,14 @@ from miaudit.audit._tradeoff import (
     model_predictor,
     tradeoff,
 )
+from miaudit.audit._tradeoff_text import (
+    TEXT_TRADEOFF_SCHEMA,
+    TextTradeoffResult,
+    TextVariant,
+    is_text_config,
+    text_tradeoff,
+    text_variants,
+)
 
 __all__ = [
     "AUDIT_ATTACKS",
@@ -77,6 +85,7 @@ __all__ = [
     "EXPOSURE_FILE",
     "RESULTS_SCHEMA",
     "SUMMARY_FILE",
+    "TEXT_TRADEOFF_SCHEMA",
     "AttackResult",
     "AttackRun",
     "AttackSection",
@@ -102,6 +111,8 @@ __all__ = [
     "SliceAttack",
     "SliceResult",
     "TextDataSection",
+    "TextTradeoffResult",
+    "TextVariant",
     "TradeoffResult",
     "VariantComparison",
     "VariantOutcome",
@@ -121,6 +132,7 @@ __all__ = [
     "exact_rank",
     "gate_failures",
     "group_privacy",
+    "is_text_config",
     "load_audit_config",
     "load_exposure_config",
     "load_signals_config",
@@ -139,5 +151,7 @@ __all__ = [
     "signals_audit_config",
     "skewnorm_exposure",
     "text_demo_config",
+    "text_tradeoff",
+    "text_variants",
     "tradeoff",
 ]

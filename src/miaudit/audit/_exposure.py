@@ -5,13 +5,16 @@ fine-tune it on a random half of a private pool plus secret-sharer canaries inse
 16 times (never-inserted canaries of the same format beside them), then for every canary
 compute its exposure (exact rank by enumerating the candidate space, or the skew-normal
 estimate) and whether greedy decoding from its prefix writes its secret. Reference fine-tunes
-of the same base on other random halves are saved with the keep matrix, for the sequence
-membership attacks.
+of the same base on other random halves are trained too, and the target's membership is audited
+through the shared sequence signals and the registry's text attacks with the blind baseline
+(:mod:`miaudit.audit._exposure_membership`; ``audit/`` holds results.json, report.html and
+scores.parquet as :func:`miaudit.audit.audit_text` writes them).
 
 Everything is written to a staging folder inside ``--out`` and moved into place at the end, so
 a failed run leaves no partial result. Every file is restricted (0600): canary texts are
 secrets, the records and models are personal data, ``membership.npz`` is the roster. Only
-``exposure-summary.json`` (per-level aggregates, no text, no secret) is meant to be shared.
+``exposure-summary.json`` (per-level aggregates, no text, no secret) and ``audit/results.json``
+and ``audit/report.html`` (aggregates, no text, pseudonymous ids) are meant to be shared.
 """
 
 from __future__ import annotations
@@ -27,11 +30,23 @@ from typing import Any
 import numpy as np
 
 from miaudit._io import RESTRICTED_MODE, ensure_writable_dir, write_text_atomic
+from miaudit.audit._attack import AttackRun
 from miaudit.audit._exposure_config import CanarySection, ExposureConfig
 from miaudit.audit._exposure_math import exact_exposure, exact_rank, skewnorm_exposure
-from miaudit.data import fake_names, synthetic_records
+from miaudit.audit._exposure_membership import (
+    AUDIT_FOLDER,
+    SIGNALS_FILE,
+    heldout_summary,
+    loglik_arrays,
+    membership_audit,
+    membership_summary,
+    score_own_models,
+)
+from miaudit.audit._text_audit import TEXT_BASELINE
+from miaudit.data import SyntheticText, fake_names, synthetic_records
 from miaudit.defenses import deduplicate
 from miaudit.errors import InputError
+from miaudit.signals import Role, SequenceStore, write_sequence_signals
 
 EXPOSURE_FILE = "exposure.json"
 SUMMARY_FILE = "exposure-summary.json"
@@ -152,14 +167,23 @@ class ExposureRun:
     summary: dict[str, Any]
     record: dict[str, Any]
     out: Path
+    #: The membership audit (text attacks and blind baseline on the pool) with its scores.
+    membership: AttackRun | None = None
+    #: The sequence signals it ran on (target, base, references; pool then population).
+    signals: SequenceStore | None = None
 
 
 def _keep_matrix(n_records: int, models: int, seed: int) -> np.ndarray:
-    """(models, records) booleans: each model's members, a random half of the pool."""
+    """(models, records) booleans: row 0 the target's members, a random half of the pool; then
+    the references in complementary pairs (a random half, then the other half), so that every
+    record is out of at least one reference once there are two (offline LiRA needs that)."""
     rng = np.random.default_rng([seed, 29])
     keep = np.zeros((models, n_records), dtype=bool)
     for m in range(models):
-        keep[m, rng.permutation(n_records)[: n_records // 2]] = True
+        if m >= 2 and m % 2 == 0:  # the second of a reference pair: the first one's complement
+            keep[m] = ~keep[m - 1]
+        else:
+            keep[m, rng.permutation(n_records)[: n_records // 2]] = True
     return keep
 
 
@@ -197,8 +221,8 @@ def _restrict(folder: Path) -> None:
     os.chmod(folder, 0o700)
 
 
-# Long: the run's steps in order (pool, base, canaries, target, exposures, references, files),
-# each one call; splitting would only pass the same dozen values between pieces.
+# Long: the run's steps in order (pool, base, canaries, target, exposures, references, membership
+# audit, files), each one call; splitting would only pass the same dozen values between pieces.
 def run_exposure(
     cfg: ExposureConfig,
     out: Path,
@@ -206,8 +230,9 @@ def run_exposure(
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ExposureRun:
-    """Fine-tune the target (and references), compute every canary's exposure, write ``out``."""
-    from miaudit.models import finetune_lm, load_lm, pretrained_base, record_log_likelihoods
+    """Fine-tune the target (and references), compute every canary's exposure, audit the
+    target's membership through the sequence signals and text attacks, write ``out``."""
+    from miaudit.models import finetune_lm, load_lm, pretrained_base
 
     say = progress or (lambda _msg: None)
     _check_out(out, overwrite)
@@ -221,6 +246,7 @@ def run_exposure(
         pool = synthetic_records(
             cfg.data.records, seed=_subseed(cfg.seed, 1), families=cfg.data.families
         )
+        population = _population(cfg)
         say(f"pre-training the base on {recipe.pretrain.records} public records (cached)")
         public = synthetic_records(recipe.pretrain.records, seed=_subseed(cfg.seed, 2)).texts
         base = pretrained_base(recipe, public, cache, seed=cfg.seed)
@@ -236,7 +262,6 @@ def run_exposure(
         target, tok = load_lm(models / "target")
         say(f"exposure of {len(canaries)} canaries (space 10^{cfg.canaries.digits})")
         rows = _secret_exposures(target, tok, canaries, cfg.canaries, cfg.seed)
-        loglik = [record_log_likelihoods(target, tok, pool.texts)]
         for r in range(1, 1 + cfg.references):
             say(f"reference fine-tune {r}/{cfg.references}")
             refs_members = [t for t, k in zip(pool.texts, keep[r], strict=True) if k]
@@ -248,25 +273,56 @@ def run_exposure(
                 seed=cfg.seed + r,
                 threads=recipe.threads,
             )
-            ref, _ = load_lm(models / f"reference-{r}")
-            loglik.append(record_log_likelihoods(ref, tok, pool.texts))
-        summary, record = _results(cfg, rows, info, dedup, keep, loglik, base)
-        _write(staging, summary, record, keep, loglik, pool.texts, pool.family)
+        say("membership audit: sequence signals of every model, text attacks, blind baseline")
+        store, audit = _membership(cfg, staging, base, keep, pool.texts, population)
+        summary, record = _results(cfg, rows, info, dedup, store, audit, base)
+        _write(staging, summary, record, store, pool, population)
         _restrict(staging)
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ExposureRun(summary, record, out)
+    return ExposureRun(summary, record, out, membership=audit, signals=store)
 
 
-def _membership_auc(keep: np.ndarray, loglik: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """The target's loss attack (mean token log-likelihood), for a first look; the sequence
-    attacks proper run on the saved models and ``membership.npz``."""
-    from miaudit.metrics import roc_auc_score
+def _population(cfg: ExposureConfig) -> tuple[str, ...]:
+    """Records no model trains on, from a seed stream apart from the pool's and the public's."""
+    if cfg.data.population == 0:
+        return ()
+    return synthetic_records(
+        cfg.data.population, seed=_subseed(cfg.seed, 3), families=cfg.data.families
+    ).texts
 
-    total, count = loglik[0]
-    return float(roc_auc_score(keep[0].astype(int), total / count))
+
+def _membership(
+    cfg: ExposureConfig,
+    staging: Path,
+    base: Path,
+    keep: np.ndarray,
+    pool: tuple[str, ...],
+    population: tuple[str, ...],
+) -> tuple[SequenceStore, AttackRun]:
+    """The sequence signals of target, base and references on pool and population, and the
+    text attacks with the blind baseline on them (written to ``staging/audit``)."""
+    refs = [staging / "models" / f"reference-{r}" for r in range(1, 1 + cfg.references)]
+    n_pool, n_pop = keep.shape[1], len(population)
+    full = np.zeros((keep.shape[0] + 1, n_pool + n_pop), dtype=bool)
+    full[0, :n_pool] = keep[0]  # the target; row 1 is the base, which trained on none
+    full[2:, :n_pool] = keep[1:]
+    is_pop = np.arange(n_pool + n_pop) >= n_pool
+    texts = [*pool, *population]
+    roles: list[Role] = ["target", "base"]
+    store = score_own_models(
+        [staging / "models" / "target", base, *refs],
+        roles + ["reference"] * len(refs),
+        texts,
+        full,
+        is_pop,
+    )
+    run = membership_audit(
+        store, texts, staging / AUDIT_FOLDER, seed=cfg.seed, n_resamples=cfg.resamples
+    )
+    return store, run
 
 
 def _results(
@@ -274,8 +330,8 @@ def _results(
     rows: list[dict[str, Any]],
     info: dict[str, Any],
     dedup: dict[str, Any] | None,
-    keep: np.ndarray,
-    loglik: list[tuple[np.ndarray, np.ndarray]],
+    store: SequenceStore,
+    audit: AttackRun,
     base: Path,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     from miaudit._version import __version__
@@ -289,6 +345,7 @@ def _results(
                 group_privacy(info["epsilon"], info["delta"], n) for n in c.repetitions
             ],
         }
+    keep = store.keep[store.target, ~store.population]
     summary = {
         "schema_version": SCHEMA_VERSION,
         "miaudit_version": __version__,
@@ -297,10 +354,12 @@ def _results(
         "method": "exact" if c.exact() else "skewnorm-fit",
         "levels": _level_summary(rows, c.space()),
         "finetune": cfg.model.finetune.model_dump(),
-        "members": int(keep[0].sum()),
-        "pool": int(keep.shape[1]),
+        "members": int(keep.sum()),
+        "pool": int(keep.size),
         "references": cfg.references,
-        "loss_attack_auc": _membership_auc(keep, loglik),
+        "loss_attack_auc": _auc(audit, TEXT_BASELINE),
+        "membership": membership_summary(audit),
+        "heldout": heldout_summary(store),
         "dp": dp,
         "dedup": dedup,
     }
@@ -314,28 +373,43 @@ def _results(
     return summary, record
 
 
+def _auc(audit: AttackRun, name: str) -> float | None:
+    attack = next((a for a in audit.result.attacks if a.name == name), None)
+    return None if attack is None else attack.auc.point
+
+
 def _write(
     folder: Path,
     summary: dict[str, Any],
     record: dict[str, Any],
-    keep: np.ndarray,
-    loglik: list[tuple[np.ndarray, np.ndarray]],
-    texts: tuple[str, ...],
-    family: tuple[str, ...],
+    store: SequenceStore,
+    pool: SyntheticText,
+    population: tuple[str, ...],
 ) -> None:
     write_text_atomic(folder / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n", restricted=True)
     write_text_atomic(folder / EXPOSURE_FILE, json.dumps(record, indent=2) + "\n", restricted=True)
     lines = [
         json.dumps({"record": i, "family": f, "text": t})
-        for i, (t, f) in enumerate(zip(texts, family, strict=True))
+        for i, (t, f) in enumerate(zip(pool.texts, pool.family, strict=True))
+    ]
+    lines += [
+        json.dumps({"record": len(pool.texts) + i, "population": True, "text": t})
+        for i, t in enumerate(population)
     ]
     write_text_atomic(folder / "records.jsonl", "\n".join(lines) + "\n", restricted=True)
-    total = np.stack([t for t, _ in loglik])
-    count = np.stack([n for _, n in loglik])
+    write_sequence_signals(store, folder / SIGNALS_FILE)
+    # keep: (models, pool records), row 0 the target, then the references (the base trained on
+    # none); per-record summed and mean token log-probabilities, from the sequence signals.
+    models = [store.target, *store.references]
+    total, count = loglik_arrays(store, models, len(pool.texts))
     with open(folder / "membership.npz", "wb") as fh:
-        # keep: (models, records), row 0 the target; mean_token_logprob: miaudit's own
-        # per-record score until the shared sequence signals replace it.
-        np.savez(fh, keep=keep, sum_logprob=total, tokens=count, mean_token_logprob=total / count)
+        np.savez(
+            fh,
+            keep=store.keep[models][:, : len(pool.texts)],
+            sum_logprob=total,
+            tokens=count,
+            mean_token_logprob=total / count,
+        )
 
 
 def _publish(staging: Path, out: Path) -> None:

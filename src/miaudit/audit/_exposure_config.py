@@ -3,9 +3,11 @@
 ```toml
 seed = 0
 references = 2            # reference fine-tunes on other random halves (membership audit)
+resamples = 200           # bootstrap replicates of the membership audit's intervals
 
 [data]                    # the private pool: synthetic personal records
 records = 2000            # members: a random half of them
+population = 200          # texts no model trains on (RMIA's comparison records)
 # families = ["clinical_note", "discharge_summary"]
 
 [model]
@@ -43,11 +45,14 @@ EXACT_MAX_SPACE = 10**6
 
 
 class TextDataSection(BaseModel):
-    """``[data]``: the private pool of synthetic personal records (members: a random half)."""
+    """``[data]``: the private pool of synthetic personal records (members: a random half), and
+    ``population`` more records of the same kind that no model trains on (the comparison texts
+    of sequence-level RMIA; 0: RMIA does not run)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     records: int = Field(2000, ge=4, le=100_000)
+    population: int = Field(0, ge=0, le=100_000)
     families: list[str] | None = None
 
     @field_validator("families")
@@ -124,6 +129,8 @@ class ExposureConfig(BaseModel):
     canaries: CanarySection = CanarySection()
     dedup: DedupSection | None = None
     references: int = Field(0, ge=0, le=64)
+    #: Bootstrap replicates of the membership audit's intervals.
+    resamples: int = Field(200, ge=0, le=10_000)
     #: Where the pre-trained base is cached (default: ``~/.cache/miaudit/lm``).
     cache: Path | None = None
     seed: int = Field(0, ge=0)
@@ -158,13 +165,14 @@ def load_exposure_config(path: str | Path) -> ExposureConfig:
 
 def text_demo_config(seed: int = 20261206) -> ExposureConfig:
     """``miaudit demo --text``: the default ≈ 2 M-parameter LM pre-trained on 3,000 public
-    records (cached), 1,500 private records (750 members), 40 canaries of a 10^4 space, 2
-    reference fine-tunes; sized for ≤ 10 minutes on the 2-core reference machine."""
+    records (cached), 1,500 private records (750 members) and 250 population records, 40
+    canaries of a 10^4 space, 2 reference fine-tunes, the membership audit through the sequence
+    signals; sized for ≤ 10 minutes on the 2-core reference machine."""
     return parse_exposure_config(
         {
             "seed": seed,
             "references": 2,
-            "data": {"records": 1500},
+            "data": {"records": 1500, "population": 250},
             "model": {
                 "kind": "causal-lm",
                 "pretrain": {"records": 3000, "epochs": 1},

@@ -362,7 +362,7 @@ def demo_cmd(
         bool,
         typer.Option(
             "--text",
-            help="The language-model demo: fine-tune miaudit's small LM on synthetic personal records with canaries; exposure and references.",
+            help="The language-model demo: fine-tune miaudit's small LM on synthetic personal records with canaries; exposure, and membership audited by the text attacks and the blind baseline.",
         ),
     ] = False,
 ) -> None:

@@ -7,7 +7,7 @@ main) before any training; a failed run leaves nothing in ``--out``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -46,16 +46,38 @@ def print_exposure(run: ExposureRun) -> None:
             f"dedup: {d['before']} → {d['after']} texts ({d['exact_removed']} exact, {d['near_removed']} near duplicates)",
             highlight=False,
         )
-    out.print(
-        f"loss attack on the target's {s['members']} members of {s['pool']}: AUC {s['loss_attack_auc']:.3f} "
-        "(mean token log-probability; the sequence attacks run on models/ and membership.npz)",
-        highlight=False,
-    )
+    print_membership(s["membership"], s["heldout"])
     out.print(
         f"results: {run.out / 'exposure.json'} (restricted, 0600: canary secrets); "
-        f"{run.out / 'exposure-summary.json'} (aggregates only)",
+        f"{run.out / 'exposure-summary.json'} (aggregates only); membership audit: "
+        f"{run.out / 'audit'} (results.json, report.html; check-record reads it)",
         highlight=False,
     )
+
+
+def _est(e: dict[str, Any]) -> str:
+    if e.get("point") is None:
+        return "n/m"
+    if e.get("lower") is None or e.get("upper") is None:
+        return f"{e['point']:.3f}"
+    return f"{e['point']:.3f} [{e['lower']:.3f}, {e['upper']:.3f}]"
+
+
+def print_membership(m: dict[str, Any], heldout: dict[str, Any]) -> None:
+    """Each text attack's AUC and TPR at 1 % FPR (95 % intervals), the blind baseline last."""
+    out.print(
+        f"membership of the target's {m['members']} members among {m['pool']} pool records "
+        f"(held-out loss {heldout['loss']:.3f} nats/token, perplexity {heldout['perplexity']:.2f}):",
+        highlight=False,
+    )
+    for name, fig in m["attacks"].items():
+        mark = " (strongest)" if name == m["strongest"] else ""
+        out.print(
+            f"  {name:>18}: AUC {_est(fig['auc'])}, TPR@1%FPR {_est(fig['tpr@1%fpr'])}{mark}",
+            highlight=False,
+        )
+    if m["split_note"]:
+        out.print(f"  {m['split_note']}", highlight=False, soft_wrap=True)
 
 
 def run_and_print(cfg: ExposureConfig, out_dir: Path, overwrite: bool) -> None:
@@ -70,18 +92,21 @@ def exposure(
     config: Annotated[
         Path,
         typer.Argument(
-            help="Exposure config (.toml, .yaml or .yml): [data], [model] (causal-lm), [canaries], [dedup], references, seed."
+            help="Text config (.toml, .yaml or .yml): [data], [model] (causal-lm), [canaries], [dedup], references, resamples, seed."
         ),
     ],
     out_dir: Annotated[
         Path,
-        typer.Option("--out", help="Folder for exposure.json, models/ and membership.npz."),
+        typer.Option(
+            "--out",
+            help="Folder for exposure.json, audit/ (the membership audit: results.json, report.html), models/ and the sequence signals.",
+        ),
     ],
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace results already in --out.")
     ] = False,
 ) -> None:
-    """Insert secret canaries in a language model's fine-tuning set and measure their exposure."""
+    """Fine-tune miaudit's small LM with secret canaries: their exposure, and a membership audit by the text attacks."""
     from miaudit.audit import load_exposure_config
 
     cfg = load_exposure_config(config)
@@ -94,6 +119,7 @@ def text_demo(out_dir: Path) -> None:
 
     out.print(
         "miaudit demo --text: a ≈ 2 M-parameter LM pre-trained on public synthetic records "
-        "(cached), fine-tuned on 750 private ones with 30 canaries; 10 never inserted"
+        "(cached), fine-tuned on 750 private ones with 30 canaries (10 never inserted); "
+        "2 reference fine-tunes; membership audited by the text attacks"
     )
     run_and_print(text_demo_config(), out_dir, overwrite=True)

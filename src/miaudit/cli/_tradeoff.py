@@ -19,7 +19,7 @@ from miaudit.cli._options import TrustCode
 from miaudit.errors import InputError
 
 if TYPE_CHECKING:
-    from miaudit.audit import DpAuditResult, TradeoffResult
+    from miaudit.audit import DpAuditResult, TextTradeoffResult, TradeoffResult
     from miaudit.metrics import Estimate
     from miaudit.report import DpAuditSummary, TradeoffVariant
 
@@ -77,7 +77,10 @@ def _check_tradeoff_options(
 # Long: over 60 lines through its typer option declarations; the work is in audit.tradeoff.
 def tradeoff(
     config: Annotated[
-        Path, typer.Argument(help="Audit config (.toml/.yaml) of the baseline recipe.")
+        Path,
+        typer.Argument(
+            help='Audit config (.toml/.yaml) of the baseline recipe, or a text config ([model] kind = "causal-lm"): plain, DP on LoRA at each --epsilons, dedup.'
+        ),
     ],
     out_dir: Annotated[
         Path,
@@ -129,7 +132,7 @@ def tradeoff(
     ] = 1.0,
     trust_code: TrustCode = False,
 ) -> None:
-    """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all)."""
+    """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all); for a text config, DP fine-tuning and deduplication."""
     from miaudit.audit import default_variants
     from miaudit.audit import tradeoff as run_tradeoff
     from miaudit.report import write_report
@@ -137,6 +140,11 @@ def tradeoff(
     _check_tradeoff_options(accountant, policy_targets, accuracy_tolerance, noise_sigma)
     dp = _dp_audit_file(dp_audit_json)  # read and checked before any training
     err = console(stderr=True)
+    from miaudit.audit import is_text_config
+
+    if is_text_config(config):
+        _text_tradeoff(config, out_dir, _floats(epsilons, "--epsilons"), delta, accountant)
+        return
     variants = default_variants(
         _floats(epsilons, "--epsilons"),
         _floats(weight_decays, "--weight-decays"),
@@ -169,6 +177,63 @@ def tradeoff(
     out.print(
         f"results: {out_dir / 'tradeoff.json'} (shareable); report: {path}; variants/, models/: restricted"
     )
+
+
+def _text_tradeoff(
+    config: Path, out_dir: Path, epsilons: list[float], delta: float, accountant: str
+) -> None:
+    """A text config: plain, DP on LoRA at each ε, dedup (only --epsilons, --delta and
+    --accountant apply; the tabular controls do not)."""
+    from miaudit.audit import load_exposure_config, text_tradeoff, text_variants
+
+    cfg = load_exposure_config(config)
+    variants = text_variants(
+        cfg, epsilons, delta=delta, accountant="rdp" if accountant == "rdp" else "prv"
+    )
+    err = console(stderr=True)
+    result = text_tradeoff(
+        cfg, out_dir, variants=variants, say=lambda s: err.print(s, highlight=False, soft_wrap=True)
+    )
+    out = _console()
+    _print_text_tradeoff(out, result)
+    out.print(
+        f"results: {out_dir / 'tradeoff.json'} (shareable); each variant's exposure and membership "
+        f"audit: {out_dir / 'variants'} (restricted)"
+    )
+
+
+def _print_text_tradeoff(out: Console, result: TextTradeoffResult) -> None:
+    """Utility, membership and exposure per variant, then the paired comparisons and DP bounds."""
+    table = Table(title="Text trade-off (strongest text attack per variant; 95 % intervals)")
+    levels = [lv.repetitions for lv in result.variants[0].exposure]
+    for col in ("variant", "ε", "held-out loss", "strongest", "AUC", "TPR@1%FPR", "blind AUC"):
+        table.add_column(col)
+    for r in levels:
+        table.add_column("never" if r == 0 else f"exp. {r}×")
+    for v in result.variants:
+        table.add_row(
+            v.name,
+            "∞" if v.epsilon is None else f"{v.epsilon:.2f}",
+            f"{v.heldout_loss:.3f}",
+            v.strongest_attack,
+            _est(v.auc),
+            _est(v.tpr_at_1pct_fpr),
+            "—" if v.blind_auc is None else _est(v.blind_auc),
+            *(f"{lv.mean_exposure:.2f}" for lv in v.exposure),
+        )
+    out.print(table)
+    for v in result.variants[1:]:
+        parts = [f"{v.name}: AUC reduction {_est(v.risk_reduction, signed=True)}"]
+        if v.loss_increase is not None:
+            parts.append(f"held-out loss increase {_est(v.loss_increase, signed=True)} nats/token")
+        parts += [
+            f"exposure reduction at {lv.repetitions}× {_est(lv.reduction, signed=True)}"
+            for lv in v.exposure
+            if lv.reduction is not None and lv.repetitions > 0
+        ]
+        out.print("; ".join(parts), highlight=False, soft_wrap=True)
+        for g in v.group_privacy:
+            out.print(f"  {g.statement}", highlight=False, soft_wrap=True)
 
 
 def _print_tradeoff(out: Console, result: TradeoffResult) -> None:
@@ -221,8 +286,8 @@ def _dp_audit_file(path: Path | None) -> DpAuditSummary | None:
     return dp_summary_for_report(DpAuditResult.read(path, field="--dp-audit"))
 
 
-def _est(e: Estimate, signed: bool = False) -> str:
-    if e.point is None:
+def _est(e: Estimate | None, signed: bool = False) -> str:
+    if e is None or e.point is None:
         return "n/m"
     f = "{:+.3f}" if signed else "{:.3f}"
     s = f.format(e.point)

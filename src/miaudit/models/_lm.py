@@ -21,14 +21,18 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from miaudit.models._hf import BATCH_TEXTS, HfCausalLM, TokenStats
+from miaudit.models._hf import _check_texts as check_texts
 from miaudit.models._lm_recipe import CausalLMRecipe, LMArchitecture, LMFinetune
 from miaudit.models._lm_tokenizer import (
+    BOS,
     PAD,
     encode_records,
     fast_tokenizer,
@@ -302,3 +306,43 @@ def record_log_likelihoods(
         total[start : start + len(chunk)] = -mean_nll * n
         count[start : start + len(chunk)] = n
     return total, count
+
+
+@dataclass(frozen=True)
+class OwnCausalLM(HfCausalLM):
+    """A folder miaudit's own LM training wrote, read for the sequence signals.
+
+    It is scored as it was trained: ``[BOS] + tokens + [BOS]`` cut to the context, so the
+    closing BOS (the end of the text, which fine-tuning taught) is a scored token too. A generic
+    Hugging Face causal LM (:class:`HfCausalLM`) reads ``[BOS] + tokens`` only.
+    """
+
+    def encode(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        bos = int(self.tokenizer.convert_tokens_to_ids(BOS))
+        return [bos, *ids, bos][: self.context]
+
+    def token_stats(self, texts: Sequence[str], batch_size: int = BATCH_TEXTS) -> list[TokenStats]:
+        """As :meth:`HfCausalLM.token_stats`, in batches of texts of similar length (less
+        padding to compute; right padding never changes a text's own statistics)."""
+        encoded = [self.encode(t) for t in check_texts(texts)]
+        order = np.argsort([len(e) for e in encoded], kind="stable")
+        out: list[TokenStats | None] = [None] * len(encoded)
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                stats = self._batch_stats([encoded[i] for i in rows], torch)
+                for i, st in zip(rows, stats, strict=True):
+                    out[i] = st
+        return [st for st in out if st is not None]
+
+    def __repr__(self) -> str:
+        return f"OwnCausalLM({str(self.folder)!r}, context={self.context})"
+
+
+def load_own_lm(folder: str | Path) -> OwnCausalLM:
+    """miaudit's own LM from the folder :func:`save_lm` wrote, for
+    :func:`miaudit.signals.sequence_signals` (safetensors only, no remote code)."""
+    path = Path(folder)
+    model, tok = load_lm(path)
+    return OwnCausalLM(path, model, fast_tokenizer(tok))

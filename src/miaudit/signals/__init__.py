@@ -16,6 +16,7 @@ from miaudit.signals._compute import (
 from miaudit.signals._sequence import (
     SEQUENCE_SCHEMA,
     ModelTokens,
+    Role,
     SequenceStore,
     load_sequence_signals,
     sequence_signals,
@@ -27,6 +28,7 @@ __all__ = [
     "SEQUENCE_SCHEMA",
     "SIGNALS",
     "ModelTokens",
+    "Role",
     "SequenceStore",
     "compute_signals",
     "confidence",

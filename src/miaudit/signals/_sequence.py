@@ -34,9 +34,13 @@ _ARRAYS = ("record_id", "zlib_bytes", "offsets", "log_prob", "mean", "var", "kee
 
 
 class _TokenStats(Protocol):
-    log_prob: np.ndarray
-    mean: np.ndarray
-    var: np.ndarray
+    # Read-only: frozen dataclasses (miaudit.models.TokenStats) fit too.
+    @property
+    def log_prob(self) -> np.ndarray: ...
+    @property
+    def mean(self) -> np.ndarray: ...
+    @property
+    def var(self) -> np.ndarray: ...
 
 
 class _CausalLM(Protocol):
