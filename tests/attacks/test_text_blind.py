@@ -52,7 +52,8 @@ def test_a_random_split_is_flagged_at_the_nominal_rate() -> None:
         blind = blind_baseline(texts, member, seed=seed, permutations=39)
         excluded = not blind.lower <= 0.5 <= blind.upper
         flagged += excluded
-        assert (shifted_split_note(blind.lower, blind.upper, 0.95) is None) == (not excluded)
+        # the note fires only above chance (a below-chance cross-fit is not a shift)
+        assert (shifted_split_note(blind.lower, blind.upper, 0.95) is None) == (blind.lower <= 0.5)
         assert 1 / 40 <= blind.p_value <= 1
     assert flagged <= 6, flagged
 
