@@ -180,3 +180,16 @@ def test_offline_rmia_calibrates_a_on_the_references() -> None:
         member = store.member[pool]
         calibrated = _score("text_rmia_offline", store)
         assert roc_auc_score(member, calibrated) > roc_auc_score(member, default) + 0.05
+
+
+def test_offline_rmia_with_one_reference_pair_keeps_the_default_a() -> None:
+    """Two references that are complements on the pool leave none to calibrate on (population
+    texts, in no model, must not hide the complement): the default a, no error."""
+    from miaudit.attacks import RMIA_DEFAULT_A, rmia_offline
+
+    store = sequence_store(0, n=200, pairs=1, population=40)
+    pool, refs, pop = ~store.population, store.references, store.population
+    target = np.exp(mean_log_prob(store.models[store.target]))
+    ref = np.exp(np.stack([mean_log_prob(store.models[k]) for k in refs]))
+    expected = rmia_offline(target, ref, store.keep[refs], pop, a=RMIA_DEFAULT_A)[pool]
+    np.testing.assert_array_equal(_score("text_rmia_offline", store), expected)

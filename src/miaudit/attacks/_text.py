@@ -155,9 +155,10 @@ def _offline_a(ref_p: np.ndarray, keep: np.ndarray, pop: np.ndarray) -> float:
     left out; the RMIA paper's offline recipe), as for tabular models. A sequence's
     probability (its mean per-token probability, a few per cent) is far from a class
     probability, so the tabular default would let the constant (1 − a)/2 swamp p_OUT."""
-    if not can_calibrate_rmia_a(keep):
-        return DEFAULT_A
-    return calibrate_rmia_a(ref_p[:, ~pop], keep[:, ~pop])
+    pool_keep = keep[:, ~pop]  # population texts are in no model: they would hide a complement
+    if not can_calibrate_rmia_a(pool_keep):
+        return DEFAULT_A  # one complementary pair: no reference left to calibrate on
+    return calibrate_rmia_a(ref_p[:, ~pop], pool_keep)
 
 
 def rmia_scores(online: bool) -> Callable[[SequenceInputs], np.ndarray]:
