@@ -42,6 +42,29 @@ class RejectionRate:
     interval: tuple[float, float]  # two-sided 95 % Clopper–Pearson
     significance: float
 
+    @classmethod
+    def of(
+        cls,
+        design: str,
+        epsilon: float,
+        delta: float,
+        seeds: int,
+        rejected: int,
+        significance: float,
+    ) -> RejectionRate:
+        """``rejected`` of ``seeds`` simulations, with the share's Clopper–Pearson interval."""
+        lo, hi = clopper_pearson(rejected, seeds, 0.05)
+        return cls(
+            design,
+            epsilon,
+            delta,
+            seeds,
+            rejected,
+            rejected / seeds,
+            (float(lo), float(hi)),
+            significance,
+        )
+
     @property
     def within_nominal(self) -> bool:
         """The one-sided check: the share is not significantly above the significance."""
@@ -71,17 +94,7 @@ def _rate(
         scores = draw(inc, rng) + rng.random(m) * 1e-9  # ties: independent noise
         r, v = _guesses(scores, inc, k_plus, k_minus)
         rejected += bool(r) and _p_value(m, r, v, epsilon, delta) < significance
-    lo, hi = clopper_pearson(rejected, seeds, 0.05)
-    return RejectionRate(
-        name,
-        epsilon,
-        delta,
-        seeds,
-        rejected,
-        rejected / seeds,
-        (float(lo), float(hi)),
-        significance,
-    )
+    return RejectionRate.of(name, epsilon, delta, seeds, rejected, significance)
 
 
 def gaussian_sigma_at(epsilon: float, delta: float) -> float:
@@ -212,17 +225,7 @@ def multi_run_rate(
             draw(inc, rng), inc, threshold, delta=delta, significance=significance
         )
         rejected += bound > epsilon
-    lo, hi = clopper_pearson(rejected, seeds, 0.05)
-    return RejectionRate(
-        name,
-        epsilon,
-        delta,
-        seeds,
-        rejected,
-        rejected / seeds,
-        (float(lo), float(hi)),
-        significance,
-    )
+    return RejectionRate.of(name, epsilon, delta, seeds, rejected, significance)
 
 
 def multi_run_rr_rate(epsilon: float, runs: int, *, seeds: int, seed: int = 0) -> RejectionRate:
