@@ -104,14 +104,15 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def closure_digest(files: dict[str, Path], module: str) -> str:
-    """The sha256 of ``module``'s file alone when it imports none of the user's modules (keys
-    made before helper modules were hashed stay valid), else of every (name, file hash) pair."""
-    if len(files) == 1:
-        return file_digest(files[module])
+def closure_digest(digests: dict[str, str], module: str) -> str:
+    """From each file's sha256 (by module name): ``module``'s alone when it imports none of the
+    user's modules (keys made before helper modules were hashed stay valid), else the hash of
+    every (name, file hash) pair."""
+    if len(digests) == 1:
+        return digests[module]
     h = hashlib.sha256()
-    for name in sorted(files):
-        h.update(f"{name}\0{file_digest(files[name])}\n".encode())
+    for name in sorted(digests):
+        h.update(f"{name}\0{digests[name]}\n".encode())
     return h.hexdigest()
 
 
@@ -133,7 +134,8 @@ def code_digests(recipe: PythonRecipe | TorchModuleRecipe) -> dict[str, str]:
     out = {}
     for field, ref in code_names(recipe).items():
         module = ref.partition(":")[0]
-        out[field] = closure_digest(_code_files(field, module, recipe.path), module)
+        files = _code_files(field, module, recipe.path)
+        out[field] = closure_digest({n: file_digest(f) for n, f in files.items()}, module)
     return out
 
 
@@ -165,14 +167,16 @@ def load_function(
     module_name, _, attr = ref.partition(":")
     files = _code_files(field, module_name, recipe.path)
     path = files[module_name]
-    digest = closure_digest(files, module_name)
+    digests = {n: file_digest(f) for n, f in files.items()}  # each file read once
+    digest = closure_digest(digests, module_name)
     if expected is not None and digest != expected:
         raise InputError(
             field,
             f"{str(path)!r} or a module of yours it imports changed while the run was going (it is not the code its cache key names); run again",
         )
     with code_folder(recipe.path):
-        stale = _drop_stale_imports({n: f for n, f in files.items() if n != module_name})
+        helpers = {n: f for n, f in files.items() if n != module_name}
+        stale = _drop_stale_imports(helpers, digests)
         if stale and module_name != "__main__":
             sys.modules.pop(module_name, None)  # it holds the old helpers' objects: run it again
         module = _import_fresh(module_name, path, digest, field)
@@ -206,12 +210,12 @@ def _import_fresh(name: str, path: Path, digest: str, field: str) -> Any:
     return loaded
 
 
-def _drop_stale_imports(files: dict[str, Path]) -> bool:
+def _drop_stale_imports(files: dict[str, Path], digests: dict[str, str]) -> bool:
     """Forget the user's helper modules imported from other bytes (or another file) than they
     have now, so that importing the named module imports them afresh; whether any was."""
     stale = False
     for name, path in files.items():
-        digest = file_digest(path)
+        digest = digests[name]
         loaded = sys.modules.get(name)
         changed = loaded is not None and (
             not _same_file(getattr(loaded, "__file__", None), path) or _IMPORTED.get(name) != digest
