@@ -19,6 +19,7 @@ SLOW_MODULES = frozenset(
     {
         "tests/attacks/test_text_blind.py",  # 12 cross-fitted n-gram regressions of 5 folds
         "tests/audit/test_dp_audit.py",  # trains DP models per case
+        "tests/audit/test_dp_reference.py",  # one tiny audit with 8 reference runs (≈ 10 s)
         "tests/audit/test_plain_script.py",  # real processes: a script with workers, the CLI
         "tests/audit/test_qmia_audit.py",  # QMIA's regressors per target and the stacker, twice
         "tests/benchmarks/test_qmia_bench.py",  # trains two plans of 10 MLPs

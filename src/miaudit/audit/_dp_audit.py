@@ -34,7 +34,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator
@@ -51,6 +51,13 @@ from miaudit.audit._dp_audit_power import (
 )
 from miaudit.audit._dp_curve import CurveTest, curve_test
 from miaudit.audit._dp_multirun import MultiRun, check_multi_run_recipe, multi_run_test
+from miaudit.audit._dp_reference import (
+    ReferenceCalibration,
+    calibrate,
+    merged,
+    reference_seed,
+    reference_trainings,
+)
 from miaudit.audit._results import PrivacySpent, _Record, dump_record, parse_record, read_record
 from miaudit.datasets import Dataset
 from miaudit.errors import InputError
@@ -104,6 +111,11 @@ class DpAuditDesign(_Record):
     #: Test the accountant's whole ε(δ) curve (Bonferroni over a δ grid fixed in advance:
     #: :mod:`miaudit.audit._dp_curve`) instead of the claimed point alone; one-run mode only.
     curve: bool = False
+    #: Black-box canaries ("input", "ood") calibrated on this many reference runs per audited
+    #: run (the same canaries, fresh coins and model seeds): each score centred by the canary's
+    #: reference mean; out-of-distribution canaries' input scale chosen on them too
+    #: (:mod:`miaudit.audit._dp_reference`). 0: uncalibrated.
+    reference_runs: int = 0
 
     @property
     def m(self) -> int:
@@ -122,6 +134,16 @@ class DpAuditDesign(_Record):
             self._check_guesses()
         if self.runs < 1:
             raise InputError("runs", f"must be at least 1, got {self.runs}")
+        if self.reference_runs < 0 or self.reference_runs == 1:
+            raise InputError(
+                "reference_runs",
+                f"must be 0 (no calibration) or at least 2, got {self.reference_runs}",
+            )
+        if self.reference_runs and self.canary_kind not in (None, "input", "ood"):
+            raise InputError(
+                "reference_runs",
+                f"calibrate black-box input canaries ('input' or 'ood'), not {self.canary_kind!r} canaries",
+            )
         if not 0 < self.significance < 1:
             raise InputError("significance", f"must lie in (0, 1), got {self.significance}")
         if self.canaries is None:
@@ -210,6 +232,8 @@ class DpAuditResult(_Record):
     multi_run: MultiRun | None = None
     #: The whole-curve test when the design asked for it (schema 3; None otherwise).
     curve: CurveTest | None = None
+    #: The reference runs' calibration when the design asked for it (schema 3; None otherwise).
+    calibration: ReferenceCalibration | None = None
 
     @field_validator("claimed_epsilon", mode="before")
     @classmethod
@@ -232,11 +256,12 @@ class DpAuditResult(_Record):
     __str__ = __repr__
 
     def to_json(self) -> str:
-        if self.multi_run is not None or self.curve is not None:
+        if self.multi_run is not None or self.curve is not None or self.calibration is not None:
             return dump_record(self)
         data = json.loads(dump_record(self))  # schema 2 exactly as it always was
         for key in ("multi_run", "curve"):
             del data[key], data["design"][key]
+        del data["calibration"], data["design"]["reference_runs"]
         return json.dumps(data, indent=2, allow_nan=False)
 
     @classmethod
@@ -286,6 +311,8 @@ class DpAuditResult(_Record):
             lines.append(self.multi_run.line())
         if self.curve is not None:
             lines.append(self.curve.line())
+        if self.calibration is not None:
+            lines.append(self.calibration.line())
         if self.power is not None:
             lines.append(self.power.line())
         if self.gaussian_dp is not None:
@@ -320,6 +347,7 @@ class CanaryRun:
     included: np.ndarray
     privacy: PrivacySpent | None
     accuracy: float
+    calibration: ReferenceCalibration | None = None
 
 
 def _gradient_canary_run(
@@ -471,17 +499,34 @@ def _canary_run(
         return _gradient_canary_run(recipe, data, design, ss, threads)
     plan_ss, model_ss = ss.spawn(2)
     plan = _canary_plan(data, design, np.random.default_rng(plan_ss))
-    logits, privacy = _train_once(recipe, plan, model_ss, threads)
-    if logits.ndim == 3:  # augmentation queries: the un-augmented view
-        logits = logits[:, 0, :]
-    scores = _canary_scores(logits, plan, data.n_records, design.canary_kind == "rare-category")
+    rare = design.canary_kind == "rare-category"
+
+    def trained(p: _CanaryPlan, mss: np.random.SeedSequence) -> tuple[np.ndarray, Any]:
+        logits, privacy = _train_once(recipe, p, mss, threads)
+        if logits.ndim == 3:  # augmentation queries: the un-augmented view
+            logits = logits[:, 0, :]
+        return _canary_scores(logits, p, data.n_records, rare), (logits, privacy)
+
+    calibration = None
+    if design.reference_runs:
+        plan, centre, calibration = calibrate(
+            plan,
+            runs=design.reference_runs,
+            guesses=design.guesses,
+            ood=design.canary_kind == "ood",
+            score=lambda p, mss: trained(p, mss)[0],
+            ss=reference_seed(ss),
+        )
+    scores, (logits, privacy) = trained(plan, model_ss)
+    if calibration is not None:
+        scores = scores - centre
     test = plan.held if plan.held.size else plan.base[:0]
     acc = (
         float((logits[test].argmax(-1) == np.asarray(data.label)[test]).mean())
         if test.size
         else float("nan")
     )
-    return CanaryRun(scores, plan.included, privacy, acc)
+    return CanaryRun(scores, plan.included, privacy, acc, calibration)
 
 
 def _mask(n: int, rows: np.ndarray) -> np.ndarray:
@@ -563,6 +608,11 @@ def _checked_recipe(cfg: AuditConfig, design: DpAuditDesign, data: Dataset) -> T
             "canary_kind",
             "gradient canaries are inserted in the DP-SGD step: the recipe needs [model].dp",
         )
+    if design.reference_runs and design.canary_kind not in ("input", "ood"):
+        raise InputError(
+            "reference_runs",
+            f"calibrate black-box input canaries ('input' or 'ood'), not {design.canary_kind!r} canaries",
+        )
     if design.canary_kind == "rare-category" and (
         data.image_shape is not None or not isinstance(recipe, MLPRecipe)
     ):
@@ -635,7 +685,19 @@ def _design_line(
     return (
         f"design: {design.runs} run(s) × {design.m} {design.canary_kind} canaries (each included with probability ½), "
         f"guesses k₊ = {kp}, k₋ = {km} fixed now ({rule}); at significance {design.significance:g} and δ = {delta:g} "
-        f"this design can certify at most ε = {ceiling:.3f}" + claim
+        f"this design can certify at most ε = {ceiling:.3f}" + claim + _calibration_plan(design)
+    )
+
+
+def _calibration_plan(design: DpAuditDesign) -> str:
+    """What the reference runs will cost, said before they train."""
+    if not design.reference_runs:
+        return ""
+    extra = reference_trainings(design.reference_runs, ood=design.canary_kind == "ood")
+    return (
+        f"; each audited run first trains {extra} reference run(s) on its canaries (fresh coins) "
+        "to calibrate their scores"
+        + (" and choose their input scale" if design.canary_kind == "ood" else "")
     )
 
 
@@ -774,11 +836,14 @@ def _result(
         if design.curve and top is not None and math.isfinite(claimed)
         else None
     )
+    calibration = merged([r.calibration for r in runs if r.calibration is not None])
     decided = verdict(claimed, p_value, design.significance, float(ceiling))
     if curve is not None and decided != "not testable by this design":
         decided = "FAILED" if curve.rejected else "PASSED"  # the curve test alone decides
     return DpAuditResult(
-        schema_version=DP_AUDIT_SCHEMA_MULTI_RUN if curve is not None else DP_AUDIT_SCHEMA,
+        schema_version=DP_AUDIT_SCHEMA_MULTI_RUN
+        if curve is not None or calibration is not None
+        else DP_AUDIT_SCHEMA,
         claimed_epsilon=claimed,
         delta=float(delta),
         accountant=privacy[0].accountant if privacy else "none (not DP-trained)",
@@ -802,8 +867,14 @@ def _result(
         power=power,
         gaussian_dp=_gaussian_dp(runs, design, delta) if privacy else None,
         guess_rule=rule,
-        score=_SCORES[design.canary_kind],
+        score=_SCORES[design.canary_kind]
+        + (
+            f", centred by the canary's mean over {design.reference_runs} reference runs"
+            if calibration is not None
+            else ""
+        ),
         curve=curve,
+        calibration=calibration,
     )
 
 
@@ -874,6 +945,10 @@ def _multi_run_audit(
         raise InputError("--curve", "the whole-curve test is for one-run mode, not --multi-run")
     if design.canary_kind not in (None, "gradient") or design.canaries is not None:
         raise InputError("--multi-run", "multi-run mode plants one gradient canary per run")
+    if design.reference_runs:
+        raise InputError(
+            "--reference-runs", "calibrates one-run black-box canaries, not --multi-run"
+        )
     design = design.model_copy(update={"canary_kind": "gradient", "canaries": 1})
     perm = np.random.default_rng(np.random.SeedSequence([seed, 41])).permutation(data.n_records)
     base_n = design.base_count(data.n_records)

@@ -344,6 +344,13 @@ def dp_audit(
             help="Test the accountant's whole ε(δ) curve (a fixed δ grid, Bonferroni) instead of the claimed point: the verdict is that one test.",
         ),
     ] = False,
+    reference_runs: Annotated[
+        int,
+        typer.Option(
+            "--reference-runs",
+            help="Calibrate black-box canaries (input, ood) on R reference runs per audited run: the same canaries with fresh coins, each score centred by its reference mean; ood canaries' input scale is chosen on them too (0: off).",
+        ),
+    ] = 0,
     significance: Annotated[
         float, typer.Option(help="Significance of the one-sided test of the claim.")
     ] = 0.05,
@@ -382,6 +389,7 @@ def dp_audit(
         canary_kind=kind,
         multi_run=multi_run,
         curve=curve,
+        reference_runs=reference_runs,
     )
     from miaudit.cli._train import load_audit
 
