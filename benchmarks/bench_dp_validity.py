@@ -14,11 +14,63 @@ from benchmarks._schema import BenchResult
 CLAIM = "dp-audit's test rejects true claims (null, ε-DP randomized response, Gaussian at (ε, δ)) within nominal (0.05), ≥ 1,000 seeds each"
 
 
+def calibrated_rate(mu: float, epsilon: float, delta: float, *, ood: bool, seeds: int):  # type: ignore[no-untyped-def]
+    """dp-audit's reference calibration (``--reference-runs 4``) on simulated black-box
+    canaries: 500 canaries, 100/100 guesses, each canary's score a fixed offset (3× the run
+    noise, growing with the input factor when ``ood``) + N(0, 1) noise + ``mu`` when included
+    — the Gaussian mechanism exactly at (ε, δ) for its μ, the null for μ = 0. The audited run
+    is centred by reference runs with their own coins, as the audit does; rejections of the
+    true claim counted as the audit counts them."""
+    import dataclasses
+
+    import numpy as np
+
+    from miaudit.audit._dp_reference import calibrate, reference_seed
+    from miaudit.metrics import one_run_audit, one_run_p_value
+    from miaudit.metrics._dp_validity import RejectionRate
+
+    @dataclasses.dataclass(frozen=True)
+    class Data:
+        features: np.ndarray
+
+    @dataclasses.dataclass(frozen=True)
+    class Plan:
+        canaries: np.ndarray
+        held: np.ndarray
+        included: np.ndarray
+        data: Data
+
+    m, rejected = 500, 0
+    for ss in np.random.SeedSequence(17).spawn(seeds):
+        rng = np.random.default_rng(ss)
+        x = rng.normal(size=(m + 1, 1))
+        x[m] = 0.0  # the held-out mean: offsets scale with the factor
+        plan = Plan(np.arange(m), np.array([m]), rng.random(m) < 0.5, Data(x))
+
+        def score(p, model_ss):  # type: ignore[no-untyped-def]
+            noise = np.random.default_rng(model_ss).normal(size=m)
+            return 3.0 * p.data.features[:m, 0] + noise + mu * p.included
+
+        chosen, centre, _ = calibrate(
+            plan, runs=4, guesses=(100, 100), ood=ood, score=score, ss=reference_seed(ss)
+        )
+        audited = score(chosen, ss.spawn(2)[1]) - centre
+        res = one_run_audit(audited, plan.included, k_plus=100, k_minus=100, delta=delta)
+        rejected += one_run_p_value(m, res.r, res.v, epsilon, delta=delta) < 0.05
+    name = (
+        "calibrated on 4 reference runs"
+        + (" (ood: factor chosen)" if ood else "")
+        + (", null" if mu == 0 else f", Gaussian μ = {mu:.3g}")
+    )
+    return RejectionRate.of(name, epsilon, delta, seeds, int(rejected), 0.05)
+
+
 def run(size: str) -> BenchResult:
     import numpy as np
 
     from miaudit.metrics._dp_validity import (
         gaussian_mechanism_rate,
+        gaussian_sigma_at,
         gdp_estimates_on_randomized_response,
         multi_run_gaussian_rate,
         multi_run_rr_rate,
@@ -46,6 +98,10 @@ def run(size: str) -> BenchResult:
         multi_run_rr_rate(1.0, 1000, seeds=seeds),
         multi_run_rr_rate(4.0, 1000, seeds=seeds),
         multi_run_gaussian_rate(4.0, 1e-5, 1000, seeds=seeds),
+        # black-box canaries calibrated on reference runs (--reference-runs), 100/100 of 500
+        calibrated_rate(0.0, 0.0, 0.0, ood=False, seeds=seeds),
+        calibrated_rate(0.0, 0.0, 0.0, ood=True, seeds=seeds),
+        calibrated_rate(1 / gaussian_sigma_at(4.0, 1e-5), 4.0, 1e-5, ood=True, seeds=seeds),
     ]
     gdp = gdp_estimates_on_randomized_response(1.0, 1e-5, 2000, 500, seeds=min(seeds, 200))
     rows = [
@@ -79,6 +135,7 @@ def run(size: str) -> BenchResult:
     notes = [
         "Designs (k₊, k₋): null 50/50 of 1,000 and 250/250 of 5,000; randomized response 50/50 and 500/0 of 1,000 at ε = 1, 200/200 at ε = 4; Gaussian 50/50 of 1,000 (ε = 1) and of 5,000 (ε = 4).",
         "The guess rule's designs (issue 19): null 100/100 of 1,000 and 125/125 of 5,000; randomized response 100/100 of 1,000 at ε = 1; Gaussian 125/125 of 5,000 at ε = 1 and 4.",
+        "Calibrated (--reference-runs 4, 100/100 of 500): per-canary offsets 3× the run noise (scaled by the input factor for ood), centred by 4 reference runs with their own coins; the null (no effect, claim 0) and the Gaussian mechanism exactly at (4, 1e-5).",
         "Multi-run: 1,000 runs per seed, Clopper–Pearson at 0.025 per side; randomized response at ε = 0 (the null), 1 and 4 (threshold 0.5: the test is tight there); Gaussian at (4, 1e-5) with threshold 0.5 + 2σ.",
         f"μ-GDP estimate on randomized response at ε = 1 (2,000 canaries, top 500): median ε ≈ {np.median(gdp):.2f}, above 1 on {(gdp > 1).mean():.0%} of seeds — the Gaussian family assumption fails for pure DP, so it never decides a verdict.",
     ]
