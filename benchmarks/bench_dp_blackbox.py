@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 from benchmarks._schema import BenchResult
 
@@ -35,12 +36,12 @@ CLAIM = (
 KINDS = ("input", "ood", "input_calibrated", "ood_calibrated")
 
 
-def _design(kind: str, references: int):  # type: ignore[no-untyped-def]
+def _design(kind: str, references: int) -> Any:
     from miaudit.audit import DpAuditDesign
 
     base, calibrated = kind.removesuffix("_calibrated"), kind.endswith("_calibrated")
     return DpAuditDesign(
-        canary_kind=base,  # type: ignore[arg-type]
+        canary_kind=base,
         canaries=500,
         reference_runs=references if calibrated else 0,
     )

@@ -9,12 +9,14 @@ the true ε (its family assumption fails there; why it never decides the verdict
 
 from __future__ import annotations
 
+from typing import Any
+
 from benchmarks._schema import BenchResult
 
 CLAIM = "dp-audit's test rejects true claims (null, ε-DP randomized response, Gaussian at (ε, δ)) within nominal (0.05), ≥ 1,000 seeds each"
 
 
-def calibrated_rate(mu: float, epsilon: float, delta: float, *, ood: bool, seeds: int):  # type: ignore[no-untyped-def]
+def calibrated_rate(mu: float, epsilon: float, delta: float, *, ood: bool, seeds: int) -> Any:
     """dp-audit's reference calibration (``--reference-runs 4``) on simulated black-box
     canaries: 500 canaries, 100/100 guesses, each canary's score a fixed offset (3× the run
     noise, growing with the input factor when ``ood``) + N(0, 1) noise + ``mu`` when included
@@ -47,7 +49,7 @@ def calibrated_rate(mu: float, epsilon: float, delta: float, *, ood: bool, seeds
         x[m] = 0.0  # the held-out mean: offsets scale with the factor
         plan = Plan(np.arange(m), np.array([m]), rng.random(m) < 0.5, Data(x))
 
-        def score(p, model_ss):  # type: ignore[no-untyped-def]
+        def score(p: Plan, model_ss: np.random.SeedSequence) -> np.ndarray:
             noise = np.random.default_rng(model_ss).normal(size=m)
             return 3.0 * p.data.features[:m, 0] + noise + mu * p.included
 
