@@ -180,6 +180,10 @@ def test_dp_audit_records_the_calibration_in_schema_3(tmp_path):
     assert data["schema"] == "miaudit.dp_audit/3" and data["design"]["reference_runs"] == 2
     assert DpAuditResult.from_json(text).calibration == r.calibration
     assert any(line.startswith("calibration:") for line in r.summary().splitlines())
+    from miaudit.report import dp_summary_from_audit
+
+    summary = dp_summary_from_audit(r)
+    assert summary is not None and any(n.startswith("calibration:") for n in summary.notes)
     plain = dp_audit(
         _tiny(0), design=DpAuditDesign(canaries=100, k_plus=10, k_minus=10, canary_kind="ood")
     )
