@@ -932,6 +932,18 @@ def _write(result: DpAuditResult, out: str | Path | None) -> None:
         write_text_atomic(folder / DP_AUDIT_FILE, result.to_json())
 
 
+def _check_multi_run_design(design: DpAuditDesign) -> None:
+    """InputError for what one-run designs have and multi-run mode does not."""
+    if design.curve:
+        raise InputError("--curve", "the whole-curve test is for one-run mode, not --multi-run")
+    if design.canary_kind not in (None, "gradient") or design.canaries is not None:
+        raise InputError("--multi-run", "multi-run mode plants one gradient canary per run")
+    if design.reference_runs:
+        raise InputError(
+            "--reference-runs", "calibrates one-run black-box canaries, not --multi-run"
+        )
+
+
 def _multi_run_audit(
     cfg: AuditConfig,
     data: Dataset,
@@ -941,14 +953,7 @@ def _multi_run_audit(
 ) -> DpAuditResult:
     """Multi-run mode (:mod:`miaudit.audit._dp_multirun`): R runs, one gradient canary each."""
     recipe = check_multi_run_recipe(cfg.model, design.runs)
-    if design.curve:
-        raise InputError("--curve", "the whole-curve test is for one-run mode, not --multi-run")
-    if design.canary_kind not in (None, "gradient") or design.canaries is not None:
-        raise InputError("--multi-run", "multi-run mode plants one gradient canary per run")
-    if design.reference_runs:
-        raise InputError(
-            "--reference-runs", "calibrates one-run black-box canaries, not --multi-run"
-        )
+    _check_multi_run_design(design)
     design = design.model_copy(update={"canary_kind": "gradient", "canaries": 1})
     perm = np.random.default_rng(np.random.SeedSequence([seed, 41])).permutation(data.n_records)
     base_n = design.base_count(data.n_records)
