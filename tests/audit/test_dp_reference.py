@@ -198,6 +198,7 @@ def test_dp_audit_records_the_calibration_in_schema_3(tmp_path):
         ({"reference_runs": 1, "canary_kind": "ood"}, "reference_runs.*at least 2"),
         ({"reference_runs": -2, "canary_kind": "ood"}, "reference_runs.*at least 2"),
         ({"reference_runs": 2, "canary_kind": "gradient"}, "reference_runs.*'gradient'"),
+        ({"reference_runs": 2}, "reference_runs.*'gradient'"),  # auto picks gradient for DP
         ({"reference_runs": 2, "multi_run": True, "runs": 10}, "reference-runs.*multi-run"),
     ],
 )

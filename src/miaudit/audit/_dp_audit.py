@@ -139,11 +139,8 @@ class DpAuditDesign(_Record):
                 "reference_runs",
                 f"must be 0 (no calibration) or at least 2, got {self.reference_runs}",
             )
-        if self.reference_runs and self.canary_kind not in (None, "input", "ood"):
-            raise InputError(
-                "reference_runs",
-                f"calibrate black-box input canaries ('input' or 'ood'), not {self.canary_kind!r} canaries",
-            )
+        if self.canary_kind is not None:
+            self.check_calibrated_kind()
         if not 0 < self.significance < 1:
             raise InputError("significance", f"must lie in (0, 1), got {self.significance}")
         if self.canaries is None:
@@ -153,6 +150,14 @@ class DpAuditDesign(_Record):
             raise InputError(
                 "canaries",
                 f"{self.canaries} canaries + {base} base records exceed the dataset's {n_records} records",
+            )
+
+    def check_calibrated_kind(self) -> None:
+        """InputError when reference runs are asked for canaries they cannot calibrate."""
+        if self.reference_runs and self.canary_kind not in ("input", "ood"):
+            raise InputError(
+                "reference_runs",
+                f"calibrate black-box input canaries ('input' or 'ood'), not {self.canary_kind!r} canaries",
             )
 
     def _check_guesses(self) -> None:
@@ -608,11 +613,7 @@ def _checked_recipe(cfg: AuditConfig, design: DpAuditDesign, data: Dataset) -> T
             "canary_kind",
             "gradient canaries are inserted in the DP-SGD step: the recipe needs [model].dp",
         )
-    if design.reference_runs and design.canary_kind not in ("input", "ood"):
-        raise InputError(
-            "reference_runs",
-            f"calibrate black-box input canaries ('input' or 'ood'), not {design.canary_kind!r} canaries",
-        )
+    design.check_calibrated_kind()  # the resolved kind ("auto" may have chosen gradient)
     if design.canary_kind == "rare-category" and (
         data.image_shape is not None or not isinstance(recipe, MLPRecipe)
     ):
