@@ -104,3 +104,19 @@ def test_the_page_quotes_the_blind_baseline_benchmark() -> None:
     assert f"excluded chance on {f['fair_excluded']} ({f['fair_excluded_share']:.1%}" in page
     assert f"{lo:.1%}–{hi:.1%}" in page and rec["date"] in page
     assert f"On {f['shifted_flagged']} of {f['shifted_seeds']} shifted splits" in page
+
+
+def _pct(share: float) -> str:
+    """A share as the page writes it ("5.9 %")."""
+    return f"{100 * share:.1f} %"
+
+
+def test_the_page_quotes_the_confirmatory_membership_run() -> None:
+    rec = _result("text_audit_confirm")
+    page = " ".join(PAGE.read_text(encoding="utf-8").split())
+    rows = rec["figures"]["attacks"]
+    assert rec["size"] == "full" and rec["figures"]["primary"] == "text_rmia_online"
+    rmia, loss = rows["text_rmia_online"]["tpr_at_1pct"][0], rows["text_loss"]["tpr_at_1pct"][0]
+    ratio, lo, hi = rows["text_rmia_online"]["tpr_ratio_to_loss"]
+    assert f"RMIA found {_pct(rmia)} of the members against the loss's {_pct(loss)}" in page
+    assert f"{ratio:.1f} times as many (paired interval {lo:.1f} to {hi:.1f})" in page
