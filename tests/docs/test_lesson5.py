@@ -66,8 +66,8 @@ def test_the_config_is_the_benchmarks(block: str | None, dp: bool, dedup: bool) 
     if block is not None:
         text = uncommented(text, block)
     page = parse_exposure_config(tomllib.loads(text))
-    assert page == parse_exposure_config(_config("small", 0, dp=dp, dedup=dedup))
-    assert _result("text_exposure")["size"] == "small"
+    assert page == parse_exposure_config(_config("full", 0, dp=dp, dedup=dedup))
+    assert _result("text_exposure")["size"] == "full"
 
 
 def test_the_page_quotes_the_exposure_benchmark() -> None:
