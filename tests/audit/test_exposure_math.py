@@ -77,6 +77,10 @@ def test_group_privacy_is_n_epsilon() -> None:
     sixteen = group_privacy(8.0, 1e-5, 16)
     assert sixteen["epsilon"] == 128.0 and sixteen["delta"] == 1.0  # δ blows up: no guarantee
     assert "16 records" in sixteen["statement"]
+    assert one["statement"] == (
+        "a canary inserted once is one record to the accountant: the guarantee for it is "
+        "the recipe's (8, 1e-05)-DP"
+    )
 
 
 @pytest.mark.parametrize(

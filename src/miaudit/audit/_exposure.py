@@ -93,7 +93,10 @@ def group_privacy(epsilon: float, delta: float, n: int) -> dict[str, Any]:
         "epsilon": eps_n,
         "delta": delta_n,
         "statement": (
-            f"a canary inserted {n} times is {n} records to the accountant: "
+            f"a canary inserted once is one record to the accountant: the guarantee for it is "
+            f"the recipe's ({epsilon:g}, {delta:g})-DP"
+            if n == 1
+            else f"a canary inserted {n} times is {n} records to the accountant: "
             f"the guarantee for it is ({eps_n:g}, {delta_n:.3g})-DP (group privacy n·ε), "
             f"not ({epsilon:g}, {delta:g})"
         ),
