@@ -48,6 +48,12 @@ def test_reference_trainings_count_the_scale_choice():
     assert reference_trainings(2, ood=True) == 2 * len(OOD_SCALES)  # no top-up below 4
 
 
+def test_each_audited_run_has_its_own_reference_stream():
+    runs = np.random.SeedSequence(11).spawn(3)  # as dp_audit's _runs seeds its runs
+    states = [reference_seed(ss).generate_state(4).tolist() for ss in runs]
+    assert len({tuple(s) for s in states}) == 3
+
+
 def test_reference_stream_is_none_of_the_audited_runs_streams():
     """The audited run draws its canaries, coins and model from ss's first two children: the
     references' stream must differ from both (and from ss), or they would share its coins."""
@@ -192,6 +198,20 @@ def test_dp_audit_records_the_calibration_in_schema_3(tmp_path):
     assert "reference_runs" not in plain_json["design"]
 
 
+def test_calibration_leaves_the_audited_runs_as_the_uncalibrated_audit_trains_them():
+    """Paired by construction: with input canaries (no factor to choose) the audited models of a
+    calibrated audit are the uncalibrated audit's, run for run (same accuracy and privacy)."""
+    pytest.importorskip("opacus")
+    from miaudit.audit import DpAuditDesign, dp_audit
+
+    common = {"canaries": 60, "k_plus": 10, "k_minus": 10, "canary_kind": "input", "runs": 2}
+    plain = dp_audit(_tiny(1), design=DpAuditDesign(**common))
+    calibrated = dp_audit(_tiny(1), design=DpAuditDesign(**common, reference_runs=2))
+    assert calibrated.test_accuracy == plain.test_accuracy and len(plain.test_accuracy) == 2
+    assert calibrated.privacy == plain.privacy
+    assert calibrated.calibration is not None and calibrated.calibration.runs == 2
+
+
 @pytest.mark.parametrize(
     ("design", "match"),
     [
@@ -199,7 +219,7 @@ def test_dp_audit_records_the_calibration_in_schema_3(tmp_path):
         ({"reference_runs": -2, "canary_kind": "ood"}, "reference_runs.*at least 2"),
         ({"reference_runs": 2, "canary_kind": "gradient"}, "reference_runs.*'gradient'"),
         ({"reference_runs": 2}, "reference_runs.*'gradient'"),  # auto picks gradient for DP
-        ({"reference_runs": 2, "multi_run": True, "runs": 10}, "reference-runs.*multi-run"),
+        ({"reference_runs": 2, "multi_run": True, "runs": 10}, "reference_runs.*multi-run"),
     ],
 )
 def test_bad_calibration_designs_are_refused_before_training(design, match):

@@ -157,7 +157,8 @@ class DpAuditDesign(_Record):
         if self.reference_runs and self.canary_kind not in ("input", "ood"):
             raise InputError(
                 "reference_runs",
-                f"calibrate black-box input canaries ('input' or 'ood'), not {self.canary_kind!r} canaries",
+                f"calibrate black-box input canaries ('input' or 'ood'), not {self.canary_kind!r} canaries"
+                " (auto picks gradient canaries for a DP recipe: give the canary kind input or ood)",
             )
 
     def _check_guesses(self) -> None:
@@ -261,12 +262,12 @@ class DpAuditResult(_Record):
     __str__ = __repr__
 
     def to_json(self) -> str:
-        if self.multi_run is not None or self.curve is not None or self.calibration is not None:
-            return dump_record(self)
-        data = json.loads(dump_record(self))  # schema 2 exactly as it always was
-        for key in ("multi_run", "curve"):
-            del data[key], data["design"][key]
-        del data["calibration"], data["design"]["reference_runs"]
+        data = json.loads(dump_record(self))
+        if self.calibration is None:  # files without it read in releases before it
+            del data["calibration"], data["design"]["reference_runs"]
+        if self.multi_run is None and self.curve is None and self.calibration is None:
+            for key in ("multi_run", "curve"):  # schema 2 exactly as it always was
+                del data[key], data["design"][key]
         return json.dumps(data, indent=2, allow_nan=False)
 
     @classmethod
@@ -940,9 +941,7 @@ def _check_multi_run_design(design: DpAuditDesign) -> None:
     if design.canary_kind not in (None, "gradient") or design.canaries is not None:
         raise InputError("--multi-run", "multi-run mode plants one gradient canary per run")
     if design.reference_runs:
-        raise InputError(
-            "--reference-runs", "calibrates one-run black-box canaries, not --multi-run"
-        )
+        raise InputError("reference_runs", "calibrates one-run black-box canaries, not --multi-run")
 
 
 def _multi_run_audit(
