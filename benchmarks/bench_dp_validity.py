@@ -20,7 +20,8 @@ def calibrated_rate(mu: float, epsilon: float, delta: float, *, ood: bool, seeds
     """dp-audit's reference calibration (``--reference-runs 4``) on simulated black-box
     canaries: 500 canaries, 100/100 guesses, each canary's score a fixed offset (3× the run
     noise, growing with the input factor when ``ood``) + N(0, 1) noise + ``mu`` when included
-    — the Gaussian mechanism exactly at (ε, δ) for its μ, the null for μ = 0. The audited run
+    — the Gaussian mechanism at (ε, δ) for its μ (centring by the references is a
+    post-processing, so the audited scores are at most (ε, δ)-DP), the null for μ = 0. The audited run
     is centred by reference runs with their own coins, as the audit does; rejections of the
     true claim counted as the audit counts them."""
     import dataclasses
@@ -137,7 +138,7 @@ def run(size: str) -> BenchResult:
     notes = [
         "Designs (k₊, k₋): null 50/50 of 1,000 and 250/250 of 5,000; randomized response 50/50 and 500/0 of 1,000 at ε = 1, 200/200 at ε = 4; Gaussian 50/50 of 1,000 (ε = 1) and of 5,000 (ε = 4).",
         "The guess rule's designs (issue 19): null 100/100 of 1,000 and 125/125 of 5,000; randomized response 100/100 of 1,000 at ε = 1; Gaussian 125/125 of 5,000 at ε = 1 and 4.",
-        "Calibrated (--reference-runs 4, 100/100 of 500): per-canary offsets 3× the run noise (scaled by the input factor for ood), centred by 4 reference runs with their own coins; the null (no effect, claim 0) and the Gaussian mechanism exactly at (4, 1e-5).",
+        "Calibrated (--reference-runs 4, 100/100 of 500): per-canary offsets 3× the run noise (scaled by the input factor for ood), centred by 4 reference runs with their own coins; the null (no effect, claim 0) and the Gaussian mechanism at (4, 1e-5) (centring is a post-processing: at most (4, 1e-5)).",
         "Multi-run: 1,000 runs per seed, Clopper–Pearson at 0.025 per side; randomized response at ε = 0 (the null), 1 and 4 (threshold 0.5: the test is tight there); Gaussian at (4, 1e-5) with threshold 0.5 + 2σ.",
         f"μ-GDP estimate on randomized response at ε = 1 (2,000 canaries, top 500): median ε ≈ {np.median(gdp):.2f}, above 1 on {(gdp > 1).mean():.0%} of seeds — the Gaussian family assumption fails for pure DP, so it never decides a verdict.",
     ]
