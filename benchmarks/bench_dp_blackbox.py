@@ -66,7 +66,7 @@ def _row(seed: int, n: int, epochs: int, references: int) -> dict:
         if r.calibration is not None and r.calibration.scales:
             row[f"{kind}_scale"] = r.calibration.chosen_scale[0]
             row[f"{kind}_selection"] = r.calibration.selection[0]
-        row["k"] = [r.design.k_plus, r.design.k_minus]
+        row[f"{kind}_k"] = [r.design.k_plus, r.design.k_minus]  # per run
         row["claim"] = round(r.claimed_epsilon, 4)
     return row
 
