@@ -217,6 +217,28 @@ def test_augmented_store():
         assert np.isfinite(res.scores).all()
 
 
+def test_rmia_averages_its_scores_over_augmented_queries():
+    """A store with a query axis: RMIA scores each query (augmented view) as a one-query store
+    would and averages the scores; offline ``a`` is calibrated on the first query."""
+    store = make_store(queries=3, seed=4)
+    pool, refs = ~store.population, [0, 1, 4, 5, 6, 7]
+    per_q = [rmia_probability(store.logits[:, :, q], store.label) for q in range(3)]
+    online = score_target(store, RmiaAttack(mode="online"), target=3).scores[0]
+    want = np.mean([rmia_online(p[3], p[refs], store.population)[pool] for p in per_q], axis=0)
+    np.testing.assert_allclose(online, want, rtol=0, atol=1e-12)
+    first = per_q[0]
+    a = calibrate_rmia_a(first[refs][:, pool], store.keep[refs][:, pool], model=0)
+    res = score_target(store, RmiaAttack(mode="offline"), target=3)
+    want = np.mean(
+        [rmia_offline(p[3], p[refs], store.keep[refs], store.population, a=a)[pool] for p in per_q],
+        axis=0,
+    )
+    np.testing.assert_allclose(res.scores[0], want, rtol=0, atol=1e-12)
+    assert res.rmia_a is not None and res.rmia_a[0] == a
+    # views that differ: averaging is not the first query's score
+    assert not np.allclose(online, rmia_online(first[3], first[refs], store.population)[pool])
+
+
 def test_simulated_pooled_auc_and_null():
     store = make_store(n=1500, n_pop=500, k=8, seed=4)
     for attack in (

@@ -24,7 +24,8 @@ K/2 − 1 OUT references when the store is made of complementary pairs.
 Records in the store's population mask are RMIA's z records: they enter RMIA's comparison and
 are excluded from the evaluated pairs of every attack. Signals come from the stored logits:
 φ (scaled logit) for LiRA with every augmentation query; p_y at the attack's temperature for
-RMIA, and the logits for the shadow attacks, from the first (un-augmented) query.
+RMIA on every query too (RMIA's scores averaged over queries); the logits for the shadow attacks
+from the first (un-augmented) query.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class _Signals:
     def __init__(self, store: SignalsStore) -> None:
         self.store = store
         self._phi: np.ndarray | None = None
-        self._p: dict[float, np.ndarray] = {}
+        self._p: dict[tuple[float, int], np.ndarray] = {}
         self._a: dict[tuple[object, ...], float] = {}
         self._pair: dict[int, tuple[int, ...]] = {}
 
@@ -192,9 +193,18 @@ class _Signals:
             )
         return self._a[key]
 
-    def first_query_logits(self) -> np.ndarray:
+    @property
+    def n_queries(self) -> int:
+        """Queries per record (augmented views; 1 for a store without a query axis)."""
         lg = self.store.logits
-        return lg[:, :, 0, :] if lg.ndim == 4 else lg
+        return int(lg.shape[2]) if lg.ndim == 4 else 1
+
+    def query_logits(self, query: int) -> np.ndarray:
+        lg = self.store.logits
+        return lg[:, :, query, :] if lg.ndim == 4 else lg
+
+    def first_query_logits(self) -> np.ndarray:
+        return self.query_logits(0)
 
     def phi(self) -> np.ndarray:
         """(K, n) or (K, n, A) scaled logits."""
@@ -215,13 +225,14 @@ class _Signals:
                 self._phi = compute_signals(lg, y, which=("scaled_logit",))["scaled_logit"]
         return self._phi
 
-    def p(self, temperature: float) -> np.ndarray:
-        """(K, n) p_y of the first query at a temperature."""
-        if temperature not in self._p:
-            self._p[temperature] = rmia_probability(
-                self.first_query_logits(), self.store.label, temperature=temperature
+    def p(self, temperature: float, query: int = 0) -> np.ndarray:
+        """(K, n) p_y of one query (the first: the un-augmented view) at a temperature."""
+        key = (temperature, query)
+        if key not in self._p:
+            self._p[key] = rmia_probability(
+                self.query_logits(query), self.store.label, temperature=temperature
             )
-        return self._p[temperature]
+        return self._p[key]
 
 
 def _needs(attack: ReferenceAttack) -> tuple[bool, bool]:
@@ -312,23 +323,27 @@ def _score_shrunk(
 def _score_rmia(
     sig: _Signals, attack: RmiaAttack, target: int, refs: np.ndarray, pool: np.ndarray
 ) -> np.ndarray:
+    """RMIA on each query (augmented view) of the store, the scores averaged over queries —
+    score-level averaging, as offline LiRA averages its standardised scores (docs/method.md).
+    Offline ``a`` is calibrated on the first query and used for every query."""
     store = sig.store
-    p = sig.p(attack.temperature)
     cols: slice | np.ndarray = slice(None)
     if pool.size + int(store.population.sum()) < store.n_records:  # some pool records left out
         cols = np.sort(np.concatenate([pool, np.flatnonzero(store.population)]))
-    t_p, r_p, r_keep, pop = (
-        p[target][cols],
-        p[refs][:, cols],
-        store.keep[refs][:, cols],
-        store.population[cols],
-    )
-    if attack.mode == "online":
-        full = rmia_online(t_p, r_p, pop, gamma=attack.gamma, trim=attack.trim)
-    else:
+    r_keep, pop = store.keep[refs][:, cols], store.population[cols]
+    a = None
+    if attack.mode == "offline":
         a = sig.rmia_a(target, attack) if attack.a is None else attack.a
-        full = rmia_offline(t_p, r_p, r_keep, pop, a=a, gamma=attack.gamma, trim=attack.trim)
-    scored: np.ndarray = full[~pop]
+    total = np.zeros(int((~pop).sum()))
+    for query in range(sig.n_queries):
+        p = sig.p(attack.temperature, query)
+        t_p, r_p = p[target][cols], p[refs][:, cols]
+        if a is None:
+            full = rmia_online(t_p, r_p, pop, gamma=attack.gamma, trim=attack.trim)
+        else:
+            full = rmia_offline(t_p, r_p, r_keep, pop, a=a, gamma=attack.gamma, trim=attack.trim)
+        total += full[~pop]
+    scored: np.ndarray = total / sig.n_queries
     return scored
 
 
