@@ -1,4 +1,4 @@
-"""The one result schema every benchmark returns, and the machine description."""
+"""The one result schema every benchmark returns, the machine description, and running the CLI."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 BENCH_SCHEMA = "miaudit.benchmark/1"
@@ -110,3 +112,23 @@ try:
 finally:
     out.write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 """
+
+
+def run_miaudit(
+    args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[str, float]:
+    """``miaudit ARGS`` in a fresh interpreter (this one's Python): its stdout and wall seconds;
+    RuntimeError with the end of its stderr when it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", "from miaudit.cli import main; main()", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"miaudit {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
+    return proc.stdout, wall

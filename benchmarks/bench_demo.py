@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks._schema import BenchResult
+from benchmarks._schema import BenchResult, run_miaudit
 
 CLAIM = "`miaudit demo` (overfit MLP on Adult, 10 models, DP-SGD ε = 4, weight decay, label-only policy, HTML report) finishes in under 10 minutes"
 
@@ -18,16 +15,7 @@ def run(size: str) -> BenchResult:
         args = ["demo", "--out", str(Path(tmp) / "demo")] + (
             [] if size == "full" else ["--outputs-only"]
         )
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-c", "from miaudit.cli import main; main()", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"miaudit demo failed: {proc.stderr.strip()[-500:]}")
+        _, wall = run_miaudit(args)
         report = (Path(tmp) / "demo" / "report.html").is_file()
     table = "\n".join(
         [

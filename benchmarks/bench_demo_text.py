@@ -10,13 +10,10 @@ size decides the claim. Wall time depends on the machine's load, recorded beside
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks._schema import BenchResult
+from benchmarks._schema import BenchResult, run_miaudit
 
 CLAIM = "`miaudit demo --text` (≈ 2 M-parameter LM pre-trained, fine-tuned with canaries, a reference pair, exposure and membership audit, HTML report) finishes in under 10 minutes with an empty cache"
 
@@ -26,18 +23,7 @@ def run(size: str) -> BenchResult:
     with tempfile.TemporaryDirectory(prefix="miaudit-demo-text-") as tmp:
         out = Path(tmp) / "demo"
         env = {**os.environ, "MIAUDIT_CACHE": str(Path(tmp) / "cache")}
-        t0 = time.perf_counter()
-        args = ["demo", "--text", "--out", str(out)]
-        proc = subprocess.run(
-            [sys.executable, "-c", "from miaudit.cli import main; main()", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-        )
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"miaudit demo --text failed: {proc.stderr.strip()[-500:]}")
+        _, wall = run_miaudit(["demo", "--text", "--out", str(out)], env=env)
         report = (out / "audit" / "report.html").is_file()
     end_load = os.getloadavg()[0]
     table = "\n".join(

@@ -12,14 +12,12 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import tomllib
 from pathlib import Path
 
-from benchmarks._schema import BenchResult
+from benchmarks._schema import BenchResult, run_miaudit
 
 LESSONS = Path(__file__).resolve().parents[1] / "docs" / "lessons"
 PAGES = ("1-overfitting.md", "2-confidence-and-output.md", "3-dp-budget.md", "4-one-record.md")
@@ -42,16 +40,7 @@ def quoted(seconds: float) -> str:
 
 
 def _miaudit(args: list[str], cwd: Path) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-c", "from miaudit.cli import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"miaudit {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
-    return proc.stdout
+    return run_miaudit(args, cwd=cwd)[0]
 
 
 #: The small size's settings, replacing the lesson config's (key = value lines).
