@@ -15,9 +15,14 @@ from miaudit.audit._dp_reference import (
     leave_one_out_right,
     reference_seed,
     reference_trainings,
-    right_guesses,
     scaled,
 )
+from miaudit.metrics import one_run_guesses
+
+
+def right_guesses(scores: np.ndarray, included: np.ndarray, k_plus: int, k_minus: int) -> int:
+    """The calibration's count of right guesses: the one-run test's own."""
+    return one_run_guesses(scores, included, k_plus, k_minus)[1]
 
 
 def test_right_guesses_match_a_brute_force_count():

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from miaudit.audit._results import _Record
+from miaudit.metrics import one_run_guesses
 
 #: Input scales tried for out-of-distribution canaries (1: the held-out marginals' draw itself).
 OOD_SCALES: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
@@ -111,25 +112,19 @@ def scaled(plan: Any, scale: float) -> Any:
     return dataclasses.replace(plan, data=dataclasses.replace(data, features=features))
 
 
-def right_guesses(scores: np.ndarray, included: np.ndarray, k_plus: int, k_minus: int) -> int:
-    """Right guesses of the design on one run: the k₊ top scores guessed IN, the k₋ bottom OUT."""
-    order = np.argsort(scores, kind="stable")
-    top = order[scores.size - k_plus :] if k_plus else order[:0]
-    return int(included[top].sum() + (~included[order[:k_minus]]).sum())
-
-
 def leave_one_out_right(
     scores: np.ndarray, included: np.ndarray, k_plus: int, k_minus: int
 ) -> float:
-    """Mean right guesses when each run plays the audited run, centred by the others' mean."""
+    """Mean right guesses (the one-run test's count) when each run plays the audited run,
+    centred by the others' mean."""
     runs = scores.shape[0]
     total = scores.sum(axis=0)
     return float(
         np.mean(
             [
-                right_guesses(
+                one_run_guesses(
                     scores[j] - (total - scores[j]) / (runs - 1), included[j], k_plus, k_minus
-                )
+                )[1]
                 for j in range(runs)
             ]
         )
@@ -174,10 +169,11 @@ def calibrate(
             ReferenceCalibration(runs=runs, scales=[], selection=[], chosen_scale=[]),
         )
     per_scale = min(runs, SELECTION_RUNS)
-    tried = {a: refs.train(scaled(plan, a), per_scale) for a in OOD_SCALES}
+    plans = {a: scaled(plan, a) for a in OOD_SCALES}
+    tried = {a: refs.train(p, per_scale) for a, p in plans.items()}
     right = {a: leave_one_out_right(s, c, *guesses) for a, (s, c) in tried.items()}
     best = max(OOD_SCALES, key=lambda a: (right[a], -a))
-    chosen = scaled(plan, best)
+    chosen = plans[best]
     scores = tried[best][0]
     if runs > per_scale:
         scores = np.concatenate([scores, refs.train(chosen, runs - per_scale)[0]])

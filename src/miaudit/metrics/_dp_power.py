@@ -31,7 +31,7 @@ import numpy as np
 from scipy.stats import binom
 
 from miaudit.errors import InputError
-from miaudit.metrics._one_run import _guesses, _p_value, one_run_epsilon_lower_bound
+from miaudit.metrics._one_run import _p_value, one_run_epsilon_lower_bound, one_run_guesses
 
 #: (share of the m canaries guessed on, share of those guesses that are IN): the grid
 #: :func:`choose_guesses` searches. Fixed here, never adapted to a run.
@@ -98,7 +98,7 @@ def _bounds_for_designs(
 ) -> list[float]:
     out = []
     for kp, km in designs:
-        r, v = _guesses(scores, included, kp, km)
+        r, v = one_run_guesses(scores, included, kp, km)
         out.append(
             one_run_epsilon_lower_bound(scores.size, r, v, delta=delta, significance=significance)
             if r

@@ -26,7 +26,7 @@ from scipy.optimize import brentq
 
 from miaudit.metrics._epsilon import clopper_pearson
 from miaudit.metrics._fdp import gaussian_dp_estimate
-from miaudit.metrics._one_run import _guesses, _p_value
+from miaudit.metrics._one_run import _p_value, one_run_guesses
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _rate(
         rng = np.random.default_rng(ss)
         inc = rng.random(m) < 0.5
         scores = draw(inc, rng) + rng.random(m) * 1e-9  # ties: independent noise
-        r, v = _guesses(scores, inc, k_plus, k_minus)
+        r, v = one_run_guesses(scores, inc, k_plus, k_minus)
         rejected += bool(r) and _p_value(m, r, v, epsilon, delta) < significance
     return RejectionRate.of(name, epsilon, delta, seeds, rejected, significance)
 

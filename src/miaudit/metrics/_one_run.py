@@ -223,8 +223,9 @@ def _check_canaries(scores: np.ndarray, included: np.ndarray) -> tuple[np.ndarra
     return s, inc
 
 
-def _guesses(s: np.ndarray, inc: np.ndarray, k_plus: int, k_minus: int) -> tuple[int, int]:
-    """(r, v) for IN on the top k₊ and OUT on the bottom k₋; ties across a cut are abstained on.
+def one_run_guesses(s: np.ndarray, inc: np.ndarray, k_plus: int, k_minus: int) -> tuple[int, int]:
+    """(r, v) for IN on the top k₊ and OUT on the bottom k₋ of ``s`` (float scores) given the
+    coin flips ``inc`` (bool): guesses made and right; ties across a cut are abstained on.
 
     Breaking such ties by row order would let the order in which canaries were written (often
     members first) leak into the guesses; abstaining keeps the guesses a function of the scores.
@@ -300,7 +301,7 @@ def one_run_audit_grid(
     level = significance / len(designs)
     best: OneRunAudit | None = None
     for kp, km in designs:
-        r, v = _guesses(s, inc, int(kp), int(km))
+        r, v = one_run_guesses(s, inc, int(kp), int(km))
         lb = (
             one_run_epsilon_lower_bound(s.size, r, v, delta=delta, significance=level)
             if r > 0
@@ -383,7 +384,7 @@ def pooled_one_run_audit(
     for scores, included in runs:
         s, inc = _check_canaries(scores, included)
         _check_design(s.size, k_plus, k_minus)
-        ri, vi = _guesses(s, inc, int(k_plus), int(k_minus))
+        ri, vi = one_run_guesses(s, inc, int(k_plus), int(k_minus))
         m, r, v = m + s.size, r + ri, v + vi
     _check_delta_significance(delta, significance)
     return OneRunAudit(
