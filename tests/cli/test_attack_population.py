@@ -108,3 +108,31 @@ def test_without_ids_identical_rows_are_refused(tmp_path):
     np.savez(tmp_path / "copy.npz", **p)
     with pytest.raises(InputError, match="audited row 7 has the features and label"):
         attack(outputs, population=tmp_path / "copy.npz", attacks=["qmia"], n_resamples=0)
+
+
+def _images(n: int, rng: np.random.Generator, member: np.ndarray, shape: tuple) -> dict:
+    """Images whose brightness sets non-member φ (12·brightness), members 1 higher."""
+    img = rng.uniform(0, 1, size=(n, *shape)) * rng.uniform(0, 1, size=(n,) + (1,) * len(shape))
+    y = (img.reshape(n, -1).mean(axis=1) > 0.25).astype(np.int64)
+    phi = 12 * img.reshape(n, -1).mean(axis=1) + 0.5 * rng.normal(size=n) + member
+    logits = np.zeros((n, 2))
+    logits[np.arange(n), y] = phi
+    return {"logits": logits, "label": y, "features": img}
+
+
+def test_cli_qmia_on_images_regresses_with_a_cnn(tmp_path, capsys):
+    """Features stored as images (n, H, W): QMIA keeps their shape (its CNN regressor); images
+    of another shape in the population are refused in one line."""
+    rng = np.random.default_rng(1)
+    member = (rng.permutation(400) < 200).astype(np.int8)
+    out, pop = tmp_path / "outputs.npz", tmp_path / "population.npz"
+    np.savez(out, **_images(400, rng, member, (8, 8)), member=member)
+    np.savez(pop, **_images(300, rng, np.zeros(300), (8, 8)))
+    capsys.readouterr()
+    main(["attack", str(out), "--population", str(pop), "--attacks", "loss,qmia",
+          "--resamples", "20", "--json"])  # fmt: skip
+    auc = {a["name"]: a["auc"]["point"] for a in json.loads(capsys.readouterr().out)["attacks"]}
+    assert auc["qmia"] > auc["loss"] + 0.1, auc
+    np.savez(pop, **_images(300, rng, np.zeros(300), (1, 4, 16)))
+    err = _refused(["attack", str(out), "--population", str(pop), "--attacks", "qmia"], capsys)
+    assert "images of shape (1, 4, 16)" in err

@@ -20,6 +20,7 @@ from miaudit.attacks._lira import lira_offline, lira_online
 from miaudit.attacks._oracle import CountingOracle, LocalOracle, Oracle, QueryCounter
 from miaudit.attacks._partners import complementary_partners
 from miaudit.attacks._qmia import QmiaModel, QmiaSettings, fit_qmia, qmia_scores
+from miaudit.attacks._qmia_net import ImageRegressor, ImageRegressorSettings
 from miaudit.attacks._reference import (
     LiraAttack,
     MlLeaksAttack,
@@ -132,6 +133,8 @@ __all__ = [
     "DecisionRule",
     "Family",
     "ImageAugment",
+    "ImageRegressor",
+    "ImageRegressorSettings",
     "LiraAttack",
     "LocalOracle",
     "MlLeaksAttack",

@@ -402,6 +402,7 @@ def _qmia(x: OutputSignals) -> AttackScores:
             pop.features,
             pop.labels,
             seed=x.seed,
+            image_shape=x.image_shape,
         )
     )
 
@@ -413,7 +414,7 @@ def _register_population_attacks() -> None:
             family=Family.THRESHOLD,
             signal_kind=SignalKind.MODEL_OUTPUTS,
             run=_qmia,
-            description="φ standardised by its non-member mean and scale, predicted from the record's features and label by gradient boosting fitted on population records",
+            description="φ standardised by its non-member mean and scale, predicted from the record's features and label by gradient boosting (a small CNN for images) fitted on population records",
             citation="Bertran et al., NeurIPS 2023",
             attacker_knows="the model's outputs and true label, the record's features, and the model's outputs on population records (known non-members); no reference model",
             needs=frozenset({Need.LABELS, Need.FEATURES, Need.POPULATION}),

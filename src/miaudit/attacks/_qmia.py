@@ -9,15 +9,22 @@ predicted non-member distribution the target puts it. No reference model is trai
 Cross-fitting (docs/method.md §14): the scale is learnt from residuals that no mean model saw,
 the population split into folds, each fold's residuals taken from the mean model fitted on
 the others; the audited records are never in any fit.
+
+Images (``image_shape`` given) take a small CNN as the regressor (:mod:`._qmia_net`) instead
+of gradient boosting. Records may come with several query views (φ (n, Q), features
+(n, Q, d): the image, its mirror, shifts): the regressors learn from every view, folds keep a
+record's views together, and a record's score is the mean of its views' standardised residuals
+(score-level averaging, as RMIA over queries).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from miaudit.attacks._qmia_net import ImageRegressor, ImageRegressorSettings
 from miaudit.errors import InputError
 
 #: Fewer population records than this cannot fit a regressor per fold.
@@ -54,6 +61,8 @@ class QmiaSettings:
     max_leaf_nodes: int = 31
     min_samples_leaf: int = 20
     l2_regularization: float = 1.0
+    #: The regressor for images (``image_shape`` given); the folds are ``n_folds``.
+    network: ImageRegressorSettings = field(default_factory=ImageRegressorSettings)
 
 
 DEFAULT_SETTINGS = QmiaSettings()
@@ -64,30 +73,52 @@ class QmiaModel:
     """A fitted QMIA: the mean regressor on the whole population and the scale regressor on
     its cross-fitted residuals; :meth:`score` applies them to records outside the fit."""
 
-    mean: Any  # fitted scikit-learn regressors (untyped)
+    mean: Any  # fitted scikit-learn regressors, or ImageRegressor (untyped)
     scale: Any
     floor: float
     width: int
     categorical_label: bool
+    image_shape: tuple[int, int, int] | None = None
 
     def predict(self, features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted non-member mean and scale of φ for each record."""
-        x = design_matrix(features, labels, self.categorical_label)
-        if x.shape[1] != self.width + 1:
+        """Predicted non-member mean and scale of φ for each record (and view: features
+        (n, Q, d) give (n, Q))."""
+        f = np.asarray(features)
+        if f.shape[-1] != self.width:
             raise InputError(
-                "features", f"has {x.shape[1] - 1} columns, the population's {self.width}"
+                "features", f"has {f.shape[-1]} columns, the population's {self.width}"
             )
-        with _threads(x.shape[0]):
-            mu = np.asarray(self.mean.predict(x), dtype=np.float64)
-            spread = np.asarray(self.scale.predict(x), dtype=np.float64)
+        image, cat = self.image_shape is not None, self.categorical_label
+        mu = _predict(self.mean, f, labels, image=image, categorical=cat)
+        spread = _predict(self.scale, f, labels, image=image, categorical=cat)
         # E|r| = σ·√(2/π) for a Gaussian residual: the fitted mean absolute residual, as σ.
         return mu, np.maximum(spread * np.sqrt(np.pi / 2), self.floor)
 
     def score(self, phi: np.ndarray, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Standardised residuals (φ − μ)/σ: higher = more likely a member."""
+        """Standardised residuals (φ − μ)/σ, averaged over a record's views: higher = more
+        likely a member."""
         mu, sigma = self.predict(features, labels)
-        out: np.ndarray = (np.asarray(phi, dtype=np.float64) - mu) / sigma
+        z = (np.asarray(phi, dtype=np.float64).reshape(mu.shape) - mu) / sigma
+        out: np.ndarray = z.mean(axis=1) if z.ndim == 2 else z
         return out
+
+
+def _predict(
+    regressor: Any, features: np.ndarray, labels: np.ndarray, *, image: bool, categorical: bool
+) -> np.ndarray:
+    if image:
+        return np.asarray(regressor.predict(features, labels), dtype=np.float64)
+    x = _rows(features, labels, categorical)
+    with _threads(x.shape[0]):
+        return np.asarray(regressor.predict(x), dtype=np.float64).reshape(features.shape[:-1])
+
+
+def _rows(features: np.ndarray, labels: np.ndarray, categorical_label: bool) -> np.ndarray:
+    """Boosting's rows: one per record, or one per (record, view), the label repeated."""
+    f = np.asarray(features)
+    if f.ndim == 3:
+        labels = np.repeat(np.asarray(labels), f.shape[1])
+    return design_matrix(f.reshape(-1, f.shape[-1]), labels, categorical_label)
 
 
 def design_matrix(features: np.ndarray, labels: np.ndarray, categorical_label: bool) -> np.ndarray:
@@ -126,14 +157,31 @@ def check_population(
     if n < MIN_POPULATION:
         raise InputError(what, f"QMIA needs at least {MIN_POPULATION} population records, got {n}")
     f = np.asarray(features)
-    if f.ndim != 2 or f.shape[0] != n:
-        raise InputError(
-            f"{what}.features", f"must be (records, features) = ({n}, d), got {f.shape}"
-        )
+    views = np.shape(phi)[1:]
+    if f.ndim != 2 + len(views) or f.shape[: 1 + len(views)] != (n, *views) or np.ndim(phi) > 2:
+        want = f"({n}, d)" if not views else f"({n}, {views[0]}, d) for {views[0]} views"
+        raise InputError(f"{what}.features", f"must be (records, features) = {want}, got {f.shape}")
     if np.shape(labels) != (n,):
         raise InputError(f"{what}.labels", f"must have shape ({n},), got {np.shape(labels)}")
 
 
+def _fit_regressor(
+    x: np.ndarray,
+    labels: np.ndarray,
+    y: np.ndarray,
+    settings: QmiaSettings,
+    image_shape: tuple[int, int, int] | None,
+    categorical: bool,
+    seed: int,
+) -> Any:
+    if image_shape is not None:
+        return ImageRegressor(image_shape, settings.network, seed).fit(x, labels, y)
+    m = _regressor(settings, x.shape[-1], categorical, seed)
+    return m.fit(_rows(x, labels, categorical), np.asarray(y).reshape(-1))
+
+
+# Long: the cross-fitting loop and the two final fits share the folds, the seed and the design;
+# split, each helper would take all six.
 def fit_qmia(
     phi: np.ndarray,
     features: np.ndarray,
@@ -141,37 +189,55 @@ def fit_qmia(
     *,
     seed: int | np.random.SeedSequence = 0,
     settings: QmiaSettings = DEFAULT_SETTINGS,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> QmiaModel:
-    """Fit QMIA on population records (known non-members): φ, (n, d) features and labels.
+    """Fit QMIA on population records (known non-members): φ, (n, d) features and labels —
+    or, for records with Q query views, φ (n, Q) and features (n, Q, d).
 
     The mean regressor is fitted on every population record; the scale regressor on the
     absolute residuals |φ − μ₋f(x)|, each taken from the mean regressor fitted without the
-    record's fold f, so that no residual is shrunk by its own fit (docs/method.md §14).
-    Deterministic for a seed.
+    record's fold f (a record's views share its fold), so that no residual is shrunk by its own
+    fit (docs/method.md §14). ``image_shape`` (C, H, W): the features are flat images, and the
+    regressors a small CNN. Deterministic for a seed.
     """
     check_population(phi, features, labels)
     phi = np.asarray(phi, dtype=np.float64)
     labels = np.asarray(labels)
-    width = int(np.asarray(features).shape[1])
+    x = np.asarray(features, dtype=np.float64 if image_shape is None else np.float32)
+    width = int(x.shape[-1])
+    if image_shape is not None and int(np.prod(image_shape)) != width:
+        raise InputError(
+            "image_shape", f"{tuple(image_shape)} does not hold the features' {width} values"
+        )
     categorical = bool(labels.size) and int(labels.max()) < MAX_CATEGORICAL
-    x = design_matrix(features, labels, categorical)
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     rng = np.random.default_rng(ss)
-    fold = _folds(phi.size, settings.n_folds, rng)
+    fold = _folds(phi.shape[0], settings.n_folds, rng)
     model_seed = int(rng.integers(2**31 - 1))
     residual = np.empty_like(phi)
-    with _threads(phi.size, fit=True):
+
+    def fit(rows: np.ndarray | slice, y: np.ndarray) -> Any:
+        return _fit_regressor(
+            x[rows], labels[rows], y, settings, image_shape, categorical, model_seed
+        )
+
+    image = image_shape is not None
+    with _threads(phi.shape[0], fit=True):
         for f in range(settings.n_folds):
             held = fold == f
-            m = _regressor(settings, width, categorical, model_seed)
-            m.fit(x[~held], phi[~held])
-            residual[held] = phi[held] - m.predict(x[held])
-        mean = _regressor(settings, width, categorical, model_seed)
-        mean.fit(x, phi)
-        scale = _regressor(settings, width, categorical, model_seed)
-        scale.fit(x, np.abs(residual))
+            m = fit(~held, phi[~held])
+            residual[held] = phi[held] - _predict(
+                m, x[held], labels[held], image=image, categorical=categorical
+            )
+        mean = fit(slice(None), phi)
+        scale = fit(slice(None), np.abs(residual))
     floor = 0.05 * float(np.mean(np.abs(residual))) + 1e-12
-    return QmiaModel(mean, scale, floor, width, categorical)
+    shape = (
+        None
+        if image_shape is None
+        else (int(image_shape[0]), int(image_shape[1]), int(image_shape[2]))
+    )
+    return QmiaModel(mean, scale, floor, width, categorical, shape)
 
 
 def qmia_scores(
@@ -184,13 +250,24 @@ def qmia_scores(
     *,
     seed: int | np.random.SeedSequence = 0,
     settings: QmiaSettings = DEFAULT_SETTINGS,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """QMIA scores of the audited records (never in the fit), higher = member.
 
     ``phi``: the target's φ = log p_y − log(1 − p_y) on the audited records; ``population_*``
-    the same for known non-members, whose features have the audited records' width.
+    the same for known non-members, whose features have the audited records' width. With query
+    views, φ (n, Q) and features (n, Q, d) on both sides; ``image_shape``: see :func:`fit_qmia`.
     """
     model = fit_qmia(
-        population_phi, population_features, population_labels, seed=seed, settings=settings
+        population_phi,
+        population_features,
+        population_labels,
+        seed=seed,
+        settings=settings,
+        image_shape=image_shape,
     )
+    if np.shape(phi)[1:] != np.shape(population_phi)[1:]:
+        raise InputError(
+            "phi", f"has views {np.shape(phi)[1:]}, the population's {np.shape(population_phi)[1:]}"
+        )
     return model.score(phi, features, labels)

@@ -140,6 +140,10 @@ class OutputSignals:
     #: The same model's signals on known non-members, for attacks that need
     #: :attr:`Need.POPULATION` (never records that are scored).
     population: PopulationSignals | None = None
+    #: (channels, height, width) when the features are flat images (QMIA then regresses with a
+    #: small CNN). With query views, a population attack takes signals (n, Q) and features
+    #: (n, Q, d), here and in :attr:`population`.
+    image_shape: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,12 +295,14 @@ def _checked_signals(spec: AttackSpec, inputs: OutputSignals) -> int:
     if labels.ndim != 1:
         raise InputError("labels", f"must be (records,), got shape {labels.shape}")
     n = int(labels.shape[0])
+    views = _views(spec, inputs)
     for name in spec.signals:
         if name not in inputs.signals:
             raise InputError("signals", f"{spec.name} needs the {name!r} signal")
         value = np.asarray(inputs.signals[name])
-        if value.shape != (n,):
-            raise InputError(f"signals[{name!r}]", f"has shape {value.shape}, expected ({n},)")
+        if value.shape != (n, *views):
+            want = ", ".join(str(v) for v in (n, *views))
+            raise InputError(f"signals[{name!r}]", f"has shape {value.shape}, expected ({want},)")
         if np.isnan(value).any():
             raise InputError(f"signals[{name!r}]", "contains NaN")
     if Need.KNOWN_MEMBERS in spec.needs:
@@ -306,27 +312,39 @@ def _checked_signals(spec: AttackSpec, inputs: OutputSignals) -> int:
         if np.shape(member) != (n,) or not np.isin(member, (0, 1)).all():
             raise InputError("member", f"must be ({n},) with values 0/1")
     if Need.FEATURES in spec.needs:
-        _checked_features(spec, "features", inputs.features, n)
+        _checked_features(spec, "features", inputs.features, n, views)
     if Need.POPULATION in spec.needs:
-        _checked_population(spec, inputs)
+        _checked_population(spec, inputs, views)
     return n
 
 
-def _checked_features(spec: AttackSpec, what: str, features: np.ndarray | None, n: int) -> int:
-    """The features' width, after checking they are (n, d), numeric and finite."""
+def _views(spec: AttackSpec, inputs: OutputSignals) -> tuple[int, ...]:
+    """(Q,) when a population attack is given Q query views per record (signals (n, Q)), else ()."""
+    if Need.POPULATION not in spec.needs or not spec.signals:
+        return ()
+    first = np.asarray(inputs.signals.get(spec.signals[0], np.zeros(0)))
+    return tuple(first.shape[1:2]) if first.ndim == 2 else ()
+
+
+def _checked_features(
+    spec: AttackSpec, what: str, features: np.ndarray | None, n: int, views: tuple[int, ...] = ()
+) -> int:
+    """The features' width, after checking they are (n, d) — (n, Q, d) with Q views —
+    numeric and finite."""
     if features is None:
         raise InputError(what, f"{spec.name} needs the records' features")
     f = np.asarray(features)
-    if f.ndim != 2 or f.shape[0] != n:
-        raise InputError(what, f"must be (records, features) = ({n}, d), got shape {f.shape}")
+    if f.ndim != 2 + len(views) or f.shape[: 1 + len(views)] != (n, *views):
+        want = ", ".join(str(v) for v in (n, *views, "d"))
+        raise InputError(what, f"must be (records, features) = ({want}), got shape {f.shape}")
     if f.dtype.kind not in "biuf":
         raise InputError(what, f"must be numeric, got dtype {f.dtype}")
     if not np.isfinite(f).all():
         raise InputError(what, "contains NaN or inf")
-    return int(f.shape[1])
+    return int(f.shape[-1])
 
 
-def _checked_population(spec: AttackSpec, inputs: OutputSignals) -> None:
+def _checked_population(spec: AttackSpec, inputs: OutputSignals, views: tuple[int, ...]) -> None:
     pop = inputs.population
     if pop is None:
         raise InputError("population", f"{spec.name} needs population records (known non-members)")
@@ -338,18 +356,19 @@ def _checked_population(spec: AttackSpec, inputs: OutputSignals) -> None:
     m = int(labels.shape[0])
     for name in spec.signals:
         value = np.asarray(pop.signals.get(name, np.zeros(0)))
-        if value.shape != (m,):
+        if value.shape != (m, *views):
+            want = ", ".join(str(v) for v in (m, *views))
             raise InputError(
-                f"population.signals[{name!r}]", f"has shape {value.shape}, expected ({m},)"
+                f"population.signals[{name!r}]", f"has shape {value.shape}, expected ({want},)"
             )
         if np.isnan(value).any():
             raise InputError(f"population.signals[{name!r}]", "contains NaN")
     if Need.FEATURES in spec.needs:
-        width = _checked_features(spec, "population.features", pop.features, m)
-        if inputs.features is not None and width != np.shape(inputs.features)[1]:
+        width = _checked_features(spec, "population.features", pop.features, m, views)
+        if inputs.features is not None and width != np.shape(inputs.features)[-1]:
             raise InputError(
                 "population.features",
-                f"has {width} columns, the audited records' features {np.shape(inputs.features)[1]}",
+                f"has {width} columns, the audited records' features {np.shape(inputs.features)[-1]}",
             )
 
 

@@ -37,6 +37,7 @@ from miaudit.audit._exposure_config import (
 from miaudit.audit._exposure_math import exact_exposure, exact_rank, skewnorm_exposure
 from miaudit.audit._fail_on import GateRule, gate_failures, parse_gate_rule
 from miaudit.audit._key_holder import AuditedRecord, audited_records, records_of_pseudonyms
+from miaudit.audit._query_views import augmented_queries
 from miaudit.audit._reference_audit import (
     AuditRun,
     ExternalTarget,
@@ -44,7 +45,6 @@ from miaudit.audit._reference_audit import (
     attack_store,
     audit,
     audit_signals,
-    augmented_queries,
     parse_references,
     run_audit,
 )

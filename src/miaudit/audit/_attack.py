@@ -208,6 +208,7 @@ def _score(
         seed=seeds.fold,
         features=outputs.features,
         population=population,
+        image_shape=outputs.image_shape,
     )
     out = score_outputs(spec.name, inputs)
     extra: dict[str, object] = {}
@@ -357,6 +358,11 @@ def _population_signals(
             f"has {pop.values.shape[1]} classes, the audited outputs {outputs.n_classes}: give the same model's outputs",
         )
     check_disjoint(outputs, pop)
+    if pop.image_shape != outputs.image_shape:
+        raise InputError(
+            "--population",
+            f"features are images of shape {pop.image_shape}, the audited records' {outputs.image_shape}",
+        )
     as_outputs = ModelOutputs(
         pop.values, pop.kind, pop.label, np.zeros(pop.n_records, np.int8), pop.record_id
     )

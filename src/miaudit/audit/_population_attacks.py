@@ -3,7 +3,8 @@
 In a reference audit the population is the store's ``population``: records outside the plan's
 pool, on which no model trained (docs/formats.md). Each target gets its own regressor, fitted on
 its outputs on those records; the scored pool records are never in the fit, and no reference
-model is read.
+model is read. Images regress with a small CNN; when the store has augmented queries and their
+views are known (the recipe's ``augment``, or features given per view), QMIA reads every query.
 """
 
 from __future__ import annotations
@@ -21,36 +22,63 @@ from miaudit.attacks import (
     attack_spec,
     score_outputs,
 )
+from miaudit.audit._query_views import augmented_queries
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
+from miaudit.models import Augmentation
 from miaudit.signals import compute_signals
 
 
 @dataclass(frozen=True, eq=False)
 class RecordFeatures:
-    """The records' features, by record id (so that restricting a store keeps them aligned)."""
+    """The records' features, by record id (so that restricting a store keeps them aligned).
+
+    ``features``: (records, d), or (records, Q, d) given per query view. ``image_shape``:
+    (C, H, W) when the rows are flat images; ``augment``: the views of the store's queries
+    (the built-in CNN recipe's), made from the images when rows are asked for.
+    """
 
     record_id: np.ndarray
     features: np.ndarray
+    image_shape: tuple[int, int, int] | None = None
+    augment: tuple[Augmentation, ...] = ()
 
     @classmethod
-    def of(cls, record_id: np.ndarray, features: np.ndarray) -> RecordFeatures:
+    def of(
+        cls,
+        record_id: np.ndarray,
+        features: np.ndarray,
+        *,
+        image_shape: tuple[int, int, int] | None = None,
+        augment: Sequence[Augmentation] = (),
+    ) -> RecordFeatures:
         f = np.asarray(features)
-        if f.ndim != 2 or f.shape[0] != len(record_id):
+        if f.ndim not in (2, 3) or f.shape[0] != len(record_id):
             raise InputError(
                 "features",
-                f"must be (records, features) = ({len(record_id)}, d) in the store's order, got shape {f.shape}",
+                f"must be (records, features) = ({len(record_id)}, d) in the store's order, or (records, queries, d), got shape {f.shape}",
             )
         if f.dtype.kind not in "biuf" or not np.isfinite(f).all():
             raise InputError("features", "must be finite numbers")
-        return cls(np.asarray(record_id), f)
+        if image_shape is not None and int(np.prod(image_shape)) != f.shape[-1]:
+            raise InputError(
+                "image_shape",
+                f"{tuple(image_shape)} does not hold the features' {f.shape[-1]} values",
+            )
+        if augment and (image_shape is None or f.ndim == 3):
+            raise InputError("augment", "views are made from flat images with their image_shape")
+        return cls(np.asarray(record_id), f, image_shape, tuple(augment))
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
+        """The records' features, (m, d) or (m, Q, d) with the store's query views."""
         index = {str(r): i for i, r in enumerate(self.record_id.tolist())}
         missing = [r for r in np.asarray(ids).tolist() if str(r) not in index]
         if missing:
             raise InputError("features", f"no features for record {missing[0]!r}")
-        return self.features[[index[str(r)] for r in np.asarray(ids).tolist()]]
+        x = self.features[[index[str(r)] for r in np.asarray(ids).tolist()]]
+        if not self.augment:
+            return x
+        return np.stack(augmented_queries(x, self.augment, self.image_shape), axis=1)
 
 
 def needs_population(name: str) -> bool:
@@ -83,10 +111,10 @@ def population_attack_scores(
             f"{wanted[0]} needs the records' features: none are known here (tabular [data] in a config, or features= in attack_store)",
         )
     x, x_pop = features.rows(store.record_id[records]), features.rows(store.record_id[population])
-    logits = store.logits[:, :, 0, :] if store.logits.ndim == 4 else store.logits
+    logits = _query_logits(store, x)
     out = {n: np.empty((len(targets), records.size)) for n in wanted}
     for i, t in enumerate(targets):
-        phi = compute_signals(logits[t], store.label, which=("scaled_logit",))["scaled_logit"]
+        phi = _phi(logits[t], store.label)
         inputs = OutputSignals(
             {"scaled_logit": phi[records]},
             store.label[records],
@@ -95,7 +123,36 @@ def population_attack_scores(
             population=PopulationSignals(
                 {"scaled_logit": phi[population]}, store.label[population], x_pop
             ),
+            image_shape=features.image_shape,
         )
         for n in wanted:
             out[n][i] = score_outputs(n, inputs).score
     return out
+
+
+def _query_logits(store: SignalsStore, x: np.ndarray) -> np.ndarray:
+    """The logits the features describe: every query when they come per view, else the first
+    (the un-augmented image)."""
+    if store.logits.ndim == 3:
+        if x.ndim == 3 and x.shape[1] != 1:
+            raise InputError("features", f"has {x.shape[1]} views; the store has no query axis")
+        return store.logits if x.ndim == 2 else store.logits[:, :, None, :]
+    if x.ndim == 2:
+        return store.logits[:, :, 0, :]
+    if x.shape[1] != store.logits.shape[2]:
+        raise InputError(
+            "features",
+            f"has {x.shape[1]} views; the store's logits have {store.logits.shape[2]} queries",
+        )
+    return store.logits
+
+
+def _phi(logits: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """φ per record, (n,) — or (n, Q) from (n, Q, C) logits."""
+    if logits.ndim == 2:
+        return compute_signals(logits, label, which=("scaled_logit",))["scaled_logit"]
+    q = logits.shape[1]
+    lab = np.repeat(label[:, None], q, axis=1)
+    flat = logits.reshape(-1, logits.shape[-1])
+    phi = compute_signals(flat, lab.reshape(-1), which=("scaled_logit",))["scaled_logit"]
+    return np.asarray(phi).reshape(-1, q)

@@ -51,6 +51,7 @@ from miaudit.audit._population_attacks import (
     population_attack_scores,
 )
 from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
+from miaudit.audit._query_views import augmented_queries
 from miaudit.audit._results import (
     AttackResult,
     AuditResult,
@@ -528,6 +529,7 @@ def attack_store(
     references: References | None = None,
     pool: np.ndarray | Sequence[object] | None = None,
     features: np.ndarray | None = None,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> ReferenceRun:
     """Attack a multi-model signals store and evaluate the pooled (target, record) pairs.
 
@@ -542,13 +544,23 @@ def attack_store(
     Pairs whose references hold no IN (online) or no OUT (offline) model on the record are left
     out and counted in results.json. Any keep matrix works, complementary or not.
     ``features``: (records, d) features in the store's record order, for attacks that regress
-    on them (QMIA, fitted per target on the store's population records).
+    on them (QMIA, fitted per target on the store's population records) — or (records, Q, d),
+    one row per query view of a store with Q augmented queries (QMIA then reads every query).
+    ``image_shape``: (C, H, W) when the features are flat images (QMIA regresses with a CNN).
     """
     cfg = cfg if cfg is not None else SignalsAuditConfig()
-    known = None if features is None else RecordFeatures.of(store.record_id, features)
+    known = _known_features(store, features, image_shape)
     store, plan, pool_words = _prepare(store, cfg, external_target, target, references, pool)
     stated = _Stated(pool_words or _STORE_POOL, external_target)
     return _run_plan(store, cfg, plan, stated, source, pseudonym_key, config_sha256, known)
+
+
+def _known_features(
+    store: SignalsStore, features: np.ndarray | None, image_shape: tuple[int, int, int] | None
+) -> RecordFeatures | None:
+    if features is None:
+        return None
+    return RecordFeatures.of(store.record_id, features, image_shape=image_shape)
 
 
 #: The pool in words when it is the store's own.
@@ -808,29 +820,6 @@ class ExternalTarget:
         return cls(model.outputs(features), np.asarray(members), model.kind)
 
 
-def augmented_queries(
-    features: np.ndarray,
-    augment: Sequence[Augmentation],
-    image_shape: tuple[int, int, int] | None,
-) -> list[np.ndarray]:
-    """The query views of flat images ``features`` (records, C·H·W) in the order the built-in
-    CNN recipe records them (:func:`miaudit.models.query_views`); ``[features]`` without
-    ``augment``."""
-    if not augment:
-        return [np.asarray(features)]
-    if image_shape is None or int(np.prod(image_shape)) != np.shape(features)[-1]:
-        raise InputError(
-            "image_shape",
-            f"augmented queries need the images' (channels, height, width) matching {np.shape(features)[-1]} features, got {image_shape}",
-        )
-    import torch
-
-    from miaudit.models import query_views
-
-    x = torch.as_tensor(np.asarray(features, dtype=np.float32))
-    return [v.numpy() for v in query_views(x, image_shape, list(augment))]
-
-
 def _model_outputs(
     model: object, features: np.ndarray
 ) -> tuple[np.ndarray, Literal["logits", "probs"]]:
@@ -1023,19 +1012,23 @@ def run_audit(
 
 def dataset_features(cfg: AuditConfig) -> RecordFeatures | None:
     """The dataset's features by record id, when an attack of the config regresses on them
-    (QMIA); None otherwise. Image data has no such regressor: refused, naming the attack."""
+    (QMIA); None otherwise. Images carry their shape (QMIA's CNN regressor) and the recipe's
+    augmentations, whose views are the store's queries."""
     wanted = [a for a in cfg.audit.attacks if needs_population(a)]
     if not wanted:
         return None
     from miaudit.datasets import load_dataset
+    from miaudit.models import training_augmentations
 
     data = load_dataset(cfg.data)
-    if data.image_shape is not None:
-        raise InputError(
-            "audit.attacks",
-            f"{wanted[0]} regresses on tabular features; {data.name} is image data, for which miaudit has no such regressor: remove it",
-        )
-    return RecordFeatures.of(data.record_id, data.features)
+    if data.image_shape is None:
+        return RecordFeatures.of(data.record_id, data.features)
+    return RecordFeatures.of(
+        data.record_id,
+        data.features,
+        image_shape=data.image_shape,
+        augment=training_augmentations(cfg.model),
+    )
 
 
 def _write_pairs(out_dir: Path, key: bytes, ref: ReferenceRun, *, quiet: bool) -> None:
@@ -1094,14 +1087,15 @@ def audit_signals(
     quiet: bool = False,
     report: bool = True,
     features: np.ndarray | None = None,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> ReferenceRun:
     """Audit reference models trained anywhere, from their signals (``miaudit audit --signals``).
 
     ``signals``: a multi-model store (.npz, .parquet or a folder; written e.g. with
     :class:`miaudit.data.SignalsWriter`). ``config``: a :class:`SignalsAuditConfig` or its file
-    (``[audit]`` and ``seed`` only; default: the defaults). ``target``, ``references`` and
-    ``pool`` and ``features`` as in :func:`attack_store`, which computes exactly the same
-    results.json.
+    (``[audit]`` and ``seed`` only; default: the defaults). ``target``, ``references``,
+    ``pool``, ``features`` and ``image_shape`` as in :func:`attack_store`, which computes exactly
+    the same results.json.
     Files in ``out``: ``results.json`` (shareable), ``scores.parquet`` (restricted, one row per
     scored pair), ``signals/signals.npz`` (restricted: what ``miaudit check-record`` reads),
     ``audit.json`` (the settings as run) and ``report.html`` (shareable; ``report=False``: none).
@@ -1115,13 +1109,11 @@ def audit_signals(
     cfg = config if isinstance(config, SignalsAuditConfig) else SignalsAuditConfig()
     if isinstance(config, str | Path):
         cfg = load_signals_config(config)
-    source = (
-        signals.info.dataset or "signals"
-        if isinstance(signals, SignalsStore)
-        else Path(signals).name
-    )
-    store = signals if isinstance(signals, SignalsStore) else load_signals(signals)
-    known = None if features is None else RecordFeatures.of(store.record_id, features)
+    if isinstance(signals, SignalsStore):
+        store, source, named = signals, signals.info.dataset or "signals", None
+    else:
+        store, source, named = load_signals(signals), Path(signals).name, str(signals)
+    known = _known_features(store, features, image_shape)
     store, plan, pool_words = _prepare(store, cfg, False, target, references, pool)
     out_dir = ensure_writable_dir(Path(out))
     key = prepare_out(out_dir, overwrite=overwrite, kind="audit")
@@ -1131,7 +1123,7 @@ def audit_signals(
     _as_audited(store, audited).save(out_dir / SIGNALS_PATH)
     (out_dir / TARGET_PATH).unlink(missing_ok=True)
     settings = {
-        "signals": str(signals) if not isinstance(signals, SignalsStore) else source,
+        "signals": named or source,
         "target": audited,
         "references": plan.choice,
         "pool": pool_words or _STORE_POOL,

@@ -29,7 +29,9 @@ class ModelOutputs:
         record_id: (n,) unique ids (the row number when the input had none).
         columns: extra per-record columns, usable as slices.
         features: (n, d) float64 features of the records, when given (attacks that regress on
-            them, e.g. QMIA); None otherwise.
+            them, e.g. QMIA); None otherwise. Images given as (n, H, W) or (n, C, H, W) are
+            kept flat, their shape in ``image_shape``.
+        image_shape: (C, H, W) when the features are images, else None.
     """
 
     values: np.ndarray
@@ -40,6 +42,7 @@ class ModelOutputs:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     has_record_id: bool = True
     features: np.ndarray | None = None
+    image_shape: tuple[int, int, int] | None = None
 
     @property
     def n_records(self) -> int:
@@ -89,7 +92,7 @@ class ModelOutputs:
         labels = v.integer_labels("label", label, raw.shape[1])
         members = v.binary("member", member, need_both=True)
         ids = v.record_ids("record_id", record_id, n)
-        feats = checked_features(features, n)
+        feats, shape = checked_features(features, n)
         return cls(
             values,
             kind,
@@ -99,6 +102,7 @@ class ModelOutputs:
             columns,
             has_record_id=record_id is not None,
             features=feats,
+            image_shape=shape,
         )
 
     @classmethod
@@ -147,16 +151,25 @@ def load_outputs(path: str | Path, feature_columns: Sequence[str] | None = None)
 
 def checked_features(
     features: np.ndarray | None, n: int, name: str = "features"
-) -> np.ndarray | None:
-    """(n, d) finite float64 features, or None when none are given."""
+) -> tuple[np.ndarray | None, tuple[int, int, int] | None]:
+    """(n, d) finite float64 features and, for images given as (n, H, W) or (n, C, H, W),
+    their (C, H, W) with the images flattened; (None, None) when none are given."""
     if features is None:
-        return None
+        return None, None
     f = np.asarray(features)
-    if f.ndim != 2 or f.shape[0] != n:
-        raise InputError(name, f"must be (records, features) = ({n}, d), got shape {f.shape}")
-    if f.shape[1] == 0:
+    if f.ndim not in (2, 3, 4) or f.shape[0] != n:
+        raise InputError(
+            name,
+            f"must be (records, features) = ({n}, d), or images ({n}, H, W) / ({n}, C, H, W), got shape {f.shape}",
+        )
+    if 0 in f.shape[1:]:
         raise InputError(name, "has no columns")
-    return v.finite_float(name, f)
+    shape = None
+    if f.ndim > 2:
+        c, h, w = (1, *f.shape[1:]) if f.ndim == 3 else f.shape[1:]
+        shape = (int(c), int(h), int(w))
+        f = f.reshape(n, -1)
+    return v.finite_float(name, f), shape
 
 
 def table_features(
@@ -192,6 +205,7 @@ class PopulationOutputs:
     record_id: np.ndarray
     features: np.ndarray | None
     has_record_id: bool = True
+    image_shape: tuple[int, int, int] | None = None
 
     @property
     def n_records(self) -> int:
@@ -229,6 +243,7 @@ class PopulationOutputs:
             checked.record_id,
             checked.features,
             checked.has_record_id,
+            checked.image_shape,
         )
 
 
