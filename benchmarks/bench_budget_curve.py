@@ -20,8 +20,8 @@ from benchmarks.bench_shrinkage import BASE, SHRUNK, trained_stores
 
 CLAIM = "The reference-budget curve (k = 0…16 pairs, one set of trained references): the best attack's AUC and TPR at 1 % and 0.1 % FPR with intervals — digits, Adult, Purchase; the Fashion-MNIST CNN (k ≤ 5)"
 
-#: k = 0 candidates (QMIA joins here once registered).
-ZERO = ["loss", "gap", "confidence", "entropy", "modified_entropy"]
+#: k = 0 candidates: thresholds and QMIA (fitted on the plan's population records).
+ZERO = ["loss", "gap", "confidence", "entropy", "modified_entropy", "qmia"]
 
 
 def _fmt(e: dict, pct: bool) -> str:
@@ -47,12 +47,13 @@ def one_curve(name: str, store: Any, cfg: Any, resamples: int = 200) -> tuple[di
     from miaudit.attacks import ReferenceSettings, attack_spec, paired_reference_sets
     from miaudit.audit._budget import budget_curve
     from miaudit.audit._config import runs_on_target_outputs
-    from miaudit.audit._reference_audit import _score_target_outputs
+    from miaudit.audit._reference_audit import _score_target_outputs, record_features
 
     k_max = store.n_models // 2 - 1
     targets = list(range(store.n_models))
     refs = paired_reference_sets(store, k_max, targets=targets)
     zero = [z for z in ZERO if runs_on_target_outputs(attack_spec(z))]
+    features = record_features(cfg)
     t0 = time.perf_counter()
     curve = budget_curve(
         store,
@@ -60,7 +61,10 @@ def one_curve(name: str, store: Any, cfg: Any, resamples: int = 200) -> tuple[di
         [*BASE, *SHRUNK],
         targets,
         refs,
-        zero=(zero, lambda st, nm, t, rec: _score_target_outputs(st, nm, t, rec)[0]),
+        zero=(
+            zero,
+            lambda st, nm, t, rec: _score_target_outputs(st, nm, t, rec, features, cfg.seed)[0],
+        ),
         resamples=resamples,
         seed=1,
     )
@@ -99,7 +103,7 @@ def run(size: str) -> BenchResult:
         passed=None,
         notes=[
             "Each target's references: its first k of the 16 pairs that follow its own (paired_reference_sets, cyclic); nothing retrained.",
-            "k = 0: threshold attacks on the target's own outputs; QMIA (issue 18, another branch) joins the k = 0 candidates once merged.",
+            "k = 0: threshold attacks and QMIA on the target's own outputs, QMIA fitted per target on the plan's population records (20 %, no model trained on them; gradient boosting, a small CNN for images — digits and Fashion-MNIST — over every query view of the CNN plans).",
             "The best attack at each k is chosen by its point TPR at 1 % FPR; the interval is that attack's.",
         ],
     )

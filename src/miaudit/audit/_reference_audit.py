@@ -1011,12 +1011,14 @@ def run_audit(
 
 
 def dataset_features(cfg: AuditConfig) -> RecordFeatures | None:
-    """The dataset's features by record id, when an attack of the config regresses on them
-    (QMIA); None otherwise. Images carry their shape (QMIA's CNN regressor) and the recipe's
-    augmentations, whose views are the store's queries."""
-    wanted = [a for a in cfg.audit.attacks if needs_population(a)]
-    if not wanted:
-        return None
+    """The dataset's features by record id (:func:`record_features`), when an attack of the
+    config regresses on them (QMIA); None otherwise."""
+    return record_features(cfg) if any(needs_population(a) for a in cfg.audit.attacks) else None
+
+
+def record_features(cfg: AuditConfig) -> RecordFeatures:
+    """The config's dataset's features by record id. Images carry their shape (QMIA's CNN
+    regressor) and the recipe's augmentations, whose views are the store's queries."""
     from miaudit.datasets import load_dataset
     from miaudit.models import training_augmentations
 
