@@ -21,7 +21,7 @@ its first (un-augmented) query. Paired record-resampling intervals (200 replicat
   either's is above 0.
 - digits (kept as measured before: NOT MET, its shift-trained CNN barely leaks): 18 CNNs
   (9 pairs, k = 8), shifts, 5 queries.
-- QMIA over the queries (stated 2026-12-06 18:55 UTC, before QMIA had run on any image or view:
+- QMIA over the queries (stated 2026-12-06 18:45 UTC, before QMIA had run on any image or view:
   it had no image regressor until then): the same two Fashion-MNIST plans, QMIA (k = 0, its
   small-CNN regressor with the settings fixed in ``ImageRegressorSettings``) over every view
   against QMIA on the image alone, each fitted on the plan's population records (20 % of the
