@@ -1,11 +1,12 @@
 """Issue 18's reference-budget curve: what each extra pair of reference models buys.
 
 The 34-model plans of bench_shrinkage (digits, Adult, Purchase-like; cached, so no training
-when that benchmark ran first) and, at full size, the 12-CNN Fashion-MNIST plan of
-bench_augmented_queries (two recipes, k ≤ 5; LiRA scores its 10 augmented queries, RMIA the first). Every model takes a turn as the target with its first k
+when that benchmark ran first) and, at full size, a 34-MLP Fashion-MNIST plan (``MLP_IMAGES``)
+and the 12-CNN Fashion-MNIST plans of bench_augmented_queries (two recipes, k ≤ 5; every attack
+reads their 10 augmented queries). Every model takes a turn as the target with its first k
 complementary pairs of 16 (one set of trained references, subsampled), k = 0, 1, 2, 4, 8, 16;
 at each k the attack with the highest TPR at 1 % FPR among the candidates (k = 0: threshold
-attacks on the target's own outputs; k ≥ 1: LiRA, RMIA and shrunk LiRA), with its AUC and TPR
+attacks and QMIA on the target's own outputs; k ≥ 1: LiRA, RMIA and shrunk LiRA), with its AUC and TPR
 at 1 % and 0.1 % FPR and intervals resampling records (one set of replicates for every k), by
 the audit's own :func:`miaudit.audit._budget.budget_curve`.
 """
@@ -18,7 +19,7 @@ from typing import Any
 from benchmarks._schema import BenchResult
 from benchmarks.bench_shrinkage import BASE, SHRUNK, trained_stores
 
-CLAIM = "The reference-budget curve (k = 0…16 pairs, one set of trained references): the best attack's AUC and TPR at 1 % and 0.1 % FPR with intervals — digits, Adult, Purchase; the Fashion-MNIST CNN (k ≤ 5)"
+CLAIM = "The reference-budget curve (k = 0…16 pairs, one set of trained references): the best attack's AUC and TPR at 1 % and 0.1 % FPR with intervals — digits, Adult, Purchase, a Fashion-MNIST MLP; the Fashion-MNIST CNN (k ≤ 5)"
 
 #: k = 0 candidates: thresholds and QMIA (fitted on the plan's population records).
 ZERO = ["loss", "gap", "confidence", "entropy", "modified_entropy", "qmia"]
@@ -33,12 +34,44 @@ def _fmt(e: dict, pct: bool) -> str:
     return text + (f" [{lo * s:{f}}, {hi * s:{f}}]" if lo is not None and hi is not None else "")
 
 
+#: The Fashion-MNIST MLP plan (stated 2026-12-06 18:50 UTC, before it was trained; no claim):
+#: 34 MLPs (17 pairs, k ≤ 16) on 3,000 images drawn once, 80 % in the pool (2,400 training images
+#: per MLP), the digits MLP recipe of bench_attack_power with 40 epochs.
+MLP_IMAGES = {
+    "data": {"dataset": "fashion-mnist", "max_records": 3000},
+    "model": {"kind": "torch-mlp", "hidden": [256], "epochs": 40, "batch_size": 32},
+}
+
+
 def image_stores(size: str) -> dict[str, tuple[object, object, float]]:
     """The Fashion-MNIST CNN plans of bench_augmented_queries (12 models, 6 pairs: k ≤ 5;
-    cached by that benchmark, so no training when it ran first)."""
+    cached by that benchmark, so no training when it ran first) and the MLP plan."""
     from benchmarks.bench_augmented_queries import CLAIM_DATASETS, image_store
 
-    return {f"{name} (CNN)": image_store(name, size) for name in CLAIM_DATASETS}
+    out = {f"{name} (CNN)": image_store(name, size) for name in CLAIM_DATASETS}
+    out["fashion-mnist (MLP)"] = mlp_image_store(size)
+    return out
+
+
+def mlp_image_store(size: str) -> tuple[object, object, float]:
+    """(signals store, audit config, training seconds) of the Fashion-MNIST MLP plan, cached
+    as bench_shrinkage's plans are."""
+    from benchmarks.bench_shrinkage import PAIRS_FULL, SEED, _cache_root
+    from miaudit.audit import parse_audit_config
+    from miaudit.engine import train
+
+    pairs = PAIRS_FULL if size == "full" else 3
+    raw = {
+        **MLP_IMAGES,
+        "seed": SEED,
+        "plan": {"pool_fraction": 0.8, "unit_size": 8},
+        "engine": {"workers": 2, "threads": 1, "progress": False},
+        "audit": {"references": pairs - 1, "attacks": ["loss", *BASE]},
+    }
+    cfg = parse_audit_config(raw)
+    t0 = time.perf_counter()
+    store = train(cfg.train_config(), _cache_root() / f"fashion-mnist-mlp-{size}").signals
+    return store, cfg, time.perf_counter() - t0
 
 
 def one_curve(name: str, store: Any, cfg: Any, resamples: int = 200) -> tuple[dict, list[str]]:
