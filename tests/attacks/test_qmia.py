@@ -129,3 +129,13 @@ def test_image_fits_are_deterministic_and_views_average():
         fit_qmia(*pop, settings=FAST_IMAGES, image_shape=(1, 5, 5))
     with pytest.raises(InputError, match="labels: has label 7"):
         model.score(phi, x, np.full_like(y, 7))
+
+
+def test_image_qmia_is_at_chance_when_membership_changes_nothing():
+    """Null: "members" drawn exactly like non-members. AUC over 300 + 300 records has a
+    standard error of about 0.024; tolerance 0.06 (2.5 of them)."""
+    rng = np.random.default_rng(9)
+    pop = _images(400, rng)
+    member = (rng.permutation(600) < 300).astype(np.int8)
+    s = qmia_scores(*_images(600, rng), *pop, seed=1, settings=FAST_IMAGES, image_shape=(1, 6, 6))
+    assert abs(roc_auc_score(member, s) - 0.5) < 0.06
