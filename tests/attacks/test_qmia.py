@@ -127,8 +127,32 @@ def test_image_fits_are_deterministic_and_views_average():
     np.testing.assert_allclose(model.score(*views, y), np.mean(per_view, axis=0))
     with pytest.raises(InputError, match="image_shape: \\(1, 5, 5\\) does not hold"):
         fit_qmia(*pop, settings=FAST_IMAGES, image_shape=(1, 5, 5))
-    with pytest.raises(InputError, match="labels: has label 7"):
-        model.score(phi, x, np.full_like(y, 7))
+    # a class the fit never saw is predicted by the trained classes' mean output, not refused
+    assert np.isfinite(model.score(phi, x, np.full_like(y, 7))).all()
+    with pytest.raises(InputError, match="labels: must be non-negative"):
+        model.score(phi, x, np.full_like(y, -1))
+
+
+def test_a_class_held_out_of_a_fold_or_absent_is_scored():
+    """A class with one population record is missing from one cross-fitting fold's fit; its
+    residual there, and audited records of a class the population lacks, still get a score."""
+    rng = np.random.default_rng(10)
+    phi, x, y = _images(120, rng)
+    y = y.copy()
+    y[0] = 2  # the top class, once
+    audited = _images(40, rng)
+    s = qmia_scores(
+        *audited[:2], np.full(40, 3), phi, x, y, settings=FAST_IMAGES, image_shape=(1, 6, 6)
+    )
+    assert np.isfinite(s).all()
+    with pytest.raises(InputError, match=r"population\.phi: contains NaN or inf"):
+        qmia_scores(*audited, np.where(np.arange(120) == 5, np.inf, phi), x, y, settings=FAST)
+    with pytest.raises(InputError, match="features: has values that are not finite as float32"):
+        qmia_scores(audited[0], audited[1] * 1e39, audited[2], phi, x, y, image_shape=(1, 6, 6))
+    with pytest.raises(InputError, match=r"population\.labels: must be non-negative integer"):
+        qmia_scores(*audited, phi, x, y - 1, settings=FAST)
+    with pytest.raises(InputError, match=r"audited\.labels: must have shape"):
+        qmia_scores(*audited[:2], audited[2][:3], phi, x, y, settings=FAST)
 
 
 def test_image_qmia_is_at_chance_when_membership_changes_nothing():

@@ -146,3 +146,56 @@ def test_an_image_recipe_gives_qmia_its_shape_and_the_recipe_views():
     rows = features.rows(features.record_id[:3])
     assert rows.shape == (3, 5, 64)  # the image and its four one-pixel shifts
     np.testing.assert_array_equal(rows[:, 0], features.features[:3])
+
+
+def test_an_external_target_gives_qmia_views_only_when_it_answered_them():
+    """An external image target's outputs stand for every query when it answered one query:
+    QMIA then reads the images alone; with (records, queries, classes) outputs, every view."""
+    from miaudit.audit import ExternalTarget
+    from miaudit.audit._population_attacks import RecordFeatures
+    from miaudit.audit._reference_audit import _target_features
+
+    rng = np.random.default_rng(3)
+    ids = np.arange(6)
+    features = RecordFeatures.of(
+        ids, rng.uniform(size=(6, 64)).astype(np.float32), image_shape=(1, 8, 8), augment=["hflip"]
+    )
+    one = ExternalTarget(rng.normal(size=(6, 3)), ids[:3])
+    both = ExternalTarget(rng.normal(size=(6, 2, 3)), ids[:3])
+    assert _target_features(features, one, ids).shape == (6, 64)
+    views = _target_features(features, both, ids)
+    assert views.shape == (6, 2, 64)
+    np.testing.assert_array_equal(
+        views[:, 1].reshape(6, 8, 8), features.features.reshape(6, 8, 8)[:, :, ::-1]
+    )
+    assert _target_features(None, one, ids) is None
+
+
+def test_each_view_of_the_features_meets_its_own_query():
+    """Query 0's φ follows its image's brightness (+1 on members); query 1 shows a blank image
+    and φ is noise. Paired right, the regressor removes query 0's brightness; given the views
+    the other way round, it cannot, and the attack loses power."""
+    rng = np.random.default_rng(4)
+    n = 400
+    keep = complementary_keep(rng, 4, n)
+    pop = np.zeros(n, dtype=bool)
+    pop[rng.permutation(n)[:200]] = True
+    keep[:, pop] = False
+    img = rng.uniform(0, 1, size=(n, 64)) * rng.uniform(0, 1, size=(n, 1))
+    y = np.zeros(n, dtype=np.int64)
+    logits = np.zeros((4, n, 2, 2), dtype=np.float32)
+    logits[:, :, 0, 0] = 12 * img.mean(axis=1)[None] + keep + 0.5 * rng.normal(size=keep.shape)
+    logits[:, :, 1, 0] = rng.normal(size=keep.shape)
+    store = SignalsStore.from_arrays(logits=logits, label=y, keep=keep, population=pop)
+    blank = np.zeros_like(img)
+    auc = {}
+    for name, views in (("paired", [img, blank]), ("swapped", [blank, img])):
+        run = attack_store(
+            store,
+            _cfg(["qmia"]),
+            features=np.stack(views, axis=1),
+            image_shape=(1, 8, 8),
+            references=1,
+        )
+        auc[name] = run.result.attacks[0].auc.point
+    assert auc["paired"] > auc["swapped"] + 0.1, auc

@@ -136,3 +136,6 @@ def test_cli_qmia_on_images_regresses_with_a_cnn(tmp_path, capsys):
     np.savez(pop, **_images(300, rng, np.zeros(300), (1, 4, 16)))
     err = _refused(["attack", str(out), "--population", str(pop), "--attacks", "qmia"], capsys)
     assert "images of shape (1, 4, 16)" in err
+    np.savez(pop, **_images(300, rng, np.zeros(300), (8, 8, 3)))
+    err = _refused(["attack", str(out), "--population", str(pop), "--attacks", "qmia"], capsys)
+    assert "look channels-last (n, H, W, C)" in err

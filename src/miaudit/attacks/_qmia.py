@@ -150,19 +150,41 @@ def _folds(n: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def check_population(
-    phi: np.ndarray, features: np.ndarray, labels: np.ndarray, *, what: str = "population"
+    phi: np.ndarray,
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    what: str = "population",
+    minimum: int = MIN_POPULATION,
 ) -> None:
-    """One-line errors for a population that cannot fit QMIA's regressors."""
+    """One-line errors for a population that cannot fit QMIA's regressors (``minimum``
+    records), or for audited records (``what``, ``minimum=1``) that cannot be scored."""
     n = np.shape(phi)[0] if np.ndim(phi) else 0
-    if n < MIN_POPULATION:
-        raise InputError(what, f"QMIA needs at least {MIN_POPULATION} population records, got {n}")
+    if n < minimum:
+        raise InputError(what, f"QMIA needs at least {minimum} {what} records, got {n}")
+    if not np.isfinite(np.asarray(phi, dtype=np.float64)).all():
+        raise InputError(f"{what}.phi", "contains NaN or inf")
     f = np.asarray(features)
     views = np.shape(phi)[1:]
+    if views and views[0] < 1:
+        raise InputError(f"{what}.phi", "has no query views")
     if f.ndim != 2 + len(views) or f.shape[: 1 + len(views)] != (n, *views) or np.ndim(phi) > 2:
         want = f"({n}, d)" if not views else f"({n}, {views[0]}, d) for {views[0]} views"
         raise InputError(f"{what}.features", f"must be (records, features) = {want}, got {f.shape}")
     if np.shape(labels) != (n,):
         raise InputError(f"{what}.labels", f"must have shape ({n},), got {np.shape(labels)}")
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iub" or (lab.size and lab.min() < 0):
+        raise InputError(f"{what}.labels", "must be non-negative integer class indices")
+
+
+def _finite(values: np.ndarray, dtype: type, what: str) -> np.ndarray:
+    """``values`` as ``dtype``, refused when a value is not finite there (e.g. beyond float32)."""
+    with np.errstate(over="ignore"):
+        out: np.ndarray = np.asarray(values, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise InputError(what, f"has values that are not finite as {np.dtype(dtype).name}")
+    return out
 
 
 def _fit_regressor(
@@ -173,9 +195,11 @@ def _fit_regressor(
     image_shape: tuple[int, int, int] | None,
     categorical: bool,
     seed: int,
+    n_classes: int,
 ) -> Any:
     if image_shape is not None:
-        return ImageRegressor(image_shape, settings.network, seed).fit(x, labels, y)
+        net = ImageRegressor(image_shape, settings.network, seed, n_classes=n_classes)
+        return net.fit(x, labels, y)
     m = _regressor(settings, x.shape[-1], categorical, seed)
     return m.fit(_rows(x, labels, categorical), np.asarray(y).reshape(-1))
 
@@ -203,8 +227,9 @@ def fit_qmia(
     check_population(phi, features, labels)
     phi = np.asarray(phi, dtype=np.float64)
     labels = np.asarray(labels)
-    x = np.asarray(features, dtype=np.float64 if image_shape is None else np.float32)
+    x = _finite(features, np.float64 if image_shape is None else np.float32, "population.features")
     width = int(x.shape[-1])
+    n_classes = int(labels.max()) + 1
     if image_shape is not None and int(np.prod(image_shape)) != width:
         raise InputError(
             "image_shape", f"{tuple(image_shape)} does not hold the features' {width} values"
@@ -218,7 +243,7 @@ def fit_qmia(
 
     def fit(rows: np.ndarray | slice, y: np.ndarray) -> Any:
         return _fit_regressor(
-            x[rows], labels[rows], y, settings, image_shape, categorical, model_seed
+            x[rows], labels[rows], y, settings, image_shape, categorical, model_seed, n_classes
         )
 
     image = image_shape is not None
@@ -258,6 +283,12 @@ def qmia_scores(
     the same for known non-members, whose features have the audited records' width. With query
     views, φ (n, Q) and features (n, Q, d) on both sides; ``image_shape``: see :func:`fit_qmia`.
     """
+    check_population(phi, features, labels, what="audited", minimum=1)  # before any fit
+    if np.shape(phi)[1:] != np.shape(population_phi)[1:]:
+        raise InputError(
+            "phi", f"has views {np.shape(phi)[1:]}, the population's {np.shape(population_phi)[1:]}"
+        )
+    x = _finite(features, np.float64 if image_shape is None else np.float32, "features")
     model = fit_qmia(
         population_phi,
         population_features,
@@ -266,8 +297,4 @@ def qmia_scores(
         settings=settings,
         image_shape=image_shape,
     )
-    if np.shape(phi)[1:] != np.shape(population_phi)[1:]:
-        raise InputError(
-            "phi", f"has views {np.shape(phi)[1:]}, the population's {np.shape(population_phi)[1:]}"
-        )
-    return model.score(phi, features, labels)
+    return model.score(phi, x, labels)

@@ -68,14 +68,25 @@ def _network(shape: tuple[int, int, int], n_out: int, s: ImageRegressorSettings)
     )
 
 
+#: The head has one output per class: more classes than this are refused (a crafted label would
+#: otherwise size the network).
+MAX_CLASSES = 10_000
+
+
 class ImageRegressor:
-    """fit/predict on flat images (records, C·H·W) or their views (records, views, C·H·W)."""
+    """fit/predict on flat images (records, C·H·W) or their views (records, views, C·H·W).
+
+    ``n_classes``: the head's width (default: the fit's largest label + 1). A label the fit
+    never saw (a class absent from a cross-fitting fold, or from the population) is predicted
+    as the mean of the trained classes' outputs, not by an untrained output.
+    """
 
     def __init__(
         self,
         image_shape: tuple[int, int, int],
         settings: ImageRegressorSettings = ImageRegressorSettings(),
         seed: int = 0,
+        n_classes: int | None = None,
     ) -> None:
         c, h, w = image_shape
         if h < 4 or w < 4:
@@ -83,8 +94,9 @@ class ImageRegressor:
         self.shape = (int(c), int(h), int(w))
         self.settings = settings
         self.seed = seed
+        self.n_classes = n_classes
         self._net: Any = None
-        self._n_out = 0
+        self._seen = np.zeros(0, dtype=bool)
         self._x_centre = self._x_scale = self._y_centre = self._y_scale = 0.0
 
     def fit(self, x: np.ndarray, labels: np.ndarray, y: np.ndarray) -> ImageRegressor:
@@ -95,7 +107,10 @@ class ImageRegressor:
         target = np.asarray(y, dtype=np.float64).reshape(views.shape[:2])
         n, q = views.shape[:2]
         labels = np.asarray(labels, dtype=np.int64)
-        self._n_out = int(labels.max()) + 1
+        n_out = max(int(labels.max()) + 1, self.n_classes or 0)
+        if labels.min() < 0 or n_out > MAX_CLASSES:
+            raise InputError("labels", f"must lie in [0, {MAX_CLASSES}) for QMIA's CNN head")
+        self._seen = np.bincount(labels, minlength=n_out) > 0
         self._x_centre, self._x_scale = float(views.mean()), float(views.std()) + 1e-8
         self._y_centre, self._y_scale = float(target.mean()), float(target.std()) + 1e-8
         xt = torch.from_numpy((views - self._x_centre) / self._x_scale)
@@ -103,9 +118,10 @@ class ImageRegressor:
         lt = torch.from_numpy(labels.copy())
         s = self.settings
         gen = torch.Generator().manual_seed(self.seed)
+        # fork_rng restores the CPU generator; torch.manual_seed would also reseed CUDA's.
         with _one_thread(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            net = _network(self.shape, self._n_out, s)
+            torch.default_generator.manual_seed(self.seed)
+            net = _network(self.shape, n_out, s)
             opt = torch.optim.Adam(
                 net.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay
             )
@@ -131,19 +147,24 @@ class ImageRegressor:
         views = np.asarray(x, dtype=np.float32)
         lead = views.shape[:-1]
         labels = np.asarray(labels, dtype=np.int64)
-        if labels.size and int(labels.max()) >= self._n_out:
-            raise InputError(
-                "labels",
-                f"has label {int(labels.max())}; the population's run to {self._n_out - 1}",
-            )
+        if labels.size and labels.min() < 0:
+            raise InputError("labels", "must be non-negative class indices")
         lab = np.broadcast_to(labels.reshape(labels.shape + (1,) * (len(lead) - 1)), lead)
+        lab = lab.reshape(-1)
+        seen = np.zeros(lab.size, dtype=bool)
+        inside = lab < self._seen.size
+        seen[inside] = self._seen[lab[inside]]
         flat = torch.from_numpy(
             (views.reshape(-1, views.shape[-1]) - self._x_centre) / self._x_scale
         )
-        lt = torch.from_numpy(lab.reshape(-1).copy())
+        trained = torch.from_numpy(self._seen)
         out = np.empty(flat.shape[0], dtype=np.float64)
         with _one_thread(), torch.no_grad():
             for start in range(0, flat.shape[0], 4096):
                 sl = slice(start, start + 4096)
-                out[sl] = self._net(flat[sl]).gather(1, lt[sl, None])[:, 0].double().numpy()
+                heads = self._net(flat[sl]).double()
+                fallback = heads[:, trained].mean(dim=1).numpy()
+                idx = torch.from_numpy(np.where(seen[sl], lab[sl], 0))
+                own = heads.gather(1, idx[:, None])[:, 0].numpy()
+                out[sl] = np.where(seen[sl], own, fallback)
         return (out * self._y_scale + self._y_centre).reshape(lead)

@@ -8,7 +8,7 @@ import datetime as _dt
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -1003,11 +1003,24 @@ def run_audit(
             source=source,
             pseudonym_key=key,
             external_target=True,
-            features=None if features is None else features.rows(store.record_id),
+            features=_target_features(features, target, store.record_id),
+            image_shape=None if features is None else features.image_shape,
         )
     _write_pairs(out_dir, key, ref, quiet=quiet)
     _keep_target_for_check_record(out_dir, store if target is not None else None)
     return AuditRun(ref.result, run, ref)
+
+
+def _target_features(
+    features: RecordFeatures | None, target: ExternalTarget, ids: np.ndarray
+) -> np.ndarray | None:
+    """The features QMIA reads for an external target: per query view only when the target
+    answered the augmented queries (its outputs (records, queries, classes)); else the images
+    alone, since its one output stands for every query."""
+    if features is None:
+        return None
+    answered = np.ndim(target.outputs) == 3
+    return (features if answered else replace(features, augment=())).rows(ids)
 
 
 def dataset_features(cfg: AuditConfig) -> RecordFeatures | None:

@@ -165,6 +165,11 @@ def checked_features(
     if 0 in f.shape[1:]:
         raise InputError(name, "has no columns")
     shape = None
+    if f.ndim == 4 and f.shape[-1] in (1, 3, 4) and f.shape[1] not in (1, 3, 4):
+        raise InputError(
+            name,
+            f"images of shape {f.shape} look channels-last (n, H, W, C): give them channels-first (n, C, H, W)",
+        )
     if f.ndim > 2:
         c, h, w = (1, *f.shape[1:]) if f.ndim == 3 else f.shape[1:]
         shape = (int(c), int(h), int(w))
