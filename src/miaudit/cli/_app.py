@@ -131,7 +131,7 @@ def attack_cmd(
     population: Annotated[
         Path | None,
         typer.Option(
-            help="The same model's outputs on population records (known non-members, none audited), with their features: what --attacks qmia fits on."
+            help="The same model's outputs on population records (known non-members, none audited), with their features (images in .npz as (n, H, W) or (n, C, H, W)): what --attacks qmia fits on."
         ),
     ] = None,
     features: Annotated[
