@@ -154,15 +154,14 @@ class ImageRegressor:
         seen = np.zeros(lab.size, dtype=bool)
         inside = lab < self._seen.size
         seen[inside] = self._seen[lab[inside]]
-        flat = torch.from_numpy(
-            (views.reshape(-1, views.shape[-1]) - self._x_centre) / self._x_scale
-        )
+        flat = views.reshape(-1, views.shape[-1])  # standardised a batch at a time: no copy
         trained = torch.from_numpy(self._seen)
         out = np.empty(flat.shape[0], dtype=np.float64)
         with _one_thread(), torch.no_grad():
             for start in range(0, flat.shape[0], 4096):
                 sl = slice(start, start + 4096)
-                heads = self._net(flat[sl]).double()
+                batch = torch.from_numpy((flat[sl] - self._x_centre) / self._x_scale)
+                heads = self._net(batch).double()
                 fallback = heads[:, trained].mean(dim=1).numpy()
                 idx = torch.from_numpy(np.where(seen[sl], lab[sl], 0))
                 own = heads.gather(1, idx[:, None])[:, 0].numpy()

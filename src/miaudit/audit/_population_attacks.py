@@ -28,6 +28,9 @@ from miaudit.errors import InputError
 from miaudit.models import Augmentation
 from miaudit.signals import compute_signals
 
+#: Records whose query views are made at once (the rest of the views are written in place).
+VIEW_CHUNK = 4096
+
 
 @dataclass(frozen=True, eq=False)
 class RecordFeatures:
@@ -78,7 +81,15 @@ class RecordFeatures:
         x = self.features[[index[str(r)] for r in np.asarray(ids).tolist()]]
         if not self.augment:
             return x
-        return np.stack(augmented_queries(x, self.augment, self.image_shape), axis=1)
+        out: np.ndarray | None = None
+        for start in range(0, len(x), VIEW_CHUNK):  # a chunk's views at a time: one full copy
+            views = augmented_queries(x[start : start + VIEW_CHUNK], self.augment, self.image_shape)
+            if out is None:
+                out = np.empty((len(x), len(views), x.shape[1]), dtype=views[0].dtype)
+            out[start : start + VIEW_CHUNK] = np.stack(views, axis=1)
+        if out is None:  # no records: the views' shape still says how many queries
+            return np.stack(augmented_queries(x, self.augment, self.image_shape), axis=1)
+        return out
 
 
 def needs_population(name: str) -> bool:
