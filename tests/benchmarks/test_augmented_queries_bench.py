@@ -87,3 +87,30 @@ def test_every_attack_is_compared_and_the_verdict_is_the_claims(simulated, monke
     assert result.passed is True
     assert f"| {bench.CLAIM_DATASET} (CNN) |" in result.table
     assert "| fashion-mnist | lira_online | 5 |" in result.table
+
+
+def test_qmia_scores_read_the_recipes_views_or_the_image_alone():
+    """The benchmark's own QMIA path (the full run's): the digits recipe's five shift views of
+    each record, or the image alone, scored per (model, record) pair in query_scores' order."""
+    from miaudit.datasets import load_dataset
+
+    cfg = bench.image_config("digits", "small")
+    ids = load_dataset(cfg.data).record_id[:300]
+    base = _store(5, 1)
+    keep = base.keep[:2, :300]  # one complementary pair: two targets keep the fits few
+    pop = np.zeros(300, dtype=bool)
+    pop[:100] = True
+    keep[:, pop] = False
+    store = SignalsStore.from_arrays(
+        logits=base.logits[:2, :300],
+        label=base.label[:300],
+        keep=keep,
+        population=pop,
+        record_id=ids,
+    )
+    records = np.flatnonzero(~pop)
+    out = bench.qmia_scores(store, cfg, records)
+    assert set(out) == {"qmia, all queries", "qmia, 1 query"}
+    for scores in out.values():
+        assert scores.shape == (store.n_models * records.size,) and np.isfinite(scores).all()
+    assert not np.allclose(out["qmia, all queries"], out["qmia, 1 query"])
