@@ -56,22 +56,11 @@ def image_stores(size: str) -> dict[str, tuple[object, object, float]]:
 def mlp_image_store(size: str) -> tuple[object, object, float]:
     """(signals store, audit config, training seconds) of the Fashion-MNIST MLP plan, cached
     as bench_shrinkage's plans are."""
-    from benchmarks.bench_shrinkage import PAIRS_FULL, SEED, _cache_root
-    from miaudit.audit import parse_audit_config
-    from miaudit.engine import train
+    from benchmarks.bench_shrinkage import PAIRS_FULL, trained_plan
 
-    pairs = PAIRS_FULL if size == "full" else 3
-    raw = {
-        **MLP_IMAGES,
-        "seed": SEED,
-        "plan": {"pool_fraction": 0.8, "unit_size": 8},
-        "engine": {"workers": 2, "threads": 1, "progress": False},
-        "audit": {"references": pairs - 1, "attacks": ["loss", *BASE]},
-    }
-    cfg = parse_audit_config(raw)
-    t0 = time.perf_counter()
-    store = train(cfg.train_config(), _cache_root() / f"fashion-mnist-mlp-{size}").signals
-    return store, cfg, time.perf_counter() - t0
+    return trained_plan(
+        f"fashion-mnist-mlp-{size}", MLP_IMAGES, PAIRS_FULL if size == "full" else 3
+    )
 
 
 def one_curve(name: str, store: Any, cfg: Any, resamples: int = 200) -> tuple[dict, list[str]]:

@@ -46,29 +46,36 @@ def trained_stores(size: str) -> dict[str, tuple[object, object, float]]:
     ``~/.cache/miaudit/bench-stores``), so the second benchmark costs no training. Small size:
     digits only, 3 pairs, a third of the epochs.
     """
-    from miaudit.audit import parse_audit_config
-    from miaudit.engine import train
-
-    pairs = PAIRS_FULL if size == "full" else 3
     out = {}
     for name, spec in DATASETS.items():
         if size != "full" and name != "digits":
             continue
-        raw = {
-            **spec,
-            "seed": SEED,
-            "plan": {"pool_fraction": 0.8, "unit_size": 8},
-            "engine": {"workers": 2, "threads": 1, "progress": False},
-            "audit": {"references": pairs - 1, "attacks": ["loss", *BASE, *SHRUNK]},
-        }
         if size != "full":
-            raw["model"] = {**spec["model"], "epochs": max(10, spec["model"]["epochs"] // 3)}
-        cfg = parse_audit_config(raw)
-        where = _cache_root() / f"{name}-{size}"
-        t0 = time.perf_counter()
-        store = train(cfg.train_config(), where).signals
-        out[name] = (store, cfg, time.perf_counter() - t0)
+            spec = {
+                **spec,
+                "model": {**spec["model"], "epochs": max(10, spec["model"]["epochs"] // 3)},
+            }
+        out[name] = trained_plan(f"{name}-{size}", spec, PAIRS_FULL if size == "full" else 3)
     return out
+
+
+def trained_plan(key: str, spec: dict, pairs: int) -> tuple[object, object, float]:
+    """(signals store, audit config, training seconds) of one plan of ``pairs`` complementary
+    pairs of ``spec``'s data and model, cached under ``key``."""
+    from miaudit.audit import parse_audit_config
+    from miaudit.engine import train
+
+    raw = {
+        **spec,
+        "seed": SEED,
+        "plan": {"pool_fraction": 0.8, "unit_size": 8},
+        "engine": {"workers": 2, "threads": 1, "progress": False},
+        "audit": {"references": pairs - 1, "attacks": ["loss", *BASE, *SHRUNK]},
+    }
+    cfg = parse_audit_config(raw)
+    t0 = time.perf_counter()
+    store = train(cfg.train_config(), _cache_root() / key).signals
+    return store, cfg, time.perf_counter() - t0
 
 
 def run(size: str) -> BenchResult:

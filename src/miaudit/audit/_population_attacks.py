@@ -82,13 +82,13 @@ class RecordFeatures:
         if not self.augment:
             return x
         out: np.ndarray | None = None
-        for start in range(0, len(x), VIEW_CHUNK):  # a chunk's views at a time: one full copy
+        # A chunk's views at a time into one array (one full copy); no records: one empty chunk.
+        for start in range(0, max(len(x), 1), VIEW_CHUNK):
             views = augmented_queries(x[start : start + VIEW_CHUNK], self.augment, self.image_shape)
             if out is None:
                 out = np.empty((len(x), len(views), x.shape[1]), dtype=views[0].dtype)
             out[start : start + VIEW_CHUNK] = np.stack(views, axis=1)
-        if out is None:  # no records: the views' shape still says how many queries
-            return np.stack(augmented_queries(x, self.augment, self.image_shape), axis=1)
+        assert out is not None
         return out
 
 
@@ -159,11 +159,6 @@ def _query_logits(store: SignalsStore, x: np.ndarray) -> np.ndarray:
 
 
 def _phi(logits: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """φ per record, (n,) — or (n, Q) from (n, Q, C) logits."""
-    if logits.ndim == 2:
-        return compute_signals(logits, label, which=("scaled_logit",))["scaled_logit"]
-    q = logits.shape[1]
-    lab = np.repeat(label[:, None], q, axis=1)
-    flat = logits.reshape(-1, logits.shape[-1])
-    phi = compute_signals(flat, lab.reshape(-1), which=("scaled_logit",))["scaled_logit"]
-    return np.asarray(phi).reshape(-1, q)
+    """φ per record, (n,) — or (n, Q) from (n, Q, C) logits (compute_signals broadcasts)."""
+    lab = label if logits.ndim == 2 else np.broadcast_to(label[:, None], logits.shape[:2])
+    return compute_signals(logits, lab, which=("scaled_logit",))["scaled_logit"]
