@@ -54,6 +54,8 @@ LEVEL_BINS = 8
 MIN_PER_BIN = 250
 #: ν₀ and κ₀ stand for ∞ at this value (the closed forms stay finite).
 INFINITE = 1e8
+#: Records per chunk of the per-record moments (:func:`_stats`).
+STATS_CHUNK = 65_536
 
 
 @dataclass(frozen=True)
@@ -197,39 +199,55 @@ def _upper_tail_z(x: np.ndarray, p: _Predictive) -> np.ndarray:
     return out
 
 
-def _stats(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-record count (n,), mean and sum of squares (n, A) of the selected values."""
+@dataclass(frozen=True)
+class _Moments:
+    """One side's per-record count (n,), mean and sum of squares (n, A) of its selected values."""
+
+    count: np.ndarray
+    mean: np.ndarray
+    ss: np.ndarray
+
+
+def _stats(values: np.ndarray, mask: np.ndarray) -> _Moments:
+    """The selected values' moments, :data:`STATS_CHUNK` records at a time: the float64
+    temporaries stay K × chunk × A, not K × n × A (2 GB at a million records and K = 64)."""
     count = mask.sum(axis=0)
-    w = mask[..., None]
-    x = np.where(w, values.astype(np.float64), 0.0)
-    mean = x.sum(axis=0) / np.maximum(count, 1)[:, None]
-    dev = np.where(w, x - mean, 0.0)
-    return count, mean, np.einsum("kma,kma->ma", dev, dev)
+    n, n_q = values.shape[1:]
+    mean, ss = np.empty((n, n_q)), np.empty((n, n_q))
+    for lo in range(0, n, STATS_CHUNK):
+        rows = slice(lo, lo + STATS_CHUNK)
+        w = mask[:, rows, None]
+        x = np.where(w, values[:, rows].astype(np.float64), 0.0)
+        mean[rows] = x.sum(axis=0) / np.maximum(count[rows], 1)[:, None]
+        dev = np.where(w, x - mean[rows], 0.0)
+        ss[rows] = np.einsum("kma,kma->ma", dev, dev)
+    return _Moments(count, mean, ss)
 
 
 @dataclass(frozen=True)
 class _Data:
-    """What the prior is fitted on: the scored records, then the population's (all OUT)."""
+    """What the prior is fitted on: the scored records' OUT and IN moments (IN: None offline),
+    then the population's (all OUT; None without a population), and every record's class."""
 
     refs: np.ndarray  # (K, n, A)
     mask: np.ndarray  # (K, n) IN
     group: np.ndarray  # (n + m,) class
-    pop_refs: np.ndarray | None  # (K, m, A)
+    out: _Moments
+    inn: _Moments | None
+    pop: _Moments | None
 
 
 def _fit_out(data: _Data, level: np.ndarray, a: int) -> tuple[_Prior, np.ndarray, bool]:
     """The OUT side's prior for query ``a`` and each scored record's bin; False as the last
     element when no within-record spread could be measured (the small-k fallback)."""
     n = data.refs.shape[1]
-    count, _, ss = _stats(data.refs[..., a : a + 1], ~data.mask)
-    if data.pop_refs is not None:
-        pm = np.ones(data.pop_refs.shape[:2], dtype=bool)
-        pc, _, pss = _stats(data.pop_refs[..., a : a + 1], pm)
-        count, ss = np.concatenate([count, pc]), np.vstack([ss, pss])
-    replicated = (count >= 2) & (ss[:, 0] > 0)
+    count, ss = data.out.count, data.out.ss[:, a]
+    if data.pop is not None:
+        count, ss = np.concatenate([count, data.pop.count]), np.concatenate([ss, data.pop.ss[:, a]])
+    replicated = (count >= 2) & (ss > 0)
     groups = variance_groups(data.group, replicated)
     bins = level_bins(level, groups, replicated)
-    fitted = _variance_prior(ss[:, 0], count.astype(np.float64), bins, groups)
+    fitted = _variance_prior(ss, count.astype(np.float64), bins, groups)
     if fitted is None:
         fb = _fit_side(data.refs[..., a : a + 1], ~data.mask, "global", "OUT")
         s0 = np.full(n, float(fb.sd[0, 0]) ** 2)  # σ̃ = fb.sd up to one rounding
@@ -242,8 +260,9 @@ def _fit_in(data: _Data, out_prior: _Prior, bins: np.ndarray, a: int) -> tuple[_
     """The IN side's prior, in the OUT side's bins: its own fit where records have two IN
     values, else the OUT side's σ₀² and ν₀ (assumed equal spreads); when neither side has any,
     the OUT side's plug-in σ (replaced by one σ pooled over both sides)."""
-    count, _, ss = _stats(data.refs[..., a : a + 1], data.mask)
-    fitted = _variance_prior(ss[:, 0], count.astype(np.float64), bins, bins // LEVEL_BINS)
+    assert data.inn is not None
+    count, ss = data.inn.count, data.inn.ss[:, a]
+    fitted = _variance_prior(ss, count.astype(np.float64), bins, bins // LEVEL_BINS)
     if fitted is None:
         return out_prior, False
     return _Prior(fitted[0], fitted[1]), True
@@ -251,10 +270,9 @@ def _fit_in(data: _Data, out_prior: _Prior, bins: np.ndarray, a: int) -> tuple[_
 
 def _levels(data: _Data) -> np.ndarray:
     """(n + m, A) level of each record: the mean of its OUT references' φ."""
-    _, mean, _ = _stats(data.refs, ~data.mask)
-    if data.pop_refs is None:
-        return mean
-    return np.vstack([mean, data.pop_refs.astype(np.float64).mean(axis=0)])
+    if data.pop is None:
+        return data.out.mean
+    return np.vstack([data.out.mean, data.pop.mean])
 
 
 def _prepare(
@@ -264,6 +282,7 @@ def _prepare(
     labels: np.ndarray | None,
     population_phi: np.ndarray | None,
     population_labels: np.ndarray | None,
+    online: bool,
 ) -> tuple[np.ndarray, _Data]:
     target, refs, mask = _check_lira(target_phi, ref_phi, keep)
     pop = None
@@ -285,7 +304,15 @@ def _prepare(
                 "population_phi", f"has shape {pop.shape}, expected ({k}, records, {refs.shape[2]})"
             )
     group = _groups(labels, target.shape[0], population_labels, 0 if pop is None else pop.shape[1])
-    return target, _Data(refs, mask, group, pop)
+    _require(mask, online)
+    return target, _Data(
+        refs,
+        mask,
+        group,
+        out=_stats(refs, ~mask),
+        inn=_stats(refs, mask) if online else None,
+        pop=None if pop is None else _stats(pop, np.ones(pop.shape[:2], dtype=bool)),
+    )
 
 
 def _groups(
@@ -316,28 +343,28 @@ def shrunk_gaussians(
 ) -> tuple[_Predictive, _Predictive | None, np.ndarray]:
     """Each record's OUT and IN predictives (location, scale, dof; each (n, A)) and the
     target's φ (n, A). The IN predictive is None offline. See the module docstring."""
-    target, data = _prepare(target_phi, ref_phi, keep, labels, population_phi, population_labels)
-    _require(data.mask, online)
+    target, data = _prepare(
+        target_phi, ref_phi, keep, labels, population_phi, population_labels, online
+    )
     level = _levels(data)
     n, n_q = target.shape
     out = _Predictive(np.empty((n, n_q)), np.empty((n, n_q)), np.empty((n, n_q)))
     inn = _Predictive(np.empty((n, n_q)), np.empty((n, n_q)), np.empty((n, n_q)))
     for a in range(n_q):
         prior_out, bins, within_out = _fit_out(data, level[:, a], a)
-        _put(out, a, _posterior(prior_out, *_side_stats(data, a, ~data.mask)))
-        if not online:
+        _put(out, a, _posterior(prior_out, *_side_stats(data.out, a)))
+        if data.inn is None:
             continue
         prior_in, within_in = _fit_in(data, prior_out, bins, a)
-        _put(inn, a, _posterior(prior_in, *_side_stats(data, a, data.mask)))
+        _put(inn, a, _posterior(prior_in, *_side_stats(data.inn, a)))
         if not (within_out or within_in):
             inn.scale[:, a], out.scale[:, a] = _common_sd(data, a)
     return out, (inn if online else None), target
 
 
-def _side_stats(data: _Data, a: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _side_stats(side: _Moments, a: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean, SS, count) of the side's values for query ``a``, each (n,)."""
-    count, mean, ss = _stats(data.refs[..., a : a + 1], mask)
-    return mean[:, 0], ss[:, 0], count
+    return side.mean[:, a], side.ss[:, a], side.count
 
 
 def _put(into: _Predictive, a: int, p: _Predictive) -> None:
