@@ -163,3 +163,41 @@ def test_image_qmia_is_at_chance_when_membership_changes_nothing():
     member = (rng.permutation(600) < 300).astype(np.int8)
     s = qmia_scores(*_images(600, rng), *pop, seed=1, settings=FAST_IMAGES, image_shape=(1, 6, 6))
     assert abs(roc_auc_score(member, s) - 0.5) < 0.06
+
+
+def test_fit_outputs_scores_chunks_as_one_run():
+    """The registry's split of a population attack: fitted once, its scorer gives each chunk of
+    records exactly the scores one ``score_outputs`` call gives them all."""
+    from miaudit.attacks import OutputSignals, PopulationSignals, fit_outputs, score_outputs
+
+    rng = np.random.default_rng(11)
+    (pphi, px, py), (phi, x, y) = _records(600, rng), _records(250, rng)
+    pop = PopulationSignals({"scaled_logit": pphi}, py, px)
+    whole = score_outputs(
+        "qmia",
+        OutputSignals({"scaled_logit": phi}, y, seed=4, features=x, population=pop),
+    ).score
+    scorer = fit_outputs("qmia", pop, seed=4)
+    chunks = [
+        scorer(OutputSignals({"scaled_logit": phi[s]}, y[s], features=x[s])).score
+        for s in (slice(0, 100), slice(100, 250))
+    ]
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+
+
+def test_fit_outputs_checks_the_population_once_and_each_chunk():
+    from miaudit.attacks import OutputSignals, PopulationSignals, fit_outputs
+
+    rng = np.random.default_rng(12)
+    pphi, px, py = _records(300, rng)
+    with pytest.raises(InputError, match=r"population\.features"):
+        fit_outputs("qmia", PopulationSignals({"scaled_logit": pphi}, py, px[:, :1][:10]))
+    with pytest.raises(InputError, match="does not fit on population records"):
+        fit_outputs("loss", PopulationSignals({"scaled_logit": pphi}, py, px))
+    scorer = fit_outputs("qmia", PopulationSignals({"scaled_logit": pphi}, py, px), seed=1)
+    bad = px[:5].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(InputError, match="features"):
+        scorer(OutputSignals({"scaled_logit": pphi[:5]}, py[:5], features=bad))
+    with pytest.raises(InputError, match="columns"):
+        scorer(OutputSignals({"scaled_logit": pphi[:5]}, py[:5], features=px[:5, :1]))

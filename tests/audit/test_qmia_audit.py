@@ -199,3 +199,78 @@ def test_each_view_of_the_features_meets_its_own_query():
         )
         auc[name] = run.result.attacks[0].auc.point
     assert auc["paired"] > auc["swapped"] + 0.1, auc
+
+
+def test_views_are_made_a_chunk_of_records_at_a_time(monkeypatch: pytest.MonkeyPatch):
+    """An audit never makes every record's query views at once: the scored records' rows come a
+    chunk at a time (here 50 of 200), and the scores equal one chunk for all."""
+    from miaudit.audit import _population_attacks as pa
+
+    store, x = _image_store(views=2)
+    xv = x.astype(np.float32)
+    features = pa.RecordFeatures.of(store.record_id, xv, image_shape=(1, 8, 8))
+    records = np.flatnonzero(~store.population)
+    asked: list[int] = []
+    rows = pa.RecordFeatures.rows
+
+    def spy(self: pa.RecordFeatures, ids: np.ndarray) -> np.ndarray:
+        asked.append(len(ids))
+        return rows(self, ids)
+
+    monkeypatch.setattr(pa.RecordFeatures, "rows", spy)
+    whole = pa.population_attack_scores(store, ["qmia"], [0, 1], records, features, seed=2)
+    assert max(asked[1:]) == records.size  # the population's rows, then one chunk of all
+    asked.clear()
+    monkeypatch.setattr(pa, "VIEW_CHUNK", 50)
+    chunked = pa.population_attack_scores(store, ["qmia"], [0, 1], records, features, seed=2)
+    assert asked[0] == int(store.population.sum()) and asked[1:] == [50] * (records.size // 50)
+    np.testing.assert_array_equal(chunked["qmia"], whole["qmia"])
+
+
+def test_a_population_attack_without_a_fit_scores_every_record_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """An attack registered without ``fit`` (it may read all its records together) is run
+    once on every scored record, whatever the chunk size."""
+    from miaudit.attacks import (
+        AttackScores,
+        AttackSpec,
+        Family,
+        Need,
+        OutputSignals,
+        SignalKind,
+        register_attack,
+        unregister_attack,
+    )
+    from miaudit.audit import _population_attacks as pa
+
+    calls: list[int] = []
+
+    def centred(x: OutputSignals) -> AttackScores:  # reads all its records: no per-record split
+        calls.append(len(x.labels))
+        phi = np.asarray(x.signals["scaled_logit"], dtype=np.float64)
+        return AttackScores(phi - phi.mean())
+
+    register_attack(
+        AttackSpec(
+            name="toy_population",
+            family=Family.THRESHOLD,
+            signal_kind=SignalKind.MODEL_OUTPUTS,
+            run=centred,
+            description="φ centred on the scored records (a toy)",
+            citation="the audit test",
+            attacker_knows="the toy's",
+            needs=frozenset({Need.LABELS, Need.FEATURES, Need.POPULATION}),
+            signals=("scaled_logit",),
+        )
+    )
+    try:
+        store, x = _store()
+        features = pa.RecordFeatures.of(store.record_id, x)
+        records = np.flatnonzero(~store.population)
+        monkeypatch.setattr(pa, "VIEW_CHUNK", 50)
+        out = pa.population_attack_scores(store, ["toy_population"], [0], records, features, 1)
+    finally:
+        unregister_attack("toy_population")
+    assert calls == [records.size]
+    assert abs(out["toy_population"][0].mean()) < 1e-9

@@ -14,7 +14,7 @@ from miaudit.attacks._label_only import (
     boundary_distance_attack,
     noise_robustness_attack,
 )
-from miaudit.attacks._qmia import qmia_scores
+from miaudit.attacks._qmia import fit_qmia, qmia_scores
 from miaudit.attacks._reference import LiraAttack, MlLeaksAttack, RmiaAttack, ShadowAttack
 from miaudit.attacks._registry import (
     AttackScores,
@@ -389,6 +389,25 @@ def _register_text_attacks() -> None:
         )
 
 
+def _qmia_fit(x: OutputSignals) -> Callable[[OutputSignals], AttackScores]:
+    """QMIA fitted once on the population; its scorer reads any records (``qmia``'s ``fit``)."""
+    pop = x.population
+    assert pop is not None and pop.features is not None  # fit_outputs checked the needs
+    model = fit_qmia(
+        pop.signals["scaled_logit"],
+        pop.features,
+        pop.labels,
+        seed=x.seed,
+        image_shape=x.image_shape,
+    )
+
+    def score(y: OutputSignals) -> AttackScores:
+        assert y.features is not None
+        return AttackScores(model.score(y.signals["scaled_logit"], y.features, y.labels))
+
+    return score
+
+
 def _qmia(x: OutputSignals) -> AttackScores:
     assert x.population is not None and x.features is not None  # the runner checks the needs
     pop = x.population
@@ -414,6 +433,7 @@ def _register_population_attacks() -> None:
             family=Family.THRESHOLD,
             signal_kind=SignalKind.MODEL_OUTPUTS,
             run=_qmia,
+            fit=_qmia_fit,
             description="φ standardised by its non-member mean and scale, predicted from the record's features and label by gradient boosting (a small CNN for images) fitted on population records",
             citation="Bertran et al., NeurIPS 2023",
             attacker_knows="the model's outputs and true label, the record's features, and the model's outputs on population records (known non-members); no reference model",

@@ -97,7 +97,8 @@ class QmiaModel:
     def score(self, phi: np.ndarray, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Standardised residuals (φ − μ)/σ, averaged over a record's views: higher = more
         likely a member."""
-        mu, sigma = self.predict(features, labels)
+        dtype = np.float64 if self.image_shape is None else np.float32
+        mu, sigma = self.predict(_finite(features, dtype, "features"), labels)
         z = (np.asarray(phi, dtype=np.float64).reshape(mu.shape) - mu) / sigma
         out: np.ndarray = z.mean(axis=1) if z.ndim == 2 else z
         return out
@@ -288,7 +289,7 @@ def qmia_scores(
         raise InputError(
             "phi", f"has views {np.shape(phi)[1:]}, the population's {np.shape(population_phi)[1:]}"
         )
-    x = _finite(features, np.float64 if image_shape is None else np.float32, "features")
+    _finite(features, np.float64 if image_shape is None else np.float32, "features")
     model = fit_qmia(
         population_phi,
         population_features,
@@ -297,4 +298,4 @@ def qmia_scores(
         settings=settings,
         image_shape=image_shape,
     )
-    return model.score(phi, x, labels)
+    return model.score(phi, features, labels)

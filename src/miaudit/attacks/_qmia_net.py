@@ -113,7 +113,7 @@ class ImageRegressor:
         self._seen = np.bincount(labels, minlength=n_out) > 0
         self._x_centre, self._x_scale = float(views.mean()), float(views.std()) + 1e-8
         self._y_centre, self._y_scale = float(target.mean()), float(target.std()) + 1e-8
-        xt = torch.from_numpy((views - self._x_centre) / self._x_scale)
+        # Standardised a batch at a time below, not as a whole copy of every view.
         yt = torch.from_numpy(((target - self._y_centre) / self._y_scale).astype(np.float32))
         lt = torch.from_numpy(labels.copy())
         s = self.settings
@@ -130,7 +130,9 @@ class ImageRegressor:
                 view = torch.randint(q, (n,), generator=gen)
                 for start in range(0, n, s.batch_size):
                     b = order[start : start + s.batch_size]
-                    out = net(xt[b, view[b]]).gather(1, lt[b, None])[:, 0]
+                    raw = views[b.numpy(), view[b].numpy()]
+                    xb = torch.from_numpy((raw - self._x_centre) / self._x_scale)
+                    out = net(xb).gather(1, lt[b, None])[:, 0]
                     loss = ((out - yt[b, view[b]]) ** 2).mean()
                     opt.zero_grad()
                     loss.backward()

@@ -90,7 +90,10 @@ class AttackSpec:
     wording of the attack; ``attacker_knows`` what the simulated attacker must know.
     ``order_invariant``: permuting the records permutes the scores exactly; False for attacks
     whose randomness is drawn by record position (cross-fitting folds, noise draws), which are
-    invariant only in distribution.
+    invariant only in distribution. ``fit``: for a ``MODEL_OUTPUTS`` attack that fits on the
+    population (:attr:`Need.POPULATION`), ``run`` split in two: ``fit(inputs)`` reads only
+    ``inputs.population``, ``seed`` and ``image_shape`` and returns a scorer of any records'
+    :class:`OutputSignals`, with ``run(x)`` equal to ``fit(x)(x)`` (:func:`fit_outputs`).
     """
 
     name: str
@@ -104,6 +107,7 @@ class AttackSpec:
     signals: tuple[str, ...] = ()
     query_cost: QueryCost = field(default_factory=QueryCost)
     order_invariant: bool = True
+    fit: Callable[[OutputSignals], Callable[[OutputSignals], object]] | None = None
 
     @property
     def label_only(self) -> bool:
@@ -289,8 +293,9 @@ def _kind(spec: AttackSpec, kind: SignalKind) -> None:
         raise InputError("attack", f"{spec.name} consumes {spec.signal_kind}, not {kind}")
 
 
-def _checked_signals(spec: AttackSpec, inputs: OutputSignals) -> int:
-    """The number of records, after checking every input the attack reads."""
+def _checked_signals(spec: AttackSpec, inputs: OutputSignals, *, population: bool = True) -> int:
+    """The number of records, after checking every input the attack reads (the population's
+    too unless ``population`` is False: :func:`fit_outputs` checked it once)."""
     labels = np.asarray(inputs.labels)
     if labels.ndim != 1:
         raise InputError("labels", f"must be (records,), got shape {labels.shape}")
@@ -313,7 +318,7 @@ def _checked_signals(spec: AttackSpec, inputs: OutputSignals) -> int:
             raise InputError("member", f"must be ({n},) with values 0/1")
     if Need.FEATURES in spec.needs:
         _checked_features(spec, "features", inputs.features, n, views)
-    if Need.POPULATION in spec.needs:
+    if Need.POPULATION in spec.needs and population:
         _checked_population(spec, inputs, views)
     return n
 
@@ -384,12 +389,58 @@ def score_outputs(name: str, inputs: OutputSignals) -> AttackScores:
         inputs = replace(inputs, member=None)
     if Need.POPULATION not in spec.needs:
         inputs = replace(inputs, population=None)
-    out = spec.run(inputs)
+    return _checked_scores(name, spec.run(inputs), n)
+
+
+def _checked_scores(name: str, out: object, n: int) -> AttackScores:
     if not isinstance(out, AttackScores):
         raise TypeError(f"attack {name!r} returned {type(out).__name__}, not AttackScores")
     if np.shape(out.score) != (n,):
         raise ValueError(f"attack {name!r} returned shape {np.shape(out.score)} for {n} records")
     return out
+
+
+def fit_outputs(
+    name: str,
+    population: PopulationSignals,
+    *,
+    seed: np.random.SeedSequence | int = 0,
+    image_shape: tuple[int, int, int] | None = None,
+) -> Callable[[OutputSignals], AttackScores]:
+    """Fit the population attack ``name`` once on ``population`` and return a scorer of any
+    records' :class:`OutputSignals` (their population, seed and image shape are this call's).
+
+    Each record's score equals :func:`score_outputs`' on inputs holding it with this population,
+    seed and image shape, so records can be scored a chunk at a time (an audit makes a chunk's
+    augmented query views at a time instead of every record's at once).
+    """
+    spec = attack_spec(name)
+    _kind(spec, SignalKind.MODEL_OUTPUTS)
+    if spec.fit is None:
+        raise InputError("attacks", f"{name} does not fit on population records")
+    first = spec.signals[0] if spec.signals else ""
+    pop_signal = np.asarray(population.signals.get(first, np.zeros(0)))
+    features = population.features
+    empty = OutputSignals(  # no records: the checks read the population and its views
+        {s: np.zeros((0, *pop_signal.shape[1:])) for s in spec.signals},
+        np.zeros(0, dtype=np.int64),
+        seed=seed,
+        features=None if features is None else np.zeros((0, *np.shape(features)[1:])),
+        population=population,
+        image_shape=image_shape,
+    )
+    _checked_signals(spec, empty)
+    scorer = spec.fit(empty)
+
+    def score(inputs: OutputSignals) -> AttackScores:
+        member = inputs.member if Need.KNOWN_MEMBERS in spec.needs else None
+        inputs = replace(
+            inputs, member=member, seed=seed, population=population, image_shape=image_shape
+        )
+        n = _checked_signals(spec, inputs, population=False)
+        return _checked_scores(name, scorer(inputs), n)
+
+    return score
 
 
 def reference_attack(name: str, settings: ReferenceSettings) -> ReferenceAttack:
