@@ -236,7 +236,7 @@ def run(size: str) -> BenchResult:
                 for mode, s in shrunk.items()
             ],
             "",
-            f"Peak resident memory {peak:.2f} GB (inputs alone {mem_inputs:.2f} GB); {n_t:,} targets × {n_z:,} population, K = {k}.",
+            f"Peak resident memory {peak:.2f} GB after LiRA and RMIA (inputs alone {mem_inputs:.2f} GB), {max(s['peak_rss_gb'] for s in shrunk.values()):.2f} GB after QMIA and shrunk LiRA; {n_t:,} targets × {n_z:,} population, K = {k}.",
             "",
             "| RMIA comparison | seconds |",
             "|---|---:|",
