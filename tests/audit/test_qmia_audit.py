@@ -39,8 +39,10 @@ def _store(n: int = 500, pairs: int = 2, seed: int = 0) -> tuple[SignalsStore, n
     return store, x
 
 
-def _cfg(attacks: list[str]) -> SignalsAuditConfig:
-    return SignalsAuditConfig.model_validate({"audit": {"attacks": attacks, "resamples": 20}})
+def _cfg(attacks: list[str], targets: int | None = None) -> SignalsAuditConfig:
+    return SignalsAuditConfig.model_validate(
+        {"audit": {"attacks": attacks, "resamples": 20, "targets": targets}}
+    )
 
 
 def test_qmia_in_a_reference_audit_uses_the_population_and_beats_loss():
@@ -118,14 +120,14 @@ def test_qmia_regresses_images_with_a_cnn_and_reads_every_query_view():
     above loss's), and given both views it reads both; the views' order is the store's."""
     store, x = _image_store()
     run = attack_store(
-        store, _cfg(["loss", "qmia"]), features=x, image_shape=(1, 8, 8), references=1
+        store, _cfg(["loss", "qmia"], 2), features=x, image_shape=(1, 8, 8), references=1
     )
     auc = {a.name: a.auc.point for a in run.result.attacks}
     assert auc["qmia"] > auc["loss"] + 0.1, auc
     two, xv = _image_store(views=2)
-    both = attack_store(two, _cfg(["qmia"]), features=xv, image_shape=(1, 8, 8), references=1)
+    both = attack_store(two, _cfg(["qmia"], 2), features=xv, image_shape=(1, 8, 8), references=1)
     first = attack_store(
-        two, _cfg(["qmia"]), features=xv[:, 0], image_shape=(1, 8, 8), references=1
+        two, _cfg(["qmia"], 2), features=xv[:, 0], image_shape=(1, 8, 8), references=1
     )
     a2, a1 = both.result.attacks[0].auc.point, first.result.attacks[0].auc.point
     assert a2 > a1 + 0.02, (a1, a2)  # two noisy views of the same membership average better
@@ -192,7 +194,7 @@ def test_each_view_of_the_features_meets_its_own_query():
     for name, views in (("paired", [img, blank]), ("swapped", [blank, img])):
         run = attack_store(
             store,
-            _cfg(["qmia"]),
+            _cfg(["qmia"], 2),
             features=np.stack(views, axis=1),
             image_shape=(1, 8, 8),
             references=1,
@@ -218,11 +220,11 @@ def test_views_are_made_a_chunk_of_records_at_a_time(monkeypatch: pytest.MonkeyP
         return rows(self, ids)
 
     monkeypatch.setattr(pa.RecordFeatures, "rows", spy)
-    whole = pa.population_attack_scores(store, ["qmia"], [0, 1], records, features, seed=2)
+    whole = pa.population_attack_scores(store, ["qmia"], [0], records, features, seed=2)
     assert max(asked[1:]) == records.size  # the population's rows, then one chunk of all
     asked.clear()
     monkeypatch.setattr(pa, "VIEW_CHUNK", 50)
-    chunked = pa.population_attack_scores(store, ["qmia"], [0, 1], records, features, seed=2)
+    chunked = pa.population_attack_scores(store, ["qmia"], [0], records, features, seed=2)
     assert asked[0] == int(store.population.sum()) and asked[1:] == [50] * (records.size // 50)
     np.testing.assert_array_equal(chunked["qmia"], whole["qmia"])
 
