@@ -32,6 +32,7 @@ from miaudit.attacks import (
     SequenceInputs,
     SignalKind,
     attack_spec,
+    fit_outputs,
     leave_one_model_out,
     reference_attack,
     registered_attacks,
@@ -312,12 +313,48 @@ def _refuses_bad_features(
             score_outputs(name, OutputSignals(signals, y, member=member, features=x))
 
 
+def check_fit_is_run_split(name: str) -> None:
+    """An attack with a ``fit`` (fit once on the population, score any records): fitted then
+    applied to chunks of 150, 249 and 1 records, it gives exactly ``run``'s scores; a chunk with
+    inf, negative labels or views the population lacks is refused like ``score_outputs``
+    refuses them. Attacks without ``fit`` pass trivially."""
+    if attack_spec(name).fit is None:
+        return
+    signals, y, _ = _outputs()
+    x, pop = _features(y), _population()
+    whole = score_outputs(name, OutputSignals(signals, y, seed=3, features=x, population=pop)).score
+    scorer = fit_outputs(name, pop, seed=3)
+    parts = [slice(0, 150), slice(150, 399), slice(399, 400)]
+    chunks = [
+        scorer(OutputSignals({k: v[r] for k, v in signals.items()}, y[r], features=x[r])).score
+        for r in parts
+    ]
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+    bad = {k: v[:5].copy() for k, v in signals.items()}
+    for v in bad.values():
+        v[0] = np.inf
+    flipped = y[:5].copy()
+    flipped[0] = -1
+    one = {k: v[:5] for k, v in signals.items()}
+    two_views = {k: np.stack([v[:5], v[:5]], axis=1) for k, v in signals.items()}
+    for chunk in (
+        OutputSignals(bad, y[:5], features=x[:5]),
+        OutputSignals(one, flipped, features=x[:5]),
+        OutputSignals(two_views, y[:5], features=np.stack([x[:5], x[:5]], axis=1)),
+        OutputSignals({k: v[:0] for k, v in signals.items()}, y[:0], features=x[:0]),
+        OutputSignals(one, y[:5], features=x[:5], population=_population(seed=9)),
+    ):
+        with pytest.raises(InputError):
+            scorer(chunk)
+
+
 CONTRACT_CHECKS: tuple[Callable[[str], None], ...] = (
     check_deterministic,
     check_shape_and_finite,
     check_higher_is_member,
     check_order,
     check_refuses_bad_input,
+    check_fit_is_run_split,
 )
 
 

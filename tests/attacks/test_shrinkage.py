@@ -186,13 +186,15 @@ def test_record_order_does_not_matter():
     np.testing.assert_allclose(a[perm], b, rtol=1e-9)
 
 
-def test_moments_by_chunks_equal_one_pass(monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("chunk", [7, 499])
+def test_moments_by_chunks_equal_one_pass(monkeypatch: pytest.MonkeyPatch, chunk: int):
     """Chunking the per-record moments (to bound memory at a million records) changes no bit:
-    chunks of 7 records, a remainder included, against one chunk for all 500."""
-    tgt, ref, keep, _, labels, pop, pop_labels = hetero(n=500, k=4, seed=9, pop=300)
+    chunks of 7 records (a remainder of 3) or of 499 (a lone last record, which joins the chunk
+    before it: NumPy would sum its 16 values pairwise), against one chunk for all 500."""
+    tgt, ref, keep, _, labels, pop, pop_labels = hetero(n=500, k=16, seed=9, pop=300)
     kw = {"labels": labels, "population_phi": pop, "population_labels": pop_labels}
     whole = [f(tgt, ref, keep, **kw) for f in (lira_shrunk_online, lira_shrunk_offline)]
-    monkeypatch.setattr("miaudit.attacks._shrinkage.STATS_CHUNK", 7)
+    monkeypatch.setattr("miaudit.attacks._shrinkage.STATS_CHUNK", chunk)
     chunked = [f(tgt, ref, keep, **kw) for f in (lira_shrunk_online, lira_shrunk_offline)]
     for a, b in zip(whole, chunked, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -203,29 +203,37 @@ def test_each_view_of_the_features_meets_its_own_query():
     assert auc["paired"] > auc["swapped"] + 0.1, auc
 
 
-def test_views_are_made_a_chunk_of_records_at_a_time(monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("made", [False, True], ids=["views given", "views made by augment"])
+def test_views_are_made_a_chunk_of_records_at_a_time(monkeypatch: pytest.MonkeyPatch, made: bool):
     """An audit never makes every record's query views at once: the scored records' rows come a
-    chunk at a time (here 50 of 200), and the scores equal one chunk for all."""
+    chunk at a time (here 60, 60, 60 and 20 of 200), and the scores equal one chunk for all —
+    views given per record or made from the images by the recipe's ``augment``."""
     from miaudit.audit import _population_attacks as pa
 
     store, x = _image_store(views=2)
     xv = x.astype(np.float32)
-    features = pa.RecordFeatures.of(store.record_id, xv, image_shape=(1, 8, 8))
+    features = (
+        pa.RecordFeatures.of(store.record_id, xv[:, 0], image_shape=(1, 8, 8), augment=["hflip"])
+        if made
+        else pa.RecordFeatures.of(store.record_id, xv, image_shape=(1, 8, 8))
+    )
     records = np.flatnonzero(~store.population)
     asked: list[int] = []
     rows = pa.RecordFeatures.rows
 
     def spy(self: pa.RecordFeatures, ids: np.ndarray) -> np.ndarray:
+        out = rows(self, ids)
         asked.append(len(ids))
-        return rows(self, ids)
+        assert out.shape == (len(ids), 2, 64)  # the image and its mirror
+        return out
 
     monkeypatch.setattr(pa.RecordFeatures, "rows", spy)
     whole = pa.population_attack_scores(store, ["qmia"], [0], records, features, seed=2)
-    assert max(asked[1:]) == records.size  # the population's rows, then one chunk of all
+    assert asked == [int(store.population.sum()), records.size]  # population, one chunk
     asked.clear()
-    monkeypatch.setattr(pa, "VIEW_CHUNK", 50)
+    monkeypatch.setattr(pa, "VIEW_CHUNK", 60)
     chunked = pa.population_attack_scores(store, ["qmia"], [0], records, features, seed=2)
-    assert asked[0] == int(store.population.sum()) and asked[1:] == [50] * (records.size // 50)
+    assert asked == [int(store.population.sum()), 60, 60, 60, 20]
     np.testing.assert_array_equal(chunked["qmia"], whole["qmia"])
 
 

@@ -97,6 +97,7 @@ class QmiaModel:
     def score(self, phi: np.ndarray, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Standardised residuals (φ − μ)/σ, averaged over a record's views: higher = more
         likely a member."""
+        check_population(phi, features, labels, what="audited", minimum=1)
         dtype = np.float64 if self.image_shape is None else np.float32
         mu, sigma = self.predict(_finite(features, dtype, "features"), labels)
         z = (np.asarray(phi, dtype=np.float64).reshape(mu.shape) - mu) / sigma
@@ -289,7 +290,7 @@ def qmia_scores(
         raise InputError(
             "phi", f"has views {np.shape(phi)[1:]}, the population's {np.shape(population_phi)[1:]}"
         )
-    _finite(features, np.float64 if image_shape is None else np.float32, "features")
+    _finite(features, np.float64 if image_shape is None else np.float32, "features")  # pre-fit
     model = fit_qmia(
         population_phi,
         population_features,

@@ -227,6 +227,16 @@ def _check_spec(spec: AttackSpec) -> None:
         )
     if spec.signal_kind is SignalKind.MODEL_OUTPUTS and not spec.signals:
         raise InputError("spec.signals", f"{spec.name}: a model-outputs attack names its signals")
+    if spec.fit is not None and not (
+        callable(spec.fit)
+        and spec.signal_kind is SignalKind.MODEL_OUTPUTS
+        and Need.POPULATION in spec.needs
+        and Need.KNOWN_MEMBERS not in spec.needs
+    ):
+        raise InputError(
+            "spec.fit",
+            f"{spec.name}: only a callable, for a model-outputs attack that fits on the population without known members",
+        )
 
 
 def register_attack(spec: AttackSpec, *, replace: bool = False) -> AttackSpec:
@@ -293,14 +303,21 @@ def _kind(spec: AttackSpec, kind: SignalKind) -> None:
         raise InputError("attack", f"{spec.name} consumes {spec.signal_kind}, not {kind}")
 
 
-def _checked_signals(spec: AttackSpec, inputs: OutputSignals, *, population: bool = True) -> int:
+def _checked_signals(
+    spec: AttackSpec,
+    inputs: OutputSignals,
+    *,
+    population: bool = True,
+    views: tuple[int, ...] | None = None,
+) -> int:
     """The number of records, after checking every input the attack reads (the population's
-    too unless ``population`` is False: :func:`fit_outputs` checked it once)."""
+    too unless ``population`` is False: :func:`fit_outputs` checked it once, and passes its
+    ``views`` for the records to match)."""
     labels = np.asarray(inputs.labels)
     if labels.ndim != 1:
         raise InputError("labels", f"must be (records,), got shape {labels.shape}")
     n = int(labels.shape[0])
-    views = _views(spec, inputs)
+    views = _views(spec, inputs) if views is None else views
     for name in spec.signals:
         if name not in inputs.signals:
             raise InputError("signals", f"{spec.name} needs the {name!r} signal")
@@ -408,37 +425,40 @@ def fit_outputs(
     image_shape: tuple[int, int, int] | None = None,
 ) -> Callable[[OutputSignals], AttackScores]:
     """Fit the population attack ``name`` once on ``population`` and return a scorer of any
-    records' :class:`OutputSignals` (their population, seed and image shape are this call's).
+    records' :class:`OutputSignals`.
 
     Each record's score equals :func:`score_outputs`' on inputs holding it with this population,
     seed and image shape, so records can be scored a chunk at a time (an audit makes a chunk's
-    augmented query views at a time instead of every record's at once).
+    augmented query views at a time instead of every record's at once). A chunk is checked as
+    :func:`score_outputs` checks its records, with the population's views; it may not carry
+    another population or image shape (the fit's are used).
     """
     spec = attack_spec(name)
     _kind(spec, SignalKind.MODEL_OUTPUTS)
     if spec.fit is None:
         raise InputError("attacks", f"{name} does not fit on population records")
-    first = spec.signals[0] if spec.signals else ""
-    pop_signal = np.asarray(population.signals.get(first, np.zeros(0)))
-    features = population.features
-    empty = OutputSignals(  # no records: the checks read the population and its views
-        {s: np.zeros((0, *pop_signal.shape[1:])) for s in spec.signals},
+    first = np.asarray(population.signals.get(spec.signals[0], np.zeros(0)))
+    views = tuple(first.shape[1:2]) if first.ndim == 2 else ()
+    empty = OutputSignals(  # no records: the fit reads the population, its views and the seed
+        {s: np.zeros((0, *views)) for s in spec.signals},
         np.zeros(0, dtype=np.int64),
         seed=seed,
-        features=None if features is None else np.zeros((0, *np.shape(features)[1:])),
         population=population,
         image_shape=image_shape,
     )
-    _checked_signals(spec, empty)
+    _checked_population(spec, empty, views)
     scorer = spec.fit(empty)
 
     def score(inputs: OutputSignals) -> AttackScores:
-        member = inputs.member if Need.KNOWN_MEMBERS in spec.needs else None
-        inputs = replace(
-            inputs, member=member, seed=seed, population=population, image_shape=image_shape
-        )
-        n = _checked_signals(spec, inputs, population=False)
-        return _checked_scores(name, scorer(inputs), n)
+        if inputs.population is not None and inputs.population is not population:
+            raise InputError("population", f"{name} was fitted on another population")
+        if inputs.image_shape is not None and inputs.image_shape != image_shape:
+            raise InputError(
+                "image_shape", f"{inputs.image_shape} differs from the fit's {image_shape}"
+            )
+        chunk = replace(inputs, member=None, seed=seed, population=None, image_shape=image_shape)
+        n = _checked_signals(spec, chunk, population=False, views=views)
+        return _checked_scores(name, scorer(chunk), n)
 
     return score
 

@@ -214,8 +214,11 @@ def _stats(values: np.ndarray, mask: np.ndarray) -> _Moments:
     count = mask.sum(axis=0)
     n, n_q = values.shape[1:]
     mean, ss = np.empty((n, n_q)), np.empty((n, n_q))
-    for lo in range(0, n, STATS_CHUNK):
-        rows = slice(lo, lo + STATS_CHUNK)
+    # A lone last record joins the chunk before it: NumPy sums a (K, 1, 1) block pairwise, not
+    # row by row as every wider block, and one ULP in one record moves the fitted prior.
+    starts = [lo for lo in range(0, n, STATS_CHUNK) if n - lo != 1 or lo == 0]
+    for lo, hi in zip(starts, [*starts[1:], n], strict=True):
+        rows = slice(lo, hi)
         w = mask[:, rows, None]
         x = np.where(w, values[:, rows].astype(np.float64), 0.0)
         mean[rows] = x.sum(axis=0) / np.maximum(count[rows], 1)[:, None]

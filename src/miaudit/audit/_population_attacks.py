@@ -128,35 +128,41 @@ def population_attack_scores(
             "audit.attacks",
             f"{wanted[0]} needs the records' features: none are known here (tabular [data] in a config, or features= in attack_store)",
         )
+    if records.size == 0:
+        raise InputError("records", f"{wanted[0]} has no audited records to score")
     x_pop = features.rows(store.record_id[population])
     logits = _query_logits(store, x_pop)  # the records' rows have the population's views
-    phis = [_phi(logits[t], store.label) for t in targets]
     scorers = {
         n: [
             _scorer(
                 n,
                 PopulationSignals(
-                    {"scaled_logit": phi[population]}, store.label[population], x_pop
+                    {"scaled_logit": _phi(logits[t][population], store.label[population])},
+                    store.label[population],
+                    x_pop,
                 ),
                 np.random.SeedSequence([seed, int(t)]),
                 features.image_shape,
             )
-            for phi, t in zip(phis, targets, strict=True)
+            for t in targets
         ]
         for n in wanted
     }
     out = {n: np.empty((len(targets), records.size)) for n in wanted}
     # A chunk's features (its query views) at a time, scored by every target's fit: the views
     # of every record never exist at once (2.2 GB for 70,000 Fashion-MNIST images × 10 views).
-    # An attack that cannot fit apart (no ``fit`` in its spec) scores every record at once.
+    # VIEW_CHUNK records × Q views is a multiple of the CNN's 4,096-row prediction batches, so
+    # the batches, and the scores, are those of one pass. An attack that cannot fit apart (no
+    # ``fit`` in its spec) scores every record at once.
     split = all(attack_spec(n).fit is not None for n in wanted)
-    step = VIEW_CHUNK if split else max(records.size, 1)
+    step = VIEW_CHUNK if split else records.size
     for start in range(0, records.size, step):
         rows = records[start : start + step]
         x = features.rows(store.record_id[rows])
-        for n in wanted:
-            for i, phi in enumerate(phis):
-                chunk = OutputSignals({"scaled_logit": phi[rows]}, store.label[rows], features=x)
+        for i, t in enumerate(targets):
+            phi = _phi(logits[t][rows], store.label[rows])
+            chunk = OutputSignals({"scaled_logit": phi}, store.label[rows], features=x)
+            for n in wanted:
                 out[n][i, start : start + rows.size] = scorers[n][i](chunk).score
     return out
 
