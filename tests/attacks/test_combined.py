@@ -64,3 +64,44 @@ def test_one_pair_falls_back_to_equal_weights():
     store = _store(pairs=2)
     scores = score_target(store, CombinedAttack(), target=0, references=[2, 3]).scores
     assert np.isfinite(scores).all()
+
+
+def test_the_stacker_fits_on_a_capped_sample_of_the_pool(monkeypatch):
+    """Above STACKER_RECORDS pool records the stacker's rows come from that many pool records
+    (the same for every target, with every population record); at or below it, from all of
+    them. Every record is still scored, and the capped attack keeps its power here."""
+    from miaudit.attacks import _combined
+
+    store = _store(pairs=3, n=1200)
+    pool = int((~store.population).sum())
+    assert _combined.stacker_records(store) is store  # 1,120 pool records ≤ 20,000
+    sample = _combined.stacker_records(store, limit=300)
+    assert int((~sample.population).sum()) == 300
+    assert int(sample.population.sum()) == int(store.population.sum())
+    assert set(sample.record_id.tolist()) <= set(store.record_id.tolist())
+    np.testing.assert_array_equal(sample.record_id, np.sort(sample.record_id))
+    monkeypatch.setattr("miaudit.data._tables.CHUNK_RECORDS", 97)  # gathered chunk by chunk
+    again = _combined.stacker_records(store, limit=300)
+    np.testing.assert_array_equal(again.record_id, sample.record_id)
+    rows = np.searchsorted(store.record_id, sample.record_id)
+    np.testing.assert_array_equal(again.logits, store.logits[:, rows])
+    np.testing.assert_array_equal(again.keep, store.keep[:, rows])
+
+    counts: list[int] = []
+    fitted = _combined.CombinedAttack._training_rows
+
+    def spy(self, s, references):
+        out = fitted(self, s, references)
+        counts.append(0 if out is None else out[0].shape[0])
+        return out
+
+    monkeypatch.setattr(_combined.CombinedAttack, "_training_rows", spy)
+    refs = [2, 3, 4, 5]
+    full = score_target(store, CombinedAttack(), target=0, references=refs)
+    monkeypatch.setattr(_combined, "STACKER_RECORDS", 300)
+    capped = score_target(store, CombinedAttack(), target=0, references=refs)
+    assert counts == [4 * pool, 4 * 300]  # four references play the target in turn
+    assert capped.scores.shape == full.scores.shape == (1, pool)
+    member = store.keep[0, ~store.population]
+    auc_full, auc_capped = (roc_auc_score(member, r.scores[0]) for r in (full, capped))
+    assert auc_capped > auc_full - 0.02, (auc_full, auc_capped)

@@ -34,6 +34,9 @@ def test_million_small_instance(tmp_path: Path) -> None:
     assert fig["records"] == 50_000 and fig["models"] == 64 and 0 < fig["peak_rss_gb"] < 4
     assert set(fig["auc"]) == {"loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline"}
     assert all(0.6 < a < 0.9 for a in fig["auc"].values())  # the synthetic members are detectable
+    comb = fig["combined"]  # its own process; 45,000 pool records: the stacker's cap applies
+    assert set(comb["auc"]) == {"combined"} and 0.6 < comb["auc"]["combined"] < 0.95
+    assert 0 < comb["peak_rss_gb"] < 4 and comb["pairs"] == fig["pairs"]
 
 
 def test_growth_exponents() -> None:

@@ -12,7 +12,7 @@ them (the same recipe, its membership drawn alike).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,10 +25,15 @@ from miaudit.attacks._reference import (
     leave_one_model_out_each,
 )
 from miaudit.attacks._rmia import DEFAULT_A
-from miaudit.data import SignalsStore
+from miaudit.data import SignalsStore, record_chunks
 
 #: The stacker's L2 penalty (scikit-learn's C), fixed before any comparison.
 STACKER_C = 1.0
+#: The stacker learns a few weights: each reference playing the target is scored on at most
+#: this many pool records (drawn once per store, fixed seed) with every population record, so
+#: its fit stops growing with the store (K inner audits of a million records would cost K times
+#: the target's). Fixed at scale-up, before any comparison; no benchmark pool here is larger.
+STACKER_RECORDS = 20_000
 
 
 def rank_gaussian(scores: np.ndarray) -> np.ndarray:
@@ -44,6 +49,35 @@ def rank_gaussian(scores: np.ndarray) -> np.ndarray:
         if ok.any():
             out[i, ok] = ndtri(rankdata(row[ok]) / (ok.sum() + 1))
     return out
+
+
+def stacker_records(store: SignalsStore, limit: int | None = None) -> SignalsStore:
+    """The store the stacker's rows come from: every record when the pool holds at most
+    ``limit`` (default :data:`STACKER_RECORDS`), else ``limit`` pool records drawn at random
+    (seed 0: the same for every target) and every population record, in the store's order."""
+    limit = STACKER_RECORDS if limit is None else limit
+    pool = np.flatnonzero(~store.population)
+    if pool.size <= limit:
+        return store
+    chosen = np.random.default_rng(0).choice(pool, size=limit, replace=False)
+    rows = np.sort(np.concatenate([chosen, np.flatnonzero(store.population)]))
+    logits = np.empty((store.n_models, rows.size, *store.logits.shape[2:]), store.logits.dtype)
+    done = 0
+    # A chunk of the store's records at a time: a memory-mapped store's pages are released
+    # after each (the rows are spread over the whole file; gathered at once, every page of it
+    # would stay resident).
+    for chunk in record_chunks(store.logits, axis=1):
+        inside = rows[(rows >= chunk.start) & (rows < chunk.stop)]
+        logits[:, done : done + inside.size] = store.logits[:, inside]
+        done += inside.size
+    return replace(
+        store,
+        logits=logits,
+        label=store.label[rows],
+        keep=store.keep[:, rows],
+        population=store.population[rows],
+        record_id=store.record_id[rows],
+    )
 
 
 @dataclass(frozen=True)
@@ -83,6 +117,7 @@ class CombinedAttack:
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """Each reference as the target, the other references (its partners left out) as its
         references: the stacker's rows and labels; None when no reference can play the target."""
+        store = stacker_records(store)
         pool_keep = store.keep[:, ~store.population]
         inner_t, inner_refs = [], []
         for r in references.tolist():
