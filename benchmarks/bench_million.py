@@ -4,7 +4,7 @@ The store (float32 logits, 64 models × 1,000,000 records × 10 classes = 2.56 G
 population and labels) is generated first, in its own process, chunk by chunk straight to disk
 as a folder of .npy files (the memory-mappable format, docs/scale.md). The audit then runs in a
 second process: load the folder (validated chunk by chunk, logits memory-mapped), attack model
-0 with the 63 others as references (loss, LiRA online and offline, RMIA online and offline with
+0 with the 62 models outside its complementary pair as references (loss, LiRA online and offline, RMIA online and offline with
 its ``a`` cross-fitted on the models outside the target's pair), evaluate with a record bootstrap. That process reports its
 own wall time and peak resident memory (ru_maxrss, which counts mapped file pages it holds).
 """
@@ -17,12 +17,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks._schema import BenchResult
 
 CLAIM = (
     "An audit of 1,000,000 records from stored signals of 64 models (5 attacks, 100 bootstrap replicates) completes with peak memory under 4 GB; "
-    "so does one with the combined attack alone (its stacker fitted on at most 20,000 pool records per reference)"
+    "so does one with the combined attack alone (its stacker fitted on at most 20,000 pool and 20,000 population records per reference)"
 )
 SIZES = {"full": 1_000_000, "small": 50_000}
 MODELS, CLASSES, RESAMPLES = 64, 10, 100
@@ -73,7 +74,7 @@ print(json.dumps({
 """
 
 
-def _audit(store: Path, attacks: str | None = None) -> dict:
+def _audit(store: Path, attacks: str | None = None) -> dict[str, Any]:
     """Run the audit process on ``store`` (the default attacks, or ``attacks``): its JSON line."""
     args = [sys.executable, "-c", _AUDIT, str(store), str(RESAMPLES)]
     proc = subprocess.run(
@@ -81,11 +82,13 @@ def _audit(store: Path, attacks: str | None = None) -> dict:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"audit process failed:\n{proc.stderr[-3000:]}")
-    out: dict = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
 
 
 def run(size: str) -> BenchResult:
+    from miaudit.attacks._combined import STACKER_RECORDS
+
     n = SIZES[size]
     with tempfile.TemporaryDirectory(prefix="miaudit-million-") as tmp:
         store = Path(tmp) / "signals"
@@ -121,10 +124,10 @@ def run(size: str) -> BenchResult:
         ]
     )
     notes = [
-        f"Audited model 0 against the 63 other models ({fig['pairs']:,} evaluated records; 10 % of the records are population records); AUC {aucs}.",
+        f"Audited model 0 against the {MODELS - 2} models outside its complementary pair ({fig['pairs']:,} evaluated records; 10 % of the records are population records); AUC {aucs}.",
         "Logits stay memory-mapped; validation and signals run over chunks of 65,536 records and release each chunk's pages, so the peak is the working arrays (φ and p_y of 64 models in float64, 0.5 GB each), not the 2.4 GiB store.",
         f"Generating the store (its own process, not measured for memory) took {generate_s:.0f} s.",
-        f"Combined alone (its own audit process): AUC {comb['auc']['combined']:.3f}; each of the 62 references playing the target is scored on at most 20,000 pool records (STACKER_RECORDS) with every population record, then the stacker scores all {fig['pairs']:,} records.",
+        f"Combined alone (its own audit process): AUC {comb['auc']['combined']:.3f}; each of the {MODELS - 2} references playing the target is scored on at most {STACKER_RECORDS:,} pool records against at most {STACKER_RECORDS:,} population records (STACKER_RECORDS), then the stacker scores all {fig['pairs']:,} records.",
     ]
     return BenchResult(
         name="million", claim=CLAIM, figures=fig, table=table, passed=passed, notes=notes

@@ -86,6 +86,18 @@ def test_the_stacker_fits_on_a_capped_sample_of_the_pool(monkeypatch):
     rows = np.searchsorted(store.record_id, sample.record_id)
     np.testing.assert_array_equal(again.logits, store.logits[:, rows])
     np.testing.assert_array_equal(again.keep, store.keep[:, rows])
+    np.testing.assert_array_equal(again.label, store.label[rows])
+    np.testing.assert_array_equal(again.population, store.population[rows])
+    few = _combined.stacker_records(store, limit=50)  # the population (80) is sampled too
+    assert int(few.population.sum()) == 50 and int((~few.population).sum()) == 50
+    views = SignalsStore.from_arrays(  # a query axis rides along
+        logits=np.repeat(store.logits[:, :, None], 2, axis=2),
+        label=store.label,
+        keep=store.keep,
+        population=store.population,
+    )
+    want = np.repeat(store.logits[:, rows][:, :, None], 2, axis=2)
+    np.testing.assert_array_equal(_combined.stacker_records(views, limit=300).logits, want)
 
     counts: list[int] = []
     fitted = _combined.CombinedAttack._training_rows

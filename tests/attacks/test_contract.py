@@ -343,9 +343,12 @@ def check_fit_is_run_split(name: str) -> None:
         OutputSignals(two_views, y[:5], features=np.stack([x[:5], x[:5]], axis=1)),
         OutputSignals({k: v[:0] for k, v in signals.items()}, y[:0], features=x[:0]),
         OutputSignals(one, y[:5], features=x[:5], population=_population(seed=9)),
+        OutputSignals(one, y[:5], features=x[:5, :1]),
     ):
         with pytest.raises(InputError):
             scorer(chunk)
+    same = OutputSignals(one, y[:5], features=x[:5], population=pop)  # the fit's own: accepted
+    np.testing.assert_array_equal(scorer(same).score, whole[:5])
 
 
 CONTRACT_CHECKS: tuple[Callable[[str], None], ...] = (

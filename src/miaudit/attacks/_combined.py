@@ -30,9 +30,10 @@ from miaudit.data import SignalsStore, record_chunks
 #: The stacker's L2 penalty (scikit-learn's C), fixed before any comparison.
 STACKER_C = 1.0
 #: The stacker learns a few weights: each reference playing the target is scored on at most
-#: this many pool records (drawn once per store, fixed seed) with every population record, so
-#: its fit stops growing with the store (K inner audits of a million records would cost K times
-#: the target's). Fixed at scale-up, before any comparison; no benchmark pool here is larger.
+#: this many pool records, against at most this many population records (RMIA's z), drawn at
+#: random with seed 0 (the same sample for every target), so its fit stops growing with the
+#: store (one inner audit per reference model: at a million records, 62 times the target's own
+#: cost). Fixed at scale-up, before any comparison; no benchmark's pool or population is larger.
 STACKER_RECORDS = 20_000
 
 
@@ -52,15 +53,20 @@ def rank_gaussian(scores: np.ndarray) -> np.ndarray:
 
 
 def stacker_records(store: SignalsStore, limit: int | None = None) -> SignalsStore:
-    """The store the stacker's rows come from: every record when the pool holds at most
-    ``limit`` (default :data:`STACKER_RECORDS`), else ``limit`` pool records drawn at random
-    (seed 0: the same for every target) and every population record, in the store's order."""
+    """The store the stacker's rows come from: at most ``limit`` (default
+    :data:`STACKER_RECORDS`) pool records and at most ``limit`` population records, drawn at
+    random with seed 0 where there are more (the same sample for every target), in the store's
+    order; the store itself when neither is larger."""
     limit = STACKER_RECORDS if limit is None else limit
-    pool = np.flatnonzero(~store.population)
-    if pool.size <= limit:
+    pool, population = np.flatnonzero(~store.population), np.flatnonzero(store.population)
+    if pool.size <= limit and population.size <= limit:
         return store
-    chosen = np.random.default_rng(0).choice(pool, size=limit, replace=False)
-    rows = np.sort(np.concatenate([chosen, np.flatnonzero(store.population)]))
+    rng = np.random.default_rng(0)
+    chosen = [
+        part if part.size <= limit else rng.choice(part, size=limit, replace=False)
+        for part in (pool, population)
+    ]
+    rows = np.sort(np.concatenate(chosen))
     logits = np.empty((store.n_models, rows.size, *store.logits.shape[2:]), store.logits.dtype)
     done = 0
     # A chunk of the store's records at a time: a memory-mapped store's pages are released
@@ -117,8 +123,9 @@ class CombinedAttack:
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """Each reference as the target, the other references (its partners left out) as its
         references: the stacker's rows and labels; None when no reference can play the target."""
-        store = stacker_records(store)
+        # Partners as §3 defines them, on the whole pool (keep is in memory), then the sample.
         pool_keep = store.keep[:, ~store.population]
+        store = stacker_records(store)
         inner_t, inner_refs = [], []
         for r in references.tolist():
             partners = complementary_partners(pool_keep, r)

@@ -93,7 +93,8 @@ class AttackSpec:
     invariant only in distribution. ``fit``: for a ``MODEL_OUTPUTS`` attack that fits on the
     population (:attr:`Need.POPULATION`), ``run`` split in two: ``fit(inputs)`` reads only
     ``inputs.population``, ``seed`` and ``image_shape`` and returns a scorer of any records'
-    :class:`OutputSignals`, with ``run(x)`` equal to ``fit(x)(x)`` (:func:`fit_outputs`).
+    :class:`OutputSignals` (given without population or members; their seed and image shape
+    are the fit's), with ``run(x)`` equal to ``fit(x)(x)`` (:func:`fit_outputs`).
     """
 
     name: str
@@ -430,8 +431,9 @@ def fit_outputs(
     Each record's score equals :func:`score_outputs`' on inputs holding it with this population,
     seed and image shape, so records can be scored a chunk at a time (an audit makes a chunk's
     augmented query views at a time instead of every record's at once). A chunk is checked as
-    :func:`score_outputs` checks its records, with the population's views; it may not carry
-    another population or image shape (the fit's are used).
+    :func:`score_outputs` checks its records, with the population's views and feature width; it
+    may carry no population but this very object, nor another image shape (the fit's are used,
+    and its seed).
     """
     spec = attack_spec(name)
     _kind(spec, SignalKind.MODEL_OUTPUTS)
@@ -447,17 +449,20 @@ def fit_outputs(
         image_shape=image_shape,
     )
     _checked_population(spec, empty, views)
+    width = None if population.features is None else int(np.shape(population.features)[-1])
     scorer = spec.fit(empty)
 
     def score(inputs: OutputSignals) -> AttackScores:
         if inputs.population is not None and inputs.population is not population:
             raise InputError("population", f"{name} was fitted on another population")
-        if inputs.image_shape is not None and inputs.image_shape != image_shape:
-            raise InputError(
-                "image_shape", f"{inputs.image_shape} differs from the fit's {image_shape}"
-            )
+        shape = inputs.image_shape
+        if shape is not None and (image_shape is None or tuple(shape) != tuple(image_shape)):
+            raise InputError("image_shape", f"{shape} differs from the fit's {image_shape}")
         chunk = replace(inputs, member=None, seed=seed, population=None, image_shape=image_shape)
         n = _checked_signals(spec, chunk, population=False, views=views)
+        got = None if chunk.features is None else int(np.shape(chunk.features)[-1])
+        if width is not None and got is not None and got != width:
+            raise InputError("features", f"has {got} columns, the population's {width}")
         return _checked_scores(name, scorer(chunk), n)
 
     return score
