@@ -125,10 +125,17 @@ def test_bad_specs_are_refused():
         ("signals", ("no_such_signal",), "spec.signals"),
         ("signals", (), "spec.signals"),
         ("run", None, "spec.run"),
+        ("fit", lambda x: x, "spec.fit"),  # a fit needs a population attack: loss is none
     ):
         bad = AttackSpec(**{**good.__dict__, "name": "fresh", field: value})
         with pytest.raises(InputError, match=named):
             register_attack(bad)
+    qmia = attack_spec("qmia")
+    for needs in (qmia.needs | {Need.KNOWN_MEMBERS}, qmia.needs - {Need.POPULATION}):
+        with pytest.raises(InputError, match=r"spec\.fit"):
+            register_attack(AttackSpec(**{**qmia.__dict__, "name": "fresh", "needs": needs}))
+    with pytest.raises(InputError, match=r"spec\.fit"):
+        register_attack(AttackSpec(**{**qmia.__dict__, "name": "fresh", "fit": "not callable"}))
     assert "fresh" not in {s.name for s in registered_attacks()}
 
 
