@@ -164,13 +164,13 @@ def test_an_external_target_gives_qmia_views_only_when_it_answered_them():
     )
     one = ExternalTarget(rng.normal(size=(6, 3)), ids[:3])
     both = ExternalTarget(rng.normal(size=(6, 2, 3)), ids[:3])
-    assert _target_features(features, one, ids).shape == (6, 64)
-    views = _target_features(features, both, ids)
+    assert _target_features(features, one).rows(ids).shape == (6, 64)
+    views = _target_features(features, both).rows(ids)
     assert views.shape == (6, 2, 64)
     np.testing.assert_array_equal(
         views[:, 1].reshape(6, 8, 8), features.features.reshape(6, 8, 8)[:, :, ::-1]
     )
-    assert _target_features(None, one, ids) is None
+    assert _target_features(None, one) is None
 
 
 def test_each_view_of_the_features_meets_its_own_query():

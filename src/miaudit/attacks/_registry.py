@@ -304,21 +304,25 @@ def _kind(spec: AttackSpec, kind: SignalKind) -> None:
         raise InputError("attack", f"{spec.name} consumes {spec.signal_kind}, not {kind}")
 
 
+@dataclass(frozen=True)
+class _PopulationShape:
+    """What records scored against a checked population must match: its query views and, for
+    attacks that read features, its features' width."""
+
+    views: tuple[int, ...]
+    width: int | None
+
+
 def _checked_signals(
-    spec: AttackSpec,
-    inputs: OutputSignals,
-    *,
-    population: bool = True,
-    views: tuple[int, ...] | None = None,
+    spec: AttackSpec, inputs: OutputSignals, *, fitted: _PopulationShape | None = None
 ) -> int:
-    """The number of records, after checking every input the attack reads (the population's
-    too unless ``population`` is False: :func:`fit_outputs` checked it once, and passes its
-    ``views`` for the records to match)."""
+    """The number of records, after checking every input the attack reads: the population's
+    too, unless ``fitted`` gives the shape of one already checked (:func:`fit_outputs`)."""
     labels = np.asarray(inputs.labels)
     if labels.ndim != 1:
         raise InputError("labels", f"must be (records,), got shape {labels.shape}")
     n = int(labels.shape[0])
-    views = _views(spec, inputs) if views is None else views
+    views = _views(spec, inputs.signals) if fitted is None else fitted.views
     for name in spec.signals:
         if name not in inputs.signals:
             raise InputError("signals", f"{spec.name} needs the {name!r} signal")
@@ -334,18 +338,26 @@ def _checked_signals(
             raise InputError("member", f"{spec.name} calibrates on records of known membership")
         if np.shape(member) != (n,) or not np.isin(member, (0, 1)).all():
             raise InputError("member", f"must be ({n},) with values 0/1")
+    width = None
     if Need.FEATURES in spec.needs:
-        _checked_features(spec, "features", inputs.features, n, views)
-    if Need.POPULATION in spec.needs and population:
-        _checked_population(spec, inputs, views)
+        width = _checked_features(spec, "features", inputs.features, n, views)
+    if Need.POPULATION in spec.needs:
+        shape = fitted or _PopulationShape(
+            views, _checked_population(spec, inputs.population, views)
+        )
+        if width is not None and shape.width is not None and width != shape.width:
+            raise InputError(
+                "population.features",
+                f"has {shape.width} columns, the audited records' features {width}",
+            )
     return n
 
 
-def _views(spec: AttackSpec, inputs: OutputSignals) -> tuple[int, ...]:
+def _views(spec: AttackSpec, signals: Mapping[str, np.ndarray]) -> tuple[int, ...]:
     """(Q,) when a population attack is given Q query views per record (signals (n, Q)), else ()."""
     if Need.POPULATION not in spec.needs or not spec.signals:
         return ()
-    first = np.asarray(inputs.signals.get(spec.signals[0], np.zeros(0)))
+    first = np.asarray(signals.get(spec.signals[0], np.zeros(0)))
     return tuple(first.shape[1:2]) if first.ndim == 2 else ()
 
 
@@ -367,8 +379,11 @@ def _checked_features(
     return int(f.shape[-1])
 
 
-def _checked_population(spec: AttackSpec, inputs: OutputSignals, views: tuple[int, ...]) -> None:
-    pop = inputs.population
+def _checked_population(
+    spec: AttackSpec, pop: PopulationSignals | None, views: tuple[int, ...]
+) -> int | None:
+    """The population's features' width (None for an attack that reads no features), after
+    checking its labels, signals (with ``views``) and features."""
     if pop is None:
         raise InputError("population", f"{spec.name} needs population records (known non-members)")
     labels = np.asarray(pop.labels)
@@ -386,13 +401,9 @@ def _checked_population(spec: AttackSpec, inputs: OutputSignals, views: tuple[in
             )
         if np.isnan(value).any():
             raise InputError(f"population.signals[{name!r}]", "contains NaN")
-    if Need.FEATURES in spec.needs:
-        width = _checked_features(spec, "population.features", pop.features, m, views)
-        if inputs.features is not None and width != np.shape(inputs.features)[-1]:
-            raise InputError(
-                "population.features",
-                f"has {width} columns, the audited records' features {np.shape(inputs.features)[-1]}",
-            )
+    if Need.FEATURES not in spec.needs:
+        return None
+    return _checked_features(spec, "population.features", pop.features, m, views)
 
 
 def score_outputs(name: str, inputs: OutputSignals) -> AttackScores:
@@ -439,30 +450,26 @@ def fit_outputs(
     _kind(spec, SignalKind.MODEL_OUTPUTS)
     if spec.fit is None:
         raise InputError("attacks", f"{name} does not fit on population records")
-    first = np.asarray(population.signals.get(spec.signals[0], np.zeros(0)))
-    views = tuple(first.shape[1:2]) if first.ndim == 2 else ()
-    empty = OutputSignals(  # no records: the fit reads the population, its views and the seed
-        {s: np.zeros((0, *views)) for s in spec.signals},
-        np.zeros(0, dtype=np.int64),
-        seed=seed,
-        population=population,
-        image_shape=image_shape,
+    views = _views(spec, population.signals)
+    shape = _PopulationShape(views, _checked_population(spec, population, views))
+    scorer = spec.fit(  # no records: the fit reads the population, the seed and image shape
+        OutputSignals(
+            {},
+            np.zeros(0, dtype=np.int64),
+            seed=seed,
+            population=population,
+            image_shape=image_shape,
+        )
     )
-    _checked_population(spec, empty, views)
-    width = None if population.features is None else int(np.shape(population.features)[-1])
-    scorer = spec.fit(empty)
 
     def score(inputs: OutputSignals) -> AttackScores:
         if inputs.population is not None and inputs.population is not population:
             raise InputError("population", f"{name} was fitted on another population")
-        shape = inputs.image_shape
-        if shape is not None and (image_shape is None or tuple(shape) != tuple(image_shape)):
-            raise InputError("image_shape", f"{shape} differs from the fit's {image_shape}")
+        given = inputs.image_shape
+        if given is not None and (image_shape is None or tuple(given) != tuple(image_shape)):
+            raise InputError("image_shape", f"{given} differs from the fit's {image_shape}")
         chunk = replace(inputs, member=None, seed=seed, population=None, image_shape=image_shape)
-        n = _checked_signals(spec, chunk, population=False, views=views)
-        got = None if chunk.features is None else int(np.shape(chunk.features)[-1])
-        if width is not None and got is not None and got != width:
-            raise InputError("features", f"has {got} columns, the population's {width}")
+        n = _checked_signals(spec, chunk, fitted=shape)
         return _checked_scores(name, scorer(chunk), n)
 
     return score

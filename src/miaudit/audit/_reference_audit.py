@@ -548,8 +548,35 @@ def attack_store(
     one row per query view of a store with Q augmented queries (QMIA then reads every query).
     ``image_shape``: (C, H, W) when the features are flat images (QMIA regresses with a CNN).
     """
-    cfg = cfg if cfg is not None else SignalsAuditConfig()
-    known = _known_features(store, features, image_shape)
+    return _attack_known(
+        store,
+        cfg if cfg is not None else SignalsAuditConfig(),
+        _known_features(store, features, image_shape),
+        source=source,
+        pseudonym_key=pseudonym_key,
+        config_sha256=config_sha256,
+        external_target=external_target,
+        target=target,
+        references=references,
+        pool=pool,
+    )
+
+
+def _attack_known(
+    store: SignalsStore,
+    cfg: AuditConfig | SignalsAuditConfig,
+    known: RecordFeatures | None,
+    *,
+    source: str,
+    pseudonym_key: bytes | None,
+    config_sha256: str | None = None,
+    external_target: bool = False,
+    target: int | None = None,
+    references: References | None = None,
+    pool: np.ndarray | Sequence[object] | None = None,
+) -> ReferenceRun:
+    """:func:`attack_store` with the features already kept by record id
+    (:class:`RecordFeatures`, whose query views are made a chunk of records at a time)."""
     store, plan, pool_words = _prepare(store, cfg, external_target, target, references, pool)
     stated = _Stated(pool_words or _STORE_POOL, external_target)
     return _run_plan(store, cfg, plan, stated, source, pseudonym_key, config_sha256, known)
@@ -997,14 +1024,9 @@ def run_audit(
         _, plan, _ = _prepare(store, cfg, False, None, cfg.audit.references, None)
         ref = _run_plan(store, cfg, plan, None, source, key, digest, features)
     else:
-        ref = attack_store(
-            store,
-            cfg,
-            source=source,
-            pseudonym_key=key,
-            external_target=True,
-            features=_target_features(features, target, store.record_id),
-            image_shape=None if features is None else features.image_shape,
+        known = _target_features(features, target)
+        ref = _attack_known(
+            store, cfg, known, source=source, pseudonym_key=key, external_target=True
         )
     _write_pairs(out_dir, key, ref, quiet=quiet)
     _keep_target_for_check_record(out_dir, store if target is not None else None)
@@ -1012,15 +1034,14 @@ def run_audit(
 
 
 def _target_features(
-    features: RecordFeatures | None, target: ExternalTarget, ids: np.ndarray
-) -> np.ndarray | None:
+    features: RecordFeatures | None, target: ExternalTarget
+) -> RecordFeatures | None:
     """The features QMIA reads for an external target: per query view only when the target
     answered the augmented queries (its outputs (records, queries, classes)); else the images
     alone, since its one output stands for every query."""
     if features is None:
         return None
-    answered = np.ndim(target.outputs) == 3
-    return (features if answered else replace(features, augment=())).rows(ids)
+    return features if np.ndim(target.outputs) == 3 else replace(features, augment=())
 
 
 def dataset_features(cfg: AuditConfig) -> RecordFeatures | None:
