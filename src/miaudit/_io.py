@@ -40,6 +40,26 @@ def ensure_writable_dir(path: Path, field: str = "--out") -> Path:
 
 
 @contextlib.contextmanager
+def output_dir_cleanup(path: Path | None) -> Iterator[None]:
+    """Remove the folders this block created for ``path`` if the block fails and they are still
+    empty, so that bad input leaves no empty output folder behind (a folder that existed, or
+    holds anything, stays)."""
+    created = []
+    if path is not None:
+        for folder in (Path(path), *Path(path).parents):
+            if folder.exists():
+                break
+            created.append(folder)
+    try:
+        yield
+    except BaseException:
+        for folder in created:  # the leaf first
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only ever an empty folder
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(dest: Path, *, restricted: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` if the block succeeds."""
     dest = Path(dest)

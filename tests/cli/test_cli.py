@@ -116,7 +116,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(monkeypatch, capsys,
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
-    assert not out.exists() or list(out.iterdir()) == []
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_bad_options(monkeypatch, capsys, outputs_file, tmp_path, args, message)
         monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out), *args
     )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
-    assert list(out.iterdir()) == []  # the folder may exist; no file was written
+    assert not out.exists()  # nor the folder the run would have made
 
 
 def test_unwritable_output_directory(monkeypatch, capsys, outputs_file, tmp_path):
@@ -203,7 +203,9 @@ def test_attack_gate_on_auc_and_epsilon(monkeypatch, capsys, outputs_file, tmp_p
     assert code == 1 and "epsilon.lower" in err
 
 
-def test_overwrite_removes_what_the_earlier_run_wrote(monkeypatch, capsys, outputs_file, tmp_path):
+def test_overwrite_replaces_the_earlier_run_and_leaves_other_files(
+    monkeypatch, capsys, outputs_file, tmp_path
+):
     out = tmp_path / "res"
     code, _, err = run_main(
         monkeypatch,
@@ -224,7 +226,10 @@ def test_overwrite_removes_what_the_earlier_run_wrote(monkeypatch, capsys, outpu
         "scores.parquet",
         "report.html",
     } <= set(manifest["files"])
-    (out / "stale.bin").write_text("from an earlier version of the run")
+    first = (out / "results.json").read_text()
+    # The manifest is a file anyone may write: it selects among the names a run writes, and a
+    # name it adds is not removed.
+    (out / "stale.bin").write_text("listed by the manifest, but not a file miaudit writes")
     manifest["files"].append("stale.bin")
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "mine.txt").write_text("not the run's: stays")
@@ -242,11 +247,93 @@ def test_overwrite_removes_what_the_earlier_run_wrote(monkeypatch, capsys, outpu
         "--overwrite",
     )
     assert code == 0, err
-    assert (
-        not (out / "stale.bin").exists()
-        and (out / "mine.txt").exists()
-        and (out / "results.json").is_file()
+    assert (out / "stale.bin").exists() and (out / "mine.txt").exists()
+    assert (out / "results.json").read_text() != first  # a new run (its own created_at)
+    assert set(json.loads((out / "manifest.json").read_text())["files"]) == {
+        "results.json",
+        "scores.parquet",
+        "report.html",
+    }
+
+
+def test_a_crafted_manifest_removes_nothing_of_the_users(
+    monkeypatch, capsys, outputs_file, tmp_path
+):
+    out = tmp_path / "res"
+    (out / "precious").mkdir(parents=True)
+    (out / "precious" / "data.csv").write_text("a,b\n1,2\n")
+    (out / "notes.txt").write_text("keep me")
+    (out / "manifest.json").write_text(
+        json.dumps({"kind": "audit", "files": ["precious", "notes.txt", "signals"]})
     )
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "attack",
+        str(outputs_file),
+        "--out",
+        str(out),
+        "--attacks",
+        "loss",
+        "--resamples",
+        "20",
+    )
+    # An audit's folder is refused to an attack (its files would stay beside the results) ...
+    assert code == 2 and "holds a `miaudit audit` run" in err
+    (out / "manifest.json").write_text(
+        json.dumps({"kind": "attack", "files": ["precious", "notes.txt"]})
+    )
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "attack",
+        str(outputs_file),
+        "--out",
+        str(out),
+        "--attacks",
+        "loss",
+        "--resamples",
+        "20",
+    )
+    # ... and an attack's manifest removes only what an attack writes.
+    assert code == 0, err
+    assert (out / "precious" / "data.csv").read_text() == "a,b\n1,2\n"
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_a_folder_where_a_result_file_goes_is_refused_before_any_work(
+    monkeypatch, capsys, outputs_file, tmp_path
+):
+    out = tmp_path / "res"
+    (out / "report.html").mkdir(parents=True)
+    (out / "report.html" / "mine.txt").write_text("keep me")
+    for extra in ((), ("--overwrite",)):
+        code, _, err = run_main(
+            monkeypatch,
+            capsys,
+            "attack",
+            str(outputs_file),
+            "--out",
+            str(out),
+            "--attacks",
+            "loss",
+            "--resamples",
+            "20",
+            *extra,
+        )
+        assert code == 2 and "report.html" in err and "is a folder" in err
+        assert len(err.strip().splitlines()) == 1
+        assert sorted(p.name for p in out.iterdir()) == ["report.html"]
+        assert (out / "report.html" / "mine.txt").read_text() == "keep me"
+
+
+def test_bad_input_leaves_no_output_folder(monkeypatch, capsys, tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, logits=np.zeros((4, 2)), labels=np.zeros(3, dtype=int))
+    out = tmp_path / "new" / "res"
+    code, _, err = run_main(monkeypatch, capsys, "attack", str(bad), "--out", str(out))
+    assert code == 2, err
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_manifest_cannot_name_files_outside_its_folder(
@@ -304,4 +391,4 @@ def test_a_full_disk_is_one_line_and_leaves_no_file(monkeypatch, capsys, outputs
         "20",
     )
     assert code == 2 and err.strip() == f"error: {out / 'results.json'}: No space left on device"
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the run made the folder: nothing of it stays

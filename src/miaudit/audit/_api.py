@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from miaudit._io import output_dir_cleanup
 from miaudit.audit._attack import DEFAULT_ATTACKS, AttackRun, run_attacks
 from miaudit.audit._results import AuditResult
 from miaudit.audit._text_audit import run_text_attacks
@@ -60,23 +61,24 @@ def attack(
         The immutable :class:`AuditResult` (what ``results.json`` holds).
     """
     out_dir = Path(out) if out is not None else None
-    key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
-    run = run_attacks(
-        outputs,
-        attacks=attacks,
-        slices=slices,
-        n_resamples=n_resamples,
-        seed=seed,
-        prior=prior,
-        fprs=fprs,
-        pseudonym_key=key,
-        raw_ids=raw_ids,
-        policy=policy,
-        population=population,
-        feature_columns=feature_columns,
-    )
-    if out_dir is not None and key is not None:
-        _write(out_dir, key, run, quiet=quiet, report=report)
+    with output_dir_cleanup(out_dir):
+        key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
+        run = run_attacks(
+            outputs,
+            attacks=attacks,
+            slices=slices,
+            n_resamples=n_resamples,
+            seed=seed,
+            prior=prior,
+            fprs=fprs,
+            pseudonym_key=key,
+            raw_ids=raw_ids,
+            policy=policy,
+            population=population,
+            feature_columns=feature_columns,
+        )
+        if out_dir is not None and key is not None:
+            _write(out_dir, key, run, quiet=quiet, report=report)
     return run.result
 
 
@@ -129,18 +131,19 @@ def audit_text(
     """
     store = signals if isinstance(signals, SequenceStore) else load_sequence_signals(signals)
     out_dir = Path(out) if out is not None else None
-    key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
-    run = run_text_attacks(
-        store,
-        texts=texts,
-        attacks=attacks,
-        n_resamples=n_resamples,
-        seed=seed,
-        prior=prior,
-        fprs=fprs,
-        pseudonym_key=key,
-        raw_ids=raw_ids,
-    )
-    if out_dir is not None and key is not None:
-        _write(out_dir, key, run, quiet=quiet, report=report)
+    with output_dir_cleanup(out_dir):
+        key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
+        run = run_text_attacks(
+            store,
+            texts=texts,
+            attacks=attacks,
+            n_resamples=n_resamples,
+            seed=seed,
+            prior=prior,
+            fprs=fprs,
+            pseudonym_key=key,
+            raw_ids=raw_ids,
+        )
+        if out_dir is not None and key is not None:
+            _write(out_dir, key, run, quiet=quiet, report=report)
     return run.result

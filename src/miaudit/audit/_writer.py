@@ -25,6 +25,8 @@ RUN_FILES = {
     "attack": (RESULTS_FILE, SCORES_FILE, "report.html"),
     "audit": (RESULTS_FILE, SCORES_FILE, "report.html", "audit.json", "train.json", "signals"),
 }
+#: The folders among RUN_FILES (written by the run itself before its other files).
+RUN_FOLDERS = frozenset({"signals"})
 COMPATIBLE = {
     ("audit", "train")
 }  # an audit trains too: it may follow `miaudit train` into its folder
@@ -35,23 +37,42 @@ MARKERS = (
     ("train.json", "train"),
     (RESULTS_FILE, "attack"),
 )
+KINDS = frozenset(kind for _, kind in MARKERS)
 
 
 def folder_kind(out: Path) -> tuple[str | None, tuple[str, ...]]:
-    """(kind of the run whose files are in ``out``, the files it wrote), from its manifest."""
+    """(kind of the run whose files are in ``out``, the files it wrote), from its manifest.
+
+    The manifest is a file in a folder anyone may have written, so it only *selects* among the
+    names that kind of run writes (:data:`RUN_FILES`): a name it lists that miaudit does not
+    write there is never returned, so never removed as an earlier run's file."""
     import json
 
     try:
         manifest = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
         kind, files = str(manifest["kind"]), tuple(str(f) for f in manifest["files"])
-        if all("/" not in f and f not in ("", ".", "..") for f in files):
-            return kind, files
+        if kind in KINDS:
+            known = RUN_FILES.get(kind, ())
+            return kind, tuple(f for f in dict.fromkeys(files) if f in known)
     except (OSError, ValueError, KeyError, TypeError):
         pass
     for marker, kind in MARKERS:
         if (out / marker).exists():
             return kind, RUN_FILES.get(kind, ())
     return None, ()
+
+
+def _check_no_folders(out: Path, kind: str) -> None:
+    """Refuse a folder (not a link) standing where this kind of run writes a file, before any
+    work: miaudit would otherwise fail after the run with half of its files written, or, with
+    --overwrite, remove a folder it did not write."""
+    for name in RUN_FILES.get(kind, ()):
+        path = out / name
+        if name not in RUN_FOLDERS and path.is_dir() and not path.is_symlink():
+            raise InputError(
+                "--out",
+                f"{str(path)!r} is a folder where miaudit writes its {name!r} file: move it or choose another folder",
+            )
 
 
 def prepare_out(
@@ -66,6 +87,7 @@ def prepare_out(
     (``signals/``…) would stay beside the new results and be read as theirs.
     """
     ensure_writable_dir(out)
+    _check_no_folders(out, kind)
     existing = out / RESULTS_FILE
     found, _files = folder_kind(out)
     if found is not None and found != kind and (kind, found) not in COMPATIBLE:
@@ -136,19 +158,17 @@ def write_run(
     """Write a run's files; first remove what the folder's earlier run of the same kind wrote
     (its manifest says what), so that nothing of it stays beside the new results."""
     import json
-    import shutil
 
+    _check_no_folders(out, kind)
     _, earlier = folder_kind(out)
     keep = (
         {"signals", "audit.json", "train.json"} if kind == "audit" else set()
     )  # written by this run already
     for name in earlier:
         path = out / name
-        if name in keep or is_key_file(name):
+        if name in keep or name in RUN_FOLDERS or is_key_file(name):
             continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
+        if path.is_symlink() or path.is_file():  # a link itself, never what it points to
             path.unlink()
     files = [*RUN_FILES[kind]]
     new = [
