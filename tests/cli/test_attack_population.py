@@ -110,6 +110,41 @@ def test_without_ids_identical_rows_are_refused(tmp_path):
         attack(outputs, population=tmp_path / "copy.npz", attacks=["qmia"], n_resamples=0)
 
 
+def test_a_copied_row_is_found_whatever_its_zeros_signs_or_precision(tmp_path):
+    """Equal numbers are the same record: −0.0 for 0.0, or float32 in one file and the
+    original float64 in the other (a red-team finding: the rows' bytes differed)."""
+    outputs, pop = _files(tmp_path, ids=False)
+    o, p = dict(np.load(outputs)), dict(np.load(pop))
+    row = o["features"][7].astype(np.float64)
+    row[0] = 0.0
+    o["features"] = o["features"].astype(np.float64)
+    o["features"][7] = row
+    np.savez(tmp_path / "audited.npz", **o)
+    signed = row.copy()
+    signed[0] = -0.0
+    p["features"] = p["features"].astype(np.float64)
+    p["features"][5], p["label"][5] = signed, o["label"][7]
+    np.savez(tmp_path / "signed.npz", **p)
+    with pytest.raises(InputError, match="audited row 7 has the features and label"):
+        attack(
+            tmp_path / "audited.npz",
+            population=tmp_path / "signed.npz",
+            attacks=["qmia"],
+            n_resamples=0,
+        )
+    o32 = {**o, "features": o["features"].astype(np.float32)}
+    np.savez(tmp_path / "audited32.npz", **o32)
+    p["features"][5] = row * (1 + 1e-12)  # float64 detail that float32 cannot hold
+    np.savez(tmp_path / "pop64.npz", **p)
+    with pytest.raises(InputError, match="audited row 7 has the features and label"):
+        attack(
+            tmp_path / "audited32.npz",
+            population=tmp_path / "pop64.npz",
+            attacks=["qmia"],
+            n_resamples=0,
+        )
+
+
 def _images(n: int, rng: np.random.Generator, member: np.ndarray, shape: tuple) -> dict:
     """Images whose brightness sets non-member φ (12·brightness), members 1 higher."""
     img = rng.uniform(0, 1, size=(n, *shape)) * rng.uniform(0, 1, size=(n,) + (1,) * len(shape))
