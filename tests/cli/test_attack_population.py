@@ -101,6 +101,51 @@ def test_refusals_are_one_line(tmp_path, capsys):
     assert "--features" in err
 
 
+@pytest.mark.parametrize(
+    "which,name,value,message",
+    [
+        ("outputs", "label", np.int64(1), "label: must be one value per record (1-D)"),
+        ("outputs", "member", np.int8(1), "member: must be one value per record (1-D)"),
+        ("population", "record_id", np.int64(3), "population.record_id: must be one value"),
+        (
+            "population",
+            "member",
+            np.array(["no"] * 300),
+            "population.member: values must be 0 or 1",
+        ),
+        ("population", "member", np.zeros(3), "population.member: has 3 values for 300"),
+        ("population", "member", np.zeros((300, 2)), "population.member: must be one value"),
+        ("outputs", "features", "text", "features: values are not numeric (dtype <U"),
+        ("population", "features", "dates", "population.features: values are not numeric"),
+    ],
+)
+def test_malformed_arrays_are_refused_in_one_line(tmp_path, capsys, which, name, value, message):
+    """Red-team findings: 0-d arrays and a non-numeric POP member were internal errors (exit 1);
+    a POP member of another length, and text or dates as features, were silently accepted."""
+    outputs, pop = _files(tmp_path)
+    arrays = dict(np.load(outputs if which == "outputs" else pop))
+    if isinstance(value, str):
+        features = arrays["features"]
+        value = (
+            features.astype(str)
+            if value == "text"
+            else np.datetime64("2020-01-01") + features.astype(np.int64).astype("timedelta64[s]")
+        )
+    target = tmp_path / f"crafted_{which}.npz"
+    np.savez(target, **{**arrays, name: value})
+    paths = (target, pop) if which == "outputs" else (outputs, target)
+    argv = ["attack", str(paths[0]), "--population", str(paths[1]), "--attacks", "qmia"]
+    assert message in _refused(argv, capsys)
+
+
+def test_one_member_and_one_non_member_is_one_line(tmp_path, capsys):
+    path = tmp_path / "two.npz"
+    np.savez(path, logits=np.array([[2.0, 0.0], [0.0, 1.0]]), label=[0, 1], member=[1, 0])
+    assert "too few members or non-members" in _refused(
+        ["attack", str(path), "--attacks", "loss"], capsys
+    )
+
+
 def test_without_ids_identical_rows_are_refused(tmp_path):
     outputs, pop = _files(tmp_path, ids=False)
     o, p = dict(np.load(outputs)), dict(np.load(pop))

@@ -77,9 +77,10 @@ class ModelOutputs:
         if raw.ndim != 2:
             raise InputError(kind, f"must be 2-D (records × classes), got shape {raw.shape}")
         columns = dict(columns or {})
+        label, member = v.one_dimensional("label", label), v.one_dimensional("member", member)
         lengths = {kind: raw.shape[0], "label": len(label), "member": len(member)}
         if record_id is not None:
-            lengths["record_id"] = len(record_id)
+            lengths["record_id"] = len(v.one_dimensional("record_id", record_id))
         lengths.update({k: len(c) for k, c in columns.items()})
         n = v.same_length(lengths)
         if raw.shape[1] < 2:
@@ -221,12 +222,18 @@ class PopulationOutputs:
         cls, table: RawTable, feature_columns: Sequence[str] | None = None
     ) -> PopulationOutputs:
         arrays = table.arrays
-        if "member" in arrays and np.asarray(arrays["member"]).astype(np.float64).any():
-            raise InputError(
-                "population.member",
-                "population records are known non-members: member must be 0 throughout (or absent)",
-            )
-        n = len(v.require(arrays, "label"))
+        n = len(v.one_dimensional("population.label", v.require(arrays, "label")))
+        if "member" in arrays:
+            member = v.one_dimensional("population.member", arrays["member"])
+            if len(member) != n:
+                raise InputError(
+                    "population.member", f"has {len(member)} values for {n} population records"
+                )
+            if v.binary("population.member", member, need_both=False).any():
+                raise InputError(
+                    "population.member",
+                    "population records are known non-members: member must be 0 throughout (or absent)",
+                )
         stand_in = np.zeros(n, dtype=np.int8)
         stand_in[:1] = 1  # validation wants both classes; the population has none of its own
         try:

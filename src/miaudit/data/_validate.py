@@ -21,6 +21,9 @@ def require(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
 def finite_float(name: str, values: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     if np.iscomplexobj(values):  # a cast would silently drop the imaginary part
         raise InputError(name, "values are complex numbers; give real numbers")
+    kind = np.asarray(values).dtype.kind
+    if kind not in "biuf":  # numpy would turn text such as "1.5", or dates, into numbers
+        raise InputError(name, f"values are not numeric (dtype {np.asarray(values).dtype})")
     try:
         out: np.ndarray = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError):
@@ -91,6 +94,14 @@ def binary(name: str, values: np.ndarray, *, need_both: bool) -> np.ndarray:
             f"only one membership class present (all {which}); need both members and non-members",
         )
     return out
+
+
+def one_dimensional(name: str, values: object) -> np.ndarray:
+    """``values`` as a 1-D array (one value per record), else a one-line refusal."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise InputError(name, f"must be one value per record (1-D), got shape {arr.shape}")
+    return arr
 
 
 def same_length(lengths: dict[str, int]) -> int:

@@ -94,6 +94,8 @@ def implied_epsilon(
         idx = np.flatnonzero(y == cls)
         half[gen.permutation(idx)[: idx.size // 2]] = True
     sel_y, sel_s = y[half], s[half]
+    if sel_y.size == 0:  # one member and one non-member: no half to choose a threshold on
+        raise InputError("y_true", "too few members or non-members to split for the implied ε")
     cand = np.unique(np.quantile(sel_s, np.linspace(0, 1, candidates)))
     order = np.sort(sel_s[sel_y == 1]), np.sort(sel_s[sel_y == 0])
     tp = order[0].size - np.searchsorted(order[0], cand, side="left")
