@@ -85,6 +85,53 @@ def test_refusals_name_the_input():
         qmia_scores(phi, x[:, :1], y, phi, x, y, settings=FAST)
 
 
+def test_one_far_population_score_is_refused_naming_its_record():
+    """A single population φ a million times the others' scale moved boosting's every
+    prediction and the scale's floor, and QMIA reported no leak (red team); it is refused in
+    one line. Heavy but natural tails stay: Student-t with 2 degrees of freedom over 20,000
+    records reaches about 100 interquartile ranges, a tenth of the bound."""
+    rng = np.random.default_rng(8)
+    phi, x, y = _records(400, rng)
+    crafted = phi.copy()
+    crafted[17] = 1e6
+    with pytest.raises(InputError, match=r"population\.phi: record 17's φ = 1e\+06 lies"):
+        qmia_scores(phi[:10], x[:10], y[:10], crafted, x, y, settings=FAST)
+    crafted[17] = 1e300
+    with pytest.raises(InputError, match="record 17's φ"):
+        fit_qmia(crafted, x, y, settings=FAST)
+    tails = rng.standard_t(2, size=20_000)
+    fit_qmia(tails, rng.uniform(size=(20_000, 2)), np.zeros(20_000, np.int64), settings=FAST)
+
+
+def test_scores_beyond_float_range_are_refused_not_returned():
+    """Image features near float32's largest value: the CNN's standardisation overflowed and
+    every score was NaN (red team); refused in one line instead."""
+    rng = np.random.default_rng(9)
+    big = (rng.normal(size=(60, 64)) * 1e37).astype(np.float32)
+    labels = rng.integers(0, 3, 60)
+    settings = QmiaSettings(n_folds=2, network=ImageRegressorSettings(epochs=1))
+    with pytest.raises(InputError, match=r"population\.features: images too large"):
+        qmia_scores(
+            rng.normal(size=10), big[:10], labels[:10], rng.normal(size=50), big[10:],
+            labels[10:], settings=settings, image_shape=(1, 8, 8),
+        )  # fmt: skip
+
+
+def test_audited_records_whose_scores_overflow_are_refused():
+    """A fit on ordinary images, then audited images near float32's largest value: the CNN's
+    predictions overflow; the scores are refused, never returned as NaN."""
+    rng = np.random.default_rng(10)
+    images = rng.normal(size=(60, 64)).astype(np.float32)
+    labels = rng.integers(0, 3, 60)
+    images[:10] = np.clip(images[:10], -1, 1) * np.float32(3e38)
+    settings = QmiaSettings(n_folds=2, network=ImageRegressorSettings(epochs=1))
+    with pytest.raises(InputError, match="non-finite scores"):
+        qmia_scores(
+            rng.normal(size=10), images[:10], labels[:10], rng.normal(size=50), images[10:],
+            labels[10:], settings=settings, image_shape=(1, 8, 8),
+        )  # fmt: skip
+
+
 #: A smaller CNN fit for the image tests (the defaults' numbers hold as well, slower).
 FAST_IMAGES = QmiaSettings(n_folds=3, network=ImageRegressorSettings(epochs=15))
 

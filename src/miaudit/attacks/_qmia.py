@@ -29,6 +29,12 @@ from miaudit.errors import InputError
 
 #: Fewer population records than this cannot fit a regressor per fold.
 MIN_POPULATION = 50
+#: A population φ further than this many spreads (interquartile ranges; the mean absolute
+#: deviation where the IQR is 0) from the median is refused: 1,000 IQRs is 1,350 σ of a
+#: Gaussian, beyond any model's scores on records alike, while one such value moves boosting's
+#: every prediction (its first step is the mean) and sets the scale's floor, so that a single
+#: crafted record silently made QMIA report no leak (red team: logits × 10⁶ on 1 of 400).
+OUTLIER_SPREADS = 1000.0
 #: Labels at most this many classes are a categorical column (HistGradientBoosting's bins).
 MAX_CATEGORICAL = 250
 #: Fits, and predictions below this many rows, run on one OpenMP thread: on the shared 2-core
@@ -100,8 +106,14 @@ class QmiaModel:
         check_population(phi, features, labels, what="audited", minimum=1)
         dtype = np.float64 if self.image_shape is None else np.float32
         mu, sigma = self.predict(_finite(features, dtype, "features"), labels)
-        z = (np.asarray(phi, dtype=np.float64).reshape(mu.shape) - mu) / sigma
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (np.asarray(phi, dtype=np.float64).reshape(mu.shape) - mu) / sigma
         out: np.ndarray = z.mean(axis=1) if z.ndim == 2 else z
+        if not np.isfinite(out).all():  # never a NaN or ±inf score passed on as a number
+            raise InputError(
+                "population",
+                "QMIA's fit gives non-finite scores: the population's φ or features are on another scale than the audited records' (far beyond float range once standardised)",
+            )
         return out
 
 
@@ -178,6 +190,28 @@ def check_population(
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iub" or (lab.size and lab.min() < 0):
         raise InputError(f"{what}.labels", "must be non-negative integer class indices")
+    if what == "population":
+        _check_outliers(np.asarray(phi, dtype=np.float64), what)
+
+
+def _check_outliers(phi: np.ndarray, what: str) -> None:
+    """Refuse a φ more than :data:`OUTLIER_SPREADS` spreads from the median (one line, naming
+    the record): the regressors would fit it instead of the population."""
+    flat = phi.reshape(-1)
+    centre = float(np.median(flat))
+    q1, q3 = np.percentile(flat, [25, 75])
+    spread = float(q3 - q1) or float(np.mean(np.abs(flat - centre)))
+    if spread <= 0:
+        return  # every φ equal: nothing stands out
+    distance = np.abs(flat - centre) / spread
+    worst = int(np.argmax(distance))
+    if distance[worst] > OUTLIER_SPREADS:
+        record = worst // (flat.size // phi.shape[0])
+        raise InputError(
+            f"{what}.phi",
+            f"record {record}'s φ = {flat[worst]:.4g} lies {distance[worst]:.3g} interquartile ranges from the median ({centre:.4g}): "
+            "not the audited model's score on a record like the others (QMIA's regressors would fit it instead of the rest)",
+        )
 
 
 def _finite(values: np.ndarray, dtype: type, what: str) -> np.ndarray:

@@ -111,8 +111,16 @@ class ImageRegressor:
         if labels.min() < 0 or n_out > MAX_CLASSES:
             raise InputError("labels", f"must lie in [0, {MAX_CLASSES}) for QMIA's CNN head")
         self._seen = np.bincount(labels, minlength=n_out) > 0
-        self._x_centre, self._x_scale = float(views.mean()), float(views.std()) + 1e-8
-        self._y_centre, self._y_scale = float(target.mean()), float(target.std()) + 1e-8
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._x_centre, self._x_scale = float(views.mean()), float(views.std()) + 1e-8
+            self._y_centre, self._y_scale = float(target.mean()), float(target.std()) + 1e-8
+        if not np.isfinite([self._x_centre, self._x_scale]).all():
+            raise InputError(
+                "population.features",
+                "images too large to standardise in float32 (their spread overflows): rescale them",
+            )
+        if not np.isfinite([self._y_centre, self._y_scale]).all():
+            raise InputError("population.phi", "values too large to standardise (overflow)")
         # Standardised a batch at a time below, not as a whole copy of every view.
         yt = torch.from_numpy(((target - self._y_centre) / self._y_scale).astype(np.float32))
         lt = torch.from_numpy(labels.copy())
