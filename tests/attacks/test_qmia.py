@@ -248,3 +248,22 @@ def test_fit_outputs_checks_the_population_once_and_each_chunk():
         scorer(OutputSignals({"scaled_logit": pphi[:5]}, py[:5], features=bad))
     with pytest.raises(InputError, match="columns"):
         scorer(OutputSignals({"scaled_logit": pphi[:5]}, py[:5], features=px[:5, :1]))
+
+
+def test_large_images_are_pooled_before_the_cnn():
+    """Images with a side over 64 pixels are average-pooled to 64 first (1024 × 1024 images took
+    7 GB); smaller ones go in as they are, so their fits are unchanged."""
+    from torch import nn
+
+    from miaudit.attacks._qmia_net import MAX_SIDE, _network
+
+    settings = ImageRegressorSettings()
+    small, large = _network((1, 28, 28), 3, settings), _network((3, 1024, 200), 3, settings)
+    assert not any(isinstance(m, nn.AdaptiveAvgPool2d) for m in small)
+    pools = [m for m in large if isinstance(m, nn.AdaptiveAvgPool2d)]
+    assert len(pools) == 1 and pools[0].output_size == (MAX_SIDE, MAX_SIDE)
+    linear = next(m for m in large if isinstance(m, nn.Linear))
+    assert linear.in_features == settings.channels[1] * (MAX_SIDE // 4) ** 2
+    import torch
+
+    assert large(torch.zeros(2, 3 * 1024 * 200)).shape == (2, 3)

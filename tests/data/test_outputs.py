@@ -228,3 +228,42 @@ def test_no_partial_file_on_failure(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         simulated_outputs(n=20).save(tmp_path / "o.parquet")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_npz_array_no_reader_uses_is_never_decompressed(tmp_path):
+    """A 2-D array miaudit does not read (a red team's 3 MB file held one of 3 GB) is skipped
+    from its header alone: here its header claims 3 TB over a kilobyte of data, which loading
+    would refuse; 1-D arrays stay extra columns."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npf
+
+    arrays = {
+        "logits": np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.5]]),
+        "label": np.array([0, 1, 0]),
+        "member": np.array([1, 0, 1]),
+        "site": np.array([3, 4, 5]),
+    }
+    path = tmp_path / "extra.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, value in arrays.items():
+            buf = io.BytesIO()
+            np.save(buf, value)
+            z.writestr(f"{name}.npy", buf.getvalue())
+        buf = io.BytesIO()
+        npf.write_array_header_1_0(
+            buf, {"descr": "<f8", "fortran_order": False, "shape": (400, 10**9)}
+        )
+        z.writestr("embeddings.npy", buf.getvalue() + b"\0" * 1024)
+    out = load_outputs(path)
+    assert out.n_records == 3 and "embeddings" not in out.columns
+    assert out.columns["site"].tolist() == [3, 4, 5]
+    with zipfile.ZipFile(path, "a") as z:  # a reader's own array is still read, and refused
+        buf = io.BytesIO()
+        npf.write_array_header_1_0(
+            buf, {"descr": "<f8", "fortran_order": False, "shape": (3, 10**9)}
+        )
+        z.writestr("features.npy", buf.getvalue())
+    with pytest.raises(InputError, match="cannot read"):
+        load_outputs(path)

@@ -48,13 +48,23 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+#: Images with a side longer than this are average-pooled to it before the first convolution.
+MAX_SIDE = 64
+
+
 def _network(shape: tuple[int, int, int], n_out: int, s: ImageRegressorSettings) -> Any:
     from torch import nn
 
     c, h, w = shape
     c1, c2 = s.channels
+    # Larger images are average-pooled to MAX_SIDE first: the regressor learns a record's
+    # difficulty, not its detail, and its memory stays bounded (1024 × 1024 images took 7 GB).
+    pooled = (min(h, MAX_SIDE), min(w, MAX_SIDE))
+    shrink = [nn.AdaptiveAvgPool2d(pooled)] if pooled != (h, w) else []
+    h, w = pooled
     return nn.Sequential(
-        nn.Unflatten(1, (c, h, w)),
+        nn.Unflatten(1, (c, *shape[1:])),
+        *shrink,
         nn.Conv2d(c, c1, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),

@@ -66,10 +66,16 @@ def read_table(path: str | Path, field_name: str = "input") -> RawTable:
         raise InputError(field_name, f"cannot read {str(p)!r} as {suffix[1:]}: {msg}") from None
 
 
+#: The arrays of more than one dimension that a reader uses; any other such array in an npz
+#: file is never decompressed (an unused array could be a decompression bomb: 3 MB on disk,
+#: 3 GB in memory). One-dimensional arrays are extra columns (``--slices``).
+MULTI_DIMENSIONAL = frozenset({"logits", "probs", "features", "keep"})
+
+
 def _read_npz(p: Path) -> RawTable:
     try:
         with np.load(p, allow_pickle=False) as z:
-            arrays = {k: _npz_array(p, z, k) for k in z.files}
+            arrays = {k: _npz_array(p, z, k) for k in z.files if _is_read(z, k)}
     except InputError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
@@ -78,6 +84,24 @@ def _read_npz(p: Path) -> RawTable:
     if META_KEY in arrays:
         meta = _meta_json(p, str(arrays.pop(META_KEY)))
     return RawTable(p, "npz", arrays, meta)
+
+
+def _is_read(z: Any, name: str) -> bool:
+    """Whether an npz member is one a reader uses, from its header alone (no decompression)."""
+    if name in MULTI_DIMENSIONAL:
+        return True
+    try:
+        with z.zip.open(f"{name}.npy") as fp:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape = np.lib.format.read_array_header_1_0(fp)[0]
+            elif version == (2, 0):
+                shape = np.lib.format.read_array_header_2_0(fp)[0]
+            else:
+                return True  # a header this reader cannot peek at: loaded and checked as before
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        return True  # loading it reports the problem in one line
+    return len(shape) < 2
 
 
 def _npz_array(p: Path, z: Any, name: str) -> np.ndarray:
