@@ -99,6 +99,8 @@ def test_refusals_are_one_line(tmp_path, capsys):
     )
     err = _refused([*base, "--population", str(pop), "--features", "nope"], capsys)
     assert "--features" in err
+    err = _refused([*base, "--population", str(pop), "--features", "member,f0"], capsys)
+    assert "--features: 'member' is not a feature column" in err
 
 
 @pytest.mark.parametrize(
@@ -136,6 +138,16 @@ def test_malformed_arrays_are_refused_in_one_line(tmp_path, capsys, which, name,
     paths = (target, pop) if which == "outputs" else (outputs, target)
     argv = ["attack", str(paths[0]), "--population", str(paths[1]), "--attacks", "qmia"]
     assert message in _refused(argv, capsys)
+
+
+def test_a_population_parquet_problem_names_the_population(tmp_path, capsys):
+    outputs, pop = _files(tmp_path, "parquet")
+    frame = pd.read_parquet(pop)
+    frame["features"] = [list(map(float, range(3)))] * (len(frame) - 1) + [[1.0]]
+    frame.to_parquet(tmp_path / "ragged.parquet")
+    argv = ["attack", str(outputs), "--population", str(tmp_path / "ragged.parquet")]
+    err = _refused([*argv, "--attacks", "qmia"], capsys)
+    assert "population.features: rows have differing numbers of values" in err
 
 
 def test_one_member_and_one_non_member_is_one_line(tmp_path, capsys):

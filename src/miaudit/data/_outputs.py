@@ -185,6 +185,11 @@ def table_features(
     array (npz) or list column (Parquet), else None."""
     if not feature_columns:
         return arrays.get("features")
+    taken = [c for c in feature_columns if c in ("member", "record_id", "label")]
+    if taken:  # the label is given to the regressors already; membership never is
+        raise InputError(
+            "--features", f"{taken[0]!r} is not a feature column: name the records' features"
+        )
     missing = [c for c in feature_columns if c not in arrays]
     if missing:
         raise InputError("--features", f"no column {missing[0]!r} in the input")

@@ -59,17 +59,22 @@ def read_table(path: str | Path, field_name: str = "input") -> RawTable:
         if suffix == ".parquet":
             return _read_parquet(p)
         return _read_csv(p)
-    except InputError:
+    except InputError as exc:  # a population file's problems name the population's input
+        if field_name == "population" and not exc.field.startswith(("population", "-")):
+            raise InputError(f"population.{exc.field}", exc.problem) from None
         raise
     except Exception as exc:  # noqa: BLE001 - any parser failure is a bad file, reported in one line
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(field_name, f"cannot read {str(p)!r} as {suffix[1:]}: {msg}") from None
 
 
-#: The arrays of more than one dimension that a reader uses; any other such array in an npz
-#: file is never decompressed (an unused array could be a decompression bomb: 3 MB on disk,
-#: 3 GB in memory). One-dimensional arrays are extra columns (``--slices``).
-MULTI_DIMENSIONAL = frozenset({"logits", "probs", "features", "keep"})
+#: The arrays a reader looks for by name: always read (and refused in one line when their
+#: shape is wrong). Any other array of two or more dimensions in an npz file is never
+#: decompressed (an unused array could be a decompression bomb: 3 MB on disk, 3 GB in memory);
+#: other one-dimensional arrays are extra columns (``--slices``).
+NAMED_ARRAYS = frozenset(
+    {"logits", "probs", "features", "keep", "label", "member", "record_id", "population"}
+)
 
 
 def _read_npz(p: Path) -> RawTable:
@@ -88,7 +93,7 @@ def _read_npz(p: Path) -> RawTable:
 
 def _is_read(z: Any, name: str) -> bool:
     """Whether an npz member is one a reader uses, from its header alone (no decompression)."""
-    if name in MULTI_DIMENSIONAL:
+    if name in NAMED_ARRAYS:
         return True
     try:
         with z.zip.open(f"{name}.npy") as fp:
