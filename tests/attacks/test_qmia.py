@@ -248,6 +248,15 @@ def test_fit_outputs_checks_the_population_once_and_each_chunk():
         scorer(OutputSignals({"scaled_logit": pphi[:5]}, py[:5], features=bad))
     with pytest.raises(InputError, match="columns"):
         scorer(OutputSignals({"scaled_logit": pphi[:5]}, py[:5], features=px[:5, :1]))
+    # Red team: these were a ValueError, a UFuncTypeError, a torch RuntimeError, a TypeError.
+    for shape in ((1, 1, 8, 8), "abc", (1, 8.5, 8), (0, 8, 8), (True, 8, 8)):
+        with pytest.raises(InputError, match=r"image_shape: must be \(C, H, W\)"):
+            fit_outputs(
+                "qmia", PopulationSignals({"scaled_logit": pphi}, py, px), image_shape=shape
+            )
+    text = PopulationSignals({"scaled_logit": pphi.astype(str)}, py, px)
+    with pytest.raises(InputError, match=r"population\.signals\['scaled_logit'\]: must be numeric"):
+        fit_outputs("qmia", text)
 
 
 def test_large_images_are_pooled_before_the_cnn():

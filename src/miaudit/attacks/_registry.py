@@ -321,6 +321,7 @@ def _checked_signals(
     labels = np.asarray(inputs.labels)
     if labels.ndim != 1:
         raise InputError("labels", f"must be (records,), got shape {labels.shape}")
+    checked_image_shape(inputs.image_shape)
     n = int(labels.shape[0])
     views = _views(spec, inputs.signals) if fitted is None else fitted.views
     for name in spec.signals:
@@ -330,8 +331,7 @@ def _checked_signals(
         if value.shape != (n, *views):
             want = ", ".join(str(v) for v in (n, *views))
             raise InputError(f"signals[{name!r}]", f"has shape {value.shape}, expected ({want},)")
-        if np.isnan(value).any():
-            raise InputError(f"signals[{name!r}]", "contains NaN")
+        _numeric_without_nan(f"signals[{name!r}]", value)
     if Need.KNOWN_MEMBERS in spec.needs:
         member = inputs.member
         if member is None:
@@ -351,6 +351,35 @@ def _checked_signals(
                 f"has {shape.width} columns, the audited records' features {width}",
             )
     return n
+
+
+def _numeric_without_nan(what: str, value: np.ndarray) -> None:
+    if value.dtype.kind not in "biuf":
+        raise InputError(what, f"must be numeric, got dtype {value.dtype}")
+    if np.isnan(value).any():
+        raise InputError(what, "contains NaN")
+
+
+def checked_image_shape(shape: object) -> tuple[int, int, int] | None:
+    """``shape`` as (C, H, W), three positive integers (a list or any integer type will do);
+    None stays None."""
+    if shape is None:
+        return None
+    try:
+        dims = tuple(shape)  # type: ignore[call-overload]
+    except TypeError:
+        dims = ()
+    if (
+        len(dims) != 3
+        or isinstance(shape, str)
+        or not all(
+            isinstance(d, int | np.integer) and not isinstance(d, bool) and d > 0 for d in dims
+        )
+    ):
+        raise InputError(
+            "image_shape", f"must be (C, H, W): three positive integers, got {shape!r}"
+        )
+    return (int(dims[0]), int(dims[1]), int(dims[2]))
 
 
 def _views(spec: AttackSpec, signals: Mapping[str, np.ndarray]) -> tuple[int, ...]:
@@ -399,8 +428,7 @@ def _checked_population(
             raise InputError(
                 f"population.signals[{name!r}]", f"has shape {value.shape}, expected ({want},)"
             )
-        if np.isnan(value).any():
-            raise InputError(f"population.signals[{name!r}]", "contains NaN")
+        _numeric_without_nan(f"population.signals[{name!r}]", value)
     if Need.FEATURES not in spec.needs:
         return None
     return _checked_features(spec, "population.features", pop.features, m, views)
@@ -450,6 +478,7 @@ def fit_outputs(
     _kind(spec, SignalKind.MODEL_OUTPUTS)
     if spec.fit is None:
         raise InputError("attacks", f"{name} does not fit on population records")
+    image_shape = checked_image_shape(image_shape)
     views = _views(spec, population.signals)
     shape = _PopulationShape(views, _checked_population(spec, population, views))
     scorer = spec.fit(  # no records: the fit reads the population, the seed and image shape
