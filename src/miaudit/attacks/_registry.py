@@ -365,21 +365,13 @@ def checked_image_shape(shape: object) -> tuple[int, int, int] | None:
     None stays None."""
     if shape is None:
         return None
-    try:
-        dims = tuple(shape)  # type: ignore[call-overload]
-    except TypeError:
-        dims = ()
-    if (
-        len(dims) != 3
-        or isinstance(shape, str)
-        or not all(
-            isinstance(d, int | np.integer) and not isinstance(d, bool) and d > 0 for d in dims
-        )
-    ):
+    dims = list(shape) if isinstance(shape, tuple | list | np.ndarray) else []
+    ints = [int(d) for d in dims if isinstance(d, int | np.integer) and not isinstance(d, bool)]
+    if len(dims) != 3 or len(ints) != 3 or min(ints) <= 0:
         raise InputError(
             "image_shape", f"must be (C, H, W): three positive integers, got {shape!r}"
         )
-    return (int(dims[0]), int(dims[1]), int(dims[2]))
+    return (ints[0], ints[1], ints[2])
 
 
 def _views(spec: AttackSpec, signals: Mapping[str, np.ndarray]) -> tuple[int, ...]:
