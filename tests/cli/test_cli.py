@@ -226,7 +226,8 @@ def test_overwrite_replaces_the_earlier_run_and_leaves_other_files(
         "scores.parquet",
         "report.html",
     } <= set(manifest["files"])
-    first = (out / "results.json").read_text()
+    marked = (out / "results.json").read_text() + "\n"  # told apart from the run's own
+    (out / "results.json").write_text(marked)
     # The manifest is a file anyone may write: it selects among the names a run writes, and a
     # name it adds is not removed.
     (out / "stale.bin").write_text("listed by the manifest, but not a file miaudit writes")
@@ -248,7 +249,7 @@ def test_overwrite_replaces_the_earlier_run_and_leaves_other_files(
     )
     assert code == 0, err
     assert (out / "stale.bin").exists() and (out / "mine.txt").exists()
-    assert (out / "results.json").read_text() != first  # a new run (its own created_at)
+    assert (out / "results.json").read_text() != marked  # replaced by the new run
     assert set(json.loads((out / "manifest.json").read_text())["files"]) == {
         "results.json",
         "scores.parquet",
