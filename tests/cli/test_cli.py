@@ -203,22 +203,19 @@ def test_attack_gate_on_auc_and_epsilon(monkeypatch, capsys, outputs_file, tmp_p
     assert code == 1 and "epsilon.lower" in err
 
 
+def _attack_loss(monkeypatch, capsys, outputs_file, out, *extra: str) -> tuple[int, str, str]:
+    """``miaudit attack OUTPUTS --out OUT --attacks loss --resamples 20 [extra]``."""
+    return run_main(
+        monkeypatch, capsys, "attack", str(outputs_file), "--out", str(out),
+        "--attacks", "loss", "--resamples", "20", *extra,
+    )  # fmt: skip
+
+
 def test_overwrite_replaces_the_earlier_run_and_leaves_other_files(
     monkeypatch, capsys, outputs_file, tmp_path
 ):
     out = tmp_path / "res"
-    code, _, err = run_main(
-        monkeypatch,
-        capsys,
-        "attack",
-        str(outputs_file),
-        "--out",
-        str(out),
-        "--attacks",
-        "loss",
-        "--resamples",
-        "20",
-    )
+    code, _, err = _attack_loss(monkeypatch, capsys, outputs_file, out)
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "attack" and {
@@ -234,19 +231,7 @@ def test_overwrite_replaces_the_earlier_run_and_leaves_other_files(
     manifest["files"].append("stale.bin")
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "mine.txt").write_text("not the run's: stays")
-    code, _, err = run_main(
-        monkeypatch,
-        capsys,
-        "attack",
-        str(outputs_file),
-        "--out",
-        str(out),
-        "--attacks",
-        "loss",
-        "--resamples",
-        "20",
-        "--overwrite",
-    )
+    code, _, err = _attack_loss(monkeypatch, capsys, outputs_file, out, "--overwrite")
     assert code == 0, err
     assert (out / "stale.bin").exists() and (out / "mine.txt").exists()
     assert (out / "results.json").read_text() != marked  # replaced by the new run
@@ -267,35 +252,13 @@ def test_a_crafted_manifest_removes_nothing_of_the_users(
     (out / "manifest.json").write_text(
         json.dumps({"kind": "audit", "files": ["precious", "notes.txt", "signals"]})
     )
-    code, _, err = run_main(
-        monkeypatch,
-        capsys,
-        "attack",
-        str(outputs_file),
-        "--out",
-        str(out),
-        "--attacks",
-        "loss",
-        "--resamples",
-        "20",
-    )
+    code, _, err = _attack_loss(monkeypatch, capsys, outputs_file, out)
     # An audit's folder is refused to an attack (its files would stay beside the results) ...
     assert code == 2 and "holds a `miaudit audit` run" in err
     (out / "manifest.json").write_text(
         json.dumps({"kind": "attack", "files": ["precious", "notes.txt"]})
     )
-    code, _, err = run_main(
-        monkeypatch,
-        capsys,
-        "attack",
-        str(outputs_file),
-        "--out",
-        str(out),
-        "--attacks",
-        "loss",
-        "--resamples",
-        "20",
-    )
+    code, _, err = _attack_loss(monkeypatch, capsys, outputs_file, out)
     # ... and an attack's manifest removes only what an attack writes.
     assert code == 0, err
     assert (out / "precious" / "data.csv").read_text() == "a,b\n1,2\n"
@@ -309,19 +272,7 @@ def test_a_folder_where_a_result_file_goes_is_refused_before_any_work(
     (out / "report.html").mkdir(parents=True)
     (out / "report.html" / "mine.txt").write_text("keep me")
     for extra in ((), ("--overwrite",)):
-        code, _, err = run_main(
-            monkeypatch,
-            capsys,
-            "attack",
-            str(outputs_file),
-            "--out",
-            str(out),
-            "--attacks",
-            "loss",
-            "--resamples",
-            "20",
-            *extra,
-        )
+        code, _, err = _attack_loss(monkeypatch, capsys, outputs_file, out, *extra)
         assert code == 2 and "report.html" in err and "is a folder" in err
         assert len(err.strip().splitlines()) == 1
         assert sorted(p.name for p in out.iterdir()) == ["report.html"]
@@ -348,19 +299,7 @@ def test_a_manifest_cannot_name_files_outside_its_folder(
     (out / "manifest.json").write_text(
         json.dumps({"kind": "attack", "files": ["../victim.txt", "results.json"]})
     )
-    code, _, err = run_main(
-        monkeypatch,
-        capsys,
-        "attack",
-        str(outputs_file),
-        "--out",
-        str(out),
-        "--attacks",
-        "loss",
-        "--resamples",
-        "20",
-        "--overwrite",
-    )
+    code, _, err = _attack_loss(monkeypatch, capsys, outputs_file, out, "--overwrite")
     assert code == 0, err
     assert victim.read_text() == "keep me"
 
@@ -379,17 +318,6 @@ def test_a_full_disk_is_one_line_and_leaves_no_file(monkeypatch, capsys, outputs
 
     monkeypatch.setattr(_writer, "write_text_atomic", full)
     out = tmp_path / "res"
-    code, _, err = run_main(
-        monkeypatch,
-        capsys,
-        "attack",
-        str(outputs_file),
-        "--out",
-        str(out),
-        "--attacks",
-        "loss",
-        "--resamples",
-        "20",
-    )
+    code, _, err = _attack_loss(monkeypatch, capsys, outputs_file, out)
     assert code == 2 and err.strip() == f"error: {out / 'results.json'}: No space left on device"
     assert not out.exists()  # the run made the folder: nothing of it stays

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from miaudit._io import output_dir_cleanup
@@ -60,10 +60,9 @@ def attack(
     Returns:
         The immutable :class:`AuditResult` (what ``results.json`` holds).
     """
-    out_dir = Path(out) if out is not None else None
-    with output_dir_cleanup(out_dir):
-        key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
-        run = run_attacks(
+    return _run_into(
+        out,
+        lambda key: run_attacks(
             outputs,
             attacks=attacks,
             slices=slices,
@@ -76,7 +75,27 @@ def attack(
             policy=policy,
             population=population,
             feature_columns=feature_columns,
-        )
+        ),
+        overwrite=overwrite,
+        quiet=quiet,
+        report=report,
+    )
+
+
+def _run_into(
+    out: str | Path | None,
+    run_with: Callable[[bytes | None], AttackRun],
+    *,
+    overwrite: bool,
+    quiet: bool,
+    report: bool,
+) -> AuditResult:
+    """Check ``out`` before any work, run (with the folder's pseudonym key), write the files;
+    a failed run leaves no output folder it made."""
+    out_dir = Path(out) if out is not None else None
+    with output_dir_cleanup(out_dir):
+        key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
+        run = run_with(key)
         if out_dir is not None and key is not None:
             _write(out_dir, key, run, quiet=quiet, report=report)
     return run.result
@@ -130,10 +149,9 @@ def audit_text(
     The other arguments are :func:`attack`'s.
     """
     store = signals if isinstance(signals, SequenceStore) else load_sequence_signals(signals)
-    out_dir = Path(out) if out is not None else None
-    with output_dir_cleanup(out_dir):
-        key = prepare_out(out_dir, overwrite=overwrite) if out_dir is not None else None
-        run = run_text_attacks(
+    return _run_into(
+        out,
+        lambda key: run_text_attacks(
             store,
             texts=texts,
             attacks=attacks,
@@ -143,7 +161,8 @@ def audit_text(
             fprs=fprs,
             pseudonym_key=key,
             raw_ids=raw_ids,
-        )
-        if out_dir is not None and key is not None:
-            _write(out_dir, key, run, quiet=quiet, report=report)
-    return run.result
+        ),
+        overwrite=overwrite,
+        quiet=quiet,
+        report=report,
+    )
