@@ -102,6 +102,49 @@ def test_slices_and_comparisons(audited):
     assert result.strongest().auc.lower > 0.6
 
 
+def test_a_small_groups_split_is_never_published(tmp_path):
+    """A red team read one record's membership from a one-record slice's counts. Its split is
+    hidden, and so is the next smallest group's, since the totals minus the groups shown would
+    give it; what is shown is the groups' sizes, and every split shown is over 20 of each."""
+    from dataclasses import replace
+
+    o = simulated_outputs(n=600, shift=1.5, seed=4)
+    country = np.where(np.arange(600) % 3 == 0, "x", "y").astype(object)
+    first_member = int(np.flatnonzero(o.member == 1)[0])
+    country[first_member] = "z"  # one record alone: its split would be its membership
+    o = replace(o, columns={**o.columns, "country": country.astype(str)})
+    result = miaudit.attack(o, slices=["country"], n_resamples=20, out=tmp_path / "r", quiet=True)
+    groups = {s.value: s for s in result.slices}
+    assert groups["z"].n_members is None and groups["z"].n_records == 1
+    assert groups["x"].n_members is None and groups["x"].attacks == []  # the next smallest
+    assert groups["y"].n_members is not None and groups["y"].n_records == 399
+    assert min(groups["y"].n_members, groups["y"].n_nonmembers) >= 20
+    shared = (tmp_path / "r" / "results.json").read_text() + (
+        tmp_path / "r" / "report.html"
+    ).read_text()
+    assert "split not shown" in shared and '"n_members": null' in shared
+
+
+def test_suppression_leaves_large_enough_groups_and_hides_the_rest():
+    from miaudit.audit import SliceResult, suppress_small_groups
+
+    def group(value: str, n1: int, n0: int) -> SliceResult:
+        return SliceResult(column="c", value=value, n_members=n1, n_nonmembers=n0, attacks=[])
+
+    out = suppress_small_groups([group("a", 50, 40), group("b", 30, 30), group("c", 25, 25)], 20)
+    assert [g.n_members for g in out] == [50, 30, 25] and [g.n_records for g in out] == [90, 60, 50]
+    # Two small groups together reach 20 of each: nothing else is hidden.
+    out = suppress_small_groups(
+        [group("a", 50, 40), group("b", 12, 30), group("c", 10, 3), group("d", 30, 30)], 20
+    )
+    assert [g.n_members for g in out] == [50, None, None, 30]
+    # One group of one: the smallest other group is hidden with it; all hidden when it takes all.
+    out = suppress_small_groups([group("a", 1, 0), group("b", 30, 30), group("c", 25, 21)], 20)
+    assert [g.n_members for g in out] == [None, 30, None]
+    out = suppress_small_groups([group("a", 1, 0), group("b", 5, 30)], 20)
+    assert [g.n_members for g in out] == [None, None]
+
+
 def test_bad_attack_and_slice_names():
     o = simulated_outputs(n=100)
     with pytest.raises(InputError, match="unknown attack 'lira2'"):

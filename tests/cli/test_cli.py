@@ -321,3 +321,26 @@ def test_a_full_disk_is_one_line_and_leaves_no_file(monkeypatch, capsys, outputs
     code, _, err = _attack_loss(monkeypatch, capsys, outputs_file, out)
     assert code == 2 and err.strip() == f"error: {out / 'results.json'}: No space left on device"
     assert not out.exists()  # the run made the folder: nothing of it stays
+
+
+def test_text_from_input_files_cannot_drive_the_terminal(monkeypatch, capsys, tmp_path):
+    """Escape sequences in slice values and record ids (a red team's set the window title and
+    cleared the screen) are printed as escapes by `attack`'s slice table and by `ids`."""
+    from dataclasses import replace
+
+    o = simulated_outputs(n=600, shift=1.0, seed=5)
+    group = np.where(np.arange(600) % 2 == 0, "\x1b]0;PWNED\x07", "b\x1b[2J\u202e")
+    ids = np.array([f"id{i}\x1b[31m" for i in range(600)])
+    o = replace(o, columns={"grp": group}, record_id=ids)
+    path = tmp_path / "escapes.parquet"
+    o.save(path)
+    out = tmp_path / "res"
+    code, stdout, err = run_main(
+        monkeypatch, capsys, "attack", str(path), "--out", str(out), "--slices", "grp",
+        "--attacks", "loss", "--resamples", "20",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "\\x1b]0;PWNED" in stdout and "\x1b" not in stdout + err and "\u202e" not in stdout
+    code, stdout, err = run_main(monkeypatch, capsys, "ids", str(out))
+    assert code == 0, err
+    assert "id0\\x1b[31m" in stdout and "\x1b" not in stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from miaudit.audit._results import (
     SliceAttack,
     SliceResult,
     TopTie,
+    suppress_small_groups,
 )
 from miaudit.data import ModelOutputs, PopulationOutputs, load_outputs, load_population
 from miaudit.errors import InputError
@@ -519,37 +520,50 @@ def _slices(
     out = []
     seeds = iter(seed.spawn(sum(len(g) for g in groups.values())))
     for column, parts in groups.items():
-        for value, mask in parts:
-            s_seed = next(seeds)
-            m = member[mask]
-            n1, n0 = int(m.sum()), int((m == 0).sum())
-            if n1 < MIN_SLICE_CLASS or n0 < MIN_SLICE_CLASS:
-                out.append(
-                    SliceResult(
-                        column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=[]
-                    )
-                )
-                continue
-            ev = evaluate(
-                m,
-                {k: v[mask] for k, v in scores.items()},
-                fprs=(0.01,),
-                n_resamples=n_resamples,
-                rng=np.random.default_rng(s_seed),
+        out.extend(
+            suppress_small_groups(
+                _column_slices(column, parts, member, scores, n_resamples, seeds), MIN_SLICE_CLASS
             )
-            attacks = [
-                SliceAttack(
-                    attack=k,
-                    auc=ev.estimate(k, "auc"),
-                    tpr_at_1pct_fpr=ev.estimate(k, tpr_key(0.01)),
-                )
-                for k in scores
-            ]
+        )
+    return out
+
+
+def _column_slices(
+    column: str,
+    parts: list[tuple[str, np.ndarray]],
+    member: np.ndarray,
+    scores: dict[str, np.ndarray],
+    n_resamples: int,
+    seeds: Iterator[np.random.SeedSequence],
+) -> list[SliceResult]:
+    out = []
+    for value, mask in parts:
+        s_seed = next(seeds)
+        m = member[mask]
+        n1, n0 = int(m.sum()), int((m == 0).sum())
+        if n1 < MIN_SLICE_CLASS or n0 < MIN_SLICE_CLASS:
             out.append(
-                SliceResult(
-                    column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=attacks
-                )
+                SliceResult(column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=[])
             )
+            continue
+        ev = evaluate(
+            m,
+            {k: v[mask] for k, v in scores.items()},
+            fprs=(0.01,),
+            n_resamples=n_resamples,
+            rng=np.random.default_rng(s_seed),
+        )
+        attacks = [
+            SliceAttack(
+                attack=k,
+                auc=ev.estimate(k, "auc"),
+                tpr_at_1pct_fpr=ev.estimate(k, tpr_key(0.01)),
+            )
+            for k in scores
+        ]
+        out.append(
+            SliceResult(column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=attacks)
+        )
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -169,11 +170,40 @@ class SliceAttack(_Record):
 
 
 class SliceResult(_Record):
+    """One group of records (a slice value, or a class). ``n_members`` and ``n_nonmembers`` are
+    None, and ``attacks`` empty, where the group is suppressed (:func:`suppress_small_groups`):
+    its split would tell the membership of a handful of identifiable records. ``n_records`` is
+    the group's size (None in results written before it was recorded)."""
+
     column: str
     value: str
-    n_members: int
-    n_nonmembers: int
+    n_members: int | None
+    n_nonmembers: int | None
     attacks: list[SliceAttack]
+    n_records: int | None = None
+
+
+def suppress_small_groups(groups: Sequence[SliceResult], minimum: int) -> list[SliceResult]:
+    """Hide the member/non-member split of the groups of one column with fewer than
+    ``minimum`` members or non-members, and of as many of the smallest other groups as it takes
+    for the hidden groups together to hold ``minimum`` of each: the published totals minus the
+    published groups give the hidden groups' combined split, which must not single out a record
+    either (a red team read one record's membership from a one-record slice). Groups are
+    expected to be one column's, with counts."""
+    counts = [(int(g.n_members or 0), int(g.n_nonmembers or 0)) for g in groups]
+    hidden = {i for i, (n1, n0) in enumerate(counts) if n1 < minimum or n0 < minimum}
+    shown = sorted(set(range(len(groups))) - hidden, key=lambda i: (sum(counts[i]), i))
+    while hidden and shown:
+        if min(sum(counts[i][k] for i in hidden) for k in (0, 1)) >= minimum:
+            break
+        hidden.add(shown.pop(0))
+    return [
+        g.model_copy(
+            update={"n_records": sum(counts[i])}
+            | ({"n_members": None, "n_nonmembers": None, "attacks": []} if i in hidden else {})
+        )
+        for i, g in enumerate(groups)
+    ]
 
 
 class ExposedRecord(_Record):

@@ -7,6 +7,8 @@ assumes 80 columns there).
 
 from __future__ import annotations
 
+import unicodedata
+
 from rich.console import Console
 
 
@@ -14,3 +16,13 @@ def console(*, stderr: bool = False) -> Console:
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal else 160
     return Console(stderr=stderr, markup=False, highlight=False, emoji=False, width=width)
+
+
+def plain(text: object) -> str:
+    """``text`` with its control and format characters (escape sequences, bidirectional
+    overrides, newlines) written as escapes: text from an input file (record ids, slice values)
+    must not drive the terminal (a red team's ``\\x1b]0;…`` ids set the window title)."""
+    return "".join(
+        ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode()
+        for ch in str(text)
+    )

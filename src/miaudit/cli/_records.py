@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from miaudit.cli._console import console
+from miaudit.cli._console import console, plain
 from miaudit.cli._options import AsJson
 from miaudit.errors import InputError
 
@@ -94,7 +94,7 @@ def _print_table(rows: list[RecordEvidence]) -> None:
         else:
             llr = "n/a" if r.log_likelihood_ratio is None else f"{r.log_likelihood_ratio:.3g}"
             figures = (llr, str(r.n_out_references), str(r.n_in_references))
-        table.add_row(r.record_id, f"{r.p_value:.3g}", *figures, r.verdict, member)
+        table.add_row(plain(r.record_id), f"{r.p_value:.3g}", *figures, r.verdict, member)
     out.print(table)
     out.print(
         f"p-value: the chance, for a record that was not in the training data, of a score at least this high; method: {first.method}. "
@@ -118,7 +118,7 @@ def ids_cmd(
         sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in records], indent=2) + "\n")
         return
     for r in records:
-        sys.stdout.write(f"{r.record_id}\t{r.pseudonym}\n")
+        sys.stdout.write(f"{plain(r.record_id)}\t{plain(r.pseudonym)}\n")
     console(stderr=True).print(
         f"{len(records)} record(s): id, pseudonym. Restricted: record ids are personal data; keep this list with the run's restricted files.",
         soft_wrap=True,

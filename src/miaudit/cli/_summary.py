@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from miaudit.audit import AuditResult
+from miaudit.cli._console import plain
 from miaudit.metrics import Estimate
 
 
@@ -94,20 +95,15 @@ def _slice_table(result: AuditResult) -> Table:
         st.add_column(col)
     for s in result.slices:
         match = [a for a in s.attacks if a.attack == strongest]
-        if match:
-            st.add_row(
-                f"{s.column}={s.value}",
-                str(s.n_members),
-                str(s.n_nonmembers),
-                fmt(match[0].auc),
-                fmt(match[0].tpr_at_1pct_fpr, pct=True),
-            )
-        else:
-            st.add_row(
-                f"{s.column}={s.value}",
-                str(s.n_members),
-                str(s.n_nonmembers),
-                "too few records",
-                "",
-            )
+        counts = (
+            (str(s.n_members), str(s.n_nonmembers))
+            if s.n_members is not None
+            else (f"{s.n_records} in all" if s.n_records is not None else "", "split not shown")
+        )
+        figures = (
+            (fmt(match[0].auc), fmt(match[0].tpr_at_1pct_fpr, pct=True))
+            if match
+            else ("too few records", "")
+        )
+        st.add_row(plain(f"{s.column}={s.value}"), *counts, *figures)
     return st

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit.audit import AuditResult, SliceAttack, SliceResult
+from miaudit.audit import AuditResult, SliceAttack, SliceResult, suppress_small_groups
 from miaudit.errors import InputError
 from miaudit.metrics import evaluate, tpr_key
 from miaudit.report._inputs import BinningKind, ScoreHistogram
@@ -142,7 +142,7 @@ def class_breakdown(
         out.append(
             SliceResult(column="class", value=str(c), n_members=n1, n_nonmembers=n0, attacks=rows)
         )
-    return out
+    return suppress_small_groups(out, MIN_CLASS_RECORDS)
 
 
 def aggregates_from_scores(
