@@ -32,7 +32,7 @@ def test_results_round_trip_and_schema(audited):
     back = AuditResult.from_json(text)
     assert back == result
     data = json.loads(text)
-    assert data["schema_version"] == "miaudit.results/3"
+    assert data["schema_version"] == "miaudit.results/4"
     assert data["seed"] == 3 and data["bootstrap"]["replicates"] == 100
     assert {a["name"] for a in data["attacks"]} == set(miaudit.audit.DEFAULT_ATTACKS)
     with pytest.raises(pydantic.ValidationError, match="frozen"):

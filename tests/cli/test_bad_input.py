@@ -404,7 +404,7 @@ def _signals_folder(tmp: Path, *, models: int = 6, metadata: dict | None = None)
     res = tmp / "res"
     (res / "signals").mkdir(parents=True)
     (res / "results.json").write_text(
-        '{"reference": {}}'
+        '{"schema_version": "miaudit.results/4", "reference": {}}'
     )  # an audit with reference models: check-record reads its signals
     store.save(res / "signals" / "signals.npz")
     if metadata is not None:
@@ -422,6 +422,30 @@ CHECK_RECORD = {
         "results",
     ),
     "unknown-id": (lambda t: ["check-record", str(_signals_folder(t)), "--id", "99999"], "--id"),
+    "results-of-another-schema": (  # red team: answered from a results.json of no known schema
+        lambda t: [
+            (t / "res").mkdir(),
+            (t / "res" / "results.json").write_text(
+                '{"schema_version": "miaudit.results/9", "exposure_attack": "loss"}'
+            ),
+            "check-record",
+            str(t / "res"),
+            "--id",
+            "1",
+        ][2:],
+        "schema_version",
+    ),
+    "results-nested-past-reason": (
+        lambda t: [
+            (t / "res").mkdir(),
+            (t / "res" / "results.json").write_text("[" * 100_000 + "]" * 100_000),
+            "check-record",
+            str(t / "res"),
+            "--id",
+            "1",
+        ][2:],
+        "RecursionError",
+    ),
     "empty-id": (lambda t: ["check-record", str(_signals_folder(t)), "--id", ""], "--id"),
     "negative-target": (
         lambda t: ["check-record", str(_signals_folder(t)), "--id", "101", "--target", "-1"],
@@ -434,7 +458,9 @@ CHECK_RECORD = {
     "garbage-signals": (
         lambda t: [
             (t / "res" / "signals").mkdir(parents=True),
-            (t / "res" / "results.json").write_text('{"reference": {}}'),
+            (t / "res" / "results.json").write_text(
+                '{"schema_version": "miaudit.results/4", "reference": {}}'
+            ),
             (t / "res" / "signals" / "signals.npz").write_bytes(b"junk"),
             "check-record",
             str(t / "res"),

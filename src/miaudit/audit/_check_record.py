@@ -45,6 +45,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from miaudit.attacks import complementary_pairs, lira_online
+from miaudit.audit._results import READABLE_SCHEMAS
 from miaudit.data import SignalsStore, load_signals
 from miaudit.errors import InputError
 from miaudit.signals import compute_signals
@@ -402,10 +403,15 @@ def load_run_results(results_dir: Path) -> dict[str, object]:
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError("results", f"cannot read {str(path)!r}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past reason
+        raise InputError("results", f"cannot read {str(path)!r}: {type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise InputError("results", f"{str(path)!r} is not miaudit results (no object at the top)")
+    if data.get("schema_version") not in READABLE_SCHEMAS:  # before any field is trusted
+        raise InputError(
+            "results",
+            f"{str(path)!r} is not miaudit results this version reads (schema_version {str(data.get('schema_version'))[:40]!r}; reads {', '.join(READABLE_SCHEMAS)})",
+        )
     return data
 
 

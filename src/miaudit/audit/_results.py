@@ -26,12 +26,13 @@ from miaudit.audit._budget import BudgetCurve
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate
 
-RESULTS_SCHEMA = "miaudit.results/3"
+RESULTS_SCHEMA = "miaudit.results/4"
 #: Schemas this version reads: /1 results (miaudit before the key checks) are read and flagged
 #: (:meth:`AuditResult.pseudonym_warning`), since their key's strength was never checked; /1 and
 #: /2 results carry one ``score_percentile`` per exposed record whose meaning depended on the
-#: kind of audit, split on reading (:meth:`AuditResult._split_exposure`).
-READABLE_SCHEMAS = ("miaudit.results/1", "miaudit.results/2", RESULTS_SCHEMA)
+#: kind of audit, split on reading (:meth:`AuditResult._split_exposure`). /4 (suppressed groups:
+#: a slice's split may be null, and its size ``n_records`` is given) reads /3 as it is.
+READABLE_SCHEMAS = ("miaudit.results/1", "miaudit.results/2", "miaudit.results/3", RESULTS_SCHEMA)
 
 
 class _Record(BaseModel):
@@ -307,7 +308,7 @@ class AuditResult(_Record):
     """Everything shareable about one audit of one model."""
 
     #: Older readable schemas are converted when read (:meth:`_split_exposure`).
-    schema_version: Literal["miaudit.results/3"] = "miaudit.results/3"
+    schema_version: Literal["miaudit.results/4"] = "miaudit.results/4"
     tool_version: str
     created_at: str
     seed: int
@@ -336,9 +337,12 @@ class AuditResult(_Record):
     @model_validator(mode="before")
     @classmethod
     def _split_exposure(cls, data: Any) -> Any:
-        """Read /1 and /2 results as /3: their ``score_percentile`` is the percentage of models
-        flagging the record when the audit had reference models (the only writer of that
-        meaning), else the score percentile; it moves to the field of that meaning."""
+        """Read older results as /4. /1 and /2: their ``score_percentile`` is the percentage of
+        models flagging the record when the audit had reference models (the only writer of that
+        meaning), else the score percentile; it moves to the field of that meaning. /3 differs
+        only in what it could not hold (a suppressed group)."""
+        if isinstance(data, dict) and data.get("schema_version") == READABLE_SCHEMAS[2]:
+            return {**data, "schema_version": RESULTS_SCHEMA}
         if not isinstance(data, dict) or data.get("schema_version") not in READABLE_SCHEMAS[:2]:
             return data
         exposed = data.get("most_exposed")
@@ -394,6 +398,28 @@ class AuditResult(_Record):
     @classmethod
     def from_json(cls, text: str) -> AuditResult:
         return cls.model_validate_json(text)
+
+    @classmethod
+    def read(cls, path: Path) -> AuditResult:
+        """``results.json`` at ``path``, checked against the schema; every problem (unreadable,
+        not JSON, another schema, nested past reason) is one :class:`InputError` line."""
+        from pydantic import ValidationError
+
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(
+                "results", f"cannot read {str(path)!r} ({exc.__class__.__name__})"
+            ) from None
+        try:
+            return cls.from_json(text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise InputError(
+                "results",
+                f"{str(path)!r} is not miaudit results ({where + ': ' if where else ''}{first['msg']})",
+            ) from None
 
 
 class PrivacySpent(_Record):

@@ -398,19 +398,7 @@ def load_results(path: Path | str) -> tuple[AuditResult, Path]:
         raise InputError(
             "results", f"{str(p)!r} not found: give a results folder or its results.json"
         )
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("results", f"cannot read {str(p)!r} ({exc.__class__.__name__})") from None
-    try:
-        result = AuditResult.from_json(text)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise InputError(
-            "results",
-            f"{str(p)!r} is not miaudit results ({where + ': ' if where else ''}{first['msg']})",
-        ) from None
+    result = AuditResult.read(p)
     warning = result.pseudonym_warning()
     if warning and f"pseudonyms: {warning}" not in result.notes:
         # Shown in the report (and by `miaudit report`) so a reader knows before sharing it.
