@@ -267,3 +267,34 @@ def test_an_npz_array_no_reader_uses_is_never_decompressed(tmp_path):
         z.writestr("features.npy", buf.getvalue())
     with pytest.raises(InputError, match="cannot read"):
         load_outputs(path)
+
+
+def test_a_signals_folder_holds_only_its_own_regular_files(tmp_path):
+    """Red team: a FIFO named like an array hung the loader forever, and a link to a file
+    outside the folder was followed; both are refused in one line, as is meta.json nested past
+    what a JSON parser can read."""
+    rng = np.random.default_rng(0)
+    keep = np.zeros((4, 10), dtype=bool)
+    keep[::2, :5] = True
+    keep[1::2, 5:] = True
+    store = SignalsStore.from_arrays(
+        logits=rng.normal(size=(4, 10, 3)), label=rng.integers(0, 3, 10), keep=keep
+    )
+    folder = tmp_path / "store"
+    store.save(folder)
+    assert load_signals(folder).n_records == 10
+    os.mkfifo(folder / "zzz_extra.npy")
+    with pytest.raises(InputError, match=r"zzz_extra\.npy' is not a regular file"):
+        load_signals(folder)
+    (folder / "zzz_extra.npy").unlink()
+    outside = tmp_path / "outside.npy"
+    np.save(outside, store.keep)
+    (folder / "keep.npy").unlink()
+    (folder / "keep.npy").symlink_to(outside)
+    with pytest.raises(InputError, match=r"keep\.npy' is a link"):
+        load_signals(folder)
+    (folder / "keep.npy").unlink()
+    np.save(folder / "keep.npy", store.keep)
+    (folder / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match=r"metadata.*is not JSON"):
+        load_signals(folder)

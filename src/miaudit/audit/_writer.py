@@ -65,13 +65,19 @@ def folder_kind(out: Path) -> tuple[str | None, tuple[str, ...]]:
 def _check_no_folders(out: Path, kind: str) -> None:
     """Refuse a folder (not a link) standing where this kind of run writes a file, before any
     work: miaudit would otherwise fail after the run with half of its files written, or, with
-    --overwrite, remove a folder it did not write."""
+    --overwrite, remove a folder it did not write; and a link where it writes a folder, whose
+    restricted files would land wherever the link points (red team)."""
     for name in RUN_FILES.get(kind, ()):
         path = out / name
         if name not in RUN_FOLDERS and path.is_dir() and not path.is_symlink():
             raise InputError(
                 "--out",
                 f"{str(path)!r} is a folder where miaudit writes its {name!r} file: move it or choose another folder",
+            )
+        if name in RUN_FOLDERS and path.is_symlink():  # its restricted files would go elsewhere
+            raise InputError(
+                "--out",
+                f"{str(path)!r} is a link where miaudit writes its {name!r} folder: remove it or choose another folder",
             )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -130,25 +131,41 @@ def _meta_json(p: Path, text: str | bytes) -> dict[str, object]:
     """The file's miaudit metadata: a JSON object, or an InputError naming the file."""
     try:
         meta = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested past reason
         raise InputError("metadata", f"the miaudit metadata of {str(p)!r} is not JSON") from None
     if not isinstance(meta, dict):
         raise InputError("metadata", f"the miaudit metadata of {str(p)!r} is not a JSON object")
     return meta
 
 
+def _regular_file(path: Path, field_name: str) -> Path:
+    """``path`` if it is a regular file of its folder: a link could point anywhere (another
+    user's file, a device), and opening a FIFO would wait forever (red team)."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        raise InputError(field_name, f"cannot read {str(path)!r} ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise InputError(
+            field_name, f"{str(path)!r} is {kind}: a signals folder holds only its own files"
+        )
+    return path
+
+
 def _read_npy_dir(p: Path, field_name: str) -> RawTable:
     meta_path = p / NPY_DIR_META
-    if not meta_path.is_file():
+    if not meta_path.exists() and not meta_path.is_symlink():
         raise InputError(
             field_name,
             f"{str(p)!r} is a folder without {NPY_DIR_META}: not a folder of .npy signals",
         )
-    meta = _meta_json(meta_path, meta_path.read_bytes())
+    meta = _meta_json(meta_path, _regular_file(meta_path, field_name).read_bytes())
+    files = [_regular_file(f, field_name) for f in sorted(p.glob("*.npy"))]
     try:
-        arrays = {
-            f.stem: np.load(f, mmap_mode="r", allow_pickle=False) for f in sorted(p.glob("*.npy"))
-        }
+        arrays = {f.stem: np.load(f, mmap_mode="r", allow_pickle=False) for f in files}
     except (OSError, ValueError) as exc:
         raise InputError(
             field_name, f"cannot read {str(p)!r} as a folder of .npy files: {exc}"
