@@ -228,3 +228,16 @@ def test_attacks_see_only_what_the_policy_exposes():
         miaudit.attack(o, attacks=["loss"], policy="label-only")
     with pytest.raises(InputError, match="--policy"):
         miaudit.attack(o, attacks=["loss"], policy="top-zero")
+
+
+def test_the_top_ties_split_is_given_only_for_a_tie_of_many():
+    """A red team read the single top record's membership from results.json's top_tie; a tie
+    of fewer than 20 records gets none, a larger one its shares (aggregates)."""
+    from miaudit.audit._attack import top_tie
+
+    member = np.array([1, 0] * 50)
+    score = np.arange(100.0)
+    assert top_tie(member, score) is None
+    score[:30] = 1000.0  # 15 members and 15 non-members tie at the top
+    tie = top_tie(member, score)
+    assert tie is not None and (tie.records, tie.members, tie.nonmembers) == (0.3, 0.3, 0.3)

@@ -127,11 +127,17 @@ def attack_result(
     )
 
 
-def top_tie(member: np.ndarray, score: np.ndarray) -> TopTie:
-    """How many records, members and non-members share the highest score."""
+def top_tie(member: np.ndarray, score: np.ndarray) -> TopTie | None:
+    """How many records, members and non-members share the highest score; None where fewer
+    than :data:`MIN_SLICE_CLASS` records do: the split of a handful of top records, beside the
+    ranked most-exposed list, would tell their membership (a red team read the top record's
+    from results.json). A smaller tie goes unremarked: it can zero the TPR only at FPRs below
+    the share of fewer than 20 non-members."""
     s = np.asarray(score, dtype=np.float64)
     m = np.asarray(member).astype(bool)
     at_top = s == s.max() if s.size else np.zeros(0, bool)
+    if int(at_top.sum()) < MIN_SLICE_CLASS:
+        return None
 
     def share(mask: np.ndarray) -> float:
         return float(at_top[mask].mean()) if mask.any() else 0.0
