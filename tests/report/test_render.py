@@ -330,6 +330,26 @@ def test_markdown_is_the_same_after_a_json_round_trip(outputs_run):
     assert render_markdown(AuditResult.from_json(result.to_json())) == render_markdown(result)
 
 
+def test_markdown_renders_names_from_input_files_as_text(outputs_run):
+    """A red team's input name put a tracking image and raw HTML into the pull-request
+    Markdown; names are escaped, and an attack name cannot leave its code span."""
+    _, result = outputs_run
+    name = "![t](https://evil.example/t.png) <img src=x> [click](https://evil.example)"
+    attack = result.attacks[0].model_copy(update={"name": "a`<img src=x>`"})
+    crafted = result.model_copy(
+        update={
+            "input": result.input.model_copy(update={"name": name}),
+            "attacks": [attack, *result.attacks[1:]],
+        }
+    )
+    md = render_markdown(crafted)
+    title = md.splitlines()[0]
+    assert title.endswith(
+        r"\!\[t\]\(https://evil.example/t.png\) \<img src=x\> \[click\]\(https://evil.example\)"
+    )
+    assert "`a'<img src=x>'`" in md
+
+
 def test_controls_follow_the_tradeoff_verdicts(outputs_run):
     """DP best by the rule (larger paired risk reduction within the accuracy tolerance) makes the
     DP control "recommended"; a regulariser whose reduction's interval includes 0 does not."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -264,16 +265,32 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+#: Markdown's active characters in text from input files: a name such as
+#: ``![t](https://…)`` or ``<img src=…>`` would render as a tracking image in a pull request.
+_MD_ACTIVE = re.compile(r"([\\`*_\[\]()!<>#~])")
+
+
+def _md_text(text: str) -> str:
+    """Text from an input file (a file or dataset name) as literal Markdown text in a cell."""
+    return _md_cell(_MD_ACTIVE.sub(r"\\\1", text))
+
+
+def _md_code(text: str) -> str:
+    """Text from an input file (an attack's name) in a code span: nothing in it renders, but a
+    backtick would end the span."""
+    return _md_cell(text.replace("`", "'"))
+
+
 def _md_setup(r: AuditResult) -> str:
     if r.reference is not None:
         ref = r.reference
         if ref.reference_choice is not None:
             return (
-                f"Reference-model audit of models trained elsewhere ({_md_cell(ref.dataset)}): {ref.models} models, {ref.targets} target(s) attacked; "
-                f"references: {_md_cell(ref.reference_choice)}; pool: {_md_cell(ref.pool or '')}."
+                f"Reference-model audit of models trained elsewhere ({_md_text(ref.dataset)}): {ref.models} models, {ref.targets} target(s) attacked; "
+                f"references: {_md_text(ref.reference_choice)}; pool: {_md_text(ref.pool or '')}."
             )
         return (
-            f"Reference-model audit of the recipe on {_md_cell(ref.dataset)}: {ref.models} models, {ref.references} reference pair(s) "
+            f"Reference-model audit of the recipe on {_md_text(ref.dataset)}: {ref.models} models, {ref.references} reference pair(s) "
             f"per target, {ref.targets} targets attacked; the attacker knows the recipe and holds {ref.population_records:,} population records."
         )
     return f"Audit of one model's saved outputs ({r.input.kind}); no reference models, so LiRA and RMIA were not run."
@@ -347,7 +364,7 @@ def render_markdown(
     tpr_keys = list(dict.fromkeys(k for a in r.attacks for k in a.tpr_at_fpr))
     unit = "pairs" if r.reference is not None else "records"
     lines = [
-        f"### Membership-inference audit: {_md_cell(r.input.name)}",
+        f"### Membership-inference audit: {_md_text(r.input.name)}",
         "",
         f"**Risk: {risk.level.upper()}.** {_md_cell(risk.explanation)}",
         "",
@@ -365,7 +382,7 @@ def render_markdown(
             *(format_estimate(a.tpr_at_fpr.get(k), pct=True) for k in tpr_keys),
             format_estimate(a.advantage),
         ]
-        lines.append(f"| `{_md_cell(a.name)}` | " + " | ".join(_md_cell(c) for c in cells) + " |")
+        lines.append(f"| `{_md_code(a.name)}` | " + " | ".join(_md_cell(c) for c in cells) + " |")
     lines.append("")
     if r.utility is not None:
         u = r.utility
