@@ -513,6 +513,79 @@ CHECK_RECORD = {
 for _name, (_b, _expect) in CHECK_RECORD.items():
     add(f"check-record/{_name}", _b, _expect)
 
+
+# --- red-team inputs: each was an internal error (exit 1) ----------------------------------------
+
+
+def _saved_folder(tmp: Path, scores: bytes) -> Path:
+    res = tmp / "res"
+    res.mkdir()
+    (res / "results.json").write_text(
+        '{"schema_version": "miaudit.results/4", "exposure_attack": "loss"}'
+    )
+    (res / "scores.parquet").write_bytes(scores)
+    key = res / "pseudonym.key"
+    key.write_bytes(np.random.default_rng(7).bytes(32))
+    key.chmod(0o600)
+    return res
+
+
+def _reference_set(tmp: Path, given: str) -> list[str]:
+    res = _signals_folder(tmp)
+    (res / "results.json").write_text(
+        '{"schema_version": "miaudit.results/4", "reference": {"reference_set": ' + given + "}}"
+    )
+    return ["check-record", str(res), "--id", "101"]
+
+
+add(
+    "red-team/scores-not-parquet-check-record",
+    lambda t: ["check-record", str(_saved_folder(t, b"not parquet")), "--id", "1"],
+    "as the run's scores",
+)
+add(
+    "red-team/scores-not-parquet-ids",
+    lambda t: ["ids", str(_saved_folder(t, b"not parquet"))],
+    "as the run's scores",
+)
+for _given in ('["abc"]', "[1.5]", "[[1]]"):
+    add(
+        f"red-team/reference-set-{_given}",
+        lambda t, g=_given: _reference_set(t, g),
+        "reference.reference_set must list model indices",
+    )
+
+
+@case("red-team/slice-of-bytes-not-utf8", "not UTF-8")
+def _bytes_slice(tmp: Path) -> list[str]:
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp / "o.npz",
+        logits=rng.normal(size=(40, 2)),
+        label=rng.integers(0, 2, 40),
+        member=np.arange(40) % 2,
+        s=np.array([b"\xff\xfe", b"ok"] * 20),
+    )
+    return ["attack", str(tmp / "o.npz"), "--slices", "s"]
+
+
+@case("red-team/signals-meta-nested-past-reason", "nested more than 32")
+def _deep_meta(tmp: Path) -> list[str]:
+    res = _signals_folder(tmp)
+    info: dict = {}
+    node = info
+    for _ in range(40):
+        node["x"] = {}
+        node = node["x"]
+    with np.load(res / "signals" / "signals.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["miaudit"]))
+    meta["info"] = {"recipe": info}
+    arrays["miaudit"] = np.asarray(json.dumps(meta))
+    np.savez(tmp / "deep.npz", **arrays)
+    return ["audit", "--signals", str(tmp / "deep.npz"), "--out", str(tmp / "new")]
+
+
 REPORT = {
     "no-such-folder": (lambda t: ["report", str(t / "nope")], "nope"),
     "folder-without-results": (

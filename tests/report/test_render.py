@@ -350,6 +350,21 @@ def test_markdown_renders_names_from_input_files_as_text(outputs_run):
     assert "`a'<img src=x>'`" in md
 
 
+def test_names_are_drawn_as_text_and_roc_lists_must_agree(outputs_run):
+    """Red team: an attack name "$\\foo{$" was parsed as math and crashed the charts, and ROC
+    lists of different lengths were an internal error."""
+    import pydantic
+
+    from miaudit.audit._results import RocCurve
+
+    _, result = outputs_run
+    attack = result.attacks[0].model_copy(update={"name": "$\\foo{$"})
+    html = render_report(result.model_copy(update={"attacks": [attack, *result.attacks[1:]]}))
+    assert "$\\foo{$" in html
+    with pytest.raises(pydantic.ValidationError, match="one value per FPR"):
+        RocCurve(fpr=[0.1, 0.2], tpr=[0.5], tpr_lower=[0.4], tpr_upper=[0.6])
+
+
 def test_controls_follow_the_tradeoff_verdicts(outputs_run):
     """DP best by the rule (larger paired risk reduction within the accuracy tolerance) makes the
     DP control "recommended"; a regulariser whose reduction's interval includes 0 does not."""

@@ -82,11 +82,26 @@ def _check_attacks(attacks: Sequence[str]) -> tuple[AttackSpec, ...]:
     return tuple(names[a] for a in dict.fromkeys(attacks))
 
 
+def _as_text(column: str, values: np.ndarray) -> np.ndarray:
+    """Byte strings (npz ``S`` arrays, Parquet binary columns) as text, refused in one line
+    when they are not UTF-8; other values as they are."""
+    if values.dtype.kind not in "SO" or not any(isinstance(v, bytes) for v in values.tolist()):
+        return values
+    try:
+        return np.array(
+            [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values.tolist()]
+        )
+    except UnicodeDecodeError:
+        raise InputError(
+            "--slices", f"column {column!r} holds bytes that are not UTF-8 text"
+        ) from None
+
+
 def _slice_groups(outputs: ModelOutputs, column: str) -> list[tuple[str, np.ndarray]]:
     if column not in outputs.columns:
         have = ", ".join(outputs.columns) or "none"
         raise InputError("--slices", f"no column {column!r} in the outputs (extra columns: {have})")
-    values = np.asarray(outputs.columns[column])
+    values = _as_text(column, np.asarray(outputs.columns[column]))
     uniq = np.unique(values.astype(str)) if values.dtype.kind in "OUSb" else np.unique(values)
     if values.dtype.kind in "if" and uniq.size > 20:
         edges = np.unique(np.quantile(values, [0.25, 0.5, 0.75]))

@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -392,6 +393,20 @@ def _with_saved_target(engine: SignalsStore, row: SignalsStore) -> SignalsStore:
     )
 
 
+def read_scores_file(path: Path, columns: list[str] | None = None) -> Any:
+    """A run's restricted ``scores.parquet`` as a pandas frame; a file that is not one (or lacks
+    ``columns``) is one InputError line."""
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a bad file, in one line
+        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InputError(
+            "results", f"cannot read {str(path)!r} as the run's scores: {msg}"
+        ) from None
+
+
 def load_run_results(results_dir: Path) -> dict[str, object]:
     import json
 
@@ -445,6 +460,13 @@ def check_record(
                 f"this audit's audited model is the external target (model {store.target}); the engine's models were its references",
             )
         given = reference.get("reference_set")
+        if given is not None and not (
+            isinstance(given, list)
+            and all(isinstance(m, int) and not isinstance(m, bool) for m in given)
+        ):
+            raise InputError(
+                "results", f"reference.reference_set must list model indices, got {str(given)[:60]}"
+            )
         if isinstance(given, list) and target is not None and target != store.target:
             raise InputError(
                 "--target",
@@ -488,9 +510,7 @@ def _check_saved_folder(d: Path, ids: Sequence[str], name: str) -> list[RecordEv
             "results",
             f"{str(scores_path)!r} not found (restricted per-record scores): check-record needs the folder of a `miaudit audit` or `miaudit attack` run",
         )
-    import pandas as pd
-
-    table = pd.read_parquet(scores_path)
+    table = read_scores_file(scores_path)
     col = f"score_{name}"
     if col not in table.columns:
         have = ", ".join(c.removeprefix("score_") for c in table.columns if c.startswith("score_"))

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit.audit._check_record import SIGNALS_PATH, TARGET_PATH, load_run_results
+from miaudit.audit._check_record import (
+    SIGNALS_PATH,
+    TARGET_PATH,
+    load_run_results,
+    read_scores_file,
+)
 from miaudit.audit._pseudonyms import key_path, pseudonymise, read_key
 from miaudit.data import load_signals
 from miaudit.errors import InputError
@@ -78,7 +83,5 @@ def _audited_ids(d: Path) -> np.ndarray:
     scores = d / "scores.parquet"
     if not scores.is_file():
         raise InputError("results", f"{str(scores)!r} not found (restricted per-record scores)")
-    import pandas as pd
-
-    ids: np.ndarray = pd.read_parquet(scores, columns=["record_id"])["record_id"].to_numpy()
+    ids: np.ndarray = read_scores_file(scores, ["record_id"])["record_id"].to_numpy()
     return ids

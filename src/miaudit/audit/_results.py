@@ -67,6 +67,15 @@ class RocCurve(_Record):
     tpr_lower: list[float]
     tpr_upper: list[float]
 
+    @model_validator(mode="after")
+    def _one_point_per_fpr(self) -> RocCurve:
+        bands = {len(self.tpr_lower), len(self.tpr_upper)}
+        if len(self.tpr) != len(self.fpr) or bands not in ({0}, {len(self.fpr)}):
+            raise ValueError(
+                "fpr and tpr, and tpr_lower and tpr_upper (or neither: no bootstrap), must have one value per FPR"
+            )
+        return self
+
 
 class OperatingPoint(_Record):
     rule: str

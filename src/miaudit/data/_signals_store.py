@@ -231,6 +231,19 @@ class SignalsStore:
         write_signals(self, Path(path))
 
 
+#: The signals metadata (a recipe, a plan) is a few levels deep; deeper is refused, since
+#: serialisers stop short of Python's parser (pydantic at about 500 levels).
+MAX_META_DEPTH = 32
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    """How deeply ``value`` (parsed JSON) nests, counted no further than past the limit."""
+    if level > MAX_META_DEPTH or not isinstance(value, dict | list):
+        return level
+    items = value.values() if isinstance(value, dict) else value
+    return max((_depth(v, level + 1) for v in items), default=level + 1)
+
+
 def checked_meta(meta: Any, *, need_shape: bool) -> dict[str, Any]:
     """The signals metadata, checked field by field (it comes from the file: untrusted)."""
     if not isinstance(meta, dict):
@@ -251,6 +264,8 @@ def checked_meta(meta: Any, *, need_shape: bool) -> dict[str, Any]:
     info = meta.get("info")
     if info is not None and not isinstance(info, dict):
         raise InputError("metadata.info", "must be a JSON object")
+    if _depth(meta) > MAX_META_DEPTH:  # it is written again with the results (red team)
+        raise InputError("metadata", f"is nested more than {MAX_META_DEPTH} levels deep")
     shape = meta.get("logits_shape")
     if need_shape or shape is not None:
         ok = (

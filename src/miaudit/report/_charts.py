@@ -38,6 +38,14 @@ _RC = {
     "path.simplify": True,
 }
 MEMBER = "#c0392b"
+
+
+def _text(name: str) -> str:
+    """A name from an input file as matplotlib text: "$\\foo{$" would be parsed as math (a red
+    team's attack name crashed the report)."""
+    return name.replace("$", r"\$")
+
+
 NONMEMBER = "#2c7fb8"
 CHANCE = "#777777"
 _PALETTE = (
@@ -139,7 +147,7 @@ def _roc_curve(ax: Any, a: AttackResult, n0: int, floor: float, colour: str, lw:
     f = [p[0] for p in pts]
     t = [max(p[1], floor) for p in pts]
     auc = f" (AUC {a.auc.point:.3f})" if a.auc.point is not None else ""
-    ax.plot(f, t, color=colour, lw=lw, label=f"{a.name}{auc}", drawstyle="steps-post")
+    ax.plot(f, t, color=colour, lw=lw, label=f"{_text(a.name)}{auc}", drawstyle="steps-post")
     band = [
         (p[0], max(p[2], floor), max(p[3], floor))
         for p in pts
@@ -231,7 +239,7 @@ def attack_summary_chart(attacks: Sequence[AttackResult]) -> Markup:
         ax.set_xlabel(label + ("" if metric == "auc" else " (chance: 1%)"))
         ax.grid(axis="y", visible=False)
     ax_tpr.xaxis.set_major_formatter(_percent())
-    ax_auc.set_yticks(ys, names)
+    ax_auc.set_yticks(ys, [_text(n) for n in names])
     ax_auc.set_ylim(-0.7, len(attacks) - 0.3)
     return _svg(fig, "attacks", "AUC and TPR at 1% FPR of each attack with intervals")
 
@@ -265,7 +273,9 @@ def histogram_chart(histograms: Sequence[ScoreHistogram]) -> Markup:
             label="non-members",
         )
         ax.stairs([c / tm for c in h.members], xs, color=MEMBER, lw=1.4, label="members")
-        ax.set_title(h.attack + (" (quantile bins)" if h.binning == "quantile" else ""), loc="left")
+        ax.set_title(
+            _text(h.attack) + (" (quantile bins)" if h.binning == "quantile" else ""), loc="left"
+        )
         if h.binning == "quantile":
             ticks = sorted({0, len(h.edges) // 2, len(h.edges) - 1})
             ax.set_xticks(ticks, [f"{h.edges[i]:.3g}" for i in ticks])
@@ -322,7 +332,7 @@ def tradeoff_chart(variants: Sequence[TradeoffVariant]) -> Markup:
                 color=_colour(i),
                 capsize=2.5,
                 ms=5,
-                label=v.name if which == "auc" else None,
+                label=_text(v.name) if which == "auc" else None,
             )
         ax.margins(x=0.15, y=0.15)
         ax.set_ylabel(label)
