@@ -1138,7 +1138,7 @@ def audit_signals(
     Existing results are replaced only with ``overwrite``. Everything is checked before any file
     is written.
     """
-    from miaudit._io import ensure_writable_dir, output_dir_cleanup, write_text_atomic
+    from miaudit._io import output_dir_cleanup, write_text_atomic
     from miaudit.audit._check_record import SIGNALS_PATH, TARGET_PATH
     from miaudit.data import load_signals
 
@@ -1151,12 +1151,10 @@ def audit_signals(
         store, source, named = load_signals(signals), Path(signals).name, str(signals)
     known = _known_features(store, features, image_shape)
     store, plan, pool_words = _prepare(store, cfg, False, target, references, pool)
-    with output_dir_cleanup(Path(out)):  # a refusal below leaves no folder it made
-        out_dir = ensure_writable_dir(Path(out))
-        key = prepare_out(out_dir, overwrite=overwrite, kind="audit")
-        ref = _run_plan(
-            store, cfg, plan, _Stated(pool_words or _STORE_POOL), source, key, None, known
-        )
+    stated, out_dir = _Stated(pool_words or _STORE_POOL), Path(out)
+    with output_dir_cleanup(out_dir):  # a refusal below leaves no folder it made
+        key = prepare_out(out_dir, overwrite=overwrite, kind="audit")  # makes the folder
+        ref = _run_plan(store, cfg, plan, stated, source, key, None, known)
     audited = target if target is not None else store.target
     (out_dir / SIGNALS_PATH).parent.mkdir(mode=0o700, exist_ok=True)
     _as_audited(store, audited).save(out_dir / SIGNALS_PATH)
