@@ -412,8 +412,6 @@ class AuditResult(_Record):
     def read(cls, path: Path) -> AuditResult:
         """``results.json`` at ``path``, checked against the schema; every problem (unreadable,
         not JSON, another schema, nested past reason) is one :class:`InputError` line."""
-        from pydantic import ValidationError
-
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -423,11 +421,8 @@ class AuditResult(_Record):
         try:
             return cls.from_json(text)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
             raise InputError(
-                "results",
-                f"{str(path)!r} is not miaudit results ({where + ': ' if where else ''}{first['msg']})",
+                "results", f"{str(path)!r} is not miaudit results ({validation_problem(exc)})"
             ) from None
 
 
@@ -454,6 +449,13 @@ class PrivacySpent(_Record):
         return math.inf if v is None else v
 
 
+def validation_problem(exc: ValidationError) -> str:
+    """A pydantic error's first problem in one line: where (dotted) and what."""
+    first = exc.errors()[0]
+    where = ".".join(str(x) for x in first["loc"])
+    return f"{where + ': ' if where else ''}{first['msg']}"
+
+
 def parse_record(
     model: type[_R], text: str, schema: str, *, source: str, field: str | None = None
 ) -> _R:
@@ -475,11 +477,7 @@ def parse_record(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise refuse(
-            f"is not a valid {schema} file ({where + ': ' if where else ''}{first['msg']})"
-        ) from None
+        raise refuse(f"is not a valid {schema} file ({validation_problem(exc)})") from None
 
 
 def dump_record(record: BaseModel) -> str:
