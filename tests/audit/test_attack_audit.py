@@ -102,47 +102,50 @@ def test_slices_and_comparisons(audited):
     assert result.strongest().auc.lower > 0.6
 
 
-def test_a_small_groups_split_is_never_published(tmp_path):
-    """A red team read one record's membership from a one-record slice's counts. Its split is
-    hidden, and so is the next smallest group's, since the totals minus the groups shown would
-    give it; what is shown is the groups' sizes, and every split shown is over 20 of each."""
+def test_no_groups_split_is_published(tmp_path):
+    """A red team read records' membership from groups' member counts: a one-record slice, then,
+    with small groups hidden, two slice columns differing by one record, a slice against the
+    class table, and a −0.0 value that fell in no group (the groups against the totals). Shared
+    files give each group's size and, where it can be measured, its metrics; never its split."""
     from dataclasses import replace
 
     o = simulated_outputs(n=600, shift=1.5, seed=4)
-    country = np.where(np.arange(600) % 3 == 0, "x", "y").astype(object)
-    first_member = int(np.flatnonzero(o.member == 1)[0])
-    country[first_member] = "z"  # one record alone: its split would be its membership
-    o = replace(o, columns={**o.columns, "country": country.astype(str)})
-    result = miaudit.attack(o, slices=["country"], n_resamples=20, out=tmp_path / "r", quiet=True)
-    groups = {s.value: s for s in result.slices}
-    assert groups["z"].n_members is None and groups["z"].n_records == 1
-    assert groups["x"].n_members is None and groups["x"].attacks == []  # the next smallest
-    assert groups["y"].n_members is not None and groups["y"].n_records == 399
-    assert min(groups["y"].n_members, groups["y"].n_nonmembers) >= 20
-    shared = (tmp_path / "r" / "results.json").read_text() + (
-        tmp_path / "r" / "report.html"
-    ).read_text()
-    assert "split not shown" in shared and '"n_members": null' in shared
-
-
-def test_suppression_leaves_large_enough_groups_and_hides_the_rest():
-    from miaudit.audit import SliceResult, suppress_small_groups
-
-    def group(value: str, n1: int, n0: int) -> SliceResult:
-        return SliceResult(column="c", value=value, n_members=n1, n_nonmembers=n0, attacks=[])
-
-    out = suppress_small_groups([group("a", 50, 40), group("b", 30, 30), group("c", 25, 25)], 20)
-    assert [g.n_members for g in out] == [50, 30, 25] and [g.n_records for g in out] == [90, 60, 50]
-    # Two small groups together reach 20 of each: nothing else is hidden.
-    out = suppress_small_groups(
-        [group("a", 50, 40), group("b", 12, 30), group("c", 10, 3), group("d", 30, 30)], 20
+    t = int(np.flatnonzero(o.member == 1)[0])
+    x = np.where(np.arange(600) % 3 == 0, "a", "b").astype(object)
+    y = x.copy()
+    y[t] = "c" if x[t] == "b" else "b"  # the columns differ by record t alone
+    z = np.where(np.arange(600) % 2 == 0, 0.0, 1.0)
+    z[t] = -0.0
+    o = replace(o, columns={**o.columns, "x": x.astype(str), "y": y.astype(str), "z": z})
+    result = miaudit.attack(
+        o, slices=["x", "y", "z"], n_resamples=20, out=tmp_path / "r", quiet=True
     )
-    assert [g.n_members for g in out] == [50, None, None, 30]
-    # One group of one: the smallest other group is hidden with it; all hidden when it takes all.
-    out = suppress_small_groups([group("a", 1, 0), group("b", 30, 30), group("c", 25, 21)], 20)
-    assert [g.n_members for g in out] == [None, 30, None]
-    out = suppress_small_groups([group("a", 1, 0), group("b", 5, 30)], 20)
-    assert [g.n_members for g in out] == [None, None]
+    assert all(s.n_members is None and s.n_nonmembers is None for s in result.slices)
+    sizes = {(s.column, s.value): s.size for s in result.slices}
+    for column in ("x", "y", "z"):  # every record in exactly one group of each column
+        assert sum(n for (c, _), n in sizes.items() if c == column) == 600
+    assert sizes[("z", "0.0")] + sizes[("z", "1.0")] == 600
+    small = [s for s in result.slices if s.size == 1]
+    assert small and all(s.attacks == [] for s in small)  # too few to measure
+    assert all(s.attacks for s in result.slices if s.size > 150)
+    shared = (tmp_path / "r" / "results.json").read_text()
+    assert '"n_members": null' in shared and '"n_members": 0' not in shared
+
+
+def test_suppression_gives_sizes_and_measures_only_large_enough_groups():
+    from miaudit.audit import SliceAttack, SliceResult, suppress_small_groups
+    from miaudit.metrics import Estimate
+
+    est = Estimate(point=0.6, lower=0.5, upper=0.7)
+    measured = [SliceAttack(attack="loss", auc=est, tpr_at_1pct_fpr=est)]
+
+    def group(n1: int, n0: int) -> SliceResult:
+        return SliceResult(column="c", value="v", n_members=n1, n_nonmembers=n0, attacks=measured)
+
+    out = suppress_small_groups([group(50, 40), group(19, 30), group(1, 0)], 20)
+    assert [g.size for g in out] == [90, 49, 1] and [g.n_records for g in out] == [90, 49, 1]
+    assert all(g.n_members is None and g.n_nonmembers is None for g in out)
+    assert [bool(g.attacks) for g in out] == [True, False, False]
 
 
 def test_bad_attack_and_slice_names():

@@ -344,3 +344,13 @@ def test_text_from_input_files_cannot_drive_the_terminal(monkeypatch, capsys, tm
     code, stdout, err = run_main(monkeypatch, capsys, "ids", str(out))
     assert code == 0, err
     assert "id0\\x1b[31m" in stdout and "\x1b" not in stdout
+    # ... and error lines that name them (a column's name in "extra columns: ...")
+    np.savez(
+        tmp_path / "named.npz",
+        logits=np.zeros((4, 2)), label=[0, 1, 0, 1], member=[1, 0, 1, 0],
+        **{"\x1b]0;PWNED\x07": np.arange(4)},
+    )  # fmt: skip
+    code, _, err = run_main(
+        monkeypatch, capsys, "attack", str(tmp_path / "named.npz"), "--slices", "nope"
+    )
+    assert code == 2 and "\\x1b]0;PWNED" in err and "\x1b" not in err

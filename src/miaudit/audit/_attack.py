@@ -117,8 +117,12 @@ def _slice_groups(outputs: ModelOutputs, column: str) -> list[tuple[str, np.ndar
             "--slices",
             f"column {column!r} has {uniq.size} distinct values; at most {MAX_SLICE_VALUES} can be sliced",
         )
-    as_str = values.astype(str)
-    return [(str(u), as_str == str(u)) for u in uniq]
+    # Every record in exactly one group: grouped by the same values np.unique found (−0.0 and
+    # 0.0 are one value; by their text they were two, and one record fell in no group).
+    found, which = np.unique(
+        values.astype(str) if values.dtype.kind in "OUSb" else values, return_inverse=True
+    )
+    return [(str(u), which.reshape(-1) == i) for i, u in enumerate(found)]
 
 
 def attack_result(

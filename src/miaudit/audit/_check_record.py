@@ -517,10 +517,12 @@ def _check_saved_folder(d: Path, ids: Sequence[str], name: str) -> list[RecordEv
         raise InputError(
             "--attack", f"no scores of attack {name!r} in this folder (it has: {have})"
         )
-    return check_saved_outputs(
-        table["record_id"].to_numpy(),
-        table["member"].to_numpy(),
-        table[col].to_numpy(),
-        ids,
-        attack=name,
-    )
+    missing = [c for c in ("record_id", "member") if c not in table.columns]
+    if missing:
+        raise InputError("results", f"{str(scores_path)!r} has no {missing[0]!r} column")
+    member, score = table["member"].to_numpy(), table[col].to_numpy()
+    if member.dtype.kind not in "biuf" or score.dtype.kind not in "biuf":
+        raise InputError(
+            "results", f"{str(scores_path)!r} holds memberships or scores that are not numbers"
+        )
+    return check_saved_outputs(table["record_id"].to_numpy(), member, score, ids, attack=name)

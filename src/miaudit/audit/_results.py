@@ -180,10 +180,11 @@ class SliceAttack(_Record):
 
 
 class SliceResult(_Record):
-    """One group of records (a slice value, or a class). ``n_members`` and ``n_nonmembers`` are
-    None, and ``attacks`` empty, where the group is suppressed (:func:`suppress_small_groups`):
-    its split would tell the membership of a handful of identifiable records. ``n_records`` is
-    the group's size (None in results written before it was recorded)."""
+    """One group of records (a slice value, or a class): its size and, where it holds enough
+    members and non-members to measure, the attacks' AUC and TPR. ``n_members`` and
+    ``n_nonmembers`` are None in what miaudit writes (:func:`suppress_small_groups`): a group's
+    split, beside another group's or the totals, tells the membership of the records that differ
+    (schema /3 carried them)."""
 
     column: str
     value: str
@@ -192,28 +193,38 @@ class SliceResult(_Record):
     attacks: list[SliceAttack]
     n_records: int | None = None
 
+    @property
+    def size(self) -> int:
+        """The group's number of records (schema /3 results: its members plus non-members)."""
+        if self.n_records is not None:
+            return self.n_records
+        return (self.n_members or 0) + (self.n_nonmembers or 0)
+
 
 def suppress_small_groups(groups: Sequence[SliceResult], minimum: int) -> list[SliceResult]:
-    """Hide the member/non-member split of the groups of one column with fewer than
-    ``minimum`` members or non-members, and of as many of the smallest other groups as it takes
-    for the hidden groups together to hold ``minimum`` of each: the published totals minus the
-    published groups give the hidden groups' combined split, which must not single out a record
-    either (a red team read one record's membership from a one-record slice). Groups are
-    expected to be one column's, with counts."""
-    counts = [(int(g.n_members or 0), int(g.n_nonmembers or 0)) for g in groups]
-    hidden = {i for i, (n1, n0) in enumerate(counts) if n1 < minimum or n0 < minimum}
-    shown = sorted(set(range(len(groups))) - hidden, key=lambda i: (sum(counts[i]), i))
-    while hidden and shown:
-        if min(sum(counts[i][k] for i in hidden) for k in (0, 1)) >= minimum:
-            break
-        hidden.add(shown.pop(0))
-    return [
-        g.model_copy(
-            update={"n_records": sum(counts[i])}
-            | ({"n_members": None, "n_nonmembers": None, "attacks": []} if i in hidden else {})
+    """The groups as shared files show them: each group's size, never its member/non-member
+    split, and no metrics where it has fewer than ``minimum`` members or non-members.
+
+    A red team read a record's membership from a one-record slice's split, then, with small
+    groups hidden, by differencing: two slice columns that differ by one record, a slice against
+    the class table, the groups against the totals. Counts of members by group are the roster in
+    aggregate; only sizes, which say nothing of membership, are shown. Groups are expected with
+    their counts."""
+    out = []
+    for g in groups:
+        n1, n0 = int(g.n_members or 0), int(g.n_nonmembers or 0)
+        measured = g.attacks if n1 >= minimum and n0 >= minimum else []
+        out.append(
+            g.model_copy(
+                update={
+                    "n_records": n1 + n0,
+                    "n_members": None,
+                    "n_nonmembers": None,
+                    "attacks": measured,
+                }
+            )
         )
-        for i, g in enumerate(groups)
-    ]
+    return out
 
 
 class ExposedRecord(_Record):

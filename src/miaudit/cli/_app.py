@@ -463,7 +463,9 @@ def _root(
 
 def _fail(message: str, code: int = 2) -> NoReturn:
     """One plain-text line on stderr (no markup, no traceback), then exit ``code``."""
-    line = " ".join(str(message).split())
+    from miaudit.cli._console import plain
+
+    line = plain(" ".join(str(message).split()))  # names from input files drive no terminal
     sys.stderr.write(f"error: {line}\n")
     sys.stderr.flush()
     raise SystemExit(code)

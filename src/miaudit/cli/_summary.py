@@ -91,19 +91,14 @@ def _slice_table(result: AuditResult) -> Table:
     """Each slice under the attack that exposes most (the strongest)."""
     strongest = result.exposure_attack
     st = Table(title=f"Slices ({strongest})")
-    for col in ("slice", "members", "non-members", "AUC", "TPR @ 1% FPR"):
+    for col in ("slice", "records", "AUC", "TPR @ 1% FPR"):
         st.add_column(col)
     for s in result.slices:
         match = [a for a in s.attacks if a.attack == strongest]
-        counts = (
-            (str(s.n_members), str(s.n_nonmembers))
-            if s.n_members is not None
-            else (f"{s.n_records} in all" if s.n_records is not None else "", "split not shown")
-        )
         figures = (
             (fmt(match[0].auc), fmt(match[0].tpr_at_1pct_fpr, pct=True))
             if match
             else ("too few records", "")
         )
-        st.add_row(plain(f"{s.column}={s.value}"), *counts, *figures)
+        st.add_row(plain(f"{s.column}={s.value}"), f"{s.size:,}", *figures)
     return st

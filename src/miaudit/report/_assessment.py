@@ -169,7 +169,7 @@ def _groups(r: AuditResult) -> str:
     if not rows:
         return "No per-group figures in these results (miaudit attack --slices COLUMN adds them)."
     s, a = max(rows, key=lambda x: (x[1].auc.lower or 0.0, x[1].auc.point or 0.0))
-    return f"Most exposed group: {s.column} = {s.value} ({s.n_members:,} members), {focus} AUC {format_estimate(a.auc)}."
+    return f"Most exposed group: {s.column} = {s.value} ({s.size:,} records), {focus} AUC {format_estimate(a.auc)}."
 
 
 def _sample_size(r: AuditResult) -> str:

@@ -322,7 +322,7 @@ def _minimisation(result: AuditResult) -> Control:
     if measured:
         s, a = max(measured, key=lambda sa: sa[1].auc.point or 0.0)
         parts.append(
-            f"The most exposed group is {s.column} = {s.value} ({s.n_members} members) with AUC {format_estimate(a.auc)}."
+            f"The most exposed group is {s.column} = {s.value} ({s.size:,} records) with AUC {format_estimate(a.auc)}."
         )
     return Control(
         "minimisation",

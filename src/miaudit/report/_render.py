@@ -261,24 +261,20 @@ def _later_sections(
     }
 
 
+#: Markdown's active characters: text in the summary may come from input files (a file's,
+#: dataset's or attack's name), and ``![t](https://…)`` or ``<img src=…>`` would render as a
+#: tracking image in a pull request; escaped, every character shows as written.
+_MD_ACTIVE = re.compile(r"([\\`*_\[\]<>~])")  # no link or image without its brackets
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-#: Markdown's active characters in text from input files: a name such as
-#: ``![t](https://…)`` or ``<img src=…>`` would render as a tracking image in a pull request.
-_MD_ACTIVE = re.compile(r"([\\`*_\[\]()!<>#~])")
-
-
-def _md_text(text: str) -> str:
-    """Text from an input file (a file or dataset name) as literal Markdown text in a cell."""
-    return _md_cell(_MD_ACTIVE.sub(r"\\\1", text))
+    """Text as literal Markdown on one line of a table or paragraph."""
+    return _MD_ACTIVE.sub(r"\\\1", text).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_code(text: str) -> str:
-    """Text from an input file (an attack's name) in a code span: nothing in it renders, but a
-    backtick would end the span."""
-    return _md_cell(text.replace("`", "'"))
+    """Text in a code span: nothing in it renders, but a backtick would end the span."""
+    return text.replace("`", "'").replace("|", "\\|").replace("\n", " ")
 
 
 def _md_setup(r: AuditResult) -> str:
@@ -286,11 +282,11 @@ def _md_setup(r: AuditResult) -> str:
         ref = r.reference
         if ref.reference_choice is not None:
             return (
-                f"Reference-model audit of models trained elsewhere ({_md_text(ref.dataset)}): {ref.models} models, {ref.targets} target(s) attacked; "
-                f"references: {_md_text(ref.reference_choice)}; pool: {_md_text(ref.pool or '')}."
+                f"Reference-model audit of models trained elsewhere ({_md_cell(ref.dataset)}): {ref.models} models, {ref.targets} target(s) attacked; "
+                f"references: {_md_cell(ref.reference_choice)}; pool: {_md_cell(ref.pool or '')}."
             )
         return (
-            f"Reference-model audit of the recipe on {_md_text(ref.dataset)}: {ref.models} models, {ref.references} reference pair(s) "
+            f"Reference-model audit of the recipe on {_md_cell(ref.dataset)}: {ref.models} models, {ref.references} reference pair(s) "
             f"per target, {ref.targets} targets attacked; the attacker knows the recipe and holds {ref.population_records:,} population records."
         )
     return f"Audit of one model's saved outputs ({r.input.kind}); no reference models, so LiRA and RMIA were not run."
@@ -364,7 +360,7 @@ def render_markdown(
     tpr_keys = list(dict.fromkeys(k for a in r.attacks for k in a.tpr_at_fpr))
     unit = "pairs" if r.reference is not None else "records"
     lines = [
-        f"### Membership-inference audit: {_md_text(r.input.name)}",
+        f"### Membership-inference audit: {_md_cell(r.input.name)}",
         "",
         f"**Risk: {risk.level.upper()}.** {_md_cell(risk.explanation)}",
         "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -145,6 +146,14 @@ def class_breakdown(
     return suppress_small_groups(out, MIN_CLASS_RECORDS)
 
 
+def _numeric(table: Any, columns: Sequence[str]) -> bool:
+    """Whether every named column of a pyarrow table holds numbers (or booleans)."""
+    import pyarrow as pa
+
+    kinds = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+    return all(any(k(table.schema.field(c).type) for k in kinds) for c in columns)
+
+
 def aggregates_from_scores(
     path: Path, result: AuditResult, *, bins: int = 40
 ) -> tuple[list[ScoreHistogram], list[SliceResult], str | None]:
@@ -177,6 +186,12 @@ def aggregates_from_scores(
             [],
             [],
             f"{path.name} has {table.num_rows} rows but the results describe {result.input.n_records}; it belongs to another run, so score distributions are not shown",
+        )
+    if not _numeric(table, ["member", *(f"score_{a}" for a in names)]):
+        return (
+            [],
+            [],
+            f"{path.name} has membership or score columns that are not numbers; score distributions are not shown",
         )
     member = table.column("member").to_numpy()
     scores = {a: table.column(f"score_{a}").to_numpy() for a in names}
