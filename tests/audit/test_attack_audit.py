@@ -132,17 +132,13 @@ def test_no_groups_split_is_published(tmp_path):
     assert '"n_members": null' in shared and '"n_members": 0' not in shared
 
 
-def test_suppression_gives_sizes_and_measures_only_large_enough_groups():
-    from miaudit.audit import SliceAttack, SliceResult, suppress_small_groups
-    from miaudit.metrics import Estimate
+def test_the_class_table_gives_sizes_and_measures_only_large_enough_groups():
+    from miaudit.report._scores import class_breakdown
 
-    est = Estimate(point=0.6, lower=0.5, upper=0.7)
-    measured = [SliceAttack(attack="loss", auc=est, tpr_at_1pct_fpr=est)]
-
-    def group(n1: int, n0: int) -> SliceResult:
-        return SliceResult(column="c", value="v", n_members=n1, n_nonmembers=n0, attacks=measured)
-
-    out = suppress_small_groups([group(50, 40), group(19, 30), group(1, 0)], 20)
+    label = np.repeat([0, 1, 2], [90, 49, 1])
+    member = np.concatenate([np.arange(90) < 50, np.arange(49) < 19, [True]]).astype(np.int8)
+    score = np.random.default_rng(0).normal(size=140)
+    out = class_breakdown(member, label, {"loss": score}, attacks=["loss"], n_resamples=20)
     assert [g.size for g in out] == [90, 49, 1] and [g.n_records for g in out] == [90, 49, 1]
     assert all(g.n_members is None and g.n_nonmembers is None for g in out)
     assert [bool(g.attacks) for g in out] == [True, False, False]

@@ -56,7 +56,6 @@ from miaudit.audit._results import (
     PrivacySpent,
     SliceAttack,
     SliceResult,
-    suppress_small_groups,
 )
 from miaudit.audit._text_audit import applicable_text_attacks, run_text_attacks
 from miaudit.audit._tradeoff import (
@@ -151,7 +150,6 @@ __all__ = [
     "run_text_attacks",
     "signals_audit_config",
     "skewnorm_exposure",
-    "suppress_small_groups",
     "text_demo_config",
     "text_tradeoff",
     "text_variants",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,6 @@ from miaudit.audit._results import (
     SliceAttack,
     SliceResult,
     TopTie,
-    suppress_small_groups,
 )
 from miaudit.data import ModelOutputs, PopulationOutputs, load_outputs, load_population
 from miaudit.errors import InputError
@@ -102,8 +101,12 @@ def _slice_groups(outputs: ModelOutputs, column: str) -> list[tuple[str, np.ndar
         have = ", ".join(outputs.columns) or "none"
         raise InputError("--slices", f"no column {column!r} in the outputs (extra columns: {have})")
     values = _as_text(column, np.asarray(outputs.columns[column]))
-    uniq = np.unique(values.astype(str)) if values.dtype.kind in "OUSb" else np.unique(values)
-    if values.dtype.kind in "if" and uniq.size > 20:
+    # Every record in exactly one group: grouped by the values np.unique finds (−0.0 and 0.0
+    # are one value; by their text they were two, and one record fell in no group).
+    found, which = np.unique(
+        values.astype(str) if values.dtype.kind in "OUSb" else values, return_inverse=True
+    )
+    if values.dtype.kind in "if" and found.size > 20:
         edges = np.unique(np.quantile(values, [0.25, 0.5, 0.75]))
         bins = np.digitize(values, edges)
         labels = (
@@ -112,16 +115,11 @@ def _slice_groups(outputs: ModelOutputs, column: str) -> list[tuple[str, np.ndar
             + [f">{edges[-1]:.4g}"]
         )
         return [(labels[i], bins == i) for i in range(len(edges) + 1)]
-    if uniq.size > MAX_SLICE_VALUES:
+    if found.size > MAX_SLICE_VALUES:
         raise InputError(
             "--slices",
-            f"column {column!r} has {uniq.size} distinct values; at most {MAX_SLICE_VALUES} can be sliced",
+            f"column {column!r} has {found.size} distinct values; at most {MAX_SLICE_VALUES} can be sliced",
         )
-    # Every record in exactly one group: grouped by the same values np.unique found (−0.0 and
-    # 0.0 are one value; by their text they were two, and one record fell in no group).
-    found, which = np.unique(
-        values.astype(str) if values.dtype.kind in "OUSb" else values, return_inverse=True
-    )
     return [(str(u), which.reshape(-1) == i) for i, u in enumerate(found)]
 
 
@@ -542,53 +540,33 @@ def _slices(
     n_resamples: int,
     seed: np.random.SeedSequence,
 ) -> list[SliceResult]:
+    """Each group's size and, where it has enough members and non-members, its metrics; never
+    its member/non-member split (:class:`SliceResult`)."""
     out = []
     seeds = iter(seed.spawn(sum(len(g) for g in groups.values())))
     for column, parts in groups.items():
-        out.extend(
-            suppress_small_groups(
-                _column_slices(column, parts, member, scores, n_resamples, seeds), MIN_SLICE_CLASS
-            )
-        )
-    return out
-
-
-def _column_slices(
-    column: str,
-    parts: list[tuple[str, np.ndarray]],
-    member: np.ndarray,
-    scores: dict[str, np.ndarray],
-    n_resamples: int,
-    seeds: Iterator[np.random.SeedSequence],
-) -> list[SliceResult]:
-    out = []
-    for value, mask in parts:
-        s_seed = next(seeds)
-        m = member[mask]
-        n1, n0 = int(m.sum()), int((m == 0).sum())
-        if n1 < MIN_SLICE_CLASS or n0 < MIN_SLICE_CLASS:
-            out.append(
-                SliceResult(column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=[])
-            )
-            continue
-        ev = evaluate(
-            m,
-            {k: v[mask] for k, v in scores.items()},
-            fprs=(0.01,),
-            n_resamples=n_resamples,
-            rng=np.random.default_rng(s_seed),
-        )
-        attacks = [
-            SliceAttack(
-                attack=k,
-                auc=ev.estimate(k, "auc"),
-                tpr_at_1pct_fpr=ev.estimate(k, tpr_key(0.01)),
-            )
-            for k in scores
-        ]
-        out.append(
-            SliceResult(column=column, value=value, n_members=n1, n_nonmembers=n0, attacks=attacks)
-        )
+        for value, mask in parts:
+            s_seed = next(seeds)
+            m = member[mask]
+            n1, n0 = int(m.sum()), int((m == 0).sum())
+            attacks = []
+            if n1 >= MIN_SLICE_CLASS and n0 >= MIN_SLICE_CLASS:
+                ev = evaluate(
+                    m,
+                    {k: v[mask] for k, v in scores.items()},
+                    fprs=(0.01,),
+                    n_resamples=n_resamples,
+                    rng=np.random.default_rng(s_seed),
+                )
+                attacks = [
+                    SliceAttack(
+                        attack=k,
+                        auc=ev.estimate(k, "auc"),
+                        tpr_at_1pct_fpr=ev.estimate(k, tpr_key(0.01)),
+                    )
+                    for k in scores
+                ]
+            out.append(SliceResult(column=column, value=value, n_records=n1 + n0, attacks=attacks))
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -182,14 +181,14 @@ class SliceAttack(_Record):
 class SliceResult(_Record):
     """One group of records (a slice value, or a class): its size and, where it holds enough
     members and non-members to measure, the attacks' AUC and TPR. ``n_members`` and
-    ``n_nonmembers`` are None in what miaudit writes (:func:`suppress_small_groups`): a group's
-    split, beside another group's or the totals, tells the membership of the records that differ
-    (schema /3 carried them)."""
+    ``n_nonmembers`` are None in what miaudit writes since schema /4: a group's split, beside
+    another group's or the totals, tells the membership of the records that differ (a red team
+    read records' membership so from /3 results, which carried them)."""
 
     column: str
     value: str
-    n_members: int | None
-    n_nonmembers: int | None
+    n_members: int | None = None
+    n_nonmembers: int | None = None
     attacks: list[SliceAttack]
     n_records: int | None = None
 
@@ -199,32 +198,6 @@ class SliceResult(_Record):
         if self.n_records is not None:
             return self.n_records
         return (self.n_members or 0) + (self.n_nonmembers or 0)
-
-
-def suppress_small_groups(groups: Sequence[SliceResult], minimum: int) -> list[SliceResult]:
-    """The groups as shared files show them: each group's size, never its member/non-member
-    split, and no metrics where it has fewer than ``minimum`` members or non-members.
-
-    A red team read a record's membership from a one-record slice's split, then, with small
-    groups hidden, by differencing: two slice columns that differ by one record, a slice against
-    the class table, the groups against the totals. Counts of members by group are the roster in
-    aggregate; only sizes, which say nothing of membership, are shown. Groups are expected with
-    their counts."""
-    out = []
-    for g in groups:
-        n1, n0 = int(g.n_members or 0), int(g.n_nonmembers or 0)
-        measured = g.attacks if n1 >= minimum and n0 >= minimum else []
-        out.append(
-            g.model_copy(
-                update={
-                    "n_records": n1 + n0,
-                    "n_members": None,
-                    "n_nonmembers": None,
-                    "attacks": measured,
-                }
-            )
-        )
-    return out
 
 
 class ExposedRecord(_Record):

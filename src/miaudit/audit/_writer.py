@@ -62,7 +62,7 @@ def folder_kind(out: Path) -> tuple[str | None, tuple[str, ...]]:
     return None, ()
 
 
-def _check_no_folders(out: Path, kind: str) -> None:
+def _check_run_paths(out: Path, kind: str) -> None:
     """Refuse a folder (not a link) standing where this kind of run writes a file, before any
     work: miaudit would otherwise fail after the run with half of its files written, or, with
     --overwrite, remove a folder it did not write; and a link where it writes a folder, whose
@@ -93,7 +93,7 @@ def prepare_out(
     (``signals/``…) would stay beside the new results and be read as theirs.
     """
     ensure_writable_dir(out)
-    _check_no_folders(out, kind)
+    _check_run_paths(out, kind)
     existing = out / RESULTS_FILE
     found, _files = folder_kind(out)
     if found is not None and found != kind and (kind, found) not in COMPATIBLE:
@@ -165,14 +165,14 @@ def write_run(
     (its manifest says what), so that nothing of it stays beside the new results."""
     import json
 
-    _check_no_folders(out, kind)
+    _check_run_paths(out, kind)
     _, earlier = folder_kind(out)
     keep = (
         {"signals", "audit.json", "train.json"} if kind == "audit" else set()
     )  # written by this run already
     for name in earlier:
         path = out / name
-        if name in keep or name in RUN_FOLDERS or is_key_file(name):
+        if name in keep or is_key_file(name):
             continue
         if path.is_symlink() or path.is_file():  # a link itself, never what it points to
             path.unlink()

@@ -250,9 +250,8 @@ class PopulationOutputs:
                 record_id=arrays.get("record_id"),
                 features=table_features(arrays, feature_columns),
             )
-        except InputError as exc:  # name the population's input, not the audited outputs'
-            field = exc.field if exc.field.startswith("-") else f"population.{exc.field}"
-            raise InputError(field, exc.problem) from None
+        except InputError as exc:
+            raise _population_field(exc) from None
         return cls(
             checked.values,
             checked.kind,
@@ -269,4 +268,16 @@ def load_population(
 ) -> PopulationOutputs:
     """Load the audited model's outputs on population records (.npz, .parquet or .csv):
     ``logits`` or ``probs``, ``label``, optional ``record_id`` and the features."""
-    return PopulationOutputs.from_table(read_table(path, "population"), feature_columns)
+    try:
+        table = read_table(path, "population")
+    except InputError as exc:
+        raise _population_field(exc) from None
+    return PopulationOutputs.from_table(table, feature_columns)
+
+
+def _population_field(exc: InputError) -> InputError:
+    """``exc`` naming the population's input (``population.<field>``), not the audited
+    outputs'; an option (``--features``) or a population field stays as it is."""
+    if exc.field.startswith(("population", "-")):
+        return exc
+    return InputError(f"population.{exc.field}", exc.problem)

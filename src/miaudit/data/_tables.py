@@ -60,9 +60,7 @@ def read_table(path: str | Path, field_name: str = "input") -> RawTable:
         if suffix == ".parquet":
             return _read_parquet(p)
         return _read_csv(p)
-    except InputError as exc:  # a population file's problems name the population's input
-        if field_name == "population" and not exc.field.startswith(("population", "-")):
-            raise InputError(f"population.{exc.field}", exc.problem) from None
+    except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parser failure is a bad file, reported in one line
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from miaudit.audit import AuditResult, SliceAttack, SliceResult, suppress_small_groups
+from miaudit.audit import AuditResult, SliceAttack, SliceResult
 from miaudit.errors import InputError
 from miaudit.metrics import evaluate, tpr_key
 from miaudit.report._inputs import BinningKind, ScoreHistogram
@@ -107,7 +107,8 @@ def class_breakdown(
 ) -> list[SliceResult]:
     """Per-class AUC and TPR at 1 % FPR of ``attacks``, as slices of column ``class``.
 
-    A class with fewer than ``MIN_CLASS_RECORDS`` members or non-members gets counts only.
+    Each class gives its size, never its member/non-member split (:class:`SliceResult`); one
+    with fewer than ``MIN_CLASS_RECORDS`` members or non-members, its size only.
     ``groups``: the record of each scored pair, so that the bootstrap resamples records.
     """
     member = np.asarray(member).astype(np.int8)
@@ -122,9 +123,7 @@ def class_breakdown(
         m = member[mask]
         n1, n0 = int(m.sum()), int((m == 0).sum())
         if n1 < MIN_CLASS_RECORDS or n0 < MIN_CLASS_RECORDS:
-            out.append(
-                SliceResult(column="class", value=str(c), n_members=n1, n_nonmembers=n0, attacks=[])
-            )
+            out.append(SliceResult(column="class", value=str(c), n_records=n1 + n0, attacks=[]))
             continue
         ev = evaluate(
             m,
@@ -140,10 +139,8 @@ def class_breakdown(
             )
             for a in attacks
         ]
-        out.append(
-            SliceResult(column="class", value=str(c), n_members=n1, n_nonmembers=n0, attacks=rows)
-        )
-    return suppress_small_groups(out, MIN_CLASS_RECORDS)
+        out.append(SliceResult(column="class", value=str(c), n_records=n1 + n0, attacks=rows))
+    return out
 
 
 def _numeric(table: Any, columns: Sequence[str]) -> bool:
