@@ -387,6 +387,16 @@ add("attack-options/newline-in-a-path", lambda t: ["attack", str(t / "a\nb.npz")
 # --- check-record and report ---------------------------------------------------------------------------
 
 
+def _results_json(*, reference: dict | None = None, exposure_attack: str | None = None) -> str:
+    """A whole results.json (check-record reads only results that pass the schema): the golden
+    reference audit's, with ``reference`` fields replaced (None: an audit from saved outputs)."""
+    data = json.loads((Path(__file__).parents[1] / "golden/expected/audit.json").read_text())
+    data["created_at"] = "2026-01-01T00:00:00Z"
+    data["reference"] = None if reference is None else {**data["reference"], **reference}
+    data["exposure_attack"] = exposure_attack
+    return json.dumps(data)
+
+
 def _signals_folder(tmp: Path, *, models: int = 6, metadata: dict | None = None) -> Path:
     from miaudit.data import SignalsStore
 
@@ -404,7 +414,7 @@ def _signals_folder(tmp: Path, *, models: int = 6, metadata: dict | None = None)
     res = tmp / "res"
     (res / "signals").mkdir(parents=True)
     (res / "results.json").write_text(
-        '{"schema_version": "miaudit.results/4", "reference": {}}'
+        _results_json(reference={})
     )  # an audit with reference models: check-record reads its signals
     store.save(res / "signals" / "signals.npz")
     if metadata is not None:
@@ -435,6 +445,19 @@ CHECK_RECORD = {
         ][2:],
         "schema_version",
     ),
+    "results-not-whole": (  # red team: answered from a results.json with a schema and one field
+        lambda t: [
+            (t / "res").mkdir(),
+            (t / "res" / "results.json").write_text(
+                '{"schema_version": "miaudit.results/4", "exposure_attack": "loss"}'
+            ),
+            "check-record",
+            str(t / "res"),
+            "--id",
+            "1",
+        ][2:],
+        "is not miaudit results (tool_version: Field required)",
+    ),
     "results-nested-past-reason": (
         lambda t: [
             (t / "res").mkdir(),
@@ -444,7 +467,7 @@ CHECK_RECORD = {
             "--id",
             "1",
         ][2:],
-        "RecursionError",
+        "recursion limit",
     ),
     "empty-id": (lambda t: ["check-record", str(_signals_folder(t)), "--id", ""], "--id"),
     "negative-target": (
@@ -458,9 +481,7 @@ CHECK_RECORD = {
     "garbage-signals": (
         lambda t: [
             (t / "res" / "signals").mkdir(parents=True),
-            (t / "res" / "results.json").write_text(
-                '{"schema_version": "miaudit.results/4", "reference": {}}'
-            ),
+            (t / "res" / "results.json").write_text(_results_json(reference={})),
             (t / "res" / "signals" / "signals.npz").write_bytes(b"junk"),
             "check-record",
             str(t / "res"),
@@ -520,9 +541,7 @@ for _name, (_b, _expect) in CHECK_RECORD.items():
 def _saved_folder(tmp: Path, scores: bytes) -> Path:
     res = tmp / "res"
     res.mkdir()
-    (res / "results.json").write_text(
-        '{"schema_version": "miaudit.results/4", "exposure_attack": "loss"}'
-    )
+    (res / "results.json").write_text(_results_json(exposure_attack="loss"))
     (res / "scores.parquet").write_bytes(scores)
     key = res / "pseudonym.key"
     key.write_bytes(np.random.default_rng(7).bytes(32))
@@ -532,9 +551,7 @@ def _saved_folder(tmp: Path, scores: bytes) -> Path:
 
 def _reference_set(tmp: Path, given: str) -> list[str]:
     res = _signals_folder(tmp)
-    (res / "results.json").write_text(
-        '{"schema_version": "miaudit.results/4", "reference": {"reference_set": ' + given + "}}"
-    )
+    (res / "results.json").write_text(_results_json(reference={"reference_set": json.loads(given)}))
     return ["check-record", str(res), "--id", "101"]
 
 
@@ -552,7 +569,7 @@ for _given in ('["abc"]', "[1.5]", "[[1]]"):
     add(
         f"red-team/reference-set-{_given}",
         lambda t, g=_given: _reference_set(t, g),
-        "reference.reference_set must list model indices",
+        "reference.reference_set",
     )
 
 

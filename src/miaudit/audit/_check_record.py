@@ -46,7 +46,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from miaudit.attacks import complementary_pairs, lira_online
-from miaudit.audit._results import READABLE_SCHEMAS
+from miaudit.audit._results import AuditResult
 from miaudit.data import SignalsStore, load_signals
 from miaudit.errors import InputError
 from miaudit.signals import compute_signals
@@ -407,27 +407,16 @@ def read_scores_file(path: Path, columns: list[str] | None = None) -> Any:
         ) from None
 
 
-def load_run_results(results_dir: Path) -> dict[str, object]:
-    import json
-
+def load_run_results(results_dir: Path) -> AuditResult:
+    """The run's ``results.json``, checked against the results schema as the report reads it
+    (every problem one InputError line): check-record answers only from results that are whole."""
     path = results_dir / "results.json"
     if not path.is_file():
         raise InputError(
             "results",
             f"{str(path)!r} not found: check-record needs the folder of a `miaudit audit` or `miaudit attack` run",
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested past reason
-        raise InputError("results", f"cannot read {str(path)!r}: {type(exc).__name__}") from None
-    if not isinstance(data, dict):
-        raise InputError("results", f"{str(path)!r} is not miaudit results (no object at the top)")
-    if data.get("schema_version") not in READABLE_SCHEMAS:  # before any field is trusted
-        raise InputError(
-            "results",
-            f"{str(path)!r} is not miaudit results this version reads (schema_version {str(data.get('schema_version'))[:40]!r}; reads {', '.join(READABLE_SCHEMAS)})",
-        )
-    return data
+    return AuditResult.read(path)
 
 
 def check_record(
@@ -446,41 +435,32 @@ def check_record(
     """
     d = Path(results_dir)
     results = load_run_results(d)
-    reference = results.get("reference")
-    if isinstance(reference, dict):  # an audit with reference models
+    reference = results.reference
+    if reference is not None:  # an audit with reference models
         if attack is not None:
             raise InputError(
                 "--attack",
                 "applies to audits from saved outputs; an audit with reference models answers with LiRA's per-record test",
             )
-        store = _audited_store(d, external=bool(reference.get("external_target")))
-        if reference.get("external_target") and target is not None and target != store.target:
+        store = _audited_store(d, external=reference.external_target)
+        if reference.external_target and target is not None and target != store.target:
             raise InputError(
                 "--target",
                 f"this audit's audited model is the external target (model {store.target}); the engine's models were its references",
             )
-        given = reference.get("reference_set")
-        if given is not None and not (
-            isinstance(given, list)
-            and all(isinstance(m, int) and not isinstance(m, bool) for m in given)
-        ):
-            raise InputError(
-                "results", f"reference.reference_set must list model indices, got {str(given)[:60]}"
-            )
-        if isinstance(given, list) and target is not None and target != store.target:
+        given = reference.reference_set
+        if given is not None and target is not None and target != store.target:
             raise InputError(
                 "--target",
                 f"this audit was given references for model {store.target} only; check-record answers for that model",
             )
-        return check_records(
-            store, ids, target=target, references=given if isinstance(given, list) else None
-        )
+        return check_records(store, ids, target=target, references=given)
     if target is not None:
         raise InputError(
             "--target",
             "an audit from saved outputs has one model; --target applies to audits with reference models",
         )
-    return _check_saved_folder(d, ids, attack or str(results.get("exposure_attack") or ""))
+    return _check_saved_folder(d, ids, attack or results.exposure_attack or "")
 
 
 def _audited_store(d: Path, *, external: bool) -> SignalsStore:

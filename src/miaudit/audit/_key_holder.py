@@ -73,7 +73,7 @@ def records_of_pseudonyms(results_dir: str | Path, pseudonyms: list[str]) -> lis
 
 def _audited_ids(d: Path) -> np.ndarray:
     results = load_run_results(d)
-    if isinstance(results.get("reference"), dict):
+    if results.reference is not None:
         path = d / (TARGET_PATH if (d / TARGET_PATH).is_file() else SIGNALS_PATH)
         if not path.is_file():
             raise InputError("results", f"{str(d / SIGNALS_PATH)!r} not found (restricted signals)")

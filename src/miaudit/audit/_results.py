@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import (
     BaseModel,
     ConfigDict,
+    StrictInt,
     ValidationError,
     field_validator,
     model_serializer,
@@ -256,7 +257,7 @@ class ReferenceSetup(_Record):
     reference_models: list[int] | None = None
     pool: str | None = None
     undefined_pairs: int | None = None
-    reference_set: list[int] | None = None
+    reference_set: list[StrictInt] | None = None  # model indices: true or 2.0 is not one
 
     @model_serializer(mode="wrap")
     def _without_unset_additions(self, handler: Any) -> Any:
