@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,3 +87,43 @@ def write_text_atomic(dest: Path, text: str, *, restricted: bool = False) -> Non
 def write_bytes_atomic(dest: Path, data: bytes, *, restricted: bool = False) -> None:
     with atomic_path(dest, restricted=restricted) as tmp:
         tmp.write_bytes(data)
+
+
+def read_secret_file(path: Path, what: str, *, max_bytes: int, if_read: str) -> bytes:
+    """The bytes of a secret file (a pseudonym key, the server secret), at most ``max_bytes``.
+
+    A regular file (not a link, FIFO or device: opened without following links or blocking),
+    owned by this user with one name (one planted by someone else, or with another name
+    elsewhere, may be known to them), not readable or writable by group or others: else an
+    InputError naming the file, whose mode message says ``if_read`` (what a reader could do
+    with it). FileNotFoundError when there is none. What the bytes must be is the caller's.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise InputError(
+            str(path), f"cannot read the {what} ({exc.strerror}; a link is refused)"
+        ) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(str(path), f"is not a regular file; a {what} is one")
+        if info.st_uid != os.geteuid() or info.st_nlink != 1:
+            raise InputError(
+                str(path),
+                f"is owned by another user or has other names (hard links): someone else may know this {what}; remove it and rerun",
+            )
+        if info.st_mode & 0o077:
+            raise InputError(
+                str(path),
+                f"has mode {stat.S_IMODE(info.st_mode):04o}: others may read the {what}, {if_read}; make it 0600 (chmod 600) only if you are sure nobody read it, else remove it and rerun",
+            )
+        if info.st_size > max_bytes:
+            raise InputError(str(path), f"is {info.st_size} bytes, not a {what}")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data: bytes = fh.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    return data

@@ -19,13 +19,12 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from miaudit._io import RESTRICTED_MODE
+from miaudit._io import RESTRICTED_MODE, read_secret_file
 from miaudit.audit._results import Pseudonymisation
 from miaudit.errors import InputError
 
@@ -75,34 +74,12 @@ def read_key(path: Path) -> bytes:
     owned by this user with one name (a key planted by someone else could be known to them), not
     readable or writable by group or others, holding at least 16 random bytes; else InputError
     naming the file. FileNotFoundError when there is none."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise InputError(
-            str(path), f"cannot read the pseudonym key ({exc.strerror}; a link is refused)"
-        ) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(str(path), "is not a regular file; a pseudonym key is one")
-        if info.st_uid != os.geteuid() or info.st_nlink != 1:
-            raise InputError(
-                str(path),
-                "is owned by another user or has other names (hard links): someone else may know this key; remove it and rerun",
-            )
-        if info.st_mode & 0o077:
-            raise InputError(
-                str(path),
-                f"has mode {stat.S_IMODE(info.st_mode):04o}: others may read the pseudonym key, so its pseudonyms may already be reversible; make it 0600 (chmod 600) only if you are sure nobody read it, else remove it and rerun",
-            )
-        if info.st_size > MAX_KEY_BYTES:
-            raise InputError(str(path), f"is {info.st_size} bytes, not a pseudonym key")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(MAX_KEY_BYTES + 1)
-    finally:
-        os.close(fd)
+    data = read_secret_file(
+        path,
+        "pseudonym key",
+        max_bytes=MAX_KEY_BYTES,
+        if_read="so its pseudonyms may already be reversible",
+    )
     return check_key(data, str(path))
 
 

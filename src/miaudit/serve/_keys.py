@@ -22,12 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from miaudit._io import read_secret_file
 from miaudit.errors import InputError
 
 PREFIX = "mia"
 ID_BYTES = 8
 SECRET_BYTES = 32
 MIN_SERVER_SECRET = 32
+#: A server secret file larger than this is not one.
+MAX_SERVER_SECRET = 4096
 _TOKEN = re.compile(r"^mia_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 SECRET_ENV = "MIAUDIT_SERVE_SECRET"
 
@@ -74,7 +77,10 @@ def record_hashes(server_secret: bytes, records: np.ndarray) -> list[str]:
 def load_server_secret(path: Path | None = None, *, create: bool = False) -> bytes:
     """The server secret: from ``$MIAUDIT_SERVE_SECRET`` (hex) or from ``path`` (raw bytes).
 
-    ``create``: write 32 random bytes to ``path`` (0600) when it does not exist yet.
+    ``create``: write 32 random bytes to ``path`` (0600) when it does not exist yet. A file is
+    read as a pseudonym key is (a regular file of this user's, one name, mode 0600); either
+    source must hold at least 32 bytes that are not one repeated pattern: whoever can guess the
+    secret can test whether a given record was queried, from a copy of the database.
     """
     env = os.environ.get(SECRET_ENV)
     if env:
@@ -86,19 +92,24 @@ def load_server_secret(path: Path | None = None, *, create: bool = False) -> byt
             raise InputError(
                 SECRET_ENV, f"must hold at least {MIN_SERVER_SECRET} bytes (64 hex digits)"
             )
-        return value
+        return _random_looking(value, SECRET_ENV)
     if path is None:
         raise InputError("--secret-file", f"give a server secret file or set {SECRET_ENV}")
     p = Path(path)
     try:
-        if not p.exists():
-            if not create:
-                raise InputError("--secret-file", f"{str(p)!r} does not exist")
+        if create and not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(secrets.token_bytes(MIN_SERVER_SECRET))
-        value = p.read_bytes()
+        value = read_secret_file(
+            p,
+            "server secret",
+            max_bytes=MAX_SERVER_SECRET,
+            if_read="and with it test whether a record was queried or forge key digests",
+        )
+    except FileNotFoundError:
+        raise InputError("--secret-file", f"{str(p)!r} does not exist") from None
     except OSError as exc:
         raise InputError(
             "--secret-file",
@@ -107,5 +118,16 @@ def load_server_secret(path: Path | None = None, *, create: bool = False) -> byt
     if len(value) < MIN_SERVER_SECRET:
         raise InputError(
             "--secret-file", f"{str(p)!r} must hold at least {MIN_SERVER_SECRET} bytes"
+        )
+    return _random_looking(value, str(p))
+
+
+def _random_looking(value: bytes, source: str) -> bytes:
+    """``value`` unless it is plainly not random (at most 3 distinct byte values: zeros, one
+    repeated byte, a two-byte pattern)."""
+    if len(set(value)) < 4:
+        raise InputError(
+            source,
+            "holds at most 3 distinct byte values, not random bytes: make a new server secret (32 random bytes)",
         )
     return value

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +33,8 @@ from sqlalchemy import event
 
 from miaudit.errors import InputError
 from miaudit.serve._keys import NewKey, new_key
+
+log = logging.getLogger("miaudit.serve")
 
 metadata = sa.MetaData()
 
@@ -176,6 +181,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
             raise InputError(
                 "sqlite_synchronous", f"must be NORMAL or FULL, got {sqlite_synchronous!r}"
             )
+        _restricted_sqlite_file(parsed.database)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -205,6 +211,27 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
         "--db",
         f"unsupported database {parsed.get_backend_name()!r}; use sqlite:/// or postgresql://",
     )
+
+
+def _restricted_sqlite_file(database: str) -> None:
+    """Create a new SQLite file 0600 before SQLite does (it would use the umask, often 0644):
+    it holds key digests, who queried how much and keyed record hashes. SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's mode. A file that exists keeps its mode; a
+    warning says so when others may read it."""
+    if database.startswith("file:"):
+        return  # a URI filename: SQLite's own syntax, opened as given
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        mode = os.stat(database).st_mode
+        if stat.S_ISREG(mode) and mode & 0o077:
+            log.warning(
+                "%s has mode %04o: other users may read its key digests and query log (chmod 600)",
+                database,
+                stat.S_IMODE(mode),
+            )
+    except OSError:
+        return  # no such folder, no rights: opening the database reports it in one line
 
 
 class Store:
