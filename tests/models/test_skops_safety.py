@@ -483,6 +483,45 @@ def _boosting_stage_wider():
     return schema, files
 
 
+def _boosting(**kw):
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    x, y = _xy()
+    if kw.pop("multiclass", False):
+        y = np.digitize(x[:, 1], [0.33, 0.66])
+    return GradientBoostingClassifier(n_estimators=2, max_depth=1, random_state=0, **kw).fit(x, y)
+
+
+def _boosting_stages_wider_than_its_classes():
+    """Red team: predict_stages added column k of estimators_ into column k of a (n, 1) buffer
+    for all 600 columns: heap corruption (glibc aborted the server) from a file that loaded."""
+    model = _boosting(init="zero")
+    model.estimators_ = np.repeat(model.estimators_, 600, axis=1)
+    return _schema_and_files(model)
+
+
+def _boosting_member_two_outputs():
+    from sklearn.tree import DecisionTreeRegressor
+
+    model = _boosting(multiclass=True)
+    x, _ = _xy()
+    model.estimators_[0, 0] = DecisionTreeRegressor(max_depth=1).fit(x, np.c_[x[:, 0], x[:, 1]])
+    return _schema_and_files(model)
+
+
+def _boosting_prior_narrower():
+    model = _boosting(multiclass=True)
+    model.init_.class_prior_ = model.init_.class_prior_[:2]
+    model.init_.n_classes_ = 2
+    return _schema_and_files(model)
+
+
+def _boosting_other_start():
+    from sklearn.linear_model import LogisticRegression
+
+    return _schema_and_files(_boosting(init=LogisticRegression()))
+
+
 def _categorical_boosting():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -519,6 +558,10 @@ def _svc():
         _tree_without_width,
         _float_width,
         _boosting_stage_wider,
+        _boosting_stages_wider_than_its_classes,
+        _boosting_member_two_outputs,
+        _boosting_prior_narrower,
+        _boosting_other_start,
         _categorical_boosting,
         _sparse_indices,
         _svc,
@@ -560,3 +603,31 @@ def test_zip_bomb_is_refused_before_inflating(tmp_path) -> None:
     assert path.stat().st_size < 2**20
     with pytest.raises(InputError, match="zip bomb"):
         load_sklearn(path)
+
+
+def test_many_small_members_that_inflate_together_are_a_zip_bomb(tmp_path) -> None:
+    """Red team: members each under the per-member floor (16 MiB) passed the ratio rule; 48 of
+    them (776 KiB on disk) inflated to 768 MiB."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    schema, files = _schema_and_files(DecisionTreeClassifier(max_depth=1).fit(*_xy()))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("schema.json", json.dumps(schema))
+        for n, b in files.items():
+            zf.writestr(n, b)
+        for i in range(3):
+            zf.writestr(f"pad{i}.npy", bytes(10 * 2**20))  # each under the floor
+    path = tmp_path / "small-bombs.skops"
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(InputError, match="fold overall"):
+        load_sklearn(path)
+
+
+@pytest.mark.parametrize("kw", [{}, {"multiclass": True}, {"init": "zero", "multiclass": True}])
+def test_fitted_gradient_boosting_still_loads(kw, tmp_path) -> None:
+    model = _boosting(**kw)
+    path = tmp_path / "gb.skops"
+    sio.dump(model, path)
+    x, _ = _xy()
+    np.testing.assert_array_equal(load_sklearn(path).predict_proba(x), model.predict_proba(x))

@@ -263,8 +263,9 @@ def allowed_types() -> frozenset[str]:
 #: read from the zip's directory and refused before anything is inflated.
 MAX_SCHEMA_BYTES = 16 * 2**20
 MAX_TOTAL_BYTES = 4 * 2**30
-#: A member larger than this inflated must compress less than :data:`MAX_RATIO` to one: model
-#: arrays (floats, indices) compress a few times, a zip bomb thousands of times.
+#: A member larger than this inflated, and the whole file when its members together are, must
+#: compress less than :data:`MAX_RATIO` to one: model arrays (floats, indices) compress a few
+#: times, a zip bomb thousands of times.
 RATIO_FLOOR_BYTES = 16 * 2**20
 MAX_RATIO = 100
 
@@ -291,9 +292,10 @@ def read_schema(data: bytes, name: str) -> dict[str, Any]:
 
 
 def _check_sizes(zf: zipfile.ZipFile, name: str) -> None:
-    total = 0
+    total = packed = 0
     for member in zf.infolist():
         total += member.file_size
+        packed += member.compress_size
         if member.file_size > RATIO_FLOOR_BYTES and member.file_size > MAX_RATIO * max(
             member.compress_size, 1
         ):
@@ -301,6 +303,12 @@ def _check_sizes(zf: zipfile.ZipFile, name: str) -> None:
                 "model",
                 f"{name}: {member.filename} inflates {member.file_size // max(member.compress_size, 1)}-fold (a zip bomb, not model arrays)",
             )
+    if total > RATIO_FLOOR_BYTES and total > MAX_RATIO * max(packed, 1):
+        # Many members each under the floor add up: the ratio holds for the whole file too.
+        raise InputError(
+            "model",
+            f"{name} inflates {total // max(packed, 1)}-fold overall (a zip bomb, not model arrays)",
+        )
     if total > MAX_TOTAL_BYTES:
         raise InputError(
             "model",
@@ -467,6 +475,8 @@ def check_index_arrays(root: Any, name: str) -> None:
         own = _check_estimator(obj, name)
         if own is not None:
             n_features = own
+        if _is_gradient_boosting(obj):
+            _check_gradient_boosting(obj, name)
         if isinstance(obj, Tree):
             _check_tree(obj, name, n_features)
         elif isinstance(obj, TreePredictor):
@@ -488,6 +498,68 @@ def check_index_arrays(root: Any, name: str) -> None:
                 f"{name}: gradient boosting with categorical features is not loaded (its category tables are not checked here)",
             )
         stack.extend((child, n_features) for child in _children(obj))
+
+
+def _is_gradient_boosting(obj: Any) -> bool:
+    return type(obj).__module__ == "sklearn.ensemble._gb"
+
+
+def _check_gradient_boosting(gb: Any, name: str) -> None:
+    """Gradient boosting's shapes that its compiled ``predict_stages`` trusts: it adds every
+    column ``k`` of ``estimators_`` into column ``k`` of the initial predictions, unchecked, and
+    reads one value per tree node. So: ``estimators_`` is (stages, K) with K the trees per
+    stage its classes imply, every member a one-output regression tree, and the initial
+    predictions (``init_``: zero, or the prior that scikit-learn fits by default) K wide —
+    checked on a trial row once the rest holds. A file with more columns wrote past its buffer."""
+    from sklearn.dummy import DummyClassifier
+    from sklearn.tree import DecisionTreeRegressor
+    from sklearn.tree._tree import Tree
+
+    state = gb.__dict__
+
+    def refuse(why: str) -> InputError:
+        return InputError("model", f"{name}: gradient boosting {why} (a crafted or corrupted file)")
+
+    n_classes, per_stage = state.get("n_classes_"), state.get("n_trees_per_iteration_")
+    if type(n_classes) not in (int, np.int64) or type(per_stage) not in (int, np.int64):
+        raise refuse("has no class or trees-per-stage count")
+    if n_classes < 2 or per_stage != (1 if n_classes == 2 else n_classes):
+        raise refuse(f"has {per_stage} trees per stage for {n_classes} classes")
+    classes = state.get("classes_")
+    if not isinstance(classes, np.ndarray) or classes.shape != (n_classes,):
+        raise refuse("has classes that are not its class count")
+    trees = state.get("estimators_")
+    if not (
+        isinstance(trees, np.ndarray)
+        and trees.dtype == object
+        and trees.ndim == 2
+        and trees.shape[0] >= 1
+        and trees.shape[1] == per_stage
+    ):
+        raise refuse(f"has stages that are not {per_stage} trees wide")
+    for tree in trees.ravel().tolist():
+        table = getattr(tree, "__dict__", {}).get("tree_")
+        if not (
+            type(tree) is DecisionTreeRegressor
+            and isinstance(table, Tree)
+            and int(table.n_outputs) == 1
+            and table.value.shape[1:] == (1, 1)
+        ):
+            raise refuse("has a stage member that is not a one-output regression tree")
+    init = state.get("init_")
+    if not (isinstance(init, str) and init == "zero") and type(init) is not DummyClassifier:
+        raise refuse(
+            "starts from an estimator other than zero or the class prior (not loaded: its output width is not checked here)"
+        )
+    n_features = _width(gb, name)
+    if n_features is None:
+        raise refuse("has no input width")
+    try:
+        start = gb._raw_predict_init(np.zeros((2, n_features), dtype=np.float32))
+    except Exception as exc:  # noqa: BLE001 - a crafted prior fails in numpy in many ways
+        raise refuse(f"cannot make its initial predictions ({type(exc).__name__})") from None
+    if not (isinstance(start, np.ndarray) and start.shape == (2, per_stage)):
+        raise refuse(f"starts from predictions that are not {per_stage} wide")
 
 
 def _check_tree(tree: Any, name: str, n_features: int | None) -> None:
