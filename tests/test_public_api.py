@@ -54,6 +54,7 @@ def test_data_names():
             "load_fashion_mnist",
             "load_outputs",
             "load_population",
+            "load_records",
             "load_signals",
             "load_text_corpus",
             "parse_idx",

@@ -120,3 +120,73 @@ def test_created_key_authenticates_against_an_app_on_the_same_db(tmp_path, estim
         r = client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
     app.state.store.close()
     assert r.status_code == 200 and r.json()["role"] == role
+
+
+def test_the_server_secret_file_is_read_like_a_pseudonym_key(tmp_path, monkeypatch) -> None:
+    """Red team: a 0644 secret, a link to zeros, 32 equal bytes and 64 hex zeros in the
+    environment were accepted; a FIFO hung `keys create`."""
+    from miaudit.serve import load_server_secret
+    from miaudit.serve._keys import SECRET_ENV
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    good = tmp_path / "good.secret"
+    made = load_server_secret(good, create=True)
+    assert len(made) == 32 and stat.S_IMODE(os.stat(good).st_mode) == 0o600
+    assert load_server_secret(good) == made
+    shared = tmp_path / "shared.secret"
+    shared.write_bytes(os.urandom(32))
+    shared.chmod(0o644)
+    zeros = tmp_path / "zeros.secret"
+    zeros.write_bytes(bytes(32))
+    zeros.chmod(0o600)
+    link = tmp_path / "link.secret"
+    link.symlink_to(good)
+    fifo = tmp_path / "fifo.secret"
+    os.mkfifo(fifo, 0o600)
+    for bad, why in ((shared, "mode 0644"), (zeros, "distinct"), (link, "link"), (fifo, "regular")):
+        with pytest.raises(InputError, match=why):
+            load_server_secret(bad)
+    monkeypatch.setenv(SECRET_ENV, "00" * 32)
+    with pytest.raises(InputError, match="distinct"):
+        load_server_secret(None)
+    r = invoke("keys", "create", "--role", "public", "--db", f"sqlite:///{tmp_path}/g.db")
+    assert isinstance(r.exception, InputError) and r.exception.field == SECRET_ENV
+
+
+def test_a_new_database_is_created_readable_by_its_owner_only(tmp_path) -> None:
+    """Red team: guard.db (key digests, who queried how much, record hashes) was 0644."""
+    store = Store(f"sqlite:///{tmp_path}/g.db")
+    store.create_key(bytes(range(32)), "public")
+    store.close()
+    assert stat.S_IMODE(os.stat(tmp_path / "g.db").st_mode) == 0o600
+
+
+def test_detector_calibration_from_benign_records(tmp_path, model_file, capsys) -> None:
+    """Red team: `miaudit serve` measured the detectors' distances in raw feature units (no
+    way to standardise them); --detector-calibration takes benign records."""
+    import numpy as np
+
+    from miaudit.cli._serve import _with_calibrated_detectors
+    from miaudit.serve import ServeSpec, load_predictor
+    from tests.serve.conftest import N_FEATURES, synthetic
+
+    spec = ServeSpec(
+        db=f"sqlite:///{tmp_path}/g.db", model=str(model_file), secret_file=str(tmp_path / "s")
+    )
+    predictor = load_predictor(str(model_file))
+    x, _ = synthetic(300, seed=3)
+    x = x * 1000.0
+    np.savez(tmp_path / "benign.npz", features=x)
+    done = _with_calibrated_detectors(spec, tmp_path / "benign.npz", predictor)
+    assert len(done.detectors["center"]) == N_FEATURES
+    np.testing.assert_allclose(done.detectors["scale"], x.std(axis=0))
+    cfg = done.build().detectors  # what each worker builds from the spec's JSON
+    assert cfg.knn_threshold == done.detectors["knn_threshold"] and len(cfg.scale) == N_FEATURES
+    assert _with_calibrated_detectors(spec, None, predictor) == spec
+    assert "raw units" in capsys.readouterr().err
+    np.savez(tmp_path / "narrow.npz", features=x[:, :2])
+    np.savez(tmp_path / "few.npz", features=x[:50])
+    for name, why in (("narrow", "the model takes"), ("few", "at least 100")):
+        with pytest.raises(InputError, match=why) as err:
+            _with_calibrated_detectors(spec, tmp_path / f"{name}.npz", predictor)
+        assert err.value.field == "--detector-calibration"

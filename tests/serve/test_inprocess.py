@@ -129,6 +129,36 @@ def test_role_without_predict_is_forbidden(make_service) -> None:
     assert svc.post(orphan, json={"record": X[0].tolist()}).status_code == 403
 
 
+def test_two_authorization_headers_are_no_key(service) -> None:
+    """Red team: "bad, then good" got a 200 (the last header won); a proxy in front that read
+    the first would have let a second one through."""
+    good = service.token("trusted")
+    for pair in ((good, good), ("nonsense", good), (good, "nonsense")):
+        headers = [("Authorization", f"Bearer {t}") for t in pair]
+        r = service.client.post("/predict", headers=headers, json={"record": X[0].tolist()})
+        assert r.status_code == 401, pair
+    assert service.post(good, json={"record": X[0].tolist()}).status_code == 200
+
+
+def test_a_spent_key_is_refused_before_its_body_is_read(service) -> None:
+    """Red team: a key whose budget was spent still had every body read and parsed (20 MB
+    bodies stalled /health for 1.6 s) before its 429. Now a body over the cap gets the 429,
+    not the 413 that reading it would give, and the refusal is logged."""
+    tok = service.token("trusted", budget=1)
+    assert service.post(tok, json={"record": X[0].tolist()}).status_code == 200
+
+    def huge(token: str) -> httpx.Response:  # declares a body far over the cap, sends 2 bytes
+        headers = {"Authorization": f"Bearer {token}", "Content-Length": str(10**9)}
+        return service.client.post("/predict", headers=headers, content=b"{}")
+
+    r = huge(tok)
+    assert r.status_code == 429 and r.json() == {"detail": "record budget exhausted"}
+    rows = service.store.log_entries(key_id=tok.split("_")[1])
+    assert (rows[0]["status"], rows[0]["n_records"]) == (429, 0)
+    fresh = service.token("trusted", budget=5)
+    assert huge(fresh).status_code == 413
+
+
 # --- policies --------------------------------------------------------------------------------
 
 
@@ -264,15 +294,17 @@ def test_budget_is_counted_in_records_and_429_has_retry_after(service) -> None:
 
 def test_rate_limit_window_in_records(service) -> None:
     tok = service.token("trusted", rate=10, window_s=3600)
+    r = service.post(
+        tok, json={"records": X[:11].tolist()}
+    )  # larger than the rate itself: 413, not a retry loop
+    assert r.status_code == 413 and "rate limit" in r.json()["detail"]
     assert service.post(tok, json={"records": X[:8].tolist()}).status_code == 200
     r = service.post(tok, json={"records": X[:3].tolist()})
     assert r.status_code == 429 and r.json()["detail"] == "rate limit reached"
     assert 1 <= int(r.headers["retry-after"]) <= 3600
     assert service.post(tok, json={"records": X[:2].tolist()}).status_code == 200
-    r = service.post(
-        tok, json={"records": X[:11].tolist()}
-    )  # larger than the rate itself: 413, not a retry loop
-    assert r.status_code == 413 and "rate limit" in r.json()["detail"]
+    r = service.post(tok, json={"records": X[:11].tolist()})  # the window is full: 429 first
+    assert r.status_code == 429 and r.json()["detail"] == "rate limit reached"
 
 
 def test_rate_window_rolls_over(service) -> None:

@@ -120,6 +120,51 @@ def test_large_batches_are_sampled_for_the_geometric_detectors() -> None:
     assert len(mon._fps) == 64
 
 
+def test_the_sampled_rows_of_a_large_request_cannot_be_computed_in_advance() -> None:
+    """Red team: with the sampler seeded 0, a caller placed fillers exactly where the first
+    request's 512 sampled rows would be and copies of one probe everywhere else: no alert, raw
+    probabilities read back through a noise policy. The rows now come from the OS's entropy."""
+    n, cap = 4000, 64
+    rng = np.random.default_rng(8)
+    predicted = np.random.default_rng(0).choice(n, cap, replace=False)  # the old sampler's rows
+    x = np.repeat(rng.normal(size=(1, D)), n, axis=0) + 1e-9 * rng.normal(size=(n, D))
+    x[predicted] = rng.normal(size=(cap, D)) * 3  # distinct fillers where the sample would look
+    mon, sink = make(max_rows_per_request=cap)
+    feed(mon, "a", x, batch=n)
+    assert sink.of("perturbation") or sink.of("near_duplicate")
+    firsts = {tuple(make()[0]._rng.choice(n, cap, replace=False)[:4]) for _ in range(3)}
+    assert len(firsts) == 3  # two monitors never share their sample
+
+
+def test_calibrated_detectors_standardise_on_benign_records() -> None:
+    from miaudit.errors import InputError
+    from miaudit.serve import calibrated_detectors
+
+    rng = np.random.default_rng(9)
+    scale = np.array([1e5, 1.0, 0.01, 3.0, 1.0, 1.0, 1.0, 0.0])
+    benign = rng.normal(size=(600, D)) * scale + 7.0
+    cfg = calibrated_detectors(benign)
+    np.testing.assert_allclose(cfg.center, benign.mean(axis=0))
+    np.testing.assert_allclose(cfg.scale[:7], benign.std(axis=0)[:7])
+    assert cfg.scale[7] == 1.0  # a constant feature is not divided by zero
+    expected = calibrate_knn_threshold(benign, config=cfg)
+    assert cfg.knn_threshold == expected and 0 < expected < default_knn_threshold(D) * 10
+    # Noise of 0.05 standard deviations around one record, in features spread over 1e5 units:
+    # caught once standardised, missed in raw units (the command line's default before).
+    x0 = benign[0]
+    probes = x0 + 0.05 * rng.normal(size=(60, D)) * np.where(scale > 0, scale, 1.0)
+    raw, raw_sink = make()
+    feed(raw, "a", benign[1:301])
+    feed(raw, "a", probes)
+    mon, sink = Monitor(cfg, D, SECRET, Sink()), None
+    sink = mon._sink
+    feed(mon, "a", benign[1:301])
+    feed(mon, "a", probes)
+    assert sink.of("perturbation") and not raw_sink.of("perturbation")
+    with pytest.raises(InputError, match="at least 100"):
+        calibrated_detectors(benign[:99])
+
+
 @pytest.mark.parametrize("bad", [np.zeros((0, D)), np.zeros(D)])
 def test_empty_or_1d_input_is_ignored(bad: np.ndarray) -> None:
     mon, sink = make()

@@ -39,6 +39,7 @@ PUBLIC = {
     "app_from_env",
     "asgi_client",
     "calibrate_knn_threshold",
+    "calibrated_detectors",
     "check_limits",
     "create_app",
     "default_knn_threshold",

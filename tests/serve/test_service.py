@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from miaudit.defenses import apply_policy, parse_policy
+from miaudit.errors import InputError
 from miaudit.serve import DetectorConfig, Role, ServeConfig, Store
 from miaudit.serve._predictor import UpstreamError
 from miaudit.serve._schemas import KeyCreate, KeyLimits, PredictRequest
@@ -255,6 +256,57 @@ def test_predict_over_the_rate_limit_in_one_request_is_a_413(service: Service) -
     assert service.store.log_entries(key_id=caller.key.key_id) == []
 
 
+def test_a_full_rate_window_is_refused_before_the_model_runs(
+    service: Service, model: StubModel
+) -> None:
+    """Red team: the window was checked only when charging, after the model had run on every
+    refused request (20 × 1,000 records ran for 1,000 answered)."""
+    caller, token = caller_of(service, "public", rate=3, window_s=3600)
+    service.predict(caller, PredictRequest(records=[[1.0, 0.0], [0.0, 1.0]]))
+    assert model.calls == 1
+    caller = service.authenticate(token)  # as the gate reads the key for each request
+    err = denial(service.predict, caller, PredictRequest(records=[[1.0, 0.0], [0.0, 1.0]]))
+    assert (err.status, err.detail) == (429, "rate limit reached")
+    assert 1 <= int(err.headers["Retry-After"]) <= 3600
+    assert model.calls == 1
+    assert service.refusal_before_body(caller, "/predict") is None  # one record still fits
+    service.predict(caller, PredictRequest(record=[1.0, 0.0]))
+    spent = service.refusal_before_body(service.authenticate(token), "/predict")
+    assert spent is not None and (spent.status, spent.detail) == (429, "rate limit reached")
+
+
+def test_a_spent_budget_and_a_role_without_predict_are_refused_before_the_body(
+    service: Service,
+) -> None:
+    caller, token = caller_of(service, "public", budget=1)
+    assert service.refusal_before_body(caller, "/predict") is None
+    service.predict(caller, PredictRequest(record=[1.0, 0.0]))
+    spent = service.refusal_before_body(service.authenticate(token), "/predict")
+    assert spent is not None and (spent.status, spent.detail) == (429, "record budget exhausted")
+    assert service.refusal_before_body(service.authenticate(token), "/whoami") is None
+    watcher, _ = caller_of(service, "watcher")
+    forbidden = service.refusal_before_body(watcher, "/predict")
+    assert forbidden is not None and forbidden.status == 403
+
+
+def test_records_wider_than_the_cap_is_sized_for_are_refused_when_the_width_is_unknown() -> None:
+    """Red team: an upstream without n_features took one record of 6,000,000 numbers."""
+    from miaudit.serve._service import UNKNOWN_WIDTH
+
+    wide = PredictRequest(record=[0.0] * (UNKNOWN_WIDTH + 1))
+    err = denial(records_array, wide, max_batch=3, n_features=None, feature_names=None)
+    assert err.status == 422 and str(UNKNOWN_WIDTH) in err.detail
+    ok = PredictRequest(record=[0.0] * UNKNOWN_WIDTH)
+    assert records_array(ok, max_batch=3, n_features=None, feature_names=None).shape == (1, 1024)
+
+
+def test_the_command_line_proxy_needs_the_upstream_width() -> None:
+    from miaudit.serve import ServeSpec
+
+    with pytest.raises(InputError, match="--n-features"):
+        ServeSpec(db="sqlite:///x.db", upstream="http://127.0.0.1:9/p").build_predictor()
+
+
 def test_a_failing_model_is_a_charged_500(service: Service, model: StubModel) -> None:
     caller, _ = caller_of(service, "public")
     model.fail = RuntimeError("boom")
@@ -265,12 +317,15 @@ def test_a_failing_model_is_a_charged_500(service: Service, model: StubModel) ->
     assert service.store.get_key(caller.key.key_id).used == 1  # type: ignore[union-attr]
 
 
-def test_a_failing_upstream_is_an_uncharged_502(service: Service, model: StubModel) -> None:
+def test_a_failing_upstream_is_an_uncharged_logged_502(service: Service, model: StubModel) -> None:
+    """Red team: 502s left no log row, so records could reach an upstream with no trace."""
     caller, _ = caller_of(service, "public")
     model.fail = UpstreamError("down")
-    err = denial(service.predict, caller, PredictRequest(record=[1.0, 0.0]))
+    err = denial(service.predict, caller, PredictRequest(records=[[1.0, 0.0], [0.0, 1.0]]))
     assert (err.status, err.detail) == (502, "upstream prediction failed")
-    assert service.store.log_entries(key_id=caller.key.key_id) == []
+    [row] = service.store.log_entries(key_id=caller.key.key_id)
+    assert (row["status"], row["n_records"]) == (502, 2)
+    assert service.store.get_key(caller.key.key_id).used == 0
 
 
 def test_a_role_without_predict_is_refused_and_logged(service: Service) -> None:

@@ -17,7 +17,7 @@ import datetime as _dt
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import typer
 
@@ -152,6 +152,12 @@ def serve_cmd(
             help="SQLite synchronous mode: NORMAL (survives a crash) or FULL (also power loss)."
         ),
     ] = "NORMAL",
+    detector_calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Benign records (npz 'features', or Parquet/CSV columns: the model's feature names, else every column) that standardise the probing detectors' distances and set their k-NN threshold; without it distances are in the features' raw units."
+        ),
+    ] = None,
     no_guard: Annotated[
         bool,
         typer.Option(
@@ -188,8 +194,48 @@ def serve_cmd(
         trust_code=trust_code,
         code_dir=str(Path.cwd()) if factory else None,
     )
-    _check_spec(spec)
+    predictor = _check_spec(spec)
+    spec = _with_calibrated_detectors(spec, detector_calibration, predictor)
     _run_workers(spec, host=host, port=port, workers=workers)
+
+
+def _with_calibrated_detectors(spec: ServeSpec, path: Path | None, predictor: Any) -> ServeSpec:
+    """``spec`` with the detectors standardised on the benign records in ``path``; without a
+    file, a warning that their distances are in raw feature units (the defaults assume
+    standardised ones)."""
+    import dataclasses
+
+    from miaudit.data import load_records
+    from miaudit.serve import DetectorConfig, calibrated_detectors
+
+    if not spec.guard:
+        return spec
+    if path is None:
+        typer.echo(
+            "warning: the probing detectors measure distances in the features' raw units; give --detector-calibration with benign records to standardise them (docs/serve.md)",
+            err=True,
+        )
+        return spec
+    x = load_records(path, predictor.feature_names, "--detector-calibration")
+    if predictor.n_features is not None and x.shape[1] != predictor.n_features:
+        raise InputError(
+            "--detector-calibration",
+            f"records have {x.shape[1]} features; the model takes {predictor.n_features}",
+        )
+    cfg = calibrated_detectors(
+        x[:MAX_CALIBRATION_RECORDS], DetectorConfig(**spec.detectors), "--detector-calibration"
+    )
+    detectors = {
+        "center": list(cfg.center or ()),
+        "scale": list(cfg.scale or ()),
+        "knn_threshold": cfg.knn_threshold,
+    }
+    return dataclasses.replace(spec, detectors={**spec.detectors, **detectors})
+
+
+#: Records read for calibration: the k-NN quantile's cost grows with them (the first ones, in
+#: the file's order, stand for arrival order).
+MAX_CALIBRATION_RECORDS = 5_000
 
 
 def _factory_params(value: str | None) -> dict[str, object]:
@@ -229,11 +275,12 @@ def _check_serve_options(*, workers: int, port: int, max_batch: int, model_index
         raise InputError("--model-index", f"must be ≥ 0, got {model_index}")
 
 
-def _check_spec(spec: ServeSpec) -> None:
+def _check_spec(spec: ServeSpec) -> Any:
     """Build the workers' spec once here (model, roles, secret) and reach its database, so that
-    a bad option fails with one line rather than in every worker."""
-    spec.build()
+    a bad option fails with one line rather than in every worker; the model it loaded."""
+    config = spec.build()
     _store(spec.db, create=True, sqlite_sync=spec.sqlite_synchronous).close()
+    return config.predictor
 
 
 def _run_workers(spec: ServeSpec, *, host: str, port: int, workers: int) -> None:

@@ -9,7 +9,13 @@ from miaudit.data._fashion_mnist import (
     load_fashion_mnist,
     parse_idx,
 )
-from miaudit.data._outputs import ModelOutputs, PopulationOutputs, load_outputs, load_population
+from miaudit.data._outputs import (
+    ModelOutputs,
+    PopulationOutputs,
+    load_outputs,
+    load_population,
+    load_records,
+)
 from miaudit.data._signals_store import SIGNALS_SCHEMA, SignalsInfo, SignalsStore, load_signals
 from miaudit.data._synthetic_text import (
     FAMILIES,
@@ -50,6 +56,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_outputs",
     "load_population",
+    "load_records",
     "load_signals",
     "load_text_corpus",
     "parse_idx",

@@ -204,6 +204,35 @@ def table_features(
     return np.column_stack(cols)
 
 
+def load_records(
+    path: str | Path, columns: Sequence[str] | None = None, field_name: str = "records"
+) -> np.ndarray:
+    """Records as a model takes them, (n, d) finite float64: an npz file's ``features`` array,
+    or a Parquet/CSV file's ``columns`` (every column when None) side by side, or its
+    ``features`` list column. InputError naming ``field_name`` otherwise."""
+    table = read_table(path, field_name)
+    arrays = table.arrays
+    if "features" in arrays and not columns:
+        x = np.asarray(arrays["features"])
+    elif table.format == "npz":
+        raise InputError(field_name, f"{str(path)!r} has no 'features' array")
+    else:
+        names = list(columns) if columns else list(arrays)
+        missing = [c for c in names if c not in arrays]
+        if missing:
+            raise InputError(field_name, f"{str(path)!r} has no column {missing[0]!r}")
+        cols = [np.asarray(arrays[c]) for c in names]
+        bad = [
+            c for c, a in zip(names, cols, strict=True) if a.ndim != 1 or a.dtype.kind not in "biuf"
+        ]
+        if bad:
+            raise InputError(field_name, f"column {bad[0]!r} of {str(path)!r} is not numeric")
+        x = np.column_stack(cols) if cols else np.empty((0, 0))
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise InputError(field_name, f"{str(path)!r} holds no records (shape {x.shape})")
+    return v.finite_float(field_name, x)
+
+
 @dataclass(frozen=True, eq=False)
 class PopulationOutputs:
     """The audited model's outputs on population records: records known to be outside its

@@ -20,6 +20,7 @@ from miaudit.serve._monitor import (
     DetectorConfig,
     Monitor,
     calibrate_knn_threshold,
+    calibrated_detectors,
     default_knn_threshold,
 )
 from miaudit.serve._predictor import (
@@ -55,6 +56,7 @@ __all__ = [
     "app_from_env",
     "asgi_client",
     "calibrate_knn_threshold",
+    "calibrated_detectors",
     "check_limits",
     "create_app",
     "default_knn_threshold",

@@ -15,7 +15,8 @@ Status codes (bodies never say more than shown here):
 - 500 ``the model could not answer these records`` (non-finite output): charged and logged with
   status 500, since the records reached the model;
 - 429 ``record budget exhausted`` or ``rate limit reached``, with ``Retry-After`` (seconds);
-- 502 ``upstream prediction failed`` (proxy mode).
+- 502 ``upstream prediction failed`` (proxy mode): logged with status 502 and the record count,
+  not charged (the caller got no answer).
 
 An answer is sent only after its log entry and budget decrement are committed together, and
 only once its JSON is encoded, so that nothing is logged as 200 that the caller did not get.
@@ -47,14 +48,13 @@ from miaudit.serve._config import ServeConfig, ServeSpec
 from miaudit.serve._gate import Gate
 from miaudit.serve._routes import ROUTERS, denied, invalid_request
 from miaudit.serve._schemas import PredictRequest, RawPredictResponse
-from miaudit.serve._service import Denied, Service
+from miaudit.serve._service import UNKNOWN_WIDTH, Denied, Service
 
 # Body caps: a number in JSON takes at most 24 characters (repr of a float64) plus a separator and
 # some whitespace; 32 bytes each leaves room. Records as objects add their field names.
 BYTES_PER_NUMBER = 32
 BYTES_PER_RECORD = 16
 BODY_SLACK = 4096
-UNKNOWN_WIDTH = 1024  # an upstream whose width is not given
 
 
 def predict_body_cap(
@@ -108,6 +108,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         fast_read=service.key_reader(),  # SQLite: read on the event loop, no thread hop
         predict_cap=config.max_body_bytes
         or predict_body_cap(config.max_batch, predictor.n_features, predictor.feature_names),
+        refuse=service.refusal_before_body,
+        log_refusal=service.log_refusal,
     )
     for router in ROUTERS:
         app.include_router(router)

@@ -190,30 +190,14 @@ class ServeSpec:
 
     def build(self) -> ServeConfig:
         from miaudit.serve._keys import load_server_secret
-        from miaudit.serve._predictor import ModuleSource, UpstreamPredictor, load_predictor
 
-        if (self.model is None) == (self.upstream is None):
-            raise InputError("--model", "give exactly one of --model and --upstream")
-        predictor: Predictor
-        if self.model is not None:
-            module = None
-            if self.factory is not None:
-                module = ModuleSource(
-                    self.factory,
-                    self.params,
-                    self.n_features,
-                    self.n_classes,
-                    self.trust_code,
-                    self.code_dir,
-                )
-            predictor = load_predictor(
-                self.model, index=self.model_index, feature_names=self.feature_names, module=module
-            )
-        else:
-            assert self.upstream is not None
-            predictor = UpstreamPredictor(self.upstream, n_features=self.n_features)
+        predictor = self.build_predictor()
         try:
-            detectors = DetectorConfig(**self.detectors)
+            given: dict[str, Any] = {
+                k: tuple(v) if k in ("center", "scale") and v is not None else v
+                for k, v in self.detectors.items()
+            }
+            detectors = DetectorConfig(**given)
         except TypeError as exc:
             raise InputError("detectors", str(exc)) from None
         roles = (
@@ -237,3 +221,34 @@ class ServeSpec:
             guard=self.guard,
             sqlite_synchronous=self.sqlite_synchronous,
         )
+
+    def build_predictor(self) -> Predictor:
+        """The model the spec names (its file checked and loaded)."""
+        from miaudit.serve._predictor import ModuleSource, UpstreamPredictor, load_predictor
+
+        if (self.model is None) == (self.upstream is None):
+            raise InputError("--model", "give exactly one of --model and --upstream")
+        predictor: Predictor
+        if self.model is not None:
+            module = None
+            if self.factory is not None:
+                module = ModuleSource(
+                    self.factory,
+                    self.params,
+                    self.n_features,
+                    self.n_classes,
+                    self.trust_code,
+                    self.code_dir,
+                )
+            predictor = load_predictor(
+                self.model, index=self.model_index, feature_names=self.feature_names, module=module
+            )
+        else:
+            assert self.upstream is not None
+            if self.n_features is None:
+                raise InputError(
+                    "--n-features",
+                    "give the upstream model's number of features with --upstream: records are checked against it before they are forwarded",
+                )
+            predictor = UpstreamPredictor(self.upstream, n_features=self.n_features)
+        return predictor

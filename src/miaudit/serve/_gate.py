@@ -47,6 +47,12 @@ def header_map(scope: Scope) -> dict[bytes, bytes]:
     return {k.lower(): v for k, v in scope.get("headers", [])}
 
 
+def _one_key(scope: Scope) -> bool:
+    """At most one ``Authorization`` header (a proxy in front may have checked the first)."""
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    return sum(k.lower() == b"authorization" for k, _ in headers) <= 1
+
+
 def bearer_token(headers: dict[bytes, bytes]) -> str:
     """The token of an ``Authorization: Bearer …`` header; empty if there is none.
 
@@ -63,8 +69,10 @@ def bearer_token(headers: dict[bytes, bytes]) -> str:
 class Gate:
     """ASGI middleware: authenticates guarded requests and caps their bodies.
 
-    Order: the key (401/403, no byte of the body read), ``Content-Length`` over the cap (413,
-    nothing read), then the body read in full while counting (413 as soon as it passes the cap);
+    Order: the key (401/403, no byte of the body read; two ``Authorization`` headers are no
+    key, whichever a proxy in front read), what the key alone refuses (``refuse``: a role
+    without the endpoint, a spent budget or rate window: 403/429, nothing read),
+    ``Content-Length`` over the cap (413, nothing read), then the body read in full while counting (413 as soon as it passes the cap);
     only then does the route parse it. The caller goes to the route in ``scope["miaudit.caller"]``.
 
     Parameters
@@ -77,6 +85,9 @@ class Gate:
         worker thread.
     predict_cap : int
         Most bytes of a ``/predict`` body; other guarded bodies get ``SMALL_BODY``.
+    refuse : callable, optional
+        ``(caller, path) -> Denied | None``: what the key alone refuses before the body is read
+        (no I/O: on the event loop); ``log_refusal(caller, denied)`` then logs it (in a thread).
     """
 
     def __init__(
@@ -86,11 +97,15 @@ class Gate:
         authenticate: Callable[..., Caller],
         fast_read: KeyReader | None,
         predict_cap: int,
+        refuse: Callable[[Caller, str], Denied | None] | None = None,
+        log_refusal: Callable[[Caller, Denied], None] | None = None,
     ) -> None:
         self.app = app
         self.authenticate = authenticate
         self.fast_read = fast_read
         self.predict_cap = predict_cap
+        self.refuse = refuse
+        self.log_refusal = log_refusal
         self._pad_limiter: Any = None
 
     def cap(self, path: str) -> int:
@@ -103,9 +118,17 @@ class Gate:
             return
         headers = header_map(scope)
         try:
-            caller = await self._caller(bearer_token(headers))
+            caller = await self._caller(bearer_token(headers) if _one_key(scope) else "")
         except Denied as exc:
             await _plain(exc.status, exc.detail, exc.headers)(scope, receive, send)
+            return
+        denied = self.refuse(caller, path) if self.refuse is not None else None
+        if denied is not None:  # a spent key costs no body read, no parse, no model
+            import anyio.to_thread
+
+            if self.log_refusal is not None:
+                await anyio.to_thread.run_sync(self.log_refusal, caller, denied)
+            await _plain(denied.status, denied.detail, denied.headers)(scope, receive, send)
             return
         body = await self._capped_body(
             headers.get(b"content-length"), self.cap(path), scope, receive, send

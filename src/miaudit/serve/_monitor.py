@@ -41,10 +41,12 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+
+from miaudit.errors import InputError
 
 log = logging.getLogger("miaudit.serve")
 
@@ -112,6 +114,34 @@ def calibrate_knn_threshold(
     return float(np.quantile(np.asarray(dists), quantile))
 
 
+#: Fewest benign records :func:`calibrated_detectors` accepts: a spread and a k-NN quantile from fewer
+#: would be noise.
+MIN_CALIBRATION_RECORDS = 100
+
+
+def calibrated_detectors(
+    benign: np.ndarray, config: DetectorConfig | None = None, field_name: str = "benign"
+) -> DetectorConfig:
+    """``config`` with its distances measured on ``benign`` records (n, d) in arrival order:
+    centred on their mean, scaled by their standard deviation (a constant feature keeps
+    scale 1), and the k-NN threshold at the 0.1 % quantile of their standardised mean
+    distances to the records before them (:func:`calibrate_knn_threshold`; with fewer than
+    1,000 distances that is their minimum)."""
+    cfg = config or DetectorConfig()
+    x = np.asarray(benign, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < MIN_CALIBRATION_RECORDS:
+        raise InputError(
+            field_name,
+            f"holds {x.shape[0] if x.ndim else 0} records; calibration needs at least {MIN_CALIBRATION_RECORDS}, as (records, features)",
+        )
+    center = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    cfg = replace(cfg, center=tuple(center.tolist()), scale=tuple(scale.tolist()))
+    threshold = calibrate_knn_threshold(x, k=cfg.knn_k, buffer=cfg.knn_buffer, config=cfg)
+    return replace(cfg, knn_threshold=threshold)
+
+
 def _standardise(x: np.ndarray, cfg: DetectorConfig) -> np.ndarray:
     if cfg.center is not None:
         x = x - np.asarray(cfg.center)
@@ -167,7 +197,11 @@ class Monitor:
         self._observed = 0  # records seen by this process, all keys
         self._last_alert: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
-        self._rng = np.random.default_rng(0)
+        # The rows a large request is sampled on are drawn from the OS's entropy: with a fixed
+        # seed they could be computed in advance (after a restart, or by the only bulk caller)
+        # and a probe's copies placed everywhere else (a red team read raw probabilities back
+        # through a noise policy with no alert that way).
+        self._rng = np.random.default_rng()
         w = min(config.window, max(1, self.d))
         self._windows = max(1, self.d - w + 1)
         self._w = w
@@ -189,7 +223,8 @@ class Monitor:
         if x.ndim != 2 or x.shape[0] == 0:
             return
         n = x.shape[0]
-        # Bounded work per request: a large batch is sampled (in order) for the geometric detectors.
+        # Bounded work per request: a large batch is sampled (in order, rows unpredictable) for
+        # the geometric detectors; copies hidden among many other records are diluted.
         rows = np.arange(n)
         if n > self.cfg.max_rows_per_request:
             rows = np.sort(self._rng.choice(n, self.cfg.max_rows_per_request, replace=False))

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,11 +27,20 @@ from miaudit.serve._keys import digests_match, key_digest, parse_token, record_h
 from miaudit.serve._monitor import Monitor, Observer, Webhook
 from miaudit.serve._predictor import UpstreamError
 from miaudit.serve._schemas import KeyCreate, KeyLimits, PredictRequest, RecordIn
-from miaudit.serve._store import BUDGET_RETRY_AFTER_S, KeyInfo, KeyRevoked, Store
+from miaudit.serve._store import (
+    BUDGET_RETRY_AFTER_S,
+    KeyInfo,
+    KeyRevoked,
+    Store,
+    rate_retry_after,
+)
 
 log = logging.getLogger("miaudit.serve")
 UNAUTHORISED = "invalid or missing API key"
 FORBIDDEN = "this key's role may not call this endpoint"
+#: Most numbers per record when the model's width is not known (an upstream without
+#: ``n_features``): the body cap is sized for it, and one record cannot be wider.
+UNKNOWN_WIDTH = 1024
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _DUMMY_DIGEST = "0" * 64
 _NO_ID = "-" * 16  # looked up for malformed tokens: no id has this form, the read costs the same
@@ -123,6 +133,8 @@ def _check_widths(values: Sequence[Sequence[float]], n_features: int | None) -> 
         raise Denied(422, f"every record must have {need} numbers")
     if 0 in width:
         raise Denied(422, "records must not be empty")
+    if n_features is None and max(width) > UNKNOWN_WIDTH:  # what the body cap was sized for
+        raise Denied(422, f"records must have at most {UNKNOWN_WIDTH} numbers")
 
 
 def _check_float32_range(x: np.ndarray) -> None:
@@ -305,7 +317,17 @@ class Service:
         )
         policy = caller.role.policy
         self._refuse_over_limits(caller.key, x.shape[0], policy)
-        probs = self._model_output(x)
+        try:
+            probs = self._model_output(x)
+        except Denied as exc:  # an upstream that failed: logged (not charged: no answer came)
+            self.store.log_denied(
+                caller.key.key_id,
+                endpoint="predict",
+                n=x.shape[0],
+                policy=str(policy),
+                status=exc.status,
+            )
+            raise
         content = None if probs is None else self.answer(policy, probs, x.shape[0])
         hashes = record_hashes(self.config.secret, x)
         self._charge(caller.key, x.shape[0], policy, hashes, 200 if content is not None else 500)
@@ -316,17 +338,40 @@ class Service:
         return content
 
     def _refuse_over_limits(self, key: KeyInfo, n: int, policy: OutputPolicy) -> None:
-        """Refuse early what the key's limits cannot admit (the charge's UPDATE decides the rest)."""
+        """Refuse before the model runs what the key's limits, as read at authentication,
+        cannot admit: the model never works for a request its charge would refuse (the charge's
+        UPDATE still decides, against the key's row as it is then)."""
         if key.rate is not None and n > key.rate:  # could never pass: waiting would not help
             raise Denied(
                 413,
                 f"more records in one request than this key's rate limit ({key.rate} per {key.window_s} s)",
             )
-        if key.budget is not None and key.used + n > key.budget:
+        denied = _over_limits(key, n, time.time())
+        if denied is not None:
             self.store.log_denied(
                 key.key_id, endpoint="predict", n=n, policy=str(policy), status=429
             )
-            raise Denied(429, "record budget exhausted", {"Retry-After": str(BUDGET_RETRY_AFTER_S)})
+            raise denied
+
+    def refusal_before_body(self, caller: Caller, path: str) -> Denied | None:
+        """What a ``/predict`` request is refused on from its key alone, before a byte of its
+        body is read or parsed: a role without ``predict`` (403), a spent budget or a full rate
+        window (429). No database work unless refused (then :meth:`log_refusal`)."""
+        if path != "/predict":
+            return None
+        if "predict" not in caller.role.endpoints:
+            return Denied(403, FORBIDDEN)
+        return _over_limits(caller.key, 1, time.time())
+
+    def log_refusal(self, caller: Caller, denied: Denied) -> None:
+        """Log a ``/predict`` refused before its body was read (its record count unknown: 0)."""
+        self.store.log_denied(
+            caller.key.key_id,
+            endpoint="predict",
+            n=0,
+            policy=str(caller.role.policy),
+            status=denied.status,
+        )
 
     def _model_output(self, x: np.ndarray) -> np.ndarray | None:
         """The model's probabilities; None when the model itself failed (a 500, charged: the
@@ -434,6 +479,17 @@ class Service:
         if info is None:  # keys are never deleted: one just made or changed is there
             raise RuntimeError(f"key {key_id} vanished from the store")
         return info.public()
+
+
+def _over_limits(key: KeyInfo, n: int, now: float) -> Denied | None:
+    """The 429 that ``n`` more records would get from the key's budget or rate window, as read."""
+    if key.budget is not None and key.used + n > key.budget:
+        return Denied(429, "record budget exhausted", {"Retry-After": str(BUDGET_RETRY_AFTER_S)})
+    if key.rate_window_full(n, now):
+        return Denied(
+            429, "rate limit reached", {"Retry-After": str(rate_retry_after(now, key.window_s))}
+        )
+    return None
 
 
 @contextlib.contextmanager

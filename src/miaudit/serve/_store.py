@@ -109,6 +109,18 @@ class KeyInfo:
     used: int
     rate: int | None
     window_s: int
+    #: The rate window the key was last charged in (``now // window_s``) and its records there:
+    #: what a request can be refused on before the model runs (the charge decides the rest).
+    window_id: int = 0
+    window_used: int = 0
+
+    def rate_window_full(self, n: int, now: float) -> bool:
+        """Whether ``n`` more records would pass the key's rate limit in the window of ``now``,
+        as of this read of the key."""
+        if self.rate is None:
+            return False
+        used = self.window_used if self.window_id == int(now) // self.window_s else 0
+        return used + n > self.rate
 
     def public(self) -> dict[str, Any]:
         return {
@@ -211,6 +223,11 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
         "--db",
         f"unsupported database {parsed.get_backend_name()!r}; use sqlite:/// or postgresql://",
     )
+
+
+def rate_retry_after(now: float, window_s: int) -> int:
+    """Seconds until the rate window of ``now`` ends (at least 1): a 429's ``Retry-After``."""
+    return max(1, math.ceil((math.floor(now / window_s) + 1) * window_s - now))
 
 
 def _restricted_sqlite_file(database: str) -> None:
@@ -520,10 +537,7 @@ class Store:
             return Charge(None, "revoked")
         if row["budget"] is not None and row["used"] + n > row["budget"]:
             return Charge(None, "budget", BUDGET_RETRY_AFTER_S)
-        window = int(row["window_s"])
-        return Charge(
-            None, "rate", max(1, math.ceil((math.floor(now / window) + 1) * window - now))
-        )
+        return Charge(None, "rate", rate_retry_after(now, int(row["window_s"])))
 
     def log_denied(
         self, key_id: str | None, *, endpoint: str, n: int, policy: str | None, status: int
@@ -664,6 +678,8 @@ KEY_COLUMNS = (
     "used",
     "rate",
     "window_s",
+    "window_id",
+    "window_used",
 )
 
 
@@ -678,4 +694,6 @@ def _info(row: Any) -> KeyInfo:
         used=int(row["used"]),
         rate=row["rate"],
         window_s=int(row["window_s"]),
+        window_id=int(row["window_id"]),
+        window_used=int(row["window_used"]),
     )
