@@ -16,6 +16,7 @@ from miaudit.datasets import (
     load_dataset,
     purchase_like,
 )
+from miaudit.datasets._tabular import from_frame
 from miaudit.engine import parse_config
 from miaudit.errors import InputError
 
@@ -114,6 +115,20 @@ def test_user_file_errors_name_the_field(tmp_path, columns, cfg, field) -> None:
     with pytest.raises(InputError) as info:
         load_dataset(DataConfig(path=path, **cfg))
     assert info.value.field == field
+
+
+def test_a_label_column_of_numbers_then_text_is_one_type(tmp_path) -> None:
+    """Red team: pandas read the first chunk of a CSV's label column as numbers and the rest as
+    text, and sorting them was an internal error (exit 1). Read whole, every label is text."""
+    path = tmp_path / "mixed.csv"
+    rows = [f"{i % 7}.5,{i % 2}" for i in range(300_000)] + ["1.5,yes"] * 5
+    path.write_text("a,y\n" + "\n".join(rows) + "\n")
+    data = load_dataset(DataConfig(path=path, label="y"))
+    assert data.n_classes == 3  # "0", "1", "yes"
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "y": np.array([0, "yes", 1], dtype=object)})
+    with pytest.raises(InputError, match="mixes values of types int, str") as info:
+        from_frame(frame, name="f", label="y", record_id=np.arange(3), field="data")
+    assert info.value.field == "data.label"
 
 
 def test_data_config_needs_exactly_one_source() -> None:

@@ -131,6 +131,8 @@ def test_malformed_files_and_paths_are_refused(lm_folder, copy, tmp_path) -> Non
     folder = copy(lm_folder)
     (folder / "config.json").write_text("{not json")
     _refused(folder, "config.json is not valid JSON")
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)  # red team: a traceback
+    _refused(folder, "config.json is nested too deeply")
     _refused(tmp_path / "nowhere", "is not a folder")
     with pytest.raises(InputError, match=r"model folder: .* is not a folder"):
         check_hf_folder(lm_folder / "config.json")

@@ -152,6 +152,9 @@ CRAFTED = {
         "input 'X' is tensor(int64)",
     ),
     "rank-3-input": (lambda: _typed_input(TensorProto.FLOAT, [None, 3, 1]), "input 'X' has shape"),
+    # Red team: a fixed batch (an export without dynamic axes) passed the load's 2-record trial,
+    # then raised onnxruntime's own error on any other count.
+    "fixed-batch": (lambda: _typed_input(TensorProto.FLOAT, [2, 3]), "takes exactly 2 records"),
     "zipmap": (None, "ZipMap"),
 }
 

@@ -180,3 +180,34 @@ def test_sizes_come_from_options_when_the_file_has_no_metadata(factory, tmp_path
     assert err.value.field == "--n-features"
     module = ModuleSource(name, n_features=4, n_classes=2, trust_code=True)
     assert load_predictor(path, module=module).n_features == 4
+
+
+@pytest.mark.parametrize("claimed", ["\u00b2", "250000000", "0", "-3", " 4"])
+def test_metadata_sizes_that_are_not_counts_are_refused_before_the_factory_runs(
+    factory, tmp_path, claimed
+) -> None:
+    """Red team: a 224-byte file claiming 250 million features had the factory allocate 2.2 GB
+    before its weights were checked; "²" passed str.isdigit and failed int() (exit 1)."""
+    from safetensors.torch import save_file
+
+    name, _ = factory
+    path = tmp_path / "w.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"n_features": claimed, "n_classes": "2"})
+    from miaudit.serve import ModuleSource
+
+    with pytest.raises(InputError, match="not a count from 1 to 9,999,999"):
+        load_predictor(path, module=ModuleSource(name, trust_code=True))
+
+
+def test_weights_giving_non_finite_logits_are_refused(factory, tmp_path) -> None:
+    name, _ = factory
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    with torch.no_grad():
+        net[2].bias.fill_(float("nan"))
+    path = tmp_path / "w.safetensors"
+    save_torch_state(path, net.state_dict())
+    from miaudit.serve import ModuleSource
+
+    module = ModuleSource(name, n_features=4, n_classes=2, trust_code=True)
+    with pytest.raises(InputError, match="not finite"):
+        load_predictor(path, module=module)

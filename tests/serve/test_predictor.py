@@ -47,6 +47,37 @@ def test_sklearn_unit_folder_applies_its_preprocessing(tmp_path, estimator) -> N
         load_predictor(tmp_path, index=5)
 
 
+@pytest.mark.parametrize(
+    "pre",
+    [
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ",
+        {"preprocess.scale": np.ones((1, N_FEATURES))},
+        {"preprocess.scale": np.ones((1, 1)), "preprocess.shift": np.zeros((1, 1))},
+        {"preprocess.scale": np.ones((1, N_FEATURES, 2)), "preprocess.shift": np.zeros((1, 6))},
+        {
+            "preprocess.scale": np.full((1, N_FEATURES), np.nan),
+            "preprocess.shift": np.zeros((1, 6)),
+        },
+        {"preprocess.scale": np.ones((0, N_FEATURES)), "preprocess.shift": np.zeros((0, 6))},
+    ],
+    ids=["garbage", "no-shift", "one-column", "rank-3", "nan", "no-rows"],
+)
+def test_a_bad_unit_standardisation_is_one_line(tmp_path, estimator, pre) -> None:
+    """Red team: each was an internal error (exit 1), or served 4 rows per record (rank 3)."""
+    from miaudit.models import save_sklearn, save_torch_state
+
+    save_sklearn(tmp_path / "model_0.skops", estimator)
+    save_sklearn(tmp_path / "model_x.skops", estimator)  # not a model of the unit: ignored
+    target = tmp_path / "preprocess.safetensors"
+    if isinstance(pre, bytes):
+        target.write_bytes(pre)
+    else:
+        save_torch_state(target, {k: v.astype(np.float32) for k, v in pre.items()})
+    with pytest.raises(InputError, match=r"preprocess\.safetensors") as err:
+        load_predictor(tmp_path, index=0)
+    assert err.value.field == "--model" and "\n" not in str(err.value)
+
+
 def test_torch_mlp_unit_matches_the_stacked_net(tmp_path) -> None:
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)

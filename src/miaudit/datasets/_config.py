@@ -100,7 +100,9 @@ def _load_file(path: Path, label: str, id_column: str | None, field: str) -> Dat
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path)
+            # One type per column: in chunks (low_memory) pandas may read the first rows of a
+            # column as numbers and later ones as text, a column no sort can order.
+            frame = pd.read_csv(path, low_memory=False)
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:

@@ -41,7 +41,14 @@ def from_frame(
         raise InputError(field, "no feature columns besides the label")
     _refuse_missing(frame, [*numeric, *categorical, label], field)
     y_raw = frame[label].to_numpy()
-    classes, y = np.unique(y_raw, return_inverse=True)
+    try:
+        classes, y = np.unique(y_raw, return_inverse=True)
+    except TypeError:  # values of types that do not compare, e.g. numbers and text
+        kinds = sorted({type(v).__name__ for v in y_raw})
+        raise InputError(
+            f"{field}.label",
+            f"column {label!r} mixes values of types {', '.join(kinds)}; give one type of label",
+        ) from None
     if len(classes) < 2:
         raise InputError(f"{field}.label", f"column {label!r} has a single class {classes[0]!r}")
     x, names = _encode(frame, numeric, categorical)

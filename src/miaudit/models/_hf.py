@@ -51,6 +51,8 @@ def _read_json(path: Path, field: str) -> dict[str, Any]:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(field, f"{path.name} is not valid JSON ({err})") from None
+    except RecursionError:  # nested past reason: not a configuration
+        raise InputError(field, f"{path.name} is nested too deeply to be a configuration") from None
     if not isinstance(value, dict):
         raise InputError(field, f"{path.name} must hold a JSON object")
     return value

@@ -293,6 +293,11 @@ def _input_spec(
         raise InputError(
             field, f"{name}'s input {spec.name!r} has shape {shape}; expected (records, features)"
         )
+    if isinstance(shape[0], int):  # e.g. torch.onnx.export without dynamic_axes
+        raise InputError(
+            field,
+            f"{name}'s input {spec.name!r} takes exactly {shape[0]} records at a time; export it with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={{{spec.name!r}: {{0: 'batch'}}}}))",
+        )
     width = shape[1] if isinstance(shape[1], int) else None
     if width is not None and n_features is not None and width != n_features:
         raise InputError(
@@ -392,13 +397,19 @@ class OnnxModel:
             raise InputError(
                 "features", f"has shape {x.shape}; {self.name} takes (records, {self._n})"
             )
-        parts = [
-            np.asarray(
-                self._session.run([self._output], {self._input: x[i : i + BATCH_ROWS]})[0],
-                dtype=np.float64,
-            )
-            for i in range(0, max(len(x), 1), BATCH_ROWS)
-        ]
+        try:
+            parts = [
+                np.asarray(
+                    self._session.run([self._output], {self._input: x[i : i + BATCH_ROWS]})[0],
+                    dtype=np.float64,
+                )
+                for i in range(0, max(len(x), 1), BATCH_ROWS)
+            ]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors on a graph it loaded
+            raise InputError(
+                "model",
+                f"{self.name} failed on {len(x)} records ({type(exc).__name__}: {_one_line(exc)})",
+            ) from None
         out = np.concatenate(parts) if parts else np.zeros((0, self.n_classes))
         if out.ndim != 2 or out.shape[0] != len(x):
             raise InputError(

@@ -8,6 +8,7 @@ Files are written atomically; integrity (sha256) is the engine cache's manifest'
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,12 @@ def import_factory(name: str, *, code_dir: Path | str | None, field: str) -> Any
     return fn
 
 
+#: The largest width or class count read from a weights file's metadata: the factory allocates
+#: by them before the weights are checked against its module (a 224-byte file claiming 250
+#: million features took 2.2 GB first).
+MAX_MODULE_SIZE = 9_999_999
+
+
 def module_sizes(
     path: Path, field: str, n_features: int | None, n_classes: int | None
 ) -> tuple[int, int]:
@@ -102,8 +109,13 @@ def module_sizes(
     for key, given in (("n_features", n_features), ("n_classes", n_classes)):
         if given is not None:
             sizes[key] = given
-        elif meta.get(key, "").isdigit():
+        elif re.fullmatch(r"[1-9][0-9]{0,6}", meta.get(key, "")):  # ASCII, 1 to 9,999,999
             sizes[key] = int(meta[key])
+        elif key in meta:
+            raise InputError(
+                field,
+                f"{path.name} records {key} = {meta[key][:20]!r}, not a count from 1 to {MAX_MODULE_SIZE:,} (give it yourself if the file is right)",
+            )
         else:
             raise InputError(
                 f"--{key.replace('_', '-')}" if field.startswith("--") else key,
@@ -151,6 +163,11 @@ def load_torch_module(
             "--params" if field.startswith("--") else "params",
             f"the factory refused its arguments ({exc})",
         ) from None
+    except (MemoryError, RuntimeError) as exc:  # sizes too large to allocate: said in one line
+        raise InputError(
+            field,
+            f"the factory's module for {width} features and {classes} classes cannot be built ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})",
+        ) from None
     if not isinstance(module, torch.nn.Module):
         raise InputError(factory_field, f"returned {type(module).__name__}, not a torch.nn.Module")
     try:
@@ -167,5 +184,9 @@ def load_torch_module(
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise InputError(
             factory_field, f"the module maps (2, {width}) to {shape}, not (2, {classes}) logits"
+        )
+    if not bool(torch.isfinite(out).all()):
+        raise InputError(
+            field, f"{path.name} gives logits that are not finite (NaN or inf weights)"
         )
     return module

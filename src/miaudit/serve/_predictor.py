@@ -15,6 +15,7 @@ objects (``{"age": 39, ...}``) through ``feature_names`` before that.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,14 +273,36 @@ def _sklearn_unit_model(
 
     est = _load_skops(unit / f"model_{index}.skops")
     affine = None
-    if (unit / "preprocess.safetensors").is_file():
-        pre = load_torch_state(unit / "preprocess.safetensors")
-        models = sorted(int(f.stem.split("_", 1)[1]) for f in unit.glob("model_*.skops"))
-        pos = models.index(index)
-        affine = (
-            pre["preprocess.scale"][pos].numpy().astype(np.float64),
-            pre["preprocess.shift"][pos].numpy().astype(np.float64),
+    pre_file = unit / "preprocess.safetensors"
+    if pre_file.is_file():
+        models = sorted(
+            int(m.group(1))
+            for f in unit.glob("model_*.skops")
+            if (m := re.fullmatch(r"model_(\d{1,9})", f.stem))
         )
+        width = getattr(est, "n_features_in_", None)
+        try:
+            pre = load_torch_state(pre_file)
+            scale, shift = pre["preprocess.scale"].numpy(), pre["preprocess.shift"].numpy()
+        except Exception as exc:  # noqa: BLE001 - a malformed or hostile file: one line naming it
+            raise InputError(
+                "--model",
+                f"{str(pre_file)!r} is not a readable standardisation ({type(exc).__name__}: {str(exc)[:120]})",
+            ) from None
+        # One (scale, shift) row per model of the unit, as wide as the model's input.
+        shape = (len(models), width)
+        if (
+            index not in models
+            or scale.shape != shape
+            or shift.shape != shape
+            or not (np.isfinite(scale).all() and np.isfinite(shift).all())
+        ):
+            raise InputError(
+                "--model",
+                f"{str(pre_file)!r} holds standardisations of shape {scale.shape}/{shift.shape}, not one finite row per model of the unit of the model's width {shape}",
+            )
+        pos = models.index(index)
+        affine = (scale[pos].astype(np.float64), shift[pos].astype(np.float64))
     return EstimatorPredictor(est, feature_names=feature_names, affine=affine)
 
 
