@@ -43,8 +43,8 @@ def ensure_writable_dir(path: Path, field: str = "--out") -> Path:
 @contextlib.contextmanager
 def output_dir_cleanup(path: Path | None) -> Iterator[None]:
     """Remove the folders this block created for ``path`` if the block fails and they are still
-    empty, so that bad input leaves no empty output folder behind (a folder that existed, or
-    holds anything, stays)."""
+    empty, with the empty folders made inside them (``models/``, ``signals/``), so that bad input
+    leaves no empty output folder behind (a folder that existed, or holds any file, stays)."""
     created = []
     if path is not None:
         for folder in (Path(path), *Path(path).parents):
@@ -54,9 +54,10 @@ def output_dir_cleanup(path: Path | None) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        for folder in created:  # the leaf first
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only ever an empty folder
+        if created:  # what it holds was made by this block: its empty folders go, files stay
+            for root, _dirs, _files in os.walk(created[-1], topdown=False):
+                with contextlib.suppress(OSError):
+                    os.rmdir(root)  # only ever an empty folder (a link is not walked)
         raise
 
 
@@ -89,7 +90,9 @@ def write_bytes_atomic(dest: Path, data: bytes, *, restricted: bool = False) -> 
         tmp.write_bytes(data)
 
 
-def read_secret_file(path: Path, what: str, *, max_bytes: int, if_read: str) -> bytes:
+def read_secret_file(
+    path: Path, what: str, *, max_bytes: int, if_read: str, field: str | None = None
+) -> bytes:
     """The bytes of a secret file (a pseudonym key, the server secret), at most ``max_bytes``.
 
     A regular file (not a link, FIFO or device: opened without following links or blocking),
@@ -97,31 +100,34 @@ def read_secret_file(path: Path, what: str, *, max_bytes: int, if_read: str) -> 
     elsewhere, may be known to them), not readable or writable by group or others: else an
     InputError naming the file, whose mode message says ``if_read`` (what a reader could do
     with it). FileNotFoundError when there is none. What the bytes must be is the caller's.
+    ``field`` names the input in the error (the file's path when None; else the path starts the
+    message).
     """
+    name, at = (str(path), "") if field is None else (field, f"{str(path)!r} ")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise InputError(
-            str(path), f"cannot read the {what} ({exc.strerror}; a link is refused)"
+            name, f"{at}cannot be read as the {what} ({exc.strerror}; a link is refused)"
         ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise InputError(str(path), f"is not a regular file; a {what} is one")
+            raise InputError(name, f"{at}is not a regular file; a {what} is one")
         if info.st_uid != os.geteuid() or info.st_nlink != 1:
             raise InputError(
-                str(path),
-                f"is owned by another user or has other names (hard links): someone else may know this {what}; remove it and rerun",
+                name,
+                f"{at}is owned by another user or has other names (hard links): someone else may know this {what}; remove it and rerun",
             )
         if info.st_mode & 0o077:
             raise InputError(
-                str(path),
-                f"has mode {stat.S_IMODE(info.st_mode):04o}: others may read the {what}, {if_read}; make it 0600 (chmod 600) only if you are sure nobody read it, else remove it and rerun",
+                name,
+                f"{at}has mode {stat.S_IMODE(info.st_mode):04o}: others may read the {what}, {if_read}; make it 0600 (chmod 600) only if you are sure nobody read it, else remove it and rerun",
             )
         if info.st_size > max_bytes:
-            raise InputError(str(path), f"is {info.st_size} bytes, not a {what}")
+            raise InputError(name, f"{at}is {info.st_size} bytes, not a {what}")
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data: bytes = fh.read(max_bytes + 1)
     finally:

@@ -1133,6 +1133,7 @@ KEYS = {
     "secret-file-too-short": (
         lambda t: [
             (t / "s").write_bytes(b"short"),
+            (t / "s").chmod(0o600),
             "keys",
             "create",
             "--role",
@@ -1141,7 +1142,7 @@ KEYS = {
             _db(t),
             "--secret-file",
             str(t / "s"),
-        ][1:],
+        ][2:],
         "--secret-file",
     ),
     "roles-file-missing": (
@@ -1349,6 +1350,8 @@ SERVE = {
             str(t / "m.skops"),
             "--upstream",
             "http://127.0.0.1:1/",
+            "--n-features",
+            "3",
             "--db",
             _db(t),
         ],
@@ -1368,6 +1371,8 @@ SERVE = {
             "serve",
             "--upstream",
             "http://127.0.0.1:1/",
+            "--n-features",
+            "3",
             "--max-batch",
             "0",
             "--db",
@@ -1381,6 +1386,8 @@ SERVE = {
             "serve",
             "--upstream",
             "http://127.0.0.1:1/",
+            "--n-features",
+            "3",
             "--roles",
             str(t / "r.toml"),
             "--db",
@@ -1393,6 +1400,8 @@ SERVE = {
             "serve",
             "--upstream",
             "http://127.0.0.1:1/",
+            "--n-features",
+            "3",
             "--sqlite-sync",
             "OFF",
             "--db",
@@ -1405,15 +1414,18 @@ SERVE = {
     "db-not-a-database": (
         lambda t: [
             (t / "x.db").write_text("hello"),
-            (t / "s").write_bytes(b"s" * 32),
+            (t / "s").write_bytes(bytes(range(32))),
+            (t / "s").chmod(0o600),
             "serve",
             "--upstream",
             "http://127.0.0.1:1/",
+            "--n-features",
+            "3",
             "--db",
             f"sqlite:///{t}/x.db",
             "--secret-file",
             str(t / "s"),
-        ][2:],
+        ][3:],
         "--db",
     ),
     "non-sqlite-db-without-secret": (
@@ -1421,6 +1433,8 @@ SERVE = {
             "serve",
             "--upstream",
             "http://127.0.0.1:1/",
+            "--n-features",
+            "3",
             "--db",
             "postgresql://u@127.0.0.1:1/x",
         ],
@@ -1435,7 +1449,7 @@ for _name, (_b, _expect) in SERVE.items():
 
 
 def _files(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*") if not p.is_dir()}
+    return set(root.rglob("*"))  # folders too: a refused run leaves no empty output folder
 
 
 def test_the_suite_is_large() -> None:

@@ -1006,6 +1006,21 @@ def run_audit(
     quiet: bool = False,
 ) -> AuditRun:
     """:func:`audit`, returning the run in memory too (the trade-off reuses it)."""
+    from miaudit._io import output_dir_cleanup
+
+    with output_dir_cleanup(Path(out)):  # bad input leaves no folder it made
+        return _run_audit(config, out, target=target, overwrite=overwrite, quiet=quiet)
+
+
+def _run_audit(
+    config: AuditConfig | str | Path,
+    out: str | Path,
+    *,
+    target: ExternalTarget | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> AuditRun:
+    """The body of :func:`run_audit`."""
     from miaudit._io import ensure_writable_dir, write_text_atomic
     from miaudit.engine import train
 

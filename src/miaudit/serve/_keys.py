@@ -107,6 +107,7 @@ def load_server_secret(path: Path | None = None, *, create: bool = False) -> byt
             "server secret",
             max_bytes=MAX_SERVER_SECRET,
             if_read="and with it test whether a record was queried or forge key digests",
+            field="--secret-file",
         )
     except FileNotFoundError:
         raise InputError("--secret-file", f"{str(p)!r} does not exist") from None
@@ -119,7 +120,7 @@ def load_server_secret(path: Path | None = None, *, create: bool = False) -> byt
         raise InputError(
             "--secret-file", f"{str(p)!r} must hold at least {MIN_SERVER_SECRET} bytes"
         )
-    return _random_looking(value, str(p))
+    return _random_looking(value, "--secret-file")
 
 
 def _random_looking(value: bytes, source: str) -> bytes:

@@ -193,7 +193,6 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
             raise InputError(
                 "sqlite_synchronous", f"must be NORMAL or FULL, got {sqlite_synchronous!r}"
             )
-        _restricted_sqlite_file(parsed.database)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -257,6 +256,8 @@ class Store:
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database:
+            _restricted_sqlite_file(self.engine.url.database)
         try:
             metadata.create_all(self.engine)
         except (
