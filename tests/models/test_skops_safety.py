@@ -631,3 +631,79 @@ def test_fitted_gradient_boosting_still_loads(kw, tmp_path) -> None:
     sio.dump(model, path)
     x, _ = _xy()
     np.testing.assert_array_equal(load_sklearn(path).predict_proba(x), model.predict_proba(x))
+
+
+def _fitted_state(kind: str):
+    """A model fitted honestly, then given one inconsistent attribute, as a crafted file would
+    hold it (each crashed a subprocess or read memory into its output before: a red team)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures
+
+    x, y = _xy(120, 4)
+    x[:, 3] = np.arange(120) % 3
+    if kind.startswith("one-hot"):
+        model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression())
+        model.fit(x[:, 3:], y)
+        enc = model[0]
+        if kind == "one-hot-widths":
+            enc._n_features_outs = [1]
+        elif kind == "one-hot-unsorted":
+            enc.categories_ = [np.array([2.0, 0.0, 1.0])]
+        elif kind == "one-hot-drop":
+            enc.drop_idx_ = np.array([-1000], dtype=object)
+            enc._drop_idx_after_grouping = np.array([-1000], dtype=object)
+        else:
+            enc._infrequent_enabled = True
+        return model
+    if kind.startswith("neighbours"):
+        model = KNeighborsClassifier(3, algorithm="brute", metric="manhattan").fit(x, y)
+        if kind == "neighbours-labels":
+            model._y = np.full_like(model._y, 10**9)
+        else:
+            model._fit_X = model._fit_X[:, :1].copy()
+        return model
+    if kind.startswith("hist"):
+        model = HistGradientBoostingClassifier(max_iter=2).fit(x, y)
+        model._in_fit = True
+        return model
+    model = make_pipeline(PolynomialFeatures(2), LogisticRegression()).fit(x, y)
+    model[0]._n_out_full += 5  # np.empty columns no term fills: stale memory in the answers
+    return model
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "one-hot-widths",
+        "one-hot-unsorted",
+        "one-hot-drop",
+        "one-hot-infrequent",
+        "neighbours-labels",
+        "neighbours-narrow-table",
+        "hist-boosting-in-fit",
+        "polynomial-wider",
+    ],
+)
+def test_crafted_states_that_would_corrupt_memory_are_refused(kind, tmp_path) -> None:
+    path = tmp_path / "m.skops"
+    sio.dump(_fitted_state(kind), path)
+    with pytest.raises(InputError) as err:
+        load_sklearn(path)
+    assert "crafted" in str(err.value) or "not checked here" in str(err.value)
+
+
+@pytest.mark.parametrize("cls", ["MultiLabelBinarizer", "KNeighborsTransformer"])
+def test_transformers_whose_sparse_output_is_unchecked_are_refused(cls, tmp_path) -> None:
+    from sklearn.neighbors import KNeighborsTransformer
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    x, _ = _xy()
+    model = MultiLabelBinarizer().fit([[1, 2]]) if cls == "MultiLabelBinarizer" else None
+    model = model or KNeighborsTransformer(n_neighbors=2, algorithm="brute").fit(x)
+    path = tmp_path / "m.skops"
+    sio.dump(model, path)
+    with pytest.raises(InputError, match=cls):
+        load_sklearn(path)

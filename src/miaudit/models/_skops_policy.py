@@ -234,6 +234,12 @@ _REFUSED_ESTIMATORS = frozenset(
     {
         "sklearn.neighbors._kd_tree.KDTree",
         "sklearn.neighbors._ball_tree.BallTree",
+        # Reviewed and refused (a red team crashed each through a crafted state): a label
+        # binariser's cached label-to-column map and the neighbour-graph transformers' sample
+        # count build sparse matrices whose indices no one checks before C code writes by them.
+        "sklearn.preprocessing._label.MultiLabelBinarizer",
+        "sklearn.neighbors._graph.KNeighborsTransformer",
+        "sklearn.neighbors._graph.RadiusNeighborsTransformer",
         # libsvm indexes its support-vector tables by counts stored in the file (_n_support…).
         "sklearn.svm._classes.SVC",
         "sklearn.svm._classes.NuSVC",
@@ -477,6 +483,11 @@ def check_index_arrays(root: Any, name: str) -> None:
             n_features = own
         if _is_gradient_boosting(obj):
             _check_gradient_boosting(obj, name)
+        check = _STATE_CHECKS.get(f"{type(obj).__module__}.{type(obj).__qualname__}")
+        if check is not None and _fitted(
+            obj
+        ):  # an unfitted one (a pipeline's template) runs nothing
+            check(obj, name)
         if isinstance(obj, Tree):
             _check_tree(obj, name, n_features)
         elif isinstance(obj, TreePredictor):
@@ -560,6 +571,124 @@ def _check_gradient_boosting(gb: Any, name: str) -> None:
         raise refuse(f"cannot make its initial predictions ({type(exc).__name__})") from None
     if not (isinstance(start, np.ndarray) and start.shape == (2, per_stage)):
         raise refuse(f"starts from predictions that are not {per_stage} wide")
+
+
+def _fitted(obj: Any) -> bool:
+    """Whether ``obj`` holds fitted state (scikit-learn's convention: attributes ending in _)."""
+    return any(k.endswith("_") and not k.startswith("__") for k in vars(obj))
+
+
+def _refusal(name: str, what: str) -> InputError:
+    return InputError("model", f"{name}: {what} (a crafted or corrupted file)")
+
+
+def _check_hist_boosting(hgb: Any, name: str) -> None:
+    """Histogram gradient boosting validates its input's width unless a stored preprocessor
+    takes it (categorical models, refused here anyway) or it believes it is mid-fit (then it
+    takes its input as already binned): either let node features index past the input."""
+    state = hgb.__dict__
+    if state.get("_preprocessor") is not None or bool(state.get("_in_fit", False)):
+        raise _refusal(
+            name, "histogram gradient boosting skips its input check (_preprocessor or _in_fit)"
+        )
+
+
+def _check_one_hot(enc: Any, name: str) -> None:
+    """A one-hot encoder's codes and offsets become a sparse matrix's column indices unchecked,
+    which ``toarray`` (or the next step's C code) writes by: numeric categories strictly
+    increasing (``searchsorted`` returns a past-the-end code otherwise; a NaN only last), drops
+    inside their categories, no infrequent grouping (its maps are not checked here), and output
+    widths those categories give."""
+    state = enc.__dict__
+    cats = state.get("categories_")
+    if not isinstance(cats, list) or not all(
+        isinstance(c, np.ndarray) and c.ndim == 1 for c in cats
+    ):
+        raise _refusal(name, "a one-hot encoder's categories are not a list of 1-D arrays")
+    for c in cats:
+        if c.dtype.kind in "biuf":
+            values = c[~np.isnan(c)] if c.dtype.kind == "f" else c
+            nan_last = c.dtype.kind != "f" or not np.isnan(c[: values.size]).any()
+            if not (nan_last and bool(np.all(np.diff(values) > 0))):
+                raise _refusal(name, "a one-hot encoder's numeric categories are not sorted")
+    if bool(state.get("_infrequent_enabled", False)):
+        raise _refusal(
+            name, "a one-hot encoder groups infrequent categories (its maps are not checked here)"
+        )
+    for attr in ("drop_idx_", "_drop_idx_after_grouping"):
+        drops = state.get(attr)
+        if drops is None:
+            continue
+        drops = np.asarray(drops, dtype=object).ravel().tolist()
+        if len(drops) != len(cats) or not all(
+            d is None or (type(d) in (int, np.int64, np.int32) and 0 <= int(d) < len(c))
+            for d, c in zip(drops, cats, strict=False)
+        ):
+            raise _refusal(name, f"a one-hot encoder's {attr} points outside its categories")
+    try:
+        expected = [int(n) for n in enc._compute_n_features_outs()]
+    except Exception as exc:  # noqa: BLE001 - a crafted state fails here in many ways
+        raise _refusal(name, f"a one-hot encoder's output widths ({type(exc).__name__})") from None
+    outs = state.get("_n_features_outs")
+    if not isinstance(outs, list) or [int(n) for n in outs] != expected:
+        raise _refusal(name, "a one-hot encoder's output widths are not its categories'")
+
+
+def _check_neighbours(knn: Any, name: str) -> None:
+    """Neighbour classifiers add into ``class_scores[i][_y[j]]`` and read ``X.shape[1]`` values
+    from each stored sample, unchecked: brute force over a dense (samples, width) table, one
+    output, labels inside the classes."""
+    state = knn.__dict__
+    fit_x, labels, classes = state.get("_fit_X"), state.get("_y"), state.get("classes_")
+    n, width = state.get("n_samples_fit_"), _width(knn, name)
+    if state.get("_fit_method") != "brute" or state.get("_tree") is not None:
+        raise _refusal(name, "a neighbour classifier's search is not brute force over its table")
+    if bool(state.get("outputs_2d_", False)):
+        raise _refusal(name, "a neighbour classifier with several outputs is not loaded")
+    if not (
+        type(n) in (int, np.int64)
+        and isinstance(fit_x, np.ndarray)
+        and fit_x.shape == (n, width)
+        and isinstance(labels, np.ndarray)
+        and labels.dtype.kind in "iu"
+        and labels.shape == (n,)
+        and isinstance(classes, np.ndarray)
+        and classes.ndim == 1
+        and (n == 0 or bool(np.all((labels >= 0) & (labels < classes.shape[0]))))
+    ):
+        raise _refusal(name, "a neighbour classifier's samples, labels or classes disagree")
+
+
+def _check_polynomial(poly: Any, name: str) -> None:
+    """Polynomial features fill an uninitialised (records, ``_n_out_full``) array term by term:
+    a stored width larger than the terms its degrees give would hand stale process memory to
+    the model's answers. Both widths must be the ones scikit-learn computes from the settings."""
+    state = poly.__dict__
+    ints = [state.get(k) for k in ("_min_degree", "_max_degree")]
+    flags = [state.get(k) for k in ("interaction_only", "include_bias")]
+    width = _width(poly, name)
+    if (
+        width is None
+        or not all(type(v) in (int, np.int64) and 0 <= int(v) <= 64 for v in ints)
+        or not all(isinstance(f, (bool, np.bool_)) for f in flags)
+    ):
+        raise _refusal(name, "polynomial features' degrees or flags are not settings")
+    lo, hi = (int(v) for v in ints)
+    expected = [
+        type(poly)._num_combinations(width, low, hi, bool(flags[0]), bool(flags[1]))
+        for low in (lo, 0)
+    ]
+    if [state.get("n_output_features_"), state.get("_n_out_full")] != expected:
+        raise _refusal(name, "polynomial features' output widths are not their degrees'")
+
+
+_STATE_CHECKS = {
+    "sklearn.preprocessing._polynomial.PolynomialFeatures": _check_polynomial,
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier": _check_hist_boosting,
+    "sklearn.preprocessing._encoders.OneHotEncoder": _check_one_hot,
+    "sklearn.neighbors._classification.KNeighborsClassifier": _check_neighbours,
+    "sklearn.neighbors._classification.RadiusNeighborsClassifier": _check_neighbours,
+}
 
 
 def _check_tree(tree: Any, name: str, n_features: int | None) -> None:
