@@ -163,3 +163,18 @@ def test_a_folder_of_another_task_is_refused(clf_folder, lm_folder) -> None:
         load_hf_causal_lm(clf_folder)
     with pytest.raises(InputError, match="a sequence-classification model needs"):
         load_hf_classifier(lm_folder)
+
+
+def test_a_config_declaring_a_larger_model_than_its_weights_is_refused_first(
+    lm_folder, copy
+) -> None:
+    """Red team: a 60 KB folder whose config.json declared a 2,048-wide GPT-2 peaked at 2.7 GB
+    (transformers built and initialised the whole model) before the missing weights were found."""
+    import resource
+
+    folder = copy(lm_folder)
+    _edit_json(folder / "config.json", n_embd=1024, n_layer=8, n_head=16)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _refused(folder, r"config\.json declares a model of [\d,]+ parameters; its weights hold")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, grown_mb  # the declared model is 100 M parameters (400 MB in float32)

@@ -150,6 +150,7 @@ def _load(folder: Path, task: HfTask, field: str) -> tuple[Any, Any]:
     from transformers.utils import logging as hf_logging
 
     auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
+    _check_declared_size(folder, auto, field)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a per-file bar on stderr would interleave with miaudit's
     try:
@@ -180,6 +181,44 @@ def _load(folder: Path, task: HfTask, field: str) -> tuple[Any, Any]:
         )
     model.eval()
     return model, tokenizer
+
+
+def _check_declared_size(folder: Path, auto: Any, field: str) -> None:
+    """Refuse a config.json that declares a model much larger than its weights before anything
+    is allocated: transformers builds (and randomly initialises) the whole declared model
+    before it finds the weights missing, so a 60 KB folder declaring a 2,048-wide GPT-2 took
+    2.7 GB first (a red team). The declared model is built on the meta device (no memory) and
+    its parameters counted (tied ones once) against the tensors in the safetensors headers."""
+    import math
+
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(
+            str(folder), local_files_only=True, trust_remote_code=False
+        )
+        with torch.device("meta"):
+            skeleton = auto.from_config(config)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(field, f"config.json does not describe a model: {first[:200]}") from None
+    declared = sum(p.numel() for p in skeleton.parameters())
+    stored = 0
+    for weights in _weight_files(folder, field):
+        try:
+            with safe_open(str(weights), framework="pt") as fh:
+                stored += sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())  # noqa: SIM118 - safe_open has no __iter__
+        except Exception as exc:  # noqa: BLE001 - safetensors' errors for a malformed header vary
+            raise InputError(
+                field, f"{weights.name} is not a readable safetensors file ({type(exc).__name__})"
+            ) from None
+    if declared > stored * 1.01 + 1024:
+        raise InputError(
+            field,
+            f"config.json declares a model of {declared:,} parameters; its weights hold {stored:,} values",
+        )
 
 
 def _max_tokens(model: Any) -> int:
