@@ -237,6 +237,7 @@ def test_the_routers_together_serve_the_documented_paths_in_order() -> None:
         ("/admin/keys/{key_id}/limits", ["put"]),
         ("/admin/alerts", ["get"]),
         ("/admin/log", ["get"]),
+        ("/admin/acts", ["get"]),
     ]
     guarded = [op for p, ops in paths.items() if p != "/health" for op in ops.values()]
     assert all(op["security"] == [{"HTTPBearer": []}] for op in guarded)

@@ -365,7 +365,9 @@ def test_the_detectors_are_fed_only_answered_requests(tmp_path: Path, model: Stu
 # --- admin acts ----------------------------------------------------------------------------------
 
 
-def test_admin_acts_need_the_admin_endpoint_and_are_not_logged(service: Service) -> None:
+def test_admin_acts_need_the_admin_endpoint_and_a_refused_one_leaves_nothing(
+    service: Service,
+) -> None:
     public, _ = caller_of(service, "public")
     acts = [
         lambda: service.create_key(public, KeyCreate(role="public")),
@@ -378,7 +380,46 @@ def test_admin_acts_need_the_admin_endpoint_and_are_not_logged(service: Service)
     for act in acts:
         assert denial(act).status == 403
     assert service.store.log_entries() == []
+    assert [a["action"] for a in service.store.acts()] == ["create_key"]  # caller_of's own
     assert service.store.get_key(public.key.key_id).revoked_at is None  # type: ignore[union-attr]
+
+
+def test_every_admin_act_leaves_a_row_in_its_own_transaction(service: Service) -> None:
+    """Red team: an admin key created an unlimited key, lifted limits, read the log with record
+    hashes and revoked the key, and no table held a trace of it."""
+    admin, _ = caller_of(service, "admin")
+    me = admin.key.key_id
+    new = service.create_key(admin, KeyCreate(role="public", budget=5))
+    service.set_limits(admin, new["key_id"], KeyLimits(budget=None))
+    service.list_keys(admin)
+    service.read_log(admin, key_id=new["key_id"], limit=7, hashes=True)
+    service.list_alerts(admin, since_id=0, limit=10, key_id=None)
+    service.revoke_key(admin, new["key_id"])
+    service.revoke_key(admin, new["key_id"])  # already revoked: changes nothing, no act
+    acts = service.read_acts(admin, actor=me, limit=100)
+    assert [a["action"] for a in reversed(acts)] == [
+        "create_key",
+        "set_limits",
+        "list_keys",
+        "read_log",
+        "list_alerts",
+        "revoke_key",
+        "read_acts",
+    ]
+    assert {a["actor"] for a in acts} == {me}
+    by = {a["action"]: a for a in acts}
+    assert by["create_key"]["target"] == new["key_id"]
+    assert by["create_key"]["detail"] == {
+        "role": "public",
+        "budget": 5,
+        "rate": None,
+        "window_s": 60,
+    }
+    assert by["set_limits"]["detail"]["budget"] is None
+    assert by["read_log"]["detail"] == {"limit": 7, "record_hashes": True}
+    assert "token" not in json.dumps(acts)
+    service.store.create_key(SECRET, "public")  # the command line: actor null
+    assert service.store.acts(limit=1)[0]["actor"] is None
 
 
 def test_admin_creates_limits_lists_and_revokes_keys(service: Service) -> None:

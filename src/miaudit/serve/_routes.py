@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from miaudit.serve._gate import CALLER
 from miaudit.serve._schemas import (
+    ActOut,
     AlertOut,
     KeyCreate,
     KeyLimits,
@@ -168,6 +169,18 @@ def read_log(
 ) -> list[dict[str, Any]]:
     """The audit log, newest first (keyed record hashes on request)."""
     return service.read_log(caller, key_id=key_id, limit=limit, hashes=hashes)
+
+
+@alerts.get("/admin/acts", response_model=list[ActOut], responses=ADMIN_RESPONSES)
+def read_acts(
+    service: ServiceDep,
+    caller: CallerDep,
+    actor: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """What admin keys (and the command line, actor null) did, newest first: keys created,
+    limits set, keys revoked, the log, alerts and these acts read."""
+    return service.read_acts(caller, actor=actor, limit=limit)
 
 
 #: In the order of the OpenAPI document.

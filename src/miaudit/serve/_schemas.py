@@ -99,3 +99,12 @@ class LogEntry(BaseModel):
     policy: str | None
     status: int
     record_hashes: list[str] | None = None
+
+
+class ActOut(BaseModel):
+    id: int
+    ts: float
+    actor: str | None
+    action: str
+    target: str | None
+    detail: dict[str, Any]

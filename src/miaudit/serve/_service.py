@@ -474,6 +474,12 @@ class Service:
         with _as_actor():
             return self.store.log_entries(key_id=key_id, limit=limit, with_hashes=hashes, actor=me)
 
+    def read_acts(self, caller: Caller, *, actor: str | None, limit: int) -> list[dict[str, Any]]:
+        """What admin keys and the command line did, newest first (one key's, given ``actor``)."""
+        me = self._admin(caller)
+        with _as_actor():
+            return self.store.acts(actor_filter=actor, limit=limit, actor=me)
+
     def _public_key(self, key_id: str) -> dict[str, Any]:
         info = self.store.get_key(key_id)
         if info is None:  # keys are never deleted: one just made or changed is there

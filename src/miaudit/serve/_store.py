@@ -86,6 +86,20 @@ alerts = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
 )
 
+#: What admin keys (and the local command line) did: one row per act, written in the act's own
+#: transaction, so that a key created, raised, revoked or a log read with record hashes always
+#: leaves a trace (a stolen admin key left none before). ``actor`` NULL: the command line.
+admin_acts = sa.Table(
+    "miaudit_admin_acts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(16), nullable=True, index=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(16), nullable=True),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
 Denial = Literal["revoked", "budget", "rate"]
 
 
@@ -385,6 +399,13 @@ class Store:
                     window_used=0,
                 )
             )
+            _record_act(
+                conn,
+                actor,
+                "create_key",
+                key.key_id,
+                {"role": role, "budget": budget, "rate": rate, "window_s": window_s},
+            )
         return key
 
     def _check_actor(self, conn: sa.Connection, actor: str | None) -> None:
@@ -432,19 +453,23 @@ class Store:
         return None if got is None else got[0]
 
     @contextlib.contextmanager
-    def _as(self, actor: str | None) -> Iterator[sa.Connection]:
+    def _as(
+        self, actor: str | None, action: str, detail: dict[str, Any]
+    ) -> Iterator[sa.Connection]:
         """A read as ``actor``: in one transaction with the actor's live row (locked), so that no
-        answer is read after the actor's revocation commits."""
+        answer is read after the actor's revocation commits, and recorded as ``action`` (reads
+        by the local command line, ``actor`` None, are not acts of a key: not recorded)."""
         if actor is None:
             with self._read() as conn:
                 yield conn
         else:
             with self._write() as conn:
                 self._check_actor(conn, actor)
+                _record_act(conn, actor, action, detail.pop("target", None), detail)
                 yield conn
 
     def list_keys(self, *, actor: str | None = None) -> list[KeyInfo]:
-        with self._as(actor) as conn:
+        with self._as(actor, "list_keys", {}) as conn:
             rows = (
                 conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id))
                 .mappings()
@@ -462,6 +487,8 @@ class Store:
                 .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=time.time())
             )
+            if res.rowcount == 1:
+                _record_act(conn, actor, "revoke_key", key_id, {})
             if res.rowcount == 0:
                 return (
                     conn.execute(
@@ -494,6 +521,14 @@ class Store:
                 .where(api_keys.c.key_id == key_id)
                 .values(budget=budget, rate=rate, window_s=window_s)
             )
+            if res.rowcount == 1:
+                _record_act(
+                    conn,
+                    actor,
+                    "set_limits",
+                    key_id,
+                    {"budget": budget, "rate": rate, "window_s": window_s},
+                )
         return res.rowcount == 1
 
     # --- charging and the log -----------------------------------------------------------------
@@ -567,7 +602,8 @@ class Store:
         q = sa.select(requests).order_by(requests.c.id.desc()).limit(limit)
         if key_id is not None:
             q = q.where(requests.c.key_id == key_id)
-        with self._as(actor) as conn:
+        detail = {"target": key_id, "limit": limit, "record_hashes": with_hashes}
+        with self._as(actor, "read_log", detail) as conn:
             rows = [dict(r) for r in conn.execute(q).mappings().all()]
             if with_hashes and rows:
                 ids = [r["id"] for r in rows]
@@ -597,6 +633,20 @@ class Store:
         )
         with self._read() as conn:
             return {k: int(v) for k, v in conn.execute(q).all()}
+
+    def acts(
+        self, *, actor_filter: str | None = None, limit: int = 100, actor: str | None = None
+    ) -> list[dict[str, Any]]:
+        """What admin keys and the command line did, newest first (``actor_filter``: one key's
+        acts); reading them is an act too."""
+        q = sa.select(admin_acts).order_by(admin_acts.c.id.desc()).limit(limit)
+        if actor_filter is not None:
+            q = q.where(admin_acts.c.actor == actor_filter)
+        with self._as(actor, "read_acts", {"target": actor_filter, "limit": limit}) as conn:
+            rows = [dict(r) for r in conn.execute(q).mappings().all()]
+        for r in rows:
+            r["detail"] = json.loads(r["detail"])
+        return rows
 
     # --- alerts -------------------------------------------------------------------------------
 
@@ -635,7 +685,8 @@ class Store:
         q = sa.select(alerts).where(alerts.c.id > since_id).order_by(alerts.c.id).limit(limit)
         if key_id is not None:
             q = q.where(alerts.c.key_id == key_id)
-        with self._as(actor) as conn:
+        detail = {"target": key_id, "since_id": since_id, "limit": limit}
+        with self._as(actor, "list_alerts", detail) as conn:
             rows = conn.execute(q).mappings().all()
         return [
             Alert(
@@ -648,6 +699,20 @@ class Store:
             )
             for r in rows
         ]
+
+
+def _record_act(
+    conn: sa.Connection, actor: str | None, action: str, target: str | None, detail: dict[str, Any]
+) -> None:
+    conn.execute(
+        admin_acts.insert().values(
+            ts=time.time(),
+            actor=actor,
+            action=action,
+            target=target,
+            detail=json.dumps(detail, sort_keys=True),
+        )
+    )
 
 
 def _redacted(url: str) -> str:
