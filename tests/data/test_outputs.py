@@ -230,6 +230,56 @@ def test_no_partial_file_on_failure(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def _npz_with(path, extra: dict[str, dict]) -> None:
+    """Three records, and for each extra name only a header (its data never needed)."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npf
+
+    arrays = {
+        "logits": np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.5]]),
+        "label": np.array([0, 1, 0]),
+        "member": np.array([1, 0, 1]),
+    }
+    with zipfile.ZipFile(path, "w") as z:
+        for name, value in arrays.items():
+            buf = io.BytesIO()
+            np.save(buf, value)
+            z.writestr(f"{name}.npy", buf.getvalue())
+        for name, header in extra.items():
+            buf = io.BytesIO()
+            npf.write_array_header_1_0(buf, {"fortran_order": False, **header})
+            z.writestr(f"{name}.npy", buf.getvalue() + b"\0" * 64)
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ({"descr": "<f8", "shape": (250_000_000,)}, "its label has 3 records"),
+        ({"descr": "<U100000", "shape": (3,)}, "a column's values are at most 1024"),
+    ],
+)
+def test_an_unused_column_is_refused_from_its_header(tmp_path, header, words):
+    """Red team: a 2 MB file with one 2 GB one-dimensional array no reader uses was decompressed
+    whole (2.2 GB peak). A column's header must say one value per record, of bounded size."""
+    path = tmp_path / "o.npz"
+    _npz_with(path, {"pad": header})
+    with pytest.raises(InputError, match=words) as err:
+        load_outputs(path)
+    assert err.value.field == "pad"
+
+
+def test_extra_columns_far_larger_than_the_named_arrays_are_refused(tmp_path, monkeypatch):
+    import miaudit.data._tables as tables
+
+    monkeypatch.setattr(tables, "EXTRA_COLUMNS_FLOOR", 1000)
+    path = tmp_path / "o.npz"
+    _npz_with(path, {f"c{i}": {"descr": "<f8", "shape": (3,)} for i in range(300)})
+    with pytest.raises(InputError, match="bytes of extra columns"):
+        load_outputs(path)
+
+
 def test_an_npz_array_no_reader_uses_is_never_decompressed(tmp_path):
     """A 2-D array miaudit does not read (a red team's 3 MB file held one of 3 GB) is skipped
     from its header alone: here its header claims 3 TB over a kilobyte of data, which loading

@@ -79,7 +79,9 @@ NAMED_ARRAYS = frozenset(
 def _read_npz(p: Path) -> RawTable:
     try:
         with np.load(p, allow_pickle=False) as z:
-            arrays = {k: _npz_array(p, z, k) for k in z.files if _is_read(z, k)}
+            read = [k for k in z.files if _is_read(z, k)]
+            _check_extra_columns(p, z, read)
+            arrays = {k: _npz_array(p, z, k) for k in read}
     except InputError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
@@ -90,22 +92,69 @@ def _read_npz(p: Path) -> RawTable:
     return RawTable(p, "npz", arrays, meta)
 
 
-def _is_read(z: Any, name: str) -> bool:
-    """Whether an npz member is one a reader uses, from its header alone (no decompression)."""
-    if name in NAMED_ARRAYS:
-        return True
+def _header(z: Any, name: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """(shape, dtype) of an npz member from its header alone (no decompression); None when the
+    header cannot be peeked at (loading the member then reports the problem in one line)."""
     try:
         with z.zip.open(f"{name}.npy") as fp:
             version = np.lib.format.read_magic(fp)
             if version == (1, 0):
-                shape = np.lib.format.read_array_header_1_0(fp)[0]
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
             elif version == (2, 0):
-                shape = np.lib.format.read_array_header_2_0(fp)[0]
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
             else:
-                return True  # a header this reader cannot peek at: loaded and checked as before
+                return None
     except (KeyError, ValueError, OSError, zipfile.BadZipFile):
-        return True  # loading it reports the problem in one line
-    return len(shape) < 2
+        return None
+    return tuple(shape), np.dtype(dtype)
+
+
+def _is_read(z: Any, name: str) -> bool:
+    """Whether an npz member is one a reader uses, from its header alone (no decompression)."""
+    if name in NAMED_ARRAYS:
+        return True
+    header = _header(z, name)
+    return header is None or len(header[0]) < 2
+
+
+#: Extra columns (1-D arrays no reader names: slices, feature columns) are decompressed only
+#: when their headers say they are columns of this file: one value per record (the ``label``
+#: array's length), at most :data:`MAX_COLUMN_ITEMSIZE` bytes each, and together no more than
+#: :data:`EXTRA_COLUMNS_RATIO` times the named arrays (or :data:`EXTRA_COLUMNS_FLOOR`). A
+#: 2 MB file with one 2 GB unused array was decompressed whole before.
+MAX_COLUMN_ITEMSIZE = 1024
+EXTRA_COLUMNS_RATIO = 64
+EXTRA_COLUMNS_FLOOR = 256 * 2**20
+
+
+def _check_extra_columns(p: Path, z: Any, read: list[str]) -> None:
+    headers = {k: _header(z, k) for k in read}
+    label = headers.get("label")
+    n = label[0][0] if label is not None and len(label[0]) == 1 else None
+    named = extra = 0
+    for name, header in headers.items():
+        if header is None or name == META_KEY:
+            continue
+        shape, dtype = header
+        size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if name in NAMED_ARRAYS:
+            named += size
+            continue
+        if len(shape) == 1 and n is not None and shape[0] != n:
+            raise InputError(
+                name, f"has {shape[0]} values in {str(p)!r}; its label has {n} records"
+            )
+        if dtype.itemsize > MAX_COLUMN_ITEMSIZE:
+            raise InputError(
+                name,
+                f"holds values of {dtype.itemsize} bytes each in {str(p)!r} (dtype {dtype.str}); a column's values are at most {MAX_COLUMN_ITEMSIZE}",
+            )
+        extra += size
+    if extra > max(EXTRA_COLUMNS_FLOOR, EXTRA_COLUMNS_RATIO * named):
+        raise InputError(
+            "input",
+            f"{str(p)!r} holds {extra:,} bytes of extra columns, more than {EXTRA_COLUMNS_RATIO} times its named arrays ({named:,} bytes)",
+        )
 
 
 def _npz_array(p: Path, z: Any, name: str) -> np.ndarray:

@@ -124,6 +124,24 @@ def module_sizes(
     return sizes["n_features"], sizes["n_classes"]
 
 
+def _built(
+    factory: Any, width: int, classes: int, params: dict[str, Any] | None, field: str
+) -> Any:
+    """``factory(width, classes, **params)``; its refusals and failed allocations in one line."""
+    try:
+        return factory(width, classes, **(params or {}))
+    except TypeError as exc:
+        raise InputError(
+            "--params" if field.startswith("--") else "params",
+            f"the factory refused its arguments ({exc})",
+        ) from None
+    except (MemoryError, RuntimeError) as exc:  # sizes too large to allocate: said in one line
+        raise InputError(
+            field,
+            f"the factory's module for {width} features and {classes} classes cannot be built ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})",
+        ) from None
+
+
 def load_torch_module(
     weights: Path | str,
     factory: str | Any,
@@ -156,18 +174,7 @@ def load_torch_module(
         factory = import_factory(factory, code_dir=code_dir, field=factory_field)
     path = Path(weights)
     width, classes = module_sizes(path, field, n_features, n_classes)
-    try:
-        module = factory(width, classes, **(params or {}))
-    except TypeError as exc:
-        raise InputError(
-            "--params" if field.startswith("--") else "params",
-            f"the factory refused its arguments ({exc})",
-        ) from None
-    except (MemoryError, RuntimeError) as exc:  # sizes too large to allocate: said in one line
-        raise InputError(
-            field,
-            f"the factory's module for {width} features and {classes} classes cannot be built ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})",
-        ) from None
+    module = _built(factory, width, classes, params, field)
     if not isinstance(module, torch.nn.Module):
         raise InputError(factory_field, f"returned {type(module).__name__}, not a torch.nn.Module")
     try:

@@ -122,7 +122,9 @@ class ServeConfig:
     webhook : str, optional
         URL that receives each alert as JSON.
     noise_seed : int, optional
-        Seed of the ``noise`` policy's generator.
+        Seed of the ``noise`` policy's generator, for tests only: a fixed seed replays the same
+        noise in every worker and after every restart, so a caller who sees it twice can cancel
+        it. None (the default, and the command line's only choice) draws from the OS.
     guard : bool
         False serves the same model with no keys, budgets, policy, log or detectors
         (``{"probabilities": …}``): the baseline of the load benchmark and the upstream shape.

@@ -270,18 +270,7 @@ class Store:
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
-        if self.engine.dialect.name == "sqlite" and self.engine.url.database:
-            _restricted_sqlite_file(self.engine.url.database)
-        try:
-            metadata.create_all(self.engine)
-        except (
-            sa.exc.SQLAlchemyError
-        ) as exc:  # not a database file, a server that does not answer, no rights
-            self.engine.dispose()
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-            raise InputError(
-                "--db", f"cannot open the database {_redacted(self.url)!r}: {reason}"
-            ) from None
+        self._create_tables()
         # Built once: building SQLAlchemy expressions costs more than running them (≈1 ms).
         k = api_keys.c
         self._key_stmt = sa.select(api_keys).where(k.key_id == sa.bindparam("key_id"))
@@ -341,6 +330,20 @@ class Store:
                     raw.close()
             except Exception:  # noqa: BLE001, S112 - a missed checkpoint is retried next second
                 continue
+
+    def _create_tables(self) -> None:
+        """The tables, in a SQLite file made 0600 first; one line when the database cannot be
+        opened (not a database file, a server that does not answer, no rights)."""
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database:
+            _restricted_sqlite_file(self.engine.url.database)
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            self.engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+            raise InputError(
+                "--db", f"cannot open the database {_redacted(self.url)!r}: {reason}"
+            ) from None
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sa.Connection]:
