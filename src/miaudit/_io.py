@@ -8,11 +8,14 @@ scores with membership, i.e. the training roster) are created 0600 from the star
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from miaudit.errors import InputError
 
@@ -59,6 +62,24 @@ def output_dir_cleanup(path: Path | None) -> Iterator[None]:
                 with contextlib.suppress(OSError):
                     os.rmdir(root)  # only ever an empty folder (a link is not walked)
         raise
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def cleans_output_dir(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn`` (whose argument ``out`` is its output folder) run in :func:`output_dir_cleanup`:
+    a refusal leaves no folder it made."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        out = signature.bind(*args, **kwargs).arguments.get("out")
+        with output_dir_cleanup(None if out is None else Path(out)):
+            return fn(*args, **kwargs)
+
+    return run
 
 
 @contextlib.contextmanager

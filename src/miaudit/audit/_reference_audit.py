@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from miaudit._io import cleans_output_dir
 from miaudit._version import __version__
 from miaudit.attacks import (
     RMIA_DEFAULT_A,
@@ -997,6 +998,7 @@ def audit(
     return result
 
 
+@cleans_output_dir  # bad input leaves no folder it made
 def run_audit(
     config: AuditConfig | str | Path,
     out: str | Path,
@@ -1006,21 +1008,6 @@ def run_audit(
     quiet: bool = False,
 ) -> AuditRun:
     """:func:`audit`, returning the run in memory too (the trade-off reuses it)."""
-    from miaudit._io import output_dir_cleanup
-
-    with output_dir_cleanup(Path(out)):  # bad input leaves no folder it made
-        return _run_audit(config, out, target=target, overwrite=overwrite, quiet=quiet)
-
-
-def _run_audit(
-    config: AuditConfig | str | Path,
-    out: str | Path,
-    *,
-    target: ExternalTarget | None = None,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> AuditRun:
-    """The body of :func:`run_audit`."""
     from miaudit._io import ensure_writable_dir, write_text_atomic
     from miaudit.engine import train
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from miaudit._io import cleans_output_dir
 from miaudit.audit._config import AuditConfig, load_audit_config
 from miaudit.audit._results import AuditResult, PrivacySpent, Utility
 from miaudit.audit._tradeoff_result import (
@@ -694,6 +695,7 @@ def _notes(
     ]
 
 
+@cleans_output_dir  # bad input leaves no folder it made
 def tradeoff(
     config: AuditConfig | str | Path,
     out: str | Path,
@@ -717,33 +719,6 @@ def tradeoff(
     verdict by :func:`recommendation` (``accuracy_tolerance``: the largest accuracy loss, as a
     fraction, that a recommended control may cost).
     """
-    from miaudit._io import output_dir_cleanup
-
-    with output_dir_cleanup(Path(out)):  # bad input leaves no folder it made
-        return _tradeoff(
-            config,
-            out,
-            variants=variants,
-            policy_targets=policy_targets,
-            noise_sigma=noise_sigma,
-            noise_draws=noise_draws,
-            accuracy_tolerance=accuracy_tolerance,
-            say=say,
-        )
-
-
-def _tradeoff(
-    config: AuditConfig | str | Path,
-    out: str | Path,
-    *,
-    variants: Sequence[VariantSpec] | None = None,
-    policy_targets: int = 4,
-    noise_sigma: float = 0.5,
-    noise_draws: int = 50,
-    accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE,
-    say: Callable[[str], None] | None = None,
-) -> TradeoffResult:
-    """The body of :func:`tradeoff`."""
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
     say = say or (lambda _s: None)
     specs = _checked_specs(variants)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from miaudit._io import ensure_writable_dir, write_text_atomic
+from miaudit._io import cleans_output_dir, ensure_writable_dir, write_text_atomic
 from miaudit.data import SignalsStore
 from miaudit.datasets import Dataset, load_dataset
 from miaudit.engine import _cache
@@ -209,6 +209,7 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
     return jobs
 
 
+@cleans_output_dir  # bad input leaves no folder it made
 def train(
     config: TrainConfig | str | Path,
     out: str | Path,
@@ -228,25 +229,6 @@ def train(
     total)``. Files: ``<out>/train.json`` (the config as run), ``<out>/signals/`` and the cache
     (``engine.cache``, default ``<out>/models``). Restricted files are 0600.
     """
-    from miaudit._io import output_dir_cleanup
-
-    with output_dir_cleanup(Path(out)):  # bad input leaves no folder it made
-        return _train(
-            config, out, keep=keep, pool=pool, executor=executor, on_event=on_event, console=console
-        )
-
-
-def _train(
-    config: TrainConfig | str | Path,
-    out: str | Path,
-    *,
-    keep: np.ndarray | None = None,
-    pool: np.ndarray | None = None,
-    executor: Executor | None = None,
-    on_event: Callable[[Event], None] | None = None,
-    console: Console | None = None,
-) -> TrainRun:
-    """The body of :func:`train`."""
     start = time.perf_counter()
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     out = ensure_writable_dir(Path(out))
