@@ -322,6 +322,23 @@ def _check_sizes(zf: zipfile.ZipFile, name: str) -> None:
         )
 
 
+def _check_references(data: bytes, schema: dict[str, Any], name: str) -> None:
+    """The size checks over what skops will read, not what the zip holds: skops inflates a
+    member once per node that names it, so one 16 MiB member named 60 times in an 18 KB file
+    inflated to 1.4 GB (a red team). Honest files name a shared array a few times at most."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        sizes = {m.filename: m.file_size for m in zf.infolist()}
+    files = [n["file"] for n in _nodes(schema) if isinstance(n.get("file"), str)]
+    read = sum(sizes.get(f, 0) for f in files) + sizes.get("schema.json", 0)
+    if read > MAX_TOTAL_BYTES or (
+        read > RATIO_FLOOR_BYTES and read > MAX_RATIO * max(len(data), 1)
+    ):
+        raise InputError(
+            "model",
+            f"{name}: its arrays, as schema.json names them, inflate to {read:,} bytes from a {len(data):,}-byte file (a zip bomb by reference)",
+        )
+
+
 def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
     """Every node of a schema: any JSON object with a ``__loader__``, at any depth (skops nests
     nodes under ``content``, ``attrs``, ``__reduce__``… — every key is searched, not only those)."""
@@ -372,6 +389,7 @@ def load_checked(data: bytes, name: str) -> Any:
     import skops.io as sio
 
     schema = read_schema(data, name)
+    _check_references(data, schema, name)
     used, bad = untrusted_types(schema)
     if bad:
         listed = ", ".join(sorted(bad)[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
@@ -481,7 +499,7 @@ def check_index_arrays(root: Any, name: str) -> None:
         own = _check_estimator(obj, name)
         if own is not None:
             n_features = own
-        if _is_gradient_boosting(obj):
+        if _is_gradient_boosting(obj) and _fitted(obj):  # a meta-estimator's template runs nothing
             _check_gradient_boosting(obj, name)
         check = _STATE_CHECKS.get(f"{type(obj).__module__}.{type(obj).__qualname__}")
         if check is not None and _fitted(
@@ -587,6 +605,8 @@ def _check_hist_boosting(hgb: Any, name: str) -> None:
     takes it (categorical models, refused here anyway) or it believes it is mid-fit (then it
     takes its input as already binned): either let node features index past the input."""
     state = hgb.__dict__
+    if _width(hgb, name) is None:  # scikit-learn checks the input's width only against it
+        raise _refusal(name, "histogram gradient boosting has no input width to check")
     if state.get("_preprocessor") is not None or bool(state.get("_in_fit", False)):
         raise _refusal(
             name, "histogram gradient boosting skips its input check (_preprocessor or _in_fit)"
@@ -606,11 +626,18 @@ def _check_one_hot(enc: Any, name: str) -> None:
     ):
         raise _refusal(name, "a one-hot encoder's categories are not a list of 1-D arrays")
     for c in cats:
+        # scikit-learn finds a value's code by binary search unless the input is text: any
+        # category array but Python objects must be sorted (a complex one gave a past-the-end
+        # code), and only numbers, text and objects are categories.
+        if c.dtype.kind not in "biufUSO":
+            raise _refusal(name, f"a one-hot encoder's categories are of dtype {c.dtype}")
         if c.dtype.kind in "biuf":
             values = c[~np.isnan(c)] if c.dtype.kind == "f" else c
             nan_last = c.dtype.kind != "f" or not np.isnan(c[: values.size]).any()
             if not (nan_last and bool(np.all(np.diff(values) > 0))):
                 raise _refusal(name, "a one-hot encoder's numeric categories are not sorted")
+        elif c.dtype.kind in "US" and not bool(np.all(c[:-1] < c[1:])):
+            raise _refusal(name, "a one-hot encoder's text categories are not sorted")
     if bool(state.get("_infrequent_enabled", False)):
         raise _refusal(
             name, "a one-hot encoder groups infrequent categories (its maps are not checked here)"
@@ -634,6 +661,21 @@ def _check_one_hot(enc: Any, name: str) -> None:
         raise _refusal(name, "a one-hot encoder's output widths are not its categories'")
 
 
+_PLAIN_METRICS = frozenset(
+    {
+        "euclidean",
+        "l2",
+        "manhattan",
+        "cityblock",
+        "l1",
+        "chebyshev",
+        "infinity",
+        "minkowski",
+        "cosine",
+    }
+)
+
+
 def _check_neighbours(knn: Any, name: str) -> None:
     """Neighbour classifiers add into ``class_scores[i][_y[j]]`` and read ``X.shape[1]`` values
     from each stored sample, unchecked: brute force over a dense (samples, width) table, one
@@ -643,8 +685,17 @@ def _check_neighbours(knn: Any, name: str) -> None:
     n, width = state.get("n_samples_fit_"), _width(knn, name)
     if state.get("_fit_method") != "brute" or state.get("_tree") is not None:
         raise _refusal(name, "a neighbour classifier's search is not brute force over its table")
-    if bool(state.get("outputs_2d_", False)):
+    if bool(np.any(state.get("outputs_2d_", False))):
         raise _refusal(name, "a neighbour classifier with several outputs is not loaded")
+    # scipy's and scikit-learn's compiled distances read a metric's parameters (mahalanobis'
+    # matrix, weights) as the input's width, unchecked: parameter-free metrics only.
+    params = state.get("effective_metric_params_") or {}
+    if state.get("effective_metric_") not in _PLAIN_METRICS or not (
+        isinstance(params, dict)
+        and set(params) <= {"p"}
+        and all(type(v) in (int, float) and 0 < v < 1e6 for v in params.values())
+    ):
+        raise _refusal(name, "a neighbour classifier's metric takes parameters not checked here")
     if not (
         type(n) in (int, np.int64)
         and isinstance(fit_x, np.ndarray)
@@ -729,8 +780,9 @@ def _check_predictor(pred: Any, name: str, n_features: int | None) -> None:
     feature = nodes["feature_idx"][internal].astype(np.int64)
     ok = (
         ok
+        and n_features is not None  # a tree with no width to check its features against
         and bool(np.all(feature >= 0))
-        and (n_features is None or bool(np.all(feature < n_features)))
+        and bool(np.all(feature < n_features))
     )
     if "is_categorical" in nodes.dtype.names and bool(
         np.any(nodes["is_categorical"][internal] != 0)
