@@ -178,3 +178,12 @@ def test_a_config_declaring_a_larger_model_than_its_weights_is_refused_first(
     _refused(folder, r"config\.json declares a model of [\d,]+ parameters; its weights hold")
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 200, grown_mb  # the declared model is 100 M parameters (400 MB in float32)
+
+
+@pytest.mark.parametrize("change", [{"n_layer": 20_000}, {"num_labels": 2_000_000}])
+def test_counts_that_size_the_build_are_bounded_from_the_raw_config(lm_folder, copy, change):
+    """Verification red team: building even on the meta device cost 36 s and 1.5 GB for 20,000
+    layers, 1.6 GB for 2 million labels, before the size check refused the folder."""
+    folder = copy(lm_folder)
+    _edit_json(folder / "config.json", **change)
+    _refused(folder, f"config\\.json's {next(iter(change))} is")

@@ -163,6 +163,12 @@ def test_calibrated_detectors_standardise_on_benign_records() -> None:
     assert sink.of("perturbation") and not raw_sink.of("perturbation")
     with pytest.raises(InputError, match="at least 100"):
         calibrated_detectors(benign[:99])
+    with pytest.raises(InputError, match="threshold is 0"):  # verification red team
+        calibrated_detectors(np.repeat(benign[:40], 6, axis=0))
+    with pytest.raises(InputError, match="not finite"):
+        calibrated_detectors(
+            np.where(np.arange(D) == 0, 1e300, benign) * np.r_[1, 1, -1].repeat(200)[:600, None]
+        )
 
 
 @pytest.mark.parametrize("bad", [np.zeros((0, D)), np.zeros(D)])

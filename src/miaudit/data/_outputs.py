@@ -212,8 +212,8 @@ def load_records(
     ``features`` list column. InputError naming ``field_name`` otherwise."""
     table = read_table(path, field_name)
     arrays = table.arrays
-    if "features" in arrays and not columns:
-        x = np.asarray(arrays["features"])
+    if "features" in arrays and (not columns or table.format == "npz"):
+        x = np.asarray(arrays["features"])  # an npz file's records are its features array
     elif table.format == "npz":
         raise InputError(field_name, f"{str(path)!r} has no 'features' array")
     else:

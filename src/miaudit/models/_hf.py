@@ -195,6 +195,7 @@ def _check_declared_size(folder: Path, auto: Any, field: str) -> None:
     from safetensors import safe_open
     from transformers import AutoConfig
 
+    _check_config_counts(_read_json(folder / "config.json", field), field)
     try:
         config = AutoConfig.from_pretrained(
             str(folder), local_files_only=True, trust_remote_code=False
@@ -204,7 +205,9 @@ def _check_declared_size(folder: Path, auto: Any, field: str) -> None:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(field, f"config.json does not describe a model: {first[:200]}") from None
+    # Buffers too (a causal mask is positions × positions): built for real by from_pretrained.
     declared = sum(p.numel() for p in skeleton.parameters())
+    buffers = sum(b.numel() for b in skeleton.buffers())
     stored = 0
     for weights in _weight_files(folder, field):
         try:
@@ -219,6 +222,36 @@ def _check_declared_size(folder: Path, auto: Any, field: str) -> None:
             field,
             f"config.json declares a model of {declared:,} parameters; its weights hold {stored:,} values",
         )
+    if buffers > 4 * stored + 2**24:
+        raise InputError(
+            field,
+            f"config.json declares {buffers:,} values of buffers (masks, tables) for {stored:,} stored weights",
+        )
+
+
+#: Counts in a config.json that size what transformers builds before any weight is read; bounded
+#: from the raw file, since building even on the meta device costs per layer and per label
+#: (20,000 layers took 36 s and 1.5 GB; 2 million labels 1.6 GB).
+_CONFIG_BOUNDS = {
+    "num_hidden_layers": 1024,
+    "n_layer": 1024,
+    "num_layers": 1024,
+    "num_labels": 100_000,
+}
+
+
+def _check_config_counts(config: dict[str, Any], field: str) -> None:
+    labels = config.get("id2label")
+    counts = {
+        **config,
+        "num_labels": len(labels) if isinstance(labels, dict) else config.get("num_labels"),
+    }
+    for key, bound in _CONFIG_BOUNDS.items():
+        value = counts.get(key)
+        if isinstance(value, int) and not 0 <= value <= bound:
+            raise InputError(
+                field, f"config.json's {key} is {value:,}; miaudit reads at most {bound:,}"
+            )
 
 
 def _max_tokens(model: Any) -> int:

@@ -134,11 +134,19 @@ def calibrated_detectors(
             field_name,
             f"holds {x.shape[0] if x.ndim else 0} records; calibration needs at least {MIN_CALIBRATION_RECORDS}, as (records, features)",
         )
-    center = x.mean(axis=0)
-    scale = x.std(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        center = x.mean(axis=0)
+        scale = x.std(axis=0)
+    if not (np.isfinite(center).all() and np.isfinite(scale).all()):
+        raise InputError(field_name, "values too large to standardise (their spread is not finite)")
     scale = np.where(scale > 0, scale, 1.0)
     cfg = replace(cfg, center=tuple(center.tolist()), scale=tuple(scale.tolist()))
     threshold = calibrate_knn_threshold(x, k=cfg.knn_k, buffer=cfg.knn_buffer, config=cfg)
+    if not threshold > 0:  # a zero threshold flags nothing: the detector would be off, silently
+        raise InputError(
+            field_name,
+            f"records repeat (at least {cfg.knn_k + 1} alike): their k-NN threshold is 0, which would switch the perturbation detector off; give distinct benign records",
+        )
     return replace(cfg, knn_threshold=threshold)
 
 
