@@ -111,6 +111,19 @@ def write_bytes_atomic(dest: Path, data: bytes, *, restricted: bool = False) -> 
         tmp.write_bytes(data)
 
 
+def repeats_a_short_pattern(value: bytes, longest: int = 16) -> bool:
+    """Whether ``value`` is one pattern of at most ``longest`` bytes over and over (``b"pass" * 8``,
+    zeros): bytes no random generator would give, whatever their count of distinct values.
+
+    >>> repeats_a_short_pattern(b"password" * 4), repeats_a_short_pattern(bytes(range(32)))
+    (True, False)
+    """
+    return any(
+        len(value) > k and value == (value[:k] * (len(value) // k + 1))[: len(value)]
+        for k in range(1, longest + 1)
+    )
+
+
 def read_secret_file(
     path: Path, what: str, *, max_bytes: int, if_read: str, field: str | None = None
 ) -> bytes:

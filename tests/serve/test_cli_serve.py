@@ -146,9 +146,10 @@ def test_the_server_secret_file_is_read_like_a_pseudonym_key(tmp_path, monkeypat
     for bad, why in ((shared, "mode 0644"), (zeros, "distinct"), (link, "link"), (fifo, "regular")):
         with pytest.raises(InputError, match=why):
             load_server_secret(bad)
-    monkeypatch.setenv(SECRET_ENV, "00" * 32)
-    with pytest.raises(InputError, match="distinct"):
-        load_server_secret(None)
+    for weak in ("00" * 32, b"password".hex() * 4):  # the second: verification red team
+        monkeypatch.setenv(SECRET_ENV, weak)
+        with pytest.raises(InputError, match="distinct"):
+            load_server_secret(None)
     r = invoke("keys", "create", "--role", "public", "--db", f"sqlite:///{tmp_path}/g.db")
     assert isinstance(r.exception, InputError) and r.exception.field == SECRET_ENV
 

@@ -8,6 +8,7 @@ Files are written atomically; integrity (sha256) is the engine cache's manifest'
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -103,18 +104,22 @@ def module_sizes(
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
+            stored = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())  # noqa: SIM118 - safe_open has no __iter__
     except Exception as exc:  # noqa: BLE001 - safetensors' errors for a malformed file vary
         raise InputError(field, f"{path.name} is not a readable safetensors file ({exc})") from None
     sizes: dict[str, int] = {}
     for key, given in (("n_features", n_features), ("n_classes", n_classes)):
         if given is not None:
             sizes[key] = given
-        elif re.fullmatch(r"[1-9][0-9]{0,6}", meta.get(key, "")):  # ASCII, 1 to 9,999,999
+        elif re.fullmatch(r"[1-9][0-9]{0,6}", meta.get(key, "")) and int(meta[key]) <= stored:
+            # ASCII, 1 to 9,999,999, and no more than the values stored: a module's input width
+            # and class count are each a dimension of one of its weights (9,999,999 features of
+            # a 124-byte file cost 1.08 GB before).
             sizes[key] = int(meta[key])
         elif key in meta:
             raise InputError(
                 field,
-                f"{path.name} records {key} = {meta[key][:20]!r}, not a count from 1 to {MAX_MODULE_SIZE:,} (give it yourself if the file is right)",
+                f"{path.name} records {key} = {meta[key][:20]!r}, not a count from 1 to {MAX_MODULE_SIZE:,} within the {stored:,} values it stores (give it yourself if the file is right)",
             )
         else:
             raise InputError(
