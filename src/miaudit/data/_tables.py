@@ -79,8 +79,9 @@ NAMED_ARRAYS = frozenset(
 def _read_npz(p: Path) -> RawTable:
     try:
         with np.load(p, allow_pickle=False) as z:
-            read = [k for k in z.files if _is_read(z, k)]
-            _check_extra_columns(p, z, read)
+            headers = {k: _header(z, k) for k in z.files}  # read once, nothing decompressed
+            read = {k: h for k, h in headers.items() if _is_read(k, h)}
+            _check_extra_columns(p, read)
             arrays = {k: _npz_array(p, z, k) for k in read}
     except InputError:
         raise
@@ -109,12 +110,10 @@ def _header(z: Any, name: str) -> tuple[tuple[int, ...], np.dtype] | None:
     return tuple(shape), np.dtype(dtype)
 
 
-def _is_read(z: Any, name: str) -> bool:
-    """Whether an npz member is one a reader uses, from its header alone (no decompression)."""
-    if name in NAMED_ARRAYS:
-        return True
-    header = _header(z, name)
-    return header is None or len(header[0]) < 2
+def _is_read(name: str, header: tuple[tuple[int, ...], np.dtype] | None) -> bool:
+    """Whether an npz member is one a reader uses, from its header alone: a named array, a
+    column (1-D), or one whose header could not be peeked at (loading it reports it)."""
+    return name in NAMED_ARRAYS or header is None or len(header[0]) < 2
 
 
 #: Extra columns (1-D arrays no reader names: slices, feature columns) are decompressed only
@@ -127,8 +126,9 @@ EXTRA_COLUMNS_RATIO = 64
 EXTRA_COLUMNS_FLOOR = 256 * 2**20
 
 
-def _check_extra_columns(p: Path, z: Any, read: list[str]) -> None:
-    headers = {k: _header(z, k) for k in read}
+def _check_extra_columns(
+    p: Path, headers: dict[str, tuple[tuple[int, ...], np.dtype] | None]
+) -> None:
     label = headers.get("label")
     n = label[0][0] if label is not None and len(label[0]) == 1 else None
     named = extra = 0

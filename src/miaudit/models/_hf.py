@@ -111,6 +111,7 @@ def check_hf_folder(folder: str | Path, field: str = "model folder") -> dict[str
                 f"{name} names custom code (auto_map): miaudit never runs a model folder's code",
             )
     _check_model_type(config, field)
+    _check_config_counts(config, field)
     weights = _weight_files(path, field)
     total = sum(w.stat().st_size for w in weights)
     if total > MAX_HF_WEIGHT_BYTES:
@@ -195,7 +196,6 @@ def _check_declared_size(folder: Path, auto: Any, field: str) -> None:
     from safetensors import safe_open
     from transformers import AutoConfig
 
-    _check_config_counts(_read_json(folder / "config.json", field), field)
     try:
         config = AutoConfig.from_pretrained(
             str(folder), local_files_only=True, trust_remote_code=False

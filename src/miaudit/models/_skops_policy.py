@@ -288,12 +288,15 @@ def read_schema(data: bytes, name: str) -> dict[str, Any]:
                     f"{name}: schema.json of {info.file_size} bytes is larger than any model miaudit loads",
                 )
             schema = json.loads(zf.read(info))
+            if not isinstance(schema, dict):
+                raise InputError(
+                    "model", f"{name} is not a skops file (schema.json is not an object)"
+                )
+            _check_references(zf, schema, name, len(data))
     except InputError:
         raise
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, RuntimeError) as exc:
         raise InputError("model", f"{name} is not a skops file ({type(exc).__name__})") from None
-    if not isinstance(schema, dict):
-        raise InputError("model", f"{name} is not a skops file (schema.json is not an object)")
     return schema
 
 
@@ -322,20 +325,21 @@ def _check_sizes(zf: zipfile.ZipFile, name: str) -> None:
         )
 
 
-def _check_references(data: bytes, schema: dict[str, Any], name: str) -> None:
+def _check_references(
+    zf: zipfile.ZipFile, schema: dict[str, Any], name: str, file_bytes: int
+) -> None:
     """The size checks over what skops will read, not what the zip holds: skops inflates a
     member once per node that names it, so one 16 MiB member named 60 times in an 18 KB file
     inflated to 1.4 GB (a red team). Honest files name a shared array a few times at most."""
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        sizes = {m.filename: m.file_size for m in zf.infolist()}
+    sizes = {m.filename: m.file_size for m in zf.infolist()}
     files = [n["file"] for n in _nodes(schema) if isinstance(n.get("file"), str)]
     read = sum(sizes.get(f, 0) for f in files) + sizes.get("schema.json", 0)
     if read > MAX_TOTAL_BYTES or (
-        read > RATIO_FLOOR_BYTES and read > MAX_RATIO * max(len(data), 1)
+        read > RATIO_FLOOR_BYTES and read > MAX_RATIO * max(file_bytes, 1)
     ):
         raise InputError(
             "model",
-            f"{name}: its arrays, as schema.json names them, inflate to {read:,} bytes from a {len(data):,}-byte file (a zip bomb by reference)",
+            f"{name}: its arrays, as schema.json names them, inflate to {read:,} bytes from a {file_bytes:,}-byte file (a zip bomb by reference)",
         )
 
 
@@ -389,7 +393,6 @@ def load_checked(data: bytes, name: str) -> Any:
     import skops.io as sio
 
     schema = read_schema(data, name)
-    _check_references(data, schema, name)
     used, bad = untrusted_types(schema)
     if bad:
         listed = ", ".join(sorted(bad)[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
@@ -499,12 +502,10 @@ def check_index_arrays(root: Any, name: str) -> None:
         own = _check_estimator(obj, name)
         if own is not None:
             n_features = own
-        if _is_gradient_boosting(obj) and _fitted(obj):  # a meta-estimator's template runs nothing
-            _check_gradient_boosting(obj, name)
+        # Classes whose compiled prediction trusts more of their state; an unfitted template
+        # (a pipeline's or meta-estimator's) runs nothing, so is not checked.
         check = _STATE_CHECKS.get(f"{type(obj).__module__}.{type(obj).__qualname__}")
-        if check is not None and _fitted(
-            obj
-        ):  # an unfitted one (a pipeline's template) runs nothing
+        if check is not None and _fitted(obj):
             check(obj, name)
         if isinstance(obj, Tree):
             _check_tree(obj, name, n_features)
@@ -529,10 +530,6 @@ def check_index_arrays(root: Any, name: str) -> None:
         stack.extend((child, n_features) for child in _children(obj))
 
 
-def _is_gradient_boosting(obj: Any) -> bool:
-    return type(obj).__module__ == "sklearn.ensemble._gb"
-
-
 def _check_gradient_boosting(gb: Any, name: str) -> None:
     """Gradient boosting's shapes that its compiled ``predict_stages`` trusts: it adds every
     column ``k`` of ``estimators_`` into column ``k`` of the initial predictions, unchecked, and
@@ -547,7 +544,7 @@ def _check_gradient_boosting(gb: Any, name: str) -> None:
     state = gb.__dict__
 
     def refuse(why: str) -> InputError:
-        return InputError("model", f"{name}: gradient boosting {why} (a crafted or corrupted file)")
+        return _refusal(name, f"gradient boosting {why}")
 
     n_classes, per_stage = state.get("n_classes_"), state.get("n_trees_per_iteration_")
     if type(n_classes) not in (int, np.int64) or type(per_stage) not in (int, np.int64):
@@ -734,6 +731,7 @@ def _check_polynomial(poly: Any, name: str) -> None:
 
 
 _STATE_CHECKS = {
+    "sklearn.ensemble._gb.GradientBoostingClassifier": _check_gradient_boosting,
     "sklearn.preprocessing._polynomial.PolynomialFeatures": _check_polynomial,
     "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier": _check_hist_boosting,
     "sklearn.preprocessing._encoders.OneHotEncoder": _check_one_hot,

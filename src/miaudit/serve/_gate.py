@@ -72,8 +72,9 @@ class Gate:
     Order: the key (401/403, no byte of the body read; two ``Authorization`` headers are no
     key, whichever a proxy in front read), what the key alone refuses (``refuse``: a role
     without the endpoint, a spent budget or rate window: 403/429, nothing read),
-    ``Content-Length`` over the cap (413, nothing read), then the body read in full while counting (413 as soon as it passes the cap);
-    only then does the route parse it. The caller goes to the route in ``scope["miaudit.caller"]``.
+    ``Content-Length`` over the cap (413, nothing read), then the body read in full while
+    counting (413 as soon as it passes the cap); only then does the route parse it. The caller
+    goes to the route in ``scope["miaudit.caller"]``.
 
     Parameters
     ----------

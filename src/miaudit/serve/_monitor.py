@@ -114,8 +114,8 @@ def calibrate_knn_threshold(
     return float(np.quantile(np.asarray(dists), quantile))
 
 
-#: Fewest benign records :func:`calibrated_detectors` accepts: a spread and a k-NN quantile from fewer
-#: would be noise.
+#: Fewest benign records :func:`calibrated_detectors` accepts: a spread and a k-NN quantile
+#: from fewer would be noise.
 MIN_CALIBRATION_RECORDS = 100
 
 

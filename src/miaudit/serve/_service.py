@@ -274,13 +274,7 @@ class Service:
         """``caller`` if its role may call ``endpoint``, else 403 (logged for ``predict``)."""
         if endpoint not in caller.role.endpoints:
             if endpoint == "predict":
-                self.store.log_denied(
-                    caller.key.key_id,
-                    endpoint=endpoint,
-                    n=0,
-                    policy=str(caller.role.policy),
-                    status=403,
-                )
+                self._log_refused(caller.key.key_id, caller.role.policy, 0, 403)
             raise Denied(403, FORBIDDEN)
         return caller
 
@@ -320,13 +314,7 @@ class Service:
         try:
             probs = self._model_output(x)
         except Denied as exc:  # an upstream that failed: logged (not charged: no answer came)
-            self.store.log_denied(
-                caller.key.key_id,
-                endpoint="predict",
-                n=x.shape[0],
-                policy=str(policy),
-                status=exc.status,
-            )
+            self._log_refused(caller.key.key_id, policy, x.shape[0], exc.status)
             raise
         content = None if probs is None else self.answer(policy, probs, x.shape[0])
         hashes = record_hashes(self.config.secret, x)
@@ -336,6 +324,10 @@ class Service:
         if self.observer is not None:
             self.observer.submit(caller.key.key_id, x, hashes)
         return content
+
+    def _log_refused(self, key_id: str, policy: OutputPolicy, n: int, status: int) -> None:
+        """Log a ``/predict`` that got no answer (``n`` records; 0 when its body was not read)."""
+        self.store.log_denied(key_id, endpoint="predict", n=n, policy=str(policy), status=status)
 
     def _refuse_over_limits(self, key: KeyInfo, n: int, policy: OutputPolicy) -> None:
         """Refuse before the model runs what the key's limits, as read at authentication,
@@ -348,9 +340,7 @@ class Service:
             )
         denied = _over_limits(key, n, time.time())
         if denied is not None:
-            self.store.log_denied(
-                key.key_id, endpoint="predict", n=n, policy=str(policy), status=429
-            )
+            self._log_refused(key.key_id, policy, n, 429)
             raise denied
 
     def refusal_before_body(self, caller: Caller, path: str) -> Denied | None:
@@ -365,13 +355,7 @@ class Service:
 
     def log_refusal(self, caller: Caller, denied: Denied) -> None:
         """Log a ``/predict`` refused before its body was read (its record count unknown: 0)."""
-        self.store.log_denied(
-            caller.key.key_id,
-            endpoint="predict",
-            n=0,
-            policy=str(caller.role.policy),
-            status=denied.status,
-        )
+        self._log_refused(caller.key.key_id, caller.role.policy, 0, denied.status)
 
     def _model_output(self, x: np.ndarray) -> np.ndarray | None:
         """The model's probabilities; None when the model itself failed (a 500, charged: the

@@ -457,7 +457,7 @@ class Store:
 
     @contextlib.contextmanager
     def _as(
-        self, actor: str | None, action: str, detail: dict[str, Any]
+        self, actor: str | None, action: str, target: str | None = None, **detail: Any
     ) -> Iterator[sa.Connection]:
         """A read as ``actor``: in one transaction with the actor's live row (locked), so that no
         answer is read after the actor's revocation commits, and recorded as ``action`` (reads
@@ -468,11 +468,11 @@ class Store:
         else:
             with self._write() as conn:
                 self._check_actor(conn, actor)
-                _record_act(conn, actor, action, detail.pop("target", None), detail)
+                _record_act(conn, actor, action, target, detail)
                 yield conn
 
     def list_keys(self, *, actor: str | None = None) -> list[KeyInfo]:
-        with self._as(actor, "list_keys", {}) as conn:
+        with self._as(actor, "list_keys") as conn:
             rows = (
                 conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id))
                 .mappings()
@@ -605,8 +605,8 @@ class Store:
         q = sa.select(requests).order_by(requests.c.id.desc()).limit(limit)
         if key_id is not None:
             q = q.where(requests.c.key_id == key_id)
-        detail = {"target": key_id, "limit": limit, "record_hashes": with_hashes}
-        with self._as(actor, "read_log", detail) as conn:
+        acting = self._as(actor, "read_log", key_id, limit=limit, record_hashes=with_hashes)
+        with acting as conn:
             rows = [dict(r) for r in conn.execute(q).mappings().all()]
             if with_hashes and rows:
                 ids = [r["id"] for r in rows]
@@ -645,7 +645,7 @@ class Store:
         q = sa.select(admin_acts).order_by(admin_acts.c.id.desc()).limit(limit)
         if actor_filter is not None:
             q = q.where(admin_acts.c.actor == actor_filter)
-        with self._as(actor, "read_acts", {"target": actor_filter, "limit": limit}) as conn:
+        with self._as(actor, "read_acts", actor_filter, limit=limit) as conn:
             rows = [dict(r) for r in conn.execute(q).mappings().all()]
         for r in rows:
             r["detail"] = json.loads(r["detail"])
@@ -688,8 +688,7 @@ class Store:
         q = sa.select(alerts).where(alerts.c.id > since_id).order_by(alerts.c.id).limit(limit)
         if key_id is not None:
             q = q.where(alerts.c.key_id == key_id)
-        detail = {"target": key_id, "since_id": since_id, "limit": limit}
-        with self._as(actor, "list_alerts", detail) as conn:
+        with self._as(actor, "list_alerts", key_id, since_id=since_id, limit=limit) as conn:
             rows = conn.execute(q).mappings().all()
         return [
             Alert(
