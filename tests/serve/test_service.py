@@ -328,6 +328,62 @@ def test_a_failing_upstream_is_an_uncharged_logged_502(service: Service, model: 
     assert service.store.get_key(caller.key.key_id).used == 0
 
 
+def test_a_failed_upstream_gives_back_its_rate_window_too(
+    service: Service, model: StubModel
+) -> None:
+    caller, token = caller_of(service, "public", rate=3)
+    model.fail = UpstreamError("down")
+    for _ in range(2):  # 2 x 2 records would fill a window of 3 if they were not given back
+        denial(service.predict, caller, PredictRequest(records=[[1.0, 0.0], [0.0, 1.0]]))
+    model.fail = None
+    caller = service.authenticate(token)  # the key as it is now
+    service.predict(caller, PredictRequest(records=[[1.0, 0.0]] * 3))
+    key = service.store.get_key(caller.key.key_id)
+    assert key is not None and key.used == 3
+    assert [r["status"] for r in service.store.log_entries(key_id=key.key_id)] == [200, 502, 502]
+    assert all(
+        not r["record_hashes"] or r["status"] == 200
+        for r in service.store.log_entries(key_id=key.key_id, with_hashes=True)
+    )
+
+
+def test_concurrent_requests_of_one_key_never_run_the_model_past_its_budget(
+    service: Service, model: StubModel
+) -> None:
+    """Red team: the limits were checked against the key as read, and the charge came after the
+    model: 8 concurrent requests of a key with 2 records left each ran the model."""
+    import threading
+
+    seen: list[int] = []
+    gate = threading.Barrier(8)
+    answer = model.predict_proba
+
+    def counted(records: np.ndarray) -> np.ndarray:
+        seen.append(len(records))
+        return answer(records)
+
+    model.predict_proba = counted  # type: ignore[method-assign]
+    caller, _ = caller_of(service, "public", budget=2)
+    outcomes: list[int] = []
+
+    def one() -> None:
+        gate.wait()  # every thread has read the key (2 left) before any charges
+        try:
+            service.predict(caller, PredictRequest(record=[1.0, 0.0]))
+            outcomes.append(200)
+        except Denied as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [200, 200] + [429] * 6
+    assert sum(seen) == 2  # the model saw only the records it answered
+    assert service.store.get_key(caller.key.key_id).used == 2  # type: ignore[union-attr]
+
+
 def test_a_role_without_predict_is_refused_and_logged(service: Service) -> None:
     caller, _ = caller_of(service, "watcher")
     err = denial(service.predict, caller, PredictRequest(record=[1.0, 0.0]))

@@ -29,6 +29,7 @@ from miaudit.serve._predictor import UpstreamError
 from miaudit.serve._schemas import KeyCreate, KeyLimits, PredictRequest, RecordIn
 from miaudit.serve._store import (
     BUDGET_RETRY_AFTER_S,
+    Charge,
     KeyInfo,
     KeyRevoked,
     Store,
@@ -299,8 +300,11 @@ class Service:
         """The encoded answer to ``body``, charged to the caller's budget and logged first.
 
         Steps, in this order (each refusal is final): the role; the records (every 422 from the
-        input alone, before the model runs); the key's limits; the model; the charge and its
-        log row, committed together; only then the answer, and the detectors see the records.
+        input alone, before the model runs); the key's limits as read; the charge and its log
+        row, committed together *before the model runs*, so that concurrent requests of one key
+        never make the model work past its limits; the model; then the answer, and the
+        detectors see the records. A request the model could not answer stays charged (500,
+        the model saw its records); one an upstream failed is given back (502).
         """
         self.allowed(caller, "predict")
         x = records_array(
@@ -309,17 +313,19 @@ class Service:
             n_features=self.config.predictor.n_features,
             feature_names=self.config.predictor.feature_names,
         )
-        policy = caller.role.policy
-        self._refuse_over_limits(caller.key, x.shape[0], policy)
+        policy, n = caller.role.policy, x.shape[0]
+        self._refuse_over_limits(caller.key, n, policy)
+        hashes = record_hashes(self.config.secret, x)
+        now = time.time()
+        charge = self._charge(caller.key, n, policy, hashes, now)
         try:
             probs = self._model_output(x)
-        except Denied as exc:  # an upstream that failed: logged (not charged: no answer came)
-            self._log_refused(caller.key.key_id, policy, x.shape[0], exc.status)
+        except Denied as exc:  # an upstream that failed: logged, given back (no answer came)
+            self.store.settle(caller.key.key_id, charge, n, charged_at=now, status=exc.status)
             raise
-        content = None if probs is None else self.answer(policy, probs, x.shape[0])
-        hashes = record_hashes(self.config.secret, x)
-        self._charge(caller.key, x.shape[0], policy, hashes, 200 if content is not None else 500)
-        if content is None:
+        content = None if probs is None else self.answer(policy, probs, n)
+        if content is None:  # charged all the same: the records reached the model
+            self.store.settle(caller.key.key_id, charge, n, charged_at=now, status=500)
             raise Denied(500, "the model could not answer these records")
         if self.observer is not None:
             self.observer.submit(caller.key.key_id, x, hashes)
@@ -330,9 +336,8 @@ class Service:
         self.store.log_denied(key_id, endpoint="predict", n=n, policy=str(policy), status=status)
 
     def _refuse_over_limits(self, key: KeyInfo, n: int, policy: OutputPolicy) -> None:
-        """Refuse before the model runs what the key's limits, as read at authentication,
-        cannot admit: the model never works for a request its charge would refuse (the charge's
-        UPDATE still decides, against the key's row as it is then)."""
+        """Refuse what the key's limits, as read at authentication, cannot admit, without a
+        write (the charge's UPDATE, before the model runs, decides against the row as it is)."""
         if key.rate is not None and n > key.rate:  # could never pass: waiting would not help
             raise Denied(
                 413,
@@ -379,14 +384,15 @@ class Service:
         return encode_answer(policy, exposed)
 
     def _charge(
-        self, key: KeyInfo, n: int, policy: OutputPolicy, hashes: list[str], status: int
-    ) -> None:
-        """Charge ``n`` records and log the request with ``status``, or refuse (401, 429)."""
+        self, key: KeyInfo, n: int, policy: OutputPolicy, hashes: list[str], now: float
+    ) -> Charge:
+        """Charge ``n`` records and log the request (200, until :meth:`Store.settle` says
+        otherwise) before the model sees them, or refuse (401, 429)."""
         charge = self.store.charge(
-            key.key_id, n, endpoint="predict", policy=str(policy), hashes=hashes, status=status
+            key.key_id, n, endpoint="predict", policy=str(policy), hashes=hashes, now=now
         )
         if charge.request_id is not None:
-            return
+            return charge
         if charge.denial == "revoked":
             raise unauthorised()
         self.store.log_denied(key.key_id, endpoint="predict", n=n, policy=str(policy), status=429)

@@ -6,8 +6,11 @@ in several worker processes queue instead of failing), PostgreSQL by URL.
 Budgets are exact across worker processes because they live only in the database: one
 conditional ``UPDATE`` (``... WHERE used + n <= budget AND <rate window holds n more>``) charges
 a request, and the request's log entry (key, time, keyed hash of every record, policy, status)
-is inserted in the same transaction. The answer is sent only after that commit, so every answer
-a client received has its entry, and the budget counters equal the sum of the logged records.
+is inserted in the same transaction, before the model sees the records (so that concurrent
+requests of one key cannot make it work past the key's limits). The answer is sent only after
+that commit, so every answer a client received has its entry, and the budget counters equal the
+sum of the logged records. A request that then gets no answer is settled: 500 stays charged (the
+model saw its records), 502 (an upstream failed) is given back, in one transaction each.
 
 Durability: SQLite runs with ``synchronous=NORMAL`` by default, which survives a crash of the
 server process (kill -9); ``sqlite_synchronous="FULL"`` also survives power loss, at the cost
@@ -551,8 +554,8 @@ class Store:
 
         Admitted only if the key is not revoked, its total budget holds ``n`` more records and
         its current rate window holds ``n`` more. On denial nothing is charged. ``status`` is
-        what the caller gets: 200, or 500 when the records reached the model but no answer could
-        be made (they are charged all the same: the model saw them).
+        what the caller gets: 200 for a charge made before the model runs, until :meth:`settle`
+        changes it.
         """
         now = time.time() if now is None else now
         n, now_s = int(n), int(now)
@@ -577,6 +580,36 @@ class Store:
         if row["budget"] is not None and row["used"] + n > row["budget"]:
             return Charge(None, "budget", BUDGET_RETRY_AFTER_S)
         return Charge(None, "rate", rate_retry_after(now, int(row["window_s"])))
+
+    def settle(
+        self, key_id: str, charge: Charge, n: int, *, charged_at: float, status: int
+    ) -> None:
+        """Change the status of a charged request whose records got no answer, in one transaction.
+
+        500 (the model saw the records but could not answer): it stays charged. 502 (an upstream
+        failed, no answer came): its ``n`` records are given back to the key — to its rate window
+        too while that window is still the one of ``charged_at`` — and its record hashes are
+        removed, as for any refused request.
+        """
+        if charge.request_id is None:
+            raise ValueError("only an admitted charge can be settled")
+        rid = charge.request_id
+        with self._write() as conn:
+            conn.execute(requests.update().where(requests.c.id == rid).values(status=status))
+            if status != 502:
+                return
+            conn.execute(request_records.delete().where(request_records.c.request_id == rid))
+            same_window = api_keys.c.window_id == int(charged_at) // api_keys.c.window_s
+            conn.execute(
+                api_keys.update()
+                .where(api_keys.c.key_id == key_id)
+                .values(
+                    used=api_keys.c.used - n,
+                    window_used=sa.case(
+                        (same_window, api_keys.c.window_used - n), else_=api_keys.c.window_used
+                    ),
+                )
+            )
 
     def log_denied(
         self, key_id: str | None, *, endpoint: str, n: int, policy: str | None, status: int
