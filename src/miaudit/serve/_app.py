@@ -16,10 +16,13 @@ Status codes (bodies never say more than shown here):
   status 500, since the records reached the model;
 - 429 ``record budget exhausted`` or ``rate limit reached``, with ``Retry-After`` (seconds);
 - 502 ``upstream prediction failed`` (proxy mode): logged with status 502 and the record count,
-  not charged (the caller got no answer).
+  not charged (the caller got no answer: the charge made before the model ran is given back).
 
-An answer is sent only after its log entry and budget decrement are committed together, and
-only once its JSON is encoded, so that nothing is logged as 200 that the caller did not get.
+A request's log entry and budget decrement are committed together before the model runs (so
+that concurrent requests of one key cannot make it work past the key's limits), and the answer
+is sent only after that commit and once its JSON is encoded. 401s leave no log row; they are
+counted per client address and raise ``auth_failures`` and ``revoked_key`` alerts
+(:mod:`~miaudit.serve._auth_watch`).
 
 The key is checked before the body is read: an ASGI gate in front of the routes looks the key up
 (one indexed read and one HMAC for every caller alike, known id or not: no key cache, whose hits
@@ -110,6 +113,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         or predict_body_cap(config.max_batch, predictor.n_features, predictor.feature_names),
         refuse=service.refusal_before_body,
         log_refusal=service.log_refusal,
+        on_unauthorised=service.unauthorised_alerts,
+        raise_alerts=service.raise_alerts,
     )
     for router in ROUTERS:
         app.include_router(router)

@@ -8,7 +8,7 @@ exist) and answers 401 without reading a byte of the body.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from fastapi.responses import JSONResponse, Response
@@ -89,6 +89,9 @@ class Gate:
     refuse : callable, optional
         ``(caller, path) -> Denied | None``: what the key alone refuses before the body is read
         (no I/O: on the event loop); ``log_refusal(caller, denied)`` then logs it (in a thread).
+    on_unauthorised, raise_alerts : callable, optional
+        ``(client address, denied) -> alerts`` counts each 401 (no I/O: on the event loop);
+        ``raise_alerts(alerts)`` stores those it returns (in a thread).
     """
 
     def __init__(
@@ -100,6 +103,8 @@ class Gate:
         predict_cap: int,
         refuse: Callable[[Caller, str], Denied | None] | None = None,
         log_refusal: Callable[[Caller, Denied], None] | None = None,
+        on_unauthorised: Callable[[str, Denied], Sequence[Any]] | None = None,
+        raise_alerts: Callable[[Sequence[Any]], None] | None = None,
     ) -> None:
         self.app = app
         self.authenticate = authenticate
@@ -107,6 +112,8 @@ class Gate:
         self.predict_cap = predict_cap
         self.refuse = refuse
         self.log_refusal = log_refusal
+        self.on_unauthorised = on_unauthorised if raise_alerts is not None else None
+        self.raise_alerts = raise_alerts
         self._pad_limiter: Any = None
 
     def cap(self, path: str) -> int:
@@ -121,6 +128,8 @@ class Gate:
         try:
             caller = await self._caller(bearer_token(headers) if _one_key(scope) else "")
         except Denied as exc:
+            if exc.status == 401 and self.on_unauthorised is not None:
+                await self._watch(scope, exc)
             await _plain(exc.status, exc.detail, exc.headers)(scope, receive, send)
             return
         denied = self.refuse(caller, path) if self.refuse is not None else None
@@ -147,6 +156,16 @@ class Gate:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _watch(self, scope: Scope, denied: Denied) -> None:
+        """Count a 401 by the client's address; store what alerts it raises, in a thread."""
+        assert self.on_unauthorised is not None and self.raise_alerts is not None
+        client = scope.get("client")
+        alerts = self.on_unauthorised(str(client[0]) if client else "-", denied)
+        if alerts:
+            import anyio.to_thread
+
+            await anyio.to_thread.run_sync(self.raise_alerts, alerts)
 
     async def _caller(self, token: str) -> Caller:
         """The caller of ``token``; a 401 no sooner than ``UNAUTHORISED_FLOOR_S`` after the start,

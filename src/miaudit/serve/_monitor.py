@@ -72,6 +72,10 @@ class DetectorConfig:
     max_rows_per_request: int = 512
     max_keys: int = 10_000
     cooldown_s: float = 300.0
+    #: 401s from one client address within ``auth_window_s`` that raise ``auth_failures``
+    #: (0: no watch; see :mod:`miaudit.serve._auth_watch`).
+    auth_alarm: int = 20
+    auth_window_s: int = 60
     enabled: bool = True
 
     def public(self) -> dict[str, Any]:

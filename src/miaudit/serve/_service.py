@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from miaudit.defenses import ExposedLabels, ExposedScores, OutputPolicy, apply_policy
+from miaudit.serve._auth_watch import AuthAlert, AuthWatch
 from miaudit.serve._config import Endpoint, Role, ServeConfig
 from miaudit.serve._keys import digests_match, key_digest, parse_token, record_hashes
 from miaudit.serve._monitor import Monitor, Observer, Webhook
@@ -57,11 +58,16 @@ class Denied(Exception):
         self.status = status
         self.detail = detail
         self.headers = headers or {}
+        self.revoked_key: str | None = None
 
 
-def unauthorised() -> Denied:
-    """The one answer for every key that is missing, malformed, unknown or revoked."""
-    return Denied(401, UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
+def unauthorised(revoked_key: str | None = None) -> Denied:
+    """The one answer for every key that is missing, malformed, unknown or revoked.
+    ``revoked_key``: the id of a revoked key whose genuine token was presented, for the
+    :class:`~miaudit.serve._auth_watch.AuthWatch` only (the caller is told nothing more)."""
+    denied = Denied(401, UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
+    denied.revoked_key = revoked_key
+    return denied
 
 
 @dataclass(frozen=True)
@@ -216,6 +222,12 @@ class Service:
         )
         self._rng = np.random.default_rng(config.noise_seed)
         self._rng_lock = threading.Lock()
+        det = config.detectors
+        self.auth_watch = (
+            AuthWatch(alarm=det.auth_alarm, window_s=det.auth_window_s)
+            if det.enabled and det.auth_alarm > 0
+            else None
+        )
 
     @classmethod
     def open(cls, config: ServeConfig) -> Service:
@@ -242,6 +254,17 @@ class Service:
         if self.webhook is not None:
             self.webhook.post(alert.public())
 
+    def unauthorised_alerts(self, address: str, denied: Denied) -> list[AuthAlert]:
+        """Count a 401 from ``address`` and return the alerts it raises (no I/O: the gate
+        stores them with :meth:`raise_alerts`, in a thread, only when there are some)."""
+        if self.auth_watch is None:
+            return []
+        return self.auth_watch.note(address, denied.revoked_key, now=time.time())
+
+    def raise_alerts(self, alerts: Sequence[AuthAlert]) -> None:
+        for detector, key_id, keys, detail in alerts:
+            self.raise_alert(detector, key_id, keys, detail)
+
     def flush_detectors(self) -> None:
         """Wait until the detectors have seen every answered request (tests, benchmarks)."""
         if self.observer is not None:
@@ -264,8 +287,10 @@ class Service:
         row = (read or self.store.key_row)(key_id or _NO_ID)
         stored = row[1] if row is not None else _DUMMY_DIGEST
         same = digests_match(key_digest(self.config.secret, token), stored)
-        if row is None or not same or row[0].revoked_at is not None:
+        if row is None or not same:
             raise unauthorised()
+        if row[0].revoked_at is not None:
+            raise unauthorised(revoked_key=row[0].key_id)
         role = self.config.roles.get(row[0].role)
         if role is None:
             raise Denied(403, FORBIDDEN)

@@ -1,0 +1,99 @@
+"""Failed authentication, watched: the service's 401s leave no log row (a row per bad key would
+let anyone without a key write to the database at will), so they are counted here, in memory,
+per server process, and turned into alerts.
+
+Two alerts, each at most once per address (or key) per window:
+
+- ``auth_failures``: one client address got ``alarm`` 401s within one window (key guessing, or
+  a client still using a key it lost);
+- ``revoked_key``: a revoked key's genuine token was presented (it was stolen, or a client was
+  not told): the alert names the key.
+
+Memory and alert volume are bounded whatever the traffic: counts live for one fixed window;
+at most ``max_addresses`` addresses are told apart in a window (the rest share one count,
+``address: "other"``), and at most ``max_alerts`` alerts are raised in a window, the last of
+them saying that more were held back. The address is the one the server sees (behind a proxy,
+the proxy's): ``X-Forwarded-For`` is a header anyone can write, so it is not read.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+#: An alert as the service's sink takes it: detector, key id, keys, detail.
+AuthAlert = tuple[str, str | None, list[str], dict[str, Any]]
+OTHER = "other"
+
+
+@dataclass
+class AuthWatch:
+    """Counts of 401s per client address in fixed windows of ``window_s`` seconds.
+
+    Examples
+    --------
+    >>> watch = AuthWatch(alarm=3, window_s=60)
+    >>> [watch.note("10.0.0.7", None, now=5.0) for _ in range(3)][-1]
+    [('auth_failures', None, [], {'address': '10.0.0.7', 'failures': 3, 'window_s': 60})]
+    >>> watch.note("10.0.0.7", None, now=6.0)  # once per window
+    []
+    >>> watch.note("10.0.0.8", "k1", now=7.0)[0][:2]
+    ('revoked_key', 'k1')
+    """
+
+    alarm: int = 20
+    window_s: int = 60
+    max_addresses: int = 10_000
+    max_alerts: int = 100
+    _window: int = field(default=-1, init=False)
+    _counts: dict[str, int] = field(default_factory=dict, init=False)
+    _told: set[tuple[str, str]] = field(default_factory=set, init=False)
+    _alerts: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.alarm < 1 or self.window_s < 1 or self.max_addresses < 1 or self.max_alerts < 2:
+            raise ValueError(
+                "AuthWatch needs alarm, window_s, max_addresses >= 1 and max_alerts >= 2"
+            )
+
+    def note(self, address: str, revoked_key: str | None, *, now: float) -> list[AuthAlert]:
+        """Count one 401 from ``address`` (``revoked_key``: the id of a revoked key whose genuine
+        token it presented) and return the alerts it raises."""
+        with self._lock:
+            self._roll(int(now) // self.window_s)
+            if address not in self._counts and len(self._counts) >= self.max_addresses:
+                address = OTHER
+            count = self._counts[address] = self._counts.get(address, 0) + 1
+            found: list[AuthAlert] = []
+            if revoked_key is not None:
+                found += self._once(
+                    ("revoked", revoked_key), ("revoked_key", revoked_key, [], {"address": address})
+                )
+            if count >= self.alarm:
+                detail = {"address": address, "failures": count, "window_s": self.window_s}
+                found += self._once(("address", address), ("auth_failures", None, [], detail))
+            return found
+
+    def _roll(self, window: int) -> None:
+        if window != self._window:
+            self._window, self._alerts = window, 0
+            self._counts.clear()
+            self._told.clear()
+
+    def _once(self, what: tuple[str, str], alert: AuthAlert) -> list[AuthAlert]:
+        """``alert``, unless ``what`` was told this window or the window's alerts are spent (the
+        last one allowed says so instead)."""
+        if what in self._told or self._alerts >= self.max_alerts:
+            return []
+        self._told.add(what)
+        self._alerts += 1
+        if self._alerts == self.max_alerts:
+            held = {
+                "alerts_held_back": True,
+                "max_alerts": self.max_alerts,
+                "window_s": self.window_s,
+            }
+            return [("auth_failures", None, [], held)]
+        return [alert]
