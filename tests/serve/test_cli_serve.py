@@ -162,6 +162,33 @@ def test_a_new_database_is_created_readable_by_its_owner_only(tmp_path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "g.db").st_mode) == 0o600
 
 
+@pytest.mark.parametrize(
+    ("url", "made"),
+    [
+        ("sqlite:///{d}/file:plain.db", "file:plain.db"),  # no uri=true: a file of that name
+        ("sqlite:///file:{d}/u.db?uri=true", "u.db"),
+        ("sqlite:///file:{d}/sp%2520ace.db?mode=rwc&uri=true", "sp ace.db"),
+        ("sqlite:///file://localhost{d}/l.db?uri=true", "l.db"),
+    ],
+)
+def test_databases_named_by_sqlite_uri_are_created_0600_too(tmp_path, url, made) -> None:
+    """Red team: a `file:` database name was opened as given, with the umask's mode."""
+    store = Store(url.format(d=tmp_path))
+    store.create_key(bytes(range(32)), "public")
+    store.close()
+    assert stat.S_IMODE(os.stat(tmp_path / made).st_mode) == 0o600
+    assert {p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))} == {made}
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///file::memory:?uri=true", "sqlite:///file:m?mode=memory&uri=true"]
+)
+def test_in_memory_sqlite_uris_are_refused(url) -> None:
+    """Each worker would hold its own in-memory database: budgets per worker, not exact."""
+    with pytest.raises(InputError, match="in-memory"):
+        Store(url)
+
+
 def test_detector_calibration_from_benign_records(tmp_path, model_file, capsys) -> None:
     """Red team: `miaudit serve` measured the detectors' distances in raw feature units (no
     way to standardise them); --detector-calibration takes benign records."""

@@ -27,6 +27,7 @@ import os
 import stat
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -201,7 +202,9 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
             f"not a database URL: {url!r} (e.g. sqlite:///guard.db or postgresql://user@host/db)",
         ) from None
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database in (None, "", ":memory:"):
+        if parsed.database in (None, "", ":memory:") or _sqlite_uri_in_memory(
+            parsed.database, parsed.query
+        ):
             raise InputError(
                 "--db",
                 "an in-memory SQLite database cannot be shared by workers; give a file (sqlite:///guard.db)",
@@ -246,13 +249,56 @@ def rate_retry_after(now: float, window_s: int) -> int:
     return max(1, math.ceil((math.floor(now / window_s) + 1) * window_s - now))
 
 
-def _restricted_sqlite_file(database: str) -> None:
+def _query_value(query: Any, name: str) -> str | None:
+    """A URL query argument's last value (SQLAlchemy keeps repeated ones as a tuple)."""
+    value = (query or {}).get(name)
+    return value[-1] if isinstance(value, tuple) else value
+
+
+def _sqlite_uri(database: str, query: Any) -> bool:
+    """Whether SQLite reads ``database`` as a URI filename: ``file:…`` with ``uri=true`` in the
+    URL (without it, pysqlite opens a file named ``file:…`` in the working folder)."""
+    return database.startswith("file:") and _query_value(query, "uri") in ("true", "1")
+
+
+def _sqlite_uri_in_memory(database: str, query: Any) -> bool:
+    """Whether a SQLite URI filename names an in-memory database, which each worker would hold
+    apart (budgets would be per worker)."""
+    return _sqlite_uri(database, query) and (
+        database.startswith("file::memory:") or _query_value(query, "mode") == "memory"
+    )
+
+
+def _sqlite_uri_path(database: str, query: Any) -> str | None:
+    """The file a SQLite URI filename (``file:PATH``, ``file:///PATH``, ``file://localhost/PATH``)
+    opens, decoded as SQLite decodes it; None when it opens none this process may create
+    (read-only, immutable, another host)."""
+    if _query_value(query, "mode") in ("ro", "memory") or _query_value(query, "immutable") in (
+        "1",
+        "true",
+    ):
+        return None
+    rest = database[len("file:") :].split("#", 1)[0].split("?", 1)[0]
+    if rest.startswith("//"):
+        authority, _, path = rest[2:].partition("/")
+        if authority not in ("", "localhost"):
+            return None
+        rest = "/" + path
+    return urllib.parse.unquote(rest) or None
+
+
+def _restricted_sqlite_file(database: str, query: Any = None) -> None:
     """Create a new SQLite file 0600 before SQLite does (it would use the umask, often 0644):
     it holds key digests, who queried how much and keyed record hashes. SQLite gives its
     ``-wal`` and ``-shm`` files the database file's mode. A file that exists keeps its mode; a
-    warning says so when others may read it."""
-    if database.startswith("file:"):
-        return  # a URI filename: SQLite's own syntax, opened as given
+    warning says so when others may read it. A URI filename (``file:…`` with ``uri=true``) is
+    read for its path (red team: such databases, and files named ``file:…``, were created with
+    the umask's mode)."""
+    if _sqlite_uri(database, query):
+        path = _sqlite_uri_path(database, query)
+        if path is None:
+            return
+        database = path
     try:
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
@@ -338,7 +384,7 @@ class Store:
         """The tables, in a SQLite file made 0600 first; one line when the database cannot be
         opened (not a database file, a server that does not answer, no rights)."""
         if self.engine.dialect.name == "sqlite" and self.engine.url.database:
-            _restricted_sqlite_file(self.engine.url.database)
+            _restricted_sqlite_file(self.engine.url.database, self.engine.url.query)
         try:
             metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
