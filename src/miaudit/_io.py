@@ -58,10 +58,21 @@ def output_dir_cleanup(path: Path | None) -> Iterator[None]:
         yield
     except BaseException:
         if created:  # what it holds was made by this block: its empty folders go, files stay
-            for root, _dirs, _files in os.walk(created[-1], topdown=False):
-                with contextlib.suppress(OSError):
-                    os.rmdir(root)  # only ever an empty folder (a link is not walked)
+            _remove_empty_folders(created[-1])
         raise
+
+
+def _remove_empty_folders(top: Path) -> None:
+    """Remove the empty folders under ``top``, then ``top`` if empty, through folder handles:
+    a folder swapped for a link while the block ran is neither followed nor removed (``os.walk``
+    followed a top that had become a link)."""
+    with contextlib.suppress(OSError):
+        for _root, dirs, _files, root_fd in os.fwalk(top, topdown=False, follow_symlinks=False):
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    os.rmdir(name, dir_fd=root_fd)  # only ever an empty folder
+    with contextlib.suppress(OSError):
+        os.rmdir(top)  # a link there is not a folder: ENOTDIR
 
 
 _P = ParamSpec("_P")
