@@ -345,8 +345,8 @@ def test_markdown_renders_names_from_input_files_as_text(outputs_run):
     md = render_markdown(crafted)
     title = md.splitlines()[0]
     assert title.endswith(
-        r"!\[t\](https://evil.example/t.png) \<img src=x\> \[click\](https://evil.example)"
-    )
+        r"!\[t\](https\://evil.example/t.png) \<img src=x\> \[click\](https\://evil.example)"
+    )  # a bare link does not autolink either
     assert "`a'<img src=x>'`" in md
 
 

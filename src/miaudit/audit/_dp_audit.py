@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from miaudit.audit._config import AuditConfig, load_audit_config
 from miaudit.audit._dp_audit_power import (
@@ -58,7 +58,7 @@ from miaudit.audit._dp_reference import (
     reference_seed,
     reference_trainings,
 )
-from miaudit.audit._results import PrivacySpent, _Record, dump_record, parse_record, read_record
+from miaudit.audit._results import PrivacySpent, _Record, dump_record, parse_record, record_text
 from miaudit.datasets import Dataset
 from miaudit.errors import InputError
 from miaudit.metrics import (
@@ -251,6 +251,16 @@ class DpAuditResult(_Record):
     def _null_is_nan(cls, v: object) -> object:
         return [math.nan if a is None else a for a in v] if isinstance(v, list) else v
 
+    @model_validator(mode="after")
+    def _consistent(self) -> DpAuditResult:
+        """What every audit writes, checked when a file is read: numbers in their ranges and a
+        verdict that follows from them (red team: a crafted file's report said PASSED beside
+        'the claim does not hold', or 'the bound exceeds the claim' under a bound of 0)."""
+        problem = _dp_result_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
     def __repr__(self) -> str:
         """A summary for a console or a notebook (``to_json`` has everything)."""
         return (
@@ -278,11 +288,8 @@ class DpAuditResult(_Record):
     @classmethod
     def read(cls, path: str | Path, *, field: str | None = None) -> DpAuditResult:
         """A ``dp_audit.json``; InputError naming it (under ``field``) when it is not one."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            text = ""  # read_record says why, naming the file
-        return read_record(cls, Path(path), _schema_of(text), field=field)
+        text = record_text(Path(path), field)
+        return parse_record(cls, text, _schema_of(text), source=str(path), field=field)
 
     def verdict_text(self) -> str:
         """The verdict in words: PASSED says what it does not prove, and when power is low."""
@@ -331,9 +338,37 @@ def _schema_of(text: str) -> str:
     """The schema this reader checks ``text`` against: the older one the file says, else /3."""
     try:
         found = json.loads(text).get("schema")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         found = None
     return found if found in (DP_AUDIT_SCHEMA_V1, DP_AUDIT_SCHEMA_MULTI_RUN) else DP_AUDIT_SCHEMA
+
+
+def _dp_result_problem(r: DpAuditResult) -> str | None:
+    """Why ``r``'s numbers cannot come from an audit, or None."""
+    if math.isnan(r.claimed_epsilon) or r.claimed_epsilon < 0:
+        return "claimed_epsilon must be a number >= 0 (null: not DP-trained)"
+    if not 0 <= r.delta < 1 or not 0 < r.significance < 1:
+        return "delta must lie in [0, 1) and significance in (0, 1)"
+    bound, ceiling = r.empirical_epsilon_lower_bound, r.max_certifiable_epsilon
+    if not (math.isfinite(bound) and bound >= 0 and ceiling >= 0 and not math.isnan(ceiling)):
+        return "the empirical bound must be finite and >= 0, the ceiling >= 0"
+    if bound > ceiling * (1 + 1e-9) + 1e-12:
+        return f"the empirical bound {bound:.4g} exceeds the design's ceiling {ceiling:.4g}"
+    if not r.m >= 1 or not 0 <= r.v <= r.r <= r.m:
+        return "the counts must satisfy 0 <= v <= r <= m and m >= 1"
+    if r.p_value is not None and not 0 <= r.p_value <= 1:
+        return "p_value must lie in [0, 1]"
+    if any(not (math.isnan(a) or 0 <= a <= 1) for a in r.test_accuracy):
+        return "test accuracies must lie in [0, 1]"
+    expected = verdict(r.claimed_epsilon, r.p_value, r.significance, ceiling)
+    if r.curve is not None:
+        if r.curve.rejected != (r.curve.adjusted_p_value < r.significance):
+            return "curve.rejected does not follow from its adjusted p-value and the significance"
+        if expected != "not testable by this design":
+            expected = "FAILED" if r.curve.rejected else "PASSED"
+    if r.verdict != expected:
+        return f"verdict {r.verdict} does not follow from the file's numbers ({expected})"
+    return None
 
 
 def verdict(claimed: float, p_value: float | None, significance: float, ceiling: float) -> Verdict:

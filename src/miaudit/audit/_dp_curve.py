@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 import warnings
 
+from pydantic import Field, model_validator
+
 from miaudit.audit._results import PrivacySpent, _Record
 from miaudit.metrics import one_run_p_value
 
@@ -33,10 +35,28 @@ class CurveTest(_Record):
     """The Bonferroni test of the accountant's curve: the points, the smallest p-value, its
     adjusted value (K × smallest, at most 1) and whether the curve is rejected."""
 
-    points: list[CurvePoint]
+    points: list[CurvePoint] = Field(min_length=1)
     smallest_p_value: float
     adjusted_p_value: float
     rejected: bool
+
+    @model_validator(mode="after")
+    def _adjusted_as_defined(self) -> CurveTest:
+        """A file's adjusted p-value is K × the smallest of its points' (at most 1): a crafted
+        one could print 'p = 0.9 < 0.05' (red team)."""
+        ps = [p.p_value for p in self.points]
+        if not all(0.0 <= p <= 1.0 for p in ps):
+            raise ValueError("curve: every point's p-value must lie in [0, 1]")
+        smallest = min(ps)
+        adjusted = min(1.0, smallest * len(ps))
+        if not (
+            math.isclose(self.smallest_p_value, smallest, rel_tol=1e-9, abs_tol=1e-300)
+            and math.isclose(self.adjusted_p_value, adjusted, rel_tol=1e-9, abs_tol=1e-300)
+        ):
+            raise ValueError(
+                "curve: smallest_p_value and adjusted_p_value do not follow from its points"
+            )
+        return self
 
     def line(self) -> str:
         worst = min(self.points, key=lambda p: p.p_value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -451,10 +452,14 @@ def parse_record(
     def refuse(problem: str) -> InputError:
         return InputError(field or source, f"{source!r} {problem}" if field else problem)
 
+    if len(text) > MAX_RECORD_CHARS:
+        raise refuse(f"is larger than {MAX_RECORD_CHARS // 2**20} MiB: not a file miaudit writes")
     try:
         data = json.loads(text)
     except ValueError:
         raise refuse("is not JSON") from None
+    except RecursionError:
+        raise refuse("is nested past reason") from None
     found = data.get("schema") if isinstance(data, dict) else None
     if found != schema:
         shown = str(found)[:80] if found is not None else "none"
@@ -471,11 +476,29 @@ def dump_record(record: BaseModel) -> str:
     return json.dumps(json.loads(record.model_dump_json()), indent=2, allow_nan=False)
 
 
+#: Largest trade-off, DP-audit or text trade-off file read (they hold aggregates: kilobytes; a
+#: crafted 25 MB one took 530 MB to report).
+MAX_RECORD_CHARS = 16 * 2**20
+
+
 def read_record(model: type[_R], path: Path, schema: str, *, field: str | None = None) -> _R:
     """:func:`parse_record` of the file ``path``; InputError when it cannot be read."""
+    return parse_record(model, record_text(path, field), schema, source=str(path), field=field)
+
+
+def record_text(path: Path, field: str | None = None) -> str:
+    """The text of a record file: a regular file (a FIFO would hang the read) of at most
+    :data:`MAX_RECORD_CHARS`; InputError naming it (under ``field``) otherwise."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise InputError(field or str(path), f"{str(path)!r} is not a regular file")
+        if path.stat().st_size > MAX_RECORD_CHARS:
+            raise InputError(
+                field or str(path),
+                f"{str(path)!r} is larger than {MAX_RECORD_CHARS // 2**20} MiB: not a file miaudit writes",
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or type(exc).__name__
         raise InputError(field or str(path), f"cannot read {str(path)!r} ({why})") from None
-    return parse_record(model, text, schema, source=str(path), field=field)
+    return text

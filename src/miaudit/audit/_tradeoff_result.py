@@ -8,10 +8,17 @@ for query attacks.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from miaudit.audit._results import _Record, dump_record, parse_record, read_record
 from miaudit.metrics import Estimate, tpr_key
@@ -19,6 +26,53 @@ from miaudit.metrics import Estimate, tpr_key
 TRADEOFF_SCHEMA: Literal["miaudit.tradeoff/1"] = "miaudit.tradeoff/1"
 TRADEOFF_FILE = "tradeoff.json"
 TPR1 = tpr_key(0.01)
+
+
+#: Most variants a trade-off file may hold (a recipe's variants are a handful; a crafted file of
+#: 1,600 took the report 30 s).
+MAX_VARIANTS = 256
+
+
+def checked_estimate(e: Estimate | None, lo: float, hi: float, name: str) -> Estimate | None:
+    """``e`` if its numbers are finite, within [lo, hi], its interval ordered and its count of
+    non-members not negative; else ValueError naming ``name`` (a crafted trade-off file printed
+    an AUC of -4.0 [-5.0, -3.0] and an interval [0.9, -0.9] in the shared report)."""
+    if e is None:
+        return e
+    for value in (e.point, e.lower, e.upper):
+        if value is not None and not (math.isfinite(value) and lo <= value <= hi):
+            raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}], got {value!r}")
+    if e.lower is not None and e.upper is not None and e.lower > e.upper:
+        raise ValueError(f"{name}'s interval is reversed ({e.lower!r} > {e.upper!r})")
+    if e.needs_nonmembers is not None and e.needs_nonmembers < 0:
+        raise ValueError(f"{name}'s needs_nonmembers must not be negative")
+    return e
+
+
+def _rate(name: str) -> Any:
+    return AfterValidator(lambda e: checked_estimate(e, 0.0, 1.0, name))
+
+
+def _difference(name: str) -> Any:
+    return AfterValidator(lambda e: checked_estimate(e, -1.0, 1.0, name))
+
+
+def _share(name: str) -> Any:
+    def check(v: float) -> float:
+        if not (math.isfinite(v) and -1.0 <= v <= 1.0):
+            raise ValueError(f"{name} must be a finite share, got {v!r}")
+        return v
+
+    return AfterValidator(check)
+
+
+def _inside(folder: str) -> str:
+    """A variant's folder as a relative path that stays in the trade-off folder (a crafted
+    file pointed the report at another run's results and restricted scores)."""
+    parts = Path(folder).parts
+    if not parts or Path(folder).is_absolute() or ".." in parts:
+        raise ValueError(f"folder must be a path inside the trade-off folder, got {folder[:80]!r}")
+    return folder
 
 
 class AttackFigures(_Record):
@@ -29,9 +83,9 @@ class AttackFigures(_Record):
         frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True
     )
 
-    auc: Estimate
-    tpr_at_1pct_fpr: Estimate = Field(alias=TPR1)
-    queries_per_record: int | None = None
+    auc: Annotated[Estimate, _rate("auc")]
+    tpr_at_1pct_fpr: Annotated[Estimate, _rate(TPR1)] = Field(alias=TPR1)
+    queries_per_record: int | None = Field(None, ge=1)
 
     @model_serializer(mode="wrap")
     def _without_absent_queries(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -50,8 +104,8 @@ class VariantComparison(_Record):
     a: str
     b: str
     metric: Literal["auc"] = "auc"
-    difference: Estimate
-    pairs: int
+    difference: Annotated[Estimate, _difference("difference")]
+    pairs: int = Field(ge=0)
 
 
 class RobustnessComparison(_Record):
@@ -63,10 +117,10 @@ class RobustnessComparison(_Record):
     a: str
     b: str
     metric: Literal["auc"] = "auc"
-    difference: Estimate
-    tpr_at_1pct_fpr: Estimate
-    pairs: int
-    targets: int
+    difference: Annotated[Estimate, _difference("difference")]
+    tpr_at_1pct_fpr: Annotated[Estimate, _rate(TPR1)]
+    pairs: int = Field(ge=0)
+    targets: int = Field(ge=0)
 
 
 TradeoffComparison = Annotated[
@@ -79,24 +133,25 @@ class VariantOutcome(_Record):
 
     name: str
     description: str
-    test_accuracy: float
-    train_accuracy: float
-    generalization_gap: float
+    test_accuracy: Annotated[float, _share("test_accuracy"), Field(ge=0)]
+    train_accuracy: Annotated[float, _share("train_accuracy"), Field(ge=0)]
+    generalization_gap: Annotated[float, _share("generalization_gap")]
     strongest_attack: str
-    auc: Estimate
-    tpr_at_1pct_fpr: Estimate
+    auc: Annotated[Estimate, _rate("auc")]
+    tpr_at_1pct_fpr: Annotated[Estimate, _rate(TPR1)]
     #: The accountant's ε (the largest over the models); None: not DP-trained.
-    epsilon: float | None
-    delta: float | None
+    epsilon: float | None = Field(ge=0)
+    delta: float | None = Field(ge=0, lt=1)
     accountant: str | None
     policy: str | None
     attacks: dict[str, AttackFigures]
-    folder: str
+    #: The variant's audit folder, relative to the trade-off folder and inside it.
+    folder: Annotated[str, AfterValidator(_inside)]
     baseline: bool = False
     #: Paired AUC(comparator) − AUC(this variant's strongest), same (target, record) pairs.
-    risk_reduction: Estimate | None = None
+    risk_reduction: Annotated[Estimate | None, _difference("risk_reduction")] = None
     #: Paired test accuracy(baseline) − test accuracy(this variant), same test pairs.
-    accuracy_loss: Estimate | None = None
+    accuracy_loss: Annotated[Estimate | None, _difference("accuracy_loss")] = None
     #: "baseline", "best", "recommended", "not recommended" or "flagged" (``recommendation``).
     recommendation: str = ""
     reason: str = ""
@@ -114,7 +169,7 @@ class TradeoffResult(_Record):
     schema_version: Literal["miaudit.tradeoff/1"] = Field(TRADEOFF_SCHEMA, alias="schema")
     dataset: str
     seed: int
-    variants: list[VariantOutcome]
+    variants: list[VariantOutcome] = Field(min_length=1, max_length=MAX_VARIANTS)
     comparisons: list[TradeoffComparison]
     notes: list[str]
 

@@ -45,6 +45,11 @@ def report(
     from miaudit.errors import InputError
     from miaudit.report import find_chromium, print_pdf, write_folder_report
 
+    if pdf and out is not None and out.suffix.lower() == ".pdf":
+        # the PDF goes beside the HTML with its suffix: Chromium would print the page over itself
+        raise InputError(
+            "--out", f"{str(out)!r} ends in .pdf: give the HTML file (the PDF is written beside it)"
+        )
     if pdf and find_chromium() is None:
         # checked first, so that a missing browser costs nothing
         raise InputError(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from miaudit.audit import DpAuditResult, TradeoffResult
+from miaudit.audit import TEXT_TRADEOFF_SCHEMA, DpAuditResult, TextTradeoffResult, TradeoffResult
 from miaudit.errors import InputError
 from miaudit.report._inputs import DpAuditSummary, TradeoffVariant
 
@@ -106,7 +106,11 @@ def _gaussian_dp_note(result: DpAuditResult) -> list[str]:
 
 def tradeoff_baseline(folder: Folder) -> tuple[TradeoffResult, Path]:
     """The trade-off result and its baseline variant's results folder."""
-    result = TradeoffResult.read(folder.marker, field="results")
+    try:
+        result = TradeoffResult.read(folder.marker, field="results")
+    except InputError:
+        _refuse_text_tradeoff(folder)
+        raise
     base = next((v for v in result.variants if v.baseline), result.variants[0])
     results = folder.path / base.folder
     if not (results / "results.json").is_file():
@@ -115,6 +119,21 @@ def tradeoff_baseline(folder: Folder) -> tuple[TradeoffResult, Path]:
             f"{str(folder.marker)!r} names the baseline's results {str(results / 'results.json')!r}, which is missing",
         )
     return result, results
+
+
+def _refuse_text_tradeoff(folder: Folder) -> None:
+    """A text trade-off has no HTML report yet: say so, and where its reports are, rather than
+    'not a file this miaudit reads' (red team)."""
+    try:
+        text = TextTradeoffResult.read(folder.marker, field="results")
+    except InputError:
+        return
+    names = ", ".join(f"{v.folder}/audit/report.html" for v in text.variants[:3])
+    raise InputError(
+        "results",
+        f"{str(folder.marker)!r} is a text trade-off ({TEXT_TRADEOFF_SCHEMA}), which has no HTML "
+        f"report yet: each variant's audit has its own ({names})",
+    )
 
 
 @dataclass(frozen=True)
@@ -149,12 +168,12 @@ def render_dp_report(result: DpAuditResult) -> str:
 def render_dp_markdown(result: DpAuditResult) -> str:
     """A short Markdown summary of a DP audit for a pull request."""
     from miaudit.report._assessment import assess_frameworks
-    from miaudit.report._render import _md_assessment
+    from miaudit.report._render import _md_assessment, _md_cell
 
     lines = [
-        f"### Differential-privacy audit: {result.dataset}",
+        f"### Differential-privacy audit: {_md_cell(result.dataset)}",
         "",
-        f"**{result.verdict}.** {result.summary()}",
+        f"**{result.verdict}.** {_md_cell(result.summary())}",
         "",
         *_md_assessment(assess_frameworks(None, dp=dp_summary_from_audit(result))),
     ]

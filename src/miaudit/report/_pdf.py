@@ -33,6 +33,8 @@ def print_pdf(html: Path | str, pdf: Path | str | None = None) -> Path:
     """Print the HTML report ``html`` to ``pdf`` (default: beside it, .pdf) with headless Chromium."""
     src = Path(html).resolve()
     out = Path(pdf) if pdf is not None else src.with_suffix(".pdf")
+    if out.resolve() == src:
+        raise InputError("pdf", f"{str(out)!r} is the HTML report itself: print it to another file")
     chromium = find_chromium()
     if chromium is None:
         raise InputError(

@@ -267,14 +267,21 @@ def _later_sections(
 _MD_ACTIVE = re.compile(r"([\\`*_\[\]<>~])")  # no link or image without its brackets
 
 
+_MD_AUTOLINK = re.compile(r"(?i)\b(https?|ftp)(:)|\b(www)(\.)")
+
+
 def _md_cell(text: str) -> str:
-    """Text as literal Markdown on one line of a table or paragraph."""
-    return _MD_ACTIVE.sub(r"\\\1", text).replace("|", "\\|").replace("\n", " ")
+    """Text as literal Markdown on one line of a table or paragraph: no markup, no line break of
+    any kind (a carriage return forged a heading in a pull request), no bare link, no mention
+    (a word joiner after ``@``)."""
+    one_line = " ".join(text.splitlines())
+    escaped = _MD_ACTIVE.sub(r"\\\1", one_line).replace("|", "\\|")
+    return _MD_AUTOLINK.sub(r"\1\3\\\2\4", escaped).replace("@", "@\u2060")
 
 
 def _md_code(text: str) -> str:
     """Text in a code span: nothing in it renders, but a backtick would end the span."""
-    return text.replace("`", "'").replace("|", "\\|").replace("\n", " ")
+    return " ".join(text.splitlines()).replace("`", "'").replace("|", "\\|")
 
 
 def _md_setup(r: AuditResult) -> str:
