@@ -20,7 +20,9 @@ HEADER = """# Config reference
 
 Generated from the typed schema by `scripts/config_reference.py` (do not edit by hand). A config
 is TOML or YAML; every key is optional unless marked required, and an unknown key is refused with
-a one-line error naming it. `[model]` takes one of the recipe kinds below, chosen by `kind`.
+a one-line error naming it, as is a key given twice; YAML aliases (`*name`) are refused (an
+alias bomb expands a small file into billions of values). `[model]` takes one of the recipe
+kinds below, chosen by `kind`.
 """
 
 BOUNDS = {

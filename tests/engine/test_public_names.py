@@ -48,6 +48,7 @@ PINNED = {
         "complementary_plan",
         "independent_plan",
         "load_config",
+        "read_config_file",
         "make_plan",
         "n_queries",
         "parse_config",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,7 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from miaudit.attacks import AttackSpec, Need, SignalKind, registered_attacks
 from miaudit.datasets import DataConfig
-from miaudit.engine import EngineConfig, PlanConfig, TrainConfig, check_finite, with_trust
+from miaudit.engine import (
+    EngineConfig,
+    PlanConfig,
+    TrainConfig,
+    check_finite,
+    read_config_file,
+    with_trust,
+)
 from miaudit.errors import InputError
 from miaudit.metrics import DEFAULT_FPRS
 from miaudit.models import (
@@ -175,31 +181,8 @@ def load_signals_config(path: str | Path) -> SignalsAuditConfig:
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    """The top-level table of a TOML or YAML config file; InputError naming what is wrong."""
-    if not path.is_file():
-        raise InputError("config", f"no such file: {str(path)!r}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".toml":
-            raw = tomllib.loads(text)
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            raw = yaml.safe_load(text)
-        else:
-            raise InputError(
-                "config",
-                f"unsupported config type {path.suffix or '(none)'!r}; use .toml, .yaml or .yml",
-            )
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad config, one line
-        raise InputError(
-            "config", f"cannot parse {path.name}: {str(exc).splitlines()[0]}"
-        ) from None
-    if not isinstance(raw, dict):
-        raise InputError("config", f"{path.name} must hold a table at the top level")
-    return raw
+    """The top-level table of a TOML or YAML config file (the engine's strict reader)."""
+    return read_config_file(path)
 
 
 def load_audit_config(path: str | Path, *, trust_code: bool = False) -> AuditConfig:

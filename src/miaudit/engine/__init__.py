@@ -29,6 +29,7 @@ from miaudit.engine._config import (
     TrainConfig,
     load_config,
     parse_config,
+    read_config_file,
     with_trust,
 )
 from miaudit.engine._executor import Executor, LocalExecutor
@@ -60,6 +61,7 @@ __all__ = [
     "make_plan",
     "n_queries",
     "parse_config",
+    "read_config_file",
     "train",
     "user_plan",
     "with_trust",

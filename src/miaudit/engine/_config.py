@@ -147,32 +147,65 @@ def load_config(path: str | Path, *, trust_code: bool = False) -> TrainConfig:
     """Read a TOML (.toml) or YAML (.yaml/.yml) config file; relative paths in it are taken
     relative to the file's folder."""
     path = Path(path)
+    cfg = parse_config(read_config_file(path), trust_code=trust_code)
+    return _resolve_paths(cfg, path.parent)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The top-level table of a TOML or YAML config file; InputError naming what is wrong.
+
+    YAML is read without aliases (``*name``: nine levels of ten aliases expanded to 10⁹ values
+    and hung every command; a self-referring one was an internal error) and without repeated
+    keys (the last silently won); TOML refuses repeated keys itself."""
     if not path.is_file():
         raise InputError("config", f"no such file: {str(path)!r}")
     text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise InputError(
+            "config", f"unsupported config type {suffix or '(none)'!r}; use .toml, .yaml or .yml"
+        )
     try:
-        if suffix == ".toml":
-            raw = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            import yaml
-
-            raw = yaml.safe_load(text)
-        else:
-            raise InputError(
-                "config",
-                f"unsupported config type {suffix or '(none)'!r}; use .toml, .yaml or .yml",
-            )
-    except (tomllib.TOMLDecodeError, ValueError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError("config", f"cannot parse {path.name}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - yaml.YAMLError has no common base with the others
-        raise InputError("config", f"cannot parse {path.name}: {exc}") from None
+        raw = tomllib.loads(text) if suffix == ".toml" else _strict_yaml(text)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad config, one line
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InputError("config", f"cannot parse {path.name}: {first}") from None
     if not isinstance(raw, dict):
-        raise InputError("config", f"{path.name} must hold a table/mapping at the top level")
-    cfg = parse_config(raw, trust_code=trust_code)
-    return _resolve_paths(cfg, path.parent)
+        raise InputError("config", f"{path.name} must hold a table at the top level")
+    return raw
+
+
+def _strict_yaml(text: str) -> Any:
+    """YAML's safe subset, without aliases and repeated keys (see :func:`read_config_file`)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.events.AliasEvent):
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    "aliases (*name) are not allowed in miaudit configs",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    repeated = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class says so
+                    break
+                if repeated:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice", key_node.start_mark
+                    )
+            return super().construct_mapping(node, deep)
+
+    return yaml.load(text, Loader=StrictLoader)
 
 
 def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
