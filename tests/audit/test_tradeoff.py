@@ -302,7 +302,7 @@ def _variant(name, *, reduction, loss, acc=0.8, baseline=False):
         accountant=None,
         policy=None,
         attacks={},
-        folder="",
+        folder=f"variants/{name}",
         baseline=baseline,
         risk_reduction=est(reduction),
         accuracy_loss=est(loss),

@@ -63,7 +63,12 @@ from miaudit.audit._results import (
     RmiaCalibration,
     Utility,
 )
-from miaudit.audit._writer import prepare_out, write_run, write_shareable_report
+from miaudit.audit._writer import (
+    drop_replaced_run,
+    prepare_out,
+    write_run,
+    write_shareable_report,
+)
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import Evaluation, evaluate
@@ -1016,6 +1021,8 @@ def run_audit(
     digest = config_digest(cfg)
     features = dataset_features(cfg)  # an attack that cannot run is refused before training
     key = prepare_out(out_dir, overwrite=overwrite, same_config=digest, kind="audit")
+    if overwrite:
+        drop_replaced_run(out_dir, kind="audit", same_config=digest)
     run = train(cfg.train_config(), out_dir)
     if not quiet:
         print(run.summary())
