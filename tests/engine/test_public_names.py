@@ -47,6 +47,7 @@ PINNED = {
         "check_model_size",
         "complementary_plan",
         "independent_plan",
+        "check_device_for",
         "load_config",
         "read_config_file",
         "make_plan",

@@ -24,6 +24,7 @@ from miaudit.attacks import (
     registered_attacks,
     score_outputs,
 )
+from miaudit.audit._config import MAX_RESAMPLES
 from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
 from miaudit.audit._results import (
     AttackResult,
@@ -202,8 +203,8 @@ class _Seeds:
 def _check_options(prior: float, n_resamples: int) -> None:
     if not 0 < prior < 1:
         raise InputError("--prior", f"must be in (0, 1), got {prior}")
-    if n_resamples < 0:
-        raise InputError("--resamples", f"must be ≥ 0, got {n_resamples}")
+    if not 0 <= n_resamples <= MAX_RESAMPLES:
+        raise InputError("--resamples", f"must lie in [0, {MAX_RESAMPLES:,}], got {n_resamples}")
 
 
 def _signals(

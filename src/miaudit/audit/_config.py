@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from miaudit.attacks import AttackSpec, Need, SignalKind, registered_attacks
 from miaudit.datasets import DataConfig
@@ -13,6 +20,7 @@ from miaudit.engine import (
     EngineConfig,
     PlanConfig,
     TrainConfig,
+    check_device_for,
     check_finite,
     read_config_file,
     with_trust,
@@ -51,6 +59,11 @@ AUDIT_ATTACKS = audit_attacks()
 DEFAULT_AUDIT_ATTACKS = ("loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline")
 
 
+#: Most bootstrap replicates of an interval: 10,000 put its Monte Carlo error far below its
+#: width; 10¹² was accepted and failed "out of memory" after every model had trained.
+MAX_RESAMPLES = 10_000
+
+
 class AttackSection(BaseModel):
     """``[audit]``: how many references, which attacks, how to evaluate.
 
@@ -66,7 +79,7 @@ class AttackSection(BaseModel):
     references: int = Field(4, ge=1, le=512)
     attacks: list[str] = Field(default_factory=lambda: list(DEFAULT_AUDIT_ATTACKS))
     targets: int | None = Field(None, ge=1)
-    resamples: int = Field(200, ge=0)
+    resamples: int = Field(200, ge=0, le=MAX_RESAMPLES)
     prior: float = Field(0.5, gt=0.0, lt=1.0)
     fprs: list[float] = Field(default_factory=lambda: list(DEFAULT_FPRS))
     lira_variance: Literal["global", "per_record"] = "global"
@@ -106,6 +119,15 @@ class AuditConfig(BaseModel):
     #: The config may name code to import and run (docs/security.md); ``--trust-code`` sets it.
     trust_code: bool = False
 
+    @model_validator(mode="after")
+    def _targets_among_the_models(self) -> AuditConfig:
+        """More targets than the plan has models was clamped silently (1e9 became 6)."""
+        if self.audit.targets is not None and self.audit.targets > self.n_models():
+            raise ValueError(
+                f"audit.targets: at most the plan's {self.n_models()} models (2 x references + 2), got {self.audit.targets}"
+            )
+        return self
+
     def n_models(self) -> int:
         return 2 * self.audit.references + 2
 
@@ -138,6 +160,7 @@ def parse_audit_config(raw: dict[str, Any], *, trust_code: bool = False) -> Audi
     except ValidationError as exc:
         raise validation_error(exc, "") from None
     check_code_trust(cfg.model, cfg.trust_code)
+    check_device_for(cfg.model, cfg.engine)
     return cfg
 
 

@@ -22,8 +22,10 @@ from miaudit.datasets import DataConfig
 from miaudit.engine._size import check_finite
 from miaudit.errors import InputError
 from miaudit.models import (
+    CNNRecipe,
     MLPRecipe,
     Recipe,
+    TorchModuleRecipe,
     check_code_trust,
     check_device,
     resolve_code_folder,
@@ -61,6 +63,12 @@ class PlanConfig(BaseModel):
         return v
 
 
+#: Bounds on a machine's parallelism (2**40 threads overflowed torch, past them a process per
+#: unit was spawned): far above any machine this runs on, and refused in one line.
+MAX_THREADS = 1024
+MAX_WORKERS = 1024
+
+
 class EngineConfig(BaseModel):
     """Where and how units train. ``workers`` processes (0: in this process; default: one per
     core, at most one per unit; one per GPU when ``device`` is a GPU), each with ``threads``
@@ -71,8 +79,8 @@ class EngineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    workers: int | None = Field(None, ge=0)
-    threads: int = Field(1, ge=1)
+    workers: int | None = Field(None, ge=0, le=MAX_WORKERS)
+    threads: int = Field(1, ge=1, le=MAX_THREADS)
     device: str = "cpu"
     cache: Path | None = None
     progress: bool = True
@@ -140,7 +148,19 @@ def parse_config(raw: dict[str, Any], *, trust_code: bool = False) -> TrainConfi
     except ValidationError as exc:
         raise validation_error(exc, "") from None
     check_code_trust(cfg.model, cfg.trust_code)
+    check_device_for(cfg.model, cfg.engine)
     return cfg
+
+
+def check_device_for(model: Any, engine: EngineConfig) -> None:
+    """A GPU trains the torch recipes only: a scikit-learn or Python recipe named with one
+    trained on the CPU all the same, while the signals said "cuda" and the run fell to one
+    worker (red team)."""
+    if engine.device != "cpu" and not isinstance(model, MLPRecipe | CNNRecipe | TorchModuleRecipe):
+        raise InputError(
+            "engine.device",
+            f"{engine.device!r} trains torch recipes (mlp, cnn, torch-module); a {model.kind!r} recipe trains on the CPU: remove device",
+        )
 
 
 def load_config(path: str | Path, *, trust_code: bool = False) -> TrainConfig:

@@ -99,8 +99,16 @@ def train_sklearn(
     float32 (a class missing from the training half gets the floor)."""
     est = make_estimator(recipe, seed, trust_code=trust_code)
     x = affine.apply(data.features)
-    est.fit(x[train_idx], data.label[train_idx])
-    proba = est.predict_proba(x)
+    try:
+        est.fit(x[train_idx], data.label[train_idx])
+        proba = est.predict_proba(x)
+    except (ValueError, TypeError) as exc:
+        if names_code(recipe):  # the user's own estimator: its traceback is theirs to read
+            raise
+        # scikit-learn checks each parameter when the config is read, but combinations only
+        # here (solver liblinear with penalty elasticnet was an internal error): one line
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InputError("model.params", f"{recipe.estimator}: {first[:300]}") from None
     full = np.zeros((data.n_records, data.n_classes), dtype=np.float64)
     full[:, np.asarray(est.classes_, dtype=np.int64)] = proba
     with np.errstate(divide="ignore"):
