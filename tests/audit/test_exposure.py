@@ -198,3 +198,15 @@ def test_demo_text_runs_the_membership_audit(
     printed = capsys.readouterr().out
     assert "text_loss" in printed and "min_k_plus" in printed and "blind_ngram" in printed
     assert (tmp_path / "demo" / "audit" / "report.html").is_file()
+
+
+def test_a_pool_too_small_for_the_blind_baseline_is_refused_when_read() -> None:
+    """Red team: 4 records were accepted and failed after fine-tuning (the blind baseline's 5
+    folds stratified by membership need 5 members and 5 non-members)."""
+    from miaudit.audit import parse_exposure_config
+    from miaudit.errors import InputError
+
+    with pytest.raises(InputError) as info:
+        parse_exposure_config({"data": {"records": 4}})
+    assert info.value.field == "data.records"
+    assert parse_exposure_config({"data": {"records": 10}}).data.records == 10
