@@ -1,8 +1,11 @@
-"""Atomic, permission-aware file writing.
+"""Atomic, permission-aware file writing, and the reading helpers every layer shares.
 
 Every file miaudit writes is first written to a temporary file in the destination folder and
 then renamed, so a failed run never leaves a partial file behind. Restricted files (per-record
 scores with membership, i.e. the training roster) are created 0600 from the start.
+
+An npz member's shape and dtype are read from its header alone (:func:`npz_header`), so that
+every npz reader can bound what it decompresses before it does.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ import inspect
 import os
 import stat
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
+
+import numpy as np
 
 from miaudit.errors import InputError
 
@@ -178,3 +184,21 @@ def read_secret_file(
     finally:
         os.close(fd)
     return data
+
+
+def npz_header(z: Any, name: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """(shape, dtype) of the member ``name`` of an open npz file (``np.load``'s ``NpzFile``)
+    from its header alone (no decompression); None when the header cannot be peeked at (loading
+    the member then reports the problem in one line)."""
+    try:
+        with z.zip.open(f"{name}.npy") as fp:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+            else:
+                return None
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        return None
+    return tuple(shape), np.dtype(dtype)

@@ -107,3 +107,18 @@ def test_check_record_places_a_fine_tuning_text_in_the_training_set(audited) -> 
     assert [a.member_in_plan for a in answers] == [True, False]
     assert all(0 < a.p_value <= 1 for a in answers)
     assert result.exposure_attack in {a.name for a in result.attacks} - {"blind_ngram"}
+
+
+def test_a_text_that_is_empty_or_not_a_string_is_refused_by_its_record_index(tmp_path) -> None:
+    """Red team: None texts raised an AttributeError, all-empty ones sklearn's "empty
+    vocabulary". The item named is the record's index in the store (population included)."""
+    from miaudit.errors import InputError
+    from tests.simulate_text import sequence_store
+
+    store = sequence_store()
+    texts: list = [f"record {i} of the pool" for i in range(store.n_records)]
+    last = int(np.flatnonzero(~store.population)[-1])
+    texts[last] = None
+    with pytest.raises(InputError, match=rf"^texts: item {last} is not a string"):
+        audit_text(store, texts=texts, out=tmp_path / "out", quiet=True, n_resamples=20)
+    assert not (tmp_path / "out").exists()

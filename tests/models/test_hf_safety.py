@@ -187,3 +187,14 @@ def test_counts_that_size_the_build_are_bounded_from_the_raw_config(lm_folder, c
     folder = copy(lm_folder)
     _edit_json(folder / "config.json", **change)
     _refused(folder, f"config\\.json's {next(iter(change))} is")
+
+
+def test_a_tokenizer_whose_ids_pass_the_models_vocabulary_is_refused(lm_folder, copy) -> None:
+    """Red team: a tokenizer.json with ids past the embedding's rows raised a bare IndexError
+    from token_stats on the first text holding such a token."""
+    folder = copy(lm_folder)
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    word = next(iter(tokenizer["model"]["vocab"]))
+    tokenizer["model"]["vocab"][word] = 100_299
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    _refused(folder, r"tokenizer\.json has token ids up to 100,299; the model's vocabulary has \d+")

@@ -140,3 +140,40 @@ def test_own_lm_sequence_signals_score_texts_as_trained(base: Path) -> None:
     whole = count < TINY.architecture.context - 1  # not cut at the context
     assert whole.sum() >= 1
     np.testing.assert_array_equal(generic.models[0].n_tokens[whole], count[whole] - 1)
+
+
+def _refused_own(folder: Path, match: str) -> None:
+    from miaudit.errors import InputError
+    from miaudit.models import load_own_lm
+
+    with pytest.raises(InputError, match=match) as info:
+        load_own_lm(folder)
+    assert "\n" not in str(info.value) and str(info.value).startswith("model folder:")
+
+
+def test_own_lm_folders_get_the_hugging_face_folder_checks(base: Path, tmp_path, monkeypatch):
+    """Red team: load_lm (the cached base exposure reuses) and load_own_lm skipped the checks
+    of load_hf_causal_lm: a pickle beside the weights, a config declaring a larger model (a raw
+    RuntimeError, or the memory), a malformed or oversized tokenizer.json (a bare Exception),
+    token ids past the embedding (IndexError while scoring)."""
+    import json
+    import shutil
+
+    import miaudit.models._hf as hf
+
+    def copy(name: str) -> Path:
+        return Path(shutil.copytree(base, tmp_path / name))
+
+    (copy("pickle") / "pytorch_model.bin").write_bytes(b"\x80\x04N.")
+    _refused_own(tmp_path / "pickle", r"pytorch_model\.bin is a pickle-based weights file")
+    config = json.loads((base / "config.json").read_text())
+    (copy("big") / "config.json").write_text(json.dumps({**config, "n_embd": 1024, "n_head": 16}))
+    _refused_own(tmp_path / "big", r"config\.json declares a model of [\d,]+ parameters")
+    (copy("deep") / "tokenizer.json").write_text('{"added_tokens": [[[[1]]]]}')
+    _refused_own(tmp_path / "deep", r"tokenizer\.json cannot be read: invalid type")
+    tokenizer = json.loads((base / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"]["zzz"] = 100_299
+    (copy("oob") / "tokenizer.json").write_text(json.dumps(tokenizer))
+    _refused_own(tmp_path / "oob", r"token ids up to 100,299; the model's vocabulary has 300")
+    monkeypatch.setattr(hf, "MAX_HF_JSON_BYTES", 4096)  # config.json fits, tokenizer.json not
+    _refused_own(base, r"tokenizer\.json is over the 4096-byte cap")

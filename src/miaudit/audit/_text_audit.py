@@ -26,6 +26,7 @@ from miaudit.attacks import (
     SignalKind,
     attack_spec,
     blind_baseline,
+    blind_texts,
     registered_attacks,
     score_sequences,
     shifted_split_note,
@@ -130,7 +131,7 @@ def run_text_attacks(
     }
     described = {s.name: (s.description, s.citation) for s in specs}
     if texts is not None:
-        values = list(texts)
+        values = blind_texts(texts)  # every text, the population's too: items by record order
         if len(values) != store.n_records:
             raise InputError("texts", f"has {len(values)} texts for {store.n_records} records")
         pooled = [t for t, keep in zip(values, pool, strict=True) if keep]

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from miaudit._io import npz_header
 from miaudit.errors import InputError
 
 SUFFIXES = (".npz", ".parquet", ".csv")
@@ -79,7 +80,7 @@ NAMED_ARRAYS = frozenset(
 def _read_npz(p: Path) -> RawTable:
     try:
         with np.load(p, allow_pickle=False) as z:
-            headers = {k: _header(z, k) for k in z.files}  # read once, nothing decompressed
+            headers = {k: npz_header(z, k) for k in z.files}  # read once, nothing decompressed
             read = {k: h for k, h in headers.items() if _is_read(k, h)}
             _check_extra_columns(p, read)
             arrays = {k: _npz_array(p, z, k) for k in read}
@@ -91,23 +92,6 @@ def _read_npz(p: Path) -> RawTable:
     if META_KEY in arrays:
         meta = _meta_json(p, str(arrays.pop(META_KEY)))
     return RawTable(p, "npz", arrays, meta)
-
-
-def _header(z: Any, name: str) -> tuple[tuple[int, ...], np.dtype] | None:
-    """(shape, dtype) of an npz member from its header alone (no decompression); None when the
-    header cannot be peeked at (loading the member then reports the problem in one line)."""
-    try:
-        with z.zip.open(f"{name}.npy") as fp:
-            version = np.lib.format.read_magic(fp)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-            else:
-                return None
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
-        return None
-    return tuple(shape), np.dtype(dtype)
 
 
 def _is_read(name: str, header: tuple[tuple[int, ...], np.dtype] | None) -> bool:

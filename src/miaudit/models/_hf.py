@@ -180,8 +180,22 @@ def _load(folder: Path, task: HfTask, field: str) -> tuple[Any, Any]:
             field,
             f"its weights lack {len(missing)} tensor(s) a {task} model needs ({missing[0]}): it was not saved as one",
         )
+    check_vocabulary(model, tokenizer, field)
     model.eval()
     return model, tokenizer
+
+
+def check_vocabulary(model: Any, tokenizer: Any, field: str) -> None:
+    """Refuse a tokenizer whose token ids reach past the model's embedding rows: the first text
+    holding such a token raised a bare IndexError in the middle of scoring (a red team)."""
+    vocab = tokenizer.get_vocab()  # added and special tokens included, for both tokenizer kinds
+    largest = max(vocab.values(), default=-1)
+    rows = int(model.get_input_embeddings().weight.shape[0])
+    if largest >= rows:
+        raise InputError(
+            field,
+            f"tokenizer.json has token ids up to {largest:,}; the model's vocabulary has {rows:,} (vocab_size): the tokenizer is not the model's",
+        )
 
 
 def _check_declared_size(folder: Path, auto: Any, field: str) -> None:

@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from miaudit.models._hf import BATCH_TEXTS, HfCausalLM, TokenStats
+from miaudit.errors import InputError
+from miaudit.models._hf import (
+    BATCH_TEXTS,
+    HfCausalLM,
+    TokenStats,
+    _check_declared_size,
+    check_hf_folder,
+    check_vocabulary,
+)
 from miaudit.models._hf import _check_texts as check_texts
 from miaudit.models._lm_recipe import CausalLMRecipe, LMArchitecture, LMFinetune
 from miaudit.models._lm_tokenizer import (
@@ -151,16 +159,31 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def load_lm(folder: Path) -> tuple[Any, Any]:
-    """(model, tokenizer) of a folder miaudit wrote: safetensors only, no remote code."""
-    from transformers import GPT2LMHeadModel
+def load_lm(folder: Path, field: str = "model folder") -> tuple[Any, Any]:
+    """(model, tokenizer) of a folder miaudit wrote: safetensors only, no remote code, and the
+    checks of any Hugging Face folder first (:func:`miaudit.models._hf.check_hf_folder`, the
+    declared size, a tokenizer within the model's vocabulary): a cached base is a file too."""
+    from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
+    config = check_hf_folder(folder, field)
+    if config.get("model_type") != "gpt2":
+        raise InputError(
+            field,
+            f"config.json's model_type is {config.get('model_type')!r}; miaudit's LMs are gpt2",
+        )
+    _check_declared_size(folder, AutoModelForCausalLM, field)
     _quiet_transformers()
-    model: Any = GPT2LMHeadModel.from_pretrained(
-        folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
-    )
+    try:
+        model: Any = GPT2LMHeadModel.from_pretrained(
+            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(field, f"cannot load it as miaudit's LM: {first[:200]}") from None
     model.eval()
-    return model, load_tokenizer(folder)
+    tok = load_tokenizer(folder, field)
+    check_vocabulary(model, tok, field)
+    return model, tok
 
 
 def _digest(recipe: CausalLMRecipe, public: Sequence[str]) -> str:

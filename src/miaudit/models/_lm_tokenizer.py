@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from miaudit.errors import InputError
+
 BOS = "<|endoftext|>"
 PAD = "<pad>"
 DIGITS = "0123456789"
@@ -47,11 +49,15 @@ def fast_tokenizer(tok: Any) -> Any:
     return fast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=PAD, unk_token=None)
 
 
-def load_tokenizer(folder: Path) -> Any:
+def load_tokenizer(folder: Path, field: str = "model folder") -> Any:
     """The ``tokenizers.Tokenizer`` of a saved model folder (``tokenizer.json``: data, no code)."""
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(folder / "tokenizer.json"))
+    try:
+        return Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception as err:  # noqa: BLE001 - tokenizers raises a bare Exception for a bad file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(field, f"tokenizer.json cannot be read: {first[:200]}") from None
 
 
 def digit_ids(tok: Any) -> list[int]:

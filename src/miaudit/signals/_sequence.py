@@ -16,6 +16,7 @@ signals file.
 from __future__ import annotations
 
 import json
+import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from miaudit._io import atomic_path
+from miaudit._io import atomic_path, npz_header
 from miaudit.errors import InputError
 
 SEQUENCE_SCHEMA = "miaudit.sequence-signals/1"
@@ -148,6 +149,10 @@ def _check_store(store: SequenceStore) -> None:
         )
     if store.zlib_bytes.shape != (n,):
         raise InputError("zlib_bytes", f"has shape {store.zlib_bytes.shape}, expected ({n},)")
+    if n and store.zlib_bytes.min() < 1:  # a compressed length: 0 or less reversed zlib's AUC
+        raise InputError(
+            "zlib_bytes", f"must be ≥ 1 (compressed lengths), has {store.zlib_bytes.min()}"
+        )
     bad = [r for r in store.roles if r not in _ROLES]
     if bad or store.roles.count("target") != 1 or store.roles.count("base") > 1:
         raise InputError(
@@ -261,22 +266,33 @@ def write_sequence_signals(store: SequenceStore, path: str | Path) -> Path:
     return dest
 
 
+#: A file's arrays, uncompressed, may be at most this many times the file's size (or
+#: :data:`INFLATION_FLOOR` bytes): ``np.savez`` stores them uncompressed and token statistics
+#: hardly compress, so only a decompression bomb goes past it (a 1.6 MB file took 1.77 GB).
+MAX_INFLATION = 64
+INFLATION_FLOOR = 256 * 2**20
+_META = "miaudit"
+
+
 def load_sequence_signals(path: str | Path) -> SequenceStore:
-    """Read a file written by :func:`write_sequence_signals` (no pickles: ``allow_pickle=False``)."""
+    """Read a file written by :func:`write_sequence_signals` (no pickles: ``allow_pickle=False``).
+
+    Only the arrays the format names are read, each after its header's shape has been checked
+    against the record and model counts, and all of them together at most
+    :data:`MAX_INFLATION` times the file's size: nothing else in the file is decompressed.
+    """
     src = Path(path)
     try:
         with np.load(src, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as err:
+            _check_headers(src, data)
+            arrays = {name: data[name] for name in (*_ARRAYS, "model_start", _META)}
+    except InputError:
+        raise
+    except (OSError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as err:
+        # TypeError, AttributeError: np.load gave an array (an .npy file), not an npz's members.
         raise InputError("sequence signals", f"cannot read {src.name}: {err}") from None
-    missing = [a for a in (*_ARRAYS, "model_start", "miaudit") if a not in arrays]
-    if missing:
-        raise InputError("sequence signals", f"{src.name} has no {missing[0]!r} array")
-    meta = json.loads(str(arrays["miaudit"]))
-    if meta.get("schema") != SEQUENCE_SCHEMA:
-        raise InputError(
-            "sequence signals", f"schema {meta.get('schema')!r}, expected {SEQUENCE_SCHEMA!r}"
-        )
+    roles, names = _metadata(src, arrays[_META])
+    _check_flags(src, arrays)
     start = arrays["model_start"].astype(np.int64)
     models = tuple(
         ModelTokens(
@@ -292,8 +308,84 @@ def load_sequence_signals(path: str | Path) -> SequenceStore:
         record_id=arrays["record_id"],
         zlib_bytes=arrays["zlib_bytes"].astype(np.int64),
         models=models,
-        roles=tuple(meta["roles"]),
+        roles=roles,  # type: ignore[arg-type]  # checked against _ROLES by the store
         keep=arrays["keep"].astype(bool),
         population=arrays["population"].astype(bool),
-        names=tuple(meta.get("names", ())),
+        names=names,
     )
+
+
+def _check_headers(src: Path, data: Any) -> None:
+    """Every named array present, of the shape the record count ``n``, the model count ``k`` and
+    the token count imply, and their total within the inflation cap, from the headers alone."""
+    headers = {}
+    for name in (*_ARRAYS, "model_start", _META):
+        if name not in data.files:
+            raise InputError("sequence signals", f"{src.name} has no {name!r} array")
+        header = npz_header(data, name)
+        if header is None:
+            raise InputError(name, f"the header of this array in {src.name} cannot be read")
+        headers[name] = header
+    for name, dims in (("record_id", 1), ("offsets", 2), ("log_prob", 1)):
+        if len(headers[name][0]) != dims:
+            raise InputError(
+                name, f"has shape {headers[name][0]} in {src.name}; expected {dims} dimension(s)"
+            )
+    n, k, tokens = headers["record_id"][0][0], headers["offsets"][0][0], headers["log_prob"][0]
+    expected = {
+        "record_id": (n,),
+        "zlib_bytes": (n,),
+        "population": (n,),
+        "offsets": (k, n + 1),
+        "keep": (k, n),
+        "model_start": (k + 1,),
+        "mean": tokens,
+        "var": tokens,
+        _META: (),
+    }
+    for name, shape in expected.items():
+        if headers[name][0] != shape:
+            raise InputError(
+                name,
+                f"has shape {headers[name][0]} in {src.name}; {n} records and {k} models need {shape}",
+            )
+    total = sum(int(np.prod(s, dtype=np.float64)) * d.itemsize for s, d in headers.values())
+    cap = max(INFLATION_FLOOR, MAX_INFLATION * src.stat().st_size)
+    if total > cap:
+        raise InputError(
+            "sequence signals",
+            f"{src.name} holds {total:,} bytes of arrays in a {src.stat().st_size:,}-byte file, more than {MAX_INFLATION} times its size",
+        )
+
+
+def _metadata(src: Path, value: np.ndarray) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(roles, names) of the file's JSON metadata, or an InputError naming the file and field."""
+    try:
+        meta = json.loads(str(value))
+    except (ValueError, RecursionError):  # RecursionError: nested past reason
+        raise InputError("metadata", f"the miaudit metadata of {src.name} is not JSON") from None
+    if not isinstance(meta, dict):
+        raise InputError("metadata", f"the miaudit metadata of {src.name} is not a JSON object")
+    if meta.get("schema") != SEQUENCE_SCHEMA:
+        raise InputError(
+            "sequence signals", f"schema {meta.get('schema')!r}, expected {SEQUENCE_SCHEMA!r}"
+        )
+    out = []
+    for field in ("roles", "names"):
+        items = meta.get(field, [] if field == "names" else None)
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            raise InputError(
+                f"metadata {field}", f"must be a list of strings in {src.name}, got {items!r:.80}"
+            )
+        out.append(tuple(items))
+    return out[0], out[1]
+
+
+def _check_flags(src: Path, arrays: dict[str, np.ndarray]) -> None:
+    """0/1 membership flags (``astype(bool)`` read 7 as True) and numbers where numbers belong."""
+    for name in ("keep", "population"):
+        if not np.isin(arrays[name], (0, 1)).all():
+            raise InputError(name, f"must hold only 0/1 (False/True) in {src.name}")
+    for name in ("zlib_bytes", "offsets", "model_start", "log_prob", "mean", "var"):
+        if arrays[name].dtype.kind not in "biuf":
+            raise InputError(name, f"must hold numbers in {src.name}, not {arrays[name].dtype}")
