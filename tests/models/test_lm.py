@@ -4,6 +4,7 @@ against a brute-force reference."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,54 @@ def test_base_is_a_plain_hf_folder_and_is_cached(base: Path) -> None:
     stamp = (base / "model.safetensors").stat().st_mtime_ns
     again = pretrained_base(TINY, synthetic_records(200, seed=11).texts, base.parent)
     assert again == base and (base / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda f: (f / "config.json").write_text(
+            (f / "config.json").read_text().replace('"n_layer": 1', '"n_layer": 3')
+        ),
+        lambda f: (f / "model.safetensors").write_bytes(
+            (f / "model.safetensors").read_bytes()[:100]
+        ),
+        lambda f: (f / "miaudit-base.json").unlink(),
+        lambda f: (f / "extra.bin").write_bytes(b"x"),
+    ],
+    ids=["config edited", "weights truncated", "no manifest", "extra file"],
+)
+def test_a_cached_base_that_does_not_match_its_manifest_is_rebuilt(
+    base: Path, tmp_path: Path, tamper: Callable[[Path], object]
+) -> None:
+    """Red team: a base whose config.json said 3 layers was reused with 2 layers at random
+    (mean exposure 3.32 -> 2.32); a truncated one failed every later run with exit 1."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    copy = cache / base.name
+    shutil.copytree(base, copy)
+    tamper(copy)
+    public = synthetic_records(200, seed=11).texts
+    with pytest.warns(UserWarning, match="does not match its manifest"):
+        again = pretrained_base(TINY, public, cache)
+    assert again == copy
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "miaudit-base.json"):
+        assert (again / name).read_bytes() == (base / name).read_bytes()  # rebuilt bit for bit
+    assert not (again / "extra.bin").exists()
+
+
+def test_a_link_in_place_of_a_cached_base_is_removed_never_its_target(
+    base: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    target = tmp_path / "elsewhere"
+    shutil.copytree(base, target)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / base.name).symlink_to(target, target_is_directory=True)
+    again = pretrained_base(TINY, synthetic_records(200, seed=11).texts, cache)
+    assert not again.is_symlink() and (target / "model.safetensors").exists()
 
 
 def test_digits_are_single_tokens_whatever_surrounds_them(base: Path) -> None:

@@ -186,6 +186,11 @@ def load_lm(folder: Path, field: str = "model folder") -> tuple[Any, Any]:
     return model, tok
 
 
+#: Raise it whenever a change to pre-training or saving makes the same recipe give another
+#: base: a cached base is reused only under the revision that made it.
+LM_BASE_REVISION = 1
+
+
 def _digest(recipe: CausalLMRecipe, public: Sequence[str]) -> str:
     import tokenizers
     import transformers
@@ -195,6 +200,8 @@ def _digest(recipe: CausalLMRecipe, public: Sequence[str]) -> str:
         "architecture": recipe.architecture.model_dump(),
         "pretrain": recipe.pretrain.model_dump(),
         "threads": recipe.threads,
+        "revision": LM_BASE_REVISION,
+        "numpy": np.__version__,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "tokenizers": tokenizers.__version__,
@@ -203,6 +210,72 @@ def _digest(recipe: CausalLMRecipe, public: Sequence[str]) -> str:
     for text in public:
         h.update(hashlib.sha256(text.encode()).digest())
     return h.hexdigest()[:20]
+
+
+#: The manifest a published base carries: each file's size and SHA-256.
+BASE_MANIFEST = "miaudit-base.json"
+#: Largest base reused (miaudit's LMs are megabytes): a manifest claiming more is not read.
+MAX_BASE_BYTES = 8 * 2**30
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_base_manifest(folder: Path) -> None:
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": _file_digest(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
+    (folder / BASE_MANIFEST).write_text(json.dumps(files, indent=1), encoding="utf-8")
+
+
+def _base_verified(folder: Path) -> bool:
+    """Whether ``folder`` is a base as published: a real folder whose regular files are exactly
+    those of its manifest, each of the size and digest listed (links, FIFOs, extra or missing
+    files, or a manifest past reason: not verified)."""
+    import stat
+
+    manifest = folder / BASE_MANIFEST
+    try:
+        if folder.is_symlink() or not stat.S_ISREG(manifest.lstat().st_mode):
+            return False
+        if manifest.lstat().st_size > 1 << 20:
+            return False
+        listed = json.loads(manifest.read_text(encoding="utf-8"))
+        entries = {p.name: p.lstat() for p in folder.iterdir() if p.name != BASE_MANIFEST}
+        if not isinstance(listed, dict) or set(listed) != set(entries):
+            return False
+        total = 0
+        for name, st in entries.items():
+            want = listed[name]
+            if not (stat.S_ISREG(st.st_mode) and isinstance(want, dict)):
+                return False
+            if want.get("size") != st.st_size:
+                return False
+            total += st.st_size
+        if total > MAX_BASE_BYTES:
+            return False
+        return all(_file_digest(folder / n) == listed[n].get("sha256") for n in entries)
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
+def _discard_unverified(folder: Path) -> None:
+    """Remove a base that did not verify, so it is rebuilt: a link itself, never its target."""
+    if folder.is_symlink():
+        folder.unlink()
+    elif folder.exists():
+        warnings.warn(
+            f"{folder}: the cached base model does not match its manifest; rebuilding it",
+            stacklevel=3,
+        )
+        shutil.rmtree(folder)
 
 
 def _cap_tokens(seqs: list[list[int]], max_tokens: int) -> list[list[int]]:
@@ -221,12 +294,16 @@ def pretrained_base(
     """The base model's folder in ``cache``, pre-trained on ``public`` once per content hash.
 
     The tokenizer is trained on the public text only (a tokenizer trained on private records
-    would itself carry them). A finished base is published by an atomic rename; a folder that
-    exists is reused as is (its name is the hash of everything that made it).
+    would itself carry them). A finished base is published by an atomic rename with a manifest
+    of its files' sizes and SHA-256; a folder of that name (the hash of everything that made it)
+    is reused only if its files match the manifest, and rebuilt otherwise (red team: a base whose
+    config.json was edited was reused with layers initialised at random; a truncated one failed
+    every later run).
     """
     final = cache / f"lm-base-{_digest(recipe, public)}-s{seed}"
-    if (final / "model.safetensors").is_file():
+    if _base_verified(final):
         return final
+    _discard_unverified(final)
     arch, pre = recipe.architecture, recipe.pretrain
     with torch_threads(recipe.threads):
         tok = train_tokenizer(public, arch.vocab_size)
@@ -244,6 +321,7 @@ def pretrained_base(
     staging = cache / f".staging-{final.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     save_lm(model, tok, staging)
+    _write_base_manifest(staging)
     try:
         staging.rename(final)
     except OSError:  # another process published the same base first: theirs is identical
