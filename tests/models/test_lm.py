@@ -226,3 +226,10 @@ def test_own_lm_folders_get_the_hugging_face_folder_checks(base: Path, tmp_path,
     _refused_own(tmp_path / "oob", r"token ids up to 100,299; the model's vocabulary has 300")
     monkeypatch.setattr(hf, "MAX_HF_JSON_BYTES", 4096)  # config.json fits, tokenizer.json not
     _refused_own(base, r"tokenizer\.json is over the 4096-byte cap")
+
+
+def test_a_vocabulary_smaller_than_the_byte_alphabet_is_refused() -> None:
+    """Red team: vocab_size = 64 was accepted; the byte-level BPE holds 258 tokens at least."""
+    with pytest.raises(ValidationError, match="258"):
+        LMArchitecture(vocab_size=64)
+    assert LMArchitecture(vocab_size=258).vocab_size == 258

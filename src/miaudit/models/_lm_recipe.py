@@ -20,7 +20,9 @@ class LMArchitecture(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    vocab_size: int = Field(1024, ge=64, le=65_536)
+    #: At least the byte-level alphabet and the two special tokens (256 + 2): a smaller
+    #: vocabulary was accepted and its tokens ran past the embedding (an IndexError).
+    vocab_size: int = Field(1024, ge=258, le=65_536)
     context: int = Field(64, ge=16, le=1024)
     width: int = Field(192, ge=8, le=4096)
     layers: int = Field(4, ge=1, le=48)
