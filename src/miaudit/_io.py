@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import inspect
 import os
 import stat
@@ -184,6 +185,15 @@ def read_secret_file(
     finally:
         os.close(fd)
     return data
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read a megabyte at a time (hex)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def npz_header(z: Any, name: str) -> tuple[tuple[int, ...], np.dtype] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from miaudit._io import sha256_file
 from miaudit._version import __version__
 from miaudit.attacks import (
     BASELINE_ATTACK,
@@ -252,7 +252,7 @@ def _describe_input(outputs: ModelOutputs, source: Path | None) -> InputDescript
     return InputDescription(
         name=source.name if source else "(in memory)",
         format=source.suffix.lstrip(".") if source else "arrays",
-        sha256=_sha256(source) if source else None,
+        sha256=sha256_file(source) if source else None,
         kind=outputs.kind,
         n_records=outputs.n_records,
         n_members=int(outputs.member.sum()),
@@ -569,11 +569,3 @@ def _slices(
                 ]
             out.append(SliceResult(column=column, value=value, n_records=n1 + n0, attacks=attacks))
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from miaudit._io import sha256_file
 from miaudit.errors import InputError
 from miaudit.models._hf import (
     BATCH_TEXTS,
@@ -218,17 +219,9 @@ BASE_MANIFEST = "miaudit-base.json"
 MAX_BASE_BYTES = 8 * 2**30
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_base_manifest(folder: Path) -> None:
     files = {
-        p.name: {"size": p.stat().st_size, "sha256": _file_digest(p)}
+        p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
         for p in sorted(folder.iterdir())
         if p.is_file()
     }
@@ -261,7 +254,7 @@ def _base_verified(folder: Path) -> bool:
             total += st.st_size
         if total > MAX_BASE_BYTES:
             return False
-        return all(_file_digest(folder / n) == listed[n].get("sha256") for n in entries)
+        return all(sha256_file(folder / n) == listed[n].get("sha256") for n in entries)
     except (OSError, ValueError, RecursionError):
         return False
 
