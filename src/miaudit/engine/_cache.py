@@ -21,7 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit.models import AnyRecipe, PythonRecipe, TorchModuleRecipe, code_digests
+from miaudit.errors import InputError
+from miaudit.models import (
+    AnyRecipe,
+    PythonRecipe,
+    SklearnRecipe,
+    TorchModuleRecipe,
+    code_digests,
+    code_names,
+)
 
 #: Bump when the files of a unit change meaning: old units are then keyed differently.
 CACHE_FORMAT = "miaudit.unit/1"
@@ -49,14 +57,29 @@ class KeyParts:
 
 
 def recipe_key(recipe: AnyRecipe) -> str:
-    """The recipe as its units' keys hash it. A recipe naming code adds the hash of each file
-    defining it (editing the code retrains) and leaves out ``path`` (the same code found in
-    another folder is the same model); other recipes hash as they always have."""
+    """The recipe as its units' keys hash it. A recipe naming code (a scikit-learn estimator of
+    the user's included) adds the hash of each file defining it (editing the code retrains) and
+    leaves out ``path`` (the same code found in another folder is the same model); other
+    recipes hash as they always have."""
     dumped = recipe.model_dump(mode="json")
     if isinstance(recipe, PythonRecipe | TorchModuleRecipe):
         dumped.pop("path", None)
         dumped["code"] = code_digests(recipe)
+    elif isinstance(recipe, SklearnRecipe) and code_names(recipe):
+        # An estimator of the user's is code too: without its hash an edited class reused the
+        # units of the old one (red team).
+        dumped["code"] = {"model.estimator": _estimator_digest(recipe)}
     return json.dumps(dumped, sort_keys=True)
+
+
+def _estimator_digest(recipe: SklearnRecipe) -> str:
+    """The hash :func:`code_digests` gives the module defining the estimator (with the user's
+    modules it imports), asked through a ``module:Class`` reference, the form it reads."""
+    module, _, name = recipe.estimator.rpartition(".")
+    try:
+        return code_digests(PythonRecipe(train=f"{module}:{name}"))["model.train"]
+    except InputError as exc:
+        raise InputError("model.estimator", exc.problem) from None
 
 
 def recorded_code(parts: KeyParts) -> dict[str, str]:
