@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -394,14 +393,14 @@ def _assemble(
     ] = []  # DP-SGD units: per model ε spent, δ, accountant (models/_dp.py)
     seen: list[dict[str, Any]] = []  # per model: what its preprocessing was fitted on
     for job in jobs:
-        ok, why = _cache.verify(cache, job.key, job.logits_shape)
-        if not ok:  # written by this run a moment ago: something else is touching the cache
-            raise RuntimeError(f"unit {job.unit} failed verification right after training: {why}")
+        try:
+            info = _cache.verified_info(cache, job.key, job.logits_shape)
+        except _cache.Refused as why:  # verified a moment ago: something else is touching the cache
+            raise RuntimeError(
+                f"unit {job.unit} failed verification right after training: {why}"
+            ) from None
         # memory-mapped: concatenate reads each file once instead of loading, then copying it
         parts.append(np.load(_cache.unit_dir(cache, job.key) / _cache.LOGITS, mmap_mode="r"))
-        info = json.loads(
-            (_cache.unit_dir(cache, job.key) / _cache.MANIFEST).read_text(encoding="utf-8")
-        )["info"]
         seen += info.get("preprocessing") or []
         if getattr(cfg.model, "dp", None) is not None:
             privacy += info.get("privacy") or []
