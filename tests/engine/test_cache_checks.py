@@ -1,7 +1,7 @@
 """A cached unit is checked before any of its bytes are trusted: a manifest or file that is a
 link, a FIFO, outside the unit, too large or malformed, and logits that are not finite float32
 of the expected shape, each mean the unit is refused and retrained (red team), never a hang, an
-unbounded read or an internal error."""
+unbounded read or an internal error. A unit published by another run meanwhile is used."""
 
 from __future__ import annotations
 
@@ -185,3 +185,29 @@ def test_a_linked_unit_folder_is_replaced_and_its_target_kept(trained, tmp_path)
     assert run.trained == (1,) and "the unit folder is a link" in run.refused[1]
     assert unit.is_dir() and not unit.is_symlink() and (victim / "keep.txt").is_file()
     np.testing.assert_array_equal(run.signals.logits, trained[1])
+
+
+def test_a_unit_published_by_another_run_meanwhile_is_used(tmp_path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    parts = _cache.KeyParts("d", "r", 0, "m", "l", 1, "v")
+    key = parts.key()
+
+    def stage(tag: str) -> Path:
+        folder = cache / "units" / f".tmp-{key}-{tag}"
+        folder.mkdir(parents=True)
+        np.save(folder / "logits.npy", np.zeros((1, 3, 2), np.float32))
+        return folder
+
+    theirs, ours = stage("A"), stage("B")
+    replace = os.replace
+
+    def racing_replace(src, dst) -> None:
+        if str(src) == str(ours):  # the other run wins between our check and our rename
+            monkeypatch.setattr(os, "replace", replace)
+            _cache.publish(theirs, cache, key, parts, {})
+        replace(src, dst)  # ours now fails: the folder is there and not empty
+
+    monkeypatch.setattr(os, "replace", racing_replace)
+    final = _cache.publish(ours, cache, key, parts, {})
+    assert final == _cache.unit_dir(cache, key) and not ours.exists()
+    assert _cache.verify(cache, key, (1, 3, 2)) == (True, "verified")

@@ -12,6 +12,7 @@ never used.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -176,11 +177,19 @@ def publish(staging: Path, cache: Path, key: str, parts: KeyParts, info: dict[st
     os.replace(tmp, staging / MANIFEST)
     final = unit_dir(cache, key)
     shape = tuple(np.load(staging / LOGITS, mmap_mode="r").shape)
-    if _published_by_another(final, cache, key, shape):
-        shutil.rmtree(staging)
-        return final
-    os.replace(staging, final)
-    return final
+    for _attempt in range(3):
+        if _published_by_another(final, cache, key, shape):
+            shutil.rmtree(staging)
+            return final
+        try:
+            os.replace(staging, final)
+            return final
+        except OSError as exc:
+            # Another run published the unit since the check (the rename failed where it
+            # failed the run, red team): look again, and use theirs once it verifies.
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    raise RuntimeError(f"unit {key}: other runs kept publishing it unverifiable at {final}")
 
 
 def _published_by_another(final: Path, cache: Path, key: str, shape: tuple[int, ...]) -> bool:
