@@ -166,3 +166,19 @@ def test_model_location_points_at_the_weights(tmp_path) -> None:
     assert pos == 1 and state["layer0.weight"].shape[0] == 2
     with pytest.raises(InputError):
         run.model_location(4)
+
+
+def test_a_failed_run_leaves_no_train_json(tmp_path, monkeypatch) -> None:
+    from miaudit.engine import _run
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("assembling failed")
+
+    monkeypatch.setattr(_run, "_assemble", fail)
+    cfg = small_config(
+        data={"dataset": "breast-cancer", "max_records": 100},
+        model={"kind": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+    )
+    with pytest.raises(RuntimeError, match="assembling failed"):
+        train(cfg, tmp_path)
+    assert not (tmp_path / "train.json").exists()

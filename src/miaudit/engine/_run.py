@@ -243,12 +243,11 @@ def train(
     todo, reused, refused = _sort_by_cache(jobs, cache, console)
     if todo:
         _run_jobs(todo, cfg, executor, on_event, console)
-    write_text_atomic(
-        out / "train.json", cfg.model_dump_json(indent=2)
-    )  # after training: a failed run leaves no record of itself
     store = _assemble(jobs, cache, data, plan, cfg)
     signals_dir = ensure_writable_dir(out / "signals")
     store.save(signals_dir / SIGNALS_FILE)
+    # Last: a failed run leaves no record of itself.
+    write_text_atomic(out / "train.json", cfg.model_dump_json(indent=2))
     return TrainRun(
         cfg,
         store,
