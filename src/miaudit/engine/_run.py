@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from miaudit._io import cleans_output_dir, ensure_writable_dir, write_text_atomic
+from miaudit._io import cleans_output_dir, ensure_writable_dir, refuse_link, write_text_atomic
 from miaudit.data import SignalsStore
 from miaudit.datasets import Dataset, load_dataset
 from miaudit.engine import _cache
@@ -231,6 +231,9 @@ def train(
     start = time.perf_counter()
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     out = ensure_writable_dir(Path(out))
+    refuse_link(out / "signals", "signals")
+    if cfg.engine.cache is None:
+        refuse_link(out / "models", "models")
     cache = ensure_writable_dir(cfg.engine.cache or out / "models", field="engine.cache")
     data = check_before_training(cfg, own_executor=executor is None)
     if pool is not None and keep is None:
