@@ -50,6 +50,17 @@ def ensure_writable_dir(path: Path, field: str = "--out") -> Path:
     return path
 
 
+def refuse_link(path: Path, name: str, field: str = "--out") -> None:
+    """Refuse a link at ``path``, where miaudit writes its folder ``name``: the restricted files
+    written there would land wherever the link points (red team: another run's signals were
+    overwritten)."""
+    if path.is_symlink():
+        raise InputError(
+            field,
+            f"{str(path)!r} is a link where miaudit writes its {name!r} folder: remove it or choose another folder",
+        )
+
+
 @contextlib.contextmanager
 def output_dir_cleanup(path: Path | None) -> Iterator[None]:
     """Remove the folders this block created for ``path`` if the block fails and they are still

@@ -175,3 +175,51 @@ def test_a_self_trusting_config_names_the_code_it_runs(
     monkeypatch.setattr(sys, "argv", ["miaudit", "train", str(cfg_path), "--out", str(tmp_path)])
     main()
     assert f"sets trust_code = true: it imports and runs '{name}:fit'" in capsys.readouterr().err
+
+
+CLASSIFIER = """
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+
+class Clf(LogisticRegression):
+    def predict_proba(self, X):
+        return super().predict_proba(X)
+"""
+
+
+def test_an_edited_estimator_of_the_users_retrains(tmp_path, monkeypatch) -> None:
+    from miaudit.engine import parse_config
+
+    name = "own_clf_c0de"
+    (tmp_path / f"{name}.py").write_text(CLASSIFIER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    raw = {
+        "seed": 5,
+        "trust_code": True,
+        "data": {"dataset": "breast-cancer", "max_records": 100},
+        "model": {"kind": "sklearn", "estimator": f"{name}.Clf"},
+        "plan": {"models": 2, "unit_size": 2},
+        "engine": {"workers": 0, "progress": False, "cache": str(tmp_path / "cache")},
+    }
+    try:
+        first = train(parse_config(raw), tmp_path / "a")
+        flat = "return np.full_like(super().predict_proba(X), 0.5)"
+        (tmp_path / f"{name}.py").write_text(
+            CLASSIFIER.replace("return super().predict_proba(X)", flat)
+        )
+        sys.modules.pop(name, None)  # a new process: the edited class is the one imported
+        edited = train(parse_config(raw), tmp_path / "b")
+    finally:
+        sys.modules.pop(name, None)
+    assert edited.reused == () and edited.trained == (0,)
+    assert not np.array_equal(first.signals.logits, edited.signals.logits)
+    assert set(json.loads(_unit_parts(edited)["parts"]["recipe"])["code"]) == {"model.estimator"}
+
+
+def test_a_scikit_learn_estimator_keys_as_before() -> None:
+    from miaudit.engine import _cache
+    from miaudit.models import SklearnRecipe
+
+    recipe = SklearnRecipe(estimator="sklearn.ensemble.RandomForestClassifier")
+    assert _cache.recipe_key(recipe) == json.dumps(recipe.model_dump(mode="json"), sort_keys=True)

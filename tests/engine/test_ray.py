@@ -29,6 +29,7 @@ from miaudit.audit._config import parse_audit_config
 from miaudit.engine import UnitJob, UnitOutcome, train
 from miaudit.engine._ray import RayExecutor
 from miaudit.engine._unit import run_unit
+from miaudit.errors import InputError
 
 from .conftest import small_config
 
@@ -195,3 +196,12 @@ def test_the_users_own_code_trains_through_ray_bit_identically(
     finally:
         sys.modules.pop("own_ray_c0de", None)
     assert run.trained == (0, 1) and np.array_equal(run.signals.logits, local)
+
+
+def test_threads_above_every_nodes_cpus_are_refused(ray_cluster: None, tmp_path: Path) -> None:
+    cfg = _config()
+    engine = cfg.engine.model_copy(update={"executor": "ray", "threads": 3})
+    with pytest.raises(InputError) as err:
+        train(cfg.model_copy(update={"engine": engine}), tmp_path / "out")
+    assert err.value.field == "engine.threads" and "has 2" in str(err.value)
+    assert ray.is_initialized()  # the cluster it did not start is left running

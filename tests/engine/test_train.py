@@ -166,3 +166,39 @@ def test_model_location_points_at_the_weights(tmp_path) -> None:
     assert pos == 1 and state["layer0.weight"].shape[0] == 2
     with pytest.raises(InputError):
         run.model_location(4)
+
+
+def test_a_failed_run_leaves_no_train_json(tmp_path, monkeypatch) -> None:
+    from miaudit.engine import _run
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("assembling failed")
+
+    monkeypatch.setattr(_run, "_assemble", fail)
+    cfg = small_config(
+        data={"dataset": "breast-cancer", "max_records": 100},
+        model={"kind": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+    )
+    with pytest.raises(RuntimeError, match="assembling failed"):
+        train(cfg, tmp_path)
+    assert not (tmp_path / "train.json").exists()
+
+
+@pytest.mark.parametrize("folder", ["signals", "models"])
+def test_a_link_where_train_writes_a_folder_is_refused(tmp_path, folder) -> None:
+    elsewhere = tmp_path / "another-run"
+    elsewhere.mkdir()
+    (elsewhere / "signals.npz").write_bytes(b"another run's signals")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / folder).symlink_to(elsewhere)
+    cfg = small_config(
+        data={"dataset": "breast-cancer", "max_records": 100},
+        model={"kind": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+    )
+    with pytest.raises(InputError) as err:
+        train(cfg, out)
+    assert err.value.field == "--out" and str(out / folder) in str(err.value)
+    assert "is a link" in str(err.value) and len(str(err.value).splitlines()) == 1
+    assert [p.name for p in elsewhere.iterdir()] == ["signals.npz"]
+    assert (elsewhere / "signals.npz").read_bytes() == b"another run's signals"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit._io import atomic_path, ensure_writable_dir, write_text_atomic
+from miaudit._io import atomic_path, ensure_writable_dir, refuse_link, write_text_atomic
 from miaudit.audit._pseudonyms import folder_key, is_key_file, key_path, publish_key
 from miaudit.errors import InputError
 
@@ -74,11 +74,8 @@ def _check_run_paths(out: Path, kind: str) -> None:
                 "--out",
                 f"{str(path)!r} is a folder where miaudit writes its {name!r} file: move it or choose another folder",
             )
-        if name in RUN_FOLDERS and path.is_symlink():  # its restricted files would go elsewhere
-            raise InputError(
-                "--out",
-                f"{str(path)!r} is a link where miaudit writes its {name!r} folder: remove it or choose another folder",
-            )
+        if name in RUN_FOLDERS:
+            refuse_link(path, name)
 
 
 def prepare_out(

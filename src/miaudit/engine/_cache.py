@@ -12,21 +12,43 @@ never used.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from miaudit.models import AnyRecipe, PythonRecipe, TorchModuleRecipe, code_digests
+from miaudit.errors import InputError
+from miaudit.models import (
+    AnyRecipe,
+    PythonRecipe,
+    SklearnRecipe,
+    TorchModuleRecipe,
+    code_digests,
+    code_names,
+)
 
 #: Bump when the files of a unit change meaning: old units are then keyed differently.
 CACHE_FORMAT = "miaudit.unit/1"
 MANIFEST = "manifest.json"
 LOGITS = "logits.npy"
+#: The files a unit holds (engine/_unit.py writes them): a manifest listing any other is refused.
+UNIT_FILES = re.compile(
+    r"logits\.npy|weights\.safetensors|preprocess\.safetensors|model_(0|[1-9][0-9]{0,9})\.skops"
+)
+#: A manifest holds a few hundred bytes per model: one far larger is not one miaudit wrote.
+MAX_MANIFEST_BYTES = 16 << 20
+#: The most bytes a unit's files may hold in all before any is hashed (a file's hash is read to
+#: its end, sparse or not).
+MAX_UNIT_BYTES = 64 << 30
 
 
 @dataclass(frozen=True)
@@ -49,14 +71,29 @@ class KeyParts:
 
 
 def recipe_key(recipe: AnyRecipe) -> str:
-    """The recipe as its units' keys hash it. A recipe naming code adds the hash of each file
-    defining it (editing the code retrains) and leaves out ``path`` (the same code found in
-    another folder is the same model); other recipes hash as they always have."""
+    """The recipe as its units' keys hash it. A recipe naming code (a scikit-learn estimator of
+    the user's included) adds the hash of each file defining it (editing the code retrains) and
+    leaves out ``path`` (the same code found in another folder is the same model); other
+    recipes hash as they always have."""
     dumped = recipe.model_dump(mode="json")
     if isinstance(recipe, PythonRecipe | TorchModuleRecipe):
         dumped.pop("path", None)
         dumped["code"] = code_digests(recipe)
+    elif isinstance(recipe, SklearnRecipe) and code_names(recipe):
+        # An estimator of the user's is code too: without its hash an edited class reused the
+        # units of the old one (red team).
+        dumped["code"] = {"model.estimator": _estimator_digest(recipe)}
     return json.dumps(dumped, sort_keys=True)
+
+
+def _estimator_digest(recipe: SklearnRecipe) -> str:
+    """The hash :func:`code_digests` gives the module defining the estimator (with the user's
+    modules it imports), asked through a ``module:Class`` reference, the form it reads."""
+    module, _, name = recipe.estimator.rpartition(".")
+    try:
+        return code_digests(PythonRecipe(train=f"{module}:{name}"))["model.train"]
+    except InputError as exc:
+        raise InputError("model.estimator", exc.problem) from None
 
 
 def recorded_code(parts: KeyParts) -> dict[str, str]:
@@ -97,10 +134,14 @@ def library_versions() -> str:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+        return _sha256_of(fh)
+
+
+def _sha256_of(fh: BinaryIO) -> str:
+    h = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        h.update(block)
     return h.hexdigest()
 
 
@@ -135,48 +176,198 @@ def publish(staging: Path, cache: Path, key: str, parts: KeyParts, info: dict[st
     os.chmod(tmp, 0o600)
     os.replace(tmp, staging / MANIFEST)
     final = unit_dir(cache, key)
-    if final.exists():
-        shape = np.load(staging / LOGITS, mmap_mode="r").shape
-        if verify(cache, key, tuple(shape))[0]:
-            # Another run published this unit meanwhile: same key, same bits; keep theirs so
-            # that a reader of it is never disturbed.
+    shape = tuple(np.load(staging / LOGITS, mmap_mode="r").shape)
+    for _attempt in range(3):
+        if _published_by_another(final, cache, key, shape):
             shutil.rmtree(staging)
             return final
-        shutil.rmtree(final)  # a unit that failed verification: replace it
-    os.replace(staging, final)
-    return final
+        try:
+            os.replace(staging, final)
+            return final
+        except OSError as exc:
+            # Another run published the unit since the check (the rename failed where it
+            # failed the run, red team): look again, and use theirs once it verifies.
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    raise RuntimeError(f"unit {key}: other runs kept publishing it unverifiable at {final}")
+
+
+def _published_by_another(final: Path, cache: Path, key: str, shape: tuple[int, ...]) -> bool:
+    """Whether a verified unit is at ``final`` already (same key, same bits): it is kept, so
+    that a reader of it is never disturbed. Whatever else is there is removed: a unit failing
+    verification, or a file or link (the entry itself, never what a link points to)."""
+    try:
+        entry = os.lstat(final)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(entry.st_mode):
+        final.unlink()
+        return False
+    if verify(cache, key, shape)[0]:
+        return True
+    shutil.rmtree(final)
+    return False
+
+
+class Refused(Exception):
+    """A unit's files cannot be used (the message says why): it is retrained."""
 
 
 def verify(cache: Path, key: str, expected_shape: tuple[int, ...]) -> tuple[bool, str]:
     """(usable, reason). Usable only if the manifest matches the key and every listed file
-    exists with its recorded size and hash, and the logits have the expected shape."""
-    folder = unit_dir(cache, key)
-    if not folder.exists():
-        return False, "not cached"
+    exists with its recorded size and hash, and the logits are finite float32 of the expected
+    shape (:func:`verified_info`)."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False, "manifest missing or unreadable"
-    if manifest.get("key") != key or manifest.get("format") != CACHE_FORMAT:
-        return False, "manifest is for another key"
-    files = manifest.get("files") or {}
-    if LOGITS not in files:
-        return False, "manifest lists no logits"
-    for name, meta in files.items():
-        path = folder / name
-        if not path.is_file():
-            return False, f"{name} missing"
-        if path.stat().st_size != meta.get("bytes"):
-            return False, f"{name} has the wrong size (truncated?)"
-        if sha256_file(path) != meta.get("sha256"):
-            return False, f"{name} does not match its recorded hash"
-    try:
-        shape = np.load(folder / LOGITS, mmap_mode="r").shape
-    except (OSError, ValueError):
-        return False, "logits unreadable"
-    if tuple(shape) != tuple(expected_shape):
-        return False, f"logits have shape {tuple(shape)}, expected {tuple(expected_shape)}"
+        verified_info(cache, key, expected_shape)
+    except Refused as why:
+        return False, str(why)
     return True, "verified"
+
+
+def verified_info(cache: Path, key: str, expected_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The training record (``info``) of a unit that verifies, else :class:`Refused`.
+
+    The cache is a folder anyone with write access may have changed, so nothing in it is
+    trusted before it is checked: the folder and its files are opened without following links
+    or blocking (a FIFO manifest hung the run, a link to /dev/zero read without end) and must be
+    regular, the manifest small, the files it lists among those a unit holds (``../../x`` and
+    ``/etc/hostname`` were hashed) and no larger in all than :data:`MAX_UNIT_BYTES` (a listed
+    1 TB sparse file was hashed to the end); its parts of the expected types (malformed ones
+    were internal errors)."""
+    folder = unit_dir(cache, key)
+    try:
+        entry = os.lstat(folder)
+    except OSError:
+        raise Refused("not cached") from None
+    if stat.S_ISLNK(entry.st_mode):
+        raise Refused("the unit folder is a link")
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise Refused(f"the unit folder cannot be opened ({exc.strerror})") from None
+    try:
+        manifest = _read_manifest(dir_fd)
+        if manifest.get("key") != key or manifest.get("format") != CACHE_FORMAT:
+            raise Refused("manifest is for another key")
+        files = _listed_files(manifest.get("files"))
+        info = _checked_info(manifest.get("info"))
+        for name, meta in files.items():
+            _check_file(dir_fd, name, meta, expected_shape if name == LOGITS else None)
+    finally:
+        os.close(dir_fd)
+    return info
+
+
+def _open_unit_file(dir_fd: int, name: str, limit: int) -> BinaryIO:
+    """``name`` in the unit folder, opened read-only if it is a regular file (not a link,
+    FIFO or device) of at most ``limit`` bytes."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise Refused(f"{name} missing") from None
+    except OSError as exc:
+        raise Refused(f"{name} cannot be opened ({exc.strerror}; a link is refused)") from None
+    fh = os.fdopen(fd, "rb")
+    size = os.fstat(fd)
+    if not stat.S_ISREG(size.st_mode):
+        fh.close()
+        raise Refused(f"{name} is not a regular file")
+    if size.st_size > limit:
+        fh.close()
+        raise Refused(f"{name} is {size.st_size} bytes, more than a unit's {name} holds")
+    return fh
+
+
+def _read_manifest(dir_fd: int) -> dict[str, Any]:
+    try:
+        with _open_unit_file(dir_fd, MANIFEST, MAX_MANIFEST_BYTES) as fh:
+            manifest = json.loads(fh.read(MAX_MANIFEST_BYTES + 1).decode("utf-8"))
+    except Refused as why:
+        missing = str(why).endswith("missing")
+        raise Refused("manifest missing or unreadable" + ("" if missing else f" ({why})")) from None
+    except (OSError, ValueError):
+        raise Refused("manifest missing or unreadable") from None
+    if not isinstance(manifest, dict):
+        raise Refused("manifest is not a JSON object")
+    return manifest
+
+
+def _listed_files(files: object) -> dict[str, dict[str, Any]]:
+    """The manifest's ``files``: name → {sha256, bytes}, each name one a unit holds."""
+    if not isinstance(files, dict) or not all(
+        isinstance(meta, dict)
+        and isinstance(meta.get("sha256"), str)
+        and type(meta.get("bytes")) is int
+        and meta["bytes"] >= 0
+        for meta in files.values()
+    ):
+        raise Refused("manifest's list of files is malformed")
+    if LOGITS not in files:
+        raise Refused("manifest lists no logits")
+    if not all(UNIT_FILES.fullmatch(name) for name in files):
+        raise Refused("manifest lists a file that is not one of a unit's")
+    if sum(meta["bytes"] for meta in files.values()) > MAX_UNIT_BYTES:
+        raise Refused(f"manifest lists files of more than {MAX_UNIT_BYTES >> 30} GiB in all")
+    return files
+
+
+def _checked_info(info: object) -> dict[str, Any]:
+    """The manifest's training record, with the parts a run reads of the types it reads."""
+    if not isinstance(info, dict):
+        raise Refused("manifest has no training record (info)")
+    seen, privacy = info.get("preprocessing") or [], info.get("privacy") or []
+    if not isinstance(seen, list) or not all(_describes_preprocessing(s) for s in seen):
+        raise Refused("manifest's record of the preprocessing is malformed")
+    if not isinstance(privacy, list) or not all(isinstance(p, dict) for p in privacy):
+        raise Refused("manifest's privacy record is malformed")
+    return info
+
+
+def _describes_preprocessing(seen: object) -> bool:
+    """One model's entry of ``info["preprocessing"]`` (models/_preprocessing.py), as read."""
+    return (
+        isinstance(seen, dict)
+        and isinstance(seen.get("fit"), str)
+        and isinstance(seen.get("records_sha256"), str)
+        and {"records", "fitted_columns"} <= seen.keys()
+    )
+
+
+def _check_file(
+    dir_fd: int, name: str, meta: dict[str, Any], logits_shape: tuple[int, ...] | None
+) -> None:
+    with _open_unit_file(dir_fd, name, MAX_UNIT_BYTES) as fh:
+        if os.fstat(fh.fileno()).st_size != meta["bytes"]:
+            raise Refused(f"{name} has the wrong size (truncated?)")
+        if _sha256_of(fh) != meta["sha256"]:
+            raise Refused(f"{name} does not match its recorded hash")
+        if logits_shape is not None:
+            fh.seek(0)
+            _check_logits(fh, meta["bytes"], logits_shape)
+
+
+def _check_logits(fh: BinaryIO, size: int, expected_shape: tuple[int, ...]) -> None:
+    """Finite float32 logits of the expected shape, filling the file (as a unit writes them:
+    structured ones were internal errors, NaN ones failed the run naming neither unit nor
+    cache)."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version not in ((1, 0), (2, 0)):  # np.save writes these for an array of floats
+            raise ValueError(version)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _fortran, dtype = read_header(fh)
+    except (OSError, ValueError, SyntaxError, TypeError):
+        raise Refused("logits unreadable") from None
+    if tuple(shape) != tuple(expected_shape):
+        raise Refused(f"logits have shape {tuple(shape)}, expected {tuple(expected_shape)}")
+    if dtype != np.dtype(np.float32):
+        raise Refused(f"logits are {dtype.str}, not float32")
+    if size - fh.tell() != 4 * math.prod(shape):
+        raise Refused("logits file does not hold its array exactly")
+    for block in iter(lambda: fh.read(1 << 22), b""):
+        if not np.isfinite(np.frombuffer(block, dtype=np.float32)).all():
+            raise Refused("logits contain NaN or inf")
 
 
 def clean_stale_staging(cache: Path) -> None:

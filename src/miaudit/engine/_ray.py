@@ -16,6 +16,7 @@ mounted bucket…) seen at the same path by the driver and every worker.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -70,6 +71,32 @@ def probe_address(address: str | None, timeout: float = ADDRESS_TIMEOUT_S) -> No
         ) from None
 
 
+def _check_threads_fit(ray: Any, threads: int) -> None:
+    """Refuse ``threads`` above every node's CPUs: Ray waits forever for a node to fit a task
+    asking for more CPUs than any node has (a run with engine.threads above a local cluster's
+    CPUs hung), and no node ever will unless the cluster's autoscaler may start one."""
+    alive = [float(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    largest = max([*alive, *_autoscaled_cpus()], default=0.0)
+    if threads > largest:
+        raise InputError(
+            "engine.threads",
+            f"is {threads}: each unit asks Ray for that many CPUs, and the largest node of the Ray cluster has {largest:g}, so no unit would ever start; lower it to {int(largest)} or less",
+        )
+
+
+def _autoscaled_cpus() -> list[float]:
+    """The CPUs of each kind of node the cluster's autoscaler may start: none when Ray keeps no
+    autoscaling config (a fixed cluster), and unbounded when it cannot be read (an unknown Ray)."""
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+        groups = config.node_group_configs if config is not None else []
+        return [float(g.resources.get("CPU", 0)) for g in groups if g.max_count != 0]
+    except Exception:  # noqa: BLE001 - Ray's private API, not promised between versions: never refuse on it
+        return [math.inf]
+
+
 class RayExecutor:
     """Units as Ray tasks on the cluster at ``address`` (None: an existing ``ray.init`` of this
     process, else a new local cluster; ``"auto"``: the cluster this machine belongs to).
@@ -115,6 +142,11 @@ class RayExecutor:
             self._owned = True
         self._ray = ray
         self._remote = ray.remote(_train_unit)
+        try:
+            _check_threads_fit(ray, self.threads)
+        except InputError:
+            self.close()
+            raise
 
     def submit(self, job: UnitJob) -> Future[UnitOutcome]:
         if self._ray is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from miaudit._io import cleans_output_dir, ensure_writable_dir, write_text_atomic
+from miaudit._io import cleans_output_dir, ensure_writable_dir, refuse_link, write_text_atomic
 from miaudit.data import SignalsStore
 from miaudit.datasets import Dataset, load_dataset
 from miaudit.engine import _cache
@@ -232,6 +231,9 @@ def train(
     start = time.perf_counter()
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     out = ensure_writable_dir(Path(out))
+    refuse_link(out / "signals", "signals")
+    if cfg.engine.cache is None:
+        refuse_link(out / "models", "models")
     cache = ensure_writable_dir(cfg.engine.cache or out / "models", field="engine.cache")
     data = check_before_training(cfg, own_executor=executor is None)
     if pool is not None and keep is None:
@@ -244,12 +246,11 @@ def train(
     todo, reused, refused = _sort_by_cache(jobs, cache, console)
     if todo:
         _run_jobs(todo, cfg, executor, on_event, console)
-    write_text_atomic(
-        out / "train.json", cfg.model_dump_json(indent=2)
-    )  # after training: a failed run leaves no record of itself
     store = _assemble(jobs, cache, data, plan, cfg)
     signals_dir = ensure_writable_dir(out / "signals")
     store.save(signals_dir / SIGNALS_FILE)
+    # Last: a failed run leaves no record of itself.
+    write_text_atomic(out / "train.json", cfg.model_dump_json(indent=2))
     return TrainRun(
         cfg,
         store,
@@ -394,14 +395,14 @@ def _assemble(
     ] = []  # DP-SGD units: per model ε spent, δ, accountant (models/_dp.py)
     seen: list[dict[str, Any]] = []  # per model: what its preprocessing was fitted on
     for job in jobs:
-        ok, why = _cache.verify(cache, job.key, job.logits_shape)
-        if not ok:  # written by this run a moment ago: something else is touching the cache
-            raise RuntimeError(f"unit {job.unit} failed verification right after training: {why}")
+        try:
+            info = _cache.verified_info(cache, job.key, job.logits_shape)
+        except _cache.Refused as why:  # verified a moment ago: something else is touching the cache
+            raise RuntimeError(
+                f"unit {job.unit} failed verification right after training: {why}"
+            ) from None
         # memory-mapped: concatenate reads each file once instead of loading, then copying it
         parts.append(np.load(_cache.unit_dir(cache, job.key) / _cache.LOGITS, mmap_mode="r"))
-        info = json.loads(
-            (_cache.unit_dir(cache, job.key) / _cache.MANIFEST).read_text(encoding="utf-8")
-        )["info"]
         seen += info.get("preprocessing") or []
         if getattr(cfg.model, "dp", None) is not None:
             privacy += info.get("privacy") or []
