@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, BinaryIO, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -199,11 +199,16 @@ def read_secret_file(
 
 
 def sha256_file(path: Path) -> str:
-    """The SHA-256 of a file's bytes, read a megabyte at a time (hex)."""
-    h = hashlib.sha256()
+    """The SHA-256 of a file's bytes (hex)."""
     with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+        return sha256_of(fh)
+
+
+def sha256_of(fh: BinaryIO) -> str:
+    """The SHA-256 of what is left to read in an open file, a megabyte at a time (hex)."""
+    h = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        h.update(block)
     return h.hexdigest()
 
 

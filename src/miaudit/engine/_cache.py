@@ -26,6 +26,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from miaudit._io import sha256_file
+from miaudit._io import sha256_of as _sha256_of
 from miaudit.errors import InputError
 from miaudit.models import (
     AnyRecipe,
@@ -131,18 +133,6 @@ def library_versions() -> str:
         torch_mod = sys.modules.get("torch")
         torch_version = torch_mod.__version__ if torch_mod is not None else "absent"
     return f"torch={torch_version};sklearn={metadata.version('scikit-learn')};numpy={np.__version__};training={TRAINING_REVISION}"
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as fh:
-        return _sha256_of(fh)
-
-
-def _sha256_of(fh: BinaryIO) -> str:
-    h = hashlib.sha256()
-    for block in iter(lambda: fh.read(1 << 20), b""):
-        h.update(block)
-    return h.hexdigest()
 
 
 def unit_dir(cache: Path, key: str) -> Path:
