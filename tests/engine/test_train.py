@@ -155,6 +155,14 @@ def test_cli_train_command(tmp_path) -> None:
         app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--workers", "-1"]
     )
     assert isinstance(bad.exception, InputError) and bad.exception.field == "engine.workers"
+    (tmp_path / "o" / "audit.json").write_text("{}")  # now an audit's folder
+    mixed = CliRunner().invoke(
+        app, ["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--no-progress"]
+    )
+    # red team: training into an audit's folder replaced its signals beside its results
+    assert isinstance(mixed.exception, InputError) and "holds a `miaudit audit` run" in str(
+        mixed.exception
+    )
 
 
 def test_model_location_points_at_the_weights(tmp_path) -> None:
