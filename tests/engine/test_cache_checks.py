@@ -139,6 +139,10 @@ CASES = {
     "nan-logits": (_logits(_nan), "NaN or inf"),
     "structured-logits": (_logits(_structured), "not float32"),
     "float16-logits": (_logits(lambda x: x.astype(np.float16)), "not float32"),
+    "manifest-nested": (
+        lambda unit: (unit / "manifest.json").write_text("[" * 100_000 + "]" * 100_000),
+        "manifest missing or unreadable",
+    ),
 }
 
 

@@ -275,7 +275,7 @@ def _read_manifest(dir_fd: int) -> dict[str, Any]:
     except Refused as why:
         missing = str(why).endswith("missing")
         raise Refused("manifest missing or unreadable" + ("" if missing else f" ({why})")) from None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # nested past reason: not written by miaudit
         raise Refused("manifest missing or unreadable") from None
     if not isinstance(manifest, dict):
         raise Refused("manifest is not a JSON object")
