@@ -79,3 +79,22 @@ def test_no_watch_without_detectors(make_service) -> None:
     svc = make_service(detectors=DetectorConfig(enabled=False, auth_alarm=1))
     assert svc.post(None, json={"record": X[0].tolist()}).status_code == 401
     assert svc.store.list_alerts(since_id=0, limit=10, key_id=None) == []
+
+
+def test_a_flood_of_failing_addresses_cannot_hold_back_a_revoked_keys_alert() -> None:
+    """Red team: 100 addresses failing 20 times spent the window's alerts before the stolen
+    key's."""
+    watch = AuthWatch(alarm=1, window_s=60, max_alerts=3)
+    for i in range(10):
+        watch.note(f"x{i}", None, now=0.0)
+    assert watch.note("y", "stolen", now=1.0) == [("revoked_key", "stolen", [], {"address": "y"})]
+
+
+def test_the_address_is_an_ip_literal_never_a_header() -> None:
+    """Red team: an 8,028-character script tag was stored as an address (the real server's
+    X-Forwarded-For is tested in test_e2e.py)."""
+    from miaudit.serve._gate import client_address
+
+    assert client_address({"client": ("2001:db8::1", 1)}) == "2001:db8::1"
+    assert client_address({"client": ("<img src=x onerror=alert(1)>" + "A" * 8000, 1)}) == "-"
+    assert client_address({}) == "-"

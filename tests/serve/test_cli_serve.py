@@ -169,6 +169,8 @@ def test_a_new_database_is_created_readable_by_its_owner_only(tmp_path) -> None:
         ("sqlite:///file:{d}/u.db?uri=true", "u.db"),
         ("sqlite:///file:{d}/sp%2520ace.db?mode=rwc&uri=true", "sp ace.db"),
         ("sqlite:///file://localhost{d}/l.db?uri=true", "l.db"),
+        ("sqlite:///file:{d}/t.db?uri=True", "t.db"),  # red team: asbool spellings
+        ("sqlite:///file:{d}/y.db?uri=on", "y.db"),
     ],
 )
 def test_databases_named_by_sqlite_uri_are_created_0600_too(tmp_path, url, made) -> None:
@@ -181,7 +183,15 @@ def test_databases_named_by_sqlite_uri_are_created_0600_too(tmp_path, url, made)
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite:///file::memory:?uri=true", "sqlite:///file:m?mode=memory&uri=true"]
+    "url",
+    [
+        "sqlite:///file::memory:?uri=true",
+        "sqlite:///file:m?mode=memory&uri=true",
+        "sqlite:///file::memory:?uri=True",  # red team: asbool spellings
+        "sqlite:///file:m.db?mode=memory&uri=yes",
+        "sqlite:///file:?uri=true",  # a private temporary database
+        "sqlite:///file:mdb?vfs=memdb&uri=true",
+    ],
 )
 def test_in_memory_sqlite_uris_are_refused(url) -> None:
     """Each worker would hold its own in-memory database: budgets per worker, not exact."""

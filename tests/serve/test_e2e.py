@@ -87,6 +87,31 @@ def test_auth_and_policies_over_the_network(server, store) -> None:
         assert c.get("/openapi.json").status_code == 200
 
 
+def test_forwarded_for_headers_neither_hide_nor_write_the_401_watchs_address(server, store) -> None:
+    """Red team: uvicorn took X-Forwarded-For from loopback clients, so rotating it evaded
+    auth_failures and wrote any text as the alert's address. 60 bad keys over 2 workers: one
+    worker sees at least 30, past the alarm of 20."""
+    bad = "mia_0123456789abcdef_" + "A" * 43
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+        for i in range(60):
+            headers = {**_h(bad), "X-Forwarded-For": f"<b>10.9.{i}.1</b>"}
+            assert (
+                c.post("/predict", json={"record": [0.0] * N_FEATURES}, headers=headers).status_code
+                == 401
+            )
+    deadline = time.monotonic() + 10
+    while True:
+        alerts = [
+            a
+            for a in store.list_alerts(since_id=0, limit=1000, key_id=None)
+            if a.detector == "auth_failures"
+        ]
+        if alerts or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert alerts and {a.detail["address"] for a in alerts} == {"127.0.0.1"}
+
+
 def test_concurrent_clients_budgets_exact_across_workers(server, store) -> None:
     """8 clients on 2 workers share keys; no key ever answers more records than its budget."""
     fixed = store.create_key(SECRET, "public", budget=300)  # batches of 10: exactly 300 answered

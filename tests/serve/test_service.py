@@ -540,3 +540,19 @@ def test_close_closes_the_store(
     assert svc.observer is None and svc.monitor() is None
     svc.close()
     assert closed == [None]
+
+
+def test_a_refund_after_the_window_changed_leaves_the_window_count_alone(service: Service) -> None:
+    """Red team: charge 8 in a 60 s window, an admin sets 3,600 s, charge 2, then the first
+    request's upstream fails: window_used went to -6 and 16 records passed a rate of 10."""
+    store = service.store
+    key = store.create_key(SECRET, "public", rate=10).key_id
+    t0 = 1_000_020.0
+    first = store.charge(key, 8, endpoint="predict", policy="full", hashes=[], now=t0)
+    assert store.set_limits(key, budget=None, rate=10, window_s=3600)
+    store.charge(key, 2, endpoint="predict", policy="full", hashes=[], now=t0 + 1)
+    store.settle(key, first, 8, charged_at=t0, window_s=60, status=502)
+    info = store.get_key(key)
+    assert info is not None and (info.used, info.window_used) == (2, 2)
+    late = store.charge(key, 9, endpoint="predict", policy="full", hashes=[], now=t0 + 2)
+    assert late.request_id is None  # 2 + 9 > 10 in the window

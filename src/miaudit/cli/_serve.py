@@ -299,6 +299,10 @@ def _run_workers(spec: ServeSpec, *, host: str, port: int, workers: int) -> None
         port=port,
         workers=workers,
         log_level="warning",
+        # The client's address is the socket's: uvicorn would otherwise take X-Forwarded-For
+        # from loopback clients, which anyone can write (red team: rotating it evaded the 401
+        # watch and put a script tag in its alerts).
+        proxy_headers=False,
     )
 
 

@@ -11,9 +11,12 @@ Two alerts, each at most once per address (or key) per window:
 
 Memory and alert volume are bounded whatever the traffic: counts live for one fixed window;
 at most ``max_addresses`` addresses are told apart in a window (the rest share one count,
-``address: "other"``), and at most ``max_alerts`` alerts are raised in a window, the last of
-them saying that more were held back. The address is the one the server sees (behind a proxy,
-the proxy's): ``X-Forwarded-For`` is a header anyone can write, so it is not read.
+``address: "other"``), and at most ``max_alerts`` alerts of each kind are raised in a window,
+the last of them saying that more were held back (a flood of failing addresses cannot hold
+back a revoked key's alert). The address is the socket's IP (behind a proxy, the proxy's;
+anything else is "-"): ``X-Forwarded-For`` is a header anyone can write, so it is not read
+(``miaudit serve`` runs uvicorn without proxy headers). An alert is written after its 401 is
+sent, so that the answer's timing does not tell a revoked key's genuine token.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class AuthWatch:
     _window: int = field(default=-1, init=False)
     _counts: dict[str, int] = field(default_factory=dict, init=False)
     _told: set[tuple[str, str]] = field(default_factory=set, init=False)
-    _alerts: int = field(default=0, init=False)
+    _alerts: dict[str, int] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,22 +81,25 @@ class AuthWatch:
 
     def _roll(self, window: int) -> None:
         if window != self._window:
-            self._window, self._alerts = window, 0
+            self._window = window
+            self._alerts.clear()
             self._counts.clear()
             self._told.clear()
 
     def _once(self, what: tuple[str, str], alert: AuthAlert) -> list[AuthAlert]:
-        """``alert``, unless ``what`` was told this window or the window's alerts are spent (the
-        last one allowed says so instead)."""
-        if what in self._told or self._alerts >= self.max_alerts:
+        """``alert``, unless ``what`` was told this window or the window's alerts of its kind are
+        spent (the last one allowed says so instead)."""
+        detector = alert[0]
+        spent = self._alerts.get(detector, 0)
+        if what in self._told or spent >= self.max_alerts:
             return []
         self._told.add(what)
-        self._alerts += 1
-        if self._alerts == self.max_alerts:
+        self._alerts[detector] = spent + 1
+        if spent + 1 == self.max_alerts:
             held = {
                 "alerts_held_back": True,
                 "max_alerts": self.max_alerts,
                 "window_s": self.window_s,
             }
-            return [("auth_failures", None, [], held)]
+            return [(detector, None, [], held)]
         return [alert]

@@ -66,6 +66,24 @@ def bearer_token(headers: dict[bytes, bytes]) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+def client_address(scope: Scope) -> str:
+    """The client's IP address as the server's socket saw it, or "-" (a Unix socket, a test
+    client, anything that is not an address: never more than an IP literal's length).
+
+    Examples
+    --------
+    >>> client_address({"client": ("203.0.113.7", 5000)}), client_address({"client": ("<img>", 1)})
+    ('203.0.113.7', '-')
+    """
+    import ipaddress
+
+    client = scope.get("client")
+    try:
+        return str(ipaddress.ip_address(str(client[0])[:64])) if client else "-"
+    except ValueError:
+        return "-"
+
+
 class Gate:
     """ASGI middleware: authenticates guarded requests and caps their bodies.
 
@@ -128,9 +146,11 @@ class Gate:
         try:
             caller = await self._caller(bearer_token(headers) if _one_key(scope) else "")
         except Denied as exc:
-            if exc.status == 401 and self.on_unauthorised is not None:
-                await self._watch(scope, exc)
             await _plain(exc.status, exc.detail, exc.headers)(scope, receive, send)
+            if exc.status == 401 and self.on_unauthorised is not None:
+                # after the answer: an alert's write must not tell a revoked key's genuine
+                # token by the time its 401 takes (red team: 8.2 ms against 4.2 ms)
+                await self._watch(scope, exc)
             return
         denied = self.refuse(caller, path) if self.refuse is not None else None
         if denied is not None:  # a spent key costs no body read, no parse, no model
@@ -160,8 +180,7 @@ class Gate:
     async def _watch(self, scope: Scope, denied: Denied) -> None:
         """Count a 401 by the client's address; store what alerts it raises, in a thread."""
         assert self.on_unauthorised is not None and self.raise_alerts is not None
-        client = scope.get("client")
-        alerts = self.on_unauthorised(str(client[0]) if client else "-", denied)
+        alerts = self.on_unauthorised(client_address(scope), denied)
         if alerts:
             import anyio.to_thread
 

@@ -346,11 +346,25 @@ class Service:
         try:
             probs = self._model_output(x)
         except Denied as exc:  # an upstream that failed: logged, given back (no answer came)
-            self.store.settle(caller.key.key_id, charge, n, charged_at=now, status=exc.status)
+            self.store.settle(
+                caller.key.key_id,
+                charge,
+                n,
+                charged_at=now,
+                window_s=caller.key.window_s,
+                status=exc.status,
+            )
             raise
         content = None if probs is None else self.answer(policy, probs, n)
         if content is None:  # charged all the same: the records reached the model
-            self.store.settle(caller.key.key_id, charge, n, charged_at=now, status=500)
+            self.store.settle(
+                caller.key.key_id,
+                charge,
+                n,
+                charged_at=now,
+                window_s=caller.key.window_s,
+                status=500,
+            )
             raise Denied(500, "the model could not answer these records")
         if self.observer is not None:
             self.observer.submit(caller.key.key_id, x, hashes)

@@ -256,17 +256,25 @@ def _query_value(query: Any, name: str) -> str | None:
 
 
 def _sqlite_uri(database: str, query: Any) -> bool:
-    """Whether SQLite reads ``database`` as a URI filename: ``file:…`` with ``uri=true`` in the
-    URL (without it, pysqlite opens a file named ``file:…`` in the working folder)."""
-    return database.startswith("file:") and _query_value(query, "uri") in ("true", "1")
+    """Whether SQLite reads ``database`` as a URI filename: ``file:…`` with ``uri`` true in the
+    URL as SQLAlchemy reads it (``asbool``: true, yes, on, 1…; a repeated one counts; red team:
+    ``uri=True`` got past a check for "true" and "1"). Without it, pysqlite opens a file named
+    ``file:…`` in the working folder."""
+    value = (query or {}).get("uri")
+    if value is None or not database.startswith("file:"):
+        return False
+    return True if isinstance(value, tuple) else bool(sa.util.asbool(value))
 
 
 def _sqlite_uri_in_memory(database: str, query: Any) -> bool:
     """Whether a SQLite URI filename names an in-memory database, which each worker would hold
     apart (budgets would be per worker)."""
     return _sqlite_uri(database, query) and (
-        database.startswith("file::memory:") or _query_value(query, "mode") == "memory"
-    )
+        database.startswith("file::memory:")
+        or _query_value(query, "mode") == "memory"
+        or _query_value(query, "vfs") == "memdb"
+        or not database[len("file:") :].split("?", 1)[0].split("#", 1)[0].lstrip("/")
+    )  # an empty path is a private temporary database per connection
 
 
 def _sqlite_uri_path(database: str, query: Any) -> str | None:
@@ -628,14 +636,23 @@ class Store:
         return Charge(None, "rate", rate_retry_after(now, int(row["window_s"])))
 
     def settle(
-        self, key_id: str, charge: Charge, n: int, *, charged_at: float, status: int
+        self,
+        key_id: str,
+        charge: Charge,
+        n: int,
+        *,
+        charged_at: float,
+        window_s: int,
+        status: int,
     ) -> None:
         """Change the status of a charged request whose records got no answer, in one transaction.
 
         500 (the model saw the records but could not answer): it stays charged. 502 (an upstream
         failed, no answer came): its ``n`` records are given back to the key — to its rate window
-        too while that window is still the one of ``charged_at`` — and its record hashes are
-        removed, as for any refused request.
+        too while that window is still the one of ``charged_at`` under the ``window_s`` it was
+        charged with (a window changed by an admin since keeps its count: red team, a refund
+        after ``window_s`` changed drove ``window_used`` to -6), never below 0 — and its record
+        hashes are removed, as for any refused request.
         """
         if charge.request_id is None:
             raise ValueError("only an admitted charge can be settled")
@@ -645,12 +662,16 @@ class Store:
             if status != 502:
                 return
             conn.execute(request_records.delete().where(request_records.c.request_id == rid))
-            same_window = api_keys.c.window_id == int(charged_at) // api_keys.c.window_s
+            same_window = sa.and_(
+                api_keys.c.window_s == window_s,
+                api_keys.c.window_id == int(charged_at) // window_s,
+                api_keys.c.window_used >= n,
+            )
             conn.execute(
                 api_keys.update()
                 .where(api_keys.c.key_id == key_id)
                 .values(
-                    used=api_keys.c.used - n,
+                    used=sa.case((api_keys.c.used >= n, api_keys.c.used - n), else_=0),
                     window_used=sa.case(
                         (same_window, api_keys.c.window_used - n), else_=api_keys.c.window_used
                     ),
