@@ -63,3 +63,14 @@ def test_a_rerun_of_the_same_config_keeps_its_files(tmp_path):
     before = _earlier_audit(out, "config-a")
     drop_replaced_run(out, kind="audit", same_config="config-a")
     assert {p.name for p in out.iterdir()} == before
+
+
+def test_an_overwriting_signals_audit_replaces_any_earlier_run(tmp_path):
+    """Red team: `audit --signals --overwrite` into a config audit's folder kept its train.json
+    and listed it as its own; no config digest: any earlier results are replaced."""
+    from miaudit.audit._writer import drop_replaced_run
+
+    out = tmp_path / "out"
+    _earlier_audit(out, "config-a")
+    drop_replaced_run(out, kind="audit", same_config=None)
+    assert {p.name for p in out.iterdir()} == {"pseudonym.key", "signals"}

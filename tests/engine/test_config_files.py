@@ -53,3 +53,19 @@ def test_toml_repeated_keys_are_refused_too(tmp_path: Path) -> None:
     path.write_text("seed = 1\nseed = 2\n")
     with pytest.raises(InputError, match=r"cannot parse c\.toml"):
         read_config_file(path)
+
+
+def test_encodings_sizes_and_a_byte_order_mark(tmp_path: Path) -> None:
+    """Red team: a Latin-1 config was an internal error (UnicodeDecodeError), a 2 MB YAML list
+    took 28 s and 890 MB, and a TOML file with a byte-order mark was refused."""
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("data: {dataset: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"cannot parse latin\.yaml"):
+        read_config_file(latin)
+    big = tmp_path / "big.yaml"
+    big.write_text("x: [" + "1, " * 2_000_000 + "1]\n")
+    with pytest.raises(InputError, match="larger than 4 MiB"):
+        read_config_file(big)
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbfseed = 3\n")
+    assert read_config_file(bom) == {"seed": 3}

@@ -60,12 +60,16 @@ def test_the_golden_files_still_read() -> None:
     [
         (_set("empirical_epsilon_lower_bound", 5.0), "exceeds the design's ceiling"),
         (_set("verdict", "FAILED"), "verdict FAILED does not follow"),
-        (_set("p_value", 1e-9), "verdict PASSED does not follow"),
+        (_set("p_value", 1e-9), "p_value does not follow"),
+        (_set("p_value", None), "p_value must be given"),
+        (_set("empirical_epsilon_lower_bound", 1.8), "bound does not follow"),
+        (_set("max_certifiable_epsilon", 1000.0), "max_certifiable_epsilon does not follow"),
+        (_set("max_certifiable_epsilon", float("inf")), "NaN or Infinity"),
         (_set("v", 999), "0 <= v <= r <= m"),
         (_set("m", 0), "0 <= v <= r <= m"),
-        (_set("claimed_epsilon", float("nan")), "claimed_epsilon"),
+        (_set("claimed_epsilon", float("nan")), "NaN or Infinity"),
         (_set("claimed_epsilon", -1.0), "claimed_epsilon"),
-        (_set("empirical_epsilon_lower_bound", float("nan")), "empirical bound"),
+        (_set("empirical_epsilon_lower_bound", float("nan")), "NaN or Infinity"),
         (_set("significance", 2.0), "significance"),
         (_set("delta", 1.0), "delta"),
         (_set("p_value", 3.0), "p_value"),
@@ -110,7 +114,7 @@ def test_a_whole_curve_test_must_follow_from_its_points() -> None:
             _set("variants.1.risk_reduction", {"point": 0.05, "lower": 0.9, "upper": -0.9}),
             "risk_reduction's interval is reversed",
         ),
-        (_set("variants.0.auc", {"point": float("nan")}), "auc must lie"),
+        (_set("variants.0.auc", {"point": float("nan")}), "NaN or Infinity"),
         (_set("variants.0.auc", {"point": 1e308}), "auc must lie"),
         (_set("variants.0.test_accuracy", 7.0), "test_accuracy"),
         (_set("variants.0.epsilon", -3.0), "epsilon"),
@@ -125,6 +129,26 @@ def test_a_crafted_tradeoff_file_is_refused(tmp_path: Path, edit: Edit, match: s
     an accuracy of 7 and reversed intervals were internal errors; a folder outside the trade-off
     read another run's results."""
     _refused(_write(tmp_path, "tradeoff.json", TRADEOFF, edit), match)
+
+
+def test_a_point_outside_its_interval_is_drawn_not_an_internal_error(tmp_path: Path) -> None:
+    """A percentile interval may leave out its point; the chart refused negative error bars."""
+    from miaudit.metrics import Estimate
+    from miaudit.report._charts import _interval
+
+    assert _interval(Estimate(point=0.99, lower=0.5, upper=0.51)) == (0.99, 0.49, 0.0)
+
+
+def test_a_variant_folder_that_is_a_link_out_of_the_tradeoff_is_refused(tmp_path: Path) -> None:
+    """Red team: variants/baseline as a link to another run's folder put its restricted scores'
+    aggregates into this trade-off's shareable report."""
+    folder = _write(tmp_path, "tradeoff.json", TRADEOFF, lambda d: None)
+    elsewhere = tmp_path / "other-run"
+    elsewhere.mkdir()
+    (elsewhere / "results.json").write_text("{}")
+    (folder / "variants").mkdir()
+    (folder / "variants" / "baseline").symlink_to(elsewhere, target_is_directory=True)
+    _refused(folder, "leads outside the trade-off folder")
 
 
 def test_files_nested_past_reason_or_too_large_or_not_regular_are_one_line(tmp_path: Path) -> None:
@@ -159,6 +183,9 @@ def test_markdown_cells_break_no_line_link_or_mention() -> None:
     cell = _md_cell("dp\r\r# INJECTED\u2028see https://x.example www.y.example @team")
     assert "\r" not in cell and "\u2028" not in cell and "\n" not in cell
     assert "https\\://" in cell and "www\\." in cell and "@team" not in cell
+    tricky = _md_cell("&#64;octocat org/repo#2 \u202edesrever\u200b")
+    assert "&#64;" not in tricky and "#2" not in tricky  # no character reference, no issue link
+    assert "\u202e" not in tricky and "\u200b" not in tricky  # no invisible format characters
 
 
 def test_pdf_over_its_own_html_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -144,3 +144,17 @@ def test_a_file_that_is_no_npz_is_one_line(tmp_path) -> None:
     (tmp_path / "x.npz").write_bytes((tmp_path / "x.npy").read_bytes())
     with pytest.raises(InputError, match=r"sequence signals: cannot read x\.npz"):
         load_sequence_signals(tmp_path / "x.npz")
+
+
+def test_narrow_arrays_are_counted_as_the_64_bit_numbers_they_become(tmp_path, monkeypatch) -> None:
+    """Red team: a 235 KB file of float16 zeros (20 M tokens per model) peaked at 1.2 GB: its
+    headers said 2 bytes a value, the reader makes 8 (and the floor was 256 MiB)."""
+    monkeypatch.setattr(sequence, "INFLATION_FLOOR", 0)
+    monkeypatch.setattr(sequence, "MAX_INFLATION", 2)
+    wide = _rewrite(tmp_path)
+    assert load_sequence_signals(wide).n_records > 0  # 64-bit values: about the file's size
+    arrays = _arrays(wide)
+    narrow = {k: arrays[k].astype(np.float16) for k in ("log_prob", "mean", "var")}
+    (tmp_path / "n").mkdir()
+    with pytest.raises(InputError, match="more than 2 times its size"):
+        load_sequence_signals(_rewrite(tmp_path / "n", **narrow))

@@ -63,6 +63,7 @@ from miaudit.datasets import Dataset
 from miaudit.errors import InputError
 from miaudit.metrics import (
     gaussian_dp_estimate,
+    one_run_epsilon_lower_bound,
     one_run_max_certifiable_epsilon,
     one_run_p_value,
     pooled_one_run_audit,
@@ -360,6 +361,9 @@ def _dp_result_problem(r: DpAuditResult) -> str | None:
         return "p_value must lie in [0, 1]"
     if any(not (math.isnan(a) or 0 <= a <= 1) for a in r.test_accuracy):
         return "test accuracies must lie in [0, 1]"
+    recomputed = _recomputed_problem(r)
+    if recomputed is not None:
+        return recomputed
     expected = verdict(r.claimed_epsilon, r.p_value, r.significance, ceiling)
     if r.curve is not None:
         if r.curve.rejected != (r.curve.adjusted_p_value < r.significance):
@@ -369,6 +373,33 @@ def _dp_result_problem(r: DpAuditResult) -> str | None:
     if r.verdict != expected:
         return f"verdict {r.verdict} does not follow from the file's numbers ({expected})"
     return None
+
+
+def _recomputed_problem(r: DpAuditResult) -> str | None:
+    """A one-run audit's p-value, bound and ceiling are functions of its counts, claim and
+    design: recomputed, they must be the file's (red team: a bound of 1.8 over a claim of
+    0.996, 20 of 20 guesses right, rendered PASSED beside p = 0.93). Multi-run files test over
+    runs (their own counts); a schema-1 file has no p-value."""
+    if r.multi_run is not None:
+        return None
+    if math.isfinite(r.claimed_epsilon) and r.p_value is None:
+        if r.schema_version != DP_AUDIT_SCHEMA_V1:
+            return "p_value must be given for a finite claim"
+    elif r.p_value is not None:
+        if not math.isfinite(r.claimed_epsilon):
+            return "p_value must be null when nothing is claimed"
+        if not _close(r.p_value, one_run_p_value(r.m, r.r, r.v, r.claimed_epsilon, delta=r.delta)):
+            return "p_value does not follow from m, r, v and the claim"
+    bound = one_run_epsilon_lower_bound(r.m, r.r, r.v, delta=r.delta, significance=r.significance)
+    if not _close(r.empirical_epsilon_lower_bound, bound):
+        return "the empirical bound does not follow from m, r and v"
+    if not _close(r.max_certifiable_epsilon, r.design.max_certifiable(r.delta)):
+        return "max_certifiable_epsilon does not follow from the design"
+    return None
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
 
 
 def verdict(claimed: float, p_value: float | None, significance: float, ceiling: float) -> Verdict:

@@ -1163,6 +1163,8 @@ def audit_signals(
     stated, out_dir = _Stated(pool_words or _STORE_POOL), Path(out)
     with output_dir_cleanup(out_dir):  # a refusal below leaves no folder it made
         key = prepare_out(out_dir, overwrite=overwrite, kind="audit")  # makes the folder
+        if overwrite:  # the replaced run's results never stay beside these signals (red team)
+            drop_replaced_run(out_dir, kind="audit", same_config=None)
         ref = _run_plan(store, cfg, plan, stated, source, key, None, known)
     audited = target if target is not None else store.target
     (out_dir / SIGNALS_PATH).parent.mkdir(mode=0o700, exist_ok=True)

@@ -442,6 +442,17 @@ def validation_problem(exc: ValidationError) -> str:
     return f"{where + ': ' if where else ''}{first['msg']}"
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> object:
+    """Python's json reads NaN and ±Infinity, which JSON has not: every writer here refuses them
+    (``allow_nan=False``), so a file holding one was written by hand (red team: Infinity in a
+    DP audit's power or privacy fields was printed)."""
+    raise _NonFinite(name)
+
+
 def parse_record(
     model: type[_R], text: str, schema: str, *, source: str, field: str | None = None
 ) -> _R:
@@ -455,7 +466,9 @@ def parse_record(
     if len(text) > MAX_RECORD_CHARS:
         raise refuse(f"is larger than {MAX_RECORD_CHARS // 2**20} MiB: not a file miaudit writes")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
+    except _NonFinite:
+        raise refuse("holds NaN or Infinity, which miaudit never writes") from None
     except ValueError:
         raise refuse("is not JSON") from None
     except RecursionError:

@@ -110,14 +110,14 @@ def prepare_out(
     return folder_key(out)
 
 
-def drop_replaced_run(out: Path, *, kind: str, same_config: str) -> None:
+def drop_replaced_run(out: Path, *, kind: str, same_config: str | None) -> None:
     """Before an ``--overwrite`` run that writes into ``out`` as it goes (an audit trains first),
     remove the result files of the earlier run it replaces (another config's), so that one
     failing midway leaves no mix of the two: an audit that failed after training left the old
     results beside the new signals, and check-record answered from them (red team). Key files
     and folders stay (the run replaces ``signals/`` itself); a link is removed, never followed."""
     results = out / RESULTS_FILE
-    if not results.exists() or _config_of(results) == same_config:
+    if not results.exists() or (same_config is not None and _config_of(results) == same_config):
         return  # nothing to replace, or a re-run of the same config, which resumes
     _check_run_paths(out, kind)
     _, earlier = folder_kind(out)

@@ -171,6 +171,10 @@ def load_config(path: str | Path, *, trust_code: bool = False) -> TrainConfig:
     return _resolve_paths(cfg, path.parent)
 
 
+#: Largest config file read: configs are a page or two; lists of records go in files they name.
+MAX_CONFIG_BYTES = 4 * 2**20
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """The top-level table of a TOML or YAML config file; InputError naming what is wrong.
 
@@ -179,13 +183,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
     keys (the last silently won); TOML refuses repeated keys itself."""
     if not path.is_file():
         raise InputError("config", f"no such file: {str(path)!r}")
-    text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml"):
         raise InputError(
             "config", f"unsupported config type {suffix or '(none)'!r}; use .toml, .yaml or .yml"
         )
+    if path.stat().st_size > MAX_CONFIG_BYTES:  # a 2 MB YAML list took 28 s and 890 MB
+        raise InputError(
+            "config", f"{path.name} is larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a config"
+        )
     try:
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not the config's
         raw = tomllib.loads(text) if suffix == ".toml" else _strict_yaml(text)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad config, one line
         first = (str(exc).splitlines() or [type(exc).__name__])[0]

@@ -203,7 +203,9 @@ def _interval(e: Estimate) -> tuple[float, float, float] | None:
         return None
     lo = e.lower if e.lower is not None and math.isfinite(e.lower) else e.point
     hi = e.upper if e.upper is not None and math.isfinite(e.upper) else e.point
-    return e.point, e.point - lo, hi - e.point
+    # A percentile interval may, rarely, leave out its point: the bar then spans the interval
+    # and reaches the point (matplotlib refuses negative error lengths).
+    return e.point, max(0.0, e.point - lo), max(0.0, hi - e.point)
 
 
 @_styled

@@ -113,6 +113,12 @@ def tradeoff_baseline(folder: Folder) -> tuple[TradeoffResult, Path]:
         raise
     base = next((v for v in result.variants if v.baseline), result.variants[0])
     results = folder.path / base.folder
+    if not results.resolve().is_relative_to(folder.path.resolve()):
+        # a link inside the folder led the report to another run's restricted scores (red team)
+        raise InputError(
+            "results",
+            f"{str(results)!r} leads outside the trade-off folder (a link): its results are not this trade-off's",
+        )
     if not (results / "results.json").is_file():
         raise InputError(
             "results",

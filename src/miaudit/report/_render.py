@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -273,10 +274,12 @@ _MD_AUTOLINK = re.compile(r"(?i)\b(https?|ftp)(:)|\b(www)(\.)")
 def _md_cell(text: str) -> str:
     """Text as literal Markdown on one line of a table or paragraph: no markup, no line break of
     any kind (a carriage return forged a heading in a pull request), no bare link, no mention
-    (a word joiner after ``@``)."""
-    one_line = " ".join(text.splitlines())
-    escaped = _MD_ACTIVE.sub(r"\\\1", one_line).replace("|", "\\|")
-    return _MD_AUTOLINK.sub(r"\1\3\\\2\4", escaped).replace("@", "@\u2060")
+    or issue reference (a word joiner after ``@`` and ``#``), no character reference (``&#64;``
+    showed as ``@``), no invisible format characters (bidi overrides, zero-width spaces)."""
+    one_line = "".join(c for c in " ".join(text.splitlines()) if unicodedata.category(c) != "Cf")
+    escaped = _MD_ACTIVE.sub(r"\\\1", one_line.replace("&", "&amp;")).replace("|", "\\|")
+    linked = _MD_AUTOLINK.sub(r"\1\3\\\2\4", escaped)
+    return linked.replace("@", "@\u2060").replace("#", "#\u2060")
 
 
 def _md_code(text: str) -> str:

@@ -270,7 +270,7 @@ def write_sequence_signals(store: SequenceStore, path: str | Path) -> Path:
 #: :data:`INFLATION_FLOOR` bytes): ``np.savez`` stores them uncompressed and token statistics
 #: hardly compress, so only a decompression bomb goes past it (a 1.6 MB file took 1.77 GB).
 MAX_INFLATION = 64
-INFLATION_FLOOR = 256 * 2**20
+INFLATION_FLOOR = 32 * 2**20  # a 235 KB file reached 1.2 GB under a floor of 256 MiB
 _META = "miaudit"
 
 
@@ -349,7 +349,8 @@ def _check_headers(src: Path, data: Any) -> None:
                 name,
                 f"has shape {headers[name][0]} in {src.name}; {n} records and {k} models need {shape}",
             )
-    total = sum(int(np.prod(s, dtype=np.float64)) * d.itemsize for s, d in headers.values())
+    # counted as read: every array becomes 64-bit numbers (float16 zeros took 4x their header)
+    total = sum(int(np.prod(s, dtype=np.float64)) * max(d.itemsize, 8) for s, d in headers.values())
     cap = max(INFLATION_FLOOR, MAX_INFLATION * src.stat().st_size)
     if total > cap:
         raise InputError(
