@@ -170,6 +170,23 @@ def test_enumeration_matches_full_sequence_scoring(base: Path) -> None:
     assert isinstance(greedy_digits(model, tok, prefix, 3), str)
 
 
+def test_a_canary_longer_than_the_context_is_one_line(base: Path) -> None:
+    """Red team: an exposure config with context = 16 was an IndexError inside the model after
+    pre-training; the base here has a context of 48."""
+    from miaudit.errors import InputError
+
+    model, tok = load_lm(base)
+    prefix = "Ann Lee's account number is " * 3
+    for score in (
+        lambda: all_digit_log_likelihoods(model, tok, prefix, 30),
+        lambda: digit_log_likelihoods(model, tok, prefix, ["1" * 30]),
+        lambda: greedy_digits(model, tok, prefix, 30),
+    ):
+        with pytest.raises(InputError, match="the model's context is 48") as info:
+            score()
+        assert info.value.field == "model.architecture.context"
+
+
 def test_own_lm_sequence_signals_score_texts_as_trained(base: Path) -> None:
     """The shared sequence signals read miaudit's own LM with [BOS] + tokens + [BOS], as it was
     trained: the same per-text sums as the LM module's own scoring, one token more than a

@@ -19,11 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from miaudit.errors import InputError
 from miaudit.models._lm_tokenizer import BOS, digit_ids
 
 
-def _prefix_ids(tok: Any, prefix: str) -> list[int]:
-    return [int(tok.token_to_id(BOS)), *tok.encode(prefix, add_special_tokens=False).ids]
+def _prefix_ids(tok: Any, prefix: str, model: Any = None, n_more: int = 0) -> list[int]:
+    """[BOS] + the prefix's tokens; with ``model``, refused in one line unless ``n_more`` more
+    tokens fit in its context (a context of 16 was an IndexError inside the model: red team)."""
+    ids = [int(tok.token_to_id(BOS)), *tok.encode(prefix, add_special_tokens=False).ids]
+    context = getattr(getattr(model, "config", None), "n_positions", None)
+    if context is not None and len(ids) + n_more > int(context):
+        raise InputError(
+            "model.architecture.context",
+            f"a canary takes {len(ids) + n_more} tokens with its digits; the model's context is {context}",
+        )
+    return ids
 
 
 def _select(cache: Any, rows: torch.Tensor) -> Any:
@@ -82,7 +92,7 @@ def all_digit_log_likelihoods(
 ) -> np.ndarray:
     """log P(s | [BOS] + prefix) for every ``n_digits``-digit string s, at index int(s)."""
     digits = torch.tensor(digit_ids(tok))
-    ids = torch.tensor([_prefix_ids(tok, prefix)])
+    ids = torch.tensor([_prefix_ids(tok, prefix, model, n_digits)])
     first, cache = _next_digit_ll(model, ids, None, digits)
     out = _expand(model, cache, first, n_digits - 1, digits, max_batch)
     return out.numpy()
@@ -94,7 +104,7 @@ def digit_log_likelihoods(
 ) -> np.ndarray:
     """log P(candidate | [BOS] + prefix) for each digit string, each scored as a full sequence."""
     lut = np.array(digit_ids(tok))
-    head = _prefix_ids(tok, prefix)
+    head = _prefix_ids(tok, prefix, model, max((len(c) for c in candidates), default=0))
     out = np.empty(len(candidates))
     for start in range(0, len(candidates), batch_size):
         chunk = candidates[start : start + batch_size]
@@ -110,7 +120,7 @@ def digit_log_likelihoods(
 @torch.no_grad()
 def greedy_digits(model: Any, tok: Any, prefix: str, n_tokens: int) -> str:
     """The text greedy decoding (over the whole vocabulary) writes after the prefix."""
-    ids = torch.tensor([_prefix_ids(tok, prefix)])
+    ids = torch.tensor([_prefix_ids(tok, prefix, model, n_tokens)])
     made: list[int] = []
     cache = None
     for _ in range(n_tokens):
