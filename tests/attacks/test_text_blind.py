@@ -100,27 +100,27 @@ def test_the_baseline_needs_both_classes_in_every_fold() -> None:
         blind_baseline_scores(["a"] * 3, np.array([1, 2, 0]))
 
 
-@pytest.mark.parametrize(
-    ("bad", "problem"),
-    [
-        ("", "is empty or only whitespace"),
-        (" \n", "is empty or only whitespace"),
-        (None, "is not a string"),
-        (b"abc", "is not a string"),
-    ],
-)
-def test_empty_texts_and_items_that_are_not_strings_are_refused_naming_the_item(
-    bad, problem
-) -> None:
-    """Red team: all-empty texts raised sklearn's "empty vocabulary", None an AttributeError."""
+@pytest.mark.parametrize("bad", [None, b"abc"])
+def test_items_that_are_not_strings_are_refused_naming_the_item(bad) -> None:
+    """Red team: None raised an AttributeError."""
     rng = np.random.default_rng(4)
     texts: list = _texts(rng, NOTES, 20)
     member = (np.arange(20) < 10).astype(np.int8)
     texts[7] = bad
-    with pytest.raises(InputError, match=rf"^texts: item 7 {problem}: the blind baseline reads"):
+    with pytest.raises(InputError, match=r"^texts: item 7 is not a string: the blind baseline"):
         blind_baseline_scores(texts, member)
-    with pytest.raises(InputError, match=rf"^texts: item 0 {problem}"):
-        blind_baseline_scores([bad] * 20, member)
+
+
+def test_blank_texts_are_data_unless_every_text_is_blank() -> None:
+    """Red team: all-empty texts raised sklearn's "empty vocabulary"; one blank text among
+    others is honest data (second read: refusing it stopped a whole text audit)."""
+    rng = np.random.default_rng(4)
+    texts: list = _texts(rng, NOTES, 20)
+    member = (np.arange(20) < 10).astype(np.int8)
+    texts[7] = " \n"
+    assert np.isfinite(blind_baseline_scores(texts, member)).all()
+    with pytest.raises(InputError, match="every text is empty or only whitespace"):
+        blind_baseline_scores([""] * 20, member)
 
 
 def test_only_each_texts_first_characters_are_read() -> None:

@@ -84,6 +84,33 @@ def test_a_dp_audit_file_whose_numbers_contradict_its_verdict_is_refused(
     _refused(_write(tmp_path, "dp_audit.json", DP, edit), match)
 
 
+def test_a_schema_1_file_that_failed_its_claim_still_reads() -> None:
+    """Schema 1 had no p-value and failed a claim its bound exceeded (second read: such a file
+    was refused, though older FAILED audits are the ones people keep)."""
+    from miaudit.metrics import one_run_epsilon_lower_bound
+
+    d = json.loads(
+        (Path(__file__).parents[1] / "dp" / "data" / "dp_audit_schema1.json").read_text()
+    )
+    d["v"] = d["r"]
+    d["empirical_epsilon_lower_bound"] = one_run_epsilon_lower_bound(
+        d["m"], d["r"], d["v"], delta=d["delta"], significance=d["significance"]
+    )
+    assert d["empirical_epsilon_lower_bound"] > d["claimed_epsilon"]
+    d["verdict"] = "FAILED"
+    assert DpAuditResult.from_json(json.dumps(d)).verdict == "FAILED"
+    d["verdict"] = "PASSED"
+    with pytest.raises(InputError, match="verdict PASSED does not follow"):
+        DpAuditResult.from_json(json.dumps(d))
+
+
+def test_an_infinite_curve_point_round_trips() -> None:
+    from miaudit.audit._dp_curve import CurvePoint
+
+    point = CurvePoint(delta=1e-9, epsilon=float("inf"), p_value=1.0)
+    assert CurvePoint.model_validate_json(point.model_dump_json()).epsilon == float("inf")
+
+
 def test_a_whole_curve_test_must_follow_from_its_points() -> None:
     from miaudit.audit._dp_curve import CurveTest
 

@@ -228,3 +228,11 @@ def test_detector_calibration_from_benign_records(tmp_path, model_file, capsys) 
         with pytest.raises(InputError, match=why) as err:
             _with_calibrated_detectors(spec, tmp_path / f"{name}.npz", predictor)
         assert err.value.field == "--detector-calibration"
+
+
+def test_a_read_write_uri_to_a_missing_database_creates_nothing(tmp_path) -> None:
+    """Second read: mode=rw means the file must exist; a mistyped path became a fresh, empty
+    database."""
+    with pytest.raises(InputError, match="cannot open the database"):
+        Store(f"sqlite:///file:{tmp_path}/missing.db?mode=rw&uri=true")
+    assert list(tmp_path.iterdir()) == []

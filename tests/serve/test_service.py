@@ -556,3 +556,20 @@ def test_a_refund_after_the_window_changed_leaves_the_window_count_alone(service
     assert info is not None and (info.used, info.window_used) == (2, 2)
     late = store.charge(key, 9, endpoint="predict", policy="full", hashes=[], now=t0 + 2)
     assert late.request_id is None  # 2 + 9 > 10 in the window
+
+
+def test_a_failure_after_the_charge_never_stays_logged_as_an_answer(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Second read: with the charge before the model, an exception while answering left the
+    request logged 200 (answered) though nothing was sent."""
+    caller, _ = caller_of(service, "public")
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("encoder fault")
+
+    monkeypatch.setattr(service, "answer", broken)
+    with pytest.raises(RuntimeError, match="encoder fault"):
+        service.predict(caller, PredictRequest(record=[1.0, 0.0]))
+    [row] = service.store.log_entries(key_id=caller.key.key_id)
+    assert row["status"] == 500  # charged: the model saw the record

@@ -200,18 +200,13 @@ def parse_signals_config(raw: dict[str, Any]) -> SignalsAuditConfig:
 
 def load_signals_config(path: str | Path) -> SignalsAuditConfig:
     """Read the TOML or YAML config of an audit of signals (:class:`SignalsAuditConfig`)."""
-    return parse_signals_config(_read_config_file(Path(path)))
-
-
-def _read_config_file(path: Path) -> dict[str, Any]:
-    """The top-level table of a TOML or YAML config file (the engine's strict reader)."""
-    return read_config_file(path)
+    return parse_signals_config(read_config_file(Path(path)))
 
 
 def load_audit_config(path: str | Path, *, trust_code: bool = False) -> AuditConfig:
     """Read a TOML or YAML audit config; relative paths are taken from the file's folder."""
     path = Path(path)
-    cfg = parse_audit_config(_read_config_file(path), trust_code=trust_code)
+    cfg = parse_audit_config(read_config_file(path), trust_code=trust_code)
     base = path.parent
 
     def fix(p: Path | None) -> Path | None:

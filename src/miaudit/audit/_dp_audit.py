@@ -365,6 +365,9 @@ def _dp_result_problem(r: DpAuditResult) -> str | None:
     if recomputed is not None:
         return recomputed
     expected = verdict(r.claimed_epsilon, r.p_value, r.significance, ceiling)
+    if r.schema_version == DP_AUDIT_SCHEMA_V1 and r.p_value is None and expected == "PASSED":
+        # schema 1 had no p-value: it failed a claim its bound exceeded
+        expected = "FAILED" if bound > r.claimed_epsilon else "PASSED"
     if r.curve is not None:
         if r.curve.rejected != (r.curve.adjusted_p_value < r.significance):
             return "curve.rejected does not follow from its adjusted p-value and the significance"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from miaudit.audit._results import PrivacySpent, _Record
 from miaudit.metrics import one_run_p_value
@@ -27,8 +27,14 @@ CURVE_DELTAS: tuple[float, ...] = (1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 
 class CurvePoint(_Record):
     delta: float
+    #: ∞ where the accountant gives no finite ε at this δ (written as null, read back as ∞).
     epsilon: float
     p_value: float
+
+    @field_validator("epsilon", mode="before")
+    @classmethod
+    def _null_is_infinite(cls, v: object) -> object:
+        return math.inf if v is None else v
 
 
 class CurveTest(_Record):

@@ -156,10 +156,10 @@ def parse_exposure_config(raw: dict[str, Any]) -> ExposureConfig:
 
 def load_exposure_config(path: str | Path) -> ExposureConfig:
     """Read a TOML or YAML exposure config; a relative ``cache`` is taken from its folder."""
-    from miaudit.audit._config import _read_config_file
+    from miaudit.engine import read_config_file
 
     path = Path(path)
-    cfg = parse_exposure_config(_read_config_file(path))
+    cfg = parse_exposure_config(read_config_file(path))
     if cfg.cache is not None and not cfg.cache.is_absolute():
         cfg = cfg.model_copy(update={"cache": path.parent / cfg.cache})
     return cfg

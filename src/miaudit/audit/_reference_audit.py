@@ -1020,9 +1020,7 @@ def run_audit(
     out_dir = ensure_writable_dir(Path(out))
     digest = config_digest(cfg)
     features = dataset_features(cfg)  # an attack that cannot run is refused before training
-    key = prepare_out(out_dir, overwrite=overwrite, same_config=digest, kind="audit")
-    if overwrite:
-        drop_replaced_run(out_dir, kind="audit", same_config=digest)
+    key = _prepared_out(out_dir, overwrite, same_config=digest)
     run = train(cfg.train_config(), out_dir)
     if not quiet:
         print(run.summary())
@@ -1040,6 +1038,16 @@ def run_audit(
     _write_pairs(out_dir, key, ref, quiet=quiet)
     _keep_target_for_check_record(out_dir, store if target is not None else None)
     return AuditRun(ref.result, run, ref)
+
+
+def _prepared_out(out_dir: Path, overwrite: bool, *, same_config: str | None) -> bytes:
+    """The audit's output folder checked (:func:`prepare_out`) and, with ``overwrite``, the
+    replaced run's result files removed before any work, so that a run failing midway leaves no
+    mix of two runs (red team); its pseudonym key."""
+    key = prepare_out(out_dir, overwrite=overwrite, same_config=same_config, kind="audit")
+    if overwrite:
+        drop_replaced_run(out_dir, kind="audit", same_config=same_config)
+    return key
 
 
 def _target_features(
@@ -1162,9 +1170,7 @@ def audit_signals(
     store, plan, pool_words = _prepare(store, cfg, False, target, references, pool)
     stated, out_dir = _Stated(pool_words or _STORE_POOL), Path(out)
     with output_dir_cleanup(out_dir):  # a refusal below leaves no folder it made
-        key = prepare_out(out_dir, overwrite=overwrite, kind="audit")  # makes the folder
-        if overwrite:  # the replaced run's results never stay beside these signals (red team)
-            drop_replaced_run(out_dir, kind="audit", same_config=None)
+        key = _prepared_out(out_dir, overwrite, same_config=None)  # makes the folder
         ref = _run_plan(store, cfg, plan, stated, source, key, None, known)
     audited = target if target is not None else store.target
     (out_dir / SIGNALS_PATH).parent.mkdir(mode=0o700, exist_ok=True)

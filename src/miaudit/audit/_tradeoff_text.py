@@ -321,8 +321,8 @@ def is_text_config(path: str | Path) -> bool:
     """Whether a config file is a text config (``[model] kind = "causal-lm"``, or a
     ``[canaries]`` table), run by :func:`text_tradeoff` rather than the tabular
     :func:`~miaudit.audit.tradeoff`."""
-    from miaudit.audit._config import _read_config_file
+    from miaudit.engine import read_config_file
 
-    raw = _read_config_file(Path(path))
+    raw = read_config_file(Path(path))
     model = raw.get("model")
     return "canaries" in raw or (isinstance(model, dict) and model.get("kind") == "causal-lm")

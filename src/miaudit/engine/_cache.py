@@ -195,7 +195,7 @@ def _published_by_another(final: Path, cache: Path, key: str, shape: tuple[int, 
         return False
     if verify(cache, key, shape)[0]:
         return True
-    shutil.rmtree(final)
+    shutil.rmtree(final, ignore_errors=True)  # another run may be removing it too
     return False
 
 

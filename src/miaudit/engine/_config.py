@@ -159,7 +159,7 @@ def check_device_for(model: Any, engine: EngineConfig) -> None:
     if engine.device != "cpu" and not isinstance(model, MLPRecipe | CNNRecipe | TorchModuleRecipe):
         raise InputError(
             "engine.device",
-            f"{engine.device!r} trains torch recipes (mlp, cnn, torch-module); a {model.kind!r} recipe trains on the CPU: remove device",
+            f"{engine.device!r} trains torch recipes (torch-mlp, torch-cnn, torch-module); a {model.kind!r} recipe trains on the CPU: remove device",
         )
 
 

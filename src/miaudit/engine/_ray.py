@@ -77,7 +77,9 @@ def _check_threads_fit(ray: Any, threads: int) -> None:
     CPUs hung), and no node ever will unless the cluster's autoscaler may start one."""
     alive = [float(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
     largest = max([*alive, *_autoscaled_cpus()], default=0.0)
-    if threads > largest:
+    # No CPUs anywhere: a head without CPUs waiting for its autoscaler (which may publish no
+    # config to read) to start workers; Ray's own wait is the answer there (second read).
+    if 0 < largest < threads:
         raise InputError(
             "engine.threads",
             f"is {threads}: each unit asks Ray for that many CPUs, and the largest node of the Ray cluster has {largest:g}, so no unit would ever start; lower it to {int(largest)} or less",

@@ -92,7 +92,8 @@ def all_digit_log_likelihoods(
 ) -> np.ndarray:
     """log P(s | [BOS] + prefix) for every ``n_digits``-digit string s, at index int(s)."""
     digits = torch.tensor(digit_ids(tok))
-    ids = torch.tensor([_prefix_ids(tok, prefix, model, n_digits)])
+    # the last digit is scored, never fed: n_digits - 1 positions past the prefix
+    ids = torch.tensor([_prefix_ids(tok, prefix, model, n_digits - 1)])
     first, cache = _next_digit_ll(model, ids, None, digits)
     out = _expand(model, cache, first, n_digits - 1, digits, max_batch)
     return out.numpy()
@@ -120,7 +121,7 @@ def digit_log_likelihoods(
 @torch.no_grad()
 def greedy_digits(model: Any, tok: Any, prefix: str, n_tokens: int) -> str:
     """The text greedy decoding (over the whole vocabulary) writes after the prefix."""
-    ids = torch.tensor([_prefix_ids(tok, prefix, model, n_tokens)])
+    ids = torch.tensor([_prefix_ids(tok, prefix, model, n_tokens - 1)])  # the last is not fed
     made: list[int] = []
     cache = None
     for _ in range(n_tokens):

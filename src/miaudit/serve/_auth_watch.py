@@ -12,7 +12,7 @@ Two alerts, each at most once per address (or key) per window:
 Memory and alert volume are bounded whatever the traffic: counts live for one fixed window;
 at most ``max_addresses`` addresses are told apart in a window (the rest share one count,
 ``address: "other"``), and at most ``max_alerts`` alerts of each kind are raised in a window,
-the last of them saying that more were held back (a flood of failing addresses cannot hold
+then one saying that more were held back (a flood of failing addresses cannot hold
 back a revoked key's alert). The address is the socket's IP (behind a proxy, the proxy's;
 anything else is "-"): ``X-Forwarded-For`` is a header anyone can write, so it is not read
 (``miaudit serve`` runs uvicorn without proxy headers). An alert is written after its 401 is
@@ -56,10 +56,8 @@ class AuthWatch:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.alarm < 1 or self.window_s < 1 or self.max_addresses < 1 or self.max_alerts < 2:
-            raise ValueError(
-                "AuthWatch needs alarm, window_s, max_addresses >= 1 and max_alerts >= 2"
-            )
+        if self.alarm < 1 or self.window_s < 1 or self.max_addresses < 1 or self.max_alerts < 1:
+            raise ValueError("AuthWatch needs alarm, window_s, max_addresses and max_alerts >= 1")
 
     def note(self, address: str, revoked_key: str | None, *, now: float) -> list[AuthAlert]:
         """Count one 401 from ``address`` (``revoked_key``: the id of a revoked key whose genuine
@@ -87,15 +85,16 @@ class AuthWatch:
             self._told.clear()
 
     def _once(self, what: tuple[str, str], alert: AuthAlert) -> list[AuthAlert]:
-        """``alert``, unless ``what`` was told this window or the window's alerts of its kind are
-        spent (the last one allowed says so instead)."""
+        """``alert``, unless ``what`` was told this window or the window's ``max_alerts`` alerts
+        of its kind are spent: the first one held back is replaced by one saying so, the rest
+        are dropped."""
         detector = alert[0]
         spent = self._alerts.get(detector, 0)
-        if what in self._told or spent >= self.max_alerts:
+        if what in self._told or spent > self.max_alerts:
             return []
         self._told.add(what)
         self._alerts[detector] = spent + 1
-        if spent + 1 == self.max_alerts:
+        if spent == self.max_alerts:
             held = {
                 "alerts_held_back": True,
                 "max_alerts": self.max_alerts,

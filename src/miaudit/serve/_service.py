@@ -343,28 +343,29 @@ class Service:
         hashes = record_hashes(self.config.secret, x)
         now = time.time()
         charge = self._charge(caller.key, n, policy, hashes, now)
+
+        def settle(status: int) -> None:
+            self.store.settle(
+                caller.key.key_id,
+                charge,
+                n,
+                charged_at=now,
+                window_s=caller.key.window_s,
+                status=status,
+            )
+
         try:
             probs = self._model_output(x)
+            content = None if probs is None else self.answer(policy, probs, n)
         except Denied as exc:  # an upstream that failed: logged, given back (no answer came)
-            self.store.settle(
-                caller.key.key_id,
-                charge,
-                n,
-                charged_at=now,
-                window_s=caller.key.window_s,
-                status=exc.status,
-            )
+            settle(exc.status)
             raise
-        content = None if probs is None else self.answer(policy, probs, n)
+        except BaseException:  # no answer leaves as 200 (second read): charged, the model ran
+            with contextlib.suppress(Exception):
+                settle(500)
+            raise
         if content is None:  # charged all the same: the records reached the model
-            self.store.settle(
-                caller.key.key_id,
-                charge,
-                n,
-                charged_at=now,
-                window_s=caller.key.window_s,
-                status=500,
-            )
+            settle(500)
             raise Denied(500, "the model could not answer these records")
         if self.observer is not None:
             self.observer.submit(caller.key.key_id, x, hashes)

@@ -281,11 +281,11 @@ def _sqlite_uri_path(database: str, query: Any) -> str | None:
     """The file a SQLite URI filename (``file:PATH``, ``file:///PATH``, ``file://localhost/PATH``)
     opens, decoded as SQLite decodes it; None when it opens none this process may create
     (read-only, immutable, another host)."""
-    if _query_value(query, "mode") in ("ro", "memory") or _query_value(query, "immutable") in (
-        "1",
-        "true",
+    immutable = _query_value(query, "immutable")
+    if _query_value(query, "mode") in ("ro", "rw", "memory") or (
+        immutable is not None and sa.util.asbool(immutable)
     ):
-        return None
+        return None  # SQLite creates nothing there (rw: the file must exist already)
     rest = database[len("file:") :].split("#", 1)[0].split("?", 1)[0]
     if rest.startswith("//"):
         authority, _, path = rest[2:].partition("/")
