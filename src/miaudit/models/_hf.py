@@ -148,41 +148,54 @@ def _load(folder: Path, task: HfTask, field: str) -> tuple[Any, Any]:
         AutoModelForSequenceClassification,
         PreTrainedTokenizerFast,
     )
-    from transformers.utils import logging as hf_logging
 
     auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
-    _check_declared_size(folder, auto, field)
+    model = load_checked_weights(folder, auto, field, f"a {task} model")
+    try:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(
+            str(folder), local_files_only=True, trust_remote_code=False
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(field, f"cannot load its tokenizer: {first}") from None
+    check_vocabulary(model, tokenizer, field)
+    return model, tokenizer
+
+
+def load_checked_weights(folder: Path, model_cls: Any, field: str, what: str) -> Any:
+    """``model_cls.from_pretrained`` of a checked folder, in eval mode: its declared size first
+    (:func:`_check_declared_size`), safetensors only, no remote code, no progress bars, and
+    refused in one line when it fails or when its weights lack tensors the model needs
+    (transformers fills them at random with a warning: a classifier's folder read as a causal
+    LM, or a config declaring more layers than were saved, gave random numbers)."""
+    from transformers.utils import logging as hf_logging
+
+    _check_declared_size(folder, model_cls, field)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a per-file bar on stderr would interleave with miaudit's
     try:
-        loaded: Any = auto.from_pretrained(
+        loaded: Any = model_cls.from_pretrained(
             str(folder),
             local_files_only=True,
             trust_remote_code=False,
             use_safetensors=True,
             output_loading_info=True,
         )
-        model, info = loaded
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=False
-        )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(field, f"cannot load it as a {task} model: {first}") from None
+        raise InputError(field, f"cannot load it as {what}: {first[:200]}") from None
     finally:
         if bars:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers is untyped here
-    # transformers fills weights the file lacks with random ones (a warning, not an error): a
-    # classifier's folder read as a causal LM would give a random head's numbers.
+    model, info = loaded
     missing = sorted(info.get("missing_keys", ()))
     if missing:
         raise InputError(
             field,
-            f"its weights lack {len(missing)} tensor(s) a {task} model needs ({missing[0]}): it was not saved as one",
+            f"its weights lack {len(missing)} tensor(s) {what} needs ({missing[0]}): it was not saved as one",
         )
-    check_vocabulary(model, tokenizer, field)
     model.eval()
-    return model, tokenizer
+    return model
 
 
 def check_vocabulary(model: Any, tokenizer: Any, field: str) -> None:

@@ -34,9 +34,9 @@ from miaudit.models._hf import (
     BATCH_TEXTS,
     HfCausalLM,
     TokenStats,
-    _check_declared_size,
     check_hf_folder,
     check_vocabulary,
+    load_checked_weights,
 )
 from miaudit.models._hf import _check_texts as check_texts
 from miaudit.models._lm_recipe import CausalLMRecipe, LMArchitecture, LMFinetune
@@ -164,7 +164,7 @@ def load_lm(folder: Path, field: str = "model folder") -> tuple[Any, Any]:
     """(model, tokenizer) of a folder miaudit wrote: safetensors only, no remote code, and the
     checks of any Hugging Face folder first (:func:`miaudit.models._hf.check_hf_folder`, the
     declared size, a tokenizer within the model's vocabulary): a cached base is a file too."""
-    from transformers import AutoModelForCausalLM, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
     config = check_hf_folder(folder, field)
     if config.get("model_type") != "gpt2":
@@ -172,16 +172,8 @@ def load_lm(folder: Path, field: str = "model folder") -> tuple[Any, Any]:
             field,
             f"config.json's model_type is {config.get('model_type')!r}; miaudit's LMs are gpt2",
         )
-    _check_declared_size(folder, AutoModelForCausalLM, field)
     _quiet_transformers()
-    try:
-        model: Any = GPT2LMHeadModel.from_pretrained(
-            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(field, f"cannot load it as miaudit's LM: {first[:200]}") from None
-    model.eval()
+    model = load_checked_weights(folder, GPT2LMHeadModel, field, "miaudit's LM")
     tok = load_tokenizer(folder, field)
     check_vocabulary(model, tok, field)
     return model, tok
