@@ -164,7 +164,7 @@ def load_lm(folder: Path, field: str = "model folder") -> tuple[Any, Any]:
     """(model, tokenizer) of a folder miaudit wrote: safetensors only, no remote code, and the
     checks of any Hugging Face folder first (:func:`miaudit.models._hf.check_hf_folder`, the
     declared size, a tokenizer within the model's vocabulary): a cached base is a file too."""
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM
 
     config = check_hf_folder(folder, field)
     if config.get("model_type") != "gpt2":
@@ -173,7 +173,9 @@ def load_lm(folder: Path, field: str = "model folder") -> tuple[Any, Any]:
             f"config.json's model_type is {config.get('model_type')!r}; miaudit's LMs are gpt2",
         )
     _quiet_transformers()
-    model = load_checked_weights(folder, GPT2LMHeadModel, field, "miaudit's LM")
+    # model_type is gpt2 (checked above): the auto class builds GPT2LMHeadModel, and it is the
+    # one whose from_config the declared-size check needs
+    model = load_checked_weights(folder, AutoModelForCausalLM, field, "miaudit's LM")
     tok = load_tokenizer(folder, field)
     check_vocabulary(model, tok, field)
     return model, tok
