@@ -140,14 +140,14 @@ def write_bytes_atomic(dest: Path, data: bytes, *, restricted: bool = False) -> 
         tmp.write_bytes(data)
 
 
-def repeats_a_short_pattern(value: bytes, longest: int = 16) -> bool:
-    """Whether ``value`` is one pattern of at most ``longest`` bytes over and over (``b"pass" * 8``,
-    zeros): bytes no random generator would give, whatever their count of distinct values.
+def plainly_not_random(value: bytes, longest: int = 16) -> bool:
+    """Whether a secret's bytes are plainly not random: at most 3 distinct byte values, or one
+    pattern of at most ``longest`` bytes over and over (``b"password" * 4``, zeros).
 
-    >>> repeats_a_short_pattern(b"password" * 4), repeats_a_short_pattern(bytes(range(32)))
+    >>> plainly_not_random(b"password" * 4), plainly_not_random(bytes(range(32)))
     (True, False)
     """
-    return any(
+    return len(set(value)) < 4 or any(
         len(value) > k and value == (value[:k] * (len(value) // k + 1))[: len(value)]
         for k in range(1, longest + 1)
     )
@@ -218,13 +218,19 @@ def npz_header(z: Any, name: str) -> tuple[tuple[int, ...], np.dtype] | None:
     the member then reports the problem in one line)."""
     try:
         with z.zip.open(f"{name}.npy") as fp:
-            version = np.lib.format.read_magic(fp)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-            else:
-                return None
+            return npy_header(fp)
     except (KeyError, ValueError, OSError, zipfile.BadZipFile):
         return None
+
+
+def npy_header(fp: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the header of the ``.npy`` data at ``fp``'s position, leaving ``fp``
+    at the array's first byte; ValueError for a format version other than 1.0 and 2.0 (what
+    ``np.save`` writes for arrays of numbers)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"npy format version {version}")
+    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, _fortran, dtype = read(fp)
     return tuple(shape), np.dtype(dtype)

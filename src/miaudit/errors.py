@@ -21,3 +21,14 @@ class InputError(MiauditError, ValueError):
     def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
         # Pickled as (field, problem): it crosses process boundaries (training workers, Ray).
         return (type(self), (self.field, self.problem))
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none: what a
+    one-line InputError quotes of a library's error.
+
+    >>> first_line(ValueError("bad header\\nat byte 12")), first_line(KeyError())
+    ('bad header', 'KeyError')
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

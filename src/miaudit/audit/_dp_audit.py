@@ -364,15 +364,12 @@ def _dp_result_problem(r: DpAuditResult) -> str | None:
     recomputed = _recomputed_problem(r)
     if recomputed is not None:
         return recomputed
-    expected = verdict(r.claimed_epsilon, r.p_value, r.significance, ceiling)
+    if r.curve is not None and r.curve.rejected != (r.curve.adjusted_p_value < r.significance):
+        return "curve.rejected does not follow from its adjusted p-value and the significance"
+    expected = verdict(r.claimed_epsilon, r.p_value, r.significance, ceiling, r.curve)
     if r.schema_version == DP_AUDIT_SCHEMA_V1 and r.p_value is None and expected == "PASSED":
         # schema 1 had no p-value: it failed a claim its bound exceeded
         expected = "FAILED" if bound > r.claimed_epsilon else "PASSED"
-    if r.curve is not None:
-        if r.curve.rejected != (r.curve.adjusted_p_value < r.significance):
-            return "curve.rejected does not follow from its adjusted p-value and the significance"
-        if expected != "not testable by this design":
-            expected = "FAILED" if r.curve.rejected else "PASSED"
     if r.verdict != expected:
         return f"verdict {r.verdict} does not follow from the file's numbers ({expected})"
     return None
@@ -405,11 +402,20 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
 
 
-def verdict(claimed: float, p_value: float | None, significance: float, ceiling: float) -> Verdict:
+def verdict(
+    claimed: float,
+    p_value: float | None,
+    significance: float,
+    ceiling: float,
+    curve: CurveTest | None = None,
+) -> Verdict:
     """'not testable by this design' above the ceiling; FAILED when the one-sided test of the
-    claim rejects it (p < significance); else PASSED. A single test: never the better of two."""
+    claim rejects it (p < significance), or, when the design tests the accountant's whole
+    curve, when that test alone rejects it; else PASSED. A single test: never the better of two."""
     if claimed > ceiling:
         return "not testable by this design"
+    if curve is not None:
+        return "FAILED" if curve.rejected else "PASSED"
     return "FAILED" if p_value is not None and p_value < significance else "PASSED"
 
 
@@ -908,9 +914,7 @@ def _result(
         else None
     )
     calibration = merged([r.calibration for r in runs if r.calibration is not None])
-    decided = verdict(claimed, p_value, design.significance, float(ceiling))
-    if curve is not None and decided != "not testable by this design":
-        decided = "FAILED" if curve.rejected else "PASSED"  # the curve test alone decides
+    decided = verdict(claimed, p_value, design.significance, float(ceiling), curve)
     return DpAuditResult(
         schema_version=DP_AUDIT_SCHEMA_MULTI_RUN
         if curve is not None or calibration is not None

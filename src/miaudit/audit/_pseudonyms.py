@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit._io import RESTRICTED_MODE, read_secret_file, repeats_a_short_pattern
+from miaudit._io import RESTRICTED_MODE, plainly_not_random, read_secret_file
 from miaudit.audit._results import Pseudonymisation
 from miaudit.errors import InputError
 
@@ -59,7 +59,7 @@ def check_key(key: object, source: str = "pseudonym_key") -> bytes:
             source,
             f"is {len(key)} bytes; a pseudonym key needs at least {MIN_KEY_BYTES} random bytes (anyone could reverse its pseudonyms)",
         )
-    if len(set(key)) < 4 or repeats_a_short_pattern(key):
+    if plainly_not_random(key):
         raise InputError(
             source,
             f"is {len(key)} bytes of at most 3 distinct values or one short pattern repeated, not random bytes; remove it and rerun to get a fresh key",

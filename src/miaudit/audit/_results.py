@@ -503,9 +503,10 @@ def record_text(path: Path, field: str | None = None) -> str:
     """The text of a record file: a regular file (a FIFO would hang the read) of at most
     :data:`MAX_RECORD_CHARS`; InputError naming it (under ``field``) otherwise."""
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
+        found = path.stat()
+        if not stat.S_ISREG(found.st_mode):
             raise InputError(field or str(path), f"{str(path)!r} is not a regular file")
-        if path.stat().st_size > MAX_RECORD_CHARS:
+        if found.st_size > MAX_RECORD_CHARS:
             raise InputError(
                 field or str(path),
                 f"{str(path)!r} is larger than {MAX_RECORD_CHARS // 2**20} MiB: not a file miaudit writes",

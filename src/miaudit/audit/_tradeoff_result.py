@@ -57,15 +57,6 @@ def _difference(name: str) -> Any:
     return AfterValidator(lambda e: checked_estimate(e, -1.0, 1.0, name))
 
 
-def _share(name: str) -> Any:
-    def check(v: float) -> float:
-        if not (math.isfinite(v) and -1.0 <= v <= 1.0):
-            raise ValueError(f"{name} must be a finite share, got {v!r}")
-        return v
-
-    return AfterValidator(check)
-
-
 def _inside(folder: str) -> str:
     """A variant's folder as a relative path that stays in the trade-off folder (a crafted
     file pointed the report at another run's results and restricted scores)."""
@@ -133,9 +124,9 @@ class VariantOutcome(_Record):
 
     name: str
     description: str
-    test_accuracy: Annotated[float, _share("test_accuracy"), Field(ge=0)]
-    train_accuracy: Annotated[float, _share("train_accuracy"), Field(ge=0)]
-    generalization_gap: Annotated[float, _share("generalization_gap")]
+    test_accuracy: float = Field(ge=0, le=1)  # NaN fails these bounds too
+    train_accuracy: float = Field(ge=0, le=1)
+    generalization_gap: float = Field(ge=-1, le=1)
     strongest_attack: str
     auc: Annotated[Estimate, _rate("auc")]
     tpr_at_1pct_fpr: Annotated[Estimate, _rate(TPR1)]

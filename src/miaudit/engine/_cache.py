@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from miaudit._io import sha256_file
+from miaudit._io import npy_header, sha256_file
 from miaudit._io import sha256_of as _sha256_of
 from miaudit.errors import InputError
 from miaudit.models import (
@@ -340,13 +340,8 @@ def _check_logits(fh: BinaryIO, size: int, expected_shape: tuple[int, ...]) -> N
     """Finite float32 logits of the expected shape, filling the file (as a unit writes them:
     structured ones were internal errors, NaN ones failed the run naming neither unit nor
     cache)."""
-    fmt = np.lib.format
     try:
-        version = fmt.read_magic(fh)
-        if version not in ((1, 0), (2, 0)):  # np.save writes these for an array of floats
-            raise ValueError(version)
-        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, _fortran, dtype = read_header(fh)
+        shape, dtype = npy_header(fh)
     except (OSError, ValueError, SyntaxError, TypeError):
         raise Refused("logits unreadable") from None
     if tuple(shape) != tuple(expected_shape):

@@ -20,7 +20,7 @@ from pydantic import (
 
 from miaudit.datasets import DataConfig
 from miaudit.engine._size import check_finite
-from miaudit.errors import InputError
+from miaudit.errors import InputError, first_line
 from miaudit.models import (
     CNNRecipe,
     MLPRecipe,
@@ -196,7 +196,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not the config's
         raw = tomllib.loads(text) if suffix == ".toml" else _strict_yaml(text)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad config, one line
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise InputError("config", f"cannot parse {path.name}: {first}") from None
     if not isinstance(raw, dict):
         raise InputError("config", f"{path.name} must hold a table at the top level")

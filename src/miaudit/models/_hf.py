@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from miaudit.errors import InputError
+from miaudit.errors import InputError, first_line
 
 #: Largest total size of a folder's safetensors weights (bytes): CPU audits of models that fit
 #: in a workstation's memory twice over.
@@ -156,7 +156,7 @@ def _load(folder: Path, task: HfTask, field: str) -> tuple[Any, Any]:
             str(folder), local_files_only=True, trust_remote_code=False
         )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise InputError(field, f"cannot load its tokenizer: {first}") from None
     check_vocabulary(model, tokenizer, field)
     return model, tokenizer
@@ -182,7 +182,7 @@ def load_checked_weights(folder: Path, model_cls: Any, field: str, what: str) ->
             output_loading_info=True,
         )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise InputError(field, f"cannot load it as {what}: {first[:200]}") from None
     finally:
         if bars:
@@ -230,7 +230,7 @@ def _check_declared_size(folder: Path, auto: Any, field: str) -> None:
         with torch.device("meta"):
             skeleton = auto.from_config(config)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise InputError(field, f"config.json does not describe a model: {first[:200]}") from None
     # Buffers too (a causal mask is positions × positions): built for real by from_pretrained.
     declared = sum(p.numel() for p in skeleton.parameters())

@@ -230,9 +230,8 @@ def _base_verified(folder: Path) -> bool:
 
     manifest = folder / BASE_MANIFEST
     try:
-        if folder.is_symlink() or not stat.S_ISREG(manifest.lstat().st_mode):
-            return False
-        if manifest.lstat().st_size > 1 << 20:
+        found = manifest.lstat()
+        if folder.is_symlink() or not stat.S_ISREG(found.st_mode) or found.st_size > 1 << 20:
             return False
         listed = json.loads(manifest.read_text(encoding="utf-8"))
         entries = {p.name: p.lstat() for p in folder.iterdir() if p.name != BASE_MANIFEST}

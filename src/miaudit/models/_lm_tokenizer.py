@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from miaudit.errors import InputError
+from miaudit.errors import InputError, first_line
 
 BOS = "<|endoftext|>"
 PAD = "<pad>"
@@ -56,7 +56,7 @@ def load_tokenizer(folder: Path, field: str = "model folder") -> Any:
     try:
         return Tokenizer.from_file(str(folder / "tokenizer.json"))
     except Exception as err:  # noqa: BLE001 - tokenizers raises a bare Exception for a bad file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise InputError(field, f"tokenizer.json cannot be read: {first[:200]}") from None
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from miaudit.datasets import Affine, Dataset
-from miaudit.errors import InputError
+from miaudit.errors import InputError, first_line
 from miaudit.models._recipe import SklearnRecipe
 from miaudit.models._user_code import check_code_trust
 
@@ -107,7 +107,7 @@ def train_sklearn(
             raise
         # scikit-learn checks each parameter when the config is read, but combinations only
         # here (solver liblinear with penalty elasticnet was an internal error): one line
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise InputError("model.params", f"{recipe.estimator}: {first[:300]}") from None
     full = np.zeros((data.n_records, data.n_classes), dtype=np.float64)
     full[:, np.asarray(est.classes_, dtype=np.int64)] = proba

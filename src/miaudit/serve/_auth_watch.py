@@ -70,11 +70,11 @@ class AuthWatch:
             found: list[AuthAlert] = []
             if revoked_key is not None:
                 found += self._once(
-                    ("revoked", revoked_key), ("revoked_key", revoked_key, [], {"address": address})
+                    revoked_key, ("revoked_key", revoked_key, [], {"address": address})
                 )
             if count >= self.alarm:
                 detail = {"address": address, "failures": count, "window_s": self.window_s}
-                found += self._once(("address", address), ("auth_failures", None, [], detail))
+                found += self._once(address, ("auth_failures", None, [], detail))
             return found
 
     def _roll(self, window: int) -> None:
@@ -84,15 +84,15 @@ class AuthWatch:
             self._counts.clear()
             self._told.clear()
 
-    def _once(self, what: tuple[str, str], alert: AuthAlert) -> list[AuthAlert]:
-        """``alert``, unless ``what`` was told this window or the window's ``max_alerts`` alerts
-        of its kind are spent: the first one held back is replaced by one saying so, the rest
-        are dropped."""
+    def _once(self, about: str, alert: AuthAlert) -> list[AuthAlert]:
+        """``alert``, unless its kind was told ``about`` this address or key this window, or the
+        window's ``max_alerts`` alerts of its kind are spent: the first one held back is
+        replaced by one saying so, the rest are dropped."""
         detector = alert[0]
         spent = self._alerts.get(detector, 0)
-        if what in self._told or spent > self.max_alerts:
+        if (detector, about) in self._told or spent > self.max_alerts:
             return []
-        self._told.add(what)
+        self._told.add((detector, about))
         self._alerts[detector] = spent + 1
         if spent == self.max_alerts:
             held = {

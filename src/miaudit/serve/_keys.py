@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit._io import read_secret_file, repeats_a_short_pattern
+from miaudit._io import plainly_not_random, read_secret_file
 from miaudit.errors import InputError
 
 PREFIX = "mia"
@@ -126,7 +126,7 @@ def load_server_secret(path: Path | None = None, *, create: bool = False) -> byt
 def _random_looking(value: bytes, source: str) -> bytes:
     """``value`` unless it is plainly not random (at most 3 distinct byte values, or a pattern of
     at most 16 bytes repeated: zeros, ``b"password" * 4``)."""
-    if len(set(value)) < 4 or repeats_a_short_pattern(value):
+    if plainly_not_random(value):
         raise InputError(
             source,
             "holds at most 3 distinct byte values or one short pattern repeated, not random bytes: make a new server secret (32 random bytes)",

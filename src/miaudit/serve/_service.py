@@ -435,7 +435,7 @@ class Service:
             return charge
         if charge.denial == "revoked":
             raise unauthorised()
-        self.store.log_denied(key.key_id, endpoint="predict", n=n, policy=str(policy), status=429)
+        self._log_refused(key.key_id, policy, n, 429)
         detail = "record budget exhausted" if charge.denial == "budget" else "rate limit reached"
         raise Denied(429, detail, {"Retry-After": str(charge.retry_after_s)})
 

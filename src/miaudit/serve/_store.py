@@ -273,8 +273,13 @@ def _sqlite_uri_in_memory(database: str, query: Any) -> bool:
         database.startswith("file::memory:")
         or _query_value(query, "mode") == "memory"
         or _query_value(query, "vfs") == "memdb"
-        or not database[len("file:") :].split("?", 1)[0].split("#", 1)[0].lstrip("/")
+        or not _uri_location(database).lstrip("/")
     )  # an empty path is a private temporary database per connection
+
+
+def _uri_location(database: str) -> str:
+    """What follows ``file:`` in a SQLite URI filename, without its query and fragment."""
+    return database[len("file:") :].split("#", 1)[0].split("?", 1)[0]
 
 
 def _sqlite_uri_path(database: str, query: Any) -> str | None:
@@ -286,7 +291,7 @@ def _sqlite_uri_path(database: str, query: Any) -> str | None:
         immutable is not None and sa.util.asbool(immutable)
     ):
         return None  # SQLite creates nothing there (rw: the file must exist already)
-    rest = database[len("file:") :].split("#", 1)[0].split("?", 1)[0]
+    rest = _uri_location(database)
     if rest.startswith("//"):
         authority, _, path = rest[2:].partition("/")
         if authority not in ("", "localhost"):
