@@ -16,6 +16,8 @@ def test_detection_benchmark_small() -> None:
     assert f["noise σ=0.01 split over 25 keys"]["detectors"] == ["spread"]
     assert f["one query per record (gap, LiRA/RMIA traffic)"]["detection_rate"] == 0.0
     assert f["benign"]["alerts"] == 0
+    assert f["hidden in bulk"]["detected"] == 2  # uniform samples of 512 rows: 0 of 3
+    assert f["hidden in bulk"]["benign_bulk_alerts"] == 0
     assert res.passed is True
 
 

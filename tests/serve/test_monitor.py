@@ -136,6 +136,42 @@ def test_the_sampled_rows_of_a_large_request_cannot_be_computed_in_advance() -> 
     assert len(firsts) == 3  # two monitors never share their sample
 
 
+def test_copies_hidden_among_distinct_records_in_one_request_are_seen() -> None:
+    """1,000 noisy copies of 20 probes shuffled among 9,999 rows: a uniform sample of 512 rows held
+    about 51 copies, 2–3 per probe, and nothing fired; the crowded rows are now sampled first."""
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(9_999, D))
+    copies = rng.choice(9_999, 1_000, replace=False)
+    x[copies] = np.repeat(rng.normal(size=(20, D)), 50, axis=0) + 0.05 * rng.normal(size=(1000, D))
+    mon, sink = make()
+    rows = mon._sample_rows(x)
+    assert len(rows) == 512 and np.isin(rows, copies).all() and (np.diff(rows) > 0).all()
+    feed(mon, "a", x, batch=len(x))
+    assert sink.of("perturbation")
+    # A benign request as large: the crowded part is empty and the sample random, as before.
+    benign = rng.normal(size=(9_999, D))
+    mon, sink = make()
+    samples = [mon._sample_rows(benign) for _ in range(2)]
+    assert all(len(s) == 512 for s in samples) and not np.array_equal(*samples)
+    feed(mon, "b", benign, batch=len(benign))
+    assert sink.alerts == []
+
+
+def test_crowded_rows_are_found_in_wide_and_extreme_requests() -> None:
+    """Past 64 features distances are measured in a projection; overflowing values and fewer rows
+    than the k-NN count still give a sample of distinct rows."""
+    rng = np.random.default_rng(11)
+    wide = rng.normal(size=(3_000, 300))
+    wide[:600] = wide[0] + 0.01 * rng.normal(size=(600, 300))
+    mon = Monitor(DetectorConfig(), 300, SECRET, Sink())
+    assert (mon._sample_rows(wide) < 600).all()
+    huge = np.where(rng.random((2_000, D)) < 0.5, 1e300, -1e300)
+    mon, _ = make(max_rows_per_request=3, knn_k=50)
+    for x in (huge, np.zeros((2_000, D)), rng.normal(size=(4, D))):
+        rows = mon._sample_rows(x)
+        assert len(rows) == 3 and len(set(rows.tolist())) == 3
+
+
 def test_calibrated_detectors_standardise_on_benign_records() -> None:
     from miaudit.errors import InputError
     from miaudit.serve import calibrated_detectors

@@ -45,10 +45,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from miaudit.errors import InputError
 
 log = logging.getLogger("miaudit.serve")
+
+#: A large request's crowded rows are searched for in a random projection to this many
+#: dimensions, where a k-d tree is fast, and their distances measured in the full space or, past
+#: ``MEASURED_DIMS`` features, in a random projection to that many.
+SEARCHED_DIMS = 4
+MEASURED_DIMS = 64
+_CHUNK_ROWS = 256  # rows whose candidates' full distances are held at once
 
 
 @dataclass(frozen=True)
@@ -235,19 +243,56 @@ class Monitor:
         if x.ndim != 2 or x.shape[0] == 0:
             return
         n = x.shape[0]
-        # Bounded work per request: a large batch is sampled (in order, rows unpredictable) for
-        # the geometric detectors; copies hidden among many other records are diluted.
-        rows = np.arange(n)
-        if n > self.cfg.max_rows_per_request:
-            rows = np.sort(self._rng.choice(n, self.cfg.max_rows_per_request, replace=False))
+        z = _standardise(x, self.cfg)
+        # Bounded work per request: a large batch is sampled for the geometric detectors, rows
+        # crowded by near neighbours in the same request first (see _sample_rows).
+        rows = self._sample_rows(z) if n > self.cfg.max_rows_per_request else np.arange(n)
         with self._lock:
             self._observed += n
             st = self._state(key_id)
             st.queries += n
             self._repeats_and_enumeration(key_id, st, hashes, now)
-            z = _standardise(x[rows], self.cfg)
-            self._knn(key_id, st, z, now)
-            self._fingerprints(key_id, z, now)
+            self._knn(key_id, st, z[rows], now)
+            self._fingerprints(key_id, z[rows], now)
+
+    def _sample_rows(self, z: np.ndarray) -> np.ndarray:
+        """The ``max_rows_per_request`` rows of a large request the geometric detectors see, in
+        arrival order: first the rows *crowded* within the request — whose mean distance to
+        their ``knn_k`` nearest neighbours there is below the k-NN threshold — then rows drawn
+        at random.
+
+        A uniform sample diluted copies hidden among distinct records (1,000 copies of 20 probes
+        in 9,999 rows gave about 51 sampled copies, below every alarm); crowded rows first make
+        a large request look to the detectors as its crowded part would alone. Neighbours are
+        found among each row's ``2·knn_k`` nearest in a random projection (:data:`SEARCHED_DIMS`)
+        and measured in the full space (past :data:`MEASURED_DIMS` features, in a projection).
+        Projections are drawn afresh from the OS's entropy for every request, like the random
+        rows, so that neither can be computed in advance.
+        """
+        n, cap, k = z.shape[0], self.cfg.max_rows_per_request, self.cfg.knn_k
+        with np.errstate(over="ignore", invalid="ignore"):
+            # Clipped so that projections and squared distances stay finite (a k-d tree given
+            # inf reports missing neighbours); a row 1e12 deviations out is far either way.
+            z = np.clip(np.nan_to_num(z, nan=0.0), -1e12, 1e12)
+            if z.shape[1] > MEASURED_DIMS:  # a random projection keeps distances within ~±25 %
+                g = self._rng.normal(size=(z.shape[1], MEASURED_DIMS)) / np.sqrt(MEASURED_DIMS)
+                z = z @ g
+            searched = z
+            if z.shape[1] > SEARCHED_DIMS:
+                searched = z @ self._rng.normal(size=(z.shape[1], SEARCHED_DIMS))
+            _, near = cKDTree(searched).query(searched, k=max(2, min(2 * k + 1, n)))
+            mean_knn = np.empty(n)
+            for s in range(0, n, _CHUNK_ROWS):
+                c = near[s : s + _CHUNK_ROWS]
+                dist = np.sqrt(((z[c] - z[s : s + len(c), None, :]) ** 2).sum(axis=2))
+                dist[c == np.arange(s, s + len(c))[:, None]] = np.inf  # not its own neighbour
+                mean_knn[s : s + len(c)] = np.sort(dist, axis=1)[:, :k].mean(axis=1)
+        crowded = np.flatnonzero(mean_knn < self.threshold)
+        if crowded.size >= cap:
+            return np.sort(self._rng.choice(crowded, cap, replace=False))
+        rest = np.setdiff1d(np.arange(n), crowded, assume_unique=True)
+        fill = self._rng.choice(rest, cap - crowded.size, replace=False)
+        return np.sort(np.concatenate([crowded, fill]))
 
     # --- detectors ---------------------------------------------------------------------------
 
