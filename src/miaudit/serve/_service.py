@@ -523,7 +523,7 @@ def _over_limits(key: KeyInfo, n: int, now: float) -> Denied | None:
         return Denied(429, "record budget exhausted", {"Retry-After": str(BUDGET_RETRY_AFTER_S)})
     if key.rate_window_full(n, now):
         return Denied(
-            429, "rate limit reached", {"Retry-After": str(rate_retry_after(now, key.window_s))}
+            429, "rate limit reached", {"Retry-After": str(rate_retry_after(now, key.window_until))}
         )
     return None
 

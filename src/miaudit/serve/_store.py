@@ -3,9 +3,10 @@
 SQLite by default (WAL, ``BEGIN IMMEDIATE`` for every transaction, so that concurrent writers
 in several worker processes queue instead of failing), PostgreSQL by URL.
 
-Budgets are exact across worker processes because they live only in the database: one
-conditional ``UPDATE`` (``... WHERE used + n <= budget AND <rate window holds n more>``) charges
-a request, and the request's log entry (key, time, keyed hash of every record, policy, status)
+Budgets are exact across worker processes because they live only in the database: a request
+is charged in one transaction holding the key's row (``used + n <= budget`` and at most ``rate``
+records in the last ``window_s`` seconds, counted in time buckets: see :meth:`Store.charge`),
+and the request's log entry (key, time, keyed hash of every record, policy, status)
 is inserted in the same transaction, before the model sees the records (so that concurrent
 requests of one key cannot make it work past the key's limits). The answer is sent only after
 that commit, so every answer a client received has its entry, and the budget counters equal the
@@ -55,9 +56,34 @@ api_keys = sa.Table(
     sa.Column("used", sa.BigInteger, nullable=False, default=0),
     sa.Column("rate", sa.BigInteger, nullable=True),  # records per window; NULL = no cap
     sa.Column("window_s", sa.Integer, nullable=False, default=60),
+    # As of the key's last charge: the second its rate window's oldest bucket expires and the
+    # records in that window (KeyInfo.window_until / window_used; the column kept its name
+    # from the fixed windows it held before).
     sa.Column("window_id", sa.BigInteger, nullable=False, default=0),
     sa.Column("window_used", sa.BigInteger, nullable=False, default=0),
 )
+
+#: Records charged to a key per time bucket of ``width`` seconds (``idx``: start // width) and
+#: the time of the latest, for its sliding rate window: a bucket's records count until
+#: ``window_s`` seconds after its latest. Buckets past every window are deleted as charges go.
+rate_buckets = sa.Table(
+    "miaudit_rate_buckets",
+    metadata,
+    sa.Column("key_id", sa.String(16), primary_key=True),
+    sa.Column("width", sa.BigInteger, primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("last", sa.Float, nullable=False),
+)
+
+#: Buckets per rate window: a record counts for at most window_s + window_s / 64 seconds.
+RATE_BUCKETS = 64
+
+
+def bucket_width(window_s: int) -> int:
+    """Seconds per rate bucket of a window of ``window_s`` seconds."""
+    return -(-int(window_s) // RATE_BUCKETS)
+
 
 requests = sa.Table(
     "miaudit_requests",
@@ -127,18 +153,19 @@ class KeyInfo:
     used: int
     rate: int | None
     window_s: int
-    #: The rate window the key was last charged in (``now // window_s``) and its records there:
-    #: what a request can be refused on before the model runs (the charge decides the rest).
-    window_id: int = 0
+    #: As of the key's last charge: the records in its rate window and the second (epoch) the
+    #: oldest of them leaves it. Until then, with no charge since, the window holds exactly
+    #: ``window_used``: what a request can be refused on before the model runs (the charge
+    #: decides the rest).
+    window_until: int = 0
     window_used: int = 0
 
     def rate_window_full(self, n: int, now: float) -> bool:
-        """Whether ``n`` more records would pass the key's rate limit in the window of ``now``,
-        as of this read of the key."""
-        if self.rate is None:
+        """Whether ``n`` more records would certainly exceed the key's rate limit at ``now``, as
+        of this read of the key (False when records may have left the window since)."""
+        if self.rate is None or now >= self.window_until:
             return False
-        used = self.window_used if self.window_id == int(now) // self.window_s else 0
-        return used + n > self.rate
+        return self.window_used + n > self.rate
 
     def public(self) -> dict[str, Any]:
         return {
@@ -244,9 +271,26 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
     )
 
 
-def rate_retry_after(now: float, window_s: int) -> int:
-    """Seconds until the rate window of ``now`` ends (at least 1): a 429's ``Retry-After``."""
-    return max(1, math.ceil((math.floor(now / window_s) + 1) * window_s - now))
+def rate_retry_after(now: float, until: float) -> int:
+    """Seconds from ``now`` until ``until`` (at least 1): a 429's ``Retry-After``."""
+    return max(1, math.ceil(until - now))
+
+
+def _window_room(
+    buckets: Sequence[tuple[float, int]], n: int, rate: int, window_s: int
+) -> tuple[int, float]:
+    """(records in the window, the time at which ``n`` more fit under ``rate``) from the key's
+    buckets in its window (latest record's time, records): a bucket's records leave the window
+    ``window_s`` seconds after its latest."""
+    ends = sorted((last + window_s, c) for last, c in buckets)
+    used = sum(c for _, c in ends)
+    excess, fits_at = used + n - rate, 0.0
+    for until, c in ends:
+        if excess <= 0:
+            break
+        excess -= c
+        fits_at = until
+    return used, fits_at
 
 
 def _query_value(query: Any, name: str) -> str | None:
@@ -350,18 +394,30 @@ class Store:
             self._sql_actor += " FOR SHARE"
             self._sql_lock += " FOR UPDATE"
         # The hot path (one charge per answer) as driver-level SQL: SQLAlchemy's statement handling
-        # costs more than the database's work here. One conditional UPDATE: the key is live, its
-        # total budget holds n more records and so does its current rate window (window id =
-        # now // window_s; a new window starts from n). In an UPDATE every expression reads the
-        # row's old values (SQL standard).
-        wid = f"({ph} / window_s)"  # integer division in SQLite and PostgreSQL
-        self._sql_charge = (
-            f"UPDATE miaudit_api_keys SET "
-            f"window_used = CASE WHEN window_id = {wid} THEN window_used + {ph} ELSE {ph} END, "
-            f"window_id = {wid}, used = used + {ph} "
-            f"WHERE key_id = {ph} AND revoked_at IS NULL AND (budget IS NULL OR used + {ph} <= budget) "
-            f"AND (rate IS NULL OR (CASE WHEN window_id = {wid} THEN window_used + {ph} ELSE {ph} END) <= rate)"
+        # costs more than the database's work here. The key's row is read and held (SQLite's
+        # write lock; FOR UPDATE on PostgreSQL, so that a second charge of the key reads the
+        # window after the first commits), then its buckets that overlap the window.
+        self._sql_charge_key = (
+            f"SELECT revoked_at, budget, used, rate, window_s, window_id "
+            f"FROM miaudit_api_keys WHERE key_id = {ph}"
         )
+        if self.engine.dialect.name != "sqlite":
+            self._sql_charge_key += " FOR UPDATE"
+        self._sql_window = (
+            f"SELECT last, n FROM miaudit_rate_buckets WHERE key_id = {ph} AND last > {ph}"
+        )
+        self._sql_charge = (
+            f"UPDATE miaudit_api_keys SET used = used + {ph}, window_used = {ph}, window_id = {ph} "
+            f"WHERE key_id = {ph}"
+        )
+        later = "max" if self.engine.dialect.name == "sqlite" else "greatest"
+        self._sql_bucket = (
+            f"INSERT INTO miaudit_rate_buckets (key_id, width, idx, n, last) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (key_id, width, idx) DO UPDATE "
+            f"SET n = miaudit_rate_buckets.n + excluded.n, "
+            f"last = {later}(miaudit_rate_buckets.last, excluded.last)"
+        )
+        self._sql_prune = f"DELETE FROM miaudit_rate_buckets WHERE key_id = {ph} AND last <= {ph}"
         self._sql_request = (
             f"INSERT INTO miaudit_requests (key_id, ts, endpoint, n_records, policy, status) "
             f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) RETURNING id"
@@ -584,7 +640,7 @@ class Store:
             res = conn.execute(
                 api_keys.update()
                 .where(api_keys.c.key_id == key_id)
-                .values(budget=budget, rate=rate, window_s=window_s)
+                .values(budget=budget, rate=rate, window_s=window_s, window_id=0)
             )
             if res.rowcount == 1:
                 _record_act(
@@ -612,33 +668,46 @@ class Store:
         """Charge ``n`` records to ``key_id`` and log the request with ``status``, in one transaction.
 
         Admitted only if the key is not revoked, its total budget holds ``n`` more records and
-        its current rate window holds ``n`` more. On denial nothing is charged. ``status`` is
+        at most ``rate`` records, these included, were charged in the ``window_s`` seconds up to
+        ``now``. The window slides: records are counted in buckets of ``window_s / 64``
+        seconds (:func:`bucket_width`), each until ``window_s`` after its latest record, so a
+        record may count up to one bucket longer than ``window_s``, never shorter — no window
+        of ``window_s`` seconds ever holds more than ``rate`` records (fixed windows let
+        2 × ``rate`` through across a boundary). On denial nothing is charged. ``status`` is
         what the caller gets: 200 for a charge made before the model runs, until :meth:`settle`
         changes it.
         """
         now = time.time() if now is None else now
         n, now_s = int(n), int(now)
         with self._write() as conn:
-            res = conn.exec_driver_sql(
-                self._sql_charge, (now_s, n, n, now_s, n, key_id, n, now_s, n, n)
+            row = conn.exec_driver_sql(self._sql_charge_key, (key_id,)).first()
+            if row is None or row[0] is not None:
+                return Charge(None, "revoked")
+            budget, used, rate, window_s, until = row[1], int(row[2]), row[3], int(row[4]), row[5]
+            if budget is not None and used + n > budget:
+                return Charge(None, "budget", BUDGET_RETRY_AFTER_S)
+            start = now - window_s  # a bucket whose latest record is after it still counts
+            buckets = conn.exec_driver_sql(self._sql_window, (key_id, start)).all()
+            in_window, fits_at = _window_room(buckets, n, rate or 0, window_s)
+            if rate is not None and in_window + n > rate:  # more than the rate never fits
+                retry = window_s if n > rate else rate_retry_after(now, fits_at)
+                return Charge(None, "rate", retry)
+            width = bucket_width(window_s)
+            oldest = min([float(last) for last, _ in buckets] + [now])
+            conn.exec_driver_sql(
+                self._sql_charge, (n, in_window + n, math.floor(oldest + window_s), key_id)
             )
-            if res.rowcount == 1:
-                rid = int(
-                    conn.exec_driver_sql(
-                        self._sql_request, (key_id, now, endpoint, n, policy, status)
-                    ).scalar_one()
-                )
-                if hashes:
-                    conn.exec_driver_sql(
-                        self._sql_records, [(rid, i, h) for i, h in enumerate(hashes)]
-                    )
-                return Charge(rid)
-            row = conn.execute(self._key_stmt, {"key_id": key_id}).mappings().first()
-        if row is None or row["revoked_at"] is not None:
-            return Charge(None, "revoked")
-        if row["budget"] is not None and row["used"] + n > row["budget"]:
-            return Charge(None, "budget", BUDGET_RETRY_AFTER_S)
-        return Charge(None, "rate", rate_retry_after(now, int(row["window_s"])))
+            conn.exec_driver_sql(self._sql_bucket, (key_id, width, now_s // width, n, now))
+            if now >= int(until):  # a bucket left the window since the last charge
+                conn.exec_driver_sql(self._sql_prune, (key_id, start))
+            rid = int(
+                conn.exec_driver_sql(
+                    self._sql_request, (key_id, now, endpoint, n, policy, status)
+                ).scalar_one()
+            )
+            if hashes:
+                conn.exec_driver_sql(self._sql_records, [(rid, i, h) for i, h in enumerate(hashes)])
+            return Charge(rid)
 
     def settle(
         self,
@@ -653,11 +722,11 @@ class Store:
         """Change the status of a charged request whose records got no answer, in one transaction.
 
         500 (the model saw the records but could not answer): it stays charged. 502 (an upstream
-        failed, no answer came): its ``n`` records are given back to the key — to its rate window
-        too while that window is still the one of ``charged_at`` under the ``window_s`` it was
-        charged with (a window changed by an admin since keeps its count: red team, a refund
-        after ``window_s`` changed drove ``window_used`` to -6), never below 0 — and its record
-        hashes are removed, as for any refused request.
+        failed, no answer came): its ``n`` records are given back to the key's total and to the
+        rate bucket they were charged in (at ``charged_at``, under the ``window_s`` they were
+        charged with), neither below 0 (red team: a refund after an admin changed
+        ``window_s`` drove the fixed window's count to -6), and its record hashes are removed,
+        as for any refused request.
         """
         if charge.request_id is None:
             raise ValueError("only an admitted charge can be settled")
@@ -667,21 +736,39 @@ class Store:
             if status != 502:
                 return
             conn.execute(request_records.delete().where(request_records.c.request_id == rid))
-            same_window = sa.and_(
-                api_keys.c.window_s == window_s,
-                api_keys.c.window_id == int(charged_at) // window_s,
-                api_keys.c.window_used >= n,
+            width = bucket_width(window_s)
+            b = rate_buckets.c
+            conn.execute(
+                rate_buckets.update()
+                .where(b.key_id == key_id, b.width == width, b.idx == int(charged_at) // width)
+                .values(n=sa.case((b.n >= n, b.n - n), else_=0))
             )
             conn.execute(
                 api_keys.update()
                 .where(api_keys.c.key_id == key_id)
-                .values(
+                .values(  # the window's count as of the last charge no longer holds: re-read it
                     used=sa.case((api_keys.c.used >= n, api_keys.c.used - n), else_=0),
-                    window_used=sa.case(
-                        (same_window, api_keys.c.window_used - n), else_=api_keys.c.window_used
-                    ),
+                    window_id=0,
                 )
             )
+
+    def window_used(self, key_id: str, now: float | None = None) -> int:
+        """Records charged to ``key_id`` in its rate window at ``now`` (0 for no such key),
+        counted as :meth:`charge` counts them."""
+        now = time.time() if now is None else now
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(api_keys.c.window_s).where(api_keys.c.key_id == key_id)
+            ).first()
+            if row is None:
+                return 0
+            b = rate_buckets.c
+            total = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(b.n), 0)).where(
+                    b.key_id == key_id, b.last > now - int(row[0])
+                )
+            ).scalar_one()
+        return int(total)
 
     def log_denied(
         self, key_id: str | None, *, endpoint: str, n: int, policy: str | None, status: int
@@ -867,6 +954,6 @@ def _info(row: Any) -> KeyInfo:
         used=int(row["used"]),
         rate=row["rate"],
         window_s=int(row["window_s"]),
-        window_id=int(row["window_id"]),
+        window_until=int(row["window_id"]),
         window_used=int(row["window_used"]),
     )
