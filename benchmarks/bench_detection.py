@@ -239,10 +239,15 @@ def run(size: str) -> BenchResult:
     finally:
         client.close()
         store.close()
-    bulk = _hidden_in_bulk(service, first_alert, secret, x_train, std, pop, p["trials"])
+    bulk = _hidden_in_bulk(
+        service, first_alert, Monitor, detectors, secret, x_train, std, pop, p["trials"]
+    )
     figures["hidden in bulk"] = bulk
     rows.append(
         f"| noise σ=0.1 hidden in one request of 9,999 rows (1,000 queries) | {bulk['detected']}/{p['trials']} | 9,999 | {', '.join(bulk['detectors']) or '—'} |"
+    )
+    rows.append(
+        f"| the same, a uniform sample of 512 rows (the sample before; monitor only) | {bulk['uniform_sample_detected']}/{p['trials']} | 9,999 | |"
     )
     rows.append(
         f"| benign bulk (one request of 9,999 population records) | false alarms: {bulk['benign_bulk_alerts']} in {p['trials']} | | {', '.join(bulk['benign_bulk_detectors']) or '—'} |"
@@ -286,11 +291,35 @@ def run(size: str) -> BenchResult:
     )
 
 
-def _hidden_in_bulk(service, first_alert, secret, x_train, std, pop, trials: int) -> dict:
+class _Alerts:
+    def __init__(self) -> None:
+        self.detectors: list[str] = []
+
+    def __call__(self, detector, key_id, keys, detail) -> None:
+        self.detectors.append(detector)
+
+
+def _uniform_monitor(monitor_class):
+    """The monitor with the sample it had before: 512 rows drawn uniformly (the baseline)."""
+
+    class Uniform(monitor_class):  # type: ignore[misc, valid-type]
+        def _sample_rows(self, z: np.ndarray) -> np.ndarray:
+            return np.sort(self._rng.choice(len(z), self.cfg.max_rows_per_request, replace=False))
+
+    return Uniform
+
+
+def _hidden_in_bulk(
+    service, first_alert, monitor_class, detectors, secret, x_train, std, pop, trials: int
+) -> dict:
     """Per trial, one key sends 50 noisy copies (σ = 0.1 standard deviations) of each of 20
     training records shuffled among 8,999 population records in one request, and another key
-    one request of 9,999 population records: detected trials and benign alerts."""
+    one request of 9,999 population records: detected trials and benign alerts; and the same
+    attack's request seen by a monitor with a uniform sample (the baseline, no HTTP)."""
+    from miaudit.serve import record_hashes
+
     detected, which, benign_alerts, benign_which = 0, set(), 0, set()
+    uniform_detected = 0
     for t in range(trials):
         rng = np.random.default_rng(1000 + t)
         x = x_train[rng.choice(len(x_train), 20, replace=False)]
@@ -298,6 +327,11 @@ def _hidden_in_bulk(service, first_alert, secret, x_train, std, pop, trials: int
         start = int(rng.integers(0, len(pop) - 9_999))
         bulk = np.concatenate([probes, pop[start : start + 8_999]])[rng.permutation(9_999)]
         benign = pop[rng.choice(len(pop), 9_999, replace=False)]
+        seen = _Alerts()
+        _uniform_monitor(monitor_class)(detectors, D, secret, seen).observe(
+            "attacker", bulk, record_hashes(secret, bulk), now=1000.0
+        )
+        uniform_detected += bool(seen.detectors)
         app, client = service()
         store = app.state.store
         try:
@@ -325,6 +359,7 @@ def _hidden_in_bulk(service, first_alert, secret, x_train, std, pop, trials: int
         "detectors": sorted(which),
         "benign_bulk_alerts": benign_alerts,
         "benign_bulk_detectors": sorted(benign_which),
+        "uniform_sample_detected": uniform_detected,
     }
 
 
@@ -335,15 +370,12 @@ def _bulk_timing(monitor_class, detectors, secret, pop, repeats: int = 7) -> dic
 
     from miaudit.serve import record_hashes
 
-    class Uniform(monitor_class):  # type: ignore[misc, valid-type]
-        def _sample_rows(self, z: np.ndarray) -> np.ndarray:
-            return np.sort(self._rng.choice(len(z), self.cfg.max_rows_per_request, replace=False))
-
+    uniform = _uniform_monitor(monitor_class)
     x = pop[:9_999]
     hashes = record_hashes(secret, x)
     times: dict[str, list[float]] = {"crowded_first_s": [], "uniform_s": []}
     for i in range(repeats):
-        for name, cls in (("crowded_first_s", monitor_class), ("uniform_s", Uniform)):
+        for name, cls in (("crowded_first_s", monitor_class), ("uniform_s", uniform)):
             mon = cls(detectors, D, secret, lambda *a: None)
             t0 = time.perf_counter()
             mon.observe(f"k{i}", x, hashes, now=1000.0)
