@@ -111,6 +111,34 @@ def test_target_epsilon_is_spent_and_recorded(small, accountant):
     assert res.logits.shape == (1, small.n_records, 5) and np.all(np.isfinite(res.logits))
 
 
+@pytest.mark.parametrize("ghost", [False, True])
+def test_every_poisson_round_is_a_step_empty_batches_included(small, ghost, caplog):
+    """Red team: empty Poisson batches were skipped, so the accountant counted only the rounds
+    that drew a record (batch_size 1: 97 of 160 steps, ε 0.84 recorded for rounds worth 1.0);
+    whether a round was skipped depends on whether a record was drawn."""
+    from opacus.accountants import create_accountant
+
+    recipe = parse_recipe(
+        {
+            "kind": "torch-mlp",
+            "hidden": [8],
+            "epochs": 2,
+            "batch_size": 1,
+            "dp": {"epsilon": 1.0, "accountant": "prv", "ghost_clipping": ghost},
+        }
+    )
+    idx = np.arange(0, small.n_records, 2)  # 150 records: q = 1/150, 300 rounds
+    res = train_dp(recipe, small, [idx], [fit_affine(small, idx)], [ModelStreams.of(0, 0)])
+    (p,) = res.privacy
+    assert p["steps"] == 2 * len(idx)  # about 37 % of these rounds drew no record
+    fresh = create_accountant("prv")
+    fresh.history = [(p["noise_multiplier"], p["sample_rate"], p["steps"])]
+    assert p["epsilon"] == pytest.approx(fresh.get_epsilon(delta=p["delta"]), rel=1e-9)
+    assert 0.9 <= p["epsilon"] <= 1.0 + 1e-9  # the target is what the rounds spend
+    assert np.all(np.isfinite(res.logits))
+    assert "batch is empty" not in caplog.text  # an ordinary step, not a warning to the user
+
+
 def test_reproducible_and_ghost_clipping_trains(small):
     a, b = (
         _train(_mlp(noise_multiplier=1.0), small, seed=4),

@@ -137,6 +137,19 @@ def test_fine_tuning_is_reproducible_bit_for_bit(base: Path, tmp_path: Path, met
     assert (tmp_path / "a" / "tokenizer.json").is_file()
 
 
+def test_dp_fine_tuning_steps_on_every_poisson_round(base: Path, tmp_path: Path) -> None:
+    """Empty Poisson batches are steps of noise alone, as the accountant assumes (they were
+    skipped: red team); GPT-2 runs them on a placeholder row whose loss is weighted 0."""
+    pytest.importorskip("opacus")
+    from miaudit.models import LMDP
+
+    texts = synthetic_records(20, seed=15).texts
+    ft = LMFinetune(method="lora", epochs=2, batch_size=1, dp=LMDP(epsilon=8.0))
+    info = finetune_lm(base, ft, texts, tmp_path / "dp", seed=5)
+    assert info["steps"] == 2 * 20 and info["sample_rate"] == pytest.approx(1 / 20)
+    assert 0.9 * 8.0 <= info["epsilon"] <= 8.0 + 1e-9
+
+
 def test_fine_tuning_raises_the_members_likelihood(base: Path, tmp_path: Path) -> None:
     members = synthetic_records(30, seed=13).texts
     others = synthetic_records(30, seed=14).texts

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from miaudit.models._dp import require_opacus
+from miaudit.models._dp import quiet_empty_batches, require_opacus
 from miaudit.models._lm import pad_batch, token_loss
 from miaudit.models._lm_recipe import LMFinetune
 
@@ -42,7 +42,7 @@ def dp_finetune(
     Returns the privacy record: ε spent, δ, accountant, σ, clipping norm, sampling rate, steps.
     """
     require_opacus()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_empty_batches():
         # Opacus's advice about its defaults (secure RNG off, RDP orders) is not about this run.
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -83,9 +83,18 @@ def _dp_finetune(
     steps = 0
     for _ in range(ft.epochs):
         for batch_ids, batch_mask in dl:
-            if len(batch_ids) == 0:  # Poisson sampling can draw an empty batch
-                continue
-            loss: Any = token_loss(private, batch_ids, batch_mask).mean()
+            if len(batch_ids) == 0:
+                # An empty Poisson batch is a step too, as the accountant assumes (skipping it
+                # under-reported ε: red team). GPT-2 cannot run on no rows, so the step runs
+                # on one public placeholder row (pads) whose loss is weighted 0: its clipped
+                # gradient is exactly 0 and the step is noise alone, as Opacus's own
+                # empty-batch step is.
+                placeholder = torch.full((1, 2), pad_id, dtype=ids.dtype)
+                loss: Any = (
+                    0.0 * token_loss(private, placeholder, torch.ones_like(placeholder)).sum()
+                )
+            else:
+                loss = token_loss(private, batch_ids, batch_mask).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
