@@ -21,8 +21,9 @@ CLAIM = (
 )
 
 
-def _cfg(dp: dict | None, seed: int, *, n: int = 700, epochs: int = 30) -> object:
+def _cfg(dp: dict | None, seed: int, *, n: int = 700, epochs: int = 30, **extra: object) -> object:
     model = {"kind": "torch-mlp", "hidden": [128], "epochs": epochs, "batch_size": 64, "lr": 0.003}
+    model.update(extra)
     if dp is not None:
         model["dp"] = {"epsilon": CLAIM, "ghost_clipping": True, **dp}
     return parse_audit_config(
@@ -318,3 +319,7 @@ def test_multi_run_mode_writes_schema_3_with_counts_ceiling_and_ideal(tmp_path):
             _cfg({"fault": "no_clipping", "ghost_clipping": False}, 0, epochs=1),
             design=DpAuditDesign(runs=4, multi_run=True),
         )
+    # Red team: dropout was an internal error (vmap refuses random masks), exit 1.
+    dropped = _cfg({"ghost_clipping": False}, 0, epochs=1, dropout=0.3)
+    with pytest.raises(InputError, match=r"model\.dropout.*without dropout"):
+        dp_audit(dropped, design=DpAuditDesign(runs=4, multi_run=True))

@@ -57,3 +57,29 @@ def test_batched_runs_score_like_the_ideal_and_zero_noise_collapses():
     )
     assert np.ptp(zero.scores[~inc]) == pytest.approx(0.0, abs=1e-9)  # no noise: one value
     assert zero.scores[inc].min() >= zero.scores[~inc].max()
+
+
+def test_batched_gradients_follow_the_recipes_label_smoothing():
+    """Red team: the batched trainer's loss ignored label_smoothing, so multi-run audits trained
+    another recipe than the one declared. Each per-sample gradient now equals autograd's on the
+    recipe's loss."""
+    from torch import nn
+    from torch.func import stack_module_state
+
+    from miaudit.models._dp_multirun import _per_sample_grads
+
+    torch.manual_seed(1)
+    nets = [nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3)) for _ in range(2)]
+    params, _ = stack_module_state(nets)
+    x, y = torch.randn(2, 6, 5), torch.randint(0, 3, (2, 6))
+    for smoothing in (0.0, 0.2):
+        got = _per_sample_grads(nets[0], smoothing)(params, x, y)
+        for g in range(2):
+            for b in range(6):
+                nets[g].zero_grad()
+                out = nets[g](x[g, b].unsqueeze(0))
+                nn.functional.cross_entropy(
+                    out, y[g, b].unsqueeze(0), label_smoothing=smoothing
+                ).backward()
+                for name, p in nets[g].named_parameters():
+                    torch.testing.assert_close(got[name][g, b], p.grad, atol=1e-6, rtol=1e-5)

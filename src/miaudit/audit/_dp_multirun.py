@@ -144,6 +144,11 @@ def check_multi_run_recipe(recipe: object, runs: int) -> MLPRecipe:
         )
     if recipe.optimizer not in ("adam", "sgd"):
         raise InputError("model.optimizer", "multi-run mode trains with 'adam' or 'sgd'")
+    if recipe.dropout > 0:  # red team: vmap refused the random masks, an internal error
+        raise InputError(
+            "model.dropout",
+            f"multi-run mode trains without dropout (its batched runs draw no dropout masks), got {recipe.dropout}; set 0 or audit without --multi-run",
+        )
     if runs < 2:
         raise InputError("runs", f"multi-run mode needs at least 2 runs, got {runs}")
     return recipe
@@ -225,6 +230,7 @@ def run_multi(
                 weight_decay=recipe.weight_decay,
                 momentum=recipe.momentum,
                 fault=dp.fault,
+                label_smoothing=recipe.label_smoothing,
             ),
             int(plan.integers(2**62)),
         )

@@ -49,6 +49,7 @@ class BatchedMechanism:
     weight_decay: float = 0.0
     momentum: float = 0.0
     fault: str = "none"
+    label_smoothing: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,13 +68,13 @@ def _optimizer(params: list[torch.Tensor], mech: BatchedMechanism) -> torch.opti
     )
 
 
-def _per_sample_grads(base: nn.Module) -> Any:
+def _per_sample_grads(base: nn.Module, label_smoothing: float) -> Any:
     """(stacked params, x (G, B, d), y (G, B)) → per-run, per-sample gradients (G, B, …)."""
     from torch.func import functional_call, grad, vmap
 
     def loss(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = functional_call(base, params, (x.unsqueeze(0),))
-        return F.cross_entropy(out, y.unsqueeze(0))
+        return F.cross_entropy(out, y.unsqueeze(0), label_smoothing=label_smoothing)
 
     return vmap(vmap(grad(loss), in_dims=(None, 0, 0)), in_dims=(0, 0, 0))
 
@@ -172,7 +173,7 @@ def train_dp_runs(
         part = slice(start, start + CHUNK_RUNS)
         state = _ChunkState(modules[part], coords[part], included[part], mech)
         base = modules[start]
-        grads_fn = _per_sample_grads(base)
+        grads_fn = _per_sample_grads(base, mech.label_smoothing)
         gen = torch.Generator().manual_seed(
             int(np.random.SeedSequence([seed, ci]).generate_state(1)[0])
         )
