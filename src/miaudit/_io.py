@@ -14,6 +14,8 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import json
+import math
 import os
 import stat
 import tempfile
@@ -196,6 +198,24 @@ def read_secret_file(
     finally:
         os.close(fd)
     return data
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None. JSON has no NaN or ∞ (Python
+    writes ``Infinity``, which strict readers refuse): a privacy record's ε = ∞ is written as
+    null and read back as ∞ (``PrivacySpent``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def dumps_json(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of :func:`finite_json` (standard JSON whatever floats ``value`` holds)."""
+    return json.dumps(finite_json(value), allow_nan=False, **kwargs)
 
 
 def sha256_file(path: Path) -> str:

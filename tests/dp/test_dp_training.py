@@ -207,6 +207,44 @@ def test_engine_dispatches_dp_and_records_privacy(tmp_path):
     assert again.reused == (0,)  # the DP recipe's key is stable
 
 
+def test_an_infinite_epsilon_is_written_as_standard_json(tmp_path):
+    """Red team: σ = 0 records ε = ∞, written as the literal Infinity (not JSON: strict readers
+    refused the unit's manifest, its weights' metadata and the signals file). It is null now,
+    read back as ∞."""
+    from safetensors import safe_open
+
+    from miaudit.audit import PrivacySpent
+    from miaudit.data import load_signals
+    from miaudit.engine import TrainConfig, _cache, train
+
+    def strict(text: str) -> object:
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in a JSON file"))
+
+    cfg = TrainConfig.model_validate(
+        {
+            "data": {"dataset": "purchase", "purchase": {"n_records": 120, "n_features": 8}},
+            "model": {
+                "kind": "torch-mlp",
+                "hidden": [4],
+                "epochs": 1,
+                "dp": {"noise_multiplier": 0.0},
+            },
+            "plan": {"models": 2, "unit_size": 2},
+            "engine": {"workers": 0, "threads": 1, "progress": False},
+            "seed": 3,
+        }
+    )
+    run = train(cfg, tmp_path)
+    folder = _cache.unit_dir(run.cache, run.signals.info.units[0])
+    manifest = strict((folder / _cache.MANIFEST).read_text())
+    assert [p["epsilon"] for p in manifest["info"]["privacy"]] == [None, None]  # type: ignore[index]
+    with safe_open(str(folder / "weights.safetensors"), framework="np") as fh:
+        assert [p["epsilon"] for p in strict(fh.metadata()["privacy"])] == [None, None]  # type: ignore[union-attr]
+    for p in load_signals(run.signals_path).info.privacy:
+        assert PrivacySpent.model_validate(p).epsilon == math.inf
+    assert train(cfg, tmp_path).reused == (0,)  # the manifest reads back
+
+
 def test_shuffled_batches_are_refused_because_the_accountant_assumes_poisson_sampling(
     small, tmp_path, monkeypatch, capsys
 ):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
-from miaudit._io import atomic_path
+from miaudit._io import atomic_path, dumps_json
 from miaudit.data._tables import (
     CHUNK_RECORDS,
     META_KEY,
@@ -92,7 +91,7 @@ def _write(
         if suffix == ".npz":
             payload = dict(arrays)
             if meta:
-                payload[META_KEY] = np.array(json.dumps(meta))
+                payload[META_KEY] = np.array(dumps_json(meta))
             with tmp.open("wb") as fh:  # streamed: no second in-memory copy of the arrays
                 np.savez(fh, **payload)  # type: ignore[arg-type]
         else:
@@ -114,7 +113,7 @@ def _write_parquet(tmp: Path, arrays: dict[str, np.ndarray], meta: dict[str, obj
             cols[name] = pa.array(a)
     table = pa.table(cols)
     if meta:
-        table = table.replace_schema_metadata({META_KEY: json.dumps(meta)})
+        table = table.replace_schema_metadata({META_KEY: dumps_json(meta)})
     pq.write_table(table, tmp)
 
 
@@ -136,7 +135,7 @@ def _write_parquet_chunked(tmp: Path, store: SignalsStore) -> None:
         }
 
     first = pa.table(columns(0, min(store.n_records, CHUNK_RECORDS)))
-    schema = first.schema.with_metadata({META_KEY: json.dumps(store.meta())})
+    schema = first.schema.with_metadata({META_KEY: dumps_json(store.meta())})
     with pq.ParquetWriter(tmp, schema) as writer:
         writer.write_table(first.cast(schema))
         for lo in range(CHUNK_RECORDS, store.n_records, CHUNK_RECORDS):
@@ -204,7 +203,7 @@ class SignalsDirWriter:
         for name, arr in arrays.items():
             if arr is not None:
                 np.save(self._tmp / f"{name}.npy", np.asarray(arr), allow_pickle=False)
-        (self._tmp / NPY_DIR_META).write_text(json.dumps(self.meta), encoding="utf-8")
+        (self._tmp / NPY_DIR_META).write_text(dumps_json(self.meta), encoding="utf-8")
         self._done = True
 
     def __enter__(self) -> Self:

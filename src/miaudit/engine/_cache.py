@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from miaudit._io import npy_header, sha256_file
+from miaudit._io import dumps_json, npy_header, sha256_file
 from miaudit._io import sha256_of as _sha256_of
 from miaudit.errors import InputError
 from miaudit.models import (
@@ -162,7 +162,7 @@ def publish(staging: Path, cache: Path, key: str, parts: KeyParts, info: dict[st
         "info": info,
     }
     tmp = staging / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    tmp.write_text(dumps_json(manifest, indent=1), encoding="utf-8")
     os.chmod(tmp, 0o600)
     os.replace(tmp, staging / MANIFEST)
     final = unit_dir(cache, key)

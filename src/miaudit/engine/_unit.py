@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from miaudit._io import dumps_json
 from miaudit.datasets import Affine, Dataset
 from miaudit.engine import _cache
 from miaudit.errors import InputError
@@ -183,7 +184,7 @@ def _train_torch_models(
         "kept_epoch": json.dumps(result.kept_epoch),
     }
     if result.privacy is not None:  # per model: ε spent, δ, accountant (DP-SGD)
-        meta["privacy"] = json.dumps(result.privacy)
+        meta["privacy"] = dumps_json(result.privacy)
     save_torch_state(staging / "weights.safetensors", state, meta)
     return result.logits, result.privacy
 
