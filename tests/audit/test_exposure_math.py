@@ -113,3 +113,18 @@ def test_text_demo_is_sized_as_promised() -> None:
     assert cfg.data.records // 2 <= 2000 and cfg.model.pretrain.max_tokens <= 1_000_000
     assert cfg.model.architecture.context == 64 and cfg.canaries.exact()
     assert cfg.canaries.repetitions == [1, 4, 16] and cfg.canaries.per_level >= 10
+
+
+def test_dp_record_says_what_a_deduplicated_sets_guarantee_covers() -> None:
+    """Red team: with [dedup] and DP fine-tuning the record claimed (ε, δ) per text, though
+    deduplication ran before the accountant and is not accounted."""
+    from miaudit.audit._exposure import DEDUP_SCOPE, dp_record
+
+    info = {"epsilon": 2.0, "delta": 1e-5, "accountant": "rdp", "noise_multiplier": 1.1, "steps": 9}
+    plain = dp_record(info, [1, 4], deduplicated=False)
+    deduped = dp_record(info, [1, 4], deduplicated=True)
+    assert plain is not None and "scope" not in plain
+    assert deduped is not None and deduped["scope"] == DEDUP_SCOPE
+    assert "not accounted" in DEDUP_SCOPE and "group privacy" in DEDUP_SCOPE
+    assert [g["epsilon"] for g in deduped["group_privacy"]] == [2.0, 8.0]
+    assert dp_record({"losses": [1.0]}, [1], deduplicated=True) is None

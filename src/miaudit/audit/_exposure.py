@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,33 @@ def make_canaries(section: CanarySection, seed: int) -> list[Canary]:
         Canary(section.prefix.format(name=name), f"{int(s):0{section.digits}d}", reps)
         for name, s, reps in zip(names, order, levels, strict=True)
     ]
+
+
+#: What (ε, δ) covers when the fine-tuning set was deduplicated first (red team: the record
+#: claimed the guarantee per text without saying that dedup ran outside the accountant).
+DEDUP_SCOPE = (
+    "ε and δ are the accountant's for the deduplicated fine-tuning set; deduplication ran "
+    "before, outside the accountant, and is not accounted: adding or removing one text can "
+    "change which of its near-duplicates are kept, so for the texts as given the guarantee is "
+    "group privacy over a text and its near-duplicates"
+)
+
+
+def dp_record(
+    info: dict[str, Any], repetitions: Sequence[int], *, deduplicated: bool
+) -> dict[str, Any] | None:
+    """The DP part of the results from the fine-tuning's privacy record (None without DP): ε,
+    δ, accountant, σ, steps, the group-privacy bound per repetition count and, when the set
+    was deduplicated first, what the guarantee covers (:data:`DEDUP_SCOPE`)."""
+    if "epsilon" not in info:
+        return None
+    dp = {
+        **{k: info[k] for k in ("epsilon", "delta", "accountant", "noise_multiplier", "steps")},
+        "group_privacy": [group_privacy(info["epsilon"], info["delta"], n) for n in repetitions],
+    }
+    if deduplicated:
+        dp["scope"] = DEDUP_SCOPE
+    return dp
 
 
 def group_privacy(epsilon: float, delta: float, n: int) -> dict[str, Any]:
@@ -340,14 +367,7 @@ def _results(
     from miaudit._version import __version__
 
     c = cfg.canaries
-    dp = None
-    if "epsilon" in info:
-        dp = {
-            **{k: info[k] for k in ("epsilon", "delta", "accountant", "noise_multiplier", "steps")},
-            "group_privacy": [
-                group_privacy(info["epsilon"], info["delta"], n) for n in c.repetitions
-            ],
-        }
+    dp = dp_record(info, c.repetitions, deduplicated=dedup is not None)
     keep = store.keep[store.target, ~store.population]
     summary = {
         "schema_version": SCHEMA_VERSION,

@@ -40,6 +40,8 @@ def print_exposure(run: ExposureRun) -> None:
         )
         for g in s["dp"]["group_privacy"]:
             out.print(f"  {g['statement']}", highlight=False)
+        if s["dp"].get("scope"):
+            out.print(f"  {s['dp']['scope']}", highlight=False)
     if s["dedup"] is not None:
         d = s["dedup"]
         out.print(
