@@ -46,3 +46,16 @@ def test_bonferroni_over_the_points_decides():
             )
     assert perfect.rejected and not chance.rejected
     assert "REJECTED" in perfect.line() and "no point of the curve" in chance.line()
+
+
+def test_several_runs_take_the_largest_epsilon_at_each_delta():
+    """Red team: with several runs the curve of the run largest at the claimed δ was used at
+    every δ; runs differ in q and steps, so another run's ε can be larger at another δ."""
+    fewer = PRIVACY.model_copy(update={"steps": 100, "noise_multiplier": 1.6})
+    deltas = curve_deltas(PRIVACY.delta)
+    a = dict(accountant_curve(PRIVACY, deltas))
+    b = dict(accountant_curve(fewer, deltas))
+    assert any(a[d] > b[d] for d in deltas) and any(b[d] > a[d] for d in deltas)  # they cross
+    both = curve_test(1000, 200, 150, [PRIVACY, fewer, PRIVACY], 0.05)
+    assert [p.epsilon for p in both.points] == [max(a[d], b[d]) for d in deltas]
+    assert curve_test(1000, 200, 150, [PRIVACY], 0.05) == curve_test(1000, 200, 150, PRIVACY, 0.05)

@@ -909,7 +909,7 @@ def _result(
     )
     assert design.canary_kind is not None
     curve = (
-        curve_test(res.m, res.r, res.v, top, design.significance)
+        curve_test(res.m, res.r, res.v, privacy, design.significance)
         if design.curve and top is not None and math.isfinite(claimed)
         else None
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 from pydantic import Field, field_validator, model_validator
 
@@ -100,16 +101,30 @@ def accountant_curve(privacy: PrivacySpent, deltas: list[float]) -> list[tuple[f
     return out
 
 
-def curve_test(m: int, r: int, v: int, privacy: PrivacySpent, significance: float) -> CurveTest:
-    """The Bonferroni test of every point of the accountant's curve from the guesses (m, r, v)."""
-    points = [
-        CurvePoint(
-            delta=d,
-            epsilon=e,
-            p_value=1.0 if math.isinf(e) else float(one_run_p_value(m, r, v, e, delta=d)),
-        )
-        for d, e in accountant_curve(privacy, curve_deltas(privacy.delta))
-    ]
+def curve_test(
+    m: int,
+    r: int,
+    v: int,
+    privacy: PrivacySpent | Sequence[PrivacySpent],
+    significance: float,
+) -> CurveTest:
+    """The Bonferroni test of every point of the accountant's curve from the guesses (m, r, v).
+
+    With several runs (each its own record: q and steps differ slightly between them), each
+    point's ε is the largest of the runs' at that δ — the claim for the pooled runs, as the
+    one-run test takes the largest ε at the claimed δ (red team: the curve of the run largest
+    at the claimed δ was used at every δ, smaller than another run's at some)."""
+    records = [privacy] if isinstance(privacy, PrivacySpent) else list(privacy)
+    deltas = curve_deltas(records[0].delta)
+    distinct = {
+        (p.accountant, p.noise_multiplier, p.sample_rate, p.steps): p for p in records
+    }.values()
+    curves = [accountant_curve(p, deltas) for p in distinct]
+    points = []
+    for i, d in enumerate(deltas):
+        e = max(c[i][1] for c in curves)
+        p_value = 1.0 if math.isinf(e) else float(one_run_p_value(m, r, v, e, delta=d))
+        points.append(CurvePoint(delta=d, epsilon=e, p_value=p_value))
     smallest = min(p.p_value for p in points)
     adjusted = min(1.0, smallest * len(points))
     return CurveTest(
