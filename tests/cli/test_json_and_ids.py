@@ -194,3 +194,27 @@ def test_missing_ids_are_refused():
             member=np.array([0, 1]),
             record_id=np.array(["a", None], dtype=object),
         )
+
+
+def test_raw_ids_make_the_results_and_report_restricted(monkeypatch, capsys, tmp_path):
+    """Red team (a new user's walk through the docs): --raw-ids put likely members' ids in
+    results.json and report.html, written 0644 and announced as shareable."""
+    import stat
+
+    path, frame = _string_id_outputs(tmp_path)
+    out = tmp_path / "raw"
+    args = ("attack", str(path), "--out", str(out), "--resamples", "20", "--raw-ids")
+    code, stdout, stderr = run_main(monkeypatch, capsys, *args)
+    assert code == 0, stderr
+    listed = [
+        r["pseudonym"] for r in json.loads((out / "results.json").read_text())["most_exposed"]
+    ]
+    assert set(listed) <= set(frame["record_id"])  # ids in clear, as asked
+    for name in ("results.json", "report.html"):
+        assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o600, name
+    said = " ".join((stdout + stderr).split())
+    assert "results.json (restricted, 0600: --raw-ids" in said and "share neither" in said
+    assert "report.html (restricted, 0600" in said and "(shareable" not in said
+    code, _, stderr = run_main(monkeypatch, capsys, "report", str(out))  # re-rendered: still
+    assert code == 0 and stat.S_IMODE(os.stat(out / "report.html").st_mode) == 0o600
+    assert "restricted, 0600" in " ".join(stderr.split())

@@ -112,6 +112,7 @@ def _write(out_dir: Path, key: bytes, run: AttackRun, *, quiet: bool, report: bo
         run.label,
         run.scores,
         quiet=quiet,
+        restricted_results=run.result.pseudonymisation.raw_ids,
     )
     if report:
         write_shareable_report(out_dir)

@@ -176,9 +176,12 @@ def write_run(
     extra: dict[str, np.ndarray] | None = None,
     quiet: bool = False,
     kind: str = "attack",
+    restricted_results: bool = False,
 ) -> None:
     """Write a run's files; first remove what the folder's earlier run of the same kind wrote
-    (its manifest says what), so that nothing of it stays beside the new results."""
+    (its manifest says what), so that nothing of it stays beside the new results.
+    ``restricted_results``: results.json names records in clear (``--raw-ids``), so it is
+    written 0600 like the scores, not shareable."""
     import json
 
     _check_run_paths(out, kind)
@@ -201,16 +204,20 @@ def write_run(
     try:
         publish_key(out, key)
         write_scores(out / SCORES_FILE, record_id, member, label, scores, extra)
-        write_text_atomic(out / RESULTS_FILE, results_json)
+        write_text_atomic(out / RESULTS_FILE, results_json, restricted=restricted_results)
         write_text_atomic(out / MANIFEST_FILE, json.dumps({"kind": kind, "files": files}, indent=1))
     except BaseException:  # a full disk, say: no file of this run stays half-made beside the others
         for p in new:
             p.unlink(missing_ok=True)
         raise
     if not quiet:
+        share = (
+            "results.json and the report name records by their ids too (--raw-ids): they are restricted as well; share neither."
+            if restricted_results
+            else "share only results.json and reports."
+        )
         print(
-            f"warning: {out / SCORES_FILE} holds per-record membership (the training roster): it was created restricted (0600); "
-            "share only results.json and reports.",
+            f"warning: {out / SCORES_FILE} holds per-record membership (the training roster): it was created restricted (0600); {share}",
             file=sys.stderr,
         )
 

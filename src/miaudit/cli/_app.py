@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from miaudit.cli._console import console
+from miaudit.cli._console import console, report_sharing
 from miaudit.cli._options import Address, AsJson, Executor, TrustCode
 from miaudit.errors import InputError
 
@@ -79,7 +79,7 @@ def _report_line(out_dir: Path, to: Console | None = None) -> None:
     path = out_dir / REPORT_FILE
     if not path.is_file():
         path = write_report(out_dir)
-    (to or out).print(f"report: {path} (shareable, self-contained HTML)")
+    (to or out).print(f"report: {path} ({report_sharing(path)}; self-contained HTML)")
 
 
 def _print_json(text: str) -> None:
@@ -110,7 +110,11 @@ def attack_cmd(
     resamples: Annotated[int, typer.Option(help="Bootstrap replicates (records resampled).")] = 200,
     prior: Annotated[float, typer.Option(help="Member prior for the PPV.")] = 0.5,
     raw_ids: Annotated[
-        bool, typer.Option("--raw-ids", help="Show raw record ids instead of keyed pseudonyms.")
+        bool,
+        typer.Option(
+            "--raw-ids",
+            help="Show raw record ids instead of keyed pseudonyms (results.json and report.html are then restricted, 0600: they name likely members).",
+        ),
     ] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace results already in --out.")
@@ -169,8 +173,11 @@ def attack_cmd(
     say = err if as_json else out
     print_summary(result, say)
     if out_dir is not None:
+        shared = (
+            "restricted, 0600: --raw-ids names records by their ids" if raw_ids else "shareable"
+        )
         say.print(
-            f"results: {out_dir / 'results.json'} (shareable); scores: {out_dir / 'scores.parquet'} (restricted)"
+            f"results: {out_dir / 'results.json'} ({shared}); scores: {out_dir / 'scores.parquet'} (restricted)"
         )
         _report_line(out_dir, say)
     if as_json:

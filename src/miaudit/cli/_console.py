@@ -8,6 +8,7 @@ assumes 80 columns there).
 from __future__ import annotations
 
 import unicodedata
+from pathlib import Path
 
 from rich.console import Console
 
@@ -26,3 +27,11 @@ def plain(text: object) -> str:
         ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode()
         for ch in str(text)
     )
+
+
+def report_sharing(path: Path) -> str:
+    """How a written report may travel: shareable, or restricted when it was written 0600
+    because its results name records by their ids (``--raw-ids``)."""
+    if path.stat().st_mode & 0o077 == 0:
+        return "restricted, 0600: it names records by their ids (--raw-ids)"
+    return "shareable: aggregates and pseudonyms only"

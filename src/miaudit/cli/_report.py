@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from miaudit.cli._console import console
+from miaudit.cli._console import console, report_sharing
 
 
 def report(
@@ -61,7 +61,7 @@ def report(
     if written.warning:
         typer.echo(f"warning: {written.warning}", err=True)
     err.print(
-        f"report: {written.path} (shareable: aggregates and pseudonyms only)",
+        f"report: {written.path} ({report_sharing(written.path)})",
         highlight=False,
         soft_wrap=True,
     )

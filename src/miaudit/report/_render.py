@@ -436,7 +436,9 @@ def write_report(
     tradeoff: Sequence[TradeoffVariant] | None = None,
     dp: DpAuditSummary | None = None,
 ) -> Path:
-    """Render the report of a results folder (or results.json) and write it atomically, 0644.
+    """Render the report of a results folder (or results.json) and write it atomically, 0644,
+    or 0600 when the results name records in clear (``--raw-ids``: most-exposed records, most
+    of them members, by their ids).
 
     When the folder also holds the run's restricted scores.parquet, the report adds score
     distributions and a per-class table computed from it: counts and aggregates only.
@@ -462,5 +464,5 @@ def write_report(
     html = render_report(
         result, histograms=histograms, tradeoff=tradeoff, dp=dp, classes=classes, scores_note=note
     )
-    write_text_atomic(out, html)
+    write_text_atomic(out, html, restricted=result.pseudonymisation.raw_ids)
     return out
