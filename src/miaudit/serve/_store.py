@@ -373,6 +373,8 @@ def _restricted_sqlite_file(database: str, query: Any = None) -> None:
 class Store:
     """Keys, budgets, log and alerts in one SQL database."""
 
+    # Long: every statement of the hot path is built here once, for this engine's dialect,
+    # beside the comments that say why each is shaped as it is.
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
