@@ -65,15 +65,51 @@ def test_p_values_are_uniform_in_every_variance_decile():
 
 
 def test_power_remains_on_a_leaky_record():
+    """The p-value is the rank of the reference test's p among the model's known non-members:
+    where the references reproduce the model (here), it tracks the reference p (within 3
+    binomial standard errors and one rank), and a large shift reaches the smallest p this
+    model's non-members allow, 1 / (1 + non-members)."""
     store, sd = null_store(n=2000, seed=1)
+    rec = int(np.argmin(sd))  # a record whose references agree
+    for shift in (6, 12):
+        logits = store.logits.copy()
+        logits[0, rec, 0] += shift * sd[rec]
+        leaky = SignalsStore.from_arrays(
+            logits=logits, label=store.label, keep=store.keep, record_id=store.record_id
+        )
+        (row,) = check_records(leaky, [str(rec)], target=0)
+        assert row.p_references is not None and row.n_nonmembers is not None
+        if shift == 6:  # the reference test alone: p ≈ 0.0096 (its variance is shrunk)
+            se = np.sqrt(row.p_references * (1 - row.p_references) / row.n_nonmembers)
+            assert abs(row.p_value - row.p_references) <= 3 * se + 1 / row.n_nonmembers, row
+            assert row.p_value < 0.05
+        else:
+            assert row.p_value == 1 / (1 + row.n_nonmembers), row
+        assert row.null_rate == pytest.approx(0.05, abs=0.02)  # references reproduce model 0
+
+
+def test_p_values_are_calibrated_on_the_models_own_non_members():
+    """A new user's walk: an ONNX model audited against references of another recipe, more
+    confident overall, got p ≈ 1e-9 for non-members (90 % of them below 0.05). Here model 0 is
+    shifted by 1.5 for every record: against the references alone most of its non-members get
+    p < 0.05; ranked among its own non-members, 5 % do, and members that leak stay visible."""
+    store, sd = null_store(n=3000, seed=2)
     logits = store.logits.copy()
-    rec = int(np.argmin(sd))  # a record whose references agree: a shift of 6 σ is unmistakable
-    logits[0, rec, 0] += 6 * sd[rec]
-    leaky = SignalsStore.from_arrays(
+    logits[0, :, 0] += 1.5  # a more confident model than its references, for every record
+    member = store.keep[0]
+    logits[0, member, 0] += 2.0 * sd[member]  # and its members leak
+    shifted = SignalsStore.from_arrays(
         logits=logits, label=store.label, keep=store.keep, record_id=store.record_id
     )
-    (row,) = check_records(leaky, [str(rec)], target=0)
-    assert row.p_value < 0.01, row
+    rows = check_records(shifted, [str(i) for i in range(store.n_records)], target=0)
+    p = np.array([r.p_value for r in rows])
+    p_ref = np.array([r.p_references for r in rows])
+    assert rows[0].null_rate is not None and rows[0].null_rate > 0.3
+    assert (p_ref[~member] < 0.05).mean() > 0.3  # the reference test alone: miscalibrated
+    rate = float((p[~member] < 0.05).mean())
+    assert binomtest(int((p[~member] < 0.05).sum()), int((~member).sum()), 0.05).pvalue > 0.01, rate
+    assert (p[member] < 0.05).mean() > 3 * rate  # power on the leaking members remains
+    assert "known non-members of this model" in rows[0].method
 
 
 def test_one_out_reference_is_refused_with_the_minimum():

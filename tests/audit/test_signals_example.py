@@ -88,5 +88,8 @@ def test_check_record_finds_the_targets_own_training_records(audited: Path) -> N
     assert np.array_equal(member, store.keep[0, store.pool])
     hit_in, hit_out = (p[member] < 0.05).mean(), (p[~member] < 0.05).mean()
     assert hit_out <= 0.1 and hit_in > 3 * hit_out, (hit_in, hit_out)
-    best = rows[int(np.argmin(np.where(member, p, np.inf)))]
-    assert best.member_in_plan and best.p_value < 0.001 and best.verdict.startswith("strong")
+    best = rows[int(np.argmin([r.p_references if r.member_in_plan else np.inf for r in rows]))]
+    assert best.member_in_plan and best.p_references is not None and best.p_references < 0.001
+    # ranked among the model's own non-members: the smallest p they allow, 1 / (1 + 712)
+    assert best.n_nonmembers is not None and best.p_value == 1 / (1 + best.n_nonmembers)
+    assert best.verdict.startswith("evidence")

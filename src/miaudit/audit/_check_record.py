@@ -96,10 +96,16 @@ class RecordEvidence:
     model: str = ""
     #: How the p-value was computed (the null distribution and its minimum requirements).
     method: str = ""
-    #: Saved-outputs answers: the attack whose score was ranked, its score, and the non-members.
+    #: Saved-outputs answers: the attack whose score was ranked, its score, and the non-members
+    #: (reference audits: the audited model's known non-members the p-value is ranked among).
     attack: str | None = None
     score: float | None = None
     n_nonmembers: int | None = None
+    #: Reference audits: the p-value against the record's OUT references alone (Student-t), and
+    #: the share of the audited model's known non-members it puts below 0.05 (0.05 expected when
+    #: the references reproduce the model's training).
+    p_references: float | None = None
+    null_rate: float | None = None
 
 
 def verdict(p: float) -> str:
@@ -249,11 +255,9 @@ def check_records(
 ) -> list[RecordEvidence]:
     """Evidence for each id against the audited model (``target``, default the store's or 0).
 
-    References are ``references`` when given (the set an audit was told to use), else every
-    model except the target and its complementary partner. The p-value is the upper tail of the
-    record's Student-t predictive OUT distribution with an empirical-Bayes shrunk variance
-    (module docstring); the prior is fitted on every pool record.
-    """
+    References: ``references`` when given, else every model but the target and its partner.
+    The p-value ranks the record's reference test (module docstring) among the model's known
+    non-members: valid for this model even when the references do not reproduce it."""
     t, model = _audited(store, target)
     refs = _reference_models(store, t, references)
     rows = _pool_rows(store, ids)
@@ -261,16 +265,17 @@ def check_records(
     ref_phi, keep = phi[refs], store.keep[refs]
     n_out_all, mean_out, dof_own, s2 = _out_moments(ref_phi, keep, store.population)
     prior = fit_variance_prior(s2[~store.population], dof_own[~store.population])
-    method = (
-        f"one-sided test against this record's OUT references (models that did not train on it): Student-t predictive, "
-        f"their mean, variance shrunk toward the pooled one by empirical Bayes ({prior.describe()}); minimum {MIN_OUT} OUT references; "
-        + (
-            f"references: the audit's given models {', '.join(map(str, refs))}"
-            if references is not None
-            else "references: every model except the target and its complementary partner"
-        )
-    )
     in_mask = keep & ~store.population
+    has_out = (n_out_all >= 1) & ~store.population
+    z_all, p_ref = _reference_tests(phi[t], has_out, n_out_all, mean_out, dof_own, s2, prior)
+    null = np.sort(p_ref[has_out & ~store.keep[t]])  # the audited model's known non-members
+    if null.size == 0:
+        raise InputError(
+            "results",
+            f"model {t} has no known non-member with an OUT reference to calibrate its p-values on",
+        )
+    null_rate = float((null < 0.05).mean())
+    method = _method(prior, refs, given=references is not None, null=null.size, rate=null_rate)
     out = []
     for rid, i in zip(ids, rows, strict=True):
         n_out, n_in = int(n_out_all[i]), int(in_mask[:, i].sum())
@@ -278,17 +283,14 @@ def check_records(
             raise InputError(
                 "--id", f"record {rid!r} has no OUT reference: no model left out of training on it"
             )
-        d = int(dof_own[i])
-        var = (prior.dof * prior.scale2 + d * s2[i]) / (prior.dof + d)
-        z = float((phi[t, i] - mean_out[i]) / np.sqrt(var * (1 + 1 / n_out)))
-        p = float(student_t.sf(z, prior.dof + d))
+        p, n0 = _rank_among(null, float(p_ref[i]), leave_out=not store.keep[t, i])
         llr = _online_llr(phi[t, i], ref_phi[:, i], keep[:, i]) if n_in >= 2 else None
         out.append(
             RecordEvidence(
                 str(rid),
                 t,
                 float(phi[t, i]),
-                z,
+                float(z_all[i]),
                 p,
                 llr,
                 n_out,
@@ -297,9 +299,62 @@ def check_records(
                 verdict(p),
                 model=model,
                 method=method,
+                n_nonmembers=n0,
+                p_references=float(p_ref[i]),
+                null_rate=null_rate,
             )
         )
     return out
+
+
+def _method(prior: VariancePrior, refs: list[int], *, given: bool, null: int, rate: float) -> str:
+    """How a reference audit's per-record p-value was computed, in words."""
+    chosen = (
+        f"the audit's given models {', '.join(map(str, refs))}"
+        if given
+        else "every model except the target and its complementary partner"
+    )
+    return (
+        f"one-sided test against this record's OUT references (models that did not train on it): Student-t predictive, "
+        f"their mean, variance shrunk toward the pooled one by empirical Bayes ({prior.describe()}); minimum {MIN_OUT} OUT references; "
+        f"references: {chosen}; p-value: the rank of that test's p-value among the {null} known non-members of this model "
+        "(the record left out), valid for this model whether or not the references reproduce its training "
+        f"(against the references alone, {rate:.1%} of its non-members would get p < 0.05)"
+    )
+
+
+def _reference_tests(
+    phi_t: np.ndarray,
+    has_out: np.ndarray,
+    n_out: np.ndarray,
+    mean_out: np.ndarray,
+    dof: np.ndarray,
+    s2: np.ndarray,
+    prior: VariancePrior,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(z, p) of every record with an OUT reference (NaN elsewhere): the audited model's φ
+    against the record's Student-t predictive OUT distribution, its variance shrunk toward the
+    prior's."""
+    var = (prior.dof * prior.scale2 + dof * s2) / (prior.dof + dof)
+    z = np.full(phi_t.shape, np.nan)
+    z[has_out] = (phi_t[has_out] - mean_out[has_out]) / np.sqrt(
+        var[has_out] * (1 + 1 / n_out[has_out])
+    )
+    p = np.full(phi_t.shape, np.nan)
+    p[has_out] = student_t.sf(z[has_out], prior.dof + dof[has_out])
+    return z, p
+
+
+def _rank_among(null: np.ndarray, value: float, *, leave_out: bool) -> tuple[float, int]:
+    """(p, non-members ranked among): p = (1 + #{null ≤ value}) / (1 + #null), ``null`` sorted
+    ascending (smaller is more member-like), the record itself left out when it is one of them.
+    Exact under the null when the record is exchangeable with the non-members."""
+    at_most = int(np.searchsorted(null, value, side="right"))
+    n0 = int(null.size)
+    if leave_out:
+        at_most -= 1
+        n0 -= 1
+    return (1 + at_most) / (1 + n0), n0
 
 
 def check_saved_outputs(

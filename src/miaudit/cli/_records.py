@@ -82,7 +82,16 @@ def _print_table(rows: list[RecordEvidence]) -> None:
     cols = (
         ("record", "p-value", f"{first.attack} score", "non-members", "verdict", "in the input")
         if saved
-        else ("record", "p-value", "log LR", "OUT refs", "IN refs", "verdict", "in plan")
+        else (
+            "record",
+            "p-value",
+            "p, references alone",
+            "log LR",
+            "OUT refs",
+            "IN refs",
+            "verdict",
+            "in plan",
+        )
     )
     for col in cols:
         table.add_column(col)
@@ -93,9 +102,13 @@ def _print_table(rows: list[RecordEvidence]) -> None:
             figures = (f"{r.score:.4g}", str(r.n_nonmembers))
         else:
             llr = "n/a" if r.log_likelihood_ratio is None else f"{r.log_likelihood_ratio:.3g}"
-            figures = (llr, str(r.n_out_references), str(r.n_in_references))
+            p_refs = "n/a" if r.p_references is None else f"{r.p_references:.3g}"
+            figures = (p_refs, llr, str(r.n_out_references), str(r.n_in_references))
         table.add_row(plain(r.record_id), f"{r.p_value:.3g}", *figures, r.verdict, member)
     out.print(table)
+    warning = calibration_warning(first)
+    if warning:
+        console(stderr=True).print(f"warning: {warning}", soft_wrap=True, highlight=False)
     out.print(
         f"p-value: the chance, for a record that was not in the training data, of a score at least this high; method: {first.method}. "
         f"Checking many records? Compare each p-value with 0.05 / (number of records checked) (Bonferroni); here {len(rows)} record(s): "
@@ -126,3 +139,22 @@ def ids_cmd(
 
 
 ids_cmd.__doc__ = f"{ids_cmd.__doc__}\n\n{RESTRICTED_NOTE}"
+
+
+def calibration_warning(r: RecordEvidence) -> str | None:
+    """What to say when a reference audit's references do not reproduce the audited model:
+    their test alone puts significantly more than 5 % of its known non-members below 0.05
+    (one-sided binomial test at 0.001)."""
+    from scipy.stats import binomtest
+
+    if r.null_rate is None or r.n_nonmembers is None or r.n_nonmembers < 1:
+        return None
+    n = r.n_nonmembers + (0 if r.member_in_plan else 1)  # the model's known non-members
+    hits = round(r.null_rate * n)
+    if binomtest(hits, n, 0.05, alternative="greater").pvalue >= 0.001:
+        return None
+    return (
+        f"the references do not reproduce this model's training: against them alone {r.null_rate:.0%} of its "
+        f"{n} known non-members get p < 0.05 (5% expected), so the 'p, references alone' column would accuse "
+        f"non-members; the p-values are ranked among those non-members instead (smallest possible: {1 / (1 + n):.2g})"
+    )
