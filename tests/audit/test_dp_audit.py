@@ -323,3 +323,33 @@ def test_multi_run_mode_writes_schema_3_with_counts_ceiling_and_ideal(tmp_path):
     dropped = _cfg({"ghost_clipping": False}, 0, epochs=1, dropout=0.3)
     with pytest.raises(InputError, match=r"model\.dropout.*without dropout"):
         dp_audit(dropped, design=DpAuditDesign(runs=4, multi_run=True))
+
+
+def test_design_errors_print_the_counts_they_mean():
+    """A6: the messages said "-79999520 base records" and "canaries = None"."""
+    with pytest.raises(InputError) as err:
+        DpAuditDesign(canaries=100_000_000).check(600)
+    msg = str(err.value)
+    assert "100000000 input canaries are records of the dataset, which has 600" in msg
+    assert "at most 599 canaries" in msg and "-" not in msg.split("canaries:", 1)[1]
+    with pytest.raises(InputError) as err:
+        DpAuditDesign(canaries=5000, canary_kind="rare-category").check(600)
+    assert "5000 rare-category canaries" in str(err.value) and "-3520" not in str(err.value)
+    with pytest.raises(InputError) as err:
+        DpAuditDesign(k_plus=-1, k_minus=0).check(600)
+    assert "None" not in str(err.value) and "got -1 + 0" in str(err.value)
+    with pytest.raises(InputError, match=r"at most the 10 canaries per run; got 8 \+ 8"):
+        DpAuditDesign(canaries=10, k_plus=8, k_minus=8).check(600)
+
+
+def test_a_bad_claim_is_refused_before_any_run_trains():
+    said: list[str] = []
+    with pytest.raises(InputError, match=r"model\.dp\.delta: δ = 0.5 is not below 1/n"):
+        dp_audit(_cfg({"epsilon": 1.0, "delta": 0.5}, 0, n=300), say=said.append)
+    with pytest.raises(InputError, match=r"model\.dp\.epsilon: ε = 1e-06 is too small"):
+        dp_audit(
+            _cfg({"epsilon": 1e-6}, 0, n=300),
+            design=DpAuditDesign(canaries=20, k_plus=2, k_minus=2),
+            say=said.append,
+        )
+    assert said == []  # not even the design line: nothing was planned or trained

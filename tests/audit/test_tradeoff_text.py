@@ -107,3 +107,23 @@ def test_dedup_collapses_the_repeated_canaries_and_lowers_their_exposure(
     top = dedup.exposure[-1]
     assert top.repetitions == 16 and top.reduction is not None
     assert top.reduction.point is not None and top.reduction.point > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--epsilons", "1e-6"], "--epsilons: variant dp-eps1e-06: ε = 1e-06 is too small"),
+        (["--epsilons", "8", "--delta", "0.05"], "--delta: variant dp-eps8: δ = 0.05"),
+    ],
+)
+def test_a_bad_dp_variant_is_refused_before_anything_trains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], expected: str
+) -> None:
+    """Refused with exit 2 before the plain variant (or the base) trains: no folder written."""
+    path = tmp_path / "text.toml"
+    path.write_text(TINY, encoding="utf-8")
+    with pytest.raises(SystemExit) as exc:
+        main(["tradeoff", str(path), "--out", str(tmp_path / "out"), *options])
+    assert exc.value.code == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()

@@ -921,6 +921,54 @@ add(
     "training diverged",
 )
 
+add(
+    "config/train/dp-noise-diverges",  # DP noise is the cause: the message says so
+    lambda t: [
+        (t / "c.yaml").write_text(
+            yaml.safe_dump(
+                _set(
+                    _set(
+                        _set(BASE, "model.dp", {"noise_multiplier": 1e30}),
+                        "model.optimizer",
+                        "sgd",
+                    ),
+                    "model.lr",
+                    1.0,
+                )
+            )
+        ),
+        "train",
+        str(t / "c.yaml"),
+        "--out",
+        str(t / "o"),
+        "--workers",
+        "0",
+        "--no-progress",
+    ][1:],
+    "noise may be too large",
+)
+
+# DP claims refused before any training, nothing written (each was a hang or an internal error).
+DP_CLAIMS = {
+    "dp-epsilon-tiny": ({"epsilon": 1e-6}, "model.dp.epsilon: ε = 1e-06 is too small"),
+    "dp-epsilon-huge": ({"epsilon": 1e9}, "model.dp.epsilon: no noise multiplier reaches"),
+    "dp-delta-above-one-over-n": ({"epsilon": 1.0, "delta": 0.5}, "model.dp.delta"),
+}
+for _name, (_dp, _expect) in DP_CLAIMS.items():
+    add(
+        f"config/audit/{_name}",
+        lambda t, d=_dp: [
+            (t / "c.yaml").write_text(
+                yaml.safe_dump(_set(_set(BASE, "audit.references", 1), "model.dp", d))
+            ),
+            "audit",
+            str(t / "c.yaml"),
+            "--out",
+            str(t / "o"),
+        ][1:],
+        _expect,
+    )
+
 TRADEOFF_OPTIONS = {
     "negative-epsilon": (["--epsilons=-1"], "--epsilons"),
     "epsilon-inf": (["--epsilons", "inf"], "--epsilons"),
@@ -930,6 +978,12 @@ TRADEOFF_OPTIONS = {
     "negative-noise-sigma": (["--noise-sigma", "-1"], "--noise-sigma"),
     "noise-sigma-nan": (["--noise-sigma", "nan"], "--noise-sigma"),
     "delta-above-1": (["--delta", "2"], "--delta"),
+    # refused before the baseline trains (it was refused after, leaving a half-written folder)
+    "epsilon-tiny": (
+        ["--epsilons", "1e-6"],
+        "--epsilons: variant dp-eps1e-06: ε = 1e-06 is too small",
+    ),
+    "delta-above-one-over-n": (["--epsilons", "1", "--delta", "0.01"], "--delta: variant dp-eps1"),
     "unknown-accountant": (["--accountant", "moments"], "--accountant"),
     "zero-policy-targets": (["--policy-targets", "0"], "--policy-targets"),
     "dp-audit-file-missing": (["--dp-audit", "nope.json"], "--dp-audit"),

@@ -460,3 +460,19 @@ def test_results_2_are_read_with_the_exposure_figure_split(reference_run, output
     data["schema_version"] = "miaudit.results/9"
     with pytest.raises(ValueError, match="schema_version"):
         AuditResult.from_json(json.dumps(data))
+
+
+def test_tradeoff_epsilon_is_shown_with_its_delta(outputs_run):
+    """A DP variant's ε is never shown without the δ of its claim (HTML table and Markdown)."""
+    from miaudit.report._render import _md_tradeoff
+    from tests.report.conftest import variants
+
+    _, result = outputs_run
+    base, wd, dp = variants()
+    assert dp.epsilon is not None
+    dp = dp.model_copy(update={"delta": 1e-5})
+    html = render_report(result, tradeoff=[base, wd, dp])
+    assert "δ = 1e-5" in html, "no δ beside ε in the HTML"
+    md = "\n".join(_md_tradeoff([base, wd, dp]))
+    assert "(δ = " in md
+    assert md.count("(δ = ") == 1  # only the DP variant has a claim

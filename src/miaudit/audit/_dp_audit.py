@@ -146,11 +146,17 @@ class DpAuditDesign(_Record):
             raise InputError("significance", f"must lie in (0, 1), got {self.significance}")
         if self.canaries is None:
             return
-        base = self.base_count(n_records)
-        if base < 1 or self._records_used() + base > n_records:
+        base, used = self.base_count(n_records), self._records_used()
+        if self.base_records is not None and (base < 1 or used + base > n_records):
             raise InputError(
                 "canaries",
                 f"{self.canaries} canaries + {base} base records exceed the dataset's {n_records} records",
+            )
+        if base < 1:  # the default base: the records the canaries leave, but a test set
+            raise InputError(
+                "canaries",
+                f"{self.canaries} {self.canary_kind or 'input'} canaries are records of the dataset, "
+                f"which has {n_records}: they leave no base records (at most {max(0, n_records - 1)} canaries)",
             )
 
     def check_calibrated_kind(self) -> None:
@@ -165,9 +171,14 @@ class DpAuditDesign(_Record):
     def _check_guesses(self) -> None:
         kp, km = self.guesses
         if kp < 0 or km < 0 or kp + km == 0 or (self.canaries and kp + km > self.canaries):
+            most = (
+                f"at most the {self.canaries} canaries per run"
+                if self.canaries
+                else "at most the canaries per run"
+            )
             raise InputError(
                 "guesses",
-                f"k_plus + k_minus must lie in [1, canaries = {self.canaries}], got {kp} + {km}",
+                f"k_plus and k_minus must be ≥ 0, their sum ≥ 1 and {most}; got {kp} + {km}",
             )
 
     def _records_used(self) -> int:
@@ -988,6 +999,7 @@ def dp_audit(
         result = _multi_run_audit(cfg, data, design, run_seed, say)
         _write(result, out)
         return result
+    _check_claim(cfg.model, design, data.n_records)
     design, rule = resolve_design(design, cfg.model, data, run_seed)
     recipe = _checked_recipe(cfg, design, data)
     delta = recipe.dp.delta if recipe.dp is not None else 0.0
@@ -997,6 +1009,23 @@ def dp_audit(
     say(result.summary())
     _write(result, out)
     return result
+
+
+def _check_claim(recipe: Recipe, design: DpAuditDesign, n_records: int) -> None:
+    """The recipe's DP claim checked before anything trains (models' ``check_dp_claim``): δ
+    below 1/n for the largest training set a run can have (base records, and every input
+    canary), σ found for the target ε at that size (a run's actual size, its included canaries,
+    is searched again when it trains: the same bounded search)."""
+    from miaudit.models import check_dp_claim
+
+    if not isinstance(recipe, (MLPRecipe, CNNRecipe)) or recipe.dp is None:
+        return
+    kind: CanaryKind = design.canary_kind or "gradient"  # a DP recipe's default
+    m = design.canaries
+    if m is None:
+        m = 0 if kind == "gradient" else DEFAULT_INPUT_CANARIES
+    resolved = design.model_copy(update={"canary_kind": kind, "canaries": m})
+    check_dp_claim(recipe, [resolved.base_count(n_records) + resolved._records_used()])
 
 
 def _write(result: DpAuditResult, out: str | Path | None) -> None:
@@ -1030,6 +1059,7 @@ def _multi_run_audit(
     design = design.model_copy(update={"canary_kind": "gradient", "canaries": 1})
     perm = np.random.default_rng(np.random.SeedSequence([seed, 41])).permutation(data.n_records)
     base_n = design.base_count(data.n_records)
+    _check_claim(recipe, design, data.n_records)
     split = (np.sort(perm[:base_n]), np.sort(perm[base_n:]))
     threads = cfg.engine.threads
     mr, bound, p, privacy, acc = multi_run_test(

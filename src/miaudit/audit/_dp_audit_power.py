@@ -29,18 +29,18 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 
 import numpy as np
 
 from miaudit.audit._results import PrivacySpent, _Record
+from miaudit.errors import InputError
 from miaudit.metrics import (
     choose_guesses,
     min_detectable_epsilon,
     one_run_max_certifiable_epsilon,
     simulated_ideal_bounds,
 )
-from miaudit.models import DPConfig
+from miaudit.models import DPConfig, noise_for_epsilon, poisson_schedule
 
 #: Simulations behind the printed ideal bound (its median; the range is shown too).
 POWER_SIMULATIONS = 9
@@ -101,24 +101,15 @@ class DpAuditPower(_Record):
 
 def planned_mechanism(dp: DPConfig, batch_size: int, epochs: int, n_train: int) -> Mechanism:
     """The mechanism the accountant will be told, before training: Opacus's Poisson loader
-    samples at 1 / (batches per epoch) for epochs × batches steps; σ given or found by Opacus
-    for the target ε (``get_noise_multiplier``, as ``make_private_with_epsilon`` does)."""
-    batches = math.ceil(n_train / max(1, min(batch_size, n_train)))
-    q, steps = 1.0 / batches, epochs * batches
+    samples at 1 / (batches per epoch) for its rounds per epoch × epochs steps
+    (``poisson_schedule``); σ given or found for the target ε by Opacus's search
+    (``noise_for_epsilon``: ``get_noise_multiplier``, as ``make_private_with_epsilon`` does,
+    bounded; InputError naming ``model.dp.epsilon`` when no σ reaches it)."""
+    q, steps = poisson_schedule(n_train, batch_size, epochs)
     if dp.noise_multiplier is not None:
         return Mechanism(noise_multiplier=dp.noise_multiplier, sample_rate=q, steps=steps)
-    from opacus.accountants.utils import get_noise_multiplier
-
     assert dp.epsilon is not None
-    with warnings.catch_warnings():  # Opacus's RDP order-range advice: not about this audit
-        warnings.simplefilter("ignore", UserWarning)
-        sigma = get_noise_multiplier(
-            target_epsilon=dp.epsilon,
-            target_delta=dp.delta,
-            sample_rate=q,
-            epochs=epochs,
-            accountant=dp.accountant,
-        )
+    sigma = noise_for_epsilon(dp.epsilon, dp.delta, q, steps, dp.accountant)
     return Mechanism(noise_multiplier=float(sigma), sample_rate=q, steps=steps)
 
 
@@ -134,17 +125,15 @@ def violation_mechanism(mech: Mechanism, claim: float, delta: float, accountant:
     """The claimed mechanism's sampling rate and steps with the σ at which Opacus's accountant
     records ``LOW_POWER_FACTOR`` × ``claim`` (``get_noise_multiplier``): a violation of the
     claim by that factor, which the guess rule's guesses should be best at catching."""
-    from opacus.accountants.utils import get_noise_multiplier
-
-    with warnings.catch_warnings():  # Opacus's RDP order-range advice: not about this audit
-        warnings.simplefilter("ignore", UserWarning)
-        sigma = get_noise_multiplier(
-            target_epsilon=LOW_POWER_FACTOR * claim,
-            target_delta=delta,
-            sample_rate=mech.sample_rate,
-            steps=mech.steps,
-            accountant=accountant,
-        )
+    target = LOW_POWER_FACTOR * claim
+    try:
+        sigma = noise_for_epsilon(target, delta, mech.sample_rate, mech.steps, accountant)
+    except InputError as exc:
+        raise InputError(
+            "model.dp.epsilon",
+            f"the guess rule plans for a violation of the claim by {LOW_POWER_FACTOR:g}× "
+            f"(ε = {target:g}), and {exc.problem}; give --k-plus and --k-minus, or claim a smaller ε",
+        ) from None
     return mech.model_copy(update={"noise_multiplier": float(sigma)})
 
 

@@ -284,6 +284,7 @@ def run_exposure(
         keep = _keep_matrix(len(pool), 1 + cfg.references, cfg.seed)
         members = [t for t, k in zip(pool.texts, keep[0], strict=True) if k]
         texts, dedup = _finetune_set(cfg, members, canaries)
+        check_exposure_dp(cfg, [len(texts), *(int(k.sum()) for k in keep[1:])])
         say(f"fine-tuning the target on {len(texts)} texts ({len(members)} members + canaries)")
         models = staging / "models"
         info = finetune_lm(
@@ -313,6 +314,37 @@ def run_exposure(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExposureRun(summary, record, out, membership=audit, signals=store)
+
+
+def check_exposure_dp(
+    cfg: ExposureConfig,
+    sizes: list[int] | None = None,
+    *,
+    epsilon_field: str = "model.finetune.dp.epsilon",
+    delta_field: str = "model.finetune.dp.delta",
+) -> None:
+    """A DP fine-tuning's claim checked before anything trains (δ < 1/n, σ found for ε) on the
+    fine-tuning sets' sizes: ``sizes`` (target, then references), else computed from the config
+    (members + canary insertions; without ``[dedup]`` only, which changes them)."""
+    from miaudit.models import check_finetune_dp
+
+    ft = cfg.model.finetune
+    if ft.dp is None or (sizes is None and cfg.dedup is not None):
+        return
+    if sizes is None:
+        keep = _keep_matrix(cfg.data.records, 1 + cfg.references, cfg.seed)
+        inserted = sum(k.repetitions for k in make_canaries(cfg.canaries, cfg.seed))
+        sizes = [int(keep[0].sum()) + inserted, *(int(k.sum()) for k in keep[1:])]
+    check_finetune_dp(
+        ft.dp.epsilon,
+        ft.dp.delta,
+        ft.dp.accountant,
+        ft.batch_size,
+        ft.epochs,
+        sizes,
+        epsilon_field=epsilon_field,
+        delta_field=delta_field,
+    )
 
 
 def _population(cfg: ExposureConfig) -> tuple[str, ...]:

@@ -497,6 +497,7 @@ class _Settings:
     policy_targets: int
     noise_sigma: float
     noise_draws: int
+    n_records: int
 
 
 def _settings(
@@ -520,8 +521,8 @@ def _settings(
         raise InputError(
             "accuracy_tolerance", f"must be a fraction in [0, 1), got {accuracy_tolerance}"
         )
-    check_before_training(base_cfg.train_config())
-    return _Settings(base_cfg, out_dir, policy_targets, noise_sigma, noise_draws)
+    data = check_before_training(base_cfg.train_config())
+    return _Settings(base_cfg, out_dir, policy_targets, noise_sigma, noise_draws, data.n_records)
 
 
 def _checked_specs(variants: Sequence[VariantSpec] | None) -> list[VariantSpec]:
@@ -536,16 +537,45 @@ def _checked_specs(variants: Sequence[VariantSpec] | None) -> list[VariantSpec]:
     return specs
 
 
+def _variant_config(spec: VariantSpec, base_cfg: AuditConfig) -> AuditConfig:
+    """The audit config of a training variant: the base recipe with ``spec.model``'s fields."""
+    from miaudit.models import parse_recipe
+
+    raw = {**base_cfg.model.model_dump(mode="json"), **spec.model}
+    return base_cfg.model_copy(update={"model": parse_recipe(raw, field=f"variants.{spec.name}")})
+
+
+def _check_dp_variants(specs: Sequence[VariantSpec], s: _Settings) -> _Settings:
+    """Every DP training variant's claim checked against its plan before anything trains: δ
+    below 1/n and σ found for its target ε (a bad --epsilons or --delta refused up front, not
+    after the baseline has trained). A variant that sets ``dp`` is named by the options
+    (``--epsilons``, ``--delta``); the config's own ``dp`` by its fields."""
+    from miaudit.engine import check_dp_plan, make_plan
+
+    for spec in specs:
+        if spec.policy is not None:
+            continue
+        tcfg = _variant_config(spec, s.cfg).train_config()
+        given = "dp" in spec.model
+        try:
+            check_dp_plan(
+                tcfg,
+                make_plan(tcfg, s.n_records),
+                epsilon_field="--epsilons" if given else "model.dp.epsilon",
+                delta_field="--delta" if given else "model.dp.delta",
+            )
+        except InputError as exc:
+            raise InputError(exc.field, f"variant {spec.name}: {exc.problem}") from None
+    return s
+
+
 def _training_variant(
     spec: VariantSpec, base_cfg: AuditConfig, folder: Path, *, baseline: bool
 ) -> tuple[VariantOutcome, AuditRun]:
     """Audit the recipe changed as ``spec`` says (its models trained, or verified in the cache)."""
     from miaudit.audit._reference_audit import run_audit
-    from miaudit.models import parse_recipe
 
-    raw = {**base_cfg.model.model_dump(mode="json"), **spec.model}
-    vcfg = base_cfg.model_copy(update={"model": parse_recipe(raw, field=f"variants.{spec.name}")})
-    audit_run = run_audit(vcfg, folder, overwrite=True, quiet=True)
+    audit_run = run_audit(_variant_config(spec, base_cfg), folder, overwrite=True, quiet=True)
     res, privacy = audit_run.result, _privacy(audit_run.train.signals)
     strongest = max(res.attacks, key=lambda a: a.auc.point or 0.0)
     utility = _utility(res)
@@ -676,7 +706,9 @@ def _robustness_comparisons(
 
 
 def _progress(v: VariantOutcome) -> str:
-    eps = f", ε = {v.epsilon:.2f} ({v.accountant})" if v.epsilon is not None else ""
+    eps = (
+        f", ε = {v.epsilon:.2f}, δ = {v.delta:g} ({v.accountant})" if v.epsilon is not None else ""
+    )
     return f"{v.name}: test accuracy {v.test_accuracy:.3f}, strongest {v.strongest_attack} AUC {_fmt(v.auc)}{eps}"
 
 
@@ -723,7 +755,7 @@ def tradeoff(
     say = say or (lambda _s: None)
     specs = _checked_specs(variants)
     s = _settings(cfg, Path(out), accuracy_tolerance, policy_targets, noise_sigma, noise_draws)
-    base_cfg, out_dir = s.cfg, s.out
+    base_cfg, out_dir = _check_dp_variants(specs, s).cfg, s.out
     outcomes: list[VariantOutcome] = []
     runs: dict[str, AuditRun] = {}
     robustness: list[RobustnessComparison] = []

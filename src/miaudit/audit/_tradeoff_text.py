@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from miaudit._io import ensure_writable_dir, write_text_atomic
-from miaudit.audit._exposure import ExposureRun, run_exposure
+from miaudit.audit._exposure import ExposureRun, check_exposure_dp, run_exposure
 from miaudit.audit._exposure_config import ExposureConfig, parse_exposure_config
 from miaudit.audit._exposure_membership import heldout_nll, strongest_model_attack
 from miaudit.audit._results import _Record, dump_record, parse_record, read_record
@@ -290,6 +290,16 @@ def text_tradeoff(
     chosen = list(variants) if variants is not None else text_variants(cfg)
     if not chosen or chosen[0].name != PLAIN:
         raise InputError("variants", "the first variant must be the plain one")
+    for v in chosen:  # every DP variant's claim before anything trains
+        given = v.name.startswith("dp-")
+        try:
+            check_exposure_dp(
+                v.config,
+                epsilon_field="--epsilons" if given else "model.finetune.dp.epsilon",
+                delta_field="--delta" if given else "model.finetune.dp.delta",
+            )
+        except InputError as exc:
+            raise InputError(exc.field, f"variant {v.name}: {exc.problem}") from None
     ensure_writable_dir(out)
     tell = say or (lambda _m: None)
     rng = np.random.default_rng([cfg.seed, 31])

@@ -241,7 +241,7 @@ def _print_tradeoff(out: Console, result: TradeoffResult) -> None:
     table = Table(title="Privacy–utility trade-off (strongest attack per variant; 95 % intervals)")
     for col in (
         "variant",
-        "ε",
+        "ε (δ)",
         "test acc",
         "gap",
         "strongest",
@@ -253,7 +253,7 @@ def _print_tradeoff(out: Console, result: TradeoffResult) -> None:
     ):
         table.add_column(col)
     for v in result.variants:
-        eps = "∞" if v.epsilon is None else f"{v.epsilon:.2f}"
+        eps = "∞" if v.epsilon is None else f"{v.epsilon:.2f} (δ = {v.delta:g})"
         reduction = _est(v.risk_reduction, signed=True) if v.risk_reduction is not None else "—"
         loss = _est(v.accuracy_loss, signed=True) if v.accuracy_loss is not None else "—"
         table.add_row(

@@ -36,7 +36,14 @@ from miaudit.engine._config import (
 from miaudit.engine._executor import Executor, LocalExecutor
 from miaudit.engine._plan import MembershipPlan, complementary_plan, independent_plan, user_plan
 from miaudit.engine._ray import RayExecutor
-from miaudit.engine._run import TrainRun, check_before_training, make_plan, n_queries, train
+from miaudit.engine._run import (
+    TrainRun,
+    check_before_training,
+    check_dp_plan,
+    make_plan,
+    n_queries,
+    train,
+)
 from miaudit.engine._size import check_finite, check_model_size
 from miaudit.engine._unit import UnitJob, UnitOutcome
 
@@ -55,6 +62,7 @@ __all__ = [
     "UnitOutcome",
     "check_before_training",
     "check_device_for",
+    "check_dp_plan",
     "check_finite",
     "check_model_size",
     "complementary_plan",

@@ -30,8 +30,11 @@ from miaudit.engine._size import check_train_size
 from miaudit.engine._unit import Event, UnitJob
 from miaudit.errors import InputError
 from miaudit.models import (
+    CNNRecipe,
+    MLPRecipe,
     PythonRecipe,
     SklearnRecipe,
+    check_dp_claim,
     check_recipe_for_data,
     fits_anything,
     make_estimator,
@@ -240,6 +243,7 @@ def train(
         raise InputError("pool", "a pool goes with a user keep matrix (keep=)")
     plan = make_plan(cfg, data.n_records, keep, pool)
     _check_population(cfg, data, plan)
+    check_dp_plan(cfg, plan)
     console = console or Console(stderr=True)
     _cache.clean_stale_staging(cache)
     jobs = unit_jobs(cfg, data, plan, cache)
@@ -275,6 +279,26 @@ def _check_population(cfg: TrainConfig, data: Dataset, plan: MembershipPlan) -> 
         raise InputError(
             "model.preprocessing",
             "is fitted on the population (records outside the plan's pool), and the population is empty: lower plan.pool_fraction below 1, or give a pool that leaves records out",
+        )
+
+
+def check_dp_plan(
+    cfg: TrainConfig,
+    plan: MembershipPlan,
+    *,
+    epsilon_field: str = "model.dp.epsilon",
+    delta_field: str = "model.dp.delta",
+) -> None:
+    """A DP recipe's claim checked against the plan before any training: δ below 1/n for every
+    model's training set of n records, and σ found for the target ε at every model's sampling
+    rate and steps (a bounded search: an ε no σ reaches is refused now, never searched for ever
+    in a worker). InputError naming the field otherwise."""
+    if isinstance(cfg.model, MLPRecipe | CNNRecipe) and cfg.model.dp is not None:
+        check_dp_claim(
+            cfg.model,
+            plan.keep.sum(axis=1).tolist(),
+            epsilon_field=epsilon_field,
+            delta_field=delta_field,
         )
 
 

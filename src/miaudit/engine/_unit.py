@@ -262,9 +262,16 @@ def _refuse_divergence(job: UnitJob, staging: Path, logits: np.ndarray) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     per_model = np.isfinite(logits).reshape(len(job.models), -1).all(axis=1)
     bad = sorted({int(job.models[i]) for i in np.flatnonzero(~per_model)})
+    dp = getattr(job.recipe, "dp", None)
+    noise = (
+        "; with DP-SGD the noise may be too large: lower model.dp.noise_multiplier (or raise model.dp.epsilon)"
+        if dp is not None
+        else ""
+    )
     raise InputError(
         "model",
-        f"training diverged: models {bad[:5]} of unit {job.unit} give non-finite logits; lower model.lr or check the data",
+        f"training diverged: models {bad[:5]} of unit {job.unit} give non-finite logits; lower model.lr or check the data"
+        + noise,
     )
 
 

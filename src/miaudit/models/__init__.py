@@ -16,6 +16,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from miaudit.models._device import check_device
+from miaudit.models._dp_sigma import (
+    check_delta,
+    check_dp_claim,
+    check_finetune_dp,
+    noise_for_epsilon,
+    poisson_schedule,
+)
 from miaudit.models._hf import (
     MAX_HF_JSON_BYTES,
     MAX_HF_WEIGHT_BYTES,
@@ -191,7 +198,10 @@ __all__ = [
     "build_module",
     "build_net",
     "check_code_trust",
+    "check_delta",
     "check_device",
+    "check_dp_claim",
+    "check_finetune_dp",
     "check_hf_folder",
     "check_onnx_bytes",
     "check_recipe_for_data",
@@ -219,8 +229,10 @@ __all__ = [
     "module_sizes",
     "n_parameters",
     "names_code",
+    "noise_for_epsilon",
     "parse_recipe",
     "plan_seed_sequence",
+    "poisson_schedule",
     "population_digest",
     "preprocessing_fit",
     "pretrained_base",

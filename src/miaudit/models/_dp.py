@@ -24,7 +24,6 @@ device seeded from the model's stream (so a GPU run's noise differs from a CPU r
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import logging
 import math
@@ -39,6 +38,7 @@ from torch import nn
 
 from miaudit.datasets import Affine, Dataset
 from miaudit.errors import InputError
+from miaudit.models._dp_sigma import UNDERCOUNT, dp_sigma_args, noise_for_epsilon
 from miaudit.models._nets import StackedCNN, StackedMLP, StackedNet
 from miaudit.models._recipe import Augmentation, CNNRecipe, DPConfig, MLPRecipe
 from miaudit.models._streams import ModelStreams
@@ -50,9 +50,6 @@ from miaudit.models._torch_train import (
     state_on_cpu,
 )
 from miaudit.models._train import UnitResult
-
-#: FAULT INJECTION "undercounted_steps": the accountant is told one step in this many.
-UNDERCOUNT = 10
 
 
 def require_opacus() -> Any:
@@ -376,24 +373,6 @@ def _train_one_dp(
     }
 
 
-@functools.lru_cache(maxsize=256)
-def noise_for_epsilon(
-    epsilon: float, delta: float, sample_rate: float, epochs: int, accountant: str
-) -> float:
-    """Opacus's σ for a target (ε, δ) at this sampling rate and epoch count (its own search)."""
-    from opacus.accountants.utils import get_noise_multiplier
-
-    return float(
-        get_noise_multiplier(
-            target_epsilon=epsilon,
-            target_delta=delta,
-            sample_rate=sample_rate,
-            epochs=epochs,
-            accountant=accountant,
-        )
-    )
-
-
 def _make_private(
     engine: Any,
     recipe: MLPRecipe | CNNRecipe,
@@ -437,15 +416,13 @@ def _make_private(
         "grad_sample_mode": "ghost" if dp.ghost_clipping else "hooks",
     }
     if dp.epsilon is not None:
-        # FAULT INJECTION "undercounted_steps": σ for a tenth of the epochs, as its accountant counts.
-        epochs = (
-            recipe.epochs if dp.fault != "undercounted_steps" else -(-recipe.epochs // UNDERCOUNT)
-        )
         # What make_private_with_epsilon does, with the σ search (a pure function of these
-        # numbers, ≈ 0.3 s per accountant call) done once per process instead of per model.
-        sigma = noise_for_epsilon(
-            dp.epsilon, dp.delta, 1 / len(loader), epochs, engine.accountant.mechanism()
-        )
+        # numbers, ≈ 0.3 s per accountant call) done once per process instead of per model,
+        # bounded, over the Poisson rounds the training runs (FAULT INJECTION
+        # "undercounted_steps": a tenth of the epochs, as its accountant counts).
+        q, steps = dp_sigma_args(recipe, len(x))
+        assert q == 1 / len(loader)
+        sigma = noise_for_epsilon(dp.epsilon, dp.delta, q, steps, engine.accountant.mechanism())
         made = engine.make_private(noise_multiplier=sigma, **common)
     else:
         made = engine.make_private(noise_multiplier=dp.noise_multiplier, **common)

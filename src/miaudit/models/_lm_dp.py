@@ -3,7 +3,7 @@
 Only the adapters train (the base is frozen and public), so the per-sample gradients Opacus
 computes are those of the adapters' ``nn.Linear`` layers. Records are padded to the context so
 that Opacus's Poisson loader sees fixed shapes. The noise σ is Opacus's, found for the target ε
-over the fine-tuning's epochs by its accountant; the ε spent is read back from the accountant,
+over the fine-tuning's steps by its accountant (``noise_for_epsilon``: Opacus's search, bounded); the ε spent is read back from the accountant,
 never computed here.
 
 ε is per record. A text inserted n times in the fine-tuning set is n records to the
@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from miaudit.models._dp import quiet_empty_batches, require_opacus
+from miaudit.models._dp_sigma import check_delta, noise_for_epsilon, poisson_schedule
 from miaudit.models._lm import pad_batch, token_loss
 from miaudit.models._lm_recipe import LMFinetune
 
@@ -49,6 +50,19 @@ def dp_finetune(
         return _dp_finetune(model, seqs, ft, pad_id=pad_id, seed=seed)
 
 
+def _sigma(ft: LMFinetune, n: int, batches: int) -> float:
+    """What make_private_with_epsilon does, with Opacus's σ search bounded (an ε no σ reaches is
+    an InputError, never a search for ever) over the Poisson rounds actually run; δ < 1/n."""
+    dp = ft.dp
+    assert dp is not None
+    check_delta(dp.delta, n, "model.finetune.dp.delta")
+    q, steps = poisson_schedule(n, ft.batch_size, ft.epochs)
+    assert q == 1 / batches
+    return noise_for_epsilon(
+        dp.epsilon, dp.delta, q, steps, dp.accountant, field="model.finetune.dp.epsilon"
+    )
+
+
 def _dp_finetune(
     model: Any, seqs: Sequence[Sequence[int]], ft: LMFinetune, *, pad_id: int, seed: int
 ) -> dict[str, Any]:
@@ -67,38 +81,20 @@ def _dp_finetune(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=ft.learning_rate, weight_decay=0.0)
     engine = PrivacyEngine(accountant=dp.accountant)
-    private, optimizer, dl = engine.make_private_with_epsilon(
+    private, optimizer, dl = engine.make_private(
         module=model,
         optimizer=opt,
         data_loader=loader,
-        target_epsilon=dp.epsilon,
-        target_delta=dp.delta,
-        epochs=ft.epochs,
+        noise_multiplier=_sigma(ft, len(seqs), len(loader)),
         max_grad_norm=dp.max_grad_norm,
         poisson_sampling=True,
         noise_generator=torch.Generator().manual_seed(seed + 2),
         grad_sample_mode="hooks",
     )
     private.train()
-    steps = 0
-    for _ in range(ft.epochs):
-        for batch_ids, batch_mask in dl:
-            if len(batch_ids) == 0:
-                # An empty Poisson batch is a step too, as the accountant assumes (skipping it
-                # under-reported ε: red team). GPT-2 cannot run on no rows, so the step runs
-                # on one public placeholder row (pads) whose loss is weighted 0: its clipped
-                # gradient is exactly 0 and the step is noise alone, as Opacus's own
-                # empty-batch step is.
-                placeholder = torch.full((1, 2), pad_id, dtype=ids.dtype)
-                loss: Any = (
-                    0.0 * token_loss(private, placeholder, torch.ones_like(placeholder)).sum()
-                )
-            else:
-                loss = token_loss(private, batch_ids, batch_mask).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            steps += 1
+    steps = _dp_steps(
+        private, optimizer, dl, ft.epochs, torch.full((1, 2), pad_id, dtype=ids.dtype)
+    )
     private.eval()
     try:
         eps = float(engine.get_epsilon(dp.delta))
@@ -114,3 +110,25 @@ def _dp_finetune(
         "sample_rate": float(dl.sample_rate),
         "steps": steps,
     }
+
+
+def _dp_steps(private: Any, optimizer: Any, dl: Any, epochs: int, placeholder: torch.Tensor) -> int:
+    """Every Poisson round a DP-SGD step; the number of steps taken.
+
+    An empty batch is a step too, as the accountant assumes (skipping it under-reported ε: red
+    team). GPT-2 cannot run on no rows, so that step runs on ``placeholder`` (one public row of
+    pads) with its loss weighted 0: its clipped gradient is exactly 0 and the step is noise
+    alone, as Opacus's own empty-batch step is."""
+    steps = 0
+    for _ in range(epochs):
+        for batch_ids, batch_mask in dl:
+            if len(batch_ids) == 0:
+                ones = torch.ones_like(placeholder)
+                loss: Any = 0.0 * token_loss(private, placeholder, ones).sum()
+            else:
+                loss = token_loss(private, batch_ids, batch_mask).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    return steps

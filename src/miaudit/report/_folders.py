@@ -58,6 +58,7 @@ def variants_from_tradeoff(result: TradeoffResult) -> list[TradeoffVariant]:
             auc=v.auc,
             tpr_at_1pct_fpr=v.tpr_at_1pct_fpr,
             epsilon=v.epsilon,
+            delta=v.delta,
             baseline=v.baseline,
             risk_reduction=v.risk_reduction,
             accuracy_loss=v.accuracy_loss,

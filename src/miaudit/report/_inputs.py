@@ -75,6 +75,8 @@ class TradeoffVariant(_Input):
     auc: Estimate
     tpr_at_1pct_fpr: Estimate
     epsilon: float | None = Field(None, ge=0.0)
+    #: δ of the variant's (ε, δ) claim (None: not DP-trained, or not given).
+    delta: float | None = Field(None, gt=0.0, lt=1.0)
     baseline: bool = False
     #: Paired against the baseline (audit/_tradeoff.py): AUC reduction and accuracy loss.
     risk_reduction: Estimate | None = None

@@ -313,6 +313,8 @@ def _md_tradeoff(variants: Sequence[TradeoffVariant]) -> list[str]:
     ]
     for v in variants:
         eps = "—" if v.epsilon is None else _num(v.epsilon)
+        if v.epsilon is not None and v.delta is not None:
+            eps += f" (δ = {_num(v.delta)})"
         cells = [
             v.name,
             eps,
