@@ -208,3 +208,19 @@ def test_lessons_2_and_3_run_as_printed_in_a_real_process(tmp_path):
     (tradeoff_cmd,) = commands(LESSONS / "3-dp-budget.md")
     _miaudit(tradeoff_cmd, tmp_path)
     assert (tmp_path / "lesson-dp" / "tradeoff.json").is_file()
+
+
+def test_the_outputs_only_demo_refuses_another_runs_folder_before_writing(tmp_path):
+    """A new user's walk: `miaudit demo --outputs-only` into the full demo's folder exited 2
+    but had already written its restricted outputs.parquet (per-record membership) there."""
+    import json
+
+    from miaudit.errors import InputError
+
+    out = tmp_path / "demo-results"
+    out.mkdir()
+    (out / "tradeoff.json").write_text("{}")
+    (out / "manifest.json").write_text(json.dumps({"kind": "tradeoff", "files": ["tradeoff.json"]}))
+    with pytest.raises(InputError, match="holds a `miaudit tradeoff` run"):
+        run_demo(out, pool=2000, n_resamples=20)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "tradeoff.json"]

@@ -13,6 +13,7 @@ import numpy as np
 
 from miaudit.audit._api import attack
 from miaudit.audit._results import AuditResult
+from miaudit.audit._writer import prepare_out
 from miaudit.data import (
     ADULT_CATEGORICAL,
     ADULT_LABEL,
@@ -64,6 +65,7 @@ def run_demo(
     out: Path, *, seed: int = 20261128, n_resamples: int = 200, pool: int = DEMO_POOL
 ) -> AuditResult:
     out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out, overwrite=True)  # a folder the attack would refuse, before a file is written
     outputs = demo_outputs(seed, pool)
     saved = out / "outputs.parquet"  # restricted (0600): it holds membership
     outputs.save(saved)
