@@ -49,6 +49,19 @@ def test_results_and_files(run):
     assert all(a in [round(0.1 * i, 1) for i in range(11)] for a in cal["per_target"])
 
 
+def test_the_recorded_config_is_the_one_that_ran_and_reads_back(run):
+    """A new user's walk: audit.json said plan.models = 16 (the engine's default, which an audit
+    neither uses nor accepts) beside 6 models trained."""
+    from miaudit.audit import parse_audit_config
+
+    d, result = run
+    recorded = json.loads((d / "out" / "audit.json").read_text())
+    assert "models" not in recorded["plan"]
+    assert json.loads((d / "out" / "train.json").read_text())["plan"]["models"] == 6
+    again = parse_audit_config(recorded)  # a config again, as it ran
+    assert again.n_models() == result.reference.models == 6
+
+
 def test_reference_attacks_beat_loss_at_low_fpr(run):
     """Small instance of issue 4's first claim: paired TPR@1 %FPR(best of LiRA, RMIA) − loss > 0."""
     _, result = run

@@ -1024,7 +1024,11 @@ def run_audit(
     run = train(cfg.train_config(), out_dir)
     if not quiet:
         print(run.summary())
-    write_text_atomic(out_dir / "audit.json", cfg.model_dump_json(indent=2))
+    # The config as run: [plan].models is not the audit's (it trains 2k + 2 models, recorded in
+    # train.json) and a config may not set it, so the recorded one leaves it out (it said 16
+    # beside 10 trained: a new user's walk) and reads back as a config.
+    as_run = cfg.model_dump(mode="json", exclude={"plan": {"models"}})
+    write_text_atomic(out_dir / "audit.json", json.dumps(as_run, indent=2))
     store = run.signals if target is None else _with_external_target(run.signals, target)
     source = store.info.dataset or "signals"
     if target is None:  # the engine's paired plan: k pairs per target, results as they always were
