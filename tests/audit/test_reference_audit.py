@@ -209,3 +209,12 @@ def test_one_reference_pair_audits_every_attack_and_says_what_k_1_changes():
         for a in ("lira_online", "lira_offline", "rmia_offline")
     )
     assert any(n.startswith("k = 1:") for n in run.result.notes)
+    # The console said "cross-fitted" though k = 1 leaves nothing to cross-fit on (a new user's walk)
+    from rich.console import Console
+
+    from miaudit.cli._summary import print_summary
+
+    console = Console(record=True, width=200)
+    print_summary(run.result, console)
+    said = console.export_text()
+    assert "the stated default: too few pairs" in said and "cross-fitted" not in said

@@ -52,11 +52,7 @@ def _print_setup(result: AuditResult, console: Console) -> None:
         )
         if ref.rmia_offline_a is not None:
             values = sorted(set(ref.rmia_offline_a.per_target))
-            how = (
-                "given"
-                if ref.rmia_offline_a.method.startswith("given")
-                else "cross-fitted per target on the models outside its pair"
-            )
+            how = _rmia_a_source(ref.rmia_offline_a.method, ref.rmia_offline_a.per_target)
             console.print(f"offline RMIA a = {', '.join(f'{v:g}' for v in values)} ({how})")
     console.print(
         f"{inp.name}: {inp.n_records:,} {unit} ({inp.n_members:,} members, {inp.n_nonmembers:,} non-members), "
@@ -102,3 +98,20 @@ def _slice_table(result: AuditResult) -> Table:
         )
         st.add_row(plain(f"{s.column}={s.value}"), f"{s.size:,}", *figures)
     return st
+
+
+def _rmia_a_source(method: str, per_target: list[float]) -> str:
+    """Where offline RMIA's a came from, in words: given, cross-fitted (on a grid of tenths), or
+    the stated default where fewer than two pairs lie outside a target's (k = 1: the console
+    said "cross-fitted" for it, a new user's walk)."""
+    from miaudit.attacks import RMIA_DEFAULT_A
+
+    if method.startswith("given"):
+        return "given"
+    defaulted = sum(v == RMIA_DEFAULT_A for v in per_target)
+    if defaulted == len(per_target):
+        return "the stated default: too few pairs outside a target's to cross-fit it (k = 1)"
+    fitted = "cross-fitted per target on the models outside its pair"
+    return (
+        fitted if not defaulted else f"{fitted}; the stated default where too few pairs lie outside"
+    )
