@@ -240,3 +240,29 @@ def test_the_top_ties_split_is_given_only_for_a_tie_of_many():
     score[:30] = 1000.0  # 15 members and 15 non-members tie at the top
     tie = top_tie(member, score)
     assert tie is not None and (tie.records, tie.members, tie.nonmembers) == (0.3, 0.3, 0.3)
+
+
+def test_the_console_marks_tprs_a_top_score_tie_hides_and_says_the_policy():
+    """A new user's walk: under a coarse policy about 45 % of non-members tied at the top score
+    and the terminal showed "0% [0, 0]" with no word on the tie or the policy."""
+    from rich.console import Console
+
+    from miaudit.cli._summary import print_summary
+
+    o = simulated_outputs(n=2000, shift=1.5, seed=5)
+    result = miaudit.attack(o, policy="label-only", attacks=["gap"], n_resamples=20, seed=1)
+    console = Console(record=True, width=240)
+    print_summary(result, console)
+    said = console.export_text()
+    assert "(tie)" in said and "note: ties:" in said
+    assert "note: Attacks saw only what the label-only output policy exposes." in said
+    plain = miaudit.attack(o, n_resamples=20, seed=1)
+    console = Console(record=True, width=240)
+    print_summary(plain, console)
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in console.export_text().splitlines()
+        if line.count("│") > 3
+    }
+    for a in plain.attacks:  # marked exactly where a tie at the top hides a TPR
+        assert ("(tie)" in rows[a.name]) == (a.top_tie is not None and a.top_tie.nonmembers > 0.001)

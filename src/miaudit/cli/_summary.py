@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from miaudit.audit import AuditResult
+from miaudit.audit import AttackResult, AuditResult
 from miaudit.cli._console import plain
 from miaudit.metrics import Estimate
 
@@ -30,6 +30,9 @@ def print_summary(result: AuditResult, console: Console | None = None) -> None:
     console = console or Console(markup=False, highlight=False)
     _print_setup(result, console)
     console.print(_attack_table(result))
+    for note in result.notes:  # what changes how the table reads: the policy, top-score ties
+        if note.startswith(("Attacks saw only what", "ties:")):
+            console.print(f"note: {note}")
     if result.slices:
         console.print(_slice_table(result))
 
@@ -77,10 +80,25 @@ def _attack_table(result: AuditResult) -> Table:
         table.add_row(
             a.name,
             fmt(a.auc),
-            *(fmt(a.tpr_at_fpr[k], pct=True) for k in tpr_keys),
+            *(_tpr_cell(a, k) for k in tpr_keys),
             fmt(a.advantage),
         )
     return table
+
+
+def _tpr_cell(a: AttackResult, key: str) -> str:
+    cell = fmt(a.tpr_at_fpr[key], pct=True)
+    return cell if cell == "n/m" else cell + _tie_mark(a, key)
+
+
+def _tie_mark(a: AttackResult, key: str) -> str:
+    """ " (tie)" where the attack's top score is shared by more of the non-members than the FPR
+    allows: its TPR there reads 0 because no threshold splits the tie, not because nothing
+    leaks (the note under the table says so; a new user read "0% [0, 0]" as no leak)."""
+    if a.top_tie is None:
+        return ""
+    fpr = float(key.removeprefix("tpr@").removesuffix("%fpr")) / 100
+    return " (tie)" if fpr < a.top_tie.nonmembers and a.top_tie.records > 0.001 else ""
 
 
 def _slice_table(result: AuditResult) -> Table:
