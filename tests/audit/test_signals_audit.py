@@ -38,6 +38,18 @@ def _store(keep: np.ndarray, *, seed: int = 0, n_pop: int = 60, target: int | No
     )
 
 
+def _with_logits(store: SignalsStore, logits: np.ndarray) -> SignalsStore:
+    """``store`` with other logits (the same plan, records and target)."""
+    return SignalsStore.from_arrays(
+        logits=logits,
+        label=store.label,
+        keep=store.keep,
+        population=store.population,
+        record_id=store.record_id,
+        target=store.target,
+    )
+
+
 def _four_of_eight(n: int = 400, seed: int = 1) -> np.ndarray:
     """Each record in 4 of 8 models, chosen per record: no model has a complementary partner."""
     return np.random.default_rng(seed).random((8, n)).argsort(axis=0) < 4
@@ -205,14 +217,7 @@ def test_check_record_uses_the_reference_set_the_audit_was_given(tmp_path) -> No
     store = _store(_four_of_eight(), target=2)
     shifted = store.logits.copy()
     shifted[6:] += 3.0 * np.eye(3)[store.label][None]
-    store = SignalsStore.from_arrays(
-        logits=shifted,
-        label=store.label,
-        keep=store.keep,
-        population=store.population,
-        record_id=store.record_id,
-        target=2,
-    )
+    store = _with_logits(store, shifted)
     audit_signals(store, tmp_path / "out", config=CFG, references=[0, 1, 4, 5], report=False)
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["reference"]["reference_set"] == [0, 1, 4, 5]
@@ -254,14 +259,7 @@ def test_check_record_warns_when_the_references_do_not_reproduce_the_model(
     store = _store(_four_of_eight(n=1200), target=2)
     shifted = store.logits.copy()
     shifted[2] += 2.5 * np.eye(3)[store.label]
-    store = SignalsStore.from_arrays(
-        logits=shifted,
-        label=store.label,
-        keep=store.keep,
-        population=store.population,
-        record_id=store.record_id,
-        target=2,
-    )
+    store = _with_logits(store, shifted)
     audit_signals(store, tmp_path / "out", config=CFG, report=False)
     non = [str(r) for r in store.record_id[store.pool & ~store.keep[2]]]
     rows = check_record(tmp_path / "out", non)
