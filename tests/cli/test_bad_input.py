@@ -905,6 +905,18 @@ for _cmd in COMMANDS:
     )
 
 add(
+    "config/train/audit-table",  # a new user's walk: the lesson's config said "audit: unknown field"
+    lambda t: [
+        (t / "c.yaml").write_text(yaml.safe_dump({**BASE, "audit": {"references": 2}})),
+        "train",
+        str(t / "c.yaml"),
+        "--out",
+        str(t / "o"),
+    ][1:],
+    "an [audit] table is for `miaudit audit`",
+)
+
+add(
     "config/train/training-diverges",  # a finite but absurd lr: no verified cache unit of NaN logits is published
     lambda t: [
         (t / "c.yaml").write_text(

@@ -356,7 +356,7 @@ def demo_cmd(
         bool,
         typer.Option(
             "--outputs-only",
-            help="The 10-second version: audit a random forest from its saved outputs only.",
+            help="The quick version, without reference models: audit a random forest from its saved outputs only.",
         ),
     ] = False,
     seed: Annotated[

@@ -143,6 +143,11 @@ def parse_config(raw: dict[str, Any], *, trust_code: bool = False) -> TrainConfi
     """Validate a config mapping; the InputError names the first bad field. A config naming
     code is refused unless it or ``trust_code`` (``--trust-code``) opts in."""
     check_finite(raw)
+    if isinstance(raw.get("audit"), dict):  # "audit: unknown field (check its spelling)" misled
+        raise InputError(
+            "audit",
+            "`miaudit train` reads [data], [model], [plan] and [engine]; an [audit] table is for `miaudit audit` (remove it, or audit this config)",
+        )
     try:
         cfg = TrainConfig.model_validate(with_trust(raw, trust_code))
     except ValidationError as exc:
