@@ -119,6 +119,59 @@ def test_bad_config_exits_2_with_one_line_and_no_files(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("marker", ["tradeoff.json", "results.json", "audit.json"])
+def test_another_commands_folder_is_refused_before_any_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], marker: str
+) -> None:
+    """A new user's walk: `miaudit demo --text` shares `miaudit demo`'s default folder and
+    started minutes of fine-tuning into it (its files would have joined the trade-off's)."""
+    out = tmp_path / "demo-results"
+    out.mkdir()
+    (out / marker).write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        main(["exposure", str(_config(tmp_path)), "--out", str(out), "--overwrite"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"({marker}): choose another folder" in err
+    assert sorted(p.name for p in out.iterdir()) == [marker]
+
+
+def test_sigterm_mid_run_leaves_no_staging_folder(tmp_path: Path) -> None:
+    """A new user's walk: `timeout` killed `miaudit demo --text` and left fine-tuned weights in
+    `.staging-exposure-*` inside --out. SIGTERM now unwinds as Ctrl-C does (exit 143)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    env = {**os.environ, "MIAUDIT_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from miaudit.cli import main; main()",
+            "exposure",
+            str(_config(tmp_path)),
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".staging-exposure-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it staged"
+        time.sleep(0.05)
+    assert list(out.glob(".staging-exposure-*")), "the run never staged"
+    time.sleep(0.5)  # inside the run's work
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert not list(out.glob(".staging-exposure-*")) and not (out / "exposure.json").exists()
+
+
 def test_a_failed_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import miaudit.models
 

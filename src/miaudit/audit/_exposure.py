@@ -43,6 +43,7 @@ from miaudit.audit._exposure_membership import (
     score_own_models,
 )
 from miaudit.audit._text_audit import TEXT_BASELINE
+from miaudit.audit._writer import MARKERS
 from miaudit.data import SyntheticText, fake_names, synthetic_records
 from miaudit.defenses import deduplicate
 from miaudit.errors import InputError
@@ -240,7 +241,16 @@ def _default_cache() -> Path:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
+    """Before minutes of fine-tuning: a folder holding another command's run is refused even
+    with ``overwrite`` (its files would stay beside these and be read as theirs: `miaudit demo
+    --text` shares `miaudit demo`'s default folder), one holding an exposure run needs it."""
     ensure_writable_dir(out)
+    for marker, kind in MARKERS:
+        if (out / marker).exists():
+            raise InputError(
+                "--out",
+                f"{str(out)!r} holds a `miaudit {kind}` run ({marker}): choose another folder",
+            )
     if (out / EXPOSURE_FILE).exists() and not overwrite:
         raise InputError("--out", f"{str(out)!r} already holds {EXPOSURE_FILE}; pass --overwrite")
 

@@ -5,8 +5,10 @@ Bad input prints one line naming the input and the problem and exits with status
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -501,11 +503,39 @@ _EXTRA_OF = {
 }
 
 
+@contextlib.contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """While a command runs, SIGTERM (``timeout``, ``kill``, a scheduler) raises
+    SystemExit(143) in the main thread, so the run's cleanup (staging folders, a half-made
+    --out) runs as it does for Ctrl-C: the default action killed the process at once and left
+    them (a new user's walk found fine-tuned weights in `.staging-exposure-*` after `timeout`).
+    A handler someone else set is kept; the previous one is restored afterwards."""
+    import signal
+    import threading
+
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The ``miaudit`` command: exit 0 on success, 1 when a --fail-on rule or a DP audit fails,
     2 with one line ``error: <input>: <problem>`` on bad input or usage."""
     try:
-        code = app(args=argv, prog_name="miaudit", standalone_mode=False)
+        with _exit_on_sigterm():
+            code = app(args=argv, prog_name="miaudit", standalone_mode=False)
     except SystemExit:
         raise
     except InputError as exc:
