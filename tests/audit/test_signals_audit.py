@@ -280,3 +280,4 @@ def test_check_record_warns_when_the_references_do_not_reproduce_the_model(
     said = " ".join((cap.out + cap.err).split())
     assert "warning: the references do not reproduce this model's training" in said
     assert "p, references alone" in said and "ranked among those non-members" in said
+    assert "'log LR': LiRA's online log-likelihood ratio" in said  # a new user asked what it was

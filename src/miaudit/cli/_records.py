@@ -112,7 +112,14 @@ def _print_table(rows: list[RecordEvidence]) -> None:
     out.print(
         f"p-value: the chance, for a record that was not in the training data, of a score at least this high; method: {first.method}. "
         f"Checking many records? Compare each p-value with 0.05 / (number of records checked) (Bonferroni); here {len(rows)} record(s): "
-        f"{0.05 / len(rows):.2g}. '{'in the input' if saved else 'in plan'}' is the audit's own ground truth (restricted).",
+        f"{0.05 / len(rows):.2g}. '{'in the input' if saved else 'in plan'}' is the audit's own ground truth (restricted)."
+        + (
+            ""
+            if saved
+            else " 'p, references alone': the reference test's own p-value, before it is ranked among this model's non-members. "
+            "'log LR': LiRA's online log-likelihood ratio from the record's IN and OUT references (above 0: more like a member); "
+            "it is a score, not a p-value, and uses the references alone, so it can disagree with the p-value."
+        ),
         soft_wrap=True,
     )
 
