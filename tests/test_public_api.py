@@ -71,6 +71,7 @@ def test_audit_exports_its_entry_points_and_result_types():
         "audit",
         "audit_signals",
         "check_record",
+        "refuse_another_run",
         "dp_audit",
         "run_demo",
         "tradeoff",

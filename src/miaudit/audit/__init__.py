@@ -76,6 +76,7 @@ from miaudit.audit._tradeoff_text import (
     text_tradeoff,
     text_variants,
 )
+from miaudit.audit._writer import refuse_another_run
 
 __all__ = [
     "AUDIT_ATTACKS",
@@ -143,6 +144,7 @@ __all__ = [
     "parse_gate_rule",
     "parse_references",
     "records_of_pseudonyms",
+    "refuse_another_run",
     "run_attacks",
     "run_audit",
     "run_demo",

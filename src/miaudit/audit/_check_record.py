@@ -370,7 +370,7 @@ def check_saved_outputs(
     index = {str(r): i for i, r in enumerate(np.asarray(record_id).tolist())}
     s = np.asarray(scores, dtype=np.float64)
     m = np.asarray(member).astype(bool)
-    non = np.sort(s[~m])
+    non = np.sort(-s[~m])
     method = (
         f"rank of the record's {attack} score among the model's known non-members (no reference models in an audit from saved outputs): "
         "p = (1 + non-members scoring at least as high) / (1 + non-members), the record left out; valid when the record is "
@@ -381,12 +381,8 @@ def check_saved_outputs(
         if str(rid) not in index:
             raise InputError("--id", f"record {rid!r} is not among the audited records")
         i = index[str(rid)]
-        at_least = int(non.size - np.searchsorted(non, s[i], side="left"))
-        n0 = int(non.size)
-        if not m[i]:  # leave the record itself out of its own reference set
-            at_least -= 1
-            n0 -= 1
-        p = (1 + at_least) / (1 + n0)
+        # higher scores are more member-like: ranked negated, as the reference p-values are
+        p, n0 = _rank_among(non, -float(s[i]), leave_out=not m[i])
         out.append(
             RecordEvidence(
                 str(rid),

@@ -43,7 +43,7 @@ from miaudit.audit._exposure_membership import (
     score_own_models,
 )
 from miaudit.audit._text_audit import TEXT_BASELINE
-from miaudit.audit._writer import MARKERS
+from miaudit.audit._writer import refuse_another_run
 from miaudit.data import SyntheticText, fake_names, synthetic_records
 from miaudit.defenses import deduplicate
 from miaudit.errors import InputError
@@ -245,12 +245,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
     with ``overwrite`` (its files would stay beside these and be read as theirs: `miaudit demo
     --text` shares `miaudit demo`'s default folder), one holding an exposure run needs it."""
     ensure_writable_dir(out)
-    for marker, kind in MARKERS:
-        if (out / marker).exists():
-            raise InputError(
-                "--out",
-                f"{str(out)!r} holds a `miaudit {kind}` run ({marker}): choose another folder",
-            )
+    refuse_another_run(out, own="exposure", advice="choose another folder")
     if (out / EXPOSURE_FILE).exists() and not overwrite:
         raise InputError("--out", f"{str(out)!r} already holds {EXPOSURE_FILE}; pass --overwrite")
 

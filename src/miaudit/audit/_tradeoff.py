@@ -545,7 +545,7 @@ def _variant_config(spec: VariantSpec, base_cfg: AuditConfig) -> AuditConfig:
     return base_cfg.model_copy(update={"model": parse_recipe(raw, field=f"variants.{spec.name}")})
 
 
-def _check_dp_variants(specs: Sequence[VariantSpec], s: _Settings) -> _Settings:
+def _check_dp_variants(specs: Sequence[VariantSpec], s: _Settings) -> None:
     """Every DP training variant's claim checked against its plan before anything trains: δ
     below 1/n and σ found for its target ε (a bad --epsilons or --delta refused up front, not
     after the baseline has trained). A variant that sets ``dp`` is named by the options
@@ -566,7 +566,6 @@ def _check_dp_variants(specs: Sequence[VariantSpec], s: _Settings) -> _Settings:
             )
         except InputError as exc:
             raise InputError(exc.field, f"variant {spec.name}: {exc.problem}") from None
-    return s
 
 
 def _training_variant(
@@ -755,7 +754,7 @@ def tradeoff(
     say = say or (lambda _s: None)
     specs = _checked_specs(variants)
     s = _settings(cfg, Path(out), accuracy_tolerance, policy_targets, noise_sigma, noise_draws)
-    base_cfg, out_dir = _check_dp_variants(specs, s).cfg, s.out
+    _check_dp_variants(specs, s)
     outcomes: list[VariantOutcome] = []
     runs: dict[str, AuditRun] = {}
     robustness: list[RobustnessComparison] = []
@@ -765,7 +764,7 @@ def tradeoff(
         if spec.policy is None:
             say(f"{spec.name}: training and auditing ({spec.description})")
             outcome, runs[spec.name] = _training_variant(
-                spec, base_cfg, out_dir / "variants" / spec.name, baseline=spec is specs[0]
+                spec, s.cfg, s.out / "variants" / spec.name, baseline=spec is specs[0]
             )
         else:
             say(
@@ -774,7 +773,7 @@ def tradeoff(
             baseline = runs[specs[0].name]
             # The same targets and attacks on full outputs: every policy's comparator.
             full = full or _policy_scores(
-                base_cfg,
+                s.cfg,
                 baseline.train,
                 "full",
                 targets=policy_targets,

@@ -38,6 +38,18 @@ MARKERS = (
     (RESULTS_FILE, "attack"),
 )
 KINDS = frozenset(kind for _, kind in MARKERS)
+#: Every command's marker file, `miaudit exposure`'s too (it keeps no manifest of this kind).
+RUN_MARKERS = (*MARKERS, ("exposure.json", "exposure"))
+
+
+def refuse_another_run(out: Path, *, own: str, advice: str) -> None:
+    """InputError when ``out`` holds another command's run than ``own``, found by its marker
+    file (its files would stay beside this run's and be read as theirs)."""
+    for marker, kind in RUN_MARKERS:
+        if kind != own and (out / marker).exists():
+            raise InputError(
+                "--out", f"{str(out)!r} holds a `miaudit {kind}` run ({marker}): {advice}"
+            )
 
 
 def folder_kind(out: Path) -> tuple[str | None, tuple[str, ...]]:

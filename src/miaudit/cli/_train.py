@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from miaudit.cli._console import console
 from miaudit.cli._options import Address, Executor, TrustCode
-from miaudit.errors import InputError
 
 if TYPE_CHECKING:
     from miaudit.audit import AuditConfig
@@ -77,26 +76,12 @@ def train(
     console().print(result.summary(), soft_wrap=True)
 
 
-#: Files that mark a folder as another command's run (``miaudit train`` writes train.json,
-#: signals/ and models/ only).
-OTHER_RUNS = {
-    "audit.json": "audit",
-    "results.json": "audit or attack",
-    "tradeoff.json": "tradeoff",
-    "dp_audit.json": "dp-audit",
-    "exposure.json": "exposure",
-}
-
-
 def _refuse_another_runs_folder(out: Path) -> None:
     """``miaudit train`` into a folder another command wrote replaced its signals beside the
     results they no longer match (check-record then answered from the mix: red team)."""
-    for marker, kind in OTHER_RUNS.items():
-        if (out / marker).exists():
-            raise InputError(
-                "--out",
-                f"{str(out)!r} holds a `miaudit {kind}` run ({marker}): train into another folder",
-            )
+    from miaudit.audit import refuse_another_run
+
+    refuse_another_run(out, own="train", advice="train into another folder")
 
 
 def warn_self_trust(cfg: object, flag: bool, path: Path) -> None:

@@ -270,23 +270,22 @@ class Monitor:
         rows, so that neither can be computed in advance.
         """
         n, cap, k = z.shape[0], self.cfg.max_rows_per_request, self.cfg.knn_k
-        with np.errstate(over="ignore", invalid="ignore"):
-            # Clipped so that projections and squared distances stay finite (a k-d tree given
-            # inf reports missing neighbours); a row 1e12 deviations out is far either way.
-            z = np.clip(np.nan_to_num(z, nan=0.0), -1e12, 1e12)
-            if z.shape[1] > MEASURED_DIMS:  # a random projection keeps distances within ~±25 %
-                g = self._rng.normal(size=(z.shape[1], MEASURED_DIMS)) / np.sqrt(MEASURED_DIMS)
-                z = z @ g
-            searched = z
-            if z.shape[1] > SEARCHED_DIMS:
-                searched = z @ self._rng.normal(size=(z.shape[1], SEARCHED_DIMS))
-            _, near = cKDTree(searched).query(searched, k=max(2, min(2 * k + 1, n)))
-            mean_knn = np.empty(n)
-            for s in range(0, n, _CHUNK_ROWS):
-                c = near[s : s + _CHUNK_ROWS]
-                dist = np.sqrt(((z[c] - z[s : s + len(c), None, :]) ** 2).sum(axis=2))
-                dist[c == np.arange(s, s + len(c))[:, None]] = np.inf  # not its own neighbour
-                mean_knn[s : s + len(c)] = np.sort(dist, axis=1)[:, :k].mean(axis=1)
+        # Clipped so that projections and squared distances stay finite (a k-d tree given
+        # inf reports missing neighbours); a row 1e12 deviations out is far either way.
+        z = np.clip(np.nan_to_num(z, nan=0.0), -1e12, 1e12)
+        if z.shape[1] > MEASURED_DIMS:  # a random projection keeps distances within ~±25 %
+            g = self._rng.normal(size=(z.shape[1], MEASURED_DIMS)) / np.sqrt(MEASURED_DIMS)
+            z = z @ g
+        searched = z
+        if z.shape[1] > SEARCHED_DIMS:
+            searched = z @ self._rng.normal(size=(z.shape[1], SEARCHED_DIMS))
+        _, near = cKDTree(searched).query(searched, k=max(2, min(2 * k + 1, n)))
+        mean_knn = np.empty(n)
+        for s in range(0, n, _CHUNK_ROWS):
+            c = near[s : s + _CHUNK_ROWS]
+            dist = np.sqrt(((z[c] - z[s : s + len(c), None, :]) ** 2).sum(axis=2))
+            dist[c == np.arange(s, s + len(c))[:, None]] = np.inf  # not its own neighbour
+            mean_knn[s : s + len(c)] = np.sort(dist, axis=1)[:, :k].mean(axis=1)
         crowded = np.flatnonzero(mean_knn < self.threshold)
         if crowded.size >= cap:
             return np.sort(self._rng.choice(crowded, cap, replace=False))
