@@ -185,6 +185,11 @@ def test_audit_signals_writes_what_check_record_reads(tmp_path) -> None:
     member = store.record_id[store.keep[3]][0]
     (row,) = check_record(tmp_path / "out", [str(member)])
     assert row.target == 3 and row.member_in_plan and row.model.startswith("your model")
+    # audit.json states the settings as run: references unset in the config are not written
+    # as the field's default of 4 pairs (the references were every other model).
+    as_run = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert "references" not in as_run["config"]["audit"]
+    assert as_run["references"].startswith("every other model")
 
 
 def test_settings_come_from_the_config_then_the_options(tmp_path) -> None:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -1185,13 +1185,23 @@ def audit_signals(
         "target": audited,
         "references": plan.choice,
         "pool": pool_words or _STORE_POOL,
-        "config": cfg.model_dump(mode="json"),
+        "config": _signals_config_as_run(cfg),
     }
     write_text_atomic(out_dir / "audit.json", json.dumps(settings, indent=2))
     _write_pairs(out_dir, key, ref, quiet=quiet)
     if report:
         write_shareable_report(out_dir)
     return ref
+
+
+def _signals_config_as_run(cfg: SignalsAuditConfig) -> dict[str, Any]:
+    """The settings as run: ``[audit].references`` only where the config set it (unset, the
+    references were every other model, written beside as ``references``; the field's default
+    of 4 pairs was never used and read as if it had been)."""
+    dumped = cfg.model_dump(mode="json")
+    if "references" not in cfg.audit.model_fields_set:
+        del dumped["audit"]["references"]
+    return dumped
 
 
 def _as_audited(store: SignalsStore, target: int | None) -> SignalsStore:
