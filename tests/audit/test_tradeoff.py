@@ -217,6 +217,11 @@ def test_cli_commands_in_process(tmp_path):
     assert r.exit_code == 0, r.output
     html = (tmp_path / "t" / "report.html").read_text(encoding="utf-8")
     assert "wd0.01" in html and "policy-label-only" in html
+    # Each verdict line names what its risk reduction is measured against, as the report does:
+    # a policy against the same attacks on full outputs, a training control against the baseline.
+    said = " ".join(r.output.split())
+    assert "policy-label-only: " in said and "; against " in said and "full outputs" in said
+    assert "against the baseline's strongest attack" in said
 
 
 def test_images_use_augmentation_robustness_and_the_cnn_loader(tmp_path):

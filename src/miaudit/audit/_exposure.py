@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from miaudit._io import RESTRICTED_MODE, ensure_writable_dir, write_text_atomic
+from miaudit._io import RESTRICTED_MODE, dumps_json, ensure_writable_dir, write_text_atomic
 from miaudit.audit._attack import AttackRun
 from miaudit.audit._exposure_config import CanarySection, ExposureConfig
 from miaudit.audit._exposure_math import exact_exposure, exact_rank, skewnorm_exposure
@@ -446,8 +446,8 @@ def _write(
     pool: SyntheticText,
     population: tuple[str, ...],
 ) -> None:
-    write_text_atomic(folder / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n", restricted=True)
-    write_text_atomic(folder / EXPOSURE_FILE, json.dumps(record, indent=2) + "\n", restricted=True)
+    write_text_atomic(folder / SUMMARY_FILE, dumps_json(summary, indent=2) + "\n", restricted=True)
+    write_text_atomic(folder / EXPOSURE_FILE, dumps_json(record, indent=2) + "\n", restricted=True)
     lines = [
         json.dumps({"record": i, "family": f, "text": t})
         for i, (t, f) in enumerate(zip(pool.texts, pool.family, strict=True))

@@ -270,7 +270,12 @@ def _print_tradeoff(out: Console, result: TradeoffResult) -> None:
         )
     out.print(table)
     for v in result.variants[1:]:
-        out.print(f"{v.name}: {v.recommendation}: {v.reason}", highlight=False, soft_wrap=True)
+        # The report's wording: a risk reduction means nothing without what it is measured
+        # against (a policy's comparator is the same attacks on full outputs, not the baseline's).
+        against = f"; against {v.compared_with}" if v.compared_with else ""
+        out.print(
+            f"{v.name}: {v.recommendation}: {v.reason}{against}", highlight=False, soft_wrap=True
+        )
     for c in result.comparisons:
         out.print(
             f"{c.a} − {c.b} AUC ({c.variant}): {_est(c.difference, signed=True)}", highlight=False
