@@ -153,3 +153,38 @@ def test_the_language_models_fine_tuning_is_checked_too():
         check_finetune_dp(1.0, 0.1, "rdp", 16, 2, [64])
     with pytest.raises(InputError, match=r"--epsilons: ε = 1e-06 is too small"):
         check_finetune_dp(1e-6, 1e-5, "rdp", 16, 2, [64], epsilon_field="--epsilons")
+
+
+def test_workers_take_the_coordinators_sigma_instead_of_searching_again(tmp_path, monkeypatch):
+    """A PRV search is seconds (≈ 7 s at ε = 4 over 400 steps): the coordinator's checks find
+    σ once and each unit's job carries it, so a fresh worker process trains without searching."""
+    from miaudit.datasets import load_dataset
+    from miaudit.engine import check_dp_plan, make_plan, parse_config
+    from miaudit.engine._run import unit_jobs
+    from miaudit.engine._unit import run_unit
+    from miaudit.models import _dp_sigma
+
+    cfg = parse_config(
+        {
+            "data": {"dataset": "breast-cancer"},
+            "plan": {"models": 2},
+            "model": {"kind": "torch-mlp", "hidden": [8], "epochs": 1, "dp": {"epsilon": 4.0}},
+            "engine": {"workers": 0, "threads": 1, "progress": False},
+        }
+    )
+    data = load_dataset(cfg.data)
+    plan = make_plan(cfg, data.n_records)
+    sigmas = check_dp_plan(cfg, plan)
+    assert sigmas and all(q[0] == 4.0 and q[4] == "prv" for q, _ in sigmas)
+    (job,) = unit_jobs(cfg, data, plan, tmp_path, sigmas=sigmas)
+
+    def no_search(*_a, **_k):
+        raise AssertionError("searched again")
+
+    monkeypatch.setattr(_dp_sigma, "_FOUND", {})  # a fresh worker process
+    monkeypatch.setattr(_dp_sigma, "search_sigma", no_search)
+    assert run_unit(job).key == job.key
+    monkeypatch.setattr(_dp_sigma, "_FOUND", {})
+    (without,) = unit_jobs(cfg, data, plan, tmp_path / "other")
+    with pytest.raises(AssertionError, match="searched again"):
+        run_unit(without)

@@ -33,6 +33,7 @@ from miaudit.models import (
     CNNRecipe,
     MLPRecipe,
     PythonRecipe,
+    SigmaTable,
     SklearnRecipe,
     check_dp_claim,
     check_recipe_for_data,
@@ -165,7 +166,15 @@ def _load_npy(path: Path, field: str) -> np.ndarray:
     return array
 
 
-def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path) -> list[UnitJob]:
+def unit_jobs(
+    cfg: TrainConfig,
+    data: Dataset,
+    plan: MembershipPlan,
+    cache: Path,
+    *,
+    sigmas: SigmaTable = (),
+) -> list[UnitJob]:
+    """The plan's units as jobs; ``sigmas``: the σ :func:`check_dp_plan` found, for each job."""
     fingerprint = data.fingerprint()
     versions = _cache.library_versions()
     recipe_json = _cache.recipe_key(cfg.model)
@@ -206,6 +215,7 @@ def unit_jobs(cfg: TrainConfig, data: Dataset, plan: MembershipPlan, cache: Path
                 plan.population,
                 cfg.trust_code,
                 device=cfg.engine.device,
+                sigmas=sigmas,
             )
         )
     return jobs
@@ -243,10 +253,10 @@ def train(
         raise InputError("pool", "a pool goes with a user keep matrix (keep=)")
     plan = make_plan(cfg, data.n_records, keep, pool)
     _check_population(cfg, data, plan)
-    check_dp_plan(cfg, plan)
+    sigmas = check_dp_plan(cfg, plan)
     console = console or Console(stderr=True)
     _cache.clean_stale_staging(cache)
-    jobs = unit_jobs(cfg, data, plan, cache)
+    jobs = unit_jobs(cfg, data, plan, cache, sigmas=sigmas)
     todo, reused, refused = _sort_by_cache(jobs, cache, console)
     if todo:
         _run_jobs(todo, cfg, executor, on_event, console)
@@ -288,18 +298,19 @@ def check_dp_plan(
     *,
     epsilon_field: str = "model.dp.epsilon",
     delta_field: str = "model.dp.delta",
-) -> None:
+) -> SigmaTable:
     """A DP recipe's claim checked against the plan before any training: δ below 1/n for every
     model's training set of n records, and σ found for the target ε at every model's sampling
     rate and steps (a bounded search: an ε no σ reaches is refused now, never searched for ever
-    in a worker). InputError naming the field otherwise."""
+    in a worker). InputError naming the field otherwise; the σ found (handed to the workers)."""
     if isinstance(cfg.model, MLPRecipe | CNNRecipe) and cfg.model.dp is not None:
-        check_dp_claim(
+        return check_dp_claim(
             cfg.model,
             plan.keep.sum(axis=1).tolist(),
             epsilon_field=epsilon_field,
             delta_field=delta_field,
         )
+    return ()
 
 
 def _sort_by_cache(

@@ -24,12 +24,14 @@ from miaudit.models import (
     MLPRecipe,
     ModelStreams,
     PythonRecipe,
+    SigmaTable,
     SklearnRecipe,
     TorchModuleRecipe,
     check_code_trust,
     code_folder,
     fit_preprocessing,
     load_function,
+    remember_sigmas,
     save_sklearn,
     save_torch_state,
     torch_threads,
@@ -62,6 +64,9 @@ class UnitJob:
     trust_code: bool = False
     #: The torch device the unit trains on (engine.device; in the key through ``parts``).
     device: str = "cpu"
+    #: The σ the coordinator found for the recipe's target ε (a function of the recipe and the
+    #: training-set sizes, so not part of the key): a worker takes them, not searching again.
+    sigmas: SigmaTable = ()
 
     @property
     def key(self) -> str:
@@ -80,6 +85,7 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
     """Train ``job``'s models, write their logits and weights, publish the unit atomically."""
     start, cpu_start = time.perf_counter(), time.process_time()
     emit = emit or (lambda _e: None)
+    remember_sigmas(job.sigmas)
     staging = _cache.staging_dir(job.cache, job.key)
     train_sets = [np.flatnonzero(row) for row in job.keep_rows]
     streams = [ModelStreams.of(job.seed, k) for k in job.models]

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from miaudit.models._device import check_device
 from miaudit.models._dp_sigma import (
+    SigmaTable,
     check_delta,
     check_dp_claim,
     check_finetune_dp,
     noise_for_epsilon,
     poisson_schedule,
+    remember_sigmas,
 )
 from miaudit.models._hf import (
     MAX_HF_JSON_BYTES,
@@ -189,6 +191,7 @@ __all__ = [
     "Precision",
     "PythonRecipe",
     "Recipe",
+    "SigmaTable",
     "SklearnRecipe",
     "TokenStats",
     "TorchModuleRecipe",
@@ -238,6 +241,7 @@ __all__ = [
     "pretrained_base",
     "query_views",
     "record_log_likelihoods",
+    "remember_sigmas",
     "resolve_code_folder",
     "save_lm",
     "save_sklearn",

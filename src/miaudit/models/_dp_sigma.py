@@ -22,7 +22,6 @@ target.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 import warnings
@@ -78,7 +77,15 @@ def _accountant_epsilon(accountant: str, delta: float) -> Callable[[float, float
     return eps
 
 
-@functools.lru_cache(maxsize=256)
+#: What one σ search is asked: (ε, δ, sample rate, steps, accountant).
+SigmaQuery = tuple[float, float, float, int, str]
+#: σ found, per query (a search is seconds: PRV ≈ 7 s for ε = 4 over 400 steps on one core).
+SigmaTable = tuple[tuple[SigmaQuery, float], ...]
+#: The σ this process found or was handed, at most ``_MAX_REMEMBERED`` (oldest dropped first).
+_FOUND: dict[SigmaQuery, float] = {}
+_MAX_REMEMBERED = 256
+
+
 def noise_for_epsilon(
     epsilon: float,
     delta: float,
@@ -90,14 +97,40 @@ def noise_for_epsilon(
     """Opacus's σ for a target (ε, δ) at this sampling rate over ``steps`` steps (its search,
     with the guards of the module docstring); InputError naming ``field`` when there is none.
 
-    A pure function of its arguments (≈ 0.3 s per accountant call): cached per process."""
+    A pure function of its arguments (≈ 0.3 s per PRV accountant call, seconds per search):
+    remembered per process, and handed to training workers by :func:`remember_sigmas`."""
+    query = _query(epsilon, delta, sample_rate, steps, accountant)
+    if query in _FOUND:
+        return _FOUND[query]
     eps = _accountant_epsilon(accountant, delta)
-    return search_sigma(
+    sigma = search_sigma(
         lambda s: eps(s, sample_rate, steps),
         epsilon,
         field=field,
         where=f"with the {accountant} accountant at sample rate {sample_rate:.4g} over {steps} steps (δ = {delta:g})",
     )
+    _remember(query, sigma)
+    return sigma
+
+
+def _query(
+    epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str
+) -> SigmaQuery:
+    return (float(epsilon), float(delta), float(sample_rate), int(steps), accountant)
+
+
+def _remember(query: SigmaQuery, sigma: float) -> None:
+    if len(_FOUND) >= _MAX_REMEMBERED:
+        del _FOUND[next(iter(_FOUND))]
+    _FOUND[query] = sigma
+
+
+def remember_sigmas(table: SigmaTable) -> None:
+    """Take the σ another process of this run found (the coordinator's checks, handed to each
+    training worker with its unit), so that a worker does not repeat searches of seconds each.
+    The table travels inside the run's own jobs, never through a file: it is not input."""
+    for query, sigma in table:
+        _remember(query, sigma)
 
 
 # Long: Opacus's two loops (doubling, bisection) kept step for step so its σ are unchanged,
@@ -201,21 +234,26 @@ def check_dp_claim(
     *,
     epsilon_field: str = "model.dp.epsilon",
     delta_field: str = "model.dp.delta",
-) -> None:
+) -> SigmaTable:
     """Before any training: δ < 1/n for every model's training set, and, for a target ε, σ
-    found for every training-set size (the searches are cached, so training reuses them).
-    InputError naming the field otherwise."""
+    found for every training-set size; the σ found (for :func:`remember_sigmas` in the
+    processes that train). InputError naming the field otherwise."""
     dp = recipe.dp
     if dp is None:
-        return
+        return ()
     sizes = sorted({int(n) for n in train_sizes if n >= 1})
     if not sizes:
-        return
+        return ()
     check_delta(dp.delta, sizes[-1], delta_field)
     if dp.epsilon is None:
-        return
-    for args in sorted({dp_sigma_args(recipe, n) for n in sizes}):
-        noise_for_epsilon(dp.epsilon, dp.delta, *args, dp.accountant, field=epsilon_field)
+        return ()
+    return tuple(
+        (
+            _query(dp.epsilon, dp.delta, *args, dp.accountant),
+            noise_for_epsilon(dp.epsilon, dp.delta, *args, dp.accountant, field=epsilon_field),
+        )
+        for args in sorted({dp_sigma_args(recipe, n) for n in sizes})
+    )
 
 
 def check_finetune_dp(
