@@ -135,6 +135,30 @@ def test_another_commands_folder_is_refused_before_any_training(
     assert sorted(p.name for p in out.iterdir()) == [marker]
 
 
+def test_a_dp_claim_no_sigma_meets_is_refused_before_pretraining(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checked on the fine-tuning set as the run makes it, after [dedup] too (with [dedup] the
+    check was skipped, and the error came after minutes of pre-training and fine-tuning)."""
+    path = tmp_path / "exposure.toml"
+    lora = TINY.replace("[model.finetune]\n", '[model.finetune]\nmethod = "lora"\n')
+    path.write_text(lora + '[model.finetune.dp]\nepsilon = 1e-6\naccountant = "rdp"\n[dedup]\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["exposure", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.splitlines()
+    assert exc.value.code == 2 and len(err) == 1
+    assert err[0].startswith("error: model.finetune.dp.epsilon: ε = 1e-06 is too small")
+    assert not (tmp_path / "cache").exists()  # nothing pre-trained
+    # The text trade-off's up-front check (no sizes given) computes them through [dedup] too.
+    from miaudit.audit import load_exposure_config
+    from miaudit.audit._exposure import check_exposure_dp
+    from miaudit.errors import InputError
+
+    with pytest.raises(InputError, match=r"^model\.finetune\.dp\.epsilon: ε = 1e-06"):
+        check_exposure_dp(load_exposure_config(path))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_sigterm_mid_run_leaves_no_staging_folder(tmp_path: Path) -> None:
     """A new user's walk: `timeout` killed `miaudit demo --text` and left fine-tuned weights in
     `.staging-exposure-*` inside --out. SIGTERM now unwinds as Ctrl-C does (exit 143)."""

@@ -218,6 +218,36 @@ def _keep_matrix(n_records: int, models: int, seed: int) -> np.ndarray:
     return keep
 
 
+@dataclass(frozen=True)
+class _FineTuningSets:
+    """What each model fine-tunes on, from the config alone (nothing trained yet)."""
+
+    pool: SyntheticText
+    canaries: list[Canary]
+    #: (1 + references, pool records): row 0 the target's members, then each reference's.
+    keep: np.ndarray
+    members: list[str]
+    #: The target's fine-tuning texts: its members and each canary's insertions, deduplicated
+    #: under ``[dedup]``.
+    texts: list[str]
+    dedup: dict[str, Any] | None
+
+    def sizes(self) -> list[int]:
+        """Fine-tuning set sizes: the target's, then each reference's."""
+        return [len(self.texts), *(int(k.sum()) for k in self.keep[1:])]
+
+
+def _fine_tuning_sets(cfg: ExposureConfig) -> _FineTuningSets:
+    pool = synthetic_records(
+        cfg.data.records, seed=_subseed(cfg.seed, 1), families=cfg.data.families
+    )
+    canaries = make_canaries(cfg.canaries, cfg.seed)
+    keep = _keep_matrix(len(pool), 1 + cfg.references, cfg.seed)
+    members = [t for t, k in zip(pool.texts, keep[0], strict=True) if k]
+    texts, dedup = _finetune_set(cfg, members, canaries)
+    return _FineTuningSets(pool, canaries, keep, members, texts, dedup)
+
+
 def _finetune_set(
     cfg: ExposureConfig, members: list[str], canaries: list[Canary]
 ) -> tuple[list[str], dict[str, Any] | None]:
@@ -273,24 +303,22 @@ def run_exposure(
     _check_out(out, overwrite)
     recipe = cfg.model
     cache = cfg.cache or _default_cache()
-    cache.mkdir(parents=True, exist_ok=True)
     staging = out / f".staging-exposure-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(mode=0o700)
-        pool = synthetic_records(
-            cfg.data.records, seed=_subseed(cfg.seed, 1), families=cfg.data.families
-        )
         population = _population(cfg)
+        sets = _fine_tuning_sets(cfg)
+        pool, canaries, keep, texts = sets.pool, sets.canaries, sets.keep, sets.texts
+        # Before pre-training (minutes the first time): a DP claim no σ meets is refused now.
+        check_exposure_dp(cfg, sets.sizes())
         say(f"pre-training the base on {recipe.pretrain.records} public records (cached)")
         public = synthetic_records(recipe.pretrain.records, seed=_subseed(cfg.seed, 2)).texts
+        cache.mkdir(parents=True, exist_ok=True)
         base = pretrained_base(recipe, public, cache, seed=cfg.seed)
-        canaries = make_canaries(cfg.canaries, cfg.seed)
-        keep = _keep_matrix(len(pool), 1 + cfg.references, cfg.seed)
-        members = [t for t, k in zip(pool.texts, keep[0], strict=True) if k]
-        texts, dedup = _finetune_set(cfg, members, canaries)
-        check_exposure_dp(cfg, [len(texts), *(int(k.sum()) for k in keep[1:])])
-        say(f"fine-tuning the target on {len(texts)} texts ({len(members)} members + canaries)")
+        say(
+            f"fine-tuning the target on {len(texts)} texts ({len(sets.members)} members + canaries)"
+        )
         models = staging / "models"
         info = finetune_lm(
             base, recipe.finetune, texts, models / "target", seed=cfg.seed, threads=recipe.threads
@@ -311,7 +339,7 @@ def run_exposure(
             )
         say("membership audit: sequence signals of every model, text attacks, blind baseline")
         store, audit = _membership(cfg, staging, base, keep, pool.texts, population)
-        summary, record = _results(cfg, rows, info, dedup, store, audit, base)
+        summary, record = _results(cfg, rows, info, sets.dedup, store, audit, base)
         _write(staging, summary, record, store, pool, population)
         _restrict(staging)
         _publish(staging, out)
@@ -330,16 +358,14 @@ def check_exposure_dp(
 ) -> None:
     """A DP fine-tuning's claim checked before anything trains (δ < 1/n, σ found for ε) on the
     fine-tuning sets' sizes: ``sizes`` (target, then references), else computed from the config
-    (members + canary insertions; without ``[dedup]`` only, which changes them)."""
+    as the run makes them (members + canary insertions, after ``[dedup]`` where it is set)."""
     from miaudit.models import check_finetune_dp
 
     ft = cfg.model.finetune
-    if ft.dp is None or (sizes is None and cfg.dedup is not None):
+    if ft.dp is None:
         return
     if sizes is None:
-        keep = _keep_matrix(cfg.data.records, 1 + cfg.references, cfg.seed)
-        inserted = sum(k.repetitions for k in make_canaries(cfg.canaries, cfg.seed))
-        sizes = [int(keep[0].sum()) + inserted, *(int(k.sum()) for k in keep[1:])]
+        sizes = _fine_tuning_sets(cfg).sizes()
     check_finetune_dp(
         ft.dp.epsilon,
         ft.dp.delta,
