@@ -353,3 +353,24 @@ def test_a_bad_claim_is_refused_before_any_run_trains():
             say=said.append,
         )
     assert said == []  # not even the design line: nothing was planned or trained
+
+
+def test_the_claim_is_checked_at_both_ends_of_a_runs_training_size(monkeypatch):
+    """Input canaries join by coin flip: a run trains on base .. base + m records, so σ is
+    searched for both ends before anything trains (δ against the largest)."""
+    import miaudit.models
+
+    seen: list[list[int]] = []
+
+    def record(_recipe, sizes):
+        seen.append(sizes)
+        raise InputError("model.dp.epsilon", "stop before training")
+
+    monkeypatch.setattr(miaudit.models, "check_dp_claim", record)
+    with pytest.raises(InputError, match="stop before training"):
+        dp_audit(
+            _cfg({"epsilon": 1.0}, 0, n=300),
+            design=DpAuditDesign(canary_kind="input", canaries=40, k_plus=4, k_minus=4),
+        )
+    ((small, large),) = seen
+    assert large - small == 40 and small > 0

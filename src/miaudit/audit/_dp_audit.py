@@ -1014,8 +1014,9 @@ def dp_audit(
 def _check_claim(recipe: Recipe, design: DpAuditDesign, n_records: int) -> None:
     """The recipe's DP claim checked before anything trains (models' ``check_dp_claim``): δ
     below 1/n for the largest training set a run can have (base records, and every input
-    canary), σ found for the target ε at that size (a run's actual size, its included canaries,
-    is searched again when it trains: the same bounded search)."""
+    canary), σ found for the target ε at the smallest and the largest (a run's actual size, its
+    included canaries, lies between and is searched when it trains: the same bounded search;
+    in practice the ends are where a target turns unreachable, too small or too large)."""
     from miaudit.models import check_dp_claim
 
     if not isinstance(recipe, (MLPRecipe, CNNRecipe)) or recipe.dp is None:
@@ -1025,7 +1026,8 @@ def _check_claim(recipe: Recipe, design: DpAuditDesign, n_records: int) -> None:
     if m is None:
         m = 0 if kind == "gradient" else DEFAULT_INPUT_CANARIES
     resolved = design.model_copy(update={"canary_kind": kind, "canaries": m})
-    check_dp_claim(recipe, [resolved.base_count(n_records) + resolved._records_used()])
+    base = resolved.base_count(n_records)
+    check_dp_claim(recipe, [base, base + resolved._records_used()])
 
 
 def _write(result: DpAuditResult, out: str | Path | None) -> None:
