@@ -272,9 +272,14 @@ def test_demo_text_runs_the_membership_audit(
     )
     monkeypatch.setattr(miaudit.audit, "text_demo_config", lambda: tiny)
     main(["demo", "--text", "--out", str(tmp_path / "demo")])
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "text_loss" in printed and "min_k_plus" in printed and "blind_ngram" in printed
     assert (tmp_path / "demo" / "audit" / "report.html").is_file()
+    # Outside a terminal each step is a line on stderr (a spinner there printed nothing for
+    # the minutes the real demo takes: a new user's walk with its output in a log).
+    steps = [line for line in captured.err.splitlines() if line.startswith("… ")]
+    assert any("fine-tuning the target" in s for s in steps) and len(steps) >= 4
 
 
 def test_a_pool_too_small_for_the_blind_baseline_is_refused_when_read() -> None:

@@ -8,6 +8,8 @@ assumes 80 columns there).
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -35,3 +37,21 @@ def report_sharing(path: Path) -> str:
     if path.stat().st_mode & 0o077 == 0:
         return "restricted, 0600: it names records by their ids (--raw-ids)"
     return "shareable: aggregates and pseudonyms only"
+
+
+@contextmanager
+def progress(out: Console, first: str) -> Iterator[Callable[[str], None]]:
+    """What a long command says it is doing: a spinner whose text each step replaces in a
+    terminal; elsewhere (a pipe, a CI log, ``nohup``) one line per step on stderr, where a
+    spinner prints nothing and minutes of work would pass in silence."""
+    if out.is_terminal:
+        with out.status(first) as status:
+            yield status.update
+        return
+    log = console(stderr=True)
+
+    def say(step: str) -> None:
+        log.print(f"… {step}", soft_wrap=True)
+
+    say(first)
+    yield say

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from miaudit.cli._console import console
+from miaudit.cli._console import console, progress
 
 if TYPE_CHECKING:
     from miaudit.audit import ExposureConfig, ExposureRun
@@ -85,8 +85,8 @@ def print_membership(m: dict[str, Any], heldout: dict[str, Any]) -> None:
 def run_and_print(cfg: ExposureConfig, out_dir: Path, overwrite: bool) -> None:
     from miaudit.audit import run_exposure
 
-    with out.status("…") as status:
-        run = run_exposure(cfg, out_dir, overwrite=overwrite, progress=status.update)
+    with progress(out, "starting") as say:
+        run = run_exposure(cfg, out_dir, overwrite=overwrite, progress=say)
     print_exposure(run)
 
 
