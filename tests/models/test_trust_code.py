@@ -117,3 +117,19 @@ def test_cli_refuses_without_opt_in_and_runs_with_it(
         f"sets trust_code = true: it imports and runs '{name}.MyClassifier'"
         in capsys.readouterr().err
     )
+
+
+def test_an_edited_estimator_module_is_imported_again(plant_module, tmp_path) -> None:
+    """The cache key hashes the estimator's file as it is now; a long-lived process (a notebook)
+    that imported the old bytes trained the old class under the new key (it is imported afresh,
+    as the code a python recipe names is)."""
+    name, _ = plant_module(
+        "from sklearn.linear_model import LogisticRegression\n"
+        "class MyClassifier(LogisticRegression):\n    VERSION = 'old'\n"
+    )
+    recipe = SklearnRecipe(estimator=f"{name}.MyClassifier")
+    assert estimator_class(recipe, trust_code=True).VERSION == "old"
+    source = tmp_path / f"{name}.py"
+    source.write_text(source.read_text().replace("'old'", "'new'"))
+    assert estimator_class(recipe, trust_code=True).VERSION == "new"
+    assert make_estimator(recipe, 1, trust_code=True).VERSION == "new"

@@ -52,11 +52,7 @@ def estimator_class(recipe: SklearnRecipe, *, trust_code: bool = False) -> type:
     check_code_trust(recipe, trust_code)
     cls = builtin_classifiers().get(recipe.estimator)
     if cls is None:
-        module_name, _, cls_name = recipe.estimator.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), cls_name)
-        except (ImportError, AttributeError):
-            raise InputError("model.estimator", f"cannot import {recipe.estimator!r}") from None
+        cls = _users_class(recipe.estimator)
     if not isinstance(cls, type) or not issubclass(cls, BaseEstimator):
         raise InputError("model.estimator", f"{recipe.estimator!r} is not a scikit-learn estimator")
     if not hasattr(cls, "predict_proba"):
@@ -65,6 +61,22 @@ def estimator_class(recipe: SklearnRecipe, *, trust_code: bool = False) -> type:
             f"{recipe.estimator!r} has no predict_proba; the signals need class probabilities",
         )
     return cls
+
+
+def _users_class(estimator: str) -> Any:
+    """The user's class, imported as the bytes of its files are now (``load_function``, which
+    the cache key's digest mirrors): a module imported before an edit is imported again, so
+    the class trained is the one the key names (a notebook trained the old one under it)."""
+    from miaudit.models._recipe import PythonRecipe
+    from miaudit.models._user_code import load_function
+
+    module_name, _, cls_name = estimator.rpartition(".")
+    if not module_name:
+        raise InputError("model.estimator", f"cannot import {estimator!r}")
+    try:
+        return load_function(PythonRecipe(train=f"{module_name}:{cls_name}"), "model.train")
+    except InputError as exc:  # found, imported and checked as model.train: named as itself
+        raise InputError("model.estimator", exc.problem) from None
 
 
 def make_estimator(
