@@ -115,6 +115,39 @@ def test_streamed_body_is_cut_at_the_cap(make_service) -> None:
     assert svc.store.get_key(tok.split("_")[1]).used == 0
 
 
+def test_a_body_of_tiny_values_is_413_before_it_is_parsed(make_service, estimator) -> None:
+    """Parsing costs per value: one-number records (``[0],``: 4 bytes each) fitted 8 times the
+    batch's values under the byte cap and held a worker for seconds, free (red team). The
+    separators are counted first; the largest legitimate batches, as lists or as objects keyed
+    by names holding separators themselves, still fit."""
+    svc = make_service(max_batch=100)
+    tok = svc.token("trusted")
+    cap = predict_body_cap(100, N_FEATURES, None)
+    body = b'{"records":[' + b",".join([b"[0]"] * (cap // 4 - 10)) + b"]}"
+    assert len(body) <= cap
+    headers = {"content-type": "application/json", "authorization": f"Bearer {tok}"}
+    status, answer, _ = call_asgi(svc.app, "/predict", headers, [body])
+    assert status == 413 and b"more values than the batch limit" in answer
+    one_record = b'{"record":[' + b",".join([b"0"] * (cap // 2 - 20)) + b"]}"
+    assert call_asgi(svc.app, "/predict", headers, [one_record])[0] == 413
+    assert svc.store.get_key(tok.split("_")[1]).used == 0
+    rows = np.zeros((100, N_FEATURES)).tolist()
+    assert svc.post(tok, json={"records": rows}).status_code == 200
+    names = tuple(f"f[{i}],{{x}}" for i in range(N_FEATURES))
+    named = make_service(
+        max_batch=100, predictor=EstimatorPredictor(estimator, feature_names=names)
+    )
+    records = [dict(zip(names, r, strict=True)) for r in rows]
+    assert named.post(named.token("trusted"), json={"records": records}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["1.5", True, None])
+def test_values_must_be_json_numbers(service, value) -> None:
+    """Strict: "1.5" and true were read as numbers and answered (docs/serve.md: finite numbers)."""
+    record = [0.5] * (N_FEATURES - 1) + [value]
+    assert service.post(service.token("trusted"), json={"record": record}).status_code == 422
+
+
 def test_admin_bodies_have_a_small_cap(service) -> None:
     r = service.post(service.admin, "/admin/keys", json={"role": "public", "label": "x" * 100_000})
     assert r.status_code == 413

@@ -48,7 +48,7 @@ from fastapi.exceptions import RequestValidationError
 
 from miaudit.errors import InputError
 from miaudit.serve._config import ServeConfig, ServeSpec
-from miaudit.serve._gate import Gate
+from miaudit.serve._gate import Gate, separators
 from miaudit.serve._routes import ROUTERS, denied, invalid_request
 from miaudit.serve._schemas import PredictRequest, RawPredictResponse
 from miaudit.serve._service import UNKNOWN_WIDTH, Denied, Service
@@ -58,6 +58,7 @@ from miaudit.serve._service import UNKNOWN_WIDTH, Denied, Service
 BYTES_PER_NUMBER = 32
 BYTES_PER_RECORD = 16
 BODY_SLACK = 4096
+SEPARATOR_SLACK = 64
 
 
 def predict_body_cap(
@@ -69,6 +70,18 @@ def predict_body_cap(
         max(len(json.dumps(n)) for n in feature_names) + 2 if feature_names else 0
     )
     return BODY_SLACK + max_batch * (width * per_number + BYTES_PER_RECORD)
+
+
+def predict_separator_cap(
+    max_batch: int, n_features: int | None, feature_names: tuple[str, ...] | None
+) -> int:
+    """Most separators (``,``, ``[`` and ``{``) a ``/predict`` body may hold: one per number and
+    two per record, with those inside feature names. Parsing costs per value, not per byte: the
+    byte cap is sized for numbers written out in full, and a body of ``[0],`` fitted 16 times
+    the values in it (a red team's 4.6 MB of one-number records held a worker for 5 s)."""
+    width = n_features if n_features is not None else UNKNOWN_WIDTH
+    inside = max((separators(json.dumps(n).encode()) for n in feature_names or ()), default=0)
+    return SEPARATOR_SLACK + max_batch * (width * (1 + inside) + 2)
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -111,6 +124,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         fast_read=service.key_reader(),  # SQLite: read on the event loop, no thread hop
         predict_cap=config.max_body_bytes
         or predict_body_cap(config.max_batch, predictor.n_features, predictor.feature_names),
+        predict_values=predict_separator_cap(
+            config.max_batch, predictor.n_features, predictor.feature_names
+        ),
         refuse=service.refusal_before_body,
         log_refusal=service.log_refusal,
         on_unauthorised=service.unauthorised_alerts,

@@ -42,6 +42,12 @@ def _too_large(cap: int) -> Response:
     return _plain(413, f"request body too large (at most {cap} bytes)")
 
 
+def separators(body: bytes | bytearray) -> int:
+    """The ``,``, ``[`` and ``{`` in a JSON body: one per value and two per record, at most
+    (what its parse costs, which its bytes do not bound)."""
+    return body.count(b",") + body.count(b"[") + body.count(b"{")
+
+
 def header_map(scope: Scope) -> dict[bytes, bytes]:
     """The request's headers by lower-case name (the last of repeated ones)."""
     return {k.lower(): v for k, v in scope.get("headers", [])}
@@ -91,8 +97,9 @@ class Gate:
     key, whichever a proxy in front read), what the key alone refuses (``refuse``: a role
     without the endpoint, a spent budget or rate window: 403/429, nothing read),
     ``Content-Length`` over the cap (413, nothing read), then the body read in full while
-    counting (413 as soon as it passes the cap); only then does the route parse it. The caller
-    goes to the route in ``scope["miaudit.caller"]``.
+    counting (413 as soon as it passes the cap), then a ``/predict`` body's separators counted
+    (413 past ``predict_values``: parsing costs per value); only then does the route parse it.
+    The caller goes to the route in ``scope["miaudit.caller"]``.
 
     Parameters
     ----------
@@ -104,6 +111,9 @@ class Gate:
         worker thread.
     predict_cap : int
         Most bytes of a ``/predict`` body; other guarded bodies get ``SMALL_BODY``.
+    predict_values : int, optional
+        Most separators (:func:`separators`) a ``/predict`` body may hold: counted in its bytes
+        at C speed, before any parse.
     refuse : callable, optional
         ``(caller, path) -> Denied | None``: what the key alone refuses before the body is read
         (no I/O: on the event loop); ``log_refusal(caller, denied)`` then logs it (in a thread).
@@ -119,6 +129,7 @@ class Gate:
         authenticate: Callable[..., Caller],
         fast_read: KeyReader | None,
         predict_cap: int,
+        predict_values: int | None = None,
         refuse: Callable[[Caller, str], Denied | None] | None = None,
         log_refusal: Callable[[Caller, Denied], None] | None = None,
         on_unauthorised: Callable[[str, Denied], Sequence[Any]] | None = None,
@@ -128,6 +139,7 @@ class Gate:
         self.authenticate = authenticate
         self.fast_read = fast_read
         self.predict_cap = predict_cap
+        self.predict_values = predict_values
         self.refuse = refuse
         self.log_refusal = log_refusal
         self.on_unauthorised = on_unauthorised if raise_alerts is not None else None
@@ -164,6 +176,11 @@ class Gate:
             headers.get(b"content-length"), self.cap(path), scope, receive, send
         )
         if body is None:
+            return
+        most = self.predict_values
+        if path == "/predict" and most is not None and separators(body) > most:
+            detail = f"request body holds more values than the batch limit allows (at most {most} separators)"
+            await _plain(413, detail)(scope, receive, send)
             return
         scope[CALLER] = caller
         sent = False

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# Strict: a record's values are JSON numbers ("1.5" and true were read as 1.5 and 1.0).
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 RecordIn = list[FiniteFloat] | dict[str, FiniteFloat]
 
 
