@@ -134,3 +134,29 @@ def test_racing_charges_of_one_key_admit_exactly_the_rate(any_store: Store) -> N
         t.join(timeout=60)
     assert sum(admitted) == 40 and len(admitted) == 200
     assert any_store.window_used(key, T0) == 40
+
+
+def test_a_charge_is_timed_under_its_lock(any_store: Store) -> None:
+    """The log's times follow the order the charges committed in: a time read before the lock
+    was waited for stamped records earlier than they were admitted (they left the window
+    early; after another worker's prune, 19 records passed in 9.95 s at 10 per 10 s)."""
+    import sqlalchemy as sa
+
+    key = any_store.create_key(SECRET, "public").key_id
+    go = threading.Barrier(8)
+
+    def worker() -> None:
+        go.wait()
+        for _ in range(20):
+            any_store.charge(key, 1, endpoint="predict", policy="full", hashes=[])
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    with any_store.engine.connect() as conn:
+        times = [
+            r[0] for r in conn.execute(sa.text("SELECT ts FROM miaudit_requests ORDER BY id")).all()
+        ]
+    assert len(times) == 160 and times == sorted(times)

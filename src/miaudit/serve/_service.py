@@ -341,15 +341,14 @@ class Service:
         policy, n = caller.role.policy, x.shape[0]
         self._refuse_over_limits(caller.key, n, policy)
         hashes = record_hashes(self.config.secret, x)
-        now = time.time()
-        charge = self._charge(caller.key, n, policy, hashes, now)
+        charge = self._charge(caller.key, n, policy, hashes)
 
         def settle(status: int) -> None:
             self.store.settle(
                 caller.key.key_id,
                 charge,
                 n,
-                charged_at=now,
+                charged_at=charge.at,
                 window_s=caller.key.window_s,
                 status=status,
             )
@@ -423,13 +422,11 @@ class Service:
             exposed = apply_policy(policy, probs, rng=self._rng)
         return encode_answer(policy, exposed)
 
-    def _charge(
-        self, key: KeyInfo, n: int, policy: OutputPolicy, hashes: list[str], now: float
-    ) -> Charge:
+    def _charge(self, key: KeyInfo, n: int, policy: OutputPolicy, hashes: list[str]) -> Charge:
         """Charge ``n`` records and log the request (200, until :meth:`Store.settle` says
-        otherwise) before the model sees them, or refuse (401, 429)."""
+        otherwise) before the model sees them, or refuse (401, 429); timed under the lock."""
         charge = self.store.charge(
-            key.key_id, n, endpoint="predict", policy=str(policy), hashes=hashes, now=now
+            key.key_id, n, endpoint="predict", policy=str(policy), hashes=hashes
         )
         if charge.request_id is not None:
             return charge

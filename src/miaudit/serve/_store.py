@@ -188,6 +188,9 @@ class Charge:
     request_id: int | None
     denial: Denial | None = None
     retry_after_s: int = 0
+    #: When the charge was decided (its bucket and log row's time; what :meth:`Store.settle`
+    #: refunds against).
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -677,23 +680,26 @@ class Store:
         of ``window_s`` seconds ever holds more than ``rate`` records (fixed windows let
         2 × ``rate`` through across a boundary). On denial nothing is charged. ``status`` is
         what the caller gets: 200 for a charge made before the model runs, until :meth:`settle`
-        changes it.
+        changes it. ``now`` (default) is read once the key's row is locked: a time read before
+        the lock was waited for let records leave the window early, and a charge decided after
+        another's prune admit 19 records in 9.95 s at a rate of 10 per 10 s (red team).
         """
-        now = time.time() if now is None else now
-        n, now_s = int(n), int(now)
+        n = int(n)
         with self._write() as conn:
             row = conn.exec_driver_sql(self._sql_charge_key, (key_id,)).first()
+            now = time.time() if now is None else now  # the write lock is held from here
+            now_s = int(now)
             if row is None or row[0] is not None:
-                return Charge(None, "revoked")
+                return Charge(None, "revoked", at=now)
             budget, used, rate, window_s, until = row[1], int(row[2]), row[3], int(row[4]), row[5]
             if budget is not None and used + n > budget:
-                return Charge(None, "budget", BUDGET_RETRY_AFTER_S)
+                return Charge(None, "budget", BUDGET_RETRY_AFTER_S, at=now)
             start = now - window_s  # a bucket whose latest record is after it still counts
             buckets = conn.exec_driver_sql(self._sql_window, (key_id, start)).all()
             in_window, fits_at = _window_room(buckets, n, rate or 0, window_s)
             if rate is not None and in_window + n > rate:  # more than the rate never fits
                 retry = window_s if n > rate else rate_retry_after(now, fits_at)
-                return Charge(None, "rate", retry)
+                return Charge(None, "rate", retry, at=now)
             width = bucket_width(window_s)
             oldest = min([float(last) for last, _ in buckets] + [now])
             conn.exec_driver_sql(
@@ -709,7 +715,7 @@ class Store:
             )
             if hashes:
                 conn.exec_driver_sql(self._sql_records, [(rid, i, h) for i, h in enumerate(hashes)])
-            return Charge(rid)
+            return Charge(rid, at=now)
 
     def settle(
         self,
