@@ -161,8 +161,9 @@ def test_upstream_proxy_through_a_real_unguarded_server(estimator, tmp_path) -> 
         bad = UpstreamPredictor(f"http://127.0.0.1:{free_port()}/predict", timeout=1.0)
         from miaudit.serve._predictor import UpstreamError
 
-        with pytest.raises(UpstreamError):
+        with pytest.raises(UpstreamError) as refused:
             bad.predict_proba(X[:1])
+        assert refused.value.sent is False  # no connection: nothing reached it (refunded)
         up.close()
         bad.close()
     finally:

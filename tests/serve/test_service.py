@@ -317,10 +317,12 @@ def test_a_failing_model_is_a_charged_500(service: Service, model: StubModel) ->
     assert service.store.get_key(caller.key.key_id).used == 1  # type: ignore[union-attr]
 
 
-def test_a_failing_upstream_is_an_uncharged_logged_502(service: Service, model: StubModel) -> None:
+def test_an_unreachable_upstream_is_an_uncharged_logged_502(
+    service: Service, model: StubModel
+) -> None:
     """Red team: 502s left no log row, so records could reach an upstream with no trace."""
     caller, _ = caller_of(service, "public")
-    model.fail = UpstreamError("down")
+    model.fail = UpstreamError("ConnectError", sent=False)
     err = denial(service.predict, caller, PredictRequest(records=[[1.0, 0.0], [0.0, 1.0]]))
     assert (err.status, err.detail) == (502, "upstream prediction failed")
     [row] = service.store.log_entries(key_id=caller.key.key_id)
@@ -328,11 +330,30 @@ def test_a_failing_upstream_is_an_uncharged_logged_502(service: Service, model: 
     assert service.store.get_key(caller.key.key_id).used == 0
 
 
+def test_an_upstream_that_read_the_records_and_failed_keeps_them_charged(
+    service: Service, model: StubModel
+) -> None:
+    """Red team: every 502 was given back, so a caller who could make the upstream fail (a 500
+    on some input, a read timeout) sent it 200 records on a budget of 5, with no hashes logged."""
+    caller, token = caller_of(service, "public", budget=5)
+    model.fail = UpstreamError("HTTPStatusError")
+    for _ in range(2):
+        err = denial(service.predict, caller, PredictRequest(records=[[1.0, 0.0], [0.0, 1.0]]))
+        assert err.status == 502
+        caller = service.authenticate(token)
+    assert service.store.get_key(caller.key.key_id).used == 4  # type: ignore[union-attr]
+    rows = service.store.log_entries(key_id=caller.key.key_id, with_hashes=True)
+    assert [r["status"] for r in rows] == [502, 502] and all(
+        len(r["record_hashes"]) == 2 for r in rows
+    )
+    assert denial(service.predict, caller, PredictRequest(records=[[1.0, 0.0]] * 2)).status == 429
+
+
 def test_a_failed_upstream_gives_back_its_rate_window_too(
     service: Service, model: StubModel
 ) -> None:
     caller, token = caller_of(service, "public", rate=3)
-    model.fail = UpstreamError("down")
+    model.fail = UpstreamError("ConnectError", sent=False)
     for _ in range(2):  # 2 x 2 records would fill a window of 3 if they were not given back
         denial(service.predict, caller, PredictRequest(records=[[1.0, 0.0], [0.0, 1.0]]))
     model.fail = None
@@ -551,7 +572,7 @@ def test_a_refund_after_the_window_changed_leaves_the_window_count_alone(service
     first = store.charge(key, 8, endpoint="predict", policy="full", hashes=[], now=t0)
     assert store.set_limits(key, budget=None, rate=10, window_s=3600)
     store.charge(key, 2, endpoint="predict", policy="full", hashes=[], now=t0 + 1)
-    store.settle(key, first, 8, charged_at=t0, window_s=60, status=502)
+    store.settle(key, first, 8, charged_at=t0, window_s=60, status=502, refund=True)
     info = store.get_key(key)
     assert info is not None and (info.used, store.window_used(key, t0 + 2)) == (2, 2)
     late = store.charge(key, 9, endpoint="predict", policy="full", hashes=[], now=t0 + 2)

@@ -371,7 +371,15 @@ def _torch_mlp(weights: Path, index: int) -> TorchMLPPredictor:
 
 
 class UpstreamError(RuntimeError):
-    """The upstream prediction endpoint failed (the caller sees a 502 without details)."""
+    """The upstream prediction endpoint failed (the caller sees a 502 without details).
+
+    ``sent``: whether the records may have reached it. Only a connection never made (refused,
+    timed out while connecting, or no free connection) sent nothing; an upstream that errs,
+    times out while answering or answers nonsense has read the records."""
+
+    def __init__(self, why: str, *, sent: bool = True) -> None:
+        super().__init__(why)
+        self.sent = sent
 
 
 class UpstreamPredictor:
@@ -413,6 +421,8 @@ class UpstreamPredictor:
             )
             resp.raise_for_status()
             probs = np.asarray(resp.json()["probabilities"], dtype=np.float64)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise UpstreamError(type(exc).__name__, sent=False) from None
         except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
             raise UpstreamError(type(exc).__name__) from None
         if probs.ndim != 2 or probs.shape[0] != len(records):

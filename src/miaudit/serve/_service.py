@@ -343,7 +343,7 @@ class Service:
         hashes = record_hashes(self.config.secret, x)
         charge = self._charge(caller.key, n, policy, hashes)
 
-        def settle(status: int) -> None:
+        def settle(status: int, *, refund: bool = False) -> None:
             self.store.settle(
                 caller.key.key_id,
                 charge,
@@ -351,14 +351,18 @@ class Service:
                 charged_at=charge.at,
                 window_s=caller.key.window_s,
                 status=status,
+                refund=refund,
             )
 
         try:
             probs = self._model_output(x)
             content = None if probs is None else self.answer(policy, probs, n)
-        except Denied as exc:  # an upstream that failed: logged, given back (no answer came)
-            settle(exc.status)
-            raise
+        except UpstreamError as exc:
+            # Logged 502; given back only if the records never left (no connection was made):
+            # an upstream that read them and failed saw them, and refunding those let a caller
+            # who can make it fail send it any number of records (red team: budget 5, 200 read).
+            settle(502, refund=not exc.sent)
+            raise Denied(502, "upstream prediction failed") from None
         except BaseException:  # no answer leaves as 200 (second read): charged, the model ran
             with contextlib.suppress(Exception):
                 settle(500)
@@ -403,11 +407,11 @@ class Service:
 
     def _model_output(self, x: np.ndarray) -> np.ndarray | None:
         """The model's probabilities; None when the model itself failed (a 500, charged: the
-        records reached it); 502 when an upstream failed."""
+        records reached it); :class:`UpstreamError` when an upstream failed."""
         try:
             return self.config.predictor.predict_proba(x)
         except UpstreamError:
-            raise Denied(502, "upstream prediction failed") from None
+            raise
         except Exception:
             log.exception("the model failed on a request of %d records", x.shape[0])
             return None

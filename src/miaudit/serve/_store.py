@@ -726,22 +726,24 @@ class Store:
         charged_at: float,
         window_s: int,
         status: int,
+        refund: bool = False,
     ) -> None:
         """Change the status of a charged request whose records got no answer, in one transaction.
 
-        500 (the model saw the records but could not answer): it stays charged. 502 (an upstream
-        failed, no answer came): its ``n`` records are given back to the key's total and to the
-        rate bucket they were charged in (at ``charged_at``, under the ``window_s`` they were
-        charged with), neither below 0 (red team: a refund after an admin changed
-        ``window_s`` drove the fixed window's count to -6), and its record hashes are removed,
-        as for any refused request.
+        Without ``refund`` it stays charged, its record hashes kept: the model (or an upstream
+        that failed after reading them) saw the records. With ``refund`` (an upstream never
+        reached): its ``n`` records are given back to the key's total and to the rate bucket
+        they were charged in (at ``charged_at``, under the ``window_s`` they were charged
+        with), neither below 0 (red team: a refund after an admin changed ``window_s`` drove
+        the fixed window's count to -6), and its record hashes are removed, as for any refused
+        request.
         """
         if charge.request_id is None:
             raise ValueError("only an admitted charge can be settled")
         rid = charge.request_id
         with self._write() as conn:
             conn.execute(requests.update().where(requests.c.id == rid).values(status=status))
-            if status != 502:
+            if not refund:
                 return
             conn.execute(request_records.delete().where(request_records.c.request_id == rid))
             width = bucket_width(window_s)
