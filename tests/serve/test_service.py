@@ -594,3 +594,24 @@ def test_a_failure_after_the_charge_never_stays_logged_as_an_answer(
         service.predict(caller, PredictRequest(record=[1.0, 0.0]))
     [row] = service.store.log_entries(key_id=caller.key.key_id)
     assert row["status"] == 500  # charged: the model saw the record
+
+
+def test_retry_after_from_the_key_as_read_is_when_the_batch_fits(service: Service) -> None:
+    """Red team: 10 records, then 40, at a rate of 50 per 10 s; a batch of 20 was told to come
+    back when the 10 leave (6 s), and was refused again then: it fits when the 40 leave too
+    (here 1, 4, rate 5, a batch of 3)."""
+    import time
+
+    caller, token = caller_of(service, "public", rate=5, window_s=10)
+    now = time.time()
+    for n, ago in ((1, 4.0), (4, 1.0)):
+        kw = {"endpoint": "predict", "policy": "full", "hashes": []}
+        assert service.store.charge(caller.key.key_id, n, now=now - ago, **kw).request_id
+    caller = service.authenticate(token)
+    err = denial(service.predict, caller, PredictRequest(records=[[1.0, 0.0]] * 3))
+    assert err.status == 429 and err.headers is not None
+    assert int(err.headers["Retry-After"]) == 9  # the 4 leave 9 s from now (6 s: the 1)
+    one = denial(service.predict, caller, PredictRequest(record=[1.0, 0.0]))
+    # One record fits when the 1 leaves: 6 s, read from the key's row, whose time is in whole
+    # seconds (floored), so 5 when the clock's fraction and this test's milliseconds pass 1 s.
+    assert int(one.headers["Retry-After"]) in (5, 6)  # type: ignore[index]

@@ -40,6 +40,7 @@ from miaudit.serve._store import (
 log = logging.getLogger("miaudit.serve")
 UNAUTHORISED = "invalid or missing API key"
 FORBIDDEN = "this key's role may not call this endpoint"
+RATE_LIMITED = "rate limit reached"
 #: Most numbers per record when the model's width is not known (an upstream without
 #: ``n_features``): the body cap is sized for it, and one record cannot be wider.
 UNKNOWN_WIDTH = 1024
@@ -386,7 +387,15 @@ class Service:
                 413,
                 f"more records in one request than this key's rate limit ({key.rate} per {key.window_s} s)",
             )
-        denied = _over_limits(key, n, time.time())
+        now = time.time()
+        denied = _over_limits(key, n, now)
+        if denied is not None and key.budget_holds(n):  # the rate: when do n records fit?
+            fits_at = self.store.rate_fits_at(key.key_id, n, now)
+            denied = (
+                None  # records left the window since the key was read: the charge decides
+                if fits_at <= now
+                else Denied(429, RATE_LIMITED, {"Retry-After": str(rate_retry_after(now, fits_at))})
+            )
         if denied is not None:
             self._log_refused(key.key_id, policy, n, 429)
             raise denied
@@ -437,7 +446,7 @@ class Service:
         if charge.denial == "revoked":
             raise unauthorised()
         self._log_refused(key.key_id, policy, n, 429)
-        detail = "record budget exhausted" if charge.denial == "budget" else "rate limit reached"
+        detail = "record budget exhausted" if charge.denial == "budget" else RATE_LIMITED
         raise Denied(429, detail, {"Retry-After": str(charge.retry_after_s)})
 
     # --- admin acts: each in one transaction with the acting key's locked row -------------------
@@ -519,12 +528,13 @@ class Service:
 
 
 def _over_limits(key: KeyInfo, n: int, now: float) -> Denied | None:
-    """The 429 that ``n`` more records would get from the key's budget or rate window, as read."""
-    if key.budget is not None and key.used + n > key.budget:
+    """The 429 that ``n`` more records would get from the key's budget or rate window, as read
+    (its Retry-After: when the oldest records leave, exact for one record)."""
+    if not key.budget_holds(n):
         return Denied(429, "record budget exhausted", {"Retry-After": str(BUDGET_RETRY_AFTER_S)})
     if key.rate_window_full(n, now):
         return Denied(
-            429, "rate limit reached", {"Retry-After": str(rate_retry_after(now, key.window_until))}
+            429, RATE_LIMITED, {"Retry-After": str(rate_retry_after(now, key.window_until))}
         )
     return None
 

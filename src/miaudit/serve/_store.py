@@ -160,6 +160,10 @@ class KeyInfo:
     window_until: int = 0
     window_used: int = 0
 
+    def budget_holds(self, n: int) -> bool:
+        """Whether ``n`` more records fit in the key's total budget, as of this read."""
+        return self.budget is None or self.used + n <= self.budget
+
     def rate_window_full(self, n: int, now: float) -> bool:
         """Whether ``n`` more records would certainly exceed the key's rate limit at ``now``, as
         of this read of the key (False when records may have left the window since)."""
@@ -761,6 +765,24 @@ class Store:
                     window_id=0,
                 )
             )
+
+    def rate_fits_at(self, key_id: str, n: int, now: float) -> float:
+        """When ``n`` more records fit in ``key_id``'s rate window, from its buckets as they are
+        (≤ ``now``: they fit now; a read, no lock). What a 429's ``Retry-After`` says: the
+        oldest bucket's leaving frees one record at least, not ``n``."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(api_keys.c.rate, api_keys.c.window_s).where(api_keys.c.key_id == key_id)
+            ).first()
+            if row is None or row[0] is None:
+                return now
+            rate, window_s = int(row[0]), int(row[1])
+            b = rate_buckets.c
+            buckets = conn.execute(
+                sa.select(b.last, b.n).where(b.key_id == key_id, b.last > now - window_s)
+            ).all()
+        used, fits_at = _window_room([(float(t), int(c)) for t, c in buckets], n, rate, window_s)
+        return fits_at if used + n > rate else now
 
     def window_used(self, key_id: str, now: float | None = None) -> int:
         """Records charged to ``key_id`` in its rate window at ``now`` (0 for no such key),
