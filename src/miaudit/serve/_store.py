@@ -679,7 +679,7 @@ class Store:
         Admitted only if the key is not revoked, its total budget holds ``n`` more records and
         at most ``rate`` records, these included, were charged in the ``window_s`` seconds up to
         ``now``. The window slides: records are counted in buckets of ``window_s / 64``
-        seconds (:func:`bucket_width`), each until ``window_s`` after its latest record, so a
+        seconds rounded up to a whole second (:func:`bucket_width`), each until ``window_s`` after its latest record, so a
         record may count up to one bucket longer than ``window_s``, never shorter — no window
         of ``window_s`` seconds ever holds more than ``rate`` records (fixed windows let
         2 × ``rate`` through across a boundary). On denial nothing is charged. ``status`` is
