@@ -345,3 +345,57 @@ def test_relative_imports_inside_a_package_are_followed(tmp_path) -> None:
         "proj_c0de.sub.blocks",
         "proj_c0de.config",
     }
+
+
+# --- the user's code failing: named as theirs, never an exit of miaudit's ------------------------
+
+USERS = """
+import sys
+
+def exits(features, labels, seed):
+    sys.exit(0)
+
+def raises(features, labels, seed):
+    raise ValueError("boom in user code")
+"""
+
+
+@pytest.mark.parametrize(
+    ("train", "workers", "said"),
+    [
+        ("users_fail:exits", 0, "model.train: users_fail:exits called sys.exit(0)"),
+        ("users_fail:exits", 1, "model.train: users_fail:exits called sys.exit(0)"),
+        ("users_fail:raises", 0, "model.train: users_fail:raises raised ValueError: boom"),
+        (
+            "users_bad_syntax:train",
+            0,
+            "model.train: importing 'users_bad_syntax' raised SyntaxError",
+        ),
+    ],
+)
+def test_the_users_code_failing_is_one_line_exit_2(
+    tmp_path, monkeypatch, capsys, train: str, workers: int, said: str
+) -> None:
+    """Red team: sys.exit(0) in a train function ended `miaudit audit` with exit 0 and no output
+    (a --fail-on gate passed, in a worker process too); an exception or a syntax error in it was
+    a miaudit "internal error … please report it", exit 1."""
+    from miaudit.cli import main
+
+    (tmp_path / "users_fail.py").write_text(USERS)
+    (tmp_path / "users_bad_syntax.py").write_text("def train(:\n")
+    config = tmp_path / "a.toml"
+    config.write_text(
+        f'seed = 1\ntrust_code = true\n[data]\ndataset = "breast-cancer"\n[model]\nkind = "python"\n'
+        f'train = "{train}"\n[engine]\nworkers = {workers}\nprogress = false\n'
+        '[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 10\n'
+    )
+    monkeypatch.delenv("MIAUDIT_DEBUG", raising=False)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["audit", str(config), "--out", str(tmp_path / "out"), "--fail-on", "auc.lower>0"])
+    finally:
+        for name in ("users_fail", "users_bad_syntax"):
+            sys.modules.pop(name, None)
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("warning")]
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith(f"error: {said}")
+    assert "internal error" not in err[0] and not (tmp_path / "out").exists()

@@ -539,6 +539,9 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except InputError as exc:
+        details = getattr(exc, "details", "")  # the user's code's traceback (UserCodeError)
+        if details and os.environ.get("MIAUDIT_DEBUG"):
+            err.print(details, highlight=False, soft_wrap=True)
         _fail(str(exc))
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None

@@ -26,12 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from miaudit.datasets import Affine, Dataset
-from miaudit.errors import InputError
+from miaudit.errors import InputError, UserCodeError
 from miaudit.models._nets import query_views
 from miaudit.models._recipe import TorchModuleRecipe
 from miaudit.models._streams import ModelStreams
 from miaudit.models._torch_train import EVAL_CHUNK, augment_batch, flush_denormals
 from miaudit.models._train import UnitResult
+from miaudit.models._user_code import code_name, users_code
 
 #: ``train_step(module, features, labels, optimizer)``: one optimizer step on a minibatch.
 TrainStep = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.optim.Optimizer], Any]
@@ -143,9 +144,12 @@ def build_module(
 ) -> torch.nn.Module:
     """``factory(n_features, n_classes, **params)``, checked to be an ``nn.Module``."""
     try:
-        module = factory(n_features, n_classes, **params)
-    except TypeError as exc:
-        raise InputError("model.params", f"the factory refused them: {exc}") from None
+        with users_code("model.factory", code_name(factory)):
+            module = factory(n_features, n_classes, **params)
+    except UserCodeError as exc:
+        if not isinstance(exc.__cause__, TypeError):
+            raise
+        raise InputError("model.params", f"the factory refused them: {exc.__cause__}") from None
     if not isinstance(module, torch.nn.Module):
         raise InputError(
             "model.factory", f"returned a {type(module).__name__}, not a torch.nn.Module"
@@ -209,10 +213,13 @@ def _step(
     opt: torch.optim.Optimizer,
 ) -> None:
     if train_step is not None:
-        train_step(module, xb, yb, opt)
+        with users_code("model.train_step", code_name(train_step)):
+            train_step(module, xb, yb, opt)
         return
     opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(module(xb), yb, label_smoothing=recipe.label_smoothing)
+    with users_code("model.factory", f"the forward of {type(module).__name__}"):
+        out = module(xb)
+    loss = F.cross_entropy(out, yb, label_smoothing=recipe.label_smoothing)
     torch.autograd.backward(loss)
     opt.step()
 

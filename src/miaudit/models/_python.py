@@ -52,9 +52,13 @@ def train_python_model(
 ) -> np.ndarray:
     """Fit one model with the user's ``train`` on records ``train_idx``; its (records, classes)
     float32 logits on every record of ``data``."""
+    from miaudit.models._user_code import code_name, users_code
+
     x = np.ascontiguousarray(data.features, dtype=np.float32)
-    fitted = train(x[train_idx], data.label[train_idx], seed, **params)
-    return fitted_logits(fitted, x, data.n_classes)
+    # The fitted object's predict_proba, decision_function or call are the user's code too.
+    with users_code("model.train", code_name(train)):
+        fitted = train(x[train_idx], data.label[train_idx], seed, **params)
+        return fitted_logits(fitted, x, data.n_classes)
 
 
 def fitted_logits(fitted: Any, x: np.ndarray, n_classes: int) -> np.ndarray:

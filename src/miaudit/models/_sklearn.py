@@ -111,18 +111,28 @@ def train_sklearn(
     float32 (a class missing from the training half gets the floor)."""
     est = make_estimator(recipe, seed, trust_code=trust_code)
     x = affine.apply(data.features)
+    if names_code(recipe):  # the user's own estimator: what it raises is theirs
+        from miaudit.models._user_code import users_code
+
+        with users_code("model.estimator", recipe.estimator):
+            est.fit(x[train_idx], data.label[train_idx])
+            proba = est.predict_proba(x)
+        return est, _logits(est, proba, data.n_records, data.n_classes)
     try:
         est.fit(x[train_idx], data.label[train_idx])
         proba = est.predict_proba(x)
     except (ValueError, TypeError) as exc:
-        if names_code(recipe):  # the user's own estimator: its traceback is theirs to read
-            raise
         # scikit-learn checks each parameter when the config is read, but combinations only
         # here (solver liblinear with penalty elasticnet was an internal error): one line
         first = first_line(exc)
         raise InputError("model.params", f"{recipe.estimator}: {first[:300]}") from None
-    full = np.zeros((data.n_records, data.n_classes), dtype=np.float64)
+    return est, _logits(est, proba, data.n_records, data.n_classes)
+
+
+def _logits(est: Any, proba: np.ndarray, n_records: int, n_classes: int) -> np.ndarray:
+    """Log-probabilities (records, classes) float32; a class the model never saw gets the floor."""
+    full = np.zeros((n_records, n_classes), dtype=np.float64)
     full[:, np.asarray(est.classes_, dtype=np.int64)] = proba
     with np.errstate(divide="ignore"):
         logits = np.maximum(np.log(full), LOG_FLOOR)
-    return est, logits.astype(np.float32)
+    return logits.astype(np.float32)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from miaudit.errors import InputError
+from miaudit.errors import InputError, UserCodeError, first_line
 from miaudit.models._local_imports import local_closure
 from miaudit.models._recipe import AnyRecipe, PythonRecipe, TorchModuleRecipe
 
@@ -140,6 +140,38 @@ def code_digests(recipe: PythonRecipe | TorchModuleRecipe) -> dict[str, str]:
 
 
 @contextmanager
+def users_code(field: str, what: str) -> Iterator[None]:
+    """Run a block of the user's code: what it raises is :class:`UserCodeError` naming ``field``
+    (``what``: the code, e.g. ``'pkg.mod:fit'``), never a miaudit "internal error"; a
+    ``sys.exit`` in it is an error too (it ended miaudit with the code's status: exit 0 for
+    ``sys.exit(0)``, which a ``--fail-on`` gate read as a pass). miaudit's own InputErrors and
+    Ctrl-C pass through."""
+    import traceback
+
+    try:
+        yield
+    except InputError:
+        raise
+    except SystemExit as exc:
+        raise UserCodeError(
+            field,
+            f"{what} called sys.exit({exc.code!r}); a recipe's code must return or raise, not exit",
+        ) from None
+    except Exception as exc:
+        raise UserCodeError(
+            field,
+            f"{what} raised {type(exc).__name__}: {first_line(exc)} (your code; MIAUDIT_DEBUG=1 shows its traceback)",
+            traceback.format_exc(),
+        ) from exc
+
+
+def code_name(fn: object) -> str:
+    """``module:qualname`` of a function of the user's (as a recipe names it)."""
+    module = getattr(fn, "__module__", None) or "?"
+    return f"{module}:{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+@contextmanager
 def code_folder(folder: Path | None) -> Iterator[None]:
     """``folder`` first on ``sys.path`` for a block (imports the user's code makes while it
     runs resolve as when it was loaded), then removed."""
@@ -203,9 +235,12 @@ def _import_fresh(name: str, path: Path, digest: str, field: str) -> Any:
             loaded = _reload(loaded, field)
     if loaded is None:
         try:
-            loaded = importlib.import_module(name)
-        except ImportError as exc:
-            raise InputError(field, f"cannot import {name!r}: {exc}") from None
+            with users_code(field, f"importing {name!r}"):
+                loaded = importlib.import_module(name)
+        except UserCodeError as exc:
+            if not isinstance(exc.__cause__, ImportError):
+                raise
+            raise InputError(field, f"cannot import {name!r}: {exc.__cause__}") from None
     _IMPORTED[name] = digest
     return loaded
 
@@ -229,9 +264,12 @@ def _drop_stale_imports(files: dict[str, Path], digests: dict[str, str]) -> bool
 
 def _reload(module: Any, field: str) -> Any:
     try:
-        return importlib.reload(module)
-    except ImportError as exc:
-        raise InputError(field, f"cannot import {module.__name__!r}: {exc}") from None
+        with users_code(field, f"importing {module.__name__!r}"):
+            return importlib.reload(module)
+    except UserCodeError as exc:
+        if not isinstance(exc.__cause__, ImportError):
+            raise
+        raise InputError(field, f"cannot import {module.__name__!r}: {exc.__cause__}") from None
 
 
 def _same_file(a: str | None, b: Path) -> bool:
