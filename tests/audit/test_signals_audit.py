@@ -286,3 +286,19 @@ def test_check_record_warns_when_the_references_do_not_reproduce_the_model(
     assert "warning: the references do not reproduce this model's training" in said
     assert "p, references alone" in said and "ranked among those non-members" in said
     assert "'log LR': LiRA's online log-likelihood ratio" in said  # a new user asked what it was
+
+
+def test_a_tiny_pool_writes_results_that_read_back(tmp_path) -> None:
+    """Red team: 10 pool records (resampled by record: a few of 200 draws hold no member or no
+    non-member) wrote NaN ROC bands into results.json, then failed reading its own file back,
+    "results.json is not miaudit results", exit 2, its files left behind."""
+    from miaudit.audit import AuditResult
+
+    n = 70
+    store = _store(_four_of_eight(n), n_pop=60, target=0)  # 10 records in the pool
+    audit_signals(store, tmp_path / "out", config=CFG)
+    back = AuditResult.read(tmp_path / "out" / "results.json")
+    for attack in back.attacks:
+        band = attack.roc.tpr_lower
+        assert not band or len(band) == len(attack.roc.fpr)
+        assert all(np.isfinite(band))

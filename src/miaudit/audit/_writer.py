@@ -196,6 +196,14 @@ def write_run(
     written 0600 like the scores, not shareable."""
     import json
 
+    from pydantic import ValidationError
+
+    from miaudit.audit._results import AuditResult
+
+    try:  # before any file: results that would not read back are miaudit's fault, not a file
+        AuditResult.from_json(results_json)
+    except ValidationError as exc:
+        raise RuntimeError(f"the results made do not read back: {exc}") from None
     _check_run_paths(out, kind)
     _, earlier = folder_kind(out)
     keep = (

@@ -159,7 +159,12 @@ class Evaluation:
         return self._interval(point, reps, self._status_for(base), base)
 
     def roc_grid(self, name: str) -> tuple[list[float], list[float], list[float], list[float]]:
-        """(fpr grid, tpr, lower, upper) on :data:`ROC_GRID`, grid points below 1/n0 dropped."""
+        """(fpr grid, tpr, lower, upper) on :data:`ROC_GRID`, grid points below 1/n0 dropped.
+
+        The band comes from the replicates that drew members and non-members both (as every
+        interval's does; a grouped resample of a tiny pool can draw none of one): NaN bands
+        were written into results.json, which then did not read back (red team, 4 non-members).
+        No such replicate at all: no band."""
         k = 3 + len(self.fprs)
         fpr, tpr, lo, hi = [], [], [], []
         tail = (1 - self.confidence) / 2
@@ -168,10 +173,14 @@ class Evaluation:
                 continue
             fpr.append(f)
             tpr.append(float(self.points[name][k + i]))
-            if self.n_resamples:
-                q = np.quantile(self.replicates[name][:, k + i], [tail, 1 - tail])
+            reps = self.replicates[name][:, k + i] if self.n_resamples else np.empty(0)
+            reps = reps[np.isfinite(reps)]
+            if reps.size:
+                q = np.quantile(reps, [tail, 1 - tail])
                 lo.append(float(q[0]))
                 hi.append(float(q[1]))
+        if len(lo) != len(fpr):  # a band at some points only would not line up with the grid
+            lo, hi = [], []
         return fpr, tpr, lo, hi
 
 
