@@ -161,3 +161,18 @@ def test_intervals_on_pure_noise_exclude_chance_at_most_at_the_nominal_rate():
         percentile_excluded += np.quantile(reps, 0.025) > 0
     assert all(v <= limit for v in excluded.values()), excluded
     assert percentile_excluded > limit  # the test has the power to see the old interval's bias
+
+
+def test_simultaneous_bounds_are_below_each_attacks_own() -> None:
+    """Over several attacks the family's bound is lower than each one's 95 % bound (the price
+    of asking whether any is above chance); without a bootstrap there is none."""
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(200), np.zeros(200)].astype(int)
+    scores = {f"a{j}": rng.normal(size=400) + 0.3 * y for j in range(5)}
+    ev = evaluate(y, scores, n_resamples=400, rng=1)
+    together = ev.simultaneous_lower(["auc"])
+    assert set(together) == set(scores)
+    for name in scores:
+        own = ev.estimate(name, "auc")
+        assert own.lower is not None and together[name]["auc"] < own.lower
+    assert evaluate(y, scores, n_resamples=0).simultaneous_lower(["auc"]) == {}

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import miaudit.report
-from miaudit.audit import AuditResult
+from miaudit.audit import AuditResult, FamilyBounds
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate
 from miaudit.report import (
@@ -258,8 +258,21 @@ def test_risk_levels_follow_stated_thresholds(outputs_run, auc, tpr, level):
             "tpr_at_fpr": {"tpr@1%fpr": Estimate(point=tpr[0], lower=tpr[1], upper=tpr[2])},
         }
     )
-    r = result.model_copy(update={"attacks": [a]})
+    r = result.model_copy(update={"attacks": [a], "family": None})  # results written before
     assert assess_risk(r).level == level
+    if level != "not detected":
+        assert "not corrected for the number of attacks" in assess_risk(r).explanation
+    # the same bounds, holding together for the family (what an audit writes now)
+    family = FamilyBounds(
+        confidence=0.95,
+        method="max-t",
+        metrics=["auc", "tpr@1%fpr"],
+        lower={a.name: {"auc": auc[1], "tpr@1%fpr": tpr[1]}},
+    )
+    together = assess_risk(result.model_copy(update={"attacks": [a], "family": family}))
+    assert together.level == level
+    if level != "not detected":
+        assert "holding together for all 2 attack and metric pairs" in together.explanation
     # an unreliable TPR never raises the level
     b = a.model_copy(
         update={
@@ -267,8 +280,30 @@ def test_risk_levels_follow_stated_thresholds(outputs_run, auc, tpr, level):
             "tpr_at_fpr": {"tpr@1%fpr": Estimate(point=0.5, status="interval_not_reliable")},
         }
     )
-    none = assess_risk(result.model_copy(update={"attacks": [b]}))
+    none = assess_risk(result.model_copy(update={"attacks": [b], "family": None}))
     assert none.level == "not detected" and "AUC up to 0.550" in none.explanation
+
+
+def test_the_verdict_reads_the_familys_bounds_not_each_attacks_own(outputs_run) -> None:
+    """A learner's 60 null models: the best of each attack's own 95 % bounds called 7 of them
+    "detectable beyond noise". An attack whose own bound is above chance but whose bound in
+    the family is not leaves the verdict at "not detected"."""
+    _, result = outputs_run
+    a = result.attacks[0].model_copy(
+        update={
+            "auc": Estimate(point=0.53, lower=0.505, upper=0.56),
+            "tpr_at_fpr": {"tpr@1%fpr": Estimate(point=0.012, lower=0.004, upper=0.03)},
+        }
+    )
+    family = FamilyBounds(
+        confidence=0.95,
+        method="max-t",
+        metrics=["auc", "tpr@1%fpr"],
+        lower={a.name: {"auc": 0.49, "tpr@1%fpr": 0.002}},
+    )
+    assert assess_risk(result.model_copy(update={"attacks": [a], "family": None})).level == "low"
+    judged = assess_risk(result.model_copy(update={"attacks": [a], "family": family}))
+    assert judged.level == "not detected"
 
 
 def test_bad_input_names_the_input(outputs_run, tmp_path):

@@ -32,6 +32,7 @@ from miaudit.audit._results import (
     BootstrapInfo,
     Comparison,
     ExposedRecord,
+    FamilyBounds,
     ImpliedEpsilonResult,
     InputDescription,
     OperatingPoint,
@@ -142,6 +143,25 @@ def attack_result(
         ppv_fpr=ev.ppv_fpr,
         roc=RocCurve(fpr=fpr, tpr=tpr, tpr_lower=lo, tpr_upper=hi),
         **extra,
+    )
+
+
+#: What the report's verdict reads, per attack: its thresholds are on these two.
+VERDICT_METRICS = ("auc", "tpr@1%fpr")
+
+
+def family_bounds(ev: Evaluation) -> FamilyBounds | None:
+    """Every attack's verdict metrics bounded together (:meth:`Evaluation.simultaneous_lower`);
+    None without a bootstrap."""
+    metrics = [m for m in VERDICT_METRICS if m == "auc" or m in {tpr_key(f) for f in ev.fprs}]
+    lower = ev.simultaneous_lower(metrics)
+    if not lower:
+        return None
+    return FamilyBounds(
+        confidence=ev.confidence,
+        method="max-t bootstrap over every (attack, metric) pair (Westfall & Young)",
+        metrics=metrics,
+        lower=lower,
     )
 
 
@@ -343,6 +363,7 @@ def run_attacks(
         most_exposed=exposed,
         pseudonymisation=describe_key(key, raw_ids=raw_ids),
         notes=_run_notes(outputs, policy, results, ev, scores[strongest], strongest, exposed),
+        family=family_bounds(ev),
     )
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)
 

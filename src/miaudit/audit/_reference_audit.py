@@ -35,6 +35,7 @@ from miaudit.audit._attack import (
     attack_result,
     comparisons_with_loss,
     exposure_ranking,
+    family_bounds,
     tie_notes,
     top_tie,
 )
@@ -661,6 +662,7 @@ def _run_plan(
         config_sha256=config_sha256,
         notes=_notes(cfg, plan, stated, pairs, results, ev),
         budget_curve=_budget(store, cfg, plan, stated, features, scored),
+        family=family_bounds(ev),
     )
     return ReferenceRun(
         result,

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     StrictInt,
     ValidationError,
     field_validator,
@@ -299,6 +300,17 @@ def _renamed(entry: object, old: str, new: str) -> object:
     return out
 
 
+class FamilyBounds(_Record):
+    """Lower bounds that hold together for every attack on each metric of ``metrics`` (the
+    report's verdict reads these: it asks whether any of them lies above chance)."""
+
+    confidence: float = Field(gt=0, lt=1)
+    method: str
+    metrics: list[str]
+    #: attack → metric → bound (an attack or metric absent: not measurable there).
+    lower: dict[str, dict[str, float]]
+
+
 class AuditResult(_Record):
     """Everything shareable about one audit of one model."""
 
@@ -321,12 +333,15 @@ class AuditResult(_Record):
     notes: list[str] = []
     #: The reference-budget curve (issue 18): written only by audits with k reference pairs.
     budget_curve: BudgetCurve | None = None
+    #: Bounds simultaneous over the attacks (the verdict's); None in results written before.
+    family: FamilyBounds | None = None
 
     @model_serializer(mode="wrap")
     def _without_unset_budget(self, handler: Any) -> Any:
         data = handler(self)
-        if isinstance(data, dict) and data.get("budget_curve") is None:
-            data.pop("budget_curve", None)
+        for optional in ("budget_curve", "family"):
+            if isinstance(data, dict) and data.get(optional) is None:
+                data.pop(optional, None)
         return data
 
     @model_validator(mode="before")

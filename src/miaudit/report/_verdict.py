@@ -2,6 +2,9 @@
 
 The level rests on interval **lower bounds** only, so that it states what the measurement
 shows beyond sampling noise; a TPR without a reliable interval does not count towards it.
+The bounds hold together for every attack and metric the verdict reads (``family`` in
+results.json): the best of 20 separate 95 % bounds is above chance for about 12 % of models
+that leak nothing.
 """
 
 from __future__ import annotations
@@ -53,11 +56,18 @@ class RiskAssessment:
     explanation: str
 
 
-def _attack_level(a: AttackResult) -> tuple[int, str, float] | None:
-    """(rank in RISK_THRESHOLDS, metric, lower bound) of the highest level one attack reaches."""
-    auc = a.auc.lower if a.auc.status == "ok" else None
-    tpr_e = a.tpr_at_fpr.get("tpr@1%fpr")
-    tpr = tpr_e.lower if tpr_e is not None and tpr_e.status == "ok" else None
+def _attack_level(
+    a: AttackResult, family: dict[str, float] | None
+) -> tuple[int, str, float] | None:
+    """(rank in RISK_THRESHOLDS, metric, lower bound) of the highest level one attack reaches;
+    ``family``: its bounds simultaneous over every attack (results written before them: None,
+    and the attack's own 95 % bounds)."""
+    if family is not None:
+        auc, tpr = family.get("auc"), family.get("tpr@1%fpr")
+    else:
+        auc = a.auc.lower if a.auc.status == "ok" else None
+        tpr_e = a.tpr_at_fpr.get("tpr@1%fpr")
+        tpr = tpr_e.lower if tpr_e is not None and tpr_e.status == "ok" else None
     for rank, t in enumerate(RISK_THRESHOLDS):
         strict = t.level == "low"
         if auc is not None and (auc > t.auc if strict else auc >= t.auc):
@@ -83,14 +93,34 @@ def _not_detected(result: AuditResult) -> RiskAssessment:
     if tprs:
         bounds.append(f"TPR at 1% FPR up to {max(tprs) * 100:.1f}%")
     missed = f" ({' and '.join(bounds)} at the upper ends of the intervals)" if bounds else ""
+    alone = [a.name for a in result.attacks if _attack_level(a, None) is not None]
+    if result.family is not None and alone:
+        pairs = sum(len(m) for m in result.family.lower.values())
+        first = (
+            "No attack lies above chance once the bounds hold together for all "
+            f"{pairs} attack and metric pairs. On its own {_pct(result)} interval, {_listed(alone)} "
+            f"{'is' if len(alone) == 1 else 'each is'} above chance, as some of {pairs} separate "
+            "intervals often are for a model that leaks nothing. "
+        )
+    else:
+        first = "No attack's interval lies above chance. "
     return RiskAssessment(
         "not detected",
         None,
         None,
         None,
-        "No attack's interval lies above chance. This is not proof of safety: the intervals bound how much "
+        first + "This is not proof of safety: the intervals bound how much "
         f"leakage this audit could have missed{missed}, and stronger attacks or more reference models may find more.",
     )
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return shown
+
+
+def _pct(result: AuditResult) -> str:
+    return f"{result.bootstrap.confidence * 100:g}%"
 
 
 def assess_risk(result: AuditResult) -> RiskAssessment:
@@ -100,8 +130,9 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
     Among attacks at the same level, the largest bound on the same metric names the attack.
     """
     best: tuple[int, str, str, float] | None = None  # (rank, attack, metric, lower bound)
+    family = result.family
     for a in result.attacks:
-        level = _attack_level(a)
+        level = _attack_level(a, family.lower.get(a.name, {}) if family is not None else None)
         if level is None:
             continue
         rank, metric, value = level
@@ -117,12 +148,17 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
     t = RISK_THRESHOLDS[rank]
     conf = f"{result.bootstrap.confidence * 100:g}%"
     shown = f"{value * 100:.1f}%" if metric.startswith("TPR") else f"{value:.3f}"
+    if family is not None:
+        pairs = sum(len(m) for m in family.lower.values())
+        bound = f"{conf} lower bound holding together for all {pairs} attack and metric pairs"
+    else:
+        bound = f"{conf} lower bound, not corrected for the number of attacks"
     return RiskAssessment(
         t.level,
         attack,
         metric,
         value,
-        f"{attack}: {metric} is at least {shown} ({conf} lower bound); {_meaning(t, metric)}.",
+        f"{attack}: {metric} is at least {shown} ({bound}); {_meaning(t, metric)}.",
     )
 
 
