@@ -42,6 +42,8 @@ def test_data_names():
             "TEMPLATE_FAMILIES",
             "SyntheticText",
             "fake_names",
+            "fits_float32",
+            "looks_like_probabilities",
             "synthetic_records",
             "ModelOutputs",
             "PopulationOutputs",

@@ -85,3 +85,40 @@ def test_bad_external_target(tmp_path):
             target=ExternalTarget(np.zeros((n, 10)), np.array([10**9])),
             quiet=True,
         )
+
+
+def test_probabilities_given_as_logits_are_refused_before_training(tmp_path, monkeypatch):
+    """Red team (own model, finding 2b): ``ExternalTarget(model.predict_proba(x), members)``
+    took the default ``kind="logits"``, and the probabilities went through a softmax again
+    (lira_online AUC 0.518 → 0.500, nothing printed). Refused, naming ``kind='probs'``, before
+    any reference is trained; log-probabilities given as ``kind="probs"`` likewise."""
+    import miaudit.engine
+
+    cfg = parse_audit_config(tomllib.loads(CONFIG))
+    n = load_dataset(cfg.data).n_records
+    monkeypatch.setattr(miaudit.engine, "train", lambda *a, **k: pytest.fail("trained"))
+    e = np.exp(np.random.default_rng(0).normal(size=(n, 10)))
+    probs = e / e.sum(axis=1, keepdims=True)
+    with pytest.raises(InputError) as err:
+        audit(cfg, tmp_path / "a", target=ExternalTarget(probs, np.array([1, 2])), quiet=True)
+    assert err.value.field == "target.outputs"
+    assert "these look like probabilities" in err.value.problem
+    assert "kind='probs'" in err.value.problem
+    with pytest.raises(InputError) as err:
+        audit(
+            cfg,
+            tmp_path / "b",
+            target=ExternalTarget(np.log(probs), np.array([1, 2]), kind="probs"),
+            quiet=True,
+        )
+    assert err.value.field == "target.outputs"
+    assert "look like log-probabilities or logits; pass kind='logits'" in err.value.problem
+    huge = np.zeros((n, 10))
+    huge[4, 3] = 1e39
+    with pytest.raises(InputError) as err:
+        audit(cfg, tmp_path / "c", target=ExternalTarget(huge, np.array([1, 2])), quiet=True)
+    assert (err.value.field, err.value.problem) == (
+        "target.outputs",
+        "value 1e+39 at index (4, 3) does not fit float32 (|x| ≤ 3.4e+38)",
+    )
+    assert not any((tmp_path / d).exists() for d in "abc")

@@ -137,6 +137,16 @@ OUTPUT_DEFECTS: dict[str, tuple[dict[str, list], str]] = {
         "logits",
     ),
     "string-logits": (_cols(logit_0=["a"] * N), "logit"),
+    "probabilities-as-logits": (  # would go through a softmax twice
+        {
+            "logit_0": [0.5] * N,
+            "logit_1": [0.25] * N,
+            "logit_2": [0.25] * N,
+            "label": LABEL,
+            "member": MEMBER,
+        },
+        "logits: every row is non-negative and sums to 1: these look like probabilities",
+    ),
 }
 
 
@@ -676,6 +686,12 @@ def _nan_logits(a: dict) -> np.ndarray:
     return lg
 
 
+def _huge_logits(a: dict) -> np.ndarray:
+    lg = np.array(a["logits"], dtype=np.float64)
+    lg[2, 30, 1] = 1e39  # finite, but inf as float32 (a RuntimeWarning, then "NaN or inf")
+    return lg
+
+
 def _all_in(a: dict) -> np.ndarray:
     keep = np.array(a["keep"])
     keep[:, 40] = True
@@ -700,6 +716,10 @@ SIGNALS_AUDIT = {
         "signals",
     ),
     "nan-logits": (_signals_case([], logits=_nan_logits), "logits"),
+    "logits-beyond-float32": (
+        _signals_case([], logits=_huge_logits),
+        "logits: value 1e+39 at index (2, 30, 1) does not fit float32",
+    ),
     "logits-2d": (_signals_case([], logits=lambda a: a["logits"][0]), "logits"),
     "keep-wrong-shape": (_signals_case([], keep=lambda a: a["keep"][:, :-1]), "keep"),
     "keep-missing": (_signals_case([], keep=None), "keep"),

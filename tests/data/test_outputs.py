@@ -86,7 +86,7 @@ BAD_CSV = [
             "label": [0, 1, 1],
             "member": [1, 0, 1],
         },
-        "probs: negative probability in row 1",
+        "probs: negative value -0.1 in row 1: probabilities are never negative; these look like logits",
     ),
     (
         {
@@ -348,3 +348,74 @@ def test_a_signals_folder_holds_only_its_own_regular_files(tmp_path):
     (folder / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InputError, match=r"metadata.*is not JSON"):
         load_signals(folder)
+
+
+def _probs(n: int = 6, c: int = 3, seed: int = 0) -> np.ndarray:
+    e = np.exp(np.random.default_rng(seed).normal(size=(n, c)))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_probabilities_given_as_logits_are_refused(tmp_path) -> None:
+    """Red team (own model, finding 2c): probabilities stored as ``logits`` were put through a
+    softmax a second time, silently: flatter scores and wrong AUCs. Every row ≥ 0 and summing
+    to 1 is refused, with the fix."""
+    p = _probs()
+    np.savez(tmp_path / "o.npz", logits=p, label=[0, 1, 2] * 2, member=[0, 1] * 3)
+    with pytest.raises(InputError) as info:
+        load_outputs(tmp_path / "o.npz")
+    assert info.value.field == "logits"
+    assert info.value.problem.startswith(
+        "every row is non-negative and sums to 1: these look like probabilities"
+    )
+    assert "give them as probs" in info.value.problem
+    # Off by 1e-4 (CSV rounding) is still probabilities; as probs the same values load.
+    rounded = np.round(p, 4)
+    with pytest.raises(InputError, match="look like probabilities"):
+        ModelOutputs.from_arrays(logits=rounded, label=[0, 1, 2] * 2, member=[0, 1] * 3)
+    assert ModelOutputs.from_arrays(probs=p, label=[0, 1, 2] * 2, member=[0, 1] * 3).kind == "probs"
+
+
+@pytest.mark.parametrize(
+    "logits",
+    [
+        [[0.3, 0.7], [1.0, 0.0], [0.2, 0.1]],  # some rows on the simplex, not all
+        [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]],  # a constant model
+        [[0.5, 0.6], [0.4, 0.7], [0.0, 1.2]],  # non-negative, sums off 1
+        [[-0.5, 1.5], [0.4, 0.6], [0.3, 0.7]],  # sums to 1, one negative value
+    ],
+)
+def test_logits_that_are_not_probabilities_are_kept(logits) -> None:
+    """No false positive on degenerate but genuine logits: only *every* row ≥ 0 and summing to
+    1 is refused."""
+    o = ModelOutputs.from_arrays(logits=np.array(logits), label=[0, 1, 1], member=[0, 1, 0])
+    assert o.kind == "logits"
+
+
+def test_log_probabilities_given_as_probs_say_what_they_look_like() -> None:
+    """Red team (own model, finding 2): log-probabilities given as ``probs`` said "negative
+    probability in row 0"; the message says what they look like and what to do."""
+    with pytest.raises(InputError) as info:
+        ModelOutputs.from_arrays(probs=np.log(_probs()), label=[0, 1, 2] * 2, member=[0, 1] * 3)
+    assert info.value.field == "probs"
+    assert "these look like log-probabilities: give them as logits" in info.value.problem
+
+
+def test_signals_logits_beyond_float32_name_the_value_without_a_warning() -> None:
+    """Red team (own model, finding 5b): float64 logits of 1e39 (finite) were reported as
+    "contains NaN or inf" after a RuntimeWarning from the cast to float32."""
+    import warnings
+
+    logits = np.zeros((2, 4, 2))
+    logits[1, 2, 0] = 1e39
+    keep = np.array([[1, 0, 1, 0], [0, 1, 0, 1]], dtype=bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError) as info:
+            SignalsStore.from_arrays(logits=logits, label=[0, 1, 0, 1], keep=keep)
+    assert info.value.field == "logits"
+    assert (
+        info.value.problem == "value 1e+39 at index (1, 2, 0) does not fit float32 (|x| ≤ 3.4e+38)"
+    )
+    logits[1, 2, 0] = np.inf  # a real inf is still called one
+    with pytest.raises(InputError, match=r"contains NaN or inf \(first at index \(1, 2, 0\)\)"):
+        SignalsStore.from_arrays(logits=logits, label=[0, 1, 0, 1], keep=keep)

@@ -56,6 +56,8 @@ def test_augmented_queries_are_kept(tmp_path) -> None:
     ("defect", "field"),
     [
         ("nan", "logits (model 1)"),
+        ("probabilities", "logits (model 1)"),
+        ("beyond-float32", "logits (model 1)"),
         ("shape", "logits (model 1)"),
         ("keep-shape", "keep (model 1)"),
         ("keep-values", "keep (model 1)"),
@@ -69,6 +71,12 @@ def test_bad_input_names_it_and_leaves_nothing(tmp_path, defect, field) -> None:
     bad_logits, args = logits[1].copy(), {"keep": keep[1]}
     if defect == "nan":
         bad_logits[3, 0] = np.nan
+    elif defect == "probabilities":  # predict_proba's output, not its logarithm
+        e = np.exp(bad_logits)
+        bad_logits = e / e.sum(axis=1, keepdims=True)
+    elif defect == "beyond-float32":  # finite in float64, inf once kept as float32
+        bad_logits = bad_logits.astype(np.float64)
+        bad_logits[3, 0] = 1e39
     elif defect == "shape":
         bad_logits = bad_logits[:, :2]
     elif defect == "keep-shape":

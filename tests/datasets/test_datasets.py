@@ -145,3 +145,34 @@ def test_max_records_keeps_ids() -> None:
     assert data.n_records == 100 and np.all(np.diff(data.record_id) > 0)
     again = load_dataset(DataConfig(dataset="breast-cancer", max_records=100, subset_seed=1))
     np.testing.assert_array_equal(data.record_id, again.record_id)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (1e300, "value 1e+300 at row 3 does not fit float32 (|x| ≤ 3.4e+38)"),
+        (-1e39, "value -1e+39 at row 3 does not fit float32 (|x| ≤ 3.4e+38)"),
+        (float("inf"), "value inf at row 3 is not finite"),
+    ],
+)
+def test_a_feature_beyond_float32_is_refused_naming_its_column_and_row(
+    tmp_path, value, problem
+) -> None:
+    """Red team (own model, finding 5a): a CSV feature of 1e300 passed the finiteness check (in
+    float64), became inf in the cast to float32 with a RuntimeWarning on stderr, and the run
+    ended in an internal error. It is refused in one line, before the cast, with no warning."""
+    import warnings
+
+    path = tmp_path / "big.csv"
+    pd.DataFrame({"f0": [0.5] * 6, "f1": [1.0, 2.0, 3.0, value, 5.0, 6.0], "y": [0, 1] * 3}).to_csv(
+        path, index=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError) as info:
+            load_dataset(DataConfig(path=path, label="y"))
+    assert (info.value.field, info.value.problem) == ("data.f1", problem)
+    # The largest float32 itself is kept.
+    edge = pd.DataFrame({"f0": [float(np.finfo(np.float32).max), -1.0], "y": [0, 1]})
+    data = from_frame(edge, name="e", label="y", record_id=np.arange(2), field="data")
+    assert np.isfinite(data.features).all()

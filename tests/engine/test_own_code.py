@@ -223,3 +223,79 @@ def test_a_scikit_learn_estimator_keys_as_before() -> None:
 
     recipe = SklearnRecipe(estimator="sklearn.ensemble.RandomForestClassifier")
     assert _cache.recipe_key(recipe) == json.dumps(recipe.model_dump(mode="json"), sort_keys=True)
+
+
+HUGE = """
+import numpy as np
+
+
+class Sure:
+    '''A model whose margins are finite but beyond float32 once made log-probabilities.'''
+
+    classes_ = np.array([0, 1])
+
+    def decision_function(self, x):
+        return np.where(x[:, 0] > np.median(x[:, 0]), 1e39, -1e39)
+
+    def predict_proba(self, x):
+        p1 = (self.decision_function(x) > 0).astype(float)
+        return np.stack([1 - p1, p1], axis=1)
+
+
+def fit(features, labels, seed):
+    return Sure()
+
+
+def huge(features, labels, seed):
+    return lambda x: np.full((len(x), 2), 1e39)
+
+
+def nan(features, labels, seed):
+    return lambda x: np.full((len(x), 2), np.nan)
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "problem"),
+    [
+        (
+            "fit",
+            "training diverged: models [0, 1] of unit 0 give non-finite logits; check what "
+            "model.train ('own_huge_c0de:fit') fits and returns",
+        ),
+        (
+            "huge",
+            "the returned callable's logits: value 1e+39 at index (0, 0) does not fit float32",
+        ),
+        ("nan", "the returned callable gave logit nan at index (0, 0): logits must be finite"),
+    ],
+)
+def test_outputs_that_overflow_name_the_users_function_not_model_lr(
+    tmp_path, function, problem
+) -> None:
+    """Red team (own model, finding 5c): a ``python`` recipe whose outputs overflow float32 was
+    told "lower model.lr" (it has no lr), after a RuntimeWarning. The refusal names the
+    function, and nothing is published or warned."""
+    import warnings
+
+    name = "own_huge_c0de"
+    cfg = _project(tmp_path / "p", name, HUGE, f'kind = "python"\ntrain = "{name}:{function}"')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(InputError) as err:
+                train(load_config(cfg), tmp_path / "out")
+    finally:
+        sys.modules.pop(name, None)
+    assert err.value.field in ("model", "model.train")
+    assert problem in err.value.problem and "model.lr" not in err.value.problem
+
+
+def test_divergence_advice_names_the_recipes_own_knobs() -> None:
+    from miaudit.engine._unit import _divergence_advice
+    from miaudit.models import MLPRecipe, TorchModuleRecipe
+
+    module = _divergence_advice(TorchModuleRecipe(factory="nets:build", train_step="nets:step"))
+    assert "model.factory ('nets:build')" in module and "model.train_step ('nets:step')" in module
+    assert "model.lr" in module  # the generic trainer's lr is the user's too
+    assert _divergence_advice(MLPRecipe()) == "lower model.lr or check the data"

@@ -372,3 +372,74 @@ def test_session_runs_with_one_thread_and_no_files(tmp_path, monkeypatch) -> Non
         "data_is_bytes": True,
     }
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["m.onnx"]
+
+
+def _scores(path: Path, last: str | None, output: str) -> Path:
+    """``X @ W + B`` (a bias with a negative entry), then ``last`` (Softmax, LogSoftmax or
+    nothing), as the graph's one output named ``output``."""
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["M"]),
+        helper.make_node("Add", ["M", "B"], ["S"]),
+    ]
+    if last is None:
+        nodes.append(helper.make_node("Identity", ["S"], [output]))
+    else:
+        nodes.append(helper.make_node(last, ["S"], [output], axis=1))
+    path.write_bytes(
+        _model(
+            nodes,
+            outputs=[helper.make_tensor_value_info(output, TensorProto.FLOAT, [None, 2])],
+            initializers=[
+                numpy_helper.from_array(W, "W"),
+                numpy_helper.from_array(np.array([0.5, -1.0], dtype=np.float32), "B"),
+            ],
+        )
+    )
+    return path
+
+
+def test_a_softmax_output_not_named_as_probabilities_is_refused(tmp_path) -> None:
+    """Red team (own model, finding 2a): a torch export ending in a softmax, its output named
+    "output", was read as logits, and its probabilities went through a softmax again (AUCs
+    moved, nothing printed). The trial batch shows rows ≥ 0 summing to 1: refused, naming the
+    way to say it; with ``kind="probs"`` the file loads as probabilities."""
+    path = _scores(tmp_path / "softmax.onnx", "Softmax", "output")
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    for load in (
+        lambda: load_onnx(path),
+        lambda: ExternalTarget.from_onnx(path, x, np.array([0, 1])),
+    ):
+        with pytest.raises(InputError) as err:
+            load()
+        assert err.value.field == "model"
+        assert "softmax.onnx's output 'output' gives rows that are non-negative and sum to 1" in (
+            err.value.problem
+        )
+        assert "pass kind='probs'" in err.value.problem
+        assert "output_names=['probs']" in err.value.problem
+    model = load_onnx(path, kind="probs")
+    assert model.kind == "probs"
+    np.testing.assert_allclose(model.predict_proba(x), model.outputs(x))
+    target = ExternalTarget.from_onnx(path, x, np.array([0, 1]), kind="probs")
+    assert target.kind == "probs"
+    np.testing.assert_allclose(target.outputs.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_log_probabilities_by_name_are_logits_and_a_misnamed_output_is_refused(tmp_path) -> None:
+    """An output named ``log_probs`` (a LogSoftmax) is read as logits (it was read as
+    probabilities, and refused as "negative probability"); an output named as probabilities
+    that gives negative values is refused at load, naming ``kind='logits'``."""
+    x = np.random.default_rng(1).normal(size=(5, 3))
+    log_probs = load_onnx(_scores(tmp_path / "lp.onnx", "LogSoftmax", "log_probs"))
+    assert (log_probs.kind, log_probs.output_name) == ("logits", "log_probs")
+    plain = load_onnx(_scores(tmp_path / "plain.onnx", None, "logits"))
+    np.testing.assert_allclose(log_probs.predict_proba(x), plain.predict_proba(x), atol=1e-6)
+    named = _scores(tmp_path / "named.onnx", None, "probs")
+    with pytest.raises(InputError) as err:
+        load_onnx(named)
+    assert err.value.field == "model"
+    assert "named.onnx's output 'probs' is named as probabilities but gives negative values" in (
+        err.value.problem
+    )
+    assert "pass kind='logits'" in err.value.problem
+    assert load_onnx(named, kind="logits").kind == "logits"

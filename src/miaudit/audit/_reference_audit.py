@@ -813,7 +813,10 @@ class ExternalTarget:
 
     ``outputs``: its logits (or probabilities) on every record of the config's dataset, in the
     dataset's order (``miaudit.datasets.load_dataset(config.data)``); ``members``: the record
-    ids it trained on. Build it from a fitted model with :meth:`from_model`.
+    ids it trained on; ``kind``: what ``outputs`` hold, ``"logits"`` (the default) or
+    ``"probs"`` (``predict_proba``'s output). Probabilities given as logits (every row ≥ 0 and
+    summing to 1) are refused rather than put through a softmax a second time. Build it from a
+    fitted model with :meth:`from_model`, which sets ``kind`` itself.
     """
 
     outputs: np.ndarray
@@ -844,14 +847,29 @@ class ExternalTarget:
 
     @classmethod
     def from_onnx(
-        cls, path: str | Path, features: np.ndarray, members: np.ndarray
+        cls,
+        path: str | Path,
+        features: np.ndarray,
+        members: np.ndarray,
+        *,
+        output: str | None = None,
+        kind: Literal["logits", "probs"] | None = None,
     ) -> ExternalTarget:
         """An ONNX file, read as data (:func:`miaudit.models.load_onnx`): its logits (a torch
-        export) or probabilities (skl2onnx with ``zipmap=False``) on ``features``."""
+        export) or probabilities (skl2onnx with ``zipmap=False``) on ``features``.
+
+        ``output`` names the graph's output to read when it has several; ``kind`` says what it
+        holds when its name does not (a softmax output named ``output``: ``kind="probs"``).
+        """
         from miaudit.models import load_onnx
 
         features = np.asarray(features)
-        model = load_onnx(path, n_features=features.shape[1] if features.ndim == 2 else None)
+        model = load_onnx(
+            path,
+            n_features=features.shape[1] if features.ndim == 2 else None,
+            output=output,
+            kind=kind,
+        )
         return cls(model.outputs(features), np.asarray(members), model.kind)
 
 
@@ -906,6 +924,32 @@ def _checked_queries(queries: np.ndarray, label: np.ndarray, member: np.ndarray,
             logits=queries[:, a] if kind == "logits" else None,
             probs=queries[:, a] if kind == "probs" else None,
         )
+
+
+def _check_target_kind(out: np.ndarray, kind: str) -> None:
+    """Outputs that are not what ``kind`` says, refused before anything reads them (naming the
+    field the user sets): logits that are probabilities (a softmax would be applied twice), or
+    probabilities with negative values (log-probabilities or logits); logits beyond float32's
+    range (they are kept as float32 with the references')."""
+    from miaudit.data import fits_float32, looks_like_probabilities
+
+    if out.dtype.kind not in "biuf":  # refused as such with the shape and finiteness checks
+        return
+    if kind == "logits" and looks_like_probabilities(out):
+        raise InputError(
+            "target.outputs",
+            "every row is non-negative and sums to 1: these look like probabilities, which read "
+            "as logits would go through a softmax twice; pass kind='probs' "
+            "(ExternalTarget(outputs, members, kind='probs'), or ExternalTarget.from_onnx(..., kind='probs'))",
+        )
+    if kind == "probs" and out.size and out.min() < 0:
+        raise InputError(
+            "target.outputs",
+            f"kind is 'probs' but holds negative values (the least {float(out.min()):.6g}): these "
+            "look like log-probabilities or logits; pass kind='logits'",
+        )
+    if kind == "logits":
+        fits_float32("target.outputs", out)
 
 
 def _as_logits(values: np.ndarray, kind: str) -> np.ndarray:
@@ -1022,6 +1066,8 @@ def run_audit(
     out_dir = ensure_writable_dir(Path(out))
     digest = config_digest(cfg)
     features = dataset_features(cfg)  # an attack that cannot run is refused before training
+    if target is not None:  # so are outputs that are not what they say
+        _check_target_kind(np.asarray(target.outputs), target.kind)
     key = _prepared_out(out_dir, overwrite, same_config=digest)
     run = train(cfg.train_config(), out_dir)
     if not quiet:

@@ -1,5 +1,7 @@
 """Data layer: input formats, validation, bundled datasets, and reading arrays larger than
-memory in chunks of records (:func:`record_chunks`)."""
+memory in chunks of records (:func:`record_chunks`). Other packages check their own inputs with
+the same rules: :func:`looks_like_probabilities` (outputs declared as logits) and
+:func:`fits_float32` (values kept as float32)."""
 
 from miaudit.data._adult import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
 from miaudit.data._fashion_mnist import (
@@ -27,6 +29,7 @@ from miaudit.data._synthetic_text import (
 )
 from miaudit.data._tables import CHUNK_RECORDS, is_mapped, record_chunks, release
 from miaudit.data._text_corpus import CORPUS_PACKAGE, CORPUS_VERSION, TextCorpus, load_text_corpus
+from miaudit.data._validate import fits_float32, looks_like_probabilities
 from miaudit.data._writers import SignalsWriter
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "SyntheticText",
     "TextCorpus",
     "fake_names",
+    "fits_float32",
     "is_mapped",
     "load_adult",
     "load_fashion_mnist",
@@ -59,6 +63,7 @@ __all__ = [
     "load_records",
     "load_signals",
     "load_text_corpus",
+    "looks_like_probabilities",
     "parse_idx",
     "record_chunks",
     "release",

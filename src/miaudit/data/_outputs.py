@@ -14,6 +14,9 @@ from miaudit.data._tables import RawTable, read_table
 from miaudit.errors import InputError
 
 Kind = Literal["logits", "probs"]
+#: How to fix outputs given under the wrong name (the refusals of ``_validate``).
+_AS_PROBS = "give them as probs (the array or column 'probs', or prob_0 … prob_<C-1>)"
+_AS_LOGITS = "give them as logits (the array or column 'logits', or logit_0 … logit_<C-1>)"
 _RESERVED = {"logits", "probs", "label", "member", "record_id", "features"}
 
 
@@ -89,7 +92,9 @@ class ModelOutputs:
         # are computed in float64 chunk by chunk anyway.
         values = v.finite_float(kind, raw, np.float32 if raw.dtype == np.float32 else np.float64)
         if kind == "probs":
-            v.check_probabilities(kind, values)
+            v.check_probabilities(kind, values, _AS_LOGITS)
+        else:
+            v.refuse_probabilities(kind, values, _AS_PROBS)
         labels = v.integer_labels("label", label, raw.shape[1])
         members = v.binary("member", member, need_both=True)
         ids = v.record_ids("record_id", record_id, n)

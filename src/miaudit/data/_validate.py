@@ -10,6 +10,8 @@ from miaudit.errors import InputError
 #: A row of probabilities may differ from a sum of 1 by at most this much (absolute). Loose
 #: enough for float32 softmax output of 1000 classes written to CSV with 6 significant digits.
 PROB_SUM_TOL = 1e-3
+#: The largest finite float32 (about 3.4e38): logits and features are kept as float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def require(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -25,7 +27,8 @@ def finite_float(name: str, values: np.ndarray, dtype: type = np.float64) -> np.
     if kind not in "biuf":  # numpy would turn text such as "1.5", or dates, into numbers
         raise InputError(name, f"values are not numeric (dtype {np.asarray(values).dtype})")
     try:
-        out: np.ndarray = np.asarray(values, dtype=dtype)
+        with np.errstate(over="ignore"):  # a value beyond the target's range: refused below
+            out: np.ndarray = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError):
         raise InputError(name, "values are not numeric") from None
     if is_mapped(out) and out.ndim >= 2:  # larger than memory, maybe: chunk over the records axis
@@ -34,20 +37,57 @@ def finite_float(name: str, values: np.ndarray, dtype: type = np.float64) -> np.
             if not np.isfinite(part).all():
                 bad = np.argwhere(~np.isfinite(part))[0]
                 bad[1] += rows.start
-                raise InputError(
-                    name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})"
-                )
+                _refuse_non_finite(name, values, tuple(int(i) for i in bad))
         return out
     if not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))[0]
-        raise InputError(name, f"contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+        _refuse_non_finite(name, values, tuple(int(i) for i in bad))
     return out
 
 
-def check_probabilities(name: str, probs: np.ndarray) -> None:
-    if (probs < 0).any():
-        row = int(np.argwhere(probs < 0)[0][0])
-        raise InputError(name, f"negative probability in row {row}")
+def _refuse_non_finite(name: str, values: np.ndarray, index: tuple[int, ...]) -> None:
+    """The refusal for the first non-finite value after the cast: NaN or inf in the input, or
+    a finite value the cast to float32 turned into inf (it names the value and the range)."""
+    source = np.asarray(values)[index]
+    if np.isfinite(source):
+        raise InputError(
+            name,
+            f"value {float(source):.6g} at index {index} does not fit float32 (|x| ≤ {FLOAT32_MAX:.3g})",
+        )
+    raise InputError(name, f"contains NaN or inf (first at index {index})")
+
+
+def fits_float32(name: str, values: np.ndarray, where: str = "index") -> None:
+    """Refuse finite ``values`` that a cast to float32 would turn into inf, naming the first
+    one (its index, or its row when ``where="row"`` and ``values`` is (rows, columns))."""
+    arr = np.asarray(values)
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= 4 or arr.size == 0:
+        return
+    over = np.abs(arr) > FLOAT32_MAX  # NaN compares False: non-finite values are not checked
+    with np.errstate(over="ignore"):
+        over &= np.isinf(arr.astype(np.float32))  # just above the maximum rounds down to it
+    if over.any():
+        at = tuple(int(i) for i in np.argwhere(over)[0])
+        place = f"row {at[0]}" if where == "row" else f"index {at}"
+        raise InputError(
+            name,
+            f"value {float(arr[at]):.6g} at {place} does not fit float32 (|x| ≤ {FLOAT32_MAX:.3g})",
+        )
+
+
+def check_probabilities(name: str, probs: np.ndarray, fix: str = "pass them as logits") -> None:
+    """Rows of ``probs`` must be ≥ 0 and sum to 1 (within :data:`PROB_SUM_TOL`); a negative
+    value is refused as what it most likely is, log-probabilities or logits (``fix`` says what
+    to do instead)."""
+    if probs.size and probs.min() < 0:
+        at = tuple(int(i) for i in np.argwhere(probs < 0)[0])
+        row, value = at[0], float(probs[at])
+        looks = "log-probabilities" if probs.max() <= 0 else "logits (or log-probabilities)"
+        raise InputError(
+            name,
+            f"negative value {value:.6g} in row {row}: probabilities are never negative; "
+            f"these look like {looks}: {fix}",
+        )
     sums = probs.sum(axis=-1)
     off = np.abs(sums - 1.0) > PROB_SUM_TOL
     if off.any():
@@ -55,6 +95,31 @@ def check_probabilities(name: str, probs: np.ndarray) -> None:
         raise InputError(
             name,
             f"row {tuple(int(i) for i in where)} sums to {float(sums[where]):.6g}, not 1 (tolerance {PROB_SUM_TOL})",
+        )
+
+
+def looks_like_probabilities(values: np.ndarray) -> bool:
+    """Whether every row of ``values`` (classes on the last axis) is non-negative and sums to 1
+    within :data:`PROB_SUM_TOL` (False for an array with NaN, or with no rows)."""
+    arr = np.asarray(values)
+    if arr.ndim < 2 or arr.size == 0 or not arr.min() >= 0:
+        return False
+    sums = arr.sum(axis=-1, dtype=np.float64)
+    return bool((np.abs(sums - 1.0) <= PROB_SUM_TOL).all())
+
+
+def refuse_probabilities(
+    name: str, logits: np.ndarray, fix: str = "pass them as probs (kind='probs')"
+) -> None:
+    """Refuse ``logits`` (classes on the last axis) whose every row is non-negative and sums to
+    1 within :data:`PROB_SUM_TOL`: probabilities, which read as logits would go through a
+    softmax a second time (flatter, wrong scores, and no error). Real logits never all do:
+    a softmax is shift-invariant, and no model's logits land on that simplex row after row."""
+    if looks_like_probabilities(logits):
+        raise InputError(
+            name,
+            "every row is non-negative and sums to 1: these look like probabilities, "
+            f"which read as logits would go through a softmax twice; {fix}",
         )
 
 

@@ -310,6 +310,11 @@ class SignalsWriter:
         k = len(self._keep)
         name = f"logits (model {k})"
         arr = v.finite_float(name, logits, np.float32)
+        v.refuse_probabilities(
+            name,
+            arr,
+            "give their logarithm as logits (np.log of the probabilities, clipped away from 0)",
+        )
         n = self._label.size
         if arr.ndim not in (2, 3) or arr.shape[0] != n or arr.shape[-1] < 2:
             raise InputError(

@@ -52,8 +52,7 @@ def from_frame(
     if len(classes) < 2:
         raise InputError(f"{field}.label", f"column {label!r} has a single class {classes[0]!r}")
     x, names = _encode(frame, numeric, categorical)
-    if not np.isfinite(x).all():
-        raise InputError(field, "a numeric column holds inf")
+    _refuse_out_of_range(x[:, : len(numeric)], numeric, field)
     n_num = len(numeric)
     return Dataset(
         name=name,
@@ -75,6 +74,21 @@ def _refuse_missing(frame: pd.DataFrame, columns: list[str], field: str) -> None
                 f"{field}.{col}",
                 f"missing value at row {int(np.argmax(missing))}; fill or drop it before auditing",
             )
+
+
+def _refuse_out_of_range(x: np.ndarray, numeric: list[str], field: str) -> None:
+    """The numeric columns (float64) must hold finite values that fit float32, the features'
+    dtype: the first value that does not is refused, naming its column and row."""
+    from miaudit.data import fits_float32
+
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise InputError(
+            f"{field}.{numeric[col]}", f"value {x[row, col]} at row {row} is not finite"
+        )
+    for j, col_name in enumerate(numeric):
+        fits_float32(f"{field}.{col_name}", x[:, j], where="row")
 
 
 def _encode(

@@ -276,9 +276,28 @@ def _refuse_divergence(job: UnitJob, staging: Path, logits: np.ndarray) -> None:
     )
     raise InputError(
         "model",
-        f"training diverged: models {bad[:5]} of unit {job.unit} give non-finite logits; lower model.lr or check the data"
+        f"training diverged: models {bad[:5]} of unit {job.unit} give non-finite logits; "
+        + _divergence_advice(job.recipe)
         + noise,
     )
+
+
+def _divergence_advice(recipe: object) -> str:
+    """What to check when a unit's logits are not finite: the user's own functions where the
+    recipe runs them (a ``python`` recipe has no lr), the learning rate otherwise."""
+    if isinstance(recipe, PythonRecipe):
+        return (
+            f"check what model.train ({recipe.train!r}) fits and returns on these records "
+            "(a model's predict_proba, or a callable's logits), and the data"
+        )
+    if isinstance(recipe, TorchModuleRecipe):
+        step = (
+            f"model.train_step ({recipe.train_step!r})"
+            if recipe.train_step
+            else "the built-in training step"
+        )
+        return f"check model.factory ({recipe.factory!r}) and {step}, lower model.lr, or check the data"
+    return "lower model.lr or check the data"
 
 
 def _preprocess_state(affines: list[Affine]) -> dict[str, np.ndarray]:

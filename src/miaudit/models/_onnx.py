@@ -344,8 +344,19 @@ def _output_spec(
             field,
             f"{name}'s output {spec.name!r} is {spec.type} {spec.shape}; expected float (records, classes)",
         )
-    found: OutputKind = "probs" if "prob" in spec.name.lower() else "logits"
-    return spec.name, kind or found
+    return spec.name, kind or kind_by_name(spec.name)
+
+
+def kind_by_name(output: str) -> OutputKind:
+    """What an output holds by its name: probabilities when it says so (skl2onnx's
+    ``probabilities``), except log-probabilities (``log_probs``), which are logits up to a
+    constant per row; else logits. :func:`load_onnx` checks the guess on a trial batch.
+
+    >>> kind_by_name("probabilities"), kind_by_name("log_probs"), kind_by_name("output")
+    ('probs', 'logits', 'logits')
+    """
+    name = output.lower()
+    return "probs" if "prob" in name and "log" not in name else "logits"
 
 
 class OnnxModel:
@@ -372,7 +383,7 @@ class OnnxModel:
         self._input = input_name
         self._dtype = dtype
         self._n = n_features
-        self._output = output_name
+        self.output_name = output_name
         self.kind: OutputKind = kind
         self.n_classes = 0
 
@@ -387,7 +398,7 @@ class OnnxModel:
     def __repr__(self) -> str:
         return (
             f"OnnxModel({self.name!r}, n_features={self._n}, n_classes={self.n_classes}, "
-            f"output={self._output!r}, kind={self.kind!r})"
+            f"output={self.output_name!r}, kind={self.kind!r})"
         )
 
     def outputs(self, records: np.ndarray) -> np.ndarray:
@@ -400,7 +411,7 @@ class OnnxModel:
         try:
             parts = [
                 np.asarray(
-                    self._session.run([self._output], {self._input: x[i : i + BATCH_ROWS]})[0],
+                    self._session.run([self.output_name], {self._input: x[i : i + BATCH_ROWS]})[0],
                     dtype=np.float64,
                 )
                 for i in range(0, max(len(x), 1), BATCH_ROWS)
@@ -455,7 +466,9 @@ def load_onnx(
     output : str, optional
         The output to read when the graph has several float (records, classes) outputs.
     kind : "logits" or "probs", optional
-        What the output holds; default: ``probs`` when its name says probabilities, else logits.
+        What the output holds; default: guessed from its name (:func:`kind_by_name`), and a
+        guess its values contradict on a trial batch (a softmax read as logits, negative
+        "probabilities") is refused: say ``kind`` then.
     threads : int
         onnxruntime's intra-op threads (1: a worker process of miaudit uses one core).
     field : str
@@ -485,7 +498,7 @@ def load_onnx(
         output_name=output_name,
         kind=found,
     )
-    model.n_classes = _trial_classes(model, field, n_classes)
+    model.n_classes = _trial_classes(model, field, n_classes, kind is None)
     return model
 
 
@@ -496,9 +509,10 @@ def _check_options(kind: object, threads: object) -> None:
         raise InputError("threads", f"must be an integer ≥ 1, got {threads!r}")
 
 
-def _trial_classes(model: OnnxModel, field: str, n_classes: int | None) -> int:
+def _trial_classes(model: OnnxModel, field: str, n_classes: int | None, guessed: bool) -> int:
     """The number of classes, from a prediction on two zero records (a graph that cannot run on
-    the declared input fails here, at load, rather than at the first request)."""
+    the declared input fails here, at load, rather than at the first request); a kind
+    ``guessed`` from the output's name is checked against that prediction."""
     try:
         out = model.outputs(np.zeros((2, model.n_features or 0)))
     except InputError as exc:
@@ -514,4 +528,29 @@ def _trial_classes(model: OnnxModel, field: str, n_classes: int | None) -> int:
             field,
             f"{model.name} gives {out.shape[1]} class scores; the data have {n_classes} classes",
         )
+    if guessed:
+        _check_guessed_kind(model, out, field)
     return int(out.shape[1])
+
+
+def _check_guessed_kind(model: OnnxModel, out: np.ndarray, field: str) -> None:
+    """Refuse a kind guessed from the output's name that its values contradict: a softmax
+    output not named as probabilities (read as logits, it would go through a softmax twice),
+    or an output named as probabilities with negative values (log-probabilities)."""
+    from miaudit.data import looks_like_probabilities
+
+    where = f"{model.name}'s output {model.output_name!r}"
+    if model.kind == "logits" and looks_like_probabilities(out):
+        raise InputError(
+            field,
+            f"{where} gives rows that are non-negative and sum to 1 on a trial batch: probabilities "
+            "(a softmax), though its name does not say so, and read as logits they would go through "
+            "a softmax twice; pass kind='probs' (load_onnx, ExternalTarget.from_onnx) or name the "
+            "output 'probs' when exporting (output_names=['probs'])",
+        )
+    if model.kind == "probs" and out.min() < 0:
+        raise InputError(
+            field,
+            f"{where} is named as probabilities but gives negative values on a trial batch: "
+            "log-probabilities or logits; pass kind='logits' (load_onnx, ExternalTarget.from_onnx)",
+        )

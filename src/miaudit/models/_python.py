@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
+from miaudit.data import fits_float32
 from miaudit.datasets import Dataset
 from miaudit.errors import InputError
 from miaudit.models._sklearn import LOG_FLOOR
@@ -86,13 +87,28 @@ def _called_logits(fitted: Callable[..., Any], x: np.ndarray, n_classes: int) ->
     out = fitted(x)
     if hasattr(out, "detach"):  # a torch tensor
         out = out.detach().cpu().numpy()
-    logits = np.asarray(out, dtype=np.float32)
-    if logits.shape != (len(x), n_classes):
+    try:
+        raw = np.asarray(out, dtype=np.float64)  # float32 and float64 exactly; checked below
+    except (TypeError, ValueError):
+        raise InputError(
+            "model.train", f"the returned callable gave {type(out).__name__} values, not numbers"
+        ) from None
+    if raw.shape != (len(x), n_classes):
         raise InputError(
             "model.train",
-            f"the returned callable gave shape {logits.shape}, expected ({len(x)}, {n_classes}) logits",
+            f"the returned callable gave shape {raw.shape}, expected ({len(x)}, {n_classes}) logits",
         )
-    return logits
+    if not np.isfinite(raw).all():
+        at = tuple(int(i) for i in np.argwhere(~np.isfinite(raw))[0])
+        raise InputError(
+            "model.train",
+            f"the returned callable gave logit {raw[at]} at index {at}: logits must be finite",
+        )
+    try:
+        fits_float32("model.train", raw)  # logits are kept as float32
+    except InputError as exc:
+        raise InputError("model.train", f"the returned callable's logits: {exc.problem}") from None
+    return raw.astype(np.float32)
 
 
 def raw_margins(fitted: Any, x: np.ndarray) -> np.ndarray | None:
@@ -166,4 +182,5 @@ def _per_class(log_p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.nda
         raise InputError("model.train", "the fitted object's probabilities contain NaN")
     row_min = np.where(finite, full, np.inf).min(axis=1, keepdims=True)
     floor = np.minimum(LOG_FLOOR, row_min - 1.0)
-    return np.where(finite, full, floor).astype(np.float32)
+    with np.errstate(over="ignore"):  # a log-probability below float32's range: the engine
+        return np.where(finite, full, floor).astype(np.float32)  # refuses the unit, naming train
