@@ -20,6 +20,19 @@ def invoke(*args: str):
     return runner.invoke(serve_app, list(args), catch_exceptions=True)
 
 
+def refused(capsys, *args: str) -> str:
+    """The one line ``miaudit`` prints when it refuses ``args`` with exit code 2."""
+    from miaudit.cli._app import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    err = capsys.readouterr().err
+    assert done.value.code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
 def test_keys_create_list_budget_revoke(tmp_path) -> None:
     db = f"sqlite:///{tmp_path}/g.db"
     r = invoke("keys", "create", "--role", "analyst", "--budget", "500", "--rate", "50", "--db", db)
@@ -236,3 +249,62 @@ def test_a_read_write_uri_to_a_missing_database_creates_nothing(tmp_path) -> Non
     with pytest.raises(InputError, match="cannot open the database"):
         Store(f"sqlite:///file:{tmp_path}/missing.db?mode=rw&uri=true")
     assert list(tmp_path.iterdir()) == []
+
+
+BIG = str(2**64)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["keys", "create", "--role", "public", "--budget", BIG], "--budget"),
+        (["keys", "create", "--role", "public", "--budget", str(2**63)], "--budget"),
+        (["keys", "create", "--role", "public", "--budget", "５０"], "--budget"),  # fullwidth
+        (["keys", "create", "--role", "public", "--budget", "1_000"], "--budget"),
+        (["keys", "create", "--role", "public", "--rate", str(2**70)], "--rate"),
+        (["keys", "create", "--role", "public", "--window", str(2**63)], "--window"),
+        (["keys", "create", "--role", "public", "--window", str(2**31)], "--window"),
+        (["keys", "create", "--role", "public", "--window", str(86400 * 366 + 1)], "--window"),
+        (["keys", "create", "--role", "public", "--window", "６０"], "--window"),
+        (["keys", "create", "--role", "public", "--label", "x" * 201], "--label"),
+    ],
+)
+def test_keys_create_refuses_limits_past_the_databases_range(
+    tmp_path, capsys, args, option
+) -> None:
+    """Red team: these reached the database and exited 1 with "internal error"
+    (OverflowError on SQLite, DataError on PostgreSQL); the fullwidth digits were read as 50."""
+    err = refused(capsys, *args, "--db", f"sqlite:///{tmp_path}/g.db")
+    assert err.startswith(f"error: {option}: ")
+    assert list(tmp_path.iterdir()) == []  # refused before the database or the secret
+
+
+def test_keys_budget_and_alerts_refuse_numbers_past_the_databases_range(tmp_path, capsys) -> None:
+    db = f"sqlite:///{tmp_path}/g.db"
+    store = Store(db)
+    key = store.create_key(bytes(range(32)), "public", budget=5, rate=2, window_s=9).key_id
+    store.close()
+    for args, option in (
+        (["--budget", BIG], "--budget"),
+        (["--rate", str(2**62 + 1)], "--rate"),
+        (["--window", "99999999999999999999"], "--window"),
+        (["--budget", "٥"], "--budget"),  # an Arabic-Indic digit
+    ):
+        err = refused(capsys, "keys", "budget", key, *args, "--db", db)
+        assert err.startswith(f"error: {option}: ")
+    store = Store(db)
+    info = store.get_key(key)
+    store.close()
+    assert info is not None and (info.budget, info.rate, info.window_s) == (5, 2, 9)
+    for args, option in (
+        (["--limit", BIG], "--limit"),
+        (["--limit", "0"], "--limit"),
+        (["--since", BIG], "--since"),
+        (["--since", str(2**31)], "--since"),  # alert ids are 32-bit on PostgreSQL
+        (["--since", "-1"], "--since"),
+        (["--since", "1.5"], "--since"),
+    ):
+        err = refused(capsys, "alerts", *args, "--db", db)
+        assert err.startswith(f"error: {option}: ")
+    r = invoke("alerts", "--db", db, "--since", str(2**31 - 1), "--limit", str(2**62))
+    assert r.exit_code == 0 and r.stdout.strip() == "no alerts"

@@ -47,14 +47,29 @@ def _secret_path(db: str, secret_file: Path | None) -> Path | None:
     )
 
 
+def _number(value: str, option: str, what: str) -> int:
+    """``value`` read as a whole number in ASCII digits (an optional sign): ``int`` alone would
+    also read fullwidth or Arabic-Indic digits, and underscores."""
+    text = value.strip()
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise InputError(option, f"must be {what}, got {value!r}")
+    return int(text)
+
+
 def _limit(value: str | None, field: str) -> int | None:
     if value is None or value.strip().lower() in ("none", "unlimited", ""):
         return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise InputError(field, f"must be a number of records or 'none', got {value!r}") from None
-    return n
+    return _number(value, field, "a number of records or 'none'")
+
+
+#: The store's names of a key's limits → the options that give them.
+_LIMIT_OPTIONS = {
+    "budget": "--budget",
+    "rate": "--rate",
+    "window_s": "--window",
+    "label": "--label",
+}
 
 
 class _Limits(TypedDict):
@@ -65,16 +80,20 @@ class _Limits(TypedDict):
     window_s: int
 
 
-def _limits(budget: str | None, rate: str | None, window: int) -> _Limits:
+def _limits(budget: str | None, rate: str | None, window: str, label: str | None = None) -> _Limits:
+    """The options' limits, checked as the store checks them (``check_limits``: the HTTP API's
+    bounds), an error naming the option."""
     from miaudit.serve import check_limits
 
-    out = _Limits(budget=_limit(budget, "--budget"), rate=_limit(rate, "--rate"), window_s=window)
+    out = _Limits(
+        budget=_limit(budget, "--budget"),
+        rate=_limit(rate, "--rate"),
+        window_s=_number(window, "--window", "a number of seconds"),
+    )
     try:
-        check_limits(out["budget"], out["rate"], window)
+        check_limits(out["budget"], out["rate"], out["window_s"], label=label)
     except InputError as exc:
-        raise InputError(
-            {"budget": "--budget", "rate": "--rate", "window_s": "--window"}[exc.field], exc.problem
-        ) from None
+        raise InputError(_LIMIT_OPTIONS[exc.field], exc.problem) from None
     return out
 
 
@@ -318,8 +337,12 @@ def keys_create(
         str | None, typer.Option(help="Total records the key may query ('none': no cap).")
     ] = None,
     rate: Annotated[str | None, typer.Option(help="Records per window ('none': no cap).")] = None,
-    window: Annotated[int, typer.Option(help="Rate window in seconds.")] = 60,
-    label: Annotated[str | None, typer.Option(help="A note, e.g. who holds the key.")] = None,
+    window: Annotated[
+        str, typer.Option(metavar="SECONDS", help="Rate window in seconds (at most 366 days).")
+    ] = "60",
+    label: Annotated[
+        str | None, typer.Option(help="A note, e.g. who holds the key (at most 200 characters).")
+    ] = None,
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
     secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
     roles: Annotated[Path | None, typer.Option(help="Roles file; the role must be in it.")] = None,
@@ -331,7 +354,7 @@ def keys_create(
     if role not in known:
         raise InputError("--role", f"unknown role {role!r}; roles: {', '.join(sorted(known))}")
     limits = _limits(
-        budget, rate, window
+        budget, rate, window, label
     )  # every option checked before the secret or the database is touched
     make_engine(db).dispose()
     secret = load_server_secret(_secret_path(db, secret_file), create=True)
@@ -392,7 +415,9 @@ def keys_budget(
     key_id: Annotated[str, typer.Argument(help="The key's public id.")],
     budget: Annotated[str | None, typer.Option(help="Total records ('none': no cap).")] = None,
     rate: Annotated[str | None, typer.Option(help="Records per window ('none': no cap).")] = None,
-    window: Annotated[int, typer.Option(help="Rate window in seconds.")] = 60,
+    window: Annotated[
+        str, typer.Option(metavar="SECONDS", help="Rate window in seconds (at most 366 days).")
+    ] = "60",
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
 ) -> None:
     """Set a key's total record budget and rate limit (both replaced; omitted = no cap)."""
@@ -412,17 +437,27 @@ def keys_budget(
 
 def alerts_cmd(
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
-    since: Annotated[int, typer.Option(help="Only alerts with an id above this.")] = 0,
-    limit: Annotated[int, typer.Option(help="Most alerts to show.")] = 100,
+    since: Annotated[
+        str, typer.Option(metavar="ID", help="Only alerts with an id above this.")
+    ] = "0",
+    limit: Annotated[str, typer.Option(metavar="N", help="Most alerts to show.")] = "100",
     key_id: Annotated[str | None, typer.Option("--key", help="Only this key's alerts.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List the probing detectors' alerts, oldest first."""
-    if limit < 1:
-        raise InputError("--limit", f"must be ≥ 1, got {limit}")
+    from miaudit.serve._store import check_alert_query
+
+    since_id = _number(since, "--since", "an alert id")
+    most = _number(limit, "--limit", "a number of alerts")
+    try:
+        check_alert_query(since_id, most)
+    except InputError as exc:
+        raise InputError(
+            {"since_id": "--since", "limit": "--limit"}[exc.field], exc.problem
+        ) from None
     store = _store(db)
     try:
-        found = store.list_alerts(since_id=since, limit=limit, key_id=key_id)
+        found = store.list_alerts(since_id=since_id, limit=most, key_id=key_id)
     finally:
         store.close()
     if as_json:

@@ -28,6 +28,7 @@ from miaudit.serve._schemas import (
     WhoAmI,
 )
 from miaudit.serve._service import UNAUTHORISED, Caller, Denied, Service, unauthorised
+from miaudit.serve._store import MAX_ALERT_ID
 
 bearer = HTTPBearer(auto_error=False, description="API key: mia_<id>_<secret>")
 
@@ -146,7 +147,7 @@ alerts = APIRouter()
 def list_alerts(
     service: ServiceDep,
     caller: CallerDep,
-    since_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    since_id: Annotated[int, Query(ge=0, le=MAX_ALERT_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     key_id: Annotated[str | None, Query(max_length=16)] = None,
 ) -> list[dict[str, Any]]:

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from miaudit.serve._store import MAX_LABEL, MAX_RECORDS, MAX_WINDOW_S
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 RecordIn = list[FiniteFloat] | dict[str, FiniteFloat]
 
@@ -41,17 +43,17 @@ class RawPredictResponse(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: str = Field(min_length=1, max_length=64)
-    budget: int | None = Field(default=None, ge=0, le=2**62)
-    rate: int | None = Field(default=None, ge=1, le=2**62)
-    window_s: int = Field(default=60, ge=1, le=86400 * 366)
-    label: str | None = Field(default=None, max_length=200)
+    budget: int | None = Field(default=None, ge=0, le=MAX_RECORDS)
+    rate: int | None = Field(default=None, ge=1, le=MAX_RECORDS)
+    window_s: int = Field(default=60, ge=1, le=MAX_WINDOW_S)
+    label: str | None = Field(default=None, max_length=MAX_LABEL)
 
 
 class KeyLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    budget: int | None = Field(default=None, ge=0, le=2**62)
-    rate: int | None = Field(default=None, ge=1, le=2**62)
-    window_s: int = Field(default=60, ge=1, le=86400 * 366)
+    budget: int | None = Field(default=None, ge=0, le=MAX_RECORDS)
+    rate: int | None = Field(default=None, ge=1, le=MAX_RECORDS)
+    window_s: int = Field(default=60, ge=1, le=MAX_WINDOW_S)
 
 
 class KeyOut(BaseModel):

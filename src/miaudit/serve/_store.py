@@ -502,7 +502,7 @@ class Store:
     ) -> NewKey:
         """A new key. ``actor``: the admin key acting; :class:`KeyRevoked` when it is revoked by
         the time this transaction holds its row (no key is created then)."""
-        check_limits(budget, rate, window_s)
+        check_limits(budget, rate, window_s, label=label)
         key = new_key(server_secret)
         with self._write() as conn:
             self._check_actor(conn, actor)
@@ -879,6 +879,9 @@ class Store:
         key_id: str | None = None,
         actor: str | None = None,
     ) -> list[Alert]:
+        """The alerts with an id above ``since_id``, oldest first, at most ``limit``
+        (:func:`check_alert_query`)."""
+        check_alert_query(since_id, limit)
         q = sa.select(alerts).where(alerts.c.id > since_id).order_by(alerts.c.id).limit(limit)
         if key_id is not None:
             q = q.where(alerts.c.key_id == key_id)
@@ -919,15 +922,51 @@ def _redacted(url: str) -> str:
         return "?"
 
 
-def check_limits(budget: int | None, rate: int | None, window_s: int) -> None:
-    """:class:`InputError` naming ``budget``, ``rate`` or ``window_s`` unless they are a key's
-    limits: records ≥ 0 in all, ≥ 1 per window of ≥ 1 second (None: no cap)."""
-    if budget is not None and (isinstance(budget, bool) or budget < 0):
-        raise InputError("budget", f"must be a number of records ≥ 0, got {budget!r}")
-    if rate is not None and (isinstance(rate, bool) or rate < 1):
-        raise InputError("rate", f"must be a number of records ≥ 1 per window, got {rate!r}")
-    if isinstance(window_s, bool) or window_s < 1:
-        raise InputError("window_s", f"must be ≥ 1 second, got {window_s!r}")
+#: The most records a key's budget or rate may be: the API's bound (the columns hold 2⁶³ − 1).
+MAX_RECORDS = 2**62
+#: The longest rate window, in seconds: 366 days (``window_s`` is a 32-bit column on PostgreSQL).
+MAX_WINDOW_S = 86400 * 366
+#: The largest alert id: ``miaudit_alerts.id`` is a 32-bit column on PostgreSQL.
+MAX_ALERT_ID = 2**31 - 1
+#: The longest key label, in characters (a ``varchar(200)`` column).
+MAX_LABEL = 200
+
+
+def _whole(value: object, field: str, low: int, high: int, what: str, note: str = "") -> None:
+    """:class:`InputError` naming ``field`` unless ``value`` is a whole number (not a bool) in
+    [``low``, ``high``]; ``what`` says what it counts (``note``: after ``high``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(field, f"must be {what} (a whole number), got {value!r}")
+    if not low <= value <= high:
+        raise InputError(field, f"must be {what} from {low} to {high:,}{note}, got {value:,}")
+
+
+def check_limits(
+    budget: int | None, rate: int | None, window_s: int, *, label: str | None = None
+) -> None:
+    """:class:`InputError` naming ``budget``, ``rate``, ``window_s`` or ``label`` unless they are
+    a key's limits: records from 0 in all, from 1 per window of 1 second to 366 days, at most
+    2⁶² records (None: no cap), a label of at most 200 characters — the HTTP API's bounds, so
+    that the command line and Python are refused what the database cannot hold (an overflow, or
+    PostgreSQL's 32-bit ``window_s`` and ``varchar(200)``) in one line too."""
+    if budget is not None:
+        _whole(budget, "budget", 0, MAX_RECORDS, "a number of records")
+    if rate is not None:
+        _whole(rate, "rate", 1, MAX_RECORDS, "a number of records per window")
+    _whole(window_s, "window_s", 1, MAX_WINDOW_S, "a number of seconds", " (366 days)")
+    if label is not None:
+        if not isinstance(label, str):
+            raise InputError("label", f"must be text, got {type(label).__name__}")
+        if len(label) > MAX_LABEL:
+            raise InputError("label", f"must be at most {MAX_LABEL} characters, got {len(label):,}")
+
+
+def check_alert_query(since_id: int, limit: int) -> None:
+    """:class:`InputError` naming ``since_id`` or ``limit`` unless they are an alert id from 0
+    to 2³¹ − 1 (a 32-bit column on PostgreSQL) and a count from 1 to 2⁶² (larger ones overflow
+    the database's integers)."""
+    _whole(since_id, "since_id", 0, MAX_ALERT_ID, "an alert id")
+    _whole(limit, "limit", 1, MAX_RECORDS, "a number of alerts")
 
 
 KEY_COLUMNS = (
