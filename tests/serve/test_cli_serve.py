@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from miaudit.cli._serve import serve_app
 from miaudit.errors import InputError
 from miaudit.serve import Store
+from tests.serve.conftest import SECRET
 
 runner = CliRunner()
 
@@ -308,3 +309,107 @@ def test_keys_budget_and_alerts_refuse_numbers_past_the_databases_range(tmp_path
         assert err.startswith(f"error: {option}: ")
     r = invoke("alerts", "--db", db, "--since", str(2**31 - 1), "--limit", str(2**62))
     assert r.exit_code == 0 and r.stdout.strip() == "no alerts"
+
+
+def _files(folder) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_refused_keys_create_leaves_no_secret_or_database(tmp_path, capsys, monkeypatch) -> None:
+    """Red team: a database that would not open was refused after `<db>.secret` (or
+    --secret-file) had been written."""
+    from miaudit.serve._keys import SECRET_ENV
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.db").write_bytes(b"garbage, not a database\n" * 10)
+    (tmp_path / "bad.db").chmod(0o600)
+    (tmp_path / "dir.db").mkdir()
+    before = _files(tmp_path)
+    for db, extra in (
+        ("sqlite:///bad.db", []),
+        ("sqlite:///dir.db", []),
+        ("postgresql://u@127.0.0.1:1/x", ["--secret-file", "sec"]),
+        ("sqlite:///nodir/sub/g.db", []),  # its secret made the folders, then the database
+    ):
+        err = refused(capsys, "keys", "create", "--role", "admin", "--db", db, *extra)
+        assert err.startswith("error: --db: cannot open the database")
+        assert _files(tmp_path) == before
+    assert "(no folder 'nodir/sub')" in err
+    assert (tmp_path / "bad.db").read_bytes() == b"garbage, not a database\n" * 10
+    # a weak secret in the environment is refused before the database is made
+    monkeypatch.setenv(SECRET_ENV, "00" * 32)
+    err = refused(capsys, "keys", "create", "--role", "admin", "--db", "sqlite:///new.db")
+    assert err.startswith(f"error: {SECRET_ENV}: ")
+    assert _files(tmp_path) == before
+
+
+def test_a_secret_that_cannot_be_written_removes_the_database_just_made(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """The database opens before a new secret is written; when writing it fails, the database
+    this command made is removed, and one that was there before is kept."""
+    from miaudit.serve._keys import SECRET_ENV
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    (tmp_path / "plain").write_text("a file, not a folder")
+    unwritable = str(tmp_path / "plain" / "s.secret")
+    db = f"sqlite:///{tmp_path}/new.db"
+    err = refused(
+        capsys, "keys", "create", "--role", "admin", "--db", db, "--secret-file", unwritable
+    )
+    assert err.startswith("error: --secret-file: cannot create")
+    assert _files(tmp_path) == {"plain"}
+    store = Store(f"sqlite:///{tmp_path}/old.db")
+    store.create_key(SECRET, "public")
+    store.close()
+    old = f"sqlite:///{tmp_path}/old.db"
+    refused(capsys, "keys", "create", "--role", "admin", "--db", old, "--secret-file", unwritable)
+    store = Store(old)
+    assert len(store.list_keys()) == 1  # the database that was there is untouched
+    store.close()
+
+
+def test_refused_serve_leaves_no_secret_or_database(
+    tmp_path, capsys, monkeypatch, model_file
+) -> None:
+    """Red team: `serve` with a missing --detector-calibration left both the new database and
+    its secret; with a database that would not open, the secret."""
+    import numpy as np
+
+    import miaudit.cli._serve as cli
+    from miaudit.serve._keys import SECRET_ENV
+    from tests.serve.conftest import synthetic
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.db").write_bytes(b"garbage, not a database\n" * 10)
+    (tmp_path / "bad.db").chmod(0o600)
+    np.savez(tmp_path / "narrow.npz", features=synthetic(200)[0][:, :2])
+    before = _files(tmp_path)
+    serve = ["serve", "--model", str(model_file)]
+    for extra, option in (
+        (
+            ["--db", "sqlite:///new.db", "--detector-calibration", "missing.npz"],
+            "--detector-calibration",
+        ),
+        (
+            ["--db", "sqlite:///new.db", "--detector-calibration", "narrow.npz"],
+            "--detector-calibration",
+        ),
+        (["--db", "sqlite:///new.db", "--roles", "missing.toml"], "--roles"),
+        (["--db", "sqlite:///bad.db"], "--db"),
+        (["--db", "postgresql://u@127.0.0.1:1/x", "--secret-file", "s2"], "--db"),
+    ):
+        err = refused(capsys, *serve, *extra)
+        assert err.startswith(f"error: {option}: ")
+        assert _files(tmp_path) == before
+    ran = []
+    monkeypatch.setattr(cli, "_run_workers", lambda spec, **kw: ran.append(spec))
+    np.savez(tmp_path / "benign.npz", features=synthetic(200)[0])
+    from miaudit.cli._app import main
+
+    main([*serve, "--db", "sqlite:///new.db", "--detector-calibration", "benign.npz"])
+    [spec] = ran
+    assert spec.detectors["knn_threshold"] > 0 and len(spec.detectors["scale"]) == 6
+    assert {"new.db", "new.db.secret"} <= _files(tmp_path)

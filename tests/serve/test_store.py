@@ -101,3 +101,22 @@ def test_check_limits_accepts_what_the_api_accepts() -> None:
     check_limits(0, 1, MAX_WINDOW_S, label="")
     with pytest.raises(InputError, match="at most 200 characters"):
         check_limits(None, None, 60, label="x" * 201)
+
+
+def test_discard_removes_only_a_database_file_the_store_created(tmp_path) -> None:
+    """What a refused command uses to leave nothing behind: the file it made goes (with its
+    -wal and -shm), a file that was there before stays."""
+    new = Store(f"sqlite:///{tmp_path}/new.db")
+    new.create_key(SECRET, "public")
+    assert new.created_file == f"{tmp_path}/new.db"
+    new.discard()
+    assert list(tmp_path.iterdir()) == []
+    kept = Store(f"sqlite:///{tmp_path}/kept.db")
+    kept.create_key(SECRET, "public")
+    kept.close()
+    again = Store(f"sqlite:///{tmp_path}/kept.db")
+    assert again.created_file is None
+    again.discard()
+    again = Store(f"sqlite:///{tmp_path}/kept.db")
+    assert len(again.list_keys()) == 1
+    again.close()

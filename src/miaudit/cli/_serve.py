@@ -109,6 +109,31 @@ def _store(db: str, *, create: bool = False, sqlite_sync: str = "NORMAL") -> Sto
     return Store(db, sqlite_synchronous=sqlite_sync)
 
 
+def _store_and_secret(
+    db: str, secret_path: Path | None, *, sqlite_sync: str = "NORMAL"
+) -> tuple[Store, bytes]:
+    """The store at ``db`` and the server secret, each created if missing, in the order that
+    leaves no file behind a refusal: a secret that exists (or ``$MIAUDIT_SERVE_SECRET``) is
+    read first, then the database is opened (a file that will not open is refused before any
+    secret is written), and a new secret file is written last; if writing it fails, a database
+    file this call created is removed again. Files that existed before are never removed."""
+    from miaudit.serve import load_server_secret
+    from miaudit.serve._keys import SECRET_ENV
+
+    given = os.environ.get(SECRET_ENV) or (
+        secret_path is not None and (secret_path.exists() or secret_path.is_symlink())
+    )
+    secret = load_server_secret(secret_path) if given else None
+    store = _store(db, create=True, sqlite_sync=sqlite_sync)
+    if secret is None:
+        try:
+            secret = load_server_secret(secret_path, create=True)
+        except BaseException:
+            store.discard()
+            raise
+    return store, secret
+
+
 def _when(ts: float | None) -> str:
     return (
         "-"
@@ -213,8 +238,7 @@ def serve_cmd(
         trust_code=trust_code,
         code_dir=str(Path.cwd()) if factory else None,
     )
-    predictor = _check_spec(spec)
-    spec = _with_calibrated_detectors(spec, detector_calibration, predictor)
+    spec = _check_spec(spec, detector_calibration)
     _run_workers(spec, host=host, port=port, workers=workers)
 
 
@@ -294,12 +318,21 @@ def _check_serve_options(*, workers: int, port: int, max_batch: int, model_index
         raise InputError("--model-index", f"must be ≥ 0, got {model_index}")
 
 
-def _check_spec(spec: ServeSpec) -> Any:
-    """Build the workers' spec once here (model, roles, secret) and reach its database, so that
-    a bad option fails with one line rather than in every worker; the model it loaded."""
-    config = spec.build()
-    _store(spec.db, create=True, sqlite_sync=spec.sqlite_synchronous).close()
-    return config.predictor
+def _check_spec(spec: ServeSpec, calibration: Path | None) -> ServeSpec:
+    """Check the workers' spec once here (model, detector calibration, roles, secret) and reach
+    its database, so that a bad option fails with one line rather than in every worker; the
+    spec with its calibrated detectors. Every check that reads the user's files comes before
+    the database and the secret are created, so a refused command leaves neither behind."""
+    predictor = spec.build_predictor()
+    spec.check()
+    if calibration is not None:
+        spec = _with_calibrated_detectors(spec, calibration, predictor)
+    secret = Path(spec.secret_file) if spec.secret_file else None
+    store, _ = _store_and_secret(spec.db, secret, sqlite_sync=spec.sqlite_synchronous)
+    store.close()
+    if calibration is None:  # its warning, once nothing can refuse the command
+        spec = _with_calibrated_detectors(spec, None, predictor)
+    return spec
 
 
 def _run_workers(spec: ServeSpec, *, host: str, port: int, workers: int) -> None:
@@ -348,7 +381,7 @@ def keys_create(
     roles: Annotated[Path | None, typer.Option(help="Roles file; the role must be in it.")] = None,
 ) -> None:
     """Create a key and print its token (shown once; only its keyed hash is stored)."""
-    from miaudit.serve import DEFAULT_ROLES, load_roles, load_server_secret, make_engine
+    from miaudit.serve import DEFAULT_ROLES, load_roles, make_engine
 
     known = load_roles(roles) if roles else DEFAULT_ROLES
     if role not in known:
@@ -357,8 +390,7 @@ def keys_create(
         budget, rate, window, label
     )  # every option checked before the secret or the database is touched
     make_engine(db).dispose()
-    secret = load_server_secret(_secret_path(db, secret_file), create=True)
-    store = _store(db, create=True)
+    store, secret = _store_and_secret(db, _secret_path(db, secret_file))
     try:
         new = store.create_key(secret, role, **limits, label=label)
     finally:

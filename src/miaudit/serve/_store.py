@@ -344,20 +344,21 @@ def _sqlite_uri_path(database: str, query: Any) -> str | None:
     return urllib.parse.unquote(rest) or None
 
 
-def _restricted_sqlite_file(database: str, query: Any = None) -> None:
+def _restricted_sqlite_file(database: str, query: Any = None) -> str | None:
     """Create a new SQLite file 0600 before SQLite does (it would use the umask, often 0644):
     it holds key digests, who queried how much and keyed record hashes. SQLite gives its
     ``-wal`` and ``-shm`` files the database file's mode. A file that exists keeps its mode; a
     warning says so when others may read it. A URI filename (``file:…`` with ``uri=true``) is
     read for its path (red team: such databases, and files named ``file:…``, were created with
-    the umask's mode)."""
+    the umask's mode). The file's path when this call created it, else None."""
     if _sqlite_uri(database, query):
         path = _sqlite_uri_path(database, query)
         if path is None:
-            return
+            return None
         database = path
     try:
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return database
     except FileExistsError:
         mode = os.stat(database).st_mode
         if stat.S_ISREG(mode) and mode & 0o077:
@@ -367,7 +368,27 @@ def _restricted_sqlite_file(database: str, query: Any = None) -> None:
                 stat.S_IMODE(mode),
             )
     except OSError:
-        return  # no such folder, no rights: opening the database reports it in one line
+        pass  # no such folder, no rights: opening the database reports it in one line
+    return None
+
+
+def _missing_sqlite_folder(database: str | None, query: Any) -> str | None:
+    """The folder of a SQLite database file when it does not exist (SQLite says only "unable to
+    open database file"), else None."""
+    if not database:
+        return None
+    if _sqlite_uri(database, query):
+        database = _sqlite_uri_path(database, query) or ""
+    folder = os.path.dirname(database)
+    return folder if folder and not os.path.isdir(folder) else None
+
+
+def _remove_sqlite_file(path: str) -> None:
+    """Delete the SQLite file at ``path`` with its ``-wal``, ``-shm`` and ``-journal`` files
+    (once every connection to it is closed)."""
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)
 
 
 class Store:
@@ -453,14 +474,24 @@ class Store:
 
     def _create_tables(self) -> None:
         """The tables, in a SQLite file made 0600 first; one line when the database cannot be
-        opened (not a database file, a server that does not answer, no rights)."""
+        opened (not a database file, a server that does not answer, no rights), and then no
+        file it made left behind."""
+        #: The SQLite file this store created (it did not exist before), or None.
+        self.created_file: str | None = None
         if self.engine.dialect.name == "sqlite" and self.engine.url.database:
-            _restricted_sqlite_file(self.engine.url.database, self.engine.url.query)
+            self.created_file = _restricted_sqlite_file(
+                self.engine.url.database, self.engine.url.query
+            )
         try:
             metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             self.engine.dispose()
+            if self.created_file is not None:
+                _remove_sqlite_file(self.created_file)
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+            folder = _missing_sqlite_folder(self.engine.url.database, self.engine.url.query)
+            if folder is not None:
+                reason = f"{reason} (no folder {folder!r})"
             raise InputError(
                 "--db", f"cannot open the database {_redacted(self.url)!r}: {reason}"
             ) from None
@@ -486,6 +517,15 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
         self.engine.dispose()
+
+    def discard(self) -> None:
+        """Close the store and delete its SQLite file if this store created it (a file that
+        existed before is kept): for a command refused after it opened a new database, which
+        should leave nothing behind. A PostgreSQL database keeps its tables."""
+        self.close()
+        if self.created_file is not None:
+            _remove_sqlite_file(self.created_file)
+            self.created_file = None
 
     # --- keys ---------------------------------------------------------------------------------
 
