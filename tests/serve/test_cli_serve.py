@@ -413,3 +413,18 @@ def test_refused_serve_leaves_no_secret_or_database(
     [spec] = ran
     assert spec.detectors["knn_threshold"] > 0 and len(spec.detectors["scale"]) == 6
     assert {"new.db", "new.db.secret"} <= _files(tmp_path)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "notaurl", "file:///tmp/x"])
+def test_serve_refuses_a_webhook_that_is_no_http_url(tmp_path, capsys, estimator, url) -> None:
+    """Red team: `--webhook 'http://[::1'` was accepted, and the webhook thread died at the
+    first alert; `--webhook notaurl` warned at every alert. Refused before the model is read."""
+    from miaudit.serve import EstimatorPredictor, ServeConfig
+
+    db = f"sqlite:///{tmp_path}/g.db"
+    err = refused(capsys, "serve", "--model", "missing.skops", "--db", db, "--webhook", url)
+    assert err.startswith("error: --webhook: ")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError) as bad:
+        ServeConfig(EstimatorPredictor(estimator), db=db, secret=SECRET, webhook=url)
+    assert bad.value.field == "webhook"

@@ -188,7 +188,8 @@ def serve_cmd(
     ] = 1,
     max_batch: Annotated[int, typer.Option(help="Most records in one request.")] = 10_000,
     webhook: Annotated[
-        str | None, typer.Option(help="URL that receives each alert as JSON.")
+        str | None,
+        typer.Option(help="http(s) URL that receives each alert as JSON (POST)."),
     ] = None,
     sqlite_sync: Annotated[
         str,
@@ -215,8 +216,11 @@ def serve_cmd(
     # Long only in its signature: Typer reads one option from each parameter. The work is in
     # _check_serve_options, _check_spec and _run_workers.
     from miaudit.serve import ServeSpec
+    from miaudit.serve._monitor import check_webhook_url
 
     _check_serve_options(workers=workers, port=port, max_batch=max_batch, model_index=model_index)
+    if webhook is not None:  # before the model is loaded
+        check_webhook_url(webhook, "--webhook")
     if factory is None and (params is not None or n_classes is not None):
         raise InputError("--factory", "--params and --n-classes are --factory's; give --factory")
     secret = _secret_path(db, secret_file)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from miaudit.defenses import OutputPolicy, parse_policy
 from miaudit.errors import InputError
-from miaudit.serve._monitor import DetectorConfig
+from miaudit.serve._monitor import DetectorConfig, check_webhook_url
 from miaudit.serve._predictor import Predictor
 
 Endpoint = Literal["predict", "admin"]
@@ -155,6 +155,8 @@ class ServeConfig:
             isinstance(self.max_body_bytes, bool) or self.max_body_bytes < 1
         ):
             raise InputError("max_body_bytes", f"must be ≥ 1, got {self.max_body_bytes!r}")
+        if self.webhook is not None:
+            check_webhook_url(self.webhook)
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,8 @@ class ServeSpec:
             raise InputError(
                 "--sqlite-sync", f"must be NORMAL or FULL, got {self.sqlite_synchronous!r}"
             )
+        if self.webhook is not None:
+            check_webhook_url(self.webhook, "--webhook")
         return detectors, roles
 
     def build(self, predictor: Predictor | None = None) -> ServeConfig:
