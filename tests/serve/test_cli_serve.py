@@ -428,3 +428,31 @@ def test_serve_refuses_a_webhook_that_is_no_http_url(tmp_path, capsys, estimator
     with pytest.raises(InputError) as bad:
         ServeConfig(EstimatorPredictor(estimator), db=db, secret=SECRET, webhook=url)
     assert bad.value.field == "webhook"
+
+
+def test_keys_budget_keeps_the_limits_left_out(tmp_path, capsys) -> None:
+    """Red team: `keys budget K --budget N` also removed the key's rate limit (an omitted --rate
+    meant no cap) and set its window to the --window default of 60."""
+    db = f"sqlite:///{tmp_path}/g.db"
+    r = invoke("keys", "create", "--role", "public", "--budget", "500", "--rate", "50",
+               "--window", "30", "--db", db)  # fmt: skip
+    key = r.stdout.strip().splitlines()[-1].split("_")[1]
+
+    def budget(*args: str) -> str:
+        r = invoke("keys", "budget", key, *args, "--db", db)
+        assert r.exit_code == 0, r.output
+        return r.stdout.strip()
+
+    assert budget("--budget", "1000") == f"key {key}: budget 1000, used 0, rate 50 per 30s"
+    assert budget("--window", "10") == f"key {key}: budget 1000, used 0, rate 50 per 10s"
+    assert budget("--rate", "none") == f"key {key}: budget 1000, used 0, rate none per 10s"
+    assert (
+        budget("--budget", "none", "--rate", "7")
+        == f"key {key}: budget none, used 0, rate 7 per 10s"
+    )
+    err = refused(capsys, "keys", "budget", key, "--db", db)  # it used to remove both caps
+    assert err.startswith("error: --budget: give --budget, --rate or --window")
+    store = Store(db)
+    info = store.get_key(key)
+    store.close()
+    assert info is not None and (info.budget, info.rate, info.window_s) == (None, 7, 10)

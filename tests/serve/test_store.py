@@ -120,3 +120,24 @@ def test_discard_removes_only_a_database_file_the_store_created(tmp_path) -> Non
     again = Store(f"sqlite:///{tmp_path}/kept.db")
     assert len(again.list_keys()) == 1
     again.close()
+
+
+def test_set_limits_keeps_each_limit_left_out(any_store: Store) -> None:
+    """Red team: omitting rate meant no cap and window_s meant 60 s, so raising a budget lifted
+    the rate limit."""
+    key = any_store.create_key(SECRET, "public", budget=5, rate=2, window_s=9).key_id
+
+    def limits() -> tuple:
+        info = any_store.get_key(key)
+        assert info is not None
+        return info.budget, info.rate, info.window_s
+
+    assert any_store.set_limits(key, budget=50)
+    assert limits() == (50, 2, 9)
+    assert any_store.set_limits(key, window_s=3600)
+    assert limits() == (50, 2, 3600)
+    assert any_store.set_limits(key, rate=None)  # None: no cap
+    assert limits() == (50, None, 3600)
+    assert any_store.set_limits(key, budget=None, rate=4, window_s=60)
+    assert limits() == (None, 4, 60)
+    assert not any_store.set_limits("0" * 16, budget=1)

@@ -97,6 +97,30 @@ def _limits(budget: str | None, rate: str | None, window: str, label: str | None
     return out
 
 
+def _changed_limits(budget: str | None, rate: str | None, window: str | None) -> dict[str, Any]:
+    """``keys budget``'s options as ``Store.set_limits`` takes them: only those given (the key
+    keeps the others), checked as the store checks them, an error naming the option."""
+    from miaudit.serve import check_limits
+
+    if budget is None and rate is None and window is None:
+        raise InputError(
+            "--budget",
+            "give --budget, --rate or --window (each one left out keeps the key's value; 'none' removes a cap)",
+        )
+    given: dict[str, Any] = {}
+    if budget is not None:
+        given["budget"] = _limit(budget, "--budget")
+    if rate is not None:
+        given["rate"] = _limit(rate, "--rate")
+    if window is not None:
+        given["window_s"] = _number(window, "--window", "a number of seconds")
+    try:
+        check_limits(given.get("budget"), given.get("rate"), given.get("window_s", 60))
+    except InputError as exc:
+        raise InputError(_LIMIT_OPTIONS[exc.field], exc.problem) from None
+    return given
+
+
 def _store(db: str, *, create: bool = False, sqlite_sync: str = "NORMAL") -> Store:
     """The store at ``db``; a SQLite file that does not exist is refused unless ``create`` (a
     command that only reads or changes keys must not leave an empty database behind a typo)."""
@@ -449,15 +473,26 @@ def keys_revoke(
 @keys_app.command("budget")
 def keys_budget(
     key_id: Annotated[str, typer.Argument(help="The key's public id.")],
-    budget: Annotated[str | None, typer.Option(help="Total records ('none': no cap).")] = None,
-    rate: Annotated[str | None, typer.Option(help="Records per window ('none': no cap).")] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Total records ('none': no cap). Left out: the key's is kept."),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(help="Records per window ('none': no cap). Left out: the key's is kept."),
+    ] = None,
     window: Annotated[
-        str, typer.Option(metavar="SECONDS", help="Rate window in seconds (at most 366 days).")
-    ] = "60",
+        str | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Rate window in seconds (at most 366 days). Left out: the key's is kept.",
+        ),
+    ] = None,
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
 ) -> None:
-    """Set a key's total record budget and rate limit (both replaced; omitted = no cap)."""
-    limits = _limits(budget, rate, window)
+    """Change a key's total record budget, rate limit or rate window: each option given replaces
+    the key's value, each one left out keeps it ('none' removes a cap)."""
+    limits = _changed_limits(budget, rate, window)
     store = _store(db)
     try:
         ok = store.set_limits(key_id, **limits)

@@ -134,7 +134,8 @@ def revoke_key(key_id: str, service: ServiceDep, caller: CallerDep) -> dict[str,
 def set_limits(
     key_id: str, body: KeyLimits, service: ServiceDep, caller: CallerDep
 ) -> dict[str, Any]:
-    """Replace a key's total record budget and rate limit (null = no cap)."""
+    """Change a key's total record budget, rate and rate window: a field given replaces the
+    key's (null budget or rate: no cap), a field left out keeps its current value."""
     return service.set_limits(caller, key_id, body)
 
 

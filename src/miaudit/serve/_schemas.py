@@ -6,7 +6,7 @@ fewer on the hot path); the others are validated against these models by FastAPI
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from miaudit.serve._store import MAX_LABEL, MAX_RECORDS, MAX_WINDOW_S
 
@@ -50,10 +50,39 @@ class KeyCreate(BaseModel):
 
 
 class KeyLimits(BaseModel):
+    """A change of a key's limits: each field given replaces the key's (``null`` budget or
+    rate: no cap), each field left out keeps the key's current value."""
+
     model_config = ConfigDict(extra="forbid")
-    budget: int | None = Field(default=None, ge=0, le=MAX_RECORDS)
-    rate: int | None = Field(default=None, ge=1, le=MAX_RECORDS)
-    window_s: int = Field(default=60, ge=1, le=MAX_WINDOW_S)
+    budget: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_RECORDS,
+        description="Total records; null: no cap; left out: the key's budget is kept.",
+    )
+    rate: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RECORDS,
+        description="Records per window; null: no cap; left out: the key's rate is kept.",
+    )
+    window_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_WINDOW_S,
+        description="Rate window in seconds; left out: the key's window is kept.",
+    )
+
+    @field_validator("window_s")
+    @classmethod
+    def _window_is_seconds(cls, value: int | None) -> int:
+        if value is None:  # only an explicit null reaches here (defaults are not validated)
+            raise ValueError("must be a number of seconds (leave it out to keep the key's)")
+        return value
+
+    def given(self) -> dict[str, Any]:
+        """The fields the request gave, to pass to ``Store.set_limits`` (the rest are kept)."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
 
 
 class KeyOut(BaseModel):

@@ -21,6 +21,7 @@ of one fsync per answer.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import math
@@ -131,6 +132,16 @@ admin_acts = sa.Table(
 )
 
 Denial = Literal["revoked", "budget", "rate"]
+
+
+class Keep(enum.Enum):
+    """The type of :data:`KEEP`."""
+
+    KEEP = "keep"
+
+
+#: A limit left out of :meth:`Store.set_limits`: the key keeps its current value.
+KEEP = Keep.KEEP
 
 
 class KeyRevoked(Exception):
@@ -670,29 +681,41 @@ class Store:
         self,
         key_id: str,
         *,
-        budget: int | None,
-        rate: int | None,
-        window_s: int = 60,
+        budget: int | Keep | None = KEEP,
+        rate: int | Keep | None = KEEP,
+        window_s: int | Keep = KEEP,
         actor: str | None = None,
     ) -> bool:
-        """Replace a key's total budget and rate limit (None = no cap). False: no such key."""
-        check_limits(budget, rate, window_s)
+        """Change a key's limits: each one given replaces the key's (``budget`` or ``rate``
+        None: no cap), each one left out (:data:`KEEP`) keeps the key's current value, read in
+        the same transaction. False: no such key.
+
+        (Omitting ``rate`` used to mean no cap and ``window_s`` 60 seconds: raising a key's
+        budget silently lifted its rate limit.)"""
+        check_limits(
+            None if isinstance(budget, Keep) else budget,
+            None if isinstance(rate, Keep) else rate,
+            60 if isinstance(window_s, Keep) else window_s,
+        )
         with self._write() as conn:
             self._lock(conn, key_id, actor)
-            res = conn.execute(
-                api_keys.update()
-                .where(api_keys.c.key_id == key_id)
-                .values(budget=budget, rate=rate, window_s=window_s, window_id=0)
-            )
-            if res.rowcount == 1:
-                _record_act(
-                    conn,
-                    actor,
-                    "set_limits",
-                    key_id,
-                    {"budget": budget, "rate": rate, "window_s": window_s},
+            row = conn.execute(
+                sa.select(api_keys.c.budget, api_keys.c.rate, api_keys.c.window_s).where(
+                    api_keys.c.key_id == key_id
                 )
-        return res.rowcount == 1
+            ).first()
+            if row is None:
+                return False
+            limits = {
+                "budget": row.budget if isinstance(budget, Keep) else budget,
+                "rate": row.rate if isinstance(rate, Keep) else rate,
+                "window_s": int(row.window_s) if isinstance(window_s, Keep) else window_s,
+            }
+            conn.execute(
+                api_keys.update().where(api_keys.c.key_id == key_id).values(**limits, window_id=0)
+            )
+            _record_act(conn, actor, "set_limits", key_id, limits)
+        return True
 
     # --- charging and the log -----------------------------------------------------------------
 
