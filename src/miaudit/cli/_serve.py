@@ -142,9 +142,8 @@ def _store_and_secret(
     secret is written), and a new secret file is written last; if writing it fails, a database
     file this call created is removed again. Files that existed before are never removed."""
     from miaudit.serve import load_server_secret
-    from miaudit.serve._keys import SECRET_ENV
 
-    given = os.environ.get(SECRET_ENV) or (
+    given = os.environ.get("MIAUDIT_SERVE_SECRET") or (
         secret_path is not None and (secret_path.exists() or secret_path.is_symlink())
     )
     secret = load_server_secret(secret_path) if given else None
@@ -240,11 +239,8 @@ def serve_cmd(
     # Long only in its signature: Typer reads one option from each parameter. The work is in
     # _check_serve_options, _check_spec and _run_workers.
     from miaudit.serve import ServeSpec
-    from miaudit.serve._monitor import check_webhook_url
 
     _check_serve_options(workers=workers, port=port, max_batch=max_batch, model_index=model_index)
-    if webhook is not None:  # before the model is loaded
-        check_webhook_url(webhook, "--webhook")
     if factory is None and (params is not None or n_classes is not None):
         raise InputError("--factory", "--params and --n-classes are --factory's; give --factory")
     secret = _secret_path(db, secret_file)
@@ -350,9 +346,10 @@ def _check_spec(spec: ServeSpec, calibration: Path | None) -> ServeSpec:
     """Check the workers' spec once here (model, detector calibration, roles, secret) and reach
     its database, so that a bad option fails with one line rather than in every worker; the
     spec with its calibrated detectors. Every check that reads the user's files comes before
-    the database and the secret are created, so a refused command leaves neither behind."""
-    predictor = spec.build_predictor()
+    the database and the secret are created, so a refused command leaves neither behind; the
+    quick ones (roles, --webhook, --sqlite-sync) before the model is loaded."""
     spec.check()
+    predictor = spec.build_predictor()
     if calibration is not None:
         spec = _with_calibrated_detectors(spec, calibration, predictor)
     secret = Path(spec.secret_file) if spec.secret_file else None
@@ -516,19 +513,20 @@ def alerts_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List the probing detectors' alerts, oldest first."""
-    from miaudit.serve._store import check_alert_query
-
     since_id = _number(since, "--since", "an alert id")
     most = _number(limit, "--limit", "a number of alerts")
-    try:
-        check_alert_query(since_id, most)
-    except InputError as exc:
-        raise InputError(
-            {"since_id": "--since", "limit": "--limit"}[exc.field], exc.problem
-        ) from None
+    if since_id < 0:  # before the database is opened; Store.list_alerts checks the upper bounds
+        raise InputError("--since", f"must be an alert id ≥ 0, got {since_id}")
+    if most < 1:
+        raise InputError("--limit", f"must be a number of alerts ≥ 1, got {most}")
     store = _store(db)
     try:
         found = store.list_alerts(since_id=since_id, limit=most, key_id=key_id)
+    except InputError as exc:  # out of the database's range (Store.list_alerts checks it)
+        option = {"since_id": "--since", "limit": "--limit"}.get(exc.field)
+        if option is None:
+            raise
+        raise InputError(option, exc.problem) from None
     finally:
         store.close()
     if as_json:
