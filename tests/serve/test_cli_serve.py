@@ -12,12 +12,26 @@ from typer.testing import CliRunner
 from miaudit.cli._serve import serve_app
 from miaudit.errors import InputError
 from miaudit.serve import Store
+from tests.serve.conftest import SECRET
 
 runner = CliRunner()
 
 
 def invoke(*args: str):
     return runner.invoke(serve_app, list(args), catch_exceptions=True)
+
+
+def refused(capsys, *args: str) -> str:
+    """The one line ``miaudit`` prints when it refuses ``args`` with exit code 2."""
+    from miaudit.cli._app import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    err = capsys.readouterr().err
+    assert done.value.code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
 
 
 def test_keys_create_list_budget_revoke(tmp_path) -> None:
@@ -236,3 +250,209 @@ def test_a_read_write_uri_to_a_missing_database_creates_nothing(tmp_path) -> Non
     with pytest.raises(InputError, match="cannot open the database"):
         Store(f"sqlite:///file:{tmp_path}/missing.db?mode=rw&uri=true")
     assert list(tmp_path.iterdir()) == []
+
+
+BIG = str(2**64)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["keys", "create", "--role", "public", "--budget", BIG], "--budget"),
+        (["keys", "create", "--role", "public", "--budget", str(2**63)], "--budget"),
+        (["keys", "create", "--role", "public", "--budget", "５０"], "--budget"),  # fullwidth
+        (["keys", "create", "--role", "public", "--budget", "1_000"], "--budget"),
+        (["keys", "create", "--role", "public", "--rate", str(2**70)], "--rate"),
+        (["keys", "create", "--role", "public", "--window", str(2**63)], "--window"),
+        (["keys", "create", "--role", "public", "--window", str(2**31)], "--window"),
+        (["keys", "create", "--role", "public", "--window", str(86400 * 366 + 1)], "--window"),
+        (["keys", "create", "--role", "public", "--window", "６０"], "--window"),
+        (["keys", "create", "--role", "public", "--label", "x" * 201], "--label"),
+    ],
+)
+def test_keys_create_refuses_limits_past_the_databases_range(
+    tmp_path, capsys, args, option
+) -> None:
+    """Red team: these reached the database and exited 1 with "internal error"
+    (OverflowError on SQLite, DataError on PostgreSQL); the fullwidth digits were read as 50."""
+    err = refused(capsys, *args, "--db", f"sqlite:///{tmp_path}/g.db")
+    assert err.startswith(f"error: {option}: ")
+    assert list(tmp_path.iterdir()) == []  # refused before the database or the secret
+
+
+def test_keys_budget_and_alerts_refuse_numbers_past_the_databases_range(tmp_path, capsys) -> None:
+    db = f"sqlite:///{tmp_path}/g.db"
+    store = Store(db)
+    key = store.create_key(bytes(range(32)), "public", budget=5, rate=2, window_s=9).key_id
+    store.close()
+    for args, option in (
+        (["--budget", BIG], "--budget"),
+        (["--rate", str(2**62 + 1)], "--rate"),
+        (["--window", "99999999999999999999"], "--window"),
+        (["--budget", "٥"], "--budget"),  # an Arabic-Indic digit
+    ):
+        err = refused(capsys, "keys", "budget", key, *args, "--db", db)
+        assert err.startswith(f"error: {option}: ")
+    store = Store(db)
+    info = store.get_key(key)
+    store.close()
+    assert info is not None and (info.budget, info.rate, info.window_s) == (5, 2, 9)
+    for args, option in (
+        (["--limit", BIG], "--limit"),
+        (["--limit", "0"], "--limit"),
+        (["--since", BIG], "--since"),
+        (["--since", str(2**31)], "--since"),  # alert ids are 32-bit on PostgreSQL
+        (["--since", "-1"], "--since"),
+        (["--since", "1.5"], "--since"),
+    ):
+        err = refused(capsys, "alerts", *args, "--db", db)
+        assert err.startswith(f"error: {option}: ")
+    r = invoke("alerts", "--db", db, "--since", str(2**31 - 1), "--limit", str(2**62))
+    assert r.exit_code == 0 and r.stdout.strip() == "no alerts"
+
+
+def _files(folder) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_refused_keys_create_leaves_no_secret_or_database(tmp_path, capsys, monkeypatch) -> None:
+    """Red team: a database that would not open was refused after `<db>.secret` (or
+    --secret-file) had been written."""
+    from miaudit.serve._keys import SECRET_ENV
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.db").write_bytes(b"garbage, not a database\n" * 10)
+    (tmp_path / "bad.db").chmod(0o600)
+    (tmp_path / "dir.db").mkdir()
+    before = _files(tmp_path)
+    for db, extra in (
+        ("sqlite:///bad.db", []),
+        ("sqlite:///dir.db", []),
+        ("postgresql://u@127.0.0.1:1/x", ["--secret-file", "sec"]),
+        ("sqlite:///nodir/sub/g.db", []),  # its secret made the folders, then the database
+    ):
+        err = refused(capsys, "keys", "create", "--role", "admin", "--db", db, *extra)
+        assert err.startswith("error: --db: cannot open the database")
+        assert _files(tmp_path) == before
+    assert "(no folder 'nodir/sub')" in err
+    assert (tmp_path / "bad.db").read_bytes() == b"garbage, not a database\n" * 10
+    # a weak secret in the environment is refused before the database is made
+    monkeypatch.setenv(SECRET_ENV, "00" * 32)
+    err = refused(capsys, "keys", "create", "--role", "admin", "--db", "sqlite:///new.db")
+    assert err.startswith(f"error: {SECRET_ENV}: ")
+    assert _files(tmp_path) == before
+
+
+def test_a_secret_that_cannot_be_written_removes_the_database_just_made(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """The database opens before a new secret is written; when writing it fails, the database
+    this command made is removed, and one that was there before is kept."""
+    from miaudit.serve._keys import SECRET_ENV
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    (tmp_path / "plain").write_text("a file, not a folder")
+    unwritable = str(tmp_path / "plain" / "s.secret")
+    db = f"sqlite:///{tmp_path}/new.db"
+    err = refused(
+        capsys, "keys", "create", "--role", "admin", "--db", db, "--secret-file", unwritable
+    )
+    assert err.startswith("error: --secret-file: cannot create")
+    assert _files(tmp_path) == {"plain"}
+    store = Store(f"sqlite:///{tmp_path}/old.db")
+    store.create_key(SECRET, "public")
+    store.close()
+    old = f"sqlite:///{tmp_path}/old.db"
+    refused(capsys, "keys", "create", "--role", "admin", "--db", old, "--secret-file", unwritable)
+    store = Store(old)
+    assert len(store.list_keys()) == 1  # the database that was there is untouched
+    store.close()
+
+
+def test_refused_serve_leaves_no_secret_or_database(
+    tmp_path, capsys, monkeypatch, model_file
+) -> None:
+    """Red team: `serve` with a missing --detector-calibration left both the new database and
+    its secret; with a database that would not open, the secret."""
+    import numpy as np
+
+    import miaudit.cli._serve as cli
+    from miaudit.serve._keys import SECRET_ENV
+    from tests.serve.conftest import synthetic
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.db").write_bytes(b"garbage, not a database\n" * 10)
+    (tmp_path / "bad.db").chmod(0o600)
+    np.savez(tmp_path / "narrow.npz", features=synthetic(200)[0][:, :2])
+    before = _files(tmp_path)
+    serve = ["serve", "--model", str(model_file)]
+    for extra, option in (
+        (
+            ["--db", "sqlite:///new.db", "--detector-calibration", "missing.npz"],
+            "--detector-calibration",
+        ),
+        (
+            ["--db", "sqlite:///new.db", "--detector-calibration", "narrow.npz"],
+            "--detector-calibration",
+        ),
+        (["--db", "sqlite:///new.db", "--roles", "missing.toml"], "--roles"),
+        (["--db", "sqlite:///bad.db"], "--db"),
+        (["--db", "postgresql://u@127.0.0.1:1/x", "--secret-file", "s2"], "--db"),
+    ):
+        err = refused(capsys, *serve, *extra)
+        assert err.startswith(f"error: {option}: ")
+        assert _files(tmp_path) == before
+    ran = []
+    monkeypatch.setattr(cli, "_run_workers", lambda spec, **kw: ran.append(spec))
+    np.savez(tmp_path / "benign.npz", features=synthetic(200)[0])
+    from miaudit.cli._app import main
+
+    main([*serve, "--db", "sqlite:///new.db", "--detector-calibration", "benign.npz"])
+    [spec] = ran
+    assert spec.detectors["knn_threshold"] > 0 and len(spec.detectors["scale"]) == 6
+    assert {"new.db", "new.db.secret"} <= _files(tmp_path)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "notaurl", "file:///tmp/x"])
+def test_serve_refuses_a_webhook_that_is_no_http_url(tmp_path, capsys, estimator, url) -> None:
+    """Red team: `--webhook 'http://[::1'` was accepted, and the webhook thread died at the
+    first alert; `--webhook notaurl` warned at every alert. Refused before the model is read."""
+    from miaudit.serve import EstimatorPredictor, ServeConfig
+
+    db = f"sqlite:///{tmp_path}/g.db"
+    err = refused(capsys, "serve", "--model", "missing.skops", "--db", db, "--webhook", url)
+    assert err.startswith("error: --webhook: ")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError) as bad:
+        ServeConfig(EstimatorPredictor(estimator), db=db, secret=SECRET, webhook=url)
+    assert bad.value.field == "webhook"
+
+
+def test_keys_budget_keeps_the_limits_left_out(tmp_path, capsys) -> None:
+    """Red team: `keys budget K --budget N` also removed the key's rate limit (an omitted --rate
+    meant no cap) and set its window to the --window default of 60."""
+    db = f"sqlite:///{tmp_path}/g.db"
+    r = invoke("keys", "create", "--role", "public", "--budget", "500", "--rate", "50",
+               "--window", "30", "--db", db)  # fmt: skip
+    key = r.stdout.strip().splitlines()[-1].split("_")[1]
+
+    def budget(*args: str) -> str:
+        r = invoke("keys", "budget", key, *args, "--db", db)
+        assert r.exit_code == 0, r.output
+        return r.stdout.strip()
+
+    assert budget("--budget", "1000") == f"key {key}: budget 1000, used 0, rate 50 per 30s"
+    assert budget("--window", "10") == f"key {key}: budget 1000, used 0, rate 50 per 10s"
+    assert budget("--rate", "none") == f"key {key}: budget 1000, used 0, rate none per 10s"
+    assert (
+        budget("--budget", "none", "--rate", "7")
+        == f"key {key}: budget none, used 0, rate 7 per 10s"
+    )
+    err = refused(capsys, "keys", "budget", key, "--db", db)  # it used to remove both caps
+    assert err.startswith("error: --budget: give --budget, --rate or --window")
+    store = Store(db)
+    info = store.get_key(key)
+    store.close()
+    assert info is not None and (info.budget, info.rate, info.window_s) == (None, 7, 10)

@@ -82,6 +82,33 @@ def test_admin_endpoints_need_an_admin_key(service) -> None:
     assert r.status_code == 403
 
 
+def test_setting_limits_keeps_the_ones_left_out(service) -> None:
+    """Red team: PUT {"budget": N} also removed the key's rate limit and reset its window to
+    60 s. A field left out is kept; null removes a cap (budget, rate)."""
+    made = service.store.create_key(SECRET, "public", budget=3, rate=5, window_s=30).key_id
+    auth = {"Authorization": f"Bearer {service.admin}"}
+
+    def put(body: dict) -> httpx.Response:
+        return service.client.put(f"/admin/keys/{made}/limits", json=body, headers=auth)
+
+    def limits(r: httpx.Response) -> tuple:
+        assert r.status_code == 200, r.text
+        return r.json()["budget"], r.json()["rate"], r.json()["window_s"]
+
+    assert limits(put({"budget": 100})) == (100, 5, 30)
+    assert limits(put({"window_s": 10})) == (100, 5, 10)
+    assert limits(put({"rate": None})) == (100, None, 10)
+    assert limits(put({})) == (100, None, 10)
+    assert limits(put({"budget": None, "rate": 7, "window_s": 60})) == (None, 7, 60)
+    assert put({"window_s": None}).status_code == 422  # a window has no "no cap"
+    assert put({"budget": 2**62 + 1}).status_code == 422
+    info = service.store.get_key(made)
+    assert info is not None and (info.budget, info.rate, info.window_s) == (None, 7, 60)
+    acts = [a for a in service.store.acts(limit=100) if a["action"] == "set_limits"]
+    assert acts[0]["detail"] == {"budget": None, "rate": 7, "window_s": 60}  # the key's limits
+    assert acts[-1]["detail"] == {"budget": 100, "rate": 5, "window_s": 30}
+
+
 def test_admin_key_lifecycle(service) -> None:
     r = service.post(
         service.admin, "/admin/keys", json={"role": "public", "budget": 3, "label": "partner"}

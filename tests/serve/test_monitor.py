@@ -212,3 +212,145 @@ def test_empty_or_1d_input_is_ignored(bad: np.ndarray) -> None:
     mon, sink = make()
     mon.observe("a", bad, [])
     assert sink.alerts == []
+
+
+# --- the webhook ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://[::1", "not a valid URL"),  # red team: killed the webhook thread
+        ("notaurl", "got no scheme"),
+        ("ftp://example.org/hook", "got scheme 'ftp'"),
+        ("http://", "must name a host"),
+        ("http:///path", "must name a host"),
+        ("http://example.org:port/hook", "not a valid URL"),
+    ],
+)
+def test_a_webhook_url_is_checked_before_anything_is_posted(url, why) -> None:
+    from miaudit.errors import InputError
+    from miaudit.serve._monitor import Webhook, check_webhook_url
+
+    with pytest.raises(InputError, match=why) as err:
+        check_webhook_url(url, "--webhook")
+    assert err.value.field == "--webhook"
+    with pytest.raises(InputError) as err:
+        Webhook(url)
+    assert err.value.field == "webhook"
+
+
+def test_good_webhook_urls_are_accepted() -> None:
+    from miaudit.serve._monitor import check_webhook_url
+
+    for url in ("http://127.0.0.1:9/a", "https://hooks.example.org/x?y=1", "HTTP://[::1]:80/"):
+        check_webhook_url(url)
+
+
+class _Receiver:
+    """An HTTP server on loopback that records the JSON posted to it; ``hold`` keeps the first
+    request waiting until released."""
+
+    def __init__(self, *, hold: bool = False, status: int = 204) -> None:
+        import http.server
+        import json
+        import threading
+
+        self.got: list[dict] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                outer.started.set()
+                outer.release.wait(10)
+                outer.got.append(body)
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> list[dict]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(self.got) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.got
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_webhook_thread_survives_any_failed_post(caplog) -> None:
+    """Red team: httpx.InvalidURL is not an httpx.HTTPError, so one bad post ended the thread
+    and no alert was posted for the rest of the server's life."""
+    from miaudit.serve._monitor import Webhook
+
+    receiver = _Receiver()
+    hook = Webhook(receiver.url)
+    try:
+        hook.url = "http://[::1"  # past the constructor's check: any exception of one post
+        with caplog.at_level("WARNING", logger="miaudit.serve"):
+            hook.post({"id": 1})
+            import time
+
+            deadline = time.monotonic() + 10
+            while "InvalidURL" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.02)
+        assert "InvalidURL" in caplog.text and "alert 1 kept in the database" in caplog.text
+        assert hook._thread.is_alive()
+        hook.url = receiver.url
+        hook.post({"id": 2})
+        assert receiver.wait_for(1) == [{"id": 2}]
+    finally:
+        hook.close()
+        receiver.close()
+
+
+def test_a_webhook_answering_an_error_is_warned_about(caplog) -> None:
+    from miaudit.serve._monitor import Webhook
+
+    receiver = _Receiver(status=404)
+    hook = Webhook(receiver.url)
+    try:
+        with caplog.at_level("WARNING", logger="miaudit.serve"):
+            hook.post({"id": 7})
+            assert receiver.wait_for(1) == [{"id": 7}]
+            hook.close()
+        assert "answered 404; alert 7 kept in the database only" in caplog.text
+    finally:
+        receiver.close()
+
+
+def test_alerts_dropped_from_a_full_webhook_queue_are_counted_and_warned_about(caplog) -> None:
+    """The queue was a deque(maxlen=1000): alerts past it vanished without a word."""
+    from miaudit.serve._monitor import Webhook
+
+    receiver = _Receiver(hold=True)
+    hook = Webhook(receiver.url, max_queue=2)
+    try:
+        with caplog.at_level("WARNING", logger="miaudit.serve"):
+            hook.post({"id": 1})
+            assert receiver.started.wait(10)  # the thread is held in the first post
+            for i in range(2, 7):
+                hook.post({"id": i})
+            assert hook.dropped == 3
+            receiver.release.set()
+            assert [a["id"] for a in receiver.wait_for(3)] == [1, 5, 6]  # the newest kept
+            hook.close()
+        assert "queue was full; 3 alerts were not posted (kept in the database)" in caplog.text
+    finally:
+        receiver.close()

@@ -47,14 +47,29 @@ def _secret_path(db: str, secret_file: Path | None) -> Path | None:
     )
 
 
+def _number(value: str, option: str, what: str) -> int:
+    """``value`` read as a whole number in ASCII digits (an optional sign): ``int`` alone would
+    also read fullwidth or Arabic-Indic digits, and underscores."""
+    text = value.strip()
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise InputError(option, f"must be {what}, got {value!r}")
+    return int(text)
+
+
 def _limit(value: str | None, field: str) -> int | None:
     if value is None or value.strip().lower() in ("none", "unlimited", ""):
         return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise InputError(field, f"must be a number of records or 'none', got {value!r}") from None
-    return n
+    return _number(value, field, "a number of records or 'none'")
+
+
+#: The store's names of a key's limits → the options that give them.
+_LIMIT_OPTIONS = {
+    "budget": "--budget",
+    "rate": "--rate",
+    "window_s": "--window",
+    "label": "--label",
+}
 
 
 class _Limits(TypedDict):
@@ -65,17 +80,45 @@ class _Limits(TypedDict):
     window_s: int
 
 
-def _limits(budget: str | None, rate: str | None, window: int) -> _Limits:
+def _limits(budget: str | None, rate: str | None, window: str, label: str | None = None) -> _Limits:
+    """The options' limits, checked as the store checks them (``check_limits``: the HTTP API's
+    bounds), an error naming the option."""
     from miaudit.serve import check_limits
 
-    out = _Limits(budget=_limit(budget, "--budget"), rate=_limit(rate, "--rate"), window_s=window)
+    out = _Limits(
+        budget=_limit(budget, "--budget"),
+        rate=_limit(rate, "--rate"),
+        window_s=_number(window, "--window", "a number of seconds"),
+    )
     try:
-        check_limits(out["budget"], out["rate"], window)
+        check_limits(out["budget"], out["rate"], out["window_s"], label=label)
     except InputError as exc:
-        raise InputError(
-            {"budget": "--budget", "rate": "--rate", "window_s": "--window"}[exc.field], exc.problem
-        ) from None
+        raise InputError(_LIMIT_OPTIONS[exc.field], exc.problem) from None
     return out
+
+
+def _changed_limits(budget: str | None, rate: str | None, window: str | None) -> dict[str, Any]:
+    """``keys budget``'s options as ``Store.set_limits`` takes them: only those given (the key
+    keeps the others), checked as the store checks them, an error naming the option."""
+    from miaudit.serve import check_limits
+
+    if budget is None and rate is None and window is None:
+        raise InputError(
+            "--budget",
+            "give --budget, --rate or --window (each one left out keeps the key's value; 'none' removes a cap)",
+        )
+    given: dict[str, Any] = {}
+    if budget is not None:
+        given["budget"] = _limit(budget, "--budget")
+    if rate is not None:
+        given["rate"] = _limit(rate, "--rate")
+    if window is not None:
+        given["window_s"] = _number(window, "--window", "a number of seconds")
+    try:
+        check_limits(given.get("budget"), given.get("rate"), given.get("window_s", 60))
+    except InputError as exc:
+        raise InputError(_LIMIT_OPTIONS[exc.field], exc.problem) from None
+    return given
 
 
 def _store(db: str, *, create: bool = False, sqlite_sync: str = "NORMAL") -> Store:
@@ -88,6 +131,30 @@ def _store(db: str, *, create: bool = False, sqlite_sync: str = "NORMAL") -> Sto
         if not path.is_file():
             raise InputError("--db", f"no database at {str(path)!r} (keys create makes one)")
     return Store(db, sqlite_synchronous=sqlite_sync)
+
+
+def _store_and_secret(
+    db: str, secret_path: Path | None, *, sqlite_sync: str = "NORMAL"
+) -> tuple[Store, bytes]:
+    """The store at ``db`` and the server secret, each created if missing, in the order that
+    leaves no file behind a refusal: a secret that exists (or ``$MIAUDIT_SERVE_SECRET``) is
+    read first, then the database is opened (a file that will not open is refused before any
+    secret is written), and a new secret file is written last; if writing it fails, a database
+    file this call created is removed again. Files that existed before are never removed."""
+    from miaudit.serve import load_server_secret
+
+    given = os.environ.get("MIAUDIT_SERVE_SECRET") or (
+        secret_path is not None and (secret_path.exists() or secret_path.is_symlink())
+    )
+    secret = load_server_secret(secret_path) if given else None
+    store = _store(db, create=True, sqlite_sync=sqlite_sync)
+    if secret is None:
+        try:
+            secret = load_server_secret(secret_path, create=True)
+        except BaseException:
+            store.discard()
+            raise
+    return store, secret
 
 
 def _when(ts: float | None) -> str:
@@ -144,7 +211,8 @@ def serve_cmd(
     ] = 1,
     max_batch: Annotated[int, typer.Option(help="Most records in one request.")] = 10_000,
     webhook: Annotated[
-        str | None, typer.Option(help="URL that receives each alert as JSON.")
+        str | None,
+        typer.Option(help="http(s) URL that receives each alert as JSON (POST)."),
     ] = None,
     sqlite_sync: Annotated[
         str,
@@ -194,8 +262,7 @@ def serve_cmd(
         trust_code=trust_code,
         code_dir=str(Path.cwd()) if factory else None,
     )
-    predictor = _check_spec(spec)
-    spec = _with_calibrated_detectors(spec, detector_calibration, predictor)
+    spec = _check_spec(spec, detector_calibration)
     _run_workers(spec, host=host, port=port, workers=workers)
 
 
@@ -275,12 +342,22 @@ def _check_serve_options(*, workers: int, port: int, max_batch: int, model_index
         raise InputError("--model-index", f"must be ≥ 0, got {model_index}")
 
 
-def _check_spec(spec: ServeSpec) -> Any:
-    """Build the workers' spec once here (model, roles, secret) and reach its database, so that
-    a bad option fails with one line rather than in every worker; the model it loaded."""
-    config = spec.build()
-    _store(spec.db, create=True, sqlite_sync=spec.sqlite_synchronous).close()
-    return config.predictor
+def _check_spec(spec: ServeSpec, calibration: Path | None) -> ServeSpec:
+    """Check the workers' spec once here (model, detector calibration, roles, secret) and reach
+    its database, so that a bad option fails with one line rather than in every worker; the
+    spec with its calibrated detectors. Every check that reads the user's files comes before
+    the database and the secret are created, so a refused command leaves neither behind; the
+    quick ones (roles, --webhook, --sqlite-sync) before the model is loaded."""
+    spec.check()
+    predictor = spec.build_predictor()
+    if calibration is not None:
+        spec = _with_calibrated_detectors(spec, calibration, predictor)
+    secret = Path(spec.secret_file) if spec.secret_file else None
+    store, _ = _store_and_secret(spec.db, secret, sqlite_sync=spec.sqlite_synchronous)
+    store.close()
+    if calibration is None:  # its warning, once nothing can refuse the command
+        spec = _with_calibrated_detectors(spec, None, predictor)
+    return spec
 
 
 def _run_workers(spec: ServeSpec, *, host: str, port: int, workers: int) -> None:
@@ -318,24 +395,27 @@ def keys_create(
         str | None, typer.Option(help="Total records the key may query ('none': no cap).")
     ] = None,
     rate: Annotated[str | None, typer.Option(help="Records per window ('none': no cap).")] = None,
-    window: Annotated[int, typer.Option(help="Rate window in seconds.")] = 60,
-    label: Annotated[str | None, typer.Option(help="A note, e.g. who holds the key.")] = None,
+    window: Annotated[
+        str, typer.Option(metavar="SECONDS", help="Rate window in seconds (at most 366 days).")
+    ] = "60",
+    label: Annotated[
+        str | None, typer.Option(help="A note, e.g. who holds the key (at most 200 characters).")
+    ] = None,
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
     secret_file: Annotated[Path | None, typer.Option(help=SECRET_HELP)] = None,
     roles: Annotated[Path | None, typer.Option(help="Roles file; the role must be in it.")] = None,
 ) -> None:
     """Create a key and print its token (shown once; only its keyed hash is stored)."""
-    from miaudit.serve import DEFAULT_ROLES, load_roles, load_server_secret, make_engine
+    from miaudit.serve import DEFAULT_ROLES, load_roles, make_engine
 
     known = load_roles(roles) if roles else DEFAULT_ROLES
     if role not in known:
         raise InputError("--role", f"unknown role {role!r}; roles: {', '.join(sorted(known))}")
     limits = _limits(
-        budget, rate, window
+        budget, rate, window, label
     )  # every option checked before the secret or the database is touched
     make_engine(db).dispose()
-    secret = load_server_secret(_secret_path(db, secret_file), create=True)
-    store = _store(db, create=True)
+    store, secret = _store_and_secret(db, _secret_path(db, secret_file))
     try:
         new = store.create_key(secret, role, **limits, label=label)
     finally:
@@ -390,13 +470,26 @@ def keys_revoke(
 @keys_app.command("budget")
 def keys_budget(
     key_id: Annotated[str, typer.Argument(help="The key's public id.")],
-    budget: Annotated[str | None, typer.Option(help="Total records ('none': no cap).")] = None,
-    rate: Annotated[str | None, typer.Option(help="Records per window ('none': no cap).")] = None,
-    window: Annotated[int, typer.Option(help="Rate window in seconds.")] = 60,
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Total records ('none': no cap). Left out: the key's is kept."),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(help="Records per window ('none': no cap). Left out: the key's is kept."),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Rate window in seconds (at most 366 days). Left out: the key's is kept.",
+        ),
+    ] = None,
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
 ) -> None:
-    """Set a key's total record budget and rate limit (both replaced; omitted = no cap)."""
-    limits = _limits(budget, rate, window)
+    """Change a key's total record budget, rate limit or rate window: each option given replaces
+    the key's value, each one left out keeps it ('none' removes a cap)."""
+    limits = _changed_limits(budget, rate, window)
     store = _store(db)
     try:
         ok = store.set_limits(key_id, **limits)
@@ -412,17 +505,28 @@ def keys_budget(
 
 def alerts_cmd(
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///guard.db",
-    since: Annotated[int, typer.Option(help="Only alerts with an id above this.")] = 0,
-    limit: Annotated[int, typer.Option(help="Most alerts to show.")] = 100,
+    since: Annotated[
+        str, typer.Option(metavar="ID", help="Only alerts with an id above this.")
+    ] = "0",
+    limit: Annotated[str, typer.Option(metavar="N", help="Most alerts to show.")] = "100",
     key_id: Annotated[str | None, typer.Option("--key", help="Only this key's alerts.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List the probing detectors' alerts, oldest first."""
-    if limit < 1:
-        raise InputError("--limit", f"must be ≥ 1, got {limit}")
+    since_id = _number(since, "--since", "an alert id")
+    most = _number(limit, "--limit", "a number of alerts")
+    if since_id < 0:  # before the database is opened; Store.list_alerts checks the upper bounds
+        raise InputError("--since", f"must be an alert id ≥ 0, got {since_id}")
+    if most < 1:
+        raise InputError("--limit", f"must be a number of alerts ≥ 1, got {most}")
     store = _store(db)
     try:
-        found = store.list_alerts(since_id=since, limit=limit, key_id=key_id)
+        found = store.list_alerts(since_id=since_id, limit=most, key_id=key_id)
+    except InputError as exc:  # out of the database's range (Store.list_alerts checks it)
+        option = {"since_id": "--since", "limit": "--limit"}.get(exc.field)
+        if option is None:
+            raise
+        raise InputError(option, exc.problem) from None
     finally:
         store.close()
     if as_json:

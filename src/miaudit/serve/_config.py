@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from miaudit.defenses import OutputPolicy, parse_policy
 from miaudit.errors import InputError
-from miaudit.serve._monitor import DetectorConfig
+from miaudit.serve._monitor import DetectorConfig, check_webhook_url
 from miaudit.serve._predictor import Predictor
 
 Endpoint = Literal["predict", "admin"]
@@ -155,6 +155,8 @@ class ServeConfig:
             isinstance(self.max_body_bytes, bool) or self.max_body_bytes < 1
         ):
             raise InputError("max_body_bytes", f"must be ≥ 1, got {self.max_body_bytes!r}")
+        if self.webhook is not None:
+            check_webhook_url(self.webhook)
 
 
 @dataclass(frozen=True)
@@ -190,10 +192,9 @@ class ServeSpec:
     def from_json(cls, text: str) -> ServeSpec:
         return cls(**json.loads(text))
 
-    def build(self) -> ServeConfig:
-        from miaudit.serve._keys import load_server_secret
-
-        predictor = self.build_predictor()
+    def check(self) -> tuple[DetectorConfig, dict[str, Role]]:
+        """The spec's detectors and roles, and its other options checked: everything but the
+        model and the server secret, and nothing written (the roles file is only read)."""
         try:
             given: dict[str, Any] = {
                 k: tuple(v) if k in ("center", "scale") and v is not None else v
@@ -202,13 +203,23 @@ class ServeSpec:
             detectors = DetectorConfig(**given)
         except TypeError as exc:
             raise InputError("detectors", str(exc)) from None
-        roles = (
-            load_roles(self.roles_file) if self.roles_file else dict(DEFAULT_ROLES)
-        )  # before the secret file is created
+        roles = load_roles(self.roles_file) if self.roles_file else dict(DEFAULT_ROLES)
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
             raise InputError(
                 "--sqlite-sync", f"must be NORMAL or FULL, got {self.sqlite_synchronous!r}"
             )
+        if self.webhook is not None:
+            check_webhook_url(self.webhook, "--webhook")
+        return detectors, roles
+
+    def build(self, predictor: Predictor | None = None) -> ServeConfig:
+        """The :class:`ServeConfig` this spec names (``predictor``: the model, when it is
+        loaded already); the server secret file is created if missing, after every other
+        check."""
+        from miaudit.serve._keys import load_server_secret
+
+        predictor = self.build_predictor() if predictor is None else predictor
+        detectors, roles = self.check()
         return ServeConfig(
             predictor=predictor,
             db=self.db,

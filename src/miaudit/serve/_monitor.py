@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
-from miaudit.errors import InputError
+from miaudit.errors import InputError, first_line
 
 log = logging.getLogger("miaudit.serve")
 
@@ -436,21 +436,64 @@ class Monitor:
         return True
 
 
+def check_webhook_url(url: str, field: str = "webhook") -> None:
+    """:class:`InputError` naming ``field`` unless ``url`` is an http(s) URL with a host that
+    the webhook's client can post to (red team: ``http://[::1`` was accepted, and killed the
+    webhook thread at the first alert; ``notaurl`` warned at every alert)."""
+    import urllib.parse
+
+    import httpx
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InputError(field, f"is not a valid URL ({first_line(exc)})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise InputError(field, f"must be an http:// or https:// URL, got {got}")
+    if not parts.hostname:
+        raise InputError(field, "must name a host (http://host:port/path)")
+
+
 class Webhook:
-    """Posts each alert as JSON to ``url`` from one background thread (never blocks an answer)."""
+    """Posts each alert as JSON to ``url`` from one background thread (never blocks an answer).
+
+    The queue holds at most ``max_queue`` alerts; when a slow or unreachable webhook lets it
+    fill up, the oldest are dropped (every alert stays in the database) and a warning says how
+    many. A post that fails, however it fails, is a warning, and the thread goes on.
+    """
 
     def __init__(self, url: str, *, timeout: float = 2.0, max_queue: int = 1000) -> None:
+        check_webhook_url(url)
         self.url = url
         self._timeout = timeout
-        self._queue: deque[dict[str, Any]] = deque(maxlen=max_queue)
+        self._max_queue = max_queue
+        self._queue: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        #: Alerts dropped from a full queue since the last warning, and in all.
+        self._dropped = 0
+        self.dropped = 0
         self._event = threading.Event()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="miaudit-webhook", daemon=True)
         self._thread.start()
 
     def post(self, alert: dict[str, Any]) -> None:
-        self._queue.append(alert)
+        with self._lock:
+            if len(self._queue) >= self._max_queue:
+                self._queue.popleft()
+                self._dropped += 1
+                self.dropped += 1
+            self._queue.append(alert)
         self._event.set()
+
+    def _next(self) -> tuple[dict[str, Any] | None, int]:
+        """The next alert to post (None: none queued) and the alerts dropped since last asked."""
+        with self._lock:
+            dropped, self._dropped = self._dropped, 0
+            return (self._queue.popleft() if self._queue else None), dropped
 
     def _run(self) -> None:
         import httpx
@@ -459,20 +502,42 @@ class Webhook:
             while not self._stop:
                 self._event.wait(0.5)
                 self._event.clear()
-                while self._queue:
-                    item = self._queue.popleft()
-                    try:
-                        client.post(
-                            self.url,
-                            content=json.dumps(item),
-                            headers={"content-type": "application/json"},
-                        )
-                    except httpx.HTTPError:
+                while True:
+                    item, dropped = self._next()
+                    if dropped:
                         log.warning(
-                            "webhook %s unreachable; alert %s kept in the database only",
+                            "webhook %s: its queue was full; %d alerts were not posted (kept in the database)",
                             self.url,
-                            item.get("id"),
+                            dropped,
                         )
+                    if item is None:
+                        break
+                    self._send(client, item)
+
+    def _send(self, client: Any, item: dict[str, Any]) -> None:
+        """Post one alert; any failure is a warning (the alert stays in the database)."""
+        try:
+            response = client.post(
+                self.url,
+                content=json.dumps(item),
+                headers={"content-type": "application/json"},
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure of one post must not end the thread
+            log.warning(
+                "webhook %s unreachable (%s: %s); alert %s kept in the database only",
+                self.url,
+                type(exc).__name__,
+                first_line(exc),
+                item.get("id"),
+            )
+            return
+        if response.status_code >= 400:
+            log.warning(
+                "webhook %s answered %d; alert %s kept in the database only",
+                self.url,
+                response.status_code,
+                item.get("id"),
+            )
 
     def close(self) -> None:
         self._stop = True

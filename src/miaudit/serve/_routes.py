@@ -28,6 +28,7 @@ from miaudit.serve._schemas import (
     WhoAmI,
 )
 from miaudit.serve._service import UNAUTHORISED, Caller, Denied, Service, unauthorised
+from miaudit.serve._store import MAX_ALERT_ID
 
 bearer = HTTPBearer(auto_error=False, description="API key: mia_<id>_<secret>")
 
@@ -133,7 +134,8 @@ def revoke_key(key_id: str, service: ServiceDep, caller: CallerDep) -> dict[str,
 def set_limits(
     key_id: str, body: KeyLimits, service: ServiceDep, caller: CallerDep
 ) -> dict[str, Any]:
-    """Replace a key's total record budget and rate limit (null = no cap)."""
+    """Change a key's total record budget, rate and rate window: a field given replaces the
+    key's (null budget or rate: no cap), a field left out keeps its current value."""
     return service.set_limits(caller, key_id, body)
 
 
@@ -146,7 +148,7 @@ alerts = APIRouter()
 def list_alerts(
     service: ServiceDep,
     caller: CallerDep,
-    since_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    since_id: Annotated[int, Query(ge=0, le=MAX_ALERT_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     key_id: Annotated[str | None, Query(max_length=16)] = None,
 ) -> list[dict[str, Any]]:

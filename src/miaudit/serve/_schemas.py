@@ -6,7 +6,9 @@ fewer on the hot path); the others are validated against these models by FastAPI
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from miaudit.serve._store import MAX_LABEL, MAX_RECORDS, MAX_WINDOW_S
 
 # Strict: a record's values are JSON numbers ("1.5" and true were read as 1.5 and 1.0).
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
@@ -42,17 +44,46 @@ class RawPredictResponse(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: str = Field(min_length=1, max_length=64)
-    budget: int | None = Field(default=None, ge=0, le=2**62)
-    rate: int | None = Field(default=None, ge=1, le=2**62)
-    window_s: int = Field(default=60, ge=1, le=86400 * 366)
-    label: str | None = Field(default=None, max_length=200)
+    budget: int | None = Field(default=None, ge=0, le=MAX_RECORDS)
+    rate: int | None = Field(default=None, ge=1, le=MAX_RECORDS)
+    window_s: int = Field(default=60, ge=1, le=MAX_WINDOW_S)
+    label: str | None = Field(default=None, max_length=MAX_LABEL)
 
 
 class KeyLimits(BaseModel):
+    """A change of a key's limits: each field given replaces the key's (``null`` budget or
+    rate: no cap), each field left out keeps the key's current value."""
+
     model_config = ConfigDict(extra="forbid")
-    budget: int | None = Field(default=None, ge=0, le=2**62)
-    rate: int | None = Field(default=None, ge=1, le=2**62)
-    window_s: int = Field(default=60, ge=1, le=86400 * 366)
+    budget: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_RECORDS,
+        description="Total records; null: no cap; left out: the key's budget is kept.",
+    )
+    rate: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RECORDS,
+        description="Records per window; null: no cap; left out: the key's rate is kept.",
+    )
+    window_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_WINDOW_S,
+        description="Rate window in seconds; left out: the key's window is kept.",
+    )
+
+    @field_validator("window_s")
+    @classmethod
+    def _window_is_seconds(cls, value: int | None) -> int:
+        if value is None:  # only an explicit null reaches here (defaults are not validated)
+            raise ValueError("must be a number of seconds (leave it out to keep the key's)")
+        return value
+
+    def given(self) -> dict[str, Any]:
+        """The fields the request gave, to pass to ``Store.set_limits`` (the rest are kept)."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
 
 
 class KeyOut(BaseModel):

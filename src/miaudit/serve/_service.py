@@ -487,12 +487,11 @@ class Service:
         return self._public_key(key_id)
 
     def set_limits(self, caller: Caller, key_id: str, body: KeyLimits) -> dict[str, Any]:
-        """Replace a key's total record budget and rate limit; 404 if there is no such key."""
+        """Change a key's limits (the fields given; the others are kept); 404 if there is no
+        such key."""
         me = self._admin(caller)
         with _as_actor():
-            found = self.store.set_limits(
-                key_id, budget=body.budget, rate=body.rate, window_s=body.window_s, actor=me
-            )
+            found = self.store.set_limits(key_id, **body.given(), actor=me)
             if not found:
                 raise Denied(404, "no such key")
         return self._public_key(key_id)

@@ -21,6 +21,7 @@ of one fsync per answer.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import math
@@ -131,6 +132,16 @@ admin_acts = sa.Table(
 )
 
 Denial = Literal["revoked", "budget", "rate"]
+
+
+class Keep(enum.Enum):
+    """The type of :data:`KEEP`."""
+
+    KEEP = "keep"
+
+
+#: A limit left out of :meth:`Store.set_limits`: the key keeps its current value.
+KEEP = Keep.KEEP
 
 
 class KeyRevoked(Exception):
@@ -351,20 +362,21 @@ def _sqlite_uri_path(database: str, query: Any) -> str | None:
     return urllib.parse.unquote(rest) or None
 
 
-def _restricted_sqlite_file(database: str, query: Any = None) -> None:
+def _restricted_sqlite_file(database: str, query: Any = None) -> str | None:
     """Create a new SQLite file 0600 before SQLite does (it would use the umask, often 0644):
     it holds key digests, who queried how much and keyed record hashes. SQLite gives its
     ``-wal`` and ``-shm`` files the database file's mode. A file that exists keeps its mode; a
     warning says so when others may read it. A URI filename (``file:…`` with ``uri=true``) is
     read for its path (red team: such databases, and files named ``file:…``, were created with
-    the umask's mode)."""
+    the umask's mode). The file's path when this call created it, else None."""
     if _sqlite_uri(database, query):
         path = _sqlite_uri_path(database, query)
         if path is None:
-            return
+            return None
         database = path
     try:
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return database
     except FileExistsError:
         mode = os.stat(database).st_mode
         if stat.S_ISREG(mode) and mode & 0o077:
@@ -374,7 +386,27 @@ def _restricted_sqlite_file(database: str, query: Any = None) -> None:
                 stat.S_IMODE(mode),
             )
     except OSError:
-        return  # no such folder, no rights: opening the database reports it in one line
+        pass  # no such folder, no rights: opening the database reports it in one line
+    return None
+
+
+def _missing_sqlite_folder(database: str | None, query: Any) -> str | None:
+    """The folder of a SQLite database file when it does not exist (SQLite says only "unable to
+    open database file"), else None."""
+    if not database:
+        return None
+    if _sqlite_uri(database, query):
+        database = _sqlite_uri_path(database, query) or ""
+    folder = os.path.dirname(database)
+    return folder if folder and not os.path.isdir(folder) else None
+
+
+def _remove_sqlite_file(path: str) -> None:
+    """Delete the SQLite file at ``path`` with its ``-wal``, ``-shm`` and ``-journal`` files
+    (once every connection to it is closed)."""
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)
 
 
 class Store:
@@ -460,14 +492,24 @@ class Store:
 
     def _create_tables(self) -> None:
         """The tables, in a SQLite file made 0600 first; one line when the database cannot be
-        opened (not a database file, a server that does not answer, no rights)."""
+        opened (not a database file, a server that does not answer, no rights), and then no
+        file it made left behind."""
+        #: The SQLite file this store created (it did not exist before), or None.
+        self.created_file: str | None = None
         if self.engine.dialect.name == "sqlite" and self.engine.url.database:
-            _restricted_sqlite_file(self.engine.url.database, self.engine.url.query)
+            self.created_file = _restricted_sqlite_file(
+                self.engine.url.database, self.engine.url.query
+            )
         try:
             metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             self.engine.dispose()
+            if self.created_file is not None:
+                _remove_sqlite_file(self.created_file)
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+            folder = _missing_sqlite_folder(self.engine.url.database, self.engine.url.query)
+            if folder is not None:
+                reason = f"{reason} (no folder {folder!r})"
             raise InputError(
                 "--db", f"cannot open the database {_redacted(self.url)!r}: {reason}"
             ) from None
@@ -494,6 +536,15 @@ class Store:
             self._checkpointer.join(timeout=5)
         self.engine.dispose()
 
+    def discard(self) -> None:
+        """Close the store and delete its SQLite file if this store created it (a file that
+        existed before is kept): for a command refused after it opened a new database, which
+        should leave nothing behind. A PostgreSQL database keeps its tables."""
+        self.close()
+        if self.created_file is not None:
+            _remove_sqlite_file(self.created_file)
+            self.created_file = None
+
     # --- keys ---------------------------------------------------------------------------------
 
     def create_key(
@@ -509,7 +560,7 @@ class Store:
     ) -> NewKey:
         """A new key. ``actor``: the admin key acting; :class:`KeyRevoked` when it is revoked by
         the time this transaction holds its row (no key is created then)."""
-        check_limits(budget, rate, window_s)
+        check_limits(budget, rate, window_s, label=label)
         key = new_key(server_secret)
         with self._write() as conn:
             self._check_actor(conn, actor)
@@ -637,29 +688,41 @@ class Store:
         self,
         key_id: str,
         *,
-        budget: int | None,
-        rate: int | None,
-        window_s: int = 60,
+        budget: int | Keep | None = KEEP,
+        rate: int | Keep | None = KEEP,
+        window_s: int | Keep = KEEP,
         actor: str | None = None,
     ) -> bool:
-        """Replace a key's total budget and rate limit (None = no cap). False: no such key."""
-        check_limits(budget, rate, window_s)
+        """Change a key's limits: each one given replaces the key's (``budget`` or ``rate``
+        None: no cap), each one left out (:data:`KEEP`) keeps the key's current value, read in
+        the same transaction. False: no such key.
+
+        (Omitting ``rate`` used to mean no cap and ``window_s`` 60 seconds: raising a key's
+        budget silently lifted its rate limit.)"""
+        check_limits(
+            None if isinstance(budget, Keep) else budget,
+            None if isinstance(rate, Keep) else rate,
+            60 if isinstance(window_s, Keep) else window_s,
+        )
         with self._write() as conn:
             self._lock(conn, key_id, actor)
-            res = conn.execute(
-                api_keys.update()
-                .where(api_keys.c.key_id == key_id)
-                .values(budget=budget, rate=rate, window_s=window_s, window_id=0)
-            )
-            if res.rowcount == 1:
-                _record_act(
-                    conn,
-                    actor,
-                    "set_limits",
-                    key_id,
-                    {"budget": budget, "rate": rate, "window_s": window_s},
+            row = conn.execute(
+                sa.select(api_keys.c.budget, api_keys.c.rate, api_keys.c.window_s).where(
+                    api_keys.c.key_id == key_id
                 )
-        return res.rowcount == 1
+            ).first()
+            if row is None:
+                return False
+            limits = {
+                "budget": row.budget if isinstance(budget, Keep) else budget,
+                "rate": row.rate if isinstance(rate, Keep) else rate,
+                "window_s": int(row.window_s) if isinstance(window_s, Keep) else window_s,
+            }
+            conn.execute(
+                api_keys.update().where(api_keys.c.key_id == key_id).values(**limits, window_id=0)
+            )
+            _record_act(conn, actor, "set_limits", key_id, limits)
+        return True
 
     # --- charging and the log -----------------------------------------------------------------
 
@@ -909,6 +972,9 @@ class Store:
         key_id: str | None = None,
         actor: str | None = None,
     ) -> list[Alert]:
+        """The alerts with an id above ``since_id``, oldest first, at most ``limit``
+        (:func:`check_alert_query`)."""
+        check_alert_query(since_id, limit)
         q = sa.select(alerts).where(alerts.c.id > since_id).order_by(alerts.c.id).limit(limit)
         if key_id is not None:
             q = q.where(alerts.c.key_id == key_id)
@@ -949,15 +1015,51 @@ def _redacted(url: str) -> str:
         return "?"
 
 
-def check_limits(budget: int | None, rate: int | None, window_s: int) -> None:
-    """:class:`InputError` naming ``budget``, ``rate`` or ``window_s`` unless they are a key's
-    limits: records ≥ 0 in all, ≥ 1 per window of ≥ 1 second (None: no cap)."""
-    if budget is not None and (isinstance(budget, bool) or budget < 0):
-        raise InputError("budget", f"must be a number of records ≥ 0, got {budget!r}")
-    if rate is not None and (isinstance(rate, bool) or rate < 1):
-        raise InputError("rate", f"must be a number of records ≥ 1 per window, got {rate!r}")
-    if isinstance(window_s, bool) or window_s < 1:
-        raise InputError("window_s", f"must be ≥ 1 second, got {window_s!r}")
+#: The most records a key's budget or rate may be: the API's bound (the columns hold 2⁶³ − 1).
+MAX_RECORDS = 2**62
+#: The longest rate window, in seconds: 366 days (``window_s`` is a 32-bit column on PostgreSQL).
+MAX_WINDOW_S = 86400 * 366
+#: The largest alert id: ``miaudit_alerts.id`` is a 32-bit column on PostgreSQL.
+MAX_ALERT_ID = 2**31 - 1
+#: The longest key label, in characters (a ``varchar(200)`` column).
+MAX_LABEL = 200
+
+
+def _whole(value: object, field: str, low: int, high: int, what: str, note: str = "") -> None:
+    """:class:`InputError` naming ``field`` unless ``value`` is a whole number (not a bool) in
+    [``low``, ``high``]; ``what`` says what it counts (``note``: after ``high``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(field, f"must be {what} (a whole number), got {value!r}")
+    if not low <= value <= high:
+        raise InputError(field, f"must be {what} from {low} to {high:,}{note}, got {value:,}")
+
+
+def check_limits(
+    budget: int | None, rate: int | None, window_s: int, *, label: str | None = None
+) -> None:
+    """:class:`InputError` naming ``budget``, ``rate``, ``window_s`` or ``label`` unless they are
+    a key's limits: records from 0 in all, from 1 per window of 1 second to 366 days, at most
+    2⁶² records (None: no cap), a label of at most 200 characters — the HTTP API's bounds, so
+    that the command line and Python are refused what the database cannot hold (an overflow, or
+    PostgreSQL's 32-bit ``window_s`` and ``varchar(200)``) in one line too."""
+    if budget is not None:
+        _whole(budget, "budget", 0, MAX_RECORDS, "a number of records")
+    if rate is not None:
+        _whole(rate, "rate", 1, MAX_RECORDS, "a number of records per window")
+    _whole(window_s, "window_s", 1, MAX_WINDOW_S, "a number of seconds", " (366 days)")
+    if label is not None:
+        if not isinstance(label, str):
+            raise InputError("label", f"must be text, got {type(label).__name__}")
+        if len(label) > MAX_LABEL:
+            raise InputError("label", f"must be at most {MAX_LABEL} characters, got {len(label):,}")
+
+
+def check_alert_query(since_id: int, limit: int) -> None:
+    """:class:`InputError` naming ``since_id`` or ``limit`` unless they are an alert id from 0
+    to 2³¹ − 1 (a 32-bit column on PostgreSQL) and a count from 1 to 2⁶² (larger ones overflow
+    the database's integers)."""
+    _whole(since_id, "since_id", 0, MAX_ALERT_ID, "an alert id")
+    _whole(limit, "limit", 1, MAX_RECORDS, "a number of alerts")
 
 
 KEY_COLUMNS = (
