@@ -330,8 +330,7 @@ def run_attacks(
     signals = _signals(outputs, specs, policy, seed)
     pop_signals = _population_signals(outputs, pop, specs, policy, seed)
     scored = {s.name: _score(s, outputs, signals, seeds, pop_signals) for s in specs}
-    scores = {name: score for name, (score, _) in scored.items()}
-    member = outputs.member
+    scores, member = {name: score for name, (score, _) in scored.items()}, outputs.member
     ev = evaluate(
         member,
         scores,

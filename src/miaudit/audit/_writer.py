@@ -176,6 +176,19 @@ def write_scores(
         pq.write_table(table, tmp)
 
 
+def _check_reads_back(results_json: str) -> None:
+    """Before any file: results that would not read back are miaudit's fault, not a file's (a
+    NaN band was written, then refused as "not miaudit results" when the report read it)."""
+    from pydantic import ValidationError
+
+    from miaudit.audit._results import AuditResult
+
+    try:
+        AuditResult.from_json(results_json)
+    except ValidationError as exc:
+        raise RuntimeError(f"the results made do not read back: {exc}") from None
+
+
 def write_run(
     out: Path,
     key: bytes,
@@ -196,14 +209,7 @@ def write_run(
     written 0600 like the scores, not shareable."""
     import json
 
-    from pydantic import ValidationError
-
-    from miaudit.audit._results import AuditResult
-
-    try:  # before any file: results that would not read back are miaudit's fault, not a file
-        AuditResult.from_json(results_json)
-    except ValidationError as exc:
-        raise RuntimeError(f"the results made do not read back: {exc}") from None
+    _check_reads_back(results_json)
     _check_run_paths(out, kind)
     _, earlier = folder_kind(out)
     keep = (
