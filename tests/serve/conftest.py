@@ -300,3 +300,16 @@ def reset_postgres(url: str) -> None:
 
 def spec_json(spec: ServeSpec) -> str:
     return json.dumps(spec.__dict__)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request, tmp_path) -> Iterator[Store]:
+    """A fresh store on SQLite, then on the session's PostgreSQL (emptied first)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        reset_postgres(url)
+    s = Store(url)
+    yield s
+    s.close()

@@ -15,7 +15,7 @@ import pytest
 
 from miaudit.serve import Store
 from miaudit.serve._store import bucket_width
-from tests.serve.conftest import SECRET, reset_postgres
+from tests.serve.conftest import SECRET
 
 T0 = 1_700_000_000.0
 
@@ -23,18 +23,6 @@ T0 = 1_700_000_000.0
 @pytest.fixture
 def store(tmp_path) -> Store:
     s = Store(f"sqlite:///{tmp_path}/rate.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_store(request, tmp_path) -> Store:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/rate.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        reset_postgres(url)
-    s = Store(url)
     yield s
     s.close()
 

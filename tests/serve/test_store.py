@@ -8,19 +8,7 @@ import pytest
 from miaudit.errors import InputError
 from miaudit.serve import Store, check_limits
 from miaudit.serve._store import MAX_ALERT_ID, MAX_LABEL, MAX_RECORDS, MAX_WINDOW_S
-from tests.serve.conftest import SECRET, reset_postgres
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_store(request, tmp_path) -> Store:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/g.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        reset_postgres(url)
-    s = Store(url)
-    yield s
-    s.close()
+from tests.serve.conftest import SECRET
 
 
 def test_the_largest_limits_fit_the_database(any_store: Store) -> None:
