@@ -340,6 +340,8 @@ ATTACK_OPTIONS = {
     "fail-on-unknown-metric": (["--fail-on", "nope.upper>0.5"], "--fail-on"),
     "fail-on-not-a-number": (["--fail-on", "auc.lower>x"], "--fail-on"),
     "second-fail-on-bad": (["--fail-on", "auc.lower>0.9", "--fail-on", "auc>>1"], "--fail-on"),
+    # a learner's walk: accepted, then refused after the whole audit with its files written
+    "fail-on-fpr-not-reported": (["--fail-on", "tpr@5%fpr>0.5"], "--fail-on"),
 }
 for _name, (_opts, _expect) in ATTACK_OPTIONS.items():
     add(
@@ -1111,6 +1113,19 @@ add(
         str(t / "o"),
         "--fail-on",
         "x",
+    ][1:],
+    "--fail-on",
+)
+add(
+    "audit-options/fail-on-fpr-not-reported",
+    lambda t: [
+        (t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))),
+        "audit",
+        str(t / "c.yaml"),
+        "--out",
+        str(t / "o"),
+        "--fail-on",
+        "tpr@5%fpr.upper>0.5",
     ][1:],
     "--fail-on",
 )

@@ -354,3 +354,22 @@ def test_text_from_input_files_cannot_drive_the_terminal(monkeypatch, capsys, tm
         monkeypatch, capsys, "attack", str(tmp_path / "named.npz"), "--slices", "nope"
     )
     assert code == 2 and "\\x1b]0;PWNED" in err and "\x1b" not in err
+
+
+def test_the_gate_names_the_worst_attack_first(monkeypatch, capsys, outputs_file, tmp_path):
+    """A learner's walk: the FAILED line named the first attack in the list, not the worst."""
+    import json
+
+    code, _, err = run_main(
+        monkeypatch, capsys, "attack", str(outputs_file), "--out", str(tmp_path / "o"),
+        "--attacks", "gap,loss,entropy", "--resamples", "20", "--fail-on", "auc.point>0.0",
+    )  # fmt: skip
+    aucs = {
+        a["name"]: a["auc"]["point"]
+        for a in json.loads((tmp_path / "o" / "results.json").read_text())["attacks"]
+    }
+    worst = max(aucs, key=aucs.__getitem__)
+    failed = [line for line in err.splitlines() if line.startswith("FAILED")]
+    assert code == 1 and failed[0].startswith(f"FAILED --fail-on: {worst}: auc.point")
+    assert failed[0].endswith("(and 2 more)")
+    assert len(set(aucs.values())) == 3  # one worst: the test tells orders apart

@@ -35,7 +35,7 @@ from miaudit.audit._exposure_config import (
     text_demo_config,
 )
 from miaudit.audit._exposure_math import exact_exposure, exact_rank, skewnorm_exposure
-from miaudit.audit._fail_on import GateRule, gate_failures, parse_gate_rule
+from miaudit.audit._fail_on import GateRule, check_gate_rules, gate_failures, parse_gate_rule
 from miaudit.audit._key_holder import AuditedRecord, audited_records, records_of_pseudonyms
 from miaudit.audit._query_views import augmented_queries
 from miaudit.audit._reference_audit import (
@@ -128,6 +128,7 @@ __all__ = [
     "audit_text",
     "audited_records",
     "augmented_queries",
+    "check_gate_rules",
     "check_record",
     "default_variants",
     "dp_audit",

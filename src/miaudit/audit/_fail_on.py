@@ -46,7 +46,29 @@ def parse_gate_rule(text: str) -> GateRule:
             "--fail-on",
             f"unknown metric {metric!r} in {text!r}; known: {', '.join(SCALAR_METRICS)}, tpr@<X>%fpr",
         )
+    if tpr is not None:  # "tpr@1.0%fpr" is the results' "tpr@1%fpr"
+        from miaudit.metrics import tpr_key
+
+        metric = tpr_key(float(tpr.group(1)) / 100)
     return GateRule(metric, m["bound"] or "upper", m["op"], value)
+
+
+def check_gate_rules(texts: list[str], fprs: list[float] | tuple[float, ...]) -> list[GateRule]:
+    """Every ``--fail-on`` rule parsed and checked against what the audit will report, before
+    it runs: a TPR at an FPR the audit does not compute (``fprs``) was refused only after the
+    whole audit, its files written (a learner's ``tpr@5%fpr``)."""
+    from miaudit.metrics import tpr_key
+
+    rules = [parse_gate_rule(t) for t in texts]
+    reported = {tpr_key(f) for f in fprs}
+    for text, rule in zip(texts, rules, strict=True):
+        if rule.metric.startswith("tpr@") and rule.metric not in reported:
+            shown = ", ".join(sorted(reported, key=lambda k: -float(k[4:].split("%")[0])))
+            raise InputError(
+                "--fail-on",
+                f"{text!r}: this audit reports the TPR at {shown} only (the FPRs it is given, [audit].fprs)",
+            )
+    return rules
 
 
 def _positive_percent(text: str) -> bool:
@@ -57,20 +79,31 @@ def _positive_percent(text: str) -> bool:
 
 
 def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
-    """One line per (rule, attack) that trips; a rule on an unmeasurable metric trips too."""
+    """One line per (rule, attack) that trips, each rule's worst attack first (the largest value
+    for ``>`` rules, the smallest for ``<``); a rule on an unmeasurable metric trips too (the
+    gate is cautious: what it cannot measure it cannot pass)."""
     out = []
     for rule in rules:
+        tripped: list[tuple[float, str]] = []
         for a in result.attacks:
             est = a.metric(rule.metric)
             value = est.bound(rule.bound)  # type: ignore[arg-type]
             if value is None and rule.bound != "point":
                 value = est.point  # interval not reliable: judge on the point estimate
             if value is None:
-                out.append(
-                    f"{a.name}: {rule.metric} is not measurable, so {rule} cannot be shown to hold"
+                tripped.append(
+                    (
+                        -float("inf"),
+                        f"{a.name}: {rule.metric} is not measurable in this audit, so {rule} fails (the gate fails what it cannot measure)",
+                    )
                 )
             elif _OPS[rule.op](value, rule.value):
-                out.append(
-                    f"{a.name}: {rule.metric}.{rule.bound} = {value:.4g} {rule.op} {rule.value:g}"
+                worse = value if rule.op.startswith(">") else -value
+                tripped.append(
+                    (
+                        worse,
+                        f"{a.name}: {rule.metric}.{rule.bound} = {value:.4g} {rule.op} {rule.value:g}",
+                    )
                 )
+        out += [line for _, line in sorted(tripped, key=lambda t: -t[0])]
     return out

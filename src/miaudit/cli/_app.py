@@ -63,7 +63,7 @@ def _check_before_work(
     from miaudit.audit import parse_gate_rule
 
     for r in fail_on or []:
-        parse_gate_rule(r)
+        parse_gate_rule(r)  # the FPRs an audit reports are checked once its config is read
     if policy is not None:
         from miaudit.defenses import parse_policy
 
@@ -149,10 +149,12 @@ def attack_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Audit one model from its saved outputs on known members and non-members."""
-    from miaudit.audit import DEFAULT_ATTACKS, attack
+    from miaudit.audit import DEFAULT_ATTACKS, attack, check_gate_rules
     from miaudit.cli._summary import print_summary
+    from miaudit.metrics import DEFAULT_FPRS
 
     _check_before_work(fail_on=fail_on, policy=policy, seed=seed, resamples=resamples)
+    check_gate_rules(fail_on or [], DEFAULT_FPRS)  # the FPRs `miaudit attack` reports
     if policy is not None and not attacks:
         from miaudit.attacks import output_attacks_under
 
@@ -269,7 +271,16 @@ def audit_cmd(
                 "audits models already trained: --executor, --address and --trust-code do not apply",
             )
         result = _audit_signals(
-            config, out_dir, signals, target, references, attacks, resamples, seed, overwrite
+            config,
+            out_dir,
+            signals,
+            target,
+            references,
+            attacks,
+            resamples,
+            seed,
+            overwrite,
+            fail_on=fail_on or [],
         )
     else:
         given = [name for name, value in signal_opts.items() if value is not None]
@@ -283,7 +294,14 @@ def audit_cmd(
                 "missing argument: give an audit config, or --signals FILE to audit models trained elsewhere",
             )
         result = _audit_config(
-            config, out_dir, overwrite, executor, address, trust_code, quiet=as_json
+            config,
+            out_dir,
+            overwrite,
+            executor,
+            address,
+            trust_code,
+            fail_on=fail_on or [],
+            quiet=as_json,
         )
     say = err if as_json else out
     print_summary(result, say)
@@ -304,14 +322,16 @@ def _audit_config(
     address: str | None,
     trust_code: bool,
     *,
+    fail_on: list[str],
     quiet: bool = False,
 ) -> AuditResult:
     """``miaudit audit CONFIG``: train the recipe's reference models and audit them (``quiet``:
     no training summary on stdout, which ``--json`` keeps for the JSON)."""
-    from miaudit.audit import audit
+    from miaudit.audit import audit, check_gate_rules
     from miaudit.cli._train import load_audit, with_engine
 
     cfg = load_audit(config, trust_code)
+    check_gate_rules(fail_on, cfg.audit.fprs)
     return audit(
         with_engine(cfg, executor=executor, address=address),
         out_dir,
@@ -330,9 +350,16 @@ def _audit_signals(
     resamples: int | None,
     seed: int | None,
     overwrite: bool,
+    *,
+    fail_on: list[str],
 ) -> AuditResult:
     """``miaudit audit --signals FILE``: the same files from models trained anywhere."""
-    from miaudit.audit import audit_signals, parse_references, signals_audit_config
+    from miaudit.audit import (
+        audit_signals,
+        check_gate_rules,
+        parse_references,
+        signals_audit_config,
+    )
 
     if target is not None and target < 0:
         raise InputError("--target", f"must be a model index ≥ 0, got {target}")
@@ -342,6 +369,7 @@ def _audit_signals(
         resamples=resamples,
         seed=seed,
     )
+    check_gate_rules(fail_on, cfg.audit.fprs)
     refs = None if references is None else parse_references(references)
     return audit_signals(
         signals, out_dir, config=cfg, target=target, references=refs, overwrite=overwrite
