@@ -351,3 +351,10 @@ def test_recommendation_rule_follows_the_intervals():
         for v in with_recommendations(variants, tolerance=0.02, majority=0.76)
     }
     assert verdicts["dp-eps4"] == "best" and verdicts["dp-eps8"] == "recommended"
+    # A control more accurate than the baseline beyond noise says so (a learner read "accuracy
+    # loss at most 0.0 points" for a gain of 2.9-4.3 points at ε = 8).
+    gain = _variant("dp-eps8", reduction=(0.14, 0.12, 0.16), loss=(-0.036, -0.043, -0.029))
+    (_, judged) = with_recommendations([variants[0], gain], tolerance=0.01, majority=0.76)
+    assert "accuracy gain of at least 2.9 points" in judged.reason
+    (_, wd) = with_recommendations([variants[0], variants[2]], tolerance=0.01, majority=0.76)
+    assert "accuracy loss at most 0.4 points" in wd.reason

@@ -190,9 +190,13 @@ def recommendation(
             "not recommended",
             f"accuracy loss {a.point * 100:+.1f} points, up to {a.upper * 100:.1f} (interval end), beyond the tolerance of {tolerance * 100:g}",
         )
+    if a.upper < 0:  # more accurate than the baseline beyond noise: say so, not "loss ≤ 0.0"
+        accuracy = f"accuracy gain of at least {-a.upper * 100:.1f} points"
+    else:
+        accuracy = f"accuracy loss at most {a.upper * 100:.1f} points"
     return (
         "recommended",
-        f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]; accuracy loss at most {max(a.upper, 0) * 100:.1f} points (tolerance {tolerance * 100:g})",
+        f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]; {accuracy} (tolerance {tolerance * 100:g})",
     )
 
 
