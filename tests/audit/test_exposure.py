@@ -280,6 +280,9 @@ def test_demo_text_runs_the_membership_audit(
     # the minutes the real demo takes: a new user's walk with its output in a log).
     steps = [line for line in captured.err.splitlines() if line.startswith("… ")]
     assert any("fine-tuning the target" in s for s in steps) and len(steps) >= 4
+    # the module's run pre-trained the base: this one says it reuses it (a learner saw
+    # "(cached)" through minutes of first-time pre-training)
+    assert any(s.startswith("… reusing the pre-trained base model from the cache") for s in steps)
 
 
 def test_a_pool_too_small_for_the_blind_baseline_is_refused_when_read() -> None:

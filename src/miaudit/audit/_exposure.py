@@ -312,10 +312,9 @@ def run_exposure(
         pool, canaries, keep, texts = sets.pool, sets.canaries, sets.keep, sets.texts
         # Before pre-training (minutes the first time): a DP claim no σ meets is refused now.
         check_exposure_dp(cfg, sets.sizes())
-        say(f"pre-training the base on {recipe.pretrain.records} public records (cached)")
         public = synthetic_records(recipe.pretrain.records, seed=_subseed(cfg.seed, 2)).texts
         cache.mkdir(parents=True, exist_ok=True)
-        base = pretrained_base(recipe, public, cache, seed=cfg.seed)
+        base = pretrained_base(recipe, public, cache, seed=cfg.seed, say=say)
         say(
             f"fine-tuning the target on {len(texts)} texts ({len(sets.members)} members + canaries)"
         )

@@ -53,5 +53,4 @@ def progress(out: Console, first: str) -> Iterator[Callable[[str], None]]:
     def say(step: str) -> None:
         log.print(f"… {step}", soft_wrap=True)
 
-    say(first)
-    yield say
+    yield say  # ``first`` is the spinner's text until a step: a line of its own says nothing

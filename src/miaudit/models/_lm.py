@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,7 +275,12 @@ def _cap_tokens(seqs: list[list[int]], max_tokens: int) -> list[list[int]]:
 
 
 def pretrained_base(
-    recipe: CausalLMRecipe, public: Sequence[str], cache: Path, *, seed: int = 0
+    recipe: CausalLMRecipe,
+    public: Sequence[str],
+    cache: Path,
+    *,
+    seed: int = 0,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """The base model's folder in ``cache``, pre-trained on ``public`` once per content hash.
 
@@ -287,9 +292,15 @@ def pretrained_base(
     every later run).
     """
     final = cache / f"lm-base-{_digest(recipe, public)}-s{seed}"
+    tell = say or (lambda _m: None)  # ``say``: which of the two it is doing (minutes apart)
     if _base_verified(final):
+        tell(f"reusing the pre-trained base model from the cache ({final})")
         return final
     _discard_unverified(final)
+    tell(
+        f"pre-training the base model on {len(public)} public records "
+        f"(the first time only: minutes; cached in {cache})"
+    )
     arch, pre = recipe.architecture, recipe.pretrain
     with torch_threads(recipe.threads):
         tok = train_tokenizer(public, arch.vocab_size)
