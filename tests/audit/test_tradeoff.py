@@ -217,6 +217,8 @@ def test_cli_commands_in_process(tmp_path):
     assert r.exit_code == 0, r.output
     html = (tmp_path / "t" / "report.html").read_text(encoding="utf-8")
     assert "wd0.01" in html and "policy-label-only" in html
+    # the headline verdict is the baseline's, and says so (a learner read it as the controls')
+    assert "Risk of membership inference for the baseline (the recipe as given" in html
     # Each verdict line names what its risk reduction is measured against, as the report does:
     # a policy against the same attacks on full outputs, a training control against the baseline.
     said = " ".join(r.output.split())
