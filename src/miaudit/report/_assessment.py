@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-from miaudit.audit import AttackResult, AuditResult
+from miaudit.audit import AttackResult, AuditResult, SliceResult
 from miaudit.report._design import design_limits
 from miaudit.report._format import _num, _pct, format_estimate, share
 from miaudit.report._inputs import DpAuditSummary, TradeoffVariant
@@ -161,10 +161,15 @@ def _worst_case(r: AuditResult) -> str:
     return " ".join(lines)
 
 
-def _groups(r: AuditResult) -> str:
+def _groups(r: AuditResult, classes: Sequence[SliceResult] = ()) -> str:
+    """The most exposed group of the results' slices, else of the report's per-class rows (from
+    the restricted scores: the report showed them while this said there were none)."""
     focus = r.exposure_attack or r.attacks[0].name
     rows = [
-        (s, a) for s in r.slices for a in s.attacks if a.attack == focus and a.auc.point is not None
+        (s, a)
+        for s in [*r.slices, *classes]
+        for a in s.attacks
+        if a.attack == focus and a.auc.point is not None
     ]
     if not rows:
         return "No per-group figures in these results (miaudit attack --slices COLUMN adds them)."
@@ -248,6 +253,7 @@ def _evidence(
     r: AuditResult | None,
     dp: DpAuditSummary | None,
     variants: Sequence[TradeoffVariant],
+    classes: Sequence[SliceResult] = (),
 ) -> str | None:
     if kind == "dp":
         return _dp(dp, variants)
@@ -255,10 +261,11 @@ def _evidence(
         return _controls_measured(variants)
     if r is None:
         return None  # a DP audit alone has no membership figures
+    if kind == "groups":
+        return _groups(r, classes)
     return {
         "average": _average,
         "worst_case": _worst_case,
-        "groups": _groups,
         "sample_size": _sample_size,
         "threat_model": _threat_model,
     }[kind](r)
@@ -269,15 +276,19 @@ def assess_frameworks(
     *,
     dp: DpAuditSummary | None = None,
     tradeoff: Sequence[TradeoffVariant] = (),
+    classes: Sequence[SliceResult] = (),
 ) -> list[AssessmentRow]:
     """One row per framework in ``frameworks.toml``, filled from this run's figures.
 
     ``result`` None: a DP audit alone, whose only figures are the ε claim and its bound.
+    ``classes``: the report's per-class rows, where it has them.
     """
     rows = []
     for f in load_frameworks().frameworks:
         shows = [
-            s for kind in f.evidence if (s := _evidence(kind, result, dp, tradeoff)) is not None
+            s
+            for kind in f.evidence
+            if (s := _evidence(kind, result, dp, tradeoff, classes)) is not None
         ]
         if result is None and "dp" not in f.evidence:
             shows.append(_dp(dp, tradeoff))

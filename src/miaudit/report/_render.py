@@ -238,7 +238,7 @@ def render_report(
         "has_classes": bool(class_rows),
         "exposure_note": exposure_note,
         "exposure_header": exposure_header,
-        **_later_sections(r, risk, variants, dp_),
+        **_later_sections(r, risk, variants, dp_, class_rows),
     }
     return str(_environment().get_template("report.html.j2").render(**context))
 
@@ -248,6 +248,7 @@ def _later_sections(
     risk: RiskAssessment,
     variants: list[TradeoffVariant],
     dp_: DpAuditSummary | None,
+    class_rows: list[SliceResult],
 ) -> dict[str, Any]:
     """The context of the sections after the attacks: trade-off, DP, controls, the budget
     curve, what the design can measure, and the assessment."""
@@ -257,7 +258,7 @@ def _later_sections(
         "controls": recommend(r, risk, tradeoff=variants, dp=dp_),
         "budget": budget_section(r),
         "design": design_limits(r),
-        "assessment": assess_frameworks(r, dp=dp_, tradeoff=variants),
+        "assessment": assess_frameworks(r, dp=dp_, tradeoff=variants, classes=class_rows),
         "frameworks": load_frameworks(),
     }
 
