@@ -266,3 +266,30 @@ def test_the_console_marks_tprs_a_top_score_tie_hides_and_says_the_policy():
     }
     for a in plain.attacks:  # marked exactly where a tie at the top hides a TPR
         assert ("(tie)" in rows[a.name]) == (a.top_tie is not None and a.top_tie.nonmembers > 0.001)
+
+
+def test_every_attack_below_chance_is_a_warning_not_a_result() -> None:
+    """A red team's flipped labels (or rows out of order, or declared members that are not the
+    training rows) ranked non-members above members: loss AUC 0.438 [0.383, 0.484], no word.
+    Every attack's interval below 0.5 now warns, naming what to check; one below does not."""
+    from miaudit.audit import run_attacks
+    from miaudit.data import ModelOutputs
+
+    rng = np.random.default_rng(5)
+    n = 600
+    member = (np.arange(n) % 2).astype(np.int64)
+    label = rng.integers(0, 2, n)
+    true_logit = rng.normal(size=n) - 1.0 * member  # members fit worse: never from training
+    logits = np.zeros((n, 2), dtype=np.float32)
+    logits[np.arange(n), label] = true_logit
+    outputs = ModelOutputs.from_arrays(label=label, member=member, logits=logits)
+    run = run_attacks(outputs, attacks=["loss", "confidence"], n_resamples=50)
+    assert all(a.auc.upper is not None and a.auc.upper < 0.5 for a in run.result.attacks)
+    (warning,) = [note for note in run.result.notes if note.startswith("WARNING")]
+    assert "below 0.5" in warning and "sorted order of the label values" in warning
+    fair = ModelOutputs.from_arrays(label=label, member=member, logits=-logits)
+    assert not [
+        n
+        for n in run_attacks(fair, attacks=["loss"], n_resamples=50).result.notes
+        if n.startswith("WARNING")
+    ]

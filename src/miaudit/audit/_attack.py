@@ -185,6 +185,23 @@ def top_tie(member: np.ndarray, score: np.ndarray) -> TopTie | None:
     )
 
 
+def below_chance_notes(results: Sequence[AttackResult]) -> list[str]:
+    """A warning when every attack's AUC interval lies below 0.5: the scores rank non-members
+    above members beyond noise, which no model's training does. Swapped class columns, rows out
+    of order or members that are not the training rows give exactly that, and the audit's
+    figures mean nothing then (a red team's flipped labels: loss AUC 0.438 [0.383, 0.484], no
+    word). Every attack, not one: one interval of many lies below chance by chance."""
+    uppers = [a.auc.upper for a in results if a.auc.status == "ok"]
+    if not uppers or any(u is None or u >= 0.5 for u in uppers):
+        return []
+    return [
+        f"WARNING: every attack's AUC interval lies below 0.5 (the highest upper end is {max(uppers):.3f}): "  # type: ignore[type-var]
+        "the scores rank non-members above members, which training does not do. Check that the "
+        "outputs' rows match the records, their class columns the labels (miaudit numbers the "
+        "classes in sorted order of the label values), and the members the rows the model trained on."
+    ]
+
+
 def tie_notes(results: Sequence[AttackResult], fprs: Sequence[float]) -> list[str]:
     return [
         n
@@ -294,7 +311,7 @@ def _run_notes(
         "Intervals: percentile bootstrap over records (advantage and balanced accuracy: a uniform band of TPR − FPR); TPR and PPV at FPR α are not measurable when n0·α < 10.",
         "implied_epsilon is descriptive (one model's outputs, not independent training runs): it is not a DP audit.",
     ]
-    notes += tie_notes(results, ev.fprs)
+    notes += below_chance_notes(results) + tie_notes(results, ev.fprs)
     if not exposed and outputs.n_records:
         top = int((strongest == strongest.max()).sum())
         notes.append(

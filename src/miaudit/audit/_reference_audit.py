@@ -33,6 +33,7 @@ from miaudit.attacks import (
 )
 from miaudit.audit._attack import (
     attack_result,
+    below_chance_notes,
     comparisons_with_loss,
     exposure_ranking,
     family_bounds,
@@ -427,6 +428,7 @@ def _notes(
         else []
     )
     return [
+        *below_chance_notes(results),
         first,
         "Intervals: percentile bootstrap resampling records, all pairs of a record together.",
         "most_exposed: percentage of the models that trained on a record that flag it at the strongest attack's 1 % FPR threshold.",

@@ -31,7 +31,9 @@ def print_summary(result: AuditResult, console: Console | None = None) -> None:
     _print_setup(result, console)
     console.print(_attack_table(result))
     for note in result.notes:  # what changes how the table reads: the policy, top-score ties
-        if note.startswith(("Attacks saw only what", "ties:")):
+        if note.startswith("WARNING: "):  # the figures may mean nothing: said first and loud
+            console.print(f"warning: {note.removeprefix('WARNING: ')}", soft_wrap=True)
+        elif note.startswith(("Attacks saw only what", "ties:")):
             console.print(f"note: {note}")
     if result.slices:
         console.print(_slice_table(result))
