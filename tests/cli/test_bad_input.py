@@ -1117,6 +1117,19 @@ add(
     "--fail-on",
 )
 add(
+    "audit-options/fail-on-epsilon-not-reported",
+    lambda t: [
+        (t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))),
+        "audit",
+        str(t / "c.yaml"),
+        "--out",
+        str(t / "o"),
+        "--fail-on",
+        "epsilon.lower>1",
+    ][1:],
+    "--fail-on",
+)
+add(
     "audit-options/fail-on-fpr-not-reported",
     lambda t: [
         (t / "c.yaml").write_text(yaml.safe_dump(_set(BASE, "audit.references", 1))),

@@ -53,15 +53,24 @@ def parse_gate_rule(text: str) -> GateRule:
     return GateRule(metric, m["bound"] or "upper", m["op"], value)
 
 
-def check_gate_rules(texts: list[str], fprs: list[float] | tuple[float, ...]) -> list[GateRule]:
+def check_gate_rules(
+    texts: list[str], fprs: list[float] | tuple[float, ...], *, epsilon: bool = True
+) -> list[GateRule]:
     """Every ``--fail-on`` rule parsed and checked against what the audit will report, before
     it runs: a TPR at an FPR the audit does not compute (``fprs``) was refused only after the
-    whole audit, its files written (a learner's ``tpr@5%fpr``)."""
+    whole audit, its files written (a learner's ``tpr@5%fpr``); ``epsilon`` False: the audit
+    reports no ε implied by the ROC (a reference audit), so a rule on it could only fail."""
     from miaudit.metrics import tpr_key
 
     rules = [parse_gate_rule(t) for t in texts]
     reported = {tpr_key(f) for f in fprs}
     for text, rule in zip(texts, rules, strict=True):
+        if rule.metric == "epsilon" and not epsilon:
+            raise InputError(
+                "--fail-on",
+                f"{text!r}: this audit reports no epsilon (the ε implied by one model's ROC is "
+                "`miaudit attack`'s; a DP claim is tested by `miaudit dp-audit`)",
+            )
         if rule.metric.startswith("tpr@") and rule.metric not in reported:
             shown = ", ".join(sorted(reported, key=lambda k: -float(k[4:].split("%")[0])))
             raise InputError(

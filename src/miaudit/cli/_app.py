@@ -331,7 +331,7 @@ def _audit_config(
     from miaudit.cli._train import load_audit, with_engine
 
     cfg = load_audit(config, trust_code)
-    check_gate_rules(fail_on, cfg.audit.fprs)
+    check_gate_rules(fail_on, cfg.audit.fprs, epsilon=False)
     return audit(
         with_engine(cfg, executor=executor, address=address),
         out_dir,
@@ -369,7 +369,7 @@ def _audit_signals(
         resamples=resamples,
         seed=seed,
     )
-    check_gate_rules(fail_on, cfg.audit.fprs)
+    check_gate_rules(fail_on, cfg.audit.fprs, epsilon=False)
     refs = None if references is None else parse_references(references)
     return audit_signals(
         signals, out_dir, config=cfg, target=target, references=refs, overwrite=overwrite
