@@ -302,3 +302,18 @@ def test_a_tiny_pool_writes_results_that_read_back(tmp_path) -> None:
         band = attack.roc.tpr_lower
         assert not band or len(band) == len(attack.roc.fpr)
         assert all(np.isfinite(band))
+
+
+def test_copies_of_the_target_and_models_alike_are_warned_of() -> None:
+    """Red team: the target written twice (a reference bit-identical to it) raised LiRA's AUC
+    0.843 → 0.893 without a word; a train function ignoring its records gave every model the
+    same outputs and every AUC 0.500, without a word either."""
+    store = _store(_four_of_eight(), target=0)
+    assert not [n for n in attack_store(store, CFG).result.notes if n.startswith("WARNING")]
+    twin = np.array(store.logits)
+    twin[1] = twin[0]
+    notes = attack_store(_with_logits(store, twin), CFG).result.notes
+    assert any(n.startswith("WARNING: reference models with outputs bit-identical") for n in notes)
+    alike = np.repeat(np.array(store.logits)[:1], store.n_models, axis=0)
+    notes = attack_store(_with_logits(store, alike), CFG).result.notes
+    assert any(n.startswith("WARNING: every model gave bit-identical outputs") for n in notes)

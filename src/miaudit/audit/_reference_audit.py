@@ -438,6 +438,41 @@ def _notes(
     ]
 
 
+def _copies_notes(store: SignalsStore, plan: _Plan) -> list[str]:
+    """Warnings for models whose outputs are bit-identical, found by hashing each model's
+    logits once: every model alike though they trained on different records (a train function
+    that ignores the records it is given: every AUC 0.500, no word), or a reference identical
+    to its target (the target written twice: it leaks the target's membership, and LiRA's AUC
+    rose 0.843 → 0.893) (red team)."""
+    digests = [
+        hashlib.sha256(np.ascontiguousarray(store.logits[m]).tobytes()).hexdigest()
+        for m in range(store.n_models)
+    ]
+    if store.n_models > 1 and len(set(digests)) == 1:
+        return [
+            "WARNING: every model gave bit-identical outputs although they trained on different "
+            "records: the audit compares models that do not differ (does the training use the "
+            "records it is given?), and its figures mean nothing."
+        ]
+    twins = sorted(
+        {
+            (t, r)
+            for t, refs in zip(plan.targets, plan.refs, strict=True)
+            for r in refs
+            if digests[r] == digests[t]
+        }
+    )
+    if not twins:
+        return []
+    shown = ", ".join(f"{r} of target {t}" for t, r in twins[:5])
+    return [
+        f"WARNING: reference models with outputs bit-identical to their target's ({shown}"
+        f"{' …' if len(twins) > 5 else ''}): a copy of the target is not a reference (it carries "
+        "the target's membership and inflates the online attacks); remove it from the store or "
+        "name the references (--references)."
+    ]
+
+
 def _evaluate(
     cfg: AuditConfig | SignalsAuditConfig,
     y: np.ndarray,
@@ -662,7 +697,7 @@ def _run_plan(
         reference=_setup(store, source, scored, plan, pairs, stated),
         utility=_utility(scored.correct.reshape(-1)[pairs.defined], pairs.y.astype(bool)),
         config_sha256=config_sha256,
-        notes=_notes(cfg, plan, stated, pairs, results, ev),
+        notes=_notes(cfg, plan, stated, pairs, results, ev) + _copies_notes(store, plan),
         budget_curve=_budget(store, cfg, plan, stated, features, scored),
         family=family_bounds(ev),
     )
