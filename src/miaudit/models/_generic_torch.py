@@ -101,6 +101,7 @@ def _train_one(
         fit, val = split_validation(recipe, train_idx, stream.numpy)
         best = _Best(recipe, val)
         bs = recipe.batch_size
+        initial = [p.detach().clone() for p in module.parameters()]
         for epoch in range(recipe.epochs):
             module.train()
             perm = torch.from_numpy(stream.numpy.permutation(fit)).to(x.device)
@@ -111,10 +112,35 @@ def _train_one(
                 on_epoch(epoch)
             if best.after_epoch(epoch, module, x, y):
                 break
+        _refuse_untrained(recipe, code.train_step, initial, module)
         kept = best.restore(module, recipe.epochs)
         logits = views.predict(module, x)
     state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
     return state, logits, kept
+
+
+def _refuse_untrained(
+    recipe: TorchModuleRecipe,
+    train_step: TrainStep | None,
+    initial: list[torch.Tensor],
+    module: torch.nn.Module,
+) -> None:
+    """InputError when training left every parameter as initialised: a train_step that never
+    steps the optimizer (or returns early) gave untrained networks, audited as references
+    without a word (red team)."""
+    if recipe.epochs and all(
+        torch.equal(a, p.detach()) for a, p in zip(initial, module.parameters(), strict=True)
+    ):
+        field = "model.train_step" if train_step is not None else "model.factory"
+        raise InputError(
+            field,
+            f"training changed none of the module's parameters in {recipe.epochs} epoch(s): "
+            + (
+                f"does {code_name(train_step)} call optimizer.step() after the backward pass?"
+                if train_step is not None
+                else "are they trainable, and is model.lr above 0?"
+            ),
+        )
 
 
 class _Views:
