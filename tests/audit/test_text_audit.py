@@ -96,6 +96,10 @@ def test_the_results_folder_is_an_audits(audited) -> None:
     assert json.loads((out / "results.json").read_text())["input"]["n_records"] == 44
     assert not any(t in shared for t in texts) and "note-" not in shared
     assert any("blind baseline" in n for n in result.notes)
+    # the verdict's family holds the model attacks, not the blind baseline (it never looks at
+    # the model: what it finds is a shifted split, not memorisation)
+    assert result.family is not None and "blind_ngram" not in result.family.lower
+    assert set(result.family.lower) == {a.name for a in result.attacks} - {"blind_ngram"}
 
 
 def test_check_record_places_a_fine_tuning_text_in_the_training_set(audited) -> None:

@@ -150,11 +150,11 @@ def attack_result(
 VERDICT_METRICS = ("auc", "tpr@1%fpr")
 
 
-def family_bounds(ev: Evaluation) -> FamilyBounds | None:
-    """Every attack's verdict metrics bounded together (:meth:`Evaluation.simultaneous_lower`);
-    None without a bootstrap."""
+def family_bounds(ev: Evaluation, names: Sequence[str] | None = None) -> FamilyBounds | None:
+    """The verdict metrics of every attack (or of ``names``) bounded together
+    (:meth:`Evaluation.simultaneous_lower`); None without a bootstrap."""
     metrics = [m for m in VERDICT_METRICS if m == "auc" or m in {tpr_key(f) for f in ev.fprs}]
-    lower = ev.simultaneous_lower(metrics)
+    lower = ev.simultaneous_lower(metrics, names)
     if not lower:
         return None
     return FamilyBounds(

@@ -35,6 +35,7 @@ from miaudit.audit._attack import (
     AttackRun,
     attack_result,
     comparisons_with_loss,
+    family_bounds,
     mean_rank,
     most_exposed,
     tie_notes,
@@ -208,6 +209,9 @@ def run_text_attacks(
         most_exposed=exposed,
         pseudonymisation=describe_key(key, raw_ids=raw_ids),
         notes=notes,
+        # the model attacks only: the blind baseline never looks at the model (a shifted split,
+        # not memorisation, is what it finds), so it does not set the verdict
+        family=family_bounds(ev, [r.name for r in model_attacks]),
     )
     return AttackRun(result, record_id, member, np.zeros(member.size, dtype=np.int64), scores)
 

@@ -142,7 +142,9 @@ class Evaluation:
         base = "balanced_accuracy" if metric == "balanced_accuracy" else self.columns[j]
         return self._interval(float(point), reps, self._status_for(base), base)
 
-    def simultaneous_lower(self, metrics: Sequence[str]) -> dict[str, dict[str, float]]:
+    def simultaneous_lower(
+        self, metrics: Sequence[str], names: Sequence[str] | None = None
+    ) -> dict[str, dict[str, float]]:
         """Lower bounds holding together, at ``confidence``'s lower tail, for every attack and
         each of ``metrics`` that it measures (status ok): a max-t bootstrap over the family.
 
@@ -153,11 +155,12 @@ class Evaluation:
         that maximum gives every member the bound point − c · SD at once (Westfall & Young's
         max-T, studentised as in Romano & Wolf). Replicates that drew no member or no
         non-member are left out, as in every interval; a metric that did not vary is its point.
+        ``names``: the attacks in the family (default: every attack evaluated).
         """
         if self.n_resamples == 0:
             return {}
         family: list[tuple[str, str, float, np.ndarray]] = []
-        for name in self.names:
+        for name in self.names if names is None else names:
             for metric in metrics:
                 j = self._col(metric)
                 point = float(self.points[name][j])
