@@ -615,3 +615,20 @@ def test_retry_after_from_the_key_as_read_is_when_the_batch_fits(service: Servic
     # One record fits when the 1 leaves: 6 s, read from the key's row, whose time is in whole
     # seconds (floored), so 5 when the clock's fraction and this test's milliseconds pass 1 s.
     assert int(one.headers["Retry-After"]) in (5, 6)  # type: ignore[index]
+
+
+def test_a_spent_keys_refusals_cannot_flood_the_log(service: Service) -> None:
+    """Red team: a key with budget 0 wrote 2,000 log rows in 3.9 s, free, pushing real entries
+    out of the log's first page. Its first refusals in a window are rows; the next raises one
+    refusal_flood alert naming the key; the rest are counted, not logged."""
+    from miaudit.serve._auth_watch import RefusalWatch
+
+    service.refusal_watch = RefusalWatch(logged=3, window_s=3600)
+    caller, _ = caller_of(service, "public", budget=0)
+    for _ in range(10):
+        assert denial(service.predict, caller, PredictRequest(record=[1.0, 0.0])).status == 429
+    rows = service.store.log_entries(key_id=caller.key.key_id)
+    assert [r["status"] for r in rows] == [429] * 3
+    flood = [a for a in service.store.list_alerts() if a.detector == "refusal_flood"]
+    assert len(flood) == 1 and flood[0].key_id == caller.key.key_id
+    assert flood[0].detail == {"logged": 3, "window_s": 3600}

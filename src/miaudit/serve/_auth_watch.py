@@ -102,3 +102,45 @@ class AuthWatch:
             }
             return [(detector, None, [], held)]
         return [alert]
+
+
+@dataclass
+class RefusalWatch:
+    """How many refused ``/predict`` requests of each key get a log row, per fixed window.
+
+    A refusal (403, 429) is logged with its key, but a key whose budget is spent cost nothing to
+    refuse and could write rows at will (a red team: 518 rows/s from a spent key, pushing real
+    entries out of ``GET /admin/log``'s page). The first ``logged`` refusals of a key in a
+    window are rows; the next raises one ``refusal_flood`` alert naming the key and the rest of
+    the window's are counted, not logged. Per server process, like the detectors; memory bounded
+    by ``max_keys`` (the rest share one count, as unnamed keys).
+
+    >>> watch = RefusalWatch(logged=2, window_s=60)
+    >>> [watch.note("k1", now=5.0) for _ in range(4)]
+    [(True, []), (True, []), (False, [('refusal_flood', 'k1', ['k1'], {'logged': 2, 'window_s': 60})]), (False, [])]
+    >>> watch.note("k1", now=61.0)  # a new window
+    (True, [])
+    """
+
+    logged: int = 100
+    window_s: int = 60
+    max_keys: int = 10_000
+    _window: int = field(default=-1, init=False)
+    _counts: dict[str, int] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def note(self, key_id: str, *, now: float) -> tuple[bool, list[AuthAlert]]:
+        """(whether this refusal of ``key_id`` gets a log row, the alerts it raises)."""
+        with self._lock:
+            window = int(now) // self.window_s
+            if window != self._window:
+                self._window, self._counts = window, {}
+            about = key_id if key_id in self._counts or len(self._counts) < self.max_keys else OTHER
+            count = self._counts[about] = self._counts.get(about, 0) + 1
+        if count <= self.logged:
+            return True, []
+        if count == self.logged + 1:
+            detail = {"logged": self.logged, "window_s": self.window_s}
+            named = key_id if about != OTHER else None
+            return False, [("refusal_flood", named, [key_id] if named else [], detail)]
+        return False, []

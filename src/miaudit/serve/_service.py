@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from miaudit.defenses import ExposedLabels, ExposedScores, OutputPolicy, apply_policy
-from miaudit.serve._auth_watch import AuthAlert, AuthWatch
+from miaudit.serve._auth_watch import AuthAlert, AuthWatch, RefusalWatch
 from miaudit.serve._config import Endpoint, Role, ServeConfig
 from miaudit.serve._keys import digests_match, key_digest, parse_token, record_hashes
 from miaudit.serve._monitor import Monitor, Observer, Webhook
@@ -229,6 +229,7 @@ class Service:
             if det.enabled and det.auth_alarm > 0
             else None
         )
+        self.refusal_watch = RefusalWatch()
 
     @classmethod
     def open(cls, config: ServeConfig) -> Service:
@@ -376,8 +377,14 @@ class Service:
         return content
 
     def _log_refused(self, key_id: str, policy: OutputPolicy, n: int, status: int) -> None:
-        """Log a ``/predict`` that got no answer (``n`` records; 0 when its body was not read)."""
-        self.store.log_denied(key_id, endpoint="predict", n=n, policy=str(policy), status=status)
+        """Log a ``/predict`` that got no answer (``n`` records; 0 when its body was not read),
+        up to :class:`RefusalWatch`'s rows per key and window (then one alert, no rows)."""
+        log, alerts = self.refusal_watch.note(key_id, now=time.time())
+        if log:
+            self.store.log_denied(
+                key_id, endpoint="predict", n=n, policy=str(policy), status=status
+            )
+        self.raise_alerts(alerts)
 
     def _refuse_over_limits(self, key: KeyInfo, n: int, policy: OutputPolicy) -> None:
         """Refuse what the key's limits, as read at authentication, cannot admit, without a
