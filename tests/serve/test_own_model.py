@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -211,3 +212,31 @@ def test_weights_giving_non_finite_logits_are_refused(factory, tmp_path) -> None
     module = ModuleSource(name, n_features=4, n_classes=2, trust_code=True)
     with pytest.raises(InputError, match="not finite"):
         load_predictor(path, module=module)
+
+
+def test_a_softmax_onnx_export_is_served_once_its_output_is_said(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """A torch export ending in a softmax, its output named "output": read as logits it would go
+    through a softmax twice, so it is refused, naming --model-output; with --model-output probs
+    it serves the module's own probabilities."""
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1))
+    path = tmp_path / "soft.onnx"
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and offline
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, torch.zeros(1, 4), str(path), input_names=["x"], output_names=["output"],
+            dynamic_axes={"x": {0: "n"}, "output": {0: "n"}}, dynamo=False,
+        )  # fmt: skip
+    with pytest.raises(InputError, match=r"^--model: .*--model-output probs"):
+        ServeSpec(db="sqlite:///x.db", model=str(path)).build_predictor()
+    spec = ServeSpec(db="sqlite:///x.db", model=str(path), model_output="probs")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(spec.build_predictor().predict_proba(x), want, atol=1e-5)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        _serve(monkeypatch, "--model", str(tmp_path / "m.skops"), "--model-output", "probs")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--model-output: applies to an .onnx --model only" in err

@@ -17,7 +17,7 @@ import datetime as _dt
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict
 
 import typer
 
@@ -174,6 +174,12 @@ def serve_cmd(
         ),
     ] = None,
     model_index: Annotated[int, typer.Option(help="Which model of a unit folder to serve.")] = 0,
+    model_output: Annotated[
+        str | None,
+        typer.Option(
+            help="What an .onnx model's output holds, logits or probs, when its name does not say (a name with 'prob' in it reads as probabilities, any other as logits; checked on a trial batch)."
+        ),
+    ] = None,
     upstream: Annotated[
         str | None, typer.Option(help="Proxy this upstream prediction URL instead of --model.")
     ] = None,
@@ -248,6 +254,7 @@ def serve_cmd(
         db=db,
         model=str(model) if model else None,
         model_index=model_index,
+        model_output=_model_output(model_output, model),
         upstream=upstream,
         n_features=n_features,
         secret_file=str(secret) if secret else None,
@@ -329,6 +336,17 @@ def _factory_params(value: str | None) -> dict[str, object]:
     except (TypeError, ValueError) as exc:
         raise InputError("--params", f"holds a value JSON cannot carry ({exc})") from None
     return parsed
+
+
+def _model_output(value: str | None, model: Path | None) -> Literal["logits", "probs"] | None:
+    """``--model-output``: logits or probs, for an .onnx --model only."""
+    if value is None:
+        return None
+    if value not in ("logits", "probs"):
+        raise InputError("--model-output", f"must be logits or probs, got {value!r}")
+    if model is None or model.suffix != ".onnx":
+        raise InputError("--model-output", "applies to an .onnx --model only")
+    return "logits" if value == "logits" else "probs"
 
 
 def _check_serve_options(*, workers: int, port: int, max_batch: int, model_index: int) -> None:

@@ -545,8 +545,9 @@ def _check_guessed_kind(model: OnnxModel, out: np.ndarray, field: str) -> None:
             field,
             f"{where} gives rows that are non-negative and sum to 1 on a trial batch: probabilities "
             "(a softmax), though its name does not say so, and read as logits they would go through "
-            "a softmax twice; pass kind='probs' (load_onnx, ExternalTarget.from_onnx) or name the "
-            "output 'probs' when exporting (output_names=['probs'])",
+            "a softmax twice; pass kind='probs' (load_onnx, ExternalTarget.from_onnx; "
+            "miaudit serve --model-output probs) or name the output 'probs' when exporting "
+            "(output_names=['probs'])",
         )
     if model.kind == "probs" and out.min() < 0:
         raise InputError(

@@ -166,6 +166,8 @@ class ServeSpec:
     db: str
     model: str | None = None
     model_index: int = 0
+    #: ``--model-output``: what an .onnx model's output holds (None: read from its name).
+    model_output: Literal["logits", "probs"] | None = None
     upstream: str | None = None
     n_features: int | None = None
     feature_names: list[str] | None = None
@@ -254,7 +256,11 @@ class ServeSpec:
                     self.code_dir,
                 )
             predictor = load_predictor(
-                self.model, index=self.model_index, feature_names=self.feature_names, module=module
+                self.model,
+                index=self.model_index,
+                feature_names=self.feature_names,
+                module=module,
+                onnx_output=self.model_output,
             )
         else:
             assert self.upstream is not None

@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -169,6 +169,7 @@ def load_predictor(
     index: int = 0,
     feature_names: Sequence[str] | None = None,
     module: ModuleSource | None = None,
+    onnx_output: Literal["logits", "probs"] | None = None,
 ) -> Predictor:
     """Load a model from a safe format only.
 
@@ -187,6 +188,8 @@ def load_predictor(
         Field names, so that records may be sent as objects.
     module : ModuleSource, optional
         The factory that builds the torch module whose weights ``path`` holds.
+    onnx_output : "logits" or "probs", optional
+        What an ``.onnx`` model's output holds, when its name does not say.
 
     Raises
     ------
@@ -201,7 +204,7 @@ def load_predictor(
     if p.is_file() and p.suffix == ".onnx":
         from miaudit.models import load_onnx
 
-        onnx = load_onnx(p, field="--model")
+        onnx = load_onnx(p, field="--model", kind=onnx_output)
         return EstimatorPredictor(onnx, n_features=onnx.n_features, feature_names=feature_names)
     if not p.is_dir():
         raise InputError(
