@@ -456,3 +456,17 @@ def test_keys_budget_keeps_the_limits_left_out(tmp_path, capsys) -> None:
     info = store.get_key(key)
     store.close()
     assert info is not None and (info.budget, info.rate, info.window_s) == (None, 7, 10)
+
+
+def test_a_database_with_keys_is_not_given_a_new_secret(tmp_path, capsys, monkeypatch) -> None:
+    """A database whose secret file is missing (a wrong --secret-file, a lost file) was given a
+    new secret silently, and every key it held stopped working."""
+    monkeypatch.delenv("MIAUDIT_SERVE_SECRET", raising=False)
+    db = f"sqlite:///{tmp_path}/g.db"
+    assert invoke("keys", "create", "--role", "public", "--db", db).exit_code == 0
+    (tmp_path / "g.db.secret").rename(tmp_path / "elsewhere.secret")
+    err = refused(capsys, "keys", "create", "--role", "public", "--db", db)
+    assert "error: --secret-file:" in err and "holds 1 key(s)" in err
+    assert not (tmp_path / "g.db.secret").exists()  # no new secret written
+    given = ["--secret-file", str(tmp_path / "elsewhere.secret")]
+    assert invoke("keys", "create", "--role", "public", "--db", db, *given).exit_code == 0

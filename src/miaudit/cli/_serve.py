@@ -150,11 +150,26 @@ def _store_and_secret(
     store = _store(db, create=True, sqlite_sync=sqlite_sync)
     if secret is None:
         try:
+            _refuse_new_secret_for_old_keys(store, secret_path)
             secret = load_server_secret(secret_path, create=True)
         except BaseException:
             store.discard()
             raise
     return store, secret
+
+
+def _refuse_new_secret_for_old_keys(store: Store, secret_path: Path | None) -> None:
+    """A database that holds keys was made with a secret: a new one would make every key
+    unusable (their digests are keyed by it) and the log's record hashes unreadable; a missing
+    secret file there is a wrong path, or a lost file, not a reason to make another."""
+    held = len(store.list_keys())
+    if held:
+        raise InputError(
+            "--secret-file",
+            f"{str(secret_path)!r} does not exist, but the database holds {held} key(s) made with "
+            "a server secret: a new one would make every key unusable; give the secret they were "
+            "made with (--secret-file, or $MIAUDIT_SERVE_SECRET)",
+        )
 
 
 def _when(ts: float | None) -> str:
