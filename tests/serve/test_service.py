@@ -632,3 +632,14 @@ def test_a_spent_keys_refusals_cannot_flood_the_log(service: Service) -> None:
     flood = [a for a in service.store.list_alerts() if a.detector == "refusal_flood"]
     assert len(flood) == 1 and flood[0].key_id == caller.key.key_id
     assert flood[0].detail == {"logged": 3, "window_s": 3600}
+
+
+@pytest.mark.parametrize("name", ["r" * 65, "", "tab\there"])
+def test_a_role_name_the_keys_table_cannot_hold_is_refused(name: str) -> None:
+    """Helper's read of the roles file: a 65-character role was accepted and PostgreSQL's
+    varchar(64) refused the first key made with it as an internal error."""
+    from miaudit.serve import parse_roles
+
+    with pytest.raises(InputError, match=r"a role name is 1 to 64 printable characters"):
+        parse_roles({name: {"policy": "full"}})
+    assert set(parse_roles({"r" * 64: {"policy": "full"}})) == {"r" * 64}

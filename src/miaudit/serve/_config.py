@@ -81,6 +81,10 @@ def load_roles(path: Path | str) -> dict[str, Role]:
     return parse_roles(doc.get("roles"))
 
 
+#: Longest role name: the keys table's role column.
+MAX_ROLE_NAME = 64
+
+
 def parse_roles(table: Any) -> dict[str, Role]:
     """Roles from a parsed ``roles`` table (``NAME → {policy, endpoints}``), checked field by
     field."""
@@ -88,6 +92,13 @@ def parse_roles(table: Any) -> dict[str, Role]:
         raise InputError("roles", "needs at least one [roles.NAME] table with a policy")
     out = {}
     for name, spec in table.items():
+        if not 1 <= len(name) <= MAX_ROLE_NAME or not name.isprintable():
+            # the keys table holds a role in 64 characters (PostgreSQL refused a longer one
+            # with an internal error when a key was made), as the API's KeyCreate does
+            raise InputError(
+                f"roles.{name[:MAX_ROLE_NAME]}",
+                f"a role name is 1 to {MAX_ROLE_NAME} printable characters",
+            )
         if not isinstance(spec, dict) or "policy" not in spec:
             raise InputError(f"roles.{name}", 'needs a policy (e.g. policy = "label-only")')
         extra = set(spec) - {"policy", "endpoints"}
