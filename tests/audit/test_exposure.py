@@ -193,7 +193,8 @@ def test_sigterm_mid_run_leaves_no_staging_folder(tmp_path: Path) -> None:
     time.sleep(0.5)  # inside the run's work
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
-    assert not list(out.glob(".staging-exposure-*")) and not (out / "exposure.json").exists()
+    # the --out folder this run made goes too: a learner's timeout left an empty one
+    assert not out.exists()
 
 
 def test_a_failed_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,7 +207,7 @@ def test_a_failed_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(SystemExit) as exc:
         main(["exposure", str(_config(tmp_path)), "--out", str(tmp_path / "out")])
     assert exc.value.code == 2
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # the folder it made goes with the failure
 
 
 def test_membership_is_audited_by_the_text_attacks_on_the_shared_signals(run: Path) -> None:

@@ -29,7 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from miaudit._io import RESTRICTED_MODE, dumps_json, ensure_writable_dir, write_text_atomic
+from miaudit._io import (
+    RESTRICTED_MODE,
+    dumps_json,
+    ensure_writable_dir,
+    output_dir_cleanup,
+    write_text_atomic,
+)
 from miaudit.audit._attack import AttackRun
 from miaudit.audit._exposure_config import CanarySection, ExposureConfig
 from miaudit.audit._exposure_math import exact_exposure, exact_rank, skewnorm_exposure
@@ -286,8 +292,6 @@ def _restrict(folder: Path) -> None:
     os.chmod(folder, 0o700)
 
 
-# Long: the run's steps in order (pool, base, canaries, target, exposures, references, membership
-# audit, files), each one call; splitting would only pass the same dozen values between pieces.
 def run_exposure(
     cfg: ExposureConfig,
     out: Path,
@@ -296,7 +300,23 @@ def run_exposure(
     progress: Callable[[str], None] | None = None,
 ) -> ExposureRun:
     """Fine-tune the target (and references), compute every canary's exposure, audit the
-    target's membership through the sequence signals and text attacks, write ``out``."""
+    target's membership through the sequence signals and text attacks, write ``out``. A folder
+    this call made is removed again if it fails or is killed while the folder is still empty
+    (a learner's timeout left an empty --out)."""
+    with output_dir_cleanup(out):
+        return _exposure_into(cfg, out, overwrite=overwrite, progress=progress)
+
+
+# Long: the run's steps in order (pool, base, canaries, target, exposures, references, membership
+# audit, files), each one call; splitting would only pass the same dozen values between pieces.
+def _exposure_into(
+    cfg: ExposureConfig,
+    out: Path,
+    *,
+    overwrite: bool,
+    progress: Callable[[str], None] | None,
+) -> ExposureRun:
+    """:func:`run_exposure`'s work, into ``out``."""
     from miaudit.models import finetune_lm, load_lm, pretrained_base
 
     say = progress or (lambda _msg: None)

@@ -404,9 +404,16 @@ def demo_cmd(
     ] = False,
 ) -> None:
     """Audit a deliberately overfit model on bundled UCI Adult and compare DP-SGD, weight decay and a label-only policy."""
-    from miaudit._io import ensure_writable_dir
+    from miaudit._io import ensure_writable_dir, output_dir_cleanup
 
-    ensure_writable_dir(out_dir)  # an unusable --out is refused before minutes of work
+    # a folder this command made is removed again when it fails or is killed while still empty
+    with output_dir_cleanup(out_dir):
+        ensure_writable_dir(out_dir)  # an unusable --out is refused before minutes of work
+        _demo(out_dir, outputs_only=outputs_only, seed=seed, text=text)
+
+
+def _demo(out_dir: Path, *, outputs_only: bool, seed: int, text: bool) -> None:
+    """``miaudit demo``'s three versions, into ``out_dir`` (checked writable)."""
     if text:
         from miaudit.cli._text import text_demo
 
