@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from miaudit.audit._results import AuditResult
 from miaudit.errors import InputError
+from miaudit.metrics import tpr_key
 
 SCALAR_METRICS = ("auc", "advantage", "balanced_accuracy", "ppv", "epsilon")
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
@@ -47,8 +48,6 @@ def parse_gate_rule(text: str) -> GateRule:
             f"unknown metric {metric!r} in {text!r}; known: {', '.join(SCALAR_METRICS)}, tpr@<X>%fpr",
         )
     if tpr is not None:  # "tpr@1.0%fpr" is the results' "tpr@1%fpr"
-        from miaudit.metrics import tpr_key
-
         metric = tpr_key(float(tpr.group(1)) / 100)
     return GateRule(metric, m["bound"] or "upper", m["op"], value)
 
@@ -60,8 +59,6 @@ def check_gate_rules(
     it runs: a TPR at an FPR the audit does not compute (``fprs``) was refused only after the
     whole audit, its files written (a learner's ``tpr@5%fpr``); ``epsilon`` False: the audit
     reports no ε implied by the ROC (a reference audit), so a rule on it could only fail."""
-    from miaudit.metrics import tpr_key
-
     rules = [parse_gate_rule(t) for t in texts]
     reported = {tpr_key(f) for f in fprs}
     for text, rule in zip(texts, rules, strict=True):
@@ -72,7 +69,7 @@ def check_gate_rules(
                 "`miaudit attack`'s; a DP claim is tested by `miaudit dp-audit`)",
             )
         if rule.metric.startswith("tpr@") and rule.metric not in reported:
-            shown = ", ".join(sorted(reported, key=lambda k: -float(k[4:].split("%")[0])))
+            shown = ", ".join(tpr_key(f) for f in sorted(fprs, reverse=True))
             raise InputError(
                 "--fail-on",
                 f"{text!r}: this audit reports the TPR at {shown} only (the FPRs it is given, [audit].fprs)",

@@ -439,16 +439,21 @@ def _notes(
 
 
 def _copies_notes(store: SignalsStore, plan: _Plan) -> list[str]:
-    """Warnings for models whose outputs are bit-identical, found by hashing each model's
-    logits once: every model alike though they trained on different records (a train function
-    that ignores the records it is given: every AUC 0.500, no word), or a reference identical
-    to its target (the target written twice: it leaks the target's membership, and LiRA's AUC
-    rose 0.843 → 0.893) (red team)."""
-    digests = [
-        hashlib.sha256(np.ascontiguousarray(store.logits[m]).tobytes()).hexdigest()
+    """Warnings for models whose outputs are bit-identical: every model alike though they
+    trained on different records (a train function that ignores the records it is given: every
+    AUC 0.500, no word), or a reference identical to its target (the target written twice: it
+    leaks the target's membership, and LiRA's AUC rose 0.843 → 0.893) (red team). Models are
+    told apart by their first records' logits, and only those alike there are compared in
+    full: no extra pass over a large (memory-mapped) store when the models differ, as they do."""
+    head = [
+        hashlib.sha256(np.ascontiguousarray(store.logits[m, :_HEAD_RECORDS]).tobytes()).digest()
         for m in range(store.n_models)
     ]
-    if store.n_models > 1 and len(set(digests)) == 1:
+
+    def same(a: int, b: int) -> bool:
+        return head[a] == head[b] and np.array_equal(store.logits[a], store.logits[b])
+
+    if store.n_models > 1 and all(same(0, m) for m in range(1, store.n_models)):
         return [
             "WARNING: every model gave bit-identical outputs although they trained on different "
             "records: the audit compares models that do not differ (does the training use the "
@@ -459,7 +464,7 @@ def _copies_notes(store: SignalsStore, plan: _Plan) -> list[str]:
             (t, r)
             for t, refs in zip(plan.targets, plan.refs, strict=True)
             for r in refs
-            if digests[r] == digests[t]
+            if same(t, r)
         }
     )
     if not twins:
@@ -471,6 +476,10 @@ def _copies_notes(store: SignalsStore, plan: _Plan) -> list[str]:
         "the target's membership and inflates the online attacks); remove it from the store or "
         "name the references (--references)."
     ]
+
+
+#: Records whose logits tell models apart before any full comparison (:func:`_copies_notes`).
+_HEAD_RECORDS = 4096
 
 
 def _evaluate(

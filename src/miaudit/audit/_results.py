@@ -310,6 +310,11 @@ class FamilyBounds(_Record):
     #: attack → metric → bound (an attack or metric absent: not measurable there).
     lower: dict[str, dict[str, float]]
 
+    @property
+    def pairs(self) -> int:
+        """How many (attack, metric) bounds hold together."""
+        return sum(len(m) for m in self.lower.values())
+
 
 class AuditResult(_Record):
     """Everything shareable about one audit of one model."""

@@ -83,30 +83,26 @@ class _Limits(TypedDict):
 def _limits(budget: str | None, rate: str | None, window: str, label: str | None = None) -> _Limits:
     """The options' limits, checked as the store checks them (``check_limits``: the HTTP API's
     bounds), an error naming the option."""
-    from miaudit.serve import check_limits
-
-    out = _Limits(
-        budget=_limit(budget, "--budget"),
-        rate=_limit(rate, "--rate"),
-        window_s=_number(window, "--window", "a number of seconds"),
-    )
-    try:
-        check_limits(out["budget"], out["rate"], out["window_s"], label=label)
-    except InputError as exc:
-        raise InputError(_LIMIT_OPTIONS[exc.field], exc.problem) from None
-    return out
+    given = _given_limits(budget, rate, window)
+    _check_given(given, label)
+    return _Limits(budget=given.get("budget"), rate=given.get("rate"), window_s=given["window_s"])
 
 
 def _changed_limits(budget: str | None, rate: str | None, window: str | None) -> dict[str, Any]:
     """``keys budget``'s options as ``Store.set_limits`` takes them: only those given (the key
     keeps the others), checked as the store checks them, an error naming the option."""
-    from miaudit.serve import check_limits
-
     if budget is None and rate is None and window is None:
         raise InputError(
             "--budget",
             "give --budget, --rate or --window (each one left out keeps the key's value; 'none' removes a cap)",
         )
+    given = _given_limits(budget, rate, window)
+    _check_given(given)
+    return given
+
+
+def _given_limits(budget: str | None, rate: str | None, window: str | None) -> dict[str, Any]:
+    """The limit options given, read by the store's names ('none': no cap)."""
     given: dict[str, Any] = {}
     if budget is not None:
         given["budget"] = _limit(budget, "--budget")
@@ -114,11 +110,16 @@ def _changed_limits(budget: str | None, rate: str | None, window: str | None) ->
         given["rate"] = _limit(rate, "--rate")
     if window is not None:
         given["window_s"] = _number(window, "--window", "a number of seconds")
+    return given
+
+
+def _check_given(given: dict[str, Any], label: str | None = None) -> None:
+    from miaudit.serve import check_limits
+
     try:
-        check_limits(given.get("budget"), given.get("rate"), given.get("window_s", 60))
+        check_limits(given.get("budget"), given.get("rate"), given.get("window_s", 60), label=label)
     except InputError as exc:
         raise InputError(_LIMIT_OPTIONS[exc.field], exc.problem) from None
-    return given
 
 
 def _store(db: str, *, create: bool = False, sqlite_sync: str = "NORMAL") -> Store:

@@ -234,13 +234,8 @@ def _import_fresh(name: str, path: Path, digest: str, field: str) -> Any:
         elif _IMPORTED.get(name) != digest:
             loaded = _reload(loaded, field)
     if loaded is None:
-        try:
-            with users_code(field, f"importing {name!r}"):
-                loaded = importlib.import_module(name)
-        except UserCodeError as exc:
-            if not isinstance(exc.__cause__, ImportError):
-                raise
-            raise InputError(field, f"cannot import {name!r}: {exc.__cause__}") from None
+        with _importing(field, name):
+            loaded = importlib.import_module(name)
     _IMPORTED[name] = digest
     return loaded
 
@@ -263,13 +258,21 @@ def _drop_stale_imports(files: dict[str, Path], digests: dict[str, str]) -> bool
 
 
 def _reload(module: Any, field: str) -> Any:
+    with _importing(field, module.__name__):
+        return importlib.reload(module)
+
+
+@contextmanager
+def _importing(field: str, name: str) -> Iterator[None]:
+    """Importing the user's module ``name``: a module not found is "cannot import"; anything
+    else its code raises (a syntax error, an exception, ``sys.exit``) is theirs."""
     try:
-        with users_code(field, f"importing {module.__name__!r}"):
-            return importlib.reload(module)
+        with users_code(field, f"importing {name!r}"):
+            yield
     except UserCodeError as exc:
         if not isinstance(exc.__cause__, ImportError):
             raise
-        raise InputError(field, f"cannot import {module.__name__!r}: {exc.__cause__}") from None
+        raise InputError(field, f"cannot import {name!r}: {exc.__cause__}") from None
 
 
 def _same_file(a: str | None, b: Path) -> bool:

@@ -95,7 +95,7 @@ def _not_detected(result: AuditResult) -> RiskAssessment:
     missed = f" ({' and '.join(bounds)} at the upper ends of the intervals)" if bounds else ""
     alone = [a.name for a in result.attacks if _attack_level(a, None) is not None]
     if result.family is not None and alone:
-        pairs = sum(len(m) for m in result.family.lower.values())
+        pairs = result.family.pairs
         first = (
             "No attack lies above chance once the bounds hold together for all "
             f"{pairs} attack and metric pairs. On its own {_pct(result)} interval, {_listed(alone)} "
@@ -115,8 +115,7 @@ def _not_detected(result: AuditResult) -> RiskAssessment:
 
 
 def _listed(names: list[str]) -> str:
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return shown
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _pct(result: AuditResult) -> str:
@@ -146,11 +145,12 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
         return _not_detected(result)
     rank, attack, metric, value = best
     t = RISK_THRESHOLDS[rank]
-    conf = f"{result.bootstrap.confidence * 100:g}%"
+    conf = _pct(result)
     shown = f"{value * 100:.1f}%" if metric.startswith("TPR") else f"{value:.3f}"
     if family is not None:
-        pairs = sum(len(m) for m in family.lower.values())
-        bound = f"{conf} lower bound holding together for all {pairs} attack and metric pairs"
+        bound = (
+            f"{conf} lower bound holding together for all {family.pairs} attack and metric pairs"
+        )
     else:
         bound = f"{conf} lower bound, not corrected for the number of attacks"
     return RiskAssessment(

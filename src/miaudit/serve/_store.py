@@ -830,8 +830,8 @@ class Store:
             )
 
     def rate_fits_at(self, key_id: str, n: int, now: float) -> float:
-        """When ``n`` more records fit in ``key_id``'s rate window, from its buckets as they are
-        (≤ ``now``: they fit now; a read, no lock). What a 429's ``Retry-After`` says: the
+        """When ``n`` more records fit in ``key_id``'s rate window, from its buckets as they are,
+        read as :meth:`charge` reads them (≤ ``now``: they fit now; a read, no lock). What a 429's ``Retry-After`` says: the
         oldest bucket's leaving frees one record at least, not ``n``."""
         with self._read() as conn:
             row = conn.execute(
@@ -840,12 +840,8 @@ class Store:
             if row is None or row[0] is None:
                 return now
             rate, window_s = int(row[0]), int(row[1])
-            b = rate_buckets.c
-            buckets = conn.execute(
-                sa.select(b.last, b.n).where(b.key_id == key_id, b.last > now - window_s)
-            ).all()
-        used, fits_at = _window_room([(float(t), int(c)) for t, c in buckets], n, rate, window_s)
-        return fits_at if used + n > rate else now
+            buckets = conn.exec_driver_sql(self._sql_window, (key_id, now - window_s)).all()
+        return _window_room([(float(t), int(c)) for t, c in buckets], n, rate, window_s)[1]
 
     def window_used(self, key_id: str, now: float | None = None) -> int:
         """Records charged to ``key_id`` in its rate window at ``now`` (0 for no such key),
