@@ -84,16 +84,52 @@ def _positive_percent(text: str) -> bool:
         return False
 
 
+def _confident(rule: GateRule) -> bool:
+    """Whether ``rule`` trips on a bound *beyond* its value (``lower>``, ``upper<``): it then
+    says some attack is surely past it, a claim about the best of several attacks. A rule that
+    trips on a bound that *could* be past it (``upper>``, ``lower<``) passes only when every
+    attack's own bound clears it, which each attack's own 95 % bound already makes cautious."""
+    return (rule.bound == "lower" and rule.op.startswith(">")) or (
+        rule.bound == "upper" and rule.op.startswith("<")
+    )
+
+
+def _family_bound(result: AuditResult, rule: GateRule, attack: str) -> float | None:
+    """The verdict's simultaneous lower bound of ``attack`` on ``rule``'s metric, where the
+    results hold one (a ``lower>`` rule on AUC or TPR at the family's FPR); None otherwise."""
+    family = result.family
+    if family is None or rule.bound != "lower" or rule.metric not in family.metrics:
+        return None
+    return family.lower.get(attack, {}).get(rule.metric)
+
+
+# Long: one loop over (rule, attack) whose branches each word a different reason to trip.
 def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
     """One line per (rule, attack) that trips, each rule's worst attack first (the largest value
     for ``>`` rules, the smallest for ``<``); a rule on an unmeasurable metric trips too (the
-    gate is cautious: what it cannot measure it cannot pass)."""
+    gate is cautious: what it cannot measure it cannot pass).
+
+    A rule that trips when some attack is *surely* past its value (``auc.lower>0.6``) asks
+    about the best of several attacks, and each attack's own 95 % bound, taken over 10 attacks,
+    trips on models that leak nothing far more often than 2.5 % (26.6 % with independent
+    attacks, ``verdict_null``). Such a ``lower`` rule on AUC or the TPR at the verdict's FPR
+    reads the bounds that hold together for every attack (``family``, as the verdict does);
+    elsewhere, with several attacks, its line says that its bound is one attack's own."""
     out = []
+    several = len(result.attacks) > 1
     for rule in rules:
         tripped: list[tuple[float, str]] = []
         for a in result.attacks:
             est = a.metric(rule.metric)
             value = est.bound(rule.bound)  # type: ignore[arg-type]
+            how = ""
+            if several and _confident(rule) and value is not None:
+                joint = _family_bound(result, rule, a.name)
+                if joint is not None and result.family is not None:
+                    value = joint
+                    how = f" (bound holding together over {result.family.pairs} attack-metric pairs, as the verdict's)"
+                else:
+                    how = f" (this attack's own bound, not corrected for the {len(result.attacks)} attacks)"
             if value is None and rule.bound != "point":
                 value = est.point  # interval not reliable: judge on the point estimate
             if value is None:
@@ -108,7 +144,7 @@ def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
                 tripped.append(
                     (
                         worse,
-                        f"{a.name}: {rule.metric}.{rule.bound} = {value:.4g} {rule.op} {rule.value:g}",
+                        f"{a.name}: {rule.metric}.{rule.bound} = {value:.4g} {rule.op} {rule.value:g}{how}",
                     )
                 )
         out += [line for _, line in sorted(tripped, key=lambda t: -t[0])]
