@@ -163,3 +163,62 @@ def test_cli_check_record_on_saved_outputs(tmp_path, monkeypatch, capsys):
     main()
     said = capsys.readouterr().out
     assert "loss score" in said and "known non-members" in said and "Bonferroni" in said
+
+
+def test_log_lr_uses_one_pooled_variance_per_side():
+    """Two IN and two OUT references per record (k = 2): each record's own σ made LiRA's ratio a
+    coin toss of absurd size on null data (24 % of non-members above ln 100, |log LR| up to
+    6·10⁶ on this store). With one σ per side pooled over the records, as the audit's LiRA
+    does: at most 5 % above ln 100 (an exact likelihood ratio would give at most 1 %, Markov;
+    the estimated means add spread) and no |log LR| above 100."""
+    store, _ = null_store(n=2000, k=2, seed=3)
+    rows = check_records(store, [str(i) for i in range(store.n_records)], target=0)
+    llr = np.array([r.log_likelihood_ratio for r in rows if not r.member_in_plan], dtype=float)
+    assert np.isfinite(llr).all() and llr.size > 900
+    assert (llr > np.log(100)).mean() <= 0.05 and np.abs(llr).max() < 100
+
+
+def test_verdicts_use_the_bonferroni_level_and_say_when_no_p_can_reach_it(tmp_path):
+    """Each row's verdict is at 0.05 / records checked (a screen of 1,200 records called 29
+    non-members "evidence"); where the test's smallest p-value (a rank among n₀ non-members)
+    cannot go below that level the verdict is "inconclusive", never "no evidence"."""
+    outputs = _outputs(n=600)
+    attack(outputs, attacks=["loss"], out=tmp_path / "r", n_resamples=20, quiet=True)
+    ids = [f"r{i}" for i in range(outputs.n_records)]
+    one = [check_record(tmp_path / "r", [i])[0] for i in ids[:40]]
+    weak = [r for r in one if 0.05 / 5 <= r.p_value < 0.05]
+    assert weak and all(r.threshold == 0.05 and r.verdict.startswith("weak") for r in weak)
+    five = check_record(tmp_path / "r", [r.record_id for r in weak[:1]] + ids[40:44])
+    assert five[0].threshold == 0.01 and five[0].verdict.startswith("no evidence")
+    every = check_record(tmp_path / "r", ids)
+    floor = every[0].p_floor
+    assert floor is not None and floor >= 0.05 / len(ids)
+    assert all(r.verdict.startswith("inconclusive") for r in every)
+
+
+def test_no_evidence_states_the_tests_power_on_the_models_members(tmp_path):
+    """ "No evidence" says how many of the model's own known members the test finds at its level
+    (an erasure check on a model where it finds 3 % of members is no check at all)."""
+    outputs = _outputs(n=600)
+    attack(outputs, attacks=["loss"], out=tmp_path / "r", n_resamples=20, quiet=True)
+    rows = check_record(tmp_path / "r", [f"r{i}" for i in range(5)])
+    import pandas as pd
+
+    table = pd.read_parquet(tmp_path / "r" / "scores.parquet")
+    m, score = table["member"].to_numpy().astype(bool), table["score_loss"].to_numpy()
+    # brute force: a member's p is (1 + non-members scoring at least as high) / (1 + n0)
+    p_mem = np.array([(1 + (score[~m] >= v).sum()) / (1 + (~m).sum()) for v in score[m]])
+    expect = float((p_mem < 0.05 / 5).mean())
+    assert rows[0].power == pytest.approx(expect)
+    quiet = [r for r in rows if r.verdict.startswith("no evidence")]
+    assert (
+        quiet
+        and f"finds {expect:.0%} of the model's {int(m.sum())} known members" in quiet[0].verdict
+    )
+
+
+def test_a_bare_string_is_not_a_list_of_ids(tmp_path):
+    """``check_record(run, "133")`` answered about records 1, 3 and 3."""
+    attack(_outputs(n=300), attacks=["loss"], out=tmp_path / "r", n_resamples=20, quiet=True)
+    with pytest.raises(InputError, match="a list of record ids"):
+        check_record(tmp_path / "r", "r3")  # type: ignore[arg-type]

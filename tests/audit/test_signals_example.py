@@ -92,4 +92,8 @@ def test_check_record_finds_the_targets_own_training_records(audited: Path) -> N
     assert best.member_in_plan and best.p_references is not None and best.p_references < 0.001
     # ranked among the model's own non-members: the smallest p they allow, 1 / (1 + 712)
     assert best.n_nonmembers is not None and best.p_value == 1 / (1 + best.n_nonmembers)
-    assert best.verdict.startswith("evidence")
+    # among all the pool's records checked at once no rank can reach 0.05 / records checked
+    assert best.threshold == 0.05 / len(ids) < best.p_value
+    assert best.verdict.startswith("inconclusive")
+    (alone,) = check_record(audited / "audit", [best.record_id])
+    assert alone.p_value == best.p_value and alone.verdict.startswith("evidence")

@@ -425,9 +425,9 @@ def _signals_folder(tmp: Path, *, models: int = 6, metadata: dict | None = None)
     )
     res = tmp / "res"
     (res / "signals").mkdir(parents=True)
-    (res / "results.json").write_text(
-        _results_json(reference={})
-    )  # an audit with reference models: check-record reads its signals
+    (res / "results.json").write_text(  # an audit with reference models: check-record reads
+        _results_json(reference={"models": models, "population_records": 0})  # these signals
+    )
     store.save(res / "signals" / "signals.npz")
     if metadata is not None:
         with np.load(res / "signals" / "signals.npz") as z:
@@ -576,6 +576,64 @@ add(
     "red-team/scores-not-parquet-ids",
     lambda t: ["ids", str(_saved_folder(t, b"not parquet"))],
     "as the run's scores",
+)
+
+
+def _scores_parquet(tmp: Path, tamper: str) -> bytes:
+    """Scores as the golden results describe them (2,880 records, 1,440 members), tampered."""
+    import pandas as pd
+
+    n = 2880
+    table = pd.DataFrame(
+        {
+            "record_id": np.arange(n),
+            "member": np.arange(n) % 2,
+            "label": np.zeros(n, dtype=np.int64),
+            "score_loss": np.random.default_rng(1).normal(size=n),
+        }
+    )
+    if tamper == "nan":
+        table.loc[1, "score_loss"] = np.nan  # a non-member's
+    elif tamper == "member-not-0-1":
+        table["member"] = table["member"] * 0.5 + 0.25
+    elif tamper == "duplicate-id":
+        table.loc[3, "record_id"] = 2
+    elif tamper == "another-run":
+        table = table.iloc[:-2]
+    table.to_parquet(tmp / "s.parquet")
+    return (tmp / "s.parquet").read_bytes()
+
+
+# red team: each gave fabricated p-values with exit 0 (NaN non-member scores: every record p = 0.005)
+for _tamper, _said in (
+    ("nan", "non-finite score_loss"),
+    ("member-not-0-1", "memberships other than 0 and 1"),
+    ("duplicate-id", "a record id more than once"),
+    ("another-run", "the folder mixes two runs"),
+):
+    add(
+        f"red-team/scores-{_tamper}",
+        lambda t, k=_tamper: [
+            "check-record",
+            str(_saved_folder(t, _scores_parquet(t, k))),
+            "--id",
+            "0",
+        ],
+        _said,
+    )
+add(  # red team: signals of a run with other models answered as this run's, exit 0
+    "red-team/signals-of-another-run",
+    lambda t: [
+        (r := _signals_folder(t)),
+        (r / "results.json").write_text(
+            _results_json(reference={"models": 10, "population_records": 0})
+        ),
+        "check-record",
+        str(r),
+        "--id",
+        "101",
+    ][2:],
+    "the signals hold 6 models and 0 population records but results.json describes 10",
 )
 for _given in ('["abc"]', "[1.5]", "[[1]]"):
     add(

@@ -100,6 +100,18 @@ def test_string_ids_from_pandas_keep_their_text(attacked, monkeypatch, capsys):
     (row,) = json.loads(stdout)
     assert row["record_id"] == "patient-0007"
     assert row["member_in_plan"] == bool(frame["member"][7])
+    # the JSON names a record and its membership: stderr says it is restricted (it said nothing)
+    assert stderr.startswith("restricted: ") and "member_in_plan" in stderr
+    assert row["threshold"] == 0.05 and row["p_floor"] > 0 and 0 <= row["power"] <= 1
+
+
+def test_p_values_are_never_rounded_onto_their_level():
+    """0.049975 (100 / 2001) printed "0.05" beside "weak evidence" (p < 0.05)."""
+    from miaudit.cli._records import p_text
+
+    assert p_text(100 / 2001, 0.05) == "0.04998"
+    assert p_text(0.05, 0.05) == "0.05" and p_text(0.1234, 0.05) == "0.123"
+    assert p_text(0.0099996, 0.01) == "0.0099996"
 
 
 def test_the_key_holder_lists_ids_and_maps_pseudonyms(attacked, monkeypatch, capsys):

@@ -46,7 +46,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from miaudit.attacks import complementary_pairs, lira_online
-from miaudit.audit._results import AuditResult
+from miaudit.audit._results import AuditResult, InputDescription, ReferenceSetup
 from miaudit.data import SignalsStore, load_signals
 from miaudit.errors import InputError
 from miaudit.signals import compute_signals
@@ -59,6 +59,8 @@ TARGET_PATH = Path("signals") / "target.npz"
 MIN_OUT = 2
 #: The prior's degrees of freedom are fitted in [ν_min, ν_max]; ν_max is "one pooled variance".
 _NU_BOUNDS = (0.5, 1e4)
+#: The level of one record's test; checking m records divides it by m (Bonferroni).
+ALPHA = 0.05
 #: The prior is fitted on at most this many records (evenly spaced): two parameters.
 _FIT_RECORDS = 100_000
 
@@ -106,16 +108,63 @@ class RecordEvidence:
     #: the references reproduce the model's training).
     p_references: float | None = None
     null_rate: float | None = None
+    #: The level the verdict used (0.05 / records checked), the smallest p-value the test can
+    #: give, and the share of the model's known members it finds at that level (its power).
+    threshold: float = ALPHA
+    p_floor: float | None = None
+    power: float | None = None
 
 
-def verdict(p: float) -> str:
-    if p < 0.001:
+@dataclass(frozen=True)
+class Test:
+    """What every answer of one check shares: the level its verdicts use, the smallest p-value
+    the test can give, and how often it finds the model's own known members at that level."""
+
+    threshold: float
+    floor: float
+    power: float | None
+    n_members: int
+
+
+def verdict(p: float, test: Test | None = None) -> str:
+    """The verdict of one p-value at the test's level (``test``: one record, ALPHA).
+
+    Levels scale with the threshold (0.05, 0.01, 0.001 for one record; divided by the number of
+    records checked, Bonferroni: each row's verdict, not a footnote, is what a reader acts on,
+    and 29 of 600 non-members were called "evidence" in a screen of 1,200 records). A test whose
+    smallest p-value cannot go below the threshold is inconclusive, never "no evidence": a model
+    whose outputs separate members perfectly got "no evidence … generalises well" from a rank
+    among 5 non-members (red team)."""
+    t = test or Test(ALPHA, 0.0, None, 0)
+    if t.floor >= t.threshold:
+        return (
+            f"inconclusive: this test cannot give a p-value below {t.floor:.2g} here, and {t.threshold:.2g} is needed"
+            " (too few known non-members to rank the record among, for the records checked)"
+        )
+    if p < t.threshold / 50:
         return "strong evidence that this record was in the model's training data"
-    if p < 0.01:
+    if p < t.threshold / 5:
         return "evidence that this record was in the model's training data"
-    if p < 0.05:
+    if p < t.threshold:
         return "weak evidence that this record was in the model's training data"
-    return "no evidence from this model's outputs that the record was in its training data (not proof that it was not: a model that generalises well reveals little about its members)"
+    found = (
+        ""
+        if t.power is None
+        else f": at this level the test finds {t.power:.0%} of the model's {t.n_members} known members"
+    )
+    return f"no evidence from this model's outputs that the record was in its training data (not proof that it was not{found})"
+
+
+def _test(
+    n_checked: int, n_nonmembers: int, member_p: np.ndarray, *, leave_out: bool = True
+) -> Test:
+    """The shared :class:`Test` of ``n_checked`` records ranked among ``n_nonmembers``
+    (``leave_out``: a checked non-member is left out of them, so one fewer) and the p-values of
+    the model's known members (its power)."""
+    threshold = ALPHA / max(1, n_checked)
+    floor = 1 / (1 + max(0, n_nonmembers - (1 if leave_out else 0)))
+    power = float((member_p < threshold).mean()) if member_p.size else None
+    return Test(threshold, floor, power, int(member_p.size))
 
 
 def _phi(store: SignalsStore) -> np.ndarray:
@@ -179,7 +228,8 @@ def _audited(store: SignalsStore, target: int | None) -> tuple[int, str]:
         return t, "your model (the external target, audited without retraining)"
     return (
         t,
-        f"model {t} of the {store.n_models} trained with the recipe (leave-one-model-out: each took a turn as the target)",
+        f"model {t} of the {store.n_models} that the audit trained with the recipe, each on a random half of the pool "
+        "(not a model you deployed: audit that one as an ExternalTarget to ask about it)",
     )
 
 
@@ -213,11 +263,21 @@ def _out_moments(
     return n_out, mean, dof, s2
 
 
-def _online_llr(phi: float, ref_phi: np.ndarray, keep: np.ndarray) -> float:
-    """LiRA's online likelihood ratio of one record (its IN and OUT references' φ)."""
-    return float(
-        lira_online(np.array([phi]), ref_phi[:, None], keep[:, None], variance="per_record")[0]
-    )
+def _online_llrs(
+    phi_t: np.ndarray, ref_phi: np.ndarray, keep: np.ndarray, population: np.ndarray
+) -> np.ndarray:
+    """LiRA's online log-likelihood ratio of every pool record with an IN and an OUT reference
+    (NaN elsewhere), one σ per side pooled over those records (the paper's fixed variance, the
+    audit's default). Each record's own σ from the 2-4 references of a small audit made the
+    ratio a coin toss with absurd sizes: a non-member at log LR 36 (LR 6·10¹⁵), 24 % of
+    non-members above ln 100, one at 1.1·10⁶ (red team, k = 2)."""
+    inside = keep & ~population
+    outside = ~keep & ~population
+    both = inside.any(axis=0) & outside.any(axis=0)
+    llr = np.full(phi_t.shape, np.nan)
+    if both.any():
+        llr[both] = lira_online(phi_t[both], ref_phi[:, both], keep[:, both], variance="global")
+    return llr
 
 
 def _reference_models(store: SignalsStore, t: int, given: Sequence[int] | None) -> list[int]:
@@ -258,6 +318,7 @@ def check_records(
     References: ``references`` when given, else every model but the target and its partner.
     The p-value ranks the record's reference test (module docstring) among the model's known
     non-members: valid for this model even when the references do not reproduce it."""
+    _refuse_bare_string(ids)
     t, model = _audited(store, target)
     refs = _reference_models(store, t, references)
     rows = _pool_rows(store, ids)
@@ -274,8 +335,11 @@ def check_records(
             "results",
             f"model {t} has no known non-member with an OUT reference to calibrate its p-values on",
         )
-    null_rate = float((null < 0.05).mean())
+    null_rate = float((null < ALPHA).mean())
+    members = has_out & store.keep[t]
+    test = _test(len(set(map(str, ids))), int(null.size), _ranks(null, p_ref[members]))
     method = _method(prior, refs, given=references is not None, null=null.size, rate=null_rate)
+    llr = _online_llrs(phi[t], ref_phi, keep, store.population)
     out = []
     for rid, i in zip(ids, rows, strict=True):
         n_out, n_in = int(n_out_all[i]), int(in_mask[:, i].sum())
@@ -284,7 +348,6 @@ def check_records(
                 "--id", f"record {rid!r} has no OUT reference: no model left out of training on it"
             )
         p, n0 = _rank_among(null, float(p_ref[i]), leave_out=not store.keep[t, i])
-        llr = _online_llr(phi[t, i], ref_phi[:, i], keep[:, i]) if n_in >= 2 else None
         out.append(
             RecordEvidence(
                 str(rid),
@@ -292,19 +355,27 @@ def check_records(
                 float(phi[t, i]),
                 float(z_all[i]),
                 p,
-                llr,
+                None if np.isnan(llr[i]) else float(llr[i]),
                 n_out,
                 n_in,
                 bool(store.keep[t, i]),
-                verdict(p),
+                verdict(p, test),
                 model=model,
                 method=method,
                 n_nonmembers=n0,
                 p_references=float(p_ref[i]),
                 null_rate=null_rate,
+                threshold=test.threshold,
+                p_floor=test.floor,
+                power=test.power,
             )
         )
     return out
+
+
+def _ranks(null: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """:func:`_rank_among` of each of ``values`` (records outside ``null``, sorted ascending)."""
+    return (1 + np.searchsorted(null, values, side="right")) / (1 + null.size)
 
 
 def _method(prior: VariancePrior, refs: list[int], *, given: bool, null: int, rate: float) -> str:
@@ -367,10 +438,12 @@ def check_saved_outputs(
 ) -> list[RecordEvidence]:
     """Per-record answers from one model's saved outputs: the rank of each record's ``attack``
     score among the model's known non-members, the record itself left out (module docstring)."""
+    _refuse_bare_string(ids)
     index = {str(r): i for i, r in enumerate(np.asarray(record_id).tolist())}
     s = np.asarray(scores, dtype=np.float64)
     m = np.asarray(member).astype(bool)
     non = np.sort(-s[~m])
+    test = _test(len(set(map(str, ids))), int(non.size), _ranks(non, -s[m]))
     method = (
         f"rank of the record's {attack} score among the model's known non-members (no reference models in an audit from saved outputs): "
         "p = (1 + non-members scoring at least as high) / (1 + non-members), the record left out; valid when the record is "
@@ -394,12 +467,15 @@ def check_saved_outputs(
                 0,
                 0,
                 bool(m[i]),
-                verdict(p),
+                verdict(p, test),
                 model="the model whose outputs were audited",
                 method=method,
                 attack=attack,
                 score=float(s[i]),
                 n_nonmembers=n0,
+                threshold=test.threshold,
+                p_floor=test.floor,
+                power=test.power,
             )
         )
     return out
@@ -484,6 +560,7 @@ def check_record(
     An audit from saved outputs (``scores.parquet`` only): :func:`check_saved_outputs` with
     ``attack`` (default: the results' strongest attack).
     """
+    _refuse_bare_string(ids)
     d = Path(results_dir)
     results = load_run_results(d)
     reference = results.reference
@@ -494,6 +571,7 @@ def check_record(
                 "applies to audits from saved outputs; an audit with reference models answers with LiRA's per-record test",
             )
         store = _audited_store(d, external=reference.external_target)
+        _check_store_fits(store, reference)
         if reference.external_target and target is not None and target != store.target:
             raise InputError(
                 "--target",
@@ -511,7 +589,28 @@ def check_record(
             "--target",
             "an audit from saved outputs has one model; --target applies to audits with reference models",
         )
-    return _check_saved_folder(d, ids, attack or results.exposure_attack or "")
+    return _check_saved_folder(d, ids, attack or results.exposure_attack or "", results)
+
+
+def _check_store_fits(store: SignalsStore, reference: ReferenceSetup) -> None:
+    """InputError unless the signals hold the models and population results.json describes:
+    signals of another run (another k, another data size) answered as this run's, exit 0
+    (red team: 10 models' signals beside results of 6)."""
+    got = (store.n_models, int(store.population.sum()))
+    want = (reference.models, reference.population_records)
+    if got != want:
+        raise InputError(
+            "results",
+            f"the signals hold {got[0]} models and {got[1]} population records but results.json describes "
+            f"{want[0]} and {want[1]}: the folder mixes two runs",
+        )
+
+
+def _refuse_bare_string(ids: Sequence[str]) -> None:
+    """A str is a Sequence[str] of its characters: ``check_record(run, "133")`` answered about
+    records 1, 3 and 3 (red team)."""
+    if isinstance(ids, str | bytes):
+        raise InputError("ids", f"must be a list of record ids, got the string {ids!r}")
 
 
 def _audited_store(d: Path, *, external: bool) -> SignalsStore:
@@ -533,7 +632,9 @@ def _audited_store(d: Path, *, external: bool) -> SignalsStore:
     return _with_saved_target(store, load_signals(d / TARGET_PATH))
 
 
-def _check_saved_folder(d: Path, ids: Sequence[str], name: str) -> list[RecordEvidence]:
+def _check_saved_folder(
+    d: Path, ids: Sequence[str], name: str, results: AuditResult
+) -> list[RecordEvidence]:
     """:func:`check_saved_outputs` on the folder's restricted scores of attack ``name``."""
     scores_path = d / "scores.parquet"
     if not scores_path.is_file():
@@ -552,8 +653,41 @@ def _check_saved_folder(d: Path, ids: Sequence[str], name: str) -> list[RecordEv
     if missing:
         raise InputError("results", f"{str(scores_path)!r} has no {missing[0]!r} column")
     member, score = table["member"].to_numpy(), table[col].to_numpy()
+    record_id = table["record_id"].to_numpy()
+    _check_scores_table(scores_path, record_id, member, score, col, results.input)
+    return check_saved_outputs(record_id, member, score, ids, attack=name)
+
+
+def _check_scores_table(
+    path: Path,
+    record_id: np.ndarray,
+    member: np.ndarray,
+    score: np.ndarray,
+    col: str,
+    described: InputDescription,
+) -> None:
+    """InputError unless the restricted scores are what their run's results describe: numbers,
+    finite scores, memberships 0 or 1, members and non-members both, one row per id, and as
+    many records and members as results.json says. A tampered file gave fabricated answers
+    with exit 0 (red team: NaN non-member scores gave every record p = 0.005, "evidence";
+    memberships 0.25/0.75 made everyone a member ranked among 0 non-members; a scores file of
+    another run answered as this one's)."""
+    where = repr(str(path))
     if member.dtype.kind not in "biuf" or score.dtype.kind not in "biuf":
+        raise InputError("results", f"{where} holds memberships or scores that are not numbers")
+    if not np.isfinite(score.astype(np.float64)).all():
+        raise InputError("results", f"{where} holds non-finite {col} values")
+    if not np.isin(member, (0, 1)).all():
+        raise InputError("results", f"{where} holds memberships other than 0 and 1")
+    ids = [str(r) for r in record_id.tolist()]
+    if len(set(ids)) != len(ids):
+        raise InputError("results", f"{where} holds a record id more than once")
+    n_members = int(np.count_nonzero(member))
+    if (len(ids), n_members) != (described.n_records, described.n_members):
         raise InputError(
-            "results", f"{str(scores_path)!r} holds memberships or scores that are not numbers"
+            "results",
+            f"{where} holds {len(ids)} records ({n_members} members) but results.json describes "
+            f"{described.n_records} ({described.n_members} members): the folder mixes two runs",
         )
-    return check_saved_outputs(table["record_id"].to_numpy(), member, score, ids, attack=name)
+    if n_members in (0, len(ids)):
+        raise InputError("results", f"{where} needs members and non-members both")

@@ -64,13 +64,36 @@ def check_record_cmd(
     if not asked:
         raise InputError("--id", "give at least one --id or --pseudonym")
     rows = check_record(results, asked, target=target, attack=attack)
-    if as_json:
+    warn = console(stderr=True)
+    warning = calibration_warning(rows[0])
+    if as_json:  # stdout holds the JSON alone; what the table says beside it goes to stderr
+        if warning:
+            warn.print(f"warning: {warning}", soft_wrap=True, highlight=False)
+        warn.print(f"restricted: {JSON_NOTE}", soft_wrap=True, highlight=False)
         sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
         return
-    _print_table(rows)
+    _print_table(rows, warning)
 
 
-def _print_table(rows: list[RecordEvidence]) -> None:
+#: check-record's answers name records and their membership in the plan: not shareable.
+JSON_NOTE = (
+    "these answers name records by their ids and give each one's membership in the audit's plan "
+    "(member_in_plan, the training roster): keep them with the run's restricted files, never in a "
+    "ticket, a CI log or a pull request"
+)
+
+
+def p_text(p: float, threshold: float) -> str:
+    """``p`` in 3 significant digits, more where those would round it onto or across the
+    verdict's level (0.049975 printed "0.05" beside "weak evidence at p < 0.05")."""
+    for digits in range(3, 10):
+        text = f"{p:.{digits}g}"
+        if (float(text) < threshold) == (p < threshold):
+            return text
+    return repr(p)
+
+
+def _print_table(rows: list[RecordEvidence], warning: str | None) -> None:
     from rich.table import Table
 
     out = console()
@@ -104,15 +127,21 @@ def _print_table(rows: list[RecordEvidence]) -> None:
             llr = "n/a" if r.log_likelihood_ratio is None else f"{r.log_likelihood_ratio:.3g}"
             p_refs = "n/a" if r.p_references is None else f"{r.p_references:.3g}"
             figures = (p_refs, llr, str(r.n_out_references), str(r.n_in_references))
-        table.add_row(plain(r.record_id), f"{r.p_value:.3g}", *figures, r.verdict, member)
+        p = p_text(r.p_value, r.threshold)
+        table.add_row(plain(r.record_id), p, *figures, r.verdict, member)
     out.print(table)
-    warning = calibration_warning(first)
     if warning:
         console(stderr=True).print(f"warning: {warning}", soft_wrap=True, highlight=False)
     out.print(
         f"p-value: the chance, for a record that was not in the training data, of a score at least this high; method: {first.method}. "
-        f"Checking many records? Compare each p-value with 0.05 / (number of records checked) (Bonferroni); here {len(rows)} record(s): "
-        f"{0.05 / len(rows):.2g}. '{'in the input' if saved else 'in plan'}' is the audit's own ground truth (restricted)."
+        + _levels(first, len(rows))
+        + f" '{'in the input' if saved else 'in plan'}' is the audit's own ground truth (restricted)"
+        + (
+            ""
+            if saved or first.model.startswith("your model")
+            else ": the audit's random split, not the training set of a model you deployed"
+        )
+        + "."
         + (
             ""
             if saved
@@ -122,6 +151,26 @@ def _print_table(rows: list[RecordEvidence]) -> None:
         ),
         soft_wrap=True,
     )
+
+
+def _levels(first: RecordEvidence, n: int) -> str:
+    """The verdicts' level, the smallest p the test can give, and its power, in words."""
+    text = (
+        f"Verdicts: strong / evidence / weak below {first.threshold / 50:.2g} / {first.threshold / 5:.2g} / {first.threshold:.2g}"
+        + (
+            f" (0.05 / {n} records checked, Bonferroni)."
+            if n > 1
+            else " (one record checked: checking several divides 0.05 by their number, Bonferroni)."
+        )
+    )
+    if first.p_floor is not None:
+        text += f" This test's smallest p-value here: {first.p_floor:.2g}."
+    if first.power is not None:
+        text += (
+            f" Its power on this model: {first.power:.0%} of the model's known members fall below "
+            f"{first.threshold:.2g} (a 'no evidence' says little where this is small)."
+        )
+    return text
 
 
 def ids_cmd(
