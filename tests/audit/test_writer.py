@@ -74,3 +74,68 @@ def test_an_overwriting_signals_audit_replaces_any_earlier_run(tmp_path):
     _earlier_audit(out, "config-a")
     drop_replaced_run(out, kind="audit", same_config=None)
     assert {p.name for p in out.iterdir()} == {"pseudonym.key", "signals"}
+
+
+def _returns_within(seconds: float, work, fifo) -> BaseException | None:
+    """What ``work()`` raised, failing the test if it is still blocked after ``seconds`` (then
+    a writer opens ``fifo`` and closes it, so that the blocked read ends and the test does too)."""
+    import os
+    import threading
+
+    raised: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            work()
+            raised.append(None)
+        except BaseException as exc:  # handed back to the test, whatever it is
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+        pytest.fail(f"blocked reading {fifo}")
+    return raised[0]
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "results.json"])
+def test_a_fifo_in_the_out_folder_is_refused_not_waited_on(tmp_path, name):
+    """Red team: a FIFO at OUT/manifest.json or OUT/results.json hung a re-run for ever, before
+    any work and with no output."""
+    import os
+
+    out = tmp_path / "out"
+    _earlier_audit(out, "config-a")
+    (out / "pseudonym.key").unlink()  # the fixture's is not a key: a fresh one is made
+    (out / name).unlink()
+    os.mkfifo(out / name)
+    raised = _returns_within(
+        10,
+        lambda: prepare_out(out, overwrite=False, same_config="config-a", kind="audit"),
+        out / name,
+    )
+    assert isinstance(raised, InputError), raised
+    assert str(out / name) in str(raised) and "not a regular file" in str(raised)
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "results.json"])
+def test_a_link_or_a_huge_file_in_the_out_folder_is_refused(tmp_path, name):
+    """Red team: a link to /dev/zero at OUT/manifest.json was read until memory ran out. A link
+    is not followed (here to a small file, the same path as /dev/zero), and a file larger than
+    miaudit writes there is not read."""
+    out = tmp_path / "out"
+    _earlier_audit(out, "config-a")
+    (out / "pseudonym.key").unlink()  # the fixture's is not a key: a fresh one is made
+    moved = tmp_path / f"elsewhere-{name}"
+    (out / name).rename(moved)
+    (out / name).symlink_to(moved)
+    with pytest.raises(InputError, match="a link is refused"):
+        prepare_out(out, overwrite=False, same_config="config-a", kind="audit")
+    (out / name).unlink()
+    with (out / name).open("wb") as fh:
+        fh.truncate(65 << 20)  # sparse: past both caps, nothing written
+    with pytest.raises(InputError, match=r"is \d+ bytes, not a"):
+        prepare_out(out, overwrite=False, same_config="config-a", kind="audit")

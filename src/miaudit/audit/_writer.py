@@ -12,7 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit._io import atomic_path, ensure_writable_dir, refuse_link, write_text_atomic
+from miaudit._io import (
+    atomic_path,
+    ensure_writable_dir,
+    read_regular_file,
+    refuse_link,
+    write_text_atomic,
+)
 from miaudit.audit._pseudonyms import folder_key, is_key_file, key_path, publish_key
 from miaudit.errors import InputError
 
@@ -40,6 +46,11 @@ MARKERS = (
 KINDS = frozenset(kind for _, kind in MARKERS)
 #: Every command's marker file, `miaudit exposure`'s too (it keeps no manifest of this kind).
 RUN_MARKERS = (*MARKERS, ("exposure.json", "exposure"))
+#: Largest manifest.json and results.json read from an output folder before a run (miaudit
+#: writes a few hundred bytes and some hundred kilobytes; a link to /dev/zero was read until
+#: memory ran out).
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_RESULTS_BYTES = 64 << 20
 
 
 def refuse_another_run(out: Path, *, own: str, advice: str) -> None:
@@ -57,16 +68,25 @@ def folder_kind(out: Path) -> tuple[str | None, tuple[str, ...]]:
 
     The manifest is a file in a folder anyone may have written, so it only *selects* among the
     names that kind of run writes (:data:`RUN_FILES`): a name it lists that miaudit does not
-    write there is never returned, so never removed as an earlier run's file."""
+    write there is never returned, so never removed as an earlier run's file. It is read as
+    :func:`~miaudit._io.read_regular_file` reads (a link, FIFO, device or one over
+    :data:`MAX_MANIFEST_BYTES` is refused: InputError); one that is not a manifest's JSON is
+    passed over for the marker files."""
     import json
 
+    try:  # an InputError (a ValueError) is raised, not passed over
+        text = read_regular_file(
+            out / MANIFEST_FILE, "run manifest", max_bytes=MAX_MANIFEST_BYTES, field="--out"
+        )
+    except FileNotFoundError:
+        text = b""
     try:
-        manifest = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
+        manifest = json.loads(text)
         kind, files = str(manifest["kind"]), tuple(str(f) for f in manifest["files"])
         if kind in KINDS:
             known = RUN_FILES.get(kind, ())
             return kind, tuple(f for f in dict.fromkeys(files) if f in known)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         pass
     for marker, kind in MARKERS:
         if (out / marker).exists():
@@ -142,11 +162,19 @@ def drop_replaced_run(out: Path, *, kind: str, same_config: str | None) -> None:
 
 
 def _config_of(results: Path) -> str | None:
+    """The config digest recorded in an earlier run's results.json (read as :func:`folder_kind`
+    reads the manifest: a FIFO there hung the re-run); None when it records none."""
     import json
 
+    try:  # an InputError (a ValueError) is raised, not passed over
+        text = read_regular_file(
+            results, "results file", max_bytes=MAX_RESULTS_BYTES, field="--out"
+        )
+    except FileNotFoundError:
+        return None
     try:
-        data = json.loads(results.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(text)
+    except (ValueError, RecursionError):
         return None
     digest = data.get("config_sha256") if isinstance(data, dict) else None
     return digest if isinstance(digest, str) else None
