@@ -139,3 +139,41 @@ def test_a_link_or_a_huge_file_in_the_out_folder_is_refused(tmp_path, name):
         fh.truncate(65 << 20)  # sparse: past both caps, nothing written
     with pytest.raises(InputError, match=r"is \d+ bytes, not a"):
         prepare_out(out, overwrite=False, same_config="config-a", kind="audit")
+
+
+def _write(out, key: bytes, results_json: str) -> None:
+    import numpy as np
+
+    from miaudit.audit._writer import write_run
+
+    n = 4
+    write_run(
+        out,
+        key,
+        results_json,
+        np.arange(n),
+        np.array([1, 0, 1, 0]),
+        np.zeros(n, dtype=np.int64),
+        {"loss": np.linspace(0, 1, n)},
+        quiet=True,
+    )
+
+
+def test_the_run_that_loses_the_key_race_removes_nothing_of_the_winners(tmp_path, monkeypatch):
+    """Red team: two runs of one config into one folder at once; the one whose key lost the
+    race removed the winner's fresh results.json and scores.parquet, then was refused (the
+    winner had exited 0 and printed its results' path)."""
+    from miaudit.audit import _writer
+    from miaudit.audit._pseudonyms import KEY_FILE
+
+    monkeypatch.setattr(_writer, "_check_reads_back", lambda _json: None)
+    out = tmp_path / "out"
+    loser_key = prepare_out(out, overwrite=False)  # both runs prepared an empty folder
+    winner_key = prepare_out(out, overwrite=False)
+    assert loser_key != winner_key
+    _write(out, winner_key, '{"run": "winner"}')
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(InputError, match="another run created a different pseudonym key"):
+        _write(out, loser_key, '{"run": "loser"}')
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert (out / KEY_FILE).read_bytes() == winner_key

@@ -217,6 +217,20 @@ def _check_reads_back(results_json: str) -> None:
         raise RuntimeError(f"the results made do not read back: {exc}") from None
 
 
+def _remove_earlier(out: Path, kind: str, earlier: tuple[str, ...]) -> None:
+    """Remove the files ``earlier`` (what the folder's earlier run wrote) that this run writes
+    anew; a link itself is removed, never what it points to."""
+    keep = (
+        {"signals", "audit.json", "train.json"} if kind == "audit" else set()
+    )  # written by this run already
+    for name in earlier:
+        path = out / name
+        if name in keep or is_key_file(name):
+            continue
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+
+
 def write_run(
     out: Path,
     key: bytes,
@@ -231,8 +245,11 @@ def write_run(
     kind: str = "attack",
     restricted_results: bool = False,
 ) -> None:
-    """Write a run's files; first remove what the folder's earlier run of the same kind wrote
-    (its manifest says what), so that nothing of it stays beside the new results.
+    """Write a run's files; first publish its key, then remove what the folder's earlier run of
+    the same kind wrote (its manifest says what), so that nothing of it stays beside the new
+    results. The key comes first: a run that lost the key race to another run of the folder is
+    refused before it removes anything (it removed the winner's fresh results.json and
+    scores.parquet, then was refused: red team).
     ``restricted_results``: results.json names records in clear (``--raw-ids``), so it is
     written 0600 like the scores, not shareable."""
     import json
@@ -240,25 +257,17 @@ def write_run(
     _check_reads_back(results_json)
     _check_run_paths(out, kind)
     _, earlier = folder_kind(out)
-    keep = (
-        {"signals", "audit.json", "train.json"} if kind == "audit" else set()
-    )  # written by this run already
-    for name in earlier:
-        path = out / name
-        if name in keep or is_key_file(name):
-            continue
-        if path.is_symlink() or path.is_file():  # a link itself, never what it points to
-            path.unlink()
-    files = [*RUN_FILES[kind]]
-    new = [
-        p
-        for p in (key_path(out), out / SCORES_FILE, out / RESULTS_FILE, out / MANIFEST_FILE)
-        if not p.exists()
-    ]
+    new = [key_path(out)] if publish_key(out, key) else []
     try:
-        publish_key(out, key)
+        _remove_earlier(out, kind, earlier)
+        new += [
+            p
+            for p in (out / SCORES_FILE, out / RESULTS_FILE, out / MANIFEST_FILE)
+            if not p.exists()
+        ]
         write_scores(out / SCORES_FILE, record_id, member, label, scores, extra)
         write_text_atomic(out / RESULTS_FILE, results_json, restricted=restricted_results)
+        files = [*RUN_FILES[kind]]
         write_text_atomic(out / MANIFEST_FILE, json.dumps({"kind": kind, "files": files}, indent=1))
     except BaseException:  # a full disk, say: no file of this run stays half-made beside the others
         for p in new:
