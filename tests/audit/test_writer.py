@@ -51,18 +51,49 @@ def test_an_overwriting_audit_drops_the_replaced_runs_results_before_it_trains(t
 
     out = tmp_path / "out"
     _earlier_audit(out, "config-a")
-    drop_replaced_run(out, kind="audit", same_config="config-b")
+    drop_replaced_run(out, kind="audit")
     assert {p.name for p in out.iterdir()} == {"pseudonym.key", "signals"}
     assert (out / "signals" / "signals.npz").exists()  # the run replaces its folder itself
 
 
-def test_a_rerun_of_the_same_config_keeps_its_files(tmp_path):
-    from miaudit.audit._writer import drop_replaced_run
+AUDIT_CONFIG = """
+seed = 3
+[data]
+dataset = "digits"
+[model]
+kind = "torch-mlp"
+hidden = [8]
+epochs = 1
+[audit]
+references = 1
+attacks = ["loss"]
+"""
 
+
+def test_a_rerun_of_the_same_config_drops_its_results_before_it_trains(tmp_path, monkeypatch):
+    """Red team: a re-run of the same config after the data file's contents changed (same
+    path, so the same config digest), interrupted after training, left the new signals beside
+    the old run's results.json, scores.parquet, report.html and manifest.json; check-record
+    and report read the mix. The earlier results now go before training starts."""
+    import miaudit.engine
+    from miaudit.audit._pseudonyms import KEY_FILE, new_key
+    from miaudit.audit._reference_audit import config_digest, load_audit_config, run_audit
+
+    (tmp_path / "audit.toml").write_text(AUDIT_CONFIG)
+    cfg = load_audit_config(tmp_path / "audit.toml")
     out = tmp_path / "out"
-    before = _earlier_audit(out, "config-a")
-    drop_replaced_run(out, kind="audit", same_config="config-a")
-    assert {p.name for p in out.iterdir()} == before
+    _earlier_audit(out, config_digest(cfg))
+    (out / KEY_FILE).write_bytes(new_key())
+    (out / KEY_FILE).chmod(0o600)
+
+    def interrupted(*_args, **_kwargs):
+        assert not (out / "results.json").exists(), "training started beside the old results"
+        raise KeyboardInterrupt  # Ctrl-C while training
+
+    monkeypatch.setattr(miaudit.engine, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(cfg, out, quiet=True)
+    assert {p.name for p in out.iterdir()} == {KEY_FILE, "signals"}
 
 
 def test_an_overwriting_signals_audit_replaces_any_earlier_run(tmp_path):
@@ -72,7 +103,7 @@ def test_an_overwriting_signals_audit_replaces_any_earlier_run(tmp_path):
 
     out = tmp_path / "out"
     _earlier_audit(out, "config-a")
-    drop_replaced_run(out, kind="audit", same_config=None)
+    drop_replaced_run(out, kind="audit")
     assert {p.name for p in out.iterdir()} == {"pseudonym.key", "signals"}
 
 

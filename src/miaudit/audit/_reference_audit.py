@@ -1085,7 +1085,8 @@ def audit(
     ``results.json`` and ``report.html`` (shareable; ``report=False``: no report),
     ``scores.parquet`` (restricted: per (model, record) pair), ``signals/`` and ``models/``
     (restricted, from the engine). Re-running the same config reuses verified cached models and
-    replaces its own results; a different config's results are kept unless ``overwrite``.
+    replaces its own results (removed before training starts: an interrupted re-run leaves no
+    results older than its signals); a different config's results are kept unless ``overwrite``.
     With ``target`` a model trained elsewhere is audited (not retrained); the engine trains
     its references with the config's recipe.
     """
@@ -1139,12 +1140,12 @@ def run_audit(
 
 
 def _prepared_out(out_dir: Path, overwrite: bool, *, same_config: str | None) -> bytes:
-    """The audit's output folder checked (:func:`prepare_out`) and, with ``overwrite``, the
-    replaced run's result files removed before any work, so that a run failing midway leaves no
-    mix of two runs (red team); its pseudonym key."""
+    """The audit's output folder checked (:func:`prepare_out`: existing results are replaced
+    only with ``overwrite`` or by a re-run of the same config) and the replaced run's result
+    files removed before any work (:func:`drop_replaced_run`), so that a run failing midway
+    leaves no mix of two runs (red team); its pseudonym key."""
     key = prepare_out(out_dir, overwrite=overwrite, same_config=same_config, kind="audit")
-    if overwrite:
-        drop_replaced_run(out_dir, kind="audit", same_config=same_config)
+    drop_replaced_run(out_dir, kind="audit")
     return key
 
 

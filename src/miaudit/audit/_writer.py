@@ -142,15 +142,19 @@ def prepare_out(
     return folder_key(out)
 
 
-def drop_replaced_run(out: Path, *, kind: str, same_config: str | None) -> None:
-    """Before an ``--overwrite`` run that writes into ``out`` as it goes (an audit trains first),
-    remove the result files of the earlier run it replaces (another config's), so that one
-    failing midway leaves no mix of the two: an audit that failed after training left the old
-    results beside the new signals, and check-record answered from them (red team). Key files
-    and folders stay (the run replaces ``signals/`` itself); a link is removed, never followed."""
-    results = out / RESULTS_FILE
-    if not results.exists() or (same_config is not None and _config_of(results) == same_config):
-        return  # nothing to replace, or a re-run of the same config, which resumes
+def drop_replaced_run(out: Path, *, kind: str) -> None:
+    """Before a run that writes into ``out`` as it goes (an audit writes its signals, then its
+    results), remove the result files of the earlier run it replaces, so that a run failing or
+    killed midway never leaves results older than the signals beside them.
+
+    Also on a re-run of the same config, which is allowed without ``--overwrite``: a config's
+    digest does not cover the data file's contents, a trust_code module or library versions,
+    so its new signals may differ from the old ones, and an interrupted re-run after a data
+    refresh left the old results.json, scores.parquet, report.html and manifest beside the new
+    signals; check-record and report read the mix (red team). Resuming loses nothing: the
+    results are computed again from the signals, and training reuses the verified cached
+    models. Key files and folders stay (the run replaces ``signals/`` itself); a link is
+    removed, never followed."""
     _check_run_paths(out, kind)
     _, earlier = folder_kind(out)
     for name in (*earlier, MANIFEST_FILE):
