@@ -30,6 +30,8 @@ from miaudit.errors import InputError
 
 RESTRICTED_MODE = 0o600
 SHARED_MODE = 0o644
+#: A folder of restricted files, as miaudit creates it (see :func:`ensure_private_dir`).
+PRIVATE_DIR_MODE = 0o700
 
 #: Writes ``report.html`` into a results folder and returns its path. The report layer sits
 #: above the audit layer, so ``audit()`` and ``attack()`` reach it only through this slot, which
@@ -50,6 +52,31 @@ def ensure_writable_dir(path: Path, field: str = "--out") -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise InputError(field, f"output directory {str(path)!r} is not writable")
     return path
+
+
+def ensure_private_dir(path: Path, field: str = "--out") -> Path:
+    """:func:`ensure_writable_dir` for a folder of restricted files (a run's folder,
+    ``signals/``, ``models/``, a cache's ``units/``): created 0700 whatever the umask (under
+    umask 000 they were 0777, and any local user could replace signals.npz or scores.parquet:
+    red team). A folder that exists keeps its mode: it is the user's, not miaudit's to change.
+    Missing parents are created as :func:`ensure_writable_dir` creates them."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, PRIVATE_DIR_MODE)
+    except FileExistsError:
+        pass  # the user's (or another run's), or not a folder: checked below
+    except OSError as exc:
+        raise InputError(
+            field, f"cannot create output directory {str(path)!r} ({exc.strerror})"
+        ) from None
+    else:  # the umask may also have taken bits the owner needs: set the mode on the folder made
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, PRIVATE_DIR_MODE)
+        finally:
+            os.close(fd)
+    return ensure_writable_dir(path, field)
 
 
 def refuse_link(path: Path, name: str, field: str = "--out") -> None:

@@ -208,3 +208,16 @@ def test_the_run_that_loses_the_key_race_removes_nothing_of_the_winners(tmp_path
         _write(out, loser_key, '{"run": "loser"}')
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert (out / KEY_FILE).read_bytes() == winner_key
+
+
+def test_the_run_folder_miaudit_makes_is_0700_whatever_the_umask(tmp_path):
+    """Red team: under umask 000 an attack's or audit's --out folder was created 0777."""
+    import os
+    import stat
+
+    old = os.umask(0)
+    try:
+        prepare_out(tmp_path / "out", overwrite=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o700

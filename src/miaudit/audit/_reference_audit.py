@@ -1106,11 +1106,11 @@ def run_audit(
     quiet: bool = False,
 ) -> AuditRun:
     """:func:`audit`, returning the run in memory too (the trade-off reuses it)."""
-    from miaudit._io import ensure_writable_dir, write_text_atomic
+    from miaudit._io import ensure_private_dir, write_text_atomic
     from miaudit.engine import train
 
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
-    out_dir = ensure_writable_dir(Path(out))
+    out_dir = ensure_private_dir(Path(out))
     digest = config_digest(cfg)
     features = dataset_features(cfg)  # an attack that cannot run is refused before training
     if target is not None:  # so are outputs that are not what they say
@@ -1254,7 +1254,7 @@ def audit_signals(
     Existing results are replaced only with ``overwrite``. Everything is checked before any file
     is written.
     """
-    from miaudit._io import output_dir_cleanup, write_text_atomic
+    from miaudit._io import ensure_private_dir, output_dir_cleanup, write_text_atomic
     from miaudit.audit._check_record import SIGNALS_PATH, TARGET_PATH
     from miaudit.data import load_signals
 
@@ -1272,7 +1272,7 @@ def audit_signals(
         key = _prepared_out(out_dir, overwrite, same_config=None)  # makes the folder
         ref = _run_plan(store, cfg, plan, stated, source, key, None, known)
     audited = target if target is not None else store.target
-    (out_dir / SIGNALS_PATH).parent.mkdir(mode=0o700, exist_ok=True)
+    ensure_private_dir((out_dir / SIGNALS_PATH).parent)
     _as_audited(store, audited).save(out_dir / SIGNALS_PATH)
     (out_dir / TARGET_PATH).unlink(missing_ok=True)
     settings = {

@@ -14,7 +14,7 @@ import numpy as np
 
 from miaudit._io import (
     atomic_path,
-    ensure_writable_dir,
+    ensure_private_dir,
     read_regular_file,
     refuse_link,
     write_text_atomic,
@@ -121,7 +121,7 @@ def prepare_out(
     (an audit's, when this is an attack) is refused even with ``overwrite``: its other files
     (``signals/``…) would stay beside the new results and be read as theirs.
     """
-    ensure_writable_dir(out)
+    ensure_private_dir(out)  # it holds restricted files: 0700 when miaudit makes it
     _check_run_paths(out, kind)
     existing = out / RESULTS_FILE
     found, _files = folder_kind(out)
