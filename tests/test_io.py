@@ -59,3 +59,25 @@ def test_a_block_that_succeeds_keeps_everything(tmp_path: Path) -> None:
     with output_dir_cleanup(out):
         (out / "empty").mkdir(parents=True)
     assert (out / "empty").is_dir()
+
+
+def test_a_private_folder_is_0700_whatever_the_umask(tmp_path: Path) -> None:
+    """Red team: restricted folders followed the umask (0777 under umask 000); one that takes
+    the owner's own bits (277) would leave a folder miaudit cannot write into."""
+    import os
+    import stat
+
+    from miaudit._io import ensure_private_dir
+
+    for umask in (0o000, 0o277):
+        old = os.umask(umask)
+        try:
+            made = ensure_private_dir(tmp_path / f"u{umask:o}")
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    theirs.chmod(0o755)
+    ensure_private_dir(theirs)
+    assert stat.S_IMODE(theirs.stat().st_mode) == 0o755  # not miaudit's to change

@@ -30,6 +30,8 @@ from miaudit.errors import InputError
 
 RESTRICTED_MODE = 0o600
 SHARED_MODE = 0o644
+#: A folder of restricted files, as miaudit creates it (see :func:`ensure_private_dir`).
+PRIVATE_DIR_MODE = 0o700
 
 #: Writes ``report.html`` into a results folder and returns its path. The report layer sits
 #: above the audit layer, so ``audit()`` and ``attack()`` reach it only through this slot, which
@@ -50,6 +52,31 @@ def ensure_writable_dir(path: Path, field: str = "--out") -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise InputError(field, f"output directory {str(path)!r} is not writable")
     return path
+
+
+def ensure_private_dir(path: Path, field: str = "--out") -> Path:
+    """:func:`ensure_writable_dir` for a folder of restricted files (a run's folder,
+    ``signals/``, ``models/``, a cache's ``units/``): created 0700 whatever the umask (under
+    umask 000 they were 0777, and any local user could replace signals.npz or scores.parquet:
+    red team). A folder that exists keeps its mode: it is the user's, not miaudit's to change.
+    Missing parents are created as :func:`ensure_writable_dir` creates them."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, PRIVATE_DIR_MODE)
+    except FileExistsError:
+        pass  # the user's (or another run's), or not a folder: checked below
+    except OSError as exc:
+        raise InputError(
+            field, f"cannot create output directory {str(path)!r} ({exc.strerror})"
+        ) from None
+    else:  # the umask may also have taken bits the owner needs: set the mode on the folder made
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, PRIVATE_DIR_MODE)
+        finally:
+            os.close(fd)
+    return ensure_writable_dir(path, field)
 
 
 def refuse_link(path: Path, name: str, field: str = "--out") -> None:
@@ -169,18 +196,9 @@ def read_secret_file(
     message).
     """
     name, at = (str(path), "") if field is None else (field, f"{str(path)!r} ")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise InputError(
-            name, f"{at}cannot be read as the {what} ({exc.strerror}; a link is refused)"
-        ) from None
+    fd = _open_regular(path, what, name, at)
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(name, f"{at}is not a regular file; a {what} is one")
         if info.st_uid != os.geteuid() or info.st_nlink != 1:
             raise InputError(
                 name,
@@ -191,12 +209,51 @@ def read_secret_file(
                 name,
                 f"{at}has mode {stat.S_IMODE(info.st_mode):04o}: others may read the {what}, {if_read}; make it 0600 (chmod 600) only if you are sure nobody read it, else remove it and rerun",
             )
-        if info.st_size > max_bytes:
-            raise InputError(name, f"{at}is {info.st_size} bytes, not a {what}")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data: bytes = fh.read(max_bytes + 1)
+        return _read_at_most(fd, max_bytes, what, name, at)
     finally:
         os.close(fd)
+
+
+def read_regular_file(path: Path, what: str, *, max_bytes: int, field: str | None = None) -> bytes:
+    """The bytes of a file miaudit reads as data from a folder anyone may have written (an
+    output folder's manifest.json or results.json): a regular file, opened without following a
+    link or blocking, of at most ``max_bytes``; else an InputError naming the file (a FIFO there
+    hung a re-run for ever, a link to /dev/zero read until memory ran out: red team).
+    FileNotFoundError when there is none. ``field`` as in :func:`read_secret_file`."""
+    name, at = (str(path), "") if field is None else (field, f"{str(path)!r} ")
+    fd = _open_regular(path, what, name, at)
+    try:
+        return _read_at_most(fd, max_bytes, what, name, at)
+    finally:
+        os.close(fd)
+
+
+def _open_regular(path: Path, what: str, name: str, at: str) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file: a link is not followed and a
+    FIFO or device is not waited on (the open does not block, the type is checked on the
+    descriptor itself, so nothing can be swapped in between)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise InputError(
+            name, f"{at}cannot be read as the {what} ({exc.strerror}; a link is refused)"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(name, f"{at}is not a regular file; a {what} is one")
+    return fd
+
+
+def _read_at_most(fd: int, max_bytes: int, what: str, name: str, at: str) -> bytes:
+    size = os.fstat(fd).st_size
+    if size > max_bytes:
+        raise InputError(name, f"{at}is {size} bytes, not a {what}")
+    with os.fdopen(fd, "rb", closefd=False) as fh:
+        data: bytes = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew since fstat
+        raise InputError(name, f"{at}is over {max_bytes} bytes, not a {what}")
     return data
 
 

@@ -373,3 +373,38 @@ def test_the_gate_names_the_worst_attack_first(monkeypatch, capsys, outputs_file
     assert code == 1 and failed[0].startswith(f"FAILED --fail-on: {worst}: auc.point")
     assert failed[0].endswith("(and 2 more)")
     assert len(set(aucs.values())) == 3  # one worst: the test tells orders apart
+
+
+def test_report_out_never_replaces_another_file_unless_told(
+    monkeypatch, capsys, outputs_file, tmp_path
+):
+    """Red team: `miaudit report DIR --out FILE` silently replaced a config, or another run's
+    report.html with this run's (a shareable report of the wrong run)."""
+    from miaudit.errors import InputError
+    from miaudit.report import write_folder_report
+
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    for out in (mine, other):
+        assert _attack_loss(monkeypatch, capsys, outputs_file, out)[0] == 0
+    config = tmp_path / "victim.toml"
+    config.write_text("seed = 1\n")
+    theirs = (other / "report.html").read_bytes()
+    for target in (config, other / "report.html"):
+        code, _, err = run_main(monkeypatch, capsys, "report", str(mine), "--out", str(target))
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "already exists and is not this folder's own report" in err and "--overwrite" in err
+    assert config.read_text() == "seed = 1\n" and (other / "report.html").read_bytes() == theirs
+    # its own report.html is re-rendered as before, a new file is written, and --overwrite
+    # replaces what it is told to
+    for args in (
+        [str(mine / "report.html")],
+        [str(tmp_path / "new.html")],
+        [str(config), "--overwrite"],
+    ):
+        code, _, err = run_main(monkeypatch, capsys, "report", str(mine), "--out", *args)
+        assert code == 0, err
+    assert config.read_text().startswith("<!DOCTYPE html>")
+    (tmp_path / "shared.pdf").write_text("someone's PDF")  # --pdf would print beside --out
+    with pytest.raises(InputError, match=r"shared\.pdf' already exists"):
+        write_folder_report(mine, tmp_path / "shared.html", pdf=True)
+    assert not (tmp_path / "shared.html").exists()

@@ -34,9 +34,32 @@ def test_every_format_loads_the_same_outputs(tmp_path, suffix):
     np.testing.assert_allclose(back.values, o.values, rtol=1e-15)
     np.testing.assert_array_equal(back.label, o.label)
     np.testing.assert_array_equal(back.member, o.member)
-    np.testing.assert_array_equal(back.record_id, o.record_id)
+    # a CSV's ids are its text (test_csv_ids_are_read_as_written); the other formats keep a type
+    ids = o.record_id.astype(str) if suffix == ".csv" else o.record_id
+    np.testing.assert_array_equal(back.record_id, ids)
     assert list(back.columns) == ["group"]
     assert back.kind == "logits"
+
+
+def test_csv_ids_are_read_as_written(tmp_path):
+    """Red team: CSV ids with leading zeros were inferred as integers ("0007" became 7), so
+    check-record and the pseudonyms no longer matched the user's ids; ids past 2**53 were
+    rounded. The same ids in Parquet or npz keep their type."""
+    o = simulated_outputs(n=50)
+    frame = _frame(o)
+    frame["record_id"] = [f"{i:04d}" for i in range(50)]
+    frame.loc[49, "record_id"] = str(2**53 + 1)
+    frame.to_csv(tmp_path / "ids.csv", index=False)
+    back = load_outputs(tmp_path / "ids.csv")
+    assert back.record_id.tolist() == frame["record_id"].tolist()
+    assert back.record_id[7] == "0007"
+    frame["record_id"] = np.arange(50, dtype=np.int64)
+    frame.to_parquet(tmp_path / "ids.parquet")
+    assert load_outputs(tmp_path / "ids.parquet").record_id.dtype.kind == "i"
+    frame["record_id"] = [str(i) if i else "" for i in range(50)]  # a missing id
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(InputError, match="missing values"):
+        load_outputs(tmp_path / "gap.csv")
 
 
 def test_parquet_wide_columns_and_probs(tmp_path):

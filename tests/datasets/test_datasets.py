@@ -95,9 +95,26 @@ def test_user_csv_with_label_and_ids(tmp_path) -> None:
         }
     ).to_csv(path, index=False)
     data = load_dataset(DataConfig(path=path, label="sick", id_column="pid"))
-    np.testing.assert_array_equal(data.record_id, [10, 11, 12, 13])
+    assert data.record_id.tolist() == ["10", "11", "12", "13"]  # a CSV's ids are its text
     np.testing.assert_array_equal(data.label, [0, 1, 0, 1])
     assert data.feature_names == ("age", "city=a", "city=b")
+
+
+def test_csv_ids_keep_their_leading_zeros(tmp_path) -> None:
+    """Red team (record.md F10): an id column read by inference turned "0007" into 7, so the
+    user's own ids matched no audited record; in Parquet they keep their type."""
+    frame = pd.DataFrame({"pid": ["0007", "0010", "0100", "1000"], "age": [30, 40, 50, 60]})
+    frame["y"] = [0, 1, 0, 1]
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    data = load_dataset(DataConfig(path=tmp_path / "d.csv", label="y", id_column="pid"))
+    assert data.record_id.tolist() == ["0007", "0010", "0100", "1000"]
+    frame.assign(pid=[7, 10, 100, 1000]).to_parquet(tmp_path / "d.parquet")
+    data = load_dataset(DataConfig(path=tmp_path / "d.parquet", label="y", id_column="pid"))
+    assert data.record_id.tolist() == [7, 10, 100, 1000]
+    frame.assign(pid=["1", "2", "", "4"]).to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(InputError, match="missing ids") as info:
+        load_dataset(DataConfig(path=tmp_path / "gap.csv", label="y", id_column="pid"))
+    assert info.value.field == "data.id_column"
 
 
 @pytest.mark.parametrize(

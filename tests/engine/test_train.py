@@ -210,3 +210,31 @@ def test_a_link_where_train_writes_a_folder_is_refused(tmp_path, folder) -> None
     assert "is a link" in str(err.value) and len(str(err.value).splitlines()) == 1
     assert [p.name for p in elsewhere.iterdir()] == ["signals.npz"]
     assert (elsewhere / "signals.npz").read_bytes() == b"another run's signals"
+
+
+def test_restricted_folders_are_0700_whatever_the_umask(tmp_path) -> None:
+    """Red team: under umask 000 the run folder, signals/, models/ and models/units/ were
+    created 0777 (any local user could replace signals.npz); the files in them were 0600."""
+    import os
+    import stat
+
+    out = tmp_path / "run"
+    old = os.umask(0)
+    try:
+        train(small_config(), out)
+    finally:
+        os.umask(old)
+    for folder in (out, out / "signals", out / "models", out / "models" / "units"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_a_folder_the_user_made_keeps_its_mode(tmp_path) -> None:
+    import os
+    import stat
+
+    out = tmp_path / "run"
+    out.mkdir()
+    out.chmod(0o755)
+    train(small_config(), out)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(out / "signals").st_mode) == 0o700

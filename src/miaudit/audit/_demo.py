@@ -64,8 +64,7 @@ def demo_outputs(seed: int = 20261128, pool: int = DEMO_POOL) -> ModelOutputs:
 def run_demo(
     out: Path, *, seed: int = 20261128, n_resamples: int = 200, pool: int = DEMO_POOL
 ) -> AuditResult:
-    out.mkdir(parents=True, exist_ok=True)
-    prepare_out(out, overwrite=True)  # a folder the attack would refuse, before a file is written
+    prepare_out(out, overwrite=True)  # makes it; a folder the attack would refuse is refused first
     outputs = demo_outputs(seed, pool)
     saved = out / "outputs.parquet"  # restricted (0600): it holds membership
     outputs.save(saved)

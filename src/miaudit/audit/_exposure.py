@@ -32,7 +32,7 @@ import numpy as np
 from miaudit._io import (
     RESTRICTED_MODE,
     dumps_json,
-    ensure_writable_dir,
+    ensure_private_dir,
     output_dir_cleanup,
     write_text_atomic,
 )
@@ -280,7 +280,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
     """Before minutes of fine-tuning: a folder holding another command's run is refused even
     with ``overwrite`` (its files would stay beside these and be read as theirs: `miaudit demo
     --text` shares `miaudit demo`'s default folder), one holding an exposure run needs it."""
-    ensure_writable_dir(out)
+    ensure_private_dir(out)
     refuse_another_run(out, own="exposure", advice="choose another folder")
     if (out / EXPOSURE_FILE).exists() and not overwrite:
         raise InputError("--out", f"{str(out)!r} already holds {EXPOSURE_FILE}; pass --overwrite")

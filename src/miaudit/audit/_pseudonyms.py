@@ -91,8 +91,9 @@ def existing_key(out: Path) -> bytes | None:
         return None
 
 
-def publish_key(out: Path, key: bytes) -> None:
-    """Write ``key`` as the folder's key (0600), unless it already holds this very key.
+def publish_key(out: Path, key: bytes) -> bool:
+    """Write ``key`` as the folder's key (0600), unless it already holds this very key; whether
+    this call created the file.
 
     Created exclusively (a hard link of a finished temporary file): two runs racing on one
     folder never replace each other's key; the loser is refused instead of writing results
@@ -108,7 +109,7 @@ def publish_key(out: Path, key: bytes) -> None:
         fd = -1
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
-            return
+            return True
     finally:
         if fd >= 0:
             os.close(fd)
@@ -119,6 +120,7 @@ def publish_key(out: Path, key: bytes) -> None:
             str(path),
             "another run created a different pseudonym key in this folder meanwhile; rerun with a folder of its own",
         )
+    return False
 
 
 def key_or_fresh(key: bytes | None) -> bytes:

@@ -1085,7 +1085,8 @@ def audit(
     ``results.json`` and ``report.html`` (shareable; ``report=False``: no report),
     ``scores.parquet`` (restricted: per (model, record) pair), ``signals/`` and ``models/``
     (restricted, from the engine). Re-running the same config reuses verified cached models and
-    replaces its own results; a different config's results are kept unless ``overwrite``.
+    replaces its own results (removed before training starts: an interrupted re-run leaves no
+    results older than its signals); a different config's results are kept unless ``overwrite``.
     With ``target`` a model trained elsewhere is audited (not retrained); the engine trains
     its references with the config's recipe.
     """
@@ -1105,11 +1106,11 @@ def run_audit(
     quiet: bool = False,
 ) -> AuditRun:
     """:func:`audit`, returning the run in memory too (the trade-off reuses it)."""
-    from miaudit._io import ensure_writable_dir, write_text_atomic
+    from miaudit._io import ensure_private_dir, write_text_atomic
     from miaudit.engine import train
 
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
-    out_dir = ensure_writable_dir(Path(out))
+    out_dir = ensure_private_dir(Path(out))
     digest = config_digest(cfg)
     features = dataset_features(cfg)  # an attack that cannot run is refused before training
     if target is not None:  # so are outputs that are not what they say
@@ -1139,12 +1140,12 @@ def run_audit(
 
 
 def _prepared_out(out_dir: Path, overwrite: bool, *, same_config: str | None) -> bytes:
-    """The audit's output folder checked (:func:`prepare_out`) and, with ``overwrite``, the
-    replaced run's result files removed before any work, so that a run failing midway leaves no
-    mix of two runs (red team); its pseudonym key."""
+    """The audit's output folder checked (:func:`prepare_out`: existing results are replaced
+    only with ``overwrite`` or by a re-run of the same config) and the replaced run's result
+    files removed before any work (:func:`drop_replaced_run`), so that a run failing midway
+    leaves no mix of two runs (red team); its pseudonym key."""
     key = prepare_out(out_dir, overwrite=overwrite, same_config=same_config, kind="audit")
-    if overwrite:
-        drop_replaced_run(out_dir, kind="audit", same_config=same_config)
+    drop_replaced_run(out_dir, kind="audit")
     return key
 
 
@@ -1253,7 +1254,7 @@ def audit_signals(
     Existing results are replaced only with ``overwrite``. Everything is checked before any file
     is written.
     """
-    from miaudit._io import output_dir_cleanup, write_text_atomic
+    from miaudit._io import ensure_private_dir, output_dir_cleanup, write_text_atomic
     from miaudit.audit._check_record import SIGNALS_PATH, TARGET_PATH
     from miaudit.data import load_signals
 
@@ -1271,7 +1272,7 @@ def audit_signals(
         key = _prepared_out(out_dir, overwrite, same_config=None)  # makes the folder
         ref = _run_plan(store, cfg, plan, stated, source, key, None, known)
     audited = target if target is not None else store.target
-    (out_dir / SIGNALS_PATH).parent.mkdir(mode=0o700, exist_ok=True)
+    ensure_private_dir((out_dir / SIGNALS_PATH).parent)
     _as_audited(store, audited).save(out_dir / SIGNALS_PATH)
     (out_dir / TARGET_PATH).unlink(missing_ok=True)
     settings = {

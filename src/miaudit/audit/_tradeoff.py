@@ -515,10 +515,10 @@ def _settings(
     """The options checked, the output folder made and every variant's shared model cache set
     (``<out>/models`` unless the config names one); a bad config is refused here, before the
     first variant trains."""
-    from miaudit._io import ensure_writable_dir
+    from miaudit._io import ensure_private_dir
     from miaudit.engine import check_before_training
 
-    out_dir = ensure_writable_dir(out)
+    out_dir = ensure_private_dir(out)
     cache = cfg.engine.cache or out_dir / "models"
     base_cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"cache": cache})})
     if not 0 <= accuracy_tolerance < 1:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from miaudit._io import ensure_writable_dir, write_text_atomic
+from miaudit._io import ensure_private_dir, write_text_atomic
 from miaudit.audit._exposure import ExposureRun, check_exposure_dp, run_exposure
 from miaudit.audit._exposure_config import ExposureConfig, parse_exposure_config
 from miaudit.audit._exposure_membership import heldout_nll, strongest_model_attack
@@ -300,7 +300,7 @@ def text_tradeoff(
             )
         except InputError as exc:
             raise InputError(exc.field, f"variant {v.name}: {exc.problem}") from None
-    ensure_writable_dir(out)
+    ensure_private_dir(out)
     tell = say or (lambda _m: None)
     rng = np.random.default_rng([cfg.seed, 31])
     runs: list[ExposureRun] = []

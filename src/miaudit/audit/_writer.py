@@ -12,7 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit._io import atomic_path, ensure_writable_dir, refuse_link, write_text_atomic
+from miaudit._io import (
+    atomic_path,
+    ensure_private_dir,
+    read_regular_file,
+    refuse_link,
+    write_text_atomic,
+)
 from miaudit.audit._pseudonyms import folder_key, is_key_file, key_path, publish_key
 from miaudit.errors import InputError
 
@@ -40,6 +46,11 @@ MARKERS = (
 KINDS = frozenset(kind for _, kind in MARKERS)
 #: Every command's marker file, `miaudit exposure`'s too (it keeps no manifest of this kind).
 RUN_MARKERS = (*MARKERS, ("exposure.json", "exposure"))
+#: Largest manifest.json and results.json read from an output folder before a run (miaudit
+#: writes a few hundred bytes and some hundred kilobytes; a link to /dev/zero was read until
+#: memory ran out).
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_RESULTS_BYTES = 64 << 20
 
 
 def refuse_another_run(out: Path, *, own: str, advice: str) -> None:
@@ -57,16 +68,25 @@ def folder_kind(out: Path) -> tuple[str | None, tuple[str, ...]]:
 
     The manifest is a file in a folder anyone may have written, so it only *selects* among the
     names that kind of run writes (:data:`RUN_FILES`): a name it lists that miaudit does not
-    write there is never returned, so never removed as an earlier run's file."""
+    write there is never returned, so never removed as an earlier run's file. It is read as
+    :func:`~miaudit._io.read_regular_file` reads (a link, FIFO, device or one over
+    :data:`MAX_MANIFEST_BYTES` is refused: InputError); one that is not a manifest's JSON is
+    passed over for the marker files."""
     import json
 
+    try:  # an InputError (a ValueError) is raised, not passed over
+        text = read_regular_file(
+            out / MANIFEST_FILE, "run manifest", max_bytes=MAX_MANIFEST_BYTES, field="--out"
+        )
+    except FileNotFoundError:
+        text = b""
     try:
-        manifest = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
+        manifest = json.loads(text)
         kind, files = str(manifest["kind"]), tuple(str(f) for f in manifest["files"])
         if kind in KINDS:
             known = RUN_FILES.get(kind, ())
             return kind, tuple(f for f in dict.fromkeys(files) if f in known)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         pass
     for marker, kind in MARKERS:
         if (out / marker).exists():
@@ -101,7 +121,7 @@ def prepare_out(
     (an audit's, when this is an attack) is refused even with ``overwrite``: its other files
     (``signals/``…) would stay beside the new results and be read as theirs.
     """
-    ensure_writable_dir(out)
+    ensure_private_dir(out)  # it holds restricted files: 0700 when miaudit makes it
     _check_run_paths(out, kind)
     existing = out / RESULTS_FILE
     found, _files = folder_kind(out)
@@ -122,15 +142,19 @@ def prepare_out(
     return folder_key(out)
 
 
-def drop_replaced_run(out: Path, *, kind: str, same_config: str | None) -> None:
-    """Before an ``--overwrite`` run that writes into ``out`` as it goes (an audit trains first),
-    remove the result files of the earlier run it replaces (another config's), so that one
-    failing midway leaves no mix of the two: an audit that failed after training left the old
-    results beside the new signals, and check-record answered from them (red team). Key files
-    and folders stay (the run replaces ``signals/`` itself); a link is removed, never followed."""
-    results = out / RESULTS_FILE
-    if not results.exists() or (same_config is not None and _config_of(results) == same_config):
-        return  # nothing to replace, or a re-run of the same config, which resumes
+def drop_replaced_run(out: Path, *, kind: str) -> None:
+    """Before a run that writes into ``out`` as it goes (an audit writes its signals, then its
+    results), remove the result files of the earlier run it replaces, so that a run failing or
+    killed midway never leaves results older than the signals beside them.
+
+    Also on a re-run of the same config, which is allowed without ``--overwrite``: a config's
+    digest does not cover the data file's contents, a trust_code module or library versions,
+    so its new signals may differ from the old ones, and an interrupted re-run after a data
+    refresh left the old results.json, scores.parquet, report.html and manifest beside the new
+    signals; check-record and report read the mix (red team). Resuming loses nothing: the
+    results are computed again from the signals, and training reuses the verified cached
+    models. Key files and folders stay (the run replaces ``signals/`` itself); a link is
+    removed, never followed."""
     _check_run_paths(out, kind)
     _, earlier = folder_kind(out)
     for name in (*earlier, MANIFEST_FILE):
@@ -142,11 +166,19 @@ def drop_replaced_run(out: Path, *, kind: str, same_config: str | None) -> None:
 
 
 def _config_of(results: Path) -> str | None:
+    """The config digest recorded in an earlier run's results.json (read as :func:`folder_kind`
+    reads the manifest: a FIFO there hung the re-run); None when it records none."""
     import json
 
+    try:  # an InputError (a ValueError) is raised, not passed over
+        text = read_regular_file(
+            results, "results file", max_bytes=MAX_RESULTS_BYTES, field="--out"
+        )
+    except FileNotFoundError:
+        return None
     try:
-        data = json.loads(results.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(text)
+    except (ValueError, RecursionError):
         return None
     digest = data.get("config_sha256") if isinstance(data, dict) else None
     return digest if isinstance(digest, str) else None
@@ -189,6 +221,20 @@ def _check_reads_back(results_json: str) -> None:
         raise RuntimeError(f"the results made do not read back: {exc}") from None
 
 
+def _remove_earlier(out: Path, kind: str, earlier: tuple[str, ...]) -> None:
+    """Remove the files ``earlier`` (what the folder's earlier run wrote) that this run writes
+    anew; a link itself is removed, never what it points to."""
+    keep = (
+        {"signals", "audit.json", "train.json"} if kind == "audit" else set()
+    )  # written by this run already
+    for name in earlier:
+        path = out / name
+        if name in keep or is_key_file(name):
+            continue
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+
+
 def write_run(
     out: Path,
     key: bytes,
@@ -203,8 +249,11 @@ def write_run(
     kind: str = "attack",
     restricted_results: bool = False,
 ) -> None:
-    """Write a run's files; first remove what the folder's earlier run of the same kind wrote
-    (its manifest says what), so that nothing of it stays beside the new results.
+    """Write a run's files; first publish its key, then remove what the folder's earlier run of
+    the same kind wrote (its manifest says what), so that nothing of it stays beside the new
+    results. The key comes first: a run that lost the key race to another run of the folder is
+    refused before it removes anything (it removed the winner's fresh results.json and
+    scores.parquet, then was refused: red team).
     ``restricted_results``: results.json names records in clear (``--raw-ids``), so it is
     written 0600 like the scores, not shareable."""
     import json
@@ -212,25 +261,17 @@ def write_run(
     _check_reads_back(results_json)
     _check_run_paths(out, kind)
     _, earlier = folder_kind(out)
-    keep = (
-        {"signals", "audit.json", "train.json"} if kind == "audit" else set()
-    )  # written by this run already
-    for name in earlier:
-        path = out / name
-        if name in keep or is_key_file(name):
-            continue
-        if path.is_symlink() or path.is_file():  # a link itself, never what it points to
-            path.unlink()
-    files = [*RUN_FILES[kind]]
-    new = [
-        p
-        for p in (key_path(out), out / SCORES_FILE, out / RESULTS_FILE, out / MANIFEST_FILE)
-        if not p.exists()
-    ]
+    new = [key_path(out)] if publish_key(out, key) else []
     try:
-        publish_key(out, key)
+        _remove_earlier(out, kind, earlier)
+        new += [
+            p
+            for p in (out / SCORES_FILE, out / RESULTS_FILE, out / MANIFEST_FILE)
+            if not p.exists()
+        ]
         write_scores(out / SCORES_FILE, record_id, member, label, scores, extra)
         write_text_atomic(out / RESULTS_FILE, results_json, restricted=restricted_results)
+        files = [*RUN_FILES[kind]]
         write_text_atomic(out / MANIFEST_FILE, json.dumps({"kind": kind, "files": files}, indent=1))
     except BaseException:  # a full disk, say: no file of this run stays half-made beside the others
         for p in new:

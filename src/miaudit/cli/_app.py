@@ -404,11 +404,11 @@ def demo_cmd(
     ] = False,
 ) -> None:
     """Audit a deliberately overfit model on bundled UCI Adult and compare DP-SGD, weight decay and a label-only policy."""
-    from miaudit._io import ensure_writable_dir, output_dir_cleanup
+    from miaudit._io import ensure_private_dir, output_dir_cleanup
 
     # a folder this command made is removed again when it fails or is killed while still empty
     with output_dir_cleanup(out_dir):
-        ensure_writable_dir(out_dir)  # an unusable --out is refused before minutes of work
+        ensure_private_dir(out_dir)  # an unusable --out is refused before minutes of work
         _demo(out_dir, outputs_only=outputs_only, seed=seed, text=text)
 
 

@@ -1,4 +1,4 @@
-"""``miaudit report DIR [--out report.html] [--markdown] [--pdf]``: (re-)render a run's report.
+"""``miaudit report DIR [--out report.html [--overwrite]] [--markdown] [--pdf]``: (re-)render a run's report.
 
 DIR is the folder of an audit (results.json), a trade-off (tradeoff.json) or a DP audit
 (dp_audit.json). Register with ``app.command("report")(report)``. Bad input raises InputError
@@ -40,23 +40,20 @@ def report(
             help="Also print the report to PDF beside the HTML (headless Chromium's print-to-PDF).",
         ),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an existing --out file that is not this folder's own report.html (refused otherwise).",
+        ),
+    ] = False,
 ) -> None:
     """Write the self-contained HTML report of a run from its results (re-renders; shareable)."""
-    from miaudit.errors import InputError
-    from miaudit.report import find_chromium, print_pdf, write_folder_report
+    from miaudit.report import print_pdf, write_folder_report
 
-    if pdf and out is not None and out.suffix.lower() == ".pdf":
-        # the PDF goes beside the HTML with its suffix: Chromium would print the page over itself
-        raise InputError(
-            "--out", f"{str(out)!r} ends in .pdf: give the HTML file (the PDF is written beside it)"
-        )
-    if pdf and find_chromium() is None:
-        # checked first, so that a missing browser costs nothing
-        raise InputError(
-            "--pdf",
-            "needs Chromium and none was found (install Debian's chromium, e.g. scripts/system-deps.sh, or set MIAUDIT_CHROMIUM)",
-        )
-    written = write_folder_report(results, out)
+    if pdf:
+        _check_pdf(out)
+    written = write_folder_report(results, out, overwrite=overwrite, pdf=pdf)
     err = console(stderr=True)
     if written.warning:
         typer.echo(f"warning: {written.warning}", err=True)
@@ -70,3 +67,21 @@ def report(
         err.print(f"pdf: {path}", highlight=False, soft_wrap=True)
     if markdown:
         typer.echo(written.markdown, nl=False)
+
+
+def _check_pdf(out: Path | None) -> None:
+    """What ``--pdf`` needs, checked before anything is written (a missing browser costs
+    nothing): an HTML ``--out`` and a Chromium to print with."""
+    from miaudit.errors import InputError
+    from miaudit.report import find_chromium
+
+    if out is not None and out.suffix.lower() == ".pdf":
+        # the PDF goes beside the HTML with its suffix: Chromium would print the page over itself
+        raise InputError(
+            "--out", f"{str(out)!r} ends in .pdf: give the HTML file (the PDF is written beside it)"
+        )
+    if find_chromium() is None:
+        raise InputError(
+            "--pdf",
+            "needs Chromium and none was found (install Debian's chromium, e.g. scripts/system-deps.sh, or set MIAUDIT_CHROMIUM)",
+        )

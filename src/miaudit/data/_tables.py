@@ -297,7 +297,10 @@ def _read_csv(p: Path) -> RawTable:
     try:
         with open(p, newline="", encoding="utf-8") as fh:
             header = next(csv.reader(fh), [])
-        frame = pd.read_csv(p)
+        # Ids are text as written: inferred as numbers, "0007" became 7 (check-record and the
+        # pseudonyms then knew the record as "7": red team), and ids past 2**53 were rounded.
+        ids_as_text = {"record_id": str} if "record_id" in header else None
+        frame = pd.read_csv(p, dtype=ids_as_text)
     except pd.errors.EmptyDataError:
         raise InputError("input", f"{str(p)!r} is empty") from None
     except (pd.errors.ParserError, csv.Error, UnicodeDecodeError) as exc:

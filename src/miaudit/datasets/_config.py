@@ -32,8 +32,9 @@ class DataConfig(BaseModel):
     """``dataset`` names a built-in dataset; or ``path`` (CSV or Parquet) with a ``label`` column.
 
     ``id_column`` names a column of stable record ids in a user file (else ids are row numbers,
-    stable only while the file's row order is). ``max_records`` keeps a random subset (drawn
-    with ``subset_seed``; ids are kept), for quick runs.
+    stable only while the file's row order is); a CSV's ids are read as text, as written
+    (``0007`` stays ``0007``), a Parquet file's keep their type. ``max_records`` keeps a random
+    subset (drawn with ``subset_seed``; ids are kept), for quick runs.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -101,8 +102,10 @@ def _load_file(path: Path, label: str, id_column: str | None, field: str) -> Dat
     try:
         if suffix == ".csv":
             # One type per column: in chunks (low_memory) pandas may read the first rows of a
-            # column as numbers and later ones as text, a column no sort can order.
-            frame = pd.read_csv(path, low_memory=False)
+            # column as numbers and later ones as text, a column no sort can order. Ids are
+            # text as written ("0007" was read as 7, so the user's ids matched no record).
+            ids_as_text = {id_column: str} if id_column is not None else None
+            frame = pd.read_csv(path, low_memory=False, dtype=ids_as_text)
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:
@@ -119,6 +122,8 @@ def _load_file(path: Path, label: str, id_column: str | None, field: str) -> Dat
     if id_column is not None:
         if id_column not in frame.columns:
             raise InputError(f"{field}.id_column", f"no column {id_column!r} in {str(path)!r}")
+        if bool(frame[id_column].isna().any()):  # else read as the id "nan"
+            raise InputError(f"{field}.id_column", f"column {id_column!r} has missing ids")
         ids = frame[id_column].to_numpy()
         if ids.dtype.kind == "O":
             ids = ids.astype(str)

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from miaudit._io import dumps_json, npy_header, sha256_file
+from miaudit._io import dumps_json, ensure_private_dir, npy_header, sha256_file
 from miaudit._io import sha256_of as _sha256_of
 from miaudit.errors import InputError
 from miaudit.models import (
@@ -141,9 +141,10 @@ def unit_dir(cache: Path, key: str) -> Path:
 
 def staging_dir(cache: Path, key: str) -> Path:
     """A fresh private folder to train a unit into (removed if it exists from a dead run)."""
-    path = cache / "units" / f".tmp-{key}-{os.getpid()}"
+    units = ensure_private_dir(cache / "units", field="engine.cache")  # not the umask's 0777
+    path = units / f".tmp-{key}-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True, mode=0o700)
+    path.mkdir(mode=0o700)
     return path
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from miaudit._io import cleans_output_dir, ensure_writable_dir, refuse_link, write_text_atomic
+from miaudit._io import cleans_output_dir, ensure_private_dir, refuse_link, write_text_atomic
 from miaudit.data import SignalsStore
 from miaudit.datasets import Dataset, load_dataset
 from miaudit.engine import _cache
@@ -243,11 +243,11 @@ def train(
     """
     start = time.perf_counter()
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
-    out = ensure_writable_dir(Path(out))
+    out = ensure_private_dir(Path(out))
     refuse_link(out / "signals", "signals")
     if cfg.engine.cache is None:
         refuse_link(out / "models", "models")
-    cache = ensure_writable_dir(cfg.engine.cache or out / "models", field="engine.cache")
+    cache = ensure_private_dir(cfg.engine.cache or out / "models", field="engine.cache")
     data = check_before_training(cfg, own_executor=executor is None)
     if pool is not None and keep is None:
         raise InputError("pool", "a pool goes with a user keep matrix (keep=)")
@@ -261,7 +261,7 @@ def train(
     if todo:
         _run_jobs(todo, cfg, executor, on_event, console)
     store = _assemble(jobs, cache, data, plan, cfg)
-    signals_dir = ensure_writable_dir(out / "signals")
+    signals_dir = ensure_private_dir(out / "signals")
     store.save(signals_dir / SIGNALS_FILE)
     # Last: a failed run leaves no record of itself.
     write_text_atomic(out / "train.json", cfg.model_dump_json(indent=2))

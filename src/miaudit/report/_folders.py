@@ -188,17 +188,27 @@ def render_dp_markdown(result: DpAuditResult) -> str:
 
 
 def write_folder_report(
-    path: Path | str, out_html: Path | str | None = None, *, dp: DpAuditSummary | None = None
+    path: Path | str,
+    out_html: Path | str | None = None,
+    *,
+    dp: DpAuditSummary | None = None,
+    overwrite: bool = False,
+    pdf: bool = False,
 ) -> WrittenReport:
     """Render the report of any folder a miaudit command wrote (audit, trade-off, DP audit) and
-    write it atomically; ``out_html`` defaults to report.html in that folder."""
+    write it atomically; ``out_html`` defaults to report.html in that folder.
+
+    An ``out_html`` that exists and is not that folder's own report.html is replaced only with
+    ``overwrite`` (InputError otherwise): ``miaudit report DIR --out FILE`` silently replaced a
+    config, or another run's report with this run's (red team). ``pdf``: the PDF beside
+    ``out_html`` (``--pdf``) is checked the same way, before anything is written."""
     from miaudit._io import write_text_atomic
     from miaudit.report._render import load_results, render_markdown, write_report
 
     folder = find_folder(path)
     if folder.kind == "dp-audit":
         result = DpAuditResult.read(folder.marker, field="results")
-        out = _out_path(folder.path, out_html)
+        out = _out_path(folder.path, out_html, overwrite=overwrite, pdf=pdf)
         write_text_atomic(out, render_dp_report(result))
         return WrittenReport("dp-audit", out, render_dp_markdown(result))
     variants: list[TradeoffVariant] = []
@@ -208,14 +218,14 @@ def write_folder_report(
         variants = variants_from_tradeoff(tradeoff)
         if dp is None and (folder.path / "dp_audit.json").is_file():
             dp = dp_summary_from_audit(DpAuditResult.read(folder.path / "dp_audit.json"))
-    out = _out_path(folder.path, out_html)
+    out = _out_path(folder.path, out_html, overwrite=overwrite, pdf=pdf)
     written = write_report(results, out, tradeoff=variants or None, dp=dp)
     audit, _ = load_results(results)
     md = render_markdown(audit, tradeoff=variants or None, dp=dp)
     return WrittenReport(folder.kind, written, md, audit.pseudonym_warning())
 
 
-def _out_path(folder: Path, out_html: Path | str | None) -> Path:
+def _out_path(folder: Path, out_html: Path | str | None, *, overwrite: bool, pdf: bool) -> Path:
     from miaudit._io import ensure_writable_dir
     from miaudit.report._render import REPORT_FILE
 
@@ -225,5 +235,12 @@ def _out_path(folder: Path, out_html: Path | str | None) -> Path:
             "--out",
             f"{str(out)!r} is a folder; give the report's file name, e.g. {str(out / REPORT_FILE)!r}",
         )
+    if not overwrite and out.resolve() != (folder / REPORT_FILE).resolve():
+        for path in (out, out.with_suffix(".pdf")) if pdf else (out,):
+            if path.exists() or path.is_symlink():
+                raise InputError(
+                    "--out",
+                    f"{str(path)!r} already exists and is not this folder's own report: pass --overwrite to replace it, or choose another file",
+                )
     ensure_writable_dir(out.parent if str(out.parent) else Path("."), field="--out")
     return out
