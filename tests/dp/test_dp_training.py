@@ -152,6 +152,30 @@ def test_reproducible_and_ghost_clipping_trains(small):
     )
 
 
+def test_seeded_noise_is_replayed_exactly_and_secret_noise_is_not(small):
+    """The DP adversary knows every other record and the recipe; with noise drawn from the
+    published seed they replay the training with and without a record and one replay matches
+    the released model exactly (red team: 0.0 against 0.0077). With ``randomness = "secret"``
+    no replay matches (the loader's and the noise's seeds come from the OS)."""
+    others = np.arange(2, small.n_records, 2)
+    with_record, without = np.concatenate([[0], others]), others
+    seeded = _mlp(noise_multiplier=1.0)
+    # fit_affine of the released model's own records in every replay: the comparison is the noise's
+    fit = fit_affine(small, with_record)
+
+    def run(recipe, idx):
+        return train_dp(recipe, small, [idx], [fit], [ModelStreams.of(3, 0)]).logits
+
+    released = run(seeded, with_record)
+    np.testing.assert_array_equal(released, run(seeded, with_record))  # the replay "member"
+    assert not np.array_equal(released, run(seeded, without))  # the replay "non-member"
+    secret = _mlp(noise_multiplier=1.0, randomness="secret")
+    released = run(secret, with_record)
+    assert not np.array_equal(released, run(secret, with_record))
+    record = train_dp(secret, small, [with_record], [fit], [ModelStreams.of(3, 0)]).privacy[0]
+    assert record["randomness"] == "secret"
+
+
 def test_zero_noise_fault_is_exactly_no_noise_while_the_accountant_keeps_sigma(small):
     honest_zero = _train(_mlp(noise_multiplier=0.0), small, seed=7)
     faulty = _train(_mlp(noise_multiplier=1.0, fault="zero_noise"), small, seed=7)

@@ -102,6 +102,35 @@ def test_torch_mlp_unit_matches_the_stacked_net(tmp_path) -> None:
     np.testing.assert_allclose(pred.predict_proba(X), want, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("privacy", "warned"),
+    [
+        (None, False),  # not DP-trained
+        ([{"epsilon": 2.0}, {"epsilon": 2.0}], True),  # written before the field: seeded
+        ([{"epsilon": 2.0, "randomness": "seeded"}] * 2, True),
+        ([{"epsilon": 2.0, "randomness": "secret"}] * 2, False),
+    ],
+)
+def test_a_dp_unit_with_replayable_noise_is_served_with_a_warning(tmp_path, privacy, warned):
+    """Seeded DP noise is replayed by whoever knows the seed (every results file states it):
+    its ε does not hold for a model served to others (red team)."""
+    torch = pytest.importorskip("torch")
+    from miaudit.models import MLPRecipe, save_torch_state
+    from miaudit.models._nets import StackedMLP
+
+    recipe = MLPRecipe(hidden=[4])
+    net = StackedMLP(recipe, N_FEATURES, 3, [torch.Generator().manual_seed(s) for s in (1, 2)])
+    ones, zeros = np.ones((2, N_FEATURES), np.float32), np.zeros((2, N_FEATURES), np.float32)
+    state = {**net.state_dict(), "preprocess.scale": ones, "preprocess.shift": zeros}
+    meta = {"models": "[0, 1]", "recipe": recipe.model_dump_json()}
+    if privacy is not None:
+        meta["privacy"] = json.dumps(privacy)
+    save_torch_state(tmp_path / "weights.safetensors", state, meta)
+    said = load_predictor(tmp_path, index=1).warnings
+    assert bool(said) == warned
+    assert not said or 'randomness = "secret"' in said[0]
+
+
 def test_no_model_is_a_named_input_error(tmp_path) -> None:
     with pytest.raises(InputError) as err:
         load_predictor(tmp_path / "missing.pkl")

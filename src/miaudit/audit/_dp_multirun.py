@@ -179,6 +179,7 @@ def _privacy(dp: DPConfig, mech: Mechanism, claim: float) -> PrivacySpent:
         poisson_sampling=True,
         ghost_clipping=False,
         fault_injection=dp.fault,
+        randomness=dp.randomness,
     )
 
 

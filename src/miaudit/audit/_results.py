@@ -448,6 +448,9 @@ class PrivacySpent(_Record):
     poisson_sampling: bool
     ghost_clipping: bool
     fault_injection: str
+    #: Where the batch sampling and noise came from ("seeded": the config's seed, replayable by
+    #: whoever knows it; "secret": the OS's entropy). Records written before: seeded.
+    randomness: Literal["seeded", "secret"] = "seeded"
 
     @field_validator("epsilon", mode="before")
     @classmethod

@@ -391,6 +391,8 @@ def _check_spec(spec: ServeSpec, calibration: Path | None) -> ServeSpec:
     store.close()
     if calibration is None:  # its warning, once nothing can refuse the command
         spec = _with_calibrated_detectors(spec, None, predictor)
+    for warning in getattr(predictor, "warnings", ()):
+        typer.echo(f"warning: {warning}", err=True)
     return spec
 
 

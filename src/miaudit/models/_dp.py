@@ -27,6 +27,7 @@ import contextlib
 import itertools
 import logging
 import math
+import secrets
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -339,6 +340,8 @@ def _train_one_dp(
     dp = recipe.dp
     assert dp is not None
     seeds = stream.numpy.integers(0, 2**62, size=3)  # data order, noise, augmentations
+    if dp.randomness == "secret":  # the mechanism's own randomness, unknown to any replay
+        seeds[:2] = [secrets.randbits(62), secrets.randbits(62)]
     engine = PrivacyEngine(accountant=dp.accountant)
     model, optimizer, crit, dl = _make_private(
         engine, recipe, dp, module, x, y, int(seeds[0]), int(seeds[1])
@@ -370,6 +373,7 @@ def _train_one_dp(
         "poisson_sampling": dp.poisson_sampling,
         "ghost_clipping": dp.ghost_clipping,
         "fault_injection": dp.fault,
+        "randomness": dp.randomness,
     }
 
 

@@ -14,6 +14,7 @@ accountant: by group privacy the guarantee for it is only (n·ε, n·e^{(n−1)�
 from __future__ import annotations
 
 import math
+import secrets
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -72,11 +73,17 @@ def _dp_finetune(
     dp = ft.dp
     assert dp is not None
     ids, mask = _padded(seqs, pad_id, max(len(s) for s in seqs))
+    # the mechanism's randomness: the config's seed, or secret (models/_recipe.py, DPConfig)
+    order, noise = (
+        (seed + 1, seed + 2)
+        if dp.randomness == "seeded"
+        else (secrets.randbits(62), secrets.randbits(62))
+    )
     loader = DataLoader(
         TensorDataset(ids, mask),
         batch_size=min(ft.batch_size, len(seqs)),
         shuffle=True,
-        generator=torch.Generator().manual_seed(seed + 1),
+        generator=torch.Generator().manual_seed(order),
     )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=ft.learning_rate, weight_decay=0.0)
@@ -88,7 +95,7 @@ def _dp_finetune(
         noise_multiplier=_sigma(ft, len(seqs), len(loader)),
         max_grad_norm=dp.max_grad_norm,
         poisson_sampling=True,
-        noise_generator=torch.Generator().manual_seed(seed + 2),
+        noise_generator=torch.Generator().manual_seed(noise),
         grad_sample_mode="hooks",
     )
     private.train()
@@ -109,6 +116,7 @@ def _dp_finetune(
         "max_grad_norm": dp.max_grad_norm,
         "sample_rate": float(dl.sample_rate),
         "steps": steps,
+        "randomness": dp.randomness,
     }
 
 

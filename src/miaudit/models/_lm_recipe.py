@@ -56,7 +56,9 @@ class LMDP(BaseModel):
     """DP fine-tuning of the LoRA adapters through Opacus (Poisson sampling, per-sample
     clipping at ``max_grad_norm``, noise calibrated by Opacus's accountant to (ε, δ) over the
     fine-tuning's epochs). ε is per record: a text inserted n times is n records, so the
-    guarantee for it is the group-privacy bound n·ε (with δ growing too)."""
+    guarantee for it is the group-privacy bound n·ε (with δ growing too). ``randomness``: as
+    :class:`~miaudit.models.DPConfig`'s ("seeded" from the config's seed, replayable by whoever
+    knows it; "secret" from the OS's entropy, for a model you release)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,6 +66,7 @@ class LMDP(BaseModel):
     delta: float = Field(1e-5, gt=0.0, lt=1.0)
     max_grad_norm: float = Field(1.0, gt=0.0)
     accountant: Literal["rdp", "prv"] = "rdp"
+    randomness: Literal["seeded", "secret"] = "seeded"
 
 
 class LMFinetune(BaseModel):

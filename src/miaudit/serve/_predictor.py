@@ -94,10 +94,15 @@ class TorchMLPPredictor:
     """
 
     def __init__(
-        self, layers: list[tuple[np.ndarray, np.ndarray]], affine: tuple[np.ndarray, np.ndarray]
+        self,
+        layers: list[tuple[np.ndarray, np.ndarray]],
+        affine: tuple[np.ndarray, np.ndarray],
+        warnings: tuple[str, ...] = (),
     ) -> None:
         self._layers = layers
         self._affine = affine
+        #: What the command line says before serving (a DP model whose noise can be replayed).
+        self.warnings = warnings
 
     @property
     def n_features(self) -> int | None:
@@ -342,6 +347,7 @@ def _torch_mlp(weights: Path, index: int) -> TorchMLPPredictor:
                     "--model-index", f"model {index} is not in this unit (it holds {models[:20]})"
                 )
             pos = models.index(index)
+            told = _replayable_dp(meta, pos)
             n_layers = sum(1 for k in fh.keys() if k.startswith("layer") and k.endswith(".weight"))  # noqa: SIM118 - safe_open has no __iter__
             layers = []
             for i in range(n_layers):
@@ -370,7 +376,25 @@ def _torch_mlp(weights: Path, index: int) -> TorchMLPPredictor:
     )
     if not shapes_ok:
         raise InputError("--model", f"{weights.name}: layer shapes do not chain into one MLP")
-    return TorchMLPPredictor(layers, affine)
+    return TorchMLPPredictor(layers, affine, told)
+
+
+def _replayable_dp(meta: dict[str, str], pos: int) -> tuple[str, ...]:
+    """A warning when the unit's model ``pos`` was DP-trained with noise drawn from its config's
+    seed: whoever knows the seed (every results file states it) and the other records replays
+    the training with and without a record and matches these weights exactly, so its ε does
+    not hold for a model served to others (red team: difference 0.0 against 0.0077)."""
+    privacy = _meta_list(meta, "privacy", "[]")
+    if not isinstance(privacy, list) or not privacy:
+        return ()
+    entry = privacy[pos] if pos < len(privacy) else privacy[0]
+    if not isinstance(entry, dict) or entry.get("randomness") == "secret":
+        return ()
+    return (
+        "this model was DP-trained with noise drawn from its config's seed (for reproducible audits): "
+        "whoever knows the seed and the other records can replay its training, so its ε does not hold "
+        'for a model you serve; retrain it with model.dp.randomness = "secret" (docs/dp.md)',
+    )
 
 
 class UpstreamError(RuntimeError):
