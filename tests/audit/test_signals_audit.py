@@ -161,7 +161,10 @@ def test_bad_choices_are_refused_naming_the_input(kwargs, field) -> None:
 def test_a_record_in_every_models_training_set_is_refused() -> None:
     keep = _four_of_eight()
     keep[:, 100] = True
-    with pytest.raises(InputError, match=r"keep: record '100' is in every model's training set"):
+    with pytest.raises(
+        InputError,
+        match=r"keep: the record in row 100 of the store is in every model's training set",
+    ):
         attack_store(_store(keep), CFG)
 
 

@@ -798,10 +798,13 @@ def _every_record_has_an_out_model(store: SignalsStore) -> None:
     pool = store.pool
     every = store.keep[:, pool].all(axis=0)
     if every.any():
-        rid = store.record_id[np.flatnonzero(pool)[int(np.argmax(every))]]
+        # named by its row, not its id: the line tells a record's membership in every model,
+        # the target's included, and error lines end up in CI logs (red team)
+        row = int(np.flatnonzero(pool)[int(np.argmax(every))])
+        more = int(every.sum()) - 1
         raise InputError(
             "keep",
-            f"record {str(rid)!r} is in every model's training set: no model is OUT on it, so no attack can score it; drop it from the store or leave it out of some models",
+            f"the record in row {row} of the store{f' (and {more} more)' if more else ''} is in every model's training set: no model is OUT on it, so no attack can score it; drop it from the store or leave it out of some models",
         )
 
 

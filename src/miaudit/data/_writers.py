@@ -356,7 +356,7 @@ class SignalsWriter:
             i = int(np.argmax(row & self._population))
             raise InputError(
                 f"keep (model {k})",
-                f"record {self._record_id[i]!r} is a population record, which no model may train on",
+                f"the record in row {i} is a population record, which no model may train on (named by its row: error lines end up in logs)",
             )
         return row
 
