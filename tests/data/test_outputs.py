@@ -102,6 +102,11 @@ BAD_CSV = [
     (_bad(member=[1, 1, 1]), "only one membership class"),
     (_bad(member=[1, 2, 0]), "member: values must be 0 or 1"),
     (_bad(record_id=[4, 4, 5]), "record_id: record ids are not unique"),
+    (  # red team: two look-alike records, two pseudonyms, check-record answered either
+        _bad(record_id=["Jos\u00e9", "Jose\u0301", "Ana"]),
+        r"record_id: record ids 'Jos\\xe9' and 'Jose\\u0301' differ only in Unicode form",
+    ),
+    (_bad(record_id=["\uff11", "1", "2"]), "differ only in Unicode form"),  # full-width 1
     (
         {
             "prob_0": [0.5, -0.1, 0.3],

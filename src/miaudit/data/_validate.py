@@ -210,4 +210,26 @@ def record_ids(name: str, values: np.ndarray | None, n: int) -> np.ndarray:
         ids = ids.astype(np.int64)
     if len(np.unique(ids)) != len(ids):
         raise InputError(name, "record ids are not unique")
+    if ids.dtype.kind == "U":
+        _distinct_when_read(name, ids)
     return ids
+
+
+def _distinct_when_read(name: str, ids: np.ndarray) -> None:
+    """InputError when two ids differ only in Unicode form ("José" composed and decomposed,
+    full-width digits): they print alike, so `miaudit ids` listed two look-alike records with
+    two pseudonyms and check-record answered for whichever form was typed (red team)."""
+    import unicodedata
+
+    text = ids.tolist()
+    if "".join(text).isascii():  # NFKC leaves ASCII as it is
+        return
+    seen: dict[str, str] = {}
+    for rid in text:
+        folded = unicodedata.normalize("NFKC", rid)
+        if folded in seen and seen[folded] != rid:
+            raise InputError(
+                name,
+                f"record ids {seen[folded]!a} and {rid!a} differ only in Unicode form: they read as one id",
+            )
+        seen.setdefault(folded, rid)
