@@ -127,6 +127,9 @@ def test_no_groups_split_is_published(tmp_path):
     assert sizes[("z", "0.0")] + sizes[("z", "1.0")] == 600
     small = [s for s in result.slices if s.size == 1]
     assert small and all(s.attacks == [] for s in small)  # too few to measure
+    # ... and its value is not named (a rare quasi-identifier): counted as "other"
+    rare = "(other: 1 value of fewer than 20 records each, not named)"
+    assert ("y", "c") not in sizes and sizes[("y", rare)] == 1
     assert all(s.attacks for s in result.slices if s.size > 150)
     shared = (tmp_path / "r" / "results.json").read_text()
     assert '"n_members": null' in shared and '"n_members": 0' not in shared

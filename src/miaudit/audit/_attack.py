@@ -579,12 +579,18 @@ def _slices(
     seed: np.random.SeedSequence,
 ) -> list[SliceResult]:
     """Each group's size and, where it has enough members and non-members, its metrics; never
-    its member/non-member split (:class:`SliceResult`)."""
+    its member/non-member split (:class:`SliceResult`). Values held by fewer than
+    :data:`MIN_SLICE_CLASS` records are not named, only counted together: results.json named
+    a one-record group's value (a rare quasi-identifier such as a postcode) in shareable
+    output (red team)."""
     out = []
     seeds = iter(seed.spawn(sum(len(g) for g in groups.values())))
     for column, parts in groups.items():
+        rare = [mask for _, mask in parts if int(mask.sum()) < MIN_SLICE_CLASS]
         for value, mask in parts:
             s_seed = next(seeds)
+            if int(mask.sum()) < MIN_SLICE_CLASS:
+                continue  # named below only as one of the rare values
             m = member[mask]
             n1, n0 = int(m.sum()), int((m == 0).sum())
             attacks = []
@@ -605,4 +611,13 @@ def _slices(
                     for k in scores
                 ]
             out.append(SliceResult(column=column, value=value, n_records=n1 + n0, attacks=attacks))
+        if rare:  # too few to measure, and their values would name a rare quasi-identifier
+            out.append(
+                SliceResult(
+                    column=column,
+                    value=f"(other: {len(rare)} value{'s' if len(rare) > 1 else ''} of fewer than {MIN_SLICE_CLASS} records each, not named)",
+                    n_records=int(sum(int(mask.sum()) for mask in rare)),
+                    attacks=[],
+                )
+            )
     return out
