@@ -150,7 +150,8 @@ def verdict(p: float, test: Test | None = None) -> str:
     found = (
         ""
         if t.power is None
-        else f": at this level the test finds {t.power:.0%} of the model's {t.n_members} known members"
+        else f": at this level the test finds {t.power:.0%} of the model's {t.n_members} known members, "
+        f"against {t.threshold:.2g} of its non-members by design"
     )
     return f"no evidence from this model's outputs that the record was in its training data (not proof that it was not{found})"
 
