@@ -330,12 +330,7 @@ def check_records(
     in_mask = keep & ~store.population
     has_out = (n_out_all >= 1) & ~store.population
     z_all, p_ref = _reference_tests(phi[t], has_out, n_out_all, mean_out, dof_own, s2, prior)
-    null = np.sort(p_ref[has_out & ~store.keep[t]])  # the audited model's known non-members
-    if null.size == 0:
-        raise InputError(
-            "results",
-            f"model {t} has no known non-member with an OUT reference to calibrate its p-values on",
-        )
+    null = _known_nonmembers(p_ref, has_out & ~store.keep[t], t)
     null_rate = float((null < ALPHA).mean())
     members = has_out & store.keep[t]
     test = _test(len(set(map(str, ids))), int(null.size), _ranks(null, p_ref[members]))
@@ -372,6 +367,18 @@ def check_records(
             )
         )
     return out
+
+
+def _known_nonmembers(p_ref: np.ndarray, nonmember: np.ndarray, t: int) -> np.ndarray:
+    """The reference p-values of model ``t``'s known non-members, sorted: what its per-record
+    p-values are ranked among."""
+    null = np.sort(p_ref[nonmember])
+    if null.size == 0:
+        raise InputError(
+            "results",
+            f"model {t} has no known non-member with an OUT reference to calibrate its p-values on",
+        )
+    return null
 
 
 def _ranks(null: np.ndarray, values: np.ndarray) -> np.ndarray:
