@@ -360,3 +360,60 @@ def test_recommendation_rule_follows_the_intervals():
     assert "accuracy gain of at least 2.9 points" in judged.reason
     (_, wd) = with_recommendations([variants[0], variants[2]], tolerance=0.01, majority=0.76)
     assert "accuracy loss at most 0.4 points" in wd.reason
+
+
+def test_a_dp_baseline_with_fault_injection_is_described_and_marked_void(tmp_path):
+    """Red team: a zero-noise recipe's "ε = 2.00" went unmarked into tradeoff.json (no trace of
+    the fault), the table and the report; its policy row said ε = ∞ and its weight-decay row
+    hid that it keeps DP; the baseline was described "no DP: ε = ∞"."""
+    import typer
+    from typer.testing import CliRunner
+
+    from miaudit.cli._tradeoff import tradeoff as tradeoff_cmd
+
+    app = typer.Typer()
+    app.command("tradeoff")(tradeoff_cmd)
+    app.command("unused")(lambda: None)
+    cfg = tmp_path / "fault.toml"
+    cfg.write_text(
+        '[data]\ndataset = "adult"\nmax_records = 400\n[model]\nkind = "torch-mlp"\nhidden = [8]\nepochs = 1\n'
+        'batch_size = 64\ndp = { epsilon = 2.0, fault = "zero_noise" }\n'
+        '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 20\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "t"
+    r = CliRunner().invoke(
+        app,
+        [
+            "tradeoff",
+            str(cfg),
+            "--out",
+            str(out),
+            "--epsilons",
+            "",
+            "--weight-decays",
+            "0.01",
+            "--no-early-stopping",
+            "--policies",
+            "top-1",
+            "--policy-targets",
+            "1",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    data = json.loads((out / "tradeoff.json").read_text())
+    base, wd, pol = data["variants"]
+    assert all(v["fault_injection"] == "zero_noise" for v in data["variants"])
+    assert (
+        data["notes"][0].startswith("WARNING: DP-SGD fault injection")
+        and "VOID" in data["notes"][0]
+    )
+    assert "no DP" not in base["description"] and "DP-SGD, target ε = 2" in base["description"]
+    assert "keeping the recipe's DP-SGD" in wd["description"]
+    assert pol["epsilon"] == base["epsilon"] is not None  # the baseline's models, its ε
+    said = " ".join(r.output.split())
+    assert said.count("VOID") >= 3 and "∞" not in said.split("policy-top-1")[1].split("\n")[0]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "VOID: fault injection on (zero_noise)" in html
+    notes = json.loads((out / "variants" / "baseline" / "results.json").read_text())["notes"]
+    assert notes[0].startswith("WARNING: DP-SGD fault injection was on (zero_noise)")

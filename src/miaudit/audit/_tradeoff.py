@@ -15,6 +15,7 @@ record-resampling intervals, and the ε the accountant recorded (the largest ove
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from miaudit.audit._tradeoff_result import (
     TradeoffResult,
     VariantComparison,
     VariantOutcome,
+    fault_words,
 )
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
@@ -68,6 +70,8 @@ __all__ = [
 DEFAULT_EPSILONS = (8.0, 4.0, 1.0)
 DEFAULT_WEIGHT_DECAYS = (1e-3, 1e-2)
 DEFAULT_POLICIES = ("top-1", "round:1", "label-only")
+#: The baseline's description, for a recipe without DP (``_described`` says what a DP one runs).
+BASELINE_DESCRIPTION = "the recipe as given (no DP: ε = ∞), full outputs"
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ def default_variants(
     """
     _check_variant_options(epsilons, weight_decays, policies, delta, accountant)
     dp = {"delta": delta, "accountant": accountant, "ghost_clipping": ghost_clipping}
-    out = [VariantSpec("baseline", "the recipe as given (no DP: ε = ∞), full outputs")]
+    out = [VariantSpec("baseline", BASELINE_DESCRIPTION)]
     out += [
         VariantSpec(
             f"dp-eps{e:g}",
@@ -384,6 +388,14 @@ def _privacy(store: SignalsStore) -> list[PrivacySpent]:
     return [PrivacySpent.model_validate(p) for p in store.info.privacy]
 
 
+def _fault(privacy: Sequence[PrivacySpent]) -> str | None:
+    """The DP fault injection the models trained with (None: none): their ε is then void, and
+    every output that states it must say so (red team: a zero-noise recipe's "ε = 2.00" went
+    unmarked into tradeoff.json, the table and the report)."""
+    faults = sorted({p.fault_injection for p in privacy} - {"none"})
+    return ", ".join(faults) or None
+
+
 def _utility(result: AuditResult) -> Utility:
     if result.utility is None:  # a reference audit always measures it
         raise RuntimeError("the variant's audit measured no accuracy")
@@ -541,6 +553,38 @@ def _checked_specs(variants: Sequence[VariantSpec] | None) -> list[VariantSpec]:
     return specs
 
 
+def _dp_words(dp: Any) -> str:
+    """A recipe's DP-SGD setting in a few words (its target ε, or its σ)."""
+    budget = (
+        f"target ε = {dp.epsilon:g}" if dp.epsilon is not None else f"σ = {dp.noise_multiplier:g}"
+    )
+    fault = f", FAULT INJECTION {dp.fault}" if dp.fault != "none" else ""
+    return f"DP-SGD, {budget}, δ = {dp.delta:g} ({dp.accountant}{fault})"
+
+
+def _described(specs: list[VariantSpec], cfg: AuditConfig) -> list[VariantSpec]:
+    """The variants described as what they train when the recipe is itself DP-SGD (red team: a
+    DP baseline was described "no DP: ε = ∞" and its weight-decay rows hid that they keep it)."""
+    dp = getattr(cfg.model, "dp", None)
+    if dp is None:
+        return specs
+    own = _dp_words(dp)
+    out = []
+    for spec in specs:
+        if spec is specs[0] and spec.description == BASELINE_DESCRIPTION:
+            text = f"the recipe as given ({own}), full outputs"
+        elif spec.policy is not None:
+            text = f"{spec.description} (the recipe's {own}: the baseline's ε)"
+        elif "dp" in spec.model:
+            text = f"{spec.description}, replacing the recipe's {own}"
+        elif spec is not specs[0]:
+            text = f"{spec.description}, keeping the recipe's {own}"
+        else:
+            text = spec.description
+        out.append(dataclasses.replace(spec, description=text))
+    return out
+
+
 def _variant_config(spec: VariantSpec, base_cfg: AuditConfig) -> AuditConfig:
     """The audit config of a training variant: the base recipe with ``spec.model``'s fields."""
     from miaudit.models import parse_recipe
@@ -600,6 +644,7 @@ def _training_variant(
         },
         folder=f"variants/{folder.name}",
         baseline=baseline,
+        fault_injection=_fault(privacy),
     )
     return outcome, audit_run
 
@@ -610,9 +655,11 @@ def _policy_variant(
     s: _Settings,
     full: PolicyScores,
     rng: np.random.Generator,
+    base: VariantOutcome,
 ) -> tuple[VariantOutcome, list[RobustnessComparison]]:
     """The baseline's models attacked under ``spec.policy``, compared with the strongest of the
-    same attacks on the same models' full outputs (``full``)."""
+    same attacks on the same models' full outputs (``full``). The models are the baseline's, so
+    is what DP-SGD spent on them (``base``: a DP baseline's policy rows said ε = ∞)."""
     assert spec.policy is not None
     cfg = s.cfg
     p = _policy_scores(
@@ -646,9 +693,10 @@ def _policy_variant(
         strongest_attack=best,
         auc=ev.estimate(best, "auc"),
         tpr_at_1pct_fpr=ev.estimate(best, TPR1),
-        epsilon=None,
-        delta=None,
-        accountant=None,
+        epsilon=base.epsilon,
+        delta=base.delta,
+        accountant=base.accountant,
+        fault_injection=base.fault_injection,
         policy=spec.policy,
         attacks={n: _figures(ev, n, p.queries) for n in ev.names},
         folder=f"variants/{baseline.train.out.name}",
@@ -712,7 +760,22 @@ def _progress(v: VariantOutcome) -> str:
     eps = (
         f", ε = {v.epsilon:.2f}, δ = {v.delta:g} ({v.accountant})" if v.epsilon is not None else ""
     )
+    if v.fault_injection:
+        eps += f" VOID: {fault_words(v.fault_injection)}"
     return f"{v.name}: test accuracy {v.test_accuracy:.3f}, strongest {v.strongest_attack} AUC {_fmt(v.auc)}{eps}"
+
+
+def _fault_notes(outcomes: Sequence[VariantOutcome]) -> list[str]:
+    """Said first: variants whose ε is void because their DP-SGD ran with fault injection."""
+    faulty = [v for v in outcomes if v.fault_injection]
+    if not faulty:
+        return []
+    named = "; ".join(f"{v.name} ({v.fault_injection})" for v in faulty)
+    return [
+        f"WARNING: DP-SGD fault injection was on for {named}: their recorded ε is VOID (the "
+        "training did not run the mechanism the accountant was told); a fault is for testing an "
+        "auditor, never for a model anyone relies on."
+    ]
 
 
 def _notes(
@@ -756,7 +819,7 @@ def tradeoff(
     """
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
     say = say or (lambda _s: None)
-    specs = _checked_specs(variants)
+    specs = _described(_checked_specs(variants), cfg)
     s = _settings(cfg, Path(out), accuracy_tolerance, policy_targets, noise_sigma, noise_draws)
     _check_dp_variants(specs, s)
     outcomes: list[VariantOutcome] = []
@@ -785,7 +848,7 @@ def tradeoff(
                 draws=noise_draws,
                 seed=cfg.seed,
             )
-            outcome, found = _policy_variant(spec, baseline, s, full, boot)
+            outcome, found = _policy_variant(spec, baseline, s, full, boot, outcomes[0])
             robustness += found
         outcomes.append(outcome)
         say(_progress(outcome))
@@ -818,7 +881,7 @@ def _finish(
         seed=cfg.seed,
         variants=with_recommendations(outcomes, tolerance=tolerance, majority=majority),
         comparisons=comparisons,
-        notes=_notes(s.noise_sigma, s.noise_draws, tolerance, majority),
+        notes=_fault_notes(outcomes) + _notes(s.noise_sigma, s.noise_draws, tolerance, majority),
     )
     write_text_atomic(s.out / TRADEOFF_FILE, result.to_json())
     return result

@@ -49,6 +49,11 @@ def checked_estimate(e: Estimate | None, lo: float, hi: float, name: str) -> Est
     return e
 
 
+def fault_words(fault: str) -> str:
+    """Why an ε recorded under fault injection means nothing, in a few words."""
+    return f"fault injection on ({fault}): the training did not run the mechanism the accountant was told"
+
+
 def _rate(name: str) -> Any:
     return AfterValidator(lambda e: checked_estimate(e, 0.0, 1.0, name))
 
@@ -148,6 +153,26 @@ class VariantOutcome(_Record):
     reason: str = ""
     #: What the risk reduction is measured against (for policies: the same attacks on full outputs).
     compared_with: str = ""
+    #: DP-SGD fault injection the models were trained with (``model.dp.fault``; None: none). Its
+    #: ε is then void: the accountant was told a mechanism the training did not run.
+    fault_injection: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_fault(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent when none, so files of recipes without fault injection read as they always did.
+        out = handler(self)
+        if self.fault_injection is None and isinstance(out, dict):
+            out.pop("fault_injection", None)
+        return out
+
+    def epsilon_text(self) -> str:
+        """The recorded ε as every output states it: void beside it under fault injection."""
+        if self.epsilon is None:
+            return "∞"
+        text = f"{self.epsilon:.2f} (δ = {self.delta:g})"
+        return text + (
+            f" VOID: {fault_words(self.fault_injection)}" if self.fault_injection else ""
+        )
 
 
 class TradeoffResult(_Record):

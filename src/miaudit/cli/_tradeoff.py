@@ -168,6 +168,9 @@ def tradeoff(
     )
     out = _console()
     _print_tradeoff(out, result)
+    for note in result.notes:  # a void ε (fault injection) said on stderr too, not only in files
+        if note.startswith("WARNING: "):
+            err.print(f"warning: {note.removeprefix('WARNING: ')}", highlight=False, soft_wrap=True)
     path = write_report(
         out_dir / result.variants[0].folder,
         out_dir / "report.html",
@@ -253,7 +256,7 @@ def _print_tradeoff(out: Console, result: TradeoffResult) -> None:
     ):
         table.add_column(col)
     for v in result.variants:
-        eps = "∞" if v.epsilon is None else f"{v.epsilon:.2f} (δ = {v.delta:g})"
+        eps = v.epsilon_text()
         reduction = _est(v.risk_reduction, signed=True) if v.risk_reduction is not None else "—"
         loss = _est(v.accuracy_loss, signed=True) if v.accuracy_loss is not None else "—"
         table.add_row(

@@ -213,7 +213,8 @@ def _dp(dp: DpAuditSummary | None, variants: Sequence[TradeoffVariant]) -> str:
         return (
             "DP-trained variants measured: "
             + "; ".join(
-                f"ε = {_num(v.epsilon)}{'' if v.delta is None else f' (δ = {_num(v.delta)})'}: AUC {format_estimate(v.auc)}, test accuracy {_pct(v.test_accuracy)}"
+                f"ε = {_num(v.epsilon)}{'' if v.delta is None else f' (δ = {_num(v.delta)})'}"
+                f"{f' VOID (fault injection on: {v.fault_injection})' if v.fault_injection else ''}: AUC {format_estimate(v.auc)}, test accuracy {_pct(v.test_accuracy)}"
                 for v in private
             )
             + "."

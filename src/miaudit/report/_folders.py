@@ -65,6 +65,7 @@ def variants_from_tradeoff(result: TradeoffResult) -> list[TradeoffVariant]:
             recommendation=v.recommendation,
             reason=v.reason,
             compared_with=v.compared_with,
+            fault_injection=v.fault_injection,
         )
         for v in result.variants
     ]

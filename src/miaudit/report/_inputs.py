@@ -85,6 +85,8 @@ class TradeoffVariant(_Input):
     recommendation: str = ""
     reason: str = ""
     compared_with: str = ""
+    #: DP-SGD fault injection the models trained with (None: none): ``epsilon`` is then void.
+    fault_injection: str | None = None
 
 
 class DpAuditSummary(_Input):
