@@ -417,3 +417,40 @@ def test_a_dp_baseline_with_fault_injection_is_described_and_marked_void(tmp_pat
     assert "VOID: fault injection on (zero_noise)" in html
     notes = json.loads((out / "variants" / "baseline" / "results.json").read_text())["notes"]
     assert notes[0].startswith("WARNING: DP-SGD fault injection was on (zero_noise)")
+
+
+def test_a_dp_audit_of_another_recipe_is_refused_and_a_variants_is_not_the_baselines(tmp_path):
+    """Red team: `tradeoff tiny.toml --dp-audit` of another recipe's dp_audit.json put "claimed
+    ε = 2; audit PASSED" in the non-DP baseline's verdict, and its σ/q/steps (those of
+    dp-audit's own 1,200 training records) stood beside models that trained on 600."""
+    import typer
+    from typer.testing import CliRunner
+
+    from miaudit.audit import DpAuditDesign, dp_audit
+    from miaudit.cli._tradeoff import tradeoff as tradeoff_cmd
+
+    app = typer.Typer()
+    app.command("tradeoff")(tradeoff_cmd)
+    app.command("unused")(lambda: None)
+    body = '[data]\ndataset = "adult"\nmax_records = 400\n[model]\nkind = "torch-mlp"\nhidden = [{h}]\nepochs = 1\nbatch_size = 64\n{dp}'
+    rest = '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 20\n'
+    for name, h, dp in (("dp", 8, "dp = { epsilon = 2.0 }\n"), ("plain", 8, ""), ("wide", 12, "")):
+        (tmp_path / f"{name}.toml").write_text(body.format(h=h, dp=dp) + rest, encoding="utf-8")
+    dp_audit(tmp_path / "dp.toml", tmp_path / "da", design=DpAuditDesign(canaries=100))
+    audit_file = str(tmp_path / "da" / "dp_audit.json")
+    args = ["--epsilons", "2", "--no-ghost-clipping", "--weight-decays", "", "--no-early-stopping"]
+    args += ["--policies", "", "--dp-audit", audit_file]
+    r = CliRunner().invoke(
+        app, ["tradeoff", str(tmp_path / "wide.toml"), "--out", str(tmp_path / "w"), *args]
+    )
+    assert isinstance(r.exception, InputError), r.output  # exit 2 in main
+    assert r.exception.field == "--dp-audit" and "hidden" in str(r.exception)
+    assert not (tmp_path / "w").exists()
+    r = CliRunner().invoke(
+        app, ["tradeoff", str(tmp_path / "plain.toml"), "--out", str(tmp_path / "p"), *args]
+    )
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "p" / "report.html").read_text(encoding="utf-8")
+    assert "Differential privacy: claimed ε" not in html  # not in the baseline's verdict
+    assert "This DP audit is of variant dp-eps2" in html and "not of the baseline" in html
+    assert "dp-audit trains on its own split of the records" in html

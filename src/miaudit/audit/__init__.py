@@ -66,6 +66,7 @@ from miaudit.audit._tradeoff import (
     VariantOutcome,
     VariantSpec,
     default_variants,
+    dp_audit_variant,
     model_predictor,
     tradeoff,
 )
@@ -132,6 +133,7 @@ __all__ = [
     "check_record",
     "default_variants",
     "dp_audit",
+    "dp_audit_variant",
     "exact_exposure",
     "exact_rank",
     "gate_failures",

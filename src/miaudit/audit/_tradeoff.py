@@ -26,6 +26,7 @@ import numpy as np
 
 from miaudit._io import cleans_output_dir
 from miaudit.audit._config import AuditConfig, load_audit_config
+from miaudit.audit._dp_audit import DpAuditResult
 from miaudit.audit._results import AuditResult, PrivacySpent, Utility
 from miaudit.audit._tradeoff_result import (
     TPR1,
@@ -60,6 +61,7 @@ __all__ = [
     "VariantOutcome",
     "VariantSpec",
     "default_variants",
+    "dp_audit_variant",
     "model_predictor",
     "paired_accuracy_loss",
     "recommendation",
@@ -388,6 +390,19 @@ def _privacy(store: SignalsStore) -> list[PrivacySpent]:
     return [PrivacySpent.model_validate(p) for p in store.info.privacy]
 
 
+def _mechanism(privacy: Sequence[PrivacySpent]) -> dict[str, Any]:
+    """σ, sampling rate and steps of the model that spent the most (what a DP audit of the
+    recipe is compared with: its own runs train on another number of records)."""
+    if not privacy:
+        return {}
+    top = max(privacy, key=lambda p: p.epsilon)
+    return {
+        "noise_multiplier": top.noise_multiplier,
+        "sample_rate": top.sample_rate,
+        "steps": top.steps,
+    }
+
+
 def _fault(privacy: Sequence[PrivacySpent]) -> str | None:
     """The DP fault injection the models trained with (None: none): their ε is then void, and
     every output that states it must say so (red team: a zero-noise recipe's "ε = 2.00" went
@@ -585,6 +600,49 @@ def _described(specs: list[VariantSpec], cfg: AuditConfig) -> list[VariantSpec]:
     return out
 
 
+def _resolved(recipe: Any) -> dict[str, Any]:
+    """A recipe's fields, its preprocessing by what it is fitted on (a DP recipe's default)."""
+    raw = dict(recipe.model_dump(mode="json"))
+    if hasattr(recipe, "preprocessing_fit"):
+        raw["preprocessing"] = recipe.preprocessing_fit
+    return raw
+
+
+def _without_dp(recipe: Any) -> dict[str, Any]:
+    """A recipe's fields but DP-SGD and what it decides (DP fits preprocessing on the population)."""
+    return {k: v for k, v in _resolved(recipe).items() if k not in ("dp", "preprocessing")}
+
+
+def dp_audit_variant(
+    cfg: AuditConfig, specs: Sequence[VariantSpec], audited: DpAuditResult
+) -> str | None:
+    """The training variant whose recipe ``audited`` (a dp_audit.json) is of: the same dataset
+    and the same recipe, DP settings included (None: the same dataset and recipe but none of the
+    variants' DP settings). InputError naming ``--dp-audit`` when its dataset or its recipe, DP
+    aside, is not the trade-off's (red team: an audit of another recipe put "claimed ε = 2;
+    audit PASSED" in a non-DP baseline's verdict)."""
+    data = cfg.data.dataset or (cfg.data.path.name if cfg.data.path is not None else None)
+    if audited.dataset != data:
+        raise InputError(
+            "--dp-audit",
+            f"audits a recipe on dataset {audited.dataset!r}, not this trade-off's {data!r}",
+        )
+    if _without_dp(audited.recipe) != _without_dp(cfg.model):
+        differ = sorted(
+            k for k, v in _without_dp(audited.recipe).items() if _without_dp(cfg.model).get(k) != v
+        )
+        raise InputError(
+            "--dp-audit",
+            f"audits another recipe than this trade-off's (model fields {', '.join(differ) or 'kind'} differ, DP settings aside)",
+        )
+    for spec in specs:
+        if spec.policy is None and _resolved(_variant_config(spec, cfg).model) == _resolved(
+            audited.recipe
+        ):
+            return spec.name
+    return None
+
+
 def _variant_config(spec: VariantSpec, base_cfg: AuditConfig) -> AuditConfig:
     """The audit config of a training variant: the base recipe with ``spec.model``'s fields."""
     from miaudit.models import parse_recipe
@@ -645,6 +703,7 @@ def _training_variant(
         folder=f"variants/{folder.name}",
         baseline=baseline,
         fault_injection=_fault(privacy),
+        **_mechanism(privacy),
     )
     return outcome, audit_run
 
@@ -697,6 +756,9 @@ def _policy_variant(
         delta=base.delta,
         accountant=base.accountant,
         fault_injection=base.fault_injection,
+        noise_multiplier=base.noise_multiplier,
+        sample_rate=base.sample_rate,
+        steps=base.steps,
         policy=spec.policy,
         attacks={n: _figures(ev, n, p.queries) for n in ev.names},
         folder=f"variants/{baseline.train.out.name}",

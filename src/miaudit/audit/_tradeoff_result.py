@@ -156,13 +156,19 @@ class VariantOutcome(_Record):
     #: DP-SGD fault injection the models were trained with (``model.dp.fault``; None: none). Its
     #: ε is then void: the accountant was told a mechanism the training did not run.
     fault_injection: str | None = None
+    #: DP-SGD's σ, sampling rate and steps on the model that spent the most (None: not DP).
+    noise_multiplier: float | None = Field(None, ge=0)
+    sample_rate: float | None = Field(None, ge=0, le=1)
+    steps: int | None = Field(None, ge=0)
 
     @model_serializer(mode="wrap")
-    def _without_absent_fault(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Absent when none, so files of recipes without fault injection read as they always did.
+    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent when none, so files of recipes without DP or fault injection read as they did.
         out = handler(self)
-        if self.fault_injection is None and isinstance(out, dict):
-            out.pop("fault_injection", None)
+        if isinstance(out, dict):
+            for key in ("fault_injection", "noise_multiplier", "sample_rate", "steps"):
+                if getattr(self, key) is None:
+                    out.pop(key, None)
         return out
 
     def epsilon_text(self) -> str:

@@ -138,7 +138,7 @@ def tradeoff(
     from miaudit.report import write_report
 
     _check_tradeoff_options(accountant, policy_targets, accuracy_tolerance, noise_sigma)
-    dp = _dp_audit_file(dp_audit_json)  # read and checked before any training
+    audited = _dp_audit_file(dp_audit_json)  # read and checked before any training
     err = console(stderr=True)
     from miaudit.audit import is_text_config
 
@@ -157,6 +157,10 @@ def tradeoff(
     from miaudit.cli._train import load_audit
 
     cfg = load_audit(config, trust_code)
+    from miaudit.audit import dp_audit_variant
+
+    # the audited recipe matched to a variant before any training: another recipe is refused
+    matched = dp_audit_variant(cfg, variants, audited) if audited is not None else None
     result = run_tradeoff(
         cfg,
         out_dir,
@@ -175,7 +179,7 @@ def tradeoff(
         out_dir / result.variants[0].folder,
         out_dir / "report.html",
         tradeoff=tradeoff_variants_for_report(result),
-        dp=dp,
+        dp=_dp_beside(audited, matched, result),
     )
     out.print(
         f"results: {out_dir / 'tradeoff.json'} (shareable); report: {path}; variants/, models/: restricted"
@@ -285,13 +289,70 @@ def _print_tradeoff(out: Console, result: TradeoffResult) -> None:
         )
 
 
-def _dp_audit_file(path: Path | None) -> DpAuditSummary | None:
-    """The report's DP section from a ``dp_audit.json`` (None without one); InputError names it."""
+def _dp_audit_file(path: Path | None) -> DpAuditResult | None:
+    """A ``dp_audit.json`` (None without one); InputError names it."""
     from miaudit.audit import DpAuditResult
 
     if path is None:
         return None
-    return dp_summary_for_report(DpAuditResult.read(path, field="--dp-audit"))
+    return DpAuditResult.read(path, field="--dp-audit")
+
+
+def _dp_beside(
+    audited: DpAuditResult | None, variant: str | None, result: TradeoffResult
+) -> DpAuditSummary | None:
+    """The report's DP section: the audit, which variant's recipe it is of (only the baseline's
+    goes in the verdict) and, when they differ, that its σ, q and steps are those of its own
+    runs' training-set size, not of the trade-off's models (red team: "σ = 1.12, q = 0.0526,
+    38 steps" beside models that ran q = 0.1 and 20 steps)."""
+    summary = dp_summary_for_report(audited) if audited is not None else None
+    if summary is None or audited is None:
+        return None
+    base = result.variants[0]
+    if variant is None:
+        said = (
+            "This DP audit is of this trade-off's recipe and data with DP settings none of its "
+            "variants has: its verdict is about that recipe, not about any model in this report."
+        )
+    else:
+        said = (
+            f"This DP audit is of variant {variant}'s recipe (the same data, recipe and DP settings)"
+            + (
+                "."
+                if variant == base.name
+                else ", not of the baseline: its verdict is not the baseline's."
+            )
+        )
+    notes = [said, *_mechanism_note(audited, result, variant)]
+    return summary.model_copy(
+        update={
+            "variant": variant,
+            "of_baseline": variant == base.name,
+            "notes": [*notes, *summary.notes],
+        }
+    )
+
+
+def _mechanism_note(
+    audited: DpAuditResult, result: TradeoffResult, variant: str | None
+) -> list[str]:
+    if not audited.privacy or variant is None:
+        return []
+    p = max(audited.privacy, key=lambda q: q.epsilon)
+    v = result.variant(variant)
+    if v.noise_multiplier is None or v.sample_rate is None or v.steps is None:
+        return []
+    theirs = (v.noise_multiplier, v.sample_rate, v.steps)
+    if math.isclose(p.noise_multiplier, theirs[0], rel_tol=1e-9) and (
+        math.isclose(p.sample_rate, theirs[1], rel_tol=1e-9) and p.steps == theirs[2]
+    ):
+        return []
+    return [
+        f"dp-audit trains on its own split of the records: its runs' mechanism (σ = {p.noise_multiplier:.3g}, "
+        f"q = {p.sample_rate:.3g}, {p.steps} steps) is that of its training-set size, not of {variant}'s models in "
+        f"this trade-off (σ = {theirs[0]:.3g}, q = {theirs[1]:.3g}, {theirs[2]} steps): it tests the recipe's DP-SGD "
+        "and accounting at another size, not these models' ε."
+    ]
 
 
 def _est(e: Estimate | None, signed: bool = False) -> str:

@@ -161,7 +161,14 @@ def _dp(
 ) -> Control:
     """DP training: the DP audit's verdict, else the strongest attack and its implied ε."""
     prio: Priority
-    if dp is not None:
+    if dp is not None and not dp.of_baseline:  # an audit of a DP variant, not of this model
+        because = (
+            f"A DP audit of {f'variant {dp.variant}' if dp.variant else 'this recipe with other DP settings'} "
+            f"(claimed ε = {dp.claimed_epsilon:g}, δ = {_num(dp.delta)}): lower bound "
+            f"{_num(dp.empirical_epsilon_lower_bound)}, {dp.verdict}."
+        )
+        prio = "consider"
+    elif dp is not None:
         because = (
             f"The model was trained with a claimed ε = {dp.claimed_epsilon:g} (δ = {_num(dp.delta)}, {dp.accountant} accountant); the audit "
             f"measured a lower bound of {_num(dp.empirical_epsilon_lower_bound)}: {dp.verdict}."
