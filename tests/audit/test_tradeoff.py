@@ -290,7 +290,7 @@ def test_every_variant_has_paired_figures_and_a_verdict(run):
     assert "baseline's strongest" in res.variant("dp-eps2").compared_with
 
 
-def _variant(name, *, reduction, loss, acc=0.8, baseline=False):
+def _variant(name, *, reduction, loss, acc=0.8, baseline=False, lower=None, judged=None):
     from miaudit.audit._tradeoff import VariantOutcome
     from miaudit.metrics import Estimate
 
@@ -312,6 +312,8 @@ def _variant(name, *, reduction, loss, acc=0.8, baseline=False):
         folder=f"variants/{name}",
         baseline=baseline,
         risk_reduction=est(reduction),
+        risk_reduction_lower=lower,
+        judged=judged,
         accuracy_loss=est(loss),
     )
 
@@ -352,7 +354,9 @@ def test_recommendation_rule_follows_the_intervals():
         v.name: v.recommendation
         for v in with_recommendations(variants, tolerance=0.02, majority=0.76)
     }
-    assert verdicts["dp-eps4"] == "best" and verdicts["dp-eps8"] == "recommended"
+    # ... but its interval [0.14, 0.18] overlaps ε = 8's [0.12, 0.16]: not ranked above it.
+    assert verdicts["dp-eps4"] == "best (not distinguishable from dp-eps8)"
+    assert verdicts["dp-eps8"] == "recommended"
     # A control more accurate than the baseline beyond noise says so (a learner read "accuracy
     # loss at most 0.0 points" for a gain of 2.9-4.3 points at ε = 8).
     gain = _variant("dp-eps8", reduction=(0.14, 0.12, 0.16), loss=(-0.036, -0.043, -0.029))
@@ -454,3 +458,47 @@ def test_a_dp_audit_of_another_recipe_is_refused_and_a_variants_is_not_the_basel
     assert "Differential privacy: claimed ε" not in html  # not in the baseline's verdict
     assert "This DP audit is of variant dp-eps2" in html and "not of the baseline" in html
     assert "dp-audit trains on its own split of the records" in html
+
+
+def test_no_control_is_recommended_against_an_undetected_risk_or_by_one_of_many_intervals():
+    """Red team: tiny.toml's wd0.01 was "best" and "recommended" for a risk reduction of
+    +0.0006 AUC [+0.0002, +0.0011] (printed "[+0.000, +0.001]") on a baseline whose risk the
+    report called "not detected", its 95 % interval one of 8 with no correction."""
+    from miaudit.audit._tradeoff import signed_difference, with_recommendations
+    from miaudit.metrics import Estimate
+
+    base = _variant("baseline", reduction=None, loss=None, baseline=True)
+    tiny = _variant("wd0.01", reduction=(0.0006, 0.0002, 0.0011), loss=(0.0, -0.002, 0.002))
+    judged = with_recommendations(
+        [base, tiny], tolerance=0.01, majority=0.5, baseline_detected=False
+    )
+    assert judged[1].recommendation == "not recommended"
+    assert "detects no membership risk" in judged[1].reason
+    assert "+0.0006 AUC [+0.0002, +0.0011]" in judged[1].reason
+    # Above 0 on its own 95 % interval, not once it holds together over the 8 variants.
+    alone = _variant(
+        "wd0.01",
+        reduction=(0.0006, 0.0002, 0.0011),
+        loss=(0.0, -0.002, 0.002),
+        lower=-0.0001,
+        judged=8,
+    )
+    (_, v) = with_recommendations(
+        [base, alone], tolerance=0.01, majority=0.5, baseline_detected=True
+    )
+    assert v.recommendation == "not recommended" and "over the 8 variants (Bonferroni)" in v.reason
+    assert (
+        signed_difference(Estimate(point=0.0006, lower=0.0002, upper=0.0011))
+        == "+0.0006 [+0.0002, +0.0011]"
+    )
+    assert (
+        signed_difference(Estimate(point=0.14, lower=0.12, upper=0.16)) == "+0.140 [+0.120, +0.160]"
+    )
+
+
+def test_the_decision_holds_together_over_the_variants(run):
+    res, _ = run
+    for v in res.variants[1:]:
+        r = v.risk_reduction
+        assert v.judged == 3 and r is not None and r.lower is not None
+        assert v.risk_reduction_lower is not None and v.risk_reduction_lower <= r.lower + 1e-12

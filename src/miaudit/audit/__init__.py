@@ -68,6 +68,7 @@ from miaudit.audit._tradeoff import (
     default_variants,
     dp_audit_variant,
     model_predictor,
+    signed_difference,
     tradeoff,
 )
 from miaudit.audit._tradeoff_text import (
@@ -156,6 +157,7 @@ __all__ = [
     "run_exposure",
     "run_text_attacks",
     "signals_audit_config",
+    "signed_difference",
     "skewnorm_exposure",
     "text_demo_config",
     "text_tradeoff",

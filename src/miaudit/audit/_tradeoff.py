@@ -65,6 +65,8 @@ __all__ = [
     "model_predictor",
     "paired_accuracy_loss",
     "recommendation",
+    "risk_detected",
+    "signed_difference",
     "tradeoff",
     "with_recommendations",
 ]
@@ -164,16 +166,35 @@ def default_variants(
 DEFAULT_ACCURACY_TOLERANCE = 0.01
 
 
+def signed_difference(e: Estimate, unit: str = "") -> str:
+    """A paired difference with its interval, to as many decimals (3 to 6) as it takes for each
+    end to show on which side of 0 it lies (red team: "+0.001 [+0.000, +0.001]" for an
+    interval [+0.0002, +0.0011] that excludes 0)."""
+    values = [v for v in (e.point, e.lower, e.upper) if v is not None]
+    d = 3
+    while d < 6 and any(v != 0 and round(v, d) == 0 for v in values):
+        d += 1
+    text = "n/m" if e.point is None else f"{e.point:+.{d}f}{unit}"
+    if e.lower is not None and e.upper is not None:
+        text += f" [{e.lower:+.{d}f}, {e.upper:+.{d}f}]"
+    return text
+
+
+# Long: one verdict per branch of the documented rule (docs/defenses.md), each with its reason.
 def recommendation(
     v: VariantOutcome,
     *,
     tolerance: float = DEFAULT_ACCURACY_TOLERANCE,
     majority: float | None = None,
+    baseline_detected: bool | None = None,
 ) -> tuple[str, str]:
-    """(verdict, reason) for one variant. A control is *recommended* when its paired risk
-    reduction's interval lies above 0 and its paired accuracy loss's interval ends within
-    ``tolerance``; a model at or below the majority-class accuracy is *flagged* (it has stopped
-    predicting, so its low attack success means nothing) and never recommended."""
+    """(verdict, reason) for one variant. A control is *recommended* when the baseline's audit
+    detects a risk (``baseline_detected``; None: not known, not required), its paired risk
+    reduction's lower bound holding together over the judged variants (``risk_reduction_lower``;
+    the 95 % interval's lower end where absent) lies above 0, and its paired accuracy loss's
+    interval ends within ``tolerance``; a model at or below the majority-class accuracy is
+    *flagged* (it has stopped predicting, so its low attack success means nothing) and never
+    recommended."""
     if v.baseline:
         return "baseline", "the recipe as given"
     if majority is not None and v.test_accuracy <= majority + 1e-12:
@@ -184,10 +205,21 @@ def recommendation(
     r, a = v.risk_reduction, v.accuracy_loss
     if r is None or r.lower is None or r.point is None:
         return "not recommended", "no paired risk reduction could be measured"
-    if r.lower <= 0:
+    measured = f"risk reduction {signed_difference(r, ' AUC')}"
+    if baseline_detected is False:
         return (
             "not recommended",
-            f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]: its interval does not lie above 0",
+            f"{measured}, but the baseline's audit detects no membership risk (no attack's lower "
+            "bound above chance): there is no detected risk for a control to reduce",
+        )
+    lower, together = r.lower, ""
+    if v.risk_reduction_lower is not None and v.judged is not None and v.judged > 1:
+        lower = v.risk_reduction_lower
+        together = f"; lower bound {lower:+.{_decimals(lower)}f} holding together over the {v.judged} variants (Bonferroni)"
+    if lower <= 0:
+        return (
+            "not recommended",
+            f"{measured}{together}: it does not lie above 0",
         )
     if a is None or a.upper is None or a.point is None:
         return "not recommended", "no paired accuracy loss could be measured"
@@ -202,25 +234,49 @@ def recommendation(
         accuracy = f"accuracy loss at most {a.upper * 100:.1f} points"
     return (
         "recommended",
-        f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]; {accuracy} (tolerance {tolerance * 100:g})",
+        f"{measured}{together}; {accuracy} (tolerance {tolerance * 100:g})",
     )
 
 
+def _decimals(v: float) -> int:
+    d = 3
+    while d < 6 and v != 0 and round(v, d) == 0:
+        d += 1
+    return d
+
+
 def with_recommendations(
-    variants: Sequence[VariantOutcome], *, tolerance: float, majority: float | None
+    variants: Sequence[VariantOutcome],
+    *,
+    tolerance: float,
+    majority: float | None,
+    baseline_detected: bool | None = None,
 ) -> list[VariantOutcome]:
-    """Every variant with its verdict; among the recommended, the larger risk reduction is "best"."""
+    """Every variant with its verdict; among the recommended, the larger risk reduction is
+    "best" when its interval lies above the runner-up's, else "best (not distinguishable from
+    X)": the point values of overlapping intervals do not rank controls."""
     judged = []
     for v in variants:
-        verdict, reason = recommendation(v, tolerance=tolerance, majority=majority)
+        verdict, reason = recommendation(
+            v, tolerance=tolerance, majority=majority, baseline_detected=baseline_detected
+        )
         judged.append(v.model_copy(update={"recommendation": verdict, "reason": reason}))
-    picked = [v for v in judged if v.recommendation == "recommended"]
-    if picked:  # recommended: its risk reduction was measured (recommendation's first check)
-        best = max(picked, key=lambda v: v.risk_reduction.point or 0.0 if v.risk_reduction else 0.0)
-        judged = [
-            v.model_copy(update={"recommendation": "best"}) if v is best else v for v in judged
-        ]
-    return judged
+    picked = sorted(
+        (v for v in judged if v.recommendation == "recommended"),
+        key=lambda v: v.risk_reduction.point or 0.0 if v.risk_reduction else 0.0,
+        reverse=True,
+    )
+    if not picked:
+        return judged
+    best, label = picked[0], "best"
+    if len(picked) > 1:
+        runner = picked[1]
+        b, r = best.risk_reduction, runner.risk_reduction
+        lo = b.lower if b is not None else None
+        hi = r.upper if r is not None else None
+        if lo is None or hi is None or lo <= hi:
+            label = f"best (not distinguishable from {runner.name})"
+    return [v.model_copy(update={"recommendation": label}) if v is best else v for v in judged]
 
 
 def paired_accuracy_loss(
@@ -249,6 +305,23 @@ def paired_accuracy_loss(
     tail = (1 - confidence) / 2
     lo, hi = np.quantile(reps, [tail, 1 - tail])
     return Estimate(point=point, lower=float(lo), upper=float(hi))
+
+
+def risk_detected(result: AuditResult) -> bool:
+    """Whether an audit detects membership risk as the report's verdict does (docs/method.md
+    §7): some attack's AUC lower bound above 0.5 or TPR at 1 % FPR lower bound above 1 %, the
+    bounds holding together over its attacks where results have them."""
+    for a in result.attacks:
+        if result.family is not None:
+            bounds = result.family.lower.get(a.name, {})
+            auc, tpr = bounds.get("auc"), bounds.get(TPR1)
+        else:
+            t = a.tpr_at_fpr.get(TPR1)
+            auc = a.auc.lower if a.auc.status == "ok" else None
+            tpr = t.lower if t is not None and t.status == "ok" else None
+        if (auc is not None and auc > 0.5) or (tpr is not None and tpr > 0.01):
+            return True
+    return False
 
 
 def _test_pairs(store: SignalsStore) -> TestPairs:
@@ -715,6 +788,7 @@ def _policy_variant(
     full: PolicyScores,
     rng: np.random.Generator,
     base: VariantOutcome,
+    judged: int,
 ) -> tuple[VariantOutcome, list[RobustnessComparison]]:
     """The baseline's models attacked under ``spec.policy``, compared with the strongest of the
     same attacks on the same models' full outputs (``full``). The models are the baseline's, so
@@ -741,7 +815,7 @@ def _policy_variant(
         rng=np.random.default_rng([cfg.seed, 11]),
     )
     best = max(ev.names, key=lambda n: ev.estimate(n, "auc").point or 0.0)
-    comparator, reduction = _risk_reduction(p, full, best, cfg)
+    comparator, reduction, lower = _risk_reduction(p, full, best, cfg, judged)
     targets = min(s.policy_targets, baseline.train.signals.n_models)
     outcome = VariantOutcome(
         name=spec.name,
@@ -763,6 +837,8 @@ def _policy_variant(
         attacks={n: _figures(ev, n, p.queries) for n in ev.names},
         folder=f"variants/{baseline.train.out.name}",
         risk_reduction=reduction,
+        risk_reduction_lower=lower,
+        judged=judged,
         accuracy_loss=paired_accuracy_loss(
             full.correct[mem == 0],
             p.correct[mem == 0],
@@ -777,8 +853,8 @@ def _policy_variant(
 
 
 def _risk_reduction(
-    p: PolicyScores, full: PolicyScores, best: str, cfg: AuditConfig
-) -> tuple[str, Estimate]:
+    p: PolicyScores, full: PolicyScores, best: str, cfg: AuditConfig, judged: int
+) -> tuple[str, Estimate, float | None]:
     """(comparator, paired AUC(comparator on full outputs) − AUC(``best`` under the policy)).
 
     The comparator is the strongest of the same attacks on full outputs (label-only query
@@ -796,7 +872,7 @@ def _risk_reduction(
         groups=groups,
         rng=np.random.default_rng([cfg.seed, 19]),
     )
-    return comparator, ev_pair.difference("full", "policy", "auc")
+    return comparator, ev_pair.difference("full", "policy", "auc"), _together(ev_pair, judged)
 
 
 def _robustness_comparisons(
@@ -848,8 +924,10 @@ def _notes(
         "Policy variants: the baseline's models behind a LocalOracle; reference attacks are not run under a policy (threshold and query attacks only).",
         "epsilon: the largest ε that Opacus's accountant recorded over the variant's models.",
         f"Noise robustness: σ = {noise_sigma:g} per-column standard deviations of the population records on non-one-hot columns, {noise_draws} queries per record.",
-        f"Recommendation (docs/defenses.md): a control is recommended when its paired risk reduction's interval lies above 0 and its paired accuracy loss's "
-        f"interval ends within {tolerance * 100:g} points; the larger risk reduction is best; a model at or below the majority-class accuracy "
+        f"Recommendation (docs/defenses.md): a control is recommended when the baseline's audit detects a risk, its paired risk reduction's lower bound, "
+        "holding together over every variant judged (Bonferroni), lies above 0, and its paired accuracy loss's "
+        f"interval ends within {tolerance * 100:g} points; the larger risk reduction is best, or 'best (not distinguishable from X)' when its 95 % "
+        "interval does not lie above the runner-up's; a model at or below the majority-class accuracy "
         f"({(majority or 0) * 100:.1f} %) is flagged and never recommended. Training variants are compared with the baseline's strongest attack; "
         "policies with the strongest of the same attacks on the same models' full outputs.",
     ]
@@ -910,7 +988,9 @@ def tradeoff(
                 draws=noise_draws,
                 seed=cfg.seed,
             )
-            outcome, found = _policy_variant(spec, baseline, s, full, boot, outcomes[0])
+            outcome, found = _policy_variant(
+                spec, baseline, s, full, boot, outcomes[0], len(specs) - 1
+            )
             robustness += found
         outcomes.append(outcome)
         say(_progress(outcome))
@@ -941,7 +1021,12 @@ def _finish(
     result = TradeoffResult(
         dataset=str(cfg.data.dataset or cfg.data.path),
         seed=cfg.seed,
-        variants=with_recommendations(outcomes, tolerance=tolerance, majority=majority),
+        variants=with_recommendations(
+            outcomes,
+            tolerance=tolerance,
+            majority=majority,
+            baseline_detected=risk_detected(runs[base].result),
+        ),
         comparisons=comparisons,
         notes=_fault_notes(outcomes) + _notes(s.noise_sigma, s.noise_draws, tolerance, majority),
     )
@@ -959,7 +1044,7 @@ def _with_training_pairs(
 ) -> list[VariantOutcome]:
     """Training variants with their paired risk reduction (baseline's strongest − theirs, AUC)
     and accuracy loss (baseline − theirs, on the same test pairs)."""
-    reduction = {c.variant: c.difference for c in comparisons if c.kind == "baseline_vs_variant"}
+    reduction = {c.variant: c for c in comparisons if isinstance(c, VariantComparison)}
     out = []
     for v in outcomes:
         if v.policy is None and not v.baseline and v.name in test_pairs and base in test_pairs:
@@ -978,13 +1063,27 @@ def _with_training_pairs(
                 )
             v = v.model_copy(
                 update={
-                    "risk_reduction": reduction.get(v.name),
+                    "risk_reduction": reduction[v.name].difference if v.name in reduction else None,
+                    "risk_reduction_lower": reduction[v.name].simultaneous_lower
+                    if v.name in reduction
+                    else None,
+                    "judged": len(outcomes) - 1,
                     "accuracy_loss": loss,
                     "compared_with": "the baseline's strongest attack (same audit, same (target, record) pairs)",
                 }
             )
         out.append(v)
     return out
+
+
+def _together(ev: Evaluation, judged: int, a: str = "full", b: str = "policy") -> float | None:
+    """Lower end of the paired AUC(a) − AUC(b) at the one-sided level that holds together over
+    ``judged`` variants (Bonferroni: the tail (1 − confidence) / 2 split ``judged`` ways). With
+    few resamples the extreme quantile is the smallest replicates: conservative, not exact."""
+    if ev.n_resamples == 0:
+        return None
+    wide = dataclasses.replace(ev, confidence=1 - (1 - ev.confidence) / max(1, judged))
+    return wide.difference(a, b, "auc").lower
 
 
 def _dp_comparisons(
@@ -1022,6 +1121,7 @@ def _dp_comparisons(
                 b=spec.name,
                 difference=ev.difference(base, spec.name, "auc"),
                 pairs=int(b.member.size),
+                simultaneous_lower=_together(ev, len(specs) - 1, base, spec.name),
             )
         )
     return out

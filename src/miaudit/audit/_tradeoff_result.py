@@ -102,6 +102,8 @@ class VariantComparison(_Record):
     metric: Literal["auc"] = "auc"
     difference: Annotated[Estimate, _difference("difference")]
     pairs: int = Field(ge=0)
+    #: The difference's lower bound holding together over every judged variant (Bonferroni).
+    simultaneous_lower: float | None = Field(None, ge=-1, le=1)
 
 
 class RobustnessComparison(_Record):
@@ -146,6 +148,10 @@ class VariantOutcome(_Record):
     baseline: bool = False
     #: Paired AUC(comparator) − AUC(this variant's strongest), same (target, record) pairs.
     risk_reduction: Annotated[Estimate | None, _difference("risk_reduction")] = None
+    #: risk_reduction's lower bound holding together over the ``judged`` variants compared with
+    #: the baseline (Bonferroni, one-sided): what "reduces risk" is decided on.
+    risk_reduction_lower: float | None = Field(None, ge=-1, le=1)
+    judged: int | None = Field(None, ge=1)
     #: Paired test accuracy(baseline) − test accuracy(this variant), same test pairs.
     accuracy_loss: Annotated[Estimate | None, _difference("accuracy_loss")] = None
     #: "baseline", "best", "recommended", "not recommended" or "flagged" (``recommendation``).

@@ -358,6 +358,10 @@ def _mechanism_note(
 def _est(e: Estimate | None, signed: bool = False) -> str:
     if e is None or e.point is None:
         return "n/m"
+    if signed:  # a difference: as many decimals as show on which side of 0 each end lies
+        from miaudit.audit import signed_difference
+
+        return signed_difference(e)
     f = "{:+.3f}" if signed else "{:.3f}"
     s = f.format(e.point)
     if e.lower is not None and e.upper is not None:

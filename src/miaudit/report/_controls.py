@@ -86,9 +86,13 @@ def _judged(tradeoff: Sequence[TradeoffVariant] | None, kind: str) -> tuple[Prio
     judged = [v for v in tradeoff or [] if not v.baseline and v.recommendation and is_kind(v)]
     if not judged:
         return None, ""
-    good = [v for v in judged if v.recommendation in ("best", "recommended")]
+    good = [
+        v
+        for v in judged
+        if v.recommendation.startswith("best") or v.recommendation == "recommended"
+    ]
     if good:
-        v = next((g for g in good if g.recommendation == "best"), good[0])
+        v = next((g for g in good if g.recommendation.startswith("best")), good[0])
         return "recommended", f" In the trade-off run, {v.name} is {v.recommendation}: {v.reason}."
     flagged = [v.name for v in judged if v.recommendation == "flagged"]
     why = "; ".join(f"{v.name}: {v.reason}" for v in judged)
