@@ -392,3 +392,12 @@ def test_the_claim_is_checked_at_both_ends_of_a_runs_training_size(monkeypatch):
         )
     ((small, large),) = seen
     assert large - small == 40 and small > 0
+
+
+def test_auto_canaries_are_resolved_before_the_records_check():
+    """Red team: `dp-audit --canaries 2000` (auto: gradient canaries for a DP recipe) on 1,500
+    records was refused as "2000 input canaries are records of the dataset"."""
+    DpAuditDesign(canaries=2000).check(1500)  # auto: checked once resolved
+    DpAuditDesign(canaries=2000, canary_kind="gradient").check(1500)
+    with pytest.raises(InputError, match="2000 input canaries are records"):
+        DpAuditDesign(canaries=2000, canary_kind="input").check(1500)

@@ -724,6 +724,40 @@ def _variant_config(spec: VariantSpec, base_cfg: AuditConfig) -> AuditConfig:
     return base_cfg.model_copy(update={"model": parse_recipe(raw, field=f"variants.{spec.name}")})
 
 
+#: The option that asks for each kind of training variant (the field it sets in the recipe).
+_OPTION_OF = {
+    "dp": "--epsilons",
+    "weight_decay": "--weight-decays",
+    "early_stopping": "--early-stopping",
+}
+_NONE_OF = {
+    "dp": "--epsilons ''",
+    "weight_decay": "--weight-decays ''",
+    "early_stopping": "--no-early-stopping",
+}
+
+
+def _check_applicable(specs: Sequence[VariantSpec], cfg: AuditConfig) -> None:
+    """Every training variant's change is one the recipe has, before anything trains; else an
+    InputError naming the option that asked for it (red team: the default trade-off of a
+    scikit-learn recipe said "variants.dp-eps8.dp: unknown field", a field nobody wrote)."""
+    for spec in specs:
+        changed = [k for k in spec.model if k in _OPTION_OF]
+        if spec.policy is not None or not changed:
+            continue
+        try:
+            _variant_config(spec, cfg)
+        except InputError:
+            key = changed[0]
+            what = "DP-SGD" if key == "dp" else key.replace("_", " ")
+            needs = "a torch-mlp or torch-cnn recipe" if key == "dp" else "a recipe with that field"
+            raise InputError(
+                _OPTION_OF[key],
+                f"{what} variants need {needs} (this one is {cfg.model.kind}); "
+                f"pass {_NONE_OF[key]} to compare the other controls",
+            ) from None
+
+
 def _check_dp_variants(specs: Sequence[VariantSpec], s: _Settings) -> None:
     """Every DP training variant's claim checked against its plan before anything trains: δ
     below 1/n and σ found for its target ε (a bad --epsilons or --delta refused up front, not
@@ -781,6 +815,7 @@ def _training_variant(
     return outcome, audit_run
 
 
+# Long: one record assembled field by field (20 fields, the baseline's privacy inherited).
 def _policy_variant(
     spec: VariantSpec,
     baseline: AuditRun,
@@ -933,6 +968,7 @@ def _notes(
     ]
 
 
+# Long: the public entry point's docstring is its reference; the body is one loop over variants.
 @cleans_output_dir  # bad input leaves no folder it made
 def tradeoff(
     config: AuditConfig | str | Path,
@@ -960,6 +996,7 @@ def tradeoff(
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
     say = say or (lambda _s: None)
     specs = _described(_checked_specs(variants), cfg)
+    _check_applicable(specs, cfg)
     s = _settings(cfg, Path(out), accuracy_tolerance, policy_targets, noise_sigma, noise_draws)
     _check_dp_variants(specs, s)
     outcomes: list[VariantOutcome] = []

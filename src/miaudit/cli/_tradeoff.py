@@ -24,19 +24,42 @@ if TYPE_CHECKING:
     from miaudit.report import DpAuditSummary, TradeoffVariant
 
 
+def _items(value: str, field: str) -> list[str]:
+    """The comma-separated items of an option; '' is none, an empty item is refused (red team:
+    '1,,2' and ' ' were read silently)."""
+    if value == "":
+        return []
+    items = [v.strip() for v in value.split(",")]
+    if any(not v for v in items):
+        raise InputError(field, f"has an empty item in {value!r} (give '' for none)")
+    return items
+
+
 def _floats(value: str, field: str) -> list[float]:
+    items = _items(value, field)
     try:
-        out = [float(v) for v in value.split(",") if v.strip()]
+        out = [float(v) for v in items]
     except ValueError:
         raise InputError(field, f"must be comma-separated numbers, got {value!r}") from None
     bad = [v for v in out if not math.isfinite(v)]
     if bad:
         raise InputError(field, f"must be finite numbers, got {bad[0]!r}")
+    # variants are named by f"{v:g}": values that name alike are the same variant twice
+    names = [f"{v:g}" for v in out]
+    twice = next((v for v in names if names.count(v) > 1), None)
+    if twice is not None:
+        raise InputError(field, f"lists {twice} twice (to 6 significant digits): one variant each")
     return out
 
 
-def _strings(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+def _strings(value: str, field: str) -> list[str]:
+    out = _items(value, field)
+    # policies are case-insensitive ('top-1' and 'TOP-1' are one policy)
+    folded = [v.lower() for v in out]
+    twice = next((v for v in folded if folded.count(v) > 1), None)
+    if twice is not None:
+        raise InputError(field, f"lists {twice!r} twice: one variant each")
+    return out
 
 
 def _console() -> Console:
@@ -143,13 +166,22 @@ def tradeoff(
     from miaudit.audit import is_text_config
 
     if is_text_config(config):
+        _refuse_tabular_options(
+            weight_decays=weight_decays not in ("0.001,0.01", ""),
+            policies=policies not in ("top-1,round:1,label-only", ""),
+            ghost_clipping=not ghost_clipping,
+            policy_targets=policy_targets != 4,
+            noise_sigma=noise_sigma != 0.5,
+            dp_audit=dp_audit_json is not None,
+            accuracy_tolerance=accuracy_tolerance != 1.0,
+        )
         _text_tradeoff(config, out_dir, _floats(epsilons, "--epsilons"), delta, accountant)
         return
     variants = default_variants(
         _floats(epsilons, "--epsilons"),
         _floats(weight_decays, "--weight-decays"),
         early_stopping,
-        _strings(policies),
+        _strings(policies, "--policies"),
         delta=delta,
         accountant=accountant,
         ghost_clipping=ghost_clipping,
@@ -184,6 +216,20 @@ def tradeoff(
     out.print(
         f"results: {out_dir / 'tradeoff.json'} (shareable); report: {path}; variants/, models/: restricted"
     )
+
+
+def _refuse_tabular_options(**given: bool) -> None:
+    """A text trade-off has no such control: an option given for it is refused, not ignored
+    (red team: --weight-decays, --policies, --noise-sigma, --dp-audit ... ran and were dropped)."""
+    for name, was_given in given.items():
+        if was_given:
+            option = (
+                "--no-ghost-clipping" if name == "ghost_clipping" else "--" + name.replace("_", "-")
+            )
+            raise InputError(
+                option,
+                "does not apply to a text config (its trade-off is plain, DP on LoRA at each --epsilons, dedup: only --epsilons, --delta and --accountant apply)",
+            )
 
 
 def _text_tradeoff(
