@@ -741,14 +741,19 @@ def _check_applicable(specs: Sequence[VariantSpec], cfg: AuditConfig) -> None:
     """Every training variant's change is one the recipe has, before anything trains; else an
     InputError naming the option that asked for it (red team: the default trade-off of a
     scikit-learn recipe said "variants.dp-eps8.dp: unknown field", a field nobody wrote)."""
+    from miaudit.models import CNNRecipe, MLPRecipe
+
     for spec in specs:
         changed = [k for k in spec.model if k in _OPTION_OF]
         if spec.policy is not None or not changed:
             continue
+        key = changed[0]
+        dp_kinds = isinstance(cfg.model, (MLPRecipe, CNNRecipe))
+        if key in type(cfg.model).model_fields and (key != "dp" or dp_kinds):
+            continue  # a field the recipe trains with: its own errors stand
         try:
             _variant_config(spec, cfg)
         except InputError:
-            key = changed[0]
             what = "DP-SGD" if key == "dp" else key.replace("_", " ")
             needs = "a torch-mlp or torch-cnn recipe" if key == "dp" else "a recipe with that field"
             raise InputError(
