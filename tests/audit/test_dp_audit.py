@@ -93,6 +93,21 @@ def test_zero_noise_is_caught_and_correct_dp_sgd_passes(seed):
     )
 
 
+def test_gradient_canaries_say_what_they_cannot_see():
+    """Red team: gradient canaries PASSED a training-preprocessing fault (true ε = ∞) with the
+    notes "preprocessing fitted on each run's training records, canaries included" (they are
+    not records) and a power line read as bounding every bug."""
+    design = DpAuditDesign(canaries=200, k_plus=25, k_minus=25, canary_kind="gradient")
+    res = dp_audit(_cfg({"fault": "training_preprocessing"}, 3, epochs=2), design=design)
+    notes = "\n".join(res.notes)
+    assert (
+        "canaries included" not in notes and "not records: preprocessing never sees them" in notes
+    )
+    assert "cannot see clipping" in notes and "preprocessing" in notes.split("cannot see")[1]
+    assert "outside what gradient canaries can see" in notes
+    assert "(for the bugs gradient canaries see (noise scale and step count) only)" in res.summary()
+
+
 def test_defaults_are_gradient_canaries_with_power_printed():
     """Issue 19: a DP recipe is audited by default with gradient canaries (as many as the design
     allows, at most the model's coordinates), guesses from the rule, and every verdict printed
@@ -169,6 +184,9 @@ def test_rare_category_canaries_fail_a_recipe_whose_preprocessing_sees_its_train
         correct.summary()
     )
     assert "rare-category" in correct.method and any("held-out records" in n for n in correct.notes)
+    # Red team: that PASSED came with a power line as if bugs of ε ≥ 3.45 would be caught.
+    assert correct.no_power and "NO POWER" in correct.verdict_text() and not leaky.no_power
+    assert "power: none" in correct.summary() and "power: an ideal" in leaky.summary()
     with pytest.raises(InputError, match=r"canary_kind.*tabular"):
         dp_audit(
             parse_audit_config({"data": {"dataset": "digits"}, "model": {"kind": "torch-cnn"}}),
@@ -374,3 +392,12 @@ def test_the_claim_is_checked_at_both_ends_of_a_runs_training_size(monkeypatch):
         )
     ((small, large),) = seen
     assert large - small == 40 and small > 0
+
+
+def test_auto_canaries_are_resolved_before_the_records_check():
+    """Red team: `dp-audit --canaries 2000` (auto: gradient canaries for a DP recipe) on 1,500
+    records was refused as "2000 input canaries are records of the dataset"."""
+    DpAuditDesign(canaries=2000).check(1500)  # auto: checked once resolved
+    DpAuditDesign(canaries=2000, canary_kind="gradient").check(1500)
+    with pytest.raises(InputError, match="2000 input canaries are records"):
+        DpAuditDesign(canaries=2000, canary_kind="input").check(1500)

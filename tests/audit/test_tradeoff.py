@@ -290,7 +290,7 @@ def test_every_variant_has_paired_figures_and_a_verdict(run):
     assert "baseline's strongest" in res.variant("dp-eps2").compared_with
 
 
-def _variant(name, *, reduction, loss, acc=0.8, baseline=False):
+def _variant(name, *, reduction, loss, acc=0.8, baseline=False, lower=None, judged=None):
     from miaudit.audit._tradeoff import VariantOutcome
     from miaudit.metrics import Estimate
 
@@ -312,6 +312,8 @@ def _variant(name, *, reduction, loss, acc=0.8, baseline=False):
         folder=f"variants/{name}",
         baseline=baseline,
         risk_reduction=est(reduction),
+        risk_reduction_lower=lower,
+        judged=judged,
         accuracy_loss=est(loss),
     )
 
@@ -352,7 +354,9 @@ def test_recommendation_rule_follows_the_intervals():
         v.name: v.recommendation
         for v in with_recommendations(variants, tolerance=0.02, majority=0.76)
     }
-    assert verdicts["dp-eps4"] == "best" and verdicts["dp-eps8"] == "recommended"
+    # ... but its interval [0.14, 0.18] overlaps ε = 8's [0.12, 0.16]: not ranked above it.
+    assert verdicts["dp-eps4"] == "best (not distinguishable from dp-eps8)"
+    assert verdicts["dp-eps8"] == "recommended"
     # A control more accurate than the baseline beyond noise says so (a learner read "accuracy
     # loss at most 0.0 points" for a gain of 2.9-4.3 points at ε = 8).
     gain = _variant("dp-eps8", reduction=(0.14, 0.12, 0.16), loss=(-0.036, -0.043, -0.029))
@@ -360,3 +364,141 @@ def test_recommendation_rule_follows_the_intervals():
     assert "accuracy gain of at least 2.9 points" in judged.reason
     (_, wd) = with_recommendations([variants[0], variants[2]], tolerance=0.01, majority=0.76)
     assert "accuracy loss at most 0.4 points" in wd.reason
+
+
+def test_a_dp_baseline_with_fault_injection_is_described_and_marked_void(tmp_path):
+    """Red team: a zero-noise recipe's "ε = 2.00" went unmarked into tradeoff.json (no trace of
+    the fault), the table and the report; its policy row said ε = ∞ and its weight-decay row
+    hid that it keeps DP; the baseline was described "no DP: ε = ∞"."""
+    import typer
+    from typer.testing import CliRunner
+
+    from miaudit.cli._tradeoff import tradeoff as tradeoff_cmd
+
+    app = typer.Typer()
+    app.command("tradeoff")(tradeoff_cmd)
+    app.command("unused")(lambda: None)
+    cfg = tmp_path / "fault.toml"
+    cfg.write_text(
+        '[data]\ndataset = "adult"\nmax_records = 400\n[model]\nkind = "torch-mlp"\nhidden = [8]\nepochs = 1\n'
+        'batch_size = 64\ndp = { epsilon = 2.0, fault = "zero_noise" }\n'
+        '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 20\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "t"
+    r = CliRunner().invoke(
+        app,
+        [
+            "tradeoff",
+            str(cfg),
+            "--out",
+            str(out),
+            "--epsilons",
+            "",
+            "--weight-decays",
+            "0.01",
+            "--no-early-stopping",
+            "--policies",
+            "top-1",
+            "--policy-targets",
+            "1",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    data = json.loads((out / "tradeoff.json").read_text())
+    base, wd, pol = data["variants"]
+    assert all(v["fault_injection"] == "zero_noise" for v in data["variants"])
+    assert (
+        data["notes"][0].startswith("WARNING: DP-SGD fault injection")
+        and "VOID" in data["notes"][0]
+    )
+    assert "no DP" not in base["description"] and "DP-SGD, target ε = 2" in base["description"]
+    assert "keeping the recipe's DP-SGD" in wd["description"]
+    assert pol["epsilon"] == base["epsilon"] is not None  # the baseline's models, its ε
+    said = " ".join(r.output.split())
+    assert said.count("VOID") >= 3 and "∞" not in said.split("policy-top-1")[1].split("\n")[0]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "VOID: fault injection on (zero_noise)" in html
+    notes = json.loads((out / "variants" / "baseline" / "results.json").read_text())["notes"]
+    assert notes[0].startswith("WARNING: DP-SGD fault injection was on (zero_noise)")
+
+
+def test_a_dp_audit_of_another_recipe_is_refused_and_a_variants_is_not_the_baselines(tmp_path):
+    """Red team: `tradeoff tiny.toml --dp-audit` of another recipe's dp_audit.json put "claimed
+    ε = 2; audit PASSED" in the non-DP baseline's verdict, and its σ/q/steps (those of
+    dp-audit's own 1,200 training records) stood beside models that trained on 600."""
+    import typer
+    from typer.testing import CliRunner
+
+    from miaudit.audit import DpAuditDesign, dp_audit
+    from miaudit.cli._tradeoff import tradeoff as tradeoff_cmd
+
+    app = typer.Typer()
+    app.command("tradeoff")(tradeoff_cmd)
+    app.command("unused")(lambda: None)
+    body = '[data]\ndataset = "adult"\nmax_records = 400\n[model]\nkind = "torch-mlp"\nhidden = [{h}]\nepochs = 1\nbatch_size = 64\n{dp}'
+    rest = '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 20\n'
+    for name, h, dp in (("dp", 8, "dp = { epsilon = 2.0 }\n"), ("plain", 8, ""), ("wide", 12, "")):
+        (tmp_path / f"{name}.toml").write_text(body.format(h=h, dp=dp) + rest, encoding="utf-8")
+    dp_audit(tmp_path / "dp.toml", tmp_path / "da", design=DpAuditDesign(canaries=100))
+    audit_file = str(tmp_path / "da" / "dp_audit.json")
+    args = ["--epsilons", "2", "--no-ghost-clipping", "--weight-decays", "", "--no-early-stopping"]
+    args += ["--policies", "", "--dp-audit", audit_file]
+    r = CliRunner().invoke(
+        app, ["tradeoff", str(tmp_path / "wide.toml"), "--out", str(tmp_path / "w"), *args]
+    )
+    assert isinstance(r.exception, InputError), r.output  # exit 2 in main
+    assert r.exception.field == "--dp-audit" and "hidden" in str(r.exception)
+    assert not (tmp_path / "w").exists()
+    r = CliRunner().invoke(
+        app, ["tradeoff", str(tmp_path / "plain.toml"), "--out", str(tmp_path / "p"), *args]
+    )
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "p" / "report.html").read_text(encoding="utf-8")
+    assert "Differential privacy: claimed ε" not in html  # not in the baseline's verdict
+    assert "This DP audit is of variant dp-eps2" in html and "not of the baseline" in html
+    assert "dp-audit trains on its own split of the records" in html
+
+
+def test_no_control_is_recommended_against_an_undetected_risk_or_by_one_of_many_intervals():
+    """Red team: tiny.toml's wd0.01 was "best" and "recommended" for a risk reduction of
+    +0.0006 AUC [+0.0002, +0.0011] (printed "[+0.000, +0.001]") on a baseline whose risk the
+    report called "not detected", its 95 % interval one of 8 with no correction."""
+    from miaudit.audit._tradeoff import signed_difference, with_recommendations
+    from miaudit.metrics import Estimate
+
+    base = _variant("baseline", reduction=None, loss=None, baseline=True)
+    tiny = _variant("wd0.01", reduction=(0.0006, 0.0002, 0.0011), loss=(0.0, -0.002, 0.002))
+    judged = with_recommendations(
+        [base, tiny], tolerance=0.01, majority=0.5, baseline_detected=False
+    )
+    assert judged[1].recommendation == "not recommended"
+    assert "detects no membership risk" in judged[1].reason
+    assert "+0.0006 AUC [+0.0002, +0.0011]" in judged[1].reason
+    # Above 0 on its own 95 % interval, not once it holds together over the 8 variants.
+    alone = _variant(
+        "wd0.01",
+        reduction=(0.0006, 0.0002, 0.0011),
+        loss=(0.0, -0.002, 0.002),
+        lower=-0.0001,
+        judged=8,
+    )
+    (_, v) = with_recommendations(
+        [base, alone], tolerance=0.01, majority=0.5, baseline_detected=True
+    )
+    assert v.recommendation == "not recommended" and "over the 8 variants (Bonferroni)" in v.reason
+    assert (
+        signed_difference(Estimate(point=0.0006, lower=0.0002, upper=0.0011))
+        == "+0.0006 [+0.0002, +0.0011]"
+    )
+    assert (
+        signed_difference(Estimate(point=0.14, lower=0.12, upper=0.16)) == "+0.140 [+0.120, +0.160]"
+    )
+
+
+def test_the_decision_holds_together_over_the_variants(run):
+    res, _ = run
+    for v in res.variants[1:]:
+        r = v.risk_reduction
+        assert v.judged == 3 and r is not None and r.lower is not None
+        assert v.risk_reduction_lower is not None and v.risk_reduction_lower <= r.lower + 1e-12

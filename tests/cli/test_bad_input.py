@@ -1040,6 +1040,46 @@ add(
     "noise may be too large",
 )
 
+# red team: the default trade-off of a scikit-learn recipe named a field nobody wrote
+add(
+    "tradeoff-options/epsilons-on-sklearn",
+    lambda t: [
+        (t / "c.yaml").write_text(
+            yaml.safe_dump(
+                _set(
+                    _set(BASE, "audit.references", 1),
+                    "model",
+                    {"kind": "sklearn"},
+                )
+            )
+        ),
+        "tradeoff",
+        str(t / "c.yaml"),
+        "--out",
+        str(t / "o"),
+    ][1:],
+    "--epsilons: DP-SGD variants need a torch-mlp or torch-cnn recipe (this one is sklearn)",
+)
+
+# red team: clipping norm or σ beyond float32 were an internal error (exit 1) after the σ search
+for _name, _dp in (
+    ("dp-max-grad-norm-huge", {"epsilon": 2.0, "max_grad_norm": 1e300}),
+    ("dp-noise-multiplier-huge", {"noise_multiplier": 1e300}),
+):
+    add(
+        f"config/dp-audit/{_name}",
+        lambda t, d=_dp: [
+            (t / "c.yaml").write_text(
+                yaml.safe_dump(_set(_set(BASE, "audit.references", 1), "model.dp", d))
+            ),
+            "dp-audit",
+            str(t / "c.yaml"),
+            "--canaries",
+            "100",
+        ][1:],
+        f"model.dp.{next(k for k in _dp if k != 'epsilon')}: must fit float32",
+    )
+
 # DP claims refused before any training, nothing written (each was a hang or an internal error).
 DP_CLAIMS = {
     "dp-epsilon-tiny": ({"epsilon": 1e-6}, "model.dp.epsilon: ε = 1e-06 is too small"),
@@ -1081,6 +1121,13 @@ TRADEOFF_OPTIONS = {
     "dp-audit-file-missing": (["--dp-audit", "nope.json"], "--dp-audit"),
     "dp-audit-file-not-json": (["--dp-audit", "<garbage>"], "--dp-audit"),
     "dp-audit-file-wrong-fields": (["--dp-audit", "<wrong>"], "--dp-audit"),
+    # red team: duplicates collided in "variants: variant names must be unique" or ran twice,
+    # and empty items were dropped silently
+    "duplicate-epsilons": (["--epsilons", "1,1.0000001"], "--epsilons: lists 1 twice"),
+    "duplicate-weight-decays": (["--weight-decays", "0.001,1e-3"], "--weight-decays"),
+    "duplicate-policies": (["--policies", "top-1,TOP-1"], "--policies: lists 'top-1' twice"),
+    "empty-epsilon-item": (["--epsilons", "1,,2"], "--epsilons: has an empty item"),
+    "blank-policies": (["--policies", " "], "--policies: has an empty item"),
 }
 
 
@@ -1113,6 +1160,8 @@ DP_AUDIT_OPTIONS = {
     "negative-k-plus": (["--k-plus", "-1"], "k_plus"),
     "zero-runs": (["--runs", "0"], "runs"),
     "significance-above-1": (["--significance", "1.5"], "significance"),
+    # red team: at 0.999 a correct recipe FAILED (exit 1) with a meaningless bound
+    "significance-meaningless": (["--significance", "0.5"], "--significance: must lie in (0, 0.2]"),
     "unknown-canary-kind": (["--canary-kind", "magic"], "--canary-kind"),
     "negative-seed": (["--seed", "-1"], "seed"),
 }

@@ -66,7 +66,9 @@ from miaudit.audit._tradeoff import (
     VariantOutcome,
     VariantSpec,
     default_variants,
+    dp_audit_variant,
     model_predictor,
+    signed_difference,
     tradeoff,
 )
 from miaudit.audit._tradeoff_text import (
@@ -132,6 +134,7 @@ __all__ = [
     "check_record",
     "default_variants",
     "dp_audit",
+    "dp_audit_variant",
     "exact_exposure",
     "exact_rank",
     "gate_failures",
@@ -154,6 +157,7 @@ __all__ = [
     "run_exposure",
     "run_text_attacks",
     "signals_audit_config",
+    "signed_difference",
     "skewnorm_exposure",
     "text_demo_config",
     "text_tradeoff",

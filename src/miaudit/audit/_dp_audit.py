@@ -78,6 +78,9 @@ DP_AUDIT_SCHEMA_V1 = "miaudit.dp_audit/1"  # still read: the fields schema 2 add
 #: are still written as schema 2, byte for byte as before.
 DP_AUDIT_SCHEMA_MULTI_RUN: Literal["miaudit.dp_audit/3"] = "miaudit.dp_audit/3"
 DP_AUDIT_FILE = "dp_audit.json"
+#: Largest significance the test runs at: above it, a FAILED rejects a correct recipe too often
+#: to mean a bug (red team: 0.999 FAILED a correct ε = 2 recipe, exit 1).
+MAX_SIGNIFICANCE = 0.2
 Verdict = Literal["PASSED", "FAILED", "not testable by this design"]
 CanaryKind = Literal["input", "gradient", "rare-category", "ood"]
 CANARY_KINDS: tuple[CanaryKind, ...] = ("input", "rare-category", "gradient", "ood")
@@ -142,10 +145,14 @@ class DpAuditDesign(_Record):
             )
         if self.canary_kind is not None:
             self.check_calibrated_kind()
-        if not 0 < self.significance < 1:
-            raise InputError("significance", f"must lie in (0, 1), got {self.significance}")
-        if self.canaries is None:
-            return
+        if not 0 < self.significance <= MAX_SIGNIFICANCE:
+            # A FAILED at significance 0.999 rejected a correct ε = 2 recipe and meant nothing.
+            raise InputError(
+                "--significance",
+                f"must lie in (0, {MAX_SIGNIFICANCE:g}]: above it a FAILED is no evidence of a bug; got {self.significance}",
+            )
+        if self.canaries is None or self.canary_kind is None:
+            return  # "auto" is resolved first (gradient canaries are not records), then checked
         base, used = self.base_count(n_records), self._records_used()
         if self.base_records is not None and (base < 1 or used + base > n_records):
             raise InputError(
@@ -315,10 +322,27 @@ class DpAuditResult(_Record):
             )
         if self.verdict == "not testable by this design":
             return "not testable by this design: the claim is above the largest ε it can certify"
+        if self.no_power:
+            return "PASSED: no contradiction found, but the design had NO POWER (every canary's score tied: the guesses were coin flips)"
         low = self.power is not None and self.power.low
         return "PASSED: no contradiction found" + (
             " (LOW POWER: only a large violation would have been caught)" if low else ""
         )
+
+    @property
+    def no_power(self) -> bool:
+        """Every canary's score tied in every run (said in the notes): the guesses were coins."""
+        return any(n.startswith(NO_POWER) for n in self.notes)
+
+    def power_line(self) -> str | None:
+        """The power line, with what its ideal attacker stands for under this kind of canary."""
+        if self.power is None:
+            return None
+        if self.no_power:
+            return "power: none (every canary's score tied; the ideal attacker's bounds do not apply to this design)"
+        kind = self.design.canary_kind
+        scope = _POWER_SCOPE.get(kind) if kind is not None and self.multi_run is None else None
+        return self.power.line() + (f" ({scope})" if scope else "")
 
     def summary(self) -> str:
         claim = (
@@ -338,8 +362,9 @@ class DpAuditResult(_Record):
             lines.append(self.curve.line())
         if self.calibration is not None:
             lines.append(self.calibration.line())
-        if self.power is not None:
-            lines.append(self.power.line())
+        power = self.power_line()
+        if power is not None:
+            lines.append(power)
         if self.gaussian_dp is not None:
             eps = "∞" if self.gaussian_dp.epsilon is None else f"{self.gaussian_dp.epsilon:.3f}"
             lines.append(f"{self.gaussian_dp.label}: μ ≥ {self.gaussian_dp.mu:.3f}, ε ≈ {eps}")
@@ -671,6 +696,41 @@ _SCORES = {
     "rare-category": "L1 change of the logits without the canary's category",
     "gradient": "per-step likelihood ratio, other records' clipped sum removed",
 }
+#: What each kind of canary can and cannot see (models/_dp.py ``_attach_canaries``: a gradient
+#: canary's score is its own Poisson-sampled contribution plus the optimizer's noise, the other
+#: records' clipped sum removed; it depends on neither the data, the clipping, the
+#: preprocessing nor the records' loader). Red team: a training-preprocessing fault (true ε = ∞)
+#: PASSED under gradient canaries with a power line that read as if it bounded every bug.
+_CANARY_SIGHT = {
+    "gradient": "Gradient canaries see the noise the optimizer adds and the number of noisy steps, against the σ, sampling rate and steps the "
+    "accountant is told. They cannot see clipping (they are added already clipped), preprocessing (they are not records), or how the data "
+    "loader samples the records (the audit Poisson-samples them itself at the accountant's rate): PASSED says nothing about those.",
+    "input": "Input canaries are records: they go through everything the training does to records (preprocessing, the loader's sampling, "
+    "clipping, noise, steps), seen black-box through the model's loss, so only violations far larger than the power line's (an ideal "
+    "white-box attacker's) are caught.",
+    "ood": "Out-of-distribution canaries are records: they go through everything the training does to records (preprocessing, the loader's "
+    "sampling, clipping, noise, steps), seen black-box through the model's loss, so only violations far larger than the power line's "
+    "(an ideal white-box attacker's) are caught.",
+    "rare-category": "Rare-category canaries see preprocessing fitted on the training records (a category only the canary has). They cannot "
+    "see noise, clipping, sampling or accounting bugs: with preprocessing fitted on records no run trains on, the category is invisible to "
+    "the model, every score ties and the guesses are coin flips.",
+}
+#: The faults each kind can see (``model.dp.fault``): a PASSED with another fault says nothing.
+_SEES_FAULT = {
+    "gradient": {"zero_noise", "undercounted_steps"},
+    "input": {"zero_noise", "no_clipping", "undercounted_steps", "training_preprocessing"},
+    "ood": {"zero_noise", "no_clipping", "undercounted_steps", "training_preprocessing"},
+    "rare-category": {"training_preprocessing"},
+}
+#: What the power line's ideal attacker stands for, per kind.
+_POWER_SCOPE = {
+    "gradient": "for the bugs gradient canaries see (noise scale and step count) only",
+    "input": "an ideal white-box attacker's: these black-box canaries reach less",
+    "ood": "an ideal white-box attacker's: these black-box canaries reach less",
+    "rare-category": "an ideal white-box attacker's: rare-category canaries have none of it against noise, clipping or accounting bugs",
+}
+#: The note that says every canary's score tied (the verdict reads it: no power at all).
+NO_POWER = "NO POWER: every canary's score was the same"
 #: Default canaries per run: gradient canaries (at most the model's coordinates), input canaries.
 DEFAULT_GRADIENT_CANARIES = 5000
 DEFAULT_INPUT_CANARIES = 1000
@@ -793,28 +853,59 @@ def _notes(design: DpAuditDesign, recipe: TorchRecipe, privacy: list[PrivacySpen
     from miaudit.models import preprocessing_fit
 
     assert design.canary_kind is not None
+    kind = design.canary_kind
+    fitted = (
+        "the held-out records, which no run trains on"
+        if preprocessing_fit(recipe) == "population"
+        else "each run's training records"
+    )
     notes = [
-        _CANARY_NOTES[design.canary_kind],
-        "Trained as the audited recipe trains: preprocessing fitted on "
+        _CANARY_NOTES[kind],
+        f"Trained as the audited recipe trains: preprocessing fitted on {fitted}"
         + (
-            "the held-out records, which no run trains on."
-            if preprocessing_fit(recipe) == "population"
-            else "each run's training records, canaries included."
+            " (gradient canaries are not records: preprocessing never sees them)."
+            if kind == "gradient"
+            else (", canaries included." if fitted.startswith("each") else ".")
         ),
+        _CANARY_SIGHT[kind],
         "Claimed ε: the largest ε Opacus's accountant recorded over the runs.",
         'Verdict: one-sided test of "the training is (claimed ε, δ)-DP" (Steinke, Nasr & Jagielski) at the stated significance; '
         "PASSED means no contradiction found, never that the claim is true.",
     ]
-    if design.canary_kind == "gradient":
-        notes.append(
-            "Gradient canaries are added already clipped: they cannot see a clipping bug (use input canaries for that)."
-        )
+    return notes + _fault_notes(kind, privacy)
+
+
+def _fault_notes(kind: CanaryKind, privacy: list[PrivacySpent]) -> list[str]:
+    """Fault injection said, and whether this kind of canary can see it at all."""
     faults = sorted({p.fault_injection for p in privacy} - {"none"})
+    notes = []
     if faults:
         notes.append(
             f"FAULT INJECTION was on ({', '.join(faults)}): the recorded ε is not what the training did."
         )
+    unseen = [f for f in faults if f not in _SEES_FAULT[kind]]
+    if unseen:
+        notes.append(
+            f"The fault ({', '.join(unseen)}) is outside what {kind} canaries can see: a PASSED says nothing about it."
+        )
     return notes
+
+
+def _tied(scores: np.ndarray) -> bool:
+    """Every score equal up to float rounding (a rare-category canary and its twin, the same
+    input, differ by ≤ 7.5e-8 in the logits' L1)."""
+    return bool(np.ptp(scores) <= 1e-6 * max(1.0, float(np.abs(scores).max())))
+
+
+def _tie_notes(runs: list[CanaryRun]) -> list[str]:
+    """A design with every canary's score the same had no power at all (red team: rare-category
+    canaries of a population-preprocessed recipe all scored 0 and PASSED a zero-noise fault with
+    a power line claiming bugs of ε ≥ 3.45 would be caught)."""
+    if not all(r.scores.size and _tied(r.scores) for r in runs):
+        return []
+    return [
+        f"{NO_POWER} in every run: the guesses were coin flips, and this design could not have caught any bug."
+    ]
 
 
 def _runs(
@@ -886,6 +977,7 @@ def _result(
     """The test of the claim from the runs' guesses, pooled, against the largest ε any run's
     accountant recorded (∞ when none was DP-trained), with the design's power beside it."""
     kp, km = design.guesses
+    tied = _tie_notes(runs)  # on the scores, before ties are broken into ranks
     runs = _tie_broken(runs, run_seed)
     res = pooled_one_run_audit(
         [(r.scores, r.included) for r in runs],
@@ -948,7 +1040,7 @@ def _result(
         seed=run_seed,
         test_accuracy=[r.accuracy for r in runs],
         privacy=privacy,
-        notes=_notes(design, recipe, privacy),
+        notes=tied + _notes(design, recipe, privacy),
         p_value=p_value,
         power=power,
         gaussian_dp=_gaussian_dp(runs, design, delta) if privacy else None,
@@ -1093,9 +1185,8 @@ def _multi_run_audit(
             "Multi-run mode: each run trains the recipe with one Dirac gradient canary (included by its own coin), "
             "many runs at once (per-sample gradients by torch.func); σ found and ε recorded by Opacus's accountant.",
             "Test accuracy: the mean over the runs.",
-            _notes(design, recipe, [privacy])[-1]
-            if privacy.fault_injection != "none"
-            else "Gradient canaries are added already clipped: they cannot see a clipping bug.",
+            _CANARY_SIGHT["gradient"],
+            *_fault_notes("gradient", [privacy]),
         ],
         p_value=p,
         guess_rule=mr.threshold_rule,

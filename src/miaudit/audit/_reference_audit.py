@@ -438,6 +438,19 @@ def _notes(
     ]
 
 
+def _fault_notes(store: SignalsStore) -> list[str]:
+    """A warning, said first, when the models' DP-SGD ran with fault injection: the recipe's ε
+    is void (red team: an audit of a zero-noise recipe said nothing, while dp-audit did)."""
+    faults = sorted({str(p.get("fault_injection", "none")) for p in store.info.privacy} - {"none"})
+    if not faults:
+        return []
+    return [
+        f"WARNING: DP-SGD fault injection was on ({', '.join(faults)}): the recipe's ε "
+        "(model.dp) is VOID, not what the training did; these models are for testing an auditor, "
+        "never for release."
+    ]
+
+
 def _copies_notes(store: SignalsStore, plan: _Plan) -> list[str]:
     """Warnings for models whose outputs are bit-identical: every model alike though they
     trained on different records (a train function that ignores the records it is given: every
@@ -706,7 +719,9 @@ def _run_plan(
         reference=_setup(store, source, scored, plan, pairs, stated),
         utility=_utility(scored.correct.reshape(-1)[pairs.defined], pairs.y.astype(bool)),
         config_sha256=config_sha256,
-        notes=_notes(cfg, plan, stated, pairs, results, ev) + _copies_notes(store, plan),
+        notes=_fault_notes(store)
+        + _notes(cfg, plan, stated, pairs, results, ev)
+        + _copies_notes(store, plan),
         budget_curve=_budget(store, cfg, plan, stated, features, scored),
         family=family_bounds(ev),
     )

@@ -15,6 +15,7 @@ record-resampling intervals, and the ε the accountant recorded (the largest ove
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 
 from miaudit._io import cleans_output_dir
 from miaudit.audit._config import AuditConfig, load_audit_config
+from miaudit.audit._dp_audit import DpAuditResult
 from miaudit.audit._results import AuditResult, PrivacySpent, Utility
 from miaudit.audit._tradeoff_result import (
     TPR1,
@@ -36,6 +38,7 @@ from miaudit.audit._tradeoff_result import (
     TradeoffResult,
     VariantComparison,
     VariantOutcome,
+    fault_words,
 )
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
@@ -58,9 +61,12 @@ __all__ = [
     "VariantOutcome",
     "VariantSpec",
     "default_variants",
+    "dp_audit_variant",
     "model_predictor",
     "paired_accuracy_loss",
     "recommendation",
+    "risk_detected",
+    "signed_difference",
     "tradeoff",
     "with_recommendations",
 ]
@@ -68,6 +74,8 @@ __all__ = [
 DEFAULT_EPSILONS = (8.0, 4.0, 1.0)
 DEFAULT_WEIGHT_DECAYS = (1e-3, 1e-2)
 DEFAULT_POLICIES = ("top-1", "round:1", "label-only")
+#: The baseline's description, for a recipe without DP (``_described`` says what a DP one runs).
+BASELINE_DESCRIPTION = "the recipe as given (no DP: ε = ∞), full outputs"
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,7 @@ def default_variants(
     """
     _check_variant_options(epsilons, weight_decays, policies, delta, accountant)
     dp = {"delta": delta, "accountant": accountant, "ghost_clipping": ghost_clipping}
-    out = [VariantSpec("baseline", "the recipe as given (no DP: ε = ∞), full outputs")]
+    out = [VariantSpec("baseline", BASELINE_DESCRIPTION)]
     out += [
         VariantSpec(
             f"dp-eps{e:g}",
@@ -158,16 +166,35 @@ def default_variants(
 DEFAULT_ACCURACY_TOLERANCE = 0.01
 
 
+def signed_difference(e: Estimate, unit: str = "") -> str:
+    """A paired difference with its interval, to as many decimals (3 to 6) as it takes for each
+    end to show on which side of 0 it lies (red team: "+0.001 [+0.000, +0.001]" for an
+    interval [+0.0002, +0.0011] that excludes 0)."""
+    values = [v for v in (e.point, e.lower, e.upper) if v is not None]
+    d = 3
+    while d < 6 and any(v != 0 and round(v, d) == 0 for v in values):
+        d += 1
+    text = "n/m" if e.point is None else f"{e.point:+.{d}f}{unit}"
+    if e.lower is not None and e.upper is not None:
+        text += f" [{e.lower:+.{d}f}, {e.upper:+.{d}f}]"
+    return text
+
+
+# Long: one verdict per branch of the documented rule (docs/defenses.md), each with its reason.
 def recommendation(
     v: VariantOutcome,
     *,
     tolerance: float = DEFAULT_ACCURACY_TOLERANCE,
     majority: float | None = None,
+    baseline_detected: bool | None = None,
 ) -> tuple[str, str]:
-    """(verdict, reason) for one variant. A control is *recommended* when its paired risk
-    reduction's interval lies above 0 and its paired accuracy loss's interval ends within
-    ``tolerance``; a model at or below the majority-class accuracy is *flagged* (it has stopped
-    predicting, so its low attack success means nothing) and never recommended."""
+    """(verdict, reason) for one variant. A control is *recommended* when the baseline's audit
+    detects a risk (``baseline_detected``; None: not known, not required), its paired risk
+    reduction's lower bound holding together over the judged variants (``risk_reduction_lower``;
+    the 95 % interval's lower end where absent) lies above 0, and its paired accuracy loss's
+    interval ends within ``tolerance``; a model at or below the majority-class accuracy is
+    *flagged* (it has stopped predicting, so its low attack success means nothing) and never
+    recommended."""
     if v.baseline:
         return "baseline", "the recipe as given"
     if majority is not None and v.test_accuracy <= majority + 1e-12:
@@ -178,10 +205,21 @@ def recommendation(
     r, a = v.risk_reduction, v.accuracy_loss
     if r is None or r.lower is None or r.point is None:
         return "not recommended", "no paired risk reduction could be measured"
-    if r.lower <= 0:
+    measured = f"risk reduction {signed_difference(r, ' AUC')}"
+    if baseline_detected is False:
         return (
             "not recommended",
-            f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]: its interval does not lie above 0",
+            f"{measured}, but the baseline's audit detects no membership risk (no attack's lower "
+            "bound above chance): there is no detected risk for a control to reduce",
+        )
+    lower, together = r.lower, ""
+    if v.risk_reduction_lower is not None and v.judged is not None and v.judged > 1:
+        lower = v.risk_reduction_lower
+        together = f"; lower bound {lower:+.{_decimals(lower)}f} holding together over the {v.judged} variants (Bonferroni)"
+    if lower <= 0:
+        return (
+            "not recommended",
+            f"{measured}{together}: it does not lie above 0",
         )
     if a is None or a.upper is None or a.point is None:
         return "not recommended", "no paired accuracy loss could be measured"
@@ -196,25 +234,49 @@ def recommendation(
         accuracy = f"accuracy loss at most {a.upper * 100:.1f} points"
     return (
         "recommended",
-        f"risk reduction {r.point:+.3f} AUC [{r.lower:+.3f}, {r.upper:+.3f}]; {accuracy} (tolerance {tolerance * 100:g})",
+        f"{measured}{together}; {accuracy} (tolerance {tolerance * 100:g})",
     )
 
 
+def _decimals(v: float) -> int:
+    d = 3
+    while d < 6 and v != 0 and round(v, d) == 0:
+        d += 1
+    return d
+
+
 def with_recommendations(
-    variants: Sequence[VariantOutcome], *, tolerance: float, majority: float | None
+    variants: Sequence[VariantOutcome],
+    *,
+    tolerance: float,
+    majority: float | None,
+    baseline_detected: bool | None = None,
 ) -> list[VariantOutcome]:
-    """Every variant with its verdict; among the recommended, the larger risk reduction is "best"."""
+    """Every variant with its verdict; among the recommended, the larger risk reduction is
+    "best" when its interval lies above the runner-up's, else "best (not distinguishable from
+    X)": the point values of overlapping intervals do not rank controls."""
     judged = []
     for v in variants:
-        verdict, reason = recommendation(v, tolerance=tolerance, majority=majority)
+        verdict, reason = recommendation(
+            v, tolerance=tolerance, majority=majority, baseline_detected=baseline_detected
+        )
         judged.append(v.model_copy(update={"recommendation": verdict, "reason": reason}))
-    picked = [v for v in judged if v.recommendation == "recommended"]
-    if picked:  # recommended: its risk reduction was measured (recommendation's first check)
-        best = max(picked, key=lambda v: v.risk_reduction.point or 0.0 if v.risk_reduction else 0.0)
-        judged = [
-            v.model_copy(update={"recommendation": "best"}) if v is best else v for v in judged
-        ]
-    return judged
+    picked = sorted(
+        (v for v in judged if v.recommendation == "recommended"),
+        key=lambda v: v.risk_reduction.point or 0.0 if v.risk_reduction else 0.0,
+        reverse=True,
+    )
+    if not picked:
+        return judged
+    best, label = picked[0], "best"
+    if len(picked) > 1:
+        runner = picked[1]
+        b, r = best.risk_reduction, runner.risk_reduction
+        lo = b.lower if b is not None else None
+        hi = r.upper if r is not None else None
+        if lo is None or hi is None or lo <= hi:
+            label = f"best (not distinguishable from {runner.name})"
+    return [v.model_copy(update={"recommendation": label}) if v is best else v for v in judged]
 
 
 def paired_accuracy_loss(
@@ -243,6 +305,23 @@ def paired_accuracy_loss(
     tail = (1 - confidence) / 2
     lo, hi = np.quantile(reps, [tail, 1 - tail])
     return Estimate(point=point, lower=float(lo), upper=float(hi))
+
+
+def risk_detected(result: AuditResult) -> bool:
+    """Whether an audit detects membership risk as the report's verdict does (docs/method.md
+    §7): some attack's AUC lower bound above 0.5 or TPR at 1 % FPR lower bound above 1 %, the
+    bounds holding together over its attacks where results have them."""
+    for a in result.attacks:
+        if result.family is not None:
+            bounds = result.family.lower.get(a.name, {})
+            auc, tpr = bounds.get("auc"), bounds.get(TPR1)
+        else:
+            t = a.tpr_at_fpr.get(TPR1)
+            auc = a.auc.lower if a.auc.status == "ok" else None
+            tpr = t.lower if t is not None and t.status == "ok" else None
+        if (auc is not None and auc > 0.5) or (tpr is not None and tpr > 0.01):
+            return True
+    return False
 
 
 def _test_pairs(store: SignalsStore) -> TestPairs:
@@ -382,6 +461,27 @@ def _record_index(store: SignalsStore, record_id: np.ndarray) -> np.ndarray:
 def _privacy(store: SignalsStore) -> list[PrivacySpent]:
     """What DP-SGD spent on each of the store's models (none when not DP-trained)."""
     return [PrivacySpent.model_validate(p) for p in store.info.privacy]
+
+
+def _mechanism(privacy: Sequence[PrivacySpent]) -> dict[str, Any]:
+    """σ, sampling rate and steps of the model that spent the most (what a DP audit of the
+    recipe is compared with: its own runs train on another number of records)."""
+    if not privacy:
+        return {}
+    top = max(privacy, key=lambda p: p.epsilon)
+    return {
+        "noise_multiplier": top.noise_multiplier,
+        "sample_rate": top.sample_rate,
+        "steps": top.steps,
+    }
+
+
+def _fault(privacy: Sequence[PrivacySpent]) -> str | None:
+    """The DP fault injection the models trained with (None: none): their ε is then void, and
+    every output that states it must say so (red team: a zero-noise recipe's "ε = 2.00" went
+    unmarked into tradeoff.json, the table and the report)."""
+    faults = sorted({p.fault_injection for p in privacy} - {"none"})
+    return ", ".join(faults) or None
 
 
 def _utility(result: AuditResult) -> Utility:
@@ -541,12 +641,126 @@ def _checked_specs(variants: Sequence[VariantSpec] | None) -> list[VariantSpec]:
     return specs
 
 
+def _dp_words(dp: Any) -> str:
+    """A recipe's DP-SGD setting in a few words (its target ε, or its σ)."""
+    budget = (
+        f"target ε = {dp.epsilon:g}" if dp.epsilon is not None else f"σ = {dp.noise_multiplier:g}"
+    )
+    fault = f", FAULT INJECTION {dp.fault}" if dp.fault != "none" else ""
+    return f"DP-SGD, {budget}, δ = {dp.delta:g} ({dp.accountant}{fault})"
+
+
+def _described(specs: list[VariantSpec], cfg: AuditConfig) -> list[VariantSpec]:
+    """The variants described as what they train when the recipe is itself DP-SGD (red team: a
+    DP baseline was described "no DP: ε = ∞" and its weight-decay rows hid that they keep it)."""
+    dp = getattr(cfg.model, "dp", None)
+    if dp is None:
+        return specs
+    own = _dp_words(dp)
+    out = []
+    for spec in specs:
+        if spec is specs[0] and spec.description == BASELINE_DESCRIPTION:
+            text = f"the recipe as given ({own}), full outputs"
+        elif spec.policy is not None:
+            text = f"{spec.description} (the recipe's {own}: the baseline's ε)"
+        elif "dp" in spec.model:
+            text = f"{spec.description}, replacing the recipe's {own}"
+        elif spec is not specs[0]:
+            text = f"{spec.description}, keeping the recipe's {own}"
+        else:
+            text = spec.description
+        out.append(dataclasses.replace(spec, description=text))
+    return out
+
+
+def _resolved(recipe: Any) -> dict[str, Any]:
+    """A recipe's fields, its preprocessing by what it is fitted on (a DP recipe's default)."""
+    raw = dict(recipe.model_dump(mode="json"))
+    if hasattr(recipe, "preprocessing_fit"):
+        raw["preprocessing"] = recipe.preprocessing_fit
+    return raw
+
+
+def _without_dp(recipe: Any) -> dict[str, Any]:
+    """A recipe's fields but DP-SGD and what it decides (DP fits preprocessing on the population)."""
+    return {k: v for k, v in _resolved(recipe).items() if k not in ("dp", "preprocessing")}
+
+
+def dp_audit_variant(
+    cfg: AuditConfig, specs: Sequence[VariantSpec], audited: DpAuditResult
+) -> str | None:
+    """The training variant whose recipe ``audited`` (a dp_audit.json) is of: the same dataset
+    and the same recipe, DP settings included (None: the same dataset and recipe but none of the
+    variants' DP settings). InputError naming ``--dp-audit`` when its dataset or its recipe, DP
+    aside, is not the trade-off's (red team: an audit of another recipe put "claimed ε = 2;
+    audit PASSED" in a non-DP baseline's verdict)."""
+    data = cfg.data.dataset or (cfg.data.path.name if cfg.data.path is not None else None)
+    if audited.dataset != data:
+        raise InputError(
+            "--dp-audit",
+            f"audits a recipe on dataset {audited.dataset!r}, not this trade-off's {data!r}",
+        )
+    if _without_dp(audited.recipe) != _without_dp(cfg.model):
+        differ = sorted(
+            k for k, v in _without_dp(audited.recipe).items() if _without_dp(cfg.model).get(k) != v
+        )
+        raise InputError(
+            "--dp-audit",
+            f"audits another recipe than this trade-off's (model fields {', '.join(differ) or 'kind'} differ, DP settings aside)",
+        )
+    for spec in specs:
+        if spec.policy is None and _resolved(_variant_config(spec, cfg).model) == _resolved(
+            audited.recipe
+        ):
+            return spec.name
+    return None
+
+
 def _variant_config(spec: VariantSpec, base_cfg: AuditConfig) -> AuditConfig:
     """The audit config of a training variant: the base recipe with ``spec.model``'s fields."""
     from miaudit.models import parse_recipe
 
     raw = {**base_cfg.model.model_dump(mode="json"), **spec.model}
     return base_cfg.model_copy(update={"model": parse_recipe(raw, field=f"variants.{spec.name}")})
+
+
+#: The option that asks for each kind of training variant (the field it sets in the recipe).
+_OPTION_OF = {
+    "dp": "--epsilons",
+    "weight_decay": "--weight-decays",
+    "early_stopping": "--early-stopping",
+}
+_NONE_OF = {
+    "dp": "--epsilons ''",
+    "weight_decay": "--weight-decays ''",
+    "early_stopping": "--no-early-stopping",
+}
+
+
+def _check_applicable(specs: Sequence[VariantSpec], cfg: AuditConfig) -> None:
+    """Every training variant's change is one the recipe has, before anything trains; else an
+    InputError naming the option that asked for it (red team: the default trade-off of a
+    scikit-learn recipe said "variants.dp-eps8.dp: unknown field", a field nobody wrote)."""
+    from miaudit.models import CNNRecipe, MLPRecipe
+
+    for spec in specs:
+        changed = [k for k in spec.model if k in _OPTION_OF]
+        if spec.policy is not None or not changed:
+            continue
+        key = changed[0]
+        dp_kinds = isinstance(cfg.model, (MLPRecipe, CNNRecipe))
+        if key in type(cfg.model).model_fields and (key != "dp" or dp_kinds):
+            continue  # a field the recipe trains with: its own errors stand
+        try:
+            _variant_config(spec, cfg)
+        except InputError:
+            what = "DP-SGD" if key == "dp" else key.replace("_", " ")
+            needs = "a torch-mlp or torch-cnn recipe" if key == "dp" else "a recipe with that field"
+            raise InputError(
+                _OPTION_OF[key],
+                f"{what} variants need {needs} (this one is {cfg.model.kind}); "
+                f"pass {_NONE_OF[key]} to compare the other controls",
+            ) from None
 
 
 def _check_dp_variants(specs: Sequence[VariantSpec], s: _Settings) -> None:
@@ -600,19 +814,25 @@ def _training_variant(
         },
         folder=f"variants/{folder.name}",
         baseline=baseline,
+        fault_injection=_fault(privacy),
+        **_mechanism(privacy),
     )
     return outcome, audit_run
 
 
+# Long: one record assembled field by field (20 fields, the baseline's privacy inherited).
 def _policy_variant(
     spec: VariantSpec,
     baseline: AuditRun,
     s: _Settings,
     full: PolicyScores,
     rng: np.random.Generator,
+    base: VariantOutcome,
+    judged: int,
 ) -> tuple[VariantOutcome, list[RobustnessComparison]]:
     """The baseline's models attacked under ``spec.policy``, compared with the strongest of the
-    same attacks on the same models' full outputs (``full``)."""
+    same attacks on the same models' full outputs (``full``). The models are the baseline's, so
+    is what DP-SGD spent on them (``base``: a DP baseline's policy rows said ε = ∞)."""
     assert spec.policy is not None
     cfg = s.cfg
     p = _policy_scores(
@@ -635,7 +855,7 @@ def _policy_variant(
         rng=np.random.default_rng([cfg.seed, 11]),
     )
     best = max(ev.names, key=lambda n: ev.estimate(n, "auc").point or 0.0)
-    comparator, reduction = _risk_reduction(p, full, best, cfg)
+    comparator, reduction, lower = _risk_reduction(p, full, best, cfg, judged)
     targets = min(s.policy_targets, baseline.train.signals.n_models)
     outcome = VariantOutcome(
         name=spec.name,
@@ -646,13 +866,19 @@ def _policy_variant(
         strongest_attack=best,
         auc=ev.estimate(best, "auc"),
         tpr_at_1pct_fpr=ev.estimate(best, TPR1),
-        epsilon=None,
-        delta=None,
-        accountant=None,
+        epsilon=base.epsilon,
+        delta=base.delta,
+        accountant=base.accountant,
+        fault_injection=base.fault_injection,
+        noise_multiplier=base.noise_multiplier,
+        sample_rate=base.sample_rate,
+        steps=base.steps,
         policy=spec.policy,
         attacks={n: _figures(ev, n, p.queries) for n in ev.names},
         folder=f"variants/{baseline.train.out.name}",
         risk_reduction=reduction,
+        risk_reduction_lower=lower,
+        judged=judged,
         accuracy_loss=paired_accuracy_loss(
             full.correct[mem == 0],
             p.correct[mem == 0],
@@ -667,8 +893,8 @@ def _policy_variant(
 
 
 def _risk_reduction(
-    p: PolicyScores, full: PolicyScores, best: str, cfg: AuditConfig
-) -> tuple[str, Estimate]:
+    p: PolicyScores, full: PolicyScores, best: str, cfg: AuditConfig, judged: int
+) -> tuple[str, Estimate, float | None]:
     """(comparator, paired AUC(comparator on full outputs) − AUC(``best`` under the policy)).
 
     The comparator is the strongest of the same attacks on full outputs (label-only query
@@ -686,7 +912,7 @@ def _risk_reduction(
         groups=groups,
         rng=np.random.default_rng([cfg.seed, 19]),
     )
-    return comparator, ev_pair.difference("full", "policy", "auc")
+    return comparator, ev_pair.difference("full", "policy", "auc"), _together(ev_pair, judged)
 
 
 def _robustness_comparisons(
@@ -712,7 +938,22 @@ def _progress(v: VariantOutcome) -> str:
     eps = (
         f", ε = {v.epsilon:.2f}, δ = {v.delta:g} ({v.accountant})" if v.epsilon is not None else ""
     )
+    if v.fault_injection:
+        eps += f" VOID: {fault_words(v.fault_injection)}"
     return f"{v.name}: test accuracy {v.test_accuracy:.3f}, strongest {v.strongest_attack} AUC {_fmt(v.auc)}{eps}"
+
+
+def _fault_notes(outcomes: Sequence[VariantOutcome]) -> list[str]:
+    """Said first: variants whose ε is void because their DP-SGD ran with fault injection."""
+    faulty = [v for v in outcomes if v.fault_injection]
+    if not faulty:
+        return []
+    named = "; ".join(f"{v.name} ({v.fault_injection})" for v in faulty)
+    return [
+        f"WARNING: DP-SGD fault injection was on for {named}: their recorded ε is VOID (the "
+        "training did not run the mechanism the accountant was told); a fault is for testing an "
+        "auditor, never for a model anyone relies on."
+    ]
 
 
 def _notes(
@@ -723,13 +964,16 @@ def _notes(
         "Policy variants: the baseline's models behind a LocalOracle; reference attacks are not run under a policy (threshold and query attacks only).",
         "epsilon: the largest ε that Opacus's accountant recorded over the variant's models.",
         f"Noise robustness: σ = {noise_sigma:g} per-column standard deviations of the population records on non-one-hot columns, {noise_draws} queries per record.",
-        f"Recommendation (docs/defenses.md): a control is recommended when its paired risk reduction's interval lies above 0 and its paired accuracy loss's "
-        f"interval ends within {tolerance * 100:g} points; the larger risk reduction is best; a model at or below the majority-class accuracy "
+        f"Recommendation (docs/defenses.md): a control is recommended when the baseline's audit detects a risk, its paired risk reduction's lower bound, "
+        "holding together over every variant judged (Bonferroni), lies above 0, and its paired accuracy loss's "
+        f"interval ends within {tolerance * 100:g} points; the larger risk reduction is best, or 'best (not distinguishable from X)' when its 95 % "
+        "interval does not lie above the runner-up's; a model at or below the majority-class accuracy "
         f"({(majority or 0) * 100:.1f} %) is flagged and never recommended. Training variants are compared with the baseline's strongest attack; "
         "policies with the strongest of the same attacks on the same models' full outputs.",
     ]
 
 
+# Long: the public entry point's docstring is its reference; the body is one loop over variants.
 @cleans_output_dir  # bad input leaves no folder it made
 def tradeoff(
     config: AuditConfig | str | Path,
@@ -756,7 +1000,8 @@ def tradeoff(
     """
     cfg = config if isinstance(config, AuditConfig) else load_audit_config(config)
     say = say or (lambda _s: None)
-    specs = _checked_specs(variants)
+    specs = _described(_checked_specs(variants), cfg)
+    _check_applicable(specs, cfg)
     s = _settings(cfg, Path(out), accuracy_tolerance, policy_targets, noise_sigma, noise_draws)
     _check_dp_variants(specs, s)
     outcomes: list[VariantOutcome] = []
@@ -785,7 +1030,9 @@ def tradeoff(
                 draws=noise_draws,
                 seed=cfg.seed,
             )
-            outcome, found = _policy_variant(spec, baseline, s, full, boot)
+            outcome, found = _policy_variant(
+                spec, baseline, s, full, boot, outcomes[0], len(specs) - 1
+            )
             robustness += found
         outcomes.append(outcome)
         say(_progress(outcome))
@@ -816,9 +1063,14 @@ def _finish(
     result = TradeoffResult(
         dataset=str(cfg.data.dataset or cfg.data.path),
         seed=cfg.seed,
-        variants=with_recommendations(outcomes, tolerance=tolerance, majority=majority),
+        variants=with_recommendations(
+            outcomes,
+            tolerance=tolerance,
+            majority=majority,
+            baseline_detected=risk_detected(runs[base].result),
+        ),
         comparisons=comparisons,
-        notes=_notes(s.noise_sigma, s.noise_draws, tolerance, majority),
+        notes=_fault_notes(outcomes) + _notes(s.noise_sigma, s.noise_draws, tolerance, majority),
     )
     write_text_atomic(s.out / TRADEOFF_FILE, result.to_json())
     return result
@@ -834,7 +1086,7 @@ def _with_training_pairs(
 ) -> list[VariantOutcome]:
     """Training variants with their paired risk reduction (baseline's strongest − theirs, AUC)
     and accuracy loss (baseline − theirs, on the same test pairs)."""
-    reduction = {c.variant: c.difference for c in comparisons if c.kind == "baseline_vs_variant"}
+    reduction = {c.variant: c for c in comparisons if isinstance(c, VariantComparison)}
     out = []
     for v in outcomes:
         if v.policy is None and not v.baseline and v.name in test_pairs and base in test_pairs:
@@ -853,13 +1105,27 @@ def _with_training_pairs(
                 )
             v = v.model_copy(
                 update={
-                    "risk_reduction": reduction.get(v.name),
+                    "risk_reduction": reduction[v.name].difference if v.name in reduction else None,
+                    "risk_reduction_lower": reduction[v.name].simultaneous_lower
+                    if v.name in reduction
+                    else None,
+                    "judged": len(outcomes) - 1,
                     "accuracy_loss": loss,
                     "compared_with": "the baseline's strongest attack (same audit, same (target, record) pairs)",
                 }
             )
         out.append(v)
     return out
+
+
+def _together(ev: Evaluation, judged: int, a: str = "full", b: str = "policy") -> float | None:
+    """Lower end of the paired AUC(a) − AUC(b) at the one-sided level that holds together over
+    ``judged`` variants (Bonferroni: the tail (1 − confidence) / 2 split ``judged`` ways). With
+    few resamples the extreme quantile is the smallest replicates: conservative, not exact."""
+    if ev.n_resamples == 0:
+        return None
+    wide = dataclasses.replace(ev, confidence=1 - (1 - ev.confidence) / max(1, judged))
+    return wide.difference(a, b, "auc").lower
 
 
 def _dp_comparisons(
@@ -897,6 +1163,7 @@ def _dp_comparisons(
                 b=spec.name,
                 difference=ev.difference(base, spec.name, "auc"),
                 pairs=int(b.member.size),
+                simultaneous_lower=_together(ev, len(specs) - 1, base, spec.name),
             )
         )
     return out

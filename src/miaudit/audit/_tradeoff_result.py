@@ -49,6 +49,11 @@ def checked_estimate(e: Estimate | None, lo: float, hi: float, name: str) -> Est
     return e
 
 
+def fault_words(fault: str) -> str:
+    """Why an ε recorded under fault injection means nothing, in a few words."""
+    return f"fault injection on ({fault}): the training did not run the mechanism the accountant was told"
+
+
 def _rate(name: str) -> Any:
     return AfterValidator(lambda e: checked_estimate(e, 0.0, 1.0, name))
 
@@ -97,6 +102,8 @@ class VariantComparison(_Record):
     metric: Literal["auc"] = "auc"
     difference: Annotated[Estimate, _difference("difference")]
     pairs: int = Field(ge=0)
+    #: The difference's lower bound holding together over every judged variant (Bonferroni).
+    simultaneous_lower: float | None = Field(None, ge=-1, le=1)
 
 
 class RobustnessComparison(_Record):
@@ -141,6 +148,10 @@ class VariantOutcome(_Record):
     baseline: bool = False
     #: Paired AUC(comparator) − AUC(this variant's strongest), same (target, record) pairs.
     risk_reduction: Annotated[Estimate | None, _difference("risk_reduction")] = None
+    #: risk_reduction's lower bound holding together over the ``judged`` variants compared with
+    #: the baseline (Bonferroni, one-sided): what "reduces risk" is decided on.
+    risk_reduction_lower: float | None = Field(None, ge=-1, le=1)
+    judged: int | None = Field(None, ge=1)
     #: Paired test accuracy(baseline) − test accuracy(this variant), same test pairs.
     accuracy_loss: Annotated[Estimate | None, _difference("accuracy_loss")] = None
     #: "baseline", "best", "recommended", "not recommended" or "flagged" (``recommendation``).
@@ -148,6 +159,32 @@ class VariantOutcome(_Record):
     reason: str = ""
     #: What the risk reduction is measured against (for policies: the same attacks on full outputs).
     compared_with: str = ""
+    #: DP-SGD fault injection the models were trained with (``model.dp.fault``; None: none). Its
+    #: ε is then void: the accountant was told a mechanism the training did not run.
+    fault_injection: str | None = None
+    #: DP-SGD's σ, sampling rate and steps on the model that spent the most (None: not DP).
+    noise_multiplier: float | None = Field(None, ge=0)
+    sample_rate: float | None = Field(None, ge=0, le=1)
+    steps: int | None = Field(None, ge=0)
+
+    @model_serializer(mode="wrap")
+    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent when none, so files of recipes without DP or fault injection read as they did.
+        out = handler(self)
+        if isinstance(out, dict):
+            for key in ("fault_injection", "noise_multiplier", "sample_rate", "steps"):
+                if getattr(self, key) is None:
+                    out.pop(key, None)
+        return out
+
+    def epsilon_text(self) -> str:
+        """The recorded ε as every output states it: void beside it under fault injection."""
+        if self.epsilon is None:
+            return "∞"
+        text = f"{self.epsilon:.2f} (δ = {self.delta:g})"
+        return text + (
+            f" VOID: {fault_words(self.fault_injection)}" if self.fault_injection else ""
+        )
 
 
 class TradeoffResult(_Record):

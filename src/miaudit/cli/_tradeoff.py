@@ -24,19 +24,42 @@ if TYPE_CHECKING:
     from miaudit.report import DpAuditSummary, TradeoffVariant
 
 
+def _items(value: str, field: str) -> list[str]:
+    """The comma-separated items of an option; '' is none, an empty item is refused (red team:
+    '1,,2' and ' ' were read silently)."""
+    if value == "":
+        return []
+    items = [v.strip() for v in value.split(",")]
+    if any(not v for v in items):
+        raise InputError(field, f"has an empty item in {value!r} (give '' for none)")
+    return items
+
+
 def _floats(value: str, field: str) -> list[float]:
+    items = _items(value, field)
     try:
-        out = [float(v) for v in value.split(",") if v.strip()]
+        out = [float(v) for v in items]
     except ValueError:
         raise InputError(field, f"must be comma-separated numbers, got {value!r}") from None
     bad = [v for v in out if not math.isfinite(v)]
     if bad:
         raise InputError(field, f"must be finite numbers, got {bad[0]!r}")
+    # variants are named by f"{v:g}": values that name alike are the same variant twice
+    names = [f"{v:g}" for v in out]
+    twice = next((v for v in names if names.count(v) > 1), None)
+    if twice is not None:
+        raise InputError(field, f"lists {twice} twice (to 6 significant digits): one variant each")
     return out
 
 
-def _strings(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+def _strings(value: str, field: str) -> list[str]:
+    out = _items(value, field)
+    # policies are case-insensitive ('top-1' and 'TOP-1' are one policy)
+    folded = [v.lower() for v in out]
+    twice = next((v for v in folded if folded.count(v) > 1), None)
+    if twice is not None:
+        raise InputError(field, f"lists {twice!r} twice: one variant each")
+    return out
 
 
 def _console() -> Console:
@@ -138,18 +161,27 @@ def tradeoff(
     from miaudit.report import write_report
 
     _check_tradeoff_options(accountant, policy_targets, accuracy_tolerance, noise_sigma)
-    dp = _dp_audit_file(dp_audit_json)  # read and checked before any training
+    audited = _dp_audit_file(dp_audit_json)  # read and checked before any training
     err = console(stderr=True)
     from miaudit.audit import is_text_config
 
     if is_text_config(config):
+        _refuse_tabular_options(
+            weight_decays=weight_decays not in ("0.001,0.01", ""),
+            policies=policies not in ("top-1,round:1,label-only", ""),
+            ghost_clipping=not ghost_clipping,
+            policy_targets=policy_targets != 4,
+            noise_sigma=noise_sigma != 0.5,
+            dp_audit=dp_audit_json is not None,
+            accuracy_tolerance=accuracy_tolerance != 1.0,
+        )
         _text_tradeoff(config, out_dir, _floats(epsilons, "--epsilons"), delta, accountant)
         return
     variants = default_variants(
         _floats(epsilons, "--epsilons"),
         _floats(weight_decays, "--weight-decays"),
         early_stopping,
-        _strings(policies),
+        _strings(policies, "--policies"),
         delta=delta,
         accountant=accountant,
         ghost_clipping=ghost_clipping,
@@ -157,6 +189,10 @@ def tradeoff(
     from miaudit.cli._train import load_audit
 
     cfg = load_audit(config, trust_code)
+    from miaudit.audit import dp_audit_variant
+
+    # the audited recipe matched to a variant before any training: another recipe is refused
+    matched = dp_audit_variant(cfg, variants, audited) if audited is not None else None
     result = run_tradeoff(
         cfg,
         out_dir,
@@ -168,15 +204,32 @@ def tradeoff(
     )
     out = _console()
     _print_tradeoff(out, result)
+    for note in result.notes:  # a void ε (fault injection) said on stderr too, not only in files
+        if note.startswith("WARNING: "):
+            err.print(f"warning: {note.removeprefix('WARNING: ')}", highlight=False, soft_wrap=True)
     path = write_report(
         out_dir / result.variants[0].folder,
         out_dir / "report.html",
         tradeoff=tradeoff_variants_for_report(result),
-        dp=dp,
+        dp=_dp_beside(audited, matched, result),
     )
     out.print(
         f"results: {out_dir / 'tradeoff.json'} (shareable); report: {path}; variants/, models/: restricted"
     )
+
+
+def _refuse_tabular_options(**given: bool) -> None:
+    """A text trade-off has no such control: an option given for it is refused, not ignored
+    (red team: --weight-decays, --policies, --noise-sigma, --dp-audit ... ran and were dropped)."""
+    for name, was_given in given.items():
+        if was_given:
+            option = (
+                "--no-ghost-clipping" if name == "ghost_clipping" else "--" + name.replace("_", "-")
+            )
+            raise InputError(
+                option,
+                "does not apply to a text config (its trade-off is plain, DP on LoRA at each --epsilons, dedup: only --epsilons, --delta and --accountant apply)",
+            )
 
 
 def _text_tradeoff(
@@ -253,7 +306,7 @@ def _print_tradeoff(out: Console, result: TradeoffResult) -> None:
     ):
         table.add_column(col)
     for v in result.variants:
-        eps = "∞" if v.epsilon is None else f"{v.epsilon:.2f} (δ = {v.delta:g})"
+        eps = v.epsilon_text()
         reduction = _est(v.risk_reduction, signed=True) if v.risk_reduction is not None else "—"
         loss = _est(v.accuracy_loss, signed=True) if v.accuracy_loss is not None else "—"
         table.add_row(
@@ -282,18 +335,79 @@ def _print_tradeoff(out: Console, result: TradeoffResult) -> None:
         )
 
 
-def _dp_audit_file(path: Path | None) -> DpAuditSummary | None:
-    """The report's DP section from a ``dp_audit.json`` (None without one); InputError names it."""
+def _dp_audit_file(path: Path | None) -> DpAuditResult | None:
+    """A ``dp_audit.json`` (None without one); InputError names it."""
     from miaudit.audit import DpAuditResult
 
     if path is None:
         return None
-    return dp_summary_for_report(DpAuditResult.read(path, field="--dp-audit"))
+    return DpAuditResult.read(path, field="--dp-audit")
+
+
+def _dp_beside(
+    audited: DpAuditResult | None, variant: str | None, result: TradeoffResult
+) -> DpAuditSummary | None:
+    """The report's DP section: the audit, which variant's recipe it is of (only the baseline's
+    goes in the verdict) and, when they differ, that its σ, q and steps are those of its own
+    runs' training-set size, not of the trade-off's models (red team: "σ = 1.12, q = 0.0526,
+    38 steps" beside models that ran q = 0.1 and 20 steps)."""
+    summary = dp_summary_for_report(audited) if audited is not None else None
+    if summary is None or audited is None:
+        return None
+    base = result.variants[0]
+    if variant is None:
+        said = (
+            "This DP audit is of this trade-off's recipe and data with DP settings none of its "
+            "variants has: its verdict is about that recipe, not about any model in this report."
+        )
+    else:
+        said = (
+            f"This DP audit is of variant {variant}'s recipe (the same data, recipe and DP settings)"
+            + (
+                "."
+                if variant == base.name
+                else ", not of the baseline: its verdict is not the baseline's."
+            )
+        )
+    notes = [said, *_mechanism_note(audited, result, variant)]
+    return summary.model_copy(
+        update={
+            "variant": variant,
+            "of_baseline": variant == base.name,
+            "notes": [*notes, *summary.notes],
+        }
+    )
+
+
+def _mechanism_note(
+    audited: DpAuditResult, result: TradeoffResult, variant: str | None
+) -> list[str]:
+    if not audited.privacy or variant is None:
+        return []
+    p = max(audited.privacy, key=lambda q: q.epsilon)
+    v = result.variant(variant)
+    if v.noise_multiplier is None or v.sample_rate is None or v.steps is None:
+        return []
+    theirs = (v.noise_multiplier, v.sample_rate, v.steps)
+    if math.isclose(p.noise_multiplier, theirs[0], rel_tol=1e-9) and (
+        math.isclose(p.sample_rate, theirs[1], rel_tol=1e-9) and p.steps == theirs[2]
+    ):
+        return []
+    return [
+        f"dp-audit trains on its own split of the records: its runs' mechanism (σ = {p.noise_multiplier:.3g}, "
+        f"q = {p.sample_rate:.3g}, {p.steps} steps) is that of its training-set size, not of {variant}'s models in "
+        f"this trade-off (σ = {theirs[0]:.3g}, q = {theirs[1]:.3g}, {theirs[2]} steps): it tests the recipe's DP-SGD "
+        "and accounting at another size, not these models' ε."
+    ]
 
 
 def _est(e: Estimate | None, signed: bool = False) -> str:
     if e is None or e.point is None:
         return "n/m"
+    if signed:  # a difference: as many decimals as show on which side of 0 each end lies
+        from miaudit.audit import signed_difference
+
+        return signed_difference(e)
     f = "{:+.3f}" if signed else "{:.3f}"
     s = f.format(e.point)
     if e.lower is not None and e.upper is not None:

@@ -45,6 +45,10 @@ class EarlyStopping(BaseModel):
     patience: int = Field(5, ge=1)
 
 
+#: Largest finite float32: DP-SGD's clipping norm and noise live in float32 tensors.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 class DPConfig(BaseModel):
     """DP-SGD through Opacus (models/_dp.py): give ``epsilon`` (with ``delta``: Opacus finds σ)
     or ``noise_multiplier``; per-sample clipping at ``max_grad_norm``; Poisson sampling;
@@ -91,8 +95,25 @@ class DPConfig(BaseModel):
             )
         return v
 
+    @field_validator("max_grad_norm", "noise_multiplier")
+    @classmethod
+    def _fits_float32(cls, v: float | None) -> float | None:
+        # DP-SGD clips and adds noise in float32 (and the accountant squares σ): 1e300 was an
+        # internal error after the σ search, or "training diverged" blaming the noise (red team).
+        if v is not None and v > FLOAT32_MAX:
+            raise ValueError(f"must fit float32 (at most {FLOAT32_MAX:.3g}), got {v:g}")
+        return v
+
     @model_validator(mode="after")
     def _one_budget(self) -> DPConfig:
+        if (
+            self.noise_multiplier is not None
+            and self.noise_multiplier * self.max_grad_norm > FLOAT32_MAX
+        ):
+            raise ValueError(
+                f"the noise's standard deviation noise_multiplier × max_grad_norm = "
+                f"{self.noise_multiplier * self.max_grad_norm:g} does not fit float32 (at most {FLOAT32_MAX:.3g})"
+            )
         if (self.epsilon is None) == (self.noise_multiplier is None):
             raise ValueError("give exactly one of 'epsilon' (target budget) or 'noise_multiplier'")
         if self.fault == "no_clipping" and self.ghost_clipping:

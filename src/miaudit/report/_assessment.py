@@ -194,6 +194,11 @@ def _sample_size(r: AuditResult) -> str:
 
 
 def _dp(dp: DpAuditSummary | None, variants: Sequence[TradeoffVariant]) -> str:
+    if dp is not None and not dp.of_baseline:
+        return (
+            f"DP audit of {f'variant {dp.variant}' if dp.variant else 'this recipe with other DP settings'} (not the baseline): "
+            f"claimed ε = {_num(dp.claimed_epsilon)}, lower bound ε ≥ {_num(dp.empirical_epsilon_lower_bound)}: {dp.verdict}."
+        )
     if dp is not None and (
         dp.max_certifiable_epsilon is not None and dp.claimed_epsilon > dp.max_certifiable_epsilon
     ):
@@ -213,7 +218,8 @@ def _dp(dp: DpAuditSummary | None, variants: Sequence[TradeoffVariant]) -> str:
         return (
             "DP-trained variants measured: "
             + "; ".join(
-                f"ε = {_num(v.epsilon)}{'' if v.delta is None else f' (δ = {_num(v.delta)})'}: AUC {format_estimate(v.auc)}, test accuracy {_pct(v.test_accuracy)}"
+                f"ε = {_num(v.epsilon)}{'' if v.delta is None else f' (δ = {_num(v.delta)})'}"
+                f"{f' VOID (fault injection on: {v.fault_injection})' if v.fault_injection else ''}: AUC {format_estimate(v.auc)}, test accuracy {_pct(v.test_accuracy)}"
                 for v in private
             )
             + "."

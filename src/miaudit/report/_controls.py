@@ -70,19 +70,29 @@ def _judged(tradeoff: Sequence[TradeoffVariant] | None, kind: str) -> tuple[Prio
     """The trade-off run's verdict (audit/_tradeoff.py :func:`recommendation`) for the variants
     of one kind of control: "recommended" when one of them met the rule, else a note on why not."""
 
+    # A DP baseline's other rows keep its ε: DP variants are then those that set their own.
+    dp_base = any(v.baseline and v.epsilon is not None for v in tradeoff or [])
+
+    def is_dp(v: TradeoffVariant) -> bool:
+        return v.name.startswith("dp-") or (v.epsilon is not None and not dp_base)
+
     def is_kind(v: TradeoffVariant) -> bool:
-        if kind == "dp":
-            return v.epsilon is not None
         if kind == "output":
             return v.name.startswith("policy-")
-        return v.epsilon is None and not v.name.startswith("policy-")
+        if kind == "dp":
+            return is_dp(v) and not v.name.startswith("policy-")
+        return not is_dp(v) and not v.name.startswith("policy-")
 
     judged = [v for v in tradeoff or [] if not v.baseline and v.recommendation and is_kind(v)]
     if not judged:
         return None, ""
-    good = [v for v in judged if v.recommendation in ("best", "recommended")]
+    good = [
+        v
+        for v in judged
+        if v.recommendation.startswith("best") or v.recommendation == "recommended"
+    ]
     if good:
-        v = next((g for g in good if g.recommendation == "best"), good[0])
+        v = next((g for g in good if g.recommendation.startswith("best")), good[0])
         return "recommended", f" In the trade-off run, {v.name} is {v.recommendation}: {v.reason}."
     flagged = [v.name for v in judged if v.recommendation == "flagged"]
     why = "; ".join(f"{v.name}: {v.reason}" for v in judged)
@@ -155,7 +165,14 @@ def _dp(
 ) -> Control:
     """DP training: the DP audit's verdict, else the strongest attack and its implied ε."""
     prio: Priority
-    if dp is not None:
+    if dp is not None and not dp.of_baseline:  # an audit of a DP variant, not of this model
+        because = (
+            f"A DP audit of {f'variant {dp.variant}' if dp.variant else 'this recipe with other DP settings'} "
+            f"(claimed ε = {dp.claimed_epsilon:g}, δ = {_num(dp.delta)}): lower bound "
+            f"{_num(dp.empirical_epsilon_lower_bound)}, {dp.verdict}."
+        )
+        prio = "consider"
+    elif dp is not None:
         because = (
             f"The model was trained with a claimed ε = {dp.claimed_epsilon:g} (δ = {_num(dp.delta)}, {dp.accountant} accountant); the audit "
             f"measured a lower bound of {_num(dp.empirical_epsilon_lower_bound)}: {dp.verdict}."
@@ -176,6 +193,15 @@ def _dp(
             "recommended" if risk.level == "high" else "consider" if serious else "lower priority"
         )
     judged, tradeoff_note = _judged(tradeoff, "dp")
+    base = next((v for v in tradeoff or [] if v.baseline and v.epsilon is not None), None)
+    if base is not None:  # the recipe audited is already DP-SGD: say so before suggesting it
+        void = (
+            f", VOID: fault injection on ({base.fault_injection})" if base.fault_injection else ""
+        )
+        because = (
+            f"The baseline recipe is already trained with DP-SGD (recorded ε = {_num(base.epsilon)}{void}). "
+            + because
+        )
     return Control(
         "dp",
         "Train with differential privacy (DP-SGD) at a stated budget",

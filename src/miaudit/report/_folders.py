@@ -65,6 +65,7 @@ def variants_from_tradeoff(result: TradeoffResult) -> list[TradeoffVariant]:
             recommendation=v.recommendation,
             reason=v.reason,
             compared_with=v.compared_with,
+            fault_injection=v.fault_injection,
         )
         for v in result.variants
     ]
@@ -90,7 +91,7 @@ def dp_summary_from_audit(result: DpAuditResult) -> DpAuditSummary | None:
             *([result.multi_run.line()] if result.multi_run is not None else []),
             *([result.curve.line()] if result.curve is not None else []),
             *([result.calibration.line()] if result.calibration is not None else []),
-            *([result.power.line()] if result.power is not None else []),
+            *([line] if (line := result.power_line()) is not None else []),
             *_gaussian_dp_note(result),
         ],
     )

@@ -85,6 +85,8 @@ class TradeoffVariant(_Input):
     recommendation: str = ""
     reason: str = ""
     compared_with: str = ""
+    #: DP-SGD fault injection the models trained with (None: none): ``epsilon`` is then void.
+    fault_injection: str | None = None
 
 
 class DpAuditSummary(_Input):
@@ -106,6 +108,11 @@ class DpAuditSummary(_Input):
     trials: int | None = Field(None, ge=1)
     trials_unit: str = "canaries"
     notes: list[str] = []
+    #: Beside a trade-off: the variant whose recipe the DP audit is of (None: none of them, or
+    #: no trade-off) and whether that is the baseline the report's verdict is about. A DP audit
+    #: of another recipe never goes in the baseline's verdict (red team).
+    variant: str | None = None
+    of_baseline: bool = True
 
     @property
     def verdict(self) -> Literal["PASSED", "FAILED"]:

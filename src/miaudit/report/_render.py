@@ -316,6 +316,8 @@ def _md_tradeoff(variants: Sequence[TradeoffVariant]) -> list[str]:
         eps = "—" if v.epsilon is None else _num(v.epsilon)
         if v.epsilon is not None and v.delta is not None:
             eps += f" (δ = {_num(v.delta)})"
+        if v.fault_injection:
+            eps += f" VOID: fault injection on ({v.fault_injection})"
         cells = [
             v.name,
             eps,
