@@ -1080,11 +1080,36 @@ for _name, _dp in (
         f"model.dp.{next(k for k in _dp if k != 'epsilon')}: must fit float32",
     )
 
+add(  # red team: an internal error (exit 1) from the accountant, with σ given
+    "config/dp-audit/dp-delta-unresolved",
+    lambda t: [
+        (t / "c.yaml").write_text(
+            yaml.safe_dump(
+                _set(
+                    _set(BASE, "audit.references", 1),
+                    "model.dp",
+                    {"noise_multiplier": 1.0, "delta": 1e-30},
+                )
+            )
+        ),
+        "dp-audit",
+        str(t / "c.yaml"),
+        "--canaries",
+        "100",
+    ][1:],
+    "model.dp.delta: δ = 1e-30 is too small for the prv accountant",
+)
+
 # DP claims refused before any training, nothing written (each was a hang or an internal error).
 DP_CLAIMS = {
     "dp-epsilon-tiny": ({"epsilon": 1e-6}, "model.dp.epsilon: ε = 1e-06 is too small"),
     "dp-epsilon-huge": ({"epsilon": 1e9}, "model.dp.epsilon: no noise multiplier reaches"),
     "dp-delta-above-one-over-n": ({"epsilon": 1.0, "delta": 0.5}, "model.dp.delta"),
+    # red team: blamed ε ("ε = 50 is too small") for a δ the PRV accountant cannot resolve
+    "dp-delta-unresolved": (
+        {"epsilon": 50.0, "delta": 1e-30},
+        "model.dp.delta: δ = 1e-30 is too small for the prv accountant",
+    ),
 }
 for _name, (_dp, _expect) in DP_CLAIMS.items():
     add(
@@ -1116,6 +1141,7 @@ TRADEOFF_OPTIONS = {
         "--epsilons: variant dp-eps1e-06: ε = 1e-06 is too small",
     ),
     "delta-above-one-over-n": (["--epsilons", "1", "--delta", "0.01"], "--delta: variant dp-eps1"),
+    "delta-unresolved": (["--epsilons", "1", "--delta", "1e-30"], "--delta: variant dp-eps1"),
     "unknown-accountant": (["--accountant", "moments"], "--accountant"),
     "zero-policy-targets": (["--policy-targets", "0"], "--policy-targets"),
     "dp-audit-file-missing": (["--dp-audit", "nope.json"], "--dp-audit"),

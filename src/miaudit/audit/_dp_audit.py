@@ -68,7 +68,14 @@ from miaudit.metrics import (
     one_run_p_value,
     pooled_one_run_audit,
 )
-from miaudit.models import CNNRecipe, DPConfig, MLPRecipe, Recipe, torch_threads
+from miaudit.models import (
+    CNNRecipe,
+    DPConfig,
+    MLPRecipe,
+    Recipe,
+    spent_epsilon,
+    torch_threads,
+)
 
 TorchRecipe = MLPRecipe | CNNRecipe
 
@@ -812,11 +819,9 @@ def resolve_design(
 
 
 def _planned_epsilon(dp: DPConfig, mech: Mechanism) -> float:
-    from opacus.accountants import create_accountant
-
-    acc = create_accountant(dp.accountant)
-    acc.history = [(mech.noise_multiplier, mech.sample_rate, mech.steps)]
-    return float(acc.get_epsilon(dp.delta))
+    return spent_epsilon(
+        mech.noise_multiplier, mech.sample_rate, mech.steps, dp.delta, dp.accountant
+    )
 
 
 def _design_line(

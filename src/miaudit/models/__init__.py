@@ -24,6 +24,7 @@ from miaudit.models._dp_sigma import (
     noise_for_epsilon,
     poisson_schedule,
     remember_sigmas,
+    spent_epsilon,
 )
 from miaudit.models._hf import (
     MAX_HF_JSON_BYTES,
@@ -248,6 +249,7 @@ __all__ = [
     "save_torch_state",
     "saved_module",
     "single_model",
+    "spent_epsilon",
     "torch_threads",
     "train_dp_runs",
     "train_modules",

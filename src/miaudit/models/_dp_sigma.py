@@ -57,8 +57,17 @@ def poisson_schedule(n_records: int, batch_size: int, epochs: int) -> tuple[floa
     return q, epochs * int(1 / q)
 
 
-def _accountant_epsilon(accountant: str, delta: float) -> Callable[[float, float, int], float]:
-    """ε(σ, q, steps) by Opacus's accountant; ∞ when it gives no finite number."""
+#: Opacus's PRV accountant's refusal of a δ its floating point cannot resolve.
+_DELTA_UNRESOLVED = "small values of delta"
+
+
+def _accountant_epsilon(
+    accountant: str, delta: float, unresolved: list[float] | None = None
+) -> Callable[[float, float, int], float]:
+    """ε(σ, q, steps) by Opacus's accountant; ∞ when it gives no finite number. The σ at which
+    the accountant refused δ itself (too small for its floating point) go into ``unresolved``:
+    a search that fails there failed for δ, not for ε (red team: δ = 1e-30 was reported as
+    "ε = 50 is too small")."""
     from opacus.accountants import create_accountant
 
     acc = create_accountant(mechanism=accountant)
@@ -70,11 +79,48 @@ def _accountant_epsilon(accountant: str, delta: float) -> Callable[[float, float
                 warnings.simplefilter("ignore", UserWarning)
                 warnings.simplefilter("ignore", RuntimeWarning)
                 value = float(acc.get_epsilon(delta=delta))
-        except (ValueError, ZeroDivisionError, OverflowError, FloatingPointError):
+        except ValueError as exc:
+            if unresolved is not None and _DELTA_UNRESOLVED in str(exc):
+                unresolved.append(sigma)
+            return math.inf
+        except (ZeroDivisionError, OverflowError, FloatingPointError):
             return math.inf
         return value if math.isfinite(value) else math.inf
 
     return eps
+
+
+def spent_epsilon(
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    accountant: str,
+    *,
+    delta_field: str = "model.dp.delta",
+) -> float:
+    """Opacus's accountant's ε for DP-SGD at σ = ``noise_multiplier``, sampling rate and steps;
+    InputError naming ``delta_field`` for a δ the accountant cannot resolve (red team: an
+    internal error for δ = 1e-30)."""
+    from opacus.accountants import create_accountant
+
+    acc = create_accountant(accountant)
+    acc.history = [(noise_multiplier, sample_rate, steps)]
+    try:
+        return float(acc.get_epsilon(delta))
+    except ValueError as exc:
+        if _DELTA_UNRESOLVED in str(exc):
+            raise _delta_unresolved(delta, accountant, delta_field) from None
+        raise
+
+
+def _delta_unresolved(delta: float, accountant: str, field: str) -> InputError:
+    """The error for a δ the accountant cannot resolve, naming ``field``."""
+    return InputError(
+        field,
+        f"δ = {delta:g} is too small for the {accountant} accountant (its floating point cannot "
+        'resolve it): use a larger δ, or accountant = "rdp"',
+    )
 
 
 #: What one σ search is asked: (ε, δ, sample rate, steps, accountant).
@@ -93,22 +139,30 @@ def noise_for_epsilon(
     steps: int,
     accountant: str,
     field: str = "model.dp.epsilon",
+    delta_field: str = "model.dp.delta",
 ) -> float:
     """Opacus's σ for a target (ε, δ) at this sampling rate over ``steps`` steps (its search,
-    with the guards of the module docstring); InputError naming ``field`` when there is none.
+    with the guards of the module docstring); InputError naming ``field`` when there is none
+    (``delta_field`` when the accountant could not resolve δ itself).
 
     A pure function of its arguments (≈ 0.3 s per PRV accountant call, seconds per search):
     remembered per process, and handed to training workers by :func:`remember_sigmas`."""
     query = _query(epsilon, delta, sample_rate, steps, accountant)
     if query in _FOUND:
         return _FOUND[query]
-    eps = _accountant_epsilon(accountant, delta)
-    sigma = search_sigma(
-        lambda s: eps(s, sample_rate, steps),
-        epsilon,
-        field=field,
-        where=f"with the {accountant} accountant at sample rate {sample_rate:.4g} over {steps} steps (δ = {delta:g})",
-    )
+    unresolved: list[float] = []
+    eps = _accountant_epsilon(accountant, delta, unresolved)
+    try:
+        sigma = search_sigma(
+            lambda s: eps(s, sample_rate, steps),
+            epsilon,
+            field=field,
+            where=f"with the {accountant} accountant at sample rate {sample_rate:.4g} over {steps} steps (δ = {delta:g})",
+        )
+    except InputError:
+        if unresolved:
+            raise _delta_unresolved(delta, accountant, delta_field) from None
+        raise
     _remember(query, sigma)
     return sigma
 
@@ -250,7 +304,14 @@ def check_dp_claim(
     return tuple(
         (
             _query(dp.epsilon, dp.delta, *args, dp.accountant),
-            noise_for_epsilon(dp.epsilon, dp.delta, *args, dp.accountant, field=epsilon_field),
+            noise_for_epsilon(
+                dp.epsilon,
+                dp.delta,
+                *args,
+                dp.accountant,
+                field=epsilon_field,
+                delta_field=delta_field,
+            ),
         )
         for args in sorted({dp_sigma_args(recipe, n) for n in sizes})
     )
@@ -274,4 +335,6 @@ def check_finetune_dp(
         return
     check_delta(delta, sizes[-1], delta_field)
     for args in sorted({poisson_schedule(n, batch_size, epochs) for n in sizes}):
-        noise_for_epsilon(epsilon, delta, *args, accountant, field=epsilon_field)
+        noise_for_epsilon(
+            epsilon, delta, *args, accountant, field=epsilon_field, delta_field=delta_field
+        )
