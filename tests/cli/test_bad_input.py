@@ -551,12 +551,17 @@ for _name, (_b, _expect) in CHECK_RECORD.items():
 
 
 def _saved_folder(tmp: Path, scores: bytes) -> Path:
+    from miaudit.audit._pseudonyms import key_id
+
     res = tmp / "res"
     res.mkdir()
-    (res / "results.json").write_text(_results_json(exposure_attack="loss"))
+    secret = np.random.default_rng(7).bytes(32)
+    results = json.loads(_results_json(exposure_attack="loss"))
+    results["pseudonymisation"]["key_id"] = key_id(secret)  # the folder's own key made them
+    (res / "results.json").write_text(json.dumps(results))
     (res / "scores.parquet").write_bytes(scores)
     key = res / "pseudonym.key"
-    key.write_bytes(np.random.default_rng(7).bytes(32))
+    key.write_bytes(secret)
     key.chmod(0o600)
     return res
 
