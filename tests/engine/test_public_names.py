@@ -123,6 +123,7 @@ PINNED = {
         "noise_for_epsilon",
         "remember_sigmas",
         "poisson_schedule",
+        "spent_epsilon",
         "check_recipe_for_data",
         "code_digests",
         "code_folder",
