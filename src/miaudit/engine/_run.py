@@ -188,7 +188,7 @@ def unit_jobs(
 ) -> list[UnitJob]:
     """The plan's units as jobs; ``sigmas``: the σ :func:`check_dp_plan` found, for each job."""
     fingerprint = data.fingerprint()
-    versions = _cache.library_versions()
+    versions = _cache.key_versions(cfg.model)
     recipe_json = _cache.recipe_key(cfg.model)
     a = n_queries(cfg.model)
     jobs = []
@@ -462,7 +462,7 @@ def _assemble(
         "pool_fraction": cfg.plan.pool_fraction,
         "unit_size": plan.unit_size,
         "units": [j.key for j in jobs],
-        "versions": _cache.library_versions(),
+        "versions": _cache.key_versions(cfg.model),
         "threads": cfg.engine.threads,
         "device": cfg.engine.device,
         **({"privacy": privacy} if privacy else {}),
