@@ -14,6 +14,7 @@ miaudit or from the modules a config names.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import multiprocessing.context as mp_context
 import queue
@@ -25,6 +26,23 @@ from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from miaudit.engine._unit import Emit, Event, UnitJob, UnitOutcome, run_unit
+from miaudit.errors import MiauditError
+
+
+class WorkerDied(MiauditError, OSError):
+    """A training process or node died under the run (the system's out-of-memory killer, a
+    lost node): a failure outside miaudit, not a bug to report. An ``OSError`` named
+    "training", so the CLI prints one line ``error: training: …`` and exits 2 as for any
+    failure of the machine (a killed worker was "internal error … please report it", exit 1)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(errno.EIO, problem, "training")
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+    def __reduce__(self) -> tuple[type[WorkerDied], tuple[str]]:
+        return (type(self), (str(self.strerror),))
 
 
 @runtime_checkable

@@ -141,6 +141,23 @@ def _connect(ray: Any, address: str | None) -> None:
         ) from None
 
 
+def lost_on_ray(exc: BaseException) -> str | None:
+    """What died when ``exc`` is Ray's word for a lost worker, raylet or node (after Ray's own
+    retries), else None."""
+    import ray.exceptions as rx
+
+    for name, what in (
+        ("LocalRayletDiedError", "this machine's Ray raylet"),
+        ("NodeDiedError", "a Ray node"),
+        ("WorkerCrashedError", "a Ray worker process"),
+        ("ObjectLostError", "a Ray node holding the run's data"),
+    ):
+        kind = getattr(rx, name, None)
+        if isinstance(kind, type) and isinstance(exc, kind):
+            return what
+    return None
+
+
 def _check_threads_fit(ray: Any, threads: int) -> None:
     """Refuse ``threads`` above every node's CPUs: Ray waits forever for a node to fit a task
     asking for more CPUs than any node has (a run with engine.threads above a local cluster's

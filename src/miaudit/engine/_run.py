@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from miaudit.data import SignalsStore
 from miaudit.datasets import Dataset, load_dataset
 from miaudit.engine import _cache
 from miaudit.engine._config import TrainConfig, load_config
-from miaudit.engine._executor import Executor, LocalExecutor
+from miaudit.engine._executor import Executor, LocalExecutor, WorkerDied
 from miaudit.engine._plan import (
     MembershipPlan,
     complementary_plan,
@@ -424,13 +426,36 @@ def _run_jobs(
                 on_event(event)
 
         ex.start(events)
+        futures: list[Future[Any]] = []
         try:
             futures = [ex.submit(job) for job in todo]
             for fut in futures:
                 fut.result()
+        except Exception as exc:
+            where = _lost_worker(exc)
+            if where is None:
+                raise
+            done = sum(f.done() and not f.cancelled() and f.exception() is None for f in futures)
+            raise WorkerDied(
+                f"{where} died (killed by the system: out of memory?); {done} of the {len(todo)} unit(s) to train were published, and rerunning the same command resumes from every unit published"
+            ) from None
         finally:
             if own:
                 ex.close()
+
+
+def _lost_worker(exc: BaseException) -> str | None:
+    """What died, when ``exc`` says a training process or node was lost rather than that
+    training failed: a local worker (the pool breaks) or a Ray worker, raylet or node."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(exc, BrokenProcessPool):
+        return "a training worker process"
+    if "ray" in sys.modules:  # never imported for a local run
+        from miaudit.engine._ray import lost_on_ray
+
+        return lost_on_ray(exc)
+    return None
 
 
 def _assemble(
