@@ -142,3 +142,28 @@ def test_a_killed_worker_is_one_line_saying_a_rerun_resumes(tmp_path: Path, caps
         assert "reusing 1 of 2 unit(s)" in capsys.readouterr().err
     finally:
         sys.modules.pop(name, None)
+
+
+def test_ctrl_c_while_a_worker_starts_prints_no_traceback(tmp_path: Path, capfd) -> None:
+    """Ctrl-C reaches the whole process group: a worker importing torch printed a 17-line
+    "Exception in initializer" traceback and broke the pool (red team). A starting worker
+    ignores it now (the parent handles Ctrl-C) and trains once ready."""
+    from miaudit.datasets import load_dataset
+    from miaudit.engine import make_plan
+    from miaudit.engine._executor import LocalExecutor
+    from miaudit.engine._run import unit_jobs
+
+    cfg = small_config()
+    data = load_dataset(cfg.data)
+    job = unit_jobs(cfg, data, make_plan(cfg, data.n_records), tmp_path)[0]
+    ex = LocalExecutor(workers=1)
+    ex.start(lambda _e: None)
+    try:
+        fut = ex.submit(job)  # spawns the worker
+        for pid in list(ex._pool._processes):  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGINT)
+        assert fut.result(timeout=120).unit == 0
+    finally:
+        ex.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err

@@ -439,6 +439,10 @@ def _run_jobs(
             raise WorkerDied(
                 f"{where} died (killed by the system: out of memory?); {done} of the {len(todo)} unit(s) to train were published, and rerunning the same command resumes from every unit published"
             ) from None
+        except BaseException:  # Ctrl-C, SIGTERM: stop now rather than wait for running units
+            if isinstance(ex, LocalExecutor):
+                ex.stop_workers()
+            raise
         finally:
             if own:
                 ex.close()
