@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -208,3 +209,44 @@ def test_threads_above_every_nodes_cpus_are_refused(ray_cluster: None, tmp_path:
         train(cfg.model_copy(update={"engine": engine}), tmp_path / "out")
     assert err.value.field == "engine.threads" and "has 2" in str(err.value)
     assert ray.is_initialized()  # the cluster it did not start is left running
+
+
+# Starts a local cluster as `--executor ray` does, runs a task, and prints the address of every
+# socket the cluster's processes (this session's) listen on.
+LISTENING = """
+import os, subprocess
+from miaudit.engine._ray import RayExecutor
+
+ex = RayExecutor()
+ex.start(lambda e: None)  # imports ray, as the CLI does: not imported before
+import ray
+assert ray.get(ray.remote(lambda: 1).remote()) == 1
+ours = set(subprocess.run(["pgrep", "-s", str(os.getsid(0))], capture_output=True, text=True).stdout.split())
+for line in subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout.splitlines():
+    if any(f"pid={pid}," in line for pid in ours):
+        print("LISTEN", line.split()[3])
+ex.close()
+"""
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_the_local_cluster_listens_on_loopback_only(tmp_path: Path) -> None:
+    """The local cluster miaudit starts bound its GCS and raylet on every interface
+    (`*:41879 gcs_server`, red team): anyone on the network could reach them."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    done = subprocess.run(
+        [sys.executable, "-c", LISTENING],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    listening = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("LISTEN")]
+    assert listening, done.stdout
+    loopback = ("127.0.0.1:", "[::ffff:127.0.0.1]:", "[::1]:")
+    assert all(address.startswith(loopback) for address in listening), listening

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -128,8 +129,9 @@ def _connect(ray: Any, address: str | None) -> None:
     """``ray.init``, its refusals worded as the address's: "auto" with no cluster, a cluster
     refusing this driver (token auth), ``ray://`` without Ray Client (an internal error, exit 1,
     before)."""
+    local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
     except ConnectionError as exc:
         raise InputError("engine.address", f"{address!r}: {first_line(exc)}") from None
     except ValueError as exc:
@@ -219,6 +221,12 @@ class RayExecutor:
         self._events = events
         if self._ray is not None:
             return
+        if self.address is None and "ray" not in sys.modules:
+            # The local cluster listens on the loopback interface only (it bound the GCS and
+            # raylet on every interface, `*:41879 gcs_server`, red team): Ray keeps one machine
+            # on 127.0.0.1 where this is off (its default on macOS and Windows). Read once, when
+            # ray is imported; a user's own setting is kept.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             import ray
         except ImportError:
