@@ -91,6 +91,31 @@ def test_opacus_and_scipy_versions_key_dp_units_only(tmp_path, monkeypatch) -> N
     assert _cache.key_versions(plain.model) == _cache.library_versions()
 
 
+def test_torch_without_metadata_keys_by_its_module_imported_or_not(monkeypatch) -> None:
+    """A torch build without package metadata keyed "absent" where torch was not imported yet
+    (the coordinator) and its version where it was (a worker): two keys for one installation,
+    which the workers' version check would refuse."""
+    import importlib
+    import importlib.metadata
+    import sys
+    import types
+
+    real_version, real_import = importlib.metadata.version, importlib.import_module
+
+    def no_torch_metadata(name: str) -> str:
+        if name == "torch":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    fake = types.SimpleNamespace(__version__="2.99.0+source")
+    monkeypatch.setattr(importlib.metadata, "version", no_torch_metadata)
+    monkeypatch.setattr(
+        importlib, "import_module", lambda n, *a: fake if n == "torch" else real_import(n, *a)
+    )
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # not imported yet
+    assert "torch=2.99.0+source;" in _cache.library_versions()
+
+
 def test_a_worker_with_other_library_versions_refuses_to_train(tmp_path) -> None:
     """A Ray node with another torch build published its units under the coordinator's key
     and versions; the worker now compares and refuses, publishing nothing."""

@@ -120,18 +120,21 @@ def library_versions() -> str:
     process only hashes keys and gathers logits, and importing torch there would cost every run
     over a second before the first worker starts.
     """
+    import importlib
     import importlib.metadata as metadata
-    import sys
 
     from miaudit.models import TRAINING_REVISION
 
-    # One source whether or not torch is imported yet (a source build without metadata
-    # falls back to the module), so a run never computes two keys for one installation.
+    # One source whether or not torch is imported yet (a source build without metadata is
+    # imported for its version: "absent" in the coordinator against the version in a worker
+    # that had imported it made two keys for one installation, and workers compare them).
     try:
         torch_version = metadata.version("torch")
     except metadata.PackageNotFoundError:
-        torch_mod = sys.modules.get("torch")
-        torch_version = torch_mod.__version__ if torch_mod is not None else "absent"
+        try:
+            torch_version = str(importlib.import_module("torch").__version__)
+        except ImportError:
+            torch_version = "absent"
     return f"torch={torch_version};sklearn={metadata.version('scikit-learn')};numpy={np.__version__};training={TRAINING_REVISION}"
 
 
