@@ -1,8 +1,9 @@
 """How units spread over workers (issue 17): 18 MLPs on 2 worker processes × 1 thread.
 
 Measured in one session, the same workload twice: the old default unit size (16: units of 16
-and 2 models, so one worker trains 16 models while the other trains 2) and the default chosen
-from the models and the workers (``even_unit_size``: 9 + 9). Wall time of
+and 2 models, so one worker trains 16 models while the other trains 2) and today's default,
+an even number of units filled evenly (``even_unit_size(18, 2)``: 9 + 9), which depends on the
+number of models only, never on the workers (it is part of the cache key). Wall time of
 ``miaudit.engine.train`` including process start and the signals file; each run gets a fresh
 cache. On a machine shared with other work both times move together only roughly (the run is
 repeated, ``repeats``, and medians compared), and when other work already fills the cores no
@@ -83,7 +84,6 @@ def _unit_seconds(size: dict[str, object], unit_size: int | None) -> list[float]
             took[unit] = time.perf_counter() - started[unit]
 
     cfg = _config(size, unit_size, workers=0)
-    # with workers = 0 the even rule would pick 9 + 9 too: keep the split of 2 workers
     with tempfile.TemporaryDirectory() as d:
         train(cfg, Path(d), on_event=seen)  # type: ignore[arg-type]
     return [took[u] for u in sorted(took)]
@@ -130,7 +130,7 @@ def run(size: str) -> BenchResult:
             "| unit size | units | wall time (median) | critical path on 2 free cores |",
             "|---|---|---|---|",
             f"| 16 (old default) | {' + '.join(map(str, units['old']))} | {old:.1f} s | {path['old']:.1f} s |",
-            f"| from models and workers | {' + '.join(map(str, units['even']))} | {even:.1f} s | {path['even']:.1f} s |",
+            f"| default (from the models) | {' + '.join(map(str, units['even']))} | {even:.1f} s | {path['even']:.1f} s |",
         ]
     )
     return BenchResult(

@@ -408,3 +408,20 @@ def test_report_out_never_replaces_another_file_unless_told(
     with pytest.raises(InputError, match=r"shared\.pdf' already exists"):
         write_folder_report(mine, tmp_path / "shared.html", pdf=True)
     assert not (tmp_path / "shared.html").exists()
+
+
+def test_ctrl_c_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """Typer turns a KeyboardInterrupt into exit code 130 and prints nothing: a Ctrl-C'd run
+    ended silently (red team: the only lines were a worker's traceback)."""
+    import miaudit.engine
+    from miaudit.cli import main
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(miaudit.engine, "train", interrupted)
+    (tmp_path / "c.toml").write_text('[data]\ndataset = "breast-cancer"\n')
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o")])
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted\n"

@@ -59,6 +59,86 @@ def test_library_version_change_retrains(tmp_path, monkeypatch) -> None:
     assert train(small_config(), tmp_path).reused == ()
 
 
+def _unit_keys(cfg, tmp_path) -> set[str]:
+    from miaudit.datasets import load_dataset
+    from miaudit.engine import make_plan
+    from miaudit.engine._run import unit_jobs
+
+    data = load_dataset(cfg.data)
+    return {j.key for j in unit_jobs(cfg, data, make_plan(cfg, data.n_records), tmp_path)}
+
+
+def test_opacus_and_scipy_versions_key_dp_units_only(tmp_path, monkeypatch) -> None:
+    """A DP-SGD unit's noise, σ and recorded ε come from Opacus (and SciPy's PRV accountant):
+    an upgrade of either must retrain it; other recipes' keys do not move."""
+    import importlib.metadata
+
+    pytest.importorskip("opacus")
+    dp = small_config(
+        model={"kind": "torch-mlp", "hidden": [8], "epochs": 1, "dp": {"epsilon": 4.0}}
+    )
+    plain = small_config()
+    before = {"dp": _unit_keys(dp, tmp_path), "plain": _unit_keys(plain, tmp_path)}
+    real = importlib.metadata.version
+    for upgraded in ("opacus", "scipy"):
+        monkeypatch.setattr(
+            importlib.metadata,
+            "version",
+            lambda name, up=upgraded: "99.0" if name == up else real(name),
+        )
+        assert _unit_keys(dp, tmp_path).isdisjoint(before["dp"]), upgraded
+        assert _unit_keys(plain, tmp_path) == before["plain"], upgraded
+    assert _cache.key_versions(plain.model) == _cache.library_versions()
+
+
+def test_torch_without_metadata_keys_by_its_module_imported_or_not(monkeypatch) -> None:
+    """A torch build without package metadata keyed "absent" where torch was not imported yet
+    (the coordinator) and its version where it was (a worker): two keys for one installation,
+    which the workers' version check would refuse."""
+    import importlib
+    import importlib.metadata
+    import sys
+    import types
+
+    real_version, real_import = importlib.metadata.version, importlib.import_module
+
+    def no_torch_metadata(name: str) -> str:
+        if name == "torch":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    fake = types.SimpleNamespace(__version__="2.99.0+source")
+    monkeypatch.setattr(importlib.metadata, "version", no_torch_metadata)
+    monkeypatch.setattr(
+        importlib, "import_module", lambda n, *a: fake if n == "torch" else real_import(n, *a)
+    )
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # not imported yet
+    assert "torch=2.99.0+source;" in _cache.library_versions()
+
+
+def test_a_worker_with_other_library_versions_refuses_to_train(tmp_path) -> None:
+    """A Ray node with another torch build published its units under the coordinator's key
+    and versions; the worker now compares and refuses, publishing nothing."""
+    from miaudit.datasets import load_dataset
+    from miaudit.engine import make_plan
+    from miaudit.engine._run import unit_jobs
+    from miaudit.engine._unit import run_unit
+    from miaudit.errors import InputError
+
+    cfg = small_config()
+    data = load_dataset(cfg.data)
+    job = unit_jobs(cfg, data, make_plan(cfg, data.n_records), tmp_path)[0]
+    here = job.parts.versions
+    other = here.replace("torch=", "torch=0.1+cu121-was-")
+    job = dataclasses.replace(job, parts=dataclasses.replace(job.parts, versions=other))
+    with pytest.raises(InputError) as info:
+        run_unit(job)
+    assert info.value.field == "library versions"
+    assert "torch" in info.value.problem and "0.1+cu121" in info.value.problem
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "units").exists() or not any((tmp_path / "units").iterdir())
+
+
 def test_changed_members_of_one_unit_retrain_that_unit_only(tmp_path) -> None:
     first = train(small_config(), tmp_path)
     keep = first.plan.keep.copy()

@@ -122,27 +122,39 @@ def test_config_pool_belongs_to_a_user_keep_matrix(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("models", "workers", "sizes"),
+    ("models", "sizes"),
     [
-        (18, 2, [9, 9]),  # a fixed 16 gave 16 + 2: one worker did eight ninths of the work
-        (40, 2, [10, 10, 10, 10]),
-        (18, 0, [9, 9]),  # in this process: the fewest units of at most 16
-        (16, 4, [4, 4, 4, 4]),
-        (5, 8, [1, 1, 1, 1, 1]),
+        (18, [9, 9]),  # a fixed 16 gave 16 + 2: one worker did eight ninths of the work
+        (40, [10, 10, 10, 10]),
+        (6, [3, 3]),
+        (5, [3, 2]),
+        (1, [1]),
+        (64, [16, 16, 16, 16]),
     ],
 )
-def test_default_units_spread_evenly_over_workers(models, workers, sizes) -> None:
+def test_default_units_depend_on_the_models_only(models, sizes, monkeypatch) -> None:
+    """The layout is in every unit's key and can change the bits: the same config must give the
+    same units on any core count, any ``engine.workers`` and on Ray (they followed the workers:
+    6 models were 3 + 3 on 2 cores and one unit of 6 on 1 core or Ray, red team)."""
     from miaudit.engine import make_plan, parse_config
 
-    cfg = parse_config(
-        {
-            "data": {"dataset": "digits"},
-            "plan": {"models": models},
-            "engine": {"workers": workers},
-        }
-    )
-    plan = make_plan(cfg, 200)
-    assert [len(plan.unit_models(u)) for u in range(plan.n_units)] == sizes
+    layouts = set()
+    for cores in (1, 2, 8, 64):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        for engine in (
+            {},
+            {"workers": 0},
+            {"workers": 1},
+            {"workers": 3},
+            {"threads": 2},
+            {"executor": "ray"},
+        ):
+            cfg = parse_config(
+                {"data": {"dataset": "digits"}, "plan": {"models": models}, "engine": engine}
+            )
+            plan = make_plan(cfg, 200)
+            layouts.add(tuple(len(plan.unit_models(u)) for u in range(plan.n_units)))
+    assert layouts == {tuple(sizes)}
 
 
 def test_an_explicit_unit_size_is_kept() -> None:
@@ -163,10 +175,11 @@ def test_the_unit_size_is_in_the_cache_key(tmp_path) -> None:
     from miaudit.engine import make_plan, parse_config
     from miaudit.engine._run import unit_jobs
 
-    raw = {"data": {"dataset": "breast-cancer"}, "plan": {"models": 4}}
     keys = []
-    for workers in (1, 2):
-        cfg = parse_config({**raw, "engine": {"workers": workers}})
+    for size in (2, 4):
+        cfg = parse_config(
+            {"data": {"dataset": "breast-cancer"}, "plan": {"models": 4, "unit_size": size}}
+        )
         data = load_dataset(cfg.data)
         jobs = unit_jobs(cfg, data, make_plan(cfg, data.n_records), tmp_path)
         keys.append({j.key for j in jobs})

@@ -300,6 +300,47 @@ def test_the_key_hashes_the_users_modules_the_code_imports(tmp_path) -> None:
     assert code_digests(recipe)["model.train"] == before
 
 
+def test_literal_dynamic_imports_are_in_the_key(tmp_path) -> None:
+    """``importlib.import_module("helper")`` and ``__import__("helper")`` name their module in
+    the source: editing it reused the old models (red team: logits sum -3704.23 kept, -3414.62
+    from the edited code). A computed name cannot be read, and is not followed."""
+    from miaudit.models._local_imports import local_closure
+
+    (tmp_path / "dyn_c0de.py").write_text(
+        "import importlib\n"
+        "from importlib import import_module\n"
+        "def train(x, y, seed):\n"
+        "    importlib.import_module('lit_c0de')\n"
+        "    __import__('dunder_c0de', fromlist=['part'])\n"
+        "    import_module('.inner', 'pkgdyn_c0de')\n"
+        "    name = 'computed_c0de'\n"
+        "    importlib.import_module(name)\n"
+        "    importlib.import_module(f'{name}')\n"
+    )
+    for name in ("lit_c0de", "computed_c0de"):
+        (tmp_path / f"{name}.py").write_text("X = 1\n")
+    for package, inner in (("dunder_c0de", "part"), ("pkgdyn_c0de", "inner")):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+        (tmp_path / package / f"{inner}.py").write_text("X = 1\n")
+    closure = local_closure("dyn_c0de", tmp_path / "dyn_c0de.py", tmp_path)
+    assert set(closure) == {
+        "dyn_c0de",
+        "lit_c0de",
+        "dunder_c0de",
+        "dunder_c0de.part",
+        "pkgdyn_c0de",
+        "pkgdyn_c0de.inner",
+    }
+    recipe = PythonRecipe(train="dyn_c0de:train", path=tmp_path)
+    before = code_digests(recipe)["model.train"]
+    for edited in ("lit_c0de.py", "dunder_c0de/part.py", "pkgdyn_c0de/inner.py"):
+        (tmp_path / edited).write_text("X = 2\n")
+        after = code_digests(recipe)["model.train"]
+        assert after != before, edited
+        before = after
+
+
 def test_a_single_file_keeps_the_key_it_always_had(plant_module, tmp_path) -> None:
     from miaudit.models._user_code import file_digest
 

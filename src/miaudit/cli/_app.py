@@ -614,5 +614,7 @@ def main(argv: list[str] | None = None) -> None:
             f"internal error ({type(exc).__name__}: {exc}); please report it (MIAUDIT_DEBUG=1 shows the traceback)",
             1,
         )
+    if code == 130:  # typer returns a Ctrl-C as exit code 130, having printed nothing
+        _fail("interrupted", 130)
     if isinstance(code, int) and code != 0:
         raise SystemExit(code)

@@ -3,7 +3,7 @@
 A unit's key hashes everything its bits depend on: the data, the recipe (precision included;
 for a recipe naming the user's code, the sha256 of each file defining it, not the folder it was
 found in), the seed, each model's member indices, the unit layout, the thread count, the device,
-and the torch, scikit-learn and numpy versions. A unit is published atomically (trained into a temporary
+and the torch, scikit-learn and numpy versions (and, for DP-SGD recipes, Opacus's and SciPy's). A unit is published atomically (trained into a temporary
 folder, its manifest of file hashes written last, then the folder renamed into place) and
 verified before any reuse: a missing, mismatched or truncated file means the unit is retrained,
 never used.
@@ -120,19 +120,58 @@ def library_versions() -> str:
     process only hashes keys and gathers logits, and importing torch there would cost every run
     over a second before the first worker starts.
     """
+    import importlib
     import importlib.metadata as metadata
-    import sys
 
     from miaudit.models import TRAINING_REVISION
 
-    # One source whether or not torch is imported yet (a source build without metadata
-    # falls back to the module), so a run never computes two keys for one installation.
+    # One source whether or not torch is imported yet (a source build without metadata is
+    # imported for its version: "absent" in the coordinator against the version in a worker
+    # that had imported it made two keys for one installation, and workers compare them).
     try:
         torch_version = metadata.version("torch")
     except metadata.PackageNotFoundError:
-        torch_mod = sys.modules.get("torch")
-        torch_version = torch_mod.__version__ if torch_mod is not None else "absent"
+        try:
+            torch_version = str(importlib.import_module("torch").__version__)
+        except ImportError:
+            torch_version = "absent"
     return f"torch={torch_version};sklearn={metadata.version('scikit-learn')};numpy={np.__version__};training={TRAINING_REVISION}"
+
+
+def key_versions(recipe: object) -> str:
+    """The library versions a unit of ``recipe`` is keyed by: :func:`library_versions`, and for a
+    DP-SGD recipe Opacus's and SciPy's too. Opacus draws the noise and its accountant computes
+    σ and the ε each unit records (SciPy's PRV accountant among them): without them in the key
+    an Opacus upgrade reused old units and reported their old ε. Other recipes' keys are
+    unchanged (their units stay reusable)."""
+    versions = library_versions()
+    if getattr(recipe, "dp", None) is None:
+        return versions
+    return f"{versions};opacus={_version_of('opacus')};scipy={_version_of('scipy')}"
+
+
+def _version_of(distribution: str) -> str:
+    import importlib.metadata as metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def versions_differ(here: str, expected: str) -> str:
+    """What differs between two :func:`key_versions` strings, in words ("" when nothing does):
+    ``torch 2.1.0 here, 2.13.0 in the run's keys``."""
+    mine, theirs = _parse_versions(here), _parse_versions(expected)
+    return "; ".join(
+        f"{name} {mine.get(name, 'absent')} here, {theirs.get(name, 'absent')} in the run's keys"
+        for name in sorted(mine.keys() | theirs.keys())
+        if mine.get(name) != theirs.get(name)
+    )
+
+
+def _parse_versions(versions: str) -> dict[str, str]:
+    return dict(part.partition("=")[::2] for part in versions.split(";") if part)
 
 
 def unit_dir(cache: Path, key: str) -> Path:

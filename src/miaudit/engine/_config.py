@@ -40,10 +40,12 @@ class PlanConfig(BaseModel):
     ``keep`` a .npy file holding a (models × records) 0/1 matrix in data order and, optionally,
     ``pool`` a .npy file holding the (records,) 0/1 mask of the records that matrix was drawn
     from (default: every record). The pool is what is evaluated; the rest is the population.
-    ``unit_size`` (B) models train together as one unit, the cache's unit too; by default it
-    is chosen from the models and the workers so that units spread evenly over the workers
-    (at most 16 models a unit; 18 models on 2 workers: 9 + 9). B is part of the cache key: set
-    it to reuse a cache on a machine with another number of workers.
+    ``unit_size`` (B) models train together as one unit, the cache's unit too. B is part of
+    the cache key and can change the bits, so by default it depends on the number of models
+    (and the device) only, never on the machine's cores, ``engine.workers`` or the executor:
+    on the CPU an even number of units of at most 16 models, filled evenly (6 models: 3 + 3;
+    18: 9 + 9; 40: 4 × 10); on a GPU the fewest units of at most 16. Set it to spread a run
+    over more workers or Ray CPUs than the default's units (docs/scale.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -73,7 +75,7 @@ class EngineConfig(BaseModel):
     """Where and how units train. ``workers`` processes (0: in this process; default: one per
     core, at most one per unit; one per GPU when ``device`` is a GPU), each with ``threads``
     torch threads; ``threads`` is part of the cache key (it can change the bits), ``workers``
-    is not. ``device``: "cpu" (default), "cuda" or "cuda:N" for torch recipes, refused when
+    is not, and neither workers nor cores choose the units (``plan.unit_size``). ``device``: "cpu" (default), "cuda" or "cuda:N" for torch recipes, refused when
     this machine has no such GPU; part of the cache key (docs/scale.md, "GPU"). ``cache``
     defaults to ``<out>/models``."""
 

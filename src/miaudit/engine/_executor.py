@@ -14,9 +14,11 @@ miaudit or from the modules a config names.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import multiprocessing.context as mp_context
 import queue
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -25,6 +27,23 @@ from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from miaudit.engine._unit import Emit, Event, UnitJob, UnitOutcome, run_unit
+from miaudit.errors import MiauditError
+
+
+class WorkerDied(MiauditError, OSError):
+    """A training process or node died under the run (the system's out-of-memory killer, a
+    lost node): a failure outside miaudit, not a bug to report. An ``OSError`` named
+    "training", so the CLI prints one line ``error: training: …`` and exits 2 as for any
+    failure of the machine (a killed worker was "internal error … please report it", exit 1)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(errno.EIO, problem, "training")
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+    def __reduce__(self) -> tuple[type[WorkerDied], tuple[str]]:
+        return (type(self), (str(self.strerror),))
 
 
 @runtime_checkable
@@ -63,12 +82,32 @@ def _main_script_hidden() -> Iterator[None]:
             main.__dict__.update(saved)
 
 
+@contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """A worker starts with SIGINT ignored: a signal ignored at ``exec`` stays ignored, and
+    Python then installs no KeyboardInterrupt handler. Ctrl-C goes to the whole process group,
+    and while a worker was importing torch it printed a 17-line "Exception in initializer"
+    traceback (red team); the parent handles Ctrl-C and stops the workers. SIGINT is blocked
+    meanwhile, so one arriving in the parent is delivered once its handler is back, not lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 class _WorkerProcess(mp_context.SpawnProcess):
-    """A spawned process whose child leaves the caller's main module alone."""
+    """A spawned process whose child leaves the caller's main module alone and ignores Ctrl-C
+    until it is ready to train."""
 
     @staticmethod
     def _Popen(process_obj: Any) -> Any:
-        with _main_script_hidden():
+        with _main_script_hidden(), _children_ignore_sigint():
             return mp_context.SpawnProcess._Popen(process_obj)
 
 
@@ -88,6 +127,11 @@ def _init_worker(threads: int, events: mp.Queue[Event | None]) -> None:
 
     torch.set_num_threads(threads)
     _WORKER_QUEUE = events
+    # Ready: from now on Ctrl-C stops the unit this worker trains (the exception goes back to
+    # the parent, which says "interrupted"), as it stops the parent. Unblocked first, while
+    # still ignored: a Ctrl-C pending since the start (the parent's stop) is dropped.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _emit_to_queue(event: Event) -> None:
@@ -164,6 +208,15 @@ class LocalExecutor:
         fut = self._pool.submit(_run_in_worker, job)
         self._futures.append(fut)
         return fut
+
+    def stop_workers(self) -> None:
+        """Kill the worker processes (on Ctrl-C or SIGTERM): one still starting ignores SIGINT
+        and would otherwise train the unit it picks up while the parent waits for it."""
+        if self._pool is None:
+            return
+        processes: dict[int, Any] = getattr(self._pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.kill()
 
     def close(self) -> None:
         if self._pool is not None:

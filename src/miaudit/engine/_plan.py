@@ -15,8 +15,9 @@ RMIA's mean AUC was 0.549 against 0.498 on the plan's real pool.
 
 Training units are fixed by the plan: unit c holds models [cB, (c+1)B) with B = ``unit_size``,
 whatever remains to be trained, so a model's bits never depend on what it was batched with.
-By default B is chosen from the models and the workers (:func:`even_unit_size`) so that the
-units spread evenly over the workers; B is part of every unit's cache key.
+By default B is chosen from the number of models (and the device) alone, never from the
+machine: an even number of units filled evenly (:func:`even_unit_size`; ``miaudit.engine._run.unit_size``).
+B is part of every unit's cache key.
 """
 
 from __future__ import annotations

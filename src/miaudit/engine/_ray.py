@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -26,7 +27,7 @@ from typing import Any
 
 from miaudit.datasets import Dataset
 from miaudit.engine._unit import Emit, UnitJob, UnitOutcome, run_unit
-from miaudit.errors import InputError
+from miaudit.errors import InputError, first_line
 
 RunUnit = Callable[[UnitJob], UnitOutcome]
 
@@ -47,14 +48,22 @@ def _train_unit(run: RunUnit, job_fields: dict[str, Any], data: Dataset) -> Unit
 
 ADDRESS_TIMEOUT_S = float(os.environ.get("MIAUDIT_RAY_TIMEOUT_S", "10"))
 
+#: An HTTP/2 client's first bytes: the connection preface and an empty SETTINGS frame. A gRPC
+#: server (a Ray GCS, Ray Client's server) answers with a SETTINGS frame of its own.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_SETTINGS = 4
 
-def probe_address(address: str | None, timeout: float = ADDRESS_TIMEOUT_S) -> None:
-    """Refuse a Ray address (``host:port`` or ``ray://host:port``) that does not accept a TCP
-    connection within ``timeout`` seconds. None and "auto" are Ray's own business."""
-    import socket
 
+def probe_address(address: str | None, timeout: float | None = None) -> None:
+    """Refuse a Ray address (``host:port`` or ``ray://host:port``) unless a gRPC server (a Ray
+    GCS, or Ray Client's server for ``ray://``) answers there within ``timeout`` seconds
+    (default ``MIAUDIT_RAY_TIMEOUT_S``, 10). A TCP connection is not enough: against a port
+    where something else listens (the dashboard's, any other service) ``ray.init`` waited for
+    minutes printing Ray's C++ log lines (red team: still waiting after 450 s). None and
+    "auto" are Ray's own business (:meth:`RayExecutor.start` words its errors)."""
     if address is None or address in ("auto", "local"):
         return
+    timeout = ADDRESS_TIMEOUT_S if timeout is None else timeout
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -62,13 +71,93 @@ def probe_address(address: str | None, timeout: float = ADDRESS_TIMEOUT_S) -> No
             "engine.address",
             f"{address!r} is not a Ray address (host:port, ray://host:port or auto)",
         )
+    if address.startswith("ray://") and not _has_module("grpc"):
+        raise InputError(
+            "engine.address",
+            f"{address!r} is a Ray Client address, which needs Ray Client: pip install 'ray[client]'",
+        )
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        answer = _first_frame(host.strip("[]"), int(port), timeout)
     except OSError as exc:
         raise InputError(
             "engine.address",
             f"no Ray cluster answers at {address!r} within {timeout:g} s ({exc.strerror or type(exc).__name__})",
         ) from None
+    # A cluster with TLS on answers the HTTP/2 hello with a TLS alert: Ray's own connection
+    # (with its certificates) is the test there.
+    tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+    if not tls and (len(answer) < 9 or answer[3] != _SETTINGS):
+        what = "nothing" if not answer else "something that is not a gRPC server"
+        raise InputError(
+            "engine.address",
+            f"{address!r} accepts connections, but {what} answered as a Ray cluster would within {timeout:g} s: give the head node's GCS port (6379 by default; `ray status` on the head prints the address), not the dashboard's or another service's",
+        )
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _first_frame(host: str, port: int, timeout: float) -> bytes:
+    """Up to the 9 bytes of the first HTTP/2 frame header the server sends after the hello,
+    within ``timeout`` seconds in all (fewer when it sends less, closes, or says nothing)."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(_HTTP2_HELLO)
+        head = b""
+        while len(head) < 9 and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(9 - len(head))
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            head += chunk
+    return head
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    """``ray.init``, its refusals worded as the address's: "auto" with no cluster, a cluster
+    refusing this driver (token auth), ``ray://`` without Ray Client (an internal error, exit 1,
+    before)."""
+    local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+    except ConnectionError as exc:
+        raise InputError("engine.address", f"{address!r}: {first_line(exc)}") from None
+    except ValueError as exc:
+        if "ray[client]" not in str(exc):
+            raise
+        raise InputError(
+            "engine.address",
+            f"{address!r} is a Ray Client address, which needs Ray Client: pip install 'ray[client]'",
+        ) from None
+
+
+def lost_on_ray(exc: BaseException) -> str | None:
+    """What died when ``exc`` is Ray's word for a lost worker, raylet or node (after Ray's own
+    retries), else None."""
+    import ray.exceptions as rx
+
+    for name, what in (
+        ("LocalRayletDiedError", "this machine's Ray raylet"),
+        ("NodeDiedError", "a Ray node"),
+        ("WorkerCrashedError", "a Ray worker process"),
+        ("ObjectLostError", "a Ray node holding the run's data"),
+    ):
+        kind = getattr(rx, name, None)
+        if isinstance(kind, type) and isinstance(exc, kind):
+            return what
+    return None
 
 
 def _check_threads_fit(ray: Any, threads: int) -> None:
@@ -132,6 +221,12 @@ class RayExecutor:
         self._events = events
         if self._ray is not None:
             return
+        if self.address is None and "ray" not in sys.modules:
+            # The local cluster listens on the loopback interface only (it bound the GCS and
+            # raylet on every interface, `*:41879 gcs_server`, red team): Ray keeps one machine
+            # on 127.0.0.1 where this is off (its default on macOS and Windows). Read once, when
+            # ray is imported; a user's own setting is kept.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             import ray
         except ImportError:
@@ -140,7 +235,7 @@ class RayExecutor:
             ) from None
         if not ray.is_initialized():
             probe_address(self.address)  # ray.init waits forever on an address nobody answers
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            _connect(ray, self.address)
             self._owned = True
         self._ray = ray
         self._remote = ray.remote(_train_unit)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from miaudit.data import SignalsStore
 from miaudit.datasets import Dataset, load_dataset
 from miaudit.engine import _cache
 from miaudit.engine._config import TrainConfig, load_config
-from miaudit.engine._executor import Executor, LocalExecutor
+from miaudit.engine._executor import Executor, LocalExecutor, WorkerDied
 from miaudit.engine._plan import (
     MembershipPlan,
     complementary_plan,
@@ -104,10 +106,8 @@ def n_queries(recipe: object) -> int:
 def default_workers(cfg: TrainConfig) -> int:
     """Worker processes of a local run: ``engine.workers``, else one per core (each with
     ``engine.threads`` threads) on the CPU and one on a GPU, which trains one unit at a time
-    faster than several processes sharing it (the device names one GPU). A Ray run counts as
-    one: its workers are Ray's business."""
-    if cfg.engine.executor == "ray":
-        return 1
+    faster than several processes sharing it (the device names one GPU). They decide where
+    units run, never what the units are (:func:`unit_size`)."""
     if cfg.engine.workers is not None:
         return cfg.engine.workers
     if isinstance(cfg.model, PythonRecipe):
@@ -117,11 +117,25 @@ def default_workers(cfg: TrainConfig) -> int:
     return max(1, (os.cpu_count() or 1) // cfg.engine.threads)
 
 
+#: The default layout's units come in multiples of this many: two keep a 2-core machine's two
+#: workers equally busy. Four cost a 2-core machine 18-19 % more training time on the demo-like
+#: MLP (6 and 10 models: units of 2 and 3 instead of 3 and 5), so the default stays at two.
+DEFAULT_UNIT_SPREAD = 2
+
+
 def unit_size(cfg: TrainConfig, n_models: int) -> int:
-    """``plan.unit_size``, else the size that spreads the models evenly over the workers."""
+    """``plan.unit_size``, else a size fixed by the number of models and the device alone.
+
+    The layout is part of every unit's key and can change the bits (stacks of other widths
+    round differently), so it must not follow the machine: when it followed the workers (the
+    core count) a 1-core machine and Ray trained 6 models as one unit and a 2-core one as
+    3 + 3, with other keys and logits up to 1.9e-6 apart (red team). On the CPU: an even number
+    of units of at most 16 models, filled evenly (6 models: 3 + 3; 18: 9 + 9; 40: 4 × 10),
+    which Ray spreads over two CPUs or more; on a GPU, which gains from wide stacks, the fewest
+    units of at most 16."""
     if cfg.plan.unit_size is not None:
         return cfg.plan.unit_size
-    return even_unit_size(n_models, default_workers(cfg))
+    return even_unit_size(n_models, DEFAULT_UNIT_SPREAD if cfg.engine.device == "cpu" else 1)
 
 
 def make_plan(
@@ -176,7 +190,7 @@ def unit_jobs(
 ) -> list[UnitJob]:
     """The plan's units as jobs; ``sigmas``: the σ :func:`check_dp_plan` found, for each job."""
     fingerprint = data.fingerprint()
-    versions = _cache.library_versions()
+    versions = _cache.key_versions(cfg.model)
     recipe_json = _cache.recipe_key(cfg.model)
     a = n_queries(cfg.model)
     jobs = []
@@ -397,13 +411,13 @@ def _run_jobs(
 ) -> None:
     step = "model" if isinstance(cfg.model, SklearnRecipe | PythonRecipe) else "epoch"
     own = executor is None
-    workers = default_workers(cfg)
     if executor is None and cfg.engine.executor == "ray":
         from miaudit.engine._ray import RayExecutor
 
         ex: Executor = RayExecutor(cfg.engine.address, threads=cfg.engine.threads)
     else:
-        ex = executor or LocalExecutor(workers=min(workers, len(todo)), threads=cfg.engine.threads)
+        workers = min(default_workers(cfg), len(todo))
+        ex = executor or LocalExecutor(workers=workers, threads=cfg.engine.threads)
     with UnitProgress(len(todo), step, console, enabled=cfg.engine.progress) as bars:
 
         def events(event: Event) -> None:
@@ -412,13 +426,40 @@ def _run_jobs(
                 on_event(event)
 
         ex.start(events)
+        futures: list[Future[Any]] = []
         try:
             futures = [ex.submit(job) for job in todo]
             for fut in futures:
                 fut.result()
+        except Exception as exc:
+            where = _lost_worker(exc)
+            if where is None:
+                raise
+            done = sum(f.done() and not f.cancelled() and f.exception() is None for f in futures)
+            raise WorkerDied(
+                f"{where} died (killed by the system: out of memory?); {done} of the {len(todo)} unit(s) to train were published, and rerunning the same command resumes from every unit published"
+            ) from None
+        except BaseException:  # Ctrl-C, SIGTERM: stop now rather than wait for running units
+            if isinstance(ex, LocalExecutor):
+                ex.stop_workers()
+            raise
         finally:
             if own:
                 ex.close()
+
+
+def _lost_worker(exc: BaseException) -> str | None:
+    """What died, when ``exc`` says a training process or node was lost rather than that
+    training failed: a local worker (the pool breaks) or a Ray worker, raylet or node."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(exc, BrokenProcessPool):
+        return "a training worker process"
+    if "ray" in sys.modules:  # never imported for a local run
+        from miaudit.engine._ray import lost_on_ray
+
+        return lost_on_ray(exc)
+    return None
 
 
 def _assemble(
@@ -450,7 +491,7 @@ def _assemble(
         "pool_fraction": cfg.plan.pool_fraction,
         "unit_size": plan.unit_size,
         "units": [j.key for j in jobs],
-        "versions": _cache.library_versions(),
+        "versions": _cache.key_versions(cfg.model),
         "threads": cfg.engine.threads,
         "device": cfg.engine.device,
         **({"privacy": privacy} if privacy else {}),

@@ -85,6 +85,7 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
     """Train ``job``'s models, write their logits and weights, publish the unit atomically."""
     start, cpu_start = time.perf_counter(), time.process_time()
     emit = emit or (lambda _e: None)
+    _check_versions(job)
     remember_sigmas(job.sigmas)
     staging = _cache.staging_dir(job.cache, job.key)
     train_sets = [np.flatnonzero(row) for row in job.keep_rows]
@@ -117,6 +118,20 @@ def run_unit(job: UnitJob, emit: Emit | None = None) -> UnitOutcome:
     final = _cache.publish(staging, job.cache, job.key, job.parts, info)
     emit(("done", job.unit, 1, 1))
     return UnitOutcome(job.unit, job.key, final, time.perf_counter() - start)
+
+
+def _check_versions(job: UnitJob) -> None:
+    """Refuse to train where the libraries are not those the run's keys were computed with (a
+    Ray node with another torch build): its unit would be published under a key, and a
+    manifest, naming the coordinator's versions, and reused by later runs as theirs."""
+    differ = _cache.versions_differ(_cache.key_versions(job.recipe), job.parts.versions)
+    if differ:
+        import socket
+
+        raise InputError(
+            "library versions",
+            f"the training worker on {socket.gethostname()} differs from the machine that started the run ({differ}): install the same versions on every machine of the cluster; unit {job.unit} was not trained",
+        )
 
 
 def _train_models(

@@ -2,8 +2,9 @@
 
 The cache key of a recipe naming code hashes the file defining each named function *and* every
 module of the user's own code it imports, at any depth and from inside any function (an
-``import`` in a training step counts): editing a helper module retrains, as editing the named
-file does. "The user's own code" is what an import finds in the code's folder itself (the
+``import`` in a training step counts; so does ``importlib.import_module("helpers")`` or
+``__import__("helpers")`` of a name written in the source, not a computed one): editing a
+helper module retrains, as editing the named file does. "The user's own code" is what an import finds in the code's folder itself (the
 config's folder or ``path``; without one, the folder the named module's top-level package lives
 in); installed packages and the standard library are not (a framework upgrade is not in the key,
 docs/own-model.md). When the code's folder is an installed-packages folder, only the named
@@ -65,11 +66,60 @@ def _imported_names(module: str, path: Path) -> set[str]:
             if base:
                 names.add(base)
                 names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+        elif isinstance(node, ast.Call):
+            names.update(_dynamic_import(node, module, path))
     with_parents: set[str] = set()
     for name in names:
         parts = name.split(".")
         with_parents.update(".".join(parts[: i + 1]) for i in range(len(parts)) if parts[0])
     return with_parents
+
+
+def _literal(node: ast.expr | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _argument(call: ast.Call, position: int, keyword: str) -> ast.expr | None:
+    if len(call.args) > position:
+        return call.args[position]
+    return next((k.value for k in call.keywords if k.arg == keyword), None)
+
+
+def _dynamic_import(call: ast.Call, module: str, path: Path) -> set[str]:
+    """The modules a call imports by a name written in the source: ``importlib.import_module``
+    (or ``import_module`` imported from importlib) of a string literal, relative to a literal
+    package or ``__package__``, and ``__import__`` of a literal with a literal ``fromlist``.
+    A helper loaded this way was not seen, so editing it reused the old models (red team).
+    Computed names (a variable, an f-string) cannot be read without running the code."""
+    func = call.func
+    if isinstance(func, ast.Name) and func.id == "__import__":
+        name = _literal(_argument(call, 0, "name"))
+        level = _argument(call, 4, "level")
+        if name is None or (
+            level is not None and not (isinstance(level, ast.Constant) and level.value == 0)
+        ):
+            return set()
+        fromlist = _argument(call, 3, "fromlist")
+        items = fromlist.elts if isinstance(fromlist, ast.List | ast.Tuple) else []
+        return {name} | {f"{name}.{item}" for e in items if (item := _literal(e)) and item != "*"}
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if called != "import_module":
+        return set()
+    name = _literal(_argument(call, 0, "name"))
+    if name is None:
+        return set()
+    if not name.startswith("."):
+        return {name}
+    package_arg = _argument(call, 1, "package")
+    if isinstance(package_arg, ast.Name) and package_arg.id == "__package__":
+        package = _package_of(module, path) if module != "__main__" else ""
+    else:
+        package = _literal(package_arg) or ""
+    dots = len(name) - len(name.lstrip("."))
+    parts = package.split(".") if package else []
+    if not parts or dots > len(parts):
+        return set()
+    return {".".join([*parts[: len(parts) - dots + 1], *([name[dots:]] if name[dots:] else [])])}
 
 
 def _find(name: str, root: Path) -> Path | None:
