@@ -345,8 +345,10 @@ def test_multi_run_mode_writes_schema_3_with_counts_ceiling_and_ideal(tmp_path):
 
 def test_design_errors_print_the_counts_they_mean():
     """A6: the messages said "-79999520 base records" and "canaries = None"."""
+    # "auto" is checked once resolved (resolve_design): gradient canaries are not records
+    DpAuditDesign(canaries=100_000_000).check(600)
     with pytest.raises(InputError) as err:
-        DpAuditDesign(canaries=100_000_000).check(600)
+        DpAuditDesign(canaries=100_000_000, canary_kind="input").check(600)
     msg = str(err.value)
     assert "100000000 input canaries are records of the dataset, which has 600" in msg
     assert "at most 599 canaries" in msg and "-" not in msg.split("canaries:", 1)[1]

@@ -167,7 +167,7 @@ def test_workers_take_the_coordinators_sigma_instead_of_searching_again(tmp_path
     cfg = parse_config(
         {
             "data": {"dataset": "breast-cancer"},
-            "plan": {"models": 2},
+            "plan": {"models": 2, "unit_size": 2},  # one unit: one job to follow
             "model": {"kind": "torch-mlp", "hidden": [8], "epochs": 1, "dp": {"epsilon": 4.0}},
             "engine": {"workers": 0, "threads": 1, "progress": False},
         }
