@@ -223,3 +223,19 @@ def test_a_bare_string_is_not_a_list_of_ids(tmp_path):
     attack(_outputs(n=300), attacks=["loss"], out=tmp_path / "r", n_resamples=20, quiet=True)
     with pytest.raises(InputError, match="a list of record ids"):
         check_record(tmp_path / "r", "r3")  # type: ignore[arg-type]
+
+
+def test_the_floor_is_a_members_smallest_p(tmp_path):
+    """20 non-members, members perfectly separated: a member's p is 1/21 < 0.05, so the test
+    is not "inconclusive" (it said so beside p = 0.0476 and a power of 100 %)."""
+    rng = np.random.default_rng(0)
+    member = np.r_[np.ones(40), np.zeros(20)].astype(np.int8)
+    label = np.zeros(60, dtype=np.int64)
+    logits = np.stack([np.where(member == 1, 8.0, -2.0) + rng.normal(0, 0.1, 60), np.zeros(60)], 1)
+    outputs = ModelOutputs.from_arrays(
+        label=label, member=member, logits=logits, record_id=np.array([f"r{i}" for i in range(60)])
+    )
+    attack(outputs, attacks=["loss"], out=tmp_path / "r", n_resamples=20, quiet=True)
+    (row,) = check_record(tmp_path / "r", ["r3"], attack="loss")
+    assert row.p_value == row.p_floor == 1 / 21 and row.power == 1.0
+    assert row.verdict.startswith("weak evidence")

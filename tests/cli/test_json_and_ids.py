@@ -105,6 +105,23 @@ def test_string_ids_from_pandas_keep_their_text(attacked, monkeypatch, capsys):
     assert row["threshold"] == 0.05 and row["p_floor"] > 0 and 0 <= row["power"] <= 1
 
 
+def test_a_repeated_id_is_one_record_checked(attacked, monkeypatch, capsys):
+    """The level counted distinct records, but the footer said "0.05 / 2 records checked"."""
+    out = attacked[3]
+    code, stdout, stderr = run_main(
+        monkeypatch,
+        capsys,
+        "check-record",
+        str(out),
+        "--id",
+        "patient-0007",
+        "--id",
+        "patient-0007",
+    )
+    assert code == 0, stderr
+    assert "(one record checked" in " ".join(stdout.split())
+
+
 def test_p_values_are_never_rounded_onto_their_level():
     """0.049975 (100 / 2001) printed "0.05" beside "weak evidence" (p < 0.05)."""
     from miaudit.cli._records import p_text

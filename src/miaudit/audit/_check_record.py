@@ -138,7 +138,7 @@ def verdict(p: float, test: Test | None = None) -> str:
     t = test or Test(ALPHA, 0.0, None, 0)
     if t.floor >= t.threshold:
         return (
-            f"inconclusive: this test cannot give a p-value below {t.floor:.2g} here, and {t.threshold:.2g} is needed"
+            f"inconclusive: this test cannot give a p-value below {t.floor:.3g} here, and {t.threshold:.3g} is needed"
             " (too few known non-members to rank the record among, for the records checked)"
         )
     if p < t.threshold / 50:
@@ -151,19 +151,19 @@ def verdict(p: float, test: Test | None = None) -> str:
         ""
         if t.power is None
         else f": at this level the test finds {t.power:.0%} of the model's {t.n_members} known members, "
-        f"against {t.threshold:.2g} of its non-members by design"
+        f"against {t.threshold:.3g} of its non-members by design"
     )
     return f"no evidence from this model's outputs that the record was in its training data (not proof that it was not{found})"
 
 
-def _test(
-    n_checked: int, n_nonmembers: int, member_p: np.ndarray, *, leave_out: bool = True
-) -> Test:
-    """The shared :class:`Test` of ``n_checked`` records ranked among ``n_nonmembers``
-    (``leave_out``: a checked non-member is left out of them, so one fewer) and the p-values of
-    the model's known members (its power)."""
+def _test(n_checked: int, n_nonmembers: int, member_p: np.ndarray) -> Test:
+    """The shared :class:`Test` of ``n_checked`` records ranked among ``n_nonmembers`` and the
+    p-values of the model's known members (its power). The floor is a member's smallest p,
+    1 / (1 + n₀): a non-member, left out of the others, cannot go below 1 / n₀, so with the
+    larger floor a member at p = 1/21 was called "inconclusive: cannot give a p-value below
+    0.05" beside a power of 100 % (red team)."""
     threshold = ALPHA / max(1, n_checked)
-    floor = 1 / (1 + max(0, n_nonmembers - (1 if leave_out else 0)))
+    floor = 1 / (1 + max(0, n_nonmembers))
     power = float((member_p < threshold).mean()) if member_p.size else None
     return Test(threshold, floor, power, int(member_p.size))
 

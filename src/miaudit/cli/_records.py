@@ -134,7 +134,7 @@ def _print_table(rows: list[RecordEvidence], warning: str | None) -> None:
         console(stderr=True).print(f"warning: {warning}", soft_wrap=True, highlight=False)
     out.print(
         f"p-value: the chance, for a record that was not in the training data, of a score at least this high; method: {first.method}. "
-        + _levels(first, len(rows))
+        + _levels(first, len({r.record_id for r in rows}))
         + f" '{'in the input' if saved else 'in plan'}' is the audit's own ground truth (restricted)"
         + (
             ""
@@ -155,20 +155,18 @@ def _print_table(rows: list[RecordEvidence], warning: str | None) -> None:
 
 def _levels(first: RecordEvidence, n: int) -> str:
     """The verdicts' level, the smallest p the test can give, and its power, in words."""
-    text = (
-        f"Verdicts: strong / evidence / weak below {first.threshold / 50:.2g} / {first.threshold / 5:.2g} / {first.threshold:.2g}"
-        + (
-            f" (0.05 / {n} records checked, Bonferroni)."
-            if n > 1
-            else " (one record checked: checking several divides 0.05 by their number, Bonferroni)."
-        )
+    t = first.threshold
+    text = f"Verdicts: strong / evidence / weak below {t / 50:.3g} / {t / 5:.3g} / {t:.3g}" + (
+        f" (0.05 / {n} records checked, Bonferroni)."
+        if n > 1
+        else " (one record checked: checking several divides 0.05 by their number, Bonferroni)."
     )
     if first.p_floor is not None:
-        text += f" This test's smallest p-value here: {first.p_floor:.2g}."
+        text += f" This test's smallest p-value here: {first.p_floor:.3g}."
     if first.power is not None:
         text += (
             f" Its power on this model: {first.power:.0%} of the model's known members fall below "
-            f"{first.threshold:.2g} (a 'no evidence' says little where this is small)."
+            f"{t:.3g} (a 'no evidence' says little where this is small)."
         )
     return text
 
