@@ -318,6 +318,25 @@ def _variant(name, *, reduction, loss, acc=0.8, baseline=False, lower=None, judg
     )
 
 
+def test_best_is_apart_from_every_recommended_control_not_only_the_runner_up():
+    """A wide interval with a lower point (a policy variant audited on fewer models) reaching
+    above the leader's: the leader was called "best" after a look at the runner-up alone."""
+    from miaudit.audit._tradeoff import with_recommendations
+
+    variants = [
+        _variant("baseline", reduction=None, loss=None, baseline=True),
+        _variant("wd", reduction=(0.20, 0.15, 0.25), loss=(0.0, -0.003, 0.004)),
+        _variant("es", reduction=(0.12, 0.11, 0.13), loss=(0.0, -0.003, 0.004)),
+        _variant("label-only", reduction=(0.10, 0.02, 0.30), loss=(0.0, -0.003, 0.004)),
+    ]
+    verdicts = {
+        v.name: v.recommendation
+        for v in with_recommendations(variants, tolerance=0.01, majority=0.5)
+    }
+    assert verdicts["wd"] == "best (not distinguishable from label-only)"
+    assert verdicts["es"] == verdicts["label-only"] == "recommended"
+
+
 def test_recommendation_rule_follows_the_intervals():
     """The case the old rule got wrong: DP at ε = 8 raised accuracy and cut AUC 0.68 → 0.54, yet
     regularisation was "recommended" and DP "consider"."""

@@ -176,3 +176,33 @@ def test_simultaneous_bounds_are_below_each_attacks_own() -> None:
         own = ev.estimate(name, "auc")
         assert own.lower is not None and together[name]["auc"] < own.lower
     assert evaluate(y, scores, n_resamples=0).simultaneous_lower(["auc"]) == {}
+
+
+def test_difference_lower_is_the_normal_bound_a_percentile_cannot_resolve():
+    """The trade-off's Bonferroni bound over k variants needs a one-sided tail of 0.025 / k: at
+    k = 9 and 200 replicates a percentile interpolates between the two smallest replicates and
+    was looser than nominal (6.1 % family-wise for 2.5 %, red team). The bound is point − z·SD
+    of the replicates; on 5,000 null comparisons of 9 variants each (replicates drawn around
+    each observed difference, as a bootstrap's are) it claims a reduction in at most the
+    nominal 2.5 % of families (within 3 binomial SE), where the interpolated percentile exceeds it."""
+    from scipy.stats import norm
+
+    from miaudit.metrics import evaluate
+
+    rng = np.random.default_rng(5)
+    member = rng.integers(0, 2, 400).astype(np.int8)
+    a, b = rng.normal(size=400), rng.normal(size=400)
+    ev = evaluate(member, {"a": a, "b": b}, n_resamples=200, rng=np.random.default_rng(1))
+    reps = ev.replicates["a"][:, ev._col("auc")] - ev.replicates["b"][:, ev._col("auc")]
+    point = ev.points["a"][ev._col("auc")] - ev.points["b"][ev._col("auc")]
+    tail = 0.025 / 9
+    want = point - norm.ppf(1 - tail) * reps[np.isfinite(reps)].std(ddof=1)
+    assert ev.difference_lower("a", "b", "auc", tail) == pytest.approx(want, rel=1e-12)
+    # the rule's error rate, simulated: observed d ~ N(0, 1) per variant, replicates N(d, 1)
+    d = rng.normal(size=(5000, 9))
+    r = d[..., None] + rng.normal(size=(5000, 9, 200))
+    normal = (d - norm.ppf(1 - tail) * r.std(axis=2, ddof=1) > 0).any(axis=1).mean()
+    percentile = (np.quantile(r, tail, axis=2) > 0).any(axis=1).mean()
+    assert normal <= 0.025 + 3 * np.sqrt(0.025 * 0.975 / 5000) < percentile  # 3 SE
+    with pytest.raises(ValueError, match="maximum over thresholds"):
+        ev.difference_lower("a", "b", "advantage", tail)

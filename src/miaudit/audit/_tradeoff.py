@@ -252,9 +252,10 @@ def with_recommendations(
     majority: float | None,
     baseline_detected: bool | None = None,
 ) -> list[VariantOutcome]:
-    """Every variant with its verdict; among the recommended, the larger risk reduction is
-    "best" when its interval lies above the runner-up's, else "best (not distinguishable from
-    X)": the point values of overlapping intervals do not rank controls."""
+    """Every variant with its verdict; among the recommended, the largest risk reduction is
+    "best" when its interval lies above every other recommended control's, else "best (not
+    distinguishable from X)", X the one reaching highest: the point values of overlapping
+    intervals do not rank controls."""
     judged = []
     for v in variants:
         verdict, reason = recommendation(
@@ -270,12 +271,17 @@ def with_recommendations(
         return judged
     best, label = picked[0], "best"
     if len(picked) > 1:
-        runner = picked[1]
-        b, r = best.risk_reduction, runner.risk_reduction
+        # apart from every other recommended control, not only the runner-up by point: a wide
+        # interval with a lower point can reach above the leader's (red team)
+        def reach(v: VariantOutcome) -> float:
+            r = v.risk_reduction
+            return math.inf if r is None or r.upper is None else r.upper
+
+        rival = max(picked[1:], key=reach)
+        b = best.risk_reduction
         lo = b.lower if b is not None else None
-        hi = r.upper if r is not None else None
-        if lo is None or hi is None or lo <= hi:
-            label = f"best (not distinguishable from {runner.name})"
+        if lo is None or lo <= reach(rival):
+            label = f"best (not distinguishable from {rival.name})"
     return [v.model_copy(update={"recommendation": label}) if v is best else v for v in judged]
 
 
@@ -965,9 +971,9 @@ def _notes(
         "epsilon: the largest ε that Opacus's accountant recorded over the variant's models.",
         f"Noise robustness: σ = {noise_sigma:g} per-column standard deviations of the population records on non-one-hot columns, {noise_draws} queries per record.",
         f"Recommendation (docs/defenses.md): a control is recommended when the baseline's audit detects a risk, its paired risk reduction's lower bound, "
-        "holding together over every variant judged (Bonferroni), lies above 0, and its paired accuracy loss's "
-        f"interval ends within {tolerance * 100:g} points; the larger risk reduction is best, or 'best (not distinguishable from X)' when its 95 % "
-        "interval does not lie above the runner-up's; a model at or below the majority-class accuracy "
+        "holding together over every variant judged (Bonferroni, normal approximation), lies above 0, and its paired accuracy loss's "
+        f"interval ends within {tolerance * 100:g} points; the largest risk reduction is best, or 'best (not distinguishable from X)' when its 95 % "
+        "interval does not lie above every other recommended control's; a model at or below the majority-class accuracy "
         f"({(majority or 0) * 100:.1f} %) is flagged and never recommended. Training variants are compared with the baseline's strongest attack; "
         "policies with the strongest of the same attacks on the same models' full outputs.",
     ]
@@ -1120,12 +1126,13 @@ def _with_training_pairs(
 
 def _together(ev: Evaluation, judged: int, a: str = "full", b: str = "policy") -> float | None:
     """Lower end of the paired AUC(a) − AUC(b) at the one-sided level that holds together over
-    ``judged`` variants (Bonferroni: the tail (1 − confidence) / 2 split ``judged`` ways). With
-    few resamples the extreme quantile is the smallest replicates: conservative, not exact."""
+    ``judged`` variants (Bonferroni: the tail (1 − confidence) / 2 split ``judged`` ways), by
+    the normal approximation with the replicates' SD (:meth:`Evaluation.difference_lower`):
+    a percentile of 200 replicates cannot resolve a 0.28 % tail, and the interpolated one was
+    looser than nominal (6.1 % family-wise for 2.5 %, red team)."""
     if ev.n_resamples == 0:
         return None
-    wide = dataclasses.replace(ev, confidence=1 - (1 - ev.confidence) / max(1, judged))
-    return wide.difference(a, b, "auc").lower
+    return ev.difference_lower(a, b, "auc", (1 - ev.confidence) / 2 / max(1, judged))
 
 
 def _dp_comparisons(
