@@ -217,7 +217,7 @@ LISTENING = """
 import os, subprocess
 from miaudit.engine._ray import RayExecutor
 
-ex = RayExecutor()
+ex = RayExecutor(ADDRESS)
 ex.start(lambda e: None)  # imports ray, as the CLI does: not imported before
 import ray
 assert ray.get(ray.remote(lambda: 1).remote()) == 1
@@ -230,14 +230,16 @@ ex.close()
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
-def test_the_local_cluster_listens_on_loopback_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("address", [None, "local"])
+def test_the_local_cluster_listens_on_loopback_only(tmp_path: Path, address: str | None) -> None:
     """The local cluster miaudit starts bound its GCS and raylet on every interface
-    (`*:41879 gcs_server`, red team): anyone on the network could reach them."""
+    (`*:41879 gcs_server`, red team): anyone on the network could reach them. "local" starts
+    one too (it was left on every interface after the first fix)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     done = subprocess.run(
-        [sys.executable, "-c", LISTENING],
+        [sys.executable, "-c", f"ADDRESS = {address!r}\n{LISTENING}"],
         capture_output=True,
         text=True,
         env=env,

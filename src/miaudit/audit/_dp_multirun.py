@@ -233,9 +233,17 @@ def run_multi(
                 fault=dp.fault,
                 label_smoothing=recipe.label_smoothing,
             ),
-            int(plan.integers(2**62)),
+            _mechanism_seed(dp, int(plan.integers(2**62))),
         )
     return res.scores, included, res.accuracy, mech
+
+
+def _mechanism_seed(dp: DPConfig, seeded: int) -> int:
+    """The runs' sampling and noise seed: the plan's, or a secret one under ``randomness =
+    "secret"`` (the privacy record said "secret" while the runs stayed seeded: red team)."""
+    import secrets
+
+    return seeded if dp.randomness == "seeded" else secrets.randbits(62)
 
 
 def multi_run_test(

@@ -129,7 +129,8 @@ def _connect(ray: Any, address: str | None) -> None:
     """``ray.init``, its refusals worded as the address's: "auto" with no cluster, a cluster
     refusing this driver (token auth), ``ray://`` without Ray Client (an internal error, exit 1,
     before)."""
-    local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
+    # "local" starts a new local cluster as None does: on the loopback interface too (red team)
+    local = {"_node_ip_address": "127.0.0.1"} if address in (None, "local") else {}
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
     except ConnectionError as exc:
@@ -221,7 +222,7 @@ class RayExecutor:
         self._events = events
         if self._ray is not None:
             return
-        if self.address is None and "ray" not in sys.modules:
+        if self.address in (None, "local") and "ray" not in sys.modules:
             # The local cluster listens on the loopback interface only (it bound the GCS and
             # raylet on every interface, `*:41879 gcs_server`, red team): Ray keeps one machine
             # on 127.0.0.1 where this is off (its default on macOS and Windows). Read once, when
