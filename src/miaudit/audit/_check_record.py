@@ -679,7 +679,8 @@ def _check_scores_table(
     many records and members as results.json says. A tampered file gave fabricated answers
     with exit 0 (red team: NaN non-member scores gave every record p = 0.005, "evidence";
     memberships 0.25/0.75 made everyone a member ranked among 0 non-members; a scores file of
-    another run answered as this one's)."""
+    another run answered as this one's). Only sizes are compared: another run's file of the
+    same sizes (a retrained model on the same records) is not recognised."""
     where = repr(str(path))
     if member.dtype.kind not in "biuf" or score.dtype.kind not in "biuf":
         raise InputError("results", f"{where} holds memberships or scores that are not numbers")

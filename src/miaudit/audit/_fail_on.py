@@ -113,8 +113,9 @@ def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
     about the best of several attacks, and each attack's own 95 % bound, taken over 10 attacks,
     trips on models that leak nothing far more often than 2.5 % (26.6 % with independent
     attacks, ``verdict_null``). Such a ``lower`` rule on AUC or the TPR at the verdict's FPR
-    reads the bounds that hold together for every attack (``family``, as the verdict does);
-    elsewhere, with several attacks, its line says that its bound is one attack's own."""
+    reads the bounds that hold together for every attack (``family``, as the verdict does, with
+    one attack too); elsewhere, with several attacks, its line says that its bound is one
+    attack's own."""
     out = []
     several = len(result.attacks) > 1
     for rule in rules:
@@ -123,13 +124,14 @@ def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
             est = a.metric(rule.metric)
             value = est.bound(rule.bound)  # type: ignore[arg-type]
             how = ""
-            if several and _confident(rule) and value is not None:
-                joint = _family_bound(result, rule, a.name)
-                if joint is not None and result.family is not None:
-                    value = joint
-                    how = f" (bound holding together over {result.family.pairs} attack-metric pairs, as the verdict's)"
-                else:
-                    how = f" (this attack's own bound, not corrected for the {len(result.attacks)} attacks)"
+            joint = _family_bound(result, rule, a.name) if _confident(rule) else None
+            if joint is not None and value is not None and result.family is not None:
+                # one attack too: the report states the family's bound, and CI must not fail
+                # on a bound the report does not state (red team)
+                value = joint
+                how = f" (bound holding together over {result.family.pairs} attack-metric pairs, as the verdict's)"
+            elif several and _confident(rule) and value is not None:
+                how = f" (this attack's own bound, not corrected for the {len(result.attacks)} attacks)"
             if value is None and rule.bound != "point":
                 value = est.point  # interval not reliable: judge on the point estimate
             if value is None:
