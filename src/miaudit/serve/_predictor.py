@@ -388,13 +388,22 @@ def _replayable_dp(meta: dict[str, str], pos: int) -> tuple[str, ...]:
     if not isinstance(privacy, list) or not privacy:
         return ()
     entry = privacy[pos] if pos < len(privacy) else privacy[0]
-    if not isinstance(entry, dict) or entry.get("randomness") == "secret":
+    if not isinstance(entry, dict):
         return ()
-    return (
-        "this model was DP-trained with noise drawn from its config's seed (for reproducible audits): "
-        "whoever knows the seed and the other records can replay its training, so its ε does not hold "
-        'for a model you serve; retrain it with model.dp.randomness = "secret" (docs/dp.md)',
-    )
+    told = []
+    fault = entry.get("fault_injection", "none")
+    if fault != "none":  # red team: a zero-noise model was served without a word
+        told.append(
+            f"this model was trained with DP fault injection ({str(fault)[:40]}): its recorded ε is void, "
+            "it is a test of the auditor, never a model to serve"
+        )
+    if entry.get("randomness") != "secret":
+        told.append(
+            "this model was DP-trained with noise drawn from its config's seed (for reproducible audits): "
+            "whoever knows the seed and the other records can replay its training, so its ε does not hold "
+            'for a model you serve; retrain it with model.dp.randomness = "secret" (docs/dp.md)'
+        )
+    return tuple(told)
 
 
 class UpstreamError(RuntimeError):
