@@ -47,6 +47,14 @@ def run(tmp_path_factory):
     return res, out
 
 
+def _small_tradeoff(cfg, out, policy: str) -> list[str]:
+    """``miaudit tradeoff`` with one weight decay and one output policy on one target."""
+    return [
+        "tradeoff", str(cfg), "--out", str(out), "--epsilons", "", "--weight-decays", "0.01",
+        "--no-early-stopping", "--policies", policy, "--policy-targets", "1",
+    ]  # fmt: skip
+
+
 def test_variants_and_json(run):
     res, out = run
     data = json.loads((out / "tradeoff.json").read_text())
@@ -197,19 +205,7 @@ def test_cli_commands_in_process(tmp_path):
     r = CliRunner().invoke(
         app,
         [
-            "tradeoff",
-            str(cfg),
-            "--out",
-            str(tmp_path / "t"),
-            "--epsilons",
-            "",
-            "--weight-decays",
-            "0.01",
-            "--no-early-stopping",
-            "--policies",
-            "label-only",
-            "--policy-targets",
-            "1",
+            *_small_tradeoff(cfg, tmp_path / "t", "label-only"),
             "--dp-audit",
             str(tmp_path / "dpa" / "dp_audit.json"),
         ],
@@ -405,24 +401,7 @@ def test_a_dp_baseline_with_fault_injection_is_described_and_marked_void(tmp_pat
         encoding="utf-8",
     )
     out = tmp_path / "t"
-    r = CliRunner().invoke(
-        app,
-        [
-            "tradeoff",
-            str(cfg),
-            "--out",
-            str(out),
-            "--epsilons",
-            "",
-            "--weight-decays",
-            "0.01",
-            "--no-early-stopping",
-            "--policies",
-            "top-1",
-            "--policy-targets",
-            "1",
-        ],
-    )
+    r = CliRunner().invoke(app, _small_tradeoff(cfg, out, "top-1"))
     assert r.exit_code == 0, r.output
     data = json.loads((out / "tradeoff.json").read_text())
     base, wd, pol = data["variants"]

@@ -1066,44 +1066,37 @@ add(
     "--epsilons: DP-SGD variants need a torch-mlp or torch-cnn recipe (this one is sklearn)",
 )
 
-# red team: clipping norm or σ beyond float32 were an internal error (exit 1) after the σ search
-for _name, _dp in (
-    ("dp-max-grad-norm-huge", {"epsilon": 2.0, "max_grad_norm": 1e300}),
-    ("dp-noise-multiplier-huge", {"noise_multiplier": 1e300}),
-):
+
+def _dp_config(t: Path, dp: dict, *command: str) -> list[str]:
+    """``command`` on a config whose recipe has ``dp`` (its file written into ``t``)."""
+    (t / "c.yaml").write_text(
+        yaml.safe_dump(_set(_set(BASE, "audit.references", 1), "model.dp", dp))
+    )
+    return [command[0], str(t / "c.yaml"), *command[1:]]
+
+
+# red team: clipping norm or σ beyond float32 were an internal error (exit 1) after the σ search;
+# a δ the accountant cannot resolve, with σ given, too
+DP_AUDIT_CLAIMS = {
+    "dp-max-grad-norm-huge": (
+        {"epsilon": 2.0, "max_grad_norm": 1e300},
+        "model.dp.max_grad_norm: must fit float32",
+    ),
+    "dp-noise-multiplier-huge": (
+        {"noise_multiplier": 1e300},
+        "model.dp.noise_multiplier: must fit float32",
+    ),
+    "dp-delta-unresolved": (
+        {"noise_multiplier": 1.0, "delta": 1e-30},
+        "model.dp.delta: δ = 1e-30 is too small for the prv accountant",
+    ),
+}
+for _name, (_dp, _expect) in DP_AUDIT_CLAIMS.items():
     add(
         f"config/dp-audit/{_name}",
-        lambda t, d=_dp: [
-            (t / "c.yaml").write_text(
-                yaml.safe_dump(_set(_set(BASE, "audit.references", 1), "model.dp", d))
-            ),
-            "dp-audit",
-            str(t / "c.yaml"),
-            "--canaries",
-            "100",
-        ][1:],
-        f"model.dp.{next(k for k in _dp if k != 'epsilon')}: must fit float32",
+        lambda t, d=_dp: _dp_config(t, d, "dp-audit", "--canaries", "100"),
+        _expect,
     )
-
-add(  # red team: an internal error (exit 1) from the accountant, with σ given
-    "config/dp-audit/dp-delta-unresolved",
-    lambda t: [
-        (t / "c.yaml").write_text(
-            yaml.safe_dump(
-                _set(
-                    _set(BASE, "audit.references", 1),
-                    "model.dp",
-                    {"noise_multiplier": 1.0, "delta": 1e-30},
-                )
-            )
-        ),
-        "dp-audit",
-        str(t / "c.yaml"),
-        "--canaries",
-        "100",
-    ][1:],
-    "model.dp.delta: δ = 1e-30 is too small for the prv accountant",
-)
 
 # DP claims refused before any training, nothing written (each was a hang or an internal error).
 DP_CLAIMS = {
@@ -1119,15 +1112,7 @@ DP_CLAIMS = {
 for _name, (_dp, _expect) in DP_CLAIMS.items():
     add(
         f"config/audit/{_name}",
-        lambda t, d=_dp: [
-            (t / "c.yaml").write_text(
-                yaml.safe_dump(_set(_set(BASE, "audit.references", 1), "model.dp", d))
-            ),
-            "audit",
-            str(t / "c.yaml"),
-            "--out",
-            str(t / "o"),
-        ][1:],
+        lambda t, d=_dp: _dp_config(t, d, "audit", "--out", str(t / "o")),
         _expect,
     )
 
