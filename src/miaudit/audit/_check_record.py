@@ -116,7 +116,7 @@ class RecordEvidence:
 
 
 @dataclass(frozen=True)
-class Test:
+class Screen:
     """What every answer of one check shares: the level its verdicts use, the smallest p-value
     the test can give, and how often it finds the model's own known members at that level."""
 
@@ -126,7 +126,7 @@ class Test:
     n_members: int
 
 
-def verdict(p: float, test: Test | None = None) -> str:
+def verdict(p: float, test: Screen | None = None) -> str:
     """The verdict of one p-value at the test's level (``test``: one record, ALPHA).
 
     Levels scale with the threshold (0.05, 0.01, 0.001 for one record; divided by the number of
@@ -135,7 +135,7 @@ def verdict(p: float, test: Test | None = None) -> str:
     smallest p-value cannot go below the threshold is inconclusive, never "no evidence": a model
     whose outputs separate members perfectly got "no evidence … generalises well" from a rank
     among 5 non-members (red team)."""
-    t = test or Test(ALPHA, 0.0, None, 0)
+    t = test or Screen(ALPHA, 0.0, None, 0)
     if t.floor >= t.threshold:
         return (
             f"inconclusive: this test cannot give a p-value below {t.floor:.3g} here, and {t.threshold:.3g} is needed"
@@ -156,8 +156,8 @@ def verdict(p: float, test: Test | None = None) -> str:
     return f"no evidence from this model's outputs that the record was in its training data (not proof that it was not{found})"
 
 
-def _test(n_checked: int, n_nonmembers: int, member_p: np.ndarray) -> Test:
-    """The shared :class:`Test` of ``n_checked`` records ranked among ``n_nonmembers`` and the
+def _test(n_checked: int, n_nonmembers: int, member_p: np.ndarray) -> Screen:
+    """The shared :class:`Screen` of ``n_checked`` records ranked among ``n_nonmembers`` and the
     p-values of the model's known members (its power). The floor is a member's smallest p,
     1 / (1 + n₀): a non-member, left out of the others, cannot go below 1 / n₀, so with the
     larger floor a member at p = 1/21 was called "inconclusive: cannot give a p-value below
@@ -165,7 +165,7 @@ def _test(n_checked: int, n_nonmembers: int, member_p: np.ndarray) -> Test:
     threshold = ALPHA / max(1, n_checked)
     floor = 1 / (1 + max(0, n_nonmembers))
     power = float((member_p < threshold).mean()) if member_p.size else None
-    return Test(threshold, floor, power, int(member_p.size))
+    return Screen(threshold, floor, power, int(member_p.size))
 
 
 def _phi(store: SignalsStore) -> np.ndarray:
