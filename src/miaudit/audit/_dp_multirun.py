@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -40,7 +39,7 @@ from miaudit.metrics import (
     null_thresholds,
     simulated_multi_run_bounds,
 )
-from miaudit.models import DPConfig, MLPRecipe
+from miaudit.models import DPConfig, MLPRecipe, spent_epsilon
 
 #: Simulations behind the threshold rule and the ideal bound (mean for the rule, median shown).
 MULTI_RUN_SIMULATIONS = 21
@@ -119,17 +118,6 @@ def threshold_rule(
     )
     best = int(np.argmax(sims.mean(axis=0)))  # first of equals: the lowest FPR
     return float(thresholds[best]), FPR_GRID[best], sims[:, best]
-
-
-def _accountant_epsilon(dp: DPConfig, mech: Mechanism) -> float:
-    from opacus.accountants import create_accountant
-
-    acc = create_accountant(dp.accountant)
-    acc.history = [(mech.noise_multiplier, mech.sample_rate, mech.steps)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        eps = float(acc.get_epsilon(dp.delta))
-    return eps if math.isfinite(eps) else math.inf
 
 
 def check_multi_run_recipe(recipe: object, runs: int) -> MLPRecipe:
@@ -261,7 +249,9 @@ def multi_run_test(
     dp = recipe.dp
     assert dp is not None
     mech = planned_mechanism(dp, recipe.batch_size, recipe.epochs, split[0].size)
-    claim = _accountant_epsilon(dp, mech)
+    claim = spent_epsilon(
+        mech.noise_multiplier, mech.sample_rate, mech.steps, dp.delta, dp.accountant
+    )
     t, fpr, ideal = threshold_rule(
         runs, mech.noise_multiplier, mech.sample_rate, mech.steps, dp.delta, significance
     )

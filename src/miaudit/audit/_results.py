@@ -129,6 +129,20 @@ class AttackResult(_Record):
     roc: RocCurve
     top_tie: TopTie | None = None
 
+    def verdict_lowers(
+        self, family: dict[str, float] | None = None
+    ) -> tuple[float | None, float | None]:
+        """(AUC, TPR at 1 % FPR) lower bounds as the verdict reads them: ``family``'s (this
+        attack's bounds simultaneous over every attack, ``FamilyBounds.lower``) when given, else
+        its own 95 % bounds where they are measurable (results written before the family)."""
+        if family is not None:
+            return family.get("auc"), family.get("tpr@1%fpr")
+        tpr = self.tpr_at_fpr.get("tpr@1%fpr")
+        return (
+            self.auc.lower if self.auc.status == "ok" else None,
+            tpr.lower if tpr is not None and tpr.status == "ok" else None,
+        )
+
     def metric(self, name: str) -> Estimate:
         """Look a metric up by its report name: ``auc``, ``tpr@1%fpr``, ``advantage``…"""
         if name in self.tpr_at_fpr:

@@ -170,10 +170,7 @@ def signed_difference(e: Estimate, unit: str = "") -> str:
     """A paired difference with its interval, to as many decimals (3 to 6) as it takes for each
     end to show on which side of 0 it lies (red team: "+0.001 [+0.000, +0.001]" for an
     interval [+0.0002, +0.0011] that excludes 0)."""
-    values = [v for v in (e.point, e.lower, e.upper) if v is not None]
-    d = 3
-    while d < 6 and any(v != 0 and round(v, d) == 0 for v in values):
-        d += 1
+    d = max((_decimals(v) for v in (e.point, e.lower, e.upper) if v is not None), default=3)
     text = "n/m" if e.point is None else f"{e.point:+.{d}f}{unit}"
     if e.lower is not None and e.upper is not None:
         text += f" [{e.lower:+.{d}f}, {e.upper:+.{d}f}]"
@@ -239,6 +236,7 @@ def recommendation(
 
 
 def _decimals(v: float) -> int:
+    """Decimals (3 to 6) that show on which side of 0 ``v`` lies."""
     d = 3
     while d < 6 and v != 0 and round(v, d) == 0:
         d += 1
@@ -317,14 +315,9 @@ def risk_detected(result: AuditResult) -> bool:
     """Whether an audit detects membership risk as the report's verdict does (docs/method.md
     §7): some attack's AUC lower bound above 0.5 or TPR at 1 % FPR lower bound above 1 %, the
     bounds holding together over its attacks where results have them."""
+    family = result.family
     for a in result.attacks:
-        if result.family is not None:
-            bounds = result.family.lower.get(a.name, {})
-            auc, tpr = bounds.get("auc"), bounds.get(TPR1)
-        else:
-            t = a.tpr_at_fpr.get(TPR1)
-            auc = a.auc.lower if a.auc.status == "ok" else None
-            tpr = t.lower if t is not None and t.status == "ok" else None
+        auc, tpr = a.verdict_lowers(family.lower.get(a.name, {}) if family is not None else None)
         if (auc is not None and auc > 0.5) or (tpr is not None and tpr > 0.01):
             return True
     return False

@@ -99,19 +99,22 @@ def spent_epsilon(
     *,
     delta_field: str = "model.dp.delta",
 ) -> float:
-    """Opacus's accountant's ε for DP-SGD at σ = ``noise_multiplier``, sampling rate and steps;
-    InputError naming ``delta_field`` for a δ the accountant cannot resolve (red team: an
+    """Opacus's accountant's ε for DP-SGD at σ = ``noise_multiplier``, sampling rate and steps
+    (∞ where it gives no finite number); InputError naming ``delta_field`` for a δ the accountant cannot resolve (red team: an
     internal error for δ = 1e-30)."""
     from opacus.accountants import create_accountant
 
     acc = create_accountant(accountant)
     acc.history = [(noise_multiplier, sample_rate, steps)]
     try:
-        return float(acc.get_epsilon(delta))
+        with warnings.catch_warnings():  # RDP order-range advice: not about this mechanism
+            warnings.simplefilter("ignore", UserWarning)
+            eps = float(acc.get_epsilon(delta))
     except ValueError as exc:
         if _DELTA_UNRESOLVED in str(exc):
             raise _delta_unresolved(delta, accountant, delta_field) from None
         raise
+    return eps if math.isfinite(eps) else math.inf
 
 
 def _delta_unresolved(delta: float, accountant: str, field: str) -> InputError:

@@ -62,12 +62,7 @@ def _attack_level(
     """(rank in RISK_THRESHOLDS, metric, lower bound) of the highest level one attack reaches;
     ``family``: its bounds simultaneous over every attack (results written before them: None,
     and the attack's own 95 % bounds)."""
-    if family is not None:
-        auc, tpr = family.get("auc"), family.get("tpr@1%fpr")
-    else:
-        auc = a.auc.lower if a.auc.status == "ok" else None
-        tpr_e = a.tpr_at_fpr.get("tpr@1%fpr")
-        tpr = tpr_e.lower if tpr_e is not None and tpr_e.status == "ok" else None
+    auc, tpr = a.verdict_lowers(family)
     for rank, t in enumerate(RISK_THRESHOLDS):
         strict = t.level == "low"
         if auc is not None and (auc > t.auc if strict else auc >= t.auc):
