@@ -148,6 +148,23 @@ def test_values_must_be_json_numbers(service, value) -> None:
     assert service.post(service.token("trusted"), json={"record": record}).status_code == 422
 
 
+def test_a_repeated_member_name_is_a_422_and_costs_nothing(service) -> None:
+    """Duplicates were taken last-wins: ``{"records": [r], "records": [r, r]}`` was answered and
+    charged for two records, where a proxy reading the first name sees one (red team)."""
+    tok = service.token("trusted", budget=10)
+    r = X[0].tolist()
+    body = b'{"records": [%s], "records": [%s, %s]}' % ((json.dumps(r).encode(),) * 3)
+    headers = {"content-type": "application/json", "authorization": f"Bearer {tok}"}
+    status, answer, _ = call_asgi(service.app, "/predict", headers, [body])
+    assert status == 422 and b"duplicate key 'records'" in answer
+    assert service.store.get_key(tok.split("_")[1]).used == 0
+    named = json.dumps({"role": "public"})[:-1].encode() + b', "role": "admin"}'
+    admin = {"content-type": "application/json", "authorization": f"Bearer {service.admin}"}
+    status, answer, _ = call_asgi(service.app, "/admin/keys", admin, [named])
+    assert status == 422 and b"duplicate key 'role'" in answer
+    assert service.post(tok, json={"records": [r, r]}).status_code == 200
+
+
 def test_admin_bodies_have_a_small_cap(service) -> None:
     r = service.post(service.admin, "/admin/keys", json={"role": "public", "label": "x" * 100_000})
     assert r.status_code == 413

@@ -49,7 +49,7 @@ from fastapi.exceptions import RequestValidationError
 from miaudit.errors import InputError
 from miaudit.serve._config import ServeConfig, ServeSpec
 from miaudit.serve._gate import Gate, separators
-from miaudit.serve._routes import ROUTERS, denied, invalid_request
+from miaudit.serve._routes import ROUTERS, StrictJSONRoute, denied, invalid_request
 from miaudit.serve._schemas import PredictRequest, RawPredictResponse
 from miaudit.serve._service import UNKNOWN_WIDTH, Denied, Service
 
@@ -146,6 +146,7 @@ async def _closes_service(app: FastAPI) -> AsyncIterator[None]:
 def _unguarded_app(config: ServeConfig) -> FastAPI:
     """The same model with nothing in front of it: the load benchmark's baseline."""
     app = FastAPI(title="miaudit unguarded model", version="1")
+    app.router.route_class = StrictJSONRoute
     n_features = config.predictor.n_features
 
     @app.post("/predict", response_model=RawPredictResponse)

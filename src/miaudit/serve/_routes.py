@@ -7,11 +7,14 @@ The service and the caller come in through dependencies (:func:`get_service`,
 validated the request: a malformed request is a 422 whatever the key's role.
 """
 
+import json
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from miaudit.serve._gate import CALLER
@@ -29,6 +32,41 @@ from miaudit.serve._schemas import (
 )
 from miaudit.serve._service import UNAUTHORISED, Caller, Denied, Service, unauthorised
 from miaudit.serve._store import MAX_ALERT_ID
+
+# Long enough to recognise a field, short enough that an error never echoes a body back.
+KEY_SHOWN = 64
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members, refusing a repeated name: JSON leaves duplicates open and Python
+    keeps the last, so ``{"records": [r], "records": [r, r]}`` was answered and charged for two
+    records while a proxy that reads the first saw one."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        names = [k for k, _ in pairs]
+        dup = next(k for i, k in enumerate(names) if k in names[:i])
+        raise json.JSONDecodeError(f"duplicate key {dup[:KEY_SHOWN]!r}", "", 0)
+    return obj
+
+
+class _StrictJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), object_pairs_hook=_unique_keys)
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """A route whose JSON body refuses duplicate member names (422, naming the name)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(_StrictJSONRequest(request.scope, request.receive))
+
+        return strict
+
 
 bearer = HTTPBearer(auto_error=False, description="API key: mia_<id>_<secret>")
 
@@ -62,7 +100,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such key"
 
 # --- predictions: what a key's holder calls ------------------------------------------------------
 
-predictions = APIRouter()
+predictions = APIRouter(route_class=StrictJSONRoute)
 
 
 @predictions.post(
@@ -92,7 +130,7 @@ def whoami(caller: CallerDep) -> dict[str, Any]:
 
 # --- health --------------------------------------------------------------------------------------
 
-health_router = APIRouter()
+health_router = APIRouter(route_class=StrictJSONRoute)
 
 
 @health_router.get("/health")
@@ -103,7 +141,7 @@ def health() -> dict[str, str]:
 
 # --- keys: an admin's acts on keys ---------------------------------------------------------------
 
-keys = APIRouter()
+keys = APIRouter(route_class=StrictJSONRoute)
 
 
 @keys.post("/admin/keys", response_model=NewKeyOut, status_code=201, responses=ADMIN_RESPONSES)
@@ -141,7 +179,7 @@ def set_limits(
 
 # --- alerts and the audit log: what an admin reads -----------------------------------------------
 
-alerts = APIRouter()
+alerts = APIRouter(route_class=StrictJSONRoute)
 
 
 @alerts.get("/admin/alerts", response_model=list[AlertOut], responses=ADMIN_RESPONSES)
@@ -198,12 +236,20 @@ async def invalid_request(_req: Request, exc: RequestValidationError) -> JSONRes
     errors = [
         {
             "loc": [str(p) for p in e.get("loc", ())],
-            "msg": str(e.get("msg", "")),
+            "msg": _message(e),
             "type": str(e.get("type", "")),
         }
         for e in exc.errors()
     ]
     return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _message(error: Any) -> str:
+    """The error's message; a body that is not JSON also says why (json's own words, or the
+    duplicated name), never the body itself."""
+    msg = str(error.get("msg", ""))
+    why = (error.get("ctx") or {}).get("error")
+    return f"{msg}: {why}" if error.get("type") == "json_invalid" and why else msg
 
 
 async def denied(_req: Request, exc: Denied) -> JSONResponse:
