@@ -43,9 +43,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     records while a proxy that reads the first saw one."""
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        names = [k for k, _ in pairs]
-        dup = next(k for i, k in enumerate(names) if k in names[:i])
-        raise json.JSONDecodeError(f"duplicate key {dup[:KEY_SHOWN]!r}", "", 0)
+        seen: set[str] = set()
+        for name, _ in pairs:  # linear: a crafted object may hold many names
+            if name in seen:
+                raise json.JSONDecodeError(f"duplicate key {name[:KEY_SHOWN]!r}", "", 0)
+            seen.add(name)
     return obj
 
 
