@@ -53,6 +53,11 @@ def test_csv_ids_are_read_as_written(tmp_path):
     back = load_outputs(tmp_path / "ids.csv")
     assert back.record_id.tolist() == frame["record_id"].tolist()
     assert back.record_id[7] == "0007"
+    # Excel's "CSV UTF-8" writes a byte-order mark first: the first column's name held it
+    frame[["record_id", *[c for c in frame.columns if c != "record_id"]]].to_csv(
+        tmp_path / "bom.csv", index=False, encoding="utf-8-sig"
+    )
+    assert load_outputs(tmp_path / "bom.csv").record_id[7] == "0007"
     frame["record_id"] = np.arange(50, dtype=np.int64)
     frame.to_parquet(tmp_path / "ids.parquet")
     assert load_outputs(tmp_path / "ids.parquet").record_id.dtype.kind == "i"

@@ -295,7 +295,9 @@ def _read_csv(p: Path) -> RawTable:
     import pandas as pd
 
     try:
-        with open(p, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a BOM, which made the first name
+        # "\ufeffrecord_id" here (pandas strips it) and the ids numbers again (red team)
+        with open(p, newline="", encoding="utf-8-sig") as fh:
             header = next(csv.reader(fh), [])
         # Ids are text as written: inferred as numbers, "0007" became 7 (check-record and the
         # pseudonyms then knew the record as "7": red team), and ids past 2**53 were rounded.
