@@ -286,7 +286,9 @@ def test_every_variant_has_paired_figures_and_a_verdict(run):
     assert "baseline's strongest" in res.variant("dp-eps2").compared_with
 
 
-def _variant(name, *, reduction, loss, acc=0.8, baseline=False, lower=None, judged=None):
+def _variant(
+    name, *, reduction, loss, acc=0.8, baseline=False, lower=None, judged=None, acc_ci=None
+):
     from miaudit.audit._tradeoff import VariantOutcome
     from miaudit.metrics import Estimate
 
@@ -295,6 +297,7 @@ def _variant(name, *, reduction, loss, acc=0.8, baseline=False, lower=None, judg
         name=name,
         description="",
         test_accuracy=acc,
+        test_accuracy_interval=est(acc_ci),
         train_accuracy=acc,
         generalization_gap=0.0,
         strongest_attack="rmia_online",
@@ -379,6 +382,44 @@ def test_recommendation_rule_follows_the_intervals():
     assert "accuracy gain of at least 2.9 points" in judged.reason
     (_, wd) = with_recommendations([variants[0], variants[2]], tolerance=0.01, majority=0.76)
     assert "accuracy loss at most 0.4 points" in wd.reason
+
+
+def test_flagged_is_decided_on_the_test_accuracys_interval_for_the_baseline_too():
+    """Red team: a variant 0.2 points under the majority rate (76.0 % vs 76.2 %, 2,400 test
+    pairs) was "flagged: predicts nothing" on the point alone, one 0.3 points above it was not,
+    and a baseline of the same models never was."""
+    from miaudit.audit._tradeoff import with_recommendations
+
+    cut, gain = (0.1, 0.08, 0.12), (0.0, -0.003, 0.004)
+    variants = [
+        _variant(
+            "baseline",
+            reduction=None,
+            loss=None,
+            acc=0.763,
+            acc_ci=(0.763, 0.745, 0.781),
+            baseline=True,
+        ),
+        _variant("above", reduction=cut, loss=gain, acc=0.765, acc_ci=(0.765, 0.747, 0.783)),
+        _variant("below", reduction=cut, loss=gain, acc=0.70, acc_ci=(0.70, 0.68, 0.72)),
+        _variant("clear", reduction=cut, loss=gain, acc=0.85, acc_ci=(0.85, 0.83, 0.87)),
+        _variant("point-only", reduction=cut, loss=gain, acc=0.765),
+    ]
+    judged = {v.name: v for v in with_recommendations(variants, tolerance=0.01, majority=0.762)}
+    assert judged["above"].recommendation == "flagged"
+    assert "not distinguishable from always answering the majority class" in judged["above"].reason
+    assert "[74.7%, 78.3%]" in judged["above"].reason
+    assert judged["below"].recommendation == "flagged"
+    assert "worse than always answering" in judged["below"].reason
+    assert judged["clear"].recommendation.startswith("best")
+    assert judged["point-only"].recommendation.startswith("recommended")  # no interval: the point
+    base = judged["baseline"]
+    assert base.recommendation == "baseline" and "not distinguishable" in base.reason
+    clear_base = _variant(
+        "baseline", reduction=None, loss=None, acc=0.85, acc_ci=(0.85, 0.83, 0.87), baseline=True
+    )
+    (b, _) = with_recommendations([clear_base, variants[3]], tolerance=0.01, majority=0.762)
+    assert b.reason == "the recipe as given"
 
 
 def test_a_dp_baseline_with_fault_injection_is_described_and_marked_void(tmp_path):

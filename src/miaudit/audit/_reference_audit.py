@@ -73,7 +73,7 @@ from miaudit.audit._writer import (
 )
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
-from miaudit.metrics import Evaluation, evaluate
+from miaudit.metrics import Evaluation, evaluate, grouped_mean
 from miaudit.models import Augmentation
 from miaudit.signals import compute_signals
 
@@ -369,11 +369,34 @@ def _most_exposed(
     ]
 
 
-def _utility(correct: np.ndarray, member: np.ndarray) -> Utility:
+def _utility(
+    correct: np.ndarray,
+    member: np.ndarray,
+    record: np.ndarray,
+    cfg: AuditConfig | SignalsAuditConfig,
+    confidence: float,
+) -> Utility:
+    """Train and test accuracy over the evaluated pairs; the test accuracy's interval resamples
+    records (``record``: each pair's), as the audit's intervals do: whether a control left a
+    model that still predicts is read from it (the trade-off's majority-class check)."""
     train_acc = float(correct[member].mean()) if member.any() else float("nan")
     test_acc = float(correct[~member].mean()) if (~member).any() else float("nan")
+    interval = None
+    if (~member).any() and cfg.audit.resamples:
+        interval = grouped_mean(
+            correct[~member],
+            record[~member],
+            n_resamples=cfg.audit.resamples,
+            confidence=confidence,
+            # a stream of its own (the third child of the seed: the bootstrap's is the first), so
+            # that adding it moved no other figure
+            rng=np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(3)[2]),
+        )
     return Utility(
-        train_accuracy=train_acc, test_accuracy=test_acc, generalization_gap=train_acc - test_acc
+        train_accuracy=train_acc,
+        test_accuracy=test_acc,
+        generalization_gap=train_acc - test_acc,
+        test_accuracy_interval=interval,
     )
 
 
@@ -717,7 +740,13 @@ def _run_plan(
         ),
         pseudonymisation=describe_key(key),
         reference=_setup(store, source, scored, plan, pairs, stated),
-        utility=_utility(scored.correct.reshape(-1)[pairs.defined], pairs.y.astype(bool)),
+        utility=_utility(
+            scored.correct.reshape(-1)[pairs.defined],
+            pairs.y.astype(bool),
+            pairs.pos,
+            cfg,
+            ev.confidence,
+        ),
         config_sha256=config_sha256,
         notes=_fault_notes(store)
         + _notes(cfg, plan, stated, pairs, results, ev)

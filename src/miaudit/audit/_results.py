@@ -296,6 +296,16 @@ class Utility(_Record):
     train_accuracy: float
     test_accuracy: float
     generalization_gap: float
+    #: test_accuracy with its interval resampling records (as every interval of the audit);
+    #: absent where not measured (results written before it, or no bootstrap).
+    test_accuracy_interval: Estimate | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_interval(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("test_accuracy_interval") is None:
+            data.pop("test_accuracy_interval", None)
+        return data
 
 
 class Pseudonymisation(_Record):

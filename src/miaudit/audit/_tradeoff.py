@@ -42,7 +42,7 @@ from miaudit.audit._tradeoff_result import (
 )
 from miaudit.data import SignalsStore
 from miaudit.errors import InputError
-from miaudit.metrics import Estimate, Evaluation, evaluate
+from miaudit.metrics import Estimate, Evaluation, evaluate, grouped_mean
 
 if TYPE_CHECKING:  # imported where a variant runs, not with this module
     from miaudit.attacks import LocalOracle, QueryAttackResult
@@ -189,16 +189,19 @@ def recommendation(
     detects a risk (``baseline_detected``; None: not known, not required), its paired risk
     reduction's lower bound holding together over the judged variants (``risk_reduction_lower``;
     the 95 % interval's lower end where absent) lies above 0, and its paired accuracy loss's
-    interval ends within ``tolerance``; a model at or below the majority-class accuracy is
-    *flagged* (it has stopped predicting, so its low attack success means nothing) and never
-    recommended."""
+    interval ends within ``tolerance``; a model whose test accuracy's interval does not lie above
+    the majority-class rate is *flagged* (it is not shown to predict anything, so its low attack
+    success means nothing) and never recommended; a baseline that is says so."""
+    predicts_nothing = _predicts_nothing(v, majority)
     if v.baseline:
+        if predicts_nothing:
+            return (
+                "baseline",
+                f"the recipe as given; its {predicts_nothing}, so every comparison with it says little",
+            )
         return "baseline", "the recipe as given"
-    if majority is not None and v.test_accuracy <= majority + 1e-12:
-        return (
-            "flagged",
-            f"test accuracy {v.test_accuracy:.1%} is at or below the majority-class rate {majority:.1%}: the model predicts nothing, so its low attack success is no protection",
-        )
+    if predicts_nothing:
+        return "flagged", f"{predicts_nothing}, so its low attack success is no protection"
     r, a = v.risk_reduction, v.accuracy_loss
     if r is None or r.lower is None or r.point is None:
         return "not recommended", "no paired risk reduction could be measured"
@@ -233,6 +236,25 @@ def recommendation(
         "recommended",
         f"{measured}{together}; {accuracy} (tolerance {tolerance * 100:g})",
     )
+
+
+def _predicts_nothing(v: VariantOutcome, majority: float | None) -> str:
+    """Why ``v`` is not shown to predict better than always answering the majority class (its
+    test accuracy's lower end at or below the rate: a point 0.2 points under it on 2,400 pairs
+    was flagged while the same models as the baseline were not, red team), or ""."""
+    if majority is None:
+        return ""
+    acc = v.test_accuracy_interval
+    if acc is None or acc.lower is None or acc.upper is None:  # no interval: the point decides
+        if v.test_accuracy > majority + 1e-12:
+            return ""
+        return f"test accuracy {v.test_accuracy:.1%} is at or below the majority-class rate {majority:.1%}: the model predicts nothing"
+    if acc.lower > majority + 1e-12:
+        return ""
+    shown = f"test accuracy {v.test_accuracy:.1%} [{acc.lower:.1%}, {acc.upper:.1%}]"
+    if acc.upper < majority - 1e-12:
+        return f"{shown} lies below the majority-class rate {majority:.1%}: worse than always answering the majority class"
+    return f"{shown} does not lie above the majority-class rate {majority:.1%}: not distinguishable from always answering the majority class"
 
 
 def _decimals(v: float) -> int:
@@ -294,21 +316,13 @@ def paired_accuracy_loss(
 ) -> Estimate:
     """mean(c0) − mean(c1) over the same test pairs, with a percentile interval resampling
     records (all pairs of one record together), as every other interval here."""
-    _, g = np.unique(np.asarray(groups), return_inverse=True)
-    d = np.bincount(g, weights=np.asarray(c0, dtype=np.float64) - np.asarray(c1, dtype=np.float64))
-    n = np.bincount(g).astype(np.float64)
-    if n.sum() == 0:
-        return Estimate(point=None, status="not_measurable")
-    point = float(d.sum() / n.sum())
-    if n_resamples == 0:
-        return Estimate(point=point)
-    reps = np.empty(n_resamples)
-    for b in range(n_resamples):
-        w = np.bincount(rng.integers(0, n.size, n.size), minlength=n.size)
-        reps[b] = float(w @ d) / max(float(w @ n), 1.0)
-    tail = (1 - confidence) / 2
-    lo, hi = np.quantile(reps, [tail, 1 - tail])
-    return Estimate(point=point, lower=float(lo), upper=float(hi))
+    return grouped_mean(
+        np.asarray(c0, dtype=np.float64) - np.asarray(c1, dtype=np.float64),
+        groups,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        rng=rng,
+    )
 
 
 def risk_detected(result: AuditResult) -> bool:
@@ -799,6 +813,7 @@ def _training_variant(
         name=spec.name,
         description=spec.description,
         test_accuracy=utility.test_accuracy,
+        test_accuracy_interval=utility.test_accuracy_interval,
         train_accuracy=utility.train_accuracy,
         generalization_gap=utility.generalization_gap,
         strongest_attack=strongest.name,
@@ -860,6 +875,13 @@ def _policy_variant(
         name=spec.name,
         description=spec.description,
         test_accuracy=te,
+        test_accuracy_interval=grouped_mean(
+            p.correct[mem == 0],
+            groups[mem == 0],
+            n_resamples=cfg.audit.resamples,
+            confidence=ev.confidence,
+            rng=np.random.default_rng([cfg.seed, 13]),  # its own stream: no other figure moved
+        ),
         train_accuracy=tr,
         generalization_gap=tr - te,
         strongest_attack=best,
@@ -966,8 +988,8 @@ def _notes(
         f"Recommendation (docs/defenses.md): a control is recommended when the baseline's audit detects a risk, its paired risk reduction's lower bound, "
         "holding together over every variant judged (Bonferroni, normal approximation), lies above 0, and its paired accuracy loss's "
         f"interval ends within {tolerance * 100:g} points; the largest risk reduction is best, or 'best (not distinguishable from X)' when its 95 % "
-        "interval does not lie above every other recommended control's; a model at or below the majority-class accuracy "
-        f"({(majority or 0) * 100:.1f} %) is flagged and never recommended. Training variants are compared with the baseline's strongest attack; "
+        "interval does not lie above every other recommended control's; a model whose test accuracy's 95 % interval does not lie above the "
+        f"majority-class rate ({(majority or 0) * 100:.1f} %) is flagged and never recommended. Training variants are compared with the baseline's strongest attack; "
         "policies with the strongest of the same attacks on the same models' full outputs.",
     ]
 

@@ -132,6 +132,8 @@ class VariantOutcome(_Record):
     name: str
     description: str
     test_accuracy: float = Field(ge=0, le=1)  # NaN fails these bounds too
+    #: test_accuracy with its interval resampling records (absent in files written before it).
+    test_accuracy_interval: Annotated[Estimate | None, _rate("test_accuracy_interval")] = None
     train_accuracy: float = Field(ge=0, le=1)
     generalization_gap: float = Field(ge=-1, le=1)
     strongest_attack: str
@@ -172,7 +174,13 @@ class VariantOutcome(_Record):
         # Absent when none, so files of recipes without DP or fault injection read as they did.
         out = handler(self)
         if isinstance(out, dict):
-            for key in ("fault_injection", "noise_multiplier", "sample_rate", "steps"):
+            for key in (
+                "fault_injection",
+                "noise_multiplier",
+                "sample_rate",
+                "steps",
+                "test_accuracy_interval",
+            ):
                 if getattr(self, key) is None:
                     out.pop(key, None)
         return out

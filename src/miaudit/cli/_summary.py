@@ -66,8 +66,14 @@ def _print_setup(result: AuditResult, console: Console) -> None:
     if result.utility is not None:
         u = result.utility
         console.print(
-            f"accuracy: train {u.train_accuracy:.3f}, test {u.test_accuracy:.3f} (generalisation gap {u.generalization_gap:+.3f})"
+            f"accuracy: train {u.train_accuracy:.3f}, test {_test_accuracy(result)} (generalisation gap {u.generalization_gap:+.3f})"
         )
+
+
+def _test_accuracy(result: AuditResult) -> str:
+    u = result.utility
+    assert u is not None
+    return fmt(u.test_accuracy_interval) if u.test_accuracy_interval else f"{u.test_accuracy:.3f}"
 
 
 def _attack_table(result: AuditResult) -> Table:

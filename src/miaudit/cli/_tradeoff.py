@@ -312,7 +312,9 @@ def _print_tradeoff(out: Console, result: TradeoffResult) -> None:
         table.add_row(
             v.name,
             eps,
-            f"{v.test_accuracy:.3f}",
+            _est(v.test_accuracy_interval)
+            if v.test_accuracy_interval is not None
+            else f"{v.test_accuracy:.3f}",
             f"{v.generalization_gap:+.3f}",
             v.strongest_attack,
             _est(v.auc),

@@ -25,6 +25,7 @@ from miaudit.metrics._epsilon import (
 )
 from miaudit.metrics._estimate import Estimate, ppv_key, tpr_key
 from miaudit.metrics._fdp import GDP_LABEL, GaussianDpEstimate, gaussian_dp_estimate
+from miaudit.metrics._mean import grouped_mean
 from miaudit.metrics._multi_run import (
     FPR_GRID,
     bound_at_threshold,
@@ -81,6 +82,7 @@ __all__ = [
     "evaluate",
     "gaussian_dp_estimate",
     "grid_designs",
+    "grouped_mean",
     "ideal_scores",
     "implied_epsilon",
     "membership_advantage",

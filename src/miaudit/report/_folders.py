@@ -52,6 +52,7 @@ def variants_from_tradeoff(result: TradeoffResult) -> list[TradeoffVariant]:
             name=v.name,
             description=v.description,
             test_accuracy=v.test_accuracy,
+            test_accuracy_interval=v.test_accuracy_interval,
             train_accuracy=v.train_accuracy,
             generalization_gap=v.generalization_gap,
             strongest_attack=v.strongest_attack,

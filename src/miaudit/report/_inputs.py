@@ -69,6 +69,8 @@ class TradeoffVariant(_Input):
     name: str = Field(min_length=1)
     description: str = ""
     test_accuracy: float = Field(ge=0.0, le=1.0)
+    #: test_accuracy with its interval resampling records (None: not measured).
+    test_accuracy_interval: Estimate | None = None
     train_accuracy: float | None = Field(None, ge=0.0, le=1.0)
     generalization_gap: float | None = None
     strongest_attack: str

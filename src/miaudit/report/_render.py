@@ -321,7 +321,9 @@ def _md_tradeoff(variants: Sequence[TradeoffVariant]) -> list[str]:
         cells = [
             v.name,
             eps,
-            _pct(v.test_accuracy),
+            format_estimate(v.test_accuracy_interval, pct=True)
+            if v.test_accuracy_interval
+            else _pct(v.test_accuracy),
             format_estimate(v.auc),
             format_estimate(v.tpr_at_1pct_fpr, pct=True),
             v.recommendation or "—",
@@ -398,7 +400,7 @@ def render_markdown(
     if r.utility is not None:
         u = r.utility
         lines.append(
-            f"Train accuracy {u.train_accuracy * 100:.1f}%, test accuracy {u.test_accuracy * 100:.1f}%, generalisation gap {u.generalization_gap * 100:.1f} points."
+            f"Train accuracy {u.train_accuracy * 100:.1f}%, test accuracy {format_estimate(u.test_accuracy_interval, pct=True) if u.test_accuracy_interval else f'{u.test_accuracy * 100:.1f}%'}, generalisation gap {u.generalization_gap * 100:.1f} points."
         )
         lines.append("")
     if r.most_exposed:
