@@ -207,6 +207,10 @@ def test_most_exposed_ranks_by_score_then_evidence_never_by_pseudonym():
     # A tie straddling the cut is shown whole when the list stays within 2 × count, else left out.
     assert [i for i, _ in exposure_ranking(score, evidence, 5)] == [1, 0, 2, 3, 4, 5]
     assert exposure_ranking(np.ones(50), np.zeros(50), 20) == []
+    # A tie of 20 or more is never listed, even where the list could hold it whole: results.json
+    # gives a top tie that large its member/non-member split (top_tie)
+    assert exposure_ranking(np.r_[np.ones(25), np.zeros(75)], np.zeros(100), 20) == []
+    assert len(exposure_ranking(np.r_[np.ones(19), np.zeros(81)], np.zeros(100), 20)) == 19
     # Two keys give different pseudonyms but the same ranks for the same records.
     ids = np.arange(7)
     a = most_exposed(score, ids, secrets.token_bytes(32), evidence=evidence, count=3, raw_ids=True)
@@ -215,6 +219,29 @@ def test_most_exposed_ranks_by_score_then_evidence_never_by_pseudonym():
         (e.pseudonym, e.rank) for e in a
     } == {(e.pseudonym, e.rank) for e in b}
     assert a[1].ties == 2
+
+
+def test_no_record_listed_by_pseudonym_beside_a_split_that_tells_its_membership():
+    """Red team: 25 members saturate (one-hot probabilities, as an overfit float32 model gives its
+    training records), no non-member does. results.json listed all 25 at rank 1 and said, in
+    top_tie, that 0 % of non-members share that score: every listed pseudonym a member."""
+    from miaudit.data import ModelOutputs
+
+    rng = np.random.default_rng(5)
+    n = 2000
+    label = rng.integers(0, 3, n)
+    member = (np.arange(n) % 2 == 0).astype(int)
+    probs = rng.dirichlet(np.ones(3), n) * 0.999 + 0.0003  # nothing reaches 1.0 ...
+    members = np.flatnonzero(member == 1)[:25]
+    probs[members] = np.eye(3)[label[members]]  # ... but 25 saturated members
+    saturated = ModelOutputs.from_arrays(
+        probs=probs, label=label, member=member, record_id=np.arange(n)
+    )
+    r = miaudit.attack(saturated, attacks=["loss"], n_resamples=20, seed=1)
+    tie = r.attack("loss").top_tie
+    assert tie is not None and tie.nonmembers == 0.0 and tie.members > 0
+    assert r.most_exposed == []
+    assert any("would tell their membership" in n for n in r.notes)
 
 
 def test_attacks_see_only_what_the_policy_exposes():

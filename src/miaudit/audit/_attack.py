@@ -314,8 +314,13 @@ def _run_notes(
     notes += below_chance_notes(results) + tie_notes(results, ev.fprs)
     if not exposed and outputs.n_records:
         top = int((strongest == strongest.max()).sum())
+        why = (
+            "which of them to name would be arbitrary, and beside the tie's member share their names would tell their membership"
+            if top >= MIN_SLICE_CLASS
+            else "which of them to name would be arbitrary"
+        )
         notes.append(
-            f"most_exposed: none listed: {top} records share {strongest_name}'s top score and its other attacks' evidence, and which of them to name would be arbitrary."
+            f"most_exposed: none listed: {top} records share {strongest_name}'s top score and its other attacks' evidence, and {why}."
         )
     if outputs.has_record_id is False:
         notes.append("The input had no record_id column: records are identified by row number.")
@@ -474,7 +479,11 @@ def exposure_ranking(score: np.ndarray, evidence: np.ndarray, count: int) -> lis
     """(record index, rank) of the most exposed records: by score, then by ``evidence`` (the
     other attacks' view of the record). Records equal in both share a rank (1, 2, 2, 4…); their
     display order carries no meaning. A tie that straddles the cut is shown whole while the
-    list stays within 2 × ``count``, else left out: which of them to show would be arbitrary."""
+    list stays within 2 × ``count``, else left out: which of them to show would be arbitrary.
+    A tie of :data:`MIN_SLICE_CLASS` records or more is never listed (the list stops above it):
+    results.json gives such a tie at the top score its member/non-member split
+    (:func:`top_tie`), and the split of a group listed by pseudonym tells each one's membership
+    (a red team's 25 saturated members: listed at rank 1 beside "0 % of non-members")."""
     s = np.asarray(score, dtype=np.float64)
     e = np.asarray(evidence, dtype=np.float64)
     order = np.lexsort((-e, -s))
@@ -485,10 +494,8 @@ def exposure_ranking(score: np.ndarray, evidence: np.ndarray, count: int) -> lis
         end = start + 1
         while end < order.size and s[order[end]] == s[i0] and e[order[end]] == e[i0]:
             end += 1
-        if (
-            len(out) + (end - start) > 2 * count
-        ):  # a tie straddling the cut, too large to show whole
-            break
+        if end - start >= MIN_SLICE_CLASS or len(out) + (end - start) > 2 * count:
+            break  # a tie whose split may be published, or one straddling the cut, too large
         out += [(int(i), start + 1) for i in order[start:end]]
         start = end
     return out
