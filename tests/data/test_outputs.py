@@ -452,3 +452,26 @@ def test_signals_logits_beyond_float32_name_the_value_without_a_warning() -> Non
     logits[1, 2, 0] = np.inf  # a real inf is still called one
     with pytest.raises(InputError, match=r"contains NaN or inf \(first at index \(1, 2, 0\)\)"):
         SignalsStore.from_arrays(logits=logits, label=[0, 1, 0, 1], keep=keep)
+
+
+def test_binary_record_ids_in_parquet_are_utf8_text_or_one_line(tmp_path):
+    """Red team: a Parquet record_id column of bytes (latin-1 text, raw 16-byte UUIDs) ended in
+    "internal error (UnicodeDecodeError ...)", exit 1; UTF-8 bytes are their text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    o = simulated_outputs(n=40)
+    table = pa.Table.from_pandas(_frame(o), preserve_index=False)
+    col = table.column_names.index("record_id") if "record_id" in table.column_names else None
+    utf8 = pa.array([f"café-{i}".encode() for i in range(40)], pa.binary())
+    latin1 = pa.array([f"café-{i}".encode("latin-1") for i in range(40)], pa.binary())
+    for name, ids in (("utf8", utf8), ("latin1", latin1)):
+        t = (
+            table.set_column(col, "record_id", ids)
+            if col is not None
+            else table.append_column("record_id", ids)
+        )
+        pq.write_table(t, tmp_path / f"{name}.parquet")
+    assert load_outputs(tmp_path / "utf8.parquet").record_id[3] == "café-3"
+    with pytest.raises(InputError, match=r"record_id.*must be UTF-8 text.*UUID"):
+        load_outputs(tmp_path / "latin1.parquet")

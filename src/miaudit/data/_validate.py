@@ -180,16 +180,32 @@ def same_length(lengths: dict[str, int]) -> int:
     return n
 
 
+_NOT_UTF8 = (
+    "record ids given as bytes must be UTF-8 text (binary ids such as 16-byte UUIDs: store "
+    "their text form, e.g. str(uuid.UUID(bytes=b)))"
+)
+
+
 def _as_text(name: str, ids: np.ndarray) -> np.ndarray:
     if ids.dtype.kind == "S":
         try:
             return np.char.decode(ids, "utf-8")
         except UnicodeDecodeError:
-            raise InputError(name, "record ids given as bytes must be UTF-8 text") from None
+            raise InputError(name, _NOT_UTF8) from None
     import pandas as pd
 
     if ids.dtype.kind == "O" and bool(pd.isna(ids).any()):  # None, NaN, pandas.NA
         raise InputError(name, "record ids have missing values (None or NaN)")
+    if ids.dtype.kind == "O":
+        # A Parquet binary column (or Arrow's uuid type) arrives as bytes objects, which
+        # astype(str) decodes as ASCII: "internal error" on the first byte past 0x7f (red team)
+        try:
+            ids = np.array(
+                [v.decode("utf-8") if isinstance(v, bytes | bytearray) else v for v in ids],
+                dtype=object,
+            )
+        except UnicodeDecodeError:
+            raise InputError(name, _NOT_UTF8) from None
     return ids.astype(str)
 
 
