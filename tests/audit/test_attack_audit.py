@@ -135,6 +135,28 @@ def test_no_groups_split_is_published(tmp_path):
     assert '"n_members": null' in shared and '"n_members": 0' not in shared
 
 
+def test_missing_slice_values_are_their_own_group():
+    """Red team: a numeric column with 30 % NaN was cut at NaN quartiles into "age=≤nan" (the
+    known values) and "age=>nan" (the missing ones)."""
+    from dataclasses import replace
+
+    o = simulated_outputs(n=600, shift=1.5, seed=4)
+    rng = np.random.default_rng(0)
+    age = rng.integers(18, 90, 600).astype(float)
+    age[rng.random(600) < 0.3] = np.nan
+    few = np.where(np.arange(600) % 2 == 0, 1.0, 2.0)
+    few[:100] = np.nan
+    o = replace(o, columns={**o.columns, "age": age, "few": few})
+    result = miaudit.attack(o, slices=["age", "few"], n_resamples=0, quiet=True)
+    sizes = {(s.column, s.value): s.size for s in result.slices}
+    assert sizes[("age", "missing")] == int(np.isnan(age).sum())
+    assert sum(n for (c, _), n in sizes.items() if c == "age") == 600
+    assert not any("nan" in v for _, v in sizes)
+    q1 = np.quantile(age[~np.isnan(age)], 0.25)
+    assert sizes[("age", f"≤{q1:.4g}")] == int((age <= q1).sum())
+    assert sizes == {**sizes, ("few", "1.0"): 250, ("few", "2.0"): 250, ("few", "missing"): 100}
+
+
 def test_the_class_table_gives_sizes_and_measures_only_large_enough_groups():
     from miaudit.report._scores import class_breakdown
 

@@ -108,21 +108,31 @@ def _slice_groups(outputs: ModelOutputs, column: str) -> list[tuple[str, np.ndar
     found, which = np.unique(
         values.astype(str) if values.dtype.kind in "OUSb" else values, return_inverse=True
     )
-    if values.dtype.kind in "if" and found.size > 20:
-        edges = np.unique(np.quantile(values, [0.25, 0.5, 0.75]))
-        bins = np.digitize(values, edges)
+    # Missing values (NaN) are their own group: quartiles of a column with NaN were NaN, and the
+    # groups read "age=≤nan" / "age=>nan" (red team: 30 % missing ages)
+    missing = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+    absent = [("missing", missing)] if missing.any() else []
+    if values.dtype.kind in "if" and found.size - int(missing.any()) > 20:
+        edges = np.unique(np.quantile(values[~missing], [0.25, 0.5, 0.75]))
+        # right=True: bin 0 holds x ≤ e₀, bin i (eᵢ₋₁, eᵢ], as the labels say (values equal
+        # to an edge fell in the group above it, under a label that excluded them)
+        bins = np.digitize(values, edges, right=True)
         labels = (
             [f"≤{edges[0]:.4g}"]
             + [f"({a:.4g}, {b:.4g}]" for a, b in itertools.pairwise(edges)]
             + [f">{edges[-1]:.4g}"]
         )
-        return [(labels[i], bins == i) for i in range(len(edges) + 1)]
+        return [(labels[i], (bins == i) & ~missing) for i in range(len(edges) + 1)] + absent
     if found.size > MAX_SLICE_VALUES:
         raise InputError(
             "--slices",
             f"column {column!r} has {found.size} distinct values; at most {MAX_SLICE_VALUES} can be sliced",
         )
-    return [(str(u), which.reshape(-1) == i) for i, u in enumerate(found)]
+    return [
+        (str(u), (which.reshape(-1) == i) & ~missing)
+        for i, u in enumerate(found)
+        if not (isinstance(u, float | np.floating) and np.isnan(u))
+    ] + absent
 
 
 def attack_result(
