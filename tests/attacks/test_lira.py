@@ -37,11 +37,13 @@ def simulate(
     return tgt, ref, keep, member
 
 
-def brute_online(tgt, ref, keep, variance):
-    """One record at a time, with scipy's normal density, as the public code does."""
+def brute_online(tgt, ref, keep, variance, use=None):
+    """One record at a time, with scipy's normal density, as the public code does; with
+    ``use``, each side holds only the used values."""
     n = tgt.shape[0]
+    used = np.ones(keep.shape, dtype=bool) if use is None else use
     stats = {}
-    for side, sel in (("in", keep), ("out", ~keep)):
+    for side, sel in (("in", keep & used), ("out", ~keep & used)):
         mu = np.array([np.median(ref[sel[:, i], i]) for i in range(n)])
         sd = np.array([np.std(ref[sel[:, i], i]) for i in range(n)])
         ss = np.array(
@@ -58,6 +60,45 @@ def test_online_matches_brute_force(variance):
     tgt, ref, keep, _ = simulate(n=200, k=8)
     got = lira_online(tgt, ref, keep, variance=variance)
     np.testing.assert_allclose(got, brute_online(tgt, ref, keep, variance), rtol=RTOL, atol=1e-9)
+
+
+@pytest.mark.parametrize("variance", ["per_record", "global"])
+def test_online_use_mask_matches_brute_force_on_the_used_values(variance):
+    """``use``: each side is fitted on its used values only (μ, per-record σ and the pooled σ),
+    against the record-by-record brute force that never sees the unused ones. The mask drops
+    one random reference on each record's larger side (how the reference audit balances,
+    docs/method.md §3), leaving 3 IN and 3 OUT of 7 references."""
+    rng = np.random.default_rng(7)
+    n, k = 300, 7
+    keep = rng.random((k + 1, n)).argsort(axis=0) < 4  # each record in exactly 4 of 8 models
+    keep = keep[1:]  # model 0 plays the target: 3 or 4 IN among the 7 references
+    tgt, ref = rng.normal(size=n), rng.normal(size=(k, n)) + 0.7 * keep
+    larger = np.where(keep.sum(axis=0) > k / 2, keep, ~keep)
+    drop = np.zeros((k, n), dtype=bool)
+    drop[np.where(larger, rng.random((k, n)), -1.0).argmax(axis=0), np.arange(n)] = True
+    use = ~drop
+    assert ((keep & use).sum(axis=0) == 3).all() and ((~keep & use).sum(axis=0) == 3).all()
+    got = lira_online(tgt, ref, keep, variance=variance, use=use)
+    want = brute_online(tgt, ref, keep, variance, use=use)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-9)
+    assert not np.allclose(got, lira_online(tgt, ref, keep, variance=variance))  # the mask matters
+    # all used is no mask at all, bit for bit
+    full = np.ones((k, n), dtype=bool)
+    assert np.array_equal(
+        lira_online(tgt, ref, keep, variance=variance, use=full),
+        lira_online(tgt, ref, keep, variance=variance),
+    )
+
+
+def test_online_use_mask_is_checked_and_an_unused_side_is_an_error():
+    tgt, ref, keep, _ = simulate(n=10, k=4)
+    with pytest.raises(InputError) as err:
+        lira_online(tgt, ref, keep, use=np.ones((4, 9), dtype=bool))
+    assert err.value.field == "use"
+    use = np.ones((4, 10), dtype=bool)
+    use[:, 3] = ~keep[:, 3]  # record 3 keeps only its OUT references
+    with pytest.raises(InputError, match=r"1 record\(s\) have no IN reference.*position 3"):
+        lira_online(tgt, ref, keep, use=use)
 
 
 @pytest.mark.parametrize("variance", ["per_record", "global"])

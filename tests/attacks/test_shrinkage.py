@@ -218,3 +218,31 @@ def test_bad_input_is_named():
     no_in[:, 0] = False
     with pytest.raises(InputError, match="no IN reference"):
         lira_shrunk_online(tgt, ref, no_in)
+
+
+def test_use_mask_equals_leaving_the_unused_values_out():
+    """``use``: each record's fits see only its used values. One value dropped per record is the
+    same as compacting each record's K − 1 used values into K − 1 reference rows (per-record
+    moments do not depend on which row a value sits in) and scoring those without a mask."""
+    rng = np.random.default_rng(12)
+    n, k = 1500, 7
+    keep = (rng.random((k + 1, n)).argsort(axis=0) < 4)[1:]  # 3 or 4 IN of the 7
+    ref = rng.normal(size=(k, n)) + 0.8 * keep + rng.normal(0.0, 2.0, n)
+    tgt = rng.normal(size=n)
+    larger = np.where(keep.sum(axis=0) > k / 2, keep, ~keep)
+    use = np.ones((k, n), dtype=bool)
+    use[np.where(larger, rng.random((k, n)), -1.0).argmax(axis=0), np.arange(n)] = False
+    order = np.argsort(~use, axis=0, kind="stable")[: k - 1]  # the used rows first, in order
+    compact_ref = np.take_along_axis(ref, order, axis=0)
+    compact_keep = np.take_along_axis(keep, order, axis=0)
+    labels = rng.integers(0, 2, n)
+    got = lira_shrunk_online(tgt, ref, keep, labels=labels, use=use)
+    np.testing.assert_allclose(
+        got, lira_shrunk_online(tgt, compact_ref, compact_keep, labels=labels), rtol=1e-9
+    )
+    assert not np.allclose(got, lira_shrunk_online(tgt, ref, keep, labels=labels))
+    full = np.ones((k, n), dtype=bool)
+    assert np.array_equal(
+        lira_shrunk_online(tgt, ref, keep, labels=labels, use=full),
+        lira_shrunk_online(tgt, ref, keep, labels=labels),
+    )

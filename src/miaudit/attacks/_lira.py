@@ -94,6 +94,13 @@ def _as_keep(keep: np.ndarray, shape: tuple[int, ...], name: str = "keep") -> np
     return arr.astype(bool)
 
 
+def _check_use(use: np.ndarray | None, keep: np.ndarray) -> np.ndarray:
+    """The (K, n) mask of the (reference, record) values a fit may use; None: all of them."""
+    if use is None:
+        return np.ones(keep.shape, dtype=bool)
+    return _as_keep(use, keep.shape, "use")
+
+
 def _check_lira(
     target_phi: np.ndarray, ref_phi: np.ndarray, keep: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -240,6 +247,7 @@ def lira_online(
     keep: np.ndarray,
     *,
     variance: Variance = "global",
+    use: np.ndarray | None = None,
 ) -> np.ndarray:
     """Online LiRA score of each record: log N(φ; μ_in, σ_in²) − log N(φ; μ_out, σ_out²).
 
@@ -260,6 +268,10 @@ def lira_online(
     variance : {"global", "per_record"}
         One σ per side and query shared by all records (default: better below about 16–64
         references, docs/method.md §3), or per-record σ.
+    use : ndarray of shape (K, n), bool, optional
+        ``use[k, i]``: reference k's φ on record i enters the fits (default: all), which are
+        made as if the unused values were absent; the reference audit balances IN and OUT
+        counts with it (docs/method.md §3, "Balanced references").
 
     Returns
     -------
@@ -269,7 +281,7 @@ def lira_online(
     Raises
     ------
     InputError
-        On mismatched shapes, non-finite values, or a record without an IN or OUT reference.
+        On mismatched shapes, non-finite values, or a record without a used IN or OUT value.
 
     Examples
     --------
@@ -280,8 +292,9 @@ def lira_online(
     """
     _check_variance(variance)
     target, refs, mask = _check_lira(target_phi, ref_phi, keep)
-    fin = _fit_side(refs, mask, variance, "IN")
-    fout = _fit_side(refs, ~mask, variance, "OUT")
+    used = _check_use(use, mask)
+    fin = _fit_side(refs, mask & used, variance, "IN")
+    fout = _fit_side(refs, ~mask & used, variance, "OUT")
     fin, fout = _common_fallback(fin, fout)
     z_in = (target - fin.mu) / fin.sd
     z_out = (target - fout.mu) / fout.sd

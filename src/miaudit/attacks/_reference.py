@@ -30,7 +30,7 @@ from the first (un-augmented) query.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -246,8 +246,20 @@ def _needs(attack: ReferenceAttack) -> tuple[bool, bool]:
     return False, False
 
 
+def _reads_use(attack: ReferenceAttack) -> bool:
+    """Whether the attack fits on a ``use`` mask (:func:`leave_one_model_out_each`'s
+    ``online_use``): online LiRA, plain or shrunk, whose score's null distribution depends on
+    how many IN and OUT values a record has (docs/method.md §3, "Balanced references")."""
+    return isinstance(attack, LiraAttack) and attack.mode == "online"
+
+
 def _score_one(
-    sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray
+    sig: _Signals,
+    attack: ReferenceAttack,
+    target: int,
+    refs: np.ndarray,
+    pool: np.ndarray,
+    use: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scores of the pool records against model ``target`` with ``refs`` as references.
 
@@ -255,25 +267,33 @@ def _score_one(
     model for the offline attacks) gets NaN: undefined, left out of the evaluation. Which records
     those are depends on the references' membership only, never on the target's, so leaving them
     out cannot leak the target's membership. Complementary pairs never leave a record undefined.
+    ``use`` (refs × pool, for :func:`_reads_use` attacks): the reference values the fit may read.
     """
     need_in, need_out = _needs(attack)
     if need_in or need_out:
         r_keep = sig.store.keep[np.ix_(refs, pool)]
+        used = np.ones(r_keep.shape, dtype=bool) if use is None else use
         ok = np.ones(pool.size, dtype=bool)
         if need_in:
-            ok &= r_keep.any(axis=0)
+            ok &= (r_keep & used).any(axis=0)
         if need_out:
-            ok &= ~r_keep.all(axis=0)
+            ok &= (~r_keep & used).any(axis=0)
         if not ok.all():
             out = np.full(pool.size, np.nan)
             if ok.any():
-                out[ok] = _score_defined(sig, attack, target, refs, pool[ok])
+                part = None if use is None else use[:, ok]
+                out[ok] = _score_defined(sig, attack, target, refs, pool[ok], part)
             return out
-    return _score_defined(sig, attack, target, refs, pool)
+    return _score_defined(sig, attack, target, refs, pool, use)
 
 
 def _score_defined(
-    sig: _Signals, attack: ReferenceAttack, target: int, refs: np.ndarray, pool: np.ndarray
+    sig: _Signals,
+    attack: ReferenceAttack,
+    target: int,
+    refs: np.ndarray,
+    pool: np.ndarray,
+    use: np.ndarray | None = None,
 ) -> np.ndarray:
     if isinstance(attack, PairScorer):
         out = np.asarray(attack.score_pairs(sig.store, target, refs, pool), dtype=np.float64)
@@ -281,7 +301,7 @@ def _score_defined(
             raise ValueError(f"{attack!r} returned shape {out.shape} for {pool.size} records")
         return out
     if isinstance(attack, LiraAttack):
-        return _score_lira(sig, attack, target, refs, pool)
+        return _score_lira(sig, attack, target, refs, pool, use)
     if isinstance(attack, RmiaAttack):
         return _score_rmia(sig, attack, target, refs, pool)
     if isinstance(attack, ShadowAttack | MlLeaksAttack):
@@ -290,14 +310,19 @@ def _score_defined(
 
 
 def _score_lira(
-    sig: _Signals, attack: LiraAttack, target: int, refs: np.ndarray, pool: np.ndarray
+    sig: _Signals,
+    attack: LiraAttack,
+    target: int,
+    refs: np.ndarray,
+    pool: np.ndarray,
+    use: np.ndarray | None = None,
 ) -> np.ndarray:
     phi, keep = sig.phi(), sig.store.keep
     t_phi, r_phi, r_keep = phi[target][pool], phi[np.ix_(refs, pool)], keep[np.ix_(refs, pool)]
     if attack.shrink:
-        return _score_shrunk(sig, attack, refs, pool, (t_phi, r_phi, r_keep))
+        return _score_shrunk(sig, attack, refs, pool, (t_phi, r_phi, r_keep), use)
     if attack.mode == "online":
-        return lira_online(t_phi, r_phi, r_keep, variance=attack.variance)
+        return lira_online(t_phi, r_phi, r_keep, variance=attack.variance, use=use)
     return lira_offline(t_phi, r_phi, r_keep, variance=attack.variance, statistic=attack.statistic)
 
 
@@ -307,6 +332,7 @@ def _score_shrunk(
     refs: np.ndarray,
     pool: np.ndarray,
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray],
+    use: np.ndarray | None = None,
 ) -> np.ndarray:
     """Shrunk LiRA: the prior also sees the references on the population (all OUT there)."""
     store, (t_phi, r_phi, r_keep) = sig.store, arrays
@@ -316,8 +342,9 @@ def _score_shrunk(
         if pop.size
         else {}
     )
-    shrunk = lira_shrunk_online if attack.mode == "online" else lira_shrunk_offline
-    return shrunk(t_phi, r_phi, r_keep, labels=store.label[pool], **extra)
+    if attack.mode == "online":
+        return lira_shrunk_online(t_phi, r_phi, r_keep, labels=store.label[pool], use=use, **extra)
+    return lira_shrunk_offline(t_phi, r_phi, r_keep, labels=store.label[pool], **extra)
 
 
 def _score_rmia(
@@ -606,10 +633,17 @@ def leave_one_model_out_each(
     *,
     targets: Sequence[int] | None = None,
     reference_sets: Sequence[Sequence[int]] | None = None,
+    online_use: Callable[[int], np.ndarray | None] | None = None,
 ) -> dict[str, PairedScores]:
     """:func:`leave_one_model_out` for several attacks (name → attack) on the same targets and
     references: the signals they derive from the store (LiRA's scaled logits, RMIA's p_y) are
-    computed once and shared, which is most of the work on a large store."""
+    computed once and shared, which is most of the work on a large store.
+
+    ``online_use(t)``, when given: for ``targets[t]``, a (references, evaluated records) bool
+    mask of the reference values online LiRA (plain and shrunk, :func:`_reads_use`) fits on, or
+    None for all of them; called once per target and such attack (so it must be deterministic),
+    never stored for all targets at once. The reference audit balances references with it
+    (docs/method.md §3). Other attacks read every reference."""
     for attack in attacks.values():
         check_reference_attack(attack)
     k = store.n_models
@@ -631,7 +665,8 @@ def leave_one_model_out_each(
     for name, attack in attacks.items():
         scores = np.empty((len(tlist), pool.size), dtype=np.float64)
         for i, t in enumerate(tlist):
-            scores[i] = _score_one(sig, attack, t, refs[i], pool)
+            use = online_use(i) if online_use is not None and _reads_use(attack) else None
+            scores[i] = _score_one(sig, attack, t, refs[i], pool, use)
         cross_fitted = (
             isinstance(attack, RmiaAttack) and attack.mode == "offline" and attack.a is None
         )

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, gammaln, ndtri, polygamma, stdtr
 
-from miaudit.attacks._lira import _check_lira, _common_fallback, _fit_side
+from miaudit.attacks._lira import _check_lira, _check_use, _common_fallback, _fit_side
 from miaudit.errors import InputError
 
 #: At most this many level bins per class, and at least this many records per bin.
@@ -233,7 +233,8 @@ class _Data:
     then the population's (all OUT; None without a population), and every record's class."""
 
     refs: np.ndarray  # (K, n, A)
-    mask: np.ndarray  # (K, n) IN
+    mask: np.ndarray  # (K, n) IN values used
+    out_mask: np.ndarray  # (K, n) OUT values used
     group: np.ndarray  # (n + m,) class
     out: _Moments
     inn: _Moments | None
@@ -252,7 +253,7 @@ def _fit_out(data: _Data, level: np.ndarray, a: int) -> tuple[_Prior, np.ndarray
     bins = level_bins(level, groups, replicated)
     fitted = _variance_prior(ss, count.astype(np.float64), bins, groups)
     if fitted is None:
-        fb = _fit_side(data.refs[..., a : a + 1], ~data.mask, "global", "OUT")
+        fb = _fit_side(data.refs[..., a : a + 1], data.out_mask, "global", "OUT")
         s0 = np.full(n, float(fb.sd[0, 0]) ** 2)  # σ̃ = fb.sd up to one rounding
         return _Prior(s0, INFINITE, plug_in=True), bins[:n], False
     s0, nu0 = fitted
@@ -286,8 +287,11 @@ def _prepare(
     population_phi: np.ndarray | None,
     population_labels: np.ndarray | None,
     online: bool,
+    use: np.ndarray | None = None,
 ) -> tuple[np.ndarray, _Data]:
-    target, refs, mask = _check_lira(target_phi, ref_phi, keep)
+    target, refs, keep_mask = _check_lira(target_phi, ref_phi, keep)
+    used = _check_use(use, keep_mask)
+    mask, out_mask = keep_mask & used, ~keep_mask & used
     pop = None
     if population_phi is not None:
         k = refs.shape[0]
@@ -307,12 +311,13 @@ def _prepare(
                 "population_phi", f"has shape {pop.shape}, expected ({k}, records, {refs.shape[2]})"
             )
     group = _groups(labels, target.shape[0], population_labels, 0 if pop is None else pop.shape[1])
-    _require(mask, online)
+    _require(mask, out_mask, online)
     return target, _Data(
         refs,
         mask,
+        out_mask,
         group,
-        out=_stats(refs, ~mask),
+        out=_stats(refs, out_mask),
         inn=_stats(refs, mask) if online else None,
         pop=None if pop is None else _stats(pop, np.ones(pop.shape[:2], dtype=bool)),
     )
@@ -343,11 +348,14 @@ def shrunk_gaussians(
     labels: np.ndarray | None = None,
     population_phi: np.ndarray | None = None,
     population_labels: np.ndarray | None = None,
+    use: np.ndarray | None = None,
 ) -> tuple[_Predictive, _Predictive | None, np.ndarray]:
     """Each record's OUT and IN predictives (location, scale, dof; each (n, A)) and the
-    target's φ (n, A). The IN predictive is None offline. See the module docstring."""
+    target's φ (n, A). The IN predictive is None offline. ``use`` (K, n): the (reference,
+    record) values the fits may read, as in :func:`~miaudit.attacks.lira_online` (default
+    all). See the module docstring."""
     target, data = _prepare(
-        target_phi, ref_phi, keep, labels, population_phi, population_labels, online
+        target_phi, ref_phi, keep, labels, population_phi, population_labels, online, use
     )
     level = _levels(data)
     n, n_q = target.shape
@@ -378,13 +386,13 @@ def _common_sd(data: _Data, a: int) -> tuple[float, float]:
     """Both sides fell back: one σ pooled over both, as plain online LiRA does."""
     refs = data.refs[..., a : a + 1]
     fin, fout = _common_fallback(
-        _fit_side(refs, data.mask, "global", "IN"), _fit_side(refs, ~data.mask, "global", "OUT")
+        _fit_side(refs, data.mask, "global", "IN"), _fit_side(refs, data.out_mask, "global", "OUT")
     )
     return float(fin.sd[0, 0]), float(fout.sd[0, 0])
 
 
-def _require(mask: np.ndarray, online: bool) -> None:
-    for side, m in (("OUT", ~mask), ("IN", mask))[: 2 if online else 1]:
+def _require(mask: np.ndarray, out_mask: np.ndarray, online: bool) -> None:
+    for side, m in (("OUT", out_mask), ("IN", mask))[: 2 if online else 1]:
         empty = ~m.any(axis=0)
         if empty.any():
             raise InputError(
@@ -401,6 +409,7 @@ def lira_shrunk_online(
     labels: np.ndarray | None = None,
     population_phi: np.ndarray | None = None,
     population_labels: np.ndarray | None = None,
+    use: np.ndarray | None = None,
 ) -> np.ndarray:
     """Online LiRA with shrunk variances: log t_in(φ) − log t_out(φ), each side's Student-t
     predictive, averaged over queries (module docstring; docs/method.md §12).
@@ -417,6 +426,10 @@ def lira_shrunk_online(
         OUT values for the prior; the target's φ on them is never needed.
     population_labels : ndarray of shape (m,), optional
         Required with ``labels`` and ``population_phi``.
+    use : ndarray of shape (K, n), bool, optional
+        ``use[k, i]``: reference k's φ on record i enters record i's IN or OUT values
+        (default: all), as in :func:`~miaudit.attacks.lira_online`; the population's values
+        are all used.
 
     Returns
     -------
@@ -439,6 +452,7 @@ def lira_shrunk_online(
         labels=labels,
         population_phi=population_phi,
         population_labels=population_labels,
+        use=use,
     )
     assert inn is not None
     llr = _log_density(target, inn) - _log_density(target, out)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -71,7 +71,7 @@ from miaudit.audit._writer import (
     write_run,
     write_shareable_report,
 )
-from miaudit.data import SignalsStore
+from miaudit.data import CHUNK_RECORDS, SignalsStore
 from miaudit.errors import InputError
 from miaudit.metrics import Evaluation, evaluate, grouped_mean
 from miaudit.models import Augmentation
@@ -112,6 +112,25 @@ class _Plan:
     given: list[int] | None = None  # the one target's references, when the user named them
 
 
+#: Balanced references (docs/method.md §3): a target's references are balanced for online LiRA
+#: when the z statistic of its members' mean d = n_in − n_out against its non-members' reaches
+#: this (two-sided p ≈ 6·10⁻⁵ where the counts do not depend on the target's membership, as
+#: with independent halves), or when d is a deterministic function of membership (z infinite).
+BALANCE_Z = 4.0
+#: Mixed into the seed of the draw of the references a balanced record drops.
+_BALANCE_STREAM = 0x6C697261
+
+
+@dataclass(frozen=True)
+class _Balance:
+    """Targets whose references were balanced for online LiRA, and what that dropped."""
+
+    targets: tuple[int, ...] = ()  # positions in the plan's targets
+    z: tuple[float, ...] = ()
+    dropped: int = 0  # (reference, record) values left out of online LiRA's fits
+    values: int = 0  # (reference, record) values of those targets' scorable records
+
+
 @dataclass(frozen=True, eq=False)
 class _Scored:
     """Every attack's (targets, records) scores and what the audit reports beside them."""
@@ -122,6 +141,7 @@ class _Scored:
     labels: np.ndarray  # (T, m)
     correct: np.ndarray  # (T, m) the target's correctness, for the utility
     rmia_a: RmiaCalibration | None
+    balance: _Balance = _Balance()
 
 
 def _reference_attack(name: str, cfg: AuditConfig | SignalsAuditConfig) -> ReferenceAttack:
@@ -253,13 +273,93 @@ def _is_offline_rmia(attack: ReferenceAttack) -> bool:
     return isinstance(attack, RmiaAttack) and attack.mode == "offline"
 
 
+def count_dependence(ref_keep: np.ndarray, member: np.ndarray) -> float:
+    """How strongly a target's membership sets its references' IN/OUT counts: the z statistic
+    of mean d over the target's members minus mean d over its non-members, d = n_in − n_out
+    among the references on each record (``ref_keep`` (references, records), ``member``
+    (records,)). ±inf when d is constant within each group and differs between them (each
+    record in exactly K/2 models: d = −1 for every member, +1 for every non-member); 0 when it
+    is constant and equal (complementary pairs without the partner), or a group is empty.
+
+    Examples
+    --------
+    >>> keep = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 1]], dtype=bool)
+    >>> count_dependence(keep[1:], keep[0])  # each record in 2 of 4 models, model 0 the target
+    -inf
+    """
+    d = 2 * np.count_nonzero(ref_keep, axis=0) - ref_keep.shape[0]
+    a, b = d[member], d[~member]
+    if a.size == 0 or b.size == 0:
+        return 0.0
+    diff = float(a.mean() - b.mean())
+    se = float(
+        np.sqrt(a.var(ddof=min(1, a.size - 1)) / a.size + b.var(ddof=min(1, b.size - 1)) / b.size)
+    )
+    if se == 0.0:
+        return 0.0 if diff == 0.0 else float(np.copysign(np.inf, diff))
+    return diff / se
+
+
+def balanced_use(ref_keep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(references, records) mask leaving each record as many IN as OUT references: from the
+    larger side, |n_in − n_out| references drawn uniformly at random (``rng``, never the
+    signals) are dropped (False). Uniform draws keep every reference's chance of sitting on
+    either side the same for the target's members and non-members (docs/method.md §3)."""
+    r, m = ref_keep.shape
+    use = np.ones((r, m), dtype=bool)
+    for lo in range(0, m, CHUNK_RECORDS):
+        part = ref_keep[:, lo : lo + CHUNK_RECORDS]
+        d = 2 * np.count_nonzero(part, axis=0) - r
+        larger = np.where(d > 0, part, ~part)
+        key = np.where(larger, rng.random(part.shape), -1.0)
+        rank = np.empty(part.shape, dtype=np.int64)
+        np.put_along_axis(
+            rank, np.argsort(-key, axis=0, kind="stable"), np.arange(r)[:, None], axis=0
+        )
+        use[:, lo : lo + CHUNK_RECORDS] = ~(larger & (rank < np.abs(d)))
+    return use
+
+
+def _balance(
+    store: SignalsStore,
+    cfg: AuditConfig | SignalsAuditConfig,
+    targets: list[int],
+    refs: list[list[int]],
+) -> tuple[_Balance, Callable[[int], np.ndarray | None]]:
+    """Which targets' references online LiRA balances (:data:`BALANCE_Z`), and the mask of
+    each (computed when asked, seeded by the config's seed and the target's index)."""
+    pool = np.flatnonzero(~store.population)
+    chosen: list[int] = []
+    zs: list[float] = []
+    dropped = values = 0
+    for i, t in enumerate(targets):
+        ref_keep = store.keep[np.ix_(np.asarray(refs[i]), pool)]
+        z = count_dependence(ref_keep, store.keep[t, pool])
+        if abs(z) >= BALANCE_Z:
+            n_in = np.count_nonzero(ref_keep, axis=0)
+            scorable = (n_in > 0) & (n_in < len(refs[i]))
+            chosen.append(i)
+            zs.append(z)
+            dropped += int(np.abs(2 * n_in - len(refs[i]))[scorable].sum())
+            values += len(refs[i]) * int(scorable.sum())
+
+    def use(i: int) -> np.ndarray | None:
+        if i not in chosen:
+            return None
+        rng = np.random.default_rng([_BALANCE_STREAM, cfg.seed, targets[i]])
+        return balanced_use(store.keep[np.ix_(np.asarray(refs[i]), pool)], rng)
+
+    return _Balance(tuple(chosen), tuple(zs), dropped, values), use
+
+
 def _score_with_references(
     store: SignalsStore,
     cfg: AuditConfig | SignalsAuditConfig,
     targets: list[int],
     refs: list[list[int]],
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, RmiaCalibration | None]:
-    """Reference attacks' (T, m) scores, membership, evaluated records and offline RMIA's ``a``.
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, RmiaCalibration | None, _Balance]:
+    """Reference attacks' (T, m) scores, membership, evaluated records, offline RMIA's ``a``
+    and the balancing of online LiRA's references (:func:`_balance`).
 
     With no reference attack, the pairs the reference attacks would have scored.
     """
@@ -268,11 +368,17 @@ def _score_with_references(
         for name in cfg.audit.attacks
         if not runs_on_target_outputs(attack_spec(name))
     }
+    online_lira = any(isinstance(a, LiraAttack) and a.mode == "online" for a in made.values())
+    balance, use = _balance(store, cfg, targets, refs) if online_lira else (_Balance(), None)
     scores: dict[str, np.ndarray] = {}
     member = records = None
     rmia_a = None
     for name, paired in leave_one_model_out_each(
-        store, made, targets=targets, reference_sets=refs
+        store,
+        made,
+        targets=targets,
+        reference_sets=refs,
+        online_use=use if balance.targets else None,
     ).items():
         scores[name] = paired.scores
         member, records = paired.member, paired.records
@@ -281,7 +387,7 @@ def _score_with_references(
     if records is None or member is None:
         records = np.flatnonzero(~store.population)
         member = store.keep[np.asarray(targets)][:, records]
-    return scores, member, records, rmia_a
+    return scores, member, records, rmia_a, balance
 
 
 def _score_target_outputs(
@@ -324,11 +430,11 @@ def _score_all(
     refs: list[list[int]],
     features: RecordFeatures | None = None,
 ) -> _Scored:
-    scores, member, records, rmia_a = _score_with_references(store, cfg, targets, refs)
+    scores, member, records, rmia_a, balance = _score_with_references(store, cfg, targets, refs)
     own, labels, correct = _score_target_outputs(
         store, cfg.audit.attacks, targets, records, features, cfg.seed
     )
-    return _Scored({**scores, **own}, member, records, labels, correct, rmia_a)
+    return _Scored({**scores, **own}, member, records, labels, correct, rmia_a, balance)
 
 
 def _description(name: str) -> tuple[str, str]:
@@ -435,6 +541,7 @@ def _notes(
     pairs: _Pairs,
     results: list[AttackResult],
     ev: Evaluation,
+    balance: _Balance = _Balance(),
 ) -> list[str]:
     external = stated is not None and stated.external_target
     if external:
@@ -458,6 +565,35 @@ def _notes(
         *undefined,
         *tie_notes(results, ev.fprs),
         *_small_k_notes(cfg, plan, external),
+        *_balance_notes(cfg, plan, balance),
+    ]
+
+
+def _balance_notes(
+    cfg: AuditConfig | SignalsAuditConfig, plan: _Plan, balance: _Balance
+) -> list[str]:
+    """One note when online LiRA's references were balanced: on how many models, why, what
+    was dropped (docs/method.md §3); nothing per record."""
+    if not balance.targets:
+        return []
+    names = [
+        n
+        for n in cfg.audit.attacks
+        if not runs_on_target_outputs(attack_spec(n))
+        and isinstance(a := _reference_attack(n, cfg), LiraAttack)
+        and a.mode == "online"
+    ]
+    finite = [abs(z) for z in balance.z if np.isfinite(z)]
+    how = (
+        f"the difference in mean n_in − n_out between its members and non-members reached |z| ≥ {min(finite):.1f} (threshold {BALANCE_Z:g})"
+        if finite
+        else "n_in − n_out was a function of its membership (each record in a fixed number of models)"
+    )
+    return [
+        f"Balanced references ({', '.join(names)}): on {len(balance.targets)} of {len(plan.targets)} audited model(s) the number of IN and OUT references of a record depended on the model's own membership ({how}), "
+        "which pushes online LiRA below chance even where the model leaks nothing (docs/method.md §3). "
+        f"There each record kept as many IN as OUT references: {balance.dropped:,} of {balance.values:,} (reference, record) values were dropped, "
+        "drawn at random from each record's larger side (seeded by the run's seed and the model, never by the signals); other attacks use every reference."
     ]
 
 
@@ -749,7 +885,7 @@ def _run_plan(
         ),
         config_sha256=config_sha256,
         notes=_fault_notes(store)
-        + _notes(cfg, plan, stated, pairs, results, ev)
+        + _notes(cfg, plan, stated, pairs, results, ev, scored.balance)
         + _copies_notes(store, plan),
         budget_curve=_budget(store, cfg, plan, stated, features, scored),
         family=family_bounds(ev),
