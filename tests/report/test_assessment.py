@@ -267,3 +267,62 @@ def test_no_unrounded_number_in_any_report(every_report):
 def _significant(number: str) -> int:
     """Significant digits of a decimal as printed: 7.99294 → 6, 0.00023 → 2, 0.620 → 3."""
     return len(number.replace(".", "").lstrip("0"))
+
+
+def test_results_without_bounds_worth_the_name_are_not_assessed():
+    """Red teams: with resamples = 0 a model with AUC 0.62 was "not detected — no attack's
+    interval lies above chance" (there were none); with 1 replicate 90 of 100 models that leak
+    nothing were "low"; with 5 non-members a pure-noise model was "moderate" (AUC 0.734
+    [0.712, 0.751]); members coded the other way (loss AUC 0.20) were "not detected"."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    import miaudit
+    from miaudit.report import assess_risk
+    from tests.conftest import simulated_outputs
+
+    o = simulated_outputs(n=1200, shift=1.0, seed=3)
+    leaks = assess_risk(miaudit.attack(o, attacks=["loss"], n_resamples=50, seed=1, quiet=True))
+    assert leaks.level in ("low", "moderate", "high")
+    for b in (0, 10):
+        risk = assess_risk(miaudit.attack(o, attacks=["loss"], n_resamples=b, seed=1, quiet=True))
+        assert risk.level == "not assessed" and "at least 39" in risk.explanation
+    keep = np.r_[np.flatnonzero(o.member == 1), np.flatnonzero(o.member == 0)[:10]]
+    few = replace(
+        o,
+        values=o.values[keep],
+        label=o.label[keep],
+        member=o.member[keep],
+        record_id=o.record_id[keep],
+        columns={},
+    )
+    risk = assess_risk(miaudit.attack(few, attacks=["loss"], n_resamples=50, seed=1, quiet=True))
+    assert risk.level == "not assessed" and "10 non-members" in risk.explanation
+    flipped = replace(o, member=1 - o.member)
+    risk = assess_risk(miaudit.attack(flipped, n_resamples=50, seed=1, quiet=True))
+    assert risk.level == "not assessed" and "non-members above members" in risk.explanation
+
+
+def test_one_attack_below_chance_beyond_noise_is_enough_to_doubt_the_inputs(outputs_run):
+    """Red team: loss AUC 0.188 beside label-only attacks at [0.498, 0.500] (every attack below
+    0.5 was required): no warning, "not detected", the gate passed. One attack below chance by
+    its bound holding together over the attacks (Bonferroni) is enough; one that merely touches
+    below 0.5 with its own interval is not (it happens by chance)."""
+    from miaudit.report import assess_risk
+
+    _, result = outputs_run
+    a = result.attacks[0]
+    inverted = a.model_copy(
+        update={"name": "loss", "auc": Estimate(point=0.19, lower=0.17, upper=0.21)}
+    )
+    blind = a.model_copy(
+        update={"name": "gap", "auc": Estimate(point=0.499, lower=0.49, upper=0.508)}
+    )
+    risk = assess_risk(result.model_copy(update={"attacks": [inverted, blind], "family": None}))
+    assert risk.level == "not assessed" and "loss's AUC lies below 0.5" in risk.explanation
+    chance = a.model_copy(
+        update={"name": "loss", "auc": Estimate(point=0.485, lower=0.47, upper=0.499)}
+    )
+    risk = assess_risk(result.model_copy(update={"attacks": [chance, blind], "family": None}))
+    assert risk.level == "not detected"

@@ -72,6 +72,9 @@ class AttackSection(BaseModel):
     trains 2k + 2 models: the target, its complementary partner (never its reference: its
     membership mirrors the target's), and k pairs. ``targets``: how many models take a turn as
     the audited model (leave-one-model-out; default all), pooled for evaluation.
+    ``resamples``: bootstrap replicates of every interval; the report's verdict and
+    ``--fail-on``'s bounds need at least 39 (with fewer, or 0 for points only, the verdict is
+    "not assessed" and a rule on a bound is refused).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -6,6 +6,7 @@ import operator
 import re
 from dataclasses import dataclass
 
+from miaudit.audit._judgeable import MIN_VERDICT_REPLICATES, why_not_judged
 from miaudit.audit._results import AuditResult
 from miaudit.errors import InputError
 from miaudit.metrics import tpr_key
@@ -49,18 +50,57 @@ def parse_gate_rule(text: str) -> GateRule:
         )
     if tpr is not None:  # "tpr@1.0%fpr" is the results' "tpr@1%fpr"
         metric = tpr_key(float(tpr.group(1)) / 100)
+    _check_value(text, metric, m["op"], value)
     return GateRule(metric, m["bound"] or "upper", m["op"], value)
 
 
+def _check_value(text: str, metric: str, op: str, value: float) -> None:
+    """InputError unless the rule can both hold and fail for values ``metric`` can take: a rule
+    written in percent (``tpr@10%fpr.upper>5``) never tripped and turned the gate off without a
+    word; ``auc>-1`` always tripped (red team)."""
+    # the advantage is a maximum of TPR − FPR over thresholds, which includes 0 at the ends;
+    # balanced accuracy is (1 + advantage) / 2
+    lo, hi = {"balanced_accuracy": (0.5, 1.0), "epsilon": (0.0, float("inf"))}.get(
+        metric, (0.0, 1.0)
+    )
+    kind = "an ε" if metric == "epsilon" else f"{'a TPR' if metric.startswith('tpr@') else metric}"
+    span = f"[{lo:g}, {hi:g}]" if metric != "epsilon" else "[0, ∞)"
+    if not (lo <= value <= hi) or value == float("inf"):
+        hint = f" ({value:g} % is {value / 100:g})" if hi == 1.0 and 1 < value <= 100 else ""
+        raise InputError("--fail-on", f"{text!r}: {kind} lies in {span}{hint}")
+    always = (op == ">=" and value <= lo) or (op == "<=" and value >= hi)
+    never = (op == ">" and value >= hi) or (op == "<" and value <= lo)
+    if always or never:
+        raise InputError(
+            "--fail-on",
+            f"{text!r} {'holds for every' if always else 'holds for no'} value {kind} can take {span}: "
+            f"the gate would {'always fail' if always else 'never fail'}",
+        )
+
+
 def check_gate_rules(
-    texts: list[str], fprs: list[float] | tuple[float, ...], *, epsilon: bool = True
+    texts: list[str],
+    fprs: list[float] | tuple[float, ...],
+    *,
+    epsilon: bool = True,
+    resamples: int | None = None,
 ) -> list[GateRule]:
     """Every ``--fail-on`` rule parsed and checked against what the audit will report, before
     it runs: a TPR at an FPR the audit does not compute (``fprs``) was refused only after the
     whole audit, its files written (a learner's ``tpr@5%fpr``); ``epsilon`` False: the audit
-    reports no ε implied by the ROC (a reference audit), so a rule on it could only fail."""
+    reports no ε implied by the ROC (a reference audit), so a rule on it could only fail;
+    ``resamples``: the audit's bootstrap replicates, too few of which give no bound to read."""
     rules = [parse_gate_rule(t) for t in texts]
     reported = {tpr_key(f) for f in fprs}
+    if resamples is not None and resamples < MIN_VERDICT_REPLICATES:
+        bounded = [t for t, r in zip(texts, rules, strict=True) if r.bound != "point"]
+        if bounded:
+            raise InputError(
+                "--fail-on",
+                f"{bounded[0]!r} reads a 95 % bound, and {resamples} bootstrap replicates give "
+                f"none that holds: use --resamples {MIN_VERDICT_REPLICATES} or more (200 by "
+                'default), or a rule on the point (e.g. "auc.point>0.6")',
+            )
     for text, rule in zip(texts, rules, strict=True):
         if rule.metric == "epsilon" and not epsilon:
             raise InputError(
@@ -117,6 +157,11 @@ def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
     one attack too); elsewhere, with several attacks, its line says that its bound is one
     attack's own."""
     out = []
+    why = why_not_judged(result)
+    if why is not None and any(r.bound != "point" for r in rules):
+        # bounds that do not hold, or inputs the audit itself calls wrong: judged as they stand
+        # they passed a CI gate (red team: inverted membership, loss AUC 0.20, exit 0)
+        out.append(f"the results cannot be judged on their bounds: {why}")
     several = len(result.attacks) > 1
     for rule in rules:
         tripped: list[tuple[float, str]] = []
@@ -132,8 +177,13 @@ def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
                 how = f" (bound holding together over {result.family.pairs} attack-metric pairs, as the verdict's)"
             elif several and _confident(rule) and value is not None:
                 how = f" (this attack's own bound, not corrected for the {len(result.attacks)} attacks)"
+            label = f"{rule.metric}.{rule.bound}"
             if value is None and rule.bound != "point":
                 value = est.point  # interval not reliable: judge on the point estimate
+                label = f"{rule.metric}.point (no {rule.bound} bound in these results)"
+            elif rule.metric == "epsilon" and rule.bound == "upper":
+                # the implied ε has a lower bound only: its "upper" is the point, not a bound
+                label = "epsilon.point (the implied ε has no upper bound)"
             if value is None:
                 tripped.append(
                     (
@@ -146,8 +196,20 @@ def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
                 tripped.append(
                     (
                         worse,
-                        f"{a.name}: {rule.metric}.{rule.bound} = {value:.4g} {rule.op} {rule.value:g}{how}",
+                        f"{a.name}: {label} = {_shown(value, rule.value)} {rule.op} {rule.value:g}{how}",
                     )
                 )
         out += [line for _, line in sorted(tripped, key=lambda t: -t[0])]
     return out
+
+
+def _shown(value: float, threshold: float) -> str:
+    """``value`` with as many digits (4 to 12 significant) as put it on its own side of
+    ``threshold``: 0.60004 was printed "0.6 > 0.6" (red team)."""
+    for digits in range(4, 13):
+        text = f"{value:.{digits}g}"
+        if (float(text) > threshold) == (value > threshold) and (float(text) < threshold) == (
+            value < threshold
+        ):
+            return text
+    return repr(value)

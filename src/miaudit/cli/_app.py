@@ -109,7 +109,12 @@ def attack_cmd(
         Path | None, typer.Option("--out", help="Folder for results.json and scores.parquet.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice (bootstrap, folds).")] = 0,
-    resamples: Annotated[int, typer.Option(help="Bootstrap replicates (records resampled).")] = 200,
+    resamples: Annotated[
+        int,
+        typer.Option(
+            help="Bootstrap replicates (records resampled); the verdict and --fail-on bounds need ≥ 39."
+        ),
+    ] = 200,
     prior: Annotated[float, typer.Option(help="Member prior for the PPV.")] = 0.5,
     raw_ids: Annotated[
         bool,
@@ -154,7 +159,8 @@ def attack_cmd(
     from miaudit.metrics import DEFAULT_FPRS
 
     _check_before_work(fail_on=fail_on, policy=policy, seed=seed, resamples=resamples)
-    check_gate_rules(fail_on or [], DEFAULT_FPRS)  # the FPRs `miaudit attack` reports
+    # the FPRs `miaudit attack` reports
+    check_gate_rules(fail_on or [], DEFAULT_FPRS, resamples=resamples)
     if policy is not None and not attacks:
         from miaudit.attacks import output_attacks_under
 
@@ -235,7 +241,7 @@ def audit_cmd(
     resamples: Annotated[
         int | None,
         typer.Option(
-            help="With --signals: bootstrap replicates (default: the config's, else 200)."
+            help="With --signals: bootstrap replicates (default: the config's, else 200; the verdict and --fail-on bounds need ≥ 39)."
         ),
     ] = None,
     seed: Annotated[
@@ -331,7 +337,7 @@ def _audit_config(
     from miaudit.cli._train import load_audit, with_engine
 
     cfg = load_audit(config, trust_code)
-    check_gate_rules(fail_on, cfg.audit.fprs, epsilon=False)
+    check_gate_rules(fail_on, cfg.audit.fprs, epsilon=False, resamples=cfg.audit.resamples)
     return audit(
         with_engine(cfg, executor=executor, address=address),
         out_dir,
@@ -369,7 +375,7 @@ def _audit_signals(
         resamples=resamples,
         seed=seed,
     )
-    check_gate_rules(fail_on, cfg.audit.fprs, epsilon=False)
+    check_gate_rules(fail_on, cfg.audit.fprs, epsilon=False, resamples=cfg.audit.resamples)
     refs = None if references is None else parse_references(references)
     return audit_signals(
         signals, out_dir, config=cfg, target=target, references=refs, overwrite=overwrite

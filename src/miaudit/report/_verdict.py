@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from miaudit.audit import AttackResult, AuditResult
+from miaudit.audit import AttackResult, AuditResult, why_not_judged
 
-RiskLevel = Literal["high", "moderate", "low", "not detected"]
+RiskLevel = Literal["high", "moderate", "low", "not detected", "not assessed"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,12 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
 
     ``low`` needs a lower bound strictly above chance (AUC > 0.5 or TPR > 1 % at 1 % FPR).
     Among attacks at the same level, the largest bound on the same metric names the attack.
+    Results that cannot be judged (:func:`~miaudit.audit.why_not_judged`: too few replicates
+    or records, inputs that rank non-members above members) are "not assessed", saying why.
     """
+    why = why_not_judged(result)
+    if why is not None:  # no level, not even "not detected": that wording assumes bounds
+        return RiskAssessment("not assessed", None, None, None, f"Not assessed: {why}.")
     best: tuple[int, str, str, float] | None = None  # (rank, attack, metric, lower bound)
     family = result.family
     for a in result.attacks:

@@ -1,0 +1,88 @@
+"""Whether an audit's results can be judged at all: by the report's verdict and the CI gate.
+
+Both read 95 % bounds. Some results have none worth the name, and judging them as if they had
+printed "not detected" on a model whose loss AUC was 0.80 inverted, passed a CI gate on it, and
+called models that leak nothing "low risk" 90 times in 100 (red team, with one replicate).
+"""
+
+from __future__ import annotations
+
+from miaudit.audit._results import AuditResult
+
+#: Fewest bootstrap replicates whose ⌈(B + 1) · 0.975⌉-th largest maximum exists (B ≥ 39): the
+#: verdict's simultaneous bound needs that order statistic; with fewer it is the largest of a
+#: handful of draws (1 replicate: the "bound" is the point itself).
+MIN_VERDICT_REPLICATES = 39
+#: Fewest members and fewest non-members (records; pairs in a reference audit) for the verdict:
+#: a percentile bootstrap that resamples 5 non-members draws from 5 values, and its AUC interval
+#: covered a true AUC of 0.92 70 % of the time. Measured on null data (docs/method.md §0).
+MIN_VERDICT_CLASS = 30
+
+
+def why_not_judged(result: AuditResult) -> str | None:
+    """Why ``result`` cannot be judged against thresholds on its bounds, or None when it can.
+
+    - fewer than :data:`MIN_VERDICT_REPLICATES` bootstrap replicates (0: no interval at all);
+    - fewer than :data:`MIN_VERDICT_CLASS` members or non-members;
+    - a pool of fewer than 2 × :data:`MIN_VERDICT_CLASS` records (a reference audit);
+    - an attack's AUC below 0.5 beyond noise: the scores rank non-members above members, which
+      training does not do — swapped rows, class columns or a member column coded the other
+      way, and then every figure means nothing (a warning was printed, yet the verdict said
+      "not detected" and the gate passed)."""
+    b = result.bootstrap.replicates
+    if b < MIN_VERDICT_REPLICATES:
+        had = "no bootstrap (resamples = 0)" if b == 0 else f"only {b} bootstrap replicates"
+        return (
+            f"{had}: a 95 % bound holding together over the attacks needs at least "
+            f"{MIN_VERDICT_REPLICATES} (resamples)"
+        )
+    n1, n0 = result.input.n_members, result.input.n_nonmembers
+    if min(n1, n0) < MIN_VERDICT_CLASS:
+        return (
+            f"{n1:,} members and {n0:,} non-members: the intervals need at least "
+            f"{MIN_VERDICT_CLASS} of each (with fewer they are too narrow: models that leak "
+            "nothing were called at risk)"
+        )
+    pool = result.reference.pool_records if result.reference is not None else None
+    if pool is not None and pool < 2 * MIN_VERDICT_CLASS:
+        # the intervals resample records, not (model, record) pairs: 20 records audited by
+        # many models are still 20 records (red team: "moderate" on a 20-record pool)
+        return (
+            f"a pool of {pool:,} records: the intervals resample records and need at least "
+            f"{2 * MIN_VERDICT_CLASS}"
+        )
+    inverted = _below_chance(result)
+    if inverted is not None:
+        name, upper = inverted
+        return (
+            f"{name}'s AUC lies below 0.5 beyond noise (at most {upper:.3f}, a bound holding "
+            "together over the attacks): the scores rank non-members above members, which "
+            "training does not do; check that the rows match the records, the class columns "
+            "the labels and the member column its meaning (1 = member)"
+        )
+    return None
+
+
+def _below_chance(result: AuditResult) -> tuple[str, float] | None:
+    """The attack whose AUC lies furthest below 0.5 beyond noise, with its upper bound, or None.
+
+    Any one attack, not every one: an attack that sees only labels sits at 0.5 beside a loss
+    attack at 0.19 (red team). Its bound holds together over the m attacks by Bonferroni, from
+    the normal approximation of each attack's own interval (SD ≈ width / 3.92), so models that
+    leak nothing trip it at most 2.5 % of the time, as the verdict's lower bounds."""
+    from scipy.stats import norm
+
+    ok = [a for a in result.attacks if a.auc.status == "ok" and a.auc.point is not None]
+    if not ok:
+        return None
+    z = float(norm.ppf(1 - (1 - result.bootstrap.confidence) / 2 / len(ok)))
+    z95 = float(norm.ppf(1 - (1 - result.bootstrap.confidence) / 2))
+    worst: tuple[str, float] | None = None
+    for a in ok:
+        lo, hi, point = a.auc.lower, a.auc.upper, a.auc.point
+        if lo is None or hi is None or point is None:
+            continue
+        upper = point + z * (hi - lo) / (2 * z95)
+        if upper < 0.5 and (worst is None or upper < worst[1]):
+            worst = (a.name, upper)
+    return worst
