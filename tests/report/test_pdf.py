@@ -69,3 +69,24 @@ def test_pdf_without_chromium_is_a_one_line_error(outputs_run, tmp_path, monkeyp
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "Chromium" in lines[0], err
     assert not (tmp_path / "r.html").exists()  # checked before anything is written
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o644])
+def test_pdf_is_as_restricted_as_its_html(tmp_path, monkeypatch, mode):
+    """A --raw-ids report is written 0600; its PDF holds the same raw ids and was 0644 (red
+    team). A stand-in Chromium writes the PDF: only the mode is checked here."""
+    from miaudit.report import print_pdf
+
+    fake = tmp_path / "chromium"
+    fake.write_text(
+        '#!/bin/sh\nfor a in "$@"; do case "$a" in --print-to-pdf=*) '
+        'printf %s "%PDF-1.4" > "${a#--print-to-pdf=}";; esac; done\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("MIAUDIT_CHROMIUM", str(fake))
+    html = tmp_path / "r.html"
+    html.write_text("<p>record id (raw)</p>")
+    html.chmod(mode)
+    pdf = print_pdf(html)
+    assert pdf.stat().st_size > 0
+    assert pdf.stat().st_mode & 0o777 == mode

@@ -44,21 +44,46 @@ class _Record(BaseModel):
 _R = TypeVar("_R", bound=BaseModel)
 
 
+#: What an audit's input held (``InputDescription.kind``): outputs as logits or probabilities,
+#: or a text audit's sequence signals. Nothing else is written; the report prints the kind.
+INPUT_KINDS = ("logits", "probs", "sequence-signals")
+
+
 class InputDescription(_Record):
     name: str
     format: str
     sha256: str | None
     kind: str
-    n_records: int
-    n_members: int
-    n_nonmembers: int
-    n_classes: int
+    n_records: int = Field(ge=0)
+    n_members: int = Field(ge=0)
+    n_nonmembers: int = Field(ge=0)
+    n_classes: int = Field(ge=0)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if v not in INPUT_KINDS:
+            raise ValueError(f"is not one of {', '.join(INPUT_KINDS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _members_and_nonmembers(self) -> InputDescription:
+        if self.n_records != self.n_members + self.n_nonmembers:
+            raise ValueError(
+                f"n_records ({self.n_records}) is not n_members + n_nonmembers ({self.n_members} + {self.n_nonmembers})"
+            )
+        return self
 
 
 class BootstrapInfo(_Record):
-    replicates: int
-    confidence: float
+    replicates: int = Field(ge=0)
+    confidence: float = Field(gt=0, lt=1)
     resampling: str
+
+
+#: Most points of an attack's ROC read: miaudit writes it on a log-spaced grid of 51 FPRs
+#: (metrics ROC_GRID); a crafted results.json with 3 M points took 6 GB to report (red team).
+MAX_ROC_POINTS = 1_000
 
 
 class RocCurve(_Record):
@@ -76,6 +101,13 @@ class RocCurve(_Record):
             raise ValueError(
                 "fpr and tpr, and tpr_lower and tpr_upper (or neither: no bootstrap), must have one value per FPR"
             )
+        if len(self.fpr) > MAX_ROC_POINTS:
+            raise ValueError(
+                f"holds {len(self.fpr):,} points; miaudit writes at most {MAX_ROC_POINTS:,}"
+            )
+        for name in ("fpr", "tpr", "tpr_lower", "tpr_upper"):
+            if not all(0 <= v <= 1 for v in getattr(self, name)):  # NaN fails too
+                raise ValueError(f"{name} holds a value outside [0, 1]")
         return self
 
 
@@ -340,6 +372,83 @@ class FamilyBounds(_Record):
         return sum(len(m) for m in self.lower.values())
 
 
+#: Where each figure of results.json lies: rates (AUC, TPR, PPV, balanced accuracy, shares) in
+#: [0, 1]; differences of rates and the advantage (TPR − FPR) in [−1, 1].
+_RATE = (0.0, 1.0)
+_SIGNED = (-1.0, 1.0)
+#: Family bounds are checked against their attack's point from this many replicates on. A bound
+#: is point − c·SD with one c for the family; c < 0 (every bound above its point) needs every
+#: replicate to fall below every point at once: miaudit wrote it with 2 to 5 replicates (1 run
+#: in 12 on null outputs), never with this many (a chance of about 2⁻³⁹).
+FAMILY_CHECKED_FROM = 39
+
+
+def _outside(where: str, e: Estimate, span: tuple[float, float]) -> str | None:
+    """What cannot be true of an estimate of a figure lying in ``span``: an end outside it or a
+    lower end above the upper. (A percentile interval may miss its point: miaudit writes such
+    intervals with few replicates, so that is not checked.)"""
+    lo, hi = span
+    for end, v in (("point", e.point), ("lower", e.lower), ("upper", e.upper)):
+        if v is not None and not lo <= v <= hi:  # NaN fails too
+            return f"{where}.{end} = {v:.6g} lies outside [{lo:g}, {hi:g}]"
+    if e.lower is not None and e.upper is not None and e.lower > e.upper:
+        return f"{where}: its lower end {e.lower:.6g} lies above its upper end {e.upper:.6g}"
+    return None
+
+
+def _attack_problem(where: str, a: AttackResult) -> str | None:
+    rates = [("auc", a.auc), ("balanced_accuracy", a.balanced_accuracy), ("ppv", a.ppv)]
+    rates += [(f"tpr_at_fpr.{k}", e) for k, e in a.tpr_at_fpr.items()]
+    found = [_outside(f"{where}.{n}", e, _RATE) for n, e in rates]
+    found.append(_outside(f"{where}.advantage", a.advantage, _SIGNED))
+    shares = {"ppv_prior": a.ppv_prior, "ppv_fpr": a.ppv_fpr}
+    if a.operating_point is not None:
+        shares |= {
+            "operating_point.tpr": a.operating_point.tpr,
+            "operating_point.fpr": a.operating_point.fpr,
+        }
+    if a.top_tie is not None:
+        t = a.top_tie
+        shares |= {
+            "top_tie.records": t.records,
+            "top_tie.members": t.members,
+            "top_tie.nonmembers": t.nonmembers,
+        }
+    found += [
+        f"{where}.{n} = {v:.6g} lies outside [0, 1]" for n, v in shares.items() if not 0 <= v <= 1
+    ]
+    return next((f for f in found if f is not None), None)
+
+
+def _family_problem(
+    family: FamilyBounds, attacks: list[AttackResult], replicates: int
+) -> str | None:
+    """Bounds that cannot be the family's: of an attack or metric it does not hold, above 1, on
+    both sides of their points (one c for all), or above their points with enough replicates."""
+    by_name = {a.name: a for a in attacks}
+    sides = set()
+    for name, bounds in family.lower.items():
+        if name not in by_name:
+            return f"family.lower: {name[:80]!r} is not an attack of these results"
+        for metric, bound in bounds.items():
+            where = f"family.lower.{name[:80]}.{metric[:40]}"
+            if metric not in family.metrics:
+                return f"{where}: not one of family.metrics"
+            point = by_name[name].metric(metric).point
+            if point is None or not bound <= 1:
+                return (
+                    f"{where} = {bound:.6g} bounds a figure the attack does not measure in [0, 1]"
+                )
+            slack = 1e-12 * max(1.0, abs(point))
+            if bound > point + slack and replicates >= FAMILY_CHECKED_FROM:
+                return f"{where} = {bound:.6g} lies above the attack's own {metric} ({point:.6g})"
+            if abs(bound - point) > slack:
+                sides.add(bound > point)
+    if sides == {True, False}:
+        return "family.lower: some bounds lie above their attack's point and others below (one family has one margin)"
+    return None
+
+
 class AuditResult(_Record):
     """Everything shareable about one audit of one model."""
 
@@ -372,6 +481,53 @@ class AuditResult(_Record):
             if isinstance(data, dict) and data.get(optional) is None:
                 data.pop(optional, None)
         return data
+
+    @model_validator(mode="after")
+    def _possible(self) -> AuditResult:
+        """Refuse what no audit can produce (red team: an AUC of 2.0, an interval [0.9, 0.1],
+        NaN confidence and a family bound of 0.95 over an AUC of 0.694 were rendered, the last
+        as a HIGH verdict)."""
+        problem = self._impossible()
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    def _impossible(self) -> str | None:
+        found = [_attack_problem(f"attacks.{i}", a) for i, a in enumerate(self.attacks)]
+        found += [
+            _outside(f"comparisons.{i}.difference", c.difference, _SIGNED)
+            for i, c in enumerate(self.comparisons)
+        ]
+        for i, sl in enumerate(self.slices):
+            counts = (sl.n_records, sl.n_members, sl.n_nonmembers)
+            if any(n is not None and n < 0 for n in counts):
+                found.append(f"slices.{i}: a negative count")
+            for j, sa in enumerate(sl.attacks):
+                found.append(_outside(f"slices.{i}.attacks.{j}.auc", sa.auc, _RATE))
+                found.append(
+                    _outside(f"slices.{i}.attacks.{j}.tpr_at_1pct_fpr", sa.tpr_at_1pct_fpr, _RATE)
+                )
+        for i, e in enumerate(self.most_exposed):
+            figure = e.score_percentile if e.flagged_by_percent is None else e.flagged_by_percent
+            if e.rank < 1 or e.ties < 0 or not 0 <= (figure or 0.0) <= 100:
+                found.append(
+                    f"most_exposed.{i}: a rank below 1, negative ties or a percentage outside [0, 100]"
+                )
+        if self.utility is not None:
+            u = self.utility
+            if not (
+                0 <= u.train_accuracy <= 1
+                and 0 <= u.test_accuracy <= 1
+                and -1 <= u.generalization_gap <= 1
+            ):
+                found.append("utility: an accuracy outside [0, 1] or a gap outside [-1, 1]")
+            if u.test_accuracy_interval is not None:
+                found.append(
+                    _outside("utility.test_accuracy_interval", u.test_accuracy_interval, _RATE)
+                )
+        if self.family is not None:
+            found.append(_family_problem(self.family, self.attacks, self.bootstrap.replicates))
+        return next((f for f in found if f is not None), None)
 
     @model_validator(mode="before")
     @classmethod
@@ -435,21 +591,38 @@ class AuditResult(_Record):
     __str__ = __repr__
 
     @classmethod
-    def from_json(cls, text: str) -> AuditResult:
-        return cls.model_validate_json(text)
+    def from_json(cls, text: str, source: str = "results.json") -> AuditResult:
+        """Results from their JSON, through the guard of every record file miaudit reads: at most
+        :data:`MAX_RECORD_CHARS`, no NaN or Infinity (pydantic's JSON parser takes both), not
+        nested past reason (an InputError naming ``source``); then the schema
+        (ValidationError)."""
+        if len(text) > MAX_RECORD_CHARS:
+            raise InputError(
+                "results",
+                f"{source!r} is larger than {MAX_RECORD_CHARS // 2**20} MiB: not a file miaudit writes",
+            )
+        try:
+            data = json.loads(text, parse_constant=_no_constant)
+        except _NonFinite:
+            raise InputError(
+                "results", f"{source!r} holds NaN or Infinity, which miaudit never writes"
+            ) from None
+        except ValueError:
+            raise InputError("results", f"{source!r} is not JSON") from None
+        except RecursionError:
+            raise InputError(
+                "results", f"{source!r} is nested past reason (recursion limit exceeded)"
+            ) from None
+        return cls.model_validate(data)
 
     @classmethod
     def read(cls, path: Path) -> AuditResult:
-        """``results.json`` at ``path``, checked against the schema; every problem (unreadable,
-        not JSON, another schema, nested past reason) is one :class:`InputError` line."""
+        """``results.json`` at ``path``, checked against the schema and for what no audit can
+        produce; every problem (unreadable, too large, not JSON, NaN, another schema, nested
+        past reason, an impossible figure) is one :class:`InputError` line."""
+        text = record_text(path, "results")
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(
-                "results", f"cannot read {str(path)!r} ({exc.__class__.__name__})"
-            ) from None
-        try:
-            return cls.from_json(text)
+            return cls.from_json(text, str(path))
         except ValidationError as exc:
             raise InputError(
                 "results", f"{str(path)!r} is not miaudit results ({validation_problem(exc)})"

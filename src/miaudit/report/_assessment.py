@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from importlib import resources
 
 from miaudit.audit import AttackResult, AuditResult, SliceResult
+from miaudit.report._controls import exposure_evidence
 from miaudit.report._design import design_limits
-from miaudit.report._format import _num, _pct, format_estimate, share
+from miaudit.report._format import _num, _pct, format_estimate
 from miaudit.report._inputs import DpAuditSummary, TradeoffVariant
 
 FRAMEWORKS_FILE = "frameworks.toml"
@@ -148,16 +149,9 @@ def _worst_case(r: AuditResult) -> str:
                 f"Rarer false alarms need more non-members ({lower[0].needs_nonmembers:,} for {_pct(lower[0].fpr)} FPR): "
                 "the most exposed records are not fully measured at this size."
             )
-    if r.most_exposed:
-        top = r.most_exposed[0]
-        if top.flagged_by_percent is not None:
-            lines.append(
-                f"The most exposed record is flagged by {share(top.flagged_by_percent)}% of the models that trained on it."
-            )
-        else:
-            lines.append(
-                f"The most exposed record scores at the {share(top.score_percentile)} percentile of {r.exposure_attack}'s scores."
-            )
+    exposure = exposure_evidence(r)
+    if exposure is not None:
+        lines.append(exposure[0])
     return " ".join(lines)
 
 

@@ -13,7 +13,7 @@ from typing import Literal
 from miaudit.attacks import BASELINE_ATTACK, AttackSpec, Family, Need, attack_spec
 from miaudit.audit import AttackResult, AuditResult
 from miaudit.errors import InputError
-from miaudit.report._format import _num, format_estimate
+from miaudit.report._format import _num, format_estimate, share
 from miaudit.report._inputs import DpAuditSummary, TradeoffVariant
 from miaudit.report._verdict import RiskAssessment
 
@@ -327,18 +327,50 @@ def _monitoring(serious: bool, q: _QueryProfile) -> Control:
     )
 
 
+def exposure_evidence(result: AuditResult) -> tuple[str, bool] | None:
+    """What the most-exposed list shows, and whether it is evidence that records are exposed:
+    its attack (``exposure_attack``) must rank members above non-members beyond noise (a lower
+    bound above chance, the verdict's: AUC > 0.5 or TPR > 1 % at 1 % FPR). None without a list.
+
+    An audit of saved outputs lists the top scores, so its first record is always at the 100th
+    percentile: the report said so of every run, a null model's too (red team). What carries
+    information is how many records share that top score and whether the attack beats chance."""
+    if not result.most_exposed:
+        return None
+    name = result.exposure_attack or ""
+    a = _get(result, name)
+    family = None if result.family is None else result.family.lower.get(name, {})
+    auc, tpr = a.verdict_lowers(family) if a is not None else (None, None)
+    beyond = (auc is not None and auc > 0.5) or (tpr is not None and tpr > 0.01)
+    first = result.most_exposed[0]
+    if first.flagged_by_percent is not None:
+        shown = (
+            f"The most exposed record is flagged by {share(first.flagged_by_percent)}% of the models "
+            f"that trained on it at {name}'s 1% FPR threshold."
+        )
+    else:
+        tied, n = first.ties + 1, result.input.n_records
+        shown = (
+            f"{tied:,} of {n:,} records ({tied / max(n, 1):.1%}) share {name}'s top score: "
+            f"the {len(result.most_exposed)} listed are not told apart from the others by it."
+            if tied > 1
+            else f"One record of {n:,} holds {name}'s top score."
+        )
+    if not beyond:
+        return (
+            f"{name} does not rank members above non-members beyond noise (no lower bound above "
+            f"chance), so its most-exposed list is no evidence that any record is exposed. {shown}",
+            False,
+        )
+    return f"{name} ranks members above non-members beyond noise. {shown}", True
+
+
 def _minimisation(result: AuditResult) -> Control:
     """Data minimisation: the most exposed records and the most exposed slices."""
     parts = []
-    if result.most_exposed:
-        first, n = result.most_exposed[0], len(result.most_exposed)
-        if first.flagged_by_percent is None:
-            reach = f"reach score percentile {first.score_percentile:g}"
-        else:
-            reach = f"are flagged by up to {first.flagged_by_percent:g}% of the models that trained on them"
-        parts.append(
-            f"The {n} most exposed records {reach} at the strongest attack ({result.exposure_attack})."
-        )
+    exposure = exposure_evidence(result)
+    if exposure is not None and exposure[1]:
+        parts.append(exposure[0])
     measured = [
         (s, a)
         for s in result.slices
@@ -354,7 +386,8 @@ def _minimisation(result: AuditResult) -> Control:
         "minimisation",
         "Minimise the data: deduplicate, drop identifiers and unneeded features, review outliers",
         "consider" if parts else "lower priority",
-        " ".join(parts) or "This audit listed no most-exposed records or groups.",
+        " ".join(parts)
+        or (exposure[0] if exposure else "This audit listed no most-exposed records or groups."),
         "Duplicated and outlying records are the most exposed; removing duplicates, identifiers and features the task does not need shrinks what can leak.",
         "Does not protect the records that must stay, and dropping rare records can hurt the groups they represent; it lowers risk without bounding it.",
     )

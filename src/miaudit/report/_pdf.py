@@ -30,7 +30,8 @@ def find_chromium() -> str | None:
 
 
 def print_pdf(html: Path | str, pdf: Path | str | None = None) -> Path:
-    """Print the HTML report ``html`` to ``pdf`` (default: beside it, .pdf) with headless Chromium."""
+    """Print the HTML report ``html`` to ``pdf`` (default: beside it, .pdf) with headless Chromium;
+    the PDF is restricted (0600) when the HTML is (a --raw-ids run's), else 0644."""
     src = Path(html).resolve()
     out = Path(pdf) if pdf is not None else src.with_suffix(".pdf")
     if out.resolve() == src:
@@ -73,6 +74,8 @@ def print_pdf(html: Path | str, pdf: Path | str | None = None) -> Path:
         tmp.unlink(missing_ok=True)
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise InputError("--pdf", f"Chromium could not print the report ({last})")
-    tmp.chmod(0o644)
+    # The PDF holds what the HTML holds: restricted (0600) like it when the results name records
+    # by their ids (--raw-ids); it was 0644 beside a 0600 HTML (red team)
+    tmp.chmod(0o600 if src.stat().st_mode & 0o077 == 0 else 0o644)
     tmp.replace(out)
     return out

@@ -18,7 +18,7 @@ from miaudit.metrics import Estimate
 from miaudit.report import _charts
 from miaudit.report._assessment import AssessmentRow, assess_frameworks, load_frameworks
 from miaudit.report._budget import budget_section
-from miaudit.report._controls import attacker_profile, recommend
+from miaudit.report._controls import attacker_profile, exposure_evidence, recommend
 from miaudit.report._design import design_limits
 from miaudit.report._format import _num, _pct, format_estimate, share
 from miaudit.report._inputs import DpAuditSummary, ScoreHistogram, TradeoffVariant
@@ -238,6 +238,9 @@ def render_report(
         "has_classes": bool(class_rows),
         "exposure_note": exposure_note,
         "exposure_header": exposure_header,
+        # ties are counted by audits of saved outputs (a reference audit's figure is a share of models)
+        "exposure_ties": all(e.flagged_by_percent is None for e in r.most_exposed),
+        "exposure_evidence": exposure_evidence(r) or ("", False),
         **_later_sections(r, risk, variants, dp_, class_rows),
     }
     return str(_environment().get_template("report.html.j2").render(**context))
@@ -300,7 +303,7 @@ def _md_setup(r: AuditResult) -> str:
             f"Reference-model audit of the recipe on {_md_cell(ref.dataset)}: {ref.models} models, {ref.references} reference pair(s) "
             f"per target, {ref.targets} targets attacked; the attacker knows the recipe and holds {ref.population_records:,} population records."
         )
-    return f"Audit of one model's saved outputs ({r.input.kind}); no reference models, so LiRA and RMIA were not run."
+    return f"Audit of one model's saved outputs ({_md_cell(r.input.kind)}); no reference models, so LiRA and RMIA were not run."
 
 
 def _md_tradeoff(variants: Sequence[TradeoffVariant]) -> list[str]:
@@ -364,6 +367,14 @@ def _md_assessment(rows: Sequence[AssessmentRow]) -> list[str]:
     return out
 
 
+def _md_warnings(r: AuditResult) -> list[str]:
+    """The results' warnings (notes that start ``WARNING:``, e.g. every AUC interval below
+    chance: the inputs look wrong), as the HTML report shows them: a pull request's reader
+    otherwise saw the verdict without them (red team)."""
+    out = [f"> **{_md_cell(n)}**" for n in r.notes if n.startswith("WARNING:")]
+    return [*out, ""] if out else []
+
+
 def render_markdown(
     result: AuditResult,
     *,
@@ -376,13 +387,18 @@ def render_markdown(
     conf = f"{r.bootstrap.confidence * 100:g}%"
     tpr_keys = list(dict.fromkeys(k for a in r.attacks for k in a.tpr_at_fpr))
     unit = "pairs" if r.reference is not None else "records"
+    # A pair is a (model, record): the distinct records are the pool's (the HTML says so too)
+    distinct = (
+        f" of {r.reference.pool_records:,} distinct records" if r.reference is not None else ""
+    )
     lines = [
         f"### Membership-inference audit: {_md_cell(r.input.name)}",
         "",
         f"**Risk: {risk.level.upper()}.** {_md_cell(risk.explanation)}",
         "",
-        f"{r.input.n_records:,} {unit} ({r.input.n_members:,} members, {r.input.n_nonmembers:,} non-members); "
-        f"{conf} intervals from {r.bootstrap.replicates} bootstrap replicates; miaudit {r.tool_version}, seed {r.seed}.",
+        *_md_warnings(r),
+        f"{r.input.n_records:,} {unit}{distinct} ({r.input.n_members:,} members, {r.input.n_nonmembers:,} non-members); "
+        f"{conf} intervals from {r.bootstrap.replicates} bootstrap replicates; miaudit {_md_cell(r.tool_version)}, seed {r.seed}.",
         "",
         _md_setup(r),
         "",
