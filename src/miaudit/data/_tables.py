@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from miaudit._io import npz_header
+from miaudit._io import npz_header_or_reason
 from miaudit.errors import InputError
 
 SUFFIXES = (".npz", ".parquet", ".csv")
@@ -80,9 +80,10 @@ NAMED_ARRAYS = frozenset(
 def _read_npz(p: Path) -> RawTable:
     try:
         with np.load(p, allow_pickle=False) as z:
-            headers = {k: npz_header(z, k) for k in z.files}  # read once, nothing decompressed
+            headers = {k: _npz_header(p, z, k) for k in z.files}  # nothing decompressed
             read = {k: h for k, h in headers.items() if _is_read(k, h)}
             _check_extra_columns(p, read)
+            _check_declared_size(p, read)
             arrays = {k: _npz_array(p, z, k) for k in read}
     except InputError:
         raise
@@ -94,10 +95,27 @@ def _read_npz(p: Path) -> RawTable:
     return RawTable(p, "npz", arrays, meta)
 
 
-def _is_read(name: str, header: tuple[tuple[int, ...], np.dtype] | None) -> bool:
-    """Whether an npz member is one a reader uses, from its header alone: a named array, a
-    column (1-D), or one whose header could not be peeked at (loading it reports it)."""
-    return name in NAMED_ARRAYS or header is None or len(header[0]) < 2
+_Header = tuple[tuple[int, ...], np.dtype]
+
+
+def _npz_header(p: Path, z: Any, name: str) -> _Header:
+    """The header of one npz member, or an InputError naming it: a member that is not an array
+    as ``np.savez`` writes one is refused before anything is decompressed (numpy would inflate
+    a member without the ``.npy`` suffix, or of npy format 3.0, whole: red team, 350 KB files
+    that took 530 to 830 MB)."""
+    header = npz_header_or_reason(z, name)
+    if isinstance(header, str):
+        raise InputError(
+            name,
+            f"is not an array as numpy.savez writes one in {str(p)!r} ({header}); nothing was decompressed",
+        )
+    return header
+
+
+def _is_read(name: str, header: _Header) -> bool:
+    """Whether an npz member is one a reader uses, from its header alone: a named array or a
+    column (1-D)."""
+    return name in NAMED_ARRAYS or len(header[0]) < 2
 
 
 #: Extra columns (1-D arrays no reader names: slices, feature columns) are decompressed only
@@ -110,17 +128,15 @@ EXTRA_COLUMNS_RATIO = 64
 EXTRA_COLUMNS_FLOOR = 256 * 2**20
 
 
-def _check_extra_columns(
-    p: Path, headers: dict[str, tuple[tuple[int, ...], np.dtype] | None]
-) -> None:
+def _check_extra_columns(p: Path, headers: dict[str, _Header]) -> None:
     label = headers.get("label")
     n = label[0][0] if label is not None and len(label[0]) == 1 else None
     named = extra = 0
     for name, header in headers.items():
-        if header is None or name == META_KEY:
+        if name == META_KEY:
             continue
         shape, dtype = header
-        size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        size = _nbytes(header)
         if name in NAMED_ARRAYS:
             named += size
             continue
@@ -138,6 +154,43 @@ def _check_extra_columns(
         raise InputError(
             "input",
             f"{str(p)!r} holds {extra:,} bytes of extra columns, more than {EXTRA_COLUMNS_RATIO} times its named arrays ({named:,} bytes)",
+        )
+
+
+#: What the arrays read from a file may declare (their headers' shapes times itemsizes; a
+#: Parquet file's column chunks, uncompressed and as read), at most: :data:`DECLARED_RATIO`
+#: times the file's size on disk, or :data:`DECLARED_FLOOR` for a small file. Real data hardly
+#: compresses: float logits and probabilities 1-2x (deflate, measured), a boolean ``keep`` matrix
+#: 6x, int64 0/1 columns 27x, one-hot float features 80x, while zeros deflate about 1,000x
+#: (a 350 KB file declared 300 MiB: red team). 200x is far above the first and far below the
+#: last; the floor keeps every file below 1.3 MB readable whatever it holds. Bytes, not values.
+DECLARED_RATIO = 200
+DECLARED_FLOOR = 256 * 2**20
+
+
+def _nbytes(header: _Header) -> int:
+    shape, dtype = header
+    return int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+
+
+def _declared_cap(p: Path) -> int:
+    return max(DECLARED_FLOOR, DECLARED_RATIO * p.stat().st_size)
+
+
+def _check_declared_size(p: Path, headers: dict[str, _Header]) -> None:
+    """Refuse, naming its largest array, a file whose arrays to be read declare more than
+    :func:`_declared_cap` bytes, before any is decompressed (numpy reads what the header
+    declares, however little the member holds)."""
+    sizes = {name: _nbytes(header) for name, header in headers.items()}
+    total, cap = sum(sizes.values()), _declared_cap(p)
+    if total > cap:
+        name = max(sizes, key=lambda k: sizes[k])
+        shape, dtype = headers[name]
+        raise InputError(
+            name,
+            f"declares {sizes[name]:,} bytes in {str(p)!r} (shape {shape}, dtype {dtype.str}): "
+            f"the arrays read would take {total:,} bytes, more than {DECLARED_RATIO} times the "
+            f"file's {p.stat().st_size:,} bytes (or {DECLARED_FLOOR // 2**20} MiB); refused before decompressing",
         )
 
 
