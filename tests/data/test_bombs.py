@@ -13,6 +13,8 @@ import json
 import zipfile
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import miaudit.data._tables as tables
@@ -128,3 +130,95 @@ def test_real_data_is_far_within_the_ratio(tmp_path, monkeypatch):
         logits = rng.normal(size=(16, N, 3)).astype(np.float32)
         save(path := tmp_path / "s.npz", logits=logits, label=base["label"], keep=keep)
         assert load_signals(path).keep.shape == (16, N)
+
+
+def _parquet(path, extra: dict[str, pa.Array], **kwargs) -> None:
+    base = _base()
+    cols = {f"logit_{j}": base["logits"][:, j] for j in range(3)}
+    table = pa.table({**cols, "label": base["label"], "member": base["member"], **extra})
+    pq.write_table(table, path, **kwargs)
+
+
+def _one_string(length: int, rows: int = N) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(rows, dtype=np.int32)), pa.array(["A" * length])
+    )
+
+
+def test_a_parquet_text_column_of_overlong_values_is_refused_unexpanded(tmp_path):
+    """Red team: a 65 KB file whose dictionary-encoded column held one 200 KiB string per row
+    took 1 GB once read (base file: 286 MB). A column's values are at most 1,024 bytes, as in
+    npz; the lengths are read from the dictionary, nothing expanded."""
+    path = tmp_path / "o.parquet"
+    _parquet(path, {"junk": _one_string(200 * 1024)}, compression="zstd")
+    with pytest.raises(InputError, match="holds a value of 204,800 bytes") as err:
+        load_outputs(path)
+    assert err.value.field == "junk" and "\n" not in str(err.value)
+
+
+def test_a_parquet_text_column_expanding_past_the_cap_is_refused(tmp_path, monkeypatch):
+    """Values within 1,024 bytes, but one per row of many rows: counted as they would expand."""
+    monkeypatch.setattr(tables, "DECLARED_FLOOR", 2**20)
+    path = tmp_path / "o.parquet"
+    rows = 20_000  # 20 MB once expanded, a few KB on disk
+    pq.write_table(
+        pa.table({"label": np.zeros(rows, np.int64), "junk": _one_string(1000, rows)}), path
+    )
+    with pytest.raises(InputError, match="the columns read would take") as err:
+        load_outputs(path)
+    assert err.value.field == "junk"
+
+
+def test_a_parquet_column_declaring_far_more_than_the_file_is_refused_unread(tmp_path, monkeypatch):
+    """Run-length encoding stores a million equal numbers in a few bytes: the footer's value
+    counts are checked before any page is read."""
+    monkeypatch.setattr(tables, "DECLARED_FLOOR", 2**20)
+    path = tmp_path / "o.parquet"
+    rows = 2**19
+    pq.write_table(
+        pa.table(
+            {
+                "logit_0": np.zeros(rows),
+                "logit_1": np.zeros(rows),
+                "label": np.zeros(rows, dtype=np.int64),
+            }
+        ),
+        path,
+        compression="zstd",
+    )
+    read = pq.ParquetFile.read
+    monkeypatch.setattr(pq.ParquetFile, "read", lambda *a, **k: pytest.fail("data was read"))
+    with pytest.raises(InputError, match="refused before reading it") as err:
+        tables.read_table(path)
+    monkeypatch.setattr(pq.ParquetFile, "read", read)
+    assert err.value.field in {"logit_0", "logit_1", "label"}
+
+
+def test_parquet_text_nested_in_a_list_is_refused(tmp_path):
+    path = tmp_path / "o.parquet"
+    _parquet(path, {"tags": pa.array([["a"]] * N)})
+    with pytest.raises(InputError, match="inside a list or struct") as err:
+        load_outputs(path)
+    assert err.value.field == "tags"
+
+
+def test_parquet_text_columns_read_as_written(tmp_path, monkeypatch):
+    """Text read as dictionaries comes back as it was written: string, large string, binary
+    and categorical columns, nulls, several row groups, text ids; and real data is far within
+    the ratio (no floor)."""
+    monkeypatch.setattr(tables, "DECLARED_FLOOR", 0)
+    ids = [f"id-{i:06d}" for i in range(N)]
+    extra = {
+        "record_id": pa.array(ids),
+        "site": pa.array(["north", "south"] * (N // 2), type=pa.large_string()),
+        "raw": pa.array([b"\x80", None] * (N // 2)),
+        "grp": pa.array(["a", "b"] * (N // 2)).dictionary_encode(),
+    }
+    path = tmp_path / "o.parquet"
+    _parquet(path, extra, row_group_size=700)
+    out = load_outputs(path)
+    assert out.record_id.tolist() == ids
+    assert out.columns["site"].tolist()[:2] == ["north", "south"]
+    assert out.columns["raw"].tolist()[:2] == [b"\x80", None]
+    assert out.columns["grp"].tolist()[:2] == ["a", "b"]
+    assert out.values.shape == (N, 3)
