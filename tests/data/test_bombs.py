@@ -95,6 +95,20 @@ def test_a_named_array_declaring_far_more_than_the_file_is_refused(tmp_path, mon
     assert f"more than {tables.DECLARED_RATIO} times the file's" in str(err.value)
 
 
+def test_a_header_declaring_an_unprintable_size_is_refused_in_a_short_line(tmp_path):
+    """A header may claim 10**400 values per axis: counted exactly, reported in a few words."""
+    buf = io.BytesIO()
+    shape = (10**400, 10**400)
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f8", "fortran_order": False, "shape": shape}
+    )
+    path = tmp_path / "o.npz"
+    _npz(path, {"features.npy": buf.getvalue()})
+    with pytest.raises(InputError, match="declares about 10\\^800 bytes") as err:
+        load_outputs(path)
+    assert err.value.field == "features" and len(str(err.value)) < 400
+
+
 def test_the_cap_counts_every_array_read_together(tmp_path, monkeypatch):
     """Two columns each under the cap, together over it (and each within 64 times the named
     arrays, the extra-column rule)."""

@@ -8,6 +8,7 @@ numbered columns ``logit_0 … logit_{C-1}`` / ``prob_0 …`` (Parquet and CSV).
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import re
@@ -142,7 +143,7 @@ def _check_extra_columns(p: Path, headers: dict[str, _Header]) -> None:
             continue
         if len(shape) == 1 and n is not None and shape[0] != n:
             raise InputError(
-                name, f"has {shape[0]} values in {str(p)!r}; its label has {n} records"
+                name, f"has {_figure(shape[0])} values in {str(p)!r}; its label has {n} records"
             )
         if dtype.itemsize > MAX_COLUMN_ITEMSIZE:
             raise InputError(
@@ -153,7 +154,7 @@ def _check_extra_columns(p: Path, headers: dict[str, _Header]) -> None:
     if extra > max(EXTRA_COLUMNS_FLOOR, EXTRA_COLUMNS_RATIO * named):
         raise InputError(
             "input",
-            f"{str(p)!r} holds {extra:,} bytes of extra columns, more than {EXTRA_COLUMNS_RATIO} times its named arrays ({named:,} bytes)",
+            f"{str(p)!r} holds {_figure(extra)} bytes of extra columns, more than {EXTRA_COLUMNS_RATIO} times its named arrays ({named:,} bytes)",
         )
 
 
@@ -170,7 +171,12 @@ DECLARED_FLOOR = 256 * 2**20
 
 def _nbytes(header: _Header) -> int:
     shape, dtype = header
-    return int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+    return math.prod(shape) * dtype.itemsize  # exact: a header may claim 10**400 values
+
+
+def _figure(n: int) -> str:
+    """A byte count for a message: a header may declare 10**800 (a number too long to print)."""
+    return f"{n:,}" if n < 10**15 else f"about 10^{len(str(n)) - 1}"
 
 
 def _declared_cap(p: Path) -> int:
@@ -186,10 +192,11 @@ def _check_declared_size(p: Path, headers: dict[str, _Header]) -> None:
     if total > cap:
         name = max(sizes, key=lambda k: sizes[k])
         shape, dtype = headers[name]
+        shown = str(shape) if len(str(shape)) <= 60 else f"of {len(shape)} dimensions"
         raise InputError(
             name,
-            f"declares {sizes[name]:,} bytes in {str(p)!r} (shape {shape}, dtype {dtype.str}): "
-            f"the arrays read would take {total:,} bytes, more than {DECLARED_RATIO} times the "
+            f"declares {_figure(sizes[name])} bytes in {str(p)!r} (shape {shown}, dtype {dtype.str}): "
+            f"the arrays read would take {_figure(total)} bytes, more than {DECLARED_RATIO} times the "
             f"file's {p.stat().st_size:,} bytes (or {DECLARED_FLOOR // 2**20} MiB); refused before decompressing",
         )
 
@@ -435,7 +442,7 @@ def _check_parquet_size(
         name = name or max(declared, key=lambda k: declared[k])
         raise InputError(
             name,
-            f"declares {declared[name]:,} bytes in {str(p)!r}: the columns read would take {total:,} bytes, "
+            f"declares {_figure(declared[name])} bytes in {str(p)!r}: the columns read would take {_figure(total)} bytes, "
             f"more than {DECLARED_RATIO} times the file's {p.stat().st_size:,} bytes (or {DECLARED_FLOOR // 2**20} MiB); refused {when}",
         )
 
