@@ -291,13 +291,37 @@ def sha256_of(fh: BinaryIO) -> str:
 
 def npz_header(z: Any, name: str) -> tuple[tuple[int, ...], np.dtype] | None:
     """(shape, dtype) of the member ``name`` of an open npz file (``np.load``'s ``NpzFile``)
-    from its header alone (no decompression); None when the header cannot be peeked at (loading
-    the member then reports the problem in one line)."""
+    from its header alone (no decompression); None when the header cannot be peeked at (see
+    :func:`npz_header_or_reason`)."""
+    header = npz_header_or_reason(z, name)
+    return None if isinstance(header, str) else header
+
+
+def npz_header_or_reason(z: Any, name: str) -> tuple[tuple[int, ...], np.dtype] | str:
+    """(shape, dtype) of the member that ``z[name]`` reads, from its header alone (a few
+    hundred bytes are decompressed), or why it is not an array as ``np.savez`` writes one: a zip
+    member without the ``.npy`` suffix (numpy returns such a member's bytes whole, however many
+    they inflate to, and a member ``x`` is read for ``z["x"]`` even beside ``x.npy``), an npy
+    format version other than 1.0 and 2.0, or no npy header at all."""
     try:
-        with z.zip.open(f"{name}.npy") as fp:
+        member = z.zip.getinfo(name).filename
+    except KeyError:
+        member = f"{name}.npy"
+    if not member.endswith(".npy"):
+        return f"zip member {member!r} has no .npy suffix"
+    try:
+        with z.zip.open(member) as fp:
             return npy_header(fp)
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
-        return None
+    except (
+        KeyError,
+        ValueError,
+        OSError,
+        zipfile.BadZipFile,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
+        # RuntimeError: an encrypted member; NotImplementedError: an unknown compression method
+        return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def npy_header(fp: Any) -> tuple[tuple[int, ...], np.dtype]:

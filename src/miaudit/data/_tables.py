@@ -8,6 +8,7 @@ numbered columns ``logit_0 … logit_{C-1}`` / ``prob_0 …`` (Parquet and CSV).
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import re
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from miaudit._io import npz_header
+from miaudit._io import npz_header_or_reason
 from miaudit.errors import InputError
 
 SUFFIXES = (".npz", ".parquet", ".csv")
@@ -80,9 +81,10 @@ NAMED_ARRAYS = frozenset(
 def _read_npz(p: Path) -> RawTable:
     try:
         with np.load(p, allow_pickle=False) as z:
-            headers = {k: npz_header(z, k) for k in z.files}  # read once, nothing decompressed
+            headers = {k: _npz_header(p, z, k) for k in z.files}  # nothing decompressed
             read = {k: h for k, h in headers.items() if _is_read(k, h)}
             _check_extra_columns(p, read)
+            _check_declared_size(p, read)
             arrays = {k: _npz_array(p, z, k) for k in read}
     except InputError:
         raise
@@ -94,10 +96,27 @@ def _read_npz(p: Path) -> RawTable:
     return RawTable(p, "npz", arrays, meta)
 
 
-def _is_read(name: str, header: tuple[tuple[int, ...], np.dtype] | None) -> bool:
-    """Whether an npz member is one a reader uses, from its header alone: a named array, a
-    column (1-D), or one whose header could not be peeked at (loading it reports it)."""
-    return name in NAMED_ARRAYS or header is None or len(header[0]) < 2
+_Header = tuple[tuple[int, ...], np.dtype]
+
+
+def _npz_header(p: Path, z: Any, name: str) -> _Header:
+    """The header of one npz member, or an InputError naming it: a member that is not an array
+    as ``np.savez`` writes one is refused before anything is decompressed (numpy would inflate
+    a member without the ``.npy`` suffix, or of npy format 3.0, whole: red team, 350 KB files
+    that took 530 to 830 MB)."""
+    header = npz_header_or_reason(z, name)
+    if isinstance(header, str):
+        raise InputError(
+            name,
+            f"is not an array as numpy.savez writes one in {str(p)!r} ({header}); nothing was decompressed",
+        )
+    return header
+
+
+def _is_read(name: str, header: _Header) -> bool:
+    """Whether an npz member is one a reader uses, from its header alone: a named array or a
+    column (1-D)."""
+    return name in NAMED_ARRAYS or len(header[0]) < 2
 
 
 #: Extra columns (1-D arrays no reader names: slices, feature columns) are decompressed only
@@ -110,23 +129,21 @@ EXTRA_COLUMNS_RATIO = 64
 EXTRA_COLUMNS_FLOOR = 256 * 2**20
 
 
-def _check_extra_columns(
-    p: Path, headers: dict[str, tuple[tuple[int, ...], np.dtype] | None]
-) -> None:
+def _check_extra_columns(p: Path, headers: dict[str, _Header]) -> None:
     label = headers.get("label")
     n = label[0][0] if label is not None and len(label[0]) == 1 else None
     named = extra = 0
     for name, header in headers.items():
-        if header is None or name == META_KEY:
+        if name == META_KEY:
             continue
         shape, dtype = header
-        size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        size = _nbytes(header)
         if name in NAMED_ARRAYS:
             named += size
             continue
         if len(shape) == 1 and n is not None and shape[0] != n:
             raise InputError(
-                name, f"has {shape[0]} values in {str(p)!r}; its label has {n} records"
+                name, f"has {_figure(shape[0])} values in {str(p)!r}; its label has {n} records"
             )
         if dtype.itemsize > MAX_COLUMN_ITEMSIZE:
             raise InputError(
@@ -137,7 +154,50 @@ def _check_extra_columns(
     if extra > max(EXTRA_COLUMNS_FLOOR, EXTRA_COLUMNS_RATIO * named):
         raise InputError(
             "input",
-            f"{str(p)!r} holds {extra:,} bytes of extra columns, more than {EXTRA_COLUMNS_RATIO} times its named arrays ({named:,} bytes)",
+            f"{str(p)!r} holds {_figure(extra)} bytes of extra columns, more than {EXTRA_COLUMNS_RATIO} times its named arrays ({named:,} bytes)",
+        )
+
+
+#: What the arrays read from a file may declare (their headers' shapes times itemsizes; a
+#: Parquet file's column chunks, uncompressed and as read), at most: :data:`DECLARED_RATIO`
+#: times the file's size on disk, or :data:`DECLARED_FLOOR` for a small file. Real data hardly
+#: compresses: float logits and probabilities 1-2x (deflate, measured), a boolean ``keep`` matrix
+#: 6x, int64 0/1 columns 27x, one-hot float features 80x, while zeros deflate about 1,000x
+#: (a 350 KB file declared 300 MiB: red team). 200x is far above the first and far below the
+#: last; the floor keeps every file below 1.3 MB readable whatever it holds. Bytes, not values.
+DECLARED_RATIO = 200
+DECLARED_FLOOR = 256 * 2**20
+
+
+def _nbytes(header: _Header) -> int:
+    shape, dtype = header
+    return math.prod(shape) * dtype.itemsize  # exact: a header may claim 10**400 values
+
+
+def _figure(n: int) -> str:
+    """A byte count for a message: a header may declare 10**800 (a number too long to print)."""
+    return f"{n:,}" if n < 10**15 else f"about 10^{len(str(n)) - 1}"
+
+
+def _declared_cap(p: Path) -> int:
+    return max(DECLARED_FLOOR, DECLARED_RATIO * p.stat().st_size)
+
+
+def _check_declared_size(p: Path, headers: dict[str, _Header]) -> None:
+    """Refuse, naming its largest array, a file whose arrays to be read declare more than
+    :func:`_declared_cap` bytes, before any is decompressed (numpy reads what the header
+    declares, however little the member holds)."""
+    sizes = {name: _nbytes(header) for name, header in headers.items()}
+    total, cap = sum(sizes.values()), _declared_cap(p)
+    if total > cap:
+        name = max(sizes, key=lambda k: sizes[k])
+        shape, dtype = headers[name]
+        shown = str(shape) if len(str(shape)) <= 60 else f"of {len(shape)} dimensions"
+        raise InputError(
+            name,
+            f"declares {_figure(sizes[name])} bytes in {str(p)!r} (shape {shown}, dtype {dtype.str}): "
+            f"the arrays read would take {_figure(total)} bytes, more than {DECLARED_RATIO} times the "
+            f"file's {p.stat().st_size:,} bytes (or {DECLARED_FLOOR // 2**20} MiB); refused before decompressing",
         )
 
 
@@ -253,17 +313,45 @@ def _mapping(array: object) -> mmap.mmap | None:
 
 
 def _read_parquet(p: Path) -> RawTable:
+    """A Parquet file's columns, each bounded before it is turned into numpy: what the footer
+    declares (:func:`_parquet_declared`, checked before any data page is read), and text or
+    bytes read as dictionaries so that each value's length and the decoded total are checked
+    before the values are expanded (:func:`_check_text_column`: a 65 KB file held a
+    dictionary-encoded column of one 200 KiB string per row, 1 GB once read: red team)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(p)
+    with pq.ParquetFile(p) as footer:  # the footer only
+        schema = footer.schema_arrow
+    if len(set(schema.names)) != len(schema.names):
+        twice = next(n for n in schema.names if schema.names.count(n) > 1)
+        raise InputError("input", f"{str(p)!r} has the column {twice!r} twice")
+    text = [f.name for f in schema if _is_text(f.type)]
+    for f in schema:
+        if f.name not in text and _holds_text(f.type):
+            raise InputError(
+                f.name,
+                f"holds text or bytes inside a list or struct in {str(p)!r}; miaudit reads text only as a column of its own",
+            )
+    # Parquet's own extension types (JSON text, UUIDs) read as their storage: pyarrow reads a
+    # JSON column as a dictionary only so; each column is restored to its type below.
+    with pq.ParquetFile(p, read_dictionary=text, arrow_extensions_enabled=False) as pf:
+        declared = _parquet_declared(p, pf)
+        _check_parquet_size(p, declared, "before reading it")
+        table = pf.read()
     meta: dict[str, object] = {}
-    md = table.schema.metadata or {}
+    md = schema.metadata or {}
     if META_KEY.encode() in md:
         meta = _meta_json(p, md[META_KEY.encode()])
+    for name in text:  # values checked, then expanded to the type written
+        declared[name] = _check_text_column(p, name, table.column(name))
+        _check_parquet_size(p, declared, "before expanding its values", name)
     arrays: dict[str, np.ndarray] = {}
     for name in table.column_names:
-        col = table.column(name).combine_chunks()
+        col = table.column(name)
+        if col.type != schema.field(name).type:
+            col = _as_written(col, schema.field(name).type)
+        col = col.combine_chunks()
         if (
             pa.types.is_fixed_size_list(col.type)
             or pa.types.is_list(col.type)
@@ -273,6 +361,111 @@ def _read_parquet(p: Path) -> RawTable:
         else:
             arrays[name] = col.to_numpy(zero_copy_only=False)
     return RawTable(p, "parquet", _gather_wide(arrays), meta)
+
+
+def _as_written(col: Any, arrow_type: Any) -> Any:
+    """A column read as a dictionary or as its storage, as it was written (``arrow_type``)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(col.type) and not pa.types.is_dictionary(arrow_type):
+        col = col.cast(col.type.value_type)  # dense values first: no cast to a view type
+    return col if col.type == arrow_type else col.cast(arrow_type)
+
+
+def _is_text(arrow_type: Any) -> bool:
+    """Whether a pyarrow type is variable-length text or bytes (Parquet's BYTE_ARRAY), or a
+    dictionary of them."""
+    import pyarrow as pa
+
+    t = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+    if isinstance(t, pa.BaseExtensionType):
+        t = t.storage_type
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_binary_view(t)
+    )
+
+
+def _holds_text(arrow_type: Any) -> bool:
+    """Whether a pyarrow type is or nests text or bytes (a list of strings, a struct with one)."""
+    import pyarrow as pa
+
+    if _is_text(arrow_type):
+        return True
+    if isinstance(arrow_type, pa.BaseExtensionType):
+        return _holds_text(arrow_type.storage_type)
+    return any(_holds_text(arrow_type.field(i).type) for i in range(arrow_type.num_fields))
+
+
+#: Bytes per value once read, by Parquet physical type: BYTE_ARRAY counts an offset and a
+#: numpy pointer per value on top of its pages (its values are checked once read).
+_PHYSICAL_WIDTH = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
+
+
+def _parquet_declared(p: Path, pf: Any) -> dict[str, int]:
+    """Bytes each top-level column declares in the footer, over every row group: the larger of
+    its pages uncompressed and its values times their width (run-length and dictionary
+    encodings store a million equal numbers in a few bytes). A fixed-size binary column of
+    values longer than :data:`MAX_COLUMN_ITEMSIZE` is refused naming it."""
+    md, top = pf.metadata, set(pf.schema_arrow.names)
+    declared: dict[str, int] = {}
+    for i in range(md.num_columns):
+        leaf = pf.schema.column(i)
+        name = leaf.path if leaf.path in top else leaf.path.split(".")[0]
+        physical = leaf.physical_type
+        if physical == "FIXED_LEN_BYTE_ARRAY" and leaf.length > MAX_COLUMN_ITEMSIZE:
+            raise InputError(
+                name,
+                f"holds values of {leaf.length} bytes each in {str(p)!r}; a column's values are at most {MAX_COLUMN_ITEMSIZE}",
+            )
+        width = (
+            leaf.length if physical == "FIXED_LEN_BYTE_ARRAY" else _PHYSICAL_WIDTH.get(physical, 16)
+        )
+        for g in range(md.num_row_groups):
+            chunk = md.row_group(g).column(i)
+            size = max(chunk.total_uncompressed_size, chunk.num_values * width)
+            declared[name] = declared.get(name, 0) + size
+    return declared
+
+
+def _check_parquet_size(
+    p: Path, declared: dict[str, int], when: str, name: str | None = None
+) -> None:
+    """Refuse a file whose columns would take more than :func:`_declared_cap` bytes, naming
+    ``name`` (the column just counted) or else the largest."""
+    total, cap = sum(declared.values()), _declared_cap(p)
+    if total > cap:
+        name = name or max(declared, key=lambda k: declared[k])
+        raise InputError(
+            name,
+            f"declares {_figure(declared[name])} bytes in {str(p)!r}: the columns read would take {_figure(total)} bytes, "
+            f"more than {DECLARED_RATIO} times the file's {p.stat().st_size:,} bytes (or {DECLARED_FLOOR // 2**20} MiB); refused {when}",
+        )
+
+
+def _check_text_column(p: Path, name: str, col: Any) -> int:
+    """The bytes a text column read as a dictionary (``col``: a pyarrow ChunkedArray of
+    dictionary arrays) takes expanded, counting an offset and a pointer per value, after
+    checking that no value is longer than :data:`MAX_COLUMN_ITEMSIZE` bytes (refused naming
+    the column otherwise): from the dictionaries' lengths, nothing expanded."""
+    import pyarrow.compute as pc
+
+    total = 0
+    for chunk in col.chunks:
+        lengths = pc.binary_length(chunk.dictionary).fill_null(0).to_numpy(zero_copy_only=False)
+        longest = int(lengths.max()) if len(lengths) else 0
+        if longest > MAX_COLUMN_ITEMSIZE:
+            raise InputError(
+                name,
+                f"holds a value of {longest:,} bytes in {str(p)!r}; a column's values are at most {MAX_COLUMN_ITEMSIZE:,} bytes",
+            )
+        indices = chunk.indices.drop_null().to_numpy(zero_copy_only=False)
+        total += int(lengths[indices].sum()) + 16 * len(chunk)
+    return total
 
 
 def _list_column_to_2d(name: str, col: Any) -> np.ndarray:
