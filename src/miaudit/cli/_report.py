@@ -64,7 +64,7 @@ def report(
     )
     if pdf:
         path = print_pdf(written.path)
-        err.print(f"pdf: {path}", highlight=False, soft_wrap=True)
+        err.print(f"pdf: {path} ({report_sharing(path)})", highlight=False, soft_wrap=True)
     if markdown:
         typer.echo(written.markdown, nl=False)
 
