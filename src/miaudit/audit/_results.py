@@ -365,6 +365,18 @@ class FamilyBounds(_Record):
     metrics: list[str]
     #: attack → metric → bound (an attack or metric absent: not measurable there).
     lower: dict[str, dict[str, float]]
+    #: p-value of a permutation test that the largest AUC over the attacks lies above chance
+    #: (:func:`miaudit.metrics.max_auc_permutation_p`, exact at any size): the verdict calls
+    #: nothing detected unless it lies below the bounds' one-sided tail. Absent where not run
+    #: (both classes large, or a reference audit).
+    permutation_p: float | None = Field(None, gt=0, le=1)
+
+    @model_serializer(mode="wrap")
+    def _without_unset_p(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("permutation_p") is None:
+            data.pop("permutation_p", None)
+        return data
 
     @property
     def pairs(self) -> int:

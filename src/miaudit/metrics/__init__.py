@@ -49,6 +49,7 @@ from miaudit.metrics._one_run import (
     one_run_p_value,
     pooled_one_run_audit,
 )
+from miaudit.metrics._permutation import PERMUTATIONS, max_auc_permutation_p
 from miaudit.metrics._roc import (
     balanced_accuracy_best,
     membership_advantage,
@@ -64,6 +65,7 @@ __all__ = [
     "GDP_LABEL",
     "GUESS_GRID",
     "MIN_NEGATIVES_AT_RATE",
+    "PERMUTATIONS",
     "ROC_GRID",
     "Estimate",
     "Evaluation",
@@ -85,6 +87,7 @@ __all__ = [
     "grouped_mean",
     "ideal_scores",
     "implied_epsilon",
+    "max_auc_permutation_p",
     "membership_advantage",
     "min_detectable_epsilon",
     "multi_run_audit",

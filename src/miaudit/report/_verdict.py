@@ -72,8 +72,9 @@ def _attack_level(
     return None
 
 
-def _not_detected(result: AuditResult) -> RiskAssessment:
-    """No attack above chance: say how much leakage the intervals leave room for."""
+def _not_detected(result: AuditResult, permutation_p: float | None = None) -> RiskAssessment:
+    """No attack above chance: say how much leakage the intervals leave room for
+    (``permutation_p``: the bounds reached above chance, the permutation test did not)."""
     aucs = [a.auc.upper for a in result.attacks if a.auc.status == "ok" and a.auc.upper is not None]
     tprs = [
         e.upper
@@ -89,7 +90,14 @@ def _not_detected(result: AuditResult) -> RiskAssessment:
         bounds.append(f"TPR at 1% FPR up to {max(tprs) * 100:.1f}%")
     missed = f" ({' and '.join(bounds)} at the upper ends of the intervals)" if bounds else ""
     alone = [a.name for a in result.attacks if _attack_level(a, None) is not None]
-    if result.family is not None and alone:
+    if permutation_p is not None:
+        first = (
+            f"A permutation test of the largest AUC over the attacks finds no membership signal "
+            f"(p = {permutation_p:.3g}, exact at any sample size), though some bounds lie above "
+            f"chance: with {result.input.n_members:,} members and {result.input.n_nonmembers:,} "
+            "non-members the bootstrap bounds are too narrow to be read alone. "
+        )
+    elif result.family is not None and alone:
         pairs = result.family.pairs
         first = (
             "No attack lies above chance once the bounds hold together for all "
@@ -124,6 +132,8 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
     Among attacks at the same level, the largest bound on the same metric names the attack.
     Results that cannot be judged (:func:`~miaudit.audit.why_not_judged`: too few replicates
     or records, inputs that rank non-members above members) are "not assessed", saying why.
+    Where the results hold a permutation test of the largest AUC (``family.permutation_p``),
+    nothing is detected unless it too lies within the bounds' one-sided tail.
     """
     why = why_not_judged(result)
     if why is not None:  # no level, not even "not detected": that wording assumes bounds
@@ -143,6 +153,12 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
             best = (rank, a.name, metric, value)
     if best is None:
         return _not_detected(result)
+    p = family.permutation_p if family is not None else None
+    tail = (1 - result.bootstrap.confidence) / 2
+    if p is not None and p > tail:
+        # the bounds say "above chance", the exact test does not: with few records of a class the
+        # bootstrap bounds are too narrow (10 null attacks, 5 non-members: 35.5 % flagged)
+        return _not_detected(result, permutation_p=p)
     rank, attack, metric, value = best
     t = RISK_THRESHOLDS[rank]
     conf = _pct(result)

@@ -1,0 +1,63 @@
+"""A permutation test of "the scores carry no membership", exact at any sample size."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+#: Relabellings of the permutation test: its p-value resolves 1/1,000, and its Monte Carlo error
+#: at a true p of 2.5 % is 0.5 points.
+PERMUTATIONS = 999
+#: Relabellings scored at once: (chunk, records) floats in memory.
+_CHUNK = 64
+
+
+def max_auc_permutation_p(
+    y: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    *,
+    n_permutations: int = PERMUTATIONS,
+    rng: np.random.Generator,
+) -> float:
+    """One-sided p-value of the null hypothesis that members and non-members are exchangeable
+    under every attack's scores (nothing leaks), for the largest AUC over the attacks: the share
+    of random relabellings with the same numbers of members whose largest AUC reaches the
+    observed one, (1 + k) / (1 + ``n_permutations``) (Phipson & Smyth 2010: never 0).
+
+    The family's bootstrap bounds are too narrow with few records of a class (10 attacks on
+    null data called membership detectable for 35.5 % of models with 5 non-members, 6.2 % with
+    20, 3.7 % with 50 of each); this test holds its level at any size, ties included (AUC from
+    average ranks, the tie structure kept by every relabelling). The statistic is the largest
+    rank sum of members, which orders relabellings as the largest AUC does: every attack is
+    scored on the same records.
+
+    Examples
+    --------
+    >>> y = np.r_[np.ones(20), np.zeros(20)].astype(int)
+    >>> s = {"a": np.r_[np.arange(20.0) + 20, np.arange(20.0)]}  # members all on top
+    >>> max_auc_permutation_p(y, s, rng=np.random.default_rng(0))
+    0.001
+    """
+    from scipy.stats import rankdata
+
+    member = np.asarray(y).astype(bool)
+    n, n1 = member.size, int(member.sum())
+    if not scores or n1 == 0 or n1 == n:
+        return 1.0
+    ranks = np.column_stack([rankdata(np.asarray(v, dtype=np.float64)) for v in scores.values()])
+    # Ranks sum to n(n + 1)/2 under every attack, so the members' largest rank sum is that less
+    # the non-members' smallest: draw the smaller class (a relabelling costs its size).
+    small, sign = (member, 1.0) if n1 <= n - n1 else (~member, -1.0)
+    size = int(small.sum())
+    observed = float((sign * ranks[small].sum(axis=0)).max())
+    reach = 0
+    left = n_permutations
+    while left > 0:
+        k = min(_CHUNK, left)
+        picked = np.argpartition(rng.random((k, n)), size - 1, axis=1)[:, :size]
+        sums = sign * ranks[picked].sum(axis=1)  # (k, attacks)
+        # rank sums are sums of halves: a tolerance far below their resolution
+        reach += int((sums.max(axis=1) >= observed - 1e-6).sum())
+        left -= k
+    return (1 + reach) / (1 + n_permutations)
