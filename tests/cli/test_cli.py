@@ -425,3 +425,20 @@ def test_ctrl_c_is_one_line(tmp_path, monkeypatch, capsys) -> None:
         main(["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o")])
     assert exit_.value.code == 130
     assert capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_an_internal_error_has_its_own_exit_status(tmp_path, monkeypatch, capsys) -> None:
+    """Red team: a miaudit bug and a failing --fail-on gate both exited 1, so CI could not tell
+    "the model leaks past the rule" from "miaudit crashed"."""
+    import miaudit.engine
+    from miaudit.cli import main
+
+    def broken(*_a, **_k):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(miaudit.engine, "train", broken)
+    (tmp_path / "c.toml").write_text('[data]\ndataset = "breast-cancer"\n')
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o")])
+    assert exit_.value.code == 3
+    assert capsys.readouterr().err.startswith("error: internal error (RuntimeError: a bug)")

@@ -511,6 +511,12 @@ def _root(
     """Measure how much a model reveals about its training data."""
 
 
+#: Exit status of a miaudit bug ("internal error … please report it"): apart from 1, a failing
+#: --fail-on gate or DP audit, so that CI can tell "leaks past the rule" from "crashed" (red
+#: team); 2 is bad input, 130 an interruption.
+INTERNAL_ERROR = 3
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
     """One plain-text line on stderr (no markup, no traceback), then exit ``code``."""
     from miaudit.cli._console import plain
@@ -601,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             _fail(
                 f"internal error (ImportError: {exc}); please report it (MIAUDIT_DEBUG=1 shows the traceback)",
-                1,
+                INTERNAL_ERROR,
             )
         _fail(
             f"{exc.name}: this command needs the optional dependency {exc.name!r}: pip install 'miaudit[{extra}]'"
@@ -618,7 +624,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(
             f"internal error ({type(exc).__name__}: {exc}); please report it (MIAUDIT_DEBUG=1 shows the traceback)",
-            1,
+            INTERNAL_ERROR,
         )
     if code == 130:  # typer returns a Ctrl-C as exit code 130, having printed nothing
         _fail("interrupted", 130)
