@@ -153,9 +153,23 @@ def test_a_population_parquet_problem_names_the_population(tmp_path, capsys):
 def test_one_member_and_one_non_member_is_one_line(tmp_path, capsys):
     path = tmp_path / "two.npz"
     np.savez(path, logits=np.array([[2.0, 0.0], [0.0, 1.0]]), label=[0, 1], member=[1, 0])
-    assert "too few members or non-members" in _refused(
+    # named as the input's member column, not y_true (red team)
+    assert "member: 1 member(s) and 1 non-member(s)" in _refused(
         ["attack", str(path), "--attacks", "loss"], capsys
     )
+
+
+def test_a_one_record_population_says_so(tmp_path, capsys):
+    """Red team: "population.member: only one membership class present (all members)" for a
+    population file with no member column (the stand-in membership's own complaint)."""
+    outputs, pop = _files(tmp_path)
+    arrays = dict(np.load(pop))
+    np.savez(tmp_path / "one.npz", **{k: v[:1] for k, v in arrays.items()})
+    err = _refused(
+        ["attack", str(outputs), "--attacks", "qmia", "--population", str(tmp_path / "one.npz")],
+        capsys,
+    )
+    assert "population: holds 1 record(s)" in err
 
 
 def test_without_ids_identical_rows_are_refused(tmp_path):

@@ -113,6 +113,8 @@ OUTPUT_DEFECTS: dict[str, tuple[dict[str, list], str]] = {
     "members-only": (_cols(member=[1] * N), "member"),
     "non-members-only": (_cols(member=[0] * N), "member"),
     "member-not-binary": (_cols(member=[0, 1, 2, 1, 0, 1, 0, 1]), "member"),
+    # one member: the implied ε's halves were empty and the error named y_true (red team)
+    "one-member": (_cols(member=[1, 0, 0, 0, 0, 0, 0, 0]), "member: 1 member(s)"),
     "label-out-of-range": (_cols(label=[0, 1, 0, 5, 2, 0, 1, 2]), "label"),
     "negative-label": (_cols(label=[0, 1, 0, -1, 2, 0, 1, 2]), "label"),
     "fractional-label": (_cols(label=[0, 1, 0, 1.5, 2, 0, 1, 2]), "label"),

@@ -388,6 +388,13 @@ def run_attacks(
     """Run attacks on one model's outputs and evaluate them; see :func:`attack`."""
     source = None if isinstance(outputs, ModelOutputs) else Path(outputs)
     outputs, pop = _load_inputs(outputs, population, feature_columns)
+    n1 = int(np.count_nonzero(outputs.member))
+    if min(n1, outputs.member.size - n1) < 2:  # the implied ε splits each class in halves
+        raise InputError(
+            "member",
+            f"{n1} member(s) and {outputs.member.size - n1} non-member(s): an audit needs at least "
+            "2 of each (and 30 of each for a verdict)",
+        )
     specs = _check_attacks(attacks)
     slice_groups = {col: _slice_groups(outputs, col) for col in dict.fromkeys(slices)}
     _check_options(prior, n_resamples)

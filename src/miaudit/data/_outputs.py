@@ -273,6 +273,11 @@ class PopulationOutputs:
                     "population.member",
                     "population records are known non-members: member must be 0 throughout (or absent)",
                 )
+        if n < 2:  # the stand-in below needs a record of each class: say what is wrong instead
+            raise InputError(
+                "population",
+                f"holds {n} record(s); a population is many known non-members (QMIA needs at least 50)",
+            )
         stand_in = np.zeros(n, dtype=np.int8)
         stand_in[:1] = 1  # validation wants both classes; the population has none of its own
         try:
