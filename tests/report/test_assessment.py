@@ -326,3 +326,50 @@ def test_one_attack_below_chance_beyond_noise_is_enough_to_doubt_the_inputs(outp
     )
     risk = assess_risk(result.model_copy(update={"attacks": [chance, blind], "family": None}))
     assert risk.level == "not detected"
+
+
+def test_the_most_exposed_group_is_named_only_when_it_stands_out_corrected():
+    """Red team: the highest of 40 groups, with its own 95 % interval, lay above chance for 24 of
+    30 models that leak nothing and was quoted as "the most exposed group" and as a reason to
+    minimise data. It is named as exposed only when its bound holding together over the groups
+    compared (Bonferroni) lies above chance."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    import miaudit
+    from miaudit.report import assess_risk
+    from miaudit.report._assessment import _groups
+    from miaudit.report._controls import recommend
+    from tests.conftest import simulated_outputs
+
+    o = simulated_outputs(n=2000, shift=0.0, seed=11)
+    region = np.asarray([f"r{i % 20:02d}" for i in range(2000)])
+    null = miaudit.attack(
+        replace(o, columns={"region": region}),
+        attacks=["loss"],
+        slices=["region"],
+        n_resamples=100,
+        seed=2,
+        quiet=True,
+    )
+    text = _groups(null)
+    assert text.startswith(
+        "No group's loss AUC lies above chance once bounded together over the 20"
+    )
+    controls = recommend(null, assess_risk(null))
+    minimise = next(c for c in controls if c.key == "minimisation")
+    assert "group" not in minimise.because
+    # one region whose members the model fits far better: it stands out, corrected
+    values = o.values.copy()
+    hot = (region == "r07") & (o.member == 1)
+    values[hot, o.label[hot]] += 6.0
+    leaky = miaudit.attack(
+        replace(o, values=values, columns={"region": region}),
+        attacks=["loss"],
+        slices=["region"],
+        n_resamples=100,
+        seed=2,
+        quiet=True,
+    )
+    assert _groups(leaky).startswith("Most exposed group: region = r07 (100 records)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from miaudit.audit import AttackResult, AuditResult, SliceResult
-from miaudit.report._controls import exposure_evidence
+from miaudit.report._controls import exposure_evidence, most_exposed_group
 from miaudit.report._design import design_limits
 from miaudit.report._format import _num, _pct, format_estimate
 from miaudit.report._inputs import DpAuditSummary, TradeoffVariant
@@ -159,16 +159,10 @@ def _groups(r: AuditResult, classes: Sequence[SliceResult] = ()) -> str:
     """The most exposed group of the results' slices, else of the report's per-class rows (from
     the restricted scores: the report showed them while this said there were none)."""
     focus = r.exposure_attack or r.attacks[0].name
-    rows = [
-        (s, a)
-        for s in [*r.slices, *classes]
-        for a in s.attacks
-        if a.attack == focus and a.auc.point is not None
-    ]
-    if not rows:
+    group = most_exposed_group([*r.slices, *classes], focus, r.bootstrap.confidence)
+    if group is None:
         return "No per-group figures in these results (miaudit attack --slices COLUMN adds them)."
-    s, a = max(rows, key=lambda x: (x[1].auc.lower or 0.0, x[1].auc.point or 0.0))
-    return f"Most exposed group: {s.column} = {s.value} ({s.size:,} records), {focus} AUC {format_estimate(a.auc)}."
+    return group[0]
 
 
 def _sample_size(r: AuditResult) -> str:

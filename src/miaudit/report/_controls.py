@@ -6,12 +6,13 @@ this audit makes it worth (or not worth) the cost.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from miaudit.attacks import BASELINE_ATTACK, AttackSpec, Family, Need, attack_spec
-from miaudit.audit import AttackResult, AuditResult
+from miaudit.audit import AttackResult, AuditResult, SliceAttack, SliceResult
 from miaudit.errors import InputError
 from miaudit.report._format import _num, format_estimate, share
 from miaudit.report._inputs import DpAuditSummary, TradeoffVariant
@@ -365,23 +366,60 @@ def exposure_evidence(result: AuditResult) -> tuple[str, bool] | None:
     return f"{name} ranks members above non-members beyond noise. {shown}", True
 
 
+def most_exposed_group(
+    groups: Sequence[SliceResult], focus: str, confidence: float
+) -> tuple[str, bool] | None:
+    """(sentence, whether it stands out) on the group whose ``focus`` attack reads the highest
+    AUC bound holding together over the groups compared (Bonferroni from each group's own
+    interval, normal approximation: SD ≈ width / 3.92), or None without per-group figures.
+
+    The highest of 40 groups with its own 95 % interval lay above chance for 24 of 30 models
+    that leak nothing, and was quoted as "the most exposed group" and as a reason to minimise
+    data (red team): a group stands out only when its corrected bound lies above 0.5."""
+    from scipy.stats import norm
+
+    rows = [
+        (s, a) for s in groups for a in s.attacks if a.attack == focus and a.auc.point is not None
+    ]
+    if not rows:
+        return None
+    tail = (1 - confidence) / 2
+    z1, zg = float(norm.ppf(1 - tail)), float(norm.ppf(1 - tail / len(rows)))
+
+    def bound(a: SliceAttack) -> float:
+        e = a.auc
+        if e.lower is None or e.upper is None or e.point is None:
+            return -math.inf
+        # never above the group's own lower end (a percentile interval may be asymmetric)
+        return min(e.lower, e.point - zg * (e.upper - e.lower) / (2 * z1))
+
+    s, a = max(rows, key=lambda r: (bound(r[1]), r[1].auc.point or 0.0))
+    named = f"{s.column} = {s.value} ({s.size:,} records)"
+    low = bound(a)
+    if low > 0.5:
+        return (
+            f"Most exposed group: {named}, {focus} AUC {format_estimate(a.auc)}: above chance "
+            f"even bounded together over the {len(rows)} groups compared (at least {low:.3f}).",
+            True,
+        )
+    return (
+        f"No group's {focus} AUC lies above chance once bounded together over the {len(rows)} "
+        f"groups compared; the highest reading is {named}, AUC {format_estimate(a.auc)}.",
+        False,
+    )
+
+
 def _minimisation(result: AuditResult) -> Control:
     """Data minimisation: the most exposed records and the most exposed slices."""
     parts = []
     exposure = exposure_evidence(result)
     if exposure is not None and exposure[1]:
         parts.append(exposure[0])
-    measured = [
-        (s, a)
-        for s in result.slices
-        for a in s.attacks
-        if a.attack == result.exposure_attack and a.auc.point is not None
-    ]
-    if measured:
-        s, a = max(measured, key=lambda sa: sa[1].auc.point or 0.0)
-        parts.append(
-            f"The most exposed group is {s.column} = {s.value} ({s.size:,} records) with AUC {format_estimate(a.auc)}."
-        )
+    group = most_exposed_group(
+        result.slices, result.exposure_attack or "", result.bootstrap.confidence
+    )
+    if group is not None and group[1]:  # a group that stands out only by selection is no reason
+        parts.append(group[0])
     return Control(
         "minimisation",
         "Minimise the data: deduplicate, drop identifiers and unneeded features, review outliers",
