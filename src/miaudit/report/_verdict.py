@@ -57,12 +57,14 @@ class RiskAssessment:
 
 
 def _attack_level(
-    a: AttackResult, family: dict[str, float] | None
+    a: AttackResult, family: dict[str, float] | None, *, read_auc: bool = True
 ) -> tuple[int, str, float] | None:
     """(rank in RISK_THRESHOLDS, metric, lower bound) of the highest level one attack reaches;
     ``family``: its bounds simultaneous over every attack (results written before them: None,
-    and the attack's own 95 % bounds)."""
+    and the attack's own 95 % bounds); ``read_auc`` False: the TPR alone decides."""
     auc, tpr = a.verdict_lowers(family)
+    if not read_auc:
+        auc = None
     for rank, t in enumerate(RISK_THRESHOLDS):
         strict = t.level == "low"
         if auc is not None and (auc > t.auc if strict else auc >= t.auc):
@@ -133,15 +135,23 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
     Results that cannot be judged (:func:`~miaudit.audit.why_not_judged`: too few replicates
     or records, inputs that rank non-members above members) are "not assessed", saying why.
     Where the results hold a permutation test of the largest AUC (``family.permutation_p``),
-    nothing is detected unless it too lies within the bounds' one-sided tail.
+    AUC bounds count only when it too lies within the bounds' one-sided tail.
     """
     why = why_not_judged(result)
     if why is not None:  # no level, not even "not detected": that wording assumes bounds
         return RiskAssessment("not assessed", None, None, None, f"Not assessed: {why}.")
     best: tuple[int, str, str, float] | None = None  # (rank, attack, metric, lower bound)
     family = result.family
+    p = family.permutation_p if family is not None else None
+    # AUC bounds the permutation test does not back are too narrow to read (few records of a
+    # class: 10 null attacks, 5 non-members, 35.5 % flagged); a TPR bound is measured only with
+    # ≥ 1,000 non-members, where the bootstrap holds, and still counts (leakage at low FPR
+    # alone, beside an AUC near 0.5, is what the strongest attacks find)
+    auc_backed = p is None or p <= (1 - result.bootstrap.confidence) / 2
     for a in result.attacks:
-        level = _attack_level(a, family.lower.get(a.name, {}) if family is not None else None)
+        level = _attack_level(
+            a, family.lower.get(a.name, {}) if family is not None else None, read_auc=auc_backed
+        )
         if level is None:
             continue
         rank, metric, value = level
@@ -152,13 +162,11 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
         ):
             best = (rank, a.name, metric, value)
     if best is None:
-        return _not_detected(result)
-    p = family.permutation_p if family is not None else None
-    tail = (1 - result.bootstrap.confidence) / 2
-    if p is not None and p > tail:
-        # the bounds say "above chance", the exact test does not: with few records of a class the
-        # bootstrap bounds are too narrow (10 null attacks, 5 non-members: 35.5 % flagged)
-        return _not_detected(result, permutation_p=p)
+        doubted = not auc_backed and any(
+            _attack_level(a, family.lower.get(a.name, {}) if family is not None else None)
+            for a in result.attacks
+        )
+        return _not_detected(result, permutation_p=p if doubted else None)
     rank, attack, metric, value = best
     t = RISK_THRESHOLDS[rank]
     conf = _pct(result)
