@@ -333,14 +333,41 @@ def _default_cache() -> Path:
     return Path(os.environ.get("MIAUDIT_CACHE", Path.home() / ".cache" / "miaudit")) / "lm"
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool, cfg: ExposureConfig | None = None) -> None:
     """Before minutes of fine-tuning: a folder holding another command's run is refused even
     with ``overwrite`` (its files would stay beside these and be read as theirs: `miaudit demo
-    --text` shares `miaudit demo`'s default folder), one holding an exposure run needs it."""
+    --text` shares `miaudit demo`'s default folder), one holding an exposure run needs it.
+    The text demo (``cfg`` is :func:`text_demo_config`'s, which ``miaudit demo --text`` runs
+    with ``overwrite`` always on) replaces only an earlier demo's run: red team, it would have
+    replaced a user's ``miaudit exposure`` run (models, canary secrets, audit) in the folder."""
     ensure_private_dir(out)
     refuse_another_run(out, own="exposure", advice="choose another folder")
     if (out / EXPOSURE_FILE).exists() and not overwrite:
         raise InputError("--out", f"{str(out)!r} already holds {EXPOSURE_FILE}; pass --overwrite")
+    demo = (out / EXPOSURE_FILE).exists() and cfg is not None and _is_demo(cfg)
+    if demo and _stored_config(out / EXPOSURE_FILE) != json.loads(cfg.model_dump_json()):  # type: ignore[union-attr]  # demo implies cfg
+        raise InputError(
+            "--out",
+            f"{str(out)!r} holds a `miaudit exposure` run that the text demo did not write ({EXPOSURE_FILE}): choose another folder",
+        )
+
+
+def _is_demo(cfg: ExposureConfig) -> bool:
+    from miaudit.audit._exposure_config import text_demo_config
+
+    return cfg == text_demo_config()
+
+
+def _stored_config(path: Path) -> Any:
+    """The ``config`` an earlier run recorded in ``path`` (None when it cannot be read: the
+    file is data in a folder anyone may have written, read as a regular file under a cap)."""
+    from miaudit._io import read_regular_file
+
+    try:
+        raw = read_regular_file(path, EXPOSURE_FILE, max_bytes=64 << 20, field="--out")
+        return json.loads(raw).get("config")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
 
 
 def _restrict(folder: Path) -> None:
@@ -377,7 +404,7 @@ def _exposure_into(
     from miaudit.models import finetune_lm, load_lm, pretrained_base
 
     say = progress or (lambda _msg: None)
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, cfg)
     recipe = cfg.model
     cache = cfg.cache or _default_cache()
     staging = out / f".staging-exposure-{os.getpid()}"
