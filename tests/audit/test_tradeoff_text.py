@@ -129,6 +129,10 @@ def test_a_bad_dp_variant_is_refused_before_anything_trains(
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
+class _Stop(Exception):
+    """Raised by the stand-in for run_exposure: the trade-off got as far as its first variant."""
+
+
 def _variants_stop(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """run_exposure replaced by a stand-in that records the folder and stops the trade-off."""
     import miaudit.audit._tradeoff_text as tt
@@ -137,7 +141,7 @@ def _variants_stop(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
     def stop(_cfg: object, folder: Path, **_k: object) -> None:
         seen.append(folder)
-        raise KeyboardInterrupt
+        raise _Stop
 
     monkeypatch.setattr(tt, "run_exposure", stop)
     return seen
@@ -155,7 +159,7 @@ def test_variants_folder_is_private_whatever_the_umask(tmp_path: Path, monkeypat
     cfg = parse_exposure_config({"canaries": {"digits": 3, "per_level": 3, "never_inserted": 1}})
     old = os.umask(0)
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(_Stop):
             text_tradeoff(cfg, tmp_path / "out")
     finally:
         os.umask(old)
@@ -185,6 +189,6 @@ def test_a_folder_holding_a_run_is_refused_before_anything_trains(
         (out / held).mkdir() if held == "variants" else (out / held).write_text("{}")
         with pytest.raises(InputError, match=rf"already holds a trade-off \({held}\)"):
             text_tradeoff(cfg, out)
-        with pytest.raises(KeyboardInterrupt):  # overwrite: on to the first variant
+        with pytest.raises(_Stop):  # overwrite: on to the first variant
             text_tradeoff(cfg, out, overwrite=True)
     assert len(seen) == 2
