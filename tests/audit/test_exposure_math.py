@@ -128,3 +128,139 @@ def test_dp_record_says_what_a_deduplicated_sets_guarantee_covers() -> None:
     assert "not accounted" in DEDUP_SCOPE and "group privacy" in DEDUP_SCOPE
     assert [g["epsilon"] for g in deduped["group_privacy"]] == [2.0, 8.0]
     assert dp_record({"losses": [1.0]}, [1], deduplicated=True) is None
+
+
+@pytest.mark.parametrize(
+    ("canaries", "message"),
+    [
+        # red team: the defaults' 40 canaries with one digit: make_canaries looped forever
+        ({"digits": 1}, r"^canaries: 40 canaries need 40 distinct secrets; 10\^1 holds 10$"),
+        (
+            {"digits": 1, "repetitions": [1], "per_level": 11, "never_inserted": 0},
+            "11 canaries need 11 distinct secrets",
+        ),
+        # red team: exactly 10 canaries in a space of 10: a canary ranked first scored 1 bit
+        (
+            {"digits": 1, "repetitions": [1, 4, 16], "per_level": 3, "never_inserted": 1},
+            r"10 canaries in a space of 10\^1: .* at least 100 candidates per canary \(1,000;",
+        ),
+        ({"digits": 3}, r"40 canaries in a space of 10\^3"),
+    ],
+)
+def test_a_space_too_small_for_the_canaries_is_refused(
+    canaries: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        parse_exposure_config({"canaries": canaries})
+    assert "\n" not in str(info.value)
+
+
+def test_a_space_of_a_hundred_candidates_per_canary_is_accepted() -> None:
+    cfg = parse_exposure_config({"canaries": {"digits": 3, "per_level": 3, "never_inserted": 1}})
+    assert cfg.canaries.count() == 10 and len(make_canaries(cfg.canaries, 0)) == 10
+
+
+def test_max_possible_is_log2_of_the_space_each_level_is_ranked_in() -> None:
+    """Red team: the header printed log2 10^digits while each exposure is read over the space
+    less the other inserted secrets; a canary ranked first now reaches max_possible."""
+    from miaudit.audit._exposure import _level_summary
+
+    rows = [
+        {"repetitions": r, "exposure": exact_exposure(1000 - others, 1), "extracted": False}
+        for r, others in ((1, 2), (16, 2), (16, 2), (0, 3))
+    ]
+    levels = {lv["repetitions"]: lv for lv in _level_summary(rows, 1000)}
+    assert levels[16]["max_possible"] == pytest.approx(math.log2(998))
+    assert levels[0]["max_possible"] == pytest.approx(math.log2(997))
+    for lv in levels.values():
+        assert lv["max_exposure"] == pytest.approx(lv["max_possible"])
+        assert "mean_exposure_lower95" not in lv  # exact ranks: no sampled bound
+
+
+def test_the_sampled_bound_holds_with_its_confidence_whatever_the_distribution() -> None:
+    """The Clopper–Pearson bound from uniform draws: at most the exact exposure in ≥ 95 % of
+    draws, on a population no skew-normal describes (a bulk and a far tail of memorised
+    candidates), and not far below it (or below what 4,000 draws can show, about 10.4 bits)."""
+    from miaudit.audit._exposure_math import sampled_exposure_bound
+
+    rng = np.random.default_rng(5)
+    space = 100_000
+    ll = np.concatenate([rng.normal(-20, 2, size=space - 300), rng.normal(-4, 1, size=300)])
+    order = np.argsort(-ll)
+    for rank in (20, 300, 5_000):
+        secret = int(order[rank - 1])
+        exact = exact_exposure(space, exact_rank(ll, secret))
+        bounds = np.array(
+            [
+                sampled_exposure_bound(ll[rng.integers(space, size=4000)], ll[secret], space)[0]
+                for _ in range(300)
+            ]
+        )
+        assert np.mean(bounds <= exact + 1e-12) >= 0.93, (rank, np.mean(bounds <= exact))
+        ceiling = -math.log2(1 - 0.05 ** (1 / 4000))  # k = 0: what 4,000 draws can show
+        assert np.median(bounds) >= min(exact, ceiling) - 1.5, (rank, np.median(bounds), exact)
+
+
+def test_the_sampled_bound_is_capped_by_the_sample_and_the_space() -> None:
+    from miaudit.audit._exposure_math import sampled_exposure_bound
+
+    sample = np.full(4000, -30.0)
+    bits, k = sampled_exposure_bound(sample, -1.0, 10**9)
+    assert k == 0 and bits == pytest.approx(-math.log2(1 - 0.05 ** (1 / 4000)))
+    assert 10.3 < bits < 10.5  # about log2(4000 / 3)
+    assert sampled_exposure_bound(sample, -1.0, 100)[0] == pytest.approx(math.log2(100))
+    assert sampled_exposure_bound(sample, -40.0, 10**9) == (0.0, 4000)  # all as likely: 0 bits
+    assert sampled_exposure_bound(np.array([]), -1.0, 100) == (0.0, 0)
+
+
+def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    import miaudit.models
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("pre-training started")
+
+    monkeypatch.setattr(miaudit.models, "pretrained_base", refuse)
+
+
+def _small(context: int, prefix: str = "{name}'s account number is ") -> dict[str, object]:
+    return {
+        "data": {"records": 20},
+        "model": {"architecture": {"context": context}, "pretrain": {"records": 60}},
+        "canaries": {"prefix": prefix, "digits": 3, "per_level": 3, "never_inserted": 0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("context", "prefix", "need"),
+    [
+        # red team: refused after pre-training and fine-tuning; now counted with the base's
+        # tokenizer (trained in seconds: the model is not)
+        (16, "{name}'s account number is ", r"\d+"),
+        (24, "{name}: " + "word " * 20 + "is ", r"at least \d+"),  # more pre-tokens than fit
+        (24, "{name} " + "accountnumber" * 3 + " is ", r"\d+"),
+    ],
+)
+def test_a_canary_longer_than_the_context_is_refused_before_any_training(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, context: int, prefix: str, need: str
+) -> None:
+    from miaudit.audit import run_exposure
+
+    _no_training(monkeypatch)
+    cfg = parse_exposure_config(_small(context, prefix))
+    out = tmp_path / "out"
+    with pytest.raises(
+        InputError,
+        match=rf"^model\.architecture\.context: a canary takes {need} tokens with its digits; the model's context is {context}$",
+    ):
+        run_exposure(cfg, out, overwrite=False)
+    assert not out.exists()
+
+
+def test_a_canary_that_fits_goes_on_to_pre_training(tmp_path, monkeypatch) -> None:
+    from miaudit.audit import run_exposure
+
+    _no_training(monkeypatch)
+    for context in (64, 40):  # 64: within the byte bound; 40: counted with the tokenizer
+        cfg = parse_exposure_config(_small(context))
+        with pytest.raises(AssertionError, match="pre-training started"):
+            run_exposure(cfg, tmp_path / f"out{context}", overwrite=False)

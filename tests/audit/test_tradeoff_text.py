@@ -127,3 +127,68 @@ def test_a_bad_dp_variant_is_refused_before_anything_trains(
     assert exc.value.code == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+class _Stop(Exception):
+    """Raised by the stand-in for run_exposure: the trade-off got as far as its first variant."""
+
+
+def _variants_stop(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """run_exposure replaced by a stand-in that records the folder and stops the trade-off."""
+    import miaudit.audit._tradeoff_text as tt
+
+    seen: list[Path] = []
+
+    def stop(_cfg: object, folder: Path, **_k: object) -> None:
+        seen.append(folder)
+        raise _Stop
+
+    monkeypatch.setattr(tt, "run_exposure", stop)
+    return seen
+
+
+def test_variants_folder_is_private_whatever_the_umask(tmp_path: Path, monkeypatch) -> None:
+    """Red team: variants/ was made with the umask's mode (0777 under umask 000) while the
+    README promises 0700 for every folder miaudit makes."""
+    import os
+    import stat
+
+    from miaudit.audit import parse_exposure_config, text_tradeoff
+
+    seen = _variants_stop(monkeypatch)
+    cfg = parse_exposure_config({"canaries": {"digits": 3, "per_level": 3, "never_inserted": 1}})
+    old = os.umask(0)
+    try:
+        with pytest.raises(_Stop):
+            text_tradeoff(cfg, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert seen == [tmp_path / "out" / "variants" / "plain"]
+    for folder in (tmp_path / "out", tmp_path / "out" / "variants"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_a_folder_holding_a_run_is_refused_before_anything_trains(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Red team: the text trade-off wrote beside an audit's files, and replaced an earlier
+    trade-off without asking."""
+    from miaudit.audit import parse_exposure_config, text_tradeoff
+    from miaudit.errors import InputError
+
+    seen = _variants_stop(monkeypatch)
+    cfg = parse_exposure_config({"canaries": {"digits": 3, "per_level": 3, "never_inserted": 1}})
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    (audit / "results.json").write_text("{}")
+    with pytest.raises(InputError, match=r"^--out: .* holds a `miaudit attack` run"):
+        text_tradeoff(cfg, audit)
+    for held in ("tradeoff.json", "variants"):
+        out = tmp_path / held.replace(".", "_")
+        out.mkdir()
+        (out / held).mkdir() if held == "variants" else (out / held).write_text("{}")
+        with pytest.raises(InputError, match=rf"already holds a trade-off \({held}\)"):
+            text_tradeoff(cfg, out)
+        with pytest.raises(_Stop):  # overwrite: on to the first variant
+            text_tradeoff(cfg, out, overwrite=True)
+    assert len(seen) == 2

@@ -198,3 +198,110 @@ def test_a_tokenizer_whose_ids_pass_the_models_vocabulary_is_refused(lm_folder, 
     tokenizer["model"]["vocab"][word] = 100_299
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
     _refused(folder, r"tokenizer\.json has token ids up to 100,299; the model's vocabulary has \d+")
+
+
+#: Socket calls seen while ``_NET["on"]``: an audit hook cannot be removed, so it is added once
+#: and records only inside :func:`_network_attempts`.
+_NET: dict[str, list] = {"on": [], "seen": []}
+
+
+def _socket_hook(event: str, args: tuple) -> None:
+    if _NET["on"] and event in ("socket.getaddrinfo", "socket.connect"):
+        _NET["seen"].append((event, args[:2]))
+
+
+def _network_attempts(call) -> tuple[list, BaseException | None]:
+    """(socket calls made, exception raised) while ``call()`` runs (red team's net_trace.py)."""
+    import sys
+
+    if not getattr(_socket_hook, "added", False):
+        sys.addaudithook(_socket_hook)
+        _socket_hook.added = True  # type: ignore[attr-defined]
+    _NET["seen"].clear()
+    _NET["on"].append(True)
+    try:
+        call()
+        raised = None
+    except BaseException as err:  # a bare ImportError was the finding
+        raised = err
+    finally:
+        _NET["on"].clear()
+    return list(_NET["seen"]), raised
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"attn_implementation": "kernels-community/flash-attn2"}, "attn_implementation"),
+        ({"attn_implementation": "attacker/evil-kernel"}, "attn_implementation"),
+        ({"attn_implementation": "flash_attention_2"}, "attn_implementation"),
+        ({"_attn_implementation": "flash_attention_3"}, "_attn_implementation"),
+        (
+            {"text_config": {"attn_implementation": "kernels-community/flash-attn2"}},
+            "text_config.attn_implementation",
+        ),
+        ({"quantization_config": {"quant_method": "gptq", "bits": 4}}, "quantization_config"),
+        (
+            {"quantization_config": {"quant_method": "bitsandbytes", "load_in_8bit": True}},
+            "quantization_config",
+        ),
+    ],
+)
+def test_fields_that_fetch_or_import_code_are_refused_without_the_network(
+    lm_folder, clf_folder, copy, change, named
+) -> None:
+    """Red team: config.json's attn_implementation naming a Hub kernel (or flash_attention_2/3,
+    whose fallback is one) made loading call getaddrinfo('huggingface.co') twice (transformers 5
+    with the kernels package ignores local_files_only); flash attention and quantization_config
+    surfaced as a bare ImportError. Now: one line naming config.json and the field, no socket."""
+    for folder, load in (
+        (copy(lm_folder), load_hf_causal_lm),
+        (copy(clf_folder), load_hf_classifier),
+    ):
+        _edit_json(folder / "config.json", **change)
+        seen, raised = _network_attempts(lambda f=folder, ld=load: ld(f))
+        assert seen == []
+        assert isinstance(raised, InputError), repr(raised)
+        assert "\n" not in str(raised)
+        assert str(raised).startswith(f"model folder: config.json's {named} ")
+
+
+def test_eager_and_sdpa_load_and_the_hub_is_offline_meanwhile(lm_folder, copy, monkeypatch) -> None:
+    """The allowed values load; loading names its attention implementation itself (the folder's
+    ``sdpa`` or nothing gives the class's sdpa); :func:`hub_offline` sets the Hub offline for the
+    block and restores the caller's settings after."""
+    import os
+
+    from huggingface_hub import constants
+
+    from miaudit.models._hf import hub_offline
+
+    for value in ("eager", "sdpa", None):
+        folder = copy(lm_folder)
+        _edit_json(folder / "config.json", attn_implementation=value)
+        lm = load_hf_causal_lm(folder)
+        assert lm.model.config._attn_implementation == "sdpa"
+        shutil.rmtree(folder)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("USE_HUB_KERNELS", "YES")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with hub_offline():
+        assert constants.HF_HUB_OFFLINE is True and constants.is_offline_mode()
+        assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["USE_HUB_KERNELS"] == "NO"
+    assert constants.HF_HUB_OFFLINE is False and "HF_HUB_OFFLINE" not in os.environ
+    assert os.environ["USE_HUB_KERNELS"] == "YES"
+
+
+def test_the_hub_stays_unreached_even_past_the_folder_check(lm_folder, copy, monkeypatch) -> None:
+    """The second line of defence: with the config check switched off, a Hub kernel named in
+    config.json is overridden by the attention implementation loading names (and the Hub is
+    offline meanwhile): no network attempt, and the model loads with sdpa."""
+    import miaudit.models._hf as hf
+
+    monkeypatch.setattr(hf, "_check_loading_fields", lambda *a, **k: None)
+    folder = copy(lm_folder)
+    _edit_json(folder / "config.json", attn_implementation="kernels-community/flash-attn2")
+    loaded = []
+    seen, raised = _network_attempts(lambda: loaded.append(load_hf_causal_lm(folder)))
+    assert seen == [] and raised is None, repr(raised)
+    assert loaded[0].model.config._attn_implementation == "sdpa"

@@ -4,6 +4,7 @@ against a brute-force reference."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -263,3 +264,33 @@ def test_a_vocabulary_smaller_than_the_byte_alphabet_is_refused() -> None:
     with pytest.raises(ValidationError, match="258"):
         LMArchitecture(vocab_size=64)
     assert LMArchitecture(vocab_size=258).vocab_size == 258
+
+
+def test_estimated_canaries_carry_the_sampled_bound_beside_the_fit() -> None:
+    """An untrained tiny LM, space 10^3 scored both ways: each estimated canary carries a
+    distribution-free lower bound within [0, log2 of its space], the draws it rests on, and the
+    per-level aggregates; the exact rank's rows carry none."""
+    from miaudit.audit import CanarySection, make_canaries
+    from miaudit.audit._exposure import _level_summary, _secret_exposures
+    from miaudit.data import synthetic_records
+    from miaudit.models._lm import build_lm
+    from miaudit.models._lm_recipe import LMArchitecture
+    from miaudit.models._lm_tokenizer import train_tokenizer
+
+    arch = LMArchitecture(vocab_size=300, context=48, width=16, layers=1, heads=2)
+    tok = train_tokenizer([*synthetic_records(40, seed=1).texts, "0123456789"], arch.vocab_size)
+    model = build_lm(arch, seed=0)
+    raw = {"digits": 3, "repetitions": [4], "per_level": 1, "never_inserted": 1}
+    est = CanarySection(**raw, method="estimate", estimate_samples=200)
+    canaries = make_canaries(est, seed=1)
+    rows = _secret_exposures(model, tok, canaries, est, seed=1)
+    exact = _secret_exposures(model, tok, canaries, CanarySection(**raw), seed=1)
+    inserted = sum(c.repetitions > 0 for c in canaries)
+    for row, ex in zip(rows, exact, strict=True):
+        others = inserted - (row["repetitions"] > 0)
+        assert row["method"] == "skewnorm-fit" and row["rank"] is None
+        assert 0.0 <= row["exposure_lower95"] <= math.log2(1000 - others) + 1e-12
+        assert 190 <= row["samples"] <= 200 and 0 <= row["samples_at_least_as_likely"] <= 200
+        assert "exposure_lower95" not in ex and ex["method"] == "exact"
+    levels = _level_summary(rows, 1000)
+    assert all(lv["mean_exposure_lower95"] <= lv["max_exposure_lower95"] for lv in levels)

@@ -42,6 +42,14 @@ from miaudit.models import CausalLMRecipe, validation_error
 
 #: The largest candidate space whose every candidate is scored (exact rank).
 EXACT_MAX_SPACE = 10**6
+#: The candidate space must hold at least this many candidates per canary. A canary's exposure
+#: is computed over the space less the other inserted secrets (they compete with it only
+#: because miaudit inserts several at once), so the canaries may take at most 1 % of it: then
+#: log2 of the space the exposure is read against is within 0.015 bits of log2 10^digits, the
+#: maximum printed. With 10 canaries in a space of 10 (red team) a canary ranked first scored
+#: 1.0 bit against a printed maximum of 3.3; with more canaries than candidates the secrets
+#: could not be drawn distinct at all (the run hung).
+SPACE_PER_CANARY = 100
 
 
 class TextDataSection(BaseModel):
@@ -107,6 +115,10 @@ class CanarySection(BaseModel):
     def space(self) -> int:
         return int(10**self.digits)
 
+    def count(self) -> int:
+        """Canaries in all: ``per_level`` per repetition count, and the never-inserted ones."""
+        return self.per_level * len(self.repetitions) + self.never_inserted
+
     def exact(self) -> bool:
         """Whether ranks are counted over every candidate (else the skew-normal estimate)."""
         return self.method == "exact" or (self.method == "auto" and self.space() <= EXACT_MAX_SPACE)
@@ -146,12 +158,31 @@ def parse_exposure_config(raw: dict[str, Any]) -> ExposureConfig:
     except ValidationError as exc:
         raise validation_error(exc, "") from None
     c = cfg.canaries
+    _check_space(c)
     if c.method == "exact" and c.space() > EXACT_MAX_SPACE:
         raise InputError(
             "canaries.method",
             f'"exact" enumerates at most 10^6 candidates; 10^{c.digits} is too many (use "auto")',
         )
     return cfg
+
+
+def _check_space(c: CanarySection) -> None:
+    """Distinct secrets for every canary, and at most 1 % of the space taken by them
+    (:data:`SPACE_PER_CANARY`)."""
+    n, space = c.count(), c.space()
+    if n > space:
+        raise InputError(
+            "canaries",
+            f"{n} canaries need {n} distinct secrets; 10^{c.digits} holds {space:,}",
+        )
+    if space < SPACE_PER_CANARY * n:
+        raise InputError(
+            "canaries",
+            f"{n} canaries in a space of 10^{c.digits}: exposure needs a space of at least "
+            f"{SPACE_PER_CANARY} candidates per canary ({SPACE_PER_CANARY * n:,}; the other "
+            "canaries' secrets are left out of each one's ranking): more digits or fewer canaries",
+        )
 
 
 def load_exposure_config(path: str | Path) -> ExposureConfig:

@@ -28,10 +28,13 @@ from miaudit.audit._exposure_config import ExposureConfig, parse_exposure_config
 from miaudit.audit._exposure_membership import heldout_nll, strongest_model_attack
 from miaudit.audit._results import _Record, dump_record, parse_record, read_record
 from miaudit.audit._tradeoff_result import TPR1, TRADEOFF_FILE
+from miaudit.audit._writer import refuse_another_run
 from miaudit.errors import InputError
 from miaudit.metrics import Estimate, evaluate
 
 TEXT_TRADEOFF_SCHEMA: Literal["miaudit.text-tradeoff/1"] = "miaudit.text-tradeoff/1"
+#: Where each variant's exposure run goes, under the trade-off's folder.
+VARIANTS = "variants"
 PLAIN = "plain"
 
 
@@ -284,9 +287,14 @@ def text_tradeoff(
     *,
     variants: Sequence[TextVariant] | None = None,
     say: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> TextTradeoffResult:
     """Run every variant into ``out/variants/NAME`` (restricted, as ``miaudit exposure``
-    writes) and write ``out/tradeoff.json`` (aggregates only: shareable)."""
+    writes) and write ``out/tradeoff.json`` (aggregates only: shareable). Before anything
+    trains, a folder holding another command's run is refused, and one holding a trade-off
+    (``tradeoff.json`` or ``variants/``) unless ``overwrite``; ``out`` and ``out/variants`` are
+    made 0700 whatever the umask (red team: ``variants/`` was 0777 under umask 000, and a
+    second run replaced the first's trade-off without asking)."""
     chosen = list(variants) if variants is not None else text_variants(cfg)
     if not chosen or chosen[0].name != PLAIN:
         raise InputError("variants", "the first variant must be the plain one")
@@ -300,15 +308,13 @@ def text_tradeoff(
             )
         except InputError as exc:
             raise InputError(exc.field, f"variant {v.name}: {exc.problem}") from None
-    ensure_private_dir(out)
+    _check_out(out, overwrite)
     tell = say or (lambda _m: None)
     rng = np.random.default_rng([cfg.seed, 31])
     runs: list[ExposureRun] = []
     for v in chosen:
         tell(f"variant {v.name}: {v.description}")
-        runs.append(
-            run_exposure(v.config, out / "variants" / v.name, overwrite=True, progress=tell)
-        )
+        runs.append(run_exposure(v.config, out / VARIANTS / v.name, overwrite=True, progress=tell))
     outcomes = [
         _outcome(v, r, None if i == 0 else runs[0], cfg.resamples, rng)
         for i, (v, r) in enumerate(zip(chosen, runs, strict=True))
@@ -325,6 +331,18 @@ def text_tradeoff(
     )
     write_text_atomic(out / TRADEOFF_FILE, result.to_json())
     return result
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    ensure_private_dir(out)
+    refuse_another_run(out, own="tradeoff", advice="choose another folder")
+    held = [n for n in (TRADEOFF_FILE, VARIANTS) if (out / n).exists()]
+    if held and not overwrite:
+        raise InputError(
+            "--out",
+            f"{str(out)!r} already holds a trade-off ({held[0]}): choose another folder, or replace it with overwrite",
+        )
+    ensure_private_dir(out / VARIANTS)
 
 
 def is_text_config(path: str | Path) -> bool:

@@ -8,20 +8,30 @@ one line naming the folder or the file when it
 - has no ``model.safetensors`` (or sharded ``model-*.safetensors`` with their index);
 - names custom code (``auto_map`` in ``config.json`` or ``tokenizer_config.json``) or a model
   type transformers does not know: such a model needs the folder's Python to run;
+- names an attention implementation other than ``eager`` or ``sdpa`` (``attn_implementation``
+  or ``_attn_implementation``, in ``config.json`` or any of its sub-configs) or holds a
+  ``quantization_config``: transformers 5 with the ``kernels`` package fetches a Hub kernel
+  repo named there (``kernels-community/flash-attn2``, or the fallback of
+  ``flash_attention_2``) and imports its compiled code, whatever ``local_files_only`` says, and
+  a quantization method needs packages miaudit does not use;
 - has no ``tokenizer.json``: only fast tokenizers (the ``tokenizers`` library's JSON format) are
   read, never a sentencepiece or pickled vocabulary;
 - exceeds the size caps (:data:`MAX_HF_WEIGHT_BYTES` of weights, :data:`MAX_HF_JSON_BYTES` per
   JSON file).
 
-Loading then passes ``local_files_only=True``, ``trust_remote_code=False`` and
-``use_safetensors=True``: nothing is downloaded and no code from the folder runs. The models run
-on the CPU in evaluation mode, batch by batch, without gradients.
+Loading then passes ``local_files_only=True``, ``trust_remote_code=False``,
+``use_safetensors=True`` and an explicit ``attn_implementation`` (``sdpa`` where the model
+class has it, else ``eager``), with the Hugging Face Hub in offline mode
+(:func:`hub_offline`, around loading and scoring): nothing is downloaded and no code from the
+folder runs. The models run on the CPU in evaluation mode, batch by batch, without gradients.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +51,37 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 BATCH_TEXTS = 16
 
 HfTask = Literal["causal-lm", "sequence-classification"]
+
+#: Attention implementations a folder's config may name: built into torch and transformers.
+SAFE_ATTENTION = (None, "eager", "sdpa")
+#: The config keys transformers reads an attention implementation from.
+_ATTENTION_KEYS = ("attn_implementation", "_attn_implementation", "_attn_implementation_internal")
+#: What :func:`hub_offline` sets while a folder is loaded or scored.
+_OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "USE_HUB_KERNELS": "NO"}
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """The Hugging Face Hub unreachable for the block, then as before: ``HF_HUB_OFFLINE``,
+    ``TRANSFORMERS_OFFLINE`` and ``USE_HUB_KERNELS=NO`` in the environment, and
+    ``huggingface_hub.constants.HF_HUB_OFFLINE`` (read from the environment once, when
+    huggingface_hub is first imported; the ``kernels`` package and every Hub request check it
+    at call time). A second line of defence behind :func:`check_hf_folder`'s refusals."""
+    from huggingface_hub import constants
+
+    saved_env = {k: os.environ.get(k) for k in _OFFLINE_ENV}
+    saved_flag = constants.HF_HUB_OFFLINE
+    os.environ.update(_OFFLINE_ENV)
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved_flag
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _read_json(path: Path, field: str) -> dict[str, Any]:
@@ -111,6 +152,7 @@ def check_hf_folder(folder: str | Path, field: str = "model folder") -> dict[str
                 f"{name} names custom code (auto_map): miaudit never runs a model folder's code",
             )
     _check_model_type(config, field)
+    _check_loading_fields(config, field)
     _check_config_counts(config, field)
     weights = _weight_files(path, field)
     total = sum(w.stat().st_size for w in weights)
@@ -142,6 +184,33 @@ def _check_model_type(config: dict[str, Any], field: str) -> None:
         )
 
 
+def _check_loading_fields(config: dict[str, Any], field: str, where: str = "") -> None:
+    """Refuse the fields that make transformers fetch or import code when it builds the model:
+    an attention implementation other than eager/sdpa, a quantization_config; in config.json
+    and its sub-configs (a multimodal model's ``text_config``…), at any depth up to 32."""
+    if where.count(".") >= 32:
+        raise InputError(field, f"config.json's {where[:-1][:80]} is nested too deeply")
+    for key, value in config.items():
+        name = f"{where}{key}"
+        if key in _ATTENTION_KEYS and value not in SAFE_ATTENTION:
+            raise InputError(
+                field,
+                f"config.json's {name} is {_short(value)}: miaudit loads models with eager or sdpa attention only (another value can fetch kernel code from the Hugging Face Hub)",
+            )
+        if key == "quantization_config" and value is not None:
+            raise InputError(
+                field,
+                f"config.json's {name} is set: quantized models are not read (save the model unquantized)",
+            )
+        if isinstance(value, dict):
+            _check_loading_fields(value, field, f"{name}.")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _load(folder: Path, task: HfTask, field: str) -> tuple[Any, Any]:
     from transformers import (
         AutoModelForCausalLM,
@@ -152,9 +221,10 @@ def _load(folder: Path, task: HfTask, field: str) -> tuple[Any, Any]:
     auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
     model = load_checked_weights(folder, auto, field, f"a {task} model")
     try:
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=False
-        )
+        with hub_offline():
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(
+                str(folder), local_files_only=True, trust_remote_code=False
+            )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         first = first_line(err)
         raise InputError(field, f"cannot load its tokenizer: {first}") from None
@@ -170,18 +240,20 @@ def load_checked_weights(folder: Path, model_cls: Any, field: str, what: str) ->
     LM, or a config declaring more layers than were saved, gave random numbers)."""
     from transformers.utils import logging as hf_logging
 
-    _check_declared_size(folder, model_cls, field)
+    attention = _check_declared_size(folder, model_cls, field)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a per-file bar on stderr would interleave with miaudit's
     try:
-        loaded: Any = model_cls.from_pretrained(
-            str(folder),
-            local_files_only=True,
-            trust_remote_code=False,
-            use_safetensors=True,
-            output_loading_info=True,
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        with hub_offline():
+            loaded: Any = model_cls.from_pretrained(
+                str(folder),
+                local_files_only=True,
+                trust_remote_code=False,
+                use_safetensors=True,
+                output_loading_info=True,
+                attn_implementation=attention,
+            )
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as err:
         first = first_line(err)
         raise InputError(field, f"cannot load it as {what}: {first[:200]}") from None
     finally:
@@ -211,12 +283,14 @@ def check_vocabulary(model: Any, tokenizer: Any, field: str) -> None:
         )
 
 
-def _check_declared_size(folder: Path, auto: Any, field: str) -> None:
+def _check_declared_size(folder: Path, auto: Any, field: str) -> str:
     """Refuse a config.json that declares a model much larger than its weights before anything
     is allocated: transformers builds (and randomly initialises) the whole declared model
     before it finds the weights missing, so a 60 KB folder declaring a 2,048-wide GPT-2 took
-    2.7 GB first (a red team). The declared model is built on the meta device (no memory) and
-    its parameters counted (tied ones once) against the tensors in the safetensors headers."""
+    2.7 GB first (a red team). The declared model is built on the meta device (no memory),
+    with eager attention, and its parameters counted (tied ones once) against the tensors in
+    the safetensors headers. Returns the attention implementation to load it with: ``sdpa``
+    where its class has it, else ``eager``."""
     import math
 
     import torch
@@ -224,12 +298,13 @@ def _check_declared_size(folder: Path, auto: Any, field: str) -> None:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=False
-        )
-        with torch.device("meta"):
-            skeleton = auto.from_config(config)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        with hub_offline():
+            config = AutoConfig.from_pretrained(
+                str(folder), local_files_only=True, trust_remote_code=False
+            )
+            with torch.device("meta"):
+                skeleton = auto.from_config(config, attn_implementation="eager")
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError) as err:
         first = first_line(err)
         raise InputError(field, f"config.json does not describe a model: {first[:200]}") from None
     # Buffers too (a causal mask is positions × positions): built for real by from_pretrained.
@@ -254,6 +329,7 @@ def _check_declared_size(folder: Path, auto: Any, field: str) -> None:
             field,
             f"config.json declares {buffers:,} values of buffers (masks, tables) for {stored:,} stored weights",
         )
+    return "sdpa" if getattr(type(skeleton), "_supports_sdpa", False) else "eager"
 
 
 #: Counts in a config.json that size what transformers builds before any weight is read; bounded
@@ -325,7 +401,7 @@ class HfClassifier:
         limit = _max_tokens(self.model)
         # Without a pad token (GPT-2's tokenizer) texts of different lengths cannot share a batch.
         size = batch_size if self.tokenizer.pad_token is not None else 1
-        with torch.no_grad():
+        with torch.no_grad(), hub_offline():
             for batch in _batches(_check_texts(texts), size):
                 encoded = self.tokenizer(
                     batch, padding=True, truncation=True, max_length=limit, return_tensors="pt"
@@ -383,7 +459,7 @@ class HfCausalLM:
         import torch
 
         out: list[TokenStats] = []
-        with torch.no_grad():
+        with torch.no_grad(), hub_offline():
             for batch in _batches(_check_texts(texts), batch_size):
                 encoded = [self.encode(t) for t in batch]
                 out.extend(self._batch_stats(encoded, torch))

@@ -24,12 +24,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-        ]
-    )
+    tok.pre_tokenizer = _pre_tokenizer()
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -39,6 +34,25 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
     return tok
+
+
+def _pre_tokenizer() -> Any:
+    from tokenizers import pre_tokenizers
+
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+
+
+def token_bounds(text: str) -> tuple[int, int]:
+    """(fewest, most) tokens any tokenizer :func:`train_tokenizer` makes can encode ``text`` to,
+    before one is trained: BPE merges only within a pre-token (digits one by one, then the
+    byte-level split), so at least one token per pre-token; every byte-level token is at least
+    one byte of UTF-8, so at most one per byte (the special tokens are longer still)."""
+    return len(_pre_tokenizer().pre_tokenize_str(text)), len(text.encode("utf-8"))
 
 
 def fast_tokenizer(tok: Any) -> Any:
