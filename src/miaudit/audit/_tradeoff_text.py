@@ -340,7 +340,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if held and not overwrite:
         raise InputError(
             "--out",
-            f"{str(out)!r} already holds a trade-off ({held[0]}): choose another folder, or replace it with overwrite",
+            f"{str(out)!r} already holds a trade-off ({held[0]}): choose another folder, or replace it with overwrite (--overwrite)",
         )
     ensure_private_dir(out / VARIANTS)
 

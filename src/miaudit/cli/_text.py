@@ -121,7 +121,7 @@ def text_demo(out_dir: Path) -> None:
 
     out.print(
         "miaudit demo --text: a ≈ 2 M-parameter LM pre-trained on public synthetic records "
-        "(cached), fine-tuned on 750 private ones with 30 canaries (10 never inserted); "
+        "(cached), fine-tuned on 750 private ones with 40 canaries (30 inserted, 10 never); "
         "2 reference fine-tunes; membership audited by the text attacks"
     )
     run_and_print(text_demo_config(), out_dir, overwrite=True)

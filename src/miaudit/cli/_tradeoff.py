@@ -154,6 +154,10 @@ def tradeoff(
         ),
     ] = 1.0,
     trust_code: TrustCode = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Text configs: replace an earlier trade-off in --out."),
+    ] = False,
 ) -> None:
     """Measure each control side by side: DP-SGD budgets, regularisation, output policies (same audit for all); for a text config, DP fine-tuning and deduplication."""
     from miaudit.audit import default_variants
@@ -175,7 +179,9 @@ def tradeoff(
             dp_audit=dp_audit_json is not None,
             accuracy_tolerance=accuracy_tolerance != 1.0,
         )
-        _text_tradeoff(config, out_dir, _floats(epsilons, "--epsilons"), delta, accountant)
+        _text_tradeoff(
+            config, out_dir, _floats(epsilons, "--epsilons"), delta, accountant, overwrite
+        )
         return
     variants = default_variants(
         _floats(epsilons, "--epsilons"),
@@ -233,7 +239,12 @@ def _refuse_tabular_options(**given: bool) -> None:
 
 
 def _text_tradeoff(
-    config: Path, out_dir: Path, epsilons: list[float], delta: float, accountant: str
+    config: Path,
+    out_dir: Path,
+    epsilons: list[float],
+    delta: float,
+    accountant: str,
+    overwrite: bool = False,
 ) -> None:
     """A text config: plain, DP on LoRA at each ε, dedup (only --epsilons, --delta and
     --accountant apply; the tabular controls do not)."""
@@ -245,7 +256,11 @@ def _text_tradeoff(
     )
     err = console(stderr=True)
     result = text_tradeoff(
-        cfg, out_dir, variants=variants, say=lambda s: err.print(s, highlight=False, soft_wrap=True)
+        cfg,
+        out_dir,
+        variants=variants,
+        say=lambda s: err.print(s, highlight=False, soft_wrap=True),
+        overwrite=overwrite,
     )
     out = _console()
     _print_text_tradeoff(out, result)
