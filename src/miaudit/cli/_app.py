@@ -190,6 +190,13 @@ def attack_cmd(
             f"results: {out_dir / 'results.json'} ({shared}); scores: {out_dir / 'scores.parquet'} (restricted)"
         )
         _report_line(out_dir, say)
+    if as_json and raw_ids:  # CI logs are often readable by many: say what stdout now holds
+        err.print(
+            "note: stdout holds the results with --raw-ids: the most exposed records by their ids "
+            "(most of them members); keep it as restricted as results.json",
+            highlight=False,
+            soft_wrap=True,
+        )
     if as_json:
         _print_json(result.to_json())
     _gate(result, fail_on)
