@@ -25,7 +25,7 @@ RAW = {
     "model": {"kind": "torch-mlp", "hidden": [32], "epochs": 4, "batch_size": 64},
     "plan": {"pool_fraction": 0.8},
     "engine": {"workers": 0, "threads": 1, "progress": False},
-    "audit": {"references": 1, "attacks": ["loss", "lira_online"], "resamples": 30},
+    "audit": {"references": 1, "attacks": ["loss", "lira_online"], "resamples": 40},
     "seed": 5,
 }
 DRAWS = 8
@@ -182,7 +182,7 @@ def test_cli_commands_in_process(tmp_path):
     cfg = tmp_path / "audit.toml"
     cfg.write_text(
         '[data]\ndataset = "adult"\nmax_records = 400\n[model]\nkind = "torch-mlp"\nhidden = [16]\nepochs = 2\n'
-        '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 20\n',
+        '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 40\n',
         encoding="utf-8",
     )
     r = CliRunner().invoke(
@@ -438,7 +438,7 @@ def test_a_dp_baseline_with_fault_injection_is_described_and_marked_void(tmp_pat
     cfg.write_text(
         '[data]\ndataset = "adult"\nmax_records = 400\n[model]\nkind = "torch-mlp"\nhidden = [8]\nepochs = 1\n'
         'batch_size = 64\ndp = { epsilon = 2.0, fault = "zero_noise" }\n'
-        '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 20\n',
+        '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 40\n',
         encoding="utf-8",
     )
     out = tmp_path / "t"
@@ -476,7 +476,7 @@ def test_a_dp_audit_of_another_recipe_is_refused_and_a_variants_is_not_the_basel
     app.command("tradeoff")(tradeoff_cmd)
     app.command("unused")(lambda: None)
     body = '[data]\ndataset = "adult"\nmax_records = 400\n[model]\nkind = "torch-mlp"\nhidden = [{h}]\nepochs = 1\nbatch_size = 64\n{dp}'
-    rest = '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 20\n'
+    rest = '[engine]\nworkers = 0\nthreads = 1\nprogress = false\n[audit]\nreferences = 1\nattacks = ["loss"]\nresamples = 40\n'
     for name, h, dp in (("dp", 8, "dp = { epsilon = 2.0 }\n"), ("plain", 8, ""), ("wide", 12, "")):
         (tmp_path / f"{name}.toml").write_text(body.format(h=h, dp=dp) + rest, encoding="utf-8")
     dp_audit(tmp_path / "dp.toml", tmp_path / "da", design=DpAuditDesign(canaries=100))
@@ -541,3 +541,19 @@ def test_the_decision_holds_together_over_the_variants(run):
         r = v.risk_reduction
         assert v.judged == 3 and r is not None and r.lower is not None
         assert v.risk_reduction_lower is not None and v.risk_reduction_lower <= r.lower + 1e-12
+
+
+def test_nothing_is_recommended_against_a_baseline_that_cannot_be_judged():
+    """The verdict's "not assessed" (too few replicates or records, inputs ranking non-members
+    above members) holds for the trade-off's baseline too: no risk is measured to reduce."""
+    from miaudit.audit._tradeoff import with_recommendations
+
+    variants = [
+        _variant("baseline", reduction=None, loss=None, baseline=True),
+        _variant("wd", reduction=(0.20, 0.15, 0.25), loss=(0.0, -0.003, 0.004)),
+    ]
+    (_, wd) = with_recommendations(
+        variants, tolerance=0.01, majority=0.5, baseline_unjudged="only 20 bootstrap replicates"
+    )
+    assert wd.recommendation == "not recommended"
+    assert "cannot be judged (only 20 bootstrap replicates)" in wd.reason

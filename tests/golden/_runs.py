@@ -39,7 +39,7 @@ threads = 1
 progress = false
 [audit]
 references = 2
-resamples = 30
+resamples = 40
 """
 
 DP_TOML = """

@@ -433,7 +433,9 @@ def test_the_users_code_failing_is_one_line_exit_2(
     monkeypatch.delenv("MIAUDIT_DEBUG", raising=False)
     try:
         with pytest.raises(SystemExit) as exc:
-            main(["audit", str(config), "--out", str(tmp_path / "out"), "--fail-on", "auc.lower>0"])
+            main(
+                ["audit", str(config), "--out", str(tmp_path / "out"), "--fail-on", "auc.point>0.5"]
+            )
     finally:
         for name in ("users_fail", "users_bad_syntax"):
             sys.modules.pop(name, None)

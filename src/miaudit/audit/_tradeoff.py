@@ -27,6 +27,7 @@ import numpy as np
 from miaudit._io import cleans_output_dir
 from miaudit.audit._config import AuditConfig, load_audit_config
 from miaudit.audit._dp_audit import DpAuditResult
+from miaudit.audit._judgeable import why_not_judged
 from miaudit.audit._results import AuditResult, PrivacySpent, Utility
 from miaudit.audit._tradeoff_result import (
     TPR1,
@@ -184,9 +185,11 @@ def recommendation(
     tolerance: float = DEFAULT_ACCURACY_TOLERANCE,
     majority: float | None = None,
     baseline_detected: bool | None = None,
+    baseline_unjudged: str | None = None,
 ) -> tuple[str, str]:
     """(verdict, reason) for one variant. A control is *recommended* when the baseline's audit
-    detects a risk (``baseline_detected``; None: not known, not required), its paired risk
+    detects a risk (``baseline_detected``; None: not known, not required) and can be judged at
+    all (``baseline_unjudged``: why not, :func:`why_not_judged`), its paired risk
     reduction's lower bound holding together over the judged variants (``risk_reduction_lower``;
     the 95 % interval's lower end where absent) lies above 0, and its paired accuracy loss's
     interval ends within ``tolerance``; a model whose test accuracy's interval does not lie above
@@ -206,6 +209,12 @@ def recommendation(
     if r is None or r.lower is None or r.point is None:
         return "not recommended", "no paired risk reduction could be measured"
     measured = f"risk reduction {signed_difference(r, ' AUC')}"
+    if baseline_unjudged is not None:
+        return (
+            "not recommended",
+            f"{measured}, but the baseline's audit cannot be judged ({baseline_unjudged}): "
+            "there is no measured risk for a control to reduce",
+        )
     if baseline_detected is False:
         return (
             "not recommended",
@@ -271,6 +280,7 @@ def with_recommendations(
     tolerance: float,
     majority: float | None,
     baseline_detected: bool | None = None,
+    baseline_unjudged: str | None = None,
 ) -> list[VariantOutcome]:
     """Every variant with its verdict; among the recommended, the largest risk reduction is
     "best" when its interval lies above every other recommended control's, else "best (not
@@ -279,7 +289,11 @@ def with_recommendations(
     judged = []
     for v in variants:
         verdict, reason = recommendation(
-            v, tolerance=tolerance, majority=majority, baseline_detected=baseline_detected
+            v,
+            tolerance=tolerance,
+            majority=majority,
+            baseline_detected=baseline_detected,
+            baseline_unjudged=baseline_unjudged,
         )
         judged.append(v.model_copy(update={"recommendation": verdict, "reason": reason}))
     picked = sorted(
@@ -1089,6 +1103,7 @@ def _finish(
             tolerance=tolerance,
             majority=majority,
             baseline_detected=risk_detected(runs[base].result),
+            baseline_unjudged=why_not_judged(runs[base].result),
         ),
         comparisons=comparisons,
         notes=_fault_notes(outcomes) + _notes(s.noise_sigma, s.noise_draws, tolerance, majority),
