@@ -264,3 +264,27 @@ def test_a_canary_that_fits_goes_on_to_pre_training(tmp_path, monkeypatch) -> No
         cfg = parse_exposure_config(_small(context))
         with pytest.raises(AssertionError, match="pre-training started"):
             run_exposure(cfg, tmp_path / f"out{context}", overwrite=False)
+
+
+def test_dedup_that_removes_a_canary_entirely_is_refused_before_training():
+    """Red team: a long prefix without {name} made 29 of 30 inserted canaries near-duplicates of
+    one another; dedup left one, the others still read "inserted 16×", and the trade-off credited
+    dedup with a reduction even at 1×. The default prefix (a name in it) loses none."""
+    from miaudit.audit._exposure import _finetune_set, make_canaries
+    from miaudit.errors import InputError
+
+    prefix = (
+        "Note for the billing team: the internal customer account number on file for this "
+        "person is "
+    )
+    cfg = parse_exposure_config(
+        {"canaries": {"prefix": prefix, "digits": 5}, "dedup": {"threshold": 0.8}}
+    )
+    with pytest.raises(
+        InputError, match=r"dedup: removes \d+ of the 30 inserted canaries entirely"
+    ):
+        _finetune_set(cfg, [], make_canaries(cfg.canaries, 0))
+    fine = parse_exposure_config({"canaries": {"digits": 5}, "dedup": {"threshold": 0.8}})
+    canaries = make_canaries(fine.canaries, 0)
+    texts, info = _finetune_set(fine, [], canaries)
+    assert info is not None and all(k.text in texts for k in canaries if k.repetitions > 0)

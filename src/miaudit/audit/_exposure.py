@@ -319,6 +319,21 @@ def _finetune_set(
         return texts, None
     result = deduplicate(texts, threshold=cfg.dedup.threshold, ngram=cfg.dedup.ngram, seed=cfg.seed)
     kept = [texts[i] for i in result.keep]
+    left = set(kept)
+    gone = [k for k in canaries if k.repetitions > 0 and k.text not in left]
+    if gone:
+        # Dedup is to leave one copy of a repeated canary; one that lost every copy reads as
+        # "inserted r×" while the model never saw it (red team: a long prefix without {name}
+        # made 29 of 30 canaries near-duplicates of one another, and the trade-off credited
+        # dedup with a reduction even at 1×)
+        inserted = sum(1 for k in canaries if k.repetitions > 0)
+        raise InputError(
+            "dedup",
+            f"removes {len(gone)} of the {inserted} inserted canaries entirely (near-duplicates of one "
+            f"another: their shared prefix dominates the word {cfg.dedup.ngram}-grams), so their "
+            "exposure would read as if inserted; put {name} in canaries.prefix or raise "
+            "[dedup].threshold",
+        )
     return kept, {
         "threshold": cfg.dedup.threshold,
         "ngram": cfg.dedup.ngram,
