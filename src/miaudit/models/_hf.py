@@ -378,7 +378,29 @@ def _check_texts(texts: Sequence[str], field: str = "texts") -> list[str]:
     bad = next((i for i, t in enumerate(values) if not isinstance(t, str)), None)
     if bad is not None:
         raise InputError(field, f"item {bad} is not a string")
+    for i, t in enumerate(values):
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: the tokenizer's bare TypeError before
+            raise InputError(field, f"item {i} is not valid Unicode (a lone surrogate)") from None
     return values
+
+
+@contextmanager
+def _tokenizing(folder: Path) -> Iterator[None]:
+    """The folder's tokenizer is data too: a crafted tokenizer.json whose regex gives up
+    (Oniguruma's retry limit) raised pyo3's PanicException, a BaseException that no
+    ``except Exception`` catches (red team): one line naming the folder instead."""
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit: not the folder's doing
+        raise InputError(
+            "model folder", f"{str(folder)!r}: its tokenizer failed on a text ({first_line(exc)})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -403,9 +425,10 @@ class HfClassifier:
         size = batch_size if self.tokenizer.pad_token is not None else 1
         with torch.no_grad(), hub_offline():
             for batch in _batches(_check_texts(texts), size):
-                encoded = self.tokenizer(
-                    batch, padding=True, truncation=True, max_length=limit, return_tensors="pt"
-                )
+                with _tokenizing(self.folder):
+                    encoded = self.tokenizer(
+                        batch, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+                    )
                 if "token_type_ids" not in _inputs(self.model):
                     encoded.pop("token_type_ids", None)
                 rows.append(self.model(**encoded).logits.double().numpy())
@@ -448,7 +471,8 @@ class HfCausalLM:
     def encode(self, text: str) -> list[int]:
         """The text's token ids as the model reads them: the BOS token first when the tokenizer
         has one (so the first word is predicted too), truncated to the context."""
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        with _tokenizing(self.folder):
+            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         bos = self.tokenizer.bos_token_id
         if bos is not None:
             ids = [int(bos), *ids]
