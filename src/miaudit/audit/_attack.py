@@ -184,9 +184,9 @@ def family_bounds(ev: Evaluation, names: Sequence[str] | None = None) -> FamilyB
 
 
 #: The permutation test runs when the smaller class has at most this many records: the family's
-#: bootstrap bounds were too narrow with small classes (10 attacks on null data: 35.5 % of
-#: models called detectable with 5 non-members, 5.5 % with 50 and 300 members), and a
-#: relabelling costs the smaller class's size (999 of them: about 0.5 s here at this size).
+#: bootstrap bounds were too narrow with small classes (10 attacks on null data: 36.0 % of
+#: models called detectable with 300 members and 5 non-members, 4.5 % at 50 + 50; verdict_null),
+#: and a relabelling costs the smaller class's size (999 of them: about 0.5 s at this size).
 PERMUTATION_BELOW = 5_000
 
 

@@ -144,7 +144,7 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
     family = result.family
     p = family.permutation_p if family is not None else None
     # AUC bounds the permutation test does not back are too narrow to read (few records of a
-    # class: 10 null attacks, 5 non-members, 35.5 % flagged); a TPR bound is measured only with
+    # class: 10 null attacks, 5 non-members, 36.0 % flagged); a TPR bound is measured only with
     # ≥ 1,000 non-members, where the bootstrap holds, and still counts (leakage at low FPR
     # alone, beside an AUC near 0.5, is what the strongest attacks find)
     auc_backed = p is None or p <= (1 - result.bootstrap.confidence) / 2
