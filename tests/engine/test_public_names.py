@@ -84,6 +84,8 @@ PINNED = {
         "pretrained_base",
         "record_log_likelihoods",
         "save_lm",
+        "token_bounds",
+        "train_tokenizer",
         "MAX_ONNX_BYTES",
         "Augmentation",
         "query_views",

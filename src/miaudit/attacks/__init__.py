@@ -35,6 +35,7 @@ from miaudit.attacks._reference import (
     leave_one_model_out,
     leave_one_model_out_each,
     paired_reference_sets,
+    reads_balanced_references,
     score_target,
 )
 from miaudit.attacks._registry import (
@@ -193,6 +194,7 @@ __all__ = [
     "output_attacks_under",
     "paired_reference_sets",
     "qmia_scores",
+    "reads_balanced_references",
     "recipe_augmentations",
     "reference_attack",
     "register_attack",

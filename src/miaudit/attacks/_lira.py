@@ -303,6 +303,7 @@ def lira_online(
     return score
 
 
+# Long: over 60 lines only through its numpydoc docstring; the code itself is 10 lines.
 def lira_offline(
     target_phi: np.ndarray,
     ref_phi: np.ndarray,
@@ -310,6 +311,7 @@ def lira_offline(
     *,
     variance: Variance = "global",
     statistic: OfflineStatistic = "z",
+    use: np.ndarray | None = None,
 ) -> np.ndarray:
     """Offline LiRA score of each record from OUT references only.
 
@@ -333,6 +335,10 @@ def lira_offline(
         One pooled σ_out per query (default), or per-record σ_out.
     statistic : {"z", "logcdf"}
         The standardised score or its log normal CDF.
+    use : ndarray of shape (K, n), bool, optional
+        ``use[k, i]``: reference k's φ on record i enters the OUT fit (default: all); the
+        reference audit balances references with it where the design ties a record's OUT count
+        to the target's membership (docs/method.md §3).
 
     Returns
     -------
@@ -355,7 +361,7 @@ def lira_offline(
     if statistic not in ("z", "logcdf"):
         raise InputError("statistic", f"must be 'z' or 'logcdf', got {statistic!r}")
     target, refs, mask = _check_lira(target_phi, ref_phi, keep)
-    fout = _fit_side(refs, ~mask, variance, "OUT")
+    fout = _fit_side(refs, ~mask & _check_use(use, mask), variance, "OUT")
     z = (target - fout.mu) / fout.sd
     if statistic == "logcdf":
         z = log_ndtr(z)

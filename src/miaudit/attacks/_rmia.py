@@ -344,6 +344,7 @@ def rmia_offline(
     a: float,
     gamma: float = 1.0,
     trim: float = 0.0,
+    use: np.ndarray | None = None,
 ) -> np.ndarray:
     """Offline RMIA: Pr(x) ≈ ½[(1 + a)·Pr_OUT(x) + (1 − a)] from OUT references only.
 
@@ -367,6 +368,9 @@ def rmia_offline(
         γ > 0 in "ratio_x / ratio_z ≥ γ".
     trim : float
         Fraction in [0, 0.5) of OUT references cut from each end before averaging.
+    use : ndarray of shape (K, n), bool, optional
+        ``use[k, i]``: reference k's p_y on record i enters Pr_OUT(x) (default: all); the
+        reference audit balances references with it (docs/method.md §3).
 
     Returns
     -------
@@ -391,6 +395,8 @@ def rmia_offline(
     """
     target, refs, pop = _check_common(target_p, ref_p, population)
     mask_out = ~_as_keep(keep, refs.shape)
+    if use is not None:
+        mask_out &= _as_keep(use, refs.shape, "use")
     _check_a(a)
     _check_gamma(gamma)
     _check_trim(trim)

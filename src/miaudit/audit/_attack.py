@@ -280,6 +280,16 @@ class _Seeds:
         return cls(*np.random.SeedSequence(seed).spawn(5))
 
 
+def _check_classes(member: np.ndarray) -> None:
+    n1 = int(np.count_nonzero(member))
+    if min(n1, member.size - n1) < 2:  # the implied ε splits each class in halves
+        raise InputError(
+            "member",
+            f"{n1} member(s) and {member.size - n1} non-member(s): an audit needs at least "
+            "2 of each (and 30 of each for a verdict)",
+        )
+
+
 def _check_options(prior: float, n_resamples: int) -> None:
     if not 0 < prior < 1:
         raise InputError("--prior", f"must be in (0, 1), got {prior}")
@@ -388,13 +398,6 @@ def run_attacks(
     """Run attacks on one model's outputs and evaluate them; see :func:`attack`."""
     source = None if isinstance(outputs, ModelOutputs) else Path(outputs)
     outputs, pop = _load_inputs(outputs, population, feature_columns)
-    n1 = int(np.count_nonzero(outputs.member))
-    if min(n1, outputs.member.size - n1) < 2:  # the implied ε splits each class in halves
-        raise InputError(
-            "member",
-            f"{n1} member(s) and {outputs.member.size - n1} non-member(s): an audit needs at least "
-            "2 of each (and 30 of each for a verdict)",
-        )
     specs = _check_attacks(attacks)
     slice_groups = {col: _slice_groups(outputs, col) for col in dict.fromkeys(slices)}
     _check_options(prior, n_resamples)
@@ -447,6 +450,7 @@ def _load_inputs(
     """The audited outputs and the population records, loaded from files where given as paths."""
     if not isinstance(outputs, ModelOutputs):
         outputs = load_outputs(Path(outputs), feature_columns)
+    _check_classes(outputs.member)
     if population is None or isinstance(population, PopulationOutputs):
         return outputs, population
     return outputs, load_population(Path(population), feature_columns)

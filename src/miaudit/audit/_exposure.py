@@ -474,10 +474,10 @@ def check_canaries_fit(
     """Refuse, before any model trains, canaries that do not fit the model's context with BOS
     and the digits the exposure feeds (red team: a context of 16 was refused only after
     pre-training and fine-tuning). The tokenizer is trained with the base, so first bounds that
-    hold for any tokenizer it could be (:func:`miaudit.models._lm_tokenizer.token_bounds`: at
+    hold for any tokenizer it could be (:func:`miaudit.models.token_bounds`: at
     least one token per pre-token, at most one per byte); only between them is the base's
     tokenizer trained now on ``public`` as pre-training trains it (seconds), and counted."""
-    from miaudit.models._lm_tokenizer import token_bounds, train_tokenizer
+    from miaudit.models import token_bounds, train_tokenizer
 
     c, context = cfg.canaries, cfg.model.architecture.context
     # the exact rank and greedy decoding feed all digits but the last; the estimate scores

@@ -28,6 +28,7 @@ from miaudit.attacks import (
     complementary_partners,
     leave_one_model_out_each,
     paired_reference_sets,
+    reads_balanced_references,
     reference_attack,
     score_outputs,
 )
@@ -112,7 +113,7 @@ class _Plan:
     given: list[int] | None = None  # the one target's references, when the user named them
 
 
-#: Balanced references (docs/method.md §3): a target's references are balanced for online LiRA
+#: Balanced references (docs/method.md §3): a target's references are balanced for LiRA and RMIA
 #: when the z statistic of its members' mean d = n_in − n_out against its non-members' reaches
 #: this (two-sided p ≈ 6·10⁻⁵ where the counts do not depend on the target's membership, as
 #: with independent halves), or when d is a deterministic function of membership (z infinite).
@@ -123,11 +124,11 @@ _BALANCE_STREAM = 0x6C697261
 
 @dataclass(frozen=True)
 class _Balance:
-    """Targets whose references were balanced for online LiRA, and what that dropped."""
+    """Targets whose references were balanced (LiRA, offline RMIA), and what that dropped."""
 
     targets: tuple[int, ...] = ()  # positions in the plan's targets
     z: tuple[float, ...] = ()
-    dropped: int = 0  # (reference, record) values left out of online LiRA's fits
+    dropped: int = 0  # (reference, record) values left out of the balanced attacks' fits
     values: int = 0  # (reference, record) values of those targets' scorable records
 
 
@@ -326,7 +327,7 @@ def _balance(
     targets: list[int],
     refs: list[list[int]],
 ) -> tuple[_Balance, Callable[[int], np.ndarray | None]]:
-    """Which targets' references online LiRA balances (:data:`BALANCE_Z`), and the mask of
+    """Which targets' references the balanced attacks read balanced (:data:`BALANCE_Z`), and the mask of
     each (computed when asked, seeded by the config's seed and the target's index)."""
     pool = np.flatnonzero(~store.population)
     chosen: list[int] = []
@@ -359,7 +360,7 @@ def _score_with_references(
     refs: list[list[int]],
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, RmiaCalibration | None, _Balance]:
     """Reference attacks' (T, m) scores, membership, evaluated records, offline RMIA's ``a``
-    and the balancing of online LiRA's references (:func:`_balance`).
+    and the balancing of the references (:func:`_balance`).
 
     With no reference attack, the pairs the reference attacks would have scored.
     """
@@ -368,8 +369,8 @@ def _score_with_references(
         for name in cfg.audit.attacks
         if not runs_on_target_outputs(attack_spec(name))
     }
-    online_lira = any(isinstance(a, LiraAttack) and a.mode == "online" for a in made.values())
-    balance, use = _balance(store, cfg, targets, refs) if online_lira else (_Balance(), None)
+    balanced = any(reads_balanced_references(a) for a in made.values())
+    balance, use = _balance(store, cfg, targets, refs) if balanced else (_Balance(), None)
     scores: dict[str, np.ndarray] = {}
     member = records = None
     rmia_a = None
@@ -572,7 +573,8 @@ def _notes(
 def _balance_notes(
     cfg: AuditConfig | SignalsAuditConfig, plan: _Plan, balance: _Balance
 ) -> list[str]:
-    """One note when online LiRA's references were balanced: on how many models, why, what
+    """One note when the references were balanced (online and offline LiRA, offline RMIA): on
+    how many models, why, what
     was dropped (docs/method.md §3); nothing per record."""
     if not balance.targets:
         return []
@@ -580,8 +582,7 @@ def _balance_notes(
         n
         for n in cfg.audit.attacks
         if not runs_on_target_outputs(attack_spec(n))
-        and isinstance(a := _reference_attack(n, cfg), LiraAttack)
-        and a.mode == "online"
+        and reads_balanced_references(_reference_attack(n, cfg))
     ]
     finite = [abs(z) for z in balance.z if np.isfinite(z)]
     how = (
@@ -591,7 +592,7 @@ def _balance_notes(
     )
     return [
         f"Balanced references ({', '.join(names)}): on {len(balance.targets)} of {len(plan.targets)} audited model(s) the number of IN and OUT references of a record depended on the model's own membership ({how}), "
-        "which pushes online LiRA below chance even where the model leaks nothing (docs/method.md §3). "
+        "which pushes online LiRA below chance and offline LiRA and RMIA's TPR at low FPR below it even where the model leaks nothing (docs/method.md §3). "
         f"There each record kept as many IN as OUT references: {balance.dropped:,} of {balance.values:,} (reference, record) values were dropped, "
         "drawn at random from each record's larger side (seeded by the run's seed and the model, never by the signals); other attacks use every reference."
     ]

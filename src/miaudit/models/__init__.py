@@ -116,6 +116,7 @@ if TYPE_CHECKING:
         digit_log_likelihoods,
         greedy_digits,
     )
+    from miaudit.models._lm_tokenizer import token_bounds, train_tokenizer
     from miaudit.models._nets import query_views
     from miaudit.models._torch_train import build_net
 
@@ -152,6 +153,8 @@ _TORCH_NAMES = {
         ("all_digit_log_likelihoods", "digit_log_likelihoods", "greedy_digits"),
         "miaudit.models._lm_candidates",
     ),
+    # the canary-length check before pre-training (not torch: imported on use all the same)
+    **dict.fromkeys(("token_bounds", "train_tokenizer"), "miaudit.models._lm_tokenizer"),
 }
 
 
@@ -250,12 +253,14 @@ __all__ = [
     "saved_module",
     "single_model",
     "spent_epsilon",
+    "token_bounds",
     "torch_threads",
     "train_dp_runs",
     "train_modules",
     "train_one_dp",
     "train_python_model",
     "train_sklearn",
+    "train_tokenizer",
     "train_unit",
     "training_augmentations",
     "validation_error",
