@@ -125,6 +125,9 @@ def test_bounds_need_replicates_and_results_the_audit_can_judge():
     )
     lines = gate_failures(flipped, [parse_gate_rule("auc.lower>0.6")])
     assert lines and "cannot be judged" in lines[0] and "non-members above members" in lines[0]
+    # inverted inputs make points meaningless too (red team: a point rule passed, exit 0)
+    lines = gate_failures(flipped, [parse_gate_rule("auc.point>0.6")])
+    assert lines and "non-members above members" in lines[0]
     bare = miaudit.attack(o, attacks=["loss"], n_resamples=0, seed=7, quiet=True)
     lines = gate_failures(bare, [parse_gate_rule("auc.point>0.5")])
     assert lines == [f"loss: auc.point = {_shown(bare.attacks[0].auc.point, 0.5)} > 0.5"]

@@ -95,6 +95,26 @@ def test_a_named_array_declaring_far_more_than_the_file_is_refused(tmp_path, mon
     assert f"more than {tables.DECLARED_RATIO} times the file's" in str(err.value)
 
 
+def test_narrow_numbers_count_as_the_float64_they_become(tmp_path, monkeypatch):
+    """Red team: int8 logits declared an eighth of what they became once read (a 125 KB file
+    took 1.47 GB): every number counts 8 bytes, whatever its width on disk."""
+    monkeypatch.setattr(tables, "DECLARED_FLOOR", 2**20)
+    n = 4096
+    path = tmp_path / "o.npz"
+    arrays = {
+        "logits": np.zeros((n, 64), np.int8),  # 256 KiB inflated: 2 MiB as float64
+        "label": np.zeros(n, np.int8),
+        "member": (np.arange(n) % 2).astype(np.int8),
+    }
+    np.savez_compressed(path, **arrays)
+    # below the (lowered) floor as int8, past it as the float64 they become
+    assert sum(a.nbytes for a in arrays.values()) < 2**20 < 8 * arrays["logits"].nbytes
+    assert path.stat().st_size * tables.DECLARED_RATIO < 2**20
+    with pytest.raises(InputError, match="refused before decompressing") as err:
+        load_outputs(path)
+    assert err.value.field == "logits"
+
+
 def test_a_header_declaring_an_unprintable_size_is_refused_in_a_short_line(tmp_path):
     """A header may claim 10**400 values per axis: counted exactly, reported in a few words."""
     buf = io.BytesIO()

@@ -60,6 +60,9 @@ def _set(path: str, value: object):  # type: ignore[no-untyped-def]
         (_set("bootstrap.confidence", 1.5), "bootstrap.confidence"),
         (_set("family.lower.loss.auc", 0.95), "family.lower.loss.auc"),
         (_set("most_exposed.0.ties", -3), "most_exposed.0"),
+        # red team: "ε ≈ -2" rendered in a shareable report
+        (_set("attacks.0.implied_epsilon.point", -2.0), "implied_epsilon.point"),
+        (_set("attacks.0.implied_epsilon.lower_bound", -3.0), "implied_epsilon.lower_bound"),
         (_set("attacks.0.roc", dict.fromkeys(_ROC, [0.5] * 2000)), "miaudit writes at most 1,000"),
         (lambda d: " " * (17 * 2**20) + json.dumps(d), "larger than 16 MiB"),
     ],

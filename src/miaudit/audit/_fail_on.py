@@ -6,7 +6,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from miaudit.audit._judgeable import MIN_VERDICT_REPLICATES, why_not_judged
+from miaudit.audit._judgeable import MIN_VERDICT_REPLICATES, below_chance, why_not_judged
 from miaudit.audit._results import AuditResult
 from miaudit.errors import InputError
 from miaudit.metrics import tpr_key
@@ -158,10 +158,13 @@ def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
     attack's own."""
     out = []
     why = why_not_judged(result)
-    if why is not None and any(r.bound != "point" for r in rules):
-        # bounds that do not hold, or inputs the audit itself calls wrong: judged as they stand
-        # they passed a CI gate (red team: inverted membership, loss AUC 0.20, exit 0)
-        out.append(f"the results cannot be judged on their bounds: {why}")
+    if why is not None and (
+        any(r.bound != "point" for r in rules) or below_chance(result) is not None
+    ):
+        # bounds that do not hold, or inputs the audit itself calls wrong (then points mean
+        # nothing either): judged as they stand they passed a CI gate (red team: inverted
+        # membership, loss AUC 0.20, exit 0; then with a rule on the point)
+        out.append(f"the results cannot be judged: {why}")
     several = len(result.attacks) > 1
     for rule in rules:
         tripped: list[tuple[float, str]] = []

@@ -51,7 +51,7 @@ def why_not_judged(result: AuditResult) -> str | None:
             f"a pool of {pool:,} records: the intervals resample records and need at least "
             f"{2 * MIN_VERDICT_CLASS}"
         )
-    inverted = _below_chance(result)
+    inverted = below_chance(result)
     if inverted is not None:
         name, upper = inverted
         return (
@@ -63,7 +63,7 @@ def why_not_judged(result: AuditResult) -> str | None:
     return None
 
 
-def _below_chance(result: AuditResult) -> tuple[str, float] | None:
+def below_chance(result: AuditResult) -> tuple[str, float] | None:
     """The attack whose AUC lies furthest below 0.5 beyond noise, with its upper bound, or None.
 
     Any one attack, not every one: an attack that sees only labels sits at 0.5 beside a loss

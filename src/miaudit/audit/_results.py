@@ -57,7 +57,7 @@ class InputDescription(_Record):
     n_records: int = Field(ge=0)
     n_members: int = Field(ge=0)
     n_nonmembers: int = Field(ge=0)
-    n_classes: int = Field(ge=0)
+    n_classes: int = Field(ge=0)  # 0: text audits (sequences have no classes)
 
     @field_validator("kind")
     @classmethod
@@ -429,6 +429,15 @@ def _attack_problem(where: str, a: AttackResult) -> str | None:
     found += [
         f"{where}.{n} = {v:.6g} lies outside [0, 1]" for n, v in shares.items() if not 0 <= v <= 1
     ]
+    if a.implied_epsilon is not None:  # an ε is never negative (the metric clamps its point at 0)
+        e = a.implied_epsilon
+        found += [
+            f"{where}.implied_epsilon.{n} = {v:.6g} is negative or not finite"
+            for n, v in (("point", e.point), ("lower_bound", e.lower_bound))
+            if v is not None and not (0 <= v < math.inf)
+        ]
+        if not 0 < e.alpha < 1:
+            found.append(f"{where}.implied_epsilon.alpha = {e.alpha:.6g} lies outside (0, 1)")
     return next((f for f in found if f is not None), None)
 
 

@@ -164,14 +164,20 @@ def _check_extra_columns(p: Path, headers: dict[str, _Header]) -> None:
 #: compresses: float logits and probabilities 1-2x (deflate, measured), a boolean ``keep`` matrix
 #: 6x, int64 0/1 columns 27x, one-hot float features 80x, while zeros deflate about 1,000x
 #: (a 350 KB file declared 300 MiB: red team). 200x is far above the first and far below the
-#: last; the floor keeps every file below 1.3 MB readable whatever it holds. Bytes, not values.
+#: last; the floor keeps every file below 330 KB readable whatever it holds (64 MiB as read,
+#: a few times that at the peak of an audit). Bytes as read:
+#: numbers count 8 bytes each, whatever their width on disk.
 DECLARED_RATIO = 200
-DECLARED_FLOOR = 256 * 2**20
+DECLARED_FLOOR = 64 * 2**20
 
 
 def _nbytes(header: _Header) -> int:
+    """Bytes an array takes once read: numbers as the float64/int64 miaudit computes in (int8
+    logits declared an eighth of what they became: a 125 KB file took 1.47 GB, red team), text
+    at its own width. Exact: a header may claim 10**400 values."""
     shape, dtype = header
-    return math.prod(shape) * dtype.itemsize  # exact: a header may claim 10**400 values
+    width = dtype.itemsize if dtype.kind in "USV" else max(dtype.itemsize, 8)
+    return math.prod(shape) * width
 
 
 def _figure(n: int) -> str:
@@ -401,9 +407,10 @@ def _holds_text(arrow_type: Any) -> bool:
     return any(_holds_text(arrow_type.field(i).type) for i in range(arrow_type.num_fields))
 
 
-#: Bytes per value once read, by Parquet physical type: BYTE_ARRAY counts an offset and a
-#: numpy pointer per value on top of its pages (its values are checked once read).
-_PHYSICAL_WIDTH = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
+#: Bytes per value once read, by Parquet physical type: numbers as the float64/int64 miaudit
+#: computes in (as npz's); BYTE_ARRAY counts an offset and a numpy pointer per value on top of
+#: its pages (its values are checked once read).
+_PHYSICAL_WIDTH = {"BOOLEAN": 8, "INT32": 8, "INT64": 8, "INT96": 12, "FLOAT": 8, "DOUBLE": 8}
 
 
 def _parquet_declared(p: Path, pf: Any) -> dict[str, int]:

@@ -56,7 +56,10 @@ def max_auc_permutation_p(
     left = n_permutations
     while left > 0:
         k = min(_CHUNK, left)
-        picked = np.argpartition(rng.random((k, n)), size - 1, axis=1)[:, :size]
+        # each relabelling draws the smaller class alone, in O(its size) (Floyd-like sampling
+        # without replacement): drawing a key per record cost O(n) each, 11 s and 0.8 GB at
+        # 5,000 + 400,000 records (red team)
+        picked = np.stack([rng.choice(n, size, replace=False, shuffle=False) for _ in range(k)])
         sums = sign * ranks[picked].sum(axis=1)  # (k, attacks)
         # rank sums are sums of halves: a tolerance far below their resolution
         reach += int((sums.max(axis=1) >= observed - 1e-6).sum())
