@@ -21,7 +21,8 @@ def test_tiny_instance_records_every_figure(monkeypatch: pytest.MonkeyPatch) -> 
         cfg["model"]["architecture"] = {"vocab_size": 300, "width": 32, "layers": 1, "heads": 2}
         cfg["model"]["pretrain"] = {"records": 150, "epochs": 1}
         cfg["model"]["finetune"]["epochs"] = 2
-        cfg["canaries"] = {"digits": 2, "per_level": 3, "never_inserted": 3}
+        # 12 canaries need a space of 1,200 candidates at least (100 per canary)
+        cfg["canaries"] = {"digits": 4, "per_level": 3, "never_inserted": 3}
         return cfg
 
     monkeypatch.setattr(bench_text_exposure, "_config", tiny)
