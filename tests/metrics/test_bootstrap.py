@@ -206,3 +206,23 @@ def test_difference_lower_is_the_normal_bound_a_percentile_cannot_resolve():
     assert normal <= 0.025 + 3 * np.sqrt(0.025 * 0.975 / 5000) < percentile  # 3 SE
     with pytest.raises(ValueError, match="maximum over thresholds"):
         ev.difference_lower("a", "b", "advantage", tail)
+
+
+def test_the_published_roc_starts_where_twenty_non_members_lie_above_it():
+    """Red team: 19 members tied at the top score, listed by pseudonym in most_exposed, and the
+    ROC's first point (FPR 1/n0) read TPR 19/n1: every listed record a member. The ROC now
+    starts at 20/n0, where a listed tie of at most 19 cannot be told apart from the non-members
+    above the threshold."""
+    from miaudit.metrics import evaluate
+    from miaudit.metrics._bootstrap import ROC_MIN_NEGATIVES
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(2000), np.zeros(2000)].astype(int)
+    s = rng.normal(size=4000)
+    s[:19] = 100.0  # 19 members tied at the top
+    ev = evaluate(y, {"loss": s}, n_resamples=20, rng=1)
+    fpr, tpr, lo, hi = ev.roc_grid("loss")
+    assert fpr and min(fpr) * 2000 >= ROC_MIN_NEGATIVES * (1 - 1e-9)
+    assert len(tpr) == len(fpr) == len(lo) == len(hi)
+    # the headline TPRs still read every record
+    assert ev.estimate("loss", "tpr@1%fpr").point is not None

@@ -32,6 +32,12 @@ ROC_GRID = tuple(float(x) for x in np.logspace(-5, 0, 51))
 #: rate (n0·α ≥ 10): with fewer, one or two non-members decide the threshold and the figure is
 #: noise. Below it the metric is "not measurable at this size" and says how many would do.
 MIN_NEGATIVES_AT_RATE = 10
+#: The ROC curve published in results.json starts where at least this many non-members lie
+#: above the threshold: its first points resolved single records, and beside the ranked
+#: most-exposed list (which never lists a tie of 20) the TPR there told that every listed
+#: record of a top tie of 19 was a member (red team). The AUC and the TPRs at the configured
+#: FPRs are computed from every record as before.
+ROC_MIN_NEGATIVES = 20
 #: Metrics that are maxima over thresholds: their intervals come from a uniform band (below).
 MAX_METRICS = ("advantage", "balanced_accuracy")
 
@@ -231,7 +237,8 @@ class Evaluation:
         return point - float(norm.ppf(1 - tail)) * float(reps.std(ddof=1))
 
     def roc_grid(self, name: str) -> tuple[list[float], list[float], list[float], list[float]]:
-        """(fpr grid, tpr, lower, upper) on :data:`ROC_GRID`, grid points below 1/n0 dropped.
+        """(fpr grid, tpr, lower, upper) on :data:`ROC_GRID`, grid points below
+        :data:`ROC_MIN_NEGATIVES` / n0 dropped.
 
         The band comes from the replicates that drew members and non-members both (as every
         interval's does; a grouped resample of a tiny pool can draw none of one): NaN bands
@@ -241,7 +248,7 @@ class Evaluation:
         fpr, tpr, lo, hi = [], [], [], []
         tail = (1 - self.confidence) / 2
         for i, f in enumerate(ROC_GRID):
-            if f * self.n_nonmembers < 1 - _RATE_SLACK:
+            if f * self.n_nonmembers < ROC_MIN_NEGATIVES * (1 - _RATE_SLACK):
                 continue
             fpr.append(f)
             tpr.append(float(self.points[name][k + i]))
