@@ -60,6 +60,9 @@ def _set(path: str, value: object):  # type: ignore[no-untyped-def]
         (_set("bootstrap.confidence", 1.5), "bootstrap.confidence"),
         (_set("family.lower.loss.auc", 0.95), "family.lower.loss.auc"),
         (_set("most_exposed.0.ties", -3), "most_exposed.0"),
+        # red team: an emptied family read "not detected … for all 0 attack and metric pairs"
+        (_set("family.lower", {}), "no bound for any measured attack"),
+        (lambda d: d["attacks"].append(d["attacks"][0]), "an attack named twice"),
         # red team: "ε ≈ -2" rendered in a shareable report
         (_set("attacks.0.implied_epsilon.point", -2.0), "implied_epsilon.point"),
         (_set("attacks.0.implied_epsilon.lower_bound", -3.0), "implied_epsilon.lower_bound"),

@@ -36,7 +36,12 @@ from miaudit.audit._exposure_config import (
 )
 from miaudit.audit._exposure_math import exact_exposure, exact_rank, skewnorm_exposure
 from miaudit.audit._fail_on import GateRule, check_gate_rules, gate_failures, parse_gate_rule
-from miaudit.audit._judgeable import MIN_VERDICT_CLASS, MIN_VERDICT_REPLICATES, why_not_judged
+from miaudit.audit._judgeable import (
+    MIN_VERDICT_CLASS,
+    MIN_VERDICT_REPLICATES,
+    too_few_records,
+    why_not_judged,
+)
 from miaudit.audit._key_holder import AuditedRecord, audited_records, records_of_pseudonyms
 from miaudit.audit._query_views import augmented_queries
 from miaudit.audit._reference_audit import (
@@ -165,6 +170,7 @@ __all__ = [
     "text_demo_config",
     "text_tradeoff",
     "text_variants",
+    "too_few_records",
     "tradeoff",
     "why_not_judged",
 ]

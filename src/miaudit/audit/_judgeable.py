@@ -19,23 +19,8 @@ MIN_VERDICT_REPLICATES = 39
 MIN_VERDICT_CLASS = 30
 
 
-def why_not_judged(result: AuditResult) -> str | None:
-    """Why ``result`` cannot be judged against thresholds on its bounds, or None when it can.
-
-    - fewer than :data:`MIN_VERDICT_REPLICATES` bootstrap replicates (0: no interval at all);
-    - fewer than :data:`MIN_VERDICT_CLASS` members or non-members;
-    - a pool of fewer than 2 × :data:`MIN_VERDICT_CLASS` records (a reference audit);
-    - an attack's AUC below 0.5 beyond noise: the scores rank non-members above members, which
-      training does not do — swapped rows, class columns or a member column coded the other
-      way, and then every figure means nothing (a warning was printed, yet the verdict said
-      "not detected" and the gate passed)."""
-    b = result.bootstrap.replicates
-    if b < MIN_VERDICT_REPLICATES:
-        had = "no bootstrap (resamples = 0)" if b == 0 else f"only {b} bootstrap replicates"
-        return (
-            f"{had}: a 95 % bound holding together over the attacks needs at least "
-            f"{MIN_VERDICT_REPLICATES} (resamples)"
-        )
+def too_few_records(result: AuditResult) -> str | None:
+    """Why ``result``'s classes are too small for its bootstrap bounds, or None."""
     n1, n0 = result.input.n_members, result.input.n_nonmembers
     if min(n1, n0) < MIN_VERDICT_CLASS:
         return (
@@ -51,6 +36,30 @@ def why_not_judged(result: AuditResult) -> str | None:
             f"a pool of {pool:,} records: the intervals resample records and need at least "
             f"{2 * MIN_VERDICT_CLASS}"
         )
+    return None
+
+
+def why_not_judged(result: AuditResult, *, small_classes: bool = True) -> str | None:
+    """Why ``result`` cannot be judged against thresholds on its bounds, or None when it can.
+
+    - fewer than :data:`MIN_VERDICT_REPLICATES` bootstrap replicates (0: no interval at all);
+    - fewer than :data:`MIN_VERDICT_CLASS` members or non-members, or a pool of fewer than
+      2 × :data:`MIN_VERDICT_CLASS` records (a reference audit): :func:`too_few_records`, left
+      out with ``small_classes`` False (the verdict, where a permutation test decides alone);
+    - an attack's AUC below 0.5 beyond noise: the scores rank non-members above members, which
+      training does not do — swapped rows, class columns or a member column coded the other
+      way, and then every figure means nothing (a warning was printed, yet the verdict said
+      "not detected" and the gate passed)."""
+    b = result.bootstrap.replicates
+    if b < MIN_VERDICT_REPLICATES:
+        had = "no bootstrap (resamples = 0)" if b == 0 else f"only {b} bootstrap replicates"
+        return (
+            f"{had}: a 95 % bound holding together over the attacks needs at least "
+            f"{MIN_VERDICT_REPLICATES} (resamples)"
+        )
+    small = too_few_records(result) if small_classes else None
+    if small is not None:
+        return small
     inverted = below_chance(result)
     if inverted is not None:
         name, upper = inverted
@@ -64,7 +73,8 @@ def why_not_judged(result: AuditResult) -> str | None:
 
 
 def below_chance(result: AuditResult) -> tuple[str, float] | None:
-    """The attack whose AUC lies furthest below 0.5 beyond noise, with its upper bound, or None.
+    """The attack whose AUC lies furthest below 0.5 beyond noise, with its upper bound, or None
+    (also when some attack lies above 0.5 beyond noise).
 
     Any one attack, not every one: an attack that sees only labels sits at 0.5 beside a loss
     attack at 0.19 (red team). Its bound holds together over the m attacks by Bonferroni, from
@@ -82,7 +92,12 @@ def below_chance(result: AuditResult) -> tuple[str, float] | None:
         lo, hi, point = a.auc.lower, a.auc.upper, a.auc.point
         if lo is None or hi is None or point is None:
             continue
-        upper = point + z * (hi - lo) / (2 * z95)
-        if upper < 0.5 and (worst is None or upper < worst[1]):
-            worst = (a.name, upper)
+        half = z * (hi - lo) / (2 * z95)
+        if point - half > 0.5:
+            # another attack lies above chance beyond noise: the inputs are not inverted, an
+            # attack reads the model backwards (a perfectly leaking model, loss AUC 1.000, has
+            # a label-free entropy attack at 0.40: red team)
+            return None
+        if point + half < 0.5 and (worst is None or point + half < worst[1]):
+            worst = (a.name, point + half)
     return worst

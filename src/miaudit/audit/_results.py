@@ -447,6 +447,15 @@ def _family_problem(
     """Bounds that cannot be the family's: of an attack or metric it does not hold, above 1, on
     both sides of their points (one c for all), or above their points with enough replicates."""
     by_name = {a.name: a for a in attacks}
+    measured = [a.name for a in attacks if a.auc.status == "ok" and a.auc.lower is not None]
+    if (
+        "auc" in family.metrics
+        and measured
+        and not any("auc" in family.lower.get(n, {}) for n in measured)
+    ):
+        # an emptied family turned a "moderate" audit into "not detected … for all 0 attack and
+        # metric pairs" (red team); a text audit's family holds its model attacks only
+        return f"family.lower: no bound for any measured attack ({measured[0][:80]!r} …)"
     sides = set()
     for name, bounds in family.lower.items():
         if name not in by_name:
@@ -515,6 +524,9 @@ class AuditResult(_Record):
 
     def _impossible(self) -> str | None:
         found = [_attack_problem(f"attacks.{i}", a) for i, a in enumerate(self.attacks)]
+        names = [a.name for a in self.attacks]
+        if len(set(names)) != len(names):
+            found.append("attacks: an attack named twice")
         found += [
             _outside(f"comparisons.{i}.difference", c.difference, _SIGNED)
             for i, c in enumerate(self.comparisons)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from miaudit.audit import AttackResult, AuditResult, why_not_judged
+from miaudit.audit import AttackResult, AuditResult, too_few_records, why_not_judged
 
 RiskLevel = Literal["high", "moderate", "low", "not detected", "not assessed"]
 
@@ -137,12 +137,16 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
     Where the results hold a permutation test of the largest AUC (``family.permutation_p``),
     AUC bounds count only when it too lies within the bounds' one-sided tail.
     """
-    why = why_not_judged(result)
-    if why is not None:  # no level, not even "not detected": that wording assumes bounds
-        return RiskAssessment("not assessed", None, None, None, f"Not assessed: {why}.")
-    best: tuple[int, str, str, float] | None = None  # (rank, attack, metric, lower bound)
     family = result.family
     p = family.permutation_p if family is not None else None
+    # with a permutation test, small classes are judged by it alone (it holds at any size)
+    why = why_not_judged(result, small_classes=p is None)
+    if why is not None:  # no level, not even "not detected": that wording assumes bounds
+        return RiskAssessment("not assessed", None, None, None, f"Not assessed: {why}.")
+    small = too_few_records(result) if p is not None else None
+    if small is not None and p is not None:
+        return _ungraded(result, p, small)
+    best: tuple[int, str, str, float] | None = None  # (rank, attack, metric, lower bound)
     # AUC bounds the permutation test does not back are too narrow to read (few records of a
     # class: 10 null attacks, 5 non-members, 36.0 % flagged); a TPR bound is measured only with
     # ≥ 1,000 non-members, where the bootstrap holds, and still counts (leakage at low FPR
@@ -183,6 +187,32 @@ def assess_risk(result: AuditResult) -> RiskAssessment:
         metric,
         value,
         f"{attack}: {metric} is at least {shown} ({bound}); {_meaning(t, metric)}.",
+    )
+
+
+def _ungraded(result: AuditResult, p: float, small: str) -> RiskAssessment:
+    """Too few records of a class for bootstrap bounds, but a permutation test: it alone says
+    whether anything is detected (29 memorised members, p = 0.001 and TPR 100 % at 1 % FPR,
+    were "not assessed": red team), and the level is not graded above "low"."""
+    if p > (1 - result.bootstrap.confidence) / 2:
+        return RiskAssessment(
+            "not detected",
+            None,
+            None,
+            None,
+            f"A permutation test of the largest AUC over the attacks finds no membership signal "
+            f"(p = {p:.3g}, exact at any sample size); with {small}, no bound is read. This is "
+            "not proof of safety: so few records leave room for much leakage.",
+        )
+    top = max(result.attacks, key=lambda a: a.auc.point or 0.0)
+    return RiskAssessment(
+        "low",
+        top.name,
+        "AUC",
+        None,
+        f"Membership is detectable: a permutation test of the largest AUC over the attacks gives "
+        f"p = {p:.3g} (exact at any sample size; {top.name} reads AUC {top.auc.point:.3f}). With "
+        f"{small}, the level is not graded above low: it may be higher.",
     )
 
 
