@@ -169,11 +169,14 @@ def _roc_curve(ax: Any, a: AttackResult, n0: int, floor: float, colour: str, lw:
 def roc_chart(result: AuditResult) -> Markup:
     """Log–log ROC of every attack: TPR with its pointwise interval band, and the chance line.
 
-    Points at FPR below 1/n0 are not drawn (not measurable); a band is drawn only where
+    Points at FPR below 20/n0 are not in the results (:data:`ROC_MIN_NEGATIVES`); a band is drawn only where
     n0·FPR ≥ 10 (elsewhere the interval is not reliable). TPR 0 is drawn on the axis floor.
     """
     n0 = max(result.input.n_nonmembers, 1)
     floor = max(1.0 / n0, min((min(a.roc.fpr) for a in result.attacks if a.roc.fpr), default=1e-4))
+    # the published ROC starts where 20 non-members lie above it: with fewer than 200 the axis
+    # would start at 0.1 or later, with 20 or fewer at 1.0 (an empty axis)
+    floor = min(floor, 0.1)
     rows = math.ceil((len(result.attacks) + 1) / 3) if len(result.attacks) > 4 else 0
     fig = _figure(7.2, 4.4 + 0.2 * rows)
     ax = fig.add_subplot()

@@ -127,6 +127,8 @@ def _pct(result: AuditResult) -> str:
     return f"{result.bootstrap.confidence * 100:g}%"
 
 
+# Long: the level's rule in one place (not judged, judged by the permutation test alone, the
+# highest level any bound reaches), each branch with its reason.
 def assess_risk(result: AuditResult) -> RiskAssessment:
     """The risk level of an audit: the highest level any attack's interval lower bound reaches.
 
