@@ -447,33 +447,13 @@ def test_an_internal_error_has_its_own_exit_status(tmp_path, monkeypatch, capsys
 def test_raw_ids_on_stdout_are_said_to_be_restricted(monkeypatch, capsys, outputs_file, tmp_path):
     """Red team: with --raw-ids --json stdout carried the most exposed records' ids (mostly
     members) while stderr named only the files as restricted; CI logs are often world-readable."""
-    code, stdout, err = run_main(
-        monkeypatch,
-        capsys,
-        "attack",
-        str(outputs_file),
-        "--attacks",
-        "loss",
-        "--resamples",
-        "40",
-        "--out",
-        str(tmp_path / "r"),
-        "--raw-ids",
-        "--json",
-    )
-    assert code == 0 and stdout.lstrip().startswith("{")
-    assert "note: stdout holds the results with --raw-ids" in err
-    code, _, err = run_main(
-        monkeypatch,
-        capsys,
-        "attack",
-        str(outputs_file),
-        "--attacks",
-        "loss",
-        "--resamples",
-        "40",
-        "--out",
-        str(tmp_path / "s"),
-        "--json",
-    )
-    assert code == 0 and "stdout holds" not in err
+    for raw in (True, False):
+        extra = ["--raw-ids"] if raw else []
+        code, stdout, err = run_main(
+            monkeypatch,
+            capsys,
+            *("attack", str(outputs_file), "--attacks", "loss", "--resamples", "40"),
+            *("--out", str(tmp_path / str(raw)), "--json", *extra),
+        )
+        assert code == 0 and stdout.lstrip().startswith("{")
+        assert ("note: stdout holds the results with --raw-ids" in err) is raw
