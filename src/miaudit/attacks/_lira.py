@@ -94,11 +94,13 @@ def _as_keep(keep: np.ndarray, shape: tuple[int, ...], name: str = "keep") -> np
     return arr.astype(bool)
 
 
-def _check_use(use: np.ndarray | None, keep: np.ndarray) -> np.ndarray:
-    """The (K, n) mask of the (reference, record) values a fit may use; None: all of them."""
+def _within(side: np.ndarray, use: np.ndarray | None) -> np.ndarray:
+    """``side`` (a (K, n) mask of IN or OUT values) limited to the values a fit may use (``use``;
+    None: all of them, and ``side`` itself: no (K, n) copy on the usual path)."""
     if use is None:
-        return np.ones(keep.shape, dtype=bool)
-    return _as_keep(use, keep.shape, "use")
+        return side
+    within: np.ndarray = side & _as_keep(use, side.shape, "use")
+    return within
 
 
 def _check_lira(
@@ -292,9 +294,8 @@ def lira_online(
     """
     _check_variance(variance)
     target, refs, mask = _check_lira(target_phi, ref_phi, keep)
-    used = _check_use(use, mask)
-    fin = _fit_side(refs, mask & used, variance, "IN")
-    fout = _fit_side(refs, ~mask & used, variance, "OUT")
+    fin = _fit_side(refs, _within(mask, use), variance, "IN")
+    fout = _fit_side(refs, _within(~mask, use), variance, "OUT")
     fin, fout = _common_fallback(fin, fout)
     z_in = (target - fin.mu) / fin.sd
     z_out = (target - fout.mu) / fout.sd
@@ -361,7 +362,7 @@ def lira_offline(
     if statistic not in ("z", "logcdf"):
         raise InputError("statistic", f"must be 'z' or 'logcdf', got {statistic!r}")
     target, refs, mask = _check_lira(target_phi, ref_phi, keep)
-    fout = _fit_side(refs, ~mask & _check_use(use, mask), variance, "OUT")
+    fout = _fit_side(refs, _within(~mask, use), variance, "OUT")
     z = (target - fout.mu) / fout.sd
     if statistic == "logcdf":
         z = log_ndtr(z)

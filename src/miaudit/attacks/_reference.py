@@ -36,7 +36,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from miaudit.attacks._lira import OfflineStatistic, Variance, lira_offline, lira_online
+from miaudit.attacks._lira import OfflineStatistic, Variance, _within, lira_offline, lira_online
 from miaudit.attacks._partners import complementary_partners
 from miaudit.attacks._rmia import (
     DEFAULT_A,
@@ -277,12 +277,11 @@ def _score_one(
     need_in, need_out = _needs(attack)
     if need_in or need_out:
         r_keep = sig.store.keep[np.ix_(refs, pool)]
-        used = np.ones(r_keep.shape, dtype=bool) if use is None else use
         ok = np.ones(pool.size, dtype=bool)
         if need_in:
-            ok &= (r_keep & used).any(axis=0)
+            ok &= _within(r_keep, use).any(axis=0)
         if need_out:
-            ok &= (~r_keep & used).any(axis=0)
+            ok &= _within(~r_keep, use).any(axis=0)
         if not ok.all():
             out = np.full(pool.size, np.nan)
             if ok.any():

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, gammaln, ndtri, polygamma, stdtr
 
-from miaudit.attacks._lira import _check_lira, _check_use, _common_fallback, _fit_side
+from miaudit.attacks._lira import _check_lira, _common_fallback, _fit_side, _within
 from miaudit.errors import InputError
 
 #: At most this many level bins per class, and at least this many records per bin.
@@ -290,8 +290,7 @@ def _prepare(
     use: np.ndarray | None = None,
 ) -> tuple[np.ndarray, _Data]:
     target, refs, keep_mask = _check_lira(target_phi, ref_phi, keep)
-    used = _check_use(use, keep_mask)
-    mask, out_mask = keep_mask & used, ~keep_mask & used
+    mask, out_mask = _within(keep_mask, use), _within(~keep_mask, use)
     pop = None
     if population_phi is not None:
         k = refs.shape[0]

@@ -81,19 +81,13 @@ def below_chance(result: AuditResult) -> tuple[str, float] | None:
     attack at 0.19 (red team). Its bound holds together over the m attacks by Bonferroni, from
     the normal approximation of each attack's own interval (SD ≈ width / 3.92), so models that
     leak nothing trip it at most 2.5 % of the time, as the verdict's lower bounds."""
-    from scipy.stats import norm
-
     ok = [a for a in result.attacks if a.auc.status == "ok" and a.auc.point is not None]
-    if not ok:
-        return None
-    z = float(norm.ppf(1 - (1 - result.bootstrap.confidence) / 2 / len(ok)))
-    z95 = float(norm.ppf(1 - (1 - result.bootstrap.confidence) / 2))
     worst: tuple[str, float] | None = None
     for a in ok:
-        lo, hi, point = a.auc.lower, a.auc.upper, a.auc.point
-        if lo is None or hi is None or point is None:
+        point = a.auc.point
+        half = a.auc.bonferroni_half_width(len(ok), result.bootstrap.confidence)
+        if half is None or point is None:
             continue
-        half = z * (hi - lo) / (2 * z95)
         if point - half > 0.5:
             # another attack lies above chance beyond noise: the inputs are not inverted, an
             # attack reads the model backwards (a perfectly leaking model, loss AUC 1.000, has

@@ -11,12 +11,13 @@ import json
 import math
 import stat
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictInt,
     ValidationError,
     field_validator,
@@ -39,6 +40,19 @@ READABLE_SCHEMAS = ("miaudit.results/1", "miaudit.results/2", "miaudit.results/3
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Optional fields left out of the JSON while None: added after a schema's first files,
+    #: which thus read (and are written) as they were.
+    absent_when_none: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in self.absent_when_none:
+                if getattr(self, name) is None:
+                    data.pop(name, None)
+        return data
 
 
 _R = TypeVar("_R", bound=BaseModel)
@@ -307,19 +321,13 @@ class ReferenceSetup(_Record):
     undefined_pairs: int | None = None
     reference_set: list[StrictInt] | None = None  # model indices: true or 2.0 is not one
 
-    @model_serializer(mode="wrap")
-    def _without_unset_additions(self, handler: Any) -> Any:
-        data = handler(self)
-        for name in (
-            "reference_choice",
-            "reference_models",
-            "pool",
-            "undefined_pairs",
-            "reference_set",
-        ):
-            if isinstance(data, dict) and data.get(name) is None:
-                data.pop(name, None)
-        return data
+    absent_when_none = (
+        "reference_choice",
+        "reference_models",
+        "pool",
+        "undefined_pairs",
+        "reference_set",
+    )
 
 
 class Utility(_Record):
@@ -332,12 +340,7 @@ class Utility(_Record):
     #: absent where not measured (results written before it, or no bootstrap).
     test_accuracy_interval: Estimate | None = None
 
-    @model_serializer(mode="wrap")
-    def _without_unset_interval(self, handler: Any) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and data.get("test_accuracy_interval") is None:
-            data.pop("test_accuracy_interval", None)
-        return data
+    absent_when_none = ("test_accuracy_interval",)
 
 
 class Pseudonymisation(_Record):
@@ -371,12 +374,7 @@ class FamilyBounds(_Record):
     #: (both classes large, or a reference audit).
     permutation_p: float | None = Field(None, gt=0, le=1)
 
-    @model_serializer(mode="wrap")
-    def _without_unset_p(self, handler: Any) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and data.get("permutation_p") is None:
-            data.pop("permutation_p", None)
-        return data
+    absent_when_none = ("permutation_p",)
 
     @property
     def pairs(self) -> int:
@@ -504,13 +502,7 @@ class AuditResult(_Record):
     #: Bounds simultaneous over the attacks (the verdict's); None in results written before.
     family: FamilyBounds | None = None
 
-    @model_serializer(mode="wrap")
-    def _without_unset_budget(self, handler: Any) -> Any:
-        data = handler(self)
-        for optional in ("budget_curve", "family"):
-            if isinstance(data, dict) and data.get(optional) is None:
-                data.pop(optional, None)
-        return data
+    absent_when_none = ("budget_curve", "family")
 
     @model_validator(mode="after")
     def _possible(self) -> AuditResult:

@@ -16,8 +16,6 @@ from pydantic import (
     AfterValidator,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
-    model_serializer,
 )
 
 from miaudit.audit._results import _Record, dump_record, parse_record, read_record
@@ -83,12 +81,7 @@ class AttackFigures(_Record):
     tpr_at_1pct_fpr: Annotated[Estimate, _rate(TPR1)] = Field(alias=TPR1)
     queries_per_record: int | None = Field(None, ge=1)
 
-    @model_serializer(mode="wrap")
-    def _without_absent_queries(self, handler: SerializerFunctionWrapHandler) -> Any:
-        out = handler(self)
-        if self.queries_per_record is None and isinstance(out, dict):
-            out.pop("queries_per_record", None)
-        return out
+    absent_when_none = ("queries_per_record",)
 
 
 class VariantComparison(_Record):
@@ -169,21 +162,14 @@ class VariantOutcome(_Record):
     sample_rate: float | None = Field(None, ge=0, le=1)
     steps: int | None = Field(None, ge=0)
 
-    @model_serializer(mode="wrap")
-    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Absent when none, so files of recipes without DP or fault injection read as they did.
-        out = handler(self)
-        if isinstance(out, dict):
-            for key in (
-                "fault_injection",
-                "noise_multiplier",
-                "sample_rate",
-                "steps",
-                "test_accuracy_interval",
-            ):
-                if getattr(self, key) is None:
-                    out.pop(key, None)
-        return out
+    # absent when none, so files of recipes without DP or fault injection read as they did
+    absent_when_none = (
+        "fault_injection",
+        "noise_multiplier",
+        "sample_rate",
+        "steps",
+        "test_accuracy_interval",
+    )
 
     def epsilon_text(self) -> str:
         """The recorded ε as every output states it: void beside it under fault injection."""

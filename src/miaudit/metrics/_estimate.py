@@ -29,6 +29,22 @@ class Estimate(BaseModel):
     def bound(self, which: Literal["point", "lower", "upper"]) -> float | None:
         return {"point": self.point, "lower": self.lower, "upper": self.upper}[which]
 
+    def bonferroni_half_width(self, family: int, confidence: float) -> float | None:
+        """Half-width of a one-sided bound holding together over ``family`` such estimates
+        (Bonferroni), from the normal approximation of this ``confidence`` interval (SD ≈
+        width / 2z): point ∓ it. None without an interval.
+
+        >>> round(Estimate(point=0.6, lower=0.55, upper=0.65).bonferroni_half_width(1, 0.95), 6)
+        0.05
+        """
+        if self.lower is None or self.upper is None:
+            return None
+        from scipy.stats import norm
+
+        tail = (1 - confidence) / 2
+        sd = (self.upper - self.lower) / (2 * float(norm.ppf(1 - tail)))
+        return float(norm.ppf(1 - tail / family)) * sd
+
 
 def tpr_key(fpr: float) -> str:
     """Canonical metric name of a TPR at a FPR: ``tpr@1%fpr``, ``tpr@0.1%fpr``."""

@@ -376,22 +376,19 @@ def most_exposed_group(
     The highest of 40 groups with its own 95 % interval lay above chance for 24 of 30 models
     that leak nothing, and was quoted as "the most exposed group" and as a reason to minimise
     data (red team): a group stands out only when its corrected bound lies above 0.5."""
-    from scipy.stats import norm
-
     rows = [
         (s, a) for s in groups for a in s.attacks if a.attack == focus and a.auc.point is not None
     ]
     if not rows:
         return None
-    tail = (1 - confidence) / 2
-    z1, zg = float(norm.ppf(1 - tail)), float(norm.ppf(1 - tail / len(rows)))
 
     def bound(a: SliceAttack) -> float:
         e = a.auc
-        if e.lower is None or e.upper is None or e.point is None:
+        half = e.bonferroni_half_width(len(rows), confidence)
+        if half is None or e.lower is None or e.point is None:
             return -math.inf
         # never above the group's own lower end (a percentile interval may be asymmetric)
-        return min(e.lower, e.point - zg * (e.upper - e.lower) / (2 * z1))
+        return min(e.lower, e.point - half)
 
     s, a = max(rows, key=lambda r: (bound(r[1]), r[1].auc.point or 0.0))
     named = f"{s.column} = {s.value} ({s.size:,} records)"
