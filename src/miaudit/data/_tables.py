@@ -158,15 +158,16 @@ def _check_extra_columns(p: Path, headers: dict[str, _Header]) -> None:
         )
 
 
-#: What the arrays read from a file may declare (their headers' shapes times itemsizes; a
-#: Parquet file's column chunks, uncompressed and as read), at most: :data:`DECLARED_RATIO`
+#: What the arrays read from a file may take once read (their headers' shapes times the bytes
+#: of each value as read, :func:`_nbytes`; a Parquet file's column chunks, uncompressed and as
+#: read), at most: :data:`DECLARED_RATIO`
 #: times the file's size on disk, or :data:`DECLARED_FLOOR` for a small file. Real data hardly
 #: compresses: float logits and probabilities 1-2x (deflate, measured), a boolean ``keep`` matrix
 #: 6x, int64 0/1 columns 27x, one-hot float features 80x, while zeros deflate about 1,000x
 #: (a 350 KB file declared 300 MiB: red team). 200x is far above the first and far below the
 #: last; the floor keeps every file below 330 KB readable whatever it holds (64 MiB as read,
-#: a few times that at the peak of an audit). Bytes as read:
-#: numbers count 8 bytes each, whatever their width on disk.
+#: a few times that at the peak of an audit). Numbers count 8 bytes each, whatever their
+#: width on disk.
 DECLARED_RATIO = 200
 DECLARED_FLOOR = 64 * 2**20
 
