@@ -557,3 +557,89 @@ def test_nothing_is_recommended_against_a_baseline_that_cannot_be_judged():
     )
     assert wd.recommendation == "not recommended"
     assert "cannot be judged (only 20 bootstrap replicates)" in wd.reason
+
+
+def _mostly_majority(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """600 test records, ~78 % of them the majority class 0; the model answers 0 except on 40
+    records, 30 of which it gets right (a true gain of +1.7 points over always answering 0)."""
+    rng = np.random.default_rng(seed)
+    label = (rng.random(600) >= 0.78).astype(np.int64)
+    predict = np.zeros(600, dtype=np.int64)
+    minority = np.flatnonzero(label == 1)
+    right = rng.choice(minority, 30, replace=False)
+    predict[right] = 1
+    wrong = rng.choice(np.flatnonzero(label == 0), 10, replace=False)
+    predict[wrong] = 1
+    return predict == label, label
+
+
+def test_majority_margin_is_the_paired_difference_on_the_same_records():
+    from miaudit.audit._tradeoff import majority_margin
+
+    correct, label = _mostly_majority(0)
+    groups = np.arange(600)
+    m = majority_margin(
+        correct,
+        label,
+        groups,
+        0,
+        n_resamples=200,
+        confidence=0.95,
+        rng=np.random.default_rng(1),
+    )
+    # brute force: accuracy minus the share of label 0, the same 600 records
+    assert m.point == pytest.approx(correct.mean() - (label == 0).mean(), abs=1e-12)
+    assert m.point == pytest.approx((30 - 10) / 600, abs=1e-12)
+    # records resampled together: its replicates are the differences, not two separate draws
+    assert m.lower is not None and m.upper is not None and m.lower < m.point < m.upper
+
+
+def test_flagged_is_decided_on_the_paired_margin_not_the_rate_as_a_constant():
+    """Red team: the accuracy's own interval against the majority rate as a constant flagged
+    82 of 200 such models (41 %) "not distinguishable from always answering the majority
+    class", though the two rates move together and the paired interval lay above 0 in 200 of
+    200. Here over 40 test sets: the old rule (no margin: the fall-back) must flag at least one
+    (it flags 14 of the 40) and the paired rule none; a model that only answers the majority
+    class is still flagged."""
+    from miaudit.audit._tradeoff import majority_margin, with_recommendations
+    from miaudit.metrics import Estimate, grouped_mean
+
+    old = new = 0
+    for seed in range(40):
+        correct, label = _mostly_majority(seed)
+        groups = np.arange(600)
+        acc = grouped_mean(
+            correct, groups, n_resamples=200, confidence=0.95, rng=np.random.default_rng(seed)
+        )
+        margin = majority_margin(
+            correct,
+            label,
+            groups,
+            0,
+            n_resamples=200,
+            confidence=0.95,
+            rng=np.random.default_rng(seed),
+        )
+        rate = float((label == 0).mean())
+        v = _variant(
+            "v",
+            reduction=(0.1, 0.08, 0.12),
+            loss=(0.0, -0.003, 0.004),
+            acc=acc.point,
+            acc_ci=(acc.point, acc.lower, acc.upper),
+        )
+        base = _variant("baseline", reduction=None, loss=None, baseline=True, acc=0.9)
+        (_, unpaired) = with_recommendations([base, v], tolerance=0.01, majority=rate)
+        (_, paired) = with_recommendations(
+            [base, v.model_copy(update={"majority_margin": margin})], tolerance=0.01, majority=rate
+        )
+        old += unpaired.recommendation == "flagged"
+        new += paired.recommendation == "flagged"
+    assert old >= 1 and new == 0, (old, new)
+    only = _variant("only", reduction=(0.1, 0.08, 0.12), loss=(0.0, -0.003, 0.004), acc=470 / 600)
+    zero = Estimate(point=0.0, lower=0.0, upper=0.0)
+    (_, flagged) = with_recommendations(
+        [base, only.model_copy(update={"majority_margin": zero})], tolerance=0.01, majority=0.78
+    )
+    assert flagged.recommendation == "flagged"
+    assert "+0.000 [+0.000, +0.000] against always answering the majority class" in flagged.reason

@@ -192,9 +192,11 @@ def recommendation(
     all (``baseline_unjudged``: why not, :func:`why_not_judged`), its paired risk
     reduction's lower bound holding together over the judged variants (``risk_reduction_lower``;
     the 95 % interval's lower end where absent) lies above 0, and its paired accuracy loss's
-    interval ends within ``tolerance``; a model whose test accuracy's interval does not lie above
-    the majority-class rate is *flagged* (it is not shown to predict anything, so its low attack
-    success means nothing) and never recommended; a baseline that is says so."""
+    interval ends within ``tolerance``; a model not shown more accurate than always answering the
+    majority class on the same test records (``majority_margin``'s interval; files without it:
+    its test accuracy's interval against the rate ``majority``) is *flagged* (it is not shown to
+    predict anything, so its low attack success means nothing) and never recommended; a baseline
+    that is says so."""
     predicts_nothing = _predicts_nothing(v, majority)
     if v.baseline:
         if predicts_nothing:
@@ -248,9 +250,25 @@ def recommendation(
 
 
 def _predicts_nothing(v: VariantOutcome, majority: float | None) -> str:
-    """Why ``v`` is not shown to predict better than always answering the majority class (its
-    test accuracy's lower end at or below the rate: a point 0.2 points under it on 2,400 pairs
-    was flagged while the same models as the baseline were not, red team), or ""."""
+    """Why ``v`` is not shown to predict better than always answering the majority class, or "".
+
+    Decided on the paired margin where the variant has one (``majority_margin``: each test
+    pair's correctness minus whether its label is the majority class, resampling records): the
+    two rates move together over resamples, so comparing the accuracy's own interval with the
+    rate as a constant flagged 41 % of models the paired interval shows better (red team). Files
+    without it fall back to that comparison (its lower end at or below the rate; a point 0.2
+    points under it on 2,400 pairs was flagged while the same models as the baseline were not)."""
+    m = v.majority_margin
+    if m is not None and m.point is not None and m.lower is not None and m.upper is not None:
+        if m.lower > 1e-12:
+            return ""
+        shown = (
+            f"test accuracy {v.test_accuracy:.1%}, {signed_difference(m)} against always "
+            "answering the majority class on the same test records (paired)"
+        )
+        if m.upper < -1e-12:
+            return f"{shown}: worse than always answering the majority class"
+        return f"{shown}: not distinguishable from always answering the majority class"
     if majority is None:
         return ""
     acc = v.test_accuracy_interval
@@ -361,12 +379,37 @@ def _test_pairs(store: SignalsStore) -> TestPairs:
     test = (~np.asarray(store.keep, dtype=bool)) & (~np.asarray(store.population, dtype=bool))[
         None, :
     ]
-    return TestPairs(correct, test)
+    return TestPairs(correct, test, np.asarray(store.label).astype(np.int64))
 
 
-def _majority(store: SignalsStore) -> float:
-    label = np.asarray(store.label)[~np.asarray(store.population, dtype=bool)]
-    return float(np.bincount(label.astype(np.int64)).max() / max(label.size, 1))
+def _majority(store: SignalsStore) -> tuple[int, float]:
+    """The most frequent label among the pool's records, and its share of them."""
+    label = np.asarray(store.label)[~np.asarray(store.population, dtype=bool)].astype(np.int64)
+    counts = np.bincount(label) if label.size else np.zeros(1, dtype=np.int64)
+    return int(counts.argmax()), float(counts.max() / max(label.size, 1))
+
+
+def majority_margin(
+    correct: np.ndarray,
+    label: np.ndarray,
+    groups: np.ndarray,
+    majority_class: int,
+    *,
+    n_resamples: int,
+    confidence: float,
+    rng: np.random.Generator,
+) -> Estimate:
+    """Test accuracy minus the accuracy of always answering ``majority_class``, on the same test
+    pairs (``correct`` and ``label`` per pair), with a percentile interval resampling the
+    records in ``groups``: paired, as the accuracy loss is."""
+    return grouped_mean(
+        np.asarray(correct, dtype=np.float64)
+        - (np.asarray(label) == majority_class).astype(np.float64),
+        groups,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        rng=rng,
+    )
 
 
 # --- running a trained model again (the policy variants' oracle) ----------------------------------
@@ -443,6 +486,7 @@ class TestPairs:
 
     correct: np.ndarray
     test: np.ndarray
+    label: np.ndarray  # (records,)
 
 
 @dataclass(frozen=True)
@@ -923,6 +967,15 @@ def _policy_variant(
             rng=rng,
         ),
         compared_with=f"{comparator} on the same {targets} target models' full outputs (same access: no reference models)",
+        majority_margin=majority_margin(
+            p.correct[mem == 0],
+            np.asarray(baseline.train.signals.label)[groups[mem == 0]],
+            groups[mem == 0],
+            _majority(baseline.train.signals)[0],
+            n_resamples=cfg.audit.resamples,
+            confidence=ev.confidence,
+            rng=np.random.default_rng([cfg.seed, 19]),  # its own stream: no other figure moved
+        ),
     )
     return outcome, _robustness_comparisons(spec.name, ev, mem, groups)
 
@@ -1002,8 +1055,8 @@ def _notes(
         f"Recommendation (docs/defenses.md): a control is recommended when the baseline's audit detects a risk, its paired risk reduction's lower bound, "
         "holding together over every variant judged (Bonferroni, normal approximation), lies above 0, and its paired accuracy loss's "
         f"interval ends within {tolerance * 100:g} points; the largest risk reduction is best, or 'best (not distinguishable from X)' when its 95 % "
-        "interval does not lie above every other recommended control's; a model whose test accuracy's 95 % interval does not lie above the "
-        f"majority-class rate ({(majority or 0) * 100:.1f} %) is flagged and never recommended. Training variants are compared with the baseline's strongest attack; "
+        "interval does not lie above every other recommended control's; a model whose test accuracy is not shown above always answering the "
+        f"majority class (its share {(majority or 0) * 100:.1f} % of the pool) on the same test records, by the paired difference's 95 % interval, is flagged and never recommended. Training variants are compared with the baseline's strongest attack; "
         "policies with the strongest of the same attacks on the same models' full outputs.",
     ]
 
@@ -1093,8 +1146,10 @@ def _finish(
     }
     comparisons: list[TradeoffComparison] = [*_dp_comparisons(specs, strongest, cfg), *robustness]
     test_pairs = {name: _test_pairs(r.train.signals) for name, r in runs.items()}
-    outcomes = _with_training_pairs(outcomes, comparisons, test_pairs, base, cfg, rng)
-    majority = _majority(runs[base].train.signals)
+    majority_class, majority = _majority(runs[base].train.signals)
+    outcomes = _with_training_pairs(
+        outcomes, comparisons, test_pairs, base, cfg, rng, majority_class
+    )
     result = TradeoffResult(
         dataset=str(cfg.data.dataset or cfg.data.path),
         seed=cfg.seed,
@@ -1119,12 +1174,27 @@ def _with_training_pairs(
     base: str,
     cfg: AuditConfig,
     rng: np.random.Generator,
+    majority_class: int,
 ) -> list[VariantOutcome]:
     """Training variants with their paired risk reduction (baseline's strongest − theirs, AUC)
-    and accuracy loss (baseline − theirs, on the same test pairs)."""
+    and accuracy loss (baseline − theirs, on the same test pairs), and every training variant
+    with its margin over always answering ``majority_class`` on its own test pairs."""
     reduction = {c.variant: c for c in comparisons if isinstance(c, VariantComparison)}
     out = []
     for v in outcomes:
+        if v.policy is None and v.name in test_pairs:
+            p = test_pairs[v.name]
+            rows, cols = np.nonzero(p.test)
+            margin = majority_margin(
+                p.correct[rows, cols],
+                p.label[cols],
+                cols,
+                majority_class,
+                n_resamples=cfg.audit.resamples,
+                confidence=0.95,
+                rng=np.random.default_rng([cfg.seed, 19]),  # its own stream: no other figure moved
+            )
+            v = v.model_copy(update={"majority_margin": margin})
         if v.policy is None and not v.baseline and v.name in test_pairs and base in test_pairs:
             p0, p1 = test_pairs[base], test_pairs[v.name]
             loss = None

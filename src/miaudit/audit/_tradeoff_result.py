@@ -149,6 +149,9 @@ class VariantOutcome(_Record):
     judged: int | None = Field(None, ge=1)
     #: Paired test accuracy(baseline) − test accuracy(this variant), same test pairs.
     accuracy_loss: Annotated[Estimate | None, _difference("accuracy_loss")] = None
+    #: Paired test accuracy − the rate of always answering the majority class, on the same test
+    #: pairs (absent in files written before it): what "flagged" is decided on.
+    majority_margin: Annotated[Estimate | None, _difference("majority_margin")] = None
     #: "baseline", "best", "recommended", "not recommended" or "flagged" (``recommendation``).
     recommendation: str = ""
     reason: str = ""
@@ -169,6 +172,7 @@ class VariantOutcome(_Record):
         "sample_rate",
         "steps",
         "test_accuracy_interval",
+        "majority_margin",
     )
 
     def epsilon_text(self) -> str:
