@@ -299,7 +299,9 @@ def run(size: str) -> BenchResult:
     notes = [
         "unbalanced: leave_one_model_out_each without a use mask (every reference read); "
         "balanced: attack_store, whose note says it balanced (online RMIA and shrunk offline "
-        "LiRA read every reference there too: their two columns agree)",
+        "LiRA read every reference there too: their two columns agree); independent halves: "
+        "attack_store on stores of the same size and seeds' stream whose keep is independent "
+        "halves (never balanced)",
         "the 3 null stores of tests/audit/test_reference_balance.py (2,000 records, leave-one-out "
         "over 8 models), balanced TPR@1%FPR: "
         + ", ".join(f"{a} {np.mean(v):.4f}" for a, v in test_stores.items()),
