@@ -36,9 +36,21 @@ def names() -> list[str]:
 
 def run_one(name: str, size: str) -> dict:
     module = importlib.import_module(f"benchmarks.bench_{name}")
+    before = _load()
     result = module.run(size)
     command = f"python -m benchmarks run {name} --size {size}"
-    return result.to_record(command=command, size=size)
+    rec = result.to_record(command=command, size=size)
+    # the machine is shared: every result says how busy it was (docs quoted loads by hand before)
+    rec["machine"]["load_1m"] = [before, _load()]
+    return rec
+
+
+def _load() -> float | None:
+    """The 1-minute load average (None where the platform has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def render(records: list[dict]) -> str:
@@ -57,7 +69,7 @@ def render(records: list[dict]) -> str:
             "",
             f"- Claim: {rec['claim']} — **{status}**",
             f"- Command: `{rec['command']}`",
-            f"- Date: {rec['date']}; machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB; commit {m.get('commit') or '?'}",
+            f"- Date: {rec['date']}; machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB; commit {m.get('commit') or '?'}{_load_text(m)}",
             f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
             "",
             rec["table"].rstrip(),
@@ -67,6 +79,14 @@ def render(records: list[dict]) -> str:
         if rec.get("notes"):
             lines.append("")
     return "\n".join(lines)
+
+
+def _load_text(m: dict) -> str:
+    """"; load a → b" from a result's 1-minute load averages at its start and end, if stored."""
+    load = m.get("load_1m")
+    if not load or None in load:
+        return ""
+    return f"; 1-minute load {load[0]:g} at the start, {load[1]:g} at the end"
 
 
 def main(argv: list[str] | None = None) -> int:

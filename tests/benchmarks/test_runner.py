@@ -43,8 +43,11 @@ def test_attack_scale_small_instance(tmp_path):
         and 0 < rec["figures"]["peak_gb"] < 4
     )
     assert rec["machine"]["cores"] and rec["date"]
+    load = rec["machine"]["load_1m"]  # how busy the shared machine was, start and end
+    assert len(load) == 2 and all(v >= 0 for v in load)
     page = (tmp_path / "bench.md").read_text()
     assert "## attack_scale" in page and "python -m benchmarks run attack_scale" in page
+    assert f"1-minute load {load[0]:g} at the start" in page
 
 
 def test_unknown_benchmark(tmp_path):

@@ -91,7 +91,14 @@ def test_the_page_quotes_the_membership_benchmark() -> None:
     rec = _result("text_audit")
     page = " ".join(PAGE.read_text(encoding="utf-8").split())  # the page wraps its lines
     assert f"--size {rec['size']}`, {rec['date']}" in page
-    for name in ("text_loss", "zlib", "min_k_plus", "reference_ratio", "text_lira_online"):
+    for name in (
+        "text_loss",
+        "zlib",
+        "min_k_plus",
+        "reference_ratio",
+        "text_lira_online",
+        "blind_ngram",
+    ):
         point, lo, hi = rec["figures"]["attacks"][name]["auc"]
         assert f"{point:.3f} [{lo:.3f}, {hi:.3f}]" in page, name
 
