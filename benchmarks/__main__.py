@@ -82,7 +82,7 @@ def render(records: list[dict]) -> str:
 
 
 def _load_text(m: dict) -> str:
-    """"; load a → b" from a result's 1-minute load averages at its start and end, if stored."""
+    """The 1-minute load averages at a result's start and end, as the page prints them, if stored."""
     load = m.get("load_1m")
     if not load or None in load:
         return ""

@@ -97,7 +97,7 @@ def run(size: str) -> BenchResult:
         )
     table = "\n".join(
         [
-            "| dataset | models × records | loss AUC | best AUC | ΔTPR@1%FPR best − loss | ΔAUC RMIA − LiRA offline, k=1 / k=2 | worst doubling ΔAUC | claims |",
+            "| dataset | models × records | loss AUC | AUC of the best-TPR attack | ΔTPR@1%FPR best − loss | ΔAUC RMIA − LiRA offline, k=1 / k=2 | worst doubling ΔAUC | claims |",
             "|---|---|---:|---:|---|---|---|---|",
             *rows,
         ]
