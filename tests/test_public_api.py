@@ -47,6 +47,7 @@ def test_data_names():
             "synthetic_records",
             "ModelOutputs",
             "PopulationOutputs",
+            "RawTable",
             "SignalsInfo",
             "SignalsStore",
             "SignalsWriter",
@@ -60,6 +61,7 @@ def test_data_names():
             "load_signals",
             "load_text_corpus",
             "parse_idx",
+            "read_table",
             "record_chunks",
             "release",
         ]

@@ -514,3 +514,22 @@ def test_tradeoff_epsilon_is_shown_with_its_delta(outputs_run):
     md = "\n".join(_md_tradeoff([base, wd, dp]))
     assert "(δ = " in md
     assert md.count("(δ = ") == 1  # only the DP variant has a claim
+
+
+def test_a_scores_file_that_bombs_is_refused_with_a_note_not_read(outputs_run, tmp_path):
+    """scores.parquet was read by pyarrow whole, without the bounds every other input file has
+    (a 65 KB file whose dictionary-encoded column holds one 200 KiB string per row is 1 GB once
+    read): the report now reads it through the same reader, and says why it shows no scores."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder, result = outputs_run
+    (tmp_path / "results.json").write_text(result.to_json())
+    table = pq.read_table(folder / "scores.parquet")
+    n = table.num_rows
+    bomb = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), ["A" * 200_000])
+    pq.write_table(table.append_column("note", bomb), tmp_path / "scores.parquet")
+    assert (tmp_path / "scores.parquet").stat().st_size < 1_000_000
+    html = write_report(tmp_path).read_text()
+    assert "scores" not in _charts(html)
+    assert "scores.parquet could not be read" in html and "200,000 bytes" in html

@@ -27,7 +27,14 @@ from miaudit.data._synthetic_text import (
     fake_names,
     synthetic_records,
 )
-from miaudit.data._tables import CHUNK_RECORDS, is_mapped, record_chunks, release
+from miaudit.data._tables import (
+    CHUNK_RECORDS,
+    RawTable,
+    is_mapped,
+    read_table,
+    record_chunks,
+    release,
+)
 from miaudit.data._text_corpus import CORPUS_PACKAGE, CORPUS_VERSION, TextCorpus, load_text_corpus
 from miaudit.data._validate import fits_float32, looks_like_probabilities
 from miaudit.data._writers import SignalsWriter
@@ -48,6 +55,7 @@ __all__ = [
     "TEMPLATE_FAMILIES",
     "ModelOutputs",
     "PopulationOutputs",
+    "RawTable",
     "SignalsInfo",
     "SignalsStore",
     "SignalsWriter",
@@ -65,6 +73,7 @@ __all__ = [
     "load_text_corpus",
     "looks_like_probabilities",
     "parse_idx",
+    "read_table",
     "record_chunks",
     "release",
     "synthetic_records",

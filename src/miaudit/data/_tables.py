@@ -45,6 +45,10 @@ class RawTable:
 
 
 def read_table(path: str | Path, field_name: str = "input") -> RawTable:
+    """The arrays of one npz, Parquet or CSV file or ``.npy`` folder, each bounded before it is
+    read (declared sizes, text lengths, decompression): every file miaudit reads is untrusted.
+    A file that cannot be read, or would take far more memory than its size explains, is an
+    :class:`InputError` naming ``field_name``."""
     p = Path(path)
     suffix = p.suffix.lower()
     if p.is_dir():

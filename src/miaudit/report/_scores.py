@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -143,12 +142,13 @@ def class_breakdown(
     return out
 
 
-def _numeric(table: Any, columns: Sequence[str]) -> bool:
-    """Whether every named column of a pyarrow table holds numbers (or booleans)."""
-    import pyarrow as pa
-
-    kinds = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
-    return all(any(k(table.schema.field(c).type) for k in kinds) for c in columns)
+def _numeric(arrays: Mapping[str, np.ndarray], columns: Sequence[str]) -> bool:
+    """Whether every named column is one-dimensional and holds numbers (or booleans)."""
+    return all(
+        arrays[c].ndim == 1
+        and (np.issubdtype(arrays[c].dtype, np.number) or arrays[c].dtype == np.bool_)
+        for c in columns
+    )
 
 
 def aggregates_from_scores(
@@ -160,17 +160,17 @@ def aggregates_from_scores(
     results (then both lists are empty). Never raises on a mismatched file: the report is
     still made from results.json alone.
     """
-    import pyarrow.parquet as pq
+    from miaudit.data import read_table
 
-    try:
-        table = pq.read_table(path)
-    except (OSError, ValueError) as exc:
+    try:  # bounded as every input file is (a crafted file of 65 KB took 1 GB once read)
+        arrays = read_table(path, "scores").arrays
+    except InputError as exc:
         return (
             [],
             [],
-            f"{path.name} could not be read ({exc.__class__.__name__}); score distributions are not shown",
+            f"{path.name} could not be read ({exc.problem}); score distributions are not shown",
         )
-    cols = set(table.column_names)
+    cols = set(arrays)
     names = [a.name for a in result.attacks if f"score_{a.name}" in cols]
     if "member" not in cols or not names:
         return (
@@ -178,29 +178,37 @@ def aggregates_from_scores(
             [],
             f"{path.name} has no membership or attack score columns; score distributions are not shown",
         )
-    if table.num_rows != result.input.n_records:
+    rows = {int(np.asarray(a).shape[0]) if np.ndim(a) else -1 for a in arrays.values()}
+    if len(rows) != 1:
         return (
             [],
             [],
-            f"{path.name} has {table.num_rows} rows but the results describe {result.input.n_records}; it belongs to another run, so score distributions are not shown",
+            f"{path.name} has columns of different lengths; score distributions are not shown",
         )
-    if not _numeric(table, ["member", *(f"score_{a}" for a in names)]):
+    (n_rows,) = rows
+    if n_rows != result.input.n_records:
+        return (
+            [],
+            [],
+            f"{path.name} has {n_rows} rows but the results describe {result.input.n_records}; it belongs to another run, so score distributions are not shown",
+        )
+    if not _numeric(arrays, ["member", *(f"score_{a}" for a in names)]):
         return (
             [],
             [],
             f"{path.name} has membership or score columns that are not numbers; score distributions are not shown",
         )
-    member = table.column("member").to_numpy()
-    scores = {a: table.column(f"score_{a}").to_numpy() for a in names}
+    member = arrays["member"]
+    scores = {a: arrays[f"score_{a}"] for a in names}
     pairs = "target" in cols
     hist = score_histograms(member, scores, bins=bins, unit="pairs" if pairs else "records")
     classes: list[SliceResult] = []
     if "label" in cols:
         strongest = result.exposure_attack if result.exposure_attack in names else names[0]
-        groups = table.column("record_id").to_numpy() if pairs and "record_id" in cols else None
+        groups = arrays["record_id"] if pairs and "record_id" in cols else None
         classes = class_breakdown(
             member,
-            table.column("label").to_numpy(),
+            arrays["label"],
             scores,
             attacks=[strongest],
             n_resamples=min(result.bootstrap.replicates, 100),
