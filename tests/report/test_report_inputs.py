@@ -68,6 +68,15 @@ def _set(path: str, value: object):  # type: ignore[no-untyped-def]
         (_set("attacks.0.implied_epsilon.lower_bound", -3.0), "implied_epsilon.lower_bound"),
         (_set("attacks.0.roc", dict.fromkeys(_ROC, [0.5] * 2000)), "miaudit writes at most 1,000"),
         (lambda d: " " * (17 * 2**20) + json.dumps(d), "larger than 16 MiB"),
+        # red team: 10^40 members and a group of 10^30 records rendered in full
+        (
+            lambda d: d["input"].update(
+                n_members=10**40, n_records=10**40 + d["input"]["n_nonmembers"]
+            ),
+            "input.n_records",
+        ),
+        (_set("slices.0.n_records", 10**30), "hold more records than the audit's"),
+        (_set("family.permutation_p", 1e-12), "family.permutation_p"),  # 999 relabellings: ≥ 1/1000
     ],
 )
 def test_impossible_results_are_one_line_and_no_report(outputs_run, tmp_path, edit, said):

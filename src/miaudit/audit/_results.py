@@ -27,7 +27,7 @@ from pydantic import (
 
 from miaudit.audit._budget import BudgetCurve
 from miaudit.errors import InputError
-from miaudit.metrics import Estimate
+from miaudit.metrics import PERMUTATIONS, Estimate
 
 RESULTS_SCHEMA = "miaudit.results/4"
 #: Schemas this version reads: /1 results (miaudit before the key checks) are read and flagged
@@ -63,15 +63,20 @@ _R = TypeVar("_R", bound=BaseModel)
 INPUT_KINDS = ("logits", "probs", "sequence-signals")
 
 
+#: Most records (or classes) a results file may count: a trillion, beyond any audit miaudit can
+#: run (its scores alone would take 8 TB); a crafted file's 10^40 members were printed whole.
+MAX_RECORDS = 10**12
+
+
 class InputDescription(_Record):
     name: str
     format: str
     sha256: str | None
     kind: str
-    n_records: int = Field(ge=0)
-    n_members: int = Field(ge=0)
-    n_nonmembers: int = Field(ge=0)
-    n_classes: int = Field(ge=0)  # 0: text audits (sequences have no classes)
+    n_records: int = Field(ge=0, le=MAX_RECORDS)
+    n_members: int = Field(ge=0, le=MAX_RECORDS)
+    n_nonmembers: int = Field(ge=0, le=MAX_RECORDS)
+    n_classes: int = Field(ge=0, le=MAX_RECORDS)  # 0: text audits (sequences have no classes)
 
     @field_validator("kind")
     @classmethod
@@ -372,7 +377,7 @@ class FamilyBounds(_Record):
     #: (:func:`miaudit.metrics.max_auc_permutation_p`, exact at any size): the verdict calls
     #: nothing detected unless it lies below the bounds' one-sided tail. Absent where not run
     #: (both classes large, or a reference audit).
-    permutation_p: float | None = Field(None, gt=0, le=1)
+    permutation_p: float | None = Field(None, ge=1 / (PERMUTATIONS + 1), le=1)
 
     absent_when_none = ("permutation_p",)
 
@@ -523,10 +528,16 @@ class AuditResult(_Record):
             _outside(f"comparisons.{i}.difference", c.difference, _SIGNED)
             for i, c in enumerate(self.comparisons)
         ]
+        per_column: dict[str, int] = {}
         for i, sl in enumerate(self.slices):
             counts = (sl.n_records, sl.n_members, sl.n_nonmembers)
             if any(n is not None and n < 0 for n in counts):
                 found.append(f"slices.{i}: a negative count")
+            per_column[sl.column] = per_column.get(sl.column, 0) + sl.size
+            if per_column[sl.column] > self.input.n_records:  # each record in one group per column
+                found.append(
+                    f"slices.{i}: the groups of {sl.column!r} hold more records than the audit's {self.input.n_records:,}"
+                )
             for j, sa in enumerate(sl.attacks):
                 found.append(_outside(f"slices.{i}.attacks.{j}.auc", sa.auc, _RATE))
                 found.append(
