@@ -389,3 +389,28 @@ def test_the_most_exposed_group_is_named_only_when_it_stands_out_corrected():
         quiet=True,
     )
     assert _groups(leaky).startswith("Most exposed group: region = r07 (100 records)")
+
+
+def test_a_small_group_above_chance_by_its_bound_alone_is_not_named():
+    """Red team: groups of 20-odd members and non-members, whose bootstrap bounds are too
+    narrow, stood out on 18 of 400 null models (4.5 %, nominal 2.5 %). Where the audit tested a
+    group by relabelling its records (adjusted over its column's groups), the test must agree."""
+    from miaudit.audit import SliceAttack, SliceResult
+    from miaudit.metrics import Estimate
+    from miaudit.report._controls import most_exposed_group
+
+    def group(value: str, p: float | None) -> SliceResult:
+        auc = Estimate(point=0.80, lower=0.75, upper=0.85)
+        attack = SliceAttack(
+            attack="loss", auc=auc, tpr_at_1pct_fpr=Estimate(point=None), auc_permutation_p=p
+        )
+        return SliceResult(column="region", value=value, n_records=44, attacks=[attack])
+
+    text, stands = most_exposed_group([group("a", 0.2), group("b", 0.3)], "loss", 0.95)
+    assert not stands and "not the permutation test over the groups of region (p = 0.2)" in text
+    text, stands = most_exposed_group([group("a", 0.2), group("b", 0.004)], "loss", 0.95)
+    assert stands and text.startswith("Most exposed group: region = b")
+    assert "the permutation test over the groups of region agrees, p = 0.004" in text
+    # no test (a large group, or results written before it): the bound alone, as before
+    text, stands = most_exposed_group([group("a", None)], "loss", 0.95)
+    assert stands and text.startswith("Most exposed group: region = a")

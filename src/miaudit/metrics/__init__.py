@@ -49,7 +49,11 @@ from miaudit.metrics._one_run import (
     one_run_p_value,
     pooled_one_run_audit,
 )
-from miaudit.metrics._permutation import PERMUTATIONS, max_auc_permutation_p
+from miaudit.metrics._permutation import (
+    PERMUTATIONS,
+    group_auc_permutation_p,
+    max_auc_permutation_p,
+)
 from miaudit.metrics._roc import (
     balanced_accuracy_best,
     membership_advantage,
@@ -84,6 +88,7 @@ __all__ = [
     "evaluate",
     "gaussian_dp_estimate",
     "grid_designs",
+    "group_auc_permutation_p",
     "grouped_mean",
     "ideal_scores",
     "implied_epsilon",

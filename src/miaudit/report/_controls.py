@@ -375,7 +375,10 @@ def most_exposed_group(
 
     The highest of 40 groups with its own 95 % interval lay above chance for 24 of 30 models
     that leak nothing, and was quoted as "the most exposed group" and as a reason to minimise
-    data (red team): a group stands out only when its corrected bound lies above 0.5."""
+    data (red team): a group stands out only when its corrected bound lies above 0.5 and, where
+    the audit tested it by relabelling (``auc_permutation_p``, adjusted over its column's
+    groups; small groups, whose bootstrap bounds are too narrow), the test agrees at the same
+    one-sided level split over the columns tested."""
     rows = [
         (s, a) for s in groups for a in s.attacks if a.attack == focus and a.auc.point is not None
     ]
@@ -390,14 +393,35 @@ def most_exposed_group(
         # never above the group's own lower end (a percentile interval may be asymmetric)
         return min(e.lower, e.point - half)
 
+    tested = {s.column for s, a in rows if a.auc_permutation_p is not None}
+    level = (1 - confidence) / 2 / max(len(tested), 1)
+
+    def agrees(a: SliceAttack) -> bool:
+        return a.auc_permutation_p is None or a.auc_permutation_p <= level
+
+    standing = [(s, a) for s, a in rows if bound(a) > 0.5 and agrees(a)]
+    if standing:
+        s, a = max(standing, key=lambda r: (bound(r[1]), r[1].auc.point or 0.0))
+        test = (
+            f"; the permutation test over the groups of {s.column} agrees, p = {a.auc_permutation_p:.3g}"
+            if a.auc_permutation_p is not None
+            else ""
+        )
+        return (
+            f"Most exposed group: {s.column} = {s.value} ({s.size:,} records), {focus} AUC "
+            f"{format_estimate(a.auc)}: above chance even bounded together over the {len(rows)} "
+            f"groups compared (at least {bound(a):.3f}){test}.",
+            True,
+        )
     s, a = max(rows, key=lambda r: (bound(r[1]), r[1].auc.point or 0.0))
     named = f"{s.column} = {s.value} ({s.size:,} records)"
-    low = bound(a)
-    if low > 0.5:
+    if bound(a) > 0.5:  # the bound alone: a small group, which the test does not confirm
         return (
-            f"Most exposed group: {named}, {focus} AUC {format_estimate(a.auc)}: above chance "
-            f"even bounded together over the {len(rows)} groups compared (at least {low:.3f}).",
-            True,
+            f"No group's {focus} AUC is shown above chance: the highest, {named}, AUC "
+            f"{format_estimate(a.auc)}, has its bound above 0.5 but not the permutation test "
+            f"over the groups of {s.column} (p = {a.auc_permutation_p:.3g}); a group this small "
+            "gets too narrow a bootstrap interval to be read alone.",
+            False,
         )
     return (
         f"No group's {focus} AUC lies above chance once bounded together over the {len(rows)} "
