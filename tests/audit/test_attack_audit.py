@@ -100,6 +100,13 @@ def test_slices_and_comparisons(audited):
     assert len(comp) == 1 and comp[0].baseline == "loss"
     # strongest attack's AUC is clearly above chance with shift 1.5
     assert result.strongest().auc.lower > 0.6
+    # small groups: the exposure attack's AUC tested by relabelling, adjusted over the column
+    for s in result.slices:
+        for a in s.attacks:
+            tested = a.attack == result.exposure_attack
+            assert (a.auc_permutation_p is not None) == tested, (s.value, a.attack)
+            if tested:  # a real leak in each group of ~1,000: the smallest p 999 relabellings give
+                assert a.auc_permutation_p == pytest.approx(0.001)
 
 
 def test_no_groups_split_is_published(tmp_path):

@@ -665,7 +665,7 @@ def _slices(
     names a group above chance only when that test agrees, as the verdict does, since the
     bootstrap bound of a group of 20-odd members is too narrow (null models had a group "above
     chance" 4.5 % of the time at a nominal 2.5 %: red team)."""
-    out = []
+    out: list[SliceResult] = []
     seeds = iter(seed.spawn(sum(len(g) for g in groups.values())))
     for column, parts in groups.items():
         rare = [mask for _, mask in parts if int(mask.sum()) < MIN_SLICE_CLASS]

@@ -247,7 +247,7 @@ class SliceAttack(_Record):
     #: The exposure attack's AUC in this group tested by relabelling its records (one-sided,
     #: :func:`miaudit.metrics.max_auc_permutation_p`); set where the group's smaller class is
     #: small enough for the bootstrap bound to be too narrow. Absent elsewhere and before.
-    auc_permutation_p: float | None = Field(None, gt=0, le=1)
+    auc_permutation_p: float | None = Field(None, ge=1 / (PERMUTATIONS + 1), le=1)
 
     absent_when_none = ("auc_permutation_p",)
 

@@ -101,7 +101,8 @@ def group_auc_permutation_p(
     from scipy.stats import rankdata
 
     y, score = np.asarray(y).astype(bool), np.asarray(score, dtype=np.float64)
-    parts = []
+    # per group: (ranks, size drawn, sign, base, mean, sd, observed z); None: cannot lie above
+    parts: list[tuple[np.ndarray, int, float, float, float, float, float] | None] = []
     for idx in groups:
         m, r = y[idx], rankdata(score[idx])
         n, n1 = m.size, int(m.sum())
