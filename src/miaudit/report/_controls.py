@@ -366,6 +366,7 @@ def exposure_evidence(result: AuditResult) -> tuple[str, bool] | None:
     return f"{name} ranks members above non-members beyond noise. {shown}", True
 
 
+# Long: the rule (bound, test) and its three outcomes, each with its own sentence.
 def most_exposed_group(
     groups: Sequence[SliceResult], focus: str, confidence: float
 ) -> tuple[str, bool] | None:

@@ -151,6 +151,7 @@ def _numeric(arrays: Mapping[str, np.ndarray], columns: Sequence[str]) -> bool:
     )
 
 
+# Long: each way the file can fail to match gets its own note; the reading itself is short.
 def aggregates_from_scores(
     path: Path, result: AuditResult, *, bins: int = 40
 ) -> tuple[list[ScoreHistogram], list[SliceResult], str | None]:
