@@ -11,14 +11,29 @@ Load: open loop at a fixed rate (200 requests/s) from a minimal raw-socket HTTP/
 itself costs as much CPU per request as the unguarded server), one record per request, distinct records,
 4 keys in turn; latency is measured from each request's *scheduled* send time to its answer,
 so that a server falling behind shows up in the tail (no coordinated omission). The two
-servers are measured in alternating rounds (8 × 5 s each) and the figures are medians over
-rounds: the machine is shared, and one disturbed round must not decide the result. A closed loop
-(8 concurrent clients) gives each server's maximum throughput.
+servers are measured in alternating rounds (8 × 5 s each). A closed loop (8 concurrent clients)
+gives each server's maximum throughput.
+
+The statistic: the p99 of every request of every round, pooled (8,000 per server), guarded
+minus unguarded; the claim holds when that is at most 5 ms and no request failed. Every round's
+p99s, their differences and the largest of them are reported beside it, with each run's load
+for both servers: CPU pressure (Linux PSI, ``some avg10``) before and after, the 1-minute load
+average, the share of the machine's CPU busy during the run (``/proc/stat``) and the server's
+CPU time per request. (Until 2026-12-07 the claim was judged on the median of the 8 per-round
+differences, which a tail in 3 rounds of 8 does not move: it read +2.9 ms, met, while the
+guarded server's pooled p99 was 128 ms against 3.5 ms. The tail was the guard's: full
+collections of Python's cycle collector, 100–300 ms with every thread stopped, grown by the
+detectors' state; see :mod:`miaudit.serve._monitor`.)
+
+The load generator's own cycle collector is kept out of the measurement: its heap is frozen
+before the rounds and collection is off during each run (its full collections, about 200 ms,
+stalled the sending of either server's requests at the start of a run).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -27,12 +42,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmarks._schema import BenchResult
 
-CLAIM = "At 200 requests/s (one record each, loopback), the guard adds at most 5 ms to /predict's p99 latency"
+CLAIM = "At 200 requests/s (one record each, loopback), the guard adds at most 5 ms to /predict's p99 latency, pooled over every request of 8 alternating rounds"
 
 SIZES = {
     "full": {"seconds": 5, "rounds": 8, "closed_s": 4},
@@ -50,6 +66,39 @@ def _cpu_pressure() -> float | None:
             return float(fh.readline().split()[1].split("=")[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _machine_busy() -> tuple[int, int]:
+    """(all, idle) CPU ticks of the machine so far (Linux /proc/stat; (0, 0) elsewhere)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            ticks = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(ticks), ticks[3] + ticks[4]
+
+
+def _measured_run(
+    url: str, tokens: list[str | None], seconds: float, seed: int, pid: int
+) -> tuple[np.ndarray, int, dict[str, float | None]]:
+    """One open-loop run with the load generator's cycle collector off, and the load it ran
+    under: PSI before and after, load average, machine CPU busy share, server CPU per request."""
+    load: dict[str, float | None] = {
+        "psi_before": _cpu_pressure(),
+        "load_1m": round(os.getloadavg()[0], 2),
+    }
+    ticks0, cpu0 = _machine_busy(), _cpu_seconds(pid)
+    gc.disable()
+    try:
+        got, errors = asyncio.run(_open_loop(url, tokens, seconds, seed=seed))
+    finally:
+        gc.enable()
+    ticks1 = _machine_busy()
+    load["server_cpu_us_per_request"] = round(1e6 * (_cpu_seconds(pid) - cpu0) / (got.size + 20), 1)
+    total = ticks1[0] - ticks0[0]
+    load["machine_busy"] = round(1 - (ticks1[1] - ticks0[1]) / total, 3) if total else None
+    load["psi_after"] = _cpu_pressure()
+    return got, errors, load
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -221,8 +270,9 @@ def run(size: str) -> BenchResult:
     )
     lat: dict[str, list[np.ndarray]] = {"guarded": [], "unguarded": []}
     errs = {"guarded": 0, "unguarded": 0}
-    cpu_us: dict[str, list[float]] = {"guarded": [], "unguarded": []}
-    pressure: list[float | None] = []
+    loads: dict[str, list[dict[str, float | None]]] = {"guarded": [], "unguarded": []}
+    gc.collect()
+    gc.freeze()  # the load generator's heap (numpy, scikit-learn, miaudit): never scanned again
     try:
         for r in range(p["rounds"]):
             for name, url, toks in (
@@ -230,79 +280,105 @@ def run(size: str) -> BenchResult:
                 if r % 2 == 0
                 else (("guarded", gurl, tokens), ("unguarded", burl, [None]))
             ):
-                pressure.append(_cpu_pressure())
                 pid = (guarded if name == "guarded" else bare).pid
-                cpu0 = _cpu_seconds(pid)
-                got, e = asyncio.run(
-                    _open_loop(url, toks, p["seconds"], seed=100 * r + (name == "guarded"))
-                )
-                cpu_us[name].append(1e6 * (_cpu_seconds(pid) - cpu0) / (got.size + 20))
+                seed = 100 * r + (name == "guarded")
+                got, e, load = _measured_run(url, toks, p["seconds"], seed, pid)
                 lat[name].append(got)
                 errs[name] += e
+                loads[name].append(load)
         tput = {
             "unguarded": asyncio.run(_closed_loop(burl, [None], p["closed_s"])),
             "guarded": asyncio.run(_closed_loop(gurl, tokens, p["closed_s"])),
         }
     finally:
+        gc.unfreeze()
         for proc in (guarded, bare):
             os.killpg(proc.pid, 15)
             proc.wait(timeout=20)
+    figures, table, notes = _report(p, lat, errs, loads, tput, load_before)
+    passed = (
+        figures["p99_overhead_ms"] <= LIMIT_MS and errs["guarded"] == 0 and errs["unguarded"] == 0
+    )
+    return BenchResult(
+        name="guard", claim=CLAIM, figures=figures, table=table, passed=passed, notes=notes
+    )
 
-    # The machine is shared: each round pairs the two servers back to back, and the figures are
-    # medians over rounds, so that one round disturbed by other work does not decide the result.
-    figures: dict[str, float | int] = {
-        "rate_rps": RATE,
-        "requests_per_server": int(sum(a.size for a in lat["guarded"])),
-        "rounds": p["rounds"],
-    }
+
+# Long: the figures, the per-round table with both servers' load and the notes, in one place so
+# that what the table shows and what the figures hold cannot drift apart.
+def _report(
+    p: dict[str, int],
+    lat: dict[str, list[np.ndarray]],
+    errs: dict[str, int],
+    loads: dict[str, list[dict[str, float | None]]],
+    tput: dict[str, float],
+    load_before: float,
+) -> tuple[dict[str, Any], str, list[str]]:
+    names = ("unguarded", "guarded")
+    pooled = {name: np.concatenate(lat[name]) for name in names}
     per_round = {
         name: [(float(np.percentile(a, 50)), float(np.percentile(a, 99))) for a in lat[name]]
-        for name in lat
+        for name in names
     }
-    for name in ("unguarded", "guarded"):
-        figures[f"{name}_p50_ms"] = round(float(np.median([r[0] for r in per_round[name]])), 3)
-        figures[f"{name}_p99_ms"] = round(float(np.median([r[1] for r in per_round[name]])), 3)
-        figures[f"{name}_p99_ms_pooled"] = round(
-            float(np.percentile(np.concatenate(lat[name]), 99)), 3
-        )
+    figures: dict[str, Any] = {
+        "rate_rps": RATE,
+        "requests_per_server": int(pooled["guarded"].size),
+        "rounds": p["rounds"],
+        "statistic": "pooled p99 over every request of every round, guarded minus unguarded",
+    }
+    for name in names:
+        figures[f"{name}_p50_ms"] = round(float(np.percentile(pooled[name], 50)), 3)
+        figures[f"{name}_p99_ms"] = round(float(np.percentile(pooled[name], 99)), 3)
+        figures[f"{name}_p999_ms"] = round(float(np.percentile(pooled[name], 99.9)), 3)
+        figures[f"{name}_max_ms"] = round(float(pooled[name].max()), 3)
+        figures[f"{name}_p99_ms_per_round"] = [round(r[1], 3) for r in per_round[name]]
         figures[f"{name}_max_rps"] = round(tput[name], 1)
         figures[f"{name}_errors"] = errs[name]
-    diffs = [g[1] - u[1] for g, u in zip(per_round["guarded"], per_round["unguarded"], strict=True)]
-    overhead = float(np.median(diffs))
-    figures["p99_overhead_ms"] = round(overhead, 3)
-    figures["p99_overhead_ms_per_round"] = [round(d, 3) for d in diffs]  # type: ignore[assignment]
+        figures[f"{name}_load_per_round"] = loads[name]
+        cpu = [float(x["server_cpu_us_per_request"] or 0.0) for x in loads[name]]
+        figures[f"{name}_cpu_us_per_request"] = round(float(np.median(cpu)), 1)
+    diffs = [
+        round(g[1] - u[1], 3)
+        for g, u in zip(per_round["guarded"], per_round["unguarded"], strict=True)
+    ]
+    figures["p99_overhead_ms"] = round(figures["guarded_p99_ms"] - figures["unguarded_p99_ms"], 3)
     figures["p50_overhead_ms"] = round(figures["guarded_p50_ms"] - figures["unguarded_p50_ms"], 3)
-    # CPU time the server process spent per request: what the guard costs, little disturbed by
-    # other work on the machine (unlike the latency tail).
-    for name in ("unguarded", "guarded"):
-        figures[f"{name}_cpu_us_per_request"] = round(float(np.median(cpu_us[name])), 1)
+    figures["p99_overhead_ms_per_round"] = diffs
+    figures["p99_overhead_ms_max_of_rounds"] = max(diffs)
     figures["cpu_overhead_us_per_request"] = round(
         figures["guarded_cpu_us_per_request"] - figures["unguarded_cpu_us_per_request"], 1
     )
     figures["load_average_1m_before"] = load_before
-    figures["cpu_pressure_before_each_run_pct"] = pressure  # type: ignore[assignment]
+
+    def load_cell(x: dict[str, float | None]) -> str:
+        return f"{x['psi_before']}→{x['psi_after']} % / {x['machine_busy']} / {x['load_1m']}"
+
     table = "\n".join(
         [
-            "| server | p50 (ms, median of rounds) | p99 (ms, median of rounds) | max throughput (req/s, 8 clients) | errors |",
-            "|---|---|---|---|---|",
+            "| server | p50 (ms, pooled) | p99 (ms, pooled) | p99.9 (ms, pooled) | max (ms) | max throughput (req/s, 8 clients) | errors |",
+            "|---|---|---|---|---|---|---|",
             *(
-                f"| {name} | {figures[f'{name}_p50_ms']} | {figures[f'{name}_p99_ms']} | {figures[f'{name}_max_rps']} | {figures[f'{name}_errors']} |"
-                for name in ("unguarded", "guarded")
+                f"| {name} | {figures[f'{name}_p50_ms']} | {figures[f'{name}_p99_ms']} | {figures[f'{name}_p999_ms']} | {figures[f'{name}_max_ms']} | {figures[f'{name}_max_rps']} | {figures[f'{name}_errors']} |"
+                for name in names
             ),
-            f"| **guard overhead** | {figures['p50_overhead_ms']} | {figures['p99_overhead_ms']} (median of per-round differences) | | |",
+            f"| **guard overhead** | {figures['p50_overhead_ms']} | **{figures['p99_overhead_ms']}** (pooled p99 difference: the claim's statistic) | | | | |",
             "",
-            f"Server CPU time per request (median of rounds): unguarded {figures['unguarded_cpu_us_per_request']} µs, guarded {figures['guarded_cpu_us_per_request']} µs (+{figures['cpu_overhead_us_per_request']} µs).",
+            "| round (first server) | unguarded p99 (ms) | guarded p99 (ms) | difference (ms) | unguarded load: PSI before→after / CPU busy / load avg | guarded load: PSI before→after / CPU busy / load avg |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {r + 1} ({'unguarded' if r % 2 == 0 else 'guarded'}) | {per_round['unguarded'][r][1]:.2f} | {per_round['guarded'][r][1]:.2f} | {diffs[r]:+.2f} | {load_cell(loads['unguarded'][r])} | {load_cell(loads['guarded'][r])} |"
+                for r in range(p["rounds"])
+            ),
+            "",
+            f"Largest per-round p99 difference: {figures['p99_overhead_ms_max_of_rounds']} ms. Server CPU time per request (median of rounds): unguarded {figures['unguarded_cpu_us_per_request']} µs, guarded {figures['guarded_cpu_us_per_request']} µs (+{figures['cpu_overhead_us_per_request']} µs).",
         ]
     )
     notes = [
-        f"open loop at {RATE} requests/s, one record per request, {p['seconds']} s × {p['rounds']} rounds per server, alternating; latency from the scheduled send time",
-        f"per-round p99 differences (ms): {figures['p99_overhead_ms_per_round']}; pooled p99 unguarded {figures['unguarded_p99_ms_pooled']}, guarded {figures['guarded_p99_ms_pooled']}; 1-minute load average before the run {load_before}; CPU pressure (PSI some avg10, %) before each measured run: {pressure} (2 shared cores: other work on the machine shows up as multi-second tails in both servers)",
-        "guarded: SQLite WAL synchronous=NORMAL, role analyst (round:2), budget + rate limit, log with keyed record hashes, detectors on; 1 worker each",
+        f"open loop at {RATE} requests/s, one record per request, {p['seconds']} s × {p['rounds']} rounds per server, alternating; latency from the scheduled send time; the claim is judged on the pooled p99 ({figures['requests_per_server']} requests per server)",
+        f"1-minute load average before the run {load_before}; per run, for both servers: CPU pressure (PSI some avg10, %) before→after, the machine's CPU busy share during the run, the 1-minute load average (2 shared cores: other work on the machine shows up as tails in both servers)",
+        "guarded: SQLite WAL synchronous=NORMAL (WAL checkpointed off the request path), role analyst (round:2), budget + rate limit, log with keyed record hashes, detectors on; 1 worker each",
     ]
-    passed = overhead <= LIMIT_MS and errs["guarded"] == 0 and errs["unguarded"] == 0
-    return BenchResult(
-        name="guard", claim=CLAIM, figures=figures, table=table, passed=passed, notes=notes
-    )
+    return figures, table, notes
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@ database's range, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+
 import pytest
 
 from miaudit.errors import InputError
@@ -129,3 +133,86 @@ def test_set_limits_keeps_each_limit_left_out(any_store: Store) -> None:
     assert any_store.set_limits(key, budget=None, rate=4, window_s=60)
     assert limits() == (None, 4, 60)
     assert not any_store.set_limits("0" * 16, budget=1)
+
+
+def _wal_pages(store: Store) -> int:
+    """Pages in the SQLite store's WAL file (its header is 32 bytes, each frame's 24)."""
+    path = f"{store.engine.url.database}-wal"
+    with store.engine.connect() as conn:
+        page = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+    return (os.path.getsize(path) - 32) // (page + 24) if os.path.exists(path) else 0
+
+
+def _charges(store: Store, key_id: str, n: int) -> None:
+    for i in range(n):
+        hashes = [f"{i:08d}{j:024d}" for j in range(20)]
+        assert store.charge(key_id, 20, endpoint="predict", policy="p", hashes=hashes).request_id
+
+
+def test_no_commit_checkpoints_the_wal(tmp_path) -> None:
+    """SQLite's own checkpoint runs in the commit that takes the WAL past 1,000 pages, with its
+    fsyncs, so one request in a thousand pages paid for all of them: the store's commits never
+    checkpoint (with no checkpointer thread, the WAL only grows)."""
+    store = Store(f"sqlite:///{tmp_path}/g.db", checkpoint_every_s=None)
+    try:
+        key = store.create_key(SECRET, "analyst")
+        _charges(store, key.key_id, 600)
+        assert _wal_pages(store) > 2000  # SQLite's default started it over at ~1,000
+        busy, pages, copied = store.checkpoint_wal() or (1, 0, 0)
+        assert (busy, pages) == (0, copied)  # the checkpointer copies all of it
+    finally:
+        store.close()
+
+
+def test_the_wal_stays_bounded_under_sustained_writes(tmp_path) -> None:
+    """A checkpoint beside writers that never pause leaves a commit behind it, and SQLite starts
+    the WAL over only when it is wholly copied as a write begins: with PASSIVE checkpoints
+    alone the WAL grew without bound (50 MB in 5 s at 200 answers a second). Past
+    ``wal_restart_frames`` the checkpointer copies the rest holding the write lock, and the
+    WAL starts over."""
+    store = Store(f"sqlite:///{tmp_path}/g.db", checkpoint_every_s=None)
+    store.wal_restart_frames, store.wal_force_frames = 200, 10**9  # never RESTART here
+    key = store.create_key(SECRET, "analyst")
+    done = threading.Event()
+    seen: list[int] = []
+
+    def write() -> None:
+        try:
+            _charges(store, key.key_id, 1500)  # ~9,000 pages
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while not done.is_set():
+            got = store.checkpoint_wal()
+            assert got is not None
+            seen.append(got[1])
+    finally:
+        writer.join()
+    store.checkpoint_wal()
+    try:
+        assert len(seen) > 10
+        assert max(seen) < 2000, max(seen)  # pages in the WAL at each checkpoint
+        assert _wal_pages(store) < 2000  # the file too
+    finally:
+        store.close()
+
+
+def test_the_checkpointer_thread_runs_and_stops_with_the_store(tmp_path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/g.db", checkpoint_every_s=0.01)
+    rounds: list[tuple[int, int, int] | None] = []
+    checkpoint = store.checkpoint_wal
+    store.checkpoint_wal = lambda: rounds.append(checkpoint()) or rounds[-1]  # type: ignore[method-assign]
+    key = store.create_key(SECRET, "analyst")
+    _charges(store, key.key_id, 50)
+    thread = store._checkpointer
+    assert thread is not None and thread.is_alive()
+    deadline = time.monotonic() + 60
+    while not any(r is not None and r[1] > 0 and r[1] == r[2] for r in rounds):
+        assert time.monotonic() < deadline, rounds[-5:]
+        time.sleep(0.01)
+    store.close()
+    assert not thread.is_alive()
+    assert checkpoint() is None

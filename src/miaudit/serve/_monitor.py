@@ -26,8 +26,12 @@ signal left is their volume (``enumeration``), which honest bulk users share. Ag
 output policy and the budget are the controls.
 
 State is in memory, per server process, bounded (``max_keys`` keys, ``max_fingerprints``
-fingerprints). Alerts are stored in the database (all processes) and optionally posted to a
-webhook; each (detector, key) pair alerts at most once per ``cooldown_s``.
+fingerprints), and held in objects Python's cycle collector does not track (ints, bytes, tuples
+of them, one dict or deque per table): a full collection scans every tracked object while
+every thread waits, and the fingerprint table's lists and cluster objects (about 16 per record)
+made the guarded server's collections take 100–300 ms in the middle of its answers. Alerts
+are stored in the database (all processes) and optionally posted to a webhook; each
+(detector, key) pair alerts at most once per ``cooldown_s``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import hmac
 import json
 import logging
 import math
+import struct
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -182,11 +187,21 @@ class _KeyState:
     distinct: set[str] = field(default_factory=set)
 
 
-@dataclass
-class _Cluster:
-    count: int = 0
-    keys: set[str] = field(default_factory=set)
-    live: int = 1  # members still in the fingerprint table
+#: A fingerprint hash's query numbers, oldest first, packed in a ``bytearray`` (untracked by
+#: the cycle collector; ``del buf[:8]`` drops the oldest in constant time).
+_QN = struct.Struct("<q")
+
+
+def _query_numbers(buf: bytearray) -> list[int]:
+    return [qn for (qn,) in _QN.iter_unpack(buf)]
+
+
+def _oldest(buf: bytearray) -> int:
+    return int(_QN.unpack_from(buf)[0])
+
+
+#: A cluster: (queries that joined it, members still in the fingerprint table, its keys).
+_Cluster = tuple[int, int, tuple[str, ...]]
 
 
 AlertSink = Callable[[str, str | None, list[str], dict[str, Any]], None]
@@ -207,10 +222,9 @@ class Monitor:
         )
         self._sink = sink
         self._keys: OrderedDict[str, _KeyState] = OrderedDict()
-        self._table: dict[int, list[int]] = {}  # fingerprint hash → query numbers
-        self._fps: deque[tuple[int, tuple[int, ...]]] = (
-            deque()
-        )  # (query number, its hashes), oldest first
+        self._table: dict[int, bytearray] = {}  # fingerprint hash → query numbers (packed)
+        # Each fingerprint's hashes, oldest first: query numbers _next - len(_fps) to _next - 1.
+        self._fps: deque[tuple[int, ...]] = deque()
         self._cluster_of: dict[int, int] = {}
         self._clusters: dict[int, _Cluster] = {}
         self._next = 0
@@ -368,46 +382,59 @@ class Monitor:
             fp = tuple(fp_row.tolist())
             matches: Counter[int] = Counter()
             for h in fp:
-                for qn in self._table.get(h, ()):
-                    matches[qn] += 1
+                buf = self._table.get(h)
+                if buf is not None:
+                    matches.update(_query_numbers(buf))
             qn_new = self._next
             self._next += 1
             need = min(cfg.match_threshold, len(fp))
             best = next(((qn, c) for qn, c in matches.most_common(1) if c >= need), None)
             if best is not None:
                 cid = self._cluster_of.get(best[0], best[0])
-                cl = self._clusters.setdefault(cid, _Cluster(1, set()))
-                cl.count += 1
-                cl.live += 1
-                cl.keys.add(key_id)
+                count, live, members = self._clusters.get(cid, (1, 1, ()))
+                if key_id not in members:
+                    members = (*members, key_id)
+                count += 1
+                self._clusters[cid] = (count, live + 1, members)
                 self._cluster_of[qn_new] = cid
-                if cl.count >= cfg.cluster_alarm:
-                    keys = sorted(cl.keys)
+                if count >= cfg.cluster_alarm:
+                    keys = sorted(members)
                     detector = "spread" if len(keys) > 1 else "near_duplicate"
-                    detail = {"cluster_queries": cl.count, "keys": len(keys)}
+                    detail = {"cluster_queries": count, "keys": len(keys)}
                     for k in keys if detector == "spread" else [key_id]:
                         self._alert(detector, k, keys, detail, now)
             else:
-                self._clusters[qn_new] = _Cluster(1, {key_id})
+                self._clusters[qn_new] = (1, 1, (key_id,))
                 self._cluster_of[qn_new] = qn_new
+            packed = _QN.pack(qn_new)
             for h in fp:
-                self._table.setdefault(h, []).append(qn_new)
-            self._fps.append((qn_new, fp))
+                buf = self._table.get(h)
+                if buf is None:
+                    self._table[h] = bytearray(packed)
+                else:
+                    buf += packed
+            self._fps.append(fp)
             while len(self._fps) > cfg.max_fingerprints:
-                old, old_fp = self._fps.popleft()
-                for h in old_fp:
-                    lst = self._table.get(h)
-                    if lst:
-                        if lst[0] == old:
-                            lst.pop(0)
-                        if not lst:
-                            del self._table[h]
-                old_cid = self._cluster_of.pop(old, None)
-                if old_cid is not None and old_cid in self._clusters:
-                    cl_old = self._clusters[old_cid]
-                    cl_old.live -= 1
-                    if cl_old.live <= 0:
-                        del self._clusters[old_cid]
+                self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Drop the oldest fingerprint from the table, and its cluster once it has no member left."""
+        old = self._next - len(self._fps)
+        old_fp = self._fps.popleft()
+        for h in old_fp:
+            buf = self._table.get(h)
+            if buf:
+                if _oldest(buf) == old:
+                    del buf[: _QN.size]
+                if not buf:
+                    del self._table[h]
+        old_cid = self._cluster_of.pop(old, None)
+        if old_cid is not None and old_cid in self._clusters:
+            count, live, members = self._clusters[old_cid]
+            if live <= 1:
+                del self._clusters[old_cid]
+            else:
+                self._clusters[old_cid] = (count, live - 1, members)
 
     # --- helpers -----------------------------------------------------------------------------
 
