@@ -7,6 +7,8 @@ import os
 import secrets
 import stat
 
+import math
+
 import numpy as np
 import pandas as pd
 import pydantic
@@ -352,3 +354,46 @@ def test_every_attack_below_chance_is_a_warning_not_a_result() -> None:
         for n in run_attacks(fair, attacks=["loss"], n_resamples=50).result.notes
         if n.startswith("WARNING")
     ]
+
+
+def test_a_groups_published_figures_do_not_give_its_member_count():
+    """Red team: results.json's full-precision slice AUC, U / (n1·n0), and TPR, k / n1, left one
+    member count consistent with both, so two slice columns differing by record 0 alone gave
+    its membership (4 of 4). Published to 3 decimals, many counts fit every figure."""
+    from miaudit.data import ModelOutputs
+
+    rng = np.random.default_rng(1)
+    n = 8000
+    member = (rng.random(n) < 0.5).astype(np.int8)
+    y = rng.integers(0, 3, n)
+    z = rng.normal(size=(n, 3))
+    z[np.arange(n), y] += 1 + 0.5 * member
+    home = np.where(rng.random(n) < 0.5, "north", "south")
+    home[0] = "north"
+    work = home.copy()
+    work[0] = "south"  # record 0 lives north, works south
+    o = ModelOutputs.from_arrays(
+        logits=z.astype(np.float32),
+        label=y,
+        member=member,
+        record_id=np.arange(n),
+        columns={"home": home, "work": work},
+    )
+    result = miaudit.attack(o, attacks=["loss"], slices=["home", "work"], n_resamples=20)
+    for s in result.slices:
+        size = s.size
+        candidates = set(range(20, size - 19))
+        for a in s.attacks:
+            for e in (a.auc, a.tpr_at_1pct_fpr):
+                for v in (e.point, e.lower, e.upper):
+                    assert v is None or v == round(v, 3)
+            auc, tpr = a.auc.point, a.tpr_at_1pct_fpr.point
+            # counts n1 for which some U and k round to the published figures
+            candidates = {
+                k
+                for k in candidates
+                if math.floor((auc + 5e-4) * k * (size - k))
+                >= math.ceil((auc - 5e-4) * k * (size - k))
+                and (tpr is None or math.floor((tpr + 5e-4) * k) >= math.ceil((tpr - 5e-4) * k))
+            }
+        assert len(candidates) > 20, (s.value, len(candidates))

@@ -60,6 +60,10 @@ MAX_SLICE_VALUES = 50
 MOST_EXPOSED = 20
 #: A slice value needs this many members and non-members to be reported.
 MIN_SLICE_CLASS = 20
+#: Decimals of a group's figures in results.json (the report shows 3): at full precision its
+#: AUC, U / (n₁·n₀), and TPR, k / n₁, gave the group's member count, and two slice columns
+#: differing by one record gave that record's membership (red team, 4 of 4).
+SLICE_DECIMALS = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -688,8 +692,8 @@ def _slices(
                 attacks = [
                     SliceAttack(
                         attack=k,
-                        auc=ev.estimate(k, "auc"),
-                        tpr_at_1pct_fpr=ev.estimate(k, tpr_key(0.01)),
+                        auc=ev.estimate(k, "auc").coarsened(SLICE_DECIMALS),
+                        tpr_at_1pct_fpr=ev.estimate(k, tpr_key(0.01)).coarsened(SLICE_DECIMALS),
                     )
                     for k in scores
                 ]

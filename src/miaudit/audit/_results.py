@@ -245,7 +245,8 @@ class SliceAttack(_Record):
     auc: Estimate
     tpr_at_1pct_fpr: Estimate
     #: The exposure attack's AUC in this group tested by relabelling its records (one-sided,
-    #: :func:`miaudit.metrics.max_auc_permutation_p`); set where the group's smaller class is
+    #: adjusted over the column's groups: :func:`miaudit.metrics.group_auc_permutation_p`); set
+    #: where the group's smaller class is
     #: small enough for the bootstrap bound to be too narrow. Absent elsewhere and before.
     auc_permutation_p: float | None = Field(None, ge=1 / (PERMUTATIONS + 1), le=1)
 

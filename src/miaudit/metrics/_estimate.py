@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -44,6 +45,31 @@ class Estimate(BaseModel):
         tail = (1 - confidence) / 2
         sd = (self.upper - self.lower) / (2 * float(norm.ppf(1 - tail)))
         return float(norm.ppf(1 - tail / family)) * sd
+
+    def coarsened(self, decimals: int) -> Estimate:
+        """This estimate to ``decimals`` places: the point rounded, the interval widened to the
+        places outside it (never narrower). What a shared file publishes of a small group: its
+        full-precision AUC, U / (n₁·n₀), and TPR, k / n₁, gave the group's member count.
+
+        >>> Estimate(point=0.61234, lower=0.55891, upper=0.66102).coarsened(3)
+        Estimate(point=0.612, lower=0.558, upper=0.662, status='ok', needs_nonmembers=None)
+        """
+        scale = 10.0**decimals
+
+        def out(v: float | None, side: int) -> float | None:
+            if v is None:
+                return None
+            # a float a hair beyond a place (0.1 + 0.2) must not move a whole place outwards
+            v = round(v, decimals + 6)
+            return (math.floor(v * scale) if side < 0 else math.ceil(v * scale)) / scale
+
+        return self.model_copy(
+            update={
+                "point": None if self.point is None else round(self.point, decimals),
+                "lower": out(self.lower, -1),
+                "upper": out(self.upper, +1),
+            }
+        )
 
 
 def tpr_key(fpr: float) -> str:
