@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import stat
-
-import math
 
 import numpy as np
 import pandas as pd
