@@ -1,7 +1,12 @@
 """Audit orchestration: run attacks, evaluate them, write shareable and restricted results."""
 
 from miaudit.audit._api import attack, audit_text
-from miaudit.audit._attack import DEFAULT_ATTACKS, AttackRun, run_attacks
+from miaudit.audit._attack import (
+    DEFAULT_ATTACKS,
+    PERMUTATION_BELOW,
+    AttackRun,
+    run_attacks,
+)
 from miaudit.audit._check_record import RecordEvidence, check_record
 from miaudit.audit._config import (
     AUDIT_ATTACKS,
@@ -95,6 +100,7 @@ __all__ = [
     "EXPOSURE_FILE",
     "MIN_VERDICT_CLASS",
     "MIN_VERDICT_REPLICATES",
+    "PERMUTATION_BELOW",
     "RESULTS_SCHEMA",
     "SUMMARY_FILE",
     "TEXT_TRADEOFF_SCHEMA",
