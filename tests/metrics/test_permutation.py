@@ -116,3 +116,20 @@ def test_group_p_values_hold_their_level_together():
         for _ in range(400)
     )
     assert abs(hits - 20) <= 3 * np.sqrt(400 * 0.05 * 0.95), hits
+
+
+def test_nan_scores_are_refused_not_read_as_significance():
+    """Red team: one NaN score in one group gave every other group p = 0.001 (a NaN maximum is
+    reached by no relabelling); the largest-AUC test did the same."""
+    from miaudit.errors import InputError
+    from miaudit.metrics import group_auc_permutation_p
+
+    y = np.tile(np.r_[np.ones(10), np.zeros(10)], 2).astype(int)
+    s = np.random.default_rng(0).normal(size=40)
+    s[3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        group_auc_permutation_p(
+            y, s, [np.arange(20), np.arange(20, 40)], rng=np.random.default_rng(0)
+        )
+    with pytest.raises(InputError, match="NaN"):
+        max_auc_permutation_p(y, {"a": s}, rng=np.random.default_rng(0))

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from miaudit.errors import InputError
+
 #: Relabellings of the permutation test: its p-value resolves 1/1,000, and its Monte Carlo error
 #: at a true p of 2.5 % is 0.5 points.
 PERMUTATIONS = 999
@@ -44,6 +46,11 @@ def max_auc_permutation_p(
     from scipy.stats import rankdata
 
     member = np.asarray(y).astype(bool)
+    for name, v in scores.items():
+        if np.isnan(
+            np.asarray(v, dtype=np.float64)
+        ).any():  # a NaN rank read as no relabelling reaching it
+            raise InputError(name, "scores contain NaN")
     n, n1 = member.size, int(member.sum())
     if not scores or n1 == 0 or n1 == n:
         return 1.0
@@ -101,6 +108,8 @@ def group_auc_permutation_p(
     from scipy.stats import rankdata
 
     y, score = np.asarray(y).astype(bool), np.asarray(score, dtype=np.float64)
+    if np.isnan(score).any():  # one group's NaN made every other group's p the smallest (red team)
+        raise InputError("scores", "contain NaN")
     # per group: (ranks, size drawn, sign, base, mean, sd, observed z); None: cannot lie above
     parts: list[tuple[np.ndarray, int, float, float, float, float, float] | None] = []
     for idx in groups:
