@@ -638,15 +638,6 @@ def compute_signals_probs(outputs: ModelOutputs) -> np.ndarray:
     return softmax(outputs.values)
 
 
-def _with_group_p(group: SliceResult, focus: str, p: float) -> SliceResult:
-    """``group`` with the ``focus`` attack's adjusted permutation p-value."""
-    attacks = [
-        a.model_copy(update={"auc_permutation_p": p}) if a.attack == focus else a
-        for a in group.attacks
-    ]
-    return group.model_copy(update={"attacks": attacks})
-
-
 # Long: one pass over every column's groups, each measured, tested or only counted.
 def _slices(
     groups: dict[str, list[tuple[str, np.ndarray]]],
@@ -708,7 +699,7 @@ def _slices(
                 rng=np.random.default_rng(seed.spawn(1)[0]),  # after the groups' own streams
             )
             for (row, _), p_g in zip(tested, p, strict=True):
-                out[row] = _with_group_p(out[row], focus, float(p_g))
+                out[row] = out[row].with_permutation_p(focus, float(p_g))
         if rare:  # too few to measure, and their values would name a rare quasi-identifier
             out.append(
                 SliceResult(

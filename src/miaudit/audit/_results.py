@@ -267,6 +267,14 @@ class SliceResult(_Record):
     attacks: list[SliceAttack]
     n_records: int | None = None
 
+    def with_permutation_p(self, attack: str, p: float) -> SliceResult:
+        """This group with ``attack``'s permutation p-value (``SliceAttack.auc_permutation_p``)."""
+        attacks = [
+            a.model_copy(update={"auc_permutation_p": p}) if a.attack == attack else a
+            for a in self.attacks
+        ]
+        return self.model_copy(update={"attacks": attacks})
+
     @property
     def size(self) -> int:
         """The group's number of records (schema /3 results: its members plus non-members)."""

@@ -94,6 +94,7 @@ def score_histograms(
     return out
 
 
+# Long: one loop over the classes, then the classes' permutation test in one call.
 def class_breakdown(
     member: np.ndarray,
     label: np.ndarray,
@@ -149,27 +150,13 @@ def class_breakdown(
         ]
         out.append(SliceResult(column="class", value=str(c), n_records=n1 + n0, attacks=rows))
     if tested:  # one model's records: relabelled within each class, as --slices groups are
-        _with_class_tests(out, tested, member, np.asarray(scores[attacks[0]]), attacks[0], rng)
+        focus = attacks[0]
+        p = group_auc_permutation_p(
+            member, np.asarray(scores[focus]), [idx for _, idx in tested], rng=rng
+        )
+        for (row, _), p_c in zip(tested, p, strict=True):
+            out[row] = out[row].with_permutation_p(focus, float(p_c))
     return out
-
-
-def _with_class_tests(
-    rows: list[SliceResult],
-    tested: Sequence[tuple[int, np.ndarray]],
-    member: np.ndarray,
-    score: np.ndarray,
-    focus: str,
-    rng: np.random.Generator,
-) -> None:
-    """Set, in place, the ``focus`` attack's adjusted permutation p-value on the tested rows."""
-    p = group_auc_permutation_p(member, score, [idx for _, idx in tested], rng=rng)
-    for (row, _), p_c in zip(tested, p, strict=True):
-        r = rows[row]
-        marked = [
-            a.model_copy(update={"auc_permutation_p": float(p_c)}) if a.attack == focus else a
-            for a in r.attacks
-        ]
-        rows[row] = r.model_copy(update={"attacks": marked})
 
 
 def _numeric(arrays: Mapping[str, np.ndarray], columns: Sequence[str]) -> bool:
