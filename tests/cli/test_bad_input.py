@@ -586,6 +586,31 @@ add(
 )
 
 
+def _bomb_scores(tmp: Path) -> bytes:
+    """A few KB of Parquet whose dictionary column expands to 200,000-byte ids, 1 GB once read
+    (check-record and ids read it through pandas whole)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 5_000
+    ids = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), ["A" * 200_000])
+    path = tmp / "bomb.parquet"
+    pq.write_table(pa.table({"record_id": ids, "member": np.zeros(n, np.int8)}), path)
+    return path.read_bytes()
+
+
+add(
+    "red-team/scores-bomb-check-record",
+    lambda t: ["check-record", str(_saved_folder(t, _bomb_scores(t))), "--id", "1"],
+    "as the run's scores",
+)
+add(
+    "red-team/scores-bomb-ids",
+    lambda t: ["ids", str(_saved_folder(t, _bomb_scores(t)))],
+    "as the run's scores",
+)
+
+
 def _scores_parquet(tmp: Path, tamper: str) -> bytes:
     """Scores as the golden results describe them (2,880 records, 1,440 members), tampered."""
     import pandas as pd

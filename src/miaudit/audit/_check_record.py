@@ -40,7 +40,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -528,18 +527,28 @@ def _with_saved_target(engine: SignalsStore, row: SignalsStore) -> SignalsStore:
     )
 
 
-def read_scores_file(path: Path, columns: list[str] | None = None) -> Any:
-    """A run's restricted ``scores.parquet`` as a pandas frame; a file that is not one (or lacks
-    ``columns``) is one InputError line."""
-    import pandas as pd
+def read_scores_file(path: Path, columns: list[str] | None = None) -> dict[str, np.ndarray]:
+    """A run's restricted ``scores.parquet`` as one array per column (``columns`` only, when
+    given), read as every input file is, bounded before anything is expanded (pandas read a
+    crafted file of a few KB whole: 1 GB); a file that is not one, or lacks ``columns``, is one
+    InputError line."""
+    from miaudit.data import read_table
 
+    if path.suffix.lower() != ".parquet":
+        raise InputError("results", f"{str(path)!r} is not the run's scores (a .parquet file)")
     try:
-        return pd.read_parquet(path, columns=columns)
-    except Exception as exc:  # noqa: BLE001 - any parser failure is a bad file, in one line
-        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        arrays = read_table(path, "results").arrays
+    except InputError as exc:  # said as the run's scores, not as any table
+        reason = exc.problem.split(" as parquet: ", 1)[-1]
         raise InputError(
-            "results", f"cannot read {str(path)!r} as the run's scores: {msg}"
+            "results", f"cannot read {str(path)!r} as the run's scores: {reason}"
         ) from None
+    missing = [c for c in columns or () if c not in arrays]
+    if missing:
+        raise InputError(
+            "results", f"cannot read {str(path)!r} as the run's scores: no {missing[0]!r} column"
+        )
+    return {c: arrays[c] for c in columns} if columns else arrays
 
 
 def load_run_results(results_dir: Path) -> AuditResult:
@@ -652,16 +661,15 @@ def _check_saved_folder(
         )
     table = read_scores_file(scores_path)
     col = f"score_{name}"
-    if col not in table.columns:
-        have = ", ".join(c.removeprefix("score_") for c in table.columns if c.startswith("score_"))
+    if col not in table:
+        have = ", ".join(c.removeprefix("score_") for c in table if c.startswith("score_"))
         raise InputError(
             "--attack", f"no scores of attack {name!r} in this folder (it has: {have})"
         )
-    missing = [c for c in ("record_id", "member") if c not in table.columns]
+    missing = [c for c in ("record_id", "member") if c not in table]
     if missing:
         raise InputError("results", f"{str(scores_path)!r} has no {missing[0]!r} column")
-    member, score = table["member"].to_numpy(), table[col].to_numpy()
-    record_id = table["record_id"].to_numpy()
+    member, score, record_id = table["member"], table[col], table["record_id"]
     _check_scores_table(scores_path, record_id, member, score, col, results.input)
     return check_saved_outputs(record_id, member, score, ids, attack=name)
 
@@ -682,6 +690,8 @@ def _check_scores_table(
     another run answered as this one's). Only sizes are compared: another run's file of the
     same sizes (a retrained model on the same records) is not recognised."""
     where = repr(str(path))
+    if any(np.ndim(a) != 1 for a in (record_id, member, score)):
+        raise InputError("results", f"{where} holds a column that is not one value per row")
     if member.dtype.kind not in "biuf" or score.dtype.kind not in "biuf":
         raise InputError("results", f"{where} holds memberships or scores that are not numbers")
     if not np.isfinite(score.astype(np.float64)).all():

@@ -95,5 +95,5 @@ def _audited_ids(d: Path, results: AuditResult) -> np.ndarray:
     scores = d / "scores.parquet"
     if not scores.is_file():
         raise InputError("results", f"{str(scores)!r} not found (restricted per-record scores)")
-    ids: np.ndarray = read_scores_file(scores, ["record_id"])["record_id"].to_numpy()
+    ids: np.ndarray = read_scores_file(scores, ["record_id"])["record_id"]
     return ids
