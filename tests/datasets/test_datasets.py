@@ -193,3 +193,19 @@ def test_a_feature_beyond_float32_is_refused_naming_its_column_and_row(
     edge = pd.DataFrame({"f0": [float(np.finfo(np.float32).max), -1.0], "y": [0, 1]})
     data = from_frame(edge, name="e", label="y", record_id=np.arange(2), field="data")
     assert np.isfinite(data.features).all()
+
+
+def test_a_parquet_dataset_that_bombs_is_refused_before_pandas_reads_it(tmp_path) -> None:
+    """pandas read a few-KB Parquet dataset whose dictionary column expands to 200,000-byte
+    values per row (1 GB) whole; the file is now bounded as every input file is."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 5_000
+    city = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), ["A" * 200_000])
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"city": city, "y": np.arange(n) % 2}), path)
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(InputError, match="200,000 bytes") as info:
+        load_dataset(DataConfig(path=path, label="y"))
+    assert "\n" not in str(info.value)

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from miaudit.data import read_table
 from miaudit.datasets import _builtin
 from miaudit.datasets._dataset import Dataset
 from miaudit.datasets._tabular import from_frame
@@ -107,6 +108,9 @@ def _load_file(path: Path, label: str, id_column: str | None, field: str) -> Dat
             ids_as_text = {id_column: str} if id_column is not None else None
             frame = pd.read_csv(path, low_memory=False, dtype=ids_as_text)
         elif suffix == ".parquet":
+            # bounded first, as every input file is (pandas reads a few-KB crafted file whole,
+            # 1 GB): sizes declared, text values' lengths and totals checked before expansion
+            read_table(path, f"{field}.path")
             frame = pd.read_parquet(path)
         else:
             raise InputError(
