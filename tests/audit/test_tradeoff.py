@@ -643,3 +643,47 @@ def test_flagged_is_decided_on_the_paired_margin_not_the_rate_as_a_constant():
     )
     assert flagged.recommendation == "flagged"
     assert "+0.000 [+0.000, +0.000] against always answering the majority class" in flagged.reason
+
+
+def test_a_model_differing_from_the_majority_on_a_handful_of_records_is_flagged():
+    """Red team: a model answering the majority class on all but 4 of 2,400 test records (all
+    4 right) had margin +0.0017 [+0.0004, +0.0033] and was not flagged on 20 of 20 seeds,
+    though an exact test over those 4 gives p = 1/16. Below 30 such records the exact sign
+    test decides."""
+    from miaudit.audit._tradeoff import majority_margin, majority_sign_p, with_recommendations
+
+    label = np.zeros(2400, dtype=np.int64)
+    label[:600] = 1  # majority class 0: 75 %
+    base = _variant("baseline", reduction=None, loss=None, baseline=True, acc=0.9)
+
+    def judged(wins: int) -> object:
+        correct = label == 0
+        correct[:wins] = True  # right on `wins` minority records, the majority answer elsewhere
+        groups = np.arange(2400)
+        margin = majority_margin(
+            correct,
+            label,
+            groups,
+            0,
+            n_resamples=200,
+            confidence=0.95,
+            rng=np.random.default_rng(0),
+        )
+        v = _variant("v", reduction=(0.1, 0.08, 0.12), loss=(0.0, -0.003, 0.004), acc=0.75)
+        v = v.model_copy(
+            update={
+                "majority_margin": margin,
+                "majority_sign_p": majority_sign_p(correct, label, groups, 0),
+            }
+        )
+        return with_recommendations([base, v], tolerance=0.01, majority=0.75)[1]
+
+    few = judged(4)
+    assert few.majority_margin.lower > 0  # the interval alone would pass it
+    assert few.majority_sign_p == pytest.approx(1 / 16)
+    assert (
+        few.recommendation == "flagged"
+        and "exact sign test over them gives p = 0.0625" in few.reason
+    )
+    many = judged(40)  # 40 records, all won: the interval is read, and lies above 0
+    assert many.majority_sign_p is None and many.recommendation.startswith("best")

@@ -260,12 +260,19 @@ def _predicts_nothing(v: VariantOutcome, majority: float | None) -> str:
     points under it on 2,400 pairs was flagged while the same models as the baseline were not)."""
     m = v.majority_margin
     if m is not None and m.point is not None and m.lower is not None and m.upper is not None:
-        if m.lower > 1e-12:
-            return ""
         shown = (
             f"test accuracy {v.test_accuracy:.1%}, {signed_difference(m)} against always "
             "answering the majority class on the same test records (paired)"
         )
+        sign = v.majority_sign_p
+        if m.lower > 1e-12 and (sign is None or sign <= SIGN_LEVEL):
+            return ""
+        if m.lower > 1e-12:  # few records differ: the interval is not read, the exact test is
+            return (
+                f"{shown}, but on fewer than {SIGN_TEST_BELOW} records do the two answers differ, "
+                f"too few for the interval; an exact sign test over them gives p = {sign:.3g}: "
+                "not distinguishable from always answering the majority class"
+            )
         if m.upper < -1e-12:
             return f"{shown}: worse than always answering the majority class"
         return f"{shown}: not distinguishable from always answering the majority class"
@@ -387,6 +394,32 @@ def _majority(store: SignalsStore) -> tuple[int, float]:
     label = np.asarray(store.label)[~np.asarray(store.population, dtype=bool)].astype(np.int64)
     counts = np.bincount(label) if label.size else np.zeros(1, dtype=np.int64)
     return int(counts.argmax()), float(counts.max() / max(label.size, 1))
+
+
+#: Below this many records on which a model and the majority answer differ, the margin's
+#: bootstrap interval is not read (4 such records, all won, put its lower end above 0 while an
+#: exact test gives p = 1/16: red team); an exact sign test over them decides, one-sided at
+#: :data:`SIGN_LEVEL`.
+SIGN_TEST_BELOW = 30
+SIGN_LEVEL = 0.025
+
+
+def majority_sign_p(
+    correct: np.ndarray, label: np.ndarray, groups: np.ndarray, majority_class: int
+) -> float | None:
+    """One-sided exact sign test that the model beats always answering ``majority_class``,
+    over the records (``groups``) on which their answers' correctness differs (each record's
+    pairs summed); None when there are :data:`SIGN_TEST_BELOW` such records or more, where
+    the margin's interval is read instead."""
+    from scipy.stats import binom
+
+    d = np.asarray(correct, dtype=np.float64) - (np.asarray(label) == majority_class)
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    per_record = np.bincount(g, weights=d)
+    wins, losses = int((per_record > 0).sum()), int((per_record < 0).sum())
+    if wins + losses >= SIGN_TEST_BELOW:
+        return None
+    return float(binom.sf(wins - 1, wins + losses, 0.5)) if wins else 1.0
 
 
 def majority_margin(
@@ -929,6 +962,12 @@ def _policy_variant(
     best = max(ev.names, key=lambda n: ev.estimate(n, "auc").point or 0.0)
     comparator, reduction, lower = _risk_reduction(p, full, best, cfg, judged)
     targets = min(s.policy_targets, baseline.train.signals.n_models)
+    test_answers = (  # the test pairs' correctness, labels and records, and the majority class
+        p.correct[mem == 0],
+        np.asarray(baseline.train.signals.label)[groups[mem == 0]],
+        groups[mem == 0],
+        _majority(baseline.train.signals)[0],
+    )
     outcome = VariantOutcome(
         name=spec.name,
         description=spec.description,
@@ -968,14 +1007,12 @@ def _policy_variant(
         ),
         compared_with=f"{comparator} on the same {targets} target models' full outputs (same access: no reference models)",
         majority_margin=majority_margin(
-            p.correct[mem == 0],
-            np.asarray(baseline.train.signals.label)[groups[mem == 0]],
-            groups[mem == 0],
-            _majority(baseline.train.signals)[0],
+            *test_answers,
             n_resamples=cfg.audit.resamples,
             confidence=ev.confidence,
             rng=np.random.default_rng([cfg.seed, 19]),  # its own stream: no other figure moved
         ),
+        majority_sign_p=majority_sign_p(*test_answers),
     )
     return outcome, _robustness_comparisons(spec.name, ev, mem, groups)
 
@@ -1194,7 +1231,8 @@ def _with_training_pairs(
                 confidence=0.95,
                 rng=np.random.default_rng([cfg.seed, 19]),  # its own stream: no other figure moved
             )
-            v = v.model_copy(update={"majority_margin": margin})
+            sign = majority_sign_p(p.correct[rows, cols], p.label[cols], cols, majority_class)
+            v = v.model_copy(update={"majority_margin": margin, "majority_sign_p": sign})
         if v.policy is None and not v.baseline and v.name in test_pairs and base in test_pairs:
             p0, p1 = test_pairs[base], test_pairs[v.name]
             loss = None

@@ -152,6 +152,9 @@ class VariantOutcome(_Record):
     #: Paired test accuracy − the rate of always answering the majority class, on the same test
     #: pairs (absent in files written before it): what "flagged" is decided on.
     majority_margin: Annotated[Estimate | None, _difference("majority_margin")] = None
+    #: Where fewer than 30 records' answers differ from the majority class's: an exact sign
+    #: test's one-sided p that the model beats it over them (the interval is not read there).
+    majority_sign_p: float | None = Field(None, ge=0, le=1)
     #: "baseline", "best", "recommended", "not recommended" or "flagged" (``recommendation``).
     recommendation: str = ""
     reason: str = ""
@@ -173,6 +176,7 @@ class VariantOutcome(_Record):
         "steps",
         "test_accuracy_interval",
         "majority_margin",
+        "majority_sign_p",
     )
 
     def epsilon_text(self) -> str:
