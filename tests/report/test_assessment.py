@@ -414,3 +414,30 @@ def test_a_small_group_above_chance_by_its_bound_alone_is_not_named():
     # no test (a large group, or results written before it): the bound alone, as before
     text, stands = most_exposed_group([group("a", None)], "loss", 0.95)
     assert stands and text.startswith("Most exposed group: region = a")
+
+
+def test_html_control_assessment_and_markdown_name_the_same_most_exposed_group(tmp_path):
+    """New-user walkthrough: the report's "Minimise the data" control and the Markdown summary
+    read the --slices groups alone, its assessment the per-class rows too, so one folder named
+    "sex = Male" in two places and "class = 1" in a third."""
+    import re
+    from dataclasses import replace
+
+    import miaudit
+    from miaudit.report._folders import write_folder_report
+    from tests.simulate import subgroup_outputs
+
+    o = subgroup_outputs(n=3000, seed=5)
+    hot = (o.label == 2) & (
+        o.member == 1
+    )  # class 2's members fitted far better: the class leaks most
+    values = o.values.copy()
+    values[hot, 2] += 4.0
+    o = replace(o, values=values)
+    out = tmp_path / "run"
+    miaudit.attack(o, slices=["group"], n_resamples=100, seed=1, out=out, quiet=True)
+    written = write_folder_report(out)
+    html = written.path.read_text()
+    named = set(re.findall(r"Most exposed group: ([^,(]+)", html))
+    named_md = set(re.findall(r"Most exposed group: ([^,(]+)", written.markdown))
+    assert len(named) == 1 and named == named_md, (named, named_md)

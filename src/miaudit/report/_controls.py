@@ -431,14 +431,15 @@ def most_exposed_group(
     )
 
 
-def _minimisation(result: AuditResult) -> Control:
-    """Data minimisation: the most exposed records and the most exposed slices."""
+def _minimisation(result: AuditResult, classes: Sequence[SliceResult] = ()) -> Control:
+    """Data minimisation: the most exposed records and the most exposed groups (the slices and
+    the per-class rows, as the assessment reads them: the two named different groups)."""
     parts = []
     exposure = exposure_evidence(result)
     if exposure is not None and exposure[1]:
         parts.append(exposure[0])
     group = most_exposed_group(
-        result.slices, result.exposure_attack or "", result.bootstrap.confidence
+        [*result.slices, *classes], result.exposure_attack or "", result.bootstrap.confidence
     )
     if group is not None and group[1]:  # a group that stands out only by selection is no reason
         parts.append(group[0])
@@ -459,8 +460,10 @@ def recommend(
     *,
     tradeoff: Sequence[TradeoffVariant] | None = None,
     dp: DpAuditSummary | None = None,
+    classes: Sequence[SliceResult] = (),
 ) -> list[Control]:
-    """The six controls in a fixed order, with a priority that follows from this audit's numbers."""
+    """The six controls in a fixed order, with a priority that follows from this audit's numbers
+    (``classes``: the report's per-class rows, from the run's restricted scores)."""
     serious = risk.level in ("high", "moderate")
     queries = _QueryProfile.of(result)
     return [
@@ -469,5 +472,5 @@ def recommend(
         _output(result, serious, tradeoff),
         _access(result, serious, queries),
         _monitoring(serious, queries),
-        _minimisation(result),
+        _minimisation(result, classes),
     ]

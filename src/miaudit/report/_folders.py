@@ -205,7 +205,12 @@ def write_folder_report(
     config, or another run's report with this run's (red team). ``pdf``: the PDF beside
     ``out_html`` (``--pdf``) is checked the same way, before anything is written."""
     from miaudit._io import write_text_atomic
-    from miaudit.report._render import load_results, render_markdown, write_report
+    from miaudit.report._render import (
+        folder_aggregates,
+        load_results,
+        render_markdown,
+        write_report,
+    )
 
     folder = find_folder(path)
     if folder.kind == "dp-audit":
@@ -222,8 +227,9 @@ def write_folder_report(
             dp = dp_summary_from_audit(DpAuditResult.read(folder.path / "dp_audit.json"))
     out = _out_path(folder.path, out_html, overwrite=overwrite, pdf=pdf)
     written = write_report(results, out, tradeoff=variants or None, dp=dp)
-    audit, _ = load_results(results)
-    md = render_markdown(audit, tradeoff=variants or None, dp=dp)
+    audit, run_folder = load_results(results)
+    classes = folder_aggregates(run_folder, audit)[1]  # as the HTML reads them (seeded: the same)
+    md = render_markdown(audit, tradeoff=variants or None, dp=dp, classes=classes)
     return WrittenReport(folder.kind, written, md, audit.pseudonym_warning())
 
 

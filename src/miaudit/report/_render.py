@@ -258,7 +258,7 @@ def _later_sections(
     return {
         "tradeoff": variants,
         "dp": dp_,
-        "controls": recommend(r, risk, tradeoff=variants, dp=dp_),
+        "controls": recommend(r, risk, tradeoff=variants, dp=dp_, classes=class_rows),
         "budget": budget_section(r),
         "design": design_limits(r),
         "assessment": assess_frameworks(r, dp=dp_, tradeoff=variants, classes=class_rows),
@@ -380,8 +380,11 @@ def render_markdown(
     *,
     tradeoff: Sequence[TradeoffVariant] | None = None,
     dp: DpAuditSummary | None = None,
+    classes: Sequence[SliceResult] = (),
 ) -> str:
-    """A short Markdown summary for a pull request: aggregates only, no ids or pseudonyms."""
+    """A short Markdown summary for a pull request: aggregates only, no ids or pseudonyms.
+    ``classes``: the per-class rows the HTML report takes from the run's restricted scores, so
+    that both name the same most exposed group."""
     r = _check_result(result)
     risk = assess_risk(r)
     conf = f"{r.bootstrap.confidence * 100:g}%"
@@ -424,7 +427,9 @@ def render_markdown(
         lines.append("")
     lines += _md_tradeoff(tradeoff or ())
     lines += _md_design(r)
-    lines += _md_assessment(assess_frameworks(r, dp=dp, tradeoff=tradeoff or ()))
+    lines += _md_assessment(
+        assess_frameworks(r, dp=dp, tradeoff=tradeoff or (), classes=list(classes))
+    )
     levels = "; ".join(
         f"{t.level}: AUC ≥ {t.auc:.2f} or TPR at 1% FPR ≥ {t.tpr * 100:g}%"
         for t in RISK_THRESHOLDS[:2]
@@ -452,6 +457,19 @@ def load_results(path: Path | str) -> tuple[AuditResult, Path]:
     return result, p.parent
 
 
+def folder_aggregates(
+    folder: Path, result: AuditResult
+) -> tuple[list[ScoreHistogram], list[SliceResult], str | None]:
+    """Score histograms, per-class rows and a note from the run's restricted scores.parquet in
+    ``folder`` (:func:`~miaudit.report._scores.aggregates_from_scores`), or none without it."""
+    from miaudit.report._scores import aggregates_from_scores
+
+    scores = folder / "scores.parquet"
+    if not scores.is_file():
+        return [], [], None
+    return aggregates_from_scores(scores, result)
+
+
 def write_report(
     results_dir_or_json: Path | str,
     out_html: Path | str | None = None,
@@ -468,7 +486,6 @@ def write_report(
     ``out_html`` defaults to report.html in the results folder. Returns the path written.
     """
     from miaudit._io import ensure_writable_dir, write_text_atomic
-    from miaudit.report._scores import aggregates_from_scores
 
     result, folder = load_results(results_dir_or_json)
     out = Path(out_html) if out_html is not None else folder / REPORT_FILE
@@ -478,12 +495,7 @@ def write_report(
             f"{str(out)!r} is a folder; give the report's file name, e.g. {str(out / REPORT_FILE)!r}",
         )
     ensure_writable_dir(out.parent if str(out.parent) else Path("."), field="--out")
-    histograms: list[ScoreHistogram] = []
-    classes: list[SliceResult] = []
-    note = None
-    scores = folder / "scores.parquet"
-    if scores.is_file():
-        histograms, classes, note = aggregates_from_scores(scores, result)
+    histograms, classes, note = folder_aggregates(folder, result)
     html = render_report(
         result, histograms=histograms, tradeoff=tradeoff, dp=dp, classes=classes, scores_note=note
     )
