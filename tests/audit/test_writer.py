@@ -27,7 +27,8 @@ def test_a_manifest_only_selects_among_the_files_its_kind_writes(tmp_path):
     (tmp_path / "manifest.json").write_text(
         json.dumps({"kind": "attack", "files": ["results.json", "notes.txt", "..", "signals"]})
     )
-    assert folder_kind(tmp_path) == ("attack", ("results.json",))
+    # report.pdf: written by `miaudit report` later, listed by no manifest, always the run's
+    assert folder_kind(tmp_path) == ("attack", ("results.json", "report.pdf"))
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "rm -rf", "files": ["x"]}))
     assert folder_kind(tmp_path) == (None, ())
 
@@ -221,3 +222,20 @@ def test_the_run_folder_miaudit_makes_is_0700_whatever_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o700
+
+
+def test_an_overwrite_removes_the_earlier_runs_pdf_report(tmp_path):
+    """New-user walkthrough: `miaudit report --pdf` wrote report.pdf, which no manifest lists,
+    and an `attack --overwrite` with another model's outputs kept it, shareable, beside the new
+    results."""
+    import miaudit
+    from tests.simulate import simulated_outputs
+
+    out = tmp_path / "run"
+    miaudit.attack(simulated_outputs(n=400, seed=1), n_resamples=0, out=out, quiet=True)
+    (out / "report.pdf").write_bytes(b"%PDF-1.4 the earlier run's report")
+    miaudit.attack(
+        simulated_outputs(n=400, seed=2), n_resamples=0, out=out, overwrite=True, quiet=True
+    )
+    assert not (out / "report.pdf").exists()
+    assert folder_kind(out)[1] == ("results.json", "scores.parquet", "report.html", "report.pdf")

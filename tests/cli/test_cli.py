@@ -239,6 +239,7 @@ def test_overwrite_replaces_the_earlier_run_and_leaves_other_files(
         "results.json",
         "scores.parquet",
         "report.html",
+        "report.pdf",  # written later by `miaudit report --pdf`; removed by a run replacing it
     }
 
 

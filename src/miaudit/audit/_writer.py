@@ -27,9 +27,20 @@ SCORES_FILE = "scores.parquet"
 MANIFEST_FILE = "manifest.json"
 # What each kind of run writes into its folder (folders of runs older than the manifest are
 # recognised by their marker file: audit.json, tradeoff.json, train.json, else results.json).
+# report.pdf is written later, by `miaudit report --pdf` (and listed by no manifest): named so
+# that a run replacing this one removes it too (an --overwrite kept the earlier run's PDF,
+# shareable, beside the new results).
 RUN_FILES = {
-    "attack": (RESULTS_FILE, SCORES_FILE, "report.html"),
-    "audit": (RESULTS_FILE, SCORES_FILE, "report.html", "audit.json", "train.json", "signals"),
+    "attack": (RESULTS_FILE, SCORES_FILE, "report.html", "report.pdf"),
+    "audit": (
+        RESULTS_FILE,
+        SCORES_FILE,
+        "report.html",
+        "report.pdf",
+        "audit.json",
+        "train.json",
+        "signals",
+    ),
 }
 #: The folders among RUN_FILES (written by the run itself before its other files).
 RUN_FOLDERS = frozenset({"signals"})
@@ -85,7 +96,8 @@ def folder_kind(out: Path) -> tuple[str | None, tuple[str, ...]]:
         kind, files = str(manifest["kind"]), tuple(str(f) for f in manifest["files"])
         if kind in KINDS:
             known = RUN_FILES.get(kind, ())
-            return kind, tuple(f for f in dict.fromkeys(files) if f in known)
+            # a report.pdf was written later, by `miaudit report`: no manifest lists it
+            return kind, tuple(f for f in dict.fromkeys((*files, "report.pdf")) if f in known)
     except (ValueError, KeyError, TypeError, RecursionError):
         pass
     for marker, kind in MARKERS:
