@@ -213,7 +213,7 @@ def test_no_evidence_states_the_tests_power_on_the_models_members(tmp_path):
     quiet = [r for r in rows if r.verdict.startswith("no evidence")]
     assert (
         quiet
-        and f"finds {expect:.0%} of the model's {int(m.sum())} known members, against 0.01 of its non-members"
+        and f"finds {expect:.0%} of the model's {int(m.sum())} known members, against 1% of its non-members"
         in quiet[0].verdict
     )
 

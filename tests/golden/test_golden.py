@@ -21,7 +21,13 @@ def test_audit_and_report(tmp_path):
 
 def test_tradeoff(tmp_path):
     pytest.importorskip("opacus")
-    _runs.check("tradeoff.json", _runs.run_tradeoff(tmp_path), tmp_path)
+    written = _runs.run_tradeoff(tmp_path)
+    _runs.check("tradeoff.json", written, tmp_path)
+    # every folder of restricted files 0700 (variants/ took the umask's 0755: new-user walkthrough)
+    import stat
+
+    for folder in (written.parent / "variants", *(written.parent / "variants").iterdir()):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
 
 
 def test_dp_audit(tmp_path):

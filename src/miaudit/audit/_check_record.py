@@ -150,7 +150,7 @@ def verdict(p: float, test: Screen | None = None) -> str:
         ""
         if t.power is None
         else f": at this level the test finds {t.power:.0%} of the model's {t.n_members} known members, "
-        f"against {t.threshold:.3g} of its non-members by design"
+        f"against {t.threshold * 100:.2g}% of its non-members by design"  # both in %
     )
     return f"no evidence from this model's outputs that the record was in its training data (not proof that it was not{found})"
 

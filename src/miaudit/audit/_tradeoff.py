@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from miaudit._io import cleans_output_dir
+from miaudit._io import cleans_output_dir, ensure_private_dir
 from miaudit.audit._config import AuditConfig, load_audit_config
 from miaudit.audit._dp_audit import DpAuditResult
 from miaudit.audit._judgeable import why_not_judged
@@ -719,7 +719,6 @@ def _settings(
     """The options checked, the output folder made and every variant's shared model cache set
     (``<out>/models`` unless the config names one); a bad config is refused here, before the
     first variant trains."""
-    from miaudit._io import ensure_private_dir
     from miaudit.engine import check_before_training
 
     out_dir = ensure_private_dir(out)
@@ -1134,6 +1133,9 @@ def tradeoff(
     robustness: list[RobustnessComparison] = []
     full: PolicyScores | None = None
     boot = np.random.default_rng([cfg.seed, 17])
+    # 0700 as every folder of restricted files (each variant's signals and scores): made as a
+    # parent of the first variant's, it took the umask's 0755
+    ensure_private_dir(s.out / "variants")
     for spec in specs:
         if spec.policy is None:
             say(f"{spec.name}: training and auditing ({spec.description})")

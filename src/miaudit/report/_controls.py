@@ -180,15 +180,19 @@ def _dp(
         )
         prio = "recommended" if dp.verdict == "FAILED" else "consider"
     else:
-        eps = [
-            a.implied_epsilon.point
+        implied = [
+            (a.implied_epsilon.point, a.name)
             for a in result.attacks
             if a.implied_epsilon is not None and a.implied_epsilon.point is not None
         ]
         because = f"The strongest attack ({strongest.name}) reaches AUC {strongest.auc} and TPR {strongest.tpr1} at 1% FPR"
-        because += (
-            f"; its ROC implies ε ≈ {max(eps):.2g} (descriptive, not a DP audit)." if eps else "."
-        )
+        if (
+            implied
+        ):  # the largest over the attacks, named: "its" gave the gap attack's to the strongest
+            eps, whose = max(implied)
+            because += f"; the largest ε an attack's ROC implies is ≈ {eps:.2g} ({whose}; descriptive, not a DP audit)."
+        else:
+            because += "."
         serious = risk.level in ("high", "moderate")
         prio = (
             "recommended" if risk.level == "high" else "consider" if serious else "lower priority"
@@ -263,7 +267,7 @@ def _output(
         "Restrict what the API returns: top-1 label, rounded or top-k probabilities",
         judged or prio,
         because + note,
-        "Cheap and costs no accuracy: attacks that read confidence scores lose most of their signal.",
+        "Cheap and costs no accuracy. Only a top-1 label takes the confidence scores away; rounding and top-k remove little (docs/lessons/2-confidence-and-output.md measures it), and on two classes the top-1 probability tells both.",
         "Label-only attacks (correctness, robustness to perturbations, distance to the decision boundary) still work; confidence masking lowers attack success only modestly.",
     )
 
