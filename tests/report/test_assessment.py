@@ -441,3 +441,28 @@ def test_html_control_assessment_and_markdown_name_the_same_most_exposed_group(t
     named = set(re.findall(r"Most exposed group: ([^,(]+)", html))
     named_md = set(re.findall(r"Most exposed group: ([^,(]+)", written.markdown))
     assert len(named) == 1 and named == named_md, (named, named_md)
+
+
+def test_the_worst_case_says_when_its_zero_is_a_tie_at_the_top():
+    """New-user walkthrough: a random forest's saturated outputs (~30 % of members at p = 1)
+    made every TPR 0 below the tie's share of non-members, and every framework paragraph read
+    it as "identifies 0.0% of members"; the note on the tie was only at the end of the page."""
+    import numpy as np
+
+    import miaudit
+    from miaudit.data import ModelOutputs
+    from miaudit.report._assessment import _worst_case
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    member = (np.arange(n) % 2).astype(np.int8)
+    label = np.zeros(n, dtype=np.int64)
+    logits = rng.normal(size=(n, 2))
+    saturated = ((member == 1) & (rng.random(n) < 0.3)) | ((member == 0) & (rng.random(n) < 0.05))
+    logits[saturated] = [30.0, -30.0]  # p = 1 on the label: one top score for all of them
+    o = ModelOutputs.from_arrays(logits=logits, label=label, member=member, record_id=np.arange(n))
+    result = miaudit.attack(o, attacks=["loss"], n_resamples=50, seed=0)
+    tie = result.attack("loss").top_tie
+    assert tie is not None and tie.nonmembers > 0.01
+    text = _worst_case(result)
+    assert "identifies 0.0%" in text and "share loss's top score, which no threshold splits" in text

@@ -143,6 +143,14 @@ def _worst_case(r: AuditResult) -> str:
             f"Worst case, the members an attacker is surest of, at the lowest rate this design measures ({rate}): "
             f"{a.name} identifies {_tpr(a, key)} of members."
         )
+        tie = a.top_tie
+        if tie is not None and _rate_of(key) < tie.nonmembers:  # a 0 that measures the tie
+            lines.append(
+                f"But {_pct(tie.members)} of members and {_pct(tie.nonmembers)} of non-members share "
+                f"{a.name}'s top score, which no threshold splits: below {_pct(tie.nonmembers)} FPR its "
+                "TPR reads 0 whatever the attack knows, a limit of the score's resolution, not "
+                "evidence that no one is identified."
+            )
         lower = [m for m in design_limits(r).unmeasurable if m.fpr < _rate_of(key)]
         if lower:
             lines.append(
