@@ -375,6 +375,7 @@ def _md_warnings(r: AuditResult) -> list[str]:
     return [*out, ""] if out else []
 
 
+# Long: the summary's sections in reading order, each a few lines of Markdown.
 def render_markdown(
     result: AuditResult,
     *,
