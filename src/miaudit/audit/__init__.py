@@ -5,6 +5,7 @@ from miaudit.audit._attack import (
     DEFAULT_ATTACKS,
     PERMUTATION_BELOW,
     AttackRun,
+    mark_group_tests,
     run_attacks,
 )
 from miaudit.audit._check_record import RecordEvidence, check_record
@@ -158,6 +159,7 @@ __all__ = [
     "load_exposure_config",
     "load_signals_config",
     "make_canaries",
+    "mark_group_tests",
     "model_predictor",
     "parse_audit_config",
     "parse_exposure_config",

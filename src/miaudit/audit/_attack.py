@@ -638,6 +638,23 @@ def compute_signals_probs(outputs: ModelOutputs) -> np.ndarray:
     return softmax(outputs.values)
 
 
+def mark_group_tests(
+    rows: list[SliceResult],
+    tested: Sequence[tuple[int, np.ndarray]],
+    member: np.ndarray,
+    score: np.ndarray,
+    focus: str,
+    rng: np.random.Generator,
+) -> None:
+    """Set, in place, the ``focus`` attack's permutation p-value on each of ``tested``'s rows
+    (row of ``rows``, the group's record indices), adjusted over those groups
+    (:func:`~miaudit.metrics.group_auc_permutation_p`): --slices groups and the report's
+    classes alike."""
+    p = group_auc_permutation_p(member, score, [idx for _, idx in tested], rng=rng)
+    for (row, _), p_g in zip(tested, p, strict=True):
+        rows[row] = rows[row].with_permutation_p(focus, float(p_g))
+
+
 # Long: one pass over every column's groups, each measured, tested or only counted.
 def _slices(
     groups: dict[str, list[tuple[str, np.ndarray]]],
@@ -692,14 +709,10 @@ def _slices(
                     tested.append((len(out), np.flatnonzero(mask)))
             out.append(SliceResult(column=column, value=value, n_records=n1 + n0, attacks=attacks))
         if tested and focus is not None:
-            p = group_auc_permutation_p(
-                member,
-                scores[focus],
-                [idx for _, idx in tested],
-                rng=np.random.default_rng(seed.spawn(1)[0]),  # after the groups' own streams
+            # a stream after the groups' own
+            mark_group_tests(
+                out, tested, member, scores[focus], focus, np.random.default_rng(seed.spawn(1)[0])
             )
-            for (row, _), p_g in zip(tested, p, strict=True):
-                out[row] = out[row].with_permutation_p(focus, float(p_g))
         if rare:  # too few to measure, and their values would name a rare quasi-identifier
             out.append(
                 SliceResult(

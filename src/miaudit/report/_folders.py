@@ -226,10 +226,10 @@ def write_folder_report(
         if dp is None and (folder.path / "dp_audit.json").is_file():
             dp = dp_summary_from_audit(DpAuditResult.read(folder.path / "dp_audit.json"))
     out = _out_path(folder.path, out_html, overwrite=overwrite, pdf=pdf)
-    written = write_report(results, out, tradeoff=variants or None, dp=dp)
     audit, run_folder = load_results(results)
-    classes = folder_aggregates(run_folder, audit)[1]  # as the HTML reads them (seeded: the same)
-    md = render_markdown(audit, tradeoff=variants or None, dp=dp, classes=classes)
+    aggregates = folder_aggregates(run_folder, audit)  # once, for the HTML and the summary
+    written = write_report(results, out, tradeoff=variants or None, dp=dp, aggregates=aggregates)
+    md = render_markdown(audit, tradeoff=variants or None, dp=dp, classes=aggregates[1])
     return WrittenReport(folder.kind, written, md, audit.pseudonym_warning())
 
 

@@ -477,6 +477,7 @@ def write_report(
     *,
     tradeoff: Sequence[TradeoffVariant] | None = None,
     dp: DpAuditSummary | None = None,
+    aggregates: tuple[list[ScoreHistogram], list[SliceResult], str | None] | None = None,
 ) -> Path:
     """Render the report of a results folder (or results.json) and write it atomically, 0644,
     or 0600 when the results name records in clear (``--raw-ids``: most-exposed records, most
@@ -485,6 +486,8 @@ def write_report(
     When the folder also holds the run's restricted scores.parquet, the report adds score
     distributions and a per-class table computed from it: counts and aggregates only.
     ``out_html`` defaults to report.html in the results folder. Returns the path written.
+    ``aggregates``: :func:`folder_aggregates` of the folder when the caller has them already
+    (they are read from scores.parquet and resampled otherwise).
     """
     from miaudit._io import ensure_writable_dir, write_text_atomic
 
@@ -496,7 +499,7 @@ def write_report(
             f"{str(out)!r} is a folder; give the report's file name, e.g. {str(out / REPORT_FILE)!r}",
         )
     ensure_writable_dir(out.parent if str(out.parent) else Path("."), field="--out")
-    histograms, classes, note = folder_aggregates(folder, result)
+    histograms, classes, note = aggregates or folder_aggregates(folder, result)
     html = render_report(
         result, histograms=histograms, tradeoff=tradeoff, dp=dp, classes=classes, scores_note=note
     )

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit.audit import PERMUTATION_BELOW, AuditResult, SliceAttack, SliceResult
+from miaudit.audit import PERMUTATION_BELOW, AuditResult, SliceAttack, SliceResult, mark_group_tests
 from miaudit.errors import InputError
-from miaudit.metrics import evaluate, group_auc_permutation_p, tpr_key
+from miaudit.metrics import evaluate, tpr_key
 from miaudit.report._inputs import BinningKind, ScoreHistogram
 
 #: A class needs this many members and non-members to get metrics (as slices do).
@@ -150,12 +150,7 @@ def class_breakdown(
         ]
         out.append(SliceResult(column="class", value=str(c), n_records=n1 + n0, attacks=rows))
     if tested:  # one model's records: relabelled within each class, as --slices groups are
-        focus = attacks[0]
-        p = group_auc_permutation_p(
-            member, np.asarray(scores[focus]), [idx for _, idx in tested], rng=rng
-        )
-        for (row, _), p_c in zip(tested, p, strict=True):
-            out[row] = out[row].with_permutation_p(focus, float(p_c))
+        mark_group_tests(out, tested, member, np.asarray(scores[attacks[0]]), attacks[0], rng)
     return out
 
 
