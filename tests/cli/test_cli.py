@@ -188,8 +188,15 @@ def test_attack_gate_on_auc_and_epsilon(monkeypatch, capsys, outputs_file, tmp_p
         "50",
         "--fail-on",
         "epsilon.lower>50",
+        "--fail-on",
+        "auc.point<0.1",
     )
     assert code == 0, err
+    # A passing gate says so, with each rule's closest attack (it printed nothing before).
+    passed = [line for line in err.splitlines() if line.startswith("passed --fail-on: ")]
+    assert len(passed) == 1, err
+    assert "epsilon.lower>50: highest epsilon.lower = " in passed[0]
+    assert "; auc.point<0.1: lowest auc.point = 0." in passed[0] and "(loss)" in passed[0]
     code, _, err = run_main(
         monkeypatch,
         capsys,

@@ -41,7 +41,13 @@ from miaudit.audit._exposure_config import (
     text_demo_config,
 )
 from miaudit.audit._exposure_math import exact_exposure, exact_rank, skewnorm_exposure
-from miaudit.audit._fail_on import GateRule, check_gate_rules, gate_failures, parse_gate_rule
+from miaudit.audit._fail_on import (
+    GateRule,
+    check_gate_rules,
+    gate_failures,
+    gate_passes,
+    parse_gate_rule,
+)
 from miaudit.audit._judgeable import (
     MIN_VERDICT_CLASS,
     MIN_VERDICT_REPLICATES,
@@ -153,6 +159,7 @@ __all__ = [
     "exact_exposure",
     "exact_rank",
     "gate_failures",
+    "gate_passes",
     "group_privacy",
     "is_text_config",
     "load_audit_config",

@@ -143,7 +143,6 @@ def _family_bound(result: AuditResult, rule: GateRule, attack: str) -> float | N
     return family.lower.get(attack, {}).get(rule.metric)
 
 
-# Long: one loop over (rule, attack) whose branches each word a different reason to trip.
 def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
     """One line per (rule, attack) that trips, each rule's worst attack first (the largest value
     for ``>`` rules, the smallest for ``<``); a rule on an unmeasurable metric trips too (the
@@ -165,44 +164,76 @@ def gate_failures(result: AuditResult, rules: list[GateRule]) -> list[str]:
         # nothing either): judged as they stand they passed a CI gate (red team: inverted
         # membership, loss AUC 0.20, exit 0; then with a rule on the point)
         out.append(f"the results cannot be judged: {why}")
-    several = len(result.attacks) > 1
     for rule in rules:
-        tripped: list[tuple[float, str]] = []
-        for a in result.attacks:
-            est = a.metric(rule.metric)
-            value = est.bound(rule.bound)  # type: ignore[arg-type]
-            how = ""
-            joint = _family_bound(result, rule, a.name) if _confident(rule) else None
-            if joint is not None and value is not None and result.family is not None:
-                # one attack too: the report states the family's bound, and CI must not fail
-                # on a bound the report does not state (red team)
-                value = joint
-                how = f" (bound holding together over {result.family.pairs} attack-metric pairs, as the verdict's)"
-            elif several and _confident(rule) and value is not None:
-                how = f" (this attack's own bound, not corrected for the {len(result.attacks)} attacks)"
-            label = f"{rule.metric}.{rule.bound}"
-            if value is None and rule.bound != "point":
-                value = est.point  # interval not reliable: judge on the point estimate
-                label = f"{rule.metric}.point (no {rule.bound} bound in these results)"
-            elif rule.metric == "epsilon" and rule.bound == "upper":
-                # the implied ε has a lower bound only: its "upper" is the point, not a bound
-                label = "epsilon.point (the implied ε has no upper bound)"
-            if value is None:
-                tripped.append(
-                    (
-                        -float("inf"),
-                        f"{a.name}: {rule.metric} is not measurable in this audit, so {rule} fails (the gate fails what it cannot measure)",
-                    )
-                )
-            elif _OPS[rule.op](value, rule.value):
-                worse = value if rule.op.startswith(">") else -value
-                tripped.append(
-                    (
-                        worse,
-                        f"{a.name}: {label} = {_shown(value, rule.value)} {rule.op} {rule.value:g}{how}",
-                    )
-                )
-        out += [line for _, line in sorted(tripped, key=lambda t: -t[0])]
+        tripped = [j for j in _judged(result, rule) if j.tripped]
+        out += [j.line for j in sorted(tripped, key=lambda j: -j.worse)]
+    return out
+
+
+def gate_passes(result: AuditResult, rules: list[GateRule]) -> list[str]:
+    """For a gate that passed: per rule, the attack closest to tripping it and its value (what
+    a CI log should show: by how much the model passed, not only that it did)."""
+    lines = []
+    for rule in rules:
+        judged = [j for j in _judged(result, rule) if j.value is not None]
+        if judged:
+            j = max(judged, key=lambda j: j.worse)
+            nearest = "highest" if rule.op.startswith(">") else "lowest"
+            lines.append(
+                f"{rule}: {nearest} {j.label} = {_shown(j.value, rule.value)} ({j.attack}){j.how}"  # type: ignore[arg-type]
+            )
+    return lines
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """One attack judged by one rule: the value read, what it is, and whether it trips."""
+
+    attack: str
+    value: float | None
+    label: str
+    how: str
+    tripped: bool
+    line: str
+    sign: float  # +1 for ``>`` rules, −1 for ``<``
+
+    @property
+    def worse(self) -> float:
+        """Larger is closer to (or further past) tripping; an unmeasurable value is last."""
+        return -float("inf") if self.value is None else self.sign * self.value
+
+
+def _judged(result: AuditResult, rule: GateRule) -> list[_Judged]:
+    several = len(result.attacks) > 1
+    sign = 1.0 if rule.op.startswith(">") else -1.0
+    out = []
+    for a in result.attacks:
+        est = a.metric(rule.metric)
+        value = est.bound(rule.bound)  # type: ignore[arg-type]
+        how = ""
+        joint = _family_bound(result, rule, a.name) if _confident(rule) else None
+        if joint is not None and value is not None and result.family is not None:
+            # one attack too: the report states the family's bound, and CI must not fail
+            # on a bound the report does not state (red team)
+            value = joint
+            how = f" (bound holding together over {result.family.pairs} attack-metric pairs, as the verdict's)"
+        elif several and _confident(rule) and value is not None:
+            how = f" (this attack's own bound, not corrected for the {len(result.attacks)} attacks)"
+        label = f"{rule.metric}.{rule.bound}"
+        if value is None and rule.bound != "point":
+            value = est.point  # interval not reliable: judge on the point estimate
+            label = f"{rule.metric}.point (no {rule.bound} bound in these results)"
+        elif rule.metric == "epsilon" and rule.bound == "upper":
+            # the implied ε has a lower bound only: its "upper" is the point, not a bound
+            label = "epsilon.point (the implied ε has no upper bound)"
+        if value is None:
+            line = f"{a.name}: {rule.metric} is not measurable in this audit, so {rule} fails (the gate fails what it cannot measure)"
+            out.append(_Judged(a.name, None, label, how, True, line, sign))
+        else:
+            line = f"{a.name}: {label} = {_shown(value, rule.value)} {rule.op} {rule.value:g}{how}"
+            out.append(
+                _Judged(a.name, value, label, how, _OPS[rule.op](value, rule.value), line, sign)
+            )
     return out
 
 

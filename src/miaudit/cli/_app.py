@@ -38,10 +38,18 @@ def _split(value: str | None) -> list[str]:
 
 
 def _gate(result: object, fail_on: list[str] | None) -> None:
-    """The CI gate: exit 1 with a one-line reason when any ``--fail-on`` rule holds."""
-    from miaudit.audit import gate_failures, parse_gate_rule
+    """The CI gate: exit 1 with a one-line reason when any ``--fail-on`` rule holds; else one
+    line saying so, with each rule's closest attack (a passing gate printed nothing)."""
+    from miaudit.audit import gate_failures, gate_passes, parse_gate_rule
 
-    broken = gate_failures(result, [parse_gate_rule(r) for r in fail_on or []])  # type: ignore[arg-type]
+    rules = [parse_gate_rule(r) for r in fail_on or []]
+    broken = gate_failures(result, rules)  # type: ignore[arg-type]
+    if rules and not broken:
+        err.print(
+            "passed --fail-on: " + "; ".join(gate_passes(result, rules)),  # type: ignore[arg-type]
+            highlight=False,
+            soft_wrap=True,
+        )
     if broken:
         err.print(
             f"FAILED --fail-on: {broken[0]}"
