@@ -430,7 +430,8 @@ class Monitor:
         z = np.clip(np.nan_to_num(z, nan=0.0), -1e12, 1e12)
         if self._project is not None:
             z = z @ self._project
-        return np.clip(z, -1e30, 1e30).astype(np.float32)
+        kept: np.ndarray = np.clip(z, -1e30, 1e30).astype(np.float32)
+        return kept
 
     def _nearest_match(self, fp: tuple[int, ...], position: np.ndarray) -> int | None:
         """The query number of the nearest earlier record sharing ``match_threshold`` of ``fp``'s
