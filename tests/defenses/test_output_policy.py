@@ -338,3 +338,19 @@ def test_top_k_matches_a_stable_sort_with_many_ties():
         want = np.zeros_like(p)
         np.put_along_axis(want, keep, np.take_along_axis(p, keep, axis=1), axis=1)
         np.testing.assert_array_equal(top_k(p, k), want)
+
+
+def test_top_1_on_two_classes_hides_nothing() -> None:
+    """Lesson 2 compares top-1 with full on Adult: with two classes the other score is one minus
+    the top one, and the completion recovers it exactly, so every signal equals full's."""
+    from miaudit.defenses import apply_policy, exposed_signals
+
+    rng = np.random.default_rng(0)
+    p1 = rng.uniform(0.001, 0.999, size=500)
+    probs = np.column_stack([p1, 1 - p1])
+    labels = rng.integers(0, 2, size=500)
+    top = exposed_signals(apply_policy("top-1", probs), labels)
+    full = exposed_signals(apply_policy("full", probs), labels)
+    assert set(top) == set(full)
+    for name in full:
+        np.testing.assert_allclose(top[name], full[name], rtol=1e-12, atol=1e-12, err_msg=name)
