@@ -1,5 +1,6 @@
 """Hugging Face folders are data (models/_hf.py): a folder written by ``save_pretrained`` loads
-and its outputs are the model's own; crafted folders (pickle weights, no safetensors, custom code
+and its outputs are the model's own (zlib's c(x) of the text it scored, cut to its context);
+crafted folders (pickle weights, no safetensors, custom code
 named by ``auto_map`` in either config, an unknown model type, no tokenizer.json, malformed JSON,
 a shard index pointing outside the folder, weights over the cap, a path that is not a folder) are
 refused with one line naming the input, and the folder's Python never runs."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +20,13 @@ pytest.importorskip("transformers")
 
 from miaudit.errors import InputError
 from miaudit.models import (
+    HfCausalLM,
     check_hf_folder,
     load_hf_causal_lm,
     load_hf_classifier,
 )
-from tests.text_models import tiny_bert_classifier, tiny_gpt2
+from miaudit.signals import sequence_signals
+from tests.text_models import VOCABULARY, tiny_bert_classifier, tiny_gpt2
 
 TEXTS = ["the patient was seen today", "my order arrived late and the parcel was broken", "refund"]
 
@@ -69,6 +73,53 @@ def test_a_causal_lms_token_statistics_are_its_own_next_token_distribution(lm_fo
     np.testing.assert_allclose(stats[1].mean, mean, atol=1e-9)
     np.testing.assert_allclose(stats[1].var, (p * (log_p - mean[:, None]) ** 2).sum(1), atol=1e-9)
     assert "lm" in repr(lm)
+
+
+#: 120 known words (tiny_gpt2's context is 64: BOS + the first 63 are scored), in an order
+#: zlib does not compress the first 63 of to the whole text's length.
+LONG = " ".join(VOCABULARY.split()[(7 * i) % len(VOCABULARY.split())] for i in range(120))
+
+
+def _zlib(text: str) -> int:
+    return len(zlib.compress(text.encode("utf-8"), 9))
+
+
+def test_zlib_is_of_the_prefix_a_causal_lm_scored(lm_folder) -> None:
+    """A text longer than the context: the store compressed all 120 words beside the mean
+    log-probability of the first 63; a text that fits keeps its whole length."""
+    lm = load_hf_causal_lm(lm_folder)
+    assert lm.context == 64
+    scored = " ".join(LONG.split()[:63])  # word-level tokens: one per word, single spaces
+    store = sequence_signals([lm], ["target"], [LONG, TEXTS[1]], np.array([1, 0]))
+    np.testing.assert_array_equal(store.models[0].n_tokens, [63, 9])
+    assert _zlib(scored) != _zlib(LONG)
+    assert store.zlib_bytes.tolist() == [_zlib(scored), _zlib(TEXTS[1])]
+    assert lm.scored_chars([LONG, TEXTS[1]]) == [len(scored), len(TEXTS[1])]
+
+
+class _NoOffsets:
+    """A tokenizer without an offsets mapping, as transformers 5's Python tokenizers."""
+
+    def __init__(self, tokenizer) -> None:  # type: ignore[no-untyped-def]
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, text: str, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.pop("return_offsets_mapping", None)
+        return self._tokenizer(text, **kwargs)
+
+
+def test_a_tokenizer_without_offsets_is_refused_only_for_a_text_it_cuts(lm_folder) -> None:
+    lm = load_hf_causal_lm(lm_folder)
+    slow = HfCausalLM(lm.folder, lm.model, _NoOffsets(lm.tokenizer))
+    assert slow.scored_chars(TEXTS) == [len(t) for t in TEXTS]
+    with pytest.raises(InputError, match=r"no offsets mapping .* text 1 .* \(63 of 120 tokens\)"):
+        slow.scored_chars([TEXTS[0], LONG])
+    with pytest.raises(InputError, match=r"^model folder: .*no offsets mapping") as info:
+        sequence_signals([slow], ["target"], [LONG], np.array([1]))
+    assert "\n" not in str(info.value)
 
 
 def test_a_classifiers_logits_are_the_models(clf_folder) -> None:

@@ -222,6 +222,29 @@ def test_own_lm_sequence_signals_score_texts_as_trained(base: Path) -> None:
     np.testing.assert_array_equal(generic.models[0].n_tokens[whole], count[whole] - 1)
 
 
+def test_own_lms_zlib_prefix_leaves_out_the_closing_bos() -> None:
+    """[BOS] + tokens + [BOS] cut to a context of 16 scores 15 digits (one token each): zlib's
+    c(x) is of those 15; a text of 15 tokens loses only its closing BOS and keeps its whole
+    length. A character split into byte-level tokens counts whole once one of them is kept."""
+    import zlib
+
+    from miaudit.models import OwnCausalLM
+    from miaudit.models._lm_tokenizer import fast_tokenizer, train_tokenizer
+    from miaudit.signals import sequence_signals
+
+    arch = LMArchitecture(vocab_size=300, context=16, width=8, layers=1, heads=1)
+    tok = fast_tokenizer(train_tokenizer(["the patient", "0123456789 日本"], arch.vocab_size))
+    own = OwnCausalLM(Path("own"), build_lm(arch, seed=0), tok)
+    digits = "0123456789" * 3
+    texts = [digits, digits[:15], digits[:14] + "日本"]
+    store = sequence_signals([own], ["target"], texts, np.array([1, 0, 1]))
+    np.testing.assert_array_equal(store.models[0].n_tokens, [15, 15, 15])
+    expected = [len(zlib.compress(t[:15].encode(), 9)) for t in texts]
+    assert expected[0] != len(zlib.compress(digits.encode(), 9))
+    assert store.zlib_bytes.tolist() == expected
+    assert own.scored_chars(texts) == [15, 15, 15]
+
+
 def _refused_own(folder: Path, match: str) -> None:
     from miaudit.errors import InputError
     from miaudit.models import load_own_lm

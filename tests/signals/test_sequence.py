@@ -158,3 +158,46 @@ def test_narrow_arrays_are_counted_as_the_64_bit_numbers_they_become(tmp_path, m
     (tmp_path / "n").mkdir()
     with pytest.raises(InputError, match="more than 2 times its size"):
         load_sequence_signals(_rewrite(tmp_path / "n", **narrow))
+
+
+class _Stats:
+    def __init__(self, n: int) -> None:
+        self.log_prob, self.mean, self.var = np.full(n, -1.0), np.full(n, -1.0), np.ones(n)
+
+
+class _Model:
+    """Scores the first ``context`` characters of each text, one token per character."""
+
+    def __init__(self, context: int) -> None:
+        self.context = context
+
+    def token_stats(self, texts, batch_size=16):  # type: ignore[no-untyped-def]
+        return [_Stats(min(len(t), self.context)) for t in texts]
+
+    def scored_chars(self, texts):  # type: ignore[no-untyped-def]
+        return [min(len(t), self.context) for t in texts]
+
+
+def test_zlib_bytes_is_of_the_prefix_the_target_scored_whatever_its_place() -> None:
+    texts = ["a fairly long text about a knee and a parcel " * 3, "short one"]
+    store = sequence.sequence_signals(
+        [_Model(1000), _Model(20)], ["base", "target"], texts, np.array([1, 0])
+    )
+    assert store.zlib_bytes.tolist() == sequence.zlib_bytes([texts[0][:20], texts[1]]).tolist()
+    assert store.zlib_bytes[0] != sequence.zlib_bytes(texts[:1])[0]
+
+
+def test_a_target_that_cannot_say_what_it_scored_is_refused_before_scoring() -> None:
+    """Compressing the whole text for such a model would repeat the bug for long texts."""
+
+    class Bare:
+        def token_stats(self, texts, batch_size=16):  # type: ignore[no-untyped-def]
+            raise AssertionError("scored before the refusal")
+
+    with pytest.raises(InputError, match=r"^models: the target model \(Bare\) has no scored_chars"):
+        sequence.sequence_signals([Bare()], ["target"], ["some text"], np.array([1]))
+    Bare.scored_chars = lambda self, texts: [len(t) + 1 for t in texts]  # type: ignore[attr-defined]
+    with pytest.raises(InputError, match=r"^models: scored_chars gave 10 for text 0, of 9 char"):
+        sequence.sequence_signals([Bare()], ["target"], ["some text"], np.array([1]))
+    with pytest.raises(InputError, match=r"^roles: 2 roles for 1 models"):
+        sequence.sequence_signals([_Model(9)], ["target", "base"], ["text"], np.array([1]))

@@ -478,6 +478,48 @@ class HfCausalLM:
             ids = [int(bos), *ids]
         return ids[: self.context]
 
+    def _kept_text_tokens(self) -> int:
+        """How many of a text's own tokens :meth:`encode` keeps at most: the context less the
+        BOS token put before them."""
+        return self.context - (0 if self.tokenizer.bos_token_id is None else 1)
+
+    def scored_chars(self, texts: Sequence[str]) -> list[int]:
+        """Per text, the length in characters of its prefix that the tokens :meth:`encode`
+        keeps cover: ``len(text)`` when every token fits in the context, else the end of the
+        last kept token in the tokenizer's offsets mapping (a character split into several
+        byte-level tokens counts whole once any of them is kept). zlib's c(x) is computed on
+        this prefix, so that it describes the text the log-probabilities do (docs/method.md
+        §13.1).
+
+        A tokenizer without an offsets mapping (not a fast tokenizer) is refused in one line for
+        a text longer than the context: decoding the kept tokens would give another string
+        than the text's (unknown words, normalised spaces, a split character), and its zlib
+        length another number."""
+        kept = self._kept_text_tokens()
+        out = []
+        for i, text in enumerate(_check_texts(texts)):
+            with _tokenizing(self.folder):
+                n = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+                if n <= kept:
+                    out.append(len(text))
+                    continue
+                spans = self._offsets(text)
+            if spans is None:
+                raise InputError(
+                    "model folder",
+                    f"{str(self.folder)!r}: its tokenizer has no offsets mapping (not a fast tokenizer), so the part of text {i} the model scored ({kept} of {n} tokens) cannot be found for zlib",
+                )
+            out.append(max((int(end) for _, end in spans[:kept]), default=0))
+        return out
+
+    def _offsets(self, text: str) -> list[tuple[int, int]] | None:
+        try:
+            encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        except NotImplementedError:  # transformers 4's Python tokenizers; 5's omit the key
+            return None
+        spans: list[tuple[int, int]] | None = encoded.get("offset_mapping")
+        return spans
+
     def token_stats(self, texts: Sequence[str], batch_size: int = BATCH_TEXTS) -> list[TokenStats]:
         """Per text, the statistics of every token after the first (docs/formats.md)."""
         import torch

@@ -420,6 +420,11 @@ class OwnCausalLM(HfCausalLM):
         bos = int(self.tokenizer.convert_tokens_to_ids(BOS))
         return [bos, *ids, bos][: self.context]
 
+    def _kept_text_tokens(self) -> int:
+        """The context less the opening BOS: the closing BOS follows the text's tokens, so it is
+        the first cut and never shortens the text scored."""
+        return self.context - 1
+
     def token_stats(self, texts: Sequence[str], batch_size: int = BATCH_TEXTS) -> list[TokenStats]:
         """As :meth:`HfCausalLM.token_stats`, in batches of texts of similar length (less
         padding to compute; right padding never changes a text's own statistics)."""

@@ -3,10 +3,11 @@ signals"), the input of the text attacks (docs/method.md §13).
 
 Per record and per model: the log-probability of every actual next token, and the mean μ and
 variance σ² of log p(z) for z drawn from the model's predicted next-token distribution at that
-position (min-k %++ standardises by them); per record: the zlib-compressed length of its UTF-8
-text. Token arrays are ragged; they are kept flat with one row of offsets per model, so record i
-of model k is ``log_prob[offsets[k, i] : offsets[k, i + 1]]``. Models may tokenise differently
-(a base model and a fine-tune share a tokenizer; another reference need not).
+position (min-k %++ standardises by them); per record: the zlib-compressed length of the UTF-8
+text the target model scored (the whole text, or the prefix that fits in its context). Token
+arrays are ragged; they are kept flat with one row of offsets per model, so record i of model k
+is ``log_prob[offsets[k, i] : offsets[k, i + 1]]``. Models may tokenise differently (a base
+model and a fine-tune share a tokenizer; another reference need not).
 
 The texts themselves are personal data and are not stored: a :class:`SequenceStore` holds only
 numbers, but its ``keep`` matrix is the training roster, so its file is written 0600 like every
@@ -46,6 +47,7 @@ class _TokenStats(Protocol):
 
 class _CausalLM(Protocol):
     def token_stats(self, texts: Sequence[str], batch_size: int = ...) -> Sequence[_TokenStats]: ...
+    def scored_chars(self, texts: Sequence[str]) -> Sequence[int]: ...
 
 
 def zlib_bytes(texts: Sequence[str]) -> np.ndarray:
@@ -153,12 +155,7 @@ def _check_store(store: SequenceStore) -> None:
         raise InputError(
             "zlib_bytes", f"must be ≥ 1 (compressed lengths), has {store.zlib_bytes.min()}"
         )
-    bad = [r for r in store.roles if r not in _ROLES]
-    if bad or store.roles.count("target") != 1 or store.roles.count("base") > 1:
-        raise InputError(
-            "roles",
-            f"need one 'target', at most one 'base', else 'reference'; got {list(store.roles)}",
-        )
+    _check_roles(store.roles)
     if len(np.unique(store.record_id.astype(str))) != n:
         raise InputError("record_id", "has duplicates")
     for i, m in enumerate(store.models):
@@ -169,6 +166,15 @@ def _check_store(store: SequenceStore) -> None:
     if base is not None and store.keep[base].any():
         raise InputError(
             "keep", "the base model's row must be all False (it never saw the private records)"
+        )
+
+
+def _check_roles(roles: Sequence[str]) -> None:
+    roles = list(roles)
+    bad = [r for r in roles if r not in _ROLES]
+    if bad or roles.count("target") != 1 or roles.count("base") > 1:
+        raise InputError(
+            "roles", f"need one 'target', at most one 'base', else 'reference'; got {roles}"
         )
 
 
@@ -210,22 +216,54 @@ def sequence_signals(
     ``keep``: (models, texts) membership, or (texts,) for the target alone when there is no
     reference model. ``population``: texts no model trained on, kept apart as RMIA's comparison
     records and not evaluated (default none).
+
+    ``zlib_bytes`` is computed on the part of each text the target model scored
+    (``scored_chars``: the whole text unless it is longer than the model's context), so that
+    the zlib attack divides the log-likelihood of a text by the compressed length of the same
+    text (docs/method.md §13.1).
     """
     texts = list(texts)
     n = len(texts)
+    _check_roles(roles)
+    if len(models) != len(roles):
+        raise InputError("roles", f"{len(roles)} roles for {len(models)} models")
     keep = _keep_matrix(keep, roles, n)
     ids = np.arange(n) if record_id is None else np.asarray(record_id)
     pop = np.zeros(n, dtype=bool) if population is None else np.asarray(population, dtype=bool)
+    # before the scoring: a target that cannot say what it scored is refused in seconds
+    compressed = _scored_zlib_bytes(models[list(roles).index("target")], texts)
     tokens = tuple(ModelTokens.from_stats(m.token_stats(texts, batch_size)) for m in models)
     return SequenceStore(
         record_id=ids,
-        zlib_bytes=zlib_bytes(texts),
+        zlib_bytes=compressed,
         models=tokens,
         roles=tuple(roles),
         keep=keep,
         population=pop,
         names=tuple(names),
     )
+
+
+def _scored_zlib_bytes(target: _CausalLM, texts: list[str]) -> np.ndarray:
+    """:func:`zlib_bytes` of the prefix of each text ``target`` scored. A model without
+    ``scored_chars`` is refused rather than given the whole texts: a text longer than its
+    context would again be compared with more text than it scored."""
+    scored = getattr(target, "scored_chars", None)
+    if scored is None:
+        raise InputError(
+            "models",
+            f"the target model ({type(target).__name__}) has no scored_chars(texts): zlib needs the part of each text it scored",
+        )
+    chars = [int(c) for c in scored(texts)]
+    if len(chars) != len(texts):
+        raise InputError("models", f"scored_chars gave {len(chars)} lengths for {len(texts)} texts")
+    bad = next((i for i, c in enumerate(chars) if not 0 <= c <= len(texts[i])), None)
+    if bad is not None:
+        raise InputError(
+            "models",
+            f"scored_chars gave {chars[bad]} for text {bad}, of {len(texts[bad])} characters",
+        )
+    return zlib_bytes([t[:c] for t, c in zip(texts, chars, strict=True)])
 
 
 def _keep_matrix(keep: np.ndarray, roles: Sequence[Role], n: int) -> np.ndarray:
