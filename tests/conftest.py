@@ -33,6 +33,7 @@ SLOW_MODULES = frozenset(
         "tests/audit/test_tradeoff.py",  # trains every control's variant
         "tests/benchmarks/test_null_suite.py",  # claim instances
         "tests/benchmarks/test_gpu_bench.py",  # two small audits (one on the GPU, if any)
+        "tests/benchmarks/test_detection_tabular_bench.py",  # Adult traffic through two detector designs
         "tests/benchmarks/test_own_model_bench.py",  # trains a CNN's and XGBoost's references
         "tests/benchmarks/test_runner.py",
         "tests/benchmarks/test_text_exposure_bench.py",  # three tiny LM fine-tunes (one DP)
