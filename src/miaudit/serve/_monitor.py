@@ -514,7 +514,9 @@ class Monitor:
     def _state(self, key_id: str) -> _KeyState:
         st = self._keys.get(key_id)
         if st is None:
-            st = _KeyState(buffer=np.zeros((self.cfg.knn_buffer, self.d)))
+            # float32: a key's buffer is knn_buffer × d numbers (784 pixels: 3.1 MB, not 6.3),
+            # and distances at the threshold's scale need no more digits
+            st = _KeyState(buffer=np.zeros((self.cfg.knn_buffer, self.d), dtype=np.float32))
             self._keys[key_id] = st
             while len(self._keys) > self.cfg.max_keys:
                 self._keys.popitem(last=False)
