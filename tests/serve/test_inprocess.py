@@ -494,10 +494,16 @@ def test_alerts_are_posted_to_a_webhook_on_loopback(make_service) -> None:
         receiver.server_close()
 
 
-def test_a_detector_fault_never_fails_a_logged_answer(make_service) -> None:
-    svc = make_service(
-        detectors=DetectorConfig(scale=(1.0, 2.0))
-    )  # wrong width: the detector raises
+def test_a_detector_fault_never_fails_a_logged_answer_and_is_an_alert(
+    make_service, monkeypatch
+) -> None:
+    from miaudit.serve._monitor import Monitor
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(Monitor, "observe", broken)
+    svc = make_service()
     tok = svc.token("trusted")
     r = svc.post(tok, json={"record": X[0].tolist()})
     assert r.status_code == 200
@@ -505,6 +511,18 @@ def test_a_detector_fault_never_fails_a_logged_answer(make_service) -> None:
     assert (
         svc.post(tok, json={"record": X[1].tolist()}).status_code == 200
     )  # the detectors' thread lives on
+    svc.app.state.flush_detectors()
+    # Red team: detectors failing on every request were off with a log line only.
+    failed = [a for a in svc.app.state.store.list_alerts() if a.detector == "detectors_failed"]
+    assert len(failed) == 1 and failed[0].detail["error"] == "injected fault"
+
+
+def test_a_calibration_of_another_width_is_refused_before_serving(make_service) -> None:
+    """Red team: a centre or scale of the wrong length failed every request in the detectors."""
+    from miaudit.errors import InputError
+
+    with pytest.raises(InputError, match=r"detectors\.scale.*2 values for a model of"):
+        make_service(detectors=DetectorConfig(scale=(1.0, 2.0)))
 
 
 def test_detectors_run_off_the_request_path_and_report_overload(make_service) -> None:

@@ -426,8 +426,21 @@ def test_a_common_window_keeps_only_its_latest_records() -> None:
         ("cluster_alarm", -1),
         ("window", 2.5),
         ("quantum", 0.0),
+        ("quantum", float("inf")),
         ("knn_threshold", -1.0),
         ("max_fingerprints", True),
+        (
+            "max_fingerprints",
+            10**9,
+        ),  # red team: the Monitor could not be built, every request failed
+        ("knn_buffer", 10**9),
+        ("auth_window_s", 0),
+        ("auth_alarm", -5),
+        ("match_threshold", 17),
+        ("center", (0.0, float("nan"))),
+        ("scale", (1.0, -2.0)),
+        ("center", ("abc",)),
+        ("enabled", "no"),
     ],
 )
 def test_detector_settings_out_of_range_are_refused_naming_them(field: str, value: object) -> None:
@@ -435,3 +448,17 @@ def test_detector_settings_out_of_range_are_refused_naming_them(field: str, valu
 
     with pytest.raises(InputError, match=f"detectors.{field}"):
         DetectorConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_detector_settings_as_numpy_or_json_give_them_are_taken() -> None:
+    cfg = DetectorConfig(max_fingerprints=np.int64(1000), window=4.0, knn_threshold=np.float32(0.5))  # type: ignore[arg-type]
+    assert cfg.max_fingerprints == 1000 and type(cfg.max_fingerprints) is int
+    assert cfg.window == 4 and type(cfg.window) is int
+    assert cfg.knn_threshold == 0.5 and type(cfg.knn_threshold) is float
+
+
+def test_the_largest_table_is_not_allocated_up_front() -> None:
+    mon = Monitor(DetectorConfig(max_fingerprints=10_000_000), D, SECRET, Sink())
+    assert mon._positions.nbytes <= 1024 * D * 4
+    feed(mon, "a", np.random.default_rng(15).normal(size=(3000, D)), batch=100)
+    assert 3000 <= len(mon._positions) <= 4096 and len(mon._fps) == 3000

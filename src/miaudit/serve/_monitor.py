@@ -47,6 +47,7 @@ import hmac
 import json
 import logging
 import math
+import numbers
 import struct
 import threading
 import time
@@ -102,38 +103,88 @@ class DetectorConfig:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        counts = [
-            "repeat_threshold",
-            "knn_k",
-            "knn_buffer",
-            "knn_alarm",
-            "window",
-            "fingerprint_size",
-            "match_threshold",
-            "cluster_alarm",
-            "max_fingerprints",
-            "max_postings",
-            "enumeration_threshold",
-            "max_rows_per_request",
-            "max_keys",
-        ]
-        for name in counts:
+        # numbers as a JSON spec or numpy may give them (np.int64, 4.0) are taken as what they
+        # mean; anything else is refused naming the setting, before a server starts with it
+        for name, (low, high) in _COUNTS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"detectors.{name}", f"must be a whole number ≥ 1, got {value!r}")
-        for name in ("quantum", "cooldown_s"):
+            if _is_number(value) and float(value).is_integer() and low <= value <= high:
+                object.__setattr__(self, name, int(value))
+            else:
+                raise InputError(
+                    f"detectors.{name}",
+                    f"must be a whole number from {low:,} to {high:,}, got {value!r}",
+                )
+        for name, (lo, hi) in _REALS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise InputError(f"detectors.{name}", f"must be a number > 0, got {value!r}")
-
+            if not (_is_number(value) and lo <= value <= hi):
+                raise InputError(
+                    f"detectors.{name}", f"must be a number from {lo:g} to {hi:g}, got {value!r}"
+                )
+            object.__setattr__(self, name, float(value))
         t = self.knn_threshold
-        if t is not None and (
-            isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < math.inf
-        ):
-            raise InputError("detectors.knn_threshold", f"must be a number > 0 or None, got {t!r}")
+        if t is not None:
+            if not (_is_number(t) and 0 < t < math.inf):
+                raise InputError(
+                    "detectors.knn_threshold", f"must be a number > 0 or None, got {t!r}"
+                )
+            object.__setattr__(self, "knn_threshold", float(t))
+        if self.match_threshold > self.fingerprint_size:
+            raise InputError(
+                "detectors.match_threshold",
+                f"must be at most fingerprint_size ({self.fingerprint_size}), got {self.match_threshold}",
+            )
+        for name in ("center", "scale"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if not all(_is_number(v) and math.isfinite(v) for v in values) or (
+                name == "scale" and not all(v > 0 for v in values)
+            ):
+                need = "finite numbers > 0" if name == "scale" else "finite numbers"
+                raise InputError(f"detectors.{name}", f"must hold {need}, one per feature")
+        if not isinstance(self.enabled, bool):
+            raise InputError("detectors.enabled", f"must be true or false, got {self.enabled!r}")
+
+    def check_width(self, n_features: int) -> None:
+        """:class:`InputError` unless ``center`` and ``scale`` hold one value per feature (a
+        wrong length failed every request in the detectors, and raised no alert)."""
+        for name in ("center", "scale"):
+            values = getattr(self, name)
+            if values is not None and len(values) != n_features:
+                raise InputError(
+                    f"detectors.{name}",
+                    f"has {len(values)} values for a model of {n_features} features",
+                )
 
     def public(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("center", "scale")}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+#: Settings that count, with the range each may take: a table or buffer past its upper bound
+#: would not fit in memory (the Monitor, built on the first request, then failed every request).
+_COUNTS = {
+    "repeat_threshold": (1, 10**9),
+    "knn_k": (1, 1_000),
+    "knn_buffer": (1, 100_000),
+    "knn_alarm": (1, 10**9),
+    "window": (1, 10_000),
+    "fingerprint_size": (1, 1_000),
+    "match_threshold": (1, 1_000),
+    "cluster_alarm": (1, 10**9),
+    "max_fingerprints": (1, 10_000_000),
+    "max_postings": (1, 100_000),
+    "enumeration_threshold": (1, 10**9),
+    "max_rows_per_request": (1, 1_000_000),
+    "max_keys": (1, 1_000_000),
+    "auth_alarm": (0, 10**9),  # 0: no watch
+    "auth_window_s": (1, 366 * 86_400),
+}
+#: Real-valued settings and their ranges (a quantum of 1e-300 or ∞ made every window alike).
+_REALS = {"quantum": (1e-6, 1e6), "cooldown_s": (0.0, 366 * 86_400.0)}
 
 
 def default_knn_threshold(n_features: int) -> float:
@@ -293,7 +344,8 @@ class Monitor:
             else None
         )
         kept = KEPT_DIMS if self._project is not None else self.d
-        self._positions = np.empty((config.max_fingerprints, kept), dtype=np.float32)
+        # grown as the table fills (a table of 10⁷ records would take 1.2 GB at once)
+        self._positions = np.empty((min(config.max_fingerprints, 1024), kept), dtype=np.float32)
 
     # --- entry point -----------------------------------------------------------------------
 
@@ -451,6 +503,14 @@ class Monitor:
         best = int(np.argmin(dist))
         return int(candidates[best]) if dist[best] <= self.threshold else None
 
+    def _keep_position(self, qn: int, position: np.ndarray) -> None:
+        slot = qn % self.cfg.max_fingerprints
+        if slot >= len(self._positions):  # the table is still filling: double, up to its size
+            grown = min(self.cfg.max_fingerprints, 2 * len(self._positions))
+            more = np.empty((grown - len(self._positions), self._positions.shape[1]), np.float32)
+            self._positions = np.concatenate([self._positions, more])
+        self._positions[slot] = position
+
     def _fingerprints(self, key_id: str, z: np.ndarray, now: float) -> None:
         cfg = self.cfg
         positions = self._kept_positions(z)
@@ -459,7 +519,7 @@ class Monitor:
             best = self._nearest_match(fp, position)
             qn_new = self._next
             self._next += 1
-            self._positions[qn_new % cfg.max_fingerprints] = position
+            self._keep_position(qn_new, position)
             if best is not None:
                 cid = self._cluster_of.get(best, best)
                 count, live, members = self._clusters.get(cid, (1, 1, ()))
@@ -675,6 +735,7 @@ class Observer:
         self._max_pending = max_pending
         self.dropped = 0
         self._last_overload = -math.inf
+        self._last_failure = -math.inf
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="miaudit-detectors", daemon=True)
         self._thread.start()
@@ -709,13 +770,30 @@ class Observer:
                     if self.monitor is None:
                         self.monitor = Monitor(self.cfg, x.shape[1], self._secret, self._sink)
                     self.monitor.observe(key_id, x, hashes, now)
-                except Exception:  # a detector fault must not stop the detectors
+                except Exception as exc:  # a detector fault must not stop the detectors
                     log.exception("probing detectors failed on a request of key %s", key_id)
+                    self._failed(key_id, exc, now)
                 finally:
                     with self._lock:
                         self._pending -= x.shape[0]
             finally:
                 self._queue.task_done()
+
+    def _failed(self, key_id: str, exc: Exception, now: float) -> None:
+        """A ``detectors_failed`` alert, at most once per cooldown: detectors that fail on every
+        request (a Monitor that cannot be built) are off, and a log line alone hid that."""
+        if now - self._last_failure < self.cfg.cooldown_s:
+            return
+        self._last_failure = now
+        try:
+            self._sink(
+                "detectors_failed",
+                key_id,
+                [key_id],
+                {"error": first_line(exc) or type(exc).__name__},
+            )
+        except Exception:
+            log.exception("could not store a detectors_failed alert")
 
     def flush(self) -> None:
         """Wait until every submitted request has been through the detectors."""

@@ -213,6 +213,9 @@ class Service:
     def __init__(
         self, config: ServeConfig, store: Store, *, webhook: Webhook | None = None
     ) -> None:
+        width = config.predictor.n_features
+        if config.detectors.enabled and width is not None:
+            config.detectors.check_width(width)  # before any thread starts
         self.config = config
         self.store = store
         self.webhook = webhook
