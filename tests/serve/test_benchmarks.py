@@ -18,6 +18,9 @@ def test_detection_benchmark_small() -> None:
     assert f["benign"]["alerts"] == 0
     assert f["hidden in bulk"]["detected"] == 2  # uniform samples of 512 rows: 0 of 3
     assert f["hidden in bulk"]["benign_bulk_alerts"] == 0
+    decoys = f["crowded decoys"]  # reported: detection among crowded decoys varies by run
+    assert decoys["rows"] == 9_994 and decoys["default"]["no_decoys"]["detected"] == 2
+    assert len(decoys["calibrated"]["decoys"]["probe_rows_sampled"]) == 2
     assert res.passed is True
 
 
