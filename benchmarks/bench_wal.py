@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -203,6 +204,7 @@ def run(size: str) -> BenchResult:
         gc.unfreeze()
         os.killpg(server.pid, 15)
         server.wait(timeout=20)
+        shutil.rmtree(tmp, ignore_errors=True)  # the database and its WAL: tens of MB
     figures: dict[str, Any] = {
         "workers": WORKERS,
         "paced_rate_rps": p["rate"],
