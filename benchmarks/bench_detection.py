@@ -21,7 +21,13 @@ Scenarios (``trials`` runs each, different target records and seeds):
   one request of 9,999 rows, the rest distinct population records, against benign bulk
   requests of 9,999 population records (each trial); and the detectors' time on such a request,
   crowded rows first (today's sample) against a uniform sample of 512 rows (the sample before,
-  measured in the same process).
+  measured in the same process);
+- crowded decoys (reported, not part of the claim; monitors run directly, no HTTP): 100 training
+  records probed by 10 noisy copies each (σ = 0.1) in one request of 9,994 rows, among 1,499
+  harmless population records each sent as a tight group of 6 near-copies (σ = 0.01: crowded
+  themselves, so the crowded-first sample is again drawn evenly over the whole request), against
+  the same probes among 8,994 distinct population records; with the default k-NN threshold and
+  with one calibrated on 2,000 benign population records (``calibrated_detectors``).
 
 Figures: detection rate (trials with any alert on the attacker's keys), median records sent
 by the attacker's keys before the first alert, and alerts per benign key.
@@ -254,6 +260,29 @@ def run(size: str) -> BenchResult:
     )
     timing = _bulk_timing(Monitor, detectors, secret, pop)
     figures["bulk timing"] = timing
+    decoys = _crowded_decoys(Monitor, detectors, secret, x_train, std, pop, p["trials"])
+    figures["crowded decoys"] = decoys
+    for variant, label in (
+        (
+            "no_decoys",
+            f"{decoys['probed_records']} records × {decoys['copies']} noisy copies (σ=0.1) among {decoys['distinct_fill']:,} distinct records, one request of {decoys['rows']:,} rows (monitor only)",
+        ),
+        (
+            "decoys",
+            f"the same among {decoys['decoy_records']:,} decoys × {decoys['decoy_copies']} near-copies (σ={decoys['decoy_sigma']}), crowded themselves (monitor only; reported)",
+        ),
+    ):
+        cells = [
+            f"{decoys[threshold][variant]['detected']}/{p['trials']} {name}"
+            for threshold, name in (("default", "default threshold"), ("calibrated", "calibrated"))
+        ]
+        fired = sorted(
+            set(decoys["default"][variant]["detectors"])
+            | set(decoys["calibrated"][variant]["detectors"])
+        )
+        rows.append(
+            f"| {label} | {'; '.join(cells)} | {decoys['rows']:,} | {', '.join(fired) or '—'} |"
+        )
     false_alarms = len(benign_alerts) / p["benign_keys"]
     figures["benign"] = {
         "keys": p["benign_keys"],
@@ -275,6 +304,7 @@ def run(size: str) -> BenchResult:
     notes = [
         "records to first alert = records the attacker's keys had sent when the first alert was raised (granularity: one request of ≤ 50 records)",
         "one-query-per-record traffic is indistinguishable from benign scoring of distinct records; only volume (the enumeration detector, 10,000 distinct records per key by default) or the budget bounds it",
+        f"crowded decoys: the probes' rows among the 512 sampled, median over trials (default / calibrated threshold): {decoys['default']['decoys']['median_probe_rows_sampled']} / {decoys['calibrated']['decoys']['median_probe_rows_sampled']} with the decoys, {decoys['default']['no_decoys']['median_probe_rows_sampled']} / {decoys['calibrated']['no_decoys']['median_probe_rows_sampled']} without; the request charges {decoys['rows']:,} records for {decoys['probed_records'] * decoys['copies']:,} probes ({decoys['rows'] / (decoys['probed_records'] * decoys['copies']):.0f}× the probes alone; the same whatever fills it); calibrated k-NN threshold {decoys['calibrated_threshold']:.2f} against the default {decoys['default_threshold']:.2f} (0.15·√14)",
         f"detectors' time on one request of 9,999 records (median of {timing['repeats']}, this process, off the answer's path): {timing['crowded_first_s'] * 1e3:.0f} ms with crowded rows first vs {timing['uniform_s'] * 1e3:.0f} ms with a uniform sample of 512 rows ({timing['ratio']:.1f}×)",
     ]
     onequery = figures["one query per record (gap, LiRA/RMIA traffic)"]["detection_rate"]  # type: ignore[index]
@@ -361,6 +391,89 @@ def _hidden_in_bulk(
         "benign_bulk_detectors": sorted(benign_which),
         "uniform_sample_detected": uniform_detected,
     }
+
+
+def _recording_monitor(monitor_class):
+    """The monitor that also keeps the rows its last large request was sampled on."""
+
+    class Recording(monitor_class):  # type: ignore[misc, valid-type]
+        sampled: np.ndarray = np.empty(0, dtype=np.int64)
+
+        def _sample_rows(self, z: np.ndarray) -> np.ndarray:
+            self.sampled = super()._sample_rows(z)
+            return self.sampled
+
+    return Recording
+
+
+def _crowded_decoys(monitor_class, detectors, secret, x_train, std, pop, trials: int) -> dict:
+    """Per trial, 100 training records × 10 noisy copies (σ = 0.1 standard deviations) in one
+    request of 9,994 rows (under the enumeration detector's 10,000), filled either with 1,499
+    harmless population records each sent as 6 near-copies (σ = 0.01: the decoys) or with 8,994
+    distinct population records; one fresh monitor per request (no HTTP), with the default k-NN
+    threshold and with one calibrated on 2,000 benign population records not in any request.
+    Detected: any alert. The monitor's sample is drawn from the OS's entropy: runs differ."""
+    from dataclasses import replace
+
+    from miaudit.serve import calibrated_detectors, record_hashes
+
+    probed, copies, decoy_copies, decoy_sigma = 100, 10, 6, 0.01
+    rows = 9_994
+    decoy_records = (rows - probed * copies) // decoy_copies
+    filler = pop[:-2_000]  # the last 2,000: the calibration's benign traffic
+    calibrated = calibrated_detectors(pop[-2_000:], replace(detectors, knn_threshold=None))
+    out: dict = {
+        "probed_records": probed,
+        "copies": copies,
+        "probe_sigma": 0.1,
+        "decoy_records": decoy_records,
+        "decoy_copies": decoy_copies,
+        "decoy_sigma": decoy_sigma,
+        "distinct_fill": rows - probed * copies,
+        "rows": rows,
+        "default_threshold": round(0.15 * float(np.sqrt(D)), 4),
+        "calibrated_threshold": round(float(calibrated.knn_threshold), 4),
+    }
+    recording = _recording_monitor(monitor_class)
+    seen: dict = {
+        t: {
+            v: {"detected": 0, "detectors": set(), "probe_rows": []}
+            for v in ("decoys", "no_decoys")
+        }
+        for t in ("default", "calibrated")
+    }
+    for t in range(trials):
+        rng = np.random.default_rng(2000 + t)
+        x = x_train[rng.choice(len(x_train), probed, replace=False)]
+        probes = np.repeat(x, copies, axis=0) + 0.1 * std * rng.normal(size=(probed * copies, D))
+        harmless = filler[rng.choice(len(filler), decoy_records, replace=False)]
+        decoys = np.repeat(harmless, decoy_copies, axis=0)
+        decoys = decoys + decoy_sigma * std * rng.normal(size=decoys.shape)
+        distinct = filler[rng.choice(len(filler), rows - probed * copies, replace=False)]
+        for variant, fill in (("decoys", decoys), ("no_decoys", distinct)):
+            order = rng.permutation(rows)
+            bulk = np.concatenate([probes, fill])[order]
+            is_probe = order < probed * copies
+            hashes = record_hashes(secret, bulk)
+            for threshold, cfg in (("default", detectors), ("calibrated", calibrated)):
+                alerts = _Alerts()
+                mon = recording(cfg, D, secret, alerts)
+                mon.observe("attacker", bulk, hashes, now=1000.0)
+                s = seen[threshold][variant]
+                s["detected"] += bool(alerts.detectors)
+                s["detectors"] |= set(alerts.detectors)
+                s["probe_rows"].append(int(is_probe[mon.sampled].sum()))
+    for threshold, variants in seen.items():
+        out[threshold] = {
+            v: {
+                "detected": s["detected"],
+                "detectors": sorted(s["detectors"]),
+                "probe_rows_sampled": s["probe_rows"],
+                "median_probe_rows_sampled": int(np.median(s["probe_rows"])),
+            }
+            for v, s in variants.items()
+        }
+    return out
 
 
 def _bulk_timing(monitor_class, detectors, secret, pop, repeats: int = 7) -> dict:

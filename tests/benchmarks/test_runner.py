@@ -87,3 +87,10 @@ def test_unit_split_small_instance(tmp_path):
     fig = json.loads((tmp_path / "store" / "unit_split.json").read_text())["figures"]
     assert fig["old_units"] == [16, 2] and fig["even_units"] == [9, 9]
     assert fig["old_s"] > 0 and fig["even_s"] > 0
+    # docs/scale.md's two units against four: the demo's MLPs, default layout against the
+    # units an even split over four workers gives
+    layouts = fig["two_against_four"]
+    assert layouts["6"]["two_units"] == [3, 3] and layouts["6"]["four_worker_units"] == [2, 2, 2]
+    assert layouts["10"]["two_units"] == [5, 5]
+    assert layouts["10"]["four_worker_units"] == [3, 3, 3, 1]
+    assert all(f["two_wall_s"] > 0 and f["four_critical_path_cpu_s"] > 0 for f in layouts.values())
