@@ -13,6 +13,11 @@ detectors alone (``Monitor``, no HTTP: the service feeds them the same arrays), 
   queries per key per record: below the per-key k-NN detector's reach), after 5,000 benign
   records from 20 other keys (2,000 at the small size); σ = 0.01, 0.03, 0.1; and σ = 0.1 from
   one key (50 queries per record: the per-key k-NN detector's case);
+- evasions a red team found (reported, not judged): the σ = 0.01 cloud of 20 records × 50 probes
+  over 25 keys with 0, 5 or 20 benign records between consecutive probes (today's design);
+  and, on bench_detection's 14 N(0,1) features, a cloud sent in runs of 19 probes, each run
+  followed by 128 "fillers" that share a window with the record and nothing else (today and
+  before);
 - cost: the fingerprint detector's time per record as its table fills with distinct benign
   records (40,000 at full size: the Adult records left).
 
@@ -92,11 +97,80 @@ def _feed(mon, x: np.ndarray, keys: list[str], rng: np.random.Generator, start: 
         s += n
 
 
+#: benign records between consecutive probes of the interleaved cloud (red team finding 1)
+INTERLEAVED = (0, 5, 20)
+
+
+def _interleaved(monitor_class, cfg_sd, pool, n_benign, between, rng) -> dict:
+    """Adult: 50 probes (σ = 0.01) of each of 20 records in random order, each from one of 25
+    keys, with ``between`` benign records (requests of 1–20 from 20 benign keys) after each."""
+    from miaudit.serve import record_hashes
+
+    cfg, sd = cfg_sd
+    alerts: list[tuple[str, str]] = []
+    mon = monitor_class(cfg, pool.shape[1], SECRET, lambda d, k, ks, det: alerts.append((d, k)))
+    targets = pool[rng.choice(n_benign, 20, replace=False)]
+    order = rng.permutation(np.repeat(np.arange(20), 50))
+    benign = pool[n_benign:]
+    b, t = 0, 0.0
+    for target in order:
+        probe = (targets[target] + 0.01 * sd * rng.normal(size=pool.shape[1]))[None]
+        mon.observe(f"atk{rng.integers(25)}", probe, record_hashes(SECRET, probe), now=t)
+        t += 1
+        left = between
+        while left > 0:
+            n = min(left, int(rng.integers(1, 21)))
+            chunk = benign[b : b + n]
+            mon.observe(f"b{rng.integers(20)}", chunk, record_hashes(SECRET, chunk), now=t)
+            b, t, left = (b + n) % (len(benign) - 20), t + 1, left - n
+    return {
+        "attacker": [d for d, k in alerts if k and k.startswith("atk")],
+        "benign": sum(1 for _, k in alerts if k and k.startswith("b")),
+    }
+
+
+def _filler_flush(monitor_class, cfg, fillers: int, rng) -> dict:
+    """14 N(0,1) features (bench_detection's shape), default thresholds: 3,000 benign records from
+    10 keys, then 50 probes (σ = 0.01) of each of 20 records from 25 keys, in runs of 19 (below
+    the cluster alarm of 20); after each run ``fillers`` records that keep the record's first 4
+    features (half of them) or its last 4 (the others), the rest drawn afresh (red team finding 2:
+    they push the run out of its windows' lists without coming near it)."""
+    from miaudit.serve import record_hashes
+
+    d = 14
+    alerts: list[tuple[str, str]] = []
+    mon = monitor_class(cfg, d, SECRET, lambda dt, k, ks, det: alerts.append((dt, k)))
+    _feed(mon, rng.normal(size=(3_000, d)), [f"b{i}" for i in range(10)], rng, 0.0)
+    t = 1e4
+    for target in rng.normal(size=(20, d)):
+        left = 50
+        while left > 0:
+            for _ in range(min(19, left)):
+                probe = (target + 0.01 * rng.normal(size=d))[None]
+                mon.observe(f"atk{rng.integers(25)}", probe, record_hashes(SECRET, probe), now=t)
+                t += 1
+            left -= 19
+            if fillers and left > 0:
+                fill = rng.normal(size=(fillers, d))
+                fill[: fillers // 2, :4] = target[:4]
+                fill[fillers // 2 :, -4:] = target[-4:]
+                for s in range(0, fillers, 16):
+                    chunk = fill[s : s + 16]
+                    mon.observe(
+                        f"atk{rng.integers(25)}", chunk, record_hashes(SECRET, chunk), now=t
+                    )
+                    t += 1
+    return {
+        "attacker": [dt for dt, k in alerts if k and k.startswith("atk")],
+        "benign": sum(1 for _, k in alerts if k and k.startswith("b")),
+    }
+
+
 def run(size: str) -> BenchResult:
     from dataclasses import replace
 
     from miaudit.datasets import adult
-    from miaudit.serve import Monitor, calibrated_detectors, record_hashes
+    from miaudit.serve import DetectorConfig, Monitor, calibrated_detectors, record_hashes
 
     p = SIZES[size]
     x = adult().features.astype(np.float64)
@@ -106,7 +180,7 @@ def run(size: str) -> BenchResult:
     cfg = calibrated_detectors(calibration)
     designs = {
         "today": (Monitor, cfg),
-        "before": (_before(Monitor), replace(cfg, max_postings=10**9)),
+        "before": (_before(Monitor), replace(cfg, max_postings=100_000)),
     }
     figures: dict = {
         "records": len(x),
@@ -183,6 +257,45 @@ def run(size: str) -> BenchResult:
             }
             rows.append(
                 f"| probes σ = {sigma}, {'one key' if n_keys == 1 else f'split over {n_keys} keys'}, after {p['warm']:,} benign records ({name}) | detected {hits}/{p['trials']}; alerts on benign keys: {benign_hits:,} | {', '.join(sorted(which)) or '—'} |"
+            )
+
+    # evasions a red team found (2026-12-07): reported, not judged
+    sd_cfg = (cfg, sd)
+    for between in INTERLEAVED:
+        hits, which, benign_hits = 0, Counter(), 0
+        for t in range(p["trials"]):
+            got = _interleaved(
+                Monitor, sd_cfg, pool, n_benign, between, np.random.default_rng(200 + t)
+            )
+            hits += bool(got["attacker"])
+            which.update(got["attacker"])
+            benign_hits += got["benign"]
+        figures[f"interleaved {between}"] = {
+            "detected": hits,
+            "trials": p["trials"],
+            "detectors": dict(which),
+            "benign_key_alerts": benign_hits,
+        }
+        rows.append(
+            f"| probes σ = 0.01 split over 25 keys, {between} benign records between consecutive probes (today) | detected {hits}/{p['trials']}; alerts on benign keys: {benign_hits:,} | {', '.join(sorted(which)) or '—'} |"
+        )
+    for fillers in (0, 128):
+        for name, cls in (("today", Monitor), ("before", _before(Monitor))):
+            gauss = DetectorConfig() if name == "today" else DetectorConfig(max_postings=10**5)
+            hits, which, benign_hits = 0, Counter(), 0
+            for t in range(p["trials"]):
+                got = _filler_flush(cls, gauss, fillers, np.random.default_rng(300 + t))
+                hits += bool(got["attacker"])
+                which.update(got["attacker"])
+                benign_hits += got["benign"]
+            figures[f"fillers {fillers} {name}"] = {
+                "detected": hits,
+                "trials": p["trials"],
+                "detectors": dict(which),
+                "benign_key_alerts": benign_hits,
+            }
+            rows.append(
+                f"| 14 N(0,1) features: σ = 0.01 over 25 keys in runs of 19, {fillers} fillers after each run ({name}) | detected {hits}/{p['trials']}; alerts on benign keys: {benign_hits:,} | {', '.join(f'{d} {c}' for d, c in sorted(which.items())) or '—'} |"
             )
 
     # cost per record as the table fills
