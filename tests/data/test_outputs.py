@@ -419,8 +419,8 @@ def test_probabilities_given_as_logits_are_refused(tmp_path) -> None:
     ],
 )
 def test_logits_that_are_not_probabilities_are_kept(logits) -> None:
-    """No false positive on degenerate but genuine logits: only *every* row ≥ 0 and summing to
-    1 is refused."""
+    """No false positive on degenerate but genuine logits: only (nearly) every row ≥ 0 and
+    summing to 1 is refused (at least 99% of rows: here all three)."""
     o = ModelOutputs.from_arrays(logits=np.array(logits), label=[0, 1, 1], member=[0, 1, 0])
     assert o.kind == "logits"
 
@@ -476,3 +476,46 @@ def test_binary_record_ids_in_parquet_are_utf8_text_or_one_line(tmp_path):
     assert load_outputs(tmp_path / "utf8.parquet").record_id[3] == "café-3"
     with pytest.raises(InputError, match=r"record_id.*must be UTF-8 text.*UUID"):
         load_outputs(tmp_path / "latin1.parquet")
+
+
+def _rounded_probs(n: int = 2000, c: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """A confident softmax of 10 classes rounded to 2 decimals, as an API may give it: most
+    rows are more than 1e-3 off a sum of 1 (each value off by at most 0.005)."""
+    rng = np.random.default_rng(3)
+    y = np.arange(n) % c
+    z = rng.normal(size=(n, c)) + 6.0 * np.eye(c)[y]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    rounded = np.round(e / e.sum(axis=1, keepdims=True), 2)
+    assert (np.abs(rounded.sum(axis=1) - 1) > 1e-3).mean() > 0.3
+    return rounded, y
+
+
+def test_rounded_probabilities_load_as_probs_and_are_refused_as_logits() -> None:
+    """Red team (own model, F5): probabilities rounded to 2 decimals were refused as probs
+    ("sums to 0.99, not 1") and accepted as logits, softmaxed twice. One rule now decides both
+    (rows non-negative and within PROB_SUM_TOL of 1): they load as probs, and are refused as
+    logits."""
+    rounded, y = _rounded_probs()
+    member = np.arange(len(y)) % 2
+    assert ModelOutputs.from_arrays(probs=rounded, label=y, member=member).kind == "probs"
+    with pytest.raises(InputError, match="look like probabilities"):
+        ModelOutputs.from_arrays(logits=rounded, label=y, member=member)
+
+
+def test_one_odd_row_does_not_switch_the_check_off() -> None:
+    """Red team (own model, F5): one row of 1,797 summing to 0.9 let every other row of
+    probabilities through as logits. At least 99% of rows decide; the refusal says how many."""
+    p = _probs(n=1797, c=10)
+    p[5] *= 0.9
+    y, member = np.arange(1797) % 10, np.arange(1797) % 2
+    with pytest.raises(InputError) as info:
+        ModelOutputs.from_arrays(logits=p, label=y, member=member)
+    assert info.value.problem.startswith(
+        "1796 of 1797 rows are non-negative and sum to 1: these look like"
+    )
+    # As probs the odd row is still refused, naming it: it is not a probability row.
+    with pytest.raises(InputError, match=r"row \(5,\) sums to 0.9"):
+        ModelOutputs.from_arrays(probs=p, label=y, member=member)
+    # Fewer than 99% of rows on the simplex: kept as logits (a model that is not a softmax).
+    p[:20] *= 0.5
+    assert ModelOutputs.from_arrays(logits=p, label=y, member=member).kind == "logits"

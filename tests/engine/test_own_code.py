@@ -299,3 +299,30 @@ def test_divergence_advice_names_the_recipes_own_knobs() -> None:
     assert "model.factory ('nets:build')" in module and "model.train_step ('nets:step')" in module
     assert "model.lr" in module  # the generic trainer's lr is the user's too
     assert _divergence_advice(MLPRecipe()) == "lower model.lr or check the data"
+
+
+PROBS = """
+from sklearn.ensemble import RandomForestClassifier
+
+
+def fit(features, labels, seed):
+    forest = RandomForestClassifier(n_estimators=5, random_state=seed).fit(features, labels)
+    return lambda x: forest.predict_proba(x)
+"""
+
+
+def test_a_callable_giving_probabilities_is_refused_before_anything_is_cached(tmp_path) -> None:
+    """Red team (own model, F2): a ``train`` returning a callable that gives predict_proba had
+    its probabilities cached as logits and softmaxed twice by every attack, silently. The run
+    stops in one line naming model.train, and no unit is cached."""
+    name = "own_probs_c0de"
+    cfg = _project(tmp_path / "p", name, PROBS, f'kind = "python"\ntrain = "{name}:fit"')
+    cache = tmp_path / "cache"
+    try:
+        with pytest.raises(InputError) as err:
+            train(_with_cache(cfg, cache), tmp_path / "out")
+    finally:
+        sys.modules.pop(name, None)
+    assert err.value.field == "model.train" and "\n" not in err.value.problem
+    assert "logits (or log-probabilities)" in err.value.problem
+    assert not list(cache.rglob("logits.npy"))

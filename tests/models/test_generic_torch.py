@@ -204,3 +204,29 @@ def test_augmentations_are_refused_for_tabular_data_and_mirrors_for_digits(data,
         )
     with pytest.raises(ValueError, match="lists an augmentation twice"):
         TorchModuleRecipe(factory="m:f", augment=["shift", "shift"])
+
+
+def _softmax_net(n_features, n_classes):
+    return torch.nn.Sequential(torch.nn.Linear(n_features, n_classes), torch.nn.Softmax(dim=1))
+
+
+def _positive_net(n_features, n_classes):
+    """Honest logits that are all positive (an offset after the last layer)."""
+    return torch.nn.Sequential(torch.nn.Linear(n_features, n_classes), torch.nn.Softplus())
+
+
+def test_a_module_ending_in_softmax_is_refused_and_positive_logits_kept(data) -> None:
+    """Red team (own model, F2): a module ending in ``nn.Softmax`` had its probabilities stored
+    as logits, softmaxed a second time by every attack (LiRA TPR@1%FPR 2.75% -> 4.68% on the
+    same weights). It is refused in one line naming model.factory, before anything is saved;
+    a module whose logits are all positive trains."""
+    recipe = TorchModuleRecipe(factory="tests:_softmax_net", epochs=1, batch_size=64)
+    with pytest.raises(InputError) as err:
+        _train(data, [0], recipe, ModuleCode(_softmax_net))
+    assert err.value.field == "model.factory" and "\n" not in err.value.problem
+    assert "nn.Softmax" in err.value.problem and "return logits (or log-probabilities" in (
+        err.value.problem
+    )
+    recipe = TorchModuleRecipe(factory="tests:_positive_net", epochs=1, batch_size=64)
+    out = _train(data, [0], recipe, ModuleCode(_positive_net))
+    assert (out.logits > 0).all()

@@ -442,3 +442,24 @@ def test_the_users_code_failing_is_one_line_exit_2(
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("warning")]
     assert exc.value.code == 2 and len(err) == 1 and err[0].startswith(f"error: {said}")
     assert "internal error" not in err[0] and not (tmp_path / "out").exists()
+
+
+def test_a_callable_giving_probabilities_is_refused_and_honest_logits_kept(cancer) -> None:
+    """Red team (own model, F2): a ``train`` returning ``lambda x: model.predict_proba(x)`` had
+    its probabilities stored as logits and softmaxed a second time (LiRA AUC 0.559 -> 0.682 on
+    the same forest, no message). It is refused, naming model.train and what to return; logits
+    that happen to be all positive, and log-probabilities, are kept."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = cancer
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y)
+    with pytest.raises(InputError) as err:
+        fitted_logits(lambda f: forest.predict_proba(f), x, 2)
+    assert err.value.field == "model.train" and "\n" not in err.value.problem
+    assert "probabilities" in err.value.problem
+    assert "return a callable giving logits (or log-probabilities)" in err.value.problem
+    w = np.random.default_rng(0).normal(size=(x.shape[1], 2)).astype(np.float32)
+    positive = fitted_logits(lambda f: np.abs(f @ w) + 0.01, x, 2)
+    assert (positive > 0).all()
+    p = np.clip(forest.predict_proba(x), 1e-6, 1.0)
+    assert np.allclose(fitted_logits(lambda f: np.log(p), x, 2), np.log(p))

@@ -7,9 +7,16 @@ import numpy as np
 from miaudit.data._tables import is_mapped, record_chunks
 from miaudit.errors import InputError
 
-#: A row of probabilities may differ from a sum of 1 by at most this much (absolute). Loose
-#: enough for float32 softmax output of 1000 classes written to CSV with 6 significant digits.
-PROB_SUM_TOL = 1e-3
+#: A row of probabilities may differ from a sum of 1 by at most this much (absolute): the
+#: rounding of probabilities given to 2 decimals, each value off by at most 0.005, for up to 10
+#: classes (the outputs of an API that rounds, and float32 softmax of 1000 classes written with
+#: 6 significant digits, are well within it). A row within it is normalised where it is read
+#: (the signals take a log-softmax of log p, which divides by the row's sum).
+PROB_SUM_TOL = 0.05
+#: Outputs declared as logits are probabilities when at least this share of their rows are
+#: (non-negative, summing to 1 within :data:`PROB_SUM_TOL`): one odd row, or rounding that puts
+#: a few rows just outside, must not switch the check off (red team, own model F5).
+PROB_ROWS_SHARE = 0.99
 #: The largest finite float32 (about 3.4e38): logits and features are kept as float32.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -76,9 +83,10 @@ def fits_float32(name: str, values: np.ndarray, where: str = "index") -> None:
 
 
 def check_probabilities(name: str, probs: np.ndarray, fix: str = "pass them as logits") -> None:
-    """Rows of ``probs`` must be ≥ 0 and sum to 1 (within :data:`PROB_SUM_TOL`); a negative
-    value is refused as what it most likely is, log-probabilities or logits (``fix`` says what
-    to do instead)."""
+    """Every row of ``probs`` must be ≥ 0 and sum to 1 within :data:`PROB_SUM_TOL` (rounded
+    probabilities pass, and are read normalised); a negative value is refused as what it most
+    likely is, log-probabilities or logits (``fix`` says what to do instead). The same rule
+    makes logits "look like probabilities" (:func:`looks_like_probabilities`)."""
     if probs.size and probs.min() < 0:
         at = tuple(int(i) for i in np.argwhere(probs < 0)[0])
         row, value = at[0], float(probs[at])
@@ -98,27 +106,45 @@ def check_probabilities(name: str, probs: np.ndarray, fix: str = "pass them as l
         )
 
 
-def looks_like_probabilities(values: np.ndarray) -> bool:
-    """Whether every row of ``values`` (classes on the last axis) is non-negative and sums to 1
-    within :data:`PROB_SUM_TOL` (False for an array with NaN, or with no rows)."""
+def probability_rows(values: np.ndarray) -> tuple[int, int]:
+    """(rows of ``values`` that are probabilities, rows): classes on the last axis; a row is
+    probabilities when it is non-negative and sums to 1 within :data:`PROB_SUM_TOL`, the rule
+    :func:`check_probabilities` holds every row of declared probabilities to (a row with NaN is
+    not). Row by row, without a temporary the size of ``values``."""
     arr = np.asarray(values)
-    if arr.ndim < 2 or arr.size == 0 or not arr.min() >= 0:
-        return False
-    sums = arr.sum(axis=-1, dtype=np.float64)
-    return bool((np.abs(sums - 1.0) <= PROB_SUM_TOL).all())
+    if arr.ndim < 2 or arr.size == 0:
+        return 0, 0
+    with np.errstate(invalid="ignore"):
+        ok = arr.min(axis=-1) >= 0
+        ok &= np.abs(arr.sum(axis=-1, dtype=np.float64) - 1.0) <= PROB_SUM_TOL
+    return int(np.count_nonzero(ok)), int(ok.size)
+
+
+def looks_like_probabilities(values: np.ndarray) -> bool:
+    """Whether ``values`` declared as logits (classes on the last axis) are probabilities: at
+    least :data:`PROB_ROWS_SHARE` of their rows are, by the rule declared probabilities are
+    accepted by (:func:`probability_rows`), so that data refused as probabilities for rounding
+    is never read as logits either. False for an array with no rows. Real logits never land on
+    that simplex row after row: a softmax is shift-invariant, and nothing pins their sum to 1."""
+    prob, rows = probability_rows(values)
+    return rows > 0 and prob >= PROB_ROWS_SHARE * rows
 
 
 def refuse_probabilities(
     name: str, logits: np.ndarray, fix: str = "pass them as probs (kind='probs')"
 ) -> None:
-    """Refuse ``logits`` (classes on the last axis) whose every row is non-negative and sums to
-    1 within :data:`PROB_SUM_TOL`: probabilities, which read as logits would go through a
-    softmax a second time (flatter, wrong scores, and no error). Real logits never all do:
-    a softmax is shift-invariant, and no model's logits land on that simplex row after row."""
+    """Refuse ``logits`` that :func:`looks_like_probabilities`: read as logits they would go
+    through a softmax a second time (flatter, wrong scores, and no error)."""
     if looks_like_probabilities(logits):
+        prob, rows = probability_rows(logits)
+        which = (
+            "every row is non-negative and sums to 1"
+            if prob == rows
+            else f"{prob} of {rows} rows are non-negative and sum to 1"
+        )
         raise InputError(
             name,
-            "every row is non-negative and sums to 1: these look like probabilities, "
+            f"{which}: these look like probabilities, "
             f"which read as logits would go through a softmax twice; {fix}",
         )
 

@@ -115,6 +115,7 @@ def _train_one(
         _refuse_untrained(recipe, code.train_step, initial, module)
         kept = best.restore(module, recipe.epochs)
         logits = views.predict(module, x)
+    _refuse_probabilities(code, logits)
     state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
     return state, logits, kept
 
@@ -140,6 +141,22 @@ def _refuse_untrained(
                 if train_step is not None
                 else "are they trainable, and is model.lr above 0?"
             ),
+        )
+
+
+def _refuse_probabilities(code: ModuleCode, logits: np.ndarray) -> None:
+    """InputError, before the unit is saved, when the trained module's outputs look like
+    probabilities (a module ending in ``nn.Softmax``): read as logits they would go through a
+    softmax twice, and every score would be wrong without a word (red team, own model F2)."""
+    from miaudit.data import looks_like_probabilities
+
+    if looks_like_probabilities(logits):
+        raise InputError(
+            "model.factory",
+            f"the module {code_name(code.factory)} builds gives rows that are non-negative and "
+            "sum to 1 on the records: probabilities (does it end in nn.Softmax?), which read as "
+            "logits would go through a softmax twice; return logits (or log-probabilities: "
+            "nn.LogSoftmax) from its forward",
         )
 
 

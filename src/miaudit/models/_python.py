@@ -4,7 +4,9 @@ models' outputs (logits on every record), not the fitted objects.
 How a fitted object's outputs become its logits (docs/own-model.md):
 
 1. A callable without ``predict_proba`` (a torch module, a function): its outputs are the
-   logits, (records, classes), as returned.
+   logits, (records, classes), as returned. Outputs that look like probabilities
+   (``miaudit.data.looks_like_probabilities``) are refused: read as logits they would go
+   through a softmax twice.
 2. Otherwise the raw margins, where the framework has them: XGBoost's
    ``predict(x, output_margin=True)``, LightGBM's ``predict(x, raw_score=True)``, else
    ``decision_function`` (through a scikit-learn ``Pipeline``'s transforms to its last step).
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from miaudit.data import fits_float32
+from miaudit.data import fits_float32, looks_like_probabilities
 from miaudit.datasets import Dataset
 from miaudit.errors import InputError
 from miaudit.models._sklearn import LOG_FLOOR
@@ -108,6 +110,14 @@ def _called_logits(fitted: Callable[..., Any], x: np.ndarray, n_classes: int) ->
         fits_float32("model.train", raw)  # logits are kept as float32
     except InputError as exc:
         raise InputError("model.train", f"the returned callable's logits: {exc.problem}") from None
+    if looks_like_probabilities(raw):  # read as logits, a softmax would be applied twice
+        raise InputError(
+            "model.train",
+            "the returned callable gives rows that are non-negative and sum to 1: probabilities "
+            "(predict_proba, a softmax), which read as logits would go through a softmax twice; "
+            "return a callable giving logits (or log-probabilities), or the fitted object itself "
+            "(its predict_proba is read as probabilities)",
+        )
     return raw.astype(np.float32)
 
 
