@@ -345,7 +345,8 @@ def test_every_attack_below_chance_is_a_warning_not_a_result() -> None:
     outputs = ModelOutputs.from_arrays(label=label, member=member, logits=logits)
     run = run_attacks(outputs, attacks=["loss", "confidence"], n_resamples=50)
     assert all(a.auc.upper is not None and a.auc.upper < 0.5 for a in run.result.attacks)
-    (warning,) = [note for note in run.result.notes if note.startswith("WARNING")]
+    # (its argmax is wrong on 2 of 3 records, so the column-order check warns beside it)
+    (warning,) = [n for n in run.result.notes if n.startswith("WARNING") and "below 0.5" in n]
     assert "below 0.5" in warning and "sorted order of the label values" in warning
     fair = ModelOutputs.from_arrays(label=label, member=member, logits=-logits)
     assert not [

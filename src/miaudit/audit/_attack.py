@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ from miaudit.attacks import (
     output_attacks_under,
     registered_attacks,
     score_outputs,
+)
+from miaudit.audit._column_order import (
+    COLUMN_ORDER_ALPHA,
+    accuracy_shift_notes,
+    column_order_notes,
 )
 from miaudit.audit._config import MAX_RESAMPLES
 from miaudit.audit._pseudonyms import describe_key, key_or_fresh, pseudonymise
@@ -232,17 +238,38 @@ def top_tie(member: np.ndarray, score: np.ndarray) -> TopTie | None:
     )
 
 
+@functools.cache
+def label_free_signals() -> frozenset[str]:
+    """The signals computed without the label (entropy), found by computing each signal on one
+    probe row under two labels: a new signal is classed by what it computes, not by its name."""
+    probe = np.array([[2.0, 0.5, -1.0]])
+    a = compute_signals(probe, np.array([0]), kind="logits")
+    b = compute_signals(probe, np.array([1]), kind="logits")
+    return frozenset(k for k in a if np.array_equal(a[k], b[k]))
+
+
+def reads_label(name: str) -> bool:
+    """Whether attack ``name``'s score reads the label's column: every attack but those whose
+    signals are all label-free (``entropy``, ``entropy_by_class``: the latter groups by label but
+    scores the entropy). Swapped class columns move only the attacks that read it."""
+    spec = {s.name: s for s in registered_attacks()}.get(name)
+    return spec is None or not spec.signals or not set(spec.signals) <= label_free_signals()
+
+
 def below_chance_notes(results: Sequence[AttackResult]) -> list[str]:
-    """A warning when every attack's AUC interval lies below 0.5: the scores rank non-members
-    above members beyond noise, which no model's training does. Swapped class columns, rows out
-    of order or members that are not the training rows give exactly that, and the audit's
-    figures mean nothing then (a red team's flipped labels: loss AUC 0.438 [0.383, 0.484], no
-    word). Every attack, not one: one interval of many lies below chance by chance."""
-    uppers = [a.auc.upper for a in results if a.auc.status == "ok"]
+    """A warning when the AUC interval of every attack that reads the label's column
+    (:func:`reads_label`) lies below 0.5: the scores rank non-members above members beyond
+    noise, which no model's training does. Swapped class columns, rows out of order or members
+    that are not the training rows give exactly that, and the audit's figures mean nothing then
+    (a red team's flipped labels: loss AUC 0.438 [0.383, 0.484], no word). Every such attack, not
+    one: one interval of many lies below chance by chance. The label-free ones are left out:
+    swapped columns leave them above 0.5 (entropy 0.988 beside loss 0.005), and counting them
+    kept the warning from ever firing with the default attacks (red team)."""
+    uppers = [a.auc.upper for a in results if a.auc.status == "ok" and reads_label(a.name)]
     if not uppers or any(u is None or u >= 0.5 for u in uppers):
         return []
     return [
-        f"WARNING: every attack's AUC interval lies below 0.5 (the highest upper end is {max(uppers):.3f}): "  # type: ignore[type-var]
+        f"WARNING: every attack's AUC interval that reads the label's column lies below 0.5 (the highest upper end is {max(uppers):.3f}): "  # type: ignore[type-var]
         "the scores rank non-members above members, which training does not do. Check that the "
         "outputs' rows match the records, their class columns the labels (miaudit numbers the "
         "classes in sorted order of the label values), and the members the rows the model trained on."
@@ -362,14 +389,16 @@ def _run_notes(
     policy: str | None,
     results: list[AttackResult],
     ev: Evaluation,
-    strongest: np.ndarray,
+    scores: dict[str, np.ndarray],
     strongest_name: str,
     exposed: list[ExposedRecord],
 ) -> list[str]:
+    strongest = scores[strongest_name]
     notes = ([f"Attacks saw only what the {policy} output policy exposes."] if policy else []) + [
         "Intervals: percentile bootstrap over records (advantage and balanced accuracy: a uniform band of TPR − FPR); TPR and PPV at FPR α are not measurable when n0·α < 10.",
         "implied_epsilon is descriptive (one model's outputs, not independent training runs): it is not a DP audit.",
     ]
+    notes += column_order_notes(outputs.values, outputs.label, "the outputs")
     notes += below_chance_notes(results) + tie_notes(results, ev.fprs)
     if not exposed and outputs.n_records:
         top = int((strongest == strongest.max()).sum())
@@ -409,7 +438,7 @@ def run_attacks(
     _check_options(prior, n_resamples)
     seeds = _Seeds.of(seed)
     signals = _signals(outputs, specs, policy, seed)
-    pop_signals = _population_signals(outputs, pop, specs, policy, seed)
+    pop_signals, pop_notes = _population_signals(outputs, pop, specs, policy, seed)
     scored = {s.name: _score(s, outputs, signals, seeds, pop_signals) for s in specs}
     scores, member = {name: score for name, (score, _) in scored.items()}, outputs.member
     ev = evaluate(
@@ -442,7 +471,7 @@ def run_attacks(
         exposure_attack=strongest,
         most_exposed=exposed,
         pseudonymisation=describe_key(key, raw_ids=raw_ids),
-        notes=_run_notes(outputs, policy, results, ev, scores[strongest], strongest, exposed),
+        notes=_run_notes(outputs, policy, results, ev, scores, strongest, exposed) + pop_notes,
         family=with_permutation_test(family_bounds(ev), member, scores, seeds.permutation),
     )
     return AttackRun(result, outputs.record_id, member, outputs.label, scores)
@@ -468,11 +497,12 @@ def _population_signals(
     specs: tuple[AttackSpec, ...],
     policy: str | None,
     seed: int,
-) -> PopulationSignals | None:
+) -> tuple[PopulationSignals | None, list[str]]:
     """The population's signals (under the same output policy) for the attacks that need them,
-    after checking that it is the audited model's and shares no record with the audited ones."""
+    after checking that it is the audited model's and shares no record with the audited ones,
+    and the warnings of those checks (:func:`population_notes`)."""
     if not any(Need.POPULATION in s.needs for s in specs):
-        return None
+        return None, []
     if pop is None:
         needing = next(s.name for s in specs if Need.POPULATION in s.needs)
         raise InputError(
@@ -484,7 +514,7 @@ def _population_signals(
             "--population",
             f"has {pop.values.shape[1]} classes, the audited outputs {outputs.n_classes}: give the same model's outputs",
         )
-    check_disjoint(outputs, pop)
+    notes = check_disjoint(outputs, pop)
     if pop.image_shape != outputs.image_shape:
         raise InputError(
             "--population",
@@ -494,12 +524,31 @@ def _population_signals(
         pop.values, pop.kind, pop.label, np.zeros(pop.n_records, np.int8), pop.record_id
     )
     signals = _signals(as_outputs, specs, policy, seed)
-    return PopulationSignals(signals, pop.label, pop.features)
+    return PopulationSignals(signals, pop.label, pop.features), notes + population_notes(
+        outputs, pop
+    )
 
 
-def check_disjoint(outputs: ModelOutputs, pop: PopulationOutputs) -> None:
+def population_notes(outputs: ModelOutputs, pop: PopulationOutputs) -> list[str]:
+    """Warnings that the population's outputs or labels are in another encoding than the audited
+    ones: its columns out of miaudit's class order (:func:`column_order_notes`), else its argmax
+    accuracy far from the audited non-members' (:func:`accuracy_shift_notes`). A population
+    labelled 1 − y or with swapped columns was taken silently (QMIA AUC 0.576 → 0.531, population
+    accuracy 0.159 beside the non-members' 0.851: red team)."""
+    found = column_order_notes(pop.values, pop.label, "--population")
+    if found:
+        return found
+    non = outputs.member == 0
+    return accuracy_shift_notes(pop.values, pop.label, outputs.values[non], outputs.label[non])
+
+
+def check_disjoint(outputs: ModelOutputs, pop: PopulationOutputs) -> list[str]:
     """Refuse a population that shares a record with the audited ones: by ``record_id`` when
-    both files carry ids, else by identical (features, label) rows (docs/formats.md)."""
+    both files carry ids, else by identical (features, label) rows (docs/formats.md). With ids,
+    identical rows under different ids are allowed (real data has duplicate records, e.g. Adult)
+    but counted: the returned warning says how many population rows repeat an audited member's
+    (features, label) — a population built from the members' table with fresh ids passed
+    silently, and QMIA fitted on copies of members (AUC 0.576 → 0.548: red team)."""
     if outputs.has_record_id and pop.has_record_id:
         shared = np.intersect1d(outputs.record_id.astype(str), pop.record_id.astype(str))
         if shared.size:
@@ -507,18 +556,45 @@ def check_disjoint(outputs: ModelOutputs, pop: PopulationOutputs) -> None:
                 "--population",
                 f"record {str(shared[0])!r} is also an audited record: population records must be known non-members outside the audited set",
             )
-        return
     if outputs.features is None or pop.features is None:
-        return  # nothing to compare: the attack refuses the missing features itself
-    if outputs.features.shape[1] != pop.features.shape[1]:
-        return  # the attack refuses the width itself, naming it
+        return []  # nothing to compare: the attack refuses the missing features itself
+    if outputs.features.shape[1:] != pop.features.shape[1:]:
+        return []  # the attack refuses the width itself, naming it
     rows = _row_keys(outputs.features, outputs.label)
-    shared_rows = np.flatnonzero(np.isin(rows, _row_keys(pop.features, pop.label)))
+    pop_rows = _row_keys(pop.features, pop.label)
+    if outputs.has_record_id and pop.has_record_id:
+        return _duplicate_notes(rows, pop_rows, outputs.member)
+    shared_rows = np.flatnonzero(np.isin(rows, pop_rows))
     if shared_rows.size:
         raise InputError(
             "--population",
             f"audited row {int(shared_rows[0])} has the features and label of a population record (no record_id to tell them apart): population records must lie outside the audited set",
         )
+    return []
+
+
+def _duplicate_notes(rows: np.ndarray, pop_rows: np.ndarray, member: np.ndarray) -> list[str]:
+    """One WARNING note when more population rows repeat an audited member's (features, label),
+    under other ids, than natural duplication explains. Natural duplicates (Adult: 16 of 28,842
+    population rows repeat one of 10,000 members, 12 one of 10,000 non-members) fall on members
+    and non-members alike, so the rows repeating a member (m) against those repeating only a
+    non-member (o) are read as m ~ Binomial(m + o, the members' share of the audited records):
+    a warning when P(X ≥ m) ≤ :data:`COLUMN_ORDER_ALPHA`."""
+    from scipy.stats import binom
+
+    m = np.isin(pop_rows, rows[member == 1])
+    o = int((np.isin(pop_rows, rows[member == 0]) & ~m).sum())
+    copies = int(m.sum())
+    share = float(np.mean(member == 1))
+    if not copies or binom.sf(copies - 1, copies + o, share) > COLUMN_ORDER_ALPHA:
+        return []
+    return [
+        f"WARNING: --population: {copies:,} of its {pop_rows.size:,} rows have the features and "
+        f"label of an audited member under another record_id, against {o:,} those of an audited "
+        "non-member only: more than natural duplicates explain, and an attack fitted on copies of "
+        "members reads them as non-members. Check that the population records lie outside the "
+        "audited set."
+    ]
 
 
 def _row_keys(features: np.ndarray, label: np.ndarray) -> np.ndarray:
