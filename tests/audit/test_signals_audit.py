@@ -320,3 +320,16 @@ def test_copies_of_the_target_and_models_alike_are_warned_of() -> None:
     alike = np.repeat(np.array(store.logits)[:1], store.n_models, axis=0)
     notes = attack_store(_with_logits(store, alike), CFG).result.notes
     assert any(n.startswith("WARNING: every model gave bit-identical outputs") for n in notes)
+
+
+def test_a_target_whose_class_columns_are_out_of_order_is_warned_of() -> None:
+    """Red team (own model): an ONNX target fitted with two classes swapped moved RMIA's AUC
+    0.566 → 0.543 with no word; `miaudit attack` warned, reference audits did not."""
+    store = _store(_four_of_eight(), target=0)
+    assert not [n for n in attack_store(store, CFG).result.notes if "look swapped" in n]
+    swapped = np.array(store.logits)
+    swapped[0] = swapped[0][:, [1, 0, 2]]
+    notes = attack_store(_with_logits(store, swapped), CFG).result.notes
+    assert any(
+        n.startswith("WARNING: model 0's outputs: columns 0 and 1 look swapped") for n in notes
+    ), notes

@@ -42,6 +42,7 @@ from miaudit.audit._attack import (
     top_tie,
 )
 from miaudit.audit._budget import AuditScores, BudgetCurve, budget_curve
+from miaudit.audit._column_order import column_order_notes
 from miaudit.audit._config import (
     AuditConfig,
     SignalsAuditConfig,
@@ -611,6 +612,21 @@ def _fault_notes(store: SignalsStore) -> list[str]:
     ]
 
 
+def _column_notes(store: SignalsStore, plan: _Plan) -> list[str]:
+    """The first audited model whose class columns look out of miaudit's order, as a warning
+    (:func:`~miaudit.audit._column_order.column_order_notes`): an external target or the
+    user's own training code numbering its classes another way reads every label-dependent
+    attack on another class's column (red team: RMIA's AUC 0.566 → 0.543, no word)."""
+    for t in plan.targets:
+        values = np.asarray(store.logits[t])
+        if values.ndim == 3:  # (records, queries, classes): the record itself is query 0
+            values = values[:, 0]
+        found = column_order_notes(values, store.label, f"model {t}'s outputs")
+        if found:
+            return found
+    return []
+
+
 def _copies_notes(store: SignalsStore, plan: _Plan) -> list[str]:
     """Warnings for models whose outputs are bit-identical: every model alike though they
     trained on different records (a train function that ignores the records it is given: every
@@ -886,6 +902,7 @@ def _run_plan(
         ),
         config_sha256=config_sha256,
         notes=_fault_notes(store)
+        + _column_notes(store, plan)
         + _notes(cfg, plan, stated, pairs, results, ev, scored.balance)
         + _copies_notes(store, plan),
         budget_curve=_budget(store, cfg, plan, stated, features, scored),
