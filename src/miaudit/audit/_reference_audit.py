@@ -612,6 +612,11 @@ def _fault_notes(store: SignalsStore) -> list[str]:
     ]
 
 
+def _store_warnings(store: SignalsStore, plan: _Plan) -> list[str]:
+    """The warnings about the models themselves, said first: DP fault injection, class order."""
+    return _fault_notes(store) + _column_notes(store, plan)
+
+
 def _column_notes(store: SignalsStore, plan: _Plan) -> list[str]:
     """The first audited model whose class columns look out of miaudit's order, as a warning
     (:func:`~miaudit.audit._column_order.column_order_notes`): an external target or the
@@ -901,8 +906,7 @@ def _run_plan(
             ev.confidence,
         ),
         config_sha256=config_sha256,
-        notes=_fault_notes(store)
-        + _column_notes(store, plan)
+        notes=_store_warnings(store, plan)
         + _notes(cfg, plan, stated, pairs, results, ev, scored.balance)
         + _copies_notes(store, plan),
         budget_curve=_budget(store, cfg, plan, stated, features, scored),
