@@ -16,8 +16,10 @@ detectors alone (``Monitor``, no HTTP: the service feeds them the same arrays), 
 - evasions a red team found (reported, not judged): the σ = 0.01 cloud of 20 records × 50 probes
   over 25 keys with 0, 5 or 20 benign records between consecutive probes (today's design);
   and, on bench_detection's 14 N(0,1) features, a cloud sent in runs of 19 probes, each run
-  followed by 128 "fillers" that share a window with the record and nothing else (today and
+  followed by 128 or 512 "fillers" that share a window with the record and nothing else (today and
   before);
+- the length of a hash's list (``max_postings`` 64, 256, 1,024): benign alerts against those
+  two evasions, one run each;
 - cost: the fingerprint detector's time per record as its table fills with distinct benign
   records (40,000 at full size: the Adult records left).
 
@@ -99,6 +101,26 @@ def _feed(mon, x: np.ndarray, keys: list[str], rng: np.random.Generator, start: 
 
 #: benign records between consecutive probes of the interleaved cloud (red team finding 1)
 INTERLEAVED = (0, 5, 20)
+#: fillers after each run of 19 probes (red team finding 2)
+FILLERS = (0, 128, 512)
+#: list lengths compared (the default is 256)
+CAPS = (64, 256, 1024)
+
+
+def _tally(trials: int, one) -> dict:
+    """``one(t)`` for each trial, its alerts on the attacker's keys and the benign keys summed."""
+    hits, which, benign = 0, Counter(), 0
+    for t in range(trials):
+        got = one(t)
+        hits += bool(got["attacker"])
+        which.update(got["attacker"])
+        benign += got["benign"]
+    return {
+        "detected": hits,
+        "trials": trials,
+        "detectors": dict(which),
+        "benign_key_alerts": benign,
+    }
 
 
 def _interleaved(monitor_class, cfg_sd, pool, n_benign, between, rng) -> dict:
@@ -262,41 +284,48 @@ def run(size: str) -> BenchResult:
     # evasions a red team found (2026-12-07): reported, not judged
     sd_cfg = (cfg, sd)
     for between in INTERLEAVED:
-        hits, which, benign_hits = 0, Counter(), 0
-        for t in range(p["trials"]):
-            got = _interleaved(
-                Monitor, sd_cfg, pool, n_benign, between, np.random.default_rng(200 + t)
-            )
-            hits += bool(got["attacker"])
-            which.update(got["attacker"])
-            benign_hits += got["benign"]
-        figures[f"interleaved {between}"] = {
-            "detected": hits,
-            "trials": p["trials"],
-            "detectors": dict(which),
-            "benign_key_alerts": benign_hits,
-        }
-        rows.append(
-            f"| probes σ = 0.01 split over 25 keys, {between} benign records between consecutive probes (today) | detected {hits}/{p['trials']}; alerts on benign keys: {benign_hits:,} | {', '.join(sorted(which)) or '—'} |"
+        got = _tally(
+            p["trials"],
+            lambda t, b=between: _interleaved(
+                Monitor, sd_cfg, pool, n_benign, b, np.random.default_rng(200 + t)
+            ),
         )
-    for fillers in (0, 128):
+        figures[f"interleaved {between}"] = got
+        rows.append(
+            f"| probes σ = 0.01 split over 25 keys, {between} benign records between consecutive probes (today) | detected {got['detected']}/{p['trials']}; alerts on benign keys: {got['benign_key_alerts']:,} | {', '.join(sorted(got['detectors'])) or '—'} |"
+        )
+    for fillers in FILLERS:
         for name, cls in (("today", Monitor), ("before", _before(Monitor))):
             gauss = DetectorConfig() if name == "today" else DetectorConfig(max_postings=10**5)
-            hits, which, benign_hits = 0, Counter(), 0
-            for t in range(p["trials"]):
-                got = _filler_flush(cls, gauss, fillers, np.random.default_rng(300 + t))
-                hits += bool(got["attacker"])
-                which.update(got["attacker"])
-                benign_hits += got["benign"]
-            figures[f"fillers {fillers} {name}"] = {
-                "detected": hits,
-                "trials": p["trials"],
-                "detectors": dict(which),
-                "benign_key_alerts": benign_hits,
-            }
-            rows.append(
-                f"| 14 N(0,1) features: σ = 0.01 over 25 keys in runs of 19, {fillers} fillers after each run ({name}) | detected {hits}/{p['trials']}; alerts on benign keys: {benign_hits:,} | {', '.join(f'{d} {c}' for d, c in sorted(which.items())) or '—'} |"
+            got = _tally(
+                p["trials"],
+                lambda t, c=cls, g=gauss, f=fillers: _filler_flush(
+                    c, g, f, np.random.default_rng(300 + t)
+                ),
             )
+            figures[f"fillers {fillers} {name}"] = got
+            rows.append(
+                f"| 14 N(0,1) features: σ = 0.01 over 25 keys in runs of 19, {fillers} fillers after each run ({name}) | detected {got['detected']}/{p['trials']}; alerts on benign keys: {got['benign_key_alerts']:,} | {', '.join(f'{d} {c}' for d, c in sorted(got['detectors'].items())) or '—'} |"
+            )
+
+    # how long a hash's list is: the trade-off behind DetectorConfig.max_postings (one run each)
+    for cap in CAPS:
+        capped = replace(cfg, max_postings=cap)
+        alerts_c: list[str] = []
+        mon = Monitor(capped, x.shape[1], SECRET, lambda d, k, ks, det, a=alerts_c: a.append(d))
+        _feed(mon, pool[:n_benign], benign_keys, np.random.default_rng(1), 0.0)
+        inter = _interleaved(Monitor, (capped, sd), pool, n_benign, 5, np.random.default_rng(400))
+        flush = _filler_flush(
+            Monitor, DetectorConfig(max_postings=cap), 128, np.random.default_rng(500)
+        )
+        figures[f"max_postings {cap}"] = {
+            "benign_alerts": len(alerts_c),
+            "interleaved_5_detected": bool(inter["attacker"]),
+            "fillers_128_detected": bool(flush["attacker"]),
+        }
+        rows.append(
+            f"| max_postings = {cap}: benign ({p['benign_keys']} keys) / σ = 0.01 with 5 benign records between probes / 128 fillers per run (one run each) | {len(alerts_c):,} benign alerts / {'detected' if inter['attacker'] else 'missed'} / {'detected' if flush['attacker'] else 'missed'} | |"
+        )
 
     # cost per record as the table fills
     cost = {}

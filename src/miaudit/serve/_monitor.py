@@ -21,7 +21,7 @@ Four detectors look at every answered record, in the order it arrived:
   pairs shared 12 of 16 hashes while lying a median 9.1 standard units apart, and hash matches
   alone gave 1,298 ``spread`` alerts from 20 benign keys × 1,000 records. Each hash keeps its
   ``max_postings`` latest records only, so the cost per record is bounded however common a
-  window is (it grew with the table: 15 ms a record at 20,000 Adult records). Both measured by
+  window is (it grew with the table: 8.9 ms a record at 20,000 Adult records). Both measured by
   ``python -m benchmarks run detection_tabular``, with what this costs: other records sharing
   a window push a probe out of its lists, so probes spaced among ordinary one-hot traffic, or
   followed by records sharing one window with them, are missed (docs/serve.md).
@@ -93,7 +93,7 @@ class DetectorConfig:
     match_threshold: int = 12
     cluster_alarm: int = 20
     max_fingerprints: int = 200_000
-    max_postings: int = 64
+    max_postings: int = 256
     enumeration_threshold: int = 10_000
     max_rows_per_request: int = 512
     max_keys: int = 10_000
