@@ -242,6 +242,15 @@ def test_detector_calibration_from_benign_records(tmp_path, model_file, capsys) 
         with pytest.raises(InputError, match=why) as err:
             _with_calibrated_detectors(spec, tmp_path / f"{name}.npz", predictor)
         assert err.value.field == "--detector-calibration"
+    # A spec whose centre is of another width is refused before its secret file is written.
+    import dataclasses
+
+    narrow = dataclasses.replace(
+        spec, secret_file=str(tmp_path / "s2"), detectors={"center": [0.0, 1.0]}
+    )
+    with pytest.raises(InputError, match="values for a model of") as err:
+        narrow.build()
+    assert err.value.field == "detectors.center" and not (tmp_path / "s2").exists()
 
 
 def test_a_read_write_uri_to_a_missing_database_creates_nothing(tmp_path) -> None:

@@ -233,6 +233,8 @@ class ServeSpec:
 
         predictor = self.build_predictor() if predictor is None else predictor
         detectors, roles = self.check()
+        if detectors.enabled and predictor.n_features is not None:
+            detectors.check_width(predictor.n_features)  # before the secret file is written
         return ServeConfig(
             predictor=predictor,
             db=self.db,
