@@ -573,20 +573,20 @@ def _mostly_majority(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return predict == label, label
 
 
-def test_majority_margin_is_the_paired_difference_on_the_same_records():
+def _margin(correct: np.ndarray, label: np.ndarray, groups: np.ndarray, seed: int):
+    """majority_margin against class 0, 200 replicates at 95 %, seeded by ``seed``."""
     from miaudit.audit._tradeoff import majority_margin
+
+    return majority_margin(
+        correct, label, groups, 0, n_resamples=200, confidence=0.95, rng=np.random.default_rng(seed)
+    )
+
+
+def test_majority_margin_is_the_paired_difference_on_the_same_records():
 
     correct, label = _mostly_majority(0)
     groups = np.arange(600)
-    m = majority_margin(
-        correct,
-        label,
-        groups,
-        0,
-        n_resamples=200,
-        confidence=0.95,
-        rng=np.random.default_rng(1),
-    )
+    m = _margin(correct, label, groups, 1)
     # brute force: accuracy minus the share of label 0, the same 600 records
     assert m.point == pytest.approx(correct.mean() - (label == 0).mean(), abs=1e-12)
     assert m.point == pytest.approx((30 - 10) / 600, abs=1e-12)
@@ -601,7 +601,7 @@ def test_flagged_is_decided_on_the_paired_margin_not_the_rate_as_a_constant():
     200. Here over 40 test sets: the old rule (no margin: the fall-back) must flag at least one
     (it flags 14 of the 40) and the paired rule none; a model that only answers the majority
     class is still flagged."""
-    from miaudit.audit._tradeoff import majority_margin, with_recommendations
+    from miaudit.audit._tradeoff import with_recommendations
     from miaudit.metrics import Estimate, grouped_mean
 
     old = new = 0
@@ -611,15 +611,7 @@ def test_flagged_is_decided_on_the_paired_margin_not_the_rate_as_a_constant():
         acc = grouped_mean(
             correct, groups, n_resamples=200, confidence=0.95, rng=np.random.default_rng(seed)
         )
-        margin = majority_margin(
-            correct,
-            label,
-            groups,
-            0,
-            n_resamples=200,
-            confidence=0.95,
-            rng=np.random.default_rng(seed),
-        )
+        margin = _margin(correct, label, groups, seed)
         rate = float((label == 0).mean())
         v = _variant(
             "v",
@@ -650,7 +642,7 @@ def test_a_model_differing_from_the_majority_on_a_handful_of_records_is_flagged(
     4 right) had margin +0.0017 [+0.0004, +0.0033] and was not flagged on 20 of 20 seeds,
     though an exact test over those 4 gives p = 1/16. Below 30 such records the exact sign
     test decides."""
-    from miaudit.audit._tradeoff import majority_margin, majority_sign_p, with_recommendations
+    from miaudit.audit._tradeoff import majority_sign_p, with_recommendations
 
     label = np.zeros(2400, dtype=np.int64)
     label[:600] = 1  # majority class 0: 75 %
@@ -660,15 +652,7 @@ def test_a_model_differing_from_the_majority_on_a_handful_of_records_is_flagged(
         correct = label == 0
         correct[:wins] = True  # right on `wins` minority records, the majority answer elsewhere
         groups = np.arange(2400)
-        margin = majority_margin(
-            correct,
-            label,
-            groups,
-            0,
-            n_resamples=200,
-            confidence=0.95,
-            rng=np.random.default_rng(0),
-        )
+        margin = _margin(correct, label, groups, 0)
         v = _variant("v", reduction=(0.1, 0.08, 0.12), loss=(0.0, -0.003, 0.004), acc=0.75)
         v = v.model_copy(
             update={

@@ -46,10 +46,8 @@ def max_auc_permutation_p(
     from scipy.stats import rankdata
 
     member = np.asarray(y).astype(bool)
-    for name, v in scores.items():
-        if np.isnan(
-            np.asarray(v, dtype=np.float64)
-        ).any():  # a NaN rank read as no relabelling reaching it
+    for name, v in scores.items():  # a NaN rank read as no relabelling reaching it
+        if np.isnan(np.asarray(v, dtype=np.float64)).any():
             raise InputError(name, "scores contain NaN")
     n, n1 = member.size, int(member.sum())
     if not scores or n1 == 0 or n1 == n:

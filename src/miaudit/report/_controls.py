@@ -186,9 +186,8 @@ def _dp(
             if a.implied_epsilon is not None and a.implied_epsilon.point is not None
         ]
         because = f"The strongest attack ({strongest.name}) reaches AUC {strongest.auc} and TPR {strongest.tpr1} at 1% FPR"
-        if (
-            implied
-        ):  # the largest over the attacks, named: "its" gave the gap attack's to the strongest
+        # the largest over the attacks, named: "its" gave the gap attack's to the strongest
+        if implied:
             eps, whose = max(implied)
             because += f"; the largest ε an attack's ROC implies is ≈ {eps:.2g} ({whose}; descriptive, not a DP audit)."
         else:
