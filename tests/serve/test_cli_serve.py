@@ -99,7 +99,7 @@ def test_alerts_lists_stored_alerts(tmp_path) -> None:
         "spread",
         "aaaaaaaaaaaaaaaa",
         ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"],
-        {"cluster_queries": 20},
+        {"records_near": 20},
     )
     store.close()
     out = invoke("alerts", "--db", db).stdout

@@ -104,31 +104,30 @@ def test_enumeration_of_many_distinct_records_by_one_key() -> None:
 
 
 def test_state_is_bounded() -> None:
-    mon, _ = make(max_keys=3, max_fingerprints=100)
+    mon, _ = make(max_keys=3, spread_window=100)
     rng = np.random.default_rng(6)
     for k in range(10):
         feed(mon, f"k{k}", rng.normal(size=(60, D)), batch=20)
     assert len(mon._keys) == 3
-    assert len(mon._fps) == 100
-    assert sum(len(v) // 8 for v in mon._table.values()) <= 100 * mon.cfg.fingerprint_size
+    assert len(mon._ring) == 100 and mon._filled == 100 and len(mon._ring_keys) == 100
 
 
 def test_the_detectors_state_holds_no_object_the_cycle_collector_tracks_per_record() -> None:
     """A full collection scans every tracked object while every thread waits: the fingerprint
     table's lists and per-record cluster objects (about 16 per record) grew the guarded server's
     collections to 100-300 ms in the middle of its answers (benchmarks/bench_guard.py). Distinct
-    records, near-duplicates (shared hashes, clusters) and evictions all leave the count flat."""
-    mon, sink = make(max_fingerprints=2000)
+    records, near-duplicates and a window that wraps all leave the count flat."""
+    mon, sink = make(spread_window=2000)
     rng = np.random.default_rng(12)
     feed(mon, "warm", rng.normal(size=(50, D)))  # the key states and buffers exist
     x0 = rng.normal(size=D)
     gc.collect()
     before = len(gc.get_objects())
     feed(mon, "warm", rng.normal(size=(3000, D)), batch=10)
-    feed(mon, "warm", x0 + 0.001 * rng.normal(size=(300, D)))  # one cluster, shared hashes
+    feed(mon, "warm", x0 + 0.001 * rng.normal(size=(300, D)))  # near-duplicates
     gc.collect()
-    assert sink.of("near_duplicate")  # the clusters were built
-    assert len(mon._fps) == 2000  # and evicted from
+    assert sink.of("near_duplicate")
+    assert mon._filled == 2000  # the window wrapped
     assert len(gc.get_objects()) - before < 100  # lists and cluster objects: 12,768
 
 
@@ -138,7 +137,7 @@ def test_large_batches_are_sampled_for_the_geometric_detectors() -> None:
     x0 = rng.normal(size=D)
     feed(mon, "a", x0 + 0.01 * rng.normal(size=(5000, D)), batch=5000)
     assert sink.of("perturbation")
-    assert len(mon._fps) == 64
+    assert mon._filled == 64
 
 
 def test_the_sampled_rows_of_a_large_request_cannot_be_computed_in_advance() -> None:
@@ -386,11 +385,12 @@ def _one_hot_records(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.hstack(blocks)
 
 
-def test_one_hot_benign_traffic_from_many_keys_raises_no_fingerprint_alert() -> None:
+def test_one_hot_benign_traffic_from_many_keys_raises_no_cross_key_alert() -> None:
     """Red team: on Adult, most quantised windows are all-zero one-hot blocks every record
     shares, so 40 % of benign pairs shared 12 of 16 hashes (10 standard units apart) and 20
-    benign keys raised 1,340 `spread` alerts in 20,000 records. A match must now also lie
-    within the k-NN threshold; a tight cloud split over keys is still a cluster."""
+    benign keys raised 1,340 `spread` alerts in 20,000 records. Near records are now counted
+    by distance, in a window calibrated on benign records; a tight cloud split over keys is
+    still caught."""
     from miaudit.serve import calibrated_detectors
 
     rng = np.random.default_rng(13)
@@ -408,35 +408,113 @@ def test_one_hot_benign_traffic_from_many_keys_raises_no_fingerprint_alert() -> 
     assert {a[0] for a in sink.alerts} == {"spread"}
 
 
-def test_a_common_window_keeps_only_its_latest_records() -> None:
-    """Every record sharing a window used to stay in its list: matching a record cost the sum
-    of its windows' lists and grew with the table (13 ms a record at 20,000 Adult records)."""
-    mon, _ = make(max_postings=8, max_fingerprints=1_000)
-    x = np.zeros((300, D))
-    x[:, 0] = np.random.default_rng(14).normal(size=300) * 100  # windows without it are shared
-    feed(mon, "a", x, batch=30)
-    lengths = [len(buf) // 8 for buf in mon._table.values()]
-    assert max(lengths) == 8 and len(mon._fps) == 300
+def _probes_interleaved(
+    mon: Monitor, x0: np.ndarray, filler, between: int, n: int, rng: np.random.Generator
+) -> None:
+    """``n`` copies of ``x0`` (noise 1e-3), each from one of 6 keys, each followed by
+    ``between`` records from ``filler(rng, m)`` sent by the same keys in requests of 8."""
+    for i in range(n):
+        feed(mon, f"acct{i % 6}", (x0 + 1e-3 * rng.normal(size=D))[None])
+        left = between
+        while left > 0:
+            m = min(8, left)
+            feed(mon, f"acct{int(rng.integers(6))}", filler(rng, m), batch=m)
+            left -= m
+
+
+def test_a_split_cloud_is_caught_however_the_records_between_its_probes_were_chosen() -> None:
+    """Red team (hashed-window fingerprints): each window kept its latest records, so records
+    sharing one window with a probe run, sent between runs, pushed the run out of its lists
+    (128 per run of 19 hid it at 8 features), and so did ordinary traffic on one-hot data.
+    The window is of records: whatever the records between probes, up to about
+    ``spread_window / cluster_alarm`` of them per probe change nothing; more do, whatever
+    they are."""
+    rng = np.random.default_rng(16)
+    x0 = rng.normal(size=D)
+
+    def sharing_a_window(r: np.random.Generator, m: int) -> np.ndarray:
+        f = r.normal(size=(m, D))
+        f[:, :4] = x0[:4]  # a window in common with the probes, far from them in distance
+        return f
+
+    def ordinary(r: np.random.Generator, m: int) -> np.ndarray:
+        return r.normal(size=(m, D))
+
+    for filler in (sharing_a_window, ordinary):
+        mon, sink = make(knn_alarm=10_000, cluster_alarm=12, spread_window=600)
+        # 11 probes of the 12th's window: 10 × (1 + 50) + 1 = 511 records span them
+        _probes_interleaved(mon, x0, filler, 50, 12, rng)
+        assert sink.of("spread"), filler.__name__
+        assert not sink.of("near_duplicate")
+        mon, sink = make(knn_alarm=10_000, cluster_alarm=12, spread_window=600)
+        _probes_interleaved(mon, x0, filler, 60, 12, rng)  # 661 records: past the window
+        assert not sink.of("spread"), filler.__name__
+
+
+def test_a_request_counts_as_its_records_would_one_by_one() -> None:
+    """Rows of one request see the window and the earlier rows, and row i no longer sees the
+    window's i oldest records once it is full: the alarms match a one-by-one feed."""
+    rng = np.random.default_rng(17)
+    x0 = rng.normal(size=D)
+    x = rng.normal(size=(400, D))
+    x[rng.choice(400, 60, replace=False)] = x0 + 1e-3 * rng.normal(size=(60, D))
+    got = []
+    for batch in (1, 7, 64, 256):
+        mon, sink = make(knn_alarm=10_000, cluster_alarm=10, spread_window=50, cooldown_s=0)
+        feed(mon, "a", x, batch=batch)
+        got.append([a[3]["records_near"] for a in sink.of("near_duplicate")])
+    assert got[0] and all(g == got[0] for g in got), got
+
+
+def test_the_window_is_fitted_to_benign_records_on_calibration() -> None:
+    """The count of benign records near a record grows with the window: calibration keeps it
+    where benign traffic like the calibration records is expected to alarm at most once per
+    million records (binomial counts), and no larger than the configured one."""
+    from miaudit.errors import InputError
+    from miaudit.serve import calibrated_detectors, fit_spread_window
+
+    rng = np.random.default_rng(18)
+    spread_out = rng.normal(size=(2_000, D))
+    default = DetectorConfig(cluster_alarm=200)
+    assert calibrated_detectors(spread_out, default).spread_window == default.spread_window
+    # 5 % of the records in 5 tight clumps of 20: each of them has 19 others within the
+    # threshold (calibrated on the clumps' scale), and a window of w holds 19 with w/105 ones
+    crowded = rng.normal(size=(2_000, D))
+    clumped = rng.choice(2_000, 100, replace=False)
+    crowded[clumped] = rng.normal(size=(5, D))[np.arange(100) % 5] + 1e-3 * rng.normal(
+        size=(100, D)
+    )
+    cfg = calibrated_detectors(crowded)
+    z = (crowded - np.asarray(cfg.center)) / np.asarray(cfg.scale)
+    w = cfg.spread_window
+    assert 5 * cfg.cluster_alarm <= w < DetectorConfig().spread_window
+    assert fit_spread_window(z, cfg.knn_threshold, cfg.cluster_alarm, w + 1) == w  # the largest
+    assert fit_spread_window(z, cfg.knn_threshold, cfg.cluster_alarm, w - 1) == w - 1  # a cap
+    # fed in random order, benign traffic like it stays quiet in that window
+    sink = Sink()
+    mon = Monitor(cfg, D, SECRET, sink)
+    feed(mon, "b", crowded[rng.permutation(2_000)], batch=20)
+    assert not sink.of("near_duplicate") and not sink.of("spread")
+    # an alarm at 2 records: the clumps alone would raise it in any window
+    assert fit_spread_window(z, cfg.knn_threshold, 2, 5_000) is None
+    with pytest.raises(InputError, match=r"raise detectors\.cluster_alarm"):
+        calibrated_detectors(crowded, DetectorConfig(cluster_alarm=2))
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("max_postings", 0),
+        ("spread_window", 0),
+        ("spread_window", 10),  # below cluster_alarm: no alarm could ever be raised
         ("cluster_alarm", -1),
-        ("window", 2.5),
-        ("quantum", 0.0),
-        ("quantum", float("inf")),
+        ("cluster_alarm", 1),  # every record would alarm
+        ("knn_alarm", 2.5),
         ("knn_threshold", -1.0),
-        ("max_fingerprints", True),
-        (
-            "max_fingerprints",
-            10**9,
-        ),  # red team: the Monitor could not be built, every request failed
+        ("spread_window", True),
+        ("spread_window", 10**9),  # red team: the Monitor could not be built
         ("knn_buffer", 10**9),
         ("auth_window_s", 0),
         ("auth_alarm", -5),
-        ("match_threshold", 17),
         ("center", (0.0, float("nan"))),
         ("scale", (1.0, -2.0)),
         ("center", ("abc",)),
@@ -451,14 +529,25 @@ def test_detector_settings_out_of_range_are_refused_naming_them(field: str, valu
 
 
 def test_detector_settings_as_numpy_or_json_give_them_are_taken() -> None:
-    cfg = DetectorConfig(max_fingerprints=np.int64(1000), window=4.0, knn_threshold=np.float32(0.5))  # type: ignore[arg-type]
-    assert cfg.max_fingerprints == 1000 and type(cfg.max_fingerprints) is int
-    assert cfg.window == 4 and type(cfg.window) is int
+    cfg = DetectorConfig(spread_window=np.int64(1000), knn_k=4.0, knn_threshold=np.float32(0.5))  # type: ignore[arg-type]
+    assert cfg.spread_window == 1000 and type(cfg.spread_window) is int
+    assert cfg.knn_k == 4 and type(cfg.knn_k) is int
     assert cfg.knn_threshold == 0.5 and type(cfg.knn_threshold) is float
 
 
-def test_the_largest_table_is_not_allocated_up_front() -> None:
-    mon = Monitor(DetectorConfig(max_fingerprints=10_000_000), D, SECRET, Sink())
-    assert mon._positions.nbytes <= 1024 * D * 4
+def test_the_largest_window_is_not_allocated_up_front() -> None:
+    mon = Monitor(DetectorConfig(spread_window=100_000), D, SECRET, Sink())
+    assert mon._ring.nbytes <= 1024 * D * 4
     feed(mon, "a", np.random.default_rng(15).normal(size=(3000, D)), batch=100)
-    assert 3000 <= len(mon._positions) <= 4096 and len(mon._fps) == 3000
+    assert 3000 <= len(mon._ring) <= 4096 and mon._filled == 3000
+
+
+def test_settings_of_the_fingerprints_are_refused_naming_them() -> None:
+    """A spec still naming a setting of the hashed-window fingerprints would have run with it
+    ignored: it is refused, naming it."""
+    from miaudit.errors import InputError
+    from miaudit.serve import ServeSpec
+
+    for name in ("max_postings", "quantum", "max_fingerprints"):
+        with pytest.raises(InputError, match=rf"detectors\.{name}.*spread_window"):
+            ServeSpec(db="sqlite://", model="m.skops", detectors={name: 1}).check()

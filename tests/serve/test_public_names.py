@@ -43,6 +43,7 @@ PUBLIC = {
     "check_limits",
     "create_app",
     "default_knn_threshold",
+    "fit_spread_window",
     "load_predictor",
     "load_roles",
     "load_server_secret",

@@ -319,7 +319,12 @@ def _with_calibrated_detectors(spec: ServeSpec, path: Path | None, predictor: An
         "center": list(cfg.center or ()),
         "scale": list(cfg.scale or ()),
         "knn_threshold": cfg.knn_threshold,
+        "spread_window": cfg.spread_window,
     }
+    typer.echo(
+        f"detectors calibrated on {min(len(x), MAX_CALIBRATION_RECORDS):,} benign records: k-NN threshold {cfg.knn_threshold:.4g} standard units; cross-key window {cfg.spread_window:,} records",
+        err=True,
+    )
     return dataclasses.replace(spec, detectors={**spec.detectors, **detectors})
 
 

@@ -22,6 +22,7 @@ from miaudit.serve._monitor import (
     calibrate_knn_threshold,
     calibrated_detectors,
     default_knn_threshold,
+    fit_spread_window,
 )
 from miaudit.serve._predictor import (
     EstimatorPredictor,
@@ -60,6 +61,7 @@ __all__ = [
     "check_limits",
     "create_app",
     "default_knn_threshold",
+    "fit_spread_window",
     "load_predictor",
     "load_roles",
     "load_server_secret",

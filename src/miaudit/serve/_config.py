@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from miaudit.defenses import OutputPolicy, parse_policy
 from miaudit.errors import InputError
-from miaudit.serve._monitor import DetectorConfig, check_webhook_url
+from miaudit.serve._monitor import DetectorConfig, check_removed_settings, check_webhook_url
 from miaudit.serve._predictor import Predictor
 
 Endpoint = Literal["predict", "admin"]
@@ -208,6 +208,7 @@ class ServeSpec:
     def check(self) -> tuple[DetectorConfig, dict[str, Role]]:
         """The spec's detectors and roles, and its other options checked: everything but the
         model and the server secret, and nothing written (the roles file is only read)."""
+        check_removed_settings(self.detectors)
         try:
             given: dict[str, Any] = {
                 k: tuple(v) if k in ("center", "scale") and v is not None else v

@@ -10,21 +10,20 @@ Four detectors look at every answered record, in the order it arrived:
   last alarm raise an alert, and the buffer is then cleared (as in the paper). Noise-robustness
   and boundary-distance attacks (§5) walk around one record and are caught within tens of
   queries.
-- ``near_duplicate`` / ``spread`` — Blacklight-style fingerprints shared *across keys* (Li et al.,
-  USENIX Security 2022): each standardised record is quantised (step ``quantum``), windows of
-  ``window`` consecutive quantised features are hashed (keyed), and the ``fingerprint_size``
-  smallest hashes are its fingerprint. A record sharing ``match_threshold`` of them with an
-  earlier record *and* lying within the k-NN threshold of it joins that record's cluster; a
-  cluster of ``cluster_alarm`` records queried by two or more keys raises ``spread`` (an attack
-  split over accounts); by one key, ``near_duplicate``. The distance check is what keeps
-  tabular data quiet: one-hot columns make most windows alike, so on Adult 23 % of benign
-  pairs shared 12 of 16 hashes while lying a median 9.1 standard units apart, and hash matches
-  alone gave 1,298 ``spread`` alerts from 20 benign keys × 1,000 records. Each hash keeps its
-  ``max_postings`` latest records only, so the cost per record is bounded however common a
-  window is (it grew with the table: 8.9 ms a record at 20,000 Adult records). Both measured by
-  ``python -m benchmarks run detection_tabular``, with what this costs: other records sharing
-  a window push a probe out of its lists, so probes spaced among ordinary one-hot traffic, or
-  followed by records sharing one window with them, are missed (docs/serve.md).
+- ``near_duplicate`` / ``spread`` — many queries around one point *across keys*: a record with
+  ``cluster_alarm`` records (itself included) within the k-NN threshold among the last
+  ``spread_window`` records of all keys raises ``spread`` when they come from two or more keys
+  (an attack split over accounts), ``near_duplicate`` when from one. The window is of records,
+  not of any index's buckets, so nothing a client sends pushes a probe out early but records
+  themselves: an attacker must interleave about ``spread_window / cluster_alarm`` other records
+  between consecutive probes of one point to stay below the alarm, whatever they are (the
+  Blacklight-style hashed-window fingerprints before this kept each window's latest 256
+  records, and 512 records sharing one window with a probe run, or 10 ordinary Adult records
+  between probes, hid it: red team). The window is what keeps busy benign traffic quiet: the
+  count of benign records near a record grows with it, so :func:`calibrated_detectors` fits it
+  on benign records to an expected :data:`SPREAD_FALSE_ALARMS` per benign record (binomial
+  counts, each record's neighbour rate measured on the benign set). Cost: one distance per
+  record in the window, exact (``cdist``), in at most :data:`KEPT_DIMS` dimensions.
 - ``enumeration`` — one key querying ``enumeration_threshold`` distinct records (broad sweeps,
   model extraction, scoring a whole candidate list).
 
@@ -33,33 +32,30 @@ after offline reference training) look exactly like benign scoring of distinct r
 signal left is their volume (``enumeration``), which honest bulk users share. Against them, the
 output policy and the budget are the controls.
 
-State is in memory, per server process, bounded (``max_keys`` keys, ``max_fingerprints``
-fingerprints), and held in objects Python's cycle collector does not track (ints, bytes, tuples
-of them, one dict or deque per table): a full collection scans every tracked object while
-every thread waits, and the fingerprint table's lists and cluster objects (about 16 per record)
-made the guarded server's collections take 100–300 ms in the middle of its answers. Alerts
-are stored in the database (all processes) and optionally posted to a webhook; each
+State is in memory, per server process, bounded (``max_keys`` keys, ``spread_window``
+positions), and held in arrays and untracked objects: a full collection scans every tracked
+object while every thread waits, and the fingerprint table's lists and cluster objects (about
+16 per record) once made the guarded server's collections take 100–300 ms in the middle of its
+answers. Alerts are stored in the database (all processes) and optionally posted to a webhook; each
 (detector, key) pair alerts at most once per ``cooldown_s``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import math
 import numbers
-import struct
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
 
 from miaudit.errors import InputError, first_line
 
@@ -70,9 +66,18 @@ log = logging.getLogger("miaudit.serve")
 #: ``MEASURED_DIMS`` features, in a random projection to that many.
 SEARCHED_DIMS = 4
 MEASURED_DIMS = 64
-#: A fingerprint table record's position is kept for the distance check, past this many features
-#: in a random projection (float32: 200,000 records take 26 MB).
-KEPT_DIMS = 32
+#: The cross-key window keeps each record's position, past this many features in a random
+#: projection (distances then within about ±6 % at 1 SD; float32: 5,000 records take 2.6 MB).
+KEPT_DIMS = 128
+#: Expected false ``spread``/``near_duplicate`` alarms per benign record that
+#: :func:`calibrated_detectors` fits the cross-key window to: about one a day at a million
+#: records a day.
+SPREAD_FALSE_ALARMS = 1e-6
+#: Settings of the hashed-window fingerprints the cross-key window replaced: a spec naming one
+#: is refused (:func:`check_removed_settings`), not run with its value ignored.
+REMOVED_SETTINGS = frozenset(
+    ("quantum", "window", "fingerprint_size", "match_threshold", "max_fingerprints", "max_postings")
+)
 _CHUNK_ROWS = 256  # rows whose candidates' full distances are held at once
 
 
@@ -87,13 +92,8 @@ class DetectorConfig:
     knn_buffer: int = 1000
     knn_threshold: float | None = None  # None: 0.15·√d, see :func:`default_knn_threshold`
     knn_alarm: int = 10
-    quantum: float = 0.25
-    window: int = 4
-    fingerprint_size: int = 16
-    match_threshold: int = 12
     cluster_alarm: int = 20
-    max_fingerprints: int = 200_000
-    max_postings: int = 256
+    spread_window: int = 5_000
     enumeration_threshold: int = 10_000
     max_rows_per_request: int = 512
     max_keys: int = 10_000
@@ -130,10 +130,10 @@ class DetectorConfig:
                     "detectors.knn_threshold", f"must be a number > 0 or None, got {t!r}"
                 )
             object.__setattr__(self, "knn_threshold", float(t))
-        if self.match_threshold > self.fingerprint_size:
+        if self.spread_window < self.cluster_alarm:
             raise InputError(
-                "detectors.match_threshold",
-                f"must be at most fingerprint_size ({self.fingerprint_size}), got {self.match_threshold}",
+                "detectors.spread_window",
+                f"must be at least cluster_alarm ({self.cluster_alarm}), got {self.spread_window}",
             )
         for name in ("center", "scale"):
             values = getattr(self, name)
@@ -162,6 +162,17 @@ class DetectorConfig:
         return {k: v for k, v in self.__dict__.items() if k not in ("center", "scale")}
 
 
+def check_removed_settings(names: Iterable[str]) -> None:
+    """:class:`InputError` naming the first of ``names`` that the cross-key window replaced."""
+    for name in names:
+        if name in REMOVED_SETTINGS:
+            raise InputError(
+                f"detectors.{name}",
+                "was a setting of the hashed-window fingerprints, which are gone: the cross-key "
+                "detectors count near records among the last spread_window records (docs/serve.md)",
+            )
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
@@ -173,20 +184,16 @@ _COUNTS = {
     "knn_k": (1, 1_000),
     "knn_buffer": (1, 100_000),
     "knn_alarm": (1, 10**9),
-    "window": (1, 10_000),
-    "fingerprint_size": (1, 1_000),
-    "match_threshold": (1, 1_000),
-    "cluster_alarm": (1, 10**9),
-    "max_fingerprints": (1, 10_000_000),
-    "max_postings": (1, 100_000),
+    "cluster_alarm": (2, 10**9),
+    "spread_window": (2, 100_000),
     "enumeration_threshold": (1, 10**9),
     "max_rows_per_request": (1, 1_000_000),
     "max_keys": (1, 1_000_000),
     "auth_alarm": (0, 10**9),  # 0: no watch
     "auth_window_s": (1, 366 * 86_400),
 }
-#: Real-valued settings and their ranges (a quantum of 1e-300 or ∞ made every window alike).
-_REALS = {"quantum": (1e-6, 1e6), "cooldown_s": (0.0, 366 * 86_400.0)}
+#: Real-valued settings and their ranges.
+_REALS = {"cooldown_s": (0.0, 366 * 86_400.0)}
 
 
 def default_knn_threshold(n_features: int) -> float:
@@ -235,9 +242,10 @@ def calibrated_detectors(
 ) -> DetectorConfig:
     """``config`` with its distances measured on ``benign`` records (n, d) in arrival order:
     centred on their mean, scaled by their standard deviation (a constant feature keeps
-    scale 1), and the k-NN threshold at the 0.1 % quantile of their standardised mean
-    distances to the records before them (:func:`calibrate_knn_threshold`; with fewer than
-    1,000 distances that is their minimum)."""
+    scale 1), the k-NN threshold at the 0.1 % quantile of their standardised mean distances to
+    the records before them (:func:`calibrate_knn_threshold`; with fewer than 1,000 distances
+    that is their minimum), and the cross-key window fitted to them
+    (:func:`fit_spread_window`, never above ``config``'s)."""
     cfg = config or DetectorConfig()
     x = np.asarray(benign, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < MIN_CALIBRATION_RECORDS:
@@ -258,7 +266,56 @@ def calibrated_detectors(
             field_name,
             f"records repeat (at least {cfg.knn_k + 1} alike): their k-NN threshold is 0, which would switch the perturbation detector off; give distinct benign records",
         )
-    return replace(cfg, knn_threshold=threshold)
+    z = _standardise(x, cfg)
+    window = fit_spread_window(z, threshold, cfg.cluster_alarm, cfg.spread_window)
+    if window is None:
+        raise InputError(
+            field_name,
+            f"records crowd so that {cfg.cluster_alarm} of them lie within the k-NN threshold "
+            f"({threshold:.3g}) among any {cfg.cluster_alarm * 5:,} benign records: the cross-key "
+            "detectors would alarm on benign traffic; raise detectors.cluster_alarm, or give "
+            "benign records as varied as the traffic",
+        )
+    return replace(cfg, knn_threshold=threshold, spread_window=window)
+
+
+def fit_spread_window(
+    z: np.ndarray, threshold: float, cluster_alarm: int, most: int, rate: float | None = None
+) -> int | None:
+    """The largest cross-key window (records, at most ``most``) in which benign traffic like
+    ``z`` (standardised records, (n, d)) is expected to raise at most ``rate`` (default
+    :data:`SPREAD_FALSE_ALARMS`) ``spread`` or ``near_duplicate`` alarms per record; None when
+    even a window of 5 × ``cluster_alarm`` records would raise more.
+
+    Each benign record i has ``c_i`` of the n − 1 others within ``threshold``; in a window of w
+    records drawn like them, its count is Binomial(w, c_i / (n − 1)), and it alarms at
+    ``cluster_alarm − 1`` or more. The expected rate is the mean of those tail probabilities:
+    increasing in w, so the largest w meeting it is found by bisection. On Adult (5,000
+    calibration records) it predicted 1.8e-4 alarms per record at w = 5,000, where 20,000
+    records fed in order raised one (5e-5): the model is conservative where records are
+    duplicated less than their neighbourhoods suggest."""
+    from scipy.stats import binom
+
+    rate = SPREAD_FALSE_ALARMS if rate is None else rate
+    n = z.shape[0]
+    close = np.zeros(n, dtype=np.int64)
+    for s in range(0, n, 512):  # (512 × n) distances at once: bounded memory
+        close[s : s + 512] = (cdist(z[s : s + 512], z, "sqeuclidean") <= threshold**2).sum(1) - 1
+    p = close / max(1, n - 1)
+
+    def too_many(w: int) -> bool:
+        return bool(binom.sf(cluster_alarm - 2, w, p).mean() > rate)
+
+    low = 5 * cluster_alarm
+    if too_many(min(low, most)):
+        return None
+    if not too_many(most):
+        return most
+    high = most  # too_many(low) is False, too_many(high) is True
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if too_many(mid) else (mid, high)
+    return low
 
 
 def _standardise(x: np.ndarray, cfg: DetectorConfig) -> np.ndarray:
@@ -281,23 +338,6 @@ class _KeyState:
     distinct: set[str] = field(default_factory=set)
 
 
-#: A fingerprint hash's query numbers, oldest first, packed in a ``bytearray`` (untracked by
-#: the cycle collector; ``del buf[:8]`` drops the oldest in constant time).
-_QN = struct.Struct("<q")
-
-
-def _query_numbers(buf: bytearray) -> list[int]:
-    return [qn for (qn,) in _QN.iter_unpack(buf)]
-
-
-def _oldest(buf: bytearray) -> int:
-    return int(_QN.unpack_from(buf)[0])
-
-
-#: A cluster: (queries that joined it, members still in the fingerprint table, its keys).
-_Cluster = tuple[int, int, tuple[str, ...]]
-
-
 AlertSink = Callable[[str, str | None, list[str], dict[str, Any]], None]
 
 
@@ -307,6 +347,7 @@ class Monitor:
     def __init__(
         self, config: DetectorConfig, n_features: int, secret: bytes, sink: AlertSink
     ) -> None:
+        del secret  # the hashed fingerprints' key: the window keeps no hashes (callers pass it)
         self.cfg = config
         self.d = int(n_features)
         self.threshold = (
@@ -316,38 +357,27 @@ class Monitor:
         )
         self._sink = sink
         self._keys: OrderedDict[str, _KeyState] = OrderedDict()
-        self._table: dict[int, bytearray] = {}  # fingerprint hash → query numbers (packed)
-        # Each fingerprint's hashes, oldest first: query numbers _next - len(_fps) to _next - 1.
-        self._fps: deque[tuple[int, ...]] = deque()
-        self._cluster_of: dict[int, int] = {}
-        self._clusters: dict[int, _Cluster] = {}
-        self._next = 0
         self._observed = 0  # records seen by this process, all keys
         self._last_alert: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         # The rows a large request is sampled on are drawn from the OS's entropy: with a fixed
         # seed they could be computed in advance (after a restart, or by the only bulk caller)
         # and a probe's copies placed everywhere else (a red team read raw probabilities back
-        # through a noise policy with no alert that way).
+        # through a noise policy with no alert that way). So is the window's projection.
         self._rng = np.random.default_rng()
-        w = min(config.window, max(1, self.d))
-        self._windows = max(1, self.d - w + 1)
-        self._w = w
-        keyed = np.random.default_rng(
-            int.from_bytes(hmac.new(secret, b"fingerprint", hashlib.sha256).digest()[:16], "little")
-        )
-        self._mult = keyed.integers(1, 2**63, size=w, dtype=np.uint64) | np.uint64(1)
-        self._salt = keyed.integers(0, 2**63, size=self._windows, dtype=np.uint64)
-        # Positions of the records in the fingerprint table, by query number modulo the table's
-        # size (one array: nothing per record for the cycle collector).
         self._project = (
             self._rng.normal(size=(self.d, KEPT_DIMS)) / np.sqrt(KEPT_DIMS)
             if self.d > KEPT_DIMS
             else None
         )
         kept = KEPT_DIMS if self._project is not None else self.d
-        # grown as the table fills (a table of 10⁷ records would take 1.2 GB at once)
-        self._positions = np.empty((min(config.max_fingerprints, 1024), kept), dtype=np.float32)
+        # The cross-key window: the last spread_window records' positions and keys, a ring
+        # whose slot ``_slot`` is written next; grown as it fills (100,000 × 128 float32 is
+        # 51 MB, not allocated for a server that answers a few hundred records).
+        self._ring = np.empty((min(config.spread_window, 1024), kept), dtype=np.float32)
+        self._ring_keys: list[str] = [""] * len(self._ring)
+        self._filled = 0
+        self._slot = 0
 
     # --- entry point -----------------------------------------------------------------------
 
@@ -371,7 +401,7 @@ class Monitor:
             st.queries += n
             self._repeats_and_enumeration(key_id, st, hashes, now)
             self._knn(key_id, st, z[rows], now)
-            self._fingerprints(key_id, z[rows], now)
+            self._spread(key_id, z[rows], now)
 
     def _sample_rows(self, z: np.ndarray) -> np.ndarray:
         """The ``max_rows_per_request`` rows of a large request the geometric detectors see, in
@@ -465,111 +495,60 @@ class Monitor:
             st.pos = (st.pos + 1) % st.buffer.shape[0]
             st.filled = min(st.filled + 1, st.buffer.shape[0])
 
-    def _fingerprint_rows(self, z: np.ndarray) -> np.ndarray:
-        """(m, fingerprint_size) uint64: the smallest keyed hashes of each row's quantised windows.
-
-        A window's hash is a keyed linear combination of its quantised values (multipliers and
-        per-position salts drawn from the server secret), mixed by splitmix64; vectorised over
-        rows and windows.
-        """
-        q = np.floor(z / self.cfg.quantum).astype(np.int64).view(np.uint64)
-        win = np.lib.stride_tricks.sliding_window_view(q, self._w, axis=1)  # (m, windows, w)
-        h = (win * self._mult).sum(axis=2, dtype=np.uint64) ^ self._salt
-        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        h = h ^ (h >> np.uint64(31))
-        return np.sort(h, axis=1)[:, : self.cfg.fingerprint_size]
-
     def _kept_positions(self, z: np.ndarray) -> np.ndarray:
-        """(m, kept) float32: the rows where the distance check measures them (see KEPT_DIMS)."""
+        """(m, kept) float32: the rows where the window measures them (see KEPT_DIMS)."""
         z = np.clip(np.nan_to_num(z, nan=0.0), -1e12, 1e12)
         if self._project is not None:
             z = z @ self._project
         kept: np.ndarray = np.clip(z, -1e30, 1e30).astype(np.float32)
         return kept
 
-    def _nearest_match(self, fp: tuple[int, ...], position: np.ndarray) -> int | None:
-        """The query number of the nearest earlier record sharing ``match_threshold`` of ``fp``'s
-        hashes and lying within the k-NN threshold of ``position``; None if there is none."""
-        matches: Counter[int] = Counter()
-        for h in fp:
-            buf = self._table.get(h)
-            if buf is not None:
-                matches.update(_query_numbers(buf))
-        need = min(self.cfg.match_threshold, len(fp))
-        candidates = np.fromiter((qn for qn, c in matches.items() if c >= need), dtype=np.int64)
-        if candidates.size == 0:
-            return None
-        diff = self._positions[candidates % self.cfg.max_fingerprints] - position
-        dist = np.sqrt((diff.astype(np.float64) ** 2).sum(axis=1))
-        best = int(np.argmin(dist))
-        return int(candidates[best]) if dist[best] <= self.threshold else None
+    def _spread(self, key_id: str, z: np.ndarray, now: float) -> None:
+        """Count each row's neighbours within the threshold among the last ``spread_window``
+        records of all keys (earlier rows of this request included), alarm at
+        ``cluster_alarm``, and add the rows to the window.
 
-    def _keep_position(self, qn: int, position: np.ndarray) -> None:
-        slot = qn % self.cfg.max_fingerprints
-        if slot >= len(self._positions):  # the table is still filling: double, up to its size
-            grown = min(self.cfg.max_fingerprints, 2 * len(self._positions))
-            more = np.empty((grown - len(self._positions), self._positions.shape[1]), np.float32)
-            self._positions = np.concatenate([self._positions, more])
-        self._positions[slot] = position
+        Rows go in chunks of at most the window's length; within a chunk row i no longer sees
+        the window's i oldest records once it is full, exactly as if the rows came one by one.
+        Distances are exact (``cdist`` in float64: the positions can be raw units of 10⁶)."""
+        cfg, w = self.cfg, self.cfg.spread_window
+        positions = self._kept_positions(z).astype(np.float64)
+        r2 = self.threshold**2
+        step = min(_CHUNK_ROWS, w)
+        for s in range(0, len(positions), step):
+            chunk = positions[s : s + step]
+            c = len(chunk)
+            window = self._ring[: self._filled].astype(np.float64)
+            near = cdist(chunk, window, "sqeuclidean") <= r2
+            leaving = self._filled + np.arange(c) - w  # records gone from the window by row i
+            if leaving[-1] > 0:
+                slots = np.arange(self._filled)
+                age = slots if self._filled < w else (slots - self._slot) % w  # 0: the oldest
+                near &= age[None, :] >= leaving[:, None]
+            within = np.tril(cdist(chunk, chunk, "sqeuclidean") <= r2, k=-1)
+            counts = near.sum(axis=1) + within.sum(axis=1) + 1
+            for i in np.flatnonzero(counts >= cfg.cluster_alarm):
+                keys = sorted({self._ring_keys[j] for j in np.flatnonzero(near[i])} | {key_id})
+                detector = "spread" if len(keys) > 1 else "near_duplicate"
+                detail = {"records_near": int(counts[i]), "keys": len(keys), "window": w}
+                for k in keys if detector == "spread" else [key_id]:
+                    self._alert(detector, k, keys, detail, now)
+            self._remember(key_id, chunk)
 
-    def _fingerprints(self, key_id: str, z: np.ndarray, now: float) -> None:
-        cfg = self.cfg
-        positions = self._kept_positions(z)
-        for fp_row, position in zip(self._fingerprint_rows(z), positions, strict=True):
-            fp = tuple(fp_row.tolist())
-            best = self._nearest_match(fp, position)
-            qn_new = self._next
-            self._next += 1
-            self._keep_position(qn_new, position)
-            if best is not None:
-                cid = self._cluster_of.get(best, best)
-                count, live, members = self._clusters.get(cid, (1, 1, ()))
-                if key_id not in members:
-                    members = (*members, key_id)
-                count += 1
-                self._clusters[cid] = (count, live + 1, members)
-                self._cluster_of[qn_new] = cid
-                if count >= cfg.cluster_alarm:
-                    keys = sorted(members)
-                    detector = "spread" if len(keys) > 1 else "near_duplicate"
-                    detail = {"cluster_queries": count, "keys": len(keys)}
-                    for k in keys if detector == "spread" else [key_id]:
-                        self._alert(detector, k, keys, detail, now)
-            else:
-                self._clusters[qn_new] = (1, 1, (key_id,))
-                self._cluster_of[qn_new] = qn_new
-            packed = _QN.pack(qn_new)
-            for h in fp:
-                buf = self._table.get(h)
-                if buf is None:
-                    self._table[h] = bytearray(packed)
-                else:
-                    buf += packed
-                    if len(buf) > cfg.max_postings * _QN.size:
-                        del buf[: _QN.size]  # a common window: its latest records suffice
-            self._fps.append(fp)
-            while len(self._fps) > cfg.max_fingerprints:
-                self._forget_oldest()
-
-    def _forget_oldest(self) -> None:
-        """Drop the oldest fingerprint from the table, and its cluster once it has no member left."""
-        old = self._next - len(self._fps)
-        old_fp = self._fps.popleft()
-        for h in old_fp:
-            buf = self._table.get(h)
-            if buf:
-                if _oldest(buf) == old:
-                    del buf[: _QN.size]
-                if not buf:
-                    del self._table[h]
-        old_cid = self._cluster_of.pop(old, None)
-        if old_cid is not None and old_cid in self._clusters:
-            count, live, members = self._clusters[old_cid]
-            if live <= 1:
-                del self._clusters[old_cid]
-            else:
-                self._clusters[old_cid] = (count, live - 1, members)
+    def _remember(self, key_id: str, chunk: np.ndarray) -> None:
+        """Write ``chunk``'s positions into the window's ring, over its oldest records."""
+        w, c = self.cfg.spread_window, len(chunk)
+        if self._filled + c > len(self._ring) and len(self._ring) < w:
+            grown = min(w, max(2 * len(self._ring), self._filled + c))
+            more = np.empty((grown - len(self._ring), self._ring.shape[1]), np.float32)
+            self._ring = np.concatenate([self._ring, more])
+            self._ring_keys.extend([""] * len(more))
+        slots = (self._slot + np.arange(c)) % w
+        self._ring[slots] = chunk
+        for j in slots.tolist():
+            self._ring_keys[j] = key_id
+        self._slot = int((self._slot + c) % w)
+        self._filled = min(w, self._filled + c)
 
     # --- helpers -----------------------------------------------------------------------------
 
