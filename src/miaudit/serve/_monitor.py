@@ -294,17 +294,11 @@ def fit_spread_window(
     calibration records) it predicted 1.8e-4 alarms per record at w = 5,000, where 20,000
     records fed in order raised one (5e-5): the model is conservative where records are
     duplicated less than their neighbourhoods suggest."""
-    from scipy.stats import binom
-
     rate = SPREAD_FALSE_ALARMS if rate is None else rate
-    n = z.shape[0]
-    close = np.zeros(n, dtype=np.int64)
-    for s in range(0, n, 512):  # (512 × n) distances at once: bounded memory
-        close[s : s + 512] = (cdist(z[s : s + 512], z, "sqeuclidean") <= threshold**2).sum(1) - 1
-    p = close / max(1, n - 1)
+    p = neighbour_rates(z, threshold)
 
     def too_many(w: int) -> bool:
-        return bool(binom.sf(cluster_alarm - 2, w, p).mean() > rate)
+        return expected_alarms(p, cluster_alarm, w) > rate
 
     low = 5 * cluster_alarm
     if too_many(min(low, most)):
@@ -316,6 +310,24 @@ def fit_spread_window(
         mid = (low + high) // 2
         low, high = (low, mid) if too_many(mid) else (mid, high)
     return low
+
+
+def neighbour_rates(z: np.ndarray, threshold: float) -> np.ndarray:
+    """Each of ``z``'s records' share of the others within ``threshold`` (exact distances)."""
+    n = z.shape[0]
+    close = np.zeros(n, dtype=np.int64)
+    for s in range(0, n, 512):  # (512 × n) distances at once: bounded memory
+        close[s : s + 512] = (cdist(z[s : s + 512], z, "sqeuclidean") <= threshold**2).sum(1) - 1
+    rates: np.ndarray = close / max(1, n - 1)
+    return rates
+
+
+def expected_alarms(rates: np.ndarray, cluster_alarm: int, window: int) -> float:
+    """Expected cross-key alarms per benign record in a window of ``window`` records drawn like
+    those with neighbour ``rates``: the mean of P(Binomial(window, rate) ≥ cluster_alarm − 1)."""
+    from scipy.stats import binom
+
+    return float(binom.sf(cluster_alarm - 2, window, rates).mean())
 
 
 def _standardise(x: np.ndarray, cfg: DetectorConfig) -> np.ndarray:
