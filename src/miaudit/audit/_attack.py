@@ -714,7 +714,8 @@ def compute_signals_probs(outputs: ModelOutputs) -> np.ndarray:
     row's confidence, entropy and rounding would move with its sum."""
     if outputs.kind == "probs":
         probs: np.ndarray = np.asarray(outputs.values, dtype=np.float64)
-        return probs / probs.sum(axis=-1, keepdims=True)
+        normalised: np.ndarray = probs / probs.sum(axis=-1, keepdims=True)
+        return normalised
     return softmax(outputs.values)
 
 
