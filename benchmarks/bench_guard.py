@@ -243,6 +243,12 @@ async def _closed_loop(url: str, tokens: list[str | None], seconds: float) -> fl
 
 
 def run(size: str) -> BenchResult:
+    # removed on return and on error (the model, the key store and both servers' logs): mkdtemp left one folder a run
+    with tempfile.TemporaryDirectory(prefix="bench_guard_", ignore_cleanup_errors=True) as folder:
+        return _run(size, Path(folder))
+
+
+def _run(size: str, tmp: Path) -> BenchResult:
     from sklearn.linear_model import LogisticRegression
 
     from miaudit.models import save_sklearn
@@ -250,7 +256,6 @@ def run(size: str) -> BenchResult:
 
     p = SIZES[size]
     load_before = round(os.getloadavg()[0], 2)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_guard_"))
     rng = np.random.default_rng(0)
     xt = rng.normal(size=(5000, FEATURES))
     yt = np.argmax(xt[:, :CLASSES] + 0.5 * rng.normal(size=(5000, CLASSES)), axis=1)

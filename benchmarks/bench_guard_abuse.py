@@ -202,13 +202,18 @@ def _timing(
 
 
 def run(size: str) -> BenchResult:
+    # removed on return and on error (the model, the key store and the server's log): mkdtemp left one folder a run
+    with tempfile.TemporaryDirectory(prefix="bench_abuse_", ignore_cleanup_errors=True) as folder:
+        return _run(size, Path(folder))
+
+
+def _run(size: str, tmp: Path) -> BenchResult:
     from sklearn.linear_model import LogisticRegression
 
     from miaudit.models import save_sklearn
     from miaudit.serve import Store, load_server_secret
 
     p = SIZES[size]
-    tmp = Path(tempfile.mkdtemp(prefix="bench_abuse_"))
     rng = np.random.default_rng(0)
     xt = rng.normal(size=(2000, FEATURES))
     save_sklearn(

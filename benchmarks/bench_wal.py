@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -136,6 +135,12 @@ async def _saturated(
 
 
 def run(size: str) -> BenchResult:
+    # removed on return and on error (the database and its WAL: tens of MB): mkdtemp left one folder a run
+    with tempfile.TemporaryDirectory(prefix="bench_wal_", ignore_cleanup_errors=True) as folder:
+        return _run(size, Path(folder))
+
+
+def _run(size: str, tmp: Path) -> BenchResult:
     from sklearn.linear_model import LogisticRegression
 
     from benchmarks.bench_guard import FEATURES, _start
@@ -144,7 +149,6 @@ def run(size: str) -> BenchResult:
     from miaudit.serve._store import WAL_FORCE_FRAMES, WAL_RESTART_FRAMES, WAL_SIZE_LIMIT
 
     p = SIZES[size]
-    tmp = Path(tempfile.mkdtemp(prefix="bench_wal_"))
     rng = np.random.default_rng(0)
     xt = rng.normal(size=(5000, FEATURES))
     yt = np.argmax(xt[:, :5] + 0.5 * rng.normal(size=(5000, 5)), axis=1)
@@ -204,7 +208,6 @@ def run(size: str) -> BenchResult:
         gc.unfreeze()
         os.killpg(server.pid, 15)
         server.wait(timeout=20)
-        shutil.rmtree(tmp, ignore_errors=True)  # the database and its WAL: tens of MB
     figures: dict[str, Any] = {
         "workers": WORKERS,
         "paced_rate_rps": p["rate"],

@@ -289,6 +289,38 @@ def test_attacks_see_only_what_the_policy_exposes():
         miaudit.attack(o, attacks=["loss"], policy="top-zero")
 
 
+@pytest.mark.parametrize("policy", ["top-1", "round:2"])
+def test_probabilities_off_a_sum_of_1_are_read_normalised_under_a_policy(policy):
+    """Rows summing to 1 within PROB_SUM_TOL are accepted, and the signals without a policy
+    read them normalised, but the output policies read them as given: a row's confidence,
+    entropy and rounding moved with its sum. Rows scaled by 1.04, or each by its own factor
+    in [0.96, 1.04] (rounded outputs), give the normalised rows' signals and AUCs."""
+    from miaudit.audit._attack import _check_attacks, _signals_under_policy
+    from miaudit.data import ModelOutputs
+    from miaudit.signals import softmax
+
+    o = simulated_outputs(n=2000, shift=1.5, seed=21)
+    p = softmax(o.values)
+    factor = np.random.default_rng(0).uniform(0.96, 1.04, size=(len(p), 1))
+
+    def outputs(probs):
+        return ModelOutputs.from_arrays(probs=probs, label=o.label, member=o.member)
+
+    attacks = ["loss", "confidence", "entropy", "modified_entropy"]
+    specs = _check_attacks(attacks)
+    needed = ("loss", "confidence", "entropy", "modified_entropy")
+    honest = _signals_under_policy(outputs(p), policy, specs, needed, seed=1)
+    scaled = _signals_under_policy(outputs(p * 1.04), policy, specs, needed, seed=1)
+    for name in needed:
+        np.testing.assert_allclose(scaled[name], honest[name], rtol=1e-12, atol=1e-12)
+    auc = {
+        a.name: a.auc.point
+        for a in miaudit.attack(outputs(p), attacks=attacks, n_resamples=0, policy=policy).attacks
+    }
+    uneven = miaudit.attack(outputs(p * factor), attacks=attacks, n_resamples=0, policy=policy)
+    assert {a.name: a.auc.point for a in uneven.attacks} == auc
+
+
 def test_the_top_ties_split_is_given_only_for_a_tie_of_many():
     """A red team read the single top record's membership from results.json's top_tie; a tie
     of fewer than 20 records gets none, a larger one its shares (aggregates)."""

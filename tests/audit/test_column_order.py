@@ -64,6 +64,32 @@ def test_below_chance_counts_only_the_attacks_that_read_the_label() -> None:
     assert any("lies below 0.5" in w for w in _warnings(result))
 
 
+def test_swapped_columns_are_not_judged_though_entropy_lies_above_chance() -> None:
+    """Red team: with the columns swapped, entropy far above 0.5 vetoed the below-chance check
+    of the verdict and the CI gate, which then judged the inverted loss attack. Only the
+    attacks that read the label decide; the honest outputs are judged."""
+    from miaudit.audit import why_not_judged
+
+    logits, label, member = _trained_like(c=2)
+    attacks = ["loss", "entropy", "gap"]
+    swapped = miaudit.attack(
+        ModelOutputs.from_arrays(logits=logits[:, ::-1], label=label, member=member),
+        attacks=attacks,
+        n_resamples=50,
+        quiet=True,
+    )
+    assert {a.name: a.auc for a in swapped.attacks}["entropy"].lower > 0.5  # type: ignore[operator]
+    why = why_not_judged(swapped)
+    assert why is not None and "below 0.5 beyond noise" in why
+    honest = miaudit.attack(
+        ModelOutputs.from_arrays(logits=logits, label=label, member=member),
+        attacks=attacks,
+        n_resamples=50,
+        quiet=True,
+    )
+    assert why_not_judged(honest) is None
+
+
 def test_column_order_stays_quiet_on_honest_and_random_models() -> None:
     """No call on a model whose columns are right, however weak or few its records: a random
     100-class model on 200 records (whose best matching beats the diagonal by ~80 records by

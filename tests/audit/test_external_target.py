@@ -122,3 +122,25 @@ def test_probabilities_given_as_logits_are_refused_before_training(tmp_path, mon
         "value 1e+39 at index (4, 3) does not fit float32 (|x| ≤ 3.4e+38)",
     )
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_per_class_sigmoids_given_as_logits_are_refused_before_training(tmp_path, monkeypatch):
+    """Red team: ``ExternalTarget(sigmoid(margins), members)`` (a multi-label head's values,
+    rows not summing to 1) passed as logits and went through a softmax. Refused naming
+    target.outputs, before any reference is trained; all-zero logits (a softmax reads any
+    constant row alike) are not."""
+    import miaudit.engine
+
+    cfg = parse_audit_config(tomllib.loads(CONFIG))
+    n = load_dataset(cfg.data).n_records
+    monkeypatch.setattr(miaudit.engine, "train", lambda *a, **k: pytest.fail("trained"))
+    margins = np.random.default_rng(0).normal(size=(n, 10))
+    with pytest.raises(InputError) as err:
+        audit(
+            cfg,
+            tmp_path / "a",
+            target=ExternalTarget(1 / (1 + np.exp(-margins)), np.array([1, 2])),
+            quiet=True,
+        )
+    assert err.value.field == "target.outputs" and "\n" not in err.value.problem
+    assert "per-class sigmoid probabilities" in err.value.problem

@@ -230,3 +230,19 @@ def test_a_module_ending_in_softmax_is_refused_and_positive_logits_kept(data) ->
     recipe = TorchModuleRecipe(factory="tests:_positive_net", epochs=1, batch_size=64)
     out = _train(data, [0], recipe, ModuleCode(_positive_net))
     assert (out.logits > 0).all()
+
+
+def _sigmoid_net(n_features, n_classes):
+    return torch.nn.Sequential(torch.nn.Linear(n_features, n_classes), torch.nn.Sigmoid())
+
+
+def test_a_module_ending_in_sigmoid_is_refused(data) -> None:
+    """Red team: a module ending in ``nn.Sigmoid`` (per-class probabilities, rows not summing
+    to 1) passed the softmax check, and its values went through a softmax as logits. Refused
+    in one line naming model.factory and the fix."""
+    recipe = TorchModuleRecipe(factory="tests:_sigmoid_net", epochs=1, batch_size=64)
+    with pytest.raises(InputError) as err:
+        _train(data, [0], recipe, ModuleCode(_sigmoid_net))
+    assert err.value.field == "model.factory" and "\n" not in err.value.problem
+    assert "per-class sigmoid probabilities" in err.value.problem
+    assert "_sigmoid_net builds gives values all in [0, 1]" in err.value.problem

@@ -443,3 +443,53 @@ def test_log_probabilities_by_name_are_logits_and_a_misnamed_output_is_refused(t
     )
     assert "pass kind='logits'" in err.value.problem
     assert load_onnx(named, kind="logits").kind == "logits"
+
+
+def _export(net, path: Path, output: str) -> Path:
+    import torch
+
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and offline
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (torch.zeros(2, 4),),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            output_names=[output],
+            dynamic_axes={"x": {0: "n"}, output: {0: "n"}},
+        )
+    return path
+
+
+def test_per_class_sigmoids_named_as_logits_are_refused_on_the_records(tmp_path) -> None:
+    """Red team: a torch module ending in ``nn.Sigmoid`` (a multi-label or one-vs-rest head),
+    exported with ``output_names=["logits"]``, loaded as logits, and its values in (0, 1) went
+    through a softmax (every signal wrong, nothing said). On the audited records it is refused
+    naming the file and the fix; the same network without the sigmoid loads; fewer than
+    ``MIN_SIGMOID_ROWS`` records are too few to tell and pass."""
+    torch = pytest.importorskip("torch")
+    from miaudit.models import MIN_SIGMOID_ROWS
+
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    sig = _export(torch.nn.Sequential(body, torch.nn.Sigmoid()), tmp_path / "sig.onnx", "logits")
+    x = np.random.default_rng(2).normal(size=(200, 4))
+    assert load_onnx(sig).kind == "logits"  # the trial batch: two zero records, too few
+    with pytest.raises(InputError) as err:
+        ExternalTarget.from_onnx(sig, x, np.arange(3))
+    assert err.value.field == "model" and "\n" not in err.value.problem
+    assert "sig.onnx's output 'logits' gives values all in [0, 1] on 200 records" in (
+        err.value.problem
+    )
+    assert "per-class sigmoid probabilities" in err.value.problem
+    assert "without its final nn.Sigmoid" in err.value.problem
+    with pytest.raises(InputError, match="per-class sigmoid"):
+        load_onnx(sig, kind="logits").record_outputs(x)
+    few = ExternalTarget.from_onnx(sig, x[: MIN_SIGMOID_ROWS - 1], np.arange(3))
+    assert few.kind == "logits"
+    plain = _export(body, tmp_path / "plain.onnx", "logits")
+    target = ExternalTarget.from_onnx(plain, x, np.arange(3))
+    with torch.no_grad():
+        logits = body(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(target.outputs, logits, atol=1e-5)

@@ -218,6 +218,23 @@ def test_a_callable_gives_its_logits_as_they_are(cancer) -> None:
         fitted_logits(object(), x, 2)
 
 
+def test_a_callable_giving_per_class_sigmoids_is_refused(cancer) -> None:
+    """Red team: a callable ending in a sigmoid (one-vs-rest probabilities, rows not summing to
+    1) gave logits that a softmax then read wrong. Refused naming model.train; its logits (the
+    values before the sigmoid) pass."""
+    x, _ = cancer
+    w = np.random.default_rng(0).normal(size=(x.shape[1], 3)) / 1000
+
+    def margins(f):
+        return (f - x.mean(axis=0)) @ w
+
+    with pytest.raises(InputError) as err:
+        fitted_logits(lambda f: 1 / (1 + np.exp(-margins(f))), x, 3)
+    assert err.value.field == "model.train" and "\n" not in err.value.problem
+    assert "the returned callable gives values all in [0, 1] on 569 records" in err.value.problem
+    assert fitted_logits(margins, x, 3).shape == (569, 3)
+
+
 def test_classes_outside_the_data_are_refused(cancer) -> None:
     from sklearn.tree import DecisionTreeClassifier
 

@@ -344,6 +344,30 @@ def test_one_attack_below_chance_beyond_noise_is_enough_to_doubt_the_inputs(outp
     assert risk.level == "not detected"
 
 
+def test_only_attacks_reading_the_label_decide_whether_the_inputs_are_inverted(outputs_run):
+    """Red team: swapped class columns invert the attacks that read the label's column and
+    leave the label-free ones above 0.5, and an entropy attack above chance beyond noise vetoed
+    the check: a loss AUC of 0.19 was judged ("low risk" possible on a leaking model). Entropy
+    counts neither way: beside an inverted loss attack the results are not judged, and a
+    perfect leak's entropy at 0.40 beside loss at 1.000 is still judged."""
+    from miaudit.audit import why_not_judged
+
+    _, result = outputs_run
+    a = result.attacks[0]
+
+    def attack(name, point, half):
+        auc = Estimate(point=point, lower=point - half, upper=point + half)
+        return a.model_copy(update={"name": name, "auc": auc})
+
+    def judged(*attacks):
+        return why_not_judged(result.model_copy(update={"attacks": list(attacks), "family": None}))
+
+    why = judged(attack("loss", 0.19, 0.02), attack("entropy", 0.9, 0.02))
+    assert why is not None and "loss's AUC lies below 0.5" in why
+    assert judged(attack("loss", 1.0, 0.0005), attack("entropy", 0.4, 0.02)) is None
+    assert judged(attack("loss", 0.19, 0.02), attack("gap", 0.9, 0.02)) is None
+
+
 def test_the_most_exposed_group_is_named_only_when_it_stands_out_corrected():
     """Red team: the highest of 40 groups, with its own 95 % interval, lay above chance for 24 of
     30 models that leak nothing and was quoted as "the most exposed group" and as a reason to

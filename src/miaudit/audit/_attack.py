@@ -707,10 +707,15 @@ def _signals_under_policy(
 
 
 def compute_signals_probs(outputs: ModelOutputs) -> np.ndarray:
-    """The outputs as probabilities (a softmax of logits, computed stably)."""
+    """The outputs as probabilities: a softmax of logits (computed stably), or given
+    probabilities divided by their row's sum. Rows are accepted summing to 1 within
+    ``PROB_SUM_TOL`` (rounded outputs), and the signals without a policy read them normalised
+    (a log-softmax of log p): the output policies must see the same rows, or under them a
+    row's confidence, entropy and rounding would move with its sum."""
     if outputs.kind == "probs":
         probs: np.ndarray = np.asarray(outputs.values, dtype=np.float64)
-        return probs
+        normalised: np.ndarray = probs / probs.sum(axis=-1, keepdims=True)
+        return normalised
     return softmax(outputs.values)
 
 

@@ -7,6 +7,7 @@ called models that leak nothing "low risk" 90 times in 100 (red team, with one r
 
 from __future__ import annotations
 
+from miaudit.audit._attack import reads_label
 from miaudit.audit._results import AuditResult
 
 #: Fewest bootstrap replicates whose ⌈(B + 1) · 0.975⌉-th largest maximum exists (B ≥ 39): the
@@ -47,7 +48,8 @@ def why_not_judged(result: AuditResult, *, small_classes: bool = True) -> str | 
     - fewer than :data:`MIN_VERDICT_CLASS` members or non-members, or a pool of fewer than
       2 × :data:`MIN_VERDICT_CLASS` records (a reference audit): :func:`too_few_records`, left
       out with ``small_classes`` False (the verdict, where a permutation test decides alone);
-    - an attack's AUC below 0.5 beyond noise: the scores rank non-members above members, which
+    - an AUC of an attack reading the label's column below 0.5 beyond noise
+      (:func:`below_chance`): the scores rank non-members above members, which
       training does not do — swapped rows, class columns or a member column coded the other
       way, and then every figure means nothing (a warning was printed, yet the verdict said
       "not detected" and the gate passed)."""
@@ -74,14 +76,24 @@ def why_not_judged(result: AuditResult, *, small_classes: bool = True) -> str | 
 
 
 def below_chance(result: AuditResult) -> tuple[str, float] | None:
-    """The attack whose AUC lies furthest below 0.5 beyond noise, with its upper bound, or None
-    (also when some attack lies above 0.5 beyond noise).
+    """The attack reading the label's column whose AUC lies furthest below 0.5 beyond noise,
+    with its upper bound, or None (also when such an attack lies above 0.5 beyond noise).
 
-    Any one attack, not every one: an attack that sees only labels sits at 0.5 beside a loss
-    attack at 0.19 (red team). Its bound holds together over the m attacks by Bonferroni, from
-    the normal approximation of each attack's own interval (SD ≈ width / 3.92), so models that
-    leak nothing trip it at most 2.5 % of the time, as the verdict's lower bounds."""
-    ok = [a for a in result.attacks if a.auc.status == "ok" and a.auc.point is not None]
+    Only attacks that read the label's column (:func:`~miaudit.audit._attack.reads_label`), for
+    the inversion and for the veto alike: swapped class columns invert those and leave the
+    label-free ones (entropy) above 0.5, so an entropy attack above chance vetoed the check and
+    broken inputs were judged; and a perfectly leaking model, loss AUC 1.000, has its entropy
+    attack at 0.40, which must not make it "not judged" (red team). Any one attack, not every
+    one: an attack that sees only labels sits at 0.5 beside a loss attack at 0.19 (red team).
+    Its bound holds together over the m label-reading attacks by Bonferroni, from the normal
+    approximation of each attack's own interval (SD ≈ width / 3.92), so models that leak
+    nothing trip it at most 2.5 % of the time, as the verdict's lower bounds. Results of
+    label-free attacks alone are not checked: an honest leaking model can put them below 0.5."""
+    ok = [
+        a
+        for a in result.attacks
+        if a.auc.status == "ok" and a.auc.point is not None and reads_label(a.name)
+    ]
     worst: tuple[str, float] | None = None
     for a in ok:
         point = a.auc.point
@@ -89,9 +101,8 @@ def below_chance(result: AuditResult) -> tuple[str, float] | None:
         if half is None or point is None:
             continue
         if point - half > 0.5:
-            # another attack lies above chance beyond noise: the inputs are not inverted, an
-            # attack reads the model backwards (a perfectly leaking model, loss AUC 1.000, has
-            # a label-free entropy attack at 0.40: red team)
+            # another label-reading attack lies above chance beyond noise: the inputs are not
+            # inverted, the one below reads the model backwards
             return None
         if point + half < 0.5 and (worst is None or point + half < worst[1]):
             worst = (a.name, point + half)

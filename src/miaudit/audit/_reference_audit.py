@@ -1066,7 +1066,9 @@ class ExternalTarget:
     dataset's order (``miaudit.datasets.load_dataset(config.data)``); ``members``: the record
     ids it trained on; ``kind``: what ``outputs`` hold, ``"logits"`` (the default) or
     ``"probs"`` (``predict_proba``'s output). Probabilities given as logits (every row ≥ 0 and
-    summing to 1) are refused rather than put through a softmax a second time. Build it from a
+    summing to 1) are refused rather than put through a softmax a second time, and so are
+    per-class sigmoid values given as logits (every value in [0, 1] on at least
+    ``miaudit.models.MIN_SIGMOID_ROWS`` records). Build it from a
     fitted model with :meth:`from_model`, which sets ``kind`` itself.
     """
 
@@ -1121,7 +1123,7 @@ class ExternalTarget:
             output=output,
             kind=kind,
         )
-        return cls(model.outputs(features), np.asarray(members), model.kind)
+        return cls(model.record_outputs(features), np.asarray(members), model.kind)
 
 
 def _model_outputs(
@@ -1179,10 +1181,12 @@ def _checked_queries(queries: np.ndarray, label: np.ndarray, member: np.ndarray,
 
 def _check_target_kind(out: np.ndarray, kind: str) -> None:
     """Outputs that are not what ``kind`` says, refused before anything reads them (naming the
-    field the user sets): logits that are probabilities (a softmax would be applied twice), or
-    probabilities with negative values (log-probabilities or logits); logits beyond float32's
-    range (they are kept as float32 with the references')."""
+    field the user sets): logits that are probabilities (a softmax would be applied twice) or
+    per-class sigmoid values (a softmax of the wrong numbers), or probabilities with negative
+    values (log-probabilities or logits); logits beyond float32's range (they are kept as
+    float32 with the references')."""
     from miaudit.data import fits_float32, looks_like_probabilities
+    from miaudit.models import looks_like_sigmoids, sigmoid_problem
 
     if out.dtype.kind not in "biuf":  # refused as such with the shape and finiteness checks
         return
@@ -1193,6 +1197,8 @@ def _check_target_kind(out: np.ndarray, kind: str) -> None:
             "as logits would go through a softmax twice; pass kind='probs' "
             "(ExternalTarget(outputs, members, kind='probs'), or ExternalTarget.from_onnx(..., kind='probs'))",
         )
+    if kind == "logits" and looks_like_sigmoids(out):
+        raise InputError("target.outputs", sigmoid_problem("kind is 'logits' but the target", out))
     if kind == "probs" and out.size and out.min() < 0:
         raise InputError(
             "target.outputs",

@@ -44,6 +44,7 @@ from miaudit.models._lm_recipe import (
     LMPretrain,
 )
 from miaudit.models._onnx import MAX_ONNX_BYTES, OnnxModel, check_onnx_bytes, load_onnx
+from miaudit.models._output_kind import MIN_SIGMOID_ROWS, looks_like_sigmoids, sigmoid_problem
 from miaudit.models._preprocessing import (
     fit_preprocessing,
     fits_anything,
@@ -172,6 +173,7 @@ __all__ = [
     "MAX_HF_JSON_BYTES",
     "MAX_HF_WEIGHT_BYTES",
     "MAX_ONNX_BYTES",
+    "MIN_SIGMOID_ROWS",
     "TRAINING_REVISION",
     "AnyRecipe",
     "Augmentation",
@@ -231,6 +233,7 @@ __all__ = [
     "load_sklearn",
     "load_torch_module",
     "load_torch_state",
+    "looks_like_sigmoids",
     "make_estimator",
     "model_seed_sequence",
     "module_sizes",
@@ -251,6 +254,7 @@ __all__ = [
     "save_sklearn",
     "save_torch_state",
     "saved_module",
+    "sigmoid_problem",
     "single_model",
     "spent_epsilon",
     "token_bounds",

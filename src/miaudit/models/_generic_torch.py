@@ -147,8 +147,10 @@ def _refuse_untrained(
 def _refuse_probabilities(code: ModuleCode, logits: np.ndarray) -> None:
     """InputError, before the unit is saved, when the trained module's outputs look like
     probabilities (a module ending in ``nn.Softmax``): read as logits they would go through a
-    softmax twice, and every score would be wrong without a word (red team, own model F2)."""
+    softmax twice, and every score would be wrong without a word (red team, own model F2); or
+    per-class sigmoid values (a module ending in ``nn.Sigmoid``), whose softmax is as wrong."""
     from miaudit.data import looks_like_probabilities
+    from miaudit.models._output_kind import looks_like_sigmoids, sigmoid_problem
 
     if looks_like_probabilities(logits):
         raise InputError(
@@ -157,6 +159,10 @@ def _refuse_probabilities(code: ModuleCode, logits: np.ndarray) -> None:
             "sum to 1 on the records: probabilities (does it end in nn.Softmax?), which read as "
             "logits would go through a softmax twice; return logits (or log-probabilities: "
             "nn.LogSoftmax) from its forward",
+        )
+    if looks_like_sigmoids(logits):
+        raise InputError(
+            "model.factory", sigmoid_problem(f"the module {code_name(code.factory)} builds", logits)
         )
 
 

@@ -428,6 +428,20 @@ class OnnxModel:
             )
         return out
 
+    def record_outputs(self, records: np.ndarray, field: str = "model") -> np.ndarray:
+        """:meth:`outputs` on the audited ``records``, refused (naming ``field``) when logits
+        are per-class sigmoid values (:func:`~miaudit.models.looks_like_sigmoids`). The check
+        is made here, on the real records: the load's trial batch is two zero records, too few
+        to tell sigmoid values from small logits."""
+        from miaudit.models._output_kind import looks_like_sigmoids, sigmoid_problem
+
+        out = self.outputs(records)
+        if self.kind == "logits" and looks_like_sigmoids(out):
+            raise InputError(
+                field, sigmoid_problem(f"{self.name}'s output {self.output_name!r}", out)
+            )
+        return out
+
     def predict_proba(self, records: np.ndarray) -> np.ndarray:
         """Class probabilities (softmax of the logits when the model gives logits)."""
         out = self.outputs(records)

@@ -6,7 +6,8 @@ How a fitted object's outputs become its logits (docs/own-model.md):
 1. A callable without ``predict_proba`` (a torch module, a function): its outputs are the
    logits, (records, classes), as returned. Outputs that look like probabilities
    (``miaudit.data.looks_like_probabilities``) are refused: read as logits they would go
-   through a softmax twice.
+   through a softmax twice, and so are per-class sigmoid values
+   (``miaudit.models.looks_like_sigmoids``: every value in [0, 1], rows not summing to 1).
 2. Otherwise the raw margins, where the framework has them: XGBoost's
    ``predict(x, output_margin=True)``, LightGBM's ``predict(x, raw_score=True)``, else
    ``decision_function`` (through a scikit-learn ``Pipeline``'s transforms to its last step).
@@ -35,6 +36,7 @@ from scipy.special import logsumexp
 from miaudit.data import fits_float32, looks_like_probabilities
 from miaudit.datasets import Dataset
 from miaudit.errors import InputError
+from miaudit.models._output_kind import looks_like_sigmoids, sigmoid_problem
 from miaudit.models._sklearn import LOG_FLOOR
 
 #: How far softmax(margins) may be from ``predict_proba`` (absolute, per entry) for the margins
@@ -118,6 +120,8 @@ def _called_logits(fitted: Callable[..., Any], x: np.ndarray, n_classes: int) ->
             "return a callable giving logits (or log-probabilities), or the fitted object itself "
             "(its predict_proba is read as probabilities)",
         )
+    if looks_like_sigmoids(raw):
+        raise InputError("model.train", sigmoid_problem("the returned callable", raw))
     return raw.astype(np.float32)
 
 
