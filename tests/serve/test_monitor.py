@@ -94,6 +94,20 @@ def test_split_over_keys_raises_spread_naming_the_keys() -> None:
     assert not sink.of("perturbation")
 
 
+def test_a_spread_alert_accuses_senders_of_probes_and_only_names_a_bystander() -> None:
+    """A benign key that scored one record near a probed one is named in the alert, not
+    accused: each alert is the key's whose record completed the count."""
+    mon, sink = make(knn_alarm=10_000, cluster_alarm=12)
+    rng = np.random.default_rng(19)
+    x0 = rng.normal(size=D)
+    feed(mon, "bystander", (x0 + 0.05 * rng.normal(size=D))[None])
+    for i in range(30):
+        feed(mon, f"acct{i % 6}", (x0 + 1e-4 * rng.normal(size=D))[None])
+    spread = sink.of("spread")
+    assert {a[1] for a in spread} == {f"acct{i}" for i in range(6)}
+    assert all("bystander" in a[2] for a in spread)
+
+
 def test_enumeration_of_many_distinct_records_by_one_key() -> None:
     mon, sink = make(enumeration_threshold=500)
     rng = np.random.default_rng(5)

@@ -13,7 +13,8 @@ Four detectors look at every answered record, in the order it arrived:
 - ``near_duplicate`` / ``spread`` — many queries around one point *across keys*: a record with
   ``cluster_alarm`` records (itself included) within the k-NN threshold among the last
   ``spread_window`` records of all keys raises ``spread`` when they come from two or more keys
-  (an attack split over accounts), ``near_duplicate`` when from one. The window is of records,
+  (an attack split over accounts), ``near_duplicate`` when from one; the alert is the key's
+  that sent that record, and names every key with a record near. The window is of records,
   not of any index's buckets, so nothing a client sends pushes a probe out early but records
   themselves: an attacker must interleave about ``spread_window / cluster_alarm`` other records
   between consecutive probes of one point to stay below the alarm, whatever they are (the
@@ -543,8 +544,11 @@ class Monitor:
                 keys = sorted({self._ring_keys[j] for j in np.flatnonzero(near[i])} | {key_id})
                 detector = "spread" if len(keys) > 1 else "near_duplicate"
                 detail = {"records_near": int(counts[i]), "keys": len(keys), "window": w}
-                for k in keys if detector == "spread" else [key_id]:
-                    self._alert(detector, k, keys, detail, now)
+                # The alert is the sender's, naming every key near: a key is accused when a
+                # record of its own completes a count, not for having scored one record near
+                # a probed one (a benign bystander), and each probe past the alarm accuses its
+                # sender, so a split attack's keys are accused as they go on.
+                self._alert(detector, key_id, keys, detail, now)
             self._remember(key_id, chunk)
 
     def _remember(self, key_id: str, chunk: np.ndarray) -> None:
