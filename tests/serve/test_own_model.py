@@ -240,3 +240,48 @@ def test_a_softmax_onnx_export_is_served_once_its_output_is_said(
         _serve(monkeypatch, "--model", str(tmp_path / "m.skops"), "--model-output", "probs")
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "--model-output: applies to an .onnx --model only" in err
+
+
+def test_a_sigmoid_onnx_export_named_logits_is_refused_on_the_calibration_records(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """A multi-label head (``nn.Sigmoid``) exported as "logits": its load sees two zero records,
+    too few to tell, and the service would answer a softmax of sigmoid values. The detectors'
+    calibration records are benign records the model is run on before serving: there it is
+    refused, exit 2, naming --model, and nothing is written."""
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    path = tmp_path / "sig.onnx"
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and offline
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            torch.nn.Sequential(body, torch.nn.Sigmoid()), torch.zeros(1, 4), str(path),
+            input_names=["x"], output_names=["logits"],
+            dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, dynamo=False,
+        )  # fmt: skip
+    benign = tmp_path / "benign.npz"
+    np.savez(benign, features=np.random.default_rng(3).normal(size=(300, 4)))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        _serve(monkeypatch, "--model", str(path), "--detector-calibration", str(benign))
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--model: " in err and "per-class sigmoid" in err
+    assert not list(tmp_path.glob("*.db")) and not list(tmp_path.glob("*.secret"))
+
+
+def test_a_served_torch_module_ending_in_a_sigmoid_or_softmax_is_refused() -> None:
+    """The user's module is served as a softmax of its outputs: sigmoid values or probabilities
+    would be answered wrong. On benign records both are refused naming --model; logits pass."""
+    from miaudit.serve import TorchModulePredictor, check_served_outputs
+
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    x = np.random.default_rng(4).normal(size=(300, 4))
+    for head, why in (
+        (torch.nn.Sigmoid(), "per-class sigmoid"),
+        (torch.nn.Softmax(dim=1), "twice"),
+    ):
+        with pytest.raises(InputError, match=why) as err:
+            check_served_outputs(TorchModulePredictor(torch.nn.Sequential(body, head), 4), x)
+        assert err.value.field == "--model"
+    check_served_outputs(TorchModulePredictor(body, 4), x)

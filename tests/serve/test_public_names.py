@@ -41,6 +41,7 @@ PUBLIC = {
     "calibrate_knn_threshold",
     "calibrated_detectors",
     "check_limits",
+    "check_served_outputs",
     "create_app",
     "default_knn_threshold",
     "fit_spread_window",

@@ -296,7 +296,7 @@ def _with_calibrated_detectors(spec: ServeSpec, path: Path | None, predictor: An
     import dataclasses
 
     from miaudit.data import load_records
-    from miaudit.serve import DetectorConfig, calibrated_detectors
+    from miaudit.serve import DetectorConfig, calibrated_detectors, check_served_outputs
 
     if not spec.guard:
         return spec
@@ -312,6 +312,7 @@ def _with_calibrated_detectors(spec: ServeSpec, path: Path | None, predictor: An
             "--detector-calibration",
             f"records have {x.shape[1]} features; the model takes {predictor.n_features}",
         )
+    check_served_outputs(predictor, x)
     cfg = calibrated_detectors(
         x[:MAX_CALIBRATION_RECORDS], DetectorConfig(**spec.detectors), "--detector-calibration"
     )

@@ -31,6 +31,7 @@ from miaudit.serve._predictor import (
     TorchMLPPredictor,
     TorchModulePredictor,
     UpstreamPredictor,
+    check_served_outputs,
     load_predictor,
 )
 from miaudit.serve._store import Alert, Charge, KeyInfo, Store, check_limits, make_engine
@@ -59,6 +60,7 @@ __all__ = [
     "calibrate_knn_threshold",
     "calibrated_detectors",
     "check_limits",
+    "check_served_outputs",
     "create_app",
     "default_knn_threshold",
     "fit_spread_window",

@@ -155,6 +155,42 @@ class TorchModulePredictor:
         return probs
 
 
+#: Records read by :func:`check_served_outputs`: enough to tell sigmoid values from logits.
+CHECKED_ROWS = 1_000
+
+
+def check_served_outputs(predictor: Predictor, records: np.ndarray, field: str = "--model") -> None:
+    """:class:`InputError` naming ``field`` when a model served as giving logits gives per-class
+    sigmoid values or probabilities on ``records`` (benign records, e.g. the detectors'
+    calibration): the service would answer a softmax of them, every probability wrong without
+    a word. An ONNX model's load sees two zero records, too few to tell; a torch module's
+    factory is run only when served. Other predictors give probabilities and pass."""
+    from miaudit.data import looks_like_probabilities
+    from miaudit.models import OnnxModel, looks_like_sigmoids, sigmoid_problem
+
+    x = np.asarray(records, dtype=np.float64)[:CHECKED_ROWS]
+    if isinstance(predictor, EstimatorPredictor) and isinstance(predictor._est, OnnxModel):
+        if predictor._est.kind == "logits":
+            predictor._est.record_outputs(x, field)
+        return
+    if not isinstance(predictor, TorchModulePredictor):
+        return
+    import torch
+
+    from miaudit.models import torch_threads
+
+    with torch_threads(1), torch.no_grad():
+        logits = predictor._module(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+    if looks_like_probabilities(logits):
+        raise InputError(
+            field,
+            "the module's outputs are probabilities (every row sums to 1): served as logits they "
+            "would go through a softmax twice; return logits from its forward",
+        )
+    if looks_like_sigmoids(logits):
+        raise InputError(field, sigmoid_problem("the module", logits))
+
+
 @dataclass(frozen=True)
 class ModuleSource:
     """The user's code that builds a torch module for ``--model weights.safetensors``: run only
