@@ -14,8 +14,10 @@ def test_adult_benign_keys_quiet_and_a_tight_split_cloud_caught() -> None:
     assert f["benign window"] == {}  # no alert of any detector
     assert f["σ=0.01 over 25 keys window"]["detected"] == 1
     assert f["σ=0.01 over 25 keys window"]["benign_key_alerts"] == 0
-    assert f["interleaved 5×20 window"]["detected"] == 1
+    assert f["interleaved 5×50 window"]["detected"] == 1
+    assert f["interleaved 1×200 window"]["detected"] == 1
     assert f["fillers 512 window"]["detected"] == 1
     assert f["fillers 512 fingerprints"]["detected"] == 0  # the baseline shows the evasion
     assert 5 * 20 <= f["fitted_window"] <= 5_000
+    assert f["fitted_window"] < f["fitted_tight_window"] <= 20_000
     # (the cost's bound is a timing: judged by the full run, not asserted here)

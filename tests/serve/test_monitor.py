@@ -118,7 +118,7 @@ def test_enumeration_of_many_distinct_records_by_one_key() -> None:
 
 
 def test_state_is_bounded() -> None:
-    mon, _ = make(max_keys=3, spread_window=100)
+    mon, _ = make(max_keys=3, spread_window=100, tight_window=100)
     rng = np.random.default_rng(6)
     for k in range(10):
         feed(mon, f"k{k}", rng.normal(size=(60, D)), batch=20)
@@ -131,7 +131,7 @@ def test_the_detectors_state_holds_no_object_the_cycle_collector_tracks_per_reco
     table's lists and per-record cluster objects (about 16 per record) grew the guarded server's
     collections to 100-300 ms in the middle of its answers (benchmarks/bench_guard.py). Distinct
     records, near-duplicates and a window that wraps all leave the count flat."""
-    mon, sink = make(spread_window=2000)
+    mon, sink = make(spread_window=2000, tight_window=2000)
     rng = np.random.default_rng(12)
     feed(mon, "warm", rng.normal(size=(50, D)))  # the key states and buffers exist
     x0 = rng.normal(size=D)
@@ -455,14 +455,35 @@ def test_a_split_cloud_is_caught_however_the_records_between_its_probes_were_cho
         return r.normal(size=(m, D))
 
     for filler in (sharing_a_window, ordinary):
-        mon, sink = make(knn_alarm=10_000, cluster_alarm=12, spread_window=600)
+        mon, sink = make(knn_alarm=10_000, cluster_alarm=12, spread_window=600, tight_window=600)
         # 11 probes of the 12th's window: 10 × (1 + 50) + 1 = 511 records span them
         _probes_interleaved(mon, x0, filler, 50, 12, rng)
         assert sink.of("spread"), filler.__name__
         assert not sink.of("near_duplicate")
-        mon, sink = make(knn_alarm=10_000, cluster_alarm=12, spread_window=600)
+        mon, sink = make(knn_alarm=10_000, cluster_alarm=12, spread_window=600, tight_window=600)
         _probes_interleaved(mon, x0, filler, 60, 12, rng)  # 661 records: past the window
         assert not sink.of("spread"), filler.__name__
+
+
+def test_a_tight_cloud_is_counted_in_a_longer_window() -> None:
+    """Benign records lie within a third of the threshold of each other far less often, so that
+    count keeps a longer window: probes 1e-3 apart spaced past the window at the threshold are
+    still counted there; probes spread to half the threshold are not."""
+    rng = np.random.default_rng(20)
+    x0 = rng.normal(size=D)
+    threshold = default_knn_threshold(D)
+
+    def ordinary(r: np.random.Generator, m: int) -> np.ndarray:
+        return r.normal(size=(m, D))
+
+    for spread_to, caught in ((1e-3, True), (0.5 * threshold / np.sqrt(2 * D), False)):
+        mon, sink = make(knn_alarm=10_000, cluster_alarm=12, spread_window=200, tight_window=800)
+        for i in range(12):  # probes 61 records apart: 11 span 610, past 200, within 800
+            feed(mon, f"acct{i % 6}", (x0 + spread_to * rng.normal(size=D))[None])
+            feed(mon, f"acct{int(rng.integers(6))}", ordinary(rng, 60), batch=20)
+        assert bool(sink.of("spread")) is caught, spread_to
+    mon, sink = make(knn_alarm=10_000, cluster_alarm=12, spread_window=200, tight_radius=0)
+    assert len(mon.scales) == 1
 
 
 def test_a_request_counts_as_its_records_would_one_by_one() -> None:
@@ -474,9 +495,13 @@ def test_a_request_counts_as_its_records_would_one_by_one() -> None:
     x[rng.choice(400, 60, replace=False)] = x0 + 1e-3 * rng.normal(size=(60, D))
     got = []
     for batch in (1, 7, 64, 256):
-        mon, sink = make(knn_alarm=10_000, cluster_alarm=10, spread_window=50, cooldown_s=0)
+        mon, sink = make(
+            knn_alarm=10_000, cluster_alarm=10, spread_window=50, tight_window=90, cooldown_s=0
+        )
         feed(mon, "a", x, batch=batch)
-        got.append([a[3]["records_near"] for a in sink.of("near_duplicate")])
+        got.append(
+            [(a[3]["records_near"], a[3]["records_very_near"]) for a in sink.of("near_duplicate")]
+        )
     assert got[0] and all(g == got[0] for g in got), got
 
 
