@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from miaudit.audit import ExternalTarget
 from miaudit.errors import InputError
 from miaudit.models import OnnxModel, check_onnx_bytes, load_onnx
+from tests.onnx_models import export_onnx
 
 OPSET = [helper.make_opsetid("", 17)]
 W = np.arange(6, dtype=np.float32).reshape(3, 2) / 10
@@ -195,22 +195,11 @@ def test_sklearn_pipeline_through_skl2onnx(sklearn_pipeline, tmp_path) -> None:
     assert target.kind == "probs" and target.outputs.shape == (120, 3)
 
 
-def test_torch_module_through_torch_onnx_export(tmp_path) -> None:
+def test_torch_module_through_torch_onnxexport_onnx(tmp_path) -> None:
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-    path = tmp_path / "net.onnx"
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and offline
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (torch.zeros(2, 4),),
-            str(path),
-            dynamo=False,
-            input_names=["x"],
-            output_names=["logits"],
-            dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
-        )
+    path = export_onnx(net, tmp_path / "net.onnx")
     x = np.random.default_rng(1).normal(size=(5000, 4))  # over one onnxruntime batch
     with torch.no_grad():
         logits = net(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
@@ -445,23 +434,6 @@ def test_log_probabilities_by_name_are_logits_and_a_misnamed_output_is_refused(t
     assert load_onnx(named, kind="logits").kind == "logits"
 
 
-def _export(net, path: Path, output: str) -> Path:
-    import torch
-
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and offline
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (torch.zeros(2, 4),),
-            str(path),
-            dynamo=False,
-            input_names=["x"],
-            output_names=[output],
-            dynamic_axes={"x": {0: "n"}, output: {0: "n"}},
-        )
-    return path
-
-
 def test_per_class_sigmoids_named_as_logits_are_refused_on_the_records(tmp_path) -> None:
     """Red team: a torch module ending in ``nn.Sigmoid`` (a multi-label or one-vs-rest head),
     exported with ``output_names=["logits"]``, loaded as logits, and its values in (0, 1) went
@@ -473,7 +445,9 @@ def test_per_class_sigmoids_named_as_logits_are_refused_on_the_records(tmp_path)
 
     torch.manual_seed(0)
     body = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-    sig = _export(torch.nn.Sequential(body, torch.nn.Sigmoid()), tmp_path / "sig.onnx", "logits")
+    sig = export_onnx(
+        torch.nn.Sequential(body, torch.nn.Sigmoid()), tmp_path / "sig.onnx", "logits"
+    )
     x = np.random.default_rng(2).normal(size=(200, 4))
     assert load_onnx(sig).kind == "logits"  # the trial batch: two zero records, too few
     with pytest.raises(InputError) as err:
@@ -488,7 +462,7 @@ def test_per_class_sigmoids_named_as_logits_are_refused_on_the_records(tmp_path)
         load_onnx(sig, kind="logits").record_outputs(x)
     few = ExternalTarget.from_onnx(sig, x[: MIN_SIGMOID_ROWS - 1], np.arange(3))
     assert few.kind == "logits"
-    plain = _export(body, tmp_path / "plain.onnx", "logits")
+    plain = export_onnx(body, tmp_path / "plain.onnx", "logits")
     target = ExternalTarget.from_onnx(plain, x, np.arange(3))
     with torch.no_grad():
         logits = body(torch.as_tensor(x, dtype=torch.float32)).double().numpy()

@@ -16,6 +16,7 @@ pytest.importorskip("onnxruntime")
 from miaudit.errors import InputError
 from miaudit.models import save_torch_state
 from miaudit.serve import ServeSpec, load_predictor
+from tests.onnx_models import export_onnx
 
 FACTORY = """
 import torch
@@ -251,14 +252,7 @@ def test_a_sigmoid_onnx_export_named_logits_is_refused_on_the_calibration_record
     refused, exit 2, naming --model, and nothing is written."""
     torch.manual_seed(0)
     body = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-    path = tmp_path / "sig.onnx"
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and offline
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            torch.nn.Sequential(body, torch.nn.Sigmoid()), torch.zeros(1, 4), str(path),
-            input_names=["x"], output_names=["logits"],
-            dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, dynamo=False,
-        )  # fmt: skip
+    path = export_onnx(torch.nn.Sequential(body, torch.nn.Sigmoid()), tmp_path / "sig.onnx")
     benign = tmp_path / "benign.npz"
     np.savez(benign, features=np.random.default_rng(3).normal(size=(300, 4)))
     monkeypatch.chdir(tmp_path)
