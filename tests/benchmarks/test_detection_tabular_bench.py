@@ -18,6 +18,8 @@ def test_adult_benign_keys_quiet_and_a_tight_split_cloud_caught() -> None:
     assert f["interleaved 1×200 window"]["detected"] == 1
     assert f["fillers 512 window"]["detected"] == 1
     assert f["fillers 512 fingerprints"]["detected"] == 0  # the baseline shows the evasion
+    assert f["round robin 300×10 window"]["detected"] == 1
+    assert f["clipped decoys window"]["detected"] == 1
     assert 5 * 20 <= f["fitted_window"] <= 5_000
     assert f["fitted_window"] < f["fitted_tight_window"] <= 20_000
     # (the cost's bound is a timing: judged by the full run, not asserted here)

@@ -226,7 +226,7 @@ def test_detector_calibration_from_benign_records(tmp_path, model_file, capsys) 
         db=f"sqlite:///{tmp_path}/g.db", model=str(model_file), secret_file=str(tmp_path / "s")
     )
     predictor = load_predictor(str(model_file))
-    x, _ = synthetic(300, seed=3)
+    x, _ = synthetic(1_200, seed=3)
     x = x * 1000.0
     np.savez(tmp_path / "benign.npz", features=x)
     done = _with_calibrated_detectors(spec, tmp_path / "benign.npz", predictor)
@@ -238,7 +238,7 @@ def test_detector_calibration_from_benign_records(tmp_path, model_file, capsys) 
     assert "raw units" in capsys.readouterr().err
     np.savez(tmp_path / "narrow.npz", features=x[:, :2])
     np.savez(tmp_path / "few.npz", features=x[:50])
-    for name, why in (("narrow", "the model takes"), ("few", "at least 100")):
+    for name, why in (("narrow", "the model takes"), ("few", "at least 1,000")):
         with pytest.raises(InputError, match=why) as err:
             _with_calibrated_detectors(spec, tmp_path / f"{name}.npz", predictor)
         assert err.value.field == "--detector-calibration"
@@ -415,7 +415,7 @@ def test_refused_serve_leaves_no_secret_or_database(
         assert _files(tmp_path) == before
     ran = []
     monkeypatch.setattr(cli, "_run_workers", lambda spec, **kw: ran.append(spec))
-    np.savez(tmp_path / "benign.npz", features=synthetic(200)[0])
+    np.savez(tmp_path / "benign.npz", features=synthetic(1_200)[0])
     from miaudit.cli._app import main
 
     main([*serve, "--db", "sqlite:///new.db", "--detector-calibration", "benign.npz"])

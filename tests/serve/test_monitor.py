@@ -14,6 +14,7 @@ from miaudit.serve import (
     default_knn_threshold,
     record_hashes,
 )
+from miaudit.serve._monitor import WINDOW_ROWS
 from tests.serve.conftest import SECRET
 
 D = 8
@@ -108,6 +109,65 @@ def test_a_spread_alert_accuses_senders_of_probes_and_only_names_a_bystander() -
     assert all("bystander" in a[2] for a in spread)
 
 
+def test_one_record_near_a_probed_point_is_named_not_accused() -> None:
+    """Red team: 19 records placed near a record another key would send got that key accused,
+    and no placing key; a benign key scoring a probed record after an attack was accused too.
+    A key is accused for a second record near the point; a count with no such key accuses none
+    and names them all."""
+    rng = np.random.default_rng(21)
+    x0 = rng.normal(size=D)
+
+    def near() -> np.ndarray:
+        return (x0 + 1e-4 * rng.normal(size=D))[None]
+
+    mon, sink = make(knn_alarm=10_000, cluster_alarm=20)
+    for i in range(19):  # placed from 19 keys, one record each
+        feed(mon, f"placer{i}", near())
+    feed(mon, "victim", near())
+    spread = sink.of("spread")
+    assert [a[1] for a in spread] == [None] and "victim" in spread[0][2]
+    mon, sink = make(knn_alarm=10_000, cluster_alarm=20)
+    for _ in range(19):  # placed from one key
+        feed(mon, "placer", near())
+    feed(mon, "victim", near())
+    assert {a[1] for a in sink.of("spread")} == {"placer"}
+    mon, sink = make(knn_alarm=10_000, cluster_alarm=20)
+    for i in range(40):  # an attack split over 8 keys, then a benign key scores the record
+        feed(mon, f"acct{i % 8}", near())
+    feed(mon, "bystander", near())
+    accused = {a[1] for a in sink.of("spread")}
+    assert accused and "bystander" not in accused and accused <= {f"acct{i}" for i in range(8)}
+
+
+def test_rows_differing_only_past_the_clip_are_one_point_to_every_detector() -> None:
+    """Red team: the request's sample clipped standardised values and the per-key buffer did
+    not, so decoys differing only past the clip (1e13 against 1e14) were one crowded point to
+    the sample, filled it, and lay far apart in the buffer: probes beside them went unseen."""
+    mon, sink = make(knn_alarm=10)
+    x = np.zeros((60, D))
+    x[:, 0] = 10.0 ** rng_exponents(60)
+    feed(mon, "a", x, batch=1)
+    assert sink.of("perturbation")
+
+
+def rng_exponents(n: int) -> np.ndarray:
+    return np.random.default_rng(22).uniform(13, 18, size=n)
+
+
+def test_every_row_of_a_large_request_reaches_the_windows() -> None:
+    """Probes one per request among distinct records: the windows read every row of a request
+    up to WINDOW_ROWS, so 20 copies of a point in 20 requests of 1,000 rows are counted (the
+    per-key sample of 512 rows held each with probability about one half)."""
+    rng = np.random.default_rng(23)
+    x0 = rng.normal(size=D)
+    mon, sink = make(knn_alarm=10_000, cluster_alarm=20)
+    for i in range(20):
+        x = rng.normal(size=(1_000, D)) * 3
+        x[int(rng.integers(1_000))] = x0 + 1e-4 * rng.normal(size=D)
+        feed(mon, f"acct{i % 2}", x, batch=1_000)
+    assert sink.of("spread")
+
+
 def test_enumeration_of_many_distinct_records_by_one_key() -> None:
     mon, sink = make(enumeration_threshold=500)
     rng = np.random.default_rng(5)
@@ -151,7 +211,7 @@ def test_large_batches_are_sampled_for_the_geometric_detectors() -> None:
     x0 = rng.normal(size=D)
     feed(mon, "a", x0 + 0.01 * rng.normal(size=(5000, D)), batch=5000)
     assert sink.of("perturbation")
-    assert mon._filled == 64
+    assert mon._filled == WINDOW_ROWS  # the windows read more rows than the per-key sample
 
 
 def test_the_sampled_rows_of_a_large_request_cannot_be_computed_in_advance() -> None:
@@ -212,7 +272,7 @@ def test_calibrated_detectors_standardise_on_benign_records() -> None:
 
     rng = np.random.default_rng(9)
     scale = np.array([1e5, 1.0, 0.01, 3.0, 1.0, 1.0, 1.0, 0.0])
-    benign = rng.normal(size=(600, D)) * scale + 7.0
+    benign = rng.normal(size=(1_200, D)) * scale + 7.0
     cfg = calibrated_detectors(benign)
     np.testing.assert_allclose(cfg.center, benign.mean(axis=0))
     np.testing.assert_allclose(cfg.scale[:7], benign.std(axis=0)[:7])
@@ -231,13 +291,14 @@ def test_calibrated_detectors_standardise_on_benign_records() -> None:
     feed(mon, "a", benign[1:301])
     feed(mon, "a", probes)
     assert sink.of("perturbation") and not raw_sink.of("perturbation")
-    with pytest.raises(InputError, match="at least 100"):
-        calibrated_detectors(benign[:99])
+    with pytest.raises(InputError, match="at least 1,000"):
+        calibrated_detectors(benign[:999])
+    assert calibrated_detectors(benign[:500], DetectorConfig(knn_buffer=500)).knn_threshold
     with pytest.raises(InputError, match="threshold is 0"):  # verification red team
-        calibrated_detectors(np.repeat(benign[:40], 6, axis=0))
+        calibrated_detectors(np.repeat(benign[:200], 6, axis=0))
     with pytest.raises(InputError, match="not finite"):
         calibrated_detectors(
-            np.where(np.arange(D) == 0, 1e300, benign) * np.r_[1, 1, -1].repeat(200)[:600, None]
+            np.where(np.arange(D) == 0, 1e300, benign) * np.r_[1, 1, -1].repeat(400)[:, None]
         )
 
 
@@ -486,6 +547,40 @@ def test_a_tight_cloud_is_counted_in_a_longer_window() -> None:
     assert len(mon.scales) == 1
 
 
+def test_many_records_probed_in_turn_raise_near_share() -> None:
+    """Red team: probing many records in turn, one query per record per round, keeps every
+    point's count below the windows' alarm once there are more records than a window's
+    length over 19, at no extra cost. Nearly every record of such a key lands near an earlier
+    one, where few benign records do: its share raises ``near_share``. Ordinary keys, and
+    the same probes given one fresh record each per probe, raise nothing."""
+    rng = np.random.default_rng(24)
+    targets = rng.normal(size=(60, D)) * 3  # 60 > 200 / 19: no point reaches 20 in a window
+    settings = {"knn_alarm": 10_000, "spread_window": 200, "tight_window": 200}
+
+    def attack(mon: Monitor, fresh_per_probe: int) -> None:
+        for _ in range(10):  # rounds: one probe of every record
+            for t, x0 in enumerate(targets):
+                feed(mon, f"acct{t % 2}", (x0 + 1e-3 * rng.normal(size=D))[None])
+                if fresh_per_probe:
+                    feed(mon, f"acct{t % 2}", rng.normal(size=(fresh_per_probe, D)) * 3, 8)
+
+    mon, sink = make(**settings)
+    feed(mon, "benign", rng.normal(size=(1_000, D)) * 3, batch=10)
+    attack(mon, 0)
+    assert not sink.of("spread") and not sink.of("near_duplicate")
+    assert {a[1] for a in sink.of("near_share")} == {"acct0", "acct1"}
+    assert mon.near_share_alarm == max(50, 1 + int(binom_isf(1e-9, 200, 0.15)))
+    mon, sink = make(**settings)
+    attack(mon, 3)  # a quarter of each key's records near an earlier one: under the floor
+    assert not sink.of("near_share")
+
+
+def binom_isf(p: float, n: int, q: float) -> float:
+    from scipy.stats import binom
+
+    return float(binom.isf(p, n, q))
+
+
 def test_a_request_counts_as_its_records_would_one_by_one() -> None:
     """Rows of one request see the window and the earlier rows, and row i no longer sees the
     window's i oldest records once it is full: the alarms match a one-by-one feed."""
@@ -576,7 +671,7 @@ def test_detector_settings_as_numpy_or_json_give_them_are_taken() -> None:
 
 def test_the_largest_window_is_not_allocated_up_front() -> None:
     mon = Monitor(DetectorConfig(spread_window=100_000), D, SECRET, Sink())
-    assert mon._ring.nbytes <= 1024 * D * 4
+    assert mon._ring.nbytes <= 1024 * D * 8
     feed(mon, "a", np.random.default_rng(15).normal(size=(3000, D)), batch=100)
     assert 3000 <= len(mon._ring) <= 4096 and mon._filled == 3000
 
