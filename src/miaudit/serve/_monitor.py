@@ -1,6 +1,7 @@
 """Probing detectors (docs/method.md §10): what query patterns reveal, and what they cannot.
 
-Four detectors look at every answered record, in the order it arrived:
+Five detectors look at every answered record, in the order it arrived (standardised, and
+clipped to ±:data:`CLIP` alike for every geometric one):
 
 - ``repeat`` — the same record (exact keyed hash) queried again and again by one key.
 - ``perturbation`` — many near-identical queries around one point by one key: the stateful
@@ -12,19 +13,24 @@ Four detectors look at every answered record, in the order it arrived:
   queries.
 - ``near_duplicate`` / ``spread`` — many queries around one point *across keys*: a record with
   ``cluster_alarm`` records (itself included) within the k-NN threshold among the last
-  ``spread_window`` records of all keys raises ``spread`` when they come from two or more keys
-  (an attack split over accounts), ``near_duplicate`` when from one; the alert is the key's
-  that sent that record, and names every key with a record near. The window is of records,
-  not of any index's buckets, so nothing a client sends pushes a probe out early but records
-  themselves: an attacker must interleave about ``spread_window / cluster_alarm`` other records
-  between consecutive probes of one point to stay below the alarm, whatever they are (the
-  Blacklight-style hashed-window fingerprints before this kept each window's latest 256
-  records, and 512 records sharing one window with a probe run, or 10 ordinary Adult records
-  between probes, hid it: red team). The window is what keeps busy benign traffic quiet: the
-  count of benign records near a record grows with it, so :func:`calibrated_detectors` fits it
-  on benign records to an expected :data:`SPREAD_FALSE_ALARMS` per benign record (binomial
-  counts, each record's neighbour rate measured on the benign set). Cost: one distance per
-  record in the window, exact (``cdist``), in at most :data:`KEPT_DIMS` dimensions.
+  ``spread_window`` records of all keys, or within ``tight_radius`` of it among the last
+  ``tight_window``, raises ``spread`` when they come from two or more keys (an attack split
+  over accounts), ``near_duplicate`` when from one. The alert names every key with a record
+  near and accuses those with two or more (:meth:`Monitor._alarm`). The windows are of
+  records, so nothing a client sends pushes a probe out early but records themselves: a
+  point's probes spaced more than a window's length over ``cluster_alarm - 1`` apart are never
+  counted together (the Blacklight-style hashed-window fingerprints before this kept each
+  window's latest 256 records, and 512 records sharing one window with a probe run hid it:
+  red team). The windows are what keep busy benign traffic quiet: the count of benign records
+  near a record grows with them, so :func:`calibrated_detectors` fits each on benign records
+  to an expected :data:`SPREAD_FALSE_ALARMS` per benign record (binomial counts, each record's
+  neighbour rate measured on the benign set). Cost: one distance per record in the windows
+  (‖a‖² + ‖b‖² − 2a·b, BLAS), in at most :data:`KEPT_DIMS` dimensions; every row of a request
+  up to :data:`WINDOW_ROWS`.
+- ``near_share`` — a key whose last ``near_share_records`` records landed near an earlier
+  record in the windows far more often than benign records do (``benign_near_share``,
+  measured on calibration): many records probed in turn, each point's probes too far apart for
+  the windows (:meth:`Monitor._near_share`).
 - ``enumeration`` — one key querying ``enumeration_threshold`` distinct records (broad sweeps,
   model extraction, scoring a whole candidate list).
 
@@ -33,7 +39,7 @@ after offline reference training) look exactly like benign scoring of distinct r
 signal left is their volume (``enumeration``), which honest bulk users share. Against them, the
 output policy and the budget are the controls.
 
-State is in memory, per server process, bounded (``max_keys`` keys, ``spread_window``
+State is in memory, per server process, bounded (``max_keys`` keys, the longer window's
 positions), and held in arrays and untracked objects: a full collection scans every tracked
 object while every thread waits, and the fingerprint table's lists and cluster objects (about
 16 per record) once made the guarded server's collections take 100–300 ms in the middle of its
