@@ -575,6 +575,44 @@ def test_many_records_probed_in_turn_raise_near_share() -> None:
     assert not sink.of("near_share")
 
 
+def test_near_share_counts_a_keys_own_probes_not_repeats_or_others_records() -> None:
+    """Second red team: exact copies counted as near, and any key's records did, so a retried
+    request of 100 rows, a key scoring a list another key had scored, and a key whose records
+    a client had placed near-copies of, all raised ``near_share``."""
+    rng = np.random.default_rng(25)
+    settings = {"knn_alarm": 10_000, "repeat_threshold": 10**6}
+    listed = rng.normal(size=(300, D)) * 3
+    mon, sink = make(**settings)
+    feed(mon, "retry", listed[:100], batch=100)
+    feed(mon, "retry", listed[:100], batch=100)  # the same request again
+    feed(mon, "first", listed, batch=20)
+    feed(mon, "second", listed, batch=20)  # a list another key scored
+    placed = listed + 1e-3 * rng.normal(size=listed.shape)
+    feed(mon, "placer", placed, batch=20)
+    feed(mon, "victim", listed, batch=20)  # near-copies of its records were placed first
+    assert not sink.of("near_share")
+
+
+def test_an_unaccused_cluster_names_every_key_and_cannot_hide_another() -> None:
+    """Second red team: alerts accusing no key shared one cooldown, so 20 throwaway keys each
+    sending one record took the slot and a split attack's keys appeared in no alert; and the
+    first alert named only the keys that had sent a probe by then. Each named key is named
+    once per cooldown now."""
+    rng = np.random.default_rng(26)
+    mon, sink = make(knn_alarm=10_000, near_share_records=0)
+    junk = rng.normal(size=D) * 3
+    for i in range(20):  # a decoy cluster: one record from each of 20 keys
+        feed(mon, f"junk{i}", (junk + 1e-4 * rng.normal(size=D))[None])
+    for t in range(5):  # the attack: key j sends probe j of every record
+        x0 = rng.normal(size=D) * 3
+        for j in range(40):
+            feed(mon, f"atk{j}", (x0 + 1e-4 * rng.normal(size=D))[None])
+    unaccused = [a for a in sink.of("spread") if a[1] is None]
+    named = set().union(*(a[2] for a in unaccused))
+    assert {f"atk{j}" for j in range(40)} <= named
+    assert not [a for a in sink.of("spread") if a[1] is not None]  # one record near each point
+
+
 def binom_isf(p: float, n: int, q: float) -> float:
     from scipy.stats import binom
 

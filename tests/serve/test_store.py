@@ -257,3 +257,17 @@ def test_a_reader_pinning_the_wal_does_not_hold_the_writers(tmp_path) -> None:
         assert busy == 0 and pages == copied
     finally:
         store.close()
+
+
+def test_alerts_of_a_key_include_those_naming_it(any_store) -> None:
+    """A cluster with no key sending two records near its point accuses none and names them
+    all: looking a key up must show those alerts too (second red team), and a key whose id
+    holds LIKE's wildcards matches only itself."""
+    any_store.add_alert("spread", None, ["aaaa", "bbbb"], {"records_near": 20})
+    any_store.add_alert("spread", "cccc", ["cccc", "dddd"], {"records_near": 20})
+    any_store.add_alert("perturbation", "a%_b", ["a%_b"], {})
+    assert [a.key_id for a in any_store.list_alerts(key_id="bbbb")] == [None]
+    assert [a.key_id for a in any_store.list_alerts(key_id="dddd")] == ["cccc"]
+    assert [a.key_id for a in any_store.list_alerts(key_id="cccc")] == ["cccc"]
+    assert [a.key_id for a in any_store.list_alerts(key_id="a%_b")] == ["a%_b"]
+    assert any_store.list_alerts(key_id="a%") == [] and any_store.list_alerts(key_id="aa") == []

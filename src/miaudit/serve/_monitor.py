@@ -432,6 +432,7 @@ class _KeyState:
     near: bytearray = field(default_factory=bytearray)
     near_count: int = 0
     near_pos: int = 0
+    code: int = 0  # the key's number in the windows' ring (a key evicted and back: a new one)
 
 
 AlertSink = Callable[[str, str | None, list[str], dict[str, Any]], None]
@@ -479,6 +480,8 @@ class Monitor:
         self._ring_sq = np.zeros(len(self._ring))  # squared norms of the positions
         self._ring_keys: list[str] = [""] * len(self._ring)
         self._ring_qn = np.zeros(len(self._ring), dtype=np.int64)
+        self._ring_code = np.full(len(self._ring), -1, dtype=np.int64)
+        self._codes = 0  # key numbers given so far
         self._filled = 0
         self._slot = 0
         self._next = 0  # the next record's query number
@@ -642,7 +645,17 @@ class Monitor:
                 own.append(mine)
             for i in np.flatnonzero(np.max(counts, axis=0) >= self.cfg.cluster_alarm):
                 self._alarm(key_id, int(i), counts, masks, own, now)
-            self._near_share(key_id, np.max(counts, axis=0) >= 2, now)
+            # near_share: near a record of the key's own, at either scale, and not the same
+            # record again (a retried request, a list scored twice: `repeat` counts those)
+            st = self._keys.get(key_id)
+            if st is not None:
+                same = d2 <= 1e-9 * (1 + sq[:, None] + self._ring_sq[None, : self._filled])
+                mine = self._ring_code[None, : self._filled] == st.code
+                near_own = (np.logical_or.reduce(masks) & mine & ~same).any(axis=1)
+                same_within = d2_within <= 1e-9 * (1 + sq[:, None] + sq[None, :])
+                threshold2 = self.scales[0][0] ** 2
+                near_own |= (earlier & (d2_within <= threshold2) & ~same_within).any(axis=1)
+                self._near_share(key_id, st, near_own, now)
             self._remember(key_id, chunk, sq)
 
     def _alarm(
@@ -686,21 +699,46 @@ class Monitor:
         for k in accused:
             self._alert(detector, k, keys, {**detail, "records_of_key": per_key[k]}, now)
         if not accused:
-            self._alert(detector, None, keys, detail, now)
+            self._alert_unaccused(detector, keys, detail, now)
 
-    def _near_share(self, key_id: str, near: np.ndarray, now: float) -> None:
-        """Add ``near`` (whether each of the key's new records had another near it in the
-        windows) to the key's last ``near_share_records``, and alarm when their share is
-        improbable for benign traffic (``near_share``).
+    def _alert_unaccused(
+        self, detector: str, keys: list[str], detail: dict[str, Any], now: float
+    ) -> None:
+        """An alert accusing no key, naming ``keys``, when one of them has not been named in such
+        an alert within ``cooldown_s``. One cooldown for all of them let 20 throwaway keys
+        sending one record each take the slot, and a split attack's 40 keys then appeared in
+        no alert; and the first alert named only the 20 keys that had sent a probe by then
+        (red team). Per named key, every key in a cluster is named once per cooldown."""
+        fresh = [
+            k
+            for k in keys
+            if now - self._last_alert.get((f"{detector}:named", k), -math.inf)
+            >= self.cfg.cooldown_s
+        ]
+        if fresh:
+            for k in keys:
+                self._last_alert[(f"{detector}:named", k)] = now
+            self._alert(
+                detector, None, keys, {**detail, "newly_named": len(fresh)}, now, cooldown=False
+            )
+
+    def _near_share(self, key_id: str, st: _KeyState, near: np.ndarray, now: float) -> None:
+        """Add ``near`` (whether each of the key's new records lay near an earlier record of its
+        own in the windows, and was not that record again) to the key's last
+        ``near_share_records``, and alarm when their share is improbable for benign traffic.
 
         An attack that sends several queries about each of many records in turn, one query per
         record per round, keeps every point's count below the windows' alarm once it probes
         more than a window's length over 19 records, at no extra cost (red team: 1,665 Adult
-        records × 30 probes from 5 keys raised nothing). Yet nearly every one of its records
-        lands near an earlier probe of the same record, where about one benign record in ten
-        does; so the key's share gives it away, whatever the order."""
-        n, st = self.cfg.near_share_records, self._keys.get(key_id)
-        if n == 0 or st is None:
+        records × 30 probes from 5 keys raised nothing). Yet nearly every record of such a key
+        lands near one of its own earlier probes; so its share gives it away, whatever the
+        order, while it probes fewer records than the windows span. A key's own records only:
+        counted near any key's, a client placing near-copies of records another key would send
+        raised this alert on that key (second red team); and never the same record again: a
+        retried request, or a list scored twice, is `repeat`'s to judge. The benign share
+        calibration measures counts any key's records, an upper bound on a key's own."""
+        n = self.cfg.near_share_records
+        if n == 0:
             return
         if not st.near:
             st.near = bytearray(n)
@@ -734,11 +772,14 @@ class Monitor:
             self._ring = np.concatenate([self._ring, np.empty((more, self._ring.shape[1]))])
             self._ring_sq = np.concatenate([self._ring_sq, np.zeros(more)])
             self._ring_qn = np.concatenate([self._ring_qn, np.zeros(more, np.int64)])
+            self._ring_code = np.concatenate([self._ring_code, np.full(more, -1, np.int64)])
             self._ring_keys.extend([""] * more)
         slots = (self._slot + np.arange(c)) % cap
         self._ring[slots] = chunk
         self._ring_sq[slots] = sq
         self._ring_qn[slots] = self._next + np.arange(c)
+        st = self._keys.get(key_id)
+        self._ring_code[slots] = st.code if st is not None else -1
         for j in slots.tolist():
             self._ring_keys[j] = key_id
         self._next += c
@@ -752,7 +793,10 @@ class Monitor:
         if st is None:
             # float32: a key's buffer is knn_buffer × d numbers (784 pixels: 3.1 MB, not 6.3),
             # and distances at the threshold's scale need no more digits
-            st = _KeyState(buffer=np.zeros((self.cfg.knn_buffer, self.d), dtype=np.float32))
+            st = _KeyState(
+                buffer=np.zeros((self.cfg.knn_buffer, self.d), dtype=np.float32), code=self._codes
+            )
+            self._codes += 1
             self._keys[key_id] = st
             while len(self._keys) > self.cfg.max_keys:
                 self._keys.popitem(last=False)
@@ -761,10 +805,17 @@ class Monitor:
         return st
 
     def _alert(
-        self, detector: str, key_id: str | None, keys: list[str], detail: dict[str, Any], now: float
+        self,
+        detector: str,
+        key_id: str | None,
+        keys: list[str],
+        detail: dict[str, Any],
+        now: float,
+        *,
+        cooldown: bool = True,
     ) -> bool:
         last = self._last_alert.get((detector, key_id))
-        if last is not None and now - last < self.cfg.cooldown_s:
+        if cooldown and last is not None and now - last < self.cfg.cooldown_s:
             return False
         self._last_alert[(detector, key_id)] = now
         try:
