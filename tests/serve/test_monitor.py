@@ -603,7 +603,7 @@ def test_an_unaccused_cluster_names_every_key_and_cannot_hide_another() -> None:
     junk = rng.normal(size=D) * 3
     for i in range(20):  # a decoy cluster: one record from each of 20 keys
         feed(mon, f"junk{i}", (junk + 1e-4 * rng.normal(size=D))[None])
-    for t in range(5):  # the attack: key j sends probe j of every record
+    for _ in range(5):  # the attack: key j sends probe j of every record
         x0 = rng.normal(size=D) * 3
         for j in range(40):
             feed(mon, f"atk{j}", (x0 + 1e-4 * rng.normal(size=D))[None])

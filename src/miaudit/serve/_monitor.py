@@ -353,7 +353,7 @@ def fit_spread_window(
     ``cluster_alarm − 1`` or more. The expected rate is the mean of those tail probabilities:
     increasing in w, so the largest w meeting it is found by bisection. On Adult, at twice the
     windows fitted on 5,000 records it predicted 7.9e-4 alarms per benign record, and 20,000
-    benign records raised 14 alerts (7e-4; ``python -m benchmarks run detection_tabular``)."""
+    benign records raised 6 alerts (3e-4; ``python -m benchmarks run detection_tabular``)."""
     return largest_window(neighbour_rates(z, threshold), cluster_alarm, most, rate)
 
 
@@ -622,9 +622,10 @@ class Monitor:
 
         A record counts for row i when fewer than the window's length of records came between
         (query numbers), exactly as if the rows came one by one. Squared distances are
-        ‖a‖² + ‖b‖² − 2a·b in float64 with the ring's norms kept: positions are clipped to
-        ±:data:`CLIP`, so the cancellation error stays below 10⁻¹ standard units² even there,
-        and 10⁻¹² for ordinary records."""
+        ‖a‖² + ‖b‖² − 2a·b in float64 with the ring's norms kept: the cancellation error grows
+        with the norms, about 10⁻¹² standard units² for ordinary records and a few units² for
+        records at the clip (±:data:`CLIP` in every feature), which lie 10⁶ deviations from
+        any benign record either way."""
         positions = self._kept_positions(z)
         step = min(_CHUNK_ROWS, min(w for _, w in self.scales))
         for s in range(0, len(positions), step):
@@ -676,7 +677,8 @@ class Monitor:
         a benign key scoring a probed record after an attack was accused like the attacker
         (red team). One record near a point is what any client may send; a second near the
         same point is the key's own doing. A split attack's keys are accused as they go on,
-        each once it has sent a second probe near a point."""
+        each once it has sent a second probe near a point; one that gives each key one probe
+        per point accuses none, and its alerts name them all."""
         cfg = self.cfg
         per_key: Counter[str] = Counter()
         for n, m, mine in zip(counts, masks, own, strict=True):
