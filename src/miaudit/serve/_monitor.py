@@ -651,8 +651,8 @@ class Monitor:
             st = self._keys.get(key_id)
             if st is not None:
                 same = d2 <= 1e-9 * (1 + sq[:, None] + self._ring_sq[None, : self._filled])
-                mine = self._ring_code[None, : self._filled] == st.code
-                near_own = (np.logical_or.reduce(masks) & mine & ~same).any(axis=1)
+                keys_own = self._ring_code[None, : self._filled] == st.code
+                near_own = (np.logical_or.reduce(masks) & keys_own & ~same).any(axis=1)
                 same_within = d2_within <= 1e-9 * (1 + sq[:, None] + sq[None, :])
                 threshold2 = self.scales[0][0] ** 2
                 near_own |= (earlier & (d2_within <= threshold2) & ~same_within).any(axis=1)
