@@ -89,6 +89,12 @@ def _population(
 
 
 def run(size: str) -> BenchResult:
+    # removed on return and on error (a database per service started): mkdtemp left them all
+    with tempfile.TemporaryDirectory(prefix="bench_detection_", ignore_cleanup_errors=True) as d:
+        return _run(size, Path(d))
+
+
+def _run(size: str, tmp: Path) -> BenchResult:
     from sklearn.neural_network import MLPClassifier
 
     from miaudit.attacks._label_only import (
@@ -116,7 +122,6 @@ def run(size: str) -> BenchResult:
     pop, _ = _population(20_000, rng, centers)
     mean, std = pop.mean(axis=0), pop.std(axis=0)
     detectors = DetectorConfig(center=tuple(mean.tolist()), scale=tuple(std.tolist()))
-    tmp = Path(tempfile.mkdtemp(prefix="bench_detection_"))
     secret = bytes(range(32))
     counter = iter(range(10**6))
 
