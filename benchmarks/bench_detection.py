@@ -36,11 +36,11 @@ by the attacker's keys before the first alert, and alerts per benign key.
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._folders import in_temporary_folder
 from benchmarks._schema import BenchResult
 
 CLAIM = "Query-hungry label-only attacks are detected, one-query-per-record traffic is not, benign keys raise no alert (reported)"
@@ -89,9 +89,7 @@ def _population(
 
 
 def run(size: str) -> BenchResult:
-    # removed on return and on error (a database per service started): mkdtemp left them all
-    with tempfile.TemporaryDirectory(prefix="bench_detection_", ignore_cleanup_errors=True) as d:
-        return _run(size, Path(d))
+    return in_temporary_folder("bench_detection_", _run, size)
 
 
 def _run(size: str, tmp: Path) -> BenchResult:

@@ -39,13 +39,13 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks._folders import in_temporary_folder
 from benchmarks._schema import BenchResult
 
 CLAIM = "At 200 requests/s (one record each, loopback), the guard adds at most 5 ms to /predict's p99 latency, pooled over every request of 8 alternating rounds"
@@ -243,9 +243,7 @@ async def _closed_loop(url: str, tokens: list[str | None], seconds: float) -> fl
 
 
 def run(size: str) -> BenchResult:
-    # removed on return and on error (the model, the key store and both servers' logs): mkdtemp left one folder a run
-    with tempfile.TemporaryDirectory(prefix="bench_guard_", ignore_cleanup_errors=True) as folder:
-        return _run(size, Path(folder))
+    return in_temporary_folder("bench_guard_", _run, size)
 
 
 def _run(size: str, tmp: Path) -> BenchResult:

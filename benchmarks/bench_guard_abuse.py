@@ -26,13 +26,13 @@ import os
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._folders import in_temporary_folder
 from benchmarks._schema import BenchResult
 from benchmarks.bench_guard import _cpu_pressure, _start
 
@@ -202,9 +202,7 @@ def _timing(
 
 
 def run(size: str) -> BenchResult:
-    # removed on return and on error (the model, the key store and the server's log): mkdtemp left one folder a run
-    with tempfile.TemporaryDirectory(prefix="bench_abuse_", ignore_cleanup_errors=True) as folder:
-        return _run(size, Path(folder))
+    return in_temporary_folder("bench_abuse_", _run, size)
 
 
 def _run(size: str, tmp: Path) -> BenchResult:

@@ -21,7 +21,6 @@ import asyncio
 import gc
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._folders import in_temporary_folder
 from benchmarks._schema import BenchResult
 
 CLAIM = (
@@ -135,9 +135,7 @@ async def _saturated(
 
 
 def run(size: str) -> BenchResult:
-    # removed on return and on error (the database and its WAL: tens of MB): mkdtemp left one folder a run
-    with tempfile.TemporaryDirectory(prefix="bench_wal_", ignore_cleanup_errors=True) as folder:
-        return _run(size, Path(folder))
+    return in_temporary_folder("bench_wal_", _run, size)
 
 
 def _run(size: str, tmp: Path) -> BenchResult:

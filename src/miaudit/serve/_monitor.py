@@ -627,6 +627,7 @@ class Monitor:
         records at the clip (±:data:`CLIP` in every feature), which lie 10⁶ deviations from
         any benign record either way."""
         positions = self._kept_positions(z)
+        st = self._keys.get(key_id)  # None only where a benchmark times this alone
         step = min(_CHUNK_ROWS, min(w for _, w in self.scales))
         for s in range(0, len(positions), step):
             chunk = positions[s : s + step]
@@ -648,7 +649,6 @@ class Monitor:
                 self._alarm(key_id, int(i), counts, masks, own, now)
             # near_share: near a record of the key's own, at either scale, and not the same
             # record again (a retried request, a list scored twice: `repeat` counts those)
-            st = self._keys.get(key_id)
             if st is not None:
                 same = d2 <= 1e-9 * (1 + sq[:, None] + self._ring_sq[None, : self._filled])
                 keys_own = self._ring_code[None, : self._filled] == st.code
@@ -657,7 +657,7 @@ class Monitor:
                 threshold2 = self.scales[0][0] ** 2
                 near_own |= (earlier & (d2_within <= threshold2) & ~same_within).any(axis=1)
                 self._near_share(key_id, st, near_own, now)
-            self._remember(key_id, chunk, sq)
+            self._remember(key_id, -1 if st is None else st.code, chunk, sq)
 
     def _alarm(
         self,
@@ -764,9 +764,9 @@ class Monitor:
                 if fired:  # as the k-NN buffer after an alarm: judged afresh from here
                     st.near, st.near_count, st.near_pos = bytearray(n), 0, 0
 
-    def _remember(self, key_id: str, chunk: np.ndarray, sq: np.ndarray) -> None:
+    def _remember(self, key_id: str, code: int, chunk: np.ndarray, sq: np.ndarray) -> None:
         """Write ``chunk``'s positions (and squared norms ``sq``) into the ring, over its
-        oldest records."""
+        oldest records, as the key ``key_id`` numbered ``code``."""
         cap, c = self._capacity, len(chunk)
         if self._filled + c > len(self._ring) and len(self._ring) < cap:
             grown = min(cap, max(2 * len(self._ring), self._filled + c))
@@ -780,8 +780,7 @@ class Monitor:
         self._ring[slots] = chunk
         self._ring_sq[slots] = sq
         self._ring_qn[slots] = self._next + np.arange(c)
-        st = self._keys.get(key_id)
-        self._ring_code[slots] = st.code if st is not None else -1
+        self._ring_code[slots] = code
         for j in slots.tolist():
             self._ring_keys[j] = key_id
         self._next += c
